@@ -1,0 +1,233 @@
+#include "cli/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "net/dialer.h"
+#include "rpc/auth.h"
+#include "rpc/client.h"
+#include "rpc/codec.h"
+
+#define CONNECT_TIMEOUT_MS 5000
+#define CALL_TIMEOUT_MS    10000
+
+static const char *const status_names[] = {
+    "OK",          "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED", "NOT_FOUND",   "ALREADY_EXISTS",    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL",        "UNAVAILABLE",       "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+static const char *status_name(grpc_status_code st)
+{
+    if ((unsigned)st < sizeof(status_names) / sizeof(status_names[0]))
+        return status_names[st];
+    return "UNKNOWN";
+}
+
+int cli_exit_status(grpc_status_code st)
+{
+    return st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_UNAUTHENTICATED ||
+                   st == GRPC_STATUS_DEADLINE_EXCEEDED
+               ? 3
+               : 1;
+}
+
+int cli_conn_open(struct cli_conn *c, const struct config *cfg, const char *auth_key)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->target, sizeof(c->target), strchr(cfg->master_host, ':') ? "[%s]:%d" : "%s:%d",
+             cfg->master_host, cfg->master_port);
+    char err[256];
+    int fd = -1;
+    int rc = dial_blocking(cfg->master_host, cfg->master_port, CONNECT_TIMEOUT_MS, &fd, err,
+                           sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "crawlab-node: cannot connect to the master %s: %s\n", c->target, err);
+        return rc;
+    }
+    if (auth_key && !(c->auth_key = strdup(auth_key))) {
+        close(fd);
+        return -ENOMEM;
+    }
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    c->channel = grpc_channel_create_from_fd(c->target, fd, creds, cli_channel_args());
+    grpc_channel_credentials_release(creds);
+    c->cq = grpc_completion_queue_create_for_pluck(NULL);
+    return 0;
+}
+
+void cli_conn_close(struct cli_conn *c)
+{
+    if (c->channel)
+        grpc_channel_destroy(c->channel);
+    if (c->cq) {
+        grpc_completion_queue_shutdown(c->cq);
+        grpc_completion_queue_destroy(c->cq);
+    }
+    free(c->auth_key);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Runs one batch and waits for it. */
+static bool run_batch(struct cli_conn *c, grpc_call *call, const grpc_op *ops, size_t n)
+{
+    int tag;
+    if (grpc_call_start_batch(call, ops, n, &tag, NULL) != GRPC_CALL_OK)
+        return false;
+    grpc_event ev = grpc_completion_queue_pluck(c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                                NULL);
+    return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+struct call_state {
+    grpc_call *call;
+    grpc_metadata auth;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code status;
+    grpc_slice details;
+};
+
+static void call_begin(struct cli_conn *c, struct call_state *s, const char *method,
+                       uint64_t timeout_ms)
+{
+    memset(s, 0, sizeof(*s));
+    s->details = grpc_empty_slice();
+    grpc_metadata_array_init(&s->initial_md);
+    grpc_metadata_array_init(&s->trailing_md);
+    s->auth.key = grpc_slice_from_static_string(AUTH_METADATA_KEY);
+    s->auth.value = grpc_slice_from_copied_string(c->auth_key ? c->auth_key : "");
+    gpr_timespec deadline =
+        timeout_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                  gpr_time_from_millis((int64_t)timeout_ms, GPR_TIMESPAN))
+                   : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    s->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+                                       grpc_slice_from_static_string(method), NULL, deadline,
+                                       NULL);
+}
+
+/* Reports a failed call once, in words, and frees the call. */
+static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const char *method)
+{
+    grpc_status_code st = s->status;
+    if (st != GRPC_STATUS_OK) {
+        char *details = grpc_slice_to_c_string(s->details);
+        const char *hint = "";
+        if (st == GRPC_STATUS_UNAUTHENTICATED)
+            hint = " (pass the master's key with --auth-key-file or CRAWLAB_AUTH_KEY)";
+        else if (st == GRPC_STATUS_UNAVAILABLE)
+            hint = " (is the master running?)";
+        fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details,
+                hint);
+        gpr_free(details);
+    }
+    grpc_call_unref(s->call);
+    grpc_slice_unref(s->auth.value);
+    grpc_metadata_array_destroy(&s->initial_md);
+    grpc_metadata_array_destroy(&s->trailing_md);
+    grpc_slice_unref(s->details);
+    (void)method;
+    return st;
+}
+
+static void recv_status(struct cli_conn *c, struct call_state *s)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+    op.data.recv_status_on_client.status = &s->status;
+    op.data.recv_status_on_client.status_details = &s->details;
+    if (!run_batch(c, s->call, &op, 1))
+        s->status = GRPC_STATUS_UNAVAILABLE;
+}
+
+/* Sends the request and half-closes; the first response message (or none) comes back. */
+static bool send_request(struct cli_conn *c, struct call_state *s, const ProtobufCMessage *req,
+                         grpc_byte_buffer **first)
+{
+    grpc_byte_buffer *bb = codec_pack(req);
+    grpc_op ops[5];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = 1;
+    ops[0].data.send_initial_metadata.metadata = &s->auth;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = first;
+    bool ok = run_batch(c, s->call, ops, 5);
+    grpc_byte_buffer_destroy(bb);
+    return ok;
+}
+
+grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method,
+                                const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp)
+{
+    struct call_state s;
+    call_begin(c, &s, method, CALL_TIMEOUT_MS);
+    grpc_byte_buffer *msg = NULL;
+    send_request(c, &s, req, &msg);
+    recv_status(c, &s);
+    if (s.status == GRPC_STATUS_OK) {
+        if (!msg || codec_unpack(msg, resp_desc, resp) < 0) {
+            s.status = GRPC_STATUS_INTERNAL;
+            grpc_slice_unref(s.details);
+            s.details = grpc_slice_from_static_string("malformed response");
+        }
+    }
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
+    return call_end(c, &s, method);
+}
+
+grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
+                                 const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 int (*on_message)(void *ctx, const ProtobufCMessage *m),
+                                 void *ctx)
+{
+    struct call_state s;
+    call_begin(c, &s, method, 0);
+    grpc_byte_buffer *msg = NULL;
+    bool ok = send_request(c, &s, req, &msg);
+    bool stopped = false;
+    while (ok && msg) {
+        ProtobufCMessage *m = NULL;
+        int rc = codec_unpack(msg, resp_desc, &m);
+        grpc_byte_buffer_destroy(msg);
+        msg = NULL;
+        if (rc < 0 || on_message(ctx, m) != 0) {
+            if (m)
+                protobuf_c_message_free_unpacked(m, NULL);
+            grpc_call_cancel(s.call, NULL);
+            stopped = true;
+            break;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+        grpc_op op;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &msg;
+        ok = run_batch(c, s.call, &op, 1);
+    }
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
+    recv_status(c, &s);
+    if (stopped)
+        s.status = GRPC_STATUS_OK;
+    return call_end(c, &s, method);
+}

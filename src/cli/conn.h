@@ -1,0 +1,47 @@
+/*
+ * Blocking calls for the client commands: one connection to the master, calls completed with
+ * grpc_completion_queue_pluck on a private queue. Client commands are short-lived and do one thing
+ * at a time, so they need neither the loop nor the bridge.
+ */
+#ifndef CRAWLAB_CLI_CONN_H
+#define CRAWLAB_CLI_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "config.h"
+
+struct cli_conn {
+    grpc_channel *channel;
+    grpc_completion_queue *cq;
+    char *auth_key;
+    char target[300];
+};
+
+/* Connects to cfg->master_host:master_port. On failure prints one line on stderr and returns
+ * -errno. auth_key may be NULL. */
+int cli_conn_open(struct cli_conn *c, const struct config *cfg, const char *auth_key);
+void cli_conn_close(struct cli_conn *c);
+
+/* A unary call with a 10 s deadline. On a status other than OK prints one line on stderr naming
+ * the status and returns it; on OK *resp is set (free with protobuf_c_message_free_unpacked). */
+grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method,
+                                const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp);
+
+/* A server-streaming call: on_message runs for each message until the stream ends or it returns
+ * non-zero (then the call is cancelled). Prints and returns a non-OK status like cli_conn_unary. */
+grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
+                                 const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 int (*on_message)(void *ctx, const ProtobufCMessage *m),
+                                 void *ctx);
+
+/* Exit status for a failed call: 3 for "cannot reach or not allowed", 1 otherwise. */
+int cli_exit_status(grpc_status_code st);
+
+#endif

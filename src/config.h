@@ -1,0 +1,132 @@
+/*
+ * Command line and environment -> struct config, for every crawlab-node command.
+ *
+ * The module is pure: it reads only the argv and the getenv function it is given, and writes
+ * only to the FILE * handed to config_usage(). It keeps no global state, so any thread may call
+ * it, and nothing in it blocks.
+ *
+ * The first argument selects a client command when it does not start with '-' (nodes, submit,
+ * tasks, logs, results, cancel). Otherwise the process is a daemon whose role comes from
+ * --role=master|worker, else from CRAWLAB_NODE_MASTER. --help, -h and --version anywhere before
+ * a "--" turn the whole command line into CMD_HELP or CMD_VERSION.
+ */
+#ifndef CRAWLAB_CONFIG_H
+#define CRAWLAB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runtime/log.h"
+
+enum config_command {
+    CMD_MASTER,
+    CMD_WORKER,
+    CMD_NODES,
+    CMD_SUBMIT,
+    CMD_TASKS,
+    CMD_LOGS,
+    CMD_RESULTS,
+    CMD_CANCEL,
+    CMD_HELP,
+    CMD_VERSION
+};
+
+/*
+ * Every char * and array below is owned by the struct and released by config_free(). After a
+ * successful config_parse() listen_host and master_host are never NULL; the other strings are
+ * NULL when not given. The string arrays are also NULL-terminated, so argv_cmd can be passed
+ * where an argv is expected.
+ */
+struct config {
+    enum config_command command;
+
+    /* Common. */
+    char *listen_host; /* master: --listen=ADDR:PORT, default 0.0.0.0:9666 */
+    int listen_port;
+    char *master_host; /* worker and clients: --master=HOST:PORT, default 127.0.0.1:9666 */
+    int master_port;
+    char *data_dir; /* daemons: --data-dir; NULL means the caller picks its default */
+    char *auth_key; /* --auth-key or CRAWLAB_AUTH_KEY; never log it */
+    char *auth_key_file;
+    bool insecure_no_auth;
+    enum log_level log_level;   /* --log-level, default info */
+    enum log_format log_format; /* --log-format=text|json, default text */
+
+    /* Daemons. */
+    char *node_key;                 /* worker: --node-key, CRAWLAB_NODE_KEY */
+    char *node_name;                /* worker: --node-name, CRAWLAB_NODE_NAME */
+    int max_runners;                /* worker: --max-runners, CRAWLAB_NODE_MAXRUNNERS, 1..1024 */
+    uint64_t heartbeat_interval_ms; /* both roles, default 5 s, never 0 */
+    uint64_t fetch_interval_ms;     /* worker, default 1 s, never 0 */
+    uint64_t cancel_grace_ms;       /* worker, default 15 s */
+    uint64_t shutdown_grace_ms;     /* both roles, default 30 s */
+    uint64_t disconnect_grace_ms;   /* master, default 5 min */
+    uint64_t spool_max_bytes;       /* worker, default 1 GiB, at least 1 MiB */
+
+    /* Client commands. */
+    bool json;    /* nodes, tasks: --json */
+    char **nodes; /* submit: --node=KEY, repeatable, no duplicates */
+    size_t n_nodes;
+    bool all_nodes;      /* submit: --all-nodes (excludes --node) */
+    int priority;        /* submit: --priority, default 0, -1000..1000 */
+    uint64_t timeout_ms; /* submit: --timeout, 0 = none */
+    char **env;          /* submit: --env=K=V, repeatable, stored as "K=V", no duplicate K */
+    size_t n_env;
+    char *task_name; /* submit: --name */
+    char **argv_cmd; /* submit: everything after "--", at least one non-empty word */
+    size_t n_argv_cmd;
+    char *status_filter; /* tasks: --status, one of the task status names */
+    bool follow;         /* logs: --follow */
+    bool force;          /* cancel: --force */
+    char *task_id;       /* logs, results, cancel: 24 lowercase hex digits */
+};
+
+/*
+ * Fills *c from argv (argv[0] is the program name and is ignored) and the environment read
+ * through getenv_fn (pass getenv in production, a fake in tests, or NULL for none). Flags win
+ * over environment variables; an environment variable is read only by the commands that use
+ * it, and an empty value counts as unset. Each option is accepted only by the commands that use
+ * it, as "--opt=value" or "--opt value".
+ *
+ * Returns 0, -EINVAL with one human sentence in err naming the option or variable at fault
+ * (the auth key itself is never quoted), or -ENOMEM. On failure *c owns nothing; calling
+ * config_free() on it is still safe. err may be NULL when errlen is 0. argv is not modified
+ * and need not outlive *c.
+ */
+int config_parse(struct config *c, int argc, char **argv, char *(*getenv_fn)(const char *name),
+                 char *err, size_t errlen);
+
+/* Releases everything *c owns and zeroes it; safe on a zeroed or already freed struct. */
+void config_free(struct config *c);
+
+/* Writes the --help text: every command, and every option with its default, environment
+ * variable and the commands that accept it. */
+void config_usage(FILE *out);
+
+/*
+ * Parses a duration into milliseconds: a number with a unit (ms, s, m, h; "1.5s"), several of
+ * them in a row ("1h30m"), or a bare number meaning seconds ("5", "1.5"). Fractions below a
+ * millisecond are dropped. Returns 0, -EINVAL for bad syntax or -ERANGE when the value does not
+ * fit in 64 bits; *out is written only on success.
+ */
+int config_parse_duration_ms(const char *s, uint64_t *out);
+
+/*
+ * Parses a byte count: an integer with an optional binary suffix K, M, G or T (any case, with
+ * an optional "iB" or "B": "64K", "64KiB", "64kb" are all 65536), or "B". Returns 0, -EINVAL or
+ * -ERANGE; *out is written only on success.
+ */
+int config_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Parses "host:port", "[ipv6]:port", "host" or "[ipv6]". Without a port *port is left as it
+ * is, so the caller presets the default. Host names are letters, digits, '.', '-', '_'; IPv6
+ * addresses need brackets when a port follows. Ports are 1..65535. On success *host receives a
+ * new malloc'd string without brackets (the caller frees it; the old value is not freed).
+ * Returns 0, -EINVAL or -ENOMEM; nothing is written on failure.
+ */
+int config_parse_hostport(const char *s, char **host, int *port);
+
+#endif

@@ -1,0 +1,168 @@
+#include "master/master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "master/admin.h"
+#include "master/nodes.h"
+#include "master/store.h"
+#include "net/listener.h"
+#include "rpc/auth.h"
+#include "rpc/server.h"
+#include "runtime/bridge.h"
+#include "runtime/datadir.h"
+#include "runtime/log.h"
+
+/* How long in-flight calls get to finish once SIGTERM arrived, before they are cancelled. */
+#define SHUTDOWN_CALL_GRACE_MS 3000
+
+int64_t master_now_ms(const struct master *m)
+{
+    return (int64_t)(ev_now(m->loop) * 1000.0);
+}
+
+static void on_accept(void *ctx, int fd, const char *peer)
+{
+    struct master *m = ctx;
+    log_debug("connection from %s", peer);
+    rpc_server_add_fd(m->server, fd);
+}
+
+static void on_server_down(void *ctx)
+{
+    struct master *m = ctx;
+    m->server = NULL;
+    ev_break(m->loop, EVBREAK_ALL);
+}
+
+/* SIGTERM/SIGINT: stop accepting, tell every worker to DRAIN, let in-flight calls finish. */
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct master *m = w->data;
+    if (m->stopping) {
+        log_warn("second stop signal: exiting now");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    m->stopping = true;
+    log_info("stopping: draining workers and finishing in-flight calls");
+    listener_close(m->listener);
+    m->listener = NULL;
+    nodes_drain_all(m->nodes);
+    rpc_server_shutdown(m->server, SHUTDOWN_CALL_GRACE_MS, on_server_down, m);
+}
+
+/* The key comes from the flag, the environment, a file, or is generated once into the data dir. */
+static int resolve_auth_key(struct master *m, const char *data_dir)
+{
+    const struct config *cfg = m->cfg;
+    if (cfg->insecure_no_auth) {
+        log_warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port can "
+                 "register workers and run commands on them");
+        return 0;
+    }
+    if (cfg->auth_key) {
+        if (!(m->auth_key = strdup(cfg->auth_key)))
+            return -ENOMEM;
+        return 0;
+    }
+    if (cfg->auth_key_file) {
+        int rc = auth_key_read_file(cfg->auth_key_file, &m->auth_key);
+        if (rc < 0)
+            log_error("cannot read the auth key file %s: %s", cfg->auth_key_file,
+                      rc == -EINVAL ? "file is empty" : strerror(-rc));
+        return rc;
+    }
+    bool created;
+    int rc = auth_key_ensure(data_dir, &m->auth_key, &created);
+    if (rc < 0) {
+        log_error("cannot read or create %s/auth.key: %s", data_dir, strerror(-rc));
+        return rc;
+    }
+    log_info("%s auth key %s/auth.key; give it to workers with --auth-key-file",
+             created ? "generated a new" : "using the", data_dir);
+    return 0;
+}
+
+int master_main(const struct config *cfg)
+{
+    struct master m = {.cfg = cfg, .exit_code = 1};
+    char *data_dir = datadir_resolve(cfg->data_dir);
+    if (!data_dir || datadir_ensure(data_dir) < 0) {
+        log_error("cannot create the data directory %s: %s", data_dir ? data_dir : "?",
+                  strerror(errno));
+        free(data_dir);
+        return 1;
+    }
+    m.loop = ev_default_loop(EVFLAG_AUTO);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = store_open(data_dir, &m.store);
+    if (rc < 0) {
+        log_error("cannot open the store in %s: %s", data_dir,
+                  rc == -EBUSY ? "another master is using it" : strerror(-rc));
+        goto out;
+    }
+    if (resolve_auth_key(&m, data_dir) < 0)
+        goto out;
+    if ((rc = bridge_create(m.loop, &m.bridge)) < 0) {
+        log_error("cannot start the completion queue thread: %s", strerror(-rc));
+        goto out;
+    }
+    struct rpc_server_options opts = {
+        .auth_key = m.auth_key,
+        .keepalive_time_ms = 20000,
+        .keepalive_timeout_ms = 5000,
+        .min_client_ping_ms = 10000,
+        .max_streams_per_conn = 1024,
+    };
+    if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
+        (rc = nodes_create(&m, &m.nodes)) < 0) {
+        log_error("cannot start the server: %s", strerror(-rc));
+        goto out;
+    }
+    nodes_add_methods(m.nodes, m.server);
+    admin_add_methods(&m, m.server);
+    if ((rc = rpc_server_start(m.server)) < 0) {
+        log_error("cannot start the gRPC server");
+        goto out;
+    }
+    char err[256];
+    if ((rc = listener_open(m.loop, cfg->listen_host, cfg->listen_port, on_accept, &m, &m.listener,
+                            err, sizeof(err))) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);
+    ev_signal_init(&m.sigint, on_stop_signal, SIGINT);
+    m.sigterm.data = m.sigint.data = &m;
+    ev_signal_start(m.loop, &m.sigterm);
+    ev_signal_start(m.loop, &m.sigint);
+
+    log_info("master listening on %s:%d, data in %s", cfg->listen_host, listener_port(m.listener),
+             data_dir);
+    ev_run(m.loop, 0);
+    m.exit_code = 0;
+    log_info("master stopped");
+
+out:
+    ev_signal_stop(m.loop, &m.sigterm);
+    ev_signal_stop(m.loop, &m.sigint);
+    listener_close(m.listener);
+    if (m.server) {
+        /* Not reached by a clean stop: the server was already shut down there. */
+        rpc_server_shutdown(m.server, 0, on_server_down, &m);
+        while (m.server)
+            ev_run(m.loop, EVRUN_ONCE);
+    }
+    nodes_destroy(m.nodes);
+    bridge_destroy(m.bridge);
+    store_close(m.store);
+    free(m.auth_key);
+    free(data_dir);
+    return m.exit_code;
+}

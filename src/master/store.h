@@ -1,0 +1,248 @@
+/*
+ * The master's durable store: nodes, tasks with their status history, result items, and task logs.
+ *
+ * This header is the interface; store_sqlite.c implements it with SQLite (WAL, synchronous=FULL)
+ * for rows and one append-only file per task for logs (<data_dir>/logs/<task_id>.log). Another
+ * backend would be another .c file implementing the same functions.
+ *
+ * Threading: the store belongs to the master's loop thread. Every function must be called from
+ * that one thread; none of them is thread-safe. Functions block on disk I/O (SQLite, write(2),
+ * fdatasync), which is why the ingest path groups many changes into one store_begin/store_commit.
+ *
+ * Errors: functions return 0 or a negative errno unless stated otherwise. Database and file
+ * failures are logged here, once, with the task id or node key. Input errors (-EINVAL for a bad
+ * argument, -ENOENT for an unknown id, -ERANGE for a seq gap) are not logged: they are returned to
+ * the caller, who reports them to whoever sent the input.
+ *
+ * Durability: outside store_begin/store_commit every mutating call is its own transaction and is
+ * durable when it returns 0. Inside, nothing is durable until store_commit returns 0.
+ *
+ * Callbacks: iterating functions pass rows that are valid only during the callback. Functions
+ * marked "collects first" read all rows before calling back, so the callback may call into the
+ * store (for example to change a task's status). Functions marked "streams" call back while the
+ * database is being read; a callback that calls into the store then gets -EBUSY. A non-zero
+ * return from a callback stops the iteration and is returned as is.
+ */
+#ifndef CRAWLAB_STORE_H
+#define CRAWLAB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master/task_state.h"
+
+struct store;
+
+/* Size limits (bytes, without the NUL) enforced on every string that is stored in a fixed field. */
+#define STORE_NODE_KEY_MAX     64
+#define STORE_NODE_NAME_MAX    128
+#define STORE_NODE_VERSION_MAX 32
+#define STORE_TASK_NAME_MAX    128
+
+/* How many task log files are kept open for appending. */
+#define STORE_LOG_FD_CACHE 256
+
+/* exit_code value meaning "no exit code" (not known yet, or the task never ran). */
+#define STORE_NO_EXIT_CODE INT32_MIN
+
+/*
+ * Opens (creating if needed) data_dir, data_dir/logs and data_dir/crawlab.db with its schema.
+ * Takes an exclusive lock on the data dir: a second store_open on the same directory, in this
+ * process or another, fails with -EBUSY. A database written by a newer schema is refused with
+ * -EPROTO. On success *out owns the store; release it with store_close. Blocks.
+ */
+int store_open(const char *data_dir, struct store **out);
+
+/* Closes the store. An open store_begin group is rolled back (a warning is logged). NULL is
+ * accepted. */
+void store_close(struct store *s);
+
+/*
+ * Group commit. store_begin opens a transaction; the mutating calls that follow join it, each one
+ * still atomic on its own (a call that fails leaves no trace, the group goes on). store_commit
+ * fdatasync()s every log file written since store_begin and then commits the transaction, so that
+ * when it returns 0 everything in the group is durable. If it fails, the whole group is rolled
+ * back. store_rollback discards the group.
+ * store_begin returns -EALREADY if a group is open; store_commit and store_rollback return
+ * -EINVAL if none is. If the database aborted the transaction on its own (disk full, I/O error),
+ * later calls in the group fail with -EIO and store_commit returns -EIO.
+ */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+
+/* ---- Nodes ---- */
+
+/* Node statuses, as the protocol names them. */
+#define STORE_NODE_ONLINE  "online"
+#define STORE_NODE_OFFLINE "offline"
+
+struct node_row {
+    char key[STORE_NODE_KEY_MAX + 1];
+    char name[STORE_NODE_NAME_MAX + 1];
+    char status[16]; /* "online" or "offline" */
+    int max_runners;
+    int64_t created_ms, last_seen_ms;
+    char version[STORE_NODE_VERSION_MAX + 1];
+};
+
+/* Creates the node on first sight or updates name, max_runners and version; either way marks it
+ * online with last_seen_ms = now_ms. key is 1..64 bytes; name (NULL = "") and version (NULL = "")
+ * are bounded by the limits above, or -EINVAL. */
+int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
+                      const char *version, int64_t now_ms);
+
+/* Sets the status to "online" or "offline" (anything else is -EINVAL) and last_seen_ms when the
+ * node goes online. -ENOENT for an unknown node. */
+int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms);
+
+/* Sets last_seen_ms. -ENOENT for an unknown node. Heartbeats are frequent: the caller should
+ * batch them inside a store_begin group rather than pay one fdatasync each. */
+int store_node_touch(struct store *s, const char *key, int64_t now_ms);
+
+/* Copies the node into *out. -ENOENT for an unknown node. */
+int store_node_get(struct store *s, const char *key, struct node_row *out);
+
+/* Calls cb for every node, ordered by key. Collects first. */
+int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx);
+
+/* ---- Tasks ---- */
+
+/* What a new task is made of. Strings are borrowed for the call; NULL means "". */
+struct task_new {
+    const char *name;     /* at most STORE_TASK_NAME_MAX bytes */
+    const char *cmd;      /* required, non-empty */
+    const char *param;    /* appended to cmd by the worker */
+    const char *env_json; /* JSON object text, already validated by the caller; NULL = "{}" */
+    int priority;         /* higher runs first */
+    int64_t timeout_ms;   /* 0 = none; negative is -EINVAL */
+    const char *node_key; /* the node that must run it; NULL or "" = any node */
+};
+
+/* A task as stored. The char * members are heap strings (never NULL) owned by the row: release
+ * them with store_task_row_free, which leaves the row zeroed. Rows passed to callbacks are owned
+ * by the store and valid only during the call. */
+struct task_row {
+    char id[TASK_ID_LEN + 1];
+    char name[STORE_TASK_NAME_MAX + 1];
+    char *cmd;
+    char *param;
+    char *env_json;
+    int priority;
+    int64_t timeout_ms;
+    char node_key[STORE_NODE_KEY_MAX + 1];      /* target node, "" = any */
+    char assigned_node[STORE_NODE_KEY_MAX + 1]; /* "" until assigned */
+    enum task_status status;
+    int pid;       /* 0 = not known */
+    int exit_code; /* STORE_NO_EXIT_CODE = not known */
+    char *error;   /* "" = none */
+    uint64_t log_lines, data_items, log_bytes;
+    bool cancel_requested, cancel_force;
+    int64_t created_ms, updated_ms, started_ms, ended_ms; /* 0 = not yet */
+};
+
+void store_task_row_free(struct task_row *r);
+
+/*
+ * Stores a new pending task and writes its fresh id into id_out (24 hex, ObjectID-like: 4 bytes of
+ * now_ms in seconds, 5 random bytes drawn once per store_open, a 3-byte counter).
+ */
+int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
+                      char id_out[TASK_ID_LEN + 1]);
+
+/*
+ * Assigns one pending task to node_key (status assigned, assigned_node = node_key) and copies it
+ * into *out (free it with store_task_row_free). Returns 1 when a task was assigned, 0 when none is
+ * available. Tasks addressed to this node come first, then unaddressed ones; within each, highest
+ * priority first, then oldest. A task addressed to another node is never returned, and a task is
+ * assigned at most once (until it returns to pending).
+ */
+int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out);
+
+/* Copies the task into *out (free it with store_task_row_free). -EINVAL for a malformed id,
+ * -ENOENT for an unknown one. */
+int store_task_get(struct store *s, const char *id, struct task_row *out);
+
+/*
+ * Moves the task to status `to` if task_transition_allowed(current, to), and records the change in
+ * its status history at now_ms. Returns 0 if applied, 1 if ignored (the same status, a backwards
+ * or otherwise refused move: reports are idempotent), -EINVAL, -ENOENT.
+ * When applied: pid is stored if > 0; exit_code unless STORE_NO_EXIT_CODE; error unless NULL.
+ * started_ms is set on the first move to running, ended_ms on the move to a terminal status.
+ * A move back to pending clears assigned_node and pid so that the task can be fetched again.
+ */
+int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
+                          int exit_code, const char *error, int64_t now_ms);
+
+/*
+ * Asks for the task to be cancelled. A pending task is cancelled at once (nobody runs it). A task
+ * held by a worker (assigned, running, node_disconnected) gets cancel_requested set, and
+ * cancel_force if force (a forced request stays forced): the caller tells the worker, now or at its
+ * next resync. A terminal task is left alone. *status_out (may be NULL) receives the status after
+ * the call, so TASK_CANCELLED means "done", a live status means "tell the worker", and any other
+ * terminal status means "already over". -EINVAL, -ENOENT.
+ */
+int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
+                              enum task_status *status_out);
+
+/*
+ * Calls cb for tasks, newest first. status (a protocol name, -EINVAL if unknown) and node_key
+ * (matches the node the task is assigned to or addressed to) filter when not NULL; limit 0 means
+ * no limit. Streams.
+ */
+int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r), void *ctx);
+
+/* Calls cb for the tasks assigned to node_key that are in the given status, oldest first (for
+ * liveness sweeps and resync). Collects first. */
+int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
+                            int (*cb)(void *ctx, const struct task_row *r), void *ctx);
+
+/* One entry of a task's status history. */
+struct task_history_row {
+    enum task_status from, to;
+    int64_t at_ms;
+};
+
+/* Calls cb for each status change of the task, oldest first. -EINVAL, -ENOENT. Streams. */
+int store_task_history(struct store *s, const char *id,
+                       int (*cb)(void *ctx, const struct task_history_row *h), void *ctx);
+
+/* ---- Logs and result items ---- */
+
+/*
+ * Appends log lines with seq semantics (PROTOCOL.md): lines[i] (lens[i] bytes, need not be
+ * NUL-terminated) is line number first_seq + i, counting from 1; first_seq 0 means unsequenced
+ * (appended after what is stored). Lines already stored are skipped; a batch starting beyond the
+ * stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted receives the number of
+ * lines newly stored. Each line is written as line + "\n" to logs/<id>.log; a '\n' inside a line
+ * would split it in two on read-back, so it is stored as a space. The task's log_lines and
+ * log_bytes change in the same transaction. Lines may arrive in any task status. -EINVAL,
+ * -ENOENT, -ERANGE.
+ */
+int store_log_append(struct store *s, const char *task_id, const char *const *lines,
+                     const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
+
+/*
+ * Appends result items with the same seq semantics. items[i] is the JSON text of one object,
+ * validated by the caller. Each is stored with its seq; the task's data_items counts them.
+ */
+int store_items_append(struct store *s, const char *task_id, const char *const *items,
+                       const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
+
+/*
+ * Calls cb for each stored log line with seq >= from_seq (0 is taken as 1), in order, up to the
+ * task's log_bytes (bytes beyond it are not committed and never shown). line is not
+ * NUL-terminated and has no '\n'. Streams. -EINVAL, -ENOENT, -EIO if the file lost committed
+ * bytes.
+ */
+int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
+                   int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx);
+
+/* Calls cb for each stored item with seq >= from_seq, in order. data is the item's JSON text, not
+ * NUL-terminated. Streams. -EINVAL, -ENOENT. */
+int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
+                     int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx);
+
+#endif

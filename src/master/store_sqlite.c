@@ -1,0 +1,1704 @@
+/*
+ * The store on SQLite (rows) and one append-only file per task (logs).
+ *
+ * Log durability protocol: log bytes are written to logs/<id>.log first, the task row's log_lines
+ * and log_bytes are updated in the same transaction, and the commit fdatasync()s every file written
+ * since the transaction began before it COMMITs. So after a crash a file may hold bytes beyond
+ * the committed log_bytes, never fewer; every time a log file is opened for appending it is cut
+ * back to the committed log_bytes, and readers never look past log_bytes. A line is therefore
+ * counted exactly once and never half-stored.
+ */
+#include "master/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+
+#define SCHEMA_VERSION 1
+#define READ_CHUNK     (64 * 1024)
+
+static const char schema_sql[] =
+    "CREATE TABLE nodes ("
+    " key TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,"
+    " max_runners INTEGER NOT NULL, version TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);"
+    "CREATE TABLE tasks ("
+    " id TEXT PRIMARY KEY, name TEXT NOT NULL, cmd TEXT NOT NULL, param TEXT NOT NULL,"
+    " env_json TEXT NOT NULL, priority INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+    " node_key TEXT NOT NULL, assigned_node TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,"
+    " pid INTEGER NOT NULL DEFAULT 0, exit_code INTEGER, error TEXT NOT NULL DEFAULT '',"
+    " log_lines INTEGER NOT NULL DEFAULT 0, data_items INTEGER NOT NULL DEFAULT 0,"
+    " log_bytes INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " cancel_force INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0,"
+    " ended_ms INTEGER NOT NULL DEFAULT 0);"
+    /* The dispatch query walks this partial index in order, so FetchTask costs the same with a
+     * million finished tasks as with none. The implicit rowid at its end breaks ties by age. */
+    "CREATE INDEX tasks_pending ON tasks(node_key, priority DESC, created_ms)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX tasks_by_node ON tasks(assigned_node, status);"
+    "CREATE INDEX tasks_by_created ON tasks(created_ms);"
+    "CREATE TABLE task_history ("
+    " seq INTEGER PRIMARY KEY, task_id TEXT NOT NULL, from_status TEXT NOT NULL,"
+    " to_status TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX task_history_by_task ON task_history(task_id, seq);"
+    "CREATE TABLE items ("
+    " task_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (task_id, seq)) WITHOUT ROWID;";
+
+#define TASK_COLS                                                                                  \
+    "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
+    "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
+    "created_ms, updated_ms, started_ms, ended_ms"
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_NODE_UPSERT,
+    ST_NODE_SET_STATUS,
+    ST_NODE_TOUCH,
+    ST_NODE_GET,
+    ST_NODE_LIST,
+    ST_TASK_INSERT,
+    ST_TASK_GET,
+    ST_TASK_PICK,
+    ST_TASK_ASSIGN,
+    ST_TASK_STATUS,
+    ST_TASK_SET_STATUS,
+    ST_TASK_CANCEL,
+    ST_TASK_LIST,
+    ST_TASK_LIST_BY_NODE,
+    ST_TASK_COUNTS,
+    ST_TASK_SET_LOG,
+    ST_TASK_SET_ITEMS,
+    ST_HISTORY_INSERT,
+    ST_HISTORY_LIST,
+    ST_ITEM_INSERT,
+    ST_ITEMS_READ,
+    ST_COUNT
+};
+
+/* Every statement is prepared once at open. Values from the wire only ever reach SQLite as bound
+ * parameters; the status names written literally here are our own constants. */
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT op",
+    [ST_RELEASE] = "RELEASE op",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO op",
+    [ST_NODE_UPSERT] =
+        "INSERT INTO nodes (key, name, status, max_runners, version, created_ms, last_seen_ms)"
+        " VALUES (?1, ?2, 'online', ?3, ?4, ?5, ?5)"
+        " ON CONFLICT (key) DO UPDATE SET name = excluded.name, status = 'online',"
+        " max_runners = excluded.max_runners, version = excluded.version,"
+        " last_seen_ms = excluded.last_seen_ms",
+    [ST_NODE_SET_STATUS] = "UPDATE nodes SET status = ?2,"
+                           " last_seen_ms = CASE WHEN ?2 = 'online' THEN ?3 ELSE last_seen_ms END"
+                           " WHERE key = ?1",
+    [ST_NODE_TOUCH] = "UPDATE nodes SET last_seen_ms = ?2 WHERE key = ?1",
+    [ST_NODE_GET] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
+                    " FROM nodes WHERE key = ?1",
+    [ST_NODE_LIST] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
+                     " FROM nodes ORDER BY key",
+    [ST_TASK_INSERT] = "INSERT INTO tasks (id, name, cmd, param, env_json, priority, timeout_ms,"
+                       " node_key, status, created_ms, updated_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+    [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
+    [ST_TASK_PICK] = "SELECT id FROM tasks WHERE status = 'pending' AND node_key = ?1"
+                     " ORDER BY priority DESC, created_ms, rowid LIMIT 1",
+    [ST_TASK_ASSIGN] = "UPDATE tasks SET status = 'assigned', assigned_node = ?2, updated_ms = ?3"
+                       " WHERE id = ?1 AND status = 'pending'",
+    [ST_TASK_STATUS] = "SELECT status FROM tasks WHERE id = ?1",
+    [ST_TASK_SET_STATUS] =
+        "UPDATE tasks SET status = ?2, updated_ms = ?3,"
+        " pid = CASE WHEN ?7 THEN 0 ELSE coalesce(?4, pid) END,"
+        " exit_code = coalesce(?5, exit_code), error = coalesce(?6, error),"
+        " assigned_node = CASE WHEN ?7 THEN '' ELSE assigned_node END,"
+        " started_ms = CASE WHEN ?8 AND started_ms = 0 THEN ?3 ELSE started_ms END,"
+        " ended_ms = CASE WHEN ?9 THEN ?3 ELSE ended_ms END"
+        " WHERE id = ?1",
+    [ST_TASK_CANCEL] = "UPDATE tasks SET cancel_requested = 1, cancel_force = (cancel_force OR ?2),"
+                       " updated_ms = ?3 WHERE id = ?1",
+    [ST_TASK_LIST] = "SELECT " TASK_COLS " FROM tasks"
+                     " WHERE (?1 IS NULL OR status = ?1)"
+                     " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
+                     " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+    [ST_TASK_LIST_BY_NODE] = "SELECT " TASK_COLS " FROM tasks"
+                             " WHERE assigned_node = ?1 AND status = ?2"
+                             " ORDER BY created_ms, rowid",
+    [ST_TASK_COUNTS] = "SELECT log_lines, log_bytes, data_items FROM tasks WHERE id = ?1",
+    [ST_TASK_SET_LOG] = "UPDATE tasks SET log_lines = ?2, log_bytes = ?3 WHERE id = ?1",
+    [ST_TASK_SET_ITEMS] = "UPDATE tasks SET data_items = ?2 WHERE id = ?1",
+    [ST_HISTORY_INSERT] = "INSERT INTO task_history (task_id, from_status, to_status, at_ms)"
+                          " VALUES (?1, ?2, ?3, ?4)",
+    [ST_HISTORY_LIST] = "SELECT from_status, to_status, at_ms FROM task_history"
+                        " WHERE task_id = ?1 ORDER BY seq",
+    [ST_ITEM_INSERT] = "INSERT INTO items (task_id, seq, data) VALUES (?1, ?2, ?3)",
+    [ST_ITEMS_READ] = "SELECT seq, data FROM items WHERE task_id = ?1 AND seq >= ?2 ORDER BY seq",
+};
+
+/* An open log file. size is what the file holds as far as this store knows; dirty means it was
+ * written since the last commit and must be fdatasync()ed before the next one; base is its size
+ * when it became dirty, where a rollback cuts it back to. */
+struct log_fd {
+    char id[TASK_ID_LEN + 1];
+    int fd;
+    uint64_t size;
+    uint64_t base;
+    uint64_t last_used;
+    bool dirty;
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    int dir_fd;
+    int logs_fd;
+    int lock_fd;
+    char *data_dir;
+
+    bool in_group;
+    /* SQLite aborted the group's transaction by itself (disk full, I/O error). */
+    bool group_broken;
+    /* A callback of a streaming function is running: the store must not be re-entered. */
+    bool streaming;
+    /* A log file was created since the logs directory was last fsync()ed: its directory entry
+     * must be made durable before a commit that counts its bytes. */
+    bool logs_dir_dirty;
+
+    struct log_fd logs[STORE_LOG_FD_CACHE];
+    uint64_t log_clock;
+
+    uint8_t id_random[5];
+    uint32_t id_counter;
+};
+
+/* ---- Error helpers ---- */
+
+static int errno_of_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_CONSTRAINT:
+        return -EEXIST;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return -EACCES;
+    default:
+        return -EIO;
+    }
+}
+
+/* Logs a database failure with its context and maps it to a negative errno. */
+static int db_fail(struct store *s, int rc, const char *what, const char *ctx)
+{
+    log_error("store: %s failed for %s: %s (sqlite %d)", what, ctx ? ctx : "-",
+              sqlite3_errmsg(s->db), rc);
+    return errno_of_sqlite(rc);
+}
+
+/* Every public function starts here: re-entering the store from a streaming callback would reset
+ * the statement that is being stepped, so it is refused loudly instead. */
+static int enter(struct store *s, const char *fn)
+{
+    if (s->streaming) {
+        log_error("store: %s called from a streaming callback; refused", fn);
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* ---- Statement helpers ---- */
+
+static void finish(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void bind_text(sqlite3_stmt *st, int idx, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, idx);
+}
+
+/* Runs a statement that returns no rows. */
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what, const char *ctx)
+{
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc, what, ctx);
+    finish(st);
+    return ret;
+}
+
+static int exec_simple(struct store *s, enum stmt_id id, const char *ctx)
+{
+    return step_done(s, s->st[id], stmt_sql[id], ctx);
+}
+
+static void copy_column(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+static char *dup_column(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    if (n)
+        memcpy(p, t, n);
+    p[n] = '\0';
+    return p;
+}
+
+static uint64_t column_u64(sqlite3_stmt *st, int col)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, col);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* ---- Log file cache ---- */
+
+static void log_fd_drop(struct log_fd *e)
+{
+    if (e->fd >= 0)
+        close(e->fd);
+    e->fd = -1;
+    e->dirty = false;
+    e->id[0] = '\0';
+}
+
+/* Cuts every file written since the last commit back to its size before it, because the
+ * transaction that counted those bytes was rolled back. A file that cannot be cut is closed
+ * instead: the next open cuts it back to the committed size. */
+static void log_fd_rollback(struct store *s)
+{
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
+        struct log_fd *e = &s->logs[i];
+        if (e->fd < 0 || !e->dirty)
+            continue;
+        if (ftruncate(e->fd, (off_t)e->base) < 0) {
+            log_warn("store: cutting back log of task %s failed: %s; reopening it later", e->id,
+                     strerror(errno));
+            log_fd_drop(e);
+            continue;
+        }
+        e->size = e->base;
+        e->dirty = false;
+    }
+}
+
+/* Makes the file hold exactly `committed` bytes. Extra bytes are what an interrupted transaction
+ * left behind (a crash between write and COMMIT); missing bytes mean committed data was lost. */
+static int log_fd_align(struct log_fd *e, uint64_t committed)
+{
+    struct stat st;
+    if (fstat(e->fd, &st) < 0) {
+        int err = errno;
+        log_error("store: fstat of log of task %s failed: %s", e->id, strerror(err));
+        return -err;
+    }
+    uint64_t have = (uint64_t)st.st_size;
+    if (have > committed) {
+        log_warn("store: log of task %s held %" PRIu64 " bytes beyond the committed %" PRIu64
+                 "; cut back (an interrupted write)",
+                 e->id, have - committed, committed);
+        if (ftruncate(e->fd, (off_t)committed) < 0) {
+            int err = errno;
+            log_error("store: truncating log of task %s failed: %s", e->id, strerror(err));
+            return -err;
+        }
+    } else if (have < committed) {
+        log_error("store: log of task %s holds %" PRIu64 " bytes but %" PRIu64
+                  " are committed; the file lost data, appends refused",
+                  e->id, have, committed);
+        return -EIO;
+    }
+    e->size = committed;
+    return 0;
+}
+
+/* Frees a slot: an empty one, else the least recently used. A dirty file is synced before it is
+ * closed so that the commit still covers its bytes. */
+static int log_fd_slot(struct store *s, struct log_fd **out)
+{
+    struct log_fd *victim = NULL;
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
+        struct log_fd *e = &s->logs[i];
+        if (e->fd < 0) {
+            *out = e;
+            return 0;
+        }
+        if (!victim || e->last_used < victim->last_used)
+            victim = e;
+    }
+    if (victim->dirty && fdatasync(victim->fd) < 0) {
+        int err = errno;
+        log_error("store: fdatasync of log of task %s failed: %s", victim->id, strerror(err));
+        return -err;
+    }
+    log_fd_drop(victim);
+    *out = victim;
+    return 0;
+}
+
+/* Returns the append file of a task, opened and aligned to `committed` bytes. The id has been
+ * validated, so it is safe as a file name. */
+static int log_fd_get(struct store *s, const char *id, uint64_t committed, struct log_fd **out)
+{
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
+        struct log_fd *e = &s->logs[i];
+        if (e->fd >= 0 && memcmp(e->id, id, TASK_ID_LEN) == 0) {
+            if (e->size != committed) {
+                int rc = log_fd_align(e, committed);
+                if (rc < 0) {
+                    log_fd_drop(e);
+                    return rc;
+                }
+            }
+            e->last_used = ++s->log_clock;
+            *out = e;
+            return 0;
+        }
+    }
+
+    struct log_fd *e;
+    int rc = log_fd_slot(s, &e);
+    if (rc < 0)
+        return rc;
+    char name[TASK_ID_LEN + 8];
+    snprintf(name, sizeof(name), "%s.log", id);
+    int fd = openat(s->logs_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT) {
+        fd = openat(s->logs_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd >= 0)
+            s->logs_dir_dirty = true;
+    }
+    if (fd < 0) {
+        int err = errno;
+        log_error("store: opening log of task %s failed: %s", id, strerror(err));
+        return -err;
+    }
+    memcpy(e->id, id, TASK_ID_LEN + 1);
+    e->fd = fd;
+    e->dirty = false;
+    rc = log_fd_align(e, committed);
+    if (rc < 0) {
+        log_fd_drop(e);
+        return rc;
+    }
+    e->last_used = ++s->log_clock;
+    *out = e;
+    return 0;
+}
+
+static int sync_logs(struct store *s)
+{
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
+        struct log_fd *e = &s->logs[i];
+        if (e->fd < 0 || !e->dirty)
+            continue;
+        if (fdatasync(e->fd) < 0) {
+            int err = errno;
+            log_error("store: fdatasync of log of task %s failed: %s", e->id, strerror(err));
+            return -err;
+        }
+    }
+    if (s->logs_dir_dirty) {
+        if (fsync(s->logs_fd) < 0) {
+            int err = errno;
+            log_error("store: fsync of %s/logs failed: %s", s->data_dir, strerror(err));
+            return -err;
+        }
+        s->logs_dir_dirty = false;
+    }
+    return 0;
+}
+
+static void clear_dirty(struct store *s)
+{
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++)
+        s->logs[i].dirty = false;
+}
+
+/* ---- Transactions ---- */
+
+static void rollback_all(struct store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        exec_simple(s, ST_ROLLBACK, "rollback");
+    log_fd_rollback(s);
+}
+
+/* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
+ * the next open cuts away. The other order could count bytes that never reached the disk. */
+static int commit_all(struct store *s)
+{
+    int rc = sync_logs(s);
+    if (rc < 0) {
+        rollback_all(s);
+        return rc;
+    }
+    rc = exec_simple(s, ST_COMMIT, "commit");
+    if (rc < 0) {
+        rollback_all(s);
+        return rc;
+    }
+    clear_dirty(s);
+    return 0;
+}
+
+/* Every mutating call runs between op_begin and op_end: its own transaction outside a group, a
+ * savepoint inside one, so that a failed call never leaves half of itself behind. */
+static int op_begin(struct store *s)
+{
+    if (!s->in_group)
+        return exec_simple(s, ST_BEGIN, "begin");
+    if (s->group_broken)
+        return -EIO;
+    return exec_simple(s, ST_SAVEPOINT, "savepoint");
+}
+
+/* Ends the call started by op_begin. rc < 0 undoes it; otherwise rc (0 or a positive result) is
+ * returned unless committing fails. */
+static int op_end(struct store *s, int rc)
+{
+    if (!s->in_group) {
+        if (rc < 0) {
+            rollback_all(s);
+            return rc;
+        }
+        int c = commit_all(s);
+        return c < 0 ? c : rc;
+    }
+    if (rc < 0) {
+        if (sqlite3_get_autocommit(s->db)) {
+            log_error("store: the database aborted the open group after an error; the group "
+                      "will be rolled back");
+            s->group_broken = true;
+            log_fd_rollback(s);
+            return rc;
+        }
+        exec_simple(s, ST_ROLLBACK_TO, "rollback to savepoint");
+        exec_simple(s, ST_RELEASE, "release savepoint");
+        return rc;
+    }
+    int r = exec_simple(s, ST_RELEASE, "release savepoint");
+    return r < 0 ? r : rc;
+}
+
+int store_begin(struct store *s)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (s->in_group)
+        return -EALREADY;
+    rc = exec_simple(s, ST_BEGIN, "begin");
+    if (rc < 0)
+        return rc;
+    s->in_group = true;
+    s->group_broken = false;
+    return 0;
+}
+
+int store_commit(struct store *s)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!s->in_group)
+        return -EINVAL;
+    s->in_group = false;
+    if (s->group_broken) {
+        s->group_broken = false;
+        rollback_all(s);
+        return -EIO;
+    }
+    return commit_all(s);
+}
+
+int store_rollback(struct store *s)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!s->in_group)
+        return -EINVAL;
+    s->in_group = false;
+    s->group_broken = false;
+    rollback_all(s);
+    return 0;
+}
+
+/* ---- Open and close ---- */
+
+/* Creates path and its missing parents, like mkdir -p. */
+static int make_dirs(const char *path, mode_t mode)
+{
+    char *p = strdup(path);
+    if (!p)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+        *c = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+static int read_user_version(struct store *s, int *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, "reading the schema version", s->data_dir);
+    rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    else
+        ret = db_fail(s, rc, "reading the schema version", s->data_dir);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int setup_db(struct store *s)
+{
+    char *path = malloc(strlen(s->data_dir) + sizeof("/crawlab.db"));
+    if (!path)
+        return -ENOMEM;
+    sprintf(path, "%s/crawlab.db", s->data_dir);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    free(path);
+    if (rc != SQLITE_OK) {
+        if (!s->db)
+            return -ENOMEM;
+        return db_fail(s, rc, "opening crawlab.db", s->data_dir);
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+
+    sqlite3_stmt *st;
+    rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, "setting WAL mode", s->data_dir);
+    rc = sqlite3_step(st);
+    bool wal =
+        rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal) {
+        log_error("store: %s/crawlab.db could not be switched to WAL mode", s->data_dir);
+        return -EIO;
+    }
+    char *err = NULL;
+    rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        log_error("store: setting synchronous=FULL on %s failed: %s", s->data_dir, err);
+        sqlite3_free(err);
+        return errno_of_sqlite(rc);
+    }
+
+    int version;
+    rc = read_user_version(s, &version);
+    if (rc < 0)
+        return rc;
+    if (version > SCHEMA_VERSION) {
+        log_error("store: %s/crawlab.db has schema version %d, newer than this build's %d",
+                  s->data_dir, version, SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    if (version == 0) {
+        char sql[sizeof(schema_sql) + 64];
+        snprintf(sql, sizeof(sql), "BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_sql,
+                 SCHEMA_VERSION);
+        rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
+        if (rc != SQLITE_OK) {
+            log_error("store: creating the schema in %s failed: %s", s->data_dir, err);
+            sqlite3_free(err);
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return errno_of_sqlite(rc);
+        }
+    }
+
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(s, rc, "preparing a statement", stmt_sql[i]);
+    }
+    return 0;
+}
+
+static int open_dirs(struct store *s)
+{
+    int rc = make_dirs(s->data_dir, 0750);
+    if (rc < 0) {
+        log_error("store: creating data dir %s failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    s->dir_fd = open(s->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dir_fd < 0) {
+        rc = -errno;
+        log_error("store: opening data dir %s failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    s->lock_fd = openat(s->dir_fd, "crawlab.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        rc = -errno;
+        log_error("store: creating %s/crawlab.lock failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    /* Two masters on one data dir would each cut the other's uncommitted log bytes away. */
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = -errno;
+        if (rc == -EWOULDBLOCK) {
+            log_error("store: data dir %s is in use by another master", s->data_dir);
+            return -EBUSY;
+        }
+        log_error("store: locking data dir %s failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    bool created = false;
+    if (mkdirat(s->dir_fd, "logs", 0750) == 0)
+        created = true;
+    else if (errno != EEXIST) {
+        rc = -errno;
+        log_error("store: creating %s/logs failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    s->logs_fd = openat(s->dir_fd, "logs", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (s->logs_fd < 0) {
+        rc = -errno;
+        log_error("store: opening %s/logs failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    if (created && fsync(s->dir_fd) < 0) {
+        rc = -errno;
+        log_error("store: fsync of data dir %s failed: %s", s->data_dir, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+int store_open(const char *data_dir, struct store **out)
+{
+    if (!data_dir || !*data_dir || !out)
+        return -EINVAL;
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->dir_fd = s->logs_fd = s->lock_fd = -1;
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++)
+        s->logs[i].fd = -1;
+    s->data_dir = strdup(data_dir);
+    int rc = s->data_dir ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = open_dirs(s);
+    if (rc == 0)
+        rc = setup_db(s);
+    if (rc == 0) {
+        /* The random part of ids is drawn once per open, like an ObjectID's process value, and
+         * the counter starts at a random point so two opens in one second do not collide. */
+        uint8_t rnd[8];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            rc = -errno;
+            log_error("store: getrandom failed: %s", strerror(-rc));
+        } else {
+            memcpy(s->id_random, rnd, 5);
+            s->id_counter = ((uint32_t)rnd[5] << 16) | ((uint32_t)rnd[6] << 8) | rnd[7];
+        }
+    }
+    if (rc < 0) {
+        store_close(s);
+        return rc;
+    }
+    /* The database file may be new: make its directory entry durable before anything counts on
+     * it. */
+    if (fsync(s->dir_fd) < 0)
+        log_warn("store: fsync of data dir %s failed: %s", s->data_dir, strerror(errno));
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    if (s->db && s->in_group) {
+        log_warn("store: closing with an open group; its changes are rolled back");
+        s->in_group = false;
+        rollback_all(s);
+    }
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+        log_error("store: closing crawlab.db in %s failed: %s", s->data_dir, sqlite3_errmsg(s->db));
+    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++)
+        log_fd_drop(&s->logs[i]);
+    if (s->logs_fd >= 0)
+        close(s->logs_fd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
+    free(s->data_dir);
+    free(s);
+}
+
+/* ---- Nodes ---- */
+
+static bool text_fits(const char *v, size_t max)
+{
+    return !v || strnlen(v, max + 1) <= max;
+}
+
+static bool node_key_valid(const char *key)
+{
+    return key && *key && text_fits(key, STORE_NODE_KEY_MAX);
+}
+
+static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
+{
+    copy_column(r->key, sizeof(r->key), st, 0);
+    copy_column(r->name, sizeof(r->name), st, 1);
+    copy_column(r->status, sizeof(r->status), st, 2);
+    r->max_runners = sqlite3_column_int(st, 3);
+    r->created_ms = sqlite3_column_int64(st, 4);
+    r->last_seen_ms = sqlite3_column_int64(st, 5);
+    copy_column(r->version, sizeof(r->version), st, 6);
+}
+
+/* Runs a one-row UPDATE of a node; -ENOENT when no row matched. */
+static int node_update(struct store *s, sqlite3_stmt *st, const char *what, const char *key)
+{
+    int rc = op_begin(s);
+    if (rc < 0) {
+        finish(st);
+        return rc;
+    }
+    rc = step_done(s, st, what, key);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = -ENOENT;
+    return op_end(s, rc);
+}
+
+int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
+                      const char *version, int64_t now_ms)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(key) || !text_fits(name, STORE_NODE_NAME_MAX) ||
+        !text_fits(version, STORE_NODE_VERSION_MAX) || max_runners < 0)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
+    bind_text(st, 1, key);
+    bind_text(st, 2, name ? name : "");
+    sqlite3_bind_int(st, 3, max_runners);
+    bind_text(st, 4, version ? version : "");
+    sqlite3_bind_int64(st, 5, now_ms);
+    rc = op_begin(s);
+    if (rc < 0) {
+        finish(st);
+        return rc;
+    }
+    return op_end(s, step_done(s, st, "registering node", key));
+}
+
+int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(key) || !status ||
+        (strcmp(status, STORE_NODE_ONLINE) != 0 && strcmp(status, STORE_NODE_OFFLINE) != 0))
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_SET_STATUS];
+    bind_text(st, 1, key);
+    bind_text(st, 2, status);
+    sqlite3_bind_int64(st, 3, now_ms);
+    return node_update(s, st, "setting node status", key);
+}
+
+int store_node_touch(struct store *s, const char *key, int64_t now_ms)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(key))
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_TOUCH];
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, now_ms);
+    return node_update(s, st, "touching node", key);
+}
+
+int store_node_get(struct store *s, const char *key, struct node_row *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(key))
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_GET];
+    bind_text(st, 1, key);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        node_from_stmt(st, out);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = -ENOENT;
+    } else {
+        rc = db_fail(s, rc, "reading node", key);
+    }
+    finish(st);
+    return rc;
+}
+
+int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_NODE_LIST];
+    struct node_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct node_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        node_from_stmt(st, &rows[n++]);
+    }
+    if (rc == -ENOMEM)
+        log_error("store: out of memory listing nodes");
+    else
+        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "all nodes");
+    finish(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    free(rows);
+    return rc;
+}
+
+/* ---- Tasks ---- */
+
+void store_task_row_free(struct task_row *r)
+{
+    if (!r)
+        return;
+    free(r->cmd);
+    free(r->param);
+    free(r->env_json);
+    free(r->error);
+    memset(r, 0, sizeof(*r));
+}
+
+static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
+{
+    memset(r, 0, sizeof(*r));
+    copy_column(r->id, sizeof(r->id), st, 0);
+    copy_column(r->name, sizeof(r->name), st, 1);
+    r->cmd = dup_column(st, 2);
+    r->param = dup_column(st, 3);
+    r->env_json = dup_column(st, 4);
+    r->priority = sqlite3_column_int(st, 5);
+    r->timeout_ms = sqlite3_column_int64(st, 6);
+    copy_column(r->node_key, sizeof(r->node_key), st, 7);
+    copy_column(r->assigned_node, sizeof(r->assigned_node), st, 8);
+    const char *status = (const char *)sqlite3_column_text(st, 9);
+    r->pid = sqlite3_column_int(st, 10);
+    r->exit_code = sqlite3_column_type(st, 11) == SQLITE_NULL ? STORE_NO_EXIT_CODE
+                                                              : sqlite3_column_int(st, 11);
+    r->error = dup_column(st, 12);
+    r->log_lines = column_u64(st, 13);
+    r->data_items = column_u64(st, 14);
+    r->log_bytes = column_u64(st, 15);
+    r->cancel_requested = sqlite3_column_int(st, 16) != 0;
+    r->cancel_force = sqlite3_column_int(st, 17) != 0;
+    r->created_ms = sqlite3_column_int64(st, 18);
+    r->updated_ms = sqlite3_column_int64(st, 19);
+    r->started_ms = sqlite3_column_int64(st, 20);
+    r->ended_ms = sqlite3_column_int64(st, 21);
+    if (!r->cmd || !r->param || !r->env_json || !r->error) {
+        store_task_row_free(r);
+        log_error("store: out of memory reading task");
+        return -ENOMEM;
+    }
+    if (task_status_parse(status, &r->status) < 0) {
+        log_error("store: task %s has an unknown status '%s' in the database", r->id,
+                  status ? status : "(null)");
+        store_task_row_free(r);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Reads one task by id into *out (owned by the caller). */
+static int task_load(struct store *s, const char *id, struct task_row *out)
+{
+    sqlite3_stmt *st = s->st[ST_TASK_GET];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = task_from_stmt(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = -ENOENT;
+    else
+        rc = db_fail(s, rc, "reading task", id);
+    finish(st);
+    return rc;
+}
+
+static int task_status_load(struct store *s, const char *id, enum task_status *out)
+{
+    sqlite3_stmt *st = s->st[ST_TASK_STATUS];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        rc = task_status_parse(name, out);
+        if (rc < 0) {
+            log_error("store: task %s has an unknown status '%s' in the database", id,
+                      name ? name : "(null)");
+            rc = -EIO;
+        }
+    } else if (rc == SQLITE_DONE) {
+        rc = -ENOENT;
+    } else {
+        rc = db_fail(s, rc, "reading task status", id);
+    }
+    finish(st);
+    return rc;
+}
+
+static void format_id(const struct store *s, int64_t now_ms, uint32_t counter,
+                      char out[TASK_ID_LEN + 1])
+{
+    uint8_t b[12];
+    uint32_t secs = (uint32_t)(now_ms / 1000);
+    b[0] = (uint8_t)(secs >> 24);
+    b[1] = (uint8_t)(secs >> 16);
+    b[2] = (uint8_t)(secs >> 8);
+    b[3] = (uint8_t)secs;
+    memcpy(b + 4, s->id_random, 5);
+    b[9] = (uint8_t)(counter >> 16);
+    b[10] = (uint8_t)(counter >> 8);
+    b[11] = (uint8_t)counter;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 12; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 0xf];
+    }
+    out[TASK_ID_LEN] = '\0';
+}
+
+int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
+                      char id_out[TASK_ID_LEN + 1])
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!t || !t->cmd || !*t->cmd || !text_fits(t->name, STORE_TASK_NAME_MAX) ||
+        !text_fits(t->node_key, STORE_NODE_KEY_MAX) || t->timeout_ms < 0 || !id_out)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    char id[TASK_ID_LEN + 1];
+    /* A duplicate id needs the same second, random part and counter value: only a wrapped
+     * counter can produce one, and the next counter value resolves it. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        format_id(s, now_ms, s->id_counter++ & 0xffffff, id);
+        sqlite3_stmt *st = s->st[ST_TASK_INSERT];
+        bind_text(st, 1, id);
+        bind_text(st, 2, t->name ? t->name : "");
+        bind_text(st, 3, t->cmd);
+        bind_text(st, 4, t->param ? t->param : "");
+        bind_text(st, 5, t->env_json ? t->env_json : "{}");
+        sqlite3_bind_int(st, 6, t->priority);
+        sqlite3_bind_int64(st, 7, t->timeout_ms);
+        bind_text(st, 8, t->node_key ? t->node_key : "");
+        sqlite3_bind_int64(st, 9, now_ms);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_DONE) {
+            rc = 0;
+        } else if ((src & 0xff) == SQLITE_CONSTRAINT) {
+            rc = -EEXIST;
+        } else {
+            rc = db_fail(s, src, "creating task", id);
+        }
+        finish(st);
+        if (rc != -EEXIST)
+            break;
+    }
+    if (rc == -EEXIST)
+        log_error("store: could not find a free task id at %" PRId64 " ms", now_ms);
+    rc = op_end(s, rc);
+    if (rc == 0)
+        memcpy(id_out, id, sizeof(id));
+    return rc;
+}
+
+static int history_add(struct store *s, const char *id, enum task_status from, enum task_status to,
+                       int64_t now_ms)
+{
+    sqlite3_stmt *st = s->st[ST_HISTORY_INSERT];
+    bind_text(st, 1, id);
+    bind_text(st, 2, task_status_name(from));
+    bind_text(st, 3, task_status_name(to));
+    sqlite3_bind_int64(st, 4, now_ms);
+    return step_done(s, st, "recording status history", id);
+}
+
+/* Applies an allowed status change inside an open op. */
+static int status_apply(struct store *s, const char *id, enum task_status from, enum task_status to,
+                        int pid, int exit_code, const char *error, int64_t now_ms)
+{
+    sqlite3_stmt *st = s->st[ST_TASK_SET_STATUS];
+    bind_text(st, 1, id);
+    bind_text(st, 2, task_status_name(to));
+    sqlite3_bind_int64(st, 3, now_ms);
+    if (pid > 0)
+        sqlite3_bind_int(st, 4, pid);
+    if (exit_code != STORE_NO_EXIT_CODE)
+        sqlite3_bind_int(st, 5, exit_code);
+    bind_text(st, 6, error);
+    sqlite3_bind_int(st, 7, to == TASK_PENDING);
+    sqlite3_bind_int(st, 8, to == TASK_RUNNING);
+    sqlite3_bind_int(st, 9, task_status_terminal(to));
+    int rc = step_done(s, st, "changing task status", id);
+    if (rc == 0)
+        rc = history_add(s, id, from, to, now_ms);
+    return rc;
+}
+
+int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(node_key) || !out)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    char id[TASK_ID_LEN + 1] = "";
+    bool loaded = false;
+    /* Addressed to this node first, then unaddressed (node_key ""). */
+    const char *targets[2] = {node_key, ""};
+    sqlite3_stmt *pick = s->st[ST_TASK_PICK];
+    for (int i = 0; i < 2 && rc == 0 && !id[0]; i++) {
+        bind_text(pick, 1, targets[i]);
+        int src = sqlite3_step(pick);
+        if (src == SQLITE_ROW)
+            copy_column(id, sizeof(id), pick, 0);
+        else if (src != SQLITE_DONE)
+            rc = db_fail(s, src, "picking a pending task for node", node_key);
+        finish(pick);
+    }
+    if (rc == 0 && id[0]) {
+        sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
+        bind_text(st, 1, id);
+        bind_text(st, 2, node_key);
+        sqlite3_bind_int64(st, 3, now_ms);
+        rc = step_done(s, st, "assigning task", id);
+        if (rc == 0)
+            rc = history_add(s, id, TASK_PENDING, TASK_ASSIGNED, now_ms);
+        if (rc == 0)
+            rc = task_load(s, id, out);
+        if (rc == 0) {
+            loaded = true;
+            rc = 1;
+        }
+    }
+    rc = op_end(s, rc);
+    if (rc < 0 && loaded)
+        store_task_row_free(out);
+    return rc;
+}
+
+int store_task_get(struct store *s, const char *id, struct task_row *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
+    return task_load(s, id, out);
+}
+
+int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
+                          int exit_code, const char *error, int64_t now_ms)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || (unsigned)to >= TASK_STATUS_COUNT)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    enum task_status from;
+    rc = task_status_load(s, id, &from);
+    if (rc == 0) {
+        if (task_transition_allowed(from, to))
+            rc = status_apply(s, id, from, to, pid, exit_code, error, now_ms);
+        else
+            rc = 1;
+    }
+    return op_end(s, rc);
+}
+
+int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
+                              enum task_status *status_out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id))
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    enum task_status status;
+    rc = task_status_load(s, id, &status);
+    if (rc == 0) {
+        if (status == TASK_PENDING) {
+            rc = status_apply(s, id, status, TASK_CANCELLED, 0, STORE_NO_EXIT_CODE, NULL, now_ms);
+            status = TASK_CANCELLED;
+        } else if (!task_status_terminal(status)) {
+            sqlite3_stmt *st = s->st[ST_TASK_CANCEL];
+            bind_text(st, 1, id);
+            sqlite3_bind_int(st, 2, force);
+            sqlite3_bind_int64(st, 3, now_ms);
+            rc = step_done(s, st, "requesting cancel of task", id);
+        }
+    }
+    rc = op_end(s, rc);
+    if (rc == 0 && status_out)
+        *status_out = status;
+    return rc;
+}
+
+/* Steps a task query and calls cb for each row while the statement is open. */
+static int stream_tasks(struct store *s, sqlite3_stmt *st, const char *what,
+                        int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    int rc;
+    int src;
+    s->streaming = true;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct task_row r;
+        rc = task_from_stmt(st, &r);
+        if (rc == 0) {
+            rc = cb(ctx, &r);
+            store_task_row_free(&r);
+        }
+        if (rc != 0)
+            goto out;
+    }
+    rc = src == SQLITE_DONE ? 0 : db_fail(s, src, what, "tasks");
+out:
+    s->streaming = false;
+    finish(st);
+    return rc;
+}
+
+int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    enum task_status parsed;
+    if ((status && task_status_parse(status, &parsed) < 0) || !cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_LIST];
+    bind_text(st, 1, status);
+    bind_text(st, 2, node_key);
+    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
+    return stream_tasks(s, st, "listing tasks", cb, ctx);
+}
+
+int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
+                            int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(node_key) || (unsigned)status >= TASK_STATUS_COUNT || !cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_LIST_BY_NODE];
+    bind_text(st, 1, node_key);
+    bind_text(st, 2, task_status_name(status));
+    struct task_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int src;
+    rc = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct task_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        rc = task_from_stmt(st, &rows[n]);
+        if (rc < 0)
+            break;
+        n++;
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing tasks of node", node_key);
+    finish(st);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = cb(ctx, &rows[i]);
+        store_task_row_free(&rows[i]);
+    }
+    free(rows);
+    return rc;
+}
+
+int store_task_history(struct store *s, const char *id,
+                       int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !cb)
+        return -EINVAL;
+    enum task_status current;
+    rc = task_status_load(s, id, &current);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_HISTORY_LIST];
+    bind_text(st, 1, id);
+    int src;
+    s->streaming = true;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct task_history_row h;
+        if (task_status_parse((const char *)sqlite3_column_text(st, 0), &h.from) < 0 ||
+            task_status_parse((const char *)sqlite3_column_text(st, 1), &h.to) < 0) {
+            log_error("store: task %s has an unknown status in its history", id);
+            rc = -EIO;
+            break;
+        }
+        h.at_ms = sqlite3_column_int64(st, 2);
+        rc = cb(ctx, &h);
+        if (rc != 0)
+            break;
+    }
+    s->streaming = false;
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "reading status history of task", id);
+    finish(st);
+    return rc;
+}
+
+/* ---- Logs and items ---- */
+
+struct counts {
+    uint64_t log_lines, log_bytes, data_items;
+};
+
+static int counts_load(struct store *s, const char *id, struct counts *c)
+{
+    sqlite3_stmt *st = s->st[ST_TASK_COUNTS];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        c->log_lines = column_u64(st, 0);
+        c->log_bytes = column_u64(st, 1);
+        c->data_items = column_u64(st, 2);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = -ENOENT;
+    } else {
+        rc = db_fail(s, rc, "reading counters of task", id);
+    }
+    finish(st);
+    return rc;
+}
+
+static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t w = pwrite(fd, buf, len, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Cuts a log back to `size` after a failed append, so the next append starts from the committed
+ * end. If even that fails the file is closed: the next open cuts it back instead. */
+static void log_undo(struct log_fd *e, uint64_t size)
+{
+    if (ftruncate(e->fd, (off_t)size) < 0) {
+        log_warn("store: cutting back log of task %s failed: %s; reopening it later", e->id,
+                 strerror(errno));
+        if (e->dirty && fdatasync(e->fd) < 0)
+            log_warn("store: fdatasync of log of task %s failed: %s", e->id, strerror(errno));
+        log_fd_drop(e);
+        return;
+    }
+    e->size = size;
+}
+
+/* Lays out lines [from, n) as "line\n" in one buffer, so one write stores the whole batch. */
+static char *join_lines(const char *const *lines, const size_t *lens, size_t from, size_t n,
+                        size_t *len_out)
+{
+    size_t total = 0;
+    for (size_t i = from; i < n; i++) {
+        if (lens[i] >= SIZE_MAX - 1 - total)
+            return NULL;
+        total += lens[i] + 1;
+    }
+    char *buf = malloc(total ? total : 1);
+    if (!buf)
+        return NULL;
+    char *p = buf;
+    for (size_t i = from; i < n; i++) {
+        if (lens[i])
+            memcpy(p, lines[i], lens[i]);
+        for (size_t j = 0; j < lens[i]; j++)
+            if (p[j] == '\n')
+                p[j] = ' ';
+        p += lens[i];
+        *p++ = '\n';
+    }
+    *len_out = total;
+    return buf;
+}
+
+static int log_append_op(struct store *s, const char *id, const char *const *lines,
+                         const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    struct counts c;
+    int rc = counts_load(s, id, &c);
+    if (rc < 0)
+        return rc;
+    size_t skip;
+    rc = task_seq_window(c.log_lines, first_seq, n, &skip);
+    if (rc < 0)
+        return rc;
+    if (skip == n)
+        return 0;
+
+    size_t len;
+    char *buf = join_lines(lines, lens, skip, n, &len);
+    if (!buf) {
+        log_error("store: no memory for %zu log lines of task %s", n - skip, id);
+        return -ENOMEM;
+    }
+    struct log_fd *e;
+    rc = log_fd_get(s, id, c.log_bytes, &e);
+    if (rc == 0) {
+        rc = pwrite_all(e->fd, buf, len, c.log_bytes);
+        if (rc < 0) {
+            log_error("store: writing %zu log bytes of task %s failed: %s", len, id, strerror(-rc));
+            log_undo(e, c.log_bytes);
+        }
+    }
+    free(buf);
+    if (rc < 0)
+        return rc;
+    if (!e->dirty) {
+        e->base = c.log_bytes;
+        e->dirty = true;
+    }
+    e->size = c.log_bytes + len;
+
+    sqlite3_stmt *st = s->st[ST_TASK_SET_LOG];
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(c.log_lines + (n - skip)));
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(c.log_bytes + len));
+    rc = step_done(s, st, "counting log lines of task", id);
+    if (rc < 0) {
+        log_undo(e, c.log_bytes);
+        return rc;
+    }
+    *accepted = n - skip;
+    return 0;
+}
+
+int store_log_append(struct store *s, const char *task_id, const char *const *lines,
+                     const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    size_t dummy;
+    if (!accepted)
+        accepted = &dummy;
+    *accepted = 0;
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(task_id) || (n && (!lines || !lens)))
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    rc = op_end(s, log_append_op(s, task_id, lines, lens, n, first_seq, accepted));
+    if (rc < 0)
+        *accepted = 0;
+    return rc;
+}
+
+static int items_append_op(struct store *s, const char *id, const char *const *items,
+                           const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    struct counts c;
+    int rc = counts_load(s, id, &c);
+    if (rc < 0)
+        return rc;
+    size_t skip;
+    rc = task_seq_window(c.data_items, first_seq, n, &skip);
+    if (rc < 0 || skip == n)
+        return rc;
+    uint64_t seq = c.data_items;
+    sqlite3_stmt *st = s->st[ST_ITEM_INSERT];
+    for (size_t i = skip; i < n; i++) {
+        if (lens[i] > INT_MAX)
+            return -EINVAL;
+        bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)++seq);
+        sqlite3_bind_text(st, 3, items[i] ? items[i] : "", (int)lens[i], SQLITE_STATIC);
+        rc = step_done(s, st, "storing item of task", id);
+        if (rc < 0)
+            return rc;
+    }
+    st = s->st[ST_TASK_SET_ITEMS];
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    rc = step_done(s, st, "counting items of task", id);
+    if (rc == 0)
+        *accepted = n - skip;
+    return rc;
+}
+
+int store_items_append(struct store *s, const char *task_id, const char *const *items,
+                       const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    size_t dummy;
+    if (!accepted)
+        accepted = &dummy;
+    *accepted = 0;
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(task_id) || (n && (!items || !lens)))
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    rc = op_end(s, items_append_op(s, task_id, items, lens, n, first_seq, accepted));
+    if (rc < 0)
+        *accepted = 0;
+    return rc;
+}
+
+/* Growable buffer for a line that spans read chunks. */
+struct line_buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int line_buf_add(struct line_buf *b, const char *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t ncap = b->cap ? b->cap : 4096;
+        while (ncap < b->len + n)
+            ncap *= 2;
+        char *p = realloc(b->p, ncap);
+        if (!p)
+            return -ENOMEM;
+        b->p = p;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+/* Reads the first `limit` bytes of the file as lines and calls cb for those numbered >= from. */
+static int read_lines(int fd, uint64_t limit, uint64_t from, const char *id,
+                      int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
+{
+    char *chunk = malloc(READ_CHUNK);
+    if (!chunk)
+        return -ENOMEM;
+    struct line_buf partial = {0};
+    uint64_t seq = 1, off = 0;
+    int rc = 0;
+    while (rc == 0 && off < limit) {
+        size_t want = limit - off < READ_CHUNK ? (size_t)(limit - off) : READ_CHUNK;
+        ssize_t got = pread(fd, chunk, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            rc = got < 0 ? -errno : -EIO;
+            log_error("store: reading log of task %s failed: %s", id, strerror(-rc));
+            break;
+        }
+        off += (uint64_t)got;
+        const char *p = chunk, *end = chunk + got;
+        while (rc == 0 && p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (!nl) {
+                /* Lines before `from` are only counted, never copied. */
+                if (seq >= from)
+                    rc = line_buf_add(&partial, p, (size_t)(end - p));
+                break;
+            }
+            if (seq >= from) {
+                if (partial.len) {
+                    rc = line_buf_add(&partial, p, (size_t)(nl - p));
+                    if (rc == 0)
+                        rc = cb(ctx, seq, partial.p, partial.len);
+                    partial.len = 0;
+                } else {
+                    rc = cb(ctx, seq, p, (size_t)(nl - p));
+                }
+            }
+            seq++;
+            p = nl + 1;
+        }
+    }
+    free(partial.p);
+    free(chunk);
+    return rc;
+}
+
+int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
+                   int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(task_id) || !cb)
+        return -EINVAL;
+    struct counts c;
+    rc = counts_load(s, task_id, &c);
+    if (rc < 0 || c.log_bytes == 0)
+        return rc;
+    if (from_seq == 0)
+        from_seq = 1;
+    if (from_seq > c.log_lines)
+        return 0;
+    char name[TASK_ID_LEN + 8];
+    snprintf(name, sizeof(name), "%s.log", task_id);
+    int fd = openat(s->logs_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        rc = -errno;
+        log_error("store: opening log of task %s failed: %s", task_id, strerror(-rc));
+        return rc == -ENOENT ? -EIO : rc;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        log_error("store: fstat of log of task %s failed: %s", task_id, strerror(-rc));
+    } else if ((uint64_t)st.st_size < c.log_bytes) {
+        log_error("store: log of task %s holds %lld bytes but %" PRIu64 " are committed", task_id,
+                  (long long)st.st_size, c.log_bytes);
+        rc = -EIO;
+    } else {
+        s->streaming = true;
+        rc = read_lines(fd, c.log_bytes, from_seq, task_id, cb, ctx);
+        s->streaming = false;
+    }
+    close(fd);
+    return rc;
+}
+
+int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
+                     int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(task_id) || !cb)
+        return -EINVAL;
+    struct counts c;
+    rc = counts_load(s, task_id, &c);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_ITEMS_READ];
+    bind_text(st, 1, task_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(from_seq > INT64_MAX ? INT64_MAX : from_seq));
+    int src;
+    s->streaming = true;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *data = (const char *)sqlite3_column_text(st, 1);
+        size_t len = (size_t)sqlite3_column_bytes(st, 1);
+        rc = cb(ctx, column_u64(st, 0), data ? data : "", len);
+        if (rc != 0)
+            break;
+    }
+    s->streaming = false;
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "reading items of task", task_id);
+    finish(st);
+    return rc;
+}

@@ -1,0 +1,363 @@
+#include "net/dialer.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+
+#define MAX_ADDRS      16
+#define MAX_DNS_SOCKS  8
+
+struct dns_watch {
+    ev_io io;
+    struct dial *dial;
+};
+
+struct dial {
+    struct ev_loop *loop;
+    char *host;
+    int port;
+    dial_cb cb;
+    void *ctx;
+
+    ev_timer deadline;
+    ev_timer dns_timer;
+    ares_channel ares;
+    bool ares_live;
+    struct dns_watch dns[MAX_DNS_SOCKS];
+
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    socklen_t addr_lens[MAX_ADDRS];
+    size_t n_addrs, next_addr;
+    int last_err;
+
+    ev_io connect_io;
+    int fd;
+    ev_idle start;   /* delivers results found without waiting (literal addresses) */
+};
+
+int dial_global_init(void)
+{
+    int rc = ares_library_init(ARES_LIB_INIT_ALL);
+    return rc == ARES_SUCCESS ? 0 : -EIO;
+}
+
+void dial_global_cleanup(void)
+{
+    ares_library_cleanup();
+}
+
+static void stop_dns(struct dial *d)
+{
+    for (size_t i = 0; i < MAX_DNS_SOCKS; i++) {
+        if (d->dns[i].dial)
+            ev_io_stop(d->loop, &d->dns[i].io);
+        d->dns[i].dial = NULL;
+    }
+    ev_timer_stop(d->loop, &d->dns_timer);
+    if (d->ares_live) {
+        d->ares_live = false;
+        /* Cancelling calls the pending callback with ARES_EDESTRUCTION, which it ignores. */
+        ares_destroy(d->ares);
+    }
+}
+
+static void dial_free(struct dial *d)
+{
+    stop_dns(d);
+    ev_timer_stop(d->loop, &d->deadline);
+    ev_io_stop(d->loop, &d->connect_io);
+    ev_idle_stop(d->loop, &d->start);
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d->host);
+    free(d);
+}
+
+static void finish(struct dial *d, int fd, int err, const char *msg)
+{
+    if (fd >= 0)
+        d->fd = -1; /* handed to the callback */
+    dial_cb cb = d->cb;
+    void *ctx = d->ctx;
+    dial_free(d);
+    cb(ctx, fd, err, msg);
+}
+
+static void try_next(struct dial *d);
+
+static void on_connect(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct dial *d = w->data;
+    ev_io_stop(loop, w);
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr == 0) {
+        finish(d, d->fd, 0, NULL);
+        return;
+    }
+    d->last_err = -soerr;
+    close(d->fd);
+    d->fd = -1;
+    try_next(d);
+}
+
+static void try_next(struct dial *d)
+{
+    while (d->next_addr < d->n_addrs) {
+        size_t i = d->next_addr++;
+        struct sockaddr *sa = (struct sockaddr *)&d->addrs[i];
+        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            d->last_err = -errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, sa, d->addr_lens[i]) == 0) {
+            d->fd = fd;
+            finish(d, fd, 0, NULL);
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            d->fd = fd;
+            ev_io_init(&d->connect_io, on_connect, fd, EV_WRITE);
+            d->connect_io.data = d;
+            ev_io_start(d->loop, &d->connect_io);
+            return;
+        }
+        d->last_err = -errno;
+        close(fd);
+    }
+    int err = d->last_err ? d->last_err : -EHOSTUNREACH;
+    finish(d, -1, err, strerror(-err));
+}
+
+static void add_addr(struct dial *d, const struct sockaddr *sa, socklen_t len)
+{
+    if (d->n_addrs == MAX_ADDRS || len > sizeof(d->addrs[0]))
+        return;
+    memcpy(&d->addrs[d->n_addrs], sa, len);
+    d->addr_lens[d->n_addrs] = len;
+    d->n_addrs++;
+}
+
+static void on_resolved(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct dial *d = arg;
+    if (status == ARES_EDESTRUCTION)
+        return;
+    if (status != ARES_SUCCESS) {
+        log_debug("cannot resolve '%s': %s", d->host, ares_strerror(status));
+        if (res)
+            ares_freeaddrinfo(res);
+        /* The channel may not be destroyed inside its own callback: finish from the loop. */
+        d->last_err = -EHOSTUNREACH;
+        ev_idle_start(d->loop, &d->start);
+        return;
+    }
+    for (struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next) {
+        if (n->ai_family == AF_INET)
+            ((struct sockaddr_in *)n->ai_addr)->sin_port = htons((uint16_t)d->port);
+        else if (n->ai_family == AF_INET6)
+            ((struct sockaddr_in6 *)n->ai_addr)->sin6_port = htons((uint16_t)d->port);
+        else
+            continue;
+        add_addr(d, n->ai_addr, n->ai_addrlen);
+    }
+    ares_freeaddrinfo(res);
+    if (d->n_addrs == 0)
+        d->last_err = -EHOSTUNREACH;
+    ev_idle_start(d->loop, &d->start);
+}
+
+/* Runs once the lookup is over (or was never needed), outside any c-ares callback. */
+static void on_start(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    struct dial *d = w->data;
+    ev_idle_stop(loop, w);
+    stop_dns(d);
+    if (d->n_addrs == 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "cannot resolve '%s'", d->host);
+        finish(d, -1, -EHOSTUNREACH, msg);
+        return;
+    }
+    try_next(d);
+}
+
+static void arm_dns_timer(struct dial *d)
+{
+    struct timeval tv, *tvp = ares_timeout(d->ares, NULL, &tv);
+    ev_timer_stop(d->loop, &d->dns_timer);
+    if (tvp) {
+        ev_timer_set(&d->dns_timer, (double)tvp->tv_sec + (double)tvp->tv_usec / 1e6, 0.0);
+        ev_timer_start(d->loop, &d->dns_timer);
+    }
+}
+
+static void on_dns_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct dns_watch *dw = (struct dns_watch *)w;
+    struct dial *d = dw->dial;
+    ares_process_fd(d->ares, (revents & EV_READ) ? w->fd : ARES_SOCKET_BAD,
+                    (revents & EV_WRITE) ? w->fd : ARES_SOCKET_BAD);
+    if (d->ares_live)
+        arm_dns_timer(d);
+}
+
+static void on_dns_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct dial *d = w->data;
+    ares_process_fd(d->ares, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    if (d->ares_live)
+        arm_dns_timer(d);
+}
+
+/* c-ares tells which of its sockets to watch; mirror that in ev_io watchers. */
+static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    struct dial *d = data;
+    struct dns_watch *slot = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < MAX_DNS_SOCKS; i++) {
+        if (d->dns[i].dial && d->dns[i].io.fd == fd)
+            slot = &d->dns[i];
+        else if (!d->dns[i].dial && !free_slot)
+            free_slot = &d->dns[i];
+    }
+    if (slot) {
+        ev_io_stop(d->loop, &slot->io);
+        slot->dial = NULL;
+    }
+    if (!readable && !writable)
+        return;
+    if (!slot)
+        slot = free_slot;
+    if (!slot)
+        return; /* more sockets than we watch; the timer still drives c-ares */
+    slot->dial = d;
+    ev_io_init(&slot->io, on_dns_io, fd, (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
+    ev_io_start(d->loop, &slot->io);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct dial *d = w->data;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "timed out connecting to %s:%d", d->host, d->port);
+    finish(d, -1, -ETIMEDOUT, msg);
+}
+
+/* Literal addresses and "localhost" need no lookup at all (and no resolver configuration). */
+static bool literal_address(struct dial *d)
+{
+    struct sockaddr_in in4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)d->port)};
+    if (strcmp(d->host, "localhost") == 0) {
+        in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        add_addr(d, (struct sockaddr *)&in4, sizeof(in4));
+        return true;
+    }
+    if (inet_pton(AF_INET, d->host, &in4.sin_addr) == 1) {
+        add_addr(d, (struct sockaddr *)&in4, sizeof(in4));
+        return true;
+    }
+    if (inet_pton(AF_INET6, d->host, &in6.sin6_addr) == 1) {
+        add_addr(d, (struct sockaddr *)&in6, sizeof(in6));
+        return true;
+    }
+    return false;
+}
+
+int dial_start(struct ev_loop *loop, const char *host, int port, uint64_t timeout_ms, dial_cb cb,
+               void *ctx, struct dial **out)
+{
+    struct dial *d = calloc(1, sizeof(*d));
+    if (!d || !(d->host = strdup(host))) {
+        free(d);
+        return -ENOMEM;
+    }
+    d->loop = loop;
+    d->port = port;
+    d->cb = cb;
+    d->ctx = ctx;
+    d->fd = -1;
+    ev_timer_init(&d->deadline, on_deadline, (double)timeout_ms / 1000.0, 0.0);
+    d->deadline.data = d;
+    ev_timer_start(loop, &d->deadline);
+    ev_timer_init(&d->dns_timer, on_dns_timer, 1.0, 0.0);
+    d->dns_timer.data = d;
+    ev_idle_init(&d->start, on_start);
+    d->start.data = d;
+    *out = d;
+
+    if (literal_address(d)) {
+        ev_idle_start(loop, &d->start);
+        return 0;
+    }
+    struct ares_options opts = {.sock_state_cb = on_sock_state, .sock_state_cb_data = d};
+    if (ares_init_options(&d->ares, &opts, ARES_OPT_SOCK_STATE_CB) != ARES_SUCCESS) {
+        ev_idle_start(loop, &d->start); /* reports "cannot resolve" from the loop */
+        return 0;
+    }
+    d->ares_live = true;
+    struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    ares_getaddrinfo(d->ares, host, NULL, &hints, on_resolved, d);
+    if (d->ares_live)
+        arm_dns_timer(d);
+    return 0;
+}
+
+void dial_cancel(struct dial *d)
+{
+    dial_free(d);
+}
+
+struct blocking_result {
+    bool done;
+    int fd, err;
+    char *errbuf;
+    size_t errlen;
+};
+
+static void on_blocking_done(void *ctx, int fd, int err, const char *errmsg)
+{
+    struct blocking_result *r = ctx;
+    r->done = true;
+    r->fd = fd;
+    r->err = err;
+    if (err && r->errbuf)
+        snprintf(r->errbuf, r->errlen, "%s", errmsg ? errmsg : strerror(-err));
+}
+
+int dial_blocking(const char *host, int port, uint64_t timeout_ms, int *fd_out, char *err,
+                  size_t errlen)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    if (!loop)
+        return -ENOMEM;
+    struct blocking_result r = {.fd = -1, .errbuf = err, .errlen = errlen};
+    struct dial *d;
+    int rc = dial_start(loop, host, port, timeout_ms, on_blocking_done, &r, &d);
+    if (rc == 0) {
+        while (!r.done)
+            ev_run(loop, EVRUN_ONCE);
+        rc = r.err;
+        *fd_out = r.fd;
+    }
+    ev_loop_destroy(loop);
+    return rc;
+}

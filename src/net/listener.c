@@ -1,0 +1,160 @@
+#include "net/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+
+struct listener {
+    struct ev_loop *loop;
+    ev_io io;
+    ev_timer retry; /* pauses accepting when out of descriptors */
+    int fd;
+    int port;
+    listener_accept_cb cb;
+    void *ctx;
+};
+
+static void format_peer(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        snprintf(buf, len, "%s:%d", ip, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, len, "[%s]:%d", ip, port);
+    } else {
+        snprintf(buf, len, "unknown");
+    }
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct listener *l = w->data;
+    ev_io_start(loop, &l->io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct listener *l = w->data;
+    /* Bounded, so one flood of connections cannot starve the rest of the loop. */
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Without a descriptor the pending connection stays queued and the socket stays
+                 * readable: stop watching for a moment instead of spinning on it. */
+                log_warn("cannot accept connections: %s; pausing 100 ms", strerror(errno));
+                ev_io_stop(loop, &l->io);
+                ev_timer_set(&l->retry, 0.1, 0.0);
+                ev_timer_start(loop, &l->retry);
+                return;
+            }
+            log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        char peer[INET6_ADDRSTRLEN + 10];
+        format_peer(&ss, peer, sizeof(peer));
+        l->cb(l->ctx, fd, peer);
+    }
+}
+
+int listener_open(struct ev_loop *loop, const char *host, int port, listener_accept_cb cb,
+                  void *ctx, struct listener **out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sslen;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (!host || !*host || strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0) {
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_ANY);
+        in4->sin_port = htons((uint16_t)port);
+        sslen = sizeof(*in4);
+    } else if (strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        if (strcmp(host, "localhost") == 0)
+            in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        sslen = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        sslen = sizeof(*in6);
+    } else {
+        snprintf(err, errlen, "--listen: '%s' is not an IP address", host);
+        return -EINVAL;
+    }
+
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+
+    struct listener *l = calloc(1, sizeof(*l));
+    if (!l) {
+        close(fd);
+        return -ENOMEM;
+    }
+    l->loop = loop;
+    l->fd = fd;
+    l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    l->cb = cb;
+    l->ctx = ctx;
+    ev_io_init(&l->io, on_accept, fd, EV_READ);
+    l->io.data = l;
+    ev_io_start(loop, &l->io);
+    ev_timer_init(&l->retry, on_retry, 0.1, 0.0);
+    l->retry.data = l;
+    *out = l;
+    return 0;
+}
+
+int listener_port(const struct listener *l)
+{
+    return l->port;
+}
+
+void listener_close(struct listener *l)
+{
+    if (!l)
+        return;
+    ev_io_stop(l->loop, &l->io);
+    ev_timer_stop(l->loop, &l->retry);
+    close(l->fd);
+    free(l);
+}

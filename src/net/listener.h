@@ -1,0 +1,28 @@
+/*
+ * The master's listening socket, accepted by libev: each new connection is handed over as a
+ * non-blocking, TCP_NODELAY socket together with the peer address in words.
+ */
+#ifndef CRAWLAB_LISTENER_H
+#define CRAWLAB_LISTENER_H
+
+#include <ev.h>
+
+struct listener;
+
+/* fd is owned by the callee from now on. */
+typedef void (*listener_accept_cb)(void *ctx, int fd, const char *peer);
+
+/*
+ * Binds host:port (a literal IPv4/IPv6 address, "localhost", or "" / "*" for every address) and
+ * starts accepting on the loop. Loop thread only. Returns 0 or -errno; err says what failed.
+ */
+int listener_open(struct ev_loop *loop, const char *host, int port, listener_accept_cb cb,
+                  void *ctx, struct listener **out, char *err, size_t errlen);
+
+/* The port actually bound (useful with port 0). */
+int listener_port(const struct listener *l);
+
+/* Stops accepting and closes the socket; connections already handed over are unaffected. */
+void listener_close(struct listener *l);
+
+#endif

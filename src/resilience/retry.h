@@ -1,0 +1,61 @@
+/*
+ * The reconnect policy of the worker's dialer: exponential backoff inside a circuit breaker.
+ *
+ * The numbers, and why:
+ * - Backoff base 100 ms, cap 1000 ms, full jitter. A short outage, typically a master restart,
+ *   is retried with windows of 100, 200, 400 and 800 ms, so no gap between two attempts exceeds
+ *   1 s and the worker is back within about 1 s of the master. Full jitter spreads thousands of
+ *   workers over each window, so the restarted master is not hit by all of them at once.
+ * - After 5 consecutive failures the breaker opens. Its cool-downs are 1, 2, 4, 8, 16, then 30 s
+ *   for every later failed probe, each jittered uniformly down to half its length. The fifth
+ *   failure therefore still waits at most 1 s, and a long outage costs one probe every 15 to 30 s
+ *   per worker and, since the caller sleeps on a timer in between, no CPU.
+ * - Any success closes the breaker and restarts the backoff at 100 ms, so the next outage is
+ *   again treated as a short one.
+ *
+ * Usage: before dialling, ask retry_allow(); after a failed dial, retry_on_failure() says when to
+ * try next; after a good one, call retry_on_success(). Pure logic: times are milliseconds of any
+ * monotonic clock passed in by the caller; jitter comes from generators seeded at init. The struct
+ * is owned by its caller and is not thread-safe (the loop thread uses it). Nothing here blocks.
+ */
+#ifndef CRAWLAB_RETRY_H
+#define CRAWLAB_RETRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "resilience/backoff.h"
+#include "resilience/breaker.h"
+
+#define RETRY_BACKOFF_BASE_MS 100u
+#define RETRY_BACKOFF_CAP_MS  1000u
+
+struct retry_policy_state {
+    struct backoff backoff;
+    struct breaker breaker;
+};
+
+/*
+ * Sets up the documented defaults: backoff 100 ms .. 1 s, breaker threshold 5, cool-downs 1 s ..
+ * 30 s. Give each worker a different seed (for instance from its node key or getrandom) so that
+ * their jitter differs; the same seed gives the same schedule, which tests rely on.
+ */
+void retry_init(struct retry_policy_state *r, uint64_t seed);
+
+/*
+ * An attempt failed at now_ms. Returns the absolute time (ms) at which to try next: the end of the
+ * breaker's cool-down if the breaker is open, else now_ms plus the next backoff delay (saturating
+ * at UINT64_MAX).
+ */
+uint64_t retry_on_failure(struct retry_policy_state *r, uint64_t now_ms);
+
+/* An attempt succeeded: the breaker closes and the backoff starts again from its base. */
+void retry_on_success(struct retry_policy_state *r, uint64_t now_ms);
+
+/*
+ * May an attempt start at now_ms? This is the breaker's answer: while it is open, no; once its
+ * cool-down is over, yes exactly once (the probe), whose outcome must then be reported.
+ */
+bool retry_allow(struct retry_policy_state *r, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,539 @@
+#include "rpc/server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "rpc/auth.h"
+#include "rpc/codec.h"
+#include "runtime/log.h"
+
+/* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
+#define REQUEST_SLOTS 32
+#define MAX_METHODS   32
+
+enum method_kind { METHOD_UNARY, METHOD_STREAM };
+
+struct method {
+    const char *path;
+    size_t path_len;
+    enum method_kind kind;
+    const ProtobufCMessageDescriptor *req;
+    srv_unary_fn unary;
+    srv_stream_fn stream;
+    void *ctx;
+};
+
+struct request_slot {
+    struct rt_tag tag;
+    struct rpc_server *server;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array metadata;
+};
+
+struct rpc_server {
+    grpc_server *server;
+    grpc_server_credentials *creds;
+    struct bridge *bridge;
+    char *auth_key;
+    struct method methods[MAX_METHODS];
+    size_t n_methods;
+    struct request_slot slots[REQUEST_SLOTS];
+    bool shutting_down;
+
+    struct ev_loop *loop;
+
+    /* Shutdown state. */
+    struct rt_tag shutdown_tag;
+    ev_timer shutdown_timer;
+    unsigned slots_armed;
+    bool shutdown_notified;
+    void (*shutdown_done)(void *ctx);
+    void *shutdown_ctx;
+
+    /* Refusals are logged at most once a second, with the number suppressed. */
+    ev_tstamp refusal_window;
+    unsigned refusals_suppressed;
+};
+
+struct call_op {
+    struct rt_tag tag;
+    struct srv_call *call;
+};
+
+struct srv_call {
+    struct rpc_server *server;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array metadata;
+    const struct method *method;
+
+    struct call_op close_op, recv_op, send_op, status_op;
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer *send_buf;
+    grpc_byte_buffer *status_buf;
+    grpc_slice status_details;
+    grpc_status_code status;
+    int close_cancelled;
+    int refs;
+    bool recv_pending, send_pending;
+    bool finished;      /* the handler has called finish */
+    bool status_queued; /* finish waits for a pending write */
+    char *peer;
+    char *method_name;
+
+    const struct srv_handler *handler;
+    void *user;
+};
+
+static void arm_slot(struct request_slot *slot);
+
+static void call_unref(struct srv_call *c)
+{
+    if (--c->refs > 0)
+        return;
+    if (c->handler && c->handler->on_free)
+        c->handler->on_free(c);
+    grpc_call_unref(c->call);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->metadata);
+    if (c->status_buf)
+        grpc_byte_buffer_destroy(c->status_buf);
+    grpc_slice_unref(c->status_details);
+    if (c->peer)
+        gpr_free(c->peer);
+    if (c->method_name)
+        gpr_free(c->method_name);
+    free(c);
+}
+
+static void start_batch(struct srv_call *c, const grpc_op *ops, size_t n, struct call_op *op)
+{
+    c->refs++;
+    grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &op->tag, NULL);
+    if (err != GRPC_CALL_OK) {
+        /* Only a programming error gets here (an op already pending, a bad flag). */
+        log_error("grpc_call_start_batch failed (%d) on %s", (int)err, srv_call_method(c));
+        abort();
+    }
+}
+
+static void on_close(struct rt_tag *tag, bool ok)
+{
+    struct srv_call *c = ((struct call_op *)tag)->call;
+    if (!c->finished && c->handler && c->handler->on_done)
+        c->handler->on_done(c, c->close_cancelled != 0);
+    call_unref(c);
+}
+
+static void on_recv(struct rt_tag *tag, bool ok)
+{
+    struct srv_call *c = ((struct call_op *)tag)->call;
+    grpc_byte_buffer *msg = ok ? c->recv_buf : NULL;
+    c->recv_pending = false;
+    if (!c->finished && c->handler && c->handler->on_message)
+        c->handler->on_message(c, msg);
+    if (c->recv_buf)
+        grpc_byte_buffer_destroy(c->recv_buf);
+    c->recv_buf = NULL;
+    call_unref(c);
+}
+
+static void send_status(struct srv_call *c)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = c->status;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    n++;
+    if (c->status_buf) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->status_buf;
+        n++;
+    }
+    start_batch(c, ops, n, &c->status_op);
+}
+
+static void on_sent(struct rt_tag *tag, bool ok)
+{
+    struct srv_call *c = ((struct call_op *)tag)->call;
+    c->send_pending = false;
+    grpc_byte_buffer_destroy(c->send_buf);
+    c->send_buf = NULL;
+    if (c->status_queued) {
+        c->status_queued = false;
+        send_status(c);
+    } else if (!c->finished && c->handler && c->handler->on_sent) {
+        c->handler->on_sent(c, ok);
+    }
+    call_unref(c);
+}
+
+static void on_status_sent(struct rt_tag *tag, bool ok)
+{
+    call_unref(((struct call_op *)tag)->call);
+}
+
+void srv_call_bind(struct srv_call *c, const struct srv_handler *h, void *user)
+{
+    c->handler = h;
+    c->user = user;
+}
+
+void *srv_call_user(const struct srv_call *c)
+{
+    return c->user;
+}
+
+const char *srv_call_peer(struct srv_call *c)
+{
+    if (!c->peer)
+        c->peer = grpc_call_get_peer(c->call);
+    return c->peer;
+}
+
+const char *srv_call_method(const struct srv_call *c)
+{
+    return c->method ? c->method->path : "(unknown method)";
+}
+
+int srv_call_read(struct srv_call *c)
+{
+    if (c->finished)
+        return -ESHUTDOWN;
+    if (c->recv_pending)
+        return -EBUSY;
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    c->recv_pending = true;
+    start_batch(c, &op, 1, &c->recv_op);
+    return 0;
+}
+
+int srv_call_write(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    if (c->finished || c->send_pending) {
+        grpc_byte_buffer_destroy(msg);
+        return c->finished ? -ESHUTDOWN : -EBUSY;
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = msg;
+    c->send_buf = msg;
+    c->send_pending = true;
+    start_batch(c, &op, 1, &c->send_op);
+    return 0;
+}
+
+bool srv_call_write_pending(const struct srv_call *c)
+{
+    return c->send_pending;
+}
+
+void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *details,
+                     grpc_byte_buffer *msg)
+{
+    if (c->finished) {
+        if (msg)
+            grpc_byte_buffer_destroy(msg);
+        return;
+    }
+    c->finished = true;
+    c->status = status;
+    c->status_buf = msg;
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_copied_string(details ? details : "");
+    /* A status may not overtake a message still being sent. */
+    if (c->send_pending)
+        c->status_queued = true;
+    else
+        send_status(c);
+    call_unref(c); /* the handler's reference */
+}
+
+void srv_call_reply(struct srv_call *c, const ProtobufCMessage *resp)
+{
+    grpc_byte_buffer *bb = codec_pack(resp);
+    if (!bb) {
+        srv_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        return;
+    }
+    srv_call_finish(c, GRPC_STATUS_OK, NULL, bb);
+}
+
+void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *details)
+{
+    srv_call_finish(c, status, details, NULL);
+}
+
+/* Refusals are logged with their peer, at most once a second. */
+static void log_refusal(struct srv_call *c, const char *what)
+{
+    struct rpc_server *s = c->server;
+    ev_tstamp now = ev_now(s->loop);
+    if (now - s->refusal_window < 1.0) {
+        s->refusals_suppressed++;
+        return;
+    }
+    if (s->refusals_suppressed)
+        log_warn("%s: %s from %s (%u similar refusals suppressed)", srv_call_method(c), what,
+                 srv_call_peer(c), s->refusals_suppressed);
+    else
+        log_warn("%s: %s from %s", srv_call_method(c), what, srv_call_peer(c));
+    s->refusal_window = now;
+    s->refusals_suppressed = 0;
+}
+
+/* The unary framework: read the one request, decode it, hand it to the method. */
+static void unary_on_message(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    if (!msg) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
+        return;
+    }
+    ProtobufCMessage *req = NULL;
+    int rc = codec_unpack(msg, c->method->req, &req);
+    if (rc < 0) {
+        log_refusal(c, rc == -EMSGSIZE ? "oversized request" : "malformed request");
+        srv_call_fail(c, codec_status_from_errno(rc),
+                      rc == -EMSGSIZE ? "request too large" : "malformed request");
+        return;
+    }
+    c->handler = NULL; /* from here on the method owns the call */
+    c->method->unary(c, c->method->ctx, req);
+    protobuf_c_message_free_unpacked(req, NULL);
+}
+
+static void unary_on_done(struct srv_call *c, bool cancelled)
+{
+    /* The request read will fail too; unary_on_message answers then. */
+}
+
+static const struct srv_handler unary_handler = {
+    .on_message = unary_on_message,
+    .on_done = unary_on_done,
+};
+
+static const struct method *find_method(struct rpc_server *s, grpc_slice path)
+{
+    size_t len = GRPC_SLICE_LENGTH(path);
+    const uint8_t *p = GRPC_SLICE_START_PTR(path);
+    for (size_t i = 0; i < s->n_methods; i++) {
+        if (s->methods[i].path_len == len && memcmp(s->methods[i].path, p, len) == 0)
+            return &s->methods[i];
+    }
+    return NULL;
+}
+
+static void dispatch(struct srv_call *c)
+{
+    struct rpc_server *s = c->server;
+    /* Initial metadata goes out at once: a client keeping a stream open notices a dead
+     * connection immediately only once the server has answered its headers. */
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    start_batch(c, ops, 2, &c->close_op);
+
+    c->method = find_method(s, c->details.method);
+    if (!c->method) {
+        c->method_name = grpc_slice_to_c_string(c->details.method);
+        log_debug("unimplemented method %s", c->method_name);
+        srv_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
+        return;
+    }
+    if (s->auth_key && !auth_metadata_ok(&c->metadata, s->auth_key)) {
+        log_refusal(c, "missing or wrong auth key");
+        srv_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
+        return;
+    }
+    if (s->shutting_down) {
+        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
+        return;
+    }
+    if (c->method->kind == METHOD_UNARY) {
+        srv_call_bind(c, &unary_handler, NULL);
+        srv_call_read(c);
+    } else {
+        c->method->stream(c, c->method->ctx);
+    }
+}
+
+static void on_request(struct rt_tag *tag, bool ok)
+{
+    struct request_slot *slot = (struct request_slot *)tag;
+    struct rpc_server *s = slot->server;
+    s->slots_armed--;
+    if (!ok) {
+        /* The server is shutting down; the slot is not armed again. */
+        grpc_call_details_destroy(&slot->details);
+        grpc_metadata_array_destroy(&slot->metadata);
+        return;
+    }
+    struct srv_call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("out of memory accepting a call");
+        grpc_call_cancel(slot->call, NULL);
+        grpc_call_unref(slot->call);
+        grpc_call_details_destroy(&slot->details);
+        grpc_metadata_array_destroy(&slot->metadata);
+    } else {
+        c->server = s;
+        c->call = slot->call;
+        c->details = slot->details;
+        c->metadata = slot->metadata;
+        c->refs = 1;
+        c->status_details = grpc_empty_slice();
+        c->close_op = (struct call_op){{on_close}, c};
+        c->recv_op = (struct call_op){{on_recv}, c};
+        c->send_op = (struct call_op){{on_sent}, c};
+        c->status_op = (struct call_op){{on_status_sent}, c};
+    }
+    if (!s->shutting_down)
+        arm_slot(slot);
+    if (c)
+        dispatch(c);
+}
+
+static void arm_slot(struct request_slot *slot)
+{
+    struct rpc_server *s = slot->server;
+    slot->call = NULL;
+    grpc_call_details_init(&slot->details);
+    grpc_metadata_array_init(&slot->metadata);
+    grpc_completion_queue *cq = bridge_cq(s->bridge);
+    grpc_call_error err = grpc_server_request_call(s->server, &slot->call, &slot->details,
+                                                   &slot->metadata, cq, cq, &slot->tag);
+    if (err != GRPC_CALL_OK) {
+        log_error("grpc_server_request_call failed (%d)", (int)err);
+        grpc_call_details_destroy(&slot->details);
+        grpc_metadata_array_destroy(&slot->metadata);
+        return;
+    }
+    s->slots_armed++;
+}
+
+int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
+                      struct rpc_server **out)
+{
+    struct rpc_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->bridge = br;
+    s->loop = bridge_loop(br);
+    if (opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) {
+        free(s);
+        return -ENOMEM;
+    }
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = opt->keepalive_time_ms}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = opt->keepalive_timeout_ms}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         {.integer = opt->min_client_ping_ms}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 0}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = opt->max_streams_per_conn}},
+    };
+    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
+    s->server = grpc_server_create(&chargs, NULL);
+    s->creds = grpc_insecure_server_credentials_create();
+    grpc_server_register_completion_queue(s->server, bridge_cq(br), NULL);
+    *out = s;
+    return 0;
+}
+
+static void add_method(struct rpc_server *s, const struct method *m)
+{
+    if (s->n_methods == MAX_METHODS) {
+        log_error("too many methods registered");
+        abort();
+    }
+    s->methods[s->n_methods] = *m;
+    s->methods[s->n_methods].path_len = strlen(m->path);
+    s->n_methods++;
+}
+
+void rpc_server_add_unary(struct rpc_server *s, const char *path,
+                          const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx)
+{
+    add_method(s, &(struct method){.path = path, .kind = METHOD_UNARY, .req = req, .unary = fn,
+                                   .ctx = ctx});
+}
+
+void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx)
+{
+    add_method(s, &(struct method){.path = path, .kind = METHOD_STREAM, .stream = fn, .ctx = ctx});
+}
+
+int rpc_server_start(struct rpc_server *s)
+{
+    grpc_server_start(s->server);
+    for (size_t i = 0; i < REQUEST_SLOTS; i++) {
+        s->slots[i].tag.done = on_request;
+        s->slots[i].server = s;
+        arm_slot(&s->slots[i]);
+    }
+    return s->slots_armed ? 0 : -EIO;
+}
+
+void rpc_server_add_fd(struct rpc_server *s, int fd)
+{
+    grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+}
+
+static void finish_shutdown(struct rpc_server *s)
+{
+    ev_timer_stop(s->loop, &s->shutdown_timer);
+    grpc_server_destroy(s->server);
+    grpc_server_credentials_release(s->creds);
+    void (*done)(void *) = s->shutdown_done;
+    void *ctx = s->shutdown_ctx;
+    free(s->auth_key);
+    free(s);
+    if (done)
+        done(ctx);
+}
+
+static void on_shutdown(struct rt_tag *tag, bool ok)
+{
+    struct rpc_server *s = (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
+    s->shutdown_notified = true;
+    finish_shutdown(s);
+}
+
+static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct rpc_server *s = w->data;
+    log_warn("calls still open after the shutdown grace; cancelling them");
+    grpc_server_cancel_all_calls(s->server);
+}
+
+void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms,
+                         void (*done)(void *ctx), void *ctx)
+{
+    struct ev_loop *loop = s->loop;
+    s->shutting_down = true;
+    s->shutdown_done = done;
+    s->shutdown_ctx = ctx;
+    s->shutdown_tag.done = on_shutdown;
+    ev_timer_init(&s->shutdown_timer, on_shutdown_timeout, (double)grace_ms / 1000.0, 0.0);
+    s->shutdown_timer.data = s;
+    ev_timer_start(loop, &s->shutdown_timer);
+    grpc_server_shutdown_and_notify(s->server, bridge_cq(s->bridge), &s->shutdown_tag);
+}

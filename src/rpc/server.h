@@ -1,0 +1,88 @@
+/*
+ * The gRPC server side: a method table, authentication, and per-call state machines.
+ *
+ * Everything here runs on the loop thread. Incoming calls are taken with generic requests (several
+ * kept outstanding and re-armed at once), dispatched on the method path, and refused with
+ * UNIMPLEMENTED or UNAUTHENTICATED before any handler sees them.
+ *
+ * Call lifetime: a handler owns its call from the moment its method function runs until it calls
+ * srv_call_finish() exactly once; after that it gets no callback but on_free. When the peer goes
+ * away (disconnect, cancel, deadline) on_done(cancelled=true) tells the handler, which must still
+ * finish the call.
+ */
+#ifndef CRAWLAB_SERVER_H
+#define CRAWLAB_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "runtime/bridge.h"
+
+struct rpc_server;
+struct srv_call;
+
+struct srv_handler {
+    /* A message arrived (borrowed, valid during the callback), or NULL at the client's half-close
+     * or when the read failed. */
+    void (*on_message)(struct srv_call *c, grpc_byte_buffer *msg);
+    /* A srv_call_write() completed; ok false when the call is gone. */
+    void (*on_sent)(struct srv_call *c, bool ok);
+    /* The call is over on the peer's side; cancelled when it did not end with our status. */
+    void (*on_done)(struct srv_call *c, bool cancelled);
+    /* Last callback: release whatever srv_call_user() points to. */
+    void (*on_free)(struct srv_call *c);
+};
+
+/* A unary method: req is decoded and owned by the server (freed after the function returns). The
+ * function must answer with srv_call_reply() or srv_call_fail(), now or later. */
+typedef void (*srv_unary_fn)(struct srv_call *c, void *ctx, const ProtobufCMessage *req);
+/* A streaming method: set a handler with srv_call_bind(), then read, write and finish. */
+typedef void (*srv_stream_fn)(struct srv_call *c, void *ctx);
+
+struct rpc_server_options {
+    const char *auth_key;          /* NULL: no authentication (--insecure-no-auth) */
+    int keepalive_time_ms;         /* HTTP/2 ping interval towards clients */
+    int keepalive_timeout_ms;      /* how long a ping may go unanswered */
+    int min_client_ping_ms;        /* the most frequent client ping accepted */
+    int max_streams_per_conn;      /* concurrent calls on one connection */
+};
+
+/* Creates the server on the bridge's queue; methods are added before rpc_server_start(). */
+int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
+                      struct rpc_server **out);
+void rpc_server_add_unary(struct rpc_server *s, const char *path,
+                          const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx);
+void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx);
+int rpc_server_start(struct rpc_server *s);
+
+/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on. */
+void rpc_server_add_fd(struct rpc_server *s, int fd);
+
+/*
+ * Stops taking calls; calls still open after grace_ms are cancelled. done(ctx) runs once the server
+ * is shut down and destroyed; by then handlers have seen on_done for every call.
+ */
+void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms,
+                         void (*done)(void *ctx), void *ctx);
+
+/* Per-call operations, loop thread only. */
+void srv_call_bind(struct srv_call *c, const struct srv_handler *h, void *user);
+void *srv_call_user(const struct srv_call *c);
+/* The peer as gRPC reports it; owned by the call. */
+const char *srv_call_peer(struct srv_call *c);
+const char *srv_call_method(const struct srv_call *c);
+/* Starts reading one message; -EBUSY when a read is already pending, -ESHUTDOWN after finish. */
+int srv_call_read(struct srv_call *c);
+/* Sends a message (ownership of msg passes here); -EBUSY when a write is pending. */
+int srv_call_write(struct srv_call *c, grpc_byte_buffer *msg);
+bool srv_call_write_pending(const struct srv_call *c);
+/* Ends the call with a status and an optional last message (ownership passes). Once per call. */
+void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *details,
+                     grpc_byte_buffer *msg);
+void srv_call_reply(struct srv_call *c, const ProtobufCMessage *resp);
+void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *details);
+
+#endif

@@ -1,0 +1,354 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+
+#include "worker/lines.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* First allocation of a splitter; most lines are short, so most splitters never grow past it. */
+#define SPLITTER_INITIAL_CAP 4096
+
+void line_splitter_init(struct line_splitter *s, size_t max_line)
+{
+    if (max_line == 0)
+        max_line = LINES_DEFAULT_MAX_LINE;
+    /* The buffer holds max_line + 1 bytes; keep that sum and the doubling in reserve() finite. */
+    if (max_line > SIZE_MAX / 4)
+        max_line = SIZE_MAX / 4;
+    s->buf = NULL;
+    s->len = 0;
+    s->cap = 0;
+    s->max_line = max_line;
+    s->mid_line = false;
+}
+
+void line_splitter_free(struct line_splitter *s)
+{
+    free(s->buf);
+    s->buf = NULL;
+    s->len = 0;
+    s->cap = 0;
+    s->mid_line = false;
+}
+
+/* Bytes a UTF-8 sequence announces by its lead byte; 1 for anything that is not a lead byte. */
+static size_t utf8_seq_len(unsigned char c)
+{
+    if (c >= 0xC0 && c <= 0xDF)
+        return 2;
+    if (c >= 0xE0 && c <= 0xEF)
+        return 3;
+    if (c >= 0xF0 && c <= 0xF7)
+        return 4;
+    return 1;
+}
+
+/*
+ * Where to end a piece of at most limit bytes: before the last character if
+ * that character starts within the last 3 bytes but does not fit. Invalid
+ * input gets no special care; it is cut at limit.
+ */
+static size_t utf8_cut(const char *buf, size_t limit)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    for (size_t back = 1; back <= 3 && back <= limit; back++) {
+        size_t j = limit - back;
+        if ((b[j] & 0xC0) == 0x80)
+            continue;
+        if (j > 0 && j + utf8_seq_len(b[j]) > limit)
+            return j;
+        return limit;
+    }
+    return limit;
+}
+
+/*
+ * Emits the first piece of the held bytes, at most limit bytes long, and
+ * keeps the rest. Callers pass limit < len so at least one byte stays: the
+ * byte just appended may be the '\r' of a "\r\n" whose '\n' is still to come.
+ */
+static void emit_piece(struct line_splitter *s, size_t limit, line_emit_fn emit, void *ctx)
+{
+    size_t cut = utf8_cut(s->buf, limit);
+    emit(ctx, s->buf, cut);
+    memmove(s->buf, s->buf + cut, s->len - cut);
+    s->len -= cut;
+    s->mid_line = true;
+}
+
+/* Grows the buffer to hold want bytes (want <= max_line + 1); false if memory ran out. */
+static bool reserve(struct line_splitter *s, size_t want)
+{
+    if (s->cap >= want)
+        return true;
+    size_t ncap = s->cap ? s->cap : SPLITTER_INITIAL_CAP;
+    while (ncap < want)
+        ncap *= 2;
+    if (ncap > s->max_line + 1)
+        ncap = s->max_line + 1;
+    char *nbuf = realloc(s->buf, ncap);
+    if (!nbuf)
+        return false;
+    s->buf = nbuf;
+    s->cap = ncap;
+    return true;
+}
+
+/*
+ * Adds bytes that contain no '\n' to the current line. The buffer holds up to
+ * max_line + 1 bytes: a full piece is only emitted once a byte beyond it
+ * arrives that cannot be the '\r' of the terminator, which is known for sure
+ * only when yet another byte follows.
+ */
+static void append(struct line_splitter *s, const char *data, size_t n, line_emit_fn emit,
+                   void *ctx)
+{
+    while (n > 0) {
+        size_t limit = s->max_line + 1;
+        if (s->len == limit) {
+            emit_piece(s, s->max_line, emit, ctx);
+            continue;
+        }
+        size_t take = n < limit - s->len ? n : limit - s->len;
+        if (!reserve(s, s->len + take)) {
+            size_t room = s->cap - s->len;
+            if (room == 0 && s->len >= 2) {
+                /* Out of memory: shorter pieces rather than lost bytes. */
+                emit_piece(s, s->len - 1, emit, ctx);
+                continue;
+            }
+            if (room == 0) {
+                /* Nothing could ever be allocated: pass the bytes straight through. */
+                size_t piece = n < s->max_line ? n : utf8_cut(data, s->max_line);
+                emit(ctx, data, piece);
+                s->mid_line = true;
+                data += piece;
+                n -= piece;
+                continue;
+            }
+            if (take > room)
+                take = room;
+        }
+        memcpy(s->buf + s->len, data, take);
+        s->len += take;
+        data += take;
+        n -= take;
+    }
+}
+
+/* A '\n' arrived: emits what is held as the (last piece of the) line. */
+static void end_line(struct line_splitter *s, line_emit_fn emit, void *ctx)
+{
+    if (s->len > 0 && s->buf[s->len - 1] == '\r')
+        s->len--;
+    while (s->len > s->max_line)
+        emit_piece(s, s->max_line, emit, ctx);
+    if (s->len > 0 || !s->mid_line)
+        emit(ctx, s->buf ? s->buf : "", s->len);
+    s->len = 0;
+    s->mid_line = false;
+}
+
+void line_splitter_feed(struct line_splitter *s, const char *data, size_t n, line_emit_fn emit,
+                        void *ctx)
+{
+    while (n > 0) {
+        const char *nl = memchr(data, '\n', n);
+        if (!nl) {
+            append(s, data, n, emit, ctx);
+            return;
+        }
+        size_t seg = (size_t)(nl - data);
+        size_t line_len = seg > 0 && data[seg - 1] == '\r' ? seg - 1 : seg;
+        if (s->len == 0 && !s->mid_line && line_len <= s->max_line) {
+            /* The whole line is in the caller's bytes: no copy. */
+            emit(ctx, data, line_len);
+        } else {
+            append(s, data, seg, emit, ctx);
+            end_line(s, emit, ctx);
+        }
+        data += seg + 1;
+        n -= seg + 1;
+    }
+}
+
+void line_splitter_finish(struct line_splitter *s, line_emit_fn emit, void *ctx)
+{
+    if (s->len > 0) {
+        while (s->len > s->max_line)
+            emit_piece(s, s->max_line, emit, ctx);
+        emit(ctx, s->buf, s->len);
+    }
+    line_splitter_free(s);
+}
+
+/*
+ * Decodes one character at p (n > 0 bytes available). Returns how many bytes
+ * it spans and sets *valid. For an invalid sequence the span is its maximal
+ * subpart: the lead byte and the continuation bytes that were still
+ * acceptable, which one U+FFFD replaces. Bounds follow RFC 3629's table, so
+ * overlong forms, surrogates and code points above U+10FFFF are invalid.
+ */
+static size_t utf8_next(const unsigned char *p, size_t n, bool *valid)
+{
+    unsigned char c = p[0];
+    if (c < 0x80) {
+        *valid = c != 0;
+        return 1;
+    }
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c == 0xE0) {
+        need = 2;
+        lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        need = 2;
+    } else if (c == 0xED) {
+        need = 2;
+        hi = 0x9F;
+    } else if (c == 0xF0) {
+        need = 3;
+        lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+        need = 3;
+    } else if (c == 0xF4) {
+        need = 3;
+        hi = 0x8F;
+    } else {
+        *valid = false;
+        return 1;
+    }
+    for (size_t i = 1; i <= need; i++) {
+        if (i >= n || p[i] < lo || p[i] > hi) {
+            *valid = false;
+            return i;
+        }
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    *valid = true;
+    return need + 1;
+}
+
+static const char replacement[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
+
+int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    bool valid = true;
+    size_t first_bad = 0;
+
+    *out = NULL;
+    while (first_bad < n) {
+        if (p[first_bad] >= 0x01 && p[first_bad] < 0x80) {
+            first_bad++;
+            continue;
+        }
+        size_t span = utf8_next(p + first_bad, n - first_bad, &valid);
+        if (!valid)
+            break;
+        first_bad += span;
+    }
+    if (first_bad == n) {
+        *out_len = n;
+        return 0;
+    }
+
+    /* First pass sizes the copy exactly; the second writes it. */
+    size_t total = first_bad;
+    for (size_t i = first_bad; i < n;) {
+        size_t span = utf8_next(p + i, n - i, &valid);
+        /* Each replacement costs 3 bytes for at least 1 consumed: total <= 3n. */
+        if (total > SIZE_MAX - 4)
+            return -ENOMEM;
+        total += valid ? span : sizeof(replacement);
+        i += span;
+    }
+    char *buf = malloc(total + 1);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, in, first_bad);
+    size_t o = first_bad;
+    for (size_t i = first_bad; i < n;) {
+        size_t span = utf8_next(p + i, n - i, &valid);
+        if (valid) {
+            memcpy(buf + o, in + i, span);
+            o += span;
+        } else {
+            memcpy(buf + o, replacement, sizeof(replacement));
+            o += sizeof(replacement);
+        }
+        i += span;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *out_len = o;
+    return 0;
+}
+
+static bool is_array_of_objects(const json_t *a)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_object(v))
+            return false;
+    }
+    return true;
+}
+
+/* True if v is the JSON string s exactly (an embedded NUL does not match). */
+static bool json_string_is(const json_t *v, const char *s)
+{
+    size_t n = strlen(s);
+    return json_is_string(v) && json_string_length(v) == n &&
+           memcmp(json_string_value(v), s, n) == 0;
+}
+
+int ipc_parse_line(const char *line, size_t len, json_t **items)
+{
+    *items = NULL;
+
+    /*
+     * Most output is plain text: a cheap look at the first byte, then for a
+     * bare mention of the key, keeps the JSON parser off the hot path.
+     */
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n'))
+        i++;
+    if (i == len || line[i] != '{')
+        return 0;
+    if (!memmem(line + i, len - i, "\"ipc\"", 5))
+        return 0;
+
+    json_t *root = json_loadb(line + i, len - i, 0, NULL);
+    if (!root)
+        return 0;
+
+    int rc = 0;
+    json_t *payload = json_object_get(root, "payload");
+    if (json_is_object(root) && json_string_is(json_object_get(root, "type"), "data") &&
+        json_is_true(json_object_get(root, "ipc")) && payload) {
+        if (json_is_object(payload)) {
+            json_t *arr = json_array();
+            if (arr && json_array_append(arr, payload) == 0) {
+                *items = arr;
+                rc = 1;
+            } else {
+                json_decref(arr);
+            }
+        } else if (json_is_array(payload) && is_array_of_objects(payload)) {
+            *items = json_incref(payload);
+            rc = 1;
+        }
+    }
+    json_decref(root);
+    return rc;
+}

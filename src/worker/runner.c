@@ -1,0 +1,619 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_addchdir_np */
+#endif
+
+#include "worker/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+#include "worker/lines.h"
+
+extern char **environ;
+
+/* One read(2) at most; lines longer than this are assembled by the splitter. */
+#define READ_CHUNK 65536
+/* Reads per wakeup, so that one chatty task cannot starve the rest of the loop. */
+#define READS_PER_WAKEUP 16
+
+struct stream {
+    ev_io io;
+    struct runner_proc *p;
+    struct line_splitter split;
+    int fd; /* Our read end, -1 once EOF was handled. */
+    bool is_stdout;
+};
+
+struct runner_proc {
+    struct ev_loop *loop;
+    struct runner_callbacks cb;
+    void *ctx;
+    char *task_id;
+    pid_t pid;
+    struct stream out;
+    struct stream err;
+    ev_child child_w;
+    ev_timer timeout_w; /* timeout_ms after the start. */
+    ev_timer grace_w;   /* SIGTERM -> SIGKILL. */
+    ev_timer eof_w;     /* Shell exited, output still open. */
+    uint64_t grace_ms;
+    uint64_t eof_wait_ms;
+    int status; /* From waitpid, valid once exited. */
+    bool exited;
+    bool paused;
+    bool draining; /* Group SIGKILLed after eof_w: EAGAIN now counts as EOF. */
+    bool term_sent;
+    bool kill_sent;
+    bool cancelled;
+    bool timed_out;
+    bool done; /* on_exit was called. */
+};
+
+/*
+ * Every runner lives on the default loop's thread and a read's bytes are fed
+ * to the splitter before the next read, so one buffer serves all of them.
+ */
+static char read_buf[READ_CHUNK];
+
+static ev_tstamp ms_to_tstamp(uint64_t ms)
+{
+    return (ev_tstamp)ms / 1000.0;
+}
+
+static void signal_group(struct runner_proc *p, int sig)
+{
+    if (kill(-p->pid, sig) < 0 && errno != ESRCH)
+        log_error("task %s: kill(-%d, %s) failed: %s", p->task_id, (int)p->pid, strsignal(sig),
+                  strerror(errno));
+}
+
+/* Sanitises one line and hands it to on_items or on_log. */
+static void deliver_line(void *ctx, const char *line, size_t len)
+{
+    struct stream *s = ctx;
+    struct runner_proc *p = s->p;
+    char *clean = NULL;
+    size_t clean_len = len;
+
+    if (utf8_sanitize(line, len, &clean, &clean_len) < 0) {
+        log_error("task %s: out of memory sanitising a %zu-byte output line, line dropped",
+                  p->task_id, len);
+        return;
+    }
+    if (clean) {
+        line = clean;
+        len = clean_len;
+    }
+    json_t *items = NULL;
+    if (s->is_stdout && ipc_parse_line(line, len, &items) == 1) {
+        if (json_array_size(items) > 0 && p->cb.on_items)
+            p->cb.on_items(p->ctx, p, items);
+        json_decref(items);
+    } else if (p->cb.on_log) {
+        p->cb.on_log(p->ctx, p, line, len);
+    }
+    free(clean);
+}
+
+/*
+ * Handles EOF: the watcher stops and the fd closes before the trailing
+ * partial line goes out, so a callback resuming reads cannot touch them.
+ */
+static void close_stream(struct runner_proc *p, struct stream *s)
+{
+    ev_io_stop(p->loop, &s->io);
+    close(s->fd);
+    s->fd = -1;
+    line_splitter_finish(&s->split, deliver_line, s);
+}
+
+static void read_stream(struct runner_proc *p, struct stream *s)
+{
+    for (int i = 0; i < READS_PER_WAKEUP; i++) {
+        if (s->fd < 0 || p->paused)
+            return;
+        ssize_t n = read(s->fd, read_buf, sizeof(read_buf));
+        if (n > 0) {
+            line_splitter_feed(&s->split, read_buf, (size_t)n, deliver_line, s);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* After the SIGKILL of eof_w, an empty pipe may be held by an escaped process. */
+            if (p->draining)
+                close_stream(p, s);
+            return;
+        }
+        if (n < 0)
+            log_error("task %s: reading %s failed: %s", p->task_id,
+                      s->is_stdout ? "stdout" : "stderr", strerror(errno));
+        close_stream(p, s);
+        return;
+    }
+    /* Draining must not wait for readiness that may never come: continue next iteration. */
+    if (p->draining && s->fd >= 0 && !p->paused)
+        ev_feed_event(p->loop, &s->io, EV_READ);
+}
+
+/*
+ * Calls on_exit once the shell was reaped and both pipes reached EOF. It is
+ * the last thing any watcher callback does, because on_exit may free p.
+ */
+static void maybe_finish(struct runner_proc *p)
+{
+    if (p->done || !p->exited || p->out.fd >= 0 || p->err.fd >= 0)
+        return;
+    p->done = true;
+    ev_timer_stop(p->loop, &p->timeout_w);
+    ev_timer_stop(p->loop, &p->grace_w);
+    ev_timer_stop(p->loop, &p->eof_w);
+    /* A cancelled task's processes that closed their output must not outlive it. */
+    if (p->cancelled || p->timed_out)
+        signal_group(p, SIGKILL);
+
+    struct runner_result r = {
+        .how = RUNNER_END_EXITED,
+        .code = 0,
+        .cancelled = p->cancelled,
+        .timed_out = p->timed_out,
+    };
+    if (WIFSIGNALED(p->status)) {
+        r.how = RUNNER_END_SIGNALED;
+        r.code = WTERMSIG(p->status);
+    } else {
+        r.code = WEXITSTATUS(p->status);
+    }
+    log_debug("task %s: pid %d %s %d%s%s", p->task_id, (int)p->pid,
+              r.how == RUNNER_END_SIGNALED ? "killed by signal" : "exited with", r.code,
+              r.cancelled ? ", cancelled" : "", r.timed_out ? ", timed out" : "");
+    if (p->cb.on_exit)
+        p->cb.on_exit(p->ctx, p, &r);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct stream *s = w->data;
+    struct runner_proc *p = s->p;
+    read_stream(p, s);
+    maybe_finish(p);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct runner_proc *p = w->data;
+    ev_child_stop(loop, w);
+    p->exited = true;
+    p->status = w->rstatus;
+    /* The shell's end decides the outcome; what lingers is handled by eof_w and cancel. */
+    ev_timer_stop(loop, &p->timeout_w);
+    if ((p->out.fd >= 0 || p->err.fd >= 0) && !p->paused) {
+        ev_timer_set(&p->eof_w, ms_to_tstamp(p->eof_wait_ms), 0.);
+        ev_timer_start(loop, &p->eof_w);
+    }
+    maybe_finish(p);
+}
+
+static void eof_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct runner_proc *p = w->data;
+    log_warn("task %s: shell exited but its output stayed open for %llu ms, killing process "
+             "group %d",
+             p->task_id, (unsigned long long)p->eof_wait_ms, (int)p->pid);
+    p->draining = true;
+    signal_group(p, SIGKILL);
+    p->kill_sent = true;
+    read_stream(p, &p->out);
+    read_stream(p, &p->err);
+    maybe_finish(p);
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct runner_proc *p = w->data;
+    log_info("task %s: still running %llu ms after SIGTERM, sending SIGKILL to group %d",
+             p->task_id, (unsigned long long)p->grace_ms, (int)p->pid);
+    signal_group(p, SIGKILL);
+    p->kill_sent = true;
+}
+
+/* SIGTERM now and SIGKILL after the grace period, or SIGKILL at once. */
+static void terminate(struct runner_proc *p, bool force)
+{
+    if (p->kill_sent)
+        return;
+    if (force) {
+        ev_timer_stop(p->loop, &p->grace_w);
+        signal_group(p, SIGKILL);
+        p->kill_sent = true;
+        p->term_sent = true;
+        return;
+    }
+    if (p->term_sent)
+        return;
+    p->term_sent = true;
+    signal_group(p, SIGTERM);
+    /* A stopped process would hold SIGTERM pending until the SIGKILL. */
+    signal_group(p, SIGCONT);
+    ev_now_update(p->loop);
+    ev_timer_set(&p->grace_w, ms_to_tstamp(p->grace_ms), 0.);
+    ev_timer_start(p->loop, &p->grace_w);
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct runner_proc *p = w->data;
+    log_info("task %s: timed out, terminating process group %d", p->task_id, (int)p->pid);
+    p->timed_out = true;
+    terminate(p, false);
+}
+
+void runner_cancel(struct runner_proc *p, bool force)
+{
+    if (p->done)
+        return;
+    p->cancelled = true;
+    terminate(p, force);
+}
+
+void runner_pause(struct runner_proc *p, bool paused)
+{
+    if (p->done || p->paused == paused)
+        return;
+    p->paused = paused;
+    struct stream *streams[] = {&p->out, &p->err};
+    for (size_t i = 0; i < 2; i++) {
+        struct stream *s = streams[i];
+        if (s->fd < 0)
+            continue;
+        if (paused) {
+            ev_io_stop(p->loop, &s->io);
+        } else {
+            ev_io_start(p->loop, &s->io);
+            /* A drained, empty pipe never becomes readable again: look at it once more. */
+            if (p->draining)
+                ev_feed_event(p->loop, &s->io, EV_READ);
+        }
+    }
+    if (p->exited && !p->draining) {
+        /* The EOF wait measures a task that is not reading, not one we hold back. */
+        if (paused) {
+            ev_timer_stop(p->loop, &p->eof_w);
+        } else {
+            ev_now_update(p->loop);
+            ev_timer_set(&p->eof_w, ms_to_tstamp(p->eof_wait_ms), 0.);
+            ev_timer_start(p->loop, &p->eof_w);
+        }
+    }
+}
+
+pid_t runner_pid(const struct runner_proc *p)
+{
+    return p->pid;
+}
+
+void runner_free(struct runner_proc *p)
+{
+    if (!p)
+        return;
+    if (!p->done) {
+        log_warn("task %s: runner freed before its end, killing process group %d", p->task_id,
+                 (int)p->pid);
+        signal_group(p, SIGKILL);
+    }
+    ev_child_stop(p->loop, &p->child_w);
+    ev_timer_stop(p->loop, &p->timeout_w);
+    ev_timer_stop(p->loop, &p->grace_w);
+    ev_timer_stop(p->loop, &p->eof_w);
+    struct stream *streams[] = {&p->out, &p->err};
+    for (size_t i = 0; i < 2; i++) {
+        ev_io_stop(p->loop, &streams[i]->io);
+        if (streams[i]->fd >= 0)
+            close(streams[i]->fd);
+        line_splitter_free(&streams[i]->split);
+    }
+    free(p->task_id);
+    free(p);
+}
+
+/* mkdir -p: creates every missing component of path with mode 0755. */
+static int mkdir_p(const char *path)
+{
+    char *buf = strdup(path);
+    if (!buf)
+        return -ENOMEM;
+    for (char *c = buf + 1;; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+        if (saved == '\0')
+            break;
+        *c = saved;
+    }
+    free(buf);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static size_t env_name_len(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+/* Adds kv to envp, replacing an entry of the same name. envp has room for one more. */
+static void env_put(const char **envp, size_t *n, const char *kv)
+{
+    size_t name = env_name_len(kv);
+    for (size_t i = 0; i < *n; i++) {
+        if (env_name_len(envp[i]) == name && strncmp(envp[i], kv, name) == 0) {
+            envp[i] = kv;
+            return;
+        }
+    }
+    envp[(*n)++] = kv;
+}
+
+/*
+ * The child's environment: ours without CRAWLAB_* (the worker's own settings,
+ * the auth key among them, are none of the task's business), then the task's
+ * identity, then the TaskSpec. The array is malloc'd; the strings are
+ * borrowed from environ, ids and spec.
+ */
+static const char **build_env(const struct runner_spec *spec, const char *id_kv, const char *key_kv)
+{
+    size_t n_inherited = 0, n_spec = 0;
+    while (environ && environ[n_inherited])
+        n_inherited++;
+    while (spec->env && spec->env[n_spec])
+        n_spec++;
+
+    const char **envp = calloc(n_inherited + 2 + n_spec + 1, sizeof(*envp));
+    if (!envp)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < n_inherited; i++) {
+        if (strncmp(environ[i], "CRAWLAB_", 8) != 0)
+            envp[n++] = environ[i];
+    }
+    env_put(envp, &n, id_kv);
+    env_put(envp, &n, key_kv);
+    for (size_t i = 0; i < n_spec; i++)
+        env_put(envp, &n, spec->env[i]);
+    envp[n] = NULL;
+    return envp;
+}
+
+static char *join3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = malloc(la + lb + lc + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc + 1);
+    return s;
+}
+
+/*
+ * Moves an fd above 2 if needed: with our own stdio closed, a pipe end could
+ * be 1 or 2, and the child's dup2 onto 1 and 2 would then clobber it.
+ */
+static int above_stdio(int *fd)
+{
+    if (*fd > 2)
+        return 0;
+    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0)
+        return -errno;
+    close(*fd);
+    *fd = nfd;
+    return 0;
+}
+
+static int make_pipe(int fds[2])
+{
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+    int rc = above_stdio(&fds[0]);
+    if (rc == 0)
+        rc = above_stdio(&fds[1]);
+    /* Only our end is non-blocking: the child must block on a full pipe (back-pressure). */
+    if (rc == 0) {
+        int fl = fcntl(fds[0], F_GETFL);
+        if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) < 0)
+            rc = -errno;
+    }
+    if (rc < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        fds[0] = fds[1] = -1;
+    }
+    return rc;
+}
+
+static void close_if_open(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+/* posix_spawn with the runner's file actions and attributes; returns 0 or a negative errno. */
+static int spawn_shell(pid_t *pid, const char *workdir, const char *cmdline, const char **envp,
+                       int out_w, int err_w)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    int rc;
+
+    rc = posix_spawn_file_actions_init(&fa);
+    if (rc)
+        return -rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc) {
+        posix_spawn_file_actions_destroy(&fa);
+        return -rc;
+    }
+    if (workdir)
+        rc = posix_spawn_file_actions_addchdir_np(&fa, workdir);
+    if (!rc)
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (!rc)
+        rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
+    if (!rc)
+        rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
+
+    /*
+     * The worker blocks or ignores signals of its own (SIGPIPE for sockets at
+     * least); ignored dispositions and the mask survive exec, so reset both.
+     */
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    if (!rc)
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF);
+    if (!rc)
+        rc = posix_spawnattr_setpgroup(&attr, 0);
+    if (!rc)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (!rc)
+        rc = posix_spawnattr_setsigdefault(&attr, &all);
+
+    if (!rc) {
+        char *argv[] = {"sh", "-c", (char *)cmdline, NULL};
+        rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, (char *const *)envp);
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return -rc;
+}
+
+static void stream_init(struct runner_proc *p, struct stream *s, int fd, bool is_stdout,
+                        size_t max_line)
+{
+    s->p = p;
+    s->fd = fd;
+    s->is_stdout = is_stdout;
+    line_splitter_init(&s->split, max_line);
+    ev_io_init(&s->io, io_cb, fd, EV_READ);
+    s->io.data = s;
+}
+
+int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
+                 const struct runner_callbacks *cb, void *ctx, struct runner_proc **out)
+{
+    *out = NULL;
+    if (!loop || !ev_is_default_loop(loop) || !spec || !spec->cmd || !cb)
+        return -EINVAL;
+    const char *task_id = spec->task_id ? spec->task_id : "";
+    for (size_t i = 0; spec->env && spec->env[i]; i++) {
+        const char *eq = strchr(spec->env[i], '=');
+        if (!eq || eq == spec->env[i]) {
+            log_error("task %s: environment entry %zu is not NAME=VALUE", task_id, i);
+            return -EINVAL;
+        }
+    }
+    const char *workdir = spec->workdir && spec->workdir[0] ? spec->workdir : NULL;
+    int rc;
+    if (workdir && (rc = mkdir_p(workdir)) < 0) {
+        log_error("task %s: cannot create working directory %s: %s", task_id, workdir,
+                  strerror(-rc));
+        return rc;
+    }
+
+    struct runner_proc *p = calloc(1, sizeof(*p));
+    const char *param = spec->param ? spec->param : "";
+    char *cmdline = join3(spec->cmd, param[0] ? " " : "", param);
+    char *id_kv = join3("CRAWLAB_TASK_ID", "=", task_id);
+    char *key_kv = join3("CRAWLAB_NODE_KEY", "=", spec->node_key ? spec->node_key : "");
+    const char **envp = NULL;
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+
+    rc = -ENOMEM;
+    if (!p || !cmdline || !id_kv || !key_kv || !(p->task_id = strdup(task_id)))
+        goto fail;
+    if (!(envp = build_env(spec, id_kv, key_kv)))
+        goto fail;
+    if ((rc = make_pipe(out_pipe)) < 0 || (rc = make_pipe(err_pipe)) < 0) {
+        log_error("task %s: cannot create output pipes: %s", task_id, strerror(-rc));
+        goto fail;
+    }
+    rc = spawn_shell(&p->pid, workdir, cmdline, envp, out_pipe[1], err_pipe[1]);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    out_pipe[1] = err_pipe[1] = -1;
+    if (rc < 0) {
+        log_error("task %s: cannot start /bin/sh -c '%s' in %s: %s", task_id, cmdline,
+                  workdir ? workdir : ".", strerror(-rc));
+        goto fail;
+    }
+
+    p->loop = loop;
+    p->cb = *cb;
+    p->ctx = ctx;
+    p->grace_ms = spec->cancel_grace_ms ? spec->cancel_grace_ms : RUNNER_DEFAULT_CANCEL_GRACE_MS;
+    p->eof_wait_ms = spec->eof_wait_ms ? spec->eof_wait_ms : RUNNER_DEFAULT_EOF_WAIT_MS;
+    stream_init(p, &p->out, out_pipe[0], true, spec->max_line);
+    stream_init(p, &p->err, err_pipe[0], false, spec->max_line);
+    ev_io_start(loop, &p->out.io);
+    ev_io_start(loop, &p->err.io);
+    /*
+     * No race with an early exit: the child is reaped by libev's SIGCHLD
+     * handling inside ev_run, which cannot run before this watcher is started.
+     */
+    ev_child_init(&p->child_w, child_cb, p->pid, 0);
+    p->child_w.data = p;
+    ev_child_start(loop, &p->child_w);
+    ev_timer_init(&p->timeout_w, timeout_cb, 0., 0.);
+    ev_timer_init(&p->grace_w, grace_cb, 0., 0.);
+    ev_timer_init(&p->eof_w, eof_cb, 0., 0.);
+    p->timeout_w.data = p->grace_w.data = p->eof_w.data = p;
+    if (spec->timeout_ms) {
+        ev_now_update(loop);
+        ev_timer_set(&p->timeout_w, ms_to_tstamp(spec->timeout_ms), 0.);
+        ev_timer_start(loop, &p->timeout_w);
+    }
+    log_debug("task %s: started pid %d: /bin/sh -c '%s'", task_id, (int)p->pid, cmdline);
+
+    free(cmdline);
+    free(id_kv);
+    free(key_kv);
+    free(envp);
+    *out = p;
+    return 0;
+
+fail:
+    close_if_open(out_pipe[0]);
+    close_if_open(out_pipe[1]);
+    close_if_open(err_pipe[0]);
+    close_if_open(err_pipe[1]);
+    free(cmdline);
+    free(id_kv);
+    free(key_kv);
+    free(envp);
+    if (p)
+        free(p->task_id);
+    free(p);
+    return rc;
+}

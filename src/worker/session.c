@@ -1,0 +1,441 @@
+#include "worker/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+
+#include "net/dialer.h"
+#include "resilience/retry.h"
+#include "rpc/client.h"
+#include "rpc/codec.h"
+#include "runtime/log.h"
+#include "services/node_service.pb-c.h"
+#include "version.h"
+
+#define DIAL_TIMEOUT_MS  5000
+#define UNARY_TIMEOUT_MS 5000
+
+enum state { S_IDLE, S_WAITING, S_DIALING, S_REGISTERING, S_ONLINE, S_STOPPED };
+
+static const char *const state_names[] = {"idle", "waiting to retry", "dialing", "registering",
+                                          "online", "stopped"};
+
+struct session {
+    struct ev_loop *loop;
+    struct bridge *bridge;
+    const struct config *cfg;
+    struct session_identity id;
+    struct session_hooks hooks;
+    void *ctx;
+    char target[300];
+
+    enum state state;
+    struct retry_policy_state retry;
+    ev_timer retry_timer;
+    ev_timer heartbeat_timer;
+    ev_timer watchdog; /* the master writes on Subscribe every interval; silence means trouble */
+    struct dial *dial;
+
+    grpc_channel *channel;
+    grpc_channel_credentials *creds;
+    int shadow_fd; /* our duplicate of the channel's socket, to kill the connection at once */
+    unsigned gen;
+    struct cli_call *subscribe;
+    bool heartbeat_pending;
+    char last_error[256];
+};
+
+/* Per-call context: which session and which connection the call belongs to. */
+struct call_ctx {
+    struct session *s;
+    unsigned gen;
+};
+
+static uint64_t now_ms(struct session *s)
+{
+    return (uint64_t)(ev_now(s->loop) * 1000.0);
+}
+
+static void set_state(struct session *s, enum state st)
+{
+    if (s->state == st)
+        return;
+    log_debug("session: %s -> %s", state_names[s->state], state_names[st]);
+    s->state = st;
+}
+
+/* Failures are logged when they change, so a long outage is a few lines, not thousands. */
+static void note_failure(struct session *s, const char *what)
+{
+    if (strcmp(s->last_error, what) != 0) {
+        log_warn("master %s: %s", s->target, what);
+        snprintf(s->last_error, sizeof(s->last_error), "%s", what);
+    } else {
+        log_debug("master %s: %s", s->target, what);
+    }
+}
+
+static void try_connect(struct session *s);
+
+static void schedule_retry(struct session *s)
+{
+    uint64_t now = now_ms(s);
+    uint64_t at = retry_on_failure(&s->retry, now);
+    double delay = (double)(at - now) / 1000.0;
+    if (s->retry.breaker.state == BREAKER_OPEN && delay >= 1.0)
+        log_debug("breaker open: next attempt in %.1f s", delay);
+    set_state(s, S_WAITING);
+    ev_timer_set(&s->retry_timer, delay, 0.0);
+    ev_timer_start(s->loop, &s->retry_timer);
+}
+
+/* Drops the channel: every call on it fails at once, and their completions are ignored. */
+static void teardown(struct session *s)
+{
+    bool was_online = s->state == S_ONLINE;
+    ev_timer_stop(s->loop, &s->heartbeat_timer);
+    ev_timer_stop(s->loop, &s->watchdog);
+    if (s->dial) {
+        dial_cancel(s->dial);
+        s->dial = NULL;
+    }
+    s->gen++;
+    if (s->subscribe) {
+        cli_call_release(s->subscribe);
+        s->subscribe = NULL;
+    }
+    if (s->shadow_fd >= 0) {
+        shutdown(s->shadow_fd, SHUT_RDWR);
+        close(s->shadow_fd);
+        s->shadow_fd = -1;
+    }
+    if (s->channel) {
+        grpc_channel_destroy(s->channel);
+        s->channel = NULL;
+    }
+    s->heartbeat_pending = false;
+    if (was_online && s->hooks.on_offline)
+        s->hooks.on_offline(s->ctx);
+}
+
+static void connection_lost(struct session *s, const char *why)
+{
+    if (s->state == S_STOPPED)
+        return;
+    if (s->state == S_ONLINE)
+        log_warn("lost the connection to the master %s: %s", s->target, why);
+    else
+        note_failure(s, why);
+    teardown(s);
+    schedule_retry(s);
+}
+
+void session_connection_failed(struct session *s, unsigned generation, const char *why)
+{
+    if (generation == s->gen)
+        connection_lost(s, why);
+}
+
+static struct call_ctx *call_ctx_new(struct session *s)
+{
+    struct call_ctx *c = malloc(sizeof(*c));
+    if (c)
+        *c = (struct call_ctx){s, s->gen};
+    return c;
+}
+
+/* ---- heartbeats ---- */
+
+static void on_heartbeat_done(void *user, grpc_status_code st, const char *details,
+                              grpc_byte_buffer *resp)
+{
+    struct call_ctx *c = user;
+    struct session *s = c->s;
+    bool current = c->gen == s->gen;
+    free(c);
+    if (!current)
+        return;
+    s->heartbeat_pending = false;
+    if (st != GRPC_STATUS_OK) {
+        char why[300];
+        snprintf(why, sizeof(why), "heartbeat failed: %s (status %d)", details, (int)st);
+        connection_lost(s, why);
+    }
+}
+
+static void send_heartbeat(struct session *s)
+{
+    if (s->heartbeat_pending)
+        return; /* the previous one is still out; its deadline decides */
+    Grpc__NodeServiceSendHeartbeatRequest req = GRPC__NODE_SERVICE_SEND_HEARTBEAT_REQUEST__INIT;
+    req.node_key = (char *)s->id.node_key;
+    req.running = s->hooks.running ? s->hooks.running(s->ctx) : 0;
+    struct call_ctx *c = call_ctx_new(s);
+    if (!c)
+        return;
+    s->heartbeat_pending = true;
+    cli_unary(s->bridge, s->channel, "/grpc.NodeService/SendHeartbeat", s->id.auth_key,
+              UNARY_TIMEOUT_MS, &req.base, on_heartbeat_done, c);
+}
+
+static void on_heartbeat_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    send_heartbeat(w->data);
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    connection_lost(w->data, "no message from the master for 3 heartbeat intervals");
+}
+
+/* ---- Subscribe ---- */
+
+static void sub_on_message(struct cli_call *call, grpc_byte_buffer *msg)
+{
+    struct call_ctx *c = cli_call_user(call);
+    struct session *s = c->s;
+    if (c->gen != s->gen)
+        return;
+    if (!msg)
+        return; /* the stream ended; on_status follows and decides */
+    ProtobufCMessage *m = NULL;
+    if (codec_unpack(msg, &grpc__node_service_subscribe_response__descriptor, &m) < 0) {
+        connection_lost(s, "malformed message on the node stream");
+        return;
+    }
+    int code = ((Grpc__NodeServiceSubscribeResponse *)m)->code;
+    protobuf_c_message_free_unpacked(m, NULL);
+    ev_timer_again(s->loop, &s->watchdog);
+    cli_call_read(call);
+    switch (code) {
+    case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__HEARTBEAT:
+        break;
+    case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE:
+        if (s->hooks.on_task_available)
+            s->hooks.on_task_available(s->ctx);
+        break;
+    case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__DRAIN:
+        log_info("master asked to drain: no new tasks until it comes back");
+        if (s->hooks.on_drain)
+            s->hooks.on_drain(s->ctx);
+        break;
+    default:
+        log_debug("ignoring unknown node stream code %d", code);
+    }
+}
+
+static void sub_on_status(struct cli_call *call, grpc_status_code st, const char *details)
+{
+    struct call_ctx *c = cli_call_user(call);
+    struct session *s = c->s;
+    if (c->gen != s->gen)
+        return;
+    char why[300];
+    snprintf(why, sizeof(why), "node stream ended: %s (status %d)", details, (int)st);
+    connection_lost(s, why);
+}
+
+static void sub_on_free(struct cli_call *call)
+{
+    free(cli_call_user(call));
+}
+
+static const struct cli_handler subscribe_handler = {
+    .on_message = sub_on_message,
+    .on_status = sub_on_status,
+    .on_free = sub_on_free,
+};
+
+static int start_subscribe(struct session *s)
+{
+    struct call_ctx *c = call_ctx_new(s);
+    if (!c)
+        return -ENOMEM;
+    s->subscribe = cli_call_start(s->bridge, s->channel, "/grpc.NodeService/Subscribe",
+                                  s->id.auth_key, 0, &subscribe_handler, c);
+    if (!s->subscribe) {
+        free(c);
+        return -ENOMEM;
+    }
+    Grpc__NodeServiceSubscribeRequest req = GRPC__NODE_SERVICE_SUBSCRIBE_REQUEST__INIT;
+    req.node_key = (char *)s->id.node_key;
+    cli_call_write_last(s->subscribe, codec_pack(&req.base));
+    cli_call_read(s->subscribe);
+    return 0;
+}
+
+/* ---- Register ---- */
+
+static void on_registered(void *user, grpc_status_code st, const char *details,
+                          grpc_byte_buffer *resp)
+{
+    struct call_ctx *c = user;
+    struct session *s = c->s;
+    bool current = c->gen == s->gen;
+    free(c);
+    if (!current)
+        return;
+    if (st != GRPC_STATUS_OK) {
+        char why[300];
+        if (st == GRPC_STATUS_UNAUTHENTICATED)
+            snprintf(why, sizeof(why),
+                     "registration refused: UNAUTHENTICATED (wrong or missing auth key)");
+        else if (st == GRPC_STATUS_ALREADY_EXISTS)
+            snprintf(why, sizeof(why),
+                     "registration refused: ALREADY_EXISTS (node key %s is connected from "
+                     "another machine)",
+                     s->id.node_key);
+        else
+            snprintf(why, sizeof(why), "registration failed: %s (status %d)", details, (int)st);
+        connection_lost(s, why);
+        return;
+    }
+    if (start_subscribe(s) < 0) {
+        connection_lost(s, "out of memory");
+        return;
+    }
+    retry_on_success(&s->retry, now_ms(s));
+    s->last_error[0] = '\0';
+    set_state(s, S_ONLINE);
+    log_info("registered with the master %s as node %s (%s)", s->target, s->id.node_key,
+             s->id.node_name);
+    double every = (double)s->cfg->heartbeat_interval_ms / 1000.0;
+    ev_timer_set(&s->heartbeat_timer, every, every);
+    ev_timer_start(s->loop, &s->heartbeat_timer);
+    s->watchdog.repeat = 3 * every + (double)UNARY_TIMEOUT_MS / 1000.0;
+    ev_timer_again(s->loop, &s->watchdog);
+    if (s->hooks.on_online)
+        s->hooks.on_online(s->ctx);
+}
+
+static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
+{
+    struct session *s = ctx;
+    s->dial = NULL;
+    if (fd < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "cannot connect: %s", errmsg ? errmsg : strerror(-err));
+        note_failure(s, why);
+        schedule_retry(s);
+        return;
+    }
+    s->shadow_fd = dup(fd);
+    s->channel = grpc_channel_create_from_fd(s->target, fd, s->creds, cli_channel_args());
+    set_state(s, S_REGISTERING);
+
+    Grpc__NodeServiceRegisterRequest req = GRPC__NODE_SERVICE_REGISTER_REQUEST__INIT;
+    req.node_key = (char *)s->id.node_key;
+    req.node_name = (char *)s->id.node_name;
+    req.max_runners = s->id.max_runners;
+    req.version = (char *)CRAWLAB_VERSION;
+    req.machine_id = (char *)s->id.machine_id;
+    struct call_ctx *c = call_ctx_new(s);
+    if (!c) {
+        connection_lost(s, "out of memory");
+        return;
+    }
+    cli_unary(s->bridge, s->channel, "/grpc.NodeService/Register", s->id.auth_key,
+              UNARY_TIMEOUT_MS, &req.base, on_registered, c);
+}
+
+static void try_connect(struct session *s)
+{
+    uint64_t now = now_ms(s);
+    if (!retry_allow(&s->retry, now)) {
+        /* Only the breaker says no; wait until it lets a probe through. */
+        uint64_t at = breaker_open_until(&s->retry.breaker);
+        set_state(s, S_WAITING);
+        ev_timer_set(&s->retry_timer, at > now ? (double)(at - now) / 1000.0 : 0.01, 0.0);
+        ev_timer_start(s->loop, &s->retry_timer);
+        return;
+    }
+    set_state(s, S_DIALING);
+    int rc = dial_start(s->loop, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
+                        on_dialed, s, &s->dial);
+    if (rc < 0) {
+        note_failure(s, "cannot start dialing: out of memory");
+        schedule_retry(s);
+    }
+}
+
+static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    try_connect(w->data);
+}
+
+int session_create(struct ev_loop *loop, struct bridge *br, const struct config *cfg,
+                   const struct session_identity *id, const struct session_hooks *hooks,
+                   void *ctx, struct session **out)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->loop = loop;
+    s->bridge = br;
+    s->cfg = cfg;
+    s->id = *id;
+    s->hooks = *hooks;
+    s->ctx = ctx;
+    s->shadow_fd = -1;
+    s->creds = grpc_insecure_credentials_create();
+    if (strchr(cfg->master_host, ':'))
+        snprintf(s->target, sizeof(s->target), "[%s]:%d", cfg->master_host, cfg->master_port);
+    else
+        snprintf(s->target, sizeof(s->target), "%s:%d", cfg->master_host, cfg->master_port);
+    uint64_t seed = (uint64_t)getpid() ^ ((uint64_t)(ev_time() * 1e6) << 16);
+    retry_init(&s->retry, seed);
+    ev_timer_init(&s->retry_timer, on_retry_timer, 0.0, 0.0);
+    s->retry_timer.data = s;
+    ev_timer_init(&s->heartbeat_timer, on_heartbeat_timer, 0.0, 0.0);
+    s->heartbeat_timer.data = s;
+    ev_init(&s->watchdog, on_watchdog);
+    s->watchdog.data = s;
+    *out = s;
+    return 0;
+}
+
+void session_start(struct session *s)
+{
+    log_info("connecting to the master %s", s->target);
+    try_connect(s);
+}
+
+void session_stop(struct session *s)
+{
+    if (s->state == S_STOPPED)
+        return;
+    ev_timer_stop(s->loop, &s->retry_timer);
+    s->hooks.on_offline = NULL;
+    teardown(s);
+    set_state(s, S_STOPPED);
+}
+
+void session_destroy(struct session *s)
+{
+    if (!s)
+        return;
+    session_stop(s);
+    grpc_channel_credentials_release(s->creds);
+    free(s);
+}
+
+bool session_online(const struct session *s)
+{
+    return s->state == S_ONLINE;
+}
+
+grpc_channel *session_channel(const struct session *s)
+{
+    return s->state == S_ONLINE ? s->channel : NULL;
+}
+
+unsigned session_generation(const struct session *s)
+{
+    return s->gen;
+}

@@ -1,0 +1,50 @@
+/*
+ * The worker's connection to the master: dial (under the retry and breaker policy), Register,
+ * Subscribe, heartbeat; on any failure tear the channel down and start over. Loop thread only.
+ *
+ * Every channel is a "connection generation": calls made on it carry the generation, and a
+ * completion from an older one is ignored, so a late callback can never act on a new channel.
+ */
+#ifndef CRAWLAB_SESSION_H
+#define CRAWLAB_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <grpc/grpc.h>
+
+#include "config.h"
+#include "runtime/bridge.h"
+
+struct session;
+
+struct session_hooks {
+    void (*on_online)(void *ctx);         /* registered and subscribed */
+    void (*on_offline)(void *ctx);        /* the channel is gone; calls on it have failed */
+    void (*on_task_available)(void *ctx); /* the master pushed TASK_AVAILABLE */
+    void (*on_drain)(void *ctx);          /* the master asked us to stop fetching */
+    int (*running)(void *ctx);            /* tasks running now, for heartbeats */
+};
+
+struct session_identity {
+    const char *node_key, *node_name, *machine_id, *auth_key;
+    int max_runners;
+};
+
+int session_create(struct ev_loop *loop, struct bridge *br, const struct config *cfg,
+                   const struct session_identity *id, const struct session_hooks *hooks,
+                   void *ctx, struct session **out);
+void session_start(struct session *s);
+/* Closes the connection for good; hooks are not called afterwards. */
+void session_stop(struct session *s);
+void session_destroy(struct session *s);
+
+bool session_online(const struct session *s);
+/* The live channel and its generation; NULL when offline. */
+grpc_channel *session_channel(const struct session *s);
+unsigned session_generation(const struct session *s);
+/* Gives up the current connection (e.g. a call on it failed with UNAVAILABLE). */
+void session_connection_failed(struct session *s, unsigned generation, const char *why);
+
+#endif

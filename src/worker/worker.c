@@ -1,0 +1,133 @@
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "runtime/bridge.h"
+#include "runtime/datadir.h"
+#include "runtime/log.h"
+#include "worker/session.h"
+
+struct worker {
+    const struct config *cfg;
+    struct ev_loop *loop;
+    struct bridge *bridge;
+    struct session *session;
+    ev_signal sigterm, sigint;
+};
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct worker *wk = w->data;
+    log_info("stopping");
+    session_stop(wk->session);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static const struct session_hooks hooks = {0};
+
+/* A node key given by flag or environment wins; otherwise one is made once and kept. */
+static int load_identity(const struct config *cfg, const char *dir, char **node_key,
+                         char **machine_id, char **node_name)
+{
+    bool created;
+    int rc;
+    if (cfg->node_key) {
+        if (!(*node_key = strdup(cfg->node_key)))
+            return -ENOMEM;
+    } else if ((rc = datadir_random_id(dir, "node.key", 16, node_key, &created)) < 0) {
+        log_error("cannot read or create %s/node.key: %s", dir, strerror(-rc));
+        return rc;
+    } else if (created) {
+        log_info("generated node key %s (kept in %s/node.key)", *node_key, dir);
+    }
+    if ((rc = datadir_random_id(dir, "machine.id", 16, machine_id, &created)) < 0) {
+        log_error("cannot read or create %s/machine.id: %s", dir, strerror(-rc));
+        return rc;
+    }
+    if (cfg->node_name) {
+        *node_name = strdup(cfg->node_name);
+    } else {
+        char host[256] = "worker";
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        *node_name = strdup(host);
+    }
+    return *node_name ? 0 : -ENOMEM;
+}
+
+int worker_main(const struct config *cfg, const char *auth_key)
+{
+    struct worker w = {.cfg = cfg};
+    int exit_code = 1, lock_fd = -1;
+    char *node_key = NULL, *machine_id = NULL, *node_name = NULL;
+    char *dir = datadir_resolve(cfg->data_dir);
+    if (!dir || datadir_ensure(dir) < 0) {
+        log_error("cannot create the data directory %s: %s", dir ? dir : "?", strerror(errno));
+        goto out;
+    }
+    if ((lock_fd = datadir_lock(dir, "worker.lock")) < 0) {
+        log_error("cannot lock %s/worker.lock: %s", dir,
+                  lock_fd == -EBUSY ? "another worker uses this data directory"
+                                    : strerror(-lock_fd));
+        goto out;
+    }
+    if (load_identity(cfg, dir, &node_key, &machine_id, &node_name) < 0)
+        goto out;
+
+    w.loop = ev_default_loop(EVFLAG_AUTO);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = bridge_create(w.loop, &w.bridge);
+    if (rc < 0) {
+        log_error("cannot start the completion queue thread: %s", strerror(-rc));
+        goto out;
+    }
+    struct session_identity id = {
+        .node_key = node_key,
+        .node_name = node_name,
+        .machine_id = machine_id,
+        .auth_key = auth_key,
+        .max_runners = cfg->max_runners,
+    };
+    if ((rc = session_create(w.loop, w.bridge, cfg, &id, &hooks, &w, &w.session)) < 0) {
+        log_error("cannot start the session: %s", strerror(-rc));
+        goto out;
+    }
+    ev_signal_init(&w.sigterm, on_stop_signal, SIGTERM);
+    ev_signal_init(&w.sigint, on_stop_signal, SIGINT);
+    w.sigterm.data = w.sigint.data = &w;
+    ev_signal_start(w.loop, &w.sigterm);
+    ev_signal_start(w.loop, &w.sigint);
+
+    log_info("worker %s (%s) starting, data in %s, max_runners %d", node_key, node_name, dir,
+             cfg->max_runners);
+    session_start(w.session);
+    ev_run(w.loop, 0);
+    exit_code = 0;
+    log_info("worker stopped");
+
+out:
+    if (w.loop) {
+        ev_signal_stop(w.loop, &w.sigterm);
+        ev_signal_stop(w.loop, &w.sigint);
+    }
+    if (w.session)
+        session_stop(w.session);
+    /* Completions of the calls just cancelled still arrive and refer to the session: the bridge
+     * delivers them before the session is freed. */
+    bridge_destroy(w.bridge);
+    session_destroy(w.session);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    free(node_key);
+    free(machine_id);
+    free(node_name);
+    free(dir);
+    return exit_code;
+}

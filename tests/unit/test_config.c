@@ -1,0 +1,910 @@
+/*
+ * Behaviour of command-line and environment parsing: defaults, precedence of flags over the
+ * environment, per-command options, error messages, and the duration, size and address helpers.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define MAX_ARGS 32
+#define MAX_ENV  16
+
+/* The fake environment every parse in this file sees; reset before each test. */
+static const char *env_names[MAX_ENV];
+static const char *env_values[MAX_ENV];
+static size_t n_env;
+
+static void env_clear(void)
+{
+    n_env = 0;
+}
+
+static void env_set(const char *name, const char *value)
+{
+    ck_assert_uint_lt(n_env, MAX_ENV);
+    env_names[n_env] = name;
+    env_values[n_env] = value;
+    n_env++;
+}
+
+static char *fake_getenv(const char *name)
+{
+    for (size_t i = 0; i < n_env; i++) {
+        if (strcmp(env_names[i], name) == 0)
+            return (char *)env_values[i];
+    }
+    return NULL;
+}
+
+static struct config cfg;
+static char err[256];
+
+/* Parses "crawlab-node" followed by the NULL-terminated words; argv is built by hand as in
+ * main(), with writable copies so that nothing relies on the strings being literals. */
+static int parse(const char *first, ...)
+{
+    static char storage[MAX_ARGS][128];
+    char *argv[MAX_ARGS + 1];
+    int argc = 0;
+
+    snprintf(storage[argc], sizeof(storage[argc]), "crawlab-node");
+    argv[argc] = storage[argc];
+    argc++;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        ck_assert_int_lt(argc, MAX_ARGS);
+        snprintf(storage[argc], sizeof(storage[argc]), "%s", a);
+        argv[argc] = storage[argc];
+        argc++;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+
+    config_free(&cfg);
+    memset(err, 0, sizeof(err));
+    return config_parse(&cfg, argc, argv, fake_getenv, err, sizeof(err));
+}
+
+static void setup(void)
+{
+    env_clear();
+    memset(&cfg, 0, sizeof(cfg));
+}
+
+static void teardown(void)
+{
+    config_free(&cfg);
+}
+
+/* Asserts that the last parse failed with -EINVAL and a message containing every fragment. */
+static void expect_error(int rc, const char *fragment, const char *fragment2)
+{
+    ck_assert_msg(rc == -EINVAL, "expected -EINVAL, got %d", rc);
+    ck_assert_msg(strstr(err, fragment) != NULL, "message '%s' lacks '%s'", err, fragment);
+    if (fragment2)
+        ck_assert_msg(strstr(err, fragment2) != NULL, "message '%s' lacks '%s'", err, fragment2);
+}
+
+#define TASK_ID "65a1b2c3d4e5f60718293a4b"
+
+/* ---- Defaults and roles ---- */
+
+START_TEST(test_master_gets_documented_defaults)
+{
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_MASTER);
+    ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
+    ck_assert_int_eq(cfg.listen_port, 9666);
+    ck_assert_ptr_null(cfg.data_dir);
+    ck_assert_ptr_null(cfg.auth_key);
+    ck_assert_ptr_null(cfg.auth_key_file);
+    ck_assert(!cfg.insecure_no_auth);
+    ck_assert_int_eq(cfg.log_level, LOG_INFO);
+    ck_assert_int_eq(cfg.log_format, LOG_FORMAT_TEXT);
+    ck_assert_uint_eq(cfg.heartbeat_interval_ms, 5000);
+    ck_assert_uint_eq(cfg.shutdown_grace_ms, 30000);
+    ck_assert_uint_eq(cfg.disconnect_grace_ms, 300000);
+}
+END_TEST
+
+START_TEST(test_worker_gets_documented_defaults)
+{
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_WORKER);
+    ck_assert_str_eq(cfg.master_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.master_port, 9666);
+    ck_assert_ptr_null(cfg.node_key);
+    ck_assert_ptr_null(cfg.node_name);
+    ck_assert_int_eq(cfg.max_runners, 8);
+    ck_assert_uint_eq(cfg.heartbeat_interval_ms, 5000);
+    ck_assert_uint_eq(cfg.fetch_interval_ms, 1000);
+    ck_assert_uint_eq(cfg.cancel_grace_ms, 15000);
+    ck_assert_uint_eq(cfg.shutdown_grace_ms, 30000);
+    ck_assert_uint_eq(cfg.spool_max_bytes, 1ULL << 30);
+}
+END_TEST
+
+START_TEST(test_client_commands_get_documented_defaults)
+{
+    ck_assert_int_eq(parse("nodes", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_NODES);
+    ck_assert_str_eq(cfg.master_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.master_port, 9666);
+    ck_assert(!cfg.json);
+
+    ck_assert_int_eq(parse("tasks", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_TASKS);
+    ck_assert_ptr_null(cfg.status_filter);
+
+    ck_assert_int_eq(parse("submit", "--", "echo", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_SUBMIT);
+    ck_assert_int_eq(cfg.priority, 0);
+    ck_assert_uint_eq(cfg.timeout_ms, 0);
+    ck_assert_uint_eq(cfg.n_nodes, 0);
+    ck_assert(!cfg.all_nodes);
+    ck_assert_uint_eq(cfg.n_env, 0);
+    ck_assert_ptr_null(cfg.task_name);
+
+    ck_assert_int_eq(parse("logs", TASK_ID, NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_LOGS);
+    ck_assert_str_eq(cfg.task_id, TASK_ID);
+    ck_assert(!cfg.follow);
+
+    ck_assert_int_eq(parse("results", TASK_ID, NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_RESULTS);
+
+    ck_assert_int_eq(parse("cancel", TASK_ID, NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_CANCEL);
+    ck_assert(!cfg.force);
+}
+END_TEST
+
+/* Crawlab's own spelling first, then the other accepted ones, in mixed case. */
+static const struct {
+    const char *value;
+    enum config_command role;
+} node_master_values[] = {
+    {"Y", CMD_MASTER},     {"y", CMD_MASTER}, {"yes", CMD_MASTER}, {"TRUE", CMD_MASTER},
+    {"1", CMD_MASTER},     {"N", CMD_WORKER}, {"n", CMD_WORKER},   {"No", CMD_WORKER},
+    {"false", CMD_WORKER}, {"0", CMD_WORKER},
+};
+
+START_TEST(test_crawlab_node_master_selects_the_role)
+{
+    env_set("CRAWLAB_NODE_MASTER", node_master_values[_i].value);
+    ck_assert_int_eq(parse(NULL), 0);
+    ck_assert_int_eq(cfg.command, node_master_values[_i].role);
+}
+END_TEST
+
+START_TEST(test_role_flag_wins_over_crawlab_node_master)
+{
+    env_set("CRAWLAB_NODE_MASTER", "Y");
+    ck_assert_int_eq(parse("--role", "worker", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_WORKER);
+}
+END_TEST
+
+START_TEST(test_daemon_without_role_is_refused)
+{
+    expect_error(parse(NULL), "--role is required", NULL);
+    expect_error(parse("--max-runners=4", NULL), "--role is required", NULL);
+}
+END_TEST
+
+START_TEST(test_bad_role_values_name_their_source)
+{
+    expect_error(parse("--role=boss", NULL), "--role", "'boss'");
+    env_set("CRAWLAB_NODE_MASTER", "maybe");
+    expect_error(parse(NULL), "CRAWLAB_NODE_MASTER", "'maybe'");
+}
+END_TEST
+
+START_TEST(test_client_command_ignores_crawlab_node_master)
+{
+    env_set("CRAWLAB_NODE_MASTER", "maybe");
+    ck_assert_int_eq(parse("nodes", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_NODES);
+}
+END_TEST
+
+START_TEST(test_unknown_command_is_refused)
+{
+    expect_error(parse("frobnicate", NULL), "unknown command 'frobnicate'", NULL);
+    expect_error(parse("master", NULL), "unknown command 'master'", "--role=master");
+}
+END_TEST
+
+/* ---- Environment ---- */
+
+START_TEST(test_worker_reads_crawlab_environment)
+{
+    env_set("CRAWLAB_GRPC_HOST", "master.internal");
+    env_set("CRAWLAB_GRPC_PORT", "9777");
+    env_set("CRAWLAB_NODE_KEY", "node-7");
+    env_set("CRAWLAB_NODE_NAME", "crawler 7");
+    env_set("CRAWLAB_NODE_MAXRUNNERS", "32");
+    env_set("CRAWLAB_AUTH_KEY", "s3cret");
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_str_eq(cfg.master_host, "master.internal");
+    ck_assert_int_eq(cfg.master_port, 9777);
+    ck_assert_str_eq(cfg.node_key, "node-7");
+    ck_assert_str_eq(cfg.node_name, "crawler 7");
+    ck_assert_int_eq(cfg.max_runners, 32);
+    ck_assert_str_eq(cfg.auth_key, "s3cret");
+}
+END_TEST
+
+START_TEST(test_master_reads_server_address_from_environment)
+{
+    env_set("CRAWLAB_GRPC_SERVER_HOST", "::");
+    env_set("CRAWLAB_GRPC_SERVER_PORT", "9000");
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_str_eq(cfg.listen_host, "::");
+    ck_assert_int_eq(cfg.listen_port, 9000);
+}
+END_TEST
+
+START_TEST(test_flags_win_over_environment)
+{
+    env_set("CRAWLAB_GRPC_HOST", "from-env");
+    env_set("CRAWLAB_GRPC_PORT", "9777");
+    env_set("CRAWLAB_NODE_KEY", "env-key");
+    env_set("CRAWLAB_NODE_NAME", "env-name");
+    env_set("CRAWLAB_NODE_MAXRUNNERS", "32");
+    env_set("CRAWLAB_AUTH_KEY", "env-secret");
+    ck_assert_int_eq(parse("--role=worker", "--master=flag-host:1234", "--node-key", "flag-key",
+                           "--node-name=flag-name", "--max-runners=2", "--auth-key=flag-secret",
+                           NULL),
+                     0);
+    ck_assert_str_eq(cfg.master_host, "flag-host");
+    ck_assert_int_eq(cfg.master_port, 1234);
+    ck_assert_str_eq(cfg.node_key, "flag-key");
+    ck_assert_str_eq(cfg.node_name, "flag-name");
+    ck_assert_int_eq(cfg.max_runners, 2);
+    ck_assert_str_eq(cfg.auth_key, "flag-secret");
+}
+END_TEST
+
+START_TEST(test_address_flag_without_port_replaces_environment_port)
+{
+    env_set("CRAWLAB_GRPC_PORT", "9777");
+    ck_assert_int_eq(parse("nodes", "--master=other", NULL), 0);
+    ck_assert_str_eq(cfg.master_host, "other");
+    ck_assert_int_eq(cfg.master_port, 9666);
+}
+END_TEST
+
+START_TEST(test_flag_hides_an_invalid_environment_value)
+{
+    env_set("CRAWLAB_NODE_MAXRUNNERS", "lots");
+    ck_assert_int_eq(parse("--role=worker", "--max-runners=3", NULL), 0);
+    ck_assert_int_eq(cfg.max_runners, 3);
+}
+END_TEST
+
+START_TEST(test_auth_key_file_flag_hides_auth_key_variable)
+{
+    env_set("CRAWLAB_AUTH_KEY", "env-secret");
+    ck_assert_int_eq(parse("nodes", "--auth-key-file=/etc/key", NULL), 0);
+    ck_assert_ptr_null(cfg.auth_key);
+    ck_assert_str_eq(cfg.auth_key_file, "/etc/key");
+
+    ck_assert_int_eq(parse("--role=master", "--insecure-no-auth", NULL), 0);
+    ck_assert_ptr_null(cfg.auth_key);
+    ck_assert(cfg.insecure_no_auth);
+}
+END_TEST
+
+static const struct {
+    const char *name;
+    const char *value;
+} bad_env[] = {
+    {"CRAWLAB_NODE_MAXRUNNERS", "lots"}, {"CRAWLAB_NODE_MAXRUNNERS", "0"},
+    {"CRAWLAB_GRPC_PORT", "0"},          {"CRAWLAB_GRPC_PORT", "http"},
+    {"CRAWLAB_GRPC_HOST", "a b"},        {"CRAWLAB_NODE_KEY", "bad\tkey"},
+};
+
+START_TEST(test_invalid_environment_value_names_the_variable)
+{
+    env_set(bad_env[_i].name, bad_env[_i].value);
+    expect_error(parse("--role=worker", NULL), bad_env[_i].name, NULL);
+}
+END_TEST
+
+START_TEST(test_environment_of_other_commands_is_ignored)
+{
+    env_set("CRAWLAB_GRPC_SERVER_PORT", "nope");
+    env_set("CRAWLAB_NODE_MAXRUNNERS", "nope");
+    ck_assert_int_eq(parse("--role=worker", "--max-runners=2", NULL), 0);
+    ck_assert_int_eq(parse("nodes", NULL), 0);
+    ck_assert_int_eq(cfg.max_runners, 8);
+    env_clear();
+    env_set("CRAWLAB_GRPC_PORT", "nope");
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+}
+END_TEST
+
+START_TEST(test_empty_environment_value_counts_as_unset)
+{
+    env_set("CRAWLAB_NODE_MASTER", "");
+    env_set("CRAWLAB_GRPC_PORT", "");
+    expect_error(parse(NULL), "--role is required", NULL);
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_int_eq(cfg.master_port, 9666);
+}
+END_TEST
+
+/* ---- Option syntax ---- */
+
+START_TEST(test_both_value_forms_are_accepted)
+{
+    ck_assert_int_eq(parse("--role", "master", "--listen", "10.0.0.1:7000", "--log-level", "debug",
+                           "--log-format=json", "--data-dir=/srv/crawlab", NULL),
+                     0);
+    ck_assert_int_eq(cfg.command, CMD_MASTER);
+    ck_assert_str_eq(cfg.listen_host, "10.0.0.1");
+    ck_assert_int_eq(cfg.listen_port, 7000);
+    ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+    ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
+    ck_assert_str_eq(cfg.data_dir, "/srv/crawlab");
+}
+END_TEST
+
+START_TEST(test_negative_value_in_separate_word_is_a_value)
+{
+    ck_assert_int_eq(parse("submit", "--priority", "-5", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.priority, -5);
+}
+END_TEST
+
+START_TEST(test_repeated_single_option_keeps_the_last_value)
+{
+    ck_assert_int_eq(parse("--role=worker", "--max-runners=2", "--max-runners=9", NULL), 0);
+    ck_assert_int_eq(cfg.max_runners, 9);
+}
+END_TEST
+
+START_TEST(test_option_without_its_value_is_refused)
+{
+    expect_error(parse("--role=worker", "--node-key", NULL), "'--node-key' requires a value", NULL);
+    expect_error(parse("submit", "--name", "--", "true", NULL), "'--name' requires a value", NULL);
+    expect_error(parse("--role", NULL), "'--role' requires a value", NULL);
+}
+END_TEST
+
+START_TEST(test_flag_given_a_value_is_refused)
+{
+    expect_error(parse("nodes", "--json=yes", NULL), "'--json' takes no value", NULL);
+}
+END_TEST
+
+START_TEST(test_unknown_option_is_refused_naming_the_command)
+{
+    expect_error(parse("nodes", "--foo", NULL), "unknown option '--foo' for 'nodes'", NULL);
+    expect_error(parse("--role=worker", "-x", NULL), "unknown option '-x' for 'worker'", NULL);
+    expect_error(parse("--rol=master", NULL), "unknown option '--rol'", NULL);
+}
+END_TEST
+
+START_TEST(test_misspelt_option_does_not_echo_its_value)
+{
+    ck_assert_int_eq(parse("nodes", "--auth-keys=topsecret", NULL), -EINVAL);
+    ck_assert_ptr_null(strstr(err, "topsecret"));
+    ck_assert_int_eq(parse("nodes", "--auth-key=top secret", NULL), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--auth-key"));
+    ck_assert_ptr_null(strstr(err, "secret'"));
+}
+END_TEST
+
+static const struct {
+    const char *args[4];
+    const char *message;
+} misplaced[] = {
+    {{"tasks", "--follow"}, "'--follow' is not an option of 'tasks'"},
+    {{"nodes", "--force"}, "'--force' is not an option of 'nodes'"},
+    {{"logs", "--json", TASK_ID}, "'--json' is not an option of 'logs'"},
+    {{"--role=master", "--max-runners=4"}, "'--max-runners' is not an option of 'master'"},
+    {{"--role=worker", "--listen=0.0.0.0:1"}, "'--listen' is not an option of 'worker'"},
+    {{"--role=master", "--master=h:1"}, "'--master' is not an option of 'master'"},
+    {{"nodes", "--role=master"}, "'--role' is not an option of 'nodes'"},
+    {{"nodes", "--data-dir=/x"}, "'--data-dir' is not an option of 'nodes'"},
+    {{"tasks", "--node=k"}, "'--node' is not an option of 'tasks'"},
+    {{"--role=worker", "--disconnect-grace=1m"},
+     "'--disconnect-grace' is not an option of 'worker'"},
+};
+
+START_TEST(test_option_of_another_command_is_refused)
+{
+    const char *const *a = misplaced[_i].args;
+    expect_error(parse(a[0], a[1], a[2], a[3], NULL), misplaced[_i].message, NULL);
+}
+END_TEST
+
+/* Each bad value is refused with a message naming the option that carried it. */
+static const struct {
+    const char *args[4];
+    const char *option;
+} bad_values[] = {
+    {{"--role=worker", "--max-runners=x"}, "--max-runners: expected an integer from 1 to 1024"},
+    {{"--role=worker", "--max-runners=0"}, "--max-runners"},
+    {{"--role=worker", "--max-runners=1025"}, "--max-runners"},
+    {{"--role=worker", "--max-runners= 4"}, "--max-runners"},
+    {{"--role=worker", "--heartbeat-interval=0"}, "--heartbeat-interval: must be greater"},
+    {{"--role=worker", "--fetch-interval=soon"}, "--fetch-interval"},
+    {{"--role=worker", "--cancel-grace=-1s"}, "--cancel-grace"},
+    {{"--role=worker", "--shutdown-grace=99999999999999999999h"}, "--shutdown-grace"},
+    {{"--role=master", "--disconnect-grace=5 m"}, "--disconnect-grace"},
+    {{"--role=worker", "--spool-max-bytes=lots"}, "--spool-max-bytes"},
+    {{"--role=worker", "--spool-max-bytes=64K"}, "--spool-max-bytes: must be at least 1M"},
+    {{"--role=worker", "--node-key="}, "--node-key"},
+    {{"--role=worker", "--node-name="}, "--node-name"},
+    {{"--role=master", "--listen=0.0.0.0:0"}, "--listen"},
+    {{"--role=master", "--listen=:9666"}, "--listen"},
+    {{"--role=worker", "--master=h:65536"}, "--master"},
+    {{"--role=master", "--data-dir="}, "--data-dir"},
+    {{"--role=master", "--log-level=loud"}, "--log-level"},
+    {{"--role=master", "--log-format=xml"}, "--log-format"},
+    {{"nodes", "--auth-key="}, "--auth-key"},
+    {{"nodes", "--auth-key-file="}, "--auth-key-file"},
+    {{"tasks", "--status=done"}, "--status"},
+    {{"submit", "--priority=1001", "--", "true"}, "--priority: expected an integer from -1000"},
+    {{"submit", "--priority=high", "--", "true"}, "--priority"},
+    {{"submit", "--timeout=forever", "--", "true"}, "--timeout"},
+    {{"submit", "--name=", "--", "true"}, "--name"},
+    {{"submit", "--node=", "--", "true"}, "--node"},
+    {{"submit", "--env=1ABC=x", "--", "true"}, "--env"},
+    {{"submit", "--env=A-B=x", "--", "true"}, "--env"},
+    {{"submit", "--env==x", "--", "true"}, "--env"},
+    {{"submit", "--env=NOVALUE", "--", "true"}, "--env"},
+};
+
+START_TEST(test_bad_value_is_refused_naming_the_option)
+{
+    const char *const *a = bad_values[_i].args;
+    expect_error(parse(a[0], a[1], a[2], a[3], NULL), bad_values[_i].option, NULL);
+}
+END_TEST
+
+START_TEST(test_contradictory_options_are_refused)
+{
+    expect_error(parse("nodes", "--auth-key=k", "--auth-key-file=/f", NULL), "--auth-key-file",
+                 "cannot be used together");
+    expect_error(parse("--role=master", "--insecure-no-auth", "--auth-key=k", NULL),
+                 "--insecure-no-auth", NULL);
+    expect_error(parse("submit", "--node=a", "--all-nodes", "--", "true", NULL), "--all-nodes",
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_failed_parse_leaves_nothing_to_free)
+{
+    ck_assert_int_eq(
+        parse("submit", "--node=a", "--env=A=1", "--name=n", "--all-nodes", "--", "true", NULL),
+        -EINVAL);
+    ck_assert_ptr_null(cfg.nodes);
+    ck_assert_ptr_null(cfg.env);
+    ck_assert_ptr_null(cfg.master_host);
+    config_free(&cfg);
+}
+END_TEST
+
+/* ---- submit ---- */
+
+START_TEST(test_submit_collects_nodes_env_and_command)
+{
+    ck_assert_int_eq(parse("submit", "--node=alpha", "--node", "beta", "--env=A=1", "--env",
+                           "_B2=x=y", "--env=EMPTY=", "--name=crawl quotes", "--priority=10",
+                           "--timeout=1h30m", "--", "scrapy", "crawl", "--help", NULL),
+                     0);
+    ck_assert_int_eq(cfg.command, CMD_SUBMIT);
+    ck_assert_uint_eq(cfg.n_nodes, 2);
+    ck_assert_str_eq(cfg.nodes[0], "alpha");
+    ck_assert_str_eq(cfg.nodes[1], "beta");
+    ck_assert_ptr_null(cfg.nodes[2]);
+    ck_assert_uint_eq(cfg.n_env, 3);
+    ck_assert_str_eq(cfg.env[0], "A=1");
+    ck_assert_str_eq(cfg.env[1], "_B2=x=y");
+    ck_assert_str_eq(cfg.env[2], "EMPTY=");
+    ck_assert_str_eq(cfg.task_name, "crawl quotes");
+    ck_assert_int_eq(cfg.priority, 10);
+    ck_assert_uint_eq(cfg.timeout_ms, 5400000);
+    ck_assert_uint_eq(cfg.n_argv_cmd, 3);
+    ck_assert_str_eq(cfg.argv_cmd[0], "scrapy");
+    ck_assert_str_eq(cfg.argv_cmd[1], "crawl");
+    ck_assert_str_eq(cfg.argv_cmd[2], "--help");
+    ck_assert_ptr_null(cfg.argv_cmd[3]);
+}
+END_TEST
+
+START_TEST(test_submit_to_all_nodes)
+{
+    ck_assert_int_eq(parse("submit", "--all-nodes", "--", "true", NULL), 0);
+    ck_assert(cfg.all_nodes);
+}
+END_TEST
+
+START_TEST(test_submit_without_command_is_refused)
+{
+    expect_error(parse("submit", NULL), "'submit' needs a command after '--'", NULL);
+    expect_error(parse("submit", "--name=x", "--", NULL), "'submit' needs a command", NULL);
+    expect_error(parse("submit", "--", "", NULL), "'submit' needs a command", NULL);
+}
+END_TEST
+
+START_TEST(test_submit_refuses_command_words_before_dashdash)
+{
+    expect_error(parse("submit", "scrapy", "--", "true", NULL), "unexpected argument 'scrapy'",
+                 "after '--'");
+}
+END_TEST
+
+START_TEST(test_submit_refuses_duplicates)
+{
+    expect_error(parse("submit", "--env=A=1", "--env=A=2", "--", "true", NULL), "--env",
+                 "'A' is given twice");
+    expect_error(parse("submit", "--node=n1", "--node=n1", "--", "true", NULL), "--node", "twice");
+}
+END_TEST
+
+/* ---- Task ids and other positionals ---- */
+
+START_TEST(test_task_id_must_be_24_lowercase_hex)
+{
+    ck_assert_int_eq(parse("cancel", "--force", TASK_ID, NULL), 0);
+    ck_assert_str_eq(cfg.task_id, TASK_ID);
+    ck_assert(cfg.force);
+    ck_assert_int_eq(parse("logs", "--", TASK_ID, "--follow", NULL), -EINVAL);
+    ck_assert_int_eq(parse("logs", "--follow", "--", TASK_ID, NULL), 0);
+    ck_assert(cfg.follow);
+
+    expect_error(parse("logs", "65A1B2C3D4E5F60718293A4B", NULL), "TASK_ID", "24 lowercase");
+    expect_error(parse("logs", "65a1b2c3d4e5f60718293a4", NULL), "TASK_ID", NULL);
+    expect_error(parse("logs", "65a1b2c3d4e5f60718293a4b0", NULL), "TASK_ID", NULL);
+    expect_error(parse("results", "65a1b2c3d4e5f60718293a4g", NULL), "TASK_ID", NULL);
+    expect_error(parse("cancel", NULL), "'cancel' needs a TASK_ID", NULL);
+    expect_error(parse("results", TASK_ID, TASK_ID, NULL), "unexpected argument", NULL);
+}
+END_TEST
+
+START_TEST(test_unexpected_positional_is_refused)
+{
+    expect_error(parse("nodes", "extra", NULL), "unexpected argument 'extra' for 'nodes'", NULL);
+    expect_error(parse("--role=worker", "extra", NULL), "unexpected argument 'extra' for 'worker'",
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_tasks_status_filter_accepts_every_status)
+{
+    static const char *const statuses[] = {"pending", "assigned",  "running",  "finished",
+                                           "error",   "cancelled", "abnormal", "node_disconnected"};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        ck_assert_int_eq(parse("tasks", "--status", statuses[i], "--json", NULL), 0);
+        ck_assert_str_eq(cfg.status_filter, statuses[i]);
+        ck_assert(cfg.json);
+    }
+}
+END_TEST
+
+/* ---- Help and version ---- */
+
+START_TEST(test_help_and_version_win_anywhere)
+{
+    ck_assert_int_eq(parse("--help", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_HELP);
+    ck_assert_int_eq(parse("-h", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_HELP);
+    ck_assert_int_eq(parse("submit", "--bogus", "-h", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_HELP);
+    ck_assert_int_eq(parse("frobnicate", "--help", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_HELP);
+    ck_assert_int_eq(parse("--version", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_VERSION);
+    ck_assert_int_eq(parse("tasks", "--status=bogus", "--version", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_VERSION);
+}
+END_TEST
+
+START_TEST(test_help_after_dashdash_belongs_to_the_task)
+{
+    ck_assert_int_eq(parse("submit", "--", "curl", "--help", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_SUBMIT);
+    ck_assert_int_eq(parse("submit", "--name", "-h", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_SUBMIT);
+    ck_assert_str_eq(cfg.task_name, "-h");
+}
+END_TEST
+
+START_TEST(test_usage_lists_every_command_and_option)
+{
+    static const char *const expected[] = {
+        "--role=master",
+        "--role=worker",
+        "nodes",
+        "submit",
+        "tasks",
+        "logs",
+        "results",
+        "cancel",
+        "--listen=",
+        "--master=",
+        "--data-dir=",
+        "--auth-key=",
+        "--auth-key-file=",
+        "--insecure-no-auth",
+        "--log-level=",
+        "--log-format=",
+        "--node-key=",
+        "--node-name=",
+        "--max-runners=",
+        "--heartbeat-interval=",
+        "--fetch-interval=",
+        "--cancel-grace=",
+        "--shutdown-grace=",
+        "--disconnect-grace=",
+        "--spool-max-bytes=",
+        "--json",
+        "--node=",
+        "--all-nodes",
+        "--priority=",
+        "--timeout=",
+        "--env=",
+        "--name=",
+        "--status=",
+        "--follow",
+        "--force",
+        "--help",
+        "--version",
+        "CRAWLAB_NODE_MASTER",
+        "CRAWLAB_GRPC_HOST",
+        "CRAWLAB_GRPC_PORT",
+        "CRAWLAB_GRPC_SERVER_HOST",
+        "CRAWLAB_AUTH_KEY",
+        "CRAWLAB_NODE_MAXRUNNERS",
+        "Default: 0.0.0.0:9666.",
+        "Default: 127.0.0.1:9666.",
+        "Default: 8.",
+        "Default: 5s.",
+        "Default: 1s.",
+        "Default: 15s.",
+        "Default: 30s.",
+        "Default: 5m.",
+        "Default: 1G.",
+    };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(out);
+    config_usage(out);
+    fclose(out);
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+        ck_assert_msg(strstr(text, expected[i]) != NULL, "usage lacks '%s'", expected[i]);
+    free(text);
+}
+END_TEST
+
+/* ---- Helpers ---- */
+
+static const struct {
+    const char *text;
+    uint64_t ms;
+} good_durations[] = {
+    {"500ms", 500},     {"5s", 5000},
+    {"5", 5000},        {"0", 0},
+    {"2m", 120000},     {"1h", 3600000},
+    {"1.5s", 1500},     {"0.25m", 15000},
+    {"1h30m", 5400000}, {"1m0.5s", 60500},
+    {"1.0009s", 1000},  {"0.1ms", 0},
+    {"1.5", 1500},      {"18446744073709551615ms", UINT64_MAX},
+};
+
+START_TEST(test_duration_accepts_units_fractions_and_bare_seconds)
+{
+    uint64_t ms = 12345;
+    ck_assert_int_eq(config_parse_duration_ms(good_durations[_i].text, &ms), 0);
+    ck_assert_uint_eq(ms, good_durations[_i].ms);
+}
+END_TEST
+
+START_TEST(test_duration_refuses_bad_syntax)
+{
+    static const char *const bad[] = {"",    "s",  "-1s", "+1s", " 1s", "1s ",  "1 s",  "1.s",
+                                      ".5s", "1d", "1S",  "5x",  "1h5", "1ms5", "0x10s"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t ms = 777;
+        ck_assert_msg(config_parse_duration_ms(bad[i], &ms) == -EINVAL, "'%s' accepted", bad[i]);
+        ck_assert_uint_eq(ms, 777);
+    }
+    ck_assert_int_eq(config_parse_duration_ms(NULL, &(uint64_t){0}), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_duration_reports_overflow)
+{
+    static const char *const huge[] = {"18446744073709551616ms", "18446744073709552s",
+                                       "99999999999999999999999", "5124095576030432h",
+                                       "18446744073709551615ms1ms"};
+    for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+        uint64_t ms = 777;
+        ck_assert_msg(config_parse_duration_ms(huge[i], &ms) == -ERANGE, "'%s' not ERANGE",
+                      huge[i]);
+        ck_assert_uint_eq(ms, 777);
+    }
+}
+END_TEST
+
+START_TEST(test_size_accepts_binary_suffixes)
+{
+    static const struct {
+        const char *text;
+        uint64_t bytes;
+    } good[] = {
+        {"1024", 1024},
+        {"0", 0},
+        {"10B", 10},
+        {"64K", 65536},
+        {"64k", 65536},
+        {"64KiB", 65536},
+        {"64kb", 65536},
+        {"512M", 512ULL << 20},
+        {"1G", 1ULL << 30},
+        {"2gib", 2ULL << 30},
+        {"3T", 3ULL << 40},
+        {"16777215T", 16777215ULL << 40},
+        {"18446744073709551615", UINT64_MAX},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t bytes = 0;
+        ck_assert_msg(config_parse_size(good[i].text, &bytes) == 0, "'%s' refused", good[i].text);
+        ck_assert_uint_eq(bytes, good[i].bytes);
+    }
+}
+END_TEST
+
+START_TEST(test_size_refuses_bad_syntax_and_overflow)
+{
+    static const char *const bad[] = {"",    "K",    "-1", "+1",  " 1",
+                                      "1 K", "1.5G", "1P", "1KK", "1Kib2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t bytes = 777;
+        ck_assert_msg(config_parse_size(bad[i], &bytes) == -EINVAL, "'%s' accepted", bad[i]);
+        ck_assert_uint_eq(bytes, 777);
+    }
+    uint64_t bytes = 777;
+    ck_assert_int_eq(config_parse_size("18446744073709551616", &bytes), -ERANGE);
+    ck_assert_int_eq(config_parse_size("16777216T", &bytes), -ERANGE);
+    ck_assert_int_eq(config_parse_size("99999999999999999999999K", &bytes), -ERANGE);
+    ck_assert_uint_eq(bytes, 777);
+}
+END_TEST
+
+START_TEST(test_hostport_parses_names_ipv4_and_bracketed_ipv6)
+{
+    static const struct {
+        const char *text;
+        const char *host;
+        int port;
+    } good[] = {
+        {"master:9000", "master", 9000},
+        {"10.1.2.3:1", "10.1.2.3", 1},
+        {"crawlab_master.local:65535", "crawlab_master.local", 65535},
+        {"[::1]:9777", "::1", 9777},
+        {"[fe80::1%eth0]:80", "fe80::1%eth0", 80},
+        {"[::ffff:10.0.0.1]:443", "::ffff:10.0.0.1", 443},
+        {"onlyhost", "onlyhost", 4242},
+        {"[::]", "::", 4242},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *host = NULL;
+        int port = 4242;
+        ck_assert_msg(config_parse_hostport(good[i].text, &host, &port) == 0, "'%s' refused",
+                      good[i].text);
+        ck_assert_str_eq(host, good[i].host);
+        ck_assert_int_eq(port, good[i].port);
+        free(host);
+    }
+}
+END_TEST
+
+START_TEST(test_hostport_refuses_bad_addresses)
+{
+    static const char *const bad[] = {
+        "",         ":9666",     "host:",    "host:0", "host:65536",  "host:-1", "host:+80",
+        "host:80x", "host: 80",  "::1:9666", "::1",    "[::1",        "[]:80",   "[::1]80",
+        "[::1]:",   "[host]:80", "a b:80",   "h:1:2",  "[::1]:99999",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *host = (char *)"untouched";
+        int port = 4242;
+        ck_assert_msg(config_parse_hostport(bad[i], &host, &port) == -EINVAL, "'%s' accepted",
+                      bad[i]);
+        ck_assert_str_eq(host, "untouched");
+        ck_assert_int_eq(port, 4242);
+    }
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("parse");
+    tcase_add_checked_fixture(tc, setup, teardown);
+
+    tcase_add_test(tc, test_master_gets_documented_defaults);
+    tcase_add_test(tc, test_worker_gets_documented_defaults);
+    tcase_add_test(tc, test_client_commands_get_documented_defaults);
+    tcase_add_loop_test(tc, test_crawlab_node_master_selects_the_role, 0,
+                        sizeof(node_master_values) / sizeof(node_master_values[0]));
+    tcase_add_test(tc, test_role_flag_wins_over_crawlab_node_master);
+    tcase_add_test(tc, test_daemon_without_role_is_refused);
+    tcase_add_test(tc, test_bad_role_values_name_their_source);
+    tcase_add_test(tc, test_client_command_ignores_crawlab_node_master);
+    tcase_add_test(tc, test_unknown_command_is_refused);
+
+    tcase_add_test(tc, test_worker_reads_crawlab_environment);
+    tcase_add_test(tc, test_master_reads_server_address_from_environment);
+    tcase_add_test(tc, test_flags_win_over_environment);
+    tcase_add_test(tc, test_address_flag_without_port_replaces_environment_port);
+    tcase_add_test(tc, test_flag_hides_an_invalid_environment_value);
+    tcase_add_test(tc, test_auth_key_file_flag_hides_auth_key_variable);
+    tcase_add_loop_test(tc, test_invalid_environment_value_names_the_variable, 0,
+                        sizeof(bad_env) / sizeof(bad_env[0]));
+    tcase_add_test(tc, test_environment_of_other_commands_is_ignored);
+    tcase_add_test(tc, test_empty_environment_value_counts_as_unset);
+
+    tcase_add_test(tc, test_both_value_forms_are_accepted);
+    tcase_add_test(tc, test_negative_value_in_separate_word_is_a_value);
+    tcase_add_test(tc, test_repeated_single_option_keeps_the_last_value);
+    tcase_add_test(tc, test_option_without_its_value_is_refused);
+    tcase_add_test(tc, test_flag_given_a_value_is_refused);
+    tcase_add_test(tc, test_unknown_option_is_refused_naming_the_command);
+    tcase_add_test(tc, test_misspelt_option_does_not_echo_its_value);
+    tcase_add_loop_test(tc, test_option_of_another_command_is_refused, 0,
+                        sizeof(misplaced) / sizeof(misplaced[0]));
+    tcase_add_loop_test(tc, test_bad_value_is_refused_naming_the_option, 0,
+                        sizeof(bad_values) / sizeof(bad_values[0]));
+    tcase_add_test(tc, test_contradictory_options_are_refused);
+    tcase_add_test(tc, test_failed_parse_leaves_nothing_to_free);
+
+    tcase_add_test(tc, test_submit_collects_nodes_env_and_command);
+    tcase_add_test(tc, test_submit_to_all_nodes);
+    tcase_add_test(tc, test_submit_without_command_is_refused);
+    tcase_add_test(tc, test_submit_refuses_command_words_before_dashdash);
+    tcase_add_test(tc, test_submit_refuses_duplicates);
+    tcase_add_test(tc, test_task_id_must_be_24_lowercase_hex);
+    tcase_add_test(tc, test_unexpected_positional_is_refused);
+    tcase_add_test(tc, test_tasks_status_filter_accepts_every_status);
+
+    tcase_add_test(tc, test_help_and_version_win_anywhere);
+    tcase_add_test(tc, test_help_after_dashdash_belongs_to_the_task);
+    tcase_add_test(tc, test_usage_lists_every_command_and_option);
+    suite_add_tcase(s, tc);
+
+    TCase *helpers = tcase_create("helpers");
+    tcase_add_loop_test(helpers, test_duration_accepts_units_fractions_and_bare_seconds, 0,
+                        sizeof(good_durations) / sizeof(good_durations[0]));
+    tcase_add_test(helpers, test_duration_refuses_bad_syntax);
+    tcase_add_test(helpers, test_duration_reports_overflow);
+    tcase_add_test(helpers, test_size_accepts_binary_suffixes);
+    tcase_add_test(helpers, test_size_refuses_bad_syntax_and_overflow);
+    tcase_add_test(helpers, test_hostport_parses_names_ipv4_and_bracketed_ipv6);
+    tcase_add_test(helpers, test_hostport_refuses_bad_addresses);
+    suite_add_tcase(s, helpers);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

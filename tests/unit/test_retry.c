@@ -1,0 +1,173 @@
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "resilience/retry.h"
+
+START_TEST(test_retry_short_outage_is_retried_within_one_second_windows)
+{
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        struct retry_policy_state r;
+        retry_init(&r, seed);
+        uint64_t now = 1000000;
+        /* The master is down for three attempts, then answers. */
+        for (int i = 0; i < 3; i++) {
+            ck_assert(retry_allow(&r, now));
+            uint64_t next = retry_on_failure(&r, now);
+            ck_assert_uint_ge(next, now);
+            ck_assert_uint_le(next - now, 1000);
+            now = next;
+        }
+        ck_assert(retry_allow(&r, now));
+        retry_on_success(&r, now);
+        ck_assert_int_eq(r.breaker.state, BREAKER_CLOSED);
+    }
+}
+END_TEST
+
+START_TEST(test_retry_first_five_failures_each_wait_at_most_one_second)
+{
+    /* Backoff windows 100, 200, 400, 800 ms, then the breaker opens for at most 1 s. */
+    static const uint64_t max_wait[] = {100, 200, 400, 800, 1000};
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        struct retry_policy_state r;
+        retry_init(&r, seed);
+        uint64_t now = 0;
+        for (size_t i = 0; i < 5; i++) {
+            ck_assert(retry_allow(&r, now));
+            uint64_t next = retry_on_failure(&r, now);
+            ck_assert_uint_le(next - now, max_wait[i]);
+            now = next;
+        }
+        ck_assert_int_eq(r.breaker.state, BREAKER_OPEN);
+    }
+}
+END_TEST
+
+START_TEST(test_retry_long_outage_backs_off_to_cooldowns_between_15_and_30_seconds)
+{
+    for (uint64_t seed = 0; seed < 50; seed++) {
+        struct retry_policy_state r;
+        retry_init(&r, seed);
+        uint64_t now = 0, longest = 0;
+        unsigned attempts = 0;
+        /* An hour of outage: every attempt the policy allows fails. */
+        while (now < 3600000) {
+            ck_assert(retry_allow(&r, now));
+            uint64_t next = retry_on_failure(&r, now);
+            uint64_t wait = next - now;
+            ck_assert_uint_le(wait, 30000);
+            longest = wait > longest ? wait : longest;
+            /* While the breaker is open, nothing may be tried before the returned instant. */
+            if (r.breaker.state == BREAKER_OPEN)
+                ck_assert(!retry_allow(&r, next - 1));
+            now = next;
+            attempts++;
+        }
+        ck_assert_uint_ge(longest, 15000);
+        /* About one probe every 15 to 30 s: at most 240 an hour plus the first few. */
+        ck_assert_uint_le(attempts, 3600 / 15 + 12);
+    }
+}
+END_TEST
+
+START_TEST(test_retry_breaker_cooldowns_follow_1_2_4_8_16_30_seconds)
+{
+    static const uint64_t cooldown[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000};
+    struct retry_policy_state r;
+    retry_init(&r, 12345);
+    uint64_t now = 0;
+    for (int i = 0; i < 4; i++)
+        now = retry_on_failure(&r, now);
+    for (size_t i = 0; i < sizeof(cooldown) / sizeof(cooldown[0]); i++) {
+        ck_assert(retry_allow(&r, now));
+        uint64_t next = retry_on_failure(&r, now);
+        ck_assert_uint_ge(next - now, cooldown[i] / 2);
+        ck_assert_uint_le(next - now, cooldown[i]);
+        now = next;
+    }
+}
+END_TEST
+
+START_TEST(test_retry_recovery_after_long_outage_starts_again_at_the_base)
+{
+    struct retry_policy_state r;
+    retry_init(&r, 99);
+    uint64_t now = 0;
+    for (int i = 0; i < 12; i++) {
+        ck_assert(retry_allow(&r, now));
+        now = retry_on_failure(&r, now);
+    }
+    ck_assert(retry_allow(&r, now));
+    retry_on_success(&r, now);
+    ck_assert_int_eq(r.breaker.state, BREAKER_CLOSED);
+    ck_assert_uint_eq(backoff_window_ms(&r.backoff), 100);
+    ck_assert_uint_le(retry_on_failure(&r, now) - now, 100);
+}
+END_TEST
+
+START_TEST(test_retry_failure_reported_while_open_keeps_the_same_probe_time)
+{
+    struct retry_policy_state r;
+    retry_init(&r, 3);
+    uint64_t now = 0;
+    for (int i = 0; i < 5; i++)
+        now = retry_on_failure(&r, now);
+    ck_assert_int_eq(r.breaker.state, BREAKER_OPEN);
+    uint64_t until = breaker_open_until(&r.breaker);
+    ck_assert_uint_eq(now, until);
+    ck_assert(!retry_allow(&r, until - 1));
+    /* Another connection failing now must not push the probe further away. */
+    ck_assert_uint_eq(retry_on_failure(&r, until - 1), until);
+}
+END_TEST
+
+START_TEST(test_retry_same_seed_gives_the_same_schedule)
+{
+    struct retry_policy_state a, b;
+    retry_init(&a, 2024);
+    retry_init(&b, 2024);
+    uint64_t ta = 0, tb = 0;
+    for (int i = 0; i < 20; i++) {
+        ta = retry_on_failure(&a, ta);
+        tb = retry_on_failure(&b, tb);
+        ck_assert_uint_eq(ta, tb);
+        ck_assert(retry_allow(&a, ta));
+        ck_assert(retry_allow(&b, tb));
+    }
+}
+END_TEST
+
+START_TEST(test_retry_returned_time_saturates_instead_of_wrapping)
+{
+    struct retry_policy_state r;
+    retry_init(&r, 8);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_ge(retry_on_failure(&r, UINT64_MAX - 5), UINT64_MAX - 5);
+}
+END_TEST
+
+static Suite *retry_suite(void)
+{
+    Suite *s = suite_create("retry");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_retry_short_outage_is_retried_within_one_second_windows);
+    tcase_add_test(tc, test_retry_first_five_failures_each_wait_at_most_one_second);
+    tcase_add_test(tc, test_retry_long_outage_backs_off_to_cooldowns_between_15_and_30_seconds);
+    tcase_add_test(tc, test_retry_breaker_cooldowns_follow_1_2_4_8_16_30_seconds);
+    tcase_add_test(tc, test_retry_recovery_after_long_outage_starts_again_at_the_base);
+    tcase_add_test(tc, test_retry_failure_reported_while_open_keeps_the_same_probe_time);
+    tcase_add_test(tc, test_retry_same_seed_gives_the_same_schedule);
+    tcase_add_test(tc, test_retry_returned_time_saturates_instead_of_wrapping);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(retry_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

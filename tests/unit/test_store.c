@@ -1,0 +1,1362 @@
+#define _GNU_SOURCE
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "master/store.h"
+
+/* Every test gets a fresh data dir; the store lives one level below it so that store_open has to
+ * create the directory itself. */
+static char tmp_root[64];
+static char data_dir[128];
+static struct store *st;
+
+#define T0 1700000000000LL
+
+static void setup(void)
+{
+    strcpy(tmp_root, "/tmp/crawlab-store-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+    snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    store_close(st);
+    st = NULL;
+    nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void reopen(void)
+{
+    store_close(st);
+    st = NULL;
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+}
+
+static void log_path(const char *id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/logs/%s.log", data_dir, id);
+}
+
+static long long file_size(const char *id)
+{
+    char path[256];
+    log_path(id, path, sizeof(path));
+    struct stat sb;
+    if (stat(path, &sb) < 0)
+        return -1;
+    return (long long)sb.st_size;
+}
+
+static void new_task(const char *name, int priority, const char *node_key, int64_t now_ms,
+                     char id[TASK_ID_LEN + 1])
+{
+    struct task_new t = {.name = name, .cmd = "echo", .priority = priority, .node_key = node_key};
+    ck_assert_int_eq(store_task_create(st, &t, now_ms, id), 0);
+}
+
+static void get_task(const char *id, struct task_row *r)
+{
+    ck_assert_int_eq(store_task_get(st, id, r), 0);
+}
+
+/* Appends NUL-terminated lines; returns store_log_append's result. */
+static int append_lines(const char *id, uint64_t first_seq, size_t n, const char *const *lines,
+                        size_t *accepted)
+{
+    size_t lens[64];
+    ck_assert_uint_le(n, 64);
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(lines[i]);
+    return store_log_append(st, id, lines, lens, n, first_seq, accepted);
+}
+
+struct got_lines {
+    size_t n;
+    uint64_t seq[512];
+    char *text[512];
+    size_t len[512];
+    size_t stop_after; /* 0 = never stop */
+};
+
+static int collect_line(void *ctx, uint64_t seq, const char *line, size_t len)
+{
+    struct got_lines *g = ctx;
+    ck_assert_uint_lt(g->n, 512);
+    g->seq[g->n] = seq;
+    g->text[g->n] = malloc(len + 1);
+    memcpy(g->text[g->n], line, len);
+    g->text[g->n][len] = '\0';
+    g->len[g->n] = len;
+    g->n++;
+    return g->stop_after && g->n == g->stop_after ? 7 : 0;
+}
+
+static void got_free(struct got_lines *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        free(g->text[i]);
+    g->n = 0;
+}
+
+static void read_all_lines(const char *id, uint64_t from, struct got_lines *g)
+{
+    memset(g, 0, sizeof(*g));
+    ck_assert_int_eq(store_log_read(st, id, from, collect_line, g), 0);
+}
+
+/* Reads the whole log back and checks it is exactly `want`, numbered from 1. */
+static void assert_log_is(const char *id, size_t n, const char *const *want)
+{
+    struct got_lines g;
+    read_all_lines(id, 1, &g);
+    ck_assert_uint_eq(g.n, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(g.seq[i], i + 1);
+        ck_assert_str_eq(g.text[i], want[i]);
+    }
+    got_free(&g);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_uint_eq(r.log_lines, n);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(want[i]) + 1;
+    ck_assert_uint_eq(r.log_bytes, bytes);
+    store_task_row_free(&r);
+}
+
+/* ---- Open ---- */
+
+START_TEST(test_open_creates_data_dir_logs_dir_and_database)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/logs", data_dir);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert(S_ISDIR(sb.st_mode));
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    ck_assert_int_eq(stat(path, &sb), 0);
+}
+END_TEST
+
+START_TEST(test_second_open_of_the_same_data_dir_is_refused)
+{
+    struct store *other = NULL;
+    ck_assert_int_eq(store_open(data_dir, &other), -EBUSY);
+    ck_assert_ptr_null(other);
+}
+END_TEST
+
+START_TEST(test_begin_twice_and_commit_without_begin_are_refused)
+{
+    ck_assert_int_eq(store_commit(st), -EINVAL);
+    ck_assert_int_eq(store_rollback(st), -EINVAL);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_begin(st), -EALREADY);
+    ck_assert_int_eq(store_commit(st), 0);
+}
+END_TEST
+
+/* ---- Nodes ---- */
+
+START_TEST(test_node_upsert_creates_then_updates_and_marks_online)
+{
+    struct node_row n;
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), -ENOENT);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "alpha", 4, "0.1.0", T0), 0);
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
+    ck_assert_str_eq(n.key, "node-a");
+    ck_assert_str_eq(n.name, "alpha");
+    ck_assert_str_eq(n.status, "online");
+    ck_assert_int_eq(n.max_runners, 4);
+    ck_assert_str_eq(n.version, "0.1.0");
+    ck_assert_int_eq(n.created_ms, T0);
+    ck_assert_int_eq(n.last_seen_ms, T0);
+
+    ck_assert_int_eq(store_node_set_status(st, "node-a", STORE_NODE_OFFLINE, T0 + 5), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "alpha2", 8, NULL, T0 + 10), 0);
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
+    ck_assert_str_eq(n.name, "alpha2");
+    ck_assert_str_eq(n.status, "online");
+    ck_assert_int_eq(n.max_runners, 8);
+    ck_assert_str_eq(n.version, "");
+    ck_assert_int_eq(n.created_ms, T0);
+    ck_assert_int_eq(n.last_seen_ms, T0 + 10);
+}
+END_TEST
+
+START_TEST(test_node_status_and_touch_change_known_nodes_only)
+{
+    struct node_row n;
+    ck_assert_int_eq(store_node_touch(st, "ghost", T0), -ENOENT);
+    ck_assert_int_eq(store_node_set_status(st, "ghost", "offline", T0), -ENOENT);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "v", T0), 0);
+    ck_assert_int_eq(store_node_set_status(st, "node-a", "sleeping", T0), -EINVAL);
+    ck_assert_int_eq(store_node_touch(st, "node-a", T0 + 100), 0);
+    ck_assert_int_eq(store_node_set_status(st, "node-a", "offline", T0 + 200), 0);
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
+    ck_assert_str_eq(n.status, "offline");
+    /* Going offline is noticed later than the node was last seen: last_seen stays. */
+    ck_assert_int_eq(n.last_seen_ms, T0 + 100);
+}
+END_TEST
+
+START_TEST(test_node_upsert_rejects_empty_key_and_oversized_fields)
+{
+    char big[200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ck_assert_int_eq(store_node_upsert(st, "", "a", 1, "v", T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, NULL, "a", 1, "v", T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "k", big, 1, "v", T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "k", "a", 1, big, T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "k", "a", -1, "v", T0), -EINVAL);
+    big[STORE_NODE_KEY_MAX] = '\0';
+    ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", T0), 0);
+}
+END_TEST
+
+struct node_walk {
+    char keys[8][STORE_NODE_KEY_MAX + 1];
+    size_t n;
+};
+
+/* Marks each listed node offline from inside the callback, as a liveness sweep would. */
+static int take_node_offline(void *ctx, const struct node_row *r)
+{
+    struct node_walk *w = ctx;
+    strcpy(w->keys[w->n++], r->key);
+    return store_node_set_status(st, r->key, STORE_NODE_OFFLINE, T0 + 1);
+}
+
+START_TEST(test_node_list_is_ordered_by_key_and_its_callback_may_change_nodes)
+{
+    ck_assert_int_eq(store_node_upsert(st, "node-c", "c", 1, "", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-b", "b", 1, "", T0), 0);
+    struct node_walk w = {0};
+    ck_assert_int_eq(store_node_list(st, take_node_offline, &w), 0);
+    ck_assert_uint_eq(w.n, 3);
+    ck_assert_str_eq(w.keys[0], "node-a");
+    ck_assert_str_eq(w.keys[1], "node-b");
+    ck_assert_str_eq(w.keys[2], "node-c");
+    struct node_row n;
+    ck_assert_int_eq(store_node_get(st, "node-b", &n), 0);
+    ck_assert_str_eq(n.status, "offline");
+}
+END_TEST
+
+/* ---- Tasks ---- */
+
+START_TEST(test_task_create_round_trips_every_field)
+{
+    struct task_new t = {.name = "crawl books",
+                         .cmd = "python3 spider.py",
+                         .param = "--pages 3",
+                         .env_json = "{\"A\":\"1\"}",
+                         .priority = 7,
+                         .timeout_ms = 60000,
+                         .node_key = "node-a"};
+    char id[TASK_ID_LEN + 1];
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), 0);
+    ck_assert(task_id_valid(id));
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_str_eq(r.id, id);
+    ck_assert_str_eq(r.name, "crawl books");
+    ck_assert_str_eq(r.cmd, "python3 spider.py");
+    ck_assert_str_eq(r.param, "--pages 3");
+    ck_assert_str_eq(r.env_json, "{\"A\":\"1\"}");
+    ck_assert_int_eq(r.priority, 7);
+    ck_assert_int_eq(r.timeout_ms, 60000);
+    ck_assert_str_eq(r.node_key, "node-a");
+    ck_assert_str_eq(r.assigned_node, "");
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    ck_assert_int_eq(r.pid, 0);
+    ck_assert_int_eq(r.exit_code, STORE_NO_EXIT_CODE);
+    ck_assert_str_eq(r.error, "");
+    ck_assert_uint_eq(r.log_lines, 0);
+    ck_assert_uint_eq(r.data_items, 0);
+    ck_assert_uint_eq(r.log_bytes, 0);
+    ck_assert(!r.cancel_requested);
+    ck_assert(!r.cancel_force);
+    ck_assert_int_eq(r.created_ms, T0);
+    ck_assert_int_eq(r.updated_ms, T0);
+    ck_assert_int_eq(r.started_ms, 0);
+    ck_assert_int_eq(r.ended_ms, 0);
+    store_task_row_free(&r);
+    ck_assert_ptr_null(r.cmd);
+}
+END_TEST
+
+START_TEST(test_task_create_fills_defaults_for_missing_optional_fields)
+{
+    struct task_new t = {.cmd = "true"};
+    char id[TASK_ID_LEN + 1];
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), 0);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_str_eq(r.name, "");
+    ck_assert_str_eq(r.param, "");
+    ck_assert_str_eq(r.env_json, "{}");
+    ck_assert_str_eq(r.node_key, "");
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_task_create_rejects_missing_cmd_and_oversized_name)
+{
+    char id[TASK_ID_LEN + 1];
+    char big[200];
+    memset(big, 'n', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct task_new t = {.cmd = NULL};
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+    t.cmd = "";
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+    t.cmd = "true";
+    t.name = big;
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+    t.name = NULL;
+    t.timeout_ms = -1;
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_task_ids_are_unique_and_carry_the_creation_second)
+{
+    char ids[50][TASK_ID_LEN + 1];
+    for (int i = 0; i < 50; i++)
+        new_task("t", 0, NULL, T0, ids[i]);
+    for (int i = 0; i < 50; i++) {
+        ck_assert(task_id_valid(ids[i]));
+        /* T0 / 1000 = 1700000000 = 0x6553f100 */
+        ck_assert_int_eq(strncmp(ids[i], "6553f100", 8), 0);
+        for (int j = 0; j < i; j++)
+            ck_assert_str_ne(ids[i], ids[j]);
+    }
+}
+END_TEST
+
+START_TEST(test_task_get_refuses_malformed_and_unknown_ids)
+{
+    struct task_row r;
+    ck_assert_int_eq(store_task_get(st, "nope", &r), -EINVAL);
+    ck_assert_int_eq(store_task_get(st, "0123456789abcdef01234567", &r), -ENOENT);
+}
+END_TEST
+
+struct history {
+    size_t n;
+    struct task_history_row h[16];
+};
+
+static int collect_history(void *ctx, const struct task_history_row *h)
+{
+    struct history *hist = ctx;
+    ck_assert_uint_lt(hist->n, 16);
+    hist->h[hist->n++] = *h;
+    return 0;
+}
+
+/* Fetches for node and returns the id, or "" when nothing was assigned. */
+static void fetch_id(const char *node, int64_t now_ms, char id[TASK_ID_LEN + 1])
+{
+    struct task_row r;
+    int rc = store_task_fetch(st, node, now_ms, &r);
+    ck_assert_int_ge(rc, 0);
+    if (rc == 0) {
+        id[0] = '\0';
+        return;
+    }
+    ck_assert_int_eq(r.status, TASK_ASSIGNED);
+    ck_assert_str_eq(r.assigned_node, node);
+    strcpy(id, r.id);
+    store_task_row_free(&r);
+}
+
+START_TEST(test_fetch_prefers_tasks_addressed_to_the_node)
+{
+    char any_high[25], mine_low[25], got[25];
+    new_task("any", 100, NULL, T0, any_high);
+    new_task("mine", -5, "node-a", T0 + 1, mine_low);
+    fetch_id("node-a", T0 + 2, got);
+    ck_assert_str_eq(got, mine_low);
+    fetch_id("node-a", T0 + 3, got);
+    ck_assert_str_eq(got, any_high);
+}
+END_TEST
+
+START_TEST(test_fetch_orders_by_priority_then_age)
+{
+    char old_low[25], new_high[25], old_high[25], same_ms_second[25], got[25];
+    /* Age is the creation time, not the insertion order: "new high" is stored first. */
+    new_task("new high", 5, NULL, T0 + 2, new_high);
+    new_task("old low", 1, NULL, T0, old_low);
+    new_task("old high", 5, NULL, T0 + 1, old_high);
+    new_task("same ms", 1, NULL, T0, same_ms_second);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, old_high);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, new_high);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, old_low);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, same_ms_second);
+}
+END_TEST
+
+START_TEST(test_fetch_never_returns_another_nodes_task)
+{
+    char theirs[25], got[25];
+    new_task("for b", 100, "node-b", T0, theirs);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_str_eq(got, "");
+    fetch_id("node-b", T0 + 2, got);
+    ck_assert_str_eq(got, theirs);
+}
+END_TEST
+
+START_TEST(test_fetch_never_returns_a_task_twice)
+{
+    char ids[5][25], got[25];
+    for (int i = 0; i < 5; i++)
+        new_task("t", 0, NULL, T0 + i, ids[i]);
+    const char *nodes[] = {"node-a", "node-b", "node-c"};
+    for (int i = 0; i < 5; i++) {
+        fetch_id(nodes[i % 3], T0 + 10, got);
+        ck_assert_str_eq(got, ids[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        fetch_id(nodes[i], T0 + 20, got);
+        ck_assert_str_eq(got, "");
+    }
+}
+END_TEST
+
+START_TEST(test_fetch_records_the_assignment_in_history)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 5, got);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.updated_ms, T0 + 5);
+    store_task_row_free(&r);
+    struct history h = {0};
+    ck_assert_int_eq(store_task_history(st, id, collect_history, &h), 0);
+    ck_assert_uint_eq(h.n, 1);
+    ck_assert_int_eq(h.h[0].from, TASK_PENDING);
+    ck_assert_int_eq(h.h[0].to, TASK_ASSIGNED);
+    ck_assert_int_eq(h.h[0].at_ms, T0 + 5);
+}
+END_TEST
+
+START_TEST(test_fetch_rejects_an_empty_node_key)
+{
+    struct task_row r;
+    ck_assert_int_eq(store_task_fetch(st, "", T0, &r), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_status_changes_apply_allowed_moves_and_record_history)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 4242, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_FINISHED, 0, 0, NULL, T0 + 3), 0);
+
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_FINISHED);
+    ck_assert_int_eq(r.pid, 4242);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_int_eq(r.started_ms, T0 + 2);
+    ck_assert_int_eq(r.ended_ms, T0 + 3);
+    ck_assert_int_eq(r.updated_ms, T0 + 3);
+    store_task_row_free(&r);
+
+    struct history h = {0};
+    ck_assert_int_eq(store_task_history(st, id, collect_history, &h), 0);
+    ck_assert_uint_eq(h.n, 3);
+    ck_assert_int_eq(h.h[0].from, TASK_PENDING);
+    ck_assert_int_eq(h.h[0].to, TASK_ASSIGNED);
+    ck_assert_int_eq(h.h[0].at_ms, T0 + 1);
+    ck_assert_int_eq(h.h[1].from, TASK_ASSIGNED);
+    ck_assert_int_eq(h.h[1].to, TASK_RUNNING);
+    ck_assert_int_eq(h.h[1].at_ms, T0 + 2);
+    ck_assert_int_eq(h.h[2].from, TASK_RUNNING);
+    ck_assert_int_eq(h.h[2].to, TASK_FINISHED);
+    ck_assert_int_eq(h.h[2].at_ms, T0 + 3);
+}
+END_TEST
+
+START_TEST(test_status_reports_are_idempotent_and_backward_moves_are_ignored)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 10, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    /* The same report again changes nothing, not even the pid. */
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 11, STORE_NO_EXIT_CODE, NULL, T0 + 3), 1);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_ERROR, 0, 2, "exit 2", T0 + 4), 0);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_ERROR, 0, 3, "again", T0 + 5), 1);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 12, STORE_NO_EXIT_CODE, NULL, T0 + 6), 1);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_FINISHED, 0, 0, NULL, T0 + 7), 1);
+
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_ERROR);
+    ck_assert_int_eq(r.pid, 10);
+    ck_assert_int_eq(r.exit_code, 2);
+    ck_assert_str_eq(r.error, "exit 2");
+    ck_assert_int_eq(r.ended_ms, T0 + 4);
+    ck_assert_int_eq(r.updated_ms, T0 + 4);
+    store_task_row_free(&r);
+
+    struct history h = {0};
+    ck_assert_int_eq(store_task_history(st, id, collect_history, &h), 0);
+    ck_assert_uint_eq(h.n, 3);
+}
+END_TEST
+
+START_TEST(test_pending_task_cannot_jump_to_running)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 1, STORE_NO_EXIT_CODE, NULL, T0 + 1), 1);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_status_change_of_unknown_or_malformed_task_is_refused)
+{
+    ck_assert_int_eq(store_task_set_status(st, "0123456789abcdef01234567", TASK_RUNNING, 1,
+                                           STORE_NO_EXIT_CODE, NULL, T0),
+                     -ENOENT);
+    ck_assert_int_eq(
+        store_task_set_status(st, "bad", TASK_RUNNING, 1, STORE_NO_EXIT_CODE, NULL, T0), -EINVAL);
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_STATUS_COUNT, 1, STORE_NO_EXIT_CODE, NULL, T0), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_assigned_task_returned_to_pending_can_be_fetched_by_another_node)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_str_eq(r.assigned_node, "");
+    store_task_row_free(&r);
+    fetch_id("node-b", T0 + 3, got);
+    ck_assert_str_eq(got, id);
+}
+END_TEST
+
+START_TEST(test_node_disconnected_task_can_resume_running)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 9, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL, T0 + 3),
+        0);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 9, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_RUNNING);
+    ck_assert_int_eq(r.started_ms, T0 + 2);
+    ck_assert_str_eq(r.assigned_node, "node-a");
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_cancel_of_pending_task_cancels_it_at_once)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    enum task_status after = TASK_STATUS_COUNT;
+    ck_assert_int_eq(store_task_request_cancel(st, id, false, T0 + 1, &after), 0);
+    ck_assert_int_eq(after, TASK_CANCELLED);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_CANCELLED);
+    ck_assert_int_eq(r.ended_ms, T0 + 1);
+    store_task_row_free(&r);
+    fetch_id("node-a", T0 + 2, got);
+    ck_assert_str_eq(got, "");
+}
+END_TEST
+
+START_TEST(test_cancel_of_running_task_is_recorded_and_force_sticks)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 5, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    enum task_status after;
+    ck_assert_int_eq(store_task_request_cancel(st, id, true, T0 + 3, &after), 0);
+    ck_assert_int_eq(after, TASK_RUNNING);
+    ck_assert_int_eq(store_task_request_cancel(st, id, false, T0 + 4, &after), 0);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_RUNNING);
+    ck_assert(r.cancel_requested);
+    ck_assert(r.cancel_force);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_cancel_of_finished_task_changes_nothing)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_FINISHED, 0, 0, NULL, T0 + 2), 0);
+    enum task_status after;
+    ck_assert_int_eq(store_task_request_cancel(st, id, true, T0 + 3, &after), 0);
+    ck_assert_int_eq(after, TASK_FINISHED);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert(!r.cancel_requested);
+    ck_assert_int_eq(r.updated_ms, T0 + 2);
+    store_task_row_free(&r);
+    ck_assert_int_eq(store_task_request_cancel(st, "0123456789abcdef01234567", false, T0, NULL),
+                     -ENOENT);
+}
+END_TEST
+
+struct id_list {
+    size_t n;
+    char ids[16][TASK_ID_LEN + 1];
+};
+
+static int collect_id(void *ctx, const struct task_row *r)
+{
+    struct id_list *l = ctx;
+    ck_assert_uint_lt(l->n, 16);
+    strcpy(l->ids[l->n++], r->id);
+    return 0;
+}
+
+START_TEST(test_list_is_newest_first_with_filters_and_limit)
+{
+    char a[25], b[25], c[25], d[25], got[25];
+    new_task("a", 0, NULL, T0, a);
+    new_task("b", 9, "node-b", T0 + 1, b);
+    new_task("c", 0, NULL, T0 + 2, c);
+    new_task("d", 0, NULL, T0 + 3, d);
+    fetch_id("node-a", T0 + 4, got); /* a */
+    ck_assert_str_eq(got, a);
+
+    struct id_list l = {0};
+    ck_assert_int_eq(store_task_list(st, NULL, NULL, 0, collect_id, &l), 0);
+    ck_assert_uint_eq(l.n, 4);
+    ck_assert_str_eq(l.ids[0], d);
+    ck_assert_str_eq(l.ids[3], a);
+
+    memset(&l, 0, sizeof(l));
+    ck_assert_int_eq(store_task_list(st, "pending", NULL, 2, collect_id, &l), 0);
+    ck_assert_uint_eq(l.n, 2);
+    ck_assert_str_eq(l.ids[0], d);
+    ck_assert_str_eq(l.ids[1], c);
+
+    memset(&l, 0, sizeof(l));
+    ck_assert_int_eq(store_task_list(st, NULL, "node-a", 0, collect_id, &l), 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_str_eq(l.ids[0], a);
+
+    memset(&l, 0, sizeof(l));
+    ck_assert_int_eq(store_task_list(st, NULL, "node-b", 0, collect_id, &l), 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_str_eq(l.ids[0], b);
+
+    ck_assert_int_eq(store_task_list(st, "sleeping", NULL, 0, collect_id, &l), -EINVAL);
+}
+END_TEST
+
+static int stop_at_first(void *ctx, const struct task_row *r)
+{
+    (*(int *)ctx)++;
+    return 42;
+}
+
+START_TEST(test_list_stops_when_the_callback_says_so)
+{
+    char id[25];
+    for (int i = 0; i < 3; i++)
+        new_task("t", 0, NULL, T0 + i, id);
+    int calls = 0;
+    ck_assert_int_eq(store_task_list(st, NULL, NULL, 0, stop_at_first, &calls), 42);
+    ck_assert_int_eq(calls, 1);
+    /* The statement was reset: the store is usable again. */
+    ck_assert_int_eq(store_task_list(st, NULL, NULL, 0, collect_id, &(struct id_list){0}), 0);
+}
+END_TEST
+
+static int disconnect_task(void *ctx, const struct task_row *r)
+{
+    (*(int *)ctx)++;
+    return store_task_set_status(st, r->id, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL,
+                                 T0 + 100);
+}
+
+START_TEST(test_list_by_node_lets_the_callback_change_each_task)
+{
+    char a[25], b[25], c[25], got[25];
+    new_task("a", 0, NULL, T0, a);
+    new_task("b", 0, NULL, T0 + 1, b);
+    new_task("c", 0, NULL, T0 + 2, c);
+    fetch_id("node-a", T0 + 3, got);
+    fetch_id("node-a", T0 + 3, got);
+    fetch_id("node-b", T0 + 3, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, a, TASK_RUNNING, 1, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
+    ck_assert_int_eq(
+        store_task_set_status(st, b, TASK_RUNNING, 2, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
+    ck_assert_int_eq(
+        store_task_set_status(st, c, TASK_RUNNING, 3, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
+
+    int calls = 0;
+    ck_assert_int_eq(store_task_list_by_node(st, "node-a", TASK_RUNNING, disconnect_task, &calls),
+                     0);
+    ck_assert_int_eq(calls, 2);
+    struct task_row r;
+    get_task(a, &r);
+    ck_assert_int_eq(r.status, TASK_NODE_DISCONNECTED);
+    store_task_row_free(&r);
+    get_task(c, &r);
+    ck_assert_int_eq(r.status, TASK_RUNNING);
+    store_task_row_free(&r);
+}
+END_TEST
+
+static int reenter_store(void *ctx, const struct task_row *r)
+{
+    *(int *)ctx = store_task_set_status(st, r->id, TASK_CANCELLED, 0, STORE_NO_EXIT_CODE, NULL, T0);
+    return 0;
+}
+
+START_TEST(test_streaming_callback_cannot_reenter_the_store)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    int inner = 0;
+    ck_assert_int_eq(store_task_list(st, NULL, NULL, 0, reenter_store, &inner), 0);
+    ck_assert_int_eq(inner, -EBUSY);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    store_task_row_free(&r);
+}
+END_TEST
+
+/* ---- Logs ---- */
+
+START_TEST(test_log_resent_prefix_is_skipped)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *first[] = {"one", "two", "three"};
+    const char *resend[] = {"two", "three", "four", "five"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 1, 3, first, &acc), 0);
+    ck_assert_uint_eq(acc, 3);
+    ck_assert_int_eq(append_lines(id, 2, 4, resend, &acc), 0);
+    ck_assert_uint_eq(acc, 2);
+    ck_assert_int_eq(append_lines(id, 1, 3, first, &acc), 0);
+    ck_assert_uint_eq(acc, 0);
+    const char *want[] = {"one", "two", "three", "four", "five"};
+    assert_log_is(id, 5, want);
+}
+END_TEST
+
+START_TEST(test_log_gap_is_refused_and_stores_nothing)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *first[] = {"one", "two"};
+    const char *later[] = {"four", "five"};
+    size_t acc = 99;
+    ck_assert_int_eq(append_lines(id, 1, 2, first, &acc), 0);
+    long long size = file_size(id);
+    ck_assert_int_eq(append_lines(id, 4, 2, later, &acc), -ERANGE);
+    ck_assert_uint_eq(acc, 0);
+    ck_assert_int_eq(file_size(id), size);
+    assert_log_is(id, 2, first);
+}
+END_TEST
+
+START_TEST(test_log_unsequenced_lines_append_after_what_is_stored)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *a[] = {"a1", "a2"};
+    const char *b[] = {"b1"};
+    const char *c[] = {"c3", "c4"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 0, 2, a, &acc), 0);
+    ck_assert_uint_eq(acc, 2);
+    ck_assert_int_eq(append_lines(id, 0, 1, b, &acc), 0);
+    ck_assert_int_eq(append_lines(id, 4, 2, c, &acc), 0);
+    ck_assert_uint_eq(acc, 2);
+    const char *want[] = {"a1", "a2", "b1", "c3", "c4"};
+    assert_log_is(id, 5, want);
+}
+END_TEST
+
+START_TEST(test_log_read_back_is_byte_exact_across_chunk_boundaries)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    /* A line longer than the 64 KiB read chunk, an empty line, bytes that are not UTF-8 and a NUL
+     * inside a line must all come back as they went in. */
+    size_t big_len = 200 * 1024 + 17;
+    char *big = malloc(big_len);
+    for (size_t i = 0; i < big_len; i++)
+        big[i] = (char)('a' + i % 26);
+    const char nul_line[] = {'x', '\0', 'y'};
+    const char *lines[] = {"first", "", big, "\xff\xfe bytes", nul_line, "last"};
+    size_t lens[] = {5, 0, big_len, 8, 3, 4};
+    size_t acc;
+    ck_assert_int_eq(store_log_append(st, id, lines, lens, 6, 1, &acc), 0);
+    ck_assert_uint_eq(acc, 6);
+
+    struct got_lines *g = calloc(1, sizeof(*g));
+    ck_assert_int_eq(store_log_read(st, id, 0, collect_line, g), 0);
+    ck_assert_uint_eq(g->n, 6);
+    for (size_t i = 0; i < 6; i++) {
+        ck_assert_uint_eq(g->seq[i], i + 1);
+        ck_assert_uint_eq(g->len[i], lens[i]);
+        ck_assert_int_eq(memcmp(g->text[i], lines[i], lens[i]), 0);
+    }
+    got_free(g);
+
+    ck_assert_int_eq(store_log_read(st, id, 4, collect_line, g), 0);
+    ck_assert_uint_eq(g->n, 3);
+    ck_assert_uint_eq(g->seq[0], 4);
+    ck_assert_str_eq(g->text[0], "\xff\xfe bytes");
+    got_free(g);
+
+    ck_assert_int_eq(store_log_read(st, id, 7, collect_line, g), 0);
+    ck_assert_uint_eq(g->n, 0);
+
+    g->stop_after = 2;
+    ck_assert_int_eq(store_log_read(st, id, 1, collect_line, g), 7);
+    ck_assert_uint_eq(g->n, 2);
+    got_free(g);
+    free(g);
+    free(big);
+}
+END_TEST
+
+START_TEST(test_log_newline_inside_a_line_is_stored_as_a_space)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *lines[] = {"a\nb", "c"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 1, 2, lines, &acc), 0);
+    const char *want[] = {"a b", "c"};
+    assert_log_is(id, 2, want);
+}
+END_TEST
+
+START_TEST(test_log_of_task_without_lines_reads_empty)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    struct got_lines g;
+    read_all_lines(id, 1, &g);
+    ck_assert_uint_eq(g.n, 0);
+    ck_assert_int_eq(file_size(id), -1);
+}
+END_TEST
+
+START_TEST(test_log_append_refuses_bad_ids_without_touching_files)
+{
+    const char *lines[] = {"x"};
+    size_t acc;
+    ck_assert_int_eq(append_lines("../../../../tmp/evil.txt", 0, 1, lines, &acc), -EINVAL);
+    ck_assert_int_eq(append_lines("0123456789ABCDEF01234567", 0, 1, lines, &acc), -EINVAL);
+    ck_assert_int_eq(append_lines("0123456789abcdef01234567", 0, 1, lines, &acc), -ENOENT);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/logs", data_dir);
+    int entries = 0;
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            entries++;
+    closedir(d);
+    ck_assert_int_eq(entries, 0);
+}
+END_TEST
+
+/* ---- Items ---- */
+
+struct got_items {
+    size_t n;
+    uint64_t seq[32];
+    char text[32][64];
+};
+
+static int collect_item(void *ctx, uint64_t seq, const char *data, size_t len)
+{
+    struct got_items *g = ctx;
+    ck_assert_uint_lt(g->n, 32);
+    ck_assert_uint_lt(len, 64);
+    g->seq[g->n] = seq;
+    memcpy(g->text[g->n], data, len);
+    g->text[g->n][len] = '\0';
+    g->n++;
+    return 0;
+}
+
+static int append_items(const char *id, uint64_t first_seq, size_t n, const char *const *items,
+                        size_t *acc)
+{
+    size_t lens[16];
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(items[i]);
+    return store_items_append(st, id, items, lens, n, first_seq, acc);
+}
+
+START_TEST(test_items_are_deduplicated_by_seq_and_read_back_in_order)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *a[] = {"{\"n\":1}", "{\"n\":2}"};
+    const char *b[] = {"{\"n\":2}", "{\"n\":3}"};
+    const char *c[] = {"{\"n\":4}"};
+    size_t acc;
+    ck_assert_int_eq(append_items(id, 1, 2, a, &acc), 0);
+    ck_assert_uint_eq(acc, 2);
+    ck_assert_int_eq(append_items(id, 2, 2, b, &acc), 0);
+    ck_assert_uint_eq(acc, 1);
+    ck_assert_int_eq(append_items(id, 0, 1, c, &acc), 0);
+    ck_assert_uint_eq(acc, 1);
+
+    struct got_items g = {0};
+    ck_assert_int_eq(store_items_read(st, id, 0, collect_item, &g), 0);
+    ck_assert_uint_eq(g.n, 4);
+    for (size_t i = 0; i < 4; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "{\"n\":%zu}", i + 1);
+        ck_assert_uint_eq(g.seq[i], i + 1);
+        ck_assert_str_eq(g.text[i], want);
+    }
+    memset(&g, 0, sizeof(g));
+    ck_assert_int_eq(store_items_read(st, id, 3, collect_item, &g), 0);
+    ck_assert_uint_eq(g.n, 2);
+    ck_assert_uint_eq(g.seq[0], 3);
+
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_uint_eq(r.data_items, 4);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_items_gap_is_refused_and_stores_nothing)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *a[] = {"{}"};
+    size_t acc = 5;
+    ck_assert_int_eq(append_items(id, 3, 1, a, &acc), -ERANGE);
+    ck_assert_uint_eq(acc, 0);
+    struct got_items g = {0};
+    ck_assert_int_eq(store_items_read(st, id, 1, collect_item, &g), 0);
+    ck_assert_uint_eq(g.n, 0);
+    ck_assert_int_eq(store_items_read(st, "0123456789abcdef01234567", 1, collect_item, &g),
+                     -ENOENT);
+}
+END_TEST
+
+/* ---- Groups, durability and crashes ---- */
+
+START_TEST(test_group_commit_makes_every_change_durable)
+{
+    char a[25], b[25], got[25];
+    new_task("a", 0, NULL, T0, a);
+    new_task("b", 0, NULL, T0, b);
+    ck_assert_int_eq(store_begin(st), 0);
+    fetch_id("node-a", T0 + 1, got);
+    const char *la[] = {"a1", "a2"};
+    const char *lb[] = {"b1"};
+    const char *items[] = {"{\"k\":1}"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(a, 1, 2, la, &acc), 0);
+    ck_assert_int_eq(append_lines(b, 1, 1, lb, &acc), 0);
+    ck_assert_int_eq(append_items(a, 1, 1, items, &acc), 0);
+    ck_assert_int_eq(
+        store_task_set_status(st, a, TASK_RUNNING, 3, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+
+    reopen();
+    assert_log_is(a, 2, la);
+    assert_log_is(b, 1, lb);
+    struct task_row r;
+    get_task(a, &r);
+    ck_assert_int_eq(r.status, TASK_RUNNING);
+    ck_assert_uint_eq(r.data_items, 1);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_group_rollback_discards_rows_and_log_bytes)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *kept[] = {"kept"};
+    const char *dropped[] = {"dropped1", "dropped2"};
+    const char *next[] = {"next"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 1, 1, kept, &acc), 0);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(append_lines(id, 2, 2, dropped, &acc), 0);
+    ck_assert_int_eq(store_task_request_cancel(st, id, false, T0 + 1, NULL), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+
+    assert_log_is(id, 1, kept);
+    /* The next append starts right after the committed bytes. */
+    ck_assert_int_eq(append_lines(id, 2, 1, next, &acc), 0);
+    const char *want[] = {"kept", "next"};
+    assert_log_is(id, 2, want);
+    ck_assert_int_eq(file_size(id), 10);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_failed_call_inside_a_group_leaves_no_trace_and_the_group_goes_on)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *one[] = {"one"};
+    const char *gap[] = {"gap"};
+    const char *two[] = {"two"};
+    size_t acc;
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(append_lines(id, 1, 1, one, &acc), 0);
+    ck_assert_int_eq(append_lines(id, 5, 1, gap, &acc), -ERANGE);
+    ck_assert_int_eq(store_task_set_status(st, "0123456789abcdef01234567", TASK_RUNNING, 1,
+                                           STORE_NO_EXIT_CODE, NULL, T0),
+                     -ENOENT);
+    ck_assert_int_eq(append_lines(id, 2, 1, two, &acc), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    const char *want[] = {"one", "two"};
+    assert_log_is(id, 2, want);
+}
+END_TEST
+
+START_TEST(test_group_spanning_more_tasks_than_open_files_commits_all)
+{
+    enum { N = STORE_LOG_FD_CACHE + 44 };
+    static char ids[N][TASK_ID_LEN + 1];
+    for (int i = 0; i < N; i++)
+        new_task("t", 0, NULL, T0, ids[i]);
+    size_t acc;
+    ck_assert_int_eq(store_begin(st), 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            char line[32];
+            snprintf(line, sizeof(line), "task %d round %d", i, round);
+            const char *l[] = {line};
+            ck_assert_int_eq(append_lines(ids[i], (uint64_t)round + 1, 1, l, &acc), 0);
+            ck_assert_uint_eq(acc, 1);
+        }
+    }
+    ck_assert_int_eq(store_commit(st), 0);
+    reopen();
+    for (int i = 0; i < N; i += 37) {
+        char l0[32], l1[32];
+        snprintf(l0, sizeof(l0), "task %d round 0", i);
+        snprintf(l1, sizeof(l1), "task %d round 1", i);
+        const char *want[] = {l0, l1};
+        assert_log_is(ids[i], 2, want);
+    }
+}
+END_TEST
+
+START_TEST(test_close_with_an_open_group_rolls_it_back)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *l[] = {"lost"};
+    size_t acc;
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(append_lines(id, 1, 1, l, &acc), 0);
+    reopen();
+    struct got_lines g;
+    read_all_lines(id, 1, &g);
+    ck_assert_uint_eq(g.n, 0);
+}
+END_TEST
+
+START_TEST(test_reopen_after_close_keeps_nodes_tasks_logs_and_items)
+{
+    char id[25], got[25];
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 2, "v1", T0), 0);
+    new_task("persist", 3, "node-a", T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 77, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    const char *lines[] = {"l1", "l2", "l3"};
+    const char *items[] = {"{\"a\":1}"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 1, 3, lines, &acc), 0);
+    ck_assert_int_eq(append_items(id, 1, 1, items, &acc), 0);
+    reopen();
+
+    struct node_row n;
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
+    ck_assert_int_eq(n.max_runners, 2);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_RUNNING);
+    ck_assert_int_eq(r.pid, 77);
+    ck_assert_str_eq(r.assigned_node, "node-a");
+    ck_assert_uint_eq(r.data_items, 1);
+    store_task_row_free(&r);
+    assert_log_is(id, 3, lines);
+    /* Ids made after a reopen never collide with earlier ones. */
+    char id2[25];
+    new_task("after", 0, NULL, T0, id2);
+    ck_assert_str_ne(id, id2);
+}
+END_TEST
+
+START_TEST(test_crash_leftover_log_bytes_are_cut_back_on_reopen)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *l[] = {"committed 1", "committed 2"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 1, 2, l, &acc), 0);
+    store_close(st);
+    st = NULL;
+
+    /* What a crash between write() and COMMIT leaves: bytes, even half a line, past log_bytes. */
+    char path[256];
+    log_path(id, path, sizeof(path));
+    FILE *f = fopen(path, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("uncommitted 3\nhalf a li", f);
+    fclose(f);
+
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    assert_log_is(id, 2, l);
+    /* A resend from the worker's cursor (line 3) is stored exactly once, after the committed
+     * lines, with nothing of the leftover in between. */
+    const char *resend[] = {"committed 2", "line 3", "line 4"};
+    ck_assert_int_eq(append_lines(id, 2, 3, resend, &acc), 0);
+    ck_assert_uint_eq(acc, 2);
+    const char *want[] = {"committed 1", "committed 2", "line 3", "line 4"};
+    assert_log_is(id, 4, want);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(file_size(id), (long long)r.log_bytes);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_crash_inside_an_uncommitted_group_loses_only_the_group)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    store_close(st);
+    st = NULL;
+
+    /* The child process stores some lines, then is killed (kill -9) in the middle of a group: its
+     * log bytes are in the file, its transaction never committed, nothing was closed. */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *cs;
+        if (store_open(data_dir, &cs) != 0)
+            _exit(10);
+        const char *ok[] = {"durable 1", "durable 2"};
+        size_t lens[] = {9, 9};
+        size_t acc;
+        if (store_log_append(cs, id, ok, lens, 2, 1, &acc) != 0)
+            _exit(11);
+        if (store_begin(cs) != 0)
+            _exit(12);
+        const char *lost[] = {"lost 3", "lost 4"};
+        size_t lost_lens[] = {6, 6};
+        if (store_log_append(cs, id, lost, lost_lens, 2, 3, &acc) != 0)
+            _exit(13);
+        if (store_task_request_cancel(cs, id, false, T0 + 1, NULL) != 0)
+            _exit(14);
+        kill(getpid(), SIGKILL);
+        _exit(15);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "child did not die by SIGKILL (status %#x)", status);
+
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(file_size(id), 20 + 14);
+    const char *durable[] = {"durable 1", "durable 2"};
+    assert_log_is(id, 2, durable);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    store_task_row_free(&r);
+
+    /* The resent lines are shorter than the lost ones: nothing of those may remain after them. */
+    const char *resend[] = {"l3", "l4"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 3, 2, resend, &acc), 0);
+    ck_assert_uint_eq(acc, 2);
+    const char *want[] = {"durable 1", "durable 2", "l3", "l4"};
+    assert_log_is(id, 4, want);
+    ck_assert_int_eq(file_size(id), 20 + 6);
+}
+END_TEST
+
+START_TEST(test_log_file_missing_committed_bytes_is_reported_not_papered_over)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    const char *l[] = {"one", "two"};
+    size_t acc;
+    ck_assert_int_eq(append_lines(id, 1, 2, l, &acc), 0);
+    store_close(st);
+    st = NULL;
+    char path[256];
+    log_path(id, path, sizeof(path));
+    ck_assert_int_eq(truncate(path, 4), 0);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    struct got_lines g = {0};
+    ck_assert_int_eq(store_log_read(st, id, 1, collect_line, &g), -EIO);
+    got_free(&g);
+    ck_assert_int_eq(append_lines(id, 3, 1, l, &acc), -EIO);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("open");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_open_creates_data_dir_logs_dir_and_database);
+    tcase_add_test(tc, test_second_open_of_the_same_data_dir_is_refused);
+    tcase_add_test(tc, test_begin_twice_and_commit_without_begin_are_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("nodes");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_node_upsert_creates_then_updates_and_marks_online);
+    tcase_add_test(tc, test_node_status_and_touch_change_known_nodes_only);
+    tcase_add_test(tc, test_node_upsert_rejects_empty_key_and_oversized_fields);
+    tcase_add_test(tc, test_node_list_is_ordered_by_key_and_its_callback_may_change_nodes);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("tasks");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_task_create_round_trips_every_field);
+    tcase_add_test(tc, test_task_create_fills_defaults_for_missing_optional_fields);
+    tcase_add_test(tc, test_task_create_rejects_missing_cmd_and_oversized_name);
+    tcase_add_test(tc, test_task_ids_are_unique_and_carry_the_creation_second);
+    tcase_add_test(tc, test_task_get_refuses_malformed_and_unknown_ids);
+    tcase_add_test(tc, test_fetch_prefers_tasks_addressed_to_the_node);
+    tcase_add_test(tc, test_fetch_orders_by_priority_then_age);
+    tcase_add_test(tc, test_fetch_never_returns_another_nodes_task);
+    tcase_add_test(tc, test_fetch_never_returns_a_task_twice);
+    tcase_add_test(tc, test_fetch_records_the_assignment_in_history);
+    tcase_add_test(tc, test_fetch_rejects_an_empty_node_key);
+    tcase_add_test(tc, test_status_changes_apply_allowed_moves_and_record_history);
+    tcase_add_test(tc, test_status_reports_are_idempotent_and_backward_moves_are_ignored);
+    tcase_add_test(tc, test_pending_task_cannot_jump_to_running);
+    tcase_add_test(tc, test_status_change_of_unknown_or_malformed_task_is_refused);
+    tcase_add_test(tc, test_assigned_task_returned_to_pending_can_be_fetched_by_another_node);
+    tcase_add_test(tc, test_node_disconnected_task_can_resume_running);
+    tcase_add_test(tc, test_cancel_of_pending_task_cancels_it_at_once);
+    tcase_add_test(tc, test_cancel_of_running_task_is_recorded_and_force_sticks);
+    tcase_add_test(tc, test_cancel_of_finished_task_changes_nothing);
+    tcase_add_test(tc, test_list_is_newest_first_with_filters_and_limit);
+    tcase_add_test(tc, test_list_stops_when_the_callback_says_so);
+    tcase_add_test(tc, test_list_by_node_lets_the_callback_change_each_task);
+    tcase_add_test(tc, test_streaming_callback_cannot_reenter_the_store);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("logs and items");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_log_resent_prefix_is_skipped);
+    tcase_add_test(tc, test_log_gap_is_refused_and_stores_nothing);
+    tcase_add_test(tc, test_log_unsequenced_lines_append_after_what_is_stored);
+    tcase_add_test(tc, test_log_read_back_is_byte_exact_across_chunk_boundaries);
+    tcase_add_test(tc, test_log_newline_inside_a_line_is_stored_as_a_space);
+    tcase_add_test(tc, test_log_of_task_without_lines_reads_empty);
+    tcase_add_test(tc, test_log_append_refuses_bad_ids_without_touching_files);
+    tcase_add_test(tc, test_items_are_deduplicated_by_seq_and_read_back_in_order);
+    tcase_add_test(tc, test_items_gap_is_refused_and_stores_nothing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("durability");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_group_commit_makes_every_change_durable);
+    tcase_add_test(tc, test_group_rollback_discards_rows_and_log_bytes);
+    tcase_add_test(tc, test_failed_call_inside_a_group_leaves_no_trace_and_the_group_goes_on);
+    tcase_add_test(tc, test_group_spanning_more_tasks_than_open_files_commits_all);
+    tcase_add_test(tc, test_close_with_an_open_group_rolls_it_back);
+    tcase_add_test(tc, test_reopen_after_close_keeps_nodes_tasks_logs_and_items);
+    tcase_add_test(tc, test_crash_leftover_log_bytes_are_cut_back_on_reopen);
+    tcase_add_test(tc, test_crash_inside_an_uncommitted_group_loses_only_the_group);
+    tcase_add_test(tc, test_log_file_missing_committed_bytes_is_reported_not_papered_over);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
