@@ -6,9 +6,17 @@
 
 #include "master/nodes.h"
 #include "master/store.h"
+#include "master/tasks.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
+#include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
+
+#include <jansson.h>
+
+/* A chunk of a log or of results stays well under the 4 MiB message limit. */
+#define CHUNK_BYTES (1u << 20)
+#define LIST_LIMIT_DEFAULT 1000
 
 struct node_list {
     struct master *m;
@@ -49,6 +57,18 @@ static int collect_node(void *ctx, const struct node_row *r)
     return 0;
 }
 
+static void node_list_free(struct node_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].key);
+        free(l->items[i].name);
+        free(l->items[i].version);
+        free(l->items[i].status);
+    }
+    free(l->items);
+    free(l->ptrs);
+}
+
 static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage *req)
 {
     struct master *m = ctx;
@@ -66,18 +86,442 @@ static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage 
         resp.nodes = l.ptrs;
         srv_call_reply(c, &resp.base);
     }
-    for (size_t i = 0; i < l.n; i++) {
-        free(l.items[i].key);
-        free(l.items[i].name);
-        free(l.items[i].version);
-        free(l.items[i].status);
+    node_list_free(&l);
+}
+
+/* ---- SubmitTask ---- */
+
+static bool env_name_valid(const char *k)
+{
+    if (!*k || strlen(k) > 256 || (*k >= '0' && *k <= '9'))
+        return false;
+    for (; *k; k++)
+        if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') ||
+              *k == '_'))
+            return false;
+    return true;
+}
+
+static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct master *m = ctx;
+    const Grpc__AdminSubmitTaskRequest *req = (const void *)msg;
+    const Grpc__TaskSpec *spec = req->spec;
+    if (!spec || !*spec->cmd || strlen(spec->cmd) > 65536 || strlen(spec->param) > 65536 ||
+        strlen(spec->name) > STORE_TASK_NAME_MAX || spec->timeout_ms < 0 ||
+        spec->priority < -1000 || spec->priority > 1000 || spec->n_env > 256 ||
+        req->n_node_keys > 10000) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                      "spec: cmd required (at most 64 KiB), name at most 128 bytes, priority "
+                      "-1000..1000, timeout not negative, at most 256 env entries");
+        return;
     }
-    free(l.items);
-    free(l.ptrs);
+    json_t *env = json_object();
+    for (size_t i = 0; i < spec->n_env; i++) {
+        if (!env_name_valid(spec->env[i]->key)) {
+            json_decref(env);
+            srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "env: names are [A-Za-z_][A-Za-z0-9_]*");
+            return;
+        }
+        json_object_set_new(env, spec->env[i]->key, json_string(spec->env[i]->value));
+    }
+    char *env_json = json_dumps(env, JSON_COMPACT);
+    json_decref(env);
+
+    /* The nodes to run it on: the ones named, every known node, or any one node. */
+    size_t n_targets = req->all_nodes ? 0 : req->n_node_keys;
+    const char **targets = NULL;
+    struct node_list all = {.m = m};
+    if (req->all_nodes) {
+        store_node_list(m->store, collect_node, &all);
+        n_targets = all.n;
+    }
+    if (n_targets && !(targets = calloc(n_targets, sizeof(*targets)))) {
+        free(env_json);
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n_targets; i++) {
+        targets[i] = req->all_nodes ? all.items[i].key : req->node_keys[i];
+        if (!nodes_key_valid(targets[i]) || !nodes_find(m->nodes, targets[i])) {
+            free(targets);
+            free(env_json);
+            srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node key");
+            goto out;
+        }
+    }
+    if (req->all_nodes && n_targets == 0) {
+        free(env_json);
+        srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "no nodes are known yet");
+        goto out;
+    }
+    size_t n_tasks = n_targets ? n_targets : 1;
+    char (*ids)[TASK_ID_LEN + 1] = calloc(n_tasks, sizeof(*ids));
+    char **id_ptrs = calloc(n_tasks, sizeof(*id_ptrs));
+    int rc = ids && id_ptrs ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n_tasks; i++) {
+        struct task_new tn = {
+            .name = spec->name,
+            .cmd = spec->cmd,
+            .param = spec->param,
+            .env_json = env_json,
+            .priority = spec->priority,
+            .timeout_ms = spec->timeout_ms,
+            .node_key = n_targets ? targets[i] : NULL,
+        };
+        rc = tasks_submit(m->tasks, &tn, ids[i]);
+        id_ptrs[i] = ids[i];
+    }
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot store the task");
+    } else {
+        Grpc__AdminSubmitTaskResponse resp = GRPC__ADMIN_SUBMIT_TASK_RESPONSE__INIT;
+        resp.n_task_ids = n_tasks;
+        resp.task_ids = id_ptrs;
+        srv_call_reply(c, &resp.base);
+    }
+    free(ids);
+    free(id_ptrs);
+    free(targets);
+    free(env_json);
+out:
+    node_list_free(&all);
+}
+
+/* ---- ListTasks ---- */
+
+struct task_list {
+    Grpc__AdminTask *items;
+    size_t n, cap;
+};
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static int collect_task(void *ctx, const struct task_row *r)
+{
+    struct task_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        Grpc__AdminTask *items = realloc(l->items, cap * sizeof(*items));
+        if (!items)
+            return -ENOMEM;
+        l->items = items;
+        l->cap = cap;
+    }
+    Grpc__AdminTask *a = &l->items[l->n++];
+    grpc__admin_task__init(a);
+    a->id = dup_or_empty(r->id);
+    a->name = dup_or_empty(r->name);
+    a->cmd = dup_or_empty(r->cmd);
+    a->param = dup_or_empty(r->param);
+    a->status = dup_or_empty(task_status_name(r->status));
+    a->node_key = dup_or_empty(r->node_key);
+    a->assigned_node = dup_or_empty(r->assigned_node);
+    a->error = dup_or_empty(r->error);
+    a->priority = r->priority;
+    a->timeout_ms = r->timeout_ms;
+    a->pid = r->pid;
+    a->exit_code = r->exit_code == STORE_NO_EXIT_CODE ? 0 : r->exit_code;
+    a->log_lines = r->log_lines;
+    a->data_items = r->data_items;
+    a->created_ms = r->created_ms;
+    a->started_ms = r->started_ms;
+    a->ended_ms = r->ended_ms;
+    return 0;
+}
+
+static void task_list_free(struct task_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        Grpc__AdminTask *a = &l->items[i];
+        free(a->id);
+        free(a->name);
+        free(a->cmd);
+        free(a->param);
+        free(a->status);
+        free(a->node_key);
+        free(a->assigned_node);
+        free(a->error);
+    }
+    free(l->items);
+}
+
+static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct master *m = ctx;
+    const Grpc__AdminListTasksRequest *req = (const void *)msg;
+    enum task_status st;
+    if (*req->status && task_status_parse(req->status, &st) < 0) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "unknown status");
+        return;
+    }
+    if (*req->node_key && !nodes_key_valid(req->node_key)) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "bad node key");
+        return;
+    }
+    struct task_list l = {0};
+    unsigned limit = req->limit ? req->limit : 0;
+    int rc = store_task_list(m->store, *req->status ? req->status : NULL,
+                             *req->node_key ? req->node_key : NULL, limit, collect_task, &l);
+    Grpc__AdminTask **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
+    if (rc < 0 || (l.n && !ptrs)) {
+        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot list tasks");
+    } else {
+        for (size_t i = 0; i < l.n; i++)
+            ptrs[i] = &l.items[i];
+        Grpc__AdminListTasksResponse resp = GRPC__ADMIN_LIST_TASKS_RESPONSE__INIT;
+        resp.n_tasks = l.n;
+        resp.tasks = ptrs;
+        srv_call_reply(c, &resp.base);
+    }
+    free(ptrs);
+    task_list_free(&l);
+}
+
+/* ---- CancelTask ---- */
+
+static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct master *m = ctx;
+    const Grpc__AdminTaskRequest *req = (const void *)msg;
+    if (!task_id_valid(req->task_id)) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
+        return;
+    }
+    enum task_status after;
+    int rc = tasks_cancel(m->tasks, req->task_id, req->force, &after);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), rc == -ENOENT ? "unknown task"
+                                                                    : "cannot cancel");
+        return;
+    }
+    char text[128];
+    if (after == TASK_CANCELLED)
+        snprintf(text, sizeof(text), "cancelled");
+    else if (task_status_terminal(after))
+        snprintf(text, sizeof(text), "task already ended: %s", task_status_name(after));
+    else
+        snprintf(text, sizeof(text), "cancel%s sent to the task's worker",
+                 req->force ? " (force)" : "");
+    Grpc__Response resp = GRPC__RESPONSE__INIT;
+    resp.code = GRPC__RESPONSE_CODE__OK;
+    resp.message = text;
+    srv_call_reply(c, &resp.base);
+}
+
+/* ---- ReadLogs / ReadResults: a pump that sends stored data in chunks ---- */
+
+struct reader {
+    struct task_watcher watcher;
+    struct master *m;
+    struct srv_call *call;
+    char task_id[TASK_ID_LEN + 1];
+    bool items, follow, watching, changed;
+    uint64_t next_seq;
+    /* The chunk being filled. */
+    char **lines;
+    size_t n, cap, bytes;
+};
+
+static int add_line(void *ctx, uint64_t seq, const char *line, size_t len)
+{
+    struct reader *r = ctx;
+    if (r->n && r->bytes + len > CHUNK_BYTES)
+        return 1; /* full: the rest goes in the next chunk */
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        char **lines = realloc(r->lines, cap * sizeof(*lines));
+        if (!lines)
+            return -ENOMEM;
+        r->lines = lines;
+        r->cap = cap;
+    }
+    if (!(r->lines[r->n] = strndup(line, len)))
+        return -ENOMEM;
+    r->n++;
+    r->bytes += len + 8;
+    r->next_seq = seq + 1;
+    return 0;
+}
+
+static void chunk_clear(struct reader *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->lines[i]);
+    r->n = r->bytes = 0;
+}
+
+static void reader_end(struct reader *r, grpc_status_code st, const char *why)
+{
+    if (r->watching)
+        tasks_unwatch(r->m->tasks, r->task_id, &r->watcher);
+    r->watching = false;
+    struct srv_call *c = r->call;
+    r->call = NULL;
+    if (c)
+        srv_call_finish(c, st, why, NULL);
+}
+
+/* Sends the next chunk, or the final one, or waits: one write in flight at a time. */
+static void reader_pump(struct reader *r)
+{
+    if (!r->call || srv_call_write_pending(r->call))
+        return;
+    r->changed = false;
+    struct task_row row;
+    int rc = store_task_get(r->m->store, r->task_id, &row);
+    if (rc < 0) {
+        reader_end(r, codec_status_from_errno(rc), rc == -ENOENT ? "unknown task" : "cannot read");
+        return;
+    }
+    bool ended = task_status_terminal(row.status);
+    Grpc__AdminChunk chunk = GRPC__ADMIN_CHUNK__INIT;
+    chunk.status = (char *)task_status_name(row.status);
+    store_task_row_free(&row);
+
+    rc = r->items ? store_items_read(r->m->store, r->task_id, r->next_seq, add_line, r)
+                  : store_log_read(r->m->store, r->task_id, r->next_seq, add_line, r);
+    if (rc < 0) {
+        chunk_clear(r);
+        reader_end(r, GRPC_STATUS_UNAVAILABLE, "cannot read the stored data");
+        return;
+    }
+    bool more = rc > 0;
+    chunk.n_lines = r->n;
+    chunk.lines = r->lines;
+    /* Done when everything is sent and no more can come (or nobody asked to follow). */
+    chunk.done = !more && (ended || !r->follow);
+    if (chunk.n_lines == 0 && !chunk.done) {
+        if (!r->watching) {
+            if (tasks_watch(r->m->tasks, r->task_id, &r->watcher) < 0) {
+                reader_end(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+            }
+            r->watching = true;
+        }
+        return;
+    }
+    grpc_byte_buffer *bb = codec_pack(&chunk.base);
+    chunk_clear(r);
+    if (chunk.done) {
+        struct srv_call *c = r->call;
+        r->call = NULL;
+        if (r->watching)
+            tasks_unwatch(r->m->tasks, r->task_id, &r->watcher);
+        r->watching = false;
+        srv_call_finish(c, GRPC_STATUS_OK, NULL, bb);
+        return;
+    }
+    srv_call_write(r->call, bb);
+}
+
+static void reader_on_change(struct task_watcher *w)
+{
+    struct reader *r = (struct reader *)w;
+    r->changed = true;
+    reader_pump(r);
+}
+
+static void reader_on_sent(struct srv_call *c, bool ok)
+{
+    struct reader *r = srv_call_user(c);
+    if (!ok) {
+        reader_end(r, GRPC_STATUS_CANCELLED, "write failed");
+        return;
+    }
+    reader_pump(r);
+}
+
+static void reader_on_done(struct srv_call *c, bool cancelled)
+{
+    reader_end(srv_call_user(c), GRPC_STATUS_CANCELLED, "client went away");
+}
+
+static void reader_on_free(struct srv_call *c)
+{
+    struct reader *r = srv_call_user(c);
+    if (r->watching)
+        tasks_unwatch(r->m->tasks, r->task_id, &r->watcher);
+    chunk_clear(r);
+    free(r->lines);
+    free(r);
+}
+
+static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg);
+
+static const struct srv_handler reader_request_handler = {
+    .on_message = reader_on_request,
+    .on_free = reader_on_free,
+};
+
+static const struct srv_handler reader_handler = {
+    .on_sent = reader_on_sent,
+    .on_done = reader_on_done,
+    .on_free = reader_on_free,
+};
+
+static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    struct reader *r = srv_call_user(c);
+    ProtobufCMessage *pm = NULL;
+    if (!msg || codec_unpack(msg, &grpc__admin_task_request__descriptor, &pm) < 0) {
+        reader_end(r, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+        return;
+    }
+    const Grpc__AdminTaskRequest *req = (const void *)pm;
+    bool valid = task_id_valid(req->task_id);
+    if (valid) {
+        memcpy(r->task_id, req->task_id, sizeof(r->task_id));
+        r->follow = req->follow && !r->items;
+        r->next_seq = req->from ? req->from : 1;
+    }
+    protobuf_c_message_free_unpacked(pm, NULL);
+    if (!valid) {
+        reader_end(r, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
+        return;
+    }
+    srv_call_bind(c, &reader_handler, r);
+    reader_pump(r);
+}
+
+static void start_reader(struct srv_call *c, struct master *m, bool items)
+{
+    struct reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    r->m = m;
+    r->call = c;
+    r->items = items;
+    r->watcher.on_change = reader_on_change;
+    srv_call_bind(c, &reader_request_handler, r);
+    srv_call_read(c);
+}
+
+static void on_read_logs(struct srv_call *c, void *ctx)
+{
+    start_reader(c, ctx, false);
+}
+
+static void on_read_results(struct srv_call *c, void *ctx)
+{
+    start_reader(c, ctx, true);
 }
 
 void admin_add_methods(struct master *m, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes",
                          &grpc__admin_list_nodes_request__descriptor, on_list_nodes, m);
+    rpc_server_add_unary(s, "/grpc.AdminService/SubmitTask",
+                         &grpc__admin_submit_task_request__descriptor, on_submit, m);
+    rpc_server_add_unary(s, "/grpc.AdminService/ListTasks",
+                         &grpc__admin_list_tasks_request__descriptor, on_list_tasks, m);
+    rpc_server_add_unary(s, "/grpc.AdminService/CancelTask",
+                         &grpc__admin_task_request__descriptor, on_cancel, m);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", on_read_logs, m);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", on_read_results, m);
 }

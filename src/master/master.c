@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include "master/admin.h"
+#include "master/ingest.h"
 #include "master/nodes.h"
 #include "master/store.h"
+#include "master/tasks.h"
 #include "net/listener.h"
 #include "rpc/auth.h"
 #include "rpc/server.h"
@@ -121,11 +123,14 @@ int master_main(const struct config *cfg)
         .max_streams_per_conn = 1024,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
-        (rc = nodes_create(&m, &m.nodes)) < 0) {
+        (rc = nodes_create(&m, &m.nodes)) < 0 || (rc = tasks_create(&m, &m.tasks)) < 0 ||
+        (rc = ingest_create(&m, &m.ingest)) < 0) {
         log_error("cannot start the server: %s", strerror(-rc));
         goto out;
     }
     nodes_add_methods(m.nodes, m.server);
+    tasks_add_methods(m.tasks, m.server);
+    ingest_add_methods(m.ingest, m.server);
     admin_add_methods(&m, m.server);
     if ((rc = rpc_server_start(m.server)) < 0) {
         log_error("cannot start the gRPC server");
@@ -159,6 +164,8 @@ out:
         while (m.server)
             ev_run(m.loop, EVRUN_ONCE);
     }
+    ingest_destroy(m.ingest);
+    tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     bridge_destroy(m.bridge);
     store_close(m.store);

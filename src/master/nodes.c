@@ -18,21 +18,14 @@
 
 struct nodes {
     struct master *m;
-    struct node **buckets;
-    size_t n_buckets, count;
+    struct hmap map;
+    size_t cursor;          /* where nodes_pick_free goes on */
+    struct node *last_pick;
     ev_timer sweep;
     nodes_offline_fn offline_fn;
     void *offline_ctx;
     bool draining;
 };
-
-static uint64_t hash_key(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
 
 bool nodes_key_valid(const char *key)
 {
@@ -50,56 +43,52 @@ bool nodes_key_valid(const char *key)
 
 struct node *nodes_find(struct nodes *n, const char *key)
 {
-    for (struct node *node = n->buckets[hash_key(key) & (n->n_buckets - 1)]; node;
-         node = node->next)
-        if (strcmp(node->key, key) == 0)
-            return node;
-    return NULL;
-}
-
-static int grow(struct nodes *n)
-{
-    size_t nb = n->n_buckets * 2;
-    struct node **b = calloc(nb, sizeof(*b));
-    if (!b)
-        return -ENOMEM;
-    for (size_t i = 0; i < n->n_buckets; i++) {
-        struct node *node = n->buckets[i];
-        while (node) {
-            struct node *next = node->next;
-            size_t j = hash_key(node->key) & (nb - 1);
-            node->next = b[j];
-            b[j] = node;
-            node = next;
-        }
-    }
-    free(n->buckets);
-    n->buckets = b;
-    n->n_buckets = nb;
-    return 0;
+    struct hmap_entry *e = hmap_get(&n->map, key);
+    return e ? hmap_item(e, struct node, link) : NULL;
 }
 
 static struct node *add_node(struct nodes *n, const char *key)
 {
-    if (n->count >= n->n_buckets && grow(n) < 0)
-        return NULL;
     struct node *node = calloc(1, sizeof(*node));
     if (!node)
         return NULL;
     snprintf(node->key, sizeof(node->key), "%s", key);
+    node->link.key = node->key;
     node->owner = n;
-    size_t i = hash_key(key) & (n->n_buckets - 1);
-    node->next = n->buckets[i];
-    n->buckets[i] = node;
-    n->count++;
+    hmap_put(&n->map, &node->link);
     return node;
 }
 
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx)
 {
-    for (size_t i = 0; i < n->n_buckets; i++)
-        for (struct node *node = n->buckets[i]; node; node = node->next)
-            fn(ctx, node);
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        fn(ctx, hmap_item(e, struct node, link));
+    }
+}
+
+struct node *nodes_pick_free(struct nodes *n)
+{
+    /* A scan from where the last pick stopped; at most one pass over the nodes. */
+    size_t nb = n->map.n_buckets;
+    for (size_t k = 0; k < nb; k++) {
+        size_t i = (n->cursor + k) % nb;
+        for (struct hmap_entry *e = n->map.buckets[i]; e; e = e->next) {
+            struct node *node = hmap_item(e, struct node, link);
+            if (node->online && node->subscribe && node->active < node->max_runners &&
+                node != n->last_pick) {
+                n->cursor = i;
+                n->last_pick = node;
+                return node;
+            }
+        }
+    }
+    /* Only the node picked last time is free: it is still the right one. */
+    struct node *last = n->last_pick;
+    if (last && last->online && last->subscribe && last->active < last->max_runners)
+        return last;
+    return NULL;
 }
 
 void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx)
@@ -352,18 +341,19 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     struct nodes *n = w->data;
     int64_t now = master_now_ms(n->m);
     int64_t limit = 3 * (int64_t)n->m->cfg->heartbeat_interval_ms;
-    for (size_t i = 0; i < n->n_buckets; i++) {
-        for (struct node *node = n->buckets[i]; node; node = node->next) {
-            if (!node->online)
-                continue;
-            if (now - node->last_seen_ms > limit) {
-                end_stream(node, GRPC_STATUS_UNAVAILABLE, "no heartbeat");
-                set_offline(n, node, "no heartbeat for 3 intervals");
-                continue;
-            }
-            if (node->subscribe)
-                push(node, CODE_HEARTBEAT);
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        struct node *node = hmap_item(e, struct node, link);
+        if (!node->online)
+            continue;
+        if (now - node->last_seen_ms > limit) {
+            end_stream(node, GRPC_STATUS_UNAVAILABLE, "no heartbeat");
+            set_offline(n, node, "no heartbeat for 3 intervals");
+            continue;
         }
+        if (node->subscribe)
+            push(node, CODE_HEARTBEAT);
     }
 }
 
@@ -389,8 +379,7 @@ int nodes_create(struct master *m, struct nodes **out)
     if (!n)
         return -ENOMEM;
     n->m = m;
-    n->n_buckets = 64;
-    if (!(n->buckets = calloc(n->n_buckets, sizeof(*n->buckets)))) {
+    if (hmap_init(&n->map) < 0) {
         free(n);
         return -ENOMEM;
     }
@@ -412,16 +401,14 @@ void nodes_destroy(struct nodes *n)
     if (!n)
         return;
     ev_timer_stop(n->m->loop, &n->sweep);
-    for (size_t i = 0; i < n->n_buckets; i++) {
-        struct node *node = n->buckets[i];
-        while (node) {
-            struct node *next = node->next;
-            end_stream(node, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
-            free(node);
-            node = next;
-        }
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        struct node *node = hmap_item(e, struct node, link);
+        end_stream(node, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
+        free(node);
     }
-    free(n->buckets);
+    hmap_destroy(&n->map);
     free(n);
 }
 
@@ -429,12 +416,15 @@ void nodes_drain_all(struct nodes *n)
 {
     n->draining = true;
     ev_timer_stop(n->m->loop, &n->sweep);
-    for (size_t i = 0; i < n->n_buckets; i++)
-        for (struct node *node = n->buckets[i]; node; node = node->next)
-            if (node->subscribe) {
-                node->pending_codes = CODE_DRAIN;
-                write_next(node);
-            }
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        struct node *node = hmap_item(e, struct node, link);
+        if (node->subscribe) {
+            node->pending_codes = CODE_DRAIN;
+            write_next(node);
+        }
+    }
 }
 
 void nodes_add_methods(struct nodes *n, struct rpc_server *s)

@@ -14,26 +14,27 @@
 
 #include "master/master.h"
 #include "rpc/server.h"
+#include "runtime/hmap.h"
 
 #define NODE_KEY_MAX  64
 #define NODE_NAME_MAX 128
 
 struct node {
+    struct hmap_entry link; /* keyed by key */
     char key[NODE_KEY_MAX + 1];
     char name[NODE_NAME_MAX + 1];
     char machine_id[65];
     char version[33];
     int max_runners;
     int running; /* as the node last reported it */
+    int active;  /* tasks the master holds for it: assigned, running, node_disconnected */
     bool online;
     int64_t last_seen_ms;
     struct srv_call *subscribe; /* the live Subscribe stream, or NULL */
     unsigned pending_codes;     /* codes waiting for the stream's current write */
     struct nodes *owner;
-    struct node *next; /* hash chain */
 };
 
-/* Why a node went offline; passed to the offline hook. */
 typedef void (*nodes_offline_fn)(void *ctx, struct node *node);
 
 int nodes_create(struct master *m, struct nodes **out);
@@ -47,6 +48,10 @@ struct node *nodes_find(struct nodes *n, const char *key);
 
 /* Iterates every known node (online or not). */
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx);
+
+/* A node with a live stream and free capacity, taken in turn so that pushes spread fairly; NULL
+ * when every node is busy or gone. */
+struct node *nodes_pick_free(struct nodes *n);
 
 /* Sends TASK_AVAILABLE to the node if it has a live stream. Returns false when it has none. */
 bool nodes_notify_task(struct node *node);

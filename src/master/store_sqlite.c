@@ -181,6 +181,8 @@ struct store {
     /* A log file was created since the logs directory was last fsync()ed: its directory entry
      * must be made durable before a commit that counts its bytes. */
     bool logs_dir_dirty;
+    /* A log file written in the open transaction could not be synced when it was closed early. */
+    bool sync_failed;
 
     struct log_fd logs[STORE_LOG_FD_CACHE];
     uint64_t log_clock;
@@ -303,6 +305,21 @@ static void log_fd_drop(struct log_fd *e)
     e->id[0] = '\0';
 }
 
+/* Closes a file whose bytes may be counted by the open transaction: a dirty file is synced first
+ * so that the commit still covers what was written to it. */
+static int log_fd_retire(struct store *s, struct log_fd *e)
+{
+    int rc = 0;
+    if (e->dirty && fdatasync(e->fd) < 0) {
+        rc = -errno;
+        log_error("store: fdatasync of log of task %s failed: %s", e->id, strerror(-rc));
+        /* The open transaction counts bytes that may not be on disk: it must not commit. */
+        s->sync_failed = true;
+    }
+    log_fd_drop(e);
+    return rc;
+}
+
 /* Cuts every file written since the last commit back to its size before it, because the
  * transaction that counted those bytes was rolled back. A file that cannot be cut is closed
  * instead: the next open cuts it back to the committed size. */
@@ -367,12 +384,9 @@ static int log_fd_slot(struct store *s, struct log_fd **out)
         if (!victim || e->last_used < victim->last_used)
             victim = e;
     }
-    if (victim->dirty && fdatasync(victim->fd) < 0) {
-        int err = errno;
-        log_error("store: fdatasync of log of task %s failed: %s", victim->id, strerror(err));
-        return -err;
-    }
-    log_fd_drop(victim);
+    int rc = log_fd_retire(s, victim);
+    if (rc < 0)
+        return rc;
     *out = victim;
     return 0;
 }
@@ -387,7 +401,7 @@ static int log_fd_get(struct store *s, const char *id, uint64_t committed, struc
             if (e->size != committed) {
                 int rc = log_fd_align(e, committed);
                 if (rc < 0) {
-                    log_fd_drop(e);
+                    log_fd_retire(s, e);
                     return rc;
                 }
             }
@@ -397,7 +411,7 @@ static int log_fd_get(struct store *s, const char *id, uint64_t committed, struc
         }
     }
 
-    struct log_fd *e;
+    struct log_fd *e = NULL;
     int rc = log_fd_slot(s, &e);
     if (rc < 0)
         return rc;
@@ -429,6 +443,8 @@ static int log_fd_get(struct store *s, const char *id, uint64_t committed, struc
 
 static int sync_logs(struct store *s)
 {
+    if (s->sync_failed)
+        return -EIO;
     for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
         struct log_fd *e = &s->logs[i];
         if (e->fd < 0 || !e->dirty)
@@ -463,6 +479,7 @@ static void rollback_all(struct store *s)
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK, "rollback");
     log_fd_rollback(s);
+    s->sync_failed = false;
 }
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
@@ -644,7 +661,7 @@ static int setup_db(struct store *s)
         return errno_of_sqlite(rc);
     }
 
-    int version;
+    int version = 0;
     rc = read_user_version(s, &version);
     if (rc < 0)
         return rc;
@@ -1394,14 +1411,12 @@ static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
 
 /* Cuts a log back to `size` after a failed append, so the next append starts from the committed
  * end. If even that fails the file is closed: the next open cuts it back instead. */
-static void log_undo(struct log_fd *e, uint64_t size)
+static void log_undo(struct store *s, struct log_fd *e, uint64_t size)
 {
     if (ftruncate(e->fd, (off_t)size) < 0) {
         log_warn("store: cutting back log of task %s failed: %s; reopening it later", e->id,
                  strerror(errno));
-        if (e->dirty && fdatasync(e->fd) < 0)
-            log_warn("store: fdatasync of log of task %s failed: %s", e->id, strerror(errno));
-        log_fd_drop(e);
+        log_fd_retire(s, e);
         return;
     }
     e->size = size;
@@ -1454,13 +1469,13 @@ static int log_append_op(struct store *s, const char *id, const char *const *lin
         log_error("store: no memory for %zu log lines of task %s", n - skip, id);
         return -ENOMEM;
     }
-    struct log_fd *e;
+    struct log_fd *e = NULL;
     rc = log_fd_get(s, id, c.log_bytes, &e);
     if (rc == 0) {
         rc = pwrite_all(e->fd, buf, len, c.log_bytes);
         if (rc < 0) {
             log_error("store: writing %zu log bytes of task %s failed: %s", len, id, strerror(-rc));
-            log_undo(e, c.log_bytes);
+            log_undo(s, e, c.log_bytes);
         }
     }
     free(buf);
@@ -1478,7 +1493,7 @@ static int log_append_op(struct store *s, const char *id, const char *const *lin
     sqlite3_bind_int64(st, 3, (sqlite3_int64)(c.log_bytes + len));
     rc = step_done(s, st, "counting log lines of task", id);
     if (rc < 0) {
-        log_undo(e, c.log_bytes);
+        log_undo(s, e, c.log_bytes);
         return rc;
     }
     *accepted = n - skip;
@@ -1517,11 +1532,12 @@ static int items_append_op(struct store *s, const char *id, const char *const *i
     rc = task_seq_window(c.data_items, first_seq, n, &skip);
     if (rc < 0 || skip == n)
         return rc;
+    for (size_t i = skip; i < n; i++)
+        if (lens[i] > INT_MAX)
+            return -EINVAL;
     uint64_t seq = c.data_items;
     sqlite3_stmt *st = s->st[ST_ITEM_INSERT];
     for (size_t i = skip; i < n; i++) {
-        if (lens[i] > INT_MAX)
-            return -EINVAL;
         bind_text(st, 1, id);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)++seq);
         sqlite3_bind_text(st, 3, items[i] ? items[i] : "", (int)lens[i], SQLITE_STATIC);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1090,6 +1091,64 @@ START_TEST(test_failed_call_inside_a_group_leaves_no_trace_and_the_group_goes_on
 }
 END_TEST
 
+/* Plants an item row behind the store's back, so that storing that seq later fails midway. */
+static void plant_item_row(const char *id, int seq)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *ins;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "INSERT INTO items (task_id, seq, data) VALUES (?1, ?2, "
+                                        "'{\"planted\":true}')",
+                                        -1, &ins, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(ins, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(ins, 2, seq);
+    ck_assert_int_eq(sqlite3_step(ins), SQLITE_DONE);
+    sqlite3_finalize(ins);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+START_TEST(test_call_failing_midway_inside_a_group_is_undone_entirely)
+{
+    char id[25], other[25];
+    new_task("t", 0, NULL, T0, id);
+    new_task("other", 0, NULL, T0, other);
+    store_close(st);
+    st = NULL;
+    plant_item_row(id, 2);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+
+    const char *items[] = {"{\"n\":1}", "{\"n\":2}"};
+    const char *line[] = {"kept"};
+    size_t acc;
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(append_lines(other, 1, 1, line, &acc), 0);
+    /* Item 1 is stored, item 2 collides with the planted row: the whole call must vanish. */
+    ck_assert_int_eq(append_items(id, 1, 2, items, &acc), -EEXIST);
+    ck_assert_uint_eq(acc, 0);
+    ck_assert_int_eq(store_commit(st), 0);
+
+    struct got_items g = {0};
+    ck_assert_int_eq(store_items_read(st, id, 1, collect_item, &g), 0);
+    ck_assert_uint_eq(g.n, 1);
+    ck_assert_uint_eq(g.seq[0], 2);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_uint_eq(r.data_items, 0);
+    store_task_row_free(&r);
+    assert_log_is(other, 1, line);
+
+    /* Outside a group the same failure rolls back its own transaction. */
+    ck_assert_int_eq(append_items(id, 1, 2, items, &acc), -EEXIST);
+    memset(&g, 0, sizeof(g));
+    ck_assert_int_eq(store_items_read(st, id, 1, collect_item, &g), 0);
+    ck_assert_uint_eq(g.n, 1);
+}
+END_TEST
+
 START_TEST(test_group_spanning_more_tasks_than_open_files_commits_all)
 {
     enum { N = STORE_LOG_FD_CACHE + 44 };
@@ -1342,6 +1401,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_group_commit_makes_every_change_durable);
     tcase_add_test(tc, test_group_rollback_discards_rows_and_log_bytes);
     tcase_add_test(tc, test_failed_call_inside_a_group_leaves_no_trace_and_the_group_goes_on);
+    tcase_add_test(tc, test_call_failing_midway_inside_a_group_is_undone_entirely);
     tcase_add_test(tc, test_group_spanning_more_tasks_than_open_files_commits_all);
     tcase_add_test(tc, test_close_with_an_open_group_rolls_it_back);
     tcase_add_test(tc, test_reopen_after_close_keeps_nodes_tasks_logs_and_items);

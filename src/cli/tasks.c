@@ -1,0 +1,214 @@
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/commands.h"
+#include "cli/conn.h"
+#include "entity/response.pb-c.h"
+#include "services/admin_service.pb-c.h"
+
+static void format_time(int64_t ms, char *buf, size_t len)
+{
+    if (ms <= 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* An exit code means something only once the task's process has ended. */
+static bool has_exit_code(const char *status)
+{
+    return !strcmp(status, "finished") || !strcmp(status, "error") || !strcmp(status, "cancelled");
+}
+
+/* Table cells are one line each: an error message may carry newlines or tabs. */
+static void print_cell(const char *s, int width, const char *sep)
+{
+    if (!*s)
+        s = "-";
+    int n = 0;
+    for (; *s; s++, n++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
+    printf("%*s%s", n < width ? width - n : 0, "", sep);
+}
+
+static void print_table(const Grpc__AdminListTasksResponse *r)
+{
+    printf("%-24s %-20s %-17s %-34s %8s %9s %9s %-20s %4s %s\n", "ID", "NAME", "STATUS", "NODE",
+           "PRIORITY", "LOG LINES", "ITEMS", "CREATED", "EXIT", "ERROR");
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        const Grpc__AdminTask *t = r->tasks[i];
+        char created[32], exit_code[16] = "-";
+        format_time(t->created_ms, created, sizeof(created));
+        if (has_exit_code(t->status))
+            snprintf(exit_code, sizeof(exit_code), "%d", t->exit_code);
+        printf("%-24s ", t->id);
+        print_cell(t->name, 20, " ");
+        printf("%-17s ", t->status);
+        print_cell(t->assigned_node, 34, " ");
+        printf("%8d %9llu %9llu %-20s %4s ", t->priority, (unsigned long long)t->log_lines,
+               (unsigned long long)t->data_items, created, exit_code);
+        print_cell(t->error, 0, "\n");
+    }
+}
+
+/* json_string() refuses invalid UTF-8; such bytes become '?' rather than losing the field. */
+static json_t *json_str(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static json_t *task_json(const Grpc__AdminTask *t)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_str(t->id));
+    json_object_set_new(o, "name", json_str(t->name));
+    json_object_set_new(o, "cmd", json_str(t->cmd));
+    json_object_set_new(o, "param", json_str(t->param));
+    json_object_set_new(o, "status", json_str(t->status));
+    json_object_set_new(o, "node_key", json_str(t->node_key));
+    json_object_set_new(o, "assigned_node", json_str(t->assigned_node));
+    json_object_set_new(o, "priority", json_integer(t->priority));
+    json_object_set_new(o, "timeout_ms", json_integer((json_int_t)t->timeout_ms));
+    json_object_set_new(o, "pid", json_integer(t->pid));
+    json_object_set_new(o, "exit_code", json_integer(t->exit_code));
+    json_object_set_new(o, "error", json_str(t->error));
+    json_object_set_new(o, "log_lines", json_integer((json_int_t)t->log_lines));
+    json_object_set_new(o, "data_items", json_integer((json_int_t)t->data_items));
+    json_object_set_new(o, "created_ms", json_integer((json_int_t)t->created_ms));
+    json_object_set_new(o, "started_ms", json_integer((json_int_t)t->started_ms));
+    json_object_set_new(o, "ended_ms", json_integer((json_int_t)t->ended_ms));
+    return o;
+}
+
+static void print_json(const Grpc__AdminListTasksResponse *r)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < r->n_tasks; i++)
+        json_array_append_new(arr, task_json(r->tasks[i]));
+    char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (s)
+        puts(s);
+    free(s);
+    json_decref(arr);
+}
+
+int cli_tasks(const struct config *cfg, const char *auth_key)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, auth_key) < 0)
+        return 3;
+    Grpc__AdminListTasksRequest req = GRPC__ADMIN_LIST_TASKS_REQUEST__INIT;
+    if (cfg->status_filter)
+        req.status = cfg->status_filter;
+    ProtobufCMessage *m = NULL;
+    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/ListTasks", &req.base,
+                                         &grpc__admin_list_tasks_response__descriptor, &m);
+    cli_conn_close(&c);
+    if (st != GRPC_STATUS_OK)
+        return cli_exit_status(st);
+    const Grpc__AdminListTasksResponse *r = (const void *)m;
+    if (cfg->json)
+        print_json(r);
+    else
+        print_table(r);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+struct print_ctx {
+    bool write_failed;
+};
+
+/* Writes a chunk's lines exactly as stored, one per line, and flushes so a pipe sees them at
+ * once. A failed write (the reader went away) stops the stream. */
+static int print_chunk(void *ctx, const ProtobufCMessage *m)
+{
+    struct print_ctx *p = ctx;
+    const Grpc__AdminChunk *chunk = (const void *)m;
+    for (size_t i = 0; i < chunk->n_lines; i++) {
+        fwrite(chunk->lines[i], 1, strlen(chunk->lines[i]), stdout);
+        putchar('\n');
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        p->write_failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int stream_lines(const struct config *cfg, const char *auth_key, const char *method,
+                        bool follow)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, auth_key) < 0)
+        return 3;
+    Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
+    req.task_id = cfg->task_id;
+    req.follow = follow;
+    struct print_ctx ctx = {false};
+    grpc_status_code st =
+        cli_conn_stream(&c, method, &req.base, &grpc__admin_chunk__descriptor, print_chunk, &ctx);
+    cli_conn_close(&c);
+    if (st != GRPC_STATUS_OK)
+        return cli_exit_status(st);
+    return ctx.write_failed ? 1 : 0;
+}
+
+int cli_logs(const struct config *cfg, const char *auth_key)
+{
+    return stream_lines(cfg, auth_key, "/grpc.AdminService/ReadLogs", cfg->follow);
+}
+
+int cli_results(const struct config *cfg, const char *auth_key)
+{
+    return stream_lines(cfg, auth_key, "/grpc.AdminService/ReadResults", false);
+}
+
+int cli_cancel(const struct config *cfg, const char *auth_key)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, auth_key) < 0)
+        return 3;
+    Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
+    req.task_id = cfg->task_id;
+    req.force = cfg->force;
+    ProtobufCMessage *m = NULL;
+    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/CancelTask", &req.base,
+                                         &grpc__response__descriptor, &m);
+    cli_conn_close(&c);
+    if (st != GRPC_STATUS_OK)
+        return cli_exit_status(st);
+    const Grpc__Response *r = (const void *)m;
+    int status = 0;
+    if (r->code != GRPC__RESPONSE_CODE__OK) {
+        fprintf(stderr, "crawlab-node: cancel %s: %s\n", cfg->task_id,
+                *r->error     ? r->error
+                : *r->message ? r->message
+                              : "refused");
+        status = 1;
+    } else if (*r->message) {
+        puts(r->message);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return status;
+}

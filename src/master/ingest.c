@@ -1,0 +1,309 @@
+#include "master/ingest.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "entity/response.pb-c.h"
+#include "master/store.h"
+#include "master/tasks.h"
+#include "rpc/codec.h"
+#include "runtime/log.h"
+#include "services/task_service.pb-c.h"
+
+/* Past this much data in one open group, commit before reading more (bounds memory and loss). */
+#define GROUP_MAX_BYTES (64u << 20)
+
+struct stream {
+    struct ingest *in;
+    struct srv_call *call;
+    struct stream *prev, *next;
+    uint64_t dirty_group; /* the group holding this stream's newest data; 0 = none */
+    bool half_closed;
+    uint64_t messages, lines, items;
+    char task_id[TASK_ID_LEN + 1];
+};
+
+struct ingest {
+    struct master *m;
+    struct stream *streams; /* every open Connect stream */
+    ev_prepare commit_point;
+    bool group_open;
+    uint64_t group;         /* number of the open (or next) group, from 1 */
+    size_t group_bytes;
+};
+
+static void list_remove(struct ingest *in, struct stream *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        in->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void reply(struct stream *s, grpc_status_code st, const char *details)
+{
+    struct srv_call *c = s->call;
+    if (!c)
+        return;
+    s->call = NULL;
+    srv_call_bind(c, NULL, NULL);
+    if (st == GRPC_STATUS_OK) {
+        Grpc__Response resp = GRPC__RESPONSE__INIT;
+        resp.code = GRPC__RESPONSE_CODE__OK;
+        srv_call_reply(c, &resp.base);
+    } else {
+        srv_call_fail(c, st, details);
+    }
+    list_remove(s->in, s);
+    free(s);
+}
+
+/* The end of a group: make it durable, then answer the streams that were waiting for it. */
+static void commit_group(struct ingest *in)
+{
+    if (!in->group_open)
+        return;
+    ev_prepare_stop(in->m->loop, &in->commit_point);
+    in->group_open = false;
+    in->group_bytes = 0;
+    uint64_t group = in->group++;
+    int rc = store_commit(in->m->store);
+    struct stream *s = in->streams;
+    while (s) {
+        struct stream *next = s->next;
+        if (s->dirty_group == group) {
+            if (rc < 0) {
+                /* Nothing of the group is stored: the stream must be resent from the master's
+                 * cursor, so it cannot go on. */
+                reply(s, GRPC_STATUS_UNAVAILABLE, "could not store the data; resend");
+            } else {
+                s->dirty_group = 0;
+                if (s->half_closed)
+                    reply(s, GRPC_STATUS_OK, NULL);
+            }
+        }
+        s = next;
+    }
+    if (rc == 0)
+        tasks_committed(in->m->tasks);
+}
+
+static void on_commit_point(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    commit_group(w->data);
+}
+
+void ingest_flush(struct ingest *in)
+{
+    commit_group(in);
+}
+
+static int open_group(struct ingest *in)
+{
+    if (in->group_open)
+        return 0;
+    int rc = store_begin(in->m->store);
+    if (rc < 0)
+        return rc;
+    in->group_open = true;
+    ev_prepare_start(in->m->loop, &in->commit_point);
+    return 0;
+}
+
+/*
+ * Parses data (a JSON array of strings for logs, of objects for items) into arrays of pointers and
+ * lengths for the store. Items are re-serialised compactly so that what is stored is valid JSON
+ * whatever spacing the worker used. Returns the number of entries, or -EINVAL when the data is
+ * not what the code says; nothing is stored then.
+ */
+struct batch {
+    json_t *root;
+    const char **ptrs;
+    size_t *lens;
+    char **owned;
+    size_t n;
+};
+
+static void batch_free(struct batch *b)
+{
+    if (b->owned)
+        for (size_t i = 0; i < b->n; i++)
+            free(b->owned[i]);
+    free(b->owned);
+    free(b->ptrs);
+    free(b->lens);
+    json_decref(b->root);
+}
+
+static int batch_parse(struct batch *b, const ProtobufCBinaryData *data, bool items)
+{
+    memset(b, 0, sizeof(*b));
+    json_error_t err;
+    b->root = json_loadb((const char *)data->data, data->len, JSON_ALLOW_NUL, &err);
+    if (!json_is_array(b->root))
+        return -EINVAL;
+    size_t n = json_array_size(b->root);
+    if (n == 0)
+        return 0;
+    b->ptrs = calloc(n, sizeof(*b->ptrs));
+    b->lens = calloc(n, sizeof(*b->lens));
+    if (items)
+        b->owned = calloc(n, sizeof(*b->owned));
+    if (!b->ptrs || !b->lens || (items && !b->owned))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(b->root, i);
+        if (items) {
+            if (!json_is_object(v))
+                return -EINVAL;
+            if (!(b->owned[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)))
+                return -ENOMEM;
+            b->n = i + 1;
+            b->ptrs[i] = b->owned[i];
+            b->lens[i] = strlen(b->owned[i]);
+        } else {
+            if (!json_is_string(v))
+                return -EINVAL;
+            b->ptrs[i] = json_string_value(v);
+            b->lens[i] = json_string_length(v);
+            b->n = i + 1;
+        }
+    }
+    return (int)n;
+}
+
+static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    struct stream *s = srv_call_user(c);
+    struct ingest *in = s->in;
+    if (!msg) {
+        /* The worker half-closed: answer once what it sent is durable. */
+        s->half_closed = true;
+        if (!s->dirty_group)
+            reply(s, GRPC_STATUS_OK, NULL);
+        return;
+    }
+    ProtobufCMessage *m = NULL;
+    int rc = codec_unpack(msg, &grpc__task_service_connect_request__descriptor, &m);
+    if (rc < 0) {
+        reply(s, codec_status_from_errno(rc), "malformed message");
+        return;
+    }
+    const Grpc__TaskServiceConnectRequest *req = (const void *)m;
+    if (req->code == GRPC__TASK_SERVICE_CONNECT_CODE__PING) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        srv_call_read(c);
+        return;
+    }
+    if (!task_id_valid(req->task_id)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        reply(s, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
+        return;
+    }
+    bool items = req->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
+    if (!items && req->code != GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        reply(s, GRPC_STATUS_INVALID_ARGUMENT, "unknown code");
+        return;
+    }
+    struct batch b;
+    int n = batch_parse(&b, &req->data, items);
+    size_t accepted = 0;
+    if (n > 0 && (rc = open_group(in)) == 0) {
+        rc = items ? store_items_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n,
+                                        req->seq, &accepted)
+                   : store_log_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n,
+                                      req->seq, &accepted);
+    } else if (n < 0) {
+        rc = n;
+    }
+    memcpy(s->task_id, req->task_id, sizeof(s->task_id));
+    protobuf_c_message_free_unpacked(m, NULL);
+    batch_free(&b);
+    if (rc < 0) {
+        const char *why = rc == -ERANGE   ? "seq gap: resend from the master's count"
+                          : rc == -ENOENT ? "unknown task"
+                          : rc == -EINVAL ? (items ? "data must be a JSON array of objects"
+                                                   : "data must be a JSON array of strings")
+                                          : "cannot store the data";
+        log_debug("task %s: Connect refused: %s", s->task_id, why);
+        reply(s, rc == -EIO ? GRPC_STATUS_UNAVAILABLE : codec_status_from_errno(rc), why);
+        return;
+    }
+    s->messages++;
+    if (items)
+        s->items += accepted;
+    else
+        s->lines += accepted;
+    if (accepted) {
+        s->dirty_group = in->group;
+        in->group_bytes += grpc_byte_buffer_length(msg);
+    }
+    if (in->group_bytes >= GROUP_MAX_BYTES)
+        commit_group(in);
+    srv_call_read(c);
+}
+
+static void on_done(struct srv_call *c, bool cancelled)
+{
+    struct stream *s = srv_call_user(c);
+    if (cancelled)
+        reply(s, GRPC_STATUS_CANCELLED, "stream ended");
+}
+
+static const struct srv_handler connect_handler = {
+    .on_message = on_message,
+    .on_done = on_done,
+};
+
+static void on_connect(struct srv_call *c, void *ctx)
+{
+    struct ingest *in = ctx;
+    struct stream *s = calloc(1, sizeof(*s));
+    if (!s) {
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    s->in = in;
+    s->call = c;
+    s->next = in->streams;
+    if (in->streams)
+        in->streams->prev = s;
+    in->streams = s;
+    srv_call_bind(c, &connect_handler, s);
+    srv_call_read(c);
+}
+
+int ingest_create(struct master *m, struct ingest **out)
+{
+    struct ingest *in = calloc(1, sizeof(*in));
+    if (!in)
+        return -ENOMEM;
+    in->m = m;
+    in->group = 1;
+    ev_prepare_init(&in->commit_point, on_commit_point);
+    in->commit_point.data = in;
+    *out = in;
+    return 0;
+}
+
+void ingest_destroy(struct ingest *in)
+{
+    if (!in)
+        return;
+    commit_group(in);
+    while (in->streams)
+        reply(in->streams, GRPC_STATUS_UNAVAILABLE, "master stopping");
+    free(in);
+}
+
+void ingest_add_methods(struct ingest *in, struct rpc_server *s)
+{
+    rpc_server_add_stream(s, "/grpc.TaskService/Connect", on_connect, in);
+}

@@ -1,0 +1,482 @@
+"""Integration test harness for crawlab-node: real processes on 127.0.0.1.
+
+Python 3 standard library only. A test file does:
+
+    import harness
+    class T(harness.ClusterTest):
+        def test_something(self):
+            m = self.c.start_master()
+            w = self.c.start_worker("w1")
+            self.c.wait_nodes(lambda ns: harness.status_of(ns, name="w1") == "online")
+            rc, out, err = self.c.cli("tasks", "--json")      # master and key filled in
+    if __name__ == "__main__":
+        harness.main()
+
+Rules the harness enforces: every wait is an event with a deadline (wait_until polls every 50 ms);
+every process started is stopped by pid (SIGTERM, then SIGKILL after a bound), after each test and
+again at exit; each test gets a directory under one tempfile.mkdtemp() root, removed when every
+test passed, kept (path printed, with the tail of each process's log) when one failed.
+"""
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.abspath(os.environ.get("CRAWLAB_NODE_BIN") or
+                      os.path.join(HERE, "..", "..", "build", "src", "crawlab-node"))
+
+POLL = 0.05            # seconds between two polls of a condition
+WAIT = 20.0            # default deadline of a wait
+STOP_GRACE = 10.0      # SIGTERM -> SIGKILL
+CLI_TIMEOUT = 30.0     # a client command that takes longer is killed and the test fails
+TEST_TIMEOUT = 90      # backstop per test case (SIGALRM), on top of every wait's own deadline
+LOG_TAIL = 40          # lines of each log printed when a test fails
+
+_live = {}             # pid -> Proc, for the atexit sweep
+_root = None           # the mkdtemp() root of this run
+_keep_root = False     # set when a test failed
+
+
+class Timeout(AssertionError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def wait_until(pred, timeout=WAIT, what=None, interval=POLL):
+    """Polls pred() every interval until it returns a true value, which is returned.
+    Raises Timeout (an AssertionError) after timeout seconds, naming what was awaited and the
+    last value seen. Exceptions from pred propagate."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise Timeout("timed out after %.0f s waiting for %s (last value: %r)"
+                          % (timeout, what or getattr(pred, "__name__", "a condition"), last))
+        time.sleep(interval)
+
+
+def run_cli(*args, timeout=CLI_TIMEOUT, env=None, cwd=None, binary=None):
+    """Runs `crawlab-node ARGS...` to completion: returns (rc, stdout, stderr) as text.
+    A command still running after timeout seconds is killed and the test fails."""
+    argv = [binary or BIN] + [str(a) for a in args]
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout, env=env, cwd=cwd)
+    except subprocess.TimeoutExpired as e:
+        raise Timeout("%s did not finish within %.0f s; stderr: %s"
+                      % (" ".join(argv), timeout, _text(e.stderr)[-2000:]))
+    return p.returncode, _text(p.stdout), _text(p.stderr)
+
+
+def _text(b):
+    if b is None:
+        return ""
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+
+
+def status_of(nodes, key=None, name=None):
+    """The status of the node with this key (or name) in a `nodes --json` list, or None."""
+    for n in nodes or ():
+        if (key is not None and n.get("key") == key) or (name is not None and n.get("name") == name):
+            return n.get("status")
+    return None
+
+
+def find_node(nodes, key=None, name=None):
+    for n in nodes or ():
+        if (key is not None and n.get("key") == key) or (name is not None and n.get("name") == name):
+            return n
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+class Proc:
+    """A long-running crawlab-node process (daemon or client) whose stdout and stderr go to a
+    log file. Stopped by pid only."""
+
+    def __init__(self, name, argv, log_path, cwd=None, env=None):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                      stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        self.pid = self.popen.pid
+        _live[self.pid] = self
+
+    def __repr__(self):
+        return "<%s pid %d%s>" % (self.name, self.pid,
+                                  "" if self.alive() else " exited %r" % self.popen.returncode)
+
+    # -- state
+    def alive(self):
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self):
+        return self.popen.poll()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def lines(self):
+        return self.log().splitlines()
+
+    def count(self, text):
+        """Number of log lines containing text."""
+        return sum(1 for line in self.lines() if text in line)
+
+    def tail(self, n=LOG_TAIL):
+        return self.lines()[-n:]
+
+    # -- waits
+    def wait_log(self, text, count=1, timeout=WAIT):
+        """Waits until at least count log lines contain text; returns the last such line.
+        Fails at once if the process exits first (its log is final)."""
+        def seen():
+            hits = [line for line in self.lines() if text in line]
+            if len(hits) >= count:
+                return hits[-1]
+            if not self.alive():
+                hits = [line for line in self.lines() if text in line]
+                if len(hits) >= count:
+                    return hits[-1]
+                raise AssertionError("%s exited (rc %r) after %d of %d lines containing %r"
+                                     % (self.name, self.returncode, len(hits), count, text))
+            return None
+        return wait_until(seen, timeout, "%d line(s) containing %r in %s's log"
+                          % (count, text, self.name))
+
+    def wait_exit(self, timeout=STOP_GRACE):
+        """Waits for the process to exit; returns its exit status (negative: killed by a signal)."""
+        try:
+            rc = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Timeout("%s (pid %d) still running %.0f s later" % (self.name, self.pid, timeout))
+        self._reaped()
+        return rc
+
+    # -- signals
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def kill9(self):
+        """SIGKILL and reap."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait()
+        self._reaped()
+
+    def stop(self, grace=STOP_GRACE):
+        """SIGTERM, then SIGKILL if still running after grace seconds. Returns the exit status."""
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait()
+        self._reaped()
+        return self.popen.returncode
+
+    def _reaped(self):
+        if self.popen.returncode is not None:
+            _live.pop(self.pid, None)
+            if not self._log.closed:
+                self._log.close()
+
+
+def _sweep():
+    """Stops whatever is still running, removes the root unless a test failed (or
+    CRAWLAB_IT_KEEP is set). Run by main() and again at exit."""
+    global _root
+    for p in list(_live.values()):
+        try:
+            p.stop(grace=3)
+        except Exception:
+            pass
+    if _root and os.path.isdir(_root):
+        if _keep_root or os.environ.get("CRAWLAB_IT_KEEP"):
+            print("integration: test files kept in %s" % _root, flush=True)
+        else:
+            shutil.rmtree(_root, ignore_errors=True)
+        _root = None
+
+
+atexit.register(_sweep)
+
+
+def _on_term(signum, frame):
+    # meson's timeout: stop the whole run (unittest lets KeyboardInterrupt through, unlike
+    # SystemExit); main() and atexit stop every process left
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+
+
+def root_dir():
+    global _root
+    if _root is None:
+        _root = tempfile.mkdtemp(prefix="crawlab-it-")
+    return _root
+
+
+# ---------------------------------------------------------------------------------------------
+# a cluster: one master (restartable) and any number of workers, all in one directory
+
+
+class Cluster:
+    def __init__(self, workdir, binary=None):
+        self.dir = workdir
+        os.makedirs(self.dir, exist_ok=True)
+        self.bin = binary or BIN
+        self.procs = []
+        self.master = None
+        self.port = None
+        self.master_dir = os.path.join(self.dir, "master")
+        self.heartbeat = "1s"
+        self._names = {}
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def master_addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    @property
+    def key_file(self):
+        return os.path.join(self.master_dir, "auth.key")
+
+    def _log_path(self, name):
+        n = self._names.get(name, 0) + 1
+        self._names[name] = n
+        return self.path("%s.log" % name if n == 1 else "%s.%d.log" % (name, n))
+
+    def spawn(self, name, argv, cwd=None, env=None):
+        """Starts any command (argv[0] included) as a tracked Proc logging to <dir>/<name>.log."""
+        p = Proc(name, argv, self._log_path(name), cwd=cwd or self.dir, env=env)
+        self.procs.append(p)
+        return p
+
+    def start_master(self, port=None, data_dir=None, extra=(), wait=True, name="master",
+                     prefix=()):
+        """Starts the master (on a fresh port unless port is given) and, with wait, waits until
+        it listens. Restarting with the same port and data_dir reuses them."""
+        self.port = port or self.port or free_port()
+        if data_dir:
+            self.master_dir = data_dir
+        argv = list(prefix) + [self.bin, "--role=master", "--listen=%s" % self.master_addr,
+                               "--data-dir=%s" % self.master_dir,
+                               "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
+        self.master = self.spawn(name, argv)
+        if wait:
+            self.master.wait_log("master listening on")
+        return self.master
+
+    def start_worker(self, name, data_dir=None, node_name=None, key_file=None, extra=(),
+                     prefix=()):
+        """Starts a worker named name (node name too, unless node_name is given) with its own
+        data dir <dir>/<name> unless data_dir is given. Does not wait for registration."""
+        data_dir = data_dir or self.path(name)
+        argv = list(prefix) + [self.bin, "--role=worker", "--master=%s" % self.master_addr,
+                               "--data-dir=%s" % data_dir,
+                               "--auth-key-file=%s" % (key_file or self.key_file),
+                               "--node-name=%s" % (node_name or name),
+                               "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
+        p = self.spawn(name, argv)
+        p.data_dir = data_dir
+        return p
+
+    def run_cli(self, *args, **kw):
+        """run_cli with this cluster's binary: (rc, stdout, stderr)."""
+        kw.setdefault("cwd", self.dir)
+        return run_cli(*args, binary=self.bin, **kw)
+
+    def cli(self, command, *args, **kw):
+        """`crawlab-node COMMAND --master=<this master> --auth-key-file=<its key> ARGS...`."""
+        return self.run_cli(command, "--master=%s" % self.master_addr,
+                            "--auth-key-file=%s" % self.key_file, *args, **kw)
+
+    def spawn_cli(self, name, command, *args):
+        """A long-running client command (logs --follow, ...) as a tracked Proc."""
+        return self.spawn(name, [self.bin, command, "--master=%s" % self.master_addr,
+                                 "--auth-key-file=%s" % self.key_file] + [str(a) for a in args])
+
+    def nodes(self):
+        """The `nodes --json` list, or None when the command fails (master down, key refused)."""
+        rc, out, err = self.cli("nodes", "--json")
+        if rc != 0:
+            return None
+        return json.loads(out)
+
+    def wait_nodes(self, pred, timeout=WAIT, what=None):
+        """Polls `nodes --json` until pred(list) is true; returns the list."""
+        def check():
+            ns = self.nodes()
+            return ns if ns is not None and pred(ns) else None
+        return wait_until(check, timeout, what or "the node list to satisfy a condition")
+
+    def wait_status(self, status, timeout=WAIT, keys=(), names=()):
+        """Waits until every node given by key or name shows status; returns the list."""
+        def ok(ns):
+            return all(status_of(ns, key=k) == status for k in keys) and \
+                all(status_of(ns, name=n) == status for n in names)
+        return self.wait_nodes(ok, timeout, "%s to be %s" % (", ".join(list(keys) + list(names)),
+                                                             status))
+
+    def stop_all(self):
+        """Stops every process this cluster started, newest first, by pid."""
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:  # keep stopping the others
+                print("integration: stopping %s: %s" % (p.name, e), file=sys.stderr)
+
+    def dump(self, out=sys.stderr):
+        print("---- files kept in %s" % self.dir, file=out)
+        for p in self.procs:
+            print("---- %s (pid %d, rc %r): %s" % (p.name, p.pid, p.popen.returncode,
+                                                  " ".join(p.argv)), file=out)
+            for line in p.tail():
+                print("  | " + line, file=out)
+
+
+def read_key(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# unittest glue: a TestCase with a cluster per test, a runner printing "N passed, N failed"
+
+
+class ClusterTest(unittest.TestCase):
+    timeout = TEST_TIMEOUT
+
+    def setUp(self):
+        self.c = Cluster(os.path.join(root_dir(), self.id().split(".")[-1]))
+        self.addCleanup(self.c.stop_all)
+        signal.signal(signal.SIGALRM, self._alarm)
+        signal.alarm(self.timeout)
+        self.addCleanup(signal.alarm, 0)
+
+    def _alarm(self, signum, frame):
+        raise Timeout("test still running after %d s" % self.timeout)
+
+
+class _Result(unittest.TextTestResult):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.n_passed = 0
+        self.n_failed = 0
+        self.n_skipped = 0
+        self._bad = set()
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._bad.add(test.id())
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._bad.add(test.id())
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._bad.discard(test.id())
+        self.n_skipped += 1
+
+    def stopTest(self, test):
+        global _keep_root
+        super().stopTest(test)
+        c = getattr(test, "c", None)
+        skipped = any(t is test for t, _ in self.skipped)
+        if test.id() in self._bad:
+            self.n_failed += 1
+            _keep_root = True
+            if c is not None:
+                self.stream.flush()
+                c.dump(sys.stderr)
+        elif not skipped:
+            self.n_passed += 1
+        if c is not None and test.id() not in self._bad and not os.environ.get("CRAWLAB_IT_KEEP"):
+            shutil.rmtree(c.dir, ignore_errors=True)
+
+
+def main():
+    """Runs the TestCases of __main__; prints `N passed, N failed` last. Exit 0 when all passed,
+    77 (meson's skip) when every test was skipped, 1 otherwise."""
+    if not os.access(BIN, os.X_OK):
+        print("integration: no executable at %s (set CRAWLAB_NODE_BIN)" % BIN, file=sys.stderr)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    argv = sys.argv[1:]
+    loader = unittest.TestLoader()
+    if argv:
+        suite = loader.loadTestsFromNames(argv, sys.modules["__main__"])
+    else:
+        suite = loader.loadTestsFromModule(sys.modules["__main__"])
+    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2, resultclass=_Result)
+    try:
+        result = runner.run(suite)
+    except KeyboardInterrupt as e:
+        global _keep_root
+        _keep_root = True
+        _sweep()
+        print("integration: interrupted (%s)" % (e or "SIGINT"))
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    _sweep()  # before the summary, so that the summary stays the last line
+    sys.stderr.flush()
+    if result.n_skipped:
+        for test, reason in result.skipped:
+            print("skipped %s: %s" % (test.id(), reason))
+    print("%d passed, %d failed" % (result.n_passed, result.n_failed))
+    sys.stdout.flush()
+    if result.n_failed:
+        sys.exit(1)
+    if result.n_passed == 0 and result.n_skipped:
+        sys.exit(77)
+    sys.exit(0)

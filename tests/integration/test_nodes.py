@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""Node registration, liveness, restarts, auth and shutdown: a real master and workers on
+127.0.0.1. Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_nodes.py"""
+
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import find_node, read_key, status_of  # noqa: E402
+
+REGISTERED = "registered with the master"
+
+
+class Nodes(harness.ClusterTest):
+
+    def start_cluster(self, n):
+        """A master and n workers w1..wn, all online; returns (master, [workers], [keys])."""
+        m = self.c.start_master()
+        workers = [self.c.start_worker("w%d" % i) for i in range(1, n + 1)]
+        for w in workers:
+            w.wait_log(REGISTERED)
+        ns = self.c.wait_status("online", names=[w.name for w in workers])
+        keys = [find_node(ns, name=w.name)["key"] for w in workers]
+        return m, workers, keys
+
+    def test_master_and_three_workers_register_and_show_online(self):
+        m, workers, keys = self.start_cluster(3)
+        self.assertEqual(len(set(keys)), 3, keys)
+        ns = self.c.nodes()
+        self.assertEqual(len(ns), 3, ns)
+        for w, key in zip(workers, keys):
+            self.assertEqual(read_key(os.path.join(w.data_dir, "node.key")), key)
+            node = find_node(ns, key=key)
+            self.assertEqual(node["status"], "online")
+            self.assertEqual(node["name"], w.name)
+            for field in ("last_seen_ms", "max_runners", "running", "version"):
+                self.assertIn(field, node)
+            m.wait_log("node %s (%s) online" % (key, w.name))
+
+    def test_worker_killed_with_sigkill_shows_offline(self):
+        m, workers, keys = self.start_cluster(2)
+        workers[0].kill9()
+        ns = self.c.wait_status("offline", keys=[keys[0]])
+        self.assertEqual(status_of(ns, key=keys[1]), "online")
+        m.wait_log("node %s (%s) offline" % (keys[0], workers[0].name))
+
+    def test_master_sigkilled_and_restarted_gets_all_workers_back_without_restarting_them(self):
+        m, workers, keys = self.start_cluster(3)
+        pids = [w.pid for w in workers]
+        m.kill9()
+        # every worker notices, then comes back on its own
+        for w in workers:
+            w.wait_log("lost the connection")
+        self.c.start_master()  # same port, same data dir
+        for w in workers:
+            w.wait_log(REGISTERED, count=2)
+        ns = self.c.wait_status("online", keys=keys)
+        self.assertEqual(sorted(n["key"] for n in ns), sorted(keys))
+        for w, pid in zip(workers, pids):
+            self.assertTrue(w.alive(), w)
+            self.assertEqual(w.pid, pid)
+
+    def test_wrong_auth_key_is_refused_and_the_worker_keeps_retrying(self):
+        m, workers, keys = self.start_cluster(1)
+        bad = self.c.path("wrong.key")
+        with open(bad, "w") as f:
+            f.write("0" * 64 + "\n")
+        os.chmod(bad, 0o600)
+        w = self.c.start_worker("intruder", key_file=bad, extra=["--log-level=debug"])
+        # one warn line, then a debug line per further attempt
+        w.wait_log("registration refused: UNAUTHENTICATED", count=3)
+        m.wait_log("wrong auth key")
+        self.assertTrue(w.alive(), w)
+        ns = self.c.nodes()
+        self.assertIsNone(find_node(ns, name="intruder"), ns)
+        own_key = read_key(os.path.join(w.data_dir, "node.key"))
+        self.assertIsNone(find_node(ns, key=own_key), ns)
+        self.assertEqual([n["key"] for n in ns], keys)
+        self.assertEqual(w.count(REGISTERED), 0)
+
+    def test_same_node_key_from_another_machine_is_refused_and_same_machine_takes_over(self):
+        m = self.c.start_master()
+        key = "shared-node-key"
+        a = self.c.start_worker("a", extra=["--node-key=%s" % key])
+        a.wait_log(REGISTERED)
+        self.c.wait_status("online", keys=[key])
+        b = self.c.start_worker("b", extra=["--node-key=%s" % key])
+        b.wait_log("ALREADY_EXISTS")
+        self.assertTrue(b.alive(), b)
+        ns = self.c.nodes()
+        self.assertEqual(len(ns), 1, ns)
+        self.assertEqual(ns[0]["status"], "online")
+        self.assertEqual(ns[0]["name"], "a")
+        self.assertEqual(b.count(REGISTERED), 0)
+        self.assertEqual(a.count(REGISTERED), 1)
+        self.assertTrue(a.alive(), a)
+        # b out of the way, so that the restarted a is the only candidate for the key
+        self.assertEqual(b.stop(), 0)
+        a.kill9()
+        a2 = self.c.start_worker("a", data_dir=a.data_dir, extra=["--node-key=%s" % key])
+        a2.wait_log(REGISTERED)
+        self.assertEqual(a2.count("ALREADY_EXISTS"), 0)
+        ns = self.c.wait_status("online", keys=[key])
+        self.assertEqual(find_node(ns, key=key)["name"], "a")
+
+    def test_sigterm_stops_master_and_worker_cleanly(self):
+        m, workers, keys = self.start_cluster(2)
+        # a connected worker
+        w2 = workers[1]
+        w2.signal(signal.SIGTERM)
+        self.assertEqual(w2.wait_exit(timeout=10), 0)
+        w2.wait_log("worker stopped")
+        self.c.wait_status("offline", keys=[keys[1]])
+        # the master, with a worker connected
+        w1 = workers[0]
+        m.signal(signal.SIGTERM)
+        self.assertEqual(m.wait_exit(timeout=10), 0)
+        m.wait_log("master stopped")
+        harness.wait_until(
+            lambda: w1.count("master asked to drain") or w1.count("lost the connection"),
+            what="w1 to log a drain or a lost connection")
+        # a worker whose master is gone
+        self.assertTrue(w1.alive(), w1)
+        w1.signal(signal.SIGTERM)
+        self.assertEqual(w1.wait_exit(timeout=10), 0)
+        w1.wait_log("worker stopped")
+
+    def test_bad_flags_exit_2_with_one_line(self):
+        rc, out, err = self.c.run_cli("--role=worker", "--max-runners=x", timeout=10)
+        self.assertEqual(rc, 2, (out, err))
+        self.assertEqual(out, "")
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertTrue(err.endswith("\n"), err)
+        rc, out, err = self.c.run_cli("--bogus", timeout=10)
+        self.assertEqual(rc, 2, (out, err))
+        self.assertNotEqual(err.strip(), "")
+
+
+if __name__ == "__main__":
+    harness.main()
