@@ -81,8 +81,7 @@ int main(int argc, char **argv)
                                                    : "client";
     log_setup(cfg.log_level, cfg.log_format, role);
     gpr_set_log_function(grpc_log);
-    gpr_set_log_verbosity(log_enabled(LOG_DEBUG) ? GPR_LOG_SEVERITY_DEBUG
-                                                 : GPR_LOG_SEVERITY_ERROR);
+    gpr_set_log_verbosity(log_enabled(LOG_DEBUG) ? GPR_LOG_SEVERITY_DEBUG : GPR_LOG_SEVERITY_ERROR);
     grpc_init();
     if (dial_global_init() < 0) {
         fprintf(stderr, "crawlab-node: cannot initialise the resolver\n");
@@ -101,6 +100,21 @@ int main(int argc, char **argv)
         switch (cfg.command) {
         case CMD_NODES:
             status = cli_nodes(&cfg, key);
+            break;
+        case CMD_SUBMIT:
+            status = cli_submit(&cfg, key);
+            break;
+        case CMD_TASKS:
+            status = cli_tasks(&cfg, key);
+            break;
+        case CMD_LOGS:
+            status = cli_logs(&cfg, key);
+            break;
+        case CMD_RESULTS:
+            status = cli_results(&cfg, key);
+            break;
+        case CMD_CANCEL:
+            status = cli_cancel(&cfg, key);
             break;
         default:
             fprintf(stderr, "crawlab-node: this command is not implemented yet\n");

@@ -19,10 +19,22 @@
 #define CALL_TIMEOUT_MS    10000
 
 static const char *const status_names[] = {
-    "OK",          "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",   "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",        "UNAVAILABLE",       "DATA_LOSS",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
     "UNAUTHENTICATED",
 };
 
@@ -83,8 +95,8 @@ static bool run_batch(struct cli_conn *c, grpc_call *call, const grpc_op *ops, s
     int tag;
     if (grpc_call_start_batch(call, ops, n, &tag, NULL) != GRPC_CALL_OK)
         return false;
-    grpc_event ev = grpc_completion_queue_pluck(c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                NULL);
+    grpc_event ev =
+        grpc_completion_queue_pluck(c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
@@ -110,8 +122,7 @@ static void call_begin(struct cli_conn *c, struct call_state *s, const char *met
                                   gpr_time_from_millis((int64_t)timeout_ms, GPR_TIMESPAN))
                    : gpr_inf_future(GPR_CLOCK_MONOTONIC);
     s->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-                                       grpc_slice_from_static_string(method), NULL, deadline,
-                                       NULL);
+                                       grpc_slice_from_static_string(method), NULL, deadline, NULL);
 }
 
 /* Reports a failed call once, in words, and frees the call. */
@@ -125,8 +136,7 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
             hint = " (pass the master's key with --auth-key-file or CRAWLAB_AUTH_KEY)";
         else if (st == GRPC_STATUS_UNAVAILABLE)
             hint = " (is the master running?)";
-        fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details,
-                hint);
+        fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details, hint);
         gpr_free(details);
     }
     grpc_call_unref(s->call);
@@ -172,8 +182,7 @@ static bool send_request(struct cli_conn *c, struct call_state *s, const Protobu
     return ok;
 }
 
-grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method,
-                                const ProtobufCMessage *req,
+grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const ProtobufCMessage *req,
                                 const ProtobufCMessageDescriptor *resp_desc,
                                 ProtobufCMessage **resp)
 {
@@ -197,8 +206,7 @@ grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method,
 grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
                                  const ProtobufCMessage *req,
                                  const ProtobufCMessageDescriptor *resp_desc,
-                                 int (*on_message)(void *ctx, const ProtobufCMessage *m),
-                                 void *ctx)
+                                 int (*on_message)(void *ctx, const ProtobufCMessage *m), void *ctx)
 {
     struct call_state s;
     call_begin(c, &s, method, 0);

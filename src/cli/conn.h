@@ -28,8 +28,7 @@ void cli_conn_close(struct cli_conn *c);
 
 /* A unary call with a 10 s deadline. On a status other than OK prints one line on stderr naming
  * the status and returns it; on OK *resp is set (free with protobuf_c_message_free_unpacked). */
-grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method,
-                                const ProtobufCMessage *req,
+grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const ProtobufCMessage *req,
                                 const ProtobufCMessageDescriptor *resp_desc,
                                 ProtobufCMessage **resp);
 

@@ -15,7 +15,7 @@
 #include <jansson.h>
 
 /* A chunk of a log or of results stays well under the 4 MiB message limit. */
-#define CHUNK_BYTES (1u << 20)
+#define CHUNK_BYTES        (1u << 20)
 #define LIST_LIMIT_DEFAULT 1000
 
 struct node_list {
@@ -156,7 +156,7 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
         goto out;
     }
     size_t n_tasks = n_targets ? n_targets : 1;
-    char (*ids)[TASK_ID_LEN + 1] = calloc(n_tasks, sizeof(*ids));
+    char(*ids)[TASK_ID_LEN + 1] = calloc(n_tasks, sizeof(*ids));
     char **id_ptrs = calloc(n_tasks, sizeof(*id_ptrs));
     int rc = ids && id_ptrs ? 0 : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < n_tasks; i++) {
@@ -294,8 +294,8 @@ static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     enum task_status after;
     int rc = tasks_cancel(m->tasks, req->task_id, req->force, &after);
     if (rc < 0) {
-        srv_call_fail(c, codec_status_from_errno(rc), rc == -ENOENT ? "unknown task"
-                                                                    : "cannot cancel");
+        srv_call_fail(c, codec_status_from_errno(rc),
+                      rc == -ENOENT ? "unknown task" : "cannot cancel");
         return;
     }
     char text[128];
@@ -520,8 +520,8 @@ void admin_add_methods(struct master *m, struct rpc_server *s)
                          &grpc__admin_submit_task_request__descriptor, on_submit, m);
     rpc_server_add_unary(s, "/grpc.AdminService/ListTasks",
                          &grpc__admin_list_tasks_request__descriptor, on_list_tasks, m);
-    rpc_server_add_unary(s, "/grpc.AdminService/CancelTask",
-                         &grpc__admin_task_request__descriptor, on_cancel, m);
+    rpc_server_add_unary(s, "/grpc.AdminService/CancelTask", &grpc__admin_task_request__descriptor,
+                         on_cancel, m);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", on_read_logs, m);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", on_read_results, m);
 }

@@ -31,7 +31,7 @@ struct ingest {
     struct stream *streams; /* every open Connect stream */
     ev_prepare commit_point;
     bool group_open;
-    uint64_t group;         /* number of the open (or next) group, from 1 */
+    uint64_t group; /* number of the open (or next) group, from 1 */
     size_t group_bytes;
 };
 
@@ -216,10 +216,10 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     int n = batch_parse(&b, &req->data, items);
     size_t accepted = 0;
     if (n > 0 && (rc = open_group(in)) == 0) {
-        rc = items ? store_items_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n,
-                                        req->seq, &accepted)
-                   : store_log_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n,
-                                      req->seq, &accepted);
+        rc = items ? store_items_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
+                                        &accepted)
+                   : store_log_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
+                                      &accepted);
     } else if (n < 0) {
         rc = n;
     }

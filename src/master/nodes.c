@@ -19,7 +19,7 @@
 struct nodes {
     struct master *m;
     struct hmap map;
-    size_t cursor;          /* where nodes_pick_free goes on */
+    size_t cursor; /* where nodes_pick_free goes on */
     struct node *last_pick;
     ev_timer sweep;
     nodes_offline_fn offline_fn;

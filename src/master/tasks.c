@@ -14,8 +14,8 @@
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
-#define NO_TASK_ID    "000000000000000000000000"
-#define ERROR_MAX     4096
+#define NO_TASK_ID "000000000000000000000000"
+#define ERROR_MAX  4096
 
 /*
  * What the master keeps in memory about a task while someone cares: the worker's cancel stream
@@ -121,8 +121,8 @@ static void cancel_stream_request(struct srv_call *c, grpc_byte_buffer *msg)
     }
     const Grpc__TaskServiceSubscribeRequest *req = (const void *)m;
     struct task_row row;
-    int rc = task_id_valid(req->task_id) ? store_task_get(t->m->store, req->task_id, &row)
-                                         : -EINVAL;
+    int rc =
+        task_id_valid(req->task_id) ? store_task_get(t->m->store, req->task_id, &row) : -EINVAL;
     if (rc < 0) {
         protobuf_c_message_free_unpacked(m, NULL);
         srv_call_fail(c, codec_status_from_errno(rc),
@@ -178,10 +178,9 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
         return rc;
     bool held_before = before->status == TASK_ASSIGNED || before->status == TASK_RUNNING ||
                        before->status == TASK_NODE_DISCONNECTED;
-    bool held_after =
-        to == TASK_ASSIGNED || to == TASK_RUNNING || to == TASK_NODE_DISCONNECTED;
-    struct node *node = before->assigned_node[0] ? nodes_find(t->m->nodes, before->assigned_node)
-                                                 : NULL;
+    bool held_after = to == TASK_ASSIGNED || to == TASK_RUNNING || to == TASK_NODE_DISCONNECTED;
+    struct node *node =
+        before->assigned_node[0] ? nodes_find(t->m->nodes, before->assigned_node) : NULL;
     if (node && held_before && !held_after && node->active > 0)
         node->active--;
     if (task_status_terminal(to))
@@ -405,8 +404,8 @@ static void on_report_status(struct srv_call *c, void *ctx, const ProtobufCMessa
         srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "task is not assigned to this node");
         return;
     }
-    rc = change_status(t, &row, to, st->pid, task_status_terminal(to) ? st->exit_code
-                                                                      : STORE_NO_EXIT_CODE,
+    rc = change_status(t, &row, to, st->pid,
+                       task_status_terminal(to) ? st->exit_code : STORE_NO_EXIT_CODE,
                        *st->error ? st->error : NULL);
     store_task_row_free(&row);
     if (rc < 0) {
@@ -452,8 +451,8 @@ static void on_node_offline(void *ctx, struct node *node)
     struct tasks *t = ctx;
     store_task_list_by_node(t->m->store, node->key, TASK_RUNNING, on_running_task_of_offline_node,
                             t);
-    store_task_list_by_node(t->m->store, node->key, TASK_ASSIGNED,
-                            on_assigned_task_of_offline_node, t);
+    store_task_list_by_node(t->m->store, node->key, TASK_ASSIGNED, on_assigned_task_of_offline_node,
+                            t);
 }
 
 struct grace_scan {
@@ -493,8 +492,8 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
         .t = t,
         .deadline = master_now_ms(t->m) - (int64_t)t->m->cfg->disconnect_grace_ms,
     };
-    store_task_list(t->m->store, task_status_name(TASK_NODE_DISCONNECTED), NULL, 0,
-                    collect_expired, &g);
+    store_task_list(t->m->store, task_status_name(TASK_NODE_DISCONNECTED), NULL, 0, collect_expired,
+                    &g);
     for (size_t i = 0; i < g.n; i++)
         change_status(t, &g.expired[i], TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
                       "node did not come back within the disconnect grace");

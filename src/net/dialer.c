@@ -16,8 +16,8 @@
 
 #include "runtime/log.h"
 
-#define MAX_ADDRS      16
-#define MAX_DNS_SOCKS  8
+#define MAX_ADDRS     16
+#define MAX_DNS_SOCKS 8
 
 struct dns_watch {
     ev_io io;
@@ -44,7 +44,7 @@ struct dial {
 
     ev_io connect_io;
     int fd;
-    ev_idle start;   /* delivers results found without waiting (literal addresses) */
+    ev_idle start; /* delivers results found without waiting (literal addresses) */
 };
 
 int dial_global_init(void)

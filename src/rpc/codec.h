@@ -16,9 +16,9 @@
 grpc_byte_buffer *codec_pack(const ProtobufCMessage *m);
 
 /*
- * Unpacks bb as a message of type d. Returns 0 and *out (free with protobuf_c_message_free_unpacked),
- * -EINVAL when the bytes are not a valid message, -EMSGSIZE when larger than RPC_MAX_MESSAGE.
- * bb stays owned by the caller.
+ * Unpacks bb as a message of type d. Returns 0 and *out (free with
+ * protobuf_c_message_free_unpacked), -EINVAL when the bytes are not a valid message, -EMSGSIZE when
+ * larger than RPC_MAX_MESSAGE. bb stays owned by the caller.
  */
 int codec_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out);
 

@@ -472,8 +472,8 @@ static void add_method(struct rpc_server *s, const struct method *m)
 void rpc_server_add_unary(struct rpc_server *s, const char *path,
                           const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx)
 {
-    add_method(s, &(struct method){.path = path, .kind = METHOD_UNARY, .req = req, .unary = fn,
-                                   .ctx = ctx});
+    add_method(s, &(struct method){
+                      .path = path, .kind = METHOD_UNARY, .req = req, .unary = fn, .ctx = ctx});
 }
 
 void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx)
@@ -512,7 +512,8 @@ static void finish_shutdown(struct rpc_server *s)
 
 static void on_shutdown(struct rt_tag *tag, bool ok)
 {
-    struct rpc_server *s = (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
+    struct rpc_server *s =
+        (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
     s->shutdown_notified = true;
     finish_shutdown(s);
 }
@@ -524,8 +525,8 @@ static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     grpc_server_cancel_all_calls(s->server);
 }
 
-void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms,
-                         void (*done)(void *ctx), void *ctx)
+void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(void *ctx),
+                         void *ctx)
 {
     struct ev_loop *loop = s->loop;
     s->shutting_down = true;

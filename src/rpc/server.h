@@ -43,11 +43,11 @@ typedef void (*srv_unary_fn)(struct srv_call *c, void *ctx, const ProtobufCMessa
 typedef void (*srv_stream_fn)(struct srv_call *c, void *ctx);
 
 struct rpc_server_options {
-    const char *auth_key;          /* NULL: no authentication (--insecure-no-auth) */
-    int keepalive_time_ms;         /* HTTP/2 ping interval towards clients */
-    int keepalive_timeout_ms;      /* how long a ping may go unanswered */
-    int min_client_ping_ms;        /* the most frequent client ping accepted */
-    int max_streams_per_conn;      /* concurrent calls on one connection */
+    const char *auth_key;     /* NULL: no authentication (--insecure-no-auth) */
+    int keepalive_time_ms;    /* HTTP/2 ping interval towards clients */
+    int keepalive_timeout_ms; /* how long a ping may go unanswered */
+    int min_client_ping_ms;   /* the most frequent client ping accepted */
+    int max_streams_per_conn; /* concurrent calls on one connection */
 };
 
 /* Creates the server on the bridge's queue; methods are added before rpc_server_start(). */
@@ -65,8 +65,8 @@ void rpc_server_add_fd(struct rpc_server *s, int fd);
  * Stops taking calls; calls still open after grace_ms are cancelled. done(ctx) runs once the server
  * is shut down and destroyed; by then handlers have seen on_done for every call.
  */
-void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms,
-                         void (*done)(void *ctx), void *ctx);
+void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(void *ctx),
+                         void *ctx);
 
 /* Per-call operations, loop thread only. */
 void srv_call_bind(struct srv_call *c, const struct srv_handler *h, void *user);

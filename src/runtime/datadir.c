@@ -106,8 +106,7 @@ int datadir_read_trimmed(const char *path, char **out)
     return (*out = strdup(start)) ? 0 : -ENOMEM;
 }
 
-int datadir_random_id(const char *dir, const char *name, size_t nbytes, char **out,
-                      bool *created)
+int datadir_random_id(const char *dir, const char *name, size_t nbytes, char **out, bool *created)
 {
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))

@@ -29,8 +29,7 @@ int datadir_read_trimmed(const char *path, char **out);
  * does not exist; *created says which. Used for identities and secrets that are made once and
  * kept: the auth key, a worker's node key and machine id.
  */
-int datadir_random_id(const char *dir, const char *name, size_t nbytes, char **out,
-                      bool *created);
+int datadir_random_id(const char *dir, const char *name, size_t nbytes, char **out, bool *created);
 
 /* Fills buf with n random bytes (n <= 64) as 2n lowercase hex characters and a NUL. */
 int datadir_random_hex(char *buf, size_t n);

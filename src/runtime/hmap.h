@@ -30,9 +30,9 @@ void hmap_remove(struct hmap *m, struct hmap_entry *e);
 
 /* Iteration that tolerates removing the current entry. */
 #define hmap_foreach(m, e, tmp)                                                                    \
-    for (size_t hmap_i_ = 0; hmap_i_ < (m)->n_buckets; hmap_i_++)                                 \
+    for (size_t hmap_i_ = 0; hmap_i_ < (m)->n_buckets; hmap_i_++)                                  \
         for ((e) = (m)->buckets[hmap_i_]; (e) && (((tmp) = (e)->next), 1); (e) = (tmp))
 
-#define hmap_item(e, type, member) ((type *)((char *)(e) - offsetof(type, member)))
+#define hmap_item(e, type, member) ((type *)((char *)(e)-offsetof(type, member)))
 
 #endif

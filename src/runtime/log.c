@@ -78,13 +78,15 @@ void log_write(enum log_level level, const char *fmt, ...)
     char line[4096];
     size_t pos;
     if (format == LOG_FORMAT_JSON) {
-        pos = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"role\":\"%s\",\"msg\":\"",
-                               ts, level_names[level], role_name);
+        pos = (size_t)snprintf(line, sizeof(line),
+                               "{\"ts\":\"%s\",\"level\":\"%s\",\"role\":\"%s\",\"msg\":\"", ts,
+                               level_names[level], role_name);
         pos = json_escape(line, pos, sizeof(line) - 3, msg);
         line[pos++] = '"';
         line[pos++] = '}';
     } else {
-        pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[level], role_name, msg);
+        pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[level],
+                               role_name, msg);
         if (pos > sizeof(line) - 2)
             pos = sizeof(line) - 2;
     }

@@ -21,10 +21,11 @@
 #define DIAL_TIMEOUT_MS  5000
 #define UNARY_TIMEOUT_MS 5000
 
-enum state { S_IDLE, S_WAITING, S_DIALING, S_REGISTERING, S_ONLINE, S_STOPPED };
+enum state { S_IDLE, S_WAITING, S_DIALING, S_REGISTERING, S_DATA_DIALING, S_ONLINE, S_STOPPED };
 
-static const char *const state_names[] = {"idle", "waiting to retry", "dialing", "registering",
-                                          "online", "stopped"};
+static const char *const state_names[] = {
+    "idle",   "waiting to retry", "dialing", "registering", "dialing the data connection",
+    "online", "stopped"};
 
 struct session {
     struct ev_loop *loop;
@@ -42,9 +43,12 @@ struct session {
     ev_timer watchdog; /* the master writes on Subscribe every interval; silence means trouble */
     struct dial *dial;
 
-    grpc_channel *channel;
+    /* The control connection (register, heartbeat, subscribe, fetch, status) and the data
+     * connection (log and result streams), so that a log flood never delays a heartbeat. */
+    grpc_channel *channel, *data_channel;
     grpc_channel_credentials *creds;
-    int shadow_fd; /* our duplicate of the channel's socket, to kill the connection at once */
+    /* Our duplicates of the channels' sockets: shutdown(2) on them kills a connection at once. */
+    int shadow_fd, data_shadow_fd;
     unsigned gen;
     struct cli_call *subscribe;
     bool heartbeat_pending;
@@ -95,7 +99,20 @@ static void schedule_retry(struct session *s)
     ev_timer_start(s->loop, &s->retry_timer);
 }
 
-/* Drops the channel: every call on it fails at once, and their completions are ignored. */
+static void kill_channel(grpc_channel **ch, int *shadow_fd)
+{
+    if (*shadow_fd >= 0) {
+        shutdown(*shadow_fd, SHUT_RDWR);
+        close(*shadow_fd);
+        *shadow_fd = -1;
+    }
+    if (*ch) {
+        grpc_channel_destroy(*ch);
+        *ch = NULL;
+    }
+}
+
+/* Drops the channels: every call on them fails at once, and their completions are ignored. */
 static void teardown(struct session *s)
 {
     bool was_online = s->state == S_ONLINE;
@@ -110,15 +127,8 @@ static void teardown(struct session *s)
         cli_call_release(s->subscribe);
         s->subscribe = NULL;
     }
-    if (s->shadow_fd >= 0) {
-        shutdown(s->shadow_fd, SHUT_RDWR);
-        close(s->shadow_fd);
-        s->shadow_fd = -1;
-    }
-    if (s->channel) {
-        grpc_channel_destroy(s->channel);
-        s->channel = NULL;
-    }
+    kill_channel(&s->channel, &s->shadow_fd);
+    kill_channel(&s->data_channel, &s->data_shadow_fd);
     s->heartbeat_pending = false;
     if (was_online && s->hooks.on_offline)
         s->hooks.on_offline(s->ctx);
@@ -272,6 +282,8 @@ static int start_subscribe(struct session *s)
 
 /* ---- Register ---- */
 
+static void on_data_dialed(void *ctx, int fd, int err, const char *errmsg);
+
 static void on_registered(void *user, grpc_status_code st, const char *details,
                           grpc_byte_buffer *resp)
 {
@@ -300,6 +312,25 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         connection_lost(s, "out of memory");
         return;
     }
+    set_state(s, S_DATA_DIALING);
+    if (dial_start(s->loop, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
+                   on_data_dialed, s, &s->dial) < 0)
+        connection_lost(s, "cannot start dialing: out of memory");
+}
+
+static void on_data_dialed(void *ctx, int fd, int err, const char *errmsg)
+{
+    struct session *s = ctx;
+    s->dial = NULL;
+    if (fd < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "cannot open the data connection: %s",
+                 errmsg ? errmsg : strerror(-err));
+        connection_lost(s, why);
+        return;
+    }
+    s->data_shadow_fd = dup(fd);
+    s->data_channel = grpc_channel_create_from_fd(s->target, fd, s->creds, cli_channel_args());
     retry_on_success(&s->retry, now_ms(s));
     s->last_error[0] = '\0';
     set_state(s, S_ONLINE);
@@ -340,8 +371,8 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
         connection_lost(s, "out of memory");
         return;
     }
-    cli_unary(s->bridge, s->channel, "/grpc.NodeService/Register", s->id.auth_key,
-              UNARY_TIMEOUT_MS, &req.base, on_registered, c);
+    cli_unary(s->bridge, s->channel, "/grpc.NodeService/Register", s->id.auth_key, UNARY_TIMEOUT_MS,
+              &req.base, on_registered, c);
 }
 
 static void try_connect(struct session *s)
@@ -370,8 +401,8 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 int session_create(struct ev_loop *loop, struct bridge *br, const struct config *cfg,
-                   const struct session_identity *id, const struct session_hooks *hooks,
-                   void *ctx, struct session **out)
+                   const struct session_identity *id, const struct session_hooks *hooks, void *ctx,
+                   struct session **out)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -382,7 +413,7 @@ int session_create(struct ev_loop *loop, struct bridge *br, const struct config 
     s->id = *id;
     s->hooks = *hooks;
     s->ctx = ctx;
-    s->shadow_fd = -1;
+    s->shadow_fd = s->data_shadow_fd = -1;
     s->creds = grpc_insecure_credentials_create();
     if (strchr(cfg->master_host, ':'))
         snprintf(s->target, sizeof(s->target), "[%s]:%d", cfg->master_host, cfg->master_port);
@@ -433,6 +464,21 @@ bool session_online(const struct session *s)
 grpc_channel *session_channel(const struct session *s)
 {
     return s->state == S_ONLINE ? s->channel : NULL;
+}
+
+grpc_channel *session_data_channel(const struct session *s)
+{
+    return s->state == S_ONLINE ? s->data_channel : NULL;
+}
+
+struct bridge *session_bridge(const struct session *s)
+{
+    return s->bridge;
+}
+
+const char *session_auth_key(const struct session *s)
+{
+    return s->id.auth_key;
 }
 
 unsigned session_generation(const struct session *s)

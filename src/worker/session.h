@@ -33,8 +33,8 @@ struct session_identity {
 };
 
 int session_create(struct ev_loop *loop, struct bridge *br, const struct config *cfg,
-                   const struct session_identity *id, const struct session_hooks *hooks,
-                   void *ctx, struct session **out);
+                   const struct session_identity *id, const struct session_hooks *hooks, void *ctx,
+                   struct session **out);
 void session_start(struct session *s);
 /* Closes the connection for good; hooks are not called afterwards. */
 void session_stop(struct session *s);
@@ -43,7 +43,11 @@ void session_destroy(struct session *s);
 bool session_online(const struct session *s);
 /* The live channel and its generation; NULL when offline. */
 grpc_channel *session_channel(const struct session *s);
+/* The data connection, for log and result streams; NULL when offline. */
+grpc_channel *session_data_channel(const struct session *s);
 unsigned session_generation(const struct session *s);
+struct bridge *session_bridge(const struct session *s);
+const char *session_auth_key(const struct session *s);
 /* Gives up the current connection (e.g. a call on it failed with UNAVAILABLE). */
 void session_connection_failed(struct session *s, unsigned generation, const char *why);
 

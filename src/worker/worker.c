@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "runtime/bridge.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
+#include "worker/jobs.h"
 #include "worker/session.h"
 
 struct worker {
@@ -19,18 +21,65 @@ struct worker {
     struct ev_loop *loop;
     struct bridge *bridge;
     struct session *session;
+    struct jobs *jobs;
     ev_signal sigterm, sigint;
+    bool stopping;
 };
 
+static void on_stopped(void *ctx)
+{
+    struct worker *wk = ctx;
+    session_stop(wk->session);
+    ev_break(wk->loop, EVBREAK_ALL);
+}
+
+/* SIGTERM/SIGINT: fetch nothing more, let running tasks finish (then cancel them), deliver their
+ * output and final status, exit. A second signal exits at once. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct worker *wk = w->data;
+    if (wk->stopping) {
+        log_warn("second stop signal: exiting now");
+        on_stopped(wk);
+        return;
+    }
+    wk->stopping = true;
     log_info("stopping");
-    session_stop(wk->session);
-    ev_break(loop, EVBREAK_ALL);
+    jobs_shutdown(wk->jobs, wk->cfg->shutdown_grace_ms, on_stopped, wk);
 }
 
-static const struct session_hooks hooks = {0};
+static void hook_online(void *ctx)
+{
+    jobs_on_online(((struct worker *)ctx)->jobs);
+}
+
+static void hook_offline(void *ctx)
+{
+    jobs_on_offline(((struct worker *)ctx)->jobs);
+}
+
+static void hook_task_available(void *ctx)
+{
+    jobs_on_task_available(((struct worker *)ctx)->jobs);
+}
+
+static void hook_drain(void *ctx)
+{
+    jobs_on_drain(((struct worker *)ctx)->jobs);
+}
+
+static int hook_running(void *ctx)
+{
+    return jobs_running(((struct worker *)ctx)->jobs);
+}
+
+static const struct session_hooks hooks = {
+    .on_online = hook_online,
+    .on_offline = hook_offline,
+    .on_task_available = hook_task_available,
+    .on_drain = hook_drain,
+    .running = hook_running,
+};
 
 /* A node key given by flag or environment wins; otherwise one is made once and kept. */
 static int load_identity(const struct config *cfg, const char *dir, char **node_key,
@@ -83,6 +132,9 @@ int worker_main(const struct config *cfg, const char *auth_key)
 
     w.loop = ev_default_loop(EVFLAG_AUTO);
     signal(SIGPIPE, SIG_IGN);
+    /* Orphaned grandchildren of our tasks are reparented to us and reaped by the loop's child
+     * handler, instead of lingering as zombies of an init that may not reap them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     int rc = bridge_create(w.loop, &w.bridge);
     if (rc < 0) {
         log_error("cannot start the completion queue thread: %s", strerror(-rc));
@@ -95,10 +147,12 @@ int worker_main(const struct config *cfg, const char *auth_key)
         .auth_key = auth_key,
         .max_runners = cfg->max_runners,
     };
-    if ((rc = session_create(w.loop, w.bridge, cfg, &id, &hooks, &w, &w.session)) < 0) {
-        log_error("cannot start the session: %s", strerror(-rc));
+    if ((rc = jobs_create(w.loop, cfg, dir, node_key, &w.jobs)) < 0 ||
+        (rc = session_create(w.loop, w.bridge, cfg, &id, &hooks, &w, &w.session)) < 0) {
+        log_error("cannot start: %s", strerror(-rc));
         goto out;
     }
+    jobs_attach(w.jobs, w.session);
     ev_signal_init(&w.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&w.sigint, on_stop_signal, SIGINT);
     w.sigterm.data = w.sigint.data = &w;
@@ -122,6 +176,7 @@ out:
     /* Completions of the calls just cancelled still arrive and refer to the session: the bridge
      * delivers them before the session is freed. */
     bridge_destroy(w.bridge);
+    jobs_destroy(w.jobs);
     session_destroy(w.session);
     if (lock_fd >= 0)
         close(lock_fd);

@@ -302,15 +302,27 @@ class Cluster:
                      prefix=()):
         """Starts the master (on a fresh port unless port is given) and, with wait, waits until
         it listens. Restarting with the same port and data_dir reuses them."""
+        fresh = not (port or self.port)
         self.port = port or self.port or free_port()
         if data_dir:
             self.master_dir = data_dir
-        argv = list(prefix) + [self.bin, "--role=master", "--listen=%s" % self.master_addr,
-                               "--data-dir=%s" % self.master_dir,
-                               "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
-        self.master = self.spawn(name, argv)
-        if wait:
-            self.master.wait_log("master listening on")
+        for attempt in range(3):
+            argv = list(prefix) + [self.bin, "--role=master", "--listen=%s" % self.master_addr,
+                                   "--data-dir=%s" % self.master_dir,
+                                   "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
+            self.master = self.spawn(name, argv)
+            if not wait:
+                break
+            wait_until(lambda: self.master.count("master listening on") or
+                       not self.master.alive(), what="%s to listen" % name)
+            if self.master.count("master listening on"):
+                break
+            # another test took the port between free_port() and the bind: pick another one
+            if not (fresh and self.master.count("Address already in use")):
+                self.master.wait_log("master listening on")  # fails with the exit status
+            self.port = free_port()
+        else:
+            raise AssertionError("%s: no free port after 3 attempts" % name)
         return self.master
 
     def start_worker(self, name, data_dir=None, node_name=None, key_file=None, extra=(),
@@ -412,15 +424,16 @@ class _Result(unittest.TextTestResult):
         self.n_skipped = 0
         self._bad = set()
 
-    def addSuccess(self, test):
-        super().addSuccess(test)
-
     def addFailure(self, test, err):
         super().addFailure(test, err)
         self._bad.add(test.id())
 
     def addError(self, test, err):
         super().addError(test, err)
+        self._bad.add(test.id())
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
         self._bad.add(test.id())
 
     def addSkip(self, test, reason):
@@ -448,6 +461,7 @@ class _Result(unittest.TextTestResult):
 def main():
     """Runs the TestCases of __main__; prints `N passed, N failed` last. Exit 0 when all passed,
     77 (meson's skip) when every test was skipped, 1 otherwise."""
+    global _keep_root
     if not os.access(BIN, os.X_OK):
         print("integration: no executable at %s (set CRAWLAB_NODE_BIN)" % BIN, file=sys.stderr)
         print("0 passed, 1 failed")
@@ -462,7 +476,6 @@ def main():
     try:
         result = runner.run(suite)
     except KeyboardInterrupt as e:
-        global _keep_root
         _keep_root = True
         _sweep()
         print("integration: interrupted (%s)" % (e or "SIGINT"))

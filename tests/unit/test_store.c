@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>

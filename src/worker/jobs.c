@@ -1,0 +1,587 @@
+#include "worker/jobs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "entity/response.pb-c.h"
+#include "master/task_state.h"
+#include "rpc/client.h"
+#include "rpc/codec.h"
+#include "runtime/log.h"
+#include "services/task_service.pb-c.h"
+#include "worker/runner.h"
+#include "worker/uploader.h"
+
+#define UNARY_TIMEOUT_MS 5000
+#define FLUSH_BOUND_S    10.0 /* how long a stopping worker waits for the master at the end */
+
+enum phase {
+    PHASE_RUNNING,  /* the process runs */
+    PHASE_FLUSHING, /* it ended; output is still on its way */
+    PHASE_FINAL,    /* output is stored; the final status is being reported */
+};
+
+struct job {
+    struct jobs *owner;
+    struct job *prev, *next;
+    char id[TASK_ID_LEN + 1];
+    enum phase phase;
+    struct runner_proc *proc;
+    struct uploader *up;
+    struct cli_call *cancel_stream;
+    unsigned cancel_gen;
+    pid_t pid;
+
+    /* What the master should hear next, and whether that is on its way. */
+    const char *status; /* "running", then one of finished / error / cancelled */
+    int exit_code;
+    char error[256];
+    bool report_pending, reported;
+};
+
+struct jobs {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct session *sess;
+    char *data_dir;
+    char *node_key;
+    struct job *list;
+    int running; /* processes alive */
+    int held;
+    bool fetching, draining, stopping;
+    ev_timer poll;
+    ev_timer grace;
+    ev_timer flush_bound;
+    void (*stopped)(void *ctx);
+    void *stopped_ctx;
+};
+
+static void maybe_fetch(struct jobs *j);
+static void send_report(struct job *job);
+
+struct call_ctx {
+    struct jobs *j;
+    struct job *job;
+    unsigned gen;
+};
+
+static struct call_ctx *call_ctx_new(struct jobs *j, struct job *job)
+{
+    struct call_ctx *c = malloc(sizeof(*c));
+    if (c)
+        *c = (struct call_ctx){j, job, session_generation(j->sess)};
+    return c;
+}
+
+/* A failed call on a dead connection is the session's business, not the task's. */
+static bool connection_trouble(grpc_status_code st)
+{
+    return st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_DEADLINE_EXCEEDED ||
+           st == GRPC_STATUS_CANCELLED;
+}
+
+static void check_stopped(struct jobs *j)
+{
+    if (j->stopping && !j->list && j->stopped) {
+        void (*done)(void *) = j->stopped;
+        j->stopped = NULL;
+        ev_timer_stop(j->loop, &j->flush_bound);
+        done(j->stopped_ctx);
+    }
+}
+
+static void job_remove(struct job *job)
+{
+    struct jobs *j = job->owner;
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        j->list = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    j->held--;
+    if (job->cancel_stream)
+        cli_call_release(job->cancel_stream);
+    uploader_destroy(job->up);
+    if (job->proc)
+        runner_free(job->proc);
+    /* The task's directory goes when the task leaves nothing in it. */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/tasks/%s", j->data_dir, job->id);
+    rmdir(dir);
+    free(job);
+    maybe_fetch(j);
+    check_stopped(j);
+}
+
+/* ---- status reports ---- */
+
+static void on_notified(void *user, grpc_status_code st, const char *details,
+                        grpc_byte_buffer *resp)
+{
+    /* Notifications are advisory (upstream uses them for alerts); a lost one costs nothing. */
+    free(user);
+}
+
+static void notify(struct jobs *j, struct job *job)
+{
+    grpc_channel *ch = session_channel(j->sess);
+    if (!ch)
+        return;
+    Grpc__TaskServiceSendNotificationRequest req =
+        GRPC__TASK_SERVICE_SEND_NOTIFICATION_REQUEST__INIT;
+    req.node_key = j->node_key;
+    req.task_id = job->id;
+    struct call_ctx *c = call_ctx_new(j, NULL);
+    if (c)
+        cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/SendNotification",
+                  session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_notified, c);
+}
+
+static void on_reported(void *user, grpc_status_code st, const char *details,
+                        grpc_byte_buffer *resp)
+{
+    struct call_ctx *c = user;
+    struct job *job = c->job;
+    struct jobs *j = c->j;
+    unsigned gen = c->gen;
+    free(c);
+    job->report_pending = false;
+    const char *sent = job->status;
+    if (st != GRPC_STATUS_OK) {
+        if (connection_trouble(st)) {
+            session_connection_failed(j->sess, gen, "status report failed");
+            return; /* sent again once the session is back */
+        }
+        log_error("task %s: the master refused its status '%s': %s (status %d)", job->id, sent,
+                  details, (int)st);
+    }
+    job->reported = true;
+    if (job->phase == PHASE_FINAL) {
+        job_remove(job);
+        return;
+    }
+    /* The status may have moved on while this report was out. */
+    if (strcmp(sent, job->status) != 0)
+        send_report(job);
+}
+
+static void send_report(struct job *job)
+{
+    struct jobs *j = job->owner;
+    grpc_channel *ch = session_channel(j->sess);
+    if (job->report_pending || job->reported || !ch)
+        return;
+    Grpc__TaskState state = GRPC__TASK_STATE__INIT;
+    state.task_id = job->id;
+    state.status = (char *)job->status;
+    state.log_lines = uploader_log_lines(job->up);
+    state.data_items = uploader_data_items(job->up);
+    state.pid = job->pid;
+    state.exit_code = job->exit_code;
+    state.error = job->error;
+    Grpc__TaskServiceReportStatusRequest req = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
+    req.node_key = j->node_key;
+    req.state = &state;
+    struct call_ctx *c = call_ctx_new(j, job);
+    if (!c)
+        return;
+    job->report_pending = true;
+    cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
+              session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_reported, c);
+    notify(j, job);
+}
+
+static void set_status(struct job *job, const char *status)
+{
+    job->status = status;
+    job->reported = false;
+    send_report(job);
+}
+
+/* ---- cancel stream ---- */
+
+static void cancel_on_message(struct cli_call *call, grpc_byte_buffer *msg)
+{
+    struct job *job = cli_call_user(call);
+    if (!msg)
+        return;
+    ProtobufCMessage *m = NULL;
+    if (codec_unpack(msg, &grpc__task_service_subscribe_response__descriptor, &m) == 0) {
+        const Grpc__TaskServiceSubscribeResponse *r = (const void *)m;
+        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL && job->proc &&
+            job->phase == PHASE_RUNNING) {
+            log_info("task %s: cancel%s requested by the master", job->id,
+                     r->force ? " (force)" : "");
+            runner_cancel(job->proc, r->force);
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    cli_call_read(call);
+}
+
+static void cancel_on_status(struct cli_call *call, grpc_status_code st, const char *details)
+{
+    struct job *job = cli_call_user(call);
+    if (job->cancel_stream != call)
+        return;
+    cli_call_release(call);
+    job->cancel_stream = NULL;
+    /* Reopened on the next connection if the task still runs then. */
+}
+
+static const struct cli_handler cancel_handler = {
+    .on_message = cancel_on_message,
+    .on_status = cancel_on_status,
+};
+
+static void open_cancel_stream(struct job *job)
+{
+    struct jobs *j = job->owner;
+    grpc_channel *ch = session_channel(j->sess);
+    if (!ch || job->phase != PHASE_RUNNING)
+        return;
+    if (job->cancel_stream) {
+        if (job->cancel_gen == session_generation(j->sess))
+            return;
+        cli_call_release(job->cancel_stream);
+    }
+    job->cancel_stream = cli_call_start(session_bridge(j->sess), ch, "/grpc.TaskService/Subscribe",
+                                        session_auth_key(j->sess), 0, &cancel_handler, job);
+    if (!job->cancel_stream)
+        return;
+    job->cancel_gen = session_generation(j->sess);
+    Grpc__TaskServiceSubscribeRequest req = GRPC__TASK_SERVICE_SUBSCRIBE_REQUEST__INIT;
+    req.task_id = job->id;
+    cli_call_write_last(job->cancel_stream, codec_pack(&req.base));
+    cli_call_read(job->cancel_stream);
+}
+
+/* ---- the process and its output ---- */
+
+static void on_log(void *ctx, struct runner_proc *p, const char *line, size_t len)
+{
+    struct job *job = ctx;
+    uploader_log(job->up, line, len);
+}
+
+static void on_items(void *ctx, struct runner_proc *p, json_t *items)
+{
+    struct job *job = ctx;
+    uploader_items(job->up, items);
+}
+
+static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_result *r)
+{
+    struct job *job = ctx;
+    struct jobs *j = job->owner;
+    j->running--;
+    job->phase = PHASE_FLUSHING;
+    if (r->timed_out) {
+        job->status = "error";
+        snprintf(job->error, sizeof(job->error), "timeout");
+        job->exit_code = r->how == RUNNER_END_EXITED ? r->code : 128 + r->code;
+    } else if (r->cancelled) {
+        job->status = "cancelled";
+        job->exit_code = r->how == RUNNER_END_EXITED ? r->code : 128 + r->code;
+    } else if (r->how == RUNNER_END_EXITED && r->code == 0) {
+        job->status = "finished";
+        job->exit_code = 0;
+    } else if (r->how == RUNNER_END_EXITED) {
+        job->status = "error";
+        job->exit_code = r->code;
+        snprintf(job->error, sizeof(job->error), "exit code %d", r->code);
+    } else {
+        job->status = "error";
+        job->exit_code = 128 + r->code;
+        snprintf(job->error, sizeof(job->error), "killed by signal %d", r->code);
+    }
+    log_debug("task %s: process ended (%s)", job->id, job->status);
+    if (job->cancel_stream) {
+        cli_call_release(job->cancel_stream);
+        job->cancel_stream = NULL;
+    }
+    runner_free(job->proc);
+    job->proc = NULL;
+    /* The final status waits for the output: totals in it must match what is stored. */
+    uploader_finish(job->up);
+    maybe_fetch(j);
+}
+
+static void on_uploaded(void *ctx, bool ok)
+{
+    struct job *job = ctx;
+    job->phase = PHASE_FINAL;
+    job->reported = false;
+    send_report(job);
+}
+
+static void on_pressure(void *ctx, bool high)
+{
+    struct job *job = ctx;
+    if (job->proc)
+        runner_pause(job->proc, high);
+}
+
+static const struct runner_callbacks runner_cb = {
+    .on_log = on_log,
+    .on_items = on_items,
+    .on_exit = on_exit_proc,
+};
+
+static const struct uploader_hooks uploader_cb = {
+    .on_done = on_uploaded,
+    .on_pressure = on_pressure,
+};
+
+/* Starts a fetched task. A task that cannot even start ends as error right away. */
+static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return;
+    job->owner = j;
+    snprintf(job->id, sizeof(job->id), "%s", id);
+    job->next = j->list;
+    if (j->list)
+        j->list->prev = job;
+    j->list = job;
+    j->held++;
+    job->up = uploader_create(j->loop, j->sess, id, &uploader_cb, job);
+
+    char workdir[4096];
+    snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
+    size_t n_env = spec ? spec->n_env : 0;
+    char **env = calloc(n_env + 1, sizeof(*env));
+    for (size_t i = 0; env && i < n_env; i++) {
+        size_t len = strlen(spec->env[i]->key) + strlen(spec->env[i]->value) + 2;
+        if ((env[i] = malloc(len)))
+            snprintf(env[i], len, "%s=%s", spec->env[i]->key, spec->env[i]->value);
+    }
+    struct runner_spec rs = {
+        .task_id = id,
+        .node_key = j->node_key,
+        .cmd = spec ? spec->cmd : "",
+        .param = spec ? spec->param : "",
+        .workdir = workdir,
+        .env = (const char *const *)env,
+        .timeout_ms = spec && spec->timeout_ms > 0 ? (uint64_t)spec->timeout_ms : 0,
+        .cancel_grace_ms = j->cfg->cancel_grace_ms,
+    };
+    int rc = !job->up               ? -ENOMEM
+             : !spec || !*spec->cmd ? -EINVAL
+                                    : runner_start(j->loop, &rs, &runner_cb, job, &job->proc);
+    for (size_t i = 0; env && i < n_env; i++)
+        free(env[i]);
+    free(env);
+    if (rc < 0) {
+        job->phase = PHASE_FINAL;
+        job->status = "error";
+        job->exit_code = -1;
+        snprintf(job->error, sizeof(job->error), "cannot start: %s",
+                 rc == -EINVAL ? "no command" : strerror(-rc));
+        send_report(job);
+        return;
+    }
+    j->running++;
+    job->pid = runner_pid(job->proc);
+    log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
+             *spec->param ? " " : "", spec->param);
+    open_cancel_stream(job);
+    set_status(job, "running");
+}
+
+/* ---- fetching ---- */
+
+static void on_fetched(void *user, grpc_status_code st, const char *details, grpc_byte_buffer *resp)
+{
+    struct call_ctx *c = user;
+    struct jobs *j = c->j;
+    unsigned gen = c->gen;
+    free(c);
+    j->fetching = false;
+    if (st != GRPC_STATUS_OK) {
+        if (connection_trouble(st))
+            session_connection_failed(j->sess, gen, "fetch failed");
+        else
+            log_warn("fetch refused: %s (status %d)", details, (int)st);
+        return;
+    }
+    ProtobufCMessage *m = NULL;
+    if (codec_unpack(resp, &grpc__task_service_fetch_task_response__descriptor, &m) < 0) {
+        log_warn("malformed FetchTask answer");
+        return;
+    }
+    const Grpc__TaskServiceFetchTaskResponse *r = (const void *)m;
+    bool got = task_id_valid(r->task_id) && strcmp(r->task_id, "000000000000000000000000") != 0;
+    if (got) {
+        if (j->stopping)
+            log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
+        start_job(j, r->task, r->task_id);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (got)
+        maybe_fetch(j); /* there may be more, and room for them */
+}
+
+static void maybe_fetch(struct jobs *j)
+{
+    grpc_channel *ch = session_channel(j->sess);
+    if (!ch || j->fetching || j->draining || j->stopping || j->running >= j->cfg->max_runners)
+        return;
+    Grpc__TaskServiceFetchTaskRequest req = GRPC__TASK_SERVICE_FETCH_TASK_REQUEST__INIT;
+    req.node_key = j->node_key;
+    struct call_ctx *c = call_ctx_new(j, NULL);
+    if (!c)
+        return;
+    j->fetching = true;
+    cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/FetchTask", session_auth_key(j->sess),
+              UNARY_TIMEOUT_MS, &req.base, on_fetched, c);
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    maybe_fetch(w->data);
+}
+
+/* ---- session hooks ---- */
+
+void jobs_on_online(struct jobs *j)
+{
+    j->draining = false;
+    j->fetching = false;
+    /* Whatever the master last heard may be stale: tell it again, reopen the cancel streams and
+     * resend the output it has not acknowledged. */
+    for (struct job *job = j->list; job; job = job->next) {
+        job->report_pending = false;
+        job->reported = false;
+        open_cancel_stream(job);
+        uploader_kick(job->up);
+        if (job->phase != PHASE_FLUSHING)
+            send_report(job);
+    }
+    maybe_fetch(j);
+}
+
+void jobs_on_offline(struct jobs *j)
+{
+    j->fetching = false;
+    for (struct job *job = j->list; job; job = job->next)
+        job->report_pending = false;
+}
+
+void jobs_on_task_available(struct jobs *j)
+{
+    maybe_fetch(j);
+}
+
+void jobs_on_drain(struct jobs *j)
+{
+    j->draining = true;
+}
+
+int jobs_running(const struct jobs *j)
+{
+    return j->running;
+}
+
+/* ---- stopping ---- */
+
+static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct jobs *j = w->data;
+    for (struct job *job = j->list; job; job = job->next)
+        if (job->proc && job->phase == PHASE_RUNNING) {
+            log_info("task %s: shutdown grace over; cancelling it", job->id);
+            runner_cancel(job->proc, false);
+        }
+}
+
+static void on_flush_bound(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct jobs *j = w->data;
+    log_warn("the master did not acknowledge every task's output and status in time; stopping "
+             "anyway");
+    if (j->stopped) {
+        void (*done)(void *) = j->stopped;
+        j->stopped = NULL;
+        done(j->stopped_ctx);
+    }
+}
+
+void jobs_shutdown(struct jobs *j, uint64_t grace_ms, void (*done)(void *ctx), void *ctx)
+{
+    j->stopping = true;
+    j->stopped = done;
+    j->stopped_ctx = ctx;
+    ev_timer_stop(j->loop, &j->poll);
+    if (j->running) {
+        log_info("waiting up to %.0f s for %d running task(s) to finish", grace_ms / 1000.0,
+                 j->running);
+        ev_timer_set(&j->grace, (double)grace_ms / 1000.0, 0.0);
+        ev_timer_start(j->loop, &j->grace);
+    }
+    ev_timer_set(&j->flush_bound,
+                 (double)grace_ms / 1000.0 + j->cfg->cancel_grace_ms / 1000.0 + FLUSH_BOUND_S, 0.0);
+    ev_timer_start(j->loop, &j->flush_bound);
+    check_stopped(j);
+}
+
+int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data_dir,
+                const char *node_key, struct jobs **out)
+{
+    struct jobs *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->loop = loop;
+    j->cfg = cfg;
+    j->data_dir = strdup(data_dir);
+    j->node_key = strdup(node_key);
+    if (!j->data_dir || !j->node_key) {
+        jobs_destroy(j);
+        return -ENOMEM;
+    }
+    double every = (double)cfg->fetch_interval_ms / 1000.0;
+    ev_timer_init(&j->poll, on_poll, every, every);
+    j->poll.data = j;
+    ev_timer_start(loop, &j->poll);
+    ev_timer_init(&j->grace, on_grace_over, 0.0, 0.0);
+    j->grace.data = j;
+    ev_timer_init(&j->flush_bound, on_flush_bound, 0.0, 0.0);
+    j->flush_bound.data = j;
+    *out = j;
+    return 0;
+}
+
+void jobs_attach(struct jobs *j, struct session *sess)
+{
+    j->sess = sess;
+}
+
+void jobs_destroy(struct jobs *j)
+{
+    if (!j)
+        return;
+    ev_timer_stop(j->loop, &j->poll);
+    ev_timer_stop(j->loop, &j->grace);
+    ev_timer_stop(j->loop, &j->flush_bound);
+    while (j->list) {
+        struct job *job = j->list;
+        j->list = job->next;
+        if (job->proc) {
+            /* Still running at exit: it must not outlive us unattended. */
+            runner_cancel(job->proc, true);
+            runner_free(job->proc);
+        }
+        if (job->cancel_stream)
+            cli_call_release(job->cancel_stream);
+        uploader_destroy(job->up);
+        free(job);
+    }
+    free(j->data_dir);
+    free(j->node_key);
+    free(j);
+}

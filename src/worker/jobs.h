@@ -1,0 +1,42 @@
+/*
+ * The tasks this worker holds: fetching them (on TASK_AVAILABLE, on a poll timer, and again as
+ * soon as one ends), running them through the runner, uploading their output, reporting their
+ * status, and obeying cancels that arrive on each task's Subscribe stream. Loop thread only.
+ *
+ * A task is held from FetchTask until the master acknowledged its final status, which is sent
+ * only after all its output was acknowledged as durable. While the session is offline, tasks keep
+ * running; reports and output wait and are resent when it is back.
+ */
+#ifndef CRAWLAB_JOBS_H
+#define CRAWLAB_JOBS_H
+
+#include <stdbool.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "worker/session.h"
+
+struct jobs;
+
+int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data_dir,
+                const char *node_key, struct jobs **out);
+/* The session is created after the jobs (its hooks point here); attach it before it starts. */
+void jobs_attach(struct jobs *j, struct session *sess);
+void jobs_destroy(struct jobs *j);
+
+/* Session hooks. */
+void jobs_on_online(struct jobs *j);
+void jobs_on_offline(struct jobs *j);
+void jobs_on_task_available(struct jobs *j);
+void jobs_on_drain(struct jobs *j);
+int jobs_running(const struct jobs *j);
+
+/*
+ * Graceful stop: no new tasks; running ones get grace_ms to finish, then are cancelled; done()
+ * runs once every task's output and final status are acknowledged (or the master is gone for good
+ * and nothing more can be done).
+ */
+void jobs_shutdown(struct jobs *j, uint64_t grace_ms, void (*done)(void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,412 @@
+#include "worker/uploader.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/slice.h>
+
+#include "rpc/client.h"
+#include "runtime/log.h"
+#include "services/task_service.pb-c.h"
+
+#define BATCH_MAX_BYTES   (256u << 10) /* one message's data */
+#define BATCH_MAX_ENTRIES 4096
+#define LINGER_S          0.005       /* a lone line waits this long for company */
+#define SEGMENT_BYTES     (4u << 20)  /* a stream is closed (and acknowledged) after this */
+#define HIGH_WATER        (64u << 20) /* kept bytes that trigger back-pressure */
+#define LOW_WATER         (16u << 20)
+#define RETRY_S           0.5 /* a refused segment on a live connection waits this */
+
+struct message {
+    struct message *next;
+    grpc_slice packed;
+};
+
+struct batch {
+    char *buf; /* a JSON array under construction */
+    size_t len, cap;
+    size_t entries;
+    uint64_t first_seq;
+};
+
+struct uploader {
+    struct ev_loop *loop;
+    struct session *sess;
+    struct uploader_hooks hooks;
+    void *ctx;
+    char task_id[25];
+
+    struct batch logs, items;
+    uint64_t log_lines, data_items; /* produced, = next seq - 1 */
+    ev_timer linger;
+    ev_timer retry;
+
+    /* Messages kept until acknowledged; [head, cursor) are on the current stream. */
+    struct message *head, *tail, *cursor;
+    size_t kept_bytes;
+    bool pressure;
+
+    struct cli_call *stream;
+    unsigned stream_gen;
+    size_t segment_bytes;
+    bool closing, finished, done;
+};
+
+static void pump(struct uploader *u);
+
+/* Appends s as a JSON string; s is valid UTF-8 already, so only quoting and controls matter. */
+static int append_json_string(struct batch *b, const char *s, size_t n)
+{
+    size_t need = b->len + n * 6 + 4;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *buf = realloc(b->buf, cap);
+        if (!buf)
+            return -ENOMEM;
+        b->buf = buf;
+        b->cap = cap;
+    }
+    char *p = b->buf + b->len;
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)c;
+        } else if (c < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            *p++ = '\\';
+            *p++ = 'u';
+            *p++ = '0';
+            *p++ = '0';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p++ = '"';
+    b->len = (size_t)(p - b->buf);
+    return 0;
+}
+
+static int append_raw(struct batch *b, const char *s, size_t n)
+{
+    if (b->len + n + 2 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 2)
+            cap *= 2;
+        char *buf = realloc(b->buf, cap);
+        if (!buf)
+            return -ENOMEM;
+        b->buf = buf;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* Turns the batch into a packed message at the end of the queue. */
+static void seal(struct uploader *u, struct batch *b, bool items)
+{
+    if (!b->entries)
+        return;
+    append_raw(b, "]", 1);
+    Grpc__TaskServiceConnectRequest req = GRPC__TASK_SERVICE_CONNECT_REQUEST__INIT;
+    req.code = items ? GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA
+                     : GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS;
+    req.task_id = u->task_id;
+    req.data.data = (uint8_t *)b->buf;
+    req.data.len = b->len;
+    req.seq = b->first_seq;
+    struct message *m = malloc(sizeof(*m));
+    if (!m) {
+        log_error("task %s: out of memory; output lost", u->task_id);
+        b->len = b->entries = 0;
+        return;
+    }
+    size_t size = protobuf_c_message_get_packed_size(&req.base);
+    m->packed = grpc_slice_malloc(size);
+    protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(m->packed));
+    m->next = NULL;
+    if (u->tail)
+        u->tail->next = m;
+    else
+        u->head = m;
+    u->tail = m;
+    if (!u->cursor)
+        u->cursor = m;
+    u->kept_bytes += size;
+    b->len = b->entries = 0;
+    if (!u->pressure && u->kept_bytes >= HIGH_WATER) {
+        u->pressure = true;
+        if (u->hooks.on_pressure)
+            u->hooks.on_pressure(u->ctx, true);
+    }
+}
+
+static void seal_all(struct uploader *u)
+{
+    ev_timer_stop(u->loop, &u->linger);
+    seal(u, &u->logs, false);
+    seal(u, &u->items, true);
+}
+
+static void on_linger(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct uploader *u = w->data;
+    seal_all(u);
+    pump(u);
+}
+
+/* Opens the batch for a first entry, or seals it when the next one would not fit. */
+static void make_room(struct uploader *u, struct batch *b, bool items, size_t add, uint64_t seq)
+{
+    if (b->entries && (b->len + add > BATCH_MAX_BYTES || b->entries >= BATCH_MAX_ENTRIES)) {
+        seal(u, b, items);
+        pump(u);
+    }
+    if (!b->entries) {
+        b->len = 0;
+        append_raw(b, "[", 1);
+        b->first_seq = seq;
+    } else {
+        append_raw(b, ",", 1);
+    }
+    b->entries++;
+    if (!ev_is_active(&u->linger)) {
+        ev_timer_set(&u->linger, LINGER_S, 0.0);
+        ev_timer_start(u->loop, &u->linger);
+    }
+}
+
+void uploader_log(struct uploader *u, const char *line, size_t len)
+{
+    make_room(u, &u->logs, false, len + 3, u->log_lines + 1);
+    if (append_json_string(&u->logs, line, len) < 0) {
+        log_error("task %s: out of memory; log line lost", u->task_id);
+        return;
+    }
+    u->log_lines++;
+}
+
+void uploader_items(struct uploader *u, json_t *items)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        char *text = json_dumps(item, JSON_COMPACT);
+        if (!text)
+            continue;
+        size_t n = strlen(text);
+        make_room(u, &u->items, true, n + 1, u->data_items + 1);
+        append_raw(&u->items, text, n);
+        free(text);
+        u->data_items++;
+    }
+}
+
+/* ---- the Connect stream ---- */
+
+static void release_acknowledged(struct uploader *u)
+{
+    while (u->head && u->head != u->cursor) {
+        struct message *m = u->head;
+        u->head = m->next;
+        u->kept_bytes -= GRPC_SLICE_LENGTH(m->packed);
+        grpc_slice_unref(m->packed);
+        free(m);
+    }
+    if (!u->head)
+        u->tail = NULL;
+    if (u->pressure && u->kept_bytes <= LOW_WATER) {
+        u->pressure = false;
+        if (u->hooks.on_pressure)
+            u->hooks.on_pressure(u->ctx, false);
+    }
+}
+
+static void finish_done(struct uploader *u, bool ok)
+{
+    if (u->done)
+        return;
+    u->done = true;
+    if (u->hooks.on_done)
+        u->hooks.on_done(u->ctx, ok);
+}
+
+static void stream_on_sent(struct cli_call *c, bool ok)
+{
+    struct uploader *u = cli_call_user(c);
+    if (c != u->stream || !ok)
+        return; /* a failed write is followed by on_status */
+    pump(u);
+}
+
+static void stream_on_status(struct cli_call *c, grpc_status_code st, const char *details)
+{
+    struct uploader *u = cli_call_user(c);
+    if (c != u->stream)
+        return;
+    cli_call_release(c);
+    u->stream = NULL;
+    u->closing = false;
+    u->segment_bytes = 0;
+    if (st == GRPC_STATUS_OK) {
+        release_acknowledged(u);
+        pump(u);
+        return;
+    }
+    /* Send the whole segment again: the master skips what it already stored. */
+    u->cursor = u->head;
+    switch (st) {
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_PERMISSION_DENIED:
+    case GRPC_STATUS_OUT_OF_RANGE:
+    case GRPC_STATUS_UNAUTHENTICATED:
+        log_error("task %s: the master refused the task's output: %s (status %d)", u->task_id,
+                  details, (int)st);
+        while (u->head) {
+            u->cursor = u->head->next;
+            release_acknowledged(u);
+        }
+        finish_done(u, false);
+        return;
+    default:
+        log_debug("task %s: output stream failed (%s, status %d); resending", u->task_id, details,
+                  (int)st);
+        if (session_online(u->sess) && session_generation(u->sess) == u->stream_gen) {
+            ev_timer_set(&u->retry, RETRY_S, 0.0);
+            ev_timer_start(u->loop, &u->retry);
+        }
+        /* Otherwise uploader_kick() resumes once the session is back. */
+    }
+}
+
+static const struct cli_handler stream_handler = {
+    .on_sent = stream_on_sent,
+    .on_status = stream_on_status,
+};
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    pump(w->data);
+}
+
+/* Moves data along: opens a stream when there is something to send, writes the next message,
+ * closes the segment when it is big enough or when nothing more will come. */
+static void pump(struct uploader *u)
+{
+    if (u->done || u->closing || ev_is_active(&u->retry))
+        return;
+    if (u->stream && cli_call_write_pending(u->stream))
+        return;
+    bool all_sent = u->cursor == NULL;
+    if (!u->stream) {
+        if (all_sent && !u->head) {
+            if (u->finished && !u->logs.entries && !u->items.entries)
+                finish_done(u, true);
+            return;
+        }
+        grpc_channel *ch = session_data_channel(u->sess);
+        if (!ch)
+            return;
+        u->stream = cli_call_start(session_bridge(u->sess), ch, "/grpc.TaskService/Connect",
+                                   session_auth_key(u->sess), 0, &stream_handler, u);
+        if (!u->stream)
+            return;
+        u->stream_gen = session_generation(u->sess);
+    }
+    if (u->cursor && u->segment_bytes < SEGMENT_BYTES) {
+        struct message *m = u->cursor;
+        u->cursor = m->next;
+        u->segment_bytes += GRPC_SLICE_LENGTH(m->packed);
+        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&m->packed, 1);
+        cli_call_write(u->stream, bb);
+        return;
+    }
+    /* Everything queued is on the stream: close the segment when it is full, or when the task is
+     * over and nothing is left to batch. */
+    if (u->segment_bytes >= SEGMENT_BYTES ||
+        (u->finished && !u->cursor && !u->logs.entries && !u->items.entries)) {
+        u->closing = true;
+        cli_call_close_send(u->stream);
+        /* gRPC delivers the status only after the response message has been read. */
+        cli_call_read(u->stream);
+    }
+}
+
+void uploader_finish(struct uploader *u)
+{
+    u->finished = true;
+    seal_all(u);
+    pump(u);
+}
+
+void uploader_kick(struct uploader *u)
+{
+    ev_timer_stop(u->loop, &u->retry);
+    if (u->stream && session_generation(u->sess) != u->stream_gen) {
+        /* A stream of a dead connection: its failure may not have been seen yet. */
+        cli_call_release(u->stream);
+        u->stream = NULL;
+        u->closing = false;
+        u->segment_bytes = 0;
+        u->cursor = u->head;
+    }
+    pump(u);
+}
+
+struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
+                                 const struct uploader_hooks *hooks, void *ctx)
+{
+    struct uploader *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->loop = loop;
+    u->sess = sess;
+    u->hooks = *hooks;
+    u->ctx = ctx;
+    snprintf(u->task_id, sizeof(u->task_id), "%s", task_id);
+    ev_timer_init(&u->linger, on_linger, LINGER_S, 0.0);
+    u->linger.data = u;
+    ev_timer_init(&u->retry, on_retry, RETRY_S, 0.0);
+    u->retry.data = u;
+    return u;
+}
+
+void uploader_destroy(struct uploader *u)
+{
+    if (!u)
+        return;
+    ev_timer_stop(u->loop, &u->linger);
+    ev_timer_stop(u->loop, &u->retry);
+    if (u->stream)
+        cli_call_release(u->stream);
+    u->cursor = NULL;
+    while (u->head) {
+        struct message *m = u->head;
+        u->head = m->next;
+        grpc_slice_unref(m->packed);
+        free(m);
+    }
+    free(u->logs.buf);
+    free(u->items.buf);
+    free(u);
+}
+
+uint64_t uploader_log_lines(const struct uploader *u)
+{
+    return u->log_lines;
+}
+
+uint64_t uploader_data_items(const struct uploader *u)
+{
+    return u->data_items;
+}

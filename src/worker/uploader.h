@@ -1,0 +1,47 @@
+/*
+ * The uploader: a task's log lines and result items on their way to the master.
+ *
+ * Output is batched into TaskServiceConnectRequest messages (many lines per message, bounded in
+ * bytes and count, flushed after a short linger), each numbered with the seq of its first line or
+ * item. Messages go out on a Connect stream of the data connection. A stream is a segment: it is
+ * half-closed after a few MiB, and the master's OK (sent once everything is durable) releases the
+ * segment's messages. Until then they are kept, and a failed segment is sent again from its first
+ * message; the master's seq dedupe makes that safe. Past a high-water mark of kept bytes the
+ * uploader asks for back-pressure (the runner stops reading the task's pipes). Loop thread only.
+ */
+#ifndef CRAWLAB_UPLOADER_H
+#define CRAWLAB_UPLOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "worker/session.h"
+
+struct uploader;
+
+struct uploader_hooks {
+    /* Everything produced was stored (ok), or the master refused the task's data for good. */
+    void (*on_done)(void *ctx, bool ok);
+    /* Too much is waiting (true): stop producing; enough drained (false): go on. */
+    void (*on_pressure)(void *ctx, bool high);
+};
+
+struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
+                                 const struct uploader_hooks *hooks, void *ctx);
+/* Queues one log line (valid UTF-8, no newline). */
+void uploader_log(struct uploader *u, const char *line, size_t len);
+/* Queues result items: a JSON array of objects (borrowed). */
+void uploader_items(struct uploader *u, json_t *items);
+/* No more output: flush, close, and call on_done once everything is acknowledged. */
+void uploader_finish(struct uploader *u);
+/* The session is online again: resume sending. */
+void uploader_kick(struct uploader *u);
+void uploader_destroy(struct uploader *u);
+/* Totals produced so far (what ReportStatus carries). */
+uint64_t uploader_log_lines(const struct uploader *u);
+uint64_t uploader_data_items(const struct uploader *u);
+
+#endif
