@@ -111,12 +111,14 @@ static void on_sent(struct rt_tag *tag, bool ok)
 static void on_recv(struct rt_tag *tag, bool ok)
 {
     struct cli_call *c = ((struct call_op *)tag)->call;
+    /* Taken out first: the handler may start the next read into the same field. */
+    grpc_byte_buffer *msg = c->recv_buf;
+    c->recv_buf = NULL;
     c->recv_pending = false;
     if (!c->released && c->h->on_message)
-        c->h->on_message(c, ok ? c->recv_buf : NULL);
-    if (c->recv_buf)
-        grpc_byte_buffer_destroy(c->recv_buf);
-    c->recv_buf = NULL;
+        c->h->on_message(c, ok ? msg : NULL);
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
     call_unref(c);
 }
 

@@ -135,13 +135,15 @@ static void on_close(struct rt_tag *tag, bool ok)
 static void on_recv(struct rt_tag *tag, bool ok)
 {
     struct srv_call *c = ((struct call_op *)tag)->call;
-    grpc_byte_buffer *msg = ok ? c->recv_buf : NULL;
+    /* Taken out first: the handler may start the next read, which gRPC can fill in at once from
+     * another thread, into the same field. */
+    grpc_byte_buffer *msg = c->recv_buf;
+    c->recv_buf = NULL;
     c->recv_pending = false;
     if (!c->finished && c->handler && c->handler->on_message)
-        c->handler->on_message(c, msg);
-    if (c->recv_buf)
-        grpc_byte_buffer_destroy(c->recv_buf);
-    c->recv_buf = NULL;
+        c->handler->on_message(c, ok ? msg : NULL);
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
     call_unref(c);
 }
 

@@ -40,6 +40,7 @@ struct job {
     int exit_code;
     char error[256];
     bool report_pending, reported;
+    bool uploaded; /* the uploader is done: all output stored, or refused for good */
 };
 
 struct jobs {
@@ -308,15 +309,25 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
     job->proc = NULL;
     /* The final status waits for the output: totals in it must match what is stored. */
     uploader_finish(job->up);
+    maybe_final(job);
     maybe_fetch(j);
+}
+
+/* The final status goes out once the process ended and its output is settled. */
+static void maybe_final(struct job *job)
+{
+    if (job->phase != PHASE_FLUSHING || !job->uploaded)
+        return;
+    job->phase = PHASE_FINAL;
+    job->reported = false;
+    send_report(job);
 }
 
 static void on_uploaded(void *ctx, bool ok)
 {
     struct job *job = ctx;
-    job->phase = PHASE_FINAL;
-    job->reported = false;
-    send_report(job);
+    job->uploaded = true;
+    maybe_final(job);
 }
 
 static void on_pressure(void *ctx, bool high)
