@@ -62,6 +62,7 @@ struct jobs {
 
 static void maybe_fetch(struct jobs *j);
 static void send_report(struct job *job);
+static void maybe_final(struct job *job);
 
 struct call_ctx {
     struct jobs *j;
