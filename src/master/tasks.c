@@ -12,6 +12,7 @@
 #include "rpc/codec.h"
 #include "runtime/hmap.h"
 #include "runtime/log.h"
+#include "services/node_service.pb-c.h"
 #include "services/task_service.pb-c.h"
 
 #define NO_TASK_ID "000000000000000000000000"
@@ -427,6 +428,115 @@ static void on_send_notification(struct srv_call *c, void *ctx, const ProtobufCM
     reply_ok(c, NULL);
 }
 
+/* ---- Resync ---- */
+
+/* The tasks the master holds for a node, collected before any of them changes. */
+struct held {
+    struct task_row *rows;
+    size_t n, cap;
+};
+
+static int collect_held(void *ctx, const struct task_row *r)
+{
+    struct held *h = ctx;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        struct task_row *rows = realloc(h->rows, cap * sizeof(*rows));
+        if (!rows)
+            return -ENOMEM;
+        h->rows = rows;
+        h->cap = cap;
+    }
+    /* Only what a cursor and change_status read; the heap strings stay the store's. */
+    struct task_row *copy = &h->rows[h->n++];
+    memset(copy, 0, sizeof(*copy));
+    memcpy(copy->id, r->id, sizeof(copy->id));
+    memcpy(copy->node_key, r->node_key, sizeof(copy->node_key));
+    memcpy(copy->assigned_node, r->assigned_node, sizeof(copy->assigned_node));
+    copy->status = r->status;
+    return 0;
+}
+
+static bool listed(const Grpc__NodeServiceResyncRequest *req, const char *id)
+{
+    for (size_t i = 0; i < req->n_tasks; i++)
+        if (req->tasks[i] && strcmp(req->tasks[i]->task_id, id) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * After a (re)connect the worker lists what it holds; the master answers where each of those
+ * tasks stands (durable counts, its status, a pending cancel) and settles the tasks it thought
+ * the node had but the node no longer knows: never started -> back to the queue; started ->
+ * error, since its process and unsent output are gone with the worker.
+ */
+static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct tasks *t = ctx;
+    const Grpc__NodeServiceResyncRequest *req = (const void *)msg;
+    struct node *node = caller_node(t, c, req->node_key);
+    if (!node)
+        return;
+    if (req->n_tasks > 100000) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "too many tasks");
+        return;
+    }
+    struct held h = {0};
+    static const enum task_status held_states[] = {TASK_ASSIGNED, TASK_RUNNING,
+                                                   TASK_NODE_DISCONNECTED};
+    for (size_t i = 0; i < sizeof(held_states) / sizeof(held_states[0]); i++)
+        store_task_list_by_node(t->m->store, node->key, held_states[i], collect_held, &h);
+    for (size_t i = 0; i < h.n; i++) {
+        if (listed(req, h.rows[i].id))
+            continue;
+        if (h.rows[i].status == TASK_ASSIGNED) {
+            if (change_status(t, &h.rows[i], TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0)
+                announce(t, h.rows[i].node_key);
+        } else {
+            change_status(t, &h.rows[i], TASK_ERROR, 0, STORE_NO_EXIT_CODE, "lost by worker");
+        }
+    }
+    free(h.rows);
+
+    size_t n = req->n_tasks;
+    Grpc__TaskCursor *cursors = n ? calloc(n, sizeof(*cursors)) : NULL;
+    Grpc__TaskCursor **ptrs = n ? calloc(n, sizeof(*ptrs)) : NULL;
+    if (n && (!cursors || !ptrs)) {
+        free(cursors);
+        free(ptrs);
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Grpc__TaskState *st = req->tasks[i];
+        struct task_row row;
+        if (!st || !task_id_valid(st->task_id) ||
+            store_task_get(t->m->store, st->task_id, &row) < 0)
+            continue;
+        Grpc__TaskCursor *cur = &cursors[k];
+        grpc__task_cursor__init(cur);
+        cur->task_id = st->task_id;
+        /* A task of another node is not this worker's to run: it gets cancelled. */
+        bool ours = strcmp(row.assigned_node, node->key) == 0;
+        cur->status = (char *)task_status_name(row.status);
+        cur->log_lines = row.log_lines;
+        cur->data_items = row.data_items;
+        cur->cancel = !ours || row.cancel_requested || task_status_terminal(row.status);
+        cur->force = !ours || row.cancel_force;
+        ptrs[k++] = cur;
+        store_task_row_free(&row);
+    }
+    Grpc__NodeServiceResyncResponse resp = GRPC__NODE_SERVICE_RESYNC_RESPONSE__INIT;
+    resp.n_tasks = k;
+    resp.tasks = ptrs;
+    srv_call_reply(c, &resp.base);
+    free(cursors);
+    free(ptrs);
+    log_debug("node %s resynced: it holds %zu task(s)", node->key, n);
+}
+
 /* ---- a node going offline, and the grace it gets ---- */
 
 static int on_running_task_of_offline_node(void *ctx, const struct task_row *r)
@@ -568,4 +678,6 @@ void tasks_add_methods(struct tasks *t, struct rpc_server *s)
                          &grpc__task_service_send_notification_request__descriptor,
                          on_send_notification, t);
     rpc_server_add_stream(s, "/grpc.TaskService/Subscribe", on_task_subscribe, t);
+    rpc_server_add_unary(s, "/grpc.NodeService/Resync",
+                         &grpc__node_service_resync_request__descriptor, on_resync, t);
 }

@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "entity/response.pb-c.h"
@@ -11,6 +15,7 @@
 #include "rpc/client.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
+#include "services/node_service.pb-c.h"
 #include "services/task_service.pb-c.h"
 #include "worker/runner.h"
 #include "worker/uploader.h"
@@ -53,6 +58,8 @@ struct jobs {
     int running; /* processes alive */
     int held;
     bool fetching, draining, stopping;
+    bool resyncing;      /* a Resync is out: no fetching until the master answered */
+    bool resync_missing; /* the master answered UNIMPLEMENTED once: do not ask again */
     ev_timer poll;
     ev_timer grace;
     ev_timer flush_bound;
@@ -111,9 +118,11 @@ static void job_remove(struct job *job)
     if (job->proc)
         runner_free(job->proc);
     /* The task's directory goes when the task leaves nothing in it. */
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/tasks/%s", j->data_dir, job->id);
-    rmdir(dir);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tasks/%s", j->data_dir, job->id);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
+    unlink(path);
     free(job);
     maybe_fetch(j);
     check_stopped(j);
@@ -349,20 +358,128 @@ static const struct uploader_hooks uploader_cb = {
     .on_pressure = on_pressure,
 };
 
-/* Starts a fetched task. A task that cannot even start ends as error right away. */
-static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id)
+/* ---- surviving our own restart ---- */
+
+/* Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. Together
+ * with the pid it names one process for good, whatever pids get reused. 0 when unknown. */
+static unsigned long long process_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* The command name may hold spaces and parentheses: fields count from the last ')'. */
+    char *p = strrchr(buf, ')');
+    unsigned long long start = 0;
+    for (int field = 2; p && *p; p++) {
+        if (*p == ' ' && ++field == 22) {
+            start = strtoull(p + 1, NULL, 10);
+            break;
+        }
+    }
+    return start;
+}
+
+/* Notes which process group runs a task, so that a restarted worker can find and end it. */
+static void record_running(struct jobs *j, const struct job *job)
+{
+    char path[4096], line[64];
+    snprintf(path, sizeof(path), "%s/running", j->data_dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
+    int len =
+        snprintf(line, sizeof(line), "%d %llu\n", (int)job->pid, process_start_time(job->pid));
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, line, (size_t)len) != len)
+        log_warn("task %s: cannot record its process in %s: %s", job->id, path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+static struct job *add_job(struct jobs *j, const char *id)
 {
     struct job *job = calloc(1, sizeof(*job));
     if (!job)
-        return;
+        return NULL;
     job->owner = j;
     snprintf(job->id, sizeof(job->id), "%s", id);
+    /* --spool-max-bytes bounds what all tasks together keep for the master. */
+    size_t share = (size_t)(j->cfg->spool_max_bytes / (uint64_t)j->cfg->max_runners);
+    job->up = uploader_create(j->loop, j->sess, id, share, &uploader_cb, job);
+    if (!job->up) {
+        free(job);
+        return NULL;
+    }
     job->next = j->list;
     if (j->list)
         j->list->prev = job;
     j->list = job;
     j->held++;
-    job->up = uploader_create(j->loop, j->sess, id, &uploader_cb, job);
+    return job;
+}
+
+/*
+ * Tasks a previous run of this worker left behind (it was killed): their process groups are
+ * ended, since nobody reads their output any more, and the tasks are reported as error once the
+ * master is reachable, so nothing stays running forever and nothing runs twice.
+ */
+static void recover(struct jobs *j)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/running", j->data_dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!task_id_valid(de->d_name))
+            continue;
+        char file[sizeof(path) + 258], line[64] = "";
+        snprintf(file, sizeof(file), "%s/%s", path, de->d_name);
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = read(fd, line, sizeof(line) - 1);
+            line[n > 0 ? n : 0] = '\0';
+            close(fd);
+        }
+        int pgid = 0;
+        unsigned long long start = 0;
+        if (sscanf(line, "%d %llu", &pgid, &start) >= 1 && pgid > 1) {
+            /* While any member of the group lives, its id cannot be reused; a live leader must
+             * still be the process we started. */
+            unsigned long long now_start = process_start_time(pgid);
+            if (now_start == 0 || now_start == start) {
+                if (kill(-pgid, SIGKILL) == 0)
+                    log_warn("task %s: killed process group %d left by the previous run",
+                             de->d_name, pgid);
+            }
+        }
+        struct job *job = add_job(j, de->d_name);
+        if (!job)
+            continue;
+        job->phase = PHASE_FINAL;
+        job->uploaded = true;
+        job->status = "error";
+        job->exit_code = -1;
+        snprintf(job->error, sizeof(job->error), "worker restarted");
+    }
+    closedir(d);
+}
+
+/* Starts a fetched task. A task that cannot even start ends as error right away. */
+static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id)
+{
+    struct job *job = add_job(j, id);
+    if (!job) {
+        log_error("task %s: out of memory; the master will see it lost", id);
+        return;
+    }
 
     char workdir[4096];
     snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
@@ -400,6 +517,7 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
     }
     j->running++;
     job->pid = runner_pid(job->proc);
+    record_running(j, job);
     log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
              *spec->param ? " " : "", spec->param);
     open_cancel_stream(job);
@@ -442,7 +560,8 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
 static void maybe_fetch(struct jobs *j)
 {
     grpc_channel *ch = session_channel(j->sess);
-    if (!ch || j->fetching || j->draining || j->stopping || j->running >= j->cfg->max_runners)
+    if (!ch || j->fetching || j->resyncing || j->draining || j->stopping ||
+        j->running >= j->cfg->max_runners)
         return;
     Grpc__TaskServiceFetchTaskRequest req = GRPC__TASK_SERVICE_FETCH_TASK_REQUEST__INIT;
     req.node_key = j->node_key;
@@ -461,15 +580,10 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- session hooks ---- */
 
-void jobs_on_online(struct jobs *j)
+/* After the resync: tell the master again what it may have missed, and carry on. */
+static void resume(struct jobs *j)
 {
-    j->draining = false;
-    j->fetching = false;
-    /* Whatever the master last heard may be stale: tell it again, reopen the cancel streams and
-     * resend the output it has not acknowledged. */
     for (struct job *job = j->list; job; job = job->next) {
-        job->report_pending = false;
-        job->reported = false;
         open_cancel_stream(job);
         uploader_kick(job->up);
         if (job->phase != PHASE_FLUSHING)
@@ -478,9 +592,118 @@ void jobs_on_online(struct jobs *j)
     maybe_fetch(j);
 }
 
+static struct job *find_job(struct jobs *j, const char *id)
+{
+    for (struct job *job = j->list; job; job = job->next)
+        if (strcmp(job->id, id) == 0)
+            return job;
+    return NULL;
+}
+
+static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
+{
+    struct job *job = find_job(j, cur->task_id);
+    if (!job)
+        return;
+    uploader_resync(job->up, cur->log_lines, cur->data_items);
+    if (cur->cancel && job->proc && job->phase == PHASE_RUNNING) {
+        log_info("task %s: cancelled while we were away (master status %s)", job->id, cur->status);
+        runner_cancel(job->proc, cur->force);
+    }
+}
+
+static void on_resynced(void *user, grpc_status_code st, const char *details,
+                        grpc_byte_buffer *resp)
+{
+    struct call_ctx *c = user;
+    struct jobs *j = c->j;
+    unsigned gen = c->gen;
+    free(c);
+    if (gen != session_generation(j->sess))
+        return;
+    j->resyncing = false;
+    if (st == GRPC_STATUS_UNIMPLEMENTED) {
+        /* An upstream master: everything kept is sent again; its own counting must cope. */
+        log_info("the master does not implement Resync; resending all unacknowledged output");
+        j->resync_missing = true;
+    } else if (st != GRPC_STATUS_OK) {
+        if (connection_trouble(st))
+            session_connection_failed(j->sess, gen, "resync failed");
+        else
+            log_warn("resync refused: %s (status %d)", details, (int)st);
+        if (connection_trouble(st))
+            return;
+    } else {
+        ProtobufCMessage *m = NULL;
+        if (codec_unpack(resp, &grpc__node_service_resync_response__descriptor, &m) == 0) {
+            const Grpc__NodeServiceResyncResponse *r = (const void *)m;
+            for (size_t i = 0; i < r->n_tasks; i++)
+                apply_cursor(j, r->tasks[i]);
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    }
+    resume(j);
+}
+
+static void start_resync(struct jobs *j)
+{
+    grpc_channel *ch = session_channel(j->sess);
+    if (!ch)
+        return;
+    if (j->resync_missing) {
+        resume(j);
+        return;
+    }
+    size_t n = (size_t)j->held;
+    Grpc__TaskState *states = n ? calloc(n, sizeof(*states)) : NULL;
+    Grpc__TaskState **ptrs = n ? calloc(n, sizeof(*ptrs)) : NULL;
+    struct call_ctx *c = call_ctx_new(j, NULL);
+    if ((n && (!states || !ptrs)) || !c) {
+        free(states);
+        free(ptrs);
+        free(c);
+        resume(j);
+        return;
+    }
+    size_t k = 0;
+    for (struct job *job = j->list; job && k < n; job = job->next, k++) {
+        grpc__task_state__init(&states[k]);
+        states[k].task_id = job->id;
+        states[k].status = (char *)job->status;
+        states[k].log_lines = uploader_log_lines(job->up);
+        states[k].data_items = uploader_data_items(job->up);
+        states[k].pid = job->pid;
+        states[k].exit_code = job->exit_code;
+        states[k].error = job->error;
+        ptrs[k] = &states[k];
+    }
+    Grpc__NodeServiceResyncRequest req = GRPC__NODE_SERVICE_RESYNC_REQUEST__INIT;
+    req.node_key = j->node_key;
+    req.n_tasks = k;
+    req.tasks = ptrs;
+    j->resyncing = true;
+    cli_unary(session_bridge(j->sess), ch, "/grpc.NodeService/Resync", session_auth_key(j->sess),
+              UNARY_TIMEOUT_MS, &req.base, on_resynced, c);
+    free(states);
+    free(ptrs);
+}
+
+void jobs_on_online(struct jobs *j)
+{
+    j->draining = false;
+    j->fetching = false;
+    /* Whatever the master last heard may be stale: everything is told again after the resync. */
+    for (struct job *job = j->list; job; job = job->next) {
+        job->report_pending = false;
+        job->reported = false;
+    }
+    start_resync(j);
+}
+
 void jobs_on_offline(struct jobs *j)
 {
     j->fetching = false;
+    j->resyncing = false;
     for (struct job *job = j->list; job; job = job->next)
         job->report_pending = false;
 }
@@ -571,6 +794,7 @@ int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data
 void jobs_attach(struct jobs *j, struct session *sess)
 {
     j->sess = sess;
+    recover(j);
 }
 
 void jobs_destroy(struct jobs *j)

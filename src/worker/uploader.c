@@ -21,6 +21,8 @@
 struct message {
     struct message *next;
     grpc_slice packed;
+    bool items;
+    uint64_t last_seq; /* of the last line or item it carries */
 };
 
 struct batch {
@@ -45,6 +47,7 @@ struct uploader {
     /* Messages kept until acknowledged; [head, cursor) are on the current stream. */
     struct message *head, *tail, *cursor;
     size_t kept_bytes;
+    size_t high_water, low_water; /* back-pressure starts at high, ends at low */
     bool pressure;
 
     struct cli_call *stream;
@@ -133,6 +136,8 @@ static void seal(struct uploader *u, struct batch *b, bool items)
     m->packed = grpc_slice_malloc(size);
     protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(m->packed));
     m->next = NULL;
+    m->items = items;
+    m->last_seq = b->first_seq + b->entries - 1;
     if (u->tail)
         u->tail->next = m;
     else
@@ -142,7 +147,7 @@ static void seal(struct uploader *u, struct batch *b, bool items)
         u->cursor = m;
     u->kept_bytes += size;
     b->len = b->entries = 0;
-    if (!u->pressure && u->kept_bytes >= HIGH_WATER) {
+    if (!u->pressure && u->kept_bytes >= u->high_water) {
         u->pressure = true;
         if (u->hooks.on_pressure)
             u->hooks.on_pressure(u->ctx, true);
@@ -224,7 +229,7 @@ static void release_acknowledged(struct uploader *u)
     }
     if (!u->head)
         u->tail = NULL;
-    if (u->pressure && u->kept_bytes <= LOW_WATER) {
+    if (u->pressure && u->kept_bytes <= u->low_water) {
         u->pressure = false;
         if (u->hooks.on_pressure)
             u->hooks.on_pressure(u->ctx, false);
@@ -349,26 +354,61 @@ void uploader_finish(struct uploader *u)
     pump(u);
 }
 
-void uploader_kick(struct uploader *u)
+/* A stream of a dead connection may not have reported its failure yet: forget it. */
+static void drop_stale_stream(struct uploader *u)
 {
-    ev_timer_stop(u->loop, &u->retry);
     if (u->stream && session_generation(u->sess) != u->stream_gen) {
-        /* A stream of a dead connection: its failure may not have been seen yet. */
         cli_call_release(u->stream);
         u->stream = NULL;
         u->closing = false;
         u->segment_bytes = 0;
         u->cursor = u->head;
     }
+}
+
+void uploader_kick(struct uploader *u)
+{
+    ev_timer_stop(u->loop, &u->retry);
+    drop_stale_stream(u);
     pump(u);
 }
 
+void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items)
+{
+    drop_stale_stream(u);
+    if (u->stream)
+        return; /* a live stream: its own OK settles what it carries */
+    struct message **p = &u->head;
+    u->tail = NULL;
+    while (*p) {
+        struct message *m = *p;
+        if (m->last_seq <= (m->items ? data_items : log_lines)) {
+            *p = m->next;
+            u->kept_bytes -= GRPC_SLICE_LENGTH(m->packed);
+            grpc_slice_unref(m->packed);
+            free(m);
+        } else {
+            u->tail = m;
+            p = &m->next;
+        }
+    }
+    u->cursor = u->head;
+    if (u->pressure && u->kept_bytes <= u->low_water) {
+        u->pressure = false;
+        if (u->hooks.on_pressure)
+            u->hooks.on_pressure(u->ctx, false);
+    }
+}
+
 struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
-                                 const struct uploader_hooks *hooks, void *ctx)
+                                 size_t max_kept, const struct uploader_hooks *hooks, void *ctx)
 {
     struct uploader *u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
+    /* At least two segments, so that one can be acknowledged while the next fills. */
+    u->high_water = max_kept > 2 * SEGMENT_BYTES ? max_kept : 2 * SEGMENT_BYTES;
+    u->low_water = u->high_water / 4;
     u->loop = loop;
     u->sess = sess;
     u->hooks = *hooks;

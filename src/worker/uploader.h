@@ -7,7 +7,8 @@
  * half-closed after a few MiB, and the master's OK (sent once everything is durable) releases the
  * segment's messages. Until then they are kept, and a failed segment is sent again from its first
  * message; the master's seq dedupe makes that safe. Past a high-water mark of kept bytes the
- * uploader asks for back-pressure (the runner stops reading the task's pipes). Loop thread only.
+ * uploader asks for back-pressure (the runner stops reading the task's pipes). The kept messages
+ * live in memory; the worker divides --spool-max-bytes among its runners. Loop thread only.
  */
 #ifndef CRAWLAB_UPLOADER_H
 #define CRAWLAB_UPLOADER_H
@@ -29,8 +30,9 @@ struct uploader_hooks {
     void (*on_pressure)(void *ctx, bool high);
 };
 
+/* max_kept: output bytes kept (not yet acknowledged) before back-pressure starts. */
 struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
-                                 const struct uploader_hooks *hooks, void *ctx);
+                                 size_t max_kept, const struct uploader_hooks *hooks, void *ctx);
 /* Queues one log line (valid UTF-8, no newline). */
 void uploader_log(struct uploader *u, const char *line, size_t len);
 /* Queues result items: a JSON array of objects (borrowed). */
@@ -39,6 +41,8 @@ void uploader_items(struct uploader *u, json_t *items);
 void uploader_finish(struct uploader *u);
 /* The session is online again: resume sending. */
 void uploader_kick(struct uploader *u);
+/* The master's durable counts after a reconnect: what they cover is not sent again. */
+void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items);
 void uploader_destroy(struct uploader *u);
 /* Totals produced so far (what ReportStatus carries). */
 uint64_t uploader_log_lines(const struct uploader *u);
