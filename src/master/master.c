@@ -160,7 +160,7 @@ out:
     listener_close(m.listener);
     if (m.server) {
         /* Not reached by a clean stop: the server was already shut down there. */
-        rpc_server_shutdown(m.server, 0, on_server_down, &m);
+        rpc_server_shutdown(m.server, 1000, on_server_down, &m);
         while (m.server)
             ev_run(m.loop, EVRUN_ONCE);
     }

@@ -93,6 +93,7 @@ struct srv_call {
 };
 
 static void arm_slot(struct request_slot *slot);
+static void finish_shutdown(struct rpc_server *s);
 
 static void call_unref(struct srv_call *c)
 {
@@ -383,6 +384,8 @@ static void on_request(struct rt_tag *tag, bool ok)
         /* The server is shutting down; the slot is not armed again. */
         grpc_call_details_destroy(&slot->details);
         grpc_metadata_array_destroy(&slot->metadata);
+        if (s->shutdown_notified && s->slots_armed == 0)
+            finish_shutdown(s);
         return;
     }
     struct srv_call *c = calloc(1, sizeof(*c));
@@ -517,7 +520,9 @@ static void on_shutdown(struct rt_tag *tag, bool ok)
     struct rpc_server *s =
         (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));
     s->shutdown_notified = true;
-    finish_shutdown(s);
+    /* The failed requests of the slots may still be on their way: their tags point here. */
+    if (s->slots_armed == 0)
+        finish_shutdown(s);
 }
 
 static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
