@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #define MAX_HOSTNAME_LEN 253
 #define MAX_IPV6_LEN     63
 #define TASK_ID_LEN      24
+#define CERT_NAME_MAX    64
 /* Values quoted in error messages are cut here so that a pasted blob stays readable. */
 #define QUOTE_MAX 80
 
@@ -29,13 +31,15 @@
 #define CLIENTS                                                                                    \
     (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL))
 #define ALL     (DAEMONS | CLIENTS)
+#define CERTS   (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
+#define EVERY   (ALL | CERTS)
 #define BIT(id) (UINT64_C(1) << (id))
 
 static const char *const command_names[] = {
     [CMD_MASTER] = "master",   [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
     [CMD_SUBMIT] = "submit",   [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results", [CMD_CANCEL] = "cancel", [CMD_HELP] = "help",
-    [CMD_VERSION] = "version",
+    [CMD_RESULTS] = "results", [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help", [CMD_VERSION] = "version",
 };
 
 static const char *const task_statuses[] = {
@@ -62,6 +66,11 @@ enum option_id {
     OPT_SHUTDOWN_GRACE,
     OPT_DISCONNECT_GRACE,
     OPT_SPOOL_MAX_BYTES,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_TLS_CLIENT_AUTH,
+    OPT_TLS_SERVER_NAME,
     OPT_JSON,
     OPT_NODE,
     OPT_ALL_NODES,
@@ -72,6 +81,9 @@ enum option_id {
     OPT_STATUS,
     OPT_FOLLOW,
     OPT_FORCE,
+    OPT_DIR,
+    OPT_MASTER_HOST,
+    OPT_TEST_EXPIRED,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT
@@ -84,6 +96,7 @@ struct option_def {
     const char *env;     /* for the usage text only */
     const char *help;    /* for the usage text */
     const char *def;     /* the default as the usage text states it; NULL when none */
+    bool hidden;         /* left out of the usage text: for tests only */
 };
 
 /* One table drives parsing, the per-command check and the usage text, so they cannot drift. */
@@ -140,6 +153,27 @@ static const struct option_def options[OPT_COUNT] = {
                              "Disk space for task output kept while the master is unreachable; "
                              "at least 1M.",
                              "1G"},
+    [OPT_TLS_CERT] = {"tls-cert", "FILE", DAEMONS | CLIENTS, NULL,
+                      "PEM certificate. On the master it turns TLS 1.3 on (with --tls-key); on a "
+                      "worker or client command it is presented to the master for mutual TLS "
+                      "(with --tls-key and --tls-ca).",
+                      NULL},
+    [OPT_TLS_KEY] = {"tls-key", "FILE", DAEMONS | CLIENTS, NULL,
+                     "PEM private key of --tls-cert.", NULL},
+    [OPT_TLS_CA] = {"tls-ca", "FILE", DAEMONS | CLIENTS, NULL,
+                    "PEM CA certificate. On a worker or client command it turns TLS on and is "
+                    "the CA the master's certificate must be signed by; on the master it is "
+                    "the CA worker and client certificates must be signed by.",
+                    NULL},
+    [OPT_TLS_CLIENT_AUTH] = {"tls-client-auth", "MODE", M(CMD_MASTER), NULL,
+                             "none or require: whether every connection must present a "
+                             "certificate signed by --tls-ca. With none and --tls-ca, a "
+                             "certificate offered is still verified.",
+                             "require with --tls-ca, none without"},
+    [OPT_TLS_SERVER_NAME] = {"tls-server-name", "NAME", M(CMD_WORKER) | CLIENTS, NULL,
+                             "Host name or IP address the master's certificate must be valid "
+                             "for.",
+                             "the host of --master"},
     [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS), NULL, "Print JSON instead of a table.",
                   NULL},
     [OPT_NODE] = {"node", "KEY", M(CMD_SUBMIT), NULL,
@@ -151,7 +185,11 @@ static const struct option_def options[OPT_COUNT] = {
                      "Stop the task after this long; it ends in error.", "0, no limit"},
     [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT), NULL,
                  "Add a variable to the task's environment; repeatable.", NULL},
-    [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT), NULL, "Task name shown in listings.", NULL},
+    [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT) | M(CMD_CERT_ISSUE), NULL,
+                  "submit: task name shown in listings. cert issue: name of the new "
+                  "certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); letters, "
+                  "digits, '.', '_' and '-'.",
+                  NULL},
     [OPT_STATUS] = {"status", "STATUS", M(CMD_TASKS), NULL,
                     "Only tasks in this status: pending, assigned, running, finished, error, "
                     "cancelled, abnormal or node_disconnected.",
@@ -160,8 +198,17 @@ static const struct option_def options[OPT_COUNT] = {
                     "Keep printing new lines until the task ends.", NULL},
     [OPT_FORCE] = {"force", NULL, M(CMD_CANCEL), NULL,
                    "Kill the task at once instead of sending SIGTERM first.", NULL},
-    [OPT_HELP] = {"help", NULL, ALL, NULL, "Show this text (also -h).", NULL},
-    [OPT_VERSION] = {"version", NULL, ALL, NULL, "Show the version.", NULL},
+    [OPT_DIR] = {"dir", "DIR", CERTS, NULL,
+                 "Directory of the CA and the certificates; cert init creates it (0700).", NULL},
+    [OPT_MASTER_HOST] = {"master-host", "NAME[,NAME|IP...]", M(CMD_CERT_INIT), NULL,
+                         "Host names and IP addresses workers use to reach the master; they "
+                         "go into the master certificate's subject alternative names.",
+                         NULL},
+    [OPT_TEST_EXPIRED] = {"test-expired", NULL, M(CMD_CERT_ISSUE), NULL,
+                          "Issue a certificate that expired yesterday (tests only).", NULL,
+                          true},
+    [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
+    [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
 };
 
 enum env_target {
@@ -539,6 +586,66 @@ static bool valid_env_name(const char *s, size_t len)
     return true;
 }
 
+/* A name that becomes a file name under --dir: no '/', no leading '.' or '-'. */
+static bool valid_cert_name(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > CERT_NAME_MAX || s[0] == '.' || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!isalnum(ch) && ch != '.' && ch != '_' && ch != '-')
+            return false;
+    }
+    return true;
+}
+
+/* A host name or an IP address literal, as a certificate names it. */
+static bool valid_cert_host(const char *s, size_t len)
+{
+    char buf[MAX_HOSTNAME_LEN + 1];
+    unsigned char addr[16];
+    if (len == 0 || len > MAX_HOSTNAME_LEN)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (inet_pton(AF_INET6, buf, addr) == 1)
+        return true;
+    return valid_hostname(s, len);
+}
+
+/* --master-host=a,b,c: every entry valid, none twice. */
+static int apply_cert_hosts(struct parse *p, const char *value, const char *label)
+{
+    struct config *c = p->c;
+    free_strings(c->cert_hosts, c->n_cert_hosts);
+    c->cert_hosts = NULL;
+    c->n_cert_hosts = 0;
+    const char *item = value;
+    for (;;) {
+        size_t len = strcspn(item, ",");
+        if (!valid_cert_host(item, len))
+            return fail(p,
+                        "%s: expected host names or IP addresses separated by commas, got "
+                        "'%.*s'",
+                        label, QUOTE_MAX, value);
+        for (size_t i = 0; i < c->n_cert_hosts; i++) {
+            if (strlen(c->cert_hosts[i]) == len && strncmp(c->cert_hosts[i], item, len) == 0)
+                return fail(p, "%s: '%.*s' is given twice", label, (int)len, item);
+        }
+        char *one = strndup(item, len);
+        if (!one)
+            return out_of_memory(p);
+        int rc = push_string(p, &c->cert_hosts, &c->n_cert_hosts, one);
+        free(one);
+        if (rc != 0)
+            return rc;
+        if (item[len] == '\0')
+            return 0;
+        item += len + 1;
+    }
+}
+
 /* Durations of zero are refused where they would make a timer spin. */
 static int apply_duration(struct parse *p, uint64_t *dst, const char *value, const char *label,
                           bool allow_zero)
@@ -593,9 +700,38 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
     }
     case OPT_DATA_DIR:
     case OPT_AUTH_KEY_FILE:
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY:
+    case OPT_TLS_CA:
+    case OPT_DIR: {
         if (!*value)
             return fail(p, "%s: expected a path, got an empty value", label);
-        return set_string(p, id == OPT_DATA_DIR ? &c->data_dir : &c->auth_key_file, value);
+        char **dst = id == OPT_DATA_DIR      ? &c->data_dir
+                     : id == OPT_AUTH_KEY_FILE ? &c->auth_key_file
+                     : id == OPT_TLS_CERT      ? &c->tls_cert
+                     : id == OPT_TLS_KEY       ? &c->tls_key
+                     : id == OPT_TLS_CA        ? &c->tls_ca
+                                               : &c->cert_dir;
+        return set_string(p, dst, value);
+    }
+    case OPT_TLS_CLIENT_AUTH:
+        if (strcmp(value, "none") == 0)
+            c->tls_require_client_cert = false;
+        else if (strcmp(value, "require") == 0)
+            c->tls_require_client_cert = true;
+        else
+            return fail(p, "%s: expected none or require, got '%.*s'", label, QUOTE_MAX, value);
+        return 0;
+    case OPT_TLS_SERVER_NAME:
+        if (!valid_cert_host(value, strlen(value)))
+            return fail(p, "%s: expected a host name or IP address, got '%.*s'", label,
+                        QUOTE_MAX, value);
+        return set_string(p, &c->tls_server_name, value);
+    case OPT_MASTER_HOST:
+        return apply_cert_hosts(p, value, label);
+    case OPT_TEST_EXPIRED:
+        c->cert_test_expired = true;
+        return 0;
     case OPT_AUTH_KEY:
         if (!valid_auth_key(value))
             return fail(p, "%s: the key must be printable ASCII without spaces (value not shown)",
@@ -693,6 +829,14 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
         return push_string(p, &c->env, &c->n_env, value);
     }
     case OPT_NAME:
+        if (c->command == CMD_CERT_ISSUE) {
+            if (!valid_cert_name(value) || strcmp(value, "ca") == 0)
+                return fail(p,
+                            "%s: expected 1 to %d letters, digits, '.', '_' or '-', not "
+                            "starting with '.' or '-' and not 'ca', got '%.*s'",
+                            label, CERT_NAME_MAX, QUOTE_MAX, value);
+            return set_string(p, &c->cert_name, value);
+        }
         if (!valid_label(value))
             return fail(p,
                         "%s: expected 1 to %d characters without control characters, got "
@@ -991,6 +1135,62 @@ static int check_conflicts(struct parse *p)
     return 0;
 }
 
+/* TLS options that make sense only together, and the required options of the cert commands. */
+static int check_tls(struct parse *p)
+{
+    struct config *c = p->c;
+    uint64_t g = p->given;
+    bool cert = g & BIT(OPT_TLS_CERT), key = g & BIT(OPT_TLS_KEY), ca = g & BIT(OPT_TLS_CA);
+
+    switch (c->command) {
+    case CMD_MASTER:
+        if (key && !cert)
+            return fail(p, "'--tls-key' needs '--tls-cert', the certificate it belongs to");
+        if (cert && !key)
+            return fail(p, "'--tls-cert' needs '--tls-key', the certificate's private key");
+        if (!cert && (ca || (g & BIT(OPT_TLS_CLIENT_AUTH))))
+            return fail(p, "'%s' needs TLS on the master: add '--tls-cert' and '--tls-key'",
+                        ca ? "--tls-ca" : "--tls-client-auth");
+        if (!(g & BIT(OPT_TLS_CLIENT_AUTH)))
+            c->tls_require_client_cert = ca;
+        else if (c->tls_require_client_cert && !ca)
+            return fail(p, "'--tls-client-auth=require' needs '--tls-ca', the CA that signs "
+                           "the workers' certificates");
+        return 0;
+    case CMD_WORKER:
+    case CMD_NODES:
+    case CMD_SUBMIT:
+    case CMD_TASKS:
+    case CMD_LOGS:
+    case CMD_RESULTS:
+    case CMD_CANCEL:
+        if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
+            return fail(p,
+                        "'%s' needs '--tls-ca', the CA that signs the master's certificate "
+                        "(TLS to the master is on exactly when --tls-ca is given)",
+                        cert ? "--tls-cert" : key ? "--tls-key" : "--tls-server-name");
+        if (cert != key)
+            return fail(p, "'%s' needs '%s': a client certificate goes with its private key",
+                        cert ? "--tls-cert" : "--tls-key", cert ? "--tls-key" : "--tls-cert");
+        return 0;
+    case CMD_CERT_INIT:
+        if (!(g & BIT(OPT_DIR)))
+            return fail(p, "'cert init' needs '--dir', where to create the CA and certificates");
+        if (!(g & BIT(OPT_MASTER_HOST)))
+            return fail(p, "'cert init' needs '--master-host', the names workers use to reach "
+                           "the master (e.g. --master-host=master.example.com,10.0.0.5)");
+        return 0;
+    case CMD_CERT_ISSUE:
+        if (!(g & BIT(OPT_DIR)))
+            return fail(p, "'cert issue' needs '--dir', the directory made by 'cert init'");
+        if (!(g & BIT(OPT_NAME)))
+            return fail(p, "'cert issue' needs '--name', the new certificate's name");
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 static int set_defaults(struct parse *p)
 {
     struct config *c = p->c;
@@ -1021,7 +1221,10 @@ static int parse_all(struct parse *p, struct scan *s, int argc, char **argv,
         return rc;
 
     bool has_command = argc > 1 && argv[1][0] != '-';
-    scan_args(s, argc, argv, has_command ? 2 : 1);
+    /* "cert" takes a second word, the sub-command, before its options. */
+    bool is_cert = has_command && strcmp(argv[1], "cert") == 0;
+    bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
+    scan_args(s, argc, argv, has_sub ? 3 : has_command ? 2 : 1);
 
     /* Help and version win over everything else on the line, errors included. */
     for (size_t i = 0; i < s->n_items; i++) {
@@ -1032,7 +1235,17 @@ static int parse_all(struct parse *p, struct scan *s, int argc, char **argv,
         }
     }
 
-    if (has_command) {
+    if (is_cert) {
+        if (!has_sub)
+            return fail(p, "'cert' needs a sub-command: init or issue");
+        if (strcmp(argv[2], "init") == 0)
+            c->command = CMD_CERT_INIT;
+        else if (strcmp(argv[2], "issue") == 0)
+            c->command = CMD_CERT_ISSUE;
+        else
+            return fail(p, "unknown sub-command 'cert %.*s' (cert init, cert issue)", QUOTE_MAX,
+                        argv[2]);
+    } else if (has_command) {
         bool found = false;
         for (int cmd = CMD_NODES; cmd <= CMD_CANCEL; cmd++) {
             if (strcmp(argv[1], command_names[cmd]) == 0) {
@@ -1045,7 +1258,7 @@ static int parse_all(struct parse *p, struct scan *s, int argc, char **argv,
         if (!found)
             return fail(p,
                         "unknown command '%.*s' (commands: nodes, submit, tasks, logs, "
-                        "results, cancel; daemons use --role)",
+                        "results, cancel, cert; daemons use --role)",
                         QUOTE_MAX, argv[1]);
     } else {
         rc = pick_role(p, s, getenv_fn);
@@ -1060,6 +1273,8 @@ static int parse_all(struct parse *p, struct scan *s, int argc, char **argv,
         rc = apply_env(p, getenv_fn);
     if (rc == 0)
         rc = check_conflicts(p);
+    if (rc == 0)
+        rc = check_tls(p);
     return rc;
 }
 
@@ -1104,6 +1319,13 @@ void config_free(struct config *c)
     free_strings(c->argv_cmd, c->n_argv_cmd);
     free(c->status_filter);
     free(c->task_id);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->tls_ca);
+    free(c->tls_server_name);
+    free(c->cert_dir);
+    free_strings(c->cert_hosts, c->n_cert_hosts);
+    free(c->cert_name);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1142,29 +1364,39 @@ void config_usage(FILE *out)
           "  crawlab-node logs [OPTIONS] TASK_ID           print a task's log\n"
           "  crawlab-node results [OPTIONS] TASK_ID        print a task's results\n"
           "  crawlab-node cancel [OPTIONS] TASK_ID         cancel a task\n"
+          "  crawlab-node cert init --dir=DIR --master-host=NAME[,NAME|IP...]\n"
+          "                                                create a CA and certificates\n"
+          "  crawlab-node cert issue --dir=DIR --name=NAME another certificate from the CA\n"
           "  crawlab-node --help | --version\n"
           "\n"
           "Durations are 500ms, 5s, 2m, 1h, 1h30m or 1.5s; a bare number is seconds.\n"
           "Sizes are bytes or binary multiples: 64K, 512M, 1G. Flags win over the\n"
           "environment; an empty environment variable counts as unset.\n"
+          "TLS 1.3 is on for the master with --tls-cert, for the others with --tls-ca.\n"
           "\n"
           "Options:\n",
           out);
     for (int i = 0; i < OPT_COUNT; i++) {
         const struct option_def *o = &options[i];
+        if (o->hidden)
+            continue;
         fprintf(out, "  --%s%s%s\n", o->name, o->metavar ? "=" : "", o->metavar ? o->metavar : "");
         print_wrapped(out, o->help);
         if (o->def)
             fprintf(out, "      Default: %s.\n", o->def);
         if (o->env)
             fprintf(out, "      Environment: %s.\n", o->env);
-        if (o->commands == ALL) {
+        if (o->commands == EVERY) {
             fputs("      For: every command.\n", out);
+            continue;
+        }
+        if (o->commands == ALL) {
+            fputs("      For: every command but cert.\n", out);
             continue;
         }
         fputs("      For:", out);
         const char *sep = " ";
-        for (int cmd = CMD_MASTER; cmd <= CMD_CANCEL; cmd++) {
+        for (int cmd = CMD_MASTER; cmd <= CMD_CERT_ISSUE; cmd++) {
             if (o->commands & M(cmd)) {
                 fprintf(out, "%s%s", sep, command_names[cmd]);
                 sep = ", ";

@@ -6,7 +6,7 @@
  * it, and nothing in it blocks.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
- * tasks, logs, results, cancel). Otherwise the process is a daemon whose role comes from
+ * tasks, logs, results, cancel, and "cert init" / "cert issue", which take a second word). Otherwise the process is a daemon whose role comes from
  * --role=master|worker, else from CRAWLAB_NODE_MASTER. --help, -h and --version anywhere before
  * a "--" turn the whole command line into CMD_HELP or CMD_VERSION.
  */
@@ -29,6 +29,8 @@ enum config_command {
     CMD_LOGS,
     CMD_RESULTS,
     CMD_CANCEL,
+    CMD_CERT_INIT,
+    CMD_CERT_ISSUE,
     CMD_HELP,
     CMD_VERSION
 };
@@ -65,6 +67,16 @@ struct config {
     uint64_t disconnect_grace_ms;   /* master, default 5 min */
     uint64_t spool_max_bytes;       /* worker, default 1 GiB, at least 1 MiB */
 
+    /* TLS. The master uses TLS when tls_cert is set (then tls_key is too); a worker or client
+     * command when tls_ca is set. Combinations that cannot work are refused by config_parse. */
+    char *tls_cert;               /* --tls-cert: PEM certificate (master's, or ours for mTLS) */
+    char *tls_key;                /* --tls-key: its private key */
+    char *tls_ca;                 /* --tls-ca: master: CA of client certificates; others: CA of
+                                   * the master's certificate */
+    bool tls_require_client_cert; /* master: --tls-client-auth=require; the default when
+                                   * --tls-ca is given, none otherwise */
+    char *tls_server_name;        /* worker, clients: --tls-server-name, NULL = the master host */
+
     /* Client commands. */
     bool json;    /* nodes, tasks: --json */
     char **nodes; /* submit: --node=KEY, repeatable, no duplicates */
@@ -81,6 +93,13 @@ struct config {
     bool follow;         /* logs: --follow */
     bool force;          /* cancel: --force */
     char *task_id;       /* logs, results, cancel: 24 lowercase hex digits */
+
+    /* cert init, cert issue. */
+    char *cert_dir;         /* --dir, required */
+    char **cert_hosts;      /* cert init: --master-host=NAME[,NAME|IP...], required, split */
+    size_t n_cert_hosts;
+    char *cert_name;        /* cert issue: --name, required; letters, digits, '.', '_', '-' */
+    bool cert_test_expired; /* cert issue: --test-expired (hidden, for tests only) */
 };
 
 /*

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "master/master.h"
 #include "net/dialer.h"
+#include "net/tls.h"
 #include "rpc/auth.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
@@ -56,6 +57,25 @@ static int client_auth_key(const struct config *cfg, char **out)
     return 0;
 }
 
+/* TLS to the master for a worker or client command: on exactly when --tls-ca is given. */
+static int client_tls(const struct config *cfg, struct tls_client **out)
+{
+    *out = NULL;
+    if (!cfg->tls_ca)
+        return 0;
+    struct tls_client_options opts = {
+        .ca_file = cfg->tls_ca,
+        .cert_file = cfg->tls_cert,
+        .key_file = cfg->tls_key,
+        .server_name = cfg->tls_server_name,
+    };
+    char err[512];
+    int rc = tls_client_create(&opts, out, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "crawlab-node: TLS: %s\n", err);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -76,6 +96,12 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    if (cfg.command == CMD_CERT_INIT || cfg.command == CMD_CERT_ISSUE) {
+        int rc = cfg.command == CMD_CERT_INIT ? cli_cert_init(&cfg) : cli_cert_issue(&cfg);
+        config_free(&cfg);
+        return rc;
+    }
+
     const char *role = cfg.command == CMD_MASTER   ? "master"
                        : cfg.command == CMD_WORKER ? "worker"
                                                    : "client";
@@ -90,13 +116,16 @@ int main(int argc, char **argv)
 
     int status;
     char *key = NULL;
+    struct tls_client *tls = NULL;
     if (cfg.command == CMD_MASTER) {
         status = master_main(&cfg);
-    } else if (client_auth_key(&cfg, &key) < 0) {
+    } else if (client_auth_key(&cfg, &key) < 0 || client_tls(&cfg, &tls) < 0) {
         status = 2;
     } else if (cfg.command == CMD_WORKER) {
+        dial_set_tls(tls);
         status = worker_main(&cfg, key);
     } else {
+        dial_set_tls(tls);
         switch (cfg.command) {
         case CMD_NODES:
             status = cli_nodes(&cfg, key);
@@ -121,6 +150,9 @@ int main(int argc, char **argv)
             status = 2;
         }
     }
+    /* Stops the TLS helper thread of the client commands before the context goes. */
+    dial_set_tls(NULL);
+    tls_client_destroy(tls);
     free(key);
     dial_global_cleanup();
     grpc_shutdown();

@@ -16,6 +16,17 @@ int cli_results(const struct config *cfg, const char *auth_key);
 int cli_cancel(const struct config *cfg, const char *auth_key);
 
 /*
+ * cert init: creates cfg->cert_dir (0700) if needed and in it ca.pem/ca.key (a new CA),
+ * master.pem/master.key (subject alternative names: cfg->cert_hosts) and worker.pem/worker.key
+ * (common name "worker"). cert issue: adds cfg->cert_name.pem/.key signed by the CA of
+ * cfg->cert_dir. ECDSA P-256; keys are written 0600. An existing file is never replaced: then
+ * nothing is written at all. Returns the exit status (0, or 1 with one line on stderr). Blocks
+ * on file I/O; main thread.
+ */
+int cli_cert_init(const struct config *cfg);
+int cli_cert_issue(const struct config *cfg);
+
+/*
  * Joins words into one /bin/sh command line that splits back into exactly those words: a word
  * made only of [A-Za-z0-9_@%+=:,./-] goes as is, any other (the empty word too) in single
  * quotes, with ' written as '\''. Returns a malloc'd string the caller frees, or NULL when out

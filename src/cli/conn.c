@@ -18,6 +18,10 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define CALL_TIMEOUT_MS    10000
 
+/* Whether this process talks TLS to the master (--tls-ca), for the hints of failed calls. A client
+ * command is one process with one configuration, so this is set once by cli_conn_open(). */
+static bool conn_tls;
+
 static const char *const status_names[] = {
     "OK",
     "CANCELLED",
@@ -58,7 +62,8 @@ int cli_conn_open(struct cli_conn *c, const struct config *cfg, const char *auth
     memset(c, 0, sizeof(*c));
     snprintf(c->target, sizeof(c->target), strchr(cfg->master_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->master_host, cfg->master_port);
-    char err[256];
+    conn_tls = cfg->tls_ca != NULL;
+    char err[400];
     int fd = -1;
     int rc = dial_blocking(cfg->master_host, cfg->master_port, CONNECT_TIMEOUT_MS, &fd, err,
                            sizeof(err));
@@ -134,8 +139,10 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         const char *hint = "";
         if (st == GRPC_STATUS_UNAUTHENTICATED)
             hint = " (pass the master's key with --auth-key-file or CRAWLAB_AUTH_KEY)";
+        else if (st == GRPC_STATUS_UNAVAILABLE && conn_tls)
+            hint = " (is the master running, and does it accept our certificate?)";
         else if (st == GRPC_STATUS_UNAVAILABLE)
-            hint = " (is the master running?)";
+            hint = " (is the master running? if it uses TLS, give --tls-ca)";
         fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details, hint);
         gpr_free(details);
     }

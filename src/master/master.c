@@ -13,6 +13,7 @@
 #include "master/store.h"
 #include "master/tasks.h"
 #include "net/listener.h"
+#include "net/tls.h"
 #include "rpc/auth.h"
 #include "rpc/server.h"
 #include "runtime/bridge.h"
@@ -27,11 +28,60 @@ int64_t master_now_ms(const struct master *m)
     return (int64_t)(ev_now(m->loop) * 1000.0);
 }
 
+/* What the listener needs: the master, and its TLS context when TLS is on. */
+struct accept_ctx {
+    struct master *m;
+    struct tls_server *tls;
+};
+
+/* A TLS handshake ended: the plaintext end goes to gRPC, a refusal to the log. */
+static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
+{
+    struct accept_ctx *a = ctx;
+    if (plain_fd < 0) {
+        /* The message names the fault (expired, unknown CA, no certificate, not TLS). */
+        log_warn("refused a TLS connection from %s", errmsg);
+        return;
+    }
+    if (!a->m->server) {
+        close(plain_fd);
+        return;
+    }
+    const char *name = tls_peer_name(plain_fd);
+    log_debug("TLS connection fd:%d from a client certified as '%s'", plain_fd,
+              name ? name : "(none)");
+    rpc_server_add_fd(a->m->server, plain_fd);
+}
+
 static void on_accept(void *ctx, int fd, const char *peer)
 {
-    struct master *m = ctx;
+    struct accept_ctx *a = ctx;
     log_debug("connection from %s", peer);
-    rpc_server_add_fd(m->server, fd);
+    if (!a->tls) {
+        rpc_server_add_fd(a->m->server, fd);
+        return;
+    }
+    if (tls_accept(a->m->loop, a->tls, fd, peer, on_tls_ready, a) < 0)
+        log_warn("cannot take the connection from %s: out of memory", peer);
+}
+
+/* The master's TLS context from --tls-cert/--tls-key/--tls-ca; none without --tls-cert. */
+static int create_tls(const struct config *cfg, struct tls_server **out)
+{
+    *out = NULL;
+    if (!cfg->tls_cert)
+        return 0;
+    struct tls_server_options opts = {
+        .cert_file = cfg->tls_cert,
+        .key_file = cfg->tls_key,
+        .ca_file = cfg->tls_ca,
+        .require_client_cert = cfg->tls_require_client_cert,
+    };
+    char err[512];
+    int rc = tls_server_create(&opts, out, err, sizeof(err));
+    if (rc < 0)
+        log_error("TLS: %s", err);
+    return rc;
 }
 
 static void on_server_down(void *ctx)
@@ -93,6 +143,7 @@ static int resolve_auth_key(struct master *m, const char *data_dir)
 int master_main(const struct config *cfg)
 {
     struct master m = {.cfg = cfg, .exit_code = 1};
+    struct accept_ctx accept = {.m = &m};
     char *data_dir = datadir_resolve(cfg->data_dir);
     if (!data_dir || datadir_ensure(data_dir) < 0) {
         log_error("cannot create the data directory %s: %s", data_dir ? data_dir : "?",
@@ -136,9 +187,11 @@ int master_main(const struct config *cfg)
         log_error("cannot start the gRPC server");
         goto out;
     }
+    if (create_tls(cfg, &accept.tls) < 0)
+        goto out;
     char err[256];
-    if ((rc = listener_open(m.loop, cfg->listen_host, cfg->listen_port, on_accept, &m, &m.listener,
-                            err, sizeof(err))) < 0) {
+    if ((rc = listener_open(m.loop, cfg->listen_host, cfg->listen_port, on_accept, &accept,
+                            &m.listener, err, sizeof(err))) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -148,7 +201,12 @@ int master_main(const struct config *cfg)
     ev_signal_start(m.loop, &m.sigterm);
     ev_signal_start(m.loop, &m.sigint);
 
-    log_info("master listening on %s:%d, data in %s", cfg->listen_host, listener_port(m.listener),
+    log_info("master listening on %s:%d (%s), data in %s", cfg->listen_host,
+             listener_port(m.listener),
+             !accept.tls                         ? "plaintext"
+             : cfg->tls_require_client_cert      ? "TLS 1.3, client certificates required"
+             : cfg->tls_ca                       ? "TLS 1.3, client certificates verified if offered"
+                                                 : "TLS 1.3",
              data_dir);
     ev_run(m.loop, 0);
     m.exit_code = 0;
@@ -164,6 +222,8 @@ out:
         while (m.server)
             ev_run(m.loop, EVRUN_ONCE);
     }
+    /* After the server: its connections' plaintext ends are closed by now or dropped here. */
+    tls_server_destroy(accept.tls);
     ingest_destroy(m.ingest);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);

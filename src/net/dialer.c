@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/tls.h"
 #include "runtime/log.h"
 
 #define MAX_ADDRS     16
@@ -45,7 +47,11 @@ struct dial {
     ev_io connect_io;
     int fd;
     ev_idle start; /* delivers results found without waiting (literal addresses) */
+    struct tls_conn *tls; /* the handshake after connect, with TLS on */
 };
+
+/* Set once from the main thread before dials start (dial_set_tls), read by the dialling loops. */
+static struct tls_client *dial_tls;
 
 int dial_global_init(void)
 {
@@ -79,6 +85,8 @@ static void dial_free(struct dial *d)
     ev_timer_stop(d->loop, &d->deadline);
     ev_io_stop(d->loop, &d->connect_io);
     ev_idle_stop(d->loop, &d->start);
+    if (d->tls)
+        tls_conn_cancel(d->tls);
     if (d->fd >= 0)
         close(d->fd);
     free(d->host);
@@ -95,6 +103,33 @@ static void finish(struct dial *d, int fd, int err, const char *msg)
     cb(ctx, fd, err, msg);
 }
 
+static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
+{
+    struct dial *d = ctx;
+    d->tls = NULL;
+    if (plain_fd >= 0) {
+        finish(d, plain_fd, 0, NULL);
+        return;
+    }
+    char msg[320];
+    snprintf(msg, sizeof(msg), "TLS handshake failed: %s", errmsg);
+    finish(d, -1, err, msg);
+}
+
+/* The TCP connection is up: hand it over, or run the TLS handshake first. */
+static void connected(struct dial *d)
+{
+    if (!dial_tls) {
+        finish(d, d->fd, 0, NULL);
+        return;
+    }
+    int fd = d->fd;
+    d->fd = -1; /* tls_connect owns it now, whatever it returns */
+    /* The dial's deadline keeps running and bounds the handshake too. */
+    if (tls_connect(d->loop, dial_tls, fd, d->host, 0, on_tls_ready, d, &d->tls) < 0)
+        finish(d, -1, -ENOMEM, "cannot start the TLS handshake: out of memory");
+}
+
 static void try_next(struct dial *d);
 
 static void on_connect(struct ev_loop *loop, ev_io *w, int revents)
@@ -106,7 +141,7 @@ static void on_connect(struct ev_loop *loop, ev_io *w, int revents)
     if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
         soerr = errno;
     if (soerr == 0) {
-        finish(d, d->fd, 0, NULL);
+        connected(d);
         return;
     }
     d->last_err = -soerr;
@@ -129,7 +164,7 @@ static void try_next(struct dial *d)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (connect(fd, sa, d->addr_lens[i]) == 0) {
             d->fd = fd;
-            finish(d, fd, 0, NULL);
+            connected(d);
             return;
         }
         if (errno == EINPROGRESS) {
@@ -257,7 +292,8 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct dial *d = w->data;
     char msg[160];
-    snprintf(msg, sizeof(msg), "timed out connecting to %s:%d", d->host, d->port);
+    snprintf(msg, sizeof(msg), "timed out %s %s:%d",
+             d->tls ? "in the TLS handshake with" : "connecting to", d->host, d->port);
     finish(d, -1, -ETIMEDOUT, msg);
 }
 
@@ -331,6 +367,13 @@ struct blocking_result {
     int fd, err;
     char *errbuf;
     size_t errlen;
+    /* Tunnel requests only. */
+    const char *host;
+    int port;
+    uint64_t timeout_ms;
+    pthread_mutex_t *lock;
+    pthread_cond_t *cond;
+    struct blocking_result *next;
 };
 
 static void on_blocking_done(void *ctx, int fd, int err, const char *errmsg)
@@ -343,9 +386,155 @@ static void on_blocking_done(void *ctx, int fd, int err, const char *errmsg)
         snprintf(r->errbuf, r->errlen, "%s", errmsg ? errmsg : strerror(-err));
 }
 
+/*
+ * The helper thread of dial_blocking() with TLS: its loop dials, shakes hands and then pumps
+ * every connection for as long as it lives. Requests arrive through a locked list and an
+ * ev_async; results go back under the same lock, announced on a condition variable.
+ */
+struct tunnel {
+    pthread_t thread;
+    struct ev_loop *loop;
+    ev_async wake;
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    struct blocking_result *queue;
+    bool stop;
+};
+
+static pthread_mutex_t tunnel_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tunnel *tunnel;
+
+static void on_tunnel_dialed(void *ctx, int fd, int err, const char *errmsg)
+{
+    struct blocking_result *r = ctx;
+    pthread_mutex_t *lock = r->lock;
+    pthread_cond_t *cond = r->cond;
+    pthread_mutex_lock(lock);
+    on_blocking_done(r, fd, err, errmsg);
+    pthread_cond_broadcast(cond); /* r may be gone once the lock is released */
+    pthread_mutex_unlock(lock);
+}
+
+static void on_tunnel_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct tunnel *t = w->data;
+    pthread_mutex_lock(&t->lock);
+    struct blocking_result *list = t->queue;
+    t->queue = NULL;
+    bool stop = t->stop;
+    pthread_mutex_unlock(&t->lock);
+    while (list) {
+        struct blocking_result *r = list;
+        list = r->next;
+        struct dial *d;
+        if (dial_start(loop, r->host, r->port, r->timeout_ms, on_tunnel_dialed, r, &d) < 0)
+            on_tunnel_dialed(r, -1, -ENOMEM, "out of memory");
+    }
+    if (stop) {
+        /* Every blocking caller has its answer by now (they wait for it before returning), so
+         * what is left are pumps: close them here, on their own thread. */
+        tls_client_close_loop(dial_tls, loop);
+        ev_async_stop(loop, w);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void *tunnel_main(void *arg)
+{
+    struct tunnel *t = arg;
+    ev_run(t->loop, 0);
+    return NULL;
+}
+
+static struct tunnel *tunnel_get(void)
+{
+    pthread_mutex_lock(&tunnel_lock);
+    if (!tunnel) {
+        struct tunnel *t = calloc(1, sizeof(*t));
+        if (t && (t->loop = ev_loop_new(EVFLAG_AUTO))) {
+            pthread_mutex_init(&t->lock, NULL);
+            pthread_cond_init(&t->done, NULL);
+            ev_async_init(&t->wake, on_tunnel_wake);
+            t->wake.data = t;
+            ev_async_start(t->loop, &t->wake);
+            if (pthread_create(&t->thread, NULL, tunnel_main, t) == 0) {
+                tunnel = t;
+            } else {
+                ev_async_stop(t->loop, &t->wake);
+                ev_loop_destroy(t->loop);
+                pthread_mutex_destroy(&t->lock);
+                pthread_cond_destroy(&t->done);
+                free(t);
+            }
+        } else {
+            free(t);
+        }
+    }
+    struct tunnel *t = tunnel;
+    pthread_mutex_unlock(&tunnel_lock);
+    return t;
+}
+
+static void tunnel_stop(void)
+{
+    pthread_mutex_lock(&tunnel_lock);
+    struct tunnel *t = tunnel;
+    tunnel = NULL;
+    pthread_mutex_unlock(&tunnel_lock);
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->stop = true;
+    pthread_mutex_unlock(&t->lock);
+    ev_async_send(t->loop, &t->wake);
+    pthread_join(t->thread, NULL);
+    ev_loop_destroy(t->loop);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->done);
+    free(t);
+}
+
+void dial_set_tls(struct tls_client *tls)
+{
+    if (!tls)
+        tunnel_stop();
+    dial_tls = tls;
+}
+
+static int dial_through_tunnel(const char *host, int port, uint64_t timeout_ms, int *fd_out,
+                               char *err, size_t errlen)
+{
+    struct tunnel *t = tunnel_get();
+    if (!t) {
+        snprintf(err, errlen, "cannot start the TLS thread");
+        return -ENOMEM;
+    }
+    struct blocking_result r = {.fd = -1,
+                                .errbuf = err,
+                                .errlen = errlen,
+                                .host = host,
+                                .port = port,
+                                .timeout_ms = timeout_ms,
+                                .lock = &t->lock,
+                                .cond = &t->done};
+    pthread_mutex_lock(&t->lock);
+    r.next = t->queue;
+    t->queue = &r;
+    pthread_mutex_unlock(&t->lock);
+    ev_async_send(t->loop, &t->wake);
+    pthread_mutex_lock(&t->lock);
+    while (!r.done)
+        pthread_cond_wait(&t->done, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+    *fd_out = r.fd;
+    return r.err;
+}
+
 int dial_blocking(const char *host, int port, uint64_t timeout_ms, int *fd_out, char *err,
                   size_t errlen)
 {
+    if (dial_tls)
+        return dial_through_tunnel(host, port, timeout_ms, fd_out, err, errlen);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     if (!loop)
         return -ENOMEM;

@@ -75,13 +75,15 @@ struct call_ctx {
     struct jobs *j;
     struct job *job;
     unsigned gen;
+    const char *status; /* for status reports: what was sent */
+    bool final;         /* ... and whether it was the task's last word */
 };
 
 static struct call_ctx *call_ctx_new(struct jobs *j, struct job *job)
 {
     struct call_ctx *c = malloc(sizeof(*c));
     if (c)
-        *c = (struct call_ctx){j, job, session_generation(j->sess)};
+        *c = (struct call_ctx){j, job, session_generation(j->sess), NULL, false};
     return c;
 }
 
@@ -159,25 +161,31 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
     struct job *job = c->job;
     struct jobs *j = c->j;
     unsigned gen = c->gen;
+    const char *sent = c->status;
+    bool final = c->final;
     free(c);
-    job->report_pending = false;
-    const char *sent = job->status;
-    if (st != GRPC_STATUS_OK) {
-        if (connection_trouble(st)) {
+    if (st != GRPC_STATUS_OK && connection_trouble(st)) {
+        if (gen == session_generation(j->sess)) {
+            job->report_pending = false;
             session_connection_failed(j->sess, gen, "status report failed");
-            return; /* sent again once the session is back */
         }
+        return; /* told again once the session is back */
+    }
+    job->report_pending = false;
+    if (st != GRPC_STATUS_OK)
         log_error("task %s: the master refused its status '%s': %s (status %d)", job->id, sent,
                   details, (int)st);
-    }
-    job->reported = true;
-    if (job->phase == PHASE_FINAL) {
+    if (final) {
         job_remove(job);
         return;
     }
-    /* The status may have moved on while this report was out. */
-    if (strcmp(sent, job->status) != 0)
-        send_report(job);
+    /* The task may have moved on while this report was out. */
+    if (strcmp(sent, job->status) == 0 && job->phase != PHASE_FINAL) {
+        job->reported = true;
+        return;
+    }
+    job->reported = false;
+    send_report(job);
 }
 
 static void send_report(struct job *job)
@@ -200,6 +208,8 @@ static void send_report(struct job *job)
     struct call_ctx *c = call_ctx_new(j, job);
     if (!c)
         return;
+    c->status = job->status;
+    c->final = job->phase == PHASE_FINAL;
     job->report_pending = true;
     cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_reported, c);

@@ -326,11 +326,13 @@ class Cluster:
         return self.master
 
     def start_worker(self, name, data_dir=None, node_name=None, key_file=None, extra=(),
-                     prefix=()):
+                     prefix=(), master_addr=None):
         """Starts a worker named name (node name too, unless node_name is given) with its own
-        data dir <dir>/<name> unless data_dir is given. Does not wait for registration."""
+        data dir <dir>/<name> unless data_dir is given. Does not wait for registration.
+        master_addr (host:port) makes it dial something else than the master, a proxy say."""
         data_dir = data_dir or self.path(name)
-        argv = list(prefix) + [self.bin, "--role=worker", "--master=%s" % self.master_addr,
+        argv = list(prefix) + [self.bin, "--role=worker",
+                               "--master=%s" % (master_addr or self.master_addr),
                                "--data-dir=%s" % data_dir,
                                "--auth-key-file=%s" % (key_file or self.key_file),
                                "--node-name=%s" % (node_name or name),
@@ -396,6 +398,169 @@ class Cluster:
 def read_key(path):
     with open(path) as f:
         return f.read().strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# processes seen through /proc: CPU time, process groups
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid (seconds of CPU it used so far), from /proc/<pid>/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state) of proc(5); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_members(pgid):
+    """[(pid, state)] of the processes whose process group is pgid (zombies included)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:
+            pids.append((int(d), fields[0]))
+    return pids
+
+
+def group_gone(pgid):
+    """True when no process is left in process group pgid."""
+    try:
+        os.kill(-pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def kill_group(pgid):
+    """SIGKILL to process group pgid, if it still exists (cleanup of tasks a test left behind,
+    by their group id: the group is the task's, created by the worker for it)."""
+    if pgid and pgid > 1:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def task_history(master_dir):
+    """{task id: [(from, to), ...]} from the master's store, read-only (white-box: the schema of
+    crawlab.db). None if the store or its history table cannot be read."""
+    import sqlite3
+    path = os.path.join(master_dir, "crawlab.db")
+    if not os.path.exists(path):
+        return None
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+        try:
+            rows = db.execute("SELECT task_id, from_status, to_status FROM task_history "
+                              "ORDER BY seq").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    out = {}
+    for tid, a, b in rows:
+        out.setdefault(tid, []).append((a, b))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks through the client commands (a mixin for ClusterTest subclasses)
+
+FINAL_STATUSES = ("finished", "error", "cancelled", "abnormal")
+
+
+class TaskOps:
+    """submit / tasks / logs / results / waits on task status, for a ClusterTest (self.c)."""
+
+    def script(self, name, text):
+        """Writes a helper script into this test's directory; returns its path."""
+        path = self.c.path(name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def submit(self, *args):
+        """`submit ARGS` -> the task ids it printed."""
+        rc, out, err = self.c.cli("submit", *args)
+        self.assertEqual(rc, 0, "submit %r: rc %d, stderr %r" % (args, rc, err))
+        ids = out.split()
+        self.assertTrue(ids, "submit %r printed no task id (stderr %r)" % (args, err))
+        return ids
+
+    def submit1(self, *args):
+        ids = self.submit(*args)
+        self.assertEqual(len(ids), 1, ids)
+        return ids[0]
+
+    def tasks(self):
+        """`tasks --json` as {id: task}; fails the test when the command fails."""
+        rc, out, err = self.c.cli("tasks", "--json")
+        self.assertEqual(rc, 0, err)
+        return {t["id"]: t for t in json.loads(out)}
+
+    def tasks_or_none(self):
+        """`tasks --json` as {id: task}, or None when the master cannot answer (it is down)."""
+        rc, out, err = self.c.cli("tasks", "--json")
+        if rc != 0:
+            return None
+        return {t["id"]: t for t in json.loads(out)}
+
+    def task(self, task_id):
+        return self.tasks()[task_id]
+
+    def wait_tasks(self, ids, pred, timeout=WAIT, what="the tasks"):
+        """Polls `tasks --json` until pred(task) holds for every id; returns {id: task}.
+        A moment where the master does not answer is polled through."""
+        ids = list(ids)
+        last = {}
+
+        def check():
+            ts = self.tasks_or_none()
+            if ts is None:
+                return None
+            last["ts"] = ts
+            sel = {i: ts.get(i) for i in ids}
+            if all(t is not None and pred(t) for t in sel.values()):
+                return sel
+            return None
+        try:
+            return wait_until(check, timeout, what)
+        except Timeout:
+            ts = last.get("ts", {})
+            stuck = ["%s %s %r" % (i, ts[i]["status"], ts[i]["error"]) if i in ts
+                     else i + " missing" for i in ids if i not in ts or not pred(ts[i])]
+            raise Timeout("timed out after %.0f s waiting for %s; not there yet: %s"
+                          % (timeout, what, "; ".join(stuck[:8])))
+
+    def wait_final(self, ids, timeout=WAIT):
+        return self.wait_tasks(ids, lambda t: t["status"] in FINAL_STATUSES, timeout,
+                               "%d task(s) to end" % len(list(ids)))
+
+    def wait_task_status(self, task_id, status, timeout=WAIT):
+        return self.wait_tasks([task_id], lambda t: t["status"] == status, timeout,
+                               "task %s to be %s" % (task_id, status))[task_id]
+
+    def logs(self, task_id):
+        """The stored log lines of a task."""
+        rc, out, err = self.c.cli("logs", task_id, timeout=120)
+        self.assertEqual(rc, 0, err)
+        return out.splitlines()
+
+    def results(self, task_id):
+        """The stored items of a task, parsed."""
+        rc, out, err = self.c.cli("results", task_id, timeout=120)
+        self.assertEqual(rc, 0, err)
+        return [json.loads(line) for line in out.splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,3 +658,105 @@ def main():
     if result.n_passed == 0 and result.n_skipped:
         sys.exit(77)
     sys.exit(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# a task that streams numbered output, for exactly-once checks under faults
+
+STREAMER_PY = r'''
+"""Task program: prints numbered log lines "<task id> line <n>" and result items
+{"task": <task id>, "n": <m>} in batches; appends "<task id> <node key> <pid>" to --ran on start;
+writes {"lines": L, "items": I} to --totals/<task id>.json on the way out (also on SIGTERM), L and
+I being what it printed and flushed. --lines N prints N lines; --gate FILE prints until FILE exists
+(or --max-seconds pass), then one more batch."""
+import argparse, json, os, signal, sys, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--ran", required=True)
+ap.add_argument("--totals", required=True)
+ap.add_argument("--lines", type=int, default=0)
+ap.add_argument("--gate")
+ap.add_argument("--batch", type=int, default=100)
+ap.add_argument("--items-every", type=int, default=100)
+ap.add_argument("--pace", type=float, default=0.05)
+ap.add_argument("--max-seconds", type=float, default=120.0)
+a = ap.parse_args()
+
+tid = os.environ["CRAWLAB_TASK_ID"]
+node = os.environ.get("CRAWLAB_NODE_KEY", "-")
+fd = os.open(a.ran, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(fd, ("%s %s %d\n" % (tid, node, os.getpid())).encode())
+os.close(fd)
+
+state = {"lines": 0, "items": 0, "term": False}
+signal.signal(signal.SIGTERM, lambda s, f: state.__setitem__("term", True))
+
+
+def totals():
+    path = os.path.join(a.totals, tid + ".json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"lines": state["lines"], "items": state["items"]}, f)
+    os.rename(path + ".tmp", path)
+
+
+def batch(n):
+    out = []
+    lines, items = state["lines"], state["items"]
+    for _ in range(n):
+        lines += 1
+        out.append("%s line %d" % (tid, lines))
+        if a.items_every and lines % a.items_every == 0:
+            items += 1
+            out.append(json.dumps({"type": "data", "payload": {"task": tid, "n": items},
+                                   "ipc": True}, separators=(",", ":")))
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+    state["lines"], state["items"] = lines, items
+
+
+end = time.monotonic() + a.max_seconds
+while not state["term"]:
+    if a.gate:
+        if os.path.exists(a.gate) or time.monotonic() > end:
+            batch(a.batch)
+            break
+        batch(a.batch)
+    else:
+        left = a.lines - state["lines"]
+        if left <= 0:
+            break
+        batch(min(a.batch, left))
+        if state["lines"] >= a.lines:
+            break
+    if state["term"]:
+        break
+    time.sleep(a.pace)
+totals()
+sys.exit(143 if state["term"] else 0)
+'''
+
+
+def streamer_expected(task_id, totals):
+    """The log lines and items a streamer task with these totals printed, in order."""
+    lines = ["%s line %d" % (task_id, n) for n in range(1, totals["lines"] + 1)]
+    items = [{"task": task_id, "n": n} for n in range(1, totals["items"] + 1)]
+    return lines, items
+
+
+def read_totals(totals_dir, task_id):
+    """The totals a streamer task wrote on its way out, or None if it wrote none (killed)."""
+    try:
+        with open(os.path.join(totals_dir, task_id + ".json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def read_runs(ran_file):
+    """[(task id, node key, pid)] from a --ran file, in the order the tasks started."""
+    try:
+        with open(ran_file) as f:
+            rows = [line.split() for line in f.read().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+    return [(r[0], r[1], int(r[2])) for r in rows if len(r) == 3]

@@ -1,0 +1,673 @@
+#!/usr/bin/python3
+"""crawlab-node benchmark: dispatch latency, task throughput, log ingestion.
+
+One master and two workers on 127.0.0.1, real processes, driven through the client commands
+(submit, tasks --json, logs) and the integration harness (tests/integration/harness.py).
+Python 3 standard library only. It prints figures; it never fails on speed. Its exit status is
+0 when every test ran to its end, 1 when a test could not (a task stuck, a command failing): the
+figures it printed are then partial, and a line says why.
+
+    /usr/bin/python3 bench/bench.py            # full run, a few minutes
+    /usr/bin/python3 bench/bench.py --quick    # small run, under a minute
+    /usr/bin/python3 bench/bench.py --only=latency,logs --perf=/tmp/perf
+
+See bench/README.md for what each figure means and docs/benchmarks.md for measured results.
+"""
+
+import argparse
+import collections
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness  # noqa: E402
+
+FINAL = ("finished", "error", "cancelled", "abnormal")
+MB = 1000 * 1000
+LINE = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyz"
+assert len(LINE) == 99  # + "\n" = 100 bytes a line
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """A test could not run to its end; its partial figures are still reported."""
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def pct(sorted_values, p):
+    """Nearest-rank percentile of an ascending list (p in 0..100); None when empty."""
+    if not sorted_values:
+        return None
+    k = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[k - 1]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a live process, in seconds (resolution 1/CLK_TCK)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_ticks():
+    """(busy, total) jiffies of all CPUs together, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    total = sum(v[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def busy_share(t0, t1):
+    """Share of all CPUs busy between two machine_ticks() readings, 0..1."""
+    return (t1[0] - t0[0]) / max(1, t1[1] - t0[1])
+
+
+class CpuSampler:
+    """Samples machine_ticks() every 0.1 s in a thread, so that the busy share of a window known
+    only afterwards (master timestamps) can be computed."""
+
+    def __init__(self):
+        self.samples = []
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+        self._th.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append((now_ms(), machine_ticks()))
+            self._stop.wait(0.1)
+
+    def stop(self):
+        self._stop.set()
+        self._th.join()
+        self.samples.append((now_ms(), machine_ticks()))
+
+    def busy(self, t0_ms, t1_ms):
+        """Busy share between the samples nearest to t0 and t1 (None without two samples)."""
+        if not self.samples:
+            return None
+        a = min(self.samples, key=lambda x: abs(x[0] - t0_ms))
+        b = min(self.samples, key=lambda x: abs(x[0] - t1_ms))
+        if b[0] <= a[0]:
+            return None
+        return busy_share(a[1], b[1])
+
+
+def wait_quiet(limit=0.15, max_wait=60.0):
+    """Waits (up to max_wait s) for a second in which under `limit` of the machine's CPU is busy,
+    since other work on a 2-core machine skews every figure; returns the last busy share seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        t0 = machine_ticks()
+        time.sleep(1.0)
+        share = busy_share(t0, machine_ticks())
+        if share < limit or time.monotonic() >= deadline:
+            return share
+        print("  machine busy %.0f %% (other work); waiting for it to calm down" % (share * 100),
+              flush=True)
+
+
+def now_ms():
+    return time.time_ns() / 1e6
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def build_info(binary):
+    """sha256 of the binary and the source commit (read-only git commands)."""
+    h = hashlib.sha256()
+    with open(binary, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    info = {"sha256": h.hexdigest()[:16], "commit": "?", "dirty": None}
+    try:
+        git = ["git", "--no-optional-locks", "-C", ROOT]
+        info["commit"] = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True, timeout=10).stdout.strip() or "?"
+        st = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True, timeout=10).stdout
+        info["dirty"] = sorted(line[3:] for line in st.splitlines())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def ms(v, digits=2):
+    return "-" if v is None else ("%.*f ms" % (digits, v))
+
+
+# ---------------------------------------------------------------------------------------------
+# the cluster
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.root = harness.root_dir()
+        # A snapshot of the binary: a rebuild during the run must not change what is measured.
+        self.bin = os.path.join(self.root, "crawlab-node")
+        shutil.copy2(args.bin, self.bin)
+        self.rows = []       # (section, metric, value text, goal text)
+        self.raw = {}        # section -> figures, for --json
+        self.notes = []      # warnings printed under the table
+        self.failed = False
+        self.background = {}  # test -> busy share of the machine in the second before it
+
+    def cluster(self, name, workers=2, max_runners=8, start_workers=True):
+        c = harness.Cluster(os.path.join(self.root, name), binary=self.bin)
+        c.start_master()
+        c.wait_workers = lambda: self._wait_workers(c)
+        c.workers = []
+        if start_workers:
+            self.start_workers(c, workers, max_runners)
+        return c
+
+    def start_workers(self, c, n, max_runners):
+        for i in range(1, n + 1):
+            c.workers.append(c.start_worker("w%d" % i, extra=["--max-runners=%d" % max_runners]))
+        self._wait_workers(c)
+
+    def _wait_workers(self, c):
+        for w in c.workers:
+            w.wait_log("registered with the master")
+        c.wait_status("online", names=[w.name for w in c.workers])
+
+    def finish(self, c):
+        c.stop_all()
+        if not self.args.keep:
+            shutil.rmtree(c.dir, ignore_errors=True)
+
+    def submit(self, c, *words, extra=()):
+        rc, out, err = c.cli("submit", *extra, "--", *words)
+        if rc != 0 or len(out.split()) != 1:
+            raise BenchError("submit failed: rc %d, stdout %r, stderr %r" % (rc, out, err.strip()))
+        return out.strip()
+
+    def tasks(self, c, status=None):
+        args = ["--json"] + (["--status=%s" % status] if status else [])
+        rc, out, err = c.cli("tasks", *args, timeout=120)
+        if rc != 0:
+            raise BenchError("tasks --json failed: rc %d, %s" % (rc, err.strip()))
+        return json.loads(out)
+
+    def row(self, section, metric, value, goal=""):
+        self.rows.append((section, metric, value, goal))
+
+    def note(self, text):
+        self.notes.append(text)
+        print("  note: " + text, flush=True)
+
+    def perf_start(self, name, pid, settle=0.3):
+        """perf record -g on one process, when --perf DIR was given."""
+        if not self.args.perf:
+            return None
+        os.makedirs(self.args.perf, exist_ok=True)
+        out = os.path.join(self.args.perf, "%s.data" % name)
+        p = subprocess.Popen(["perf", "record", "-q", "-F", "499", "--call-graph", "dwarf,16384",
+                              "-p", str(pid), "-o", out],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(settle)  # perf attaches
+        return p
+
+    def perf_stop(self, p):
+        if p is None:
+            return
+        try:
+            p.send_signal(signal.SIGINT)
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    # -----------------------------------------------------------------------------------------
+    # 1. dispatch latency
+
+    def latency(self):
+        a = self.args
+        n = a.latency_tasks
+        print("== dispatch latency: %d tasks, one at a time, 2 idle workers" % n, flush=True)
+        c = self.cluster("latency")
+        try:
+            self._latency(c, n)
+        finally:
+            self.finish(c)
+
+    def _start_reader(self, fifo):
+        """A thread reading task ids from the FIFO, stamping each with CLOCK_REALTIME in ns."""
+        q = queue.Queue()
+        fd = os.open(fifo, os.O_RDWR)  # a writer of our own: the reader never sees EOF
+
+        def run():
+            buf = b""
+            while True:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    return
+                t = time.time_ns()
+                if not data:
+                    return
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    q.put((line.decode(), t))
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        return q, fd
+
+    def _latency(self, c, n):
+        a = self.args
+        fifo = c.path("start.fifo")
+        os.mkfifo(fifo)
+        q, fd = self._start_reader(fifo)
+        # The task is `. PROBE`: dash reads the probe with its `.` builtin, and the probe's echo is
+        # a builtin too, so the stamp is taken before the task runs any other program. Every word
+        # is made of characters `submit` does not quote, so the worker's /bin/sh -c runs it as is.
+        probe = c.path("probe.sh")
+        with open(probe, "w") as f:
+            f.write('echo "$CRAWLAB_TASK_ID" >%s\n' % fifo)
+            if a.hold > 0:
+                f.write("sleep %g\n" % a.hold)
+        bare = c.path("bare.sh")
+        with open(bare, "w") as f:
+            f.write('echo "$CRAWLAB_TASK_ID" >%s\n' % fifo)
+
+        # What the stamp itself costs: posix_spawn of /bin/sh -c '. bare.sh' to the FIFO read,
+        # measured from here; subtracted from the fine figure to estimate the time to the spawn.
+        spawn_cost = []
+        env = dict(os.environ)
+        for i in range(50):
+            env["CRAWLAB_TASK_ID"] = "cal%d" % i
+            t0 = time.time_ns()
+            pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", ". %s" % bare], env)
+            line, t1 = q.get(timeout=10)
+            os.waitpid(pid, 0)
+            if line == "cal%d" % i:
+                spawn_cost.append((t1 - t0) / 1e6)
+        spawn_cost.sort()
+        spawn_med = pct(spawn_cost, 50)
+
+        ids, fine, submit_ms, stuck = [], {}, [], []
+        for i in range(a.latency_warmup + n):
+            t0 = time.monotonic()
+            tid = self.submit(c, ".", probe)
+            submit_ms.append((time.monotonic() - t0) * 1000)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    line, t = q.get(timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise BenchError("task %s did not start within 10 s" % tid)
+                if line == tid:
+                    break
+            if i >= a.latency_warmup:
+                ids.append(tid)
+                fine[tid] = t
+            # Workers idle before the next submit: wait for this task's end (logs --follow
+            # returns when the task ends).
+            try:
+                rc, out, err = c.cli("logs", "--follow", tid, timeout=a.end_wait)
+            except harness.Timeout:
+                stuck.append(tid)
+                if len(stuck) == 1:
+                    self.note("task %s started but did not end within %.0f s (status %s)"
+                              % (tid, a.end_wait, self._status(c, tid)))
+                if len(stuck) >= a.max_stuck:
+                    self.failed = True
+                    self.note("%d tasks did not end: latency test stopped after %d tasks (a "
+                              "stuck task keeps a runner slot in the master's eyes; --hold=0.02 "
+                              "keeps each probe alive 20 ms after its stamp)"
+                              % (len(stuck), len(ids)))
+                    break
+        os.close(fd)
+
+        ts = {t["id"]: t for t in self.tasks(c)}
+        coarse = sorted(ts[i]["started_ms"] - ts[i]["created_ms"] for i in ids
+                        if ts[i]["started_ms"] > 0)
+        fine_ms = sorted(fine[i] / 1e6 - ts[i]["created_ms"] for i in ids)
+        est = sorted(v - spawn_med for v in fine_ms)
+        sub = sorted(submit_ms[a.latency_warmup:])
+        statuses = collections.Counter(ts[i]["status"] for i in ids)
+        r = {"tasks": len(ids), "statuses": dict(statuses), "stuck": len(stuck),
+             "coarse_ms": coarse, "fine_ms": [round(v, 3) for v in fine_ms],
+             "stamp_cost_ms": [round(v, 3) for v in spawn_cost], "submit_cli_ms": sub}
+        self.raw["latency"] = r
+        S = "dispatch"
+        self.row(S, "tasks measured (statuses)", "%d (%s)" % (len(ids), ", ".join(
+            "%s %d" % kv for kv in sorted(statuses.items()))))
+        self.row(S, "started_ms-created_ms p50  [1 ms res.]", ms(pct(coarse, 50), 0), "<= 2 ms")
+        self.row(S, "started_ms-created_ms p99  [1 ms res.]", ms(pct(coarse, 99), 0), "<= 10 ms")
+        self.row(S, "started_ms-created_ms mean / max", "%s / %s" % (
+            ms(sum(coarse) / len(coarse) if coarse else None), ms(coarse[-1] if coarse else None, 0)))
+        self.row(S, "task's own stamp - created_ms p50", ms(pct(fine_ms, 50)), "<= 2 ms")
+        self.row(S, "task's own stamp - created_ms p99", ms(pct(fine_ms, 99)), "<= 10 ms")
+        self.row(S, "  of which sh start + stamp (p50 of 50)", ms(spawn_med))
+        self.row(S, "  => created -> spawn, est. p50 / p99",
+                 "%s / %s" % (ms(pct(est, 50)), ms(pct(est, 99))))
+        self.row(S, "submit command round trip p50 / p99",
+                 "%s / %s" % (ms(pct(sub, 50), 1), ms(pct(sub, 99), 1)))
+        if stuck:
+            self.row(S, "tasks that never ended (stuck)", "%d" % len(stuck))
+            self.failed = True
+
+    def _status(self, c, tid):
+        try:
+            return {t["id"]: t for t in self.tasks(c)}.get(tid, {}).get("status", "missing")
+        except Exception as e:  # only for a message
+            return "unknown (%s)" % e
+
+    # -----------------------------------------------------------------------------------------
+    # 2. throughput
+
+    def throughput(self):
+        a = self.args
+        n = a.throughput_tasks
+        print("== throughput: %d x `%s`, queued first, then 2 workers with --max-runners=%d"
+              % (n, " ".join(a.task), a.max_runners), flush=True)
+        c = self.cluster("throughput", start_workers=False)
+        try:
+            self._throughput(c, n)
+        finally:
+            self.finish(c)
+
+    def _throughput(self, c, n):
+        a = self.args
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=a.submitters) as ex:
+            ids = list(ex.map(lambda _: self.submit(c, *a.task), range(n)))
+        queue_s = time.monotonic() - t0
+        print("  queued %d tasks in %.1f s (%.0f submits/s with %d parallel clients)"
+              % (n, queue_s, n / queue_s, a.submitters), flush=True)
+
+        master_cpu0 = cpu_seconds(c.master.pid)
+        perf = self.perf_start("throughput-master", c.master.pid)
+        sampler = CpuSampler()
+        start_ms = now_ms()
+        for i in (1, 2):
+            c.workers.append(c.start_worker("w%d" % i, extra=["--max-runners=%d" % a.max_runners]))
+        perf_w = self.perf_start("throughput-worker1", c.workers[0].pid, settle=0)
+        # Waits on the shrinking sets only (pending, then assigned and running), so that the
+        # polling costs the master little; 0.5 s between polls.
+        deadline = time.monotonic() + a.throughput_deadline
+        left, last_change, last_left = None, time.monotonic(), None
+        done = False
+        while time.monotonic() < deadline:
+            left = sum(len(self.tasks(c, s)) for s in ("pending", "assigned", "running"))
+            if left == 0:
+                done = True
+                break
+            if left != last_left:
+                last_left, last_change = left, time.monotonic()
+            elif time.monotonic() - last_change > a.end_wait and \
+                    not self.tasks(c, "pending") and not self.tasks(c, "assigned"):
+                break  # nothing moves any more: the rest is stuck in running
+            time.sleep(0.5)
+        sampler.stop()
+        self.perf_stop(perf)
+        self.perf_stop(perf_w)
+        master_cpu = cpu_seconds(c.master.pid) - master_cpu0
+        worker_cpu = sum(cpu_seconds(w.pid) for w in c.workers)
+
+        idset = set(ids)
+        ts = [t for t in self.tasks(c) if t["id"] in idset]
+        st = collections.Counter(t["status"] for t in ts)
+        fin = [t for t in ts if t["status"] == "finished"]
+        r = {"tasks": n, "statuses": dict(st), "queue_s": queue_s, "master_cpu_s": master_cpu,
+             "worker_cpu_s": worker_cpu}
+        S = "throughput"
+        self.row(S, "tasks (statuses at the end)", "%d (%s)" % (n, ", ".join(
+            "%s %d" % kv for kv in sorted(st.items()))))
+        started = [t["started_ms"] for t in ts if t["started_ms"] > 0]
+        if started:
+            first = min(started)
+            last_start = max(started)
+            r["start_rate"] = len(started) / max(1e-3, (last_start - start_ms) / 1000)
+            self.row(S, "tasks started / s (workers launched -> last start)",
+                     "%.0f" % r["start_rate"])
+        if fin:
+            last_end = max(t["ended_ms"] for t in fin)
+            wall = (last_end - start_ms) / 1000
+            r["wall_s"] = wall
+            r["rate"] = len(fin) / wall
+            r["steady_rate"] = len(fin) / max(1e-3, (last_end - first) / 1000)
+            self.row(S, "finished / s (workers launched -> last end)", "%.0f" % r["rate"],
+                     ">= 1000 /s")
+            self.row(S, "finished / s (first start -> last end)", "%.0f" % r["steady_rate"])
+            self.row(S, "wall time, workers launched -> last end", "%.2f s" % wall)
+            r["machine_busy"] = sampler.busy(start_ms, last_end)
+            if r["machine_busy"] is not None:
+                self.row(S, "machine CPU busy (all %d cores), launch -> last end"
+                         % os.cpu_count(), "%.0f %%" % (r["machine_busy"] * 100))
+        if started:
+            self.row(S, "master CPU per task started", "%.0f us" % (master_cpu / len(started) * 1e6))
+            self.row(S, "worker CPU per task started (2 workers, not the tasks)",
+                     "%.0f us" % (worker_cpu / len(started) * 1e6))
+        self.row(S, "queueing: submit commands / s (%d clients)" % a.submitters,
+                 "%.0f" % (n / queue_s))
+        self.raw["throughput"] = r
+        if not done:
+            self.failed = True
+            self.note("throughput: %d of %d tasks did not finish (%s)" % (
+                n - len(fin), n, ", ".join("%s %d" % kv for kv in sorted(st.items()))))
+
+    # -----------------------------------------------------------------------------------------
+    # 3. log ingestion
+
+    def logs(self):
+        a = self.args
+        print("== log ingestion: one task printing 100-byte lines, one worker", flush=True)
+        c = self.cluster("logs", workers=1)
+        try:
+            if a.log_bytes:
+                self._logs(c, a.log_bytes, "")
+            else:
+                # a probe run sizes the measured one to about --log-seconds
+                rate = self._logs(c, a.log_probe_bytes, "probe ")
+                size = int(rate * MB * a.log_seconds)
+                size = max(a.log_probe_bytes, min(size, a.log_max_bytes))
+                self._logs(c, size - size % 100, "")
+        finally:
+            self.finish(c)
+
+    def _logs(self, c, size, label):
+        size -= size % 100
+        lines = size // 100
+        script = c.path("lines.sh")
+        with open(script, "w") as f:
+            f.write("yes %s | head -c %d\n" % (LINE.decode(), size))
+        master = c.master.pid
+        worker = c.workers[0].pid
+        m0, w0 = cpu_seconds(master), cpu_seconds(worker)
+        sampler = CpuSampler()
+        perf = self.perf_start("logs-master", master) if not label else None
+        perf_w = self.perf_start("logs-worker", worker, settle=0) if not label else None
+        tid = self.submit(c, ".", script)
+        deadline = time.monotonic() + max(120, size / (5 * MB))
+        t = None
+        while time.monotonic() < deadline:
+            t = {x["id"]: x for x in self.tasks(c)}.get(tid)
+            if t and t["status"] in FINAL:
+                break
+            time.sleep(0.2)
+        sampler.stop()
+        self.perf_stop(perf)
+        self.perf_stop(perf_w)
+        m1, w1 = cpu_seconds(master), cpu_seconds(worker)
+        if not t or t["status"] not in FINAL:
+            self.failed = True
+            raise BenchError("log task %s did not end (status %s)" % (tid, t and t["status"]))
+        dur = (t["ended_ms"] - t["started_ms"]) / 1000
+        rate = size / MB / dur
+        S = "logs"
+        if label:
+            print("  %s%d MB in %.2f s: %.0f MB/s" % (label, size // MB, dur, rate), flush=True)
+            return rate
+        log_file = os.path.join(c.master_dir, "logs", "%s.log" % tid)
+        on_disk = os.path.getsize(log_file) if os.path.exists(log_file) else None
+        r = {"bytes": size, "lines": lines, "seconds": dur, "mb_s": rate, "status": t["status"],
+             "log_lines": t["log_lines"], "master_cpu_s": m1 - m0, "worker_cpu_s": w1 - w0,
+             "log_file_bytes": on_disk}
+        self.raw["logs"] = r
+        self.row(S, "task (status, lines stored / printed)", "%s, %d / %d" % (
+            t["status"], t["log_lines"], lines))
+        self.row(S, "bytes printed, time started -> ended", "%d MB, %.2f s" % (size // MB, dur))
+        self.row(S, "durable MB/s (MB = 10^6 bytes)", "%.0f" % rate, ">= 300 MB/s")
+        self.row(S, "durable lines / s", "%.0f" % (lines / dur))
+        self.row(S, "master CPU per MB", "%.2f ms" % ((m1 - m0) / (size / MB) * 1000))
+        self.row(S, "master CPU use (of one core)", "%.0f %%" % ((m1 - m0) / dur * 100))
+        self.row(S, "worker CPU per MB (own process)", "%.2f ms" % ((w1 - w0) / (size / MB) * 1000))
+        r["machine_busy"] = sampler.busy(t["started_ms"], t["ended_ms"])
+        if r["machine_busy"] is not None:
+            self.row(S, "machine CPU busy (all %d cores), started -> ended" % os.cpu_count(),
+                     "%.0f %%" % (r["machine_busy"] * 100))
+        if t["log_lines"] != lines or t["status"] != "finished":
+            self.failed = True
+            self.note("log task ended %s with %d of %d lines stored"
+                      % (t["status"], t["log_lines"], lines))
+        return rate
+
+    # -----------------------------------------------------------------------------------------
+
+    def report(self, mach, build, cmd):
+        print()
+        print("crawlab-node benchmark, %s" % mach["date"])
+        print("machine: %s cores, %s, kernel %s" % (mach["nproc"], mach["cpu"], mach["kernel"]))
+        print("binary: %s (sha256 %s), source commit %s%s" % (
+            self.args.bin, build["sha256"], build["commit"],
+            " + uncommitted changes in %s" % ", ".join(build["dirty"]) if build["dirty"] else ""))
+        print("command: %s" % cmd)
+        print("machine busy in the second before each test (other work): %s" % ", ".join(
+            "%s %.0f %%" % (t, v * 100) for t, v in self.background.items()))
+        print()
+        w1 = max([len(r[1]) for r in self.rows] + [10])
+        w2 = max([len(r[2]) for r in self.rows] + [5])
+        print("%-10s  %-*s  %-*s  %s" % ("test", w1, "metric", w2, "value", "goal"))
+        print("%s  %s  %s  %s" % ("-" * 10, "-" * w1, "-" * w2, "-" * 12))
+        last = None
+        for sec, metric, value, goal in self.rows:
+            print("%-10s  %-*s  %-*s  %s" % (sec if sec != last else "", w1, metric, w2, value,
+                                             goal))
+            last = sec
+        for n in self.notes:
+            print("note: " + n)
+        if self.args.json:
+            with open(self.args.json, "w") as f:
+                json.dump({"machine": mach, "build": build, "command": cmd, "results": self.raw,
+                           "background_busy": self.background, "notes": self.notes}, f,
+                          indent=1)
+            print("raw figures written to %s" % self.args.json)
+
+
+def size_arg(s):
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    s = s.strip().upper()
+    if s and s[-1] in mult:
+        return int(float(s[:-1]) * mult[s[-1]])
+    return int(s)
+
+
+def main():
+    p = argparse.ArgumentParser(description="crawlab-node benchmark (prints figures, never fails "
+                                "on speed)")
+    p.add_argument("--quick", action="store_true", help="a small run, under a minute")
+    p.add_argument("--only", default="latency,throughput,logs",
+                   help="comma-separated tests among latency, throughput, logs")
+    p.add_argument("--bin", default=harness.BIN, help="crawlab-node binary (default %(default)s; "
+                   "copied before use)")
+    p.add_argument("--latency-tasks", type=int, default=200)
+    p.add_argument("--latency-warmup", type=int, default=5)
+    p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                   help="latency probe task sleeps this long after its stamp (default 0: it exits "
+                   "at once)")
+    p.add_argument("--throughput-tasks", type=int, default=3000)
+    p.add_argument("--max-runners", type=int, default=16)
+    p.add_argument("--submitters", type=int, default=4, help="parallel submit commands")
+    p.add_argument("--task", nargs="+", default=["true"], help="throughput task command words")
+    p.add_argument("--throughput-deadline", type=float, default=300)
+    p.add_argument("--log-bytes", type=size_arg, default=0,
+                   help="bytes the log task prints (default: sized to about --log-seconds)")
+    p.add_argument("--log-seconds", type=float, default=10)
+    p.add_argument("--log-probe-bytes", type=size_arg, default=200 * MB)
+    p.add_argument("--log-max-bytes", type=size_arg, default=4000 * MB)
+    p.add_argument("--end-wait", type=float, default=3.0,
+                   help="seconds a started task may take to end before it counts as stuck")
+    p.add_argument("--max-stuck", type=int, default=5,
+                   help="the latency test stops after this many stuck tasks")
+    p.add_argument("--perf", metavar="DIR", help="perf record (dwarf call graphs) the master "
+                   "and worker w1 during the throughput and log tests, into DIR/*.data")
+    p.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the cluster directories")
+    a = p.parse_args()
+    if a.quick:
+        a.latency_tasks = min(a.latency_tasks, 50)
+        a.latency_warmup = min(a.latency_warmup, 3)
+        a.throughput_tasks = min(a.throughput_tasks, 400)
+        if not a.log_bytes:
+            a.log_bytes = 200 * MB
+    if not os.access(a.bin, os.X_OK):
+        sys.exit("bench: no executable at %s (build it: ninja -C build, or --bin)" % a.bin)
+    if a.keep:
+        harness._keep_root = True  # harness's own switch: the root is kept and its path printed
+
+    mach = machine()
+    build = build_info(a.bin)
+    cmd = "python3 bench/bench.py " + " ".join(sys.argv[1:])
+    b = Bench(a)
+    tests = [t.strip() for t in a.only.split(",") if t.strip()]
+    for t in tests:
+        if t not in ("latency", "throughput", "logs"):
+            sys.exit("bench: unknown test %r" % t)
+    try:
+        for t in tests:
+            try:
+                share = wait_quiet()
+                b.background[t] = share
+                if share >= 0.15:
+                    b.note("%s: the machine was %.0f %% busy with other work before the test"
+                           % (t, share * 100))
+                getattr(b, t)()
+            except (BenchError, harness.Timeout) as e:
+                b.failed = True
+                b.note("%s: %s" % (t, e))
+    except KeyboardInterrupt:
+        b.failed = True
+        b.note("interrupted")
+    b.report(mach, build, cmd)
+    harness._sweep()
+    sys.exit(1 if b.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,842 @@
+#include "net/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include "runtime/log.h"
+
+/* One TLS record of plaintext per direction: enough for full-size records, small enough for
+ * thousands of connections (32 KiB each, plus wolfSSL's own record buffers). */
+#define PUMP_BUF_SIZE (16 * 1024)
+/* After one direction ended, the other gets this long to end too. */
+#define LINGER_S 5.0
+/* TLS 1.3 suites only; ChaCha20 first because this wolfSSL build has no AES-NI (FIELD-NOTES). */
+#define CIPHER_LIST "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+
+/* What a server and a client context share: the wolfSSL context and the connections made. */
+struct tls_base {
+    WOLFSSL_CTX *ctx;
+    struct tls_conn *conns;
+    size_t n_conns;
+    bool server;
+};
+
+struct tls_server {
+    struct tls_base base;
+    uint64_t handshake_timeout_ms;
+    bool verify_clients;
+};
+
+struct tls_client {
+    struct tls_base base;
+    char *server_name;
+};
+
+enum phase { PH_HANDSHAKE, PH_PUMP };
+
+struct tls_conn {
+    struct tls_base *owner;
+    struct tls_conn *prev, *next;
+    struct ev_loop *loop;
+    WOLFSSL *ssl;
+    enum phase phase;
+    int net_fd;   /* the TCP socket carrying TLS records */
+    int plain_fd; /* our end of the socketpair, -1 until the handshake succeeded */
+    int user_fd;  /* the end handed to the callback: the key of tls_peer_name() */
+    ev_io net_io, plain_io;
+    ev_timer timer; /* handshake timeout, then the linger bound */
+    uint64_t timeout_ms;
+    tls_ready_cb cb;
+    void *cb_ctx;
+    char peer[64];  /* remote address (server side) or host (client side), for messages */
+    char *check_ip; /* client: IP literal the master's certificate must name */
+    char *peer_cn;  /* server: common name of the verified client certificate */
+
+    /* What the transport callbacks saw, so that errors can be told apart from an orderly EOF. */
+    bool net_closed; /* recv returned 0 */
+    int net_errno;   /* errno of a failed recv or send */
+
+    unsigned char *down_buf, *up_buf; /* down: TLS -> plain; up: plain -> TLS */
+    size_t down_off, down_len, up_len;
+    int down_want, up_want; /* EV_READ/EV_WRITE on the TLS socket that wolfSSL waits for */
+    bool net_eof;           /* the peer will send nothing more */
+    bool plain_eof;         /* gRPC will send nothing more */
+    bool plain_shut;        /* the peer's end was passed on to gRPC */
+    bool net_shut;          /* close_notify sent and the TCP write side shut */
+};
+
+/* ---- plaintext fd -> server connection, for tls_peer_name() ---- */
+
+static struct tls_conn **by_fd;
+static size_t by_fd_cap;
+
+static void by_fd_set(int fd, struct tls_conn *c)
+{
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= by_fd_cap) {
+        if (!c)
+            return;
+        size_t cap = by_fd_cap ? by_fd_cap : 64;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        struct tls_conn **grown = realloc(by_fd, cap * sizeof(*grown));
+        if (!grown)
+            return; /* the name is then unknown; the connection itself is unaffected */
+        memset(grown + by_fd_cap, 0, (cap - by_fd_cap) * sizeof(*grown));
+        by_fd = grown;
+        by_fd_cap = cap;
+    }
+    by_fd[fd] = c;
+}
+
+const char *tls_peer_name(int plain_fd)
+{
+    if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])
+        return NULL;
+    return by_fd[plain_fd]->peer_cn;
+}
+
+/* ---- transport callbacks: plain recv/send on the socket, never SIGPIPE ---- */
+
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    ssize_t n = recv(c->net_fd, buf, (size_t)sz, 0);
+    if (n > 0)
+        return (int)n;
+    if (n == 0) {
+        c->net_closed = true;
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    if (errno == EINTR)
+        return WOLFSSL_CBIO_ERR_ISR;
+    c->net_errno = errno;
+    return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    ssize_t n = send(c->net_fd, buf, (size_t)sz, MSG_NOSIGNAL);
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    if (errno == EINTR)
+        return WOLFSSL_CBIO_ERR_ISR;
+    c->net_errno = errno;
+    if (errno == EPIPE)
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+/* ---- contexts ---- */
+
+static int fail_ctx(char *err, size_t errlen, const char *what, const char *file)
+{
+    snprintf(err, errlen, "%s %s: %s", what, file,
+             access(file, R_OK) == 0 ? "not a valid PEM file of that kind" : strerror(errno));
+    return -EINVAL;
+}
+
+static int base_init(struct tls_base *b, bool server, char *err, size_t errlen)
+{
+    b->server = server;
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot initialise wolfSSL");
+        return -EIO;
+    }
+    b->ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
+    if (!b->ctx) {
+        wolfSSL_Cleanup();
+        snprintf(err, errlen, "cannot create a TLS context: out of memory");
+        return -ENOMEM;
+    }
+    if (wolfSSL_CTX_set_cipher_list(b->ctx, CIPHER_LIST) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "this wolfSSL offers none of the TLS 1.3 cipher suites");
+        return -EIO;
+    }
+    wolfSSL_CTX_SetIORecv(b->ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(b->ctx, io_send);
+    return 0;
+}
+
+static void conn_close(struct tls_conn *c);
+
+static void base_destroy(struct tls_base *b)
+{
+    while (b->conns)
+        conn_close(b->conns);
+    if (b->ctx) {
+        wolfSSL_CTX_free(b->ctx);
+        wolfSSL_Cleanup();
+    }
+}
+
+static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, char *err,
+                         size_t errlen)
+{
+    if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert) != WOLFSSL_SUCCESS)
+        return fail_ctx(err, errlen, "cannot load the certificate", cert);
+    if (wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        return fail_ctx(err, errlen, "cannot load the private key", key);
+    if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "the private key %s does not belong to the certificate %s", key,
+                 cert);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int tls_server_create(const struct tls_server_options *opts, struct tls_server **out, char *err,
+                      size_t errlen)
+{
+    struct tls_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = base_init(&s->base, true, err, errlen);
+    if (rc == 0)
+        rc = load_identity(s->base.ctx, opts->cert_file, opts->key_file, err, errlen);
+    if (rc == 0 && opts->ca_file) {
+        if (wolfSSL_CTX_load_verify_locations(s->base.ctx, opts->ca_file, NULL) !=
+            WOLFSSL_SUCCESS)
+            rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
+        s->verify_clients = true;
+    } else if (rc == 0 && opts->require_client_cert) {
+        snprintf(err, errlen, "requiring client certificates needs a CA to verify them");
+        rc = -EINVAL;
+    }
+    if (rc < 0) {
+        tls_server_destroy(s);
+        return rc;
+    }
+    int mode = WOLFSSL_VERIFY_NONE;
+    if (s->verify_clients)
+        mode = WOLFSSL_VERIFY_PEER |
+               (opts->require_client_cert ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    wolfSSL_CTX_set_verify(s->base.ctx, mode, NULL);
+    /* Workers reconnect with full handshakes; tickets would only cost a message per connection. */
+    wolfSSL_CTX_no_ticket_TLSv13(s->base.ctx);
+    s->handshake_timeout_ms =
+        opts->handshake_timeout_ms ? opts->handshake_timeout_ms : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    *out = s;
+    return 0;
+}
+
+int tls_client_create(const struct tls_client_options *opts, struct tls_client **out, char *err,
+                      size_t errlen)
+{
+    struct tls_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = base_init(&c->base, false, err, errlen);
+    if (rc == 0 && wolfSSL_CTX_load_verify_locations(c->base.ctx, opts->ca_file, NULL) !=
+                       WOLFSSL_SUCCESS)
+        rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
+    if (rc == 0 && opts->cert_file)
+        rc = load_identity(c->base.ctx, opts->cert_file, opts->key_file, err, errlen);
+    if (rc == 0 && opts->server_name && !(c->server_name = strdup(opts->server_name))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        tls_client_destroy(c);
+        return rc;
+    }
+    wolfSSL_CTX_set_verify(c->base.ctx, WOLFSSL_VERIFY_PEER, NULL);
+    *out = c;
+    return 0;
+}
+
+void tls_server_destroy(struct tls_server *s)
+{
+    if (!s)
+        return;
+    base_destroy(&s->base);
+    free(s);
+}
+
+void tls_client_destroy(struct tls_client *c)
+{
+    if (!c)
+        return;
+    base_destroy(&c->base);
+    free(c->server_name);
+    free(c);
+}
+
+void tls_client_close_loop(struct tls_client *c, struct ev_loop *loop)
+{
+    struct tls_conn *conn = c->base.conns;
+    while (conn) {
+        struct tls_conn *next = conn->next;
+        if (conn->loop == loop)
+            conn_close(conn);
+        conn = next;
+    }
+}
+
+const char *tls_client_server_name(const struct tls_client *c)
+{
+    return c->server_name;
+}
+
+size_t tls_server_conn_count(const struct tls_server *s)
+{
+    return s->base.n_conns;
+}
+
+size_t tls_client_conn_count(const struct tls_client *c)
+{
+    return c->base.n_conns;
+}
+
+/* ---- connections ---- */
+
+static void set_watch(struct tls_conn *c, ev_io *w, int fd, int events)
+{
+    if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
+        return;
+    ev_io_stop(c->loop, w);
+    if (!events)
+        return;
+    ev_io_set(w, fd, events);
+    ev_io_start(c->loop, w);
+}
+
+static void conn_close(struct tls_conn *c)
+{
+    ev_io_stop(c->loop, &c->net_io);
+    ev_io_stop(c->loop, &c->plain_io);
+    ev_timer_stop(c->loop, &c->timer);
+    if (c->owner->server && c->user_fd >= 0 && (size_t)c->user_fd < by_fd_cap &&
+        by_fd[c->user_fd] == c)
+        by_fd[c->user_fd] = NULL;
+    if (c->ssl)
+        wolfSSL_free(c->ssl);
+    if (c->net_fd >= 0)
+        close(c->net_fd);
+    if (c->plain_fd >= 0)
+        close(c->plain_fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->owner->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->owner->n_conns--;
+    free(c->down_buf);
+    free(c->check_ip);
+    free(c->peer_cn);
+    free(c);
+}
+
+void tls_conn_cancel(struct tls_conn *conn)
+{
+    if (conn)
+        conn_close(conn);
+}
+
+static const char *alert_name(int code)
+{
+    switch (code) {
+    case 40:
+        return "handshake_failure";
+    case 42:
+        return "bad_certificate";
+    case 43:
+        return "unsupported_certificate";
+    case 44:
+        return "certificate_revoked";
+    case 45:
+        return "certificate_expired";
+    case 46:
+        return "certificate_unknown";
+    case 47:
+        return "illegal_parameter";
+    case 48:
+        return "unknown_ca";
+    case 49:
+        return "access_denied";
+    case 50:
+        return "decode_error";
+    case 51:
+        return "decrypt_error";
+    case 70:
+        return "protocol_version";
+    case 71:
+        return "insufficient_security";
+    case 80:
+        return "internal_error";
+    case 109:
+        return "missing_extension";
+    case 112:
+        return "unrecognized_name";
+    case 116:
+        return "certificate_required";
+    default:
+        return NULL;
+    }
+}
+
+/* What a fatal alert from the master most likely means for us. */
+static const char *alert_hint(int code)
+{
+    if (code == 116)
+        return " (it requires a client certificate: --tls-cert)";
+    if ((code >= 42 && code <= 46) || code == 48)
+        return " (it refused our certificate)";
+    return "";
+}
+
+/* One sentence for a failed handshake, naming whose certificate is at fault. */
+static void describe_failure(struct tls_conn *c, int code, char *buf, size_t len)
+{
+    const char *whose = c->owner->server ? "the client's" : "the master's";
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    wolfSSL_get_alert_history(c->ssl, &h);
+    switch (code) {
+    case ASN_NO_SIGNER_E:
+    case ASN_SIG_CONFIRM_E:
+        snprintf(buf, len, "%s certificate is not signed by a trusted CA", whose);
+        return;
+    case ASN_AFTER_DATE_E:
+        snprintf(buf, len, "%s certificate has expired", whose);
+        return;
+    case ASN_BEFORE_DATE_E:
+        snprintf(buf, len, "%s certificate is not valid yet", whose);
+        return;
+    case DOMAIN_NAME_MISMATCH:
+    case IPADDR_MISMATCH:
+        snprintf(buf, len, "the master's certificate is not valid for '%s' (see --tls-server-name)",
+                 c->peer);
+        return;
+    case NO_PEER_CERT:
+        snprintf(buf, len, "the client sent no certificate, and one is required");
+        return;
+    default:
+        break;
+    }
+    if (h.last_rx.code > 0 && h.last_rx.level == 2) {
+        const char *name = alert_name(h.last_rx.code);
+        if (name)
+            snprintf(buf, len, "the peer refused the handshake (alert %s)", name);
+        else
+            snprintf(buf, len, "the peer refused the handshake (alert %d)", h.last_rx.code);
+        return;
+    }
+    if (c->net_closed) {
+        snprintf(buf, len, "the peer closed the connection during the handshake");
+        return;
+    }
+    if (c->net_errno) {
+        snprintf(buf, len, "%s", strerror(c->net_errno));
+        return;
+    }
+    char text[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)code, text, sizeof(text));
+    switch (code) {
+    case VERSION_ERROR:
+    case UNKNOWN_RECORD_TYPE:
+    case LENGTH_ERROR:
+    case BUFFER_ERROR:
+        snprintf(buf, len, "the peer does not speak TLS 1.3 (plaintext?): %s", text);
+        return;
+    default:
+        snprintf(buf, len, "%s (wolfSSL error %d)", text, code);
+    }
+}
+
+static void handshake_failed(struct tls_conn *c, int err, const char *msg)
+{
+    tls_ready_cb cb = c->cb;
+    void *ctx = c->cb_ctx;
+    char copy[320];
+    /* A server has many peers: say which one. A client knows whom it dialled. */
+    if (c->owner->server)
+        snprintf(copy, sizeof(copy), "%s: %s", c->peer, msg);
+    else
+        snprintf(copy, sizeof(copy), "%s", msg);
+    conn_close(c);
+    cb(ctx, -1, err, copy);
+}
+
+static void pump(struct tls_conn *c);
+
+static void on_linger(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    conn_close(w->data);
+}
+
+static void start_linger(struct tls_conn *c)
+{
+    if (ev_is_active(&c->timer))
+        return;
+    ev_timer_init(&c->timer, on_linger, LINGER_S, 0.0);
+    c->timer.data = c;
+    ev_timer_start(c->loop, &c->timer);
+}
+
+/*
+ * Errors on either side end the connection at once: gRPC reads EOF and drops the channel. In
+ * TLS 1.3 a client learns that the server refused its certificate only now, from an alert after
+ * the handshake, and gRPC would only say "socket closed": say it here.
+ */
+static void pump_abort(struct tls_conn *c)
+{
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    wolfSSL_get_alert_history(c->ssl, &h);
+    if (h.last_rx.code > 0 && h.last_rx.level == 2) {
+        const char *name = alert_name(h.last_rx.code);
+        char num[16];
+        snprintf(num, sizeof(num), "%d", h.last_rx.code);
+        if (c->owner->server)
+            log_warn("TLS connection from %s ended by the client with alert %s", c->peer,
+                     name ? name : num);
+        else
+            log_warn("the master %s ended the TLS connection with alert %s%s", c->peer,
+                     name ? name : num, alert_hint(h.last_rx.code));
+    }
+    conn_close(c);
+}
+
+static bool want_from(int code, int *want)
+{
+    if (code == WOLFSSL_ERROR_WANT_READ) {
+        *want = EV_READ;
+        return true;
+    }
+    if (code == WOLFSSL_ERROR_WANT_WRITE) {
+        *want = EV_WRITE;
+        return true;
+    }
+    return false;
+}
+
+/* TLS -> plain. Returns 1 on progress, 0 when waiting, -1 when the connection is gone. */
+static int pump_down(struct tls_conn *c)
+{
+    int progress = 0;
+    if (c->down_len == 0 && !c->net_eof) {
+        int n = wolfSSL_read(c->ssl, c->down_buf, PUMP_BUF_SIZE);
+        if (n > 0) {
+            c->down_off = 0;
+            c->down_len = (size_t)n;
+            c->down_want = 0;
+            progress = 1;
+        } else {
+            int code = wolfSSL_get_error(c->ssl, n);
+            if (want_from(code, &c->down_want))
+                ;
+            else if (code == WOLFSSL_ERROR_ZERO_RETURN || (c->net_closed && !c->net_errno)) {
+                c->net_eof = true;
+                c->down_want = 0;
+                progress = 1;
+            } else {
+                pump_abort(c);
+                return -1;
+            }
+        }
+    }
+    if (c->down_len > 0) {
+        ssize_t w = send(c->plain_fd, c->down_buf + c->down_off, c->down_len, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->down_off += (size_t)w;
+            c->down_len -= (size_t)w;
+            progress = 1;
+        } else if (w < 0 && errno == EINTR) {
+            progress = 1;
+        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            pump_abort(c);
+            return -1;
+        }
+    }
+    if (c->net_eof && c->down_len == 0 && !c->plain_shut) {
+        shutdown(c->plain_fd, SHUT_WR);
+        c->plain_shut = true;
+        start_linger(c);
+        progress = 1;
+    }
+    return progress;
+}
+
+/* plain -> TLS. Same return values as pump_down(). */
+static int pump_up(struct tls_conn *c)
+{
+    int progress = 0;
+    if (c->up_len == 0 && !c->plain_eof) {
+        ssize_t r = recv(c->plain_fd, c->up_buf, PUMP_BUF_SIZE, 0);
+        if (r > 0) {
+            c->up_len = (size_t)r;
+            progress = 1;
+        } else if (r == 0) {
+            c->plain_eof = true;
+            progress = 1;
+        } else if (errno == EINTR) {
+            progress = 1;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            pump_abort(c);
+            return -1;
+        }
+    }
+    if (c->up_len > 0) {
+        /* wolfSSL wants the same buffer again after WANT_WRITE; up_buf is not touched until the
+         * whole of it went out. */
+        int n = wolfSSL_write(c->ssl, c->up_buf, (int)c->up_len);
+        if (n > 0) {
+            c->up_len = 0;
+            c->up_want = 0;
+            progress = 1;
+        } else if (!want_from(wolfSSL_get_error(c->ssl, n), &c->up_want)) {
+            pump_abort(c);
+            return -1;
+        }
+    }
+    if (c->plain_eof && c->up_len == 0 && !c->net_shut) {
+        int rc = wolfSSL_shutdown(c->ssl);
+        if (rc == WOLFSSL_FATAL_ERROR && want_from(wolfSSL_get_error(c->ssl, rc), &c->up_want))
+            return progress;
+        /* close_notify is out (or cannot be sent, which the FIN below tells just as well). */
+        shutdown(c->net_fd, SHUT_WR);
+        c->net_shut = true;
+        c->up_want = 0;
+        start_linger(c);
+        progress = 1;
+    }
+    return progress;
+}
+
+/* Moves bytes both ways until neither can go further, then waits for exactly what blocks. */
+static void pump(struct tls_conn *c)
+{
+    for (;;) {
+        int down = pump_down(c);
+        if (down < 0)
+            return;
+        int up = pump_up(c);
+        if (up < 0)
+            return;
+        if (!down && !up)
+            break;
+    }
+    if (c->plain_shut && c->net_shut) {
+        conn_close(c);
+        return;
+    }
+    int net = 0, plain = 0;
+    if (c->down_len == 0 && !c->net_eof)
+        net |= c->down_want;
+    if (c->up_len > 0 || (c->plain_eof && !c->net_shut))
+        net |= c->up_want;
+    if (c->down_len > 0)
+        plain |= EV_WRITE;
+    if (c->up_len == 0 && !c->plain_eof)
+        plain |= EV_READ;
+    set_watch(c, &c->net_io, c->net_fd, net);
+    set_watch(c, &c->plain_io, c->plain_fd, plain);
+}
+
+static void on_pump_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    pump(w->data);
+}
+
+static bool is_ip_literal(const char *s)
+{
+    unsigned char addr[16];
+    return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
+}
+
+/* Checks what wolfSSL cannot check by itself and remembers the client's name. 0 or -errno. */
+static int check_peer(struct tls_conn *c, char *msg, size_t len)
+{
+    WOLFSSL_X509 *cert = wolfSSL_get_peer_certificate(c->ssl);
+    int rc = 0;
+    if (c->check_ip && (!cert || wolfSSL_X509_check_ip_asc(cert, c->check_ip, 0) != 1)) {
+        snprintf(msg, len,
+                 "the master's certificate is not valid for the address %s (see "
+                 "--tls-server-name)",
+                 c->check_ip);
+        rc = -ECONNREFUSED;
+    } else if (c->owner->server && cert) {
+        char cn[256];
+        int n = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert),
+                                                  NID_commonName, cn, sizeof(cn));
+        if (n > 0 && !(c->peer_cn = strdup(cn)))
+            rc = -ENOMEM;
+    }
+    if (cert)
+        wolfSSL_X509_free(cert);
+    return rc;
+}
+
+static void handshake_done(struct tls_conn *c)
+{
+    char msg[256];
+    int rc = check_peer(c, msg, sizeof(msg));
+    if (rc == -ENOMEM)
+        snprintf(msg, sizeof(msg), "out of memory");
+    if (rc < 0) {
+        handshake_failed(c, rc, msg);
+        return;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+        int e = errno;
+        snprintf(msg, sizeof(msg), "socketpair: %s", strerror(e));
+        handshake_failed(c, -e, msg);
+        return;
+    }
+    c->down_buf = malloc(2 * PUMP_BUF_SIZE);
+    if (!c->down_buf) {
+        close(sv[0]);
+        close(sv[1]);
+        handshake_failed(c, -ENOMEM, "out of memory");
+        return;
+    }
+    c->up_buf = c->down_buf + PUMP_BUF_SIZE;
+    c->plain_fd = sv[0];
+    c->user_fd = sv[1];
+    c->phase = PH_PUMP;
+    ev_timer_stop(c->loop, &c->timer);
+    ev_io_stop(c->loop, &c->net_io);
+    ev_io_init(&c->net_io, on_pump_io, c->net_fd, EV_READ);
+    ev_io_init(&c->plain_io, on_pump_io, c->plain_fd, EV_READ);
+    c->net_io.data = c->plain_io.data = c;
+    if (c->owner->server)
+        by_fd_set(c->user_fd, c);
+    c->cb(c->cb_ctx, c->user_fd, 0, NULL);
+    /* wolfSSL may already hold application data that came with the last handshake flight. */
+    pump(c);
+}
+
+static void handshake_step(struct tls_conn *c)
+{
+    int rc = c->owner->server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
+    if (rc == WOLFSSL_SUCCESS) {
+        handshake_done(c);
+        return;
+    }
+    int code = wolfSSL_get_error(c->ssl, rc);
+    int want;
+    if (want_from(code, &want)) {
+        set_watch(c, &c->net_io, c->net_fd, want);
+        return;
+    }
+    char msg[256];
+    describe_failure(c, code, msg, sizeof(msg));
+    handshake_failed(c, c->net_errno ? -c->net_errno : -ECONNREFUSED, msg);
+}
+
+static void on_handshake_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    handshake_step(w->data);
+}
+
+static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct tls_conn *c = w->data;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "no TLS handshake within %.1f s", (double)c->timeout_ms / 1000.0);
+    handshake_failed(c, -ETIMEDOUT, msg);
+}
+
+static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int fd, const char *peer,
+                                 uint64_t timeout_ms, tls_ready_cb cb, void *ctx)
+{
+    struct tls_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->ssl = wolfSSL_new(b->ctx);
+    if (!c->ssl) {
+        free(c);
+        return NULL;
+    }
+    c->owner = b;
+    c->loop = loop;
+    c->net_fd = fd;
+    c->plain_fd = c->user_fd = -1;
+    c->cb = cb;
+    c->cb_ctx = ctx;
+    c->timeout_ms = timeout_ms;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    ev_io_init(&c->net_io, on_handshake_io, fd, EV_READ);
+    c->net_io.data = c;
+    ev_init(&c->plain_io, on_pump_io);
+    c->plain_io.data = c;
+    ev_timer_init(&c->timer, on_handshake_timeout, (double)timeout_ms / 1000.0, 0.0);
+    c->timer.data = c;
+    if (timeout_ms)
+        ev_timer_start(loop, &c->timer);
+    c->next = b->conns;
+    if (b->conns)
+        b->conns->prev = c;
+    b->conns = c;
+    b->n_conns++;
+    return c;
+}
+
+int tls_accept(struct ev_loop *loop, struct tls_server *s, int fd, const char *peer,
+               tls_ready_cb cb, void *ctx)
+{
+    struct tls_conn *c = conn_new(loop, &s->base, fd, peer, s->handshake_timeout_ms, cb, ctx);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    /* The client speaks first; waiting for it also keeps cb out of this call. */
+    set_watch(c, &c->net_io, fd, EV_READ);
+    return 0;
+}
+
+int tls_connect(struct ev_loop *loop, struct tls_client *cl, int fd, const char *host,
+                uint64_t timeout_ms, tls_ready_cb cb, void *ctx, struct tls_conn **out)
+{
+    const char *name = cl->server_name ? cl->server_name : host;
+    struct tls_conn *c = conn_new(loop, &cl->base, fd, name, timeout_ms, cb, ctx);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    int rc = 0;
+    if (is_ip_literal(name)) {
+        /* SNI carries host names only (RFC 6066); an address is checked once the handshake is
+         * done, against the certificate's IP address entries. */
+        if (!(c->check_ip = strdup(name)))
+            rc = -ENOMEM;
+    } else if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, name, (unsigned short)strlen(name)) !=
+                   WOLFSSL_SUCCESS ||
+               wolfSSL_check_domain_name(c->ssl, name) != WOLFSSL_SUCCESS) {
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        conn_close(c);
+        return rc;
+    }
+    *out = c;
+    /* The first flight goes out from the loop, so that cb never runs inside this call. */
+    set_watch(c, &c->net_io, fd, EV_WRITE);
+    return 0;
+}
