@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "entity/response.pb-c.h"
+#include "master/group.h"
 #include "master/store.h"
 #include "master/tasks.h"
 #include "rpc/codec.h"
@@ -29,10 +30,7 @@ struct stream {
 struct ingest {
     struct master *m;
     struct stream *streams; /* every open Connect stream */
-    ev_prepare commit_point;
-    bool group_open;
-    uint64_t group; /* number of the open (or next) group, from 1 */
-    size_t group_bytes;
+    size_t group_bytes;     /* carried by the open group */
 };
 
 static void list_remove(struct ingest *in, struct stream *s)
@@ -64,21 +62,16 @@ static void reply(struct stream *s, grpc_status_code st, const char *details)
     free(s);
 }
 
-/* The end of a group: make it durable, then answer the streams that were waiting for it. */
-static void commit_group(struct ingest *in)
+/* A group was committed (or rolled back): answer the streams that waited for it. */
+static void on_commit(void *ctx, uint64_t group, bool ok)
 {
-    if (!in->group_open)
-        return;
-    ev_prepare_stop(in->m->loop, &in->commit_point);
-    in->group_open = false;
+    struct ingest *in = ctx;
     in->group_bytes = 0;
-    uint64_t group = in->group++;
-    int rc = store_commit(in->m->store);
     struct stream *s = in->streams;
     while (s) {
         struct stream *next = s->next;
         if (s->dirty_group == group) {
-            if (rc < 0) {
+            if (!ok) {
                 /* Nothing of the group is stored: the stream must be resent from the master's
                  * cursor, so it cannot go on. */
                 reply(s, GRPC_STATUS_UNAVAILABLE, "could not store the data; resend");
@@ -90,30 +83,8 @@ static void commit_group(struct ingest *in)
         }
         s = next;
     }
-    if (rc == 0)
+    if (ok)
         tasks_committed(in->m->tasks);
-}
-
-static void on_commit_point(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    commit_group(w->data);
-}
-
-void ingest_flush(struct ingest *in)
-{
-    commit_group(in);
-}
-
-static int open_group(struct ingest *in)
-{
-    if (in->group_open)
-        return 0;
-    int rc = store_begin(in->m->store);
-    if (rc < 0)
-        return rc;
-    in->group_open = true;
-    ev_prepare_start(in->m->loop, &in->commit_point);
-    return 0;
 }
 
 /*
@@ -215,7 +186,7 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     struct batch b;
     int n = batch_parse(&b, &req->data, items);
     size_t accepted = 0;
-    if (n > 0 && (rc = open_group(in)) == 0) {
+    if (n > 0 && (rc = group_join(in->m->group)) == 0) {
         rc = items ? store_items_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                         &accepted)
                    : store_log_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
@@ -242,11 +213,11 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     else
         s->lines += accepted;
     if (accepted) {
-        s->dirty_group = in->group;
+        s->dirty_group = group_number(in->m->group);
         in->group_bytes += grpc_byte_buffer_length(msg);
     }
     if (in->group_bytes >= GROUP_MAX_BYTES)
-        commit_group(in);
+        group_commit(in->m->group);
     srv_call_read(c);
 }
 
@@ -286,9 +257,7 @@ int ingest_create(struct master *m, struct ingest **out)
     if (!in)
         return -ENOMEM;
     in->m = m;
-    in->group = 1;
-    ev_prepare_init(&in->commit_point, on_commit_point);
-    in->commit_point.data = in;
+    group_on_commit(m->group, on_commit, in);
     *out = in;
     return 0;
 }
@@ -297,7 +266,7 @@ void ingest_destroy(struct ingest *in)
 {
     if (!in)
         return;
-    commit_group(in);
+    group_commit(in->m->group);
     while (in->streams)
         reply(in->streams, GRPC_STATUS_UNAVAILABLE, "master stopping");
     free(in);

@@ -1,8 +1,7 @@
 /*
  * Ingest: TaskService.Connect, the client stream that carries a task's log lines and result
- * items, stored with seq dedupe and group commit. Many messages from many streams go into one
- * store transaction, committed once per loop iteration (fdatasync of the log files, then the
- * database); a stream's final OK is sent only after everything it carried is durable.
+ * items, stored with seq dedupe. Messages join the master's group commit (master/group.h); a
+ * stream's final OK is sent only after the group holding the last of its data is durable.
  * Loop thread only.
  */
 #ifndef CRAWLAB_INGEST_H
@@ -16,7 +15,5 @@ struct ingest;
 int ingest_create(struct master *m, struct ingest **out);
 void ingest_destroy(struct ingest *in);
 void ingest_add_methods(struct ingest *in, struct rpc_server *s);
-/* Commits whatever is open now (used at shutdown). */
-void ingest_flush(struct ingest *in);
 
 #endif

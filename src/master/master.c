@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "master/admin.h"
+#include "master/group.h"
 #include "master/ingest.h"
 #include "master/nodes.h"
 #include "master/store.h"
@@ -174,6 +175,7 @@ int master_main(const struct config *cfg)
         .max_streams_per_conn = 1024,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
+        (rc = group_create(&m, &m.group)) < 0 ||
         (rc = nodes_create(&m, &m.nodes)) < 0 || (rc = tasks_create(&m, &m.tasks)) < 0 ||
         (rc = ingest_create(&m, &m.ingest)) < 0) {
         log_error("cannot start the server: %s", strerror(-rc));
@@ -227,6 +229,7 @@ out:
     ingest_destroy(m.ingest);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
+    group_destroy(m.group);
     bridge_destroy(m.bridge);
     store_close(m.store);
     free(m.auth_key);

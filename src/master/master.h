@@ -19,6 +19,7 @@ struct master {
     struct rpc_server *server;
     struct listener *listener;
     struct store *store;
+    struct group *group;
     struct nodes *nodes;
     struct tasks *tasks;
     struct ingest *ingest;

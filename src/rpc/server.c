@@ -57,6 +57,9 @@ struct rpc_server {
     void (*shutdown_done)(void *ctx);
     void *shutdown_ctx;
 
+    struct rpc_server_hooks hooks;
+    struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
+
     /* Refusals are logged at most once a second, with the number suppressed. */
     ev_tstamp refusal_window;
     unsigned refusals_suppressed;
@@ -90,6 +93,7 @@ struct srv_call {
 
     const struct srv_handler *handler;
     void *user;
+    struct srv_call *held_next;
 };
 
 static void arm_slot(struct request_slot *slot);
@@ -244,6 +248,17 @@ bool srv_call_write_pending(const struct srv_call *c)
     return c->send_pending;
 }
 
+/* Sends the status (after a pending write, which it may not overtake) and drops the handler's
+ * reference. */
+static void deliver_status(struct srv_call *c)
+{
+    if (c->send_pending)
+        c->status_queued = true;
+    else
+        send_status(c);
+    call_unref(c);
+}
+
 void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *details,
                      grpc_byte_buffer *msg)
 {
@@ -257,12 +272,43 @@ void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *de
     c->status_buf = msg;
     grpc_slice_unref(c->status_details);
     c->status_details = grpc_slice_from_copied_string(details ? details : "");
-    /* A status may not overtake a message still being sent. */
-    if (c->send_pending)
-        c->status_queued = true;
-    else
-        send_status(c);
-    call_unref(c); /* the handler's reference */
+    struct rpc_server *s = c->server;
+    if (s->hooks.hold && s->hooks.hold(s->hooks.ctx)) {
+        /* What the reply confirms is not durable yet: it waits for rpc_server_release_replies. */
+        c->held_next = NULL;
+        if (s->held_tail)
+            s->held_tail->held_next = c;
+        else
+            s->held_head = c;
+        s->held_tail = c;
+        return;
+    }
+    deliver_status(c);
+}
+
+void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h)
+{
+    s->hooks = *h;
+}
+
+void rpc_server_release_replies(struct rpc_server *s, bool durable)
+{
+    struct srv_call *c = s->held_head;
+    s->held_head = s->held_tail = NULL;
+    while (c) {
+        struct srv_call *next = c->held_next;
+        if (!durable && c->status == GRPC_STATUS_OK) {
+            /* The change it confirms was rolled back: the caller must try again. */
+            c->status = GRPC_STATUS_UNAVAILABLE;
+            grpc_slice_unref(c->status_details);
+            c->status_details = grpc_slice_from_static_string("could not store the change; retry");
+            if (c->status_buf)
+                grpc_byte_buffer_destroy(c->status_buf);
+            c->status_buf = NULL;
+        }
+        deliver_status(c);
+        c = next;
+    }
 }
 
 void srv_call_reply(struct srv_call *c, const ProtobufCMessage *resp)
@@ -314,6 +360,9 @@ static void unary_on_message(struct srv_call *c, grpc_byte_buffer *msg)
         return;
     }
     c->handler = NULL; /* from here on the method owns the call */
+    struct rpc_server *s = c->server;
+    if (s->hooks.before_unary)
+        s->hooks.before_unary(s->hooks.ctx);
     c->method->unary(c, c->method->ctx, req);
     protobuf_c_message_free_unpacked(req, NULL);
 }

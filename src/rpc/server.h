@@ -58,6 +58,20 @@ void rpc_server_add_unary(struct rpc_server *s, const char *path,
 void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx);
 int rpc_server_start(struct rpc_server *s);
 
+/*
+ * Group commit support. before_unary runs before every unary method (the master opens its group
+ * of store changes there). While hold() answers true, the replies of calls that finish are kept,
+ * and rpc_server_release_replies() sends them once what they confirm is durable -- or, when it
+ * was rolled back, turns every OK among them into UNAVAILABLE so that the caller retries.
+ */
+struct rpc_server_hooks {
+    void (*before_unary)(void *ctx);
+    bool (*hold)(void *ctx);
+    void *ctx;
+};
+void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h);
+void rpc_server_release_replies(struct rpc_server *s, bool durable);
+
 /* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on. */
 void rpc_server_add_fd(struct rpc_server *s, int fd);
 

@@ -57,7 +57,9 @@ struct jobs {
     struct job *list;
     int running; /* processes alive */
     int held;
-    bool fetching, draining, stopping;
+    int fetching;     /* FetchTask calls out */
+    int fetch_window; /* how many may be out: grows while the queue has work, 1 when it is empty */
+    bool draining, stopping;
     bool resyncing;      /* a Resync is out: no fetching until the master answered */
     bool resync_missing; /* the master answered UNIMPLEMENTED once: do not ask again */
     ev_timer poll;
@@ -68,6 +70,7 @@ struct jobs {
 };
 
 static void maybe_fetch(struct jobs *j);
+static int fetch_one(struct jobs *j, grpc_channel *ch);
 static void send_report(struct job *job);
 static void maybe_final(struct job *job);
 
@@ -542,7 +545,9 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     struct jobs *j = c->j;
     unsigned gen = c->gen;
     free(c);
-    j->fetching = false;
+    if (gen != session_generation(j->sess))
+        return; /* a call of a connection already torn down, which reset the count */
+    j->fetching--;
     if (st != GRPC_STATUS_OK) {
         if (connection_trouble(st))
             session_connection_failed(j->sess, gen, "fetch failed");
@@ -557,6 +562,9 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     }
     const Grpc__TaskServiceFetchTaskResponse *r = (const void *)m;
     bool got = task_id_valid(r->task_id) && strcmp(r->task_id, "000000000000000000000000") != 0;
+    /* While the queue has work, keep several fetches in flight: each one waits for the master's
+     * group commit, and calls that share a commit share its cost. */
+    j->fetch_window = got ? (j->fetch_window < 8 ? j->fetch_window * 2 : 8) : 1;
     if (got) {
         if (j->stopping)
             log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
@@ -570,17 +578,25 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
 static void maybe_fetch(struct jobs *j)
 {
     grpc_channel *ch = session_channel(j->sess);
-    if (!ch || j->fetching || j->resyncing || j->draining || j->stopping ||
-        j->running >= j->cfg->max_runners)
+    if (!ch || j->resyncing || j->draining || j->stopping)
         return;
+    while (j->fetching < j->fetch_window && j->running + j->fetching < j->cfg->max_runners) {
+        if (fetch_one(j, ch) < 0)
+            return;
+    }
+}
+
+static int fetch_one(struct jobs *j, grpc_channel *ch)
+{
     Grpc__TaskServiceFetchTaskRequest req = GRPC__TASK_SERVICE_FETCH_TASK_REQUEST__INIT;
     req.node_key = j->node_key;
     struct call_ctx *c = call_ctx_new(j, NULL);
     if (!c)
-        return;
-    j->fetching = true;
+        return -ENOMEM;
+    j->fetching++;
     cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/FetchTask", session_auth_key(j->sess),
               UNARY_TIMEOUT_MS, &req.base, on_fetched, c);
+    return 0;
 }
 
 static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
@@ -701,7 +717,7 @@ static void start_resync(struct jobs *j)
 void jobs_on_online(struct jobs *j)
 {
     j->draining = false;
-    j->fetching = false;
+    j->fetching = 0;
     /* Whatever the master last heard may be stale: everything is told again after the resync. */
     for (struct job *job = j->list; job; job = job->next) {
         job->report_pending = false;
@@ -712,7 +728,7 @@ void jobs_on_online(struct jobs *j)
 
 void jobs_on_offline(struct jobs *j)
 {
-    j->fetching = false;
+    j->fetching = 0;
     j->resyncing = false;
     for (struct job *job = j->list; job; job = job->next)
         job->report_pending = false;
@@ -783,6 +799,7 @@ int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data
         return -ENOMEM;
     j->loop = loop;
     j->cfg = cfg;
+    j->fetch_window = 1;
     j->data_dir = strdup(data_dir);
     j->node_key = strdup(node_key);
     if (!j->data_dir || !j->node_key) {

@@ -1,0 +1,107 @@
+#include "master/group.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "master/store.h"
+#include "rpc/server.h"
+#include "runtime/log.h"
+
+struct group {
+    struct master *m;
+    ev_prepare commit_point;
+    bool open;
+    uint64_t number;
+    group_commit_fn on_commit;
+    void *on_commit_ctx;
+};
+
+int group_join(struct group *g)
+{
+    if (g->open)
+        return 0;
+    int rc = store_begin(g->m->store);
+    if (rc < 0)
+        return rc;
+    g->open = true;
+    ev_prepare_start(g->m->loop, &g->commit_point);
+    return 0;
+}
+
+uint64_t group_number(const struct group *g)
+{
+    return g->number;
+}
+
+bool group_is_open(const struct group *g)
+{
+    return g->open;
+}
+
+void group_commit(struct group *g)
+{
+    if (!g->open)
+        return;
+    ev_prepare_stop(g->m->loop, &g->commit_point);
+    g->open = false;
+    uint64_t n = g->number++;
+    int rc = store_commit(g->m->store);
+    if (rc < 0)
+        log_error("a group of changes could not be stored (%d); their callers are told to retry",
+                  rc);
+    if (g->m->server)
+        rpc_server_release_replies(g->m->server, rc == 0);
+    if (g->on_commit)
+        g->on_commit(g->on_commit_ctx, n, rc == 0);
+}
+
+void group_on_commit(struct group *g, group_commit_fn fn, void *ctx)
+{
+    g->on_commit = fn;
+    g->on_commit_ctx = ctx;
+}
+
+/* Runs once per loop iteration, after every event of the iteration was handled. */
+static void on_commit_point(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    group_commit(w->data);
+}
+
+/* Every unary method runs inside a group, so its store changes share the iteration's commit. */
+static void before_unary(void *ctx)
+{
+    struct group *g = ctx;
+    if (group_join(g) < 0)
+        log_warn("cannot open a group of store changes; this call commits on its own");
+}
+
+static bool hold_replies(void *ctx)
+{
+    return ((struct group *)ctx)->open;
+}
+
+int group_create(struct master *m, struct group **out)
+{
+    struct group *g = calloc(1, sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    g->m = m;
+    g->number = 1;
+    ev_prepare_init(&g->commit_point, on_commit_point);
+    g->commit_point.data = g;
+    if (m->server) {
+        struct rpc_server_hooks hooks = {
+            .before_unary = before_unary, .hold = hold_replies, .ctx = g};
+        rpc_server_set_hooks(m->server, &hooks);
+    }
+    *out = g;
+    return 0;
+}
+
+void group_destroy(struct group *g)
+{
+    if (!g)
+        return;
+    group_commit(g);
+    free(g);
+}

@@ -1,0 +1,35 @@
+/*
+ * Group commit for the whole master: the store changes made while one loop iteration's events
+ * are handled (task assignments, status reports, registrations, log lines, result items) go into
+ * one store transaction, made durable with one fdatasync per log file and one database commit
+ * just before the loop waits again. Replies that confirm a change are held until then, so a reply
+ * never promises what a crash could still take back, and a busy master pays one sync for many
+ * calls instead of one each. Loop thread only.
+ */
+#ifndef CRAWLAB_GROUP_H
+#define CRAWLAB_GROUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "master/master.h"
+
+struct group;
+
+/* Told after each commit (ok) or rollback (!ok) of group number n. */
+typedef void (*group_commit_fn)(void *ctx, uint64_t n, bool ok);
+
+int group_create(struct master *m, struct group **out);
+/* Commits what is open, then frees. */
+void group_destroy(struct group *g);
+/* Opens a group if none is (joining an open one is free). 0 or -errno from the store. */
+int group_join(struct group *g);
+/* The number of the open group (or of the next one); numbers start at 1. */
+uint64_t group_number(const struct group *g);
+bool group_is_open(const struct group *g);
+/* Commits the open group now (also called before the loop waits). */
+void group_commit(struct group *g);
+/* The one listener told about every commit (the ingest path). */
+void group_on_commit(struct group *g, group_commit_fn fn, void *ctx);
+
+#endif
