@@ -79,6 +79,9 @@ static int append_json_string(struct batch *b, const char *s, size_t n)
         if (c == '"' || c == '\\') {
             *p++ = '\\';
             *p++ = (char)c;
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            *p++ = '\\';
+            *p++ = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
         } else if (c < 0x20) {
             static const char hex[] = "0123456789abcdef";
             *p++ = '\\';
@@ -189,8 +192,35 @@ static void make_room(struct uploader *u, struct batch *b, bool items, size_t ad
     }
 }
 
+/* Bytes a line takes as a JSON string: control characters other than \n \t \r take six. */
+static size_t escaped_len(const char *s, size_t n)
+{
+    size_t out = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r')
+            out += 1;
+        else if (c < 0x20)
+            out += 5;
+    }
+    return out;
+}
+
+/* The longest escaped line one message may carry, leaving room for the envelope under 4 MiB. */
+#define ESCAPED_LINE_MAX (3u << 20)
+
 void uploader_log(struct uploader *u, const char *line, size_t len)
 {
+    /* A line of control characters grows sixfold when escaped: split it so that every message
+     * stays under the limit (on a UTF-8 boundary, which a control character always is). */
+    if (len > ESCAPED_LINE_MAX / 6 && escaped_len(line, len) > ESCAPED_LINE_MAX) {
+        size_t half = len / 2;
+        while (half > 0 && ((unsigned char)line[half] & 0xC0) == 0x80)
+            half--;
+        uploader_log(u, line, half);
+        uploader_log(u, line + half, len - half);
+        return;
+    }
     make_room(u, &u->logs, false, len + 3, u->log_lines + 1);
     if (append_json_string(&u->logs, line, len) < 0) {
         log_error("task %s: out of memory; log line lost", u->task_id);
@@ -283,6 +313,12 @@ static void stream_on_status(struct cli_call *c, grpc_status_code st, const char
         }
         finish_done(u, false);
         return;
+    case GRPC_STATUS_UNAVAILABLE:
+        /* The data connection is gone (or the master could not store): reconnect, resync and
+         * resend from the master's count. */
+        log_debug("task %s: output stream failed (%s); reconnecting", u->task_id, details);
+        session_connection_failed(u->sess, u->stream_gen, "data connection failed");
+        break;
     default:
         log_debug("task %s: output stream failed (%s, status %d); resending", u->task_id, details,
                   (int)st);
