@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
@@ -245,4 +246,16 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
     if (stopped)
         s.status = GRPC_STATUS_OK;
     return call_end(c, &s, method);
+}
+
+void cli_format_time(int64_t ms, char *buf, size_t len)
+{
+    if (ms <= 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

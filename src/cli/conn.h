@@ -40,6 +40,9 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
                                  int (*on_message)(void *ctx, const ProtobufCMessage *m),
                                  void *ctx);
 
+/* A wall-clock time in ms as UTC ISO 8601 ("-" for 0), for tables. */
+void cli_format_time(int64_t ms, char *buf, size_t len);
+
 /* Exit status for a failed call: 3 for "cannot reach or not allowed", 1 otherwise. */
 int cli_exit_status(grpc_status_code st);
 

@@ -8,18 +8,6 @@
 #include "cli/conn.h"
 #include "services/admin_service.pb-c.h"
 
-static void format_time(int64_t ms, char *buf, size_t len)
-{
-    if (ms <= 0) {
-        snprintf(buf, len, "-");
-        return;
-    }
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static void print_json(const Grpc__AdminListNodesResponse *r)
 {
     json_t *arr = json_array();
@@ -59,7 +47,7 @@ int cli_nodes(const struct config *cfg, const char *auth_key)
         for (size_t i = 0; i < r->n_nodes; i++) {
             const Grpc__AdminNode *n = r->nodes[i];
             char seen[32];
-            format_time(n->last_seen_ms, seen, sizeof(seen));
+            cli_format_time(n->last_seen_ms, seen, sizeof(seen));
             printf("%-34s %-20s %-8s %-21s %11d %7d\n", n->key, n->name, n->status, seen,
                    n->max_runners, n->running);
         }

@@ -11,18 +11,6 @@
 #include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
 
-static void format_time(int64_t ms, char *buf, size_t len)
-{
-    if (ms <= 0) {
-        snprintf(buf, len, "-");
-        return;
-    }
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* An exit code means something only once the task's process has ended. */
 static bool has_exit_code(const char *status)
 {
@@ -47,7 +35,7 @@ static void print_table(const Grpc__AdminListTasksResponse *r)
     for (size_t i = 0; i < r->n_tasks; i++) {
         const Grpc__AdminTask *t = r->tasks[i];
         char created[32], exit_code[16] = "-";
-        format_time(t->created_ms, created, sizeof(created));
+        cli_format_time(t->created_ms, created, sizeof(created));
         if (has_exit_code(t->status))
             snprintf(exit_code, sizeof(exit_code), "%d", t->exit_code);
         printf("%-24s ", t->id);

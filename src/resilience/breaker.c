@@ -1,38 +1,13 @@
-#include "breaker.h"
+#include "resilience/breaker.h"
 
 #include <limits.h>
 
-/* splitmix64: cheap, good enough for jitter, and any seed (0 included) is usable. */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-/*
- * Uniform draw in [lo, hi]. Draws below 2^64 mod n are rejected so that the modulo does not favour
- * short cool-downs.
- */
-static uint64_t rng_between(uint64_t *state, uint64_t lo, uint64_t hi)
-{
-    uint64_t span = hi - lo;
-    if (span == UINT64_MAX)
-        return rng_next(state);
-    uint64_t n = span + 1;
-    uint64_t reject_below = (0 - n) % n;
-    uint64_t r;
-    do {
-        r = rng_next(state);
-    } while (r < reject_below);
-    return lo + r % n;
-}
+#include "resilience/rng.h"
 
 /* Moves to OPEN for the current cool-down, jittered down by at most half. */
 static void trip(struct breaker *b, uint64_t now_ms)
 {
-    uint64_t wait = rng_between(&b->rng, b->cooldown_ms - b->cooldown_ms / 2, b->cooldown_ms);
+    uint64_t wait = (b->cooldown_ms - b->cooldown_ms / 2) + rng_upto(&b->rng, b->cooldown_ms / 2);
     b->state = BREAKER_OPEN;
     b->open_until_ms = now_ms > UINT64_MAX - wait ? UINT64_MAX : now_ms + wait;
 }

@@ -59,19 +59,27 @@ struct uploader {
 static void pump(struct uploader *u);
 
 /* Appends s as a JSON string; s is valid UTF-8 already, so only quoting and controls matter. */
+/* Makes room for `more` bytes (and the closing bracket) at the end of the batch. */
+static int reserve(struct batch *b, size_t more)
+{
+    size_t need = b->len + more + 2;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *buf = realloc(b->buf, cap);
+    if (!buf)
+        return -ENOMEM;
+    b->buf = buf;
+    b->cap = cap;
+    return 0;
+}
+
 static int append_json_string(struct batch *b, const char *s, size_t n)
 {
-    size_t need = b->len + n * 6 + 4;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        char *buf = realloc(b->buf, cap);
-        if (!buf)
-            return -ENOMEM;
-        b->buf = buf;
-        b->cap = cap;
-    }
+    if (reserve(b, n * 6 + 2) < 0)
+        return -ENOMEM;
     char *p = b->buf + b->len;
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
@@ -101,16 +109,8 @@ static int append_json_string(struct batch *b, const char *s, size_t n)
 
 static int append_raw(struct batch *b, const char *s, size_t n)
 {
-    if (b->len + n + 2 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 2)
-            cap *= 2;
-        char *buf = realloc(b->buf, cap);
-        if (!buf)
-            return -ENOMEM;
-        b->buf = buf;
-        b->cap = cap;
-    }
+    if (reserve(b, n) < 0)
+        return -ENOMEM;
     memcpy(b->buf + b->len, s, n);
     b->len += n;
     return 0;
