@@ -102,6 +102,65 @@ static bool env_name_valid(const char *k)
     return true;
 }
 
+struct targets {
+    const char **keys; /* borrowed from the request or the node registry */
+    size_t n, cap;
+};
+
+static void add_online(void *ctx, struct node *node)
+{
+    struct targets *t = ctx;
+    if (!node->online || t->n == t->cap)
+        return;
+    t->keys[t->n++] = node->key;
+}
+
+/*
+ * The nodes a submit names: the ones listed (each must be known), every online node, or none,
+ * which means any node. Returns 0, or a status with *why for the caller.
+ */
+static grpc_status_code submit_targets(struct master *m, const Grpc__AdminSubmitTaskRequest *req,
+                                       struct targets *t, const char **why)
+{
+    t->cap = req->all_nodes ? nodes_count(m->nodes) : req->n_node_keys;
+    if (t->cap && !(t->keys = calloc(t->cap, sizeof(*t->keys)))) {
+        *why = "out of memory";
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    if (req->all_nodes) {
+        nodes_foreach(m->nodes, add_online, t);
+        if (t->n == 0) {
+            *why = "no node is online";
+            return GRPC_STATUS_FAILED_PRECONDITION;
+        }
+        return GRPC_STATUS_OK;
+    }
+    for (size_t i = 0; i < req->n_node_keys; i++) {
+        if (!nodes_key_valid(req->node_keys[i]) || !nodes_find(m->nodes, req->node_keys[i])) {
+            *why = "unknown node key";
+            return GRPC_STATUS_NOT_FOUND;
+        }
+        t->keys[t->n++] = req->node_keys[i];
+    }
+    return GRPC_STATUS_OK;
+}
+
+/* The TaskSpec's env as the JSON object the store keeps, or NULL when a name is not valid. */
+static char *env_to_json(const Grpc__TaskSpec *spec)
+{
+    json_t *env = json_object();
+    for (size_t i = 0; env && i < spec->n_env; i++) {
+        if (!env_name_valid(spec->env[i]->key)) {
+            json_decref(env);
+            return NULL;
+        }
+        json_object_set_new(env, spec->env[i]->key, json_string(spec->env[i]->value));
+    }
+    char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    json_decref(env);
+    return text;
+}
+
 static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct master *m = ctx;
@@ -116,50 +175,23 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
                       "-1000..1000, timeout not negative, at most 256 env entries");
         return;
     }
-    json_t *env = json_object();
-    for (size_t i = 0; i < spec->n_env; i++) {
-        if (!env_name_valid(spec->env[i]->key)) {
-            json_decref(env);
-            srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "env: names are [A-Za-z_][A-Za-z0-9_]*");
-            return;
-        }
-        json_object_set_new(env, spec->env[i]->key, json_string(spec->env[i]->value));
-    }
-    char *env_json = json_dumps(env, JSON_COMPACT);
-    json_decref(env);
-
-    /* The nodes to run it on: the ones named, every known node, or any one node. */
-    size_t n_targets = req->all_nodes ? 0 : req->n_node_keys;
-    const char **targets = NULL;
-    struct node_list all = {.m = m};
-    if (req->all_nodes) {
-        store_node_list(m->store, collect_node, &all);
-        n_targets = all.n;
-    }
-    if (n_targets && !(targets = calloc(n_targets, sizeof(*targets)))) {
-        free(env_json);
-        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    char *env_json = env_to_json(spec);
+    if (!env_json) {
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "env: names are [A-Za-z_][A-Za-z0-9_]*");
         return;
     }
-    for (size_t i = 0; i < n_targets; i++) {
-        targets[i] = req->all_nodes ? all.items[i].key : req->node_keys[i];
-        if (!nodes_key_valid(targets[i]) || !nodes_find(m->nodes, targets[i])) {
-            free(targets);
-            free(env_json);
-            srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node key");
-            goto out;
-        }
+    struct targets t = {0};
+    const char *why = NULL;
+    grpc_status_code st = submit_targets(m, req, &t, &why);
+    size_t n_tasks = t.n ? t.n : 1;
+    char(*ids)[TASK_ID_LEN + 1] = NULL;
+    char **id_ptrs = NULL;
+    if (st == GRPC_STATUS_OK && (!(ids = calloc(n_tasks, sizeof(*ids))) ||
+                                 !(id_ptrs = calloc(n_tasks, sizeof(*id_ptrs))))) {
+        st = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        why = "out of memory";
     }
-    if (req->all_nodes && n_targets == 0) {
-        free(env_json);
-        srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "no nodes are known yet");
-        goto out;
-    }
-    size_t n_tasks = n_targets ? n_targets : 1;
-    char(*ids)[TASK_ID_LEN + 1] = calloc(n_tasks, sizeof(*ids));
-    char **id_ptrs = calloc(n_tasks, sizeof(*id_ptrs));
-    int rc = ids && id_ptrs ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n_tasks; i++) {
+    for (size_t i = 0; st == GRPC_STATUS_OK && i < n_tasks; i++) {
         struct task_new tn = {
             .name = spec->name,
             .cmd = spec->cmd,
@@ -167,25 +199,27 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .env_json = env_json,
             .priority = spec->priority,
             .timeout_ms = spec->timeout_ms,
-            .node_key = n_targets ? targets[i] : NULL,
+            .node_key = t.n ? t.keys[i] : NULL,
         };
-        rc = tasks_submit(m->tasks, &tn, ids[i]);
+        int rc = tasks_submit(m->tasks, &tn, ids[i]);
+        if (rc < 0) {
+            st = codec_status_from_errno(rc);
+            why = "cannot store the task";
+        }
         id_ptrs[i] = ids[i];
     }
-    if (rc < 0) {
-        srv_call_fail(c, codec_status_from_errno(rc), "cannot store the task");
-    } else {
+    if (st == GRPC_STATUS_OK) {
         Grpc__AdminSubmitTaskResponse resp = GRPC__ADMIN_SUBMIT_TASK_RESPONSE__INIT;
         resp.n_task_ids = n_tasks;
         resp.task_ids = id_ptrs;
         srv_call_reply(c, &resp.base);
+    } else {
+        srv_call_fail(c, st, why);
     }
     free(ids);
     free(id_ptrs);
-    free(targets);
+    free(t.keys);
     free(env_json);
-out:
-    node_list_free(&all);
 }
 
 /* ---- ListTasks ---- */

@@ -68,6 +68,11 @@ void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), vo
     }
 }
 
+size_t nodes_count(const struct nodes *n)
+{
+    return n->map.count;
+}
+
 struct node *nodes_pick_free(struct nodes *n)
 {
     /* A scan from where the last pick stopped; at most one pass over the nodes. */

@@ -49,6 +49,9 @@ struct node *nodes_find(struct nodes *n, const char *key);
 /* Iterates every known node (online or not). */
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx);
 
+/* How many nodes are known (online or not). */
+size_t nodes_count(const struct nodes *n);
+
 /* A node with a live stream and free capacity, taken in turn so that pushes spread fairly; NULL
  * when every node is busy or gone. */
 struct node *nodes_pick_free(struct nodes *n);
