@@ -36,10 +36,10 @@
 #define BIT(id) (UINT64_C(1) << (id))
 
 static const char *const command_names[] = {
-    [CMD_MASTER] = "master",   [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
-    [CMD_SUBMIT] = "submit",   [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results", [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
-    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help", [CMD_VERSION] = "version",
+    [CMD_MASTER] = "master",         [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
+    [CMD_SUBMIT] = "submit",         [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",     [CMD_VERSION] = "version",
 };
 
 static const char *const task_statuses[] = {
@@ -158,8 +158,8 @@ static const struct option_def options[OPT_COUNT] = {
                       "worker or client command it is presented to the master for mutual TLS "
                       "(with --tls-key and --tls-ca).",
                       NULL},
-    [OPT_TLS_KEY] = {"tls-key", "FILE", DAEMONS | CLIENTS, NULL,
-                     "PEM private key of --tls-cert.", NULL},
+    [OPT_TLS_KEY] = {"tls-key", "FILE", DAEMONS | CLIENTS, NULL, "PEM private key of --tls-cert.",
+                     NULL},
     [OPT_TLS_CA] = {"tls-ca", "FILE", DAEMONS | CLIENTS, NULL,
                     "PEM CA certificate. On a worker or client command it turns TLS on and is "
                     "the CA the master's certificate must be signed by; on the master it is "
@@ -205,8 +205,7 @@ static const struct option_def options[OPT_COUNT] = {
                          "go into the master certificate's subject alternative names.",
                          NULL},
     [OPT_TEST_EXPIRED] = {"test-expired", NULL, M(CMD_CERT_ISSUE), NULL,
-                          "Issue a certificate that expired yesterday (tests only).", NULL,
-                          true},
+                          "Issue a certificate that expired yesterday (tests only).", NULL, true},
     [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
     [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
 };
@@ -706,7 +705,7 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
     case OPT_DIR: {
         if (!*value)
             return fail(p, "%s: expected a path, got an empty value", label);
-        char **dst = id == OPT_DATA_DIR      ? &c->data_dir
+        char **dst = id == OPT_DATA_DIR        ? &c->data_dir
                      : id == OPT_AUTH_KEY_FILE ? &c->auth_key_file
                      : id == OPT_TLS_CERT      ? &c->tls_cert
                      : id == OPT_TLS_KEY       ? &c->tls_key
@@ -724,8 +723,8 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
         return 0;
     case OPT_TLS_SERVER_NAME:
         if (!valid_cert_host(value, strlen(value)))
-            return fail(p, "%s: expected a host name or IP address, got '%.*s'", label,
-                        QUOTE_MAX, value);
+            return fail(p, "%s: expected a host name or IP address, got '%.*s'", label, QUOTE_MAX,
+                        value);
         return set_string(p, &c->tls_server_name, value);
     case OPT_MASTER_HOST:
         return apply_cert_hosts(p, value, label);
@@ -1168,7 +1167,9 @@ static int check_tls(struct parse *p)
             return fail(p,
                         "'%s' needs '--tls-ca', the CA that signs the master's certificate "
                         "(TLS to the master is on exactly when --tls-ca is given)",
-                        cert ? "--tls-cert" : key ? "--tls-key" : "--tls-server-name");
+                        cert  ? "--tls-cert"
+                        : key ? "--tls-key"
+                              : "--tls-server-name");
         if (cert != key)
             return fail(p, "'%s' needs '%s': a client certificate goes with its private key",
                         cert ? "--tls-cert" : "--tls-key", cert ? "--tls-key" : "--tls-cert");

@@ -6,9 +6,10 @@
  * it, and nothing in it blocks.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
- * tasks, logs, results, cancel, and "cert init" / "cert issue", which take a second word). Otherwise the process is a daemon whose role comes from
- * --role=master|worker, else from CRAWLAB_NODE_MASTER. --help, -h and --version anywhere before
- * a "--" turn the whole command line into CMD_HELP or CMD_VERSION.
+ * tasks, logs, results, cancel, and "cert init" / "cert issue", which take a second word).
+ * Otherwise the process is a daemon whose role comes from --role=master|worker, else from
+ * CRAWLAB_NODE_MASTER. --help, -h and --version anywhere before a "--" turn the whole command
+ * line into CMD_HELP or CMD_VERSION.
  */
 #ifndef CRAWLAB_CONFIG_H
 #define CRAWLAB_CONFIG_H
@@ -95,8 +96,8 @@ struct config {
     char *task_id;       /* logs, results, cancel: 24 lowercase hex digits */
 
     /* cert init, cert issue. */
-    char *cert_dir;         /* --dir, required */
-    char **cert_hosts;      /* cert init: --master-host=NAME[,NAME|IP...], required, split */
+    char *cert_dir;    /* --dir, required */
+    char **cert_hosts; /* cert init: --master-host=NAME[,NAME|IP...], required, split */
     size_t n_cert_hosts;
     char *cert_name;        /* cert issue: --name, required; letters, digits, '.', '_', '-' */
     bool cert_test_expired; /* cert issue: --test-expired (hidden, for tests only) */

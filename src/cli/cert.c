@@ -247,8 +247,7 @@ static void remove_outputs(struct outputs *o)
 }
 
 /* Creates path (never replacing a file) with mode and writes len bytes. */
-static int write_new(struct outputs *o, const char *path, const void *data, size_t len,
-                     mode_t mode)
+static int write_new(struct outputs *o, const char *path, const void *data, size_t len, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
@@ -429,10 +428,18 @@ int cli_cert_init(const struct config *cfg)
     struct outputs *out = calloc(1, sizeof(*out));
     int rc = -ENOMEM;
     bool rng_live = false;
-    if (!cred || !out || wolfCrypt_Init() != 0)
+    bool crypto_live = false;
+    if (!cred || !out)
         goto done;
+    if (wolfCrypt_Init() != 0) {
+        fprintf(stderr, "crawlab-node: cert: cannot initialise wolfCrypt\n");
+        rc = -EIO;
+        goto done;
+    }
+    crypto_live = true;
     if (wc_InitRng(&rng) != 0) {
-        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator\n");
+        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator (from "
+                        "/dev/urandom)\n");
         rc = -EIO;
         goto done;
     }
@@ -479,7 +486,8 @@ done:
     }
     free(cred);
     free(out);
-    wolfCrypt_Cleanup();
+    if (crypto_live)
+        wolfCrypt_Cleanup();
     return rc < 0 ? 1 : 0;
 }
 
@@ -494,12 +502,20 @@ int cli_cert_issue(const struct config *cfg)
     struct outputs *out = calloc(1, sizeof(*out));
     int rc = -ENOMEM;
     bool rng_live = false;
-    if (!cred || !out || wolfCrypt_Init() != 0)
+    bool crypto_live = false;
+    if (!cred || !out)
         goto done;
+    if (wolfCrypt_Init() != 0) {
+        fprintf(stderr, "crawlab-node: cert: cannot initialise wolfCrypt\n");
+        rc = -EIO;
+        goto done;
+    }
+    crypto_live = true;
     if ((rc = load_ca(dir, &cred[0])) < 0)
         goto done;
     if (wc_InitRng(&rng) != 0) {
-        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator\n");
+        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator (from "
+                        "/dev/urandom)\n");
         rc = -EIO;
         goto done;
     }
@@ -529,6 +545,7 @@ done:
     }
     free(cred);
     free(out);
-    wolfCrypt_Cleanup();
+    if (crypto_live)
+        wolfCrypt_Cleanup();
     return rc < 0 ? 1 : 0;
 }

@@ -205,10 +205,10 @@ int master_main(const struct config *cfg)
 
     log_info("master listening on %s:%d (%s), data in %s", cfg->listen_host,
              listener_port(m.listener),
-             !accept.tls                         ? "plaintext"
-             : cfg->tls_require_client_cert      ? "TLS 1.3, client certificates required"
-             : cfg->tls_ca                       ? "TLS 1.3, client certificates verified if offered"
-                                                 : "TLS 1.3",
+             !accept.tls                    ? "plaintext"
+             : cfg->tls_require_client_cert ? "TLS 1.3, client certificates required"
+             : cfg->tls_ca                  ? "TLS 1.3, client certificates verified if offered"
+                                            : "TLS 1.3",
              data_dir);
     ev_run(m.loop, 0);
     m.exit_code = 0;

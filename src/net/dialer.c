@@ -46,7 +46,7 @@ struct dial {
 
     ev_io connect_io;
     int fd;
-    ev_idle start; /* delivers results found without waiting (literal addresses) */
+    ev_idle start;        /* delivers results found without waiting (literal addresses) */
     struct tls_conn *tls; /* the handshake after connect, with TLS on */
 };
 
@@ -443,6 +443,7 @@ static void *tunnel_main(void *arg)
 {
     struct tunnel *t = arg;
     ev_run(t->loop, 0);
+    tls_thread_cleanup();
     return NULL;
 }
 

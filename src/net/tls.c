@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include "runtime/log.h"
@@ -23,6 +26,9 @@
 #define LINGER_S 5.0
 /* TLS 1.3 suites only; ChaCha20 first because this wolfSSL build has no AES-NI (FIELD-NOTES). */
 #define CIPHER_LIST "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+/* GeneralName iPAddress [7], as wolfSSL's GENERAL_NAME.type reports it. */
+#define SAN_IP_TYPE 7
+#define PEM_MAX     (64 * 1024)
 
 /* What a server and a client context share: the wolfSSL context and the connections made. */
 struct tls_base {
@@ -43,14 +49,11 @@ struct tls_client {
     char *server_name;
 };
 
-enum phase { PH_HANDSHAKE, PH_PUMP };
-
 struct tls_conn {
     struct tls_base *owner;
     struct tls_conn *prev, *next;
     struct ev_loop *loop;
     WOLFSSL *ssl;
-    enum phase phase;
     int net_fd;   /* the TCP socket carrying TLS records */
     int plain_fd; /* our end of the socketpair, -1 until the handshake succeeded */
     int user_fd;  /* the end handed to the callback: the key of tls_peer_name() */
@@ -68,7 +71,7 @@ struct tls_conn {
     int net_errno;   /* errno of a failed recv or send */
 
     unsigned char *down_buf, *up_buf; /* down: TLS -> plain; up: plain -> TLS */
-    size_t down_off, down_len, up_len;
+    size_t down_off, down_len, up_off, up_len;
     int down_want, up_want; /* EV_READ/EV_WRITE on the TLS socket that wolfSSL waits for */
     bool net_eof;           /* the peer will send nothing more */
     bool plain_eof;         /* gRPC will send nothing more */
@@ -157,7 +160,10 @@ static int base_init(struct tls_base *b, bool server, char *err, size_t errlen)
 {
     b->server = server;
     if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
-        snprintf(err, errlen, "cannot initialise wolfSSL");
+        /* This wolfSSL seeds its random generator from /dev/urandom only (no getrandom()). */
+        snprintf(err, errlen, "cannot initialise wolfSSL%s",
+                 access("/dev/urandom", R_OK) == 0 ? ""
+                                                   : ": it needs /dev/urandom, which is missing");
         return -EIO;
     }
     b->ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
@@ -187,6 +193,44 @@ static void base_destroy(struct tls_base *b)
     }
 }
 
+/*
+ * 1 when the ECDSA key in key_file is the key of the certificate in cert_file, 0 when it is not,
+ * -1 when this cannot tell (not an ECDSA key). wolfSSL 5.5's own check accepts any ECDSA key, and
+ * a mismatch would otherwise show only as failing handshakes.
+ */
+static int ecc_key_matches(const char *cert_file, const char *key_file)
+{
+    int result = -1;
+    unsigned char *pem = malloc(PEM_MAX), *der = malloc(PEM_MAX);
+    FILE *f = fopen(key_file, "rb");
+    WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_file(cert_file, WOLFSSL_FILETYPE_PEM);
+    size_t n = pem && f ? fread(pem, 1, PEM_MAX, f) : 0;
+    int dlen = n > 0 && n < PEM_MAX && der ? wc_KeyPemToDer(pem, (int)n, der, PEM_MAX, NULL) : -1;
+    ecc_key key;
+    word32 idx = 0;
+    if (x && dlen > 0 && wc_ecc_init(&key) == 0) {
+        if (wc_EccPrivateKeyDecode(der, &idx, &key, (word32)dlen) == 0) {
+            unsigned char mine[256], theirs[256];
+            int theirs_len = sizeof(theirs);
+            int mine_len = wc_EccPublicKeyToDer(&key, mine, sizeof(mine), 1);
+            if (mine_len > 0 &&
+                wolfSSL_X509_get_pubkey_buffer(x, theirs, &theirs_len) == WOLFSSL_SUCCESS)
+                result = mine_len == theirs_len && memcmp(mine, theirs, (size_t)mine_len) == 0;
+        }
+        wc_ecc_free(&key);
+    }
+    if (f)
+        fclose(f);
+    if (pem)
+        memset(pem, 0, PEM_MAX);
+    if (der)
+        memset(der, 0, PEM_MAX);
+    free(pem);
+    free(der);
+    wolfSSL_X509_free(x);
+    return result;
+}
+
 static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, char *err,
                          size_t errlen)
 {
@@ -194,7 +238,8 @@ static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, ch
         return fail_ctx(err, errlen, "cannot load the certificate", cert);
     if (wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
         return fail_ctx(err, errlen, "cannot load the private key", key);
-    if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+    int match = ecc_key_matches(cert, key);
+    if (match == 0 || (match < 0 && wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)) {
         snprintf(err, errlen, "the private key %s does not belong to the certificate %s", key,
                  cert);
         return -EINVAL;
@@ -214,8 +259,7 @@ int tls_server_create(const struct tls_server_options *opts, struct tls_server *
     if (rc == 0)
         rc = load_identity(s->base.ctx, opts->cert_file, opts->key_file, err, errlen);
     if (rc == 0 && opts->ca_file) {
-        if (wolfSSL_CTX_load_verify_locations(s->base.ctx, opts->ca_file, NULL) !=
-            WOLFSSL_SUCCESS)
+        if (wolfSSL_CTX_load_verify_locations(s->base.ctx, opts->ca_file, NULL) != WOLFSSL_SUCCESS)
             rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
         s->verify_clients = true;
     } else if (rc == 0 && opts->require_client_cert) {
@@ -248,8 +292,8 @@ int tls_client_create(const struct tls_client_options *opts, struct tls_client *
         return -ENOMEM;
     }
     int rc = base_init(&c->base, false, err, errlen);
-    if (rc == 0 && wolfSSL_CTX_load_verify_locations(c->base.ctx, opts->ca_file, NULL) !=
-                       WOLFSSL_SUCCESS)
+    if (rc == 0 &&
+        wolfSSL_CTX_load_verify_locations(c->base.ctx, opts->ca_file, NULL) != WOLFSSL_SUCCESS)
         rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
     if (rc == 0 && opts->cert_file)
         rc = load_identity(c->base.ctx, opts->cert_file, opts->key_file, err, errlen);
@@ -294,9 +338,11 @@ void tls_client_close_loop(struct tls_client *c, struct ev_loop *loop)
     }
 }
 
-const char *tls_client_server_name(const struct tls_client *c)
+void tls_thread_cleanup(void)
 {
-    return c->server_name;
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
 }
 
 size_t tls_server_conn_count(const struct tls_server *s)
@@ -358,6 +404,12 @@ void tls_conn_cancel(struct tls_conn *conn)
 static const char *alert_name(int code)
 {
     switch (code) {
+    case 10:
+        return "unexpected_message";
+    case 20:
+        return "bad_record_mac";
+    case 22:
+        return "record_overflow";
     case 40:
         return "handshake_failure";
     case 42:
@@ -433,6 +485,10 @@ static void describe_failure(struct tls_conn *c, int code, char *buf, size_t len
     case NO_PEER_CERT:
         snprintf(buf, len, "the client sent no certificate, and one is required");
         return;
+    case EXTKEYUSE_AUTH_E:
+        snprintf(buf, len, "%s certificate is not for %s authentication (extended key usage)",
+                 whose, c->owner->server ? "client" : "server");
+        return;
     default:
         break;
     }
@@ -497,6 +553,29 @@ static void start_linger(struct tls_conn *c)
 }
 
 /*
+ * A worker retrying with a certificate the master refuses would repeat the same warning on every
+ * attempt: say it once a minute, and at debug level in between. Any thread may log.
+ */
+static void warn_rarely(const char *msg)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static char last[320];
+    static double last_at;
+    double now = ev_time();
+    pthread_mutex_lock(&lock);
+    bool repeat = strcmp(last, msg) == 0 && now - last_at < 60.0;
+    if (!repeat) {
+        snprintf(last, sizeof(last), "%s", msg);
+        last_at = now;
+    }
+    pthread_mutex_unlock(&lock);
+    if (repeat)
+        log_debug("%s", msg);
+    else
+        log_warn("%s", msg);
+}
+
+/*
  * Errors on either side end the connection at once: gRPC reads EOF and drops the channel. In
  * TLS 1.3 a client learns that the server refused its certificate only now, from an alert after
  * the handshake, and gRPC would only say "socket closed": say it here.
@@ -508,14 +587,15 @@ static void pump_abort(struct tls_conn *c)
     wolfSSL_get_alert_history(c->ssl, &h);
     if (h.last_rx.code > 0 && h.last_rx.level == 2) {
         const char *name = alert_name(h.last_rx.code);
-        char num[16];
+        char num[16], msg[320];
         snprintf(num, sizeof(num), "%d", h.last_rx.code);
         if (c->owner->server)
-            log_warn("TLS connection from %s ended by the client with alert %s", c->peer,
-                     name ? name : num);
+            snprintf(msg, sizeof(msg), "TLS connection from %s ended by the client with alert %s",
+                     c->peer, name ? name : num);
         else
-            log_warn("the master %s ended the TLS connection with alert %s%s", c->peer,
-                     name ? name : num, alert_hint(h.last_rx.code));
+            snprintf(msg, sizeof(msg), "the master %s ended the TLS connection with alert %s%s",
+                     c->peer, name ? name : num, alert_hint(h.last_rx.code));
+        warn_rarely(msg);
     }
     conn_close(c);
 }
@@ -587,6 +667,7 @@ static int pump_up(struct tls_conn *c)
     if (c->up_len == 0 && !c->plain_eof) {
         ssize_t r = recv(c->plain_fd, c->up_buf, PUMP_BUF_SIZE, 0);
         if (r > 0) {
+            c->up_off = 0;
             c->up_len = (size_t)r;
             progress = 1;
         } else if (r == 0) {
@@ -601,10 +682,12 @@ static int pump_up(struct tls_conn *c)
     }
     if (c->up_len > 0) {
         /* wolfSSL wants the same buffer again after WANT_WRITE; up_buf is not touched until the
-         * whole of it went out. */
-        int n = wolfSSL_write(c->ssl, c->up_buf, (int)c->up_len);
+         * whole of it went out. It writes all or nothing, but a partial count would be safe. */
+        int n = wolfSSL_write(c->ssl, c->up_buf + c->up_off, (int)c->up_len);
         if (n > 0) {
-            c->up_len = 0;
+            size_t done = (size_t)n < c->up_len ? (size_t)n : c->up_len;
+            c->up_off += done;
+            c->up_len -= done;
             c->up_want = 0;
             progress = 1;
         } else if (!want_from(wolfSSL_get_error(c->ssl, n), &c->up_want)) {
@@ -667,12 +750,38 @@ static bool is_ip_literal(const char *s)
     return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
 }
 
+/* Whether the certificate lists the address ip among its subject alternative names. Compared as
+ * bytes, so that "::1" matches however the certificate spells it. */
+static bool cert_names_ip(WOLFSSL_X509 *x, const char *ip)
+{
+    unsigned char want[16];
+    int want_len = 4;
+    if (inet_pton(AF_INET, ip, want) != 1) {
+        if (inet_pton(AF_INET6, ip, want) != 1)
+            return false;
+        want_len = 16;
+    }
+    WOLFSSL_STACK *names = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    bool found = false;
+    int n = names ? wolfSSL_sk_GENERAL_NAME_num(names) : 0;
+    for (int i = 0; i < n && !found; i++) {
+        WOLFSSL_GENERAL_NAME *g = wolfSSL_sk_GENERAL_NAME_value(names, i);
+        if (!g || g->type != SAN_IP_TYPE || !g->d.iPAddress)
+            continue;
+        found = wolfSSL_ASN1_STRING_length(g->d.iPAddress) == want_len &&
+                memcmp(wolfSSL_ASN1_STRING_data(g->d.iPAddress), want, (size_t)want_len) == 0;
+    }
+    if (names)
+        wolfSSL_sk_GENERAL_NAME_pop_free(names, wolfSSL_GENERAL_NAME_free);
+    return found;
+}
+
 /* Checks what wolfSSL cannot check by itself and remembers the client's name. 0 or -errno. */
 static int check_peer(struct tls_conn *c, char *msg, size_t len)
 {
     WOLFSSL_X509 *cert = wolfSSL_get_peer_certificate(c->ssl);
     int rc = 0;
-    if (c->check_ip && (!cert || wolfSSL_X509_check_ip_asc(cert, c->check_ip, 0) != 1)) {
+    if (c->check_ip && (!cert || !cert_names_ip(cert, c->check_ip))) {
         snprintf(msg, len,
                  "the master's certificate is not valid for the address %s (see "
                  "--tls-server-name)",
@@ -717,7 +826,6 @@ static void handshake_done(struct tls_conn *c)
     c->up_buf = c->down_buf + PUMP_BUF_SIZE;
     c->plain_fd = sv[0];
     c->user_fd = sv[1];
-    c->phase = PH_PUMP;
     ev_timer_stop(c->loop, &c->timer);
     ev_io_stop(c->loop, &c->net_io);
     ev_io_init(&c->net_io, on_pump_io, c->net_fd, EV_READ);
@@ -782,6 +890,15 @@ static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int f
     snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
+    /* gRPC clients of other languages (grpc-go) insist on ALPN "h2" over TLS; peers that do not
+     * send ALPN at all are served too. */
+    char alpn[] = "h2";
+    if (wolfSSL_UseALPN(c->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
+        WOLFSSL_SUCCESS) {
+        wolfSSL_free(c->ssl);
+        free(c);
+        return NULL;
+    }
     ev_io_init(&c->net_io, on_handshake_io, fd, EV_READ);
     c->net_io.data = c;
     ev_init(&c->plain_io, on_pump_io);

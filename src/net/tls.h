@@ -71,9 +71,6 @@ void tls_client_destroy(struct tls_client *c);
  * Call from that loop's thread, or once it stopped. */
 void tls_client_close_loop(struct tls_client *c, struct ev_loop *loop);
 
-/* The server name the client checks, or NULL when it checks the host dialled. */
-const char *tls_client_server_name(const struct tls_client *c);
-
 /*
  * The result of a handshake, on the loop thread: plain_fd >= 0 (O_NONBLOCK, owned by the callee)
  * on success, else plain_fd = -1, err a negative errno (-ETIMEDOUT, -ECONNREFUSED for a refused
@@ -109,6 +106,10 @@ void tls_conn_cancel(struct tls_conn *conn);
  * connection; copy it to keep it. Loop thread of the server only.
  */
 const char *tls_peer_name(int plain_fd);
+
+/* Frees what wolfSSL keeps per thread (its ECC point cache). Call at the end of a thread other
+ * than the main one that ran TLS handshakes; the main thread's goes with the last context. */
+void tls_thread_cleanup(void);
 
 /* Number of live connections (handshaking or pumping) of a context; for tests and shutdown. */
 size_t tls_server_conn_count(const struct tls_server *s);

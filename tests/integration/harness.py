@@ -275,6 +275,8 @@ class Cluster:
         self.master_dir = os.path.join(self.dir, "master")
         self.heartbeat = "1s"
         self._names = {}
+        # options every client command of cli()/spawn_cli() also gets (TLS flags, say)
+        self.cli_args = []
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -349,12 +351,13 @@ class Cluster:
     def cli(self, command, *args, **kw):
         """`crawlab-node COMMAND --master=<this master> --auth-key-file=<its key> ARGS...`."""
         return self.run_cli(command, "--master=%s" % self.master_addr,
-                            "--auth-key-file=%s" % self.key_file, *args, **kw)
+                            "--auth-key-file=%s" % self.key_file, *self.cli_args, *args, **kw)
 
     def spawn_cli(self, name, command, *args):
         """A long-running client command (logs --follow, ...) as a tracked Proc."""
         return self.spawn(name, [self.bin, command, "--master=%s" % self.master_addr,
-                                 "--auth-key-file=%s" % self.key_file] + [str(a) for a in args])
+                                 "--auth-key-file=%s" % self.key_file] + list(self.cli_args) +
+                          [str(a) for a in args])
 
     def nodes(self):
         """The `nodes --json` list, or None when the command fails (master down, key refused)."""
@@ -562,6 +565,43 @@ class TaskOps:
         self.assertEqual(rc, 0, err)
         return [json.loads(line) for line in out.splitlines()]
 
+    def streamer(self):
+        """Writes the streaming task program (STREAMER_PY) into the test's directory; returns
+        (argv prefix to submit, its --ran file, its --totals dir)."""
+        prog = self.script("streamer.py", STREAMER_PY)
+        ran = self.c.path("ran.txt")
+        totals = self.c.path("totals")
+        os.makedirs(totals, exist_ok=True)
+        return ["/usr/bin/python3", prog, "--ran", ran, "--totals", totals], ran, totals
+
+    def check_output(self, tid, totals_dir, t=None):
+        """[problems] of streamer task tid's stored output against what it printed: every line
+        and item exactly once and in order, and the task's counters equal to them."""
+        tot = read_totals(totals_dir, tid)
+        if tot is None:
+            return ["task %s wrote no totals (it did not end by itself)" % tid]
+        want_lines, want_items = streamer_expected(tid, tot)
+        got_lines, got_items = self.logs(tid), self.results(tid)
+        problems = []
+        if got_lines != want_lines:
+            problems.append("task %s: logs differ: %s" % (tid, diff_summary(got_lines,
+                                                                              want_lines)))
+        if got_items != want_items:
+            problems.append("task %s: results differ: %s" % (tid, diff_summary(got_items,
+                                                                                 want_items)))
+        t = t or self.task(tid)
+        if (t["log_lines"], t["data_items"]) != (tot["lines"], tot["items"]):
+            problems.append("task %s: log_lines, data_items = %r, printed %r"
+                            % (tid, (t["log_lines"], t["data_items"]),
+                               (tot["lines"], tot["items"])))
+        return problems
+
+    def kill_runs(self, ran_file, task_id=None):
+        """Cleanup: SIGKILL the process group of every run (of task_id) in a --ran file."""
+        for tid, node, pid in read_runs(ran_file):
+            if task_id is None or tid == task_id:
+                kill_group(pid)
+
 
 # ---------------------------------------------------------------------------------------------
 # unittest glue: a TestCase with a cluster per test, a runner printing "N passed, N failed"
@@ -750,6 +790,19 @@ def read_totals(totals_dir, task_id):
             return json.load(f)
     except FileNotFoundError:
         return None
+
+
+def diff_summary(got, want):
+    """Where two sequences part: lengths, first difference, duplicates."""
+    n = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+    seen, dups = set(), 0
+    for g in got:
+        k = g if isinstance(g, str) else json.dumps(g, sort_keys=True)
+        dups += k in seen
+        seen.add(k)
+    return ("%d stored, %d printed, first difference at index %d (stored %r, printed %r), "
+            "%d duplicates" % (len(got), len(want), n, got[n] if n < len(got) else None,
+                               want[n] if n < len(want) else None, dups))
 
 
 def read_runs(ran_file):

@@ -1,4 +1,257 @@
 #!/usr/bin/python3
+"""TLS 1.3 end to end: a master with mutual TLS, workers and client commands with certificates
+made by `crawlab-node cert`; tasks run through the TLS pumps; every kind of bad peer is refused
+while the master keeps serving the good ones; the auth key never shows in any log.
+
+The expired certificate comes from `cert issue --test-expired`, a hidden flag that exists for
+this test only (it backdates the validity to yesterday).
+Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_tls.py"""
+
+import json
+import os
 import sys
-print("0 passed, 0 failed")
-sys.exit(77)
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import find_node, status_of, wait_until  # noqa: E402
+
+REGISTERED = "registered with the master"
+REFUSED = "refused a TLS connection from"
+
+
+class Tls(harness.ClusterTest, harness.TaskOps):
+
+    def setUp(self):
+        # Registered first, so it runs last: after every process stopped and wrote its last line.
+        self.addCleanup(self.check_key_never_logged)
+        super().setUp()
+        self.pki = self.c.path("pki")
+        self.cert("init", "--dir=%s" % self.pki, "--master-host=localhost,127.0.0.1")
+        # The person at the keyboard has a client certificate of their own.
+        self.cert("issue", "--dir=%s" % self.pki, "--name=alice")
+        self.c.cli_args = self.tls_client("alice")
+
+    # ---- helpers
+
+    def cert(self, *args):
+        rc, out, err = self.c.run_cli("cert", *args)
+        self.assertEqual(rc, 0, "cert %r: %s" % (args, err))
+        return out
+
+    def pem(self, name, ext="pem", pki=None):
+        return os.path.join(pki or self.pki, "%s.%s" % (name, ext))
+
+    def tls_client(self, name=None, pki=None, ca_pki=None):
+        """The flags of a worker or client command trusting our CA (or ca_pki's), presenting
+        name's certificate from pki (or none)."""
+        args = ["--tls-ca=%s" % self.pem("ca", pki=ca_pki)]
+        if name:
+            args += ["--tls-cert=%s" % self.pem(name, pki=pki),
+                     "--tls-key=%s" % self.pem(name, "key", pki=pki)]
+        return args
+
+    def start_tls_master(self, client_auth="require", extra=()):
+        m = self.c.start_master(extra=["--tls-cert=%s" % self.pem("master"),
+                                       "--tls-key=%s" % self.pem("master", "key"),
+                                       "--tls-ca=%s" % self.pem("ca"),
+                                       "--tls-client-auth=%s" % client_auth] + list(extra))
+        return m
+
+    def start_tls_worker(self, name, cert="worker", pki=None, extra=()):
+        return self.c.start_worker(name, extra=self.tls_client(cert, pki=pki) + list(extra))
+
+    def online(self, *workers):
+        for w in workers:
+            w.wait_log(REGISTERED)
+        ns = self.c.wait_status("online", names=[w.name for w in workers])
+        return [find_node(ns, name=w.name)["key"] for w in workers]
+
+    def assert_never_registers(self, proc, seconds=3.0):
+        """proc keeps running but never gets registered within seconds (it keeps retrying)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.assertEqual(proc.count(REGISTERED), 0, "%s registered" % proc.name)
+            self.assertTrue(proc.alive(), "%s exited: %s" % (proc.name, proc.tail()))
+            time.sleep(harness.POLL)
+
+    def run_echo_task(self, key, text):
+        """Runs a task printing text and one result item on node key; checks it end to end."""
+        item = json.dumps({"type": "data", "payload": {"said": text}, "ipc": True})
+        script = self.script("say-%s.sh" % text, "echo %s\necho '%s'\n" % (text, item))
+        tid = self.submit1("--node=%s" % key, "--", "/bin/sh", script)
+        t = self.wait_final([tid])[tid]
+        self.assertEqual(t["status"], "finished", t)
+        self.assertEqual(self.logs(tid), [text])
+        self.assertEqual(self.results(tid), [{"said": text}])
+        return tid
+
+    def check_key_never_logged(self):
+        """The auth key appears in no file of the run but the key file itself."""
+        key_file = self.c.key_file
+        if not os.path.exists(key_file):
+            return
+        key = harness.read_key(key_file)
+        self.assertTrue(len(key) >= 16, "suspiciously short key")
+        for root, _, files in os.walk(self.c.dir):
+            for f in files:
+                path = os.path.join(root, f)
+                if path == key_file or not f.endswith(".log"):
+                    continue
+                with open(path, "rb") as fh:
+                    self.assertNotIn(key.encode(), fh.read(), "auth key found in %s" % path)
+
+    # ---- the tests
+
+    def test_mtls_cluster_runs_tasks_end_to_end(self):
+        m = self.start_tls_master(extra=["--log-level=debug"])
+        self.assertTrue(m.count("TLS 1.3, client certificates required"), m.tail())
+        # One worker with the worker certificate of `cert init`, one with its own; one dials
+        # the address (checked against the IP entries), the other the name "localhost".
+        self.cert("issue", "--dir=%s" % self.pki, "--name=w2")
+        w1 = self.start_tls_worker("w1", extra=["--log-level=debug"])
+        w2 = self.c.start_worker("w2", master_addr="localhost:%d" % self.c.port,
+                                 extra=self.tls_client("w2") + ["--log-level=debug"])
+        k1, k2 = self.online(w1, w2)
+        self.run_echo_task(k1, "one")
+        self.run_echo_task(k2, "two")
+        # Several tasks at once, over the same pumps, all of their output intact.
+        lines = 2000
+        script = self.script("many.sh", 'i=0; while [ $i -lt %d ]; do echo "line $i '
+                             'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"; '
+                             'i=$((i+1)); done\n' % lines)
+        ids = [self.submit1("--node=%s" % k, "--", "/bin/sh", script) for k in (k1, k2, k1, k2)]
+        for tid, t in self.wait_final(ids, timeout=60).items():
+            self.assertEqual(t["status"], "finished", t)
+            got = self.logs(tid)
+            self.assertEqual(len(got), lines)
+            self.assertEqual(got[0][:7], "line 0 ")
+            self.assertEqual(got[-1][:10], "line %d " % (lines - 1))
+        self.assertEqual(m.count(REFUSED), 0, m.tail())
+
+    def test_worker_with_certificate_of_another_ca_is_refused_and_others_keep_working(self):
+        other = self.c.path("other-pki")
+        self.cert("init", "--dir=%s" % other, "--master-host=localhost,127.0.0.1")
+        m = self.start_tls_master()
+        good = self.start_tls_worker("good")
+        (key,) = self.online(good)
+        bad = self.start_tls_worker("bad", pki=other)
+        m.wait_log("not signed by a trusted CA")
+        self.assertIn(REFUSED, m.wait_log("not signed by a trusted CA"))
+        self.assert_never_registers(bad)
+        self.assertTrue(m.alive())
+        self.assertEqual(status_of(self.c.nodes(), name="good"), "online")
+        self.assertIsNone(status_of(self.c.nodes(), name="bad"))
+        self.run_echo_task(key, "still")
+
+    def test_expired_worker_certificate_is_refused(self):
+        out = self.cert("issue", "--dir=%s" % self.pki, "--name=old", "--test-expired")
+        self.assertIn("EXPIRED", out)
+        m = self.start_tls_master()
+        good = self.start_tls_worker("good")
+        (key,) = self.online(good)
+        old = self.start_tls_worker("old", cert="old")
+        m.wait_log("the client's certificate has expired")
+        old.wait_log("ended the TLS connection with alert")
+        self.assert_never_registers(old)
+        self.run_echo_task(key, "fresh")
+
+    def test_worker_without_certificate_is_refused_when_required(self):
+        m = self.start_tls_master()
+        good = self.start_tls_worker("good")
+        (key,) = self.online(good)
+        anon = self.start_tls_worker("anon", cert=None)
+        m.wait_log("the client sent no certificate")
+        anon.wait_log("alert certificate_required")
+        self.assert_never_registers(anon)
+        # A client command without a certificate is refused the same way: exit status 3.
+        rc, out, err = self.c.run_cli("nodes", "--master=%s" % self.c.master_addr,
+                                      "--auth-key-file=%s" % self.c.key_file,
+                                      *self.tls_client(None))
+        self.assertEqual(rc, 3, err)
+        self.assertIn("certificate_required", err)
+        self.run_echo_task(key, "named")
+
+    def test_certificate_is_optional_with_client_auth_none(self):
+        m = self.start_tls_master(client_auth="none")
+        self.assertTrue(m.count("client certificates verified if offered"), m.tail())
+        anon = self.start_tls_worker("anon", cert=None)
+        named = self.start_tls_worker("named")
+        k_anon, k_named = self.online(anon, named)
+        self.c.cli_args = self.tls_client(None)
+        self.run_echo_task(k_anon, "anonymous")
+        self.run_echo_task(k_named, "named")
+
+    def test_plaintext_worker_against_the_tls_port_is_refused_master_keeps_serving(self):
+        m = self.start_tls_master()
+        good = self.start_tls_worker("good")
+        (key,) = self.online(good)
+        plain = self.c.start_worker("plain")
+        m.wait_log("does not speak TLS")
+        self.assert_never_registers(plain)
+        rc, out, err = self.c.run_cli("nodes", "--master=%s" % self.c.master_addr,
+                                      "--auth-key-file=%s" % self.c.key_file)
+        self.assertEqual(rc, 3, err)
+        self.assertIn("--tls-ca", err)
+        self.assertTrue(m.alive())
+        self.run_echo_task(key, "after")
+
+    def test_worker_refuses_a_master_with_the_wrong_name(self):
+        m = self.start_tls_master()
+        w = self.start_tls_worker("w", extra=["--tls-server-name=master.example.com"])
+        w.wait_log("not valid for 'master.example.com'")
+        self.assert_never_registers(w)
+        # The master saw the worker give up on it.
+        m.wait_log(REFUSED)
+        # And a master certificate that names neither the address nor the host dialled.
+        w2 = self.c.start_worker("w2", extra=self.tls_client("worker") +
+                                 ["--tls-server-name=10.20.30.40"])
+        w2.wait_log("not valid for the address 10.20.30.40")
+        self.assert_never_registers(w2, seconds=1.0)
+
+    def test_worker_refuses_a_master_certified_by_another_ca(self):
+        other = self.c.path("other-pki")
+        self.cert("init", "--dir=%s" % other, "--master-host=localhost,127.0.0.1")
+        self.start_tls_master()
+        w = self.c.start_worker("w", extra=self.tls_client("worker", ca_pki=other))
+        w.wait_log("the master's certificate is not signed by a trusted CA")
+        self.assert_never_registers(w)
+
+    def test_killed_worker_is_seen_offline_through_the_pump(self):
+        self.start_tls_master()
+        w1 = self.start_tls_worker("w1")
+        w2 = self.start_tls_worker("w2")
+        k1, k2 = self.online(w1, w2)
+        w1.kill9()
+        self.c.wait_status("offline", keys=[k1], timeout=15)
+        self.assertEqual(status_of(self.c.nodes(), key=k2), "online")
+        self.run_echo_task(k2, "survivor")
+
+    def test_workers_reconnect_over_tls_after_a_master_restart(self):
+        m = self.start_tls_master()
+        w = self.start_tls_worker("w")
+        (key,) = self.online(w)
+        m.stop()
+        self.start_tls_master()
+        w.wait_log(REGISTERED, count=2, timeout=30)
+        self.c.wait_status("online", keys=[key])
+        self.run_echo_task(key, "again")
+
+    def test_tls_files_that_do_not_work_stop_the_daemon_with_a_clear_message(self):
+        # A key that is not the certificate's: the master does not start.
+        m = self.c.start_master(wait=False, extra=[
+            "--tls-cert=%s" % self.pem("master"), "--tls-key=%s" % self.pem("worker", "key")])
+        self.assertEqual(m.wait_exit(), 1)
+        self.assertIn("does not belong to the certificate", m.log())
+        # A missing CA file: the worker does not start (a command-line problem: exit 2).
+        w = self.c.start_worker("w", extra=["--tls-ca=%s" % self.c.path("missing.pem")])
+        self.assertEqual(w.wait_exit(), 2)
+        self.assertIn("missing.pem", w.log())
+        # An incomplete combination: exit 2 before anything starts.
+        rc, out, err = self.c.run_cli("--role=worker", "--tls-cert=%s" % self.pem("worker"))
+        self.assertEqual(rc, 2)
+        self.assertIn("needs '--tls-ca'", err)
+
+
+if __name__ == "__main__":
+    harness.main()

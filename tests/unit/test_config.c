@@ -690,6 +690,197 @@ START_TEST(test_usage_lists_every_command_and_option)
 }
 END_TEST
 
+/* ---- TLS ---- */
+
+START_TEST(test_master_tls_flags_in_both_forms_require_client_certificates_with_a_ca)
+{
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=/pki/master.pem", "--tls-key",
+                           "/pki/master.key", "--tls-ca", "/pki/ca.pem", NULL),
+                     0);
+    ck_assert_str_eq(cfg.tls_cert, "/pki/master.pem");
+    ck_assert_str_eq(cfg.tls_key, "/pki/master.key");
+    ck_assert_str_eq(cfg.tls_ca, "/pki/ca.pem");
+    ck_assert(cfg.tls_require_client_cert);
+}
+END_TEST
+
+START_TEST(test_master_client_auth_defaults_and_explicit_values)
+{
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", NULL), 0);
+    ck_assert(!cfg.tls_require_client_cert);
+    ck_assert_ptr_null(cfg.tls_ca);
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                           "--tls-client-auth=none", NULL),
+                     0);
+    ck_assert(!cfg.tls_require_client_cert);
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                           "--tls-client-auth", "require", NULL),
+                     0);
+    ck_assert(cfg.tls_require_client_cert);
+}
+END_TEST
+
+START_TEST(test_plaintext_stays_the_default)
+{
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_ptr_null(cfg.tls_cert);
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_ptr_null(cfg.tls_ca);
+    ck_assert_int_eq(parse("nodes", NULL), 0);
+    ck_assert_ptr_null(cfg.tls_ca);
+}
+END_TEST
+
+START_TEST(test_worker_and_clients_take_tls_flags)
+{
+    ck_assert_int_eq(parse("--role=worker", "--tls-ca=ca.pem", "--tls-cert", "w.pem",
+                           "--tls-key=w.key", "--tls-server-name=master.example.com", NULL),
+                     0);
+    ck_assert_str_eq(cfg.tls_ca, "ca.pem");
+    ck_assert_str_eq(cfg.tls_cert, "w.pem");
+    ck_assert_str_eq(cfg.tls_key, "w.key");
+    ck_assert_str_eq(cfg.tls_server_name, "master.example.com");
+    ck_assert_int_eq(parse("nodes", "--tls-ca=ca.pem", "--tls-server-name=10.0.0.5", NULL), 0);
+    ck_assert_str_eq(cfg.tls_server_name, "10.0.0.5");
+    ck_assert_int_eq(parse("logs", "--tls-ca=ca.pem", "--tls-server-name", "::1", TASK_ID, NULL),
+                     0);
+    ck_assert_int_eq(parse("submit", "--tls-ca=ca.pem", "--tls-cert=a.pem", "--tls-key=a.key", "--",
+                           "true", NULL),
+                     0);
+    ck_assert_str_eq(cfg.tls_cert, "a.pem");
+}
+END_TEST
+
+/* Combinations that cannot work, each refused with a message naming what is missing. */
+static const struct {
+    const char *args[5];
+    const char *message;
+} bad_tls[] = {
+    {{"--role=master", "--tls-key=k"}, "'--tls-key' needs '--tls-cert'"},
+    {{"--role=master", "--tls-cert=c"}, "'--tls-cert' needs '--tls-key'"},
+    {{"--role=master", "--tls-ca=a"}, "'--tls-ca' needs TLS on the master"},
+    {{"--role=master", "--tls-client-auth=none"}, "'--tls-client-auth' needs TLS on the master"},
+    {{"--role=master", "--tls-cert=c", "--tls-key=k", "--tls-client-auth=require"},
+     "'--tls-client-auth=require' needs '--tls-ca'"},
+    {{"--role=master", "--tls-cert=c", "--tls-key=k", "--tls-client-auth=optional"},
+     "--tls-client-auth: expected none or require"},
+    {{"--role=worker", "--tls-cert=c", "--tls-key=k"}, "'--tls-cert' needs '--tls-ca'"},
+    {{"--role=worker", "--tls-server-name=m"}, "'--tls-server-name' needs '--tls-ca'"},
+    {{"--role=worker", "--tls-ca=a", "--tls-cert=c"}, "'--tls-cert' needs '--tls-key'"},
+    {{"nodes", "--tls-ca=a", "--tls-key=k"}, "'--tls-key' needs '--tls-cert'"},
+    {{"nodes", "--tls-key=k"}, "'--tls-key' needs '--tls-ca'"},
+    {{"nodes", "--tls-ca="}, "--tls-ca: expected a path"},
+    {{"--role=worker", "--tls-ca=a", "--tls-server-name=bad name"}, "--tls-server-name"},
+    {{"--role=worker", "--tls-client-auth=none"},
+     "'--tls-client-auth' is not an option of 'worker'"},
+    {{"--role=master", "--tls-server-name=m"}, "'--tls-server-name' is not an option of 'master'"},
+};
+
+START_TEST(test_incomplete_tls_combinations_are_refused)
+{
+    const char *const *a = bad_tls[_i].args;
+    expect_error(parse(a[0], a[1], a[2], a[3], a[4], NULL), bad_tls[_i].message, NULL);
+}
+END_TEST
+
+/* ---- cert ---- */
+
+START_TEST(test_cert_init_splits_master_hosts)
+{
+    ck_assert_int_eq(parse("cert", "init", "--dir=/tmp/pki",
+                           "--master-host=master.example.com,10.0.0.5,::1", NULL),
+                     0);
+    ck_assert_int_eq(cfg.command, CMD_CERT_INIT);
+    ck_assert_str_eq(cfg.cert_dir, "/tmp/pki");
+    ck_assert_uint_eq(cfg.n_cert_hosts, 3);
+    ck_assert_str_eq(cfg.cert_hosts[0], "master.example.com");
+    ck_assert_str_eq(cfg.cert_hosts[1], "10.0.0.5");
+    ck_assert_str_eq(cfg.cert_hosts[2], "::1");
+    ck_assert_ptr_null(cfg.cert_hosts[3]);
+    ck_assert_int_eq(parse("cert", "init", "--dir", "pki", "--master-host", "localhost", NULL), 0);
+    ck_assert_uint_eq(cfg.n_cert_hosts, 1);
+}
+END_TEST
+
+START_TEST(test_cert_issue_takes_a_name_and_a_hidden_test_flag)
+{
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=worker-07", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_CERT_ISSUE);
+    ck_assert_str_eq(cfg.cert_name, "worker-07");
+    ck_assert(!cfg.cert_test_expired);
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=old", "--test-expired", NULL), 0);
+    ck_assert(cfg.cert_test_expired);
+}
+END_TEST
+
+static const struct {
+    const char *args[5];
+    const char *message;
+} bad_cert[] = {
+    {{"cert"}, "'cert' needs a sub-command"},
+    {{"cert", "renew"}, "unknown sub-command 'cert renew'"},
+    {{"cert", "init", "--master-host=m"}, "'cert init' needs '--dir'"},
+    {{"cert", "init", "--dir=d"}, "'cert init' needs '--master-host'"},
+    {{"cert", "init", "--dir=d", "--master-host=a,,b"}, "--master-host: expected host names"},
+    {{"cert", "init", "--dir=d", "--master-host=a b"}, "--master-host"},
+    {{"cert", "init", "--dir=d", "--master-host=a,a"}, "'a' is given twice"},
+    {{"cert", "init", "--dir=d", "--master-host=m", "--name=x"},
+     "'--name' is not an option of 'cert init'"},
+    {{"cert", "issue", "--name=x"}, "'cert issue' needs '--dir'"},
+    {{"cert", "issue", "--dir=d"}, "'cert issue' needs '--name'"},
+    {{"cert", "issue", "--dir=d", "--name=../x"}, "--name: expected 1 to 64 letters"},
+    {{"cert", "issue", "--dir=d", "--name=.hidden"}, "--name"},
+    {{"cert", "issue", "--dir=d", "--name=ca"}, "not 'ca'"},
+    {{"cert", "issue", "--dir=d", "--name=x", "--auth-key=k"},
+     "'--auth-key' is not an option of 'cert issue'"},
+    {{"cert", "init", "--dir=d", "--master-host=m", "--test-expired"},
+     "'--test-expired' is not an option of 'cert init'"},
+    {{"cert", "issue", "--dir=d", "--name=x", "extra"}, "unexpected argument 'extra'"},
+};
+
+START_TEST(test_bad_cert_command_lines_are_refused)
+{
+    const char *const *a = bad_cert[_i].args;
+    expect_error(parse(a[0], a[1], a[2], a[3], a[4], NULL), bad_cert[_i].message, NULL);
+}
+END_TEST
+
+START_TEST(test_usage_shows_tls_and_cert_but_not_the_test_flag)
+{
+    static const char *const expected[] = {
+        "cert init --dir=DIR --master-host=",
+        "cert issue --dir=DIR --name=NAME",
+        "--tls-cert=FILE",
+        "--tls-key=FILE",
+        "--tls-ca=FILE",
+        "--tls-client-auth=MODE",
+        "--tls-server-name=NAME",
+        "--dir=DIR",
+        "--master-host=",
+        "Default: require with --tls-ca, none without.",
+    };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(out);
+    config_usage(out);
+    fclose(out);
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+        ck_assert_msg(strstr(text, expected[i]) != NULL, "usage lacks '%s'", expected[i]);
+    ck_assert_ptr_null(strstr(text, "test-expired"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_cert_help_is_help)
+{
+    ck_assert_int_eq(parse("cert", "--help", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_HELP);
+    ck_assert_int_eq(parse("cert", "init", "-h", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_HELP);
+}
+END_TEST
+
 /* ---- Helpers ---- */
 
 static const struct {
@@ -885,6 +1076,19 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_help_and_version_win_anywhere);
     tcase_add_test(tc, test_help_after_dashdash_belongs_to_the_task);
     tcase_add_test(tc, test_usage_lists_every_command_and_option);
+
+    tcase_add_test(tc, test_master_tls_flags_in_both_forms_require_client_certificates_with_a_ca);
+    tcase_add_test(tc, test_master_client_auth_defaults_and_explicit_values);
+    tcase_add_test(tc, test_plaintext_stays_the_default);
+    tcase_add_test(tc, test_worker_and_clients_take_tls_flags);
+    tcase_add_loop_test(tc, test_incomplete_tls_combinations_are_refused, 0,
+                        sizeof(bad_tls) / sizeof(bad_tls[0]));
+    tcase_add_test(tc, test_cert_init_splits_master_hosts);
+    tcase_add_test(tc, test_cert_issue_takes_a_name_and_a_hidden_test_flag);
+    tcase_add_loop_test(tc, test_bad_cert_command_lines_are_refused, 0,
+                        sizeof(bad_cert) / sizeof(bad_cert[0]));
+    tcase_add_test(tc, test_usage_shows_tls_and_cert_but_not_the_test_flag);
+    tcase_add_test(tc, test_cert_help_is_help);
     suite_add_tcase(s, tc);
 
     TCase *helpers = tcase_create("helpers");
