@@ -70,6 +70,7 @@ enum option_id {
     OPT_TLS_KEY,
     OPT_TLS_CA,
     OPT_TLS_CLIENT_AUTH,
+    OPT_TLS_BIND_NODE_KEY,
     OPT_TLS_SERVER_NAME,
     OPT_JSON,
     OPT_NODE,
@@ -88,6 +89,8 @@ enum option_id {
     OPT_VERSION,
     OPT_COUNT
 };
+/* Which options were given is kept in one 64-bit mask. */
+_Static_assert(OPT_COUNT <= 64, "too many options for the given-mask");
 
 struct option_def {
     const char *name;    /* without the leading "--" */
@@ -170,6 +173,12 @@ static const struct option_def options[OPT_COUNT] = {
                              "certificate signed by --tls-ca. With none and --tls-ca, a "
                              "certificate offered is still verified.",
                              "require with --tls-ca, none without"},
+    [OPT_TLS_BIND_NODE_KEY] = {"tls-bind-node-key", NULL, M(CMD_MASTER), NULL,
+                               "Bind each node key to the certificate of its worker: a call "
+                               "that names a node key is refused unless the common name of "
+                               "the connection's client certificate equals that key. Needs "
+                               "--tls-client-auth=require.",
+                               NULL},
     [OPT_TLS_SERVER_NAME] = {"tls-server-name", "NAME", M(CMD_WORKER) | CLIENTS, NULL,
                              "Host name or IP address the master's certificate must be valid "
                              "for.",
@@ -739,6 +748,9 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
     case OPT_INSECURE_NO_AUTH:
         c->insecure_no_auth = true;
         return 0;
+    case OPT_TLS_BIND_NODE_KEY:
+        c->tls_bind_node_key = true;
+        return 0;
     case OPT_LOG_LEVEL:
         if (log_level_parse(value, &c->log_level) != 0)
             return fail(p, "%s: expected error, warn, info or debug, got '%.*s'", label, QUOTE_MAX,
@@ -1155,6 +1167,9 @@ static int check_tls(struct parse *p)
         else if (c->tls_require_client_cert && !ca)
             return fail(p, "'--tls-client-auth=require' needs '--tls-ca', the CA that signs "
                            "the workers' certificates");
+        if (c->tls_bind_node_key && !c->tls_require_client_cert)
+            return fail(p, "'--tls-bind-node-key' needs client certificates: add '--tls-ca' "
+                           "(and '--tls-client-auth=require')");
         return 0;
     case CMD_WORKER:
     case CMD_NODES:

@@ -76,6 +76,7 @@ struct config {
                                    * the master's certificate */
     bool tls_require_client_cert; /* master: --tls-client-auth=require; the default when
                                    * --tls-ca is given, none otherwise */
+    bool tls_bind_node_key;       /* master: --tls-bind-node-key */
     char *tls_server_name;        /* worker, clients: --tls-server-name, NULL = the master host */
 
     /* Client commands. */

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "master/store.h"
+#include "net/tls.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
 #include "entity/response.pb-c.h"
@@ -66,6 +67,19 @@ void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), vo
     {
         fn(ctx, hmap_item(e, struct node, link));
     }
+}
+
+bool nodes_caller_owns_key(struct nodes *n, struct srv_call *c, const char *key)
+{
+    if (!n->m->cfg->tls_bind_node_key)
+        return true;
+    /* gRPC names the peer of a channel made from a socket "fd:N", N being the plaintext end
+     * of the TLS pump, which knows the certificate that connection presented. */
+    const char *peer = srv_call_peer(c);
+    if (strncmp(peer, "fd:", 3) != 0)
+        return false;
+    const char *cn = tls_peer_name(atoi(peer + 3));
+    return cn && strcmp(cn, key) == 0;
 }
 
 size_t nodes_count(const struct nodes *n)
@@ -228,6 +242,13 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
         srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "node_key: 1 to 64 of [A-Za-z0-9._:-]");
         return;
     }
+    if (!nodes_caller_owns_key(n, c, req->node_key)) {
+        log_warn("node %s: refused a registration from %s whose certificate names another node",
+                 req->node_key, srv_call_peer(c));
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+                      "the client certificate is not this node's (--tls-bind-node-key)");
+        return;
+    }
     if (strlen(req->node_name) > NODE_NAME_MAX || strlen(req->version) > 32 ||
         strlen(req->machine_id) > 64 || req->max_runners < 0 || req->max_runners > 100000) {
         srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
@@ -286,6 +307,11 @@ static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *
         srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node; register first");
         return;
     }
+    if (!nodes_caller_owns_key(n, c, node->key)) {
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+                      "the client certificate is not this node's");
+        return;
+    }
     if (!node->online) {
         srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "node is offline; register again");
         return;
@@ -309,6 +335,11 @@ static void sub_on_request(struct srv_call *c, grpc_byte_buffer *msg)
     protobuf_c_message_free_unpacked(m, NULL);
     if (!node || !node->online) {
         srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "node is not registered");
+        return;
+    }
+    if (!nodes_caller_owns_key(n, c, node->key)) {
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+                      "the client certificate is not this node's");
         return;
     }
     if (n->draining) {

@@ -49,6 +49,10 @@ struct node *nodes_find(struct nodes *n, const char *key);
 /* Iterates every known node (online or not). */
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx);
 
+/* With --tls-bind-node-key, whether the call's connection presented the certificate of the node
+ * named key (always true without that flag). */
+bool nodes_caller_owns_key(struct nodes *n, struct srv_call *c, const char *key);
+
 /* How many nodes are known (online or not). */
 size_t nodes_count(const struct nodes *n);
 

@@ -293,6 +293,11 @@ static struct node *caller_node(struct tasks *t, struct srv_call *c, const char 
         srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "node is offline; register again");
         return NULL;
     }
+    if (!nodes_caller_owns_key(t->m->nodes, c, node->key)) {
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+                      "the client certificate is not this node's");
+        return NULL;
+    }
     return node;
 }
 

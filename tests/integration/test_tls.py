@@ -144,6 +144,20 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assertIsNone(status_of(self.c.nodes(), name="bad"))
         self.run_echo_task(key, "still")
 
+    def test_bound_node_key_must_match_the_worker_certificate(self):
+        self.cert("issue", "--dir=%s" % self.pki, "--name=n1")
+        m = self.start_tls_master(extra=["--tls-bind-node-key"])
+        own = self.start_tls_worker("own", cert="n1", extra=["--node-key=n1"])
+        (key,) = self.online(own)
+        self.assertEqual(key, "n1")
+        # The same certificate cannot speak for another node.
+        thief = self.start_tls_worker("thief", cert="n1", extra=["--node-key=n2"])
+        m.wait_log("node n2: refused a registration")
+        thief.wait_log("status 7")
+        self.assert_never_registers(thief)
+        self.assertIsNone(status_of(self.c.nodes(), name="thief"))
+        self.run_echo_task(key, "bound")
+
     def test_expired_worker_certificate_is_refused(self):
         out = self.cert("issue", "--dir=%s" % self.pki, "--name=old", "--test-expired")
         self.assertIn("EXPIRED", out)
