@@ -8,14 +8,16 @@
 #include <string.h>
 #include <strings.h>
 
-#define DEFAULT_PORT        9666
-#define DEFAULT_LISTEN_HOST "0.0.0.0"
-#define DEFAULT_MASTER_HOST "127.0.0.1"
-#define DEFAULT_MAX_RUNNERS 8
-#define MAX_RUNNERS_LIMIT   1024
-#define PRIORITY_MIN        (-1000)
-#define PRIORITY_MAX        1000
-#define DEFAULT_SPOOL_BYTES (UINT64_C(1) << 30)
+#define DEFAULT_PORT            9666
+#define DEFAULT_LISTEN_HOST     "0.0.0.0"
+#define DEFAULT_MASTER_HOST     "127.0.0.1"
+#define DEFAULT_MAX_RUNNERS     8
+#define MAX_RUNNERS_LIMIT       1024
+#define MAX_CONNECTIONS_LIMIT   1000000
+#define DEFAULT_MAX_CONNECTIONS 10000
+#define PRIORITY_MIN            (-1000)
+#define PRIORITY_MAX            1000
+#define DEFAULT_SPOOL_BYTES     (UINT64_C(1) << 30)
 /* The worker splits output lines at 1 MiB; a spool smaller than that could not hold one. */
 #define MIN_SPOOL_BYTES  (UINT64_C(1) << 20)
 #define MAX_LABEL_LEN    255
@@ -60,6 +62,7 @@ enum option_id {
     OPT_NODE_KEY,
     OPT_NODE_NAME,
     OPT_MAX_RUNNERS,
+    OPT_MAX_CONNECTIONS,
     OPT_HEARTBEAT_INTERVAL,
     OPT_FETCH_INTERVAL,
     OPT_CANCEL_GRACE,
@@ -135,6 +138,10 @@ static const struct option_def options[OPT_COUNT] = {
                        "Name shown for this worker.", "the host name"},
     [OPT_MAX_RUNNERS] = {"max-runners", "N", M(CMD_WORKER), "CRAWLAB_NODE_MAXRUNNERS",
                          "Tasks run at the same time, 1 to 1024.", "8"},
+    [OPT_MAX_CONNECTIONS] = {"max-connections", "N", M(CMD_MASTER), NULL,
+                             "Connections open at once, 1 to 1000000; more are refused. A "
+                             "worker uses two.",
+                             "10000"},
     [OPT_HEARTBEAT_INTERVAL] = {"heartbeat-interval", "DURATION", DAEMONS, NULL,
                                 "Time between a worker's heartbeats; the master expects the "
                                 "same.",
@@ -778,6 +785,12 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
                         MAX_RUNNERS_LIMIT, QUOTE_MAX, value);
         c->max_runners = (int)n;
         return 0;
+    case OPT_MAX_CONNECTIONS:
+        if (parse_int(value, 1, MAX_CONNECTIONS_LIMIT, &n) != 0)
+            return fail(p, "%s: expected an integer from 1 to %d, got '%.*s'", label,
+                        MAX_CONNECTIONS_LIMIT, QUOTE_MAX, value);
+        c->max_connections = (int)n;
+        return 0;
     case OPT_HEARTBEAT_INTERVAL:
         return apply_duration(p, &c->heartbeat_interval_ms, value, label, false);
     case OPT_FETCH_INTERVAL:
@@ -1216,6 +1229,7 @@ static int set_defaults(struct parse *p)
     c->log_level = LOG_INFO;
     c->log_format = LOG_FORMAT_TEXT;
     c->max_runners = DEFAULT_MAX_RUNNERS;
+    c->max_connections = DEFAULT_MAX_CONNECTIONS;
     c->heartbeat_interval_ms = 5 * 1000;
     c->fetch_interval_ms = 1000;
     c->cancel_grace_ms = 15 * 1000;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,26 @@ static int resolve_auth_key(struct master *m, const char *data_dir)
     return 0;
 }
 
+/*
+ * Each connection needs a descriptor (two with TLS: the socket and the pump's end), plus log
+ * files and the database: raise the soft limit as far as the hard one allows, and say so when
+ * the configured cap cannot be reached.
+ */
+static void raise_fd_limit(size_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t)max_connections * 2 + 512;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want)
+        log_warn("the descriptor limit (%llu) is below what --max-connections=%zu may need",
+                 (unsigned long long)rl.rlim_cur, max_connections);
+}
+
 int master_main(const struct config *cfg)
 {
     struct master m = {.cfg = cfg, .exit_code = 1};
@@ -175,9 +196,8 @@ int master_main(const struct config *cfg)
         .max_streams_per_conn = 1024,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
-        (rc = group_create(&m, &m.group)) < 0 ||
-        (rc = nodes_create(&m, &m.nodes)) < 0 || (rc = tasks_create(&m, &m.tasks)) < 0 ||
-        (rc = ingest_create(&m, &m.ingest)) < 0) {
+        (rc = group_create(&m, &m.group)) < 0 || (rc = nodes_create(&m, &m.nodes)) < 0 ||
+        (rc = tasks_create(&m, &m.tasks)) < 0 || (rc = ingest_create(&m, &m.ingest)) < 0) {
         log_error("cannot start the server: %s", strerror(-rc));
         goto out;
     }
@@ -197,6 +217,8 @@ int master_main(const struct config *cfg)
         log_error("%s", err);
         goto out;
     }
+    raise_fd_limit((size_t)cfg->max_connections);
+    listener_set_limit(m.listener, (size_t)cfg->max_connections);
     ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&m.sigint, on_stop_signal, SIGINT);
     m.sigterm.data = m.sigint.data = &m;

@@ -2,15 +2,25 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/log.h"
+
+/* An accepted socket, known by its descriptor and its inode: once the owner closes it, the
+ * descriptor is either invalid or names another file. */
+struct tracked {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+};
 
 struct listener {
     struct ev_loop *loop;
@@ -20,7 +30,61 @@ struct listener {
     int port;
     listener_accept_cb cb;
     void *ctx;
+
+    size_t limit; /* 0 = none */
+    struct tracked *open;
+    size_t n_open;
+    ev_tstamp last_sweep, last_refusal;
+    unsigned refusals;
 };
+
+/* Forgets the connections whose sockets were closed since they were accepted. */
+static void sweep(struct listener *l)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < l->n_open; i++) {
+        struct stat st;
+        if (fstat(l->open[i].fd, &st) == 0 && st.st_dev == l->open[i].dev &&
+            st.st_ino == l->open[i].ino)
+            l->open[k++] = l->open[i];
+    }
+    l->n_open = k;
+}
+
+/* Whether one more connection fits; if so it is tracked. */
+static bool admit(struct listener *l, int fd)
+{
+    if (!l->limit)
+        return true;
+    if (l->n_open >= l->limit) {
+        /* A full sweep costs one fstat per connection: at most every 100 ms under a flood. */
+        ev_tstamp now = ev_now(l->loop);
+        if (now - l->last_sweep >= 0.1) {
+            l->last_sweep = now;
+            sweep(l);
+        }
+        if (l->n_open >= l->limit)
+            return false;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return false;
+    l->open[l->n_open++] = (struct tracked){fd, st.st_dev, st.st_ino};
+    return true;
+}
+
+void listener_set_limit(struct listener *l, size_t max)
+{
+    struct tracked *open = max ? calloc(max, sizeof(*open)) : NULL;
+    if (max && !open) {
+        log_warn("cannot track %zu connections; no connection limit", max);
+        max = 0;
+    }
+    free(l->open);
+    l->open = open;
+    l->limit = max;
+    l->n_open = 0;
+}
 
 static void format_peer(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
@@ -74,6 +138,19 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         char peer[INET6_ADDRSTRLEN + 10];
         format_peer(&ss, peer, sizeof(peer));
+        if (!admit(l, fd)) {
+            ev_tstamp now = ev_now(loop);
+            l->refusals++;
+            if (now - l->last_refusal >= 1.0) {
+                log_warn("connection limit (%zu) reached: refused %s and %u other(s) in the last "
+                         "second",
+                         l->limit, peer, l->refusals - 1);
+                l->last_refusal = now;
+                l->refusals = 0;
+            }
+            close(fd);
+            continue;
+        }
         l->cb(l->ctx, fd, peer);
     }
 }
@@ -156,5 +233,6 @@ void listener_close(struct listener *l)
     ev_io_stop(l->loop, &l->io);
     ev_timer_stop(l->loop, &l->retry);
     close(l->fd);
+    free(l->open);
     free(l);
 }

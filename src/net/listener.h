@@ -19,6 +19,13 @@ typedef void (*listener_accept_cb)(void *ctx, int fd, const char *peer);
 int listener_open(struct ev_loop *loop, const char *host, int port, listener_accept_cb cb,
                   void *ctx, struct listener **out, char *err, size_t errlen);
 
+/*
+ * Caps the connections open at once at max (0: no cap). A connection counts from its accept
+ * until its socket is closed, by whoever owns it by then; over the cap a new connection is
+ * closed at once and the refusal logged (at most once a second).
+ */
+void listener_set_limit(struct listener *l, size_t max);
+
 /* The port actually bound (useful with port 0). */
 int listener_port(const struct listener *l);
 

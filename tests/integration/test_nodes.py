@@ -127,6 +127,20 @@ class Nodes(harness.ClusterTest):
         self.assertEqual(w1.wait_exit(timeout=10), 0)
         w1.wait_log("worker stopped")
 
+    def test_connections_over_the_limit_are_refused_and_the_others_keep_working(self):
+        # One worker holds both connections the master allows (control and data).
+        m = self.c.start_master(extra=["--max-connections=2"])
+        w = self.c.start_worker("w1")
+        w.wait_log("registered with the master")
+        rc, out, err = self.c.cli("nodes", "--json")
+        self.assertEqual(rc, 3, err)
+        m.wait_log("connection limit (2) reached")
+        self.assertTrue(w.alive())
+        # Once the worker is gone, its connections are free again.
+        w.stop()
+        ns = self.c.wait_nodes(lambda ns: status_of(ns, name="w1") == "offline")
+        self.assertEqual(len(ns), 1)
+
     def test_bad_flags_exit_2_with_one_line(self):
         rc, out, err = self.c.run_cli("--role=worker", "--max-runners=x", timeout=10)
         self.assertEqual(rc, 2, (out, err))
