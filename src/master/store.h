@@ -160,6 +160,13 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
  */
 int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out);
 
+/*
+ * Assigns one given pending task to node_key, as store_task_fetch would. Returns 0 when it was
+ * assigned, 1 when the task is not pending (nothing changes), -EINVAL. For a worker that turns
+ * out to hold a task the master had put back in the queue.
+ */
+int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms);
+
 /* Copies the task into *out (free it with store_task_row_free). -EINVAL for a malformed id,
  * -ENOENT for an unknown one. */
 int store_task_get(struct store *s, const char *id, struct task_row *out);

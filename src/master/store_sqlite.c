@@ -1141,6 +1141,27 @@ static int status_apply(struct store *s, const char *id, enum task_status from, 
     return rc;
 }
 
+int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !node_key_valid(node_key))
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
+    bind_text(st, 1, id);
+    bind_text(st, 2, node_key);
+    sqlite3_bind_int64(st, 3, now_ms);
+    rc = step_done(s, st, "assigning task", id);
+    if (rc == 0)
+        rc = sqlite3_changes(s->db) == 1 ? history_add(s, id, TASK_PENDING, TASK_ASSIGNED, now_ms)
+                                         : 1;
+    return op_end(s, rc);
+}
+
 int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out)
 {
     int rc = enter(s, __func__);

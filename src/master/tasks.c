@@ -462,6 +462,13 @@ static int collect_held(void *ctx, const struct task_row *r)
     return 0;
 }
 
+/* Whether a worker's status says it has (or had) the task's process. */
+static bool worker_holds(const char *status)
+{
+    enum task_status st;
+    return task_status_parse(status, &st) == 0 && (st == TASK_RUNNING || task_status_terminal(st));
+}
+
 static bool listed(const Grpc__NodeServiceResyncRequest *req, const char *id)
 {
     for (size_t i = 0; i < req->n_tasks; i++)
@@ -523,8 +530,18 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
         Grpc__TaskCursor *cur = &cursors[k];
         grpc__task_cursor__init(cur);
         cur->task_id = st->task_id;
-        /* A task of another node is not this worker's to run: it gets cancelled. */
         bool ours = strcmp(row.assigned_node, node->key) == 0;
+        if (!ours && row.status == TASK_PENDING && worker_holds(st->status) &&
+            (!row.node_key[0] || strcmp(row.node_key, node->key) == 0) &&
+            store_task_assign(t->m->store, row.id, node->key, master_now_ms(t->m)) == 0) {
+            /* Put back in the queue while its node was away, but that node had started it: it
+             * stays there rather than run a second time elsewhere. */
+            log_info("task %s stays with node %s, which had started it", row.id, node->key);
+            node->active++;
+            ours = true;
+            row.status = TASK_ASSIGNED;
+        }
+        /* A task of another node is not this worker's to run: it gets cancelled. */
         cur->status = (char *)task_status_name(row.status);
         cur->log_lines = row.log_lines;
         cur->data_items = row.data_items;

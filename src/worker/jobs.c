@@ -90,11 +90,15 @@ static struct call_ctx *call_ctx_new(struct jobs *j, struct job *job)
     return c;
 }
 
-/* A failed call on a dead connection is the session's business, not the task's. */
-static bool connection_trouble(grpc_status_code st)
+/*
+ * Whether a failed call was refused for good. Anything else (a dead connection, a stream the
+ * transport removed, a node the master thinks offline) is the session's business: it reconnects,
+ * and the call, idempotent like all of ours, is made again.
+ */
+static bool refused_for_good(grpc_status_code st)
 {
-    return st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_DEADLINE_EXCEEDED ||
-           st == GRPC_STATUS_CANCELLED;
+    return st == GRPC_STATUS_INVALID_ARGUMENT || st == GRPC_STATUS_NOT_FOUND ||
+           st == GRPC_STATUS_PERMISSION_DENIED || st == GRPC_STATUS_OUT_OF_RANGE;
 }
 
 static void check_stopped(struct jobs *j)
@@ -167,7 +171,7 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
     const char *sent = c->status;
     bool final = c->final;
     free(c);
-    if (st != GRPC_STATUS_OK && connection_trouble(st)) {
+    if (st != GRPC_STATUS_OK && !refused_for_good(st)) {
         if (gen == session_generation(j->sess)) {
             job->report_pending = false;
             session_connection_failed(j->sess, gen, "status report failed");
@@ -549,7 +553,7 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
         return; /* a call of a connection already torn down, which reset the count */
     j->fetching--;
     if (st != GRPC_STATUS_OK) {
-        if (connection_trouble(st))
+        if (!refused_for_good(st))
             session_connection_failed(j->sess, gen, "fetch failed");
         else
             log_warn("fetch refused: %s (status %d)", details, (int)st);
@@ -652,13 +656,11 @@ static void on_resynced(void *user, grpc_status_code st, const char *details,
         /* An upstream master: everything kept is sent again; its own counting must cope. */
         log_info("the master does not implement Resync; resending all unacknowledged output");
         j->resync_missing = true;
+    } else if (st != GRPC_STATUS_OK && !refused_for_good(st)) {
+        session_connection_failed(j->sess, gen, "resync failed");
+        return;
     } else if (st != GRPC_STATUS_OK) {
-        if (connection_trouble(st))
-            session_connection_failed(j->sess, gen, "resync failed");
-        else
-            log_warn("resync refused: %s (status %d)", details, (int)st);
-        if (connection_trouble(st))
-            return;
+        log_warn("resync refused: %s (status %d)", details, (int)st);
     } else {
         ProtobufCMessage *m = NULL;
         if (codec_unpack(resp, &grpc__node_service_resync_response__descriptor, &m) == 0) {

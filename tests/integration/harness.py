@@ -597,10 +597,17 @@ class TaskOps:
         return problems
 
     def kill_runs(self, ran_file, task_id=None):
-        """Cleanup: SIGKILL the process group of every run (of task_id) in a --ran file."""
+        """Cleanup: SIGKILL the process group of every run (of task_id) in a --ran file. The pid
+        recorded there is the task program's, which may be a child of the task's shell: its
+        group is looked up (and never taken to be ours)."""
         for tid, node, pid in read_runs(ran_file):
             if task_id is None or tid == task_id:
-                kill_group(pid)
+                try:
+                    pgid = os.getpgid(pid)
+                except ProcessLookupError:
+                    continue
+                if pgid != os.getpgrp():
+                    kill_group(pgid)
 
 
 # ---------------------------------------------------------------------------------------------
