@@ -53,6 +53,7 @@ struct jobs {
     const struct config *cfg;
     struct session *sess;
     char *data_dir;
+    char *spool_dir; /* <data_dir>/spool: output waiting for the master, past what memory keeps */
     char *node_key;
     struct job *list;
     int running; /* processes alive */
@@ -428,7 +429,7 @@ static struct job *add_job(struct jobs *j, const char *id)
     snprintf(job->id, sizeof(job->id), "%s", id);
     /* --spool-max-bytes bounds what all tasks together keep for the master. */
     size_t share = (size_t)(j->cfg->spool_max_bytes / (uint64_t)j->cfg->max_runners);
-    job->up = uploader_create(j->loop, j->sess, id, share, &uploader_cb, job);
+    job->up = uploader_create(j->loop, j->sess, id, j->spool_dir, share, &uploader_cb, job);
     if (!job->up) {
         free(job);
         return NULL;
@@ -793,6 +794,23 @@ void jobs_shutdown(struct jobs *j, uint64_t grace_ms, void (*done)(void *ctx), v
     check_stopped(j);
 }
 
+static void clear_spool(const char *dir)
+{
+    mkdir(dir, 0700);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!task_id_valid(de->d_name))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data_dir,
                 const char *node_key, struct jobs **out)
 {
@@ -804,7 +822,13 @@ int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data
     j->fetch_window = 1;
     j->data_dir = strdup(data_dir);
     j->node_key = strdup(node_key);
-    if (!j->data_dir || !j->node_key) {
+    size_t n = strlen(data_dir) + sizeof("/spool");
+    if ((j->spool_dir = malloc(n))) {
+        snprintf(j->spool_dir, n, "%s/spool", data_dir);
+        /* Spool files of a previous run belong to tasks that are reported lost: start empty. */
+        clear_spool(j->spool_dir);
+    }
+    if (!j->data_dir || !j->node_key || !j->spool_dir) {
         jobs_destroy(j);
         return -ENOMEM;
     }
@@ -847,6 +871,7 @@ void jobs_destroy(struct jobs *j)
         free(job);
     }
     free(j->data_dir);
+    free(j->spool_dir);
     free(j->node_key);
     free(j);
 }

@@ -1,26 +1,33 @@
 #include "worker/uploader.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <grpc/slice.h>
 
+#include "master/task_state.h"
 #include "rpc/client.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
 #define BATCH_MAX_BYTES   (256u << 10) /* one message's data */
 #define BATCH_MAX_ENTRIES 4096
-#define LINGER_S          0.005       /* a lone line waits this long for company */
-#define SEGMENT_BYTES     (4u << 20)  /* a stream is closed (and acknowledged) after this */
-#define HIGH_WATER        (64u << 20) /* kept bytes that trigger back-pressure */
-#define LOW_WATER         (16u << 20)
-#define RETRY_S           0.5 /* a refused segment on a live connection waits this */
+#define LINGER_S          0.005      /* a lone line waits this long for company */
+#define SEGMENT_BYTES     (4u << 20) /* a stream is closed (and acknowledged) after this */
+#define RETRY_S           0.5        /* a refused segment on a live connection waits this */
+#define MEMORY_KEPT       (8u << 20) /* kept in memory; beyond this, messages go to the spool */
 
+/* A packed message: in memory, or spilled to the task's spool file when too much is kept. */
 struct message {
     struct message *next;
-    grpc_slice packed;
+    grpc_slice packed; /* valid unless spilled */
+    bool spilled;
+    uint64_t offset; /* in the spool file, when spilled */
+    size_t len;
     bool items;
     uint64_t last_seq; /* of the last line or item it carries */
 };
@@ -46,7 +53,12 @@ struct uploader {
 
     /* Messages kept until acknowledged; [head, cursor) are on the current stream. */
     struct message *head, *tail, *cursor;
-    size_t kept_bytes;
+    size_t kept_bytes;   /* all kept messages */
+    size_t memory_bytes; /* those in memory */
+    size_t spilled;      /* how many are in the spool file */
+    char *spool_path;    /* NULL: never spill */
+    int spool_fd;
+    uint64_t spool_end;
     size_t high_water, low_water; /* back-pressure starts at high, ends at low */
     bool pressure;
 
@@ -116,6 +128,76 @@ static int append_raw(struct batch *b, const char *s, size_t n)
     return 0;
 }
 
+/* Writes a message to the spool file (created on first use); 0, or -errno and it stays. */
+static int spill(struct uploader *u, struct message *m)
+{
+    if (!u->spool_path)
+        return -ENOSYS;
+    if (u->spool_fd < 0) {
+        u->spool_fd = open(u->spool_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (u->spool_fd < 0) {
+            log_warn("task %s: cannot create the spool %s (%s); output stays in memory", u->task_id,
+                     u->spool_path, strerror(errno));
+            free(u->spool_path);
+            u->spool_path = NULL;
+            return -errno;
+        }
+    }
+    const uint8_t *p = GRPC_SLICE_START_PTR(m->packed);
+    size_t done = 0;
+    while (done < m->len) {
+        ssize_t w = pwrite(u->spool_fd, p + done, m->len - done, (off_t)(u->spool_end + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -errno;
+        done += (size_t)w;
+    }
+    m->spilled = true;
+    m->offset = u->spool_end;
+    u->spool_end += m->len;
+    u->spilled++;
+    return 0;
+}
+
+/* The message's bytes, read back from the spool when spilled. The caller unrefs the slice. */
+static int message_bytes(struct uploader *u, const struct message *m, grpc_slice *out)
+{
+    if (!m->spilled) {
+        *out = grpc_slice_ref(m->packed);
+        return 0;
+    }
+    grpc_slice slice = grpc_slice_malloc(m->len);
+    size_t done = 0;
+    while (done < m->len) {
+        ssize_t r = pread(u->spool_fd, GRPC_SLICE_START_PTR(slice) + done, m->len - done,
+                          (off_t)(m->offset + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            grpc_slice_unref(slice);
+            return r < 0 ? -errno : -EIO;
+        }
+        done += (size_t)r;
+    }
+    *out = slice;
+    return 0;
+}
+
+static void message_free(struct uploader *u, struct message *m)
+{
+    u->kept_bytes -= m->len;
+    if (m->spilled) {
+        /* Once nothing in the spool is kept, its space is given back. */
+        if (--u->spilled == 0 && ftruncate(u->spool_fd, 0) == 0)
+            u->spool_end = 0;
+    } else {
+        u->memory_bytes -= m->len;
+        grpc_slice_unref(m->packed);
+    }
+    free(m);
+}
+
 /* Turns the batch into a packed message at the end of the queue. */
 static void seal(struct uploader *u, struct batch *b, bool items)
 {
@@ -138,6 +220,14 @@ static void seal(struct uploader *u, struct batch *b, bool items)
     size_t size = protobuf_c_message_get_packed_size(&req.base);
     m->packed = grpc_slice_malloc(size);
     protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(m->packed));
+    m->len = size;
+    m->spilled = false;
+    if (u->memory_bytes + size > MEMORY_KEPT && spill(u, m) == 0) {
+        grpc_slice_unref(m->packed);
+        m->packed = grpc_empty_slice();
+    } else {
+        u->memory_bytes += size;
+    }
     m->next = NULL;
     m->items = items;
     m->last_seq = b->first_seq + b->entries - 1;
@@ -253,9 +343,7 @@ static void release_acknowledged(struct uploader *u)
     while (u->head && u->head != u->cursor) {
         struct message *m = u->head;
         u->head = m->next;
-        u->kept_bytes -= GRPC_SLICE_LENGTH(m->packed);
-        grpc_slice_unref(m->packed);
-        free(m);
+        message_free(u, m);
     }
     if (!u->head)
         u->tail = NULL;
@@ -366,9 +454,17 @@ static void pump(struct uploader *u)
     }
     if (u->cursor && u->segment_bytes < SEGMENT_BYTES) {
         struct message *m = u->cursor;
+        grpc_slice bytes;
+        if (message_bytes(u, m, &bytes) < 0) {
+            log_error("task %s: cannot read its spool %s: %s; output lost", u->task_id,
+                      u->spool_path, strerror(errno));
+            finish_done(u, false);
+            return;
+        }
         u->cursor = m->next;
-        u->segment_bytes += GRPC_SLICE_LENGTH(m->packed);
-        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&m->packed, 1);
+        u->segment_bytes += m->len;
+        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&bytes, 1);
+        grpc_slice_unref(bytes);
         cli_call_write(u->stream, bb);
         return;
     }
@@ -420,9 +516,7 @@ void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items
         struct message *m = *p;
         if (m->last_seq <= (m->items ? data_items : log_lines)) {
             *p = m->next;
-            u->kept_bytes -= GRPC_SLICE_LENGTH(m->packed);
-            grpc_slice_unref(m->packed);
-            free(m);
+            message_free(u, m);
         } else {
             u->tail = m;
             p = &m->next;
@@ -437,11 +531,18 @@ void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items
 }
 
 struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
-                                 size_t max_kept, const struct uploader_hooks *hooks, void *ctx)
+                                 const char *spool_dir, size_t max_kept,
+                                 const struct uploader_hooks *hooks, void *ctx)
 {
     struct uploader *u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
+    u->spool_fd = -1;
+    if (spool_dir) {
+        size_t n = strlen(spool_dir) + TASK_ID_LEN + 2;
+        if ((u->spool_path = malloc(n)))
+            snprintf(u->spool_path, n, "%s/%s", spool_dir, task_id);
+    }
     /* At least two segments, so that one can be acknowledged while the next fills. */
     u->high_water = max_kept > 2 * SEGMENT_BYTES ? max_kept : 2 * SEGMENT_BYTES;
     u->low_water = u->high_water / 4;
@@ -469,9 +570,13 @@ void uploader_destroy(struct uploader *u)
     while (u->head) {
         struct message *m = u->head;
         u->head = m->next;
-        grpc_slice_unref(m->packed);
-        free(m);
+        message_free(u, m);
     }
+    if (u->spool_fd >= 0) {
+        close(u->spool_fd);
+        unlink(u->spool_path);
+    }
+    free(u->spool_path);
     free(u->logs.buf);
     free(u->items.buf);
     free(u);

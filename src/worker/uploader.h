@@ -7,8 +7,9 @@
  * half-closed after a few MiB, and the master's OK (sent once everything is durable) releases the
  * segment's messages. Until then they are kept, and a failed segment is sent again from its first
  * message; the master's seq dedupe makes that safe. Past a high-water mark of kept bytes the
- * uploader asks for back-pressure (the runner stops reading the task's pipes). The kept messages
- * live in memory; the worker divides --spool-max-bytes among its runners. Loop thread only.
+ * uploader asks for back-pressure (the runner stops reading the task's pipes). Kept messages stay
+ * in memory up to a few MiB and are spooled to a file under the worker's data dir beyond that;
+ * the worker divides --spool-max-bytes among its runners. Loop thread only.
  */
 #ifndef CRAWLAB_UPLOADER_H
 #define CRAWLAB_UPLOADER_H
@@ -30,9 +31,14 @@ struct uploader_hooks {
     void (*on_pressure)(void *ctx, bool high);
 };
 
-/* max_kept: output bytes kept (not yet acknowledged) before back-pressure starts. */
+/*
+ * max_kept: output bytes kept (not yet acknowledged) before back-pressure starts. Past a few MiB
+ * the kept messages go to the file <spool_dir>/<task_id> (NULL: memory only), which is removed
+ * with the uploader.
+ */
 struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
-                                 size_t max_kept, const struct uploader_hooks *hooks, void *ctx);
+                                 const char *spool_dir, size_t max_kept,
+                                 const struct uploader_hooks *hooks, void *ctx);
 /* Queues one log line (valid UTF-8, no newline). */
 void uploader_log(struct uploader *u, const char *line, size_t len);
 /* Queues result items: a JSON array of objects (borrowed). */
