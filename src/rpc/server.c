@@ -58,6 +58,8 @@ struct rpc_server {
     void *shutdown_ctx;
 
     struct rpc_server_hooks hooks;
+    size_t live_calls; /* srv_call objects not yet freed */
+    bool destroyed;    /* the gRPC server is gone; the last call frees this struct */
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
 
     /* Refusals are logged at most once a second, with the number suppressed. */
@@ -115,7 +117,12 @@ static void call_unref(struct srv_call *c)
         gpr_free(c->peer);
     if (c->method_name)
         gpr_free(c->method_name);
+    struct rpc_server *s = c->server;
     free(c);
+    /* Handlers may finish their calls after the gRPC server is gone (at shutdown); our struct
+     * lives until the last of them. */
+    if (--s->live_calls == 0 && s->destroyed)
+        free(s);
 }
 
 static void start_batch(struct srv_call *c, const grpc_op *ops, size_t n, struct call_op *op)
@@ -273,7 +280,7 @@ void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *de
     grpc_slice_unref(c->status_details);
     c->status_details = grpc_slice_from_copied_string(details ? details : "");
     struct rpc_server *s = c->server;
-    if (s->hooks.hold && s->hooks.hold(s->hooks.ctx)) {
+    if (!s->destroyed && s->hooks.hold && s->hooks.hold(s->hooks.ctx)) {
         /* What the reply confirms is not durable yet: it waits for rpc_server_release_replies. */
         c->held_next = NULL;
         if (s->held_tail)
@@ -450,6 +457,7 @@ static void on_request(struct rt_tag *tag, bool ok)
         c->details = slot->details;
         c->metadata = slot->metadata;
         c->refs = 1;
+        s->live_calls++;
         c->status_details = grpc_empty_slice();
         c->close_op = (struct call_op){{on_close}, c};
         c->recv_op = (struct call_op){{on_recv}, c};
@@ -554,12 +562,17 @@ void rpc_server_add_fd(struct rpc_server *s, int fd)
 static void finish_shutdown(struct rpc_server *s)
 {
     ev_timer_stop(s->loop, &s->shutdown_timer);
+    /* Replies still held will not be released by anyone now: send them as they are. */
+    rpc_server_release_replies(s, true);
     grpc_server_destroy(s->server);
     grpc_server_credentials_release(s->creds);
     void (*done)(void *) = s->shutdown_done;
     void *ctx = s->shutdown_ctx;
     free(s->auth_key);
-    free(s);
+    s->auth_key = NULL;
+    s->destroyed = true;
+    if (s->live_calls == 0)
+        free(s);
     if (done)
         done(ctx);
 }
