@@ -43,11 +43,14 @@ bool task_status_terminal(enum task_status s);
 /*
  * The state machine of DESIGN.md:
  *   pending -> assigned | cancelled
- *   assigned -> running | finished | error | cancelled | pending
+ *   assigned -> running | finished | error | cancelled | pending | node_disconnected
  *     (finished/error directly, because a fast task can end before 'running' is reported;
  *     pending, because a task whose node goes offline before starting it is handed out again)
  *   running -> finished | error | cancelled | node_disconnected
- *   node_disconnected -> running | abnormal | finished | error | cancelled
+ *   node_disconnected -> running | abnormal | finished | error | cancelled | pending
+ *     (an assigned task whose node goes offline waits there too, since the node may have started
+ *     it without the master hearing so; it goes back to pending when the node returns without
+ *     it, or after a short grace)
  *   terminal states never move.
  * Returns true if from -> to is allowed. from == to is not a move and returns false, which is what
  * makes repeated reports idempotent. Values outside the enum return false.

@@ -211,6 +211,15 @@ static void announce(struct tasks *t, const char *node_key)
         nodes_notify_task(node);
 }
 
+/* Back to the queue, for any node: it was never confirmed started. */
+static void requeue(struct tasks *t, const struct task_row *r, const char *why)
+{
+    if (change_status(t, r, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
+        log_info("task %s returned to the queue: %s", r->id, why);
+        announce(t, r->node_key);
+    }
+}
+
 int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1])
 {
     int rc = store_task_create(t->m->store, tn, master_now_ms(t->m), id_out);
@@ -502,12 +511,10 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     for (size_t i = 0; i < h.n; i++) {
         if (listed(req, h.rows[i].id))
             continue;
-        if (h.rows[i].status == TASK_ASSIGNED) {
-            if (change_status(t, &h.rows[i], TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0)
-                announce(t, h.rows[i].node_key);
-        } else {
+        if (h.rows[i].started_ms == 0)
+            requeue(t, &h.rows[i], "its node came back without it");
+        else
             change_status(t, &h.rows[i], TASK_ERROR, 0, STORE_NO_EXIT_CODE, "lost by worker");
-        }
     }
     free(h.rows);
 
@@ -561,35 +568,30 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
 
 /* ---- a node going offline, and the grace it gets ---- */
 
-static int on_running_task_of_offline_node(void *ctx, const struct task_row *r)
+static int on_held_task_of_offline_node(void *ctx, const struct task_row *r)
 {
     change_status(ctx, r, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL);
     return 0;
 }
 
-static int on_assigned_task_of_offline_node(void *ctx, const struct task_row *r)
-{
-    struct tasks *t = ctx;
-    if (change_status(t, r, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
-        log_info("task %s returned to the queue: node %s went offline before starting it", r->id,
-                 r->assigned_node);
-        announce(t, r->node_key);
-    }
-    return 0;
-}
-
+/*
+ * A node went offline: its tasks wait for it as node_disconnected -- the assigned ones too, since
+ * the node may have started one whose 'running' report was lost. When it comes back, its resync
+ * settles them; if it does not, the grace sweep does.
+ */
 static void on_node_offline(void *ctx, struct node *node)
 {
     struct tasks *t = ctx;
-    store_task_list_by_node(t->m->store, node->key, TASK_RUNNING, on_running_task_of_offline_node,
-                            t);
-    store_task_list_by_node(t->m->store, node->key, TASK_ASSIGNED, on_assigned_task_of_offline_node,
-                            t);
+    store_task_list_by_node(t->m->store, node->key, TASK_RUNNING, on_held_task_of_offline_node, t);
+    store_task_list_by_node(t->m->store, node->key, TASK_ASSIGNED, on_held_task_of_offline_node, t);
 }
 
+/* A task that was never confirmed started waits this long for its node (at most the disconnect
+ * grace) before it goes back to the queue. */
+#define UNCONFIRMED_GRACE_MS 30000
+
 struct grace_scan {
-    struct tasks *t;
-    int64_t deadline;
+    int64_t started_deadline, unconfirmed_deadline;
     struct task_row *expired;
     size_t n, cap;
 };
@@ -597,7 +599,7 @@ struct grace_scan {
 static int collect_expired(void *ctx, const struct task_row *r)
 {
     struct grace_scan *g = ctx;
-    if (r->updated_ms > g->deadline)
+    if (r->updated_ms > (r->started_ms ? g->started_deadline : g->unconfirmed_deadline))
         return 0;
     if (g->n == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 16;
@@ -607,28 +609,37 @@ static int collect_expired(void *ctx, const struct task_row *r)
         g->expired = rows;
         g->cap = cap;
     }
-    /* Only the fields change_status reads; the strings stay the store's. */
+    /* Only the fields change_status and requeue read; the strings stay the store's. */
     struct task_row *copy = &g->expired[g->n++];
     memset(copy, 0, sizeof(*copy));
     memcpy(copy->id, r->id, sizeof(copy->id));
+    memcpy(copy->node_key, r->node_key, sizeof(copy->node_key));
     memcpy(copy->assigned_node, r->assigned_node, sizeof(copy->assigned_node));
     copy->status = r->status;
+    copy->started_ms = r->started_ms;
     return 0;
 }
 
-/* Tasks whose node stayed away longer than --disconnect-grace end abnormal. */
+/* Tasks whose node stayed away too long: started ones end abnormal after --disconnect-grace,
+ * never confirmed ones go back to the queue sooner. */
 static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct tasks *t = w->data;
+    int64_t now = master_now_ms(t->m);
+    int64_t grace = (int64_t)t->m->cfg->disconnect_grace_ms;
     struct grace_scan g = {
-        .t = t,
-        .deadline = master_now_ms(t->m) - (int64_t)t->m->cfg->disconnect_grace_ms,
+        .started_deadline = now - grace,
+        .unconfirmed_deadline = now - (grace < UNCONFIRMED_GRACE_MS ? grace : UNCONFIRMED_GRACE_MS),
     };
     store_task_list(t->m->store, task_status_name(TASK_NODE_DISCONNECTED), NULL, 0, collect_expired,
                     &g);
-    for (size_t i = 0; i < g.n; i++)
-        change_status(t, &g.expired[i], TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
-                      "node did not come back within the disconnect grace");
+    for (size_t i = 0; i < g.n; i++) {
+        if (g.expired[i].started_ms)
+            change_status(t, &g.expired[i], TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
+                          "node did not come back within the disconnect grace");
+        else
+            requeue(t, &g.expired[i], "its node did not come back");
+    }
     free(g.expired);
 }
 

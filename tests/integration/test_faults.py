@@ -346,8 +346,10 @@ class Faults(harness.ClusterTest, harness.TaskOps):
     def test_assigned_task_whose_node_goes_offline_before_starting_it_runs_elsewhere_once(self):
         # Staging: worker a's replies are dropped, so that its FetchTask reaches the master (the
         # task becomes assigned to a) but the answer never reaches a, which cannot start it;
-        # then a is cut off entirely, goes offline, and b comes up.
-        self.c.start_master()
+        # then a is cut off entirely, goes offline, and b comes up. The master cannot know that
+        # a never started it: the task waits (node_disconnected) for the grace, then is queued
+        # again.
+        self.c.start_master(extra=["--disconnect-grace=3s"])
         p = self.proxy()
         a = self.c.start_worker("a", master_addr=p.addr, extra=["--log-level=debug"])
         ka, = self.online(a)
@@ -359,6 +361,7 @@ class Faults(harness.ClusterTest, harness.TaskOps):
                         30, "task %s to be assigned to a" % tid)
         p.blackhole()
         self.c.wait_status("offline", keys=[ka], timeout=30)
+        self.wait_task_status(tid, "node_disconnected", timeout=30)
         self.wait_task_status(tid, "pending", timeout=30)
 
         b = self.c.start_worker("b")
@@ -381,9 +384,10 @@ class Faults(harness.ClusterTest, harness.TaskOps):
     def test_task_started_just_before_its_node_went_offline_is_not_run_twice_by_that_node(self):
         # Staging: every chunk through the proxy is held 1.5 s, so the worker's 'running' report
         # is still inside the proxy when the task's first line shows it started; the blackhole
-        # then drops the report. The master only ever saw the task assigned, so when the node
-        # goes offline the task returns to the queue (DESIGN). When the node comes back and
-        # resyncs, it lists the task as running: it must not be started a second time.
+        # then drops the report. The master only ever saw the task assigned; when the node goes
+        # offline the task waits for it (node_disconnected) rather than go to another node.
+        # When the node comes back and resyncs, it lists the task as running: it must not be
+        # started a second time, anywhere.
         self.c.start_master()
         p = self.proxy()
         a = self.c.start_worker("a", master_addr=p.addr, extra=["--log-level=debug"])
@@ -403,7 +407,7 @@ class Faults(harness.ClusterTest, harness.TaskOps):
         # task's pid, as the master knows it, is its process group
         first_pid = os.getpgid(harness.read_runs(ran)[0][2])
         self.c.wait_status("offline", keys=[ka], timeout=30)
-        self.wait_task_status(tid, "pending", timeout=30)
+        self.wait_task_status(tid, "node_disconnected", timeout=30)
 
         registered = a.count(REGISTERED)
         p.pass_()

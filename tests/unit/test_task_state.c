@@ -58,6 +58,7 @@ static const enum task_status design_moves[][2] = {
     {TASK_ASSIGNED, TASK_ERROR},
     {TASK_ASSIGNED, TASK_CANCELLED},
     {TASK_ASSIGNED, TASK_PENDING},
+    {TASK_ASSIGNED, TASK_NODE_DISCONNECTED},
     {TASK_RUNNING, TASK_FINISHED},
     {TASK_RUNNING, TASK_ERROR},
     {TASK_RUNNING, TASK_CANCELLED},
@@ -67,6 +68,7 @@ static const enum task_status design_moves[][2] = {
     {TASK_NODE_DISCONNECTED, TASK_FINISHED},
     {TASK_NODE_DISCONNECTED, TASK_ERROR},
     {TASK_NODE_DISCONNECTED, TASK_CANCELLED},
+    {TASK_NODE_DISCONNECTED, TASK_PENDING},
 };
 
 static bool in_design(enum task_status from, enum task_status to)
