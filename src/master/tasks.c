@@ -444,31 +444,39 @@ static void on_send_notification(struct srv_call *c, void *ctx, const ProtobufCM
 
 /* ---- Resync ---- */
 
-/* The tasks the master holds for a node, collected before any of them changes. */
-struct held {
+/*
+ * Task rows collected before any of them changes: only the fields the settling code reads are
+ * copied (the row's heap strings stay the store's).
+ */
+struct row_list {
     struct task_row *rows;
     size_t n, cap;
 };
 
-static int collect_held(void *ctx, const struct task_row *r)
+static int row_list_add(struct row_list *l, const struct task_row *r)
 {
-    struct held *h = ctx;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        struct task_row *rows = realloc(h->rows, cap * sizeof(*rows));
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct task_row *rows = realloc(l->rows, cap * sizeof(*rows));
         if (!rows)
             return -ENOMEM;
-        h->rows = rows;
-        h->cap = cap;
+        l->rows = rows;
+        l->cap = cap;
     }
-    /* Only what a cursor and change_status read; the heap strings stay the store's. */
-    struct task_row *copy = &h->rows[h->n++];
+    struct task_row *copy = &l->rows[l->n++];
     memset(copy, 0, sizeof(*copy));
     memcpy(copy->id, r->id, sizeof(copy->id));
     memcpy(copy->node_key, r->node_key, sizeof(copy->node_key));
     memcpy(copy->assigned_node, r->assigned_node, sizeof(copy->assigned_node));
     copy->status = r->status;
+    copy->started_ms = r->started_ms;
+    copy->updated_ms = r->updated_ms;
     return 0;
+}
+
+static int collect_held(void *ctx, const struct task_row *r)
+{
+    return row_list_add(ctx, r);
 }
 
 /* Whether a worker's status says it has (or had) the task's process. */
@@ -503,7 +511,7 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
         srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "too many tasks");
         return;
     }
-    struct held h = {0};
+    struct row_list h = {0};
     static const enum task_status held_states[] = {TASK_ASSIGNED, TASK_RUNNING,
                                                    TASK_NODE_DISCONNECTED};
     for (size_t i = 0; i < sizeof(held_states) / sizeof(held_states[0]); i++)
@@ -592,8 +600,7 @@ static void on_node_offline(void *ctx, struct node *node)
 
 struct grace_scan {
     int64_t started_deadline, unconfirmed_deadline;
-    struct task_row *expired;
-    size_t n, cap;
+    struct row_list expired;
 };
 
 static int collect_expired(void *ctx, const struct task_row *r)
@@ -601,23 +608,7 @@ static int collect_expired(void *ctx, const struct task_row *r)
     struct grace_scan *g = ctx;
     if (r->updated_ms > (r->started_ms ? g->started_deadline : g->unconfirmed_deadline))
         return 0;
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 16;
-        struct task_row *rows = realloc(g->expired, cap * sizeof(*rows));
-        if (!rows)
-            return -ENOMEM;
-        g->expired = rows;
-        g->cap = cap;
-    }
-    /* Only the fields change_status and requeue read; the strings stay the store's. */
-    struct task_row *copy = &g->expired[g->n++];
-    memset(copy, 0, sizeof(*copy));
-    memcpy(copy->id, r->id, sizeof(copy->id));
-    memcpy(copy->node_key, r->node_key, sizeof(copy->node_key));
-    memcpy(copy->assigned_node, r->assigned_node, sizeof(copy->assigned_node));
-    copy->status = r->status;
-    copy->started_ms = r->started_ms;
-    return 0;
+    return row_list_add(&g->expired, r);
 }
 
 /* Tasks whose node stayed away too long: started ones end abnormal after --disconnect-grace,
@@ -633,14 +624,15 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     };
     store_task_list(t->m->store, task_status_name(TASK_NODE_DISCONNECTED), NULL, 0, collect_expired,
                     &g);
-    for (size_t i = 0; i < g.n; i++) {
-        if (g.expired[i].started_ms)
-            change_status(t, &g.expired[i], TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
+    for (size_t i = 0; i < g.expired.n; i++) {
+        const struct task_row *r = &g.expired.rows[i];
+        if (r->started_ms)
+            change_status(t, r, TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
                           "node did not come back within the disconnect grace");
         else
-            requeue(t, &g.expired[i], "its node did not come back");
+            requeue(t, r, "its node did not come back");
     }
-    free(g.expired);
+    free(g.expired.rows);
 }
 
 static int count_held(void *ctx, const struct task_row *r)
