@@ -7,7 +7,7 @@ Python 3 standard library only. It prints figures; it never fails on speed. Its 
 0 when every test ran to its end, 1 when a test could not (a task stuck, a command failing): the
 figures it printed are then partial, and a line says why.
 
-    /usr/bin/python3 bench/bench.py            # full run, a few minutes
+    /usr/bin/python3 bench/bench.py            # full run, about a minute on a quiet machine
     /usr/bin/python3 bench/bench.py --quick    # small run, under a minute
     /usr/bin/python3 bench/bench.py --only=latency,logs --perf=/tmp/perf
 
@@ -81,47 +81,110 @@ def busy_share(t0, t1):
 
 
 class CpuSampler:
-    """Samples machine_ticks() every 0.1 s in a thread, so that the busy share of a window known
-    only afterwards (master timestamps) can be computed."""
+    """Samples the machine's CPU ticks, those of the benchmark's own processes and those of kernel
+    threads every 0.2 s in a thread, so that the shares of a window known only afterwards (master
+    timestamps) can be computed: how busy the machine was, and how much of that was other
+    people's work (neither ours nor kernel threads')."""
 
-    def __init__(self):
+    def __init__(self, pids_fn):
+        self.pids_fn = pids_fn  # -> pids of the cluster's daemons
         self.samples = []
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
         self._th.start()
 
+    def _ours(self):
+        """Jiffies used so far by the daemons (their reaped children, the tasks, included) and by
+        this process and its reaped children (the client commands, perf)."""
+        total = 0
+        for pid in self.pids_fn():
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            except (OSError, ValueError):
+                pass
+        t = os.times()
+        return total + (t.user + t.system + t.children_user + t.children_system) * CLK_TCK
+
+    @staticmethod
+    def _kernel_threads():
+        """Jiffies used so far by kernel threads (children of kthreadd): block I/O, writeback and
+        softirq work is done there partly on our behalf, so it is not counted as other work."""
+        total = 0
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] in ("0", "2") or d == "2":  # ppid 2: a kernel thread
+                total += int(fields[11]) + int(fields[12])
+        return total
+
+    def _sample(self):
+        return (now_ms(), machine_ticks(), self._ours(), self._kernel_threads())
+
     def _run(self):
         while not self._stop.is_set():
-            self.samples.append((now_ms(), machine_ticks()))
-            self._stop.wait(0.1)
+            self.samples.append(self._sample())
+            self._stop.wait(0.2)
 
     def stop(self):
         self._stop.set()
         self._th.join()
-        self.samples.append((now_ms(), machine_ticks()))
+        self.samples.append(self._sample())
 
-    def busy(self, t0_ms, t1_ms):
-        """Busy share between the samples nearest to t0 and t1 (None without two samples)."""
+    def shares(self, t0_ms, t1_ms):
+        """(busy, other): shares of all CPUs that were busy, and busy with processes that are not
+        the benchmark's, between the samples nearest to t0 and t1; (None, None) if unknown."""
         if not self.samples:
-            return None
+            return None, None
         a = min(self.samples, key=lambda x: abs(x[0] - t0_ms))
         b = min(self.samples, key=lambda x: abs(x[0] - t1_ms))
-        if b[0] <= a[0]:
-            return None
-        return busy_share(a[1], b[1])
+        total = b[1][1] - a[1][1]
+        if b[0] <= a[0] or total <= 0:
+            return None, None
+        busy = (b[1][0] - a[1][0]) / total
+        other = max(0.0, busy - (b[2] - a[2] + b[3] - a[3]) / total)
+        return busy, other
+
+
+def _proc_ticks():
+    """{pid: (utime + stime in jiffies, command name)} of every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2:].split()
+        out[int(d)] = (int(fields[11]) + int(fields[12]), name)
+    return out
 
 
 def wait_quiet(limit=0.15, max_wait=60.0):
     """Waits (up to max_wait s) for a second in which under `limit` of the machine's CPU is busy,
-    since other work on a 2-core machine skews every figure; returns the last busy share seen."""
+    since other work on a 2-core machine skews every figure; returns the last busy share seen.
+    While it waits it names the processes that use the CPU."""
     deadline = time.monotonic() + max_wait
     while True:
-        t0 = machine_ticks()
+        t0, p0 = machine_ticks(), _proc_ticks()
         time.sleep(1.0)
-        share = busy_share(t0, machine_ticks())
+        t1, p1 = machine_ticks(), _proc_ticks()
+        share = busy_share(t0, t1)
         if share < limit or time.monotonic() >= deadline:
             return share
-        print("  machine busy %.0f %% (other work); waiting for it to calm down" % (share * 100),
+        top = sorted(((v[0] - p0[pid][0], v[1]) for pid, v in p1.items() if pid in p0),
+                     reverse=True)[:3]
+        print("  machine busy %.0f %% with other work (%s); waiting for it to calm down"
+              % (share * 100, ", ".join("%s %d%%" % (n, 100 * d / CLK_TCK) for d, n in top)),
               flush=True)
 
 
@@ -186,7 +249,6 @@ class Bench:
     def cluster(self, name, workers=2, max_runners=8, start_workers=True):
         c = harness.Cluster(os.path.join(self.root, name), binary=self.bin)
         c.start_master()
-        c.wait_workers = lambda: self._wait_workers(c)
         c.workers = []
         if start_workers:
             self.start_workers(c, workers, max_runners)
@@ -228,7 +290,7 @@ class Bench:
         print("  note: " + text, flush=True)
 
     def perf_start(self, name, pid, settle=0.3):
-        """perf record -g on one process, when --perf DIR was given."""
+        """perf record (dwarf call graphs) of one process, when --perf DIR was given."""
         if not self.args.perf:
             return None
         os.makedirs(self.args.perf, exist_ok=True)
@@ -239,6 +301,40 @@ class Bench:
                              stderr=subprocess.DEVNULL)
         time.sleep(settle)  # perf attaches
         return p
+
+    SYSCALLS = ("fdatasync", "fsync", "pwrite64", "sendmsg", "recvmsg", "epoll_wait")
+
+    def syscalls_start(self, name, pid):
+        """perf stat counting some syscalls of one process, when --syscalls was given."""
+        if not self.args.syscalls:
+            return None
+        out = os.path.join(self.root, "%s.syscalls.csv" % name)
+        ev = ",".join("syscalls:sys_enter_" + x for x in self.SYSCALLS)
+        p = subprocess.Popen(["perf", "stat", "-x", ",", "-e", ev, "-p", str(pid), "-o", out],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        p.out = out
+        return p
+
+    def syscalls_stop(self, p):
+        """Stops a syscalls_start() counter; returns {syscall: count} ({} without one)."""
+        if p is None:
+            return {}
+        self.perf_stop(p)
+        counts = {}
+        try:
+            with open(p.out) as f:
+                for line in f:
+                    parts = line.strip().split(",")
+                    if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_"):
+                        try:
+                            counts[parts[2][len("syscalls:sys_enter_"):]] = int(parts[0])
+                        except ValueError:
+                            pass
+        except OSError:
+            pass
+        return counts
 
     def perf_stop(self, p):
         if p is None:
@@ -320,6 +416,53 @@ class Bench:
         spawn_med = pct(spawn_cost, 50)
 
         ids, fine, submit_ms, stuck = [], {}, [], []
+        sampler = CpuSampler(lambda: [p.pid for p in c.procs])
+        t_begin = now_ms()
+        try:
+            self._latency_loop(c, n, probe, q, ids, fine, submit_ms, stuck)
+        except BenchError as e:  # report what was measured up to here
+            self.failed = True
+            self.note("latency: %s" % e)
+        finally:
+            os.close(fd)
+            t_end = now_ms()
+            sampler.stop()
+
+        ts = {t["id"]: t for t in self.tasks(c)}
+        coarse = sorted(ts[i]["started_ms"] - ts[i]["created_ms"] for i in ids
+                        if ts[i]["started_ms"] > 0)
+        fine_ms = sorted(fine[i] / 1e6 - ts[i]["created_ms"] for i in ids)
+        est = sorted(v - spawn_med for v in fine_ms)
+        sub = sorted(submit_ms[a.latency_warmup:])
+        statuses = collections.Counter(ts[i]["status"] for i in ids)
+        r = {"tasks": len(ids), "statuses": dict(statuses), "stuck": len(stuck),
+             "coarse_ms": coarse, "fine_ms": [round(v, 3) for v in fine_ms],
+             "stamp_cost_ms": [round(v, 3) for v in spawn_cost], "submit_cli_ms": sub}
+        self.raw["latency"] = r
+        S = "dispatch"
+        self.row(S, "tasks measured (statuses)", "%d (%s)" % (len(ids), ", ".join(
+            "%s %d" % kv for kv in sorted(statuses.items()))))
+        self.row(S, "started_ms-created_ms p50  [1 ms res.]", ms(pct(coarse, 50), 0), "<= 2 ms")
+        self.row(S, "started_ms-created_ms p99  [1 ms res.]", ms(pct(coarse, 99), 0), "<= 10 ms")
+        self.row(S, "started_ms-created_ms mean / max", "%s / %s" % (
+            ms(sum(coarse) / len(coarse) if coarse else None), ms(coarse[-1] if coarse else None, 0)))
+        self.row(S, "task's own stamp - created_ms p50", ms(pct(fine_ms, 50)), "<= 2 ms")
+        self.row(S, "task's own stamp - created_ms p99", ms(pct(fine_ms, 99)), "<= 10 ms")
+        self.row(S, "  of which sh start + stamp (p50 of 50)", ms(spawn_med))
+        self.row(S, "  => created -> spawn, est. p50 / p99",
+                 "%s / %s" % (ms(pct(est, 50)), ms(pct(est, 99))))
+        self.row(S, "submit command round trip p50 / p99",
+                 "%s / %s" % (ms(pct(sub, 50), 1), ms(pct(sub, 99), 1)))
+        r["machine_busy"], r["other_busy"] = sampler.shares(t_begin, t_end)
+        self._busy_rows(S, r, "whole test")
+        if stuck:
+            self.row(S, "tasks that never ended (stuck)", "%d" % len(stuck))
+            self.failed = True
+
+    def _latency_loop(self, c, n, probe, q, ids, fine, submit_ms, stuck):
+        """Submits warm-up + n probes one at a time; fills ids, fine (id -> ns stamp), submit_ms
+        and stuck."""
+        a = self.args
         for i in range(a.latency_warmup + n):
             t0 = time.monotonic()
             tid = self.submit(c, ".", probe)
@@ -351,36 +494,17 @@ class Bench:
                               "keeps each probe alive 20 ms after its stamp)"
                               % (len(stuck), len(ids)))
                     break
-        os.close(fd)
 
-        ts = {t["id"]: t for t in self.tasks(c)}
-        coarse = sorted(ts[i]["started_ms"] - ts[i]["created_ms"] for i in ids
-                        if ts[i]["started_ms"] > 0)
-        fine_ms = sorted(fine[i] / 1e6 - ts[i]["created_ms"] for i in ids)
-        est = sorted(v - spawn_med for v in fine_ms)
-        sub = sorted(submit_ms[a.latency_warmup:])
-        statuses = collections.Counter(ts[i]["status"] for i in ids)
-        r = {"tasks": len(ids), "statuses": dict(statuses), "stuck": len(stuck),
-             "coarse_ms": coarse, "fine_ms": [round(v, 3) for v in fine_ms],
-             "stamp_cost_ms": [round(v, 3) for v in spawn_cost], "submit_cli_ms": sub}
-        self.raw["latency"] = r
-        S = "dispatch"
-        self.row(S, "tasks measured (statuses)", "%d (%s)" % (len(ids), ", ".join(
-            "%s %d" % kv for kv in sorted(statuses.items()))))
-        self.row(S, "started_ms-created_ms p50  [1 ms res.]", ms(pct(coarse, 50), 0), "<= 2 ms")
-        self.row(S, "started_ms-created_ms p99  [1 ms res.]", ms(pct(coarse, 99), 0), "<= 10 ms")
-        self.row(S, "started_ms-created_ms mean / max", "%s / %s" % (
-            ms(sum(coarse) / len(coarse) if coarse else None), ms(coarse[-1] if coarse else None, 0)))
-        self.row(S, "task's own stamp - created_ms p50", ms(pct(fine_ms, 50)), "<= 2 ms")
-        self.row(S, "task's own stamp - created_ms p99", ms(pct(fine_ms, 99)), "<= 10 ms")
-        self.row(S, "  of which sh start + stamp (p50 of 50)", ms(spawn_med))
-        self.row(S, "  => created -> spawn, est. p50 / p99",
-                 "%s / %s" % (ms(pct(est, 50)), ms(pct(est, 99))))
-        self.row(S, "submit command round trip p50 / p99",
-                 "%s / %s" % (ms(pct(sub, 50), 1), ms(pct(sub, 99), 1)))
-        if stuck:
-            self.row(S, "tasks that never ended (stuck)", "%d" % len(stuck))
-            self.failed = True
+    def _busy_rows(self, S, r, window):
+        if r.get("machine_busy") is None:
+            return
+        self.row(S, "machine CPU busy (%d cores), %s" % (os.cpu_count(), window),
+                 "%.0f %%" % (r["machine_busy"] * 100))
+        self.row(S, "  of which other processes (not ours, not kernel threads)",
+                 "%.0f %%" % (r["other_busy"] * 100))
+        if r["other_busy"] >= 0.10:
+            self.note("%s: other work used %.0f %% of the machine during the test; its figures "
+                      "are not comparable" % (S, r["other_busy"] * 100))
 
     def _status(self, c, tid):
         try:
@@ -404,16 +528,33 @@ class Bench:
 
     def _throughput(self, c, n):
         a = self.args
+        failures = []
+
+        def submit_one(_):
+            try:
+                return self.submit(c, *a.task)
+            except BenchError as e:
+                failures.append(str(e))
+                return None
+
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=a.submitters) as ex:
-            ids = list(ex.map(lambda _: self.submit(c, *a.task), range(n)))
+            ids = [i for i in ex.map(submit_one, range(n)) if i]
         queue_s = time.monotonic() - t0
         print("  queued %d tasks in %.1f s (%.0f submits/s with %d parallel clients)"
               % (n, queue_s, n / queue_s, a.submitters), flush=True)
+        queued = len(self.tasks(c, "pending"))
+        if failures:
+            # The master's queue is what the workers drain, whatever the client printed.
+            self.failed = True
+            self.note("throughput: %d of %d submit commands failed, the first: %s; the master "
+                      "queued %d tasks" % (len(failures), n, failures[0], queued))
+        n = queued
 
         master_cpu0 = cpu_seconds(c.master.pid)
         perf = self.perf_start("throughput-master", c.master.pid)
-        sampler = CpuSampler()
+        sys_m = self.syscalls_start("throughput-master", c.master.pid)
+        sampler = CpuSampler(lambda: [p.pid for p in c.procs])
         start_ms = now_ms()
         for i in (1, 2):
             c.workers.append(c.start_worker("w%d" % i, extra=["--max-runners=%d" % a.max_runners]))
@@ -437,11 +578,11 @@ class Bench:
         sampler.stop()
         self.perf_stop(perf)
         self.perf_stop(perf_w)
+        calls = self.syscalls_stop(sys_m)
         master_cpu = cpu_seconds(c.master.pid) - master_cpu0
         worker_cpu = sum(cpu_seconds(w.pid) for w in c.workers)
 
-        idset = set(ids)
-        ts = [t for t in self.tasks(c) if t["id"] in idset]
+        ts = self.tasks(c)  # a fresh cluster: every task in it is one of ours
         st = collections.Counter(t["status"] for t in ts)
         fin = [t for t in ts if t["status"] == "finished"]
         r = {"tasks": n, "statuses": dict(st), "queue_s": queue_s, "master_cpu_s": master_cpu,
@@ -466,14 +607,16 @@ class Bench:
                      ">= 1000 /s")
             self.row(S, "finished / s (first start -> last end)", "%.0f" % r["steady_rate"])
             self.row(S, "wall time, workers launched -> last end", "%.2f s" % wall)
-            r["machine_busy"] = sampler.busy(start_ms, last_end)
-            if r["machine_busy"] is not None:
-                self.row(S, "machine CPU busy (all %d cores), launch -> last end"
-                         % os.cpu_count(), "%.0f %%" % (r["machine_busy"] * 100))
+            r["machine_busy"], r["other_busy"] = sampler.shares(start_ms, last_end)
+            self._busy_rows(S, r, "launch -> last end")
         if started:
             self.row(S, "master CPU per task started", "%.0f us" % (master_cpu / len(started) * 1e6))
             self.row(S, "worker CPU per task started (2 workers, not the tasks)",
                      "%.0f us" % (worker_cpu / len(started) * 1e6))
+        if calls and started:
+            r["master_syscalls"] = calls
+            self.row(S, "master syscalls per task started", ", ".join(
+                "%s %.1f" % (k, calls[k] / len(started)) for k in self.SYSCALLS if k in calls))
         self.row(S, "queueing: submit commands / s (%d clients)" % a.submitters,
                  "%.0f" % (n / queue_s))
         self.raw["throughput"] = r
@@ -510,9 +653,10 @@ class Bench:
         master = c.master.pid
         worker = c.workers[0].pid
         m0, w0 = cpu_seconds(master), cpu_seconds(worker)
-        sampler = CpuSampler()
+        sampler = CpuSampler(lambda: [p.pid for p in c.procs])
         perf = self.perf_start("logs-master", master) if not label else None
         perf_w = self.perf_start("logs-worker", worker, settle=0) if not label else None
+        sys_m = self.syscalls_start("logs-master", master) if not label else None
         tid = self.submit(c, ".", script)
         deadline = time.monotonic() + max(120, size / (5 * MB))
         t = None
@@ -524,6 +668,7 @@ class Bench:
         sampler.stop()
         self.perf_stop(perf)
         self.perf_stop(perf_w)
+        calls = self.syscalls_stop(sys_m)
         m1, w1 = cpu_seconds(master), cpu_seconds(worker)
         if not t or t["status"] not in FINAL:
             self.failed = True
@@ -548,10 +693,12 @@ class Bench:
         self.row(S, "master CPU per MB", "%.2f ms" % ((m1 - m0) / (size / MB) * 1000))
         self.row(S, "master CPU use (of one core)", "%.0f %%" % ((m1 - m0) / dur * 100))
         self.row(S, "worker CPU per MB (own process)", "%.2f ms" % ((w1 - w0) / (size / MB) * 1000))
-        r["machine_busy"] = sampler.busy(t["started_ms"], t["ended_ms"])
-        if r["machine_busy"] is not None:
-            self.row(S, "machine CPU busy (all %d cores), started -> ended" % os.cpu_count(),
-                     "%.0f %%" % (r["machine_busy"] * 100))
+        if calls:
+            r["master_syscalls"] = calls
+            self.row(S, "master syscalls per MB", ", ".join(
+                "%s %.1f" % (k, calls[k] / (size / MB)) for k in self.SYSCALLS if k in calls))
+        r["machine_busy"], r["other_busy"] = sampler.shares(t["started_ms"], t["ended_ms"])
+        self._busy_rows(S, r, "started -> ended")
         if t["log_lines"] != lines or t["status"] != "finished":
             self.failed = True
             self.note("log task ended %s with %d of %d lines stored"
@@ -627,10 +774,17 @@ def main():
                    help="the latency test stops after this many stuck tasks")
     p.add_argument("--perf", metavar="DIR", help="perf record (dwarf call graphs) the master "
                    "and worker w1 during the throughput and log tests, into DIR/*.data")
+    p.add_argument("--quiet-wait", type=float, default=60, metavar="SECONDS",
+                   help="before each test, wait up to this long for the machine to be idle "
+                   "(default 60, 15 with --quick)")
+    p.add_argument("--syscalls", action="store_true",
+                   help="count the master's fdatasync, fsync, pwrite64, sendmsg, recvmsg and "
+                   "epoll_wait calls (perf stat tracepoints) during the throughput and log tests")
     p.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the cluster directories")
     a = p.parse_args()
     if a.quick:
+        a.quiet_wait = min(a.quiet_wait, 15)
         a.latency_tasks = min(a.latency_tasks, 50)
         a.latency_warmup = min(a.latency_warmup, 3)
         a.throughput_tasks = min(a.throughput_tasks, 400)
@@ -652,7 +806,7 @@ def main():
     try:
         for t in tests:
             try:
-                share = wait_quiet()
+                share = wait_quiet(max_wait=a.quiet_wait)
                 b.background[t] = share
                 if share >= 0.15:
                     b.note("%s: the machine was %.0f %% busy with other work before the test"
