@@ -8,6 +8,7 @@
 
 #include "entity/response.pb-c.h"
 #include "master/group.h"
+#include "master/jsonlines.h"
 #include "master/store.h"
 #include "master/tasks.h"
 #include "rpc/codec.h"
@@ -94,29 +95,31 @@ static void on_commit(void *ctx, uint64_t group, bool ok)
  * not what the code says; nothing is stored then.
  */
 struct batch {
-    json_t *root;
+    struct jsonlines lines; /* INSERT_LOGS: strings, mostly pointing into the message */
+    json_t *root;           /* INSERT_DATA: the parsed array of objects */
     const char **ptrs;
     size_t *lens;
-    char **owned;
+    char **owned; /* INSERT_DATA: each item re-serialised */
     size_t n;
 };
 
 static void batch_free(struct batch *b)
 {
-    if (b->owned)
+    jsonlines_free(&b->lines);
+    if (b->owned) {
         for (size_t i = 0; i < b->n; i++)
             free(b->owned[i]);
-    free(b->owned);
-    free(b->ptrs);
-    free(b->lens);
+        free(b->owned);
+        free(b->ptrs);
+        free(b->lens);
+    }
     json_decref(b->root);
 }
 
-static int batch_parse(struct batch *b, const ProtobufCBinaryData *data, bool items)
+static int parse_items(struct batch *b, const ProtobufCBinaryData *data)
 {
-    memset(b, 0, sizeof(*b));
     json_error_t err;
-    b->root = json_loadb((const char *)data->data, data->len, JSON_ALLOW_NUL, &err);
+    b->root = json_loadb((const char *)data->data, data->len, 0, &err);
     if (!json_is_array(b->root))
         return -EINVAL;
     size_t n = json_array_size(b->root);
@@ -124,29 +127,35 @@ static int batch_parse(struct batch *b, const ProtobufCBinaryData *data, bool it
         return 0;
     b->ptrs = calloc(n, sizeof(*b->ptrs));
     b->lens = calloc(n, sizeof(*b->lens));
-    if (items)
-        b->owned = calloc(n, sizeof(*b->owned));
-    if (!b->ptrs || !b->lens || (items && !b->owned))
+    b->owned = calloc(n, sizeof(*b->owned));
+    if (!b->ptrs || !b->lens || !b->owned)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(b->root, i);
-        if (items) {
-            if (!json_is_object(v))
-                return -EINVAL;
-            if (!(b->owned[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)))
-                return -ENOMEM;
-            b->n = i + 1;
-            b->ptrs[i] = b->owned[i];
-            b->lens[i] = strlen(b->owned[i]);
-        } else {
-            if (!json_is_string(v))
-                return -EINVAL;
-            b->ptrs[i] = json_string_value(v);
-            b->lens[i] = json_string_length(v);
-            b->n = i + 1;
-        }
+        if (!json_is_object(v))
+            return -EINVAL;
+        if (!(b->owned[i] = json_dumps(v, JSON_COMPACT)))
+            return -ENOMEM;
+        b->n = i + 1;
+        b->ptrs[i] = b->owned[i];
+        b->lens[i] = strlen(b->owned[i]);
     }
     return (int)n;
+}
+
+static int batch_parse(struct batch *b, const ProtobufCBinaryData *data, bool items)
+{
+    memset(b, 0, sizeof(*b));
+    if (items)
+        return parse_items(b, data);
+    /* Log lines are most of the traffic: read them without building a JSON tree. */
+    int n = jsonlines_parse(&b->lines, (const char *)data->data, data->len);
+    if (n > 0) {
+        b->ptrs = b->lines.ptrs;
+        b->lens = b->lines.lens;
+        b->n = (size_t)n;
+    }
+    return n;
 }
 
 static void on_message(struct srv_call *c, grpc_byte_buffer *msg)

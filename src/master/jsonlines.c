@@ -1,0 +1,236 @@
+#include "master/jsonlines.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Length of the valid UTF-8 sequence starting at p (lead byte >= 0x80), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t min, cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, min = 0x80, cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3, min = 0x800, cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static int hex4(const char *p, const char *end, uint32_t *out)
+{
+    if (end - p < 4)
+        return -1;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (uint32_t)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static char *put_utf8(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | (cp >> 6));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | (cp >> 12));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | (cp >> 18));
+        *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return o;
+}
+
+/*
+ * Decodes the escaped string body [p, end_quote) into o; returns the new end of o, or NULL when
+ * an escape is malformed. The body was already checked for controls and UTF-8.
+ */
+static char *unescape(const char *p, const char *q, char *o)
+{
+    while (p < q) {
+        if (*p != '\\') {
+            *o++ = *p++;
+            continue;
+        }
+        p++;
+        switch (*p++) {
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '/':
+            *o++ = '/';
+            break;
+        case 'b':
+            *o++ = '\b';
+            break;
+        case 'f':
+            *o++ = '\f';
+            break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
+        case 'u': {
+            uint32_t cp, lo;
+            if (hex4(p, q, &cp) < 0)
+                return NULL;
+            p += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return NULL; /* a low surrogate on its own */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, q, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return NULL;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            o = put_utf8(o, cp);
+            break;
+        }
+        default:
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static int push(struct jsonlines *out, const char *s, size_t len)
+{
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 256;
+        const char **ptrs = realloc(out->ptrs, cap * sizeof(*ptrs));
+        if (!ptrs)
+            return -ENOMEM;
+        out->ptrs = ptrs;
+        size_t *lens = realloc(out->lens, cap * sizeof(*lens));
+        if (!lens)
+            return -ENOMEM;
+        out->lens = lens;
+        out->cap = cap;
+    }
+    out->ptrs[out->n] = s;
+    out->lens[out->n] = len;
+    out->n++;
+    return 0;
+}
+
+int jsonlines_parse(struct jsonlines *out, const char *text, size_t len)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p = text, *end = text + len;
+    p = skip_ws(p, end);
+    if (p == end || *p++ != '[')
+        return -EINVAL;
+    p = skip_ws(p, end);
+    if (p < end && *p == ']')
+        return skip_ws(p + 1, end) == end ? 0 : -EINVAL;
+    for (;;) {
+        if (p == end || *p++ != '"')
+            return -EINVAL;
+        const char *start = p;
+        bool escaped = false;
+        /* One pass: find the closing quote, checking controls and UTF-8 on the way. */
+        while (p < end && *p != '"') {
+            unsigned char c = (unsigned char)*p;
+            if (c == '\\') {
+                if (end - p < 2)
+                    return -EINVAL;
+                escaped = true;
+                p += 2;
+            } else if (c < 0x20) {
+                return -EINVAL;
+            } else if (c < 0x80) {
+                p++;
+            } else {
+                size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+                if (!n)
+                    return -EINVAL;
+                p += n;
+            }
+        }
+        if (p >= end)
+            return -EINVAL;
+        const char *q = p++; /* the closing quote */
+        int rc;
+        if (!escaped) {
+            rc = push(out, start, (size_t)(q - start));
+        } else {
+            if (!out->scratch && !(out->scratch = malloc(len)))
+                return -ENOMEM;
+            char *o = out->scratch + out->scratch_len;
+            char *e = unescape(start, q, o);
+            if (!e)
+                return -EINVAL;
+            out->scratch_len += (size_t)(e - o);
+            rc = push(out, o, (size_t)(e - o));
+        }
+        if (rc < 0)
+            return rc;
+        p = skip_ws(p, end);
+        if (p == end)
+            return -EINVAL;
+        if (*p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (*p++ != ']')
+            return -EINVAL;
+        return skip_ws(p, end) == end ? (int)out->n : -EINVAL;
+    }
+}
+
+void jsonlines_free(struct jsonlines *out)
+{
+    free(out->ptrs);
+    free(out->lens);
+    free(out->scratch);
+    memset(out, 0, sizeof(*out));
+}
