@@ -7,10 +7,16 @@
 #include "rpc/server.h"
 #include "runtime/log.h"
 
+/* An open group nobody waits for (log lines streaming in) is committed at the latest after this
+ * long, so that many messages share one sync. */
+#define MAX_AGE_S 0.05
+
 struct group {
     struct master *m;
     ev_prepare commit_point;
+    ev_timer max_age;
     bool open;
+    bool wanted; /* someone waits for this group to be durable */
     uint64_t number;
     group_commit_fn on_commit;
     void *on_commit_ctx;
@@ -24,7 +30,10 @@ int group_join(struct group *g)
     if (rc < 0)
         return rc;
     g->open = true;
+    g->wanted = false;
     ev_prepare_start(g->m->loop, &g->commit_point);
+    ev_timer_set(&g->max_age, MAX_AGE_S, 0.0);
+    ev_timer_start(g->m->loop, &g->max_age);
     return 0;
 }
 
@@ -43,6 +52,7 @@ void group_commit(struct group *g)
     if (!g->open)
         return;
     ev_prepare_stop(g->m->loop, &g->commit_point);
+    ev_timer_stop(g->m->loop, &g->max_age);
     g->open = false;
     uint64_t n = g->number++;
     int rc = store_commit(g->m->store);
@@ -61,8 +71,23 @@ void group_on_commit(struct group *g, group_commit_fn fn, void *ctx)
     g->on_commit_ctx = ctx;
 }
 
-/* Runs once per loop iteration, after every event of the iteration was handled. */
+void group_want_commit(struct group *g)
+{
+    g->wanted = true;
+}
+
+/*
+ * Runs once per loop iteration, after every event of the iteration was handled: the group is
+ * committed now if a reply or a stream waits for it, else it keeps gathering until MAX_AGE_S.
+ */
 static void on_commit_point(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct group *g = w->data;
+    if (g->wanted || (g->m->server && rpc_server_holding(g->m->server)))
+        group_commit(g);
+}
+
+static void on_max_age(struct ev_loop *loop, ev_timer *w, int revents)
 {
     group_commit(w->data);
 }
@@ -89,6 +114,8 @@ int group_create(struct master *m, struct group **out)
     g->number = 1;
     ev_prepare_init(&g->commit_point, on_commit_point);
     g->commit_point.data = g;
+    ev_init(&g->max_age, on_max_age);
+    g->max_age.data = g;
     if (m->server) {
         struct rpc_server_hooks hooks = {
             .before_unary = before_unary, .hold = hold_replies, .ctx = g};

@@ -2,9 +2,10 @@
  * Group commit for the whole master: the store changes made while one loop iteration's events
  * are handled (task assignments, status reports, registrations, log lines, result items) go into
  * one store transaction, made durable with one fdatasync per log file and one database commit
- * just before the loop waits again. Replies that confirm a change are held until then, so a reply
- * never promises what a crash could still take back, and a busy master pays one sync for many
- * calls instead of one each. Loop thread only.
+ * just before the loop waits again -- or, when nobody waits for them yet (log lines streaming in
+ * mid-segment), a little later, so that a stream of messages shares one sync. Replies that confirm
+ * a change are held until then, so a reply never promises what a crash could still take back, and a
+ * busy master pays one sync for many calls instead of one each. Loop thread only.
  */
 #ifndef CRAWLAB_GROUP_H
 #define CRAWLAB_GROUP_H
@@ -27,8 +28,11 @@ int group_join(struct group *g);
 /* The number of the open group (or of the next one); numbers start at 1. */
 uint64_t group_number(const struct group *g);
 bool group_is_open(const struct group *g);
-/* Commits the open group now (also called before the loop waits). */
+/* Commits the open group now. */
 void group_commit(struct group *g);
+/* Someone waits for the open group: commit it before the loop waits again. Without a waiter
+ * (nor a held reply) a group gathers changes for up to 50 ms. */
+void group_want_commit(struct group *g);
 /* The one listener told about every commit (the ingest path). */
 void group_on_commit(struct group *g, group_commit_fn fn, void *ctx);
 

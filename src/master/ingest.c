@@ -167,6 +167,8 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
         s->half_closed = true;
         if (!s->dirty_group)
             reply(s, GRPC_STATUS_OK, NULL);
+        else
+            group_want_commit(in->m->group);
         return;
     }
     ProtobufCMessage *m = NULL;

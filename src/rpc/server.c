@@ -298,6 +298,11 @@ void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h
     s->hooks = *h;
 }
 
+bool rpc_server_holding(const struct rpc_server *s)
+{
+    return s->held_head != NULL;
+}
+
 void rpc_server_release_replies(struct rpc_server *s, bool durable)
 {
     struct srv_call *c = s->held_head;
@@ -511,6 +516,9 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = opt->max_streams_per_conn}},
+        /* A worker's log stream should not stall on HTTP/2 flow control between messages: let
+         * a few whole messages be in flight before the next read is posted. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, {.integer = 4 * RPC_MAX_MESSAGE}},
     };
     grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     s->server = grpc_server_create(&chargs, NULL);

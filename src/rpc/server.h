@@ -71,6 +71,8 @@ struct rpc_server_hooks {
 };
 void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h);
 void rpc_server_release_replies(struct rpc_server *s, bool durable);
+/* Whether replies are being held. */
+bool rpc_server_holding(const struct rpc_server *s);
 
 /* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on. */
 void rpc_server_add_fd(struct rpc_server *s, int fd);
