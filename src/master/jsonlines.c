@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/jsonsafe.h"
+
 static const char *skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -179,6 +181,9 @@ int jsonlines_parse(struct jsonlines *out, const char *text, size_t len)
         bool escaped = false;
         /* One pass: find the closing quote, checking controls and UTF-8 on the way. */
         while (p < end && *p != '"') {
+            p += json_plain_prefix(p, (size_t)(end - p));
+            if (p == end || *p == '"')
+                break;
             unsigned char c = (unsigned char)*p;
             if (c == '\\') {
                 if (end - p < 2)

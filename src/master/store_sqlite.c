@@ -1460,9 +1460,9 @@ static char *join_lines(const char *const *lines, const size_t *lens, size_t fro
     for (size_t i = from; i < n; i++) {
         if (lens[i])
             memcpy(p, lines[i], lens[i]);
-        for (size_t j = 0; j < lens[i]; j++)
-            if (p[j] == '\n')
-                p[j] = ' ';
+        char *nl = p, *e = p + lens[i];
+        while ((nl = memchr(nl, '\n', (size_t)(e - nl))))
+            *nl++ = ' ';
         p += lens[i];
         *p++ = '\n';
     }

@@ -246,6 +246,17 @@ int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len)
 
     *out = NULL;
     while (first_bad < n) {
+        /* ASCII without NUL, eight bytes at a time: nearly all output is that. */
+        while (first_bad + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + first_bad, 8);
+            if ((w & UINT64_C(0x8080808080808080)) ||
+                ((w - UINT64_C(0x0101010101010101)) & ~w & UINT64_C(0x8080808080808080)))
+                break;
+            first_bad += 8;
+        }
+        if (first_bad == n)
+            break;
         if (p[first_bad] >= 0x01 && p[first_bad] < 0x80) {
             first_bad++;
             continue;

@@ -11,6 +11,7 @@
 
 #include "master/task_state.h"
 #include "rpc/client.h"
+#include "runtime/jsonsafe.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
@@ -95,6 +96,14 @@ static int append_json_string(struct batch *b, const char *s, size_t n)
     char *p = b->buf + b->len;
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
+        size_t plain = json_plain_prefix(s + i, n - i);
+        if (plain) {
+            memcpy(p, s + i, plain);
+            p += plain;
+            i += plain;
+            if (i == n)
+                break;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             *p++ = '\\';
