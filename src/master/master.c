@@ -52,7 +52,7 @@ static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
     const char *name = tls_peer_name(plain_fd);
     log_debug("TLS connection fd:%d from a client certified as '%s'", plain_fd,
               name ? name : "(none)");
-    rpc_server_add_fd(a->m->server, plain_fd);
+    rpc_server_add_fd(a->m->server, plain_fd, tls_peer_addr(plain_fd));
 }
 
 static void on_accept(void *ctx, int fd, const char *peer)
@@ -60,7 +60,7 @@ static void on_accept(void *ctx, int fd, const char *peer)
     struct accept_ctx *a = ctx;
     log_debug("connection from %s", peer);
     if (!a->tls) {
-        rpc_server_add_fd(a->m->server, fd);
+        rpc_server_add_fd(a->m->server, fd, peer);
         return;
     }
     if (tls_accept(a->m->loop, a->tls, fd, peer, on_tls_ready, a) < 0)

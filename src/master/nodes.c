@@ -73,12 +73,12 @@ bool nodes_caller_owns_key(struct nodes *n, struct srv_call *c, const char *key)
 {
     if (!n->m->cfg->tls_bind_node_key)
         return true;
-    /* gRPC names the peer of a channel made from a socket "fd:N", N being the plaintext end
-     * of the TLS pump, which knows the certificate that connection presented. */
-    const char *peer = srv_call_peer(c);
-    if (strncmp(peer, "fd:", 3) != 0)
+    /* The call's connection came from the plaintext end of a TLS pump, which knows the
+     * certificate that connection presented. */
+    int fd = srv_call_fd(c);
+    if (fd < 0)
         return false;
-    const char *cn = tls_peer_name(atoi(peer + 3));
+    const char *cn = tls_peer_name(fd);
     return cn && strcmp(cn, key) == 0;
 }
 

@@ -104,6 +104,13 @@ static void by_fd_set(int fd, struct tls_conn *c)
     by_fd[fd] = c;
 }
 
+const char *tls_peer_addr(int plain_fd)
+{
+    if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])
+        return NULL;
+    return by_fd[plain_fd]->peer;
+}
+
 const char *tls_peer_name(int plain_fd)
 {
     if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])

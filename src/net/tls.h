@@ -106,6 +106,8 @@ void tls_conn_cancel(struct tls_conn *conn);
  * connection; copy it to keep it. Loop thread of the server only.
  */
 const char *tls_peer_name(int plain_fd);
+/* The remote address of that connection, as the listener gave it; same lifetime and thread. */
+const char *tls_peer_addr(int plain_fd);
 
 /* Frees what wolfSSL keeps per thread (its ECC point cache). Call at the end of a thread other
  * than the main one that ran TLS handshakes; the main thread's goes with the last context. */

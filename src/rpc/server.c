@@ -7,6 +7,7 @@
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/string_util.h>
 #include <grpc/support/time.h>
 
 #include "rpc/auth.h"
@@ -59,7 +60,9 @@ struct rpc_server {
 
     struct rpc_server_hooks hooks;
     size_t live_calls; /* srv_call objects not yet freed */
-    bool destroyed;    /* the gRPC server is gone; the last call frees this struct */
+    char **peers;      /* remote address by the fd handed to gRPC */
+    size_t n_peers;
+    bool destroyed; /* the gRPC server is gone; the last call frees this struct */
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
 
     /* Refusals are logged at most once a second, with the number suppressed. */
@@ -207,11 +210,28 @@ void *srv_call_user(const struct srv_call *c)
     return c->user;
 }
 
+int srv_call_fd(struct srv_call *c)
+{
+    char *peer = grpc_call_get_peer(c->call);
+    long fd = -1;
+    if (peer && strncmp(peer, "fd:", 3) == 0)
+        fd = strtol(peer + 3, NULL, 10);
+    gpr_free(peer);
+    return fd >= 0 && fd <= INT32_MAX ? (int)fd : -1;
+}
+
 const char *srv_call_peer(struct srv_call *c)
 {
-    if (!c->peer)
+    if (c->peer)
+        return c->peer;
+    /* gRPC names the peer of a channel made from a socket "fd:N": say who N was accepted from. */
+    const struct rpc_server *s = c->server;
+    int fd = srv_call_fd(c);
+    if (fd >= 0 && (size_t)fd < s->n_peers && s->peers[fd])
+        c->peer = gpr_strdup(s->peers[fd]);
+    else
         c->peer = grpc_call_get_peer(c->call);
-    return c->peer;
+    return c->peer ? c->peer : "?";
 }
 
 const char *srv_call_method(const struct srv_call *c)
@@ -562,8 +582,23 @@ int rpc_server_start(struct rpc_server *s)
     return s->slots_armed ? 0 : -EIO;
 }
 
-void rpc_server_add_fd(struct rpc_server *s, int fd)
+void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer)
 {
+    if (fd >= 0 && (size_t)fd >= s->n_peers) {
+        size_t n = s->n_peers ? s->n_peers : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        char **peers = realloc(s->peers, n * sizeof(*peers));
+        if (peers) {
+            memset(peers + s->n_peers, 0, (n - s->n_peers) * sizeof(*peers));
+            s->peers = peers;
+            s->n_peers = n;
+        }
+    }
+    if (fd >= 0 && (size_t)fd < s->n_peers) {
+        free(s->peers[fd]);
+        s->peers[fd] = peer ? strdup(peer) : NULL;
+    }
     grpc_server_add_channel_from_fd(s->server, fd, s->creds);
 }
 
@@ -578,6 +613,11 @@ static void finish_shutdown(struct rpc_server *s)
     void *ctx = s->shutdown_ctx;
     free(s->auth_key);
     s->auth_key = NULL;
+    for (size_t i = 0; i < s->n_peers; i++)
+        free(s->peers[i]);
+    free(s->peers);
+    s->peers = NULL;
+    s->n_peers = 0;
     s->destroyed = true;
     if (s->live_calls == 0)
         free(s);

@@ -74,8 +74,9 @@ void rpc_server_release_replies(struct rpc_server *s, bool durable);
 /* Whether replies are being held. */
 bool rpc_server_holding(const struct rpc_server *s);
 
-/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on. */
-void rpc_server_add_fd(struct rpc_server *s, int fd);
+/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on; peer
+ * (copied) names the remote end in log lines about its calls. */
+void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer);
 
 /*
  * Stops taking calls; calls still open after grace_ms are cancelled. done(ctx) runs once the server
@@ -87,8 +88,10 @@ void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(v
 /* Per-call operations, loop thread only. */
 void srv_call_bind(struct srv_call *c, const struct srv_handler *h, void *user);
 void *srv_call_user(const struct srv_call *c);
-/* The peer as gRPC reports it; owned by the call. */
+/* The remote end of the call's connection, as given to rpc_server_add_fd; owned by the call. */
 const char *srv_call_peer(struct srv_call *c);
+/* The fd that was handed to rpc_server_add_fd for the call's connection, or -1. */
+int srv_call_fd(struct srv_call *c);
 const char *srv_call_method(const struct srv_call *c);
 /* Starts reading one message; -EBUSY when a read is already pending, -ESHUTDOWN after finish. */
 int srv_call_read(struct srv_call *c);
