@@ -143,22 +143,23 @@ static int resolve_auth_key(struct master *m, const char *data_dir)
 }
 
 /*
- * Each connection needs a descriptor (two with TLS: the socket and the pump's end), plus log
- * files and the database: raise the soft limit as far as the hard one allows, and say so when
- * the configured cap cannot be reached.
+ * Each connection needs a descriptor (three with TLS: the socket and both ends of the pump's
+ * socketpair), plus log files and the database: raise the soft limit as far as the hard one
+ * allows, and warn when not even plaintext connections up to the cap would fit.
  */
 static void raise_fd_limit(size_t max_connections)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t want = (rlim_t)max_connections * 2 + 512;
+    rlim_t want = (rlim_t)max_connections * 3 + 512;
     if (rl.rlim_cur < want) {
         rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < want)
-        log_warn("the descriptor limit (%llu) is below what --max-connections=%zu may need",
+    if (rl.rlim_cur < (rlim_t)max_connections + 512)
+        log_warn("the descriptor limit (%llu) is below what --max-connections=%zu needs",
                  (unsigned long long)rl.rlim_cur, max_connections);
 }
 
