@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""crawlab-node benchmark: dispatch latency, task throughput, log ingestion.
+"""crawlab-node benchmark: dispatch latency, task throughput, log ingestion (plaintext and TLS).
 
 One master and two workers on 127.0.0.1, real processes, driven through the client commands
 (submit, tasks --json, logs) and the integration harness (tests/integration/harness.py).
@@ -9,7 +9,7 @@ figures it printed are then partial, and a line says why.
 
     /usr/bin/python3 bench/bench.py            # full run, about a minute on a quiet machine
     /usr/bin/python3 bench/bench.py --quick    # small run, under a minute
-    /usr/bin/python3 bench/bench.py --only=latency,logs --perf=/tmp/perf
+    /usr/bin/python3 bench/bench.py --only=logs,logs-tls --perf=/tmp/perf
 
 See bench/README.md for what each figure means and docs/benchmarks.md for measured results.
 """
@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
 
 FINAL = ("finished", "error", "cancelled", "abnormal")
+TESTS = {"latency": "latency", "throughput": "throughput", "logs": "logs", "logs-tls": "logs_tls"}
 MB = 1000 * 1000
 LINE = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyz"
 assert len(LINE) == 99  # + "\n" = 100 bytes a line
@@ -246,9 +247,29 @@ class Bench:
         self.failed = False
         self.background = {}  # test -> busy share of the machine in the second before it
 
-    def cluster(self, name, workers=2, max_runners=8, start_workers=True):
+    def cluster(self, name, workers=2, max_runners=8, start_workers=True, tls=False):
+        """A master and (with start_workers) its workers. With tls, `crawlab-node cert init`
+        makes a CA and certificates in <dir>/pki first; the master then requires client
+        certificates, and the workers and client commands present the worker certificate."""
         c = harness.Cluster(os.path.join(self.root, name), binary=self.bin)
-        c.start_master()
+        c.worker_args = []
+        extra = []
+        if tls:
+            pki = c.path("pki")
+            rc, out, err = c.run_cli("cert", "init", "--dir=%s" % pki,
+                                     "--master-host=127.0.0.1,localhost")
+            if rc != 0:
+                raise BenchError("cert init failed: rc %d, %s" % (rc, err.strip()))
+            pem = lambda f: os.path.join(pki, f)  # noqa: E731
+            extra = ["--tls-cert=%s" % pem("master.pem"), "--tls-key=%s" % pem("master.key"),
+                     "--tls-ca=%s" % pem("ca.pem")]
+            c.worker_args = ["--tls-ca=%s" % pem("ca.pem"), "--tls-cert=%s" % pem("worker.pem"),
+                             "--tls-key=%s" % pem("worker.key")]
+            c.cli_args = list(c.worker_args)
+        c.start_master(extra=extra)
+        if tls and not c.master.count("TLS 1.3"):
+            raise BenchError("the master does not say it serves TLS 1.3: %s"
+                             % " | ".join(c.master.tail(5)))
         c.workers = []
         if start_workers:
             self.start_workers(c, workers, max_runners)
@@ -256,7 +277,8 @@ class Bench:
 
     def start_workers(self, c, n, max_runners):
         for i in range(1, n + 1):
-            c.workers.append(c.start_worker("w%d" % i, extra=["--max-runners=%d" % max_runners]))
+            c.workers.append(c.start_worker("w%d" % i, extra=c.worker_args +
+                                            ["--max-runners=%d" % max_runners]))
         self._wait_workers(c)
 
     def _wait_workers(self, c):
@@ -557,7 +579,8 @@ class Bench:
         sampler = CpuSampler(lambda: [p.pid for p in c.procs])
         start_ms = now_ms()
         for i in (1, 2):
-            c.workers.append(c.start_worker("w%d" % i, extra=["--max-runners=%d" % a.max_runners]))
+            c.workers.append(c.start_worker("w%d" % i, extra=c.worker_args +
+                                            ["--max-runners=%d" % a.max_runners]))
         perf_w = self.perf_start("throughput-worker1", c.workers[0].pid, settle=0)
         # Waits on the shrinking sets only (pending, then assigned and running), so that the
         # polling costs the master little; 0.5 s between polls.
@@ -629,22 +652,73 @@ class Bench:
     # 3. log ingestion
 
     def logs(self):
+        self._logs_test(tls=False)
+
+    def logs_tls(self):
+        self._logs_test(tls=True)
+
+    def _logs_test(self, tls):
         a = self.args
-        print("== log ingestion: one task printing 100-byte lines, one worker", flush=True)
-        c = self.cluster("logs", workers=1)
+        print("== log ingestion%s: one task printing 100-byte lines, one worker"
+              % (" over TLS 1.3 (mutual TLS)" if tls else ""), flush=True)
+        key = "logs-tls" if tls else "logs"
+        c = self.cluster(key, workers=1, tls=tls)
         try:
             if a.log_bytes:
-                self._logs(c, a.log_bytes, "")
+                self._logs(c, a.log_bytes, "", tls)
             else:
-                # a probe run sizes the measured one to about --log-seconds
-                rate = self._logs(c, a.log_probe_bytes, "probe ")
-                size = int(rate * MB * a.log_seconds)
-                size = max(a.log_probe_bytes, min(size, a.log_max_bytes))
-                self._logs(c, size - size % 100, "")
+                # A probe run sizes the measured one to about --log-seconds. Over TLS the measured
+                # run prints as many bytes as the plaintext one did, when that one ran, so that
+                # the two figures compare like with like; its probe is then only a warm-up.
+                rate = self._logs(c, a.log_probe_bytes, "probe ", tls)
+                plain = self.raw.get("logs", {}).get("bytes") if tls else None
+                if plain:
+                    size = plain
+                else:
+                    size = int(rate * MB * a.log_seconds)
+                    size = max(a.log_probe_bytes, min(size, a.log_max_bytes))
+                self._logs(c, size - size % 100, "", tls)
         finally:
             self.finish(c)
 
-    def _logs(self, c, size, label):
+    def _tls_ratio(self):
+        """A last row for the TLS section: durable MB/s over TLS / plaintext, when TLS ran."""
+        plain, tls = self.raw.get("logs"), self.raw.get("logs-tls")
+        if not tls:
+            return
+        if not plain:
+            self.row("logs over TLS", "durable MB/s, TLS / plaintext", "- (plaintext not run)",
+                     ">= 0.5")
+            return
+        ratio = tls["mb_s"] / plain["mb_s"]
+        self.raw["tls_ratio"] = ratio
+        self.row("logs over TLS", "durable MB/s, TLS / plaintext", "%.2f (%.0f / %.0f MB/s)"
+                 % (ratio, tls["mb_s"], plain["mb_s"]), ">= 0.5")
+
+    def _side_by_side(self):
+        """Plaintext and TLS log figures in two columns, when both ran."""
+        plain, tls = self.raw.get("logs"), self.raw.get("logs-tls")
+        if not (plain and tls):
+            return
+        print()
+        print("log ingestion, plaintext and TLS side by side (%d MB and %d MB printed):"
+              % (plain["bytes"] // MB, tls["bytes"] // MB))
+        print("  %-34s  %10s  %10s  %s" % ("", "plaintext", "TLS", "TLS / plaintext"))
+
+        def line(what, f, fmt):
+            a, b = f(plain), f(tls)
+            print("  %-34s  %10s  %10s  %.2f" % (what, fmt % a, fmt % b, b / a if a else 0))
+        line("durable MB/s", lambda r: r["mb_s"], "%.0f")
+        line("master CPU per MB", lambda r: r["master_cpu_s"] / (r["bytes"] / MB) * 1000,
+             "%.2f ms")
+        line("master CPU use (of one core)", lambda r: r["master_cpu_s"] / r["seconds"] * 100,
+             "%.0f %%")
+        line("worker CPU per MB", lambda r: r["worker_cpu_s"] / (r["bytes"] / MB) * 1000,
+             "%.2f ms")
+        if plain.get("machine_busy") is not None and tls.get("machine_busy") is not None:
+            line("machine CPU busy", lambda r: r["machine_busy"] * 100, "%.0f %%")
+
+    def _logs(self, c, size, label, tls=False):
         size -= size % 100
         lines = size // 100
         script = c.path("lines.sh")
@@ -652,11 +726,12 @@ class Bench:
             f.write("yes %s | head -c %d\n" % (LINE.decode(), size))
         master = c.master.pid
         worker = c.workers[0].pid
+        name = "logs-tls" if tls else "logs"
         m0, w0 = cpu_seconds(master), cpu_seconds(worker)
         sampler = CpuSampler(lambda: [p.pid for p in c.procs])
-        perf = self.perf_start("logs-master", master) if not label else None
-        perf_w = self.perf_start("logs-worker", worker, settle=0) if not label else None
-        sys_m = self.syscalls_start("logs-master", master) if not label else None
+        perf = self.perf_start(name + "-master", master) if not label else None
+        perf_w = self.perf_start(name + "-worker", worker, settle=0) if not label else None
+        sys_m = self.syscalls_start(name + "-master", master) if not label else None
         tid = self.submit(c, ".", script)
         deadline = time.monotonic() + max(120, size / (5 * MB))
         t = None
@@ -675,7 +750,7 @@ class Bench:
             raise BenchError("log task %s did not end (status %s)" % (tid, t and t["status"]))
         dur = (t["ended_ms"] - t["started_ms"]) / 1000
         rate = size / MB / dur
-        S = "logs"
+        S = "logs over TLS" if tls else "logs"
         if label:
             print("  %s%d MB in %.2f s: %.0f MB/s" % (label, size // MB, dur, rate), flush=True)
             return rate
@@ -683,12 +758,13 @@ class Bench:
         on_disk = os.path.getsize(log_file) if os.path.exists(log_file) else None
         r = {"bytes": size, "lines": lines, "seconds": dur, "mb_s": rate, "status": t["status"],
              "log_lines": t["log_lines"], "master_cpu_s": m1 - m0, "worker_cpu_s": w1 - w0,
-             "log_file_bytes": on_disk}
-        self.raw["logs"] = r
+             "log_file_bytes": on_disk, "tls": tls}
+        self.raw[name] = r
         self.row(S, "task (status, lines stored / printed)", "%s, %d / %d" % (
             t["status"], t["log_lines"], lines))
         self.row(S, "bytes printed, time started -> ended", "%d MB, %.2f s" % (size // MB, dur))
-        self.row(S, "durable MB/s (MB = 10^6 bytes)", "%.0f" % rate, ">= 300 MB/s")
+        self.row(S, "durable MB/s (MB = 10^6 bytes)", "%.0f" % rate,
+                 ">= 0.5 x plaintext" if tls else ">= 300 MB/s")
         self.row(S, "durable lines / s", "%.0f" % (lines / dur))
         self.row(S, "master CPU per MB", "%.2f ms" % ((m1 - m0) / (size / MB) * 1000))
         self.row(S, "master CPU use (of one core)", "%.0f %%" % ((m1 - m0) / dur * 100))
@@ -701,13 +777,14 @@ class Bench:
         self._busy_rows(S, r, "started -> ended")
         if t["log_lines"] != lines or t["status"] != "finished":
             self.failed = True
-            self.note("log task ended %s with %d of %d lines stored"
-                      % (t["status"], t["log_lines"], lines))
+            self.note("%s: log task ended %s with %d of %d lines stored"
+                      % (name, t["status"], t["log_lines"], lines))
         return rate
 
     # -----------------------------------------------------------------------------------------
 
     def report(self, mach, build, cmd):
+        self._tls_ratio()
         print()
         print("crawlab-node benchmark, %s" % mach["date"])
         print("machine: %s cores, %s, kernel %s" % (mach["nproc"], mach["cpu"], mach["kernel"]))
@@ -718,15 +795,17 @@ class Bench:
         print("machine busy in the second before each test (other work): %s" % ", ".join(
             "%s %.0f %%" % (t, v * 100) for t, v in self.background.items()))
         print()
+        w0 = max([len(r[0]) for r in self.rows] + [10])
         w1 = max([len(r[1]) for r in self.rows] + [10])
         w2 = max([len(r[2]) for r in self.rows] + [5])
-        print("%-10s  %-*s  %-*s  %s" % ("test", w1, "metric", w2, "value", "goal"))
-        print("%s  %s  %s  %s" % ("-" * 10, "-" * w1, "-" * w2, "-" * 12))
+        print("%-*s  %-*s  %-*s  %s" % (w0, "test", w1, "metric", w2, "value", "goal"))
+        print("%s  %s  %s  %s" % ("-" * w0, "-" * w1, "-" * w2, "-" * 12))
         last = None
         for sec, metric, value, goal in self.rows:
-            print("%-10s  %-*s  %-*s  %s" % (sec if sec != last else "", w1, metric, w2, value,
-                                             goal))
+            print("%-*s  %-*s  %-*s  %s" % (w0, sec if sec != last else "", w1, metric, w2,
+                                             value, goal))
             last = sec
+        self._side_by_side()
         for n in self.notes:
             print("note: " + n)
         if self.args.json:
@@ -749,8 +828,9 @@ def main():
     p = argparse.ArgumentParser(description="crawlab-node benchmark (prints figures, never fails "
                                 "on speed)")
     p.add_argument("--quick", action="store_true", help="a small run, under a minute")
-    p.add_argument("--only", default="latency,throughput,logs",
-                   help="comma-separated tests among latency, throughput, logs")
+    p.add_argument("--only", default="latency,throughput,logs,logs-tls",
+                   help="comma-separated tests among latency, throughput, logs, logs-tls "
+                   "(default: all four)")
     p.add_argument("--bin", default=harness.BIN, help="crawlab-node binary (default %(default)s; "
                    "copied before use)")
     p.add_argument("--latency-tasks", type=int, default=200)
@@ -801,8 +881,8 @@ def main():
     b = Bench(a)
     tests = [t.strip() for t in a.only.split(",") if t.strip()]
     for t in tests:
-        if t not in ("latency", "throughput", "logs"):
-            sys.exit("bench: unknown test %r" % t)
+        if t not in TESTS:
+            sys.exit("bench: unknown test %r (known: %s)" % (t, ", ".join(TESTS)))
     try:
         for t in tests:
             try:
@@ -811,7 +891,7 @@ def main():
                 if share >= 0.15:
                     b.note("%s: the machine was %.0f %% busy with other work before the test"
                            % (t, share * 100))
-                getattr(b, t)()
+                getattr(b, TESTS[t])()
             except (BenchError, harness.Timeout) as e:
                 b.failed = True
                 b.note("%s: %s" % (t, e))

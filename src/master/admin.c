@@ -91,17 +91,6 @@ static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage 
 
 /* ---- SubmitTask ---- */
 
-static bool env_name_valid(const char *k)
-{
-    if (!*k || strlen(k) > 256 || (*k >= '0' && *k <= '9'))
-        return false;
-    for (; *k; k++)
-        if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') ||
-              *k == '_'))
-            return false;
-    return true;
-}
-
 struct targets {
     const char **keys; /* borrowed from the request or the node registry */
     size_t n, cap;
@@ -136,7 +125,7 @@ static grpc_status_code submit_targets(struct master *m, const Grpc__AdminSubmit
         return GRPC_STATUS_OK;
     }
     for (size_t i = 0; i < req->n_node_keys; i++) {
-        if (!nodes_key_valid(req->node_keys[i]) || !nodes_find(m->nodes, req->node_keys[i])) {
+        if (!nodes_find(m->nodes, req->node_keys[i])) {
             *why = "unknown node key";
             return GRPC_STATUS_NOT_FOUND;
         }
@@ -145,17 +134,12 @@ static grpc_status_code submit_targets(struct master *m, const Grpc__AdminSubmit
     return GRPC_STATUS_OK;
 }
 
-/* The TaskSpec's env as the JSON object the store keeps, or NULL when a name is not valid. */
+/* The validated TaskSpec's env as the JSON object the store keeps, or NULL when out of memory. */
 static char *env_to_json(const Grpc__TaskSpec *spec)
 {
     json_t *env = json_object();
-    for (size_t i = 0; env && i < spec->n_env; i++) {
-        if (!env_name_valid(spec->env[i]->key)) {
-            json_decref(env);
-            return NULL;
-        }
+    for (size_t i = 0; env && i < spec->n_env; i++)
         json_object_set_new(env, spec->env[i]->key, json_string(spec->env[i]->value));
-    }
     char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
     json_decref(env);
     return text;
@@ -164,20 +148,11 @@ static char *env_to_json(const Grpc__TaskSpec *spec)
 static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct master *m = ctx;
-    const Grpc__AdminSubmitTaskRequest *req = (const void *)msg;
+    const Grpc__AdminSubmitTaskRequest *req = (const void *)msg; /* validated */
     const Grpc__TaskSpec *spec = req->spec;
-    if (!spec || !*spec->cmd || strlen(spec->cmd) > 65536 || strlen(spec->param) > 65536 ||
-        strlen(spec->name) > STORE_TASK_NAME_MAX || spec->timeout_ms < 0 ||
-        spec->priority < -1000 || spec->priority > 1000 || spec->n_env > 256 ||
-        req->n_node_keys > 10000) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                      "spec: cmd required (at most 64 KiB), name at most 128 bytes, priority "
-                      "-1000..1000, timeout not negative, at most 256 env entries");
-        return;
-    }
     char *env_json = env_to_json(spec);
     if (!env_json) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "env: names are [A-Za-z_][A-Za-z0-9_]*");
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     struct targets t = {0};
@@ -286,16 +261,7 @@ static void task_list_free(struct task_list *l)
 static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct master *m = ctx;
-    const Grpc__AdminListTasksRequest *req = (const void *)msg;
-    enum task_status st;
-    if (*req->status && task_status_parse(req->status, &st) < 0) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "unknown status");
-        return;
-    }
-    if (*req->node_key && !nodes_key_valid(req->node_key)) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "bad node key");
-        return;
-    }
+    const Grpc__AdminListTasksRequest *req = (const void *)msg; /* validated */
     struct task_list l = {0};
     unsigned limit = req->limit ? req->limit : 0;
     int rc = store_task_list(m->store, *req->status ? req->status : NULL,
@@ -320,11 +286,7 @@ static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage 
 static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct master *m = ctx;
-    const Grpc__AdminTaskRequest *req = (const void *)msg;
-    if (!task_id_valid(req->task_id)) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
-        return;
-    }
+    const Grpc__AdminTaskRequest *req = (const void *)msg; /* validated */
     enum task_status after;
     int rc = tasks_cancel(m->tasks, req->task_id, req->force, &after);
     if (rc < 0) {
@@ -501,22 +463,17 @@ static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
 {
     struct reader *r = srv_call_user(c);
     ProtobufCMessage *pm = NULL;
-    if (!msg || codec_unpack(msg, &grpc__admin_task_request__descriptor, &pm) < 0) {
-        reader_end(r, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+    const char *why;
+    int rc = srv_call_decode(c, msg, &grpc__admin_task_request__descriptor, &pm, &why);
+    if (rc < 0) {
+        reader_end(r, codec_status_from_errno(rc), why);
         return;
     }
     const Grpc__AdminTaskRequest *req = (const void *)pm;
-    bool valid = task_id_valid(req->task_id);
-    if (valid) {
-        memcpy(r->task_id, req->task_id, sizeof(r->task_id));
-        r->follow = req->follow && !r->items;
-        r->next_seq = req->from ? req->from : 1;
-    }
+    memcpy(r->task_id, req->task_id, sizeof(r->task_id));
+    r->follow = req->follow && !r->items;
+    r->next_seq = req->from ? req->from : 1;
     protobuf_c_message_free_unpacked(pm, NULL);
-    if (!valid) {
-        reader_end(r, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
-        return;
-    }
     srv_call_bind(c, &reader_handler, r);
     reader_pump(r);
 }

@@ -12,6 +12,7 @@
 #include "master/store.h"
 #include "master/tasks.h"
 #include "rpc/codec.h"
+#include "rpc/validate.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
@@ -88,38 +89,25 @@ static void on_commit(void *ctx, uint64_t group, bool ok)
         tasks_committed(in->m->tasks);
 }
 
-/*
- * Parses data (a JSON array of strings for logs, of objects for items) into arrays of pointers and
- * lengths for the store. Items are re-serialised compactly so that what is stored is valid JSON
- * whatever spacing the worker used. Returns the number of entries, or -EINVAL when the data is
- * not what the code says; nothing is stored then.
- */
-struct batch {
-    struct jsonlines lines; /* INSERT_LOGS: strings, mostly pointing into the message */
-    json_t *root;           /* INSERT_DATA: the parsed array of objects */
-    const char **ptrs;
-    size_t *lens;
-    char **owned; /* INSERT_DATA: each item re-serialised */
-    size_t n;
-};
-
-static void batch_free(struct batch *b)
+void ingest_batch_free(struct ingest_batch *b)
 {
-    jsonlines_free(&b->lines);
-    if (b->owned) {
+    if (b->owned)
         for (size_t i = 0; i < b->n; i++)
             free(b->owned[i]);
-        free(b->owned);
+    free(b->owned);
+    /* The log lines' arrays are the reader's; the items' are ours, whether or not they filled. */
+    if (b->ptrs != b->lines.ptrs) {
         free(b->ptrs);
         free(b->lens);
     }
+    jsonlines_free(&b->lines);
     json_decref(b->root);
 }
 
-static int parse_items(struct batch *b, const ProtobufCBinaryData *data)
+static int parse_items(struct ingest_batch *b, const uint8_t *data, size_t len)
 {
     json_error_t err;
-    b->root = json_loadb((const char *)data->data, data->len, 0, &err);
+    b->root = json_loadb((const char *)data, len, 0, &err);
     if (!json_is_array(b->root))
         return -EINVAL;
     size_t n = json_array_size(b->root);
@@ -143,13 +131,13 @@ static int parse_items(struct batch *b, const ProtobufCBinaryData *data)
     return (int)n;
 }
 
-static int batch_parse(struct batch *b, const ProtobufCBinaryData *data, bool items)
+int ingest_batch_parse(struct ingest_batch *b, const uint8_t *data, size_t len, bool items)
 {
     memset(b, 0, sizeof(*b));
     if (items)
-        return parse_items(b, data);
+        return parse_items(b, data, len);
     /* Log lines are most of the traffic: read them without building a JSON tree. */
-    int n = jsonlines_parse(&b->lines, (const char *)data->data, data->len);
+    int n = jsonlines_parse(&b->lines, (const char *)data, len);
     if (n > 0) {
         b->ptrs = b->lines.ptrs;
         b->lens = b->lines.lens;
@@ -172,48 +160,41 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
         return;
     }
     ProtobufCMessage *m = NULL;
-    int rc = codec_unpack(msg, &grpc__task_service_connect_request__descriptor, &m);
+    const char *why = NULL;
+    int rc = srv_call_decode(c, msg, &grpc__task_service_connect_request__descriptor, &m, &why);
     if (rc < 0) {
-        reply(s, codec_status_from_errno(rc), "malformed message");
+        reply(s, codec_status_from_errno(rc), why);
         return;
     }
-    const Grpc__TaskServiceConnectRequest *req = (const void *)m;
+    const Grpc__TaskServiceConnectRequest *req = (const void *)m; /* validated */
     if (req->code == GRPC__TASK_SERVICE_CONNECT_CODE__PING) {
         protobuf_c_message_free_unpacked(m, NULL);
         srv_call_read(c);
         return;
     }
-    if (!task_id_valid(req->task_id)) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        reply(s, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
-        return;
-    }
     bool items = req->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
-    if (!items && req->code != GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        reply(s, GRPC_STATUS_INVALID_ARGUMENT, "unknown code");
-        return;
-    }
-    struct batch b;
-    int n = batch_parse(&b, &req->data, items);
+    struct ingest_batch b;
+    int n = ingest_batch_parse(&b, req->data.data, req->data.len, items);
     size_t accepted = 0;
-    if (n > 0 && (rc = group_join(in->m->group)) == 0) {
+    if (n < 0) {
+        rc = n;
+    } else if (n > 0 && (rc = validate_seq_span(req->seq, b.n, &why)) == 0 &&
+               (rc = group_join(in->m->group)) == 0) {
         rc = items ? store_items_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                         &accepted)
                    : store_log_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                       &accepted);
-    } else if (n < 0) {
-        rc = n;
     }
     memcpy(s->task_id, req->task_id, sizeof(s->task_id));
     protobuf_c_message_free_unpacked(m, NULL);
-    batch_free(&b);
+    ingest_batch_free(&b);
     if (rc < 0) {
-        const char *why = rc == -ERANGE   ? "seq gap: resend from the master's count"
-                          : rc == -ENOENT ? "unknown task"
-                          : rc == -EINVAL ? (items ? "data must be a JSON array of objects"
-                                                   : "data must be a JSON array of strings")
-                                          : "cannot store the data";
+        if (!why)
+            why = rc == -ERANGE   ? "seq gap: resend from the master's count"
+                  : rc == -ENOENT ? "unknown task"
+                  : rc == -EINVAL ? (items ? "data must be a JSON array of objects"
+                                           : "data must be a JSON array of strings")
+                                  : "cannot store the data";
         log_debug("task %s: Connect refused: %s", s->task_id, why);
         reply(s, rc == -EIO ? GRPC_STATUS_UNAVAILABLE : codec_status_from_errno(rc), why);
         return;

@@ -7,6 +7,11 @@
 #ifndef CRAWLAB_INGEST_H
 #define CRAWLAB_INGEST_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master/jsonlines.h"
 #include "master/master.h"
 #include "rpc/server.h"
 
@@ -15,5 +20,29 @@ struct ingest;
 int ingest_create(struct master *m, struct ingest **out);
 void ingest_destroy(struct ingest *in);
 void ingest_add_methods(struct ingest *in, struct rpc_server *s);
+
+/*
+ * One Connect message's data, parsed for the store: entry i is ptrs[i], lens[i] bytes (a log line
+ * may hold NUL bytes, from \u0000; an item is its JSON text). Everything is owned by the batch,
+ * except that log lines without escapes point into the data, which must outlive the batch.
+ */
+struct ingest_batch {
+    struct jsonlines lines; /* INSERT_LOGS: the strings */
+    struct json_t *root;    /* INSERT_DATA: the parsed array of objects */
+    const char **ptrs;
+    size_t *lens;
+    char **owned; /* INSERT_DATA: each item re-serialised */
+    size_t n;
+};
+
+/*
+ * Parses len bytes of data: a JSON array of strings (log lines, read by jsonlines_parse without
+ * building a tree) when !items, of objects (result items) when items. Items are re-serialised
+ * compactly so that what is stored is valid JSON whatever spacing the worker used. Returns the
+ * number of entries, -EINVAL when the data is not what the code says, or -ENOMEM. Whatever it
+ * returns, release b with ingest_batch_free. Pure: no I/O, any thread.
+ */
+int ingest_batch_parse(struct ingest_batch *b, const uint8_t *data, size_t len, bool items);
+void ingest_batch_free(struct ingest_batch *b);
 
 #endif

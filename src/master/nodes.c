@@ -9,6 +9,7 @@
 #include "master/store.h"
 #include "net/tls.h"
 #include "rpc/codec.h"
+#include "rpc/validate.h"
 #include "runtime/log.h"
 #include "entity/response.pb-c.h"
 #include "services/node_service.pb-c.h"
@@ -30,16 +31,7 @@ struct nodes {
 
 bool nodes_key_valid(const char *key)
 {
-    size_t n = strlen(key);
-    if (n == 0 || n > NODE_KEY_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = key[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
+    return validate_node_key(key);
 }
 
 struct node *nodes_find(struct nodes *n, const char *key)
@@ -237,23 +229,12 @@ static char *node_json(const struct node *node)
 static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct nodes *n = ctx;
-    const Grpc__NodeServiceRegisterRequest *req = (const void *)msg;
-    if (!nodes_key_valid(req->node_key)) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "node_key: 1 to 64 of [A-Za-z0-9._:-]");
-        return;
-    }
+    const Grpc__NodeServiceRegisterRequest *req = (const void *)msg; /* validated */
     if (!nodes_caller_owns_key(n, c, req->node_key)) {
         log_warn("node %s: refused a registration from %s whose certificate names another node",
                  req->node_key, srv_call_peer(c));
         srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
                       "the client certificate is not this node's (--tls-bind-node-key)");
-        return;
-    }
-    if (strlen(req->node_name) > NODE_NAME_MAX || strlen(req->version) > 32 ||
-        strlen(req->machine_id) > 64 || req->max_runners < 0 || req->max_runners > 100000) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                      "node_name, version, machine_id or "
-                      "max_runners out of bounds");
         return;
     }
     struct node *node = nodes_find(n, req->node_key);
@@ -301,8 +282,8 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
 static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct nodes *n = ctx;
-    const Grpc__NodeServiceSendHeartbeatRequest *req = (const void *)msg;
-    struct node *node = nodes_key_valid(req->node_key) ? nodes_find(n, req->node_key) : NULL;
+    const Grpc__NodeServiceSendHeartbeatRequest *req = (const void *)msg; /* validated */
+    struct node *node = nodes_find(n, req->node_key);
     if (!node) {
         srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node; register first");
         return;
@@ -326,12 +307,14 @@ static void sub_on_request(struct srv_call *c, grpc_byte_buffer *msg)
 {
     struct nodes *n = srv_call_user(c);
     ProtobufCMessage *m = NULL;
-    if (!msg || codec_unpack(msg, &grpc__node_service_subscribe_request__descriptor, &m) < 0) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+    const char *why;
+    int rc = srv_call_decode(c, msg, &grpc__node_service_subscribe_request__descriptor, &m, &why);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), why);
         return;
     }
     const Grpc__NodeServiceSubscribeRequest *req = (const void *)m;
-    struct node *node = nodes_key_valid(req->node_key) ? nodes_find(n, req->node_key) : NULL;
+    struct node *node = nodes_find(n, req->node_key);
     protobuf_c_message_free_unpacked(m, NULL);
     if (!node || !node->online) {
         srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "node is not registered");

@@ -16,7 +16,6 @@
 #include "services/task_service.pb-c.h"
 
 #define NO_TASK_ID "000000000000000000000000"
-#define ERROR_MAX  4096
 
 /*
  * What the master keeps in memory about a task while someone cares: the worker's cancel stream
@@ -116,18 +115,18 @@ static void cancel_stream_request(struct srv_call *c, grpc_byte_buffer *msg)
 {
     struct tasks *t = srv_call_user(c);
     ProtobufCMessage *m = NULL;
-    if (!msg || codec_unpack(msg, &grpc__task_service_subscribe_request__descriptor, &m) < 0) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+    const char *why;
+    int rc = srv_call_decode(c, msg, &grpc__task_service_subscribe_request__descriptor, &m, &why);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), why);
         return;
     }
     const Grpc__TaskServiceSubscribeRequest *req = (const void *)m;
     struct task_row row;
-    int rc =
-        task_id_valid(req->task_id) ? store_task_get(t->m->store, req->task_id, &row) : -EINVAL;
+    rc = store_task_get(t->m->store, req->task_id, &row);
     if (rc < 0) {
         protobuf_c_message_free_unpacked(m, NULL);
-        srv_call_fail(c, codec_status_from_errno(rc),
-                      rc == -EINVAL ? "task_id: expected 24 hex digits" : "unknown task");
+        srv_call_fail(c, codec_status_from_errno(rc), "unknown task");
         return;
     }
     struct live_task *lt = live_get(t, req->task_id, true);
@@ -291,9 +290,10 @@ void tasks_committed(struct tasks *t)
 
 /* ---- TaskService unary methods ---- */
 
+/* The calling node, from a validated key. */
 static struct node *caller_node(struct tasks *t, struct srv_call *c, const char *key)
 {
-    struct node *node = nodes_key_valid(key) ? nodes_find(t->m->nodes, key) : NULL;
+    struct node *node = nodes_find(t->m->nodes, key);
     if (!node) {
         srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node; register first");
         return NULL;
@@ -392,22 +392,14 @@ static void reply_ok(struct srv_call *c, const char *message)
 static void on_report_status(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct tasks *t = ctx;
-    const Grpc__TaskServiceReportStatusRequest *req = (const void *)msg;
+    const Grpc__TaskServiceReportStatusRequest *req = (const void *)msg; /* validated */
     struct node *node = caller_node(t, c, req->node_key);
     if (!node)
         return;
     const Grpc__TaskState *st = req->state;
-    enum task_status to;
-    if (!st || !task_id_valid(st->task_id) || task_status_parse(st->status, &to) < 0 ||
-        strlen(st->error) > ERROR_MAX) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "state: bad task_id, status or error");
-        return;
-    }
-    if (to != TASK_RUNNING && to != TASK_FINISHED && to != TASK_ERROR && to != TASK_CANCELLED) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                      "a worker reports running, finished, error or cancelled");
-        return;
-    }
+    /* Validated: the status is one of the four a worker reports. */
+    enum task_status to = TASK_ERROR;
+    task_status_parse(st->status, &to);
     struct task_row row;
     int rc = store_task_get(t->m->store, st->task_id, &row);
     if (rc < 0) {
@@ -433,11 +425,7 @@ static void on_report_status(struct srv_call *c, void *ctx, const ProtobufCMessa
 
 static void on_send_notification(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
-    const Grpc__TaskServiceSendNotificationRequest *req = (const void *)msg;
-    if (!task_id_valid(req->task_id)) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "task_id: expected 24 hex digits");
-        return;
-    }
+    const Grpc__TaskServiceSendNotificationRequest *req = (const void *)msg; /* validated */
     log_debug("notification for task %s from node %s", req->task_id, req->node_key);
     reply_ok(c, NULL);
 }
@@ -503,14 +491,10 @@ static bool listed(const Grpc__NodeServiceResyncRequest *req, const char *id)
 static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct tasks *t = ctx;
-    const Grpc__NodeServiceResyncRequest *req = (const void *)msg;
+    const Grpc__NodeServiceResyncRequest *req = (const void *)msg; /* validated */
     struct node *node = caller_node(t, c, req->node_key);
     if (!node)
         return;
-    if (req->n_tasks > 100000) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "too many tasks");
-        return;
-    }
     struct row_list h = {0};
     static const enum task_status held_states[] = {TASK_ASSIGNED, TASK_RUNNING,
                                                    TASK_NODE_DISCONNECTED};
@@ -539,8 +523,7 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     for (size_t i = 0; i < n; i++) {
         const Grpc__TaskState *st = req->tasks[i];
         struct task_row row;
-        if (!st || !task_id_valid(st->task_id) ||
-            store_task_get(t->m->store, st->task_id, &row) < 0)
+        if (store_task_get(t->m->store, st->task_id, &row) < 0)
             continue;
         Grpc__TaskCursor *cur = &cursors[k];
         grpc__task_cursor__init(cur);

@@ -1,6 +1,7 @@
 #include "rpc/server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 
 #include "rpc/auth.h"
 #include "rpc/codec.h"
+#include "rpc/validate.h"
 #include "runtime/log.h"
 
 /* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
@@ -25,6 +27,7 @@ struct method {
     size_t path_len;
     enum method_kind kind;
     const ProtobufCMessageDescriptor *req;
+    validate_fn validate; /* of req, run before the method */
     srv_unary_fn unary;
     srv_stream_fn stream;
     void *ctx;
@@ -376,19 +379,54 @@ static void log_refusal(struct srv_call *c, const char *what)
     s->refusals_suppressed = 0;
 }
 
-/* The unary framework: read the one request, decode it, hand it to the method. */
-static void unary_on_message(struct srv_call *c, grpc_byte_buffer *msg)
+/* Decodes and validates one request; a refusal is logged here, the caller finishes the call. */
+static int decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMessageDescriptor *d,
+                  validate_fn validate, ProtobufCMessage **out, const char **why)
 {
     if (!msg) {
-        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
-        return;
+        /* The peer half-closed without a request, or went away: nothing worth a log line. */
+        *why = "request message missing";
+        return -EINVAL;
     }
     ProtobufCMessage *req = NULL;
-    int rc = codec_unpack(msg, c->method->req, &req);
+    int rc = codec_unpack(msg, d, &req);
     if (rc < 0) {
         log_refusal(c, rc == -EMSGSIZE ? "oversized request" : "malformed request");
-        srv_call_fail(c, codec_status_from_errno(rc),
-                      rc == -EMSGSIZE ? "request too large" : "malformed request");
+        *why = rc == -EMSGSIZE ? "request too large" : "malformed request";
+        return rc;
+    }
+    rc = validate(req, why);
+    if (rc < 0) {
+        char what[192];
+        snprintf(what, sizeof(what), "invalid request (%s)", *why);
+        log_refusal(c, what);
+        protobuf_c_message_free_unpacked(req, NULL);
+        return rc;
+    }
+    *out = req;
+    return 0;
+}
+
+int srv_call_decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMessageDescriptor *d,
+                    ProtobufCMessage **out, const char **why)
+{
+    validate_fn validate = validate_lookup(d);
+    if (!validate) {
+        log_error("%s: no validator for %s", srv_call_method(c), d->name);
+        *why = "request type not implemented";
+        return -ENOSYS;
+    }
+    return decode(c, msg, d, validate, out, why);
+}
+
+/* The unary framework: read the one request, decode and validate it, hand it to the method. */
+static void unary_on_message(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    ProtobufCMessage *req = NULL;
+    const char *why = NULL;
+    int rc = decode(c, msg, c->method->req, c->method->validate, &req, &why);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), why);
         return;
     }
     c->handler = NULL; /* from here on the method owns the call */
@@ -562,8 +600,18 @@ static void add_method(struct rpc_server *s, const struct method *m)
 void rpc_server_add_unary(struct rpc_server *s, const char *path,
                           const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx)
 {
-    add_method(s, &(struct method){
-                      .path = path, .kind = METHOD_UNARY, .req = req, .unary = fn, .ctx = ctx});
+    validate_fn validate = validate_lookup(req);
+    if (!validate) {
+        /* A programming error: every request type the server takes has its validator. */
+        log_error("%s: no validator for %s", path, req->name);
+        abort();
+    }
+    add_method(s, &(struct method){.path = path,
+                                   .kind = METHOD_UNARY,
+                                   .req = req,
+                                   .validate = validate,
+                                   .unary = fn,
+                                   .ctx = ctx});
 }
 
 void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx)

@@ -36,8 +36,10 @@ struct srv_handler {
     void (*on_free)(struct srv_call *c);
 };
 
-/* A unary method: req is decoded and owned by the server (freed after the function returns). The
- * function must answer with srv_call_reply() or srv_call_fail(), now or later. */
+/* A unary method: req is decoded, validated (rpc/validate.h) and owned by the server (freed after
+ * the function returns); a request that fails validation is answered by the server with the
+ * validator's status and reason, and never reaches the function. The function must answer with
+ * srv_call_reply() or srv_call_fail(), now or later. */
 typedef void (*srv_unary_fn)(struct srv_call *c, void *ctx, const ProtobufCMessage *req);
 /* A streaming method: set a handler with srv_call_bind(), then read, write and finish. */
 typedef void (*srv_stream_fn)(struct srv_call *c, void *ctx);
@@ -53,6 +55,7 @@ struct rpc_server_options {
 /* Creates the server on the bridge's queue; methods are added before rpc_server_start(). */
 int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
                       struct rpc_server **out);
+/* Adds a unary method; req must have a validator (validate_lookup), else this aborts. */
 void rpc_server_add_unary(struct rpc_server *s, const char *path,
                           const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx);
 void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx);
@@ -93,6 +96,15 @@ const char *srv_call_peer(struct srv_call *c);
 /* The fd that was handed to rpc_server_add_fd for the call's connection, or -1. */
 int srv_call_fd(struct srv_call *c);
 const char *srv_call_method(const struct srv_call *c);
+/*
+ * For streaming methods that read a request by hand: decodes msg (NULL is a missing request) as a
+ * message of type d and validates it, as the server does for unary methods. Returns 0 and *out
+ * (the caller frees it with protobuf_c_message_free_unpacked), or a negative errno and *why, a
+ * static reason: the refusal is logged (at most once a second, with the peer) and the caller
+ * finishes the call with codec_status_from_errno(rc) and *why.
+ */
+int srv_call_decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMessageDescriptor *d,
+                    ProtobufCMessage **out, const char **why);
 /* Starts reading one message; -EBUSY when a read is already pending, -ESHUTDOWN after finish. */
 int srv_call_read(struct srv_call *c);
 /* Sends a message (ownership of msg passes here); -EBUSY when a write is pending. */

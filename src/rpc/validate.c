@@ -1,0 +1,457 @@
+#include "rpc/validate.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "master/task_state.h"
+
+/* Sets the reason (when wanted) and returns the error, so that a rule reads as one statement. */
+static int fail(const char **why, int err, const char *reason)
+{
+    if (why)
+        *why = reason;
+    return err;
+}
+
+static int ok(const char **why)
+{
+    if (why)
+        *why = NULL;
+    return 0;
+}
+
+bool validate_utf8(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* The ranges of RFC 3629's table: the second byte's bounds exclude overlong forms,
+         * surrogates and code points above U+10FFFF. */
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c == 0xE0) {
+            need = 2;
+            lo = 0xA0;
+        } else if (c == 0xED) {
+            need = 2;
+            hi = 0x9F;
+        } else if (c >= 0xE1 && c <= 0xEF) {
+            need = 2;
+        } else if (c == 0xF0) {
+            need = 3;
+            lo = 0x90;
+        } else if (c == 0xF4) {
+            need = 3;
+            hi = 0x8F;
+        } else if (c >= 0xF1 && c <= 0xF3) {
+            need = 3;
+        } else {
+            return false;
+        }
+        if (n - i <= need)
+            return false;
+        if (p[i + 1] < lo || p[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= need; k++)
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
+        i += need + 1;
+    }
+    return true;
+}
+
+bool validate_task_id(const char *s)
+{
+    return task_id_valid(s);
+}
+
+bool validate_node_key(const char *s)
+{
+    size_t n = strnlen(s, VALIDATE_NODE_KEY_MAX + 1);
+    if (n == 0 || n > VALIDATE_NODE_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool validate_env_name(const char *s)
+{
+    size_t n = strnlen(s, VALIDATE_ENV_NAME_MAX + 1);
+    if (n == 0 || n > VALIDATE_ENV_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+int validate_json_values(const uint8_t *data, size_t n, size_t max, const char **why)
+{
+    /* The count below is at most n + 1: short data needs no scan. */
+    if (n < max)
+        return ok(why);
+    size_t count = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = data[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if ((c == ',' || c == '[' || c == '{') && ++count > max) {
+            return fail(why, -EMSGSIZE, "data: too many JSON values in one message");
+        }
+    }
+    return ok(why);
+}
+
+int validate_seq_span(uint64_t first_seq, size_t n, const char **why)
+{
+    if (first_seq == 0 || n == 0)
+        return ok(why);
+    if (first_seq > VALIDATE_SAFE_INT_MAX || (uint64_t)n > VALIDATE_SAFE_INT_MAX - (first_seq - 1))
+        return fail(why, -ERANGE, "seq: the batch would end beyond 2^53 - 1");
+    return ok(why);
+}
+
+/* What a string may hold besides being bounded UTF-8. */
+enum text_kind {
+    TEXT_ANY,  /* any characters: commands, env values, error texts */
+    TEXT_LINE, /* one line of printable text: names, versions, labels */
+};
+
+/* 0, -EMSGSIZE (too long) or -EINVAL (not UTF-8, or a control character in a TEXT_LINE). */
+static int text_check(const char *s, size_t max, enum text_kind kind)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return -EMSGSIZE;
+    if (!validate_utf8(s, n))
+        return -EINVAL;
+    if (kind == TEXT_LINE)
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
+                return -EINVAL;
+    return 0;
+}
+
+/* A machine id follows the node key's rule (and bound), but may be empty: upstream workers have
+ * none. */
+static bool machine_id_valid(const char *s)
+{
+    return !*s || validate_node_key(s);
+}
+
+/* The statuses a worker reports; the others are the master's to set. */
+static bool worker_status(const char *name)
+{
+    enum task_status s;
+    if (task_status_parse(name, &s) < 0)
+        return false;
+    return s == TASK_RUNNING || s == TASK_FINISHED || s == TASK_ERROR || s == TASK_CANCELLED;
+}
+
+/* A worker's view of a task, in ReportStatus and Resync. any_status: Resync lists every task the
+ * worker holds, whatever its status, and a task not started yet has none. */
+static int task_state_check(const Grpc__TaskState *st, bool any_status, const char **why)
+{
+    if (!validate_task_id(st->task_id))
+        return fail(why, -EINVAL, "state.task_id: expected 24 lowercase hex digits");
+    enum task_status s;
+    if (any_status) {
+        if (*st->status && task_status_parse(st->status, &s) < 0)
+            return fail(why, -EINVAL, "state.status: unknown status");
+    } else if (!worker_status(st->status)) {
+        return fail(why, -EINVAL,
+                    "state.status: a worker reports running, finished, error or cancelled");
+    }
+    if (st->log_lines > VALIDATE_SAFE_INT_MAX || st->data_items > VALIDATE_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "state: log_lines and data_items are at most 2^53 - 1");
+    if (st->pid < 0)
+        return fail(why, -ERANGE, "state.pid: negative");
+    int rc = text_check(st->error, VALIDATE_ERROR_MAX, TEXT_ANY);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "state.error: longer than 4096 bytes"
+                                    : "state.error: not valid UTF-8");
+    return ok(why);
+}
+
+/* ---- NodeService ---- */
+
+#define NODE_KEY_REASON "node_key: 1 to 64 of [A-Za-z0-9._:-]"
+
+int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **why)
+{
+    if (!validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    int rc = text_check(r->node_name, VALIDATE_NAME_MAX, TEXT_LINE);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "node_name: longer than 128 bytes"
+                                    : "node_name: not UTF-8, or holds control characters");
+    rc = text_check(r->version, VALIDATE_VERSION_MAX, TEXT_LINE);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "version: longer than 32 bytes"
+                                    : "version: not UTF-8, or holds control characters");
+    if (!machine_id_valid(r->machine_id))
+        return fail(why, -EINVAL, "machine_id: at most 64 of [A-Za-z0-9._:-]");
+    if (r->max_runners < 0 || r->max_runners > VALIDATE_MAX_RUNNERS)
+        return fail(why, -ERANGE, "max_runners: 0 to 100000");
+    if (r->n_labels > VALIDATE_LABELS_MAX)
+        return fail(why, -EMSGSIZE, "labels: more than 64");
+    for (size_t i = 0; i < r->n_labels; i++) {
+        rc = text_check(r->labels[i], VALIDATE_NAME_MAX, TEXT_LINE);
+        if (rc < 0)
+            return fail(why, rc,
+                        rc == -EMSGSIZE ? "labels: one is longer than 128 bytes"
+                                        : "labels: one is not UTF-8, or holds control characters");
+    }
+    return ok(why);
+}
+
+int validate_heartbeat(const Grpc__NodeServiceSendHeartbeatRequest *r, const char **why)
+{
+    if (!validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    if (r->running < 0 || r->running > VALIDATE_MAX_RUNNERS)
+        return fail(why, -ERANGE, "running: 0 to 100000");
+    return ok(why);
+}
+
+int validate_node_subscribe(const Grpc__NodeServiceSubscribeRequest *r, const char **why)
+{
+    if (!validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    return ok(why);
+}
+
+int validate_resync(const Grpc__NodeServiceResyncRequest *r, const char **why)
+{
+    if (!validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    if (r->n_tasks > VALIDATE_RESYNC_TASKS)
+        return fail(why, -EMSGSIZE, "tasks: more than 100000");
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        int rc = task_state_check(r->tasks[i], true, why);
+        if (rc < 0)
+            return rc;
+    }
+    return ok(why);
+}
+
+/* ---- TaskService ---- */
+
+#define TASK_ID_REASON "task_id: expected 24 lowercase hex digits"
+
+int validate_task_subscribe(const Grpc__TaskServiceSubscribeRequest *r, const char **why)
+{
+    if (!validate_task_id(r->task_id))
+        return fail(why, -EINVAL, TASK_ID_REASON);
+    return ok(why);
+}
+
+int validate_connect(const Grpc__TaskServiceConnectRequest *r, const char **why)
+{
+    switch (r->code) {
+    case GRPC__TASK_SERVICE_CONNECT_CODE__PING:
+        return ok(why);
+    case GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA:
+    case GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS:
+        break;
+    default:
+        return fail(why, -EINVAL, "code: expected INSERT_DATA, INSERT_LOGS or PING");
+    }
+    if (!validate_task_id(r->task_id))
+        return fail(why, -EINVAL, TASK_ID_REASON);
+    if (r->data.len > VALIDATE_DATA_MAX)
+        return fail(why, -EMSGSIZE, "data: larger than 4 MiB");
+    if (r->seq > VALIDATE_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "seq: at most 2^53 - 1");
+    /* Items are parsed into a tree, which costs memory per value; log lines are read in place. */
+    if (r->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA)
+        return validate_json_values(r->data.data, r->data.len, VALIDATE_DATA_VALUES_MAX, why);
+    return ok(why);
+}
+
+int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why)
+{
+    if (!validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    return ok(why);
+}
+
+int validate_notification(const Grpc__TaskServiceSendNotificationRequest *r, const char **why)
+{
+    /* The master only logs who notified; an upstream worker that leaves the key out is heard. */
+    if (*r->node_key && !validate_node_key(r->node_key))
+        return fail(why, -EINVAL, "node_key: empty, or 1 to 64 of [A-Za-z0-9._:-]");
+    if (!validate_task_id(r->task_id))
+        return fail(why, -EINVAL, TASK_ID_REASON);
+    return ok(why);
+}
+
+int validate_report_status(const Grpc__TaskServiceReportStatusRequest *r, const char **why)
+{
+    if (!validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    if (!r->state)
+        return fail(why, -EINVAL, "state: required");
+    return task_state_check(r->state, false, why);
+}
+
+/* ---- AdminService ---- */
+
+int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why)
+{
+    return ok(why);
+}
+
+static int spec_check(const Grpc__TaskSpec *spec, const char **why)
+{
+    if (!*spec->cmd)
+        return fail(why, -EINVAL, "spec.cmd: required");
+    int rc = text_check(spec->cmd, VALIDATE_CMD_MAX, TEXT_ANY);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "spec.cmd: longer than 64 KiB" : "spec.cmd: not valid UTF-8");
+    rc = text_check(spec->param, VALIDATE_CMD_MAX, TEXT_ANY);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "spec.param: longer than 64 KiB"
+                                    : "spec.param: not valid UTF-8");
+    rc = text_check(spec->name, VALIDATE_NAME_MAX, TEXT_LINE);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "spec.name: longer than 128 bytes"
+                                    : "spec.name: not UTF-8, or holds control characters");
+    if (spec->timeout_ms < 0 || (uint64_t)spec->timeout_ms > VALIDATE_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "spec.timeout_ms: 0 (none) to 2^53 - 1");
+    if (spec->priority < VALIDATE_PRIORITY_MIN || spec->priority > VALIDATE_PRIORITY_MAX)
+        return fail(why, -ERANGE, "spec.priority: -1000 to 1000");
+    if (spec->n_env > VALIDATE_ENV_MAX)
+        return fail(why, -EMSGSIZE, "spec.env: more than 256 entries");
+    for (size_t i = 0; i < spec->n_env; i++) {
+        const Grpc__TaskSpec__EnvEntry *e = spec->env[i];
+        if (!validate_env_name(e->key))
+            return fail(why, -EINVAL,
+                        "spec.env: names are [A-Za-z_][A-Za-z0-9_]*, at most 256 bytes");
+        rc = text_check(e->value, VALIDATE_ENV_VALUE_MAX, TEXT_ANY);
+        if (rc < 0)
+            return fail(why, rc,
+                        rc == -EMSGSIZE ? "spec.env: a value is longer than 64 KiB"
+                                        : "spec.env: a value is not valid UTF-8");
+    }
+    return ok(why);
+}
+
+int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why)
+{
+    if (!r->spec)
+        return fail(why, -EINVAL, "spec: required");
+    int rc = spec_check(r->spec, why);
+    if (rc < 0)
+        return rc;
+    if (r->n_node_keys > VALIDATE_SUBMIT_NODES)
+        return fail(why, -EMSGSIZE, "node_keys: more than 10000");
+    for (size_t i = 0; i < r->n_node_keys; i++)
+        if (!validate_node_key(r->node_keys[i]))
+            return fail(why, -EINVAL, "node_keys: each is 1 to 64 of [A-Za-z0-9._:-]");
+    return ok(why);
+}
+
+int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why)
+{
+    enum task_status s;
+    if (*r->status && task_status_parse(r->status, &s) < 0)
+        return fail(why, -EINVAL, "status: unknown status");
+    if (*r->node_key && !validate_node_key(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    return ok(why);
+}
+
+int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why)
+{
+    if (!validate_task_id(r->task_id))
+        return fail(why, -EINVAL, TASK_ID_REASON);
+    if (r->from > VALIDATE_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "from: at most 2^53 - 1");
+    return ok(why);
+}
+
+/* ---- by descriptor ---- */
+
+/* The generic form of each validator, for the method table. */
+#define GENERIC(fn, type)                                                                          \
+    static int fn##_msg(const ProtobufCMessage *m, const char **why)                               \
+    {                                                                                              \
+        return fn((const type *)m, why);                                                           \
+    }
+
+GENERIC(validate_register, Grpc__NodeServiceRegisterRequest)
+GENERIC(validate_heartbeat, Grpc__NodeServiceSendHeartbeatRequest)
+GENERIC(validate_node_subscribe, Grpc__NodeServiceSubscribeRequest)
+GENERIC(validate_resync, Grpc__NodeServiceResyncRequest)
+GENERIC(validate_task_subscribe, Grpc__TaskServiceSubscribeRequest)
+GENERIC(validate_connect, Grpc__TaskServiceConnectRequest)
+GENERIC(validate_fetch, Grpc__TaskServiceFetchTaskRequest)
+GENERIC(validate_notification, Grpc__TaskServiceSendNotificationRequest)
+GENERIC(validate_report_status, Grpc__TaskServiceReportStatusRequest)
+GENERIC(validate_list_nodes, Grpc__AdminListNodesRequest)
+GENERIC(validate_submit, Grpc__AdminSubmitTaskRequest)
+GENERIC(validate_list_tasks, Grpc__AdminListTasksRequest)
+GENERIC(validate_task_request, Grpc__AdminTaskRequest)
+
+static const struct {
+    const ProtobufCMessageDescriptor *d;
+    validate_fn fn;
+} validators[] = {
+    {&grpc__node_service_register_request__descriptor, validate_register_msg},
+    {&grpc__node_service_send_heartbeat_request__descriptor, validate_heartbeat_msg},
+    {&grpc__node_service_subscribe_request__descriptor, validate_node_subscribe_msg},
+    {&grpc__node_service_resync_request__descriptor, validate_resync_msg},
+    {&grpc__task_service_subscribe_request__descriptor, validate_task_subscribe_msg},
+    {&grpc__task_service_connect_request__descriptor, validate_connect_msg},
+    {&grpc__task_service_fetch_task_request__descriptor, validate_fetch_msg},
+    {&grpc__task_service_send_notification_request__descriptor, validate_notification_msg},
+    {&grpc__task_service_report_status_request__descriptor, validate_report_status_msg},
+    {&grpc__admin_list_nodes_request__descriptor, validate_list_nodes_msg},
+    {&grpc__admin_submit_task_request__descriptor, validate_submit_msg},
+    {&grpc__admin_list_tasks_request__descriptor, validate_list_tasks_msg},
+    {&grpc__admin_task_request__descriptor, validate_task_request_msg},
+};
+
+validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)
+{
+    for (size_t i = 0; i < sizeof(validators) / sizeof(validators[0]); i++)
+        if (validators[i].d == d)
+            return validators[i].fn;
+    return NULL;
+}
+
+int validate_request(const ProtobufCMessage *m, const char **why)
+{
+    validate_fn fn = validate_lookup(m->descriptor);
+    if (!fn)
+        return fail(why, -ENOSYS, "no validator for this message type");
+    return fn(m, why);
+}

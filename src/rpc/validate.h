@@ -1,0 +1,123 @@
+/*
+ * Validation of every request a peer can send: one validator per request message of NodeService,
+ * TaskService and AdminService, run on the decoded protobuf-c struct before any handler sees it.
+ *
+ * protobuf-c checks the wire format only: lengths, tags, wire types. It does not check that a
+ * proto3 string is UTF-8, it accepts any number for an enum, and it bounds nothing but the message
+ * size. Everything else is checked here, so that a handler may take every field of a validated
+ * request as well-formed and bounded: ids are 24 lowercase hex, node keys are 1..64 of
+ * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8, names have no
+ * control characters, sizes, counts and numbers are within the limits below. Whether a node or
+ * task exists, or whether a change is allowed, is the handler's business.
+ *
+ * A validator returns 0, or a negative errno and sets *why to a short static reason naming the
+ * field, fit for a status's details:
+ *   -EINVAL    malformed: a bad id or key, bad UTF-8, an unknown status or code, a missing field
+ *              (INVALID_ARGUMENT);
+ *   -ERANGE    a number outside its range (OUT_OF_RANGE);
+ *   -EMSGSIZE  a string, bytes or repeated field longer than its bound (RESOURCE_EXHAUSTED).
+ * On success *why is set to NULL. why may be NULL when the reason is not wanted.
+ *
+ * Every function here is pure and reentrant: any thread may call it, none blocks or allocates.
+ */
+#ifndef CRAWLAB_VALIDATE_H
+#define CRAWLAB_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "services/admin_service.pb-c.h"
+#include "services/node_service.pb-c.h"
+#include "services/task_service.pb-c.h"
+
+/* Largest integer a JSON reader keeps exactly (2^53 - 1): the bound of seq and of totals. */
+#define VALIDATE_SAFE_INT_MAX ((UINT64_C(1) << 53) - 1)
+
+#define VALIDATE_NODE_KEY_MAX  64     /* bytes */
+#define VALIDATE_NAME_MAX      128    /* node and task names, labels */
+#define VALIDATE_VERSION_MAX   32     /* a worker's version string */
+#define VALIDATE_LABELS_MAX    64     /* labels of one node */
+#define VALIDATE_MAX_RUNNERS   100000 /* max_runners and running */
+#define VALIDATE_CMD_MAX       65536  /* cmd and param */
+#define VALIDATE_ENV_MAX       256    /* env entries of one task */
+#define VALIDATE_ENV_NAME_MAX  256
+#define VALIDATE_ENV_VALUE_MAX 65536
+#define VALIDATE_ERROR_MAX     4096  /* a task's error text */
+#define VALIDATE_PRIORITY_MIN  -1000 /* task priority */
+#define VALIDATE_PRIORITY_MAX  1000
+#define VALIDATE_SUBMIT_NODES  10000      /* node keys of one SubmitTask */
+#define VALIDATE_RESYNC_TASKS  100000     /* tasks listed in one Resync */
+#define VALIDATE_DATA_MAX      (4u << 20) /* a Connect message's data */
+/*
+ * JSON values in one INSERT_DATA message's data, as validate_json_values counts them (log lines
+ * are read without building a tree). Parsed JSON costs far more memory than its text: 4 MiB of
+ * "[{},{},...]" is 1.4 million objects and 314 MiB in jansson; this bound caps it near 70 MiB. It
+ * stays above what our worker can send: a message holds one output line of at most 1 MiB (about
+ * 524,000 values at most) or 256 KiB of smaller ones.
+ */
+#define VALIDATE_DATA_VALUES_MAX 600000
+
+/* A validator of any request type: m must be of the type the function was looked up for. */
+typedef int (*validate_fn)(const ProtobufCMessage *m, const char **why);
+
+/* The validator for requests of type d, or NULL when d is not a request of the services. */
+validate_fn validate_lookup(const ProtobufCMessageDescriptor *d);
+
+/* Validates m with the validator of its type; -ENOSYS (and a reason) when it has none. */
+int validate_request(const ProtobufCMessage *m, const char **why);
+
+/* ---- the rules, for handlers and tests ---- */
+
+/* True if s is exactly 24 lowercase hex digits (an ObjectID as Crawlab writes it). */
+bool validate_task_id(const char *s);
+
+/* True if s is 1..64 characters of [A-Za-z0-9._:-]. */
+bool validate_node_key(const char *s);
+
+/* True if s is [A-Za-z_][A-Za-z0-9_]* and at most VALIDATE_ENV_NAME_MAX bytes. */
+bool validate_env_name(const char *s);
+
+/* True if the n bytes at s are well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). NUL is a valid character here. */
+bool validate_utf8(const char *s, size_t n);
+
+/*
+ * Bounds the number of JSON values a parser would build from the n bytes at data: counts the
+ * brackets, braces and commas outside strings (an upper bound of the values, close enough to
+ * bound memory) without parsing. 0, or -EMSGSIZE when more than max. Malformed JSON is not
+ * detected here; the parser refuses it later.
+ */
+int validate_json_values(const uint8_t *data, size_t n, size_t max, const char **why);
+
+/*
+ * A Connect batch of n lines or items starting at first_seq must end at a JSON-safe seq.
+ * 0, or -ERANGE.
+ */
+int validate_seq_span(uint64_t first_seq, size_t n, const char **why);
+
+/* ---- one validator per request message ---- */
+
+/* NodeService */
+int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **why);
+int validate_heartbeat(const Grpc__NodeServiceSendHeartbeatRequest *r, const char **why);
+int validate_node_subscribe(const Grpc__NodeServiceSubscribeRequest *r, const char **why);
+int validate_resync(const Grpc__NodeServiceResyncRequest *r, const char **why);
+
+/* TaskService. A PING on Connect carries nothing that is used, so only its code is checked;
+ * SendNotification's node key may be empty (it is only logged). */
+int validate_task_subscribe(const Grpc__TaskServiceSubscribeRequest *r, const char **why);
+int validate_connect(const Grpc__TaskServiceConnectRequest *r, const char **why);
+int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why);
+int validate_notification(const Grpc__TaskServiceSendNotificationRequest *r, const char **why);
+int validate_report_status(const Grpc__TaskServiceReportStatusRequest *r, const char **why);
+
+/* AdminService. SubmitTask's spec.id is ignored (the master assigns ids), so it is not checked. */
+int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why);
+int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why);
+int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why);
+int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why);
+
+#endif

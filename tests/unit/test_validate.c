@@ -1,0 +1,905 @@
+/* Unit tests for rpc/validate: every rule a request must pass, and each one failing. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/validate.h"
+
+#define ID  "0123456789abcdef01234567"
+#define KEY "worker-1.example:9666"
+
+/* A string of n copies of c (caller frees). */
+static char *repeat(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+    ck_assert_ptr_nonnull(s);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* The validators are called as fn(msg, &why); these wrap the two outcomes. */
+#define REFUSES(fn, msg, err)                                                                      \
+    do {                                                                                           \
+        const char *why = NULL;                                                                    \
+        ck_assert_int_eq(fn((msg), &why), (err));                                                  \
+        ck_assert_ptr_nonnull(why);                                                                \
+        ck_assert_uint_gt(strlen(why), 0);                                                         \
+    } while (0)
+
+#define ACCEPTS(fn, msg)                                                                           \
+    do {                                                                                           \
+        const char *why = "unset";                                                                 \
+        ck_assert_int_eq(fn((msg), &why), 0);                                                      \
+        ck_assert_ptr_null(why);                                                                   \
+    } while (0)
+
+/* ---- UTF-8 ---- */
+
+static bool utf8(const char *s)
+{
+    return validate_utf8(s, strlen(s));
+}
+
+START_TEST(test_utf8_accepts_ascii_and_characters_of_every_length)
+{
+    ck_assert(utf8("plain ascii"));
+    ck_assert(utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    ck_assert(utf8("\xf4\x8f\xbf\xbf")); /* U+10FFFF, the last code point */
+    ck_assert(utf8("\xef\xbf\xbd"));
+    ck_assert(validate_utf8("a\0b", 3));
+    ck_assert(validate_utf8("", 0));
+}
+END_TEST
+
+START_TEST(test_utf8_rejects_overlong_forms)
+{
+    ck_assert(!utf8("\xc0\x80"));
+    ck_assert(!utf8("\xc1\xbf"));
+    ck_assert(!utf8("\xe0\x80\x80"));
+    ck_assert(!utf8("\xe0\x9f\xbf"));
+    ck_assert(!utf8("\xf0\x8f\xbf\xbf"));
+}
+END_TEST
+
+START_TEST(test_utf8_rejects_surrogates_and_code_points_above_10ffff)
+{
+    ck_assert(!utf8("\xed\xa0\x80"));
+    ck_assert(!utf8("\xed\xbf\xbf"));
+    ck_assert(utf8("\xed\x9f\xbf")); /* U+D7FF, just below the surrogates */
+    ck_assert(!utf8("\xf4\x90\x80\x80"));
+    ck_assert(!utf8("\xf5\x80\x80\x80"));
+    ck_assert(!utf8("\xff"));
+}
+END_TEST
+
+START_TEST(test_utf8_rejects_truncated_and_broken_sequences)
+{
+    ck_assert(!utf8("\xe2\x82"));
+    ck_assert(!utf8("ok\xf0\x9f\x98"));
+    ck_assert(!utf8("\x80"));
+    ck_assert(!utf8("\xe2\x28\xa1"));
+    ck_assert(!utf8("\xf0\x9f\x28\x80"));
+    /* A sequence cut by the length given, though the bytes go on. */
+    ck_assert(!validate_utf8("\xc3\xa9", 1));
+}
+END_TEST
+
+/* ---- ids, keys, names ---- */
+
+START_TEST(test_task_id_is_24_lowercase_hex_digits)
+{
+    ck_assert(validate_task_id(ID));
+    ck_assert(!validate_task_id(""));
+    ck_assert(!validate_task_id("0123456789ABCDEF01234567"));
+    ck_assert(!validate_task_id("0123456789abcdef0123456"));
+    ck_assert(!validate_task_id("0123456789abcdef012345678"));
+    ck_assert(!validate_task_id("0123456789abcdef0123456g"));
+    ck_assert(!validate_task_id("../../../../etc/passwd.."));
+}
+END_TEST
+
+START_TEST(test_node_key_is_1_to_64_of_its_characters)
+{
+    ck_assert(validate_node_key(KEY));
+    ck_assert(validate_node_key("A-Z_a.z:0"));
+    char *k = repeat('k', 64);
+    ck_assert(validate_node_key(k));
+    free(k);
+    k = repeat('k', 65);
+    ck_assert(!validate_node_key(k));
+    free(k);
+    ck_assert(!validate_node_key(""));
+    ck_assert(!validate_node_key("has space"));
+    ck_assert(!validate_node_key("a/b"));
+    ck_assert(!validate_node_key("caf\xc3\xa9"));
+    ck_assert(!validate_node_key("new\nline"));
+}
+END_TEST
+
+START_TEST(test_env_name_is_an_identifier_of_at_most_256_bytes)
+{
+    ck_assert(validate_env_name("_A1"));
+    ck_assert(validate_env_name("lower_case"));
+    char *n = repeat('N', 256);
+    ck_assert(validate_env_name(n));
+    free(n);
+    n = repeat('N', 257);
+    ck_assert(!validate_env_name(n));
+    free(n);
+    ck_assert(!validate_env_name(""));
+    ck_assert(!validate_env_name("1ABC"));
+    ck_assert(!validate_env_name("A-B"));
+    ck_assert(!validate_env_name("A=B"));
+}
+END_TEST
+
+/* ---- JSON value count and seq span ---- */
+
+START_TEST(test_json_values_are_counted_outside_strings_only)
+{
+    const char *text = "[\"a,b,c,[{\\\",\", {\"k\":[1,2]}]";
+    const uint8_t *d = (const uint8_t *)text;
+    size_t n = strlen(text);
+    /* Outside strings: 1 + '[' + ',' + '{' + '[' + ',' = 6. */
+    ck_assert_int_eq(validate_json_values(d, n, 6, NULL), 0);
+    const char *why = NULL;
+    ck_assert_int_eq(validate_json_values(d, n, 5, &why), -EMSGSIZE);
+    ck_assert_ptr_nonnull(why);
+}
+END_TEST
+
+START_TEST(test_seq_span_must_end_at_a_json_safe_number)
+{
+    ck_assert_int_eq(validate_seq_span(0, 10, NULL), 0);
+    ck_assert_int_eq(validate_seq_span(VALIDATE_SAFE_INT_MAX, 1, NULL), 0);
+    ck_assert_int_eq(validate_seq_span(VALIDATE_SAFE_INT_MAX, 2, NULL), -ERANGE);
+    ck_assert_int_eq(validate_seq_span(VALIDATE_SAFE_INT_MAX - 9, 10, NULL), 0);
+    ck_assert_int_eq(validate_seq_span(VALIDATE_SAFE_INT_MAX + 1, 1, NULL), -ERANGE);
+    ck_assert_int_eq(validate_seq_span(UINT64_MAX, 0, NULL), 0);
+}
+END_TEST
+
+/* ---- NodeService ---- */
+
+static Grpc__NodeServiceRegisterRequest good_register(void)
+{
+    Grpc__NodeServiceRegisterRequest r = GRPC__NODE_SERVICE_REGISTER_REQUEST__INIT;
+    r.node_key = KEY;
+    r.node_name = "worker one \xe2\x9c\x93";
+    r.max_runners = 8;
+    r.version = "0.1.0";
+    r.machine_id = "0123456789abcdef0123456789abcdef";
+    return r;
+}
+
+START_TEST(test_register_accepts_a_well_formed_request)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    ACCEPTS(validate_register, &r);
+    r.node_name = "";
+    r.version = "";
+    r.machine_id = "";
+    r.max_runners = 0;
+    ACCEPTS(validate_register, &r);
+}
+END_TEST
+
+START_TEST(test_register_refuses_a_bad_node_key)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    r.node_key = "";
+    REFUSES(validate_register, &r, -EINVAL);
+    r.node_key = "bad key";
+    REFUSES(validate_register, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_register_bounds_the_node_name)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    char *name = repeat('n', VALIDATE_NAME_MAX);
+    r.node_name = name;
+    ACCEPTS(validate_register, &r);
+    free(name);
+    name = repeat('n', VALIDATE_NAME_MAX + 1);
+    r.node_name = name;
+    REFUSES(validate_register, &r, -EMSGSIZE);
+    free(name);
+}
+END_TEST
+
+START_TEST(test_register_refuses_a_name_with_control_characters_or_bad_utf8)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    r.node_name = "forged\n2024-01-01 info master: node x online";
+    REFUSES(validate_register, &r, -EINVAL);
+    r.node_name = "bell\a";
+    REFUSES(validate_register, &r, -EINVAL);
+    r.node_name = "del\x7f";
+    REFUSES(validate_register, &r, -EINVAL);
+    r.node_name = "latin1 caf\xe9";
+    REFUSES(validate_register, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_register_bounds_the_version)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    char *v = repeat('1', VALIDATE_VERSION_MAX + 1);
+    r.version = v;
+    REFUSES(validate_register, &r, -EMSGSIZE);
+    free(v);
+    r.version = "1.0\t";
+    REFUSES(validate_register, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_register_refuses_a_bad_machine_id)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    r.machine_id = "no spaces";
+    REFUSES(validate_register, &r, -EINVAL);
+    char *id = repeat('a', 65);
+    r.machine_id = id;
+    REFUSES(validate_register, &r, -EINVAL);
+    free(id);
+}
+END_TEST
+
+START_TEST(test_register_keeps_max_runners_in_range)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    r.max_runners = VALIDATE_MAX_RUNNERS;
+    ACCEPTS(validate_register, &r);
+    r.max_runners = -1;
+    REFUSES(validate_register, &r, -ERANGE);
+    r.max_runners = VALIDATE_MAX_RUNNERS + 1;
+    REFUSES(validate_register, &r, -ERANGE);
+}
+END_TEST
+
+START_TEST(test_register_bounds_labels_and_their_count)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    char *labels[VALIDATE_LABELS_MAX + 1];
+    for (size_t i = 0; i <= VALIDATE_LABELS_MAX; i++)
+        labels[i] = "gpu";
+    r.labels = labels;
+    r.n_labels = VALIDATE_LABELS_MAX;
+    ACCEPTS(validate_register, &r);
+    r.n_labels = VALIDATE_LABELS_MAX + 1;
+    REFUSES(validate_register, &r, -EMSGSIZE);
+    r.n_labels = 2;
+    labels[1] = "two\nlines";
+    REFUSES(validate_register, &r, -EINVAL);
+    char *long_label = repeat('l', VALIDATE_NAME_MAX + 1);
+    labels[1] = long_label;
+    REFUSES(validate_register, &r, -EMSGSIZE);
+    free(long_label);
+}
+END_TEST
+
+START_TEST(test_heartbeat_needs_a_key_and_a_running_count_in_range)
+{
+    Grpc__NodeServiceSendHeartbeatRequest r = GRPC__NODE_SERVICE_SEND_HEARTBEAT_REQUEST__INIT;
+    r.node_key = KEY;
+    r.running = 3;
+    ACCEPTS(validate_heartbeat, &r);
+    r.running = -1;
+    REFUSES(validate_heartbeat, &r, -ERANGE);
+    r.running = VALIDATE_MAX_RUNNERS + 1;
+    REFUSES(validate_heartbeat, &r, -ERANGE);
+    r.running = 0;
+    r.node_key = "";
+    REFUSES(validate_heartbeat, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_node_subscribe_needs_a_node_key)
+{
+    Grpc__NodeServiceSubscribeRequest r = GRPC__NODE_SERVICE_SUBSCRIBE_REQUEST__INIT;
+    r.node_key = KEY;
+    ACCEPTS(validate_node_subscribe, &r);
+    r.node_key = "k\xc3\xa9y";
+    REFUSES(validate_node_subscribe, &r, -EINVAL);
+}
+END_TEST
+
+static Grpc__TaskState good_state(void)
+{
+    Grpc__TaskState st = GRPC__TASK_STATE__INIT;
+    st.task_id = ID;
+    st.status = "finished";
+    st.log_lines = 12;
+    st.data_items = 3;
+    st.pid = 4242;
+    st.exit_code = 0;
+    st.error = "";
+    return st;
+}
+
+START_TEST(test_resync_accepts_tasks_of_any_status_or_none)
+{
+    Grpc__TaskState a = good_state(), b = good_state();
+    b.status = "";
+    Grpc__TaskState *tasks[] = {&a, &b};
+    Grpc__NodeServiceResyncRequest r = GRPC__NODE_SERVICE_RESYNC_REQUEST__INIT;
+    r.node_key = KEY;
+    r.n_tasks = 2;
+    r.tasks = tasks;
+    ACCEPTS(validate_resync, &r);
+    a.status = "node_disconnected";
+    ACCEPTS(validate_resync, &r);
+}
+END_TEST
+
+START_TEST(test_resync_refuses_a_bad_key_or_a_bad_task)
+{
+    Grpc__TaskState a = good_state(), b = good_state();
+    Grpc__TaskState *tasks[] = {&a, &b};
+    Grpc__NodeServiceResyncRequest r = GRPC__NODE_SERVICE_RESYNC_REQUEST__INIT;
+    r.node_key = "";
+    r.n_tasks = 2;
+    r.tasks = tasks;
+    REFUSES(validate_resync, &r, -EINVAL);
+    r.node_key = KEY;
+    b.task_id = "not-an-id";
+    REFUSES(validate_resync, &r, -EINVAL);
+    b.task_id = ID;
+    b.status = "done";
+    REFUSES(validate_resync, &r, -EINVAL);
+    b.status = "running";
+    b.data_items = VALIDATE_SAFE_INT_MAX + 1;
+    REFUSES(validate_resync, &r, -ERANGE);
+}
+END_TEST
+
+START_TEST(test_resync_bounds_the_number_of_tasks)
+{
+    Grpc__TaskState a = good_state();
+    size_t n = VALIDATE_RESYNC_TASKS + 1;
+    Grpc__TaskState **tasks = malloc(n * sizeof(*tasks));
+    ck_assert_ptr_nonnull(tasks);
+    for (size_t i = 0; i < n; i++)
+        tasks[i] = &a;
+    Grpc__NodeServiceResyncRequest r = GRPC__NODE_SERVICE_RESYNC_REQUEST__INIT;
+    r.node_key = KEY;
+    r.tasks = tasks;
+    r.n_tasks = n - 1;
+    ACCEPTS(validate_resync, &r);
+    r.n_tasks = n;
+    REFUSES(validate_resync, &r, -EMSGSIZE);
+    free(tasks);
+}
+END_TEST
+
+/* ---- TaskService ---- */
+
+START_TEST(test_task_subscribe_needs_a_task_id)
+{
+    Grpc__TaskServiceSubscribeRequest r = GRPC__TASK_SERVICE_SUBSCRIBE_REQUEST__INIT;
+    r.task_id = ID;
+    ACCEPTS(validate_task_subscribe, &r);
+    r.task_id = "";
+    REFUSES(validate_task_subscribe, &r, -EINVAL);
+}
+END_TEST
+
+static Grpc__TaskServiceConnectRequest good_connect(const char *json)
+{
+    Grpc__TaskServiceConnectRequest r = GRPC__TASK_SERVICE_CONNECT_REQUEST__INIT;
+    r.code = GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS;
+    r.task_id = ID;
+    r.data.data = (uint8_t *)json;
+    r.data.len = strlen(json);
+    r.seq = 1;
+    return r;
+}
+
+START_TEST(test_connect_accepts_logs_items_and_a_bare_ping)
+{
+    Grpc__TaskServiceConnectRequest r = good_connect("[\"line\"]");
+    ACCEPTS(validate_connect, &r);
+    r = good_connect("[{\"a\":1}]");
+    r.code = GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
+    ACCEPTS(validate_connect, &r);
+    /* A PING's other fields are never used, so they are not looked at. */
+    r.code = GRPC__TASK_SERVICE_CONNECT_CODE__PING;
+    r.task_id = "";
+    r.seq = UINT64_MAX;
+    ACCEPTS(validate_connect, &r);
+}
+END_TEST
+
+START_TEST(test_connect_refuses_an_unknown_code)
+{
+    Grpc__TaskServiceConnectRequest r = good_connect("[]");
+    r.code = (Grpc__TaskServiceConnectCode)3;
+    REFUSES(validate_connect, &r, -EINVAL);
+    r.code = (Grpc__TaskServiceConnectCode)-1;
+    REFUSES(validate_connect, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_connect_refuses_a_bad_task_id)
+{
+    Grpc__TaskServiceConnectRequest r = good_connect("[]");
+    r.task_id = "0123456789abcdef0123456";
+    REFUSES(validate_connect, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_connect_keeps_seq_json_safe)
+{
+    Grpc__TaskServiceConnectRequest r = good_connect("[]");
+    r.seq = VALIDATE_SAFE_INT_MAX;
+    ACCEPTS(validate_connect, &r);
+    r.seq = VALIDATE_SAFE_INT_MAX + 1;
+    REFUSES(validate_connect, &r, -ERANGE);
+}
+END_TEST
+
+START_TEST(test_connect_bounds_the_data_size)
+{
+    char *big = repeat(' ', VALIDATE_DATA_MAX + 1);
+    Grpc__TaskServiceConnectRequest r = good_connect(big);
+    REFUSES(validate_connect, &r, -EMSGSIZE);
+    r.data.len = VALIDATE_DATA_MAX;
+    ACCEPTS(validate_connect, &r);
+    free(big);
+}
+END_TEST
+
+START_TEST(test_connect_bounds_the_json_values_of_items_only)
+{
+    /* "[{},{},...]": cheap on the wire, costly once parsed. */
+    size_t n = VALIDATE_DATA_VALUES_MAX;
+    char *json = malloc(3 * n + 2);
+    ck_assert_ptr_nonnull(json);
+    size_t o = 0;
+    json[o++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        json[o++] = '{';
+        json[o++] = '}';
+        json[o++] = ',';
+    }
+    json[o - 1] = ']';
+    json[o] = '\0';
+    Grpc__TaskServiceConnectRequest r = good_connect(json);
+    r.code = GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
+    REFUSES(validate_connect, &r, -EMSGSIZE);
+    /* Log lines are read in place, without a tree: their count is not bounded here. */
+    r.code = GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS;
+    ACCEPTS(validate_connect, &r);
+    /* The same bytes inside one string are one value. */
+    json[0] = '"';
+    json[o - 1] = '"';
+    r = good_connect(json);
+    r.code = GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
+    ACCEPTS(validate_connect, &r);
+    free(json);
+}
+END_TEST
+
+START_TEST(test_fetch_needs_a_node_key)
+{
+    Grpc__TaskServiceFetchTaskRequest r = GRPC__TASK_SERVICE_FETCH_TASK_REQUEST__INIT;
+    r.node_key = KEY;
+    ACCEPTS(validate_fetch, &r);
+    r.node_key = "";
+    REFUSES(validate_fetch, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_notification_needs_a_task_id_and_a_well_formed_key_if_any)
+{
+    Grpc__TaskServiceSendNotificationRequest r = GRPC__TASK_SERVICE_SEND_NOTIFICATION_REQUEST__INIT;
+    r.node_key = KEY;
+    r.task_id = ID;
+    ACCEPTS(validate_notification, &r);
+    r.node_key = "";
+    ACCEPTS(validate_notification, &r);
+    r.node_key = "x\n";
+    REFUSES(validate_notification, &r, -EINVAL);
+    r.node_key = KEY;
+    r.task_id = "nope";
+    REFUSES(validate_notification, &r, -EINVAL);
+}
+END_TEST
+
+static Grpc__TaskServiceReportStatusRequest report(Grpc__TaskState *st)
+{
+    Grpc__TaskServiceReportStatusRequest r = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
+    r.node_key = KEY;
+    r.state = st;
+    return r;
+}
+
+START_TEST(test_report_status_accepts_the_four_statuses_a_worker_reports)
+{
+    static const char *const statuses[] = {"running", "finished", "error", "cancelled"};
+    Grpc__TaskState st = good_state();
+    Grpc__TaskServiceReportStatusRequest r = report(&st);
+    for (size_t i = 0; i < 4; i++) {
+        st.status = (char *)statuses[i];
+        ACCEPTS(validate_report_status, &r);
+    }
+}
+END_TEST
+
+START_TEST(test_report_status_refuses_other_or_unknown_statuses)
+{
+    Grpc__TaskState st = good_state();
+    Grpc__TaskServiceReportStatusRequest r = report(&st);
+    st.status = "pending";
+    REFUSES(validate_report_status, &r, -EINVAL);
+    st.status = "abnormal";
+    REFUSES(validate_report_status, &r, -EINVAL);
+    st.status = "";
+    REFUSES(validate_report_status, &r, -EINVAL);
+    st.status = "FINISHED";
+    REFUSES(validate_report_status, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_report_status_needs_a_state_a_node_key_and_a_task_id)
+{
+    Grpc__TaskState st = good_state();
+    Grpc__TaskServiceReportStatusRequest r = report(NULL);
+    REFUSES(validate_report_status, &r, -EINVAL);
+    r = report(&st);
+    r.node_key = "";
+    REFUSES(validate_report_status, &r, -EINVAL);
+    r.node_key = KEY;
+    st.task_id = "";
+    REFUSES(validate_report_status, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_report_status_bounds_totals_pid_and_error)
+{
+    Grpc__TaskState st = good_state();
+    Grpc__TaskServiceReportStatusRequest r = report(&st);
+    st.log_lines = VALIDATE_SAFE_INT_MAX;
+    ACCEPTS(validate_report_status, &r);
+    st.log_lines = VALIDATE_SAFE_INT_MAX + 1;
+    REFUSES(validate_report_status, &r, -ERANGE);
+    st.log_lines = 0;
+    st.pid = -5;
+    REFUSES(validate_report_status, &r, -ERANGE);
+    st.pid = 0;
+    char *err = repeat('e', VALIDATE_ERROR_MAX);
+    st.error = err;
+    ACCEPTS(validate_report_status, &r);
+    free(err);
+    err = repeat('e', VALIDATE_ERROR_MAX + 1);
+    st.error = err;
+    REFUSES(validate_report_status, &r, -EMSGSIZE);
+    free(err);
+    st.error = "exit code \xff";
+    REFUSES(validate_report_status, &r, -EINVAL);
+    /* An error text may span lines (a stack trace); it only has to be UTF-8. */
+    st.error = "Traceback:\n  line 1\n";
+    ACCEPTS(validate_report_status, &r);
+}
+END_TEST
+
+/* ---- AdminService ---- */
+
+START_TEST(test_list_nodes_has_nothing_to_refuse)
+{
+    Grpc__AdminListNodesRequest r = GRPC__ADMIN_LIST_NODES_REQUEST__INIT;
+    ACCEPTS(validate_list_nodes, &r);
+}
+END_TEST
+
+struct submit {
+    Grpc__AdminSubmitTaskRequest req;
+    Grpc__TaskSpec spec;
+    Grpc__TaskSpec__EnvEntry env;
+    Grpc__TaskSpec__EnvEntry *envs[1];
+    char *keys[1];
+};
+
+static void good_submit(struct submit *s)
+{
+    grpc__admin_submit_task_request__init(&s->req);
+    grpc__task_spec__init(&s->spec);
+    grpc__task_spec__env_entry__init(&s->env);
+    s->spec.cmd = "python3 spider.py";
+    s->spec.param = "--pages 3";
+    s->spec.name = "spider";
+    s->spec.timeout_ms = 60000;
+    s->spec.priority = 5;
+    s->env.key = "PROXY_URL";
+    s->env.value = "http://proxy:3128\nsecond line is fine";
+    s->envs[0] = &s->env;
+    s->spec.env = s->envs;
+    s->spec.n_env = 1;
+    s->keys[0] = KEY;
+    s->req.node_keys = s->keys;
+    s->req.n_node_keys = 1;
+    s->req.spec = &s->spec;
+}
+
+START_TEST(test_submit_accepts_a_well_formed_task)
+{
+    struct submit s;
+    good_submit(&s);
+    ACCEPTS(validate_submit, &s.req);
+    s.spec.priority = VALIDATE_PRIORITY_MIN;
+    s.spec.timeout_ms = 0;
+    s.spec.name = "";
+    s.spec.param = "";
+    ACCEPTS(validate_submit, &s.req);
+}
+END_TEST
+
+START_TEST(test_submit_needs_a_spec_with_a_command)
+{
+    struct submit s;
+    good_submit(&s);
+    s.req.spec = NULL;
+    REFUSES(validate_submit, &s.req, -EINVAL);
+    s.req.spec = &s.spec;
+    s.spec.cmd = "";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_submit_bounds_cmd_and_param)
+{
+    struct submit s;
+    good_submit(&s);
+    char *big = repeat('c', VALIDATE_CMD_MAX);
+    s.spec.cmd = big;
+    s.spec.param = big;
+    ACCEPTS(validate_submit, &s.req);
+    free(big);
+    big = repeat('c', VALIDATE_CMD_MAX + 1);
+    s.spec.cmd = big;
+    REFUSES(validate_submit, &s.req, -EMSGSIZE);
+    s.spec.cmd = "true";
+    s.spec.param = big;
+    REFUSES(validate_submit, &s.req, -EMSGSIZE);
+    free(big);
+}
+END_TEST
+
+START_TEST(test_submit_refuses_cmd_or_param_that_is_not_utf8)
+{
+    struct submit s;
+    good_submit(&s);
+    s.spec.cmd = "echo \xc0\xaf";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+    s.spec.cmd = "echo";
+    s.spec.param = "\xed\xa0\x80";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_submit_bounds_the_task_name)
+{
+    struct submit s;
+    good_submit(&s);
+    char *name = repeat('t', VALIDATE_NAME_MAX + 1);
+    s.spec.name = name;
+    REFUSES(validate_submit, &s.req, -EMSGSIZE);
+    free(name);
+    s.spec.name = "two\nlines";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_submit_keeps_timeout_and_priority_in_range)
+{
+    struct submit s;
+    good_submit(&s);
+    s.spec.timeout_ms = -1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+    s.spec.timeout_ms = (int64_t)VALIDATE_SAFE_INT_MAX + 1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+    s.spec.timeout_ms = 0;
+    s.spec.priority = VALIDATE_PRIORITY_MAX + 1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+    s.spec.priority = VALIDATE_PRIORITY_MIN - 1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+}
+END_TEST
+
+START_TEST(test_submit_checks_every_env_entry)
+{
+    struct submit s;
+    good_submit(&s);
+    s.env.key = "1BAD";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+    s.env.key = "GOOD";
+    char *value = repeat('v', VALIDATE_ENV_VALUE_MAX + 1);
+    s.env.value = value;
+    REFUSES(validate_submit, &s.req, -EMSGSIZE);
+    free(value);
+    s.env.value = "\xfe";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_submit_bounds_the_number_of_env_entries)
+{
+    struct submit s;
+    good_submit(&s);
+    Grpc__TaskSpec__EnvEntry *many[VALIDATE_ENV_MAX + 1];
+    for (size_t i = 0; i <= VALIDATE_ENV_MAX; i++)
+        many[i] = &s.env;
+    s.spec.env = many;
+    s.spec.n_env = VALIDATE_ENV_MAX;
+    ACCEPTS(validate_submit, &s.req);
+    s.spec.n_env = VALIDATE_ENV_MAX + 1;
+    REFUSES(validate_submit, &s.req, -EMSGSIZE);
+}
+END_TEST
+
+START_TEST(test_submit_checks_the_node_keys_and_their_number)
+{
+    struct submit s;
+    good_submit(&s);
+    s.keys[0] = "bad key";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+    char **keys = malloc((VALIDATE_SUBMIT_NODES + 1) * sizeof(*keys));
+    ck_assert_ptr_nonnull(keys);
+    for (size_t i = 0; i <= VALIDATE_SUBMIT_NODES; i++)
+        keys[i] = KEY;
+    s.req.node_keys = keys;
+    s.req.n_node_keys = VALIDATE_SUBMIT_NODES;
+    ACCEPTS(validate_submit, &s.req);
+    s.req.n_node_keys = VALIDATE_SUBMIT_NODES + 1;
+    REFUSES(validate_submit, &s.req, -EMSGSIZE);
+    free(keys);
+}
+END_TEST
+
+START_TEST(test_list_tasks_takes_an_optional_known_status_and_node_key)
+{
+    Grpc__AdminListTasksRequest r = GRPC__ADMIN_LIST_TASKS_REQUEST__INIT;
+    ACCEPTS(validate_list_tasks, &r);
+    r.status = "node_disconnected";
+    r.node_key = KEY;
+    ACCEPTS(validate_list_tasks, &r);
+    r.status = "sleeping";
+    REFUSES(validate_list_tasks, &r, -EINVAL);
+    r.status = "";
+    r.node_key = "a b";
+    REFUSES(validate_list_tasks, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_task_request_needs_a_task_id_and_a_json_safe_from)
+{
+    Grpc__AdminTaskRequest r = GRPC__ADMIN_TASK_REQUEST__INIT;
+    r.task_id = ID;
+    r.from = VALIDATE_SAFE_INT_MAX;
+    ACCEPTS(validate_task_request, &r);
+    r.from = VALIDATE_SAFE_INT_MAX + 1;
+    REFUSES(validate_task_request, &r, -ERANGE);
+    r.from = 0;
+    r.task_id = "0123456789abcdef0123456Z";
+    REFUSES(validate_task_request, &r, -EINVAL);
+}
+END_TEST
+
+/* ---- by descriptor ---- */
+
+START_TEST(test_every_request_type_has_a_validator)
+{
+    const ProtobufCMessageDescriptor *requests[] = {
+        &grpc__node_service_register_request__descriptor,
+        &grpc__node_service_send_heartbeat_request__descriptor,
+        &grpc__node_service_subscribe_request__descriptor,
+        &grpc__node_service_resync_request__descriptor,
+        &grpc__task_service_subscribe_request__descriptor,
+        &grpc__task_service_connect_request__descriptor,
+        &grpc__task_service_fetch_task_request__descriptor,
+        &grpc__task_service_send_notification_request__descriptor,
+        &grpc__task_service_report_status_request__descriptor,
+        &grpc__admin_list_nodes_request__descriptor,
+        &grpc__admin_submit_task_request__descriptor,
+        &grpc__admin_list_tasks_request__descriptor,
+        &grpc__admin_task_request__descriptor,
+    };
+    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+        ck_assert_msg(validate_lookup(requests[i]) != NULL, "%s", requests[i]->name);
+    ck_assert_ptr_null(validate_lookup(&grpc__task_service_fetch_task_response__descriptor));
+}
+END_TEST
+
+START_TEST(test_validate_request_dispatches_on_the_message_type)
+{
+    Grpc__TaskServiceFetchTaskRequest fetch = GRPC__TASK_SERVICE_FETCH_TASK_REQUEST__INIT;
+    const char *why = NULL;
+    ck_assert_int_eq(validate_request(&fetch.base, &why), -EINVAL);
+    ck_assert_ptr_nonnull(why);
+    fetch.node_key = KEY;
+    ck_assert_int_eq(validate_request(&fetch.base, &why), 0);
+    Grpc__TaskServiceFetchTaskResponse resp = GRPC__TASK_SERVICE_FETCH_TASK_RESPONSE__INIT;
+    ck_assert_int_eq(validate_request(&resp.base, &why), -ENOSYS);
+}
+END_TEST
+
+static Suite *validate_suite(void)
+{
+    Suite *s = suite_create("validate");
+    TCase *tc = tcase_create("rules");
+    tcase_add_test(tc, test_utf8_accepts_ascii_and_characters_of_every_length);
+    tcase_add_test(tc, test_utf8_rejects_overlong_forms);
+    tcase_add_test(tc, test_utf8_rejects_surrogates_and_code_points_above_10ffff);
+    tcase_add_test(tc, test_utf8_rejects_truncated_and_broken_sequences);
+    tcase_add_test(tc, test_task_id_is_24_lowercase_hex_digits);
+    tcase_add_test(tc, test_node_key_is_1_to_64_of_its_characters);
+    tcase_add_test(tc, test_env_name_is_an_identifier_of_at_most_256_bytes);
+    tcase_add_test(tc, test_json_values_are_counted_outside_strings_only);
+    tcase_add_test(tc, test_seq_span_must_end_at_a_json_safe_number);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("node_service");
+    tcase_add_test(tc, test_register_accepts_a_well_formed_request);
+    tcase_add_test(tc, test_register_refuses_a_bad_node_key);
+    tcase_add_test(tc, test_register_bounds_the_node_name);
+    tcase_add_test(tc, test_register_refuses_a_name_with_control_characters_or_bad_utf8);
+    tcase_add_test(tc, test_register_bounds_the_version);
+    tcase_add_test(tc, test_register_refuses_a_bad_machine_id);
+    tcase_add_test(tc, test_register_keeps_max_runners_in_range);
+    tcase_add_test(tc, test_register_bounds_labels_and_their_count);
+    tcase_add_test(tc, test_heartbeat_needs_a_key_and_a_running_count_in_range);
+    tcase_add_test(tc, test_node_subscribe_needs_a_node_key);
+    tcase_add_test(tc, test_resync_accepts_tasks_of_any_status_or_none);
+    tcase_add_test(tc, test_resync_refuses_a_bad_key_or_a_bad_task);
+    tcase_add_test(tc, test_resync_bounds_the_number_of_tasks);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("task_service");
+    tcase_add_test(tc, test_task_subscribe_needs_a_task_id);
+    tcase_add_test(tc, test_connect_accepts_logs_items_and_a_bare_ping);
+    tcase_add_test(tc, test_connect_refuses_an_unknown_code);
+    tcase_add_test(tc, test_connect_refuses_a_bad_task_id);
+    tcase_add_test(tc, test_connect_keeps_seq_json_safe);
+    tcase_add_test(tc, test_connect_bounds_the_data_size);
+    tcase_add_test(tc, test_connect_bounds_the_json_values_of_items_only);
+    tcase_add_test(tc, test_fetch_needs_a_node_key);
+    tcase_add_test(tc, test_notification_needs_a_task_id_and_a_well_formed_key_if_any);
+    tcase_add_test(tc, test_report_status_accepts_the_four_statuses_a_worker_reports);
+    tcase_add_test(tc, test_report_status_refuses_other_or_unknown_statuses);
+    tcase_add_test(tc, test_report_status_needs_a_state_a_node_key_and_a_task_id);
+    tcase_add_test(tc, test_report_status_bounds_totals_pid_and_error);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("admin_service");
+    tcase_add_test(tc, test_list_nodes_has_nothing_to_refuse);
+    tcase_add_test(tc, test_submit_accepts_a_well_formed_task);
+    tcase_add_test(tc, test_submit_needs_a_spec_with_a_command);
+    tcase_add_test(tc, test_submit_bounds_cmd_and_param);
+    tcase_add_test(tc, test_submit_refuses_cmd_or_param_that_is_not_utf8);
+    tcase_add_test(tc, test_submit_bounds_the_task_name);
+    tcase_add_test(tc, test_submit_keeps_timeout_and_priority_in_range);
+    tcase_add_test(tc, test_submit_checks_every_env_entry);
+    tcase_add_test(tc, test_submit_bounds_the_number_of_env_entries);
+    tcase_add_test(tc, test_submit_checks_the_node_keys_and_their_number);
+    tcase_add_test(tc, test_list_tasks_takes_an_optional_known_status_and_node_key);
+    tcase_add_test(tc, test_task_request_needs_a_task_id_and_a_json_safe_from);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("dispatch");
+    tcase_add_test(tc, test_every_request_type_has_a_validator);
+    tcase_add_test(tc, test_validate_request_dispatches_on_the_message_type);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(validate_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
