@@ -2,7 +2,8 @@
 # Installs the Debian packages that are missing (as root), then configures the build directories:
 #   build       the release build: one statically linked crawlab-node
 #   build-asan  a dynamic build with AddressSanitizer and UndefinedBehaviorSanitizer
-# usage: scripts/bootstrap.sh [build|build-asan]...   (default: build)
+#   build-fuzz  clang, the libFuzzer targets of tests/fuzz only (scripts/fuzz.sh)
+# usage: scripts/bootstrap.sh [build|build-asan|build-fuzz]...   (default: build)
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,9 @@ for dir in "$@"; do
     build-asan)
         meson setup build-asan --wrap-mode=nodownload -Dstatic_binary=false \
             -Db_sanitize=address,undefined -Db_lundef=false ;;
+    build-fuzz)
+        CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true \
+            -Dtests=false -Dstatic_binary=false -Db_sanitize=address,undefined -Db_lundef=false ;;
     *) echo "bootstrap: unknown build directory $dir" >&2; exit 2 ;;
     esac
 done

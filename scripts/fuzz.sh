@@ -16,10 +16,7 @@ seconds=${1:-30}
 targets=${*:-fuzz_requests fuzz_lines fuzz_ingest}
 parallel=${FUZZ_PARALLEL:-0}
 
-if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true -Dtests=false \
-        -Dstatic_binary=false -Db_sanitize=address,undefined -Db_lundef=false
-fi
+scripts/bootstrap.sh build-fuzz
 ninja_targets=""
 for t in $targets; do ninja_targets="$ninja_targets tests/fuzz/$t"; done
 # shellcheck disable=SC2086 # one word per target

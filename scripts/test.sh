@@ -1,11 +1,13 @@
 #!/bin/sh
-# Builds crawlab-node twice and runs every test against each build:
-#   build       the static release binary (what ships)
-#   build-asan  AddressSanitizer + UndefinedBehaviorSanitizer (sanitizers need a dynamic build)
+# Builds crawlab-node and runs every test:
+#   build       the static release binary (what ships): unit and integration tests
+#   build-asan  AddressSanitizer + UndefinedBehaviorSanitizer (sanitizers need a dynamic build):
+#               the same tests again
+#   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus
 # Installs missing Debian packages first (as root). Exits non-zero if any test fails.
 set -eu
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh build build-asan
+scripts/bootstrap.sh build build-asan build-fuzz
 
 # UBSan findings fail the run; LeakSanitizer ignores what gRPC keeps for the process lifetime.
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
@@ -19,11 +21,15 @@ for dir in build build-asan; do
     meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 done
 
+echo "== build-fuzz"
+fuzz=passed
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || { fuzz=FAILED; status=1; }
+
 # One closing line over both runs, from meson's own JSON record of each test.
-/usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+/usr/bin/python3 - "$fuzz" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
 import json, sys
 passed = failed = skipped = 0
-for path in sys.argv[1:]:
+for path in sys.argv[2:]:
     for line in open(path):
         r = json.loads(line).get("result")
         if r == "OK":
@@ -32,6 +38,7 @@ for path in sys.argv[1:]:
             skipped += 1
         else:
             failed += 1
+print(f"fuzzing: {sys.argv[1]}")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
 exit $status

@@ -21,6 +21,7 @@
 #include "runtime/bridge.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
+#include "runtime/ratelimit.h"
 
 /* How long in-flight calls get to finish once SIGTERM arrived, before they are cancelled. */
 #define SHUTDOWN_CALL_GRACE_MS 3000
@@ -34,6 +35,7 @@ int64_t master_now_ms(const struct master *m)
 struct accept_ctx {
     struct master *m;
     struct tls_server *tls;
+    struct ratelimit tls_refusals;
 };
 
 /* A TLS handshake ended: the plaintext end goes to gRPC, a refusal to the log. */
@@ -41,8 +43,16 @@ static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
 {
     struct accept_ctx *a = ctx;
     if (plain_fd < 0) {
-        /* The message names the fault (expired, unknown CA, no certificate, not TLS). */
-        log_warn("refused a TLS connection from %s", errmsg);
+        /* The message names the peer and the fault (expired, unknown CA, no certificate, not
+         * TLS). A peer can fail handshakes as fast as it can connect: one line a second. */
+        unsigned held;
+        if (!ratelimit_pass(&a->tls_refusals, ev_now(a->m->loop), &held))
+            return;
+        if (held)
+            log_warn("refused a TLS connection from %s (%u more refused since the last such line)",
+                     errmsg, held);
+        else
+            log_warn("refused a TLS connection from %s", errmsg);
         return;
     }
     if (!a->m->server) {

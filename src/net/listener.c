@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "runtime/ratelimit.h"
 
 /* An accepted socket, known by its descriptor and its inode: once the owner closes it, the
  * descriptor is either invalid or names another file. */
@@ -34,8 +35,8 @@ struct listener {
     size_t limit; /* 0 = none */
     struct tracked *open;
     size_t n_open;
-    ev_tstamp last_sweep, last_refusal;
-    unsigned refusals;
+    ev_tstamp last_sweep;
+    struct ratelimit refusals;
 };
 
 /* Forgets the connections whose sockets were closed since they were accepted. */
@@ -139,15 +140,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         char peer[INET6_ADDRSTRLEN + 10];
         format_peer(&ss, peer, sizeof(peer));
         if (!admit(l, fd)) {
-            ev_tstamp now = ev_now(loop);
-            l->refusals++;
-            if (now - l->last_refusal >= 1.0) {
-                log_warn("connection limit (%zu) reached: refused %s and %u other(s) in the last "
-                         "second",
-                         l->limit, peer, l->refusals - 1);
-                l->last_refusal = now;
-                l->refusals = 0;
-            }
+            unsigned held;
+            if (ratelimit_pass(&l->refusals, ev_now(loop), &held))
+                log_warn("connection limit (%zu) reached: refused %s (%u more refused since the "
+                         "last such line)",
+                         l->limit, peer, held);
             close(fd);
             continue;
         }

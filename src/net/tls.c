@@ -19,9 +19,15 @@
 
 #include "runtime/log.h"
 
-/* One TLS record of plaintext per direction: enough for full-size records, small enough for
- * thousands of connections (32 KiB each, plus wolfSSL's own record buffers). */
-#define PUMP_BUF_SIZE (16 * 1024)
+/*
+ * The pump's buffers, per connection, only while bytes are in flight: records read ahead of
+ * wolfSSL, plaintext towards gRPC, plaintext towards the peer. Four full records each, so that a
+ * busy connection costs one recv, one send and one wake-up of gRPC per 64 KiB rather than per
+ * record (and two recvs per record: wolfSSL asks for the header, then the body).
+ */
+#define PUMP_BUF_SIZE (64 * 1024)
+/* Buffer blocks kept for reuse when a connection goes idle, per context. */
+#define PUMP_SPARES 4
 /* After one direction ended, the other gets this long to end too. */
 #define LINGER_S 5.0
 /* TLS 1.3 suites only; ChaCha20 first because this wolfSSL build has no AES-NI (FIELD-NOTES). */
@@ -36,6 +42,8 @@ struct tls_base {
     struct tls_conn *conns;
     size_t n_conns;
     bool server;
+    unsigned char *spares[PUMP_SPARES]; /* idle pump buffer blocks */
+    size_t n_spares;
 };
 
 struct tls_server {
@@ -70,8 +78,13 @@ struct tls_conn {
     bool net_closed; /* recv returned 0 */
     int net_errno;   /* errno of a failed recv or send */
 
-    unsigned char *down_buf, *up_buf; /* down: TLS -> plain; up: plain -> TLS */
-    size_t down_off, down_len, up_off, up_len;
+    /* One block of three PUMP_BUF_SIZE buffers, NULL while the connection is idle (and during
+     * the handshake, which reads no further than wolfSSL asks). */
+    unsigned char *block;
+    unsigned char *rx_buf;   /* TLS records received, not yet taken by wolfSSL */
+    unsigned char *down_buf; /* TLS -> plain */
+    unsigned char *up_buf;   /* plain -> TLS */
+    size_t rx_off, rx_len, down_off, down_len, up_off, up_len;
     int down_want, up_want; /* EV_READ/EV_WRITE on the TLS socket that wolfSSL waits for */
     bool net_eof;           /* the peer will send nothing more */
     bool plain_eof;         /* gRPC will send nothing more */
@@ -120,10 +133,10 @@ const char *tls_peer_name(int plain_fd)
 
 /* ---- transport callbacks: plain recv/send on the socket, never SIGPIPE ---- */
 
-static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+/* One recv into buf; wolfSSL's return conventions. */
+static int net_recv(struct tls_conn *c, void *buf, size_t len)
 {
-    struct tls_conn *c = ctx;
-    ssize_t n = recv(c->net_fd, buf, (size_t)sz, 0);
+    ssize_t n = recv(c->net_fd, buf, len, 0);
     if (n > 0)
         return (int)n;
     if (n == 0) {
@@ -136,6 +149,26 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
         return WOLFSSL_CBIO_ERR_ISR;
     c->net_errno = errno;
     return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+/* Once the pump runs, wolfSSL reads from rx_buf, which one recv fills with whatever is there. */
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    if (!c->rx_buf)
+        return net_recv(c, buf, (size_t)sz);
+    if (c->rx_len == 0) {
+        int n = net_recv(c, c->rx_buf, PUMP_BUF_SIZE);
+        if (n <= 0)
+            return n;
+        c->rx_off = 0;
+        c->rx_len = (size_t)n;
+    }
+    size_t take = (size_t)sz < c->rx_len ? (size_t)sz : c->rx_len;
+    memcpy(buf, c->rx_buf + c->rx_off, take);
+    c->rx_off += take;
+    c->rx_len -= take;
+    return (int)take;
 }
 
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -194,6 +227,8 @@ static void base_destroy(struct tls_base *b)
 {
     while (b->conns)
         conn_close(b->conns);
+    while (b->n_spares)
+        free(b->spares[--b->n_spares]);
     if (b->ctx) {
         wolfSSL_CTX_free(b->ctx);
         wolfSSL_Cleanup();
@@ -375,6 +410,35 @@ static void set_watch(struct tls_conn *c, ev_io *w, int fd, int events)
     ev_io_start(c->loop, w);
 }
 
+/* Gives c its pump buffers, from the context's spares when there are. false: out of memory. */
+static bool buffers_take(struct tls_conn *c)
+{
+    if (c->block)
+        return true;
+    struct tls_base *b = c->owner;
+    c->block = b->n_spares ? b->spares[--b->n_spares] : malloc(3 * PUMP_BUF_SIZE);
+    if (!c->block)
+        return false;
+    c->rx_buf = c->block;
+    c->down_buf = c->block + PUMP_BUF_SIZE;
+    c->up_buf = c->block + 2 * PUMP_BUF_SIZE;
+    c->rx_off = c->rx_len = c->down_off = c->down_len = c->up_off = c->up_len = 0;
+    return true;
+}
+
+/* Hands the buffers back; only when they hold nothing (or the connection is closing). */
+static void buffers_release(struct tls_conn *c)
+{
+    if (!c->block)
+        return;
+    struct tls_base *b = c->owner;
+    if (b->n_spares < PUMP_SPARES)
+        b->spares[b->n_spares++] = c->block;
+    else
+        free(c->block);
+    c->block = c->rx_buf = c->down_buf = c->up_buf = NULL;
+}
+
 static void conn_close(struct tls_conn *c)
 {
     ev_io_stop(c->loop, &c->net_io);
@@ -396,7 +460,7 @@ static void conn_close(struct tls_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->owner->n_conns--;
-    free(c->down_buf);
+    buffers_release(c);
     free(c->check_ip);
     free(c->peer_cn);
     free(c);
@@ -519,6 +583,7 @@ static void describe_failure(struct tls_conn *c, int code, char *buf, size_t len
     wolfSSL_ERR_error_string_n((unsigned long)code, text, sizeof(text));
     switch (code) {
     case VERSION_ERROR:
+    case PARSE_ERROR:
     case UNKNOWN_RECORD_TYPE:
     case LENGTH_ERROR:
     case BUFFER_ERROR:
@@ -624,26 +689,31 @@ static bool want_from(int code, int *want)
 static int pump_down(struct tls_conn *c)
 {
     int progress = 0;
-    if (c->down_len == 0 && !c->net_eof) {
-        int n = wolfSSL_read(c->ssl, c->down_buf, PUMP_BUF_SIZE);
+    /* Decrypt as many records as fit, so that gRPC is woken once for all of them. */
+    size_t fill = 0;
+    while (c->down_len == 0 && !c->net_eof && fill < PUMP_BUF_SIZE) {
+        int n = wolfSSL_read(c->ssl, c->down_buf + fill, (int)(PUMP_BUF_SIZE - fill));
         if (n > 0) {
-            c->down_off = 0;
-            c->down_len = (size_t)n;
+            fill += (size_t)n;
+            c->down_want = 0;
+            continue;
+        }
+        int code = wolfSSL_get_error(c->ssl, n);
+        if (want_from(code, &c->down_want))
+            break;
+        if (code == WOLFSSL_ERROR_ZERO_RETURN || (c->net_closed && !c->net_errno)) {
+            c->net_eof = true; /* what was decrypted before still goes out first */
             c->down_want = 0;
             progress = 1;
-        } else {
-            int code = wolfSSL_get_error(c->ssl, n);
-            if (want_from(code, &c->down_want))
-                ;
-            else if (code == WOLFSSL_ERROR_ZERO_RETURN || (c->net_closed && !c->net_errno)) {
-                c->net_eof = true;
-                c->down_want = 0;
-                progress = 1;
-            } else {
-                pump_abort(c);
-                return -1;
-            }
+            break;
         }
+        pump_abort(c);
+        return -1;
+    }
+    if (fill > 0) {
+        c->down_off = 0;
+        c->down_len = fill;
+        progress = 1;
     }
     if (c->down_len > 0) {
         ssize_t w = send(c->plain_fd, c->down_buf + c->down_off, c->down_len, MSG_NOSIGNAL);
@@ -719,6 +789,11 @@ static int pump_up(struct tls_conn *c)
 /* Moves bytes both ways until neither can go further, then waits for exactly what blocks. */
 static void pump(struct tls_conn *c)
 {
+    if (!buffers_take(c)) {
+        log_warn("TLS connection %s: out of memory for its buffers; closing it", c->peer);
+        conn_close(c);
+        return;
+    }
     for (;;) {
         int down = pump_down(c);
         if (down < 0)
@@ -744,6 +819,9 @@ static void pump(struct tls_conn *c)
         plain |= EV_READ;
     set_watch(c, &c->net_io, c->net_fd, net);
     set_watch(c, &c->plain_io, c->plain_fd, plain);
+    /* Most connections are idle most of the time (heartbeats): they hold no buffers then. */
+    if (c->rx_len == 0 && c->down_len == 0 && c->up_len == 0)
+        buffers_release(c);
 }
 
 static void on_pump_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -823,14 +901,6 @@ static void handshake_done(struct tls_conn *c)
         handshake_failed(c, -e, msg);
         return;
     }
-    c->down_buf = malloc(2 * PUMP_BUF_SIZE);
-    if (!c->down_buf) {
-        close(sv[0]);
-        close(sv[1]);
-        handshake_failed(c, -ENOMEM, "out of memory");
-        return;
-    }
-    c->up_buf = c->down_buf + PUMP_BUF_SIZE;
     c->plain_fd = sv[0];
     c->user_fd = sv[1];
     ev_timer_stop(c->loop, &c->timer);

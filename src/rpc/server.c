@@ -15,6 +15,7 @@
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "runtime/log.h"
+#include "runtime/ratelimit.h"
 
 /* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
 #define REQUEST_SLOTS 32
@@ -69,8 +70,7 @@ struct rpc_server {
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
 
     /* Refusals are logged at most once a second, with the number suppressed. */
-    ev_tstamp refusal_window;
-    unsigned refusals_suppressed;
+    struct ratelimit refusals;
 };
 
 struct call_op {
@@ -364,19 +364,14 @@ void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *deta
 /* Refusals are logged with their peer, at most once a second. */
 static void log_refusal(struct srv_call *c, const char *what)
 {
-    struct rpc_server *s = c->server;
-    ev_tstamp now = ev_now(s->loop);
-    if (now - s->refusal_window < 1.0) {
-        s->refusals_suppressed++;
+    unsigned held;
+    if (!ratelimit_pass(&c->server->refusals, ev_now(c->server->loop), &held))
         return;
-    }
-    if (s->refusals_suppressed)
-        log_warn("%s: %s from %s (%u similar refusals suppressed)", srv_call_method(c), what,
-                 srv_call_peer(c), s->refusals_suppressed);
+    if (held)
+        log_warn("%s: %s from %s (%u similar refusals held back since the last such line)",
+                 srv_call_method(c), what, srv_call_peer(c), held);
     else
         log_warn("%s: %s from %s", srv_call_method(c), what, srv_call_peer(c));
-    s->refusal_window = now;
-    s->refusals_suppressed = 0;
 }
 
 /* Decodes and validates one request; a refusal is logged here, the caller finishes the call. */

@@ -9,6 +9,8 @@ Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_tls.
 
 import json
 import os
+import re
+import socket
 import sys
 import time
 
@@ -207,6 +209,44 @@ class Tls(harness.ClusterTest, harness.TaskOps):
                                       "--auth-key-file=%s" % self.c.key_file)
         self.assertEqual(rc, 3, err)
         self.assertIn("--tls-ca", err)
+        self.assertTrue(m.alive())
+        self.run_echo_task(key, "after")
+
+    def test_a_flood_of_refused_handshakes_is_logged_a_line_a_second(self):
+        m = self.start_tls_master()
+        good = self.start_tls_worker("good")
+        (key,) = self.online(good)
+        host, port = self.c.master_addr.rsplit(":", 1)
+        attempts = 0
+
+        def refuse_one():
+            nonlocal attempts
+            with socket.create_connection((host, int(port)), timeout=harness.WAIT) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                try:
+                    s.recv(1)  # the master ends the connection once it refused it
+                except ConnectionResetError:
+                    pass
+            attempts += 1
+
+        def accounted():
+            """Refusals the log tells of: one per line, plus what each line says it held back."""
+            held = [re.search(r"\((\d+) more refused since", line) for line in m.lines()
+                    if REFUSED in line]
+            return sum(1 + (int(h.group(1)) if h else 0) for h in held)
+
+        for _ in range(100):
+            refuse_one()
+        # Held-back refusals are told by the next line that goes out: keep refusing until the
+        # log has accounted for the whole flood.
+        def flood_told():
+            if accounted() >= 100:
+                return True
+            refuse_one()
+            return False
+        wait_until(flood_told, harness.WAIT, "the log to account for 100 refused handshakes")
+        self.assertLess(m.count(REFUSED), attempts, "every refusal got a line of its own")
+        self.assertLessEqual(accounted(), attempts)
         self.assertTrue(m.alive())
         self.run_echo_task(key, "after")
 

@@ -1,0 +1,33 @@
+/*
+ * Rate limit for log lines about refusals: however many peers are refused, at most one line a
+ * second per kind of refusal. The line that goes out names the peer of that moment and says how
+ * many refusals were held back since the previous line, so that a flood is visible in the log
+ * without being able to fill it.
+ */
+#ifndef CRAWLAB_RATELIMIT_H
+#define CRAWLAB_RATELIMIT_H
+
+#include <stdbool.h>
+
+#define RATELIMIT_INTERVAL_S 1.0
+
+struct ratelimit {
+    double last;   /* when the last line went out (loop time, seconds); 0: never */
+    unsigned held; /* events since then that were not logged */
+};
+
+/* Counts one event at now. True when it is to be logged; *held is then the number of events held
+ * back before it, and counting starts again. */
+static inline bool ratelimit_pass(struct ratelimit *r, double now, unsigned *held)
+{
+    if (r->last > 0 && now - r->last < RATELIMIT_INTERVAL_S) {
+        r->held++;
+        return false;
+    }
+    *held = r->held;
+    r->held = 0;
+    r->last = now;
+    return true;
+}
+
+#endif

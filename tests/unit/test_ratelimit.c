@@ -1,0 +1,60 @@
+#include <check.h>
+#include <stdlib.h>
+
+#include "runtime/ratelimit.h"
+
+START_TEST(test_ratelimit_first_event_is_logged_with_nothing_held)
+{
+    struct ratelimit r = {0};
+    unsigned held = 99;
+    ck_assert(ratelimit_pass(&r, 1000.0, &held));
+    ck_assert_uint_eq(held, 0);
+}
+END_TEST
+
+START_TEST(test_ratelimit_burst_within_a_second_is_held_then_counted_by_the_next_line)
+{
+    struct ratelimit r = {0};
+    unsigned held;
+    ck_assert(ratelimit_pass(&r, 1000.0, &held));
+    for (int i = 1; i <= 50; i++)
+        ck_assert(!ratelimit_pass(&r, 1000.0 + i * 0.01, &held));
+    ck_assert(ratelimit_pass(&r, 1001.0, &held));
+    ck_assert_uint_eq(held, 50);
+    /* The count starts again after a line went out. */
+    ck_assert(!ratelimit_pass(&r, 1001.5, &held));
+    ck_assert(ratelimit_pass(&r, 1002.5, &held));
+    ck_assert_uint_eq(held, 1);
+}
+END_TEST
+
+START_TEST(test_ratelimit_events_a_second_apart_are_all_logged)
+{
+    struct ratelimit r = {0};
+    unsigned held;
+    for (int i = 0; i < 10; i++) {
+        ck_assert(ratelimit_pass(&r, 5.0 + i * RATELIMIT_INTERVAL_S, &held));
+        ck_assert_uint_eq(held, 0);
+    }
+}
+END_TEST
+
+static Suite *ratelimit_suite(void)
+{
+    Suite *s = suite_create("ratelimit");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_ratelimit_first_event_is_logged_with_nothing_held);
+    tcase_add_test(tc, test_ratelimit_burst_within_a_second_is_held_then_counted_by_the_next_line);
+    tcase_add_test(tc, test_ratelimit_events_a_second_apart_are_all_logged);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ratelimit_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
