@@ -397,6 +397,24 @@ size_t tls_client_conn_count(const struct tls_client *c)
     return c->base.n_conns;
 }
 
+static size_t busy_count(const struct tls_base *b)
+{
+    size_t n = 0;
+    for (const struct tls_conn *c = b->conns; c; c = c->next)
+        n += c->block != NULL;
+    return n;
+}
+
+size_t tls_server_busy_count(const struct tls_server *s)
+{
+    return busy_count(&s->base);
+}
+
+size_t tls_client_busy_count(const struct tls_client *c)
+{
+    return busy_count(&c->base);
+}
+
 /* ---- connections ---- */
 
 static void set_watch(struct tls_conn *c, ev_io *w, int fd, int events)

@@ -117,5 +117,8 @@ void tls_thread_cleanup(void);
 /* Number of live connections (handshaking or pumping) of a context; for tests and shutdown. */
 size_t tls_server_conn_count(const struct tls_server *s);
 size_t tls_client_conn_count(const struct tls_client *c);
+/* Number of those holding pump buffers now, that is with bytes in flight; for tests. */
+size_t tls_server_busy_count(const struct tls_server *s);
+size_t tls_client_busy_count(const struct tls_client *c);
 
 #endif

@@ -463,6 +463,9 @@ START_TEST(test_bytes_cross_intact_both_ways_at_once)
     ck_assert_msg(!expired, "stalled at %zu and %zu of %zu bytes", up.received, down.received,
                   total);
     ck_assert(!up.mismatch && !down.mismatch);
+    /* Everything arrived, so nothing is in flight: neither pump holds buffers any more. */
+    ck_assert_uint_eq(tls_server_busy_count(srv), 0);
+    ck_assert_uint_eq(tls_client_busy_count(cli), 0);
     close_link(&k);
 }
 END_TEST
@@ -485,6 +488,8 @@ START_TEST(test_slow_reader_holds_the_writer_back_without_spinning)
     /* Stalled, the pumps wait on their sockets: a few loop iterations, not thousands. */
     unsigned iterations = run_for(0.3);
     ck_assert_uint_lt(iterations, 20);
+    /* The server's pump holds bytes its plaintext reader has not taken yet. */
+    ck_assert_uint_eq(tls_server_busy_count(srv), 1);
     /* The reader catches up and gets every byte in order. */
     struct stream r = {.fd = k.s.fd, .seed_in = 7};
     w.total = w.sent + MIB;
