@@ -105,6 +105,11 @@ static bool hold_replies(void *ctx)
     return ((struct group *)ctx)->open;
 }
 
+static void flush_replies(void *ctx)
+{
+    group_commit(ctx);
+}
+
 int group_create(struct master *m, struct group **out)
 {
     struct group *g = calloc(1, sizeof(*g));
@@ -118,7 +123,7 @@ int group_create(struct master *m, struct group **out)
     g->max_age.data = g;
     if (m->server) {
         struct rpc_server_hooks hooks = {
-            .before_unary = before_unary, .hold = hold_replies, .ctx = g};
+            .before_unary = before_unary, .hold = hold_replies, .flush = flush_replies, .ctx = g};
         rpc_server_set_hooks(m->server, &hooks);
     }
     *out = g;

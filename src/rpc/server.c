@@ -648,8 +648,15 @@ void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer)
 static void finish_shutdown(struct rpc_server *s)
 {
     ev_timer_stop(s->loop, &s->shutdown_timer);
-    /* Replies still held will not be released by anyone now: send them as they are. */
-    rpc_server_release_replies(s, true);
+    /* Calls that finished in this loop iteration may still wait for their commit, which the
+     * iteration's end would have done: do it now, so that no reply confirms what is not stored. */
+    if (s->held_head && s->hooks.flush)
+        s->hooks.flush(s->hooks.ctx);
+    if (s->held_head) {
+        log_warn("shutting down with replies that wait for a commit nobody makes: they are sent as "
+                 "failed, and their callers will retry");
+        rpc_server_release_replies(s, false);
+    }
     grpc_server_destroy(s->server);
     grpc_server_credentials_release(s->creds);
     void (*done)(void *) = s->shutdown_done;

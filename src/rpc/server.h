@@ -66,10 +66,13 @@ int rpc_server_start(struct rpc_server *s);
  * of store changes there). While hold() answers true, the replies of calls that finish are kept,
  * and rpc_server_release_replies() sends them once what they confirm is durable -- or, when it
  * was rolled back, turns every OK among them into UNAVAILABLE so that the caller retries.
+ * flush() runs when the server shuts down with replies still held: it makes their changes durable
+ * (or rolls them back) and releases them accordingly.
  */
 struct rpc_server_hooks {
     void (*before_unary)(void *ctx);
     bool (*hold)(void *ctx);
+    void (*flush)(void *ctx);
     void *ctx;
 };
 void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h);
