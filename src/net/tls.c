@@ -20,10 +20,9 @@
 #include "runtime/log.h"
 
 /*
- * The pump's buffers, per connection, only while bytes are in flight: records read ahead of
- * wolfSSL, plaintext towards gRPC, plaintext towards the peer. Four full records each, so that a
- * busy connection costs one recv, one send and one wake-up of gRPC per 64 KiB rather than per
- * record (and two recvs per record: wolfSSL asks for the header, then the body).
+ * The pump's buffers, per connection and only while bytes are in flight: plaintext towards gRPC
+ * and towards the peer. Four full records each, so that gRPC is woken (and the plaintext socket
+ * written or read) once per 64 KiB rather than once per record.
  */
 #define PUMP_BUF_SIZE (64 * 1024)
 /* Buffer blocks kept for reuse when a connection goes idle, per context. */
@@ -78,13 +77,11 @@ struct tls_conn {
     bool net_closed; /* recv returned 0 */
     int net_errno;   /* errno of a failed recv or send */
 
-    /* One block of three PUMP_BUF_SIZE buffers, NULL while the connection is idle (and during
-     * the handshake, which reads no further than wolfSSL asks). */
+    /* One block of two PUMP_BUF_SIZE buffers, NULL while the connection is idle. */
     unsigned char *block;
-    unsigned char *rx_buf;   /* TLS records received, not yet taken by wolfSSL */
     unsigned char *down_buf; /* TLS -> plain */
     unsigned char *up_buf;   /* plain -> TLS */
-    size_t rx_off, rx_len, down_off, down_len, up_off, up_len;
+    size_t down_off, down_len, up_off, up_len;
     int down_want, up_want; /* EV_READ/EV_WRITE on the TLS socket that wolfSSL waits for */
     bool net_eof;           /* the peer will send nothing more */
     bool plain_eof;         /* gRPC will send nothing more */
@@ -133,10 +130,10 @@ const char *tls_peer_name(int plain_fd)
 
 /* ---- transport callbacks: plain recv/send on the socket, never SIGPIPE ---- */
 
-/* One recv into buf; wolfSSL's return conventions. */
-static int net_recv(struct tls_conn *c, void *buf, size_t len)
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
-    ssize_t n = recv(c->net_fd, buf, len, 0);
+    struct tls_conn *c = ctx;
+    ssize_t n = recv(c->net_fd, buf, (size_t)sz, 0);
     if (n > 0)
         return (int)n;
     if (n == 0) {
@@ -149,26 +146,6 @@ static int net_recv(struct tls_conn *c, void *buf, size_t len)
         return WOLFSSL_CBIO_ERR_ISR;
     c->net_errno = errno;
     return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
-}
-
-/* Once the pump runs, wolfSSL reads from rx_buf, which one recv fills with whatever is there. */
-static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct tls_conn *c = ctx;
-    if (!c->rx_buf)
-        return net_recv(c, buf, (size_t)sz);
-    if (c->rx_len == 0) {
-        int n = net_recv(c, c->rx_buf, PUMP_BUF_SIZE);
-        if (n <= 0)
-            return n;
-        c->rx_off = 0;
-        c->rx_len = (size_t)n;
-    }
-    size_t take = (size_t)sz < c->rx_len ? (size_t)sz : c->rx_len;
-    memcpy(buf, c->rx_buf + c->rx_off, take);
-    c->rx_off += take;
-    c->rx_len -= take;
-    return (int)take;
 }
 
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -434,13 +411,12 @@ static bool buffers_take(struct tls_conn *c)
     if (c->block)
         return true;
     struct tls_base *b = c->owner;
-    c->block = b->n_spares ? b->spares[--b->n_spares] : malloc(3 * PUMP_BUF_SIZE);
+    c->block = b->n_spares ? b->spares[--b->n_spares] : malloc(2 * PUMP_BUF_SIZE);
     if (!c->block)
         return false;
-    c->rx_buf = c->block;
-    c->down_buf = c->block + PUMP_BUF_SIZE;
-    c->up_buf = c->block + 2 * PUMP_BUF_SIZE;
-    c->rx_off = c->rx_len = c->down_off = c->down_len = c->up_off = c->up_len = 0;
+    c->down_buf = c->block;
+    c->up_buf = c->block + PUMP_BUF_SIZE;
+    c->down_off = c->down_len = c->up_off = c->up_len = 0;
     return true;
 }
 
@@ -454,7 +430,7 @@ static void buffers_release(struct tls_conn *c)
         b->spares[b->n_spares++] = c->block;
     else
         free(c->block);
-    c->block = c->rx_buf = c->down_buf = c->up_buf = NULL;
+    c->block = c->down_buf = c->up_buf = NULL;
 }
 
 static void conn_close(struct tls_conn *c)
@@ -838,7 +814,7 @@ static void pump(struct tls_conn *c)
     set_watch(c, &c->net_io, c->net_fd, net);
     set_watch(c, &c->plain_io, c->plain_fd, plain);
     /* Most connections are idle most of the time (heartbeats): they hold no buffers then. */
-    if (c->rx_len == 0 && c->down_len == 0 && c->up_len == 0)
+    if (c->down_len == 0 && c->up_len == 0)
         buffers_release(c);
 }
 
