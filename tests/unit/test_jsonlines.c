@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "check_main.h"
 #include "master/jsonlines.h"
 
 /* Parses text both ways: ours must agree with jansson on every array of strings it accepts. */
@@ -106,7 +107,7 @@ START_TEST(test_many_lines_survive_growth)
 }
 END_TEST
 
-int main(void)
+static Suite *jsonlines_suite(void)
 {
     Suite *s = suite_create("jsonlines");
     TCase *tc = tcase_create("jsonlines");
@@ -115,9 +116,7 @@ int main(void)
     tcase_add_test(tc, test_unescaped_strings_point_into_the_input);
     tcase_add_test(tc, test_many_lines_survive_growth);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }
+
+const struct unit_tests unit_tests = {.suite = jsonlines_suite};

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "worker/lines.h"
 
 #define MAX_LINES 64
@@ -468,11 +469,4 @@ static Suite *lines_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(lines_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = lines_suite};

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "rpc/validate.h"
 
 #define ID  "0123456789abcdef01234567"
@@ -895,11 +896,4 @@ static Suite *validate_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(validate_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+const struct unit_tests unit_tests = {.suite = validate_suite};
