@@ -36,57 +36,6 @@ static char *repeat(char c, size_t n)
         ck_assert_ptr_null(why);                                                                   \
     } while (0)
 
-/* ---- UTF-8 ---- */
-
-static bool utf8(const char *s)
-{
-    return validate_utf8(s, strlen(s));
-}
-
-START_TEST(test_utf8_accepts_ascii_and_characters_of_every_length)
-{
-    ck_assert(utf8("plain ascii"));
-    ck_assert(utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
-    ck_assert(utf8("\xf4\x8f\xbf\xbf")); /* U+10FFFF, the last code point */
-    ck_assert(utf8("\xef\xbf\xbd"));
-    ck_assert(validate_utf8("a\0b", 3));
-    ck_assert(validate_utf8("", 0));
-}
-END_TEST
-
-START_TEST(test_utf8_rejects_overlong_forms)
-{
-    ck_assert(!utf8("\xc0\x80"));
-    ck_assert(!utf8("\xc1\xbf"));
-    ck_assert(!utf8("\xe0\x80\x80"));
-    ck_assert(!utf8("\xe0\x9f\xbf"));
-    ck_assert(!utf8("\xf0\x8f\xbf\xbf"));
-}
-END_TEST
-
-START_TEST(test_utf8_rejects_surrogates_and_code_points_above_10ffff)
-{
-    ck_assert(!utf8("\xed\xa0\x80"));
-    ck_assert(!utf8("\xed\xbf\xbf"));
-    ck_assert(utf8("\xed\x9f\xbf")); /* U+D7FF, just below the surrogates */
-    ck_assert(!utf8("\xf4\x90\x80\x80"));
-    ck_assert(!utf8("\xf5\x80\x80\x80"));
-    ck_assert(!utf8("\xff"));
-}
-END_TEST
-
-START_TEST(test_utf8_rejects_truncated_and_broken_sequences)
-{
-    ck_assert(!utf8("\xe2\x82"));
-    ck_assert(!utf8("ok\xf0\x9f\x98"));
-    ck_assert(!utf8("\x80"));
-    ck_assert(!utf8("\xe2\x28\xa1"));
-    ck_assert(!utf8("\xf0\x9f\x28\x80"));
-    /* A sequence cut by the length given, though the bytes go on. */
-    ck_assert(!validate_utf8("\xc3\xa9", 1));
-}
-END_TEST
-
 /* ---- ids, keys, names ---- */
 
 START_TEST(test_task_id_is_24_lowercase_hex_digits)
@@ -831,10 +780,6 @@ static Suite *validate_suite(void)
 {
     Suite *s = suite_create("validate");
     TCase *tc = tcase_create("rules");
-    tcase_add_test(tc, test_utf8_accepts_ascii_and_characters_of_every_length);
-    tcase_add_test(tc, test_utf8_rejects_overlong_forms);
-    tcase_add_test(tc, test_utf8_rejects_surrogates_and_code_points_above_10ffff);
-    tcase_add_test(tc, test_utf8_rejects_truncated_and_broken_sequences);
     tcase_add_test(tc, test_task_id_is_24_lowercase_hex_digits);
     tcase_add_test(tc, test_node_key_is_1_to_64_of_its_characters);
     tcase_add_test(tc, test_env_name_is_an_identifier_of_at_most_256_bytes);
