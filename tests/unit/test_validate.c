@@ -6,6 +6,7 @@
 
 #include "check_main.h"
 #include "rpc/validate.h"
+#include "tests/common/requests.h"
 
 #define ID  "0123456789abcdef01234567"
 #define KEY "worker-1.example:9666"
@@ -742,23 +743,12 @@ END_TEST
 
 START_TEST(test_every_request_type_has_a_validator)
 {
-    const ProtobufCMessageDescriptor *requests[] = {
-        &grpc__node_service_register_request__descriptor,
-        &grpc__node_service_send_heartbeat_request__descriptor,
-        &grpc__node_service_subscribe_request__descriptor,
-        &grpc__node_service_resync_request__descriptor,
-        &grpc__task_service_subscribe_request__descriptor,
-        &grpc__task_service_connect_request__descriptor,
-        &grpc__task_service_fetch_task_request__descriptor,
-        &grpc__task_service_send_notification_request__descriptor,
-        &grpc__task_service_report_status_request__descriptor,
-        &grpc__admin_list_nodes_request__descriptor,
-        &grpc__admin_submit_task_request__descriptor,
-        &grpc__admin_list_tasks_request__descriptor,
-        &grpc__admin_task_request__descriptor,
-    };
-    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
-        ck_assert_msg(validate_lookup(requests[i]) != NULL, "%s", requests[i]->name);
+    for (size_t i = 0; i < n_request_types; i++) {
+        ck_assert_msg(validate_lookup(request_types[i]) != NULL, "%s", request_types[i]->name);
+        for (size_t j = 0; j < i; j++)
+            ck_assert_msg(request_types[j] != request_types[i], "%s listed twice",
+                          request_types[i]->name);
+    }
     ck_assert_ptr_null(validate_lookup(&grpc__task_service_fetch_task_response__descriptor));
 }
 END_TEST
