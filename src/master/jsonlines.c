@@ -39,7 +39,10 @@ static int hex4(const char *p, const char *end, uint32_t *out)
 
 /*
  * Decodes the escaped string body [p, end_quote) into o; returns the new end of o, or NULL when
- * an escape is malformed. The body was already checked for controls and UTF-8.
+ * an escape is malformed. The body was already checked for controls and UTF-8. \u0000 becomes
+ * U+FFFD: a log line is text, as the worker makes it, and the readers of a stored line (ReadLogs
+ * carries it in a protobuf string, the client prints it as a C string) would end it at a NUL.
+ * Never longer than its input: an escape of 2, 6 or 12 bytes decodes to at most 4.
  */
 static char *unescape(const char *p, const char *q, char *o)
 {
@@ -88,7 +91,7 @@ static char *unescape(const char *p, const char *q, char *o)
                 p += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            o += utf8_encode(cp, o);
+            o += utf8_encode(cp ? cp : 0xFFFD, o);
             break;
         }
         default:

@@ -292,7 +292,8 @@ int ipc_parse_line(const char *line, size_t len, json_t **items)
     if (!memmem(line + i, len - i, "\"ipc\"", 5))
         return 0;
 
-    json_t *root = json_loadb(line + i, len - i, 0, NULL);
+    /* A \u0000 in a string value is valid JSON; the uploader writes it back escaped. */
+    json_t *root = json_loadb(line + i, len - i, JSON_ALLOW_NUL, NULL);
     if (!root)
         return 0;
 

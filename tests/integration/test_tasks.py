@@ -163,6 +163,29 @@ fi
 
     # ---- 3: trailing output
 
+    def test_nul_is_u_fffd_in_logs_and_stays_escaped_in_results(self):
+        self.start_cluster(1)
+        blob = self.c.path("nul.bin")
+        with open(blob, "wb") as f:
+            f.write(b"x\x00y\n"
+                    b'{"type":"data","ipc":true,"payload":{"t":"a\\u0000b"}}\n'
+                    b'{"type":"data","ipc":true,"payload":{"t":"c\x00d"}}\n'
+                    b'{"type":"data","ipc":true,"payload":{"k\\u0000":1}}\n')
+        tid = self.submit1("--", "cat", blob)
+        t = self.wait_final([tid])[tid]
+        self.assertEqual((t["status"], t["log_lines"], t["data_items"]), ("finished", 2, 2), t)
+        # A NUL byte of the output is replaced like invalid UTF-8; an SDK line with \u0000 in an
+        # object key (jansson cannot hold one there) stays a log line.
+        rc, out, err = self.cli_bytes("logs", tid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, b"x\xef\xbf\xbdy\n"
+                              b'{"type":"data","ipc":true,"payload":{"k\\u0000":1}}\n')
+        # \u0000 in an item's string is valid JSON: kept, escaped. A raw NUL byte in an SDK line
+        # is U+FFFD before the line is parsed.
+        rc, out, err = self.cli_bytes("results", tid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, b'{"t":"a\\u0000b"}\n{"t":"c\xef\xbf\xbdd"}\n')
+
     def test_output_printed_right_before_exit_is_not_lost(self):
         self.start_cluster(1)
         last_item = item_line({"k": "last"})
