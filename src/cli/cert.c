@@ -412,6 +412,83 @@ static int check_absent(const char *dir, const char *const *names, size_t n)
     return 0;
 }
 
+/*
+ * What a cert command holds while it runs: wolfCrypt, a seeded random generator, the credentials
+ * it makes or loads (init: CA, master, worker; issue: CA, the new one) and the files it wrote.
+ * Large (the DER buffers), so it lives on the heap.
+ */
+struct cert_run {
+    WC_RNG rng;
+    bool rng_live, crypto_live;
+    struct credential cred[3];
+    struct outputs out;
+};
+
+/* Allocates *r and starts wolfCrypt and the generator. On failure *r may still be set: the
+ * caller passes it to run_end either way. */
+static int run_start(struct cert_run **r)
+{
+    struct cert_run *run = *r = calloc(1, sizeof(*run));
+    if (!run)
+        return -ENOMEM;
+    if (wolfCrypt_Init() != 0) {
+        fprintf(stderr, "crawlab-node: cert: cannot initialise wolfCrypt\n");
+        return -EIO;
+    }
+    run->crypto_live = true;
+    if (wc_InitRng(&run->rng) != 0) {
+        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator (from "
+                        "/dev/urandom)\n");
+        return -EIO;
+    }
+    run->rng_live = true;
+    return 0;
+}
+
+/* Releases r (NULL allowed), keys wiped; returns the command's exit status for rc. */
+static int run_end(struct cert_run *r, int rc)
+{
+    if (rc == -ENOMEM)
+        fprintf(stderr, "crawlab-node: cert: out of memory\n");
+    if (r) {
+        if (r->rng_live)
+            wc_FreeRng(&r->rng);
+        for (size_t i = 0; i < 3; i++)
+            credential_free(&r->cred[i]);
+        bool crypto_live = r->crypto_live;
+        memset(r, 0, sizeof(*r));
+        free(r);
+        if (crypto_live)
+            wolfCrypt_Cleanup();
+    }
+    return rc < 0 ? 1 : 0;
+}
+
+/* A new key for leaf and its certificate, signed by ca as spec says, checked against ca. */
+static int issue_leaf(struct cert_run *r, struct credential *leaf, const struct credential *ca,
+                      const struct leaf_spec *spec)
+{
+    int rc = make_key(&r->rng, leaf);
+    if (rc == 0)
+        rc = make_cert(&r->rng, leaf, ca, spec);
+    if (rc == 0)
+        rc = verify_issued(ca, leaf, spec->expired);
+    return rc;
+}
+
+/* Writes DIR/NAME.pem and DIR/NAME.key of credentials from..to-1, names[i] for cred[i]; on
+ * failure removes every file it wrote, so that a command leaves all of its files or none. */
+static int save_all(struct cert_run *r, const char *dir, const char *const *names, size_t from,
+                    size_t to)
+{
+    int rc = 0;
+    for (size_t i = from; i < to && rc == 0; i++)
+        rc = save_credential(&r->out, dir, names[i], &r->cred[i]);
+    if (rc < 0)
+        remove_outputs(&r->out);
+    return rc;
+}
+
 int cli_cert_init(const struct config *cfg)
 {
     const char *dir = cfg->cert_dir;
@@ -423,43 +500,16 @@ int cli_cert_init(const struct config *cfg)
     if (check_absent(dir, names, 3) < 0)
         return 1;
 
-    WC_RNG rng;
-    struct credential *cred = calloc(3, sizeof(*cred));
-    struct outputs *out = calloc(1, sizeof(*out));
-    int rc = -ENOMEM;
-    bool rng_live = false;
-    bool crypto_live = false;
-    if (!cred || !out)
-        goto done;
-    if (wolfCrypt_Init() != 0) {
-        fprintf(stderr, "crawlab-node: cert: cannot initialise wolfCrypt\n");
-        rc = -EIO;
-        goto done;
-    }
-    crypto_live = true;
-    if (wc_InitRng(&rng) != 0) {
-        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator (from "
-                        "/dev/urandom)\n");
-        rc = -EIO;
-        goto done;
-    }
-    rng_live = true;
+    struct cert_run *r;
+    int rc = run_start(&r);
     struct leaf_spec master = {"master", cfg->cert_hosts, cfg->n_cert_hosts, true, false};
     struct leaf_spec worker = {"worker", NULL, 0, false, false};
-    if ((rc = make_key(&rng, &cred[0])) < 0 || (rc = make_cert(&rng, &cred[0], NULL, NULL)) < 0 ||
-        (rc = make_key(&rng, &cred[1])) < 0 ||
-        (rc = make_cert(&rng, &cred[1], &cred[0], &master)) < 0 ||
-        (rc = make_key(&rng, &cred[2])) < 0 ||
-        (rc = make_cert(&rng, &cred[2], &cred[0], &worker)) < 0 ||
-        (rc = verify_issued(&cred[0], &cred[1], false)) < 0 ||
-        (rc = verify_issued(&cred[0], &cred[2], false)) < 0)
-        goto done;
-    for (size_t i = 0; i < 3 && rc == 0; i++)
-        rc = save_credential(out, dir, names[i], &cred[i]);
-    if (rc < 0) {
-        remove_outputs(out);
-        goto done;
-    }
+    if (rc < 0 || (rc = make_key(&r->rng, &r->cred[0])) < 0 ||
+        (rc = make_cert(&r->rng, &r->cred[0], NULL, NULL)) < 0 ||
+        (rc = issue_leaf(r, &r->cred[1], &r->cred[0], &master)) < 0 ||
+        (rc = issue_leaf(r, &r->cred[2], &r->cred[0], &worker)) < 0 ||
+        (rc = save_all(r, dir, names, 0, 3)) < 0)
+        return run_end(r, rc);
     bool v6 = strchr(cfg->cert_hosts[0], ':') != NULL;
     printf("created in %s:\n"
            "  ca.pem, ca.key          the CA (valid 10 years); keep ca.key off the cluster\n"
@@ -474,78 +524,25 @@ int cli_cert_init(const struct config *cfg)
            "worker: crawlab-node --role=worker --master=%s%s%s:9666 --tls-ca=%s/ca.pem "
            "--tls-cert=%s/worker.pem --tls-key=%s/worker.key\n",
            dir, dir, dir, v6 ? "[" : "", cfg->cert_hosts[0], v6 ? "]" : "", dir, dir, dir);
-done:
-    if (rc == -ENOMEM)
-        fprintf(stderr, "crawlab-node: cert: out of memory\n");
-    if (rng_live)
-        wc_FreeRng(&rng);
-    if (cred) {
-        for (size_t i = 0; i < 3; i++)
-            credential_free(&cred[i]);
-        memset(cred, 0, 3 * sizeof(*cred));
-    }
-    free(cred);
-    free(out);
-    if (crypto_live)
-        wolfCrypt_Cleanup();
-    return rc < 0 ? 1 : 0;
+    return run_end(r, 0);
 }
 
 int cli_cert_issue(const struct config *cfg)
 {
     const char *dir = cfg->cert_dir;
-    const char *names[] = {cfg->cert_name};
-    if (check_absent(dir, names, 1) < 0)
+    const char *names[] = {"ca", cfg->cert_name};
+    if (check_absent(dir, names + 1, 1) < 0)
         return 1;
-    WC_RNG rng;
-    struct credential *cred = calloc(2, sizeof(*cred));
-    struct outputs *out = calloc(1, sizeof(*out));
-    int rc = -ENOMEM;
-    bool rng_live = false;
-    bool crypto_live = false;
-    if (!cred || !out)
-        goto done;
-    if (wolfCrypt_Init() != 0) {
-        fprintf(stderr, "crawlab-node: cert: cannot initialise wolfCrypt\n");
-        rc = -EIO;
-        goto done;
-    }
-    crypto_live = true;
-    if ((rc = load_ca(dir, &cred[0])) < 0)
-        goto done;
-    if (wc_InitRng(&rng) != 0) {
-        fprintf(stderr, "crawlab-node: cert: cannot seed the random number generator (from "
-                        "/dev/urandom)\n");
-        rc = -EIO;
-        goto done;
-    }
-    rng_live = true;
+
+    struct cert_run *r;
+    int rc = run_start(&r);
     struct leaf_spec spec = {cfg->cert_name, NULL, 0, false, cfg->cert_test_expired};
-    if ((rc = make_key(&rng, &cred[1])) < 0 ||
-        (rc = make_cert(&rng, &cred[1], &cred[0], &spec)) < 0 ||
-        (rc = verify_issued(&cred[0], &cred[1], cfg->cert_test_expired)) < 0)
-        goto done;
-    rc = save_credential(out, dir, cfg->cert_name, &cred[1]);
-    if (rc < 0) {
-        remove_outputs(out);
-        goto done;
-    }
+    if (rc < 0 || (rc = load_ca(dir, &r->cred[0])) < 0 ||
+        (rc = issue_leaf(r, &r->cred[1], &r->cred[0], &spec)) < 0 ||
+        (rc = save_all(r, dir, names, 1, 2)) < 0)
+        return run_end(r, rc);
     printf("created %s/%s.pem and %s/%s.key (common name \"%s\", %s)\n", dir, cfg->cert_name, dir,
            cfg->cert_name, cfg->cert_name,
            cfg->cert_test_expired ? "EXPIRED, for tests" : "valid 2 years");
-done:
-    if (rc == -ENOMEM)
-        fprintf(stderr, "crawlab-node: cert: out of memory\n");
-    if (rng_live)
-        wc_FreeRng(&rng);
-    if (cred) {
-        credential_free(&cred[0]);
-        credential_free(&cred[1]);
-        memset(cred, 0, 2 * sizeof(*cred));
-    }
-    free(cred);
-    free(out);
-    if (crypto_live)
-        wolfCrypt_Cleanup();
-    return rc < 0 ? 1 : 0;
+    return run_end(r, 0);
 }

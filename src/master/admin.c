@@ -335,6 +335,9 @@ static int add_line(void *ctx, uint64_t seq, const char *line, size_t len)
         r->lines = lines;
         r->cap = cap;
     }
+    /* The line goes out as a protobuf string, which ends at a NUL. ingest_batch_parse stores no
+     * NUL in a line or an item; a log written by a master from before that rule may still hold
+     * one, and such a line is cut there. */
     if (!(r->lines[r->n] = strndup(line, len)))
         return -ENOMEM;
     r->n++;

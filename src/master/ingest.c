@@ -107,7 +107,8 @@ void ingest_batch_free(struct ingest_batch *b)
 static int parse_items(struct ingest_batch *b, const uint8_t *data, size_t len)
 {
     json_error_t err;
-    b->root = json_loadb((const char *)data, len, 0, &err);
+    /* A \u0000 in a string value is valid JSON; json_dumps writes it back escaped. */
+    b->root = json_loadb((const char *)data, len, JSON_ALLOW_NUL, &err);
     if (!json_is_array(b->root))
         return -EINVAL;
     size_t n = json_array_size(b->root);

@@ -23,7 +23,7 @@ void ingest_add_methods(struct ingest *in, struct rpc_server *s);
 
 /*
  * One Connect message's data, parsed for the store: entry i is ptrs[i], lens[i] bytes (a log line
- * may hold NUL bytes, from \u0000; an item is its JSON text). Everything is owned by the batch,
+ * holds no NUL byte; an item is its JSON text). Everything is owned by the batch,
  * except that log lines without escapes point into the data, which must outlive the batch.
  */
 struct ingest_batch {
@@ -38,9 +38,12 @@ struct ingest_batch {
 /*
  * Parses len bytes of data: a JSON array of strings (log lines, read by jsonlines_parse without
  * building a tree) when !items, of objects (result items) when items. Items are re-serialised
- * compactly so that what is stored is valid JSON whatever spacing the worker used. Returns the
- * number of entries, -EINVAL when the data is not what the code says, or -ENOMEM. Whatever it
- * returns, release b with ingest_batch_free. Pure: no I/O, any thread.
+ * compactly so that what is stored is valid JSON whatever spacing the worker used. A log line's
+ * \u0000 becomes U+FFFD (see jsonlines_parse); an item's \u0000 in a string value is valid JSON
+ * and stays, escaped as \u0000 in the stored text (jansson cannot hold one in an object key: such
+ * an item is refused). Returns the number of entries, -EINVAL when the data is not what the code
+ * says, or -ENOMEM. Whatever it returns, release b with ingest_batch_free. Pure: no I/O, any
+ * thread.
  */
 int ingest_batch_parse(struct ingest_batch *b, const uint8_t *data, size_t len, bool items);
 void ingest_batch_free(struct ingest_batch *b);

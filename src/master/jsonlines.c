@@ -7,39 +7,13 @@
 #include <string.h>
 
 #include "runtime/jsonsafe.h"
+#include "runtime/utf8.h"
 
 static const char *skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
-}
-
-/* Length of the valid UTF-8 sequence starting at p (lead byte >= 0x80), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0];
-    size_t n;
-    uint32_t min, cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2, min = 0x80, cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3, min = 0x800, cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
 }
 
 static int hex4(const char *p, const char *end, uint32_t *out)
@@ -63,29 +37,12 @@ static int hex4(const char *p, const char *end, uint32_t *out)
     return 0;
 }
 
-static char *put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        *o++ = (char)cp;
-    } else if (cp < 0x800) {
-        *o++ = (char)(0xC0 | (cp >> 6));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *o++ = (char)(0xE0 | (cp >> 12));
-        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *o++ = (char)(0xF0 | (cp >> 18));
-        *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    }
-    return o;
-}
-
 /*
  * Decodes the escaped string body [p, end_quote) into o; returns the new end of o, or NULL when
- * an escape is malformed. The body was already checked for controls and UTF-8.
+ * an escape is malformed. The body was already checked for controls and UTF-8. \u0000 becomes
+ * U+FFFD: a log line is text, as the worker makes it, and the readers of a stored line (ReadLogs
+ * carries it in a protobuf string, the client prints it as a C string) would end it at a NUL.
+ * Never longer than its input: an escape of 2, 6 or 12 bytes decodes to at most 4.
  */
 static char *unescape(const char *p, const char *q, char *o)
 {
@@ -134,7 +91,7 @@ static char *unescape(const char *p, const char *q, char *o)
                 p += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            o = put_utf8(o, cp);
+            o += utf8_encode(cp ? cp : 0xFFFD, o);
             break;
         }
         default:
@@ -195,10 +152,10 @@ int jsonlines_parse(struct jsonlines *out, const char *text, size_t len)
             } else if (c < 0x80) {
                 p++;
             } else {
-                size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
-                if (!n)
+                enum utf8_result res;
+                p += utf8_next((const unsigned char *)p, (size_t)(end - p), &res);
+                if (res != UTF8_OK)
                     return -EINVAL;
-                p += n;
             }
         }
         if (p >= end)

@@ -19,9 +19,11 @@ struct jsonlines {
 
 /*
  * Parses text (len bytes) as a JSON array of strings, surrounding whitespace allowed. On success
- * returns the number of strings, and out holds them (valid while text and out live). Returns
- * -EINVAL for anything else: another JSON value, an element that is not a string, invalid UTF-8,
- * a control character or a bad escape inside a string, a lone surrogate, trailing bytes; -ENOMEM.
+ * returns the number of strings, and out holds them (valid while text and out live). The strings
+ * are the JSON strings decoded, except that \u0000 gives U+FFFD: no line ever holds a NUL, just
+ * as the worker replaces a NUL byte of a task's output. Returns -EINVAL for anything else: another
+ * JSON value, an element that is not a string, invalid UTF-8, a control character or a bad escape
+ * inside a string, a lone surrogate, trailing bytes; -ENOMEM.
  */
 int jsonlines_parse(struct jsonlines *out, const char *text, size_t len);
 void jsonlines_free(struct jsonlines *out);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "master/task_state.h"
+#include "runtime/utf8.h"
 
 /* Sets the reason (when wanted) and returns the error, so that a rule reads as one statement. */
 static int fail(const char **why, int err, const char *reason)
@@ -18,53 +19,6 @@ static int ok(const char **why)
     if (why)
         *why = NULL;
     return 0;
-}
-
-bool validate_utf8(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        /* The ranges of RFC 3629's table: the second byte's bounds exclude overlong forms,
-         * surrogates and code points above U+10FFFF. */
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c == 0xE0) {
-            need = 2;
-            lo = 0xA0;
-        } else if (c == 0xED) {
-            need = 2;
-            hi = 0x9F;
-        } else if (c >= 0xE1 && c <= 0xEF) {
-            need = 2;
-        } else if (c == 0xF0) {
-            need = 3;
-            lo = 0x90;
-        } else if (c == 0xF4) {
-            need = 3;
-            hi = 0x8F;
-        } else if (c >= 0xF1 && c <= 0xF3) {
-            need = 3;
-        } else {
-            return false;
-        }
-        if (n - i <= need)
-            return false;
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= need; k++)
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-        i += need + 1;
-    }
-    return true;
 }
 
 bool validate_task_id(const char *s)
@@ -144,7 +98,7 @@ static int text_check(const char *s, size_t max, enum text_kind kind)
     size_t n = strnlen(s, max + 1);
     if (n > max)
         return -EMSGSIZE;
-    if (!validate_utf8(s, n))
+    if (!utf8_valid(s, n))
         return -EINVAL;
     if (kind == TEXT_LINE)
         for (size_t i = 0; i < n; i++)

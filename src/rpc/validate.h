@@ -6,9 +6,10 @@
  * proto3 string is UTF-8, it accepts any number for an enum, and it bounds nothing but the message
  * size. Everything else is checked here, so that a handler may take every field of a validated
  * request as well-formed and bounded: ids are 24 lowercase hex, node keys are 1..64 of
- * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8, names have no
- * control characters, sizes, counts and numbers are within the limits below. Whether a node or
- * task exists, or whether a change is allowed, is the handler's business.
+ * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8 (utf8_valid of
+ * runtime/utf8.h), names have no control characters, sizes, counts and numbers are within the
+ * limits below. Whether a node or task exists, or whether a change is allowed, is the handler's
+ * business.
  *
  * A validator returns 0, or a negative errno and sets *why to a short static reason naming the
  * field, fit for a status's details:
@@ -79,10 +80,6 @@ bool validate_node_key(const char *s);
 
 /* True if s is [A-Za-z_][A-Za-z0-9_]* and at most VALIDATE_ENV_NAME_MAX bytes. */
 bool validate_env_name(const char *s);
-
-/* True if the n bytes at s are well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
- * nothing above U+10FFFF). NUL is a valid character here. */
-bool validate_utf8(const char *s, size_t n);
 
 /*
  * Bounds the number of JSON values a parser would build from the n bytes at data: counts the

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/utf8.h"
+
 /* First allocation of a splitter; most lines are short, so most splitters never grow past it. */
 #define SPLITTER_INITIAL_CAP 4096
 
@@ -35,22 +37,11 @@ void line_splitter_free(struct line_splitter *s)
     s->mid_line = false;
 }
 
-/* Bytes a UTF-8 sequence announces by its lead byte; 1 for anything that is not a lead byte. */
-static size_t utf8_seq_len(unsigned char c)
-{
-    if (c >= 0xC0 && c <= 0xDF)
-        return 2;
-    if (c >= 0xE0 && c <= 0xEF)
-        return 3;
-    if (c >= 0xF0 && c <= 0xF7)
-        return 4;
-    return 1;
-}
-
 /*
- * Where to end a piece of at most limit bytes: before the last character if
- * that character starts within the last 3 bytes but does not fit. Invalid
- * input gets no special care; it is cut at limit.
+ * Where to end a piece of at most limit bytes: before the last character if it starts within the
+ * last 3 bytes and the bytes end inside it, so that the next piece completes it. Anything else
+ * (a whole character, an invalid sequence) is cut at limit: an invalid sequence is replaced the
+ * same whichever side of the cut its bytes fall.
  */
 static size_t utf8_cut(const char *buf, size_t limit)
 {
@@ -59,9 +50,11 @@ static size_t utf8_cut(const char *buf, size_t limit)
         size_t j = limit - back;
         if ((b[j] & 0xC0) == 0x80)
             continue;
-        if (j > 0 && j + utf8_seq_len(b[j]) > limit)
-            return j;
-        return limit;
+        if (j == 0)
+            return limit; /* the piece would be empty */
+        enum utf8_result res;
+        utf8_next(b + j, limit - j, &res);
+        return res == UTF8_TRUNCATED ? j : limit;
     }
     return limit;
 }
@@ -187,56 +180,16 @@ void line_splitter_finish(struct line_splitter *s, line_emit_fn emit, void *ctx)
 }
 
 /*
- * Decodes one character at p (n > 0 bytes available). Returns how many bytes
- * it spans and sets *valid. For an invalid sequence the span is its maximal
- * subpart: the lead byte and the continuation bytes that were still
- * acceptable, which one U+FFFD replaces. Bounds follow RFC 3629's table, so
- * overlong forms, surrogates and code points above U+10FFFF are invalid.
+ * One character of output as the sanitiser sees it: utf8_next's verdict, except that NUL counts
+ * as invalid too, since a log line is text and C strings end at a NUL on the way to the reader.
  */
-static size_t utf8_next(const unsigned char *p, size_t n, bool *valid)
+static inline size_t next_char(const unsigned char *p, size_t n, bool *valid)
 {
-    unsigned char c = p[0];
-    if (c < 0x80) {
-        *valid = c != 0;
-        return 1;
-    }
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    } else if (c == 0xE0) {
-        need = 2;
-        lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        need = 2;
-    } else if (c == 0xED) {
-        need = 2;
-        hi = 0x9F;
-    } else if (c == 0xF0) {
-        need = 3;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-        need = 3;
-    } else if (c == 0xF4) {
-        need = 3;
-        hi = 0x8F;
-    } else {
-        *valid = false;
-        return 1;
-    }
-    for (size_t i = 1; i <= need; i++) {
-        if (i >= n || p[i] < lo || p[i] > hi) {
-            *valid = false;
-            return i;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    *valid = true;
-    return need + 1;
+    enum utf8_result res;
+    size_t span = utf8_next(p, n, &res);
+    *valid = res == UTF8_OK && p[0] != 0;
+    return span;
 }
-
-static const char replacement[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
 
 int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len)
 {
@@ -261,7 +214,7 @@ int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len)
             first_bad++;
             continue;
         }
-        size_t span = utf8_next(p + first_bad, n - first_bad, &valid);
+        size_t span = next_char(p + first_bad, n - first_bad, &valid);
         if (!valid)
             break;
         first_bad += span;
@@ -274,11 +227,11 @@ int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len)
     /* First pass sizes the copy exactly; the second writes it. */
     size_t total = first_bad;
     for (size_t i = first_bad; i < n;) {
-        size_t span = utf8_next(p + i, n - i, &valid);
+        size_t span = next_char(p + i, n - i, &valid);
         /* Each replacement costs 3 bytes for at least 1 consumed: total <= 3n. */
         if (total > SIZE_MAX - 4)
             return -ENOMEM;
-        total += valid ? span : sizeof(replacement);
+        total += valid ? span : UTF8_REPLACEMENT_LEN;
         i += span;
     }
     char *buf = malloc(total + 1);
@@ -287,13 +240,13 @@ int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len)
     memcpy(buf, in, first_bad);
     size_t o = first_bad;
     for (size_t i = first_bad; i < n;) {
-        size_t span = utf8_next(p + i, n - i, &valid);
+        size_t span = next_char(p + i, n - i, &valid);
         if (valid) {
             memcpy(buf + o, in + i, span);
             o += span;
         } else {
-            memcpy(buf + o, replacement, sizeof(replacement));
-            o += sizeof(replacement);
+            memcpy(buf + o, UTF8_REPLACEMENT, UTF8_REPLACEMENT_LEN);
+            o += UTF8_REPLACEMENT_LEN;
         }
         i += span;
     }
@@ -339,7 +292,8 @@ int ipc_parse_line(const char *line, size_t len, json_t **items)
     if (!memmem(line + i, len - i, "\"ipc\"", 5))
         return 0;
 
-    json_t *root = json_loadb(line + i, len - i, 0, NULL);
+    /* A \u0000 in a string value is valid JSON; the uploader writes it back escaped. */
+    json_t *root = json_loadb(line + i, len - i, JSON_ALLOW_NUL, NULL);
     if (!root)
         return 0;
 

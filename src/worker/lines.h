@@ -85,7 +85,10 @@ int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len);
  * such a line, including when X is neither an object nor an array of objects:
  * the caller then treats it as a log line. A line that does not start with
  * '{' after whitespace, or does not mention "ipc", is rejected without
- * parsing. The line must be valid UTF-8 (see utf8_sanitize).
+ * parsing. A \u0000 escape in a string value is accepted (it stays a NUL
+ * inside the jansson string, and is escaped again when serialised); one in
+ * an object key, which jansson cannot hold, makes the line a log line. The
+ * line must be valid UTF-8 (see utf8_sanitize).
  */
 int ipc_parse_line(const char *line, size_t len, json_t **items);
 

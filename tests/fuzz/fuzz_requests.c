@@ -23,25 +23,9 @@
 #include "master/task_state.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
+#include "tests/common/requests.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static const ProtobufCMessageDescriptor *const requests[] = {
-    &grpc__node_service_register_request__descriptor,
-    &grpc__node_service_send_heartbeat_request__descriptor,
-    &grpc__node_service_subscribe_request__descriptor,
-    &grpc__node_service_resync_request__descriptor,
-    &grpc__task_service_subscribe_request__descriptor,
-    &grpc__task_service_connect_request__descriptor,
-    &grpc__task_service_fetch_task_request__descriptor,
-    &grpc__task_service_send_notification_request__descriptor,
-    &grpc__task_service_report_status_request__descriptor,
-    &grpc__admin_list_nodes_request__descriptor,
-    &grpc__admin_submit_task_request__descriptor,
-    &grpc__admin_list_tasks_request__descriptor,
-    &grpc__admin_task_request__descriptor,
-};
-#define N_REQUESTS (sizeof(requests) / sizeof(requests[0]))
 
 /* Aborts (a crash for libFuzzer) when an invariant does not hold, in every build type. */
 #define CHECK(cond)                                                                                \
@@ -189,14 +173,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     uint8_t pick = data[0];
-    const ProtobufCMessageDescriptor *d = requests[pick % N_REQUESTS];
+    const ProtobufCMessageDescriptor *d = request_types[pick % n_request_types];
     data++;
     size--;
 
     /* One slice, or two when the first byte says so: readall must join them. */
     grpc_slice slices[2];
     size_t n_slices = 1, cut = size / 2;
-    if ((pick / N_REQUESTS) & 1) {
+    if ((pick / n_request_types) & 1) {
         slices[0] = grpc_slice_from_copied_buffer((const char *)data, cut);
         slices[1] = grpc_slice_from_copied_buffer((const char *)data + cut, size - cut);
         n_slices = 2;

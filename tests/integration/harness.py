@@ -19,6 +19,7 @@ test passed, kept (path printed, with the tail of each process's log) when one f
 """
 
 import atexit
+import collections
 import json
 import os
 import shutil
@@ -498,6 +499,8 @@ class TaskOps:
         self.assertEqual(rc, 0, "submit %r: rc %d, stderr %r" % (args, rc, err))
         ids = out.split()
         self.assertTrue(ids, "submit %r printed no task id (stderr %r)" % (args, err))
+        for i in ids:
+            self.assertRegex(i, r"^[0-9a-f]{24}$")
         return ids
 
     def submit1(self, *args):
@@ -540,10 +543,11 @@ class TaskOps:
             return wait_until(check, timeout, what)
         except Timeout:
             ts = last.get("ts", {})
-            stuck = ["%s %s %r" % (i, ts[i]["status"], ts[i]["error"]) if i in ts
+            counts = collections.Counter(ts[i]["status"] if i in ts else "missing" for i in ids)
+            stuck = ["%s %s %r %r" % (i, ts[i]["status"], ts[i]["cmd"], ts[i]["error"]) if i in ts
                      else i + " missing" for i in ids if i not in ts or not pred(ts[i])]
-            raise Timeout("timed out after %.0f s waiting for %s; not there yet: %s"
-                          % (timeout, what, "; ".join(stuck[:8])))
+            raise Timeout("timed out after %.0f s waiting for %s; statuses now: %s; not there yet: "
+                          "%s" % (timeout, what, dict(counts), "; ".join(stuck[:8])))
 
     def wait_final(self, ids, timeout=WAIT):
         return self.wait_tasks(ids, lambda t: t["status"] in FINAL_STATUSES, timeout,

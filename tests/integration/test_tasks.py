@@ -16,7 +16,6 @@ import harness  # noqa: E402
 from harness import find_node, wait_until  # noqa: E402
 
 REGISTERED = "registered with the master"
-FINAL = ("finished", "error", "cancelled", "abnormal")
 MIB = 1 << 20
 
 
@@ -29,7 +28,7 @@ def sh_quote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-class Tasks(harness.ClusterTest):
+class Tasks(harness.ClusterTest, harness.TaskOps):
 
     # ---- helpers
 
@@ -45,66 +44,6 @@ class Tasks(harness.ClusterTest):
         ns = self.c.wait_status("online", names=[w.name for w in workers])
         return [find_node(ns, name=w.name)["key"] for w in workers]
 
-    def script(self, name, text):
-        """Writes a helper script into this test's directory; returns its path."""
-        path = self.c.path(name)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
-    def submit(self, *args):
-        """`submit ARGS` -> the task ids it printed."""
-        rc, out, err = self.c.cli("submit", *args)
-        self.assertEqual(rc, 0, "submit %r: rc %d, stderr %r" % (args, rc, err))
-        ids = out.split()
-        self.assertTrue(ids, "submit %r printed no task id (stderr %r)" % (args, err))
-        for i in ids:
-            self.assertRegex(i, r"^[0-9a-f]{24}$")
-        return ids
-
-    def submit1(self, *args):
-        ids = self.submit(*args)
-        self.assertEqual(len(ids), 1, ids)
-        return ids[0]
-
-    def tasks(self):
-        """`tasks --json` as a dict id -> task."""
-        rc, out, err = self.c.cli("tasks", "--json")
-        self.assertEqual(rc, 0, err)
-        return {t["id"]: t for t in json.loads(out)}
-
-    def task(self, task_id):
-        return self.tasks()[task_id]
-
-    def wait_tasks(self, ids, pred, timeout=harness.WAIT, what="the tasks"):
-        """Polls `tasks --json` until pred(task) holds for every id; returns {id: task}."""
-        ids = list(ids)
-
-        def check():
-            ts = self.tasks()
-            sel = {i: ts.get(i) for i in ids}
-            if all(t is not None and pred(t) for t in sel.values()):
-                return sel
-            return None
-        try:
-            return wait_until(check, timeout, what)
-        except harness.Timeout:
-            ts = self.tasks()
-            counts = collections.Counter(ts[i]["status"] if i in ts else "missing" for i in ids)
-            stuck = ["%s %s %r" % (i, ts[i]["status"], ts[i]["cmd"]) if i in ts else i + " missing"
-                     for i in ids if i not in ts or not pred(ts[i])]
-            raise harness.Timeout("timed out after %.0f s waiting for %s; statuses now: %s; "
-                                  "not there yet: %s" % (timeout, what, dict(counts),
-                                                         "; ".join(stuck[:5])))
-
-    def wait_final(self, ids, timeout=harness.WAIT):
-        return self.wait_tasks(ids, lambda t: t["status"] in FINAL, timeout,
-                               "%d task(s) to end" % len(list(ids)))
-
-    def wait_status(self, task_id, status, timeout=harness.WAIT):
-        return self.wait_tasks([task_id], lambda t: t["status"] == status, timeout,
-                               "task %s to be %s" % (task_id, status))[task_id]
-
     def cli_bytes(self, command, *args, timeout=harness.CLI_TIMEOUT):
         """Like c.cli but returns (rc, stdout bytes, stderr text): no decoding on our side, so
         that what the binary wrote is checked byte for byte."""
@@ -116,18 +55,6 @@ class Tasks(harness.ClusterTest):
         except subprocess.TimeoutExpired:
             raise harness.Timeout("%s did not finish within %.0f s" % (" ".join(argv), timeout))
         return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
-
-    def logs(self, task_id):
-        """The stored log lines of a task (text)."""
-        rc, out, err = self.c.cli("logs", task_id)
-        self.assertEqual(rc, 0, err)
-        return out.splitlines()
-
-    def results(self, task_id):
-        """The stored items of a task, parsed."""
-        rc, out, err = self.c.cli("results", task_id)
-        self.assertEqual(rc, 0, err)
-        return [json.loads(line) for line in out.splitlines()]
 
     # ---- 1: many tasks, exactly once, exact output
 
@@ -236,6 +163,29 @@ fi
 
     # ---- 3: trailing output
 
+    def test_nul_is_u_fffd_in_logs_and_stays_escaped_in_results(self):
+        self.start_cluster(1)
+        blob = self.c.path("nul.bin")
+        with open(blob, "wb") as f:
+            f.write(b"x\x00y\n"
+                    b'{"type":"data","ipc":true,"payload":{"t":"a\\u0000b"}}\n'
+                    b'{"type":"data","ipc":true,"payload":{"t":"c\x00d"}}\n'
+                    b'{"type":"data","ipc":true,"payload":{"k\\u0000":1}}\n')
+        tid = self.submit1("--", "cat", blob)
+        t = self.wait_final([tid])[tid]
+        self.assertEqual((t["status"], t["log_lines"], t["data_items"]), ("finished", 2, 2), t)
+        # A NUL byte of the output is replaced like invalid UTF-8; an SDK line with \u0000 in an
+        # object key (jansson cannot hold one there) stays a log line.
+        rc, out, err = self.cli_bytes("logs", tid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, b"x\xef\xbf\xbdy\n"
+                              b'{"type":"data","ipc":true,"payload":{"k\\u0000":1}}\n')
+        # \u0000 in an item's string is valid JSON: kept, escaped. A raw NUL byte in an SDK line
+        # is U+FFFD before the line is parsed.
+        rc, out, err = self.cli_bytes("results", tid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, b'{"t":"a\\u0000b"}\n{"t":"c\xef\xbf\xbdd"}\n')
+
     def test_output_printed_right_before_exit_is_not_lost(self):
         self.start_cluster(1)
         last_item = item_line({"k": "last"})
@@ -320,29 +270,6 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
 
     # ---- 6: cancel
 
-    def group_members(self, pgid):
-        """Pids whose process group is pgid (zombies included), from /proc."""
-        pids = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid:
-                pids.append((int(d), fields[0]))
-        return pids
-
-    def group_gone(self, pgid):
-        try:
-            os.kill(-pgid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
     def running_with_sleeps(self, tid, n_sleeps):
         """Waits until the task runs and its group holds n_sleeps `sleep` processes; returns
         the pgid (the task's pid)."""
@@ -352,7 +279,7 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
 
         def sleeps():
             n = 0
-            for pid, _ in self.group_members(pgid):
+            for pid, _ in harness.group_members(pgid):
                 try:
                     with open("/proc/%d/comm" % pid) as f:
                         n += f.read().strip() == "sleep"
@@ -364,11 +291,11 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
 
     def assert_group_ends(self, pgid, tid):
         try:
-            wait_until(lambda: self.group_gone(pgid),
+            wait_until(lambda: harness.group_gone(pgid),
                        what="process group %d of task %s to be gone" % (pgid, tid))
         except harness.Timeout:
             raise AssertionError("process group %d of task %s still has %r"
-                                 % (pgid, tid, self.group_members(pgid)))
+                                 % (pgid, tid, harness.group_members(pgid)))
 
     def test_cancel_kills_the_whole_process_group(self):
         self.c.start_master()
@@ -390,7 +317,7 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
         pg_a = self.running_with_sleeps(a, 2)
         rc, out, err = self.c.cli("cancel", a)
         self.assertEqual(rc, 0, err)
-        self.wait_status(a, "cancelled")
+        self.wait_task_status(a, "cancelled")
         self.assert_group_ends(pg_a, a)
 
         # SIGTERM ignored by everyone in the group: SIGKILL after --cancel-grace
@@ -399,7 +326,7 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
         pg_b = self.running_with_sleeps(b, 2)
         rc, out, err = self.c.cli("cancel", b)
         self.assertEqual(rc, 0, err)
-        self.wait_status(b, "cancelled")
+        self.wait_task_status(b, "cancelled")
         self.assert_group_ends(pg_b, b)
 
         # --force skips the grace (120 s on this worker, beyond every wait here)
@@ -408,12 +335,12 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
         pg_f = self.running_with_sleeps(f, 2)
         rc, out, err = self.c.cli("cancel", "--force", f)
         self.assertEqual(rc, 0, err)
-        self.wait_status(f, "cancelled")
+        self.wait_task_status(f, "cancelled")
         self.assert_group_ends(pg_f, f)
 
         # the cancelled pending task stayed cancelled and never ran, though workers were free
         done = self.submit1("--", "echo", "done")
-        self.wait_status(done, "finished")
+        self.wait_task_status(done, "finished")
         self.assertEqual(self.task(p)["status"], "cancelled")
         self.assertFalse(os.path.exists(marker), "the cancelled pending task ran")
         for w in (quick, slow):

@@ -9,6 +9,7 @@
 
 #include <grpc/grpc.h>
 
+#include "check_main.h"
 #include "rpc/auth.h"
 #include "runtime/datadir.h"
 
@@ -91,7 +92,7 @@ START_TEST(test_key_file_is_trimmed_and_empty_is_refused)
 }
 END_TEST
 
-int main(void)
+static Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
     TCase *tc = tcase_create("auth");
@@ -100,9 +101,7 @@ int main(void)
     tcase_add_test(tc, test_generated_key_is_kept_private_and_reused);
     tcase_add_test(tc, test_key_file_is_trimmed_and_empty_is_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }
+
+const struct unit_tests unit_tests = {.suite = auth_suite};

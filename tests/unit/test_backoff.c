@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "resilience/backoff.h"
 
 START_TEST(test_backoff_delays_stay_within_the_current_window)
@@ -184,11 +185,4 @@ static Suite *backoff_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(backoff_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = backoff_suite};

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "resilience/breaker.h"
 
 /* Reports n failed attempts at now, each of which the breaker must have let through. */
@@ -290,11 +291,4 @@ static Suite *breaker_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(breaker_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = breaker_suite};

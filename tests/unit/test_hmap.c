@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "runtime/hmap.h"
 
 struct item {
@@ -79,7 +80,7 @@ START_TEST(test_hmap_foreach_tolerates_removing_the_current_entry)
 }
 END_TEST
 
-int main(void)
+static Suite *hmap_suite(void)
 {
     Suite *s = suite_create("hmap");
     TCase *tc = tcase_create("hmap");
@@ -87,9 +88,7 @@ int main(void)
     tcase_add_test(tc, test_hmap_remove_unlinks_only_that_entry);
     tcase_add_test(tc, test_hmap_foreach_tolerates_removing_the_current_entry);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }
+
+const struct unit_tests unit_tests = {.suite = hmap_suite};

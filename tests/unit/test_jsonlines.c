@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "check_main.h"
 #include "master/jsonlines.h"
 
 /* Parses text both ways: ours must agree with jansson on every array of strings it accepts. */
@@ -13,7 +14,7 @@ static void agree(const char *text)
 {
     struct jsonlines jl;
     int n = jsonlines_parse(&jl, text, strlen(text));
-    json_t *ref = json_loads(text, JSON_ALLOW_NUL, NULL);
+    json_t *ref = json_loads(text, 0, NULL);
     ck_assert_msg(n >= 0, "refused valid %s", text);
     ck_assert_msg(json_is_array(ref), "bad test %s", text);
     ck_assert_int_eq((size_t)n, json_array_size(ref));
@@ -73,6 +74,26 @@ START_TEST(test_anything_else_is_refused)
 }
 END_TEST
 
+START_TEST(test_u0000_becomes_u_fffd_so_no_line_holds_a_nul)
+{
+    const char *text = "[\"a\\u0000b\",\"\\u0000\",\"x\\u0000\\u0000\"]";
+    struct jsonlines jl;
+    ck_assert_int_eq(jsonlines_parse(&jl, text, strlen(text)), 3);
+    ck_assert_uint_eq(jl.lens[0], 5);
+    ck_assert(memcmp(jl.ptrs[0],
+                     "a\xef\xbf\xbd"
+                     "b",
+                     5) == 0);
+    ck_assert_uint_eq(jl.lens[1], 3);
+    ck_assert(memcmp(jl.ptrs[1], "\xef\xbf\xbd", 3) == 0);
+    ck_assert_uint_eq(jl.lens[2], 7);
+    ck_assert(memcmp(jl.ptrs[2], "x\xef\xbf\xbd\xef\xbf\xbd", 7) == 0);
+    jsonlines_free(&jl);
+    /* Other control characters stay what they are. */
+    agree("[\"\\u0001\\u001f\"]");
+}
+END_TEST
+
 START_TEST(test_unescaped_strings_point_into_the_input)
 {
     const char *text = "[\"alpha\",\"be\\nta\"]";
@@ -106,18 +127,17 @@ START_TEST(test_many_lines_survive_growth)
 }
 END_TEST
 
-int main(void)
+static Suite *jsonlines_suite(void)
 {
     Suite *s = suite_create("jsonlines");
     TCase *tc = tcase_create("jsonlines");
     tcase_add_test(tc, test_plain_and_escaped_strings_read_like_a_json_parser);
     tcase_add_test(tc, test_anything_else_is_refused);
+    tcase_add_test(tc, test_u0000_becomes_u_fffd_so_no_line_holds_a_nul);
     tcase_add_test(tc, test_unescaped_strings_point_into_the_input);
     tcase_add_test(tc, test_many_lines_survive_growth);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }
+
+const struct unit_tests unit_tests = {.suite = jsonlines_suite};

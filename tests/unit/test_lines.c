@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "worker/lines.h"
 
 #define MAX_LINES 64
@@ -433,6 +434,25 @@ START_TEST(test_ipc_rejects_non_object_payloads)
 }
 END_TEST
 
+START_TEST(test_ipc_payload_may_hold_u0000_in_a_string_value)
+{
+    json_t *items = parse_ok("{\"type\":\"data\",\"payload\":{\"t\":\"a\\u0000b\"},\"ipc\":true}");
+    json_t *item = json_array_get(items, 0);
+    json_t *t = json_object_get(item, "t");
+    ck_assert_uint_eq(json_string_length(t), 3);
+    ck_assert(memcmp(json_string_value(t), "a\0b", 3) == 0);
+    /* What the uploader sends: the item serialised, the NUL escaped again. */
+    char *text = json_dumps(item, JSON_COMPACT);
+    ck_assert_str_eq(text, "{\"t\":\"a\\u0000b\"}");
+    free(text);
+    json_decref(items);
+
+    /* An object key cannot hold one, and "data" with a NUL after it is not "data". */
+    assert_not_ipc("{\"type\":\"data\",\"payload\":{\"a\\u0000\":1},\"ipc\":true}");
+    assert_not_ipc("{\"type\":\"data\\u0000\",\"payload\":{},\"ipc\":true}");
+}
+END_TEST
+
 static Suite *lines_suite(void)
 {
     Suite *s = suite_create("lines");
@@ -464,15 +484,9 @@ static Suite *lines_suite(void)
     tcase_add_test(ipc, test_ipc_array_payload_is_returned_as_is);
     tcase_add_test(ipc, test_ipc_rejects_lines_that_are_not_sdk_results);
     tcase_add_test(ipc, test_ipc_rejects_non_object_payloads);
+    tcase_add_test(ipc, test_ipc_payload_may_hold_u0000_in_a_string_value);
     suite_add_tcase(s, ipc);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(lines_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = lines_suite};

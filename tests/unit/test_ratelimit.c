@@ -1,5 +1,4 @@
-#include <check.h>
-#include <stdlib.h>
+#include "check_main.h"
 
 #include "runtime/ratelimit.h"
 
@@ -50,11 +49,4 @@ static Suite *ratelimit_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(ratelimit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = ratelimit_suite};

@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "resilience/retry.h"
 
 START_TEST(test_retry_short_outage_is_retried_within_one_second_windows)
@@ -163,11 +164,4 @@ static Suite *retry_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(retry_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = retry_suite};

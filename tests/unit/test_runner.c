@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "worker/runner.h"
 
 #define MAX_LOGS 64
@@ -496,11 +497,4 @@ static Suite *runner_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(runner_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = runner_suite};

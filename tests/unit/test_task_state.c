@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "master/task_state.h"
 
 START_TEST(test_status_names_round_trip_through_parse)
@@ -247,11 +248,4 @@ static Suite *task_state_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(task_state_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = task_state_suite};

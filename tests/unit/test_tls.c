@@ -22,13 +22,15 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
+#include "check_main.h"
 #include "cli/commands.h"
 #include "config.h"
 #include "net/tls.h"
 
 #define MIB (1024 * 1024)
 
-/* Made once by main(): a cluster's PKI, and a second CA that nobody trusts. */
+/* Made once by make_pkis(), before any test: a cluster's PKI, and a second CA that nobody trusts.
+ */
 static char pki[256], other[256];
 
 static void path_in(char *out, size_t len, const char *dir, const char *file)
@@ -45,7 +47,7 @@ static int run_cert(const char *w1, const char *w2, const char *w3, const char *
         argc++;
     struct config cfg;
     char err[256];
-    /* No ck_assert here: main() calls this too, outside any test. */
+    /* No ck_assert here: make_pkis() calls this too, outside any test. */
     int rc = config_parse(&cfg, argc, argv, NULL, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "config: %s\n", err);
@@ -916,22 +918,28 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
-int main(void)
+/* Holds pki and other for the whole run. */
+static char pki_root[] = "/tmp/crawlab-tls-XXXXXX";
+
+/* Before any test: the cluster's PKI and a second one that nobody trusts. */
+static int make_pkis(void)
 {
-    char base[] = "/tmp/crawlab-tls-XXXXXX";
-    if (!mkdtemp(base))
-        return EXIT_FAILURE;
-    snprintf(pki, sizeof(pki), "%s/pki", base);
-    snprintf(other, sizeof(other), "%s/other", base);
+    if (!mkdtemp(pki_root))
+        return -1;
+    snprintf(pki, sizeof(pki), "%s/pki", pki_root);
+    snprintf(other, sizeof(other), "%s/other", pki_root);
     if (init_pki(pki, "localhost,master.test,127.0.0.1,::1") != 0 ||
         init_pki(other, "localhost,127.0.0.1") != 0)
-        return EXIT_FAILURE;
-    SRunner *sr = srunner_create(tls_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+        return -1;
+    return 0;
+}
+
+static void remove_pkis(void)
+{
     remove_dir(pki);
     remove_dir(other);
-    rmdir(base);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    rmdir(pki_root);
 }
+
+const struct unit_tests unit_tests = {
+    .suite = tls_suite, .setup = make_pkis, .teardown = remove_pkis};

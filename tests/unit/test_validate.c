@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "rpc/validate.h"
+#include "tests/common/requests.h"
 
 #define ID  "0123456789abcdef01234567"
 #define KEY "worker-1.example:9666"
@@ -34,57 +36,6 @@ static char *repeat(char c, size_t n)
         ck_assert_int_eq(fn((msg), &why), 0);                                                      \
         ck_assert_ptr_null(why);                                                                   \
     } while (0)
-
-/* ---- UTF-8 ---- */
-
-static bool utf8(const char *s)
-{
-    return validate_utf8(s, strlen(s));
-}
-
-START_TEST(test_utf8_accepts_ascii_and_characters_of_every_length)
-{
-    ck_assert(utf8("plain ascii"));
-    ck_assert(utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
-    ck_assert(utf8("\xf4\x8f\xbf\xbf")); /* U+10FFFF, the last code point */
-    ck_assert(utf8("\xef\xbf\xbd"));
-    ck_assert(validate_utf8("a\0b", 3));
-    ck_assert(validate_utf8("", 0));
-}
-END_TEST
-
-START_TEST(test_utf8_rejects_overlong_forms)
-{
-    ck_assert(!utf8("\xc0\x80"));
-    ck_assert(!utf8("\xc1\xbf"));
-    ck_assert(!utf8("\xe0\x80\x80"));
-    ck_assert(!utf8("\xe0\x9f\xbf"));
-    ck_assert(!utf8("\xf0\x8f\xbf\xbf"));
-}
-END_TEST
-
-START_TEST(test_utf8_rejects_surrogates_and_code_points_above_10ffff)
-{
-    ck_assert(!utf8("\xed\xa0\x80"));
-    ck_assert(!utf8("\xed\xbf\xbf"));
-    ck_assert(utf8("\xed\x9f\xbf")); /* U+D7FF, just below the surrogates */
-    ck_assert(!utf8("\xf4\x90\x80\x80"));
-    ck_assert(!utf8("\xf5\x80\x80\x80"));
-    ck_assert(!utf8("\xff"));
-}
-END_TEST
-
-START_TEST(test_utf8_rejects_truncated_and_broken_sequences)
-{
-    ck_assert(!utf8("\xe2\x82"));
-    ck_assert(!utf8("ok\xf0\x9f\x98"));
-    ck_assert(!utf8("\x80"));
-    ck_assert(!utf8("\xe2\x28\xa1"));
-    ck_assert(!utf8("\xf0\x9f\x28\x80"));
-    /* A sequence cut by the length given, though the bytes go on. */
-    ck_assert(!validate_utf8("\xc3\xa9", 1));
-}
-END_TEST
 
 /* ---- ids, keys, names ---- */
 
@@ -792,23 +743,12 @@ END_TEST
 
 START_TEST(test_every_request_type_has_a_validator)
 {
-    const ProtobufCMessageDescriptor *requests[] = {
-        &grpc__node_service_register_request__descriptor,
-        &grpc__node_service_send_heartbeat_request__descriptor,
-        &grpc__node_service_subscribe_request__descriptor,
-        &grpc__node_service_resync_request__descriptor,
-        &grpc__task_service_subscribe_request__descriptor,
-        &grpc__task_service_connect_request__descriptor,
-        &grpc__task_service_fetch_task_request__descriptor,
-        &grpc__task_service_send_notification_request__descriptor,
-        &grpc__task_service_report_status_request__descriptor,
-        &grpc__admin_list_nodes_request__descriptor,
-        &grpc__admin_submit_task_request__descriptor,
-        &grpc__admin_list_tasks_request__descriptor,
-        &grpc__admin_task_request__descriptor,
-    };
-    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
-        ck_assert_msg(validate_lookup(requests[i]) != NULL, "%s", requests[i]->name);
+    for (size_t i = 0; i < n_request_types; i++) {
+        ck_assert_msg(validate_lookup(request_types[i]) != NULL, "%s", request_types[i]->name);
+        for (size_t j = 0; j < i; j++)
+            ck_assert_msg(request_types[j] != request_types[i], "%s listed twice",
+                          request_types[i]->name);
+    }
     ck_assert_ptr_null(validate_lookup(&grpc__task_service_fetch_task_response__descriptor));
 }
 END_TEST
@@ -830,10 +770,6 @@ static Suite *validate_suite(void)
 {
     Suite *s = suite_create("validate");
     TCase *tc = tcase_create("rules");
-    tcase_add_test(tc, test_utf8_accepts_ascii_and_characters_of_every_length);
-    tcase_add_test(tc, test_utf8_rejects_overlong_forms);
-    tcase_add_test(tc, test_utf8_rejects_surrogates_and_code_points_above_10ffff);
-    tcase_add_test(tc, test_utf8_rejects_truncated_and_broken_sequences);
     tcase_add_test(tc, test_task_id_is_24_lowercase_hex_digits);
     tcase_add_test(tc, test_node_key_is_1_to_64_of_its_characters);
     tcase_add_test(tc, test_env_name_is_an_identifier_of_at_most_256_bytes);
@@ -895,11 +831,4 @@ static Suite *validate_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(validate_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+const struct unit_tests unit_tests = {.suite = validate_suite};
