@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "rpc/validate.h"
+
 #define DEFAULT_PORT            9666
 #define DEFAULT_LISTEN_HOST     "0.0.0.0"
 #define DEFAULT_MASTER_HOST     "127.0.0.1"
@@ -20,13 +22,19 @@
 #define DEFAULT_SPOOL_BYTES     (UINT64_C(1) << 30)
 /* The worker splits output lines at 1 MiB; a spool smaller than that could not hold one. */
 #define MIN_SPOOL_BYTES  (UINT64_C(1) << 20)
-#define MAX_LABEL_LEN    255
 #define MAX_HOSTNAME_LEN 253
 #define MAX_IPV6_LEN     63
 #define TASK_ID_LEN      24
 #define CERT_NAME_MAX    64
 /* Values quoted in error messages are cut here so that a pasted blob stays readable. */
 #define QUOTE_MAX 80
+/* What the master takes as a node key or a name (validate.h), for help and error messages. */
+#define STR_(x)       #x
+#define STR(x)        STR_(x)
+#define NODE_KEY_RULE "1 to " STR(VALIDATE_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
+#define NAME_RULE     "at most " STR(VALIDATE_NAME_MAX) " bytes"
+#define NAME_EXPECTED                                                                              \
+    "expected 1 to " STR(VALIDATE_NAME_MAX) " bytes of UTF-8 text without control characters"
 
 #define M(cmd)  (1u << (cmd))
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
@@ -133,9 +141,10 @@ static const struct option_def options[OPT_COUNT] = {
     [OPT_LOG_LEVEL] = {"log-level", "LEVEL", ALL, NULL, "error, warn, info or debug.", "info"},
     [OPT_LOG_FORMAT] = {"log-format", "FORMAT", ALL, NULL, "text or json.", "text"},
     [OPT_NODE_KEY] = {"node-key", "KEY", M(CMD_WORKER), "CRAWLAB_NODE_KEY",
-                      "Identity of this worker.", "generated once and kept in the data directory"},
+                      "Identity of this worker: " NODE_KEY_RULE ".",
+                      "generated once and kept in the data directory"},
     [OPT_NODE_NAME] = {"node-name", "NAME", M(CMD_WORKER), "CRAWLAB_NODE_NAME",
-                       "Name shown for this worker.", "the host name"},
+                       "Name shown for this worker, " NAME_RULE ".", "the host name"},
     [OPT_MAX_RUNNERS] = {"max-runners", "N", M(CMD_WORKER), "CRAWLAB_NODE_MAXRUNNERS",
                          "Tasks run at the same time, 1 to 1024.", "8"},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "N", M(CMD_MASTER), NULL,
@@ -202,9 +211,9 @@ static const struct option_def options[OPT_COUNT] = {
     [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT), NULL,
                  "Add a variable to the task's environment; repeatable.", NULL},
     [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT) | M(CMD_CERT_ISSUE), NULL,
-                  "submit: task name shown in listings. cert issue: name of the new "
-                  "certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); letters, "
-                  "digits, '.', '_' and '-'.",
+                  "submit: task name shown in listings, " NAME_RULE ". cert issue: name of "
+                  "the new certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); "
+                  "letters, digits, '.', '_' and '-'.",
                   NULL},
     [OPT_STATUS] = {"status", "STATUS", M(CMD_TASKS), NULL,
                     "Only tasks in this status: pending, assigned, running, finished, error, "
@@ -565,17 +574,14 @@ static bool valid_task_id(const char *s)
     return i == TASK_ID_LEN;
 }
 
-/* Node keys, node names and task names: non-empty, bounded, no control characters. */
-static bool valid_label(const char *s)
+/*
+ * Node names and task names, by the rule the master applies to them on the wire (validate.h):
+ * a name it would refuse must be refused here, at start, rather than by a master that a worker
+ * would then ask again and again. Node keys are checked with validate_node_key() itself.
+ */
+static bool valid_name(const char *s)
 {
-    size_t len = strlen(s);
-    if (len == 0 || len > MAX_LABEL_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (iscntrl((unsigned char)s[i]))
-            return false;
-    }
-    return true;
+    return *s && validate_text_line(s, VALIDATE_NAME_MAX);
 }
 
 /* The key travels as gRPC metadata, whose values are printable ASCII. */
@@ -772,13 +778,14 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
             return fail(p, "%s: expected text or json, got '%.*s'", label, QUOTE_MAX, value);
         return 0;
     case OPT_NODE_KEY:
+        if (!validate_node_key(value))
+            return fail(p, "%s: expected a node key of " NODE_KEY_RULE ", got '%.*s'", label,
+                        QUOTE_MAX, value);
+        return set_string(p, &c->node_key, value);
     case OPT_NODE_NAME:
-        if (!valid_label(value))
-            return fail(p,
-                        "%s: expected 1 to %d characters without control characters, got "
-                        "'%.*s'",
-                        label, MAX_LABEL_LEN, QUOTE_MAX, value);
-        return set_string(p, id == OPT_NODE_KEY ? &c->node_key : &c->node_name, value);
+        if (!valid_name(value))
+            return fail(p, "%s: " NAME_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
+        return set_string(p, &c->node_name, value);
     case OPT_MAX_RUNNERS:
         if (parse_int(value, 1, MAX_RUNNERS_LIMIT, &n) != 0)
             return fail(p, "%s: expected an integer from 1 to %d, got '%.*s'", label,
@@ -821,9 +828,9 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
         c->json = true;
         return 0;
     case OPT_NODE:
-        if (!valid_label(value))
-            return fail(p, "%s: expected a node key of 1 to %d characters, got '%.*s'", label,
-                        MAX_LABEL_LEN, QUOTE_MAX, value);
+        if (!validate_node_key(value))
+            return fail(p, "%s: expected a node key of " NODE_KEY_RULE ", got '%.*s'", label,
+                        QUOTE_MAX, value);
         for (size_t i = 0; i < c->n_nodes; i++) {
             if (strcmp(c->nodes[i], value) == 0)
                 return fail(p, "%s: node '%.*s' is given twice", label, QUOTE_MAX, value);
@@ -861,11 +868,8 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
                             label, CERT_NAME_MAX, QUOTE_MAX, value);
             return set_string(p, &c->cert_name, value);
         }
-        if (!valid_label(value))
-            return fail(p,
-                        "%s: expected 1 to %d characters without control characters, got "
-                        "'%.*s'",
-                        label, MAX_LABEL_LEN, QUOTE_MAX, value);
+        if (!valid_name(value))
+            return fail(p, "%s: " NAME_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
         return set_string(p, &c->task_name, value);
     case OPT_STATUS:
         for (size_t i = 0; i < sizeof(task_statuses) / sizeof(task_statuses[0]); i++) {

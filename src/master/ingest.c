@@ -197,7 +197,11 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
                                            : "data must be a JSON array of strings")
                                   : "cannot store the data";
         log_debug("task %s: Connect refused: %s", s->task_id, why);
-        reply(s, rc == -EIO ? GRPC_STATUS_UNAVAILABLE : codec_status_from_errno(rc), why);
+        /* Only what is wrong with the message itself is refused with its own status: a worker
+         * drops a message refused so twice. What the master could not do (memory, disk) is
+         * UNAVAILABLE, like a failed commit: the worker resends. */
+        bool refused = rc == -EINVAL || rc == -ENOENT || rc == -ERANGE || rc == -EMSGSIZE;
+        reply(s, refused ? codec_status_from_errno(rc) : GRPC_STATUS_UNAVAILABLE, why);
         return;
     }
     s->messages++;
@@ -231,7 +235,8 @@ static void on_connect(struct srv_call *c, void *ctx)
     struct ingest *in = ctx;
     struct stream *s = calloc(1, sizeof(*s));
     if (!s) {
-        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        /* Not RESOURCE_EXHAUSTED: a worker takes that as a refusal of what it sent. */
+        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "out of memory");
         return;
     }
     s->in = in;

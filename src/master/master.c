@@ -120,6 +120,14 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     rpc_server_shutdown(m->server, SHUTDOWN_CALL_GRACE_MS, on_server_down, m);
 }
 
+/* SIGHUP would end the process by default, yet a daemon gets one when its terminal or session
+ * goes away, or from habit ("reload"): there is nothing to reload, so it is only noted. */
+static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
+             "stderr");
+}
+
 /* The key comes from the flag, the environment, a file, or is generated once into the data dir. */
 static int resolve_auth_key(struct master *m, const char *data_dir)
 {
@@ -232,9 +240,11 @@ int master_main(const struct config *cfg)
     listener_set_limit(m.listener, (size_t)cfg->max_connections);
     ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&m.sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&m.sighup, on_hup_signal, SIGHUP);
     m.sigterm.data = m.sigint.data = &m;
     ev_signal_start(m.loop, &m.sigterm);
     ev_signal_start(m.loop, &m.sigint);
+    ev_signal_start(m.loop, &m.sighup);
 
     log_info("master listening on %s:%d (%s), data in %s", cfg->listen_host,
              listener_port(m.listener),
@@ -250,6 +260,7 @@ int master_main(const struct config *cfg)
 out:
     ev_signal_stop(m.loop, &m.sigterm);
     ev_signal_stop(m.loop, &m.sigint);
+    ev_signal_stop(m.loop, &m.sighup);
     listener_close(m.listener);
     if (m.server) {
         /* Not reached by a clean stop: the server was already shut down there. */

@@ -24,7 +24,7 @@ struct master {
     struct tasks *tasks;
     struct ingest *ingest;
     char *auth_key;
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     bool stopping;
     int exit_code;
 };

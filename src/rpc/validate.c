@@ -107,6 +107,11 @@ static int text_check(const char *s, size_t max, enum text_kind kind)
     return 0;
 }
 
+bool validate_text_line(const char *s, size_t max)
+{
+    return text_check(s, max, TEXT_LINE) == 0;
+}
+
 /* A machine id follows the node key's rule (and bound), but may be empty: upstream workers have
  * none. */
 static bool machine_id_valid(const char *s)

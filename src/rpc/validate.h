@@ -78,6 +78,10 @@ bool validate_task_id(const char *s);
 /* True if s is 1..64 characters of [A-Za-z0-9._:-]. */
 bool validate_node_key(const char *s);
 
+/* True if s is at most max bytes of UTF-8 without control characters: the rule of node names,
+ * task names and labels (with VALIDATE_NAME_MAX). */
+bool validate_text_line(const char *s, size_t max);
+
 /* True if s is [A-Za-z_][A-Za-z0-9_]* and at most VALIDATE_ENV_NAME_MAX bytes. */
 bool validate_env_name(const char *s);
 

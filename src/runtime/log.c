@@ -55,6 +55,37 @@ static size_t json_escape(char *buf, size_t pos, size_t cap, const char *s)
     return pos;
 }
 
+/*
+ * Appends s to buf with every control character written as an escape (\n, \r, \t, else \xNN),
+ * so that a message stays on one line whatever text it quotes (an error from a peer, a file
+ * name): nothing in it can end the line and pass off what follows as a line of our own.
+ * Backslashes are left as they are, so paths and escapes quoted from elsewhere stay readable.
+ */
+static size_t text_escape(char *buf, size_t pos, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (; *s && pos + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != 0x7f) {
+            buf[pos++] = (char)c;
+            continue;
+        }
+        buf[pos++] = '\\';
+        if (c == '\n') {
+            buf[pos++] = 'n';
+        } else if (c == '\r') {
+            buf[pos++] = 'r';
+        } else if (c == '\t') {
+            buf[pos++] = 't';
+        } else {
+            buf[pos++] = 'x';
+            buf[pos++] = hex[c >> 4];
+            buf[pos++] = hex[c & 15];
+        }
+    }
+    return pos;
+}
+
 void log_write(enum log_level level, const char *fmt, ...)
 {
     if (level > threshold)
@@ -85,10 +116,9 @@ void log_write(enum log_level level, const char *fmt, ...)
         line[pos++] = '"';
         line[pos++] = '}';
     } else {
-        pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[level],
-                               role_name, msg);
-        if (pos > sizeof(line) - 2)
-            pos = sizeof(line) - 2;
+        pos =
+            (size_t)snprintf(line, sizeof(line), "%s %-5s %s: ", ts, level_names[level], role_name);
+        pos = text_escape(line, pos, sizeof(line) - 1, msg);
     }
     line[pos++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, pos);

@@ -2,8 +2,10 @@
  * Process-wide logging: one line per event on stderr, as text or JSON.
  *
  * Any thread may log; each line is written with a single write(2) so lines from
- * different threads never interleave. Messages must never contain secrets (the
- * auth key is never passed here).
+ * different threads never interleave. Control characters in a message are escaped in both
+ * formats (text: \n, \r, \t, \xNN; JSON: as JSON requires), so one event is always one line,
+ * whatever a message quotes. Messages must never contain secrets (the auth key is never
+ * passed here).
  */
 #ifndef CRAWLAB_LOG_H
 #define CRAWLAB_LOG_H

@@ -94,7 +94,10 @@ static struct call_ctx *call_ctx_new(struct jobs *j, struct job *job)
 /*
  * Whether a failed call was refused for good. Anything else (a dead connection, a stream the
  * transport removed, a node the master thinks offline) is the session's business: it reconnects,
- * and the call, idempotent like all of ours, is made again.
+ * and the call, idempotent like all of ours, is made again. RESOURCE_EXHAUSTED is among the
+ * latter here, unlike for output (see the uploader): these requests are far below every bound
+ * the master applies, so it can only mean the master ran short of memory, and giving up a status
+ * report would leave the task running on the master.
  */
 static bool refused_for_good(grpc_status_code st)
 {

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 
 #include "master/task_state.h"
 #include "rpc/client.h"
+#include "rpc/codec.h"
+#include "rpc/validate.h"
 #include "runtime/jsonsafe.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
@@ -21,6 +25,10 @@
 #define SEGMENT_BYTES     (4u << 20) /* a stream is closed (and acknowledged) after this */
 #define RETRY_S           0.5        /* a refused segment on a live connection waits this */
 #define MEMORY_KEPT       (8u << 20) /* kept in memory; beyond this, messages go to the spool */
+/* The most data one message may carry: what the master's validator takes, and room under the gRPC
+ * message limit for the rest of the message (code, task id, seq and field headers: < 64 bytes). */
+#define DATA_MAX                                                                                   \
+    (RPC_MAX_MESSAGE - 64 < VALIDATE_DATA_MAX ? RPC_MAX_MESSAGE - 64 : VALIDATE_DATA_MAX)
 
 /* A packed message: in memory, or spilled to the task's spool file when too much is kept. */
 struct message {
@@ -30,7 +38,10 @@ struct message {
     uint64_t offset; /* in the spool file, when spilled */
     size_t len;
     bool items;
-    uint64_t last_seq; /* of the last line or item it carries */
+    bool has_note;       /* it carries a line of ours about output that was lost */
+    uint64_t first_seq;  /* of its first line or item, as produced */
+    uint64_t last_seq;   /* of the last one */
+    uint64_t seq_offset; /* lines or items of its kind dropped before it was packed */
 };
 
 struct batch {
@@ -38,6 +49,7 @@ struct batch {
     size_t len, cap;
     size_t entries;
     uint64_t first_seq;
+    bool has_note;
 };
 
 struct uploader {
@@ -49,6 +61,9 @@ struct uploader {
 
     struct batch logs, items;
     uint64_t log_lines, data_items; /* produced, = next seq - 1 */
+    /* Lines and items the master refused for good. The master numbers a task's entries without
+     * gaps, so everything after them goes out numbered that much lower. */
+    uint64_t logs_dropped, items_dropped;
     ev_timer linger;
     ev_timer retry;
 
@@ -66,6 +81,11 @@ struct uploader {
     struct cli_call *stream;
     unsigned stream_gen;
     size_t segment_bytes;
+    size_t stream_messages; /* written on the current stream */
+    /* After a refusal that may concern one message: how many more messages go one per stream,
+     * and how many such refusals came in a row (no stream acknowledged in between). */
+    size_t one_by_one;
+    unsigned refusals;
     bool closing, finished, done;
 };
 
@@ -219,11 +239,13 @@ static void seal(struct uploader *u, struct batch *b, bool items)
     req.task_id = u->task_id;
     req.data.data = (uint8_t *)b->buf;
     req.data.len = b->len;
-    req.seq = b->first_seq;
+    uint64_t offset = items ? u->items_dropped : u->logs_dropped;
+    req.seq = b->first_seq - offset;
     struct message *m = malloc(sizeof(*m));
     if (!m) {
         log_error("task %s: out of memory; output lost", u->task_id);
         b->len = b->entries = 0;
+        b->has_note = false;
         return;
     }
     size_t size = protobuf_c_message_get_packed_size(&req.base);
@@ -239,7 +261,10 @@ static void seal(struct uploader *u, struct batch *b, bool items)
     }
     m->next = NULL;
     m->items = items;
+    m->has_note = b->has_note;
+    m->first_seq = b->first_seq;
     m->last_seq = b->first_seq + b->entries - 1;
+    m->seq_offset = offset;
     if (u->tail)
         u->tail->next = m;
     else
@@ -249,6 +274,7 @@ static void seal(struct uploader *u, struct batch *b, bool items)
         u->cursor = m;
     u->kept_bytes += size;
     b->len = b->entries = 0;
+    b->has_note = false;
     if (!u->pressure && u->kept_bytes >= u->high_water) {
         u->pressure = true;
         if (u->hooks.on_pressure)
@@ -328,24 +354,118 @@ void uploader_log(struct uploader *u, const char *line, size_t len)
     u->log_lines++;
 }
 
+/*
+ * Adds a line of our own to the task's log, saying what output was lost and why, so that whoever
+ * reads the log sees the gap where it is. The message that carries it is marked: should the master
+ * refuse that one too, no further note follows, so notes cannot beget each other.
+ */
+static void note(struct uploader *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note(struct uploader *u, const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "crawlab-node: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    uploader_log(u, line, strlen(line));
+    u->logs.has_note = true;
+}
+
+/* Text from the master, fit for a log line: printable ASCII only (it may be anything). */
+static void printable(char *out, size_t cap, const char *s)
+{
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < cap; i++)
+        out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    out[i] = '\0';
+}
+
+/* Whether one item's JSON text fits in a message of its own, "[" text "]", by every bound the
+ * master applies to a message. */
+static bool item_fits(const char *text, size_t n)
+{
+    return n + 2 <= DATA_MAX &&
+           validate_json_values((const uint8_t *)text, n, VALIDATE_DATA_VALUES_MAX - 1, NULL) == 0;
+}
+
+/*
+ * An item as compact JSON text that fits in one message, or NULL (*len: its size as written by
+ * default). jansson writes a real with 17 significant digits: 1e-7 becomes 22 bytes, so a 1 MiB
+ * output line of such numbers grows past the message limit. Then 15 and 16 digits are tried,
+ * and their text kept only if it reads back as exactly the same item: no value changes.
+ */
+static char *item_text(json_t *item, size_t *len)
+{
+    char *text = json_dumps(item, JSON_COMPACT);
+    if (!text)
+        return NULL;
+    *len = strlen(text);
+    if (item_fits(text, *len))
+        return text;
+    free(text);
+    for (int digits = 15; digits <= 16; digits++) {
+        text = json_dumps(item, JSON_COMPACT | JSON_REAL_PRECISION(digits));
+        if (!text)
+            return NULL;
+        size_t n = strlen(text);
+        json_t *back = item_fits(text, n) ? json_loadb(text, n, 0, NULL) : NULL;
+        bool same = back && json_equal(back, item);
+        json_decref(back);
+        if (same) {
+            *len = n;
+            return text;
+        }
+        free(text);
+    }
+    return NULL;
+}
+
 void uploader_items(struct uploader *u, json_t *items)
 {
-    size_t i;
+    size_t i, dropped = 0, largest = 0;
     json_t *item;
     json_array_foreach(items, i, item)
     {
-        char *text = json_dumps(item, JSON_COMPACT);
-        if (!text)
+        size_t n = 0;
+        char *text = item_text(item, &n);
+        if (!text && !n) {
+            log_error("task %s: out of memory; result item lost", u->task_id);
             continue;
-        size_t n = strlen(text);
+        }
+        if (!text) {
+            /* It could never be sent: it gets no number, so nothing after it waits for it. */
+            log_warn("task %s: a result item of %zu bytes as JSON does not fit in a message of "
+                     "%u bytes; dropped",
+                     u->task_id, n, (unsigned)DATA_MAX);
+            dropped++;
+            largest = n > largest ? n : largest;
+            continue;
+        }
         make_room(u, &u->items, true, n + 1, u->data_items + 1);
         append_raw(&u->items, text, n);
         free(text);
         u->data_items++;
     }
+    if (dropped)
+        note(u,
+             "%zu result item%s not sent: larger than one message may carry (%zu bytes as JSON, "
+             "limit %u)",
+             dropped, dropped == 1 ? "" : "s", largest, (unsigned)DATA_MAX);
 }
 
 /* ---- the Connect stream ---- */
+
+/* Back-pressure ends once enough of what is kept has gone. */
+static void pressure_check(struct uploader *u)
+{
+    if (u->pressure && u->kept_bytes <= u->low_water) {
+        u->pressure = false;
+        if (u->hooks.on_pressure)
+            u->hooks.on_pressure(u->ctx, false);
+    }
+}
 
 static void release_acknowledged(struct uploader *u)
 {
@@ -356,11 +476,7 @@ static void release_acknowledged(struct uploader *u)
     }
     if (!u->head)
         u->tail = NULL;
-    if (u->pressure && u->kept_bytes <= u->low_water) {
-        u->pressure = false;
-        if (u->hooks.on_pressure)
-            u->hooks.on_pressure(u->ctx, false);
-    }
+    pressure_check(u);
 }
 
 static void finish_done(struct uploader *u, bool ok)
@@ -380,16 +496,61 @@ static void stream_on_sent(struct cli_call *c, bool ok)
     pump(u);
 }
 
+/* Sends the segment again after a pause, on this connection if it is still the live one. */
+static void retry_later(struct uploader *u)
+{
+    if (session_online(u->sess) && session_generation(u->sess) == u->stream_gen) {
+        ev_timer_set(&u->retry, RETRY_S, 0.0);
+        ev_timer_start(u->loop, &u->retry);
+    }
+    /* Otherwise uploader_kick() resumes once the session is back. */
+}
+
+/*
+ * The first kept message was refused again, alone on its stream, right after a refusal of the
+ * same kind: the master would refuse it every time. It is dropped, and so that the master, which
+ * numbers a task's entries without gaps, takes what follows, every later line or item of its kind
+ * goes out numbered that much lower. The worker's log and the task's log both say so.
+ */
+static void drop_refused(struct uploader *u, grpc_status_code st, const char *details)
+{
+    struct message *m = u->head;
+    uint64_t n = m->last_seq - m->first_seq + 1;
+    uint64_t *dropped = m->items ? &u->items_dropped : &u->logs_dropped;
+    uint64_t first = m->first_seq - *dropped;
+    const char *what =
+        m->items ? (n == 1 ? "result item" : "result items") : (n == 1 ? "log line" : "log lines");
+    bool noted = m->has_note;
+    *dropped += n;
+    u->head = m->next;
+    if (!u->head)
+        u->tail = NULL;
+    u->cursor = u->head;
+    message_free(u, m);
+    pressure_check(u);
+    char why[200];
+    printable(why, sizeof(why), details);
+    log_warn("task %s: the master refused %" PRIu64 " %s (numbers %" PRIu64 " to %" PRIu64
+             ") for good: %s (status %d); dropped",
+             u->task_id, n, what, first, first + n - 1, why, (int)st);
+    if (!noted)
+        note(u, "%" PRIu64 " %s refused by the master: %s (status %d)", n, what, why, (int)st);
+}
+
 static void stream_on_status(struct cli_call *c, grpc_status_code st, const char *details)
 {
     struct uploader *u = cli_call_user(c);
     if (c != u->stream)
         return;
+    size_t carried = u->stream_messages;
     cli_call_release(c);
     u->stream = NULL;
     u->closing = false;
     u->segment_bytes = 0;
+    u->stream_messages = 0;
     if (st == GRPC_STATUS_OK) {
+        u->refusals = 0;
+        u->one_by_one -= carried < u->one_by_one ? carried : u->one_by_one;
         release_acknowledged(u);
         pump(u);
         return;
@@ -397,11 +558,11 @@ static void stream_on_status(struct cli_call *c, grpc_status_code st, const char
     /* Send the whole segment again: the master skips what it already stored. */
     u->cursor = u->head;
     switch (st) {
-    case GRPC_STATUS_INVALID_ARGUMENT:
     case GRPC_STATUS_NOT_FOUND:
     case GRPC_STATUS_PERMISSION_DENIED:
-    case GRPC_STATUS_OUT_OF_RANGE:
     case GRPC_STATUS_UNAUTHENTICATED:
+        /* The task itself is refused (unknown to the master, or not ours to feed): every message
+         * would be, so none is sent any more. */
         log_error("task %s: the master refused the task's output: %s (status %d)", u->task_id,
                   details, (int)st);
         while (u->head) {
@@ -410,6 +571,28 @@ static void stream_on_status(struct cli_call *c, grpc_status_code st, const char
         }
         finish_done(u, false);
         return;
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_OUT_OF_RANGE:
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        /* A refusal of one message (malformed, out of sequence, too large), and it ends the
+         * whole stream: which message it was is not known, nor whether it would be refused
+         * again (the master may have been short of memory). The segment's messages go again one
+         * per stream; the first refused twice in a row, alone the second time, is dropped. */
+        u->refusals++;
+        if (u->refusals >= 2 && carried == 1 && u->one_by_one && u->head) {
+            drop_refused(u, st, details);
+            u->refusals = 0;
+            u->one_by_one--;
+            pump(u);
+            return;
+        }
+        log_warn("task %s: the master refused the output stream: %s (status %d); sending its "
+                 "messages again one by one",
+                 u->task_id, details, (int)st);
+        if (carried > u->one_by_one)
+            u->one_by_one = carried;
+        retry_later(u);
+        break;
     case GRPC_STATUS_UNAVAILABLE:
         /* The data connection is gone (or the master could not store): reconnect, resync and
          * resend from the master's count. */
@@ -419,11 +602,7 @@ static void stream_on_status(struct cli_call *c, grpc_status_code st, const char
     default:
         log_debug("task %s: output stream failed (%s, status %d); resending", u->task_id, details,
                   (int)st);
-        if (session_online(u->sess) && session_generation(u->sess) == u->stream_gen) {
-            ev_timer_set(&u->retry, RETRY_S, 0.0);
-            ev_timer_start(u->loop, &u->retry);
-        }
-        /* Otherwise uploader_kick() resumes once the session is back. */
+        retry_later(u);
     }
 }
 
@@ -435,6 +614,35 @@ static const struct cli_handler stream_handler = {
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
     pump(w->data);
+}
+
+/* Whether the stream carries enough: a few MiB, or one message while they go one by one. */
+static bool segment_full(const struct uploader *u)
+{
+    return u->one_by_one ? u->stream_messages > 0 : u->segment_bytes >= SEGMENT_BYTES;
+}
+
+/*
+ * The message's bytes as they go out now: packed again with a lower seq when lines or items of
+ * its kind were dropped after it was packed (rare: only after a refusal for good). The caller
+ * unrefs the slice. 0, or -errno.
+ */
+static int outgoing_bytes(struct uploader *u, const struct message *m, grpc_slice *out)
+{
+    int rc = message_bytes(u, m, out);
+    uint64_t offset = m->items ? u->items_dropped : u->logs_dropped;
+    if (rc < 0 || offset == m->seq_offset)
+        return rc;
+    Grpc__TaskServiceConnectRequest *req = grpc__task_service_connect_request__unpack(
+        NULL, GRPC_SLICE_LENGTH(*out), GRPC_SLICE_START_PTR(*out));
+    grpc_slice_unref(*out);
+    if (!req)
+        return -ENOMEM; /* it was packed by us: only memory can fail */
+    req->seq = m->first_seq - offset;
+    *out = grpc_slice_malloc(grpc__task_service_connect_request__get_packed_size(req));
+    grpc__task_service_connect_request__pack(req, GRPC_SLICE_START_PTR(*out));
+    grpc__task_service_connect_request__free_unpacked(req, NULL);
+    return 0;
 }
 
 /* Moves data along: opens a stream when there is something to send, writes the next message,
@@ -461,17 +669,19 @@ static void pump(struct uploader *u)
             return;
         u->stream_gen = session_generation(u->sess);
     }
-    if (u->cursor && u->segment_bytes < SEGMENT_BYTES) {
+    if (u->cursor && !segment_full(u)) {
         struct message *m = u->cursor;
         grpc_slice bytes;
-        if (message_bytes(u, m, &bytes) < 0) {
+        int rc = outgoing_bytes(u, m, &bytes);
+        if (rc < 0) {
             log_error("task %s: cannot read its spool %s: %s; output lost", u->task_id,
-                      u->spool_path, strerror(errno));
+                      u->spool_path, strerror(-rc));
             finish_done(u, false);
             return;
         }
         u->cursor = m->next;
         u->segment_bytes += m->len;
+        u->stream_messages++;
         grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&bytes, 1);
         grpc_slice_unref(bytes);
         cli_call_write(u->stream, bb);
@@ -479,8 +689,7 @@ static void pump(struct uploader *u)
     }
     /* Everything queued is on the stream: close the segment when it is full, or when the task is
      * over and nothing is left to batch. */
-    if (u->segment_bytes >= SEGMENT_BYTES ||
-        (u->finished && !u->cursor && !u->logs.entries && !u->items.entries)) {
+    if (segment_full(u) || (u->finished && !u->cursor && !u->logs.entries && !u->items.entries)) {
         u->closing = true;
         cli_call_close_send(u->stream);
         /* gRPC delivers the status only after the response message has been read. */
@@ -503,6 +712,7 @@ static void drop_stale_stream(struct uploader *u)
         u->stream = NULL;
         u->closing = false;
         u->segment_bytes = 0;
+        u->stream_messages = 0;
         u->cursor = u->head;
     }
 }
@@ -523,7 +733,9 @@ void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items
     u->tail = NULL;
     while (*p) {
         struct message *m = *p;
-        if (m->last_seq <= (m->items ? data_items : log_lines)) {
+        /* Every kept message comes after what was dropped: the master counts it that much lower. */
+        uint64_t stored = m->items ? data_items + u->items_dropped : log_lines + u->logs_dropped;
+        if (m->last_seq <= stored) {
             *p = m->next;
             message_free(u, m);
         } else {
@@ -532,11 +744,7 @@ void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items
         }
     }
     u->cursor = u->head;
-    if (u->pressure && u->kept_bytes <= u->low_water) {
-        u->pressure = false;
-        if (u->hooks.on_pressure)
-            u->hooks.on_pressure(u->ctx, false);
-    }
+    pressure_check(u);
 }
 
 struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
@@ -593,10 +801,10 @@ void uploader_destroy(struct uploader *u)
 
 uint64_t uploader_log_lines(const struct uploader *u)
 {
-    return u->log_lines;
+    return u->log_lines - u->logs_dropped;
 }
 
 uint64_t uploader_data_items(const struct uploader *u)
 {
-    return u->data_items;
+    return u->data_items - u->items_dropped;
 }

@@ -22,7 +22,7 @@ struct worker {
     struct bridge *bridge;
     struct session *session;
     struct jobs *jobs;
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     bool stopping;
 };
 
@@ -46,6 +46,15 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     wk->stopping = true;
     log_info("stopping");
     jobs_shutdown(wk->jobs, wk->cfg->shutdown_grace_ms, on_stopped, wk);
+}
+
+/* SIGHUP would end the worker and its tasks by default, yet a daemon gets one when its terminal
+ * or session goes away, or from habit ("reload"): there is nothing to reload, so it is only
+ * noted. */
+static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
+             "stderr");
 }
 
 static void hook_online(void *ctx)
@@ -155,9 +164,11 @@ int worker_main(const struct config *cfg, const char *auth_key)
     jobs_attach(w.jobs, w.session);
     ev_signal_init(&w.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&w.sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&w.sighup, on_hup_signal, SIGHUP);
     w.sigterm.data = w.sigint.data = &w;
     ev_signal_start(w.loop, &w.sigterm);
     ev_signal_start(w.loop, &w.sigint);
+    ev_signal_start(w.loop, &w.sighup);
 
     log_info("worker %s (%s) starting, data in %s, max_runners %d", node_key, node_name, dir,
              cfg->max_runners);
@@ -170,6 +181,7 @@ out:
     if (w.loop) {
         ev_signal_stop(w.loop, &w.sigterm);
         ev_signal_stop(w.loop, &w.sigint);
+        ev_signal_stop(w.loop, &w.sighup);
     }
     if (w.session)
         session_stop(w.session);

@@ -13,7 +13,7 @@ from harness import find_node, read_key, status_of  # noqa: E402
 REGISTERED = "registered with the master"
 
 
-class Nodes(harness.ClusterTest):
+class Nodes(harness.ClusterTest, harness.TaskOps):
 
     def start_cluster(self, n):
         """A master and n workers w1..wn, all online; returns (master, [workers], [keys])."""
@@ -104,6 +104,31 @@ class Nodes(harness.ClusterTest):
         self.assertEqual(a2.count("ALREADY_EXISTS"), 0)
         ns = self.c.wait_status("online", keys=[key])
         self.assertEqual(find_node(ns, key=key)["name"], "a")
+
+    def test_sighup_is_logged_and_master_and_worker_keep_serving(self):
+        m, workers, keys = self.start_cluster(1)
+        w = workers[0]
+        # twice each: the first signal must not have used up the handler either
+        for n in (1, 2):
+            m.signal(signal.SIGHUP)
+            m.wait_log("SIGHUP: nothing to reload", count=n)   # fails at once if m died
+            w.signal(signal.SIGHUP)
+            w.wait_log("SIGHUP: nothing to reload", count=n)
+        # both still serve: a task submitted now runs on that worker and is stored
+        tid = self.submit1("--", "echo", "after sighup")
+        t = self.wait_task_status(tid, "finished")
+        self.assertEqual(t["assigned_node"], keys[0])
+        self.assertEqual(self.logs(tid), ["after sighup"])
+        self.assertTrue(m.alive(), m)
+        self.assertTrue(w.alive(), w)
+        self.assertEqual(self.c.nodes()[0]["status"], "online")
+        self.assertEqual(w.count(REGISTERED), 1)
+
+    def test_worker_with_a_name_the_master_would_refuse_exits_2_at_start(self):
+        self.c.start_master()
+        w = self.c.start_worker("w1", node_name="n" * 129)
+        self.assertEqual(w.wait_exit(), 2)
+        w.wait_log("--node-name: expected 1 to 128 bytes")
 
     def test_sigterm_stops_master_and_worker_cleanly(self):
         m, workers, keys = self.start_cluster(2)

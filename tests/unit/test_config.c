@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "rpc/validate.h"
 
 #define MAX_ARGS 32
 #define MAX_ENV  16
@@ -48,7 +49,7 @@ static char err[256];
  * main(), with writable copies so that nothing relies on the strings being literals. */
 static int parse(const char *first, ...)
 {
-    static char storage[MAX_ARGS][128];
+    static char storage[MAX_ARGS][512];
     char *argv[MAX_ARGS + 1];
     int argc = 0;
 
@@ -480,6 +481,86 @@ START_TEST(test_contradictory_options_are_refused)
                  "--insecure-no-auth", NULL);
     expect_error(parse("submit", "--node=a", "--all-nodes", "--", "true", NULL), "--all-nodes",
                  NULL);
+}
+END_TEST
+
+/* "--opt=" followed by n copies of s: a value of a given length in bytes. */
+static const char *repeat_arg(const char *opt, const char *s, size_t n)
+{
+    static char buf[4][512];
+    static int next;
+    char *b = buf[next++ % 4];
+    size_t len = (size_t)snprintf(b, sizeof(buf[0]), "%s=", opt);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(b + len, sizeof(buf[0]) - len, "%s", s);
+    ck_assert_uint_lt(len, sizeof(buf[0]) - 1);
+    return b;
+}
+
+/* A worker whose name the master would refuse at every registration must not start: the bound
+ * is the master's (validate.h), counted in bytes, and the text must be UTF-8 without controls. */
+START_TEST(test_node_name_is_bounded_as_the_master_bounds_it)
+{
+    ck_assert_int_eq(
+        parse("--role=worker", repeat_arg("--node-name", "n", VALIDATE_NAME_MAX), NULL), 0);
+    ck_assert_uint_eq(strlen(cfg.node_name), VALIDATE_NAME_MAX);
+    expect_error(
+        parse("--role=worker", repeat_arg("--node-name", "n", VALIDATE_NAME_MAX + 1), NULL),
+        "--node-name: expected 1 to 128 bytes of UTF-8 text", NULL);
+    /* Two bytes a character: 64 fit, 65 do not. */
+    ck_assert_int_eq(
+        parse("--role=worker", repeat_arg("--node-name", "\xc3\xa9", VALIDATE_NAME_MAX / 2), NULL),
+        0);
+    expect_error(parse("--role=worker",
+                       repeat_arg("--node-name", "\xc3\xa9", VALIDATE_NAME_MAX / 2 + 1), NULL),
+                 "--node-name", NULL);
+    expect_error(parse("--role=worker", "--node-name=bad\xff", NULL), "--node-name", NULL);
+    expect_error(parse("--role=worker", "--node-name=del\x7f", NULL), "--node-name", NULL);
+    expect_error(parse("--role=worker", "--node-name=two\nlines", NULL), "--node-name", NULL);
+
+    char long_name[VALIDATE_NAME_MAX + 2];
+    memset(long_name, 'n', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    env_set("CRAWLAB_NODE_NAME", long_name);
+    expect_error(parse("--role=worker", NULL), "CRAWLAB_NODE_NAME", "128 bytes");
+}
+END_TEST
+
+/* Node keys follow the master's rule exactly: 1 to 64 of [A-Za-z0-9._:-]. */
+START_TEST(test_node_key_follows_the_master_rule)
+{
+    ck_assert_int_eq(parse("--role=worker", "--node-key=Az09._:-", NULL), 0);
+    ck_assert_str_eq(cfg.node_key, "Az09._:-");
+    ck_assert_int_eq(
+        parse("--role=worker", repeat_arg("--node-key", "k", VALIDATE_NODE_KEY_MAX), NULL), 0);
+    ck_assert_uint_eq(strlen(cfg.node_key), VALIDATE_NODE_KEY_MAX);
+    expect_error(
+        parse("--role=worker", repeat_arg("--node-key", "k", VALIDATE_NODE_KEY_MAX + 1), NULL),
+        "--node-key: expected a node key of 1 to 64 letters, digits", NULL);
+    const char *bad[] = {"--node-key=node key", "--node-key=a/b", "--node-key=a@b",
+                         "--node-key=caf\xc3\xa9", "--node-key=a\tb"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error(parse("--role=worker", bad[i], NULL), "--node-key", NULL);
+    env_set("CRAWLAB_NODE_KEY", "with space");
+    expect_error(parse("--role=worker", NULL), "CRAWLAB_NODE_KEY", "1 to 64");
+}
+END_TEST
+
+/* submit sends the task name and node keys to the master, which bounds them the same way. */
+START_TEST(test_submit_name_and_nodes_follow_the_master_rules)
+{
+    ck_assert_int_eq(parse("submit", repeat_arg("--name", "t", VALIDATE_NAME_MAX), "--node=w-1:a",
+                           "--", "true", NULL),
+                     0);
+    ck_assert_uint_eq(strlen(cfg.task_name), VALIDATE_NAME_MAX);
+    expect_error(
+        parse("submit", repeat_arg("--name", "t", VALIDATE_NAME_MAX + 1), "--", "true", NULL),
+        "--name", "128 bytes");
+    expect_error(parse("submit", "--node=not a key", "--", "true", NULL), "--node",
+                 "expected a node key");
+    expect_error(
+        parse("submit", repeat_arg("--node", "k", VALIDATE_NODE_KEY_MAX + 1), "--", "true", NULL),
+        "--node", NULL);
 }
 END_TEST
 
@@ -1063,6 +1144,9 @@ static Suite *config_suite(void)
                         sizeof(bad_values) / sizeof(bad_values[0]));
     tcase_add_test(tc, test_contradictory_options_are_refused);
     tcase_add_test(tc, test_failed_parse_leaves_nothing_to_free);
+    tcase_add_test(tc, test_node_name_is_bounded_as_the_master_bounds_it);
+    tcase_add_test(tc, test_node_key_follows_the_master_rule);
+    tcase_add_test(tc, test_submit_name_and_nodes_follow_the_master_rules);
 
     tcase_add_test(tc, test_submit_collects_nodes_env_and_command);
     tcase_add_test(tc, test_submit_to_all_nodes);

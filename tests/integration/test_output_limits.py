@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+"""Task output near the 4 MiB message limit: result items that grow when the worker writes them
+again as JSON, and an item too large for any message. The task must end, and nothing but that
+one item may be lost. A real master and worker on 127.0.0.1.
+Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_output_limits.py"""
+
+import json
+import os
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+REGISTERED = "registered with the master"
+MIB = 1 << 20
+
+# Prints a small result, one SDK line of almost 1 MiB holding the numbers given, then another
+# small result and a log line. argv[1]: the number text, argv[2]: how many, argv[3] (optional):
+# one more number at the end.
+PRINTER_PY = r'''
+import sys
+num, count = sys.argv[1], int(sys.argv[2])
+extra = sys.argv[3] if len(sys.argv) > 3 else None
+nums = ",".join([num] * count) + ("," + extra if extra else "")
+line = '{"type":"data","ipc":true,"payload":{"v":[' + nums + ']}}'
+assert len(line) < (1 << 20), len(line)
+out = sys.stdout
+out.write('{"type":"data","ipc":true,"payload":{"n":1}}\n')
+out.write(line + "\n")
+out.write('{"type":"data","ipc":true,"payload":{"n":3}}\n')
+out.write("done printing\n")
+out.flush()
+'''
+
+
+def stored_items(master_dir, task_id):
+    """The task's items as the master stored them, parsed, in order (read-only, from its store:
+    an item of several MiB is more than one ReadResults chunk may carry)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(master_dir, "crawlab.db"), uri=True,
+                         timeout=10)
+    try:
+        rows = db.execute("SELECT data FROM items WHERE task_id = ? ORDER BY seq",
+                          (task_id,)).fetchall()
+    finally:
+        db.close()
+    return [json.loads(r[0]) for r in rows]
+
+
+class OutputLimits(harness.ClusterTest, harness.TaskOps):
+
+    def start(self):
+        self.c.start_master()
+        w = self.c.start_worker("w1")
+        w.wait_log(REGISTERED)
+        self.c.wait_status("online", names=["w1"])
+        return w
+
+    def test_item_of_short_numbers_that_grows_past_4_mib_is_stored_whole_and_the_task_ends(self):
+        w = self.start()
+        prog = self.script("printer.py", PRINTER_PY)
+        # 200,000 times 1e-7: 1 MB printed; 17 digits each, as JSON writers put them, is 4.6 MB
+        count = 200000
+        self.assertGreater(len("%.17g," % 1e-7) * count, 4 * MIB)
+        tid = self.submit1("--", "/usr/bin/python3", prog, "1e-7", str(count))
+        t = self.wait_task_status(tid, "finished", timeout=60)
+        self.assertEqual(t["data_items"], 3)
+        items = stored_items(self.c.master_dir, tid)
+        self.assertEqual(len(items), 3)
+        self.assertEqual(items[0], {"n": 1})
+        self.assertEqual(items[2], {"n": 3})
+        self.assertEqual(items[1], {"v": [1e-7] * count})  # every number the same value
+        self.assertEqual(self.logs(tid), ["done printing"])
+        self.assertEqual(w.count("refused"), 0)
+
+    def test_item_too_large_for_any_message_is_dropped_with_a_note_and_the_task_ends(self):
+        w = self.start()
+        prog = self.script("printer.py", PRINTER_PY)
+        # 0.1 beside 0.30000000000000004 needs 17 digits: 250,000 of them are 5 MB however
+        # they are written
+        tid = self.submit1("--", "/usr/bin/python3", prog, "0.1", "250000", "0.30000000000000004")
+        t = self.wait_task_status(tid, "finished", timeout=60)
+        self.assertEqual(t["data_items"], 2)
+        self.assertEqual(self.results(tid), [{"n": 1}, {"n": 3}])
+        logs = self.logs(tid)
+        self.assertEqual(len(logs), 2, logs)
+        self.assertTrue(logs[0].startswith("crawlab-node: 1 result item not sent: larger than "
+                                           "one message may carry"), logs)
+        self.assertEqual(logs[1], "done printing")
+        w.wait_log("does not fit in a message")
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,475 @@
+/*
+ * The uploader against a fake master: the session and the client calls are stubbed here (the
+ * linker takes these definitions instead of session.c and client.c), so each test sees every
+ * message the uploader writes, decides the status of every Connect stream, and keeps what a
+ * real master would store: entries numbered from 1 per kind, a resent prefix skipped, a gap
+ * refused, a stream's messages stored in order up to the first one refused.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <jansson.h>
+
+#include "check_main.h"
+
+#include "rpc/client.h"
+#include "rpc/codec.h"
+#include "rpc/validate.h"
+#include "services/task_service.pb-c.h"
+#include "worker/session.h"
+#include "worker/uploader.h"
+
+#define TASK      "65a1b2c3d4e5f60718293a4b"
+#define MAX_SENT  256
+#define MAX_STORE 64
+
+/* ---- the fake master ---- */
+
+struct sent {
+    int stream;
+    bool items;
+    uint64_t seq;
+    size_t entries;
+    size_t packed; /* the whole message's size */
+    char *data;
+};
+
+struct cli_call {
+    const struct cli_handler *h;
+    void *user;
+    int number;
+    bool write_pending, half_closed;
+};
+
+static struct sent sent[MAX_SENT];
+static int n_sent, n_streams;
+static struct cli_call *open_call;
+static char trace[4096]; /* "1:L1 D1-2=8 2:L1=0 ...": stream, messages (kind, seq), status */
+static char *stored_logs[MAX_STORE], *stored_items[MAX_STORE];
+static size_t n_logs, n_items;
+/* Status the master gives a message it refuses, or OK; NULL refuses nothing. */
+static grpc_status_code (*policy)(const struct sent *m, int stream);
+static bool done, done_ok;
+static struct ev_loop *loop;
+
+static void reset(void)
+{
+    for (int i = 0; i < n_sent; i++)
+        free(sent[i].data);
+    for (size_t i = 0; i < n_logs; i++)
+        free(stored_logs[i]);
+    for (size_t i = 0; i < n_items; i++)
+        free(stored_items[i]);
+    n_sent = n_streams = 0;
+    n_logs = n_items = 0;
+    open_call = NULL;
+    trace[0] = '\0';
+    policy = NULL;
+    done = done_ok = false;
+}
+
+static void trace_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void trace_add(const char *fmt, ...)
+{
+    size_t len = strlen(trace);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(trace + len, sizeof(trace) - len, fmt, ap);
+    va_end(ap);
+}
+
+/* Stores what the message carries as the real master does; 0, or the status of a refusal. */
+static grpc_status_code store(const struct sent *m)
+{
+    char **to = m->items ? stored_items : stored_logs;
+    size_t *n = m->items ? &n_items : &n_logs;
+    if (m->seq - 1 > *n)
+        return GRPC_STATUS_OUT_OF_RANGE;
+    json_t *arr = json_loads(m->data, 0, NULL);
+    ck_assert_msg(json_is_array(arr), "data is not a JSON array: %.80s", m->data);
+    for (size_t i = *n - (m->seq - 1); i < json_array_size(arr); i++) {
+        json_t *v = json_array_get(arr, i);
+        ck_assert_uint_lt(*n, MAX_STORE);
+        to[(*n)++] =
+            m->items ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : strdup(json_string_value(v));
+    }
+    json_decref(arr);
+    return GRPC_STATUS_OK;
+}
+
+/* The verdict on a half-closed stream: its messages in order, up to the first refused. */
+static grpc_status_code judge(int stream)
+{
+    for (int i = 0; i < n_sent; i++) {
+        if (sent[i].stream != stream)
+            continue;
+        grpc_status_code st = policy ? policy(&sent[i], stream) : GRPC_STATUS_OK;
+        if (st == GRPC_STATUS_OK)
+            st = store(&sent[i]);
+        if (st != GRPC_STATUS_OK)
+            return st;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/* ---- stubs of the session and of the client calls ---- */
+
+bool session_online(const struct session *s)
+{
+    return true;
+}
+
+grpc_channel *session_data_channel(const struct session *s)
+{
+    return (grpc_channel *)&loop; /* never dereferenced: the calls are fakes */
+}
+
+unsigned session_generation(const struct session *s)
+{
+    return 1;
+}
+
+struct bridge *session_bridge(const struct session *s)
+{
+    return NULL;
+}
+
+const char *session_auth_key(const struct session *s)
+{
+    return "key";
+}
+
+void session_connection_failed(struct session *s, unsigned generation, const char *why)
+{
+    ck_abort_msg("the uploader gave up the connection: %s", why);
+}
+
+struct cli_call *cli_call_start(struct bridge *br, grpc_channel *ch, const char *method,
+                                const char *auth_key, uint64_t timeout_ms,
+                                const struct cli_handler *h, void *user)
+{
+    ck_assert_ptr_null(open_call);
+    struct cli_call *c = calloc(1, sizeof(*c));
+    c->h = h;
+    c->user = user;
+    c->number = ++n_streams;
+    open_call = c;
+    trace_add("%s%d:", n_streams > 1 ? " " : "", n_streams);
+    return c;
+}
+
+void *cli_call_user(const struct cli_call *c)
+{
+    return c->user;
+}
+
+int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
+{
+    ck_assert(!c->write_pending && !c->half_closed);
+    grpc_byte_buffer_reader r;
+    ck_assert(grpc_byte_buffer_reader_init(&r, msg));
+    grpc_slice slice = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    grpc_byte_buffer_destroy(msg);
+    Grpc__TaskServiceConnectRequest *req = grpc__task_service_connect_request__unpack(
+        NULL, GRPC_SLICE_LENGTH(slice), GRPC_SLICE_START_PTR(slice));
+    ck_assert_ptr_nonnull(req);
+    ck_assert_str_eq(req->task_id, TASK);
+    ck_assert_int_lt(n_sent, MAX_SENT);
+    struct sent *m = &sent[n_sent++];
+    m->stream = c->number;
+    m->items = req->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
+    m->seq = req->seq;
+    m->packed = GRPC_SLICE_LENGTH(slice);
+    m->data = strndup((const char *)req->data.data, req->data.len);
+    json_t *arr = json_loads(m->data, 0, NULL);
+    m->entries = json_array_size(arr);
+    json_decref(arr);
+    /* Every message must pass the master's bounds, or it is refused every time. */
+    ck_assert_uint_le(m->packed, RPC_MAX_MESSAGE);
+    ck_assert_uint_le(req->data.len, VALIDATE_DATA_MAX);
+    ck_assert_int_eq(validate_connect(req, NULL), 0);
+    ck_assert_uint_ge(m->seq, 1);
+    grpc__task_service_connect_request__free_unpacked(req, NULL);
+    grpc_slice_unref(slice);
+    if (m->entries > 1)
+        trace_add(" %s%llu-%llu", m->items ? "D" : "L", (unsigned long long)m->seq,
+                  (unsigned long long)(m->seq + m->entries - 1));
+    else
+        trace_add(" %s%llu", m->items ? "D" : "L", (unsigned long long)m->seq);
+    c->write_pending = true;
+    return 0;
+}
+
+int cli_call_close_send(struct cli_call *c)
+{
+    c->half_closed = true;
+    return 0;
+}
+
+int cli_call_read(struct cli_call *c)
+{
+    return 0;
+}
+
+bool cli_call_write_pending(const struct cli_call *c)
+{
+    return c->write_pending;
+}
+
+void cli_call_release(struct cli_call *c)
+{
+    if (open_call == c)
+        open_call = NULL;
+    free(c);
+}
+
+/* ---- driving the uploader ---- */
+
+static void on_done(void *ctx, bool ok)
+{
+    done = true;
+    done_ok = ok;
+}
+
+static void on_pressure(void *ctx, bool high)
+{
+}
+
+static const struct uploader_hooks hooks = {.on_done = on_done, .on_pressure = on_pressure};
+
+static struct uploader *make_uploader(void)
+{
+    reset();
+    loop = ev_default_loop(0);
+    struct uploader *u =
+        uploader_create(loop, (struct session *)&loop, TASK, NULL, 64u << 20, &hooks, NULL);
+    ck_assert_ptr_nonnull(u);
+    return u;
+}
+
+/* Completes writes and answers streams (waiting for the uploader's timers in between) until the
+ * uploader reports everything settled; fails after a bounded number of streams. */
+static void drive(void)
+{
+    for (int steps = 0; !done; steps++) {
+        ck_assert_msg(steps < 400 && n_streams < 40, "no end after %d streams: %s", n_streams,
+                      trace);
+        struct cli_call *c = open_call;
+        if (c && c->write_pending) {
+            c->write_pending = false;
+            c->h->on_sent(c, true);
+        } else if (c && c->half_closed) {
+            grpc_status_code st = judge(c->number);
+            trace_add("=%d", (int)st);
+            open_call = NULL;
+            c->h->on_status(c, st, st == GRPC_STATUS_OK ? "" : "refused by the test\nfake line");
+        } else {
+            ev_run(loop, EVRUN_ONCE); /* a linger or retry timer of the uploader */
+        }
+    }
+}
+
+static void add_items(struct uploader *u, json_t *items)
+{
+    uploader_items(u, items);
+    json_decref(items);
+}
+
+/* A result item of about 150 KiB: no two fit in one 256 KiB batch, so each is a message. */
+static json_t *big_item(int n)
+{
+    char *pad = malloc(150001);
+    memset(pad, 'x', 150000);
+    pad[150000] = '\0';
+    json_t *item = json_pack("{s:i, s:s}", "n", n, "pad", pad);
+    free(pad);
+    return item;
+}
+
+static int item_n(const char *stored)
+{
+    json_t *v = json_loads(stored, 0, NULL);
+    int n = (int)json_integer_value(json_object_get(v, "n"));
+    json_decref(v);
+    return n;
+}
+
+/* ---- item size ---- */
+
+START_TEST(test_uploader_sends_an_item_of_short_reals_whole_with_fewer_digits)
+{
+    /* 200,000 times 1e-7: about 1 MiB in the task's output, 4.6 MB with 17 digits each. */
+    json_t *v = json_array();
+    for (int i = 0; i < 200000; i++)
+        json_array_append_new(v, json_real(1e-7));
+    json_t *item = json_pack("{s:o}", "v", v);
+    char *long_form = json_dumps(item, JSON_COMPACT);
+    ck_assert_uint_gt(strlen(long_form), RPC_MAX_MESSAGE);
+    free(long_form);
+
+    struct uploader *u = make_uploader();
+    json_t *items = json_array();
+    json_array_append_new(items, json_pack("{s:i}", "n", 1));
+    json_array_append(items, item);
+    json_array_append_new(items, json_pack("{s:i}", "n", 3));
+    add_items(u, items);
+    uploader_finish(u);
+    drive();
+    ck_assert(done_ok);
+    ck_assert_uint_eq(n_items, 3);
+    ck_assert_uint_eq(n_logs, 0);
+    json_t *back = json_loads(stored_items[1], 0, NULL);
+    ck_assert(json_equal(back, item)); /* every number exactly the same */
+    json_decref(back);
+    ck_assert_uint_eq(uploader_data_items(u), 3);
+    json_decref(item);
+    uploader_destroy(u);
+}
+END_TEST
+
+START_TEST(test_uploader_drops_an_item_too_large_for_any_message_and_notes_it)
+{
+    /* 0.1 needs 17 digits to be written with 0.30000000000000004 beside it: 5 MB however
+     * written, from about 1 MiB of output. */
+    json_t *v = json_array();
+    for (int i = 0; i < 250000; i++)
+        json_array_append_new(v, json_real(0.1));
+    json_array_append_new(v, json_real(0.1 + 0.2));
+
+    struct uploader *u = make_uploader();
+    json_t *items = json_array();
+    json_array_append_new(items, json_pack("{s:i}", "n", 1));
+    json_array_append_new(items, json_pack("{s:o}", "v", v));
+    json_array_append_new(items, json_pack("{s:i}", "n", 3));
+    add_items(u, items);
+    uploader_finish(u);
+    drive();
+    ck_assert(done_ok);
+    /* The others are stored, numbered without a gap, and the task's log says what is missing. */
+    ck_assert_uint_eq(n_items, 2);
+    ck_assert_int_eq(item_n(stored_items[0]), 1);
+    ck_assert_int_eq(item_n(stored_items[1]), 3);
+    ck_assert_uint_eq(uploader_data_items(u), 2);
+    ck_assert_uint_eq(n_logs, 1);
+    ck_assert_msg(strstr(stored_logs[0], "crawlab-node: 1 result item not sent: larger than one "
+                                         "message may carry") != NULL,
+                  "%s", stored_logs[0]);
+    uploader_destroy(u);
+}
+END_TEST
+
+/* ---- refusals ---- */
+
+static grpc_status_code refuse_item_2(const struct sent *m, int stream)
+{
+    return m->items && strstr(m->data, "\"n\":2,") ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                                   : GRPC_STATUS_OK;
+}
+
+START_TEST(test_uploader_drops_a_message_refused_twice_and_renumbers_what_follows)
+{
+    struct uploader *u = make_uploader();
+    policy = refuse_item_2;
+    uploader_log(u, "first line", 10);
+    json_t *items = json_array();
+    for (int n = 1; n <= 3; n++)
+        json_array_append_new(items, big_item(n));
+    add_items(u, items);
+    uploader_finish(u);
+    drive();
+    /* The segment is refused; its messages go one by one; item 2 is refused twice alone and
+     * dropped; item 3 goes as number 2; the note of the loss follows as line 2. */
+    ck_assert_str_eq(trace, "1: D1 D2 L1 D3=8 2: D1=0 3: D2=8 4: D2=8 5: L1=0 6: D2=0 7: L2=0");
+    ck_assert(done_ok);
+    ck_assert_uint_eq(n_items, 2);
+    ck_assert_int_eq(item_n(stored_items[0]), 1);
+    ck_assert_int_eq(item_n(stored_items[1]), 3);
+    ck_assert_uint_eq(n_logs, 2);
+    ck_assert_str_eq(stored_logs[0], "first line");
+    /* The master's text is made one printable line. */
+    ck_assert_str_eq(stored_logs[1], "crawlab-node: 1 result item refused by the master: refused "
+                                     "by the test?fake line (status 8)");
+    ck_assert_uint_eq(uploader_data_items(u), 2);
+    ck_assert_uint_eq(uploader_log_lines(u), 2);
+    uploader_destroy(u);
+}
+END_TEST
+
+static grpc_status_code refuse_stream_1(const struct sent *m, int stream)
+{
+    return stream == 1 ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_OK;
+}
+
+START_TEST(test_uploader_loses_nothing_to_a_refusal_that_does_not_repeat)
+{
+    struct uploader *u = make_uploader();
+    policy = refuse_stream_1;
+    uploader_log(u, "first line", 10);
+    json_t *items = json_array();
+    for (int n = 1; n <= 2; n++)
+        json_array_append_new(items, big_item(n));
+    add_items(u, items);
+    uploader_finish(u);
+    drive();
+    ck_assert_str_eq(trace, "1: D1 L1 D2=8 2: D1=0 3: L1=0 4: D2=0");
+    ck_assert(done_ok);
+    ck_assert_uint_eq(n_items, 2);
+    ck_assert_uint_eq(n_logs, 1);
+    ck_assert_uint_eq(uploader_data_items(u), 2);
+    uploader_destroy(u);
+}
+END_TEST
+
+static grpc_status_code refuse_logs(const struct sent *m, int stream)
+{
+    return m->items ? GRPC_STATUS_OK : GRPC_STATUS_INVALID_ARGUMENT;
+}
+
+START_TEST(test_uploader_facing_a_master_that_refuses_every_log_message_still_delivers_items)
+{
+    struct uploader *u = make_uploader();
+    policy = refuse_logs;
+    uploader_log(u, "a line the master refuses", 25);
+    json_t *items = json_array();
+    json_array_append_new(items, json_pack("{s:i}", "n", 1));
+    json_array_append_new(items, json_pack("{s:i}", "n", 2));
+    add_items(u, items);
+    uploader_finish(u);
+    drive();
+    /* The line is dropped, then the note about it, which is not noted again; the items are all
+     * stored and the task's output is settled. */
+    ck_assert(done_ok);
+    ck_assert_uint_eq(n_items, 2);
+    ck_assert_int_eq(item_n(stored_items[0]), 1);
+    ck_assert_int_eq(item_n(stored_items[1]), 2);
+    ck_assert_uint_eq(n_logs, 0);
+    ck_assert_uint_eq(uploader_log_lines(u), 0);
+    ck_assert_uint_eq(uploader_data_items(u), 2);
+    uploader_destroy(u);
+}
+END_TEST
+
+static Suite *uploader_suite(void)
+{
+    Suite *s = suite_create("uploader");
+    TCase *tc = tcase_create("uploader");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_uploader_sends_an_item_of_short_reals_whole_with_fewer_digits);
+    tcase_add_test(tc, test_uploader_drops_an_item_too_large_for_any_message_and_notes_it);
+    tcase_add_test(tc, test_uploader_drops_a_message_refused_twice_and_renumbers_what_follows);
+    tcase_add_test(tc, test_uploader_loses_nothing_to_a_refusal_that_does_not_repeat);
+    tcase_add_test(
+        tc, test_uploader_facing_a_master_that_refuses_every_log_message_still_delivers_items);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+const struct unit_tests unit_tests = {.suite = uploader_suite};
