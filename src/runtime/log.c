@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/utf8.h"
+
 static enum log_level threshold = LOG_INFO;
 static enum log_format format = LOG_FORMAT_TEXT;
 static const char *role_name = "crawlab-node";
@@ -38,18 +40,38 @@ bool log_enabled(enum log_level level)
     return level <= threshold;
 }
 
-/* Appends s to buf as the inside of a JSON string, escaping what JSON requires. */
+/*
+ * Appends s to buf as the inside of a JSON string, escaping what JSON requires. A message may quote
+ * bytes from elsewhere, or end inside a character where it was cut to fit: what is not UTF-8
+ * becomes U+FFFD, so that every line parses as JSON.
+ */
 static size_t json_escape(char *buf, size_t pos, size_t cap, const char *s)
 {
-    for (; *s && pos + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n && pos + 7 < cap;) {
+        unsigned char c = p[i];
         if (c == '"' || c == '\\') {
             buf[pos++] = '\\';
             buf[pos++] = (char)c;
+            i++;
         } else if (c < 0x20) {
             pos += (size_t)snprintf(buf + pos, cap - pos, "\\u%04x", c);
-        } else {
+            i++;
+        } else if (c < 0x80) {
             buf[pos++] = (char)c;
+            i++;
+        } else {
+            enum utf8_result res;
+            size_t span = utf8_next(p + i, n - i, &res);
+            if (res == UTF8_OK) {
+                memcpy(buf + pos, p + i, span);
+                pos += span;
+            } else {
+                memcpy(buf + pos, UTF8_REPLACEMENT, UTF8_REPLACEMENT_LEN);
+                pos += UTF8_REPLACEMENT_LEN;
+            }
+            i += span;
         }
     }
     return pos;

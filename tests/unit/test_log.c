@@ -102,6 +102,40 @@ START_TEST(test_log_json_escapes_control_characters)
 }
 END_TEST
 
+START_TEST(test_log_json_repairs_what_is_not_utf8_and_keeps_what_is)
+{
+    /* An invalid byte, a surrogate, a character cut by the end, and valid text around them. */
+    char *out = logged(LOG_FORMAT_JSON, "caf\xc3\xa9 \xff x \xed\xa0\x80 y \xe2\x82");
+    json_error_t err;
+    json_t *root = json_loads(out, 0, &err);
+    ck_assert_msg(root != NULL, "not JSON: %s (%s)", out, err.text);
+    ck_assert_str_eq(json_string_value(json_object_get(root, "msg")),
+                     "caf\xc3\xa9 \xef\xbf\xbd x \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd y "
+                     "\xef\xbf\xbd");
+    json_decref(root);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_log_json_line_cut_to_fit_is_still_json)
+{
+    /* A message longer than a log line, of two-byte characters: wherever the cut falls, the line
+     * parses. */
+    char msg[6001];
+    for (size_t i = 0; i + 1 < sizeof(msg); i += 2)
+        memcpy(msg + i, "\xc3\xa9", 2);
+    msg[sizeof(msg) - 1] = '\0';
+    for (int shift = 0; shift < 2; shift++) {
+        char *out = logged(LOG_FORMAT_JSON, msg + shift);
+        json_error_t err;
+        json_t *root = json_loads(out, 0, &err);
+        ck_assert_msg(root != NULL, "not JSON (%s)", err.text);
+        json_decref(root);
+        free(out);
+    }
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -111,6 +145,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_log_text_keeps_printable_text_and_utf8_as_is);
     tcase_add_test(tc, test_log_text_line_of_control_characters_is_cut_not_overflowed);
     tcase_add_test(tc, test_log_json_escapes_control_characters);
+    tcase_add_test(tc, test_log_json_repairs_what_is_not_utf8_and_keeps_what_is);
+    tcase_add_test(tc, test_log_json_line_cut_to_fit_is_still_json);
     suite_add_tcase(s, tc);
     return s;
 }
