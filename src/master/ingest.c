@@ -13,6 +13,7 @@
 #include "master/tasks.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
+#include "runtime/jsontext.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
@@ -123,11 +124,13 @@ static int parse_items(struct ingest_batch *b, const uint8_t *data, size_t len)
         json_t *v = json_array_get(b->root, i);
         if (!json_is_object(v))
             return -EINVAL;
-        if (!(b->owned[i] = json_dumps(v, JSON_COMPACT)))
-            return -ENOMEM;
+        /* Stored as text that ReadResults can serve: jansson's 17 digits may make a real grow. */
+        size_t text_len;
+        if (!(b->owned[i] = json_text_within(v, VALIDATE_ITEM_MAX, &text_len)))
+            return text_len ? -EMSGSIZE : -ENOMEM;
         b->n = i + 1;
         b->ptrs[i] = b->owned[i];
-        b->lens[i] = strlen(b->owned[i]);
+        b->lens[i] = text_len;
     }
     return (int)n;
 }
@@ -191,11 +194,12 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     ingest_batch_free(&b);
     if (rc < 0) {
         if (!why)
-            why = rc == -ERANGE   ? "seq gap: resend from the master's count"
-                  : rc == -ENOENT ? "unknown task"
-                  : rc == -EINVAL ? (items ? "data must be a JSON array of objects"
-                                           : "data must be a JSON array of strings")
-                                  : "cannot store the data";
+            why = rc == -ERANGE     ? "seq gap: resend from the master's count"
+                  : rc == -ENOENT   ? "unknown task"
+                  : rc == -EINVAL   ? (items ? "data must be a JSON array of objects"
+                                             : "data must be a JSON array of strings")
+                  : rc == -EMSGSIZE ? "a result item too large to store and serve back"
+                                    : "cannot store the data";
         log_debug("task %s: Connect refused: %s", s->task_id, why);
         /* Only what is wrong with the message itself is refused with its own status: a worker
          * drops a message refused so twice. What the master could not do (memory, disk) is

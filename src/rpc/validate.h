@@ -52,6 +52,9 @@
 #define VALIDATE_SUBMIT_NODES  10000      /* node keys of one SubmitTask */
 #define VALIDATE_RESYNC_TASKS  100000     /* tasks listed in one Resync */
 #define VALIDATE_DATA_MAX      (4u << 20) /* a Connect message's data */
+/* The longest text of one result item: alone in a Connect message's data ("[" item "]") or in a
+ * ReadResults chunk, it leaves room under the 4 MiB message limit for the rest of the message. */
+#define VALIDATE_ITEM_MAX (VALIDATE_DATA_MAX - 66)
 /*
  * JSON values in one INSERT_DATA message's data, as validate_json_values counts them (log lines
  * are read without building a tree). Parsed JSON costs far more memory than its text: 4 MiB of

@@ -16,6 +16,7 @@
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "runtime/jsonsafe.h"
+#include "runtime/jsontext.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
@@ -382,44 +383,20 @@ static void printable(char *out, size_t cap, const char *s)
     out[i] = '\0';
 }
 
-/* Whether one item's JSON text fits in a message of its own, "[" text "]", by every bound the
- * master applies to a message. */
-static bool item_fits(const char *text, size_t n)
-{
-    return n + 2 <= DATA_MAX &&
-           validate_json_values((const uint8_t *)text, n, VALIDATE_DATA_VALUES_MAX - 1, NULL) == 0;
-}
-
 /*
- * An item as compact JSON text that fits in one message, or NULL (*len: its size as written by
- * default). jansson writes a real with 17 significant digits: 1e-7 becomes 22 bytes, so a 1 MiB
- * output line of such numbers grows past the message limit. Then 15 and 16 digits are tried,
- * and their text kept only if it reads back as exactly the same item: no value changes.
+ * An item as compact JSON text that fits in one message of its own, "[" text "]", by every bound
+ * the master applies to a message; or NULL (*len: its size as written by default, 0 when out of
+ * memory). Fewer digits are tried only where no value changes (json_text_within).
  */
 static char *item_text(json_t *item, size_t *len)
 {
-    char *text = json_dumps(item, JSON_COMPACT);
-    if (!text)
-        return NULL;
-    *len = strlen(text);
-    if (item_fits(text, *len))
-        return text;
-    free(text);
-    for (int digits = 15; digits <= 16; digits++) {
-        text = json_dumps(item, JSON_COMPACT | JSON_REAL_PRECISION(digits));
-        if (!text)
-            return NULL;
-        size_t n = strlen(text);
-        json_t *back = item_fits(text, n) ? json_loadb(text, n, 0, NULL) : NULL;
-        bool same = back && json_equal(back, item);
-        json_decref(back);
-        if (same) {
-            *len = n;
-            return text;
-        }
+    char *text = json_text_within(item, VALIDATE_ITEM_MAX, len);
+    if (text &&
+        validate_json_values((const uint8_t *)text, *len, VALIDATE_DATA_VALUES_MAX - 1, NULL) < 0) {
         free(text);
+        return NULL;
     }
-    return NULL;
+    return text;
 }
 
 void uploader_items(struct uploader *u, json_t *items)

@@ -1,6 +1,7 @@
 /* Unit tests for master/ingest's parse of a Connect message's data: what reaches the store. */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 #include "check_main.h"
 #include "master/ingest.h"
+#include "rpc/validate.h"
 
 #define FFFD "\xef\xbf\xbd"
 
@@ -61,6 +63,52 @@ START_TEST(test_items_refuse_u0000_in_a_key_and_anything_but_objects)
 }
 END_TEST
 
+/* "[{"v":[x,x,...]}]" with count copies of the number text x. */
+static char *items_of_numbers(const char *x, size_t count)
+{
+    size_t xl = strlen(x), cap = 16 + count * (xl + 1);
+    char *s = malloc(cap);
+    ck_assert_ptr_nonnull(s);
+    size_t n = (size_t)snprintf(s, cap, "[{\"v\":[");
+    for (size_t i = 0; i < count; i++) {
+        memcpy(s + n, x, xl);
+        n += xl;
+        s[n++] = i + 1 < count ? ',' : ']';
+    }
+    memcpy(s + n, "}]", 3);
+    return s;
+}
+
+START_TEST(test_item_growing_past_the_bound_with_17_digits_is_stored_with_fewer_exactly)
+{
+    /* 400,000 times 1e-7: 2.4 MB as sent, 8.8 MB with jansson's 17 digits. */
+    char *data = items_of_numbers("1e-7", 400000);
+    struct ingest_batch b;
+    ck_assert_int_eq(parse(&b, data, true), 1);
+    ck_assert_uint_le(b.lens[0], VALIDATE_ITEM_MAX);
+    json_t *sent = json_loads(data, 0, NULL);
+    json_t *stored = json_loadb(b.ptrs[0], b.lens[0], 0, NULL);
+    ck_assert_ptr_nonnull(stored);
+    ck_assert(json_equal(json_array_get(sent, 0), stored));
+    json_decref(sent);
+    json_decref(stored);
+    ingest_batch_free(&b);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_item_that_cannot_be_stored_within_the_bound_is_refused_as_too_large)
+{
+    /* 0.30000000000000004 needs all 17 digits: 300,000 of them (6 MB) do not fit however written.
+     */
+    char *data = items_of_numbers("0.30000000000000004", 300000);
+    struct ingest_batch b;
+    ck_assert_int_eq(parse(&b, data, true), -EMSGSIZE);
+    ingest_batch_free(&b);
+    free(data);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest");
@@ -68,6 +116,9 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_log_lines_get_u_fffd_for_u0000);
     tcase_add_test(tc, test_items_keep_u0000_escaped_in_their_stored_text);
     tcase_add_test(tc, test_items_refuse_u0000_in_a_key_and_anything_but_objects);
+    tcase_add_test(tc,
+                   test_item_growing_past_the_bound_with_17_digits_is_stored_with_fewer_exactly);
+    tcase_add_test(tc, test_item_that_cannot_be_stored_within_the_bound_is_refused_as_too_large);
     suite_add_tcase(s, tc);
     return s;
 }
