@@ -415,7 +415,7 @@ void uploader_items(struct uploader *u, json_t *items)
             /* It could never be sent: it gets no number, so nothing after it waits for it. */
             log_warn("task %s: a result item of %zu bytes as JSON does not fit in a message of "
                      "%u bytes; dropped",
-                     u->task_id, n, (unsigned)DATA_MAX);
+                     u->task_id, n, (unsigned)VALIDATE_ITEM_MAX);
             dropped++;
             largest = n > largest ? n : largest;
             continue;
@@ -429,7 +429,7 @@ void uploader_items(struct uploader *u, json_t *items)
         note(u,
              "%zu result item%s not sent: larger than one message may carry (%zu bytes as JSON, "
              "limit %u)",
-             dropped, dropped == 1 ? "" : "s", largest, (unsigned)DATA_MAX);
+             dropped, dropped == 1 ? "" : "s", largest, (unsigned)VALIDATE_ITEM_MAX);
 }
 
 /* ---- the Connect stream ---- */
