@@ -295,6 +295,8 @@ struct parse {
 
 static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The message quotes what was given, which may hold anything: it is kept to one printable line,
+ * every control character shown as '?'. */
 static int fail(struct parse *p, const char *fmt, ...)
 {
     if (p->err && p->errlen > 0) {
@@ -302,6 +304,9 @@ static int fail(struct parse *p, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(p->err, p->errlen, fmt, ap);
         va_end(ap);
+        for (char *c = p->err; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
     }
     return -EINVAL;
 }

@@ -207,6 +207,14 @@ START_TEST(test_bad_role_values_name_their_source)
 }
 END_TEST
 
+START_TEST(test_errors_quoting_a_value_stay_one_printable_line)
+{
+    expect_error(parse("--role=bo\nss\x1b[31m", NULL), "--role", "'bo?ss?[31m'");
+    for (const char *c = err; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 && *c != 0x7f, "control character in: %s", err);
+}
+END_TEST
+
 START_TEST(test_client_command_ignores_crawlab_node_master)
 {
     env_set("CRAWLAB_NODE_MASTER", "maybe");
@@ -1145,6 +1153,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_contradictory_options_are_refused);
     tcase_add_test(tc, test_failed_parse_leaves_nothing_to_free);
     tcase_add_test(tc, test_node_name_is_bounded_as_the_master_bounds_it);
+    tcase_add_test(tc, test_errors_quoting_a_value_stay_one_printable_line);
     tcase_add_test(tc, test_node_key_follows_the_master_rule);
     tcase_add_test(tc, test_submit_name_and_nodes_follow_the_master_rules);
 
