@@ -3,9 +3,9 @@
  *
  * Any thread may log; each line is written with a single write(2) so lines from
  * different threads never interleave. Control characters in a message are escaped in both
- * formats (text: \n, \r, \t, \xNN; JSON: as JSON requires), so one event is always one line,
- * whatever a message quotes. Messages must never contain secrets (the auth key is never
- * passed here).
+ * formats (text: \n, \r, \t, \xNN; JSON: as JSON requires, and what is not UTF-8 becomes
+ * U+FFFD), so one event is always one line, whatever a message quotes. Messages must never contain
+ * secrets (the auth key is never passed here).
  */
 #ifndef CRAWLAB_LOG_H
 #define CRAWLAB_LOG_H
