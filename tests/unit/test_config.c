@@ -2,12 +2,13 @@
  * Behaviour of command-line and environment parsing: defaults, precedence of flags over the
  * environment, per-command options, error messages, and the duration, size and address helpers.
  */
-#include <check.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "check_main.h"
 
 #include "config.h"
 #include "rpc/validate.h"
@@ -1197,11 +1198,4 @@ static Suite *config_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+const struct unit_tests unit_tests = {.suite = config_suite};
