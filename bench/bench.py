@@ -60,11 +60,7 @@ def pct(sorted_values, p):
     return sorted_values[k - 1]
 
 
-def cpu_seconds(pid):
-    """utime + stime of a live process, in seconds (resolution 1/CLK_TCK)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+cpu_seconds = harness.cpu_seconds
 
 
 def machine_ticks():
@@ -100,8 +96,7 @@ class CpuSampler:
         total = 0
         for pid in self.pids_fn():
             try:
-                with open("/proc/%d/stat" % pid) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                fields = harness.proc_stat(pid)[1]
                 total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
             except (OSError, ValueError):
                 pass
@@ -112,18 +107,8 @@ class CpuSampler:
     def _kernel_threads():
         """Jiffies used so far by kernel threads (children of kthreadd): block I/O, writeback and
         softirq work is done there partly on our behalf, so it is not counted as other work."""
-        total = 0
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] in ("0", "2") or d == "2":  # ppid 2: a kernel thread
-                total += int(fields[11]) + int(fields[12])
-        return total
+        return sum(int(fields[11]) + int(fields[12]) for pid, _, fields in harness.proc_stats()
+                   if fields[1] in ("0", "2") or pid == 2)  # ppid 2: a kernel thread
 
     def _sample(self):
         return (now_ms(), machine_ticks(), self._ours(), self._kernel_threads())
@@ -155,19 +140,8 @@ class CpuSampler:
 
 def _proc_ticks():
     """{pid: (utime + stime in jiffies, command name)} of every process."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.find("(") + 1:stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2:].split()
-        out[int(d)] = (int(fields[11]) + int(fields[12]), name)
-    return out
+    return {pid: (int(fields[11]) + int(fields[12]), name)
+            for pid, name, fields in harness.proc_stats()}
 
 
 def wait_quiet(limit=0.15, max_wait=60.0):

@@ -1141,6 +1141,21 @@ static int status_apply(struct store *s, const char *id, enum task_status from, 
     return rc;
 }
 
+/* Assigns task id to node_key if it is pending, and records that in its history. 0, 1 when the
+ * task was not pending (nothing changed), or -errno. Inside an operation. */
+static int assign_pending(struct store *s, const char *id, const char *node_key, int64_t now_ms)
+{
+    sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
+    bind_text(st, 1, id);
+    bind_text(st, 2, node_key);
+    sqlite3_bind_int64(st, 3, now_ms);
+    int rc = step_done(s, st, "assigning task", id);
+    if (rc == 0)
+        rc = sqlite3_changes(s->db) == 1 ? history_add(s, id, TASK_PENDING, TASK_ASSIGNED, now_ms)
+                                         : 1;
+    return rc;
+}
+
 int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms)
 {
     int rc = enter(s, __func__);
@@ -1151,15 +1166,7 @@ int store_task_assign(struct store *s, const char *id, const char *node_key, int
     rc = op_begin(s);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
-    bind_text(st, 1, id);
-    bind_text(st, 2, node_key);
-    sqlite3_bind_int64(st, 3, now_ms);
-    rc = step_done(s, st, "assigning task", id);
-    if (rc == 0)
-        rc = sqlite3_changes(s->db) == 1 ? history_add(s, id, TASK_PENDING, TASK_ASSIGNED, now_ms)
-                                         : 1;
-    return op_end(s, rc);
+    return op_end(s, assign_pending(s, id, node_key, now_ms));
 }
 
 int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out)
@@ -1187,13 +1194,10 @@ int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, stru
         finish(pick);
     }
     if (rc == 0 && id[0]) {
-        sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
-        bind_text(st, 1, id);
-        bind_text(st, 2, node_key);
-        sqlite3_bind_int64(st, 3, now_ms);
-        rc = step_done(s, st, "assigning task", id);
-        if (rc == 0)
-            rc = history_add(s, id, TASK_PENDING, TASK_ASSIGNED, now_ms);
+        /* Picked as pending in this same transaction, so it is still pending. */
+        rc = assign_pending(s, id, node_key, now_ms);
+        if (rc == 1)
+            rc = -EIO;
         if (rc == 0)
             rc = task_load(s, id, out);
         if (rc == 0) {

@@ -461,9 +461,8 @@ static void recover(struct jobs *j)
     while ((de = readdir(d))) {
         if (!task_id_valid(de->d_name))
             continue;
-        char file[sizeof(path) + 258], line[64] = "";
-        snprintf(file, sizeof(file), "%s/%s", path, de->d_name);
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        char line[64] = "";
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
             ssize_t n = read(fd, line, sizeof(line) - 1);
             line[n > 0 ? n : 0] = '\0';
@@ -805,11 +804,8 @@ static void clear_spool(const char *dir)
         return;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (!task_id_valid(de->d_name))
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        unlink(path);
+        if (task_id_valid(de->d_name))
+            unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
 }

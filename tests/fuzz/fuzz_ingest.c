@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "fuzz.h"
 #include "master/ingest.h"
 #include "master/jsonlines.h"
 #include "master/store.h"
@@ -39,17 +40,10 @@
 #include "runtime/log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define TASK_EXECS  256
 #define STORE_EXECS 8192
 #define NOW_MS      1700000000000LL
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 static char root[64];
 static char data_dir[96];

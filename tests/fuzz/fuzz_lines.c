@@ -21,15 +21,8 @@
 
 #include <jansson.h>
 
+#include "fuzz.h"
 #include "worker/lines.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 /* Every piece emitted, back to back in bytes, with their lengths. */
 struct pieces {

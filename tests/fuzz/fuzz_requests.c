@@ -20,19 +20,11 @@
 #include <grpc/slice.h>
 #include <jansson.h>
 
+#include "fuzz.h"
 #include "master/task_state.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "tests/common/requests.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Aborts (a crash for libFuzzer) when an invariant does not hold, in every build type. */
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 /* jansson must take the string as a JSON string: it checks UTF-8 on its own. */
 static void json_safe(const char *s)

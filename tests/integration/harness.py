@@ -408,30 +408,38 @@ def read_key(path):
 # processes seen through /proc: CPU time, process groups
 
 
-def cpu_seconds(pid):
-    """utime + stime of pid (seconds of CPU it used so far), from /proc/<pid>/stat."""
-    with open("/proc/%d/stat" % pid) as f:
+def proc_stat(pid):
+    """(command name, fields after it) of /proc/<pid>/stat. fields[0] is field 3 of proc(5)
+    (state); [1] ppid, [2] process group, [11] utime, [12] stime, [13] cutime, [14] cstime."""
+    with open("/proc/%s/stat" % pid) as f:
         stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()
-    # fields[0] is field 3 (state) of proc(5); utime and stime are fields 14 and 15
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
+def proc_stats():
+    """[(pid, command name, fields)] of every process now (see proc_stat); those that vanish
+    while being read are left out."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            name, fields = proc_stat(d)
+        except OSError:
+            continue
+        out.append((int(d), name, fields))
+    return out
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid (seconds of CPU it used so far)."""
+    fields = proc_stat(pid)[1]
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def group_members(pgid):
     """[(pid, state)] of the processes whose process group is pgid (zombies included)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
-            pids.append((int(d), fields[0]))
-    return pids
+    return [(pid, fields[0]) for pid, _, fields in proc_stats() if int(fields[2]) == pgid]
 
 
 def group_gone(pgid):

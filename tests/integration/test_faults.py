@@ -285,23 +285,32 @@ class Faults(harness.ClusterTest, harness.TaskOps):
 
     # ---- a: a blackholed worker
 
-    def test_blackholed_worker_goes_offline_and_its_task_runs_on_when_the_network_heals(self):
-        self.c.start_master()
+    def blackhole_a_running_task(self, master_extra=()):
+        """A worker behind the proxy runs `sleep 300`, then the proxy swallows everything: returns
+        (proxy, worker, node key, task id, task pid) once the task waits as node_disconnected."""
+        self.c.start_master(extra=list(master_extra))
         p = self.proxy()
         w = self.c.start_worker("w1", master_addr=p.addr, extra=["--log-level=debug"])
         key, = self.online(w)
         tid = self.submit1("--", "sleep", "300")
         pid = self.running_pid(tid)
-
         p.blackhole()
         self.c.wait_status("offline", keys=[key], timeout=30)
         self.wait_task_status(tid, "node_disconnected", timeout=30)
-        self.assertFalse(group_gone(pid), "the task's process died with the network")
+        return p, w, key, tid, pid
 
+    def heal(self, p, w, key):
+        """Lets the proxy pass again; returns once the worker registered anew and is online."""
         registered = w.count(REGISTERED)
         p.pass_()
         w.wait_log(REGISTERED, count=registered + 1, timeout=90)
         self.c.wait_status("online", keys=[key], timeout=30)
+
+    def test_blackholed_worker_goes_offline_and_its_task_runs_on_when_the_network_heals(self):
+        p, w, key, tid, pid = self.blackhole_a_running_task()
+        self.assertFalse(group_gone(pid), "the task's process died with the network")
+
+        self.heal(p, w, key)
         t = self.wait_task_status(tid, "running", timeout=30)
         self.assertEqual(t["pid"], pid, t)
         self.assertEqual(t["assigned_node"], key, t)
@@ -315,24 +324,12 @@ class Faults(harness.ClusterTest, harness.TaskOps):
         wait_until(lambda: group_gone(pid), what="the task's process group to end")
 
     def test_task_of_a_worker_blackholed_beyond_the_disconnect_grace_ends_abnormal(self):
-        self.c.start_master(extra=["--disconnect-grace=3s"])
-        p = self.proxy()
-        w = self.c.start_worker("w1", master_addr=p.addr, extra=["--log-level=debug"])
-        key, = self.online(w)
-        tid = self.submit1("--", "sleep", "300")
-        pid = self.running_pid(tid)
-
-        p.blackhole()
-        self.c.wait_status("offline", keys=[key], timeout=30)
-        self.wait_task_status(tid, "node_disconnected", timeout=30)
+        p, w, key, tid, pid = self.blackhole_a_running_task(["--disconnect-grace=3s"])
         # the blackhole lasts until the grace is over, however long that takes
         t = self.wait_task_status(tid, "abnormal", timeout=60)
         self.assertEqual(t["assigned_node"], key, t)
 
-        registered = w.count(REGISTERED)
-        p.pass_()
-        w.wait_log(REGISTERED, count=registered + 1, timeout=90)
-        self.c.wait_status("online", keys=[key], timeout=30)
+        self.heal(p, w, key)
         # a later task on the same node started and its output is stored: whatever the worker
         # said about the old one on reconnecting (resync, reports) came before and is heard
         self.wait_started_on(key)

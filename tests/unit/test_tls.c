@@ -529,6 +529,24 @@ static void run_until_closed(double timeout_s)
                   tls_server_conn_count(srv), tls_client_conn_count(cli));
 }
 
+/* Reads fd into buf until EOF, running the loop while nothing is there. Returns the bytes read,
+ * or -1 when no EOF came within timeout_s (or cap bytes came first). */
+static ssize_t read_to_eof(int fd, char *buf, size_t cap, double timeout_s)
+{
+    size_t got = 0;
+    double start = ev_time();
+    while (got < cap && ev_time() - start < timeout_s) {
+        ssize_t r = recv(fd, buf + got, cap - got, 0);
+        if (r == 0)
+            return (ssize_t)got;
+        if (r > 0)
+            got += (size_t)r;
+        else
+            run_for(0.01);
+    }
+    return -1;
+}
+
 START_TEST(test_half_close_reaches_the_other_side_and_the_answer_still_comes_back)
 {
     make_server(true, 0);
@@ -540,39 +558,13 @@ START_TEST(test_half_close_reaches_the_other_side_and_the_answer_still_comes_bac
     ck_assert_int_eq(shutdown(k.c.fd, SHUT_WR), 0);
 
     char buf[64];
-    size_t got = 0;
-    bool eof = false;
-    double start = ev_time();
-    while (!eof && ev_time() - start < 5) {
-        ssize_t r = recv(k.s.fd, buf + got, sizeof(buf) - got, 0);
-        if (r > 0)
-            got += (size_t)r;
-        else if (r == 0)
-            eof = true;
-        else
-            run_for(0.01);
-    }
-    ck_assert(eof);
-    ck_assert_uint_eq(got, 8);
+    ck_assert_int_eq(read_to_eof(k.s.fd, buf, sizeof(buf), 5.0), 8);
     ck_assert(memcmp(buf, "question", 8) == 0);
 
     ck_assert_int_eq(send(k.s.fd, "answer", 6, 0), 6);
     close(k.s.fd);
     k.s.fd = -1;
-    got = 0;
-    eof = false;
-    start = ev_time();
-    while (!eof && ev_time() - start < 5) {
-        ssize_t r = recv(k.c.fd, buf + got, sizeof(buf) - got, 0);
-        if (r > 0)
-            got += (size_t)r;
-        else if (r == 0)
-            eof = true;
-        else
-            run_for(0.01);
-    }
-    ck_assert(eof);
-    ck_assert_uint_eq(got, 6);
+    ck_assert_int_eq(read_to_eof(k.c.fd, buf, sizeof(buf), 5.0), 6);
     ck_assert(memcmp(buf, "answer", 6) == 0);
     /* Both directions ended: both pumps are gone well before the linger bound. */
     run_until_closed(2.0);
