@@ -8,7 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "rpc/validate.h"
+#include "core/rules.h"
+#include "core/task.h"
 
 #define DEFAULT_PORT            9666
 #define DEFAULT_LISTEN_HOST     "0.0.0.0"
@@ -17,24 +18,17 @@
 #define MAX_RUNNERS_LIMIT       1024
 #define MAX_CONNECTIONS_LIMIT   1000000
 #define DEFAULT_MAX_CONNECTIONS 10000
-#define PRIORITY_MIN            (-1000)
-#define PRIORITY_MAX            1000
 #define DEFAULT_SPOOL_BYTES     (UINT64_C(1) << 30)
 /* The worker splits output lines at 1 MiB; a spool smaller than that could not hold one. */
 #define MIN_SPOOL_BYTES  (UINT64_C(1) << 20)
 #define MAX_HOSTNAME_LEN 253
 #define MAX_IPV6_LEN     63
-#define TASK_ID_LEN      24
 #define CERT_NAME_MAX    64
 /* Values quoted in error messages are cut here so that a pasted blob stays readable. */
 #define QUOTE_MAX 80
-/* What the master takes as a node key or a name (validate.h), for help and error messages. */
-#define STR_(x)       #x
-#define STR(x)        STR_(x)
-#define NODE_KEY_RULE "1 to " STR(VALIDATE_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
-#define NAME_RULE     "at most " STR(VALIDATE_NAME_MAX) " bytes"
-#define NAME_EXPECTED                                                                              \
-    "expected 1 to " STR(VALIDATE_NAME_MAX) " bytes of UTF-8 text without control characters"
+/* The rules of core/rules.h as help and error messages word them. */
+#define NAME_RULE     "at most " STR(LIMIT_NAME_MAX) " bytes"
+#define NAME_EXPECTED "expected " RULE_NAME
 
 #define M(cmd)  (1u << (cmd))
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
@@ -50,11 +44,6 @@ static const char *const command_names[] = {
     [CMD_SUBMIT] = "submit",         [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
     [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
     [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",     [CMD_VERSION] = "version",
-};
-
-static const char *const task_statuses[] = {
-    "pending", "assigned",  "running",  "finished",
-    "error",   "cancelled", "abnormal", "node_disconnected",
 };
 
 enum option_id {
@@ -141,7 +130,7 @@ static const struct option_def options[OPT_COUNT] = {
     [OPT_LOG_LEVEL] = {"log-level", "LEVEL", ALL, NULL, "error, warn, info or debug.", "info"},
     [OPT_LOG_FORMAT] = {"log-format", "FORMAT", ALL, NULL, "text or json.", "text"},
     [OPT_NODE_KEY] = {"node-key", "KEY", M(CMD_WORKER), "CRAWLAB_NODE_KEY",
-                      "Identity of this worker: " NODE_KEY_RULE ".",
+                      "Identity of this worker: " RULE_NODE_KEY ".",
                       "generated once and kept in the data directory"},
     [OPT_NODE_NAME] = {"node-name", "NAME", M(CMD_WORKER), "CRAWLAB_NODE_NAME",
                        "Name shown for this worker, " NAME_RULE ".", "the host name"},
@@ -205,7 +194,7 @@ static const struct option_def options[OPT_COUNT] = {
                   "Run the task on this node; repeat for several.", "any node"},
     [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT), NULL,
                        "Run the task once on every online node.", NULL},
-    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT), NULL, "Queue priority, -1000 to 1000.", "0"},
+    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT), NULL, "Queue priority, " RULE_PRIORITY ".", "0"},
     [OPT_TIMEOUT] = {"timeout", "DURATION", M(CMD_SUBMIT), NULL,
                      "Stop the task after this long; it ends in error.", "0, no limit"},
     [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT), NULL,
@@ -569,26 +558,6 @@ int config_parse_size(const char *s, uint64_t *out)
     return -EINVAL;
 }
 
-static bool valid_task_id(const char *s)
-{
-    size_t i = 0;
-    for (; s[i]; i++) {
-        if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
-            return false;
-    }
-    return i == TASK_ID_LEN;
-}
-
-/*
- * Node names and task names, by the rule the master applies to them on the wire (validate.h):
- * a name it would refuse must be refused here, at start, rather than by a master that a worker
- * would then ask again and again. Node keys are checked with validate_node_key() itself.
- */
-static bool valid_name(const char *s)
-{
-    return *s && validate_text_line(s, VALIDATE_NAME_MAX);
-}
-
 /* The key travels as gRPC metadata, whose values are printable ASCII. */
 static bool valid_auth_key(const char *s)
 {
@@ -596,17 +565,6 @@ static bool valid_auth_key(const char *s)
         return false;
     for (; *s; s++) {
         if (*s < 0x21 || *s > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-static bool valid_env_name(const char *s, size_t len)
-{
-    if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
-        return false;
-    for (size_t i = 1; i < len; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
             return false;
     }
     return true;
@@ -783,12 +741,12 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
             return fail(p, "%s: expected text or json, got '%.*s'", label, QUOTE_MAX, value);
         return 0;
     case OPT_NODE_KEY:
-        if (!validate_node_key(value))
-            return fail(p, "%s: expected a node key of " NODE_KEY_RULE ", got '%.*s'", label,
+        if (!node_key_valid(value))
+            return fail(p, "%s: expected a node key of " RULE_NODE_KEY ", got '%.*s'", label,
                         QUOTE_MAX, value);
         return set_string(p, &c->node_key, value);
     case OPT_NODE_NAME:
-        if (!valid_name(value))
+        if (!name_valid(value))
             return fail(p, "%s: " NAME_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
         return set_string(p, &c->node_name, value);
     case OPT_MAX_RUNNERS:
@@ -833,8 +791,8 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
         c->json = true;
         return 0;
     case OPT_NODE:
-        if (!validate_node_key(value))
-            return fail(p, "%s: expected a node key of " NODE_KEY_RULE ", got '%.*s'", label,
+        if (!node_key_valid(value))
+            return fail(p, "%s: expected a node key of " RULE_NODE_KEY ", got '%.*s'", label,
                         QUOTE_MAX, value);
         for (size_t i = 0; i < c->n_nodes; i++) {
             if (strcmp(c->nodes[i], value) == 0)
@@ -845,15 +803,15 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
         c->all_nodes = true;
         return 0;
     case OPT_PRIORITY:
-        if (parse_int(value, PRIORITY_MIN, PRIORITY_MAX, &n) != 0)
-            return fail(p, "%s: expected an integer from %d to %d, got '%.*s'", label, PRIORITY_MIN,
-                        PRIORITY_MAX, QUOTE_MAX, value);
+        if (parse_int(value, LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_MAX, &n) != 0)
+            return fail(p, "%s: expected an integer from %d to %d, got '%.*s'", label, LIMIT_PRIORITY_MIN,
+                        LIMIT_PRIORITY_MAX, QUOTE_MAX, value);
         c->priority = (int)n;
         return 0;
     case OPT_ENV: {
         const char *eq = strchr(value, '=');
         size_t klen = eq ? (size_t)(eq - value) : 0;
-        if (!eq || !valid_env_name(value, klen))
+        if (!eq || !env_name_valid(value, klen))
             return fail(p,
                         "%s: expected NAME=VALUE with NAME made of letters, digits and '_' "
                         "and not starting with a digit, got '%.*s'",
@@ -873,18 +831,16 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
                             label, CERT_NAME_MAX, QUOTE_MAX, value);
             return set_string(p, &c->cert_name, value);
         }
-        if (!valid_name(value))
+        if (!name_valid(value))
             return fail(p, "%s: " NAME_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
         return set_string(p, &c->task_name, value);
-    case OPT_STATUS:
-        for (size_t i = 0; i < sizeof(task_statuses) / sizeof(task_statuses[0]); i++) {
-            if (strcmp(value, task_statuses[i]) == 0)
-                return set_string(p, &c->status_filter, value);
-        }
-        return fail(p,
-                    "%s: expected one of pending, assigned, running, finished, error, "
-                    "cancelled, abnormal, node_disconnected, got '%.*s'",
-                    label, QUOTE_MAX, value);
+    case OPT_STATUS: {
+        enum task_status st;
+        if (task_status_parse(value, &st) == 0)
+            return set_string(p, &c->status_filter, value);
+        return fail(p, "%s: expected one of " TASK_STATUS_NAMES ", got '%.*s'", label, QUOTE_MAX,
+                    value);
+    }
     case OPT_FOLLOW:
         c->follow = true;
         return 0;
@@ -1150,7 +1106,7 @@ static int apply_positionals(struct parse *p, const struct scan *s)
     if (second)
         return fail(p, "unexpected argument '%.*s' for '%s': it takes one TASK_ID", QUOTE_MAX,
                     second, cmd_name);
-    if (!valid_task_id(first))
+    if (!task_id_valid(first))
         return fail(p, "TASK_ID: expected 24 lowercase hexadecimal digits, got '%.*s'", QUOTE_MAX,
                     first);
     return set_string(p, &c->task_id, first);

@@ -6,10 +6,10 @@
 
 #include <jansson.h>
 
+#include "core/rules.h"
 #include "master/store.h"
 #include "net/tls.h"
 #include "rpc/codec.h"
-#include "rpc/validate.h"
 #include "runtime/log.h"
 #include "entity/response.pb-c.h"
 #include "services/node_service.pb-c.h"
@@ -28,11 +28,6 @@ struct nodes {
     void *offline_ctx;
     bool draining;
 };
-
-bool nodes_key_valid(const char *key)
-{
-    return validate_node_key(key);
-}
 
 struct node *nodes_find(struct nodes *n, const char *key)
 {

@@ -12,19 +12,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/limits.h"
 #include "master/master.h"
 #include "rpc/server.h"
 #include "runtime/hmap.h"
 
-#define NODE_KEY_MAX  64
-#define NODE_NAME_MAX 128
-
 struct node {
     struct hmap_entry link; /* keyed by key */
-    char key[NODE_KEY_MAX + 1];
-    char name[NODE_NAME_MAX + 1];
-    char machine_id[65];
-    char version[33];
+    char key[LIMIT_NODE_KEY_MAX + 1];
+    char name[LIMIT_NAME_MAX + 1];
+    char machine_id[LIMIT_NODE_KEY_MAX + 1];
+    char version[LIMIT_VERSION_MAX + 1];
     int max_runners;
     int running; /* as the node last reported it */
     int active;  /* tasks the master holds for it: assigned, running, node_disconnected */
@@ -66,7 +64,5 @@ bool nodes_notify_task(struct node *node);
 /* Sends DRAIN to every live stream, then ends those streams once it is written. */
 void nodes_drain_all(struct nodes *n);
 
-/* Valid node keys: 1..64 characters of [A-Za-z0-9._:-]. */
-bool nodes_key_valid(const char *key);
 
 #endif

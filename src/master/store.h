@@ -30,15 +30,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "master/task_state.h"
+#include "core/limits.h"
+#include "core/task.h"
 
 struct store;
 
-/* Size limits (bytes, without the NUL) enforced on every string that is stored in a fixed field. */
-#define STORE_NODE_KEY_MAX     64
-#define STORE_NODE_NAME_MAX    128
-#define STORE_NODE_VERSION_MAX 32
-#define STORE_TASK_NAME_MAX    128
+/* Strings stored in fixed fields are bounded by core/limits.h and checked by core/rules.h. */
 
 /* How many task log files are kept open for appending. */
 #define STORE_LOG_FD_CACHE 256
@@ -79,12 +76,12 @@ int store_rollback(struct store *s);
 #define STORE_NODE_OFFLINE "offline"
 
 struct node_row {
-    char key[STORE_NODE_KEY_MAX + 1];
-    char name[STORE_NODE_NAME_MAX + 1];
+    char key[LIMIT_NODE_KEY_MAX + 1];
+    char name[LIMIT_NAME_MAX + 1];
     char status[16]; /* "online" or "offline" */
     int max_runners;
     int64_t created_ms, last_seen_ms;
-    char version[STORE_NODE_VERSION_MAX + 1];
+    char version[LIMIT_VERSION_MAX + 1];
 };
 
 /* Creates the node on first sight or updates name, max_runners and version; either way marks it
@@ -111,7 +108,7 @@ int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row 
 
 /* What a new task is made of. Strings are borrowed for the call; NULL means "". */
 struct task_new {
-    const char *name;     /* at most STORE_TASK_NAME_MAX bytes */
+    const char *name;     /* at most LIMIT_NAME_MAX bytes */
     const char *cmd;      /* required, non-empty */
     const char *param;    /* appended to cmd by the worker */
     const char *env_json; /* JSON object text, already validated by the caller; NULL = "{}" */
@@ -125,14 +122,14 @@ struct task_new {
  * by the store and valid only during the call. */
 struct task_row {
     char id[TASK_ID_LEN + 1];
-    char name[STORE_TASK_NAME_MAX + 1];
+    char name[LIMIT_NAME_MAX + 1];
     char *cmd;
     char *param;
     char *env_json;
     int priority;
     int64_t timeout_ms;
-    char node_key[STORE_NODE_KEY_MAX + 1];      /* target node, "" = any */
-    char assigned_node[STORE_NODE_KEY_MAX + 1]; /* "" until assigned */
+    char node_key[LIMIT_NODE_KEY_MAX + 1];      /* target node, "" = any */
+    char assigned_node[LIMIT_NODE_KEY_MAX + 1]; /* "" until assigned */
     enum task_status status;
     int pid;       /* 0 = not known */
     int exit_code; /* STORE_NO_EXIT_CODE = not known */
@@ -219,7 +216,7 @@ int store_task_history(struct store *s, const char *id,
 /* ---- Logs and result items ---- */
 
 /*
- * Appends log lines with seq semantics (PROTOCOL.md): lines[i] (lens[i] bytes, need not be
+ * Appends log lines with seq semantics (task_seq_window in core/task.h): lines[i] (lens[i] bytes, need not be
  * NUL-terminated) is line number first_seq + i, counting from 1; first_seq 0 means unsequenced
  * (appended after what is stored). Lines already stored are skipped; a batch starting beyond the
  * stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted receives the number of

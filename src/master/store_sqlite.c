@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/rules.h"
 #include "runtime/log.h"
 
 #define SCHEMA_VERSION 1
@@ -809,14 +810,10 @@ void store_close(struct store *s)
 
 /* ---- Nodes ---- */
 
-static bool text_fits(const char *v, size_t max)
+/* An optional text line (a name, a version): NULL and "" stand for "" and are valid. */
+static bool optional_line(const char *v, size_t max)
 {
-    return !v || strnlen(v, max + 1) <= max;
-}
-
-static bool node_key_valid(const char *key)
-{
-    return key && *key && text_fits(key, STORE_NODE_KEY_MAX);
+    return !v || text_line_valid(v, max);
 }
 
 static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
@@ -850,8 +847,8 @@ int store_node_upsert(struct store *s, const char *key, const char *name, int ma
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !text_fits(name, STORE_NODE_NAME_MAX) ||
-        !text_fits(version, STORE_NODE_VERSION_MAX) || max_runners < 0)
+    if (!node_key_valid(key) || !optional_line(name, LIMIT_NAME_MAX) ||
+        !optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0)
         return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
     bind_text(st, 1, key);
@@ -1067,8 +1064,8 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!t || !t->cmd || !*t->cmd || !text_fits(t->name, STORE_TASK_NAME_MAX) ||
-        !text_fits(t->node_key, STORE_NODE_KEY_MAX) || t->timeout_ms < 0 || !id_out)
+    if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
+        (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 || !id_out)
         return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)

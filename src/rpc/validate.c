@@ -3,7 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "master/task_state.h"
+#include "core/rules.h"
+#include "core/task.h"
 #include "runtime/utf8.h"
 
 /* Sets the reason (when wanted) and returns the error, so that a rule reads as one statement. */
@@ -19,39 +20,6 @@ static int ok(const char **why)
     if (why)
         *why = NULL;
     return 0;
-}
-
-bool validate_task_id(const char *s)
-{
-    return task_id_valid(s);
-}
-
-bool validate_node_key(const char *s)
-{
-    size_t n = strnlen(s, VALIDATE_NODE_KEY_MAX + 1);
-    if (n == 0 || n > VALIDATE_NODE_KEY_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-bool validate_env_name(const char *s)
-{
-    size_t n = strnlen(s, VALIDATE_ENV_NAME_MAX + 1);
-    if (n == 0 || n > VALIDATE_ENV_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_'))
-            return false;
-    }
-    return true;
 }
 
 int validate_json_values(const uint8_t *data, size_t n, size_t max, const char **why)
@@ -81,7 +49,7 @@ int validate_seq_span(uint64_t first_seq, size_t n, const char **why)
 {
     if (first_seq == 0 || n == 0)
         return ok(why);
-    if (first_seq > VALIDATE_SAFE_INT_MAX || (uint64_t)n > VALIDATE_SAFE_INT_MAX - (first_seq - 1))
+    if (first_seq > LIMIT_SAFE_INT_MAX || (uint64_t)n > LIMIT_SAFE_INT_MAX - (first_seq - 1))
         return fail(why, -ERANGE, "seq: the batch would end beyond 2^53 - 1");
     return ok(why);
 }
@@ -92,31 +60,21 @@ enum text_kind {
     TEXT_LINE, /* one line of printable text: names, versions, labels */
 };
 
-/* 0, -EMSGSIZE (too long) or -EINVAL (not UTF-8, or a control character in a TEXT_LINE). */
+/* 0, -EMSGSIZE (too long) or -EINVAL (not UTF-8, or not a text line for TEXT_LINE). */
 static int text_check(const char *s, size_t max, enum text_kind kind)
 {
     size_t n = strnlen(s, max + 1);
     if (n > max)
         return -EMSGSIZE;
-    if (!utf8_valid(s, n))
-        return -EINVAL;
-    if (kind == TEXT_LINE)
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
-                return -EINVAL;
-    return 0;
-}
-
-bool validate_text_line(const char *s, size_t max)
-{
-    return text_check(s, max, TEXT_LINE) == 0;
+    bool good = kind == TEXT_LINE ? text_line_valid(s, max) : utf8_valid(s, n);
+    return good ? 0 : -EINVAL;
 }
 
 /* A machine id follows the node key's rule (and bound), but may be empty: upstream workers have
  * none. */
 static bool machine_id_valid(const char *s)
 {
-    return !*s || validate_node_key(s);
+    return !*s || node_key_valid(s);
 }
 
 /* The statuses a worker reports; the others are the master's to set. */
@@ -132,7 +90,7 @@ static bool worker_status(const char *name)
  * worker holds, whatever its status, and a task not started yet has none. */
 static int task_state_check(const Grpc__TaskState *st, bool any_status, const char **why)
 {
-    if (!validate_task_id(st->task_id))
+    if (!task_id_valid(st->task_id))
         return fail(why, -EINVAL, "state.task_id: expected 24 lowercase hex digits");
     enum task_status s;
     if (any_status) {
@@ -142,11 +100,11 @@ static int task_state_check(const Grpc__TaskState *st, bool any_status, const ch
         return fail(why, -EINVAL,
                     "state.status: a worker reports running, finished, error or cancelled");
     }
-    if (st->log_lines > VALIDATE_SAFE_INT_MAX || st->data_items > VALIDATE_SAFE_INT_MAX)
+    if (st->log_lines > LIMIT_SAFE_INT_MAX || st->data_items > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "state: log_lines and data_items are at most 2^53 - 1");
     if (st->pid < 0)
         return fail(why, -ERANGE, "state.pid: negative");
-    int rc = text_check(st->error, VALIDATE_ERROR_MAX, TEXT_ANY);
+    int rc = text_check(st->error, LIMIT_ERROR_MAX, TEXT_ANY);
     if (rc < 0)
         return fail(why, rc,
                     rc == -EMSGSIZE ? "state.error: longer than 4096 bytes"
@@ -160,26 +118,26 @@ static int task_state_check(const Grpc__TaskState *st, bool any_status, const ch
 
 int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **why)
 {
-    if (!validate_node_key(r->node_key))
+    if (!node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
-    int rc = text_check(r->node_name, VALIDATE_NAME_MAX, TEXT_LINE);
+    int rc = text_check(r->node_name, LIMIT_NAME_MAX, TEXT_LINE);
     if (rc < 0)
         return fail(why, rc,
                     rc == -EMSGSIZE ? "node_name: longer than 128 bytes"
                                     : "node_name: not UTF-8, or holds control characters");
-    rc = text_check(r->version, VALIDATE_VERSION_MAX, TEXT_LINE);
+    rc = text_check(r->version, LIMIT_VERSION_MAX, TEXT_LINE);
     if (rc < 0)
         return fail(why, rc,
                     rc == -EMSGSIZE ? "version: longer than 32 bytes"
                                     : "version: not UTF-8, or holds control characters");
     if (!machine_id_valid(r->machine_id))
         return fail(why, -EINVAL, "machine_id: at most 64 of [A-Za-z0-9._:-]");
-    if (r->max_runners < 0 || r->max_runners > VALIDATE_MAX_RUNNERS)
+    if (r->max_runners < 0 || r->max_runners > LIMIT_RUNNERS_MAX)
         return fail(why, -ERANGE, "max_runners: 0 to 100000");
-    if (r->n_labels > VALIDATE_LABELS_MAX)
+    if (r->n_labels > LIMIT_LABELS_MAX)
         return fail(why, -EMSGSIZE, "labels: more than 64");
     for (size_t i = 0; i < r->n_labels; i++) {
-        rc = text_check(r->labels[i], VALIDATE_NAME_MAX, TEXT_LINE);
+        rc = text_check(r->labels[i], LIMIT_NAME_MAX, TEXT_LINE);
         if (rc < 0)
             return fail(why, rc,
                         rc == -EMSGSIZE ? "labels: one is longer than 128 bytes"
@@ -190,25 +148,25 @@ int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **wh
 
 int validate_heartbeat(const Grpc__NodeServiceSendHeartbeatRequest *r, const char **why)
 {
-    if (!validate_node_key(r->node_key))
+    if (!node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
-    if (r->running < 0 || r->running > VALIDATE_MAX_RUNNERS)
+    if (r->running < 0 || r->running > LIMIT_RUNNERS_MAX)
         return fail(why, -ERANGE, "running: 0 to 100000");
     return ok(why);
 }
 
 int validate_node_subscribe(const Grpc__NodeServiceSubscribeRequest *r, const char **why)
 {
-    if (!validate_node_key(r->node_key))
+    if (!node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
     return ok(why);
 }
 
 int validate_resync(const Grpc__NodeServiceResyncRequest *r, const char **why)
 {
-    if (!validate_node_key(r->node_key))
+    if (!node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
-    if (r->n_tasks > VALIDATE_RESYNC_TASKS)
+    if (r->n_tasks > LIMIT_RESYNC_TASKS)
         return fail(why, -EMSGSIZE, "tasks: more than 100000");
     for (size_t i = 0; i < r->n_tasks; i++) {
         int rc = task_state_check(r->tasks[i], true, why);
@@ -224,7 +182,7 @@ int validate_resync(const Grpc__NodeServiceResyncRequest *r, const char **why)
 
 int validate_task_subscribe(const Grpc__TaskServiceSubscribeRequest *r, const char **why)
 {
-    if (!validate_task_id(r->task_id))
+    if (!task_id_valid(r->task_id))
         return fail(why, -EINVAL, TASK_ID_REASON);
     return ok(why);
 }
@@ -240,21 +198,21 @@ int validate_connect(const Grpc__TaskServiceConnectRequest *r, const char **why)
     default:
         return fail(why, -EINVAL, "code: expected INSERT_DATA, INSERT_LOGS or PING");
     }
-    if (!validate_task_id(r->task_id))
+    if (!task_id_valid(r->task_id))
         return fail(why, -EINVAL, TASK_ID_REASON);
-    if (r->data.len > VALIDATE_DATA_MAX)
+    if (r->data.len > LIMIT_DATA_MAX)
         return fail(why, -EMSGSIZE, "data: larger than 4 MiB");
-    if (r->seq > VALIDATE_SAFE_INT_MAX)
+    if (r->seq > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "seq: at most 2^53 - 1");
     /* Items are parsed into a tree, which costs memory per value; log lines are read in place. */
     if (r->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA)
-        return validate_json_values(r->data.data, r->data.len, VALIDATE_DATA_VALUES_MAX, why);
+        return validate_json_values(r->data.data, r->data.len, LIMIT_DATA_VALUES_MAX, why);
     return ok(why);
 }
 
 int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why)
 {
-    if (!validate_node_key(r->node_key))
+    if (!node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
     return ok(why);
 }
@@ -262,16 +220,16 @@ int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why)
 int validate_notification(const Grpc__TaskServiceSendNotificationRequest *r, const char **why)
 {
     /* The master only logs who notified; an upstream worker that leaves the key out is heard. */
-    if (*r->node_key && !validate_node_key(r->node_key))
+    if (*r->node_key && !node_key_valid(r->node_key))
         return fail(why, -EINVAL, "node_key: empty, or 1 to 64 of [A-Za-z0-9._:-]");
-    if (!validate_task_id(r->task_id))
+    if (!task_id_valid(r->task_id))
         return fail(why, -EINVAL, TASK_ID_REASON);
     return ok(why);
 }
 
 int validate_report_status(const Grpc__TaskServiceReportStatusRequest *r, const char **why)
 {
-    if (!validate_node_key(r->node_key))
+    if (!node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
     if (!r->state)
         return fail(why, -EINVAL, "state: required");
@@ -289,32 +247,32 @@ static int spec_check(const Grpc__TaskSpec *spec, const char **why)
 {
     if (!*spec->cmd)
         return fail(why, -EINVAL, "spec.cmd: required");
-    int rc = text_check(spec->cmd, VALIDATE_CMD_MAX, TEXT_ANY);
+    int rc = text_check(spec->cmd, LIMIT_CMD_MAX, TEXT_ANY);
     if (rc < 0)
         return fail(why, rc,
                     rc == -EMSGSIZE ? "spec.cmd: longer than 64 KiB" : "spec.cmd: not valid UTF-8");
-    rc = text_check(spec->param, VALIDATE_CMD_MAX, TEXT_ANY);
+    rc = text_check(spec->param, LIMIT_CMD_MAX, TEXT_ANY);
     if (rc < 0)
         return fail(why, rc,
                     rc == -EMSGSIZE ? "spec.param: longer than 64 KiB"
                                     : "spec.param: not valid UTF-8");
-    rc = text_check(spec->name, VALIDATE_NAME_MAX, TEXT_LINE);
+    rc = text_check(spec->name, LIMIT_NAME_MAX, TEXT_LINE);
     if (rc < 0)
         return fail(why, rc,
                     rc == -EMSGSIZE ? "spec.name: longer than 128 bytes"
                                     : "spec.name: not UTF-8, or holds control characters");
-    if (spec->timeout_ms < 0 || (uint64_t)spec->timeout_ms > VALIDATE_SAFE_INT_MAX)
+    if (spec->timeout_ms < 0 || (uint64_t)spec->timeout_ms > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "spec.timeout_ms: 0 (none) to 2^53 - 1");
-    if (spec->priority < VALIDATE_PRIORITY_MIN || spec->priority > VALIDATE_PRIORITY_MAX)
+    if (spec->priority < LIMIT_PRIORITY_MIN || spec->priority > LIMIT_PRIORITY_MAX)
         return fail(why, -ERANGE, "spec.priority: -1000 to 1000");
-    if (spec->n_env > VALIDATE_ENV_MAX)
+    if (spec->n_env > LIMIT_ENV_MAX)
         return fail(why, -EMSGSIZE, "spec.env: more than 256 entries");
     for (size_t i = 0; i < spec->n_env; i++) {
         const Grpc__TaskSpec__EnvEntry *e = spec->env[i];
-        if (!validate_env_name(e->key))
+        if (!env_name_valid(e->key, strnlen(e->key, LIMIT_ENV_NAME_MAX + 1)))
             return fail(why, -EINVAL,
                         "spec.env: names are [A-Za-z_][A-Za-z0-9_]*, at most 256 bytes");
-        rc = text_check(e->value, VALIDATE_ENV_VALUE_MAX, TEXT_ANY);
+        rc = text_check(e->value, LIMIT_ENV_VALUE_MAX, TEXT_ANY);
         if (rc < 0)
             return fail(why, rc,
                         rc == -EMSGSIZE ? "spec.env: a value is longer than 64 KiB"
@@ -330,10 +288,10 @@ int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why)
     int rc = spec_check(r->spec, why);
     if (rc < 0)
         return rc;
-    if (r->n_node_keys > VALIDATE_SUBMIT_NODES)
+    if (r->n_node_keys > LIMIT_SUBMIT_NODES)
         return fail(why, -EMSGSIZE, "node_keys: more than 10000");
     for (size_t i = 0; i < r->n_node_keys; i++)
-        if (!validate_node_key(r->node_keys[i]))
+        if (!node_key_valid(r->node_keys[i]))
             return fail(why, -EINVAL, "node_keys: each is 1 to 64 of [A-Za-z0-9._:-]");
     return ok(why);
 }
@@ -343,16 +301,16 @@ int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why)
     enum task_status s;
     if (*r->status && task_status_parse(r->status, &s) < 0)
         return fail(why, -EINVAL, "status: unknown status");
-    if (*r->node_key && !validate_node_key(r->node_key))
+    if (*r->node_key && !node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
     return ok(why);
 }
 
 int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why)
 {
-    if (!validate_task_id(r->task_id))
+    if (!task_id_valid(r->task_id))
         return fail(why, -EINVAL, TASK_ID_REASON);
-    if (r->from > VALIDATE_SAFE_INT_MAX)
+    if (r->from > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "from: at most 2^53 - 1");
     return ok(why);
 }

@@ -6,9 +6,8 @@
  * proto3 string is UTF-8, it accepts any number for an enum, and it bounds nothing but the message
  * size. Everything else is checked here, so that a handler may take every field of a validated
  * request as well-formed and bounded: ids are 24 lowercase hex, node keys are 1..64 of
- * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8 (utf8_valid of
- * runtime/utf8.h), names have no control characters, sizes, counts and numbers are within the
- * limits below. Whether a node or task exists, or whether a change is allowed, is the handler's
+ * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8 (core/rules.h), names have no control characters, sizes, counts and numbers are within the
+ * limits of core/limits.h. Whether a node or task exists, or whether a change is allowed, is the handler's
  * business.
  *
  * A validator returns 0, or a negative errno and sets *why to a short static reason naming the
@@ -30,39 +29,11 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "core/limits.h"
+
 #include "services/admin_service.pb-c.h"
 #include "services/node_service.pb-c.h"
 #include "services/task_service.pb-c.h"
-
-/* Largest integer a JSON reader keeps exactly (2^53 - 1): the bound of seq and of totals. */
-#define VALIDATE_SAFE_INT_MAX ((UINT64_C(1) << 53) - 1)
-
-#define VALIDATE_NODE_KEY_MAX  64     /* bytes */
-#define VALIDATE_NAME_MAX      128    /* node and task names, labels */
-#define VALIDATE_VERSION_MAX   32     /* a worker's version string */
-#define VALIDATE_LABELS_MAX    64     /* labels of one node */
-#define VALIDATE_MAX_RUNNERS   100000 /* max_runners and running */
-#define VALIDATE_CMD_MAX       65536  /* cmd and param */
-#define VALIDATE_ENV_MAX       256    /* env entries of one task */
-#define VALIDATE_ENV_NAME_MAX  256
-#define VALIDATE_ENV_VALUE_MAX 65536
-#define VALIDATE_ERROR_MAX     4096  /* a task's error text */
-#define VALIDATE_PRIORITY_MIN  -1000 /* task priority */
-#define VALIDATE_PRIORITY_MAX  1000
-#define VALIDATE_SUBMIT_NODES  10000      /* node keys of one SubmitTask */
-#define VALIDATE_RESYNC_TASKS  100000     /* tasks listed in one Resync */
-#define VALIDATE_DATA_MAX      (4u << 20) /* a Connect message's data */
-/* The longest text of one result item: alone in a Connect message's data ("[" item "]") or in a
- * ReadResults chunk, it leaves room under the 4 MiB message limit for the rest of the message. */
-#define VALIDATE_ITEM_MAX (VALIDATE_DATA_MAX - 66)
-/*
- * JSON values in one INSERT_DATA message's data, as validate_json_values counts them (log lines
- * are read without building a tree). Parsed JSON costs far more memory than its text: 4 MiB of
- * "[{},{},...]" is 1.4 million objects and 314 MiB in jansson; this bound caps it near 70 MiB. It
- * stays above what our worker can send: a message holds one output line of at most 1 MiB (about
- * 524,000 values at most) or 256 KiB of smaller ones.
- */
-#define VALIDATE_DATA_VALUES_MAX 600000
 
 /* A validator of any request type: m must be of the type the function was looked up for. */
 typedef int (*validate_fn)(const ProtobufCMessage *m, const char **why);
@@ -74,19 +45,6 @@ validate_fn validate_lookup(const ProtobufCMessageDescriptor *d);
 int validate_request(const ProtobufCMessage *m, const char **why);
 
 /* ---- the rules, for handlers and tests ---- */
-
-/* True if s is exactly 24 lowercase hex digits (an ObjectID as Crawlab writes it). */
-bool validate_task_id(const char *s);
-
-/* True if s is 1..64 characters of [A-Za-z0-9._:-]. */
-bool validate_node_key(const char *s);
-
-/* True if s is at most max bytes of UTF-8 without control characters: the rule of node names,
- * task names and labels (with VALIDATE_NAME_MAX). */
-bool validate_text_line(const char *s, size_t max);
-
-/* True if s is [A-Za-z_][A-Za-z0-9_]* and at most VALIDATE_ENV_NAME_MAX bytes. */
-bool validate_env_name(const char *s);
 
 /*
  * Bounds the number of JSON values a parser would build from the n bytes at data: counts the

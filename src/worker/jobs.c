@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "entity/response.pb-c.h"
-#include "master/task_state.h"
+#include "core/task.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
@@ -41,7 +41,8 @@ struct job {
     pid_t pid;
 
     /* What the master should hear next, and whether that is on its way. */
-    const char *status; /* "running", then one of finished / error / cancelled */
+    enum task_status
+        status; /* assigned until started, running, then finished / error / cancelled */
     int exit_code;
     char error[256];
     bool report_pending, reported;
@@ -79,15 +80,15 @@ struct call_ctx {
     struct jobs *j;
     struct job *job;
     unsigned gen;
-    const char *status; /* for status reports: what was sent */
-    bool final;         /* ... and whether it was the task's last word */
+    enum task_status status; /* for status reports: what was sent */
+    bool final;              /* ... and whether it was the task's last word */
 };
 
 static struct call_ctx *call_ctx_new(struct jobs *j, struct job *job)
 {
     struct call_ctx *c = malloc(sizeof(*c));
     if (c)
-        *c = (struct call_ctx){j, job, session_generation(j->sess), NULL, false};
+        *c = (struct call_ctx){j, job, session_generation(j->sess), TASK_ASSIGNED, false};
     return c;
 }
 
@@ -172,7 +173,7 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
     struct job *job = c->job;
     struct jobs *j = c->j;
     unsigned gen = c->gen;
-    const char *sent = c->status;
+    enum task_status sent = c->status;
     bool final = c->final;
     free(c);
     if (st != GRPC_STATUS_OK && !refused_for_good(st)) {
@@ -184,14 +185,14 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
     }
     job->report_pending = false;
     if (st != GRPC_STATUS_OK)
-        log_error("task %s: the master refused its status '%s': %s (status %d)", job->id, sent,
-                  details, (int)st);
+        log_error("task %s: the master refused its status '%s': %s (status %d)", job->id,
+                  task_status_name(sent), details, (int)st);
     if (final) {
         job_remove(job);
         return;
     }
     /* The task may have moved on while this report was out. */
-    if (strcmp(sent, job->status) == 0 && job->phase != PHASE_FINAL) {
+    if (sent == job->status && job->phase != PHASE_FINAL) {
         job->reported = true;
         return;
     }
@@ -207,7 +208,7 @@ static void send_report(struct job *job)
         return;
     Grpc__TaskState state = GRPC__TASK_STATE__INIT;
     state.task_id = job->id;
-    state.status = (char *)job->status;
+    state.status = (char *)task_status_name(job->status);
     state.log_lines = uploader_log_lines(job->up);
     state.data_items = uploader_data_items(job->up);
     state.pid = job->pid;
@@ -227,7 +228,7 @@ static void send_report(struct job *job)
     notify(j, job);
 }
 
-static void set_status(struct job *job, const char *status)
+static void set_status(struct job *job, enum task_status status)
 {
     job->status = status;
     job->reported = false;
@@ -313,25 +314,25 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
     j->running--;
     job->phase = PHASE_FLUSHING;
     if (r->timed_out) {
-        job->status = "error";
+        job->status = TASK_ERROR;
         snprintf(job->error, sizeof(job->error), "timeout");
         job->exit_code = r->how == RUNNER_END_EXITED ? r->code : 128 + r->code;
     } else if (r->cancelled) {
-        job->status = "cancelled";
+        job->status = TASK_CANCELLED;
         job->exit_code = r->how == RUNNER_END_EXITED ? r->code : 128 + r->code;
     } else if (r->how == RUNNER_END_EXITED && r->code == 0) {
-        job->status = "finished";
+        job->status = TASK_FINISHED;
         job->exit_code = 0;
     } else if (r->how == RUNNER_END_EXITED) {
-        job->status = "error";
+        job->status = TASK_ERROR;
         job->exit_code = r->code;
         snprintf(job->error, sizeof(job->error), "exit code %d", r->code);
     } else {
-        job->status = "error";
+        job->status = TASK_ERROR;
         job->exit_code = 128 + r->code;
         snprintf(job->error, sizeof(job->error), "killed by signal %d", r->code);
     }
-    log_debug("task %s: process ended (%s)", job->id, job->status);
+    log_debug("task %s: process ended (%s)", job->id, task_status_name(job->status));
     if (job->cancel_stream) {
         cli_call_release(job->cancel_stream);
         job->cancel_stream = NULL;
@@ -429,6 +430,7 @@ static struct job *add_job(struct jobs *j, const char *id)
     if (!job)
         return NULL;
     job->owner = j;
+    job->status = TASK_ASSIGNED;
     snprintf(job->id, sizeof(job->id), "%s", id);
     /* --spool-max-bytes bounds what all tasks together keep for the master. */
     size_t share = (size_t)(j->cfg->spool_max_bytes / (uint64_t)j->cfg->max_runners);
@@ -485,7 +487,7 @@ static void recover(struct jobs *j)
             continue;
         job->phase = PHASE_FINAL;
         job->uploaded = true;
-        job->status = "error";
+        job->status = TASK_ERROR;
         job->exit_code = -1;
         snprintf(job->error, sizeof(job->error), "worker restarted");
     }
@@ -528,7 +530,7 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
     free(env);
     if (rc < 0) {
         job->phase = PHASE_FINAL;
-        job->status = "error";
+        job->status = TASK_ERROR;
         job->exit_code = -1;
         snprintf(job->error, sizeof(job->error), "cannot start: %s",
                  rc == -EINVAL ? "no command" : strerror(-rc));
@@ -541,7 +543,7 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
     log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
              *spec->param ? " " : "", spec->param);
     open_cancel_stream(job);
-    set_status(job, "running");
+    set_status(job, TASK_RUNNING);
 }
 
 /* ---- fetching ---- */
@@ -700,7 +702,7 @@ static void start_resync(struct jobs *j)
     for (struct job *job = j->list; job && k < n; job = job->next, k++) {
         grpc__task_state__init(&states[k]);
         states[k].task_id = job->id;
-        states[k].status = (char *)job->status;
+        states[k].status = (char *)task_status_name(job->status);
         states[k].log_lines = uploader_log_lines(job->up);
         states[k].data_items = uploader_data_items(job->up);
         states[k].pid = job->pid;

@@ -15,7 +15,7 @@
 
 #include <jansson.h>
 
-/* The longest line delivered in one piece, as DESIGN.md sets it. */
+/* The longest line delivered in one piece (docs/protocol.md). */
 #define LINES_DEFAULT_MAX_LINE ((size_t)1 << 20)
 
 /*

@@ -11,7 +11,7 @@
 
 #include <grpc/slice.h>
 
-#include "master/task_state.h"
+#include "core/limits.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
@@ -29,7 +29,7 @@
 /* The most data one message may carry: what the master's validator takes, and room under the gRPC
  * message limit for the rest of the message (code, task id, seq and field headers: < 64 bytes). */
 #define DATA_MAX                                                                                   \
-    (RPC_MAX_MESSAGE - 64 < VALIDATE_DATA_MAX ? RPC_MAX_MESSAGE - 64 : VALIDATE_DATA_MAX)
+    (RPC_MAX_MESSAGE - 64 < LIMIT_DATA_MAX ? RPC_MAX_MESSAGE - 64 : LIMIT_DATA_MAX)
 
 /* A packed message: in memory, or spilled to the task's spool file when too much is kept. */
 struct message {
@@ -58,7 +58,7 @@ struct uploader {
     struct session *sess;
     struct uploader_hooks hooks;
     void *ctx;
-    char task_id[25];
+    char task_id[TASK_ID_LEN + 1];
 
     struct batch logs, items;
     uint64_t log_lines, data_items; /* produced, = next seq - 1 */
@@ -390,9 +390,9 @@ static void printable(char *out, size_t cap, const char *s)
  */
 static char *item_text(json_t *item, size_t *len)
 {
-    char *text = json_text_within(item, VALIDATE_ITEM_MAX, len);
+    char *text = json_text_within(item, LIMIT_ITEM_MAX, len);
     if (text &&
-        validate_json_values((const uint8_t *)text, *len, VALIDATE_DATA_VALUES_MAX - 1, NULL) < 0) {
+        validate_json_values((const uint8_t *)text, *len, LIMIT_DATA_VALUES_MAX - 1, NULL) < 0) {
         free(text);
         return NULL;
     }
@@ -415,7 +415,7 @@ void uploader_items(struct uploader *u, json_t *items)
             /* It could never be sent: it gets no number, so nothing after it waits for it. */
             log_warn("task %s: a result item of %zu bytes as JSON does not fit in a message of "
                      "%u bytes; dropped",
-                     u->task_id, n, (unsigned)VALIDATE_ITEM_MAX);
+                     u->task_id, n, (unsigned)LIMIT_ITEM_MAX);
             dropped++;
             largest = n > largest ? n : largest;
             continue;
@@ -429,7 +429,7 @@ void uploader_items(struct uploader *u, json_t *items)
         note(u,
              "%zu result item%s not sent: larger than one message may carry (%zu bytes as JSON, "
              "limit %u)",
-             dropped, dropped == 1 ? "" : "s", largest, (unsigned)VALIDATE_ITEM_MAX);
+             dropped, dropped == 1 ? "" : "s", largest, (unsigned)LIMIT_ITEM_MAX);
 }
 
 /* ---- the Connect stream ---- */

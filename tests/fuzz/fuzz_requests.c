@@ -21,7 +21,7 @@
 #include <jansson.h>
 
 #include "fuzz.h"
-#include "master/task_state.h"
+#include "core/task.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "tests/common/requests.h"
@@ -47,8 +47,8 @@ static void task_state_usable(const Grpc__TaskState *st, bool any_status)
     enum task_status s;
     CHECK(task_id_valid(st->task_id));
     CHECK((any_status && !*st->status) || task_status_parse(st->status, &s) == 0);
-    CHECK(st->log_lines <= VALIDATE_SAFE_INT_MAX && st->data_items <= VALIDATE_SAFE_INT_MAX);
-    CHECK(strlen(st->error) <= VALIDATE_ERROR_MAX);
+    CHECK(st->log_lines <= LIMIT_SAFE_INT_MAX && st->data_items <= LIMIT_SAFE_INT_MAX);
+    CHECK(strlen(st->error) <= LIMIT_ERROR_MAX);
     json_safe(st->error);
 }
 
@@ -58,17 +58,17 @@ static void passed_is_usable(const ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = m->descriptor;
     if (d == &grpc__node_service_register_request__descriptor) {
         const Grpc__NodeServiceRegisterRequest *r = (const void *)m;
-        CHECK(validate_node_key(r->node_key));
-        CHECK(strlen(r->node_name) <= VALIDATE_NAME_MAX);
-        CHECK(strlen(r->version) <= VALIDATE_VERSION_MAX);
-        CHECK(strlen(r->machine_id) <= VALIDATE_NODE_KEY_MAX);
+        CHECK(node_key_valid(r->node_key));
+        CHECK(strlen(r->node_name) <= LIMIT_NAME_MAX);
+        CHECK(strlen(r->version) <= LIMIT_VERSION_MAX);
+        CHECK(strlen(r->machine_id) <= LIMIT_NODE_KEY_MAX);
         one_line(r->node_name);
         one_line(r->version);
         for (size_t i = 0; i < r->n_labels; i++)
             one_line(r->labels[i]);
     } else if (d == &grpc__node_service_resync_request__descriptor) {
         const Grpc__NodeServiceResyncRequest *r = (const void *)m;
-        CHECK(validate_node_key(r->node_key));
+        CHECK(node_key_valid(r->node_key));
         for (size_t i = 0; i < r->n_tasks; i++)
             task_state_usable(r->tasks[i], true);
     } else if (d == &grpc__task_service_report_status_request__descriptor) {
@@ -81,7 +81,7 @@ static void passed_is_usable(const ProtobufCMessage *m)
             CHECK(r->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA ||
                   r->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS);
             CHECK(task_id_valid(r->task_id));
-            CHECK(r->seq <= VALIDATE_SAFE_INT_MAX);
+            CHECK(r->seq <= LIMIT_SAFE_INT_MAX);
         }
     } else if (d == &grpc__admin_submit_task_request__descriptor) {
         const Grpc__AdminSubmitTaskRequest *r = (const void *)m;
@@ -99,12 +99,12 @@ static void passed_is_usable(const ProtobufCMessage *m)
         }
         json_decref(env);
         for (size_t i = 0; i < r->n_node_keys; i++)
-            CHECK(validate_node_key(r->node_keys[i]));
+            CHECK(node_key_valid(r->node_keys[i]));
     } else if (d == &grpc__admin_list_tasks_request__descriptor) {
         const Grpc__AdminListTasksRequest *r = (const void *)m;
         enum task_status s;
         CHECK(!*r->status || task_status_parse(r->status, &s) == 0);
-        CHECK(!*r->node_key || validate_node_key(r->node_key));
+        CHECK(!*r->node_key || node_key_valid(r->node_key));
     } else if (d == &grpc__admin_task_request__descriptor) {
         const Grpc__AdminTaskRequest *r = (const void *)m;
         CHECK(task_id_valid(r->task_id));

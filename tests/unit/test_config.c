@@ -511,23 +511,23 @@ static const char *repeat_arg(const char *opt, const char *s, size_t n)
 START_TEST(test_node_name_is_bounded_as_the_master_bounds_it)
 {
     ck_assert_int_eq(
-        parse("--role=worker", repeat_arg("--node-name", "n", VALIDATE_NAME_MAX), NULL), 0);
-    ck_assert_uint_eq(strlen(cfg.node_name), VALIDATE_NAME_MAX);
+        parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX), NULL), 0);
+    ck_assert_uint_eq(strlen(cfg.node_name), LIMIT_NAME_MAX);
     expect_error(
-        parse("--role=worker", repeat_arg("--node-name", "n", VALIDATE_NAME_MAX + 1), NULL),
+        parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX + 1), NULL),
         "--node-name: expected 1 to 128 bytes of UTF-8 text", NULL);
     /* Two bytes a character: 64 fit, 65 do not. */
     ck_assert_int_eq(
-        parse("--role=worker", repeat_arg("--node-name", "\xc3\xa9", VALIDATE_NAME_MAX / 2), NULL),
+        parse("--role=worker", repeat_arg("--node-name", "\xc3\xa9", LIMIT_NAME_MAX / 2), NULL),
         0);
     expect_error(parse("--role=worker",
-                       repeat_arg("--node-name", "\xc3\xa9", VALIDATE_NAME_MAX / 2 + 1), NULL),
+                       repeat_arg("--node-name", "\xc3\xa9", LIMIT_NAME_MAX / 2 + 1), NULL),
                  "--node-name", NULL);
     expect_error(parse("--role=worker", "--node-name=bad\xff", NULL), "--node-name", NULL);
     expect_error(parse("--role=worker", "--node-name=del\x7f", NULL), "--node-name", NULL);
     expect_error(parse("--role=worker", "--node-name=two\nlines", NULL), "--node-name", NULL);
 
-    char long_name[VALIDATE_NAME_MAX + 2];
+    char long_name[LIMIT_NAME_MAX + 2];
     memset(long_name, 'n', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
     env_set("CRAWLAB_NODE_NAME", long_name);
@@ -541,10 +541,10 @@ START_TEST(test_node_key_follows_the_master_rule)
     ck_assert_int_eq(parse("--role=worker", "--node-key=Az09._:-", NULL), 0);
     ck_assert_str_eq(cfg.node_key, "Az09._:-");
     ck_assert_int_eq(
-        parse("--role=worker", repeat_arg("--node-key", "k", VALIDATE_NODE_KEY_MAX), NULL), 0);
-    ck_assert_uint_eq(strlen(cfg.node_key), VALIDATE_NODE_KEY_MAX);
+        parse("--role=worker", repeat_arg("--node-key", "k", LIMIT_NODE_KEY_MAX), NULL), 0);
+    ck_assert_uint_eq(strlen(cfg.node_key), LIMIT_NODE_KEY_MAX);
     expect_error(
-        parse("--role=worker", repeat_arg("--node-key", "k", VALIDATE_NODE_KEY_MAX + 1), NULL),
+        parse("--role=worker", repeat_arg("--node-key", "k", LIMIT_NODE_KEY_MAX + 1), NULL),
         "--node-key: expected a node key of 1 to 64 letters, digits", NULL);
     const char *bad[] = {"--node-key=node key", "--node-key=a/b", "--node-key=a@b",
                          "--node-key=caf\xc3\xa9", "--node-key=a\tb"};
@@ -558,17 +558,17 @@ END_TEST
 /* submit sends the task name and node keys to the master, which bounds them the same way. */
 START_TEST(test_submit_name_and_nodes_follow_the_master_rules)
 {
-    ck_assert_int_eq(parse("submit", repeat_arg("--name", "t", VALIDATE_NAME_MAX), "--node=w-1:a",
+    ck_assert_int_eq(parse("submit", repeat_arg("--name", "t", LIMIT_NAME_MAX), "--node=w-1:a",
                            "--", "true", NULL),
                      0);
-    ck_assert_uint_eq(strlen(cfg.task_name), VALIDATE_NAME_MAX);
+    ck_assert_uint_eq(strlen(cfg.task_name), LIMIT_NAME_MAX);
     expect_error(
-        parse("submit", repeat_arg("--name", "t", VALIDATE_NAME_MAX + 1), "--", "true", NULL),
+        parse("submit", repeat_arg("--name", "t", LIMIT_NAME_MAX + 1), "--", "true", NULL),
         "--name", "128 bytes");
     expect_error(parse("submit", "--node=not a key", "--", "true", NULL), "--node",
                  "expected a node key");
     expect_error(
-        parse("submit", repeat_arg("--node", "k", VALIDATE_NODE_KEY_MAX + 1), "--", "true", NULL),
+        parse("submit", repeat_arg("--node", "k", LIMIT_NODE_KEY_MAX + 1), "--", "true", NULL),
         "--node", NULL);
 }
 END_TEST

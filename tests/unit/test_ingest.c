@@ -85,7 +85,7 @@ START_TEST(test_item_growing_past_the_bound_with_17_digits_is_stored_with_fewer_
     char *data = items_of_numbers("1e-7", 400000);
     struct ingest_batch b;
     ck_assert_int_eq(parse(&b, data, true), 1);
-    ck_assert_uint_le(b.lens[0], VALIDATE_ITEM_MAX);
+    ck_assert_uint_le(b.lens[0], LIMIT_ITEM_MAX);
     json_t *sent = json_loads(data, 0, NULL);
     json_t *stored = json_loadb(b.ptrs[0], b.lens[0], 0, NULL);
     ck_assert_ptr_nonnull(stored);

@@ -230,13 +230,13 @@ START_TEST(test_node_upsert_rejects_empty_key_and_oversized_fields)
     ck_assert_int_eq(store_node_upsert(st, "k", big, 1, "v", T0), -EINVAL);
     ck_assert_int_eq(store_node_upsert(st, "k", "a", 1, big, T0), -EINVAL);
     ck_assert_int_eq(store_node_upsert(st, "k", "a", -1, "v", T0), -EINVAL);
-    big[STORE_NODE_KEY_MAX] = '\0';
+    big[LIMIT_NODE_KEY_MAX] = '\0';
     ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", T0), 0);
 }
 END_TEST
 
 struct node_walk {
-    char keys[8][STORE_NODE_KEY_MAX + 1];
+    char keys[8][LIMIT_NODE_KEY_MAX + 1];
     size_t n;
 };
 

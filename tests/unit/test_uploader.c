@@ -194,7 +194,7 @@ int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
     json_decref(arr);
     /* Every message must pass the master's bounds, or it is refused every time. */
     ck_assert_uint_le(m->packed, RPC_MAX_MESSAGE);
-    ck_assert_uint_le(req->data.len, VALIDATE_DATA_MAX);
+    ck_assert_uint_le(req->data.len, LIMIT_DATA_MAX);
     ck_assert_int_eq(validate_connect(req, NULL), 0);
     ck_assert_uint_ge(m->seq, 1);
     grpc__task_service_connect_request__free_unpacked(req, NULL);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "check_main.h"
-#include "master/task_state.h"
+#include "core/task.h"
 
 START_TEST(test_status_names_round_trip_through_parse)
 {

@@ -1,4 +1,4 @@
-#include "master/task_state.h"
+#include "core/task.h"
 
 #include <errno.h>
 #include <string.h>
@@ -11,7 +11,7 @@ static const char *const status_names[TASK_STATUS_COUNT] = {
 };
 
 /* One bit per allowed target status, indexed by the source status. Keeping the whole machine in
- * one table makes it easy to review against DESIGN.md. */
+ * one table makes it easy to review against the drawing in docs/architecture.md. */
 #define BIT(s) (1u << (s))
 static const unsigned allowed_moves[TASK_STATUS_COUNT] = {
     [TASK_PENDING] = BIT(TASK_ASSIGNED) | BIT(TASK_CANCELLED),

@@ -1,16 +1,18 @@
 /*
- * The task state machine, task ids and seq dedupe: pure logic with no I/O, shared by the store,
- * the task queue and the ingest path so that they all agree on what a status change or a resent
- * batch means.
+ * The task state machine, task ids and seq dedupe: pure logic with no I/O, shared by the wire
+ * validator, the store, the master's task queue and ingest path and the worker, so that they all
+ * agree on what a status is, what a status change means and what a resent batch means.
  *
  * Every function here is pure and reentrant: any thread may call it, none of them blocks.
  */
-#ifndef CRAWLAB_TASK_STATE_H
-#define CRAWLAB_TASK_STATE_H
+#ifndef CRAWLAB_CORE_TASK_H
+#define CRAWLAB_CORE_TASK_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/limits.h"
 
 /* The task statuses of the Crawlab protocol. The numeric values are internal; only the names
  * (task_status_name) are stored or sent on the wire. */
@@ -26,8 +28,9 @@ enum task_status {
     TASK_STATUS_COUNT
 };
 
-/* Length of a task id without its terminating NUL. */
-#define TASK_ID_LEN 24
+/* The names, in the enum's order, for help and error messages. */
+#define TASK_STATUS_NAMES                                                                          \
+    "pending, assigned, running, finished, error, cancelled, abnormal, node_disconnected"
 
 /* Returns the protocol name ("pending", "node_disconnected", ...) as a static string, or
  * "unknown" for a value outside the enum, so that it is always safe to print. */
@@ -41,7 +44,7 @@ int task_status_parse(const char *s, enum task_status *out);
 bool task_status_terminal(enum task_status s);
 
 /*
- * The state machine of DESIGN.md:
+ * The state machine (docs/architecture.md draws it):
  *   pending -> assigned | cancelled
  *   assigned -> running | finished | error | cancelled | pending | node_disconnected
  *     (finished/error directly, because a fast task can end before 'running' is reported;
@@ -61,8 +64,8 @@ bool task_transition_allowed(enum task_status from, enum task_status to);
 bool task_id_valid(const char *s);
 
 /*
- * Seq dedupe for a batch of n log lines or items (PROTOCOL.md, "seq"). stored is how many records
- * of that kind the task already holds; record i of the batch is numbered first_seq + i, and
+ * Seq dedupe for a batch of n log lines or items (docs/protocol.md, "seq"). stored is how many
+ * records of that kind the task already holds; record i of the batch is numbered first_seq + i, and
  * first_seq 0 means unsequenced (appended after what is stored).
  *
  * Sets *skip to how many leading records of the batch are already stored (a resent prefix); the

@@ -1,0 +1,46 @@
+/*
+ * Every bound of the domain, in one place: what the wire validator (rpc/validate.c), the store,
+ * the configuration and the worker enforce. A limit is a fact about the cluster, not about the
+ * module that checks it, so each is defined here once and checked by the rules of core/rules.h.
+ *
+ * Lengths are in bytes, without a terminating NUL.
+ */
+#ifndef CRAWLAB_CORE_LIMITS_H
+#define CRAWLAB_CORE_LIMITS_H
+
+#include <stdint.h>
+
+/* A task id: 24 lowercase hex digits (an ObjectID as Crawlab writes it). */
+#define TASK_ID_LEN 24
+
+/* Largest integer a JSON reader keeps exactly (2^53 - 1): the bound of seq and of totals. */
+#define LIMIT_SAFE_INT_MAX ((UINT64_C(1) << 53) - 1)
+
+#define LIMIT_NODE_KEY_MAX  64     /* a node key (also a machine id) */
+#define LIMIT_NAME_MAX      128    /* node and task names, labels */
+#define LIMIT_VERSION_MAX   32     /* a worker's version string */
+#define LIMIT_LABELS_MAX    64     /* labels of one node */
+#define LIMIT_RUNNERS_MAX   100000 /* max_runners and running */
+#define LIMIT_CMD_MAX       65536  /* cmd and param */
+#define LIMIT_ENV_MAX       256    /* env entries of one task */
+#define LIMIT_ENV_NAME_MAX  256
+#define LIMIT_ENV_VALUE_MAX 65536
+#define LIMIT_ERROR_MAX     4096  /* a task's error text */
+#define LIMIT_PRIORITY_MIN  -1000 /* task priority */
+#define LIMIT_PRIORITY_MAX  1000
+#define LIMIT_SUBMIT_NODES  10000      /* node keys of one SubmitTask */
+#define LIMIT_RESYNC_TASKS  100000     /* tasks listed in one Resync */
+#define LIMIT_DATA_MAX      (4u << 20) /* a Connect message's data */
+/* The longest text of one result item: alone in a Connect message's data ("[" item "]") or in a
+ * ReadResults chunk, it leaves room under the 4 MiB message limit for the rest of the message. */
+#define LIMIT_ITEM_MAX (LIMIT_DATA_MAX - 66)
+/*
+ * JSON values in one INSERT_DATA message's data, as validate_json_values counts them (log lines
+ * are read without building a tree). Parsed JSON costs far more memory than its text: 4 MiB of
+ * "[{},{},...]" is 1.4 million objects and 314 MiB in jansson; this bound caps it near 70 MiB. It
+ * stays above what our worker can send: a message holds one output line of at most 1 MiB (about
+ * 524,000 values at most) or 256 KiB of smaller ones.
+ */
+#define LIMIT_DATA_VALUES_MAX 600000
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * The rules of the domain's strings: one checker per rule, used by the wire validator, the store,
+ * the configuration and the worker alike, so that whatever one of them accepts the others accept
+ * too (tests/unit/test_rules.c holds them to it). Bounds come from core/limits.h; the task id rule
+ * is task_id_valid() in core/task.h.
+ *
+ * Every function here is pure and reentrant: any thread may call it, none blocks or allocates.
+ * NULL is never valid.
+ */
+#ifndef CRAWLAB_CORE_RULES_H
+#define CRAWLAB_CORE_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/limits.h"
+
+/* Human wording of the rules, for error messages that must agree with the checkers. */
+#define STR_(x)       #x
+#define STR(x)        STR_(x)
+#define RULE_NODE_KEY "1 to " STR(LIMIT_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
+#define RULE_NAME     "1 to " STR(LIMIT_NAME_MAX) " bytes of UTF-8 text without control characters"
+#define RULE_ENV_NAME "a letter or '_', then letters, digits or '_'"
+#define RULE_PRIORITY STR(LIMIT_PRIORITY_MIN) " to " STR(LIMIT_PRIORITY_MAX)
+
+/* A node key: 1..LIMIT_NODE_KEY_MAX characters of [A-Za-z0-9._:-]. */
+bool node_key_valid(const char *s);
+
+/* One line of text: at most max bytes of UTF-8 without control characters (C0 or DEL). The rule
+ * of node and task names and labels (max LIMIT_NAME_MAX, and a name is also non-empty: see
+ * name_valid) and of version strings. */
+bool text_line_valid(const char *s, size_t max);
+
+/* A node or task name: non-empty and a text line of at most LIMIT_NAME_MAX bytes. */
+bool name_valid(const char *s);
+
+/* An environment variable name: the len bytes at s are [A-Za-z_][A-Za-z0-9_]*, 1 to
+ * LIMIT_ENV_NAME_MAX of them. s need not be NUL-terminated (a "K=V" entry is checked in place). */
+bool env_name_valid(const char *s, size_t len);
+
+/* A task priority within LIMIT_PRIORITY_MIN..LIMIT_PRIORITY_MAX. */
+bool priority_valid(long long p);
+
+#endif
