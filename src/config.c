@@ -194,7 +194,8 @@ static const struct option_def options[OPT_COUNT] = {
                   "Run the task on this node; repeat for several.", "any node"},
     [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT), NULL,
                        "Run the task once on every online node.", NULL},
-    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT), NULL, "Queue priority, " RULE_PRIORITY ".", "0"},
+    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT), NULL, "Queue priority, " RULE_PRIORITY ".",
+                      "0"},
     [OPT_TIMEOUT] = {"timeout", "DURATION", M(CMD_SUBMIT), NULL,
                      "Stop the task after this long; it ends in error.", "0, no limit"},
     [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT), NULL,
@@ -804,8 +805,8 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
         return 0;
     case OPT_PRIORITY:
         if (parse_int(value, LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_MAX, &n) != 0)
-            return fail(p, "%s: expected an integer from %d to %d, got '%.*s'", label, LIMIT_PRIORITY_MIN,
-                        LIMIT_PRIORITY_MAX, QUOTE_MAX, value);
+            return fail(p, "%s: expected an integer from %d to %d, got '%.*s'", label,
+                        LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_MAX, QUOTE_MAX, value);
         c->priority = (int)n;
         return 0;
     case OPT_ENV: {

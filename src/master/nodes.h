@@ -64,5 +64,4 @@ bool nodes_notify_task(struct node *node);
 /* Sends DRAIN to every live stream, then ends those streams once it is written. */
 void nodes_drain_all(struct nodes *n);
 
-
 #endif

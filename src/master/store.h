@@ -216,12 +216,12 @@ int store_task_history(struct store *s, const char *id,
 /* ---- Logs and result items ---- */
 
 /*
- * Appends log lines with seq semantics (task_seq_window in core/task.h): lines[i] (lens[i] bytes, need not be
- * NUL-terminated) is line number first_seq + i, counting from 1; first_seq 0 means unsequenced
- * (appended after what is stored). Lines already stored are skipped; a batch starting beyond the
- * stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted receives the number of
- * lines newly stored. Each line is written as line + "\n" to logs/<id>.log; a '\n' inside a line
- * would split it in two on read-back, so it is stored as a space. The task's log_lines and
+ * Appends log lines with seq semantics (task_seq_window in core/task.h): lines[i] (lens[i] bytes,
+ * need not be NUL-terminated) is line number first_seq + i, counting from 1; first_seq 0 means
+ * unsequenced (appended after what is stored). Lines already stored are skipped; a batch starting
+ * beyond the stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted receives the
+ * number of lines newly stored. Each line is written as line + "\n" to logs/<id>.log; a '\n' inside
+ * a line would split it in two on read-back, so it is stored as a space. The task's log_lines and
  * log_bytes change in the same transaction. Lines may arrive in any task status. -EINVAL,
  * -ENOENT, -ERANGE.
  */

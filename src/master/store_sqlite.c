@@ -1065,7 +1065,8 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     if (rc < 0)
         return rc;
     if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
-        (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 || !id_out)
+        (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
+        !id_out)
         return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)

@@ -6,8 +6,9 @@
  * proto3 string is UTF-8, it accepts any number for an enum, and it bounds nothing but the message
  * size. Everything else is checked here, so that a handler may take every field of a validated
  * request as well-formed and bounded: ids are 24 lowercase hex, node keys are 1..64 of
- * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8 (core/rules.h), names have no control characters, sizes, counts and numbers are within the
- * limits of core/limits.h. Whether a node or task exists, or whether a change is allowed, is the handler's
+ * [A-Za-z0-9._:-], strings that reach JSON, logs or other peers are valid UTF-8 (core/rules.h),
+ * names have no control characters, sizes, counts and numbers are within the limits of
+ * core/limits.h. Whether a node or task exists, or whether a change is allowed, is the handler's
  * business.
  *
  * A validator returns 0, or a negative errno and sets *why to a short static reason naming the

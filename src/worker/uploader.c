@@ -28,8 +28,7 @@
 #define MEMORY_KEPT       (8u << 20) /* kept in memory; beyond this, messages go to the spool */
 /* The most data one message may carry: what the master's validator takes, and room under the gRPC
  * message limit for the rest of the message (code, task id, seq and field headers: < 64 bytes). */
-#define DATA_MAX                                                                                   \
-    (RPC_MAX_MESSAGE - 64 < LIMIT_DATA_MAX ? RPC_MAX_MESSAGE - 64 : LIMIT_DATA_MAX)
+#define DATA_MAX (RPC_MAX_MESSAGE - 64 < LIMIT_DATA_MAX ? RPC_MAX_MESSAGE - 64 : LIMIT_DATA_MAX)
 
 /* A packed message: in memory, or spilled to the task's spool file when too much is kept. */
 struct message {

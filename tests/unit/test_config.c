@@ -510,19 +510,17 @@ static const char *repeat_arg(const char *opt, const char *s, size_t n)
  * is the master's (validate.h), counted in bytes, and the text must be UTF-8 without controls. */
 START_TEST(test_node_name_is_bounded_as_the_master_bounds_it)
 {
-    ck_assert_int_eq(
-        parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX), NULL), 0);
+    ck_assert_int_eq(parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX), NULL),
+                     0);
     ck_assert_uint_eq(strlen(cfg.node_name), LIMIT_NAME_MAX);
-    expect_error(
-        parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX + 1), NULL),
-        "--node-name: expected 1 to 128 bytes of UTF-8 text", NULL);
+    expect_error(parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX + 1), NULL),
+                 "--node-name: expected 1 to 128 bytes of UTF-8 text", NULL);
     /* Two bytes a character: 64 fit, 65 do not. */
     ck_assert_int_eq(
-        parse("--role=worker", repeat_arg("--node-name", "\xc3\xa9", LIMIT_NAME_MAX / 2), NULL),
-        0);
-    expect_error(parse("--role=worker",
-                       repeat_arg("--node-name", "\xc3\xa9", LIMIT_NAME_MAX / 2 + 1), NULL),
-                 "--node-name", NULL);
+        parse("--role=worker", repeat_arg("--node-name", "\xc3\xa9", LIMIT_NAME_MAX / 2), NULL), 0);
+    expect_error(
+        parse("--role=worker", repeat_arg("--node-name", "\xc3\xa9", LIMIT_NAME_MAX / 2 + 1), NULL),
+        "--node-name", NULL);
     expect_error(parse("--role=worker", "--node-name=bad\xff", NULL), "--node-name", NULL);
     expect_error(parse("--role=worker", "--node-name=del\x7f", NULL), "--node-name", NULL);
     expect_error(parse("--role=worker", "--node-name=two\nlines", NULL), "--node-name", NULL);
@@ -562,9 +560,8 @@ START_TEST(test_submit_name_and_nodes_follow_the_master_rules)
                            "--", "true", NULL),
                      0);
     ck_assert_uint_eq(strlen(cfg.task_name), LIMIT_NAME_MAX);
-    expect_error(
-        parse("submit", repeat_arg("--name", "t", LIMIT_NAME_MAX + 1), "--", "true", NULL),
-        "--name", "128 bytes");
+    expect_error(parse("submit", repeat_arg("--name", "t", LIMIT_NAME_MAX + 1), "--", "true", NULL),
+                 "--name", "128 bytes");
     expect_error(parse("submit", "--node=not a key", "--", "true", NULL), "--node",
                  "expected a node key");
     expect_error(
