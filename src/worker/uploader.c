@@ -12,6 +12,7 @@
 #include <grpc/slice.h>
 
 #include "core/limits.h"
+#include "core/resync.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
@@ -709,9 +710,8 @@ void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items
     u->tail = NULL;
     while (*p) {
         struct message *m = *p;
-        /* Every kept message comes after what was dropped: the master counts it that much lower. */
-        uint64_t stored = m->items ? data_items + u->items_dropped : log_lines + u->logs_dropped;
-        if (m->last_seq <= stored) {
+        uint64_t count = m->items ? data_items : log_lines;
+        if (resync_stored(m->last_seq, count, m->items ? u->items_dropped : u->logs_dropped)) {
             *p = m->next;
             message_free(u, m);
         } else {
