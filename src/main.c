@@ -43,7 +43,7 @@ static int client_auth_key(const struct config *cfg, char **out)
         int rc = auth_key_read_file(cfg->auth_key_file, out);
         if (rc < 0)
             fprintf(stderr, "crawlab-node: --auth-key-file %s: %s\n", cfg->auth_key_file,
-                    rc == -EINVAL ? "file is empty" : strerror(-rc));
+                    auth_key_file_error(rc));
         return rc;
     }
     char *dir = datadir_resolve(NULL);

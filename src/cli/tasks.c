@@ -3,11 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "cli/commands.h"
 #include "cli/conn.h"
+#include "cli/term.h"
 #include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
 
@@ -124,17 +126,20 @@ int cli_tasks(const struct config *cfg, const char *auth_key)
 }
 
 struct print_ctx {
+    bool escape; /* stdout is a terminal: control characters are shown, not obeyed */
     bool write_failed;
 };
 
-/* Writes a chunk's lines exactly as stored, one per line, and flushes so a pipe sees them at
- * once. A failed write (the reader went away) stops the stream. */
+/* Writes a chunk's lines one per line, exactly as stored unless they go to a terminal
+ * (cli/term.h), and flushes so a pipe sees them at once. A failed write (the reader went away)
+ * stops the stream. */
 static int print_chunk(void *ctx, const ProtobufCMessage *m)
 {
     struct print_ctx *p = ctx;
     const Grpc__AdminChunk *chunk = (const void *)m;
     for (size_t i = 0; i < chunk->n_lines; i++) {
-        fwrite(chunk->lines[i], 1, strlen(chunk->lines[i]), stdout);
+        if (term_write(stdout, chunk->lines[i], strlen(chunk->lines[i]), p->escape) < 0)
+            break;
         putchar('\n');
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -153,7 +158,7 @@ static int stream_lines(const struct config *cfg, const char *auth_key, const ch
     Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
     req.task_id = cfg->task_id;
     req.follow = follow;
-    struct print_ctx ctx = {false};
+    struct print_ctx ctx = {.escape = isatty(STDOUT_FILENO) == 1};
     grpc_status_code st =
         cli_conn_stream(&c, method, &req.base, &grpc__admin_chunk__descriptor, print_chunk, &ctx);
     cli_conn_close(&c);

@@ -57,6 +57,16 @@ bool env_name_valid(const char *s, size_t len)
     return true;
 }
 
+bool auth_key_valid(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++)
+        if (*s < 0x21 || *s > 0x7E)
+            return false;
+    return true;
+}
+
 bool priority_valid(long long p)
 {
     return p >= LIMIT_PRIORITY_MIN && p <= LIMIT_PRIORITY_MAX;

@@ -21,6 +21,7 @@
 #define RULE_NODE_KEY "1 to " STR(LIMIT_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
 #define RULE_NAME     "1 to " STR(LIMIT_NAME_MAX) " bytes of UTF-8 text without control characters"
 #define RULE_ENV_NAME "a letter or '_', then letters, digits or '_'"
+#define RULE_AUTH_KEY "printable ASCII without spaces"
 #define RULE_PRIORITY STR(LIMIT_PRIORITY_MIN) " to " STR(LIMIT_PRIORITY_MAX)
 
 /* A node key: 1..LIMIT_NODE_KEY_MAX characters of [A-Za-z0-9._:-]. */
@@ -37,6 +38,10 @@ bool name_valid(const char *s);
 /* An environment variable name: the len bytes at s are [A-Za-z_][A-Za-z0-9_]*, 1 to
  * LIMIT_ENV_NAME_MAX of them. s need not be NUL-terminated (a "K=V" entry is checked in place). */
 bool env_name_valid(const char *s, size_t len);
+
+/* An auth key: it travels as gRPC metadata, so 1 or more printable ASCII characters other than
+ * space (0x21..0x7E). No upper bound: the master checks what it was given. */
+bool auth_key_valid(const char *s);
 
 /* A task priority within LIMIT_PRIORITY_MIN..LIMIT_PRIORITY_MAX. */
 bool priority_valid(long long p);

@@ -146,7 +146,7 @@ static int resolve_auth_key(struct master *m, const char *data_dir)
         int rc = auth_key_read_file(cfg->auth_key_file, &m->auth_key);
         if (rc < 0)
             log_error("cannot read the auth key file %s: %s", cfg->auth_key_file,
-                      rc == -EINVAL ? "file is empty" : strerror(-rc));
+                      auth_key_file_error(rc));
         return rc;
     }
     bool created;

@@ -1,7 +1,10 @@
 #include "rpc/auth.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/rules.h"
 #include "runtime/datadir.h"
 
 /* Compares every byte of the expected key whatever the given value is, so the time taken does not
@@ -30,10 +33,36 @@ bool auth_metadata_ok(const grpc_metadata_array *md, const char *key)
 
 int auth_key_read_file(const char *path, char **out)
 {
-    return datadir_read_trimmed(path, out);
+    int rc = datadir_read_trimmed(path, out);
+    if (rc == -EINVAL)
+        return -ENODATA;
+    if (rc == 0 && !auth_key_valid(*out)) {
+        free(*out);
+        *out = NULL;
+        return -EINVAL;
+    }
+    return rc;
+}
+
+const char *auth_key_file_error(int rc)
+{
+    switch (rc) {
+    case -ENODATA:
+        return "file is empty";
+    case -EINVAL:
+        return "the key must be " RULE_AUTH_KEY;
+    default:
+        return strerror(-rc);
+    }
 }
 
 int auth_key_ensure(const char *data_dir, char **out, bool *created)
 {
-    return datadir_random_id(data_dir, "auth.key", 32, out, created);
+    int rc = datadir_random_id(data_dir, "auth.key", 32, out, created);
+    if (rc == 0 && !auth_key_valid(*out)) {
+        free(*out);
+        *out = NULL;
+        return -EINVAL;
+    }
+    return rc;
 }

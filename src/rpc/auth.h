@@ -16,9 +16,13 @@
 /* True when md holds the key; compares in time independent of where the values differ. */
 bool auth_metadata_ok(const grpc_metadata_array *md, const char *key);
 
-/* Reads a key file (surrounding whitespace trimmed). -ENOENT, -EINVAL when empty, -errno. The
- * caller frees *out. Blocks (file I/O); start-up only. */
+/* Reads a key file (surrounding whitespace trimmed). -ENODATA when empty, -EINVAL when what is
+ * left breaks the key's rule (auth_key_valid of core/rules.h: a newline inside, say), -ENOENT,
+ * -errno. The caller frees *out. Blocks (file I/O); start-up only. */
 int auth_key_read_file(const char *path, char **out);
+
+/* Why a key file could not be used, from the error of auth_key_read_file: a static string. */
+const char *auth_key_file_error(int rc);
 
 /*
  * The master's zero-config key: reads <data_dir>/auth.key, or creates it (mode 0600, 32 random

@@ -3,6 +3,7 @@
 127.0.0.1. Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_nodes.py"""
 
 import os
+import resource
 import signal
 import sys
 
@@ -130,6 +131,15 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(w.wait_exit(), 2)
         w.wait_log("--node-name: expected 1 to 128 bytes")
 
+    def test_worker_with_a_key_file_the_flag_would_refuse_exits_2_at_start(self):
+        self.c.start_master()
+        bad = self.c.path("bad.key")
+        with open(bad, "w") as f:
+            f.write(harness.read_key(self.c.key_file) + "\nsecond line\n")
+        w = self.c.start_worker("w1", key_file=bad)
+        self.assertEqual(w.wait_exit(), 2)
+        w.wait_log("the key must be printable ASCII without spaces")
+
     def test_sigterm_stops_master_and_worker_cleanly(self):
         m, workers, keys = self.start_cluster(2)
         # a connected worker
@@ -165,6 +175,19 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         w.stop()
         ns = self.c.wait_nodes(lambda ns: status_of(ns, name="w1") == "offline")
         self.assertEqual(len(ns), 1)
+
+    def test_master_raises_its_descriptor_limit_to_three_per_connection(self):
+        # The master inherits a low soft limit from us, then raises it by itself.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        try:
+            m = self.c.start_master(extra=["--max-connections=100"])
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with open("/proc/%d/limits" % m.pid) as f:
+            got = [line.split()[3] for line in f if line.startswith("Max open files")][0]
+        want = 3 * 100 + 512
+        self.assertEqual(int(got), want if hard == resource.RLIM_INFINITY else min(want, hard))
 
     def test_bad_flags_exit_2_with_one_line(self):
         rc, out, err = self.c.run_cli("--role=worker", "--max-runners=x", timeout=10)

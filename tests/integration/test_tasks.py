@@ -7,9 +7,11 @@ import base64
 import collections
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -185,6 +187,57 @@ fi
         rc, out, err = self.cli_bytes("results", tid)
         self.assertEqual(rc, 0, err)
         self.assertEqual(out, b'{"t":"a\\u0000b"}\n{"t":"c\xef\xbf\xbdd"}\n')
+
+    def cli_on_terminal(self, command, *args, timeout=harness.CLI_TIMEOUT):
+        """Runs a client command with stdout on a pseudo-terminal; returns (rc, bytes shown)."""
+        argv = [self.c.bin, command, "--master=%s" % self.c.master_addr,
+                "--auth-key-file=%s" % self.c.key_file] + [str(a) for a in args]
+        master_fd, slave_fd = os.openpty()
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave_fd,
+                                 stderr=subprocess.DEVNULL, cwd=self.c.dir)
+            os.close(slave_fd)
+            slave_fd = -1
+            shown = bytearray()
+            deadline = time.monotonic() + timeout
+            while True:  # EIO once the command exited and the terminal has nothing left
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([master_fd], [], [], left)[0]:
+                    p.kill()
+                    p.wait()
+                    raise harness.Timeout("%s did not finish within %.0f s" % (command, timeout))
+                try:
+                    chunk = os.read(master_fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            return p.wait(timeout=timeout), bytes(shown)
+        finally:
+            if slave_fd >= 0:
+                os.close(slave_fd)
+            os.close(master_fd)
+
+    def test_logs_on_a_terminal_show_escape_sequences_instead_of_obeying_them(self):
+        self.start_cluster(1)
+        blob = self.c.path("escapes.bin")
+        hostile = (b"\x1b]0;owned\x07\x1b[2J\x1b]52;c;ZWNobyBoaQ==\x1b\\"
+                   b"\xc2\x9b2J\x7f\n"
+                   b'{"type":"data","ipc":true,"payload":{"t":"\xc2\x9b1m"}}\n')
+        with open(blob, "wb") as f:
+            f.write(hostile)
+        tid = self.submit1("--", "cat", blob)
+        self.wait_final([tid])
+        rc, shown = self.cli_on_terminal("logs", tid)
+        self.assertEqual(rc, 0)
+        # The terminal turns "\n" into "\r\n"; nothing that a terminal obeys reaches it.
+        self.assertEqual(shown, b"^[]0;owned^G^[[2J^[]52;c;ZWNobyBoaQ==^[\\\\u009b2J^?\r\n")
+        rc, shown = self.cli_on_terminal("results", tid)
+        self.assertEqual((rc, shown), (0, b'{"t":"\\u009b1m"}\r\n'))
+        # Into a pipe the bytes stay exact, for scripts.
+        rc, out, err = self.cli_bytes("logs", tid)
+        self.assertEqual((rc, out), (0, hostile.split(b"\n")[0] + b"\n"), err)
 
     def test_output_printed_right_before_exit_is_not_lost(self):
         self.start_cluster(1)

@@ -86,9 +86,31 @@ START_TEST(test_key_file_is_trimmed_and_empty_is_refused)
     fd = open(path, O_WRONLY | O_TRUNC);
     ck_assert_int_eq(write(fd, " \n", 2), 2);
     close(fd);
-    ck_assert_int_eq(auth_key_read_file(path, &k), -EINVAL);
+    ck_assert_int_eq(auth_key_read_file(path, &k), -ENODATA);
+    ck_assert_str_eq(auth_key_file_error(-ENODATA), "file is empty");
     unlink(path);
     ck_assert_int_eq(auth_key_read_file(path, &k), -ENOENT);
+}
+END_TEST
+
+/* What is left after trimming must be a key the flag would take: a newline or a space inside is
+ * refused at once, not sent as metadata that no master can match. */
+START_TEST(test_key_file_with_a_line_break_inside_is_refused)
+{
+    char path[] = "/tmp/crawlab-key-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "abc\ndef\n", 8), 8);
+    close(fd);
+    char *k = NULL;
+    ck_assert_int_eq(auth_key_read_file(path, &k), -EINVAL);
+    ck_assert_ptr_null(k);
+    ck_assert_ptr_nonnull(strstr(auth_key_file_error(-EINVAL), "printable ASCII"));
+    fd = open(path, O_WRONLY | O_TRUNC);
+    ck_assert_int_eq(write(fd, "a b", 3), 3);
+    close(fd);
+    ck_assert_int_eq(auth_key_read_file(path, &k), -EINVAL);
+    unlink(path);
 }
 END_TEST
 
@@ -100,6 +122,7 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, test_auth_refuses_wrong_prefix_longer_shorter_and_missing);
     tcase_add_test(tc, test_generated_key_is_kept_private_and_reused);
     tcase_add_test(tc, test_key_file_is_trimmed_and_empty_is_refused);
+    tcase_add_test(tc, test_key_file_with_a_line_break_inside_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
