@@ -17,6 +17,7 @@
 #include "runtime/log.h"
 #include "services/node_service.pb-c.h"
 #include "services/task_service.pb-c.h"
+#include "worker/contain.h"
 #include "worker/runner.h"
 #include "worker/uploader.h"
 
@@ -56,6 +57,7 @@ struct jobs {
     char *data_dir;
     char *spool_dir; /* <data_dir>/spool: output waiting for the master, past what memory keeps */
     char *node_key;
+    struct contain *contain; /* finds every process of a task (worker/contain.h) */
     struct job *list;
     int running; /* processes alive */
     int held;
@@ -482,6 +484,7 @@ static void recover(struct jobs *j)
                              de->d_name, pgid);
             }
         }
+        contain_sweep(j->contain, de->d_name);
         struct job *job = add_job(j, de->d_name);
         if (!job)
             continue;
@@ -521,6 +524,7 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
         .env = (const char *const *)env,
         .timeout_ms = spec && spec->timeout_ms > 0 ? (uint64_t)spec->timeout_ms : 0,
         .cancel_grace_ms = j->cfg->cancel_grace_ms,
+        .contain = j->contain,
     };
     int rc = !job->up               ? -ENOMEM
              : !spec || !*spec->cmd ? -EINVAL
@@ -833,6 +837,13 @@ int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data
         jobs_destroy(j);
         return -ENOMEM;
     }
+    char scope[sizeof("crawlab-node-") + LIMIT_NODE_KEY_MAX];
+    snprintf(scope, sizeof(scope), "crawlab-node-%s", node_key);
+    int rc = contain_create(scope, CONTAIN_AUTO, &j->contain);
+    if (rc < 0) {
+        jobs_destroy(j);
+        return rc;
+    }
     double every = (double)cfg->fetch_interval_ms / 1000.0;
     ev_timer_init(&j->poll, on_poll, every, every);
     j->poll.data = j;
@@ -871,6 +882,7 @@ void jobs_destroy(struct jobs *j)
         uploader_destroy(job->up);
         free(job);
     }
+    contain_destroy(j->contain);
     free(j->data_dir);
     free(j->spool_dir);
     free(j->node_key);

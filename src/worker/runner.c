@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "worker/contain.h"
 #include "worker/lines.h"
 
 extern char **environ;
@@ -39,6 +40,7 @@ struct runner_proc {
     void *ctx;
     char *task_id;
     pid_t pid;
+    struct contain *contain; /* NULL: the process group is all there is */
     struct stream out;
     struct stream err;
     ev_child child_w;
@@ -74,6 +76,14 @@ static void signal_group(struct runner_proc *p, int sig)
     if (kill(-p->pid, sig) < 0 && errno != ESRCH)
         log_error("task %s: kill(-%d, %s) failed: %s", p->task_id, (int)p->pid, strsignal(sig),
                   strerror(errno));
+}
+
+/* SIGKILL to the group and to whatever of the task left it. */
+static void kill_task(struct runner_proc *p)
+{
+    signal_group(p, SIGKILL);
+    if (p->contain)
+        contain_kill(p->contain, p->task_id);
 }
 
 /* Sanitises one line and hands it to on_items or on_log. */
@@ -157,8 +167,11 @@ static void maybe_finish(struct runner_proc *p)
     ev_timer_stop(p->loop, &p->timeout_w);
     ev_timer_stop(p->loop, &p->grace_w);
     ev_timer_stop(p->loop, &p->eof_w);
-    /* A cancelled task's processes that closed their output must not outlive it. */
-    if (p->cancelled || p->timed_out)
+    /* Processes of the task that closed their output must not outlive it. The group alone is
+     * killed only for a cancelled task: after a normal end its id may already be reused. */
+    if (p->contain)
+        contain_kill(p->contain, p->task_id);
+    else if (p->cancelled || p->timed_out)
         signal_group(p, SIGKILL);
 
     struct runner_result r = {
@@ -210,7 +223,7 @@ static void eof_cb(struct ev_loop *loop, ev_timer *w, int revents)
              "group %d",
              p->task_id, (unsigned long long)p->eof_wait_ms, (int)p->pid);
     p->draining = true;
-    signal_group(p, SIGKILL);
+    kill_task(p);
     p->kill_sent = true;
     read_stream(p, &p->out);
     read_stream(p, &p->err);
@@ -222,7 +235,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct runner_proc *p = w->data;
     log_info("task %s: still running %llu ms after SIGTERM, sending SIGKILL to group %d",
              p->task_id, (unsigned long long)p->grace_ms, (int)p->pid);
-    signal_group(p, SIGKILL);
+    kill_task(p);
     p->kill_sent = true;
 }
 
@@ -233,7 +246,7 @@ static void terminate(struct runner_proc *p, bool force)
         return;
     if (force) {
         ev_timer_stop(p->loop, &p->grace_w);
-        signal_group(p, SIGKILL);
+        kill_task(p);
         p->kill_sent = true;
         p->term_sent = true;
         return;
@@ -308,8 +321,10 @@ void runner_free(struct runner_proc *p)
     if (!p->done) {
         log_warn("task %s: runner freed before its end, killing process group %d", p->task_id,
                  (int)p->pid);
-        signal_group(p, SIGKILL);
+        kill_task(p);
     }
+    if (p->contain)
+        contain_release(p->contain, p->task_id);
     ev_child_stop(p->loop, &p->child_w);
     ev_timer_stop(p->loop, &p->timeout_w);
     ev_timer_stop(p->loop, &p->grace_w);
@@ -429,17 +444,18 @@ static int above_stdio(int *fd)
     return 0;
 }
 
-static int make_pipe(int fds[2])
+/* A pipe with both ends above stdio, close-on-exec; our end (fds[our]) non-blocking when
+ * asked: the child's end always blocks. */
+static int make_pipe_ends(int fds[2], int our, bool nonblock)
 {
     if (pipe2(fds, O_CLOEXEC) < 0)
         return -errno;
     int rc = above_stdio(&fds[0]);
     if (rc == 0)
         rc = above_stdio(&fds[1]);
-    /* Only our end is non-blocking: the child must block on a full pipe (back-pressure). */
-    if (rc == 0) {
-        int fl = fcntl(fds[0], F_GETFL);
-        if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) < 0)
+    if (rc == 0 && nonblock) {
+        int fl = fcntl(fds[our], F_GETFL);
+        if (fl < 0 || fcntl(fds[our], F_SETFL, fl | O_NONBLOCK) < 0)
             rc = -errno;
     }
     if (rc < 0) {
@@ -450,15 +466,30 @@ static int make_pipe(int fds[2])
     return rc;
 }
 
+/* An output pipe: we read fds[0] without blocking; the child blocks on a full pipe
+ * (back-pressure). */
+static int make_pipe(int fds[2])
+{
+    return make_pipe_ends(fds, 0, true);
+}
+
 static void close_if_open(int fd)
 {
     if (fd >= 0)
         close(fd);
 }
 
-/* posix_spawn with the runner's file actions and attributes; returns 0 or a negative errno. */
+/*
+ * A contained task's shell waits on fd 3 until the worker has moved it into its cgroup, then runs
+ * the command in the same process (its pid stays the group's id), as sh -c would: $0 is "sh" and
+ * there are no positional parameters. If the worker goes away first, it exits 125 unrun.
+ */
+#define GATED_SHELL "read -r _ <&3 || exit 125; exec 3<&-; eval \"set --; $1\""
+
+/* posix_spawn with the runner's file actions and attributes; returns 0 or a negative errno.
+ * gate_r >= 0 becomes the shell's fd 3 and the shell runs GATED_SHELL. */
 static int spawn_shell(pid_t *pid, const char *workdir, const char *cmdline, const char **envp,
-                       int out_w, int err_w)
+                       int out_w, int err_w, int gate_r)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -481,6 +512,8 @@ static int spawn_shell(pid_t *pid, const char *workdir, const char *cmdline, con
         rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
     if (!rc)
         rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
+    if (!rc && gate_r >= 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, gate_r, 3);
 
     /*
      * The worker blocks or ignores signals of its own (SIGPIPE for sockets at
@@ -501,12 +534,33 @@ static int spawn_shell(pid_t *pid, const char *workdir, const char *cmdline, con
         rc = posix_spawnattr_setsigdefault(&attr, &all);
 
     if (!rc) {
-        char *argv[] = {"sh", "-c", (char *)cmdline, NULL};
-        rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, (char *const *)envp);
+        char *plain[] = {"sh", "-c", (char *)cmdline, NULL};
+        char *gated[] = {"sh", "-c", GATED_SHELL, "sh", (char *)cmdline, NULL};
+        rc = posix_spawn(pid, "/bin/sh", &fa, &attr, gate_r >= 0 ? gated : plain,
+                         (char *const *)envp);
     }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return -rc;
+}
+
+/*
+ * Moves the waiting shell into the task's cgroup and lets it run (closes gate_w either way). When
+ * it cannot be contained it is killed and reaped here, unrun.
+ */
+static int open_gate(struct contain *c, const char *task_id, pid_t pid, int gate_w)
+{
+    int rc = contain_adopt(c, task_id, pid);
+    if (rc == 0 && write(gate_w, "\n", 1) != 1) {
+        rc = -errno;
+        log_error("task %s: cannot let its shell start: %s", task_id, strerror(errno));
+    }
+    close(gate_w);
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return rc;
 }
 
 static void stream_init(struct runner_proc *p, struct stream *s, int fd, bool is_stdout,
@@ -548,7 +602,7 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
     char *id_kv = join3("CRAWLAB_TASK_ID", "=", task_id);
     char *key_kv = join3("CRAWLAB_NODE_KEY", "=", spec->node_key ? spec->node_key : "");
     const char **envp = NULL;
-    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, gate[2] = {-1, -1};
 
     rc = -ENOMEM;
     if (!p || !cmdline || !id_kv || !key_kv || !(p->task_id = strdup(task_id)))
@@ -559,17 +613,29 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
         log_error("task %s: cannot create output pipes: %s", task_id, strerror(-rc));
         goto fail;
     }
-    rc = spawn_shell(&p->pid, workdir, cmdline, envp, out_pipe[1], err_pipe[1]);
+    if (spec->contain && (rc = contain_prepare(spec->contain, task_id)) < 0)
+        goto fail;
+    if (spec->contain && contain_needs_gate(spec->contain) &&
+        (rc = make_pipe_ends(gate, 1, false)) < 0) {
+        log_error("task %s: cannot create its start pipe: %s", task_id, strerror(-rc));
+        goto fail;
+    }
+    rc = spawn_shell(&p->pid, workdir, cmdline, envp, out_pipe[1], err_pipe[1], gate[0]);
     close(out_pipe[1]);
     close(err_pipe[1]);
-    out_pipe[1] = err_pipe[1] = -1;
+    close_if_open(gate[0]);
+    out_pipe[1] = err_pipe[1] = gate[0] = -1;
     if (rc < 0) {
         log_error("task %s: cannot start /bin/sh -c '%s' in %s: %s", task_id, cmdline,
                   workdir ? workdir : ".", strerror(-rc));
         goto fail;
     }
+    if (gate[1] >= 0 && (rc = open_gate(spec->contain, task_id, p->pid, gate[1])) < 0)
+        goto fail;
+    gate[1] = -1;
 
     p->loop = loop;
+    p->contain = spec->contain;
     p->cb = *cb;
     p->ctx = ctx;
     p->grace_ms = spec->cancel_grace_ms ? spec->cancel_grace_ms : RUNNER_DEFAULT_CANCEL_GRACE_MS;
@@ -604,6 +670,8 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
     return 0;
 
 fail:
+    close_if_open(gate[0]);
+    close_if_open(gate[1]);
     close_if_open(out_pipe[0]);
     close_if_open(out_pipe[1]);
     close_if_open(err_pipe[0]);
@@ -612,6 +680,8 @@ fail:
     free(id_kv);
     free(key_kv);
     free(envp);
+    if (p && spec->contain)
+        contain_release(spec->contain, task_id);
     if (p)
         free(p->task_id);
     free(p);

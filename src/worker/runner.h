@@ -40,6 +40,9 @@ struct runner_spec {
     size_t max_line;          /* Longest line delivered whole; 0 = 1 MiB. */
     /* Wait for EOF after the shell exited; 0 = RUNNER_DEFAULT_EOF_WAIT_MS. */
     uint64_t eof_wait_ms;
+    /* Finds the processes that leave the group (worker/contain.h); NULL: the group only. Borrowed
+     * until runner_free. */
+    struct contain *contain;
 };
 
 enum runner_end { RUNNER_END_EXITED, RUNNER_END_SIGNALED };
@@ -81,11 +84,11 @@ struct runner_callbacks {
 
 /*
  * Spawns the task: /bin/sh -c "cmd param" in a new process group whose id is
- * the shell's pid, working directory spec->workdir (created with mode 0755
- * when missing), stdin from /dev/null, signal mask empty and every signal at
- * its default disposition. Environment: ours minus every CRAWLAB_* name, plus
- * CRAWLAB_TASK_ID and CRAWLAB_NODE_KEY, then spec->env; a later entry
- * replaces an earlier one of the same name.
+ * the shell's pid (with spec->contain, in the task's cgroup or under the
+ * worker as subreaper, before the command runs), working directory spec->workdir (created with mode
+ * 0755 when missing), stdin from /dev/null, signal mask empty and every signal at its default
+ * disposition. Environment: ours minus every CRAWLAB_* name, plus CRAWLAB_TASK_ID and
+ * CRAWLAB_NODE_KEY, then spec->env; a later entry replaces an earlier one of the same name.
  *
  * stdout lines that are SDK result lines go to on_items, all other stdout and
  * stderr lines to on_log, each sanitised to valid UTF-8 first. If the shell
@@ -111,9 +114,10 @@ pid_t runner_pid(const struct runner_proc *p);
  * group after cancel_grace_ms; force sends SIGKILL at once (also after an
  * earlier graceful cancel). Idempotent, and a no-op after on_exit. The result
  * then has cancelled=true. A timeout does the same by itself and sets
- * timed_out instead. When a cancelled or timed-out run ends, whatever is left
- * of its process group is SIGKILLed, so no process of a cancelled task
- * outlives it.
+ * timed_out instead. Every SIGKILL also reaches the task's processes outside
+ * the group (spec->contain). When a run ends, whatever is left of the task is
+ * SIGKILLed (with spec->contain; without it, what is left of the group of a
+ * cancelled or timed-out run), so no process of a task outlives it.
  */
 void runner_cancel(struct runner_proc *p, bool force);
 
