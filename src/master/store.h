@@ -1,9 +1,10 @@
 /*
  * The master's durable store: nodes, tasks with their status history, result items, and task logs.
  *
- * This header is the interface; store_sqlite.c implements it with SQLite (WAL, synchronous=FULL)
- * for rows and one append-only file per task for logs (<data_dir>/logs/<task_id>.log). Another
- * backend would be another .c file implementing the same functions.
+ * This header is the interface. store_sqlite.c implements it: rows and transactions on SQLite
+ * (WAL, synchronous=FULL), task logs through the log engine (master/logfile.h), one append-only
+ * file per task (<data_dir>/logs/<task_id>.log) whose committed size is the task row's log_bytes.
+ * Another row backend would be another .c file implementing the same functions on the same engine.
  *
  * Threading: the store belongs to the master's loop thread. Every function must be called from
  * that one thread; none of them is thread-safe. Functions block on disk I/O (SQLite, write(2),
@@ -40,7 +41,7 @@ struct store;
 #define STORE_NODE_VERSION_MAX 32
 #define STORE_TASK_NAME_MAX    128
 
-/* How many task log files are kept open for appending. */
+/* How many task log files are kept open for appending (the engine's max_open). */
 #define STORE_LOG_FD_CACHE 256
 
 /* exit_code value meaning "no exit code" (not known yet, or the task never ran). */
@@ -219,14 +220,14 @@ int store_task_history(struct store *s, const char *id,
 /* ---- Logs and result items ---- */
 
 /*
- * Appends log lines with seq semantics (PROTOCOL.md): lines[i] (lens[i] bytes, need not be
- * NUL-terminated) is line number first_seq + i, counting from 1; first_seq 0 means unsequenced
- * (appended after what is stored). Lines already stored are skipped; a batch starting beyond the
- * stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted receives the number of
- * lines newly stored. Each line is written as line + "\n" to logs/<id>.log; a '\n' inside a line
- * would split it in two on read-back, so it is stored as a space. The task's log_lines and
- * log_bytes change in the same transaction. Lines may arrive in any task status. -EINVAL,
- * -ENOENT, -ERANGE.
+ * Appends log lines by the protocol's seq rule (docs/protocol.md, "ConnectRequest"): lines[i]
+ * (lens[i] bytes, need not be NUL-terminated) is line number first_seq + i, counting from 1;
+ * first_seq 0 means unsequenced (appended after what is stored). Lines already stored are skipped;
+ * a batch starting beyond the stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted
+ * receives the number of lines newly stored. Each line is written as line + "\n" to logs/<id>.log;
+ * a '\n' inside a line would split it in two on read-back, so it is stored as a space. The task's
+ * log_lines and log_bytes change in the same transaction. Lines may arrive in any task status.
+ * -EINVAL, -ENOENT, -ERANGE.
  */
 int store_log_append(struct store *s, const char *task_id, const char *const *lines,
                      const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
