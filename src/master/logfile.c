@@ -1,6 +1,6 @@
 /*
  * The log engine: per-task append-only files, their fd cache, the commit protocol shared with the
- * row backend, and reads. See logfile.h for the protocol.
+ * row backend, and indexed reads. See logfile.h for the protocol.
  */
 #include "master/logfile.h"
 
@@ -29,6 +29,22 @@ struct logfile_fd {
     bool dirty;
 };
 
+/* Line number seq starts at byte off. */
+struct logfile_mark {
+    uint64_t seq, off;
+};
+
+/* Where the lines of one log start, as far as reads have seen. marks[i] is the first line start
+ * at least LOGFILE_MARK_STEP bytes after marks[i - 1] (after byte 0 for marks[0]); end is the
+ * furthest line start seen. Every mark lies in bytes that were committed when it was taken. */
+struct logfile_index {
+    char id[TASK_ID_LEN + 1]; /* "" = unused */
+    struct logfile_mark *marks;
+    size_t n, cap;
+    struct logfile_mark end;
+    uint64_t last_used;
+};
+
 struct logfile {
     int dir_fd;
     char *dir; /* for messages */
@@ -37,9 +53,12 @@ struct logfile {
     bool dir_dirty;
     /* A file written since the last commit could not be synced when it was closed early. */
     bool sync_failed;
+    /* Bytes were written since the last commit or rollback: reads teach the index nothing. */
+    bool pending;
     uint64_t clock;
     size_t max_open;
     struct logfile_fd *files;
+    struct logfile_index index[LOGFILE_INDEX_CACHE];
 };
 
 /* Growable buffer for a line that spans read chunks. */
@@ -254,6 +273,8 @@ void logfile_close(struct logfile *lf)
         return;
     for (size_t i = 0; lf->files && i < lf->max_open; i++)
         logfile_fd_drop(&lf->files[i]);
+    for (size_t i = 0; i < LOGFILE_INDEX_CACHE; i++)
+        free(lf->index[i].marks);
     if (lf->dir_fd >= 0)
         close(lf->dir_fd);
     free(lf->files);
@@ -332,6 +353,7 @@ int logfile_append(struct logfile *lf, const char *id, uint64_t size, const char
         e->dirty = true;
     }
     e->size = size + len;
+    lf->pending = true;
     *size_out = e->size;
     return 0;
 }
@@ -372,6 +394,7 @@ void logfile_commit(struct logfile *lf)
 {
     for (size_t i = 0; i < lf->max_open; i++)
         lf->files[i].dirty = false;
+    lf->pending = false;
 }
 
 void logfile_rollback(struct logfile *lf)
@@ -385,6 +408,69 @@ void logfile_rollback(struct logfile *lf)
         logfile_fd_cut(lf, e, e->base);
     }
     lf->sync_failed = false;
+    lf->pending = false;
+}
+
+/* ---- The line index ---- */
+
+/* The index of the task's log, or a recycled one (the least recently used) made empty. */
+static struct logfile_index *logfile_index_get(struct logfile *lf, const char *id)
+{
+    struct logfile_index *victim = &lf->index[0];
+    for (size_t i = 0; i < LOGFILE_INDEX_CACHE; i++) {
+        struct logfile_index *ix = &lf->index[i];
+        if (memcmp(ix->id, id, TASK_ID_LEN) == 0) {
+            ix->last_used = ++lf->clock;
+            return ix;
+        }
+        if (ix->last_used < victim->last_used)
+            victim = ix;
+    }
+    memcpy(victim->id, id, TASK_ID_LEN + 1);
+    victim->n = 0;
+    victim->end = (struct logfile_mark){.seq = 1, .off = 0};
+    victim->last_used = ++lf->clock;
+    return victim;
+}
+
+/* Where a read of lines from `from` on, within the first `limit` bytes, can start: the furthest
+ * known line start at or before line `from`. */
+static struct logfile_mark logfile_index_start(const struct logfile_index *ix, uint64_t from,
+                                               uint64_t limit)
+{
+    if (ix->end.seq <= from && ix->end.off <= limit)
+        return ix->end;
+    size_t lo = 0, hi = ix->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->marks[mid].seq <= from && ix->marks[mid].off <= limit)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? ix->marks[lo - 1] : (struct logfile_mark){.seq = 1, .off = 0};
+}
+
+/* Learns a line start found by a read that began at a known one. Beyond the known end, it becomes
+ * the end, and a mark if it lies a step past the last one. Out of memory, the mark is skipped:
+ * the index is only a shortcut. */
+static void logfile_index_note(struct logfile_index *ix, struct logfile_mark at)
+{
+    if (at.off <= ix->end.off)
+        return;
+    ix->end = at;
+    uint64_t last = ix->n ? ix->marks[ix->n - 1].off : 0;
+    if (at.off - last < LOGFILE_MARK_STEP)
+        return;
+    if (ix->n == ix->cap) {
+        size_t cap = ix->cap ? ix->cap * 2 : 64;
+        struct logfile_mark *m = realloc(ix->marks, cap * sizeof(*m));
+        if (!m)
+            return;
+        ix->marks = m;
+        ix->cap = cap;
+    }
+    ix->marks[ix->n++] = at;
 }
 
 /* ---- Reading ---- */
@@ -406,15 +492,17 @@ static int logfile_linebuf_add(struct logfile_linebuf *b, const char *data, size
     return 0;
 }
 
-/* Reads the first `limit` bytes of the file as lines and calls cb for those numbered >= from. */
-static int logfile_scan(int fd, const char *id, uint64_t limit, uint64_t from,
+/* Reads lines of the file from `at` up to byte limit and calls cb for those numbered >= from.
+ * learn (NULL while writes are pending) is taught every line start passed. */
+static int logfile_scan(int fd, const char *id, uint64_t limit, struct logfile_mark at,
+                        uint64_t from, struct logfile_index *learn,
                         int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
 {
     char *chunk = malloc(LOGFILE_READ_CHUNK);
     if (!chunk)
         return -ENOMEM;
     struct logfile_linebuf partial = {0};
-    uint64_t seq = 1, off = 0;
+    uint64_t off = at.off; /* the next byte to read */
     int rc = 0;
     while (rc == 0 && off < limit) {
         size_t want = limit - off < LOGFILE_READ_CHUNK ? (size_t)(limit - off) : LOGFILE_READ_CHUNK;
@@ -426,30 +514,34 @@ static int logfile_scan(int fd, const char *id, uint64_t limit, uint64_t from,
             log_error("logfile: reading log of task %s failed: %s", id, strerror(-rc));
             break;
         }
+        uint64_t chunk_off = off;
         off += (uint64_t)got;
         const char *p = chunk, *end = chunk + got;
         while (rc == 0 && p < end) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             if (!nl) {
                 /* Lines before `from` are only counted, never copied. */
-                if (seq >= from)
+                if (at.seq >= from)
                     rc = logfile_linebuf_add(&partial, p, (size_t)(end - p));
                 break;
             }
-            if (seq >= from) {
+            if (at.seq >= from) {
                 if (partial.len) {
                     rc = logfile_linebuf_add(&partial, p, (size_t)(nl - p));
                     if (rc == 0)
-                        rc = cb(ctx, seq, partial.p, partial.len);
+                        rc = cb(ctx, at.seq, partial.p, partial.len);
                     partial.len = 0;
                 } else {
-                    rc = cb(ctx, seq, p, (size_t)(nl - p));
+                    rc = cb(ctx, at.seq, p, (size_t)(nl - p));
                 }
                 if (rc != 0)
                     break;
             }
             p = nl + 1;
-            seq++;
+            at.seq++;
+            at.off = chunk_off + (uint64_t)(p - chunk);
+            if (learn)
+                logfile_index_note(learn, at);
         }
     }
     free(partial.p);
@@ -480,7 +572,9 @@ int logfile_read(struct logfile *lf, const char *id, uint64_t size, uint64_t fro
                   (long long)st.st_size, size);
         rc = -EIO;
     } else {
-        rc = logfile_scan(fd, id, size, from_seq, cb, ctx);
+        struct logfile_index *ix = logfile_index_get(lf, id);
+        rc = logfile_scan(fd, id, size, logfile_index_start(ix, from_seq, size), from_seq,
+                          lf->pending ? NULL : ix, cb, ctx);
     }
     close(fd);
     return rc;

@@ -16,9 +16,18 @@
  * cut back to the committed size it is given each time it is opened for appending, and reads never
  * look past that size, so a line is counted exactly once and never half-stored.
  *
+ * Reading: for each of the LOGFILE_INDEX_CACHE logs read most recently, the engine keeps in memory
+ * where lines start: one mark every LOGFILE_MARK_STEP bytes and the furthest line start read so
+ * far. Reads build it as they go. A read from line k starts at the last mark before line k, or
+ * where the furthest read stopped if that is nearer, instead of at byte 0: so reading a log in
+ * chunks, or following it, costs what is read. A log without an index (never read, or its index
+ * recycled) is scanned from byte 0 up to the line asked for, once. The index describes committed
+ * bytes only (it learns nothing while a write is pending), and those never change. A mark is 16
+ * bytes: at most 1/4096 of the log it describes.
+ *
  * Ownership: the engine owns its directory fd, at most max_open files kept open for appending
  * (the least recently used is closed first; a file written since the last commit is fdatasync()ed
- * before it is closed). Only one engine may use a directory at a time: the caller
+ * before it is closed) and the indexes. Only one engine may use a directory at a time: the caller
  * makes sure of that (the store locks its data dir).
  *
  * Ids: every id is a task id the caller has validated (task_id_valid), so it is a safe file name.
@@ -37,6 +46,10 @@ struct logfile;
 
 /* Reads go through a buffer of this size. */
 #define LOGFILE_READ_CHUNK (64 * 1024)
+/* The index keeps the first line start at least this many bytes after the previous mark. */
+#define LOGFILE_MARK_STEP (64 * 1024)
+/* How many logs keep an index. */
+#define LOGFILE_INDEX_CACHE 64
 
 /*
  * Opens <parent>/<name>, creating it (mode 0750, and then fsync()ing parent) if needed. The
@@ -55,8 +68,8 @@ void logfile_close(struct logfile *lf);
  * the task's log, creating the file if needed; a '\n' inside a line is written as a space, since
  * it would split the line in two when read back. size is the committed size: a file holding more
  * is cut back to it first, one holding less is refused with -EIO (it lost committed data). On
- * success *size_out is the new size, which counts once the caller commits. On failure nothing of
- * the lines stays in the file.
+ * success *size_out is the new size, which counts once the caller commits. On failure the file is
+ * cut back to size (or, if even that fails, closed and cut back when next opened).
  */
 int logfile_append(struct logfile *lf, const char *id, uint64_t size, const char *const *lines,
                    const size_t *lens, size_t n, uint64_t *size_out);
