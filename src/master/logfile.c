@@ -53,8 +53,9 @@ struct logfile {
     bool dir_dirty;
     /* A file written since the last commit could not be synced when it was closed early. */
     bool sync_failed;
-    /* Bytes were written since the last commit or rollback: reads teach the index nothing. */
-    bool pending;
+    /* A file written since the last commit was closed early: until the next commit or rollback,
+     * which of its bytes are committed is not known, and reads teach the indexes nothing. */
+    bool closed_dirty;
     uint64_t clock;
     size_t max_open;
     struct logfile_fd *files;
@@ -89,6 +90,8 @@ static int logfile_fd_retire(struct logfile *lf, struct logfile_fd *e)
         /* The open transaction counts bytes that may not be on disk: it must not commit. */
         lf->sync_failed = true;
     }
+    if (e->dirty)
+        lf->closed_dirty = true;
     logfile_fd_drop(e);
     return rc;
 }
@@ -353,7 +356,6 @@ int logfile_append(struct logfile *lf, const char *id, uint64_t size, const char
         e->dirty = true;
     }
     e->size = size + len;
-    lf->pending = true;
     *size_out = e->size;
     return 0;
 }
@@ -394,7 +396,7 @@ void logfile_commit(struct logfile *lf)
 {
     for (size_t i = 0; i < lf->max_open; i++)
         lf->files[i].dirty = false;
-    lf->pending = false;
+    lf->closed_dirty = false;
 }
 
 void logfile_rollback(struct logfile *lf)
@@ -408,7 +410,7 @@ void logfile_rollback(struct logfile *lf)
         logfile_fd_cut(lf, e, e->base);
     }
     lf->sync_failed = false;
-    lf->pending = false;
+    lf->closed_dirty = false;
 }
 
 /* ---- The line index ---- */
@@ -473,6 +475,17 @@ static void logfile_index_note(struct logfile_index *ix, struct logfile_mark at)
     ix->marks[ix->n++] = at;
 }
 
+/* How many of the first `size` bytes of the task's log are committed for sure: the index may
+ * learn from those only. A file written since the last commit is committed up to where the writes
+ * began. */
+static uint64_t logfile_settled(struct logfile *lf, const char *id, uint64_t size)
+{
+    if (lf->closed_dirty)
+        return 0;
+    struct logfile_fd *e = logfile_fd_find(lf, id);
+    return e && e->dirty && e->base < size ? e->base : size;
+}
+
 /* ---- Reading ---- */
 
 static int logfile_linebuf_add(struct logfile_linebuf *b, const char *data, size_t n)
@@ -492,10 +505,10 @@ static int logfile_linebuf_add(struct logfile_linebuf *b, const char *data, size
     return 0;
 }
 
-/* Reads lines of the file from `at` up to byte limit and calls cb for those numbered >= from.
- * learn (NULL while writes are pending) is taught every line start passed. */
+/* Reads lines of the file from `at` up to byte limit and calls cb for those numbered >= from. ix
+ * is taught every line start passed up to byte `settled`. */
 static int logfile_scan(int fd, const char *id, uint64_t limit, struct logfile_mark at,
-                        uint64_t from, struct logfile_index *learn,
+                        uint64_t from, struct logfile_index *ix, uint64_t settled,
                         int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
 {
     char *chunk = malloc(LOGFILE_READ_CHUNK);
@@ -540,8 +553,8 @@ static int logfile_scan(int fd, const char *id, uint64_t limit, struct logfile_m
             p = nl + 1;
             at.seq++;
             at.off = chunk_off + (uint64_t)(p - chunk);
-            if (learn)
-                logfile_index_note(learn, at);
+            if (at.off <= settled)
+                logfile_index_note(ix, at);
         }
     }
     free(partial.p);
@@ -573,8 +586,8 @@ int logfile_read(struct logfile *lf, const char *id, uint64_t size, uint64_t fro
         rc = -EIO;
     } else {
         struct logfile_index *ix = logfile_index_get(lf, id);
-        rc = logfile_scan(fd, id, size, logfile_index_start(ix, from_seq, size), from_seq,
-                          lf->pending ? NULL : ix, cb, ctx);
+        rc = logfile_scan(fd, id, size, logfile_index_start(ix, from_seq, size), from_seq, ix,
+                          logfile_settled(lf, id, size), cb, ctx);
     }
     close(fd);
     return rc;

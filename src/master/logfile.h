@@ -22,8 +22,9 @@
  * where the furthest read stopped if that is nearer, instead of at byte 0: so reading a log in
  * chunks, or following it, costs what is read. A log without an index (never read, or its index
  * recycled) is scanned from byte 0 up to the line asked for, once. The index describes committed
- * bytes only (it learns nothing while a write is pending), and those never change. A mark is 16
- * bytes: at most 1/4096 of the log it describes.
+ * bytes only, which never change: it learns nothing from bytes written since the last commit (of
+ * any file, in the rare case where such a file had to be closed early). A mark is 16 bytes: at
+ * most 1/4096 of the log it describes.
  *
  * Ownership: the engine owns its directory fd, at most max_open files kept open for appending
  * (the least recently used is closed first; a file written since the last commit is fdatasync()ed

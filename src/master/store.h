@@ -243,7 +243,9 @@ int store_items_append(struct store *s, const char *task_id, const char *const *
  * Calls cb for each stored log line with seq >= from_seq (0 is taken as 1), in order, up to the
  * task's log_bytes (bytes beyond it are not committed and never shown). line is not
  * NUL-terminated and has no '\n'. Streams. -EINVAL, -ENOENT, -EIO if the file lost committed
- * bytes.
+ * bytes. Cost: the log engine's line index (master/logfile.h) starts the read near from_seq, so a
+ * reader that asks again from where it stopped (a chunked or following ReadLogs) pays for what
+ * it reads, not for the lines before; the first read of a log scans up to from_seq once.
  */
 int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
                    int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx);

@@ -519,35 +519,61 @@ START_TEST(test_reading_from_the_middle_of_a_large_log)
 END_TEST
 
 /*
- * White box: once a log has been read, a read from line k starts near line k, not at byte 0. The
- * test blanks the newlines of the log's first 64 KiB behind the engine's back: a read that scanned
- * from byte 0 would number every later line wrongly, as a fresh engine (no index) shows.
+ * White box: blanks the newlines of a log's first LOGFILE_MARK_STEP bytes behind the engine's
+ * back. A read that scans from byte 0 then numbers every later line wrongly; one that starts from
+ * the index does not.
  */
+static void blank_head(const char *id)
+{
+    char *head = file_text(id);
+    for (size_t i = 0; i < LOGFILE_MARK_STEP; i++)
+        if (head[i] == '\n')
+            head[i] = ' ';
+    poke(id, 0, head, LOGFILE_MARK_STEP);
+    free(head);
+}
+
+/* Reads the last 51 lines of a log of `lines` lines and checks them. */
+static void assert_tail_right(const char *id, uint64_t size, uint64_t lines)
+{
+    struct got g;
+    ck_assert_int_eq(read_lines(id, size, lines - 50, 0, &g), 0);
+    ck_assert_uint_eq(g.n, 51);
+    assert_made(&g, lines - 50);
+    got_free(&g);
+}
+
 START_TEST(test_a_read_starts_from_the_index_not_from_byte_0)
 {
     enum { LINES = 20000 };
     uint64_t size = 0;
     append_made(ID_A, &size, 1, LINES);
     read_in_chunks(ID_A, size, 1, LINES, 5000);
-
-    char *head = file_text(ID_A);
-    for (size_t i = 0; i < LOGFILE_MARK_STEP; i++)
-        if (head[i] == '\n')
-            head[i] = ' ';
-    poke(ID_A, 0, head, LOGFILE_MARK_STEP);
-    free(head);
-
-    struct got g;
-    ck_assert_int_eq(read_lines(ID_A, size, LINES - 50, 0, &g), 0);
-    ck_assert_uint_eq(g.n, 51);
-    assert_made(&g, LINES - 50);
-    got_free(&g);
+    blank_head(ID_A);
+    assert_tail_right(ID_A, size, LINES);
     read_in_chunks(ID_A, size, 5000, LINES, 10);
 
+    /* The same read on a fresh engine, which has no index and scans from byte 0. */
     engine_reopen(2);
+    struct got g;
     ck_assert_int_eq(read_lines(ID_A, size, LINES - 50, 0, &g), 0);
     ck_assert_uint_lt(g.n, 51);
     got_free(&g);
+}
+END_TEST
+
+/* A store reads logs while its group writes others: those reads build the index all the same. */
+START_TEST(test_reads_of_a_committed_log_teach_the_index_while_another_is_written)
+{
+    enum { LINES = 20000 };
+    uint64_t a = 0, b = 0;
+    append_made(ID_A, &a, 1, LINES);
+    const char *l[] = {"pending"};
+    ck_assert_int_eq(append(ID_B, &b, 1, l), 0);
+    read_in_chunks(ID_A, a, 1, LINES, 5000);
+    blank_head(ID_A);
+    assert_tail_right(ID_A, a, LINES);
+    logfile_rollback(lf);
 }
 END_TEST
 
@@ -574,6 +600,34 @@ START_TEST(test_reads_of_uncommitted_lines_teach_the_index_nothing)
     assert_made(&g, 102);
     got_free(&g);
     read_in_chunks(ID_A, size, 2500, 3000, 100);
+}
+END_TEST
+
+/* When a file written since the last commit had to be closed early, the engine no longer knows
+ * where that file's writes began: no read teaches the index anything until the next commit. */
+START_TEST(test_after_a_written_file_is_closed_early_reads_teach_the_index_nothing)
+{
+    engine_reopen(1);
+    uint64_t a = 0, b = 0;
+    append_made(ID_A, &a, 1, 100);
+    uint64_t committed = a;
+    static char big[2 * LOGFILE_MARK_STEP];
+    memset(big, 'x', sizeof(big) - 1);
+    const char *lost[] = {big, "lost 1", "lost 2"};
+    ck_assert_int_eq(append(ID_A, &a, 3, lost), 0);
+    const char *l[] = {"b"};
+    ck_assert_int_eq(append(ID_B, &b, 1, l), 0); /* closes A */
+    struct got g;
+    ck_assert_int_eq(read_lines(ID_A, a, 1, 0, &g), 0);
+    ck_assert_uint_eq(g.n, 103);
+    got_free(&g);
+    logfile_rollback(lf);
+
+    a = committed;
+    append_made(ID_A, &a, 101, 3000);
+    ck_assert_int_eq(read_lines(ID_A, a, 102, 5, &g), 7);
+    assert_made(&g, 102);
+    got_free(&g);
 }
 END_TEST
 
@@ -615,6 +669,8 @@ static Suite *logfile_suite(void)
     tcase_add_test(tc, test_reading_from_the_middle_of_a_large_log);
     tcase_add_test(tc, test_a_read_starts_from_the_index_not_from_byte_0);
     tcase_add_test(tc, test_reads_of_uncommitted_lines_teach_the_index_nothing);
+    tcase_add_test(tc, test_reads_of_a_committed_log_teach_the_index_while_another_is_written);
+    tcase_add_test(tc, test_after_a_written_file_is_closed_early_reads_teach_the_index_nothing);
     tcase_add_test(tc, test_more_logs_than_indexes_all_read_right);
     suite_add_tcase(s, tc);
     return s;
