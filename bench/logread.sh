@@ -34,8 +34,15 @@ trap 'rm -rf "$work"' EXIT INT TERM
 build() {
     meson setup "$2" "$1" --wrap-mode=nodownload -Dtests=false -Dstatic_binary=false >/dev/null
     ninja -C "$2" src/libcrawlab-core.a >/dev/null
+    # shellcheck disable=SC2046 # one word per library
     cc -O2 -std=gnu11 -D_GNU_SOURCE -I"$1/src" "$root/bench/logread.c" \
         "$2/src/libcrawlab-core.a" $(pkg-config --libs sqlite3) -lpthread -o "$2/logread"
+}
+
+# Runs the program built for side $1 (old or new), labelled $2, on a data dir it then removes.
+run() {
+    "$work/$1-build/logread" "$work/$1-data" "$mb" "$2"
+    rm -rf "$work/$1-data"
 }
 
 old_label="old $(git -C "$root" rev-parse --short "$old")"
@@ -50,8 +57,5 @@ build "$work/old-src" "$work/old-build"
 build "$root" "$work/new-build"
 
 echo "$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); data under $work"
-for side in old new; do
-    eval label=\$${side}_label
-    "$work/$side-build/logread" "$work/$side-data" "$mb" "$label"
-    rm -rf "$work/$side-data"
-done
+run old "$old_label"
+run new "$new_label"
