@@ -1,9 +1,10 @@
 /*
  * The master's durable store: nodes, tasks with their status history, result items, and task logs.
  *
- * This header is the interface; store_sqlite.c implements it with SQLite (WAL, synchronous=FULL)
- * for rows and one append-only file per task for logs (<data_dir>/logs/<task_id>.log). Another
- * backend would be another .c file implementing the same functions.
+ * This header is the interface. store_sqlite.c implements it: rows and transactions on SQLite
+ * (WAL, synchronous=FULL), task logs through the log engine (master/logfile.h), one append-only
+ * file per task (<data_dir>/logs/<task_id>.log) whose committed size is the task row's log_bytes.
+ * Another row backend would be another .c file implementing the same functions on the same engine.
  *
  * Threading: the store belongs to the master's loop thread. Every function must be called from
  * that one thread; none of them is thread-safe. Functions block on disk I/O (SQLite, write(2),
@@ -37,7 +38,7 @@ struct store;
 
 /* Strings stored in fixed fields are bounded by core/limits.h and checked by core/rules.h. */
 
-/* How many task log files are kept open for appending. */
+/* How many task log files are kept open for appending (the engine's max_open). */
 #define STORE_LOG_FD_CACHE 256
 
 /* exit_code value meaning "no exit code" (not known yet, or the task never ran). */
@@ -216,14 +217,14 @@ int store_task_history(struct store *s, const char *id,
 /* ---- Logs and result items ---- */
 
 /*
- * Appends log lines with seq semantics (task_seq_window in core/task.h): lines[i] (lens[i] bytes,
- * need not be NUL-terminated) is line number first_seq + i, counting from 1; first_seq 0 means
- * unsequenced (appended after what is stored). Lines already stored are skipped; a batch starting
- * beyond the stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted receives the
- * number of lines newly stored. Each line is written as line + "\n" to logs/<id>.log; a '\n' inside
- * a line would split it in two on read-back, so it is stored as a space. The task's log_lines and
- * log_bytes change in the same transaction. Lines may arrive in any task status. -EINVAL,
- * -ENOENT, -ERANGE.
+ * Appends log lines by the protocol's seq rule (docs/protocol.md, "ConnectRequest"): lines[i]
+ * (lens[i] bytes, need not be NUL-terminated) is line number first_seq + i, counting from 1;
+ * first_seq 0 means unsequenced (appended after what is stored). Lines already stored are skipped;
+ * a batch starting beyond the stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted
+ * receives the number of lines newly stored. Each line is written as line + "\n" to logs/<id>.log;
+ * a '\n' inside a line would split it in two on read-back, so it is stored as a space. The task's
+ * log_lines and log_bytes change in the same transaction. Lines may arrive in any task status.
+ * -EINVAL, -ENOENT, -ERANGE.
  */
 int store_log_append(struct store *s, const char *task_id, const char *const *lines,
                      const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
@@ -239,7 +240,9 @@ int store_items_append(struct store *s, const char *task_id, const char *const *
  * Calls cb for each stored log line with seq >= from_seq (0 is taken as 1), in order, up to the
  * task's log_bytes (bytes beyond it are not committed and never shown). line is not
  * NUL-terminated and has no '\n'. Streams. -EINVAL, -ENOENT, -EIO if the file lost committed
- * bytes.
+ * bytes. Cost: the log engine's line index (master/logfile.h) starts the read near from_seq, so a
+ * reader that asks again from where it stopped (a chunked or following ReadLogs) pays for what
+ * it reads, not for the lines before; the first read of a log scans up to from_seq once.
  */
 int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
                    int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx);

@@ -1,12 +1,9 @@
 /*
- * The store on SQLite (rows) and one append-only file per task (logs).
- *
- * Log durability protocol: log bytes are written to logs/<id>.log first, the task row's log_lines
- * and log_bytes are updated in the same transaction, and the commit fdatasync()s every file written
- * since the transaction began before it COMMITs. So after a crash a file may hold bytes beyond
- * the committed log_bytes, never fewer; every time a log file is opened for appending it is cut
- * back to the committed log_bytes, and readers never look past log_bytes. A line is therefore
- * counted exactly once and never half-stored.
+ * The store's rows on SQLite: nodes, tasks, status history and result items, and the
+ * transactions around them. Task logs go to the log engine (master/logfile.h): each task row's
+ * log_bytes is its log's committed size, updated in the same transaction as the lines are
+ * appended; the engine's files are synced before every COMMIT, cut back after every ROLLBACK, and
+ * read up to log_bytes only.
  */
 #include "master/store.h"
 
@@ -24,10 +21,10 @@
 #include <unistd.h>
 
 #include "core/rules.h"
+#include "master/logfile.h"
 #include "runtime/log.h"
 
 #define SCHEMA_VERSION 1
-#define READ_CHUNK     (64 * 1024)
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -154,23 +151,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ITEMS_READ] = "SELECT seq, data FROM items WHERE task_id = ?1 AND seq >= ?2 ORDER BY seq",
 };
 
-/* An open log file. size is what the file holds as far as this store knows; dirty means it was
- * written since the last commit and must be fdatasync()ed before the next one; base is its size
- * when it became dirty, where a rollback cuts it back to. */
-struct log_fd {
-    char id[TASK_ID_LEN + 1];
-    int fd;
-    uint64_t size;
-    uint64_t base;
-    uint64_t last_used;
-    bool dirty;
-};
-
 struct store {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    struct logfile *logs;
     int dir_fd;
-    int logs_fd;
     int lock_fd;
     char *data_dir;
 
@@ -179,14 +164,6 @@ struct store {
     bool group_broken;
     /* A callback of a streaming function is running: the store must not be re-entered. */
     bool streaming;
-    /* A log file was created since the logs directory was last fsync()ed: its directory entry
-     * must be made durable before a commit that counts its bytes. */
-    bool logs_dir_dirty;
-    /* A log file written in the open transaction could not be synced when it was closed early. */
-    bool sync_failed;
-
-    struct log_fd logs[STORE_LOG_FD_CACHE];
-    uint64_t log_clock;
 
     uint8_t id_random[5];
     uint32_t id_counter;
@@ -295,209 +272,27 @@ static uint64_t column_u64(sqlite3_stmt *st, int col)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-/* ---- Log file cache ---- */
-
-static void log_fd_drop(struct log_fd *e)
-{
-    if (e->fd >= 0)
-        close(e->fd);
-    e->fd = -1;
-    e->dirty = false;
-    e->id[0] = '\0';
-}
-
-/* Closes a file whose bytes may be counted by the open transaction: a dirty file is synced first
- * so that the commit still covers what was written to it. */
-static int log_fd_retire(struct store *s, struct log_fd *e)
-{
-    int rc = 0;
-    if (e->dirty && fdatasync(e->fd) < 0) {
-        rc = -errno;
-        log_error("store: fdatasync of log of task %s failed: %s", e->id, strerror(-rc));
-        /* The open transaction counts bytes that may not be on disk: it must not commit. */
-        s->sync_failed = true;
-    }
-    log_fd_drop(e);
-    return rc;
-}
-
-/* Cuts every file written since the last commit back to its size before it, because the
- * transaction that counted those bytes was rolled back. A file that cannot be cut is closed
- * instead: the next open cuts it back to the committed size. */
-static void log_fd_rollback(struct store *s)
-{
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
-        struct log_fd *e = &s->logs[i];
-        if (e->fd < 0 || !e->dirty)
-            continue;
-        if (ftruncate(e->fd, (off_t)e->base) < 0) {
-            log_warn("store: cutting back log of task %s failed: %s; reopening it later", e->id,
-                     strerror(errno));
-            log_fd_drop(e);
-            continue;
-        }
-        e->size = e->base;
-        e->dirty = false;
-    }
-}
-
-/* Makes the file hold exactly `committed` bytes. Extra bytes are what an interrupted transaction
- * left behind (a crash between write and COMMIT); missing bytes mean committed data was lost. */
-static int log_fd_align(struct log_fd *e, uint64_t committed)
-{
-    struct stat st;
-    if (fstat(e->fd, &st) < 0) {
-        int err = errno;
-        log_error("store: fstat of log of task %s failed: %s", e->id, strerror(err));
-        return -err;
-    }
-    uint64_t have = (uint64_t)st.st_size;
-    if (have > committed) {
-        log_warn("store: log of task %s held %" PRIu64 " bytes beyond the committed %" PRIu64
-                 "; cut back (an interrupted write)",
-                 e->id, have - committed, committed);
-        if (ftruncate(e->fd, (off_t)committed) < 0) {
-            int err = errno;
-            log_error("store: truncating log of task %s failed: %s", e->id, strerror(err));
-            return -err;
-        }
-    } else if (have < committed) {
-        log_error("store: log of task %s holds %" PRIu64 " bytes but %" PRIu64
-                  " are committed; the file lost data, appends refused",
-                  e->id, have, committed);
-        return -EIO;
-    }
-    e->size = committed;
-    return 0;
-}
-
-/* Frees a slot: an empty one, else the least recently used. A dirty file is synced before it is
- * closed so that the commit still covers its bytes. */
-static int log_fd_slot(struct store *s, struct log_fd **out)
-{
-    struct log_fd *victim = NULL;
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
-        struct log_fd *e = &s->logs[i];
-        if (e->fd < 0) {
-            *out = e;
-            return 0;
-        }
-        if (!victim || e->last_used < victim->last_used)
-            victim = e;
-    }
-    int rc = log_fd_retire(s, victim);
-    if (rc < 0)
-        return rc;
-    *out = victim;
-    return 0;
-}
-
-/* Returns the append file of a task, opened and aligned to `committed` bytes. The id has been
- * validated, so it is safe as a file name. */
-static int log_fd_get(struct store *s, const char *id, uint64_t committed, struct log_fd **out)
-{
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
-        struct log_fd *e = &s->logs[i];
-        if (e->fd >= 0 && memcmp(e->id, id, TASK_ID_LEN) == 0) {
-            if (e->size != committed) {
-                int rc = log_fd_align(e, committed);
-                if (rc < 0) {
-                    log_fd_retire(s, e);
-                    return rc;
-                }
-            }
-            e->last_used = ++s->log_clock;
-            *out = e;
-            return 0;
-        }
-    }
-
-    struct log_fd *e = NULL;
-    int rc = log_fd_slot(s, &e);
-    if (rc < 0)
-        return rc;
-    char name[TASK_ID_LEN + 8];
-    snprintf(name, sizeof(name), "%s.log", id);
-    int fd = openat(s->logs_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT) {
-        fd = openat(s->logs_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (fd >= 0)
-            s->logs_dir_dirty = true;
-    }
-    if (fd < 0) {
-        int err = errno;
-        log_error("store: opening log of task %s failed: %s", id, strerror(err));
-        return -err;
-    }
-    memcpy(e->id, id, TASK_ID_LEN + 1);
-    e->fd = fd;
-    e->dirty = false;
-    rc = log_fd_align(e, committed);
-    if (rc < 0) {
-        log_fd_drop(e);
-        return rc;
-    }
-    e->last_used = ++s->log_clock;
-    *out = e;
-    return 0;
-}
-
-static int sync_logs(struct store *s)
-{
-    if (s->sync_failed)
-        return -EIO;
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++) {
-        struct log_fd *e = &s->logs[i];
-        if (e->fd < 0 || !e->dirty)
-            continue;
-        if (fdatasync(e->fd) < 0) {
-            int err = errno;
-            log_error("store: fdatasync of log of task %s failed: %s", e->id, strerror(err));
-            return -err;
-        }
-    }
-    if (s->logs_dir_dirty) {
-        if (fsync(s->logs_fd) < 0) {
-            int err = errno;
-            log_error("store: fsync of %s/logs failed: %s", s->data_dir, strerror(err));
-            return -err;
-        }
-        s->logs_dir_dirty = false;
-    }
-    return 0;
-}
-
-static void clear_dirty(struct store *s)
-{
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++)
-        s->logs[i].dirty = false;
-}
-
 /* ---- Transactions ---- */
 
 static void rollback_all(struct store *s)
 {
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK, "rollback");
-    log_fd_rollback(s);
-    s->sync_failed = false;
+    logfile_rollback(s->logs);
 }
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
  * the next open cuts away. The other order could count bytes that never reached the disk. */
 static int commit_all(struct store *s)
 {
-    int rc = sync_logs(s);
+    int rc = logfile_sync(s->logs);
+    if (rc == 0)
+        rc = exec_simple(s, ST_COMMIT, "commit");
     if (rc < 0) {
         rollback_all(s);
         return rc;
     }
-    rc = exec_simple(s, ST_COMMIT, "commit");
-    if (rc < 0) {
-        rollback_all(s);
-        return rc;
-    }
-    clear_dirty(s);
+    logfile_commit(s->logs);
     return 0;
 }
 
@@ -529,7 +324,7 @@ static int op_end(struct store *s, int rc)
             log_error("store: the database aborted the open group after an error; the group "
                       "will be rolled back");
             s->group_broken = true;
-            log_fd_rollback(s);
+            logfile_rollback(s->logs);
             return rc;
         }
         exec_simple(s, ST_ROLLBACK_TO, "rollback to savepoint");
@@ -721,26 +516,7 @@ static int open_dirs(struct store *s)
         log_error("store: locking data dir %s failed: %s", s->data_dir, strerror(-rc));
         return rc;
     }
-    bool created = false;
-    if (mkdirat(s->dir_fd, "logs", 0750) == 0)
-        created = true;
-    else if (errno != EEXIST) {
-        rc = -errno;
-        log_error("store: creating %s/logs failed: %s", s->data_dir, strerror(-rc));
-        return rc;
-    }
-    s->logs_fd = openat(s->dir_fd, "logs", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (s->logs_fd < 0) {
-        rc = -errno;
-        log_error("store: opening %s/logs failed: %s", s->data_dir, strerror(-rc));
-        return rc;
-    }
-    if (created && fsync(s->dir_fd) < 0) {
-        rc = -errno;
-        log_error("store: fsync of data dir %s failed: %s", s->data_dir, strerror(-rc));
-        return rc;
-    }
-    return 0;
+    return logfile_open(s->data_dir, "logs", STORE_LOG_FD_CACHE, &s->logs);
 }
 
 int store_open(const char *data_dir, struct store **out)
@@ -750,9 +526,7 @@ int store_open(const char *data_dir, struct store **out)
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->dir_fd = s->logs_fd = s->lock_fd = -1;
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++)
-        s->logs[i].fd = -1;
+    s->dir_fd = s->lock_fd = -1;
     s->data_dir = strdup(data_dir);
     int rc = s->data_dir ? 0 : -ENOMEM;
     if (rc == 0)
@@ -796,10 +570,7 @@ void store_close(struct store *s)
         sqlite3_finalize(s->st[i]);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         log_error("store: closing crawlab.db in %s failed: %s", s->data_dir, sqlite3_errmsg(s->db));
-    for (size_t i = 0; i < STORE_LOG_FD_CACHE; i++)
-        log_fd_drop(&s->logs[i]);
-    if (s->logs_fd >= 0)
-        close(s->logs_fd);
+    logfile_close(s->logs);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     if (s->dir_fd >= 0)
@@ -1416,62 +1187,6 @@ static int counts_load(struct store *s, const char *id, struct counts *c)
     return rc;
 }
 
-static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        ssize_t w = pwrite(fd, buf, len, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        buf += w;
-        len -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-/* Cuts a log back to `size` after a failed append, so the next append starts from the committed
- * end. If even that fails the file is closed: the next open cuts it back instead. */
-static void log_undo(struct store *s, struct log_fd *e, uint64_t size)
-{
-    if (ftruncate(e->fd, (off_t)size) < 0) {
-        log_warn("store: cutting back log of task %s failed: %s; reopening it later", e->id,
-                 strerror(errno));
-        log_fd_retire(s, e);
-        return;
-    }
-    e->size = size;
-}
-
-/* Lays out lines [from, n) as "line\n" in one buffer, so one write stores the whole batch. */
-static char *join_lines(const char *const *lines, const size_t *lens, size_t from, size_t n,
-                        size_t *len_out)
-{
-    size_t total = 0;
-    for (size_t i = from; i < n; i++) {
-        if (lens[i] >= SIZE_MAX - 1 - total)
-            return NULL;
-        total += lens[i] + 1;
-    }
-    char *buf = malloc(total ? total : 1);
-    if (!buf)
-        return NULL;
-    char *p = buf;
-    for (size_t i = from; i < n; i++) {
-        if (lens[i])
-            memcpy(p, lines[i], lens[i]);
-        char *nl = p, *e = p + lens[i];
-        while ((nl = memchr(nl, '\n', (size_t)(e - nl))))
-            *nl++ = ' ';
-        p += lens[i];
-        *p++ = '\n';
-    }
-    *len_out = total;
-    return buf;
-}
-
 static int log_append_op(struct store *s, const char *id, const char *const *lines,
                          const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
@@ -1486,37 +1201,17 @@ static int log_append_op(struct store *s, const char *id, const char *const *lin
     if (skip == n)
         return 0;
 
-    size_t len;
-    char *buf = join_lines(lines, lens, skip, n, &len);
-    if (!buf) {
-        log_error("store: no memory for %zu log lines of task %s", n - skip, id);
-        return -ENOMEM;
-    }
-    struct log_fd *e = NULL;
-    rc = log_fd_get(s, id, c.log_bytes, &e);
-    if (rc == 0) {
-        rc = pwrite_all(e->fd, buf, len, c.log_bytes);
-        if (rc < 0) {
-            log_error("store: writing %zu log bytes of task %s failed: %s", len, id, strerror(-rc));
-            log_undo(s, e, c.log_bytes);
-        }
-    }
-    free(buf);
+    uint64_t size;
+    rc = logfile_append(s->logs, id, c.log_bytes, lines + skip, lens + skip, n - skip, &size);
     if (rc < 0)
         return rc;
-    if (!e->dirty) {
-        e->base = c.log_bytes;
-        e->dirty = true;
-    }
-    e->size = c.log_bytes + len;
-
     sqlite3_stmt *st = s->st[ST_TASK_SET_LOG];
     bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)(c.log_lines + (n - skip)));
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)(c.log_bytes + len));
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)size);
     rc = step_done(s, st, "counting log lines of task", id);
     if (rc < 0) {
-        log_undo(s, e, c.log_bytes);
+        logfile_undo(s->logs, id, c.log_bytes);
         return rc;
     }
     *accepted = n - skip;
@@ -1598,78 +1293,6 @@ int store_items_append(struct store *s, const char *task_id, const char *const *
     return rc;
 }
 
-/* Growable buffer for a line that spans read chunks. */
-struct line_buf {
-    char *p;
-    size_t len, cap;
-};
-
-static int line_buf_add(struct line_buf *b, const char *data, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t ncap = b->cap ? b->cap : 4096;
-        while (ncap < b->len + n)
-            ncap *= 2;
-        char *p = realloc(b->p, ncap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
-/* Reads the first `limit` bytes of the file as lines and calls cb for those numbered >= from. */
-static int read_lines(int fd, uint64_t limit, uint64_t from, const char *id,
-                      int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
-{
-    char *chunk = malloc(READ_CHUNK);
-    if (!chunk)
-        return -ENOMEM;
-    struct line_buf partial = {0};
-    uint64_t seq = 1, off = 0;
-    int rc = 0;
-    while (rc == 0 && off < limit) {
-        size_t want = limit - off < READ_CHUNK ? (size_t)(limit - off) : READ_CHUNK;
-        ssize_t got = pread(fd, chunk, want, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0) {
-            rc = got < 0 ? -errno : -EIO;
-            log_error("store: reading log of task %s failed: %s", id, strerror(-rc));
-            break;
-        }
-        off += (uint64_t)got;
-        const char *p = chunk, *end = chunk + got;
-        while (rc == 0 && p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            if (!nl) {
-                /* Lines before `from` are only counted, never copied. */
-                if (seq >= from)
-                    rc = line_buf_add(&partial, p, (size_t)(end - p));
-                break;
-            }
-            if (seq >= from) {
-                if (partial.len) {
-                    rc = line_buf_add(&partial, p, (size_t)(nl - p));
-                    if (rc == 0)
-                        rc = cb(ctx, seq, partial.p, partial.len);
-                    partial.len = 0;
-                } else {
-                    rc = cb(ctx, seq, p, (size_t)(nl - p));
-                }
-            }
-            seq++;
-            p = nl + 1;
-        }
-    }
-    free(partial.p);
-    free(chunk);
-    return rc;
-}
-
 int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
                    int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
 {
@@ -1680,34 +1303,15 @@ int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
         return -EINVAL;
     struct counts c;
     rc = counts_load(s, task_id, &c);
-    if (rc < 0 || c.log_bytes == 0)
+    if (rc < 0)
         return rc;
     if (from_seq == 0)
         from_seq = 1;
     if (from_seq > c.log_lines)
         return 0;
-    char name[TASK_ID_LEN + 8];
-    snprintf(name, sizeof(name), "%s.log", task_id);
-    int fd = openat(s->logs_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        rc = -errno;
-        log_error("store: opening log of task %s failed: %s", task_id, strerror(-rc));
-        return rc == -ENOENT ? -EIO : rc;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        log_error("store: fstat of log of task %s failed: %s", task_id, strerror(-rc));
-    } else if ((uint64_t)st.st_size < c.log_bytes) {
-        log_error("store: log of task %s holds %lld bytes but %" PRIu64 " are committed", task_id,
-                  (long long)st.st_size, c.log_bytes);
-        rc = -EIO;
-    } else {
-        s->streaming = true;
-        rc = read_lines(fd, c.log_bytes, from_seq, task_id, cb, ctx);
-        s->streaming = false;
-    }
-    close(fd);
+    s->streaming = true;
+    rc = logfile_read(s->logs, task_id, c.log_bytes, from_seq, cb, ctx);
+    s->streaming = false;
     return rc;
 }
 

@@ -888,6 +888,73 @@ START_TEST(test_log_read_back_is_byte_exact_across_chunk_boundaries)
 }
 END_TEST
 
+/* Appends lines first..last as "<tag><seq>" padded with pad dots, 64 to a call. */
+static void append_numbered(const char *id, uint64_t first, uint64_t last, char tag, size_t pad)
+{
+    static char bufs[64][320];
+    const char *lines[64];
+    size_t lens[64];
+    ck_assert_uint_lt(pad, 300);
+    for (uint64_t seq = first; seq <= last;) {
+        size_t n = 0;
+        for (; n < 64 && seq <= last; n++, seq++) {
+            int head = snprintf(bufs[n], 20, "%c%llu", tag, (unsigned long long)seq);
+            memset(bufs[n] + head, '.', pad);
+            lines[n] = bufs[n];
+            lens[n] = (size_t)head + pad;
+        }
+        size_t acc;
+        ck_assert_int_eq(store_log_append(st, id, lines, lens, n, seq - n, &acc), 0);
+        ck_assert_uint_eq(acc, n);
+    }
+}
+
+/* Reads lines from..last in chunks of at most 500, each chunk a new store_log_read from where the
+ * previous one stopped (as a ReadLogs reader does), and checks each is what append_numbered made.
+ */
+static void check_numbered(const char *id, uint64_t from, uint64_t last, char tag, size_t pad)
+{
+    struct got_lines *g = calloc(1, sizeof(*g));
+    while (from <= last) {
+        g->stop_after = last - from + 1 < 500 ? (size_t)(last - from + 1) : 500;
+        ck_assert_int_eq(store_log_read(st, id, from, collect_line, g), 7);
+        ck_assert_uint_eq(g->n, g->stop_after);
+        for (size_t i = 0; i < g->n; i++) {
+            char want[320];
+            int head = snprintf(want, 20, "%c%llu", tag, (unsigned long long)(from + i));
+            memset(want + head, '.', pad);
+            want[(size_t)head + pad] = '\0';
+            ck_assert_uint_eq(g->seq[i], from + i);
+            ck_assert_str_eq(g->text[i], want);
+        }
+        from += g->n;
+        got_free(g);
+    }
+    free(g);
+}
+
+START_TEST(test_log_read_in_chunks_resumes_right_across_commits_and_rollbacks)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    append_numbered(id, 1, 3000, 'a', 90);
+    check_numbered(id, 1, 3000, 'a', 90);
+
+    /* Lines read inside a group and then rolled back are replaced by longer ones: where the
+     * rolled-back lines started is now in the middle of other lines. */
+    ck_assert_int_eq(store_begin(st), 0);
+    append_numbered(id, 3001, 8000, 'x', 20);
+    check_numbered(id, 2990, 3000, 'a', 90);
+    check_numbered(id, 3001, 8000, 'x', 20);
+    ck_assert_int_eq(store_rollback(st), 0);
+    append_numbered(id, 3001, 8000, 'b', 100);
+    check_numbered(id, 5000, 5010, 'b', 100); /* a jump into where they were */
+    check_numbered(id, 2001, 3000, 'a', 90);
+    check_numbered(id, 3001, 8000, 'b', 100);
+    check_numbered(id, 7990, 8000, 'b', 100);
+}
+END_TEST
+
 START_TEST(test_log_newline_inside_a_line_is_stored_as_a_space)
 {
     char id[25];
@@ -1388,6 +1455,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_log_gap_is_refused_and_stores_nothing);
     tcase_add_test(tc, test_log_unsequenced_lines_append_after_what_is_stored);
     tcase_add_test(tc, test_log_read_back_is_byte_exact_across_chunk_boundaries);
+    tcase_add_test(tc, test_log_read_in_chunks_resumes_right_across_commits_and_rollbacks);
     tcase_add_test(tc, test_log_newline_inside_a_line_is_stored_as_a_space);
     tcase_add_test(tc, test_log_of_task_without_lines_reads_empty);
     tcase_add_test(tc, test_log_append_refuses_bad_ids_without_touching_files);
