@@ -40,18 +40,6 @@ static void *field(const struct config_parser *p, size_t at)
 
 /* ---- Checks of values that are this module's own (the domain's are in core/rules.h) ---- */
 
-/* The key travels as gRPC metadata, whose values are printable ASCII. */
-static bool valid_auth_key(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (*s < 0x21 || *s > 0x7e)
-            return false;
-    }
-    return true;
-}
-
 /* A name that becomes a file name under --dir: no '/', no leading '.' or '-'. */
 static bool valid_cert_name(const char *s)
 {
@@ -225,9 +213,8 @@ static int set_list(struct config_parser *p, const struct config_option *o, cons
 static int set_auth_key(struct config_parser *p, const struct config_option *o, const char *value,
                         const char *label)
 {
-    if (!valid_auth_key(value))
-        return config_fail(
-            p, "%s: the key must be printable ASCII without spaces (value not shown)", label);
+    if (!auth_key_valid(value))
+        return config_fail(p, "%s: the key must be " RULE_AUTH_KEY " (value not shown)", label);
     return config_set_string(p, &p->c->auth_key, value);
 }
 
