@@ -3,7 +3,8 @@
  *
  * The module is pure: it reads only the argv and the getenv function it is given, and writes
  * only to the FILE * handed to config_usage(). It keeps no global state, so any thread may call
- * it, and nothing in it blocks.
+ * it, and nothing in it blocks. It lives in src/config/ (config/internal.h says which file does
+ * what); this header is its only public one.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
  * tasks, logs, results, cancel, and "cert init" / "cert issue", which take a second word).

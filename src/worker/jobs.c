@@ -52,8 +52,10 @@ struct job {
 
 struct jobs {
     struct ev_loop *loop;
-    const struct config *cfg;
     struct session *sess;
+    int max_runners;
+    uint64_t cancel_grace_ms;
+    uint64_t spool_max_bytes;
     char *data_dir;
     char *spool_dir; /* <data_dir>/spool: output waiting for the master, past what memory keeps */
     char *node_key;
@@ -435,7 +437,7 @@ static struct job *add_job(struct jobs *j, const char *id)
     job->status = TASK_ASSIGNED;
     snprintf(job->id, sizeof(job->id), "%s", id);
     /* --spool-max-bytes bounds what all tasks together keep for the master. */
-    size_t share = (size_t)(j->cfg->spool_max_bytes / (uint64_t)j->cfg->max_runners);
+    size_t share = (size_t)(j->spool_max_bytes / (uint64_t)j->max_runners);
     job->up = uploader_create(j->loop, j->sess, id, j->spool_dir, share, &uploader_cb, job);
     if (!job->up) {
         free(job);
@@ -523,7 +525,7 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
         .workdir = workdir,
         .env = (const char *const *)env,
         .timeout_ms = spec && spec->timeout_ms > 0 ? (uint64_t)spec->timeout_ms : 0,
-        .cancel_grace_ms = j->cfg->cancel_grace_ms,
+        .cancel_grace_ms = j->cancel_grace_ms,
         .contain = j->contain,
     };
     int rc = !job->up               ? -ENOMEM
@@ -593,7 +595,7 @@ static void maybe_fetch(struct jobs *j)
     grpc_channel *ch = session_channel(j->sess);
     if (!ch || j->resyncing || j->draining || j->stopping)
         return;
-    while (j->fetching < j->fetch_window && j->running + j->fetching < j->cfg->max_runners) {
+    while (j->fetching < j->fetch_window && j->running + j->fetching < j->max_runners) {
         if (fetch_one(j, ch) < 0)
             return;
     }
@@ -797,7 +799,7 @@ void jobs_shutdown(struct jobs *j, uint64_t grace_ms, void (*done)(void *ctx), v
         ev_timer_start(j->loop, &j->grace);
     }
     ev_timer_set(&j->flush_bound,
-                 (double)grace_ms / 1000.0 + j->cfg->cancel_grace_ms / 1000.0 + FLUSH_BOUND_S, 0.0);
+                 (double)grace_ms / 1000.0 + j->cancel_grace_ms / 1000.0 + FLUSH_BOUND_S, 0.0);
     ev_timer_start(j->loop, &j->flush_bound);
     check_stopped(j);
 }
@@ -816,20 +818,21 @@ static void clear_spool(const char *dir)
     closedir(d);
 }
 
-int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data_dir,
-                const char *node_key, struct jobs **out)
+int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs **out)
 {
     struct jobs *j = calloc(1, sizeof(*j));
     if (!j)
         return -ENOMEM;
     j->loop = loop;
-    j->cfg = cfg;
+    j->max_runners = opts->max_runners;
+    j->cancel_grace_ms = opts->cancel_grace_ms;
+    j->spool_max_bytes = opts->spool_max_bytes;
     j->fetch_window = 1;
-    j->data_dir = strdup(data_dir);
-    j->node_key = strdup(node_key);
-    size_t n = strlen(data_dir) + sizeof("/spool");
+    j->data_dir = strdup(opts->data_dir);
+    j->node_key = strdup(opts->node_key);
+    size_t n = strlen(opts->data_dir) + sizeof("/spool");
     if ((j->spool_dir = malloc(n))) {
-        snprintf(j->spool_dir, n, "%s/spool", data_dir);
+        snprintf(j->spool_dir, n, "%s/spool", opts->data_dir);
         /* Spool files of a previous run belong to tasks that are reported lost: start empty. */
         clear_spool(j->spool_dir);
     }
@@ -838,13 +841,13 @@ int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data
         return -ENOMEM;
     }
     char scope[sizeof("crawlab-node-") + LIMIT_NODE_KEY_MAX];
-    snprintf(scope, sizeof(scope), "crawlab-node-%s", node_key);
+    snprintf(scope, sizeof(scope), "crawlab-node-%s", opts->node_key);
     int rc = contain_create(scope, CONTAIN_AUTO, &j->contain);
     if (rc < 0) {
         jobs_destroy(j);
         return rc;
     }
-    double every = (double)cfg->fetch_interval_ms / 1000.0;
+    double every = (double)opts->fetch_interval_ms / 1000.0;
     ev_timer_init(&j->poll, on_poll, every, every);
     j->poll.data = j;
     ev_timer_start(loop, &j->poll);

@@ -11,16 +11,26 @@
 #define CRAWLAB_JOBS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <ev.h>
 
-#include "config.h"
 #include "worker/session.h"
 
 struct jobs;
 
-int jobs_create(struct ev_loop *loop, const struct config *cfg, const char *data_dir,
-                const char *node_key, struct jobs **out);
+/* What the jobs take from the configuration; worker.c fills it in. The strings are copied. */
+struct jobs_opts {
+    const char *data_dir;       /* resolved: tasks/, running/ and spool/ are made under it */
+    const char *node_key;       /* this worker's identity, named in every call */
+    int max_runners;            /* tasks held at once, 1 or more */
+    uint64_t fetch_interval_ms; /* the poll when no TASK_AVAILABLE arrives; never 0 */
+    uint64_t cancel_grace_ms;   /* SIGTERM to SIGKILL when a task is cancelled or times out */
+    uint64_t spool_max_bytes;   /* disk for output the master has not acknowledged, all tasks */
+};
+
+/* Returns 0, -ENOMEM, or the error of setting up containment (worker/contain.h). */
+int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs **out);
 /* The session is created after the jobs (its hooks point here); attach it before it starts. */
 void jobs_attach(struct jobs *j, struct session *sess);
 void jobs_destroy(struct jobs *j);

@@ -156,7 +156,15 @@ int worker_main(const struct config *cfg, const char *auth_key)
         .auth_key = auth_key,
         .max_runners = cfg->max_runners,
     };
-    if ((rc = jobs_create(w.loop, cfg, dir, node_key, &w.jobs)) < 0 ||
+    struct jobs_opts jobs_opts = {
+        .data_dir = dir,
+        .node_key = node_key,
+        .max_runners = cfg->max_runners,
+        .fetch_interval_ms = cfg->fetch_interval_ms,
+        .cancel_grace_ms = cfg->cancel_grace_ms,
+        .spool_max_bytes = cfg->spool_max_bytes,
+    };
+    if ((rc = jobs_create(w.loop, &jobs_opts, &w.jobs)) < 0 ||
         (rc = session_create(w.loop, w.bridge, cfg, &id, &hooks, &w, &w.session)) < 0) {
         log_error("cannot start: %s", strerror(-rc));
         goto out;

@@ -968,6 +968,101 @@ START_TEST(test_cert_help_is_help)
 }
 END_TEST
 
+/* ---- Each value type stores what it read, within its bounds ---- */
+
+START_TEST(test_integer_options_store_their_value_within_bounds)
+{
+    ck_assert_int_eq(parse("--role=master", "--max-connections=1", NULL), 0);
+    ck_assert_int_eq(cfg.max_connections, 1);
+    ck_assert_int_eq(parse("--role=master", "--max-connections", "1000000", NULL), 0);
+    ck_assert_int_eq(cfg.max_connections, 1000000);
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_int_eq(cfg.max_connections, 10000);
+    expect_error(parse("--role=master", "--max-connections=0", NULL),
+                 "--max-connections: expected an integer from 1 to 1000000, got '0'", NULL);
+    expect_error(parse("--role=master", "--max-connections=1000001", NULL), "--max-connections",
+                 "'1000001'");
+    ck_assert_int_eq(parse("submit", "--priority=-1000", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.priority, -1000);
+    ck_assert_int_eq(parse("submit", "--priority=1000", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.priority, 1000);
+    env_set("CRAWLAB_GRPC_SERVER_PORT", "65536");
+    expect_error(parse("--role=master", NULL),
+                 "CRAWLAB_GRPC_SERVER_PORT: expected a port from 1 to 65535, got '65536'", NULL);
+}
+END_TEST
+
+START_TEST(test_duration_options_store_milliseconds)
+{
+    ck_assert_int_eq(parse("--role=worker", "--heartbeat-interval=2s", "--fetch-interval", "250ms",
+                           "--cancel-grace=0", "--shutdown-grace=1m30s", NULL),
+                     0);
+    ck_assert_uint_eq(cfg.heartbeat_interval_ms, 2000);
+    ck_assert_uint_eq(cfg.fetch_interval_ms, 250);
+    ck_assert_uint_eq(cfg.cancel_grace_ms, 0);
+    ck_assert_uint_eq(cfg.shutdown_grace_ms, 90000);
+    ck_assert_int_eq(parse("--role=master", "--disconnect-grace=0", "--shutdown-grace=0", NULL), 0);
+    ck_assert_uint_eq(cfg.disconnect_grace_ms, 0);
+    ck_assert_uint_eq(cfg.shutdown_grace_ms, 0);
+    ck_assert_int_eq(parse("submit", "--timeout=1.5", "--", "true", NULL), 0);
+    ck_assert_uint_eq(cfg.timeout_ms, 1500);
+    /* Zero would make a timer spin: the intervals refuse it, the graces and timeout do not. */
+    expect_error(parse("--role=worker", "--fetch-interval=0ms", NULL),
+                 "--fetch-interval: must be greater than zero", NULL);
+    expect_error(parse("--role=master", "--heartbeat-interval=0s", NULL),
+                 "--heartbeat-interval: must be greater than zero", NULL);
+    expect_error(parse("--role=worker", "--cancel-grace=99999999999999999999h", NULL),
+                 "--cancel-grace: duration '99999999999999999999h' is too large", NULL);
+    expect_error(parse("submit", "--timeout=1d", "--", "true", NULL),
+                 "--timeout: expected a duration such as 500ms, 5s, 2m or 1h, got '1d'", NULL);
+}
+END_TEST
+
+START_TEST(test_size_option_stores_bytes_from_its_minimum)
+{
+    ck_assert_int_eq(parse("--role=worker", "--spool-max-bytes=1M", NULL), 0);
+    ck_assert_uint_eq(cfg.spool_max_bytes, 1ULL << 20);
+    ck_assert_int_eq(parse("--role=worker", "--spool-max-bytes", "2GiB", NULL), 0);
+    ck_assert_uint_eq(cfg.spool_max_bytes, 2ULL << 30);
+    expect_error(parse("--role=worker", "--spool-max-bytes=1048575", NULL),
+                 "--spool-max-bytes: must be at least 1M, the longest output line, got '1048575'",
+                 NULL);
+    expect_error(parse("--role=worker", "--spool-max-bytes=16777216T", NULL),
+                 "--spool-max-bytes: size '16777216T' is too large", NULL);
+    expect_error(parse("--role=worker", "--spool-max-bytes=1.5G", NULL),
+                 "--spool-max-bytes: expected a size such as", "'1.5G'");
+}
+END_TEST
+
+START_TEST(test_bind_node_key_needs_required_client_certificates)
+{
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", NULL), 0);
+    ck_assert(!cfg.tls_bind_node_key);
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                           "--tls-bind-node-key", NULL),
+                     0);
+    ck_assert(cfg.tls_bind_node_key);
+    ck_assert(cfg.tls_require_client_cert);
+    expect_error(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-bind-node-key", NULL),
+                 "'--tls-bind-node-key' needs client certificates", NULL);
+    expect_error(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                       "--tls-client-auth=none", "--tls-bind-node-key", NULL),
+                 "'--tls-bind-node-key' needs client certificates", NULL);
+    expect_error(parse("--role=master", "--tls-bind-node-key=yes", NULL),
+                 "'--tls-bind-node-key' takes no value", NULL);
+}
+END_TEST
+
+START_TEST(test_repeated_master_host_replaces_the_list)
+{
+    ck_assert_int_eq(parse("cert", "init", "--dir=d", "--master-host=a,b", "--master-host=c", NULL),
+                     0);
+    ck_assert_uint_eq(cfg.n_cert_hosts, 1);
+    ck_assert_str_eq(cfg.cert_hosts[0], "c");
+    ck_assert_ptr_null(cfg.cert_hosts[1]);
+}
+END_TEST
+
 /* ---- Helpers ---- */
 
 static const struct {
@@ -1180,6 +1275,12 @@ static Suite *config_suite(void)
                         sizeof(bad_cert) / sizeof(bad_cert[0]));
     tcase_add_test(tc, test_usage_shows_tls_and_cert_but_not_the_test_flag);
     tcase_add_test(tc, test_cert_help_is_help);
+
+    tcase_add_test(tc, test_integer_options_store_their_value_within_bounds);
+    tcase_add_test(tc, test_duration_options_store_milliseconds);
+    tcase_add_test(tc, test_size_option_stores_bytes_from_its_minimum);
+    tcase_add_test(tc, test_bind_node_key_needs_required_client_certificates);
+    tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
     suite_add_tcase(s, tc);
 
     TCase *helpers = tcase_create("helpers");

@@ -1,0 +1,88 @@
+/*
+ * The rules between options, checked once every option and variable is set: options that
+ * exclude each other, TLS options that only work together, and the options each cert command
+ * requires. Also settles --tls-client-auth's default, which depends on --tls-ca.
+ */
+#include "config/internal.h"
+
+static int check_conflicts(struct config_parser *p)
+{
+    if ((p->given & BIT(OPT_AUTH_KEY)) && (p->given & BIT(OPT_AUTH_KEY_FILE)))
+        return config_fail(p, "'--auth-key' and '--auth-key-file' cannot be used together");
+    if ((p->given & BIT(OPT_INSECURE_NO_AUTH)) &&
+        (p->given & (BIT(OPT_AUTH_KEY) | BIT(OPT_AUTH_KEY_FILE))))
+        return config_fail(p, "'--insecure-no-auth' cannot be combined with an auth key");
+    if ((p->given & BIT(OPT_NODE)) && (p->given & BIT(OPT_ALL_NODES)))
+        return config_fail(p, "'--node' and '--all-nodes' cannot be used together");
+    return 0;
+}
+
+/* TLS options that make sense only together, and the required options of the cert commands. */
+static int check_tls(struct config_parser *p)
+{
+    struct config *c = p->c;
+    uint64_t g = p->given;
+    bool cert = g & BIT(OPT_TLS_CERT), key = g & BIT(OPT_TLS_KEY), ca = g & BIT(OPT_TLS_CA);
+
+    switch (c->command) {
+    case CMD_MASTER:
+        if (key && !cert)
+            return config_fail(p, "'--tls-key' needs '--tls-cert', the certificate it belongs to");
+        if (cert && !key)
+            return config_fail(p, "'--tls-cert' needs '--tls-key', the certificate's private key");
+        if (!cert && (ca || (g & BIT(OPT_TLS_CLIENT_AUTH))))
+            return config_fail(p, "'%s' needs TLS on the master: add '--tls-cert' and '--tls-key'",
+                               ca ? "--tls-ca" : "--tls-client-auth");
+        if (!(g & BIT(OPT_TLS_CLIENT_AUTH)))
+            c->tls_require_client_cert = ca;
+        else if (c->tls_require_client_cert && !ca)
+            return config_fail(p, "'--tls-client-auth=require' needs '--tls-ca', the CA that signs "
+                                  "the workers' certificates");
+        if (c->tls_bind_node_key && !c->tls_require_client_cert)
+            return config_fail(p, "'--tls-bind-node-key' needs client certificates: add '--tls-ca' "
+                                  "(and '--tls-client-auth=require')");
+        return 0;
+    case CMD_WORKER:
+    case CMD_NODES:
+    case CMD_SUBMIT:
+    case CMD_TASKS:
+    case CMD_LOGS:
+    case CMD_RESULTS:
+    case CMD_CANCEL:
+        if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
+            return config_fail(p,
+                               "'%s' needs '--tls-ca', the CA that signs the master's certificate "
+                               "(TLS to the master is on exactly when --tls-ca is given)",
+                               cert  ? "--tls-cert"
+                               : key ? "--tls-key"
+                                     : "--tls-server-name");
+        if (cert != key)
+            return config_fail(p, "'%s' needs '%s': a client certificate goes with its private key",
+                               cert ? "--tls-cert" : "--tls-key",
+                               cert ? "--tls-key" : "--tls-cert");
+        return 0;
+    case CMD_CERT_INIT:
+        if (!(g & BIT(OPT_DIR)))
+            return config_fail(
+                p, "'cert init' needs '--dir', where to create the CA and certificates");
+        if (!(g & BIT(OPT_MASTER_HOST)))
+            return config_fail(p,
+                               "'cert init' needs '--master-host', the names workers use to reach "
+                               "the master (e.g. --master-host=master.example.com,10.0.0.5)");
+        return 0;
+    case CMD_CERT_ISSUE:
+        if (!(g & BIT(OPT_DIR)))
+            return config_fail(p, "'cert issue' needs '--dir', the directory made by 'cert init'");
+        if (!(g & BIT(OPT_NAME)))
+            return config_fail(p, "'cert issue' needs '--name', the new certificate's name");
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+int config_check(struct config_parser *p)
+{
+    int rc = check_conflicts(p);
+    return rc != 0 ? rc : check_tls(p);
+}

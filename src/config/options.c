@@ -1,0 +1,568 @@
+/*
+ * The option table and the environment table, and how a value reaches struct config: each entry
+ * names its setter (one per value type: flag, path, checked text, integer range, duration, size,
+ * address, list) and where the value goes (an offsetof into struct config, plus the type's
+ * bounds). The few options whose handling is their own have a named setter of their own.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/internal.h"
+#include "core/rules.h"
+#include "core/task.h"
+
+#define DEFAULT_PORT            9666
+#define DEFAULT_LISTEN_HOST     "0.0.0.0"
+#define DEFAULT_MASTER_HOST     "127.0.0.1"
+#define DEFAULT_MAX_RUNNERS     8
+#define MAX_RUNNERS_LIMIT       1024
+#define MAX_CONNECTIONS_LIMIT   1000000
+#define DEFAULT_MAX_CONNECTIONS 10000
+#define DEFAULT_SPOOL_BYTES     (UINT64_C(1) << 30)
+/* The worker splits output lines at 1 MiB; a spool smaller than that could not hold one. */
+#define MIN_SPOOL_BYTES (UINT64_C(1) << 20)
+#define CERT_NAME_MAX   64
+/* The rules of core/rules.h as help and error messages word them. */
+#define NAME_RULE         "at most " STR(LIMIT_NAME_MAX) " bytes"
+#define NAME_EXPECTED     "expected " RULE_NAME
+#define NODE_KEY_EXPECTED "expected a node key of " RULE_NODE_KEY
+#define HOST_EXPECTED     "expected a host name or IP address"
+
+#define AT(field) offsetof(struct config, field)
+
+static void *field(const struct config_parser *p, size_t at)
+{
+    return (char *)p->c + at;
+}
+
+/* ---- Checks of values that are this module's own (the domain's are in core/rules.h) ---- */
+
+/* A name that becomes a file name under --dir: no '/', no leading '.' or '-'. */
+static bool valid_cert_name(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > CERT_NAME_MAX || s[0] == '.' || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!isalnum(ch) && ch != '.' && ch != '_' && ch != '-')
+            return false;
+    }
+    return true;
+}
+
+static bool valid_server_name(const char *s)
+{
+    return config_parse_cert_host(s, strlen(s)) == 0;
+}
+
+static bool valid_status(const char *s)
+{
+    enum task_status st;
+    return task_status_parse(s, &st) == 0;
+}
+
+static bool valid_node_entry(const char *s, size_t *key_len)
+{
+    *key_len = strlen(s);
+    return node_key_valid(s);
+}
+
+/* K=V: K must be unique among the entries, V may be anything, empty included. */
+static bool valid_env_entry(const char *s, size_t *key_len)
+{
+    const char *eq = strchr(s, '=');
+    *key_len = eq ? (size_t)(eq - s) : 0;
+    return eq && env_name_valid(s, *key_len);
+}
+
+/* ---- Setters, one per value type ---- */
+
+static int set_flag(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    *(bool *)field(p, o->at) = true;
+    return 0;
+}
+
+static int set_path(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    if (!*value)
+        return config_fail(p, "%s: expected a path, got an empty value", label);
+    return config_set_string(p, field(p, o->at), value);
+}
+
+/* A string that must pass spec.text.valid. */
+static int set_text(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    if (!o->spec.text.valid(value))
+        return config_fail(p, "%s: %s, got '%.*s'", label, o->spec.text.expected, QUOTE_MAX, value);
+    return config_set_string(p, field(p, o->at), value);
+}
+
+/* An int within spec.range. */
+static int set_int(struct config_parser *p, const struct config_option *o, const char *value,
+                   const char *label)
+{
+    long n;
+    if (config_parse_int(value, o->spec.range.min, o->spec.range.max, &n) != 0)
+        return config_fail(p, "%s: expected %s from %ld to %ld, got '%.*s'", label,
+                           o->spec.range.noun, o->spec.range.min, o->spec.range.max, QUOTE_MAX,
+                           value);
+    *(int *)field(p, o->at) = (int)n;
+    return 0;
+}
+
+static int set_duration(struct config_parser *p, const struct config_option *o, const char *value,
+                        const char *label)
+{
+    uint64_t ms;
+    int rc = config_parse_duration_ms(value, &ms);
+    if (rc == -ERANGE)
+        return config_fail(p, "%s: duration '%.*s' is too large", label, QUOTE_MAX, value);
+    if (rc != 0)
+        return config_fail(p, "%s: expected a duration such as 500ms, 5s, 2m or 1h, got '%.*s'",
+                           label, QUOTE_MAX, value);
+    if (o->spec.nonzero && ms == 0)
+        return config_fail(p, "%s: must be greater than zero", label);
+    *(uint64_t *)field(p, o->at) = ms;
+    return 0;
+}
+
+static int set_size(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    uint64_t bytes;
+    int rc = config_parse_size(value, &bytes);
+    if (rc == -ERANGE)
+        return config_fail(p, "%s: size '%.*s' is too large", label, QUOTE_MAX, value);
+    if (rc != 0)
+        return config_fail(p, "%s: expected a size such as 1048576, 64K, 512M or 1G, got '%.*s'",
+                           label, QUOTE_MAX, value);
+    if (bytes < o->spec.size.min)
+        return config_fail(p, "%s: must be at least %s, got '%.*s'", label, o->spec.size.min_text,
+                           QUOTE_MAX, value);
+    *(uint64_t *)field(p, o->at) = bytes;
+    return 0;
+}
+
+/* A flag replaces the whole address: without a port it means the default port, not the one from
+ * the environment. */
+static int set_hostport(struct config_parser *p, const struct config_option *o, const char *value,
+                        const char *label)
+{
+    char *host;
+    int port = DEFAULT_PORT;
+    int rc = config_parse_hostport(value, &host, &port);
+    if (rc == -ENOMEM)
+        return config_nomem(p);
+    if (rc != 0)
+        return config_fail(p,
+                           "%s: expected HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, "
+                           "got '%.*s'",
+                           label, QUOTE_MAX, value);
+    char **dst = field(p, o->at);
+    free(*dst);
+    *dst = host;
+    *(int *)field(p, o->spec.port_at) = port;
+    return 0;
+}
+
+/* A host without a port, as CRAWLAB_GRPC_HOST gives it. */
+static int set_host(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    char *host;
+    int rc = config_parse_host(value, &host);
+    if (rc == -ENOMEM)
+        return config_nomem(p);
+    if (rc != 0)
+        return config_fail(p, "%s: " HOST_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
+    char **dst = field(p, o->at);
+    free(*dst);
+    *dst = host;
+    return 0;
+}
+
+/* A repeatable option: each occurrence adds an entry; an entry whose key is there already is
+ * refused. */
+static int set_list(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    char ***arr = field(p, o->at);
+    size_t *n = field(p, o->spec.list.n_at);
+    size_t key_len;
+    if (!o->spec.list.valid(value, &key_len))
+        return config_fail(p, "%s: %s, got '%.*s'", label, o->spec.list.expected, QUOTE_MAX, value);
+    for (size_t i = 0; i < *n; i++) {
+        /* Comparing one byte past the key takes in the '=' or the NUL that ends it. */
+        if (strncmp((*arr)[i], value, key_len + 1) == 0)
+            return config_fail(p, "%s: %s '%.*s' is given twice", label, o->spec.list.noun,
+                               (int)key_len, value);
+    }
+    return config_push_string(p, arr, n, value);
+}
+
+/* ---- Setters of one option each ---- */
+
+static int set_auth_key(struct config_parser *p, const struct config_option *o, const char *value,
+                        const char *label)
+{
+    if (!auth_key_valid(value))
+        return config_fail(p, "%s: the key must be " RULE_AUTH_KEY " (value not shown)", label);
+    return config_set_string(p, &p->c->auth_key, value);
+}
+
+static int set_log_level(struct config_parser *p, const struct config_option *o, const char *value,
+                         const char *label)
+{
+    if (log_level_parse(value, &p->c->log_level) != 0)
+        return config_fail(p, "%s: expected error, warn, info or debug, got '%.*s'", label,
+                           QUOTE_MAX, value);
+    return 0;
+}
+
+static int set_log_format(struct config_parser *p, const struct config_option *o, const char *value,
+                          const char *label)
+{
+    if (strcmp(value, "text") == 0)
+        p->c->log_format = LOG_FORMAT_TEXT;
+    else if (strcmp(value, "json") == 0)
+        p->c->log_format = LOG_FORMAT_JSON;
+    else
+        return config_fail(p, "%s: expected text or json, got '%.*s'", label, QUOTE_MAX, value);
+    return 0;
+}
+
+static int set_client_auth(struct config_parser *p, const struct config_option *o,
+                           const char *value, const char *label)
+{
+    if (strcmp(value, "none") == 0)
+        p->c->tls_require_client_cert = false;
+    else if (strcmp(value, "require") == 0)
+        p->c->tls_require_client_cert = true;
+    else
+        return config_fail(p, "%s: expected none or require, got '%.*s'", label, QUOTE_MAX, value);
+    return 0;
+}
+
+/* --name is the task's name for submit and the certificate's for cert issue. */
+static int set_name(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    if (p->c->command != CMD_CERT_ISSUE) {
+        if (!name_valid(value))
+            return config_fail(p, "%s: " NAME_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
+        return config_set_string(p, &p->c->task_name, value);
+    }
+    if (!valid_cert_name(value) || strcmp(value, "ca") == 0)
+        return config_fail(p,
+                           "%s: expected 1 to %d letters, digits, '.', '_' or '-', not "
+                           "starting with '.' or '-' and not 'ca', got '%.*s'",
+                           label, CERT_NAME_MAX, QUOTE_MAX, value);
+    return config_set_string(p, &p->c->cert_name, value);
+}
+
+/* --master-host=a,b,c: every entry valid, none twice; a repeated option replaces the list. */
+static int set_cert_hosts(struct config_parser *p, const struct config_option *o, const char *value,
+                          const char *label)
+{
+    struct config *c = p->c;
+    config_free_strings(c->cert_hosts, c->n_cert_hosts);
+    c->cert_hosts = NULL;
+    c->n_cert_hosts = 0;
+    const char *item = value;
+    for (;;) {
+        size_t len = strcspn(item, ",");
+        if (config_parse_cert_host(item, len) != 0)
+            return config_fail(p,
+                               "%s: expected host names or IP addresses separated by commas, "
+                               "got '%.*s'",
+                               label, QUOTE_MAX, value);
+        for (size_t i = 0; i < c->n_cert_hosts; i++) {
+            if (strlen(c->cert_hosts[i]) == len && strncmp(c->cert_hosts[i], item, len) == 0)
+                return config_fail(p, "%s: '%.*s' is given twice", label, (int)len, item);
+        }
+        char *one = strndup(item, len);
+        if (!one)
+            return config_nomem(p);
+        int rc = config_push_string(p, &c->cert_hosts, &c->n_cert_hosts, one);
+        free(one);
+        if (rc != 0)
+            return rc;
+        if (item[len] == '\0')
+            return 0;
+        item += len + 1;
+    }
+}
+
+/* ---- The tables ---- */
+
+const struct config_option config_options[OPT_COUNT] = {
+    [OPT_ROLE] = {"role", "ROLE", DAEMONS, "CRAWLAB_NODE_MASTER=Y (master) or N (worker)",
+                  "Run as the master or as a worker. Required to start a daemon.", NULL},
+    [OPT_LISTEN] = {"listen", "ADDR:PORT", M(CMD_MASTER),
+                    "CRAWLAB_GRPC_SERVER_HOST, CRAWLAB_GRPC_SERVER_PORT",
+                    "Address the master listens on.", "0.0.0.0:9666", .set = set_hostport,
+                    .at = AT(listen_host), .spec.port_at = AT(listen_port)},
+    [OPT_MASTER] = {"master", "HOST:PORT", M(CMD_WORKER) | CLIENTS,
+                    "CRAWLAB_GRPC_HOST, CRAWLAB_GRPC_PORT", "Address of the master.",
+                    "127.0.0.1:9666", .set = set_hostport, .at = AT(master_host),
+                    .spec.port_at = AT(master_port)},
+    [OPT_DATA_DIR] = {"data-dir", "DIR", DAEMONS, NULL,
+                      "Directory for the database, logs, spool, node key and auth.key.",
+                      "/var/lib/crawlab-node, or ./crawlab-data when not run as root",
+                      .set = set_path, .at = AT(data_dir)},
+    [OPT_AUTH_KEY] = {"auth-key", "KEY", ALL, "CRAWLAB_AUTH_KEY",
+                      "Shared secret checked on every call. Anyone on the machine can read "
+                      "it in the process list: prefer --auth-key-file or the environment.",
+                      NULL, .set = set_auth_key},
+    [OPT_AUTH_KEY_FILE] = {"auth-key-file", "FILE", ALL, NULL,
+                           "File holding the auth key. The master's default is "
+                           "<data-dir>/auth.key, generated on first start.",
+                           NULL, .set = set_path, .at = AT(auth_key_file)},
+    [OPT_INSECURE_NO_AUTH] = {"insecure-no-auth", NULL, ALL, NULL,
+                              "Turn authentication off: anyone who reaches the port can run "
+                              "commands on the workers.",
+                              NULL, .set = set_flag, .at = AT(insecure_no_auth)},
+    [OPT_LOG_LEVEL] = {"log-level", "LEVEL", ALL, NULL, "error, warn, info or debug.", "info",
+                       .set = set_log_level},
+    [OPT_LOG_FORMAT] = {"log-format", "FORMAT", ALL, NULL, "text or json.", "text",
+                        .set = set_log_format},
+    [OPT_NODE_KEY] = {"node-key", "KEY", M(CMD_WORKER), "CRAWLAB_NODE_KEY",
+                      "Identity of this worker: " RULE_NODE_KEY ".",
+                      "generated once and kept in the data directory", .set = set_text,
+                      .at = AT(node_key), .spec.text = {node_key_valid, NODE_KEY_EXPECTED}},
+    [OPT_NODE_NAME] = {"node-name", "NAME", M(CMD_WORKER), "CRAWLAB_NODE_NAME",
+                       "Name shown for this worker, " NAME_RULE ".", "the host name",
+                       .set = set_text, .at = AT(node_name),
+                       .spec.text = {name_valid, NAME_EXPECTED}},
+    [OPT_MAX_RUNNERS] = {"max-runners", "N", M(CMD_WORKER), "CRAWLAB_NODE_MAXRUNNERS",
+                         "Tasks run at the same time, 1 to 1024.", "8", .set = set_int,
+                         .at = AT(max_runners), .spec.range = {1, MAX_RUNNERS_LIMIT, "an integer"}},
+    [OPT_MAX_CONNECTIONS] = {"max-connections", "N", M(CMD_MASTER), NULL,
+                             "Connections open at once, 1 to 1000000; more are refused. A "
+                             "worker uses two.",
+                             "10000", .set = set_int, .at = AT(max_connections),
+                             .spec.range = {1, MAX_CONNECTIONS_LIMIT, "an integer"}},
+    [OPT_HEARTBEAT_INTERVAL] = {"heartbeat-interval", "DURATION", DAEMONS, NULL,
+                                "Time between a worker's heartbeats; the master expects the "
+                                "same.",
+                                "5s", .set = set_duration, .at = AT(heartbeat_interval_ms),
+                                .spec.nonzero = true},
+    [OPT_FETCH_INTERVAL] = {"fetch-interval", "DURATION", M(CMD_WORKER), NULL,
+                            "How often a worker asks for tasks when none is pushed to it.", "1s",
+                            .set = set_duration, .at = AT(fetch_interval_ms), .spec.nonzero = true},
+    [OPT_CANCEL_GRACE] = {"cancel-grace", "DURATION", M(CMD_WORKER), NULL,
+                          "Time between SIGTERM and SIGKILL when a task is cancelled or times "
+                          "out.",
+                          "15s", .set = set_duration, .at = AT(cancel_grace_ms)},
+    [OPT_SHUTDOWN_GRACE] = {"shutdown-grace", "DURATION", DAEMONS, NULL,
+                            "Time given to running work after SIGTERM before stopping hard.", "30s",
+                            .set = set_duration, .at = AT(shutdown_grace_ms)},
+    [OPT_DISCONNECT_GRACE] = {"disconnect-grace", "DURATION", M(CMD_MASTER), NULL,
+                              "Time an offline worker has to come back before its running "
+                              "tasks become abnormal.",
+                              "5m", .set = set_duration, .at = AT(disconnect_grace_ms)},
+    [OPT_SPOOL_MAX_BYTES] = {"spool-max-bytes", "SIZE", M(CMD_WORKER), NULL,
+                             "Disk space for task output kept while the master is unreachable; "
+                             "at least 1M.",
+                             "1G", .set = set_size, .at = AT(spool_max_bytes),
+                             .spec.size = {MIN_SPOOL_BYTES, "1M, the longest output line"}},
+    [OPT_TLS_CERT] = {"tls-cert", "FILE", DAEMONS | CLIENTS, NULL,
+                      "PEM certificate. On the master it turns TLS 1.3 on (with --tls-key); on a "
+                      "worker or client command it is presented to the master for mutual TLS "
+                      "(with --tls-key and --tls-ca).",
+                      NULL, .set = set_path, .at = AT(tls_cert)},
+    [OPT_TLS_KEY] = {"tls-key", "FILE", DAEMONS | CLIENTS, NULL, "PEM private key of --tls-cert.",
+                     NULL, .set = set_path, .at = AT(tls_key)},
+    [OPT_TLS_CA] = {"tls-ca", "FILE", DAEMONS | CLIENTS, NULL,
+                    "PEM CA certificate. On a worker or client command it turns TLS on and is "
+                    "the CA the master's certificate must be signed by; on the master it is "
+                    "the CA worker and client certificates must be signed by.",
+                    NULL, .set = set_path, .at = AT(tls_ca)},
+    [OPT_TLS_CLIENT_AUTH] = {"tls-client-auth", "MODE", M(CMD_MASTER), NULL,
+                             "none or require: whether every connection must present a "
+                             "certificate signed by --tls-ca. With none and --tls-ca, a "
+                             "certificate offered is still verified.",
+                             "require with --tls-ca, none without", .set = set_client_auth},
+    [OPT_TLS_BIND_NODE_KEY] = {"tls-bind-node-key", NULL, M(CMD_MASTER), NULL,
+                               "Bind each node key to the certificate of its worker: a call "
+                               "that names a node key is refused unless the common name of "
+                               "the connection's client certificate equals that key. Needs "
+                               "--tls-client-auth=require.",
+                               NULL, .set = set_flag, .at = AT(tls_bind_node_key)},
+    [OPT_TLS_SERVER_NAME] = {"tls-server-name", "NAME", M(CMD_WORKER) | CLIENTS, NULL,
+                             "Host name or IP address the master's certificate must be valid "
+                             "for.",
+                             "the host of --master", .set = set_text, .at = AT(tls_server_name),
+                             .spec.text = {valid_server_name, HOST_EXPECTED}},
+    [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS), NULL, "Print JSON instead of a table.",
+                  NULL, .set = set_flag, .at = AT(json)},
+    [OPT_NODE] = {"node", "KEY", M(CMD_SUBMIT), NULL,
+                  "Run the task on this node; repeat for several.", "any node", .set = set_list,
+                  .at = AT(nodes),
+                  .spec.list = {valid_node_entry, NODE_KEY_EXPECTED, "node", AT(n_nodes)}},
+    [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT), NULL,
+                       "Run the task once on every online node.", NULL, .set = set_flag,
+                       .at = AT(all_nodes)},
+    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT), NULL, "Queue priority, " RULE_PRIORITY ".",
+                      "0", .set = set_int, .at = AT(priority),
+                      .spec.range = {LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_MAX, "an integer"}},
+    [OPT_TIMEOUT] = {"timeout", "DURATION", M(CMD_SUBMIT), NULL,
+                     "Stop the task after this long; it ends in error.", "0, no limit",
+                     .set = set_duration, .at = AT(timeout_ms)},
+    [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT), NULL,
+                 "Add a variable to the task's environment; repeatable.", NULL, .set = set_list,
+                 .at = AT(env),
+                 .spec.list = {valid_env_entry,
+                               "expected NAME=VALUE with NAME made of letters, digits and '_' "
+                               "and not starting with a digit",
+                               "variable", AT(n_env)}},
+    [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT) | M(CMD_CERT_ISSUE), NULL,
+                  "submit: task name shown in listings, " NAME_RULE ". cert issue: name of "
+                  "the new certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); "
+                  "letters, digits, '.', '_' and '-'.",
+                  NULL, .set = set_name},
+    [OPT_STATUS] = {"status", "STATUS", M(CMD_TASKS), NULL,
+                    "Only tasks in this status: pending, assigned, running, finished, error, "
+                    "cancelled, abnormal or node_disconnected.",
+                    NULL, .set = set_text, .at = AT(status_filter),
+                    .spec.text = {valid_status, "expected one of " TASK_STATUS_NAMES}},
+    [OPT_FOLLOW] = {"follow", NULL, M(CMD_LOGS), NULL,
+                    "Keep printing new lines until the task ends.", NULL, .set = set_flag,
+                    .at = AT(follow)},
+    [OPT_FORCE] = {"force", NULL, M(CMD_CANCEL), NULL,
+                   "Kill the task at once instead of sending SIGTERM first.", NULL, .set = set_flag,
+                   .at = AT(force)},
+    [OPT_DIR] = {"dir", "DIR", CERTS, NULL,
+                 "Directory of the CA and the certificates; cert init creates it (0700).", NULL,
+                 .set = set_path, .at = AT(cert_dir)},
+    [OPT_MASTER_HOST] = {"master-host", "NAME[,NAME|IP...]", M(CMD_CERT_INIT), NULL,
+                         "Host names and IP addresses workers use to reach the master; they "
+                         "go into the master certificate's subject alternative names.",
+                         NULL, .set = set_cert_hosts},
+    [OPT_TEST_EXPIRED] = {"test-expired", NULL, M(CMD_CERT_ISSUE), NULL,
+                          "Issue a certificate that expired yesterday (tests only).", NULL,
+                          .hidden = true, .set = set_flag, .at = AT(cert_test_expired)},
+    [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
+    [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
+};
+
+/* The variables that set half an address, where an option sets all of it. */
+static const struct config_option listen_host_env = {.set = set_host, .at = AT(listen_host)};
+static const struct config_option listen_port_env = {
+    .set = set_int, .at = AT(listen_port), .spec.range = {1, 65535, "a port"}};
+static const struct config_option master_host_env = {.set = set_host, .at = AT(master_host)};
+static const struct config_option master_port_env = {
+    .set = set_int, .at = AT(master_port), .spec.range = {1, 65535, "a port"}};
+
+struct env_def {
+    const char *name;
+    unsigned commands;               /* commands that read the variable; the others ignore it */
+    uint64_t overridden_by;          /* options whose presence on the command line hides it */
+    const struct config_option *opt; /* how its value is checked and stored */
+};
+
+/* CRAWLAB_NODE_MASTER is not here: it decides the command (scan.c). */
+static const struct env_def envs[] = {
+    {"CRAWLAB_GRPC_SERVER_HOST", M(CMD_MASTER), BIT(OPT_LISTEN), &listen_host_env},
+    {"CRAWLAB_GRPC_SERVER_PORT", M(CMD_MASTER), BIT(OPT_LISTEN), &listen_port_env},
+    {"CRAWLAB_GRPC_HOST", M(CMD_WORKER) | CLIENTS, BIT(OPT_MASTER), &master_host_env},
+    {"CRAWLAB_GRPC_PORT", M(CMD_WORKER) | CLIENTS, BIT(OPT_MASTER), &master_port_env},
+    /* A key file or --insecure-no-auth is a deliberate choice that a stray variable must not
+     * turn into a conflict. */
+    {"CRAWLAB_AUTH_KEY", ALL,
+     BIT(OPT_AUTH_KEY) | BIT(OPT_AUTH_KEY_FILE) | BIT(OPT_INSECURE_NO_AUTH),
+     &config_options[OPT_AUTH_KEY]},
+    {"CRAWLAB_NODE_KEY", M(CMD_WORKER), BIT(OPT_NODE_KEY), &config_options[OPT_NODE_KEY]},
+    {"CRAWLAB_NODE_NAME", M(CMD_WORKER), BIT(OPT_NODE_NAME), &config_options[OPT_NODE_NAME]},
+    {"CRAWLAB_NODE_MAXRUNNERS", M(CMD_WORKER), BIT(OPT_MAX_RUNNERS),
+     &config_options[OPT_MAX_RUNNERS]},
+};
+
+/* ---- Applying them ---- */
+
+int config_options_defaults(struct config_parser *p)
+{
+    struct config *c = p->c;
+    memset(c, 0, sizeof(*c));
+    c->listen_port = DEFAULT_PORT;
+    c->master_port = DEFAULT_PORT;
+    c->log_level = LOG_INFO;
+    c->log_format = LOG_FORMAT_TEXT;
+    c->max_runners = DEFAULT_MAX_RUNNERS;
+    c->max_connections = DEFAULT_MAX_CONNECTIONS;
+    c->heartbeat_interval_ms = 5 * 1000;
+    c->fetch_interval_ms = 1000;
+    c->cancel_grace_ms = 15 * 1000;
+    c->shutdown_grace_ms = 30 * 1000;
+    c->disconnect_grace_ms = 5 * 60 * 1000;
+    c->spool_max_bytes = DEFAULT_SPOOL_BYTES;
+    int rc = config_set_string(p, &c->listen_host, DEFAULT_LISTEN_HOST);
+    if (rc == 0)
+        rc = config_set_string(p, &c->master_host, DEFAULT_MASTER_HOST);
+    return rc;
+}
+
+int config_options_find(const char *name, size_t len)
+{
+    for (int i = 0; i < OPT_COUNT; i++) {
+        if (strlen(config_options[i].name) == len &&
+            strncmp(config_options[i].name, name, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int config_options_apply(struct config_parser *p, const struct config_scan *s)
+{
+    enum config_command cmd = p->c->command;
+    const char *cmd_name = config_scan_command_name(cmd);
+    char label[64];
+
+    for (size_t i = 0; i < s->n_items; i++) {
+        const struct config_item *it = &s->items[i];
+        switch (it->problem) {
+        case P_UNKNOWN:
+            return config_fail(p, "unknown option '%.*s' for '%s'", it->name_len, it->token,
+                               cmd_name);
+        case P_MISSING_VALUE:
+            return config_fail(p, "'%s' requires a value", it->token);
+        case P_UNEXPECTED_VALUE:
+            return config_fail(p, "'%.*s' takes no value", it->name_len, it->token);
+        case P_NONE:
+            break;
+        }
+        const struct config_option *o = &config_options[it->id];
+        if (!(o->commands & M(cmd)))
+            return config_fail(p, "'--%s' is not an option of '%s'", o->name, cmd_name);
+        snprintf(label, sizeof(label), "--%s", o->name);
+        int rc = o->set ? o->set(p, o, it->value, label) : 0;
+        if (rc != 0)
+            return rc;
+        p->given |= BIT(it->id);
+    }
+    return 0;
+}
+
+int config_options_apply_env(struct config_parser *p, config_getenv_fn *getenv_fn)
+{
+    for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]); i++) {
+        const struct env_def *e = &envs[i];
+        if (!(e->commands & M(p->c->command)) || (p->given & e->overridden_by))
+            continue;
+        const char *v = config_getenv(getenv_fn, e->name);
+        if (!v)
+            continue;
+        int rc = e->opt->set(p, e->opt, v, e->name);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}

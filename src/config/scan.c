@@ -1,0 +1,236 @@
+/*
+ * Command scanning: which words of argv are the command, which are options (and their values),
+ * which are positional; then the command itself, from its words or, for a daemon, from --role
+ * or CRAWLAB_NODE_MASTER; and last the positional words the command takes.
+ */
+#include <string.h>
+
+#include "config/internal.h"
+#include "core/task.h"
+
+static const char *const command_names[] = {
+    [CMD_MASTER] = "master",         [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
+    [CMD_SUBMIT] = "submit",         [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",     [CMD_VERSION] = "version",
+};
+
+const char *config_scan_command_name(enum config_command cmd)
+{
+    return command_names[cmd];
+}
+
+/* One option word, and its value from the next word when it takes one and has no "=value":
+ * returns the index of the last word used. The table says which options take a value, so
+ * "--name -h" reads "-h" as the name. */
+static int scan_option(struct config_item *it, int i, int argc, char **argv)
+{
+    char *a = argv[i];
+    it->token = a;
+    if (a[1] != '-') {
+        it->name_len = (int)strlen(a);
+        it->id = strcmp(a, "-h") == 0 ? OPT_HELP : -1;
+        it->problem = it->id < 0 ? P_UNKNOWN : P_NONE;
+        return i;
+    }
+    const char *name = a + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    /* The name alone is quoted in messages: "--auth-keys=SECRET" must not echo SECRET. */
+    it->name_len = (int)len + 2;
+    it->id = config_options_find(name, len);
+    if (it->id < 0) {
+        it->problem = P_UNKNOWN;
+    } else if (!config_options[it->id].metavar) {
+        if (eq)
+            it->problem = P_UNEXPECTED_VALUE;
+    } else if (eq) {
+        it->value = eq + 1;
+    } else if (i + 1 < argc && strcmp(argv[i + 1], "--") != 0) {
+        it->value = argv[++i];
+    } else {
+        it->problem = P_MISSING_VALUE;
+    }
+    return i;
+}
+
+void config_scan_args(struct config_scan *s, int argc, char **argv)
+{
+    bool has_command = argc > 1 && argv[1][0] != '-';
+    /* "cert" takes a second word, the sub-command, before its options. */
+    bool is_cert = has_command && strcmp(argv[1], "cert") == 0;
+    bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
+    s->command = has_command ? argv[1] : NULL;
+    s->sub = has_sub ? argv[2] : NULL;
+
+    for (int i = has_sub ? 3 : has_command ? 2 : 1; i < argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            s->rest = argv + i + 1;
+            s->n_rest = (size_t)(argc - i - 1);
+            return;
+        }
+        if (a[0] != '-' || a[1] == '\0')
+            s->positional[s->n_positional++] = a;
+        else
+            i = scan_option(&s->items[s->n_items++], i, argc, argv);
+    }
+}
+
+bool config_scan_help(struct config_parser *p, const struct config_scan *s)
+{
+    for (size_t i = 0; i < s->n_items; i++) {
+        if (s->items[i].problem == P_NONE &&
+            (s->items[i].id == OPT_HELP || s->items[i].id == OPT_VERSION)) {
+            p->c->command = s->items[i].id == OPT_HELP ? CMD_HELP : CMD_VERSION;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int report_unknown(struct config_parser *p, const struct config_scan *s)
+{
+    for (size_t i = 0; i < s->n_items; i++) {
+        const struct config_item *it = &s->items[i];
+        if (it->problem == P_UNKNOWN)
+            return config_fail(p, "unknown option '%.*s'", it->name_len, it->token);
+    }
+    return 0;
+}
+
+/* A daemon's role: the last --role wins, then CRAWLAB_NODE_MASTER. */
+static int pick_role(struct config_parser *p, const struct config_scan *s,
+                     config_getenv_fn *getenv_fn)
+{
+    const char *role = NULL;
+    for (size_t i = 0; i < s->n_items; i++) {
+        if (s->items[i].id == OPT_ROLE && s->items[i].problem == P_NONE)
+            role = s->items[i].value;
+    }
+    if (role) {
+        if (strcmp(role, "master") == 0)
+            p->c->command = CMD_MASTER;
+        else if (strcmp(role, "worker") == 0)
+            p->c->command = CMD_WORKER;
+        else
+            return config_fail(p, "--role: expected master or worker, got '%.*s'", QUOTE_MAX, role);
+        return 0;
+    }
+    const char *env = config_getenv(getenv_fn, "CRAWLAB_NODE_MASTER");
+    if (env) {
+        bool master;
+        if (config_parse_yes_no(env, &master) != 0)
+            return config_fail(p,
+                               "CRAWLAB_NODE_MASTER: expected Y (master) or N (worker), got "
+                               "'%.*s'",
+                               QUOTE_MAX, env);
+        p->c->command = master ? CMD_MASTER : CMD_WORKER;
+        return 0;
+    }
+    /* "--rol=master" should be reported as the typo it is, not as a missing role. */
+    int rc = report_unknown(p, s);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < s->n_items; i++) {
+        if (s->items[i].id == OPT_ROLE && s->items[i].problem == P_MISSING_VALUE)
+            return config_fail(p, "'--role' requires a value");
+    }
+    return config_fail(p, "--role is required: use --role=master or --role=worker, set "
+                          "CRAWLAB_NODE_MASTER=Y or N, or give a command (see --help)");
+}
+
+static int pick_cert_command(struct config_parser *p, const struct config_scan *s)
+{
+    if (!s->sub)
+        return config_fail(p, "'cert' needs a sub-command: init or issue");
+    if (strcmp(s->sub, "init") == 0)
+        p->c->command = CMD_CERT_INIT;
+    else if (strcmp(s->sub, "issue") == 0)
+        p->c->command = CMD_CERT_ISSUE;
+    else
+        return config_fail(p, "unknown sub-command 'cert %.*s' (cert init, cert issue)", QUOTE_MAX,
+                           s->sub);
+    return 0;
+}
+
+static int pick_client_command(struct config_parser *p, const char *word)
+{
+    for (int cmd = CMD_NODES; cmd <= CMD_CANCEL; cmd++) {
+        if (strcmp(word, command_names[cmd]) == 0) {
+            p->c->command = (enum config_command)cmd;
+            return 0;
+        }
+    }
+    if (strcmp(word, "master") == 0 || strcmp(word, "worker") == 0)
+        return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
+    return config_fail(p,
+                       "unknown command '%.*s' (commands: nodes, submit, tasks, logs, "
+                       "results, cancel, cert; daemons use --role)",
+                       QUOTE_MAX, word);
+}
+
+int config_scan_command(struct config_parser *p, const struct config_scan *s,
+                        config_getenv_fn *getenv_fn)
+{
+    if (!s->command)
+        return pick_role(p, s, getenv_fn);
+    if (strcmp(s->command, "cert") == 0)
+        return pick_cert_command(p, s);
+    return pick_client_command(p, s->command);
+}
+
+static int scan_submit_command(struct config_parser *p, const struct config_scan *s)
+{
+    struct config *c = p->c;
+    if (s->n_positional > 0)
+        return config_fail(p,
+                           "unexpected argument '%.*s' for 'submit': put the task's command "
+                           "after '--'",
+                           QUOTE_MAX, s->positional[0]);
+    if (s->n_rest == 0 || s->rest[0][0] == '\0')
+        return config_fail(p, "'submit' needs a command after '--', e.g. crawlab-node submit -- "
+                              "scrapy crawl quotes");
+    for (size_t i = 0; i < s->n_rest; i++) {
+        int rc = config_push_string(p, &c->argv_cmd, &c->n_argv_cmd, s->rest[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_scan_positionals(struct config_parser *p, const struct config_scan *s)
+{
+    struct config *c = p->c;
+    const char *cmd_name = command_names[c->command];
+
+    if (c->command == CMD_SUBMIT)
+        return scan_submit_command(p, s);
+
+    /* Outside submit, "--" only ends the options; what follows is positional. */
+    const char *words[2] = {NULL, NULL};
+    size_t n_words = 0;
+    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
+        words[n_words++] = s->positional[i];
+    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
+        words[n_words++] = s->rest[i];
+    const char *first = words[0], *second = words[1];
+    bool wants_task_id =
+        c->command == CMD_LOGS || c->command == CMD_RESULTS || c->command == CMD_CANCEL;
+
+    if (!wants_task_id) {
+        if (first)
+            return config_fail(p, "unexpected argument '%.*s' for '%s'", QUOTE_MAX, first,
+                               cmd_name);
+        return 0;
+    }
+    if (!first)
+        return config_fail(p, "'%s' needs a TASK_ID", cmd_name);
+    if (second)
+        return config_fail(p, "unexpected argument '%.*s' for '%s': it takes one TASK_ID",
+                           QUOTE_MAX, second, cmd_name);
+    if (!task_id_valid(first))
+        return config_fail(p, "TASK_ID: expected 24 lowercase hexadecimal digits, got '%.*s'",
+                           QUOTE_MAX, first);
+    return config_set_string(p, &c->task_id, first);
+}
