@@ -60,13 +60,13 @@ void fixture_run_until(const bool *done)
     ck_assert_msg(*done, "what the test waits for did not happen within %.0f s", RUN_LIMIT_S);
 }
 
-struct fake_node_stream *fake_node_stream(void)
+struct fake_node_stream *fixture_node_stream(void)
 {
     ck_assert_uint_lt(n_node_fakes, FAKES_MAX);
     return &node_fakes[n_node_fakes++];
 }
 
-struct fake_task_stream *fake_task_stream(void)
+struct fake_task_stream *fixture_task_stream(void)
 {
     ck_assert_uint_lt(n_task_fakes, FAKES_MAX);
     return &task_fakes[n_task_fakes++];
@@ -89,7 +89,7 @@ static void node_end(void *handle, enum node_end why)
     s->end_why = why;
 }
 
-const struct node_stream_ops fake_node_stream_ops = {.push = node_push, .end = node_end};
+const struct node_stream_ops fixture_node_ops = {.push = node_push, .end = node_end};
 
 static int task_cancel(void *handle, const char *id, bool force)
 {
@@ -108,4 +108,4 @@ static void task_end(void *handle, enum task_end why)
     s->end_why = why;
 }
 
-const struct task_stream_ops fake_task_stream_ops = {.cancel = task_cancel, .end = task_end};
+const struct task_stream_ops fixture_task_ops = {.cancel = task_cancel, .end = task_end};

@@ -28,7 +28,7 @@ void fixture_open(void);
 void fixture_close(void);
 
 /* Runs fx.loop until *done is true; fails the test when that takes more than 10 s of loop time,
- * which only a broken service would need: the timers involved are tens of milliseconds. */
+ * which only a broken service would need: the timers the tests set fire every 50 to 100 ms. */
 void fixture_run_until(const bool *done);
 
 /* A node's stream: how many pushes of each kind arrived, and whether and why it was ended. */
@@ -41,11 +41,11 @@ struct fake_node_stream {
     void *ctx;
 };
 
-extern const struct node_stream_ops fake_node_stream_ops;
+extern const struct node_stream_ops fixture_node_ops;
 
-/* A new, zeroed fake that lives until fixture_close, after the services are destroyed (which
- * ends the streams still attached). */
-struct fake_node_stream *fake_node_stream(void);
+/* A new, zeroed fake, the handle to attach with fixture_node_ops. It outlives the test's
+ * services, whose destruction ends the streams still attached. */
+struct fake_node_stream *fixture_node_stream(void);
 
 /* A task's stream: the cancels written to it, and whether and why it was ended. */
 struct fake_task_stream {
@@ -55,8 +55,9 @@ struct fake_task_stream {
     enum task_end end_why;
 };
 
-extern const struct task_stream_ops fake_task_stream_ops;
+extern const struct task_stream_ops fixture_task_ops;
 
-struct fake_task_stream *fake_task_stream(void);
+/* The same for a task's stream, attached with fixture_task_ops. */
+struct fake_task_stream *fixture_task_stream(void);
 
 #endif

@@ -68,7 +68,7 @@ static struct node *reg(const char *key, const char *machine_id, int max_runners
 
 static void attach(struct node *node, struct fake_node_stream *s)
 {
-    ck_assert_int_eq(nodes_stream_attach(nodes, node, &fake_node_stream_ops, s), 0);
+    ck_assert_int_eq(nodes_stream_attach(nodes, node, &fixture_node_ops, s), 0);
 }
 
 static const char *stored_status(const char *key)
@@ -95,7 +95,7 @@ END_TEST
 START_TEST(test_live_key_is_taken_over_only_by_the_same_machine)
 {
     struct node *node = reg("n1", "m1", 1);
-    struct fake_node_stream *s = fake_node_stream();
+    struct fake_node_stream *s = fixture_node_stream();
     attach(node, s);
     const struct node_hello other = {.key = "n1",
                                      .name = "x",
@@ -161,7 +161,7 @@ START_TEST(test_node_goes_offline_after_three_missed_heartbeats)
 {
     struct node *node = reg("n1", "m1", 1);
     struct worker w = {.node = node, .answers = 3};
-    struct fake_node_stream *s = fake_node_stream();
+    struct fake_node_stream *s = fixture_node_stream();
     s->on_push = answer_heartbeat;
     s->ctx = &w;
     attach(node, s);
@@ -181,7 +181,7 @@ START_TEST(test_node_goes_offline_after_three_missed_heartbeats)
 
     /* Offline, it must register again. */
     ck_assert_int_eq(nodes_heartbeat(nodes, node, 0), -ENOTCONN);
-    ck_assert_int_eq(nodes_stream_attach(nodes, node, &fake_node_stream_ops, s), -ENOTCONN);
+    ck_assert_int_eq(nodes_stream_attach(nodes, node, &fixture_node_ops, s), -ENOTCONN);
     reg("n1", "m1", 1);
     ck_assert(node->online);
     ck_assert_str_eq(stored_status("n1"), STORE_NODE_ONLINE);
@@ -206,7 +206,7 @@ END_TEST
 START_TEST(test_stream_gone_takes_the_node_offline_once)
 {
     struct node *node = reg("n1", "m1", 1);
-    struct fake_node_stream *old = fake_node_stream(), *cur = fake_node_stream();
+    struct fake_node_stream *old = fixture_node_stream(), *cur = fixture_node_stream();
     attach(node, old);
     attach(node, cur);
     ck_assert(old->ended);
@@ -233,7 +233,7 @@ START_TEST(test_pick_free_spreads_work_and_respects_capacity)
 {
     struct node *a = reg("a", "ma", 1), *b = reg("b", "mb", 1);
     struct node *quiet = reg("quiet", "mq", 5); /* online, but without a stream */
-    struct fake_node_stream *sa = fake_node_stream(), *sb = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
     attach(a, sa);
     attach(b, sb);
 
@@ -278,14 +278,14 @@ END_TEST
 START_TEST(test_drain_tells_every_stream_and_takes_no_node_offline)
 {
     struct node *a = reg("a", "ma", 1), *b = reg("b", "mb", 1);
-    struct fake_node_stream *sa = fake_node_stream(), *sb = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
     attach(a, sa);
     attach(b, sb);
     nodes_drain_all(nodes);
     ck_assert_int_eq(sa->pushes[NODE_PUSH_DRAIN], 1);
     ck_assert_int_eq(sb->pushes[NODE_PUSH_DRAIN], 1);
-    struct fake_node_stream *late = fake_node_stream();
-    ck_assert_int_eq(nodes_stream_attach(nodes, a, &fake_node_stream_ops, late), -ESHUTDOWN);
+    struct fake_node_stream *late = fixture_node_stream();
+    ck_assert_int_eq(nodes_stream_attach(nodes, a, &fixture_node_ops, late), -ESHUTDOWN);
     nodes_stream_gone(nodes, a, sa, "drained");
     ck_assert_ptr_null(a->stream);
     ck_assert(a->online);

@@ -64,7 +64,7 @@ static struct node *add_node(const char *key, int max_runners, struct fake_node_
     struct node *node;
     ck_assert_int_eq(nodes_register(nodes, &hello, &node), 0);
     if (s)
-        ck_assert_int_eq(nodes_stream_attach(nodes, node, &fake_node_stream_ops, s), 0);
+        ck_assert_int_eq(nodes_stream_attach(nodes, node, &fixture_node_ops, s), 0);
     return node;
 }
 
@@ -136,7 +136,7 @@ static void watch(struct watch *wt, const char *id)
 
 START_TEST(test_submitted_task_is_pushed_to_a_free_node_and_fetched_by_it)
 {
-    struct fake_node_stream *sa = fake_node_stream(), *sb = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
     struct node *a = add_node("a", 1, sa), *b = add_node("b", 1, sb);
     char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1], t3[TASK_ID_LEN + 1];
 
@@ -166,7 +166,7 @@ END_TEST
 
 START_TEST(test_addressed_task_goes_to_its_node_only)
 {
-    struct fake_node_stream *sa = fake_node_stream(), *sb = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
     add_node("a", 1, sa);
     struct node *b = add_node("b", 1, sb);
     char id[TASK_ID_LEN + 1];
@@ -181,7 +181,7 @@ END_TEST
 
 START_TEST(test_draining_queue_hands_out_nothing)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     add_node("a", 1, sa);
     char id[TASK_ID_LEN + 1];
     submit(NULL, id);
@@ -195,7 +195,7 @@ END_TEST
 
 START_TEST(test_held_count_follows_assign_running_finished)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     struct node *a = add_node("a", 2, sa);
     char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
     submit(NULL, t1);
@@ -220,7 +220,7 @@ END_TEST
 
 START_TEST(test_report_from_another_node_is_refused)
 {
-    struct fake_node_stream *sa = fake_node_stream(), *sb = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
     struct node *a = add_node("a", 1, sa);
     add_node("b", 1, sb);
     char id[TASK_ID_LEN + 1];
@@ -236,7 +236,7 @@ END_TEST
 
 START_TEST(test_held_count_survives_offline_and_settles_when_the_node_returns_without_them)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     struct node *a = add_node("a", 3, sa);
     char unconfirmed[TASK_ID_LEN + 1], started[TASK_ID_LEN + 1], kept[TASK_ID_LEN + 1];
     submit("a", unconfirmed);
@@ -256,7 +256,7 @@ START_TEST(test_held_count_survives_offline_and_settles_when_the_node_returns_wi
     ck_assert_int_eq(a->active, 3);
 
     /* Back, holding only `kept`: the others are settled and no longer counted. */
-    struct fake_node_stream *again = fake_node_stream();
+    struct fake_node_stream *again = fixture_node_stream();
     ck_assert_ptr_eq(add_node("a", 3, again), a);
     const char *const held[] = {kept};
     tasks_settle_unlisted(tasks, "a", held, 1);
@@ -279,7 +279,7 @@ END_TEST
 
 START_TEST(test_held_count_is_rebuilt_from_the_store_at_start)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     add_node("a", 2, sa);
     char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
     submit(NULL, t1);
@@ -302,7 +302,7 @@ static void strand_one_task(bool started, char id[TASK_ID_LEN + 1], struct node 
 {
     stop();
     start(SHORT_GRACE_MS);
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     *a = add_node("a", 1, sa);
     submit(NULL, id);
     fetch("a", id);
@@ -332,7 +332,7 @@ START_TEST(test_unconfirmed_task_of_a_node_that_stays_away_goes_back_to_the_queu
     char id[TASK_ID_LEN + 1];
     struct node *a;
     strand_one_task(false, id, &a);
-    struct fake_node_stream *sb = fake_node_stream();
+    struct fake_node_stream *sb = fixture_node_stream();
     add_node("b", 1, sb);
     struct watch wt;
     watch(&wt, id);
@@ -357,7 +357,7 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
     ck_assert_int_eq(status_of(id), TASK_PENDING);
 
     /* The node comes back and says it had started the task: it keeps it. */
-    struct fake_node_stream *again = fake_node_stream();
+    struct fake_node_stream *again = fixture_node_stream();
     add_node("a", 1, again);
     tasks_settle_unlisted(tasks, "a", (const char *const[]){id}, 1);
     struct task_row row;
@@ -388,7 +388,7 @@ START_TEST(test_cancel_of_a_pending_task_is_immediate)
     ck_assert_int_eq(after, TASK_CANCELLED);
     ck_assert_int_eq(status_of(id), TASK_CANCELLED);
     ck_assert_int_eq(wt.changes, 1);
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     add_node("a", 1, sa);
     fetch_none("a");
     tasks_unwatch(tasks, id, &wt.w);
@@ -397,14 +397,14 @@ END_TEST
 
 START_TEST(test_cancel_of_a_running_task_reaches_its_worker_stream)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     struct node *a = add_node("a", 1, sa);
     char id[TASK_ID_LEN + 1];
     submit(NULL, id);
     fetch("a", id);
     report("a", id, TASK_RUNNING);
-    struct fake_task_stream *ts = fake_task_stream();
-    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fake_task_stream_ops, ts), 0);
+    struct fake_task_stream *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
     ck_assert_int_eq(ts->cancels, 0);
 
     enum task_status after;
@@ -426,7 +426,7 @@ END_TEST
 
 START_TEST(test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     add_node("a", 1, sa);
     char id[TASK_ID_LEN + 1];
     submit(NULL, id);
@@ -435,12 +435,12 @@ START_TEST(test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does)
     ck_assert_int_eq(tasks_cancel(tasks, id, false, &after), 0);
     ck_assert_int_eq(after, TASK_ASSIGNED);
 
-    struct fake_task_stream *old = fake_task_stream(), *ts = fake_task_stream();
-    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fake_task_stream_ops, old), 0);
+    struct fake_task_stream *old = fixture_task_stream(), *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, old), 0);
     ck_assert_int_eq(old->cancels, 1);
     ck_assert(!old->last_force);
     /* A reconnecting worker opens the stream again: the stale one ends, the new one hears it. */
-    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fake_task_stream_ops, ts), 0);
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
     ck_assert(old->ended);
     ck_assert_int_eq(old->end_why, TASK_END_REPLACED);
     ck_assert_int_eq(ts->cancels, 1);
@@ -452,19 +452,19 @@ END_TEST
 
 START_TEST(test_stream_of_a_task_already_over_ends_at_once)
 {
-    struct fake_node_stream *sa = fake_node_stream();
+    struct fake_node_stream *sa = fixture_node_stream();
     add_node("a", 1, sa);
     char id[TASK_ID_LEN + 1];
     submit(NULL, id);
     fetch("a", id);
     report("a", id, TASK_FINISHED);
-    struct fake_task_stream *ts = fake_task_stream();
-    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fake_task_stream_ops, ts), 0);
+    struct fake_task_stream *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
     ck_assert(ts->ended);
     ck_assert_int_eq(ts->end_why, TASK_END_OVER);
     ck_assert_int_eq(ts->cancels, 0);
-    ck_assert_int_eq(
-        tasks_stream_attach(tasks, "0123456789abcdef01234567", &fake_task_stream_ops, ts), -ENOENT);
+    ck_assert_int_eq(tasks_stream_attach(tasks, "0123456789abcdef01234567", &fixture_task_ops, ts),
+                     -ENOENT);
 }
 END_TEST
 
