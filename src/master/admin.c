@@ -19,7 +19,7 @@
 #define LIST_LIMIT_DEFAULT 1000
 
 struct node_list {
-    struct master *m;
+    struct admin *admin;
     Grpc__AdminNode *items;
     Grpc__AdminNode **ptrs;
     size_t n, cap;
@@ -45,7 +45,7 @@ static int collect_node(void *ctx, const struct node_row *r)
     a->version = strdup(r->version);
     a->max_runners = r->max_runners;
     a->last_seen_ms = r->last_seen_ms;
-    struct node *live = nodes_find(l->m->nodes, r->key);
+    struct node *live = nodes_find(l->admin->nodes, r->key);
     bool online = live ? live->online : false;
     if (live) {
         a->last_seen_ms = live->last_seen_ms;
@@ -71,9 +71,9 @@ static void node_list_free(struct node_list *l)
 
 static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage *req)
 {
-    struct master *m = ctx;
-    struct node_list l = {.m = m};
-    int rc = store_node_list(m->store, collect_node, &l);
+    struct admin *a = ctx;
+    struct node_list l = {.admin = a};
+    int rc = store_node_list(a->store, collect_node, &l);
     if (rc == 0 && l.n && !(l.ptrs = calloc(l.n, sizeof(*l.ptrs))))
         rc = -ENOMEM;
     if (rc < 0) {
@@ -108,16 +108,16 @@ static void add_online(void *ctx, struct node *node)
  * The nodes a submit names: the ones listed (each must be known), every online node, or none,
  * which means any node. Returns 0, or a status with *why for the caller.
  */
-static grpc_status_code submit_targets(struct master *m, const Grpc__AdminSubmitTaskRequest *req,
+static grpc_status_code submit_targets(struct admin *a, const Grpc__AdminSubmitTaskRequest *req,
                                        struct targets *t, const char **why)
 {
-    t->cap = req->all_nodes ? nodes_count(m->nodes) : req->n_node_keys;
+    t->cap = req->all_nodes ? nodes_count(a->nodes) : req->n_node_keys;
     if (t->cap && !(t->keys = calloc(t->cap, sizeof(*t->keys)))) {
         *why = "out of memory";
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
     if (req->all_nodes) {
-        nodes_foreach(m->nodes, add_online, t);
+        nodes_foreach(a->nodes, add_online, t);
         if (t->n == 0) {
             *why = "no node is online";
             return GRPC_STATUS_FAILED_PRECONDITION;
@@ -125,7 +125,7 @@ static grpc_status_code submit_targets(struct master *m, const Grpc__AdminSubmit
         return GRPC_STATUS_OK;
     }
     for (size_t i = 0; i < req->n_node_keys; i++) {
-        if (!nodes_find(m->nodes, req->node_keys[i])) {
+        if (!nodes_find(a->nodes, req->node_keys[i])) {
             *why = "unknown node key";
             return GRPC_STATUS_NOT_FOUND;
         }
@@ -147,7 +147,7 @@ static char *env_to_json(const Grpc__TaskSpec *spec)
 
 static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
-    struct master *m = ctx;
+    struct admin *a = ctx;
     const Grpc__AdminSubmitTaskRequest *req = (const void *)msg; /* validated */
     const Grpc__TaskSpec *spec = req->spec;
     char *env_json = env_to_json(spec);
@@ -157,7 +157,7 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     }
     struct targets t = {0};
     const char *why = NULL;
-    grpc_status_code st = submit_targets(m, req, &t, &why);
+    grpc_status_code st = submit_targets(a, req, &t, &why);
     size_t n_tasks = t.n ? t.n : 1;
     char(*ids)[TASK_ID_LEN + 1] = NULL;
     char **id_ptrs = NULL;
@@ -176,7 +176,7 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .timeout_ms = spec->timeout_ms,
             .node_key = t.n ? t.keys[i] : NULL,
         };
-        int rc = tasks_submit(m->tasks, &tn, ids[i]);
+        int rc = tasks_submit(a->tasks, &tn, ids[i]);
         if (rc < 0) {
             st = codec_status_from_errno(rc);
             why = "cannot store the task";
@@ -260,11 +260,11 @@ static void task_list_free(struct task_list *l)
 
 static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
-    struct master *m = ctx;
+    struct admin *a = ctx;
     const Grpc__AdminListTasksRequest *req = (const void *)msg; /* validated */
     struct task_list l = {0};
     unsigned limit = req->limit ? req->limit : 0;
-    int rc = store_task_list(m->store, *req->status ? req->status : NULL,
+    int rc = store_task_list(a->store, *req->status ? req->status : NULL,
                              *req->node_key ? req->node_key : NULL, limit, collect_task, &l);
     Grpc__AdminTask **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
     if (rc < 0 || (l.n && !ptrs)) {
@@ -285,10 +285,10 @@ static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage 
 
 static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
-    struct master *m = ctx;
+    struct admin *a = ctx;
     const Grpc__AdminTaskRequest *req = (const void *)msg; /* validated */
     enum task_status after;
-    int rc = tasks_cancel(m->tasks, req->task_id, req->force, &after);
+    int rc = tasks_cancel(a->tasks, req->task_id, req->force, &after);
     if (rc < 0) {
         srv_call_fail(c, codec_status_from_errno(rc),
                       rc == -ENOENT ? "unknown task" : "cannot cancel");
@@ -312,7 +312,7 @@ static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
 
 struct reader {
     struct task_watcher watcher;
-    struct master *m;
+    struct admin *a;
     struct srv_call *call;
     char task_id[TASK_ID_LEN + 1];
     bool items, follow, watching, changed;
@@ -356,7 +356,7 @@ static void chunk_clear(struct reader *r)
 static void reader_end(struct reader *r, grpc_status_code st, const char *why)
 {
     if (r->watching)
-        tasks_unwatch(r->m->tasks, r->task_id, &r->watcher);
+        tasks_unwatch(r->a->tasks, r->task_id, &r->watcher);
     r->watching = false;
     struct srv_call *c = r->call;
     r->call = NULL;
@@ -371,7 +371,7 @@ static void reader_pump(struct reader *r)
         return;
     r->changed = false;
     struct task_row row;
-    int rc = store_task_get(r->m->store, r->task_id, &row);
+    int rc = store_task_get(r->a->store, r->task_id, &row);
     if (rc < 0) {
         reader_end(r, codec_status_from_errno(rc), rc == -ENOENT ? "unknown task" : "cannot read");
         return;
@@ -381,8 +381,8 @@ static void reader_pump(struct reader *r)
     chunk.status = (char *)task_status_name(row.status);
     store_task_row_free(&row);
 
-    rc = r->items ? store_items_read(r->m->store, r->task_id, r->next_seq, add_line, r)
-                  : store_log_read(r->m->store, r->task_id, r->next_seq, add_line, r);
+    rc = r->items ? store_items_read(r->a->store, r->task_id, r->next_seq, add_line, r)
+                  : store_log_read(r->a->store, r->task_id, r->next_seq, add_line, r);
     if (rc < 0) {
         chunk_clear(r);
         reader_end(r, GRPC_STATUS_UNAVAILABLE, "cannot read the stored data");
@@ -395,7 +395,7 @@ static void reader_pump(struct reader *r)
     chunk.done = !more && (ended || !r->follow);
     if (chunk.n_lines == 0 && !chunk.done) {
         if (!r->watching) {
-            if (tasks_watch(r->m->tasks, r->task_id, &r->watcher) < 0) {
+            if (tasks_watch(r->a->tasks, r->task_id, &r->watcher) < 0) {
                 reader_end(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
                 return;
             }
@@ -409,7 +409,7 @@ static void reader_pump(struct reader *r)
         struct srv_call *c = r->call;
         r->call = NULL;
         if (r->watching)
-            tasks_unwatch(r->m->tasks, r->task_id, &r->watcher);
+            tasks_unwatch(r->a->tasks, r->task_id, &r->watcher);
         r->watching = false;
         srv_call_finish(c, GRPC_STATUS_OK, NULL, bb);
         return;
@@ -443,7 +443,7 @@ static void reader_on_free(struct srv_call *c)
 {
     struct reader *r = srv_call_user(c);
     if (r->watching)
-        tasks_unwatch(r->m->tasks, r->task_id, &r->watcher);
+        tasks_unwatch(r->a->tasks, r->task_id, &r->watcher);
     chunk_clear(r);
     free(r->lines);
     free(r);
@@ -481,14 +481,14 @@ static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
     reader_pump(r);
 }
 
-static void start_reader(struct srv_call *c, struct master *m, bool items)
+static void start_reader(struct srv_call *c, struct admin *a, bool items)
 {
     struct reader *r = calloc(1, sizeof(*r));
     if (!r) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    r->m = m;
+    r->a = a;
     r->call = c;
     r->items = items;
     r->watcher.on_change = reader_on_change;
@@ -506,16 +506,16 @@ static void on_read_results(struct srv_call *c, void *ctx)
     start_reader(c, ctx, true);
 }
 
-void admin_add_methods(struct master *m, struct rpc_server *s)
+void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes",
-                         &grpc__admin_list_nodes_request__descriptor, on_list_nodes, m);
+                         &grpc__admin_list_nodes_request__descriptor, on_list_nodes, a);
     rpc_server_add_unary(s, "/grpc.AdminService/SubmitTask",
-                         &grpc__admin_submit_task_request__descriptor, on_submit, m);
+                         &grpc__admin_submit_task_request__descriptor, on_submit, a);
     rpc_server_add_unary(s, "/grpc.AdminService/ListTasks",
-                         &grpc__admin_list_tasks_request__descriptor, on_list_tasks, m);
+                         &grpc__admin_list_tasks_request__descriptor, on_list_tasks, a);
     rpc_server_add_unary(s, "/grpc.AdminService/CancelTask", &grpc__admin_task_request__descriptor,
-                         on_cancel, m);
-    rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", on_read_logs, m);
-    rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", on_read_results, m);
+                         on_cancel, a);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", on_read_logs, a);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", on_read_results, a);
 }

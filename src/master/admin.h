@@ -1,13 +1,25 @@
 /*
- * AdminService: what the client commands (nodes, submit, tasks, logs, results, cancel) call.
- * Same port and auth key as the node protocol. Loop thread only.
+ * AdminService: what the client commands (nodes, submit, tasks, logs, results, cancel) call, on
+ * the same port and with the same auth key as the node protocol. It reads the store and the node
+ * registry, and submits and cancels through the task queue. Loop thread only; handlers block
+ * only on the store.
  */
 #ifndef CRAWLAB_ADMIN_H
 #define CRAWLAB_ADMIN_H
 
-#include "master/master.h"
 #include "rpc/server.h"
 
-void admin_add_methods(struct master *m, struct rpc_server *s);
+struct nodes;
+struct store;
+struct tasks;
+
+/* What the methods reach. Filled in by whoever adds them; it must outlive the server. */
+struct admin {
+    struct store *store;
+    struct nodes *nodes;
+    struct tasks *tasks;
+};
+
+void admin_add_methods(struct admin *a, struct rpc_server *s);
 
 #endif

@@ -12,7 +12,9 @@
 #define MAX_AGE_S 0.05
 
 struct group {
-    struct master *m;
+    struct ev_loop *loop;
+    struct store *store;
+    struct rpc_server *server; /* or NULL */
     ev_prepare commit_point;
     ev_timer max_age;
     bool open;
@@ -26,14 +28,14 @@ int group_join(struct group *g)
 {
     if (g->open)
         return 0;
-    int rc = store_begin(g->m->store);
+    int rc = store_begin(g->store);
     if (rc < 0)
         return rc;
     g->open = true;
     g->wanted = false;
-    ev_prepare_start(g->m->loop, &g->commit_point);
+    ev_prepare_start(g->loop, &g->commit_point);
     ev_timer_set(&g->max_age, MAX_AGE_S, 0.0);
-    ev_timer_start(g->m->loop, &g->max_age);
+    ev_timer_start(g->loop, &g->max_age);
     return 0;
 }
 
@@ -51,16 +53,16 @@ void group_commit(struct group *g)
 {
     if (!g->open)
         return;
-    ev_prepare_stop(g->m->loop, &g->commit_point);
-    ev_timer_stop(g->m->loop, &g->max_age);
+    ev_prepare_stop(g->loop, &g->commit_point);
+    ev_timer_stop(g->loop, &g->max_age);
     g->open = false;
     uint64_t n = g->number++;
-    int rc = store_commit(g->m->store);
+    int rc = store_commit(g->store);
     if (rc < 0)
         log_error("a group of changes could not be stored (%d); their callers are told to retry",
                   rc);
-    if (g->m->server)
-        rpc_server_release_replies(g->m->server, rc == 0);
+    if (g->server)
+        rpc_server_release_replies(g->server, rc == 0);
     if (g->on_commit)
         g->on_commit(g->on_commit_ctx, n, rc == 0);
 }
@@ -83,7 +85,7 @@ void group_want_commit(struct group *g)
 static void on_commit_point(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct group *g = w->data;
-    if (g->wanted || (g->m->server && rpc_server_holding(g->m->server)))
+    if (g->wanted || (g->server && rpc_server_holding(g->server)))
         group_commit(g);
 }
 
@@ -110,24 +112,32 @@ static void flush_replies(void *ctx)
     group_commit(ctx);
 }
 
-int group_create(struct master *m, struct group **out)
+int group_create(struct ev_loop *loop, struct store *store, struct rpc_server *server,
+                 struct group **out)
 {
     struct group *g = calloc(1, sizeof(*g));
     if (!g)
         return -ENOMEM;
-    g->m = m;
+    g->loop = loop;
+    g->store = store;
+    g->server = server;
     g->number = 1;
     ev_prepare_init(&g->commit_point, on_commit_point);
     g->commit_point.data = g;
     ev_init(&g->max_age, on_max_age);
     g->max_age.data = g;
-    if (m->server) {
+    if (server) {
         struct rpc_server_hooks hooks = {
             .before_unary = before_unary, .hold = hold_replies, .flush = flush_replies, .ctx = g};
-        rpc_server_set_hooks(m->server, &hooks);
+        rpc_server_set_hooks(server, &hooks);
     }
     *out = g;
     return 0;
+}
+
+void group_server_gone(struct group *g)
+{
+    g->server = NULL;
 }
 
 void group_destroy(struct group *g)

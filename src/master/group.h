@@ -13,14 +13,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "master/master.h"
+#include <ev.h>
 
 struct group;
+struct rpc_server;
+struct store;
 
 /* Told after each commit (ok) or rollback (!ok) of group number n. */
 typedef void (*group_commit_fn)(void *ctx, uint64_t n, bool ok);
 
-int group_create(struct master *m, struct group **out);
+/* The group runs on loop over store. With a server (it may be NULL), every unary method of the
+ * server joins the open group, and the replies that confirm its changes are held until it is
+ * durable (rpc_server_set_hooks). */
+int group_create(struct ev_loop *loop, struct store *store, struct rpc_server *server,
+                 struct group **out);
+/* The server is gone (shut down and destroyed): replies are no longer held or released. */
+void group_server_gone(struct group *g);
 /* Commits what is open, then frees. */
 void group_destroy(struct group *g);
 /* Opens a group if none is (joining an open one is free). 0 or -errno from the store. */
@@ -33,7 +41,7 @@ void group_commit(struct group *g);
 /* Someone waits for the open group: commit it before the loop waits again. Without a waiter
  * (nor a held reply) a group gathers changes for up to 50 ms. */
 void group_want_commit(struct group *g);
-/* The one listener told about every commit (the ingest path). */
+/* The one listener told about every commit (set by whoever wires the ingest path to it). */
 void group_on_commit(struct group *g, group_commit_fn fn, void *ctx);
 
 #endif

@@ -10,7 +10,6 @@
 #include "master/group.h"
 #include "master/jsonlines.h"
 #include "master/store.h"
-#include "master/tasks.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "runtime/jsontext.h"
@@ -31,7 +30,8 @@ struct stream {
 };
 
 struct ingest {
-    struct master *m;
+    struct store *store;
+    struct group *group;
     struct stream *streams; /* every open Connect stream */
     size_t group_bytes;     /* carried by the open group */
 };
@@ -65,10 +65,8 @@ static void reply(struct stream *s, grpc_status_code st, const char *details)
     free(s);
 }
 
-/* A group was committed (or rolled back): answer the streams that waited for it. */
-static void on_commit(void *ctx, uint64_t group, bool ok)
+void ingest_committed(struct ingest *in, uint64_t group, bool ok)
 {
-    struct ingest *in = ctx;
     in->group_bytes = 0;
     struct stream *s = in->streams;
     while (s) {
@@ -86,8 +84,6 @@ static void on_commit(void *ctx, uint64_t group, bool ok)
         }
         s = next;
     }
-    if (ok)
-        tasks_committed(in->m->tasks);
 }
 
 void ingest_batch_free(struct ingest_batch *b)
@@ -160,7 +156,7 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
         if (!s->dirty_group)
             reply(s, GRPC_STATUS_OK, NULL);
         else
-            group_want_commit(in->m->group);
+            group_want_commit(in->group);
         return;
     }
     ProtobufCMessage *m = NULL;
@@ -183,10 +179,10 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     if (n < 0) {
         rc = n;
     } else if (n > 0 && (rc = validate_seq_span(req->seq, b.n, &why)) == 0 &&
-               (rc = group_join(in->m->group)) == 0) {
-        rc = items ? store_items_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
+               (rc = group_join(in->group)) == 0) {
+        rc = items ? store_items_append(in->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                         &accepted)
-                   : store_log_append(in->m->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
+                   : store_log_append(in->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                       &accepted);
     }
     memcpy(s->task_id, req->task_id, sizeof(s->task_id));
@@ -214,11 +210,11 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     else
         s->lines += accepted;
     if (accepted) {
-        s->dirty_group = group_number(in->m->group);
+        s->dirty_group = group_number(in->group);
         in->group_bytes += grpc_byte_buffer_length(msg);
     }
     if (in->group_bytes >= GROUP_MAX_BYTES)
-        group_commit(in->m->group);
+        group_commit(in->group);
     srv_call_read(c);
 }
 
@@ -253,13 +249,13 @@ static void on_connect(struct srv_call *c, void *ctx)
     srv_call_read(c);
 }
 
-int ingest_create(struct master *m, struct ingest **out)
+int ingest_create(struct store *store, struct group *group, struct ingest **out)
 {
     struct ingest *in = calloc(1, sizeof(*in));
     if (!in)
         return -ENOMEM;
-    in->m = m;
-    group_on_commit(m->group, on_commit, in);
+    in->store = store;
+    in->group = group;
     *out = in;
     return 0;
 }
@@ -268,7 +264,7 @@ void ingest_destroy(struct ingest *in)
 {
     if (!in)
         return;
-    group_commit(in->m->group);
+    group_commit(in->group);
     while (in->streams)
         reply(in->streams, GRPC_STATUS_UNAVAILABLE, "master stopping");
     free(in);

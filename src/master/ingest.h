@@ -2,7 +2,7 @@
  * Ingest: TaskService.Connect, the client stream that carries a task's log lines and result
  * items, stored with seq dedupe. Messages join the master's group commit (master/group.h); a
  * stream's final OK is sent only after the group holding the last of its data is durable.
- * Loop thread only.
+ * Loop thread only; blocks on the store. Errors: 0 or a negative errno.
  */
 #ifndef CRAWLAB_INGEST_H
 #define CRAWLAB_INGEST_H
@@ -12,14 +12,21 @@
 #include <stdint.h>
 
 #include "master/jsonlines.h"
-#include "master/master.h"
 #include "rpc/server.h"
 
+struct group;
 struct ingest;
+struct store;
 
-int ingest_create(struct master *m, struct ingest **out);
+/* Stores into store, inside group's commits. */
+int ingest_create(struct store *store, struct group *group, struct ingest **out);
+/* Commits what is open, answers the streams still open (UNAVAILABLE), frees. NULL is accepted. */
 void ingest_destroy(struct ingest *in);
 void ingest_add_methods(struct ingest *in, struct rpc_server *s);
+
+/* Group number n was committed (ok) or rolled back: the streams that waited for it are answered.
+ * Whoever wires the group calls this from its group_on_commit listener. */
+void ingest_committed(struct ingest *in, uint64_t n, bool ok);
 
 /*
  * One Connect message's data, parsed for the store: entry i is ptrs[i], lens[i] bytes (a log line

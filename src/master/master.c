@@ -2,18 +2,24 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "master/admin.h"
 #include "master/group.h"
 #include "master/ingest.h"
 #include "master/nodes.h"
+#include "master/nodes_rpc.h"
 #include "master/store.h"
 #include "master/tasks.h"
+#include "master/tasks_rpc.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "rpc/auth.h"
@@ -26,10 +32,26 @@
 /* How long in-flight calls get to finish once SIGTERM arrived, before they are cancelled. */
 #define SHUTDOWN_CALL_GRACE_MS 3000
 
-int64_t master_now_ms(const struct master *m)
-{
-    return (int64_t)(ev_now(m->loop) * 1000.0);
-}
+/* The master owns the loop, the gRPC server, the listener and the store, and wires the services
+ * to them and to each other. */
+struct master {
+    const struct config *cfg;
+    struct ev_loop *loop;
+    struct bridge *bridge;
+    struct rpc_server *server;
+    struct listener *listener;
+    struct store *store;
+    struct group *group;
+    struct nodes *nodes;
+    struct tasks *tasks;
+    struct ingest *ingest;
+    struct tasks_rpc tasks_rpc;
+    struct admin admin;
+    char *auth_key;
+    ev_signal sigterm, sigint, sighup;
+    bool stopping;
+    int exit_code;
+};
 
 /* What the listener needs: the master, and its TLS context when TLS is on. */
 struct accept_ctx {
@@ -100,6 +122,8 @@ static void on_server_down(void *ctx)
 {
     struct master *m = ctx;
     m->server = NULL;
+    if (m->group)
+        group_server_gone(m->group);
     ev_break(m->loop, EVBREAK_ALL);
 }
 
@@ -117,6 +141,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     listener_close(m->listener);
     m->listener = NULL;
     nodes_drain_all(m->nodes);
+    tasks_drain(m->tasks);
     rpc_server_shutdown(m->server, SHUTDOWN_CALL_GRACE_MS, on_server_down, m);
 }
 
@@ -126,6 +151,51 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
              "stderr");
+}
+
+/* ---- wiring the services ---- */
+
+/* A node went offline: the task queue takes back its tasks. */
+static void on_node_offline(void *ctx, struct node *node)
+{
+    tasks_node_offline(ctx, node->key);
+}
+
+/* A group of store changes was committed or rolled back: the Connect streams that waited for it
+ * are answered, and log followers look for new lines. */
+static void on_group_commit(void *ctx, uint64_t n, bool ok)
+{
+    struct master *m = ctx;
+    ingest_committed(m->ingest, n, ok);
+    if (ok)
+        tasks_committed(m->tasks);
+}
+
+/* Creates the services, each with what it uses, sets the callbacks between them, and adds their
+ * methods to the server. */
+static int create_services(struct master *m)
+{
+    const struct config *cfg = m->cfg;
+    const struct nodes_opts nodes_opts = {
+        .heartbeat_interval_ms = cfg->heartbeat_interval_ms,
+        .bind_node_key = cfg->tls_bind_node_key,
+    };
+    const struct tasks_opts tasks_opts = {.disconnect_grace_ms = cfg->disconnect_grace_ms};
+    int rc;
+    if ((rc = group_create(m->loop, m->store, m->server, &m->group)) < 0 ||
+        (rc = nodes_create(m->loop, m->store, &nodes_opts, &m->nodes)) < 0 ||
+        (rc = tasks_create(m->loop, m->store, m->nodes, &tasks_opts, &m->tasks)) < 0 ||
+        (rc = ingest_create(m->store, m->group, &m->ingest)) < 0)
+        return rc;
+    nodes_on_offline(m->nodes, on_node_offline, m->tasks);
+    group_on_commit(m->group, on_group_commit, m);
+    m->tasks_rpc = (struct tasks_rpc){.tasks = m->tasks, .nodes = m->nodes};
+    m->admin = (struct admin){.store = m->store, .nodes = m->nodes, .tasks = m->tasks};
+    nodes_rpc_add_methods(m->nodes, m->server);
+    tasks_rpc_add_methods(&m->tasks_rpc, m->server);
+    ingest_add_methods(m->ingest, m->server);
+    admin_add_methods(&m->admin, m->server);
+    return 0;
 }
 
 /* The key comes from the flag, the environment, a file, or is generated once into the data dir. */
@@ -215,15 +285,10 @@ int master_main(const struct config *cfg)
         .max_streams_per_conn = 1024,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
-        (rc = group_create(&m, &m.group)) < 0 || (rc = nodes_create(&m, &m.nodes)) < 0 ||
-        (rc = tasks_create(&m, &m.tasks)) < 0 || (rc = ingest_create(&m, &m.ingest)) < 0) {
+        (rc = create_services(&m)) < 0) {
         log_error("cannot start the server: %s", strerror(-rc));
         goto out;
     }
-    nodes_add_methods(m.nodes, m.server);
-    tasks_add_methods(m.tasks, m.server);
-    ingest_add_methods(m.ingest, m.server);
-    admin_add_methods(&m, m.server);
     if ((rc = rpc_server_start(m.server)) < 0) {
         log_error("cannot start the gRPC server");
         goto out;

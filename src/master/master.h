@@ -1,38 +1,15 @@
 /*
- * The master role: owns the loop, the gRPC server, the listener and the store, and wires the
- * services (nodes, tasks, ingest, admin) to them. Internal to src/master/.
+ * The master role: opens the store, serves the node protocol and AdminService on one port, and
+ * runs until SIGTERM or SIGINT. Runs on the calling thread (libev's default loop) and blocks
+ * until the master stops.
  */
 #ifndef CRAWLAB_MASTER_H
 #define CRAWLAB_MASTER_H
 
-#include <stdbool.h>
-#include <stdint.h>
-
-#include <ev.h>
-
 #include "config.h"
 
-struct master {
-    const struct config *cfg;
-    struct ev_loop *loop;
-    struct bridge *bridge;
-    struct rpc_server *server;
-    struct listener *listener;
-    struct store *store;
-    struct group *group;
-    struct nodes *nodes;
-    struct tasks *tasks;
-    struct ingest *ingest;
-    char *auth_key;
-    ev_signal sigterm, sigint, sighup;
-    bool stopping;
-    int exit_code;
-};
-
-/* Runs the master until SIGTERM/SIGINT; returns the process exit status. */
+/* Runs the master with cfg; returns the process exit status (0 after a clean stop, 1 when it
+ * could not start). */
 int master_main(const struct config *cfg);
-
-/* Wall-clock milliseconds as of this loop iteration. */
-int64_t master_now_ms(const struct master *m);
 
 #endif

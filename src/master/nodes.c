@@ -1,25 +1,18 @@
 #include "master/nodes.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
-#include "core/rules.h"
+#include "master/clock.h"
 #include "master/store.h"
-#include "net/tls.h"
-#include "rpc/codec.h"
 #include "runtime/log.h"
-#include "entity/response.pb-c.h"
-#include "services/node_service.pb-c.h"
-
-#define CODE_HEARTBEAT      (1u << 0)
-#define CODE_TASK_AVAILABLE (1u << 1)
-#define CODE_DRAIN          (1u << 2)
 
 struct nodes {
-    struct master *m;
+    struct ev_loop *loop;
+    struct store *store;
+    struct nodes_opts opts;
     struct hmap map;
     size_t cursor; /* where nodes_pick_free goes on */
     struct node *last_pick;
@@ -42,8 +35,10 @@ static struct node *add_node(struct nodes *n, const char *key)
         return NULL;
     snprintf(node->key, sizeof(node->key), "%s", key);
     node->link.key = node->key;
-    node->owner = n;
-    hmap_put(&n->map, &node->link);
+    if (hmap_put(&n->map, &node->link) < 0) {
+        free(node);
+        return NULL;
+    }
     return node;
 }
 
@@ -56,22 +51,27 @@ void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), vo
     }
 }
 
-bool nodes_caller_owns_key(struct nodes *n, struct srv_call *c, const char *key)
-{
-    if (!n->m->cfg->tls_bind_node_key)
-        return true;
-    /* The call's connection came from the plaintext end of a TLS pump, which knows the
-     * certificate that connection presented. */
-    int fd = srv_call_fd(c);
-    if (fd < 0)
-        return false;
-    const char *cn = tls_peer_name(fd);
-    return cn && strcmp(cn, key) == 0;
-}
-
 size_t nodes_count(const struct nodes *n)
 {
     return n->map.count;
+}
+
+void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx)
+{
+    n->offline_fn = fn;
+    n->offline_ctx = ctx;
+}
+
+bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char *key)
+{
+    return !n->opts.bind_node_key || (cert_name && strcmp(cert_name, key) == 0);
+}
+
+/* ---- free capacity ---- */
+
+static bool has_room(const struct node *node)
+{
+    return node->online && node->stream && node->active < node->max_runners;
 }
 
 struct node *nodes_pick_free(struct nodes *n)
@@ -82,8 +82,7 @@ struct node *nodes_pick_free(struct nodes *n)
         size_t i = (n->cursor + k) % nb;
         for (struct hmap_entry *e = n->map.buckets[i]; e; e = e->next) {
             struct node *node = hmap_item(e, struct node, link);
-            if (node->online && node->subscribe && node->active < node->max_runners &&
-                node != n->last_pick) {
+            if (has_room(node) && node != n->last_pick) {
                 n->cursor = i;
                 n->last_pick = node;
                 return node;
@@ -92,54 +91,45 @@ struct node *nodes_pick_free(struct nodes *n)
     }
     /* Only the node picked last time is free: it is still the right one. */
     struct node *last = n->last_pick;
-    if (last && last->online && last->subscribe && last->active < last->max_runners)
-        return last;
-    return NULL;
+    return last && has_room(last) ? last : NULL;
 }
 
-void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx)
+void nodes_task_held(struct nodes *n, const char *key)
 {
-    n->offline_fn = fn;
-    n->offline_ctx = ctx;
+    struct node *node = nodes_find(n, key);
+    if (node)
+        node->active++;
 }
 
-/* ---- the Subscribe stream ---- */
-
-static void write_next(struct node *node)
+void nodes_task_released(struct nodes *n, const char *key)
 {
-    struct srv_call *c = node->subscribe;
-    if (!c || srv_call_write_pending(c) || !node->pending_codes)
-        return;
-    Grpc__NodeServiceSubscribeResponse resp = GRPC__NODE_SERVICE_SUBSCRIBE_RESPONSE__INIT;
-    /* DRAIN first, then TASK_AVAILABLE: a pending heartbeat is the least urgent. */
-    if (node->pending_codes & CODE_DRAIN) {
-        node->pending_codes &= ~CODE_DRAIN;
-        resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__DRAIN;
-    } else if (node->pending_codes & CODE_TASK_AVAILABLE) {
-        node->pending_codes &= ~CODE_TASK_AVAILABLE;
-        resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE;
-    } else {
-        node->pending_codes &= ~CODE_HEARTBEAT;
-        resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__HEARTBEAT;
-    }
-    srv_call_write(c, codec_pack(&resp.base));
+    struct node *node = nodes_find(n, key);
+    if (node && node->active > 0)
+        node->active--;
 }
 
-static void push(struct node *node, unsigned code)
-{
-    node->pending_codes |= code;
-    write_next(node);
-}
+/* ---- the live stream ---- */
 
 bool nodes_notify_task(struct node *node)
 {
-    if (!node->subscribe)
+    if (!node->stream)
         return false;
-    push(node, CODE_TASK_AVAILABLE);
+    node->stream->push(node->stream_handle, NODE_PUSH_TASK_AVAILABLE);
     return true;
 }
 
-/* Marks the node offline, in memory and in the store, and tells the tasks module. */
+/* Ends the node's stream from our side. */
+static void end_stream(struct node *node, enum node_end why)
+{
+    const struct node_stream_ops *ops = node->stream;
+    if (!ops)
+        return;
+    node->stream = NULL;
+    ops->end(node->stream_handle, why);
+    node->stream_handle = NULL;
+}
+
+/* Marks the node offline, in memory and in the store, and tells the listener. */
 static void set_offline(struct nodes *n, struct node *node, const char *why)
 {
     /* Streams ending because the master stops are no news about the node. */
@@ -148,213 +138,88 @@ static void set_offline(struct nodes *n, struct node *node, const char *why)
     node->online = false;
     node->running = 0;
     log_info("node %s (%s) offline: %s", node->key, node->name, why);
-    store_node_set_status(n->m->store, node->key, STORE_NODE_OFFLINE, master_now_ms(n->m));
+    store_node_set_status(n->store, node->key, STORE_NODE_OFFLINE, clock_now_ms(n->loop));
     if (n->offline_fn)
         n->offline_fn(n->offline_ctx, node);
 }
 
-/* Ends a node's stream from our side; its on_done will find it detached. */
-static void end_stream(struct node *node, grpc_status_code st, const char *why)
+int nodes_stream_attach(struct nodes *n, struct node *node, const struct node_stream_ops *ops,
+                        void *handle)
 {
-    struct srv_call *c = node->subscribe;
-    if (!c)
-        return;
-    node->subscribe = NULL;
-    node->pending_codes = 0;
-    srv_call_bind(c, NULL, NULL);
-    srv_call_fail(c, st, why);
+    if (!node->online)
+        return -ENOTCONN;
+    if (n->draining)
+        return -ESHUTDOWN;
+    end_stream(node, NODE_END_REPLACED);
+    node->stream = ops;
+    node->stream_handle = handle;
+    node->last_seen_ms = clock_now_ms(n->loop);
+    log_debug("node %s subscribed", node->key);
+    return 0;
 }
 
-static void sub_on_sent(struct srv_call *c, bool ok)
+void nodes_stream_gone(struct nodes *n, struct node *node, void *handle, const char *why)
 {
-    struct node *node = srv_call_user(c);
-    if (!node || node->subscribe != c)
+    if (!node->stream || node->stream_handle != handle)
         return;
-    if (!ok) {
-        end_stream(node, GRPC_STATUS_UNAVAILABLE, "stream write failed");
-        set_offline(node->owner, node, "subscribe stream broken");
-        return;
-    }
-    if (node->owner->draining && !node->pending_codes) {
-        end_stream(node, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
-        return;
-    }
-    write_next(node);
+    node->stream = NULL;
+    node->stream_handle = NULL;
+    set_offline(n, node, why);
 }
 
-static void sub_on_done(struct srv_call *c, bool cancelled)
+/* ---- registration and heartbeats ---- */
+
+/* A live key is taken over only by the machine that holds it (a worker restarting). */
+static bool may_take_over(const struct node *node, const struct node_hello *hello)
 {
-    struct node *node = srv_call_user(c);
-    if (!node || node->subscribe != c)
-        return;
-    end_stream(node, GRPC_STATUS_CANCELLED, "stream ended");
-    set_offline(node->owner, node, "subscribe stream ended");
+    return *hello->machine_id && strcmp(hello->machine_id, node->machine_id) == 0;
 }
 
-static const struct srv_handler subscribe_handler = {
-    .on_sent = sub_on_sent,
-    .on_done = sub_on_done,
-};
-
-/* ---- the methods ---- */
-
-static void reply_ok(struct srv_call *c, const char *data)
+int nodes_register(struct nodes *n, const struct node_hello *hello, struct node **out)
 {
-    Grpc__Response resp = GRPC__RESPONSE__INIT;
-    resp.code = GRPC__RESPONSE_CODE__OK;
-    if (data) {
-        resp.data.data = (uint8_t *)data;
-        resp.data.len = strlen(data);
-    }
-    srv_call_reply(c, &resp.base);
-}
-
-static char *node_json(const struct node *node)
-{
-    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "key", node->key, "name", node->name,
-                          "status", node->online ? "online" : "offline", "max_runners",
-                          node->max_runners, "version", node->version, "is_master", 0);
-    if (!j)
-        return NULL;
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    return s;
-}
-
-static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
-{
-    struct nodes *n = ctx;
-    const Grpc__NodeServiceRegisterRequest *req = (const void *)msg; /* validated */
-    if (!nodes_caller_owns_key(n, c, req->node_key)) {
-        log_warn("node %s: refused a registration from %s whose certificate names another node",
-                 req->node_key, srv_call_peer(c));
-        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                      "the client certificate is not this node's (--tls-bind-node-key)");
-        return;
-    }
-    struct node *node = nodes_find(n, req->node_key);
-    if (node && node->subscribe) {
-        /* The key is in use by a live connection. The same worker restarting (same machine id)
-         * takes over at once; anyone else is refused, so that two machines never silently
-         * share one node. */
-        if (!*req->machine_id || strcmp(req->machine_id, node->machine_id) != 0) {
-            log_warn("node %s: refused a second registration from %s (key in use by a live "
-                     "connection)",
-                     node->key, srv_call_peer(c));
-            srv_call_fail(c, GRPC_STATUS_ALREADY_EXISTS,
-                          "node key already connected from another machine");
-            return;
-        }
+    struct node *node = nodes_find(n, hello->key);
+    if (node && node->stream && !may_take_over(node, hello))
+        return -EADDRINUSE;
+    int64_t now = clock_now_ms(n->loop);
+    int rc = store_node_upsert(n->store, hello->key, hello->name, hello->max_runners,
+                               hello->version, now);
+    if (rc < 0)
+        return rc;
+    if (!node && !(node = add_node(n, hello->key)))
+        return -ENOMEM;
+    if (node->stream) {
         log_info("node %s: new connection from %s replaces the previous one", node->key,
-                 srv_call_peer(c));
-        end_stream(node, GRPC_STATUS_ABORTED, "replaced by a new connection of this node");
+                 hello->peer);
+        end_stream(node, NODE_END_REPLACED);
     }
-    if (!node && !(node = add_node(n, req->node_key))) {
-        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    int64_t now = master_now_ms(n->m);
-    int rc = store_node_upsert(n->m->store, req->node_key, req->node_name, req->max_runners,
-                               req->version, now);
-    if (rc < 0) {
-        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot store the node");
-        return;
-    }
-    snprintf(node->name, sizeof(node->name), "%s", req->node_name);
-    snprintf(node->version, sizeof(node->version), "%s", req->version);
-    snprintf(node->machine_id, sizeof(node->machine_id), "%s", req->machine_id);
-    node->max_runners = req->max_runners;
+    snprintf(node->name, sizeof(node->name), "%s", hello->name);
+    snprintf(node->version, sizeof(node->version), "%s", hello->version);
+    snprintf(node->machine_id, sizeof(node->machine_id), "%s", hello->machine_id);
+    node->max_runners = hello->max_runners;
     node->last_seen_ms = now;
     if (!node->online)
-        log_info("node %s (%s) online from %s, max_runners %d", node->key, node->name,
-                 srv_call_peer(c), node->max_runners);
+        log_info("node %s (%s) online from %s, max_runners %d", node->key, node->name, hello->peer,
+                 node->max_runners);
     node->online = true;
-    char *json = node_json(node);
-    reply_ok(c, json);
-    free(json);
+    *out = node;
+    return 0;
 }
 
-static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+int nodes_heartbeat(struct nodes *n, struct node *node, int running)
 {
-    struct nodes *n = ctx;
-    const Grpc__NodeServiceSendHeartbeatRequest *req = (const void *)msg; /* validated */
-    struct node *node = nodes_find(n, req->node_key);
-    if (!node) {
-        srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node; register first");
-        return;
-    }
-    if (!nodes_caller_owns_key(n, c, node->key)) {
-        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                      "the client certificate is not this node's");
-        return;
-    }
-    if (!node->online) {
-        srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "node is offline; register again");
-        return;
-    }
-    node->last_seen_ms = master_now_ms(n->m);
-    node->running = req->running;
-    reply_ok(c, NULL);
-}
-
-/* Subscribe: the request is read by hand, since the call then stays open as our stream. */
-static void sub_on_request(struct srv_call *c, grpc_byte_buffer *msg)
-{
-    struct nodes *n = srv_call_user(c);
-    ProtobufCMessage *m = NULL;
-    const char *why;
-    int rc = srv_call_decode(c, msg, &grpc__node_service_subscribe_request__descriptor, &m, &why);
-    if (rc < 0) {
-        srv_call_fail(c, codec_status_from_errno(rc), why);
-        return;
-    }
-    const Grpc__NodeServiceSubscribeRequest *req = (const void *)m;
-    struct node *node = nodes_find(n, req->node_key);
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (!node || !node->online) {
-        srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "node is not registered");
-        return;
-    }
-    if (!nodes_caller_owns_key(n, c, node->key)) {
-        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                      "the client certificate is not this node's");
-        return;
-    }
-    if (n->draining) {
-        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
-        return;
-    }
-    if (node->subscribe)
-        end_stream(node, GRPC_STATUS_ABORTED, "replaced by a new subscription of this node");
-    node->subscribe = c;
-    node->pending_codes = 0;
-    node->last_seen_ms = master_now_ms(n->m);
-    srv_call_bind(c, &subscribe_handler, node);
-    log_debug("node %s subscribed", node->key);
-}
-
-static void sub_on_first_done(struct srv_call *c, bool cancelled)
-{
-    /* The peer left before its request arrived; the pending read fails and answers. */
-}
-
-static const struct srv_handler subscribe_request_handler = {
-    .on_message = sub_on_request,
-    .on_done = sub_on_first_done,
-};
-
-static void on_subscribe(struct srv_call *c, void *ctx)
-{
-    srv_call_bind(c, &subscribe_request_handler, ctx);
-    srv_call_read(c);
+    if (!node->online)
+        return -ENOTCONN;
+    node->last_seen_ms = clock_now_ms(n->loop);
+    node->running = running;
+    return 0;
 }
 
 /* Every interval: a heartbeat on each stream, and nodes silent for three intervals go offline. */
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct nodes *n = w->data;
-    int64_t now = master_now_ms(n->m);
-    int64_t limit = 3 * (int64_t)n->m->cfg->heartbeat_interval_ms;
+    int64_t now = clock_now_ms(loop);
+    int64_t limit = 3 * (int64_t)n->opts.heartbeat_interval_ms;
     struct hmap_entry *e, *tmp;
     hmap_foreach(&n->map, e, tmp)
     {
@@ -362,14 +227,16 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
         if (!node->online)
             continue;
         if (now - node->last_seen_ms > limit) {
-            end_stream(node, GRPC_STATUS_UNAVAILABLE, "no heartbeat");
+            end_stream(node, NODE_END_SILENT);
             set_offline(n, node, "no heartbeat for 3 intervals");
             continue;
         }
-        if (node->subscribe)
-            push(node, CODE_HEARTBEAT);
+        if (node->stream)
+            node->stream->push(node->stream_handle, NODE_PUSH_HEARTBEAT);
     }
 }
+
+/* ---- life cycle ---- */
 
 static int load_node(void *ctx, const struct node_row *r)
 {
@@ -383,29 +250,32 @@ static int load_node(void *ctx, const struct node_row *r)
     /* A node that was online before a restart gets three intervals from now to come back
      * before it is declared offline; its tasks are not touched meanwhile. */
     node->online = strcmp(r->status, STORE_NODE_ONLINE) == 0;
-    node->last_seen_ms = node->online ? master_now_ms(n->m) : r->last_seen_ms;
+    node->last_seen_ms = node->online ? clock_now_ms(n->loop) : r->last_seen_ms;
     return 0;
 }
 
-int nodes_create(struct master *m, struct nodes **out)
+int nodes_create(struct ev_loop *loop, struct store *store, const struct nodes_opts *opts,
+                 struct nodes **out)
 {
     struct nodes *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
-    n->m = m;
+    n->loop = loop;
+    n->store = store;
+    n->opts = *opts;
     if (hmap_init(&n->map) < 0) {
         free(n);
         return -ENOMEM;
     }
-    int rc = store_node_list(m->store, load_node, n);
+    double every = (double)opts->heartbeat_interval_ms / 1000.0;
+    ev_timer_init(&n->sweep, on_sweep, every, every);
+    n->sweep.data = n;
+    int rc = store_node_list(store, load_node, n);
     if (rc < 0) {
         nodes_destroy(n);
         return rc;
     }
-    double every = (double)m->cfg->heartbeat_interval_ms / 1000.0;
-    ev_timer_init(&n->sweep, on_sweep, every, every);
-    n->sweep.data = n;
-    ev_timer_start(m->loop, &n->sweep);
+    ev_timer_start(loop, &n->sweep);
     *out = n;
     return 0;
 }
@@ -414,12 +284,12 @@ void nodes_destroy(struct nodes *n)
 {
     if (!n)
         return;
-    ev_timer_stop(n->m->loop, &n->sweep);
+    ev_timer_stop(n->loop, &n->sweep);
     struct hmap_entry *e, *tmp;
     hmap_foreach(&n->map, e, tmp)
     {
         struct node *node = hmap_item(e, struct node, link);
-        end_stream(node, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
+        end_stream(node, NODE_END_STOPPING);
         free(node);
     }
     hmap_destroy(&n->map);
@@ -429,23 +299,12 @@ void nodes_destroy(struct nodes *n)
 void nodes_drain_all(struct nodes *n)
 {
     n->draining = true;
-    ev_timer_stop(n->m->loop, &n->sweep);
+    ev_timer_stop(n->loop, &n->sweep);
     struct hmap_entry *e, *tmp;
     hmap_foreach(&n->map, e, tmp)
     {
         struct node *node = hmap_item(e, struct node, link);
-        if (node->subscribe) {
-            node->pending_codes = CODE_DRAIN;
-            write_next(node);
-        }
+        if (node->stream)
+            node->stream->push(node->stream_handle, NODE_PUSH_DRAIN);
     }
-}
-
-void nodes_add_methods(struct nodes *n, struct rpc_server *s)
-{
-    rpc_server_add_unary(s, "/grpc.NodeService/Register",
-                         &grpc__node_service_register_request__descriptor, on_register, n);
-    rpc_server_add_unary(s, "/grpc.NodeService/SendHeartbeat",
-                         &grpc__node_service_send_heartbeat_request__descriptor, on_heartbeat, n);
-    rpc_server_add_stream(s, "/grpc.NodeService/Subscribe", on_subscribe, n);
 }

@@ -1,21 +1,59 @@
 /*
- * The master's node registry and NodeService: Register, SendHeartbeat, Subscribe (the liveness
- * stream, which also carries TASK_AVAILABLE and DRAIN), and who is online.
+ * The master's node registry: who is known, who is online, what each node holds, and what it is
+ * told on its live stream. NodeService (nodes_rpc.h) is the gRPC glue in front of it.
  *
- * A node is online from its Register until its Subscribe stream ends or no heartbeat arrives for
- * three intervals. Nodes are kept in memory (for O(1) heartbeats) and in the store (so that they
- * survive a restart and can be listed). Loop thread only.
+ * A node is online from its registration until its stream ends or no heartbeat arrives for three
+ * intervals. Nodes are kept in memory (for O(1) heartbeats) and in the store (so that they survive
+ * a restart and can be listed).
+ *
+ * Invariant kept here: node->active is the number of tasks the master holds for the node (assigned
+ * to it, in status assigned, running or node_disconnected). The task queue reports every task
+ * that becomes held or stops being held with nodes_task_held / nodes_task_released, including
+ * the held tasks it finds in the store at start; nothing else changes the count, which never goes
+ * below zero. Work is pushed only to a node whose count is below its max_runners.
+ *
+ * Loop thread only; functions block only on the store. Errors: 0 or a negative errno.
  */
 #ifndef CRAWLAB_NODES_H
 #define CRAWLAB_NODES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include <ev.h>
+
 #include "core/limits.h"
-#include "master/master.h"
-#include "rpc/server.h"
 #include "runtime/hmap.h"
+
+struct nodes;
+struct store;
+
+/* What the master tells a node on its stream. */
+enum node_push {
+    NODE_PUSH_HEARTBEAT,      /* every interval: the master is alive */
+    NODE_PUSH_TASK_AVAILABLE, /* a task waits: fetch */
+    NODE_PUSH_DRAIN,          /* the master stops: take no more work */
+};
+
+/* Why the master ends a node's stream. */
+enum node_end {
+    NODE_END_REPLACED, /* a newer connection or stream of the same node took over */
+    NODE_END_SILENT,   /* no heartbeat for three intervals */
+    NODE_END_STOPPING, /* the master stops */
+};
+
+/*
+ * A node's live stream, through which the master pushes: the Subscribe call in nodes_rpc.c, or a
+ * fake in a test. The handle is the stream's own; nodes only passes it back.
+ */
+struct node_stream_ops {
+    /* Queue a push; the stream writes what is queued in order of urgency (DRAIN first, then
+     * TASK_AVAILABLE, then HEARTBEAT), and after a DRAIN ends itself (nodes_stream_gone). */
+    void (*push)(void *handle, enum node_push what);
+    /* End the stream from the master's side. The node has let go of it already. */
+    void (*end)(void *handle, enum node_end why);
+};
 
 struct node {
     struct hmap_entry link; /* keyed by key */
@@ -25,32 +63,67 @@ struct node {
     char version[LIMIT_VERSION_MAX + 1];
     int max_runners;
     int running; /* as the node last reported it */
-    int active;  /* tasks the master holds for it: assigned, running, node_disconnected */
+    int active;  /* read only outside nodes.c: see the invariant above */
     bool online;
     int64_t last_seen_ms;
-    struct srv_call *subscribe; /* the live Subscribe stream, or NULL */
-    unsigned pending_codes;     /* codes waiting for the stream's current write */
-    struct nodes *owner;
+    const struct node_stream_ops *stream; /* the live stream, or NULL */
+    void *stream_handle;
 };
 
+/* The few settings the registry reads, from struct config. */
+struct nodes_opts {
+    uint64_t heartbeat_interval_ms; /* > 0: the sweep runs this often; silence x3 is offline */
+    bool bind_node_key;             /* --tls-bind-node-key: a node must show its own certificate */
+};
+
+/* Told whenever a node goes offline (the task queue takes back its tasks then). */
 typedef void (*nodes_offline_fn)(void *ctx, struct node *node);
 
-int nodes_create(struct master *m, struct nodes **out);
+/* Loads the known nodes from the store and starts the liveness sweep on loop. A node that was
+ * online before a restart gets three intervals from now to come back. */
+int nodes_create(struct ev_loop *loop, struct store *store, const struct nodes_opts *opts,
+                 struct nodes **out);
+/* Ends every live stream (NODE_END_STOPPING) and frees the registry. NULL is accepted. */
 void nodes_destroy(struct nodes *n);
-void nodes_add_methods(struct nodes *n, struct rpc_server *s);
-
-/* Called whenever a node goes offline (to return its tasks); set by the tasks module. */
+/* Sets the one offline listener. */
 void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx);
 
-struct node *nodes_find(struct nodes *n, const char *key);
+/* What a node says when it registers: strings borrowed for the call, already validated. */
+struct node_hello {
+    const char *key, *name, *machine_id, *version;
+    int max_runners;
+    const char *peer; /* where it connects from, for the log */
+};
 
+/*
+ * A node registers: it is created or updated, in memory and in the store, and is online. A key in
+ * use by a live stream is taken over only by the same machine (same non-empty machine id), whose
+ * old stream ends (NODE_END_REPLACED); anyone else gets -EADDRINUSE. -ENOMEM, or the store's
+ * error. *out is the node.
+ */
+int nodes_register(struct nodes *n, const struct node_hello *hello, struct node **out);
+
+/* A heartbeat from the node, reporting how many tasks it runs. -ENOTCONN when it is offline (it
+ * must register again). */
+int nodes_heartbeat(struct nodes *n, struct node *node, int running);
+
+/* Whether a connection that presented the certificate named cert_name (NULL: none) may speak for
+ * the node key: always without bind_node_key, else only with that node's own certificate. */
+bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char *key);
+
+/* The node's stream is open: pushes go there from now on; an older stream ends
+ * (NODE_END_REPLACED). -ENOTCONN when the node is not online, -ESHUTDOWN once draining. */
+int nodes_stream_attach(struct nodes *n, struct node *node, const struct node_stream_ops *ops,
+                        void *handle);
+
+/* The stream with this handle is gone from the stream's side (the peer left, a write failed, a
+ * DRAIN was delivered): the node lets go of it and goes offline, unless the master is draining.
+ * A handle the node no longer holds is ignored. */
+void nodes_stream_gone(struct nodes *n, struct node *node, void *handle, const char *why);
+
+struct node *nodes_find(struct nodes *n, const char *key);
 /* Iterates every known node (online or not). */
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx);
-
-/* With --tls-bind-node-key, whether the call's connection presented the certificate of the node
- * named key (always true without that flag). */
-bool nodes_caller_owns_key(struct nodes *n, struct srv_call *c, const char *key);
-
 /* How many nodes are known (online or not). */
 size_t nodes_count(const struct nodes *n);
 
@@ -58,10 +131,16 @@ size_t nodes_count(const struct nodes *n);
  * when every node is busy or gone. */
 struct node *nodes_pick_free(struct nodes *n);
 
-/* Sends TASK_AVAILABLE to the node if it has a live stream. Returns false when it has none. */
+/* Pushes TASK_AVAILABLE to the node if it has a live stream. Returns false when it has none. */
 bool nodes_notify_task(struct node *node);
 
-/* Sends DRAIN to every live stream, then ends those streams once it is written. */
+/* The master stops: the sweep stops, every live stream gets DRAIN, and from now on no stream is
+ * attached and no node goes offline. */
 void nodes_drain_all(struct nodes *n);
+
+/* The task queue's reports behind node->active (see the invariant above). An unknown key is
+ * ignored. */
+void nodes_task_held(struct nodes *n, const char *key);
+void nodes_task_released(struct nodes *n, const char *key);
 
 #endif

@@ -1,21 +1,112 @@
 /*
- * The master's task queue: TaskService (FetchTask, ReportStatus, SendNotification, and the
- * per-task Subscribe stream that carries CANCEL), dispatch pushes, cancels, and what happens to a
- * node's tasks when it goes offline. Loop thread only.
+ * The master's task queue: submit, dispatch (a TASK_AVAILABLE push, then the node's fetch), the
+ * status a node reports, cancels, what a node holds after it reconnects (resync), and what
+ * happens to a node's tasks when it goes offline. TaskService (master/tasks_rpc.h) is the gRPC
+ * glue in front of it.
  *
- * Every status change a worker reports goes through here, so the per-node count of tasks the
- * master holds (node->active, used to push work only to nodes with room) stays exact.
+ * Every change of a task's status goes through here, and each task that a node starts or stops
+ * holding (assigned, running or node_disconnected) is reported to the node registry
+ * (nodes_task_held / nodes_task_released), so that node->active stays exact.
+ *
+ * Loop thread only; functions block only on the store. Errors: 0 or a negative errno.
  */
 #ifndef CRAWLAB_TASKS_H
 #define CRAWLAB_TASKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "master/master.h"
+#include <ev.h>
+
 #include "master/store.h"
-#include "rpc/server.h"
 
 struct tasks;
+struct nodes;
+
+/* The few settings the queue reads, from struct config. */
+struct tasks_opts {
+    /* How long the tasks of a node that went offline wait for it: a started one then ends
+     * abnormal; one never confirmed started goes back to the queue after at most 30 s. */
+    uint64_t disconnect_grace_ms;
+};
+
+/*
+ * Counts the held tasks of the store into nodes (which must be loaded) and starts the grace
+ * sweep on loop. The queue does not listen to nodes by itself: whoever wires them calls
+ * tasks_node_offline when a node goes offline (nodes_on_offline).
+ */
+int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
+                 const struct tasks_opts *opts, struct tasks **out);
+/* Ends every cancel stream (TASK_END_STOPPING) and frees the queue. NULL is accepted. */
+void tasks_destroy(struct tasks *t);
+
+/* The master stops: fetches get no task from now on. */
+void tasks_drain(struct tasks *t);
+
+/* Stores a new pending task and pushes TASK_AVAILABLE to a node that can take it: the node it is
+ * addressed to, else a free node (nodes_pick_free). */
+int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1]);
+
+/* Cancels a task: at once when nobody runs it, else by telling its worker through the task's
+ * stream, now or when the worker opens it. *after receives the status after the call (see
+ * store_task_request_cancel). */
+int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after);
+
+/* The node asks for work: 1 and *out (release it with store_task_row_free) when a task was
+ * assigned to it, 0 when none waits or the master is draining. */
+int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out);
+
+/* The node reports a status of one of its tasks (exit_code counts only for a terminal one; error
+ * may be NULL). 0 when applied or ignored as a repeat or a step backwards (reports are
+ * idempotent); -EPERM when the task is not assigned to this node; -EINVAL, -ENOENT. */
+int tasks_report(struct tasks *t, const char *node_key, const char *id, enum task_status to,
+                 int pid, int exit_code, const char *error);
+
+/*
+ * Resync, after a node reconnects. First the node lists the n task ids it holds: each task the
+ * master has it hold but that it does not list is settled -- back to the queue when never
+ * started, error when started, since its process and unsent output are gone with the worker.
+ */
+void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *const *ids, size_t n);
+/*
+ * Then, for each task it lists (started: its worker has or had the task's process): *row is where
+ * the task stands (release it with store_task_row_free). A task put back in the queue while its
+ * node was away, but which that node had started, returns to the node if it may run there: it
+ * stays rather than run a second time elsewhere. Returns 1 when the task is the node's, 0 when it
+ * is not (its worker must drop it), -EINVAL, -ENOENT.
+ */
+int tasks_resync_one(struct tasks *t, const char *node_key, const char *id, bool started,
+                     struct task_row *row);
+
+/* A node went offline: its tasks wait for it as node_disconnected -- the assigned ones too,
+ * since it may have started one whose 'running' report was lost. Its resync settles them when it
+ * comes back; if it does not within the grace, the grace sweep does. */
+void tasks_node_offline(struct tasks *t, const char *node_key);
+
+/* Why the master ends a task's stream. */
+enum task_end {
+    TASK_END_OVER,     /* the task ended */
+    TASK_END_REPLACED, /* the worker opened a new stream for the task */
+    TASK_END_STOPPING, /* the master stops */
+};
+
+/* The stream through which a task's worker hears CANCEL: TaskService.Subscribe in tasks_rpc.c,
+ * or a fake in a test. The handle is the stream's own; the queue only passes it back. */
+struct task_stream_ops {
+    /* Tell the worker to cancel the task (force: kill it now). 0 when it is on its way. */
+    int (*cancel)(void *handle, const char *id, bool force);
+    /* End the stream from the master's side. The queue has let go of it already. */
+    void (*end)(void *handle, enum task_end why);
+};
+
+/* The task's worker opened its stream: an older one ends (TASK_END_REPLACED); a cancel asked for
+ * meanwhile is delivered now; a task already over ends it at once (TASK_END_OVER). -EINVAL,
+ * -ENOENT, -ENOMEM. */
+int tasks_stream_attach(struct tasks *t, const char *id, const struct task_stream_ops *ops,
+                        void *handle);
+/* The stream with this handle is gone from its own side. Another handle is ignored. */
+void tasks_stream_gone(struct tasks *t, const char *id, void *handle);
 
 /* Someone interested in a task's log and status (a `logs --follow`). */
 struct task_watcher {
@@ -23,22 +114,11 @@ struct task_watcher {
     void (*on_change)(struct task_watcher *w); /* new lines committed, or the status changed */
 };
 
-int tasks_create(struct master *m, struct tasks **out);
-void tasks_destroy(struct tasks *t);
-void tasks_add_methods(struct tasks *t, struct rpc_server *s);
-
-/* Stores a new pending task and pushes TASK_AVAILABLE to a node that can take it. */
-int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1]);
-
-/* Cancels a task: at once when nobody runs it, else by telling its worker. *after receives the
- * status after the call (see store_task_request_cancel). */
-int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after);
-
 /* Watchers are told about every change of the task until they unwatch. */
 int tasks_watch(struct tasks *t, const char *id, struct task_watcher *w);
 void tasks_unwatch(struct tasks *t, const char *id, struct task_watcher *w);
 
-/* The ingest path calls this after each commit: watchers of any task may have new lines. */
+/* Log lines or items were committed: watchers of any task may have new lines. */
 void tasks_committed(struct tasks *t);
 
 #endif

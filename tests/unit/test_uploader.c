@@ -1,9 +1,9 @@
 /*
- * The uploader against a fake master: the session and the client calls are stubbed here (the
- * linker takes these definitions instead of session.c and client.c), so each test sees every
- * message the uploader writes, decides the status of every Connect stream, and keeps what a
- * real master would store: entries numbered from 1 per kind, a resent prefix skipped, a gap
- * refused, a stream's messages stored in order up to the first one refused.
+ * The uploader against a fake master: the session and the client calls are link-time fakes
+ * (stubs/session_stubs.c, stubs/client_stubs.c, linked instead of session.c and client.c), so
+ * each test sees every message the uploader writes, decides the status of every Connect stream,
+ * and keeps what a real master would store: entries numbered from 1 per kind, a resent prefix
+ * skipped, a gap refused, a stream's messages stored in order up to the first one refused.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,11 +18,11 @@
 
 #include "check_main.h"
 
-#include "rpc/client.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "services/task_service.pb-c.h"
-#include "worker/session.h"
+#include "stubs/client_stubs.h"
+#include "stubs/session_stubs.h"
 #include "worker/uploader.h"
 
 #define TASK      "65a1b2c3d4e5f60718293a4b"
@@ -40,16 +40,8 @@ struct sent {
     char *data;
 };
 
-struct cli_call {
-    const struct cli_handler *h;
-    void *user;
-    int number;
-    bool write_pending, half_closed;
-};
-
 static struct sent sent[MAX_SENT];
-static int n_sent, n_streams;
-static struct cli_call *open_call;
+static int n_sent;
 static char trace[4096]; /* "1:L1 D1-2=8 2:L1=0 ...": stream, messages (kind, seq), status */
 static char *stored_logs[MAX_STORE], *stored_items[MAX_STORE];
 static size_t n_logs, n_items;
@@ -66,12 +58,13 @@ static void reset(void)
         free(stored_logs[i]);
     for (size_t i = 0; i < n_items; i++)
         free(stored_items[i]);
-    n_sent = n_streams = 0;
+    n_sent = 0;
     n_logs = n_items = 0;
-    open_call = NULL;
     trace[0] = '\0';
     policy = NULL;
     done = done_ok = false;
+    session_stubs_reset();
+    client_stubs_reset();
 }
 
 static void trace_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -119,60 +112,17 @@ static grpc_status_code judge(int stream)
     return GRPC_STATUS_OK;
 }
 
-/* ---- stubs of the session and of the client calls ---- */
+/* ---- what the uploader does with its calls ---- */
 
-bool session_online(const struct session *s)
+static void on_call_start(struct cli_call *c, const char *method)
 {
-    return true;
+    ck_assert_str_eq(method, "/grpc.TaskService/Connect");
+    trace_add("%s%d:", c->number > 1 ? " " : "", c->number);
 }
 
-grpc_channel *session_data_channel(const struct session *s)
+/* Records a message as the master would receive it. */
+static void on_call_write(struct cli_call *c, grpc_byte_buffer *msg)
 {
-    return (grpc_channel *)&loop; /* never dereferenced: the calls are fakes */
-}
-
-unsigned session_generation(const struct session *s)
-{
-    return 1;
-}
-
-struct bridge *session_bridge(const struct session *s)
-{
-    return NULL;
-}
-
-const char *session_auth_key(const struct session *s)
-{
-    return "key";
-}
-
-void session_connection_failed(struct session *s, unsigned generation, const char *why)
-{
-    ck_abort_msg("the uploader gave up the connection: %s", why);
-}
-
-struct cli_call *cli_call_start(struct bridge *br, grpc_channel *ch, const char *method,
-                                const char *auth_key, uint64_t timeout_ms,
-                                const struct cli_handler *h, void *user)
-{
-    ck_assert_ptr_null(open_call);
-    struct cli_call *c = calloc(1, sizeof(*c));
-    c->h = h;
-    c->user = user;
-    c->number = ++n_streams;
-    open_call = c;
-    trace_add("%s%d:", n_streams > 1 ? " " : "", n_streams);
-    return c;
-}
-
-void *cli_call_user(const struct cli_call *c)
-{
-    return c->user;
-}
-
-int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
-{
-    ck_assert(!c->write_pending && !c->half_closed);
     grpc_byte_buffer_reader r;
     ck_assert(grpc_byte_buffer_reader_init(&r, msg));
     grpc_slice slice = grpc_byte_buffer_reader_readall(&r);
@@ -204,31 +154,6 @@ int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
                   (unsigned long long)(m->seq + m->entries - 1));
     else
         trace_add(" %s%llu", m->items ? "D" : "L", (unsigned long long)m->seq);
-    c->write_pending = true;
-    return 0;
-}
-
-int cli_call_close_send(struct cli_call *c)
-{
-    c->half_closed = true;
-    return 0;
-}
-
-int cli_call_read(struct cli_call *c)
-{
-    return 0;
-}
-
-bool cli_call_write_pending(const struct cli_call *c)
-{
-    return c->write_pending;
-}
-
-void cli_call_release(struct cli_call *c)
-{
-    if (open_call == c)
-        open_call = NULL;
-    free(c);
 }
 
 /* ---- driving the uploader ---- */
@@ -248,6 +173,8 @@ static const struct uploader_hooks hooks = {.on_done = on_done, .on_pressure = o
 static struct uploader *make_uploader(void)
 {
     reset();
+    client_stubs.on_start = on_call_start;
+    client_stubs.on_write = on_call_write;
     loop = ev_default_loop(0);
     struct uploader *u =
         uploader_create(loop, (struct session *)&loop, TASK, NULL, 64u << 20, &hooks, NULL);
@@ -260,21 +187,22 @@ static struct uploader *make_uploader(void)
 static void drive(void)
 {
     for (int steps = 0; !done; steps++) {
-        ck_assert_msg(steps < 400 && n_streams < 40, "no end after %d streams: %s", n_streams,
-                      trace);
-        struct cli_call *c = open_call;
+        ck_assert_msg(steps < 400 && client_stubs.started < 40, "no end after %d streams: %s",
+                      client_stubs.started, trace);
+        ck_assert_msg(session_stubs.connection_failures == 0,
+                      "the uploader gave up the connection: %s", session_stubs.last_failure);
+        struct cli_call *c = client_stubs.open;
         if (c && c->write_pending) {
-            c->write_pending = false;
-            c->h->on_sent(c, true);
+            client_stubs_sent(true);
         } else if (c && c->half_closed) {
             grpc_status_code st = judge(c->number);
             trace_add("=%d", (int)st);
-            open_call = NULL;
-            c->h->on_status(c, st, st == GRPC_STATUS_OK ? "" : "refused by the test\nfake line");
+            client_stubs_status(st, st == GRPC_STATUS_OK ? "" : "refused by the test\nfake line");
         } else {
             ev_run(loop, EVRUN_ONCE); /* a linger or retry timer of the uploader */
         }
     }
+    ck_assert_int_eq(session_stubs.connection_failures, 0);
 }
 
 static void add_items(struct uploader *u, json_t *items)

@@ -1,0 +1,496 @@
+/*
+ * The master's task queue (master/tasks.h) with the node registry, on a real store and a real
+ * loop, without a gRPC server: dispatch to a free node, status reports, the count of tasks each
+ * node holds through every step, a node going offline and coming back, the disconnect grace, and
+ * cancels.
+ */
+#include <check.h>
+#include <errno.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "master_fixture.h"
+
+/* Long: no node goes offline by itself while a test runs. */
+#define INTERVAL_MS 60000
+/* Short: the grace sweep runs every 100 ms. */
+#define SHORT_GRACE_MS 100
+
+static struct nodes *nodes;
+static struct tasks *tasks;
+
+/* The wiring the master does. */
+static void on_node_offline(void *ctx, struct node *node)
+{
+    tasks_node_offline(tasks, node->key);
+}
+
+static void start(uint64_t grace_ms)
+{
+    const struct nodes_opts nopts = {.heartbeat_interval_ms = INTERVAL_MS};
+    const struct tasks_opts topts = {.disconnect_grace_ms = grace_ms};
+    ck_assert_int_eq(nodes_create(fx.loop, fx.store, &nopts, &nodes), 0);
+    ck_assert_int_eq(tasks_create(fx.loop, fx.store, nodes, &topts, &tasks), 0);
+    nodes_on_offline(nodes, on_node_offline, NULL);
+}
+
+static void stop(void)
+{
+    tasks_destroy(tasks);
+    nodes_destroy(nodes);
+}
+
+static void setup(void)
+{
+    fixture_open();
+    start(60000);
+}
+
+static void teardown(void)
+{
+    stop();
+    fixture_close();
+}
+
+/* A registered node with a live stream (s may be NULL for none). */
+static struct node *add_node(const char *key, int max_runners, struct fake_node_stream *s)
+{
+    const struct node_hello hello = {.key = key,
+                                     .name = key,
+                                     .machine_id = key,
+                                     .version = "1.0",
+                                     .max_runners = max_runners,
+                                     .peer = "test"};
+    struct node *node;
+    ck_assert_int_eq(nodes_register(nodes, &hello, &node), 0);
+    if (s)
+        ck_assert_int_eq(nodes_stream_attach(nodes, node, &fixture_node_ops, s), 0);
+    return node;
+}
+
+static void submit(const char *node_key, char id[TASK_ID_LEN + 1])
+{
+    const struct task_new tn = {.name = "t", .cmd = "echo", .node_key = node_key};
+    ck_assert_int_eq(tasks_submit(tasks, &tn, id), 0);
+}
+
+/* Fetches for the node and expects the task id. */
+static void fetch(const char *node_key, const char *want_id)
+{
+    struct task_row row;
+    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row), 1);
+    ck_assert_str_eq(row.id, want_id);
+    ck_assert_str_eq(row.assigned_node, node_key);
+    store_task_row_free(&row);
+}
+
+static void fetch_none(const char *node_key)
+{
+    struct task_row row;
+    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row), 0);
+}
+
+static void report(const char *node_key, const char *id, enum task_status to)
+{
+    ck_assert_int_eq(tasks_report(tasks, node_key, id, to, 42, 0, NULL), 0);
+}
+
+static enum task_status status_of(const char *id)
+{
+    struct task_row row;
+    ck_assert_int_eq(store_task_get(fx.store, id, &row), 0);
+    enum task_status st = row.status;
+    store_task_row_free(&row);
+    return st;
+}
+
+/* Takes the node offline the way a broken Subscribe stream does. */
+static void lose_stream(struct node *node)
+{
+    nodes_stream_gone(nodes, node, node->stream_handle, "test: stream ended");
+    ck_assert(!node->online);
+}
+
+/* A watcher that notes every change of its task. */
+struct watch {
+    struct task_watcher w;
+    int changes;
+    bool changed;
+};
+
+static void on_watch(struct task_watcher *w)
+{
+    struct watch *wt = (struct watch *)w;
+    wt->changes++;
+    wt->changed = true;
+}
+
+static void watch(struct watch *wt, const char *id)
+{
+    memset(wt, 0, sizeof(*wt));
+    wt->w.on_change = on_watch;
+    ck_assert_int_eq(tasks_watch(tasks, id, &wt->w), 0);
+}
+
+/* ---- dispatch ---- */
+
+START_TEST(test_submitted_task_is_pushed_to_a_free_node_and_fetched_by_it)
+{
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa), *b = add_node("b", 1, sb);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1], t3[TASK_ID_LEN + 1];
+
+    submit(NULL, t1);
+    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE] + sb->pushes[NODE_PUSH_TASK_AVAILABLE],
+                     1);
+    struct node *first = sa->pushes[NODE_PUSH_TASK_AVAILABLE] ? a : b;
+    struct node *second = first == a ? b : a;
+    fetch(first->key, t1);
+    ck_assert_int_eq(status_of(t1), TASK_ASSIGNED);
+    ck_assert_int_eq(first->active, 1);
+
+    /* The first node is full: the next task goes to the other one. */
+    submit(NULL, t2);
+    struct fake_node_stream *s2 = second == a ? sa : sb;
+    ck_assert_int_eq(s2->pushes[NODE_PUSH_TASK_AVAILABLE], 1);
+    fetch(second->key, t2);
+    ck_assert_int_eq(second->active, 1);
+
+    /* Both full: nobody is told, and the task waits. */
+    submit(NULL, t3);
+    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE] + sb->pushes[NODE_PUSH_TASK_AVAILABLE],
+                     2);
+    ck_assert_int_eq(status_of(t3), TASK_PENDING);
+}
+END_TEST
+
+START_TEST(test_addressed_task_goes_to_its_node_only)
+{
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
+    add_node("a", 1, sa);
+    struct node *b = add_node("b", 1, sb);
+    char id[TASK_ID_LEN + 1];
+    submit("b", id);
+    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE], 0);
+    ck_assert_int_eq(sb->pushes[NODE_PUSH_TASK_AVAILABLE], 1);
+    fetch_none("a");
+    fetch("b", id);
+    ck_assert_int_eq(b->active, 1);
+}
+END_TEST
+
+START_TEST(test_draining_queue_hands_out_nothing)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    tasks_drain(tasks);
+    fetch_none("a");
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+}
+END_TEST
+
+/* ---- the count of held tasks ---- */
+
+START_TEST(test_held_count_follows_assign_running_finished)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = add_node("a", 2, sa);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    submit(NULL, t2);
+    fetch("a", t1);
+    fetch("a", t2);
+    ck_assert_int_eq(a->active, 2);
+    report("a", t1, TASK_RUNNING);
+    ck_assert_int_eq(a->active, 2);
+    report("a", t1, TASK_FINISHED);
+    ck_assert_int_eq(status_of(t1), TASK_FINISHED);
+    ck_assert_int_eq(a->active, 1);
+    /* A repeated or backwards report changes nothing. */
+    report("a", t1, TASK_FINISHED);
+    report("a", t1, TASK_RUNNING);
+    ck_assert_int_eq(a->active, 1);
+    /* A fast task may end before 'running' is reported. */
+    report("a", t2, TASK_ERROR);
+    ck_assert_int_eq(a->active, 0);
+}
+END_TEST
+
+START_TEST(test_report_from_another_node_is_refused)
+{
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    add_node("b", 1, sb);
+    char id[TASK_ID_LEN + 1];
+    submit("a", id);
+    fetch("a", id);
+    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 0, 0, NULL), -EPERM);
+    ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
+    ck_assert_int_eq(a->active, 1);
+    ck_assert_int_eq(tasks_report(tasks, "a", "0123456789abcdef01234567", TASK_RUNNING, 0, 0, NULL),
+                     -ENOENT);
+}
+END_TEST
+
+START_TEST(test_held_count_survives_offline_and_settles_when_the_node_returns_without_them)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = add_node("a", 3, sa);
+    char unconfirmed[TASK_ID_LEN + 1], started[TASK_ID_LEN + 1], kept[TASK_ID_LEN + 1];
+    submit("a", unconfirmed);
+    submit("a", started);
+    submit("a", kept);
+    fetch("a", unconfirmed);
+    fetch("a", started);
+    fetch("a", kept);
+    report("a", started, TASK_RUNNING);
+    report("a", kept, TASK_RUNNING);
+
+    /* Offline: everything it held waits for it, still counted. */
+    lose_stream(a);
+    ck_assert_int_eq(status_of(unconfirmed), TASK_NODE_DISCONNECTED);
+    ck_assert_int_eq(status_of(started), TASK_NODE_DISCONNECTED);
+    ck_assert_int_eq(status_of(kept), TASK_NODE_DISCONNECTED);
+    ck_assert_int_eq(a->active, 3);
+
+    /* Back, holding only `kept`: the others are settled and no longer counted. */
+    struct fake_node_stream *again = fixture_node_stream();
+    ck_assert_ptr_eq(add_node("a", 3, again), a);
+    const char *const held[] = {kept};
+    tasks_settle_unlisted(tasks, "a", held, 1);
+    ck_assert_int_eq(status_of(unconfirmed), TASK_PENDING);
+    ck_assert_int_eq(status_of(started), TASK_ERROR);
+    ck_assert_int_eq(a->active, 1);
+    /* The task back in the queue is announced to the node it is addressed to. */
+    ck_assert_int_eq(again->pushes[NODE_PUSH_TASK_AVAILABLE], 1);
+
+    struct task_row row;
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, true, &row), 1);
+    ck_assert_int_eq(row.status, TASK_NODE_DISCONNECTED);
+    store_task_row_free(&row);
+    report("a", kept, TASK_RUNNING);
+    ck_assert_int_eq(a->active, 1);
+    report("a", kept, TASK_FINISHED);
+    ck_assert_int_eq(a->active, 0);
+}
+END_TEST
+
+START_TEST(test_held_count_is_rebuilt_from_the_store_at_start)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 2, sa);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    submit(NULL, t2);
+    fetch("a", t1);
+    fetch("a", t2);
+    report("a", t2, TASK_FINISHED);
+    stop();
+    start(60000);
+    struct node *a = nodes_find(nodes, "a");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->active, 1);
+}
+END_TEST
+
+/* ---- the disconnect grace ---- */
+
+/* A node that held one task, started or not, goes offline and does not come back. */
+static void strand_one_task(bool started, char id[TASK_ID_LEN + 1], struct node **a)
+{
+    stop();
+    start(SHORT_GRACE_MS);
+    struct fake_node_stream *sa = fixture_node_stream();
+    *a = add_node("a", 1, sa);
+    submit(NULL, id);
+    fetch("a", id);
+    if (started)
+        report("a", id, TASK_RUNNING);
+    lose_stream(*a); /* the node lets go of sa */
+    ck_assert_int_eq(status_of(id), TASK_NODE_DISCONNECTED);
+    ck_assert_int_eq((*a)->active, 1);
+}
+
+START_TEST(test_started_task_of_a_node_that_stays_away_ends_abnormal_after_the_grace)
+{
+    char id[TASK_ID_LEN + 1];
+    struct node *a;
+    strand_one_task(true, id, &a);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_ABNORMAL);
+    ck_assert_int_eq(a->active, 0);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+START_TEST(test_unconfirmed_task_of_a_node_that_stays_away_goes_back_to_the_queue)
+{
+    char id[TASK_ID_LEN + 1];
+    struct node *a;
+    strand_one_task(false, id, &a);
+    struct fake_node_stream *sb = fixture_node_stream();
+    add_node("b", 1, sb);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+    ck_assert_int_eq(a->active, 0);
+    /* Announced to the node that has room, which gets it. */
+    ck_assert_int_eq(sb->pushes[NODE_PUSH_TASK_AVAILABLE], 1);
+    fetch("b", id);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_started)
+{
+    char id[TASK_ID_LEN + 1];
+    struct node *a;
+    strand_one_task(false, id, &a);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+
+    /* The node comes back and says it had started the task: it keeps it. */
+    struct fake_node_stream *again = fixture_node_stream();
+    add_node("a", 1, again);
+    tasks_settle_unlisted(tasks, "a", (const char *const[]){id}, 1);
+    struct task_row row;
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, true, &row), 1);
+    ck_assert_int_eq(row.status, TASK_ASSIGNED);
+    store_task_row_free(&row);
+    ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
+    ck_assert_int_eq(a->active, 1);
+
+    /* Another node listing it gets told it is not its own. */
+    add_node("b", 1, NULL);
+    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, true, &row), 0);
+    store_task_row_free(&row);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+/* ---- cancels ---- */
+
+START_TEST(test_cancel_of_a_pending_task_is_immediate)
+{
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    struct watch wt;
+    watch(&wt, id);
+    enum task_status after;
+    ck_assert_int_eq(tasks_cancel(tasks, id, false, &after), 0);
+    ck_assert_int_eq(after, TASK_CANCELLED);
+    ck_assert_int_eq(status_of(id), TASK_CANCELLED);
+    ck_assert_int_eq(wt.changes, 1);
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    fetch_none("a");
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+START_TEST(test_cancel_of_a_running_task_reaches_its_worker_stream)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    fetch("a", id);
+    report("a", id, TASK_RUNNING);
+    struct fake_task_stream *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
+    ck_assert_int_eq(ts->cancels, 0);
+
+    enum task_status after;
+    ck_assert_int_eq(tasks_cancel(tasks, id, true, &after), 0);
+    ck_assert_int_eq(after, TASK_RUNNING);
+    ck_assert_int_eq(ts->cancels, 1);
+    ck_assert(ts->last_force);
+    /* Asked again: the worker already has it. */
+    ck_assert_int_eq(tasks_cancel(tasks, id, true, &after), 0);
+    ck_assert_int_eq(ts->cancels, 1);
+
+    /* The worker ends the task: its stream ends, the node has room again. */
+    report("a", id, TASK_CANCELLED);
+    ck_assert(ts->ended);
+    ck_assert_int_eq(ts->end_why, TASK_END_OVER);
+    ck_assert_int_eq(a->active, 0);
+}
+END_TEST
+
+START_TEST(test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    fetch("a", id);
+    enum task_status after;
+    ck_assert_int_eq(tasks_cancel(tasks, id, false, &after), 0);
+    ck_assert_int_eq(after, TASK_ASSIGNED);
+
+    struct fake_task_stream *old = fixture_task_stream(), *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, old), 0);
+    ck_assert_int_eq(old->cancels, 1);
+    ck_assert(!old->last_force);
+    /* A reconnecting worker opens the stream again: the stale one ends, the new one hears it. */
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
+    ck_assert(old->ended);
+    ck_assert_int_eq(old->end_why, TASK_END_REPLACED);
+    ck_assert_int_eq(ts->cancels, 1);
+    tasks_stream_gone(tasks, id, old); /* stale: ignored */
+    report("a", id, TASK_CANCELLED);
+    ck_assert(ts->ended);
+}
+END_TEST
+
+START_TEST(test_stream_of_a_task_already_over_ends_at_once)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    fetch("a", id);
+    report("a", id, TASK_FINISHED);
+    struct fake_task_stream *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
+    ck_assert(ts->ended);
+    ck_assert_int_eq(ts->end_why, TASK_END_OVER);
+    ck_assert_int_eq(ts->cancels, 0);
+    ck_assert_int_eq(tasks_stream_attach(tasks, "0123456789abcdef01234567", &fixture_task_ops, ts),
+                     -ENOENT);
+}
+END_TEST
+
+static Suite *tasks_suite(void)
+{
+    Suite *s = suite_create("tasks");
+    TCase *tc = tcase_create("tasks");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_submitted_task_is_pushed_to_a_free_node_and_fetched_by_it);
+    tcase_add_test(tc, test_addressed_task_goes_to_its_node_only);
+    tcase_add_test(tc, test_draining_queue_hands_out_nothing);
+    tcase_add_test(tc, test_held_count_follows_assign_running_finished);
+    tcase_add_test(tc, test_report_from_another_node_is_refused);
+    tcase_add_test(tc,
+                   test_held_count_survives_offline_and_settles_when_the_node_returns_without_them);
+    tcase_add_test(tc, test_held_count_is_rebuilt_from_the_store_at_start);
+    tcase_add_test(tc, test_started_task_of_a_node_that_stays_away_ends_abnormal_after_the_grace);
+    tcase_add_test(tc, test_unconfirmed_task_of_a_node_that_stays_away_goes_back_to_the_queue);
+    tcase_add_test(tc, test_task_requeued_while_its_node_was_away_stays_with_that_node_if_started);
+    tcase_add_test(tc, test_cancel_of_a_pending_task_is_immediate);
+    tcase_add_test(tc, test_cancel_of_a_running_task_reaches_its_worker_stream);
+    tcase_add_test(tc, test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does);
+    tcase_add_test(tc, test_stream_of_a_task_already_over_ends_at_once);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+const struct unit_tests unit_tests = {.suite = tasks_suite};
