@@ -7,7 +7,6 @@
 #include <jansson.h>
 
 #include "master/store.h"
-#include "net/tls.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "runtime/log.h"
@@ -65,12 +64,8 @@ bool nodes_caller_owns_key(struct nodes *n, struct srv_call *c, const char *key)
 {
     if (!n->m->cfg->tls_bind_node_key)
         return true;
-    /* The call's connection came from the plaintext end of a TLS pump, which knows the
-     * certificate that connection presented. */
-    int fd = srv_call_fd(c);
-    if (fd < 0)
-        return false;
-    const char *cn = tls_peer_name(fd);
+    /* The certificate the call's connection presented in its TLS handshake. */
+    const char *cn = srv_call_cert_cn(c);
     return cn && strcmp(cn, key) == 0;
 }
 

@@ -64,7 +64,6 @@ struct tls_conn {
     WOLFSSL *ssl;
     int net_fd;   /* the TCP socket carrying TLS records */
     int plain_fd; /* our end of the socketpair, -1 until the handshake succeeded */
-    int user_fd;  /* the end handed to the callback: the key of tls_peer_name() */
     ev_io net_io, plain_io;
     ev_timer timer; /* handshake timeout, then the linger bound */
     uint64_t timeout_ms;
@@ -72,7 +71,6 @@ struct tls_conn {
     void *cb_ctx;
     char peer[64];  /* remote address (server side) or host (client side), for messages */
     char *check_ip; /* client: IP literal the master's certificate must name */
-    char *peer_cn;  /* server: common name of the verified client certificate */
 
     /* What the transport callbacks saw, so that errors can be told apart from an orderly EOF. */
     bool net_closed; /* recv returned 0 */
@@ -89,45 +87,6 @@ struct tls_conn {
     bool plain_shut;        /* the peer's end was passed on to gRPC */
     bool net_shut;          /* close_notify sent and the TCP write side shut */
 };
-
-/* ---- plaintext fd -> server connection, for tls_peer_name() ---- */
-
-static struct tls_conn **by_fd;
-static size_t by_fd_cap;
-
-static void by_fd_set(int fd, struct tls_conn *c)
-{
-    if (fd < 0)
-        return;
-    if ((size_t)fd >= by_fd_cap) {
-        if (!c)
-            return;
-        size_t cap = by_fd_cap ? by_fd_cap : 64;
-        while (cap <= (size_t)fd)
-            cap *= 2;
-        struct tls_conn **grown = realloc(by_fd, cap * sizeof(*grown));
-        if (!grown)
-            return; /* the name is then unknown; the connection itself is unaffected */
-        memset(grown + by_fd_cap, 0, (cap - by_fd_cap) * sizeof(*grown));
-        by_fd = grown;
-        by_fd_cap = cap;
-    }
-    by_fd[fd] = c;
-}
-
-const char *tls_peer_addr(int plain_fd)
-{
-    if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])
-        return NULL;
-    return by_fd[plain_fd]->peer;
-}
-
-const char *tls_peer_name(int plain_fd)
-{
-    if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])
-        return NULL;
-    return by_fd[plain_fd]->peer_cn;
-}
 
 /* ---- transport callbacks: plain recv/send on the socket, never SIGPIPE ---- */
 
@@ -439,9 +398,6 @@ static void conn_close(struct tls_conn *c)
     ev_io_stop(c->loop, &c->net_io);
     ev_io_stop(c->loop, &c->plain_io);
     ev_timer_stop(c->loop, &c->timer);
-    if (c->owner->server && c->user_fd >= 0 && (size_t)c->user_fd < by_fd_cap &&
-        by_fd[c->user_fd] == c)
-        by_fd[c->user_fd] = NULL;
     if (c->ssl)
         wolfSSL_free(c->ssl);
     if (c->net_fd >= 0)
@@ -457,7 +413,6 @@ static void conn_close(struct tls_conn *c)
     c->owner->n_conns--;
     buffers_release(c);
     free(c->check_ip);
-    free(c->peer_cn);
     free(c);
 }
 
@@ -593,14 +548,15 @@ static void handshake_failed(struct tls_conn *c, int err, const char *msg)
 {
     tls_ready_cb cb = c->cb;
     void *ctx = c->cb_ctx;
-    char copy[320];
+    char copy[320], addr[sizeof(c->peer)];
     /* A server has many peers: say which one. A client knows whom it dialled. */
     if (c->owner->server)
         snprintf(copy, sizeof(copy), "%s: %s", c->peer, msg);
     else
         snprintf(copy, sizeof(copy), "%s", msg);
+    memcpy(addr, c->peer, sizeof(addr)); /* the connection goes before the callback runs */
     conn_close(c);
-    cb(ctx, -1, err, copy);
+    cb(ctx, &(struct tls_result){.plain_fd = -1, .addr = addr, .err = err, .errmsg = copy});
 }
 
 static void pump(struct tls_conn *c);
@@ -856,8 +812,9 @@ static bool cert_names_ip(WOLFSSL_X509 *x, const char *ip)
     return found;
 }
 
-/* Checks what wolfSSL cannot check by itself and remembers the client's name. 0 or -errno. */
-static int check_peer(struct tls_conn *c, char *msg, size_t len)
+/* Checks what wolfSSL cannot check by itself; on the server side cn gets the common name of the
+ * verified client certificate ("" when none). 0 or -errno with msg saying why. */
+static int check_peer(struct tls_conn *c, char *cn, size_t cnlen, char *msg, size_t len)
 {
     WOLFSSL_X509 *cert = wolfSSL_get_peer_certificate(c->ssl);
     int rc = 0;
@@ -867,12 +824,10 @@ static int check_peer(struct tls_conn *c, char *msg, size_t len)
                  "--tls-server-name)",
                  c->check_ip);
         rc = -ECONNREFUSED;
-    } else if (c->owner->server && cert) {
-        char cn[256];
-        int n = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert),
-                                                  NID_commonName, cn, sizeof(cn));
-        if (n > 0 && !(c->peer_cn = strdup(cn)))
-            rc = -ENOMEM;
+    } else if (c->owner->server && cert &&
+               wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert),
+                                                 NID_commonName, cn, (int)cnlen) <= 0) {
+        cn[0] = '\0';
     }
     if (cert)
         wolfSSL_X509_free(cert);
@@ -881,10 +836,8 @@ static int check_peer(struct tls_conn *c, char *msg, size_t len)
 
 static void handshake_done(struct tls_conn *c)
 {
-    char msg[256];
-    int rc = check_peer(c, msg, sizeof(msg));
-    if (rc == -ENOMEM)
-        snprintf(msg, sizeof(msg), "out of memory");
+    char msg[256], cn[256] = "";
+    int rc = check_peer(c, cn, sizeof(cn), msg, sizeof(msg));
     if (rc < 0) {
         handshake_failed(c, rc, msg);
         return;
@@ -897,15 +850,13 @@ static void handshake_done(struct tls_conn *c)
         return;
     }
     c->plain_fd = sv[0];
-    c->user_fd = sv[1];
     ev_timer_stop(c->loop, &c->timer);
     ev_io_stop(c->loop, &c->net_io);
     ev_io_init(&c->net_io, on_pump_io, c->net_fd, EV_READ);
     ev_io_init(&c->plain_io, on_pump_io, c->plain_fd, EV_READ);
     c->net_io.data = c->plain_io.data = c;
-    if (c->owner->server)
-        by_fd_set(c->user_fd, c);
-    c->cb(c->cb_ctx, c->user_fd, 0, NULL);
+    struct tls_result r = {.plain_fd = sv[1], .addr = c->peer, .cert_cn = cn[0] ? cn : NULL};
+    c->cb(c->cb_ctx, &r);
     /* wolfSSL may already hold application data that came with the last handshake flight. */
     pump(c);
 }
@@ -955,7 +906,7 @@ static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int f
     c->owner = b;
     c->loop = loop;
     c->net_fd = fd;
-    c->plain_fd = c->user_fd = -1;
+    c->plain_fd = -1;
     c->cb = cb;
     c->cb_ctx = ctx;
     c->timeout_ms = timeout_ms;

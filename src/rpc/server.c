@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
@@ -20,6 +22,8 @@
 /* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
 #define REQUEST_SLOTS 32
 #define MAX_METHODS   32
+/* How often records of closed connections are dropped. */
+#define SWEEP_INTERVAL_S 1.0
 
 enum method_kind { METHOD_UNARY, METHOD_STREAM };
 
@@ -32,6 +36,19 @@ struct method {
     srv_unary_fn unary;
     srv_stream_fn stream;
     void *ctx;
+};
+
+/*
+ * A connection handed to the server. gRPC names a call's connection only as "fd:N", so records
+ * are found by fd in the server's table; the socket's identity (device and inode) tells whether
+ * the fd still is that connection's socket, since gRPC closes it on its own.
+ */
+struct srv_conn {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    char *addr, *cert_cn;
+    int refs; /* the server's table, and each call tied to the connection */
 };
 
 struct request_slot {
@@ -64,10 +81,12 @@ struct rpc_server {
 
     struct rpc_server_hooks hooks;
     size_t live_calls; /* srv_call objects not yet freed */
-    char **peers;      /* remote address by the fd handed to gRPC */
-    size_t n_peers;
-    bool destroyed; /* the gRPC server is gone; the last call frees this struct */
+    bool destroyed;    /* the gRPC server is gone; the last call frees this struct */
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
+
+    struct srv_conn **conns; /* by the fd handed to gRPC */
+    size_t conns_cap;
+    ev_timer sweep;
 
     /* Refusals are logged at most once a second, with the number suppressed. */
     struct ratelimit refusals;
@@ -94,9 +113,9 @@ struct srv_call {
     int close_cancelled;
     int refs;
     bool recv_pending, send_pending;
-    bool finished;      /* the handler has called finish */
-    bool status_queued; /* finish waits for a pending write */
-    char *peer;
+    bool finished;         /* the handler has called finish */
+    bool status_queued;    /* finish waits for a pending write */
+    struct srv_conn *conn; /* NULL when gRPC did not say which */
     char *method_name;
 
     const struct srv_handler *handler;
@@ -106,6 +125,112 @@ struct srv_call {
 
 static void arm_slot(struct request_slot *slot);
 static void finish_shutdown(struct rpc_server *s);
+
+/* ---- connections ---- */
+
+static void conn_free(struct srv_conn *k)
+{
+    free(k->addr);
+    free(k->cert_cn);
+    free(k);
+}
+
+static void conn_unref(struct srv_conn *k)
+{
+    if (--k->refs == 0)
+        conn_free(k);
+}
+
+/* Whether k->fd still is the connection's socket: gRPC closes it without telling us. */
+static bool conn_open(const struct srv_conn *k)
+{
+    struct stat st;
+    return fstat(k->fd, &st) == 0 && st.st_dev == k->dev && st.st_ino == k->ino;
+}
+
+/* Drops the table's reference to the record of fd. */
+static void conn_forget(struct rpc_server *s, size_t fd)
+{
+    struct srv_conn *k = s->conns[fd];
+    s->conns[fd] = NULL;
+    conn_unref(k);
+}
+
+/* Forgets connections that gRPC closed. */
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct rpc_server *s = w->data;
+    for (size_t fd = 0; fd < s->conns_cap; fd++) {
+        if (s->conns[fd] && !conn_open(s->conns[fd]))
+            conn_forget(s, fd);
+    }
+}
+
+/* The record of the connection a new call came on, from gRPC's name for it ("fd:N"); NULL when
+ * there is none. Read at once: gRPC forgets the name when the call is cancelled. */
+static struct srv_conn *conn_of_call(struct rpc_server *s, grpc_call *call)
+{
+    char *peer = grpc_call_get_peer(call);
+    char *end = NULL;
+    long fd = peer && strncmp(peer, "fd:", 3) == 0 ? strtol(peer + 3, &end, 10) : -1;
+    bool known = end && *end == '\0' && fd >= 0 && (size_t)fd < s->conns_cap;
+    gpr_free(peer);
+    return known ? s->conns[fd] : NULL;
+}
+
+/* Makes room in the table for fd. 0 or -ENOMEM. */
+static int table_fit(struct rpc_server *s, int fd)
+{
+    if ((size_t)fd < s->conns_cap)
+        return 0;
+    size_t cap = s->conns_cap ? s->conns_cap : 64;
+    while (cap <= (size_t)fd)
+        cap *= 2;
+    struct srv_conn **conns = realloc(s->conns, cap * sizeof(*conns));
+    if (!conns)
+        return -ENOMEM;
+    memset(conns + s->conns_cap, 0, (cap - s->conns_cap) * sizeof(*conns));
+    s->conns = conns;
+    s->conns_cap = cap;
+    return 0;
+}
+
+static struct srv_conn *conn_new(int fd, const struct stat *st, const struct rpc_peer *peer)
+{
+    struct srv_conn *k = calloc(1, sizeof(*k));
+    if (!k)
+        return NULL;
+    k->addr = strdup(peer->addr ? peer->addr : "?");
+    k->cert_cn = peer->cert_cn ? strdup(peer->cert_cn) : NULL;
+    if (!k->addr || (peer->cert_cn && !k->cert_cn)) {
+        conn_free(k);
+        return NULL;
+    }
+    k->fd = fd;
+    k->dev = st->st_dev;
+    k->ino = st->st_ino;
+    k->refs = 1;
+    return k;
+}
+
+int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *peer)
+{
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? -errno : table_fit(s, fd);
+    struct srv_conn *k = rc == 0 ? conn_new(fd, &st, peer) : NULL;
+    if (!k) {
+        close(fd);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    /* A record left for this fd belongs to a connection gRPC closed since. */
+    if (s->conns[fd])
+        conn_forget(s, (size_t)fd);
+    s->conns[fd] = k;
+    grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+    return 0;
+}
+
+/* ---- calls ---- */
 
 static void call_unref(struct srv_call *c)
 {
@@ -119,8 +244,8 @@ static void call_unref(struct srv_call *c)
     if (c->status_buf)
         grpc_byte_buffer_destroy(c->status_buf);
     grpc_slice_unref(c->status_details);
-    if (c->peer)
-        gpr_free(c->peer);
+    if (c->conn)
+        conn_unref(c->conn);
     if (c->method_name)
         gpr_free(c->method_name);
     struct rpc_server *s = c->server;
@@ -213,28 +338,14 @@ void *srv_call_user(const struct srv_call *c)
     return c->user;
 }
 
-int srv_call_fd(struct srv_call *c)
+const char *srv_call_peer(const struct srv_call *c)
 {
-    char *peer = grpc_call_get_peer(c->call);
-    long fd = -1;
-    if (peer && strncmp(peer, "fd:", 3) == 0)
-        fd = strtol(peer + 3, NULL, 10);
-    gpr_free(peer);
-    return fd >= 0 && fd <= INT32_MAX ? (int)fd : -1;
+    return c->conn ? c->conn->addr : "?";
 }
 
-const char *srv_call_peer(struct srv_call *c)
+const char *srv_call_cert_cn(const struct srv_call *c)
 {
-    if (c->peer)
-        return c->peer;
-    /* gRPC names the peer of a channel made from a socket "fd:N": say who N was accepted from. */
-    const struct rpc_server *s = c->server;
-    int fd = srv_call_fd(c);
-    if (fd >= 0 && (size_t)fd < s->n_peers && s->peers[fd])
-        c->peer = gpr_strdup(s->peers[fd]);
-    else
-        c->peer = grpc_call_get_peer(c->call);
-    return c->peer ? c->peer : "?";
+    return c->conn ? c->conn->cert_cn : NULL;
 }
 
 const char *srv_call_method(const struct srv_call *c)
@@ -511,6 +622,8 @@ static void on_request(struct rt_tag *tag, bool ok)
         grpc_metadata_array_destroy(&slot->metadata);
     } else {
         c->server = s;
+        if ((c->conn = conn_of_call(s, slot->call)))
+            c->conn->refs++;
         c->call = slot->call;
         c->details = slot->details;
         c->metadata = slot->metadata;
@@ -554,6 +667,8 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
         return -ENOMEM;
     s->bridge = br;
     s->loop = bridge_loop(br);
+    ev_timer_init(&s->sweep, on_sweep, SWEEP_INTERVAL_S, SWEEP_INTERVAL_S);
+    s->sweep.data = s;
     if (opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) {
         free(s);
         return -ENOMEM;
@@ -617,6 +732,7 @@ void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn
 int rpc_server_start(struct rpc_server *s)
 {
     grpc_server_start(s->server);
+    ev_timer_start(s->loop, &s->sweep);
     for (size_t i = 0; i < REQUEST_SLOTS; i++) {
         s->slots[i].tag.done = on_request;
         s->slots[i].server = s;
@@ -625,29 +741,10 @@ int rpc_server_start(struct rpc_server *s)
     return s->slots_armed ? 0 : -EIO;
 }
 
-void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer)
-{
-    if (fd >= 0 && (size_t)fd >= s->n_peers) {
-        size_t n = s->n_peers ? s->n_peers : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        char **peers = realloc(s->peers, n * sizeof(*peers));
-        if (peers) {
-            memset(peers + s->n_peers, 0, (n - s->n_peers) * sizeof(*peers));
-            s->peers = peers;
-            s->n_peers = n;
-        }
-    }
-    if (fd >= 0 && (size_t)fd < s->n_peers) {
-        free(s->peers[fd]);
-        s->peers[fd] = peer ? strdup(peer) : NULL;
-    }
-    grpc_server_add_channel_from_fd(s->server, fd, s->creds);
-}
-
 static void finish_shutdown(struct rpc_server *s)
 {
     ev_timer_stop(s->loop, &s->shutdown_timer);
+    ev_timer_stop(s->loop, &s->sweep);
     /* Calls that finished in this loop iteration may still wait for their commit, which the
      * iteration's end would have done: do it now, so that no reply confirms what is not stored. */
     if (s->held_head && s->hooks.flush)
@@ -663,11 +760,14 @@ static void finish_shutdown(struct rpc_server *s)
     void *ctx = s->shutdown_ctx;
     free(s->auth_key);
     s->auth_key = NULL;
-    for (size_t i = 0; i < s->n_peers; i++)
-        free(s->peers[i]);
-    free(s->peers);
-    s->peers = NULL;
-    s->n_peers = 0;
+    /* Calls still open keep their connection's record until they are freed. */
+    for (size_t fd = 0; fd < s->conns_cap; fd++) {
+        if (s->conns[fd])
+            conn_forget(s, fd);
+    }
+    free(s->conns);
+    s->conns = NULL;
+    s->conns_cap = 0;
     s->destroyed = true;
     if (s->live_calls == 0)
         free(s);

@@ -5,6 +5,11 @@
  * kept outstanding and re-armed at once), dispatched on the method path, and refused with
  * UNIMPLEMENTED or UNAUTHENTICATED before any handler sees them.
  *
+ * Connections: the server keeps a record of every connection handed to it (rpc_server_add_conn):
+ * who is at the other end (address, client certificate). Each call is tied to its connection's
+ * record when it arrives. The record lives until gRPC has closed the connection (seen by a sweep
+ * once a second) or the server is gone, and as long as a call of it.
+ *
  * Call lifetime: a handler owns its call from the moment its method function runs until it calls
  * srv_call_finish() exactly once; after that it gets no callback but on_free. When the peer goes
  * away (disconnect, cancel, deadline) on_done(cancelled=true) tells the handler, which must still
@@ -80,9 +85,16 @@ void rpc_server_release_replies(struct rpc_server *s, bool durable);
 /* Whether replies are being held. */
 bool rpc_server_holding(const struct rpc_server *s);
 
-/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on; peer
- * (copied) names the remote end in log lines about its calls. */
-void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer);
+/* Who is at the other end of a connection, as whoever accepted it knows. */
+struct rpc_peer {
+    const char *addr;    /* the remote address in words ("10.0.0.7:51234"), for log lines */
+    const char *cert_cn; /* common name of the client certificate verified by TLS; NULL: none */
+};
+
+/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on, and starts
+ * the connection's record (peer is copied). Returns 0, or -ENOMEM / -errno of fstat(2): then fd
+ * is closed. */
+int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *peer);
 
 /*
  * Stops taking calls; calls still open after grace_ms are cancelled. done(ctx) runs once the server
@@ -94,10 +106,12 @@ void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(v
 /* Per-call operations, loop thread only. */
 void srv_call_bind(struct srv_call *c, const struct srv_handler *h, void *user);
 void *srv_call_user(const struct srv_call *c);
-/* The remote end of the call's connection, as given to rpc_server_add_fd; owned by the call. */
-const char *srv_call_peer(struct srv_call *c);
-/* The fd that was handed to rpc_server_add_fd for the call's connection, or -1. */
-int srv_call_fd(struct srv_call *c);
+/* The remote address of the call's connection, as given to rpc_server_add_conn; "?" when the
+ * call could not be tied to a connection. Valid as long as the call. */
+const char *srv_call_peer(const struct srv_call *c);
+/* The common name of the client certificate of the call's connection, or NULL when it showed
+ * none. Valid as long as the call. */
+const char *srv_call_cert_cn(const struct srv_call *c);
 const char *srv_call_method(const struct srv_call *c);
 /*
  * For streaming methods that read a request by hand: decodes msg (NULL is a missing request) as a

@@ -313,7 +313,7 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         return;
     }
     set_state(s, S_DATA_DIALING);
-    if (dial_start(s->loop, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
+    if (dial_start(s->loop, s->id.tls, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
                    on_data_dialed, s, &s->dial) < 0)
         connection_lost(s, "cannot start dialing: out of memory");
 }
@@ -387,8 +387,8 @@ static void try_connect(struct session *s)
         return;
     }
     set_state(s, S_DIALING);
-    int rc = dial_start(s->loop, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
-                        on_dialed, s, &s->dial);
+    int rc = dial_start(s->loop, s->id.tls, s->cfg->master_host, s->cfg->master_port,
+                        DIAL_TIMEOUT_MS, on_dialed, s, &s->dial);
     if (rc < 0) {
         note_failure(s, "cannot start dialing: out of memory");
         schedule_retry(s);
