@@ -1,9 +1,11 @@
 #include "rpc/server.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@
 #define MAX_METHODS   32
 /* How often records of closed connections are dropped. */
 #define SWEEP_INTERVAL_S 1.0
+/* The request headers gRPC takes per call, in bytes. */
+#define RPC_MAX_METADATA (8 * 1024)
 
 enum method_kind { METHOD_UNARY, METHOD_STREAM };
 
@@ -44,11 +48,16 @@ struct method {
  * the fd still is that connection's socket, since gRPC closes it on its own.
  */
 struct srv_conn {
+    struct rpc_server *server;
     int fd;
     dev_t dev;
     ino_t ino;
     char *addr, *cert_cn;
-    int refs; /* the server's table, and each call tied to the connection */
+    int refs;      /* the server's table, and each call tied to the connection */
+    bool closing;  /* shut down by us: its calls are dropped unanswered */
+    double tokens; /* budget of wasted calls left, as of refilled_at */
+    double refilled_at;
+    unsigned long started, wasted;
 };
 
 struct request_slot {
@@ -88,8 +97,9 @@ struct rpc_server {
     size_t conns_cap;
     ev_timer sweep;
 
-    /* Refusals are logged at most once a second, with the number suppressed. */
-    struct ratelimit refusals;
+    /* Refusals and closed connections are logged at most once a second per kind, with the
+     * number suppressed. */
+    struct ratelimit refusals, over_budget;
 };
 
 struct call_op {
@@ -115,8 +125,8 @@ struct srv_call {
     bool recv_pending, send_pending;
     bool finished;         /* the handler has called finish */
     bool status_queued;    /* finish waits for a pending write */
+    bool wasted;           /* charged to its connection's budget already */
     struct srv_conn *conn; /* NULL when gRPC did not say which */
-    char *method_name;
 
     const struct srv_handler *handler;
     void *user;
@@ -148,12 +158,63 @@ static bool conn_open(const struct srv_conn *k)
     return fstat(k->fd, &st) == 0 && st.st_dev == k->dev && st.st_ino == k->ino;
 }
 
+/* Whether the connection ends anyway: the peer closed its side, or the socket failed. */
+static bool conn_ending(const struct srv_conn *k)
+{
+    struct pollfd p = {.fd = k->fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* Drops the table's reference to the record of fd. */
 static void conn_forget(struct rpc_server *s, size_t fd)
 {
     struct srv_conn *k = s->conns[fd];
     s->conns[fd] = NULL;
     conn_unref(k);
+}
+
+/*
+ * Shuts the connection down (gRPC sees its socket end and tears the transport down); its calls
+ * still queued are dropped unanswered. One line names the peer and why, at most once a second
+ * per kind. A connection already ending or closed gets neither: it is not worth a line.
+ */
+static void conn_shut(struct srv_conn *k, struct ratelimit *rl, const char *why)
+{
+    k->closing = true;
+    if (!conn_open(k) || conn_ending(k))
+        return;
+    shutdown(k->fd, SHUT_RDWR);
+    unsigned held;
+    if (!ratelimit_pass(rl, ev_now(k->server->loop), &held))
+        return;
+    if (held)
+        log_warn("closed the connection from %s after %lu calls: %s (%u more closed for this "
+                 "since the last such line)",
+                 k->addr, k->started, why, held);
+    else
+        log_warn("closed the connection from %s after %lu calls: %s", k->addr, k->started, why);
+}
+
+/* Charges one wasted call to the connection's token bucket; overdrawing it closes the
+ * connection. */
+static void conn_charge(struct srv_conn *k)
+{
+    struct rpc_server *s = k->server;
+    double now = ev_now(s->loop);
+    k->tokens += (now - k->refilled_at) * RPC_CONN_WASTE_PER_S;
+    if (k->tokens > RPC_CONN_WASTE_BURST)
+        k->tokens = RPC_CONN_WASTE_BURST;
+    k->refilled_at = now;
+    k->tokens -= 1.0;
+    k->wasted++;
+    if (k->tokens < 0 && !k->closing) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "%lu of them refused or cancelled before an answer, over the budget (%d at "
+                 "once, %.0f a second)",
+                 k->wasted, RPC_CONN_WASTE_BURST, RPC_CONN_WASTE_PER_S);
+        conn_shut(k, &s->over_budget, why);
+    }
 }
 
 /* Forgets connections that gRPC closed. */
@@ -195,7 +256,8 @@ static int table_fit(struct rpc_server *s, int fd)
     return 0;
 }
 
-static struct srv_conn *conn_new(int fd, const struct stat *st, const struct rpc_peer *peer)
+static struct srv_conn *conn_new(struct rpc_server *s, int fd, const struct stat *st,
+                                 const struct rpc_peer *peer)
 {
     struct srv_conn *k = calloc(1, sizeof(*k));
     if (!k)
@@ -206,10 +268,13 @@ static struct srv_conn *conn_new(int fd, const struct stat *st, const struct rpc
         conn_free(k);
         return NULL;
     }
+    k->server = s;
     k->fd = fd;
     k->dev = st->st_dev;
     k->ino = st->st_ino;
     k->refs = 1;
+    k->refilled_at = ev_now(s->loop);
+    k->tokens = RPC_CONN_WASTE_BURST;
     return k;
 }
 
@@ -217,7 +282,7 @@ int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *pee
 {
     struct stat st;
     int rc = fstat(fd, &st) < 0 ? -errno : table_fit(s, fd);
-    struct srv_conn *k = rc == 0 ? conn_new(fd, &st, peer) : NULL;
+    struct srv_conn *k = rc == 0 ? conn_new(s, fd, &st, peer) : NULL;
     if (!k) {
         close(fd);
         return rc < 0 ? rc : -ENOMEM;
@@ -246,8 +311,6 @@ static void call_unref(struct srv_call *c)
     grpc_slice_unref(c->status_details);
     if (c->conn)
         conn_unref(c->conn);
-    if (c->method_name)
-        gpr_free(c->method_name);
     struct rpc_server *s = c->server;
     free(c);
     /* Handlers may finish their calls after the gRPC server is gone (at shutdown); our struct
@@ -267,9 +330,21 @@ static void start_batch(struct srv_call *c, const grpc_op *ops, size_t n, struct
     }
 }
 
+/* The call cost work and served nothing: it draws on its connection's budget, once. */
+static void call_waste(struct srv_call *c)
+{
+    if (c->wasted)
+        return;
+    c->wasted = true;
+    if (c->conn)
+        conn_charge(c->conn);
+}
+
 static void on_close(struct rt_tag *tag, bool ok)
 {
     struct srv_call *c = ((struct call_op *)tag)->call;
+    if (c->close_cancelled)
+        call_waste(c);
     if (!c->finished && c->handler && c->handler->on_done)
         c->handler->on_done(c, c->close_cancelled != 0);
     call_unref(c);
@@ -472,9 +547,10 @@ void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *deta
     srv_call_finish(c, status, details, NULL);
 }
 
-/* Refusals are logged with their peer, at most once a second. */
-static void log_refusal(struct srv_call *c, const char *what)
+/* A refused call: charged to its connection, and logged with its peer at most once a second. */
+static void note_refusal(struct srv_call *c, const char *what)
 {
+    call_waste(c);
     unsigned held;
     if (!ratelimit_pass(&c->server->refusals, ev_now(c->server->loop), &held))
         return;
@@ -497,7 +573,7 @@ static int decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMess
     ProtobufCMessage *req = NULL;
     int rc = codec_unpack(msg, d, &req);
     if (rc < 0) {
-        log_refusal(c, rc == -EMSGSIZE ? "oversized request" : "malformed request");
+        note_refusal(c, rc == -EMSGSIZE ? "oversized request" : "malformed request");
         *why = rc == -EMSGSIZE ? "request too large" : "malformed request";
         return rc;
     }
@@ -505,7 +581,7 @@ static int decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMess
     if (rc < 0) {
         char what[192];
         snprintf(what, sizeof(what), "invalid request (%s)", *why);
-        log_refusal(c, what);
+        note_refusal(c, what);
         protobuf_c_message_free_unpacked(req, NULL);
         return rc;
     }
@@ -564,9 +640,52 @@ static const struct method *find_method(struct rpc_server *s, grpc_slice path)
     return NULL;
 }
 
+/*
+ * Answers a call that goes no further (unknown method, wrong key, shutting down) with one batch:
+ * initial metadata, the status and the wait for the call's end. Refusals are what a flood is made
+ * of, so they cost one completion and nothing is held for the group commit.
+ */
+static void refuse(struct srv_call *c, grpc_status_code status, const char *details)
+{
+    c->finished = true;
+    c->status = status;
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_static_string(details);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[2].data.send_status_from_server.status = status;
+    ops[2].data.send_status_from_server.status_details = &c->status_details;
+    start_batch(c, ops, 3, &c->close_op);
+    call_unref(c); /* the handler's reference: there is no handler */
+}
+
 static void dispatch(struct srv_call *c)
 {
     struct rpc_server *s = c->server;
+    c->method = find_method(s, c->details.method);
+    if (!c->method) {
+        if (log_enabled(LOG_DEBUG)) {
+            char *name = grpc_slice_to_c_string(c->details.method);
+            log_debug("unimplemented method %s from %s", name, srv_call_peer(c));
+            gpr_free(name);
+        }
+        call_waste(c);
+        refuse(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
+        return;
+    }
+    if (s->auth_key && !auth_metadata_ok(&c->metadata, s->auth_key)) {
+        note_refusal(c, "missing or wrong auth key");
+        refuse(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
+        return;
+    }
+    if (s->shutting_down) {
+        refuse(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
+        return;
+    }
     /* Initial metadata goes out at once: a client keeping a stream open notices a dead
      * connection immediately only once the server has answered its headers. */
     grpc_op ops[2];
@@ -575,29 +694,21 @@ static void dispatch(struct srv_call *c)
     ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
     start_batch(c, ops, 2, &c->close_op);
-
-    c->method = find_method(s, c->details.method);
-    if (!c->method) {
-        c->method_name = grpc_slice_to_c_string(c->details.method);
-        log_debug("unimplemented method %s", c->method_name);
-        srv_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
-        return;
-    }
-    if (s->auth_key && !auth_metadata_ok(&c->metadata, s->auth_key)) {
-        log_refusal(c, "missing or wrong auth key");
-        srv_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
-        return;
-    }
-    if (s->shutting_down) {
-        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
-        return;
-    }
     if (c->method->kind == METHOD_UNARY) {
         srv_call_bind(c, &unary_handler, NULL);
         srv_call_read(c);
     } else {
         c->method->stream(c, c->method->ctx);
     }
+}
+
+/* Lets go of a new call without answering it: no batch at all. */
+static void drop_request(struct request_slot *slot)
+{
+    grpc_call_cancel(slot->call, NULL);
+    grpc_call_unref(slot->call);
+    grpc_call_details_destroy(&slot->details);
+    grpc_metadata_array_destroy(&slot->metadata);
 }
 
 static void on_request(struct rt_tag *tag, bool ok)
@@ -613,17 +724,21 @@ static void on_request(struct rt_tag *tag, bool ok)
             finish_shutdown(s);
         return;
     }
-    struct srv_call *c = calloc(1, sizeof(*c));
-    if (!c) {
+    struct srv_conn *k = conn_of_call(s, slot->call);
+    struct srv_call *c = NULL;
+    if (k && k->closing) {
+        /* Queued before its connection was closed: nobody waits for an answer. */
+        drop_request(slot);
+    } else if (!(c = calloc(1, sizeof(*c)))) {
         log_error("out of memory accepting a call");
-        grpc_call_cancel(slot->call, NULL);
-        grpc_call_unref(slot->call);
-        grpc_call_details_destroy(&slot->details);
-        grpc_metadata_array_destroy(&slot->metadata);
+        drop_request(slot);
     } else {
         c->server = s;
-        if ((c->conn = conn_of_call(s, slot->call)))
-            c->conn->refs++;
+        c->conn = k;
+        if (k) {
+            k->refs++;
+            k->started++;
+        }
         c->call = slot->call;
         c->details = slot->details;
         c->metadata = slot->metadata;
@@ -680,7 +795,12 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
         {GRPC_ARG_INTEGER,
          GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
          {.integer = opt->min_client_ping_ms}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 0}},
+        /* A client pinging more often than that (ours ping every 20 s) gets GOAWAY at the third
+         * ping too early: a ping flood ends the connection instead of costing a write each. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 2}},
+        /* Request headers are small (path, auth key, a few more): what a peer can make the
+         * server decode and keep per call stays small too. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = RPC_MAX_METADATA}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = opt->max_streams_per_conn}},

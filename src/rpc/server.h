@@ -6,9 +6,20 @@
  * UNIMPLEMENTED or UNAUTHENTICATED before any handler sees them.
  *
  * Connections: the server keeps a record of every connection handed to it (rpc_server_add_conn):
- * who is at the other end (address, client certificate). Each call is tied to its connection's
- * record when it arrives. The record lives until gRPC has closed the connection (seen by a sweep
- * once a second) or the server is gone, and as long as a call of it.
+ * who is at the other end (address, client certificate) and what its calls cost. Each call is tied
+ * to its connection's record when it arrives. The record lives until gRPC has closed the
+ * connection (seen by a sweep once a second) or the server is gone, and as long as a call of it.
+ *
+ * Budgets per connection, so that one hostile connection cannot stall the loop (see
+ * docs/security.md for the figures):
+ * - Calls that are wasted -- refused (unknown method, wrong key, invalid request) or cancelled by
+ *   the peer before the answer went out, as an HTTP/2 rapid reset does -- draw on a token bucket
+ *   (RPC_CONN_WASTE_BURST at once, RPC_CONN_WASTE_PER_S a second after that). A connection that
+ *   overdraws it is shut down (shutdown(2) on the fd gRPC owns: gRPC then tears the transport
+ *   down, and with TLS the pump ends the TLS connection); the calls it had queued are dropped
+ *   unanswered, without a batch.
+ * Closed connections are logged at most once a second, with the number held back. Refusals are
+ * answered with one batch and never wait for the group commit: they are what a flood is made of.
  *
  * Call lifetime: a handler owns its call from the moment its method function runs until it calls
  * srv_call_finish() exactly once; after that it gets no callback but on_free. When the peer goes
@@ -56,6 +67,10 @@ struct rpc_server_options {
     int min_client_ping_ms;   /* the most frequent client ping accepted */
     int max_streams_per_conn; /* concurrent calls on one connection */
 };
+
+/* The budget of wasted calls per connection (see above). */
+#define RPC_CONN_WASTE_BURST 100
+#define RPC_CONN_WASTE_PER_S 10.0
 
 /* Creates the server on the bridge's queue; methods are added before rpc_server_start(). */
 int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,

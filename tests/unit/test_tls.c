@@ -28,6 +28,8 @@
 #include "net/tls.h"
 
 #define MIB (1024 * 1024)
+/* A bound on the pump's linger after one direction ended (5 s in net/tls.c), with room to spare. */
+#define LINGER_BOUND_S 8.0
 
 /* Made once by make_pkis(), before any test: a cluster's PKI, and a second CA that nobody trusts.
  */
@@ -629,6 +631,26 @@ START_TEST(test_gone_network_ends_the_plaintext_ends)
 }
 END_TEST
 
+/* What the master does to a connection it closes: shutdown(2) of the plaintext end gRPC owns. */
+START_TEST(test_shutdown_of_the_plaintext_end_ends_the_connection)
+{
+    make_server(true, 0);
+    make_client(pki, pki, "worker", "localhost");
+    struct link k;
+    connect_pair(&k, "localhost");
+    expect_connected(&k);
+    ck_assert_int_eq(shutdown(k.s.fd, SHUT_RDWR), 0);
+    ck_assert(wait_dead(k.c.fd, 2.0));
+    /* A client that does not take the hint and writes on: both sides still go, and the server's
+     * plaintext end never sees a byte. */
+    send(k.c.fd, "PING", 4, MSG_NOSIGNAL);
+    run_until_closed(LINGER_BOUND_S);
+    char b;
+    ck_assert_int_eq(recv(k.s.fd, &b, 1, 0), 0);
+    close_link(&k);
+}
+END_TEST
+
 START_TEST(test_destroying_the_server_closes_its_connections)
 {
     make_server(false, 0);
@@ -893,6 +915,7 @@ static Suite *tls_suite(void)
     tcase_add_test(pump, test_garbage_on_the_wire_closes_both_plaintext_ends_at_once);
     tcase_add_test(pump, test_gone_network_ends_the_plaintext_ends);
     tcase_add_test(pump, test_destroying_the_server_closes_its_connections);
+    tcase_add_test(pump, test_shutdown_of_the_plaintext_end_ends_the_connection);
     tcase_add_test(pump, test_accept_gives_the_verified_client_common_name_and_address);
     tcase_add_test(pump, test_refused_handshake_names_the_address_and_no_name);
     tcase_add_test(pump, test_without_client_auth_there_is_no_peer_name);
