@@ -28,6 +28,9 @@
 #define PUMP_BUF_SIZE (64 * 1024)
 /* Buffer blocks kept for reuse when a connection goes idle, per context. */
 #define PUMP_SPARES 4
+/* Rounds of moving bytes both ways per wake-up (each up to PUMP_BUF_SIZE per direction): a
+ * connection that always has bytes to move must still leave the loop to everything else. */
+#define PUMP_ROUNDS 4
 /* After one direction ended, the other gets this long to end too. */
 #define LINGER_S 5.0
 /* TLS 1.3 suites only; ChaCha20 first because this wolfSSL build has no AES-NI (FIELD-NOTES). */
@@ -65,7 +68,8 @@ struct tls_conn {
     int net_fd;   /* the TCP socket carrying TLS records */
     int plain_fd; /* our end of the socketpair, -1 until the handshake succeeded */
     ev_io net_io, plain_io;
-    ev_timer timer; /* handshake timeout, then the linger bound */
+    ev_timer timer;  /* handshake timeout, then the linger bound */
+    ev_timer resume; /* the next rounds of a pump that stopped at PUMP_ROUNDS */
     uint64_t timeout_ms;
     tls_ready_cb cb;
     void *cb_ctx;
@@ -398,6 +402,7 @@ static void conn_close(struct tls_conn *c)
     ev_io_stop(c->loop, &c->net_io);
     ev_io_stop(c->loop, &c->plain_io);
     ev_timer_stop(c->loop, &c->timer);
+    ev_timer_stop(c->loop, &c->resume);
     if (c->ssl)
         wolfSSL_free(c->ssl);
     if (c->net_fd >= 0)
@@ -737,7 +742,11 @@ static int pump_up(struct tls_conn *c)
     return progress;
 }
 
-/* Moves bytes both ways until neither can go further, then waits for exactly what blocks. */
+/*
+ * Moves bytes both ways until neither can go further, then waits for exactly what blocks. After
+ * PUMP_ROUNDS rounds that all moved bytes it stops and goes on in the next loop iteration: a
+ * peer that sends without pause (a flood, or a long log upload) cannot hold the loop.
+ */
 static void pump(struct tls_conn *c)
 {
     if (!buffers_take(c)) {
@@ -745,7 +754,8 @@ static void pump(struct tls_conn *c)
         conn_close(c);
         return;
     }
-    for (;;) {
+    bool busy = false;
+    for (int round = 0; !busy; round++) {
         int down = pump_down(c);
         if (down < 0)
             return;
@@ -754,9 +764,16 @@ static void pump(struct tls_conn *c)
             return;
         if (!down && !up)
             break;
+        busy = round + 1 == PUMP_ROUNDS;
     }
     if (c->plain_shut && c->net_shut) {
         conn_close(c);
+        return;
+    }
+    if (busy) {
+        set_watch(c, &c->net_io, c->net_fd, 0);
+        set_watch(c, &c->plain_io, c->plain_fd, 0);
+        ev_timer_start(c->loop, &c->resume);
         return;
     }
     int net = 0, plain = 0;
@@ -776,6 +793,11 @@ static void pump(struct tls_conn *c)
 }
 
 static void on_pump_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    pump(w->data);
+}
+
+static void on_pump_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
     pump(w->data);
 }
@@ -928,6 +950,8 @@ static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int f
     c->plain_io.data = c;
     ev_timer_init(&c->timer, on_handshake_timeout, (double)timeout_ms / 1000.0, 0.0);
     c->timer.data = c;
+    ev_timer_init(&c->resume, on_pump_resume, 0.0, 0.0);
+    c->resume.data = c;
     if (timeout_ms)
         ev_timer_start(loop, &c->timer);
     c->next = b->conns;
