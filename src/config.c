@@ -71,6 +71,7 @@ enum option_id {
     OPT_NODE_NAME,
     OPT_MAX_RUNNERS,
     OPT_MAX_CONNECTIONS,
+    OPT_AUTH_TIMEOUT,
     OPT_HEARTBEAT_INTERVAL,
     OPT_FETCH_INTERVAL,
     OPT_CANCEL_GRACE,
@@ -151,6 +152,10 @@ static const struct option_def options[OPT_COUNT] = {
                              "Connections open at once, 1 to 1000000; more are refused. A "
                              "worker uses two.",
                              "10000"},
+    [OPT_AUTH_TIMEOUT] = {"auth-timeout", "DURATION", M(CMD_MASTER), NULL,
+                          "Time a new connection has for its first call with the auth key; "
+                          "then it is closed. 0: no limit.",
+                          "10s"},
     [OPT_HEARTBEAT_INTERVAL] = {"heartbeat-interval", "DURATION", DAEMONS, NULL,
                                 "Time between a worker's heartbeats; the master expects the "
                                 "same.",
@@ -803,6 +808,8 @@ static int apply_option(struct parse *p, enum option_id id, const char *value, c
                         MAX_CONNECTIONS_LIMIT, QUOTE_MAX, value);
         c->max_connections = (int)n;
         return 0;
+    case OPT_AUTH_TIMEOUT:
+        return apply_duration(p, &c->auth_timeout_ms, value, label, true);
     case OPT_HEARTBEAT_INTERVAL:
         return apply_duration(p, &c->heartbeat_interval_ms, value, label, false);
     case OPT_FETCH_INTERVAL:
@@ -1239,6 +1246,7 @@ static int set_defaults(struct parse *p)
     c->log_format = LOG_FORMAT_TEXT;
     c->max_runners = DEFAULT_MAX_RUNNERS;
     c->max_connections = DEFAULT_MAX_CONNECTIONS;
+    c->auth_timeout_ms = 10 * 1000;
     c->heartbeat_interval_ms = 5 * 1000;
     c->fetch_interval_ms = 1000;
     c->cancel_grace_ms = 15 * 1000;

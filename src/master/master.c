@@ -220,6 +220,7 @@ int master_main(const struct config *cfg)
         .keepalive_timeout_ms = 5000,
         .min_client_ping_ms = 10000,
         .max_streams_per_conn = 1024,
+        .auth_deadline_ms = cfg->auth_timeout_ms,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
         (rc = group_create(&m, &m.group)) < 0 || (rc = nodes_create(&m, &m.nodes)) < 0 ||

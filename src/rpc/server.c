@@ -24,7 +24,7 @@
 /* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
 #define REQUEST_SLOTS 32
 #define MAX_METHODS   32
-/* How often records of closed connections are dropped. */
+/* How often records of closed connections are dropped and first-call deadlines checked. */
 #define SWEEP_INTERVAL_S 1.0
 /* The request headers gRPC takes per call, in bytes. */
 #define RPC_MAX_METADATA (8 * 1024)
@@ -53,9 +53,11 @@ struct srv_conn {
     dev_t dev;
     ino_t ino;
     char *addr, *cert_cn;
-    int refs;      /* the server's table, and each call tied to the connection */
-    bool closing;  /* shut down by us: its calls are dropped unanswered */
-    double tokens; /* budget of wasted calls left, as of refilled_at */
+    int refs;           /* the server's table, and each call tied to the connection */
+    bool closing;       /* shut down by us: its calls are dropped unanswered */
+    bool authenticated; /* a call passed the auth check */
+    double added_at;    /* loop time */
+    double tokens;      /* budget of wasted calls left, as of refilled_at */
     double refilled_at;
     unsigned long started, wasted;
 };
@@ -96,10 +98,11 @@ struct rpc_server {
     struct srv_conn **conns; /* by the fd handed to gRPC */
     size_t conns_cap;
     ev_timer sweep;
+    double auth_deadline_s; /* 0: none */
 
     /* Refusals and closed connections are logged at most once a second per kind, with the
      * number suppressed. */
-    struct ratelimit refusals, over_budget;
+    struct ratelimit refusals, over_budget, no_auth;
 };
 
 struct call_op {
@@ -217,13 +220,23 @@ static void conn_charge(struct srv_conn *k)
     }
 }
 
-/* Forgets connections that gRPC closed. */
+/* Forgets connections that gRPC closed; closes those past their first-call deadline. */
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct rpc_server *s = w->data;
+    double now = ev_now(loop);
     for (size_t fd = 0; fd < s->conns_cap; fd++) {
-        if (s->conns[fd] && !conn_open(s->conns[fd]))
+        struct srv_conn *k = s->conns[fd];
+        if (!k)
+            continue;
+        if (!conn_open(k)) {
             conn_forget(s, fd);
+        } else if (s->auth_deadline_s > 0 && !k->authenticated && !k->closing &&
+                   now - k->added_at >= s->auth_deadline_s) {
+            char why[96];
+            snprintf(why, sizeof(why), "no authenticated call within %.1f s", s->auth_deadline_s);
+            conn_shut(k, &s->no_auth, why);
+        }
     }
 }
 
@@ -273,7 +286,7 @@ static struct srv_conn *conn_new(struct rpc_server *s, int fd, const struct stat
     k->dev = st->st_dev;
     k->ino = st->st_ino;
     k->refs = 1;
-    k->refilled_at = ev_now(s->loop);
+    k->added_at = k->refilled_at = ev_now(s->loop);
     k->tokens = RPC_CONN_WASTE_BURST;
     return k;
 }
@@ -682,6 +695,8 @@ static void dispatch(struct srv_call *c)
         refuse(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
         return;
     }
+    if (c->conn)
+        c->conn->authenticated = true;
     if (s->shutting_down) {
         refuse(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
         return;
@@ -782,6 +797,7 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
         return -ENOMEM;
     s->bridge = br;
     s->loop = bridge_loop(br);
+    s->auth_deadline_s = (double)opt->auth_deadline_ms / 1000.0;
     ev_timer_init(&s->sweep, on_sweep, SWEEP_INTERVAL_S, SWEEP_INTERVAL_S);
     s->sweep.data = s;
     if (opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) {

@@ -18,7 +18,9 @@
  *   overdraws it is shut down (shutdown(2) on the fd gRPC owns: gRPC then tears the transport
  *   down, and with TLS the pump ends the TLS connection); the calls it had queued are dropped
  *   unanswered, without a batch.
- * Closed connections are logged at most once a second, with the number held back. Refusals are
+ * - A connection must make its first authenticated call within auth_deadline_ms of being added
+ *   (any call of a known method when authentication is off), else it is shut down the same way.
+ * Both are logged at most once a second per kind, with the number held back. Refusals are
  * answered with one batch and never wait for the group commit: they are what a flood is made of.
  *
  * Call lifetime: a handler owns its call from the moment its method function runs until it calls
@@ -61,11 +63,12 @@ typedef void (*srv_unary_fn)(struct srv_call *c, void *ctx, const ProtobufCMessa
 typedef void (*srv_stream_fn)(struct srv_call *c, void *ctx);
 
 struct rpc_server_options {
-    const char *auth_key;     /* NULL: no authentication (--insecure-no-auth) */
-    int keepalive_time_ms;    /* HTTP/2 ping interval towards clients */
-    int keepalive_timeout_ms; /* how long a ping may go unanswered */
-    int min_client_ping_ms;   /* the most frequent client ping accepted */
-    int max_streams_per_conn; /* concurrent calls on one connection */
+    const char *auth_key;      /* NULL: no authentication (--insecure-no-auth) */
+    int keepalive_time_ms;     /* HTTP/2 ping interval towards clients */
+    int keepalive_timeout_ms;  /* how long a ping may go unanswered */
+    int min_client_ping_ms;    /* the most frequent client ping accepted */
+    int max_streams_per_conn;  /* concurrent calls on one connection */
+    uint64_t auth_deadline_ms; /* time a connection has for its first authenticated call; 0: none */
 };
 
 /* The budget of wasted calls per connection (see above). */
