@@ -28,6 +28,14 @@
 #define SWEEP_INTERVAL_S 1.0
 /* The request headers gRPC takes per call, in bytes. */
 #define RPC_MAX_METADATA (8 * 1024)
+/*
+ * A connection's receive buffer (SO_RCVBUF, which the kernel doubles) until its first authenticated
+ * call, and from then on. gRPC reads a TCP socket until the kernel says it is empty: from a peer
+ * not trusted yet it gets this little per turn, and its pollers come back to the bridge between
+ * turns, where they wait while the loop is behind (runtime/bridge.h).
+ */
+#define RCVBUF_UNTRUSTED (16 * 1024)
+#define RCVBUF_TRUSTED   (4 * 1024 * 1024)
 
 enum method_kind { METHOD_UNARY, METHOD_STREAM };
 
@@ -168,6 +176,20 @@ static bool conn_ending(const struct srv_conn *k)
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
+static void conn_set_rcvbuf(const struct srv_conn *k, int bytes)
+{
+    setsockopt(k->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
+/* The first call with the key (or any call without authentication): the peer is trusted. */
+static void conn_authenticated(struct srv_conn *k)
+{
+    if (k->authenticated)
+        return;
+    k->authenticated = true;
+    conn_set_rcvbuf(k, RCVBUF_TRUSTED);
+}
+
 /* Drops the table's reference to the record of fd. */
 static void conn_forget(struct rpc_server *s, size_t fd)
 {
@@ -304,6 +326,7 @@ int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *pee
     if (s->conns[fd])
         conn_forget(s, (size_t)fd);
     s->conns[fd] = k;
+    conn_set_rcvbuf(k, RCVBUF_UNTRUSTED);
     grpc_server_add_channel_from_fd(s->server, fd, s->creds);
     return 0;
 }
@@ -696,7 +719,7 @@ static void dispatch(struct srv_call *c)
         return;
     }
     if (c->conn)
-        c->conn->authenticated = true;
+        conn_authenticated(c->conn);
     if (s->shutting_down) {
         refuse(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
         return;

@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "runtime/log.h"
 
 struct completion {
     struct rt_tag *tag;
     bool ok;
+    double queued_at; /* monotonic seconds */
 };
 
 struct bridge {
@@ -27,12 +29,19 @@ struct bridge {
     size_t pollers_done;
 };
 
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void bridge_post(struct bridge *b, struct rt_tag *tag, bool ok)
 {
     pthread_mutex_lock(&b->lock);
     while (b->len == BRIDGE_QUEUE_MAX)
         pthread_cond_wait(&b->changed, &b->lock);
-    b->ring[(b->head + b->len) % BRIDGE_QUEUE_MAX] = (struct completion){tag, ok};
+    b->ring[(b->head + b->len) % BRIDGE_QUEUE_MAX] = (struct completion){tag, ok, monotonic_s()};
     b->len++;
     pthread_cond_broadcast(&b->changed);
     pthread_mutex_unlock(&b->lock);
@@ -47,10 +56,21 @@ size_t bridge_queued(struct bridge *b)
     return n;
 }
 
+/* Before a poller asks gRPC for more: while the oldest completion has waited longer than
+ * BRIDGE_LAG_MAX_S, the loop is behind, and the poller waits until the loop took it. */
+static void wait_for_loop(struct bridge *b)
+{
+    pthread_mutex_lock(&b->lock);
+    while (b->len > 0 && monotonic_s() - b->ring[b->head].queued_at > BRIDGE_LAG_MAX_S)
+        pthread_cond_wait(&b->changed, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+}
+
 static void *poll_queue(void *arg)
 {
     struct bridge *b = arg;
     for (;;) {
+        wait_for_loop(b);
         grpc_event ev =
             grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)

@@ -14,8 +14,11 @@
  * Bounds, so that a flood of calls can neither grow memory nor starve the loop:
  * - At most BRIDGE_QUEUE_MAX completions wait for the loop. When the queue is full the pollers
  *   wait until the loop has taken some, and while they wait gRPC takes in no more work from the
- *   network. This cannot deadlock: the loop never waits for a poller (it only takes from the
- *   queue and wakes them), and bridge_destroy() keeps taking while it joins them.
+ *   network. They also wait, before they poll again, while the oldest completion has waited
+ *   longer than BRIDGE_LAG_MAX_S: a loop that falls behind (starved of CPU, or busy) slows the
+ *   intake down to its own pace instead of letting gRPC pile up calls it will not see for long.
+ *   This cannot deadlock: the loop never waits for a poller (it only takes from the queue and
+ *   wakes them), and bridge_destroy() keeps taking while it joins them.
  * - The loop handles at most BRIDGE_BATCH completions per wake-up. When more are queued it wakes
  *   itself again through the async watcher, so libev runs a full iteration in between: timers,
  *   signals, other I/O and prepare watchers (the master's group commit point) get their turn.
@@ -32,6 +35,7 @@
 #define BRIDGE_QUEUE_MAX 4096
 #define BRIDGE_BATCH     256
 #define BRIDGE_POLLERS   2
+#define BRIDGE_LAG_MAX_S 0.02
 
 /*
  * A completion tag. Embed it as the first member of whatever object waits for the completion; the
