@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,13 @@
 #include "runtime/log.h"
 #include "runtime/ratelimit.h"
 
-/* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
-#define REQUEST_SLOTS 32
+/*
+ * Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. Many: a
+ * call gRPC cannot match with a request waits in its own queue, unbounded and unseen, where the
+ * bridge's backpressure cannot count it; a matched one is a completion, which it does (measured:
+ * with 32, a rapid reset from one connection after another could still grow the master by 1 GB).
+ */
+#define REQUEST_SLOTS 1024
 #define MAX_METHODS   32
 /* How often records of closed connections are dropped and first-call deadlines checked. */
 #define SWEEP_INTERVAL_S 1.0
@@ -70,6 +76,24 @@ struct srv_conn {
     unsigned long started, wasted;
 };
 
+/*
+ * The thread that hands sockets to gRPC. grpc_server_add_channel_from_fd() starts reading the
+ * socket on the thread that calls it and goes on while the peer keeps it full: on the loop, a
+ * flooding peer held the loop there for seconds, where it could not see the flood's calls and
+ * close the connection (a worker went offline). The loop queues, this thread makes the call.
+ */
+struct adder {
+    pthread_t thread;
+    bool started;
+    grpc_server *server;
+    grpc_server_credentials *creds;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int *fds; /* guarded by lock, like the three below */
+    size_t len, cap;
+    bool stop;
+};
+
 struct request_slot {
     struct rt_tag tag;
     struct rpc_server *server;
@@ -103,6 +127,7 @@ struct rpc_server {
     bool destroyed;    /* the gRPC server is gone; the last call frees this struct */
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
 
+    struct adder adder;
     struct srv_conn **conns; /* by the fd handed to gRPC */
     size_t conns_cap;
     ev_timer sweep;
@@ -146,6 +171,81 @@ struct srv_call {
 
 static void arm_slot(struct request_slot *slot);
 static void finish_shutdown(struct rpc_server *s);
+
+/* ---- handing sockets to gRPC ---- */
+
+static void *adder_main(void *arg)
+{
+    struct adder *a = arg;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stop) {
+        if (a->len == 0) {
+            pthread_cond_wait(&a->wake, &a->lock);
+            continue;
+        }
+        int fd = a->fds[0];
+        memmove(a->fds, a->fds + 1, --a->len * sizeof(*a->fds));
+        pthread_mutex_unlock(&a->lock);
+        grpc_server_add_channel_from_fd(a->server, fd, a->creds);
+        pthread_mutex_lock(&a->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+static int adder_start(struct adder *a, grpc_server *server, grpc_server_credentials *creds)
+{
+    a->server = server;
+    a->creds = creds;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->wake, NULL);
+    int rc = pthread_create(&a->thread, NULL, adder_main, a);
+    a->started = rc == 0;
+    return -rc;
+}
+
+/* Queues fd for gRPC. 0, or -ENOMEM (fd stays the caller's). */
+static int adder_push(struct adder *a, int fd)
+{
+    int rc = 0;
+    pthread_mutex_lock(&a->lock);
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        int *fds = realloc(a->fds, cap * sizeof(*fds));
+        if (fds) {
+            a->fds = fds;
+            a->cap = cap;
+        }
+    }
+    if (a->len < a->cap) {
+        a->fds[a->len++] = fd;
+        pthread_cond_signal(&a->wake);
+    } else {
+        rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+/* Stops the thread once its current call returned; sockets still queued are closed. */
+static void adder_stop(struct adder *a)
+{
+    if (!a->started)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stop = true;
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    a->started = false;
+    for (size_t i = 0; i < a->len; i++)
+        close(a->fds[i]);
+    free(a->fds);
+    a->fds = NULL;
+    a->len = a->cap = 0;
+    pthread_cond_destroy(&a->wake);
+    pthread_mutex_destroy(&a->lock);
+}
 
 /* ---- connections ---- */
 
@@ -325,9 +425,13 @@ int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *pee
     /* A record left for this fd belongs to a connection gRPC closed since. */
     if (s->conns[fd])
         conn_forget(s, (size_t)fd);
-    s->conns[fd] = k;
     conn_set_rcvbuf(k, RCVBUF_UNTRUSTED);
-    grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+    if ((rc = adder_push(&s->adder, fd)) < 0) {
+        conn_free(k);
+        close(fd);
+        return rc;
+    }
+    s->conns[fd] = k;
     return 0;
 }
 
@@ -891,6 +995,8 @@ void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn
 int rpc_server_start(struct rpc_server *s)
 {
     grpc_server_start(s->server);
+    if (adder_start(&s->adder, s->server, s->creds) < 0)
+        return -EIO;
     ev_timer_start(s->loop, &s->sweep);
     for (size_t i = 0; i < REQUEST_SLOTS; i++) {
         s->slots[i].tag.done = on_request;
@@ -902,6 +1008,7 @@ int rpc_server_start(struct rpc_server *s)
 
 static void finish_shutdown(struct rpc_server *s)
 {
+    adder_stop(&s->adder);
     ev_timer_stop(s->loop, &s->shutdown_timer);
     ev_timer_stop(s->loop, &s->sweep);
     /* Calls that finished in this loop iteration may still wait for their commit, which the
