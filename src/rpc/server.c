@@ -201,6 +201,10 @@ static int adder_start(struct adder *a, grpc_server *server, grpc_server_credent
     pthread_cond_init(&a->wake, NULL);
     int rc = pthread_create(&a->thread, NULL, adder_main, a);
     a->started = rc == 0;
+    if (rc != 0) {
+        pthread_cond_destroy(&a->wake);
+        pthread_mutex_destroy(&a->lock);
+    }
     return -rc;
 }
 

@@ -110,8 +110,9 @@ struct rpc_peer {
 };
 
 /* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on, and starts
- * the connection's record (peer is copied). Returns 0, or -ENOMEM / -errno of fstat(2): then fd
- * is closed. */
+ * the connection's record (peer is copied). After rpc_server_start(). gRPC gets the socket from a
+ * helper thread, since it starts reading a socket on the thread that adds it. Returns 0, or
+ * -ENOMEM / -errno of fstat(2): then fd is closed. */
 int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *peer);
 
 /*
