@@ -34,6 +34,13 @@ RSS_GROWTH_MB = 200       # generous: an unchecked flood of this size takes more
 AUTH_TIMEOUT = "2s"        # where a test sets --auth-timeout; the default is 10 s
 
 
+def address_sanitized(pid):
+    """Whether pid runs with AddressSanitizer, whose allocator keeps freed memory in quarantine
+    (256 MB by default): its RSS then says nothing about what the program holds."""
+    with open("/proc/%d/maps" % pid) as f:
+        return any("libasan" in line for line in f)
+
+
 class Clients:
     """`nodes --json` run again and again on a thread until stopped; remembers every answer."""
 
@@ -99,7 +106,11 @@ class Floods(harness.ClusterTest):
         self.assertEqual(w.count(LOST), 0, "the worker lost its connection")
         self.assertEqual(m.count("offline"), 0, "the master saw the worker go offline")
         growth = harness.rss_mb(m.pid) - rss_before
-        self.assertLess(growth, RSS_GROWTH_MB, "master RSS grew by %.0f MB" % growth)
+        if address_sanitized(m.pid):
+            print("figure: master RSS grew by %.0f MB (AddressSanitizer: not checked)" % growth,
+                  file=sys.stderr)
+        else:
+            self.assertLess(growth, RSS_GROWTH_MB, "master RSS grew by %.0f MB" % growth)
         self.assertTrue(m.alive())
 
     def assert_flood_logged_sparingly(self, m, seconds):
