@@ -62,6 +62,7 @@ struct config {
     char *node_key;                 /* worker: --node-key, CRAWLAB_NODE_KEY */
     char *node_name;                /* worker: --node-name, CRAWLAB_NODE_NAME */
     int max_connections;            /* master: --max-connections, default 10000 */
+    uint64_t auth_timeout_ms;       /* master: --auth-timeout, default 10 s, 0 = none */
     int max_runners;                /* worker: --max-runners, CRAWLAB_NODE_MAXRUNNERS, 1..1024 */
     uint64_t heartbeat_interval_ms; /* both roles, default 5 s, never 0 */
     uint64_t fetch_interval_ms;     /* worker, default 1 s, never 0 */

@@ -122,36 +122,32 @@ int main(int argc, char **argv)
     } else if (client_auth_key(&cfg, &key) < 0 || client_tls(&cfg, &tls) < 0) {
         status = 2;
     } else if (cfg.command == CMD_WORKER) {
-        dial_set_tls(tls);
-        status = worker_main(&cfg, key);
+        status = worker_main(&cfg, key, tls);
     } else {
-        dial_set_tls(tls);
         switch (cfg.command) {
         case CMD_NODES:
-            status = cli_nodes(&cfg, key);
+            status = cli_nodes(&cfg, tls, key);
             break;
         case CMD_SUBMIT:
-            status = cli_submit(&cfg, key);
+            status = cli_submit(&cfg, tls, key);
             break;
         case CMD_TASKS:
-            status = cli_tasks(&cfg, key);
+            status = cli_tasks(&cfg, tls, key);
             break;
         case CMD_LOGS:
-            status = cli_logs(&cfg, key);
+            status = cli_logs(&cfg, tls, key);
             break;
         case CMD_RESULTS:
-            status = cli_results(&cfg, key);
+            status = cli_results(&cfg, tls, key);
             break;
         case CMD_CANCEL:
-            status = cli_cancel(&cfg, key);
+            status = cli_cancel(&cfg, tls, key);
             break;
         default:
             fprintf(stderr, "crawlab-node: this command is not implemented yet\n");
             status = 2;
         }
     }
-    /* Stops the TLS helper thread of the client commands before the context goes. */
-    dial_set_tls(NULL);
     tls_client_destroy(tls);
     free(key);
     dial_global_cleanup();

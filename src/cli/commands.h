@@ -8,12 +8,15 @@
 
 #include "config.h"
 
-int cli_nodes(const struct config *cfg, const char *auth_key);
-int cli_submit(const struct config *cfg, const char *auth_key);
-int cli_tasks(const struct config *cfg, const char *auth_key);
-int cli_logs(const struct config *cfg, const char *auth_key);
-int cli_results(const struct config *cfg, const char *auth_key);
-int cli_cancel(const struct config *cfg, const char *auth_key);
+struct tls_client;
+
+/* tls: the TLS context of --tls-ca, NULL for plaintext; auth_key may be NULL. */
+int cli_nodes(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+int cli_submit(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+int cli_logs(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+int cli_results(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 
 /*
  * cert init: creates cfg->cert_dir (0700) if needed and in it ca.pem/ca.key (a new CA),

@@ -19,10 +19,6 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define CALL_TIMEOUT_MS    10000
 
-/* Whether this process talks TLS to the master (--tls-ca), for the hints of failed calls. A client
- * command is one process with one configuration, so this is set once by cli_conn_open(). */
-static bool conn_tls;
-
 static const char *const status_names[] = {
     "OK",
     "CANCELLED",
@@ -58,22 +54,24 @@ int cli_exit_status(grpc_status_code st)
                : 1;
 }
 
-int cli_conn_open(struct cli_conn *c, const struct config *cfg, const char *auth_key)
+int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_client *tls,
+                  const char *auth_key)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->target, sizeof(c->target), strchr(cfg->master_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->master_host, cfg->master_port);
-    conn_tls = cfg->tls_ca != NULL;
+    c->tls = tls != NULL;
     char err[400];
     int fd = -1;
-    int rc = dial_blocking(cfg->master_host, cfg->master_port, CONNECT_TIMEOUT_MS, &fd, err,
-                           sizeof(err));
+    int rc = dial_blocking(tls, cfg->master_host, cfg->master_port, CONNECT_TIMEOUT_MS, &fd,
+                           &c->tunnel, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "crawlab-node: cannot connect to the master %s: %s\n", c->target, err);
         return rc;
     }
     if (auth_key && !(c->auth_key = strdup(auth_key))) {
         close(fd);
+        dial_tunnel_close(c->tunnel);
         return -ENOMEM;
     }
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
@@ -91,6 +89,8 @@ void cli_conn_close(struct cli_conn *c)
         grpc_completion_queue_shutdown(c->cq);
         grpc_completion_queue_destroy(c->cq);
     }
+    /* After the channel: the pump outlives the plaintext end it serves. */
+    dial_tunnel_close(c->tunnel);
     free(c->auth_key);
     memset(c, 0, sizeof(*c));
 }
@@ -140,7 +140,7 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         const char *hint = "";
         if (st == GRPC_STATUS_UNAUTHENTICATED)
             hint = " (pass the master's key with --auth-key-file or CRAWLAB_AUTH_KEY)";
-        else if (st == GRPC_STATUS_UNAVAILABLE && conn_tls)
+        else if (st == GRPC_STATUS_UNAVAILABLE && c->tls)
             hint = " (is the master running, and does it accept our certificate?)";
         else if (st == GRPC_STATUS_UNAVAILABLE)
             hint = " (is the master running? if it uses TLS, give --tls-ca)";

@@ -14,16 +14,23 @@
 
 #include "config.h"
 
+struct tls_client;
+struct dial_tunnel;
+
 struct cli_conn {
     grpc_channel *channel;
     grpc_completion_queue *cq;
     char *auth_key;
     char target[300];
+    bool tls;                   /* for the hints of failed calls */
+    struct dial_tunnel *tunnel; /* with TLS: the thread that pumps the connection */
 };
 
-/* Connects to cfg->master_host:master_port. On failure prints one line on stderr and returns
- * -errno. auth_key may be NULL. */
-int cli_conn_open(struct cli_conn *c, const struct config *cfg, const char *auth_key);
+/* Connects to cfg->master_host:master_port, through tls (borrowed, it must outlive the
+ * connection) or in plaintext when NULL. On failure prints one line on stderr and returns -errno.
+ * auth_key may be NULL. */
+int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_client *tls,
+                  const char *auth_key);
 void cli_conn_close(struct cli_conn *c);
 
 /* A unary call with a 10 s deadline. On a status other than OK prints one line on stderr naming

@@ -26,10 +26,10 @@ static void print_json(const Grpc__AdminListNodesResponse *r)
     json_decref(arr);
 }
 
-int cli_nodes(const struct config *cfg, const char *auth_key)
+int cli_nodes(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     struct cli_conn c;
-    if (cli_conn_open(&c, cfg, auth_key) < 0)
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
         return 3;
     Grpc__AdminListNodesRequest req = GRPC__ADMIN_LIST_NODES_REQUEST__INIT;
     ProtobufCMessage *m = NULL;

@@ -88,7 +88,7 @@ static Grpc__TaskSpec__EnvEntry **env_entries(char *const *env, size_t n, void *
     return ptrs;
 }
 
-int cli_submit(const struct config *cfg, const char *auth_key)
+int cli_submit(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
     char *cmd = cli_shell_join(cfg->argv_cmd, cfg->n_argv_cmd);
@@ -116,7 +116,7 @@ int cli_submit(const struct config *cfg, const char *auth_key)
 
     struct cli_conn c;
     int status = 3;
-    if (cli_conn_open(&c, cfg, auth_key) == 0) {
+    if (cli_conn_open(&c, cfg, tls, auth_key) == 0) {
         ProtobufCMessage *m = NULL;
         grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/SubmitTask", &req.base,
                                              &grpc__admin_submit_task_response__descriptor, &m);

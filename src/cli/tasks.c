@@ -102,10 +102,10 @@ static void print_json(const Grpc__AdminListTasksResponse *r)
     json_decref(arr);
 }
 
-int cli_tasks(const struct config *cfg, const char *auth_key)
+int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     struct cli_conn c;
-    if (cli_conn_open(&c, cfg, auth_key) < 0)
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
         return 3;
     Grpc__AdminListTasksRequest req = GRPC__ADMIN_LIST_TASKS_REQUEST__INIT;
     if (cfg->status_filter)
@@ -149,11 +149,11 @@ static int print_chunk(void *ctx, const ProtobufCMessage *m)
     return 0;
 }
 
-static int stream_lines(const struct config *cfg, const char *auth_key, const char *method,
-                        bool follow)
+static int stream_lines(const struct config *cfg, struct tls_client *tls, const char *auth_key,
+                        const char *method, bool follow)
 {
     struct cli_conn c;
-    if (cli_conn_open(&c, cfg, auth_key) < 0)
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
         return 3;
     Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
     req.task_id = cfg->task_id;
@@ -167,20 +167,20 @@ static int stream_lines(const struct config *cfg, const char *auth_key, const ch
     return ctx.write_failed ? 1 : 0;
 }
 
-int cli_logs(const struct config *cfg, const char *auth_key)
+int cli_logs(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
-    return stream_lines(cfg, auth_key, "/grpc.AdminService/ReadLogs", cfg->follow);
+    return stream_lines(cfg, tls, auth_key, "/grpc.AdminService/ReadLogs", cfg->follow);
 }
 
-int cli_results(const struct config *cfg, const char *auth_key)
+int cli_results(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
-    return stream_lines(cfg, auth_key, "/grpc.AdminService/ReadResults", false);
+    return stream_lines(cfg, tls, auth_key, "/grpc.AdminService/ReadResults", false);
 }
 
-int cli_cancel(const struct config *cfg, const char *auth_key)
+int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     struct cli_conn c;
-    if (cli_conn_open(&c, cfg, auth_key) < 0)
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
         return 3;
     Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
     req.task_id = cfg->task_id;

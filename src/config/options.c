@@ -350,6 +350,10 @@ const struct config_option config_options[OPT_COUNT] = {
                              "worker uses two.",
                              "10000", .set = set_int, .at = AT(max_connections),
                              .spec.range = {1, MAX_CONNECTIONS_LIMIT, "an integer"}},
+    [OPT_AUTH_TIMEOUT] = {"auth-timeout", "DURATION", M(CMD_MASTER), NULL,
+                          "Time a new connection has for its first call with the auth key; "
+                          "then it is closed. 0: no limit.",
+                          "10s", .set = set_duration, .at = AT(auth_timeout_ms)},
     [OPT_HEARTBEAT_INTERVAL] = {"heartbeat-interval", "DURATION", DAEMONS, NULL,
                                 "Time between a worker's heartbeats; the master expects the "
                                 "same.",
@@ -498,6 +502,7 @@ int config_options_defaults(struct config_parser *p)
     c->log_format = LOG_FORMAT_TEXT;
     c->max_runners = DEFAULT_MAX_RUNNERS;
     c->max_connections = DEFAULT_MAX_CONNECTIONS;
+    c->auth_timeout_ms = 10 * 1000;
     c->heartbeat_interval_ms = 5 * 1000;
     c->fetch_interval_ms = 1000;
     c->cancel_grace_ms = 15 * 1000;

@@ -60,11 +60,23 @@ struct accept_ctx {
     struct ratelimit tls_refusals;
 };
 
+/* Hands a connection to gRPC with who is at the other end. */
+static void serve(struct master *m, int fd, const struct rpc_peer *peer)
+{
+    if (!m->server) {
+        close(fd);
+        return;
+    }
+    int rc = rpc_server_add_conn(m->server, fd, peer);
+    if (rc < 0)
+        log_warn("cannot take the connection from %s: %s", peer->addr, strerror(-rc));
+}
+
 /* A TLS handshake ended: the plaintext end goes to gRPC, a refusal to the log. */
-static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
+static void on_tls_ready(void *ctx, const struct tls_result *r)
 {
     struct accept_ctx *a = ctx;
-    if (plain_fd < 0) {
+    if (r->plain_fd < 0) {
         /* The message names the peer and the fault (expired, unknown CA, no certificate, not
          * TLS). A peer can fail handshakes as fast as it can connect: one line a second. */
         unsigned held;
@@ -72,19 +84,14 @@ static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
             return;
         if (held)
             log_warn("refused a TLS connection from %s (%u more refused since the last such line)",
-                     errmsg, held);
+                     r->errmsg, held);
         else
-            log_warn("refused a TLS connection from %s", errmsg);
+            log_warn("refused a TLS connection from %s", r->errmsg);
         return;
     }
-    if (!a->m->server) {
-        close(plain_fd);
-        return;
-    }
-    const char *name = tls_peer_name(plain_fd);
-    log_debug("TLS connection fd:%d from a client certified as '%s'", plain_fd,
-              name ? name : "(none)");
-    rpc_server_add_fd(a->m->server, plain_fd, tls_peer_addr(plain_fd));
+    log_debug("TLS connection fd:%d from %s, a client certified as '%s'", r->plain_fd, r->addr,
+              r->cert_cn ? r->cert_cn : "(none)");
+    serve(a->m, r->plain_fd, &(struct rpc_peer){.addr = r->addr, .cert_cn = r->cert_cn});
 }
 
 static void on_accept(void *ctx, int fd, const char *peer)
@@ -92,7 +99,7 @@ static void on_accept(void *ctx, int fd, const char *peer)
     struct accept_ctx *a = ctx;
     log_debug("connection from %s", peer);
     if (!a->tls) {
-        rpc_server_add_fd(a->m->server, fd, peer);
+        serve(a->m, fd, &(struct rpc_peer){.addr = peer});
         return;
     }
     if (tls_accept(a->m->loop, a->tls, fd, peer, on_tls_ready, a) < 0)
@@ -283,6 +290,7 @@ int master_main(const struct config *cfg)
         .keepalive_timeout_ms = 5000,
         .min_client_ping_ms = 10000,
         .max_streams_per_conn = 1024,
+        .auth_deadline_ms = cfg->auth_timeout_ms,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
         (rc = create_services(&m)) < 0) {

@@ -12,11 +12,10 @@
 #include "entity/response.pb-c.h"
 #include "services/node_service.pb-c.h"
 
-/* The name on the certificate the call's connection presented, or NULL: the call's connection
- * came from the plaintext end of a TLS pump, which knows it. */
+/* The name on the certificate the call's connection presented in its TLS handshake, or NULL. */
 static const char *caller_cert(struct srv_call *c)
 {
-    return tls_peer_name(srv_call_fd(c));
+    return srv_call_cert_cn(c);
 }
 
 struct node *nodes_rpc_caller(struct nodes *n, struct srv_call *c, const char *key)

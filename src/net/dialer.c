@@ -28,6 +28,7 @@ struct dns_watch {
 
 struct dial {
     struct ev_loop *loop;
+    struct tls_client *tls; /* NULL: plaintext */
     char *host;
     int port;
     dial_cb cb;
@@ -46,12 +47,9 @@ struct dial {
 
     ev_io connect_io;
     int fd;
-    ev_idle start;        /* delivers results found without waiting (literal addresses) */
-    struct tls_conn *tls; /* the handshake after connect, with TLS on */
+    ev_idle start;              /* delivers results found without waiting (literal addresses) */
+    struct tls_conn *handshake; /* after connect, with TLS on */
 };
-
-/* Set once from the main thread before dials start (dial_set_tls), read by the dialling loops. */
-static struct tls_client *dial_tls;
 
 int dial_global_init(void)
 {
@@ -85,8 +83,8 @@ static void dial_free(struct dial *d)
     ev_timer_stop(d->loop, &d->deadline);
     ev_io_stop(d->loop, &d->connect_io);
     ev_idle_stop(d->loop, &d->start);
-    if (d->tls)
-        tls_conn_cancel(d->tls);
+    if (d->handshake)
+        tls_conn_cancel(d->handshake);
     if (d->fd >= 0)
         close(d->fd);
     free(d->host);
@@ -103,30 +101,30 @@ static void finish(struct dial *d, int fd, int err, const char *msg)
     cb(ctx, fd, err, msg);
 }
 
-static void on_tls_ready(void *ctx, int plain_fd, int err, const char *errmsg)
+static void on_tls_ready(void *ctx, const struct tls_result *r)
 {
     struct dial *d = ctx;
-    d->tls = NULL;
-    if (plain_fd >= 0) {
-        finish(d, plain_fd, 0, NULL);
+    d->handshake = NULL;
+    if (r->plain_fd >= 0) {
+        finish(d, r->plain_fd, 0, NULL);
         return;
     }
     char msg[320];
-    snprintf(msg, sizeof(msg), "TLS handshake failed: %s", errmsg);
-    finish(d, -1, err, msg);
+    snprintf(msg, sizeof(msg), "TLS handshake failed: %s", r->errmsg);
+    finish(d, -1, r->err, msg);
 }
 
 /* The TCP connection is up: hand it over, or run the TLS handshake first. */
 static void connected(struct dial *d)
 {
-    if (!dial_tls) {
+    if (!d->tls) {
         finish(d, d->fd, 0, NULL);
         return;
     }
     int fd = d->fd;
     d->fd = -1; /* tls_connect owns it now, whatever it returns */
     /* The dial's deadline keeps running and bounds the handshake too. */
-    if (tls_connect(d->loop, dial_tls, fd, d->host, 0, on_tls_ready, d, &d->tls) < 0)
+    if (tls_connect(d->loop, d->tls, fd, d->host, 0, on_tls_ready, d, &d->handshake) < 0)
         finish(d, -1, -ENOMEM, "cannot start the TLS handshake: out of memory");
 }
 
@@ -293,7 +291,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     struct dial *d = w->data;
     char msg[160];
     snprintf(msg, sizeof(msg), "timed out %s %s:%d",
-             d->tls ? "in the TLS handshake with" : "connecting to", d->host, d->port);
+             d->handshake ? "in the TLS handshake with" : "connecting to", d->host, d->port);
     finish(d, -1, -ETIMEDOUT, msg);
 }
 
@@ -318,8 +316,8 @@ static bool literal_address(struct dial *d)
     return false;
 }
 
-int dial_start(struct ev_loop *loop, const char *host, int port, uint64_t timeout_ms, dial_cb cb,
-               void *ctx, struct dial **out)
+int dial_start(struct ev_loop *loop, struct tls_client *tls, const char *host, int port,
+               uint64_t timeout_ms, dial_cb cb, void *ctx, struct dial **out)
 {
     struct dial *d = calloc(1, sizeof(*d));
     if (!d || !(d->host = strdup(host))) {
@@ -327,6 +325,7 @@ int dial_start(struct ev_loop *loop, const char *host, int port, uint64_t timeou
         return -ENOMEM;
     }
     d->loop = loop;
+    d->tls = tls;
     d->port = port;
     d->cb = cb;
     d->ctx = ctx;
@@ -367,13 +366,6 @@ struct blocking_result {
     int fd, err;
     char *errbuf;
     size_t errlen;
-    /* Tunnel requests only. */
-    const char *host;
-    int port;
-    uint64_t timeout_ms;
-    pthread_mutex_t *lock;
-    pthread_cond_t *cond;
-    struct blocking_result *next;
 };
 
 static void on_blocking_done(void *ctx, int fd, int err, const char *errmsg)
@@ -387,161 +379,126 @@ static void on_blocking_done(void *ctx, int fd, int err, const char *errmsg)
 }
 
 /*
- * The helper thread of dial_blocking() with TLS: its loop dials, shakes hands and then pumps
- * every connection for as long as it lives. Requests arrive through a locked list and an
- * ev_async; results go back under the same lock, announced on a condition variable.
+ * The helper thread of a blocking dial with TLS: its loop dials, shakes hands and then pumps the
+ * connection until dial_tunnel_close(). The result goes to the caller under lock, announced on
+ * a condition variable.
  */
-struct tunnel {
+struct dial_tunnel {
     pthread_t thread;
     struct ev_loop *loop;
-    ev_async wake;
+    ev_async stop;
+    struct tls_client *tls;
+    const char *host; /* the caller's, valid until the result is in */
+    int port;
+    uint64_t timeout_ms;
+    struct dial *dial; /* tunnel thread only; NULL once it finished */
     pthread_mutex_t lock;
     pthread_cond_t done;
-    struct blocking_result *queue;
-    bool stop;
+    struct blocking_result result; /* guarded by lock */
 };
-
-static pthread_mutex_t tunnel_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tunnel *tunnel;
 
 static void on_tunnel_dialed(void *ctx, int fd, int err, const char *errmsg)
 {
-    struct blocking_result *r = ctx;
-    pthread_mutex_t *lock = r->lock;
-    pthread_cond_t *cond = r->cond;
-    pthread_mutex_lock(lock);
-    on_blocking_done(r, fd, err, errmsg);
-    pthread_cond_broadcast(cond); /* r may be gone once the lock is released */
-    pthread_mutex_unlock(lock);
+    struct dial_tunnel *t = ctx;
+    t->dial = NULL;
+    pthread_mutex_lock(&t->lock);
+    on_blocking_done(&t->result, fd, err, errmsg);
+    pthread_cond_signal(&t->done);
+    pthread_mutex_unlock(&t->lock);
 }
 
-static void on_tunnel_wake(struct ev_loop *loop, ev_async *w, int revents)
+static void on_tunnel_stop(struct ev_loop *loop, ev_async *w, int revents)
 {
-    struct tunnel *t = w->data;
-    pthread_mutex_lock(&t->lock);
-    struct blocking_result *list = t->queue;
-    t->queue = NULL;
-    bool stop = t->stop;
-    pthread_mutex_unlock(&t->lock);
-    while (list) {
-        struct blocking_result *r = list;
-        list = r->next;
-        struct dial *d;
-        if (dial_start(loop, r->host, r->port, r->timeout_ms, on_tunnel_dialed, r, &d) < 0)
-            on_tunnel_dialed(r, -1, -ENOMEM, "out of memory");
-    }
-    if (stop) {
-        /* Every blocking caller has its answer by now (they wait for it before returning), so
-         * what is left are pumps: close them here, on their own thread. */
-        tls_client_close_loop(dial_tls, loop);
-        ev_async_stop(loop, w);
-        ev_break(loop, EVBREAK_ALL);
-    }
+    struct dial_tunnel *t = w->data;
+    if (t->dial)
+        dial_cancel(t->dial);
+    /* The pump is closed on its own thread, with the loop it runs on. */
+    tls_client_close_loop(t->tls, loop);
+    ev_async_stop(loop, w);
+    ev_break(loop, EVBREAK_ALL);
 }
 
 static void *tunnel_main(void *arg)
 {
-    struct tunnel *t = arg;
+    struct dial_tunnel *t = arg;
+    if (dial_start(t->loop, t->tls, t->host, t->port, t->timeout_ms, on_tunnel_dialed, t,
+                   &t->dial) < 0)
+        on_tunnel_dialed(t, -1, -ENOMEM, "out of memory");
     ev_run(t->loop, 0);
     tls_thread_cleanup();
     return NULL;
 }
 
-static struct tunnel *tunnel_get(void)
+static void tunnel_free(struct dial_tunnel *t)
 {
-    pthread_mutex_lock(&tunnel_lock);
-    if (!tunnel) {
-        struct tunnel *t = calloc(1, sizeof(*t));
-        if (t && (t->loop = ev_loop_new(EVFLAG_AUTO))) {
-            pthread_mutex_init(&t->lock, NULL);
-            pthread_cond_init(&t->done, NULL);
-            ev_async_init(&t->wake, on_tunnel_wake);
-            t->wake.data = t;
-            ev_async_start(t->loop, &t->wake);
-            if (pthread_create(&t->thread, NULL, tunnel_main, t) == 0) {
-                tunnel = t;
-            } else {
-                ev_async_stop(t->loop, &t->wake);
-                ev_loop_destroy(t->loop);
-                pthread_mutex_destroy(&t->lock);
-                pthread_cond_destroy(&t->done);
-                free(t);
-            }
-        } else {
-            free(t);
-        }
-    }
-    struct tunnel *t = tunnel;
-    pthread_mutex_unlock(&tunnel_lock);
-    return t;
-}
-
-static void tunnel_stop(void)
-{
-    pthread_mutex_lock(&tunnel_lock);
-    struct tunnel *t = tunnel;
-    tunnel = NULL;
-    pthread_mutex_unlock(&tunnel_lock);
-    if (!t)
-        return;
-    pthread_mutex_lock(&t->lock);
-    t->stop = true;
-    pthread_mutex_unlock(&t->lock);
-    ev_async_send(t->loop, &t->wake);
-    pthread_join(t->thread, NULL);
     ev_loop_destroy(t->loop);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->done);
     free(t);
 }
 
-void dial_set_tls(struct tls_client *tls)
+void dial_tunnel_close(struct dial_tunnel *t)
 {
-    if (!tls)
-        tunnel_stop();
-    dial_tls = tls;
+    if (!t)
+        return;
+    ev_async_send(t->loop, &t->stop);
+    pthread_join(t->thread, NULL);
+    tunnel_free(t);
 }
 
-static int dial_through_tunnel(const char *host, int port, uint64_t timeout_ms, int *fd_out,
+static int dial_through_tunnel(struct tls_client *tls, const char *host, int port,
+                               uint64_t timeout_ms, int *fd_out, struct dial_tunnel **tunnel,
                                char *err, size_t errlen)
 {
-    struct tunnel *t = tunnel_get();
-    if (!t) {
-        snprintf(err, errlen, "cannot start the TLS thread");
+    struct dial_tunnel *t = calloc(1, sizeof(*t));
+    if (!t || !(t->loop = ev_loop_new(EVFLAG_AUTO))) {
+        free(t);
+        snprintf(err, errlen, "cannot start the TLS thread: out of memory");
         return -ENOMEM;
     }
-    struct blocking_result r = {.fd = -1,
-                                .errbuf = err,
-                                .errlen = errlen,
-                                .host = host,
-                                .port = port,
-                                .timeout_ms = timeout_ms,
-                                .lock = &t->lock,
-                                .cond = &t->done};
+    t->tls = tls;
+    t->host = host;
+    t->port = port;
+    t->timeout_ms = timeout_ms;
+    t->result = (struct blocking_result){.fd = -1, .errbuf = err, .errlen = errlen};
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->done, NULL);
+    ev_async_init(&t->stop, on_tunnel_stop);
+    t->stop.data = t;
+    ev_async_start(t->loop, &t->stop);
+    int rc = pthread_create(&t->thread, NULL, tunnel_main, t);
+    if (rc != 0) {
+        ev_async_stop(t->loop, &t->stop);
+        tunnel_free(t);
+        snprintf(err, errlen, "cannot start the TLS thread: %s", strerror(rc));
+        return -rc;
+    }
     pthread_mutex_lock(&t->lock);
-    r.next = t->queue;
-    t->queue = &r;
-    pthread_mutex_unlock(&t->lock);
-    ev_async_send(t->loop, &t->wake);
-    pthread_mutex_lock(&t->lock);
-    while (!r.done)
+    while (!t->result.done)
         pthread_cond_wait(&t->done, &t->lock);
     pthread_mutex_unlock(&t->lock);
-    *fd_out = r.fd;
-    return r.err;
+    if (t->result.err) {
+        rc = t->result.err;
+        dial_tunnel_close(t);
+        return rc;
+    }
+    *fd_out = t->result.fd;
+    *tunnel = t;
+    return 0;
 }
 
-int dial_blocking(const char *host, int port, uint64_t timeout_ms, int *fd_out, char *err,
-                  size_t errlen)
+int dial_blocking(struct tls_client *tls, const char *host, int port, uint64_t timeout_ms,
+                  int *fd_out, struct dial_tunnel **tunnel, char *err, size_t errlen)
 {
-    if (dial_tls)
-        return dial_through_tunnel(host, port, timeout_ms, fd_out, err, errlen);
+    *tunnel = NULL;
+    if (tls)
+        return dial_through_tunnel(tls, host, port, timeout_ms, fd_out, tunnel, err, errlen);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     if (!loop)
         return -ENOMEM;
     struct blocking_result r = {.fd = -1, .errbuf = err, .errlen = errlen};
     struct dial *d;
-    int rc = dial_start(loop, host, port, timeout_ms, on_blocking_done, &r, &d);
+    int rc = dial_start(loop, NULL, host, port, timeout_ms, on_blocking_done, &r, &d);
     if (rc == 0) {
         while (!r.done)
             ev_run(loop, EVRUN_ONCE);

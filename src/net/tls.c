@@ -28,6 +28,9 @@
 #define PUMP_BUF_SIZE (64 * 1024)
 /* Buffer blocks kept for reuse when a connection goes idle, per context. */
 #define PUMP_SPARES 4
+/* Rounds of moving bytes both ways per wake-up (each up to PUMP_BUF_SIZE per direction): a
+ * connection that always has bytes to move must still leave the loop to everything else. */
+#define PUMP_ROUNDS 4
 /* After one direction ended, the other gets this long to end too. */
 #define LINGER_S 5.0
 /* TLS 1.3 suites only; ChaCha20 first because this wolfSSL build has no AES-NI (FIELD-NOTES). */
@@ -64,15 +67,14 @@ struct tls_conn {
     WOLFSSL *ssl;
     int net_fd;   /* the TCP socket carrying TLS records */
     int plain_fd; /* our end of the socketpair, -1 until the handshake succeeded */
-    int user_fd;  /* the end handed to the callback: the key of tls_peer_name() */
     ev_io net_io, plain_io;
-    ev_timer timer; /* handshake timeout, then the linger bound */
+    ev_timer timer;  /* handshake timeout, then the linger bound */
+    ev_timer resume; /* the next rounds of a pump that stopped at PUMP_ROUNDS */
     uint64_t timeout_ms;
     tls_ready_cb cb;
     void *cb_ctx;
     char peer[64];  /* remote address (server side) or host (client side), for messages */
     char *check_ip; /* client: IP literal the master's certificate must name */
-    char *peer_cn;  /* server: common name of the verified client certificate */
 
     /* What the transport callbacks saw, so that errors can be told apart from an orderly EOF. */
     bool net_closed; /* recv returned 0 */
@@ -89,45 +91,6 @@ struct tls_conn {
     bool plain_shut;        /* the peer's end was passed on to gRPC */
     bool net_shut;          /* close_notify sent and the TCP write side shut */
 };
-
-/* ---- plaintext fd -> server connection, for tls_peer_name() ---- */
-
-static struct tls_conn **by_fd;
-static size_t by_fd_cap;
-
-static void by_fd_set(int fd, struct tls_conn *c)
-{
-    if (fd < 0)
-        return;
-    if ((size_t)fd >= by_fd_cap) {
-        if (!c)
-            return;
-        size_t cap = by_fd_cap ? by_fd_cap : 64;
-        while (cap <= (size_t)fd)
-            cap *= 2;
-        struct tls_conn **grown = realloc(by_fd, cap * sizeof(*grown));
-        if (!grown)
-            return; /* the name is then unknown; the connection itself is unaffected */
-        memset(grown + by_fd_cap, 0, (cap - by_fd_cap) * sizeof(*grown));
-        by_fd = grown;
-        by_fd_cap = cap;
-    }
-    by_fd[fd] = c;
-}
-
-const char *tls_peer_addr(int plain_fd)
-{
-    if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])
-        return NULL;
-    return by_fd[plain_fd]->peer;
-}
-
-const char *tls_peer_name(int plain_fd)
-{
-    if (plain_fd < 0 || (size_t)plain_fd >= by_fd_cap || !by_fd[plain_fd])
-        return NULL;
-    return by_fd[plain_fd]->peer_cn;
-}
 
 /* ---- transport callbacks: plain recv/send on the socket, never SIGPIPE ---- */
 
@@ -439,9 +402,7 @@ static void conn_close(struct tls_conn *c)
     ev_io_stop(c->loop, &c->net_io);
     ev_io_stop(c->loop, &c->plain_io);
     ev_timer_stop(c->loop, &c->timer);
-    if (c->owner->server && c->user_fd >= 0 && (size_t)c->user_fd < by_fd_cap &&
-        by_fd[c->user_fd] == c)
-        by_fd[c->user_fd] = NULL;
+    ev_timer_stop(c->loop, &c->resume);
     if (c->ssl)
         wolfSSL_free(c->ssl);
     if (c->net_fd >= 0)
@@ -457,7 +418,6 @@ static void conn_close(struct tls_conn *c)
     c->owner->n_conns--;
     buffers_release(c);
     free(c->check_ip);
-    free(c->peer_cn);
     free(c);
 }
 
@@ -593,14 +553,15 @@ static void handshake_failed(struct tls_conn *c, int err, const char *msg)
 {
     tls_ready_cb cb = c->cb;
     void *ctx = c->cb_ctx;
-    char copy[320];
+    char copy[320], addr[sizeof(c->peer)];
     /* A server has many peers: say which one. A client knows whom it dialled. */
     if (c->owner->server)
         snprintf(copy, sizeof(copy), "%s: %s", c->peer, msg);
     else
         snprintf(copy, sizeof(copy), "%s", msg);
+    memcpy(addr, c->peer, sizeof(addr)); /* the connection goes before the callback runs */
     conn_close(c);
-    cb(ctx, -1, err, copy);
+    cb(ctx, &(struct tls_result){.plain_fd = -1, .addr = addr, .err = err, .errmsg = copy});
 }
 
 static void pump(struct tls_conn *c);
@@ -781,7 +742,11 @@ static int pump_up(struct tls_conn *c)
     return progress;
 }
 
-/* Moves bytes both ways until neither can go further, then waits for exactly what blocks. */
+/*
+ * Moves bytes both ways until neither can go further, then waits for exactly what blocks. After
+ * PUMP_ROUNDS rounds that all moved bytes it stops and goes on in the next loop iteration: a
+ * peer that sends without pause (a flood, or a long log upload) cannot hold the loop.
+ */
 static void pump(struct tls_conn *c)
 {
     if (!buffers_take(c)) {
@@ -789,7 +754,8 @@ static void pump(struct tls_conn *c)
         conn_close(c);
         return;
     }
-    for (;;) {
+    bool busy = false;
+    for (int round = 0; !busy; round++) {
         int down = pump_down(c);
         if (down < 0)
             return;
@@ -798,9 +764,16 @@ static void pump(struct tls_conn *c)
             return;
         if (!down && !up)
             break;
+        busy = round + 1 == PUMP_ROUNDS;
     }
     if (c->plain_shut && c->net_shut) {
         conn_close(c);
+        return;
+    }
+    if (busy) {
+        set_watch(c, &c->net_io, c->net_fd, 0);
+        set_watch(c, &c->plain_io, c->plain_fd, 0);
+        ev_timer_start(c->loop, &c->resume);
         return;
     }
     int net = 0, plain = 0;
@@ -820,6 +793,11 @@ static void pump(struct tls_conn *c)
 }
 
 static void on_pump_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    pump(w->data);
+}
+
+static void on_pump_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
     pump(w->data);
 }
@@ -856,8 +834,9 @@ static bool cert_names_ip(WOLFSSL_X509 *x, const char *ip)
     return found;
 }
 
-/* Checks what wolfSSL cannot check by itself and remembers the client's name. 0 or -errno. */
-static int check_peer(struct tls_conn *c, char *msg, size_t len)
+/* Checks what wolfSSL cannot check by itself; on the server side cn gets the common name of the
+ * verified client certificate ("" when none). 0 or -errno with msg saying why. */
+static int check_peer(struct tls_conn *c, char *cn, size_t cnlen, char *msg, size_t len)
 {
     WOLFSSL_X509 *cert = wolfSSL_get_peer_certificate(c->ssl);
     int rc = 0;
@@ -867,12 +846,10 @@ static int check_peer(struct tls_conn *c, char *msg, size_t len)
                  "--tls-server-name)",
                  c->check_ip);
         rc = -ECONNREFUSED;
-    } else if (c->owner->server && cert) {
-        char cn[256];
-        int n = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert),
-                                                  NID_commonName, cn, sizeof(cn));
-        if (n > 0 && !(c->peer_cn = strdup(cn)))
-            rc = -ENOMEM;
+    } else if (c->owner->server && cert &&
+               wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert),
+                                                 NID_commonName, cn, (int)cnlen) <= 0) {
+        cn[0] = '\0';
     }
     if (cert)
         wolfSSL_X509_free(cert);
@@ -881,10 +858,8 @@ static int check_peer(struct tls_conn *c, char *msg, size_t len)
 
 static void handshake_done(struct tls_conn *c)
 {
-    char msg[256];
-    int rc = check_peer(c, msg, sizeof(msg));
-    if (rc == -ENOMEM)
-        snprintf(msg, sizeof(msg), "out of memory");
+    char msg[256], cn[256] = "";
+    int rc = check_peer(c, cn, sizeof(cn), msg, sizeof(msg));
     if (rc < 0) {
         handshake_failed(c, rc, msg);
         return;
@@ -897,15 +872,13 @@ static void handshake_done(struct tls_conn *c)
         return;
     }
     c->plain_fd = sv[0];
-    c->user_fd = sv[1];
     ev_timer_stop(c->loop, &c->timer);
     ev_io_stop(c->loop, &c->net_io);
     ev_io_init(&c->net_io, on_pump_io, c->net_fd, EV_READ);
     ev_io_init(&c->plain_io, on_pump_io, c->plain_fd, EV_READ);
     c->net_io.data = c->plain_io.data = c;
-    if (c->owner->server)
-        by_fd_set(c->user_fd, c);
-    c->cb(c->cb_ctx, c->user_fd, 0, NULL);
+    struct tls_result r = {.plain_fd = sv[1], .addr = c->peer, .cert_cn = cn[0] ? cn : NULL};
+    c->cb(c->cb_ctx, &r);
     /* wolfSSL may already hold application data that came with the last handshake flight. */
     pump(c);
 }
@@ -955,7 +928,7 @@ static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int f
     c->owner = b;
     c->loop = loop;
     c->net_fd = fd;
-    c->plain_fd = c->user_fd = -1;
+    c->plain_fd = -1;
     c->cb = cb;
     c->cb_ctx = ctx;
     c->timeout_ms = timeout_ms;
@@ -977,6 +950,8 @@ static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int f
     c->plain_io.data = c;
     ev_timer_init(&c->timer, on_handshake_timeout, (double)timeout_ms / 1000.0, 0.0);
     c->timer.data = c;
+    ev_timer_init(&c->resume, on_pump_resume, 0.0, 0.0);
+    c->resume.data = c;
     if (timeout_ms)
         ev_timer_start(loop, &c->timer);
     c->next = b->conns;

@@ -8,7 +8,8 @@
  * between the TLS socket and that end in both directions until either side closes. The pump has
  * one bounded buffer per direction, held only while bytes are in flight, and stops reading a side
  * while the buffer towards the other side is full, so a slow reader slows the writer down instead
- * of filling memory.
+ * of filling memory. Per wake-up it moves at most a few buffers' worth, then lets the loop run a
+ * full iteration before going on, so that a peer sending without pause cannot hold the loop.
  *
  * Closing: an orderly end on one side (EOF from gRPC, close_notify or EOF from the peer) is passed
  * on to the other side after the buffered bytes; once both directions ended, or 5 s after the
@@ -73,16 +74,28 @@ void tls_client_destroy(struct tls_client *c);
 void tls_client_close_loop(struct tls_client *c, struct ev_loop *loop);
 
 /*
- * The result of a handshake, on the loop thread: plain_fd >= 0 (O_NONBLOCK, owned by the callee)
- * on success, else plain_fd = -1, err a negative errno (-ETIMEDOUT, -ECONNREFUSED for a refused
- * or failed handshake, -EIO) and errmsg one sentence saying why, for the log.
+ * The result of a handshake, on the loop thread. The strings are valid during the callback only:
+ * copy what is to be kept.
  */
-typedef void (*tls_ready_cb)(void *ctx, int plain_fd, int err, const char *errmsg);
+struct tls_result {
+    int plain_fd;     /* >= 0 on success (O_NONBLOCK, owned by the callee from now on), else -1 */
+    const char *addr; /* the peer given to tls_accept(), or the master's name (client side) */
+    const char *cert_cn; /* server side: common name of the verified client certificate; NULL
+                          * when the client presented none (and always on the client side) */
+    int err;             /* 0, or a negative errno: -ETIMEDOUT, -ECONNREFUSED for a refused or
+                          * failed handshake, -EIO */
+    const char *errmsg;  /* with err: one sentence saying why, for the log */
+};
+typedef void (*tls_ready_cb)(void *ctx, const struct tls_result *r);
 
 /*
  * Server side: takes ownership of fd (a connected socket from the listener) and starts the
- * handshake. cb runs exactly once unless the server is destroyed first. peer names the remote
- * address in messages. Returns 0, or -ENOMEM (fd is closed and cb does not run).
+ * handshake. cb runs exactly once unless the server is destroyed first, and tells who the client
+ * is: peer (the remote address in words, as the listener gave it) and the certificate it showed.
+ * Returns 0, or -ENOMEM (fd is closed and cb does not run).
+ *
+ * To close such a connection, shutdown(2) its plaintext end: the pump then fails its next write
+ * towards it, or passes the end on to the client and closes both sockets within the linger bound.
  */
 int tls_accept(struct ev_loop *loop, struct tls_server *s, int fd, const char *peer,
                tls_ready_cb cb, void *ctx);
@@ -99,16 +112,6 @@ int tls_connect(struct ev_loop *loop, struct tls_client *c, int fd, const char *
 
 /* Abandons a handshake whose callback has not run yet: the socket is closed, no callback. */
 void tls_conn_cancel(struct tls_conn *conn);
-
-/*
- * The common name of the verified client certificate of the server connection whose plaintext
- * end is plain_fd (the fd gRPC names in a peer string "fd:N"), or NULL when that connection has
- * no client certificate or is not a live TLS connection. The string lives as long as the
- * connection; copy it to keep it. Loop thread of the server only.
- */
-const char *tls_peer_name(int plain_fd);
-/* The remote address of that connection, as the listener gave it; same lifetime and thread. */
-const char *tls_peer_addr(int plain_fd);
 
 /* Frees what wolfSSL keeps per thread (its ECC point cache). Call at the end of a thread other
  * than the main one that ran TLS handshakes; the main thread's goes with the last context. */

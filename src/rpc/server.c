@@ -1,9 +1,14 @@
 #include "rpc/server.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
@@ -17,9 +22,26 @@
 #include "runtime/log.h"
 #include "runtime/ratelimit.h"
 
-/* Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. */
-#define REQUEST_SLOTS 32
+/*
+ * Generic requests kept outstanding, so a burst of new calls never waits for a re-arm. Many: a
+ * call gRPC cannot match with a request waits in its own queue, unbounded and unseen, where the
+ * bridge's backpressure cannot count it; a matched one is a completion, which it does (measured:
+ * with 32, a rapid reset from one connection after another could still grow the master by 1 GB).
+ */
+#define REQUEST_SLOTS 1024
 #define MAX_METHODS   32
+/* How often records of closed connections are dropped and first-call deadlines checked. */
+#define SWEEP_INTERVAL_S 1.0
+/* The request headers gRPC takes per call, in bytes. */
+#define RPC_MAX_METADATA (8 * 1024)
+/*
+ * A connection's receive buffer (SO_RCVBUF, which the kernel doubles) until its first authenticated
+ * call, and from then on. gRPC reads a TCP socket until the kernel says it is empty: from a peer
+ * not trusted yet it gets this little per turn, and its pollers come back to the bridge between
+ * turns, where they wait while the loop is behind (runtime/bridge.h).
+ */
+#define RCVBUF_UNTRUSTED (16 * 1024)
+#define RCVBUF_TRUSTED   (4 * 1024 * 1024)
 
 enum method_kind { METHOD_UNARY, METHOD_STREAM };
 
@@ -32,6 +54,44 @@ struct method {
     srv_unary_fn unary;
     srv_stream_fn stream;
     void *ctx;
+};
+
+/*
+ * A connection handed to the server. gRPC names a call's connection only as "fd:N", so records
+ * are found by fd in the server's table; the socket's identity (device and inode) tells whether
+ * the fd still is that connection's socket, since gRPC closes it on its own.
+ */
+struct srv_conn {
+    struct rpc_server *server;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    char *addr, *cert_cn;
+    int refs;           /* the server's table, and each call tied to the connection */
+    bool closing;       /* shut down by us: its calls are dropped unanswered */
+    bool authenticated; /* a call passed the auth check */
+    double added_at;    /* loop time */
+    double tokens;      /* budget of wasted calls left, as of refilled_at */
+    double refilled_at;
+    unsigned long started, wasted;
+};
+
+/*
+ * The thread that hands sockets to gRPC. grpc_server_add_channel_from_fd() starts reading the
+ * socket on the thread that calls it and goes on while the peer keeps it full: on the loop, a
+ * flooding peer held the loop there for seconds, where it could not see the flood's calls and
+ * close the connection (a worker went offline). The loop queues, this thread makes the call.
+ */
+struct adder {
+    pthread_t thread;
+    bool started;
+    grpc_server *server;
+    grpc_server_credentials *creds;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int *fds; /* guarded by lock, like the three below */
+    size_t len, cap;
+    bool stop;
 };
 
 struct request_slot {
@@ -64,13 +124,18 @@ struct rpc_server {
 
     struct rpc_server_hooks hooks;
     size_t live_calls; /* srv_call objects not yet freed */
-    char **peers;      /* remote address by the fd handed to gRPC */
-    size_t n_peers;
-    bool destroyed; /* the gRPC server is gone; the last call frees this struct */
+    bool destroyed;    /* the gRPC server is gone; the last call frees this struct */
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
 
-    /* Refusals are logged at most once a second, with the number suppressed. */
-    struct ratelimit refusals;
+    struct adder adder;
+    struct srv_conn **conns; /* by the fd handed to gRPC */
+    size_t conns_cap;
+    ev_timer sweep;
+    double auth_deadline_s; /* 0: none */
+
+    /* Refusals and closed connections are logged at most once a second per kind, with the
+     * number suppressed. */
+    struct ratelimit refusals, over_budget, no_auth;
 };
 
 struct call_op {
@@ -94,10 +159,10 @@ struct srv_call {
     int close_cancelled;
     int refs;
     bool recv_pending, send_pending;
-    bool finished;      /* the handler has called finish */
-    bool status_queued; /* finish waits for a pending write */
-    char *peer;
-    char *method_name;
+    bool finished;         /* the handler has called finish */
+    bool status_queued;    /* finish waits for a pending write */
+    bool wasted;           /* charged to its connection's budget already */
+    struct srv_conn *conn; /* NULL when gRPC did not say which */
 
     const struct srv_handler *handler;
     void *user;
@@ -106,6 +171,275 @@ struct srv_call {
 
 static void arm_slot(struct request_slot *slot);
 static void finish_shutdown(struct rpc_server *s);
+
+/* ---- handing sockets to gRPC ---- */
+
+static void *adder_main(void *arg)
+{
+    struct adder *a = arg;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stop) {
+        if (a->len == 0) {
+            pthread_cond_wait(&a->wake, &a->lock);
+            continue;
+        }
+        int fd = a->fds[0];
+        memmove(a->fds, a->fds + 1, --a->len * sizeof(*a->fds));
+        pthread_mutex_unlock(&a->lock);
+        grpc_server_add_channel_from_fd(a->server, fd, a->creds);
+        pthread_mutex_lock(&a->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+static int adder_start(struct adder *a, grpc_server *server, grpc_server_credentials *creds)
+{
+    a->server = server;
+    a->creds = creds;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->wake, NULL);
+    int rc = pthread_create(&a->thread, NULL, adder_main, a);
+    a->started = rc == 0;
+    if (rc != 0) {
+        pthread_cond_destroy(&a->wake);
+        pthread_mutex_destroy(&a->lock);
+    }
+    return -rc;
+}
+
+/* Queues fd for gRPC. 0, or -ENOMEM (fd stays the caller's). */
+static int adder_push(struct adder *a, int fd)
+{
+    int rc = 0;
+    pthread_mutex_lock(&a->lock);
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        int *fds = realloc(a->fds, cap * sizeof(*fds));
+        if (fds) {
+            a->fds = fds;
+            a->cap = cap;
+        }
+    }
+    if (a->len < a->cap) {
+        a->fds[a->len++] = fd;
+        pthread_cond_signal(&a->wake);
+    } else {
+        rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+/* Stops the thread once its current call returned; sockets still queued are closed. */
+static void adder_stop(struct adder *a)
+{
+    if (!a->started)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stop = true;
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    a->started = false;
+    for (size_t i = 0; i < a->len; i++)
+        close(a->fds[i]);
+    free(a->fds);
+    a->fds = NULL;
+    a->len = a->cap = 0;
+    pthread_cond_destroy(&a->wake);
+    pthread_mutex_destroy(&a->lock);
+}
+
+/* ---- connections ---- */
+
+static void conn_free(struct srv_conn *k)
+{
+    free(k->addr);
+    free(k->cert_cn);
+    free(k);
+}
+
+static void conn_unref(struct srv_conn *k)
+{
+    if (--k->refs == 0)
+        conn_free(k);
+}
+
+/* Whether k->fd still is the connection's socket: gRPC closes it without telling us. */
+static bool conn_open(const struct srv_conn *k)
+{
+    struct stat st;
+    return fstat(k->fd, &st) == 0 && st.st_dev == k->dev && st.st_ino == k->ino;
+}
+
+/* Whether the connection ends anyway: the peer closed its side, or the socket failed. */
+static bool conn_ending(const struct srv_conn *k)
+{
+    struct pollfd p = {.fd = k->fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static void conn_set_rcvbuf(const struct srv_conn *k, int bytes)
+{
+    setsockopt(k->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
+/* The first call with the key (or any call without authentication): the peer is trusted. */
+static void conn_authenticated(struct srv_conn *k)
+{
+    if (k->authenticated)
+        return;
+    k->authenticated = true;
+    conn_set_rcvbuf(k, RCVBUF_TRUSTED);
+}
+
+/* Drops the table's reference to the record of fd. */
+static void conn_forget(struct rpc_server *s, size_t fd)
+{
+    struct srv_conn *k = s->conns[fd];
+    s->conns[fd] = NULL;
+    conn_unref(k);
+}
+
+/*
+ * Shuts the connection down (gRPC sees its socket end and tears the transport down); its calls
+ * still queued are dropped unanswered. One line names the peer and why, at most once a second
+ * per kind. A connection already ending or closed gets neither: it is not worth a line.
+ */
+static void conn_shut(struct srv_conn *k, struct ratelimit *rl, const char *why)
+{
+    k->closing = true;
+    if (!conn_open(k) || conn_ending(k))
+        return;
+    shutdown(k->fd, SHUT_RDWR);
+    unsigned held;
+    if (!ratelimit_pass(rl, ev_now(k->server->loop), &held))
+        return;
+    if (held)
+        log_warn("closed the connection from %s after %lu calls: %s (%u more closed for this "
+                 "since the last such line)",
+                 k->addr, k->started, why, held);
+    else
+        log_warn("closed the connection from %s after %lu calls: %s", k->addr, k->started, why);
+}
+
+/* Charges one wasted call to the connection's token bucket; overdrawing it closes the
+ * connection. */
+static void conn_charge(struct srv_conn *k)
+{
+    struct rpc_server *s = k->server;
+    double now = ev_now(s->loop);
+    k->tokens += (now - k->refilled_at) * RPC_CONN_WASTE_PER_S;
+    if (k->tokens > RPC_CONN_WASTE_BURST)
+        k->tokens = RPC_CONN_WASTE_BURST;
+    k->refilled_at = now;
+    k->tokens -= 1.0;
+    k->wasted++;
+    if (k->tokens < 0 && !k->closing) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "%lu of them refused or cancelled before an answer, over the budget (%d at "
+                 "once, %.0f a second)",
+                 k->wasted, RPC_CONN_WASTE_BURST, RPC_CONN_WASTE_PER_S);
+        conn_shut(k, &s->over_budget, why);
+    }
+}
+
+/* Forgets connections that gRPC closed; closes those past their first-call deadline. */
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct rpc_server *s = w->data;
+    double now = ev_now(loop);
+    for (size_t fd = 0; fd < s->conns_cap; fd++) {
+        struct srv_conn *k = s->conns[fd];
+        if (!k)
+            continue;
+        if (!conn_open(k)) {
+            conn_forget(s, fd);
+        } else if (s->auth_deadline_s > 0 && !k->authenticated && !k->closing &&
+                   now - k->added_at >= s->auth_deadline_s) {
+            char why[96];
+            snprintf(why, sizeof(why), "no authenticated call within %.1f s", s->auth_deadline_s);
+            conn_shut(k, &s->no_auth, why);
+        }
+    }
+}
+
+/* The record of the connection a new call came on, from gRPC's name for it ("fd:N"); NULL when
+ * there is none. Read at once: gRPC forgets the name when the call is cancelled. */
+static struct srv_conn *conn_of_call(struct rpc_server *s, grpc_call *call)
+{
+    char *peer = grpc_call_get_peer(call);
+    char *end = NULL;
+    long fd = peer && strncmp(peer, "fd:", 3) == 0 ? strtol(peer + 3, &end, 10) : -1;
+    bool known = end && *end == '\0' && fd >= 0 && (size_t)fd < s->conns_cap;
+    gpr_free(peer);
+    return known ? s->conns[fd] : NULL;
+}
+
+/* Makes room in the table for fd. 0 or -ENOMEM. */
+static int table_fit(struct rpc_server *s, int fd)
+{
+    if ((size_t)fd < s->conns_cap)
+        return 0;
+    size_t cap = s->conns_cap ? s->conns_cap : 64;
+    while (cap <= (size_t)fd)
+        cap *= 2;
+    struct srv_conn **conns = realloc(s->conns, cap * sizeof(*conns));
+    if (!conns)
+        return -ENOMEM;
+    memset(conns + s->conns_cap, 0, (cap - s->conns_cap) * sizeof(*conns));
+    s->conns = conns;
+    s->conns_cap = cap;
+    return 0;
+}
+
+static struct srv_conn *conn_new(struct rpc_server *s, int fd, const struct stat *st,
+                                 const struct rpc_peer *peer)
+{
+    struct srv_conn *k = calloc(1, sizeof(*k));
+    if (!k)
+        return NULL;
+    k->addr = strdup(peer->addr ? peer->addr : "?");
+    k->cert_cn = peer->cert_cn ? strdup(peer->cert_cn) : NULL;
+    if (!k->addr || (peer->cert_cn && !k->cert_cn)) {
+        conn_free(k);
+        return NULL;
+    }
+    k->server = s;
+    k->fd = fd;
+    k->dev = st->st_dev;
+    k->ino = st->st_ino;
+    k->refs = 1;
+    k->added_at = k->refilled_at = ev_now(s->loop);
+    k->tokens = RPC_CONN_WASTE_BURST;
+    return k;
+}
+
+int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *peer)
+{
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? -errno : table_fit(s, fd);
+    struct srv_conn *k = rc == 0 ? conn_new(s, fd, &st, peer) : NULL;
+    if (!k) {
+        close(fd);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    /* A record left for this fd belongs to a connection gRPC closed since. */
+    if (s->conns[fd])
+        conn_forget(s, (size_t)fd);
+    conn_set_rcvbuf(k, RCVBUF_UNTRUSTED);
+    if ((rc = adder_push(&s->adder, fd)) < 0) {
+        conn_free(k);
+        close(fd);
+        return rc;
+    }
+    s->conns[fd] = k;
+    return 0;
+}
+
+/* ---- calls ---- */
 
 static void call_unref(struct srv_call *c)
 {
@@ -119,10 +453,8 @@ static void call_unref(struct srv_call *c)
     if (c->status_buf)
         grpc_byte_buffer_destroy(c->status_buf);
     grpc_slice_unref(c->status_details);
-    if (c->peer)
-        gpr_free(c->peer);
-    if (c->method_name)
-        gpr_free(c->method_name);
+    if (c->conn)
+        conn_unref(c->conn);
     struct rpc_server *s = c->server;
     free(c);
     /* Handlers may finish their calls after the gRPC server is gone (at shutdown); our struct
@@ -142,9 +474,21 @@ static void start_batch(struct srv_call *c, const grpc_op *ops, size_t n, struct
     }
 }
 
+/* The call cost work and served nothing: it draws on its connection's budget, once. */
+static void call_waste(struct srv_call *c)
+{
+    if (c->wasted)
+        return;
+    c->wasted = true;
+    if (c->conn)
+        conn_charge(c->conn);
+}
+
 static void on_close(struct rt_tag *tag, bool ok)
 {
     struct srv_call *c = ((struct call_op *)tag)->call;
+    if (c->close_cancelled)
+        call_waste(c);
     if (!c->finished && c->handler && c->handler->on_done)
         c->handler->on_done(c, c->close_cancelled != 0);
     call_unref(c);
@@ -213,28 +557,14 @@ void *srv_call_user(const struct srv_call *c)
     return c->user;
 }
 
-int srv_call_fd(struct srv_call *c)
+const char *srv_call_peer(const struct srv_call *c)
 {
-    char *peer = grpc_call_get_peer(c->call);
-    long fd = -1;
-    if (peer && strncmp(peer, "fd:", 3) == 0)
-        fd = strtol(peer + 3, NULL, 10);
-    gpr_free(peer);
-    return fd >= 0 && fd <= INT32_MAX ? (int)fd : -1;
+    return c->conn ? c->conn->addr : "?";
 }
 
-const char *srv_call_peer(struct srv_call *c)
+const char *srv_call_cert_cn(const struct srv_call *c)
 {
-    if (c->peer)
-        return c->peer;
-    /* gRPC names the peer of a channel made from a socket "fd:N": say who N was accepted from. */
-    const struct rpc_server *s = c->server;
-    int fd = srv_call_fd(c);
-    if (fd >= 0 && (size_t)fd < s->n_peers && s->peers[fd])
-        c->peer = gpr_strdup(s->peers[fd]);
-    else
-        c->peer = grpc_call_get_peer(c->call);
-    return c->peer ? c->peer : "?";
+    return c->conn ? c->conn->cert_cn : NULL;
 }
 
 const char *srv_call_method(const struct srv_call *c)
@@ -361,9 +691,10 @@ void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *deta
     srv_call_finish(c, status, details, NULL);
 }
 
-/* Refusals are logged with their peer, at most once a second. */
-static void log_refusal(struct srv_call *c, const char *what)
+/* A refused call: charged to its connection, and logged with its peer at most once a second. */
+static void note_refusal(struct srv_call *c, const char *what)
 {
+    call_waste(c);
     unsigned held;
     if (!ratelimit_pass(&c->server->refusals, ev_now(c->server->loop), &held))
         return;
@@ -386,7 +717,7 @@ static int decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMess
     ProtobufCMessage *req = NULL;
     int rc = codec_unpack(msg, d, &req);
     if (rc < 0) {
-        log_refusal(c, rc == -EMSGSIZE ? "oversized request" : "malformed request");
+        note_refusal(c, rc == -EMSGSIZE ? "oversized request" : "malformed request");
         *why = rc == -EMSGSIZE ? "request too large" : "malformed request";
         return rc;
     }
@@ -394,7 +725,7 @@ static int decode(struct srv_call *c, grpc_byte_buffer *msg, const ProtobufCMess
     if (rc < 0) {
         char what[192];
         snprintf(what, sizeof(what), "invalid request (%s)", *why);
-        log_refusal(c, what);
+        note_refusal(c, what);
         protobuf_c_message_free_unpacked(req, NULL);
         return rc;
     }
@@ -453,9 +784,54 @@ static const struct method *find_method(struct rpc_server *s, grpc_slice path)
     return NULL;
 }
 
+/*
+ * Answers a call that goes no further (unknown method, wrong key, shutting down) with one batch:
+ * initial metadata, the status and the wait for the call's end. Refusals are what a flood is made
+ * of, so they cost one completion and nothing is held for the group commit.
+ */
+static void refuse(struct srv_call *c, grpc_status_code status, const char *details)
+{
+    c->finished = true;
+    c->status = status;
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_static_string(details);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[2].data.send_status_from_server.status = status;
+    ops[2].data.send_status_from_server.status_details = &c->status_details;
+    start_batch(c, ops, 3, &c->close_op);
+    call_unref(c); /* the handler's reference: there is no handler */
+}
+
 static void dispatch(struct srv_call *c)
 {
     struct rpc_server *s = c->server;
+    c->method = find_method(s, c->details.method);
+    if (!c->method) {
+        if (log_enabled(LOG_DEBUG)) {
+            char *name = grpc_slice_to_c_string(c->details.method);
+            log_debug("unimplemented method %s from %s", name, srv_call_peer(c));
+            gpr_free(name);
+        }
+        call_waste(c);
+        refuse(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
+        return;
+    }
+    if (s->auth_key && !auth_metadata_ok(&c->metadata, s->auth_key)) {
+        note_refusal(c, "missing or wrong auth key");
+        refuse(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
+        return;
+    }
+    if (c->conn)
+        conn_authenticated(c->conn);
+    if (s->shutting_down) {
+        refuse(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
+        return;
+    }
     /* Initial metadata goes out at once: a client keeping a stream open notices a dead
      * connection immediately only once the server has answered its headers. */
     grpc_op ops[2];
@@ -464,29 +840,21 @@ static void dispatch(struct srv_call *c)
     ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
     start_batch(c, ops, 2, &c->close_op);
-
-    c->method = find_method(s, c->details.method);
-    if (!c->method) {
-        c->method_name = grpc_slice_to_c_string(c->details.method);
-        log_debug("unimplemented method %s", c->method_name);
-        srv_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
-        return;
-    }
-    if (s->auth_key && !auth_metadata_ok(&c->metadata, s->auth_key)) {
-        log_refusal(c, "missing or wrong auth key");
-        srv_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
-        return;
-    }
-    if (s->shutting_down) {
-        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
-        return;
-    }
     if (c->method->kind == METHOD_UNARY) {
         srv_call_bind(c, &unary_handler, NULL);
         srv_call_read(c);
     } else {
         c->method->stream(c, c->method->ctx);
     }
+}
+
+/* Lets go of a new call without answering it: no batch at all. */
+static void drop_request(struct request_slot *slot)
+{
+    grpc_call_cancel(slot->call, NULL);
+    grpc_call_unref(slot->call);
+    grpc_call_details_destroy(&slot->details);
+    grpc_metadata_array_destroy(&slot->metadata);
 }
 
 static void on_request(struct rt_tag *tag, bool ok)
@@ -502,15 +870,21 @@ static void on_request(struct rt_tag *tag, bool ok)
             finish_shutdown(s);
         return;
     }
-    struct srv_call *c = calloc(1, sizeof(*c));
-    if (!c) {
+    struct srv_conn *k = conn_of_call(s, slot->call);
+    struct srv_call *c = NULL;
+    if (k && k->closing) {
+        /* Queued before its connection was closed: nobody waits for an answer. */
+        drop_request(slot);
+    } else if (!(c = calloc(1, sizeof(*c)))) {
         log_error("out of memory accepting a call");
-        grpc_call_cancel(slot->call, NULL);
-        grpc_call_unref(slot->call);
-        grpc_call_details_destroy(&slot->details);
-        grpc_metadata_array_destroy(&slot->metadata);
+        drop_request(slot);
     } else {
         c->server = s;
+        c->conn = k;
+        if (k) {
+            k->refs++;
+            k->started++;
+        }
         c->call = slot->call;
         c->details = slot->details;
         c->metadata = slot->metadata;
@@ -554,6 +928,9 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
         return -ENOMEM;
     s->bridge = br;
     s->loop = bridge_loop(br);
+    s->auth_deadline_s = (double)opt->auth_deadline_ms / 1000.0;
+    ev_timer_init(&s->sweep, on_sweep, SWEEP_INTERVAL_S, SWEEP_INTERVAL_S);
+    s->sweep.data = s;
     if (opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) {
         free(s);
         return -ENOMEM;
@@ -565,7 +942,12 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
         {GRPC_ARG_INTEGER,
          GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
          {.integer = opt->min_client_ping_ms}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 0}},
+        /* A client pinging more often than that (ours ping every 20 s) gets GOAWAY at the third
+         * ping too early: a ping flood ends the connection instead of costing a write each. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 2}},
+        /* Request headers are small (path, auth key, a few more): what a peer can make the
+         * server decode and keep per call stays small too. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = RPC_MAX_METADATA}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = opt->max_streams_per_conn}},
@@ -617,6 +999,9 @@ void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn
 int rpc_server_start(struct rpc_server *s)
 {
     grpc_server_start(s->server);
+    if (adder_start(&s->adder, s->server, s->creds) < 0)
+        return -EIO;
+    ev_timer_start(s->loop, &s->sweep);
     for (size_t i = 0; i < REQUEST_SLOTS; i++) {
         s->slots[i].tag.done = on_request;
         s->slots[i].server = s;
@@ -625,29 +1010,11 @@ int rpc_server_start(struct rpc_server *s)
     return s->slots_armed ? 0 : -EIO;
 }
 
-void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer)
-{
-    if (fd >= 0 && (size_t)fd >= s->n_peers) {
-        size_t n = s->n_peers ? s->n_peers : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        char **peers = realloc(s->peers, n * sizeof(*peers));
-        if (peers) {
-            memset(peers + s->n_peers, 0, (n - s->n_peers) * sizeof(*peers));
-            s->peers = peers;
-            s->n_peers = n;
-        }
-    }
-    if (fd >= 0 && (size_t)fd < s->n_peers) {
-        free(s->peers[fd]);
-        s->peers[fd] = peer ? strdup(peer) : NULL;
-    }
-    grpc_server_add_channel_from_fd(s->server, fd, s->creds);
-}
-
 static void finish_shutdown(struct rpc_server *s)
 {
+    adder_stop(&s->adder);
     ev_timer_stop(s->loop, &s->shutdown_timer);
+    ev_timer_stop(s->loop, &s->sweep);
     /* Calls that finished in this loop iteration may still wait for their commit, which the
      * iteration's end would have done: do it now, so that no reply confirms what is not stored. */
     if (s->held_head && s->hooks.flush)
@@ -663,11 +1030,14 @@ static void finish_shutdown(struct rpc_server *s)
     void *ctx = s->shutdown_ctx;
     free(s->auth_key);
     s->auth_key = NULL;
-    for (size_t i = 0; i < s->n_peers; i++)
-        free(s->peers[i]);
-    free(s->peers);
-    s->peers = NULL;
-    s->n_peers = 0;
+    /* Calls still open keep their connection's record until they are freed. */
+    for (size_t fd = 0; fd < s->conns_cap; fd++) {
+        if (s->conns[fd])
+            conn_forget(s, fd);
+    }
+    free(s->conns);
+    s->conns = NULL;
+    s->conns_cap = 0;
     s->destroyed = true;
     if (s->live_calls == 0)
         free(s);

@@ -5,6 +5,24 @@
  * kept outstanding and re-armed at once), dispatched on the method path, and refused with
  * UNIMPLEMENTED or UNAUTHENTICATED before any handler sees them.
  *
+ * Connections: the server keeps a record of every connection handed to it (rpc_server_add_conn):
+ * who is at the other end (address, client certificate) and what its calls cost. Each call is tied
+ * to its connection's record when it arrives. The record lives until gRPC has closed the
+ * connection (seen by a sweep once a second) or the server is gone, and as long as a call of it.
+ *
+ * Budgets per connection, so that one hostile connection cannot stall the loop (see
+ * docs/security.md for the figures):
+ * - Calls that are wasted -- refused (unknown method, wrong key, invalid request) or cancelled by
+ *   the peer before the answer went out, as an HTTP/2 rapid reset does -- draw on a token bucket
+ *   (RPC_CONN_WASTE_BURST at once, RPC_CONN_WASTE_PER_S a second after that). A connection that
+ *   overdraws it is shut down (shutdown(2) on the fd gRPC owns: gRPC then tears the transport
+ *   down, and with TLS the pump ends the TLS connection); the calls it had queued are dropped
+ *   unanswered, without a batch.
+ * - A connection must make its first authenticated call within auth_deadline_ms of being added
+ *   (any call of a known method when authentication is off), else it is shut down the same way.
+ * Both are logged at most once a second per kind, with the number held back. Refusals are
+ * answered with one batch and never wait for the group commit: they are what a flood is made of.
+ *
  * Call lifetime: a handler owns its call from the moment its method function runs until it calls
  * srv_call_finish() exactly once; after that it gets no callback but on_free. When the peer goes
  * away (disconnect, cancel, deadline) on_done(cancelled=true) tells the handler, which must still
@@ -45,12 +63,17 @@ typedef void (*srv_unary_fn)(struct srv_call *c, void *ctx, const ProtobufCMessa
 typedef void (*srv_stream_fn)(struct srv_call *c, void *ctx);
 
 struct rpc_server_options {
-    const char *auth_key;     /* NULL: no authentication (--insecure-no-auth) */
-    int keepalive_time_ms;    /* HTTP/2 ping interval towards clients */
-    int keepalive_timeout_ms; /* how long a ping may go unanswered */
-    int min_client_ping_ms;   /* the most frequent client ping accepted */
-    int max_streams_per_conn; /* concurrent calls on one connection */
+    const char *auth_key;      /* NULL: no authentication (--insecure-no-auth) */
+    int keepalive_time_ms;     /* HTTP/2 ping interval towards clients */
+    int keepalive_timeout_ms;  /* how long a ping may go unanswered */
+    int min_client_ping_ms;    /* the most frequent client ping accepted */
+    int max_streams_per_conn;  /* concurrent calls on one connection */
+    uint64_t auth_deadline_ms; /* time a connection has for its first authenticated call; 0: none */
 };
+
+/* The budget of wasted calls per connection (see above). */
+#define RPC_CONN_WASTE_BURST 100
+#define RPC_CONN_WASTE_PER_S 10.0
 
 /* Creates the server on the bridge's queue; methods are added before rpc_server_start(). */
 int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
@@ -80,9 +103,17 @@ void rpc_server_release_replies(struct rpc_server *s, bool durable);
 /* Whether replies are being held. */
 bool rpc_server_holding(const struct rpc_server *s);
 
-/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on; peer
- * (copied) names the remote end in log lines about its calls. */
-void rpc_server_add_fd(struct rpc_server *s, int fd, const char *peer);
+/* Who is at the other end of a connection, as whoever accepted it knows. */
+struct rpc_peer {
+    const char *addr;    /* the remote address in words ("10.0.0.7:51234"), for log lines */
+    const char *cert_cn; /* common name of the client certificate verified by TLS; NULL: none */
+};
+
+/* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on, and starts
+ * the connection's record (peer is copied). After rpc_server_start(). gRPC gets the socket from a
+ * helper thread, since it starts reading a socket on the thread that adds it. Returns 0, or
+ * -ENOMEM / -errno of fstat(2): then fd is closed. */
+int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *peer);
 
 /*
  * Stops taking calls; calls still open after grace_ms are cancelled. done(ctx) runs once the server
@@ -94,10 +125,12 @@ void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(v
 /* Per-call operations, loop thread only. */
 void srv_call_bind(struct srv_call *c, const struct srv_handler *h, void *user);
 void *srv_call_user(const struct srv_call *c);
-/* The remote end of the call's connection, as given to rpc_server_add_fd; owned by the call. */
-const char *srv_call_peer(struct srv_call *c);
-/* The fd that was handed to rpc_server_add_fd for the call's connection, or -1. */
-int srv_call_fd(struct srv_call *c);
+/* The remote address of the call's connection, as given to rpc_server_add_conn; "?" when the
+ * call could not be tied to a connection. Valid as long as the call. */
+const char *srv_call_peer(const struct srv_call *c);
+/* The common name of the client certificate of the call's connection, or NULL when it showed
+ * none. Valid as long as the call. */
+const char *srv_call_cert_cn(const struct srv_call *c);
 const char *srv_call_method(const struct srv_call *c);
 /*
  * For streaming methods that read a request by hand: decodes msg (NULL is a missing request) as a

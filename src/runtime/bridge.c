@@ -3,78 +3,121 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "runtime/log.h"
 
 struct completion {
     struct rt_tag *tag;
     bool ok;
+    double queued_at; /* monotonic seconds */
 };
 
 struct bridge {
     struct ev_loop *loop;
     grpc_completion_queue *cq;
     ev_async wakeup;
-    pthread_t poller;
+    pthread_t pollers[BRIDGE_POLLERS];
+    size_t n_pollers; /* started */
 
     pthread_mutex_t lock;
-    struct completion *items; /* guarded by lock */
-    size_t len, cap;
-    struct completion *spare; /* loop-thread buffer swapped with items on drain */
-    size_t spare_cap;
+    /* Broadcast when the loop took completions (room for the pollers), when one was queued and
+     * when a poller ended (both for bridge_destroy). */
+    pthread_cond_t changed;
+    struct completion ring[BRIDGE_QUEUE_MAX]; /* guarded by lock, like the three below */
+    size_t head, len;
+    size_t pollers_done;
 };
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bridge_post(struct bridge *b, struct rt_tag *tag, bool ok)
+{
+    pthread_mutex_lock(&b->lock);
+    while (b->len == BRIDGE_QUEUE_MAX)
+        pthread_cond_wait(&b->changed, &b->lock);
+    b->ring[(b->head + b->len) % BRIDGE_QUEUE_MAX] = (struct completion){tag, ok, monotonic_s()};
+    b->len++;
+    pthread_cond_broadcast(&b->changed);
+    pthread_mutex_unlock(&b->lock);
+    ev_async_send(b->loop, &b->wakeup);
+}
+
+size_t bridge_queued(struct bridge *b)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t n = b->len;
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+/* Before a poller asks gRPC for more: while the oldest completion has waited longer than
+ * BRIDGE_LAG_MAX_S, the loop is behind, and the poller waits until the loop took it. */
+static void wait_for_loop(struct bridge *b)
+{
+    pthread_mutex_lock(&b->lock);
+    while (b->len > 0 && monotonic_s() - b->ring[b->head].queued_at > BRIDGE_LAG_MAX_S)
+        pthread_cond_wait(&b->changed, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+}
 
 static void *poll_queue(void *arg)
 {
     struct bridge *b = arg;
     for (;;) {
+        wait_for_loop(b);
         grpc_event ev =
             grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
-        pthread_mutex_lock(&b->lock);
-        if (b->len == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 256;
-            struct completion *items = realloc(b->items, cap * sizeof(*items));
-            if (!items) {
-                /* Losing a completion would leak or hang a call; there is no recovery. */
-                log_error("out of memory in the completion bridge");
-                abort();
-            }
-            b->items = items;
-            b->cap = cap;
-        }
-        b->items[b->len++] = (struct completion){ev.tag, ev.success != 0};
-        pthread_mutex_unlock(&b->lock);
-        ev_async_send(b->loop, &b->wakeup);
+        if (ev.type == GRPC_OP_COMPLETE)
+            bridge_post(b, ev.tag, ev.success != 0);
     }
+    pthread_mutex_lock(&b->lock);
+    b->pollers_done++;
+    pthread_cond_broadcast(&b->changed);
+    pthread_mutex_unlock(&b->lock);
     return NULL;
 }
 
-/* Swaps the shared queue with the loop's spare buffer, so the lock is held only for the swap. */
+/* Moves up to BRIDGE_BATCH queued completions into batch, oldest first, and makes room for the
+ * pollers. Returns how many; *more tells whether some are left. */
+static size_t take(struct bridge *b, struct completion *batch, bool *more)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t n = b->len < BRIDGE_BATCH ? b->len : BRIDGE_BATCH;
+    for (size_t i = 0; i < n; i++)
+        batch[i] = b->ring[(b->head + i) % BRIDGE_QUEUE_MAX];
+    b->head = (b->head + n) % BRIDGE_QUEUE_MAX;
+    b->len -= n;
+    *more = b->len > 0;
+    if (n)
+        pthread_cond_broadcast(&b->changed);
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+static void deliver(const struct completion *batch, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        batch[i].tag->done(batch[i].tag, batch[i].ok);
+}
+
+/* One batch per wake-up; what is left waits for the next loop iteration (see bridge.h). */
 static void drain(struct ev_loop *loop, ev_async *w, int revents)
 {
     struct bridge *b = w->data;
-    for (;;) {
-        pthread_mutex_lock(&b->lock);
-        struct completion *items = b->items;
-        size_t len = b->len, cap = b->cap;
-        b->items = b->spare;
-        b->cap = b->spare_cap;
-        b->len = 0;
-        pthread_mutex_unlock(&b->lock);
-        if (len == 0) {
-            b->spare = items;
-            b->spare_cap = cap;
-            return;
-        }
-        for (size_t i = 0; i < len; i++)
-            items[i].tag->done(items[i].tag, items[i].ok);
-        b->spare = items;
-        b->spare_cap = cap;
-    }
+    struct completion batch[BRIDGE_BATCH];
+    bool more;
+    size_t n = take(b, batch, &more);
+    if (more)
+        ev_async_send(loop, w);
+    deliver(batch, n);
 }
 
 int bridge_create(struct ev_loop *loop, struct bridge **out)
@@ -85,19 +128,19 @@ int bridge_create(struct ev_loop *loop, struct bridge **out)
     b->loop = loop;
     b->cq = grpc_completion_queue_create_for_next(NULL);
     pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->changed, NULL);
     ev_async_init(&b->wakeup, drain);
     b->wakeup.data = b;
     ev_async_start(loop, &b->wakeup);
-    /* The poller does not keep the loop alive by itself; active calls and timers do. */
+    /* The pollers do not keep the loop alive by themselves; active calls and timers do. */
     ev_unref(loop);
-    int rc = pthread_create(&b->poller, NULL, poll_queue, b);
+    int rc = 0;
+    while (b->n_pollers < BRIDGE_POLLERS && rc == 0) {
+        rc = pthread_create(&b->pollers[b->n_pollers], NULL, poll_queue, b);
+        b->n_pollers += rc == 0;
+    }
     if (rc != 0) {
-        ev_ref(loop);
-        ev_async_stop(loop, &b->wakeup);
-        grpc_completion_queue_shutdown(b->cq);
-        grpc_completion_queue_destroy(b->cq);
-        pthread_mutex_destroy(&b->lock);
-        free(b);
+        bridge_destroy(b);
         return -rc;
     }
     *out = b;
@@ -114,18 +157,39 @@ grpc_completion_queue *bridge_cq(struct bridge *b)
     return b->cq;
 }
 
+/* Delivers until the queue is empty, with no pause for the loop: for the end only. */
+static void deliver_all(struct bridge *b)
+{
+    struct completion batch[BRIDGE_BATCH];
+    bool more = true;
+    while (more)
+        deliver(batch, take(b, batch, &more));
+}
+
 void bridge_destroy(struct bridge *b)
 {
     if (!b)
         return;
     grpc_completion_queue_shutdown(b->cq);
-    pthread_join(b->poller, NULL);
-    drain(b->loop, &b->wakeup, 0);
+    /* A poller may be waiting for room: keep taking until every one has seen the shutdown. */
+    pthread_mutex_lock(&b->lock);
+    while (b->pollers_done < b->n_pollers) {
+        if (b->len) {
+            pthread_mutex_unlock(&b->lock);
+            deliver_all(b);
+            pthread_mutex_lock(&b->lock);
+        } else {
+            pthread_cond_wait(&b->changed, &b->lock);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    for (size_t i = 0; i < b->n_pollers; i++)
+        pthread_join(b->pollers[i], NULL);
+    deliver_all(b);
     ev_ref(b->loop);
     ev_async_stop(b->loop, &b->wakeup);
     grpc_completion_queue_destroy(b->cq);
+    pthread_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->lock);
-    free(b->items);
-    free(b->spare);
     free(b);
 }

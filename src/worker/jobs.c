@@ -195,8 +195,9 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
         job_remove(job);
         return;
     }
-    /* The task may have moved on while this report was out. */
-    if (sent == job->status && job->phase != PHASE_FINAL) {
+    /* The task may have moved on while this report was out. An ended task whose output is still
+     * on its way is not reported now: maybe_final() sends its final status once it is stored. */
+    if (job->phase == PHASE_FLUSHING || (sent == job->status && job->phase != PHASE_FINAL)) {
         job->reported = true;
         return;
     }

@@ -179,7 +179,7 @@ static void on_heartbeat_done(void *user, grpc_status_code st, const char *detai
     }
 }
 
-static void send_heartbeat(struct session *s)
+static void send_heartbeat(struct session *s, grpc_channel *channel)
 {
     if (s->heartbeat_pending)
         return; /* the previous one is still out; its deadline decides */
@@ -190,13 +190,14 @@ static void send_heartbeat(struct session *s)
     if (!c)
         return;
     s->heartbeat_pending = true;
-    cli_unary(s->bridge, s->channel, "/grpc.NodeService/SendHeartbeat", s->id.auth_key,
+    cli_unary(s->bridge, channel, "/grpc.NodeService/SendHeartbeat", s->id.auth_key,
               UNARY_TIMEOUT_MS, &req.base, on_heartbeat_done, c);
 }
 
 static void on_heartbeat_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    send_heartbeat(w->data);
+    struct session *s = w->data;
+    send_heartbeat(s, s->channel);
 }
 
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
@@ -313,7 +314,7 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         return;
     }
     set_state(s, S_DATA_DIALING);
-    if (dial_start(s->loop, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
+    if (dial_start(s->loop, s->id.tls, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
                    on_data_dialed, s, &s->dial) < 0)
         connection_lost(s, "cannot start dialing: out of memory");
 }
@@ -341,6 +342,9 @@ static void on_data_dialed(void *ctx, int fd, int err, const char *errmsg)
     ev_timer_start(s->loop, &s->heartbeat_timer);
     s->watchdog.repeat = 3 * every + (double)UNARY_TIMEOUT_MS / 1000.0;
     ev_timer_again(s->loop, &s->watchdog);
+    /* The master closes a connection that makes no call with the key in time (--auth-timeout),
+     * and the data connection may carry no stream for long: a first heartbeat goes over it. */
+    send_heartbeat(s, s->data_channel);
     if (s->hooks.on_online)
         s->hooks.on_online(s->ctx);
 }
@@ -387,8 +391,8 @@ static void try_connect(struct session *s)
         return;
     }
     set_state(s, S_DIALING);
-    int rc = dial_start(s->loop, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
-                        on_dialed, s, &s->dial);
+    int rc = dial_start(s->loop, s->id.tls, s->cfg->master_host, s->cfg->master_port,
+                        DIAL_TIMEOUT_MS, on_dialed, s, &s->dial);
     if (rc < 0) {
         note_failure(s, "cannot start dialing: out of memory");
         schedule_retry(s);

@@ -27,8 +27,11 @@ struct session_hooks {
     int (*running)(void *ctx);            /* tasks running now, for heartbeats */
 };
 
+struct tls_client;
+
 struct session_identity {
     const char *node_key, *node_name, *machine_id, *auth_key;
+    struct tls_client *tls; /* borrowed; NULL: plaintext */
     int max_runners;
 };
 

