@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""`meson install` into a DESTDIR: every file in its place and nothing else, both systemd units
-accepted by `systemd-analyze verify`, and the installed binary keeping the units' contract: READY=1
-on $NOTIFY_SOCKET once the master listens or the worker registered, and exit status 1 (which the
-units do not restart) with the reason in its last line when the data directory is not writable.
+"""`meson install --skip-subprojects` into a DESTDIR: every file in its place and nothing else,
+both systemd units accepted by `systemd-analyze verify`, and the installed binary keeping the
+units' contract: READY=1 on $NOTIFY_SOCKET once the master listens or the worker registered, and
+exit status 1 (which the units do not restart) with the reason in its last line when the data
+directory is not writable.
 
 The build directory, meson and the install directories come from the environment meson sets for
 this test (tests/integration/meson.build)."""
@@ -27,13 +28,14 @@ _destdir = None
 
 
 def setUpModule():
-    """One `meson install` for every test of this file, into a directory anyone may read (the
-    unwritable-directory test runs the installed binary as another user)."""
+    """One `meson install --skip-subprojects` (the README's) for every test of this file, into a
+    directory anyone may read (the unwritable-directory test runs the installed binary as another
+    user)."""
     global _destdir
     _destdir = tempfile.mkdtemp(prefix="crawlab-install-")
     os.chmod(_destdir, 0o755)
     subprocess.run([ENV["CRAWLAB_MESON"], "install", "-C", ENV["CRAWLAB_BUILD_ROOT"],
-                    "--no-rebuild", "--quiet", "--destdir", _destdir],
+                    "--no-rebuild", "--skip-subprojects", "--quiet", "--destdir", _destdir],
                    check=True, stdin=subprocess.DEVNULL, timeout=120)
 
 
