@@ -148,6 +148,9 @@ class Install(harness.ClusterTest, harness.TaskOps):
         for key in ("SystemCallFilter", "MemoryDenyWriteExecute", "RestrictNamespaces"):
             self.assertNotIn(key, worker)
         self.assertEqual(worker["KillMode"], ["mixed"])
+        # Each task gets a cgroup of its own under the unit's: the subtree must be the worker's.
+        self.assertEqual(worker["Delegate"], ["yes"])
+        self.assertNotIn("ProtectControlGroups", worker)
         users = open(installed([p for p in expected_files()
                                 if p.endswith("sysusers.d/crawlab-node.conf")][0])).read()
         for user in ("crawlab-node", "crawlab-node-worker"):
