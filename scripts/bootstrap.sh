@@ -26,14 +26,15 @@ fi
 # wolfSSL's source for the default build (-Dwolfssl=subproject, subprojects/README.md): Debian's
 # source package of the installed libwolfssl-dev, through a deb-src entry for the same archive
 # and suites as the deb entries. apt checks the files against the archive's signed index; meson
-# checks the tarball against subprojects/wolfssl.wrap.
+# checks the tarball against subprojects/wolfssl.wrap. Returns 1 when it is missing and only
+# root could fetch it.
 wolfssl_source() {
     tarball=subprojects/packagecache/$(sed -n 's/^source_filename = //p' subprojects/wolfssl.wrap)
     [ -f "$tarball" ] && [ -f subprojects/packagefiles/wolfssl-debian.patch ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
-        echo "bootstrap: $tarball is missing: run as root once (it runs apt-get source wolfssl)," \
-            "or configure with -Dwolfssl=system" >&2
-        exit 1
+        echo "bootstrap: wolfSSL's source is not in subprojects/ and only root can fetch it" \
+            "(apt-get source): a new build links Debian's wolfSSL (-Dwolfssl=system)" >&2
+        return 1
     fi
     if ! apt-cache showsrc wolfssl 2>/dev/null | grep -q '^Package: wolfssl'; then
         for f in /etc/apt/sources.list.d/*.sources; do
@@ -66,10 +67,12 @@ wolfssl_source() {
 
 [ $# -gt 0 ] || set -- build
 for dir in "$@"; do
-    [ "$dir" = build ] && wolfssl_source
+    if [ "$dir" = build ]; then
+        wolfssl_source && wolfssl=subproject || wolfssl=system
+    fi
     [ -f "$dir/build.ninja" ] && continue
     case "$dir" in
-    build) meson setup build --wrap-mode=nodownload ;;
+    build) meson setup build --wrap-mode=nodownload -Dwolfssl=$wolfssl ;;
     # The sanitizer builds link Debian's wolfSSL: its code is not instrumented either way, and
     # a second wolfSSL build would only cost time (it also keeps -Dwolfssl=system tested).
     build-asan)
