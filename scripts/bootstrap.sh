@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages that are missing (as root), then configures the build directories:
-#   build       the release build: one statically linked crawlab-node
+#   build       the release build: one statically linked crawlab-node, with wolfSSL built from
+#               Debian's source (fetched into subprojects/ first, as root)
 #   build-asan  a dynamic build with AddressSanitizer and UndefinedBehaviorSanitizer
 #   build-fuzz  clang, the libFuzzer targets of tests/fuzz only (scripts/fuzz.sh)
 # usage: scripts/bootstrap.sh [build|build-asan|build-fuzz]...   (default: build)
@@ -22,17 +23,65 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# wolfSSL's source for the default build (-Dwolfssl=subproject, subprojects/README.md): Debian's
+# source package of the installed libwolfssl-dev, through a deb-src entry for the same archive
+# and suites as the deb entries. apt checks the files against the archive's signed index; meson
+# checks the tarball against subprojects/wolfssl.wrap. Returns 1 when it is missing and only
+# root could fetch it.
+wolfssl_source() {
+    tarball=subprojects/packagecache/$(sed -n 's/^source_filename = //p' subprojects/wolfssl.wrap)
+    [ -f "$tarball" ] && [ -f subprojects/packagefiles/wolfssl-debian.patch ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: wolfSSL's source is not in subprojects/ and only root can fetch it" \
+            "(apt-get source): a new build links Debian's wolfSSL (-Dwolfssl=system)" >&2
+        return 1
+    fi
+    if ! apt-cache showsrc wolfssl 2>/dev/null | grep -q '^Package: wolfssl'; then
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] && grep -q '^Types: deb$' "$f" || continue
+            sed 's/^Types: deb$/Types: deb-src/' "$f" \
+                >"/etc/apt/sources.list.d/crawlab-node-src-$(basename "$f")"
+        done
+        if [ -f /etc/apt/sources.list ]; then
+            sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >/etc/apt/sources.list.d/crawlab-node-src.list
+        fi
+        apt-get update -qq
+    fi
+    version=$(dpkg-query -W -f='${Version}' libwolfssl-dev)
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get source -qq --download-only "wolfssl=$version" >/dev/null 2>&1) || {
+        rm -rf "$tmp"
+        echo "bootstrap: apt-get source wolfssl=$version failed (is there a deb-src entry?)" >&2
+        exit 1
+    }
+    mkdir -p subprojects/packagecache
+    cp "$tmp/$(basename "$tarball")" "$tarball"
+    tar -xJf "$tmp"/wolfssl_*.debian.tar.xz -C "$tmp" debian/patches
+    for patch in $(grep -v '^#' "$tmp/debian/patches/series"); do
+        cat "$tmp/debian/patches/$patch"
+        echo
+    done >subprojects/packagefiles/wolfssl-debian.patch
+    rm -rf "$tmp"
+    echo "bootstrap: wolfSSL source of Debian's wolfssl $version in subprojects/"
+}
+
 [ $# -gt 0 ] || set -- build
 for dir in "$@"; do
+    if [ "$dir" = build ]; then
+        wolfssl_source && wolfssl=subproject || wolfssl=system
+    fi
     [ -f "$dir/build.ninja" ] && continue
     case "$dir" in
-    build) meson setup build --wrap-mode=nodownload ;;
+    build) meson setup build --wrap-mode=nodownload -Dwolfssl=$wolfssl ;;
+    # The sanitizer builds link Debian's wolfSSL: its code is not instrumented either way, and
+    # a second wolfSSL build would only cost time (it also keeps -Dwolfssl=system tested).
     build-asan)
-        meson setup build-asan --wrap-mode=nodownload -Dstatic_binary=false \
+        meson setup build-asan --wrap-mode=nodownload -Dstatic_binary=false -Dwolfssl=system \
             -Db_sanitize=address,undefined -Db_lundef=false ;;
     build-fuzz)
         CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true \
-            -Dtests=false -Dstatic_binary=false -Db_sanitize=address,undefined -Db_lundef=false ;;
+            -Dtests=false -Dstatic_binary=false -Dwolfssl=system -Db_sanitize=address,undefined \
+            -Db_lundef=false ;;
     *) echo "bootstrap: unknown build directory $dir" >&2; exit 2 ;;
     esac
 done

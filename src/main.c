@@ -10,6 +10,9 @@
 
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/cpuid.h>
 
 #include "cli/commands.h"
 #include "config.h"
@@ -26,6 +29,38 @@
 static void grpc_log(gpr_log_func_args *args)
 {
     log_debug("grpc: %s", args->message);
+}
+
+/*
+ * Whether wolfSSL's x86-64 assembly runs here: built in (AES-NI for AES-GCM, AVX1/AVX2 for
+ * ChaCha20, Poly1305 and SHA-2) and, if so, which of those extensions this CPU has; wolfSSL
+ * picks its code from the same CPUID flags, and runs portable C where they are missing.
+ */
+static void print_tls_assembly(void)
+{
+#if (defined(WOLFSSL_AESNI) || defined(USE_INTEL_SPEEDUP)) && defined(HAVE_CPUID_INTEL)
+    word32 flags = cpuid_get_flags();
+    const char *names[] = {IS_INTEL_AESNI(flags) ? "AES-NI" : NULL,
+                           IS_INTEL_AVX1(flags) ? "AVX1" : NULL,
+                           IS_INTEL_AVX2(flags) ? "AVX2" : NULL};
+    int n = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (names[i])
+            printf("%s%s", n++ ? ", " : "on (", names[i]);
+    }
+    printf("%s\n", n ? ")" : "built in, idle on this CPU (no AES-NI, AVX1 or AVX2)");
+#else
+    printf("not built in: portable C\n");
+#endif
+}
+
+/* What a bug report needs: this version, and those of gRPC core and wolfSSL. */
+static void print_version(void)
+{
+    printf("crawlab-node %s\n", CRAWLAB_VERSION);
+    printf("gRPC core %s\n", grpc_version_string());
+    printf("wolfSSL %s, x86-64 assembly ", wolfSSL_lib_version());
+    print_tls_assembly();
 }
 
 /*
@@ -91,7 +126,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cfg.command == CMD_VERSION) {
-        printf("crawlab-node %s (gRPC core %s)\n", CRAWLAB_VERSION, grpc_version_string());
+        print_version();
         config_free(&cfg);
         return 0;
     }

@@ -27,6 +27,7 @@
 #include "runtime/bridge.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
+#include "runtime/notify.h"
 #include "runtime/ratelimit.h"
 
 /* How long in-flight calls get to finish once SIGTERM arrived, before they are cancelled. */
@@ -326,6 +327,7 @@ int master_main(const struct config *cfg)
              : cfg->tls_ca                  ? "TLS 1.3, client certificates verified if offered"
                                             : "TLS 1.3",
              data_dir);
+    notify_ready();
     ev_run(m.loop, 0);
     m.exit_code = 0;
     log_info("master stopped");

@@ -13,6 +13,7 @@
 #include "runtime/bridge.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
+#include "runtime/notify.h"
 #include "worker/jobs.h"
 #include "worker/session.h"
 
@@ -59,6 +60,7 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void hook_online(void *ctx)
 {
+    notify_ready();
     jobs_on_online(((struct worker *)ctx)->jobs);
 }
 
