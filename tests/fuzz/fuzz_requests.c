@@ -23,6 +23,7 @@
 #include "fuzz.h"
 #include "core/task.h"
 #include "rpc/codec.h"
+#include "core/rules.h"
 #include "rpc/validate.h"
 #include "tests/common/requests.h"
 
@@ -93,7 +94,7 @@ static void passed_is_usable(const ProtobufCMessage *m)
         /* The env object on_submit builds holds every entry. */
         json_t *env = json_object();
         for (size_t i = 0; i < spec->n_env; i++) {
-            CHECK(validate_env_name(spec->env[i]->key));
+            CHECK(env_name_valid(spec->env[i]->key, strlen(spec->env[i]->key)));
             CHECK(json_object_set_new(env, spec->env[i]->key, json_string(spec->env[i]->value)) ==
                   0);
         }
