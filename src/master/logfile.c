@@ -181,7 +181,7 @@ static int logfile_fd_open(struct logfile *lf, const char *id, uint64_t committe
     snprintf(name, sizeof(name), "%s.log", id);
     int fd = openat(lf->dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT) {
-        fd = openat(lf->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        fd = openat(lf->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd >= 0)
             lf->dir_dirty = true;
     }
@@ -248,7 +248,7 @@ int logfile_open(const char *parent, const char *name, size_t max_open, struct l
     bool created = false;
     if (parent_fd < 0)
         rc = -errno;
-    else if (mkdirat(parent_fd, name, 0750) == 0)
+    else if (mkdirat(parent_fd, name, 0700) == 0)
         created = true;
     else if (errno != EEXIST)
         rc = -errno;

@@ -421,8 +421,35 @@ static int read_user_version(struct store *s, int *out)
     return ret;
 }
 
+/*
+ * The database holds every task's command and environment, secrets among them: it and its -wal
+ * and -shm files (which SQLite creates with the database's mode) are the owner's alone, also in a
+ * data directory that was made readable by others beforehand, and also when an older version
+ * created them 0644.
+ */
+static int make_db_private(struct store *s)
+{
+    int fd = openat(s->dir_fd, "crawlab.db", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || fchmod(fd, 0600) < 0) {
+        int err = -errno;
+        log_error("cannot make %s/crawlab.db private: %s", s->data_dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return err;
+    }
+    close(fd);
+    static const char *const companions[] = {"crawlab.db-wal", "crawlab.db-shm"};
+    for (size_t i = 0; i < sizeof(companions) / sizeof(companions[0]); i++)
+        if (fchmodat(s->dir_fd, companions[i], 0600, 0) < 0 && errno != ENOENT)
+            log_warn("cannot make %s/%s private: %s", s->data_dir, companions[i], strerror(errno));
+    return 0;
+}
+
 static int setup_db(struct store *s)
 {
+    int prc = make_db_private(s);
+    if (prc < 0)
+        return prc;
     char *path = malloc(strlen(s->data_dir) + sizeof("/crawlab.db"));
     if (!path)
         return -ENOMEM;

@@ -1,6 +1,7 @@
 #include "worker/session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,7 +331,7 @@ static void on_data_dialed(void *ctx, int fd, int err, const char *errmsg)
         connection_lost(s, why);
         return;
     }
-    s->data_shadow_fd = dup(fd);
+    s->data_shadow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     s->data_channel = grpc_channel_create_from_fd(s->target, fd, s->creds, cli_channel_args());
     retry_on_success(&s->retry, now_ms(s));
     s->last_error[0] = '\0';
@@ -360,7 +361,7 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
         schedule_retry(s);
         return;
     }
-    s->shadow_fd = dup(fd);
+    s->shadow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     s->channel = grpc_channel_create_from_fd(s->target, fd, s->creds, cli_channel_args());
     set_state(s, S_REGISTERING);
 

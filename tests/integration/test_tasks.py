@@ -239,6 +239,34 @@ fi
         rc, out, err = self.cli_bytes("logs", tid)
         self.assertEqual((rc, out), (0, hostile.split(b"\n")[0] + b"\n"), err)
 
+    def test_a_task_inherits_no_socket_of_its_worker(self):
+        self.start_cluster(1)
+        tid = self.submit1("--", "sh", "-c",
+                           'for f in /proc/$$/fd/*; do echo "$f $(readlink $f)"; done')
+        self.assertEqual(self.wait_final([tid])[tid]["status"], "finished")
+        lines = self.logs(tid)
+        self.assertTrue(lines, "the task listed no descriptor")
+        self.assertEqual([l for l in lines if "socket:" in l], [], lines)
+
+    def test_the_database_and_logs_are_private_in_a_world_readable_data_dir(self):
+        data = self.c.path("master-data")
+        os.mkdir(data, 0o755)
+        os.chmod(data, 0o755)
+        self.c.start_master(data_dir=data)
+        self.online_keys([self.c.start_worker("w1")])
+        tid = self.submit1("--env=DB_PASSWORD=secret", "--", "echo", "hello")
+        self.wait_final([tid])
+        checked = []
+        for root, dirs, files in os.walk(data):
+            for name in files:
+                if name.startswith("crawlab.db") or name.endswith(".log"):
+                    mode = os.stat(os.path.join(root, name)).st_mode & 0o777
+                    self.assertEqual(mode & 0o077, 0, "%s is %o" % (name, mode))
+                    checked.append(name)
+        self.assertIn("crawlab.db", checked)
+        self.assertIn("crawlab.db-wal", checked)
+        self.assertIn("%s.log" % tid, checked)
+
     def test_output_printed_right_before_exit_is_not_lost(self):
         self.start_cluster(1)
         last_item = item_line({"k": "last"})
