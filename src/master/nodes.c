@@ -154,6 +154,7 @@ int nodes_stream_attach(struct nodes *n, struct node *node, const struct node_st
     node->stream = ops;
     node->stream_handle = handle;
     node->last_seen_ms = clock_now_ms(n->loop);
+    node->last_heard_ms = clock_mono_ms();
     log_debug("node %s subscribed", node->key);
     return 0;
 }
@@ -197,6 +198,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     snprintf(node->machine_id, sizeof(node->machine_id), "%s", hello->machine_id);
     node->max_runners = hello->max_runners;
     node->last_seen_ms = now;
+    node->last_heard_ms = clock_mono_ms();
     if (!node->online)
         log_info("node %s (%s) online from %s, max_runners %d", node->key, node->name, hello->peer,
                  node->max_runners);
@@ -210,6 +212,7 @@ int nodes_heartbeat(struct nodes *n, struct node *node, int running)
     if (!node->online)
         return -ENOTCONN;
     node->last_seen_ms = clock_now_ms(n->loop);
+    node->last_heard_ms = clock_mono_ms();
     node->running = running;
     return 0;
 }
@@ -218,7 +221,7 @@ int nodes_heartbeat(struct nodes *n, struct node *node, int running)
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct nodes *n = w->data;
-    int64_t now = clock_now_ms(loop);
+    int64_t now = clock_mono_ms();
     int64_t limit = 3 * (int64_t)n->opts.heartbeat_interval_ms;
     struct hmap_entry *e, *tmp;
     hmap_foreach(&n->map, e, tmp)
@@ -226,7 +229,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
         struct node *node = hmap_item(e, struct node, link);
         if (!node->online)
             continue;
-        if (now - node->last_seen_ms > limit) {
+        if (now - node->last_heard_ms > limit) {
             end_stream(node, NODE_END_SILENT);
             set_offline(n, node, "no heartbeat for 3 intervals");
             continue;
@@ -251,6 +254,7 @@ static int load_node(void *ctx, const struct node_row *r)
      * before it is declared offline; its tasks are not touched meanwhile. */
     node->online = strcmp(r->status, STORE_NODE_ONLINE) == 0;
     node->last_seen_ms = node->online ? clock_now_ms(n->loop) : r->last_seen_ms;
+    node->last_heard_ms = clock_mono_ms();
     return 0;
 }
 

@@ -65,7 +65,8 @@ struct node {
     int running; /* as the node last reported it */
     int active;  /* read only outside nodes.c: see the invariant above */
     bool online;
-    int64_t last_seen_ms;
+    int64_t last_seen_ms;  /* wall clock, as shown and stored */
+    int64_t last_heard_ms; /* monotonic (clock_mono_ms): what liveness is judged by */
     const struct node_stream_ops *stream; /* the live stream, or NULL */
     void *stream_handle;
 };
