@@ -345,7 +345,7 @@ void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *co
         const struct task_row *r = &h.rows[i];
         if (listed(ids, n, r->id))
             continue;
-        if (r->started_ms == 0)
+        if (resync_missing(r->started_ms != 0) == RESYNC_REQUEUE)
             requeue(t, r, "its node came back without it");
         else
             change_status(t, r, TASK_ERROR, 0, STORE_NO_EXIT_CODE, "lost by worker");
@@ -353,29 +353,34 @@ void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *co
     free(h.rows);
 }
 
-/* A pending task that node_key had started may go back to it: no other node's, and assigned. */
-static bool reclaim(struct tasks *t, const char *node_key, struct task_row *row)
+static void resync_view(const struct task_row *row, const char *node_key, struct resync_row *v)
 {
-    if (row->status != TASK_PENDING || (row->node_key[0] && strcmp(row->node_key, node_key) != 0))
-        return false;
-    if (store_task_assign(t->store, row->id, node_key, clock_now_ms(t->loop)) != 0)
-        return false;
-    nodes_task_held(t->nodes, node_key);
-    log_info("task %s stays with node %s, which had started it", row->id, node_key);
-    row->status = TASK_ASSIGNED;
-    snprintf(row->assigned_node, sizeof(row->assigned_node), "%s", node_key);
-    return true;
+    *v = (struct resync_row){
+        .status = row->status,
+        .held_here = strcmp(row->assigned_node, node_key) == 0,
+        .targets_elsewhere = row->node_key[0] && strcmp(row->node_key, node_key) != 0,
+        .cancel_requested = row->cancel_requested,
+        .cancel_force = row->cancel_force,
+    };
 }
 
-int tasks_resync_one(struct tasks *t, const char *node_key, const char *id, bool started,
-                     struct task_row *row)
+int tasks_resync_one(struct tasks *t, const char *node_key, const char *id,
+                     const enum task_status *worker_status, struct task_row *row,
+                     struct resync_row *view)
 {
     int rc = store_task_get(t->store, id, row);
     if (rc < 0)
         return rc;
-    if (strcmp(row->assigned_node, node_key) == 0)
-        return 1;
-    return started && reclaim(t, node_key, row) ? 1 : 0;
+    resync_view(row, node_key, view);
+    if (!resync_adopts(view, worker_status) ||
+        store_task_assign(t->store, row->id, node_key, clock_now_ms(t->loop)) != 0)
+        return 0;
+    nodes_task_held(t->nodes, node_key);
+    log_info("task %s stays with node %s, which had started it", row->id, node_key);
+    row->status = TASK_ASSIGNED;
+    snprintf(row->assigned_node, sizeof(row->assigned_node), "%s", node_key);
+    resync_view(row, node_key, view);
+    return 0;
 }
 
 /* ---- a node going offline, and the grace it gets ---- */

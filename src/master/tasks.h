@@ -19,6 +19,7 @@
 
 #include <ev.h>
 
+#include "core/resync.h"
 #include "master/store.h"
 
 struct tasks;
@@ -70,14 +71,15 @@ int tasks_report(struct tasks *t, const char *node_key, const char *id, enum tas
  */
 void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *const *ids, size_t n);
 /*
- * Then, for each task it lists (started: its worker has or had the task's process): *row is where
- * the task stands (release it with store_task_row_free). A task put back in the queue while its
- * node was away, but which that node had started, returns to the node if it may run there: it
- * stays rather than run a second time elsewhere. Returns 1 when the task is the node's, 0 when it
- * is not (its worker must drop it), -EINVAL, -ENOENT.
+ * Then, for each task it lists (worker_status: what its worker says, NULL for none): *row is where
+ * the task stands (release it with store_task_row_free) and *view what resync decides by
+ * (core/resync.h). A task put back in the queue while its node was away, but which that node had
+ * started, returns to the node if it may run there (resync_adopts): it stays rather than run a
+ * second time elsewhere. The cursor for the worker is resync_cursor(view). -EINVAL, -ENOENT.
  */
-int tasks_resync_one(struct tasks *t, const char *node_key, const char *id, bool started,
-                     struct task_row *row);
+int tasks_resync_one(struct tasks *t, const char *node_key, const char *id,
+                     const enum task_status *worker_status, struct task_row *row,
+                     struct resync_row *view);
 
 /* A node went offline: its tasks wait for it as node_disconnected -- the assigned ones too,
  * since it may have started one whose 'running' report was lost. Its resync settles them when it

@@ -224,24 +224,18 @@ static void on_send_notification(struct srv_call *c, void *ctx, const ProtobufCM
 
 /* ---- Resync ---- */
 
-/* Whether a worker's status says it has (or had) the task's process. */
-static bool worker_started(const char *status)
-{
-    enum task_status st;
-    return task_status_parse(status, &st) == 0 && (st == TASK_RUNNING || task_status_terminal(st));
-}
-
-/* Where the task stands, for the worker: a task that is not its own gets cancelled (forced). */
+/* Where the task stands, for the worker, and whether it must stop it (core/resync.h). */
 static void fill_cursor(Grpc__TaskCursor *cur, const char *id, const struct task_row *row,
-                        bool ours)
+                        const struct resync_row *view)
 {
+    struct resync_verdict v = resync_cursor(view);
     grpc__task_cursor__init(cur);
     cur->task_id = (char *)id;
     cur->status = (char *)task_status_name(row->status);
     cur->log_lines = row->log_lines;
     cur->data_items = row->data_items;
-    cur->cancel = !ours || row->cancel_requested || task_status_terminal(row->status);
-    cur->force = !ours || row->cancel_force;
+    cur->cancel = v.cancel;
+    cur->force = v.force;
 }
 
 /*
@@ -271,11 +265,13 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     for (size_t i = 0; i < n; i++) {
         const Grpc__TaskState *st = req->tasks[i];
         struct task_row row;
-        int ours =
-            tasks_resync_one(r->tasks, node->key, st->task_id, worker_started(st->status), &row);
-        if (ours < 0)
+        struct resync_row view;
+        enum task_status said;
+        bool has_status = task_status_parse(st->status, &said) == 0;
+        if (tasks_resync_one(r->tasks, node->key, st->task_id, has_status ? &said : NULL, &row,
+                             &view) < 0)
             continue;
-        fill_cursor(&cursors[k], st->task_id, &row, ours == 1);
+        fill_cursor(&cursors[k], st->task_id, &row, &view);
         ptrs[k] = &cursors[k];
         k++;
         store_task_row_free(&row);

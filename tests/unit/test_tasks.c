@@ -11,6 +11,9 @@
 #include "check_main.h"
 #include "master_fixture.h"
 
+/* What a worker says of a task it has started. */
+static const enum task_status running = TASK_RUNNING;
+
 /* Long: no node goes offline by itself while a test runs. */
 #define INTERVAL_MS 60000
 /* Short: the grace sweep runs every 100 ms. */
@@ -267,7 +270,9 @@ START_TEST(test_held_count_survives_offline_and_settles_when_the_node_returns_wi
     ck_assert_int_eq(again->pushes[NODE_PUSH_TASK_AVAILABLE], 1);
 
     struct task_row row;
-    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, true, &row), 1);
+    struct resync_row view;
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, &running, &row, &view), 0);
+    ck_assert(view.held_here);
     ck_assert_int_eq(row.status, TASK_NODE_DISCONNECTED);
     store_task_row_free(&row);
     report("a", kept, TASK_RUNNING);
@@ -361,7 +366,9 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
     add_node("a", 1, again);
     tasks_settle_unlisted(tasks, "a", (const char *const[]){id}, 1);
     struct task_row row;
-    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, true, &row), 1);
+    struct resync_row view;
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, &row, &view), 0);
+    ck_assert(view.held_here);
     ck_assert_int_eq(row.status, TASK_ASSIGNED);
     store_task_row_free(&row);
     ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
@@ -369,7 +376,9 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
 
     /* Another node listing it gets told it is not its own. */
     add_node("b", 1, NULL);
-    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, true, &row), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, &running, &row, &view), 0);
+    ck_assert(!view.held_here);
+    ck_assert(resync_cursor(&view).cancel);
     store_task_row_free(&row);
     tasks_unwatch(tasks, id, &wt.w);
 }
