@@ -75,7 +75,7 @@ int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_clien
         return -ENOMEM;
     }
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create_from_fd(c->target, fd, creds, cli_channel_args());
+    c->channel = grpc_channel_create_from_fd(c->target, fd, creds, rpc_channel_args());
     grpc_channel_credentials_release(creds);
     c->cq = grpc_completion_queue_create_for_pluck(NULL);
     return 0;

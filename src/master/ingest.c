@@ -122,7 +122,7 @@ static int parse_items(struct ingest_batch *b, const uint8_t *data, size_t len)
             return -EINVAL;
         /* Stored as text that ReadResults can serve: jansson's 17 digits may make a real grow. */
         size_t text_len;
-        if (!(b->owned[i] = json_text_within(v, LIMIT_ITEM_MAX, &text_len)))
+        if (!(b->owned[i] = jsontext_within(v, LIMIT_ITEM_MAX, &text_len)))
             return text_len ? -EMSGSIZE : -ENOMEM;
         b->n = i + 1;
         b->ptrs[i] = b->owned[i];

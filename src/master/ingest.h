@@ -49,7 +49,7 @@ struct ingest_batch {
  * \u0000 becomes U+FFFD (see jsonlines_parse); an item's \u0000 in a string value is valid JSON
  * and stays, escaped as \u0000 in the stored text (jansson cannot hold one in an object key: such
  * an item is refused). An item's stored text is at most LIMIT_ITEM_MAX bytes, with fewer digits
- * for reals where that changes no value (json_text_within). Returns the number of entries, -EINVAL
+ * for reals where that changes no value (jsontext_within). Returns the number of entries, -EINVAL
  * when the data is not what the code says, -EMSGSIZE when an item cannot be stored within that
  * bound, or -ENOMEM. Whatever it returns, release b with ingest_batch_free. Pure: no I/O, any
  * thread.

@@ -138,7 +138,7 @@ int jsonlines_parse(struct jsonlines *out, const char *text, size_t len)
         bool escaped = false;
         /* One pass: find the closing quote, checking controls and UTF-8 on the way. */
         while (p < end && *p != '"') {
-            p += json_plain_prefix(p, (size_t)(end - p));
+            p += jsonsafe_plain_prefix(p, (size_t)(end - p));
             if (p == end || *p == '"')
                 break;
             unsigned char c = (unsigned char)*p;

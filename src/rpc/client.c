@@ -12,11 +12,11 @@
 #include "runtime/log.h"
 
 struct call_op {
-    struct rt_tag tag;
-    struct cli_call *call;
+    struct bridge_tag tag;
+    struct rpc_call *call;
 };
 
-struct cli_call {
+struct rpc_call {
     grpc_call *call;
     int refs;
     bool released, ended, closed_send, send_pending, recv_pending;
@@ -26,7 +26,7 @@ struct cli_call {
     grpc_status_code status;
     grpc_slice details;
     grpc_byte_buffer *send_buf, *recv_buf;
-    const struct cli_handler *h;
+    const struct rpc_call_handler *h;
     void *user;
 };
 
@@ -38,7 +38,7 @@ static gpr_timespec deadline_after(uint64_t timeout_ms)
                         gpr_time_from_millis((int64_t)timeout_ms, GPR_TIMESPAN));
 }
 
-grpc_channel_args *cli_channel_args(void)
+grpc_channel_args *rpc_channel_args(void)
 {
     /* The worker pings every 20 s and gives a silent master 5 s; the master permits pings from
      * 10 s on (see server options), so the two never disagree into a GOAWAY. */
@@ -54,7 +54,7 @@ grpc_channel_args *cli_channel_args(void)
     return &chargs;
 }
 
-static void call_unref(struct cli_call *c)
+static void call_unref(struct rpc_call *c)
 {
     if (--c->refs > 0)
         return;
@@ -69,7 +69,7 @@ static void call_unref(struct cli_call *c)
     free(c);
 }
 
-static void start_batch(struct cli_call *c, const grpc_op *ops, size_t n, struct call_op *op)
+static void start_batch(struct rpc_call *c, const grpc_op *ops, size_t n, struct call_op *op)
 {
     c->refs++;
     grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &op->tag, NULL);
@@ -79,14 +79,14 @@ static void start_batch(struct cli_call *c, const grpc_op *ops, size_t n, struct
     }
 }
 
-static void on_start_done(struct rt_tag *tag, bool ok)
+static void on_start_done(struct bridge_tag *tag, bool ok)
 {
     call_unref(((struct call_op *)tag)->call);
 }
 
-static void on_status(struct rt_tag *tag, bool ok)
+static void on_status(struct bridge_tag *tag, bool ok)
 {
-    struct cli_call *c = ((struct call_op *)tag)->call;
+    struct rpc_call *c = ((struct call_op *)tag)->call;
     c->ended = true;
     if (!c->released && c->h->on_status) {
         char *details = grpc_slice_to_c_string(c->details);
@@ -96,9 +96,9 @@ static void on_status(struct rt_tag *tag, bool ok)
     call_unref(c);
 }
 
-static void on_sent(struct rt_tag *tag, bool ok)
+static void on_sent(struct bridge_tag *tag, bool ok)
 {
-    struct cli_call *c = ((struct call_op *)tag)->call;
+    struct rpc_call *c = ((struct call_op *)tag)->call;
     c->send_pending = false;
     if (c->send_buf)
         grpc_byte_buffer_destroy(c->send_buf);
@@ -108,9 +108,9 @@ static void on_sent(struct rt_tag *tag, bool ok)
     call_unref(c);
 }
 
-static void on_recv(struct rt_tag *tag, bool ok)
+static void on_recv(struct bridge_tag *tag, bool ok)
 {
-    struct cli_call *c = ((struct call_op *)tag)->call;
+    struct rpc_call *c = ((struct call_op *)tag)->call;
     /* Taken out first: the handler may start the next read into the same field. */
     grpc_byte_buffer *msg = c->recv_buf;
     c->recv_buf = NULL;
@@ -122,11 +122,11 @@ static void on_recv(struct rt_tag *tag, bool ok)
     call_unref(c);
 }
 
-struct cli_call *cli_call_start(struct bridge *br, grpc_channel *ch, const char *method,
+struct rpc_call *rpc_call_start(struct bridge *br, grpc_channel *ch, const char *method,
                                 const char *auth_key, uint64_t timeout_ms,
-                                const struct cli_handler *h, void *user)
+                                const struct rpc_call_handler *h, void *user)
 {
-    struct cli_call *c = calloc(1, sizeof(*c));
+    struct rpc_call *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->h = h;
@@ -165,12 +165,12 @@ struct cli_call *cli_call_start(struct bridge *br, grpc_channel *ch, const char 
     return c;
 }
 
-void *cli_call_user(const struct cli_call *c)
+void *rpc_call_user(const struct rpc_call *c)
 {
     return c->user;
 }
 
-static int write_message(struct cli_call *c, grpc_byte_buffer *msg, bool last)
+static int write_message(struct rpc_call *c, grpc_byte_buffer *msg, bool last)
 {
     if (c->ended || c->closed_send || c->send_pending) {
         grpc_byte_buffer_destroy(msg);
@@ -188,17 +188,17 @@ static int write_message(struct cli_call *c, grpc_byte_buffer *msg, bool last)
     return 0;
 }
 
-int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
+int rpc_call_write(struct rpc_call *c, grpc_byte_buffer *msg)
 {
     return write_message(c, msg, false);
 }
 
-int cli_call_write_last(struct cli_call *c, grpc_byte_buffer *msg)
+int rpc_call_write_last(struct rpc_call *c, grpc_byte_buffer *msg)
 {
     return write_message(c, msg, true);
 }
 
-int cli_call_close_send(struct cli_call *c)
+int rpc_call_close_send(struct rpc_call *c)
 {
     if (c->closed_send || c->ended)
         return -ESHUTDOWN;
@@ -213,7 +213,7 @@ int cli_call_close_send(struct cli_call *c)
     return 0;
 }
 
-int cli_call_read(struct cli_call *c)
+int rpc_call_read(struct rpc_call *c)
 {
     if (c->recv_pending)
         return -EBUSY;
@@ -226,39 +226,39 @@ int cli_call_read(struct cli_call *c)
     return 0;
 }
 
-bool cli_call_write_pending(const struct cli_call *c)
+bool rpc_call_write_pending(const struct rpc_call *c)
 {
     return c->send_pending;
 }
 
-void cli_call_cancel(struct cli_call *c)
+void rpc_call_cancel(struct rpc_call *c)
 {
     if (!c->ended)
         grpc_call_cancel(c->call, NULL);
 }
 
-void cli_call_release(struct cli_call *c)
+void rpc_call_release(struct rpc_call *c)
 {
     c->released = true;
-    cli_call_cancel(c);
+    rpc_call_cancel(c);
     call_unref(c);
 }
 
-struct cli_unary {
-    struct rt_tag tag;
+struct rpc_unary {
+    struct bridge_tag tag;
     grpc_call *call;
     grpc_metadata auth;
     grpc_byte_buffer *req, *resp;
     grpc_metadata_array initial_md, trailing_md;
     grpc_status_code status;
     grpc_slice details;
-    cli_unary_cb cb;
+    rpc_unary_cb cb;
     void *user;
 };
 
-static void on_unary_done(struct rt_tag *tag, bool ok)
+static void on_unary_done(struct bridge_tag *tag, bool ok)
 {
-    struct cli_unary *u = (struct cli_unary *)tag;
+    struct rpc_unary *u = (struct rpc_unary *)tag;
     char *details = grpc_slice_to_c_string(u->details);
     grpc_status_code st = ok ? u->status : GRPC_STATUS_UNAVAILABLE;
     /* A server may end a call OK without a message; a unary caller can use none of that. */
@@ -277,11 +277,11 @@ static void on_unary_done(struct rt_tag *tag, bool ok)
     free(u);
 }
 
-struct cli_unary *cli_unary(struct bridge *br, grpc_channel *ch, const char *method,
+struct rpc_unary *rpc_unary(struct bridge *br, grpc_channel *ch, const char *method,
                             const char *auth_key, uint64_t timeout_ms, const ProtobufCMessage *req,
-                            cli_unary_cb cb, void *user)
+                            rpc_unary_cb cb, void *user)
 {
-    struct cli_unary *u = calloc(1, sizeof(*u));
+    struct rpc_unary *u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
     if (!(u->req = codec_pack(req))) {
@@ -323,7 +323,7 @@ struct cli_unary *cli_unary(struct bridge *br, grpc_channel *ch, const char *met
     return u;
 }
 
-void cli_unary_cancel(struct cli_unary *u)
+void rpc_unary_cancel(struct rpc_unary *u)
 {
     grpc_call_cancel(u->call, NULL);
 }

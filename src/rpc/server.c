@@ -95,7 +95,7 @@ struct adder {
 };
 
 struct request_slot {
-    struct rt_tag tag;
+    struct bridge_tag tag;
     struct rpc_server *server;
     grpc_call *call;
     grpc_call_details details;
@@ -115,7 +115,7 @@ struct rpc_server {
     struct ev_loop *loop;
 
     /* Shutdown state. */
-    struct rt_tag shutdown_tag;
+    struct bridge_tag shutdown_tag;
     ev_timer shutdown_timer;
     unsigned slots_armed;
     bool shutdown_notified;
@@ -139,7 +139,7 @@ struct rpc_server {
 };
 
 struct call_op {
-    struct rt_tag tag;
+    struct bridge_tag tag;
     struct srv_call *call;
 };
 
@@ -484,7 +484,7 @@ static void call_waste(struct srv_call *c)
         conn_charge(c->conn);
 }
 
-static void on_close(struct rt_tag *tag, bool ok)
+static void on_close(struct bridge_tag *tag, bool ok)
 {
     struct srv_call *c = ((struct call_op *)tag)->call;
     if (c->close_cancelled)
@@ -494,7 +494,7 @@ static void on_close(struct rt_tag *tag, bool ok)
     call_unref(c);
 }
 
-static void on_recv(struct rt_tag *tag, bool ok)
+static void on_recv(struct bridge_tag *tag, bool ok)
 {
     struct srv_call *c = ((struct call_op *)tag)->call;
     /* Taken out first: the handler may start the next read, which gRPC can fill in at once from
@@ -526,7 +526,7 @@ static void send_status(struct srv_call *c)
     start_batch(c, ops, n, &c->status_op);
 }
 
-static void on_sent(struct rt_tag *tag, bool ok)
+static void on_sent(struct bridge_tag *tag, bool ok)
 {
     struct srv_call *c = ((struct call_op *)tag)->call;
     c->send_pending = false;
@@ -541,7 +541,7 @@ static void on_sent(struct rt_tag *tag, bool ok)
     call_unref(c);
 }
 
-static void on_status_sent(struct rt_tag *tag, bool ok)
+static void on_status_sent(struct bridge_tag *tag, bool ok)
 {
     call_unref(((struct call_op *)tag)->call);
 }
@@ -857,7 +857,7 @@ static void drop_request(struct request_slot *slot)
     grpc_metadata_array_destroy(&slot->metadata);
 }
 
-static void on_request(struct rt_tag *tag, bool ok)
+static void on_request(struct bridge_tag *tag, bool ok)
 {
     struct request_slot *slot = (struct request_slot *)tag;
     struct rpc_server *s = slot->server;
@@ -1045,7 +1045,7 @@ static void finish_shutdown(struct rpc_server *s)
         done(ctx);
 }
 
-static void on_shutdown(struct rt_tag *tag, bool ok)
+static void on_shutdown(struct bridge_tag *tag, bool ok)
 {
     struct rpc_server *s =
         (struct rpc_server *)((char *)tag - offsetof(struct rpc_server, shutdown_tag));

@@ -8,7 +8,7 @@
 #include "runtime/log.h"
 
 struct completion {
-    struct rt_tag *tag;
+    struct bridge_tag *tag;
     bool ok;
     double queued_at; /* monotonic seconds */
 };
@@ -36,7 +36,7 @@ static double monotonic_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void bridge_post(struct bridge *b, struct rt_tag *tag, bool ok)
+void bridge_post(struct bridge *b, struct bridge_tag *tag, bool ok)
 {
     pthread_mutex_lock(&b->lock);
     while (b->len == BRIDGE_QUEUE_MAX)

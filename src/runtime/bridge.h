@@ -41,8 +41,8 @@
  * A completion tag. Embed it as the first member of whatever object waits for the completion; the
  * object must stay alive until done() has been called.
  */
-struct rt_tag {
-    void (*done)(struct rt_tag *tag, bool ok);
+struct bridge_tag {
+    void (*done)(struct bridge_tag *tag, bool ok);
 };
 
 struct bridge;
@@ -61,7 +61,7 @@ grpc_completion_queue *bridge_cq(struct bridge *b);
  * the loop thread may only call it while there is room (it would wait for itself). Tests use it
  * to fill the queue without gRPC.
  */
-void bridge_post(struct bridge *b, struct rt_tag *tag, bool ok);
+void bridge_post(struct bridge *b, struct bridge_tag *tag, bool ok);
 
 /* Completions queued now, not yet taken by the loop. Any thread; for tests. */
 size_t bridge_queued(struct bridge *b);

@@ -20,7 +20,7 @@ static inline uint64_t jsonsafe_has_zero(uint64_t w)
 }
 
 /* How many leading bytes of p[0..n) are plain: 0x20..0x7f, neither '"' nor '\\'. */
-static inline size_t json_plain_prefix(const char *p, size_t n)
+static inline size_t jsonsafe_plain_prefix(const char *p, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *json_text_within(const json_t *v, size_t max, size_t *len)
+char *jsontext_within(const json_t *v, size_t max, size_t *len)
 {
     *len = 0;
     char *text = json_dumps(v, JSON_COMPACT);

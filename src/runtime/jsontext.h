@@ -17,6 +17,6 @@
  * 16 significant digits that fits and reads back as exactly v (no value changes). NULL when none
  * fits (*len is then the default text's size) or when out of memory (*len is then 0). free() it.
  */
-char *json_text_within(const json_t *v, size_t max, size_t *len);
+char *jsontext_within(const json_t *v, size_t max, size_t *len);
 
 #endif

@@ -112,4 +112,16 @@ static inline size_t utf8_encode(uint32_t cp, char *out)
 /* True if the n bytes at s are well-formed UTF-8 throughout. NUL is a valid character here. */
 bool utf8_valid(const char *s, size_t n);
 
+/*
+ * Makes valid UTF-8 out of any bytes. Each invalid sequence (bad lead byte,
+ * truncated sequence, overlong form, surrogate, code point above U+10FFFF)
+ * becomes one U+FFFD, following the "maximal subpart" practice of Unicode and
+ * WHATWG; NUL bytes become U+FFFD too, so the result is always a valid JSON
+ * string. Returns 0 and leaves *out NULL when the input is already valid (the
+ * common, zero-copy case; *out_len is then set to n). Otherwise returns 0 and sets *out to a
+ * malloc'd, NUL-terminated copy that the caller frees, and *out_len to its length without the NUL.
+ * Returns -ENOMEM (with *out NULL) if memory runs out.
+ */
+int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len);
+
 #endif

@@ -37,7 +37,7 @@ struct job {
     enum phase phase;
     struct runner_proc *proc;
     struct uploader *up;
-    struct cli_call *cancel_stream;
+    struct rpc_call *cancel_stream;
     unsigned cancel_gen;
     pid_t pid;
 
@@ -131,7 +131,7 @@ static void job_remove(struct job *job)
         job->next->prev = job->prev;
     j->held--;
     if (job->cancel_stream)
-        cli_call_release(job->cancel_stream);
+        rpc_call_release(job->cancel_stream);
     uploader_destroy(job->up);
     if (job->proc)
         runner_free(job->proc);
@@ -166,7 +166,7 @@ static void notify(struct jobs *j, struct job *job)
     req.task_id = job->id;
     struct call_ctx *c = call_ctx_new(j, NULL);
     if (c)
-        cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/SendNotification",
+        rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/SendNotification",
                   session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_notified, c);
 }
 
@@ -228,7 +228,7 @@ static void send_report(struct job *job)
     c->status = job->status;
     c->final = job->phase == PHASE_FINAL;
     job->report_pending = true;
-    cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
+    rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_reported, c);
     notify(j, job);
 }
@@ -242,9 +242,9 @@ static void set_status(struct job *job, enum task_status status)
 
 /* ---- cancel stream ---- */
 
-static void cancel_on_message(struct cli_call *call, grpc_byte_buffer *msg)
+static void cancel_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
 {
-    struct job *job = cli_call_user(call);
+    struct job *job = rpc_call_user(call);
     if (!msg)
         return;
     ProtobufCMessage *m = NULL;
@@ -258,20 +258,20 @@ static void cancel_on_message(struct cli_call *call, grpc_byte_buffer *msg)
         }
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    cli_call_read(call);
+    rpc_call_read(call);
 }
 
-static void cancel_on_status(struct cli_call *call, grpc_status_code st, const char *details)
+static void cancel_on_status(struct rpc_call *call, grpc_status_code st, const char *details)
 {
-    struct job *job = cli_call_user(call);
+    struct job *job = rpc_call_user(call);
     if (job->cancel_stream != call)
         return;
-    cli_call_release(call);
+    rpc_call_release(call);
     job->cancel_stream = NULL;
     /* Reopened on the next connection if the task still runs then. */
 }
 
-static const struct cli_handler cancel_handler = {
+static const struct rpc_call_handler cancel_handler = {
     .on_message = cancel_on_message,
     .on_status = cancel_on_status,
 };
@@ -285,17 +285,17 @@ static void open_cancel_stream(struct job *job)
     if (job->cancel_stream) {
         if (job->cancel_gen == session_generation(j->sess))
             return;
-        cli_call_release(job->cancel_stream);
+        rpc_call_release(job->cancel_stream);
     }
-    job->cancel_stream = cli_call_start(session_bridge(j->sess), ch, "/grpc.TaskService/Subscribe",
+    job->cancel_stream = rpc_call_start(session_bridge(j->sess), ch, "/grpc.TaskService/Subscribe",
                                         session_auth_key(j->sess), 0, &cancel_handler, job);
     if (!job->cancel_stream)
         return;
     job->cancel_gen = session_generation(j->sess);
     Grpc__TaskServiceSubscribeRequest req = GRPC__TASK_SERVICE_SUBSCRIBE_REQUEST__INIT;
     req.task_id = job->id;
-    cli_call_write_last(job->cancel_stream, codec_pack(&req.base));
-    cli_call_read(job->cancel_stream);
+    rpc_call_write_last(job->cancel_stream, codec_pack(&req.base));
+    rpc_call_read(job->cancel_stream);
 }
 
 /* ---- the process and its output ---- */
@@ -339,7 +339,7 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
     }
     log_debug("task %s: process ended (%s)", job->id, task_status_name(job->status));
     if (job->cancel_stream) {
-        cli_call_release(job->cancel_stream);
+        rpc_call_release(job->cancel_stream);
         job->cancel_stream = NULL;
     }
     runner_free(job->proc);
@@ -610,7 +610,7 @@ static int fetch_one(struct jobs *j, grpc_channel *ch)
     if (!c)
         return -ENOMEM;
     j->fetching++;
-    cli_unary(session_bridge(j->sess), ch, "/grpc.TaskService/FetchTask", session_auth_key(j->sess),
+    rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/FetchTask", session_auth_key(j->sess),
               UNARY_TIMEOUT_MS, &req.base, on_fetched, c);
     return 0;
 }
@@ -722,7 +722,7 @@ static void start_resync(struct jobs *j)
     req.n_tasks = k;
     req.tasks = ptrs;
     j->resyncing = true;
-    cli_unary(session_bridge(j->sess), ch, "/grpc.NodeService/Resync", session_auth_key(j->sess),
+    rpc_unary(session_bridge(j->sess), ch, "/grpc.NodeService/Resync", session_auth_key(j->sess),
               UNARY_TIMEOUT_MS, &req.base, on_resynced, c);
     free(states);
     free(ptrs);
@@ -882,7 +882,7 @@ void jobs_destroy(struct jobs *j)
             runner_free(job->proc);
         }
         if (job->cancel_stream)
-            cli_call_release(job->cancel_stream);
+            rpc_call_release(job->cancel_stream);
         uploader_destroy(job->up);
         free(job);
     }

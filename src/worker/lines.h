@@ -2,8 +2,8 @@
  * Turning a task's raw output into lines the rest of the worker can ship.
  *
  * Pure logic, no I/O: a line splitter that keeps memory bounded whatever the
- * child writes, a UTF-8 sanitiser so that every line is a valid JSON string,
- * and the recogniser for Crawlab SDK result lines. Nothing here is
+ * child writes (each line is then made valid UTF-8 by utf8_sanitize of
+ * runtime/utf8.h, and SDK result lines are recognised by worker/ipc.h). Nothing here is
  * thread-safe on a shared object; distinct objects may be used from distinct
  * threads. Nothing here blocks.
  */
@@ -12,8 +12,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include <jansson.h>
 
 /* The longest line delivered in one piece (docs/protocol.md). */
 #define LINES_DEFAULT_MAX_LINE ((size_t)1 << 20)
@@ -63,33 +61,5 @@ void line_splitter_finish(struct line_splitter *s, line_emit_fn emit, void *ctx)
  * finished or already freed splitter.
  */
 void line_splitter_free(struct line_splitter *s);
-
-/*
- * Makes valid UTF-8 out of any bytes. Each invalid sequence (bad lead byte,
- * truncated sequence, overlong form, surrogate, code point above U+10FFFF)
- * becomes one U+FFFD, following the "maximal subpart" practice of Unicode and
- * WHATWG; NUL bytes become U+FFFD too, so the result is always a valid JSON
- * string. Returns 0 and leaves *out NULL when the input is already valid (the
- * common, zero-copy case; *out_len is then set to n). Otherwise returns 0 and sets *out to a
- * malloc'd, NUL-terminated copy that the caller frees, and *out_len to its length without the NUL.
- * Returns -ENOMEM (with *out NULL) if memory runs out.
- */
-int utf8_sanitize(const char *in, size_t n, char **out, size_t *out_len);
-
-/*
- * Recognises a Crawlab SDK result line: a JSON object
- * {"type":"data","payload":X,"ipc":true}, extra keys allowed. Returns 1 and
- * sets *items to a new reference (the caller json_decref's it) to a JSON
- * array of objects: X itself when X is an array of objects (possibly empty),
- * [X] when X is an object. Returns 0 with *items NULL when the line is not
- * such a line, including when X is neither an object nor an array of objects:
- * the caller then treats it as a log line. A line that does not start with
- * '{' after whitespace, or does not mention "ipc", is rejected without
- * parsing. A \u0000 escape in a string value is accepted (it stays a NUL
- * inside the jansson string, and is escaped again when serialised); one in
- * an object key, which jansson cannot hold, makes the line a log line. The
- * line must be valid UTF-8 (see utf8_sanitize).
- */
-int ipc_parse_line(const char *line, size_t len, json_t **items);
 
 #endif

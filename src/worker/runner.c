@@ -17,6 +17,8 @@
 
 #include "runtime/log.h"
 #include "worker/contain.h"
+#include "runtime/utf8.h"
+#include "worker/ipc.h"
 #include "worker/lines.h"
 
 extern char **environ;

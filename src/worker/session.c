@@ -51,7 +51,7 @@ struct session {
     /* Our duplicates of the channels' sockets: shutdown(2) on them kills a connection at once. */
     int shadow_fd, data_shadow_fd;
     unsigned gen;
-    struct cli_call *subscribe;
+    struct rpc_call *subscribe;
     bool heartbeat_pending;
     char last_error[256];
 };
@@ -125,7 +125,7 @@ static void teardown(struct session *s)
     }
     s->gen++;
     if (s->subscribe) {
-        cli_call_release(s->subscribe);
+        rpc_call_release(s->subscribe);
         s->subscribe = NULL;
     }
     kill_channel(&s->channel, &s->shadow_fd);
@@ -191,7 +191,7 @@ static void send_heartbeat(struct session *s, grpc_channel *channel)
     if (!c)
         return;
     s->heartbeat_pending = true;
-    cli_unary(s->bridge, channel, "/grpc.NodeService/SendHeartbeat", s->id.auth_key,
+    rpc_unary(s->bridge, channel, "/grpc.NodeService/SendHeartbeat", s->id.auth_key,
               UNARY_TIMEOUT_MS, &req.base, on_heartbeat_done, c);
 }
 
@@ -208,9 +208,9 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- Subscribe ---- */
 
-static void sub_on_message(struct cli_call *call, grpc_byte_buffer *msg)
+static void sub_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
 {
-    struct call_ctx *c = cli_call_user(call);
+    struct call_ctx *c = rpc_call_user(call);
     struct session *s = c->s;
     if (c->gen != s->gen)
         return;
@@ -224,7 +224,7 @@ static void sub_on_message(struct cli_call *call, grpc_byte_buffer *msg)
     int code = ((Grpc__NodeServiceSubscribeResponse *)m)->code;
     protobuf_c_message_free_unpacked(m, NULL);
     ev_timer_again(s->loop, &s->watchdog);
-    cli_call_read(call);
+    rpc_call_read(call);
     switch (code) {
     case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__HEARTBEAT:
         break;
@@ -242,9 +242,9 @@ static void sub_on_message(struct cli_call *call, grpc_byte_buffer *msg)
     }
 }
 
-static void sub_on_status(struct cli_call *call, grpc_status_code st, const char *details)
+static void sub_on_status(struct rpc_call *call, grpc_status_code st, const char *details)
 {
-    struct call_ctx *c = cli_call_user(call);
+    struct call_ctx *c = rpc_call_user(call);
     struct session *s = c->s;
     if (c->gen != s->gen)
         return;
@@ -253,12 +253,12 @@ static void sub_on_status(struct cli_call *call, grpc_status_code st, const char
     connection_lost(s, why);
 }
 
-static void sub_on_free(struct cli_call *call)
+static void sub_on_free(struct rpc_call *call)
 {
-    free(cli_call_user(call));
+    free(rpc_call_user(call));
 }
 
-static const struct cli_handler subscribe_handler = {
+static const struct rpc_call_handler subscribe_handler = {
     .on_message = sub_on_message,
     .on_status = sub_on_status,
     .on_free = sub_on_free,
@@ -269,7 +269,7 @@ static int start_subscribe(struct session *s)
     struct call_ctx *c = call_ctx_new(s);
     if (!c)
         return -ENOMEM;
-    s->subscribe = cli_call_start(s->bridge, s->channel, "/grpc.NodeService/Subscribe",
+    s->subscribe = rpc_call_start(s->bridge, s->channel, "/grpc.NodeService/Subscribe",
                                   s->id.auth_key, 0, &subscribe_handler, c);
     if (!s->subscribe) {
         free(c);
@@ -277,8 +277,8 @@ static int start_subscribe(struct session *s)
     }
     Grpc__NodeServiceSubscribeRequest req = GRPC__NODE_SERVICE_SUBSCRIBE_REQUEST__INIT;
     req.node_key = (char *)s->id.node_key;
-    cli_call_write_last(s->subscribe, codec_pack(&req.base));
-    cli_call_read(s->subscribe);
+    rpc_call_write_last(s->subscribe, codec_pack(&req.base));
+    rpc_call_read(s->subscribe);
     return 0;
 }
 
@@ -332,7 +332,7 @@ static void on_data_dialed(void *ctx, int fd, int err, const char *errmsg)
         return;
     }
     s->data_shadow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    s->data_channel = grpc_channel_create_from_fd(s->target, fd, s->creds, cli_channel_args());
+    s->data_channel = grpc_channel_create_from_fd(s->target, fd, s->creds, rpc_channel_args());
     retry_on_success(&s->retry, now_ms(s));
     s->last_error[0] = '\0';
     set_state(s, S_ONLINE);
@@ -362,7 +362,7 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
         return;
     }
     s->shadow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    s->channel = grpc_channel_create_from_fd(s->target, fd, s->creds, cli_channel_args());
+    s->channel = grpc_channel_create_from_fd(s->target, fd, s->creds, rpc_channel_args());
     set_state(s, S_REGISTERING);
 
     Grpc__NodeServiceRegisterRequest req = GRPC__NODE_SERVICE_REGISTER_REQUEST__INIT;
@@ -376,7 +376,7 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
         connection_lost(s, "out of memory");
         return;
     }
-    cli_unary(s->bridge, s->channel, "/grpc.NodeService/Register", s->id.auth_key, UNARY_TIMEOUT_MS,
+    rpc_unary(s->bridge, s->channel, "/grpc.NodeService/Register", s->id.auth_key, UNARY_TIMEOUT_MS,
               &req.base, on_registered, c);
 }
 

@@ -79,7 +79,7 @@ struct uploader {
     size_t high_water, low_water; /* back-pressure starts at high, ends at low */
     bool pressure;
 
-    struct cli_call *stream;
+    struct rpc_call *stream;
     unsigned stream_gen;
     size_t segment_bytes;
     size_t stream_messages; /* written on the current stream */
@@ -117,7 +117,7 @@ static int append_json_string(struct batch *b, const char *s, size_t n)
     char *p = b->buf + b->len;
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
-        size_t plain = json_plain_prefix(s + i, n - i);
+        size_t plain = jsonsafe_plain_prefix(s + i, n - i);
         if (plain) {
             memcpy(p, s + i, plain);
             p += plain;
@@ -386,11 +386,11 @@ static void printable(char *out, size_t cap, const char *s)
 /*
  * An item as compact JSON text that fits in one message of its own, "[" text "]", by every bound
  * the master applies to a message; or NULL (*len: its size as written by default, 0 when out of
- * memory). Fewer digits are tried only where no value changes (json_text_within).
+ * memory). Fewer digits are tried only where no value changes (jsontext_within).
  */
 static char *item_text(json_t *item, size_t *len)
 {
-    char *text = json_text_within(item, LIMIT_ITEM_MAX, len);
+    char *text = jsontext_within(item, LIMIT_ITEM_MAX, len);
     if (text &&
         validate_json_values((const uint8_t *)text, *len, LIMIT_DATA_VALUES_MAX - 1, NULL) < 0) {
         free(text);
@@ -465,9 +465,9 @@ static void finish_done(struct uploader *u, bool ok)
         u->hooks.on_done(u->ctx, ok);
 }
 
-static void stream_on_sent(struct cli_call *c, bool ok)
+static void stream_on_sent(struct rpc_call *c, bool ok)
 {
-    struct uploader *u = cli_call_user(c);
+    struct uploader *u = rpc_call_user(c);
     if (c != u->stream || !ok)
         return; /* a failed write is followed by on_status */
     pump(u);
@@ -514,13 +514,13 @@ static void drop_refused(struct uploader *u, grpc_status_code st, const char *de
         note(u, "%" PRIu64 " %s refused by the master: %s (status %d)", n, what, why, (int)st);
 }
 
-static void stream_on_status(struct cli_call *c, grpc_status_code st, const char *details)
+static void stream_on_status(struct rpc_call *c, grpc_status_code st, const char *details)
 {
-    struct uploader *u = cli_call_user(c);
+    struct uploader *u = rpc_call_user(c);
     if (c != u->stream)
         return;
     size_t carried = u->stream_messages;
-    cli_call_release(c);
+    rpc_call_release(c);
     u->stream = NULL;
     u->closing = false;
     u->segment_bytes = 0;
@@ -583,7 +583,7 @@ static void stream_on_status(struct cli_call *c, grpc_status_code st, const char
     }
 }
 
-static const struct cli_handler stream_handler = {
+static const struct rpc_call_handler stream_handler = {
     .on_sent = stream_on_sent,
     .on_status = stream_on_status,
 };
@@ -628,7 +628,7 @@ static void pump(struct uploader *u)
 {
     if (u->done || u->closing || ev_is_active(&u->retry))
         return;
-    if (u->stream && cli_call_write_pending(u->stream))
+    if (u->stream && rpc_call_write_pending(u->stream))
         return;
     bool all_sent = u->cursor == NULL;
     if (!u->stream) {
@@ -640,7 +640,7 @@ static void pump(struct uploader *u)
         grpc_channel *ch = session_data_channel(u->sess);
         if (!ch)
             return;
-        u->stream = cli_call_start(session_bridge(u->sess), ch, "/grpc.TaskService/Connect",
+        u->stream = rpc_call_start(session_bridge(u->sess), ch, "/grpc.TaskService/Connect",
                                    session_auth_key(u->sess), 0, &stream_handler, u);
         if (!u->stream)
             return;
@@ -661,16 +661,16 @@ static void pump(struct uploader *u)
         u->stream_messages++;
         grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&bytes, 1);
         grpc_slice_unref(bytes);
-        cli_call_write(u->stream, bb);
+        rpc_call_write(u->stream, bb);
         return;
     }
     /* Everything queued is on the stream: close the segment when it is full, or when the task is
      * over and nothing is left to batch. */
     if (segment_full(u) || (u->finished && !u->cursor && !u->logs.entries && !u->items.entries)) {
         u->closing = true;
-        cli_call_close_send(u->stream);
+        rpc_call_close_send(u->stream);
         /* gRPC delivers the status only after the response message has been read. */
-        cli_call_read(u->stream);
+        rpc_call_read(u->stream);
     }
 }
 
@@ -685,7 +685,7 @@ void uploader_finish(struct uploader *u)
 static void drop_stale_stream(struct uploader *u)
 {
     if (u->stream && session_generation(u->sess) != u->stream_gen) {
-        cli_call_release(u->stream);
+        rpc_call_release(u->stream);
         u->stream = NULL;
         u->closing = false;
         u->segment_bytes = 0;
@@ -758,7 +758,7 @@ void uploader_destroy(struct uploader *u)
     ev_timer_stop(u->loop, &u->linger);
     ev_timer_stop(u->loop, &u->retry);
     if (u->stream)
-        cli_call_release(u->stream);
+        rpc_call_release(u->stream);
     u->cursor = NULL;
     while (u->head) {
         struct message *m = u->head;

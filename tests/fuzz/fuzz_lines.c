@@ -22,6 +22,8 @@
 #include <jansson.h>
 
 #include "fuzz.h"
+#include "runtime/utf8.h"
+#include "worker/ipc.h"
 #include "worker/lines.h"
 
 /* Every piece emitted, back to back in bytes, with their lengths. */

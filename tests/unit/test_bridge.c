@@ -11,7 +11,7 @@
  */
 
 struct probe {
-    struct rt_tag tag;
+    struct bridge_tag tag;
     struct run *run;
     size_t index;
 };
@@ -28,7 +28,7 @@ struct run {
     size_t delivered_at_timer; /* SIZE_MAX until the timer ran */
 };
 
-static void on_probe(struct rt_tag *tag, bool ok)
+static void on_probe(struct bridge_tag *tag, bool ok)
 {
     struct probe *p = (struct probe *)tag;
     struct run *r = p->run;

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "runtime/utf8.h"
+#include "worker/ipc.h"
 #include "worker/lines.h"
 
 #define MAX_LINES 64

@@ -114,14 +114,14 @@ static grpc_status_code judge(int stream)
 
 /* ---- what the uploader does with its calls ---- */
 
-static void on_call_start(struct cli_call *c, const char *method)
+static void on_call_start(struct rpc_call *c, const char *method)
 {
     ck_assert_str_eq(method, "/grpc.TaskService/Connect");
     trace_add("%s%d:", c->number > 1 ? " " : "", c->number);
 }
 
 /* Records a message as the master would receive it. */
-static void on_call_write(struct cli_call *c, grpc_byte_buffer *msg)
+static void on_call_write(struct rpc_call *c, grpc_byte_buffer *msg)
 {
     grpc_byte_buffer_reader r;
     ck_assert(grpc_byte_buffer_reader_init(&r, msg));
@@ -191,7 +191,7 @@ static void drive(void)
                       client_stubs.started, trace);
         ck_assert_msg(session_stubs.connection_failures == 0,
                       "the uploader gave up the connection: %s", session_stubs.last_failure);
-        struct cli_call *c = client_stubs.open;
+        struct rpc_call *c = client_stubs.open;
         if (c && c->write_pending) {
             client_stubs_sent(true);
         } else if (c && c->half_closed) {

@@ -14,7 +14,7 @@ void client_stubs_reset(void)
 
 void client_stubs_sent(bool ok)
 {
-    struct cli_call *c = client_stubs.open;
+    struct rpc_call *c = client_stubs.open;
     ck_assert_msg(c && c->write_pending, "no write to complete");
     c->write_pending = false;
     c->h->on_sent(c, ok);
@@ -22,18 +22,18 @@ void client_stubs_sent(bool ok)
 
 void client_stubs_status(grpc_status_code status, const char *details)
 {
-    struct cli_call *c = client_stubs.open;
+    struct rpc_call *c = client_stubs.open;
     ck_assert_msg(c != NULL, "no call to end");
     client_stubs.open = NULL;
     c->h->on_status(c, status, details);
 }
 
-struct cli_call *cli_call_start(struct bridge *br, grpc_channel *ch, const char *method,
+struct rpc_call *rpc_call_start(struct bridge *br, grpc_channel *ch, const char *method,
                                 const char *auth_key, uint64_t timeout_ms,
-                                const struct cli_handler *h, void *user)
+                                const struct rpc_call_handler *h, void *user)
 {
     ck_assert_msg(!client_stubs.open, "a second call opened while one is open");
-    struct cli_call *c = calloc(1, sizeof(*c));
+    struct rpc_call *c = calloc(1, sizeof(*c));
     ck_assert_ptr_nonnull(c);
     c->h = h;
     c->user = user;
@@ -44,12 +44,12 @@ struct cli_call *cli_call_start(struct bridge *br, grpc_channel *ch, const char 
     return c;
 }
 
-void *cli_call_user(const struct cli_call *c)
+void *rpc_call_user(const struct rpc_call *c)
 {
     return c->user;
 }
 
-int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
+int rpc_call_write(struct rpc_call *c, grpc_byte_buffer *msg)
 {
     ck_assert_msg(!c->write_pending && !c->half_closed, "a write the call would refuse");
     c->write_pending = true;
@@ -60,23 +60,23 @@ int cli_call_write(struct cli_call *c, grpc_byte_buffer *msg)
     return 0;
 }
 
-int cli_call_close_send(struct cli_call *c)
+int rpc_call_close_send(struct rpc_call *c)
 {
     c->half_closed = true;
     return 0;
 }
 
-int cli_call_read(struct cli_call *c)
+int rpc_call_read(struct rpc_call *c)
 {
     return 0;
 }
 
-bool cli_call_write_pending(const struct cli_call *c)
+bool rpc_call_write_pending(const struct rpc_call *c)
 {
     return c->write_pending;
 }
 
-void cli_call_release(struct cli_call *c)
+void rpc_call_release(struct rpc_call *c)
 {
     if (client_stubs.open == c)
         client_stubs.open = NULL;

@@ -16,8 +16,8 @@
 #include "rpc/client.h"
 
 /* The fake call, open to the test. */
-struct cli_call {
-    const struct cli_handler *h;
+struct rpc_call {
+    const struct rpc_call_handler *h;
     void *user;
     int number; /* 1 for the first call started since the reset, 2 for the next... */
     bool write_pending, half_closed;
@@ -25,10 +25,10 @@ struct cli_call {
 
 struct client_stubs {
     /* Set by the test (NULL: not told). on_write owns msg and must destroy it. */
-    void (*on_start)(struct cli_call *c, const char *method);
-    void (*on_write)(struct cli_call *c, grpc_byte_buffer *msg);
+    void (*on_start)(struct rpc_call *c, const char *method);
+    void (*on_write)(struct rpc_call *c, grpc_byte_buffer *msg);
     /* Kept here. */
-    struct cli_call *open; /* the call started and not yet released, or NULL */
+    struct rpc_call *open; /* the call started and not yet released, or NULL */
     int started;           /* calls started since the reset */
 };
 
