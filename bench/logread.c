@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "master/store.h"
+#include "store/store.h"
 
 #define LINE_LEN    99 /* + '\n' = 100 bytes a line */
 #define APPEND_N    1000

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "master/nodes.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "master/tasks.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"

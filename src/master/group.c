@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "master/store.h"
+#include "store/store.h"
 #include "rpc/server.h"
 #include "runtime/log.h"
 

@@ -9,7 +9,7 @@
 #include "entity/response.pb-c.h"
 #include "master/group.h"
 #include "master/jsonlines.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "runtime/jsontext.h"

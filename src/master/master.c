@@ -17,7 +17,7 @@
 #include "master/ingest.h"
 #include "master/nodes.h"
 #include "master/nodes_rpc.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "master/tasks.h"
 #include "master/tasks_rpc.h"
 #include "net/listener.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "master/clock.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "runtime/log.h"
 
 struct nodes {

@@ -20,7 +20,7 @@
 #include <ev.h>
 
 #include "core/resync.h"
-#include "master/store.h"
+#include "store/store.h"
 
 struct tasks;
 struct nodes;

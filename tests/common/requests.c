@@ -1,4 +1,4 @@
-#include "tests/common/requests.h"
+#include "requests.h"
 
 #include "services/admin_service.pb-c.h"
 #include "services/node_service.pb-c.h"

@@ -35,7 +35,7 @@
 #include "fuzz.h"
 #include "master/ingest.h"
 #include "master/jsonlines.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "rpc/validate.h"
 #include "runtime/log.h"
 

@@ -25,7 +25,7 @@
 #include "rpc/codec.h"
 #include "core/rules.h"
 #include "rpc/validate.h"
-#include "tests/common/requests.h"
+#include "../common/requests.h"
 
 /* jansson must take the string as a JSON string: it checks UTF-8 on its own. */
 static void json_safe(const char *s)

@@ -12,7 +12,7 @@
 #include <ev.h>
 
 #include "master/nodes.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "master/tasks.h"
 
 struct fixture {

@@ -11,7 +11,7 @@
 #include "check_main.h"
 
 #include "config.h"
-#include "rpc/validate.h"
+#include "core/limits.h"
 
 #define MAX_ARGS 32
 #define MAX_ENV  16
@@ -507,7 +507,7 @@ static const char *repeat_arg(const char *opt, const char *s, size_t n)
 }
 
 /* A worker whose name the master would refuse at every registration must not start: the bound
- * is the master's (validate.h), counted in bytes, and the text must be UTF-8 without controls. */
+ * is the master's (core/rules.h), counted in bytes, and the text must be UTF-8 without controls. */
 START_TEST(test_node_name_is_bounded_as_the_master_bounds_it)
 {
     ck_assert_int_eq(parse("--role=worker", repeat_arg("--node-name", "n", LIMIT_NAME_MAX), NULL),

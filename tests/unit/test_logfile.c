@@ -1,5 +1,5 @@
 /*
- * The log engine alone (master/logfile.h), without any row backend: the committed sizes a backend
+ * The log engine alone (store/logfile.h), without any row backend: the committed sizes a backend
  * would keep in its rows are kept by each test.
  */
 #include <check.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
-#include "master/logfile.h"
+#include "store/logfile.h"
 
 static char tmp_root[64];
 static struct logfile *lf;

@@ -14,7 +14,7 @@
 #include "config.h"
 #include "core/rules.h"
 #include "core/task.h"
-#include "master/store.h"
+#include "store/store.h"
 #include "rpc/validate.h"
 
 struct sample {

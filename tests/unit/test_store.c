@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
-#include "master/store.h"
+#include "store/store.h"
 
 /* Every test gets a fresh data dir; the store lives one level below it so that store_open has to
  * create the directory itself. */

@@ -6,7 +6,7 @@
 
 #include "check_main.h"
 #include "rpc/validate.h"
-#include "tests/common/requests.h"
+#include "../common/requests.h"
 
 #define ID  "0123456789abcdef01234567"
 #define KEY "worker-1.example:9666"

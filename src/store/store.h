@@ -2,7 +2,7 @@
  * The master's durable store: nodes, tasks with their status history, result items, and task logs.
  *
  * This header is the interface. store_sqlite.c implements it: rows and transactions on SQLite
- * (WAL, synchronous=FULL), task logs through the log engine (master/logfile.h), one append-only
+ * (WAL, synchronous=FULL), task logs through the log engine (store/logfile.h), one append-only
  * file per task (<data_dir>/logs/<task_id>.log) whose committed size is the task row's log_bytes.
  * Another row backend would be another .c file implementing the same functions on the same engine.
  *
@@ -240,7 +240,7 @@ int store_items_append(struct store *s, const char *task_id, const char *const *
  * Calls cb for each stored log line with seq >= from_seq (0 is taken as 1), in order, up to the
  * task's log_bytes (bytes beyond it are not committed and never shown). line is not
  * NUL-terminated and has no '\n'. Streams. -EINVAL, -ENOENT, -EIO if the file lost committed
- * bytes. Cost: the log engine's line index (master/logfile.h) starts the read near from_seq, so a
+ * bytes. Cost: the log engine's line index (store/logfile.h) starts the read near from_seq, so a
  * reader that asks again from where it stopped (a chunked or following ReadLogs) pays for what
  * it reads, not for the lines before; the first read of a log scans up to from_seq once.
  */

@@ -1,11 +1,11 @@
 /*
  * The store's rows on SQLite: nodes, tasks, status history and result items, and the
- * transactions around them. Task logs go to the log engine (master/logfile.h): each task row's
+ * transactions around them. Task logs go to the log engine (store/logfile.h): each task row's
  * log_bytes is its log's committed size, updated in the same transaction as the lines are
  * appended; the engine's files are synced before every COMMIT, cut back after every ROLLBACK, and
  * read up to log_bytes only.
  */
-#include "master/store.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "core/rules.h"
-#include "master/logfile.h"
+#include "store/logfile.h"
 #include "runtime/log.h"
 
 #define SCHEMA_VERSION 1

@@ -2,7 +2,7 @@
  * The log engine: per-task append-only files, their fd cache, the commit protocol shared with the
  * row backend, and indexed reads. See logfile.h for the protocol.
  */
-#include "master/logfile.h"
+#include "store/logfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
