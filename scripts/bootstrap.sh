@@ -72,12 +72,12 @@ for dir in "$@"; do
     fi
     [ -f "$dir/build.ninja" ] && continue
     case "$dir" in
-    build) meson setup build --wrap-mode=nodownload -Dwolfssl=$wolfssl ;;
+    build) meson setup build --wrap-mode=nodownload -Dwerror=true -Dwolfssl=$wolfssl ;;
     # The sanitizer builds link Debian's wolfSSL: its code is not instrumented either way, and
     # a second wolfSSL build would only cost time (it also keeps -Dwolfssl=system tested).
     build-asan)
-        meson setup build-asan --wrap-mode=nodownload -Dstatic_binary=false -Dwolfssl=system \
-            -Db_sanitize=address,undefined -Db_lundef=false ;;
+        meson setup build-asan --wrap-mode=nodownload -Dwerror=true -Dstatic_binary=false \
+            -Dwolfssl=system -Db_sanitize=address,undefined -Db_lundef=false ;;
     build-fuzz)
         CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true \
             -Dtests=false -Dstatic_binary=false -Dwolfssl=system -Db_sanitize=address,undefined \

@@ -4,17 +4,22 @@
 #   build-asan  AddressSanitizer + UndefinedBehaviorSanitizer (sanitizers need a dynamic build):
 #               the same tests again
 #   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus
+# Source checks come first (format, layer includes, references: scripts/check-source.sh); both
+# builds are configured with -Dwerror=true, so a warning fails the run.
 # Installs missing Debian packages first (as root). Exits non-zero if any test fails.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh build build-asan build-fuzz
+
+status=0
+echo "== source checks"
+scripts/check-source.sh || status=1
 
 # UBSan findings fail the run; LeakSanitizer ignores what gRPC keeps for the process lifetime.
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
 
-status=0
 for dir in build build-asan; do
     echo "== $dir"
     ninja -C "$dir"
