@@ -109,5 +109,7 @@ build() {
     echo "image.sh: $out/$name ($name:$version, latest): $size bytes compressed"
 }
 
-build crawlab-node distroless_root master
+# A container's own network is not the host's: the master listens on all of the container's
+# addresses (it warns there while TLS is off; publish the port only to trusted networks).
+build crawlab-node distroless_root master --config.cmd --listen=0.0.0.0:9666
 build crawlab-node-worker worker_root worker --config.env PATH=/bin

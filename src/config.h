@@ -47,7 +47,7 @@ struct config {
     enum config_command command;
 
     /* Common. */
-    char *listen_host; /* master: --listen=ADDR:PORT, default 0.0.0.0:9666 */
+    char *listen_host; /* master: --listen; 0.0.0.0 with TLS, else 127.0.0.1 */
     int listen_port;
     char *master_host; /* worker and clients: --master=HOST:PORT, default 127.0.0.1:9666 */
     int master_port;

@@ -1,7 +1,8 @@
 /*
  * The rules between options, checked once every option and variable is set: options that
  * exclude each other, TLS options that only work together, and the options each cert command
- * requires. Also settles --tls-client-auth's default, which depends on --tls-ca.
+ * requires. Also settles --tls-client-auth's default, which depends on --tls-ca, and the master's
+ * default address, which depends on TLS.
  */
 #include "config/internal.h"
 
@@ -81,8 +82,20 @@ static int check_tls(struct config_parser *p)
     }
 }
 
+/* A master whose address nobody named listens on every interface only with TLS: without it the
+ * auth key would cross the network in clear, so it stays on loopback. */
+static int settle_listen(struct config_parser *p)
+{
+    struct config *c = p->c;
+    if (c->command != CMD_MASTER || p->listen_named || c->tls_cert)
+        return 0;
+    return config_set_string(p, &c->listen_host, "127.0.0.1");
+}
+
 int config_check(struct config_parser *p)
 {
     int rc = check_conflicts(p);
-    return rc != 0 ? rc : check_tls(p);
+    if (rc == 0)
+        rc = check_tls(p);
+    return rc != 0 ? rc : settle_listen(p);
 }

@@ -90,7 +90,8 @@ struct config_parser {
     struct config *c;
     char *err;
     size_t errlen;
-    uint64_t given; /* BIT(option) for every option seen on the command line */
+    uint64_t given;    /* BIT(option) for every option seen on the command line */
+    bool listen_named; /* the master's address came from --listen or CRAWLAB_GRPC_SERVER_HOST */
 };
 
 struct config_option;

@@ -308,8 +308,9 @@ const struct config_option config_options[OPT_COUNT] = {
                   "Run as the master or as a worker. Required to start a daemon.", NULL},
     [OPT_LISTEN] = {"listen", "ADDR:PORT", M(CMD_MASTER),
                     "CRAWLAB_GRPC_SERVER_HOST, CRAWLAB_GRPC_SERVER_PORT",
-                    "Address the master listens on.", "0.0.0.0:9666", .set = set_hostport,
-                    .at = AT(listen_host), .spec.port_at = AT(listen_port)},
+                    "Address the master listens on.",
+                    "127.0.0.1:9666 without TLS (loopback only), 0.0.0.0:9666 with TLS",
+                    .set = set_hostport, .at = AT(listen_host), .spec.port_at = AT(listen_port)},
     [OPT_MASTER] = {"master", "HOST:PORT", M(CMD_WORKER) | CLIENTS,
                     "CRAWLAB_GRPC_HOST, CRAWLAB_GRPC_PORT", "Address of the master.",
                     "127.0.0.1:9666", .set = set_hostport, .at = AT(master_host),
@@ -552,6 +553,8 @@ int config_options_apply(struct config_parser *p, const struct config_scan *s)
         if (rc != 0)
             return rc;
         p->given |= BIT(it->id);
+        if (it->id == OPT_LISTEN)
+            p->listen_named = true;
     }
     return 0;
 }
@@ -568,6 +571,8 @@ int config_options_apply_env(struct config_parser *p, config_getenv_fn *getenv_f
         int rc = e->opt->set(p, e->opt, v, e->name);
         if (rc != 0)
             return rc;
+        if (e->opt == &listen_host_env)
+            p->listen_named = true;
     }
     return 0;
 }

@@ -310,6 +310,10 @@ int master_main(const struct config *cfg)
         log_error("%s", err);
         goto out;
     }
+    if (!accept.tls && !listener_loopback_only(m.listener))
+        log_warn("listening on %s without TLS: every call, auth key included, travels in clear; "
+                 "give --tls-cert and --tls-key (docs/security.md)",
+                 cfg->listen_host);
     raise_fd_limit((size_t)cfg->max_connections);
     listener_set_limit(m.listener, (size_t)cfg->max_connections);
     ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);

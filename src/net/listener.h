@@ -5,6 +5,8 @@
 #ifndef CRAWLAB_LISTENER_H
 #define CRAWLAB_LISTENER_H
 
+#include <stdbool.h>
+
 #include <ev.h>
 
 struct listener;
@@ -28,6 +30,8 @@ void listener_set_limit(struct listener *l, size_t max);
 
 /* The port actually bound (useful with port 0). */
 int listener_port(const struct listener *l);
+/* True when the socket is bound to a loopback address only (127.0.0.0/8, ::1). */
+bool listener_loopback_only(const struct listener *l);
 
 /* Stops accepting and closes the socket; connections already handed over are unaffected. */
 void listener_close(struct listener *l);

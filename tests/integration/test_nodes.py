@@ -106,6 +106,19 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         ns = self.c.wait_status("online", keys=[key])
         self.assertEqual(find_node(ns, key=key)["name"], "a")
 
+    def test_master_without_an_address_or_tls_listens_on_loopback_only(self):
+        # No --listen, no TLS: the master must not offer its plaintext key exchange to the
+        # network. The port comes from the environment, which names no address.
+        self.c.port = harness.free_port()
+        env = dict(os.environ, CRAWLAB_GRPC_SERVER_PORT=str(self.c.port))
+        m = self.c.spawn("master", [self.c.bin, "--role=master",
+                                    "--data-dir=%s" % self.c.master_dir], env=env)
+        self.c.master = m
+        m.wait_log("master listening on 127.0.0.1:%d (plaintext)" % self.c.port)
+        self.assertEqual(m.count("without TLS"), 0)  # loopback: nothing travels the network
+        w = self.c.start_worker("w1")
+        w.wait_log(REGISTERED)
+
     def test_sighup_is_logged_and_master_and_worker_keep_serving(self):
         m, workers, keys = self.start_cluster(1)
         w = workers[0]

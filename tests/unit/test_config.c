@@ -101,7 +101,7 @@ START_TEST(test_master_gets_documented_defaults)
 {
     ck_assert_int_eq(parse("--role=master", NULL), 0);
     ck_assert_int_eq(cfg.command, CMD_MASTER);
-    ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
+    ck_assert_str_eq(cfg.listen_host, "127.0.0.1"); /* no TLS: loopback only */
     ck_assert_int_eq(cfg.listen_port, 9666);
     ck_assert_ptr_null(cfg.data_dir);
     ck_assert_ptr_null(cfg.auth_key);
@@ -258,6 +258,26 @@ START_TEST(test_master_reads_server_address_from_environment)
     ck_assert_int_eq(parse("--role=master", NULL), 0);
     ck_assert_str_eq(cfg.listen_host, "::");
     ck_assert_int_eq(cfg.listen_port, 9000);
+}
+END_TEST
+
+START_TEST(test_master_listens_everywhere_by_default_only_with_tls)
+{
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=m.pem", "--tls-key=m.key", NULL), 0);
+    ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
+    /* The port alone does not name an address. */
+    env_set("CRAWLAB_GRPC_SERVER_PORT", "9000");
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.listen_port, 9000);
+    /* An address named, by flag or variable, is kept without TLS. */
+    ck_assert_int_eq(parse("--role=master", "--listen=0.0.0.0:9001", NULL), 0);
+    ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
+    env_set("CRAWLAB_GRPC_SERVER_HOST", "0.0.0.0");
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
 }
 END_TEST
 
@@ -755,7 +775,7 @@ START_TEST(test_usage_lists_every_command_and_option)
         "CRAWLAB_GRPC_SERVER_HOST",
         "CRAWLAB_AUTH_KEY",
         "CRAWLAB_NODE_MAXRUNNERS",
-        "Default: 0.0.0.0:9666.",
+        "Default: 127.0.0.1:9666 without TLS (loopback only), 0.0.0.0:9666 with TLS.",
         "Default: 127.0.0.1:9666.",
         "Default: 8.",
         "Default: 5s.",
@@ -1223,6 +1243,7 @@ static Suite *config_suite(void)
 
     tcase_add_test(tc, test_worker_reads_crawlab_environment);
     tcase_add_test(tc, test_master_reads_server_address_from_environment);
+    tcase_add_test(tc, test_master_listens_everywhere_by_default_only_with_tls);
     tcase_add_test(tc, test_flags_win_over_environment);
     tcase_add_test(tc, test_address_flag_without_port_replaces_environment_port);
     tcase_add_test(tc, test_flag_hides_an_invalid_environment_value);
