@@ -22,6 +22,13 @@
 
 #include "runtime/log.h"
 
+/* How a worker keeps a task's processes together (worker/contain.h has the mechanisms). */
+enum config_containment {
+    CONFIG_CONTAIN_AUTO, /* cgroup where the machine allows it, else subreaper */
+    CONFIG_CONTAIN_CGROUP,
+    CONFIG_CONTAIN_SUBREAPER,
+};
+
 enum config_command {
     CMD_MASTER,
     CMD_WORKER,
@@ -70,6 +77,8 @@ struct config {
     uint64_t shutdown_grace_ms;     /* both roles, default 30 s */
     uint64_t disconnect_grace_ms;   /* master, default 5 min */
     uint64_t spool_max_bytes;       /* worker, default 1 GiB, at least 1 MiB */
+    enum config_containment task_containment; /* worker: --task-containment, default auto */
+    int task_max_pids;                        /* worker: --task-max-pids, 0 = no limit */
 
     /* TLS. The master uses TLS when tls_cert is set (then tls_key is too); a worker or client
      * command when tls_ca is set. Combinations that cannot work are refused by config_parse. */

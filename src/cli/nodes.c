@@ -13,11 +13,11 @@ static void print_json(const Grpc__AdminListNodesResponse *r)
     json_t *arr = json_array();
     for (size_t i = 0; i < r->n_nodes; i++) {
         const Grpc__AdminNode *n = r->nodes[i];
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:s}", "key", n->key,
-                                        "name", n->name, "status", n->status, "last_seen_ms",
-                                        (json_int_t)n->last_seen_ms, "max_runners", n->max_runners,
-                                        "running", n->running, "version", n->version));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:s, s:s}", "key",
+                                             n->key, "name", n->name, "status", n->status,
+                                             "last_seen_ms", (json_int_t)n->last_seen_ms,
+                                             "max_runners", n->max_runners, "running", n->running,
+                                             "version", n->version, "containment", n->containment));
     }
     char *s = json_dumps(arr, JSON_INDENT(2));
     if (s)

@@ -20,6 +20,7 @@
 #define DEFAULT_MAX_RUNNERS     8
 #define MAX_RUNNERS_LIMIT       1024
 #define MAX_CONNECTIONS_LIMIT   1000000
+#define TASK_MAX_PIDS_LIMIT     4194304 /* the kernel's own bound on pids (PID_MAX_LIMIT) */
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_SPOOL_BYTES     (UINT64_C(1) << 30)
 /* The worker splits output lines at 1 MiB; a spool smaller than that could not hold one. */
@@ -251,6 +252,21 @@ static int set_client_auth(struct config_parser *p, const struct config_option *
     return 0;
 }
 
+static int set_containment(struct config_parser *p, const struct config_option *o,
+                           const char *value, const char *label)
+{
+    if (strcmp(value, "auto") == 0)
+        p->c->task_containment = CONFIG_CONTAIN_AUTO;
+    else if (strcmp(value, "cgroup") == 0)
+        p->c->task_containment = CONFIG_CONTAIN_CGROUP;
+    else if (strcmp(value, "subreaper") == 0)
+        p->c->task_containment = CONFIG_CONTAIN_SUBREAPER;
+    else
+        return config_fail(p, "%s: expected auto, cgroup or subreaper, got '%.*s'", label,
+                           QUOTE_MAX, value);
+    return 0;
+}
+
 /* --name is the task's name for submit and the certificate's for cert issue. */
 static int set_name(struct config_parser *p, const struct config_option *o, const char *value,
                     const char *label)
@@ -379,6 +395,18 @@ const struct config_option config_options[OPT_COUNT] = {
                              "at least 1M.",
                              "1G", .set = set_size, .at = AT(spool_max_bytes),
                              .spec.size = {MIN_SPOOL_BYTES, "1M, the longest output line"}},
+    [OPT_TASK_CONTAINMENT] = {"task-containment", "MODE", M(CMD_WORKER), NULL,
+                              "How every process of a task is found and ended: cgroup (a cgroup "
+                              "v2 per task; needs a writable cgroup tree), subreaper (the worker "
+                              "adopts escaped processes and finds them by their environment), or "
+                              "auto (cgroup where possible).",
+                              "auto", .set = set_containment},
+    [OPT_TASK_MAX_PIDS] = {"task-max-pids", "N", M(CMD_WORKER), NULL,
+                           "Processes and threads one task may have at once (the pids.max of "
+                           "its cgroup), 1 to 4194304; needs cgroup containment with the pids "
+                           "controller.",
+                           "no limit", .set = set_int, .at = AT(task_max_pids),
+                           .spec.range = {1, TASK_MAX_PIDS_LIMIT, "an integer"}},
     [OPT_TLS_CERT] = {"tls-cert", "FILE", DAEMONS | CLIENTS, NULL,
                       "PEM certificate. On the master it turns TLS 1.3 on (with --tls-key); on a "
                       "worker or client command it is presented to the master for mutual TLS "

@@ -18,7 +18,7 @@
 
 #define LIMIT_NODE_KEY_MAX  64     /* a node key (also a machine id) */
 #define LIMIT_NAME_MAX      128    /* node and task names, labels */
-#define LIMIT_VERSION_MAX   32     /* a worker's version string */
+#define LIMIT_VERSION_MAX   32     /* a worker's version string, and its containment's name */
 #define LIMIT_LABELS_MAX    64     /* labels of one node */
 #define LIMIT_RUNNERS_MAX   100000 /* max_runners and running */
 #define LIMIT_CMD_MAX       65536  /* cmd and param */

@@ -52,7 +52,8 @@ static int collect_node(void *ctx, const struct node_row *r)
         a->running = live->online ? live->running : 0;
     }
     a->status = strdup(online ? "online" : "offline");
-    if (!a->key || !a->name || !a->version || !a->status)
+    a->containment = strdup(live ? live->containment : "");
+    if (!a->key || !a->name || !a->version || !a->status || !a->containment)
         return -ENOMEM;
     return 0;
 }
@@ -64,6 +65,7 @@ static void node_list_free(struct node_list *l)
         free(l->items[i].name);
         free(l->items[i].version);
         free(l->items[i].status);
+        free(l->items[i].containment);
     }
     free(l->items);
     free(l->ptrs);

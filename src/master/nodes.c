@@ -196,6 +196,8 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     snprintf(node->name, sizeof(node->name), "%s", hello->name);
     snprintf(node->version, sizeof(node->version), "%s", hello->version);
     snprintf(node->machine_id, sizeof(node->machine_id), "%s", hello->machine_id);
+    snprintf(node->containment, sizeof(node->containment), "%s",
+             hello->containment ? hello->containment : "");
     node->max_runners = hello->max_runners;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();

@@ -61,6 +61,7 @@ struct node {
     char name[LIMIT_NAME_MAX + 1];
     char machine_id[LIMIT_NODE_KEY_MAX + 1];
     char version[LIMIT_VERSION_MAX + 1];
+    char containment[LIMIT_VERSION_MAX + 1]; /* as announced at Register; "" if unknown */
     int max_runners;
     int running; /* as the node last reported it */
     int active;  /* read only outside nodes.c: see the invariant above */
@@ -91,7 +92,7 @@ void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx);
 
 /* What a node says when it registers: strings borrowed for the call, already validated. */
 struct node_hello {
-    const char *key, *name, *machine_id, *version;
+    const char *key, *name, *machine_id, *version, *containment;
     int max_runners;
     const char *peer; /* where it connects from, for the log */
 };

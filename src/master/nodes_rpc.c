@@ -220,6 +220,7 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
         .name = req->node_name,
         .machine_id = req->machine_id,
         .version = req->version,
+        .containment = req->containment,
         .max_runners = req->max_runners,
         .peer = srv_call_peer(c),
     };

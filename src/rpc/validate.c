@@ -143,6 +143,11 @@ int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **wh
                         rc == -EMSGSIZE ? "labels: one is longer than 128 bytes"
                                         : "labels: one is not UTF-8, or holds control characters");
     }
+    rc = text_check(r->containment, LIMIT_VERSION_MAX, TEXT_LINE);
+    if (rc < 0)
+        return fail(why, rc,
+                    rc == -EMSGSIZE ? "containment: longer than 32 bytes"
+                                    : "containment: not UTF-8, or holds control characters");
     return ok(why);
 }
 

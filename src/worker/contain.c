@@ -22,7 +22,8 @@
 
 struct contain {
     enum contain_mode mode;
-    char *dir; /* cgroup mode: the worker's cgroup directory for its tasks */
+    char *dir;    /* cgroup mode: the worker's cgroup directory for its tasks */
+    int max_pids; /* > 0: every task cgroup's pids.max */
     char stale[STALE_MAX][TASK_ID_LEN + 1];
     size_t n_stale;
 };
@@ -166,6 +167,45 @@ static int cgroup_dir(const char *scope, char **out, const char **why)
 
 /* ---- cgroup mode ---- */
 
+/* Whether the controller list file at path (cgroup.controllers, cgroup.subtree_control) names
+ * the controller. */
+static bool lists_controller(const char *path, const char *name)
+{
+    char *text;
+    if (read_file(path, &text, NULL) < 0)
+        return false;
+    bool found = false;
+    for (char *w = strtok(text, " \n"); w && !found; w = strtok(NULL, " \n"))
+        found = strcmp(w, name) == 0;
+    free(text);
+    return found;
+}
+
+/*
+ * Makes the pids controller available to the task cgroups under dir: it must be enabled in dir's
+ * parent (our own cgroup; the kernel allows that only where no process lives, or at the root, so
+ * a service manager has to delegate it, as systemd's Delegate=yes does) and then in dir.
+ */
+static int enable_pids(const char *dir, const char **why)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
+    if (!lists_controller(path, "pids")) {
+        snprintf(path, sizeof(path), "%s/../cgroup.subtree_control", dir);
+        if (write_file(path, "+pids") < 0) {
+            *why = "the pids controller is not available to the worker's cgroup (cgroup v2 with "
+                   "the pids controller delegated to the worker is needed)";
+            return -ENOTSUP;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
+    if (!lists_controller(path, "pids") && write_file(path, "+pids") < 0) {
+        *why = "cannot enable the pids controller for the tasks' cgroups";
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
 static int task_path(const struct contain *c, const char *task_id, const char *file, char *buf,
                      size_t len)
 {
@@ -308,18 +348,33 @@ static void marker(const char *task_id, char *buf, size_t len)
 
 /* ---- the interface ---- */
 
-int contain_create(const char *scope, enum contain_mode want, struct contain **out)
+int contain_create(const char *scope, enum contain_mode want, int max_pids, struct contain **out)
 {
     struct contain *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
+    c->max_pids = max_pids;
+    if (max_pids > 0 && want == CONTAIN_SUBREAPER) {
+        log_error("a task's process limit (--task-max-pids) needs cgroup containment");
+        free(c);
+        return -ENOTSUP;
+    }
     const char *why = "not asked for";
     int rc = want == CONTAIN_SUBREAPER ? -ENOTSUP : cgroup_dir(scope, &c->dir, &why);
+    if (rc == 0 && max_pids > 0)
+        rc = enable_pids(c->dir, &why);
     if (rc == 0) {
         c->mode = CONTAIN_CGROUP;
-        log_info("tasks run in cgroups under %s", c->dir);
-    } else if (want == CONTAIN_CGROUP) {
-        log_error("cannot contain tasks in cgroups: %s", why);
+        if (max_pids > 0)
+            log_info("tasks run in cgroups under %s, at most %d processes each", c->dir, max_pids);
+        else
+            log_info("tasks run in cgroups under %s", c->dir);
+    } else if (want == CONTAIN_CGROUP || max_pids > 0) {
+        log_error("cannot contain tasks in cgroups%s: %s",
+                  max_pids > 0 ? " with a process limit (--task-max-pids)" : "", why);
+        if (c->dir)
+            rmdir(c->dir);
+        free(c->dir);
         free(c);
         return rc;
     } else {
@@ -373,8 +428,20 @@ int contain_prepare(struct contain *c, const char *task_id)
     int rc = task_path(c, task_id, NULL, path, sizeof(path));
     if (rc == 0 && mkdir(path, 0755) < 0 && errno != EEXIST)
         rc = -errno;
-    if (rc < 0)
+    if (rc < 0) {
         log_error("task %s: cannot make its cgroup %s: %s", task_id, path, strerror(-rc));
+        return rc;
+    }
+    if (c->max_pids > 0) {
+        char num[24];
+        snprintf(num, sizeof(num), "%d", c->max_pids);
+        if ((rc = task_path(c, task_id, "pids.max", path, sizeof(path))) == 0)
+            rc = write_file(path, num);
+        if (rc < 0) {
+            log_error("task %s: cannot set its process limit: %s", task_id, strerror(-rc));
+            remove_task_cgroup(c, task_id);
+        }
+    }
     return rc;
 }
 

@@ -37,9 +37,12 @@ struct contain;
 /*
  * Sets up containment for a worker: scope names the worker's cgroup directory (its node key makes
  * it unique on the machine). want CONTAIN_CGROUP fails with the reason when cgroups cannot be
- * used; CONTAIN_AUTO falls back to subreaper and logs why. *out is released by contain_destroy.
+ * used; CONTAIN_AUTO falls back to subreaper and logs why. max_pids > 0 caps every task's
+ * processes and threads (its cgroup's pids.max): that needs cgroups with the pids controller, and
+ * fails with the reason (-ENOTSUP) otherwise, whatever want says. *out is released by
+ * contain_destroy.
  */
-int contain_create(const char *scope, enum contain_mode want, struct contain **out);
+int contain_create(const char *scope, enum contain_mode want, int max_pids, struct contain **out);
 void contain_destroy(struct contain *c);
 
 /* The mechanism in use (never CONTAIN_AUTO) and its name ("cgroup" or "subreaper"). */

@@ -758,6 +758,11 @@ void jobs_on_drain(struct jobs *j)
     j->draining = true;
 }
 
+const char *jobs_containment(const struct jobs *j)
+{
+    return contain_mode_name(contain_mode(j->contain));
+}
+
 int jobs_running(const struct jobs *j)
 {
     return j->running;
@@ -843,7 +848,7 @@ int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs 
     }
     char scope[sizeof("crawlab-node-") + LIMIT_NODE_KEY_MAX];
     snprintf(scope, sizeof(scope), "crawlab-node-%s", opts->node_key);
-    int rc = contain_create(scope, CONTAIN_AUTO, &j->contain);
+    int rc = contain_create(scope, opts->containment, opts->task_max_pids, &j->contain);
     if (rc < 0) {
         jobs_destroy(j);
         return rc;

@@ -15,18 +15,21 @@
 
 #include <ev.h>
 
+#include "worker/contain.h"
 #include "worker/session.h"
 
 struct jobs;
 
 /* What the jobs take from the configuration; worker.c fills it in. The strings are copied. */
 struct jobs_opts {
-    const char *data_dir;       /* resolved: tasks/, running/ and spool/ are made under it */
-    const char *node_key;       /* this worker's identity, named in every call */
-    int max_runners;            /* tasks held at once, 1 or more */
-    uint64_t fetch_interval_ms; /* the poll when no TASK_AVAILABLE arrives; never 0 */
-    uint64_t cancel_grace_ms;   /* SIGTERM to SIGKILL when a task is cancelled or times out */
-    uint64_t spool_max_bytes;   /* disk for output the master has not acknowledged, all tasks */
+    const char *data_dir;          /* resolved: tasks/, running/ and spool/ are made under it */
+    const char *node_key;          /* this worker's identity, named in every call */
+    int max_runners;               /* tasks held at once, 1 or more */
+    uint64_t fetch_interval_ms;    /* the poll when no TASK_AVAILABLE arrives; never 0 */
+    uint64_t cancel_grace_ms;      /* SIGTERM to SIGKILL when a task is cancelled or times out */
+    uint64_t spool_max_bytes;      /* disk for output the master has not acknowledged, all tasks */
+    enum contain_mode containment; /* how a task's processes are kept together (contain.h) */
+    int task_max_pids;             /* > 0: processes and threads one task may have */
 };
 
 /* Returns 0, -ENOMEM, or the error of setting up containment (worker/contain.h). */
@@ -41,6 +44,8 @@ void jobs_on_offline(struct jobs *j);
 void jobs_on_task_available(struct jobs *j);
 void jobs_on_drain(struct jobs *j);
 int jobs_running(const struct jobs *j);
+/* The containment in use, as the worker announces it: "cgroup" or "subreaper". */
+const char *jobs_containment(const struct jobs *j);
 
 /*
  * Graceful stop: no new tasks; running ones get grace_ms to finish, then are cancelled; done()

@@ -31,7 +31,8 @@ struct tls_client;
 
 struct session_identity {
     const char *node_key, *node_name, *machine_id, *auth_key;
-    struct tls_client *tls; /* borrowed; NULL: plaintext */
+    const char *containment; /* announced at Register: "cgroup" or "subreaper" */
+    struct tls_client *tls;  /* borrowed; NULL: plaintext */
     int max_runners;
 };
 

@@ -166,9 +166,16 @@ int worker_main(const struct config *cfg, const char *auth_key, struct tls_clien
         .fetch_interval_ms = cfg->fetch_interval_ms,
         .cancel_grace_ms = cfg->cancel_grace_ms,
         .spool_max_bytes = cfg->spool_max_bytes,
+        .containment = cfg->task_containment == CONFIG_CONTAIN_CGROUP      ? CONTAIN_CGROUP
+                       : cfg->task_containment == CONFIG_CONTAIN_SUBREAPER ? CONTAIN_SUBREAPER
+                                                                           : CONTAIN_AUTO,
+        .task_max_pids = cfg->task_max_pids,
     };
-    if ((rc = jobs_create(w.loop, &jobs_opts, &w.jobs)) < 0 ||
-        (rc = session_create(w.loop, w.bridge, cfg, &id, &hooks, &w, &w.session)) < 0) {
+    if ((rc = jobs_create(w.loop, &jobs_opts, &w.jobs)) == 0) {
+        id.containment = jobs_containment(w.jobs);
+        rc = session_create(w.loop, w.bridge, cfg, &id, &hooks, &w, &w.session);
+    }
+    if (rc < 0) {
         log_error("cannot start: %s", strerror(-rc));
         goto out;
     }

@@ -30,6 +30,8 @@ N_ESCAPEES = 18
 
 
 class Contain(harness.ClusterTest, harness.TaskOps):
+    """Each test in the containment the worker picks by itself (cgroup where it can)."""
+    worker_flags = []
 
     def setUp(self):
         super().setUp()
@@ -60,9 +62,9 @@ class Contain(harness.ClusterTest, harness.TaskOps):
                 except ProcessLookupError:
                     pass
 
-    def start(self, then="sleep 600", extra=()):
+    def start(self, then="sleep 600"):
         self.c.start_master()
-        w = self.c.start_worker("w1", extra=list(extra))
+        w = self.c.start_worker("w1", extra=self.worker_flags)
         w.wait_log("registered with the master")
         script = self.script("escape.sh", ESCAPE % {"pids": self.pids_file, "then": then})
         tid = self.submit1(*extra_submit(self), "--", "sh", script)
@@ -103,11 +105,60 @@ class Contain(harness.ClusterTest, harness.TaskOps):
         w.wait_exit()
         self.assertTrue(any(self.alive(p) for p in self.escapees()),
                         "nothing survived the worker's death: the test proves nothing")
-        w2 = self.c.start_worker("w1")
+        w2 = self.c.start_worker("w1", extra=self.worker_flags)
         w2.wait_log("registered with the master")
         t = self.wait_final([tid])[tid]
         self.assertEqual((t["status"], t["error"]), ("error", "worker restarted"), t)
         self.assert_all_dead()
+
+    def test_nodes_json_says_which_containment_the_worker_uses(self):
+        self.c.start_master()
+        w = self.c.start_worker("w1", extra=self.worker_flags)
+        w.wait_log("registered with the master")
+        mode = "cgroup" if w.count("tasks run in cgroups") else "subreaper"
+        if "--task-containment=subreaper" in self.worker_flags:
+            self.assertEqual(mode, "subreaper")
+        node = harness.find_node(self.c.nodes(), name="w1")
+        self.assertEqual(node["containment"], mode, node)
+
+
+class ContainAsSubreaper(Contain):
+    """The same tests with the fallback forced: what a worker without a writable cgroup tree
+    does."""
+    worker_flags = ["--task-containment=subreaper"]
+
+
+class TaskMaxPids(harness.ClusterTest, harness.TaskOps):
+
+    def test_task_max_pids_caps_a_task_or_the_worker_refuses_to_start(self):
+        self.c.start_master()
+        w = self.c.start_worker("w1", extra=["--task-max-pids=20"])
+        harness.wait_until(lambda: w.count("registered with the master") or not w.alive(),
+                           what="the worker to register or exit")
+        if not w.alive():
+            # No pids controller for this worker: it says so and does not run tasks unbounded.
+            self.assertNotEqual(w.wait_exit(), 0)
+            self.assertEqual(w.count("cannot contain tasks in cgroups with a process limit"), 1,
+                             w.log())
+            return
+        self.assertEqual(w.count("at most 20 processes each"), 1, w.log())
+        # 40 sleepers in the background, each counted once forked: the kernel refuses the forks
+        # past the limit, and sh gives up at the first refusal.
+        count = self.c.path("forked")
+        script = self.script("forks.sh", """
+i=0
+while [ $i -lt 40 ]; do
+  sleep 30 &
+  i=$((i + 1))
+  echo $i > %s
+done
+echo all forked
+""" % count)
+        tid = self.submit1("--", "sh", script)
+        self.wait_final([tid])
+        self.assertNotIn("all forked", self.logs(tid))
+        with open(count) as f:
+            self.assertLess(int(f.read()), 20)
 
 
 def extra_submit(test):

@@ -129,6 +129,8 @@ START_TEST(test_worker_gets_documented_defaults)
     ck_assert_uint_eq(cfg.cancel_grace_ms, 15000);
     ck_assert_uint_eq(cfg.shutdown_grace_ms, 30000);
     ck_assert_uint_eq(cfg.spool_max_bytes, 1ULL << 30);
+    ck_assert_int_eq(cfg.task_containment, CONFIG_CONTAIN_AUTO);
+    ck_assert_int_eq(cfg.task_max_pids, 0);
 }
 END_TEST
 
@@ -1012,6 +1014,25 @@ START_TEST(test_integer_options_store_their_value_within_bounds)
 }
 END_TEST
 
+START_TEST(test_task_containment_and_its_process_limit)
+{
+    ck_assert_int_eq(parse("--role=worker", "--task-containment=subreaper", NULL), 0);
+    ck_assert_int_eq(cfg.task_containment, CONFIG_CONTAIN_SUBREAPER);
+    ck_assert_int_eq(parse("--role=worker", "--task-containment", "cgroup", NULL), 0);
+    ck_assert_int_eq(cfg.task_containment, CONFIG_CONTAIN_CGROUP);
+    ck_assert_int_eq(parse("--role=worker", "--task-containment=auto", NULL), 0);
+    ck_assert_int_eq(cfg.task_containment, CONFIG_CONTAIN_AUTO);
+    expect_error(parse("--role=worker", "--task-containment=jail", NULL),
+                 "--task-containment: expected auto, cgroup or subreaper, got 'jail'", NULL);
+    ck_assert_int_eq(parse("--role=worker", "--task-max-pids=4194304", NULL), 0);
+    ck_assert_int_eq(cfg.task_max_pids, 4194304);
+    expect_error(parse("--role=worker", "--task-max-pids=0", NULL),
+                 "--task-max-pids: expected an integer from 1 to 4194304, got '0'", NULL);
+    expect_error(parse("--role=master", "--task-max-pids=10", NULL),
+                 "'--task-max-pids' is not an option of 'master'", NULL);
+}
+END_TEST
+
 START_TEST(test_duration_options_store_milliseconds)
 {
     ck_assert_int_eq(parse("--role=worker", "--heartbeat-interval=2s", "--fetch-interval", "250ms",
@@ -1298,6 +1319,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_cert_help_is_help);
 
     tcase_add_test(tc, test_integer_options_store_their_value_within_bounds);
+    tcase_add_test(tc, test_task_containment_and_its_process_limit);
     tcase_add_test(tc, test_duration_options_store_milliseconds);
     tcase_add_test(tc, test_size_option_stores_bytes_from_its_minimum);
     tcase_add_test(tc, test_bind_node_key_needs_required_client_certificates);

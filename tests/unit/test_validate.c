@@ -73,6 +73,7 @@ static Grpc__NodeServiceRegisterRequest good_register(void)
     r.max_runners = 8;
     r.version = "0.1.0";
     r.machine_id = "0123456789abcdef0123456789abcdef";
+    r.containment = "cgroup";
     return r;
 }
 
@@ -147,6 +148,20 @@ START_TEST(test_register_refuses_a_bad_machine_id)
     r.machine_id = id;
     REFUSES(validate_register, &r, -EINVAL);
     free(id);
+}
+END_TEST
+
+START_TEST(test_register_bounds_the_containment_name)
+{
+    Grpc__NodeServiceRegisterRequest r = good_register();
+    r.containment = "";
+    ACCEPTS(validate_register, &r);
+    r.containment = "cgroup\n";
+    REFUSES(validate_register, &r, -EINVAL);
+    char *name = repeat('a', 33);
+    r.containment = name;
+    REFUSES(validate_register, &r, -EMSGSIZE);
+    free(name);
 }
 END_TEST
 
@@ -732,6 +747,7 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, test_register_refuses_a_name_with_control_characters_or_bad_utf8);
     tcase_add_test(tc, test_register_bounds_the_version);
     tcase_add_test(tc, test_register_refuses_a_bad_machine_id);
+    tcase_add_test(tc, test_register_bounds_the_containment_name);
     tcase_add_test(tc, test_register_keeps_max_runners_in_range);
     tcase_add_test(tc, test_register_bounds_labels_and_their_count);
     tcase_add_test(tc, test_heartbeat_needs_a_key_and_a_running_count_in_range);
