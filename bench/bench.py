@@ -230,7 +230,7 @@ class Bench:
         makes a CA and certificates in <dir>/pki first; the master then requires client
         certificates, and the workers and client commands present the worker certificate."""
         c = harness.Cluster(os.path.join(self.root, name), binary=self.bin)
-        c.worker_args = []
+        c.worker_args = list(self.args.worker_arg)
         extra = []
         if tls:
             pki = c.path("pki")
@@ -241,9 +241,10 @@ class Bench:
             pem = lambda f: os.path.join(pki, f)  # noqa: E731
             extra = ["--tls-cert=%s" % pem("master.pem"), "--tls-key=%s" % pem("master.key"),
                      "--tls-ca=%s" % pem("ca.pem")]
-            c.worker_args = ["--tls-ca=%s" % pem("ca.pem"), "--tls-cert=%s" % pem("worker.pem"),
-                             "--tls-key=%s" % pem("worker.key")]
-            c.cli_args = list(c.worker_args)
+            tls_args = ["--tls-ca=%s" % pem("ca.pem"), "--tls-cert=%s" % pem("worker.pem"),
+                        "--tls-key=%s" % pem("worker.key")]
+            c.worker_args += tls_args
+            c.cli_args = tls_args
         c.start_master(extra=extra)
         if tls and not c.master.count("TLS 1.3"):
             raise BenchError("the master does not say it serves TLS 1.3: %s"
@@ -879,6 +880,9 @@ def main():
                    "at once)")
     p.add_argument("--throughput-tasks", type=int, default=3000)
     p.add_argument("--max-runners", type=int, default=16)
+    p.add_argument("--worker-arg", action="append", default=[], metavar="FLAG",
+                   help="one more flag for every worker (repeatable), e.g. "
+                        "--worker-arg=--task-containment=subreaper")
     p.add_argument("--submitters", type=int, default=4, help="parallel submit commands")
     p.add_argument("--task", nargs="+", default=["true"], help="throughput task command words")
     p.add_argument("--throughput-deadline", type=float, default=300)

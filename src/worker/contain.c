@@ -414,7 +414,7 @@ const char *contain_mode_name(enum contain_mode m)
     return m == CONTAIN_CGROUP ? "cgroup" : m == CONTAIN_SUBREAPER ? "subreaper" : "auto";
 }
 
-bool contain_needs_gate(const struct contain *c)
+bool contain_per_task_cgroup(const struct contain *c)
 {
     return c->mode == CONTAIN_CGROUP;
 }
@@ -441,6 +441,17 @@ int contain_prepare(struct contain *c, const char *task_id)
             log_error("task %s: cannot set its process limit: %s", task_id, strerror(-rc));
             remove_task_cgroup(c, task_id);
         }
+    }
+    return rc;
+}
+
+int contain_open_cgroup(struct contain *c, const char *task_id)
+{
+    char path[PATH_MAX];
+    int rc = task_path(c, task_id, NULL, path, sizeof(path));
+    if (rc == 0 && (rc = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rc = -errno;
+        log_error("task %s: cannot open its cgroup %s: %s", task_id, path, strerror(errno));
     }
     return rc;
 }

@@ -14,8 +14,9 @@
  *              descendants finds a task's processes by the CRAWLAB_TASK_ID in their environment.
  *              A process that clears its environment and escapes is missed; so is one that
  *              escapes while its worker is down.
- * A task started in cgroup mode waits, before running its command, until the worker has moved it
- * into its cgroup, so that nothing it forks can start outside.
+ * A task started in cgroup mode is born in its cgroup (clone3 with CLONE_INTO_CGROUP), or, on a
+ * kernel without that, waits before running its command until the worker has moved it there: so
+ * nothing it forks can start outside.
  *
  * Loop thread of the worker; functions block briefly on /proc and cgroupfs I/O. Errors are logged
  * here with the task id; the functions that return int give 0 or a negative errno.
@@ -49,11 +50,16 @@ void contain_destroy(struct contain *c);
 enum contain_mode contain_mode(const struct contain *c);
 const char *contain_mode_name(enum contain_mode m);
 
-/* Whether a new task must wait for contain_adopt before it runs its command. */
-bool contain_needs_gate(const struct contain *c);
+/* Whether a new task starts in a cgroup of its own: cloned into it (contain_open_cgroup), or
+ * else waiting for contain_adopt before it runs its command. */
+bool contain_per_task_cgroup(const struct contain *c);
 
 /* Before the task's process starts: makes its cgroup (cgroup mode; nothing otherwise). */
 int contain_prepare(struct contain *c, const char *task_id);
+
+/* The task's cgroup directory, opened (O_CLOEXEC) for clone3's CLONE_INTO_CGROUP, or -errno
+ * (logged). cgroup mode only, after contain_prepare; the caller closes it. */
+int contain_open_cgroup(struct contain *c, const char *task_id);
 
 /* Moves the task's first process into its cgroup (cgroup mode; nothing otherwise). */
 int contain_adopt(struct contain *c, const char *task_id, pid_t pid);

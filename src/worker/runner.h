@@ -135,4 +135,8 @@ void runner_pause(struct runner_proc *p, bool paused);
  */
 void runner_free(struct runner_proc *p);
 
+/* Tests only: start contained tasks as on a kernel that cannot clone into a cgroup (the shell is
+ * moved into its cgroup before it runs the command). */
+void runner_test_move_into_cgroup(bool on);
+
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "worker/contain.h"
 #include "worker/runner.h"
 
 #define MAX_LOGS 64
@@ -467,6 +468,54 @@ START_TEST(test_pause_stops_reading_until_resumed)
 }
 END_TEST
 
+/*
+ * A contained task's shell is in its cgroup before the command runs, whether it was born there or
+ * moved there; the cgroup is made by contain_prepare and named after the task. Returns early
+ * where this machine gives no writable cgroup v2 tree (the integration tests say which mode ran).
+ */
+static void check_task_runs_in_its_cgroup(bool moved)
+{
+    char scope[64];
+    snprintf(scope, sizeof(scope), "crawlab-node-unit-%d", (int)getpid());
+    struct contain *cn = NULL;
+    if (contain_create(scope, CONTAIN_CGROUP, 0, &cn) < 0)
+        return;
+    runner_test_move_into_cgroup(moved);
+    struct capture c = {0};
+    struct runner_spec spec = {
+        .task_id = "6b10e1d40aeab438efc309e8", .cmd = "cat /proc/self/cgroup", .contain = cn};
+    run(&spec, &c);
+    runner_test_move_into_cgroup(false);
+    bool found = false;
+    for (size_t i = 0; i < c.n_logs; i++) {
+        const char *line = c.log[i];
+        if (strncmp(line, "0::/", 4) == 0) {
+            size_t n = strlen(line), tail = strlen("/6b10e1d40aeab438efc309e8");
+            found = n > tail && strcmp(line + n - tail, "/6b10e1d40aeab438efc309e8") == 0 &&
+                    strstr(line, scope) != NULL;
+        }
+    }
+    ck_assert_msg(found, "the task's cgroup line: %s", c.n_logs ? c.log[0] : "(none)");
+    ck_assert_int_eq(c.result.how, RUNNER_END_EXITED);
+    ck_assert_int_eq(c.result.code, 0);
+    contain_kill(cn, "6b10e1d40aeab438efc309e8");
+    contain_release(cn, "6b10e1d40aeab438efc309e8");
+    contain_destroy(cn);
+    capture_free(&c);
+}
+
+START_TEST(test_contained_task_is_born_in_its_cgroup)
+{
+    check_task_runs_in_its_cgroup(false);
+}
+END_TEST
+
+START_TEST(test_contained_task_moved_into_its_cgroup_runs_there)
+{
+    check_task_runs_in_its_cgroup(true);
+}
+END_TEST
+
 static Suite *runner_suite(void)
 {
     Suite *s = suite_create("runner");
@@ -493,6 +542,8 @@ static Suite *runner_suite(void)
     tcase_add_test(tc, test_background_process_holding_output_is_killed_after_eof_wait);
     tcase_add_test(tc, test_process_escaping_the_group_does_not_hold_the_end_forever);
     tcase_add_test(tc, test_pause_stops_reading_until_resumed);
+    tcase_add_test(tc, test_contained_task_is_born_in_its_cgroup);
+    tcase_add_test(tc, test_contained_task_moved_into_its_cgroup_runs_there);
     suite_add_tcase(s, tc);
     return s;
 }
