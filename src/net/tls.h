@@ -117,6 +117,10 @@ void tls_conn_cancel(struct tls_conn *conn);
  * than the main one that ran TLS handshakes; the main thread's goes with the last context. */
 void tls_thread_cleanup(void);
 
+/* The TLS 1.3 cipher suites in the order both ends prefer them here (wolfSSL's names, ':' between):
+ * AES-128-GCM first where wolfSSL runs it with AES-NI on this CPU, else ChaCha20-Poly1305. */
+const char *tls_cipher_order(void);
+
 /* Number of live connections (handshaking or pumping) of a context; for tests and shutdown. */
 size_t tls_server_conn_count(const struct tls_server *s);
 size_t tls_client_conn_count(const struct tls_client *c);

@@ -8,6 +8,8 @@ skipped with the reason when qemu-x86_64 is missing."""
 
 import os
 import shutil
+import socket
+import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +25,23 @@ def cpu_flags():
             if line.startswith("flags"):
                 return set(line.split(":", 1)[1].split())
     return set()
+
+
+AES_FIRST = "TLS_AES_128_GCM_SHA256"
+CHACHA_FIRST = "TLS_CHACHA20_POLY1305_SHA256"
+
+
+def negotiated_cipher(port, pki):
+    """The suite a TLS master on port picks when offered OpenSSL's TLS 1.3 order (AES-256-GCM,
+    ChaCha20-Poly1305, AES-128-GCM): the master's own preference decides."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(pki, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(pki, "worker.pem"), os.path.join(pki, "worker.key"))
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=EMULATED_WAIT) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.cipher()[0]
 
 
 class CpuFallback(harness.ClusterTest, harness.TaskOps):
@@ -53,6 +72,18 @@ class CpuFallback(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 0, err)
         self.assertTrue(out.splitlines()[2].endswith(NO_EXTENSIONS), out)
 
+    def test_native_master_prefers_aes_gcm_only_where_it_runs_with_aes_ni(self):
+        c = self.c
+        pki = c.path("pki")
+        rc, out, err = c.run_cli("cert", "init", "--dir=" + pki, "--master-host=127.0.0.1")
+        self.assertEqual(rc, 0, err)
+        pem = lambda n: os.path.join(pki, n)  # noqa: E731
+        c.start_master(extra=["--tls-cert=" + pem("master.pem"), "--tls-key=" + pem("master.key"),
+                              "--tls-ca=" + pem("ca.pem")])
+        rc, out, err = harness.run_cli("--version")
+        self.assertEqual(negotiated_cipher(c.port, pki),
+                         AES_FIRST if "AES-NI" in out else CHACHA_FIRST, out)
+
     def test_tls_master_and_worker_without_the_extensions_run_a_task(self):
         c = self.c
         pki = c.path("pki")
@@ -65,6 +96,8 @@ class CpuFallback(harness.ClusterTest, harness.TaskOps):
                            extra=["--tls-cert=" + pem("master.pem"),
                                   "--tls-key=" + pem("master.key"), "--tls-ca=" + pem("ca.pem")])
         m.wait_log("master listening on", timeout=EMULATED_WAIT)
+        # Without AES-NI the master prefers ChaCha20-Poly1305, whatever the client offers first.
+        self.assertEqual(negotiated_cipher(c.port, pki), CHACHA_FIRST)
         w = c.start_worker("w1", prefix=self.emulated, extra=client)
         w.wait_log("registered with the master", timeout=EMULATED_WAIT)
         c.cli_args = client  # the client commands run natively, with the assembly
