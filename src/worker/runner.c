@@ -506,9 +506,11 @@ static void clone_child(const char *workdir, char *const argv[], const char **en
         if (sig != SIGKILL && sig != SIGSTOP)
             sigaction(sig, &dfl, NULL); /* fails harmlessly for the signals glibc reserves */
     sigprocmask(SIG_SETMASK, &none, NULL);
-    int null = open("/dev/null", O_RDONLY);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0 ||
-        setpgid(0, 0) < 0 || (workdir && chdir(workdir) < 0))
+    /* Close-on-exec, so that only its copy as fd 0 reaches the shell (fd 0 itself, when the
+     * worker has no stdin, is made inheritable by hand). */
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || (null == 0 ? fcntl(0, F_SETFD, 0) : dup2(null, 0)) < 0 || dup2(out_w, 1) < 0 ||
+        dup2(err_w, 2) < 0 || setpgid(0, 0) < 0 || (workdir && chdir(workdir) < 0))
         e = errno;
     if (!e) {
         execve("/bin/sh", argv, (char *const *)envp);
