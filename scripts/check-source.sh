@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 status=0
 
-files=$(git ls-files '*.c' '*.h' | grep -v '^subprojects/')
+files=$(git ls-files '*.c' '*.cc' '*.h' | grep -v '^subprojects/')
 # shellcheck disable=SC2086
 clang-format --dry-run -Werror $files || {
     echo "check-source: files above differ from .clang-format (fix: clang-format -i FILE)" >&2

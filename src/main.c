@@ -20,6 +20,7 @@
 #include "net/dialer.h"
 #include "net/tls.h"
 #include "rpc/auth.h"
+#include "runtime/absl_mode.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
 #include "version.h"
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
     log_setup(cfg.log_level, cfg.log_format, role);
     gpr_set_log_function(grpc_log);
     gpr_set_log_verbosity(log_enabled(LOG_DEBUG) ? GPR_LOG_SEVERITY_DEBUG : GPR_LOG_SEVERITY_ERROR);
+    absl_mode_release();
     grpc_init();
     if (dial_global_init() < 0) {
         fprintf(stderr, "crawlab-node: cannot initialise the resolver\n");
