@@ -143,7 +143,8 @@ struct config_option {
     const char *help;    /* for the usage text */
     const char *def;     /* the default as the usage text states it; NULL when none */
     bool hidden;         /* left out of the usage text: for tests only */
-    config_set_fn *set;  /* NULL: the option picks the command and the scan has read it */
+    config_set_fn *set;  /* NULL: the option picks the command and the scan has read it, or
+                          * a flag that checks.c reads from the given-mask */
     size_t at;           /* offsetof the field in struct config that set writes */
     union config_spec spec;
 };

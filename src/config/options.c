@@ -436,7 +436,7 @@ const struct config_option config_options[OPT_COUNT] = {
                                   "Turn node-key binding off although client certificates are "
                                   "required (any worker certificate may then register any "
                                   "node key).",
-                                  NULL, .set = set_flag},
+                                  NULL, .set = NULL /* checks.c reads it from the given-mask */},
     [OPT_TLS_SERVER_NAME] = {"tls-server-name", "NAME", M(CMD_WORKER) | CLIENTS, NULL,
                              "Host name or IP address the master's certificate must be valid "
                              "for.",

@@ -1097,6 +1097,8 @@ START_TEST(test_bind_node_key_needs_required_client_certificates)
                            "--no-tls-bind-node-key", NULL),
                      0);
     ck_assert(!cfg.tls_bind_node_key);
+    ck_assert_int_eq(cfg.command, CMD_MASTER);
+    ck_assert(cfg.tls_require_client_cert);
     ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
                            "--tls-client-auth=none", NULL),
                      0);
