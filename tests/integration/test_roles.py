@@ -236,6 +236,54 @@ class TlsRoles(harness.ClusterTest, harness.TaskOps):
 
     # ---- the tests
 
+    def test_the_readme_tls_section_word_for_word(self):
+        """Runs the commands of README.md's TLS section as written, with three substitutions
+        that put them on this machine: master.example.com is localhost, 10.0.0.1 is 127.0.0.1,
+        the port is a free one (the master gets --listen for it); the worker gets a data
+        directory of its own (on its machine the default would do). The copies the comments
+        ask for are made here, into the directory every command runs in."""
+        readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                              "README.md")
+        with open(readme) as f:
+            text = f.read()
+        block = text.split("\n## TLS\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+        commands = " ".join(line.strip() for line in block.replace("\\\n", " ").splitlines()
+                            if line.strip() and not line.lstrip().startswith("#")).split(
+                                "crawlab-node ")[1:]
+        self.assertEqual(len(commands), 5, commands)
+        work = self.c.path("readme")
+        os.makedirs(work)
+        self.c.port = harness.free_port()
+        self.c.master_dir = os.path.join(work, "master")
+        procs = {}
+        for cmd in commands:
+            words = cmd.replace("master.example.com", "localhost").replace(
+                "10.0.0.1", "127.0.0.1").replace(":9666", ":%d" % self.c.port).split()
+            log = None
+            if words[-1] == "&":
+                words, log = words[:-2], words[-2][len("2>"):]
+            if words[0] == "--role=master":
+                words.append("--listen=127.0.0.1:%d" % self.c.port)
+            if words[0] == "--role=worker":
+                words.append("--data-dir=%s" % os.path.join(work, "worker-data"))
+                shutil.copy(self.c.key_file, os.path.join(work, "auth.key"))
+            if words[0] == "nodes":
+                shutil.copy(self.c.admin_key_file, os.path.join(work, "admin.key"))
+                procs["worker"].wait_log(REGISTERED)
+            if log:
+                p = self.c.spawn(words[0].split("=")[-1], [self.c.bin] + words, cwd=work)
+                procs[p.name] = p
+                if p.name == "master":
+                    p.wait_log("master listening on")
+            else:
+                rc, out, err = self.c.run_cli(*words, cwd=work)
+                self.assertEqual(rc, 0, "%s: %s" % (" ".join(words), err))
+        # The last command, nodes as alice: the worker, online, its key its certificate's name.
+        self.assertRegex(out, r"(?m)^worker\s.*online")
+        for f in ("auth.key", "admin.key"):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(work, "master", f)).st_mode),
+                             0o600)
+
     def test_worker_certificate_cannot_submit_and_admin_certificate_can(self):
         m = self.start_master()
         key = self.online(self.start_worker("w1"))
