@@ -140,6 +140,9 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         const char *hint = "";
         if (st == GRPC_STATUS_UNAUTHENTICATED)
             hint = " (pass the master's admin key with --admin-key-file or CRAWLAB_ADMIN_KEY)";
+        else if (st == GRPC_STATUS_PERMISSION_DENIED)
+            hint = " (client commands need the master's admin.key and, with client certificates, "
+                   "one of `cert issue --role=admin`)";
         else if (st == GRPC_STATUS_UNAVAILABLE && c->tls)
             hint = " (is the master running, and does it accept our certificate?)";
         else if (st == GRPC_STATUS_UNAVAILABLE)
