@@ -319,6 +319,7 @@ int master_main(const struct config *cfg)
         .min_client_ping_ms = 10000,
         .max_streams_per_conn = 1024,
         .auth_deadline_ms = cfg->auth_timeout_ms,
+        .peer_certs = cfg->tls_ca != NULL,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
         (rc = create_services(&m)) < 0) {

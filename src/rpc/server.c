@@ -134,6 +134,7 @@ struct rpc_server {
     size_t conns_cap;
     ev_timer sweep;
     double auth_deadline_s; /* 0: none */
+    bool peer_certs;        /* see rpc_server_options */
 
     /* Refusals and closed connections are logged at most once a second per kind, with the
      * number suppressed. */
@@ -827,8 +828,12 @@ static void dispatch(struct srv_call *c)
     /* Without keys (--insecure-no-auth) every secret passes; a certificate is still judged. */
     unsigned secret = s->auth_key ? auth_metadata_roles(&c->metadata, s->auth_key, s->admin_key)
                                   : (unsigned)ROLE_ALL;
-    enum role_verdict v =
-        role_check(c->method->role, secret, c->conn ? c->conn->cert_role : CERT_ROLE_ABSENT);
+    /* A call not tied to its connection has no known certificate: with certificates about, it
+     * is judged as one whose role cannot be read. */
+    enum cert_role cert = c->conn         ? c->conn->cert_role
+                          : s->peer_certs ? CERT_ROLE_INVALID
+                                          : CERT_ROLE_ABSENT;
+    enum role_verdict v = role_check(c->method->role, secret, cert);
     if (v != ROLE_OK) {
         const char *why = role_verdict_reason(v, c->method->role);
         note_refusal(c, why);
@@ -939,6 +944,7 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
     s->bridge = br;
     s->loop = bridge_loop(br);
     s->auth_deadline_s = (double)opt->auth_deadline_ms / 1000.0;
+    s->peer_certs = opt->peer_certs;
     ev_timer_init(&s->sweep, on_sweep, SWEEP_INTERVAL_S, SWEEP_INTERVAL_S);
     s->sweep.data = s;
     if ((opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) ||

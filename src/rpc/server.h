@@ -78,6 +78,9 @@ struct rpc_server_options {
     int min_client_ping_ms;    /* the most frequent client ping accepted */
     int max_streams_per_conn;  /* concurrent calls on one connection */
     uint64_t auth_deadline_ms; /* time a connection has for its first authenticated call; 0: none */
+    bool peer_certs;           /* connections may show client certificates (TLS with a CA): a call
+                                * that cannot be tied to its connection is then refused, since
+                                * its certificate's role is unknown */
 };
 
 /* The budget of wasted calls per connection (see above). */
