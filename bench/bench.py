@@ -228,7 +228,9 @@ class Bench:
     def cluster(self, name, workers=2, max_runners=8, start_workers=True, tls=False):
         """A master and (with start_workers) its workers. With tls, `crawlab-node cert init`
         makes a CA and certificates in <dir>/pki first; the master then requires client
-        certificates, and the workers and client commands present the worker certificate."""
+        certificates, the workers present the worker certificate (all the same one, so node-key
+        binding is off, as it was when the figures were first taken) and the client commands an
+        admin certificate."""
         c = harness.Cluster(os.path.join(self.root, name), binary=self.bin)
         c.worker_args = list(self.args.worker_arg)
         extra = []
@@ -236,15 +238,18 @@ class Bench:
             pki = c.path("pki")
             rc, out, err = c.run_cli("cert", "init", "--dir=%s" % pki,
                                      "--master-host=127.0.0.1,localhost")
+            if rc == 0:
+                rc, out, err = c.run_cli("cert", "issue", "--dir=%s" % pki, "--name=bench-admin",
+                                         "--role=admin")
             if rc != 0:
-                raise BenchError("cert init failed: rc %d, %s" % (rc, err.strip()))
+                raise BenchError("cert init/issue failed: rc %d, %s" % (rc, err.strip()))
             pem = lambda f: os.path.join(pki, f)  # noqa: E731
             extra = ["--tls-cert=%s" % pem("master.pem"), "--tls-key=%s" % pem("master.key"),
-                     "--tls-ca=%s" % pem("ca.pem")]
-            tls_args = ["--tls-ca=%s" % pem("ca.pem"), "--tls-cert=%s" % pem("worker.pem"),
-                        "--tls-key=%s" % pem("worker.key")]
-            c.worker_args += tls_args
-            c.cli_args = tls_args
+                     "--tls-ca=%s" % pem("ca.pem"), "--no-tls-bind-node-key"]
+            c.worker_args += ["--tls-ca=%s" % pem("ca.pem"), "--tls-cert=%s" % pem("worker.pem"),
+                              "--tls-key=%s" % pem("worker.key")]
+            c.cli_args = ["--tls-ca=%s" % pem("ca.pem"), "--tls-cert=%s" % pem("bench-admin.pem"),
+                          "--tls-key=%s" % pem("bench-admin.key")]
         c.start_master(extra=extra)
         if tls and not c.master.count("TLS 1.3"):
             raise BenchError("the master does not say it serves TLS 1.3: %s"

@@ -34,11 +34,12 @@ wait_for() {
 
 port=$(free_port)
 site=$(free_port)
-# A client command against the demo master: the connection flags go right after the command name.
+# A client command against the demo master: the connection flags go right after the command name;
+# clients present the admin key, workers (below) the node key, auth.key.
 cli() {
     cmd=$1
     shift
-    "$bin" "$cmd" --master=127.0.0.1:$port --auth-key-file="$work/master/auth.key" "$@"
+    "$bin" "$cmd" --master=127.0.0.1:$port --admin-key-file="$work/master/admin.key" "$@"
 }
 
 echo "== master on 127.0.0.1:$port, workers, and a shop on 127.0.0.1:$site (logs in $work)"

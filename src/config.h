@@ -59,8 +59,10 @@ struct config {
     char *master_host; /* worker and clients: --master=HOST:PORT, default 127.0.0.1:9666 */
     int master_port;
     char *data_dir; /* daemons: --data-dir; NULL means the caller picks its default */
-    char *auth_key; /* --auth-key or CRAWLAB_AUTH_KEY; never log it */
+    char *auth_key; /* daemons: the node key, --auth-key or CRAWLAB_AUTH_KEY; never log it */
     char *auth_key_file;
+    char *admin_key; /* master, clients: --admin-key or CRAWLAB_ADMIN_KEY; never log it */
+    char *admin_key_file;
     bool insecure_no_auth;
     enum log_level log_level;   /* --log-level, default info */
     enum log_format log_format; /* --log-format=text|json, default text */
@@ -88,7 +90,8 @@ struct config {
                                    * the master's certificate */
     bool tls_require_client_cert; /* master: --tls-client-auth=require; the default when
                                    * --tls-ca is given, none otherwise */
-    bool tls_bind_node_key;       /* master: --tls-bind-node-key */
+    bool tls_bind_node_key;       /* master: on with client certificates required, unless
+                                   * --no-tls-bind-node-key; --tls-bind-node-key asks for it */
     char *tls_server_name;        /* worker, clients: --tls-server-name, NULL = the master host */
 
     /* Client commands. */
@@ -114,6 +117,8 @@ struct config {
     size_t n_cert_hosts;
     char *cert_name;        /* cert issue: --name, required; letters, digits, '.', '_', '-' */
     bool cert_test_expired; /* cert issue: --test-expired (hidden, for tests only) */
+    unsigned cert_role;     /* cert issue: --role=worker|admin as ROLE_NODE (the default) or
+                             * ROLE_ADMIN of core/roles.h */
 };
 
 /*

@@ -65,27 +65,33 @@ static void print_version(void)
 }
 
 /*
- * The key a worker or client command presents: flag or environment, a key file, or -- on the
- * master's own machine -- the auth.key the master generated in the default data directory.
+ * The secret a worker or client command presents: a worker the node key (--auth-key,
+ * CRAWLAB_AUTH_KEY, --auth-key-file), a client command the admin key (--admin-key,
+ * CRAWLAB_ADMIN_KEY, --admin-key-file); either way, without one, -- on the master's own machine --
+ * the file the master generated in the default data directory (auth.key, admin.key).
  */
 static int client_auth_key(const struct config *cfg, char **out)
 {
     *out = NULL;
     if (cfg->insecure_no_auth)
         return 0;
-    if (cfg->auth_key)
-        return (*out = strdup(cfg->auth_key)) ? 0 : -ENOMEM;
-    if (cfg->auth_key_file) {
-        int rc = auth_key_read_file(cfg->auth_key_file, out);
+    bool worker = cfg->command == CMD_WORKER;
+    const char *value = worker ? cfg->auth_key : cfg->admin_key;
+    const char *file = worker ? cfg->auth_key_file : cfg->admin_key_file;
+    if (value)
+        return (*out = strdup(value)) ? 0 : -ENOMEM;
+    if (file) {
+        int rc = auth_key_read_file(file, out);
         if (rc < 0)
-            fprintf(stderr, "crawlab-node: --auth-key-file %s: %s\n", cfg->auth_key_file,
-                    auth_key_file_error(rc));
+            fprintf(stderr, "crawlab-node: %s %s: %s\n",
+                    worker ? "--auth-key-file" : "--admin-key-file", file, auth_key_file_error(rc));
         return rc;
     }
     char *dir = datadir_resolve(NULL);
     if (dir) {
         char path[4096];
-        snprintf(path, sizeof(path), "%s/auth.key", dir);
+        snprintf(path, sizeof(path), "%s/%s", dir,
+                 worker ? AUTH_NODE_KEY_FILE : AUTH_ADMIN_KEY_FILE);
         if (auth_key_read_file(path, out) < 0)
             *out = NULL;
         free(dir);

@@ -3,6 +3,10 @@
  * wolfCrypt alone (ECDSA P-256, SHA-256 signatures). The CA signs the master's certificate, whose
  * subject alternative names are the names and addresses workers dial, and the client certificates
  * of workers and people. Nothing is ever overwritten: every file is created with O_EXCL.
+ *
+ * A client certificate carries its holder's role (core/roles.h) as the one organizational unit of
+ * its subject: "crawlab-node:worker" or "crawlab-node:admin". The master reads it back and
+ * allows the certificate the worker's methods or the admin's, never both.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +28,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 
 #include "cli/commands.h"
+#include "core/roles.h"
 
 #define CA_DAYS     3652 /* ten years */
 #define LEAF_DAYS   731  /* two years */
@@ -72,11 +77,16 @@ static void credential_free(struct credential *c)
     c->key_live = false;
 }
 
-static void set_name(CertName *n, const char *cn)
+/* The subject: our organization, cn, and for a client certificate the OU of its role (0: none). */
+static void set_name(CertName *n, const char *cn, unsigned role)
 {
     snprintf(n->org, sizeof(n->org), "%s", ORG_NAME);
     snprintf(n->commonName, sizeof(n->commonName), "%s", cn);
     n->orgEnc = n->commonNameEnc = CTC_UTF8;
+    if (role) {
+        snprintf(n->unit, sizeof(n->unit), "%s%s", ROLE_OU_PREFIX, role_word(role));
+        n->unitEnc = CTC_UTF8;
+    }
 }
 
 /* Appends a DER length; returns the bytes written. */
@@ -157,6 +167,7 @@ struct leaf_spec {
     size_t n_hosts;
     bool server; /* extended key usage serverAuth, else clientAuth */
     bool expired;
+    unsigned role; /* a client certificate's role (ROLE_NODE, ROLE_ADMIN); 0 for the master's */
 };
 
 /*
@@ -182,7 +193,7 @@ static int make_cert(WC_RNG *rng, struct credential *subject, const struct crede
         cert->isCA = 1;
         cert->selfSigned = 1;
         cert->daysValid = CA_DAYS;
-        set_name(&cert->subject, CA_NAME);
+        set_name(&cert->subject, CA_NAME, 0);
         step = "setting the CA extensions";
         rc = wc_SetKeyUsage(cert, "keyCertSign,cRLSign");
         if (rc == 0)
@@ -193,7 +204,7 @@ static int make_cert(WC_RNG *rng, struct credential *subject, const struct crede
         cert->isCA = 0;
         cert->selfSigned = 0;
         cert->daysValid = LEAF_DAYS;
-        set_name(&cert->subject, spec->cn);
+        set_name(&cert->subject, spec->cn, spec->role);
         step = "setting the issuer";
         rc = wc_SetIssuerBuffer(cert, issuer->der, issuer->der_len);
         if (rc == 0) {
@@ -502,8 +513,8 @@ int cli_cert_init(const struct config *cfg)
 
     struct cert_run *r;
     int rc = run_start(&r);
-    struct leaf_spec master = {"master", cfg->cert_hosts, cfg->n_cert_hosts, true, false};
-    struct leaf_spec worker = {"worker", NULL, 0, false, false};
+    struct leaf_spec master = {"master", cfg->cert_hosts, cfg->n_cert_hosts, true, false, 0};
+    struct leaf_spec worker = {"worker", NULL, 0, false, false, ROLE_NODE};
     if (rc < 0 || (rc = make_key(&r->rng, &r->cred[0])) < 0 ||
         (rc = make_cert(&r->rng, &r->cred[0], NULL, NULL)) < 0 ||
         (rc = issue_leaf(r, &r->cred[1], &r->cred[0], &master)) < 0 ||
@@ -518,12 +529,14 @@ int cli_cert_init(const struct config *cfg)
     for (size_t i = 0; i < cfg->n_cert_hosts; i++)
         printf("%s%s", i ? ", " : " ", cfg->cert_hosts[i]);
     printf("\n"
-           "  worker.pem, worker.key  a worker certificate (valid 2 years)\n"
+           "  worker.pem, worker.key  a worker certificate (role worker, node key \"worker\", "
+           "valid 2 years)\n"
            "master: crawlab-node --role=master --tls-cert=%s/master.pem --tls-key=%s/master.key "
            "--tls-ca=%s/ca.pem\n"
-           "worker: crawlab-node --role=worker --master=%s%s%s:9666 --tls-ca=%s/ca.pem "
-           "--tls-cert=%s/worker.pem --tls-key=%s/worker.key\n",
-           dir, dir, dir, v6 ? "[" : "", cfg->cert_hosts[0], v6 ? "]" : "", dir, dir, dir);
+           "worker: crawlab-node --role=worker --master=%s%s%s:9666 --node-key=worker "
+           "--tls-ca=%s/ca.pem --tls-cert=%s/worker.pem --tls-key=%s/worker.key\n"
+           "admins: crawlab-node cert issue --dir=%s --name=NAME --role=admin\n",
+           dir, dir, dir, v6 ? "[" : "", cfg->cert_hosts[0], v6 ? "]" : "", dir, dir, dir, dir);
     return run_end(r, 0);
 }
 
@@ -536,13 +549,18 @@ int cli_cert_issue(const struct config *cfg)
 
     struct cert_run *r;
     int rc = run_start(&r);
-    struct leaf_spec spec = {cfg->cert_name, NULL, 0, false, cfg->cert_test_expired};
+    struct leaf_spec spec = {cfg->cert_name,
+                             NULL,
+                             0,
+                             false,
+                             cfg->cert_test_expired,
+                             cfg->cert_role ? cfg->cert_role : (unsigned)ROLE_NODE};
     if (rc < 0 || (rc = load_ca(dir, &r->cred[0])) < 0 ||
         (rc = issue_leaf(r, &r->cred[1], &r->cred[0], &spec)) < 0 ||
         (rc = save_all(r, dir, names, 1, 2)) < 0)
         return run_end(r, rc);
-    printf("created %s/%s.pem and %s/%s.key (common name \"%s\", %s)\n", dir, cfg->cert_name, dir,
-           cfg->cert_name, cfg->cert_name,
+    printf("created %s/%s.pem and %s/%s.key (common name \"%s\", role %s, %s)\n", dir,
+           cfg->cert_name, dir, cfg->cert_name, cfg->cert_name, role_word(spec.role),
            cfg->cert_test_expired ? "EXPIRED, for tests" : "valid 2 years");
     return run_end(r, 0);
 }

@@ -49,7 +49,7 @@ static const char *status_name(grpc_status_code st)
 int cli_exit_status(grpc_status_code st)
 {
     return st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_UNAUTHENTICATED ||
-                   st == GRPC_STATUS_DEADLINE_EXCEEDED
+                   st == GRPC_STATUS_PERMISSION_DENIED || st == GRPC_STATUS_DEADLINE_EXCEEDED
                ? 3
                : 1;
 }
@@ -139,7 +139,10 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         char *details = grpc_slice_to_c_string(s->details);
         const char *hint = "";
         if (st == GRPC_STATUS_UNAUTHENTICATED)
-            hint = " (pass the master's key with --auth-key-file or CRAWLAB_AUTH_KEY)";
+            hint = " (pass the master's admin key with --admin-key-file or CRAWLAB_ADMIN_KEY)";
+        else if (st == GRPC_STATUS_PERMISSION_DENIED)
+            hint = " (client commands need the master's admin.key and, with client certificates, "
+                   "one of `cert issue --role=admin`)";
         else if (st == GRPC_STATUS_UNAVAILABLE && c->tls)
             hint = " (is the master running, and does it accept our certificate?)";
         else if (st == GRPC_STATUS_UNAVAILABLE)

@@ -10,9 +10,15 @@ static int check_conflicts(struct config_parser *p)
 {
     if ((p->given & BIT(OPT_AUTH_KEY)) && (p->given & BIT(OPT_AUTH_KEY_FILE)))
         return config_fail(p, "'--auth-key' and '--auth-key-file' cannot be used together");
+    if ((p->given & BIT(OPT_ADMIN_KEY)) && (p->given & BIT(OPT_ADMIN_KEY_FILE)))
+        return config_fail(p, "'--admin-key' and '--admin-key-file' cannot be used together");
     if ((p->given & BIT(OPT_INSECURE_NO_AUTH)) &&
-        (p->given & (BIT(OPT_AUTH_KEY) | BIT(OPT_AUTH_KEY_FILE))))
+        (p->given & (BIT(OPT_AUTH_KEY) | BIT(OPT_AUTH_KEY_FILE) | BIT(OPT_ADMIN_KEY) |
+                     BIT(OPT_ADMIN_KEY_FILE))))
         return config_fail(p, "'--insecure-no-auth' cannot be combined with an auth key");
+    if ((p->given & BIT(OPT_TLS_BIND_NODE_KEY)) && (p->given & BIT(OPT_NO_TLS_BIND_NODE_KEY)))
+        return config_fail(
+            p, "'--tls-bind-node-key' and '--no-tls-bind-node-key' cannot be used together");
     if ((p->given & BIT(OPT_NODE)) && (p->given & BIT(OPT_ALL_NODES)))
         return config_fail(p, "'--node' and '--all-nodes' cannot be used together");
     return 0;
@@ -42,6 +48,9 @@ static int check_tls(struct config_parser *p)
         if (c->tls_bind_node_key && !c->tls_require_client_cert)
             return config_fail(p, "'--tls-bind-node-key' needs client certificates: add '--tls-ca' "
                                   "(and '--tls-client-auth=require')");
+        /* Every connection shows a certificate: each node key is bound to one by default. */
+        if (c->tls_require_client_cert && !(g & BIT(OPT_NO_TLS_BIND_NODE_KEY)))
+            c->tls_bind_node_key = true;
         return 0;
     case CMD_WORKER:
     case CMD_NODES:

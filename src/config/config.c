@@ -131,6 +131,8 @@ void config_free(struct config *c)
     free(c->data_dir);
     free(c->auth_key);
     free(c->auth_key_file);
+    free(c->admin_key);
+    free(c->admin_key_file);
     free(c->node_key);
     free(c->node_name);
     config_free_strings(c->nodes, c->n_nodes);

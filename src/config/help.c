@@ -41,13 +41,16 @@ void config_usage(FILE *out)
           "  crawlab-node cancel [OPTIONS] TASK_ID         cancel a task\n"
           "  crawlab-node cert init --dir=DIR --master-host=NAME[,NAME|IP...]\n"
           "                                                create a CA and certificates\n"
-          "  crawlab-node cert issue --dir=DIR --name=NAME another certificate from the CA\n"
+          "  crawlab-node cert issue --dir=DIR --name=NAME [--role=worker|admin]\n"
+          "                                                another certificate from the CA\n"
           "  crawlab-node --help | --version\n"
           "\n"
           "Durations are 500ms, 5s, 2m, 1h, 1h30m or 1.5s; a bare number is seconds.\n"
           "Sizes are bytes or binary multiples: 64K, 512M, 1G. Flags win over the\n"
           "environment; an empty environment variable counts as unset.\n"
           "TLS 1.3 is on for the master with --tls-cert, for the others with --tls-ca.\n"
+          "Workers present the node key (the master's auth.key), client commands the\n"
+          "admin key (admin.key); neither opens the other's calls.\n"
           "\n"
           "Options:\n",
           out);

@@ -42,6 +42,8 @@ enum option_id {
     OPT_DATA_DIR,
     OPT_AUTH_KEY,
     OPT_AUTH_KEY_FILE,
+    OPT_ADMIN_KEY,
+    OPT_ADMIN_KEY_FILE,
     OPT_INSECURE_NO_AUTH,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
@@ -63,6 +65,7 @@ enum option_id {
     OPT_TLS_CA,
     OPT_TLS_CLIENT_AUTH,
     OPT_TLS_BIND_NODE_KEY,
+    OPT_NO_TLS_BIND_NODE_KEY,
     OPT_TLS_SERVER_NAME,
     OPT_JSON,
     OPT_NODE,
@@ -143,7 +146,8 @@ struct config_option {
     const char *help;    /* for the usage text */
     const char *def;     /* the default as the usage text states it; NULL when none */
     bool hidden;         /* left out of the usage text: for tests only */
-    config_set_fn *set;  /* NULL: the option picks the command and the scan has read it */
+    config_set_fn *set;  /* NULL: the option picks the command and the scan has read it, or
+                          * a flag that checks.c reads from the given-mask */
     size_t at;           /* offsetof the field in struct config that set writes */
     union config_spec spec;
 };

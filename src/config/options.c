@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config/internal.h"
+#include "core/roles.h"
 #include "core/rules.h"
 #include "core/task.h"
 
@@ -211,12 +212,26 @@ static int set_list(struct config_parser *p, const struct config_option *o, cons
 
 /* ---- Setters of one option each ---- */
 
+/* --auth-key, --admin-key and their variables: the value is never quoted. */
 static int set_auth_key(struct config_parser *p, const struct config_option *o, const char *value,
                         const char *label)
 {
     if (!auth_key_valid(value))
         return config_fail(p, "%s: the key must be " RULE_AUTH_KEY " (value not shown)", label);
-    return config_set_string(p, &p->c->auth_key, value);
+    return config_set_string(p, field(p, o->at), value);
+}
+
+/* --role picks a daemon's role (scan.c has read it) and, for cert issue, the certificate's. */
+static int set_role(struct config_parser *p, const struct config_option *o, const char *value,
+                    const char *label)
+{
+    if (p->c->command != CMD_CERT_ISSUE)
+        return 0;
+    unsigned r = role_parse(value);
+    if (!r)
+        return config_fail(p, "%s: expected worker or admin, got '%.*s'", label, QUOTE_MAX, value);
+    p->c->cert_role = r;
+    return 0;
 }
 
 static int set_log_level(struct config_parser *p, const struct config_option *o, const char *value,
@@ -320,8 +335,12 @@ static int set_cert_hosts(struct config_parser *p, const struct config_option *o
 /* ---- The tables ---- */
 
 const struct config_option config_options[OPT_COUNT] = {
-    [OPT_ROLE] = {"role", "ROLE", DAEMONS, "CRAWLAB_NODE_MASTER=Y (master) or N (worker)",
-                  "Run as the master or as a worker. Required to start a daemon.", NULL},
+    [OPT_ROLE] = {"role", "ROLE", DAEMONS | M(CMD_CERT_ISSUE),
+                  "CRAWLAB_NODE_MASTER=Y (master) or N (worker)",
+                  "Daemons: master or worker, required. cert issue: worker or admin, the role the "
+                  "certificate gives its holder (a worker certificate cannot call the admin "
+                  "service, an admin certificate cannot act as a worker).",
+                  "cert issue: worker", .set = set_role},
     [OPT_LISTEN] = {"listen", "ADDR:PORT", M(CMD_MASTER),
                     "CRAWLAB_GRPC_SERVER_HOST, CRAWLAB_GRPC_SERVER_PORT",
                     "Address the master listens on.",
@@ -335,14 +354,25 @@ const struct config_option config_options[OPT_COUNT] = {
                       "Directory for the database, logs, spool, node key and auth.key.",
                       "/var/lib/crawlab-node, or ./crawlab-data when not run as root",
                       .set = set_path, .at = AT(data_dir)},
-    [OPT_AUTH_KEY] = {"auth-key", "KEY", ALL, "CRAWLAB_AUTH_KEY",
-                      "Shared secret checked on every call. Anyone on the machine can read "
-                      "it in the process list: prefer --auth-key-file or the environment.",
-                      NULL, .set = set_auth_key},
-    [OPT_AUTH_KEY_FILE] = {"auth-key-file", "FILE", ALL, NULL,
-                           "File holding the auth key. The master's default is "
+    [OPT_AUTH_KEY] = {"auth-key", "KEY", DAEMONS, "CRAWLAB_AUTH_KEY",
+                      "The node key: the secret of workers, checked on every call of theirs. "
+                      "Anyone on the machine can read it in the process list: prefer "
+                      "--auth-key-file or the environment.",
+                      NULL, .set = set_auth_key, .at = AT(auth_key)},
+    [OPT_AUTH_KEY_FILE] = {"auth-key-file", "FILE", DAEMONS, NULL,
+                           "File holding the node key. The master's default is "
                            "<data-dir>/auth.key, generated on first start.",
                            NULL, .set = set_path, .at = AT(auth_key_file)},
+    [OPT_ADMIN_KEY] = {"admin-key", "KEY", M(CMD_MASTER) | CLIENTS, "CRAWLAB_ADMIN_KEY",
+                       "The admin key: the secret of client commands (submit, cancel, ...), "
+                       "which the node key does not open. Visible in the process list: prefer "
+                       "--admin-key-file or the environment.",
+                       NULL, .set = set_auth_key, .at = AT(admin_key)},
+    [OPT_ADMIN_KEY_FILE] = {"admin-key-file", "FILE", M(CMD_MASTER) | CLIENTS, NULL,
+                            "File holding the admin key. The master's default is "
+                            "<data-dir>/admin.key, generated on first start; a client "
+                            "command's, the admin.key of the default data directory.",
+                            NULL, .set = set_path, .at = AT(admin_key_file)},
     [OPT_INSECURE_NO_AUTH] = {"insecure-no-auth", NULL, ALL, NULL,
                               "Turn authentication off: anyone who reaches the port can run "
                               "commands on the workers.",
@@ -428,8 +458,14 @@ const struct config_option config_options[OPT_COUNT] = {
                                "Bind each node key to the certificate of its worker: a call "
                                "that names a node key is refused unless the common name of "
                                "the connection's client certificate equals that key. Needs "
-                               "--tls-client-auth=require.",
-                               NULL, .set = set_flag, .at = AT(tls_bind_node_key)},
+                               "--tls-client-auth=require, where it is on by default.",
+                               "on with --tls-client-auth=require", .set = set_flag,
+                               .at = AT(tls_bind_node_key)},
+    [OPT_NO_TLS_BIND_NODE_KEY] = {"no-tls-bind-node-key", NULL, M(CMD_MASTER), NULL,
+                                  "Turn node-key binding off although client certificates are "
+                                  "required (any worker certificate may then register any "
+                                  "node key).",
+                                  NULL, .set = NULL /* checks.c reads it from the given-mask */},
     [OPT_TLS_SERVER_NAME] = {"tls-server-name", "NAME", M(CMD_WORKER) | CLIENTS, NULL,
                              "Host name or IP address the master's certificate must be valid "
                              "for.",
@@ -510,9 +546,12 @@ static const struct env_def envs[] = {
     {"CRAWLAB_GRPC_PORT", M(CMD_WORKER) | CLIENTS, BIT(OPT_MASTER), &master_port_env},
     /* A key file or --insecure-no-auth is a deliberate choice that a stray variable must not
      * turn into a conflict. */
-    {"CRAWLAB_AUTH_KEY", ALL,
+    {"CRAWLAB_AUTH_KEY", DAEMONS,
      BIT(OPT_AUTH_KEY) | BIT(OPT_AUTH_KEY_FILE) | BIT(OPT_INSECURE_NO_AUTH),
      &config_options[OPT_AUTH_KEY]},
+    {"CRAWLAB_ADMIN_KEY", M(CMD_MASTER) | CLIENTS,
+     BIT(OPT_ADMIN_KEY) | BIT(OPT_ADMIN_KEY_FILE) | BIT(OPT_INSECURE_NO_AUTH),
+     &config_options[OPT_ADMIN_KEY]},
     {"CRAWLAB_NODE_KEY", M(CMD_WORKER), BIT(OPT_NODE_KEY), &config_options[OPT_NODE_KEY]},
     {"CRAWLAB_NODE_NAME", M(CMD_WORKER), BIT(OPT_NODE_NAME), &config_options[OPT_NODE_NAME]},
     {"CRAWLAB_NODE_MAXRUNNERS", M(CMD_WORKER), BIT(OPT_MAX_RUNNERS),
@@ -538,6 +577,7 @@ int config_options_defaults(struct config_parser *p)
     c->shutdown_grace_ms = 30 * 1000;
     c->disconnect_grace_ms = 5 * 60 * 1000;
     c->spool_max_bytes = DEFAULT_SPOOL_BYTES;
+    c->cert_role = ROLE_NODE;
     int rc = config_set_string(p, &c->listen_host, DEFAULT_LISTEN_HOST);
     if (rc == 0)
         rc = config_set_string(p, &c->master_host, DEFAULT_MASTER_HOST);
@@ -574,6 +614,12 @@ int config_options_apply(struct config_parser *p, const struct config_scan *s)
             break;
         }
         const struct config_option *o = &config_options[it->id];
+        if ((it->id == OPT_AUTH_KEY || it->id == OPT_AUTH_KEY_FILE) && (CLIENTS & M(cmd)))
+            return config_fail(p,
+                               "'--%s' is not an option of '%s': the auth key is the workers' "
+                               "key; client commands present the admin key (--admin-key-file, "
+                               "CRAWLAB_ADMIN_KEY, default the master's admin.key)",
+                               o->name, cmd_name);
         if (!(o->commands & M(cmd)))
             return config_fail(p, "'--%s' is not an option of '%s'", o->name, cmd_name);
         snprintf(label, sizeof(label), "--%s", o->name);

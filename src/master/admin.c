@@ -510,14 +510,14 @@ static void on_read_results(struct srv_call *c, void *ctx)
 
 void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
-    rpc_server_add_unary(s, "/grpc.AdminService/ListNodes",
+    rpc_server_add_unary(s, "/grpc.AdminService/ListNodes", ROLE_ADMIN,
                          &grpc__admin_list_nodes_request__descriptor, on_list_nodes, a);
-    rpc_server_add_unary(s, "/grpc.AdminService/SubmitTask",
+    rpc_server_add_unary(s, "/grpc.AdminService/SubmitTask", ROLE_ADMIN,
                          &grpc__admin_submit_task_request__descriptor, on_submit, a);
-    rpc_server_add_unary(s, "/grpc.AdminService/ListTasks",
+    rpc_server_add_unary(s, "/grpc.AdminService/ListTasks", ROLE_ADMIN,
                          &grpc__admin_list_tasks_request__descriptor, on_list_tasks, a);
-    rpc_server_add_unary(s, "/grpc.AdminService/CancelTask", &grpc__admin_task_request__descriptor,
-                         on_cancel, a);
-    rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", on_read_logs, a);
-    rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", on_read_results, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/CancelTask", ROLE_ADMIN,
+                         &grpc__admin_task_request__descriptor, on_cancel, a);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", ROLE_ADMIN, on_read_logs, a);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", ROLE_ADMIN, on_read_results, a);
 }

@@ -272,5 +272,5 @@ void ingest_destroy(struct ingest *in)
 
 void ingest_add_methods(struct ingest *in, struct rpc_server *s)
 {
-    rpc_server_add_stream(s, "/grpc.TaskService/Connect", on_connect, in);
+    rpc_server_add_stream(s, "/grpc.TaskService/Connect", ROLE_NODE, on_connect, in);
 }

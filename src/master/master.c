@@ -12,6 +12,7 @@
 
 #include <ev.h>
 
+#include "core/roles.h"
 #include "master/admin.h"
 #include "master/group.h"
 #include "master/ingest.h"
@@ -48,7 +49,7 @@ struct master {
     struct ingest *ingest;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
-    char *auth_key;
+    char *auth_key, *admin_key; /* the node and the admin secret; NULL without authentication */
     ev_signal sigterm, sigint, sighup;
     bool stopping;
     int exit_code;
@@ -90,9 +91,17 @@ static void on_tls_ready(void *ctx, const struct tls_result *r)
             log_warn("refused a TLS connection from %s", r->errmsg);
         return;
     }
-    log_debug("TLS connection fd:%d from %s, a client certified as '%s'", r->plain_fd, r->addr,
-              r->cert_cn ? r->cert_cn : "(none)");
-    serve(a->m, r->plain_fd, &(struct rpc_peer){.addr = r->addr, .cert_cn = r->cert_cn});
+    enum cert_role role =
+        r->has_cert ? role_of_cert_ous(r->cert_ous, r->n_cert_ous) : CERT_ROLE_ABSENT;
+    log_debug("TLS connection fd:%d from %s, a client certified as '%s' (%s)", r->plain_fd, r->addr,
+              r->cert_cn ? r->cert_cn : "(none)",
+              role == CERT_ROLE_ABSENT   ? "no certificate"
+              : role == CERT_ROLE_WORKER ? "role worker"
+              : role == CERT_ROLE_ADMIN  ? "role admin"
+              : role == CERT_ROLE_NONE   ? "no role: a worker's"
+                                         : "invalid role: refused every call");
+    serve(a->m, r->plain_fd,
+          &(struct rpc_peer){.addr = r->addr, .cert_cn = r->cert_cn, .cert_role = role});
 }
 
 static void on_accept(void *ctx, int fd, const char *peer)
@@ -206,8 +215,34 @@ static int create_services(struct master *m)
     return 0;
 }
 
-/* The key comes from the flag, the environment, a file, or is generated once into the data dir. */
-static int resolve_auth_key(struct master *m, const char *data_dir)
+/* One secret: from the flag or the environment (value), a file, or generated once into the data
+ * dir as file_name. what names it in the log ("auth key", "admin key"), never its value. */
+static int resolve_key(const char *value, const char *file, const char *data_dir,
+                       const char *file_name, const char *what, const char *hint, char **out)
+{
+    if (value)
+        return (*out = strdup(value)) ? 0 : -ENOMEM;
+    if (file) {
+        int rc = auth_key_read_file(file, out);
+        if (rc < 0)
+            log_error("cannot read the %s file %s: %s", what, file, auth_key_file_error(rc));
+        return rc;
+    }
+    bool created;
+    int rc = auth_key_ensure(data_dir, file_name, out, &created);
+    if (rc < 0) {
+        log_error("cannot read or create %s/%s: %s", data_dir, file_name, strerror(-rc));
+        return rc;
+    }
+    log_info("%s %s %s/%s; %s", created ? "generated a new" : "using the", what, data_dir,
+             file_name, hint);
+    return 0;
+}
+
+/* The node key (auth.key: workers) and the admin key (admin.key: client commands), each from its
+ * flag, variable, file, or generated once into the data dir. They must differ, else the admin
+ * secret would also be a node secret. */
+static int resolve_auth_keys(struct master *m, const char *data_dir)
 {
     const struct config *cfg = m->cfg;
     if (cfg->insecure_no_auth) {
@@ -215,27 +250,18 @@ static int resolve_auth_key(struct master *m, const char *data_dir)
                  "register workers and run commands on them");
         return 0;
     }
-    if (cfg->auth_key) {
-        if (!(m->auth_key = strdup(cfg->auth_key)))
-            return -ENOMEM;
-        return 0;
+    int rc = resolve_key(cfg->auth_key, cfg->auth_key_file, data_dir, AUTH_NODE_KEY_FILE,
+                         "auth key", "give it to workers with --auth-key-file", &m->auth_key);
+    if (rc == 0)
+        rc = resolve_key(cfg->admin_key, cfg->admin_key_file, data_dir, AUTH_ADMIN_KEY_FILE,
+                         "admin key", "client commands read it with --admin-key-file",
+                         &m->admin_key);
+    if (rc == 0 && strcmp(m->auth_key, m->admin_key) == 0) {
+        log_error("the admin key and the auth key (the node key) are the same: the admin key "
+                  "must differ, or workers could act as admins");
+        rc = -EINVAL;
     }
-    if (cfg->auth_key_file) {
-        int rc = auth_key_read_file(cfg->auth_key_file, &m->auth_key);
-        if (rc < 0)
-            log_error("cannot read the auth key file %s: %s", cfg->auth_key_file,
-                      auth_key_file_error(rc));
-        return rc;
-    }
-    bool created;
-    int rc = auth_key_ensure(data_dir, &m->auth_key, &created);
-    if (rc < 0) {
-        log_error("cannot read or create %s/auth.key: %s", data_dir, strerror(-rc));
-        return rc;
-    }
-    log_info("%s auth key %s/auth.key; give it to workers with --auth-key-file",
-             created ? "generated a new" : "using the", data_dir);
-    return 0;
+    return rc;
 }
 
 /*
@@ -279,7 +305,7 @@ int master_main(const struct config *cfg)
                   rc == -EBUSY ? "another master is using it" : strerror(-rc));
         goto out;
     }
-    if (resolve_auth_key(&m, data_dir) < 0)
+    if (resolve_auth_keys(&m, data_dir) < 0)
         goto out;
     if ((rc = bridge_create(m.loop, &m.bridge)) < 0) {
         log_error("cannot start the completion queue thread: %s", strerror(-rc));
@@ -287,11 +313,13 @@ int master_main(const struct config *cfg)
     }
     struct rpc_server_options opts = {
         .auth_key = m.auth_key,
+        .admin_key = m.admin_key,
         .keepalive_time_ms = 20000,
         .keepalive_timeout_ms = 5000,
         .min_client_ping_ms = 10000,
         .max_streams_per_conn = 1024,
         .auth_deadline_ms = cfg->auth_timeout_ms,
+        .peer_certs = cfg->tls_ca != NULL,
     };
     if ((rc = rpc_server_create(m.bridge, &opts, &m.server)) < 0 ||
         (rc = create_services(&m)) < 0) {
@@ -356,6 +384,7 @@ out:
     bridge_destroy(m.bridge);
     store_close(m.store);
     free(m.auth_key);
+    free(m.admin_key);
     free(data_dir);
     return m.exit_code;
 }

@@ -256,9 +256,9 @@ static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *
 
 void nodes_rpc_add_methods(struct nodes *n, struct rpc_server *s)
 {
-    rpc_server_add_unary(s, "/grpc.NodeService/Register",
+    rpc_server_add_unary(s, "/grpc.NodeService/Register", ROLE_NODE,
                          &grpc__node_service_register_request__descriptor, on_register, n);
-    rpc_server_add_unary(s, "/grpc.NodeService/SendHeartbeat",
+    rpc_server_add_unary(s, "/grpc.NodeService/SendHeartbeat", ROLE_NODE,
                          &grpc__node_service_send_heartbeat_request__descriptor, on_heartbeat, n);
-    rpc_server_add_stream(s, "/grpc.NodeService/Subscribe", on_subscribe, n);
+    rpc_server_add_stream(s, "/grpc.NodeService/Subscribe", ROLE_NODE, on_subscribe, n);
 }

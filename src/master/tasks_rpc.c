@@ -289,15 +289,15 @@ out:
 
 void tasks_rpc_add_methods(struct tasks_rpc *r, struct rpc_server *s)
 {
-    rpc_server_add_unary(s, "/grpc.TaskService/FetchTask",
+    rpc_server_add_unary(s, "/grpc.TaskService/FetchTask", ROLE_NODE,
                          &grpc__task_service_fetch_task_request__descriptor, on_fetch, r);
-    rpc_server_add_unary(s, "/grpc.TaskService/ReportStatus",
+    rpc_server_add_unary(s, "/grpc.TaskService/ReportStatus", ROLE_NODE,
                          &grpc__task_service_report_status_request__descriptor, on_report_status,
                          r);
-    rpc_server_add_unary(s, "/grpc.TaskService/SendNotification",
+    rpc_server_add_unary(s, "/grpc.TaskService/SendNotification", ROLE_NODE,
                          &grpc__task_service_send_notification_request__descriptor,
                          on_send_notification, r);
-    rpc_server_add_stream(s, "/grpc.TaskService/Subscribe", on_task_subscribe, r);
-    rpc_server_add_unary(s, "/grpc.NodeService/Resync",
+    rpc_server_add_stream(s, "/grpc.TaskService/Subscribe", ROLE_NODE, on_task_subscribe, r);
+    rpc_server_add_unary(s, "/grpc.NodeService/Resync", ROLE_NODE,
                          &grpc__node_service_resync_request__descriptor, on_resync, r);
 }

@@ -852,9 +852,42 @@ static bool cert_names_ip(WOLFSSL_X509 *x, const char *ip)
     return found;
 }
 
-/* Checks what wolfSSL cannot check by itself; on the server side cn gets the common name of the
- * verified client certificate ("" when none). 0 or -errno with msg saying why. */
-static int check_peer(struct tls_conn *c, char *cn, size_t cnlen, char *msg, size_t len)
+/* What the server side learns of a verified client certificate. */
+struct peer_subject {
+    bool present;
+    char cn[256];               /* "" when none */
+    char ous[TLS_MAX_OUS][128]; /* the subject's OU values, in order */
+    const char *ou_ptrs[TLS_MAX_OUS];
+    size_t n_ous;
+};
+
+/* Copies the values of the subject's OU entries (the certificate's role, see core/roles.h, is
+ * judged above this layer). Entries past TLS_MAX_OUS are left out. */
+static void read_ous(WOLFSSL_X509 *cert, struct peer_subject *p)
+{
+    WOLFSSL_X509_NAME *name = wolfSSL_X509_get_subject_name(cert);
+    int at = -1;
+    while (name && p->n_ous < TLS_MAX_OUS &&
+           (at = wolfSSL_X509_NAME_get_index_by_NID(name, NID_organizationalUnitName, at)) >= 0) {
+        WOLFSSL_X509_NAME_ENTRY *e = wolfSSL_X509_NAME_get_entry(name, at);
+        WOLFSSL_ASN1_STRING *v = e ? wolfSSL_X509_NAME_ENTRY_get_data(e) : NULL;
+        if (!v)
+            continue;
+        int len = wolfSSL_ASN1_STRING_length(v);
+        char *out = p->ous[p->n_ous];
+        size_t n = len < 0                           ? 0
+                   : (size_t)len < sizeof(p->ous[0]) ? (size_t)len
+                                                     : sizeof(p->ous[0]) - 1;
+        memcpy(out, wolfSSL_ASN1_STRING_data(v), n);
+        out[n] = '\0';
+        p->ou_ptrs[p->n_ous] = out;
+        p->n_ous++;
+    }
+}
+
+/* Checks what wolfSSL cannot check by itself; on the server side sub gets what the verified
+ * client certificate says of its holder. 0 or -errno with msg saying why. */
+static int check_peer(struct tls_conn *c, struct peer_subject *sub, char *msg, size_t len)
 {
     WOLFSSL_X509 *cert = wolfSSL_get_peer_certificate(c->ssl);
     int rc = 0;
@@ -864,10 +897,12 @@ static int check_peer(struct tls_conn *c, char *cn, size_t cnlen, char *msg, siz
                  "--tls-server-name)",
                  c->check_ip);
         rc = -ECONNREFUSED;
-    } else if (c->owner->server && cert &&
-               wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert),
-                                                 NID_commonName, cn, (int)cnlen) <= 0) {
-        cn[0] = '\0';
+    } else if (c->owner->server && cert) {
+        sub->present = true;
+        if (wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(cert), NID_commonName,
+                                              sub->cn, (int)sizeof(sub->cn)) <= 0)
+            sub->cn[0] = '\0';
+        read_ous(cert, sub);
     }
     if (cert)
         wolfSSL_X509_free(cert);
@@ -876,8 +911,9 @@ static int check_peer(struct tls_conn *c, char *cn, size_t cnlen, char *msg, siz
 
 static void handshake_done(struct tls_conn *c)
 {
-    char msg[256], cn[256] = "";
-    int rc = check_peer(c, cn, sizeof(cn), msg, sizeof(msg));
+    char msg[256];
+    struct peer_subject sub = {.present = false};
+    int rc = check_peer(c, &sub, msg, sizeof(msg));
     if (rc < 0) {
         handshake_failed(c, rc, msg);
         return;
@@ -895,7 +931,12 @@ static void handshake_done(struct tls_conn *c)
     ev_io_init(&c->net_io, on_pump_io, c->net_fd, EV_READ);
     ev_io_init(&c->plain_io, on_pump_io, c->plain_fd, EV_READ);
     c->net_io.data = c->plain_io.data = c;
-    struct tls_result r = {.plain_fd = sv[1], .addr = c->peer, .cert_cn = cn[0] ? cn : NULL};
+    struct tls_result r = {.plain_fd = sv[1],
+                           .addr = c->peer,
+                           .cert_cn = sub.cn[0] ? sub.cn : NULL,
+                           .has_cert = sub.present,
+                           .cert_ous = sub.ou_ptrs,
+                           .n_cert_ous = sub.n_ous};
     c->cb(c->cb_ctx, &r);
     /* wolfSSL may already hold application data that came with the last handshake flight. */
     pump(c);

@@ -77,14 +77,21 @@ void tls_client_close_loop(struct tls_client *c, struct ev_loop *loop);
  * The result of a handshake, on the loop thread. The strings are valid during the callback only:
  * copy what is to be kept.
  */
+/* The subject OU entries of a client certificate that a tls_result passes on. */
+#define TLS_MAX_OUS 4
+
 struct tls_result {
     int plain_fd;     /* >= 0 on success (O_NONBLOCK, owned by the callee from now on), else -1 */
     const char *addr; /* the peer given to tls_accept(), or the master's name (client side) */
     const char *cert_cn; /* server side: common name of the verified client certificate; NULL
                           * when the client presented none (and always on the client side) */
-    int err;             /* 0, or a negative errno: -ETIMEDOUT, -ECONNREFUSED for a refused or
-                          * failed handshake, -EIO */
-    const char *errmsg;  /* with err: one sentence saying why, for the log */
+    bool has_cert;       /* server side: the client presented a (verified) certificate */
+    const char *const *cert_ous; /* server side: the values of its subject's organizational unit
+                                  * entries (at most TLS_MAX_OUS, each cut at 127 bytes) */
+    size_t n_cert_ous;
+    int err;            /* 0, or a negative errno: -ETIMEDOUT, -ECONNREFUSED for a refused or
+                         * failed handshake, -EIO */
+    const char *errmsg; /* with err: one sentence saying why, for the log */
 };
 typedef void (*tls_ready_cb)(void *ctx, const struct tls_result *r);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/roles.h"
 #include "core/rules.h"
 #include "runtime/datadir.h"
 
@@ -20,15 +21,34 @@ static bool equal_const_time(const uint8_t *given, size_t given_len, const char 
     return diff == 0;
 }
 
-bool auth_metadata_ok(const grpc_metadata_array *md, const char *key)
+/* The first "authorization" entry of md, or NULL. */
+static const grpc_slice *find_auth(const grpc_metadata_array *md)
 {
     for (size_t i = 0; i < md->count; i++) {
-        if (grpc_slice_str_cmp(md->metadata[i].key, AUTH_METADATA_KEY) != 0)
-            continue;
-        grpc_slice v = md->metadata[i].value;
-        return equal_const_time(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v), key);
+        if (grpc_slice_str_cmp(md->metadata[i].key, AUTH_METADATA_KEY) == 0)
+            return &md->metadata[i].value;
     }
-    return false;
+    return NULL;
+}
+
+bool auth_metadata_ok(const grpc_metadata_array *md, const char *key)
+{
+    const grpc_slice *v = find_auth(md);
+    return v && equal_const_time(GRPC_SLICE_START_PTR(*v), GRPC_SLICE_LENGTH(*v), key);
+}
+
+unsigned auth_metadata_roles(const grpc_metadata_array *md, const char *node_key,
+                             const char *admin_key)
+{
+    const grpc_slice *v = find_auth(md);
+    if (!v)
+        return 0;
+    const uint8_t *p = GRPC_SLICE_START_PTR(*v);
+    size_t len = GRPC_SLICE_LENGTH(*v);
+    /* Both comparisons run whatever the first one said. */
+    bool node = node_key && equal_const_time(p, len, node_key);
+    bool admin = admin_key && equal_const_time(p, len, admin_key);
+    return (node ? ROLE_NODE : 0u) | (admin ? ROLE_ADMIN : 0u);
 }
 
 int auth_key_read_file(const char *path, char **out)
@@ -56,9 +76,9 @@ const char *auth_key_file_error(int rc)
     }
 }
 
-int auth_key_ensure(const char *data_dir, char **out, bool *created)
+int auth_key_ensure(const char *data_dir, const char *name, char **out, bool *created)
 {
-    int rc = datadir_random_id(data_dir, "auth.key", 32, out, created);
+    int rc = datadir_random_id(data_dir, name, 32, out, created);
     if (rc == 0 && !auth_key_valid(*out)) {
         free(*out);
         *out = NULL;

@@ -54,6 +54,7 @@ struct method {
     srv_unary_fn unary;
     srv_stream_fn stream;
     void *ctx;
+    enum role role; /* who may call it */
 };
 
 /*
@@ -67,6 +68,7 @@ struct srv_conn {
     dev_t dev;
     ino_t ino;
     char *addr, *cert_cn;
+    enum cert_role cert_role;
     int refs;           /* the server's table, and each call tied to the connection */
     bool closing;       /* shut down by us: its calls are dropped unanswered */
     bool authenticated; /* a call passed the auth check */
@@ -106,7 +108,7 @@ struct rpc_server {
     grpc_server *server;
     grpc_server_credentials *creds;
     struct bridge *bridge;
-    char *auth_key;
+    char *auth_key, *admin_key; /* both NULL: no authentication */
     struct method methods[MAX_METHODS];
     size_t n_methods;
     struct request_slot slots[REQUEST_SLOTS];
@@ -132,6 +134,7 @@ struct rpc_server {
     size_t conns_cap;
     ev_timer sweep;
     double auth_deadline_s; /* 0: none */
+    bool peer_certs;        /* see rpc_server_options */
 
     /* Refusals and closed connections are logged at most once a second per kind, with the
      * number suppressed. */
@@ -403,6 +406,7 @@ static struct srv_conn *conn_new(struct rpc_server *s, int fd, const struct stat
         return NULL;
     k->addr = strdup(peer->addr ? peer->addr : "?");
     k->cert_cn = peer->cert_cn ? strdup(peer->cert_cn) : NULL;
+    k->cert_role = peer->cert_role;
     if (!k->addr || (peer->cert_cn && !k->cert_cn)) {
         conn_free(k);
         return NULL;
@@ -821,9 +825,20 @@ static void dispatch(struct srv_call *c)
         refuse(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
         return;
     }
-    if (s->auth_key && !auth_metadata_ok(&c->metadata, s->auth_key)) {
-        note_refusal(c, "missing or wrong auth key");
-        refuse(c, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong auth key");
+    /* Without keys (--insecure-no-auth) every secret passes; a certificate is still judged. */
+    unsigned secret = s->auth_key ? auth_metadata_roles(&c->metadata, s->auth_key, s->admin_key)
+                                  : (unsigned)ROLE_ALL;
+    /* A call not tied to its connection has no known certificate: with certificates about, it
+     * is judged as one whose role cannot be read. */
+    enum cert_role cert = c->conn         ? c->conn->cert_role
+                          : s->peer_certs ? CERT_ROLE_INVALID
+                                          : CERT_ROLE_ABSENT;
+    enum role_verdict v = role_check(c->method->role, secret, cert);
+    if (v != ROLE_OK) {
+        const char *why = role_verdict_reason(v, c->method->role);
+        note_refusal(c, why);
+        refuse(c, v == ROLE_NO_SECRET ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED,
+               why);
         return;
     }
     if (c->conn)
@@ -929,9 +944,12 @@ int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
     s->bridge = br;
     s->loop = bridge_loop(br);
     s->auth_deadline_s = (double)opt->auth_deadline_ms / 1000.0;
+    s->peer_certs = opt->peer_certs;
     ev_timer_init(&s->sweep, on_sweep, SWEEP_INTERVAL_S, SWEEP_INTERVAL_S);
     s->sweep.data = s;
-    if (opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) {
+    if ((opt->auth_key && !(s->auth_key = strdup(opt->auth_key))) ||
+        (opt->admin_key && !(s->admin_key = strdup(opt->admin_key)))) {
+        free(s->auth_key);
         free(s);
         return -ENOMEM;
     }
@@ -969,12 +987,17 @@ static void add_method(struct rpc_server *s, const struct method *m)
         log_error("too many methods registered");
         abort();
     }
+    if (m->role != ROLE_NODE && m->role != ROLE_ADMIN) {
+        /* A programming error: every method says who may call it. */
+        log_error("%s: no role", m->path);
+        abort();
+    }
     s->methods[s->n_methods] = *m;
     s->methods[s->n_methods].path_len = strlen(m->path);
     s->n_methods++;
 }
 
-void rpc_server_add_unary(struct rpc_server *s, const char *path,
+void rpc_server_add_unary(struct rpc_server *s, const char *path, enum role role,
                           const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx)
 {
     validate_fn validate = validate_lookup(req);
@@ -988,12 +1011,15 @@ void rpc_server_add_unary(struct rpc_server *s, const char *path,
                                    .req = req,
                                    .validate = validate,
                                    .unary = fn,
-                                   .ctx = ctx});
+                                   .ctx = ctx,
+                                   .role = role});
 }
 
-void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx)
+void rpc_server_add_stream(struct rpc_server *s, const char *path, enum role role, srv_stream_fn fn,
+                           void *ctx)
 {
-    add_method(s, &(struct method){.path = path, .kind = METHOD_STREAM, .stream = fn, .ctx = ctx});
+    add_method(s, &(struct method){
+                      .path = path, .kind = METHOD_STREAM, .stream = fn, .ctx = ctx, .role = role});
 }
 
 int rpc_server_start(struct rpc_server *s)
@@ -1030,6 +1056,8 @@ static void finish_shutdown(struct rpc_server *s)
     void *ctx = s->shutdown_ctx;
     free(s->auth_key);
     s->auth_key = NULL;
+    free(s->admin_key);
+    s->admin_key = NULL;
     /* Calls still open keep their connection's record until they are freed. */
     for (size_t fd = 0; fd < s->conns_cap; fd++) {
         if (s->conns[fd])

@@ -3,7 +3,13 @@
  *
  * Everything here runs on the loop thread. Incoming calls are taken with generic requests (several
  * kept outstanding and re-armed at once), dispatched on the method path, and refused with
- * UNIMPLEMENTED or UNAUTHENTICATED before any handler sees them.
+ * UNIMPLEMENTED, UNAUTHENTICATED or PERMISSION_DENIED before any handler sees them.
+ *
+ * Roles: each method is added with the role it needs (core/roles.h), ROLE_NODE for what workers
+ * call, ROLE_ADMIN for AdminService. A call passes when its secret is the key of that role
+ * (UNAUTHENTICATED for no key or a wrong one, PERMISSION_DENIED for the other role's key) and the
+ * client certificate of its connection, if any, allows that role (PERMISSION_DENIED otherwise;
+ * checked even without keys, with --insecure-no-auth).
  *
  * Connections: the server keeps a record of every connection handed to it (rpc_server_add_conn):
  * who is at the other end (address, client certificate) and what its calls cost. Each call is tied
@@ -37,6 +43,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "core/roles.h"
 #include "runtime/bridge.h"
 
 struct rpc_server;
@@ -63,12 +70,17 @@ typedef void (*srv_unary_fn)(struct srv_call *c, void *ctx, const ProtobufCMessa
 typedef void (*srv_stream_fn)(struct srv_call *c, void *ctx);
 
 struct rpc_server_options {
-    const char *auth_key;      /* NULL: no authentication (--insecure-no-auth) */
+    const char *auth_key;      /* the node key; NULL with admin_key NULL: no authentication
+                                * (--insecure-no-auth) */
+    const char *admin_key;     /* the admin key; set exactly when auth_key is, and different */
     int keepalive_time_ms;     /* HTTP/2 ping interval towards clients */
     int keepalive_timeout_ms;  /* how long a ping may go unanswered */
     int min_client_ping_ms;    /* the most frequent client ping accepted */
     int max_streams_per_conn;  /* concurrent calls on one connection */
     uint64_t auth_deadline_ms; /* time a connection has for its first authenticated call; 0: none */
+    bool peer_certs;           /* connections may show client certificates (TLS with a CA): a call
+                                * that cannot be tied to its connection is then refused, since
+                                * its certificate's role is unknown */
 };
 
 /* The budget of wasted calls per connection (see above). */
@@ -78,10 +90,12 @@ struct rpc_server_options {
 /* Creates the server on the bridge's queue; methods are added before rpc_server_start(). */
 int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
                       struct rpc_server **out);
-/* Adds a unary method; req must have a validator (validate_lookup), else this aborts. */
-void rpc_server_add_unary(struct rpc_server *s, const char *path,
+/* Adds a unary method that callers of role (ROLE_NODE or ROLE_ADMIN) may call; req must have a
+ * validator (validate_lookup), else this aborts, as it does for any other role. */
+void rpc_server_add_unary(struct rpc_server *s, const char *path, enum role role,
                           const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx);
-void rpc_server_add_stream(struct rpc_server *s, const char *path, srv_stream_fn fn, void *ctx);
+void rpc_server_add_stream(struct rpc_server *s, const char *path, enum role role, srv_stream_fn fn,
+                           void *ctx);
 int rpc_server_start(struct rpc_server *s);
 
 /*
@@ -107,6 +121,7 @@ bool rpc_server_holding(const struct rpc_server *s);
 struct rpc_peer {
     const char *addr;    /* the remote address in words ("10.0.0.7:51234"), for log lines */
     const char *cert_cn; /* common name of the client certificate verified by TLS; NULL: none */
+    enum cert_role cert_role; /* the role that certificate carries; CERT_ROLE_ABSENT: none */
 };
 
 /* Hands an accepted, non-blocking socket to gRPC, which owns and closes it from now on, and starts

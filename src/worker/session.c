@@ -300,6 +300,9 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         if (st == GRPC_STATUS_UNAUTHENTICATED)
             snprintf(why, sizeof(why),
                      "registration refused: UNAUTHENTICATED (wrong or missing auth key)");
+        else if (st == GRPC_STATUS_PERMISSION_DENIED)
+            snprintf(why, sizeof(why), "registration refused: PERMISSION_DENIED: %s (status %d)",
+                     details, (int)st);
         else if (st == GRPC_STATUS_ALREADY_EXISTS)
             snprintf(why, sizeof(why),
                      "registration refused: ALREADY_EXISTS (node key %s is connected from "

@@ -288,7 +288,13 @@ class Cluster:
 
     @property
     def key_file(self):
+        """The node key the master generated: what workers present."""
         return os.path.join(self.master_dir, "auth.key")
+
+    @property
+    def admin_key_file(self):
+        """The admin key the master generated: what client commands present."""
+        return os.path.join(self.master_dir, "admin.key")
 
     def _log_path(self, name):
         n = self._names.get(name, 0) + 1
@@ -350,14 +356,17 @@ class Cluster:
         return run_cli(*args, binary=self.bin, **kw)
 
     def cli(self, command, *args, **kw):
-        """`crawlab-node COMMAND --master=<this master> --auth-key-file=<its key> ARGS...`."""
+        """`crawlab-node COMMAND --master=<this master> --admin-key-file=<its admin key>
+        ARGS...`."""
         return self.run_cli(command, "--master=%s" % self.master_addr,
-                            "--auth-key-file=%s" % self.key_file, *self.cli_args, *args, **kw)
+                            "--admin-key-file=%s" % self.admin_key_file, *self.cli_args, *args,
+                            **kw)
 
     def spawn_cli(self, name, command, *args):
         """A long-running client command (logs --follow, ...) as a tracked Proc."""
         return self.spawn(name, [self.bin, command, "--master=%s" % self.master_addr,
-                                 "--auth-key-file=%s" % self.key_file] + list(self.cli_args) +
+                                 "--admin-key-file=%s" % self.admin_key_file] +
+                          list(self.cli_args) +
                           [str(a) for a in args])
 
     def nodes(self):

@@ -89,6 +89,8 @@ class CpuFallback(harness.ClusterTest, harness.TaskOps):
         pki = c.path("pki")
         rc, out, err = c.run_cli("cert", "init", "--dir=" + pki, "--master-host=127.0.0.1")
         self.assertEqual(rc, 0, err)
+        rc, out, err = c.run_cli("cert", "issue", "--dir=" + pki, "--name=ops", "--role=admin")
+        self.assertEqual(rc, 0, err)
         pem = lambda n: os.path.join(pki, n)  # noqa: E731
         client = ["--tls-ca=" + pem("ca.pem"), "--tls-cert=" + pem("worker.pem"),
                   "--tls-key=" + pem("worker.key")]
@@ -98,9 +100,12 @@ class CpuFallback(harness.ClusterTest, harness.TaskOps):
         m.wait_log("master listening on", timeout=EMULATED_WAIT)
         # Without AES-NI the master prefers ChaCha20-Poly1305, whatever the client offers first.
         self.assertEqual(negotiated_cipher(c.port, pki), CHACHA_FIRST)
-        w = c.start_worker("w1", prefix=self.emulated, extra=client)
+        # cert init's worker certificate names the node key "worker" (keys are bound to them).
+        w = c.start_worker("w1", prefix=self.emulated, extra=client + ["--node-key=worker"])
         w.wait_log("registered with the master", timeout=EMULATED_WAIT)
-        c.cli_args = client  # the client commands run natively, with the assembly
+        # The client commands run natively, with the assembly, and an admin certificate.
+        c.cli_args = ["--tls-ca=" + pem("ca.pem"), "--tls-cert=" + pem("ops.pem"),
+                      "--tls-key=" + pem("ops.key")]
         task = 'echo "over TLS"; echo \'{"type":"data","ipc":true,"payload":{"cpu":"qemu64"}}\''
         tid = self.submit1("--", "sh", "-c", task)
         t = self.wait_final([tid], timeout=EMULATED_WAIT)[tid]

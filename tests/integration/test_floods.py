@@ -150,17 +150,24 @@ class Floods(harness.ClusterTest):
         rc, out, err = self.c.run_cli("cert", "init", "--dir=%s" % pki,
                                       "--master-host=localhost,127.0.0.1")
         self.assertEqual(rc, 0, err)
+        rc, out, err = self.c.run_cli("cert", "issue", "--dir=%s" % pki, "--name=ops",
+                                      "--role=admin")
+        self.assertEqual(rc, 0, err)
         pem = lambda name, ext="pem": os.path.join(pki, "%s.%s" % (name, ext))  # noqa: E731
         client_tls = ["--tls-ca=%s" % pem("ca"), "--tls-cert=%s" % pem("worker"),
                       "--tls-key=%s" % pem("worker", "key")]
-        self.c.cli_args = client_tls
+        # Client commands with an admin certificate; the worker with cert init's, whose name is
+        # its node key (node keys are bound to certificates).
+        self.c.cli_args = ["--tls-ca=%s" % pem("ca"), "--tls-cert=%s" % pem("ops"),
+                           "--tls-key=%s" % pem("ops", "key")]
         ctx = ssl.create_default_context(cafile=pem("ca"))
         ctx.load_cert_chain(pem("worker"), pem("worker", "key"))
         ctx.set_alpn_protocols(["h2"])
         self.check_rapid_reset(
             master_extra=["--tls-cert=%s" % pem("master"), "--tls-key=%s" % pem("master", "key"),
                           "--tls-ca=%s" % pem("ca")],
-            worker_extra=client_tls, tls_context=ctx, server_hostname="localhost")
+            worker_extra=client_tls + ["--node-key=worker"], tls_context=ctx,
+            server_hostname="localhost")
 
     def test_a_ping_flood_ends_the_connection(self):
         m = self.c.start_master()

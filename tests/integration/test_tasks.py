@@ -50,7 +50,7 @@ class Tasks(harness.ClusterTest, harness.TaskOps):
         """Like c.cli but returns (rc, stdout bytes, stderr text): no decoding on our side, so
         that what the binary wrote is checked byte for byte."""
         argv = [self.c.bin, command, "--master=%s" % self.c.master_addr,
-                "--auth-key-file=%s" % self.c.key_file] + [str(a) for a in args]
+                "--admin-key-file=%s" % self.c.admin_key_file] + [str(a) for a in args]
         try:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, timeout=timeout, cwd=self.c.dir)
@@ -191,7 +191,7 @@ fi
     def cli_on_terminal(self, command, *args, timeout=harness.CLI_TIMEOUT):
         """Runs a client command with stdout on a pseudo-terminal; returns (rc, bytes shown)."""
         argv = [self.c.bin, command, "--master=%s" % self.c.master_addr,
-                "--auth-key-file=%s" % self.c.key_file] + [str(a) for a in args]
+                "--admin-key-file=%s" % self.c.admin_key_file] + [str(a) for a in args]
         master_fd, slave_fd = os.openpty()
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave_fd,

@@ -30,8 +30,8 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         super().setUp()
         self.pki = self.c.path("pki")
         self.cert("init", "--dir=%s" % self.pki, "--master-host=localhost,127.0.0.1")
-        # The person at the keyboard has a client certificate of their own.
-        self.cert("issue", "--dir=%s" % self.pki, "--name=alice")
+        # The person at the keyboard has a client certificate of their own, an admin's.
+        self.cert("issue", "--dir=%s" % self.pki, "--name=alice", "--role=admin")
         self.c.cli_args = self.tls_client("alice")
 
     # ---- helpers
@@ -60,7 +60,15 @@ class Tls(harness.ClusterTest, harness.TaskOps):
                                        "--tls-client-auth=%s" % client_auth] + list(extra))
         return m
 
-    def start_tls_worker(self, name, cert="worker", pki=None, extra=()):
+    def start_tls_worker(self, name, cert="own", pki=None, extra=()):
+        """A worker over TLS presenting cert from pki. "own": a worker certificate issued for it
+        whose common name is its node key, since the master binds node keys to certificates by
+        default."""
+        if cert == "own":
+            if not os.path.exists(self.pem(name)):
+                self.cert("issue", "--dir=%s" % self.pki, "--name=%s" % name)
+            cert = name
+            extra = ["--node-key=%s" % name] + list(extra)
         return self.c.start_worker(name, extra=self.tls_client(cert, pki=pki) + list(extra))
 
     def online(self, *workers):
@@ -89,31 +97,35 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         return tid
 
     def check_key_never_logged(self):
-        """The auth key appears in no file of the run but the key file itself."""
-        key_file = self.c.key_file
-        if not os.path.exists(key_file):
-            return
-        key = harness.read_key(key_file)
-        self.assertTrue(len(key) >= 16, "suspiciously short key")
-        for root, _, files in os.walk(self.c.dir):
-            for f in files:
-                path = os.path.join(root, f)
-                if path == key_file or not f.endswith(".log"):
-                    continue
-                with open(path, "rb") as fh:
-                    self.assertNotIn(key.encode(), fh.read(), "auth key found in %s" % path)
+        """Neither the node key nor the admin key appears in any log of the run."""
+        for key_file in (self.c.key_file, self.c.admin_key_file):
+            if not os.path.exists(key_file):
+                continue
+            key = harness.read_key(key_file)
+            self.assertTrue(len(key) >= 16, "suspiciously short key")
+            for root, _, files in os.walk(self.c.dir):
+                for f in files:
+                    path = os.path.join(root, f)
+                    if not f.endswith(".log"):
+                        continue
+                    with open(path, "rb") as fh:
+                        self.assertNotIn(key.encode(), fh.read(),
+                                         "%s found in %s" % (os.path.basename(key_file), path))
 
     # ---- the tests
 
     def test_mtls_cluster_runs_tasks_end_to_end(self):
         m = self.start_tls_master(extra=["--log-level=debug"])
         self.assertTrue(m.count("TLS 1.3, client certificates required"), m.tail())
-        # One worker with the worker certificate of `cert init`, one with its own; one dials
-        # the address (checked against the IP entries), the other the name "localhost".
+        # One worker with the worker certificate of `cert init` (node key "worker", as node keys
+        # are bound to certificates), one with its own; one dials the address (checked against
+        # the IP entries), the other the name "localhost".
         self.cert("issue", "--dir=%s" % self.pki, "--name=w2")
-        w1 = self.start_tls_worker("w1", extra=["--log-level=debug"])
+        w1 = self.start_tls_worker("w1", cert="worker",
+                                   extra=["--node-key=worker", "--log-level=debug"])
         w2 = self.c.start_worker("w2", master_addr="localhost:%d" % self.c.port,
-                                 extra=self.tls_client("w2") + ["--log-level=debug"])
+                                 extra=self.tls_client("w2") + ["--node-key=w2",
+                                                                "--log-level=debug"])
         k1, k2 = self.online(w1, w2)
         self.run_echo_task(k1, "one")
         self.run_echo_task(k2, "two")
@@ -137,7 +149,7 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         m = self.start_tls_master()
         good = self.start_tls_worker("good")
         (key,) = self.online(good)
-        bad = self.start_tls_worker("bad", pki=other)
+        bad = self.start_tls_worker("bad", cert="worker", pki=other)
         m.wait_log("not signed by a trusted CA")
         self.assertIn(REFUSED, m.wait_log("not signed by a trusted CA"))
         self.assert_never_registers(bad)
@@ -182,7 +194,7 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assert_never_registers(anon)
         # A client command without a certificate is refused the same way: exit status 3.
         rc, out, err = self.c.run_cli("nodes", "--master=%s" % self.c.master_addr,
-                                      "--auth-key-file=%s" % self.c.key_file,
+                                      "--admin-key-file=%s" % self.c.admin_key_file,
                                       *self.tls_client(None))
         self.assertEqual(rc, 3, err)
         self.assertIn("certificate_required", err)
@@ -206,7 +218,7 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         m.wait_log("does not speak TLS")
         self.assert_never_registers(plain)
         rc, out, err = self.c.run_cli("nodes", "--master=%s" % self.c.master_addr,
-                                      "--auth-key-file=%s" % self.c.key_file)
+                                      "--admin-key-file=%s" % self.c.admin_key_file)
         self.assertEqual(rc, 3, err)
         self.assertIn("--tls-ca", err)
         self.assertTrue(m.alive())

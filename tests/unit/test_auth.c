@@ -10,6 +10,7 @@
 #include <grpc/grpc.h>
 
 #include "check_main.h"
+#include "core/roles.h"
 #include "rpc/auth.h"
 #include "runtime/datadir.h"
 
@@ -48,26 +49,58 @@ START_TEST(test_auth_refuses_wrong_prefix_longer_shorter_and_missing)
 }
 END_TEST
 
-START_TEST(test_generated_key_is_kept_private_and_reused)
+START_TEST(test_auth_roles_tell_the_node_key_from_the_admin_key)
+{
+    grpc_metadata md;
+    grpc_metadata_array a = one("authorization", "node-secret", &md);
+    ck_assert_uint_eq(auth_metadata_roles(&a, "node-secret", "admin-secret"), ROLE_NODE);
+    a = one("authorization", "admin-secret", &md);
+    ck_assert_uint_eq(auth_metadata_roles(&a, "node-secret", "admin-secret"), ROLE_ADMIN);
+    a = one("authorization", "admin-secre", &md);
+    ck_assert_uint_eq(auth_metadata_roles(&a, "node-secret", "admin-secret"), 0);
+    a = one("authorization", "", &md);
+    ck_assert_uint_eq(auth_metadata_roles(&a, "node-secret", "admin-secret"), 0);
+    a = one("x-other", "admin-secret", &md);
+    ck_assert_uint_eq(auth_metadata_roles(&a, "node-secret", "admin-secret"), 0);
+    /* A missing key matches nothing, not even an empty value. */
+    a = one("authorization", "", &md);
+    ck_assert_uint_eq(auth_metadata_roles(&a, NULL, NULL), 0);
+    grpc_metadata_array empty = {0};
+    ck_assert_uint_eq(auth_metadata_roles(&empty, "node-secret", "admin-secret"), 0);
+}
+END_TEST
+
+/* Each of the master's two key files: generated once, 0600, reused, different from the other. */
+START_TEST(test_generated_keys_are_kept_private_reused_and_distinct)
 {
     char dir[] = "/tmp/crawlab-auth-test-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    char *k1 = NULL, *k2 = NULL;
-    bool created;
-    ck_assert_int_eq(auth_key_ensure(dir, &k1, &created), 0);
-    ck_assert(created);
-    ck_assert_uint_eq(strlen(k1), 64);
-    char path[512];
-    snprintf(path, sizeof(path), "%s/auth.key", dir);
-    struct stat st;
-    ck_assert_int_eq(stat(path, &st), 0);
-    ck_assert_int_eq(st.st_mode & 0777, 0600);
-    ck_assert_int_eq(auth_key_ensure(dir, &k2, &created), 0);
-    ck_assert(!created);
-    ck_assert_str_eq(k1, k2);
-    free(k1);
-    free(k2);
-    unlink(path);
+    const char *names[] = {AUTH_NODE_KEY_FILE, AUTH_ADMIN_KEY_FILE};
+    char *first[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        char *k1 = NULL, *k2 = NULL;
+        bool created;
+        ck_assert_int_eq(auth_key_ensure(dir, names[i], &k1, &created), 0);
+        ck_assert(created);
+        ck_assert_uint_eq(strlen(k1), 64);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_mode & 0777, 0600);
+        ck_assert_int_eq(auth_key_ensure(dir, names[i], &k2, &created), 0);
+        ck_assert(!created);
+        ck_assert_str_eq(k1, k2);
+        first[i] = k1;
+        free(k2);
+    }
+    ck_assert_str_ne(first[0], first[1]);
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+        free(first[i]);
+    }
     rmdir(dir);
 }
 END_TEST
@@ -120,7 +153,8 @@ static Suite *auth_suite(void)
     TCase *tc = tcase_create("auth");
     tcase_add_test(tc, test_auth_accepts_exactly_the_key);
     tcase_add_test(tc, test_auth_refuses_wrong_prefix_longer_shorter_and_missing);
-    tcase_add_test(tc, test_generated_key_is_kept_private_and_reused);
+    tcase_add_test(tc, test_auth_roles_tell_the_node_key_from_the_admin_key);
+    tcase_add_test(tc, test_generated_keys_are_kept_private_reused_and_distinct);
     tcase_add_test(tc, test_key_file_is_trimmed_and_empty_is_refused);
     tcase_add_test(tc, test_key_file_with_a_line_break_inside_is_refused);
     suite_add_tcase(s, tc);

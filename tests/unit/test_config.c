@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "core/limits.h"
+#include "core/roles.h"
 
 #define MAX_ARGS 32
 #define MAX_ENV  16
@@ -324,7 +325,7 @@ END_TEST
 START_TEST(test_auth_key_file_flag_hides_auth_key_variable)
 {
     env_set("CRAWLAB_AUTH_KEY", "env-secret");
-    ck_assert_int_eq(parse("nodes", "--auth-key-file=/etc/key", NULL), 0);
+    ck_assert_int_eq(parse("--role=worker", "--auth-key-file=/etc/key", NULL), 0);
     ck_assert_ptr_null(cfg.auth_key);
     ck_assert_str_eq(cfg.auth_key_file, "/etc/key");
 
@@ -485,6 +486,8 @@ static const struct {
     {{"--role=master", "--log-format=xml"}, "--log-format"},
     {{"nodes", "--auth-key="}, "--auth-key"},
     {{"nodes", "--auth-key-file="}, "--auth-key-file"},
+    {{"nodes", "--admin-key="}, "--admin-key"},
+    {{"nodes", "--admin-key-file="}, "--admin-key-file"},
     {{"tasks", "--status=done"}, "--status"},
     {{"submit", "--priority=1001", "--", "true"}, "--priority: expected an integer from -1000"},
     {{"submit", "--priority=high", "--", "true"}, "--priority"},
@@ -504,10 +507,44 @@ START_TEST(test_bad_value_is_refused_naming_the_option)
 }
 END_TEST
 
+/* The node key is the daemons' (a worker presents it, the master checks it); the admin key the
+ * master's and the client commands'. Each reads only its own variable. */
+START_TEST(test_node_key_and_admin_key_belong_to_their_commands)
+{
+    env_set("CRAWLAB_AUTH_KEY", "node-secret");
+    env_set("CRAWLAB_ADMIN_KEY", "admin-secret");
+    ck_assert_int_eq(parse("nodes", NULL), 0);
+    ck_assert_ptr_null(cfg.auth_key);
+    ck_assert_str_eq(cfg.admin_key, "admin-secret");
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_str_eq(cfg.auth_key, "node-secret");
+    ck_assert_ptr_null(cfg.admin_key);
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_str_eq(cfg.auth_key, "node-secret");
+    ck_assert_str_eq(cfg.admin_key, "admin-secret");
+    ck_assert_int_eq(parse("submit", "--admin-key-file=/etc/admin", "--", "true", NULL), 0);
+    ck_assert_ptr_null(cfg.admin_key);
+    ck_assert_str_eq(cfg.admin_key_file, "/etc/admin");
+    ck_assert_int_eq(parse("--role=master", "--admin-key=flag-admin", NULL), 0);
+    ck_assert_str_eq(cfg.admin_key, "flag-admin");
+    /* A client given the node key is told which key it needs. */
+    expect_error(parse("cancel", "--auth-key-file=/k", "0123456789abcdef01234567", NULL),
+                 "'--auth-key-file' is not an option of 'cancel'", "--admin-key-file");
+    expect_error(parse("--role=worker", "--admin-key=k", NULL),
+                 "'--admin-key' is not an option of 'worker'", NULL);
+    ck_assert_int_eq(parse("tasks", "--admin-key=bad key", NULL), -EINVAL);
+    ck_assert_ptr_null(strstr(err, "bad key"));
+}
+END_TEST
+
 START_TEST(test_contradictory_options_are_refused)
 {
-    expect_error(parse("nodes", "--auth-key=k", "--auth-key-file=/f", NULL), "--auth-key-file",
+    expect_error(parse("--role=worker", "--auth-key=k", "--auth-key-file=/f", NULL),
+                 "--auth-key-file", "cannot be used together");
+    expect_error(parse("nodes", "--admin-key=k", "--admin-key-file=/f", NULL), "--admin-key-file",
                  "cannot be used together");
+    expect_error(parse("--role=master", "--insecure-no-auth", "--admin-key-file=/f", NULL),
+                 "--insecure-no-auth", NULL);
     expect_error(parse("--role=master", "--insecure-no-auth", "--auth-key=k", NULL),
                  "--insecure-no-auth", NULL);
     expect_error(parse("submit", "--node=a", "--all-nodes", "--", "true", NULL), "--all-nodes",
@@ -922,6 +959,21 @@ START_TEST(test_cert_issue_takes_a_name_and_a_hidden_test_flag)
 }
 END_TEST
 
+START_TEST(test_cert_issue_role_is_worker_unless_admin_is_asked)
+{
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=w", NULL), 0);
+    ck_assert_uint_eq(cfg.cert_role, ROLE_NODE);
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=a", "--role=admin", NULL), 0);
+    ck_assert_uint_eq(cfg.cert_role, ROLE_ADMIN);
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=w", "--role", "worker", NULL), 0);
+    ck_assert_uint_eq(cfg.cert_role, ROLE_NODE);
+    expect_error(parse("cert", "issue", "--dir=pki", "--name=w", "--role=master", NULL),
+                 "--role: expected worker or admin", "'master'");
+    expect_error(parse("cert", "init", "--dir=pki", "--master-host=h", "--role=admin", NULL),
+                 "'--role' is not an option of 'cert init'", NULL);
+}
+END_TEST
+
 static const struct {
     const char *args[5];
     const char *message;
@@ -1079,6 +1131,22 @@ START_TEST(test_bind_node_key_needs_required_client_certificates)
 {
     ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", NULL), 0);
     ck_assert(!cfg.tls_bind_node_key);
+    /* On by default once every connection shows a certificate; off only when asked. */
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a", NULL), 0);
+    ck_assert(cfg.tls_bind_node_key);
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                           "--no-tls-bind-node-key", NULL),
+                     0);
+    ck_assert(!cfg.tls_bind_node_key);
+    ck_assert_int_eq(cfg.command, CMD_MASTER);
+    ck_assert(cfg.tls_require_client_cert);
+    ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                           "--tls-client-auth=none", NULL),
+                     0);
+    ck_assert(!cfg.tls_bind_node_key);
+    expect_error(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                       "--tls-bind-node-key", "--no-tls-bind-node-key", NULL),
+                 "cannot be used together", NULL);
     ck_assert_int_eq(parse("--role=master", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
                            "--tls-bind-node-key", NULL),
                      0);
@@ -1269,6 +1337,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_address_flag_without_port_replaces_environment_port);
     tcase_add_test(tc, test_flag_hides_an_invalid_environment_value);
     tcase_add_test(tc, test_auth_key_file_flag_hides_auth_key_variable);
+    tcase_add_test(tc, test_node_key_and_admin_key_belong_to_their_commands);
     tcase_add_loop_test(tc, test_invalid_environment_value_names_the_variable, 0,
                         sizeof(bad_env) / sizeof(bad_env[0]));
     tcase_add_test(tc, test_environment_of_other_commands_is_ignored);
@@ -1313,6 +1382,7 @@ static Suite *config_suite(void)
                         sizeof(bad_tls) / sizeof(bad_tls[0]));
     tcase_add_test(tc, test_cert_init_splits_master_hosts);
     tcase_add_test(tc, test_cert_issue_takes_a_name_and_a_hidden_test_flag);
+    tcase_add_test(tc, test_cert_issue_role_is_worker_unless_admin_is_asked);
     tcase_add_loop_test(tc, test_bad_cert_command_lines_are_refused, 0,
                         sizeof(bad_cert) / sizeof(bad_cert[0]));
     tcase_add_test(tc, test_usage_shows_tls_and_cert_but_not_the_test_flag);

@@ -25,6 +25,7 @@
 #include "check_main.h"
 #include "cli/commands.h"
 #include "config.h"
+#include "core/roles.h"
 #include "net/tls.h"
 
 #define MIB (1024 * 1024)
@@ -74,6 +75,16 @@ static int issue(const char *dir, const char *name, bool expired)
     snprintf(d, sizeof(d), "--dir=%s", dir);
     snprintf(n, sizeof(n), "--name=%s", name);
     return run_cert("cert", "issue", d, n, expired ? "--test-expired" : NULL);
+}
+
+/* cert issue with --role=role. */
+static int issue_as(const char *dir, const char *name, const char *role)
+{
+    char d[300], n[300], r[64];
+    snprintf(d, sizeof(d), "--dir=%s", dir);
+    snprintf(n, sizeof(n), "--name=%s", name);
+    snprintf(r, sizeof(r), "--role=%s", role);
+    return run_cert("cert", "issue", d, n, r);
 }
 
 /* wolfSSL's verdict on dir/file against ca: WOLFSSL_SUCCESS or a negative error code. */
@@ -243,6 +254,8 @@ struct ready {
     char addr[64];
     char cn[256]; /* the client certificate's common name the callback gave */
     bool has_cn;
+    bool has_cert;
+    enum cert_role role; /* what its subject OU entries say */
 };
 
 static void on_ready(void *ctx, const struct tls_result *res)
@@ -256,6 +269,8 @@ static void on_ready(void *ctx, const struct tls_result *res)
     snprintf(r->addr, sizeof(r->addr), "%s", res->addr ? res->addr : "");
     r->has_cn = res->cert_cn != NULL;
     snprintf(r->cn, sizeof(r->cn), "%s", res->cert_cn ? res->cert_cn : "");
+    r->has_cert = res->has_cert;
+    r->role = res->has_cert ? role_of_cert_ous(res->cert_ous, res->n_cert_ous) : CERT_ROLE_ABSENT;
 }
 
 static struct ev_loop *loop;
@@ -684,6 +699,52 @@ START_TEST(test_accept_gives_the_verified_client_common_name_and_address)
 }
 END_TEST
 
+/* The role of cert issue --role and of cert init's worker.pem comes back on the master's side. */
+START_TEST(test_accept_gives_the_role_the_certificate_carries)
+{
+    make_server(true, 0);
+    ck_assert_int_eq(issue_as(pki, "boss", "admin"), 0);
+    ck_assert_int_eq(issue_as(pki, "w-role", "worker"), 0);
+    ck_assert_int_eq(issue(pki, "alice-default", false), 0);
+    /* An unknown role is a command-line error: nothing is written. */
+    ck_assert_int_eq(issue_as(pki, "nobody", "root"), -1);
+    char path[300];
+    path_in(path, sizeof(path), pki, "nobody.pem");
+    ck_assert_int_ne(access(path, F_OK), 0);
+    static const struct {
+        const char *name;
+        enum cert_role role;
+    } cases[] = {{"boss", CERT_ROLE_ADMIN},
+                 {"w-role", CERT_ROLE_WORKER},
+                 {"worker", CERT_ROLE_WORKER},
+                 {"alice-default", CERT_ROLE_WORKER}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        make_client(pki, pki, cases[i].name, "localhost");
+        struct link k;
+        connect_pair(&k, "localhost");
+        expect_connected(&k);
+        ck_assert(k.s.has_cert);
+        ck_assert_str_eq(k.s.cn, cases[i].name);
+        ck_assert_msg(k.s.role == cases[i].role, "%s: role %d", cases[i].name, (int)k.s.role);
+        ck_assert(!k.c.has_cert);
+        close_link(&k);
+        tls_client_destroy(cli);
+        cli = NULL;
+    }
+    /* No certificate: no role to judge. */
+    tls_server_destroy(srv);
+    srv = NULL;
+    make_server(false, 0);
+    make_client(pki, NULL, NULL, "localhost");
+    struct link k;
+    connect_pair(&k, "localhost");
+    expect_connected(&k);
+    ck_assert(!k.s.has_cert);
+    ck_assert_int_eq(k.s.role, CERT_ROLE_ABSENT);
+    close_link(&k);
+}
+END_TEST
+
 START_TEST(test_refused_handshake_names_the_address_and_no_name)
 {
     make_server(true, 0);
@@ -917,6 +978,7 @@ static Suite *tls_suite(void)
     tcase_add_test(pump, test_destroying_the_server_closes_its_connections);
     tcase_add_test(pump, test_shutdown_of_the_plaintext_end_ends_the_connection);
     tcase_add_test(pump, test_accept_gives_the_verified_client_common_name_and_address);
+    tcase_add_test(pump, test_accept_gives_the_role_the_certificate_carries);
     tcase_add_test(pump, test_refused_handshake_names_the_address_and_no_name);
     tcase_add_test(pump, test_without_client_auth_there_is_no_peer_name);
     tcase_add_test(pump, test_client_without_certificate_is_refused_when_required);
