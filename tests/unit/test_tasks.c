@@ -95,7 +95,7 @@ static void fetch_none(const char *node_key)
 
 static void report(const char *node_key, const char *id, enum task_status to)
 {
-    ck_assert_int_eq(tasks_report(tasks, node_key, id, to, 42, 0, NULL), 0);
+    ck_assert_int_eq(tasks_report(tasks, node_key, id, to, 42, 0, NULL, 0), 0);
 }
 
 static enum task_status status_of(const char *id)
@@ -229,11 +229,11 @@ START_TEST(test_report_from_another_node_is_refused)
     char id[TASK_ID_LEN + 1];
     submit("a", id);
     fetch("a", id);
-    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 0, 0, NULL), -EPERM);
+    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 0, 0, NULL, 0), -EPERM);
     ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
     ck_assert_int_eq(a->active, 1);
-    ck_assert_int_eq(tasks_report(tasks, "a", "0123456789abcdef01234567", TASK_RUNNING, 0, 0, NULL),
-                     -ENOENT);
+    ck_assert_int_eq(
+        tasks_report(tasks, "a", "0123456789abcdef01234567", TASK_RUNNING, 0, 0, NULL, 0), -ENOENT);
 }
 END_TEST
 
@@ -271,7 +271,7 @@ START_TEST(test_held_count_survives_offline_and_settles_when_the_node_returns_wi
 
     struct task_row row;
     struct resync_row view;
-    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, &running, &row, &view), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, &running, 0, &row, &view), 0);
     ck_assert(view.held_here);
     ck_assert_int_eq(row.status, TASK_NODE_DISCONNECTED);
     store_task_row_free(&row);
@@ -367,7 +367,7 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
     tasks_settle_unlisted(tasks, "a", (const char *const[]){id}, 1);
     struct task_row row;
     struct resync_row view;
-    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, &row, &view), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, 0, &row, &view), 0);
     ck_assert(view.held_here);
     ck_assert_int_eq(row.status, TASK_ASSIGNED);
     store_task_row_free(&row);
@@ -376,7 +376,7 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
 
     /* Another node listing it gets told it is not its own. */
     add_node("b", 1, NULL);
-    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, &running, &row, &view), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, &running, 0, &row, &view), 0);
     ck_assert(!view.held_here);
     ck_assert(resync_cursor(&view).cancel);
     store_task_row_free(&row);
