@@ -27,7 +27,7 @@
 #define FLUSH_BOUND_S    10.0 /* how long a stopping worker waits for the master at the end */
 
 enum phase {
-    PHASE_CLAIMING, /* fetched: the claim is on its way; at most a held shell exists (core/fence.h) */
+    PHASE_CLAIMING, /* the claim is on its way; at most a held shell exists (core/fence.h) */
     PHASE_RUNNING,  /* the process runs */
     PHASE_FLUSHING, /* it ended; output is still on its way */
     PHASE_FINAL,    /* output is stored; the final status is being reported */
