@@ -27,7 +27,7 @@
 #define FLUSH_BOUND_S    10.0 /* how long a stopping worker waits for the master at the end */
 
 enum phase {
-    PHASE_CLAIMING, /* the claim is on its way; at most a held shell exists (core/fence.h) */
+    PHASE_CLAIMING, /* fetched: the claim is on its way; nothing runs yet (core/fence.h) */
     PHASE_RUNNING,  /* the process runs */
     PHASE_FLUSHING, /* it ended; output is still on its way */
     PHASE_FINAL,    /* output is stored; the final status is being reported */
@@ -89,7 +89,7 @@ static int fetch_one(struct jobs *j, grpc_channel *ch);
 static void send_report(struct job *job);
 static void maybe_final(struct job *job);
 static void send_claim(struct job *job);
-static void run_granted(struct job *job);
+static void spawn_job(struct job *job);
 
 struct call_ctx {
     struct jobs *j;
@@ -141,7 +141,7 @@ static void job_remove(struct job *job)
     if (job->next)
         job->next->prev = job->prev;
     j->held--;
-    if (job->phase == PHASE_CLAIMING && !job->proc)
+    if (job->phase == PHASE_CLAIMING)
         j->claiming--;
     if (job->fetched)
         protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
@@ -339,23 +339,6 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
     struct job *job = ctx;
     struct jobs *j = job->owner;
     j->running--;
-    if (job->phase == PHASE_CLAIMING) {
-        /* A held shell ended before the claim's answer (dropped, or killed by someone): it ran
-         * nothing of the task. */
-        runner_free(job->proc);
-        job->proc = NULL;
-        if (job->dropped) {
-            job->phase = PHASE_FINAL;
-            if (!job->claims_out)
-                job_remove(job);
-            return;
-        }
-        j->claiming++; /* the runner stays taken until the claim is answered */
-        job->status = TASK_ERROR;
-        job->exit_code = -1;
-        snprintf(job->error, sizeof(job->error), "cannot start: its shell ended while held");
-        return;
-    }
     job->phase = PHASE_FLUSHING;
     if (r->timed_out) {
         job->status = TASK_ERROR;
@@ -545,14 +528,11 @@ static void recover(struct jobs *j)
 
 /* ---- the claim (core/fence.h) ---- */
 
-/* Forgets a task whose command never ran: at once, or once its held shell is gone and the last
- * claim call about it has returned. */
+/* Forgets a task that never started: at once, or when the last claim call about it returns. */
 static void drop_unstarted(struct job *job)
 {
     job->dropped = true;
-    if (job->proc)
-        runner_cancel(job->proc, true); /* held: it ends unrun */
-    else if (!job->claims_out)
+    if (!job->claims_out)
         job_remove(job);
 }
 
@@ -565,7 +545,7 @@ static void on_claimed(void *user, grpc_status_code st, const char *details, grp
     free(c);
     job->claims_out--;
     if (job->dropped) {
-        if (!job->claims_out && !job->proc)
+        if (!job->claims_out)
             job_remove(job);
         return;
     }
@@ -574,7 +554,7 @@ static void on_claimed(void *user, grpc_status_code st, const char *details, grp
     switch (fence_claim_answer(st == GRPC_STATUS_OK, refused_for_good(st))) {
     case FENCE_SPAWN:
         job->report_pending = false;
-        run_granted(job);
+        spawn_job(job);
         break;
     case FENCE_DROP:
         log_warn("task %s: the master refused our claim (epoch %" PRIu64 "): %s (status %d); "
@@ -618,13 +598,34 @@ static void send_claim(struct job *job)
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_claimed, c);
 }
 
-/*
- * Spawns the task's shell; held (runner_spec.hold), it waits and runs nothing until run_granted
- * releases it. When it cannot start, the job's status says why and job->proc stays NULL.
- */
-static void spawn_process(struct job *job, bool hold)
+/* A fetched task: claimed first when the master fences, else started at once. Takes m. */
+static void start_job(struct jobs *j, Grpc__TaskServiceFetchTaskResponse *m)
+{
+    struct job *job = add_job(j, m->task_id);
+    if (!job) {
+        log_error("task %s: out of memory; the master will see it lost", m->task_id);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    job->fetched = m;
+    job->epoch = m->epoch;
+    uploader_set_epoch(job->up, job->epoch);
+    if (!fence_claim_needed(job->epoch)) {
+        spawn_job(job);
+        return;
+    }
+    job->phase = PHASE_CLAIMING;
+    j->claiming++;
+    send_claim(job);
+}
+
+/* Starts the task's process. A task that cannot even start ends as error right away. */
+static void spawn_job(struct job *job)
 {
     struct jobs *j = job->owner;
+    if (job->phase == PHASE_CLAIMING)
+        j->claiming--;
+    job->phase = PHASE_RUNNING;
     const Grpc__TaskSpec *spec = job->fetched->task;
     const char *id = job->id;
     char workdir[4096];
@@ -646,7 +647,6 @@ static void spawn_process(struct job *job, bool hold)
         .timeout_ms = spec && spec->timeout_ms > 0 ? (uint64_t)spec->timeout_ms : 0,
         .cancel_grace_ms = j->cancel_grace_ms,
         .contain = j->contain,
-        .hold = hold,
     };
     int rc = !job->up               ? -ENOMEM
              : !spec || !*spec->cmd ? -EINVAL
@@ -655,70 +655,25 @@ static void spawn_process(struct job *job, bool hold)
         free(env[i]);
     free(env);
     if (rc < 0) {
-        job->proc = NULL;
+        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+        job->fetched = NULL;
+        job->phase = PHASE_FINAL;
         job->status = TASK_ERROR;
         job->exit_code = -1;
         snprintf(job->error, sizeof(job->error), "cannot start: %s",
                  rc == -EINVAL ? "no command" : strerror(-rc));
-        return;
-    }
-    j->running++;
-    if (job->phase == PHASE_CLAIMING)
-        j->claiming--; /* the process holds the runner now */
-    job->pid = runner_pid(job->proc);
-}
-
-/* The task may run: its claim is stored, or the master does not fence. */
-static void run_granted(struct job *job)
-{
-    struct jobs *j = job->owner;
-    if (job->phase == PHASE_CLAIMING && !job->proc)
-        j->claiming--;
-    const Grpc__TaskSpec *spec = job->fetched->task;
-    if (!job->proc) {
-        /* It could not start, or its held shell ended first: the error is the final status. */
-        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
-        job->fetched = NULL;
-        job->phase = PHASE_FINAL;
         send_report(job);
         return;
     }
-    job->phase = PHASE_RUNNING;
-    runner_release(job->proc); /* on failure it is cancelled and ends as such */
+    j->running++;
+    job->pid = runner_pid(job->proc);
     record_running(j, job);
-    log_info("task %s started (pid %d): %s%s%s", job->id, (int)job->pid, spec->cmd,
+    log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
              *spec->param ? " " : "", spec->param);
     protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
     job->fetched = NULL;
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);
-}
-
-/*
- * A fetched task: with an epoch, the claim goes out first and the shell is spawned held while it
- * is on its way, so the claim's round trip and the spawn overlap; the command runs only once the
- * claim is stored. Without an epoch it starts at once. Takes m.
- */
-static void start_job(struct jobs *j, Grpc__TaskServiceFetchTaskResponse *m)
-{
-    struct job *job = add_job(j, m->task_id);
-    if (!job) {
-        log_error("task %s: out of memory; the master will see it lost", m->task_id);
-        protobuf_c_message_free_unpacked(&m->base, NULL);
-        return;
-    }
-    job->fetched = m;
-    job->epoch = m->epoch;
-    uploader_set_epoch(job->up, job->epoch);
-    if (!fence_claim_needed(job->epoch)) {
-        spawn_process(job, false);
-        run_granted(job);
-        return;
-    }
-    job->phase = PHASE_CLAIMING;
-    j->claiming++;
-    send_claim(job);
-    spawn_process(job, true);
 }
 
 /* ---- fetching ---- */

@@ -59,9 +59,7 @@ struct runner_proc {
     bool kill_sent;
     bool cancelled;
     bool timed_out;
-    bool done;         /* on_exit was called. */
-    int hold_fd;       /* a held shell's start pipe (runner_release); -1 when it runs */
-    bool timeout_held; /* the timeout starts at runner_release */
+    bool done; /* on_exit was called. */
 };
 
 /*
@@ -274,29 +272,6 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     terminate(p, false);
 }
 
-int runner_release(struct runner_proc *p)
-{
-    if (p->hold_fd < 0)
-        return 0;
-    int rc = 0;
-    if (write(p->hold_fd, "\n", 1) != 1) {
-        rc = -errno;
-        log_error("task %s: cannot let its shell start: %s", p->task_id, strerror(errno));
-    }
-    close(p->hold_fd);
-    p->hold_fd = -1;
-    if (rc < 0) {
-        runner_cancel(p, true);
-        return rc;
-    }
-    if (p->timeout_held && !p->exited) {
-        ev_now_update(p->loop);
-        ev_timer_start(p->loop, &p->timeout_w);
-    }
-    p->timeout_held = false;
-    return 0;
-}
-
 void runner_cancel(struct runner_proc *p, bool force)
 {
     if (p->done)
@@ -350,8 +325,6 @@ void runner_free(struct runner_proc *p)
                  (int)p->pid);
         kill_task(p);
     }
-    if (p->hold_fd >= 0)
-        close(p->hold_fd);
     if (p->contain)
         contain_release(p->contain, p->task_id);
     ev_child_stop(p->loop, &p->child_w);
@@ -509,10 +482,9 @@ static void close_if_open(int fd)
 }
 
 /*
- * A gated shell (a contained task's, or a held one) waits on fd 3 until the worker has moved it
- * into its cgroup or released it, then runs the command in the same process (its pid stays the
- * group's id), as sh -c would: $0 is "sh" and there are no positional parameters. If the worker
- * closes the pipe or goes away first, it exits 125 unrun.
+ * A contained task's shell waits on fd 3 until the worker has moved it into its cgroup, then runs
+ * the command in the same process (its pid stays the group's id), as sh -c would: $0 is "sh" and
+ * there are no positional parameters. If the worker goes away first, it exits 125 unrun.
  */
 #define GATED_SHELL "read -r _ <&3 || exit 125; exec 3<&-; eval \"set --; $1\""
 
@@ -627,8 +599,6 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
     }
 
     struct runner_proc *p = calloc(1, sizeof(*p));
-    if (p)
-        p->hold_fd = -1;
     const char *param = spec->param ? spec->param : "";
     char *cmdline = join3(spec->cmd, param[0] ? " " : "", param);
     char *id_kv = join3("CRAWLAB_TASK_ID", "=", task_id);
@@ -647,8 +617,8 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
     }
     if (spec->contain && (rc = contain_prepare(spec->contain, task_id)) < 0)
         goto fail;
-    bool adopt_at_gate = spec->contain && contain_needs_gate(spec->contain);
-    if ((adopt_at_gate || spec->hold) && (rc = make_pipe_ends(gate, 1, false)) < 0) {
+    if (spec->contain && contain_needs_gate(spec->contain) &&
+        (rc = make_pipe_ends(gate, 1, false)) < 0) {
         log_error("task %s: cannot create its start pipe: %s", task_id, strerror(-rc));
         goto fail;
     }
@@ -662,18 +632,8 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
                   workdir ? workdir : ".", strerror(-rc));
         goto fail;
     }
-    if (gate[1] >= 0 && spec->hold) {
-        /* Contained now; released by runner_release. */
-        if (adopt_at_gate && (rc = contain_adopt(spec->contain, task_id, p->pid)) < 0) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, NULL, 0);
-            goto fail;
-        }
-        p->hold_fd = gate[1];
-    } else if (gate[1] >= 0 && (rc = open_gate(spec->contain, task_id, p->pid, gate[1])) < 0) {
-        gate[1] = -1;
+    if (gate[1] >= 0 && (rc = open_gate(spec->contain, task_id, p->pid, gate[1])) < 0)
         goto fail;
-    }
     gate[1] = -1;
 
     p->loop = loop;
@@ -698,13 +658,9 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
     ev_timer_init(&p->eof_w, eof_cb, 0., 0.);
     p->timeout_w.data = p->grace_w.data = p->eof_w.data = p;
     if (spec->timeout_ms) {
-        /* A held shell's time counts from its release. */
+        ev_now_update(loop);
         ev_timer_set(&p->timeout_w, ms_to_tstamp(spec->timeout_ms), 0.);
-        p->timeout_held = spec->hold;
-        if (!spec->hold) {
-            ev_now_update(loop);
-            ev_timer_start(loop, &p->timeout_w);
-        }
+        ev_timer_start(loop, &p->timeout_w);
     }
     log_debug("task %s: started pid %d: /bin/sh -c '%s'", task_id, (int)p->pid, cmdline);
 

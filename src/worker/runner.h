@@ -43,10 +43,6 @@ struct runner_spec {
     /* Finds the processes that leave the group (worker/contain.h); NULL: the group only. Borrowed
      * until runner_free. */
     struct contain *contain;
-    /* Hold the start: the shell is spawned (and contained) but waits on a pipe, running nothing
-     * of the command, until runner_release. Cancelled or freed before that, or if the worker dies,
-     * it ends unrun. Lets the worker spawn while its claim is on the way (worker/jobs.c). */
-    bool hold;
 };
 
 enum runner_end { RUNNER_END_EXITED, RUNNER_END_SIGNALED };
@@ -112,11 +108,6 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
 
 /* The shell's pid, which is also the process group id. */
 pid_t runner_pid(const struct runner_proc *p);
-
-/* Lets a held shell (runner_spec.hold) run the command. 0 (also when it was not held, or was
- * released already); a negative errno when the shell cannot be told, which cancels it (force):
- * it ends unrun. */
-int runner_release(struct runner_proc *p);
 
 /*
  * Cancels the task: SIGTERM to the whole process group, then SIGKILL to the

@@ -437,47 +437,6 @@ static void shell_exited(struct ev_loop *l, ev_child *w, int revents)
     *(bool *)w->data = true;
 }
 
-START_TEST(test_held_shell_runs_the_command_once_released)
-{
-    struct capture c = {0};
-    struct runner_spec spec = {.task_id = "t1", .node_key = "n1", .cmd = "echo ran", .hold = true};
-    struct runner_proc *p = NULL;
-    ck_assert_int_eq(runner_start(loop, &spec, &callbacks, &c, &p), 0);
-    ck_assert_int_eq(runner_release(p), 0);
-    ck_assert_int_eq(runner_release(p), 0); /* once is enough; again changes nothing */
-    while (c.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
-    ck_assert_int_eq(find_log(&c, "ran"), 0);
-    ck_assert_int_eq(c.result.how, RUNNER_END_EXITED);
-    ck_assert_int_eq(c.result.code, 0);
-    capture_free(&c);
-}
-END_TEST
-
-START_TEST(test_held_shell_cancelled_before_release_runs_nothing)
-{
-    char marker[] = "/tmp/crawlab-runner-held-XXXXXX";
-    int fd = mkstemp(marker);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    unlink(marker);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "echo ran; touch %s", marker);
-    struct capture c = {0};
-    struct runner_spec spec = {.task_id = "t1", .node_key = "n1", .cmd = cmd, .hold = true};
-    struct runner_proc *p = NULL;
-    ck_assert_int_eq(runner_start(loop, &spec, &callbacks, &c, &p), 0);
-    runner_cancel(p, true);
-    while (c.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
-    ck_assert(c.result.cancelled);
-    ck_assert_int_eq(find_log(&c, "ran"), -1);
-    struct stat sb;
-    ck_assert_int_eq(stat(marker, &sb), -1);
-    capture_free(&c);
-}
-END_TEST
-
 START_TEST(test_pause_stops_reading_until_resumed)
 {
     struct capture c = {0};
@@ -534,8 +493,6 @@ static Suite *runner_suite(void)
     tcase_add_test(tc, test_background_process_holding_output_is_killed_after_eof_wait);
     tcase_add_test(tc, test_process_escaping_the_group_does_not_hold_the_end_forever);
     tcase_add_test(tc, test_pause_stops_reading_until_resumed);
-    tcase_add_test(tc, test_held_shell_runs_the_command_once_released);
-    tcase_add_test(tc, test_held_shell_cancelled_before_release_runs_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
