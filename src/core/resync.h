@@ -38,6 +38,7 @@ struct resync_row {
     enum task_status status;
     bool held_here;         /* assigned to the node that is resyncing */
     bool targets_elsewhere; /* addressed to another node */
+    bool stale;             /* the worker listed it under an older epoch (core/fence.h) */
     bool cancel_requested, cancel_force;
 };
 
@@ -46,13 +47,16 @@ struct resync_row {
  * away: yes when the task is pending, may run on this node, and the worker says it has (or had)
  * the process (running, or a terminal status). Running it elsewhere would run it twice. The
  * caller assigns it to the node; when that succeeds the row is held_here and assigned.
- * worker_status is NULL when the worker listed none.
+ * worker_status is NULL when the worker listed none. A task listed under an epoch is never
+ * adopted: a fencing worker starts a task only after a claim the master stored, and the master
+ * never re-queues a claimed task, so such a listing is a stale copy.
  */
 bool resync_adopts(const struct resync_row *row, const enum task_status *worker_status);
 
 /* The cursor's verdict on one listed task. */
 struct resync_verdict {
-    bool cancel; /* the worker must stop the task: not its own, cancelled, or already over */
+    bool cancel; /* the worker must stop the task: not its own (or not under the epoch it
+                    named), cancelled, or already over */
     bool force;  /* ... at once (SIGKILL), without the grace */
 };
 

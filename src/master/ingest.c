@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "core/fence.h"
 #include "entity/response.pb-c.h"
 #include "master/group.h"
 #include "master/jsonlines.h"
@@ -146,6 +147,26 @@ int ingest_batch_parse(struct ingest_batch *b, const uint8_t *data, size_t len, 
     return n;
 }
 
+/*
+ * Output sent under an assignment epoch (core/fence.h) is taken only while that assignment is the
+ * task's current one: a copy the master took back must not write into the task's log. 0 (no epoch,
+ * an upstream worker) is not checked. -EPERM (PERMISSION_DENIED: the uploader drops the task's
+ * output) with *why set, -ENOENT, or an error of the store.
+ */
+static int check_epoch(struct ingest *in, const char *task_id, uint64_t epoch, const char **why)
+{
+    if (!epoch)
+        return 0;
+    uint64_t current;
+    int rc = store_task_epoch(in->store, task_id, &current);
+    if (rc < 0)
+        return rc;
+    if (!fence_stale(current, epoch))
+        return 0;
+    *why = fence_reason(FENCE_STALE);
+    return -EPERM;
+}
+
 static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
 {
     struct stream *s = srv_call_user(c);
@@ -179,6 +200,7 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
     if (n < 0) {
         rc = n;
     } else if (n > 0 && (rc = validate_seq_span(req->seq, b.n, &why)) == 0 &&
+               (rc = check_epoch(in, req->task_id, req->epoch, &why)) == 0 &&
                (rc = group_join(in->group)) == 0) {
         rc = items ? store_items_append(in->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                         &accepted)
@@ -200,7 +222,8 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
         /* Only what is wrong with the message itself is refused with its own status: a worker
          * drops a message refused so twice. What the master could not do (memory, disk) is
          * UNAVAILABLE, like a failed commit: the worker resends. */
-        bool refused = rc == -EINVAL || rc == -ENOENT || rc == -ERANGE || rc == -EMSGSIZE;
+        bool refused =
+            rc == -EINVAL || rc == -ENOENT || rc == -ERANGE || rc == -EMSGSIZE || rc == -EPERM;
         reply(s, refused ? codec_status_from_errno(rc) : GRPC_STATUS_UNAVAILABLE, why);
         return;
     }

@@ -1,10 +1,12 @@
 #include "master/tasks.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fence.h"
 #include "master/clock.h"
 #include "master/nodes.h"
 #include "runtime/hmap.h"
@@ -274,17 +276,39 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
 }
 
 int tasks_report(struct tasks *t, const char *node_key, const char *id, enum task_status to,
-                 int pid, int exit_code, const char *error)
+                 int pid, int exit_code, const char *error, uint64_t epoch)
 {
     struct task_row row;
     int rc = store_task_get(t->store, id, &row);
     if (rc < 0)
         return rc;
-    if (strcmp(row.assigned_node, node_key) != 0)
-        rc = -EPERM;
-    else
+    struct fence_row fr = {
+        .status = row.status,
+        .held_here = strcmp(row.assigned_node, node_key) == 0,
+        .epoch = row.epoch,
+    };
+    switch (fence_report(&fr, to, epoch)) {
+    case FENCE_ACCEPT:
         rc = change_status(t, &row, to, pid,
                            task_status_terminal(to) ? exit_code : STORE_NO_EXIT_CODE, error);
+        if (rc == 0 && epoch && to == TASK_RUNNING && !pid)
+            log_debug("task %s claimed by node %s (epoch %" PRIu64 ")", id, node_key, epoch);
+        break;
+    case FENCE_ELSEWHERE:
+        rc = -EPERM;
+        break;
+    case FENCE_STALE:
+        log_info("task %s: node %s reported '%s' under epoch %" PRIu64 ", but the task is at "
+                 "epoch %" PRIu64 ": refused",
+                 id, node_key, task_status_name(to), epoch, row.epoch);
+        rc = -ESTALE;
+        break;
+    case FENCE_OVER:
+        log_info("task %s: node %s claimed it, but it is already %s: refused", id, node_key,
+                 task_status_name(row.status));
+        rc = -EALREADY;
+        break;
+    }
     store_task_row_free(&row);
     return rc < 0 ? rc : 0;
 }
@@ -353,33 +377,40 @@ void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *co
     free(h.rows);
 }
 
-static void resync_view(const struct task_row *row, const char *node_key, struct resync_row *v)
+static void resync_view(const struct task_row *row, const char *node_key, uint64_t epoch,
+                        struct resync_row *v)
 {
     *v = (struct resync_row){
         .status = row->status,
         .held_here = strcmp(row->assigned_node, node_key) == 0,
         .targets_elsewhere = row->node_key[0] && strcmp(row->node_key, node_key) != 0,
+        .stale = fence_stale(row->epoch, epoch),
         .cancel_requested = row->cancel_requested,
         .cancel_force = row->cancel_force,
     };
 }
 
 int tasks_resync_one(struct tasks *t, const char *node_key, const char *id,
-                     const enum task_status *worker_status, struct task_row *row,
+                     const enum task_status *worker_status, uint64_t epoch, struct task_row *row,
                      struct resync_row *view)
 {
     int rc = store_task_get(t->store, id, row);
     if (rc < 0)
         return rc;
-    resync_view(row, node_key, view);
+    resync_view(row, node_key, epoch, view);
+    if (view->stale)
+        log_info("task %s: node %s holds it under epoch %" PRIu64 ", but the task is at epoch "
+                 "%" PRIu64 ": its copy is stopped",
+                 row->id, node_key, epoch, row->epoch);
     if (!resync_adopts(view, worker_status) ||
         store_task_assign(t->store, row->id, node_key, clock_now_ms(t->loop)) != 0)
         return 0;
     nodes_task_held(t->nodes, node_key);
     log_info("task %s stays with node %s, which had started it", row->id, node_key);
     row->status = TASK_ASSIGNED;
+    row->epoch++; /* as store_task_assign counted it */
     snprintf(row->assigned_node, sizeof(row->assigned_node), "%s", node_key);
-    resync_view(row, node_key, view);
+    resync_view(row, node_key, epoch, view);
     return 0;
 }
 

@@ -58,11 +58,17 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
  * assigned to it, 0 when none waits or the master is draining. */
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out);
 
-/* The node reports a status of one of its tasks (exit_code counts only for a terminal one; error
- * may be NULL). 0 when applied or ignored as a repeat or a step backwards (reports are
- * idempotent); -EPERM when the task is not assigned to this node; -EINVAL, -ENOENT. */
+/*
+ * The node reports a status of one of its tasks (exit_code counts only for a terminal one; error
+ * may be NULL) under assignment epoch `epoch` (0: none, as before fencing; core/fence.h). A
+ * 'running' report with an epoch and no pid is the worker's claim: once it is answered 0 (after
+ * the commit), the worker starts the task. 0 when applied or ignored as a repeat or a step
+ * backwards (reports are idempotent); refused, changing nothing: -EPERM when the task is not
+ * assigned to this node, -ESTALE when the epoch is an older assignment's, -EALREADY for a claim of
+ * a task that has ended; -EINVAL, -ENOENT.
+ */
 int tasks_report(struct tasks *t, const char *node_key, const char *id, enum task_status to,
-                 int pid, int exit_code, const char *error);
+                 int pid, int exit_code, const char *error, uint64_t epoch);
 
 /*
  * Resync, after a node reconnects. First the node lists the n task ids it holds: each task the
@@ -71,14 +77,15 @@ int tasks_report(struct tasks *t, const char *node_key, const char *id, enum tas
  */
 void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *const *ids, size_t n);
 /*
- * Then, for each task it lists (worker_status: what its worker says, NULL for none): *row is where
- * the task stands (release it with store_task_row_free) and *view what resync decides by
- * (core/resync.h). A task put back in the queue while its node was away, but which that node had
- * started, returns to the node if it may run there (resync_adopts): it stays rather than run a
- * second time elsewhere. The cursor for the worker is resync_cursor(view). -EINVAL, -ENOENT.
+ * Then, for each task it lists (worker_status: what its worker says, NULL for none; epoch: the
+ * epoch it holds the task under, 0 for none): *row is where the task stands (release it with
+ * store_task_row_free) and *view what resync decides by (core/resync.h). A task put back in the
+ * queue while its node was away, but which that node had started, returns to the node if it may run
+ * there (resync_adopts): it stays rather than run a second time elsewhere. The cursor for the
+ * worker is resync_cursor(view). -EINVAL, -ENOENT.
  */
 int tasks_resync_one(struct tasks *t, const char *node_key, const char *id,
-                     const enum task_status *worker_status, struct task_row *row,
+                     const enum task_status *worker_status, uint64_t epoch, struct task_row *row,
                      struct resync_row *view);
 
 /* A node went offline: its tasks wait for it as node_disconnected -- the assigned ones too,

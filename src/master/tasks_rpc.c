@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "core/fence.h"
 #include "master/nodes_rpc.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
@@ -163,6 +164,7 @@ static void reply_task(struct srv_call *c, const struct task_row *row)
     Grpc__TaskServiceFetchTaskResponse resp = GRPC__TASK_SERVICE_FETCH_TASK_RESPONSE__INIT;
     resp.task_id = spec.id;
     resp.task = &spec;
+    resp.epoch = row->epoch;
     srv_call_reply(c, &resp.base);
     free(entries);
     free(ptrs);
@@ -204,9 +206,15 @@ static void on_report_status(struct srv_call *c, void *ctx, const ProtobufCMessa
     enum task_status to = TASK_ERROR;
     task_status_parse(st->status, &to);
     int rc = tasks_report(r->tasks, node->key, st->task_id, to, st->pid, st->exit_code,
-                          *st->error ? st->error : NULL);
+                          *st->error ? st->error : NULL, st->epoch);
+    /* All three mean "not yours" to the worker (core/fence.h): it does not start the task, or
+     * stops its copy. */
     if (rc == -EPERM)
-        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "task is not assigned to this node");
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, fence_reason(FENCE_ELSEWHERE));
+    else if (rc == -ESTALE)
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, fence_reason(FENCE_STALE));
+    else if (rc == -EALREADY)
+        srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, fence_reason(FENCE_OVER));
     else if (rc == -ENOENT || rc == -EINVAL)
         srv_call_fail(c, codec_status_from_errno(rc), "unknown task");
     else if (rc < 0)
@@ -268,8 +276,8 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
         struct resync_row view;
         enum task_status said;
         bool has_status = task_status_parse(st->status, &said) == 0;
-        if (tasks_resync_one(r->tasks, node->key, st->task_id, has_status ? &said : NULL, &row,
-                             &view) < 0)
+        if (tasks_resync_one(r->tasks, node->key, st->task_id, has_status ? &said : NULL, st->epoch,
+                             &row, &view) < 0)
             continue;
         fill_cursor(&cursors[k], st->task_id, &row, &view);
         ptrs[k] = &cursors[k];

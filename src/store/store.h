@@ -138,6 +138,7 @@ struct task_row {
     uint64_t log_lines, data_items, log_bytes;
     bool cancel_requested, cancel_force;
     int64_t created_ms, updated_ms, started_ms, ended_ms; /* 0 = not yet */
+    uint64_t epoch; /* the current assignment's epoch (core/fence.h); 0 = never assigned */
 };
 
 void store_task_row_free(struct task_row *r);
@@ -150,11 +151,11 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1]);
 
 /*
- * Assigns one pending task to node_key (status assigned, assigned_node = node_key) and copies it
- * into *out (free it with store_task_row_free). Returns 1 when a task was assigned, 0 when none is
- * available. Tasks addressed to this node come first, then unaddressed ones; within each, highest
- * priority first, then oldest. A task addressed to another node is never returned, and a task is
- * assigned at most once (until it returns to pending).
+ * Assigns one pending task to node_key (status assigned, assigned_node = node_key, epoch counted
+ * up by one) and copies it into *out (free it with store_task_row_free). Returns 1 when a task was
+ * assigned, 0 when none is available. Tasks addressed to this node come first, then unaddressed
+ * ones; within each, highest priority first, then oldest. A task addressed to another node is never
+ * returned, and a task is assigned at most once (until it returns to pending).
  */
 int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out);
 
@@ -175,10 +176,17 @@ int store_task_get(struct store *s, const char *id, struct task_row *out);
  * or otherwise refused move: reports are idempotent), -EINVAL, -ENOENT.
  * When applied: pid is stored if > 0; exit_code unless STORE_NO_EXIT_CODE; error unless NULL.
  * started_ms is set on the first move to running, ended_ms on the move to a terminal status.
- * A move back to pending clears assigned_node and pid so that the task can be fetched again.
+ * A move back to pending clears assigned_node and pid so that the task can be fetched again, and
+ * counts the epoch up, so that no report of the assignment taken back matches it any more.
+ * A 'running' report for a task already running is ignored as a move (1) but stores its pid
+ * (> 0) if none is stored yet: a claim (core/fence.h) stores 'running' without one.
  */
 int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
                           int exit_code, const char *error, int64_t now_ms);
+
+/* The task's current assignment epoch into *out, without reading the rest of the row (checked for
+ * every Connect message that names one). -EINVAL, -ENOENT. */
+int store_task_epoch(struct store *s, const char *id, uint64_t *out);
 
 /*
  * Asks for the task to be cancelled. A pending task is cancelled at once (nobody runs it). A task

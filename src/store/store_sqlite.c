@@ -24,7 +24,8 @@
 #include "store/logfile.h"
 #include "runtime/log.h"
 
-#define SCHEMA_VERSION 1
+/* 1: the first schema. 2: tasks.epoch (the fenced claim, core/fence.h). */
+#define SCHEMA_VERSION 2
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -40,7 +41,7 @@ static const char schema_sql[] =
     " log_bytes INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,"
     " cancel_force INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
     " updated_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0,"
-    " ended_ms INTEGER NOT NULL DEFAULT 0);"
+    " ended_ms INTEGER NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0);"
     /* The dispatch query walks this partial index in order, so FetchTask costs the same with a
      * million finished tasks as with none. The implicit rowid at its end breaks ties by age. */
     "CREATE INDEX tasks_pending ON tasks(node_key, priority DESC, created_ms)"
@@ -58,7 +59,7 @@ static const char schema_sql[] =
 #define TASK_COLS                                                                                  \
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
     "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
-    "created_ms, updated_ms, started_ms, ended_ms"
+    "created_ms, updated_ms, started_ms, ended_ms, epoch"
 
 enum stmt_id {
     ST_BEGIN,
@@ -78,6 +79,8 @@ enum stmt_id {
     ST_TASK_ASSIGN,
     ST_TASK_STATUS,
     ST_TASK_SET_STATUS,
+    ST_TASK_SET_PID,
+    ST_TASK_EPOCH,
     ST_TASK_CANCEL,
     ST_TASK_LIST,
     ST_TASK_LIST_BY_NODE,
@@ -120,17 +123,21 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [ST_TASK_PICK] = "SELECT id FROM tasks WHERE status = 'pending' AND node_key = ?1"
                      " ORDER BY priority DESC, created_ms, rowid LIMIT 1",
-    [ST_TASK_ASSIGN] = "UPDATE tasks SET status = 'assigned', assigned_node = ?2, updated_ms = ?3"
-                       " WHERE id = ?1 AND status = 'pending'",
+    /* Every assignment is a new epoch; so is every return to pending (ST_TASK_SET_STATUS). */
+    [ST_TASK_ASSIGN] = "UPDATE tasks SET status = 'assigned', assigned_node = ?2, updated_ms = ?3,"
+                       " epoch = epoch + 1 WHERE id = ?1 AND status = 'pending'",
     [ST_TASK_STATUS] = "SELECT status FROM tasks WHERE id = ?1",
     [ST_TASK_SET_STATUS] =
         "UPDATE tasks SET status = ?2, updated_ms = ?3,"
         " pid = CASE WHEN ?7 THEN 0 ELSE coalesce(?4, pid) END,"
         " exit_code = coalesce(?5, exit_code), error = coalesce(?6, error),"
         " assigned_node = CASE WHEN ?7 THEN '' ELSE assigned_node END,"
+        " epoch = CASE WHEN ?7 THEN epoch + 1 ELSE epoch END,"
         " started_ms = CASE WHEN ?8 AND started_ms = 0 THEN ?3 ELSE started_ms END,"
         " ended_ms = CASE WHEN ?9 THEN ?3 ELSE ended_ms END"
         " WHERE id = ?1",
+    [ST_TASK_SET_PID] = "UPDATE tasks SET pid = ?2 WHERE id = ?1 AND pid = 0",
+    [ST_TASK_EPOCH] = "SELECT epoch FROM tasks WHERE id = ?1",
     [ST_TASK_CANCEL] = "UPDATE tasks SET cancel_requested = 1, cancel_force = (cancel_force OR ?2),"
                        " updated_ms = ?3 WHERE id = ?1",
     [ST_TASK_LIST] = "SELECT " TASK_COLS " FROM tasks"
@@ -493,7 +500,21 @@ static int setup_db(struct store *s)
                   s->data_dir, version, SCHEMA_VERSION);
         return -EPROTO;
     }
-    if (version == 0) {
+    if (version == 1) {
+        /* What schema 2 added, with the default every existing task gets: epoch 0, "none". */
+        rc = sqlite3_exec(s->db,
+                          "BEGIN; ALTER TABLE tasks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+                          " PRAGMA user_version = 2; COMMIT;",
+                          NULL, NULL, &err);
+        if (rc != SQLITE_OK) {
+            log_error("store: upgrading the schema of %s to version 2 failed: %s", s->data_dir,
+                      err);
+            sqlite3_free(err);
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return errno_of_sqlite(rc);
+        }
+        log_info("store: %s/crawlab.db upgraded to schema version 2", s->data_dir);
+    } else if (version == 0) {
         char sql[sizeof(schema_sql) + 64];
         snprintf(sql, sizeof(sql), "BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_sql,
                  SCHEMA_VERSION);
@@ -783,6 +804,7 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
     r->updated_ms = sqlite3_column_int64(st, 19);
     r->started_ms = sqlite3_column_int64(st, 20);
     r->ended_ms = sqlite3_column_int64(st, 21);
+    r->epoch = column_u64(st, 22);
     if (!r->cmd || !r->param || !r->env_json || !r->error) {
         store_task_row_free(r);
         log_error("store: out of memory reading task");
@@ -1031,12 +1053,44 @@ int store_task_set_status(struct store *s, const char *id, enum task_status to, 
     enum task_status from;
     rc = task_status_load(s, id, &from);
     if (rc == 0) {
-        if (task_transition_allowed(from, to))
+        if (task_transition_allowed(from, to)) {
             rc = status_apply(s, id, from, to, pid, exit_code, error, now_ms);
-        else
+        } else {
             rc = 1;
+            /* A claim stores 'running' without a pid; the report after the spawn brings it. */
+            if (from == TASK_RUNNING && to == TASK_RUNNING && pid > 0) {
+                sqlite3_stmt *st = s->st[ST_TASK_SET_PID];
+                bind_text(st, 1, id);
+                sqlite3_bind_int(st, 2, pid);
+                int prc = step_done(s, st, "storing task pid", id);
+                if (prc < 0)
+                    rc = prc;
+            }
+        }
     }
     return op_end(s, rc);
+}
+
+int store_task_epoch(struct store *s, const char *id, uint64_t *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_EPOCH];
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = column_u64(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = -ENOENT;
+    } else {
+        rc = db_fail(s, rc, "reading task epoch", id);
+    }
+    finish(st);
+    return rc;
 }
 
 int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,

@@ -1,6 +1,7 @@
 #include "worker/jobs.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "entity/response.pb-c.h"
+#include "core/fence.h"
 #include "core/task.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
@@ -25,6 +27,7 @@
 #define FLUSH_BOUND_S    10.0 /* how long a stopping worker waits for the master at the end */
 
 enum phase {
+    PHASE_CLAIMING, /* fetched: the claim is on its way; nothing runs yet (core/fence.h) */
     PHASE_RUNNING,  /* the process runs */
     PHASE_FLUSHING, /* it ended; output is still on its way */
     PHASE_FINAL,    /* output is stored; the final status is being reported */
@@ -40,6 +43,11 @@ struct job {
     struct rpc_call *cancel_stream;
     unsigned cancel_gen;
     pid_t pid;
+    uint64_t epoch; /* the assignment's epoch, 0 when the master gave none */
+    /* While claiming: the FetchTask answer whose TaskSpec is started once the claim is stored. */
+    Grpc__TaskServiceFetchTaskResponse *fetched;
+    int claims_out; /* claim calls not answered yet, from this connection or an older one */
+    bool dropped;   /* not ours: forgotten once no claim call refers to it any more */
 
     /* What the master should hear next, and whether that is on its way. */
     enum task_status
@@ -61,7 +69,8 @@ struct jobs {
     char *node_key;
     struct contain *contain; /* finds every process of a task (worker/contain.h) */
     struct job *list;
-    int running; /* processes alive */
+    int running;  /* processes alive */
+    int claiming; /* tasks whose claim is out: each will take a runner */
     int held;
     int fetching;     /* FetchTask calls out */
     int fetch_window; /* how many may be out: grows while the queue has work, 1 when it is empty */
@@ -79,6 +88,8 @@ static void maybe_fetch(struct jobs *j);
 static int fetch_one(struct jobs *j, grpc_channel *ch);
 static void send_report(struct job *job);
 static void maybe_final(struct job *job);
+static void send_claim(struct job *job);
+static void spawn_job(struct job *job);
 
 struct call_ctx {
     struct jobs *j;
@@ -130,6 +141,10 @@ static void job_remove(struct job *job)
     if (job->next)
         job->next->prev = job->prev;
     j->held--;
+    if (job->phase == PHASE_CLAIMING)
+        j->claiming--;
+    if (job->fetched)
+        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
     if (job->cancel_stream)
         rpc_call_release(job->cancel_stream);
     uploader_destroy(job->up);
@@ -191,6 +206,12 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
     if (st != GRPC_STATUS_OK)
         log_error("task %s: the master refused its status '%s': %s (status %d)", job->id,
                   task_status_name(sent), details, (int)st);
+    /* Not ours (any more): the master holds the task for another assignment, so this copy stops
+     * at once rather than run beside another one. */
+    if (st == GRPC_STATUS_PERMISSION_DENIED && job->proc && job->phase == PHASE_RUNNING) {
+        log_warn("task %s: not ours any more; killing our copy", job->id);
+        runner_cancel(job->proc, true);
+    }
     if (final) {
         job_remove(job);
         return;
@@ -219,6 +240,7 @@ static void send_report(struct job *job)
     state.pid = job->pid;
     state.exit_code = job->exit_code;
     state.error = job->error;
+    state.epoch = job->epoch;
     Grpc__TaskServiceReportStatusRequest req = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
     req.node_key = j->node_key;
     req.state = &state;
@@ -416,12 +438,13 @@ static unsigned long long process_start_time(pid_t pid)
 /* Notes which process group runs a task, so that a restarted worker can find and end it. */
 static void record_running(struct jobs *j, const struct job *job)
 {
-    char path[4096], line[64];
+    char path[4096], line[96];
     snprintf(path, sizeof(path), "%s/running", j->data_dir);
     mkdir(path, 0700);
     snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
-    int len =
-        snprintf(line, sizeof(line), "%d %llu\n", (int)job->pid, process_start_time(job->pid));
+    /* The epoch lets a restarted worker report the task's end under its assignment. */
+    int len = snprintf(line, sizeof(line), "%d %llu %" PRIu64 "\n", (int)job->pid,
+                       process_start_time(job->pid), job->epoch);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, line, (size_t)len) != len)
         log_warn("task %s: cannot record its process in %s: %s", job->id, path, strerror(errno));
@@ -435,6 +458,7 @@ static struct job *add_job(struct jobs *j, const char *id)
     if (!job)
         return NULL;
     job->owner = j;
+    job->phase = PHASE_RUNNING;
     job->status = TASK_ASSIGNED;
     snprintf(job->id, sizeof(job->id), "%s", id);
     /* --spool-max-bytes bounds what all tasks together keep for the master. */
@@ -468,7 +492,7 @@ static void recover(struct jobs *j)
     while ((de = readdir(d))) {
         if (!task_id_valid(de->d_name))
             continue;
-        char line[64] = "";
+        char line[96] = "";
         int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
             ssize_t n = read(fd, line, sizeof(line) - 1);
@@ -477,7 +501,8 @@ static void recover(struct jobs *j)
         }
         int pgid = 0;
         unsigned long long start = 0;
-        if (sscanf(line, "%d %llu", &pgid, &start) >= 1 && pgid > 1) {
+        uint64_t epoch = 0; /* absent from files of older versions: reported without one */
+        if (sscanf(line, "%d %llu %" SCNu64, &pgid, &start, &epoch) >= 1 && pgid > 1) {
             /* While any member of the group lives, its id cannot be reused; a live leader must
              * still be the process we started. */
             unsigned long long now_start = process_start_time(pgid);
@@ -493,6 +518,7 @@ static void recover(struct jobs *j)
             continue;
         job->phase = PHASE_FINAL;
         job->uploaded = true;
+        job->epoch = epoch;
         job->status = TASK_ERROR;
         job->exit_code = -1;
         snprintf(job->error, sizeof(job->error), "worker restarted");
@@ -500,15 +526,108 @@ static void recover(struct jobs *j)
     closedir(d);
 }
 
-/* Starts a fetched task. A task that cannot even start ends as error right away. */
-static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id)
+/* ---- the claim (core/fence.h) ---- */
+
+/* Forgets a task that never started: at once, or when the last claim call about it returns. */
+static void drop_unstarted(struct job *job)
 {
-    struct job *job = add_job(j, id);
-    if (!job) {
-        log_error("task %s: out of memory; the master will see it lost", id);
+    job->dropped = true;
+    if (!job->claims_out)
+        job_remove(job);
+}
+
+static void on_claimed(void *user, grpc_status_code st, const char *details, grpc_byte_buffer *resp)
+{
+    struct call_ctx *c = user;
+    struct job *job = c->job;
+    struct jobs *j = c->j;
+    unsigned gen = c->gen;
+    free(c);
+    job->claims_out--;
+    if (job->dropped) {
+        if (!job->claims_out)
+            job_remove(job);
         return;
     }
+    if (job->phase != PHASE_CLAIMING)
+        return; /* a repeated claim's answer: the task started on the first one */
+    switch (fence_claim_answer(st == GRPC_STATUS_OK, refused_for_good(st))) {
+    case FENCE_SPAWN:
+        job->report_pending = false;
+        spawn_job(job);
+        break;
+    case FENCE_DROP:
+        log_warn("task %s: the master refused our claim (epoch %" PRIu64 "): %s (status %d); "
+                 "not starting it",
+                 job->id, job->epoch, details, (int)st);
+        drop_unstarted(job);
+        break;
+    case FENCE_RETRY:
+        /* The master may have stored it: claim again, with the same epoch, once reconnected. */
+        if (gen == session_generation(j->sess)) {
+            job->report_pending = false;
+            session_connection_failed(j->sess, gen, "claim failed");
+        }
+        break;
+    }
+}
 
+/* Asks the master to confirm the assignment before anything runs: a 'running' report with the
+ * epoch and no pid. Sent again after every reconnect until answered. */
+static void send_claim(struct job *job)
+{
+    struct jobs *j = job->owner;
+    grpc_channel *ch = session_channel(j->sess);
+    if (job->report_pending || !ch)
+        return;
+    Grpc__TaskState state = GRPC__TASK_STATE__INIT;
+    state.task_id = job->id;
+    state.status = (char *)task_status_name(TASK_RUNNING);
+    state.error = "";
+    state.epoch = job->epoch;
+    Grpc__TaskServiceReportStatusRequest req = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
+    req.node_key = j->node_key;
+    req.state = &state;
+    struct call_ctx *c = call_ctx_new(j, job);
+    if (!c)
+        return;
+    job->report_pending = true;
+    job->claims_out++;
+    log_debug("task %s: claiming it (epoch %" PRIu64 ")", job->id, job->epoch);
+    rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
+              session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_claimed, c);
+}
+
+/* A fetched task: claimed first when the master fences, else started at once. Takes m. */
+static void start_job(struct jobs *j, Grpc__TaskServiceFetchTaskResponse *m)
+{
+    struct job *job = add_job(j, m->task_id);
+    if (!job) {
+        log_error("task %s: out of memory; the master will see it lost", m->task_id);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    job->fetched = m;
+    job->epoch = m->epoch;
+    uploader_set_epoch(job->up, job->epoch);
+    if (!fence_claim_needed(job->epoch)) {
+        spawn_job(job);
+        return;
+    }
+    job->phase = PHASE_CLAIMING;
+    j->claiming++;
+    send_claim(job);
+}
+
+/* Starts the task's process. A task that cannot even start ends as error right away. */
+static void spawn_job(struct job *job)
+{
+    struct jobs *j = job->owner;
+    if (job->phase == PHASE_CLAIMING)
+        j->claiming--;
+    job->phase = PHASE_RUNNING;
+    const Grpc__TaskSpec *spec = job->fetched->task;
+    const char *id = job->id;
     char workdir[4096];
     snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
     size_t n_env = spec ? spec->n_env : 0;
@@ -536,6 +655,8 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
         free(env[i]);
     free(env);
     if (rc < 0) {
+        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+        job->fetched = NULL;
         job->phase = PHASE_FINAL;
         job->status = TASK_ERROR;
         job->exit_code = -1;
@@ -549,6 +670,8 @@ static void start_job(struct jobs *j, const Grpc__TaskSpec *spec, const char *id
     record_running(j, job);
     log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
              *spec->param ? " " : "", spec->param);
+    protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+    job->fetched = NULL;
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);
 }
@@ -584,11 +707,11 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     if (got) {
         if (j->stopping)
             log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
-        start_job(j, r->task, r->task_id);
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (got)
+        start_job(j, (Grpc__TaskServiceFetchTaskResponse *)r); /* takes m */
         maybe_fetch(j); /* there may be more, and room for them */
+    } else {
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
 }
 
 static void maybe_fetch(struct jobs *j)
@@ -596,7 +719,8 @@ static void maybe_fetch(struct jobs *j)
     grpc_channel *ch = session_channel(j->sess);
     if (!ch || j->resyncing || j->draining || j->stopping)
         return;
-    while (j->fetching < j->fetch_window && j->running + j->fetching < j->max_runners) {
+    while (j->fetching < j->fetch_window &&
+           j->running + j->claiming + j->fetching < j->max_runners) {
         if (fetch_one(j, ch) < 0)
             return;
     }
@@ -626,6 +750,11 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
 static void resume(struct jobs *j)
 {
     for (struct job *job = j->list; job; job = job->next) {
+        if (job->phase == PHASE_CLAIMING) {
+            if (!job->dropped)
+                send_claim(job);
+            continue;
+        }
         open_cancel_stream(job);
         uploader_kick(job->up);
         if (job->phase != PHASE_FLUSHING)
@@ -637,7 +766,7 @@ static void resume(struct jobs *j)
 static struct job *find_job(struct jobs *j, const char *id)
 {
     for (struct job *job = j->list; job; job = job->next)
-        if (strcmp(job->id, id) == 0)
+        if (!job->dropped && strcmp(job->id, id) == 0)
             return job;
     return NULL;
 }
@@ -647,6 +776,12 @@ static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
     struct job *job = find_job(j, cur->task_id);
     if (!job)
         return;
+    if (fence_cursor_drops(job->phase != PHASE_CLAIMING, cur->cancel)) {
+        log_info("task %s: taken back while we were away (master status %s); not starting it",
+                 job->id, cur->status);
+        drop_unstarted(job);
+        return;
+    }
     uploader_resync(job->up, cur->log_lines, cur->data_items);
     if (cur->cancel && job->proc && job->phase == PHASE_RUNNING) {
         log_info("task %s: cancelled while we were away (master status %s)", job->id, cur->status);
@@ -706,7 +841,9 @@ static void start_resync(struct jobs *j)
         return;
     }
     size_t k = 0;
-    for (struct job *job = j->list; job && k < n; job = job->next, k++) {
+    for (struct job *job = j->list; job && k < n; job = job->next) {
+        if (job->dropped)
+            continue;
         grpc__task_state__init(&states[k]);
         states[k].task_id = job->id;
         states[k].status = (char *)task_status_name(job->status);
@@ -715,7 +852,9 @@ static void start_resync(struct jobs *j)
         states[k].pid = job->pid;
         states[k].exit_code = job->exit_code;
         states[k].error = job->error;
+        states[k].epoch = job->epoch;
         ptrs[k] = &states[k];
+        k++;
     }
     Grpc__NodeServiceResyncRequest req = GRPC__NODE_SERVICE_RESYNC_REQUEST__INIT;
     req.node_key = j->node_key;
@@ -888,6 +1027,8 @@ void jobs_destroy(struct jobs *j)
         }
         if (job->cancel_stream)
             rpc_call_release(job->cancel_stream);
+        if (job->fetched)
+            protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
         uploader_destroy(job->up);
         free(job);
     }

@@ -745,9 +745,12 @@ int runner_start(struct ev_loop *loop, const struct runner_spec *spec,
                   workdir ? workdir : ".", strerror(-rc));
         goto fail;
     }
-    if (gate[1] >= 0 && (rc = open_gate(spec->contain, task_id, p->pid, gate[1])) < 0)
-        goto fail;
-    gate[1] = -1;
+    if (gate[1] >= 0) {
+        rc = open_gate(spec->contain, task_id, p->pid, gate[1]); /* closes gate[1] */
+        gate[1] = -1;
+        if (rc < 0)
+            goto fail;
+    }
 
     p->loop = loop;
     p->contain = spec->contain;

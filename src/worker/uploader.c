@@ -59,6 +59,7 @@ struct uploader {
     struct uploader_hooks hooks;
     void *ctx;
     char task_id[TASK_ID_LEN + 1];
+    uint64_t epoch; /* named in every message (core/fence.h); 0: none */
 
     struct batch logs, items;
     uint64_t log_lines, data_items; /* produced, = next seq - 1 */
@@ -238,6 +239,7 @@ static void seal(struct uploader *u, struct batch *b, bool items)
     req.code = items ? GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA
                      : GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_LOGS;
     req.task_id = u->task_id;
+    req.epoch = u->epoch;
     req.data.data = (uint8_t *)b->buf;
     req.data.len = b->len;
     uint64_t offset = items ? u->items_dropped : u->logs_dropped;
@@ -699,6 +701,11 @@ void uploader_kick(struct uploader *u)
     ev_timer_stop(u->loop, &u->retry);
     drop_stale_stream(u);
     pump(u);
+}
+
+void uploader_set_epoch(struct uploader *u, uint64_t epoch)
+{
+    u->epoch = epoch;
 }
 
 void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items)

@@ -39,6 +39,10 @@ struct uploader_hooks {
 struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, const char *task_id,
                                  const char *spool_dir, size_t max_kept,
                                  const struct uploader_hooks *hooks, void *ctx);
+/* The assignment epoch the task runs under (core/fence.h), named in every message packed from now
+ * on; set before the first output. A master that no longer holds that epoch refuses the output
+ * with PERMISSION_DENIED, and the task's output is dropped (docs/reliability.md, "Refusals"). */
+void uploader_set_epoch(struct uploader *u, uint64_t epoch);
 /* Queues one log line (valid UTF-8, no newline). */
 void uploader_log(struct uploader *u, const char *line, size_t len);
 /* Queues result items: a JSON array of objects (borrowed). */

@@ -74,6 +74,18 @@ START_TEST(a_held_task_runs_on_unless_cancelled_or_over)
 }
 END_TEST
 
+START_TEST(a_task_listed_under_an_older_epoch_is_killed_and_never_adopted)
+{
+    struct resync_row held = {.status = TASK_RUNNING, .held_here = true, .stale = true};
+    struct resync_verdict v = resync_cursor(&held);
+    ck_assert(v.cancel);
+    ck_assert(v.force);
+    struct resync_row requeued = {.status = TASK_PENDING, .stale = true};
+    enum task_status running = TASK_RUNNING;
+    ck_assert(!resync_adopts(&requeued, &running));
+}
+END_TEST
+
 START_TEST(kept_messages_up_to_the_master_count_are_stored)
 {
     ck_assert(resync_stored(10, 10, 0));
@@ -101,6 +113,7 @@ static Suite *resync_suite(void)
     tcase_add_test(master, a_task_is_not_adopted_when_it_is_not_pending_or_belongs_elsewhere);
     tcase_add_test(master, a_task_of_another_node_is_killed);
     tcase_add_test(master, a_held_task_runs_on_unless_cancelled_or_over);
+    tcase_add_test(master, a_task_listed_under_an_older_epoch_is_killed_and_never_adopted);
     suite_add_tcase(s, master);
     TCase *worker = tcase_create("worker");
     tcase_add_test(worker, kept_messages_up_to_the_master_count_are_stored);

@@ -587,6 +587,92 @@ START_TEST(test_assigned_task_returned_to_pending_can_be_fetched_by_another_node
 }
 END_TEST
 
+static uint64_t epoch_of(const char *id)
+{
+    struct task_row r;
+    get_task(id, &r);
+    uint64_t e = r.epoch;
+    store_task_row_free(&r);
+    uint64_t alone;
+    ck_assert_int_eq(store_task_epoch(st, id, &alone), 0);
+    ck_assert_uint_eq(alone, e);
+    return e;
+}
+
+START_TEST(test_epoch_counts_every_assignment_and_every_return_to_pending)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    ck_assert_uint_eq(epoch_of(id), 0);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_uint_eq(epoch_of(id), 1);
+    /* reports of the assignment leave it alone */
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL, T0 + 2),
+        0);
+    ck_assert_uint_eq(epoch_of(id), 1);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 3), 0);
+    ck_assert_uint_eq(epoch_of(id), 2);
+    ck_assert_int_eq(store_task_assign(st, id, "node-a", T0 + 4), 0);
+    ck_assert_uint_eq(epoch_of(id), 3);
+    /* an assignment that does not happen counts nothing */
+    ck_assert_int_eq(store_task_assign(st, id, "node-b", T0 + 5), 1);
+    ck_assert_uint_eq(epoch_of(id), 3);
+    reopen();
+    ck_assert_uint_eq(epoch_of(id), 3);
+    uint64_t e;
+    ck_assert_int_eq(store_task_epoch(st, "0123456789abcdef01234567", &e), -ENOENT);
+    ck_assert_int_eq(store_task_epoch(st, "bad", &e), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_running_without_a_pid_takes_the_pid_of_the_next_running_report)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 31, STORE_NO_EXIT_CODE, NULL, T0 + 3), 1);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 32, STORE_NO_EXIT_CODE, NULL, T0 + 4), 1);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.pid, 31);
+    ck_assert_int_eq(r.started_ms, T0 + 2);
+    store_task_row_free(&r);
+}
+END_TEST
+
+START_TEST(test_a_schema_1_database_is_upgraded_and_its_tasks_have_epoch_0)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    store_close(st);
+    st = NULL;
+    /* Make it what schema 1 wrote: no epoch column, user_version 1. */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "ALTER TABLE tasks DROP COLUMN epoch; PRAGMA user_version = 1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_uint_eq(epoch_of(id), 0);
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_str_eq(got, id);
+    ck_assert_uint_eq(epoch_of(id), 1);
+    reopen(); /* schema 2 now: opened as is */
+    ck_assert_uint_eq(epoch_of(id), 1);
+}
+END_TEST
+
 START_TEST(test_node_disconnected_task_can_resume_running)
 {
     char id[25], got[25];
@@ -1439,6 +1525,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pending_task_cannot_jump_to_running);
     tcase_add_test(tc, test_status_change_of_unknown_or_malformed_task_is_refused);
     tcase_add_test(tc, test_assigned_task_returned_to_pending_can_be_fetched_by_another_node);
+    tcase_add_test(tc, test_epoch_counts_every_assignment_and_every_return_to_pending);
+    tcase_add_test(tc, test_running_without_a_pid_takes_the_pid_of_the_next_running_report);
+    tcase_add_test(tc, test_a_schema_1_database_is_upgraded_and_its_tasks_have_epoch_0);
     tcase_add_test(tc, test_node_disconnected_task_can_resume_running);
     tcase_add_test(tc, test_cancel_of_pending_task_cancels_it_at_once);
     tcase_add_test(tc, test_cancel_of_running_task_is_recorded_and_force_sticks);

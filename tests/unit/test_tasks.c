@@ -1,8 +1,8 @@
 /*
  * The master's task queue (master/tasks.h) with the node registry, on a real store and a real
  * loop, without a gRPC server: dispatch to a free node, status reports, the count of tasks each
- * node holds through every step, a node going offline and coming back, the disconnect grace, and
- * cancels.
+ * node holds through every step, a node going offline and coming back, the disconnect grace, the
+ * fenced claim, and cancels.
  */
 #include <check.h>
 #include <errno.h>
@@ -95,7 +95,7 @@ static void fetch_none(const char *node_key)
 
 static void report(const char *node_key, const char *id, enum task_status to)
 {
-    ck_assert_int_eq(tasks_report(tasks, node_key, id, to, 42, 0, NULL), 0);
+    ck_assert_int_eq(tasks_report(tasks, node_key, id, to, 42, 0, NULL, 0), 0);
 }
 
 static enum task_status status_of(const char *id)
@@ -229,11 +229,11 @@ START_TEST(test_report_from_another_node_is_refused)
     char id[TASK_ID_LEN + 1];
     submit("a", id);
     fetch("a", id);
-    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 0, 0, NULL), -EPERM);
+    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 0, 0, NULL, 0), -EPERM);
     ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
     ck_assert_int_eq(a->active, 1);
-    ck_assert_int_eq(tasks_report(tasks, "a", "0123456789abcdef01234567", TASK_RUNNING, 0, 0, NULL),
-                     -ENOENT);
+    ck_assert_int_eq(
+        tasks_report(tasks, "a", "0123456789abcdef01234567", TASK_RUNNING, 0, 0, NULL, 0), -ENOENT);
 }
 END_TEST
 
@@ -271,7 +271,7 @@ START_TEST(test_held_count_survives_offline_and_settles_when_the_node_returns_wi
 
     struct task_row row;
     struct resync_row view;
-    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, &running, &row, &view), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", kept, &running, 0, &row, &view), 0);
     ck_assert(view.held_here);
     ck_assert_int_eq(row.status, TASK_NODE_DISCONNECTED);
     store_task_row_free(&row);
@@ -367,7 +367,7 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
     tasks_settle_unlisted(tasks, "a", (const char *const[]){id}, 1);
     struct task_row row;
     struct resync_row view;
-    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, &row, &view), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, 0, &row, &view), 0);
     ck_assert(view.held_here);
     ck_assert_int_eq(row.status, TASK_ASSIGNED);
     store_task_row_free(&row);
@@ -376,10 +376,188 @@ START_TEST(test_task_requeued_while_its_node_was_away_stays_with_that_node_if_st
 
     /* Another node listing it gets told it is not its own. */
     add_node("b", 1, NULL);
-    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, &running, &row, &view), 0);
+    ck_assert_int_eq(tasks_resync_one(tasks, "b", id, &running, 0, &row, &view), 0);
     ck_assert(!view.held_here);
     ck_assert(resync_cursor(&view).cancel);
     store_task_row_free(&row);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+/* ---- the fenced claim (core/fence.h) ---- */
+
+/* Fetches for the node and returns the assignment's epoch. */
+static uint64_t fetch_epoch(const char *node_key, const char *want_id)
+{
+    struct task_row row;
+    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row), 1);
+    ck_assert_str_eq(row.id, want_id);
+    uint64_t epoch = row.epoch;
+    store_task_row_free(&row);
+    ck_assert_uint_ne(epoch, 0);
+    return epoch;
+}
+
+/* The worker's claim: 'running' under the epoch, without a pid. */
+static int claim(const char *node_key, const char *id, uint64_t epoch)
+{
+    return tasks_report(tasks, node_key, id, TASK_RUNNING, 0, 0, NULL, epoch);
+}
+
+START_TEST(test_a_claim_makes_the_task_started_and_the_pid_follows)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    uint64_t e = fetch_epoch("a", id);
+    ck_assert_int_eq(claim("a", id, e), 0);
+    struct task_row row;
+    ck_assert_int_eq(store_task_get(fx.store, id, &row), 0);
+    ck_assert_int_eq(row.status, TASK_RUNNING);
+    ck_assert_int_ne(row.started_ms, 0);
+    ck_assert_int_eq(row.pid, 0);
+    store_task_row_free(&row);
+    /* a repeated claim (its answer was lost) is answered the same */
+    ck_assert_int_eq(claim("a", id, e), 0);
+    /* the report after the spawn brings the pid */
+    ck_assert_int_eq(tasks_report(tasks, "a", id, TASK_RUNNING, 77, 0, NULL, e), 0);
+    ck_assert_int_eq(store_task_get(fx.store, id, &row), 0);
+    ck_assert_int_eq(row.pid, 77);
+    store_task_row_free(&row);
+    ck_assert_int_eq(tasks_report(tasks, "a", id, TASK_FINISHED, 77, 0, NULL, e), 0);
+    ck_assert_int_eq(status_of(id), TASK_FINISHED);
+}
+END_TEST
+
+START_TEST(test_a_claimed_task_whose_node_stays_away_is_never_handed_out_again)
+{
+    stop();
+    start(SHORT_GRACE_MS);
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    uint64_t e = fetch_epoch("a", id);
+    /* the claim was stored; its answer (and everything after it) was lost with the node */
+    ck_assert_int_eq(claim("a", id, e), 0);
+    lose_stream(a);
+    add_node("b", 1, sb);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    /* the rule for a started task: abnormal after the grace, never back to the queue */
+    ck_assert_int_eq(status_of(id), TASK_ABNORMAL);
+    fetch_none("b");
+    /* the node comes back and claims again: refused, so it never starts it */
+    add_node("a", 1, fixture_node_stream());
+    ck_assert_int_eq(claim("a", id, e), -EALREADY);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+START_TEST(test_a_stale_claim_is_refused_and_changes_nothing)
+{
+    stop();
+    start(SHORT_GRACE_MS);
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    uint64_t e1 = fetch_epoch("a", id);
+    /* the claim never reached the master: the task goes back to the queue after the grace */
+    lose_stream(a);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+    add_node("b", 1, sb);
+    uint64_t e2 = fetch_epoch("b", id);
+    ck_assert_uint_gt(e2, e1 + 1); /* counted up when it went back to pending, and again now */
+
+    /* a's late claim: the task is b's */
+    add_node("a", 1, fixture_node_stream());
+    ck_assert_int_eq(claim("a", id, e1), -EPERM);
+    ck_assert_int_eq(claim("b", id, e2), 0);
+    ck_assert_int_eq(status_of(id), TASK_RUNNING);
+    /* b's own reports under an older epoch are refused too */
+    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 5, 0, NULL, e1), -ESTALE);
+    ck_assert_int_eq(status_of(id), TASK_RUNNING);
+    /* a report without an epoch is judged as before fencing */
+    ck_assert_int_eq(tasks_report(tasks, "b", id, TASK_FINISHED, 5, 0, NULL, 0), 0);
+    ck_assert_int_eq(status_of(id), TASK_FINISHED);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+START_TEST(test_a_claim_under_an_older_epoch_of_the_same_node_is_refused)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    uint64_t e1 = fetch_epoch("a", id);
+    /* a comes back without it (its claim was lost): back to the queue, then a fetches it again */
+    lose_stream(a);
+    add_node("a", 1, fixture_node_stream());
+    tasks_settle_unlisted(tasks, "a", NULL, 0);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+    uint64_t e2 = fetch_epoch("a", id);
+    ck_assert_int_eq(claim("a", id, e1), -ESTALE);
+    ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
+    ck_assert_int_eq(claim("a", id, e2), 0);
+    ck_assert_int_eq(status_of(id), TASK_RUNNING);
+}
+END_TEST
+
+START_TEST(test_resync_stops_a_copy_listed_under_an_older_epoch)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    uint64_t e1 = fetch_epoch("a", id);
+    lose_stream(a);
+    add_node("a", 1, fixture_node_stream());
+    tasks_settle_unlisted(tasks, "a", NULL, 0);
+    uint64_t e2 = fetch_epoch("a", id);
+    struct task_row row;
+    struct resync_row view;
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, e1, &row, &view), 0);
+    ck_assert(view.held_here);
+    ck_assert(view.stale);
+    struct resync_verdict v = resync_cursor(&view);
+    ck_assert(v.cancel && v.force);
+    store_task_row_free(&row);
+    /* the current epoch runs on */
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, e2, &row, &view), 0);
+    ck_assert(!view.stale);
+    ck_assert(!resync_cursor(&view).cancel);
+    store_task_row_free(&row);
+}
+END_TEST
+
+START_TEST(test_a_requeued_task_listed_under_an_epoch_is_not_adopted)
+{
+    char id[TASK_ID_LEN + 1];
+    struct node *a;
+    strand_one_task(false, id, &a);
+    struct task_row row;
+    ck_assert_int_eq(store_task_get(fx.store, id, &row), 0);
+    uint64_t e1 = row.epoch;
+    store_task_row_free(&row);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+    /* a fencing worker that lists it never started it: it is not given back, and is stopped */
+    add_node("a", 1, fixture_node_stream());
+    struct resync_row view;
+    ck_assert_int_eq(tasks_resync_one(tasks, "a", id, &running, e1, &row, &view), 0);
+    ck_assert_int_eq(row.status, TASK_PENDING);
+    ck_assert(resync_cursor(&view).cancel);
+    store_task_row_free(&row);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
     tasks_unwatch(tasks, id, &wt.w);
 }
 END_TEST
@@ -494,6 +672,12 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_started_task_of_a_node_that_stays_away_ends_abnormal_after_the_grace);
     tcase_add_test(tc, test_unconfirmed_task_of_a_node_that_stays_away_goes_back_to_the_queue);
     tcase_add_test(tc, test_task_requeued_while_its_node_was_away_stays_with_that_node_if_started);
+    tcase_add_test(tc, test_a_claim_makes_the_task_started_and_the_pid_follows);
+    tcase_add_test(tc, test_a_claimed_task_whose_node_stays_away_is_never_handed_out_again);
+    tcase_add_test(tc, test_a_stale_claim_is_refused_and_changes_nothing);
+    tcase_add_test(tc, test_a_claim_under_an_older_epoch_of_the_same_node_is_refused);
+    tcase_add_test(tc, test_resync_stops_a_copy_listed_under_an_older_epoch);
+    tcase_add_test(tc, test_a_requeued_task_listed_under_an_epoch_is_not_adopted);
     tcase_add_test(tc, test_cancel_of_a_pending_task_is_immediate);
     tcase_add_test(tc, test_cancel_of_a_running_task_reaches_its_worker_stream);
     tcase_add_test(tc, test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does);
