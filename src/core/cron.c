@@ -393,3 +393,36 @@ const char *cron_offset_text(int32_t offset, char *buf)
              (int)(a % 3600 / 60));
     return buf;
 }
+
+static const char *const cron_overlap_names[] = {"skip", "allow", "cancel-previous"};
+static const char *const cron_missed_names[] = {"run-once", "skip"};
+
+const char *cron_overlap_name(enum cron_overlap o)
+{
+    return (unsigned)o < 3 ? cron_overlap_names[o] : "?";
+}
+
+int cron_overlap_parse(const char *s, enum cron_overlap *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, cron_overlap_names[i]) == 0) {
+            *out = (enum cron_overlap)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *cron_missed_name(enum cron_missed m)
+{
+    return (unsigned)m < 2 ? cron_missed_names[m] : "?";
+}
+
+int cron_missed_parse(const char *s, enum cron_missed *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(s, cron_missed_names[i]) == 0) {
+            *out = (enum cron_missed)i;
+            return 0;
+        }
+    return -EINVAL;
+}

@@ -81,4 +81,23 @@ const char *cron_offset_text(int32_t offset, char *buf);
  * *out in seconds, or -EINVAL. */
 int cron_parse_duration(const char *text, int64_t *out);
 
+/* What a schedule does when its previous task is still pending, assigned or running. */
+enum cron_overlap {
+    CRON_OVERLAP_SKIP,            /* no new task for this fire (the default) */
+    CRON_OVERLAP_ALLOW,           /* a new task all the same */
+    CRON_OVERLAP_CANCEL_PREVIOUS, /* cancel the previous task, then a new one */
+};
+
+/* What a schedule does with the fires missed while the master was down. */
+enum cron_missed {
+    CRON_MISSED_RUN_ONCE, /* one task for the most recent missed fire (the default) */
+    CRON_MISSED_SKIP,     /* none */
+};
+
+/* "skip", "allow", "cancel-previous"; "run-once", "skip". The parsers return 0 or -EINVAL. */
+const char *cron_overlap_name(enum cron_overlap o);
+int cron_overlap_parse(const char *s, enum cron_overlap *out);
+const char *cron_missed_name(enum cron_missed m);
+int cron_missed_parse(const char *s, enum cron_missed *out);
+
 #endif

@@ -260,4 +260,77 @@ int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
 int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
                      int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx);
 
+/* ---- Schedules ---- */
+
+/* What a new schedule is made of. Strings are borrowed for the call; NULL means "". The caller
+ * has checked expr with cron_parse (core/cron.h). */
+struct schedule_new {
+    const char *name;     /* at most LIMIT_NAME_MAX bytes */
+    const char *expr;     /* required, at most CRON_EXPR_MAX bytes */
+    int32_t tz_offset;    /* seconds east of UTC */
+    const char *cmd;      /* required, non-empty */
+    const char *env_json; /* JSON object text; NULL = "{}" */
+    int priority;
+    int64_t timeout_ms;   /* 0 = none */
+    const char *node_key; /* NULL or "" = any node */
+    int overlap;          /* enum cron_overlap */
+    int missed;           /* enum cron_missed */
+};
+
+/* A schedule as stored. expr, cmd and env_json are heap strings owned by the row: release them
+ * with store_schedule_row_free. */
+struct schedule_row {
+    int64_t id;
+    char name[LIMIT_NAME_MAX + 1];
+    char *expr;
+    int32_t tz_offset;
+    char *cmd;
+    char *env_json;
+    int priority;
+    int64_t timeout_ms;
+    char node_key[LIMIT_NODE_KEY_MAX + 1];
+    int overlap, missed;
+    bool paused;
+    int64_t created_ms;
+    int64_t last_fire_s;             /* the latest fire time handled (Unix s); 0 = none yet */
+    char last_task[TASK_ID_LEN + 1]; /* the task of the latest fire that made one; "" = none */
+};
+
+void store_schedule_row_free(struct schedule_row *r);
+
+/* Stores a new schedule (not paused) and writes its id (1, 2, ...) into *id_out. -EINVAL. */
+int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
+                          int64_t *id_out);
+
+/* Copies the schedule into *out (free it with store_schedule_row_free). -ENOENT. */
+int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out);
+
+/* Calls cb for every schedule, ordered by id. Collects first. */
+int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule_row *r),
+                        void *ctx);
+
+/* Pauses or resumes the schedule. -ENOENT. */
+int store_schedule_set_paused(struct store *s, int64_t id, bool paused);
+
+/* Removes the schedule and its fire records (its tasks stay). -ENOENT. */
+int store_schedule_delete(struct store *s, int64_t id);
+
+/*
+ * The fire of schedule id at fire_s (Unix seconds), in one transaction: the task t as a new
+ * pending task, the (id, fire_s) fire record (unique: the task's idempotency key), and the
+ * schedule's last_fire_s and last_task. Returns 0 with the new task's id in id_out; 1 when that
+ * fire already has its task (nothing changes; id_out gets that task's id); -ENOENT, -EINVAL.
+ */
+int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
+                        int64_t now_ms, char id_out[TASK_ID_LEN + 1]);
+
+/* Records the fire of schedule id at fire_s as handled without a task (skipped): only its
+ * last_fire_s advances. -ENOENT. */
+int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s);
+
+/* Calls cb with the task id of each fire of schedule id, oldest fire first, and its fire time.
+ * Collects first. */
+int store_schedule_fires(struct store *s, int64_t id,
+                         int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx);
+
 #endif

@@ -20,12 +20,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cron.h"
 #include "core/rules.h"
 #include "store/logfile.h"
 #include "runtime/log.h"
 
-/* 1: the first schema. 2: tasks.epoch (the fenced claim, core/fence.h). */
-#define SCHEMA_VERSION 2
+/* 1: the first schema. 2: tasks.epoch (the fenced claim, core/fence.h). 3: task paging and
+ * retention (another branch). 4: schedules and their fires (schedule_sql). */
+#define SCHEMA_VERSION 4
+
+/*
+ * The schedules (schema 4). Written so that it applies on top of any older schema: a database at
+ * version 2 or 3 gets exactly these tables added. schedule_fires is the idempotency key of a
+ * scheduled task: one row per (schedule, fire time), made in the same transaction as the task.
+ */
+static const char schedule_sql[] =
+    "CREATE TABLE IF NOT EXISTS schedules ("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, expr TEXT NOT NULL,"
+    " tz_offset INTEGER NOT NULL, cmd TEXT NOT NULL, env_json TEXT NOT NULL,"
+    " priority INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, node_key TEXT NOT NULL,"
+    " overlap INTEGER NOT NULL, missed INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL, last_fire_s INTEGER NOT NULL DEFAULT 0,"
+    " last_task TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE IF NOT EXISTS schedule_fires ("
+    " schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL, task_id TEXT NOT NULL,"
+    " PRIMARY KEY (schedule_id, fire_s)) WITHOUT ROWID;";
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -514,10 +533,25 @@ static int setup_db(struct store *s)
             return errno_of_sqlite(rc);
         }
         log_info("store: %s/crawlab.db upgraded to schema version 2", s->data_dir);
+        version = 2;
+    }
+    if (version >= 2 && version < 4) {
+        /* Schema 4 only adds tables, so it applies on top of 2 and of 3 alike. */
+        char sql[sizeof(schedule_sql) + 64];
+        snprintf(sql, sizeof(sql), "BEGIN; %s PRAGMA user_version = 4; COMMIT;", schedule_sql);
+        rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
+        if (rc != SQLITE_OK) {
+            log_error("store: upgrading the schema of %s to version 4 failed: %s", s->data_dir,
+                      err);
+            sqlite3_free(err);
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return errno_of_sqlite(rc);
+        }
+        log_info("store: %s/crawlab.db upgraded to schema version 4", s->data_dir);
     } else if (version == 0) {
-        char sql[sizeof(schema_sql) + 64];
-        snprintf(sql, sizeof(sql), "BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_sql,
-                 SCHEMA_VERSION);
+        char sql[sizeof(schema_sql) + sizeof(schedule_sql) + 64];
+        snprintf(sql, sizeof(sql), "BEGIN; %s%s PRAGMA user_version = %d; COMMIT;", schema_sql,
+                 schedule_sql, SCHEMA_VERSION);
         rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
         if (rc != SQLITE_OK) {
             log_error("store: creating the schema in %s failed: %s", s->data_dir, err);
@@ -878,6 +912,9 @@ static void format_id(const struct store *s, int64_t now_ms, uint32_t counter,
     out[TASK_ID_LEN] = '\0';
 }
 
+static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms,
+                       char id[TASK_ID_LEN + 1]);
+
 int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1])
 {
@@ -892,6 +929,18 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     if (rc < 0)
         return rc;
     char id[TASK_ID_LEN + 1];
+    rc = task_insert(s, t, now_ms, id);
+    rc = op_end(s, rc);
+    if (rc == 0)
+        memcpy(id_out, id, sizeof(id));
+    return rc;
+}
+
+/* Inserts a new pending task inside an open op; writes its id into id. */
+static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms,
+                       char id[TASK_ID_LEN + 1])
+{
+    int rc = 0;
     /* A duplicate id needs the same second, random part and counter value: only a wrapped
      * counter can produce one, and the next counter value resolves it. */
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -920,9 +969,6 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     }
     if (rc == -EEXIST)
         log_error("store: could not find a free task id at %" PRId64 " ms", now_ms);
-    rc = op_end(s, rc);
-    if (rc == 0)
-        memcpy(id_out, id, sizeof(id));
     return rc;
 }
 
@@ -1424,5 +1470,350 @@ int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
     if (rc == 0 && src != SQLITE_DONE)
         rc = db_fail(s, src, "reading items of task", task_id);
     finish(st);
+    return rc;
+}
+
+/* ---- Schedules ---- */
+
+/* Schedule statements are rare (a fire, an admin command): each is prepared when it runs. */
+static int sched_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, "preparing a statement", sql);
+}
+
+/* Runs a prepared schedule statement that returns no rows and finalizes it. Returns the number of
+ * rows changed, or a negative errno (-EEXIST for a constraint). */
+static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int ret = sqlite3_changes(s->db);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        ret = -EEXIST;
+    else if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc, what, "schedule");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+#define SCHED_COLS                                                                                 \
+    "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
+    "paused, created_ms, last_fire_s, last_task"
+
+void store_schedule_row_free(struct schedule_row *r)
+{
+    if (!r)
+        return;
+    free(r->expr);
+    free(r->cmd);
+    free(r->env_json);
+    memset(r, 0, sizeof(*r));
+}
+
+static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(st, 0);
+    copy_column(r->name, sizeof(r->name), st, 1);
+    r->expr = dup_column(st, 2);
+    r->tz_offset = sqlite3_column_int(st, 3);
+    r->cmd = dup_column(st, 4);
+    r->env_json = dup_column(st, 5);
+    r->priority = sqlite3_column_int(st, 6);
+    r->timeout_ms = sqlite3_column_int64(st, 7);
+    copy_column(r->node_key, sizeof(r->node_key), st, 8);
+    r->overlap = sqlite3_column_int(st, 9);
+    r->missed = sqlite3_column_int(st, 10);
+    r->paused = sqlite3_column_int(st, 11) != 0;
+    r->created_ms = sqlite3_column_int64(st, 12);
+    r->last_fire_s = sqlite3_column_int64(st, 13);
+    copy_column(r->last_task, sizeof(r->last_task), st, 14);
+    if (!r->expr || !r->cmd || !r->env_json) {
+        store_schedule_row_free(r);
+        log_error("store: out of memory reading a schedule");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
+                          int64_t *id_out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!n || !n->cmd || !*n->cmd || !n->expr || !*n->expr || strlen(n->expr) > CRON_EXPR_MAX ||
+        !optional_line(n->name, LIMIT_NAME_MAX) ||
+        (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
+        !id_out)
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
+                       " timeout_ms, node_key, overlap, missed, created_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                       &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    bind_text(st, 1, n->name ? n->name : "");
+    bind_text(st, 2, n->expr);
+    sqlite3_bind_int(st, 3, n->tz_offset);
+    bind_text(st, 4, n->cmd);
+    bind_text(st, 5, n->env_json ? n->env_json : "{}");
+    sqlite3_bind_int(st, 6, n->priority);
+    sqlite3_bind_int64(st, 7, n->timeout_ms);
+    bind_text(st, 8, n->node_key ? n->node_key : "");
+    sqlite3_bind_int(st, 9, n->overlap);
+    sqlite3_bind_int(st, 10, n->missed);
+    sqlite3_bind_int64(st, 11, now_ms);
+    rc = sched_run(s, st, "creating schedule");
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    rc = op_end(s, rc < 0 ? rc : 0);
+    if (rc == 0)
+        *id_out = id;
+    return rc;
+}
+
+int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "SELECT " SCHED_COLS " FROM schedules WHERE id = ?1", &st);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = sched_from_stmt(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = -ENOENT;
+    else
+        rc = db_fail(s, rc, "reading schedule", "schedule");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule_row *r),
+                        void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "SELECT " SCHED_COLS " FROM schedules ORDER BY id", &st);
+    if (rc < 0)
+        return rc;
+    struct schedule_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int src;
+    rc = 0;
+    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct schedule_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                log_error("store: out of memory listing schedules");
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        rc = sched_from_stmt(st, &rows[n]);
+        if (rc == 0)
+            n++;
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing schedules", "all schedules");
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    for (size_t i = 0; i < n; i++)
+        store_schedule_row_free(&rows[i]);
+    free(rows);
+    return rc;
+}
+
+/* Runs one UPDATE or DELETE on a schedule in its own op; -ENOENT when no row changed. */
+static int sched_change(struct store *s, const char *sql, int64_t id, int64_t arg, const char *what)
+{
+    sqlite3_stmt *st;
+    int rc = sched_prepare(s, sql, &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, arg);
+    rc = sched_run(s, st, what);
+    return op_end(s, rc < 0 ? rc : rc == 0 ? -ENOENT : 0);
+}
+
+int store_schedule_set_paused(struct store *s, int64_t id, bool paused)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return sched_change(s, "UPDATE schedules SET paused = ?2 WHERE id = ?1", id, paused,
+                        "pausing schedule");
+}
+
+int store_schedule_delete(struct store *s, int64_t id)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "DELETE FROM schedule_fires WHERE schedule_id = ?1", &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sched_run(s, st, "removing schedule fires");
+    if (rc >= 0) {
+        rc = sched_prepare(s, "DELETE FROM schedules WHERE id = ?1", &st);
+        if (rc == 0) {
+            sqlite3_bind_int64(st, 1, id);
+            rc = sched_run(s, st, "removing schedule");
+            rc = rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+        }
+    }
+    return op_end(s, rc < 0 ? rc : 0);
+}
+
+int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return sched_change(s, "UPDATE schedules SET last_fire_s = MAX(last_fire_s, ?2) WHERE id = ?1",
+                        id, fire_s, "skipping a schedule's fire");
+}
+
+/* The task of a fire already recorded, into id_out: 1, or 0 when there is none. */
+static int fire_lookup(struct store *s, int64_t id, int64_t fire_s, char id_out[TASK_ID_LEN + 1])
+{
+    sqlite3_stmt *st;
+    int rc = sched_prepare(
+        s, "SELECT task_id FROM schedule_fires WHERE schedule_id = ?1 AND fire_s = ?2", &st);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, fire_s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_column(id_out, TASK_ID_LEN + 1, st, 0);
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "reading a schedule's fire", "schedule");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
+                        int64_t now_ms, char id_out[TASK_ID_LEN + 1])
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
+        (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
+        !id_out)
+        return -EINVAL;
+    rc = fire_lookup(s, id, fire_s, id_out);
+    if (rc != 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    char tid[TASK_ID_LEN + 1];
+    rc = task_insert(s, t, now_ms, tid);
+    sqlite3_stmt *st;
+    if (rc == 0)
+        rc = sched_prepare(s,
+                           "INSERT INTO schedule_fires (schedule_id, fire_s, task_id)"
+                           " VALUES (?1, ?2, ?3)",
+                           &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, fire_s);
+        bind_text(st, 3, tid);
+        rc = sched_run(s, st, "recording a schedule's fire");
+    }
+    if (rc >= 0)
+        rc = sched_prepare(s,
+                           "UPDATE schedules SET last_fire_s = MAX(last_fire_s, ?2),"
+                           " last_task = ?3 WHERE id = ?1",
+                           &st);
+    if (rc >= 0) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, fire_s);
+        bind_text(st, 3, tid);
+        rc = sched_run(s, st, "advancing a schedule");
+        rc = rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+    }
+    rc = op_end(s, rc);
+    if (rc == 0)
+        memcpy(id_out, tid, sizeof(tid));
+    return rc;
+}
+
+int store_schedule_fires(struct store *s, int64_t id,
+                         int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "SELECT fire_s, task_id FROM schedule_fires WHERE schedule_id = ?1"
+                       " ORDER BY fire_s",
+                       &st);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    struct fire {
+        int64_t at;
+        char task[TASK_ID_LEN + 1];
+    } *rows = NULL;
+    size_t n = 0, cap = 0;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct fire *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        rows[n].at = sqlite3_column_int64(st, 0);
+        copy_column(rows[n].task, sizeof(rows[n].task), st, 1);
+        n++;
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing a schedule's fires", "schedule");
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, rows[i].at, rows[i].task);
+    free(rows);
     return rc;
 }

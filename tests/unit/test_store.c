@@ -1489,6 +1489,193 @@ START_TEST(test_log_file_missing_committed_bytes_is_reported_not_papered_over)
 }
 END_TEST
 
+/* ---- Schedules ---- */
+
+static int64_t new_schedule(const char *name, const char *expr)
+{
+    struct schedule_new n = {.name = name,
+                             .expr = expr,
+                             .cmd = "echo hi",
+                             .tz_offset = 3600,
+                             .priority = 5,
+                             .overlap = 1,
+                             .missed = 1};
+    int64_t id = 0;
+    ck_assert_int_eq(store_schedule_create(st, &n, T0, &id), 0);
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+struct sched_seen {
+    int n;
+    int64_t ids[8];
+    bool paused[8];
+};
+
+static int sched_seen_cb(void *ctx, const struct schedule_row *r)
+{
+    struct sched_seen *seen = ctx;
+    seen->ids[seen->n] = r->id;
+    seen->paused[seen->n++] = r->paused;
+    return 0;
+}
+
+START_TEST(test_schedules_are_stored_listed_paused_and_removed)
+{
+    int64_t a = new_schedule("a", "*/5 * * * *");
+    int64_t b = new_schedule("b", "@every 1s");
+    ck_assert_int_ne(a, b);
+    struct schedule_row r;
+    ck_assert_int_eq(store_schedule_get(st, a, &r), 0);
+    ck_assert_str_eq(r.name, "a");
+    ck_assert_str_eq(r.expr, "*/5 * * * *");
+    ck_assert_str_eq(r.cmd, "echo hi");
+    ck_assert_str_eq(r.env_json, "{}");
+    ck_assert_int_eq(r.tz_offset, 3600);
+    ck_assert_int_eq(r.priority, 5);
+    ck_assert_int_eq(r.overlap, 1);
+    ck_assert_int_eq(r.missed, 1);
+    ck_assert(!r.paused);
+    ck_assert_int_eq(r.last_fire_s, 0);
+    ck_assert_str_eq(r.last_task, "");
+    store_schedule_row_free(&r);
+
+    ck_assert_int_eq(store_schedule_set_paused(st, b, true), 0);
+    reopen();
+    struct sched_seen seen = {0};
+    ck_assert_int_eq(store_schedule_list(st, sched_seen_cb, &seen), 0);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_int_eq(seen.ids[0], a);
+    ck_assert(!seen.paused[0]);
+    ck_assert_int_eq(seen.ids[1], b);
+    ck_assert(seen.paused[1]);
+
+    ck_assert_int_eq(store_schedule_delete(st, a), 0);
+    ck_assert_int_eq(store_schedule_delete(st, a), -ENOENT);
+    ck_assert_int_eq(store_schedule_get(st, a, &r), -ENOENT);
+    ck_assert_int_eq(store_schedule_set_paused(st, a, false), -ENOENT);
+    struct schedule_new bad = {.expr = "@daily", .cmd = ""};
+    int64_t id;
+    ck_assert_int_eq(store_schedule_create(st, &bad, T0, &id), -EINVAL);
+}
+END_TEST
+
+static int count_fires_cb(void *ctx, int64_t fire_s, const char *task_id)
+{
+    (void)fire_s;
+    ck_assert_int_eq(strlen(task_id), 24);
+    (*(int *)ctx)++;
+    return 0;
+}
+
+START_TEST(test_a_fire_makes_one_task_and_repeating_it_makes_none)
+{
+    int64_t sid = new_schedule("s", "@every 1s");
+    struct task_new t = {.name = "s", .cmd = "echo hi"};
+    char id1[25], id2[25];
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0, id1), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0 + 1, id2), 1);
+    ck_assert_str_eq(id1, id2);
+    struct task_row tr;
+    get_task(id1, &tr);
+    ck_assert_int_eq(tr.status, TASK_PENDING);
+    store_task_row_free(&tr);
+    struct schedule_row r;
+    ck_assert_int_eq(store_schedule_get(st, sid, &r), 0);
+    ck_assert_int_eq(r.last_fire_s, 1000);
+    ck_assert_str_eq(r.last_task, id1);
+    store_schedule_row_free(&r);
+
+    /* a skipped fire advances the schedule but makes no task */
+    ck_assert_int_eq(store_schedule_skip(st, sid, 1001), 0);
+    ck_assert_int_eq(store_schedule_get(st, sid, &r), 0);
+    ck_assert_int_eq(r.last_fire_s, 1001);
+    ck_assert_str_eq(r.last_task, id1);
+    store_schedule_row_free(&r);
+
+    int n = 0;
+    ck_assert_int_eq(store_schedule_fires(st, sid, count_fires_cb, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(store_schedule_fire(st, sid + 100, 1000, &t, T0, id2), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire)
+{
+    int64_t sid = new_schedule("s", "@every 1s");
+    struct task_new t = {.name = "s", .cmd = "echo hi"};
+    char id[25];
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0, id), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+    struct task_row tr;
+    ck_assert_int_eq(store_task_get(st, id, &tr), -ENOENT);
+    int n = 0;
+    ck_assert_int_eq(store_schedule_fires(st, sid, count_fires_cb, &n), 0);
+    ck_assert_int_eq(n, 0);
+    struct schedule_row r;
+    ck_assert_int_eq(store_schedule_get(st, sid, &r), 0);
+    ck_assert_int_eq(r.last_fire_s, 0);
+    store_schedule_row_free(&r);
+    /* and the fire can happen again, once */
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0, id), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    ck_assert_int_eq(store_task_get(st, id, &tr), 0);
+    store_task_row_free(&tr);
+}
+END_TEST
+
+/* Makes the database what schema `version` (2 or 3) left: no schedule tables. */
+static void downgrade_to(int version)
+{
+    store_close(st);
+    st = NULL;
+    char path[256], sql[128];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    snprintf(sql, sizeof(sql),
+             "DROP TABLE schedule_fires; DROP TABLE schedules; PRAGMA user_version = %d;", version);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+static int user_version(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int v = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+START_TEST(test_a_schema_2_or_3_database_gets_the_schedule_tables)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    ck_assert_int_eq(user_version(), 4);
+    for (int v = 2; v <= 3; v++) {
+        downgrade_to(v);
+        ck_assert_int_eq(store_open(data_dir, &st), 0);
+        ck_assert_int_eq(user_version(), 4);
+        int64_t sid = new_schedule("s", "@daily");
+        struct task_new t = {.cmd = "true"};
+        char tid[25];
+        ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, T0, tid), 0);
+        struct task_row tr;
+        get_task(id, &tr); /* the old task is still there */
+        store_task_row_free(&tr);
+    }
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1565,6 +1752,10 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_crash_leftover_log_bytes_are_cut_back_on_reopen);
     tcase_add_test(tc, test_crash_inside_an_uncommitted_group_loses_only_the_group);
     tcase_add_test(tc, test_log_file_missing_committed_bytes_is_reported_not_papered_over);
+    tcase_add_test(tc, test_schedules_are_stored_listed_paused_and_removed);
+    tcase_add_test(tc, test_a_fire_makes_one_task_and_repeating_it_makes_none);
+    tcase_add_test(tc, test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire);
+    tcase_add_test(tc, test_a_schema_2_or_3_database_gets_the_schedule_tables);
     suite_add_tcase(s, tc);
     return s;
 }
