@@ -19,6 +19,7 @@
 #include "master/nodes.h"
 #include "master/nodes_rpc.h"
 #include "store/store.h"
+#include "master/sched.h"
 #include "master/tasks.h"
 #include "master/tasks_rpc.h"
 #include "net/listener.h"
@@ -46,6 +47,7 @@ struct master {
     struct group *group;
     struct nodes *nodes;
     struct tasks *tasks;
+    struct sched *sched;
     struct ingest *ingest;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
@@ -202,7 +204,8 @@ static int create_services(struct master *m)
     if ((rc = group_create(m->loop, m->store, m->server, &m->group)) < 0 ||
         (rc = nodes_create(m->loop, m->store, &nodes_opts, &m->nodes)) < 0 ||
         (rc = tasks_create(m->loop, m->store, m->nodes, &tasks_opts, &m->tasks)) < 0 ||
-        (rc = ingest_create(m->store, m->group, &m->ingest)) < 0)
+        (rc = ingest_create(m->store, m->group, &m->ingest)) < 0 ||
+        (rc = sched_create(m->loop, m->store, m->tasks, m->group, &m->sched)) < 0)
         return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
@@ -378,6 +381,7 @@ out:
     /* After the server: its connections' plaintext ends are closed by now or dropped here. */
     tls_server_destroy(accept.tls);
     ingest_destroy(m.ingest);
+    sched_destroy(m.sched);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     group_destroy(m.group);

@@ -235,6 +235,17 @@ int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID
     return 0;
 }
 
+int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struct task_new *tn,
+               char id_out[TASK_ID_LEN + 1])
+{
+    int rc = store_schedule_fire(t->store, schedule_id, fire_s, tn, clock_now_ms(t->loop), id_out);
+    if (rc != 0)
+        return rc;
+    log_info("schedule %" PRId64 ": task %s for the fire at %" PRId64, schedule_id, id_out, fire_s);
+    announce(t, tn->node_key);
+    return 0;
+}
+
 int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after)
 {
     struct task_row before;

@@ -49,6 +49,12 @@ void tasks_drain(struct tasks *t);
  * addressed to, else a free node (nodes_pick_free). */
 int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1]);
 
+/* The task of a schedule's fire (store_schedule_fire: the task, the fire record and the
+ * schedule's last fire in one transaction), then pushed as tasks_submit does. Returns 0 with the
+ * new task's id, 1 when that fire already has its task (its id in id_out), or a negative errno. */
+int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struct task_new *tn,
+               char id_out[TASK_ID_LEN + 1]);
+
 /* Cancels a task: at once when nobody runs it, else by telling its worker through the task's
  * stream, now or when the worker opens it. *after receives the status after the call (see
  * store_task_request_cancel). */
