@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cron.h"
+#include "master/clock.h"
 #include "master/nodes.h"
+#include "master/sched.h"
 #include "store/store.h"
 #include "master/tasks.h"
 #include "rpc/codec.h"
@@ -508,6 +511,173 @@ static void on_read_results(struct srv_call *c, void *ctx)
     start_reader(c, ctx, true);
 }
 
+/* ---- Schedules ---- */
+
+struct sched_list {
+    Grpc__AdminSchedule *items;
+    size_t n, cap;
+    int64_t only; /* 0 = every schedule */
+    int64_t now_s;
+};
+
+static int collect_schedule(void *ctx, const struct schedule_row *r)
+{
+    struct sched_list *l = ctx;
+    if (l->only && r->id != l->only)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        Grpc__AdminSchedule *items = realloc(l->items, cap * sizeof(*items));
+        if (!items)
+            return -ENOMEM;
+        l->items = items;
+        l->cap = cap;
+    }
+    Grpc__AdminSchedule *a = &l->items[l->n++];
+    grpc__admin_schedule__init(a);
+    char tz[8];
+    a->id = r->id;
+    a->name = dup_or_empty(r->name);
+    a->expr = dup_or_empty(r->expr);
+    a->tz = dup_or_empty(cron_offset_text(r->tz_offset, tz));
+    a->cmd = dup_or_empty(r->cmd);
+    a->node_key = dup_or_empty(r->node_key);
+    a->overlap = dup_or_empty(cron_overlap_name(r->overlap));
+    a->missed = dup_or_empty(cron_missed_name(r->missed));
+    a->last_task = dup_or_empty(r->last_task);
+    a->priority = r->priority;
+    a->timeout_ms = r->timeout_ms;
+    a->paused = r->paused;
+    a->last_fire_s = r->last_fire_s;
+    a->created_ms = r->created_ms;
+    struct cron_expr e;
+    if (!r->paused && cron_parse(r->expr, r->tz_offset, &e, NULL) == 0) {
+        int64_t next = cron_next(&e, l->now_s);
+        a->next_fire_s = next > 0 ? next : 0;
+    }
+    if (!a->name || !a->expr || !a->tz || !a->cmd || !a->node_key || !a->overlap || !a->missed ||
+        !a->last_task)
+        return -ENOMEM;
+    return 0;
+}
+
+static void sched_list_free(struct sched_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        Grpc__AdminSchedule *a = &l->items[i];
+        free(a->name);
+        free(a->expr);
+        free(a->tz);
+        free(a->cmd);
+        free(a->node_key);
+        free(a->overlap);
+        free(a->missed);
+        free(a->last_task);
+    }
+    free(l->items);
+}
+
+/* Replies with the schedules (only: one of them, 0: all); NOT_FOUND when `only` is unknown. */
+static void reply_schedules(struct srv_call *c, struct admin *a, int64_t only)
+{
+    struct sched_list l = {.only = only, .now_s = clock_now_ms(a->loop) / 1000};
+    int rc = store_schedule_list(a->store, collect_schedule, &l);
+    Grpc__AdminSchedule **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
+    if (rc < 0 || (l.n && !ptrs)) {
+        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot list schedules");
+    } else if (only && l.n == 0) {
+        srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown schedule");
+    } else {
+        for (size_t i = 0; i < l.n; i++)
+            ptrs[i] = &l.items[i];
+        Grpc__AdminListSchedulesResponse resp = GRPC__ADMIN_LIST_SCHEDULES_RESPONSE__INIT;
+        resp.n_schedules = l.n;
+        resp.schedules = ptrs;
+        srv_call_reply(c, &resp.base);
+    }
+    free(ptrs);
+    sched_list_free(&l);
+}
+
+static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    const Grpc__AdminCreateScheduleRequest *req = (const void *)msg; /* validated */
+    int32_t offset = 0;
+    enum cron_overlap overlap = CRON_OVERLAP_SKIP;
+    enum cron_missed missed = CRON_MISSED_RUN_ONCE;
+    if (*req->tz)
+        cron_parse_offset(req->tz, &offset);
+    if (*req->overlap)
+        cron_overlap_parse(req->overlap, &overlap);
+    if (*req->missed)
+        cron_missed_parse(req->missed, &missed);
+    if (*req->node_key && !nodes_find(a->nodes, req->node_key)) {
+        srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node key");
+        return;
+    }
+    char *env_json = env_to_json(req->spec);
+    if (!env_json) {
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    struct schedule_new n = {
+        .name = req->spec->name,
+        .expr = req->expr,
+        .tz_offset = offset,
+        .cmd = req->spec->cmd,
+        .env_json = env_json,
+        .priority = req->spec->priority,
+        .timeout_ms = req->spec->timeout_ms,
+        .node_key = req->node_key,
+        .overlap = overlap,
+        .missed = missed,
+    };
+    int64_t id;
+    int rc = store_schedule_create(a->store, &n, clock_now_ms(a->loop), &id);
+    free(env_json);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot store the schedule");
+        return;
+    }
+    log_info("schedule %lld added: %s", (long long)id, req->expr);
+    sched_changed(a->sched);
+    reply_schedules(c, a, id);
+}
+
+static void on_list_schedules(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    const Grpc__AdminScheduleRequest *req = (const void *)msg; /* validated */
+    reply_schedules(c, ctx, req->id);
+}
+
+static void on_change_schedule(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    const Grpc__AdminScheduleRequest *req = (const void *)msg; /* validated */
+    int rc;
+    bool removing = strcmp(req->action, "remove") == 0;
+    if (removing)
+        rc = store_schedule_delete(a->store, req->id);
+    else if (strcmp(req->action, "pause") == 0 || strcmp(req->action, "resume") == 0)
+        rc = store_schedule_set_paused(a->store, req->id, strcmp(req->action, "pause") == 0);
+    else
+        rc = -EINVAL;
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc),
+                      rc == -ENOENT ? "unknown schedule" : "cannot change the schedule");
+        return;
+    }
+    log_info("schedule %lld: %s", (long long)req->id, req->action);
+    sched_changed(a->sched);
+    if (removing) {
+        Grpc__AdminListSchedulesResponse resp = GRPC__ADMIN_LIST_SCHEDULES_RESPONSE__INIT;
+        srv_call_reply(c, &resp.base);
+    } else {
+        reply_schedules(c, a, req->id);
+    }
+}
+
 void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes", ROLE_ADMIN,
@@ -520,4 +690,10 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_task_request__descriptor, on_cancel, a);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", ROLE_ADMIN, on_read_logs, a);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", ROLE_ADMIN, on_read_results, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/CreateSchedule", ROLE_ADMIN,
+                         &grpc__admin_create_schedule_request__descriptor, on_create_schedule, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/ListSchedules", ROLE_ADMIN,
+                         &grpc__admin_schedule_request__descriptor, on_list_schedules, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/ChangeSchedule", ROLE_ADMIN,
+                         &grpc__admin_schedule_request__descriptor, on_change_schedule, a);
 }

@@ -7,17 +7,22 @@
 #ifndef CRAWLAB_ADMIN_H
 #define CRAWLAB_ADMIN_H
 
+#include <ev.h>
+
 #include "rpc/server.h"
 
 struct nodes;
 struct store;
 struct tasks;
+struct sched;
 
 /* What the methods reach. Filled in by whoever adds them; it must outlive the server. */
 struct admin {
     struct store *store;
     struct nodes *nodes;
     struct tasks *tasks;
+    struct sched *sched;  /* told when a schedule changes */
+    struct ev_loop *loop; /* its clock */
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);

@@ -210,7 +210,11 @@ static int create_services(struct master *m)
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
     m->tasks_rpc = (struct tasks_rpc){.tasks = m->tasks, .nodes = m->nodes};
-    m->admin = (struct admin){.store = m->store, .nodes = m->nodes, .tasks = m->tasks};
+    m->admin = (struct admin){.store = m->store,
+                              .nodes = m->nodes,
+                              .tasks = m->tasks,
+                              .sched = m->sched,
+                              .loop = m->loop};
     nodes_rpc_add_methods(m->nodes, m->server);
     tasks_rpc_add_methods(&m->tasks_rpc, m->server);
     ingest_add_methods(m->ingest, m->server);

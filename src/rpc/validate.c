@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/cron.h"
 #include "core/rules.h"
 #include "core/task.h"
 #include "runtime/utf8.h"
@@ -320,6 +321,40 @@ int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why)
     return ok(why);
 }
 
+int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const char **why)
+{
+    if (!r->spec)
+        return fail(why, -EINVAL, "spec: required");
+    int rc = spec_check(r->spec, why);
+    if (rc < 0)
+        return rc;
+    int32_t offset = 0;
+    if (*r->tz && cron_parse_offset(r->tz, &offset) < 0)
+        return fail(why, -EINVAL, "tz: a fixed offset, +HH:MM or -HH:MM (at most 14:00), or Z");
+    struct cron_expr e;
+    if (cron_parse(r->expr, offset, &e, NULL) < 0)
+        return fail(why, -EINVAL, "expr: not a schedule expression");
+    if (*r->node_key && !node_key_valid(r->node_key))
+        return fail(why, -EINVAL, NODE_KEY_REASON);
+    enum cron_overlap o;
+    if (*r->overlap && cron_overlap_parse(r->overlap, &o) < 0)
+        return fail(why, -EINVAL, "overlap: skip, allow or cancel-previous");
+    enum cron_missed m;
+    if (*r->missed && cron_missed_parse(r->missed, &m) < 0)
+        return fail(why, -EINVAL, "missed: run-once or skip");
+    return ok(why);
+}
+
+int validate_schedule_request(const Grpc__AdminScheduleRequest *r, const char **why)
+{
+    if (r->id < 0)
+        return fail(why, -EINVAL, "id: not negative");
+    if (*r->action && strcmp(r->action, "pause") != 0 && strcmp(r->action, "resume") != 0 &&
+        strcmp(r->action, "remove") != 0)
+        return fail(why, -EINVAL, "action: pause, resume or remove");
+    return ok(why);
+}
+
 /* ---- by descriptor ---- */
 
 /* The generic form of each validator, for the method table. */
@@ -342,6 +377,8 @@ GENERIC(validate_list_nodes, Grpc__AdminListNodesRequest)
 GENERIC(validate_submit, Grpc__AdminSubmitTaskRequest)
 GENERIC(validate_list_tasks, Grpc__AdminListTasksRequest)
 GENERIC(validate_task_request, Grpc__AdminTaskRequest)
+GENERIC(validate_create_schedule, Grpc__AdminCreateScheduleRequest)
+GENERIC(validate_schedule_request, Grpc__AdminScheduleRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -360,6 +397,8 @@ static const struct {
     {&grpc__admin_submit_task_request__descriptor, validate_submit_msg},
     {&grpc__admin_list_tasks_request__descriptor, validate_list_tasks_msg},
     {&grpc__admin_task_request__descriptor, validate_task_request_msg},
+    {&grpc__admin_create_schedule_request__descriptor, validate_create_schedule_msg},
+    {&grpc__admin_schedule_request__descriptor, validate_schedule_request_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

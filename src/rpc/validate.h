@@ -81,6 +81,10 @@ int validate_report_status(const Grpc__TaskServiceReportStatusRequest *r, const 
 int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why);
 int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why);
 int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why);
+/* A schedule: its task spec as for submit, the expression and offset (core/cron.h), the target
+ * node, the overlap and missed policies by name ("" for the default). */
+int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const char **why);
+int validate_schedule_request(const Grpc__AdminScheduleRequest *r, const char **why);
 int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why);
 
 #endif
