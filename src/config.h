@@ -38,6 +38,7 @@ enum config_command {
     CMD_LOGS,
     CMD_RESULTS,
     CMD_CANCEL,
+    CMD_SCHEDULE, /* schedule add|list|show|pause|resume|rm */
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
     CMD_HELP,
@@ -110,6 +111,15 @@ struct config {
     bool follow;         /* logs: --follow */
     bool force;          /* cancel: --force */
     char *task_id;       /* logs, results, cancel: 24 lowercase hex digits */
+
+    /* schedule: the sub-command and its arguments; --node, --priority, --timeout, --env,
+     * --name and the command after "--" as for submit (one --node at most, no --all-nodes). */
+    char *sched_action;  /* "add", "list", "show", "pause", "resume", "rm" */
+    char *sched_expr;    /* add: the expression, checked with cron_parse */
+    int64_t sched_id;    /* show, pause, resume, rm: the schedule's id, > 0 */
+    char *sched_tz;      /* add: --tz, a fixed offset; NULL = UTC */
+    char *sched_overlap; /* add: --overlap, NULL = skip */
+    char *sched_missed;  /* add: --missed, NULL = run-once */
 
     /* cert init, cert issue. */
     char *cert_dir;    /* --dir, required */

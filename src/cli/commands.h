@@ -17,6 +17,8 @@ int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth
 int cli_logs(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_results(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* schedule add|list|show|pause|resume|rm (cfg->sched_action). */
+int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 
 /*
  * cert init: creates cfg->cert_dir (0700) if needed and in it ca.pem/ca.key (a new CA),
@@ -36,5 +38,11 @@ int cli_cert_issue(const struct config *cfg);
  * of memory. Pure; never blocks.
  */
 char *cli_shell_join(char *const *words, size_t n);
+
+/* Splits each "K=V" of env (the config guarantees the '=') into a TaskSpec map entry. The
+ * entries point into one block, *block, that also holds the copied strings, so a single free()
+ * releases them. NULL when out of memory. */
+struct Grpc__TaskSpec__EnvEntry;
+struct Grpc__TaskSpec__EnvEntry **cli_env_entries(char *const *env, size_t n, void **block);
 
 #endif

@@ -57,9 +57,7 @@ char *cli_shell_join(char *const *words, size_t n)
     return out;
 }
 
-/* Splits each "K=V" (the config guarantees the '=') into a map entry. The entries point into
- * one block that also holds the copied strings, so a single free() releases them. */
-static Grpc__TaskSpec__EnvEntry **env_entries(char *const *env, size_t n, void **block)
+Grpc__TaskSpec__EnvEntry **cli_env_entries(char *const *env, size_t n, void **block)
 {
     size_t size = n * (sizeof(Grpc__TaskSpec__EnvEntry *) + sizeof(Grpc__TaskSpec__EnvEntry));
     for (size_t i = 0; i < n; i++)
@@ -93,7 +91,7 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
     Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
     char *cmd = cli_shell_join(cfg->argv_cmd, cfg->n_argv_cmd);
     void *env_block = NULL;
-    Grpc__TaskSpec__EnvEntry **env = env_entries(cfg->env, cfg->n_env, &env_block);
+    Grpc__TaskSpec__EnvEntry **env = cli_env_entries(cfg->env, cfg->n_env, &env_block);
     if (!cmd || !env) {
         fprintf(stderr, "crawlab-node: %s\n", strerror(ENOMEM));
         free(cmd);

@@ -6,6 +6,11 @@
  */
 #include "config/internal.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#include "core/cron.h"
+
 static int check_conflicts(struct config_parser *p)
 {
     if ((p->given & BIT(OPT_AUTH_KEY)) && (p->given & BIT(OPT_AUTH_KEY_FILE)))
@@ -59,6 +64,7 @@ static int check_tls(struct config_parser *p)
     case CMD_LOGS:
     case CMD_RESULTS:
     case CMD_CANCEL:
+    case CMD_SCHEDULE:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
             return config_fail(p,
                                "'%s' needs '--tls-ca', the CA that signs the master's certificate "
@@ -101,9 +107,42 @@ static int settle_listen(struct config_parser *p)
     return config_set_string(p, &c->listen_host, "127.0.0.1");
 }
 
+/* schedule add: the expression parses (one line naming the field and position when it does not),
+ * one node at most; the options of add only with add. */
+static int check_schedule(struct config_parser *p)
+{
+    struct config *c = p->c;
+    if (c->command != CMD_SCHEDULE)
+        return 0;
+    bool add = strcmp(c->sched_action, "add") == 0;
+    uint64_t add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
+                        BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED);
+    if (!add && (p->given & add_only))
+        return config_fail(p,
+                           "'schedule %s' takes none of the task options (those are for "
+                           "'schedule add')",
+                           c->sched_action);
+    if (!add)
+        return 0;
+    if (c->n_nodes > 1)
+        return config_fail(p, "'schedule add' takes one '--node' at most");
+    int32_t offset = 0;
+    if (c->sched_tz)
+        cron_parse_offset(c->sched_tz, &offset); /* checked by --tz */
+    struct cron_expr e;
+    struct cron_error err;
+    if (cron_parse(c->sched_expr, offset, &e, &err) < 0) {
+        char line[200];
+        return config_fail(p, "%s", cron_error_text(&err, line, sizeof(line)));
+    }
+    return 0;
+}
+
 int config_check(struct config_parser *p)
 {
     int rc = check_conflicts(p);
+    if (rc == 0)
+        rc = check_schedule(p);
     if (rc == 0)
         rc = check_tls(p);
     return rc != 0 ? rc : settle_listen(p);

@@ -141,6 +141,11 @@ void config_free(struct config *c)
     config_free_strings(c->argv_cmd, c->n_argv_cmd);
     free(c->status_filter);
     free(c->task_id);
+    free(c->sched_action);
+    free(c->sched_expr);
+    free(c->sched_tz);
+    free(c->sched_overlap);
+    free(c->sched_missed);
     free(c->tls_cert);
     free(c->tls_key);
     free(c->tls_ca);

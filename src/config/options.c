@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config/internal.h"
+#include "core/cron.h"
 #include "core/roles.h"
 #include "core/rules.h"
 #include "core/task.h"
@@ -59,6 +60,24 @@ static bool valid_cert_name(const char *s)
 static bool valid_server_name(const char *s)
 {
     return config_parse_cert_host(s, strlen(s)) == 0;
+}
+
+static bool valid_tz(const char *s)
+{
+    int32_t off;
+    return cron_parse_offset(s, &off) == 0;
+}
+
+static bool valid_overlap(const char *s)
+{
+    enum cron_overlap o;
+    return cron_overlap_parse(s, &o) == 0;
+}
+
+static bool valid_missed(const char *s)
+{
+    enum cron_missed m;
+    return cron_missed_parse(s, &m) == 0;
 }
 
 static bool valid_status(const char *s)
@@ -471,29 +490,29 @@ const struct config_option config_options[OPT_COUNT] = {
                              "for.",
                              "the host of --master", .set = set_text, .at = AT(tls_server_name),
                              .spec.text = {valid_server_name, HOST_EXPECTED}},
-    [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS), NULL, "Print JSON instead of a table.",
-                  NULL, .set = set_flag, .at = AT(json)},
-    [OPT_NODE] = {"node", "KEY", M(CMD_SUBMIT), NULL,
+    [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS) | M(CMD_SCHEDULE), NULL,
+                  "Print JSON instead of a table.", NULL, .set = set_flag, .at = AT(json)},
+    [OPT_NODE] = {"node", "KEY", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                   "Run the task on this node; repeat for several.", "any node", .set = set_list,
                   .at = AT(nodes),
                   .spec.list = {valid_node_entry, NODE_KEY_EXPECTED, "node", AT(n_nodes)}},
     [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT), NULL,
                        "Run the task once on every online node.", NULL, .set = set_flag,
                        .at = AT(all_nodes)},
-    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT), NULL, "Queue priority, " RULE_PRIORITY ".",
-                      "0", .set = set_int, .at = AT(priority),
+    [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                      "Queue priority, " RULE_PRIORITY ".", "0", .set = set_int, .at = AT(priority),
                       .spec.range = {LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_MAX, "an integer"}},
-    [OPT_TIMEOUT] = {"timeout", "DURATION", M(CMD_SUBMIT), NULL,
+    [OPT_TIMEOUT] = {"timeout", "DURATION", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                      "Stop the task after this long; it ends in error.", "0, no limit",
                      .set = set_duration, .at = AT(timeout_ms)},
-    [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT), NULL,
+    [OPT_ENV] = {"env", "K=V", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                  "Add a variable to the task's environment; repeatable.", NULL, .set = set_list,
                  .at = AT(env),
                  .spec.list = {valid_env_entry,
                                "expected NAME=VALUE with NAME made of letters, digits and '_' "
                                "and not starting with a digit",
                                "variable", AT(n_env)}},
-    [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT) | M(CMD_CERT_ISSUE), NULL,
+    [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT) | M(CMD_SCHEDULE) | M(CMD_CERT_ISSUE), NULL,
                   "submit: task name shown in listings, " NAME_RULE ". cert issue: name of "
                   "the new certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); "
                   "letters, digits, '.', '_' and '-'.",
@@ -519,6 +538,22 @@ const struct config_option config_options[OPT_COUNT] = {
     [OPT_TEST_EXPIRED] = {"test-expired", NULL, M(CMD_CERT_ISSUE), NULL,
                           "Issue a certificate that expired yesterday (tests only).", NULL,
                           .hidden = true, .set = set_flag, .at = AT(cert_test_expired)},
+    [OPT_TZ] = {"tz", "OFFSET", M(CMD_SCHEDULE), NULL,
+                "schedule add: read the cron fields at this fixed offset from UTC: +HH:MM, "
+                "-HH:MM or Z (named zones are not supported).",
+                "Z (UTC)", .set = set_text, .at = AT(sched_tz),
+                .spec.text = {valid_tz, "expected +HH:MM, -HH:MM (at most 14:00) or Z"}},
+    [OPT_OVERLAP] = {"overlap", "POLICY", M(CMD_SCHEDULE), NULL,
+                     "schedule add: when the previous task of the schedule is still pending, "
+                     "assigned or running, skip the fire, allow a new task, or "
+                     "cancel-previous and start a new one.",
+                     "skip", .set = set_text, .at = AT(sched_overlap),
+                     .spec.text = {valid_overlap, "expected skip, allow or cancel-previous"}},
+    [OPT_MISSED] = {"missed", "POLICY", M(CMD_SCHEDULE), NULL,
+                    "schedule add: for fires missed while the master was down, run-once (one "
+                    "task for the most recent one) or skip them.",
+                    "run-once", .set = set_text, .at = AT(sched_missed),
+                    .spec.text = {valid_missed, "expected run-once or skip"}},
     [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
     [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
 };

@@ -9,10 +9,11 @@
 #include "core/task.h"
 
 static const char *const command_names[] = {
-    [CMD_MASTER] = "master",         [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
-    [CMD_SUBMIT] = "submit",         [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
-    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",     [CMD_VERSION] = "version",
+    [CMD_MASTER] = "master",       [CMD_WORKER] = "worker",         [CMD_NODES] = "nodes",
+    [CMD_SUBMIT] = "submit",       [CMD_TASKS] = "tasks",           [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",     [CMD_CANCEL] = "cancel",         [CMD_SCHEDULE] = "schedule",
+    [CMD_CERT_INIT] = "cert init", [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",
+    [CMD_VERSION] = "version",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -58,7 +59,8 @@ void config_scan_args(struct config_scan *s, int argc, char **argv)
 {
     bool has_command = argc > 1 && argv[1][0] != '-';
     /* "cert" takes a second word, the sub-command, before its options. */
-    bool is_cert = has_command && strcmp(argv[1], "cert") == 0;
+    bool is_cert =
+        has_command && (strcmp(argv[1], "cert") == 0 || strcmp(argv[1], "schedule") == 0);
     bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
     s->command = has_command ? argv[1] : NULL;
     s->sub = has_sub ? argv[2] : NULL;
@@ -154,6 +156,23 @@ static int pick_cert_command(struct config_parser *p, const struct config_scan *
     return 0;
 }
 
+static int pick_schedule_command(struct config_parser *p, const struct config_scan *s)
+{
+    static const char *const actions[] = {"add", "list", "show", "pause", "resume", "rm"};
+    if (!s->sub)
+        return config_fail(p, "'schedule' needs a sub-command: add, list, show, pause, resume or "
+                              "rm");
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        if (strcmp(s->sub, actions[i]) == 0) {
+            p->c->command = CMD_SCHEDULE;
+            return config_set_string(p, &p->c->sched_action, actions[i]);
+        }
+    }
+    return config_fail(p,
+                       "unknown sub-command 'schedule %.*s' (add, list, show, pause, resume, rm)",
+                       QUOTE_MAX, s->sub);
+}
+
 static int pick_client_command(struct config_parser *p, const char *word)
 {
     for (int cmd = CMD_NODES; cmd <= CMD_CANCEL; cmd++) {
@@ -177,6 +196,8 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
         return pick_role(p, s, getenv_fn);
     if (strcmp(s->command, "cert") == 0)
         return pick_cert_command(p, s);
+    if (strcmp(s->command, "schedule") == 0)
+        return pick_schedule_command(p, s);
     return pick_client_command(p, s->command);
 }
 
@@ -199,6 +220,53 @@ static int scan_submit_command(struct config_parser *p, const struct config_scan
     return 0;
 }
 
+/* schedule add EXPR -- CMD...; schedule show|pause|resume|rm ID; schedule list. */
+static int scan_schedule_command(struct config_parser *p, const struct config_scan *s)
+{
+    struct config *c = p->c;
+    const char *action = c->sched_action;
+    if (strcmp(action, "add") == 0) {
+        if (s->n_positional != 1)
+            return config_fail(p, "'schedule add' takes one EXPR (quote it: '*/5 * * * *' or "
+                                  "'@every 30s') and the command after '--'");
+        if (s->n_rest == 0 || s->rest[0][0] == '\0')
+            return config_fail(p, "'schedule add' needs a command after '--', e.g. crawlab-node "
+                                  "schedule add @hourly -- scrapy crawl quotes");
+        for (size_t i = 0; i < s->n_rest; i++) {
+            int rc = config_push_string(p, &c->argv_cmd, &c->n_argv_cmd, s->rest[i]);
+            if (rc != 0)
+                return rc;
+        }
+        return config_set_string(p, &c->sched_expr, s->positional[0]);
+    }
+    const char *words[2] = {NULL, NULL};
+    size_t n_words = 0;
+    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
+        words[n_words++] = s->positional[i];
+    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
+        words[n_words++] = s->rest[i];
+    if (strcmp(action, "list") == 0) {
+        if (words[0])
+            return config_fail(p, "unexpected argument '%.*s' for 'schedule list'", QUOTE_MAX,
+                               words[0]);
+        return 0;
+    }
+    if (!words[0])
+        return config_fail(p, "'schedule %s' needs a schedule ID", action);
+    if (words[1])
+        return config_fail(p, "unexpected argument '%.*s' for 'schedule %s': it takes one ID",
+                           QUOTE_MAX, words[1], action);
+    long long id = 0;
+    const char *d = words[0];
+    for (; *d >= '0' && *d <= '9' && id < 1000000000000LL; d++)
+        id = id * 10 + (*d - '0');
+    if (*d || id <= 0)
+        return config_fail(p, "ID: expected a schedule id (a positive integer), got '%.*s'",
+                           QUOTE_MAX, words[0]);
+    c->sched_id = id;
+    return 0;
+}
+
 int config_scan_positionals(struct config_parser *p, const struct config_scan *s)
 {
     struct config *c = p->c;
@@ -206,6 +274,8 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
 
     if (c->command == CMD_SUBMIT)
         return scan_submit_command(p, s);
+    if (c->command == CMD_SCHEDULE)
+        return scan_schedule_command(p, s);
 
     /* Outside submit, "--" only ends the options; what follows is positional. */
     const char *words[2] = {NULL, NULL};

@@ -3,10 +3,11 @@
 master is killed with SIGKILL around fire instants and restarted; missed fires are never a burst;
 --overlap=skip makes no task while the previous one waits.
 
-The schedules are written into the master's store (white-box: the schema of crawlab.db, version
-4) while the master is stopped, since the client has no schedule command yet.
+Schedules are added with `schedule add`; the fire records are read from the master's store
+(white-box: the schema of crawlab.db, version 4).
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_schedules.py"""
 
+import json
 import os
 import sqlite3
 import sys
@@ -16,8 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 FIRED = "schedule 1: task "
-OVERLAP_SKIP, OVERLAP_ALLOW = 0, 1
-MISSED_RUN_ONCE = 0
 
 
 class Schedules(harness.ClusterTest, harness.TaskOps):
@@ -25,17 +24,21 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
     def db(self):
         return sqlite3.connect(os.path.join(self.c.master_dir, "crawlab.db"), timeout=10)
 
-    def add_schedule(self, name, expr, overlap):
-        """With the master stopped: a schedule of `true` for any node, made now."""
-        db = self.db()
-        try:
-            db.execute("INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
-                       " timeout_ms, node_key, overlap, missed, created_ms)"
-                       " VALUES (?, ?, 0, 'true', '{}', 0, 0, '', ?, ?, ?)",
-                       (name, expr, overlap, MISSED_RUN_ONCE, int(time.time() * 1000)))
-            db.commit()
-        finally:
-            db.close()
+    def sched(self, action, *args):
+        """`schedule ACTION` against this cluster's master: (rc, stdout, stderr)."""
+        return self.c.run_cli("schedule", action, "--master=%s" % self.c.master_addr,
+                              "--admin-key-file=%s" % self.c.admin_key_file, *args)
+
+    def add_schedule(self, name, expr, *flags):
+        """A schedule of `true` for any node; returns its id."""
+        rc, out, err = self.sched("add", "--name=%s" % name, *flags, expr, "--", "true")
+        self.assertEqual(rc, 0, err)
+        return int(out.strip())
+
+    def schedules(self):
+        rc, out, err = self.sched("list", "--json")
+        self.assertEqual(rc, 0, err)
+        return {s["id"]: s for s in json.loads(out)}
 
     def fires(self):
         """[(fire_s, task_id)] of schedule 1, oldest first."""
@@ -46,16 +49,10 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
         finally:
             db.close()
 
-    def fresh_master(self):
-        """A master that made its store, stopped again."""
-        self.c.start_master()
-        self.assertEqual(self.c.master.stop(), 0)
-
     def test_each_fire_time_has_one_task_across_kill9_restarts(self):
-        self.fresh_master()
-        self.add_schedule("every-second", "@every 1s", OVERLAP_ALLOW)
-        restarts = []  # (time the master was killed, time it was started again), seconds
         self.c.start_master()
+        self.assertEqual(self.add_schedule("every-second", "@every 1s", "--overlap=allow"), 1)
+        restarts = []  # (time the master was killed, time it was started again), seconds
         for cycle in range(3):
             # a fire is being stored right now: kill the master the moment it says so
             self.c.master.wait_log(FIRED, count=2)
@@ -83,15 +80,63 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
                                  (down, (killed, started)))
 
     def test_overlap_skip_makes_no_task_while_the_previous_one_waits(self):
-        self.fresh_master()
-        self.add_schedule("one-at-a-time", "@every 1s", OVERLAP_SKIP)
         self.c.start_master()  # no worker: the first task stays pending
+        self.add_schedule("one-at-a-time", "@every 1s")  # --overlap=skip is the default
         self.c.master.wait_log("no task for the fire", count=3)
         tasks = [t for t in self.tasks().values() if t["name"] == "one-at-a-time"]
         self.assertEqual(len(tasks), 1, tasks)
         self.assertEqual(tasks[0]["status"], "pending")
         self.assertEqual(self.c.master.stop(), 0)
         self.assertEqual(len(self.fires()), 1)
+
+    def test_add_list_show_pause_resume_rm(self):
+        self.c.start_master()
+        sid = self.add_schedule("nightly", "30 2 * * 1-5", "--tz=+02:00", "--priority=7",
+                                "--missed=skip", "--overlap=cancel-previous")
+        s = self.schedules()[sid]
+        self.assertEqual((s["name"], s["expr"], s["tz"], s["priority"], s["overlap"],
+                          s["missed"], s["paused"], s["last_task"]),
+                         ("nightly", "30 2 * * 1-5", "+02:00", 7, "cancel-previous", "skip",
+                          False, ""))
+        # 02:30 at +02:00 is 00:30 UTC, on a weekday
+        nxt = time.gmtime(s["next_fire_s"])
+        self.assertEqual((nxt.tm_hour, nxt.tm_min), (0, 30))
+        self.assertLess(nxt.tm_wday, 5)
+        self.assertGreater(s["next_fire_s"], time.time())
+        rc, out, err = self.sched("list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("30 2 * * 1-5 (+02:00)", out)
+
+        rc, out, err = self.sched("pause", str(sid), "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(json.loads(out)["paused"])
+        self.assertEqual(json.loads(out)["next_fire_s"], 0)
+        rc, out, err = self.sched("show", str(sid))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("paused:     yes", out)
+        rc, out, err = self.sched("resume", str(sid), "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(json.loads(out)["paused"])
+
+        rc, out, err = self.sched("rm", str(sid))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.schedules(), {})
+        rc, out, err = self.sched("show", str(sid))
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("unknown schedule", err)
+
+    def test_a_bad_expression_is_refused_before_anything_is_stored(self):
+        self.c.start_master()
+        for expr, where in (("*/5 25 * * *", "hour at position 5"),
+                            ("@every 10q", "duration at position 8"),
+                            ("0 0 31 2 *", "day-of-month at position 5")):
+            rc, out, err = self.sched("add", expr, "--", "true")
+            self.assertEqual(rc, 2, (expr, out, err))
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+            self.assertIn(where, err)
+        rc, out, err = self.sched("add", "--tz=Europe/Paris", "@daily", "--", "true")
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(self.schedules(), {})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,182 @@
+/*
+ * schedule add|list|show|pause|resume|rm: AdminService.CreateSchedule, ListSchedules and
+ * ChangeSchedule (docs/protocol.md, "Schedules"). The expression was checked by the
+ * configuration already (config/checks.c), so a bad one never reaches the master.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/commands.h"
+#include "cli/conn.h"
+#include "services/admin_service.pb-c.h"
+
+static void schedule_time(int64_t s, char *buf, size_t len)
+{
+    if (s <= 0)
+        snprintf(buf, len, "-");
+    else
+        cli_format_time(s * 1000, buf, len);
+}
+
+static void schedule_table(const Grpc__AdminListSchedulesResponse *r)
+{
+    printf("%-6s %-20s %-24s %-20s %-24s %s\n", "ID", "NAME", "EXPRESSION", "NEXT FIRE",
+           "LAST TASK", "PAUSED");
+    for (size_t i = 0; i < r->n_schedules; i++) {
+        const Grpc__AdminSchedule *s = r->schedules[i];
+        char next[32], expr[64];
+        schedule_time(s->next_fire_s, next, sizeof(next));
+        if (strcmp(s->tz, "Z") == 0)
+            snprintf(expr, sizeof(expr), "%s", s->expr);
+        else
+            snprintf(expr, sizeof(expr), "%s (%s)", s->expr, s->tz);
+        printf("%-6lld %-20s %-24s %-20s %-24s %s\n", (long long)s->id, *s->name ? s->name : "-",
+               expr, next, *s->last_task ? s->last_task : "-", s->paused ? "yes" : "no");
+    }
+}
+
+static void schedule_details(const Grpc__AdminSchedule *s)
+{
+    char next[32], last[32], created[32];
+    schedule_time(s->next_fire_s, next, sizeof(next));
+    schedule_time(s->last_fire_s, last, sizeof(last));
+    cli_format_time(s->created_ms, created, sizeof(created));
+    printf("id:         %lld\n", (long long)s->id);
+    printf("name:       %s\n", *s->name ? s->name : "-");
+    printf("expression: %s\n", s->expr);
+    printf("offset:     %s\n", s->tz);
+    printf("command:    %s\n", s->cmd);
+    printf("node:       %s\n", *s->node_key ? s->node_key : "any");
+    printf("priority:   %d\n", s->priority);
+    printf("timeout:    %lld ms\n", (long long)s->timeout_ms);
+    printf("overlap:    %s\n", s->overlap);
+    printf("missed:     %s\n", s->missed);
+    printf("paused:     %s\n", s->paused ? "yes" : "no");
+    printf("next fire:  %s\n", next);
+    printf("last fire:  %s\n", last);
+    printf("last task:  %s\n", *s->last_task ? s->last_task : "-");
+    printf("created:    %s\n", created);
+}
+
+static json_t *schedule_json(const Grpc__AdminSchedule *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer((json_int_t)s->id));
+    json_object_set_new(o, "name", json_string(s->name));
+    json_object_set_new(o, "expr", json_string(s->expr));
+    json_object_set_new(o, "tz", json_string(s->tz));
+    json_object_set_new(o, "cmd", json_string(s->cmd));
+    json_object_set_new(o, "node_key", json_string(s->node_key));
+    json_object_set_new(o, "priority", json_integer(s->priority));
+    json_object_set_new(o, "timeout_ms", json_integer((json_int_t)s->timeout_ms));
+    json_object_set_new(o, "overlap", json_string(s->overlap));
+    json_object_set_new(o, "missed", json_string(s->missed));
+    json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "next_fire_s", json_integer((json_int_t)s->next_fire_s));
+    json_object_set_new(o, "last_fire_s", json_integer((json_int_t)s->last_fire_s));
+    json_object_set_new(o, "last_task", json_string(s->last_task));
+    json_object_set_new(o, "created_ms", json_integer((json_int_t)s->created_ms));
+    return o;
+}
+
+static void schedule_print(const struct config *cfg, const Grpc__AdminListSchedulesResponse *r,
+                           bool one)
+{
+    if (cfg->json) {
+        json_t *j;
+        if (one && r->n_schedules == 1) {
+            j = schedule_json(r->schedules[0]);
+        } else {
+            j = json_array();
+            for (size_t i = 0; i < r->n_schedules; i++)
+                json_array_append_new(j, schedule_json(r->schedules[i]));
+        }
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (s)
+            puts(s);
+        free(s);
+        json_decref(j);
+    } else if (one && r->n_schedules == 1) {
+        schedule_details(r->schedules[0]);
+    } else {
+        schedule_table(r);
+    }
+}
+
+/* One call; prints its answer. Returns the exit status. */
+static int schedule_call(const struct config *cfg, struct tls_client *tls, const char *auth_key,
+                         const char *method, const ProtobufCMessage *req, bool one)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
+        return 3;
+    ProtobufCMessage *m = NULL;
+    grpc_status_code st =
+        cli_conn_unary(&c, method, req, &grpc__admin_list_schedules_response__descriptor, &m);
+    cli_conn_close(&c);
+    if (st != GRPC_STATUS_OK)
+        return cli_exit_status(st);
+    const Grpc__AdminListSchedulesResponse *r = (const void *)m;
+    if (strcmp(cfg->sched_action, "add") == 0 && r->n_schedules == 1 && !cfg->json)
+        printf("%lld\n", (long long)r->schedules[0]->id);
+    else if (strcmp(cfg->sched_action, "rm") != 0)
+        schedule_print(cfg, r, one);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+static int schedule_add(const struct config *cfg, struct tls_client *tls, const char *auth_key)
+{
+    Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
+    char *cmd = cli_shell_join(cfg->argv_cmd, cfg->n_argv_cmd);
+    void *env_block = NULL;
+    Grpc__TaskSpec__EnvEntry **env = cli_env_entries(cfg->env, cfg->n_env, &env_block);
+    if (!cmd || !env) {
+        fprintf(stderr, "crawlab-node: %s\n", strerror(ENOMEM));
+        free(cmd);
+        free(env_block);
+        return 1;
+    }
+    spec.cmd = cmd;
+    spec.env = env;
+    spec.n_env = cfg->n_env;
+    spec.timeout_ms = cfg->timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)cfg->timeout_ms;
+    spec.priority = cfg->priority;
+    if (cfg->task_name)
+        spec.name = cfg->task_name;
+    Grpc__AdminCreateScheduleRequest req = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
+    req.spec = &spec;
+    req.expr = cfg->sched_expr;
+    if (cfg->sched_tz)
+        req.tz = cfg->sched_tz;
+    if (cfg->n_nodes)
+        req.node_key = cfg->nodes[0];
+    if (cfg->sched_overlap)
+        req.overlap = cfg->sched_overlap;
+    if (cfg->sched_missed)
+        req.missed = cfg->sched_missed;
+    int status =
+        schedule_call(cfg, tls, auth_key, "/grpc.AdminService/CreateSchedule", &req.base, true);
+    free(cmd);
+    free(env_block);
+    return status;
+}
+
+int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key)
+{
+    const char *action = cfg->sched_action;
+    if (strcmp(action, "add") == 0)
+        return schedule_add(cfg, tls, auth_key);
+    Grpc__AdminScheduleRequest req = GRPC__ADMIN_SCHEDULE_REQUEST__INIT;
+    req.id = cfg->sched_id;
+    if (strcmp(action, "list") == 0 || strcmp(action, "show") == 0)
+        return schedule_call(cfg, tls, auth_key, "/grpc.AdminService/ListSchedules", &req.base,
+                             strcmp(action, "show") == 0);
+    req.action = (char *)(strcmp(action, "rm") == 0 ? "remove" : action);
+    return schedule_call(cfg, tls, auth_key, "/grpc.AdminService/ChangeSchedule", &req.base, true);
+}
