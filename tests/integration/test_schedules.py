@@ -40,12 +40,12 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 0, err)
         return {s["id"]: s for s in json.loads(out)}
 
-    def fires(self):
-        """[(fire_s, task_id)] of schedule 1, oldest first."""
+    def fires(self, sid=1):
+        """[(fire_s, task_id)] of schedule sid, oldest first."""
         db = self.db()
         try:
-            return db.execute("SELECT fire_s, task_id FROM schedule_fires WHERE schedule_id = 1"
-                              " ORDER BY fire_s").fetchall()
+            return db.execute("SELECT fire_s, task_id FROM schedule_fires WHERE schedule_id = ?"
+                              " ORDER BY fire_s", (sid,)).fetchall()
         finally:
             db.close()
 
@@ -137,6 +137,42 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
         rc, out, err = self.sched("add", "--tz=Europe/Paris", "@daily", "--", "true")
         self.assertEqual(rc, 2, err)
         self.assertEqual(self.schedules(), {})
+
+    def test_missed_fires_run_once_or_are_skipped_never_a_burst(self):
+        self.c.start_master()
+        self.assertEqual(self.add_schedule("once", "@every 1s", "--overlap=allow"), 1)
+        self.assertEqual(self.add_schedule("skip", "@every 1s", "--overlap=allow",
+                                           "--missed=skip"), 2)
+        self.c.master.wait_log("schedule 2: task ")
+        self.assertEqual(self.c.master.stop(), 0)
+        last = {sid: self.fires(sid)[-1][0] for sid in (1, 2)}
+        down = time.time()
+        # the master stays down over three fire times
+        harness.wait_until(lambda: time.time() >= down + 3.5, timeout=10,
+                           what="three fire times to pass")
+        self.c.start_master()
+        line = self.c.master.wait_log("schedule 2: no task for the fire at ")
+        self.assertIn("missed while the master was down", line)
+        at = int(line.split("for the fire at ")[1].split(":")[0])
+        self.c.master.wait_log("schedule 2: task ")  # an on-time fire after the restart
+        self.assertEqual(self.c.master.stop(), 0)
+        self.assertGreaterEqual(at - last[1], 3)
+        # run-once: one task, for the latest fire time missed; none for the ones before it
+        missed1 = [f for f, _ in self.fires(1) if last[1] < f <= at]
+        self.assertEqual(missed1, [at])
+        # skip: none at all
+        missed2 = [f for f, _ in self.fires(2) if last[2] < f <= at]
+        self.assertEqual(missed2, [])
+
+    def test_overlap_cancel_previous_cancels_the_waiting_task(self):
+        self.c.start_master()  # no worker: each task waits until the next fire cancels it
+        self.add_schedule("newest-only", "@every 1s", "--overlap=cancel-previous")
+        self.c.master.wait_log(FIRED, count=3)
+        tasks = sorted((t for t in self.tasks().values() if t["name"] == "newest-only"),
+                       key=lambda t: t["created_ms"])
+        self.assertGreaterEqual(len(tasks), 3)
+        self.assertEqual([t["status"] for t in tasks],
+                         ["cancelled"] * (len(tasks) - 1) + ["pending"])
 
 
 if __name__ == "__main__":
