@@ -11,6 +11,9 @@
 #include "master/tasks.h"
 #include "runtime/log.h"
 
+/* After a store failure the schedules are read again this much later. */
+#define SCHED_RETRY_S 5
+
 struct sched {
     struct ev_loop *loop;
     struct store *store;
@@ -113,8 +116,11 @@ static void sched_run(struct sched *sc)
     int rc = group_join(sc->group);
     if (rc == 0)
         rc = store_schedule_list(sc->store, sched_visit, sc);
-    if (rc < 0)
-        log_error("scheduler: reading the schedules failed: %s", strerror(-rc));
+    if (rc < 0) {
+        log_error("scheduler: reading the schedules failed: %s; trying again in %d s",
+                  strerror(-rc), SCHED_RETRY_S);
+        sc->next_s = sc->now_s + SCHED_RETRY_S;
+    }
     group_want_commit(sc->group);
     ev_periodic_stop(sc->loop, &sc->timer);
     if (sc->next_s > 0) {

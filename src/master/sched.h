@@ -19,7 +19,7 @@
  * them are there or none, and a fire that already has its task never gets a second one.
  *
  * Loop thread only; functions block only on the store. Errors: 0 or a negative errno; failures
- * are logged here.
+ * are logged here, and when the schedules cannot be read the evaluation is tried again 5 s later.
  */
 #ifndef CRAWLAB_SCHED_H
 #define CRAWLAB_SCHED_H

@@ -1313,6 +1313,58 @@ START_TEST(test_hostport_refuses_bad_addresses)
 }
 END_TEST
 
+/* ---- schedule ---- */
+
+START_TEST(test_schedule_add_takes_an_expression_a_command_and_the_task_flags)
+{
+    ck_assert_int_eq(parse("schedule", "add", "--tz=+02:00", "--overlap=allow", "--missed=skip",
+                           "--node=n1", "--priority=3", "--name=nightly", "30 2 * * 1-5", "--",
+                           "echo", "hi", NULL),
+                     0);
+    ck_assert_int_eq(cfg.command, CMD_SCHEDULE);
+    ck_assert_str_eq(cfg.sched_action, "add");
+    ck_assert_str_eq(cfg.sched_expr, "30 2 * * 1-5");
+    ck_assert_str_eq(cfg.sched_tz, "+02:00");
+    ck_assert_str_eq(cfg.sched_overlap, "allow");
+    ck_assert_str_eq(cfg.sched_missed, "skip");
+    ck_assert_str_eq(cfg.nodes[0], "n1");
+    ck_assert_int_eq(cfg.priority, 3);
+    ck_assert_str_eq(cfg.task_name, "nightly");
+    ck_assert_uint_eq(cfg.n_argv_cmd, 2);
+    ck_assert_str_eq(cfg.argv_cmd[1], "hi");
+
+    ck_assert_int_eq(parse("schedule", "rm", "12", NULL), 0);
+    ck_assert_str_eq(cfg.sched_action, "rm");
+    ck_assert_int_eq(cfg.sched_id, 12);
+    ck_assert_int_eq(parse("schedule", "list", "--json", NULL), 0);
+    ck_assert(cfg.json);
+}
+END_TEST
+
+START_TEST(test_bad_schedule_command_lines_are_refused)
+{
+    expect_error(parse("schedule", "add", "*/5 * * * 9", "--", "true", NULL),
+                 "schedule: day-of-week at position 11", "out of range 0-7");
+    expect_error(parse("schedule", "add", "@every", "--", "true", NULL), "schedule: expression",
+                 NULL);
+    expect_error(parse("schedule", "add", "--tz=Europe/Paris", "@daily", "--", "true", NULL),
+                 "--tz", NULL);
+    expect_error(parse("schedule", "add", "--overlap=queue", "@daily", "--", "true", NULL),
+                 "--overlap", NULL);
+    expect_error(parse("schedule", "add", "@daily", NULL), "needs a command after '--'", NULL);
+    expect_error(parse("schedule", "add", "--node=a", "--node=b", "@daily", "--", "true", NULL),
+                 "one '--node' at most", NULL);
+    expect_error(parse("schedule", "add", "--all-nodes", "@daily", "--", "true", NULL), "all-nodes",
+                 NULL);
+    expect_error(parse("schedule", "pause", NULL), "needs a schedule ID", NULL);
+    expect_error(parse("schedule", "pause", "x1", NULL), "ID: expected a schedule id", NULL);
+    expect_error(parse("schedule", "show", "0", NULL), "ID: expected a schedule id", NULL);
+    expect_error(parse("schedule", "list", "--priority=1", NULL), "task options", NULL);
+    expect_error(parse("schedule", "run", NULL), "unknown sub-command 'schedule run'", NULL);
+    expect_error(parse("schedule", NULL), "needs a sub-command", NULL);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1394,6 +1446,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_size_option_stores_bytes_from_its_minimum);
     tcase_add_test(tc, test_bind_node_key_needs_required_client_certificates);
     tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
+    tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
+    tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
     suite_add_tcase(s, tc);
 
     TCase *helpers = tcase_create("helpers");
