@@ -732,6 +732,53 @@ START_TEST(test_validate_request_dispatches_on_the_message_type)
 }
 END_TEST
 
+START_TEST(test_create_schedule_checks_expression_offset_target_and_policies)
+{
+    Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
+    spec.cmd = "true";
+    Grpc__AdminCreateScheduleRequest r = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
+    r.spec = &spec;
+    r.expr = "*/5 * * * *";
+    ACCEPTS(validate_create_schedule, &r);
+    r.tz = "+05:30";
+    r.overlap = "cancel-previous";
+    r.missed = "skip";
+    r.node_key = KEY;
+    r.expr = "@every 90s";
+    ACCEPTS(validate_create_schedule, &r);
+    r.expr = "* * * *";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.expr = "@daily";
+    r.tz = "Europe/Paris";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.tz = "";
+    r.overlap = "queue";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.overlap = "";
+    r.missed = "all";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.missed = "";
+    r.node_key = "bad key";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.node_key = "";
+    spec.cmd = "";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.spec = NULL;
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+
+    Grpc__AdminScheduleRequest q = GRPC__ADMIN_SCHEDULE_REQUEST__INIT;
+    ACCEPTS(validate_schedule_request, &q);
+    q.id = 3;
+    q.action = "remove";
+    ACCEPTS(validate_schedule_request, &q);
+    q.action = "delete";
+    REFUSES(validate_schedule_request, &q, -EINVAL);
+    q.action = "";
+    q.id = -1;
+    REFUSES(validate_schedule_request, &q, -EINVAL);
+}
+END_TEST
+
 static Suite *validate_suite(void)
 {
     Suite *s = suite_create("validate");
@@ -790,6 +837,7 @@ static Suite *validate_suite(void)
 
     tc = tcase_create("dispatch");
     tcase_add_test(tc, test_every_request_type_has_a_validator);
+    tcase_add_test(tc, test_create_schedule_checks_expression_offset_target_and_policies);
     tcase_add_test(tc, test_validate_request_dispatches_on_the_message_type);
     suite_add_tcase(s, tc);
     return s;
