@@ -660,7 +660,8 @@ static void on_change_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
     if (removing)
         rc = store_schedule_delete(a->store, req->id);
     else if (strcmp(req->action, "pause") == 0 || strcmp(req->action, "resume") == 0)
-        rc = store_schedule_set_paused(a->store, req->id, strcmp(req->action, "pause") == 0);
+        rc = store_schedule_set_paused(a->store, req->id, strcmp(req->action, "pause") == 0,
+                                       clock_now_ms(a->loop) / 1000);
     else
         rc = -EINVAL;
     if (rc < 0) {

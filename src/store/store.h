@@ -309,8 +309,9 @@ int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out);
 int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule_row *r),
                         void *ctx);
 
-/* Pauses or resumes the schedule. -ENOENT. */
-int store_schedule_set_paused(struct store *s, int64_t id, bool paused);
+/* Pauses or resumes the schedule. Resuming a paused schedule marks every fire time up to now_s
+ * (Unix seconds) handled: what passed while it was paused never gets a task. -ENOENT. */
+int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t now_s);
 
 /* Removes the schedule and its fire records (its tasks stay). -ENOENT. */
 int store_schedule_delete(struct store *s, int64_t id);

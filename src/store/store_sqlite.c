@@ -1660,13 +1660,19 @@ static int sched_change(struct store *s, const char *sql, int64_t id, int64_t ar
     return op_end(s, rc < 0 ? rc : rc == 0 ? -ENOENT : 0);
 }
 
-int store_schedule_set_paused(struct store *s, int64_t id, bool paused)
+int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t now_s)
 {
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    return sched_change(s, "UPDATE schedules SET paused = ?2 WHERE id = ?1", id, paused,
-                        "pausing schedule");
+    if (paused)
+        return sched_change(s, "UPDATE schedules SET paused = 1 WHERE id = ?1", id, 0,
+                            "pausing schedule");
+    /* The fire times that passed while it was paused count as handled. */
+    return sched_change(s,
+                        "UPDATE schedules SET last_fire_s = CASE WHEN paused THEN"
+                        " MAX(last_fire_s, ?2) ELSE last_fire_s END, paused = 0 WHERE id = ?1",
+                        id, now_s, "resuming schedule");
 }
 
 int store_schedule_delete(struct store *s, int64_t id)

@@ -174,6 +174,25 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
         self.assertEqual([t["status"] for t in tasks],
                          ["cancelled"] * (len(tasks) - 1) + ["pending"])
 
+    def test_a_paused_schedule_makes_no_task_and_resuming_does_not_catch_up(self):
+        self.c.start_master()
+        sid = self.add_schedule("pausable", "@every 1s", "--overlap=allow")
+        self.c.master.wait_log(FIRED)
+        rc, out, err = self.sched("pause", str(sid))
+        self.assertEqual(rc, 0, err)
+        paused = time.time()
+        harness.wait_until(lambda: time.time() >= paused + 2.5, timeout=10,
+                           what="two fire times to pass")
+        resumed = time.time()
+        rc, out, err = self.sched("resume", str(sid))
+        self.assertEqual(rc, 0, err)
+        before = self.c.master.count(FIRED)
+        self.c.master.wait_log(FIRED, count=before + 1)  # it goes on after the resume
+        self.assertEqual(self.c.master.stop(), 0)
+        during = [f for f, _ in self.fires(sid) if int(paused) < f <= int(resumed)]
+        self.assertEqual(during, [])
+        self.assertTrue([f for f, _ in self.fires(sid) if f > int(resumed)])
+
 
 if __name__ == "__main__":
     harness.main()

@@ -1540,7 +1540,7 @@ START_TEST(test_schedules_are_stored_listed_paused_and_removed)
     ck_assert_str_eq(r.last_task, "");
     store_schedule_row_free(&r);
 
-    ck_assert_int_eq(store_schedule_set_paused(st, b, true), 0);
+    ck_assert_int_eq(store_schedule_set_paused(st, b, true, 0), 0);
     reopen();
     struct sched_seen seen = {0};
     ck_assert_int_eq(store_schedule_list(st, sched_seen_cb, &seen), 0);
@@ -1553,7 +1553,18 @@ START_TEST(test_schedules_are_stored_listed_paused_and_removed)
     ck_assert_int_eq(store_schedule_delete(st, a), 0);
     ck_assert_int_eq(store_schedule_delete(st, a), -ENOENT);
     ck_assert_int_eq(store_schedule_get(st, a, &r), -ENOENT);
-    ck_assert_int_eq(store_schedule_set_paused(st, a, false), -ENOENT);
+    ck_assert_int_eq(store_schedule_set_paused(st, a, false, 0), -ENOENT);
+
+    /* resuming marks what passed while paused as handled; resuming a running one changes none */
+    ck_assert_int_eq(store_schedule_set_paused(st, b, false, 5000), 0);
+    ck_assert_int_eq(store_schedule_get(st, b, &r), 0);
+    ck_assert(!r.paused);
+    ck_assert_int_eq(r.last_fire_s, 5000);
+    store_schedule_row_free(&r);
+    ck_assert_int_eq(store_schedule_set_paused(st, b, false, 6000), 0);
+    ck_assert_int_eq(store_schedule_get(st, b, &r), 0);
+    ck_assert_int_eq(r.last_fire_s, 5000);
+    store_schedule_row_free(&r);
     struct schedule_new bad = {.expr = "@daily", .cmd = ""};
     int64_t id;
     ck_assert_int_eq(store_schedule_create(st, &bad, T0, &id), -EINVAL);
