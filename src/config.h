@@ -38,6 +38,7 @@ enum config_command {
     CMD_LOGS,
     CMD_RESULTS,
     CMD_CANCEL,
+    CMD_METRICS,
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
     CMD_HELP,

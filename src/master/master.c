@@ -16,6 +16,7 @@
 #include "master/admin.h"
 #include "master/group.h"
 #include "master/ingest.h"
+#include "master/metrics.h"
 #include "master/nodes.h"
 #include "master/nodes_rpc.h"
 #include "store/store.h"
@@ -49,6 +50,7 @@ struct master {
     struct ingest *ingest;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
+    struct metrics metrics;
     char *auth_key, *admin_key; /* the node and the admin secret; NULL without authentication */
     ev_signal sigterm, sigint, sighup;
     bool stopping;
@@ -82,6 +84,7 @@ static void on_tls_ready(void *ctx, const struct tls_result *r)
         /* The message names the peer and the fault (expired, unknown CA, no certificate, not
          * TLS). A peer can fail handshakes as fast as it can connect: one line a second. */
         unsigned held;
+        a->m->metrics.tls_refused++;
         if (!ratelimit_pass(&a->tls_refusals, ev_now(a->m->loop), &held))
             return;
         if (held)
@@ -188,6 +191,46 @@ static void on_group_commit(void *ctx, uint64_t n, bool ok)
         tasks_committed(m->tasks);
 }
 
+static void count_node(void *ctx, struct node *node)
+{
+    struct metrics_state *s = ctx;
+    if (node->online)
+        s->nodes_online++;
+}
+
+static int count_known_node(void *ctx, const struct node_row *r)
+{
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* The metrics text: the services' counters, and gauges read now from the registry, the store,
+ * the listener and the server. */
+static int render_metrics(void *ctx, char **text, size_t *len)
+{
+    struct master *m = ctx;
+    struct metrics_state s = {0};
+    uint64_t known = 0;
+    nodes_foreach(m->nodes, count_node, &s);
+    int rc = store_node_list(m->store, count_known_node, &known);
+    if (rc == 0)
+        rc = store_task_count_by_status(m->store, s.tasks);
+    if (rc < 0)
+        return rc;
+    s.nodes_offline = known > s.nodes_online ? known - s.nodes_online : 0;
+    if (m->listener) {
+        struct listener_stats ls;
+        listener_stats(m->listener, &ls);
+        s.conns_accepted = ls.accepted;
+        s.conns_refused = ls.refused;
+        s.conns_open = ls.open;
+        s.has_conns = ls.counts_open;
+    }
+    if (m->server)
+        s.auth_refused = rpc_server_auth_refused(m->server);
+    return metrics_render(&m->metrics, &s, text, len);
+}
+
 /* Creates the services, each with what it uses, sets the callbacks between them, and adds their
  * methods to the server. */
 static int create_services(struct master *m)
@@ -206,8 +249,16 @@ static int create_services(struct master *m)
         return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
+    metrics_init(&m->metrics);
+    group_set_metrics(m->group, &m->metrics);
+    tasks_set_metrics(m->tasks, &m->metrics);
+    ingest_set_metrics(m->ingest, &m->metrics);
     m->tasks_rpc = (struct tasks_rpc){.tasks = m->tasks, .nodes = m->nodes};
-    m->admin = (struct admin){.store = m->store, .nodes = m->nodes, .tasks = m->tasks};
+    m->admin = (struct admin){.store = m->store,
+                              .nodes = m->nodes,
+                              .tasks = m->tasks,
+                              .metrics_text = render_metrics,
+                              .metrics_ctx = m};
     nodes_rpc_add_methods(m->nodes, m->server);
     tasks_rpc_add_methods(&m->tasks_rpc, m->server);
     ingest_add_methods(m->ingest, m->server);
