@@ -81,6 +81,7 @@ enum option_id {
     OPT_DIR,
     OPT_MASTER_HOST,
     OPT_TEST_EXPIRED,
+    OPT_METRICS_LISTEN,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT

@@ -22,6 +22,7 @@
 #include "store/store.h"
 #include "master/tasks.h"
 #include "master/tasks_rpc.h"
+#include "net/httpget.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "rpc/auth.h"
@@ -43,6 +44,7 @@ struct master {
     struct bridge *bridge;
     struct rpc_server *server;
     struct listener *listener;
+    struct httpget *metrics_http; /* --metrics-listen, or NULL */
     struct store *store;
     struct group *group;
     struct nodes *nodes;
@@ -231,6 +233,31 @@ static int render_metrics(void *ctx, char **text, size_t *len)
     return metrics_render(&m->metrics, &s, text, len);
 }
 
+/* --metrics-listen: GET /metrics over plain HTTP, without authentication. */
+static int open_metrics_http(struct master *m)
+{
+    const struct httpget_options o = {
+        .path = "/metrics",
+        .content_type = "text/plain; version=0.0.4; charset=utf-8",
+        .body = render_metrics,
+        .ctx = m,
+    };
+    char err[256];
+    int rc = httpget_open(m->loop, m->cfg->metrics_host, m->cfg->metrics_port, &o, &m->metrics_http,
+                          err, sizeof(err));
+    if (rc < 0) {
+        log_error("--metrics-listen: %s", err);
+        return rc;
+    }
+    if (!httpget_loopback_only(m->metrics_http))
+        log_warn("serving metrics on %s without authentication: they show node and task counts, "
+                 "store and traffic figures to whoever reaches that address",
+                 m->cfg->metrics_host);
+    log_info("metrics on http://%s:%d/metrics", m->cfg->metrics_host,
+             httpget_port(m->metrics_http));
+    return 0;
+}
+
 /* Creates the services, each with what it uses, sets the callbacks between them, and adds their
  * methods to the server. */
 static int create_services(struct master *m)
@@ -393,6 +420,8 @@ int master_main(const struct config *cfg)
         log_warn("listening on %s without TLS: every call, auth key included, travels in clear; "
                  "give --tls-cert and --tls-key (docs/security.md)",
                  cfg->listen_host);
+    if (cfg->metrics_host && open_metrics_http(&m) < 0)
+        goto out;
     raise_fd_limit((size_t)cfg->max_connections);
     listener_set_limit(m.listener, (size_t)cfg->max_connections);
     ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);
@@ -420,6 +449,7 @@ out:
     ev_signal_stop(m.loop, &m.sigint);
     ev_signal_stop(m.loop, &m.sighup);
     listener_close(m.listener);
+    httpget_close(m.metrics_http);
     if (m.server) {
         /* Not reached by a clean stop: the server was already shut down there. */
         rpc_server_shutdown(m.server, 1000, on_server_down, &m);

@@ -5,6 +5,7 @@ task ran, parsed with the Prometheus client library's own parser; a real master 
 
 import json
 import os
+import socket
 import sys
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +26,28 @@ def parse(text):
         for s in fam.samples:
             got[(s.name, frozenset(s.labels.items()))] = s.value
     return samples, types
+
+
+def http(port, request, timeout=harness.CLI_TIMEOUT):
+    """Sends request (bytes) to 127.0.0.1:port and reads until the server closes: (status line,
+    headers as a lowercase dict, body bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("ascii").split("\r\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, v in
+                   (line.split(":", 1) for line in lines[1:]))
+    return lines[0], headers, body
+
+
+def get(port, path="/metrics"):
+    return http(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, port)).encode())
 
 
 def value(samples, family, name=None, **labels):
@@ -117,6 +140,60 @@ class Metrics(harness.ClusterTest, harness.TaskOps):
                                       "--admin-key-file=%s" % self.c.key_file)
         self.assertNotEqual(rc, 0, (out, err))
         self.assertEqual(out, "")
+
+    def start_with_http(self):
+        """run_one_task with --metrics-listen on a free port of 127.0.0.1: (task, port)."""
+        port = harness.free_port()
+        task = self.run_one_task(extra=["--metrics-listen=127.0.0.1:%d" % port])
+        self.c.master.wait_log("metrics on http://127.0.0.1:%d/metrics" % port)
+        return task, port
+
+    def test_get_metrics_over_http_serves_the_same_figures(self):
+        task, port = self.start_with_http()
+        status, headers, body = get(port)
+        self.assertEqual(status, "HTTP/1.1 200 OK")
+        self.assertEqual(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
+        self.assertEqual(headers["connection"], "close")
+        self.assertEqual(int(headers["content-length"]), len(body))
+        self.check_values(body.decode("utf-8"), task)
+        # HTTP/1.0 without Host is a whole request too
+        status, _, body = http(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        self.assertEqual(status, "HTTP/1.1 200 OK")
+        self.check_values(body.decode("utf-8"), task)
+
+    def test_other_paths_methods_and_malformed_requests_are_refused_and_serving_goes_on(self):
+        task, port = self.start_with_http()
+        self.assertEqual(get(port, "/")[0], "HTTP/1.1 404 Not Found")
+        self.assertEqual(get(port, "/metrics?x=1")[0], "HTTP/1.1 404 Not Found")
+        status, headers, _ = http(port, b"POST /metrics HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(status, "HTTP/1.1 405 Method Not Allowed")
+        self.assertEqual(headers["allow"], "GET")
+        bad = [
+            b"GARBAGE\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\n\r\n",                       # no Host
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  # two
+            b"GET  /metrics HTTP/1.1\r\nHost: a\r\n\r\n",             # double space
+            b"GET /metrics HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"GET /metrics HTTP/1.1\nHost: a\n\n",                    # bare LF
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 9000 + b"\r\n\r\n",
+            b"\x00\xff\r\n\r\n",
+        ]
+        for req in bad:
+            self.assertEqual(http(port, req)[0], "HTTP/1.1 400 Bad Request", req[:40])
+        # a client that connects and says nothing does not stop the others
+        with socket.create_connection(("127.0.0.1", port)):
+            status, _, body = get(port)
+        self.assertEqual(status, "HTTP/1.1 200 OK")
+        self.check_values(body.decode("utf-8"), task)
+        self.assertTrue(self.c.master.alive())
+
+    def test_metrics_listen_needs_a_named_address(self):
+        rc, out, err = self.c.run_cli("--role=master", "--metrics-listen=9100", timeout=10)
+        self.assertEqual(rc, 2, (out, err))
+        self.assertIn("--metrics-listen", err)
+        rc, out, err = self.c.run_cli("--role=master", "--metrics-listen=:9100", timeout=10)
+        self.assertEqual(rc, 2, (out, err))
 
 
 if __name__ == "__main__":
