@@ -318,7 +318,6 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 2)
         self.assertIn("needs '--tls-ca'", err)
 
-
     def test_metrics_count_refused_handshakes(self):
         m = self.start_tls_master()
         host, port = self.c.master_addr.rsplit(":", 1)
