@@ -38,6 +38,7 @@ enum config_command {
     CMD_LOGS,
     CMD_RESULTS,
     CMD_CANCEL,
+    CMD_METRICS,
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
     CMD_HELP,
@@ -119,6 +120,10 @@ struct config {
     bool cert_test_expired; /* cert issue: --test-expired (hidden, for tests only) */
     unsigned cert_role;     /* cert issue: --role=worker|admin as ROLE_NODE (the default) or
                              * ROLE_ADMIN of core/roles.h */
+
+    /* Metrics. */
+    char *metrics_host; /* master: --metrics-listen=ADDR:PORT, NULL = no HTTP endpoint */
+    int metrics_port;
 };
 
 /*

@@ -17,6 +17,8 @@ int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth
 int cli_logs(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_results(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* Prints the master's metrics text as it is (Prometheus text format). */
+int cli_metrics(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 
 /*
  * cert init: creates cfg->cert_dir (0700) if needed and in it ca.pem/ca.key (a new CA),

@@ -39,6 +39,7 @@ void config_usage(FILE *out)
           "  crawlab-node logs [OPTIONS] TASK_ID           print a task's log\n"
           "  crawlab-node results [OPTIONS] TASK_ID        print a task's results\n"
           "  crawlab-node cancel [OPTIONS] TASK_ID         cancel a task\n"
+          "  crawlab-node metrics [OPTIONS]                print the master's metrics\n"
           "  crawlab-node cert init --dir=DIR --master-host=NAME[,NAME|IP...]\n"
           "                                                create a CA and certificates\n"
           "  crawlab-node cert issue --dir=DIR --name=NAME [--role=worker|admin]\n"

@@ -27,7 +27,8 @@
 #define M(cmd)  (1u << (cmd))
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
 #define CLIENTS                                                                                    \
-    (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL))
+    (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
+     M(CMD_METRICS))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -80,6 +81,7 @@ enum option_id {
     OPT_DIR,
     OPT_MASTER_HOST,
     OPT_TEST_EXPIRED,
+    OPT_METRICS_LISTEN,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT

@@ -508,6 +508,24 @@ static void on_read_results(struct srv_call *c, void *ctx)
     start_reader(c, ctx, true);
 }
 
+/* ---- Metrics ---- */
+
+static void on_metrics(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = a->metrics_text ? a->metrics_text(a->metrics_ctx, &text, &len) : -ENOSYS;
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot gather the metrics");
+        return;
+    }
+    Grpc__AdminMetricsResponse resp = GRPC__ADMIN_METRICS_RESPONSE__INIT;
+    resp.text = text;
+    srv_call_reply(c, &resp.base);
+    free(text);
+}
+
 void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes", ROLE_ADMIN,
@@ -520,4 +538,6 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_task_request__descriptor, on_cancel, a);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", ROLE_ADMIN, on_read_logs, a);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", ROLE_ADMIN, on_read_results, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/Metrics", ROLE_ADMIN,
+                         &grpc__admin_metrics_request__descriptor, on_metrics, a);
 }

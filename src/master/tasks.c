@@ -8,6 +8,7 @@
 
 #include "core/fence.h"
 #include "master/clock.h"
+#include "master/metrics.h"
 #include "master/nodes.h"
 #include "runtime/hmap.h"
 #include "runtime/log.h"
@@ -42,6 +43,7 @@ struct tasks {
     uint64_t sweeps;  /* grace sweeps so far */
     ev_timer grace_sweep;
     bool draining;
+    struct metrics *metrics; /* NULL: none kept */
 };
 
 static bool is_held(enum task_status s)
@@ -269,8 +271,12 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
 {
     if (t->draining)
         return 0;
-    int rc = store_task_fetch(t->store, node_key, clock_now_ms(t->loop), out);
+    int64_t now_ms = clock_now_ms(t->loop);
+    int rc = store_task_fetch(t->store, node_key, now_ms, out);
     if (rc == 1) {
+        if (t->metrics && now_ms >= out->created_ms)
+            metrics_observe(&t->metrics->dispatch_seconds,
+                            (double)(now_ms - out->created_ms) / 1000.0);
         nodes_task_held(t->nodes, node_key);
         log_debug("task %s assigned to node %s", out->id, node_key);
     }
@@ -595,4 +601,9 @@ void tasks_destroy(struct tasks *t)
     }
     hmap_destroy(&t->away);
     free(t);
+}
+
+void tasks_set_metrics(struct tasks *t, struct metrics *m)
+{
+    t->metrics = m;
 }

@@ -248,6 +248,11 @@ int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why)
     return ok(why);
 }
 
+int validate_metrics(const Grpc__AdminMetricsRequest *r, const char **why)
+{
+    return ok(why);
+}
+
 static int spec_check(const Grpc__TaskSpec *spec, const char **why)
 {
     if (!*spec->cmd)
@@ -342,6 +347,7 @@ GENERIC(validate_list_nodes, Grpc__AdminListNodesRequest)
 GENERIC(validate_submit, Grpc__AdminSubmitTaskRequest)
 GENERIC(validate_list_tasks, Grpc__AdminListTasksRequest)
 GENERIC(validate_task_request, Grpc__AdminTaskRequest)
+GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -360,6 +366,7 @@ static const struct {
     {&grpc__admin_submit_task_request__descriptor, validate_submit_msg},
     {&grpc__admin_list_tasks_request__descriptor, validate_list_tasks_msg},
     {&grpc__admin_task_request__descriptor, validate_task_request_msg},
+    {&grpc__admin_metrics_request__descriptor, validate_metrics_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)
