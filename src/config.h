@@ -39,6 +39,7 @@ enum config_command {
     CMD_RESULTS,
     CMD_CANCEL,
     CMD_SCHEDULE, /* schedule add|list|show|pause|resume|rm */
+    CMD_METRICS,
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
     CMD_HELP,
@@ -129,6 +130,10 @@ struct config {
     bool cert_test_expired; /* cert issue: --test-expired (hidden, for tests only) */
     unsigned cert_role;     /* cert issue: --role=worker|admin as ROLE_NODE (the default) or
                              * ROLE_ADMIN of core/roles.h */
+
+    /* Metrics. */
+    char *metrics_host; /* master: --metrics-listen=ADDR:PORT, NULL = no HTTP endpoint */
+    int metrics_port;
 };
 
 /*

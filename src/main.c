@@ -189,6 +189,9 @@ int main(int argc, char **argv)
         case CMD_SCHEDULE:
             status = cli_schedule(&cfg, tls, key);
             break;
+        case CMD_METRICS:
+            status = cli_metrics(&cfg, tls, key);
+            break;
         default:
             fprintf(stderr, "crawlab-node: this command is not implemented yet\n");
             status = 2;

@@ -19,6 +19,8 @@ int cli_results(const struct config *cfg, struct tls_client *tls, const char *au
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* schedule add|list|show|pause|resume|rm (cfg->sched_action). */
 int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* Prints the master's metrics text as it is (Prometheus text format). */
+int cli_metrics(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 
 /*
  * cert init: creates cfg->cert_dir (0700) if needed and in it ca.pem/ca.key (a new CA),

@@ -127,6 +127,7 @@ int config_parse(struct config *c, int argc, char **argv, char *(*getenv_fn)(con
 void config_free(struct config *c)
 {
     free(c->listen_host);
+    free(c->metrics_host);
     free(c->master_host);
     free(c->data_dir);
     free(c->auth_key);

@@ -43,6 +43,7 @@ void config_usage(FILE *out)
           "                                                run COMMAND on a schedule\n"
           "  crawlab-node schedule list|show ID|pause ID|resume ID|rm ID [OPTIONS]\n"
           "                                                list or change the schedules\n"
+          "  crawlab-node metrics [OPTIONS]                print the master's metrics\n"
           "  crawlab-node cert init --dir=DIR --master-host=NAME[,NAME|IP...]\n"
           "                                                create a CA and certificates\n"
           "  crawlab-node cert issue --dir=DIR --name=NAME [--role=worker|admin]\n"

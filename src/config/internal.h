@@ -28,7 +28,7 @@
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
 #define CLIENTS                                                                                    \
     (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
-     M(CMD_SCHEDULE))
+     M(CMD_SCHEDULE) | M(CMD_METRICS))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -84,6 +84,7 @@ enum option_id {
     OPT_TZ,
     OPT_OVERLAP,
     OPT_MISSED,
+    OPT_METRICS_LISTEN,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT

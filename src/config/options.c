@@ -194,6 +194,19 @@ static int set_hostport(struct config_parser *p, const struct config_option *o, 
     return 0;
 }
 
+/* --metrics-listen: like --listen, but the address and the port must both be named. */
+static int set_metrics_listen(struct config_parser *p, const struct config_option *o,
+                              const char *value, const char *label)
+{
+    const char *colon = strrchr(value, ':');
+    if (!colon || colon == value || !colon[1] || value[strlen(value) - 1] == ']')
+        return config_fail(p,
+                           "%s: expected ADDR:PORT with the address named (127.0.0.1:PORT for "
+                           "loopback), got '%.*s'",
+                           label, QUOTE_MAX, value);
+    return set_hostport(p, o, value, label);
+}
+
 /* A host without a port, as CRAWLAB_GRPC_HOST gives it. */
 static int set_host(struct config_parser *p, const struct config_option *o, const char *value,
                     const char *label)
@@ -554,6 +567,11 @@ const struct config_option config_options[OPT_COUNT] = {
                     "task for the most recent one) or skip them.",
                     "run-once", .set = set_text, .at = AT(sched_missed),
                     .spec.text = {valid_missed, "expected run-once or skip"}},
+    [OPT_METRICS_LISTEN] = {"metrics-listen", "ADDR:PORT", M(CMD_MASTER), NULL,
+                            "Serve GET /metrics (Prometheus text format) over plain HTTP on this "
+                            "address, without authentication.",
+                            "none", .set = set_metrics_listen, .at = AT(metrics_host),
+                            .spec.port_at = AT(metrics_port)},
     [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
     [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
 };

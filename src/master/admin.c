@@ -679,6 +679,24 @@ static void on_change_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
     }
 }
 
+/* ---- Metrics ---- */
+
+static void on_metrics(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = a->metrics_text ? a->metrics_text(a->metrics_ctx, &text, &len) : -ENOSYS;
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot gather the metrics");
+        return;
+    }
+    Grpc__AdminMetricsResponse resp = GRPC__ADMIN_METRICS_RESPONSE__INIT;
+    resp.text = text;
+    srv_call_reply(c, &resp.base);
+    free(text);
+}
+
 void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes", ROLE_ADMIN,
@@ -697,4 +715,6 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_schedule_request__descriptor, on_list_schedules, a);
     rpc_server_add_unary(s, "/grpc.AdminService/ChangeSchedule", ROLE_ADMIN,
                          &grpc__admin_schedule_request__descriptor, on_change_schedule, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/Metrics", ROLE_ADMIN,
+                         &grpc__admin_metrics_request__descriptor, on_metrics, a);
 }

@@ -1,8 +1,8 @@
 /*
- * AdminService: what the client commands (nodes, submit, tasks, logs, results, cancel) call, on
- * the same port and with the same auth key as the node protocol. It reads the store and the node
- * registry, and submits and cancels through the task queue. Loop thread only; handlers block
- * only on the store.
+ * AdminService: what the client commands (nodes, submit, tasks, logs, results, cancel, metrics)
+ * call, on the same port and with the same auth key as the node protocol. It reads the store and
+ * the node registry, and submits and cancels through the task queue. Loop thread only; handlers
+ * block only on the store.
  */
 #ifndef CRAWLAB_ADMIN_H
 #define CRAWLAB_ADMIN_H
@@ -23,6 +23,9 @@ struct admin {
     struct tasks *tasks;
     struct sched *sched;  /* told when a schedule changes */
     struct ev_loop *loop; /* its clock */
+    /* Metrics: renders the exposition text into *text (free() it); 0 or -errno. */
+    int (*metrics_text)(void *ctx, char **text, size_t *len);
+    void *metrics_ctx;
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);

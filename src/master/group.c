@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "master/clock.h"
+#include "master/metrics.h"
 #include "store/store.h"
 #include "rpc/server.h"
 #include "runtime/log.h"
@@ -22,6 +24,7 @@ struct group {
     uint64_t number;
     group_commit_fn on_commit;
     void *on_commit_ctx;
+    struct metrics *metrics; /* NULL: none kept */
 };
 
 int group_join(struct group *g)
@@ -57,7 +60,15 @@ void group_commit(struct group *g)
     ev_timer_stop(g->loop, &g->max_age);
     g->open = false;
     uint64_t n = g->number++;
+    int64_t started = g->metrics ? clock_mono_us() : 0;
     int rc = store_commit(g->store);
+    if (g->metrics) {
+        metrics_observe(&g->metrics->commit_seconds, (double)(clock_mono_us() - started) / 1e6);
+        if (rc == 0)
+            g->metrics->commits++;
+        else
+            g->metrics->commit_failures++;
+    }
     if (rc < 0)
         log_error("a group of changes could not be stored (%d); their callers are told to retry",
                   rc);
@@ -146,4 +157,9 @@ void group_destroy(struct group *g)
         return;
     group_commit(g);
     free(g);
+}
+
+void group_set_metrics(struct group *g, struct metrics *m)
+{
+    g->metrics = m;
 }

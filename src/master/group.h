@@ -16,6 +16,7 @@
 #include <ev.h>
 
 struct group;
+struct metrics;
 struct rpc_server;
 struct store;
 
@@ -43,5 +44,8 @@ void group_commit(struct group *g);
 void group_want_commit(struct group *g);
 /* The one listener told about every commit (set by whoever wires the ingest path to it). */
 void group_on_commit(struct group *g, group_commit_fn fn, void *ctx);
+
+/* Counts the commits, the failed ones and the time each took into m (which must outlive g). */
+void group_set_metrics(struct group *g, struct metrics *m);
 
 #endif

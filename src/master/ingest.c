@@ -10,6 +10,7 @@
 #include "entity/response.pb-c.h"
 #include "master/group.h"
 #include "master/jsonlines.h"
+#include "master/metrics.h"
 #include "store/store.h"
 #include "rpc/codec.h"
 #include "rpc/validate.h"
@@ -33,9 +34,24 @@ struct stream {
 struct ingest {
     struct store *store;
     struct group *group;
-    struct stream *streams; /* every open Connect stream */
-    size_t group_bytes;     /* carried by the open group */
+    struct stream *streams;  /* every open Connect stream */
+    size_t group_bytes;      /* carried by the open group */
+    struct metrics *metrics; /* NULL: none kept */
 };
+
+/* The newly stored records are the batch's last accepted ones (a resent prefix is skipped); a log
+ * line takes its bytes and a newline in the log file. */
+static void count_stored(struct metrics *m, const struct ingest_batch *b, size_t accepted,
+                         bool items)
+{
+    if (items) {
+        m->result_items += accepted;
+        return;
+    }
+    m->log_lines += accepted;
+    for (size_t i = b->n - accepted; i < b->n; i++)
+        m->log_bytes += b->lens[i] + 1;
+}
 
 static void list_remove(struct ingest *in, struct stream *s)
 {
@@ -206,6 +222,8 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
                                         &accepted)
                    : store_log_append(in->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                       &accepted);
+        if (rc == 0 && in->metrics)
+            count_stored(in->metrics, &b, accepted, items);
     }
     memcpy(s->task_id, req->task_id, sizeof(s->task_id));
     protobuf_c_message_free_unpacked(m, NULL);
@@ -296,4 +314,9 @@ void ingest_destroy(struct ingest *in)
 void ingest_add_methods(struct ingest *in, struct rpc_server *s)
 {
     rpc_server_add_stream(s, "/grpc.TaskService/Connect", ROLE_NODE, on_connect, in);
+}
+
+void ingest_set_metrics(struct ingest *in, struct metrics *m)
+{
+    in->metrics = m;
 }

@@ -16,6 +16,7 @@
 
 struct group;
 struct ingest;
+struct metrics;
 struct store;
 
 /* Stores into store, inside group's commits. */
@@ -23,6 +24,8 @@ int ingest_create(struct store *store, struct group *group, struct ingest **out)
 /* Commits what is open, answers the streams still open (UNAVAILABLE), frees. NULL is accepted. */
 void ingest_destroy(struct ingest *in);
 void ingest_add_methods(struct ingest *in, struct rpc_server *s);
+/* Counts the log lines, their bytes and the result items stored into m (which must outlive in). */
+void ingest_set_metrics(struct ingest *in, struct metrics *m);
 
 /* Group number n was committed (ok) or rolled back: the streams that waited for it are answered.
  * Whoever wires the group calls this from its group_on_commit listener. */

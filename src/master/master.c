@@ -16,12 +16,14 @@
 #include "master/admin.h"
 #include "master/group.h"
 #include "master/ingest.h"
+#include "master/metrics.h"
 #include "master/nodes.h"
 #include "master/nodes_rpc.h"
 #include "store/store.h"
 #include "master/sched.h"
 #include "master/tasks.h"
 #include "master/tasks_rpc.h"
+#include "net/httpget.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "rpc/auth.h"
@@ -43,6 +45,7 @@ struct master {
     struct bridge *bridge;
     struct rpc_server *server;
     struct listener *listener;
+    struct httpget *metrics_http; /* --metrics-listen, or NULL */
     struct store *store;
     struct group *group;
     struct nodes *nodes;
@@ -51,6 +54,7 @@ struct master {
     struct ingest *ingest;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
+    struct metrics metrics;
     char *auth_key, *admin_key; /* the node and the admin secret; NULL without authentication */
     ev_signal sigterm, sigint, sighup;
     bool stopping;
@@ -84,6 +88,7 @@ static void on_tls_ready(void *ctx, const struct tls_result *r)
         /* The message names the peer and the fault (expired, unknown CA, no certificate, not
          * TLS). A peer can fail handshakes as fast as it can connect: one line a second. */
         unsigned held;
+        a->m->metrics.tls_refused++;
         if (!ratelimit_pass(&a->tls_refusals, ev_now(a->m->loop), &held))
             return;
         if (held)
@@ -190,6 +195,71 @@ static void on_group_commit(void *ctx, uint64_t n, bool ok)
         tasks_committed(m->tasks);
 }
 
+static void count_node(void *ctx, struct node *node)
+{
+    struct metrics_state *s = ctx;
+    if (node->online)
+        s->nodes_online++;
+}
+
+static int count_known_node(void *ctx, const struct node_row *r)
+{
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* The metrics text: the services' counters, and gauges read now from the registry, the store,
+ * the listener and the server. */
+static int render_metrics(void *ctx, char **text, size_t *len)
+{
+    struct master *m = ctx;
+    struct metrics_state s = {0};
+    uint64_t known = 0;
+    nodes_foreach(m->nodes, count_node, &s);
+    int rc = store_node_list(m->store, count_known_node, &known);
+    if (rc == 0)
+        rc = store_task_count_by_status(m->store, s.tasks);
+    if (rc < 0)
+        return rc;
+    s.nodes_offline = known > s.nodes_online ? known - s.nodes_online : 0;
+    if (m->listener) {
+        struct listener_stats ls;
+        listener_stats(m->listener, &ls);
+        s.conns_accepted = ls.accepted;
+        s.conns_refused = ls.refused;
+        s.conns_open = ls.open;
+        s.has_conns = ls.counts_open;
+    }
+    if (m->server)
+        s.auth_refused = rpc_server_auth_refused(m->server);
+    return metrics_render(&m->metrics, &s, text, len);
+}
+
+/* --metrics-listen: GET /metrics over plain HTTP, without authentication. */
+static int open_metrics_http(struct master *m)
+{
+    const struct httpget_options o = {
+        .path = "/metrics",
+        .content_type = "text/plain; version=0.0.4; charset=utf-8",
+        .body = render_metrics,
+        .ctx = m,
+    };
+    char err[256];
+    int rc = httpget_open(m->loop, m->cfg->metrics_host, m->cfg->metrics_port, &o, &m->metrics_http,
+                          err, sizeof(err));
+    if (rc < 0) {
+        log_error("--metrics-listen: %s", err);
+        return rc;
+    }
+    if (!httpget_loopback_only(m->metrics_http))
+        log_warn("serving metrics on %s without authentication: they show node and task counts, "
+                 "store and traffic figures to whoever reaches that address",
+                 m->cfg->metrics_host);
+    log_info("metrics on http://%s:%d/metrics", m->cfg->metrics_host,
+             httpget_port(m->metrics_http));
+    return 0;
+}
+
 /* Creates the services, each with what it uses, sets the callbacks between them, and adds their
  * methods to the server. */
 static int create_services(struct master *m)
@@ -209,12 +279,18 @@ static int create_services(struct master *m)
         return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
+    metrics_init(&m->metrics);
+    group_set_metrics(m->group, &m->metrics);
+    tasks_set_metrics(m->tasks, &m->metrics);
+    ingest_set_metrics(m->ingest, &m->metrics);
     m->tasks_rpc = (struct tasks_rpc){.tasks = m->tasks, .nodes = m->nodes};
     m->admin = (struct admin){.store = m->store,
                               .nodes = m->nodes,
                               .tasks = m->tasks,
                               .sched = m->sched,
-                              .loop = m->loop};
+                              .loop = m->loop,
+                              .metrics_text = render_metrics,
+                              .metrics_ctx = m};
     nodes_rpc_add_methods(m->nodes, m->server);
     tasks_rpc_add_methods(&m->tasks_rpc, m->server);
     ingest_add_methods(m->ingest, m->server);
@@ -349,6 +425,8 @@ int master_main(const struct config *cfg)
         log_warn("listening on %s without TLS: every call, auth key included, travels in clear; "
                  "give --tls-cert and --tls-key (docs/security.md)",
                  cfg->listen_host);
+    if (cfg->metrics_host && open_metrics_http(&m) < 0)
+        goto out;
     raise_fd_limit((size_t)cfg->max_connections);
     listener_set_limit(m.listener, (size_t)cfg->max_connections);
     ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);
@@ -376,6 +454,7 @@ out:
     ev_signal_stop(m.loop, &m.sigint);
     ev_signal_stop(m.loop, &m.sighup);
     listener_close(m.listener);
+    httpget_close(m.metrics_http);
     if (m.server) {
         /* Not reached by a clean stop: the server was already shut down there. */
         rpc_server_shutdown(m.server, 1000, on_server_down, &m);

@@ -8,6 +8,7 @@
 
 #include "core/fence.h"
 #include "master/clock.h"
+#include "master/metrics.h"
 #include "master/nodes.h"
 #include "runtime/hmap.h"
 #include "runtime/log.h"
@@ -38,8 +39,11 @@ struct tasks {
     struct nodes *nodes;
     struct tasks_opts opts;
     struct hmap live;
+    struct hmap away; /* struct away_task by id: when each node_disconnected task became so */
+    uint64_t sweeps;  /* grace sweeps so far */
     ev_timer grace_sweep;
     bool draining;
+    struct metrics *metrics; /* NULL: none kept */
 };
 
 static bool is_held(enum task_status s)
@@ -278,8 +282,12 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
 {
     if (t->draining)
         return 0;
-    int rc = store_task_fetch(t->store, node_key, clock_now_ms(t->loop), out);
+    int64_t now_ms = clock_now_ms(t->loop);
+    int rc = store_task_fetch(t->store, node_key, now_ms, out);
     if (rc == 1) {
+        if (t->metrics && now_ms >= out->created_ms)
+            metrics_observe(&t->metrics->dispatch_seconds,
+                            (double)(now_ms - out->created_ms) / 1000.0);
         nodes_task_held(t->nodes, node_key);
         log_debug("task %s assigned to node %s", out->id, node_key);
     }
@@ -427,9 +435,56 @@ int tasks_resync_one(struct tasks *t, const char *node_key, const char *id,
 
 /* ---- a node going offline, and the grace it gets ---- */
 
+/*
+ * The grace is measured on the monotonic clock (clock_mono_ms), from when this master saw the
+ * task's node go away, so that a step of the wall clock neither ends it at once nor suspends it.
+ * A task found node_disconnected without an entry (it was so when the master started) starts its
+ * grace at the first sweep that sees it. Entries of tasks no longer node_disconnected are dropped
+ * by the sweep that no longer sees them.
+ */
+struct away_task {
+    struct hmap_entry link;
+    char id[TASK_ID_LEN + 1];
+    int64_t since_mono_ms;
+    uint64_t seen; /* the last sweep that found the task node_disconnected */
+};
+
+/* The entry of a task, made with since = now when absent; NULL when out of memory. */
+static struct away_task *away_get(struct tasks *t, const char *id, int64_t now)
+{
+    struct hmap_entry *e = hmap_get(&t->away, id);
+    if (e)
+        return hmap_item(e, struct away_task, link);
+    struct away_task *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->link.key = a->id;
+    a->since_mono_ms = now;
+    a->seen = t->sweeps;
+    if (hmap_put(&t->away, &a->link) < 0) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void away_remove(struct tasks *t, struct away_task *a)
+{
+    hmap_remove(&t->away, &a->link);
+    free(a);
+}
+
 static int on_held_task_of_offline_node(void *ctx, const struct task_row *r)
 {
-    change_status(ctx, r, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL);
+    struct tasks *t = ctx;
+    if (change_status(t, r, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
+        /* A task away before and back since may have an old entry: its grace starts now. */
+        int64_t now = clock_mono_ms();
+        struct away_task *a = away_get(t, r->id, now);
+        if (a)
+            a->since_mono_ms = now;
+    }
     return 0;
 }
 
@@ -440,14 +495,19 @@ void tasks_node_offline(struct tasks *t, const char *node_key)
 }
 
 struct grace_scan {
-    int64_t started_deadline, unconfirmed_deadline;
+    struct tasks *t;
+    int64_t now, started_grace, unconfirmed_grace;
     struct row_list expired;
 };
 
 static int collect_expired(void *ctx, const struct task_row *r)
 {
     struct grace_scan *g = ctx;
-    if (r->updated_ms > (r->started_ms ? g->started_deadline : g->unconfirmed_deadline))
+    struct away_task *a = away_get(g->t, r->id, g->now);
+    if (!a)
+        return 0; /* out of memory: this task waits for a later sweep */
+    a->seen = g->t->sweeps;
+    if (g->now - a->since_mono_ms < (r->started_ms ? g->started_grace : g->unconfirmed_grace))
         return 0;
     return row_list_add(&g->expired, r);
 }
@@ -457,14 +517,24 @@ static int collect_expired(void *ctx, const struct task_row *r)
 static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct tasks *t = w->data;
-    int64_t now = clock_now_ms(loop);
     int64_t grace = (int64_t)t->opts.disconnect_grace_ms;
     struct grace_scan g = {
-        .started_deadline = now - grace,
-        .unconfirmed_deadline = now - (grace < UNCONFIRMED_GRACE_MS ? grace : UNCONFIRMED_GRACE_MS),
+        .t = t,
+        .now = clock_mono_ms(),
+        .started_grace = grace,
+        .unconfirmed_grace = grace < UNCONFIRMED_GRACE_MS ? grace : UNCONFIRMED_GRACE_MS,
     };
-    store_task_list(t->store, task_status_name(TASK_NODE_DISCONNECTED), NULL, 0, collect_expired,
-                    &g);
+    t->sweeps++;
+    if (store_task_list(t->store, task_status_name(TASK_NODE_DISCONNECTED), NULL, 0,
+                        collect_expired, &g) == 0) {
+        struct hmap_entry *e, *tmp;
+        hmap_foreach(&t->away, e, tmp)
+        {
+            struct away_task *a = hmap_item(e, struct away_task, link);
+            if (a->seen != t->sweeps)
+                away_remove(t, a);
+        }
+    }
     for (size_t i = 0; i < g.expired.n; i++) {
         const struct task_row *r = &g.expired.rows[i];
         if (r->started_ms)
@@ -490,6 +560,11 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
 {
     struct tasks *t = calloc(1, sizeof(*t));
     if (!t || hmap_init(&t->live) < 0) {
+        free(t);
+        return -ENOMEM;
+    }
+    if (hmap_init(&t->away) < 0) {
+        hmap_destroy(&t->live);
         free(t);
         return -ENOMEM;
     }
@@ -531,5 +606,15 @@ void tasks_destroy(struct tasks *t)
         free(lt);
     }
     hmap_destroy(&t->live);
+    hmap_foreach(&t->away, e, tmp)
+    {
+        free(hmap_item(e, struct away_task, link));
+    }
+    hmap_destroy(&t->away);
     free(t);
+}
+
+void tasks_set_metrics(struct tasks *t, struct metrics *m)
+{
+    t->metrics = m;
 }

@@ -22,6 +22,7 @@
 #include "core/resync.h"
 #include "store/store.h"
 
+struct metrics;
 struct tasks;
 struct nodes;
 
@@ -44,6 +45,8 @@ void tasks_destroy(struct tasks *t);
 
 /* The master stops: fetches get no task from now on. */
 void tasks_drain(struct tasks *t);
+/* Counts each assignment's wait since the task's creation into m (which must outlive t). */
+void tasks_set_metrics(struct tasks *t, struct metrics *m);
 
 /* Stores a new pending task and pushes TASK_AVAILABLE to a node that can take it: the node it is
  * addressed to, else a free node (nodes_pick_free). */

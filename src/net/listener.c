@@ -37,6 +37,7 @@ struct listener {
     size_t n_open;
     ev_tstamp last_sweep;
     struct ratelimit refusals;
+    uint64_t accepted, refused; /* counted for metrics */
 };
 
 /* Forgets the connections whose sockets were closed since they were accepted. */
@@ -140,6 +141,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         char peer[INET6_ADDRSTRLEN + 10];
         format_peer(&ss, peer, sizeof(peer));
         if (!admit(l, fd)) {
+            l->refused++;
             unsigned held;
             if (ratelimit_pass(&l->refusals, ev_now(loop), &held))
                 log_warn("connection limit (%zu) reached: refused %s (%u more refused since the "
@@ -148,6 +150,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
+        l->accepted++;
         l->cb(l->ctx, fd, peer);
     }
 }
@@ -251,4 +254,16 @@ void listener_close(struct listener *l)
     close(l->fd);
     free(l->open);
     free(l);
+}
+
+void listener_stats(struct listener *l, struct listener_stats *out)
+{
+    if (l->limit)
+        sweep(l);
+    *out = (struct listener_stats){
+        .accepted = l->accepted,
+        .refused = l->refused,
+        .open = l->n_open,
+        .counts_open = l->limit != 0,
+    };
 }

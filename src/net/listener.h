@@ -6,6 +6,8 @@
 #define CRAWLAB_LISTENER_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <ev.h>
 
@@ -32,6 +34,16 @@ void listener_set_limit(struct listener *l, size_t max);
 int listener_port(const struct listener *l);
 /* True when the socket is bound to a loopback address only (127.0.0.0/8, ::1). */
 bool listener_loopback_only(const struct listener *l);
+
+/* Counters since listener_open, for metrics. open is known only with a limit set (counts_open):
+ * it is then the connections accepted whose sockets are still open, found by one fstat each. */
+struct listener_stats {
+    uint64_t accepted; /* handed to the callback */
+    uint64_t refused;  /* closed at once over the limit */
+    size_t open;
+    bool counts_open;
+};
+void listener_stats(struct listener *l, struct listener_stats *out);
 
 /* Stops accepting and closes the socket; connections already handed over are unaffected. */
 void listener_close(struct listener *l);

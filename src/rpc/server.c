@@ -139,6 +139,7 @@ struct rpc_server {
     /* Refusals and closed connections are logged at most once a second per kind, with the
      * number suppressed. */
     struct ratelimit refusals, over_budget, no_auth;
+    uint64_t auth_refused; /* calls refused for their secret or role, for metrics */
 };
 
 struct call_op {
@@ -837,6 +838,7 @@ static void dispatch(struct srv_call *c)
     if (v != ROLE_OK) {
         const char *why = role_verdict_reason(v, c->method->role);
         note_refusal(c, why);
+        s->auth_refused++;
         refuse(c, v == ROLE_NO_SECRET ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_PERMISSION_DENIED,
                why);
         return;
@@ -1102,4 +1104,9 @@ void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(v
     s->shutdown_timer.data = s;
     ev_timer_start(loop, &s->shutdown_timer);
     grpc_server_shutdown_and_notify(s->server, bridge_cq(s->bridge), &s->shutdown_tag);
+}
+
+uint64_t rpc_server_auth_refused(const struct rpc_server *s)
+{
+    return s->auth_refused;
 }

@@ -116,6 +116,8 @@ void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h
 void rpc_server_release_replies(struct rpc_server *s, bool durable);
 /* Whether replies are being held. */
 bool rpc_server_holding(const struct rpc_server *s);
+/* Calls refused so far for a missing or wrong secret or a role that may not make them. */
+uint64_t rpc_server_auth_refused(const struct rpc_server *s);
 
 /* Who is at the other end of a connection, as whoever accepted it knows. */
 struct rpc_peer {

@@ -249,6 +249,11 @@ int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why)
     return ok(why);
 }
 
+int validate_metrics(const Grpc__AdminMetricsRequest *r, const char **why)
+{
+    return ok(why);
+}
+
 static int spec_check(const Grpc__TaskSpec *spec, const char **why)
 {
     if (!*spec->cmd)
@@ -379,6 +384,7 @@ GENERIC(validate_list_tasks, Grpc__AdminListTasksRequest)
 GENERIC(validate_task_request, Grpc__AdminTaskRequest)
 GENERIC(validate_create_schedule, Grpc__AdminCreateScheduleRequest)
 GENERIC(validate_schedule_request, Grpc__AdminScheduleRequest)
+GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -399,6 +405,7 @@ static const struct {
     {&grpc__admin_task_request__descriptor, validate_task_request_msg},
     {&grpc__admin_create_schedule_request__descriptor, validate_create_schedule_msg},
     {&grpc__admin_schedule_request__descriptor, validate_schedule_request_msg},
+    {&grpc__admin_metrics_request__descriptor, validate_metrics_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

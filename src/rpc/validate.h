@@ -79,6 +79,7 @@ int validate_report_status(const Grpc__TaskServiceReportStatusRequest *r, const 
 
 /* AdminService. SubmitTask's spec.id is ignored (the master assigns ids), so it is not checked. */
 int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why);
+int validate_metrics(const Grpc__AdminMetricsRequest *r, const char **why);
 int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why);
 int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why);
 /* A schedule: its task spec as for submit, the expression and offset (core/cron.h), the target

@@ -207,6 +207,9 @@ int store_task_request_cancel(struct store *s, const char *id, bool force, int64
 int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
                     int (*cb)(void *ctx, const struct task_row *r), void *ctx);
 
+/* counts[i] = the number of tasks in status i. -EIO from the database. */
+int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT]);
+
 /* Calls cb for the tasks assigned to node_key that are in the given status, oldest first (for
  * liveness sweeps and resync). Collects first. */
 int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,

@@ -1823,3 +1823,26 @@ int store_schedule_fires(struct store *s, int64_t id,
     free(rows);
     return rc;
 }
+
+int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    memset(counts, 0, sizeof(uint64_t) * TASK_STATUS_COUNT);
+    /* Asked once a scrape: not worth a persistent statement. */
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(s->db, "SELECT status, COUNT(*) FROM tasks GROUP BY status", -1,
+                                 &st, NULL);
+    if (src != SQLITE_OK)
+        return db_fail(s, src, "counting tasks", NULL);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        enum task_status status;
+        if (task_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)
+            counts[status] = column_u64(st, 1);
+    }
+    if (src != SQLITE_DONE)
+        rc = db_fail(s, src, "counting tasks", NULL);
+    sqlite3_finalize(st);
+    return rc;
+}

@@ -318,6 +318,27 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 2)
         self.assertIn("needs '--tls-ca'", err)
 
+    def test_metrics_count_refused_handshakes(self):
+        m = self.start_tls_master()
+        host, port = self.c.master_addr.rsplit(":", 1)
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=harness.WAIT) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                try:
+                    s.recv(1)  # the master ends the connection once it refused it
+                except ConnectionResetError:
+                    pass
+
+        def refused():
+            rc, out, err = self.c.cli("metrics")  # over TLS, with alice's admin certificate
+            self.assertEqual(rc, 0, err)
+            got = re.search(r"^crawlab_tls_handshakes_refused_total (\d+)$", out, re.M)
+            self.assertIsNotNone(got, out)
+            return int(got.group(1))
+        wait_until(lambda: refused() >= 3, harness.WAIT, "3 refused handshakes in the metrics")
+        self.assertEqual(refused(), 3)
+        self.assertTrue(m.alive())
+
 
 if __name__ == "__main__":
     harness.main()

@@ -170,6 +170,35 @@ START_TEST(test_client_commands_get_documented_defaults)
 }
 END_TEST
 
+START_TEST(test_metrics_command_and_metrics_listen)
+{
+    ck_assert_int_eq(parse("metrics", "--master=10.0.0.1:9000", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_METRICS);
+    ck_assert_str_eq(cfg.master_host, "10.0.0.1");
+    expect_error(parse("metrics", TASK_ID, NULL), "unexpected argument", NULL);
+    expect_error(parse("metrics", "--json", NULL), "'--json' is not an option of 'metrics'", NULL);
+
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_ptr_null(cfg.metrics_host);
+    ck_assert_int_eq(parse("--role=master", "--metrics-listen=127.0.0.1:9100", NULL), 0);
+    ck_assert_str_eq(cfg.metrics_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.metrics_port, 9100);
+    ck_assert_int_eq(parse("--role=master", "--metrics-listen=[::1]:9101", NULL), 0);
+    ck_assert_str_eq(cfg.metrics_host, "::1");
+    ck_assert_int_eq(cfg.metrics_port, 9101);
+    /* The address must be named, and the port given. */
+    expect_error(parse("--role=master", "--metrics-listen=9100", NULL), "--metrics-listen",
+                 "address named");
+    expect_error(parse("--role=master", "--metrics-listen=:9100", NULL), "address named", NULL);
+    expect_error(parse("--role=master", "--metrics-listen=127.0.0.1", NULL), "address named", NULL);
+    expect_error(parse("--role=master", "--metrics-listen=[::1]", NULL), "address named", NULL);
+    expect_error(parse("--role=master", "--metrics-listen=127.0.0.1:0", NULL), "--metrics-listen",
+                 NULL);
+    expect_error(parse("--role=worker", "--metrics-listen=127.0.0.1:9100", NULL),
+                 "not an option of 'worker'", NULL);
+}
+END_TEST
+
 /* Crawlab's own spelling first, then the other accepted ones, in mixed case. */
 static const struct {
     const char *value;
@@ -1374,6 +1403,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_master_gets_documented_defaults);
     tcase_add_test(tc, test_worker_gets_documented_defaults);
     tcase_add_test(tc, test_client_commands_get_documented_defaults);
+    tcase_add_test(tc, test_metrics_command_and_metrics_listen);
     tcase_add_loop_test(tc, test_crawlab_node_master_selects_the_role, 0,
                         sizeof(node_master_values) / sizeof(node_master_values[0]));
     tcase_add_test(tc, test_role_flag_wins_over_crawlab_node_master);

@@ -3,6 +3,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -50,12 +54,80 @@ START_TEST(test_every_address_is_not_loopback_only)
 }
 END_TEST
 
+/* The sockets the listener handed over, kept open. */
+struct kept {
+    int fds[4];
+    int n;
+};
+
+static void keep_accept(void *ctx, int fd, const char *peer)
+{
+    struct kept *k = ctx;
+    ck_assert_int_lt(k->n, 4);
+    k->fds[k->n++] = fd;
+}
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Runs the loop until the listener has handled n connections, accepted or refused. */
+static void handle(struct ev_loop *loop, struct listener *l, uint64_t n)
+{
+    struct listener_stats st;
+    for (listener_stats(l, &st); st.accepted + st.refused < n; listener_stats(l, &st))
+        ev_run(loop, EVRUN_ONCE);
+}
+
+START_TEST(test_stats_count_accepted_refused_and_open_connections)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct listener *l = NULL;
+    struct kept k = {.n = 0};
+    char err[256];
+    ck_assert_int_eq(listener_open(loop, "127.0.0.1", 0, keep_accept, &k, &l, err, sizeof(err)), 0);
+    listener_set_limit(l, 1);
+    int c1 = connect_to(listener_port(l));
+    handle(loop, l, 1);
+    struct listener_stats st;
+    listener_stats(l, &st);
+    ck_assert(st.counts_open);
+    ck_assert_uint_eq(st.accepted, 1);
+    ck_assert_uint_eq(st.refused, 0);
+    ck_assert_uint_eq(st.open, 1);
+    /* Over the limit: closed at once and counted. */
+    int c2 = connect_to(listener_port(l));
+    handle(loop, l, 2);
+    listener_stats(l, &st);
+    ck_assert_uint_eq(st.accepted, 1);
+    ck_assert_uint_eq(st.refused, 1);
+    ck_assert_uint_eq(st.open, 1);
+    /* Its owner closed the first: it no longer counts as open. */
+    ck_assert_int_eq(k.n, 1);
+    close(k.fds[0]);
+    listener_stats(l, &st);
+    ck_assert_uint_eq(st.open, 0);
+    ck_assert_uint_eq(st.accepted, 1);
+    close(c1);
+    close(c2);
+    listener_close(l);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
 static Suite *listener_suite(void)
 {
     Suite *s = suite_create("listener");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_loopback_addresses_are_loopback_only);
     tcase_add_test(tc, test_every_address_is_not_loopback_only);
+    tcase_add_test(tc, test_stats_count_accepted_refused_and_open_connections);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -406,6 +406,30 @@ START_TEST(test_fetch_prefers_tasks_addressed_to_the_node)
 }
 END_TEST
 
+START_TEST(test_count_by_status_counts_every_status_zero_included)
+{
+    uint64_t counts[TASK_STATUS_COUNT];
+    ck_assert_int_eq(store_task_count_by_status(st, counts), 0);
+    for (int i = 0; i < TASK_STATUS_COUNT; i++)
+        ck_assert_uint_eq(counts[i], 0);
+    char a[25], b[25], c[25], got[25];
+    new_task("a", 0, NULL, T0, a);
+    new_task("b", 0, NULL, T0 + 1, b);
+    new_task("c", 0, NULL, T0 + 2, c);
+    fetch_id("node-a", T0 + 3, got);
+    ck_assert_int_eq(
+        store_task_set_status(st, got, TASK_RUNNING, 42, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
+    ck_assert_int_eq(store_task_set_status(st, got, TASK_FINISHED, 0, 0, NULL, T0 + 5), 0);
+    fetch_id("node-a", T0 + 6, got);
+    ck_assert_int_eq(store_task_count_by_status(st, counts), 0);
+    ck_assert_uint_eq(counts[TASK_PENDING], 1);
+    ck_assert_uint_eq(counts[TASK_ASSIGNED], 1);
+    ck_assert_uint_eq(counts[TASK_FINISHED], 1);
+    ck_assert_uint_eq(counts[TASK_RUNNING], 0);
+    ck_assert_uint_eq(counts[TASK_CANCELLED], 0);
+}
+END_TEST
+
 START_TEST(test_fetch_orders_by_priority_then_age)
 {
     char old_low[25], new_high[25], old_high[25], same_ms_second[25], got[25];
@@ -1713,6 +1737,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_task_ids_are_unique_and_carry_the_creation_second);
     tcase_add_test(tc, test_task_get_refuses_malformed_and_unknown_ids);
     tcase_add_test(tc, test_fetch_prefers_tasks_addressed_to_the_node);
+    tcase_add_test(tc, test_count_by_status_counts_every_status_zero_included);
     tcase_add_test(tc, test_fetch_orders_by_priority_then_age);
     tcase_add_test(tc, test_fetch_never_returns_another_nodes_task);
     tcase_add_test(tc, test_fetch_never_returns_a_task_twice);

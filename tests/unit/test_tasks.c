@@ -6,7 +6,10 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+
+#include <sqlite3.h>
 
 #include "check_main.h"
 #include "master_fixture.h"
@@ -328,6 +331,39 @@ START_TEST(test_started_task_of_a_node_that_stays_away_ends_abnormal_after_the_g
     fixture_run_until(&wt.changed);
     ck_assert_int_eq(status_of(id), TASK_ABNORMAL);
     ck_assert_int_eq(a->active, 0);
+    tasks_unwatch(tasks, id, &wt.w);
+}
+END_TEST
+
+/* Moves the task's stored wall-clock times by delta_ms, as a step of the clock would make them
+ * look: another connection to the store's database, between two of the store's transactions. */
+static void shift_stored_times(const char *id, int64_t delta_ms)
+{
+    char path[128], sql[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", fx.dir);
+    snprintf(sql, sizeof(sql),
+             "UPDATE tasks SET updated_ms = updated_ms + %lld, started_ms = started_ms + %lld "
+             "WHERE id = '%s'",
+             (long long)delta_ms, (long long)delta_ms, id);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_changes(db), 1);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The grace runs on the monotonic clock from when the master saw the node go: stored times an
+ * hour ahead (the wall clock stepped back since) do not suspend it. */
+START_TEST(test_the_grace_ignores_a_step_of_the_wall_clock)
+{
+    char id[TASK_ID_LEN + 1];
+    struct node *a;
+    strand_one_task(true, id, &a);
+    shift_stored_times(id, 3600 * 1000);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_ABNORMAL);
     tasks_unwatch(tasks, id, &wt.w);
 }
 END_TEST
@@ -670,6 +706,7 @@ static Suite *tasks_suite(void)
                    test_held_count_survives_offline_and_settles_when_the_node_returns_without_them);
     tcase_add_test(tc, test_held_count_is_rebuilt_from_the_store_at_start);
     tcase_add_test(tc, test_started_task_of_a_node_that_stays_away_ends_abnormal_after_the_grace);
+    tcase_add_test(tc, test_the_grace_ignores_a_step_of_the_wall_clock);
     tcase_add_test(tc, test_unconfirmed_task_of_a_node_that_stays_away_goes_back_to_the_queue);
     tcase_add_test(tc, test_task_requeued_while_its_node_was_away_stays_with_that_node_if_started);
     tcase_add_test(tc, test_a_claim_makes_the_task_started_and_the_pid_follows);

@@ -512,6 +512,13 @@ START_TEST(test_list_nodes_has_nothing_to_refuse)
 }
 END_TEST
 
+START_TEST(test_metrics_has_nothing_to_refuse)
+{
+    Grpc__AdminMetricsRequest r = GRPC__ADMIN_METRICS_REQUEST__INIT;
+    ACCEPTS(validate_metrics, &r);
+}
+END_TEST
+
 struct submit {
     Grpc__AdminSubmitTaskRequest req;
     Grpc__TaskSpec spec;
@@ -822,6 +829,7 @@ static Suite *validate_suite(void)
 
     tc = tcase_create("admin_service");
     tcase_add_test(tc, test_list_nodes_has_nothing_to_refuse);
+    tcase_add_test(tc, test_metrics_has_nothing_to_refuse);
     tcase_add_test(tc, test_submit_accepts_a_well_formed_task);
     tcase_add_test(tc, test_submit_needs_a_spec_with_a_command);
     tcase_add_test(tc, test_submit_bounds_cmd_and_param);
