@@ -139,6 +139,7 @@ void config_free(struct config *c)
     config_free_strings(c->argv_cmd, c->n_argv_cmd);
     free(c->status_filter);
     free(c->task_id);
+    free(c->before_id);
     free(c->tls_cert);
     free(c->tls_key);
     free(c->tls_ca);

@@ -27,7 +27,8 @@
 #define M(cmd)  (1u << (cmd))
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
 #define CLIENTS                                                                                    \
-    (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL))
+    (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
+     M(CMD_TASKS_PURGE))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -55,6 +56,7 @@ enum option_id {
     OPT_CANCEL_GRACE,
     OPT_SHUTDOWN_GRACE,
     OPT_DISCONNECT_GRACE,
+    OPT_RETENTION,
     OPT_SPOOL_MAX_BYTES,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
@@ -70,6 +72,8 @@ enum option_id {
     OPT_ENV,
     OPT_NAME,
     OPT_STATUS,
+    OPT_LIMIT,
+    OPT_BEFORE,
     OPT_FOLLOW,
     OPT_FORCE,
     OPT_DIR,
@@ -162,7 +166,8 @@ struct config_item {
 /* The command line split up; every pointer points into argv. */
 struct config_scan {
     const char *command; /* argv[1] when it is not an option: a client command or "cert" */
-    const char *sub;     /* after "cert": argv[2] when it is not an option */
+    const char *sub;     /* after "cert": argv[2] when it is not an option; after "tasks":
+                          * argv[2] when it is "purge" */
     struct config_item *items;
     size_t n_items;
     char **positional;

@@ -9,10 +9,11 @@
 #include "core/task.h"
 
 static const char *const command_names[] = {
-    [CMD_MASTER] = "master",         [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
-    [CMD_SUBMIT] = "submit",         [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
-    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",     [CMD_VERSION] = "version",
+    [CMD_MASTER] = "master",           [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
+    [CMD_SUBMIT] = "submit",           [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",         [CMD_CANCEL] = "cancel", [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue",   [CMD_HELP] = "help",     [CMD_VERSION] = "version",
+    [CMD_TASKS_PURGE] = "tasks purge",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -60,6 +61,9 @@ void config_scan_args(struct config_scan *s, int argc, char **argv)
     /* "cert" takes a second word, the sub-command, before its options. */
     bool is_cert = has_command && strcmp(argv[1], "cert") == 0;
     bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
+    /* "tasks purge" too; any other word after "tasks" is an unexpected argument. */
+    if (has_command && strcmp(argv[1], "tasks") == 0 && argc > 2 && strcmp(argv[2], "purge") == 0)
+        has_sub = true;
     s->command = has_command ? argv[1] : NULL;
     s->sub = has_sub ? argv[2] : NULL;
 
@@ -177,6 +181,10 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
         return pick_role(p, s, getenv_fn);
     if (strcmp(s->command, "cert") == 0)
         return pick_cert_command(p, s);
+    if (s->sub) {
+        p->c->command = CMD_TASKS_PURGE; /* the only sub-command besides cert's */
+        return 0;
+    }
     return pick_client_command(p, s->command);
 }
 
@@ -229,8 +237,10 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
     if (second)
         return config_fail(p, "unexpected argument '%.*s' for '%s': it takes one TASK_ID",
                            QUOTE_MAX, second, cmd_name);
-    if (!task_id_valid(first))
-        return config_fail(p, "TASK_ID: expected 24 lowercase hexadecimal digits, got '%.*s'",
-                           QUOTE_MAX, first);
+    if (!task_id_prefix_valid(first))
+        return config_fail(p,
+                           "TASK_ID: expected a task id (24 lowercase hexadecimal digits) or at "
+                           "least %d of its first digits, got '%.*s'",
+                           TASK_ID_PREFIX_MIN, QUOTE_MAX, first);
     return config_set_string(p, &c->task_id, first);
 }

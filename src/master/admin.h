@@ -1,8 +1,9 @@
 /*
  * AdminService: what the client commands (nodes, submit, tasks, logs, results, cancel) call, on
  * the same port and with the same auth key as the node protocol. It reads the store and the node
- * registry, and submits and cancels through the task queue. Loop thread only; handlers block
- * only on the store.
+ * registry, and submits and cancels through the task queue. Listings come in pages under the
+ * message limit; a task id may be given as a unique prefix (core/task.h). Loop thread only;
+ * handlers block only on the store.
  */
 #ifndef CRAWLAB_ADMIN_H
 #define CRAWLAB_ADMIN_H
@@ -10,6 +11,7 @@
 #include "rpc/server.h"
 
 struct nodes;
+struct purge;
 struct store;
 struct tasks;
 
@@ -18,6 +20,7 @@ struct admin {
     struct store *store;
     struct nodes *nodes;
     struct tasks *tasks;
+    struct purge *purge; /* PurgeTasks: NULL purges nothing */
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);

@@ -13,6 +13,7 @@
 #include <ev.h>
 
 #include "master/admin.h"
+#include "master/purge.h"
 #include "master/group.h"
 #include "master/ingest.h"
 #include "master/nodes.h"
@@ -46,6 +47,7 @@ struct master {
     struct nodes *nodes;
     struct tasks *tasks;
     struct ingest *ingest;
+    struct purge *purge;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
     char *auth_key;
@@ -150,6 +152,9 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     m->listener = NULL;
     nodes_drain_all(m->nodes);
     tasks_drain(m->tasks);
+    purge_destroy(m->purge);
+    m->purge = NULL;
+    m->admin.purge = NULL;
     rpc_server_shutdown(m->server, SHUTDOWN_CALL_GRACE_MS, on_server_down, m);
 }
 
@@ -195,10 +200,14 @@ static int create_services(struct master *m)
         (rc = tasks_create(m->loop, m->store, m->nodes, &tasks_opts, &m->tasks)) < 0 ||
         (rc = ingest_create(m->store, m->group, &m->ingest)) < 0)
         return rc;
+    const struct purge_opts purge_opts = {.retention_ms = cfg->retention_ms};
+    if ((rc = purge_create(m->loop, m->store, m->group, &purge_opts, &m->purge)) < 0)
+        return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
     m->tasks_rpc = (struct tasks_rpc){.tasks = m->tasks, .nodes = m->nodes};
-    m->admin = (struct admin){.store = m->store, .nodes = m->nodes, .tasks = m->tasks};
+    m->admin =
+        (struct admin){.store = m->store, .nodes = m->nodes, .tasks = m->tasks, .purge = m->purge};
     nodes_rpc_add_methods(m->nodes, m->server);
     tasks_rpc_add_methods(&m->tasks_rpc, m->server);
     ingest_add_methods(m->ingest, m->server);
@@ -350,6 +359,7 @@ out:
     /* After the server: its connections' plaintext ends are closed by now or dropped here. */
     tls_server_destroy(accept.tls);
     ingest_destroy(m.ingest);
+    purge_destroy(m.purge);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     group_destroy(m.group);

@@ -82,5 +82,6 @@ int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why);
 int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why);
 int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why);
 int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why);
+int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why);
 
 #endif

@@ -413,6 +413,39 @@ void logfile_rollback(struct logfile *lf)
     lf->closed_dirty = false;
 }
 
+int logfile_remove(struct logfile *lf, const char *id)
+{
+    struct logfile_fd *e = logfile_fd_find(lf, id);
+    if (e)
+        logfile_fd_drop(e);
+    for (size_t i = 0; i < LOGFILE_INDEX_CACHE; i++) {
+        struct logfile_index *ix = &lf->index[i];
+        if (memcmp(ix->id, id, TASK_ID_LEN) == 0) {
+            ix->id[0] = '\0';
+            ix->n = 0;
+            ix->last_used = 0;
+        }
+    }
+    char name[TASK_ID_LEN + 8];
+    snprintf(name, sizeof(name), "%s.log", id);
+    if (unlinkat(lf->dir_fd, name, 0) < 0 && errno != ENOENT) {
+        int err = errno;
+        log_error("logfile: removing log of task %s failed: %s", id, strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+int logfile_sync_dir(struct logfile *lf)
+{
+    if (fsync(lf->dir_fd) < 0) {
+        int err = errno;
+        log_error("logfile: fsync of %s failed: %s", lf->dir, strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
 /* ---- The line index ---- */
 
 /* The index of the task's log, or a recycled one (the least recently used) made empty. */

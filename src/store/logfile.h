@@ -92,6 +92,17 @@ void logfile_commit(struct logfile *lf);
 void logfile_rollback(struct logfile *lf);
 
 /*
+ * Removes the task's log: closes it if open, forgets its index and unlinks the file (a missing
+ * file is not an error). For a row backend whose task row is gone for good: call it only once the
+ * row's deletion is committed, never with a file written since the last commit. The removal is
+ * durable after logfile_sync_dir.
+ */
+int logfile_remove(struct logfile *lf, const char *id);
+
+/* fsync()s the directory, making the removals before it durable. */
+int logfile_sync_dir(struct logfile *lf);
+
+/*
  * Calls cb for each line numbered from_seq (at least 1) or more, in order, among the first `size`
  * bytes of the task's log (the committed size: bytes beyond it are never shown). line is not
  * NUL-terminated and has no '\n'. A non-zero return from cb stops the read and is returned as is.

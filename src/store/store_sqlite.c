@@ -24,7 +24,7 @@
 #include "store/logfile.h"
 #include "runtime/log.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -54,6 +54,20 @@ static const char schema_sql[] =
     "CREATE TABLE items ("
     " task_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
     " PRIMARY KEY (task_id, seq)) WITHOUT ROWID;";
+
+/*
+ * Version 2 (retention and paging): the index the purge walks, oldest end first (only ended tasks
+ * have an ended_ms), and the journal of deleted tasks whose log files are still to be removed.
+ */
+static const char migrate_2_sql[] =
+    "CREATE INDEX tasks_ended ON tasks(ended_ms) WHERE ended_ms > 0;"
+    "CREATE TABLE purged_logs (task_id TEXT PRIMARY KEY) WITHOUT ROWID;";
+
+/* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
+static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql};
+
+/* The terminal statuses (task_status_terminal), as the purge's queries name them. */
+#define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
 
 #define TASK_COLS                                                                                  \
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
@@ -88,6 +102,19 @@ enum stmt_id {
     ST_HISTORY_LIST,
     ST_ITEM_INSERT,
     ST_ITEMS_READ,
+    ST_NODE_PAGE,
+    ST_TASK_PAGE_FIRST,
+    ST_TASK_PAGE_AFTER,
+    ST_TASK_POS,
+    ST_TASK_PREFIX,
+    ST_PURGE_PICK,
+    ST_PURGE_COUNT,
+    ST_ITEMS_MIN,
+    ST_ITEMS_DELETE,
+    ST_HISTORY_DELETE,
+    ST_TASK_DELETE,
+    ST_JOURNAL_ADD,
+    ST_JOURNAL_DEL,
     ST_COUNT
 };
 
@@ -149,6 +176,34 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " WHERE task_id = ?1 ORDER BY seq",
     [ST_ITEM_INSERT] = "INSERT INTO items (task_id, seq, data) VALUES (?1, ?2, ?3)",
     [ST_ITEMS_READ] = "SELECT seq, data FROM items WHERE task_id = ?1 AND seq >= ?2 ORDER BY seq",
+    [ST_NODE_PAGE] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
+                     " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
+    /* The page queries walk tasks_by_created backwards (its entries end with the rowid); the
+     * position's rowid is read after the row's columns, whatever their number. */
+    [ST_TASK_PAGE_FIRST] = "SELECT " TASK_COLS ", rowid FROM tasks"
+                           " WHERE (?1 IS NULL OR status = ?1)"
+                           " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+    [ST_TASK_PAGE_AFTER] = "SELECT " TASK_COLS ", rowid FROM tasks"
+                           " WHERE created_ms <= ?4 AND (created_ms < ?4 OR rowid < ?5)"
+                           " AND (?1 IS NULL OR status = ?1)"
+                           " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+    [ST_TASK_POS] = "SELECT created_ms, rowid FROM tasks WHERE id = ?1",
+    /* Ids are lowercase hex, so every id starting with the prefix sorts before prefix + "g". */
+    [ST_TASK_PREFIX] =
+        "SELECT id FROM tasks WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
+    [ST_PURGE_PICK] = "SELECT id, data_items FROM tasks"
+                      " WHERE ended_ms > 0 AND ended_ms < ?1 AND status IN " ENDED_STATUSES
+                      " ORDER BY ended_ms LIMIT ?2",
+    [ST_PURGE_COUNT] = "SELECT count(*) FROM tasks"
+                       " WHERE ended_ms > 0 AND ended_ms < ?1 AND status IN " ENDED_STATUSES,
+    [ST_ITEMS_MIN] = "SELECT min(seq) FROM items WHERE task_id = ?1",
+    [ST_ITEMS_DELETE] = "DELETE FROM items WHERE task_id = ?1 AND seq <= ?2",
+    [ST_HISTORY_DELETE] = "DELETE FROM task_history WHERE task_id = ?1",
+    [ST_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
+    [ST_JOURNAL_ADD] = "INSERT OR IGNORE INTO purged_logs (task_id) VALUES (?1)",
+    [ST_JOURNAL_DEL] = "DELETE FROM purged_logs WHERE task_id = ?1",
 };
 
 struct store {
@@ -167,6 +222,13 @@ struct store {
 
     uint8_t id_random[5];
     uint32_t id_counter;
+
+    /* Retention: tasks deleted in the open transaction, whose logs go once it commits; and
+     * tasks whose logs are gone for good, whose journal entries the next purge drops. */
+    struct id_set {
+        char (*ids)[TASK_ID_LEN + 1];
+        size_t n, cap;
+    } unlink_after_commit, journal_done;
 };
 
 /* ---- Error helpers ---- */
@@ -279,6 +341,40 @@ static void rollback_all(struct store *s)
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK, "rollback");
     logfile_rollback(s->logs);
+    s->unlink_after_commit.n = 0;
+}
+
+static int id_set_add(struct id_set *set, const char *id)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        char(*ids)[TASK_ID_LEN + 1] = realloc(set->ids, cap * sizeof(*ids));
+        if (!ids)
+            return -ENOMEM;
+        set->ids = ids;
+        set->cap = cap;
+    }
+    memcpy(set->ids[set->n++], id, TASK_ID_LEN + 1);
+    return 0;
+}
+
+/* The deletions of purged tasks are committed: their logs go now. Once the directory is synced
+ * their journal entries may go too (the next purge drops them); until then, or if removing one
+ * fails, the entry stays and the next store_open finishes the job. */
+static void remove_purged_logs(struct store *s)
+{
+    struct id_set *u = &s->unlink_after_commit;
+    if (!u->n)
+        return;
+    bool all = true;
+    for (size_t i = 0; i < u->n; i++)
+        if (logfile_remove(s->logs, u->ids[i]) < 0)
+            all = false;
+    if (all && logfile_sync_dir(s->logs) == 0)
+        for (size_t i = 0; i < u->n; i++)
+            if (id_set_add(&s->journal_done, u->ids[i]) < 0)
+                break;
+    u->n = 0;
 }
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
@@ -293,6 +389,7 @@ static int commit_all(struct store *s)
         return rc;
     }
     logfile_commit(s->logs);
+    remove_purged_logs(s);
     return 0;
 }
 
@@ -493,13 +590,18 @@ static int setup_db(struct store *s)
                   s->data_dir, version, SCHEMA_VERSION);
         return -EPROTO;
     }
-    if (version == 0) {
-        char sql[sizeof(schema_sql) + 64];
-        snprintf(sql, sizeof(sql), "BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_sql,
-                 SCHEMA_VERSION);
+    /* Each step and its new version number commit together, so a crash leaves a version. */
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        size_t len = strlen(schema_steps[v]) + 64;
+        char *sql = malloc(len);
+        if (!sql)
+            return -ENOMEM;
+        snprintf(sql, len, "BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_steps[v], v + 1);
         rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
+        free(sql);
         if (rc != SQLITE_OK) {
-            log_error("store: creating the schema in %s failed: %s", s->data_dir, err);
+            log_error("store: bringing the schema in %s to version %d failed: %s", s->data_dir,
+                      v + 1, err);
             sqlite3_free(err);
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return errno_of_sqlite(rc);
@@ -546,6 +648,43 @@ static int open_dirs(struct store *s)
     return logfile_open(s->data_dir, "logs", STORE_LOG_FD_CACHE, &s->logs);
 }
 
+static int collect_journal(void *ctx, int n, char **values, char **names)
+{
+    struct store *s = ctx;
+    if (n < 1 || !values[0] || !task_id_valid(values[0]))
+        return 0;
+    return id_set_add(&s->unlink_after_commit, values[0]) < 0 ? 1 : 0;
+}
+
+/* A crash between a purge's commit and the removal of its logs leaves journal entries: their
+ * tasks are gone, so their logs go now, and then the entries. */
+static int recover_purged_logs(struct store *s)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(s->db, "SELECT task_id FROM purged_logs", collect_journal, s, &err);
+    if (rc != SQLITE_OK) {
+        log_error("store: reading the purge journal in %s failed: %s", s->data_dir,
+                  err ? err : sqlite3_errmsg(s->db));
+        sqlite3_free(err);
+        s->unlink_after_commit.n = 0;
+        return rc == SQLITE_ABORT ? -ENOMEM : errno_of_sqlite(rc);
+    }
+    size_t n = s->unlink_after_commit.n;
+    if (n == 0)
+        return 0;
+    remove_purged_logs(s);
+    if (s->journal_done.n < n)
+        return 0; /* some log could not be removed: the entries stay for the next open */
+    s->journal_done.n = 0;
+    rc = sqlite3_exec(s->db, "DELETE FROM purged_logs", NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        log_warn("store: emptying the purge journal in %s failed: %s", s->data_dir, err);
+        sqlite3_free(err);
+    }
+    log_info("store: removed the logs of %zu purged tasks left by an interrupted purge", n);
+    return 0;
+}
+
 int store_open(const char *data_dir, struct store **out)
 {
     if (!data_dir || !*data_dir || !out)
@@ -560,6 +699,8 @@ int store_open(const char *data_dir, struct store **out)
         rc = open_dirs(s);
     if (rc == 0)
         rc = setup_db(s);
+    if (rc == 0)
+        rc = recover_purged_logs(s);
     if (rc == 0) {
         /* The random part of ids is drawn once per open, like an ObjectID's process value, and
          * the counter starts at a random point so two opens in one second do not collide. */
@@ -603,6 +744,8 @@ void store_close(struct store *s)
     if (s->dir_fd >= 0)
         close(s->dir_fd);
     free(s->data_dir);
+    free(s->unlink_after_commit.ids);
+    free(s->journal_done.ids);
     free(s);
 }
 
@@ -737,6 +880,43 @@ int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row 
         log_error("store: out of memory listing nodes");
     else
         rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "all nodes");
+    finish(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    free(rows);
+    return rc;
+}
+
+int store_node_page(struct store *s, const char *after_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_PAGE];
+    bind_text(st, 1, after_key ? after_key : "");
+    sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
+    struct node_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct node_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        node_from_stmt(st, &rows[n++]);
+    }
+    if (rc == -ENOMEM)
+        log_error("store: out of memory listing nodes");
+    else
+        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "a page");
     finish(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
@@ -1108,6 +1288,249 @@ int store_task_list(struct store *s, const char *status, const char *node_key, u
     bind_text(st, 2, node_key);
     sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
     return stream_tasks(s, st, "listing tasks", cb, ctx);
+}
+
+int store_task_page(struct store *s, const char *status, const char *node_key,
+                    const struct task_pos *after, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
+                    void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    enum task_status parsed;
+    if ((status && task_status_parse(status, &parsed) < 0) || !cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[after ? ST_TASK_PAGE_AFTER : ST_TASK_PAGE_FIRST];
+    bind_text(st, 1, status);
+    bind_text(st, 2, node_key);
+    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
+    if (after) {
+        sqlite3_bind_int64(st, 4, after->created_ms);
+        sqlite3_bind_int64(st, 5, after->rowid);
+    }
+    int pos_col = sqlite3_column_count(st) - 1;
+    int src;
+    rc = 0;
+    s->streaming = true;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct task_row r;
+        rc = task_from_stmt(st, &r);
+        if (rc == 0) {
+            struct task_pos pos = {r.created_ms, sqlite3_column_int64(st, pos_col)};
+            rc = cb(ctx, &r, &pos);
+            store_task_row_free(&r);
+        }
+        if (rc != 0)
+            break;
+    }
+    s->streaming = false;
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing tasks", "a page");
+    finish(st);
+    return rc;
+}
+
+int store_task_pos(struct store *s, const char *id, struct task_pos *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_POS];
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->created_ms = sqlite3_column_int64(st, 0);
+        out->rowid = sqlite3_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = -ENOENT;
+    } else {
+        rc = db_fail(s, rc, "reading the position of task", id);
+    }
+    finish(st);
+    return rc;
+}
+
+int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
+                           size_t max)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_prefix_valid(prefix) || (max && !ids) || max > INT_MAX - 1)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_PREFIX];
+    bind_text(st, 1, prefix);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max + 1);
+    size_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n < max)
+            copy_column(ids[n], TASK_ID_LEN + 1, st, 0);
+        n++;
+    }
+    rc = rc == SQLITE_DONE ? (int)n : db_fail(s, rc, "looking up task id prefix", prefix);
+    finish(st);
+    return rc;
+}
+
+/* Deletes what is left of one task, within budget rows: items first (lowest seq first), then its
+ * history, row and journal entry. Returns 1 when the task is gone, 0 when the budget ran out
+ * first, or -errno. *used counts the rows spent. Inside an operation. */
+static int purge_one(struct store *s, const char *id, unsigned budget, unsigned *used)
+{
+    sqlite3_stmt *st = s->st[ST_ITEMS_MIN];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    bool has_items = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    sqlite3_int64 low = has_items ? sqlite3_column_int64(st, 0) : 0;
+    rc = rc == SQLITE_ROW ? 0 : db_fail(s, rc, "reading items of task", id);
+    finish(st);
+    if (rc < 0)
+        return rc;
+    if (has_items) {
+        /* Seqs are dense from 1: the rows up to low + room - 1 are at most room rows. */
+        unsigned room = budget > *used ? budget - *used : 0;
+        if (room == 0)
+            return 0;
+        st = s->st[ST_ITEMS_DELETE];
+        bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, low + room - 1);
+        rc = step_done(s, st, "purging items of task", id);
+        if (rc < 0)
+            return rc;
+        *used += (unsigned)sqlite3_changes(s->db);
+        /* Another look: any left means the budget is spent. */
+        st = s->st[ST_ITEMS_MIN];
+        bind_text(st, 1, id);
+        rc = sqlite3_step(st);
+        has_items = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+        rc = rc == SQLITE_ROW ? 0 : db_fail(s, rc, "reading items of task", id);
+        finish(st);
+        if (rc < 0)
+            return rc;
+        if (has_items)
+            return 0;
+    }
+    st = s->st[ST_HISTORY_DELETE];
+    bind_text(st, 1, id);
+    rc = step_done(s, st, "purging history of task", id);
+    if (rc == 0) {
+        *used += (unsigned)sqlite3_changes(s->db);
+        st = s->st[ST_TASK_DELETE];
+        bind_text(st, 1, id);
+        rc = step_done(s, st, "purging task", id);
+    }
+    if (rc == 0) {
+        st = s->st[ST_JOURNAL_ADD];
+        bind_text(st, 1, id);
+        rc = step_done(s, st, "journaling the log of purged task", id);
+    }
+    if (rc == 0)
+        rc = id_set_add(&s->unlink_after_commit, id);
+    if (rc < 0)
+        return rc;
+    *used += 1;
+    return 1;
+}
+
+/* Picks the candidates (collected first: the deletions use other statements), then deletes them
+ * in order while the budget lasts. Inside an operation. */
+static int purge_op(struct store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
+{
+    /* Journal entries of logs removed for good, from earlier commits. */
+    struct id_set *done = &s->journal_done;
+    for (size_t i = 0; i < done->n; i++) {
+        sqlite3_stmt *st = s->st[ST_JOURNAL_DEL];
+        bind_text(st, 1, done->ids[i]);
+        int rc = step_done(s, st, "dropping a purge journal entry", done->ids[i]);
+        if (rc < 0)
+            return rc;
+    }
+    done->n = 0;
+
+    unsigned max_tasks = budget;
+    char(*ids)[TASK_ID_LEN + 1] = calloc(max_tasks + 1, sizeof(*ids));
+    if (!ids)
+        return -ENOMEM;
+    sqlite3_stmt *st = s->st[ST_PURGE_PICK];
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max_tasks + 1);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n <= max_tasks)
+        copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(s, rc, "picking tasks to purge", "-");
+    finish(st);
+    unsigned used = 0;
+    size_t i = 0;
+    for (; rc == 0 && i < n && i < max_tasks && used < budget; i++) {
+        rc = purge_one(s, ids[i], budget, &used);
+        if (rc == 1) {
+            (*purged)++;
+            rc = 0;
+        } else if (rc == 0) {
+            break; /* budget spent in the middle of this task */
+        }
+    }
+    if (rc == 0)
+        *more = i < n;
+    free(ids);
+    return rc;
+}
+
+int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                     bool *more)
+{
+    size_t dummy_n;
+    bool dummy_more;
+    if (!purged)
+        purged = &dummy_n;
+    if (!more)
+        more = &dummy_more;
+    *purged = 0;
+    *more = false;
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (budget == 0)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    size_t before_n = s->unlink_after_commit.n;
+    rc = op_end(s, purge_op(s, before_ms, budget, purged, more));
+    if (rc < 0) {
+        /* Undone: those tasks are back, their logs must stay. (A failed commit outside a group
+         * has emptied the set already.) */
+        if (s->unlink_after_commit.n > before_n)
+            s->unlink_after_commit.n = before_n;
+        *purged = 0;
+        *more = true;
+    }
+    return rc;
+}
+
+int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_PURGE_COUNT];
+    sqlite3_bind_int64(st, 1, before_ms);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = column_u64(st, 0);
+        rc = 0;
+    } else {
+        rc = db_fail(s, rc, "counting tasks to purge", "-");
+    }
+    finish(st);
+    return rc;
 }
 
 int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
