@@ -166,8 +166,7 @@ struct config_item {
 /* The command line split up; every pointer points into argv. */
 struct config_scan {
     const char *command; /* argv[1] when it is not an option: a client command or "cert" */
-    const char *sub;     /* after "cert": argv[2] when it is not an option; after "tasks":
-                          * argv[2] when it is "purge" */
+    const char *sub;     /* after "cert": argv[2] when it is not an option */
     struct config_item *items;
     size_t n_items;
     char **positional;

@@ -61,9 +61,6 @@ void config_scan_args(struct config_scan *s, int argc, char **argv)
     /* "cert" takes a second word, the sub-command, before its options. */
     bool is_cert = has_command && strcmp(argv[1], "cert") == 0;
     bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
-    /* "tasks purge" too; any other word after "tasks" is an unexpected argument. */
-    if (has_command && strcmp(argv[1], "tasks") == 0 && argc > 2 && strcmp(argv[2], "purge") == 0)
-        has_sub = true;
     s->command = has_command ? argv[1] : NULL;
     s->sub = has_sub ? argv[2] : NULL;
 
@@ -181,8 +178,10 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
         return pick_role(p, s, getenv_fn);
     if (strcmp(s->command, "cert") == 0)
         return pick_cert_command(p, s);
-    if (s->sub) {
-        p->c->command = CMD_TASKS_PURGE; /* the only sub-command besides cert's */
+    /* "tasks purge": tasks takes no other word, so "purge" may come after options too. */
+    if (strcmp(s->command, "tasks") == 0 && s->n_positional &&
+        strcmp(s->positional[0], "purge") == 0) {
+        p->c->command = CMD_TASKS_PURGE;
         return 0;
     }
     return pick_client_command(p, s->command);
@@ -218,7 +217,8 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
     /* Outside submit, "--" only ends the options; what follows is positional. */
     const char *words[2] = {NULL, NULL};
     size_t n_words = 0;
-    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
+    /* The word "purge" of "tasks purge" is the command's. */
+    for (size_t i = c->command == CMD_TASKS_PURGE ? 1 : 0; i < s->n_positional && n_words < 2; i++)
         words[n_words++] = s->positional[i];
     for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
         words[n_words++] = s->rest[i];

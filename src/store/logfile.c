@@ -428,12 +428,14 @@ int logfile_remove(struct logfile *lf, const char *id)
     }
     char name[TASK_ID_LEN + 8];
     snprintf(name, sizeof(name), "%s.log", id);
-    if (unlinkat(lf->dir_fd, name, 0) < 0 && errno != ENOENT) {
+    if (unlinkat(lf->dir_fd, name, 0) < 0) {
+        if (errno == ENOENT)
+            return 0;
         int err = errno;
         log_error("logfile: removing log of task %s failed: %s", id, strerror(err));
         return -err;
     }
-    return 0;
+    return 1;
 }
 
 int logfile_sync_dir(struct logfile *lf)

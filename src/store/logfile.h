@@ -95,7 +95,7 @@ void logfile_rollback(struct logfile *lf);
  * Removes the task's log: closes it if open, forgets its index and unlinks the file (a missing
  * file is not an error). For a row backend whose task row is gone for good: call it only once the
  * row's deletion is committed, never with a file written since the last commit. The removal is
- * durable after logfile_sync_dir.
+ * durable after logfile_sync_dir. Returns 1 when a file was removed, 0 when there was none.
  */
 int logfile_remove(struct logfile *lf, const char *id);
 

@@ -361,20 +361,26 @@ static int id_set_add(struct id_set *set, const char *id)
 /* The deletions of purged tasks are committed: their logs go now. Once the directory is synced
  * their journal entries may go too (the next purge drops them); until then, or if removing one
  * fails, the entry stays and the next store_open finishes the job. */
-static void remove_purged_logs(struct store *s)
+static size_t remove_purged_logs(struct store *s)
 {
     struct id_set *u = &s->unlink_after_commit;
     if (!u->n)
-        return;
+        return 0;
     bool all = true;
-    for (size_t i = 0; i < u->n; i++)
-        if (logfile_remove(s->logs, u->ids[i]) < 0)
+    size_t removed = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        int rc = logfile_remove(s->logs, u->ids[i]);
+        if (rc < 0)
             all = false;
+        else
+            removed += (size_t)rc;
+    }
     if (all && logfile_sync_dir(s->logs) == 0)
         for (size_t i = 0; i < u->n; i++)
             if (id_set_add(&s->journal_done, u->ids[i]) < 0)
                 break;
     u->n = 0;
+    return removed;
 }
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
@@ -672,7 +678,7 @@ static int recover_purged_logs(struct store *s)
     size_t n = s->unlink_after_commit.n;
     if (n == 0)
         return 0;
-    remove_purged_logs(s);
+    size_t removed = remove_purged_logs(s);
     if (s->journal_done.n < n)
         return 0; /* some log could not be removed: the entries stay for the next open */
     s->journal_done.n = 0;
@@ -681,7 +687,9 @@ static int recover_purged_logs(struct store *s)
         log_warn("store: emptying the purge journal in %s failed: %s", s->data_dir, err);
         sqlite3_free(err);
     }
-    log_info("store: removed the logs of %zu purged tasks left by an interrupted purge", n);
+    if (removed)
+        log_info("store: removed %zu log files of purged tasks, left by an interrupted purge",
+                 removed);
     return 0;
 }
 
