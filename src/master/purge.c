@@ -43,32 +43,31 @@ static void purge_schedule(struct purge *p, uint64_t after_ms)
     ev_timer_start(p->loop, &p->timer);
 }
 
-/* One batch, in the open group; the group commits before the loop waits again, and the store
- * removes the batch's logs right after. */
+/*
+ * One tick: the logs of tasks whose deletion is committed go first, then one batch of rows is
+ * deleted in the open group. The tick asks for no commit of its own: the batch shares the commit
+ * of whatever else the loop is doing (a dispatch, a report) or, at the latest, the group's
+ * maximum age, so a purge adds no fdatasync to the loop. Ticks go on while rows remain or logs
+ * wait for removal.
+ */
 static void purge_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct purge *p = w->data;
-    int64_t cutoff = purge_cutoff(p);
-    if (cutoff <= 0) {
-        if (p->retention_ms)
-            purge_schedule(p, p->check_ms);
-        return;
-    }
+    size_t logs_left = 0;
+    int rc = store_purge_logs(p->store, PURGE_LOGS_PER_TICK, &logs_left);
+    int64_t cutoff = rc == 0 ? purge_cutoff(p) : 0;
     size_t purged = 0;
     bool more = false;
-    int rc = group_join(p->group);
-    if (rc == 0)
+    if (rc == 0 && cutoff > 0 && (rc = group_join(p->group)) == 0)
         rc = store_task_purge(p->store, cutoff, PURGE_BATCH_ROWS, &purged, &more);
     if (rc < 0) {
         log_warn("retention: purging ended tasks failed (%d); trying again later", rc);
         purge_schedule(p, p->check_ms ? p->check_ms : CHECK_MAX_MS);
         return;
     }
-    if (purged)
-        group_want_commit(p->group);
     p->round_purged += purged;
-    if (more) {
-        purge_schedule(p, PURGE_BATCH_GAP_MS);
+    if (more || logs_left || purged) {
+        purge_schedule(p, PURGE_TICK_MS);
         return;
     }
     if (p->round_purged)

@@ -1,15 +1,17 @@
 /*
  * Retention: purges ended tasks (task_status_terminal) with their logs and result items in the
  * background, a small batch at a time, each batch in the open group of store changes
- * (master/group.h), so that dispatch never waits for more than one batch. Two sources of work:
- * --retention (tasks that ended longer ago than that; 0 keeps everything), checked every tenth of
- * it (at least every 100 ms, at most every minute), and purge_request (AdminService.PurgeTasks:
- * tasks that ended before a given time). While there is work, a batch runs every
- * PURGE_BATCH_GAP_MS; the store removes a batch's log files once its deletion is committed
- * (store.h, store_task_purge).
+ * (master/group.h) without a commit of its own, so that dispatch never waits for more than one
+ * small batch and the purge adds no fdatasync. Two sources of work: --retention (tasks that
+ * ended longer ago than that; 0 keeps everything), checked every tenth of it (at least every
+ * 100 ms, at most every minute), and purge_request (AdminService.PurgeTasks: tasks that ended
+ * before a given time). While there is work, a tick runs every PURGE_TICK_MS: it has the log
+ * files of tasks whose deletion is committed removed, then deletes one batch (store.h,
+ * store_task_purge, store_purge_logs).
  *
  * Ownership: the purger belongs to the master; it keeps a timer on the loop. Loop thread only.
- * Blocking: each batch blocks on the store (at most PURGE_BATCH_ROWS rows deleted).
+ * Blocking: each tick blocks on the store for at most PURGE_BATCH_ROWS rows deleted; log files
+ * are removed by a thread of the log engine (store_purge_logs hands PURGE_LOGS_PER_TICK over).
  * Errors: 0 or a negative errno; a failed batch is logged and tried again at the next check.
  */
 #ifndef CRAWLAB_PURGE_H
@@ -23,9 +25,11 @@ struct group;
 struct purge;
 struct store;
 
-/* The rows one batch deletes at most, and the pause between two batches. */
-#define PURGE_BATCH_ROWS   256
-#define PURGE_BATCH_GAP_MS 10
+/* The rows one tick deletes at most, the log files it removes at most, and the pause between two
+ * ticks. */
+#define PURGE_BATCH_ROWS    64
+#define PURGE_LOGS_PER_TICK 256
+#define PURGE_TICK_MS       4
 
 struct purge_opts {
     uint64_t retention_ms; /* 0: no retention (purge_request still works) */

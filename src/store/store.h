@@ -241,13 +241,20 @@ int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK
  * one call stays short. *purged receives the number of task rows deleted; *more is set when such
  * tasks remain. Inside a group, or its own transaction outside one.
  * Log files: a deleted task's id is written in the same transaction to a journal table; the
- * file is removed only after the deletion is committed, then the directory is fsync()ed, and the
- * journal entry is dropped by a later transaction. store_open removes the files of every entry
- * left in the journal (a crash between the commit and the removal). So no committed task ever
- * lacks its log, and a log whose task is gone is always in the journal until it is removed.
+ * file is removed only once the deletion is committed, by store_purge_logs (or store_close),
+ * then the directory is fsync()ed, and the journal entry is dropped by a later purge. store_open
+ * removes the files of every entry left in the journal (a crash between the commit and the
+ * removal). So no committed task ever lacks its log, and a log whose task is gone is always in
+ * the journal until it is removed.
  */
 int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
                      bool *more);
+
+/* Has the log files of up to max purged tasks whose deletion is committed removed, by a thread of
+ * the log engine (logfile_discard), so that this call does not wait for the disk. *left (may be
+ * NULL) receives how many purged tasks may still have a log file: those of the open transaction,
+ * committed ones not handed over yet, and those whose removal is not known to be durable yet. */
+int store_purge_logs(struct store *s, size_t max, size_t *left);
 
 /* How many tasks store_task_purge would delete for before_ms, in all. */
 int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out);

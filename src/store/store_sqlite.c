@@ -223,12 +223,13 @@ struct store {
     uint8_t id_random[5];
     uint32_t id_counter;
 
-    /* Retention: tasks deleted in the open transaction, whose logs go once it commits; and
-     * tasks whose logs are gone for good, whose journal entries the next purge drops. */
+    /* Retention: tasks deleted in the open transaction (their logs may go once it commits);
+     * tasks whose deletion is committed and whose logs store_purge_logs removes; tasks whose
+     * logs are gone for good, whose journal entries the next purge drops. */
     struct id_set {
         char (*ids)[TASK_ID_LEN + 1];
         size_t n, cap;
-    } unlink_after_commit, journal_done;
+    } purged_uncommitted, purged_committed, journal_done;
 };
 
 /* ---- Error helpers ---- */
@@ -341,7 +342,7 @@ static void rollback_all(struct store *s)
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK, "rollback");
     logfile_rollback(s->logs);
-    s->unlink_after_commit.n = 0;
+    s->purged_uncommitted.n = 0;
 }
 
 static int id_set_add(struct id_set *set, const char *id)
@@ -358,29 +359,58 @@ static int id_set_add(struct id_set *set, const char *id)
     return 0;
 }
 
-/* The deletions of purged tasks are committed: their logs go now. Once the directory is synced
- * their journal entries may go too (the next purge drops them); until then, or if removing one
- * fails, the entry stays and the next store_open finishes the job. */
-static size_t remove_purged_logs(struct store *s)
+/* At open and close: removes the logs of every task whose deletion is committed, here and now,
+ * and syncs the directory; then their journal entries may go (the next purge drops them). If a
+ * removal or the sync fails, the entries stay and the next store_open tries again. Returns how
+ * many files were removed. */
+static size_t remove_purged_logs_now(struct store *s)
 {
-    struct id_set *u = &s->unlink_after_commit;
-    if (!u->n)
-        return 0;
+    struct id_set *c = &s->purged_committed;
     bool all = true;
     size_t removed = 0;
-    for (size_t i = 0; i < u->n; i++) {
-        int rc = logfile_remove(s->logs, u->ids[i]);
+    for (size_t i = 0; i < c->n; i++) {
+        int rc = logfile_remove(s->logs, c->ids[i]);
         if (rc < 0)
             all = false;
         else
             removed += (size_t)rc;
     }
-    if (all && logfile_sync_dir(s->logs) == 0)
-        for (size_t i = 0; i < u->n; i++)
-            if (id_set_add(&s->journal_done, u->ids[i]) < 0)
+    if (all && c->n && logfile_sync_dir(s->logs) == 0)
+        for (size_t i = 0; i < c->n; i++)
+            if (id_set_add(&s->journal_done, c->ids[i]) < 0)
                 break;
-    u->n = 0;
+    c->n = 0;
     return removed;
+}
+
+/* While the master runs: hands up to max logs of tasks whose deletion is committed to the log
+ * engine's remover thread, and takes back those whose removal is durable, whose journal entries
+ * the next purge drops. *pending receives how many handed over are not back yet. */
+static void discard_purged_logs(struct store *s, size_t max, size_t *pending)
+{
+    struct id_set *c = &s->purged_committed;
+    size_t n = c->n < max ? c->n : max;
+    size_t handed = 0;
+    while (handed < n && logfile_discard(s->logs, c->ids[c->n - 1 - handed]) >= 0)
+        handed++;
+    c->n -= handed;
+    char ids[64][TASK_ID_LEN + 1];
+    size_t got;
+    while ((got = logfile_discarded(s->logs, ids, 64, pending)) > 0)
+        for (size_t i = 0; i < got; i++)
+            if (id_set_add(&s->journal_done, ids[i]) < 0)
+                return; /* their entries stay in the journal until the next open */
+}
+
+/* The deletions of the transaction are committed: their logs may go. One that cannot be
+ * remembered (out of memory) stays in the journal for the next open. */
+static void purged_now_committed(struct store *s)
+{
+    struct id_set *u = &s->purged_uncommitted;
+    for (size_t i = 0; i < u->n; i++)
+        if (id_set_add(&s->purged_committed, u->ids[i]) < 0)
+            break;
+    u->n = 0;
 }
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
@@ -395,7 +425,7 @@ static int commit_all(struct store *s)
         return rc;
     }
     logfile_commit(s->logs);
-    remove_purged_logs(s);
+    purged_now_committed(s);
     return 0;
 }
 
@@ -659,7 +689,7 @@ static int collect_journal(void *ctx, int n, char **values, char **names)
     struct store *s = ctx;
     if (n < 1 || !values[0] || !task_id_valid(values[0]))
         return 0;
-    return id_set_add(&s->unlink_after_commit, values[0]) < 0 ? 1 : 0;
+    return id_set_add(&s->purged_committed, values[0]) < 0 ? 1 : 0;
 }
 
 /* A crash between a purge's commit and the removal of its logs leaves journal entries: their
@@ -672,13 +702,13 @@ static int recover_purged_logs(struct store *s)
         log_error("store: reading the purge journal in %s failed: %s", s->data_dir,
                   err ? err : sqlite3_errmsg(s->db));
         sqlite3_free(err);
-        s->unlink_after_commit.n = 0;
+        s->purged_committed.n = 0;
         return rc == SQLITE_ABORT ? -ENOMEM : errno_of_sqlite(rc);
     }
-    size_t n = s->unlink_after_commit.n;
+    size_t n = s->purged_committed.n;
     if (n == 0)
         return 0;
-    size_t removed = remove_purged_logs(s);
+    size_t removed = remove_purged_logs_now(s);
     if (s->journal_done.n < n)
         return 0; /* some log could not be removed: the entries stay for the next open */
     s->journal_done.n = 0;
@@ -742,6 +772,8 @@ void store_close(struct store *s)
         s->in_group = false;
         rollback_all(s);
     }
+    if (s->logs)
+        remove_purged_logs_now(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -752,7 +784,8 @@ void store_close(struct store *s)
     if (s->dir_fd >= 0)
         close(s->dir_fd);
     free(s->data_dir);
-    free(s->unlink_after_commit.ids);
+    free(s->purged_uncommitted.ids);
+    free(s->purged_committed.ids);
     free(s->journal_done.ids);
     free(s);
 }
@@ -1437,7 +1470,7 @@ static int purge_one(struct store *s, const char *id, unsigned budget, unsigned 
         rc = step_done(s, st, "journaling the log of purged task", id);
     }
     if (rc == 0)
-        rc = id_set_add(&s->unlink_after_commit, id);
+        rc = id_set_add(&s->purged_uncommitted, id);
     if (rc < 0)
         return rc;
     *used += 1;
@@ -1508,17 +1541,29 @@ int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t
     rc = op_begin(s);
     if (rc < 0)
         return rc;
-    size_t before_n = s->unlink_after_commit.n;
+    size_t before_n = s->purged_uncommitted.n;
     rc = op_end(s, purge_op(s, before_ms, budget, purged, more));
     if (rc < 0) {
         /* Undone: those tasks are back, their logs must stay. (A failed commit outside a group
          * has emptied the set already.) */
-        if (s->unlink_after_commit.n > before_n)
-            s->unlink_after_commit.n = before_n;
+        if (s->purged_uncommitted.n > before_n)
+            s->purged_uncommitted.n = before_n;
         *purged = 0;
         *more = true;
     }
     return rc;
+}
+
+int store_purge_logs(struct store *s, size_t max, size_t *left)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    size_t pending = 0;
+    discard_purged_logs(s, max, &pending);
+    if (left)
+        *left = s->purged_committed.n + s->purged_uncommitted.n + pending;
+    return 0;
 }
 
 int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)

@@ -185,9 +185,10 @@ class Paging(harness.ClusterTest, harness.TaskOps):
             rc, out, err = self.c.cli("logs", tid)
             self.assertEqual(rc, 1, err)
             self.assertIn("NOT_FOUND", err)
-        files = log_files(self.c.master_dir)
-        self.assertFalse(files & set(ended), "purged tasks keep no log file")
-        self.assertIn(running, files)
+        # their logs go once the deletion is committed, by a thread of the master's
+        wait_until(lambda: not log_files(self.c.master_dir) & set(ended),
+                   what="the purged tasks' logs removed")
+        self.assertIn(running, log_files(self.c.master_dir))
         marks = ",".join("?" * len(ended))
         for table, col in (("items", "task_id"), ("task_history", "task_id"),
                            ("tasks", "id")):
@@ -224,7 +225,7 @@ class Paging(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 0, err)
         self.assertEqual(out.split()[0], "5", out)
         wait_until(lambda: not set(done) & set(self.tasks()), what="the purge")
-        self.assertFalse(log_files(self.c.master_dir) & set(done))
+        wait_until(lambda: not log_files(self.c.master_dir) & set(done), what="their logs gone")
         rc, out, err = self.c.cli("tasks", "purge")
         self.assertEqual(rc, 2, err)
         rc, out, err = self.c.cli("tasks", "purge", "--before=yesterday")

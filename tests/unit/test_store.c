@@ -1568,6 +1568,18 @@ static void ended_task(char id[25], int64_t created, int64_t at, enum task_statu
     end_task(id, status, at);
 }
 
+/* Has the logs of committed purges removed and waits (bounded) until their removal is durable. */
+static void drain_purged_logs(void)
+{
+    size_t left = 1;
+    for (int i = 0; i < 2000 && left; i++) {
+        ck_assert_int_eq(store_purge_logs(st, 1000, &left), 0);
+        if (left)
+            usleep(1000);
+    }
+    ck_assert_uint_eq(left, 0);
+}
+
 static bool task_exists(const char *id)
 {
     struct task_row r;
@@ -1620,6 +1632,9 @@ START_TEST(test_purge_takes_ended_tasks_with_logs_items_and_history_only)
     ck_assert(!more);
     ck_assert(!task_exists(fin) && !task_exists(err) && !task_exists(can));
     ck_assert(task_exists(late) && task_exists(pend) && task_exists(run));
+    /* The rows are gone; the logs go when asked, now that the deletion is committed. */
+    ck_assert_int_gt(file_size(fin), 0);
+    drain_purged_logs();
     ck_assert_int_eq(file_size(fin), -1);
     ck_assert_int_eq(file_size(err), -1);
     ck_assert_int_gt(file_size(late), 0);
@@ -1661,6 +1676,7 @@ START_TEST(test_purge_budget_splits_a_task_with_many_items)
     ck_assert_int_ge(calls, 3);
     ck_assert(!task_exists(big) && !task_exists(small));
     ck_assert_int_eq(count_rows("SELECT count(*) FROM items"), 0);
+    drain_purged_logs();
     ck_assert_int_eq(file_size(big), -1);
 }
 END_TEST
@@ -1682,13 +1698,20 @@ START_TEST(test_purge_in_a_group_removes_logs_only_once_committed)
     ck_assert_int_gt(file_size(a), 0);
     const char *two[] = {"a line", "a line"};
     assert_log_is(a, 2, two);
-    /* Committed: the logs go right after the commit, not before. */
+    /* Committed: the logs go after the commit, never before. */
     ck_assert_int_eq(store_begin(st), 0);
     ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
     ck_assert_int_gt(file_size(a), 0);
     ck_assert_int_gt(file_size(b), 0);
     ck_assert_int_eq(count_rows("SELECT count(*) FROM purged_logs"), 0); /* not committed */
+    size_t left;
+    ck_assert_int_eq(store_purge_logs(st, 100, &left), 0);
+    ck_assert_uint_eq(left, 2); /* not committed: nothing removed */
+    ck_assert_int_gt(file_size(a), 0);
     ck_assert_int_eq(store_commit(st), 0);
+    ck_assert_int_gt(file_size(a), 0);
+    ck_assert_int_gt(file_size(b), 0);
+    drain_purged_logs();
     ck_assert_int_eq(file_size(a), -1);
     ck_assert_int_eq(file_size(b), -1);
     /* The journal entries go with the next purge. */
