@@ -479,6 +479,15 @@ struct reader {
 static int add_line(void *ctx, uint64_t seq, const char *line, size_t len)
 {
     struct reader *r = ctx;
+    /* A chunk of one line must still fit in a message. Our worker cuts log lines at 1 MiB and
+     * items are stored within LIMIT_ITEM_MAX, but another worker may have sent a log line of
+     * nearly 4 MiB in one INSERT_LOGS: it is shown cut at LIMIT_ITEM_MAX, on a character
+     * boundary. */
+    if (len > LIMIT_ITEM_MAX) {
+        len = LIMIT_ITEM_MAX;
+        while (len > 0 && ((unsigned char)line[len] & 0xc0) == 0x80)
+            len--;
+    }
     if (r->n && r->bytes + len > CHUNK_BYTES)
         return 1; /* full: the rest goes in the next chunk */
     if (r->n == r->cap) {
