@@ -18,6 +18,7 @@ const ProtobufCMessageDescriptor *const request_types[] = {
     &grpc__admin_submit_task_request__descriptor,
     &grpc__admin_list_tasks_request__descriptor,
     &grpc__admin_task_request__descriptor,
+    &grpc__admin_purge_tasks_request__descriptor,
 };
 
 const size_t n_request_types = sizeof(request_types) / sizeof(request_types[0]);
