@@ -44,11 +44,11 @@ static void purge_schedule(struct purge *p, uint64_t after_ms)
 }
 
 /*
- * One tick: the logs of tasks whose deletion is committed go first, then one batch of rows is
- * deleted in the open group. The tick asks for no commit of its own: the batch shares the commit
- * of whatever else the loop is doing (a dispatch, a report) or, at the latest, the group's
- * maximum age, so a purge adds no fdatasync to the loop. Ticks go on while rows remain or logs
- * wait for removal.
+ * One tick: the logs of tasks whose deletion is committed are handed to the log engine's thread,
+ * then one batch of rows is deleted in the open group. The tick asks for no commit of its own:
+ * the batch shares the commit of whatever else the loop is doing (a dispatch, a report) or, when
+ * nothing else commits, the group's commit at its maximum age (50 ms), so a purge adds at most
+ * one commit every 50 ms. Ticks go on while rows remain or logs wait for removal.
  */
 static void purge_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {

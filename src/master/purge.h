@@ -2,12 +2,12 @@
  * Retention: purges ended tasks (task_status_terminal) with their logs and result items in the
  * background, a small batch at a time, each batch in the open group of store changes
  * (master/group.h) without a commit of its own, so that dispatch never waits for more than one
- * small batch and the purge adds no fdatasync. Two sources of work: --retention (tasks that
- * ended longer ago than that; 0 keeps everything), checked every tenth of it (at least every
- * 100 ms, at most every minute), and purge_request (AdminService.PurgeTasks: tasks that ended
- * before a given time). While there is work, a tick runs every PURGE_TICK_MS: it has the log
- * files of tasks whose deletion is committed removed, then deletes one batch (store.h,
- * store_task_purge, store_purge_logs).
+ * small batch and the purge adds at most one commit every 50 ms (the group's maximum age). Two
+ * sources of work: --retention (tasks that ended longer ago than that; 0 keeps everything), checked
+ * every tenth of it (at least every 100 ms, at most every minute), and purge_request
+ * (AdminService.PurgeTasks: tasks that ended before a given time). While there is work, a tick runs
+ * every PURGE_TICK_MS: it has the log files of tasks whose deletion is committed removed, then
+ * deletes one batch (store.h, store_task_purge, store_purge_logs).
  *
  * Ownership: the purger belongs to the master; it keeps a timer on the loop. Loop thread only.
  * Blocking: each tick blocks on the store for at most PURGE_BATCH_ROWS rows deleted; log files

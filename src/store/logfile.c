@@ -605,7 +605,8 @@ size_t logfile_discarded(struct logfile *lf, char (*ids)[TASK_ID_LEN + 1], size_
     }
     pthread_mutex_lock(&r->mu);
     size_t n = r->done.n < max ? r->done.n : max;
-    memcpy(ids, r->done.ids + (r->done.n - n), n * sizeof(*ids));
+    if (n)
+        memcpy(ids, r->done.ids + (r->done.n - n), n * sizeof(*ids));
     r->done.n -= n;
     if (pending)
         *pending = r->todo.n + r->busy + r->done.n;
