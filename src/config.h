@@ -7,7 +7,8 @@
  * what); this header is its only public one.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
- * tasks, logs, results, cancel, and "cert init" / "cert issue", which take a second word).
+ * tasks, logs, results, cancel, and "cert init" / "cert issue" / "tasks purge", which take a
+ * second word).
  * Otherwise the process is a daemon whose role comes from --role=master|worker, else from
  * CRAWLAB_NODE_MASTER. --help, -h and --version anywhere before a "--" turn the whole command
  * line into CMD_HELP or CMD_VERSION.
@@ -42,6 +43,7 @@ enum config_command {
     CMD_METRICS,
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
+    CMD_TASKS_PURGE,
     CMD_HELP,
     CMD_VERSION
 };
@@ -80,6 +82,7 @@ struct config {
     uint64_t cancel_grace_ms;       /* worker, default 15 s */
     uint64_t shutdown_grace_ms;     /* both roles, default 30 s */
     uint64_t disconnect_grace_ms;   /* master, default 5 min */
+    uint64_t retention_ms;          /* master: --retention, default 30 days, 0 = keep all */
     uint64_t spool_max_bytes;       /* worker, default 1 GiB, at least 1 MiB */
     enum config_containment task_containment; /* worker: --task-containment, default auto */
     int task_max_pids;                        /* worker: --task-max-pids, 0 = no limit */
@@ -108,10 +111,15 @@ struct config {
     char *task_name; /* submit: --name */
     char **argv_cmd; /* submit: everything after "--", at least one non-empty word */
     size_t n_argv_cmd;
-    char *status_filter; /* tasks: --status, one of the task status names */
-    bool follow;         /* logs: --follow */
-    bool force;          /* cancel: --force */
-    char *task_id;       /* logs, results, cancel: 24 lowercase hex digits */
+    char *status_filter;     /* tasks: --status, one of the task status names */
+    bool follow;             /* logs: --follow */
+    bool force;              /* cancel: --force */
+    char *task_id;           /* logs, results, cancel: a task id or 6 to 24 of its first digits */
+    unsigned limit;          /* tasks: --limit, at most this many (0 = all) */
+    bool limit_given;        /* tasks: --limit was given (else: 100 on a terminal, all otherwise) */
+    char *before_id;         /* tasks: --before=ID, tasks older than this one (an id or a prefix) */
+    int64_t purge_before_ms; /* tasks purge: --before=DATE, ms since the epoch; or */
+    uint64_t purge_age_ms;   /* tasks purge: --before=DURATION, that long before now */
 
     /* schedule: the sub-command and its arguments; --node, --priority, --timeout, --env,
      * --name and the command after "--" as for submit (one --node at most, no --all-nodes). */
@@ -159,7 +167,7 @@ void config_free(struct config *c);
 void config_usage(FILE *out);
 
 /*
- * Parses a duration into milliseconds: a number with a unit (ms, s, m, h; "1.5s"), several of
+ * Parses a duration into milliseconds: a number with a unit (ms, s, m, h, d; "1.5s"), several of
  * them in a row ("1h30m"), or a bare number meaning seconds ("5", "1.5"). Fractions below a
  * millisecond are dropped. Returns 0, -EINVAL for bad syntax or -ERANGE when the value does not
  * fit in 64 bits; *out is written only on success.
@@ -181,5 +189,12 @@ int config_parse_size(const char *s, uint64_t *out);
  * Returns 0, -EINVAL or -ENOMEM; nothing is written on failure.
  */
 int config_parse_hostport(const char *s, char **host, int *port);
+
+/*
+ * Parses a UTC date into milliseconds since the epoch: "YYYY-MM-DD" (midnight), or
+ * "YYYY-MM-DDTHH:MM[:SS]" with an optional trailing "Z". Returns 0 or -EINVAL; *out is written
+ * only on success.
+ */
+int config_parse_date_ms(const char *s, int64_t *out);
 
 #endif

@@ -177,6 +177,9 @@ int main(int argc, char **argv)
         case CMD_TASKS:
             status = cli_tasks(&cfg, tls, key);
             break;
+        case CMD_TASKS_PURGE:
+            status = cli_tasks_purge(&cfg, tls, key);
+            break;
         case CMD_LOGS:
             status = cli_logs(&cfg, tls, key);
             break;

@@ -1,7 +1,8 @@
 /*
  * The client commands. Each connects to the master, does one thing, prints the result on stdout
  * (errors: one line on stderr) and returns the process exit status: 0 done, 1 refused or failed,
- * 3 master unreachable or auth refused.
+ * 3 master unreachable or auth refused. Listings walk the master's pages on one connection and
+ * print each page as it arrives.
  */
 #ifndef CRAWLAB_CLI_COMMANDS_H
 #define CRAWLAB_CLI_COMMANDS_H
@@ -14,6 +15,7 @@ struct tls_client;
 int cli_nodes(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_submit(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+int cli_tasks_purge(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_logs(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_results(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);

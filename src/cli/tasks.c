@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/conn.h"
 #include "cli/term.h"
+#include "core/limits.h"
 #include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
 
@@ -30,24 +31,25 @@ static void print_cell(const char *s, int width, const char *sep)
     printf("%*s%s", n < width ? width - n : 0, "", sep);
 }
 
-static void print_table(const Grpc__AdminListTasksResponse *r)
+static void print_header(void)
 {
     printf("%-24s %-20s %-17s %-34s %8s %9s %9s %-20s %4s %s\n", "ID", "NAME", "STATUS", "NODE",
            "PRIORITY", "LOG LINES", "ITEMS", "CREATED", "EXIT", "ERROR");
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        const Grpc__AdminTask *t = r->tasks[i];
-        char created[32], exit_code[16] = "-";
-        cli_format_time(t->created_ms, created, sizeof(created));
-        if (has_exit_code(t->status))
-            snprintf(exit_code, sizeof(exit_code), "%d", t->exit_code);
-        printf("%-24s ", t->id);
-        print_cell(t->name, 20, " ");
-        printf("%-17s ", t->status);
-        print_cell(t->assigned_node, 34, " ");
-        printf("%8d %9llu %9llu %-20s %4s ", t->priority, (unsigned long long)t->log_lines,
-               (unsigned long long)t->data_items, created, exit_code);
-        print_cell(t->error, 0, "\n");
-    }
+}
+
+static void print_row(const Grpc__AdminTask *t)
+{
+    char created[32], exit_code[16] = "-";
+    cli_format_time(t->created_ms, created, sizeof(created));
+    if (has_exit_code(t->status))
+        snprintf(exit_code, sizeof(exit_code), "%d", t->exit_code);
+    printf("%-24s ", t->id);
+    print_cell(t->name, 20, " ");
+    printf("%-17s ", t->status);
+    print_cell(t->assigned_node, 34, " ");
+    printf("%8d %9llu %9llu %-20s %4s ", t->priority, (unsigned long long)t->log_lines,
+           (unsigned long long)t->data_items, created, exit_code);
+    print_cell(t->error, 0, "\n");
 }
 
 /* json_string() refuses invalid UTF-8; such bytes become '?' rather than losing the field. */
@@ -90,37 +92,114 @@ static json_t *task_json(const Grpc__AdminTask *t)
     return o;
 }
 
-static void print_json(const Grpc__AdminListTasksResponse *r)
+/* One task of the JSON array that --json prints, written as it arrives: first says whether it
+ * opens the array. */
+static void print_json_task(const Grpc__AdminTask *t, bool first)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; i < r->n_tasks; i++)
-        json_array_append_new(arr, task_json(r->tasks[i]));
-    char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (s)
-        puts(s);
-    free(s);
-    json_decref(arr);
+    json_t *o = task_json(t);
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    fputs(first ? "[\n" : ",\n", stdout);
+    fputs(text ? text : "null", stdout);
+    free(text);
+    json_decref(o);
 }
 
+/* The tasks a listing shows when --limit is not given: a screenful on a terminal, all of them
+ * into a pipe or with --json (which then holds every task, page after page). */
+#define TERMINAL_LIMIT 100
+
+/*
+ * Walks the master's pages, newest first, printing each task as it comes: the table's header
+ * first, or the JSON array's brackets around them. Stops after `want` tasks (0: none left out)
+ * and then says on stderr how to see the next ones.
+ */
 int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
+    unsigned want = cfg->limit_given                      ? cfg->limit
+                    : cfg->json || !isatty(STDOUT_FILENO) ? 0
+                                                          : TERMINAL_LIMIT;
     struct cli_conn c;
     if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
         return 3;
     Grpc__AdminListTasksRequest req = GRPC__ADMIN_LIST_TASKS_REQUEST__INIT;
     if (cfg->status_filter)
         req.status = cfg->status_filter;
+    if (cfg->before_id)
+        req.before = cfg->before_id;
+    char *token = NULL, last_id[TASK_ID_LEN + 1] = "";
+    unsigned shown = 0;
+    bool more = false;
+    grpc_status_code st = GRPC_STATUS_OK;
+    for (bool first_page = true;; first_page = false) {
+        req.limit = want ? want - shown : 0;
+        req.page_token = token ? token : "";
+        ProtobufCMessage *m = NULL;
+        st = cli_conn_unary(&c, "/grpc.AdminService/ListTasks", &req.base,
+                            &grpc__admin_list_tasks_response__descriptor, &m);
+        if (st != GRPC_STATUS_OK)
+            break;
+        const Grpc__AdminListTasksResponse *r = (const void *)m;
+        if (first_page && !cfg->json)
+            print_header();
+        size_t i = 0;
+        for (; i < r->n_tasks && (!want || shown < want); i++, shown++) {
+            if (cfg->json)
+                print_json_task(r->tasks[i], shown == 0);
+            else
+                print_row(r->tasks[i]);
+            snprintf(last_id, sizeof(last_id), "%s", r->tasks[i]->id);
+        }
+        more = i < r->n_tasks || *r->next_page_token;
+        free(token);
+        token = *r->next_page_token ? strdup(r->next_page_token) : NULL;
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (!more || (want && shown >= want) || !token)
+            break;
+    }
+    free(token);
+    cli_conn_close(&c);
+    if (cfg->json && st == GRPC_STATUS_OK)
+        puts(shown ? "\n]" : "[]");
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return 1;
+    if (st != GRPC_STATUS_OK)
+        return cli_exit_status(st);
+    if (more && want && shown >= want)
+        fprintf(stderr,
+                "crawlab-node: %u tasks shown, more are older: crawlab-node tasks --before=%s\n",
+                shown, last_id);
+    return 0;
+}
+
+/* tasks purge: the master purges in the background and answers how many tasks match. */
+int cli_tasks_purge(const struct config *cfg, struct tls_client *tls, const char *auth_key)
+{
+    int64_t before = cfg->purge_before_ms;
+    if (cfg->purge_age_ms) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        before = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - (int64_t)cfg->purge_age_ms;
+    }
+    if (before <= 0) {
+        fprintf(stderr, "crawlab-node: tasks purge: --before is before 1970\n");
+        return 2;
+    }
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
+        return 3;
+    Grpc__AdminPurgeTasksRequest req = GRPC__ADMIN_PURGE_TASKS_REQUEST__INIT;
+    req.before_ms = before;
     ProtobufCMessage *m = NULL;
-    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/ListTasks", &req.base,
-                                         &grpc__admin_list_tasks_response__descriptor, &m);
+    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/PurgeTasks", &req.base,
+                                         &grpc__admin_purge_tasks_response__descriptor, &m);
     cli_conn_close(&c);
     if (st != GRPC_STATUS_OK)
         return cli_exit_status(st);
-    const Grpc__AdminListTasksResponse *r = (const void *)m;
-    if (cfg->json)
-        print_json(r);
-    else
-        print_table(r);
+    const Grpc__AdminPurgeTasksResponse *r = (const void *)m;
+    char when[32];
+    cli_format_time(before, when, sizeof(when));
+    printf("%llu tasks ended before %s: the master purges them in the background\n",
+           (unsigned long long)r->tasks, when);
     protobuf_c_message_free_unpacked(m, NULL);
     return 0;
 }

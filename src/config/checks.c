@@ -66,6 +66,7 @@ static int check_tls(struct config_parser *p)
     case CMD_CANCEL:
     case CMD_SCHEDULE:
     case CMD_METRICS:
+    case CMD_TASKS_PURGE:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
             return config_fail(p,
                                "'%s' needs '--tls-ca', the CA that signs the master's certificate "
@@ -139,11 +140,22 @@ static int check_schedule(struct config_parser *p)
     return 0;
 }
 
+/* tasks purge names what it purges: there is no default. */
+static int check_purge(struct config_parser *p)
+{
+    if (p->c->command == CMD_TASKS_PURGE && !(p->given & BIT(OPT_BEFORE)))
+        return config_fail(p, "'tasks purge' needs '--before', a date (2026-01-31) or a duration "
+                              "before now (30d): the tasks that ended before it are purged");
+    return 0;
+}
+
 int config_check(struct config_parser *p)
 {
     int rc = check_conflicts(p);
     if (rc == 0)
         rc = check_schedule(p);
+    if (rc == 0)
+        rc = check_purge(p);
     if (rc == 0)
         rc = check_tls(p);
     return rc != 0 ? rc : settle_listen(p);

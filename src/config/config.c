@@ -147,6 +147,7 @@ void config_free(struct config *c)
     free(c->sched_tz);
     free(c->sched_overlap);
     free(c->sched_missed);
+    free(c->before_id);
     free(c->tls_cert);
     free(c->tls_key);
     free(c->tls_ca);

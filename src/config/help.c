@@ -35,7 +35,8 @@ void config_usage(FILE *out)
           "  crawlab-node --role=worker [OPTIONS]          run a worker\n"
           "  crawlab-node nodes [OPTIONS]                  list the nodes\n"
           "  crawlab-node submit [OPTIONS] -- COMMAND...   queue a task running COMMAND\n"
-          "  crawlab-node tasks [OPTIONS]                  list the tasks\n"
+          "  crawlab-node tasks [OPTIONS]                  list the tasks, newest first\n"
+          "  crawlab-node tasks purge --before=TIME        purge tasks that ended before TIME\n"
           "  crawlab-node logs [OPTIONS] TASK_ID           print a task's log\n"
           "  crawlab-node results [OPTIONS] TASK_ID        print a task's results\n"
           "  crawlab-node cancel [OPTIONS] TASK_ID         cancel a task\n"
@@ -50,7 +51,8 @@ void config_usage(FILE *out)
           "                                                another certificate from the CA\n"
           "  crawlab-node --help | --version\n"
           "\n"
-          "Durations are 500ms, 5s, 2m, 1h, 1h30m or 1.5s; a bare number is seconds.\n"
+          "Durations are 500ms, 5s, 2m, 1h, 30d, 1h30m or 1.5s; a bare number is seconds.\n"
+          "A TASK_ID may be shortened to a unique prefix of at least 6 digits.\n"
           "Sizes are bytes or binary multiples: 64K, 512M, 1G. Flags win over the\n"
           "environment; an empty environment variable counts as unset.\n"
           "TLS 1.3 is on for the master with --tls-cert, for the others with --tls-ca.\n"
@@ -79,7 +81,7 @@ void config_usage(FILE *out)
         }
         fputs("      For:", out);
         const char *sep = " ";
-        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_CERT_ISSUE; cmd++) {
+        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASKS_PURGE; cmd++) {
             if (o->commands & M(cmd)) {
                 fprintf(out, "%s%s", sep, config_scan_command_name(cmd));
                 sep = ", ";

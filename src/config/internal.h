@@ -28,7 +28,7 @@
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
 #define CLIENTS                                                                                    \
     (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
-     M(CMD_SCHEDULE) | M(CMD_METRICS))
+     M(CMD_SCHEDULE) | M(CMD_METRICS) | M(CMD_TASKS_PURGE))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -58,6 +58,7 @@ enum option_id {
     OPT_CANCEL_GRACE,
     OPT_SHUTDOWN_GRACE,
     OPT_DISCONNECT_GRACE,
+    OPT_RETENTION,
     OPT_SPOOL_MAX_BYTES,
     OPT_TASK_CONTAINMENT,
     OPT_TASK_MAX_PIDS,
@@ -76,6 +77,8 @@ enum option_id {
     OPT_ENV,
     OPT_NAME,
     OPT_STATUS,
+    OPT_LIMIT,
+    OPT_BEFORE,
     OPT_FOLLOW,
     OPT_FORCE,
     OPT_DIR,

@@ -33,6 +33,12 @@
 #define NAME_EXPECTED     "expected " RULE_NAME
 #define NODE_KEY_EXPECTED "expected a node key of " RULE_NODE_KEY
 #define HOST_EXPECTED     "expected a host name or IP address"
+#define TASK_ID_EXPECTED                                                                           \
+    "expected a task id, or at least " STR(TASK_ID_PREFIX_MIN) " of its first lowercase hex "      \
+                                                               "digits"
+/* --limit's bound: far more than a store holds, small enough for every counter. */
+#define LIMIT_TASKS_MAX      1000000000
+#define DEFAULT_RETENTION_MS (UINT64_C(30) * 24 * 60 * 60 * 1000)
 
 #define AT(field) offsetof(struct config, field)
 
@@ -331,6 +337,44 @@ static int set_name(struct config_parser *p, const struct config_option *o, cons
     return config_set_string(p, &p->c->cert_name, value);
 }
 
+/* --limit=N: at most N tasks, 0 for all. */
+static int set_limit(struct config_parser *p, const struct config_option *o, const char *value,
+                     const char *label)
+{
+    long n;
+    if (config_parse_int(value, 0, LIMIT_TASKS_MAX, &n) != 0)
+        return config_fail(p, "%s: expected a number of tasks from 0 (all) to %d, got '%.*s'",
+                           label, LIMIT_TASKS_MAX, QUOTE_MAX, value);
+    p->c->limit = (unsigned)n;
+    p->c->limit_given = true;
+    return 0;
+}
+
+/* --before is a task (tasks: list the older ones) or a time (tasks purge: a date, or a duration
+ * before now). */
+static int set_before(struct config_parser *p, const struct config_option *o, const char *value,
+                      const char *label)
+{
+    if (p->c->command != CMD_TASKS_PURGE) {
+        if (!task_id_prefix_valid(value))
+            return config_fail(p, "%s: " TASK_ID_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
+        return config_set_string(p, &p->c->before_id, value);
+    }
+    if (config_parse_date_ms(value, &p->c->purge_before_ms) == 0) {
+        p->c->purge_age_ms = 0;
+        return 0;
+    }
+    uint64_t ms;
+    if (config_parse_duration_ms(value, &ms) != 0 || ms == 0)
+        return config_fail(p,
+                           "%s: expected a date (2026-01-31, 2026-01-31T12:00:00Z) or a duration "
+                           "greater than zero (30d, 12h), got '%.*s'",
+                           label, QUOTE_MAX, value);
+    p->c->purge_before_ms = 0;
+    p->c->purge_age_ms = ms;
+    return 0;
+}
+
 /* --master-host=a,b,c: every entry valid, none twice; a repeated option replaces the list. */
 static int set_cert_hosts(struct config_parser *p, const struct config_option *o, const char *value,
                           const char *label)
@@ -452,6 +496,10 @@ const struct config_option config_options[OPT_COUNT] = {
                               "Time an offline worker has to come back before its running "
                               "tasks become abnormal.",
                               "5m", .set = set_duration, .at = AT(disconnect_grace_ms)},
+    [OPT_RETENTION] = {"retention", "DURATION", M(CMD_MASTER), NULL,
+                       "Ended tasks (finished, error, cancelled, abnormal) are purged, with "
+                       "their logs and results, this long after they ended. 0: keep everything.",
+                       "30d", .set = set_duration, .at = AT(retention_ms)},
     [OPT_SPOOL_MAX_BYTES] = {"spool-max-bytes", "SIZE", M(CMD_WORKER), NULL,
                              "Disk space for task output kept while the master is unreachable; "
                              "at least 1M.",
@@ -535,6 +583,15 @@ const struct config_option config_options[OPT_COUNT] = {
                     "cancelled, abnormal or node_disconnected.",
                     NULL, .set = set_text, .at = AT(status_filter),
                     .spec.text = {valid_status, "expected one of " TASK_STATUS_NAMES}},
+    [OPT_LIMIT] = {"limit", "N", M(CMD_TASKS), NULL,
+                   "Show at most N tasks, newest first; 0: all of them.",
+                   "100 when stdout is a terminal, else 0 (all)", .set = set_limit},
+    [OPT_BEFORE] = {"before", "ID|TIME", M(CMD_TASKS) | M(CMD_TASKS_PURGE), NULL,
+                    "tasks: only tasks older than task ID (a full id or a unique prefix of at "
+                    "least 6 digits), to see the next page. tasks purge: purge the tasks that "
+                    "ended before TIME, a UTC date (2026-01-31, 2026-01-31T12:00:00Z) or a "
+                    "duration before now (30d, 12h); required.",
+                    NULL, .set = set_before},
     [OPT_FOLLOW] = {"follow", NULL, M(CMD_LOGS), NULL,
                     "Keep printing new lines until the task ends.", NULL, .set = set_flag,
                     .at = AT(follow)},
@@ -629,6 +686,7 @@ int config_options_defaults(struct config_parser *p)
     c->cancel_grace_ms = 15 * 1000;
     c->shutdown_grace_ms = 30 * 1000;
     c->disconnect_grace_ms = 5 * 60 * 1000;
+    c->retention_ms = DEFAULT_RETENTION_MS;
     c->spool_max_bytes = DEFAULT_SPOOL_BYTES;
     c->cert_role = ROLE_NODE;
     int rc = config_set_string(p, &c->listen_host, DEFAULT_LISTEN_HOST);

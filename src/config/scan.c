@@ -13,7 +13,7 @@ static const char *const command_names[] = {
     [CMD_SUBMIT] = "submit",   [CMD_TASKS] = "tasks",         [CMD_LOGS] = "logs",
     [CMD_RESULTS] = "results", [CMD_CANCEL] = "cancel",       [CMD_SCHEDULE] = "schedule",
     [CMD_METRICS] = "metrics", [CMD_CERT_INIT] = "cert init", [CMD_CERT_ISSUE] = "cert issue",
-    [CMD_HELP] = "help",       [CMD_VERSION] = "version",
+    [CMD_HELP] = "help",       [CMD_VERSION] = "version",     [CMD_TASKS_PURGE] = "tasks purge",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -198,6 +198,12 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
         return pick_cert_command(p, s);
     if (strcmp(s->command, "schedule") == 0)
         return pick_schedule_command(p, s);
+    /* "tasks purge": tasks takes no other word, so "purge" may come after options too. */
+    if (strcmp(s->command, "tasks") == 0 && s->n_positional &&
+        strcmp(s->positional[0], "purge") == 0) {
+        p->c->command = CMD_TASKS_PURGE;
+        return 0;
+    }
     return pick_client_command(p, s->command);
 }
 
@@ -280,7 +286,8 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
     /* Outside submit, "--" only ends the options; what follows is positional. */
     const char *words[2] = {NULL, NULL};
     size_t n_words = 0;
-    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
+    /* The word "purge" of "tasks purge" is the command's. */
+    for (size_t i = c->command == CMD_TASKS_PURGE ? 1 : 0; i < s->n_positional && n_words < 2; i++)
         words[n_words++] = s->positional[i];
     for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
         words[n_words++] = s->rest[i];
@@ -299,8 +306,10 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
     if (second)
         return config_fail(p, "unexpected argument '%.*s' for '%s': it takes one TASK_ID",
                            QUOTE_MAX, second, cmd_name);
-    if (!task_id_valid(first))
-        return config_fail(p, "TASK_ID: expected 24 lowercase hexadecimal digits, got '%.*s'",
-                           QUOTE_MAX, first);
+    if (!task_id_prefix_valid(first))
+        return config_fail(p,
+                           "TASK_ID: expected a task id (24 lowercase hexadecimal digits) or at "
+                           "least %d of its first digits, got '%.*s'",
+                           TASK_ID_PREFIX_MIN, QUOTE_MAX, first);
     return config_set_string(p, &c->task_id, first);
 }

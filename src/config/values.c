@@ -178,6 +178,9 @@ int config_parse_duration_ms(const char *s, uint64_t *out)
         } else if (*p == 'h') {
             unit = 60 * 60 * 1000;
             p++;
+        } else if (*p == 'd') {
+            unit = 24 * 60 * 60 * 1000;
+            p++;
         } else if (*p == '\0' && first) {
             /* A bare number means seconds, as in Crawlab's own settings. */
             unit = 1000;
@@ -258,4 +261,60 @@ int config_parse_yes_no(const char *s, bool *out)
         }
     }
     return -EINVAL;
+}
+
+/* Exactly n digits at s, as a number within [min, max]. */
+static bool date_field(const char *s, int n, int min, int max, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int config_parse_date_ms(const char *s, int64_t *out)
+{
+    static const int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    if (!s || strlen(s) < 10 || !date_field(s, 4, 1970, 9999, &y) || s[4] != '-' ||
+        !date_field(s + 5, 2, 1, 12, &mo) || s[7] != '-' ||
+        !date_field(s + 8, 2, 1, month_days[mo - 1], &d))
+        return -EINVAL;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap)
+        return -EINVAL;
+    const char *p = s + 10;
+    if (*p == 'T') {
+        if (!date_field(p + 1, 2, 0, 23, &h) || p[3] != ':' || !date_field(p + 4, 2, 0, 59, &mi))
+            return -EINVAL;
+        p += 6;
+        if (*p == ':') {
+            if (!date_field(p + 1, 2, 0, 59, &sec))
+                return -EINVAL;
+            p += 3;
+        }
+        if (*p == 'Z')
+            p++;
+    }
+    if (*p)
+        return -EINVAL;
+    *out = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000;
+    return 0;
 }

@@ -43,4 +43,15 @@
  */
 #define LIMIT_DATA_VALUES_MAX 600000
 
+/*
+ * A page of a listing (AdminService ListTasks, ListNodes): at most LIMIT_PAGE_ITEMS entries, and
+ * entries are added only while the page's encoded size stays under LIMIT_PAGE_BYTES, which leaves
+ * room under the 4 MiB message limit for the one entry that is always allowed (a task is at most
+ * about 140 KiB: cmd and param 64 KiB each, error 4 KiB, names) and for the envelope.
+ */
+#define LIMIT_PAGE_ITEMS 1000
+#define LIMIT_PAGE_BYTES (3u << 20)
+/* A page token as the master writes it (two decimal numbers), with room to spare. */
+#define LIMIT_PAGE_TOKEN_MAX 64
+
 #endif

@@ -74,6 +74,19 @@ bool task_id_valid(const char *s)
     return s[TASK_ID_LEN] == '\0';
 }
 
+bool task_id_prefix_valid(const char *s)
+{
+    if (!s)
+        return false;
+    size_t n = 0;
+    for (; s[n] && n <= TASK_ID_LEN; n++) {
+        char c = s[n];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return n >= TASK_ID_PREFIX_MIN && n <= TASK_ID_LEN;
+}
+
 int task_seq_window(uint64_t stored, uint64_t first_seq, size_t n, size_t *skip)
 {
     if (n == 0 || first_seq == 0) {

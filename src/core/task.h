@@ -63,6 +63,13 @@ bool task_transition_allowed(enum task_status from, enum task_status to);
 /* True if s is exactly 24 lowercase hex characters. A valid id is safe to use as a file name. */
 bool task_id_valid(const char *s);
 
+/* The shortest prefix of a task id that client commands and AdminService accept for one. */
+#define TASK_ID_PREFIX_MIN 6
+
+/* True if s is TASK_ID_PREFIX_MIN to 24 lowercase hex characters: a full id, or a prefix that
+ * names the one task whose id starts with it (or none, or several: the store says which). */
+bool task_id_prefix_valid(const char *s);
+
 /*
  * Seq dedupe for a batch of n log lines or items (docs/protocol.md, "seq"). stored is how many
  * records of that kind the task already holds; record i of the batch is numbered first_seq + i, and

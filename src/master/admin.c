@@ -1,6 +1,8 @@
 #include "master/admin.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +10,7 @@
 #include "master/clock.h"
 #include "master/nodes.h"
 #include "master/sched.h"
+#include "master/purge.h"
 #include "store/store.h"
 #include "master/tasks.h"
 #include "rpc/codec.h"
@@ -18,8 +21,35 @@
 #include <jansson.h>
 
 /* A chunk of a log or of results stays well under the 4 MiB message limit. */
-#define CHUNK_BYTES        (1u << 20)
-#define LIST_LIMIT_DEFAULT 1000
+#define CHUNK_BYTES (1u << 20)
+/* How many of the ids an ambiguous prefix matches are named in the refusal. */
+#define PREFIX_SHOWN 10
+
+/* The entries of one page: up to limit of them, and up to LIMIT_PAGE_BYTES encoded. */
+struct page {
+    unsigned limit;
+    size_t bytes;
+    bool more; /* an entry was left out: there is a next page */
+};
+
+/* Whether an entry of `size` encoded bytes fits as entry number n (from 0): the first always
+ * does, since no single entry comes near the message limit. */
+static bool page_fits(struct page *pg, size_t n, size_t size)
+{
+    /* A repeated field costs its tag and length besides the entry. */
+    size += 6;
+    if (n >= pg->limit || (n > 0 && pg->bytes + size > LIMIT_PAGE_BYTES)) {
+        pg->more = true;
+        return false;
+    }
+    pg->bytes += size;
+    return true;
+}
+
+static unsigned page_limit(uint32_t asked)
+{
+    return asked && asked < LIMIT_PAGE_ITEMS ? asked : LIMIT_PAGE_ITEMS;
+}
 
 struct node_list {
     struct admin *admin;
@@ -27,6 +57,7 @@ struct node_list {
     Grpc__AdminNode **ptrs;
     size_t n, cap;
     int err;
+    struct page page;
 };
 
 /* The store knows every node ever seen; the registry knows who is connected right now. */
@@ -58,6 +89,8 @@ static int collect_node(void *ctx, const struct node_row *r)
     a->containment = strdup(live ? live->containment : "");
     if (!a->key || !a->name || !a->version || !a->status || !a->containment)
         return -ENOMEM;
+    if (!page_fits(&l->page, l->n - 1, grpc__admin_node__get_packed_size(a)))
+        return 1;
     return 0;
 }
 
@@ -74,11 +107,23 @@ static void node_list_free(struct node_list *l)
     free(l->ptrs);
 }
 
-static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage *req)
+/* A page of nodes: one more than the page holds is read, to know whether another page follows;
+ * the token of the next page is the last key of this one. */
+static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct admin *a = ctx;
-    struct node_list l = {.admin = a};
-    int rc = store_node_list(a->store, collect_node, &l);
+    const Grpc__AdminListNodesRequest *req = (const void *)msg; /* validated */
+    struct node_list l = {.admin = a, .page = {.limit = page_limit(req->limit)}};
+    int rc = store_node_page(a->store, req->page_token, l.page.limit + 1, collect_node, &l);
+    if (rc == 1) {
+        /* The entry that did not fit is the last one collected. */
+        Grpc__AdminNode *last = &l.items[--l.n];
+        free(last->key);
+        free(last->name);
+        free(last->version);
+        free(last->status);
+        rc = 0;
+    }
     if (rc == 0 && l.n && !(l.ptrs = calloc(l.n, sizeof(*l.ptrs))))
         rc = -ENOMEM;
     if (rc < 0) {
@@ -89,6 +134,8 @@ static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage 
         Grpc__AdminListNodesResponse resp = GRPC__ADMIN_LIST_NODES_RESPONSE__INIT;
         resp.n_nodes = l.n;
         resp.nodes = l.ptrs;
+        if (l.page.more && l.n)
+            resp.next_page_token = l.items[l.n - 1].key;
         srv_call_reply(c, &resp.base);
     }
     node_list_free(&l);
@@ -207,14 +254,28 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
 struct task_list {
     Grpc__AdminTask *items;
     size_t n, cap;
+    struct page page;
+    struct task_pos last; /* the position of the last task in the page */
 };
+
+static void admin_task_free(Grpc__AdminTask *a)
+{
+    free(a->id);
+    free(a->name);
+    free(a->cmd);
+    free(a->param);
+    free(a->status);
+    free(a->node_key);
+    free(a->assigned_node);
+    free(a->error);
+}
 
 static char *dup_or_empty(const char *s)
 {
     return strdup(s ? s : "");
 }
 
-static int collect_task(void *ctx, const struct task_row *r)
+static int collect_task(void *ctx, const struct task_row *r, const struct task_pos *pos)
 {
     struct task_list *l = ctx;
     if (l->n == l->cap) {
@@ -244,33 +305,115 @@ static int collect_task(void *ctx, const struct task_row *r)
     a->created_ms = r->created_ms;
     a->started_ms = r->started_ms;
     a->ended_ms = r->ended_ms;
+    if (!a->id || !a->name || !a->cmd || !a->param || !a->status || !a->node_key ||
+        !a->assigned_node || !a->error)
+        return -ENOMEM;
+    if (!page_fits(&l->page, l->n - 1, grpc__admin_task__get_packed_size(a))) {
+        admin_task_free(a);
+        l->n--;
+        return 1;
+    }
+    l->last = *pos;
     return 0;
 }
 
 static void task_list_free(struct task_list *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        Grpc__AdminTask *a = &l->items[i];
-        free(a->id);
-        free(a->name);
-        free(a->cmd);
-        free(a->param);
-        free(a->status);
-        free(a->node_key);
-        free(a->assigned_node);
-        free(a->error);
-    }
+    for (size_t i = 0; i < l->n; i++)
+        admin_task_free(&l->items[i]);
     free(l->items);
 }
 
+/* The task a full id or a unique prefix names, into id. Returns OK, or the status and a message
+ * (into why) to refuse with: NOT_FOUND for no task, INVALID_ARGUMENT naming the ids that an
+ * ambiguous prefix matches. */
+static grpc_status_code resolve_task(struct admin *a, const char *given, char id[TASK_ID_LEN + 1],
+                                     char *why, size_t why_len)
+{
+    char ids[PREFIX_SHOWN][TASK_ID_LEN + 1];
+    int n = store_task_find_prefix(a->store, given, ids, PREFIX_SHOWN);
+    if (n < 0) {
+        snprintf(why, why_len, "cannot look the task up");
+        return codec_status_from_errno(n);
+    }
+    if (n == 0) {
+        snprintf(why, why_len, "unknown task");
+        return GRPC_STATUS_NOT_FOUND;
+    }
+    if (n == 1) {
+        memcpy(id, ids[0], TASK_ID_LEN + 1);
+        return GRPC_STATUS_OK;
+    }
+    int len = snprintf(why, why_len, "task id prefix %s is ambiguous: it matches", given);
+    for (int i = 0; i < n && i < PREFIX_SHOWN && len > 0 && (size_t)len < why_len; i++)
+        len += snprintf(why + len, why_len - (size_t)len, "%s %s", i ? "," : "", ids[i]);
+    if (n > PREFIX_SHOWN && len > 0 && (size_t)len < why_len)
+        snprintf(why + len, why_len - (size_t)len, " and more");
+    return GRPC_STATUS_INVALID_ARGUMENT;
+}
+
+/* The page token of ListTasks: the position of the last task of the page, "created_ms.rowid". */
+static int parse_page_token(const char *s, struct task_pos *out)
+{
+    int64_t created, rowid;
+    int used = 0;
+    if (sscanf(s, "%" SCNd64 ".%" SCNd64 "%n", &created, &rowid, &used) != 2 || s[used] != '\0')
+        return -EINVAL;
+    out->created_ms = created;
+    out->rowid = rowid;
+    return 0;
+}
+
+/* Where a page starts: after the page token's position, or after the task `before` names, or
+ * at the newest task (*start NULL). */
+static grpc_status_code list_start(struct admin *a, const Grpc__AdminListTasksRequest *req,
+                                   struct task_pos *pos, struct task_pos **start, char *why,
+                                   size_t why_len)
+{
+    *start = NULL;
+    if (*req->page_token) {
+        if (parse_page_token(req->page_token, pos) < 0) {
+            snprintf(why, why_len, "page_token: not a token of this master");
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+        *start = pos;
+        return GRPC_STATUS_OK;
+    }
+    if (!*req->before)
+        return GRPC_STATUS_OK;
+    char id[TASK_ID_LEN + 1];
+    grpc_status_code st = resolve_task(a, req->before, id, why, why_len);
+    if (st != GRPC_STATUS_OK)
+        return st;
+    int rc = store_task_pos(a->store, id, pos);
+    if (rc < 0) {
+        snprintf(why, why_len, "cannot look the task up");
+        return codec_status_from_errno(rc);
+    }
+    *start = pos;
+    return GRPC_STATUS_OK;
+}
+
+/* A page of tasks, newest first. One more task than the page holds is read, to know whether
+ * another page follows; the next page token is the position of this page's last task, which
+ * stays valid if that task is purged meanwhile. */
 static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct admin *a = ctx;
     const Grpc__AdminListTasksRequest *req = (const void *)msg; /* validated */
-    struct task_list l = {0};
-    unsigned limit = req->limit ? req->limit : 0;
-    int rc = store_task_list(a->store, *req->status ? req->status : NULL,
-                             *req->node_key ? req->node_key : NULL, limit, collect_task, &l);
+    struct task_list l = {.page = {.limit = page_limit(req->limit)}};
+    struct task_pos pos, *start;
+    char why[512];
+    grpc_status_code st = list_start(a, req, &pos, &start, why, sizeof(why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
+        return;
+    }
+    int rc = store_task_page(a->store, *req->status ? req->status : NULL,
+                             *req->node_key ? req->node_key : NULL, start, l.page.limit + 1,
+                             collect_task, &l);
+    if (rc == 1)
+        rc = 0;
     Grpc__AdminTask **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
     if (rc < 0 || (l.n && !ptrs)) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot list tasks");
@@ -280,6 +423,11 @@ static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage 
         Grpc__AdminListTasksResponse resp = GRPC__ADMIN_LIST_TASKS_RESPONSE__INIT;
         resp.n_tasks = l.n;
         resp.tasks = ptrs;
+        char token[LIMIT_PAGE_TOKEN_MAX + 1];
+        if (l.page.more && l.n) {
+            snprintf(token, sizeof(token), "%" PRId64 ".%" PRId64, l.last.created_ms, l.last.rowid);
+            resp.next_page_token = token;
+        }
         srv_call_reply(c, &resp.base);
     }
     free(ptrs);
@@ -292,8 +440,14 @@ static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
 {
     struct admin *a = ctx;
     const Grpc__AdminTaskRequest *req = (const void *)msg; /* validated */
+    char id[TASK_ID_LEN + 1], why[512];
+    grpc_status_code st = resolve_task(a, req->task_id, id, why, sizeof(why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
+        return;
+    }
     enum task_status after;
-    int rc = tasks_cancel(a->tasks, req->task_id, req->force, &after);
+    int rc = tasks_cancel(a->tasks, id, req->force, &after);
     if (rc < 0) {
         srv_call_fail(c, codec_status_from_errno(rc),
                       rc == -ENOENT ? "unknown task" : "cannot cancel");
@@ -330,6 +484,15 @@ struct reader {
 static int add_line(void *ctx, uint64_t seq, const char *line, size_t len)
 {
     struct reader *r = ctx;
+    /* A chunk of one line must still fit in a message. Our worker cuts log lines at 1 MiB and
+     * items are stored within LIMIT_ITEM_MAX, but another worker may have sent a log line of
+     * nearly 4 MiB in one INSERT_LOGS: it is shown cut at LIMIT_ITEM_MAX, on a character
+     * boundary. */
+    if (len > LIMIT_ITEM_MAX) {
+        len = LIMIT_ITEM_MAX;
+        while (len > 0 && ((unsigned char)line[len] & 0xc0) == 0x80)
+            len--;
+    }
     if (r->n && r->bytes + len > CHUNK_BYTES)
         return 1; /* full: the rest goes in the next chunk */
     if (r->n == r->cap) {
@@ -478,7 +641,13 @@ static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
         return;
     }
     const Grpc__AdminTaskRequest *req = (const void *)pm;
-    memcpy(r->task_id, req->task_id, sizeof(r->task_id));
+    char why_text[512];
+    grpc_status_code st = resolve_task(r->a, req->task_id, r->task_id, why_text, sizeof(why_text));
+    if (st != GRPC_STATUS_OK) {
+        protobuf_c_message_free_unpacked(pm, NULL);
+        reader_end(r, st, why_text);
+        return;
+    }
     r->follow = req->follow && !r->items;
     r->next_seq = req->from ? req->from : 1;
     protobuf_c_message_free_unpacked(pm, NULL);
@@ -697,6 +866,26 @@ static void on_metrics(struct srv_call *c, void *ctx, const ProtobufCMessage *ms
     free(text);
 }
 
+/* ---- PurgeTasks ---- */
+
+/* Answers how many tasks match now; the purger deletes them in the background. */
+static void on_purge(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    const Grpc__AdminPurgeTasksRequest *req = (const void *)msg; /* validated */
+    uint64_t n = 0;
+    int rc = store_task_count_purgeable(a->store, req->before_ms, &n);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot count the tasks to purge");
+        return;
+    }
+    if (a->purge)
+        purge_request(a->purge, req->before_ms);
+    Grpc__AdminPurgeTasksResponse resp = GRPC__ADMIN_PURGE_TASKS_RESPONSE__INIT;
+    resp.tasks = n;
+    srv_call_reply(c, &resp.base);
+}
+
 void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes", ROLE_ADMIN,
@@ -717,4 +906,6 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_schedule_request__descriptor, on_change_schedule, a);
     rpc_server_add_unary(s, "/grpc.AdminService/Metrics", ROLE_ADMIN,
                          &grpc__admin_metrics_request__descriptor, on_metrics, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/PurgeTasks", ROLE_ADMIN,
+                         &grpc__admin_purge_tasks_request__descriptor, on_purge, a);
 }

@@ -14,6 +14,7 @@
 
 #include "core/roles.h"
 #include "master/admin.h"
+#include "master/purge.h"
 #include "master/group.h"
 #include "master/ingest.h"
 #include "master/metrics.h"
@@ -52,6 +53,7 @@ struct master {
     struct tasks *tasks;
     struct sched *sched;
     struct ingest *ingest;
+    struct purge *purge;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
     struct metrics metrics;
@@ -166,6 +168,9 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     m->listener = NULL;
     nodes_drain_all(m->nodes);
     tasks_drain(m->tasks);
+    purge_destroy(m->purge);
+    m->purge = NULL;
+    m->admin.purge = NULL;
     rpc_server_shutdown(m->server, SHUTDOWN_CALL_GRACE_MS, on_server_down, m);
 }
 
@@ -277,6 +282,9 @@ static int create_services(struct master *m)
         (rc = ingest_create(m->store, m->group, &m->ingest)) < 0 ||
         (rc = sched_create(m->loop, m->store, m->tasks, m->group, &m->sched)) < 0)
         return rc;
+    const struct purge_opts purge_opts = {.retention_ms = cfg->retention_ms};
+    if ((rc = purge_create(m->loop, m->store, m->group, &purge_opts, &m->purge)) < 0)
+        return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
     metrics_init(&m->metrics);
@@ -289,6 +297,7 @@ static int create_services(struct master *m)
                               .tasks = m->tasks,
                               .sched = m->sched,
                               .loop = m->loop,
+                              .purge = m->purge,
                               .metrics_text = render_metrics,
                               .metrics_ctx = m};
     nodes_rpc_add_methods(m->nodes, m->server);
@@ -465,6 +474,7 @@ out:
     tls_server_destroy(accept.tls);
     ingest_destroy(m.ingest);
     sched_destroy(m.sched);
+    purge_destroy(m.purge);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     group_destroy(m.group);

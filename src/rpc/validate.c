@@ -246,12 +246,27 @@ int validate_report_status(const Grpc__TaskServiceReportStatusRequest *r, const 
 
 int validate_list_nodes(const Grpc__AdminListNodesRequest *r, const char **why)
 {
+    /* The master's page token for nodes is the last key of the page before. */
+    if (*r->page_token && !node_key_valid(r->page_token))
+        return fail(why, -EINVAL, "page_token: not a token of this master");
     return ok(why);
 }
 
 int validate_metrics(const Grpc__AdminMetricsRequest *r, const char **why)
 {
     return ok(why);
+}
+
+/* A page token of ListTasks: digits and one '.', as the master writes them. */
+static bool task_page_token_valid(const char *s)
+{
+    size_t n = strnlen(s, LIMIT_PAGE_TOKEN_MAX + 1);
+    if (n > LIMIT_PAGE_TOKEN_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '-'))
+            return false;
+    return true;
 }
 
 static int spec_check(const Grpc__TaskSpec *spec, const char **why)
@@ -314,13 +329,19 @@ int validate_list_tasks(const Grpc__AdminListTasksRequest *r, const char **why)
         return fail(why, -EINVAL, "status: unknown status");
     if (*r->node_key && !node_key_valid(r->node_key))
         return fail(why, -EINVAL, NODE_KEY_REASON);
+    if (*r->before && !task_id_prefix_valid(r->before))
+        return fail(why, -EINVAL,
+                    "before: expected a task id or 6 to 24 of its lowercase hex digits");
+    if (!task_page_token_valid(r->page_token))
+        return fail(why, -EINVAL, "page_token: not a token of this master");
     return ok(why);
 }
 
 int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why)
 {
-    if (!task_id_valid(r->task_id))
-        return fail(why, -EINVAL, TASK_ID_REASON);
+    if (!task_id_prefix_valid(r->task_id))
+        return fail(why, -EINVAL,
+                    "task_id: expected a task id or 6 to 24 of its lowercase hex digits");
     if (r->from > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "from: at most 2^53 - 1");
     return ok(why);
@@ -360,6 +381,13 @@ int validate_schedule_request(const Grpc__AdminScheduleRequest *r, const char **
     return ok(why);
 }
 
+int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why)
+{
+    if (r->before_ms <= 0 || (uint64_t)r->before_ms > LIMIT_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "before_ms: 1 to 2^53 - 1");
+    return ok(why);
+}
+
 /* ---- by descriptor ---- */
 
 /* The generic form of each validator, for the method table. */
@@ -385,6 +413,7 @@ GENERIC(validate_task_request, Grpc__AdminTaskRequest)
 GENERIC(validate_create_schedule, Grpc__AdminCreateScheduleRequest)
 GENERIC(validate_schedule_request, Grpc__AdminScheduleRequest)
 GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
+GENERIC(validate_purge_tasks, Grpc__AdminPurgeTasksRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -406,6 +435,7 @@ static const struct {
     {&grpc__admin_create_schedule_request__descriptor, validate_create_schedule_msg},
     {&grpc__admin_schedule_request__descriptor, validate_schedule_request_msg},
     {&grpc__admin_metrics_request__descriptor, validate_metrics_msg},
+    {&grpc__admin_purge_tasks_request__descriptor, validate_purge_tasks_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +46,29 @@ struct logfile_index {
     uint64_t last_used;
 };
 
+/* Ids of discarded logs, a growable array. */
+struct logfile_ids {
+    char (*ids)[TASK_ID_LEN + 1];
+    size_t n, cap;
+};
+
+/* The thread that removes discarded logs, so that the loop thread never waits on unlink(2), which
+ * costs about 0.1 ms a file on some file systems. todo and done are shared under mu. */
+struct logfile_remover {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started, stop;
+    int dir_fd;              /* the thread's own */
+    struct logfile_ids todo; /* to remove */
+    struct logfile_ids done; /* removed and the directory synced */
+    size_t busy;             /* taken from todo, not yet in done */
+    char *dir;               /* for messages (the engine's, outlives the thread) */
+};
+
 struct logfile {
     int dir_fd;
+    struct logfile_remover remover;
     char *dir; /* for messages */
     /* A file was created since the directory was last fsync()ed: its entry must be made durable
      * before a commit counts its bytes. */
@@ -270,10 +292,13 @@ int logfile_open(const char *parent, const char *name, size_t max_open, struct l
     return 0;
 }
 
+static void logfile_remover_stop(struct logfile *lf);
+
 void logfile_close(struct logfile *lf)
 {
     if (!lf)
         return;
+    logfile_remover_stop(lf);
     for (size_t i = 0; lf->files && i < lf->max_open; i++)
         logfile_fd_drop(&lf->files[i]);
     for (size_t i = 0; i < LOGFILE_INDEX_CACHE; i++)
@@ -411,6 +436,192 @@ void logfile_rollback(struct logfile *lf)
     }
     lf->sync_failed = false;
     lf->closed_dirty = false;
+}
+
+int logfile_remove(struct logfile *lf, const char *id)
+{
+    struct logfile_fd *e = logfile_fd_find(lf, id);
+    if (e)
+        logfile_fd_drop(e);
+    for (size_t i = 0; i < LOGFILE_INDEX_CACHE; i++) {
+        struct logfile_index *ix = &lf->index[i];
+        if (memcmp(ix->id, id, TASK_ID_LEN) == 0) {
+            ix->id[0] = '\0';
+            ix->n = 0;
+            ix->last_used = 0;
+        }
+    }
+    char name[TASK_ID_LEN + 8];
+    snprintf(name, sizeof(name), "%s.log", id);
+    if (unlinkat(lf->dir_fd, name, 0) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        int err = errno;
+        log_error("logfile: removing log of task %s failed: %s", id, strerror(err));
+        return -err;
+    }
+    return 1;
+}
+
+/* ---- Discarding logs in the background ---- */
+
+static int logfile_ids_add(struct logfile_ids *l, const char *id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        char(*ids)[TASK_ID_LEN + 1] = realloc(l->ids, cap * sizeof(*ids));
+        if (!ids)
+            return -ENOMEM;
+        l->ids = ids;
+        l->cap = cap;
+    }
+    memcpy(l->ids[l->n++], id, TASK_ID_LEN + 1);
+    return 0;
+}
+
+/* Takes everything queued, removes the files, syncs the directory once, and hands the ids back
+ * as done. Ids whose removal failed, or when the sync failed, are dropped: the caller's journal
+ * keeps them for its next open. */
+static void *logfile_remover_main(void *arg)
+{
+    struct logfile_remover *r = arg;
+    struct logfile_ids batch = {0};
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->todo.n && !r->stop)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (!r->todo.n && r->stop)
+            break;
+        struct logfile_ids swap = batch;
+        batch = r->todo;
+        r->todo = swap;
+        r->todo.n = 0;
+        r->busy = batch.n;
+        pthread_mutex_unlock(&r->mu);
+
+        size_t kept = 0;
+        for (size_t i = 0; i < batch.n; i++) {
+            char name[TASK_ID_LEN + 8];
+            snprintf(name, sizeof(name), "%s.log", batch.ids[i]);
+            if (unlinkat(r->dir_fd, name, 0) < 0 && errno != ENOENT) {
+                log_error("logfile: removing log of task %s failed: %s", batch.ids[i],
+                          strerror(errno));
+                continue;
+            }
+            memmove(batch.ids[kept++], batch.ids[i], TASK_ID_LEN + 1);
+        }
+        if (kept && fsync(r->dir_fd) < 0) {
+            log_error("logfile: fsync of %s failed: %s", r->dir, strerror(errno));
+            kept = 0;
+        }
+
+        pthread_mutex_lock(&r->mu);
+        for (size_t i = 0; i < kept; i++)
+            if (logfile_ids_add(&r->done, batch.ids[i]) < 0)
+                break;
+        r->busy = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    free(batch.ids);
+    return NULL;
+}
+
+static int logfile_remover_start(struct logfile *lf)
+{
+    struct logfile_remover *r = &lf->remover;
+    r->dir_fd = dup(lf->dir_fd);
+    if (r->dir_fd < 0)
+        return -errno;
+    r->dir = lf->dir;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    int rc = pthread_create(&r->thread, NULL, logfile_remover_main, r);
+    if (rc != 0) {
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+        close(r->dir_fd);
+        return -rc;
+    }
+    r->started = true;
+    return 0;
+}
+
+/* Lets the thread finish what is queued, then joins it. */
+static void logfile_remover_stop(struct logfile *lf)
+{
+    struct logfile_remover *r = &lf->remover;
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+        close(r->dir_fd);
+        r->started = false;
+    }
+    free(r->todo.ids);
+    free(r->done.ids);
+}
+
+int logfile_discard(struct logfile *lf, const char *id)
+{
+    struct logfile_remover *r = &lf->remover;
+    if (!r->started) {
+        int rc = logfile_remover_start(lf);
+        if (rc < 0) {
+            log_warn("logfile: no thread to remove logs (%s); removing here", strerror(-rc));
+            rc = logfile_remove(lf, id);
+            return rc < 0 ? rc : 1;
+        }
+    }
+    struct logfile_fd *e = logfile_fd_find(lf, id);
+    if (e)
+        logfile_fd_drop(e);
+    for (size_t i = 0; i < LOGFILE_INDEX_CACHE; i++) {
+        struct logfile_index *ix = &lf->index[i];
+        if (memcmp(ix->id, id, TASK_ID_LEN) == 0) {
+            ix->id[0] = '\0';
+            ix->n = 0;
+            ix->last_used = 0;
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    int rc = logfile_ids_add(&r->todo, id);
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+size_t logfile_discarded(struct logfile *lf, char (*ids)[TASK_ID_LEN + 1], size_t max,
+                         size_t *pending)
+{
+    struct logfile_remover *r = &lf->remover;
+    if (!r->started) {
+        if (pending)
+            *pending = 0;
+        return 0;
+    }
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->done.n < max ? r->done.n : max;
+    if (n)
+        memcpy(ids, r->done.ids + (r->done.n - n), n * sizeof(*ids));
+    r->done.n -= n;
+    if (pending)
+        *pending = r->todo.n + r->busy + r->done.n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int logfile_sync_dir(struct logfile *lf)
+{
+    if (fsync(lf->dir_fd) < 0) {
+        int err = errno;
+        log_error("logfile: fsync of %s failed: %s", lf->dir, strerror(err));
+        return -err;
+    }
+    return 0;
 }
 
 /* ---- The line index ---- */

@@ -33,7 +33,9 @@
  *
  * Ids: every id is a task id the caller has validated (task_id_valid), so it is a safe file name.
  *
- * Threading: the master's loop thread only; nothing here is thread-safe.
+ * Threading: the master's loop thread only; nothing here is thread-safe. The one exception is
+ * internal: logfile_discard hands file names to a thread of the engine's own, which only unlinks
+ * them and syncs the directory (joined by logfile_close).
  * Blocking: yes, on open, pwrite, pread, ftruncate and fdatasync.
  * Errors: 0 or a negative errno. File failures are logged here, once, with the task id.
  */
@@ -42,6 +44,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/limits.h"
 
 struct logfile;
 
@@ -90,6 +94,31 @@ void logfile_commit(struct logfile *lf);
 /* The rows were rolled back: every file written since the last commit is cut back to its size
  * before. A file that cannot be cut is closed instead, and cut when next opened. */
 void logfile_rollback(struct logfile *lf);
+
+/*
+ * Removes the task's log: closes it if open, forgets its index and unlinks the file (a missing
+ * file is not an error). For a row backend whose task row is gone for good: call it only once the
+ * row's deletion is committed, never with a file written since the last commit. The removal is
+ * durable after logfile_sync_dir. Returns 1 when a file was removed, 0 when there was none.
+ */
+int logfile_remove(struct logfile *lf, const char *id);
+
+/* fsync()s the directory, making the removals before it durable. */
+int logfile_sync_dir(struct logfile *lf);
+
+/*
+ * logfile_remove in the background: forgets the task's file and index now, and queues the file
+ * for the engine's remover thread (started on first use), which unlinks queued files and then
+ * fsync()s the directory once for them. Same rule as logfile_remove: only once the row's deletion
+ * is committed. Returns 0 (queued), 1 (removed here: the thread could not start) or -ENOMEM.
+ */
+int logfile_discard(struct logfile *lf, const char *id);
+
+/* Copies into ids up to max of the discarded logs whose removal is durable now (each is returned
+ * once). *pending (may be NULL) receives how many discarded logs are not returned yet. A log the
+ * thread could not remove, or whose directory sync failed, is never returned. */
+size_t logfile_discarded(struct logfile *lf, char (*ids)[TASK_ID_LEN + 1], size_t max,
+                         size_t *pending);
 
 /*
  * Calls cb for each line numbered from_seq (at least 1) or more, in order, among the first `size`

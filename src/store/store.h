@@ -105,6 +105,11 @@ int store_node_get(struct store *s, const char *key, struct node_row *out);
 /* Calls cb for every node, ordered by key. Collects first. */
 int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx);
 
+/* Calls cb for at most limit nodes (0: no limit) whose key sorts after after_key (NULL or "":
+ * from the first), ordered by key. Collects first. */
+int store_node_page(struct store *s, const char *after_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct node_row *r), void *ctx);
+
 /* ---- Tasks ---- */
 
 /* What a new task is made of. Strings are borrowed for the call; NULL means "". */
@@ -209,6 +214,60 @@ int store_task_list(struct store *s, const char *status, const char *node_key, u
 
 /* counts[i] = the number of tasks in status i. -EIO from the database. */
 int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT]);
+/*
+ * A position in the order of store_task_list (newest first: created_ms, then insertion order,
+ * both descending). Positions stay valid when tasks are added or removed.
+ */
+struct task_pos {
+    int64_t created_ms;
+    int64_t rowid;
+};
+
+/*
+ * store_task_list one page at a time: calls cb for at most limit tasks (0: no limit) that come
+ * after *after in that order (after NULL: from the newest), each with its position, which the
+ * caller passes back as after to go on. Filters as store_task_list. Streams.
+ */
+int store_task_page(struct store *s, const char *status, const char *node_key,
+                    const struct task_pos *after, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
+                    void *ctx);
+
+/* The position of a task, for a listing that starts after it. -EINVAL, -ENOENT. */
+int store_task_pos(struct store *s, const char *id, struct task_pos *out);
+
+/*
+ * The tasks whose id starts with prefix (task_id_prefix_valid, else -EINVAL): copies the first
+ * max of them, in id order, into ids and returns how many there are up to max + 1 (so a caller
+ * asking for max >= 2 tells none, one and several apart, and "more than max").
+ */
+int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
+                           size_t max);
+
+/*
+ * Retention. Deletes, oldest end first, ended tasks (task_status_terminal) whose ended_ms is
+ * before before_ms, with their status history and result items: at most budget rows in one call
+ * (a task with many items is deleted over several calls, its items first, its row last), so that
+ * one call stays short. *purged receives the number of task rows deleted; *more is set when such
+ * tasks remain. Inside a group, or its own transaction outside one.
+ * Log files: a deleted task's id is written in the same transaction to a journal table; the
+ * file is removed only once the deletion is committed, by store_purge_logs (or store_close),
+ * then the directory is fsync()ed, and the journal entry is dropped by a later purge. store_open
+ * removes the files of every entry left in the journal (a crash between the commit and the
+ * removal). So no committed task ever lacks its log, and a log whose task is gone is always in
+ * the journal until it is removed.
+ */
+int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                     bool *more);
+
+/* Has the log files of up to max purged tasks whose deletion is committed removed, by a thread of
+ * the log engine (logfile_discard), so that this call does not wait for the disk. *left (may be
+ * NULL) receives how many purged tasks may still have a log file: those of the open transaction,
+ * committed ones not handed over yet, and those whose removal is not known to be durable yet. */
+int store_purge_logs(struct store *s, size_t max, size_t *left);
+
+/* How many tasks store_task_purge would delete for before_ms, in all. */
+int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out);
 
 /* Calls cb for the tasks assigned to node_key that are in the given status, oldest first (for
  * liveness sweeps and resync). Collects first. */

@@ -25,26 +25,12 @@
 #include "store/logfile.h"
 #include "runtime/log.h"
 
-/* 1: the first schema. 2: tasks.epoch (the fenced claim, core/fence.h). 3: task paging and
- * retention (another branch). 4: schedules and their fires (schedule_sql). */
-#define SCHEMA_VERSION 4
-
 /*
- * The schedules (schema 4). Written so that it applies on top of any older schema: a database at
- * version 2 or 3 gets exactly these tables added. schedule_fires is the idempotency key of a
- * scheduled task: one row per (schedule, fire time), made in the same transaction as the task.
+ * Schema versions, each brought by one step of schema_steps: 1 the first schema (schema_sql),
+ * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
+ * 4 schedules and their fires (migrate_4_sql).
  */
-static const char schedule_sql[] =
-    "CREATE TABLE IF NOT EXISTS schedules ("
-    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, expr TEXT NOT NULL,"
-    " tz_offset INTEGER NOT NULL, cmd TEXT NOT NULL, env_json TEXT NOT NULL,"
-    " priority INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, node_key TEXT NOT NULL,"
-    " overlap INTEGER NOT NULL, missed INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0,"
-    " created_ms INTEGER NOT NULL, last_fire_s INTEGER NOT NULL DEFAULT 0,"
-    " last_task TEXT NOT NULL DEFAULT '');"
-    "CREATE TABLE IF NOT EXISTS schedule_fires ("
-    " schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL, task_id TEXT NOT NULL,"
-    " PRIMARY KEY (schedule_id, fire_s)) WITHOUT ROWID;";
+#define SCHEMA_VERSION 4
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -60,7 +46,7 @@ static const char schema_sql[] =
     " log_bytes INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,"
     " cancel_force INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
     " updated_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0,"
-    " ended_ms INTEGER NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0);"
+    " ended_ms INTEGER NOT NULL DEFAULT 0);"
     /* The dispatch query walks this partial index in order, so FetchTask costs the same with a
      * million finished tasks as with none. The implicit rowid at its end breaks ties by age. */
     "CREATE INDEX tasks_pending ON tasks(node_key, priority DESC, created_ms)"
@@ -74,6 +60,41 @@ static const char schema_sql[] =
     "CREATE TABLE items ("
     " task_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
     " PRIMARY KEY (task_id, seq)) WITHOUT ROWID;";
+
+/* Version 2 (the fenced claim): each task's assignment epoch; existing tasks get 0, "none". */
+static const char migrate_2_sql[] =
+    "ALTER TABLE tasks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;";
+
+/*
+ * Version 3 (retention and paging): the index the purge walks, oldest end first (only ended tasks
+ * have an ended_ms), and the journal of deleted tasks whose log files are still to be removed.
+ */
+static const char migrate_3_sql[] =
+    "CREATE INDEX tasks_ended ON tasks(ended_ms) WHERE ended_ms > 0;"
+    "CREATE TABLE purged_logs (task_id TEXT PRIMARY KEY) WITHOUT ROWID;";
+
+/*
+ * Version 4 (schedules). schedule_fires is the idempotency key of a scheduled task: one row per
+ * (schedule, fire time), made in the same transaction as the task.
+ */
+static const char migrate_4_sql[] =
+    "CREATE TABLE schedules ("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, expr TEXT NOT NULL,"
+    " tz_offset INTEGER NOT NULL, cmd TEXT NOT NULL, env_json TEXT NOT NULL,"
+    " priority INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, node_key TEXT NOT NULL,"
+    " overlap INTEGER NOT NULL, missed INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL, last_fire_s INTEGER NOT NULL DEFAULT 0,"
+    " last_task TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE schedule_fires ("
+    " schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL, task_id TEXT NOT NULL,"
+    " PRIMARY KEY (schedule_id, fire_s)) WITHOUT ROWID;";
+
+/* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
+static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql, migrate_3_sql,
+                                                         migrate_4_sql};
+
+/* The terminal statuses (task_status_terminal), as the purge's queries name them. */
+#define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
 
 #define TASK_COLS                                                                                  \
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
@@ -110,6 +131,19 @@ enum stmt_id {
     ST_HISTORY_LIST,
     ST_ITEM_INSERT,
     ST_ITEMS_READ,
+    ST_NODE_PAGE,
+    ST_TASK_PAGE_FIRST,
+    ST_TASK_PAGE_AFTER,
+    ST_TASK_POS,
+    ST_TASK_PREFIX,
+    ST_PURGE_PICK,
+    ST_PURGE_COUNT,
+    ST_ITEMS_MIN,
+    ST_ITEMS_DELETE,
+    ST_HISTORY_DELETE,
+    ST_TASK_DELETE,
+    ST_JOURNAL_ADD,
+    ST_JOURNAL_DEL,
     ST_COUNT
 };
 
@@ -175,6 +209,34 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " WHERE task_id = ?1 ORDER BY seq",
     [ST_ITEM_INSERT] = "INSERT INTO items (task_id, seq, data) VALUES (?1, ?2, ?3)",
     [ST_ITEMS_READ] = "SELECT seq, data FROM items WHERE task_id = ?1 AND seq >= ?2 ORDER BY seq",
+    [ST_NODE_PAGE] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
+                     " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
+    /* The page queries walk tasks_by_created backwards (its entries end with the rowid); the
+     * position's rowid is read after the row's columns, whatever their number. */
+    [ST_TASK_PAGE_FIRST] = "SELECT " TASK_COLS ", rowid FROM tasks"
+                           " WHERE (?1 IS NULL OR status = ?1)"
+                           " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+    [ST_TASK_PAGE_AFTER] = "SELECT " TASK_COLS ", rowid FROM tasks"
+                           " WHERE created_ms <= ?4 AND (created_ms < ?4 OR rowid < ?5)"
+                           " AND (?1 IS NULL OR status = ?1)"
+                           " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+    [ST_TASK_POS] = "SELECT created_ms, rowid FROM tasks WHERE id = ?1",
+    /* Ids are lowercase hex, so every id starting with the prefix sorts before prefix + "g". */
+    [ST_TASK_PREFIX] =
+        "SELECT id FROM tasks WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
+    [ST_PURGE_PICK] = "SELECT id, data_items FROM tasks"
+                      " WHERE ended_ms > 0 AND ended_ms < ?1 AND status IN " ENDED_STATUSES
+                      " ORDER BY ended_ms LIMIT ?2",
+    [ST_PURGE_COUNT] = "SELECT count(*) FROM tasks"
+                       " WHERE ended_ms > 0 AND ended_ms < ?1 AND status IN " ENDED_STATUSES,
+    [ST_ITEMS_MIN] = "SELECT min(seq) FROM items WHERE task_id = ?1",
+    [ST_ITEMS_DELETE] = "DELETE FROM items WHERE task_id = ?1 AND seq <= ?2",
+    [ST_HISTORY_DELETE] = "DELETE FROM task_history WHERE task_id = ?1",
+    [ST_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
+    [ST_JOURNAL_ADD] = "INSERT OR IGNORE INTO purged_logs (task_id) VALUES (?1)",
+    [ST_JOURNAL_DEL] = "DELETE FROM purged_logs WHERE task_id = ?1",
 };
 
 struct store {
@@ -193,6 +255,14 @@ struct store {
 
     uint8_t id_random[5];
     uint32_t id_counter;
+
+    /* Retention: tasks deleted in the open transaction (their logs may go once it commits);
+     * tasks whose deletion is committed and whose logs store_purge_logs removes; tasks whose
+     * logs are gone for good, whose journal entries the next purge drops. */
+    struct id_set {
+        char (*ids)[TASK_ID_LEN + 1];
+        size_t n, cap;
+    } purged_uncommitted, purged_committed, journal_done;
 };
 
 /* ---- Error helpers ---- */
@@ -305,6 +375,75 @@ static void rollback_all(struct store *s)
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK, "rollback");
     logfile_rollback(s->logs);
+    s->purged_uncommitted.n = 0;
+}
+
+static int id_set_add(struct id_set *set, const char *id)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        char(*ids)[TASK_ID_LEN + 1] = realloc(set->ids, cap * sizeof(*ids));
+        if (!ids)
+            return -ENOMEM;
+        set->ids = ids;
+        set->cap = cap;
+    }
+    memcpy(set->ids[set->n++], id, TASK_ID_LEN + 1);
+    return 0;
+}
+
+/* At open and close: removes the logs of every task whose deletion is committed, here and now,
+ * and syncs the directory; then their journal entries may go (the next purge drops them). If a
+ * removal or the sync fails, the entries stay and the next store_open tries again. Returns how
+ * many files were removed. */
+static size_t remove_purged_logs_now(struct store *s)
+{
+    struct id_set *c = &s->purged_committed;
+    bool all = true;
+    size_t removed = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        int rc = logfile_remove(s->logs, c->ids[i]);
+        if (rc < 0)
+            all = false;
+        else
+            removed += (size_t)rc;
+    }
+    if (all && c->n && logfile_sync_dir(s->logs) == 0)
+        for (size_t i = 0; i < c->n; i++)
+            if (id_set_add(&s->journal_done, c->ids[i]) < 0)
+                break;
+    c->n = 0;
+    return removed;
+}
+
+/* While the master runs: hands up to max logs of tasks whose deletion is committed to the log
+ * engine's remover thread, and takes back those whose removal is durable, whose journal entries
+ * the next purge drops. *pending receives how many handed over are not back yet. */
+static void discard_purged_logs(struct store *s, size_t max, size_t *pending)
+{
+    struct id_set *c = &s->purged_committed;
+    size_t n = c->n < max ? c->n : max;
+    size_t handed = 0;
+    while (handed < n && logfile_discard(s->logs, c->ids[c->n - 1 - handed]) >= 0)
+        handed++;
+    c->n -= handed;
+    char ids[64][TASK_ID_LEN + 1];
+    size_t got;
+    while ((got = logfile_discarded(s->logs, ids, 64, pending)) > 0)
+        for (size_t i = 0; i < got; i++)
+            if (id_set_add(&s->journal_done, ids[i]) < 0)
+                return; /* their entries stay in the journal until the next open */
+}
+
+/* The deletions of the transaction are committed: their logs may go. One that cannot be
+ * remembered (out of memory) stays in the journal for the next open. */
+static void purged_now_committed(struct store *s)
+{
+    struct id_set *u = &s->purged_uncommitted;
+    for (size_t i = 0; i < u->n; i++)
+        if (id_set_add(&s->purged_committed, u->ids[i]) < 0)
+            break;
+    u->n = 0;
 }
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
@@ -319,6 +458,7 @@ static int commit_all(struct store *s)
         return rc;
     }
     logfile_commit(s->logs);
+    purged_now_committed(s);
     return 0;
 }
 
@@ -519,42 +659,18 @@ static int setup_db(struct store *s)
                   s->data_dir, version, SCHEMA_VERSION);
         return -EPROTO;
     }
-    if (version == 1) {
-        /* What schema 2 added, with the default every existing task gets: epoch 0, "none". */
-        rc = sqlite3_exec(s->db,
-                          "BEGIN; ALTER TABLE tasks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
-                          " PRAGMA user_version = 2; COMMIT;",
-                          NULL, NULL, &err);
-        if (rc != SQLITE_OK) {
-            log_error("store: upgrading the schema of %s to version 2 failed: %s", s->data_dir,
-                      err);
-            sqlite3_free(err);
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            return errno_of_sqlite(rc);
-        }
-        log_info("store: %s/crawlab.db upgraded to schema version 2", s->data_dir);
-        version = 2;
-    }
-    if (version >= 2 && version < 4) {
-        /* Schema 4 only adds tables, so it applies on top of 2 and of 3 alike. */
-        char sql[sizeof(schedule_sql) + 64];
-        snprintf(sql, sizeof(sql), "BEGIN; %s PRAGMA user_version = 4; COMMIT;", schedule_sql);
+    /* Each step and its new version number commit together, so a crash leaves a version. */
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        size_t len = strlen(schema_steps[v]) + 64;
+        char *sql = malloc(len);
+        if (!sql)
+            return -ENOMEM;
+        snprintf(sql, len, "BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_steps[v], v + 1);
         rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
+        free(sql);
         if (rc != SQLITE_OK) {
-            log_error("store: upgrading the schema of %s to version 4 failed: %s", s->data_dir,
-                      err);
-            sqlite3_free(err);
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            return errno_of_sqlite(rc);
-        }
-        log_info("store: %s/crawlab.db upgraded to schema version 4", s->data_dir);
-    } else if (version == 0) {
-        char sql[sizeof(schema_sql) + sizeof(schedule_sql) + 64];
-        snprintf(sql, sizeof(sql), "BEGIN; %s%s PRAGMA user_version = %d; COMMIT;", schema_sql,
-                 schedule_sql, SCHEMA_VERSION);
-        rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
-        if (rc != SQLITE_OK) {
-            log_error("store: creating the schema in %s failed: %s", s->data_dir, err);
+            log_error("store: bringing the schema in %s to version %d failed: %s", s->data_dir,
+                      v + 1, err);
             sqlite3_free(err);
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return errno_of_sqlite(rc);
@@ -601,6 +717,45 @@ static int open_dirs(struct store *s)
     return logfile_open(s->data_dir, "logs", STORE_LOG_FD_CACHE, &s->logs);
 }
 
+static int collect_journal(void *ctx, int n, char **values, char **names)
+{
+    struct store *s = ctx;
+    if (n < 1 || !values[0] || !task_id_valid(values[0]))
+        return 0;
+    return id_set_add(&s->purged_committed, values[0]) < 0 ? 1 : 0;
+}
+
+/* A crash between a purge's commit and the removal of its logs leaves journal entries: their
+ * tasks are gone, so their logs go now, and then the entries. */
+static int recover_purged_logs(struct store *s)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(s->db, "SELECT task_id FROM purged_logs", collect_journal, s, &err);
+    if (rc != SQLITE_OK) {
+        log_error("store: reading the purge journal in %s failed: %s", s->data_dir,
+                  err ? err : sqlite3_errmsg(s->db));
+        sqlite3_free(err);
+        s->purged_committed.n = 0;
+        return rc == SQLITE_ABORT ? -ENOMEM : errno_of_sqlite(rc);
+    }
+    size_t n = s->purged_committed.n;
+    if (n == 0)
+        return 0;
+    size_t removed = remove_purged_logs_now(s);
+    if (s->journal_done.n < n)
+        return 0; /* some log could not be removed: the entries stay for the next open */
+    s->journal_done.n = 0;
+    rc = sqlite3_exec(s->db, "DELETE FROM purged_logs", NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        log_warn("store: emptying the purge journal in %s failed: %s", s->data_dir, err);
+        sqlite3_free(err);
+    }
+    if (removed)
+        log_info("store: removed %zu log files of purged tasks, left by an interrupted purge",
+                 removed);
+    return 0;
+}
+
 int store_open(const char *data_dir, struct store **out)
 {
     if (!data_dir || !*data_dir || !out)
@@ -615,6 +770,8 @@ int store_open(const char *data_dir, struct store **out)
         rc = open_dirs(s);
     if (rc == 0)
         rc = setup_db(s);
+    if (rc == 0)
+        rc = recover_purged_logs(s);
     if (rc == 0) {
         /* The random part of ids is drawn once per open, like an ObjectID's process value, and
          * the counter starts at a random point so two opens in one second do not collide. */
@@ -648,6 +805,8 @@ void store_close(struct store *s)
         s->in_group = false;
         rollback_all(s);
     }
+    if (s->logs)
+        remove_purged_logs_now(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -658,6 +817,9 @@ void store_close(struct store *s)
     if (s->dir_fd >= 0)
         close(s->dir_fd);
     free(s->data_dir);
+    free(s->purged_uncommitted.ids);
+    free(s->purged_committed.ids);
+    free(s->journal_done.ids);
     free(s);
 }
 
@@ -792,6 +954,43 @@ int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row 
         log_error("store: out of memory listing nodes");
     else
         rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "all nodes");
+    finish(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    free(rows);
+    return rc;
+}
+
+int store_node_page(struct store *s, const char *after_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_PAGE];
+    bind_text(st, 1, after_key ? after_key : "");
+    sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
+    struct node_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct node_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        node_from_stmt(st, &rows[n++]);
+    }
+    if (rc == -ENOMEM)
+        log_error("store: out of memory listing nodes");
+    else
+        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "a page");
     finish(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
@@ -1208,6 +1407,261 @@ int store_task_list(struct store *s, const char *status, const char *node_key, u
     bind_text(st, 2, node_key);
     sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
     return stream_tasks(s, st, "listing tasks", cb, ctx);
+}
+
+int store_task_page(struct store *s, const char *status, const char *node_key,
+                    const struct task_pos *after, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
+                    void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    enum task_status parsed;
+    if ((status && task_status_parse(status, &parsed) < 0) || !cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[after ? ST_TASK_PAGE_AFTER : ST_TASK_PAGE_FIRST];
+    bind_text(st, 1, status);
+    bind_text(st, 2, node_key);
+    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
+    if (after) {
+        sqlite3_bind_int64(st, 4, after->created_ms);
+        sqlite3_bind_int64(st, 5, after->rowid);
+    }
+    int pos_col = sqlite3_column_count(st) - 1;
+    int src;
+    rc = 0;
+    s->streaming = true;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct task_row r;
+        rc = task_from_stmt(st, &r);
+        if (rc == 0) {
+            struct task_pos pos = {r.created_ms, sqlite3_column_int64(st, pos_col)};
+            rc = cb(ctx, &r, &pos);
+            store_task_row_free(&r);
+        }
+        if (rc != 0)
+            break;
+    }
+    s->streaming = false;
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing tasks", "a page");
+    finish(st);
+    return rc;
+}
+
+int store_task_pos(struct store *s, const char *id, struct task_pos *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_POS];
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->created_ms = sqlite3_column_int64(st, 0);
+        out->rowid = sqlite3_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = -ENOENT;
+    } else {
+        rc = db_fail(s, rc, "reading the position of task", id);
+    }
+    finish(st);
+    return rc;
+}
+
+int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
+                           size_t max)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_prefix_valid(prefix) || (max && !ids) || max > INT_MAX - 1)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_TASK_PREFIX];
+    bind_text(st, 1, prefix);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max + 1);
+    size_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n < max)
+            copy_column(ids[n], TASK_ID_LEN + 1, st, 0);
+        n++;
+    }
+    rc = rc == SQLITE_DONE ? (int)n : db_fail(s, rc, "looking up task id prefix", prefix);
+    finish(st);
+    return rc;
+}
+
+/* Deletes what is left of one task, within budget rows: items first (lowest seq first), then its
+ * history, row and journal entry. Returns 1 when the task is gone, 0 when the budget ran out
+ * first, or -errno. *used counts the rows spent. Inside an operation. */
+static int purge_one(struct store *s, const char *id, unsigned budget, unsigned *used)
+{
+    sqlite3_stmt *st = s->st[ST_ITEMS_MIN];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    bool has_items = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    sqlite3_int64 low = has_items ? sqlite3_column_int64(st, 0) : 0;
+    rc = rc == SQLITE_ROW ? 0 : db_fail(s, rc, "reading items of task", id);
+    finish(st);
+    if (rc < 0)
+        return rc;
+    if (has_items) {
+        /* Seqs are dense from 1: the rows up to low + room - 1 are at most room rows. */
+        unsigned room = budget > *used ? budget - *used : 0;
+        if (room == 0)
+            return 0;
+        st = s->st[ST_ITEMS_DELETE];
+        bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, low + room - 1);
+        rc = step_done(s, st, "purging items of task", id);
+        if (rc < 0)
+            return rc;
+        *used += (unsigned)sqlite3_changes(s->db);
+        /* Another look: any left means the budget is spent. */
+        st = s->st[ST_ITEMS_MIN];
+        bind_text(st, 1, id);
+        rc = sqlite3_step(st);
+        has_items = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+        rc = rc == SQLITE_ROW ? 0 : db_fail(s, rc, "reading items of task", id);
+        finish(st);
+        if (rc < 0)
+            return rc;
+        if (has_items)
+            return 0;
+    }
+    st = s->st[ST_HISTORY_DELETE];
+    bind_text(st, 1, id);
+    rc = step_done(s, st, "purging history of task", id);
+    if (rc == 0) {
+        *used += (unsigned)sqlite3_changes(s->db);
+        st = s->st[ST_TASK_DELETE];
+        bind_text(st, 1, id);
+        rc = step_done(s, st, "purging task", id);
+    }
+    if (rc == 0) {
+        st = s->st[ST_JOURNAL_ADD];
+        bind_text(st, 1, id);
+        rc = step_done(s, st, "journaling the log of purged task", id);
+    }
+    if (rc == 0)
+        rc = id_set_add(&s->purged_uncommitted, id);
+    if (rc < 0)
+        return rc;
+    *used += 1;
+    return 1;
+}
+
+/* Picks the candidates (collected first: the deletions use other statements), then deletes them
+ * in order while the budget lasts. Inside an operation. */
+static int purge_op(struct store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
+{
+    /* Journal entries of logs removed for good, from earlier commits. */
+    struct id_set *done = &s->journal_done;
+    for (size_t i = 0; i < done->n; i++) {
+        sqlite3_stmt *st = s->st[ST_JOURNAL_DEL];
+        bind_text(st, 1, done->ids[i]);
+        int rc = step_done(s, st, "dropping a purge journal entry", done->ids[i]);
+        if (rc < 0)
+            return rc;
+    }
+    done->n = 0;
+
+    unsigned max_tasks = budget;
+    char(*ids)[TASK_ID_LEN + 1] = calloc(max_tasks + 1, sizeof(*ids));
+    if (!ids)
+        return -ENOMEM;
+    sqlite3_stmt *st = s->st[ST_PURGE_PICK];
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max_tasks + 1);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n <= max_tasks)
+        copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(s, rc, "picking tasks to purge", "-");
+    finish(st);
+    unsigned used = 0;
+    size_t i = 0;
+    for (; rc == 0 && i < n && i < max_tasks && used < budget; i++) {
+        rc = purge_one(s, ids[i], budget, &used);
+        if (rc == 1) {
+            (*purged)++;
+            rc = 0;
+        } else if (rc == 0) {
+            break; /* budget spent in the middle of this task */
+        }
+    }
+    if (rc == 0)
+        *more = i < n;
+    free(ids);
+    return rc;
+}
+
+int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                     bool *more)
+{
+    size_t dummy_n;
+    bool dummy_more;
+    if (!purged)
+        purged = &dummy_n;
+    if (!more)
+        more = &dummy_more;
+    *purged = 0;
+    *more = false;
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (budget == 0)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    size_t before_n = s->purged_uncommitted.n;
+    rc = op_end(s, purge_op(s, before_ms, budget, purged, more));
+    if (rc < 0) {
+        /* Undone: those tasks are back, their logs must stay. (A failed commit outside a group
+         * has emptied the set already.) */
+        if (s->purged_uncommitted.n > before_n)
+            s->purged_uncommitted.n = before_n;
+        *purged = 0;
+        *more = true;
+    }
+    return rc;
+}
+
+int store_purge_logs(struct store *s, size_t max, size_t *left)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    size_t pending = 0;
+    discard_purged_logs(s, max, &pending);
+    if (left)
+        *left = s->purged_committed.n + s->purged_uncommitted.n + pending;
+    return 0;
+}
+
+int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_PURGE_COUNT];
+    sqlite3_bind_int64(st, 1, before_ms);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = column_u64(st, 0);
+        rc = 0;
+    } else {
+        rc = db_fail(s, rc, "counting tasks to purge", "-");
+    }
+    finish(st);
+    return rc;
 }
 
 int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,

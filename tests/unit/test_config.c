@@ -113,6 +113,7 @@ START_TEST(test_master_gets_documented_defaults)
     ck_assert_uint_eq(cfg.heartbeat_interval_ms, 5000);
     ck_assert_uint_eq(cfg.shutdown_grace_ms, 30000);
     ck_assert_uint_eq(cfg.disconnect_grace_ms, 300000);
+    ck_assert_uint_eq(cfg.retention_ms, 30ULL * 24 * 3600 * 1000);
 }
 END_TEST
 
@@ -740,7 +741,7 @@ START_TEST(test_task_id_must_be_24_lowercase_hex)
     ck_assert(cfg.follow);
 
     expect_error(parse("logs", "65A1B2C3D4E5F60718293A4B", NULL), "TASK_ID", "24 lowercase");
-    expect_error(parse("logs", "65a1b2c3d4e5f60718293a4", NULL), "TASK_ID", NULL);
+    expect_error(parse("logs", "65a1b", NULL), "TASK_ID", "at least 6");
     expect_error(parse("logs", "65a1b2c3d4e5f60718293a4b0", NULL), "TASK_ID", NULL);
     expect_error(parse("results", "65a1b2c3d4e5f60718293a4g", NULL), "TASK_ID", NULL);
     expect_error(parse("cancel", NULL), "'cancel' needs a TASK_ID", NULL);
@@ -1135,8 +1136,8 @@ START_TEST(test_duration_options_store_milliseconds)
                  "--heartbeat-interval: must be greater than zero", NULL);
     expect_error(parse("--role=worker", "--cancel-grace=99999999999999999999h", NULL),
                  "--cancel-grace: duration '99999999999999999999h' is too large", NULL);
-    expect_error(parse("submit", "--timeout=1d", "--", "true", NULL),
-                 "--timeout: expected a duration such as 500ms, 5s, 2m or 1h, got '1d'", NULL);
+    expect_error(parse("submit", "--timeout=1w", "--", "true", NULL),
+                 "--timeout: expected a duration such as 500ms, 5s, 2m or 1h, got '1w'", NULL);
 }
 END_TEST
 
@@ -1207,13 +1208,14 @@ static const struct {
     const char *text;
     uint64_t ms;
 } good_durations[] = {
-    {"500ms", 500},     {"5s", 5000},
-    {"5", 5000},        {"0", 0},
-    {"2m", 120000},     {"1h", 3600000},
-    {"1.5s", 1500},     {"0.25m", 15000},
-    {"1h30m", 5400000}, {"1m0.5s", 60500},
-    {"1.0009s", 1000},  {"0.1ms", 0},
-    {"1.5", 1500},      {"18446744073709551615ms", UINT64_MAX},
+    {"500ms", 500},      {"5s", 5000},
+    {"5", 5000},         {"0", 0},
+    {"2m", 120000},      {"1h", 3600000},
+    {"1.5s", 1500},      {"0.25m", 15000},
+    {"1h30m", 5400000},  {"1m0.5s", 60500},
+    {"1.0009s", 1000},   {"0.1ms", 0},
+    {"1.5", 1500},       {"18446744073709551615ms", UINT64_MAX},
+    {"30d", 2592000000}, {"1d12h", 129600000},
 };
 
 START_TEST(test_duration_accepts_units_fractions_and_bare_seconds)
@@ -1227,7 +1229,7 @@ END_TEST
 START_TEST(test_duration_refuses_bad_syntax)
 {
     static const char *const bad[] = {"",    "s",  "-1s", "+1s", " 1s", "1s ",  "1 s",  "1.s",
-                                      ".5s", "1d", "1S",  "5x",  "1h5", "1ms5", "0x10s"};
+                                      ".5s", "1w", "1S",  "5x",  "1h5", "1ms5", "0x10s"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t ms = 777;
         ck_assert_msg(config_parse_duration_ms(bad[i], &ms) == -EINVAL, "'%s' accepted", bad[i]);
@@ -1394,6 +1396,110 @@ START_TEST(test_bad_schedule_command_lines_are_refused)
 }
 END_TEST
 
+/* ---- Paging, short ids and retention ---- */
+
+START_TEST(test_task_id_prefix_of_six_digits_or_more)
+{
+    ck_assert_int_eq(parse("logs", "65a1b2", NULL), 0);
+    ck_assert_str_eq(cfg.task_id, "65a1b2");
+    ck_assert_int_eq(parse("cancel", "65a1b2c3d4e5f60718293a4", NULL), 0);
+    ck_assert_int_eq(parse("results", TASK_ID, NULL), 0);
+    expect_error(parse("results", "65A1B2", NULL), "TASK_ID", NULL);
+    expect_error(parse("results", "65a1b2c3d4e5f60718293a4b0", NULL), "TASK_ID", NULL);
+}
+END_TEST
+
+START_TEST(test_retention_is_a_master_duration)
+{
+    ck_assert_int_eq(parse("--role=master", "--retention=0", NULL), 0);
+    ck_assert_uint_eq(cfg.retention_ms, 0);
+    ck_assert_int_eq(parse("--role=master", "--retention", "1s", NULL), 0);
+    ck_assert_uint_eq(cfg.retention_ms, 1000);
+    ck_assert_int_eq(parse("--role=master", "--retention=7d", NULL), 0);
+    ck_assert_uint_eq(cfg.retention_ms, 7ULL * 24 * 3600 * 1000);
+    expect_error(parse("--role=master", "--retention=forever", NULL), "--retention",
+                 "expected a duration");
+    expect_error(parse("--role=worker", "--retention=1d", NULL), "'--retention' is not an option",
+                 NULL);
+    expect_error(parse("tasks", "--retention=1d", NULL), "'--retention' is not an option", NULL);
+}
+END_TEST
+
+START_TEST(test_tasks_limit_and_before)
+{
+    ck_assert_int_eq(parse("tasks", NULL), 0);
+    ck_assert(!cfg.limit_given);
+    ck_assert_ptr_null(cfg.before_id);
+    ck_assert_int_eq(parse("tasks", "--limit=20", "--before", "65a1b2c3", NULL), 0);
+    ck_assert(cfg.limit_given);
+    ck_assert_uint_eq(cfg.limit, 20);
+    ck_assert_str_eq(cfg.before_id, "65a1b2c3");
+    ck_assert_int_eq(parse("tasks", "--limit=0", NULL), 0);
+    ck_assert(cfg.limit_given);
+    ck_assert_uint_eq(cfg.limit, 0);
+    expect_error(parse("tasks", "--limit=-1", NULL), "--limit", "from 0 (all)");
+    expect_error(parse("tasks", "--limit=many", NULL), "--limit", NULL);
+    expect_error(parse("tasks", "--before=65a1b", NULL), "--before", "at least 6");
+    expect_error(parse("tasks", "--before=2026-01-01", NULL), "--before", NULL);
+    expect_error(parse("nodes", "--limit=5", NULL), "'--limit' is not an option", NULL);
+    expect_error(parse("logs", "--before=65a1b2", TASK_ID, NULL), "'--before' is not an option",
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_tasks_purge_takes_a_date_or_a_duration)
+{
+    ck_assert_int_eq(parse("tasks", "purge", "--before=2026-01-31", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_TASKS_PURGE);
+    ck_assert_int_eq(cfg.purge_before_ms, 1769817600000LL);
+    ck_assert_uint_eq(cfg.purge_age_ms, 0);
+    /* "purge" may follow the options, as the other flags may precede it */
+    ck_assert_int_eq(parse("tasks", "--before=2026-01-31T12:30:15Z", "purge", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_TASKS_PURGE);
+    ck_assert_int_eq(cfg.purge_before_ms, 1769817600000LL + (12 * 3600 + 30 * 60 + 15) * 1000LL);
+    ck_assert_int_eq(parse("tasks", "purge", "--before=30d", NULL), 0);
+    ck_assert_int_eq(cfg.purge_before_ms, 0);
+    ck_assert_uint_eq(cfg.purge_age_ms, 30ULL * 24 * 3600 * 1000);
+    expect_error(parse("tasks", "purge", NULL), "'tasks purge' needs '--before'", NULL);
+    expect_error(parse("tasks", "purge", "--before=0", NULL), "--before", "a date");
+    expect_error(parse("tasks", "purge", "--before=65a1b2c3", NULL), "--before", "a date");
+    expect_error(parse("tasks", "purge", "--before=2026-02-30", NULL), "--before", NULL);
+    expect_error(parse("tasks", "purge", "--before=1d", "--limit=3", NULL),
+                 "'--limit' is not an option of 'tasks purge'", NULL);
+    expect_error(parse("tasks", "purge", "--before=1d", "extra", NULL), "unexpected argument",
+                 NULL);
+    expect_error(parse("tasks", "prune", NULL), "unexpected argument 'prune'", NULL);
+}
+END_TEST
+
+START_TEST(test_date_parser)
+{
+    int64_t ms = 42;
+    ck_assert_int_eq(config_parse_date_ms("1970-01-01", &ms), 0);
+    ck_assert_int_eq(ms, 0);
+    ck_assert_int_eq(config_parse_date_ms("2000-02-29T23:59", &ms), 0);
+    ck_assert_int_eq(ms, 951868740000LL);
+    ck_assert_int_eq(config_parse_date_ms("2024-12-31T00:00:01", &ms), 0);
+    ck_assert_int_eq(ms, 1735603201000LL);
+    static const char *const bad[] = {"",
+                                      "2026",
+                                      "2026-13-01",
+                                      "2026-1-01",
+                                      "1900-02-29",
+                                      "2023-02-29",
+                                      "2026-01-01T",
+                                      "2026-01-01T24:00",
+                                      "2026-01-01 10:00",
+                                      "2026-01-01Z1",
+                                      "2026-01-01T10:00:60"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ms = 42;
+        ck_assert_msg(config_parse_date_ms(bad[i], &ms) == -EINVAL, "'%s' accepted", bad[i]);
+        ck_assert_int_eq(ms, 42);
+    }
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1478,6 +1584,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
     tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
     tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
+    tcase_add_test(tc, test_task_id_prefix_of_six_digits_or_more);
+    tcase_add_test(tc, test_retention_is_a_master_duration);
+    tcase_add_test(tc, test_tasks_limit_and_before);
+    tcase_add_test(tc, test_tasks_purge_takes_a_date_or_a_duration);
     suite_add_tcase(s, tc);
 
     TCase *helpers = tcase_create("helpers");
@@ -1489,6 +1599,7 @@ static Suite *config_suite(void)
     tcase_add_test(helpers, test_size_refuses_bad_syntax_and_overflow);
     tcase_add_test(helpers, test_hostport_parses_names_ipv4_and_bracketed_ipv6);
     tcase_add_test(helpers, test_hostport_refuses_bad_addresses);
+    tcase_add_test(helpers, test_date_parser);
     suite_add_tcase(s, helpers);
     return s;
 }

@@ -46,6 +46,17 @@ static const struct sample task_ids[] = {
     {"0123456789abcdef0123456g", false}, {"", false},
 };
 
+static const struct sample task_id_prefixes[] = {
+    {"0123456789abcdef01234567", true},
+    {"0123456789abcdef0123456", true},
+    {"abcdef", true},
+    {"abcde", false},
+    {"ABCDEF", false},
+    {"abcdeg", false},
+    {"0123456789abcdef012345678", false},
+    {"", false},
+};
+
 static const struct sample env_names[] = {
     {"A", true},    {"_x1", true},  {"lower_case", true}, {"1A", false},
     {"A-B", false}, {"A B", false}, {"", false},
@@ -131,6 +142,14 @@ static int wire_submit(const char *name, const char *env_key, int priority)
 
 static int wire_task(const char *id)
 {
+    Grpc__TaskServiceSubscribeRequest r = GRPC__TASK_SERVICE_SUBSCRIBE_REQUEST__INIT;
+    r.task_id = (char *)id;
+    return validate_task_subscribe(&r, NULL);
+}
+
+/* What the client commands send: a full id or a prefix. */
+static int wire_admin_task(const char *id)
+{
     Grpc__AdminTaskRequest r = GRPC__ADMIN_TASK_REQUEST__INIT;
     r.task_id = (char *)id;
     return validate_task_request(&r, NULL);
@@ -207,7 +226,18 @@ START_TEST(task_ids_agree)
     struct task_row row;
     /* A well-formed id is unknown to an empty store; a malformed one is refused as such. */
     AGREE(s, "store", store_task_get(st, s->text, &row) == -ENOENT);
+}
+END_TEST
+
+START_TEST(task_id_prefixes_agree)
+{
+    const struct sample *s = &task_id_prefixes[_i];
+    char ids[2][TASK_ID_LEN + 1];
+    AGREE(s, "rule", task_id_prefix_valid(s->text));
+    AGREE(s, "wire", wire_admin_task(s->text) == 0);
+    AGREE(s, "store", store_task_find_prefix(st, s->text, ids, 2) == 0);
     AGREE(s, "config", config_with("logs", s->text, NULL) == 0);
+    AGREE(s, "config before", config_with("tasks", flag("before", s->text), NULL) == 0);
 }
 END_TEST
 
@@ -267,6 +297,7 @@ static Suite *rules_suite(void)
     tcase_add_loop_test(tc, node_keys_agree, 0, N(node_keys));
     tcase_add_loop_test(tc, names_agree, 0, N(names));
     tcase_add_loop_test(tc, task_ids_agree, 0, N(task_ids));
+    tcase_add_loop_test(tc, task_id_prefixes_agree, 0, N(task_id_prefixes));
     tcase_add_loop_test(tc, env_names_agree, 0, N(env_names));
     tcase_add_test(tc, priorities_agree);
     tcase_add_test(tc, status_names_round_trip);

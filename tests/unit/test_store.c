@@ -50,6 +50,26 @@ static void reopen(void)
     ck_assert_int_eq(store_open(data_dir, &st), 0);
 }
 
+/*
+ * Closes the store and makes its database what schema `version` left: drops what each later
+ * version added (4: the schedule tables; 3: the purge index and journal; 2: tasks.epoch).
+ */
+static void make_schema(int version)
+{
+    store_close(st);
+    st = NULL;
+    char path[256], sql[512];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    snprintf(sql, sizeof(sql), "%s%s%s PRAGMA user_version = %d;",
+             version < 4 ? "DROP TABLE schedule_fires; DROP TABLE schedules;" : "",
+             version < 3 ? " DROP INDEX tasks_ended; DROP TABLE purged_logs;" : "",
+             version < 2 ? " ALTER TABLE tasks DROP COLUMN epoch;" : "", version);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
 static void log_path(const char *id, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/logs/%s.log", data_dir, id);
@@ -674,25 +694,13 @@ START_TEST(test_a_schema_1_database_is_upgraded_and_its_tasks_have_epoch_0)
 {
     char id[25], got[25];
     new_task("t", 0, NULL, T0, id);
-    store_close(st);
-    st = NULL;
-    /* Make it what schema 1 wrote: no epoch column, user_version 1. */
-    char path[256];
-    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db,
-                                  "ALTER TABLE tasks DROP COLUMN epoch; PRAGMA user_version = 1;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-
+    make_schema(1);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
     ck_assert_uint_eq(epoch_of(id), 0);
     fetch_id("node-a", T0 + 1, got);
     ck_assert_str_eq(got, id);
     ck_assert_uint_eq(epoch_of(id), 1);
-    reopen(); /* schema 2 now: opened as is */
+    reopen(); /* schema 4 now: opened as is */
     ck_assert_uint_eq(epoch_of(id), 1);
 }
 END_TEST
@@ -1661,21 +1669,6 @@ START_TEST(test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire)
 }
 END_TEST
 
-/* Makes the database what schema `version` (2 or 3) left: no schedule tables. */
-static void downgrade_to(int version)
-{
-    store_close(st);
-    st = NULL;
-    char path[256], sql[128];
-    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql),
-             "DROP TABLE schedule_fires; DROP TABLE schedules; PRAGMA user_version = %d;", version);
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-}
-
 static int user_version(void)
 {
     char path[256];
@@ -1691,13 +1684,13 @@ static int user_version(void)
     return v;
 }
 
-START_TEST(test_a_schema_2_or_3_database_gets_the_schedule_tables)
+START_TEST(test_a_schema_2_or_3_database_is_brought_to_4)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
     ck_assert_int_eq(user_version(), 4);
     for (int v = 2; v <= 3; v++) {
-        downgrade_to(v);
+        make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
         ck_assert_int_eq(user_version(), 4);
         int64_t sid = new_schedule("s", "@daily");
@@ -1708,6 +1701,409 @@ START_TEST(test_a_schema_2_or_3_database_gets_the_schedule_tables)
         get_task(id, &tr); /* the old task is still there */
         store_task_row_free(&tr);
     }
+}
+END_TEST
+
+/* ---- Paging, prefixes and retention ---- */
+
+struct page_list {
+    size_t n;
+    char ids[64][TASK_ID_LEN + 1];
+    struct task_pos last;
+};
+
+static int collect_page(void *ctx, const struct task_row *r, const struct task_pos *pos)
+{
+    struct page_list *l = ctx;
+    ck_assert_uint_lt(l->n, 64);
+    strcpy(l->ids[l->n++], r->id);
+    l->last = *pos;
+    return 0;
+}
+
+/* Every task, newest first, through pages of `limit`: into all (at most 64). */
+static size_t walk_pages(const char *status, unsigned limit, char all[64][TASK_ID_LEN + 1])
+{
+    size_t n = 0;
+    struct task_pos pos;
+    bool started = false;
+    for (int guard = 0; guard < 100; guard++) {
+        struct page_list l = {0};
+        ck_assert_int_eq(
+            store_task_page(st, status, NULL, started ? &pos : NULL, limit, collect_page, &l), 0);
+        for (size_t i = 0; i < l.n; i++)
+            strcpy(all[n++], l.ids[i]);
+        if (l.n < limit)
+            return n;
+        pos = l.last;
+        started = true;
+    }
+    ck_abort_msg("the walk does not end");
+    return n;
+}
+
+static void end_task(const char *id, enum task_status status, int64_t at)
+{
+    struct task_row row;
+    if (store_task_fetch(st, "node-a", at - 2, &row) == 1)
+        store_task_row_free(&row);
+    ck_assert_int_eq(store_task_set_status(st, id, status, 0, 0, NULL, at), 0);
+}
+
+START_TEST(test_pages_see_every_task_once_newest_first)
+{
+    char ids[30][25];
+    /* Ties on created_ms are broken by insertion order, as in store_task_list. */
+    for (int i = 0; i < 30; i++)
+        new_task("t", 0, NULL, T0 + i / 3, ids[i]);
+    char all[64][TASK_ID_LEN + 1];
+    for (unsigned limit = 1; limit <= 31; limit += 3) {
+        size_t n = walk_pages(NULL, limit, all);
+        ck_assert_uint_eq(n, 30);
+        for (int i = 0; i < 30; i++)
+            ck_assert_str_eq(all[i], ids[29 - i]);
+    }
+    /* A page starting after a task that has been deleted meanwhile still starts in place. */
+    struct page_list first = {0};
+    ck_assert_int_eq(store_task_page(st, NULL, NULL, NULL, 5, collect_page, &first), 0);
+    ck_assert_uint_eq(first.n, 5);
+    ck_assert_str_eq(first.ids[4], ids[25]);
+    sqlite3 *db;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DELETE FROM tasks WHERE id = '%s'", ids[25]);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct page_list next = {0};
+    ck_assert_int_eq(store_task_page(st, NULL, NULL, &first.last, 2, collect_page, &next), 0);
+    ck_assert_uint_eq(next.n, 2);
+    ck_assert_str_eq(next.ids[0], ids[24]);
+    ck_assert_str_eq(next.ids[1], ids[23]);
+    /* The position of a task starts a page after it; filters apply to pages. */
+    struct task_pos pos;
+    ck_assert_int_eq(store_task_pos(st, ids[10], &pos), 0);
+    memset(&next, 0, sizeof(next));
+    ck_assert_int_eq(store_task_page(st, "pending", NULL, &pos, 0, collect_page, &next), 0);
+    ck_assert_uint_eq(next.n, 10);
+    ck_assert_str_eq(next.ids[0], ids[9]);
+    ck_assert_int_eq(store_task_pos(st, ids[25], &pos), -ENOENT);
+    ck_assert_int_eq(store_task_pos(st, "nope", &pos), -EINVAL);
+    ck_assert_int_eq(store_task_page(st, "sleeping", NULL, NULL, 0, collect_page, &next), -EINVAL);
+    memset(&next, 0, sizeof(next));
+    ck_assert_int_eq(store_task_page(st, "running", NULL, NULL, 0, collect_page, &next), 0);
+    ck_assert_uint_eq(next.n, 0);
+}
+END_TEST
+
+START_TEST(test_prefix_lookup_tells_none_one_and_several)
+{
+    char a[25], b[25];
+    new_task("a", 0, NULL, T0, a);
+    new_task("b", 0, NULL, T0, b);
+    char found[3][TASK_ID_LEN + 1];
+    /* Two ids of one second share their first 18 digits. */
+    ck_assert_int_eq(strncmp(a, b, 18), 0);
+    ck_assert_int_eq(store_task_find_prefix(st, a, found, 3), 1);
+    ck_assert_str_eq(found[0], a);
+    ck_assert_int_eq(store_task_find_prefix(st, b, found, 3), 1);
+    ck_assert_str_eq(found[0], b);
+    char common[19];
+    memcpy(common, a, 18);
+    common[18] = '\0';
+    ck_assert_int_eq(store_task_find_prefix(st, common, found, 3), 2);
+    ck_assert_str_eq(found[0], strcmp(a, b) < 0 ? a : b);
+    ck_assert_str_eq(found[1], strcmp(a, b) < 0 ? b : a);
+    /* max + 1 at most: "more than max" */
+    ck_assert_int_eq(store_task_find_prefix(st, common, found, 1), 2);
+    ck_assert_int_eq(store_task_find_prefix(st, common, NULL, 0), 1);
+    char other[25];
+    snprintf(other, sizeof(other), "%s", a);
+    other[0] = a[0] == 'f' ? '0' : 'f';
+    ck_assert_int_eq(store_task_find_prefix(st, other, found, 3), 0);
+    ck_assert_int_eq(store_task_find_prefix(st, "abcde", found, 3), -EINVAL);
+    ck_assert_int_eq(store_task_find_prefix(st, "ABCDEF", found, 3), -EINVAL);
+}
+END_TEST
+
+static int collect_node_key(void *ctx, const struct node_row *r)
+{
+    struct page_list *l = ctx;
+    strcpy(l->ids[l->n++], r->key);
+    return 0;
+}
+
+START_TEST(test_node_pages_follow_the_key_order)
+{
+    const char *keys[] = {"n1", "n2", "n3", "n4", "n5"};
+    for (int i = 4; i >= 0; i--)
+        ck_assert_int_eq(store_node_upsert(st, keys[i], "x", 1, NULL, T0), 0);
+    struct page_list l = {0};
+    ck_assert_int_eq(store_node_page(st, NULL, 2, collect_node_key, &l), 0);
+    ck_assert_uint_eq(l.n, 2);
+    ck_assert_str_eq(l.ids[1], "n2");
+    ck_assert_int_eq(store_node_page(st, "n2", 2, collect_node_key, &l), 0);
+    ck_assert_int_eq(store_node_page(st, "n4", 2, collect_node_key, &l), 0);
+    ck_assert_uint_eq(l.n, 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_str_eq(l.ids[i], keys[i]);
+    l.n = 0;
+    ck_assert_int_eq(store_node_page(st, "n5", 0, collect_node_key, &l), 0);
+    ck_assert_uint_eq(l.n, 0);
+}
+END_TEST
+
+/* A task with `lines` log lines and `items` items, ended with status at `at`. */
+static void ended_task(char id[25], int64_t created, int64_t at, enum task_status status,
+                       size_t lines, size_t items)
+{
+    new_task("e", 0, "node-a", created, id);
+    for (size_t i = 0; i < lines; i++)
+        ck_assert_int_eq(append_lines(id, 0, 1, (const char *[]){"a line"}, NULL), 0);
+    for (size_t i = 0; i < items; i++)
+        ck_assert_int_eq(
+            store_items_append(st, id, (const char *[]){"{}"}, (size_t[]){2}, 1, 0, NULL), 0);
+    if (status == TASK_CANCELLED) {
+        ck_assert_int_eq(store_task_request_cancel(st, id, false, at, NULL), 0);
+        return;
+    }
+    end_task(id, status, at);
+}
+
+/* Has the logs of committed purges removed and waits (bounded) until their removal is durable. */
+static void drain_purged_logs(void)
+{
+    size_t left = 1;
+    for (int i = 0; i < 2000 && left; i++) {
+        ck_assert_int_eq(store_purge_logs(st, 1000, &left), 0);
+        if (left)
+            usleep(1000);
+    }
+    ck_assert_uint_eq(left, 0);
+}
+
+static bool task_exists(const char *id)
+{
+    struct task_row r;
+    int rc = store_task_get(st, id, &r);
+    if (rc == 0)
+        store_task_row_free(&r);
+    ck_assert(rc == 0 || rc == -ENOENT);
+    return rc == 0;
+}
+
+static long long count_rows(const char *sql)
+{
+    sqlite3 *db;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    long long n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+START_TEST(test_purge_takes_ended_tasks_with_logs_items_and_history_only)
+{
+    char fin[25], err[25], can[25], late[25], pend[25], run[25];
+    ended_task(fin, T0, T0 + 10, TASK_FINISHED, 3, 2);
+    ended_task(err, T0 + 1, T0 + 11, TASK_ERROR, 1, 0);
+    ended_task(can, T0 + 2, T0 + 12, TASK_CANCELLED, 0, 0);
+    ended_task(late, T0 + 3, T0 + 500, TASK_FINISHED, 1, 1);
+    new_task("p", 0, "node-z", T0 + 4, pend);
+    new_task("r", 0, "node-a", T0 + 5, run);
+    struct task_row row;
+    ck_assert_int_eq(store_task_fetch(st, "node-a", T0 + 6, &row), 1);
+    ck_assert_str_eq(row.id, run);
+    store_task_row_free(&row);
+    ck_assert_int_eq(append_lines(run, 0, 1, (const char *[]){"running"}, NULL), 0);
+    ck_assert_int_eq(
+        store_task_set_status(st, run, TASK_RUNNING, 1, STORE_NO_EXIT_CODE, NULL, T0 + 7), 0);
+
+    uint64_t n;
+    ck_assert_int_eq(store_task_count_purgeable(st, T0 + 100, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    size_t purged;
+    bool more;
+    ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 3);
+    ck_assert(!more);
+    ck_assert(!task_exists(fin) && !task_exists(err) && !task_exists(can));
+    ck_assert(task_exists(late) && task_exists(pend) && task_exists(run));
+    /* The rows are gone; the logs go when asked, now that the deletion is committed. */
+    ck_assert_int_gt(file_size(fin), 0);
+    drain_purged_logs();
+    ck_assert_int_eq(file_size(fin), -1);
+    ck_assert_int_eq(file_size(err), -1);
+    ck_assert_int_gt(file_size(late), 0);
+    ck_assert_int_gt(file_size(run), 0);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM items"), 1);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM task_history WHERE task_id NOT IN"
+                                " (SELECT id FROM tasks)"),
+                     0);
+    const char *running[] = {"running"};
+    assert_log_is(run, 1, running);
+    /* Nothing older is left; a later cutoff takes the late one, never the live ones. */
+    ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 0);
+    ck_assert_int_eq(store_task_purge(st, INT64_MAX, 256, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 1);
+    ck_assert(task_exists(pend) && task_exists(run));
+    ck_assert_int_eq(store_task_count_purgeable(st, INT64_MAX, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(store_task_purge(st, INT64_MAX, 0, &purged, &more), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_purge_budget_splits_a_task_with_many_items)
+{
+    char big[25], small[25];
+    ended_task(big, T0, T0 + 10, TASK_FINISHED, 2, 25);
+    ended_task(small, T0 + 1, T0 + 11, TASK_FINISHED, 1, 0);
+    size_t purged;
+    bool more;
+    int calls = 0;
+    do {
+        ck_assert_int_eq(store_task_purge(st, T0 + 100, 10, &purged, &more), 0);
+        calls++;
+        /* The row and its log go last, in the call that deletes the last items. */
+        if (task_exists(big))
+            ck_assert_int_gt(file_size(big), 0);
+    } while (more && calls < 20);
+    ck_assert(!more);
+    ck_assert_int_ge(calls, 3);
+    ck_assert(!task_exists(big) && !task_exists(small));
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM items"), 0);
+    drain_purged_logs();
+    ck_assert_int_eq(file_size(big), -1);
+}
+END_TEST
+
+START_TEST(test_purge_in_a_group_removes_logs_only_once_committed)
+{
+    char a[25], b[25];
+    ended_task(a, T0, T0 + 10, TASK_FINISHED, 2, 1);
+    ended_task(b, T0 + 1, T0 + 11, TASK_FINISHED, 2, 1);
+    size_t purged;
+    bool more;
+    /* Rolled back: the tasks are back, with their logs. */
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 2);
+    ck_assert_int_gt(file_size(a), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+    ck_assert(task_exists(a) && task_exists(b));
+    ck_assert_int_gt(file_size(a), 0);
+    const char *two[] = {"a line", "a line"};
+    assert_log_is(a, 2, two);
+    /* Committed: the logs go after the commit, never before. */
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
+    ck_assert_int_gt(file_size(a), 0);
+    ck_assert_int_gt(file_size(b), 0);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM purged_logs"), 0); /* not committed */
+    size_t left;
+    ck_assert_int_eq(store_purge_logs(st, 100, &left), 0);
+    ck_assert_uint_eq(left, 2); /* not committed: nothing removed */
+    ck_assert_int_gt(file_size(a), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    ck_assert_int_gt(file_size(a), 0);
+    ck_assert_int_gt(file_size(b), 0);
+    drain_purged_logs();
+    ck_assert_int_eq(file_size(a), -1);
+    ck_assert_int_eq(file_size(b), -1);
+    /* The journal entries go with the next purge. */
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM purged_logs"), 2);
+    ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM purged_logs"), 0);
+}
+END_TEST
+
+/* The state a crash between a purge's commit and the removal of its logs leaves: the rows are
+ * gone and the journal names them, the files are still there. The next open removes them. */
+START_TEST(test_logs_of_a_purge_interrupted_after_its_commit_go_at_open)
+{
+    char a[25], b[25], keep[25];
+    ended_task(a, T0, T0 + 10, TASK_FINISHED, 2, 1);
+    ended_task(b, T0 + 1, T0 + 11, TASK_FINISHED, 2, 1);
+    ended_task(keep, T0 + 2, T0 + 12, TASK_FINISHED, 2, 1);
+    store_close(st);
+    st = NULL;
+    sqlite3 *db;
+    char path[256], sql[512];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "BEGIN; DELETE FROM items WHERE task_id IN ('%s', '%s');"
+             " DELETE FROM tasks WHERE id IN ('%s', '%s');"
+             " INSERT INTO purged_logs VALUES ('%s'), ('%s'), ('%s'); COMMIT;",
+             a, b, a, b, a, b, "0123456789abcdef01234567");
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_gt(file_size(a), 0);
+
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(file_size(a), -1);
+    ck_assert_int_eq(file_size(b), -1);
+    ck_assert_int_gt(file_size(keep), 0);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM purged_logs"), 0);
+    const char *two[] = {"a line", "a line"};
+    assert_log_is(keep, 2, two);
+}
+END_TEST
+
+/* Killed in the middle of a purge's group, before its commit: every task is still there with its
+ * log, and the log files of the tasks deleted in the group were never touched. */
+START_TEST(test_purge_killed_before_its_commit_loses_nothing)
+{
+    char ids[5][25];
+    for (int i = 0; i < 5; i++)
+        ended_task(ids[i], T0 + i, T0 + 10 + i, TASK_FINISHED, 2, 1);
+    store_close(st);
+    st = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *cs;
+        size_t purged;
+        bool more;
+        if (store_open(data_dir, &cs) != 0 || store_begin(cs) != 0)
+            _exit(10);
+        if (store_task_purge(cs, T0 + 100, 256, &purged, &more) != 0 || purged != 5)
+            _exit(11);
+        kill(getpid(), SIGKILL);
+        _exit(12);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    const char *two[] = {"a line", "a line"};
+    for (int i = 0; i < 5; i++) {
+        ck_assert(task_exists(ids[i]));
+        assert_log_is(ids[i], 2, two);
+    }
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM purged_logs"), 0);
+}
+END_TEST
+
+START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
+{
+    char id[25];
+    ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
+    make_schema(2);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 4);
+    ck_assert(task_exists(id));
+    size_t purged;
+    bool more;
+    ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 1);
 }
 END_TEST
 
@@ -1791,7 +2187,16 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_schedules_are_stored_listed_paused_and_removed);
     tcase_add_test(tc, test_a_fire_makes_one_task_and_repeating_it_makes_none);
     tcase_add_test(tc, test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire);
-    tcase_add_test(tc, test_a_schema_2_or_3_database_gets_the_schedule_tables);
+    tcase_add_test(tc, test_a_schema_2_or_3_database_is_brought_to_4);
+    tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
+    tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
+    tcase_add_test(tc, test_node_pages_follow_the_key_order);
+    tcase_add_test(tc, test_purge_takes_ended_tasks_with_logs_items_and_history_only);
+    tcase_add_test(tc, test_purge_budget_splits_a_task_with_many_items);
+    tcase_add_test(tc, test_purge_in_a_group_removes_logs_only_once_committed);
+    tcase_add_test(tc, test_logs_of_a_purge_interrupted_after_its_commit_go_at_open);
+    tcase_add_test(tc, test_purge_killed_before_its_commit_loses_nothing);
+    tcase_add_test(tc, test_a_schema_2_database_gets_the_purge_index_and_journal);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -505,10 +505,15 @@ END_TEST
 
 /* ---- AdminService ---- */
 
-START_TEST(test_list_nodes_has_nothing_to_refuse)
+START_TEST(test_list_nodes_takes_a_node_key_as_page_token)
 {
     Grpc__AdminListNodesRequest r = GRPC__ADMIN_LIST_NODES_REQUEST__INIT;
     ACCEPTS(validate_list_nodes, &r);
+    r.limit = 5;
+    r.page_token = KEY;
+    ACCEPTS(validate_list_nodes, &r);
+    r.page_token = "a b";
+    REFUSES(validate_list_nodes, &r, -EINVAL);
 }
 END_TEST
 
@@ -698,6 +703,40 @@ START_TEST(test_list_tasks_takes_an_optional_known_status_and_node_key)
 }
 END_TEST
 
+START_TEST(test_list_tasks_takes_a_task_prefix_or_a_page_token)
+{
+    Grpc__AdminListTasksRequest r = GRPC__ADMIN_LIST_TASKS_REQUEST__INIT;
+    r.before = "65a1b2";
+    r.page_token = "1700000000000.42";
+    ACCEPTS(validate_list_tasks, &r);
+    r.before = ID;
+    ACCEPTS(validate_list_tasks, &r);
+    r.before = "65a1b";
+    REFUSES(validate_list_tasks, &r, -EINVAL);
+    r.before = "";
+    r.page_token = "1700000000000;drop";
+    REFUSES(validate_list_tasks, &r, -EINVAL);
+    char long_token[LIMIT_PAGE_TOKEN_MAX + 2];
+    memset(long_token, '1', sizeof(long_token) - 1);
+    long_token[sizeof(long_token) - 1] = '\0';
+    r.page_token = long_token;
+    REFUSES(validate_list_tasks, &r, -EINVAL);
+}
+END_TEST
+
+START_TEST(test_purge_needs_a_json_safe_positive_time)
+{
+    Grpc__AdminPurgeTasksRequest r = GRPC__ADMIN_PURGE_TASKS_REQUEST__INIT;
+    REFUSES(validate_purge_tasks, &r, -ERANGE);
+    r.before_ms = 1;
+    ACCEPTS(validate_purge_tasks, &r);
+    r.before_ms = (int64_t)LIMIT_SAFE_INT_MAX + 1;
+    REFUSES(validate_purge_tasks, &r, -ERANGE);
+    r.before_ms = -5;
+    REFUSES(validate_purge_tasks, &r, -ERANGE);
+}
+END_TEST
+
 START_TEST(test_task_request_needs_a_task_id_and_a_json_safe_from)
 {
     Grpc__AdminTaskRequest r = GRPC__ADMIN_TASK_REQUEST__INIT;
@@ -708,6 +747,13 @@ START_TEST(test_task_request_needs_a_task_id_and_a_json_safe_from)
     REFUSES(validate_task_request, &r, -ERANGE);
     r.from = 0;
     r.task_id = "0123456789abcdef0123456Z";
+    REFUSES(validate_task_request, &r, -EINVAL);
+    /* A prefix of 6 digits or more names a task too; the master looks it up. */
+    r.task_id = "0123456789abcdef0123456";
+    ACCEPTS(validate_task_request, &r);
+    r.task_id = "012345";
+    ACCEPTS(validate_task_request, &r);
+    r.task_id = "01234";
     REFUSES(validate_task_request, &r, -EINVAL);
 }
 END_TEST
@@ -828,8 +874,8 @@ static Suite *validate_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("admin_service");
-    tcase_add_test(tc, test_list_nodes_has_nothing_to_refuse);
     tcase_add_test(tc, test_metrics_has_nothing_to_refuse);
+    tcase_add_test(tc, test_list_nodes_takes_a_node_key_as_page_token);
     tcase_add_test(tc, test_submit_accepts_a_well_formed_task);
     tcase_add_test(tc, test_submit_needs_a_spec_with_a_command);
     tcase_add_test(tc, test_submit_bounds_cmd_and_param);
@@ -841,6 +887,8 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, test_submit_checks_the_node_keys_and_their_number);
     tcase_add_test(tc, test_list_tasks_takes_an_optional_known_status_and_node_key);
     tcase_add_test(tc, test_task_request_needs_a_task_id_and_a_json_safe_from);
+    tcase_add_test(tc, test_list_tasks_takes_a_task_prefix_or_a_page_token);
+    tcase_add_test(tc, test_purge_needs_a_json_safe_positive_time);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dispatch");
