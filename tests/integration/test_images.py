@@ -101,7 +101,9 @@ class Images(harness.ClusterTest, harness.TaskOps):
         c = cfg["config"]
         self.assertEqual(c["User"], "%d:%d" % (UID, UID))
         self.assertEqual(c["Entrypoint"], ["/crawlab-node"])
-        self.assertEqual(c["Cmd"], ["--role=" + role, "--data-dir=/data"])
+        # A container's network is its own: the master listens on all of its addresses.
+        listen = ["--listen=0.0.0.0:9666"] if role == "master" else []
+        self.assertEqual(c["Cmd"], ["--role=" + role, "--data-dir=/data"] + listen)
         self.assertEqual(list(c["ExposedPorts"]), ["9666/tcp"])
         self.assertEqual(list(c["Volumes"]), ["/data"])
         self.assertEqual(image_config(name, tag=self.version()), cfg)
