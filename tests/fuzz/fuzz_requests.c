@@ -107,8 +107,9 @@ static void passed_is_usable(const ProtobufCMessage *m)
         CHECK(!*r->status || task_status_parse(r->status, &s) == 0);
         CHECK(!*r->node_key || node_key_valid(r->node_key));
     } else if (d == &grpc__admin_task_request__descriptor) {
+        /* A full id or a unique prefix of one: the store looks it up by prefix. */
         const Grpc__AdminTaskRequest *r = (const void *)m;
-        CHECK(task_id_valid(r->task_id));
+        CHECK(task_id_prefix_valid(r->task_id));
     }
 }
 
