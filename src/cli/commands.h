@@ -43,10 +43,14 @@ int cli_cert_issue(const struct config *cfg);
  */
 char *cli_shell_join(char *const *words, size_t n);
 
-/* Splits each "K=V" of env (the config guarantees the '=') into a TaskSpec map entry. The
- * entries point into one block, *block, that also holds the copied strings, so a single free()
- * releases them. NULL when out of memory. */
-struct Grpc__TaskSpec__EnvEntry;
-struct Grpc__TaskSpec__EnvEntry **cli_env_entries(char *const *env, size_t n, void **block);
+/*
+ * Fills spec (initialised by the caller) with the task the command line describes: the command
+ * after "--" (cli_shell_join), env, timeout, priority, name, as submit and schedule add send it.
+ * What it allocates hangs off spec->cmd and *block; cli_task_spec_free releases both. 0, or
+ * -ENOMEM (then nothing is left to free).
+ */
+struct Grpc__TaskSpec;
+int cli_task_spec(const struct config *cfg, struct Grpc__TaskSpec *spec, void **block);
+void cli_task_spec_free(struct Grpc__TaskSpec *spec, void *block);
 
 #endif

@@ -133,22 +133,11 @@ static int schedule_call(const struct config *cfg, struct tls_client *tls, const
 static int schedule_add(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
-    char *cmd = cli_shell_join(cfg->argv_cmd, cfg->n_argv_cmd);
     void *env_block = NULL;
-    Grpc__TaskSpec__EnvEntry **env = cli_env_entries(cfg->env, cfg->n_env, &env_block);
-    if (!cmd || !env) {
+    if (cli_task_spec(cfg, &spec, &env_block) < 0) {
         fprintf(stderr, "crawlab-node: %s\n", strerror(ENOMEM));
-        free(cmd);
-        free(env_block);
         return 1;
     }
-    spec.cmd = cmd;
-    spec.env = env;
-    spec.n_env = cfg->n_env;
-    spec.timeout_ms = cfg->timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)cfg->timeout_ms;
-    spec.priority = cfg->priority;
-    if (cfg->task_name)
-        spec.name = cfg->task_name;
     Grpc__AdminCreateScheduleRequest req = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
     req.spec = &spec;
     req.expr = cfg->sched_expr;
@@ -162,8 +151,7 @@ static int schedule_add(const struct config *cfg, struct tls_client *tls, const 
         req.missed = cfg->sched_missed;
     int status =
         schedule_call(cfg, tls, auth_key, "/grpc.AdminService/CreateSchedule", &req.base, true);
-    free(cmd);
-    free(env_block);
+    cli_task_spec_free(&spec, env_block);
     return status;
 }
 

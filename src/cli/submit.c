@@ -57,7 +57,7 @@ char *cli_shell_join(char *const *words, size_t n)
     return out;
 }
 
-Grpc__TaskSpec__EnvEntry **cli_env_entries(char *const *env, size_t n, void **block)
+static Grpc__TaskSpec__EnvEntry **env_entries(char *const *env, size_t n, void **block)
 {
     size_t size = n * (sizeof(Grpc__TaskSpec__EnvEntry *) + sizeof(Grpc__TaskSpec__EnvEntry));
     for (size_t i = 0; i < n; i++)
@@ -86,25 +86,40 @@ Grpc__TaskSpec__EnvEntry **cli_env_entries(char *const *env, size_t n, void **bl
     return ptrs;
 }
 
+int cli_task_spec(const struct config *cfg, Grpc__TaskSpec *spec, void **block)
+{
+    char *cmd = cli_shell_join(cfg->argv_cmd, cfg->n_argv_cmd);
+    Grpc__TaskSpec__EnvEntry **env = env_entries(cfg->env, cfg->n_env, block);
+    if (!cmd || !env) {
+        free(cmd);
+        free(*block);
+        *block = NULL;
+        return -ENOMEM;
+    }
+    spec->cmd = cmd;
+    spec->env = env;
+    spec->n_env = cfg->n_env;
+    spec->timeout_ms = cfg->timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)cfg->timeout_ms;
+    spec->priority = cfg->priority;
+    if (cfg->task_name)
+        spec->name = cfg->task_name;
+    return 0;
+}
+
+void cli_task_spec_free(Grpc__TaskSpec *spec, void *block)
+{
+    free(spec->cmd);
+    free(block);
+}
+
 int cli_submit(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
-    char *cmd = cli_shell_join(cfg->argv_cmd, cfg->n_argv_cmd);
     void *env_block = NULL;
-    Grpc__TaskSpec__EnvEntry **env = cli_env_entries(cfg->env, cfg->n_env, &env_block);
-    if (!cmd || !env) {
+    if (cli_task_spec(cfg, &spec, &env_block) < 0) {
         fprintf(stderr, "crawlab-node: %s\n", strerror(ENOMEM));
-        free(cmd);
-        free(env_block);
         return 1;
     }
-    spec.cmd = cmd;
-    spec.env = env;
-    spec.n_env = cfg->n_env;
-    spec.timeout_ms = cfg->timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)cfg->timeout_ms;
-    spec.priority = cfg->priority;
-    if (cfg->task_name)
-        spec.name = cfg->task_name;
 
     Grpc__AdminSubmitTaskRequest req = GRPC__ADMIN_SUBMIT_TASK_REQUEST__INIT;
     req.spec = &spec;
@@ -128,7 +143,6 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
             status = 0;
         }
     }
-    free(cmd);
-    free(env_block);
+    cli_task_spec_free(&spec, env_block);
     return status;
 }

@@ -112,7 +112,6 @@ enum stmt_id {
     ST_NODE_SET_STATUS,
     ST_NODE_TOUCH,
     ST_NODE_GET,
-    ST_NODE_LIST,
     ST_TASK_INSERT,
     ST_TASK_GET,
     ST_TASK_PICK,
@@ -168,8 +167,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_TOUCH] = "UPDATE nodes SET last_seen_ms = ?2 WHERE key = ?1",
     [ST_NODE_GET] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
                     " FROM nodes WHERE key = ?1",
-    [ST_NODE_LIST] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
-                     " FROM nodes ORDER BY key",
     [ST_TASK_INSERT] = "INSERT INTO tasks (id, name, cmd, param, env_json, priority, timeout_ms,"
                        " node_key, status, created_ms, updated_ms)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
@@ -929,38 +926,6 @@ int store_node_get(struct store *s, const char *key, struct node_row *out)
     return rc;
 }
 
-int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
-{
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    sqlite3_stmt *st = s->st[ST_NODE_LIST];
-    struct node_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            struct node_row *p = realloc(rows, ncap * sizeof(*rows));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            rows = p;
-            cap = ncap;
-        }
-        node_from_stmt(st, &rows[n++]);
-    }
-    if (rc == -ENOMEM)
-        log_error("store: out of memory listing nodes");
-    else
-        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "all nodes");
-    finish(st);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = cb(ctx, &rows[i]);
-    free(rows);
-    return rc;
-}
-
 int store_node_page(struct store *s, const char *after_key, unsigned limit,
                     int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
@@ -990,12 +955,17 @@ int store_node_page(struct store *s, const char *after_key, unsigned limit,
     if (rc == -ENOMEM)
         log_error("store: out of memory listing nodes");
     else
-        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", "a page");
+        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", after_key ? after_key : "");
     finish(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
     free(rows);
     return rc;
+}
+
+int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    return store_node_page(s, NULL, 0, cb, ctx);
 }
 
 /* ---- Tasks ---- */
