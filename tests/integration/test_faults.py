@@ -341,19 +341,28 @@ class Faults(harness.ClusterTest, harness.TaskOps):
     # ---- b: an assigned task whose node goes offline before starting it
 
     def test_assigned_task_whose_node_goes_offline_before_starting_it_runs_elsewhere_once(self):
-        # Staging: worker a's replies are dropped, so that its FetchTask reaches the master (the
-        # task becomes assigned to a) but the answer never reaches a, which cannot start it;
-        # then a is cut off entirely, goes offline, and b comes up. The master cannot know that
-        # a never started it: the task waits (node_disconnected) for the grace, then is queued
-        # again.
+        # Staging: worker a's FetchTask must reach the master (the task becomes assigned to a)
+        # while the answer never reaches a, which cannot start it; then a is cut off entirely,
+        # goes offline, and b comes up. The master cannot know that a never started it: the task
+        # waits (node_disconnected) for the grace, then is queued again.
+        # The fetch is made deterministic: a has one runner, busy with a blocker, so it has no
+        # fetch out and makes none while the task is queued (a push, or a poll, would race with
+        # the dropping). Once replies are dropped, the blocker is killed: the runner it frees
+        # makes a fetch at once, whose answer is dropped.
         self.c.start_master(extra=["--disconnect-grace=3s"])
         p = self.proxy()
-        a = self.c.start_worker("a", master_addr=p.addr, extra=["--log-level=debug"])
+        a = self.c.start_worker("a", master_addr=p.addr,
+                                extra=["--log-level=debug", "--max-runners=1"])
         ka, = self.online(a)
+        blocker = self.submit1("--", "sleep", "300")
+        pid = self.wait_tasks([blocker], lambda t: t["status"] == "running" and t["pid"] > 0,
+                              30, "the blocker to run")[blocker]["pid"]
         ran = self.c.path("ran.txt")
-        p.drop_replies()
         tid = self.submit1("--", "sh", "-c",
                            'echo "$CRAWLAB_TASK_ID $CRAWLAB_NODE_KEY" >> %s; echo ran' % ran)
+        self.assertEqual(self.task(tid)["status"], "pending")
+        p.drop_replies()
+        os.killpg(pid, signal.SIGKILL)  # the task's process group: pgid = pid
         self.wait_tasks([tid], lambda t: t["status"] == "assigned" and t["assigned_node"] == ka,
                         30, "task %s to be assigned to a" % tid)
         p.blackhole()
