@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -488,16 +490,34 @@ static void close_if_open(int fd)
  * Starting a task's shell inside its cgroup from the first instruction: clone3 with
  * CLONE_INTO_CGROUP (Linux 5.7). Moving a running process into a cgroup instead (writing its pid
  * to cgroup.procs) makes the kernel wait for an RCU grace period, milliseconds on every task start;
- * a process born in the cgroup costs nothing of the kind. Without CLONE_VM the child has a copy of
- * the worker's memory, as after fork(), and CLONE_VFORK holds the worker until the child has
- * exec'd or failed, like posix_spawn.
+ * a process born in the cgroup costs nothing of the kind. CLONE_VFORK holds the calling thread
+ * until the child has exec'd or exited, as posix_spawn does.
+ *
+ * On x86-64 the child also shares the worker's memory (CLONE_VM), as posix_spawn's does: a child
+ * with a copy of it (as after fork) costs the copy of the worker's page tables, then a
+ * copy-on-write fault for every page the worker writes while the child lives. Sharing needs the
+ * child to run on a stack of its own, which clone3 through syscall(2) cannot give (the child
+ * would return through the wrapper's frame), hence the few instructions of clone3_run. Elsewhere
+ * the child gets a copy.
  */
 
-/* In the child of clone_shell: system calls only (no locks, no allocation) up to execve. On
- * failure the errno goes up report_w, and the child exits. */
-static void clone_child(const char *workdir, char *const argv[], const char **envp, int out_w,
-                        int err_w, int report_w)
+/* What the child of clone_shell needs; it lives in the parent, which waits. */
+struct child_start {
+    const char *workdir;
+    char **argv;
+    const char **envp;
+    int out_w, err_w, report_w;
+};
+
+/*
+ * In the child of clone_shell, which may share the worker's memory with the worker's threads
+ * running: system calls only (no locks, no allocation, no exit handlers) up to execve. On failure
+ * the errno goes up report_w and the child returns its exit status. Not instrumented by ASan: its
+ * frames are on a stack ASan does not know.
+ */
+__attribute__((no_sanitize_address)) static int clone_child(void *arg)
 {
+    const struct child_start *cs = arg;
     int e = 0;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
@@ -509,16 +529,102 @@ static void clone_child(const char *workdir, char *const argv[], const char **en
     /* Close-on-exec, so that only its copy as fd 0 reaches the shell (fd 0 itself, when the
      * worker has no stdin, is made inheritable by hand). */
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || (null == 0 ? fcntl(0, F_SETFD, 0) : dup2(null, 0)) < 0 || dup2(out_w, 1) < 0 ||
-        dup2(err_w, 2) < 0 || setpgid(0, 0) < 0 || (workdir && chdir(workdir) < 0))
+    if (null < 0 || (null == 0 ? fcntl(0, F_SETFD, 0) : dup2(null, 0)) < 0 ||
+        dup2(cs->out_w, 1) < 0 || dup2(cs->err_w, 2) < 0 || setpgid(0, 0) < 0 ||
+        (cs->workdir && chdir(cs->workdir) < 0))
         e = errno;
     if (!e) {
-        execve("/bin/sh", argv, (char *const *)envp);
+        execve("/bin/sh", cs->argv, (char *const *)cs->envp);
         e = errno;
     }
-    ssize_t n = write(report_w, &e, sizeof(e));
+    ssize_t n = write(cs->report_w, &e, sizeof(e));
     (void)n;
-    _exit(127);
+    return 127;
+}
+
+#if defined(__x86_64__)
+#define CHILD_STACK_SIZE (256 * 1024)
+
+/*
+ * clone3(args) whose child runs fn(arg) on the stack args names and exits with its value (a raw
+ * exit: nothing of the worker's runs in it). After the syscall instruction the child has every
+ * register but rax, rcx and r11 as the parent had them, so fn and arg ride in r12 and r13.
+ * Returns the child's pid, or -1 and errno.
+ */
+static long clone3_run(struct clone_args *args, int (*fn)(void *), void *arg)
+{
+    register long r12 __asm__("r12") = (long)fn;
+    register long r13 __asm__("r13") = (long)arg;
+    long ret = SYS_clone3;
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "mov %%r13, %%rdi\n\t"
+                     "call *%%r12\n\t"
+                     "mov %%eax, %%edi\n\t"
+                     "mov %[exit], %%eax\n\t"
+                     "syscall\n\t"
+                     "hlt\n"
+                     "1:"
+                     : "+a"(ret)
+                     : "D"(args), "S"(sizeof(*args)), "r"(r12), "r"(r13), [exit] "i"(SYS_exit)
+                     : "rcx", "r11", "memory");
+    if (ret < 0) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return ret;
+}
+
+/* The stack of the child that shares our memory. One is enough: only the loop thread starts
+ * tasks, and CLONE_VFORK holds it until the child no longer runs on it. NULL if it cannot be had.
+ */
+static void *child_stack(void)
+{
+    static void *stack;
+    if (!stack) {
+        void *m = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        mprotect(m, 4096, PROT_NONE); /* a guard page below it */
+        stack = m;
+    }
+    return stack;
+}
+#endif
+
+/* Starts cs's child in the cgroup open as cgroup_fd; its pid, or -1 and errno. */
+static long clone_into(int cgroup_fd, struct child_start *cs)
+{
+    struct clone_args args = {
+        .flags = CLONE_VFORK | CLONE_INTO_CGROUP,
+        .exit_signal = SIGCHLD,
+        .cgroup = (uint64_t)cgroup_fd,
+    };
+#if defined(__x86_64__)
+    void *stack = child_stack();
+    if (stack) {
+        /* No handler of ours may run in a child that shares our memory: it starts with every
+         * signal blocked and sets its dispositions to default before it unblocks them. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        args.flags |= CLONE_VM;
+        args.stack = (uint64_t)(uintptr_t)stack;
+        args.stack_size = CHILD_STACK_SIZE;
+        long child = clone3_run(&args, clone_child, cs);
+        int e = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        errno = e;
+        return child;
+    }
+#endif
+    long child = syscall(SYS_clone3, &args, sizeof(args));
+    if (child == 0)
+        _exit(clone_child(cs));
+    return child;
 }
 
 /*
@@ -533,14 +639,8 @@ static int clone_shell(pid_t *pid, int cgroup_fd, const char *workdir, const cha
     if (pipe2(report, O_CLOEXEC) < 0)
         return -errno;
     char *argv[] = {"sh", "-c", (char *)cmdline, NULL};
-    struct clone_args args = {
-        .flags = CLONE_VFORK | CLONE_INTO_CGROUP,
-        .exit_signal = SIGCHLD,
-        .cgroup = (uint64_t)cgroup_fd,
-    };
-    long child = syscall(SYS_clone3, &args, sizeof(args));
-    if (child == 0)
-        clone_child(workdir, argv, envp, out_w, err_w, report[1]);
+    struct child_start cs = {workdir, argv, envp, out_w, err_w, report[1]};
+    long child = clone_into(cgroup_fd, &cs);
     int rc = child < 0 ? -errno : 0;
     close(report[1]);
     if (rc == 0) {
