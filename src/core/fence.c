@@ -48,3 +48,8 @@ bool fence_cursor_drops(bool started, bool cancel)
 {
     return cancel && !started;
 }
+
+bool fence_fetch_answer_early(bool node_claims)
+{
+    return node_claims;
+}

@@ -58,6 +58,15 @@ enum fence_verdict fence_report(const struct fence_row *row, enum task_status to
 /* Why a report was refused, for the error message ("" for FENCE_ACCEPT). Static string. */
 const char *fence_reason(enum fence_verdict v);
 
+/*
+ * Whether the master may answer a FetchTask before the assignment it makes is durable: yes when
+ * the node claims its tasks (it said so at Register). Such a node starts nothing before its claim
+ * is stored; the claim's commit makes the assignment durable with it; and a claim for an
+ * assignment that a crash took back finds the task pending or assigned elsewhere, and is refused.
+ * A node that does not claim starts the task on the answer, which must then promise it.
+ */
+bool fence_fetch_answer_early(bool node_claims);
+
 /* ---- the worker's side ---- */
 
 /* Whether a fetched task must be claimed before it starts: yes when the master gave an epoch. A

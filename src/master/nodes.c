@@ -199,6 +199,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     snprintf(node->containment, sizeof(node->containment), "%s",
              hello->containment ? hello->containment : "");
     node->max_runners = hello->max_runners;
+    node->claims = hello->claims;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();
     if (!node->online)

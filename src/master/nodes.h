@@ -63,6 +63,7 @@ struct node {
     char version[LIMIT_VERSION_MAX + 1];
     char containment[LIMIT_VERSION_MAX + 1]; /* as announced at Register; "" if unknown */
     int max_runners;
+    bool claims; /* it claims each fetched task before it starts it, as announced at Register */
     int running; /* as the node last reported it */
     int active;  /* read only outside nodes.c: see the invariant above */
     bool online;
@@ -94,6 +95,7 @@ void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx);
 struct node_hello {
     const char *key, *name, *machine_id, *version, *containment;
     int max_runners;
+    bool claims;
     const char *peer; /* where it connects from, for the log */
 };
 

@@ -222,6 +222,7 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
         .version = req->version,
         .containment = req->containment,
         .max_runners = req->max_runners,
+        .claims = req->claims,
         .peer = srv_call_peer(c),
     };
     struct node *node;

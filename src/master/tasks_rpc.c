@@ -144,7 +144,8 @@ static size_t spec_env(json_t *env, Grpc__TaskSpec__EnvEntry *entries,
     return n;
 }
 
-static void reply_task(struct srv_call *c, const struct task_row *row)
+/* Answers a FetchTask with the task; at once (before the assignment is durable) when early. */
+static void reply_task(struct srv_call *c, const struct task_row *row, bool early)
 {
     Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
     spec.id = (char *)row->id;
@@ -165,7 +166,10 @@ static void reply_task(struct srv_call *c, const struct task_row *row)
     resp.task_id = spec.id;
     resp.task = &spec;
     resp.epoch = row->epoch;
-    srv_call_reply(c, &resp.base);
+    if (early)
+        srv_call_reply_now(c, &resp.base);
+    else
+        srv_call_reply(c, &resp.base);
     free(entries);
     free(ptrs);
     json_decref(env);
@@ -187,7 +191,7 @@ static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
         resp.task_id = NO_TASK_ID;
         srv_call_reply(c, &resp.base);
     } else {
-        reply_task(c, &row);
+        reply_task(c, &row, fence_fetch_answer_early(node->claims));
         store_task_row_free(&row);
     }
 }

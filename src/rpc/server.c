@@ -164,6 +164,7 @@ struct srv_call {
     int refs;
     bool recv_pending, send_pending;
     bool finished;         /* the handler has called finish */
+    bool unheld;           /* its reply goes at once, held replies or not (srv_call_reply_now) */
     bool status_queued;    /* finish waits for a pending write */
     bool wasted;           /* charged to its connection's budget already */
     struct srv_conn *conn; /* NULL when gRPC did not say which */
@@ -638,7 +639,7 @@ void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *de
     grpc_slice_unref(c->status_details);
     c->status_details = grpc_slice_from_copied_string(details ? details : "");
     struct rpc_server *s = c->server;
-    if (!s->destroyed && s->hooks.hold && s->hooks.hold(s->hooks.ctx)) {
+    if (!c->unheld && !s->destroyed && s->hooks.hold && s->hooks.hold(s->hooks.ctx)) {
         /* What the reply confirms is not durable yet: it waits for rpc_server_release_replies. */
         c->held_next = NULL;
         if (s->held_tail)
@@ -689,6 +690,12 @@ void srv_call_reply(struct srv_call *c, const ProtobufCMessage *resp)
         return;
     }
     srv_call_finish(c, GRPC_STATUS_OK, NULL, bb);
+}
+
+void srv_call_reply_now(struct srv_call *c, const ProtobufCMessage *resp)
+{
+    c->unheld = true;
+    srv_call_reply(c, resp);
 }
 
 void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *details)

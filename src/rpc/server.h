@@ -168,5 +168,13 @@ void srv_call_finish(struct srv_call *c, grpc_status_code status, const char *de
                      grpc_byte_buffer *msg);
 void srv_call_reply(struct srv_call *c, const ProtobufCMessage *resp);
 void srv_call_fail(struct srv_call *c, grpc_status_code status, const char *details);
+/*
+ * Replies at once, even while replies are held (rpc_server_set_hooks): for an answer that
+ * promises nothing a crash could take back, because what it hands out is confirmed later by
+ * another call whose reply is held. The master's FetchTask to a worker that claims (core/fence.h)
+ * is one: the claim's commit makes the assignment durable, and a claim for an assignment a crash
+ * took back is refused.
+ */
+void srv_call_reply_now(struct srv_call *c, const ProtobufCMessage *resp);
 
 #endif

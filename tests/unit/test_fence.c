@@ -80,6 +80,13 @@ START_TEST(a_report_without_an_epoch_is_judged_as_before_fencing)
 }
 END_TEST
 
+START_TEST(a_fetch_is_answered_before_it_is_durable_only_for_a_node_that_claims)
+{
+    ck_assert(fence_fetch_answer_early(true));
+    ck_assert(!fence_fetch_answer_early(false));
+}
+END_TEST
+
 START_TEST(a_task_is_claimed_only_when_the_master_gave_an_epoch)
 {
     ck_assert(fence_claim_needed(1));
@@ -115,6 +122,7 @@ static Suite *fence_suite(void)
     tcase_add_test(master, an_end_report_for_an_ended_task_is_accepted_as_a_repeat);
     tcase_add_test(master, a_stale_end_report_is_refused);
     tcase_add_test(master, a_report_without_an_epoch_is_judged_as_before_fencing);
+    tcase_add_test(master, a_fetch_is_answered_before_it_is_durable_only_for_a_node_that_claims);
     suite_add_tcase(s, master);
     TCase *worker = tcase_create("worker");
     tcase_add_test(worker, a_task_is_claimed_only_when_the_master_gave_an_epoch);

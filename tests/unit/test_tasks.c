@@ -526,6 +526,38 @@ START_TEST(test_a_stale_claim_is_refused_and_changes_nothing)
 }
 END_TEST
 
+/*
+ * A claiming node's FetchTask is answered before the assignment is durable
+ * (fence_fetch_answer_early). When the master crashes before the commit, the node holds an
+ * assignment the store never had: its claim must be refused, and the task must run once,
+ * elsewhere.
+ */
+START_TEST(test_an_assignment_lost_in_a_crash_is_claimed_in_vain_and_the_task_runs_elsewhere)
+{
+    add_node("a", 1, fixture_node_stream());
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id); /* durable: outside a group */
+    ck_assert_int_eq(store_begin(fx.store), 0);
+    uint64_t e = fetch_epoch("a", id); /* answered at once; the group is still open */
+
+    /* the crash: the open group is lost, and the master starts again on what is durable */
+    stop();
+    store_close(fx.store);
+    ck_assert_int_eq(store_open(fx.dir, &fx.store), 0);
+    start(60000);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+
+    add_node("a", 1, fixture_node_stream());
+    ck_assert_int_eq(claim("a", id, e), -EPERM);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+    add_node("b", 1, fixture_node_stream());
+    uint64_t eb = fetch_epoch("b", id);
+    ck_assert_int_eq(claim("b", id, eb), 0);
+    ck_assert_int_eq(claim("a", id, e), -EPERM);
+    ck_assert_int_eq(status_of(id), TASK_RUNNING);
+}
+END_TEST
+
 START_TEST(test_a_claim_under_an_older_epoch_of_the_same_node_is_refused)
 {
     struct fake_node_stream *sa = fixture_node_stream();
@@ -712,6 +744,8 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_a_claim_makes_the_task_started_and_the_pid_follows);
     tcase_add_test(tc, test_a_claimed_task_whose_node_stays_away_is_never_handed_out_again);
     tcase_add_test(tc, test_a_stale_claim_is_refused_and_changes_nothing);
+    tcase_add_test(
+        tc, test_an_assignment_lost_in_a_crash_is_claimed_in_vain_and_the_task_runs_elsewhere);
     tcase_add_test(tc, test_a_claim_under_an_older_epoch_of_the_same_node_is_refused);
     tcase_add_test(tc, test_resync_stops_a_copy_listed_under_an_older_epoch);
     tcase_add_test(tc, test_a_requeued_task_listed_under_an_epoch_is_not_adopted);
