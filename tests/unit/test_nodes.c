@@ -238,18 +238,18 @@ START_TEST(test_pick_free_spreads_work_and_respects_capacity)
     attach(a, sa);
     attach(b, sb);
 
-    struct node *first = nodes_pick_free(nodes);
+    struct node *first = nodes_pick_free(nodes, NULL);
     ck_assert(first == a || first == b);
     nodes_task_held(nodes, first->key);
-    struct node *second = nodes_pick_free(nodes);
+    struct node *second = nodes_pick_free(nodes, NULL);
     ck_assert(second == a || second == b);
     ck_assert_ptr_ne(second, first);
     nodes_task_held(nodes, second->key);
-    ck_assert_ptr_null(nodes_pick_free(nodes));
+    ck_assert_ptr_null(nodes_pick_free(nodes, NULL));
 
     nodes_task_released(nodes, first->key);
-    ck_assert_ptr_eq(nodes_pick_free(nodes), first);
-    ck_assert_ptr_eq(nodes_pick_free(nodes), first);
+    ck_assert_ptr_eq(nodes_pick_free(nodes, NULL), first);
+    ck_assert_ptr_eq(nodes_pick_free(nodes, NULL), first);
     ck_assert_int_eq(quiet->active, 0);
 
     ck_assert(nodes_notify_task(first));
