@@ -204,7 +204,7 @@ static int pick_client_command(struct config_parser *p, const char *word)
     if (strcmp(word, "master") == 0 || strcmp(word, "worker") == 0)
         return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
     return config_fail(p,
-                       "unknown command '%.*s' (commands: nodes, submit, tasks, logs, "
+                       "unknown command '%.*s' (commands: nodes, node, submit, tasks, logs, "
                        "results, cancel, schedule, metrics, cert; daemons use --role)",
                        QUOTE_MAX, word);
 }

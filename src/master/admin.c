@@ -355,7 +355,7 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .priority = spec->priority,
             .timeout_ms = spec->timeout_ms,
             .node_key = t.n ? t.keys[i] : NULL,
-            .labels = labels,
+            .labels = t.n ? NULL : labels, /* a task for a named node is that node's */
         };
         int rc = tasks_submit(a->tasks, &tn, ids[i]);
         if (rc < 0) {
