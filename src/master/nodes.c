@@ -183,7 +183,8 @@ static enum node_state state_of_name(const char *name)
     return NODE_ENABLED;
 }
 
-/* The one place a node's state changes: the store first, then memory. */
+/* The one place a node's state changes (an admin's command, a drain that completes): the store
+ * first, then memory. */
 static int set_state(struct nodes *n, struct node *node, enum node_state to, const char *why)
 {
     if (node->state == to)
@@ -204,6 +205,7 @@ static void settle_drain(struct nodes *n, struct node *node)
         set_state(n, node, NODE_DISABLED, "drained");
 }
 
+/* The one place a node is forgotten: only an offline node that holds no task. */
 static int remove_node(struct nodes *n, struct node *node)
 {
     if (node->online || node->active > 0)

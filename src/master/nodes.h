@@ -164,8 +164,10 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels);
 int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *why, size_t why_len);
 
 /*
- * Enables, disables, drains or removes the node, in memory and in the store: every change of a
- * node's state or membership goes through here (events hook in here). Draining a node that holds
+ * Enables, disables, drains or removes the node, in memory and in the store. A node's state
+ * changes only here and when a drain completes, both through one function of nodes.c
+ * (set_state), and a node is forgotten in one other (remove_node): events hook in there. Draining
+ * a node that holds
  * no task disables it at once; enabling one pushes TASK_AVAILABLE to it. Removing is refused with
  * -EBUSY while the node is online or holds tasks; on success the node is freed. -ENOMEM, or the
  * store's error (nothing changed).
