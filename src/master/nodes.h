@@ -166,11 +166,10 @@ int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *w
 /*
  * Enables, disables, drains or removes the node, in memory and in the store. A node's state
  * changes only here and when a drain completes, both through one function of nodes.c
- * (set_state), and a node is forgotten in one other (remove_node): events hook in there. Draining
- * a node that holds
- * no task disables it at once; enabling one pushes TASK_AVAILABLE to it. Removing is refused with
- * -EBUSY while the node is online or holds tasks; on success the node is freed. -ENOMEM, or the
- * store's error (nothing changed).
+ * (set_state), and a node is forgotten in one other (remove_node): events hook in there.
+ * Draining a node that holds no task disables it at once; enabling one pushes TASK_AVAILABLE to
+ * it. Removing is refused with -EBUSY while the node is online or holds tasks; on success the node
+ * is freed. -ENOMEM, or the store's error (nothing changed).
  */
 int nodes_change(struct nodes *n, struct node *node, enum node_action action);
 /* The name of a state, as listings and the store show it. */
