@@ -40,6 +40,7 @@ enum config_command {
     CMD_RESULTS,
     CMD_CANCEL,
     CMD_SCHEDULE, /* schedule add|list|show|pause|resume|rm */
+    CMD_NODE,     /* node enable|disable|drain|rm */
     CMD_METRICS,
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
@@ -101,7 +102,7 @@ struct config {
 
     /* Client commands. */
     bool json;    /* nodes, tasks: --json */
-    char **nodes; /* submit: --node=KEY, repeatable, no duplicates */
+    char **nodes; /* submit: --node=KEY|NAME, repeatable, no duplicates */
     size_t n_nodes;
     bool all_nodes;      /* submit: --all-nodes (excludes --node) */
     int priority;        /* submit: --priority, default 0, -1000..1000 */
@@ -109,14 +110,17 @@ struct config {
     char **env;          /* submit: --env=K=V, repeatable, stored as "K=V", no duplicate K */
     size_t n_env;
     char *task_name; /* submit: --name */
+    char **labels;   /* worker: its labels; submit, schedule add: the selector. --label=K=V,
+                      * repeatable, label_valid (core/rules.h), no K twice, excludes --node */
+    size_t n_labels;
     char **argv_cmd; /* submit: everything after "--", at least one non-empty word */
     size_t n_argv_cmd;
     char *status_filter;     /* tasks: --status, one of the task status names */
     bool follow;             /* logs: --follow */
     bool force;              /* cancel: --force */
     char *task_id;           /* logs, results, cancel: a task id or 6 to 24 of its first digits */
-    unsigned limit;          /* tasks: --limit, at most this many (0 = all) */
-    bool limit_given;        /* tasks: --limit was given (else: 100 on a terminal, all otherwise) */
+    unsigned limit;          /* tasks, nodes: --limit, at most this many (0 = all) */
+    bool limit_given;        /* tasks, nodes: --limit given (else tasks: 100 on a terminal) */
     char *before_id;         /* tasks: --before=ID, tasks older than this one (an id or a prefix) */
     int64_t purge_before_ms; /* tasks purge: --before=DATE, ms since the epoch; or */
     uint64_t purge_age_ms;   /* tasks purge: --before=DURATION, that long before now */
@@ -129,6 +133,10 @@ struct config {
     char *sched_tz;      /* add: --tz, a fixed offset; NULL = UTC */
     char *sched_overlap; /* add: --overlap, NULL = skip */
     char *sched_missed;  /* add: --missed, NULL = run-once */
+
+    /* node: the sub-command and the node it changes. */
+    char *node_action; /* "enable", "disable", "drain", "rm" */
+    char *node_target; /* a node key or name (name_valid) */
 
     /* cert init, cert issue. */
     char *cert_dir;    /* --dir, required */

@@ -13,6 +13,8 @@ struct tls_client;
 
 /* tls: the TLS context of --tls-ca, NULL for plaintext; auth_key may be NULL. */
 int cli_nodes(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* node enable|disable|drain|rm (cfg->node_action) of cfg->node_target, a key or a name. */
+int cli_node(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_submit(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_tasks_purge(const struct config *cfg, struct tls_client *tls, const char *auth_key);

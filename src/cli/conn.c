@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
@@ -249,6 +251,26 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
     if (stopped)
         s.status = GRPC_STATUS_OK;
     return call_end(c, &s, method);
+}
+
+json_t *cli_labels_json(char *const *labels, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_string(labels[i]));
+    return a;
+}
+
+void cli_format_labels(char *const *labels, size_t n, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", n ? "" : "-");
+    size_t at = strlen(buf);
+    for (size_t i = 0; i < n && at < len; i++) {
+        int w = snprintf(buf + at, len - at, "%s%s", i ? "," : "", labels[i]);
+        if (w < 0)
+            break;
+        at += (size_t)w;
+    }
 }
 
 void cli_format_time(int64_t ms, char *buf, size_t len)

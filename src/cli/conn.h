@@ -50,6 +50,12 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
 /* A wall-clock time in ms as UTC ISO 8601 ("-" for 0), for tables. */
 void cli_format_time(int64_t ms, char *buf, size_t len);
 
+/* Labels (KEY=VALUE) as a JSON array of strings, for --json; NULL when out of memory. */
+struct json_t;
+struct json_t *cli_labels_json(char *const *labels, size_t n);
+/* Labels as one table cell: "K=V,K=V", "-" for none, cut to fit len. */
+void cli_format_labels(char *const *labels, size_t n, char *buf, size_t len);
+
 /* Exit status for a failed call: 3 for "cannot reach or not allowed", 1 otherwise. */
 int cli_exit_status(grpc_status_code st);
 

@@ -51,7 +51,10 @@ static void schedule_details(const Grpc__AdminSchedule *s)
     printf("expression: %s\n", s->expr);
     printf("offset:     %s\n", s->tz);
     printf("command:    %s\n", s->cmd);
+    char labels[256];
+    cli_format_labels(s->labels, s->n_labels, labels, sizeof(labels));
     printf("node:       %s\n", *s->node_key ? s->node_key : "any");
+    printf("labels:     %s\n", labels);
     printf("priority:   %d\n", s->priority);
     printf("timeout:    %lld ms\n", (long long)s->timeout_ms);
     printf("overlap:    %s\n", s->overlap);
@@ -72,6 +75,7 @@ static json_t *schedule_json(const Grpc__AdminSchedule *s)
     json_object_set_new(o, "tz", json_string(s->tz));
     json_object_set_new(o, "cmd", json_string(s->cmd));
     json_object_set_new(o, "node_key", json_string(s->node_key));
+    json_object_set_new(o, "labels", cli_labels_json(s->labels, s->n_labels));
     json_object_set_new(o, "priority", json_integer(s->priority));
     json_object_set_new(o, "timeout_ms", json_integer((json_int_t)s->timeout_ms));
     json_object_set_new(o, "overlap", json_string(s->overlap));
@@ -149,6 +153,8 @@ static int schedule_add(const struct config *cfg, struct tls_client *tls, const 
         req.overlap = cfg->sched_overlap;
     if (cfg->sched_missed)
         req.missed = cfg->sched_missed;
+    req.labels = cfg->labels;
+    req.n_labels = cfg->n_labels;
     int status =
         schedule_call(cfg, tls, auth_key, "/grpc.AdminService/CreateSchedule", &req.base, true);
     cli_task_spec_free(&spec, env_block);

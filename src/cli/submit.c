@@ -126,6 +126,8 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
     req.node_keys = cfg->nodes;
     req.n_node_keys = cfg->n_nodes;
     req.all_nodes = cfg->all_nodes;
+    req.labels = cfg->labels;
+    req.n_labels = cfg->n_labels;
 
     struct cli_conn c;
     int status = 3;
@@ -139,6 +141,8 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
             const Grpc__AdminSubmitTaskResponse *r = (const void *)m;
             for (size_t i = 0; i < r->n_task_ids; i++)
                 puts(r->task_ids[i]);
+            if (*r->warning)
+                fprintf(stderr, "crawlab-node: %s\n", r->warning);
             protobuf_c_message_free_unpacked(m, NULL);
             status = 0;
         }

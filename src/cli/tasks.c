@@ -79,6 +79,7 @@ static json_t *task_json(const Grpc__AdminTask *t)
     json_object_set_new(o, "status", json_str(t->status));
     json_object_set_new(o, "node_key", json_str(t->node_key));
     json_object_set_new(o, "assigned_node", json_str(t->assigned_node));
+    json_object_set_new(o, "labels", cli_labels_json(t->labels, t->n_labels));
     json_object_set_new(o, "priority", json_integer(t->priority));
     json_object_set_new(o, "timeout_ms", json_integer((json_int_t)t->timeout_ms));
     json_object_set_new(o, "pid", json_integer(t->pid));

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/cron.h"
+#include "core/limits.h"
 
 static int check_conflicts(struct config_parser *p)
 {
@@ -26,6 +27,11 @@ static int check_conflicts(struct config_parser *p)
             p, "'--tls-bind-node-key' and '--no-tls-bind-node-key' cannot be used together");
     if ((p->given & BIT(OPT_NODE)) && (p->given & BIT(OPT_ALL_NODES)))
         return config_fail(p, "'--node' and '--all-nodes' cannot be used together");
+    if ((p->given & BIT(OPT_NODE)) && (p->given & BIT(OPT_LABEL)))
+        return config_fail(p, "'--label' and '--node' cannot be used together: '--label' picks "
+                              "among the nodes that have it");
+    if (p->c->n_labels > LIMIT_LABELS_MAX)
+        return config_fail(p, "--label: at most %d labels", LIMIT_LABELS_MAX);
     return 0;
 }
 
@@ -65,6 +71,7 @@ static int check_tls(struct config_parser *p)
     case CMD_RESULTS:
     case CMD_CANCEL:
     case CMD_SCHEDULE:
+    case CMD_NODE:
     case CMD_METRICS:
     case CMD_TASKS_PURGE:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
@@ -118,7 +125,8 @@ static int check_schedule(struct config_parser *p)
         return 0;
     bool add = strcmp(c->sched_action, "add") == 0;
     uint64_t add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
-                        BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED);
+                        BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
+                        BIT(OPT_LABEL);
     if (!add && (p->given & add_only))
         return config_fail(p,
                            "'schedule %s' takes none of the task options (those are for "

@@ -139,6 +139,9 @@ void config_free(struct config *c)
     config_free_strings(c->nodes, c->n_nodes);
     config_free_strings(c->env, c->n_env);
     free(c->task_name);
+    config_free_strings(c->labels, c->n_labels);
+    free(c->node_action);
+    free(c->node_target);
     config_free_strings(c->argv_cmd, c->n_argv_cmd);
     free(c->status_filter);
     free(c->task_id);

@@ -34,6 +34,8 @@ void config_usage(FILE *out)
           "  crawlab-node --role=master [OPTIONS]          run the master\n"
           "  crawlab-node --role=worker [OPTIONS]          run a worker\n"
           "  crawlab-node nodes [OPTIONS]                  list the nodes\n"
+          "  crawlab-node node enable|disable|drain|rm [OPTIONS] KEY|NAME\n"
+          "                                                take a node in or out of work\n"
           "  crawlab-node submit [OPTIONS] -- COMMAND...   queue a task running COMMAND\n"
           "  crawlab-node tasks [OPTIONS]                  list the tasks, newest first\n"
           "  crawlab-node tasks purge --before=TIME        purge tasks that ended before TIME\n"

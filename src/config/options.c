@@ -32,6 +32,7 @@
 #define NAME_RULE         "at most " STR(LIMIT_NAME_MAX) " bytes"
 #define NAME_EXPECTED     "expected " RULE_NAME
 #define NODE_KEY_EXPECTED "expected a node key of " RULE_NODE_KEY
+#define NODE_EXPECTED     "expected a node key or name, " RULE_NAME
 #define HOST_EXPECTED     "expected a host name or IP address"
 #define TASK_ID_EXPECTED                                                                           \
     "expected a task id, or at least " STR(TASK_ID_PREFIX_MIN) " of its first lowercase hex "      \
@@ -92,10 +93,19 @@ static bool valid_status(const char *s)
     return task_status_parse(s, &st) == 0;
 }
 
+/* A node key or a node name: every key is also a valid name. */
 static bool valid_node_entry(const char *s, size_t *key_len)
 {
     *key_len = strlen(s);
-    return node_key_valid(s);
+    return name_valid(s);
+}
+
+/* K=V of core/rules.h; K must be unique among the entries. */
+static bool valid_label_entry(const char *s, size_t *key_len)
+{
+    const char *eq = strchr(s, '=');
+    *key_len = eq ? (size_t)(eq - s) : 0;
+    return label_valid(s, strlen(s));
 }
 
 /* K=V: K must be unique among the entries, V may be anything, empty included. */
@@ -337,14 +347,14 @@ static int set_name(struct config_parser *p, const struct config_option *o, cons
     return config_set_string(p, &p->c->cert_name, value);
 }
 
-/* --limit=N: at most N tasks, 0 for all. */
+/* --limit=N: at most N tasks or nodes, 0 for all. */
 static int set_limit(struct config_parser *p, const struct config_option *o, const char *value,
                      const char *label)
 {
     long n;
     if (config_parse_int(value, 0, LIMIT_TASKS_MAX, &n) != 0)
-        return config_fail(p, "%s: expected a number of tasks from 0 (all) to %d, got '%.*s'",
-                           label, LIMIT_TASKS_MAX, QUOTE_MAX, value);
+        return config_fail(p, "%s: expected a number from 0 (all) to %d, got '%.*s'", label,
+                           LIMIT_TASKS_MAX, QUOTE_MAX, value);
     p->c->limit = (unsigned)n;
     p->c->limit_given = true;
     return 0;
@@ -553,10 +563,18 @@ const struct config_option config_options[OPT_COUNT] = {
                              .spec.text = {valid_server_name, HOST_EXPECTED}},
     [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS) | M(CMD_SCHEDULE), NULL,
                   "Print JSON instead of a table.", NULL, .set = set_flag, .at = AT(json)},
-    [OPT_NODE] = {"node", "KEY", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
-                  "Run the task on this node; repeat for several.", "any node", .set = set_list,
-                  .at = AT(nodes),
-                  .spec.list = {valid_node_entry, NODE_KEY_EXPECTED, "node", AT(n_nodes)}},
+    [OPT_NODE] = {"node", "KEY|NAME", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                  "Run the task on this node (its key, or a name no other node has); repeat "
+                  "for several.",
+                  "any node", .set = set_list, .at = AT(nodes),
+                  .spec.list = {valid_node_entry, NODE_EXPECTED, "node", AT(n_nodes)}},
+    [OPT_LABEL] = {"label", "K=V", M(CMD_WORKER) | M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                   "worker: a label this node announces. submit, schedule add: only a node "
+                   "with this label runs the task (all of them, when repeated). Repeatable, "
+                   "at most " STR(LIMIT_LABELS_MAX) ".",
+                   NULL, .set = set_list, .at = AT(labels),
+                   .spec.list = {valid_label_entry, "expected " RULE_LABEL, "label key",
+                                 AT(n_labels)}},
     [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT), NULL,
                        "Run the task once on every online node.", NULL, .set = set_flag,
                        .at = AT(all_nodes)},
@@ -583,8 +601,8 @@ const struct config_option config_options[OPT_COUNT] = {
                     "cancelled, abnormal or node_disconnected.",
                     NULL, .set = set_text, .at = AT(status_filter),
                     .spec.text = {valid_status, "expected one of " TASK_STATUS_NAMES}},
-    [OPT_LIMIT] = {"limit", "N", M(CMD_TASKS), NULL,
-                   "Show at most N tasks, newest first; 0: all of them.",
+    [OPT_LIMIT] = {"limit", "N", M(CMD_NODES) | M(CMD_TASKS), NULL,
+                   "Show at most N tasks (newest first) or nodes (by key); 0: all of them.",
                    "100 when stdout is a terminal, else 0 (all)", .set = set_limit},
     [OPT_BEFORE] = {"before", "ID|TIME", M(CMD_TASKS) | M(CMD_TASKS_PURGE), NULL,
                     "tasks: only tasks older than task ID (a full id or a unique prefix of at "

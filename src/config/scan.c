@@ -6,14 +6,18 @@
 #include <string.h>
 
 #include "config/internal.h"
+#include "core/rules.h"
 #include "core/task.h"
 
 static const char *const command_names[] = {
-    [CMD_MASTER] = "master",   [CMD_WORKER] = "worker",       [CMD_NODES] = "nodes",
-    [CMD_SUBMIT] = "submit",   [CMD_TASKS] = "tasks",         [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results", [CMD_CANCEL] = "cancel",       [CMD_SCHEDULE] = "schedule",
-    [CMD_METRICS] = "metrics", [CMD_CERT_INIT] = "cert init", [CMD_CERT_ISSUE] = "cert issue",
-    [CMD_HELP] = "help",       [CMD_VERSION] = "version",     [CMD_TASKS_PURGE] = "tasks purge",
+    [CMD_MASTER] = "master",         [CMD_WORKER] = "worker",
+    [CMD_NODES] = "nodes",           [CMD_SUBMIT] = "submit",
+    [CMD_TASKS] = "tasks",           [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel",
+    [CMD_SCHEDULE] = "schedule",     [CMD_NODE] = "node",
+    [CMD_METRICS] = "metrics",       [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",
+    [CMD_VERSION] = "version",       [CMD_TASKS_PURGE] = "tasks purge",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -60,7 +64,8 @@ void config_scan_args(struct config_scan *s, int argc, char **argv)
     bool has_command = argc > 1 && argv[1][0] != '-';
     /* "cert" takes a second word, the sub-command, before its options. */
     bool is_cert =
-        has_command && (strcmp(argv[1], "cert") == 0 || strcmp(argv[1], "schedule") == 0);
+        has_command && (strcmp(argv[1], "cert") == 0 || strcmp(argv[1], "schedule") == 0 ||
+                        strcmp(argv[1], "node") == 0);
     bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
     s->command = has_command ? argv[1] : NULL;
     s->sub = has_sub ? argv[2] : NULL;
@@ -173,6 +178,21 @@ static int pick_schedule_command(struct config_parser *p, const struct config_sc
                        QUOTE_MAX, s->sub);
 }
 
+static int pick_node_command(struct config_parser *p, const struct config_scan *s)
+{
+    static const char *const actions[] = {"enable", "disable", "drain", "rm"};
+    for (size_t i = 0; s->sub && i < sizeof(actions) / sizeof(actions[0]); i++) {
+        if (strcmp(s->sub, actions[i]) == 0) {
+            p->c->command = CMD_NODE;
+            return config_set_string(p, &p->c->node_action, actions[i]);
+        }
+    }
+    if (!s->sub)
+        return config_fail(p, "'node' needs a sub-command: enable, disable, drain or rm");
+    return config_fail(p, "unknown sub-command 'node %.*s' (enable, disable, drain, rm)", QUOTE_MAX,
+                       s->sub);
+}
+
 static int pick_client_command(struct config_parser *p, const char *word)
 {
     for (int cmd = CMD_NODES; cmd <= CMD_METRICS; cmd++) {
@@ -184,7 +204,7 @@ static int pick_client_command(struct config_parser *p, const char *word)
     if (strcmp(word, "master") == 0 || strcmp(word, "worker") == 0)
         return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
     return config_fail(p,
-                       "unknown command '%.*s' (commands: nodes, submit, tasks, logs, "
+                       "unknown command '%.*s' (commands: nodes, node, submit, tasks, logs, "
                        "results, cancel, schedule, metrics, cert; daemons use --role)",
                        QUOTE_MAX, word);
 }
@@ -198,6 +218,8 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
         return pick_cert_command(p, s);
     if (strcmp(s->command, "schedule") == 0)
         return pick_schedule_command(p, s);
+    if (strcmp(s->command, "node") == 0)
+        return pick_node_command(p, s);
     /* "tasks purge": tasks takes no other word, so "purge" may come after options too. */
     if (strcmp(s->command, "tasks") == 0 && s->n_positional &&
         strcmp(s->positional[0], "purge") == 0) {
@@ -273,6 +295,26 @@ static int scan_schedule_command(struct config_parser *p, const struct config_sc
     return 0;
 }
 
+/* node enable|disable|drain|rm KEY|NAME. */
+static int scan_node_command(struct config_parser *p, const struct config_scan *s)
+{
+    const char *words[2] = {NULL, NULL};
+    size_t n_words = 0;
+    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
+        words[n_words++] = s->positional[i];
+    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
+        words[n_words++] = s->rest[i];
+    if (!words[0])
+        return config_fail(p, "'node %s' needs a node key or name", p->c->node_action);
+    if (words[1])
+        return config_fail(p, "unexpected argument '%.*s' for 'node %s': it takes one node",
+                           QUOTE_MAX, words[1], p->c->node_action);
+    if (!name_valid(words[0]))
+        return config_fail(p, "NODE: expected a node key or name, " RULE_NAME ", got '%.*s'",
+                           QUOTE_MAX, words[0]);
+    return config_set_string(p, &p->c->node_target, words[0]);
+}
+
 int config_scan_positionals(struct config_parser *p, const struct config_scan *s)
 {
     struct config *c = p->c;
@@ -282,6 +324,8 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
         return scan_submit_command(p, s);
     if (c->command == CMD_SCHEDULE)
         return scan_schedule_command(p, s);
+    if (c->command == CMD_NODE)
+        return scan_node_command(p, s);
 
     /* Outside submit, "--" only ends the options; what follows is positional. */
     const char *words[2] = {NULL, NULL};

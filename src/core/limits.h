@@ -19,7 +19,9 @@
 #define LIMIT_NODE_KEY_MAX  64     /* a node key (also a machine id) */
 #define LIMIT_NAME_MAX      128    /* node and task names, labels */
 #define LIMIT_VERSION_MAX   32     /* a worker's version string, and its containment's name */
-#define LIMIT_LABELS_MAX    64     /* labels of one node */
+#define LIMIT_LABELS_MAX    64     /* labels of one node, or of one task's selector */
+#define LIMIT_LABEL_KEY_MAX 63     /* the KEY of a KEY=VALUE label */
+#define LIMIT_LABEL_VAL_MAX 64     /* its VALUE: KEY=VALUE fits in LIMIT_NAME_MAX */
 #define LIMIT_RUNNERS_MAX   100000 /* max_runners and running */
 #define LIMIT_CMD_MAX       65536  /* cmd and param */
 #define LIMIT_ENV_MAX       256    /* env entries of one task */
@@ -42,6 +44,9 @@
  * 524,000 values at most) or 256 KiB of smaller ones.
  */
 #define LIMIT_DATA_VALUES_MAX 600000
+
+/* Labels as the store and the registry keep them: KEY=VALUE lines joined by '\n'. */
+#define LIMIT_LABELS_TEXT_MAX (LIMIT_LABELS_MAX * (LIMIT_NAME_MAX + 1))
 
 /*
  * A page of a listing (AdminService ListTasks, ListNodes): at most LIMIT_PAGE_ITEMS entries, and

@@ -23,6 +23,11 @@
 #define RULE_ENV_NAME "a letter or '_', then letters, digits or '_'"
 #define RULE_AUTH_KEY "printable ASCII without spaces"
 #define RULE_PRIORITY STR(LIMIT_PRIORITY_MIN) " to " STR(LIMIT_PRIORITY_MAX)
+#define RULE_LABEL                                                                                 \
+    "KEY=VALUE, KEY 1 to " STR(LIMIT_LABEL_KEY_MAX) " letters, digits, '.', '_', '/' or '-', "     \
+                                                    "VALUE at most " STR(                          \
+                                                        LIMIT_LABEL_VAL_MAX) " bytes of text"
+#define RULE_LABELS "at most " STR(LIMIT_LABELS_MAX) " labels, each " RULE_LABEL ", no KEY twice"
 
 /* A node key: 1..LIMIT_NODE_KEY_MAX characters of [A-Za-z0-9._:-]. */
 bool node_key_valid(const char *s);
@@ -45,5 +50,24 @@ bool auth_key_valid(const char *s);
 
 /* A task priority within LIMIT_PRIORITY_MIN..LIMIT_PRIORITY_MAX. */
 bool priority_valid(long long p);
+
+/*
+ * Labels. A node announces labels, a task may carry a selector of labels that its node must all
+ * have. One label is KEY=VALUE: KEY 1..LIMIT_LABEL_KEY_MAX of [A-Za-z0-9._/-], VALUE (split at the
+ * first '=', may be empty) a text line of at most LIMIT_LABEL_VAL_MAX bytes. A set holds at most
+ * LIMIT_LABELS_MAX labels, no KEY twice. Stored and kept in the registry as text: the labels
+ * joined by '\n' ("" for none), which is what labels_join writes and labels_match reads.
+ */
+bool label_valid(const char *s, size_t len);      /* the len bytes at s are one label */
+bool labels_valid(char *const *labels, size_t n); /* a set, as the wire and the config hold it */
+bool labels_text_valid(const char *text);         /* a set in its joined form */
+
+/* Joins a valid set into out (cap bytes, LIMIT_LABELS_TEXT_MAX + 1 is always enough): 0, or -1
+ * when it does not fit. */
+int labels_join(char *const *labels, size_t n, char *out, size_t cap);
+
+/* Whether a node with labels `have` matches the selector `want` (both joined forms, NULL is ""):
+ * every label of want is one of have. An empty selector matches every node. */
+bool labels_match(const char *want, const char *have);
 
 #endif

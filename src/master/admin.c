@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/cron.h"
+#include "core/rules.h"
 #include "master/clock.h"
 #include "master/nodes.h"
 #include "master/sched.h"
@@ -51,6 +52,46 @@ static unsigned page_limit(uint32_t asked)
     return asked && asked < LIMIT_PAGE_ITEMS ? asked : LIMIT_PAGE_ITEMS;
 }
 
+/*
+ * Labels in their joined form (core/rules.h) as a message's repeated field: *out is one block
+ * holding the pointers and the strings, which the caller frees. 0 or -ENOMEM.
+ */
+static int labels_field(const char *text, char ***out, size_t *n)
+{
+    size_t len = strlen(text), count = len ? 1 : 0;
+    for (const char *p = text; *p; p++)
+        count += *p == '\n';
+    char **ptrs = malloc(count * sizeof(*ptrs) + len + 1);
+    if (!ptrs)
+        return -ENOMEM;
+    char *copy = (char *)(ptrs + count);
+    memcpy(copy, text, len + 1);
+    for (size_t i = 0; i < count; i++) {
+        ptrs[i] = copy;
+        copy += strcspn(copy, "\n");
+        *copy++ = '\0';
+    }
+    *out = ptrs;
+    *n = count;
+    return 0;
+}
+
+/* A selector as the store keeps it, from a validated request (labels_valid: it fits). */
+static void labels_text(char *const *labels, size_t n, char out[LIMIT_LABELS_TEXT_MAX + 1])
+{
+    labels_join(labels, n, out, LIMIT_LABELS_TEXT_MAX + 1);
+}
+
+/* The node `given` names (nodes_resolve). Returns OK, or the status to refuse with and why. */
+static grpc_status_code resolve_node(struct admin *a, const char *given, struct node **out,
+                                     char *why, size_t why_len)
+{
+    int rc = nodes_resolve(a->nodes, given, out, why, why_len);
+    return rc == 0           ? GRPC_STATUS_OK
+           : rc == -ENOTUNIQ ? GRPC_STATUS_INVALID_ARGUMENT
+                             : GRPC_STATUS_NOT_FOUND;
+}
+
 struct node_list {
     struct admin *admin;
     Grpc__AdminNode *items;
@@ -87,24 +128,51 @@ static int collect_node(void *ctx, const struct node_row *r)
     }
     a->status = strdup(online ? "online" : "offline");
     a->containment = strdup(live ? live->containment : "");
-    if (!a->key || !a->name || !a->version || !a->status || !a->containment)
+    a->state = strdup(r->state);
+    if (!a->key || !a->name || !a->version || !a->status || !a->containment || !a->state ||
+        labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
     if (!page_fits(&l->page, l->n - 1, grpc__admin_node__get_packed_size(a)))
         return 1;
     return 0;
 }
 
+static void admin_node_free(Grpc__AdminNode *a)
+{
+    free(a->key);
+    free(a->name);
+    free(a->version);
+    free(a->status);
+    free(a->containment);
+    free(a->state);
+    free(a->labels);
+}
+
 static void node_list_free(struct node_list *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].key);
-        free(l->items[i].name);
-        free(l->items[i].version);
-        free(l->items[i].status);
-        free(l->items[i].containment);
-    }
+    for (size_t i = 0; i < l->n; i++)
+        admin_node_free(&l->items[i]);
     free(l->items);
     free(l->ptrs);
+}
+
+/* Answers the nodes collected into l (one page, the token of the next one if any), or fails. */
+static void reply_nodes(struct srv_call *c, struct node_list *l, int rc)
+{
+    if (rc == 0 && l->n && !(l->ptrs = calloc(l->n, sizeof(*l->ptrs))))
+        rc = -ENOMEM;
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot list nodes");
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        l->ptrs[i] = &l->items[i];
+    Grpc__AdminListNodesResponse resp = GRPC__ADMIN_LIST_NODES_RESPONSE__INIT;
+    resp.n_nodes = l->n;
+    resp.nodes = l->ptrs;
+    if (l->page.more && l->n)
+        resp.next_page_token = l->items[l->n - 1].key;
+    srv_call_reply(c, &resp.base);
 }
 
 /* A page of nodes: one more than the page holds is read, to know whether another page follows;
@@ -117,73 +185,132 @@ static void on_list_nodes(struct srv_call *c, void *ctx, const ProtobufCMessage 
     int rc = store_node_page(a->store, req->page_token, l.page.limit + 1, collect_node, &l);
     if (rc == 1) {
         /* The entry that did not fit is the last one collected. */
-        Grpc__AdminNode *last = &l.items[--l.n];
-        free(last->key);
-        free(last->name);
-        free(last->version);
-        free(last->status);
+        admin_node_free(&l.items[--l.n]);
         rc = 0;
     }
-    if (rc == 0 && l.n && !(l.ptrs = calloc(l.n, sizeof(*l.ptrs))))
-        rc = -ENOMEM;
-    if (rc < 0) {
-        srv_call_fail(c, codec_status_from_errno(rc), "cannot list nodes");
-    } else {
-        for (size_t i = 0; i < l.n; i++)
-            l.ptrs[i] = &l.items[i];
-        Grpc__AdminListNodesResponse resp = GRPC__ADMIN_LIST_NODES_RESPONSE__INIT;
-        resp.n_nodes = l.n;
-        resp.nodes = l.ptrs;
-        if (l.page.more && l.n)
-            resp.next_page_token = l.items[l.n - 1].key;
-        srv_call_reply(c, &resp.base);
+    reply_nodes(c, &l, rc);
+    node_list_free(&l);
+}
+
+/* ---- ChangeNode ---- */
+
+static int node_action_parse(const char *name, enum node_action *out)
+{
+    static const char *const names[] = {
+        [NODE_ENABLE] = "enable",
+        [NODE_DISABLE] = "disable",
+        [NODE_DRAIN] = "drain",
+        [NODE_REMOVE] = "remove",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum node_action)i;
+            return 0;
+        }
     }
+    return -EINVAL;
+}
+
+/* Answers the node (none after a removal). */
+static void on_change_node(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    const Grpc__AdminNodeRequest *req = (const void *)msg; /* validated */
+    char why[512], key[LIMIT_NODE_KEY_MAX + 1];
+    struct node *node;
+    enum node_action action = NODE_ENABLE;
+    node_action_parse(req->action, &action);
+    grpc_status_code st = resolve_node(a, req->node, &node, why, sizeof(why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
+        return;
+    }
+    if (action == NODE_REMOVE && (node->online || node->active)) {
+        if (node->online)
+            snprintf(why, sizeof(why), "node %s is online: stop its worker first", node->key);
+        else
+            snprintf(why, sizeof(why), "node %s holds %d tasks: wait until they end", node->key,
+                     node->active);
+        srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, why);
+        return;
+    }
+    snprintf(key, sizeof(key), "%s", node->key); /* node is freed by a removal */
+    int rc = nodes_change(a->nodes, node, action);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc), "cannot change the node");
+        return;
+    }
+    struct node_list l = {.admin = a, .page = {.limit = 1}};
+    struct node_row row;
+    rc = action == NODE_REMOVE ? 0 : store_node_get(a->store, key, &row);
+    if (rc == 0 && action != NODE_REMOVE)
+        rc = collect_node(&l, &row);
+    reply_nodes(c, &l, rc);
     node_list_free(&l);
 }
 
 /* ---- SubmitTask ---- */
 
 struct targets {
-    const char **keys; /* borrowed from the request or the node registry */
+    const char **keys; /* borrowed from the node registry */
     size_t n, cap;
+    const char *labels; /* the selector, joined form */
+    const char *idle;   /* a named node that takes no task now, for the warning */
 };
 
-static void add_online(void *ctx, struct node *node)
+static void add_taker(void *ctx, struct node *node)
 {
     struct targets *t = ctx;
-    if (!node->online || t->n == t->cap)
+    if (!nodes_takes(node, t->labels) || t->n == t->cap)
         return;
     t->keys[t->n++] = node->key;
 }
 
 /*
- * The nodes a submit names: the ones listed (each must be known), every online node, or none,
- * which means any node. Returns 0, or a status with *why for the caller.
+ * The nodes a submit names: the ones listed (each a known key or the name of one node), every
+ * online, enabled node that has the labels, or none, which means any node. Returns OK, or the
+ * status to refuse with and why.
  */
 static grpc_status_code submit_targets(struct admin *a, const Grpc__AdminSubmitTaskRequest *req,
-                                       struct targets *t, const char **why)
+                                       struct targets *t, char *why, size_t why_len)
 {
     t->cap = req->all_nodes ? nodes_count(a->nodes) : req->n_node_keys;
     if (t->cap && !(t->keys = calloc(t->cap, sizeof(*t->keys)))) {
-        *why = "out of memory";
+        snprintf(why, why_len, "out of memory");
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
     if (req->all_nodes) {
-        nodes_foreach(a->nodes, add_online, t);
+        nodes_foreach(a->nodes, add_taker, t);
         if (t->n == 0) {
-            *why = "no node is online";
+            snprintf(why, why_len, "no node is online and enabled%s",
+                     *t->labels ? " with those labels" : "");
             return GRPC_STATUS_FAILED_PRECONDITION;
         }
         return GRPC_STATUS_OK;
     }
     for (size_t i = 0; i < req->n_node_keys; i++) {
-        if (!nodes_find(a->nodes, req->node_keys[i])) {
-            *why = "unknown node key";
-            return GRPC_STATUS_NOT_FOUND;
-        }
-        t->keys[t->n++] = req->node_keys[i];
+        struct node *node;
+        grpc_status_code st = resolve_node(a, req->node_keys[i], &node, why, why_len);
+        if (st != GRPC_STATUS_OK)
+            return st;
+        if (!nodes_takes(node, NULL))
+            t->idle = node->key;
+        t->keys[t->n++] = node->key;
     }
     return GRPC_STATUS_OK;
+}
+
+/* What submit warns about: a task that no node can take now waits in the queue. */
+static void submit_warning(struct admin *a, const struct targets *t, char *out, size_t len)
+{
+    if (t->idle)
+        snprintf(out, len, "node %s is not online and enabled: its task stays pending until it is",
+                 t->idle);
+    else if (t->n == 0 && !nodes_any_takes(a->nodes, t->labels))
+        snprintf(out, len, "no online, enabled node%s: the task stays pending until one is",
+                 *t->labels ? " has those labels" : "");
+    else
+        *out = '\0';
 }
 
 /* The validated TaskSpec's env as the JSON object the store keeps, or NULL when out of memory. */
@@ -207,16 +334,17 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    struct targets t = {0};
-    const char *why = NULL;
-    grpc_status_code st = submit_targets(a, req, &t, &why);
+    char labels[LIMIT_LABELS_TEXT_MAX + 1], why[512], warning[256];
+    labels_text(req->labels, req->n_labels, labels);
+    struct targets t = {.labels = labels};
+    grpc_status_code st = submit_targets(a, req, &t, why, sizeof(why));
     size_t n_tasks = t.n ? t.n : 1;
     char(*ids)[TASK_ID_LEN + 1] = NULL;
     char **id_ptrs = NULL;
     if (st == GRPC_STATUS_OK && (!(ids = calloc(n_tasks, sizeof(*ids))) ||
                                  !(id_ptrs = calloc(n_tasks, sizeof(*id_ptrs))))) {
         st = GRPC_STATUS_RESOURCE_EXHAUSTED;
-        why = "out of memory";
+        snprintf(why, sizeof(why), "out of memory");
     }
     for (size_t i = 0; st == GRPC_STATUS_OK && i < n_tasks; i++) {
         struct task_new tn = {
@@ -227,11 +355,12 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .priority = spec->priority,
             .timeout_ms = spec->timeout_ms,
             .node_key = t.n ? t.keys[i] : NULL,
+            .labels = t.n ? NULL : labels, /* a task for a named node is that node's */
         };
         int rc = tasks_submit(a->tasks, &tn, ids[i]);
         if (rc < 0) {
             st = codec_status_from_errno(rc);
-            why = "cannot store the task";
+            snprintf(why, sizeof(why), "cannot store the task");
         }
         id_ptrs[i] = ids[i];
     }
@@ -239,6 +368,8 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
         Grpc__AdminSubmitTaskResponse resp = GRPC__ADMIN_SUBMIT_TASK_RESPONSE__INIT;
         resp.n_task_ids = n_tasks;
         resp.task_ids = id_ptrs;
+        submit_warning(a, &t, warning, sizeof(warning));
+        resp.warning = warning;
         srv_call_reply(c, &resp.base);
     } else {
         srv_call_fail(c, st, why);
@@ -268,6 +399,7 @@ static void admin_task_free(Grpc__AdminTask *a)
     free(a->node_key);
     free(a->assigned_node);
     free(a->error);
+    free(a->labels);
 }
 
 static char *dup_or_empty(const char *s)
@@ -306,7 +438,7 @@ static int collect_task(void *ctx, const struct task_row *r, const struct task_p
     a->started_ms = r->started_ms;
     a->ended_ms = r->ended_ms;
     if (!a->id || !a->name || !a->cmd || !a->param || !a->status || !a->node_key ||
-        !a->assigned_node || !a->error)
+        !a->assigned_node || !a->error || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
     if (!page_fits(&l->page, l->n - 1, grpc__admin_task__get_packed_size(a))) {
         admin_task_free(a);
@@ -725,7 +857,7 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
         a->next_fire_s = next > 0 ? next : 0;
     }
     if (!a->name || !a->expr || !a->tz || !a->cmd || !a->node_key || !a->overlap || !a->missed ||
-        !a->last_task)
+        !a->last_task || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -742,6 +874,7 @@ static void sched_list_free(struct sched_list *l)
         free(a->overlap);
         free(a->missed);
         free(a->last_task);
+        free(a->labels);
     }
     free(l->items);
 }
@@ -781,10 +914,15 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         cron_overlap_parse(req->overlap, &overlap);
     if (*req->missed)
         cron_missed_parse(req->missed, &missed);
-    if (*req->node_key && !nodes_find(a->nodes, req->node_key)) {
-        srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node key");
+    struct node *node = NULL;
+    char why[512], labels[LIMIT_LABELS_TEXT_MAX + 1];
+    grpc_status_code st =
+        *req->node_key ? resolve_node(a, req->node_key, &node, why, sizeof(why)) : GRPC_STATUS_OK;
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
         return;
     }
+    labels_text(req->labels, req->n_labels, labels);
     char *env_json = env_to_json(req->spec);
     if (!env_json) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -798,7 +936,8 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         .env_json = env_json,
         .priority = req->spec->priority,
         .timeout_ms = req->spec->timeout_ms,
-        .node_key = req->node_key,
+        .node_key = node ? node->key : NULL,
+        .labels = labels,
         .overlap = overlap,
         .missed = missed,
     };
@@ -908,4 +1047,6 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_metrics_request__descriptor, on_metrics, a);
     rpc_server_add_unary(s, "/grpc.AdminService/PurgeTasks", ROLE_ADMIN,
                          &grpc__admin_purge_tasks_request__descriptor, on_purge, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/ChangeNode", ROLE_ADMIN,
+                         &grpc__admin_node_request__descriptor, on_change_node, a);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rules.h"
 #include "master/clock.h"
 #include "store/store.h"
 #include "runtime/log.h"
@@ -28,18 +29,37 @@ struct node *nodes_find(struct nodes *n, const char *key)
     return e ? hmap_item(e, struct node, link) : NULL;
 }
 
+static void free_node(struct node *node)
+{
+    free(node->labels);
+    free(node);
+}
+
 static struct node *add_node(struct nodes *n, const char *key)
 {
     struct node *node = calloc(1, sizeof(*node));
-    if (!node)
-        return NULL;
-    snprintf(node->key, sizeof(node->key), "%s", key);
-    node->link.key = node->key;
-    if (hmap_put(&n->map, &node->link) < 0) {
+    if (!node || !(node->labels = strdup(""))) {
         free(node);
         return NULL;
     }
+    snprintf(node->key, sizeof(node->key), "%s", key);
+    node->link.key = node->key;
+    if (hmap_put(&n->map, &node->link) < 0) {
+        free_node(node);
+        return NULL;
+    }
     return node;
+}
+
+/* Replaces the node's labels with a copy of labels (NULL: none). */
+static int set_labels(struct node *node, const char *labels)
+{
+    char *copy = strdup(labels ? labels : "");
+    if (!copy)
+        return -ENOMEM;
+    free(node->labels);
+    node->labels = copy;
+    return 0;
 }
 
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx)
@@ -67,14 +87,30 @@ bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char 
     return !n->opts.bind_node_key || (cert_name && strcmp(cert_name, key) == 0);
 }
 
-/* ---- free capacity ---- */
+/* ---- who takes a task ---- */
 
-static bool has_room(const struct node *node)
+bool nodes_takes(const struct node *node, const char *labels)
 {
-    return node->online && node->stream && node->active < node->max_runners;
+    return node->online && node->state == NODE_ENABLED && labels_match(labels, node->labels);
 }
 
-struct node *nodes_pick_free(struct nodes *n)
+bool nodes_any_takes(struct nodes *n, const char *labels)
+{
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        if (nodes_takes(hmap_item(e, struct node, link), labels))
+            return true;
+    }
+    return false;
+}
+
+static bool has_room(const struct node *node, const char *labels)
+{
+    return nodes_takes(node, labels) && node->stream && node->active < node->max_runners;
+}
+
+struct node *nodes_pick_free(struct nodes *n, const char *labels)
 {
     /* A scan from where the last pick stopped; at most one pass over the nodes. */
     size_t nb = n->map.n_buckets;
@@ -82,7 +118,7 @@ struct node *nodes_pick_free(struct nodes *n)
         size_t i = (n->cursor + k) % nb;
         for (struct hmap_entry *e = n->map.buckets[i]; e; e = e->next) {
             struct node *node = hmap_item(e, struct node, link);
-            if (has_room(node) && node != n->last_pick) {
+            if (has_room(node, labels) && node != n->last_pick) {
                 n->cursor = i;
                 n->last_pick = node;
                 return node;
@@ -91,7 +127,121 @@ struct node *nodes_pick_free(struct nodes *n)
     }
     /* Only the node picked last time is free: it is still the right one. */
     struct node *last = n->last_pick;
-    return last && has_room(last) ? last : NULL;
+    return last && has_room(last, labels) ? last : NULL;
+}
+
+#define NAMES_SHOWN 10
+
+int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *why, size_t why_len)
+{
+    if ((*out = nodes_find(n, given)))
+        return 0;
+    size_t found = 0;
+    int len = snprintf(why, why_len, "node name %s is ambiguous: it names", given);
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        struct node *node = hmap_item(e, struct node, link);
+        if (strcmp(node->name, given) != 0)
+            continue;
+        *out = node;
+        if (found < NAMES_SHOWN && len > 0 && (size_t)len < why_len)
+            len += snprintf(why + len, why_len - (size_t)len, "%s %s", found ? "," : "", node->key);
+        found++;
+    }
+    if (found > NAMES_SHOWN && len > 0 && (size_t)len < why_len)
+        snprintf(why + len, why_len - (size_t)len, " and more");
+    if (found == 1)
+        return 0;
+    *out = NULL;
+    if (found == 0)
+        snprintf(why, why_len, "unknown node");
+    return found ? -ENOTUNIQ : -ENOENT;
+}
+
+/* ---- states ---- */
+
+const char *nodes_state_name(enum node_state s)
+{
+    switch (s) {
+    case NODE_DISABLED:
+        return STORE_NODE_DISABLED;
+    case NODE_DRAINING:
+        return STORE_NODE_DRAINING;
+    case NODE_ENABLED:
+        break;
+    }
+    return STORE_NODE_ENABLED;
+}
+
+static enum node_state state_of_name(const char *name)
+{
+    if (strcmp(name, STORE_NODE_DISABLED) == 0)
+        return NODE_DISABLED;
+    if (strcmp(name, STORE_NODE_DRAINING) == 0)
+        return NODE_DRAINING;
+    return NODE_ENABLED;
+}
+
+/* The one place a node's state changes (an admin's command, a drain that completes): the store
+ * first, then memory. */
+static int set_state(struct nodes *n, struct node *node, enum node_state to, const char *why)
+{
+    if (node->state == to)
+        return 0;
+    int rc = store_node_set_state(n->store, node->key, nodes_state_name(to));
+    if (rc < 0)
+        return rc;
+    node->state = to;
+    log_info("node %s (%s) %s%s%s", node->key, node->name, nodes_state_name(to), why ? ": " : "",
+             why ? why : "");
+    return 0;
+}
+
+/* A draining node that holds no task any more is disabled. */
+static void settle_drain(struct nodes *n, struct node *node)
+{
+    if (node->state == NODE_DRAINING && node->active == 0)
+        set_state(n, node, NODE_DISABLED, "drained");
+}
+
+/* The one place a node is forgotten: only an offline node that holds no task. */
+static int remove_node(struct nodes *n, struct node *node)
+{
+    if (node->online || node->active > 0)
+        return -EBUSY;
+    int rc = store_node_delete(n->store, node->key);
+    if (rc < 0)
+        return rc;
+    log_info("node %s (%s) removed", node->key, node->name);
+    if (n->last_pick == node)
+        n->last_pick = NULL;
+    hmap_remove(&n->map, &node->link);
+    free_node(node);
+    return 0;
+}
+
+int nodes_change(struct nodes *n, struct node *node, enum node_action action)
+{
+    int rc = 0;
+    switch (action) {
+    case NODE_ENABLE:
+        rc = set_state(n, node, NODE_ENABLED, NULL);
+        if (rc == 0)
+            nodes_notify_task(node); /* tasks may wait for it */
+        break;
+    case NODE_DISABLE:
+        rc = set_state(n, node, NODE_DISABLED, NULL);
+        break;
+    case NODE_DRAIN:
+        rc = set_state(n, node, node->active ? NODE_DRAINING : NODE_DISABLED,
+                       node->active ? "its running tasks finish first" : "it holds no task");
+        break;
+    case NODE_REMOVE:
+        rc = remove_node(n, node);
+        break;
+    }
+    return rc;
 }
 
 void nodes_task_held(struct nodes *n, const char *key)
@@ -104,8 +254,10 @@ void nodes_task_held(struct nodes *n, const char *key)
 void nodes_task_released(struct nodes *n, const char *key)
 {
     struct node *node = nodes_find(n, key);
-    if (node && node->active > 0)
+    if (node && node->active > 0) {
         node->active--;
+        settle_drain(n, node);
+    }
 }
 
 /* ---- the live stream ---- */
@@ -183,10 +335,12 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
         return -EADDRINUSE;
     int64_t now = clock_now_ms(n->loop);
     int rc = store_node_upsert(n->store, hello->key, hello->name, hello->max_runners,
-                               hello->version, now);
+                               hello->version, hello->labels, now);
     if (rc < 0)
         return rc;
     if (!node && !(node = add_node(n, hello->key)))
+        return -ENOMEM;
+    if (set_labels(node, hello->labels) < 0)
         return -ENOMEM;
     if (node->stream) {
         log_info("node %s: new connection from %s replaces the previous one", node->key,
@@ -230,6 +384,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     hmap_foreach(&n->map, e, tmp)
     {
         struct node *node = hmap_item(e, struct node, link);
+        settle_drain(n, node); /* one drained while the master was down */
         if (!node->online)
             continue;
         if (now - node->last_heard_ms > limit) {
@@ -252,6 +407,9 @@ static int load_node(void *ctx, const struct node_row *r)
         return -ENOMEM;
     snprintf(node->name, sizeof(node->name), "%s", r->name);
     snprintf(node->version, sizeof(node->version), "%s", r->version);
+    if (set_labels(node, r->labels) < 0)
+        return -ENOMEM;
+    node->state = state_of_name(r->state);
     node->max_runners = r->max_runners;
     /* A node that was online before a restart gets three intervals from now to come back
      * before it is declared offline; its tasks are not touched meanwhile. */
@@ -297,7 +455,7 @@ void nodes_destroy(struct nodes *n)
     {
         struct node *node = hmap_item(e, struct node, link);
         end_stream(node, NODE_END_STOPPING);
-        free(node);
+        free_node(node);
     }
     hmap_destroy(&n->map);
     free(n);

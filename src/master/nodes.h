@@ -55,6 +55,21 @@ struct node_stream_ops {
     void (*end)(void *handle, enum node_end why);
 };
 
+/* Whether a node takes new tasks; kept in the store, so it survives a restart. */
+enum node_state {
+    NODE_ENABLED,
+    NODE_DISABLED, /* takes no new task; its running ones go on */
+    NODE_DRAINING, /* takes no new task; disabled once it holds none (active reaches 0) */
+};
+
+/* What an admin does to a node (AdminService.ChangeNode). */
+enum node_action {
+    NODE_ENABLE,
+    NODE_DISABLE,
+    NODE_DRAIN,
+    NODE_REMOVE, /* forget it: only an offline node that holds no task */
+};
+
 struct node {
     struct hmap_entry link; /* keyed by key */
     char key[LIMIT_NODE_KEY_MAX + 1];
@@ -62,6 +77,8 @@ struct node {
     char machine_id[LIMIT_NODE_KEY_MAX + 1];
     char version[LIMIT_VERSION_MAX + 1];
     char containment[LIMIT_VERSION_MAX + 1]; /* as announced at Register; "" if unknown */
+    char *labels; /* as announced at its last Register, joined form (core/rules.h); never NULL */
+    enum node_state state;
     int max_runners;
     bool claims; /* it claims each fetched task before it starts it, as announced at Register */
     int running; /* as the node last reported it */
@@ -94,6 +111,7 @@ void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx);
 /* What a node says when it registers: strings borrowed for the call, already validated. */
 struct node_hello {
     const char *key, *name, *machine_id, *version, *containment;
+    const char *labels; /* joined form, valid (labels_text_valid); NULL = none */
     int max_runners;
     bool claims;
     const char *peer; /* where it connects from, for the log */
@@ -131,9 +149,33 @@ void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), vo
 /* How many nodes are known (online or not). */
 size_t nodes_count(const struct nodes *n);
 
-/* A node with a live stream and free capacity, taken in turn so that pushes spread fairly; NULL
- * when every node is busy or gone. */
-struct node *nodes_pick_free(struct nodes *n);
+/* Whether the node takes a new task with the selector `labels` (joined form, NULL = any) now:
+ * online, enabled and having those labels. */
+bool nodes_takes(const struct node *node, const char *labels);
+/* Whether some known node takes such a task now (nodes_takes). */
+bool nodes_any_takes(struct nodes *n, const char *labels);
+
+/* A node that takes a task with the selector `labels` (nodes_takes), with a live stream and free
+ * capacity, taken in turn so that pushes spread fairly; NULL when there is none. */
+struct node *nodes_pick_free(struct nodes *n, const char *labels);
+
+/*
+ * The node that `given` names: the node with that key, else the one node with that name. -ENOENT
+ * when none; -ENOTUNIQ when several nodes have that name: then why (why_len bytes) names them.
+ */
+int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *why, size_t why_len);
+
+/*
+ * Enables, disables, drains or removes the node, in memory and in the store. A node's state
+ * changes only here and when a drain completes, both through one function of nodes.c
+ * (set_state), and a node is forgotten in one other (remove_node): events hook in there.
+ * Draining a node that holds no task disables it at once; enabling one pushes TASK_AVAILABLE to
+ * it. Removing is refused with -EBUSY while the node is online or holds tasks; on success the node
+ * is freed. -ENOMEM, or the store's error (nothing changed).
+ */
+int nodes_change(struct nodes *n, struct node *node, enum node_action action);
+/* The name of a state, as listings and the store show it. */
+const char *nodes_state_name(enum node_state s);
 
 /* Pushes TASK_AVAILABLE to the node if it has a live stream. Returns false when it has none. */
 bool nodes_notify_task(struct node *node);

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "core/rules.h"
 #include "net/tls.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
@@ -215,8 +216,11 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
                       "the client certificate is not this node's (--tls-bind-node-key)");
         return;
     }
+    char labels[LIMIT_LABELS_TEXT_MAX + 1];
+    labels_join(req->labels, req->n_labels, labels, sizeof(labels)); /* validated: it fits */
     struct node_hello hello = {
         .key = req->node_key,
+        .labels = labels,
         .name = req->node_name,
         .machine_id = req->machine_id,
         .version = req->version,

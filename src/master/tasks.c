@@ -211,12 +211,13 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
     return 0;
 }
 
-/* Pushes TASK_AVAILABLE to whoever should fetch a newly pending task. */
-static void announce(struct tasks *t, const char *node_key)
+/* Pushes TASK_AVAILABLE to whoever should fetch a newly pending task: the node it is addressed
+ * to, else a free node that has the labels of its selector (NULL: any). */
+static void announce(struct tasks *t, const char *node_key, const char *labels)
 {
     struct node *node =
-        node_key && *node_key ? nodes_find(t->nodes, node_key) : nodes_pick_free(t->nodes);
-    if (node)
+        node_key && *node_key ? nodes_find(t->nodes, node_key) : nodes_pick_free(t->nodes, labels);
+    if (node && nodes_takes(node, labels))
         nodes_notify_task(node);
 }
 
@@ -225,7 +226,7 @@ static void requeue(struct tasks *t, const struct task_row *r, const char *why)
 {
     if (change_status(t, r, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
         log_info("task %s returned to the queue: %s", r->id, why);
-        announce(t, r->node_key);
+        announce(t, r->node_key, r->labels);
     }
 }
 
@@ -235,7 +236,7 @@ int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID
     if (rc < 0)
         return rc;
     log_debug("task %s submitted", id_out);
-    announce(t, tn->node_key);
+    announce(t, tn->node_key, tn->labels);
     return 0;
 }
 
@@ -246,7 +247,7 @@ int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struc
     if (rc != 0)
         return rc;
     log_info("schedule %" PRId64 ": task %s for the fire at %" PRId64, schedule_id, id_out, fire_s);
-    announce(t, tn->node_key);
+    announce(t, tn->node_key, tn->labels);
     return 0;
 }
 
@@ -280,10 +281,11 @@ void tasks_drain(struct tasks *t)
 
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
 {
-    if (t->draining)
+    struct node *node = nodes_find(t->nodes, node_key);
+    if (t->draining || !node || node->state != NODE_ENABLED)
         return 0;
     int64_t now_ms = clock_now_ms(t->loop);
-    int rc = store_task_fetch(t->store, node_key, now_ms, out);
+    int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);
     if (rc == 1) {
         if (t->metrics && now_ms >= out->created_ms)
             metrics_observe(&t->metrics->dispatch_seconds,

@@ -49,7 +49,7 @@ void tasks_drain(struct tasks *t);
 void tasks_set_metrics(struct tasks *t, struct metrics *m);
 
 /* Stores a new pending task and pushes TASK_AVAILABLE to a node that can take it: the node it is
- * addressed to, else a free node (nodes_pick_free). */
+ * addressed to, else a free node that has the labels of its selector (nodes_pick_free). */
 int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1]);
 
 /* The task of a schedule's fire (store_schedule_fire: the task, the fire record and the
@@ -64,7 +64,8 @@ int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struc
 int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after);
 
 /* The node asks for work: 1 and *out (release it with store_task_row_free) when a task was
- * assigned to it, 0 when none waits or the master is draining. */
+ * assigned to it (one addressed to it, or one whose selector its labels match), 0 when none
+ * waits, the node is not enabled (disabled or draining) or the master is draining. */
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out);
 
 /*

@@ -116,6 +116,9 @@ static int task_state_check(const Grpc__TaskState *st, bool any_status, const ch
 /* ---- NodeService ---- */
 
 #define NODE_KEY_REASON "node_key: 1 to 64 of [A-Za-z0-9._:-]"
+#define LABELS_REASON   "labels: " RULE_LABELS
+/* Where a node is named by an admin: its key or its name (every key is a valid name). */
+#define NODE_REASON "a node key or name, " RULE_NAME
 
 int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **why)
 {
@@ -136,14 +139,9 @@ int validate_register(const Grpc__NodeServiceRegisterRequest *r, const char **wh
     if (r->max_runners < 0 || r->max_runners > LIMIT_RUNNERS_MAX)
         return fail(why, -ERANGE, "max_runners: 0 to 100000");
     if (r->n_labels > LIMIT_LABELS_MAX)
-        return fail(why, -EMSGSIZE, "labels: more than 64");
-    for (size_t i = 0; i < r->n_labels; i++) {
-        rc = text_check(r->labels[i], LIMIT_NAME_MAX, TEXT_LINE);
-        if (rc < 0)
-            return fail(why, rc,
-                        rc == -EMSGSIZE ? "labels: one is longer than 128 bytes"
-                                        : "labels: one is not UTF-8, or holds control characters");
-    }
+        return fail(why, -EMSGSIZE, "labels: more than " STR(LIMIT_LABELS_MAX));
+    if (!labels_valid(r->labels, r->n_labels))
+        return fail(why, -EINVAL, LABELS_REASON);
     rc = text_check(r->containment, LIMIT_VERSION_MAX, TEXT_LINE);
     if (rc < 0)
         return fail(why, rc,
@@ -317,8 +315,12 @@ int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why)
     if (r->n_node_keys > LIMIT_SUBMIT_NODES)
         return fail(why, -EMSGSIZE, "node_keys: more than 10000");
     for (size_t i = 0; i < r->n_node_keys; i++)
-        if (!node_key_valid(r->node_keys[i]))
-            return fail(why, -EINVAL, "node_keys: each is 1 to 64 of [A-Za-z0-9._:-]");
+        if (!name_valid(r->node_keys[i]))
+            return fail(why, -EINVAL, "node_keys: each is " NODE_REASON);
+    if (!labels_valid(r->labels, r->n_labels))
+        return fail(why, -EINVAL, LABELS_REASON);
+    if (r->n_labels && r->n_node_keys)
+        return fail(why, -EINVAL, "labels: not with node_keys (a task for a named node)");
     return ok(why);
 }
 
@@ -360,8 +362,12 @@ int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const ch
     struct cron_expr e;
     if (cron_parse(r->expr, offset, &e, NULL) < 0)
         return fail(why, -EINVAL, "expr: not a schedule expression");
-    if (*r->node_key && !node_key_valid(r->node_key))
-        return fail(why, -EINVAL, NODE_KEY_REASON);
+    if (*r->node_key && !name_valid(r->node_key))
+        return fail(why, -EINVAL, "node_key: " NODE_REASON);
+    if (!labels_valid(r->labels, r->n_labels))
+        return fail(why, -EINVAL, LABELS_REASON);
+    if (r->n_labels && *r->node_key)
+        return fail(why, -EINVAL, "labels: not with node_key (a task for a named node)");
     enum cron_overlap o;
     if (*r->overlap && cron_overlap_parse(r->overlap, &o) < 0)
         return fail(why, -EINVAL, "overlap: skip, allow or cancel-previous");
@@ -378,6 +384,16 @@ int validate_schedule_request(const Grpc__AdminScheduleRequest *r, const char **
     if (*r->action && strcmp(r->action, "pause") != 0 && strcmp(r->action, "resume") != 0 &&
         strcmp(r->action, "remove") != 0)
         return fail(why, -EINVAL, "action: pause, resume or remove");
+    return ok(why);
+}
+
+int validate_node_request(const Grpc__AdminNodeRequest *r, const char **why)
+{
+    if (!name_valid(r->node))
+        return fail(why, -EINVAL, "node: " NODE_REASON);
+    if (strcmp(r->action, "enable") != 0 && strcmp(r->action, "disable") != 0 &&
+        strcmp(r->action, "drain") != 0 && strcmp(r->action, "remove") != 0)
+        return fail(why, -EINVAL, "action: enable, disable, drain or remove");
     return ok(why);
 }
 
@@ -414,6 +430,7 @@ GENERIC(validate_create_schedule, Grpc__AdminCreateScheduleRequest)
 GENERIC(validate_schedule_request, Grpc__AdminScheduleRequest)
 GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
 GENERIC(validate_purge_tasks, Grpc__AdminPurgeTasksRequest)
+GENERIC(validate_node_request, Grpc__AdminNodeRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -436,6 +453,7 @@ static const struct {
     {&grpc__admin_schedule_request__descriptor, validate_schedule_request_msg},
     {&grpc__admin_metrics_request__descriptor, validate_metrics_msg},
     {&grpc__admin_purge_tasks_request__descriptor, validate_purge_tasks_msg},
+    {&grpc__admin_node_request__descriptor, validate_node_request_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

@@ -75,6 +75,11 @@ int store_rollback(struct store *s);
 /* Node statuses, as the protocol names them. */
 #define STORE_NODE_ONLINE  "online"
 #define STORE_NODE_OFFLINE "offline"
+/* Node states: whether the node takes new tasks (draining: not, and disabled once its last held
+ * task is released). */
+#define STORE_NODE_ENABLED  "enabled"
+#define STORE_NODE_DISABLED "disabled"
+#define STORE_NODE_DRAINING "draining"
 
 struct node_row {
     char key[LIMIT_NODE_KEY_MAX + 1];
@@ -83,13 +88,22 @@ struct node_row {
     int max_runners;
     int64_t created_ms, last_seen_ms;
     char version[LIMIT_VERSION_MAX + 1];
+    char labels[LIMIT_LABELS_TEXT_MAX + 1]; /* joined form (core/rules.h), "" = none */
+    char state[16];                         /* STORE_NODE_ENABLED, _DISABLED or _DRAINING */
 };
 
-/* Creates the node on first sight or updates name, max_runners and version; either way marks it
- * online with last_seen_ms = now_ms. key is 1..64 bytes; name (NULL = "") and version (NULL = "")
- * are bounded by the limits above, or -EINVAL. */
+/* Creates the node on first sight (enabled) or updates name, max_runners, version and labels
+ * (its state stays); either way marks it online with last_seen_ms = now_ms. key is 1..64 bytes;
+ * name (NULL = "") and version (NULL = "") are bounded by the limits above, labels (NULL = "")
+ * pass labels_text_valid, or -EINVAL. */
 int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
-                      const char *version, int64_t now_ms);
+                      const char *version, const char *labels, int64_t now_ms);
+
+/* Sets the node's state (one of the STORE_NODE_ENABLED... names, else -EINVAL). -ENOENT. */
+int store_node_set_state(struct store *s, const char *key, const char *state);
+
+/* Forgets the node (its tasks stay). -ENOENT for an unknown node. */
+int store_node_delete(struct store *s, const char *key);
 
 /* Sets the status to "online" or "offline" (anything else is -EINVAL) and last_seen_ms when the
  * node goes online. -ENOENT for an unknown node. */
@@ -121,6 +135,7 @@ struct task_new {
     int priority;         /* higher runs first */
     int64_t timeout_ms;   /* 0 = none; negative is -EINVAL */
     const char *node_key; /* the node that must run it; NULL or "" = any node */
+    const char *labels;   /* selector: labels its node must have (joined form); NULL or "" = any */
 };
 
 /* A task as stored. The char * members are heap strings (never NULL) owned by the row: release
@@ -144,6 +159,7 @@ struct task_row {
     bool cancel_requested, cancel_force;
     int64_t created_ms, updated_ms, started_ms, ended_ms; /* 0 = not yet */
     uint64_t epoch; /* the current assignment's epoch (core/fence.h); 0 = never assigned */
+    char *labels;   /* the selector, joined form; "" = any node */
 };
 
 void store_task_row_free(struct task_row *r);
@@ -160,9 +176,11 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
  * up by one) and copies it into *out (free it with store_task_row_free). Returns 1 when a task was
  * assigned, 0 when none is available. Tasks addressed to this node come first, then unaddressed
  * ones; within each, highest priority first, then oldest. A task addressed to another node is never
- * returned, and a task is assigned at most once (until it returns to pending).
+ * returned, nor one whose label selector node_labels (the node's labels, joined form; NULL = none)
+ * does not match (labels_match), and a task is assigned at most once (until it returns to pending).
  */
-int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out);
+int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
+                     struct task_row *out);
 
 /*
  * Assigns one given pending task to node_key, as store_task_fetch would. Returns 0 when it was
@@ -335,12 +353,13 @@ struct schedule_new {
     int priority;
     int64_t timeout_ms;   /* 0 = none */
     const char *node_key; /* NULL or "" = any node */
+    const char *labels;   /* selector of its tasks (joined form); NULL or "" = any node */
     int overlap;          /* enum cron_overlap */
     int missed;           /* enum cron_missed */
 };
 
-/* A schedule as stored. expr, cmd and env_json are heap strings owned by the row: release them
- * with store_schedule_row_free. */
+/* A schedule as stored. expr, cmd, env_json and labels are heap strings owned by the row: release
+ * them with store_schedule_row_free. */
 struct schedule_row {
     int64_t id;
     char name[LIMIT_NAME_MAX + 1];
@@ -356,6 +375,7 @@ struct schedule_row {
     int64_t created_ms;
     int64_t last_fire_s;             /* the latest fire time handled (Unix s); 0 = none yet */
     char last_task[TASK_ID_LEN + 1]; /* the task of the latest fire that made one; "" = none */
+    char *labels;                    /* selector of its tasks, joined form; "" = any node */
 };
 
 void store_schedule_row_free(struct schedule_row *r);

@@ -28,9 +28,10 @@
 /*
  * Schema versions, each brought by one step of schema_steps: 1 the first schema (schema_sql),
  * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
- * 4 schedules and their fires (migrate_4_sql).
+ * 4 schedules and their fires (migrate_4_sql), 5 node labels and states, task selectors
+ * (migrate_5_sql).
  */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -89,9 +90,20 @@ static const char migrate_4_sql[] =
     " schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL, task_id TEXT NOT NULL,"
     " PRIMARY KEY (schedule_id, fire_s)) WITHOUT ROWID;";
 
+/*
+ * Version 5 (labels and node lifecycle): a node's labels and state (enabled, disabled, draining),
+ * the label selector of a task and of a schedule's tasks; labels in their joined form
+ * (core/rules.h), "" for none.
+ */
+static const char migrate_5_sql[] =
+    "ALTER TABLE nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN state TEXT NOT NULL DEFAULT 'enabled';"
+    "ALTER TABLE tasks ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE schedules ADD COLUMN labels TEXT NOT NULL DEFAULT '';";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql, migrate_3_sql,
-                                                         migrate_4_sql};
+                                                         migrate_4_sql, migrate_5_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -99,7 +111,9 @@ static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_s
 #define TASK_COLS                                                                                  \
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
     "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
-    "created_ms, updated_ms, started_ms, ended_ms, epoch"
+    "created_ms, updated_ms, started_ms, ended_ms, epoch, labels"
+
+#define NODE_COLS "key, name, status, max_runners, created_ms, last_seen_ms, version, labels, state"
 
 enum stmt_id {
     ST_BEGIN,
@@ -112,6 +126,8 @@ enum stmt_id {
     ST_NODE_SET_STATUS,
     ST_NODE_TOUCH,
     ST_NODE_GET,
+    ST_NODE_SET_STATE,
+    ST_NODE_DELETE,
     ST_TASK_INSERT,
     ST_TASK_GET,
     ST_TASK_PICK,
@@ -156,22 +172,25 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RELEASE] = "RELEASE op",
     [ST_ROLLBACK_TO] = "ROLLBACK TO op",
     [ST_NODE_UPSERT] =
-        "INSERT INTO nodes (key, name, status, max_runners, version, created_ms, last_seen_ms)"
-        " VALUES (?1, ?2, 'online', ?3, ?4, ?5, ?5)"
+        "INSERT INTO nodes (key, name, status, max_runners, version, created_ms, last_seen_ms,"
+        " labels) VALUES (?1, ?2, 'online', ?3, ?4, ?5, ?5, ?6)"
         " ON CONFLICT (key) DO UPDATE SET name = excluded.name, status = 'online',"
         " max_runners = excluded.max_runners, version = excluded.version,"
-        " last_seen_ms = excluded.last_seen_ms",
+        " last_seen_ms = excluded.last_seen_ms, labels = excluded.labels",
     [ST_NODE_SET_STATUS] = "UPDATE nodes SET status = ?2,"
                            " last_seen_ms = CASE WHEN ?2 = 'online' THEN ?3 ELSE last_seen_ms END"
                            " WHERE key = ?1",
     [ST_NODE_TOUCH] = "UPDATE nodes SET last_seen_ms = ?2 WHERE key = ?1",
-    [ST_NODE_GET] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
-                    " FROM nodes WHERE key = ?1",
+    [ST_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE key = ?1",
+    [ST_NODE_SET_STATE] = "UPDATE nodes SET state = ?2 WHERE key = ?1",
+    [ST_NODE_DELETE] = "DELETE FROM nodes WHERE key = ?1",
     [ST_TASK_INSERT] = "INSERT INTO tasks (id, name, cmd, param, env_json, priority, timeout_ms,"
-                       " node_key, status, created_ms, updated_ms)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+                       " node_key, status, created_ms, updated_ms, labels)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?10)",
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
+    /* A task with a label selector goes only to a node that has all its labels (?2). */
     [ST_TASK_PICK] = "SELECT id FROM tasks WHERE status = 'pending' AND node_key = ?1"
+                     " AND (labels = '' OR labels_match(labels, ?2))"
                      " ORDER BY priority DESC, created_ms, rowid LIMIT 1",
     /* Every assignment is a new epoch; so is every return to pending (ST_TASK_SET_STATUS). */
     [ST_TASK_ASSIGN] = "UPDATE tasks SET status = 'assigned', assigned_node = ?2, updated_ms = ?3,"
@@ -206,8 +225,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " WHERE task_id = ?1 ORDER BY seq",
     [ST_ITEM_INSERT] = "INSERT INTO items (task_id, seq, data) VALUES (?1, ?2, ?3)",
     [ST_ITEMS_READ] = "SELECT seq, data FROM items WHERE task_id = ?1 AND seq >= ?2 ORDER BY seq",
-    [ST_NODE_PAGE] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
-                     " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
+    [ST_NODE_PAGE] = "SELECT " NODE_COLS " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
     /* The page queries walk tasks_by_created backwards (its entries end with the rowid); the
      * position's rowid is read after the row's columns, whatever their number. */
     [ST_TASK_PAGE_FIRST] = "SELECT " TASK_COLS ", rowid FROM tasks"
@@ -608,6 +626,14 @@ static int make_db_private(struct store *s)
     return 0;
 }
 
+/* labels_match(want, have) in SQL: core's labels_match on the stored joined forms. */
+static void sql_labels_match(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *want = (const char *)sqlite3_value_text(argv[0]);
+    const char *have = (const char *)sqlite3_value_text(argv[1]);
+    sqlite3_result_int(ctx, labels_match(want, have));
+}
+
 static int setup_db(struct store *s)
 {
     int prc = make_db_private(s);
@@ -674,6 +700,10 @@ static int setup_db(struct store *s)
         }
     }
 
+    rc = sqlite3_create_function(s->db, "labels_match", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                 sql_labels_match, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, "adding labels_match", s->data_dir);
     for (int i = 0; i < ST_COUNT; i++) {
         rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
         if (rc != SQLITE_OK)
@@ -837,6 +867,8 @@ static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
     r->created_ms = sqlite3_column_int64(st, 4);
     r->last_seen_ms = sqlite3_column_int64(st, 5);
     copy_column(r->version, sizeof(r->version), st, 6);
+    copy_column(r->labels, sizeof(r->labels), st, 7);
+    copy_column(r->state, sizeof(r->state), st, 8);
 }
 
 /* Runs a one-row UPDATE of a node; -ENOENT when no row matched. */
@@ -854,13 +886,14 @@ static int node_update(struct store *s, sqlite3_stmt *st, const char *what, cons
 }
 
 int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
-                      const char *version, int64_t now_ms)
+                      const char *version, const char *labels, int64_t now_ms)
 {
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
     if (!node_key_valid(key) || !optional_line(name, LIMIT_NAME_MAX) ||
-        !optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0)
+        !optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
+        (labels && !labels_text_valid(labels)))
         return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
     bind_text(st, 1, key);
@@ -868,12 +901,40 @@ int store_node_upsert(struct store *s, const char *key, const char *name, int ma
     sqlite3_bind_int(st, 3, max_runners);
     bind_text(st, 4, version ? version : "");
     sqlite3_bind_int64(st, 5, now_ms);
+    bind_text(st, 6, labels ? labels : "");
     rc = op_begin(s);
     if (rc < 0) {
         finish(st);
         return rc;
     }
     return op_end(s, step_done(s, st, "registering node", key));
+}
+
+int store_node_set_state(struct store *s, const char *key, const char *state)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(key) || !state ||
+        (strcmp(state, STORE_NODE_ENABLED) != 0 && strcmp(state, STORE_NODE_DISABLED) != 0 &&
+         strcmp(state, STORE_NODE_DRAINING) != 0))
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_SET_STATE];
+    bind_text(st, 1, key);
+    bind_text(st, 2, state);
+    return node_update(s, st, "setting node state", key);
+}
+
+int store_node_delete(struct store *s, const char *key)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(key))
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_NODE_DELETE];
+    bind_text(st, 1, key);
+    return node_update(s, st, "removing node", key);
 }
 
 int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms)
@@ -978,6 +1039,7 @@ void store_task_row_free(struct task_row *r)
     free(r->param);
     free(r->env_json);
     free(r->error);
+    free(r->labels);
     memset(r, 0, sizeof(*r));
 }
 
@@ -1008,7 +1070,8 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
     r->started_ms = sqlite3_column_int64(st, 20);
     r->ended_ms = sqlite3_column_int64(st, 21);
     r->epoch = column_u64(st, 22);
-    if (!r->cmd || !r->param || !r->env_json || !r->error) {
+    r->labels = dup_column(st, 23);
+    if (!r->cmd || !r->param || !r->env_json || !r->error || !r->labels) {
         store_task_row_free(r);
         log_error("store: out of memory reading task");
         return -ENOMEM;
@@ -1092,7 +1155,7 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
         return rc;
     if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
         (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
-        !id_out)
+        (t->labels && !labels_text_valid(t->labels)) || !id_out)
         return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
@@ -1124,6 +1187,7 @@ static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms
         sqlite3_bind_int64(st, 7, t->timeout_ms);
         bind_text(st, 8, t->node_key ? t->node_key : "");
         sqlite3_bind_int64(st, 9, now_ms);
+        bind_text(st, 10, t->labels ? t->labels : "");
         int src = sqlite3_step(st);
         if (src == SQLITE_DONE) {
             rc = 0;
@@ -1202,7 +1266,8 @@ int store_task_assign(struct store *s, const char *id, const char *node_key, int
     return op_end(s, assign_pending(s, id, node_key, now_ms));
 }
 
-int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, struct task_row *out)
+int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
+                     struct task_row *out)
 {
     int rc = enter(s, __func__);
     if (rc < 0)
@@ -1219,6 +1284,7 @@ int store_task_fetch(struct store *s, const char *node_key, int64_t now_ms, stru
     sqlite3_stmt *pick = s->st[ST_TASK_PICK];
     for (int i = 0; i < 2 && rc == 0 && !id[0]; i++) {
         bind_text(pick, 1, targets[i]);
+        bind_text(pick, 2, node_labels ? node_labels : "");
         int src = sqlite3_step(pick);
         if (src == SQLITE_ROW)
             copy_column(id, sizeof(id), pick, 0);
@@ -1922,7 +1988,7 @@ static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
 
 #define SCHED_COLS                                                                                 \
     "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
-    "paused, created_ms, last_fire_s, last_task"
+    "paused, created_ms, last_fire_s, last_task, labels"
 
 void store_schedule_row_free(struct schedule_row *r)
 {
@@ -1931,6 +1997,7 @@ void store_schedule_row_free(struct schedule_row *r)
     free(r->expr);
     free(r->cmd);
     free(r->env_json);
+    free(r->labels);
     memset(r, 0, sizeof(*r));
 }
 
@@ -1952,7 +2019,8 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
     r->created_ms = sqlite3_column_int64(st, 12);
     r->last_fire_s = sqlite3_column_int64(st, 13);
     copy_column(r->last_task, sizeof(r->last_task), st, 14);
-    if (!r->expr || !r->cmd || !r->env_json) {
+    r->labels = dup_column(st, 15);
+    if (!r->expr || !r->cmd || !r->env_json || !r->labels) {
         store_schedule_row_free(r);
         log_error("store: out of memory reading a schedule");
         return -ENOMEM;
@@ -1969,13 +2037,13 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     if (!n || !n->cmd || !*n->cmd || !n->expr || !*n->expr || strlen(n->expr) > CRON_EXPR_MAX ||
         !optional_line(n->name, LIMIT_NAME_MAX) ||
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
-        !id_out)
+        (n->labels && !labels_text_valid(n->labels)) || !id_out)
         return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
-                       " timeout_ms, node_key, overlap, missed, created_ms)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                       " timeout_ms, node_key, overlap, missed, created_ms, labels)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                        &st);
     if (rc < 0)
         return rc;
@@ -1995,6 +2063,7 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     sqlite3_bind_int(st, 9, n->overlap);
     sqlite3_bind_int(st, 10, n->missed);
     sqlite3_bind_int64(st, 11, now_ms);
+    bind_text(st, 12, n->labels ? n->labels : "");
     rc = sched_run(s, st, "creating schedule");
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc < 0 ? rc : 0);

@@ -376,6 +376,8 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
     req.machine_id = (char *)s->id.machine_id;
     req.containment = (char *)(s->id.containment ? s->id.containment : "");
     req.claims = true; /* worker/jobs.c claims every task it fetches (core/fence.h) */
+    req.labels = s->cfg->labels;
+    req.n_labels = s->cfg->n_labels;
     struct call_ctx *c = call_ctx_new(s);
     if (!c) {
         connection_lost(s, "out of memory");

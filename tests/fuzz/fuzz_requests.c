@@ -65,6 +65,7 @@ static void passed_is_usable(const ProtobufCMessage *m)
         CHECK(strlen(r->machine_id) <= LIMIT_NODE_KEY_MAX);
         one_line(r->node_name);
         one_line(r->version);
+        CHECK(labels_valid(r->labels, r->n_labels));
         for (size_t i = 0; i < r->n_labels; i++)
             one_line(r->labels[i]);
     } else if (d == &grpc__node_service_resync_request__descriptor) {
@@ -99,8 +100,13 @@ static void passed_is_usable(const ProtobufCMessage *m)
                   0);
         }
         json_decref(env);
+        /* A key or a name: the registry looks it up either way. */
         for (size_t i = 0; i < r->n_node_keys; i++)
-            CHECK(node_key_valid(r->node_keys[i]));
+            CHECK(name_valid(r->node_keys[i]));
+        /* on_submit joins the selector into a buffer of this size. */
+        char joined[LIMIT_LABELS_TEXT_MAX + 1];
+        CHECK(labels_join(r->labels, r->n_labels, joined, sizeof(joined)) == 0);
+        CHECK(labels_text_valid(joined));
     } else if (d == &grpc__admin_list_tasks_request__descriptor) {
         const Grpc__AdminListTasksRequest *r = (const void *)m;
         enum task_status s;
@@ -110,6 +116,9 @@ static void passed_is_usable(const ProtobufCMessage *m)
         /* A full id or a unique prefix of one: the store looks it up by prefix. */
         const Grpc__AdminTaskRequest *r = (const void *)m;
         CHECK(task_id_prefix_valid(r->task_id));
+    } else if (d == &grpc__admin_node_request__descriptor) {
+        const Grpc__AdminNodeRequest *r = (const void *)m;
+        CHECK(name_valid(r->node));
     }
 }
 

@@ -651,11 +651,39 @@ START_TEST(test_submit_name_and_nodes_follow_the_master_rules)
     ck_assert_uint_eq(strlen(cfg.task_name), LIMIT_NAME_MAX);
     expect_error(parse("submit", repeat_arg("--name", "t", LIMIT_NAME_MAX + 1), "--", "true", NULL),
                  "--name", "128 bytes");
-    expect_error(parse("submit", "--node=not a key", "--", "true", NULL), "--node",
-                 "expected a node key");
-    expect_error(
-        parse("submit", repeat_arg("--node", "k", LIMIT_NODE_KEY_MAX + 1), "--", "true", NULL),
-        "--node", NULL);
+    ck_assert_int_eq(parse("submit", "--node=a node name", "--", "true", NULL), 0);
+    expect_error(parse("submit", "--node=a\tb", "--", "true", NULL), "--node",
+                 "expected a node key or name");
+    expect_error(parse("submit", repeat_arg("--node", "k", LIMIT_NAME_MAX + 1), "--", "true", NULL),
+                 "--node", NULL);
+}
+END_TEST
+
+/* --label: KEY=VALUE (core/rules.h), no KEY twice, not with --node; the worker's too. */
+START_TEST(test_labels_and_the_node_command)
+{
+    ck_assert_int_eq(
+        parse("submit", "--label=gpu=1", "--label", "zone=eu west", "--", "true", NULL), 0);
+    ck_assert_uint_eq(cfg.n_labels, 2);
+    ck_assert_str_eq(cfg.labels[1], "zone=eu west");
+    ck_assert_int_eq(parse("--role=worker", "--label=gpu=", NULL), 0);
+    expect_error(parse("submit", "--label=gpu", "--", "true", NULL), "--label", "KEY=VALUE");
+    expect_error(parse("submit", "--label=g pu=1", "--", "true", NULL), "--label", "KEY=VALUE");
+    expect_error(parse("submit", "--label=gpu=1", "--label=gpu=2", "--", "true", NULL), "--label",
+                 "given twice");
+    expect_error(parse("submit", "--label=gpu=1", "--node=w1", "--", "true", NULL), "'--label'",
+                 "'--node'");
+    expect_error(parse("schedule", "list", "--label=gpu=1", NULL), "takes none", NULL);
+    expect_error(parse("tasks", "--label=gpu=1", NULL), "'--label' is not an option", NULL);
+
+    ck_assert_int_eq(parse("node", "drain", "my worker", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_NODE);
+    ck_assert_str_eq(cfg.node_action, "drain");
+    ck_assert_str_eq(cfg.node_target, "my worker");
+    expect_error(parse("node", "pause", "w1", NULL), "unknown sub-command 'node pause'", NULL);
+    expect_error(parse("node", "rm", NULL), "'node rm' needs a node", NULL);
+    expect_error(parse("node", "rm", "w1", "w2", NULL), "unexpected argument 'w2'", NULL);
+    expect_error(parse("node", NULL), "'node' needs a sub-command", NULL);
 }
 END_TEST
 
@@ -1441,7 +1469,9 @@ START_TEST(test_tasks_limit_and_before)
     expect_error(parse("tasks", "--limit=many", NULL), "--limit", NULL);
     expect_error(parse("tasks", "--before=65a1b", NULL), "--before", "at least 6");
     expect_error(parse("tasks", "--before=2026-01-01", NULL), "--before", NULL);
-    expect_error(parse("nodes", "--limit=5", NULL), "'--limit' is not an option", NULL);
+    ck_assert_int_eq(parse("nodes", "--limit=5", NULL), 0);
+    ck_assert_uint_eq(cfg.limit, 5);
+    expect_error(parse("schedule", "list", "--limit=5", NULL), "'--limit' is not an option", NULL);
     expect_error(parse("logs", "--before=65a1b2", TASK_ID, NULL), "'--before' is not an option",
                  NULL);
 }
@@ -1548,6 +1578,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_errors_quoting_a_value_stay_one_printable_line);
     tcase_add_test(tc, test_node_key_follows_the_master_rule);
     tcase_add_test(tc, test_submit_name_and_nodes_follow_the_master_rules);
+    tcase_add_test(tc, test_labels_and_the_node_command);
 
     tcase_add_test(tc, test_submit_collects_nodes_env_and_command);
     tcase_add_test(tc, test_submit_to_all_nodes);

@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check_main.h"
@@ -238,18 +239,18 @@ START_TEST(test_pick_free_spreads_work_and_respects_capacity)
     attach(a, sa);
     attach(b, sb);
 
-    struct node *first = nodes_pick_free(nodes);
+    struct node *first = nodes_pick_free(nodes, NULL);
     ck_assert(first == a || first == b);
     nodes_task_held(nodes, first->key);
-    struct node *second = nodes_pick_free(nodes);
+    struct node *second = nodes_pick_free(nodes, NULL);
     ck_assert(second == a || second == b);
     ck_assert_ptr_ne(second, first);
     nodes_task_held(nodes, second->key);
-    ck_assert_ptr_null(nodes_pick_free(nodes));
+    ck_assert_ptr_null(nodes_pick_free(nodes, NULL));
 
     nodes_task_released(nodes, first->key);
-    ck_assert_ptr_eq(nodes_pick_free(nodes), first);
-    ck_assert_ptr_eq(nodes_pick_free(nodes), first);
+    ck_assert_ptr_eq(nodes_pick_free(nodes, NULL), first);
+    ck_assert_ptr_eq(nodes_pick_free(nodes, NULL), first);
     ck_assert_int_eq(quiet->active, 0);
 
     ck_assert(nodes_notify_task(first));
@@ -257,6 +258,77 @@ START_TEST(test_pick_free_spreads_work_and_respects_capacity)
                                 : sb->pushes[NODE_PUSH_TASK_AVAILABLE],
                      1);
     ck_assert(!nodes_notify_task(quiet));
+}
+END_TEST
+
+/* A selector picks among the nodes that have its labels; a disabled node is never picked. */
+START_TEST(test_pick_free_takes_labels_and_states_into_account)
+{
+    const struct node_hello hello = {.key = "gpu",
+                                     .name = "box",
+                                     .machine_id = "mg",
+                                     .labels = "gpu=1\nzone=eu",
+                                     .max_runners = 4,
+                                     .peer = "test"};
+    struct node *gpu = NULL, *cpu = reg("cpu", "mc", 4);
+    ck_assert_int_eq(nodes_register(nodes, &hello, &gpu), 0);
+    attach(gpu, fixture_node_stream());
+    attach(cpu, fixture_node_stream());
+    ck_assert_str_eq(gpu->labels, "gpu=1\nzone=eu");
+    ck_assert_ptr_eq(nodes_pick_free(nodes, "zone=eu\ngpu=1"), gpu);
+    ck_assert_ptr_eq(nodes_pick_free(nodes, "gpu=1"), gpu);
+    ck_assert_ptr_null(nodes_pick_free(nodes, "gpu=2"));
+    ck_assert(nodes_any_takes(nodes, "gpu=1"));
+
+    ck_assert_int_eq(nodes_change(nodes, gpu, NODE_DISABLE), 0);
+    ck_assert_ptr_null(nodes_pick_free(nodes, "gpu=1"));
+    ck_assert(!nodes_any_takes(nodes, "gpu=1"));
+    ck_assert_ptr_eq(nodes_pick_free(nodes, NULL), cpu);
+    ck_assert_int_eq(nodes_change(nodes, gpu, NODE_ENABLE), 0);
+    ck_assert_ptr_eq(nodes_pick_free(nodes, "gpu=1"), gpu);
+}
+END_TEST
+
+/* Drain: disabled once the last held task is released, or at once when none is held; the state
+ * is stored and a registration keeps it; a node is removed only offline and idle. */
+START_TEST(test_drain_disable_and_remove)
+{
+    struct node *node = reg("n1", "m1", 2);
+    struct node_row row;
+    nodes_task_held(nodes, "n1");
+    ck_assert_int_eq(nodes_change(nodes, node, NODE_DRAIN), 0);
+    ck_assert_int_eq(node->state, NODE_DRAINING);
+    ck_assert(!nodes_takes(node, NULL));
+    ck_assert_int_eq(nodes_change(nodes, node, NODE_REMOVE), -EBUSY);
+    nodes_task_released(nodes, "n1");
+    ck_assert_int_eq(node->state, NODE_DISABLED);
+    ck_assert_int_eq(store_node_get(fx.store, "n1", &row), 0);
+    ck_assert_str_eq(row.state, STORE_NODE_DISABLED);
+    ck_assert_ptr_eq(reg("n1", "m1", 2), node);
+    ck_assert_int_eq(node->state, NODE_DISABLED);
+
+    struct node *idle = reg("n2", "m2", 1);
+    ck_assert_int_eq(nodes_change(nodes, idle, NODE_DRAIN), 0);
+    ck_assert_int_eq(idle->state, NODE_DISABLED);
+
+    struct node *dup = reg("n3", "m3", 1);
+    snprintf(dup->name, sizeof(dup->name), "%s", idle->name);
+    char why[256];
+    struct node *got;
+    ck_assert_int_eq(nodes_resolve(nodes, "name", &got, why, sizeof(why)), -ENOTUNIQ);
+    ck_assert_ptr_nonnull(strstr(why, "n1"));
+    ck_assert_ptr_nonnull(strstr(why, "n3"));
+    ck_assert_int_eq(nodes_resolve(nodes, "n2", &got, why, sizeof(why)), 0);
+    ck_assert_ptr_eq(got, idle);
+    ck_assert_int_eq(nodes_resolve(nodes, "nobody", &got, why, sizeof(why)), -ENOENT);
+
+    ck_assert_int_eq(nodes_change(nodes, idle, NODE_REMOVE), -EBUSY); /* online */
+    attach(idle, fixture_node_stream());
+    nodes_stream_gone(nodes, idle, idle->stream_handle, "test");
+    ck_assert(!idle->online);
+    ck_assert_int_eq(nodes_change(nodes, idle, NODE_REMOVE), 0);
+    ck_assert_ptr_null(nodes_find(nodes, "n2"));
+    ck_assert_int_eq(store_node_get(fx.store, "n2", &row), -ENOENT);
 }
 END_TEST
 
@@ -309,6 +381,8 @@ static Suite *nodes_suite(void)
     tcase_add_test(tc, test_stream_gone_takes_the_node_offline_once);
     tcase_add_test(tc, test_pick_free_spreads_work_and_respects_capacity);
     tcase_add_test(tc, test_held_count_never_goes_below_zero);
+    tcase_add_test(tc, test_pick_free_takes_labels_and_states_into_account);
+    tcase_add_test(tc, test_drain_disable_and_remove);
     tcase_add_test(tc, test_drain_tells_every_stream_and_takes_no_node_offline);
     suite_add_tcase(s, tc);
     return s;

@@ -57,6 +57,17 @@ static const struct sample task_id_prefixes[] = {
     {"", false},
 };
 
+/* 63 and 64 key characters, 64 and 65 value bytes. */
+#define K63 "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij012"
+#define V64 K64
+
+static const struct sample labels[] = {
+    {"gpu=1", true},     {"gpu=", true},     {"a.b/c_d-e=x y", true}, {"k==v", true},
+    {K63 "=" V64, true}, {K63 "x=1", false}, {"k=" V64 "x", false},   {"gpu", false},
+    {"=1", false},       {"g pu=1", false},  {"k:x=1", false},        {"k=a\tb", false},
+    {"k=\xff", false},   {"", false},
+};
+
 static const struct sample env_names[] = {
     {"A", true},    {"_x1", true},  {"lower_case", true}, {"1A", false},
     {"A-B", false}, {"A B", false}, {"", false},
@@ -190,7 +201,7 @@ START_TEST(node_keys_agree)
     const struct sample *s = &node_keys[_i];
     AGREE(s, "rule", node_key_valid(s->text));
     AGREE(s, "wire", wire_register(s->text, "n") == 0);
-    AGREE(s, "store", store_node_upsert(st, s->text, "n", 1, "", 1000) == 0);
+    AGREE(s, "store", store_node_upsert(st, s->text, "n", 1, "", NULL, 1000) == 0);
     AGREE(s, "config", config_with("--role=worker", flag("node-key", s->text), NULL) == 0);
     struct task_new tn = {.cmd = "true", .node_key = s->text};
     char id[TASK_ID_LEN + 1];
@@ -211,7 +222,7 @@ START_TEST(names_agree)
         return;
     AGREE(s, "wire node", wire_register("w1", s->text) == 0);
     AGREE(s, "wire task", wire_submit(s->text, NULL, 0) == 0);
-    AGREE(s, "store node", store_node_upsert(st, "w1", s->text, 1, "", 1000) == 0);
+    AGREE(s, "store node", store_node_upsert(st, "w1", s->text, 1, "", NULL, 1000) == 0);
     struct task_new tn = {.cmd = "true", .name = s->text};
     char id[TASK_ID_LEN + 1];
     AGREE(s, "store task", store_task_create(st, &tn, 1000, id) == 0);
@@ -238,6 +249,68 @@ START_TEST(task_id_prefixes_agree)
     AGREE(s, "store", store_task_find_prefix(st, s->text, ids, 2) == 0);
     AGREE(s, "config", config_with("logs", s->text, NULL) == 0);
     AGREE(s, "config before", config_with("tasks", flag("before", s->text), NULL) == 0);
+}
+END_TEST
+
+static int wire_label(const char *label)
+{
+    Grpc__NodeServiceRegisterRequest r = GRPC__NODE_SERVICE_REGISTER_REQUEST__INIT;
+    char *one[] = {(char *)label};
+    r.node_key = "w1";
+    r.labels = one;
+    r.n_labels = 1;
+    return validate_register(&r, NULL);
+}
+
+START_TEST(labels_agree)
+{
+    const struct sample *s = &labels[_i];
+    AGREE(s, "rule", label_valid(s->text, strlen(s->text)));
+    AGREE(s, "wire", wire_label(s->text) == 0);
+    AGREE(s, "config worker", config_with("--role=worker", flag("label", s->text), NULL) == 0);
+    AGREE(s, "config task", config_submit("label", s->text) == 0);
+    /* To the store, "" is no labels at all. */
+    if (!*s->text)
+        return;
+    AGREE(s, "store node", store_node_upsert(st, "w1", "n", 1, "", s->text, 1000) == 0);
+    struct task_new tn = {.cmd = "true", .labels = s->text};
+    char id[TASK_ID_LEN + 1];
+    AGREE(s, "store task", store_task_create(st, &tn, 1000, id) == 0);
+}
+END_TEST
+
+/* A set: at most LIMIT_LABELS_MAX labels, no KEY twice; a selector matches a node that has every
+ * one of its labels, whatever their order. */
+START_TEST(label_sets_and_matching)
+{
+    char *set[LIMIT_LABELS_MAX + 1], text[LIMIT_LABELS_MAX + 1][16];
+    for (size_t i = 0; i <= LIMIT_LABELS_MAX; i++) {
+        snprintf(text[i], sizeof(text[i]), "k%zu=v", i);
+        set[i] = text[i];
+    }
+    ck_assert(labels_valid(set, LIMIT_LABELS_MAX));
+    ck_assert(!labels_valid(set, LIMIT_LABELS_MAX + 1));
+    char joined[LIMIT_LABELS_TEXT_MAX + 1];
+    ck_assert_int_eq(labels_join(set, LIMIT_LABELS_MAX, joined, sizeof(joined)), 0);
+    ck_assert(labels_text_valid(joined));
+    ck_assert_int_eq(labels_join(set, 2, joined, 8), -1);
+    char *dup[] = {"gpu=1", "zone=eu", "gpu=2"};
+    ck_assert(!labels_valid(dup, 3));
+    ck_assert(!labels_text_valid("gpu=1\nzone=eu\ngpu=2"));
+    ck_assert(!labels_text_valid("gpu=1\n"));
+    ck_assert(!labels_text_valid("gpu=1\n\nzone=eu"));
+    ck_assert(labels_text_valid(""));
+    ck_assert_int_eq(labels_join(dup, 2, joined, sizeof(joined)), 0);
+    ck_assert_str_eq(joined, "gpu=1\nzone=eu");
+
+    ck_assert(labels_match("", "gpu=1"));
+    ck_assert(labels_match(NULL, NULL));
+    ck_assert(labels_match("zone=eu\ngpu=1", "gpu=1\nos=linux\nzone=eu"));
+    ck_assert(!labels_match("gpu=1", ""));
+    ck_assert(!labels_match("gpu=1", "gpu=10"));
+    ck_assert(!labels_match("gpu=10", "gpu=1"));
+    ck_assert(!labels_match("zone=eu\ngpu=1", "zone=eu"));
+    ck_assert(!labels_match("gpu=", "gpu=1"));
 }
 END_TEST
 
@@ -291,6 +364,7 @@ static Suite *rules_suite(void)
     TCase *alone = tcase_create("alone");
     tcase_add_test(alone, env_name_is_an_identifier_of_at_most_256_bytes);
     tcase_add_test(alone, text_line_counts_bytes_not_characters);
+    tcase_add_test(alone, label_sets_and_matching);
     suite_add_tcase(s, alone);
     TCase *tc = tcase_create("agree");
     tcase_add_checked_fixture(tc, store_setup, store_teardown);
@@ -299,6 +373,7 @@ static Suite *rules_suite(void)
     tcase_add_loop_test(tc, task_ids_agree, 0, N(task_ids));
     tcase_add_loop_test(tc, task_id_prefixes_agree, 0, N(task_id_prefixes));
     tcase_add_loop_test(tc, env_names_agree, 0, N(env_names));
+    tcase_add_loop_test(tc, labels_agree, 0, N(labels));
     tcase_add_test(tc, priorities_agree);
     tcase_add_test(tc, status_names_round_trip);
     suite_add_tcase(s, tc);

@@ -58,9 +58,13 @@ static void make_schema(int version)
 {
     store_close(st);
     st = NULL;
-    char path[256], sql[512];
+    char path[256], sql[1024];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s PRAGMA user_version = %d;",
+    snprintf(sql, sizeof(sql), "%s%s%s%s PRAGMA user_version = %d;",
+             version < 5 ? "ALTER TABLE nodes DROP COLUMN labels; ALTER TABLE nodes DROP COLUMN "
+                           "state; ALTER TABLE tasks DROP COLUMN labels; ALTER TABLE schedules "
+                           "DROP COLUMN labels;"
+                         : "",
              version < 4 ? "DROP TABLE schedule_fires; DROP TABLE schedules;" : "",
              version < 3 ? " DROP INDEX tasks_ended; DROP TABLE purged_logs;" : "",
              version < 2 ? " ALTER TABLE tasks DROP COLUMN epoch;" : "", version);
@@ -201,7 +205,7 @@ START_TEST(test_node_upsert_creates_then_updates_and_marks_online)
 {
     struct node_row n;
     ck_assert_int_eq(store_node_get(st, "node-a", &n), -ENOENT);
-    ck_assert_int_eq(store_node_upsert(st, "node-a", "alpha", 4, "0.1.0", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "alpha", 4, "0.1.0", NULL, T0), 0);
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.key, "node-a");
     ck_assert_str_eq(n.name, "alpha");
@@ -212,7 +216,7 @@ START_TEST(test_node_upsert_creates_then_updates_and_marks_online)
     ck_assert_int_eq(n.last_seen_ms, T0);
 
     ck_assert_int_eq(store_node_set_status(st, "node-a", STORE_NODE_OFFLINE, T0 + 5), 0);
-    ck_assert_int_eq(store_node_upsert(st, "node-a", "alpha2", 8, NULL, T0 + 10), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "alpha2", 8, NULL, NULL, T0 + 10), 0);
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.name, "alpha2");
     ck_assert_str_eq(n.status, "online");
@@ -228,7 +232,7 @@ START_TEST(test_node_status_and_touch_change_known_nodes_only)
     struct node_row n;
     ck_assert_int_eq(store_node_touch(st, "ghost", T0), -ENOENT);
     ck_assert_int_eq(store_node_set_status(st, "ghost", "offline", T0), -ENOENT);
-    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "v", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "v", NULL, T0), 0);
     ck_assert_int_eq(store_node_set_status(st, "node-a", "sleeping", T0), -EINVAL);
     ck_assert_int_eq(store_node_touch(st, "node-a", T0 + 100), 0);
     ck_assert_int_eq(store_node_set_status(st, "node-a", "offline", T0 + 200), 0);
@@ -244,14 +248,14 @@ START_TEST(test_node_upsert_rejects_empty_key_and_oversized_fields)
     char big[200];
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    ck_assert_int_eq(store_node_upsert(st, "", "a", 1, "v", T0), -EINVAL);
-    ck_assert_int_eq(store_node_upsert(st, NULL, "a", 1, "v", T0), -EINVAL);
-    ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", T0), -EINVAL);
-    ck_assert_int_eq(store_node_upsert(st, "k", big, 1, "v", T0), -EINVAL);
-    ck_assert_int_eq(store_node_upsert(st, "k", "a", 1, big, T0), -EINVAL);
-    ck_assert_int_eq(store_node_upsert(st, "k", "a", -1, "v", T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "", "a", 1, "v", NULL, T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, NULL, "a", 1, "v", NULL, T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", NULL, T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "k", big, 1, "v", NULL, T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "k", "a", 1, big, NULL, T0), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "k", "a", -1, "v", NULL, T0), -EINVAL);
     big[LIMIT_NODE_KEY_MAX] = '\0';
-    ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, big, "a", 1, "v", NULL, T0), 0);
 }
 END_TEST
 
@@ -270,9 +274,9 @@ static int take_node_offline(void *ctx, const struct node_row *r)
 
 START_TEST(test_node_list_is_ordered_by_key_and_its_callback_may_change_nodes)
 {
-    ck_assert_int_eq(store_node_upsert(st, "node-c", "c", 1, "", T0), 0);
-    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "", T0), 0);
-    ck_assert_int_eq(store_node_upsert(st, "node-b", "b", 1, "", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-c", "c", 1, "", NULL, T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "", NULL, T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-b", "b", 1, "", NULL, T0), 0);
     struct node_walk w = {0};
     ck_assert_int_eq(store_node_list(st, take_node_offline, &w), 0);
     ck_assert_uint_eq(w.n, 3);
@@ -402,7 +406,7 @@ static int collect_history(void *ctx, const struct task_history_row *h)
 static void fetch_id(const char *node, int64_t now_ms, char id[TASK_ID_LEN + 1])
 {
     struct task_row r;
-    int rc = store_task_fetch(st, node, now_ms, &r);
+    int rc = store_task_fetch(st, node, NULL, now_ms, &r);
     ck_assert_int_ge(rc, 0);
     if (rc == 0) {
         id[0] = '\0';
@@ -518,7 +522,7 @@ END_TEST
 START_TEST(test_fetch_rejects_an_empty_node_key)
 {
     struct task_row r;
-    ck_assert_int_eq(store_task_fetch(st, "", T0, &r), -EINVAL);
+    ck_assert_int_eq(store_task_fetch(st, "", NULL, T0, &r), -EINVAL);
 }
 END_TEST
 
@@ -1381,7 +1385,7 @@ END_TEST
 START_TEST(test_reopen_after_close_keeps_nodes_tasks_logs_and_items)
 {
     char id[25], got[25];
-    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 2, "v1", T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 2, "v1", NULL, T0), 0);
     new_task("persist", 3, "node-a", T0, id);
     fetch_id("node-a", T0 + 1, got);
     ck_assert_int_eq(
@@ -1688,11 +1692,11 @@ START_TEST(test_a_schema_2_or_3_database_is_brought_to_4)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    ck_assert_int_eq(user_version(), 4);
+    ck_assert_int_eq(user_version(), 5);
     for (int v = 2; v <= 3; v++) {
         make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
-        ck_assert_int_eq(user_version(), 4);
+        ck_assert_int_eq(user_version(), 5);
         int64_t sid = new_schedule("s", "@daily");
         struct task_new t = {.cmd = "true"};
         char tid[25];
@@ -1701,6 +1705,74 @@ START_TEST(test_a_schema_2_or_3_database_is_brought_to_4)
         get_task(id, &tr); /* the old task is still there */
         store_task_row_free(&tr);
     }
+}
+END_TEST
+
+/* Version 5: the nodes, tasks and schedules of a version 4 database have no labels, and every
+ * node is enabled; labels and states are kept from then on. */
+START_TEST(test_a_schema_4_database_gets_labels_and_node_states)
+{
+    char id[25];
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "", NULL, T0), 0);
+    new_task("t", 0, NULL, T0, id);
+    int64_t sid = new_schedule("s", "@daily");
+    make_schema(4);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(user_version(), 5);
+    struct node_row n;
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
+    ck_assert_str_eq(n.labels, "");
+    ck_assert_str_eq(n.state, STORE_NODE_ENABLED);
+    struct task_row tr;
+    get_task(id, &tr);
+    ck_assert_str_eq(tr.labels, "");
+    store_task_row_free(&tr);
+    struct schedule_row sr;
+    ck_assert_int_eq(store_schedule_get(st, sid, &sr), 0);
+    ck_assert_str_eq(sr.labels, "");
+    store_schedule_row_free(&sr);
+
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "", "gpu=1\nzone=eu", T0), 0);
+    ck_assert_int_eq(store_node_set_state(st, "node-a", STORE_NODE_DRAINING), 0);
+    ck_assert_int_eq(store_node_set_state(st, "node-a", "sleeping"), -EINVAL);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 2, "", "gpu=1", T0 + 1), 0);
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
+    ck_assert_str_eq(n.labels, "gpu=1");
+    ck_assert_str_eq(n.state, STORE_NODE_DRAINING); /* a registration keeps the state */
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "", "gpu=1\ngpu=2", T0), -EINVAL);
+    ck_assert_int_eq(store_node_delete(st, "node-a"), 0);
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), -ENOENT);
+    ck_assert_int_eq(store_node_delete(st, "node-a"), -ENOENT);
+}
+END_TEST
+
+/* A task with a selector goes only to a node that has all its labels; one without goes anywhere,
+ * in the usual order. */
+START_TEST(test_fetch_skips_tasks_whose_selector_the_node_does_not_match)
+{
+    char gpu[25], plain[25], both[25];
+    struct task_new t = {.cmd = "echo", .priority = 5, .labels = "gpu=1"};
+    ck_assert_int_eq(store_task_create(st, &t, T0, gpu), 0);
+    new_task("plain", 0, NULL, T0 + 1, plain);
+    t.labels = "gpu=1\nzone=eu";
+    ck_assert_int_eq(store_task_create(st, &t, T0 + 2, both), 0);
+    t.labels = "gpu";
+    ck_assert_int_eq(store_task_create(st, &t, T0, gpu), -EINVAL);
+
+    struct task_row r;
+    ck_assert_int_eq(store_task_fetch(st, "cpu", "zone=eu", T0 + 5, &r), 1);
+    ck_assert_str_eq(r.id, plain);
+    ck_assert_str_eq(r.labels, "");
+    store_task_row_free(&r);
+    ck_assert_int_eq(store_task_fetch(st, "cpu", NULL, T0 + 5, &r), 0);
+    ck_assert_int_eq(store_task_fetch(st, "g1", "gpu=1", T0 + 5, &r), 1);
+    ck_assert_str_eq(r.id, gpu);
+    ck_assert_str_eq(r.labels, "gpu=1");
+    store_task_row_free(&r);
+    ck_assert_int_eq(store_task_fetch(st, "g1", "gpu=1", T0 + 5, &r), 0);
+    ck_assert_int_eq(store_task_fetch(st, "g2", "zone=eu\ngpu=1\nos=linux", T0 + 5, &r), 1);
+    ck_assert_str_eq(r.id, both);
+    store_task_row_free(&r);
 }
 END_TEST
 
@@ -1745,7 +1817,7 @@ static size_t walk_pages(const char *status, unsigned limit, char all[64][TASK_I
 static void end_task(const char *id, enum task_status status, int64_t at)
 {
     struct task_row row;
-    if (store_task_fetch(st, "node-a", at - 2, &row) == 1)
+    if (store_task_fetch(st, "node-a", NULL, at - 2, &row) == 1)
         store_task_row_free(&row);
     ck_assert_int_eq(store_task_set_status(st, id, status, 0, 0, NULL, at), 0);
 }
@@ -1838,7 +1910,7 @@ START_TEST(test_node_pages_follow_the_key_order)
 {
     const char *keys[] = {"n1", "n2", "n3", "n4", "n5"};
     for (int i = 4; i >= 0; i--)
-        ck_assert_int_eq(store_node_upsert(st, keys[i], "x", 1, NULL, T0), 0);
+        ck_assert_int_eq(store_node_upsert(st, keys[i], "x", 1, NULL, NULL, T0), 0);
     struct page_list l = {0};
     ck_assert_int_eq(store_node_page(st, NULL, 2, collect_node_key, &l), 0);
     ck_assert_uint_eq(l.n, 2);
@@ -1918,7 +1990,7 @@ START_TEST(test_purge_takes_ended_tasks_with_logs_items_and_history_only)
     new_task("p", 0, "node-z", T0 + 4, pend);
     new_task("r", 0, "node-a", T0 + 5, run);
     struct task_row row;
-    ck_assert_int_eq(store_task_fetch(st, "node-a", T0 + 6, &row), 1);
+    ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 6, &row), 1);
     ck_assert_str_eq(row.id, run);
     store_task_row_free(&row);
     ck_assert_int_eq(append_lines(run, 0, 1, (const char *[]){"running"}, NULL), 0);
@@ -2098,7 +2170,7 @@ START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
     ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
     make_schema(2);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 4);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 5);
     ck_assert(task_exists(id));
     size_t purged;
     bool more;
@@ -2188,6 +2260,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_a_fire_makes_one_task_and_repeating_it_makes_none);
     tcase_add_test(tc, test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire);
     tcase_add_test(tc, test_a_schema_2_or_3_database_is_brought_to_4);
+    tcase_add_test(tc, test_a_schema_4_database_gets_labels_and_node_states);
+    tcase_add_test(tc, test_fetch_skips_tasks_whose_selector_the_node_does_not_match);
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);

@@ -1,6 +1,7 @@
 /* Unit tests for rpc/validate: every rule a request must pass, and each one failing. */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,20 +181,27 @@ END_TEST
 START_TEST(test_register_bounds_labels_and_their_count)
 {
     Grpc__NodeServiceRegisterRequest r = good_register();
-    char *labels[LIMIT_LABELS_MAX + 1];
-    for (size_t i = 0; i <= LIMIT_LABELS_MAX; i++)
-        labels[i] = "gpu";
+    char *labels[LIMIT_LABELS_MAX + 1], text[LIMIT_LABELS_MAX + 1][16];
+    for (size_t i = 0; i <= LIMIT_LABELS_MAX; i++) {
+        snprintf(text[i], sizeof(text[i]), "k%zu=v", i);
+        labels[i] = text[i];
+    }
     r.labels = labels;
     r.n_labels = LIMIT_LABELS_MAX;
     ACCEPTS(validate_register, &r);
     r.n_labels = LIMIT_LABELS_MAX + 1;
     REFUSES(validate_register, &r, -EMSGSIZE);
     r.n_labels = 2;
-    labels[1] = "two\nlines";
+    labels[1] = "k=two\nlines";
+    REFUSES(validate_register, &r, -EINVAL);
+    labels[1] = "gpu"; /* no '=' */
+    REFUSES(validate_register, &r, -EINVAL);
+    labels[1] = "k0=again"; /* a KEY twice */
     REFUSES(validate_register, &r, -EINVAL);
     char *long_label = repeat('l', LIMIT_NAME_MAX + 1);
+    long_label[1] = '=';
     labels[1] = long_label;
-    REFUSES(validate_register, &r, -EMSGSIZE);
+    REFUSES(validate_register, &r, -EINVAL);
     free(long_label);
 }
 END_TEST
@@ -673,8 +681,19 @@ START_TEST(test_submit_checks_the_node_keys_and_their_number)
 {
     struct submit s;
     good_submit(&s);
-    s.keys[0] = "bad key";
+    s.keys[0] = "bad\nkey";
     REFUSES(validate_submit, &s.req, -EINVAL);
+    s.keys[0] = "a node name"; /* a name stands for a key */
+    ACCEPTS(validate_submit, &s.req);
+    char *labels[] = {"gpu=1"};
+    s.req.labels = labels;
+    s.req.n_labels = 1;
+    REFUSES(validate_submit, &s.req, -EINVAL); /* a selector and named nodes */
+    s.req.n_node_keys = 0;
+    ACCEPTS(validate_submit, &s.req);
+    labels[0] = "gpu";
+    REFUSES(validate_submit, &s.req, -EINVAL);
+    s.req.n_labels = 0;
     char **keys = malloc((LIMIT_SUBMIT_NODES + 1) * sizeof(*keys));
     ck_assert_ptr_nonnull(keys);
     for (size_t i = 0; i <= LIMIT_SUBMIT_NODES; i++)
@@ -811,9 +830,18 @@ START_TEST(test_create_schedule_checks_expression_offset_target_and_policies)
     r.missed = "all";
     REFUSES(validate_create_schedule, &r, -EINVAL);
     r.missed = "";
-    r.node_key = "bad key";
+    r.node_key = "bad\tkey";
     REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.node_key = "w1";
+    char *labels[] = {"gpu=1"};
+    r.labels = labels;
+    r.n_labels = 1;
+    REFUSES(validate_create_schedule, &r, -EINVAL); /* a selector and a named node */
     r.node_key = "";
+    ACCEPTS(validate_create_schedule, &r);
+    labels[0] = "=1";
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.n_labels = 0;
     spec.cmd = "";
     REFUSES(validate_create_schedule, &r, -EINVAL);
     r.spec = NULL;
