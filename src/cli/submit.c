@@ -126,6 +126,8 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
     req.node_keys = cfg->nodes;
     req.n_node_keys = cfg->n_nodes;
     req.all_nodes = cfg->all_nodes;
+    req.retries = (uint32_t)cfg->retries;
+    req.retry_delay_ms = (int64_t)cfg->retry_delay_ms;
 
     struct cli_conn c;
     int status = 3;

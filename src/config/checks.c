@@ -67,6 +67,7 @@ static int check_tls(struct config_parser *p)
     case CMD_SCHEDULE:
     case CMD_METRICS:
     case CMD_TASKS_PURGE:
+    case CMD_TASK_RESTART:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
             return config_fail(p,
                                "'%s' needs '--tls-ca', the CA that signs the master's certificate "

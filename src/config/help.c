@@ -81,7 +81,7 @@ void config_usage(FILE *out)
         }
         fputs("      For:", out);
         const char *sep = " ";
-        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASKS_PURGE; cmd++) {
+        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASK_RESTART; cmd++) {
             if (o->commands & M(cmd)) {
                 fprintf(out, "%s%s", sep, config_scan_command_name(cmd));
                 sep = ", ";

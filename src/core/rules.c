@@ -71,3 +71,13 @@ bool priority_valid(long long p)
 {
     return p >= LIMIT_PRIORITY_MIN && p <= LIMIT_PRIORITY_MAX;
 }
+
+bool retries_valid(long long n)
+{
+    return n >= 0 && n <= LIMIT_RETRIES_MAX;
+}
+
+bool retry_delay_valid(long long ms)
+{
+    return ms >= 0 && ms <= LIMIT_RETRY_DELAY_MAX_MS;
+}

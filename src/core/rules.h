@@ -16,13 +16,15 @@
 #include "core/limits.h"
 
 /* Human wording of the rules, for error messages that must agree with the checkers. */
-#define STR_(x)       #x
-#define STR(x)        STR_(x)
-#define RULE_NODE_KEY "1 to " STR(LIMIT_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
-#define RULE_NAME     "1 to " STR(LIMIT_NAME_MAX) " bytes of UTF-8 text without control characters"
-#define RULE_ENV_NAME "a letter or '_', then letters, digits or '_'"
-#define RULE_AUTH_KEY "printable ASCII without spaces"
-#define RULE_PRIORITY STR(LIMIT_PRIORITY_MIN) " to " STR(LIMIT_PRIORITY_MAX)
+#define STR_(x)          #x
+#define STR(x)           STR_(x)
+#define RULE_NODE_KEY    "1 to " STR(LIMIT_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
+#define RULE_NAME        "1 to " STR(LIMIT_NAME_MAX) " bytes of UTF-8 text without control characters"
+#define RULE_ENV_NAME    "a letter or '_', then letters, digits or '_'"
+#define RULE_AUTH_KEY    "printable ASCII without spaces"
+#define RULE_PRIORITY    STR(LIMIT_PRIORITY_MIN) " (first) to " STR(LIMIT_PRIORITY_MAX) " (last)"
+#define RULE_RETRIES     "0 to " STR(LIMIT_RETRIES_MAX)
+#define RULE_RETRY_DELAY "0 to 24 h"
 
 /* A node key: 1..LIMIT_NODE_KEY_MAX characters of [A-Za-z0-9._:-]. */
 bool node_key_valid(const char *s);
@@ -45,5 +47,11 @@ bool auth_key_valid(const char *s);
 
 /* A task priority within LIMIT_PRIORITY_MIN..LIMIT_PRIORITY_MAX. */
 bool priority_valid(long long p);
+
+/* How many times a failed task may be retried: 0..LIMIT_RETRIES_MAX. */
+bool retries_valid(long long n);
+
+/* The delay before a task's first retry, in ms: 0..LIMIT_RETRY_DELAY_MAX_MS. */
+bool retry_delay_valid(long long ms);
 
 #endif
