@@ -1363,9 +1363,11 @@ END_TEST
 START_TEST(test_schedule_add_takes_an_expression_a_command_and_the_task_flags)
 {
     ck_assert_int_eq(parse("schedule", "add", "--tz=+02:00", "--overlap=allow", "--missed=skip",
-                           "--node=n1", "--priority=3", "--name=nightly", "30 2 * * 1-5", "--",
-                           "echo", "hi", NULL),
+                           "--node=n1", "--priority=3", "--name=nightly", "--retries=2",
+                           "--retry-delay=1m", "30 2 * * 1-5", "--", "echo", "hi", NULL),
                      0);
+    ck_assert_int_eq(cfg.retries, 2);
+    ck_assert_uint_eq(cfg.retry_delay_ms, 60000);
     ck_assert_int_eq(cfg.command, CMD_SCHEDULE);
     ck_assert_str_eq(cfg.sched_action, "add");
     ck_assert_str_eq(cfg.sched_expr, "30 2 * * 1-5");
@@ -1386,8 +1388,24 @@ START_TEST(test_schedule_add_takes_an_expression_a_command_and_the_task_flags)
 }
 END_TEST
 
+START_TEST(test_task_restart_takes_one_task_id)
+{
+    ck_assert_int_eq(parse("task", "restart", "abcdef", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_TASK_RESTART);
+    ck_assert_str_eq(cfg.task_id, "abcdef");
+    ck_assert_int_eq(parse("task", "--json", NULL) == 0, 0);
+    expect_error(parse("task", NULL), "'task' needs a sub-command", NULL);
+    expect_error(parse("task", "rerun", "abcdef", NULL), "'task' needs a sub-command", NULL);
+    expect_error(parse("task", "restart", NULL), "needs a TASK_ID", NULL);
+    expect_error(parse("task", "restart", "xyz", NULL), "TASK_ID", NULL);
+    expect_error(parse("task", "restart", "abcdef", "012345", NULL), "one TASK_ID", NULL);
+    expect_error(parse("task", "restart", "--retries=1", "abcdef", NULL), "--retries", NULL);
+}
+END_TEST
+
 START_TEST(test_bad_schedule_command_lines_are_refused)
 {
+    expect_error(parse("schedule", "list", "--retries=1", NULL), "task options", NULL);
     expect_error(parse("schedule", "add", "*/5 * * * 9", "--", "true", NULL),
                  "schedule: day-of-week at position 11", "out of range 0-7");
     expect_error(parse("schedule", "add", "@every", "--", "true", NULL), "schedule: expression",
@@ -1598,6 +1616,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
     tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
     tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
+    tcase_add_test(tc, test_task_restart_takes_one_task_id);
     tcase_add_test(tc, test_task_id_prefix_of_six_digits_or_more);
     tcase_add_test(tc, test_retention_is_a_master_duration);
     tcase_add_test(tc, test_tasks_limit_and_before);
