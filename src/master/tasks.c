@@ -194,11 +194,12 @@ static void announce(struct tasks *t, const char *node_key);
 static void wake_arm(struct tasks *t);
 
 /* Does a task that ends in `to` get another attempt? Only an error or abnormal end of a task
- * submitted with retries it has not used up; finished and cancelled never retry. */
+ * submitted with retries it has not used up; finished and cancelled never retry, nor does a task
+ * someone asked to cancel that ended otherwise meanwhile. */
 static bool retries_left(const struct task_row *r, enum task_status to)
 {
     return (to == TASK_ERROR || to == TASK_ABNORMAL) && r->attempt <= r->retries &&
-           task_transition_allowed(r->status, to);
+           !r->cancel_requested && task_transition_allowed(r->status, to);
 }
 
 /*
@@ -224,6 +225,8 @@ static int retry_task(struct tasks *t, const struct task_row *failed, enum task_
         return rc;
     log_info("task %s %s; retried as task %s (attempt %d of %d) in %" PRId64 " ms", failed->id,
              task_status_name(to), next, failed->attempt + 1, failed->retries + 1, delay);
+    if (t->woken_ms > now)
+        t->woken_ms = now; /* the wall clock stepped back: this retry is still to announce */
     if (delay == 0)
         announce(t, failed->node_key);
     else
@@ -425,6 +428,7 @@ static int row_list_add(struct row_list *l, const struct task_row *r)
     copy->started_ms = r->started_ms;
     copy->updated_ms = r->updated_ms;
     /* What retry_task reads. */
+    copy->cancel_requested = r->cancel_requested;
     copy->attempt = r->attempt;
     copy->retries = r->retries;
     copy->retry_delay_ms = r->retry_delay_ms;

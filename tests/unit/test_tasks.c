@@ -682,6 +682,16 @@ START_TEST(test_finished_and_cancelled_tasks_are_not_retried)
     report("a", dropped, TASK_CANCELLED);
     ck_assert_int_eq(attempt_of(done, 2, next), 0);
     ck_assert_int_eq(attempt_of(dropped, 2, next), 0);
+    /* Asked to cancel, it failed before the cancel took effect: still no retry. */
+    char asked[TASK_ID_LEN + 1];
+    submit_with_retries(3, 0, asked);
+    fetch("a", asked);
+    report("a", asked, TASK_RUNNING);
+    enum task_status after;
+    ck_assert_int_eq(tasks_cancel(tasks, asked, false, &after), 0);
+    report("a", asked, TASK_ERROR);
+    ck_assert_int_eq(status_of(asked), TASK_ERROR);
+    ck_assert_int_eq(attempt_of(asked, 2, next), 0);
 }
 END_TEST
 
