@@ -40,6 +40,7 @@ void config_usage(FILE *out)
           "  crawlab-node logs [OPTIONS] TASK_ID           print a task's log\n"
           "  crawlab-node results [OPTIONS] TASK_ID        print a task's results\n"
           "  crawlab-node cancel [OPTIONS] TASK_ID         cancel a task\n"
+          "  crawlab-node task restart [OPTIONS] TASK_ID   run a task again as a new, linked task\n"
           "  crawlab-node schedule add [OPTIONS] EXPR -- COMMAND...\n"
           "                                                run COMMAND on a schedule\n"
           "  crawlab-node schedule list|show ID|pause ID|resume ID|rm ID [OPTIONS]\n"
