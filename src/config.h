@@ -7,8 +7,8 @@
  * what); this header is its only public one.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
- * tasks, logs, results, cancel, and "cert init" / "cert issue" / "tasks purge", which take a
- * second word).
+ * tasks, logs, results, cancel, and "cert init" / "cert issue" / "tasks purge" / "task restart",
+ * which take a second word).
  * Otherwise the process is a daemon whose role comes from --role=master|worker, else from
  * CRAWLAB_NODE_MASTER. --help, -h and --version anywhere before a "--" turn the whole command
  * line into CMD_HELP or CMD_VERSION.
@@ -45,6 +45,7 @@ enum config_command {
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
     CMD_TASKS_PURGE,
+    CMD_TASK_RESTART,
     CMD_HELP,
     CMD_VERSION
 };
@@ -104,10 +105,12 @@ struct config {
     bool json;    /* nodes, tasks: --json */
     char **nodes; /* submit: --node=KEY|NAME, repeatable, no duplicates */
     size_t n_nodes;
-    bool all_nodes;      /* submit: --all-nodes (excludes --node) */
-    int priority;        /* submit: --priority, default 0, -1000..1000 */
-    uint64_t timeout_ms; /* submit: --timeout, 0 = none */
-    char **env;          /* submit: --env=K=V, repeatable, stored as "K=V", no duplicate K */
+    bool all_nodes;          /* submit: --all-nodes (excludes --node) */
+    int priority;            /* submit: --priority, default 5, 1 (first) .. 10 (last) */
+    int retries;             /* submit: --retries, default 0, 0..100 */
+    uint64_t retry_delay_ms; /* submit: --retry-delay, default 10 s, at most 24 h */
+    uint64_t timeout_ms;     /* submit: --timeout, 0 = none */
+    char **env;              /* submit: --env=K=V, repeatable, stored as "K=V", no duplicate K */
     size_t n_env;
     char *task_name; /* submit: --name */
     char **labels;   /* worker: its labels; submit, schedule add: the selector. --label=K=V,
@@ -115,13 +118,13 @@ struct config {
     size_t n_labels;
     char **argv_cmd; /* submit: everything after "--", at least one non-empty word */
     size_t n_argv_cmd;
-    char *status_filter;     /* tasks: --status, one of the task status names */
-    bool follow;             /* logs: --follow */
-    bool force;              /* cancel: --force */
-    char *task_id;           /* logs, results, cancel: a task id or 6 to 24 of its first digits */
-    unsigned limit;          /* tasks, nodes: --limit, at most this many (0 = all) */
-    bool limit_given;        /* tasks, nodes: --limit given (else tasks: 100 on a terminal) */
-    char *before_id;         /* tasks: --before=ID, tasks older than this one (an id or a prefix) */
+    char *status_filter; /* tasks: --status, one of the task status names */
+    bool follow;         /* logs: --follow */
+    bool force;          /* cancel: --force */
+    char *task_id;       /* logs, results, cancel, task restart: a task id or a prefix of 6 to 24 */
+    unsigned limit;      /* tasks, nodes: --limit, at most this many (0 = all) */
+    bool limit_given;    /* tasks, nodes: --limit given (else tasks: 100 on a terminal) */
+    char *before_id;     /* tasks: --before=ID, tasks older than this one (an id or a prefix) */
     int64_t purge_before_ms; /* tasks purge: --before=DATE, ms since the epoch; or */
     uint64_t purge_age_ms;   /* tasks purge: --before=DURATION, that long before now */
 

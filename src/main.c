@@ -189,6 +189,9 @@ int main(int argc, char **argv)
         case CMD_CANCEL:
             status = cli_cancel(&cfg, tls, key);
             break;
+        case CMD_TASK_RESTART:
+            status = cli_task_restart(&cfg, tls, key);
+            break;
         case CMD_SCHEDULE:
             status = cli_schedule(&cfg, tls, key);
             break;

@@ -21,6 +21,8 @@ int cli_tasks_purge(const struct config *cfg, struct tls_client *tls, const char
 int cli_logs(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_results(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* task restart ID: prints the new task's id. */
+int cli_task_restart(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* schedule add|list|show|pause|resume|rm (cfg->sched_action). */
 int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* Prints the master's metrics text as it is (Prometheus text format). */

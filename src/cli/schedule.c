@@ -57,6 +57,7 @@ static void schedule_details(const Grpc__AdminSchedule *s)
     printf("labels:     %s\n", labels);
     printf("priority:   %d\n", s->priority);
     printf("timeout:    %lld ms\n", (long long)s->timeout_ms);
+    printf("retries:    %u, first after %lld ms\n", s->retries, (long long)s->retry_delay_ms);
     printf("overlap:    %s\n", s->overlap);
     printf("missed:     %s\n", s->missed);
     printf("paused:     %s\n", s->paused ? "yes" : "no");
@@ -78,6 +79,8 @@ static json_t *schedule_json(const Grpc__AdminSchedule *s)
     json_object_set_new(o, "labels", cli_labels_json(s->labels, s->n_labels));
     json_object_set_new(o, "priority", json_integer(s->priority));
     json_object_set_new(o, "timeout_ms", json_integer((json_int_t)s->timeout_ms));
+    json_object_set_new(o, "retries", json_integer(s->retries));
+    json_object_set_new(o, "retry_delay_ms", json_integer((json_int_t)s->retry_delay_ms));
     json_object_set_new(o, "overlap", json_string(s->overlap));
     json_object_set_new(o, "missed", json_string(s->missed));
     json_object_set_new(o, "paused", json_boolean(s->paused));
@@ -145,6 +148,8 @@ static int schedule_add(const struct config *cfg, struct tls_client *tls, const 
     Grpc__AdminCreateScheduleRequest req = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
     req.spec = &spec;
     req.expr = cfg->sched_expr;
+    req.retries = (uint32_t)cfg->retries;
+    req.retry_delay_ms = (int64_t)cfg->retry_delay_ms;
     if (cfg->sched_tz)
         req.tz = cfg->sched_tz;
     if (cfg->n_nodes)

@@ -128,6 +128,8 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
     req.all_nodes = cfg->all_nodes;
     req.labels = cfg->labels;
     req.n_labels = cfg->n_labels;
+    req.retries = (uint32_t)cfg->retries;
+    req.retry_delay_ms = (int64_t)cfg->retry_delay_ms;
 
     struct cli_conn c;
     int status = 3;

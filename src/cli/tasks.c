@@ -33,13 +33,27 @@ static void print_cell(const char *s, int width, const char *sep)
 
 static void print_header(void)
 {
-    printf("%-24s %-20s %-17s %-34s %8s %9s %9s %-20s %4s %s\n", "ID", "NAME", "STATUS", "NODE",
-           "PRIORITY", "LOG LINES", "ITEMS", "CREATED", "EXIT", "ERROR");
+    printf("%-24s %-20s %-17s %-34s %8s %9s %9s %-20s %4s %-24s %s\n", "ID", "NAME", "STATUS",
+           "NODE", "PRIORITY", "LOG LINES", "ITEMS", "CREATED", "EXIT", "FROM", "ERROR");
+}
+
+/* Where a task comes from, in the FROM column: "restart of ID8" or "attempt N of ID8" (ID8: the
+ * first 8 digits of the linked task's id, a prefix the commands accept); "-" for a submitted or
+ * scheduled task. */
+static void format_link(const Grpc__AdminTask *t, char *out, size_t cap)
+{
+    if (*t->retry_of)
+        snprintf(out, cap, "attempt %u of %.8s", t->attempt, t->retry_of);
+    else if (*t->restart_of)
+        snprintf(out, cap, "restart of %.8s", t->restart_of);
+    else
+        snprintf(out, cap, "-");
 }
 
 static void print_row(const Grpc__AdminTask *t)
 {
-    char created[32], exit_code[16] = "-";
+    char created[32], exit_code[16] = "-", link[48];
+    format_link(t, link, sizeof(link));
     cli_format_time(t->created_ms, created, sizeof(created));
     if (has_exit_code(t->status))
         snprintf(exit_code, sizeof(exit_code), "%d", t->exit_code);
@@ -47,8 +61,8 @@ static void print_row(const Grpc__AdminTask *t)
     print_cell(t->name, 20, " ");
     printf("%-17s ", t->status);
     print_cell(t->assigned_node, 34, " ");
-    printf("%8d %9llu %9llu %-20s %4s ", t->priority, (unsigned long long)t->log_lines,
-           (unsigned long long)t->data_items, created, exit_code);
+    printf("%8d %9llu %9llu %-20s %4s %-24s ", t->priority, (unsigned long long)t->log_lines,
+           (unsigned long long)t->data_items, created, exit_code, link);
     print_cell(t->error, 0, "\n");
 }
 
@@ -90,6 +104,12 @@ static json_t *task_json(const Grpc__AdminTask *t)
     json_object_set_new(o, "created_ms", json_integer((json_int_t)t->created_ms));
     json_object_set_new(o, "started_ms", json_integer((json_int_t)t->started_ms));
     json_object_set_new(o, "ended_ms", json_integer((json_int_t)t->ended_ms));
+    json_object_set_new(o, "restart_of", json_str(t->restart_of));
+    json_object_set_new(o, "retry_of", json_str(t->retry_of));
+    json_object_set_new(o, "attempt", json_integer(t->attempt));
+    json_object_set_new(o, "retries", json_integer(t->retries));
+    json_object_set_new(o, "retry_delay_ms", json_integer((json_int_t)t->retry_delay_ms));
+    json_object_set_new(o, "eligible_ms", json_integer((json_int_t)t->eligible_ms));
     return o;
 }
 
@@ -284,4 +304,24 @@ int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *aut
     }
     protobuf_c_message_free_unpacked(m, NULL);
     return status;
+}
+
+int cli_task_restart(const struct config *cfg, struct tls_client *tls, const char *auth_key)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
+        return 3;
+    Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
+    req.task_id = cfg->task_id;
+    ProtobufCMessage *m = NULL;
+    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/RestartTask", &req.base,
+                                         &grpc__admin_submit_task_response__descriptor, &m);
+    cli_conn_close(&c);
+    if (st != GRPC_STATUS_OK)
+        return cli_exit_status(st);
+    const Grpc__AdminSubmitTaskResponse *r = (const void *)m;
+    for (size_t i = 0; i < r->n_task_ids; i++)
+        puts(r->task_ids[i]);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
 }

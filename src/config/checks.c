@@ -74,6 +74,7 @@ static int check_tls(struct config_parser *p)
     case CMD_NODE:
     case CMD_METRICS:
     case CMD_TASKS_PURGE:
+    case CMD_TASK_RESTART:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
             return config_fail(p,
                                "'%s' needs '--tls-ca', the CA that signs the master's certificate "
@@ -126,7 +127,7 @@ static int check_schedule(struct config_parser *p)
     bool add = strcmp(c->sched_action, "add") == 0;
     uint64_t add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
                         BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
-                        BIT(OPT_LABEL);
+                        BIT(OPT_LABEL) | BIT(OPT_RETRIES) | BIT(OPT_RETRY_DELAY);
     if (!add && (p->given & add_only))
         return config_fail(p,
                            "'schedule %s' takes none of the task options (those are for "

@@ -42,6 +42,7 @@ void config_usage(FILE *out)
           "  crawlab-node logs [OPTIONS] TASK_ID           print a task's log\n"
           "  crawlab-node results [OPTIONS] TASK_ID        print a task's results\n"
           "  crawlab-node cancel [OPTIONS] TASK_ID         cancel a task\n"
+          "  crawlab-node task restart [OPTIONS] TASK_ID   run a task again as a new, linked task\n"
           "  crawlab-node schedule add [OPTIONS] EXPR -- COMMAND...\n"
           "                                                run COMMAND on a schedule\n"
           "  crawlab-node schedule list|show ID|pause ID|resume ID|rm ID [OPTIONS]\n"
@@ -83,7 +84,7 @@ void config_usage(FILE *out)
         }
         fputs("      For:", out);
         const char *sep = " ";
-        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASKS_PURGE; cmd++) {
+        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASK_RESTART; cmd++) {
             if (o->commands & M(cmd)) {
                 fprintf(out, "%s%s", sep, config_scan_command_name(cmd));
                 sep = ", ";

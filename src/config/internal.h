@@ -28,7 +28,7 @@
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
 #define CLIENTS                                                                                    \
     (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
-     M(CMD_SCHEDULE) | M(CMD_NODE) | M(CMD_METRICS) | M(CMD_TASKS_PURGE))
+     M(CMD_SCHEDULE) | M(CMD_NODE) | M(CMD_METRICS) | M(CMD_TASKS_PURGE) | M(CMD_TASK_RESTART))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -73,6 +73,8 @@ enum option_id {
     OPT_NODE,
     OPT_ALL_NODES,
     OPT_PRIORITY,
+    OPT_RETRIES,
+    OPT_RETRY_DELAY,
     OPT_TIMEOUT,
     OPT_ENV,
     OPT_LABEL,

@@ -40,6 +40,8 @@
 /* --limit's bound: far more than a store holds, small enough for every counter. */
 #define LIMIT_TASKS_MAX      1000000000
 #define DEFAULT_RETENTION_MS (UINT64_C(30) * 24 * 60 * 60 * 1000)
+/* The delay before a failed task's first retry (--retry-delay). */
+#define DEFAULT_RETRY_DELAY_MS 10000
 
 #define AT(field) offsetof(struct config, field)
 
@@ -169,6 +171,16 @@ static int set_duration(struct config_parser *p, const struct config_option *o, 
         return config_fail(p, "%s: must be greater than zero", label);
     *(uint64_t *)field(p, o->at) = ms;
     return 0;
+}
+
+static int set_retry_delay(struct config_parser *p, const struct config_option *o,
+                           const char *value, const char *label)
+{
+    int rc = set_duration(p, o, value, label);
+    if (rc == 0 && !retry_delay_valid((long long)p->c->retry_delay_ms))
+        return config_fail(p, "%s: expected a duration from 0 to 24h, got '%.*s'", label, QUOTE_MAX,
+                           value);
+    return rc;
 }
 
 static int set_size(struct config_parser *p, const struct config_option *o, const char *value,
@@ -579,8 +591,20 @@ const struct config_option config_options[OPT_COUNT] = {
                        "Run the task once on every online node.", NULL, .set = set_flag,
                        .at = AT(all_nodes)},
     [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
-                      "Queue priority, " RULE_PRIORITY ".", "0", .set = set_int, .at = AT(priority),
+                      "Queue priority as Crawlab has it, " RULE_PRIORITY ": lower numbers run "
+                      "first.",
+                      STR(LIMIT_PRIORITY_DEFAULT), .set = set_int, .at = AT(priority),
                       .spec.range = {LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_MAX, "an integer"}},
+    [OPT_RETRIES] = {"retries", "N", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                     "Run the task again, as a new task linked to the first, when it ends in "
+                     "error or abnormal (not cancelled), up to N more times; " RULE_RETRIES ".",
+                     "0", .set = set_int, .at = AT(retries),
+                     .spec.range = {0, LIMIT_RETRIES_MAX, "an integer"}},
+    [OPT_RETRY_DELAY] = {"retry-delay", "DURATION", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                         "Wait this long before the first retry, twice as long before the "
+                         "next, and so on (each jittered down to at most half); " RULE_RETRY_DELAY
+                         ".",
+                         "10s", .set = set_retry_delay, .at = AT(retry_delay_ms)},
     [OPT_TIMEOUT] = {"timeout", "DURATION", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                      "Stop the task after this long; it ends in error.", "0, no limit",
                      .set = set_duration, .at = AT(timeout_ms)},
@@ -707,6 +731,8 @@ int config_options_defaults(struct config_parser *p)
     c->retention_ms = DEFAULT_RETENTION_MS;
     c->spool_max_bytes = DEFAULT_SPOOL_BYTES;
     c->cert_role = ROLE_NODE;
+    c->priority = LIMIT_PRIORITY_DEFAULT;
+    c->retry_delay_ms = DEFAULT_RETRY_DELAY_MS;
     int rc = config_set_string(p, &c->listen_host, DEFAULT_LISTEN_HOST);
     if (rc == 0)
         rc = config_set_string(p, &c->master_host, DEFAULT_MASTER_HOST);

@@ -10,14 +10,23 @@
 #include "core/task.h"
 
 static const char *const command_names[] = {
-    [CMD_MASTER] = "master",         [CMD_WORKER] = "worker",
-    [CMD_NODES] = "nodes",           [CMD_SUBMIT] = "submit",
-    [CMD_TASKS] = "tasks",           [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results",       [CMD_CANCEL] = "cancel",
-    [CMD_SCHEDULE] = "schedule",     [CMD_NODE] = "node",
-    [CMD_METRICS] = "metrics",       [CMD_CERT_INIT] = "cert init",
-    [CMD_CERT_ISSUE] = "cert issue", [CMD_HELP] = "help",
-    [CMD_VERSION] = "version",       [CMD_TASKS_PURGE] = "tasks purge",
+    [CMD_MASTER] = "master",
+    [CMD_WORKER] = "worker",
+    [CMD_NODES] = "nodes",
+    [CMD_SUBMIT] = "submit",
+    [CMD_TASKS] = "tasks",
+    [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",
+    [CMD_CANCEL] = "cancel",
+    [CMD_SCHEDULE] = "schedule",
+    [CMD_NODE] = "node",
+    [CMD_METRICS] = "metrics",
+    [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue",
+    [CMD_HELP] = "help",
+    [CMD_VERSION] = "version",
+    [CMD_TASKS_PURGE] = "tasks purge",
+    [CMD_TASK_RESTART] = "task restart",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -204,7 +213,7 @@ static int pick_client_command(struct config_parser *p, const char *word)
     if (strcmp(word, "master") == 0 || strcmp(word, "worker") == 0)
         return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
     return config_fail(p,
-                       "unknown command '%.*s' (commands: nodes, node, submit, tasks, logs, "
+                       "unknown command '%.*s' (commands: nodes, node, submit, tasks, task, logs, "
                        "results, cancel, schedule, metrics, cert; daemons use --role)",
                        QUOTE_MAX, word);
 }
@@ -224,6 +233,13 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
     if (strcmp(s->command, "tasks") == 0 && s->n_positional &&
         strcmp(s->positional[0], "purge") == 0) {
         p->c->command = CMD_TASKS_PURGE;
+        return 0;
+    }
+    /* "task restart ID": the one sub-command of "task", which may come after options too. */
+    if (strcmp(s->command, "task") == 0) {
+        if (!s->n_positional || strcmp(s->positional[0], "restart") != 0)
+            return config_fail(p, "'task' needs a sub-command: task restart TASK_ID");
+        p->c->command = CMD_TASK_RESTART;
         return 0;
     }
     return pick_client_command(p, s->command);
@@ -330,14 +346,15 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
     /* Outside submit, "--" only ends the options; what follows is positional. */
     const char *words[2] = {NULL, NULL};
     size_t n_words = 0;
-    /* The word "purge" of "tasks purge" is the command's. */
-    for (size_t i = c->command == CMD_TASKS_PURGE ? 1 : 0; i < s->n_positional && n_words < 2; i++)
+    /* The word "purge" of "tasks purge" and "restart" of "task restart" are the command's. */
+    bool two_words = c->command == CMD_TASKS_PURGE || c->command == CMD_TASK_RESTART;
+    for (size_t i = two_words ? 1 : 0; i < s->n_positional && n_words < 2; i++)
         words[n_words++] = s->positional[i];
     for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
         words[n_words++] = s->rest[i];
     const char *first = words[0], *second = words[1];
-    bool wants_task_id =
-        c->command == CMD_LOGS || c->command == CMD_RESULTS || c->command == CMD_CANCEL;
+    bool wants_task_id = c->command == CMD_LOGS || c->command == CMD_RESULTS ||
+                         c->command == CMD_CANCEL || c->command == CMD_TASK_RESTART;
 
     if (!wants_task_id) {
         if (first)

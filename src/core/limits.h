@@ -27,12 +27,19 @@
 #define LIMIT_ENV_MAX       256    /* env entries of one task */
 #define LIMIT_ENV_NAME_MAX  256
 #define LIMIT_ENV_VALUE_MAX 65536
-#define LIMIT_ERROR_MAX     4096  /* a task's error text */
-#define LIMIT_PRIORITY_MIN  -1000 /* task priority */
-#define LIMIT_PRIORITY_MAX  1000
-#define LIMIT_SUBMIT_NODES  10000      /* node keys of one SubmitTask */
-#define LIMIT_RESYNC_TASKS  100000     /* tasks listed in one Resync */
-#define LIMIT_DATA_MAX      (4u << 20) /* a Connect message's data */
+#define LIMIT_ERROR_MAX     4096 /* a task's error text */
+/* Task priority as Crawlab has it: lower runs first, 1 (high) to 10 (low), 5 when not given
+ * (docs/protocol.md, "Priority"). On the wire 0 means "not given". */
+#define LIMIT_PRIORITY_MIN     1
+#define LIMIT_PRIORITY_MAX     10
+#define LIMIT_PRIORITY_DEFAULT 5
+/* Retries of a task that ends error or abnormal, and the delay before the first of them; the
+ * window of later ones doubles, up to the same bound. */
+#define LIMIT_RETRIES_MAX        100
+#define LIMIT_RETRY_DELAY_MAX_MS (24 * 3600 * 1000)
+#define LIMIT_SUBMIT_NODES       10000      /* node keys of one SubmitTask */
+#define LIMIT_RESYNC_TASKS       100000     /* tasks listed in one Resync */
+#define LIMIT_DATA_MAX           (4u << 20) /* a Connect message's data */
 /* The longest text of one result item: alone in a Connect message's data ("[" item "]") or in a
  * ReadResults chunk, it leaves room under the 4 MiB message limit for the rest of the message. */
 #define LIMIT_ITEM_MAX (LIMIT_DATA_MAX - 66)

@@ -204,3 +204,13 @@ bool labels_match(const char *want, const char *have)
     }
     return true;
 }
+
+bool retries_valid(long long n)
+{
+    return n >= 0 && n <= LIMIT_RETRIES_MAX;
+}
+
+bool retry_delay_valid(long long ms)
+{
+    return ms >= 0 && ms <= LIMIT_RETRY_DELAY_MAX_MS;
+}

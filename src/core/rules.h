@@ -16,13 +16,15 @@
 #include "core/limits.h"
 
 /* Human wording of the rules, for error messages that must agree with the checkers. */
-#define STR_(x)       #x
-#define STR(x)        STR_(x)
-#define RULE_NODE_KEY "1 to " STR(LIMIT_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
-#define RULE_NAME     "1 to " STR(LIMIT_NAME_MAX) " bytes of UTF-8 text without control characters"
-#define RULE_ENV_NAME "a letter or '_', then letters, digits or '_'"
-#define RULE_AUTH_KEY "printable ASCII without spaces"
-#define RULE_PRIORITY STR(LIMIT_PRIORITY_MIN) " to " STR(LIMIT_PRIORITY_MAX)
+#define STR_(x)          #x
+#define STR(x)           STR_(x)
+#define RULE_NODE_KEY    "1 to " STR(LIMIT_NODE_KEY_MAX) " letters, digits, '.', '_', ':' or '-'"
+#define RULE_NAME        "1 to " STR(LIMIT_NAME_MAX) " bytes of UTF-8 text without control characters"
+#define RULE_ENV_NAME    "a letter or '_', then letters, digits or '_'"
+#define RULE_AUTH_KEY    "printable ASCII without spaces"
+#define RULE_PRIORITY    STR(LIMIT_PRIORITY_MIN) " (first) to " STR(LIMIT_PRIORITY_MAX) " (last)"
+#define RULE_RETRIES     "0 to " STR(LIMIT_RETRIES_MAX)
+#define RULE_RETRY_DELAY "0 to 24 h"
 #define RULE_LABEL                                                                                 \
     "KEY=VALUE, KEY 1 to " STR(LIMIT_LABEL_KEY_MAX) " letters, digits, '.', '_', '/' or '-', "     \
                                                     "VALUE at most " STR(                          \
@@ -69,5 +71,11 @@ int labels_join(char *const *labels, size_t n, char *out, size_t cap);
 /* Whether a node with labels `have` matches the selector `want` (both joined forms, NULL is ""):
  * every label of want is one of have. An empty selector matches every node. */
 bool labels_match(const char *want, const char *have);
+
+/* How many times a failed task may be retried: 0..LIMIT_RETRIES_MAX. */
+bool retries_valid(long long n);
+
+/* The delay before a task's first retry, in ms: 0..LIMIT_RETRY_DELAY_MAX_MS. */
+bool retry_delay_valid(long long ms);
 
 #endif

@@ -324,6 +324,12 @@ static char *env_to_json(const Grpc__TaskSpec *spec)
     return text;
 }
 
+/* The validated TaskSpec's priority; 0 on the wire is "not given". */
+static int spec_priority(const Grpc__TaskSpec *spec)
+{
+    return spec->priority ? spec->priority : LIMIT_PRIORITY_DEFAULT;
+}
+
 static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct admin *a = ctx;
@@ -352,10 +358,12 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .cmd = spec->cmd,
             .param = spec->param,
             .env_json = env_json,
-            .priority = spec->priority,
+            .priority = spec_priority(spec),
             .timeout_ms = spec->timeout_ms,
             .node_key = t.n ? t.keys[i] : NULL,
             .labels = t.n ? NULL : labels, /* a task for a named node is that node's */
+            .retries = (int)req->retries,
+            .retry_delay_ms = req->retry_delay_ms,
         };
         int rc = tasks_submit(a->tasks, &tn, ids[i]);
         if (rc < 0) {
@@ -400,6 +408,8 @@ static void admin_task_free(Grpc__AdminTask *a)
     free(a->assigned_node);
     free(a->error);
     free(a->labels);
+    free(a->restart_of);
+    free(a->retry_of);
 }
 
 static char *dup_or_empty(const char *s)
@@ -437,8 +447,15 @@ static int collect_task(void *ctx, const struct task_row *r, const struct task_p
     a->created_ms = r->created_ms;
     a->started_ms = r->started_ms;
     a->ended_ms = r->ended_ms;
+    a->restart_of = dup_or_empty(r->restart_of);
+    a->retry_of = dup_or_empty(r->retry_of);
+    a->attempt = (uint32_t)r->attempt;
+    a->retries = (uint32_t)r->retries;
+    a->retry_delay_ms = r->retry_delay_ms;
+    a->eligible_ms = r->eligible_ms;
     if (!a->id || !a->name || !a->cmd || !a->param || !a->status || !a->node_key ||
-        !a->assigned_node || !a->error || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
+        !a->assigned_node || !a->error || !a->restart_of || !a->retry_of ||
+        labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
     if (!page_fits(&l->page, l->n - 1, grpc__admin_task__get_packed_size(a))) {
         admin_task_free(a);
@@ -596,6 +613,32 @@ static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     Grpc__Response resp = GRPC__RESPONSE__INIT;
     resp.code = GRPC__RESPONSE_CODE__OK;
     resp.message = text;
+    srv_call_reply(c, &resp.base);
+}
+
+/* ---- RestartTask ---- */
+
+static void on_restart(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
+{
+    struct admin *a = ctx;
+    const Grpc__AdminTaskRequest *req = (const void *)msg; /* validated */
+    char id[TASK_ID_LEN + 1], why[512];
+    grpc_status_code st = resolve_task(a, req->task_id, id, why, sizeof(why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
+        return;
+    }
+    char nid[TASK_ID_LEN + 1];
+    int rc = tasks_restart(a->tasks, id, nid);
+    if (rc < 0) {
+        srv_call_fail(c, codec_status_from_errno(rc),
+                      rc == -ENOENT ? "unknown task" : "cannot store the task");
+        return;
+    }
+    char *ids[] = {nid};
+    Grpc__AdminSubmitTaskResponse resp = GRPC__ADMIN_SUBMIT_TASK_RESPONSE__INIT;
+    resp.n_task_ids = 1;
+    resp.task_ids = ids;
     srv_call_reply(c, &resp.base);
 }
 
@@ -851,6 +894,8 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     a->paused = r->paused;
     a->last_fire_s = r->last_fire_s;
     a->created_ms = r->created_ms;
+    a->retries = (uint32_t)r->retries;
+    a->retry_delay_ms = r->retry_delay_ms;
     struct cron_expr e;
     if (!r->paused && cron_parse(r->expr, r->tz_offset, &e, NULL) == 0) {
         int64_t next = cron_next(&e, l->now_s);
@@ -934,12 +979,14 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         .tz_offset = offset,
         .cmd = req->spec->cmd,
         .env_json = env_json,
-        .priority = req->spec->priority,
+        .priority = spec_priority(req->spec),
         .timeout_ms = req->spec->timeout_ms,
         .node_key = node ? node->key : NULL,
         .labels = labels,
         .overlap = overlap,
         .missed = missed,
+        .retries = (int)req->retries,
+        .retry_delay_ms = req->retry_delay_ms,
     };
     int64_t id;
     int rc = store_schedule_create(a->store, &n, clock_now_ms(a->loop), &id);
@@ -1035,6 +1082,8 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_list_tasks_request__descriptor, on_list_tasks, a);
     rpc_server_add_unary(s, "/grpc.AdminService/CancelTask", ROLE_ADMIN,
                          &grpc__admin_task_request__descriptor, on_cancel, a);
+    rpc_server_add_unary(s, "/grpc.AdminService/RestartTask", ROLE_ADMIN,
+                         &grpc__admin_task_request__descriptor, on_restart, a);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadLogs", ROLE_ADMIN, on_read_logs, a);
     rpc_server_add_stream(s, "/grpc.AdminService/ReadResults", ROLE_ADMIN, on_read_results, a);
     rpc_server_add_unary(s, "/grpc.AdminService/CreateSchedule", ROLE_ADMIN,

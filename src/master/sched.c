@@ -78,6 +78,8 @@ static void sched_fire(struct sched *sc, const struct schedule_row *r, int64_t f
         .timeout_ms = r->timeout_ms,
         .node_key = r->node_key,
         .labels = r->labels,
+        .retries = r->retries,
+        .retry_delay_ms = r->retry_delay_ms,
     };
     char id[TASK_ID_LEN + 1];
     int rc = tasks_fire(sc->tasks, r->id, fire_s, &tn, id);

@@ -10,6 +10,7 @@
 #include "master/clock.h"
 #include "master/metrics.h"
 #include "master/nodes.h"
+#include "resilience/backoff.h"
 #include "runtime/hmap.h"
 #include "runtime/log.h"
 
@@ -42,6 +43,8 @@ struct tasks {
     struct hmap away; /* struct away_task by id: when each node_disconnected task became so */
     uint64_t sweeps;  /* grace sweeps so far */
     ev_timer grace_sweep;
+    ev_timer wake;    /* at the earliest eligible_ms of a waiting retry */
+    int64_t woken_ms; /* retries due up to this time were announced */
     bool draining;
     struct metrics *metrics; /* NULL: none kept */
 };
@@ -187,15 +190,62 @@ void tasks_committed(struct tasks *t)
 
 /* ---- status changes ---- */
 
+static void announce(struct tasks *t, const char *node_key, const char *labels);
+static void wake_arm(struct tasks *t);
+
+/* Does a task that ends in `to` get another attempt? Only an error or abnormal end of a task
+ * submitted with retries it has not used up; finished and cancelled never retry, nor does a task
+ * someone asked to cancel that ended otherwise meanwhile. */
+static bool retries_left(const struct task_row *r, enum task_status to)
+{
+    return (to == TASK_ERROR || to == TASK_ABNORMAL) && r->attempt <= r->retries &&
+           !r->cancel_requested && task_transition_allowed(r->status, to);
+}
+
+/*
+ * The one place a retry is made: the failed task ends in `to` and its next attempt is stored in
+ * the same transaction (store_task_retry), eligible after the failed attempt's backoff delay
+ * (backoff_nth_ms: the retry delay doubling per attempt, jittered, seeded by the task id). The
+ * new attempt is announced when it becomes eligible (the wake timer). Returns what
+ * store_task_retry returned.
+ */
+static int retry_task(struct tasks *t, const struct task_row *failed, enum task_status to,
+                      int exit_code, const char *error)
+{
+    int64_t now = clock_now_ms(t->loop);
+    uint64_t seed = 0;
+    for (const char *c = failed->id; *c; c++)
+        seed = seed * 31 + (unsigned char)*c;
+    int64_t delay =
+        (int64_t)backoff_nth_ms((uint64_t)failed->retry_delay_ms, LIMIT_RETRY_DELAY_MAX_MS,
+                                (unsigned)failed->attempt, seed);
+    char next[TASK_ID_LEN + 1];
+    int rc = store_task_retry(t->store, failed->id, to, exit_code, error, now + delay, now, next);
+    if (rc != 0)
+        return rc;
+    log_info("task %s %s; retried as task %s (attempt %d of %d) in %" PRId64 " ms", failed->id,
+             task_status_name(to), next, failed->attempt + 1, failed->retries + 1, delay);
+    if (t->woken_ms > now)
+        t->woken_ms = now; /* the wall clock stepped back: this retry is still to announce */
+    if (delay == 0)
+        announce(t, failed->node_key, failed->labels);
+    else
+        wake_arm(t);
+    return 0;
+}
+
 /*
  * The one place a task's status changes: the store, the node's count of held tasks, the task's
- * stream and the watchers follow. Returns what store_task_set_status returned.
+ * stream and the watchers follow. A failed task with retries left gets its next attempt here
+ * (retry_task). Returns what store_task_set_status returned.
  */
 static int change_status(struct tasks *t, const struct task_row *before, enum task_status to,
                          int pid, int exit_code, const char *error)
 {
-    int rc = store_task_set_status(t->store, before->id, to, pid, exit_code, error,
-                                   clock_now_ms(t->loop));
+    int rc = retries_left(before, to)
+                 ? retry_task(t, before, to, exit_code, error)
+                 : store_task_set_status(t->store, before->id, to, pid, exit_code, error,
+                                         clock_now_ms(t->loop));
     if (rc != 0)
         return rc;
     if (is_held(before->status) && !is_held(to))
@@ -251,6 +301,21 @@ int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struc
     return 0;
 }
 
+int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1])
+{
+    struct task_row row;
+    int rc = store_task_get(t->store, id, &row);
+    if (rc < 0)
+        return rc;
+    rc = store_task_restart(t->store, id, clock_now_ms(t->loop), id_out);
+    if (rc == 0) {
+        log_info("task %s restarted as task %s", id, id_out);
+        announce(t, row.node_key, row.labels);
+    }
+    store_task_row_free(&row);
+    return rc;
+}
+
 int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after)
 {
     struct task_row before;
@@ -287,9 +352,10 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
     int64_t now_ms = clock_now_ms(t->loop);
     int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);
     if (rc == 1) {
-        if (t->metrics && now_ms >= out->created_ms)
-            metrics_observe(&t->metrics->dispatch_seconds,
-                            (double)(now_ms - out->created_ms) / 1000.0);
+        /* A retry waits from when it became eligible. */
+        int64_t since = out->eligible_ms > out->created_ms ? out->eligible_ms : out->created_ms;
+        if (t->metrics && now_ms >= since)
+            metrics_observe(&t->metrics->dispatch_seconds, (double)(now_ms - since) / 1000.0);
         nodes_task_held(t->nodes, node_key);
         log_debug("task %s assigned to node %s", out->id, node_key);
     }
@@ -363,6 +429,11 @@ static int row_list_add(struct row_list *l, const struct task_row *r)
     copy->status = r->status;
     copy->started_ms = r->started_ms;
     copy->updated_ms = r->updated_ms;
+    /* What retry_task reads. */
+    copy->cancel_requested = r->cancel_requested;
+    copy->attempt = r->attempt;
+    copy->retries = r->retries;
+    copy->retry_delay_ms = r->retry_delay_ms;
     return 0;
 }
 
@@ -548,6 +619,43 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     free(g.expired.rows);
 }
 
+/* ---- retries waiting for their time ---- */
+
+static int announce_node(void *ctx, const char *node_key, const char *labels)
+{
+    announce(ctx, node_key, *labels ? labels : NULL);
+    return 0;
+}
+
+/* Retries that became eligible since the last wake-up are announced; then the timer is set for
+ * the next one. Times are the stored wall-clock ones: a timer that fires early finds nothing due
+ * and is set again. */
+static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct tasks *t = w->data;
+    int64_t now = clock_now_ms(loop);
+    if (store_task_eligible_nodes(t->store, t->woken_ms, now, announce_node, t) == 0)
+        t->woken_ms = now;
+    wake_arm(t);
+}
+
+/* Sets the wake timer for the earliest retry not announced yet (stored, so it survives a restart
+ * of the master). */
+static void wake_arm(struct tasks *t)
+{
+    int64_t at = 0;
+    if (store_task_next_eligible(t->store, t->woken_ms, &at) < 0) {
+        at = clock_now_ms(t->loop) + 1000; /* look again in a second */
+    } else if (at == 0) {
+        ev_timer_stop(t->loop, &t->wake);
+        return;
+    }
+    double in = (double)(at - clock_now_ms(t->loop)) / 1000.0;
+    ev_timer_stop(t->loop, &t->wake);
+    ev_timer_set(&t->wake, in > 0 ? in : 0, 0.0);
+    ev_timer_start(t->loop, &t->wake);
+}
+
 /* ---- life cycle ---- */
 
 static int count_held(void *ctx, const struct task_row *r)
@@ -582,6 +690,8 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
         every = 0.1;
     ev_timer_init(&t->grace_sweep, on_grace_sweep, every, every);
     t->grace_sweep.data = t;
+    ev_init(&t->wake, on_wake);
+    t->wake.data = t;
     for (size_t i = 0; i < sizeof(held_states) / sizeof(held_states[0]); i++) {
         int rc = store_task_list(store, task_status_name(held_states[i]), NULL, 0, count_held, t);
         if (rc < 0) {
@@ -590,6 +700,7 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
         }
     }
     ev_timer_start(loop, &t->grace_sweep);
+    wake_arm(t); /* retries stored before a restart */
     *out = t;
     return 0;
 }
@@ -599,6 +710,7 @@ void tasks_destroy(struct tasks *t)
     if (!t)
         return;
     ev_timer_stop(t->loop, &t->grace_sweep);
+    ev_timer_stop(t->loop, &t->wake);
     struct hmap_entry *e, *tmp;
     hmap_foreach(&t->live, e, tmp)
     {

@@ -4,6 +4,10 @@
  * happens to a node's tasks when it goes offline. TaskService (master/tasks_rpc.h) is the gRPC
  * glue in front of it.
  *
+ * A task submitted with retries that ends error or abnormal gets its next attempt here, in the
+ * same store transaction as its end, and it is announced when its delay is over (a timer set at
+ * the earliest stored eligible time, so the delay survives a restart of the master).
+ *
  * Every change of a task's status goes through here, and each task that a node starts or stops
  * holding (assigned, running or node_disconnected) is reported to the node registry
  * (nodes_task_held / nodes_task_released), so that node->active stays exact.
@@ -57,6 +61,10 @@ int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID
  * new task's id, 1 when that fire already has its task (its id in id_out), or a negative errno. */
 int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struct task_new *tn,
                char id_out[TASK_ID_LEN + 1]);
+
+/* A new task with the spec of task id, linked to it (store_task_restart), pushed as tasks_submit
+ * does. -EINVAL, -ENOENT. */
+int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1]);
 
 /* Cancels a task: at once when nobody runs it, else by telling its worker through the task's
  * stream, now or when the worker opens it. *after receives the status after the call (see

@@ -47,3 +47,14 @@ void backoff_reset(struct backoff *b)
 {
     b->attempt = 0;
 }
+
+uint64_t backoff_nth_ms(uint64_t base_ms, uint64_t cap_ms, unsigned n, uint64_t seed)
+{
+    struct backoff b;
+    backoff_init(&b, base_ms, cap_ms, seed);
+    for (unsigned i = 1; i < n && backoff_window_ms(&b) < cap_ms; i++)
+        backoff_next_ms(&b);
+    uint64_t window = backoff_window_ms(&b);
+    /* backoff_next_ms draws from [0, window]: half of it, taken from the top. */
+    return window - backoff_next_ms(&b) / 2;
+}

@@ -42,4 +42,12 @@ void backoff_reset(struct backoff *b);
 /* The upper bound of the next delay, min(cap, base * 2^attempt), for logs and tests. */
 uint64_t backoff_window_ms(const struct backoff *b);
 
+/*
+ * The delay before retry number n (1, 2, ...) of a series that was asked to wait base_ms: its
+ * window is min(cap, base * 2^(n-1)) as above, and the delay is drawn uniformly from the upper half
+ * of it, [window / 2, window], so that a retry never comes much sooner than asked while retries
+ * of many tasks that failed together still spread out. n = 0 is taken as 1. Same seed, same delay.
+ */
+uint64_t backoff_nth_ms(uint64_t base_ms, uint64_t cap_ms, unsigned n, uint64_t seed);
+
 #endif

@@ -287,8 +287,9 @@ static int spec_check(const Grpc__TaskSpec *spec, const char **why)
                                     : "spec.name: not UTF-8, or holds control characters");
     if (spec->timeout_ms < 0 || (uint64_t)spec->timeout_ms > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "spec.timeout_ms: 0 (none) to 2^53 - 1");
-    if (spec->priority < LIMIT_PRIORITY_MIN || spec->priority > LIMIT_PRIORITY_MAX)
-        return fail(why, -ERANGE, "spec.priority: -1000 to 1000");
+    /* 0 is proto3's "not given": the master uses LIMIT_PRIORITY_DEFAULT. */
+    if (spec->priority != 0 && !priority_valid(spec->priority))
+        return fail(why, -ERANGE, "spec.priority: 0 (not given: 5) or " RULE_PRIORITY);
     if (spec->n_env > LIMIT_ENV_MAX)
         return fail(why, -EMSGSIZE, "spec.env: more than 256 entries");
     for (size_t i = 0; i < spec->n_env; i++) {
@@ -305,11 +306,24 @@ static int spec_check(const Grpc__TaskSpec *spec, const char **why)
     return ok(why);
 }
 
+/* The retries of a task, as SubmitTask and CreateSchedule carry them. */
+static int retries_check(uint32_t retries, int64_t delay_ms, const char **why)
+{
+    if (!retries_valid(retries))
+        return fail(why, -ERANGE, "retries: " RULE_RETRIES);
+    if (!retry_delay_valid(delay_ms))
+        return fail(why, -ERANGE, "retry_delay_ms: " RULE_RETRY_DELAY);
+    return ok(why);
+}
+
 int validate_submit(const Grpc__AdminSubmitTaskRequest *r, const char **why)
 {
     if (!r->spec)
         return fail(why, -EINVAL, "spec: required");
     int rc = spec_check(r->spec, why);
+    if (rc < 0)
+        return rc;
+    rc = retries_check(r->retries, r->retry_delay_ms, why);
     if (rc < 0)
         return rc;
     if (r->n_node_keys > LIMIT_SUBMIT_NODES)
@@ -354,6 +368,9 @@ int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const ch
     if (!r->spec)
         return fail(why, -EINVAL, "spec: required");
     int rc = spec_check(r->spec, why);
+    if (rc < 0)
+        return rc;
+    rc = retries_check(r->retries, r->retry_delay_ms, why);
     if (rc < 0)
         return rc;
     int32_t offset = 0;

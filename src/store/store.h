@@ -132,10 +132,12 @@ struct task_new {
     const char *cmd;      /* required, non-empty */
     const char *param;    /* appended to cmd by the worker */
     const char *env_json; /* JSON object text, already validated by the caller; NULL = "{}" */
-    int priority;         /* higher runs first */
+    int priority;         /* lower runs first (core/limits.h) */
     int64_t timeout_ms;   /* 0 = none; negative is -EINVAL */
     const char *node_key; /* the node that must run it; NULL or "" = any node */
     const char *labels;   /* selector: labels its node must have (joined form); NULL or "" = any */
+    int retries;          /* retries after an end in error or abnormal (retries_valid) */
+    int64_t retry_delay_ms; /* the first retry's delay (retry_delay_valid) */
 };
 
 /* A task as stored. The char * members are heap strings (never NULL) owned by the row: release
@@ -160,6 +162,12 @@ struct task_row {
     int64_t created_ms, updated_ms, started_ms, ended_ms; /* 0 = not yet */
     uint64_t epoch; /* the current assignment's epoch (core/fence.h); 0 = never assigned */
     char *labels;   /* the selector, joined form; "" = any node */
+    char restart_of[TASK_ID_LEN + 1]; /* the task this one restarts, "" = none */
+    char retry_of[TASK_ID_LEN + 1];   /* the first attempt when this one is a retry, "" = none */
+    int attempt;                      /* 1 for a first attempt */
+    int retries;                      /* as submitted: attempts after the first, at most */
+    int64_t retry_delay_ms;
+    int64_t eligible_ms; /* a retry is not fetched before this; 0 = at once */
 };
 
 void store_task_row_free(struct task_row *r);
@@ -172,12 +180,42 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1]);
 
 /*
+ * A new pending task with the spec of task id (name, cmd, param, env, priority, timeout, node,
+ * retries and their delay) and restart_of = id, as its first attempt. -EINVAL, -ENOENT.
+ */
+int store_task_restart(struct store *s, const char *id, int64_t now_ms,
+                       char id_out[TASK_ID_LEN + 1]);
+
+/*
+ * Ends task id in `to` (error or abnormal, else -EINVAL) as store_task_set_status does and, in the
+ * same transaction, makes its next attempt: a pending task with the same spec, retry_of = the
+ * first attempt, attempt + 1, not fetched before eligible_ms. The caller has checked that the task
+ * has retries left. Returns 0 with the new id in id_out; 1 when the move is refused (nothing
+ * changes, no attempt is made); -EINVAL, -ENOENT. A crash leaves both or neither.
+ */
+int store_task_retry(struct store *s, const char *id, enum task_status to, int exit_code,
+                     const char *error, int64_t eligible_ms, int64_t now_ms,
+                     char id_out[TASK_ID_LEN + 1]);
+
+/* The earliest eligible_ms after after_ms of a pending task that waits for one into *at_ms (0 when
+ * none waits). */
+int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms);
+
+/* Calls cb once for each node key ("" = any node) and label selector ("" = none) of the pending
+ * tasks whose eligible_ms is in (after_ms, until_ms]: the tasks that became fetchable in that
+ * time. Collects first. */
+int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_ms,
+                              int (*cb)(void *ctx, const char *node_key, const char *labels),
+                              void *ctx);
+
+/*
  * Assigns one pending task to node_key (status assigned, assigned_node = node_key, epoch counted
  * up by one) and copies it into *out (free it with store_task_row_free). Returns 1 when a task was
  * assigned, 0 when none is available. Tasks addressed to this node come first, then unaddressed
- * ones; within each, highest priority first, then oldest. A task addressed to another node is never
- * returned, nor one whose label selector node_labels (the node's labels, joined form; NULL = none)
- * does not match (labels_match), and a task is assigned at most once (until it returns to pending).
+ * ones; within each, the lowest priority number first (Crawlab's order), then oldest. A retry
+ * whose eligible_ms is after now_ms waits. A task addressed to another node is never returned,
+ * nor one whose label selector node_labels (the node's labels, joined form; NULL = none) does not
+ * match (labels_match), and a task is assigned at most once (until it returns to pending).
  */
 int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
                      struct task_row *out);
@@ -356,6 +394,8 @@ struct schedule_new {
     const char *labels;   /* selector of its tasks (joined form); NULL or "" = any node */
     int overlap;          /* enum cron_overlap */
     int missed;           /* enum cron_missed */
+    int retries;          /* carried into each fire's task */
+    int64_t retry_delay_ms;
 };
 
 /* A schedule as stored. expr, cmd, env_json and labels are heap strings owned by the row: release
@@ -376,6 +416,8 @@ struct schedule_row {
     int64_t last_fire_s;             /* the latest fire time handled (Unix s); 0 = none yet */
     char last_task[TASK_ID_LEN + 1]; /* the task of the latest fire that made one; "" = none */
     char *labels;                    /* selector of its tasks, joined form; "" = any node */
+    int retries;
+    int64_t retry_delay_ms;
 };
 
 void store_schedule_row_free(struct schedule_row *r);

@@ -29,9 +29,9 @@
  * Schema versions, each brought by one step of schema_steps: 1 the first schema (schema_sql),
  * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
  * 4 schedules and their fires (migrate_4_sql), 5 node labels and states, task selectors
- * (migrate_5_sql).
+ * (migrate_5_sql), 6 retries, restarts and Crawlab's priority order (migrate_6_sql).
  */
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -101,9 +101,30 @@ static const char migrate_5_sql[] =
     "ALTER TABLE tasks ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE schedules ADD COLUMN labels TEXT NOT NULL DEFAULT '';";
 
+/*
+ * Version 6 (retries, restarts, priority as Crawlab has it). A task's links: restart_of, the task
+ * it restarts; retry_of, the first attempt of a retried task (and attempt, its number); retries
+ * and retry_delay_ms, what it was submitted with (so do schedules); eligible_ms, when a retry may
+ * be fetched (0: at once), with the index the wake-up walks. tasks_pending is rebuilt ascending:
+ * lower priority numbers run first. Stored tasks keep their numbers.
+ */
+static const char migrate_6_sql[] =
+    "ALTER TABLE tasks ADD COLUMN restart_of TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN retry_of TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE tasks ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN retry_delay_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN eligible_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE schedules ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE schedules ADD COLUMN retry_delay_ms INTEGER NOT NULL DEFAULT 0;"
+    "DROP INDEX tasks_pending;"
+    "CREATE INDEX tasks_pending ON tasks(node_key, priority, created_ms) WHERE status = 'pending';"
+    "CREATE INDEX tasks_waiting ON tasks(eligible_ms) WHERE status = 'pending' AND eligible_ms > "
+    "0;";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
-static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql, migrate_3_sql,
-                                                         migrate_4_sql, migrate_5_sql};
+static const char *const schema_steps[SCHEMA_VERSION] = {
+    schema_sql, migrate_2_sql, migrate_3_sql, migrate_4_sql, migrate_5_sql, migrate_6_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -111,7 +132,8 @@ static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_s
 #define TASK_COLS                                                                                  \
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
     "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
-    "created_ms, updated_ms, started_ms, ended_ms, epoch, labels"
+    "created_ms, updated_ms, started_ms, ended_ms, epoch, labels, restart_of, retry_of, attempt, " \
+    "retries, retry_delay_ms, eligible_ms"
 
 #define NODE_COLS "key, name, status, max_runners, created_ms, last_seen_ms, version, labels, state"
 
@@ -130,6 +152,8 @@ enum stmt_id {
     ST_NODE_DELETE,
     ST_TASK_INSERT,
     ST_TASK_GET,
+    ST_TASK_WAKE_NEXT,
+    ST_TASK_WAKE_NODES,
     ST_TASK_PICK,
     ST_TASK_ASSIGN,
     ST_TASK_STATUS,
@@ -185,13 +209,21 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_SET_STATE] = "UPDATE nodes SET state = ?2 WHERE key = ?1",
     [ST_NODE_DELETE] = "DELETE FROM nodes WHERE key = ?1",
     [ST_TASK_INSERT] = "INSERT INTO tasks (id, name, cmd, param, env_json, priority, timeout_ms,"
-                       " node_key, status, created_ms, updated_ms, labels)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?10)",
+                       " node_key, status, created_ms, updated_ms, labels, retries, retry_delay_ms,"
+                       " restart_of, retry_of, attempt, eligible_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?10, ?11, ?12,"
+                       " ?13, ?14, ?15, ?16)",
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
-    /* A task with a label selector goes only to a node that has all its labels (?2). */
+    /* Both walk tasks_waiting (the "eligible_ms > 0" lets the planner use the partial index). */
+    [ST_TASK_WAKE_NEXT] = "SELECT min(eligible_ms) FROM tasks"
+                          " WHERE status = 'pending' AND eligible_ms > 0 AND eligible_ms > ?1",
+    [ST_TASK_WAKE_NODES] = "SELECT DISTINCT node_key, labels FROM tasks WHERE status = 'pending'"
+                           " AND eligible_ms > 0 AND eligible_ms > ?1 AND eligible_ms <= ?2",
+    /* Lower priority numbers first (Crawlab's order); a retry waits for its eligible_ms (?3); a
+     * task with a label selector goes only to a node that has all its labels (?2). */
     [ST_TASK_PICK] = "SELECT id FROM tasks WHERE status = 'pending' AND node_key = ?1"
-                     " AND (labels = '' OR labels_match(labels, ?2))"
-                     " ORDER BY priority DESC, created_ms, rowid LIMIT 1",
+                     " AND eligible_ms <= ?3 AND (labels = '' OR labels_match(labels, ?2))"
+                     " ORDER BY priority, created_ms, rowid LIMIT 1",
     /* Every assignment is a new epoch; so is every return to pending (ST_TASK_SET_STATUS). */
     [ST_TASK_ASSIGN] = "UPDATE tasks SET status = 'assigned', assigned_node = ?2, updated_ms = ?3,"
                        " epoch = epoch + 1 WHERE id = ?1 AND status = 'pending'",
@@ -1071,6 +1103,12 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
     r->ended_ms = sqlite3_column_int64(st, 21);
     r->epoch = column_u64(st, 22);
     r->labels = dup_column(st, 23);
+    copy_column(r->restart_of, sizeof(r->restart_of), st, 24);
+    copy_column(r->retry_of, sizeof(r->retry_of), st, 25);
+    r->attempt = sqlite3_column_int(st, 26);
+    r->retries = sqlite3_column_int(st, 27);
+    r->retry_delay_ms = sqlite3_column_int64(st, 28);
+    r->eligible_ms = sqlite3_column_int64(st, 29);
     if (!r->cmd || !r->param || !r->env_json || !r->error || !r->labels) {
         store_task_row_free(r);
         log_error("store: out of memory reading task");
@@ -1144,8 +1182,25 @@ static void format_id(const struct store *s, int64_t now_ms, uint32_t counter,
     out[TASK_ID_LEN] = '\0';
 }
 
-static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms,
-                       char id[TASK_ID_LEN + 1]);
+/* What links a task made from another to it: set by store_task_restart and store_task_retry;
+ * none for a submitted task. */
+struct task_link {
+    const char *restart_of, *retry_of; /* NULL = "" */
+    int attempt;
+    int64_t eligible_ms;
+};
+
+static int task_insert(struct store *s, const struct task_new *t, const struct task_link *link,
+                       int64_t now_ms, char id[TASK_ID_LEN + 1]);
+
+/* What store_task_create and store_schedule_fire accept as a new task. */
+static bool task_new_valid(const struct task_new *t)
+{
+    return t && t->cmd && *t->cmd && optional_line(t->name, LIMIT_NAME_MAX) &&
+           (!t->node_key || !*t->node_key || node_key_valid(t->node_key)) && t->timeout_ms >= 0 &&
+           retries_valid(t->retries) && retry_delay_valid(t->retry_delay_ms) &&
+           (!t->labels || labels_text_valid(t->labels));
+}
 
 int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1])
@@ -1153,25 +1208,26 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
-        (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
-        (t->labels && !labels_text_valid(t->labels)) || !id_out)
+    if (!task_new_valid(t) || !id_out)
         return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
     char id[TASK_ID_LEN + 1];
-    rc = task_insert(s, t, now_ms, id);
+    rc = task_insert(s, t, NULL, now_ms, id);
     rc = op_end(s, rc);
     if (rc == 0)
         memcpy(id_out, id, sizeof(id));
     return rc;
 }
 
-/* Inserts a new pending task inside an open op; writes its id into id. */
-static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms,
-                       char id[TASK_ID_LEN + 1])
+/* Inserts a new pending task inside an open op; writes its id into id. link may be NULL. */
+static int task_insert(struct store *s, const struct task_new *t, const struct task_link *link,
+                       int64_t now_ms, char id[TASK_ID_LEN + 1])
 {
+    static const struct task_link first = {.attempt = 1};
+    if (!link)
+        link = &first;
     int rc = 0;
     /* A duplicate id needs the same second, random part and counter value: only a wrapped
      * counter can produce one, and the next counter value resolves it. */
@@ -1188,6 +1244,12 @@ static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms
         bind_text(st, 8, t->node_key ? t->node_key : "");
         sqlite3_bind_int64(st, 9, now_ms);
         bind_text(st, 10, t->labels ? t->labels : "");
+        sqlite3_bind_int(st, 11, t->retries);
+        sqlite3_bind_int64(st, 12, t->retry_delay_ms);
+        bind_text(st, 13, link->restart_of ? link->restart_of : "");
+        bind_text(st, 14, link->retry_of ? link->retry_of : "");
+        sqlite3_bind_int(st, 15, link->attempt);
+        sqlite3_bind_int64(st, 16, link->eligible_ms);
         int src = sqlite3_step(st);
         if (src == SQLITE_DONE) {
             rc = 0;
@@ -1285,6 +1347,7 @@ int store_task_fetch(struct store *s, const char *node_key, const char *node_lab
     for (int i = 0; i < 2 && rc == 0 && !id[0]; i++) {
         bind_text(pick, 1, targets[i]);
         bind_text(pick, 2, node_labels ? node_labels : "");
+        sqlite3_bind_int64(pick, 3, now_ms);
         int src = sqlite3_step(pick);
         if (src == SQLITE_ROW)
             copy_column(id, sizeof(id), pick, 0);
@@ -1350,6 +1413,144 @@ int store_task_set_status(struct store *s, const char *id, enum task_status to, 
         }
     }
     return op_end(s, rc);
+}
+
+/* The spec of a stored task, as a new task has it (strings borrowed from the row). */
+static struct task_new spec_of(const struct task_row *r)
+{
+    return (struct task_new){
+        .name = r->name,
+        .cmd = r->cmd,
+        .param = r->param,
+        .env_json = r->env_json,
+        .priority = r->priority,
+        .timeout_ms = r->timeout_ms,
+        .node_key = r->node_key,
+        .labels = r->labels,
+        .retries = r->retries,
+        .retry_delay_ms = r->retry_delay_ms,
+    };
+}
+
+int store_task_restart(struct store *s, const char *id, int64_t now_ms,
+                       char id_out[TASK_ID_LEN + 1])
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !id_out)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    struct task_row row;
+    char nid[TASK_ID_LEN + 1];
+    rc = task_load(s, id, &row);
+    if (rc == 0) {
+        struct task_new tn = spec_of(&row);
+        struct task_link link = {.restart_of = row.id, .attempt = 1};
+        rc = task_insert(s, &tn, &link, now_ms, nid);
+        store_task_row_free(&row);
+    }
+    rc = op_end(s, rc);
+    if (rc == 0)
+        memcpy(id_out, nid, sizeof(nid));
+    return rc;
+}
+
+int store_task_retry(struct store *s, const char *id, enum task_status to, int exit_code,
+                     const char *error, int64_t eligible_ms, int64_t now_ms,
+                     char id_out[TASK_ID_LEN + 1])
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || (to != TASK_ERROR && to != TASK_ABNORMAL) || !id_out)
+        return -EINVAL;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
+    struct task_row row;
+    char nid[TASK_ID_LEN + 1];
+    rc = task_load(s, id, &row);
+    if (rc < 0)
+        return op_end(s, rc);
+    if (!task_transition_allowed(row.status, to)) {
+        rc = 1;
+    } else {
+        rc = status_apply(s, id, row.status, to, 0, exit_code, error, now_ms);
+        struct task_new tn = spec_of(&row);
+        struct task_link link = {
+            .retry_of = row.retry_of[0] ? row.retry_of : row.id,
+            .attempt = row.attempt + 1,
+            .eligible_ms = eligible_ms,
+        };
+        if (rc == 0)
+            rc = task_insert(s, &tn, &link, now_ms, nid);
+    }
+    store_task_row_free(&row);
+    rc = op_end(s, rc);
+    if (rc == 0)
+        memcpy(id_out, nid, sizeof(nid));
+    return rc;
+}
+
+int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_TASK_WAKE_NEXT];
+    sqlite3_bind_int64(st, 1, after_ms);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *at_ms = sqlite3_column_int64(st, 0); /* NULL, no task waits: 0 */
+    else
+        rc = db_fail(s, src, "finding the next retry's time", "tasks");
+    finish(st);
+    return rc;
+}
+
+int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_ms,
+                              int (*cb)(void *ctx, const char *node_key, const char *labels),
+                              void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_TASK_WAKE_NODES];
+    sqlite3_bind_int64(st, 1, after_ms);
+    sqlite3_bind_int64(st, 2, until_ms);
+    struct target {
+        char key[LIMIT_NODE_KEY_MAX + 1];
+        char *labels;
+    } *due = NULL;
+    size_t n = 0, cap = 0;
+    int src;
+    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            void *grown = realloc(due, ncap * sizeof(*due));
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            due = grown;
+            cap = ncap;
+        }
+        copy_column(due[n].key, sizeof(due[n].key), st, 0);
+        if (!(due[n++].labels = dup_column(st, 1)))
+            rc = -ENOMEM;
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing the nodes of retries due", "tasks");
+    finish(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, due[i].key, due[i].labels);
+    for (size_t i = 0; i < n; i++)
+        free(due[i].labels);
+    free(due);
+    return rc;
 }
 
 int store_task_epoch(struct store *s, const char *id, uint64_t *out)
@@ -1988,7 +2189,7 @@ static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
 
 #define SCHED_COLS                                                                                 \
     "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
-    "paused, created_ms, last_fire_s, last_task, labels"
+    "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms"
 
 void store_schedule_row_free(struct schedule_row *r)
 {
@@ -2020,6 +2221,8 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
     r->last_fire_s = sqlite3_column_int64(st, 13);
     copy_column(r->last_task, sizeof(r->last_task), st, 14);
     r->labels = dup_column(st, 15);
+    r->retries = sqlite3_column_int(st, 16);
+    r->retry_delay_ms = sqlite3_column_int64(st, 17);
     if (!r->expr || !r->cmd || !r->env_json || !r->labels) {
         store_schedule_row_free(r);
         log_error("store: out of memory reading a schedule");
@@ -2037,13 +2240,15 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     if (!n || !n->cmd || !*n->cmd || !n->expr || !*n->expr || strlen(n->expr) > CRON_EXPR_MAX ||
         !optional_line(n->name, LIMIT_NAME_MAX) ||
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
-        (n->labels && !labels_text_valid(n->labels)) || !id_out)
+        (n->labels && !labels_text_valid(n->labels)) || !retries_valid(n->retries) ||
+        !retry_delay_valid(n->retry_delay_ms) || !id_out)
         return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
-                       " timeout_ms, node_key, overlap, missed, created_ms, labels)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                       " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
+                       " retry_delay_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                        &st);
     if (rc < 0)
         return rc;
@@ -2064,6 +2269,8 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     sqlite3_bind_int(st, 10, n->missed);
     sqlite3_bind_int64(st, 11, now_ms);
     bind_text(st, 12, n->labels ? n->labels : "");
+    sqlite3_bind_int(st, 13, n->retries);
+    sqlite3_bind_int64(st, 14, n->retry_delay_ms);
     rc = sched_run(s, st, "creating schedule");
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc < 0 ? rc : 0);
@@ -2231,9 +2438,7 @@ int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struc
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
-        (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
-        !id_out)
+    if (!task_new_valid(t) || !id_out)
         return -EINVAL;
     rc = fire_lookup(s, id, fire_s, id_out);
     if (rc != 0)
@@ -2242,7 +2447,7 @@ int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struc
     if (rc < 0)
         return rc;
     char tid[TASK_ID_LEN + 1];
-    rc = task_insert(s, t, now_ms, tid);
+    rc = task_insert(s, t, NULL, now_ms, tid);
     sqlite3_stmt *st;
     if (rc == 0)
         rc = sched_prepare(s,

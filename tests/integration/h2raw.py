@@ -7,6 +7,9 @@ Python 3 standard library only. One H2Conn is one TCP connection (optionally TLS
     c.wait_closed(timeout=10)                  # True once the master closed the connection
     c.close()
 
+It can also make a plain unary gRPC call, as an upstream peer that knows only Crawlab's messages
+would (`unary`, with the message built by `pb_string`/`pb_varint` and read by `pb_fields`).
+
 A reader thread answers the master's SETTINGS and PINGs (as a live peer must, so that the master
 cannot tell it from an idle client) and notices when the connection ends. Every blocking socket
 call has a timeout; close() ends the thread.
@@ -23,7 +26,7 @@ import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7, 0x8
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 CANCEL = 0x8
 
@@ -72,6 +75,8 @@ class H2Conn:
         self.pings = 0                     # PINGs answered
         self.frames = 0                    # frames received
         self.sent_streams = 0
+        self.replies = {}                  # stream -> DATA bytes received, for unary()
+        self.ended = {}                    # stream -> threading.Event set at its END_STREAM
         self._stop = False
         self._send(PREFACE + frame(SETTINGS, 0, 0))
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -114,6 +119,15 @@ class H2Conn:
                     self.pings += 1
                 elif ftype == GOAWAY and len(payload) >= 8:
                     self.goaway = struct.unpack(">I", payload[4:8])[0]
+                sid = struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
+                if ftype == DATA and sid in self.ended:
+                    self.replies[sid] = self.replies.get(sid, b"") + payload
+                    if payload:  # give the window back, so that many calls fit
+                        inc = struct.pack(">I", len(payload))
+                        self._send(frame(WINDOW_UPDATE, 0, 0, inc) +
+                                   frame(WINDOW_UPDATE, 0, sid, inc))
+                if ftype in (DATA, HEADERS) and flags & END_STREAM and sid in self.ended:
+                    self.ended[sid].set()
         except (OSError, ssl.SSLError):
             pass
         self.closed.set()
@@ -141,6 +155,24 @@ class H2Conn:
         self.sent_streams += sent
         return sent
 
+    def unary(self, path, message, extra=(), timeout=SOCK_TIMEOUT):
+        """One unary gRPC call: the request message (protobuf bytes) in one DATA frame. Returns
+        the reply message's bytes, or None when the call ended without one (an error status;
+        the trailers are not decoded) or did not end within timeout."""
+        sid = self.next_stream
+        self.next_stream += 2
+        self.ended[sid] = threading.Event()
+        body = b"\x00" + struct.pack(">I", len(message)) + message
+        self._send(frame(HEADERS, END_HEADERS, sid, header_block(path, extra=extra)) +
+                   frame(DATA, END_STREAM, sid, body))
+        if not self.ended[sid].wait(timeout):
+            return None
+        data = self.replies.pop(sid, b"")
+        if len(data) < 5:
+            return None
+        n = struct.unpack(">I", data[1:5])[0]
+        return data[5:5 + n]
+
     def ping_flood(self, count):
         """Sends count PINGs at once (a peer pinging far more often than allowed)."""
         try:
@@ -165,3 +197,57 @@ def wait_until_closed(conns, timeout):
     """Waits until every connection in conns was closed by the master; True if they all were."""
     deadline = time.monotonic() + timeout
     return all(c.wait_closed(max(0.0, deadline - time.monotonic())) for c in conns)
+
+
+# ---- protobuf, the little a raw peer needs ----
+
+def _varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def pb_string(field, value):
+    b = value.encode() if isinstance(value, str) else value
+    return _varint(field << 3 | 2) + _varint(len(b)) + b
+
+
+def pb_varint(field, value):
+    return _varint(field << 3) + _varint(value)
+
+
+def pb_fields(data):
+    """{field number: [values]}: varints as ints, length-delimited fields as bytes."""
+    out, i = {}, 0
+
+    def varint():
+        nonlocal i
+        n = shift = 0
+        while True:
+            b = data[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n
+    while i < len(data):
+        key = varint()
+        field, wtype = key >> 3, key & 7
+        if wtype == 0:
+            value = varint()
+        elif wtype == 2:
+            n = varint()
+            value, i = data[i:i + n], i + n
+        elif wtype == 1:
+            value, i = data[i:i + 8], i + 8
+        elif wtype == 5:
+            value, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError("wire type %d" % wtype)
+        out.setdefault(field, []).append(value)
+    return out

@@ -81,19 +81,23 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
 
     def test_overlap_skip_makes_no_task_while_the_previous_one_waits(self):
         self.c.start_master()  # no worker: the first task stays pending
-        self.add_schedule("one-at-a-time", "@every 1s")  # --overlap=skip is the default
+        # --overlap=skip is the default; the retries go with each fire's task
+        self.add_schedule("one-at-a-time", "@every 1s", "--retries=1", "--retry-delay=5s")
         self.c.master.wait_log("no task for the fire", count=3)
         tasks = [t for t in self.tasks().values() if t["name"] == "one-at-a-time"]
         self.assertEqual(len(tasks), 1, tasks)
         self.assertEqual(tasks[0]["status"], "pending")
+        self.assertEqual((tasks[0]["retries"], tasks[0]["retry_delay_ms"]), (1, 5000))
         self.assertEqual(self.c.master.stop(), 0)
         self.assertEqual(len(self.fires()), 1)
 
     def test_add_list_show_pause_resume_rm(self):
         self.c.start_master()
         sid = self.add_schedule("nightly", "30 2 * * 1-5", "--tz=+02:00", "--priority=7",
-                                "--missed=skip", "--overlap=cancel-previous")
+                                "--missed=skip", "--overlap=cancel-previous", "--retries=2",
+                                "--retry-delay=30s")
         s = self.schedules()[sid]
+        self.assertEqual((s["retries"], s["retry_delay_ms"]), (2, 30000))
         self.assertEqual((s["name"], s["expr"], s["tz"], s["priority"], s["overlap"],
                           s["missed"], s["paused"], s["last_task"]),
                          ("nightly", "30 2 * * 1-5", "+02:00", 7, "cancel-previous", "skip",

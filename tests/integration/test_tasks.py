@@ -351,7 +351,7 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
         ts = self.wait_final(ids.values())
         self.assertEqual({t["status"] for t in ts.values()}, {"finished"}, ts)
         with open(order) as f:
-            self.assertEqual(f.read().split(), ["10", "5", "3", "1"])
+            self.assertEqual(f.read().split(), ["1", "3", "5", "10"])  # lower numbers first
 
     # ---- 6: cancel
 

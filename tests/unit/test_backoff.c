@@ -165,6 +165,39 @@ START_TEST(test_backoff_window_of_one_yields_both_values)
 }
 END_TEST
 
+START_TEST(test_backoff_nth_delay_is_in_the_upper_half_of_its_window)
+{
+    /* Retry n's window is base * 2^(n-1): 100, 200, 400 ms, then capped at 500. */
+    const uint64_t windows[] = {100, 100, 200, 400, 500, 500};
+    for (unsigned n = 0; n < 6; n++) {
+        for (uint64_t seed = 0; seed < 200; seed++) {
+            uint64_t d = backoff_nth_ms(100, 500, n, seed);
+            ck_assert_uint_ge(d, windows[n] / 2);
+            ck_assert_uint_le(d, windows[n]);
+            ck_assert_uint_eq(backoff_nth_ms(100, 500, n, seed), d);
+        }
+    }
+    ck_assert_uint_eq(backoff_nth_ms(0, 500, 3, 7), 0);
+    /* Many retries stay at the cap, without wrapping back to small windows. */
+    uint64_t late = backoff_nth_ms(10000, 86400000, 101, 7);
+    ck_assert_uint_ge(late, 86400000 / 2);
+    ck_assert_uint_le(late, 86400000);
+}
+END_TEST
+
+START_TEST(test_backoff_nth_delay_spreads_over_its_half_window)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint64_t seed = 0; seed < 1000; seed++) {
+        uint64_t d = backoff_nth_ms(1000, 100000, 2, seed);
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+    }
+    ck_assert_uint_lt(lo, 1100);
+    ck_assert_uint_gt(hi, 1900);
+}
+END_TEST
+
 static Suite *backoff_suite(void)
 {
     Suite *s = suite_create("backoff");
@@ -181,6 +214,8 @@ static Suite *backoff_suite(void)
     tcase_add_test(tc, test_backoff_different_seeds_give_different_sequences);
     tcase_add_test(tc, test_backoff_jitter_spans_the_whole_window);
     tcase_add_test(tc, test_backoff_window_of_one_yields_both_values);
+    tcase_add_test(tc, test_backoff_nth_delay_is_in_the_upper_half_of_its_window);
+    tcase_add_test(tc, test_backoff_nth_delay_spreads_over_its_half_window);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -150,7 +150,9 @@ START_TEST(test_client_commands_get_documented_defaults)
 
     ck_assert_int_eq(parse("submit", "--", "echo", NULL), 0);
     ck_assert_int_eq(cfg.command, CMD_SUBMIT);
-    ck_assert_int_eq(cfg.priority, 0);
+    ck_assert_int_eq(cfg.priority, 5); /* Crawlab's default */
+    ck_assert_int_eq(cfg.retries, 0);
+    ck_assert_uint_eq(cfg.retry_delay_ms, 10000);
     ck_assert_uint_eq(cfg.timeout_ms, 0);
     ck_assert_uint_eq(cfg.n_nodes, 0);
     ck_assert(!cfg.all_nodes);
@@ -422,8 +424,9 @@ END_TEST
 
 START_TEST(test_negative_value_in_separate_word_is_a_value)
 {
-    ck_assert_int_eq(parse("submit", "--priority", "-5", "--", "true", NULL), 0);
-    ck_assert_int_eq(cfg.priority, -5);
+    /* Read as --priority's value (and refused as one), not as an option. */
+    expect_error(parse("submit", "--priority", "-5", "--", "true", NULL),
+                 "--priority: expected an integer from 1 to 10, got '-5'", NULL);
 }
 END_TEST
 
@@ -519,7 +522,12 @@ static const struct {
     {{"nodes", "--admin-key="}, "--admin-key"},
     {{"nodes", "--admin-key-file="}, "--admin-key-file"},
     {{"tasks", "--status=done"}, "--status"},
-    {{"submit", "--priority=1001", "--", "true"}, "--priority: expected an integer from -1000"},
+    {{"submit", "--priority=11", "--", "true"}, "--priority: expected an integer from 1 to 10"},
+    {{"submit", "--priority=0", "--", "true"}, "--priority: expected an integer from 1 to 10"},
+    {{"submit", "--retries=101", "--", "true"}, "--retries: expected an integer from 0 to 100"},
+    {{"submit", "--retries=-1", "--", "true"}, "--retries"},
+    {{"submit", "--retry-delay=25h", "--", "true"}, "--retry-delay: expected a duration from 0"},
+    {{"submit", "--retry-delay=soon", "--", "true"}, "--retry-delay"},
     {{"submit", "--priority=high", "--", "true"}, "--priority"},
     {{"submit", "--timeout=forever", "--", "true"}, "--timeout"},
     {{"submit", "--name=", "--", "true"}, "--name"},
@@ -1114,10 +1122,16 @@ START_TEST(test_integer_options_store_their_value_within_bounds)
                  "--max-connections: expected an integer from 1 to 1000000, got '0'", NULL);
     expect_error(parse("--role=master", "--max-connections=1000001", NULL), "--max-connections",
                  "'1000001'");
-    ck_assert_int_eq(parse("submit", "--priority=-1000", "--", "true", NULL), 0);
-    ck_assert_int_eq(cfg.priority, -1000);
-    ck_assert_int_eq(parse("submit", "--priority=1000", "--", "true", NULL), 0);
-    ck_assert_int_eq(cfg.priority, 1000);
+    ck_assert_int_eq(parse("submit", "--priority=1", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.priority, 1);
+    ck_assert_int_eq(parse("submit", "--priority=10", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.priority, 10);
+    ck_assert_int_eq(parse("submit", "--retries=100", "--retry-delay=24h", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.retries, 100);
+    ck_assert_uint_eq(cfg.retry_delay_ms, 24 * 3600 * 1000);
+    ck_assert_int_eq(parse("submit", "--retries=2", "--retry-delay=100ms", "--", "true", NULL), 0);
+    ck_assert_int_eq(cfg.retries, 2);
+    ck_assert_uint_eq(cfg.retry_delay_ms, 100);
     env_set("CRAWLAB_GRPC_SERVER_PORT", "65536");
     expect_error(parse("--role=master", NULL),
                  "CRAWLAB_GRPC_SERVER_PORT: expected a port from 1 to 65535, got '65536'", NULL);
@@ -1377,9 +1391,11 @@ END_TEST
 START_TEST(test_schedule_add_takes_an_expression_a_command_and_the_task_flags)
 {
     ck_assert_int_eq(parse("schedule", "add", "--tz=+02:00", "--overlap=allow", "--missed=skip",
-                           "--node=n1", "--priority=3", "--name=nightly", "30 2 * * 1-5", "--",
-                           "echo", "hi", NULL),
+                           "--node=n1", "--priority=3", "--name=nightly", "--retries=2",
+                           "--retry-delay=1m", "30 2 * * 1-5", "--", "echo", "hi", NULL),
                      0);
+    ck_assert_int_eq(cfg.retries, 2);
+    ck_assert_uint_eq(cfg.retry_delay_ms, 60000);
     ck_assert_int_eq(cfg.command, CMD_SCHEDULE);
     ck_assert_str_eq(cfg.sched_action, "add");
     ck_assert_str_eq(cfg.sched_expr, "30 2 * * 1-5");
@@ -1400,8 +1416,24 @@ START_TEST(test_schedule_add_takes_an_expression_a_command_and_the_task_flags)
 }
 END_TEST
 
+START_TEST(test_task_restart_takes_one_task_id)
+{
+    ck_assert_int_eq(parse("task", "restart", "abcdef", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_TASK_RESTART);
+    ck_assert_str_eq(cfg.task_id, "abcdef");
+    ck_assert_int_eq(parse("task", "--json", NULL) == 0, 0);
+    expect_error(parse("task", NULL), "'task' needs a sub-command", NULL);
+    expect_error(parse("task", "rerun", "abcdef", NULL), "'task' needs a sub-command", NULL);
+    expect_error(parse("task", "restart", NULL), "needs a TASK_ID", NULL);
+    expect_error(parse("task", "restart", "xyz", NULL), "TASK_ID", NULL);
+    expect_error(parse("task", "restart", "abcdef", "012345", NULL), "one TASK_ID", NULL);
+    expect_error(parse("task", "restart", "--retries=1", "abcdef", NULL), "--retries", NULL);
+}
+END_TEST
+
 START_TEST(test_bad_schedule_command_lines_are_refused)
 {
+    expect_error(parse("schedule", "list", "--retries=1", NULL), "task options", NULL);
     expect_error(parse("schedule", "add", "*/5 * * * 9", "--", "true", NULL),
                  "schedule: day-of-week at position 11", "out of range 0-7");
     expect_error(parse("schedule", "add", "@every", "--", "true", NULL), "schedule: expression",
@@ -1615,6 +1647,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
     tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
     tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
+    tcase_add_test(tc, test_task_restart_takes_one_task_id);
     tcase_add_test(tc, test_task_id_prefix_of_six_digits_or_more);
     tcase_add_test(tc, test_retention_is_a_master_duration);
     tcase_add_test(tc, test_tasks_limit_and_before);

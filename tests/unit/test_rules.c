@@ -327,8 +327,9 @@ END_TEST
 
 START_TEST(priorities_agree)
 {
-    const int samples[] = {LIMIT_PRIORITY_MIN - 1, LIMIT_PRIORITY_MIN, 0, LIMIT_PRIORITY_MAX,
-                           LIMIT_PRIORITY_MAX + 1};
+    const int samples[] = {
+        -1,  LIMIT_PRIORITY_MIN, LIMIT_PRIORITY_DEFAULT, LIMIT_PRIORITY_MAX, LIMIT_PRIORITY_MAX + 1,
+        1000};
     for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
         bool valid = priority_valid(samples[i]);
         ck_assert_int_eq(valid,
@@ -337,6 +338,57 @@ START_TEST(priorities_agree)
         snprintf(num, sizeof(num), "%d", samples[i]);
         ck_assert_int_eq(wire_submit("t", NULL, samples[i]) == 0, valid);
         ck_assert_int_eq(config_submit("priority", num) == 0, valid);
+    }
+    /* 0 is outside the rule; on the wire it is proto3's "not given" (the master uses 5). */
+    ck_assert(!priority_valid(0));
+    ck_assert_int_eq(config_submit("priority", "0"), -EINVAL);
+    ck_assert_int_eq(wire_submit("t", NULL, 0), 0);
+}
+END_TEST
+
+static int wire_retries(uint32_t retries, int64_t delay_ms)
+{
+    Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
+    spec.cmd = "true";
+    Grpc__AdminSubmitTaskRequest r = GRPC__ADMIN_SUBMIT_TASK_REQUEST__INIT;
+    r.spec = &spec;
+    r.retries = retries;
+    r.retry_delay_ms = delay_ms;
+    return validate_submit(&r, NULL);
+}
+
+static int store_retries(int retries, int64_t delay_ms)
+{
+    struct task_new tn = {.cmd = "true", .retries = retries, .retry_delay_ms = delay_ms};
+    char id[TASK_ID_LEN + 1];
+    return store_task_create(st, &tn, 1000, id);
+}
+
+START_TEST(retries_agree)
+{
+    const int counts[] = {0, 1, LIMIT_RETRIES_MAX, LIMIT_RETRIES_MAX + 1};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        bool valid = retries_valid(counts[i]);
+        ck_assert_int_eq(valid, counts[i] <= LIMIT_RETRIES_MAX);
+        char num[16];
+        snprintf(num, sizeof(num), "%d", counts[i]);
+        ck_assert_int_eq(wire_retries((uint32_t)counts[i], 0) == 0, valid);
+        ck_assert_int_eq(config_submit("retries", num) == 0, valid);
+        ck_assert_int_eq(store_retries(counts[i], 0) == 0, valid);
+    }
+    const struct {
+        const char *text;
+        int64_t ms;
+    } delays[] = {{"0", 0},
+                  {"100ms", 100},
+                  {"24h", LIMIT_RETRY_DELAY_MAX_MS},
+                  {"86400001ms", LIMIT_RETRY_DELAY_MAX_MS + 1}};
+    for (size_t i = 0; i < sizeof(delays) / sizeof(delays[0]); i++) {
+        bool valid = retry_delay_valid(delays[i].ms);
+        ck_assert_int_eq(valid, delays[i].ms <= LIMIT_RETRY_DELAY_MAX_MS);
+        ck_assert_int_eq(wire_retries(1, delays[i].ms) == 0, valid);
+        ck_assert_int_eq(config_submit("retry-delay", delays[i].text) == 0, valid);
+        ck_assert_int_eq(store_retries(1, delays[i].ms) == 0, valid);
     }
 }
 END_TEST
@@ -375,6 +427,7 @@ static Suite *rules_suite(void)
     tcase_add_loop_test(tc, env_names_agree, 0, N(env_names));
     tcase_add_loop_test(tc, labels_agree, 0, N(labels));
     tcase_add_test(tc, priorities_agree);
+    tcase_add_test(tc, retries_agree);
     tcase_add_test(tc, status_names_round_trip);
     suite_add_tcase(s, tc);
     return s;

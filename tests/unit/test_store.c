@@ -50,21 +50,37 @@ static void reopen(void)
     ck_assert_int_eq(store_open(data_dir, &st), 0);
 }
 
+/* What version 6 added: the links and retry columns, the wake-up index, and tasks_pending in
+ * ascending priority (version 5 had it descending). */
+#define UNDO_6                                                                                     \
+    "DROP INDEX tasks_waiting; DROP INDEX tasks_pending;"                                          \
+    " ALTER TABLE tasks DROP COLUMN restart_of; ALTER TABLE tasks DROP COLUMN retry_of;"           \
+    " ALTER TABLE tasks DROP COLUMN attempt; ALTER TABLE tasks DROP COLUMN retries;"               \
+    " ALTER TABLE tasks DROP COLUMN retry_delay_ms; ALTER TABLE tasks DROP COLUMN eligible_ms;"    \
+    " ALTER TABLE schedules DROP COLUMN retries; ALTER TABLE schedules DROP COLUMN "               \
+    "retry_delay_ms;"                                                                              \
+    " CREATE INDEX tasks_pending ON tasks(node_key, priority DESC, created_ms)"                    \
+    " WHERE status = 'pending';"
+
+/* What version 5 added: node labels and states, task and schedule selectors. */
+#define UNDO_5                                                                                     \
+    " ALTER TABLE nodes DROP COLUMN labels; ALTER TABLE nodes DROP COLUMN state;"                  \
+    " ALTER TABLE tasks DROP COLUMN labels; ALTER TABLE schedules DROP COLUMN labels;"
+
 /*
  * Closes the store and makes its database what schema `version` left: drops what each later
- * version added (4: the schedule tables; 3: the purge index and journal; 2: tasks.epoch).
+ * version added (6: retries, links and the ascending priority index; 5: labels and node states;
+ * 4: the schedule tables;
+ * 3: the purge index and journal; 2: tasks.epoch).
  */
 static void make_schema(int version)
 {
     store_close(st);
     st = NULL;
-    char path[256], sql[1024];
+    char path[256], sql[2048];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s%s PRAGMA user_version = %d;",
-             version < 5 ? "ALTER TABLE nodes DROP COLUMN labels; ALTER TABLE nodes DROP COLUMN "
-                           "state; ALTER TABLE tasks DROP COLUMN labels; ALTER TABLE schedules "
-                           "DROP COLUMN labels;"
-                         : "",
+    snprintf(sql, sizeof(sql), "%s%s%s%s%s PRAGMA user_version = %d;", version < 6 ? UNDO_6 : "",
+             version < 5 ? UNDO_5 : "",
              version < 4 ? "DROP TABLE schedule_fires; DROP TABLE schedules;" : "",
              version < 3 ? " DROP INDEX tasks_ended; DROP TABLE purged_logs;" : "",
              version < 2 ? " ALTER TABLE tasks DROP COLUMN epoch;" : "", version);
@@ -456,20 +472,21 @@ END_TEST
 
 START_TEST(test_fetch_orders_by_priority_then_age)
 {
-    char old_low[25], new_high[25], old_high[25], same_ms_second[25], got[25];
-    /* Age is the creation time, not the insertion order: "new high" is stored first. */
-    new_task("new high", 5, NULL, T0 + 2, new_high);
-    new_task("old low", 1, NULL, T0, old_low);
-    new_task("old high", 5, NULL, T0 + 1, old_high);
+    char old_first[25], new_later[25], old_later[25], same_ms_second[25], got[25];
+    /* Lower numbers first, as Crawlab's queue has it. Age is the creation time, not the
+     * insertion order: "new later" is stored first. */
+    new_task("new later", 5, NULL, T0 + 2, new_later);
+    new_task("old first", 1, NULL, T0, old_first);
+    new_task("old later", 5, NULL, T0 + 1, old_later);
     new_task("same ms", 1, NULL, T0, same_ms_second);
     fetch_id("node-a", T0 + 10, got);
-    ck_assert_str_eq(got, old_high);
-    fetch_id("node-a", T0 + 10, got);
-    ck_assert_str_eq(got, new_high);
-    fetch_id("node-a", T0 + 10, got);
-    ck_assert_str_eq(got, old_low);
+    ck_assert_str_eq(got, old_first);
     fetch_id("node-a", T0 + 10, got);
     ck_assert_str_eq(got, same_ms_second);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, old_later);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, new_later);
 }
 END_TEST
 
@@ -704,7 +721,7 @@ START_TEST(test_a_schema_1_database_is_upgraded_and_its_tasks_have_epoch_0)
     fetch_id("node-a", T0 + 1, got);
     ck_assert_str_eq(got, id);
     ck_assert_uint_eq(epoch_of(id), 1);
-    reopen(); /* schema 4 now: opened as is */
+    reopen(); /* the latest schema now: opened as is */
     ck_assert_uint_eq(epoch_of(id), 1);
 }
 END_TEST
@@ -1688,15 +1705,15 @@ static int user_version(void)
     return v;
 }
 
-START_TEST(test_a_schema_2_or_3_database_is_brought_to_4)
+START_TEST(test_a_schema_2_or_3_database_is_brought_to_the_latest)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    ck_assert_int_eq(user_version(), 5);
+    ck_assert_int_eq(user_version(), 6);
     for (int v = 2; v <= 3; v++) {
         make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
-        ck_assert_int_eq(user_version(), 5);
+        ck_assert_int_eq(user_version(), 6);
         int64_t sid = new_schedule("s", "@daily");
         struct task_new t = {.cmd = "true"};
         char tid[25];
@@ -1718,7 +1735,7 @@ START_TEST(test_a_schema_4_database_gets_labels_and_node_states)
     int64_t sid = new_schedule("s", "@daily");
     make_schema(4);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 5);
+    ck_assert_int_eq(user_version(), 6);
     struct node_row n;
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.labels, "");
@@ -1773,6 +1790,191 @@ START_TEST(test_fetch_skips_tasks_whose_selector_the_node_does_not_match)
     ck_assert_int_eq(store_task_fetch(st, "g2", "zone=eu\ngpu=1\nos=linux", T0 + 5, &r), 1);
     ck_assert_str_eq(r.id, both);
     store_task_row_free(&r);
+}
+END_TEST
+
+/* ---- Retries and restarts ---- */
+
+static int count_tasks(void)
+{
+    uint64_t counts[TASK_STATUS_COUNT];
+    ck_assert_int_eq(store_task_count_by_status(st, counts), 0);
+    int n = 0;
+    for (int i = 0; i < TASK_STATUS_COUNT; i++)
+        n += (int)counts[i];
+    return n;
+}
+
+/* A task with retries, fetched by node-a and running. */
+static void running_task_with_retries(int retries, char id[25])
+{
+    struct task_new t = {.name = "r",
+                         .cmd = "false",
+                         .priority = 3,
+                         .node_key = "node-a",
+                         .retries = retries,
+                         .retry_delay_ms = 100};
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), 0);
+    char got[25];
+    fetch_id("node-a", T0 + 1, got);
+    ck_assert_str_eq(got, id);
+    ck_assert_int_eq(
+        store_task_set_status(st, id, TASK_RUNNING, 9, STORE_NO_EXIT_CODE, NULL, T0 + 2), 0);
+}
+
+static int collect_key(void *ctx, const char *node_key, const char *labels)
+{
+    strcpy(ctx, node_key);
+    return 0;
+}
+
+START_TEST(test_retry_ends_the_task_and_makes_the_next_attempt)
+{
+    char first[25], second[25], third[25], got[25];
+    running_task_with_retries(2, first);
+    ck_assert_int_eq(store_task_retry(st, first, TASK_ERROR, 1, "boom", T0 + 500, T0 + 10, second),
+                     0);
+    struct task_row r;
+    get_task(first, &r);
+    ck_assert_int_eq(r.status, TASK_ERROR);
+    ck_assert_int_eq(r.exit_code, 1);
+    ck_assert_str_eq(r.error, "boom");
+    store_task_row_free(&r);
+    get_task(second, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    ck_assert_str_eq(r.retry_of, first);
+    ck_assert_str_eq(r.restart_of, "");
+    ck_assert_int_eq(r.attempt, 2);
+    ck_assert_int_eq(r.retries, 2);
+    ck_assert_int_eq(r.retry_delay_ms, 100);
+    ck_assert_int_eq(r.eligible_ms, T0 + 500);
+    ck_assert_int_eq(r.priority, 3);
+    ck_assert_str_eq(r.node_key, "node-a");
+    ck_assert_str_eq(r.cmd, "false");
+    store_task_row_free(&r);
+    /* Not before its time; the wake-up finds it and its node. */
+    fetch_id("node-a", T0 + 499, got);
+    ck_assert_str_eq(got, "");
+    int64_t at = 0;
+    ck_assert_int_eq(store_task_next_eligible(st, 0, &at), 0);
+    ck_assert_int_eq(at, T0 + 500);
+    ck_assert_int_eq(store_task_next_eligible(st, T0 + 500, &at), 0);
+    ck_assert_int_eq(at, 0);
+    char key[LIMIT_NODE_KEY_MAX + 1] = "";
+    ck_assert_int_eq(store_task_eligible_nodes(st, T0, T0 + 499, collect_key, key), 0);
+    ck_assert_str_eq(key, "");
+    ck_assert_int_eq(store_task_eligible_nodes(st, T0, T0 + 500, collect_key, key), 0);
+    ck_assert_str_eq(key, "node-a");
+    fetch_id("node-a", T0 + 500, got);
+    ck_assert_str_eq(got, second);
+    /* Every later attempt links to the first; an abnormal end retries too. */
+    ck_assert_int_eq(
+        store_task_set_status(st, second, TASK_RUNNING, 9, STORE_NO_EXIT_CODE, NULL, T0 + 501), 0);
+    ck_assert_int_eq(store_task_set_status(st, second, TASK_NODE_DISCONNECTED, 0,
+                                           STORE_NO_EXIT_CODE, NULL, T0 + 502),
+                     0);
+    ck_assert_int_eq(store_task_retry(st, second, TASK_ABNORMAL, STORE_NO_EXIT_CODE, "lost",
+                                      T0 + 600, T0 + 510, third),
+                     0);
+    get_task(third, &r);
+    ck_assert_str_eq(r.retry_of, first);
+    ck_assert_int_eq(r.attempt, 3);
+    store_task_row_free(&r);
+    ck_assert_int_eq(count_tasks(), 3);
+}
+END_TEST
+
+START_TEST(test_retry_of_an_ended_task_changes_nothing)
+{
+    char id[25], next[25];
+    running_task_with_retries(1, id);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_FINISHED, 0, 0, NULL, T0 + 3), 0);
+    ck_assert_int_eq(store_task_retry(st, id, TASK_ERROR, 1, NULL, T0 + 5, T0 + 4, next), 1);
+    ck_assert_int_eq(store_task_retry(st, id, TASK_FINISHED, 0, NULL, T0 + 5, T0 + 4, next),
+                     -EINVAL);
+    ck_assert_int_eq(count_tasks(), 1);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_FINISHED);
+    store_task_row_free(&r);
+}
+END_TEST
+
+/* The end and the next attempt are one change: a group rolled back (a crash before its commit)
+ * keeps neither. */
+START_TEST(test_retry_and_end_commit_or_roll_back_together)
+{
+    char id[25], next[25];
+    running_task_with_retries(1, id);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_task_retry(st, id, TASK_ERROR, 1, NULL, T0 + 5, T0 + 4, next), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_RUNNING);
+    store_task_row_free(&r);
+    ck_assert_int_eq(count_tasks(), 1);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_task_retry(st, id, TASK_ERROR, 1, NULL, T0 + 5, T0 + 4, next), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    reopen();
+    get_task(next, &r);
+    ck_assert_str_eq(r.retry_of, id);
+    store_task_row_free(&r);
+    ck_assert_int_eq(count_tasks(), 2);
+}
+END_TEST
+
+START_TEST(test_restart_copies_the_spec_and_links_the_old_task)
+{
+    struct task_new t = {.name = "n",
+                         .cmd = "echo hi",
+                         .param = "-v",
+                         .env_json = "{\"A\":\"1\"}",
+                         .priority = 2,
+                         .timeout_ms = 5000,
+                         .node_key = "node-b",
+                         .labels = "gpu=1",
+                         .retries = 3,
+                         .retry_delay_ms = 250};
+    char id[25], again[25];
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), 0);
+    ck_assert_int_eq(store_task_restart(st, id, T0 + 7, again), 0);
+    ck_assert_str_ne(again, id);
+    struct task_row r;
+    get_task(again, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    ck_assert_str_eq(r.restart_of, id);
+    ck_assert_str_eq(r.retry_of, "");
+    ck_assert_int_eq(r.attempt, 1);
+    ck_assert_str_eq(r.name, "n");
+    ck_assert_str_eq(r.cmd, "echo hi");
+    ck_assert_str_eq(r.param, "-v");
+    ck_assert_str_eq(r.env_json, "{\"A\":\"1\"}");
+    ck_assert_int_eq(r.priority, 2);
+    ck_assert_int_eq(r.timeout_ms, 5000);
+    ck_assert_str_eq(r.node_key, "node-b");
+    ck_assert_str_eq(r.labels, "gpu=1");
+    ck_assert_int_eq(r.retries, 3);
+    ck_assert_int_eq(r.retry_delay_ms, 250);
+    ck_assert_int_eq(r.eligible_ms, 0);
+    ck_assert_int_eq(r.created_ms, T0 + 7);
+    store_task_row_free(&r);
+    ck_assert_int_eq(store_task_restart(st, "0123456789abcdef01234567", T0, again), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_bad_retries_are_refused)
+{
+    char id[25];
+    struct task_new t = {.cmd = "true", .retries = LIMIT_RETRIES_MAX + 1};
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+    t.retries = 1;
+    t.retry_delay_ms = LIMIT_RETRY_DELAY_MAX_MS + 1;
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+    t.retry_delay_ms = -1;
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+    ck_assert_int_eq(count_tasks(), 0);
 }
 END_TEST
 
@@ -2170,12 +2372,53 @@ START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
     ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
     make_schema(2);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 5);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 6);
     ck_assert(task_exists(id));
     size_t purged;
     bool more;
     ck_assert_int_eq(store_task_purge(st, T0 + 100, 256, &purged, &more), 0);
     ck_assert_uint_eq(purged, 1);
+}
+END_TEST
+
+/* Version 6: stored tasks keep their numbers (an old default 0 now sorts first, an old high 100
+ * last), get the link columns' defaults, and the pending index is ascending. */
+START_TEST(test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities)
+{
+    char hundred[25], zero[25], three[25], got[25];
+    new_task("p100", 100, NULL, T0, hundred);
+    new_task("p0", 0, NULL, T0 + 1, zero);
+    new_task("p3", 3, NULL, T0 + 2, three);
+    int64_t sid = new_schedule("s", "@daily");
+    make_schema(5);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name = 'tasks_pending'"
+                                " AND sql LIKE '%priority DESC%'"),
+                     1);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 6);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name = 'tasks_pending'"
+                                " AND sql LIKE '%priority DESC%'"),
+                     0);
+    struct task_row r;
+    get_task(hundred, &r);
+    ck_assert_int_eq(r.priority, 100);
+    ck_assert_int_eq(r.attempt, 1);
+    ck_assert_str_eq(r.retry_of, "");
+    ck_assert_str_eq(r.restart_of, "");
+    ck_assert_int_eq(r.retries, 0);
+    ck_assert_int_eq(r.eligible_ms, 0);
+    store_task_row_free(&r);
+    struct schedule_row sr;
+    ck_assert_int_eq(store_schedule_get(st, sid, &sr), 0);
+    ck_assert_int_eq(sr.priority, 5);
+    ck_assert_int_eq(sr.retries, 0);
+    store_schedule_row_free(&sr);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, zero);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, three);
+    fetch_id("node-a", T0 + 10, got);
+    ck_assert_str_eq(got, hundred);
 }
 END_TEST
 
@@ -2207,6 +2450,10 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_fetch_prefers_tasks_addressed_to_the_node);
     tcase_add_test(tc, test_count_by_status_counts_every_status_zero_included);
     tcase_add_test(tc, test_fetch_orders_by_priority_then_age);
+    tcase_add_test(tc, test_retry_ends_the_task_and_makes_the_next_attempt);
+    tcase_add_test(tc, test_retry_of_an_ended_task_changes_nothing);
+    tcase_add_test(tc, test_restart_copies_the_spec_and_links_the_old_task);
+    tcase_add_test(tc, test_bad_retries_are_refused);
     tcase_add_test(tc, test_fetch_never_returns_another_nodes_task);
     tcase_add_test(tc, test_fetch_never_returns_a_task_twice);
     tcase_add_test(tc, test_fetch_records_the_assignment_in_history);
@@ -2259,7 +2506,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_schedules_are_stored_listed_paused_and_removed);
     tcase_add_test(tc, test_a_fire_makes_one_task_and_repeating_it_makes_none);
     tcase_add_test(tc, test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire);
-    tcase_add_test(tc, test_a_schema_2_or_3_database_is_brought_to_4);
+    tcase_add_test(tc, test_a_schema_2_or_3_database_is_brought_to_the_latest);
     tcase_add_test(tc, test_a_schema_4_database_gets_labels_and_node_states);
     tcase_add_test(tc, test_fetch_skips_tasks_whose_selector_the_node_does_not_match);
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
@@ -2271,6 +2518,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_logs_of_a_purge_interrupted_after_its_commit_go_at_open);
     tcase_add_test(tc, test_purge_killed_before_its_commit_loses_nothing);
     tcase_add_test(tc, test_a_schema_2_database_gets_the_purge_index_and_journal);
+    tcase_add_test(tc, test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities);
+    tcase_add_test(tc, test_retry_and_end_commit_or_roll_back_together);
     suite_add_tcase(s, tc);
     return s;
 }

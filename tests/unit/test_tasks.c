@@ -2,7 +2,7 @@
  * The master's task queue (master/tasks.h) with the node registry, on a real store and a real
  * loop, without a gRPC server: dispatch to a free node, status reports, the count of tasks each
  * node holds through every step, a node going offline and coming back, the disconnect grace, the
- * fenced claim, and cancels.
+ * fenced claim, retries and restarts, and cancels.
  */
 #include <check.h>
 #include <errno.h>
@@ -630,6 +630,160 @@ START_TEST(test_a_requeued_task_listed_under_an_epoch_is_not_adopted)
 }
 END_TEST
 
+/* ---- retries and restarts ---- */
+
+static void submit_with_retries(int retries, int64_t delay_ms, char id[TASK_ID_LEN + 1])
+{
+    const struct task_new tn = {
+        .name = "r", .cmd = "false", .retries = retries, .retry_delay_ms = delay_ms};
+    ck_assert_int_eq(tasks_submit(tasks, &tn, id), 0);
+}
+
+struct attempt_search {
+    const char *first;
+    int attempt;
+    char id[TASK_ID_LEN + 1];
+    int linked; /* tasks whose retry_of is first */
+};
+
+static int find_attempt(void *ctx, const struct task_row *r)
+{
+    struct attempt_search *a = ctx;
+    if (strcmp(r->retry_of, a->first) != 0)
+        return 0;
+    a->linked++;
+    if (r->attempt == a->attempt)
+        snprintf(a->id, sizeof(a->id), "%s", r->id);
+    return 0;
+}
+
+/* The id of attempt n of the task first ("" when there is none); returns how many retries of
+ * first there are. */
+static int attempt_of(const char *first, int n, char id[TASK_ID_LEN + 1])
+{
+    struct attempt_search a = {.first = first, .attempt = n};
+    ck_assert_int_eq(store_task_list(fx.store, NULL, NULL, 0, find_attempt, &a), 0);
+    snprintf(id, TASK_ID_LEN + 1, "%s", a.id);
+    return a.linked;
+}
+
+static bool announced;
+
+static void note_push(struct fake_node_stream *s, enum node_push what)
+{
+    if (what == NODE_PUSH_TASK_AVAILABLE)
+        announced = true;
+}
+
+START_TEST(test_an_error_with_retries_left_makes_an_attempt_announced_when_due)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    char first[TASK_ID_LEN + 1], second[TASK_ID_LEN + 1], third[TASK_ID_LEN + 1];
+    submit_with_retries(1, 50, first);
+    fetch("a", first);
+    report("a", first, TASK_RUNNING);
+    report("a", first, TASK_ERROR);
+    ck_assert_int_eq(status_of(first), TASK_ERROR);
+    ck_assert_int_eq(attempt_of(first, 2, second), 1);
+    ck_assert_int_eq(status_of(second), TASK_PENDING);
+    /* Its delay (25 to 50 ms) is not over: nothing to fetch until the wake timer says so. */
+    announced = false;
+    sa->on_push = note_push;
+    fetch_none("a");
+    fixture_run_until(&announced);
+    fetch("a", second);
+    report("a", second, TASK_RUNNING);
+    report("a", second, TASK_ERROR);
+    ck_assert_int_eq(attempt_of(first, 3, third), 1); /* retries=1: no third attempt */
+    ck_assert_str_eq(third, "");
+}
+END_TEST
+
+START_TEST(test_finished_and_cancelled_tasks_are_not_retried)
+{
+    add_node("a", 2, fixture_node_stream());
+    char done[TASK_ID_LEN + 1], dropped[TASK_ID_LEN + 1], next[TASK_ID_LEN + 1];
+    submit_with_retries(3, 0, done);
+    fetch("a", done);
+    report("a", done, TASK_RUNNING);
+    report("a", done, TASK_FINISHED);
+    submit_with_retries(3, 0, dropped);
+    fetch("a", dropped);
+    report("a", dropped, TASK_RUNNING);
+    report("a", dropped, TASK_CANCELLED);
+    ck_assert_int_eq(attempt_of(done, 2, next), 0);
+    ck_assert_int_eq(attempt_of(dropped, 2, next), 0);
+    /* Asked to cancel, it failed before the cancel took effect: still no retry. */
+    char asked[TASK_ID_LEN + 1];
+    submit_with_retries(3, 0, asked);
+    fetch("a", asked);
+    report("a", asked, TASK_RUNNING);
+    enum task_status after;
+    ck_assert_int_eq(tasks_cancel(tasks, asked, false, &after), 0);
+    report("a", asked, TASK_ERROR);
+    ck_assert_int_eq(status_of(asked), TASK_ERROR);
+    ck_assert_int_eq(attempt_of(asked, 2, next), 0);
+}
+END_TEST
+
+/* A task lost with its node (abnormal after the grace) retries too. */
+START_TEST(test_an_abnormal_end_after_the_grace_is_retried)
+{
+    stop();
+    start(SHORT_GRACE_MS);
+    struct node *a = add_node("a", 1, fixture_node_stream());
+    char id[TASK_ID_LEN + 1], next[TASK_ID_LEN + 1];
+    submit_with_retries(1, 0, id);
+    fetch("a", id);
+    report("a", id, TASK_RUNNING);
+    lose_stream(a);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    tasks_unwatch(tasks, id, &wt.w);
+    ck_assert_int_eq(status_of(id), TASK_ABNORMAL);
+    ck_assert_int_eq(attempt_of(id, 2, next), 1);
+    ck_assert_int_eq(status_of(next), TASK_PENDING);
+}
+END_TEST
+
+/* The wait is stored: a queue made again (a restarted master) wakes up for it. */
+START_TEST(test_a_waiting_retry_is_announced_after_a_restart)
+{
+    add_node("a", 1, fixture_node_stream());
+    char first[TASK_ID_LEN + 1], second[TASK_ID_LEN + 1];
+    submit_with_retries(1, 100, first);
+    fetch("a", first);
+    report("a", first, TASK_RUNNING);
+    report("a", first, TASK_ERROR);
+    ck_assert_int_eq(attempt_of(first, 2, second), 1);
+    stop();
+    start(60000);
+    struct fake_node_stream *sa = fixture_node_stream();
+    announced = false;
+    sa->on_push = note_push;
+    add_node("a", 1, sa);
+    fixture_run_until(&announced);
+    fetch("a", second);
+}
+END_TEST
+
+START_TEST(test_restart_makes_a_linked_pending_task)
+{
+    add_node("a", 1, fixture_node_stream());
+    char old[TASK_ID_LEN + 1], again[TASK_ID_LEN + 1];
+    submit(NULL, old);
+    ck_assert_int_eq(tasks_restart(tasks, old, again), 0);
+    struct task_row r;
+    ck_assert_int_eq(store_task_get(fx.store, again, &r), 0);
+    ck_assert_str_eq(r.restart_of, old);
+    ck_assert_int_eq(r.status, TASK_PENDING);
+    store_task_row_free(&r);
+    ck_assert_int_eq(tasks_restart(tasks, "0123456789abcdef01234567", again), -ENOENT);
+}
+END_TEST
+
 /* ---- cancels ---- */
 
 START_TEST(test_cancel_of_a_pending_task_is_immediate)
@@ -750,6 +904,11 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_resync_stops_a_copy_listed_under_an_older_epoch);
     tcase_add_test(tc, test_a_requeued_task_listed_under_an_epoch_is_not_adopted);
     tcase_add_test(tc, test_cancel_of_a_pending_task_is_immediate);
+    tcase_add_test(tc, test_an_error_with_retries_left_makes_an_attempt_announced_when_due);
+    tcase_add_test(tc, test_finished_and_cancelled_tasks_are_not_retried);
+    tcase_add_test(tc, test_an_abnormal_end_after_the_grace_is_retried);
+    tcase_add_test(tc, test_a_waiting_retry_is_announced_after_a_restart);
+    tcase_add_test(tc, test_restart_makes_a_linked_pending_task);
     tcase_add_test(tc, test_cancel_of_a_running_task_reaches_its_worker_stream);
     tcase_add_test(tc, test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does);
     tcase_add_test(tc, test_stream_of_a_task_already_over_ends_at_once);

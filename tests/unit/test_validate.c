@@ -641,7 +641,28 @@ START_TEST(test_submit_keeps_timeout_and_priority_in_range)
     s.spec.timeout_ms = 0;
     s.spec.priority = LIMIT_PRIORITY_MAX + 1;
     REFUSES(validate_submit, &s.req, -ERANGE);
-    s.spec.priority = LIMIT_PRIORITY_MIN - 1;
+    s.spec.priority = -1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+    s.spec.priority = 0; /* not given: the master's default */
+    ck_assert_int_eq(validate_submit(&s.req, NULL), 0);
+    s.spec.priority = LIMIT_PRIORITY_MIN;
+    ck_assert_int_eq(validate_submit(&s.req, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_submit_keeps_retries_in_range)
+{
+    struct submit s;
+    good_submit(&s);
+    s.req.retries = LIMIT_RETRIES_MAX;
+    s.req.retry_delay_ms = LIMIT_RETRY_DELAY_MAX_MS;
+    ck_assert_int_eq(validate_submit(&s.req, NULL), 0);
+    s.req.retries = LIMIT_RETRIES_MAX + 1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+    s.req.retries = 1;
+    s.req.retry_delay_ms = -1;
+    REFUSES(validate_submit, &s.req, -ERANGE);
+    s.req.retry_delay_ms = LIMIT_RETRY_DELAY_MAX_MS + 1;
     REFUSES(validate_submit, &s.req, -ERANGE);
 }
 END_TEST
@@ -910,6 +931,7 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, test_submit_refuses_cmd_or_param_that_is_not_utf8);
     tcase_add_test(tc, test_submit_bounds_the_task_name);
     tcase_add_test(tc, test_submit_keeps_timeout_and_priority_in_range);
+    tcase_add_test(tc, test_submit_keeps_retries_in_range);
     tcase_add_test(tc, test_submit_checks_every_env_entry);
     tcase_add_test(tc, test_submit_bounds_the_number_of_env_entries);
     tcase_add_test(tc, test_submit_checks_the_node_keys_and_their_number);
