@@ -39,7 +39,7 @@ static int check_conflicts(struct config_parser *p)
 static int check_tls(struct config_parser *p)
 {
     struct config *c = p->c;
-    uint64_t g = p->given;
+    option_set g = p->given;
     bool cert = g & BIT(OPT_TLS_CERT), key = g & BIT(OPT_TLS_KEY), ca = g & BIT(OPT_TLS_CA);
 
     switch (c->command) {
@@ -125,9 +125,9 @@ static int check_schedule(struct config_parser *p)
     if (c->command != CMD_SCHEDULE)
         return 0;
     bool add = strcmp(c->sched_action, "add") == 0;
-    uint64_t add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
-                        BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
-                        BIT(OPT_LABEL) | BIT(OPT_RETRIES) | BIT(OPT_RETRY_DELAY);
+    option_set add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
+                          BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
+                          BIT(OPT_LABEL) | BIT(OPT_RETRIES) | BIT(OPT_RETRY_DELAY);
     if (!add && (p->given & add_only))
         return config_fail(p,
                            "'schedule %s' takes none of the task options (those are for "

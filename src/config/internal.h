@@ -95,9 +95,10 @@ enum option_id {
     OPT_VERSION,
     OPT_COUNT
 };
-/* Which options were given is kept in one 64-bit mask. */
-_Static_assert(OPT_COUNT <= 64, "too many options for the given-mask");
-#define BIT(id) (UINT64_C(1) << (id))
+/* A set of options, one bit each: which were given, which a check is about. */
+typedef unsigned __int128 option_set;
+_Static_assert(OPT_COUNT <= 128, "too many options for an option_set");
+#define BIT(id) ((option_set)1 << (id))
 
 typedef char *config_getenv_fn(const char *name);
 
@@ -106,7 +107,7 @@ struct config_parser {
     struct config *c;
     char *err;
     size_t errlen;
-    uint64_t given;    /* BIT(option) for every option seen on the command line */
+    option_set given;  /* BIT(option) for every option seen on the command line */
     bool listen_named; /* the master's address came from --listen or CRAWLAB_GRPC_SERVER_HOST */
 };
 

@@ -686,7 +686,7 @@ static const struct config_option master_port_env = {
 struct env_def {
     const char *name;
     unsigned commands;               /* commands that read the variable; the others ignore it */
-    uint64_t overridden_by;          /* options whose presence on the command line hides it */
+    option_set overridden_by;        /* options whose presence on the command line hides it */
     const struct config_option *opt; /* how its value is checked and stored */
 };
 
