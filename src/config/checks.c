@@ -66,6 +66,7 @@ static int check_tls(struct config_parser *p)
     case CMD_CANCEL:
     case CMD_SCHEDULE:
     case CMD_METRICS:
+    case CMD_EVENTS:
     case CMD_TASKS_PURGE:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
             return config_fail(p,

@@ -9,11 +9,12 @@
 #include "core/task.h"
 
 static const char *const command_names[] = {
-    [CMD_MASTER] = "master",   [CMD_WORKER] = "worker",       [CMD_NODES] = "nodes",
-    [CMD_SUBMIT] = "submit",   [CMD_TASKS] = "tasks",         [CMD_LOGS] = "logs",
-    [CMD_RESULTS] = "results", [CMD_CANCEL] = "cancel",       [CMD_SCHEDULE] = "schedule",
-    [CMD_METRICS] = "metrics", [CMD_CERT_INIT] = "cert init", [CMD_CERT_ISSUE] = "cert issue",
-    [CMD_HELP] = "help",       [CMD_VERSION] = "version",     [CMD_TASKS_PURGE] = "tasks purge",
+    [CMD_MASTER] = "master",           [CMD_WORKER] = "worker", [CMD_NODES] = "nodes",
+    [CMD_SUBMIT] = "submit",           [CMD_TASKS] = "tasks",   [CMD_LOGS] = "logs",
+    [CMD_RESULTS] = "results",         [CMD_CANCEL] = "cancel", [CMD_SCHEDULE] = "schedule",
+    [CMD_METRICS] = "metrics",         [CMD_EVENTS] = "events", [CMD_CERT_INIT] = "cert init",
+    [CMD_CERT_ISSUE] = "cert issue",   [CMD_HELP] = "help",     [CMD_VERSION] = "version",
+    [CMD_TASKS_PURGE] = "tasks purge",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -175,7 +176,7 @@ static int pick_schedule_command(struct config_parser *p, const struct config_sc
 
 static int pick_client_command(struct config_parser *p, const char *word)
 {
-    for (int cmd = CMD_NODES; cmd <= CMD_METRICS; cmd++) {
+    for (int cmd = CMD_NODES; cmd <= CMD_EVENTS; cmd++) {
         if (strcmp(word, command_names[cmd]) == 0) {
             p->c->command = (enum config_command)cmd;
             return 0;
@@ -185,7 +186,7 @@ static int pick_client_command(struct config_parser *p, const char *word)
         return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
     return config_fail(p,
                        "unknown command '%.*s' (commands: nodes, submit, tasks, logs, "
-                       "results, cancel, schedule, metrics, cert; daemons use --role)",
+                       "results, cancel, schedule, metrics, events, cert; daemons use --role)",
                        QUOTE_MAX, word);
 }
 

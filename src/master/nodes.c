@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "master/clock.h"
+#include "master/events.h"
 #include "store/store.h"
 #include "runtime/log.h"
 
@@ -19,6 +20,7 @@ struct nodes {
     ev_timer sweep;
     nodes_offline_fn offline_fn;
     void *offline_ctx;
+    struct events *events; /* NULL: none recorded */
     bool draining;
 };
 
@@ -60,6 +62,11 @@ void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx)
 {
     n->offline_fn = fn;
     n->offline_ctx = ctx;
+}
+
+void nodes_set_events(struct nodes *n, struct events *ev)
+{
+    n->events = ev;
 }
 
 bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char *key)
@@ -138,7 +145,9 @@ static void set_offline(struct nodes *n, struct node *node, const char *why)
     node->online = false;
     node->running = 0;
     log_info("node %s (%s) offline: %s", node->key, node->name, why);
-    store_node_set_status(n->store, node->key, STORE_NODE_OFFLINE, clock_now_ms(n->loop));
+    events_join(n->events);
+    if (store_node_set_status(n->store, node->key, STORE_NODE_OFFLINE, clock_now_ms(n->loop)) == 0)
+        events_node(n->events, EVENT_NODE_OFFLINE, node->key, node->name, why);
     if (n->offline_fn)
         n->offline_fn(n->offline_ctx, node);
 }
@@ -182,6 +191,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     if (node && node->stream && !may_take_over(node, hello))
         return -EADDRINUSE;
     int64_t now = clock_now_ms(n->loop);
+    events_join(n->events);
     int rc = store_node_upsert(n->store, hello->key, hello->name, hello->max_runners,
                                hello->version, now);
     if (rc < 0)
@@ -201,9 +211,11 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     node->max_runners = hello->max_runners;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();
-    if (!node->online)
+    if (!node->online) {
         log_info("node %s (%s) online from %s, max_runners %d", node->key, node->name, hello->peer,
                  node->max_runners);
+        events_node(n->events, EVENT_NODE_ONLINE, node->key, node->name, NULL);
+    }
     node->online = true;
     *out = node;
     return 0;

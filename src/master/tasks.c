@@ -8,6 +8,7 @@
 
 #include "core/fence.h"
 #include "master/clock.h"
+#include "master/events.h"
 #include "master/metrics.h"
 #include "master/nodes.h"
 #include "runtime/hmap.h"
@@ -44,6 +45,7 @@ struct tasks {
     ev_timer grace_sweep;
     bool draining;
     struct metrics *metrics; /* NULL: none kept */
+    struct events *events;   /* NULL: none recorded */
 };
 
 static bool is_held(enum task_status s)
@@ -187,17 +189,33 @@ void tasks_committed(struct tasks *t)
 
 /* ---- status changes ---- */
 
+/* The event of the task's move to its current status, if that records one (core/event.h). */
+static void record_status_event(struct tasks *t, const char *id)
+{
+    if (!t->events)
+        return;
+    struct task_row now;
+    enum event_kind kind;
+    if (store_task_get(t->store, id, &now) < 0)
+        return;
+    if (event_of_task_status(now.status, now.data_items, &kind))
+        events_task(t->events, kind, id, &now, NULL);
+    store_task_row_free(&now);
+}
+
 /*
- * The one place a task's status changes: the store, the node's count of held tasks, the task's
- * stream and the watchers follow. Returns what store_task_set_status returned.
+ * The one place a task's status changes: the store and its event, the node's count of held tasks,
+ * the task's stream and the watchers follow. Returns what store_task_set_status returned.
  */
 static int change_status(struct tasks *t, const struct task_row *before, enum task_status to,
                          int pid, int exit_code, const char *error)
 {
+    events_join(t->events);
     int rc = store_task_set_status(t->store, before->id, to, pid, exit_code, error,
                                    clock_now_ms(t->loop));
     if (rc != 0)
         return rc;
+    record_status_event(t, before->id);
     if (is_held(before->status) && !is_held(to))
         nodes_task_released(t->nodes, before->assigned_node);
     if (task_status_terminal(to))
@@ -256,10 +274,12 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
     int rc = store_task_get(t->store, id, &before);
     if (rc < 0)
         return rc;
+    events_join(t->events);
     rc = store_task_request_cancel(t->store, id, force, clock_now_ms(t->loop), after);
     struct live_task *lt = rc == 0 ? live_get(t, id, false) : NULL;
     if (rc == 0 && *after == TASK_CANCELLED && before.status != TASK_CANCELLED) {
         log_info("task %s cancelled before any worker took it", id);
+        record_status_event(t, id);
         if (lt)
             notify_watchers(lt);
     } else if (rc == 0 && !task_status_terminal(*after)) {
@@ -617,4 +637,23 @@ void tasks_destroy(struct tasks *t)
 void tasks_set_metrics(struct tasks *t, struct metrics *m)
 {
     t->metrics = m;
+}
+
+void tasks_set_events(struct tasks *t, struct events *ev)
+{
+    t->events = ev;
+}
+
+void tasks_notification(struct tasks *t, const char *node_key, const char *id)
+{
+    log_debug("notification for task %s from node %s", id, node_key);
+    if (!t->events)
+        return;
+    /* Only about a task of this master: a node cannot fill the stream with made-up ids. */
+    struct task_row r;
+    if (store_task_get(t->store, id, &r) < 0)
+        return;
+    events_join(t->events);
+    events_task(t->events, EVENT_TASK_NOTIFICATION, id, &r, *node_key ? node_key : NULL);
+    store_task_row_free(&r);
 }

@@ -388,6 +388,13 @@ int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why
     return ok(why);
 }
 
+int validate_events(const Grpc__AdminEventsRequest *r, const char **why)
+{
+    if (r->after > LIMIT_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "after: at most 2^53 - 1");
+    return ok(why);
+}
+
 /* ---- by descriptor ---- */
 
 /* The generic form of each validator, for the method table. */
@@ -414,6 +421,7 @@ GENERIC(validate_create_schedule, Grpc__AdminCreateScheduleRequest)
 GENERIC(validate_schedule_request, Grpc__AdminScheduleRequest)
 GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
 GENERIC(validate_purge_tasks, Grpc__AdminPurgeTasksRequest)
+GENERIC(validate_events, Grpc__AdminEventsRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -436,6 +444,7 @@ static const struct {
     {&grpc__admin_schedule_request__descriptor, validate_schedule_request_msg},
     {&grpc__admin_metrics_request__descriptor, validate_metrics_msg},
     {&grpc__admin_purge_tasks_request__descriptor, validate_purge_tasks_msg},
+    {&grpc__admin_events_request__descriptor, validate_events_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

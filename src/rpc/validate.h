@@ -88,5 +88,6 @@ int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const ch
 int validate_schedule_request(const Grpc__AdminScheduleRequest *r, const char **why);
 int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why);
 int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why);
+int validate_events(const Grpc__AdminEventsRequest *r, const char **why);
 
 #endif

@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""Events: what the master records for nodes and tasks (and a worker's SendNotification),
+`crawlab-node events` from a cursor with --follow, and the --on-event hooks: in order, at least
+once, a failing or hung hook retried (a hung one killed), one that always fails holding back only
+itself, and a restarted master going on from each hook's cursor. A real master and worker on
+127.0.0.1. Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_events.py"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+REGISTERED = "registered with the master"
+
+# Fails the first time it is given an event, records it (its stdin, one JSON line) the second.
+FIRST_FAILS = """#!/bin/sh
+m="%(dir)s/tried.$CRAWLAB_EVENT_ID"
+if [ ! -e "$m" ]; then : > "$m"; exit 1; fi
+cat >> "%(dir)s/delivered.jsonl"
+"""
+
+# Hangs the first time it is given node.online; records every event while the gate file exists
+# and fails while it does not.
+HANGS_THEN_GATED = """#!/bin/sh
+m="%(dir)s/hung.$CRAWLAB_EVENT_ID"
+if [ "$CRAWLAB_EVENT_KIND" = node.online ] && [ ! -e "$m" ]; then : > "$m"; sleep 60; fi
+[ -e "%(dir)s/gate" ] || exit 1
+cat >> "%(dir)s/delivered.jsonl"
+"""
+
+ITEM = '{"type":"data","payload":{"i":1},"ipc":true}'
+
+
+class Events(harness.ClusterTest, harness.TaskOps):
+
+    def hook(self, name, template):
+        path = self.script(name, template % {"dir": self.c.dir})
+        os.chmod(path, 0o755)
+        return path
+
+    def events(self, *args):
+        rc, out, err = self.c.cli("events", "--json", *args)
+        self.assertEqual(rc, 0, err)
+        return [json.loads(line) for line in out.splitlines()]
+
+    def delivered(self):
+        path = self.c.path("delivered.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f]
+
+    def wait_kind(self, kind, *args):
+        return harness.wait_until(lambda: [e for e in self.events(*args) if e["kind"] == kind],
+                                  what="an event %s" % kind)
+
+    def test_node_and_task_events_followed_and_delivered_to_hooks(self):
+        recorder = self.hook("first-fails.sh", FIRST_FAILS)
+        self.c.start_master(extra=["--on-event=%s" % recorder, "--on-event=exit 1"])
+        # Nothing has happened yet: a follower from the start sees what comes.
+        self.assertEqual(self.events(), [])
+        follower = self.c.spawn_cli("follower", "events", "--follow", "--json", "--after=0")
+        w = self.c.start_worker("w1")
+        w.wait_log(REGISTERED)
+        online = self.wait_kind("node.online")[0]
+        self.assertTrue(online["node_key"])
+        self.assertEqual(online["data"]["name"], "w1")
+
+        with_item = self.submit1("--", "sh", "-c", "echo '%s'" % ITEM)
+        empty = self.submit1("--", "true")
+        failing = self.submit1("--", "sh", "-c", "exit 3")
+        long = self.submit1("--", "sleep", "60")
+        self.wait_task_status(long, "running")
+        rc, _, err = self.c.cli("cancel", long)
+        self.assertEqual(rc, 0, err)
+        self.wait_final([with_item, empty, failing, long])
+        w.stop()
+        self.wait_kind("node.offline")
+
+        evs = self.events()
+        ids = [e["id"] for e in evs]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), len(ids))
+
+        def kinds_of(task):
+            return [e["kind"] for e in evs if e["task_id"] == task]
+
+        # Our worker notifies once, with the final status: after it, as the report went first.
+        for task, end in [(with_item, "task.finished"), (empty, "task.finished_empty"),
+                          (failing, "task.error"), (long, "task.cancelled")]:
+            ks = kinds_of(task)
+            self.assertEqual([k for k in ks if k != "task.notification"],
+                             ["task.started", end], (task, ks))
+            self.assertEqual(ks.count("task.notification"), 1, (task, ks))
+        by_kind = {(e["kind"], e["task_id"]): e for e in evs}
+        self.assertEqual(by_kind[("task.finished", with_item)]["data"]["data_items"], 1)
+        self.assertEqual(by_kind[("task.error", failing)]["data"]["exit_code"], 3)
+        self.assertEqual(by_kind[("task.notification", with_item)]["node_key"],
+                         online["node_key"])
+        self.assertEqual(evs[-1]["kind"], "node.offline")
+
+        # A cursor: the events after one of them, and a limit.
+        mid = ids[len(ids) // 2]
+        self.assertEqual([e["id"] for e in self.events("--after=%d" % mid)],
+                         [i for i in ids if i > mid])
+        self.assertEqual([e["id"] for e in self.events("--after=%d" % mid, "--limit=2")],
+                         [i for i in ids if i > mid][:2])
+        rc, out, err = self.c.cli("events", "--after=%d" % ids[0], "--limit=1")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^%d \S+ \S+ " % ids[1])
+
+        # The follower saw every event as it came, and is still following.
+        harness.wait_until(lambda: follower.count('"kind":"node.offline"'),
+                           what="the follower to see node.offline")
+        self.assertTrue(follower.alive())
+        followed = [json.loads(line) for line in follower.lines() if line.startswith("{")]
+        self.assertEqual([e["id"] for e in followed], ids)
+
+        # The recorder got each event twice (it failed the first time), in order, once recorded;
+        # the hook that always fails held back nobody.
+        harness.wait_until(lambda: len(self.delivered()) == len(ids),
+                           what="the hook to record every event")
+        self.assertEqual(self.delivered(), evs)
+        self.assertGreaterEqual(self.c.master.count("hook 'exit 1': event %d failed" % ids[0]), 2)
+
+    def test_hung_hook_is_killed_and_a_restarted_master_resumes_from_its_cursor(self):
+        hook = self.hook("hangs.sh", HANGS_THEN_GATED)
+        open(self.c.path("gate"), "w").close()
+        extra = ["--on-event=%s" % hook, "--on-event-timeout=1s"]
+        self.c.start_master(extra=extra)
+        w = self.c.start_worker("w1")
+        w.wait_log(REGISTERED)
+        # The first try of node.online hangs: killed after 1 s, then retried and recorded.
+        harness.wait_until(lambda: [e["kind"] for e in self.delivered()] == ["node.online"],
+                           what="node.online to be delivered after the hung try")
+        self.assertEqual(self.c.master.count("took longer than 1000 ms: killed"), 1)
+
+        # Gate closed: the next events fail; the master stops before it could deliver them.
+        os.unlink(self.c.path("gate"))
+        tid = self.submit1("--", "true")
+        self.wait_final([tid])
+        pending = self.wait_kind("task.notification")
+        last = self.events()[-1]["id"]
+        self.c.master.wait_log("failed: exit status 1")
+        self.c.master.stop()
+        self.assertEqual(len(self.delivered()), 1)
+
+        open(self.c.path("gate"), "w").close()
+        self.c.start_master(extra=extra)
+        harness.wait_until(lambda: self.delivered() and self.delivered()[-1]["id"] >= last,
+                           what="the hook to catch up after the restart")
+        got = [e["id"] for e in self.delivered()]
+        self.assertEqual(got, list(range(got[0], got[-1] + 1)), "each event once, in order")
+        self.assertIn(pending[0]["id"], got)
+
+
+if __name__ == "__main__":
+    harness.main()
