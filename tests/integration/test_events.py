@@ -5,9 +5,12 @@ once, a failing or hung hook retried (a hung one killed), one that always fails 
 itself, and a restarted master going on from each hook's cursor. A real master and worker on
 127.0.0.1. Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_events.py"""
 
+import http.server
 import json
 import os
+import shutil
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -31,6 +34,20 @@ cat >> "%(dir)s/delivered.jsonl"
 """
 
 ITEM = '{"type":"data","payload":{"i":1},"ipc":true}'
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook on 127.0.0.1 that keeps what is POSTed to it (server.got: (headers, body))."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.got.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
 
 
 class Events(harness.ClusterTest, harness.TaskOps):
@@ -154,6 +171,25 @@ class Events(harness.ClusterTest, harness.TaskOps):
         got = [e["id"] for e in self.delivered()]
         self.assertEqual(got, list(range(got[0], got[-1] + 1)), "each event once, in order")
         self.assertIn(pending[0]["id"], got)
+
+    def test_the_webhook_example_posts_each_event(self):
+        if not shutil.which("curl"):
+            self.skipTest("curl is not installed")
+        server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+        server.got = []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        hook = "WEBHOOK_URL=http://127.0.0.1:%d/hook %s" % (
+            server.server_address[1], os.path.join(EXAMPLES, "hook-webhook.sh"))
+        self.c.start_master(extra=["--on-event=%s" % hook])
+        self.c.start_worker("w1").wait_log(REGISTERED)
+        self.wait_final([self.submit1("--", "true")])
+        self.wait_kind("task.notification")
+        self.wait_kind("task.finished_empty")
+        evs = self.events()
+        harness.wait_until(lambda: len(server.got) == len(evs), what="every event POSTed")
+        self.assertEqual([json.loads(body) for _, body in server.got], evs)
+        self.assertEqual([h["X-Crawlab-Event"] for h, _ in server.got], [e["kind"] for e in evs])
 
 
 if __name__ == "__main__":
