@@ -225,7 +225,7 @@ int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why)
 
 int validate_notification(const Grpc__TaskServiceSendNotificationRequest *r, const char **why)
 {
-    /* The master only logs who notified; an upstream worker that leaves the key out is heard. */
+    /* Who notified is only recorded; an upstream worker that leaves the key out is heard. */
     if (*r->node_key && !node_key_valid(r->node_key))
         return fail(why, -EINVAL, "node_key: empty, or 1 to 64 of [A-Za-z0-9._:-]");
     if (!task_id_valid(r->task_id))

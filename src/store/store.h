@@ -398,9 +398,10 @@ int store_schedule_fires(struct store *s, int64_t id,
 
 /* ---- Events ---- */
 
-/* Bounds of an event's kind (a text line such as "task.finished") and of its data. */
+/* Bounds of an event's kind (a text line such as "task.finished") and of its data: room for a
+ * task's name and error text (core/limits.h) however JSON escapes them. */
 #define STORE_EVENT_KIND_MAX 32
-#define STORE_EVENT_DATA_MAX (16 * 1024)
+#define STORE_EVENT_DATA_MAX (64 * 1024)
 
 /* An event as stored. data is its JSON object text, valid only during the callback. */
 struct event_row {
