@@ -78,6 +78,11 @@ class Events(harness.ClusterTest, harness.TaskOps):
         self.c.start_master(extra=["--on-event=%s" % recorder, "--on-event=exit 1"])
         # Nothing has happened yet: a follower from the start sees what comes.
         self.assertEqual(self.events(), [])
+        # An admin method: the node key does not open it.
+        rc, _, err = self.c.run_cli("events", "--master=%s" % self.c.master_addr,
+                                    "--admin-key-file=%s" % self.c.key_file)
+        self.assertEqual(rc, 3, err)
+        self.assertIn("the node key cannot call admin methods", err)
         follower = self.c.spawn_cli("follower", "events", "--follow", "--json", "--after=0")
         w = self.c.start_worker("w1")
         w.wait_log(REGISTERED)
