@@ -1073,7 +1073,7 @@ static void event_reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
 static void on_read_events(struct srv_call *c, void *ctx)
 {
     struct admin *a = ctx;
-    struct event_reader *r = a->events ? calloc(1, sizeof(*r)) : NULL;
+    struct event_reader *r = calloc(1, sizeof(*r));
     if (!r) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;

@@ -30,7 +30,7 @@ struct admin {
     int (*metrics_text)(void *ctx, char **text, size_t *len);
     void *metrics_ctx;
     struct purge *purge;   /* PurgeTasks: NULL purges nothing */
-    struct events *events; /* ReadEvents */
+    struct events *events; /* ReadEvents: required */
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);
