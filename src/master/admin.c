@@ -903,14 +903,18 @@ struct event_reader {
     struct page page;
 };
 
+static void admin_event_free(Grpc__AdminEvent *a)
+{
+    free(a->kind);
+    free(a->node_key);
+    free(a->task_id);
+    free(a->data);
+}
+
 static void event_page_clear(struct event_reader *r)
 {
-    for (size_t i = 0; i < r->n; i++) {
-        free(r->items[i].kind);
-        free(r->items[i].node_key);
-        free(r->items[i].task_id);
-        free(r->items[i].data);
-    }
+    for (size_t i = 0; i < r->n; i++)
+        admin_event_free(&r->items[i]);
     r->n = 0;
 }
 
@@ -940,11 +944,8 @@ static int collect_event(void *ctx, const struct event_row *e)
     if (!a->kind || !a->node_key || !a->task_id || !a->data)
         return -ENOMEM;
     if (!page_fits(&r->page, r->n - 1, grpc__admin_event__get_packed_size(a))) {
+        admin_event_free(a);
         r->n--;
-        free(a->kind);
-        free(a->node_key);
-        free(a->task_id);
-        free(a->data);
         return 1;
     }
     return 0;
