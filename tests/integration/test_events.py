@@ -9,8 +9,10 @@ import http.server
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -177,6 +179,34 @@ class Events(harness.ClusterTest, harness.TaskOps):
         got = [e["id"] for e in self.delivered()]
         self.assertEqual(got, list(range(got[0], got[-1] + 1)), "each event once, in order")
         self.assertIn(pending[0]["id"], got)
+
+    def test_many_events_come_in_pages_and_a_hook_far_behind_skips_them(self):
+        # White-box: 10,001 events written into a stopped master's store, and a hook whose cursor
+        # says it delivered none of them.
+        self.c.start_master()
+        self.c.master.stop()
+        hook = "cat >> %s" % self.c.path("delivered.jsonl")
+        db = sqlite3.connect(os.path.join(self.c.master_dir, "crawlab.db"))
+        with db:
+            # Of now: the default --retention (30 days) would purge older ones meanwhile.
+            db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                       " WHERE i < 10001) INSERT INTO events (at_ms, kind, node_key, task_id,"
+                       " data) SELECT ?, 'node.online', 'w' || i, '',"
+                       " '{\"name\":\"' || hex(randomblob(100)) || '\"}' FROM n",
+                       (int(time.time() * 1000),))
+            db.execute("INSERT INTO event_cursors VALUES (?, 0)", (hook,))
+        db.close()
+        self.c.start_master(extra=["--on-event=%s" % hook])
+        # The hook skips the 10,001 and is told so, by the next event.
+        harness.wait_until(self.delivered, what="the hook to get hook.overflow")
+        got = self.delivered()
+        self.assertEqual([(e["id"], e["kind"]) for e in got], [(10002, "hook.overflow")])
+        self.assertEqual(got[0]["data"], {"hook": hook, "skipped": 10001, "after": 0,
+                                          "through": 10001})
+        # Pages of at most 1000: every event once, in order.
+        self.assertEqual([e["id"] for e in self.events()], list(range(1, 10003)))
+        self.assertEqual([e["id"] for e in self.events("--after=100", "--limit=1500")],
+                         list(range(101, 1601)))
 
     def test_the_webhook_example_posts_each_event(self):
         if not shutil.which("curl"):
