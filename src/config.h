@@ -42,6 +42,7 @@ enum config_command {
     CMD_SCHEDULE, /* schedule add|list|show|pause|resume|rm */
     CMD_NODE,     /* node enable|disable|drain|rm */
     CMD_METRICS,
+    CMD_EVENTS,
     CMD_CERT_INIT,
     CMD_CERT_ISSUE,
     CMD_TASKS_PURGE,
@@ -85,7 +86,10 @@ struct config {
     uint64_t shutdown_grace_ms;     /* both roles, default 30 s */
     uint64_t disconnect_grace_ms;   /* master, default 5 min */
     uint64_t retention_ms;          /* master: --retention, default 30 days, 0 = keep all */
-    uint64_t spool_max_bytes;       /* worker, default 1 GiB, at least 1 MiB */
+    char **on_event;                /* master: --on-event=CMD, repeatable, no duplicates */
+    size_t n_on_event;
+    uint64_t on_event_timeout_ms; /* master: --on-event-timeout, default 30 s, never 0 */
+    uint64_t spool_max_bytes;     /* worker, default 1 GiB, at least 1 MiB */
     enum config_containment task_containment; /* worker: --task-containment, default auto */
     int task_max_pids;                        /* worker: --task-max-pids, 0 = no limit */
 
@@ -118,13 +122,14 @@ struct config {
     size_t n_labels;
     char **argv_cmd; /* submit: everything after "--", at least one non-empty word */
     size_t n_argv_cmd;
-    char *status_filter; /* tasks: --status, one of the task status names */
-    bool follow;         /* logs: --follow */
-    bool force;          /* cancel: --force */
-    char *task_id;       /* logs, results, cancel, task restart: a task id or a prefix of 6 to 24 */
-    unsigned limit;      /* tasks, nodes: --limit, at most this many (0 = all) */
-    bool limit_given;    /* tasks, nodes: --limit given (else tasks: 100 on a terminal) */
-    char *before_id;     /* tasks: --before=ID, tasks older than this one (an id or a prefix) */
+    char *status_filter;  /* tasks: --status, one of the task status names */
+    bool follow;          /* logs, events: --follow */
+    uint64_t after_event; /* events: --after=ID, the events after this one (0: from the first) */
+    bool force;           /* cancel: --force */
+    char *task_id;    /* logs, results, cancel, task restart: a task id or a prefix of 6 to 24 */
+    unsigned limit;   /* tasks, nodes, events: --limit, at most this many (0 = all) */
+    bool limit_given; /* tasks, nodes, events: --limit given (else tasks: 100 on a terminal) */
+    char *before_id;  /* tasks: --before=ID, tasks older than this one (an id or a prefix) */
     int64_t purge_before_ms; /* tasks purge: --before=DATE, ms since the epoch; or */
     uint64_t purge_age_ms;   /* tasks purge: --before=DURATION, that long before now */
 

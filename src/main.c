@@ -201,6 +201,9 @@ int main(int argc, char **argv)
         case CMD_METRICS:
             status = cli_metrics(&cfg, tls, key);
             break;
+        case CMD_EVENTS:
+            status = cli_events(&cfg, tls, key);
+            break;
         default:
             fprintf(stderr, "crawlab-node: this command is not implemented yet\n");
             status = 2;

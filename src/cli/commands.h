@@ -27,6 +27,9 @@ int cli_task_restart(const struct config *cfg, struct tls_client *tls, const cha
 int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* Prints the master's metrics text as it is (Prometheus text format). */
 int cli_metrics(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* Prints the events after --after (at most --limit; --follow: and new ones as they come), one a
+ * line, or with --json one JSON object a line. */
+int cli_events(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 
 /*
  * cert init: creates cfg->cert_dir (0700) if needed and in it ca.pem/ca.key (a new CA),

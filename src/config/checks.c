@@ -73,6 +73,7 @@ static int check_tls(struct config_parser *p)
     case CMD_SCHEDULE:
     case CMD_NODE:
     case CMD_METRICS:
+    case CMD_EVENTS:
     case CMD_TASKS_PURGE:
     case CMD_TASK_RESTART:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))

@@ -138,6 +138,7 @@ void config_free(struct config *c)
     free(c->node_name);
     config_free_strings(c->nodes, c->n_nodes);
     config_free_strings(c->env, c->n_env);
+    config_free_strings(c->on_event, c->n_on_event);
     free(c->task_name);
     config_free_strings(c->labels, c->n_labels);
     free(c->node_action);

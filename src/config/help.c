@@ -48,6 +48,8 @@ void config_usage(FILE *out)
           "  crawlab-node schedule list|show ID|pause ID|resume ID|rm ID [OPTIONS]\n"
           "                                                list or change the schedules\n"
           "  crawlab-node metrics [OPTIONS]                print the master's metrics\n"
+          "  crawlab-node events [OPTIONS]                 print the events (--follow: and new "
+          "ones)\n"
           "  crawlab-node cert init --dir=DIR --master-host=NAME[,NAME|IP...]\n"
           "                                                create a CA and certificates\n"
           "  crawlab-node cert issue --dir=DIR --name=NAME [--role=worker|admin]\n"

@@ -28,7 +28,8 @@
 #define DAEMONS (M(CMD_MASTER) | M(CMD_WORKER))
 #define CLIENTS                                                                                    \
     (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
-     M(CMD_SCHEDULE) | M(CMD_NODE) | M(CMD_METRICS) | M(CMD_TASKS_PURGE) | M(CMD_TASK_RESTART))
+     M(CMD_SCHEDULE) | M(CMD_NODE) | M(CMD_METRICS) | M(CMD_EVENTS) | M(CMD_TASKS_PURGE) |         \
+     M(CMD_TASK_RESTART))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -91,6 +92,9 @@ enum option_id {
     OPT_OVERLAP,
     OPT_MISSED,
     OPT_METRICS_LISTEN,
+    OPT_ON_EVENT,
+    OPT_ON_EVENT_TIMEOUT,
+    OPT_AFTER,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT

@@ -359,17 +359,43 @@ static int set_name(struct config_parser *p, const struct config_option *o, cons
     return config_set_string(p, &p->c->cert_name, value);
 }
 
-/* --limit=N: at most N tasks or nodes, 0 for all. */
+/* --limit=N: at most N tasks, nodes or events, 0 for all. */
 static int set_limit(struct config_parser *p, const struct config_option *o, const char *value,
                      const char *label)
 {
     long n;
     if (config_parse_int(value, 0, LIMIT_TASKS_MAX, &n) != 0)
-        return config_fail(p, "%s: expected a number from 0 (all) to %d, got '%.*s'", label,
+        return config_fail(p, "%s: expected a number of %s from 0 (all) to %d, got '%.*s'", label,
+                           p->c->command == CMD_EVENTS  ? "events"
+                           : p->c->command == CMD_NODES ? "nodes"
+                                                        : "tasks",
                            LIMIT_TASKS_MAX, QUOTE_MAX, value);
     p->c->limit = (unsigned)n;
     p->c->limit_given = true;
     return 0;
+}
+
+/* --after=ID: an event id, 0 (from the first) to 2^53 - 1. */
+static int set_after(struct config_parser *p, const struct config_option *o, const char *value,
+                     const char *label)
+{
+    /* Digits only, and more of them than config_parse_int's range allows. */
+    uint64_t id = 0;
+    const char *d = value;
+    for (; *d >= '0' && *d <= '9' && id <= LIMIT_SAFE_INT_MAX; d++)
+        id = id * 10 + (uint64_t)(*d - '0');
+    if (d == value || *d || id > LIMIT_SAFE_INT_MAX)
+        return config_fail(p, "%s: expected an event id from 0 to 2^53 - 1, got '%.*s'", label,
+                           QUOTE_MAX, value);
+    p->c->after_event = id;
+    return 0;
+}
+
+/* --on-event=CMD: a non-empty command, for sh -c. */
+static bool valid_hook(const char *s, size_t *key_len)
+{
+    *key_len = strlen(s);
+    return *key_len > 0 && *key_len <= LIMIT_CMD_MAX;
 }
 
 /* --before is a task (tasks: list the older ones) or a time (tasks purge: a date, or a duration
@@ -573,8 +599,9 @@ const struct config_option config_options[OPT_COUNT] = {
                              "for.",
                              "the host of --master", .set = set_text, .at = AT(tls_server_name),
                              .spec.text = {valid_server_name, HOST_EXPECTED}},
-    [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS) | M(CMD_SCHEDULE), NULL,
-                  "Print JSON instead of a table.", NULL, .set = set_flag, .at = AT(json)},
+    [OPT_JSON] = {"json", NULL, M(CMD_NODES) | M(CMD_TASKS) | M(CMD_SCHEDULE) | M(CMD_EVENTS), NULL,
+                  "Print JSON instead of a table (events: one object per line).", NULL,
+                  .set = set_flag, .at = AT(json)},
     [OPT_NODE] = {"node", "KEY|NAME", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                   "Run the task on this node (its key, or a name no other node has); repeat "
                   "for several.",
@@ -625,18 +652,24 @@ const struct config_option config_options[OPT_COUNT] = {
                     "cancelled, abnormal or node_disconnected.",
                     NULL, .set = set_text, .at = AT(status_filter),
                     .spec.text = {valid_status, "expected one of " TASK_STATUS_NAMES}},
-    [OPT_LIMIT] = {"limit", "N", M(CMD_NODES) | M(CMD_TASKS), NULL,
-                   "Show at most N tasks (newest first) or nodes (by key); 0: all of them.",
-                   "100 when stdout is a terminal, else 0 (all)", .set = set_limit},
+    [OPT_LIMIT] = {"limit", "N", M(CMD_NODES) | M(CMD_TASKS) | M(CMD_EVENTS), NULL,
+                   "tasks, nodes: show at most N tasks (newest first) or nodes (by key); 0: all "
+                   "of them. events: stop after N events; 0: no limit.",
+                   "tasks: 100 when stdout is a terminal, else 0 (all); nodes, events: 0",
+                   .set = set_limit},
     [OPT_BEFORE] = {"before", "ID|TIME", M(CMD_TASKS) | M(CMD_TASKS_PURGE), NULL,
                     "tasks: only tasks older than task ID (a full id or a unique prefix of at "
                     "least 6 digits), to see the next page. tasks purge: purge the tasks that "
                     "ended before TIME, a UTC date (2026-01-31, 2026-01-31T12:00:00Z) or a "
                     "duration before now (30d, 12h); required.",
                     NULL, .set = set_before},
-    [OPT_FOLLOW] = {"follow", NULL, M(CMD_LOGS), NULL,
-                    "Keep printing new lines until the task ends.", NULL, .set = set_flag,
-                    .at = AT(follow)},
+    [OPT_FOLLOW] = {"follow", NULL, M(CMD_LOGS) | M(CMD_EVENTS), NULL,
+                    "logs: keep printing new lines until the task ends. events: keep printing "
+                    "new events as they happen.",
+                    NULL, .set = set_flag, .at = AT(follow)},
+    [OPT_AFTER] = {"after", "ID", M(CMD_EVENTS), NULL,
+                   "Start after event ID (the id of the last event seen, to go on from there).",
+                   "0, the oldest event kept", .set = set_after},
     [OPT_FORCE] = {"force", NULL, M(CMD_CANCEL), NULL,
                    "Kill the task at once instead of sending SIGTERM first.", NULL, .set = set_flag,
                    .at = AT(force)},
@@ -671,6 +704,18 @@ const struct config_option config_options[OPT_COUNT] = {
                             "address, without authentication.",
                             "none", .set = set_metrics_listen, .at = AT(metrics_host),
                             .spec.port_at = AT(metrics_port)},
+    [OPT_ON_EVENT] = {"on-event", "CMD", M(CMD_MASTER), NULL,
+                      "Run sh -c CMD for each event, with its JSON on stdin: in order, one at a "
+                      "time, at least once (retried with backoff while it fails); repeatable, "
+                      "each hook on its own.",
+                      NULL, .set = set_list, .at = AT(on_event),
+                      .spec.list = {valid_hook, "expected a command of 1 to 65536 bytes", "hook",
+                                    AT(n_on_event)}},
+    [OPT_ON_EVENT_TIMEOUT] = {"on-event-timeout", "DURATION", M(CMD_MASTER), NULL,
+                              "Kill an --on-event hook (its process group) that runs longer "
+                              "than this, and retry its event.",
+                              "30s", .set = set_duration, .at = AT(on_event_timeout_ms),
+                              .spec.nonzero = true},
     [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
     [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
 };
@@ -729,6 +774,7 @@ int config_options_defaults(struct config_parser *p)
     c->shutdown_grace_ms = 30 * 1000;
     c->disconnect_grace_ms = 5 * 60 * 1000;
     c->retention_ms = DEFAULT_RETENTION_MS;
+    c->on_event_timeout_ms = 30 * 1000;
     c->spool_max_bytes = DEFAULT_SPOOL_BYTES;
     c->cert_role = ROLE_NODE;
     c->priority = LIMIT_PRIORITY_DEFAULT;

@@ -21,6 +21,7 @@ static const char *const command_names[] = {
     [CMD_SCHEDULE] = "schedule",
     [CMD_NODE] = "node",
     [CMD_METRICS] = "metrics",
+    [CMD_EVENTS] = "events",
     [CMD_CERT_INIT] = "cert init",
     [CMD_CERT_ISSUE] = "cert issue",
     [CMD_HELP] = "help",
@@ -204,7 +205,7 @@ static int pick_node_command(struct config_parser *p, const struct config_scan *
 
 static int pick_client_command(struct config_parser *p, const char *word)
 {
-    for (int cmd = CMD_NODES; cmd <= CMD_METRICS; cmd++) {
+    for (int cmd = CMD_NODES; cmd <= CMD_EVENTS; cmd++) {
         if (strcmp(word, command_names[cmd]) == 0) {
             p->c->command = (enum config_command)cmd;
             return 0;
@@ -214,7 +215,7 @@ static int pick_client_command(struct config_parser *p, const char *word)
         return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
     return config_fail(p,
                        "unknown command '%.*s' (commands: nodes, node, submit, tasks, task, logs, "
-                       "results, cancel, schedule, metrics, cert; daemons use --role)",
+                       "results, cancel, schedule, metrics, events, cert; daemons use --role)",
                        QUOTE_MAX, word);
 }
 

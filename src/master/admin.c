@@ -9,6 +9,7 @@
 #include "core/cron.h"
 #include "core/rules.h"
 #include "master/clock.h"
+#include "master/events.h"
 #include "master/nodes.h"
 #include "master/sched.h"
 #include "master/purge.h"
@@ -1072,6 +1073,205 @@ static void on_purge(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
     srv_call_reply(c, &resp.base);
 }
 
+/* ---- ReadEvents: the events after a cursor, in pages; a follower waits for commits ---- */
+
+struct event_reader {
+    struct events_watcher watcher; /* first: the watcher is the reader */
+    struct admin *a;
+    struct srv_call *call;
+    int64_t after; /* the last event sent */
+    uint64_t left; /* events still to send; UINT64_MAX: no limit */
+    bool follow, watching;
+    /* The page being filled. */
+    Grpc__AdminEvent *items;
+    Grpc__AdminEvent **ptrs;
+    size_t n, cap;
+    struct page page;
+};
+
+static void admin_event_free(Grpc__AdminEvent *a)
+{
+    free(a->kind);
+    free(a->node_key);
+    free(a->task_id);
+    free(a->data);
+}
+
+static void event_page_clear(struct event_reader *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        admin_event_free(&r->items[i]);
+    r->n = 0;
+}
+
+static int collect_event(void *ctx, const struct event_row *e)
+{
+    struct event_reader *r = ctx;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        Grpc__AdminEvent *items = realloc(r->items, cap * sizeof(*items));
+        if (!items)
+            return -ENOMEM;
+        r->items = items;
+        Grpc__AdminEvent **ptrs = realloc(r->ptrs, cap * sizeof(*ptrs));
+        if (!ptrs)
+            return -ENOMEM;
+        r->ptrs = ptrs;
+        r->cap = cap;
+    }
+    Grpc__AdminEvent *a = &r->items[r->n++];
+    grpc__admin_event__init(a);
+    a->id = (uint64_t)e->id;
+    a->at_ms = e->at_ms;
+    a->kind = strdup(e->kind);
+    a->node_key = strdup(e->node_key);
+    a->task_id = strdup(e->task_id);
+    a->data = strdup(e->data);
+    if (!a->kind || !a->node_key || !a->task_id || !a->data)
+        return -ENOMEM;
+    if (!page_fits(&r->page, r->n - 1, grpc__admin_event__get_packed_size(a))) {
+        admin_event_free(a);
+        r->n--;
+        return 1;
+    }
+    return 0;
+}
+
+static void event_reader_end(struct event_reader *r, grpc_status_code st, const char *why,
+                             grpc_byte_buffer *last)
+{
+    if (r->watching)
+        events_unwatch(r->a->events, &r->watcher);
+    r->watching = false;
+    struct srv_call *c = r->call;
+    r->call = NULL;
+    if (c)
+        srv_call_finish(c, st, why, last);
+    else if (last)
+        grpc_byte_buffer_destroy(last);
+}
+
+/* Sends the next page of committed events, or ends the stream, or waits for a commit: one write
+ * in flight at a time. */
+static void event_reader_pump(struct event_reader *r)
+{
+    if (!r->call || srv_call_write_pending(r->call))
+        return;
+    int64_t last = events_last(r->a->events);
+    r->page =
+        (struct page){.limit = page_limit(r->left < LIMIT_PAGE_ITEMS ? (uint32_t)r->left : 0)};
+    int rc =
+        r->left ? store_event_page(r->a->store, r->after, last, r->page.limit + 1, collect_event, r)
+                : 0;
+    if (rc < 0) {
+        event_page_clear(r);
+        event_reader_end(r, GRPC_STATUS_UNAVAILABLE, "cannot read the events", NULL);
+        return;
+    }
+    if (r->n == 0) {
+        if (!r->follow || !r->left) {
+            event_reader_end(r, GRPC_STATUS_OK, NULL, NULL);
+        } else if (!r->watching) {
+            events_watch(r->a->events, &r->watcher);
+            r->watching = true;
+        }
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        r->ptrs[i] = &r->items[i];
+    Grpc__AdminEventsChunk chunk = GRPC__ADMIN_EVENTS_CHUNK__INIT;
+    chunk.n_events = r->n;
+    chunk.events = r->ptrs;
+    r->after = (int64_t)r->items[r->n - 1].id;
+    if (r->left != UINT64_MAX)
+        r->left -= r->n;
+    grpc_byte_buffer *bb = codec_pack(&chunk.base);
+    event_page_clear(r);
+    /* Without follow, the last page ends the stream: nothing after it is committed yet. */
+    if ((!r->follow && !r->page.more) || !r->left)
+        event_reader_end(r, GRPC_STATUS_OK, NULL, bb);
+    else
+        srv_call_write(r->call, bb);
+}
+
+static void event_reader_on_new(struct events_watcher *w)
+{
+    event_reader_pump((struct event_reader *)w);
+}
+
+static void event_reader_on_sent(struct srv_call *c, bool ok)
+{
+    struct event_reader *r = srv_call_user(c);
+    if (!ok) {
+        event_reader_end(r, GRPC_STATUS_CANCELLED, "write failed", NULL);
+        return;
+    }
+    event_reader_pump(r);
+}
+
+static void event_reader_on_done(struct srv_call *c, bool cancelled)
+{
+    event_reader_end(srv_call_user(c), GRPC_STATUS_CANCELLED, "client went away", NULL);
+}
+
+static void event_reader_on_free(struct srv_call *c)
+{
+    struct event_reader *r = srv_call_user(c);
+    if (r->watching)
+        events_unwatch(r->a->events, &r->watcher);
+    event_page_clear(r);
+    free(r->items);
+    free(r->ptrs);
+    free(r);
+}
+
+static void event_reader_on_request(struct srv_call *c, grpc_byte_buffer *msg);
+
+static const struct srv_handler event_request_handler = {
+    .on_message = event_reader_on_request,
+    .on_free = event_reader_on_free,
+};
+
+static const struct srv_handler event_reader_handler = {
+    .on_sent = event_reader_on_sent,
+    .on_done = event_reader_on_done,
+    .on_free = event_reader_on_free,
+};
+
+static void event_reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    struct event_reader *r = srv_call_user(c);
+    ProtobufCMessage *pm = NULL;
+    const char *why;
+    int rc = srv_call_decode(c, msg, &grpc__admin_events_request__descriptor, &pm, &why);
+    if (rc < 0) {
+        event_reader_end(r, codec_status_from_errno(rc), why, NULL);
+        return;
+    }
+    const Grpc__AdminEventsRequest *req = (const void *)pm; /* validated */
+    r->after = (int64_t)req->after;
+    r->left = req->limit ? req->limit : UINT64_MAX;
+    r->follow = req->follow;
+    protobuf_c_message_free_unpacked(pm, NULL);
+    srv_call_bind(c, &event_reader_handler, r);
+    event_reader_pump(r);
+}
+
+static void on_read_events(struct srv_call *c, void *ctx)
+{
+    struct admin *a = ctx;
+    struct event_reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    r->a = a;
+    r->call = c;
+    r->watcher.on_new = event_reader_on_new;
+    srv_call_bind(c, &event_request_handler, r);
+    srv_call_read(c);
+}
+
 void admin_add_methods(struct admin *a, struct rpc_server *s)
 {
     rpc_server_add_unary(s, "/grpc.AdminService/ListNodes", ROLE_ADMIN,
@@ -1098,4 +1298,5 @@ void admin_add_methods(struct admin *a, struct rpc_server *s)
                          &grpc__admin_purge_tasks_request__descriptor, on_purge, a);
     rpc_server_add_unary(s, "/grpc.AdminService/ChangeNode", ROLE_ADMIN,
                          &grpc__admin_node_request__descriptor, on_change_node, a);
+    rpc_server_add_stream(s, "/grpc.AdminService/ReadEvents", ROLE_ADMIN, on_read_events, a);
 }

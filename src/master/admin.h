@@ -1,9 +1,9 @@
 /*
  * AdminService: what the client commands (nodes, submit, tasks, logs, results, cancel, schedule,
- * metrics) call, on the same port as the node protocol, with the admin key. It reads the store and
- * the node registry, and submits and cancels through the task queue. Listings come in pages under
- * the message limit; a task id may be given as a unique prefix (core/task.h). Loop thread only;
- * handlers block only on the store.
+ * metrics, events) call, on the same port as the node protocol, with the admin key. It reads the
+ * store and the node registry, and submits and cancels through the task queue. Listings come in
+ * pages under the message limit; a task id may be given as a unique prefix (core/task.h). Loop
+ * thread only; handlers block only on the store.
  */
 #ifndef CRAWLAB_ADMIN_H
 #define CRAWLAB_ADMIN_H
@@ -12,6 +12,7 @@
 
 #include "rpc/server.h"
 
+struct events;
 struct nodes;
 struct purge;
 struct store;
@@ -28,7 +29,8 @@ struct admin {
     /* Metrics: renders the exposition text into *text (free() it); 0 or -errno. */
     int (*metrics_text)(void *ctx, char **text, size_t *len);
     void *metrics_ctx;
-    struct purge *purge; /* PurgeTasks: NULL purges nothing */
+    struct purge *purge;   /* PurgeTasks: NULL purges nothing */
+    struct events *events; /* ReadEvents: required */
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);

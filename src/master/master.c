@@ -14,6 +14,8 @@
 
 #include "core/roles.h"
 #include "master/admin.h"
+#include "master/events.h"
+#include "master/hooks.h"
 #include "master/purge.h"
 #include "master/group.h"
 #include "master/ingest.h"
@@ -54,6 +56,8 @@ struct master {
     struct sched *sched;
     struct ingest *ingest;
     struct purge *purge;
+    struct events *events;
+    struct hooks *hooks; /* --on-event, or NULL */
     struct tasks_rpc tasks_rpc;
     struct admin admin;
     struct metrics metrics;
@@ -191,13 +195,14 @@ static void on_node_offline(void *ctx, struct node *node)
 }
 
 /* A group of store changes was committed or rolled back: the Connect streams that waited for it
- * are answered, and log followers look for new lines. */
+ * are answered, log followers look for new lines, event followers and hooks for new events. */
 static void on_group_commit(void *ctx, uint64_t n, bool ok)
 {
     struct master *m = ctx;
     ingest_committed(m->ingest, n, ok);
     if (ok)
         tasks_committed(m->tasks);
+    events_committed(m->events, ok);
 }
 
 static void count_node(void *ctx, struct node *node)
@@ -277,6 +282,7 @@ static int create_services(struct master *m)
     const struct tasks_opts tasks_opts = {.disconnect_grace_ms = cfg->disconnect_grace_ms};
     int rc;
     if ((rc = group_create(m->loop, m->store, m->server, &m->group)) < 0 ||
+        (rc = events_create(m->loop, m->store, m->group, &m->events)) < 0 ||
         (rc = nodes_create(m->loop, m->store, &nodes_opts, &m->nodes)) < 0 ||
         (rc = tasks_create(m->loop, m->store, m->nodes, &tasks_opts, &m->tasks)) < 0 ||
         (rc = ingest_create(m->store, m->group, &m->ingest)) < 0 ||
@@ -285,9 +291,21 @@ static int create_services(struct master *m)
     const struct purge_opts purge_opts = {.retention_ms = cfg->retention_ms};
     if ((rc = purge_create(m->loop, m->store, m->group, &purge_opts, &m->purge)) < 0)
         return rc;
+    const struct hooks_opts hooks_opts = {
+        .cmds = cfg->on_event,
+        .n_cmds = cfg->n_on_event,
+        .timeout_ms = cfg->on_event_timeout_ms,
+        .backlog_max = HOOKS_BACKLOG_MAX,
+    };
+    if (cfg->n_on_event &&
+        (rc = hooks_create(m->loop, m->store, m->group, m->events, &hooks_opts, &m->hooks)) < 0)
+        return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
+    nodes_set_events(m->nodes, m->events);
+    tasks_set_events(m->tasks, m->events);
     group_on_commit(m->group, on_group_commit, m);
     metrics_init(&m->metrics);
+    events_set_metrics(m->events, &m->metrics);
     group_set_metrics(m->group, &m->metrics);
     tasks_set_metrics(m->tasks, &m->metrics);
     ingest_set_metrics(m->ingest, &m->metrics);
@@ -298,6 +316,7 @@ static int create_services(struct master *m)
                               .sched = m->sched,
                               .loop = m->loop,
                               .purge = m->purge,
+                              .events = m->events,
                               .metrics_text = render_metrics,
                               .metrics_ctx = m};
     nodes_rpc_add_methods(m->nodes, m->server);
@@ -472,12 +491,14 @@ out:
     }
     /* After the server: its connections' plaintext ends are closed by now or dropped here. */
     tls_server_destroy(accept.tls);
+    hooks_destroy(m.hooks);
     ingest_destroy(m.ingest);
     sched_destroy(m.sched);
     purge_destroy(m.purge);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     group_destroy(m.group);
+    events_destroy(m.events); /* after the group's last commit, which it hears of */
     bridge_destroy(m.bridge);
     store_close(m.store);
     free(m.auth_key);

@@ -174,6 +174,10 @@ int metrics_render(const struct metrics *m, const struct metrics_state *s, char 
         scalar(&t, "crawlab_connections_refused_total", "counter",
                "Connections closed at once because --max-connections were open.", s->conns_refused);
     }
+    family(&t, "crawlab_events_total", "counter", "Events recorded, by kind.");
+    for (int i = 0; i < EVENT_KIND_COUNT; i++)
+        labelled(&t, "crawlab_events_total", "kind", event_kind_name((enum event_kind)i),
+                 m->events[i]);
     scalar(&t, "crawlab_tls_handshakes_refused_total", "counter",
            "TLS handshakes that failed or that the master refused.", m->tls_refused);
     scalar(&t, "crawlab_auth_refused_total", "counter",

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/event.h"
 #include "core/task.h"
 
 #define METRICS_BUCKETS_MAX 16
@@ -32,6 +33,7 @@ struct metrics {
     uint64_t tls_refused;                      /* TLS handshakes that failed or were refused */
     struct metrics_histogram commit_seconds;   /* one store group commit */
     struct metrics_histogram dispatch_seconds; /* task creation to its assignment */
+    uint64_t events[EVENT_KIND_COUNT];         /* events recorded, by kind */
 };
 
 /* What is read at scrape time from the services (gauges) and from the listener (its own

@@ -7,6 +7,7 @@
 
 #include "core/rules.h"
 #include "master/clock.h"
+#include "master/events.h"
 #include "store/store.h"
 #include "runtime/log.h"
 
@@ -20,6 +21,7 @@ struct nodes {
     ev_timer sweep;
     nodes_offline_fn offline_fn;
     void *offline_ctx;
+    struct events *events; /* NULL: none recorded */
     bool draining;
 };
 
@@ -80,6 +82,11 @@ void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx)
 {
     n->offline_fn = fn;
     n->offline_ctx = ctx;
+}
+
+void nodes_set_events(struct nodes *n, struct events *ev)
+{
+    n->events = ev;
 }
 
 bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char *key)
@@ -184,17 +191,20 @@ static enum node_state state_of_name(const char *name)
 }
 
 /* The one place a node's state changes (an admin's command, a drain that completes): the store
- * first, then memory. */
+ * and the event of a node disabled, then memory. */
 static int set_state(struct nodes *n, struct node *node, enum node_state to, const char *why)
 {
     if (node->state == to)
         return 0;
+    events_join(n->events);
     int rc = store_node_set_state(n->store, node->key, nodes_state_name(to));
     if (rc < 0)
         return rc;
     node->state = to;
     log_info("node %s (%s) %s%s%s", node->key, node->name, nodes_state_name(to), why ? ": " : "",
              why ? why : "");
+    if (to == NODE_DISABLED)
+        events_node(n->events, EVENT_NODE_DISABLED, node->key, node->name, why);
     return 0;
 }
 
@@ -210,10 +220,12 @@ static int remove_node(struct nodes *n, struct node *node)
 {
     if (node->online || node->active > 0)
         return -EBUSY;
+    events_join(n->events);
     int rc = store_node_delete(n->store, node->key);
     if (rc < 0)
         return rc;
     log_info("node %s (%s) removed", node->key, node->name);
+    events_node(n->events, EVENT_NODE_REMOVED, node->key, node->name, NULL);
     if (n->last_pick == node)
         n->last_pick = NULL;
     hmap_remove(&n->map, &node->link);
@@ -290,7 +302,9 @@ static void set_offline(struct nodes *n, struct node *node, const char *why)
     node->online = false;
     node->running = 0;
     log_info("node %s (%s) offline: %s", node->key, node->name, why);
-    store_node_set_status(n->store, node->key, STORE_NODE_OFFLINE, clock_now_ms(n->loop));
+    events_join(n->events);
+    if (store_node_set_status(n->store, node->key, STORE_NODE_OFFLINE, clock_now_ms(n->loop)) == 0)
+        events_node(n->events, EVENT_NODE_OFFLINE, node->key, node->name, why);
     if (n->offline_fn)
         n->offline_fn(n->offline_ctx, node);
 }
@@ -334,6 +348,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     if (node && node->stream && !may_take_over(node, hello))
         return -EADDRINUSE;
     int64_t now = clock_now_ms(n->loop);
+    events_join(n->events);
     int rc = store_node_upsert(n->store, hello->key, hello->name, hello->max_runners,
                                hello->version, hello->labels, now);
     if (rc < 0)
@@ -356,9 +371,11 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     node->claims = hello->claims;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();
-    if (!node->online)
+    if (!node->online) {
         log_info("node %s (%s) online from %s, max_runners %d", node->key, node->name, hello->peer,
                  node->max_runners);
+        events_node(n->events, EVENT_NODE_ONLINE, node->key, node->name, NULL);
+    }
     node->online = true;
     *out = node;
     return 0;

@@ -26,6 +26,7 @@
 #include "core/limits.h"
 #include "runtime/hmap.h"
 
+struct events;
 struct nodes;
 struct store;
 
@@ -107,6 +108,8 @@ int nodes_create(struct ev_loop *loop, struct store *store, const struct nodes_o
 void nodes_destroy(struct nodes *n);
 /* Sets the one offline listener. */
 void nodes_on_offline(struct nodes *n, nodes_offline_fn fn, void *ctx);
+/* Records node.online and node.offline in ev (master/events.h), which must outlive n. */
+void nodes_set_events(struct nodes *n, struct events *ev);
 
 /* What a node says when it registers: strings borrowed for the call, already validated. */
 struct node_hello {

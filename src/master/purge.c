@@ -22,6 +22,7 @@ struct purge {
     int64_t requested_ms; /* purge_request's time; 0 once done */
     ev_timer timer;
     size_t round_purged; /* tasks purged since the work was last found done, for the log */
+    size_t round_events; /* the same for events */
 };
 
 /* The time before which ended tasks go now: the later of retention's and the request's. */
@@ -60,19 +61,29 @@ static void purge_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     bool more = false;
     if (rc == 0 && cutoff > 0 && (rc = group_join(p->group)) == 0)
         rc = store_task_purge(p->store, cutoff, PURGE_BATCH_ROWS, &purged, &more);
+    /* Events go by retention only (PurgeTasks is about tasks), in the same tick and group. */
+    size_t events = 0;
+    bool events_more = false;
+    if (rc == 0 && p->retention_ms && (rc = group_join(p->group)) == 0)
+        rc = store_event_purge(p->store, clock_now_ms(p->loop) - (int64_t)p->retention_ms,
+                               PURGE_BATCH_ROWS, &events, &events_more);
+    more = more || events_more;
     if (rc < 0) {
         log_warn("retention: purging ended tasks failed (%d); trying again later", rc);
         purge_schedule(p, p->check_ms ? p->check_ms : CHECK_MAX_MS);
         return;
     }
     p->round_purged += purged;
-    if (more || logs_left || purged) {
+    p->round_events += events;
+    if (more || logs_left || purged || events) {
         purge_schedule(p, PURGE_TICK_MS);
         return;
     }
     if (p->round_purged)
         log_info("retention: purged %zu ended tasks with their logs and results", p->round_purged);
-    p->round_purged = 0;
+    if (p->round_events)
+        log_info("retention: purged %zu events", p->round_events);
+    p->round_purged = p->round_events = 0;
     if (p->requested_ms && p->requested_ms <= cutoff)
         p->requested_ms = 0;
     if (p->retention_ms)

@@ -9,6 +9,9 @@
  * every PURGE_TICK_MS: it has the log files of tasks whose deletion is committed removed, then
  * deletes one batch (store.h, store_task_purge, store_purge_logs).
  *
+ * Events (master/events.h) that are older than --retention go the same way, a batch a tick in the
+ * same group; PurgeTasks does not purge events.
+ *
  * Ownership: the purger belongs to the master; it keeps a timer on the loop. Loop thread only.
  * Blocking: each tick blocks on the store for at most PURGE_BATCH_ROWS rows deleted; log files
  * are removed by a thread of the log engine (store_purge_logs hands PURGE_LOGS_PER_TICK over).

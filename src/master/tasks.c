@@ -8,6 +8,7 @@
 
 #include "core/fence.h"
 #include "master/clock.h"
+#include "master/events.h"
 #include "master/metrics.h"
 #include "master/nodes.h"
 #include "resilience/backoff.h"
@@ -47,6 +48,7 @@ struct tasks {
     int64_t woken_ms; /* retries due up to this time were announced */
     bool draining;
     struct metrics *metrics; /* NULL: none kept */
+    struct events *events;   /* NULL: none recorded */
 };
 
 static bool is_held(enum task_status s)
@@ -190,6 +192,30 @@ void tasks_committed(struct tasks *t)
 
 /* ---- status changes ---- */
 
+/* The event of the task's move to its current status, if that records one (core/event.h). */
+static void record_status_event(struct tasks *t, const char *id)
+{
+    if (!t->events)
+        return;
+    struct task_row now;
+    enum event_kind kind;
+    if (store_task_get(t->store, id, &now) < 0)
+        return;
+    if (event_of_task_status(now.status, now.data_items, &kind))
+        events_task(t->events, kind, id, &now, NULL);
+    store_task_row_free(&now);
+}
+
+/* task.retried, about the new attempt `id` of a task that failed on node_key. */
+static void record_retry_event(struct tasks *t, const char *id, const char *node_key)
+{
+    struct task_row attempt;
+    if (!t->events || store_task_get(t->store, id, &attempt) < 0)
+        return;
+    events_task(t->events, EVENT_TASK_RETRIED, id, &attempt, node_key);
+    store_task_row_free(&attempt);
+}
+
 static void announce(struct tasks *t, const char *node_key, const char *labels);
 static void wake_arm(struct tasks *t);
 
@@ -206,11 +232,11 @@ static bool retries_left(const struct task_row *r, enum task_status to)
  * The one place a retry is made: the failed task ends in `to` and its next attempt is stored in
  * the same transaction (store_task_retry), eligible after the failed attempt's backoff delay
  * (backoff_nth_ms: the retry delay doubling per attempt, jittered, seeded by the task id). The
- * new attempt is announced when it becomes eligible (the wake timer). Returns what
- * store_task_retry returned.
+ * new attempt (its id into next) is announced when it becomes eligible (the wake timer). Returns
+ * what store_task_retry returned.
  */
 static int retry_task(struct tasks *t, const struct task_row *failed, enum task_status to,
-                      int exit_code, const char *error)
+                      int exit_code, const char *error, char next[TASK_ID_LEN + 1])
 {
     int64_t now = clock_now_ms(t->loop);
     uint64_t seed = 0;
@@ -219,7 +245,6 @@ static int retry_task(struct tasks *t, const struct task_row *failed, enum task_
     int64_t delay =
         (int64_t)backoff_nth_ms((uint64_t)failed->retry_delay_ms, LIMIT_RETRY_DELAY_MAX_MS,
                                 (unsigned)failed->attempt, seed);
-    char next[TASK_ID_LEN + 1];
     int rc = store_task_retry(t->store, failed->id, to, exit_code, error, now + delay, now, next);
     if (rc != 0)
         return rc;
@@ -235,19 +260,24 @@ static int retry_task(struct tasks *t, const struct task_row *failed, enum task_
 }
 
 /*
- * The one place a task's status changes: the store, the node's count of held tasks, the task's
- * stream and the watchers follow. A failed task with retries left gets its next attempt here
- * (retry_task). Returns what store_task_set_status returned.
+ * The one place a task's status changes: the store and its event, the node's count of held tasks,
+ * the task's stream and the watchers follow. A failed task with retries left gets its next attempt
+ * here (retry_task). Returns what store_task_set_status returned.
  */
 static int change_status(struct tasks *t, const struct task_row *before, enum task_status to,
                          int pid, int exit_code, const char *error)
 {
+    char next[TASK_ID_LEN + 1] = "";
+    events_join(t->events);
     int rc = retries_left(before, to)
-                 ? retry_task(t, before, to, exit_code, error)
+                 ? retry_task(t, before, to, exit_code, error, next)
                  : store_task_set_status(t->store, before->id, to, pid, exit_code, error,
                                          clock_now_ms(t->loop));
     if (rc != 0)
         return rc;
+    record_status_event(t, before->id);
+    if (*next)
+        record_retry_event(t, next, before->assigned_node);
     if (is_held(before->status) && !is_held(to))
         nodes_task_released(t->nodes, before->assigned_node);
     if (task_status_terminal(to))
@@ -322,10 +352,12 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
     int rc = store_task_get(t->store, id, &before);
     if (rc < 0)
         return rc;
+    events_join(t->events);
     rc = store_task_request_cancel(t->store, id, force, clock_now_ms(t->loop), after);
     struct live_task *lt = rc == 0 ? live_get(t, id, false) : NULL;
     if (rc == 0 && *after == TASK_CANCELLED && before.status != TASK_CANCELLED) {
         log_info("task %s cancelled before any worker took it", id);
+        record_status_event(t, id);
         if (lt)
             notify_watchers(lt);
     } else if (rc == 0 && !task_status_terminal(*after)) {
@@ -731,4 +763,23 @@ void tasks_destroy(struct tasks *t)
 void tasks_set_metrics(struct tasks *t, struct metrics *m)
 {
     t->metrics = m;
+}
+
+void tasks_set_events(struct tasks *t, struct events *ev)
+{
+    t->events = ev;
+}
+
+void tasks_notification(struct tasks *t, const char *node_key, const char *id)
+{
+    log_debug("notification for task %s from node %s", id, node_key);
+    if (!t->events)
+        return;
+    /* Only about a task of this master: a node cannot fill the stream with made-up ids. */
+    struct task_row r;
+    if (store_task_get(t->store, id, &r) < 0)
+        return;
+    events_join(t->events);
+    events_task(t->events, EVENT_TASK_NOTIFICATION, id, &r, *node_key ? node_key : NULL);
+    store_task_row_free(&r);
 }

@@ -26,6 +26,7 @@
 #include "core/resync.h"
 #include "store/store.h"
 
+struct events;
 struct metrics;
 struct tasks;
 struct nodes;
@@ -51,6 +52,14 @@ void tasks_destroy(struct tasks *t);
 void tasks_drain(struct tasks *t);
 /* Counts each assignment's wait since the task's creation into m (which must outlive t). */
 void tasks_set_metrics(struct tasks *t, struct metrics *m);
+/* Records the task events in ev (master/events.h), which must outlive t: a move to running,
+ * finished (finished_empty without result items), error, abnormal or cancelled (core/event.h),
+ * and the workers' notifications. */
+void tasks_set_events(struct tasks *t, struct events *ev);
+
+/* A worker's SendNotification about a task (node_key may be ""): recorded as task.notification
+ * with the task as it stands. */
+void tasks_notification(struct tasks *t, const char *node_key, const char *id);
 
 /* Stores a new pending task and pushes TASK_AVAILABLE to a node that can take it: the node it is
  * addressed to, else a free node that has the labels of its selector (nodes_pick_free). */

@@ -229,8 +229,9 @@ static void on_report_status(struct srv_call *c, void *ctx, const ProtobufCMessa
 
 static void on_send_notification(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
+    struct tasks_rpc *r = ctx;
     const Grpc__TaskServiceSendNotificationRequest *req = (const void *)msg; /* validated */
-    log_debug("notification for task %s from node %s", req->task_id, req->node_key);
+    tasks_notification(r->tasks, req->node_key, req->task_id);
     reply_ok(c);
 }
 

@@ -223,7 +223,7 @@ int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why)
 
 int validate_notification(const Grpc__TaskServiceSendNotificationRequest *r, const char **why)
 {
-    /* The master only logs who notified; an upstream worker that leaves the key out is heard. */
+    /* Who notified is only recorded; an upstream worker that leaves the key out is heard. */
     if (*r->node_key && !node_key_valid(r->node_key))
         return fail(why, -EINVAL, "node_key: empty, or 1 to 64 of [A-Za-z0-9._:-]");
     if (!task_id_valid(r->task_id))
@@ -421,6 +421,13 @@ int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why
     return ok(why);
 }
 
+int validate_events(const Grpc__AdminEventsRequest *r, const char **why)
+{
+    if (r->after > LIMIT_SAFE_INT_MAX)
+        return fail(why, -ERANGE, "after: at most 2^53 - 1");
+    return ok(why);
+}
+
 /* ---- by descriptor ---- */
 
 /* The generic form of each validator, for the method table. */
@@ -448,6 +455,7 @@ GENERIC(validate_schedule_request, Grpc__AdminScheduleRequest)
 GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
 GENERIC(validate_purge_tasks, Grpc__AdminPurgeTasksRequest)
 GENERIC(validate_node_request, Grpc__AdminNodeRequest)
+GENERIC(validate_events, Grpc__AdminEventsRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -471,6 +479,7 @@ static const struct {
     {&grpc__admin_metrics_request__descriptor, validate_metrics_msg},
     {&grpc__admin_purge_tasks_request__descriptor, validate_purge_tasks_msg},
     {&grpc__admin_node_request__descriptor, validate_node_request_msg},
+    {&grpc__admin_events_request__descriptor, validate_events_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

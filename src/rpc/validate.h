@@ -70,7 +70,7 @@ int validate_node_subscribe(const Grpc__NodeServiceSubscribeRequest *r, const ch
 int validate_resync(const Grpc__NodeServiceResyncRequest *r, const char **why);
 
 /* TaskService. A PING on Connect carries nothing that is used, so only its code is checked;
- * SendNotification's node key may be empty (it is only logged). */
+ * SendNotification's node key may be empty (it is only recorded in the event). */
 int validate_task_subscribe(const Grpc__TaskServiceSubscribeRequest *r, const char **why);
 int validate_connect(const Grpc__TaskServiceConnectRequest *r, const char **why);
 int validate_fetch(const Grpc__TaskServiceFetchTaskRequest *r, const char **why);
@@ -90,5 +90,6 @@ int validate_task_request(const Grpc__AdminTaskRequest *r, const char **why);
 int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why);
 /* ChangeNode: a node key or name, and one of the four actions. */
 int validate_node_request(const Grpc__AdminNodeRequest *r, const char **why);
+int validate_events(const Grpc__AdminEventsRequest *r, const char **why);
 
 #endif

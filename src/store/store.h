@@ -458,4 +458,53 @@ int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s);
 int store_schedule_fires(struct store *s, int64_t id,
                          int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx);
 
+/* ---- Events ---- */
+
+/* Bounds of an event's kind (a text line such as "task.finished") and of its data: room for a
+ * task's name and error text (core/limits.h) however JSON escapes them. */
+#define STORE_EVENT_KIND_MAX 32
+#define STORE_EVENT_DATA_MAX (64 * 1024)
+
+/* An event as stored. data is its JSON object text, valid only during the callback. */
+struct event_row {
+    int64_t id; /* 1, 2, ...: never given twice, the cursor of a reader */
+    int64_t at_ms;
+    char kind[STORE_EVENT_KIND_MAX + 1];
+    char node_key[LIMIT_NODE_KEY_MAX + 1]; /* "" = none */
+    char task_id[TASK_ID_LEN + 1];         /* "" = none */
+    const char *data;
+};
+
+/*
+ * Records an event: kind (a non-empty text line), node_key and task_id (NULL or "" for none, else
+ * valid), data (a JSON object text the caller made, at most STORE_EVENT_DATA_MAX bytes; NULL =
+ * "{}"). *id_out (may be NULL) receives its id. Inside a group the event commits with the changes
+ * it records; if recording it fails there, the whole group is rolled back at store_commit (-EIO),
+ * so that no change is committed without its event. -EINVAL.
+ */
+int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char *node_key,
+                    const char *task_id, const char *data, int64_t *id_out);
+
+/* Calls cb for at most limit events (0: no limit) with after < id <= upto, in id order. Streams. */
+int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
+                     int (*cb)(void *ctx, const struct event_row *e), void *ctx);
+
+/* The highest event id ever given (0: none), whether or not that event is still stored. Outside a
+ * group it is the highest committed one. */
+int store_event_last(struct store *s, int64_t *out);
+
+/* How many events are stored with after < id <= upto. */
+int store_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out);
+
+/* Retention: deletes at most budget events older than before_ms, oldest first. *purged receives
+ * how many, *more whether the budget ran out (some may remain). Inside a group, or its own
+ * transaction outside one. -EINVAL for a zero budget. */
+int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                      bool *more);
+
+/* The id of the last event delivered to the hook named hook (its command): -ENOENT for a hook
+ * never seen. _set stores it, in the group like any change. */
+int store_event_cursor_get(struct store *s, const char *hook, int64_t *out);
+int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered);
+
 #endif

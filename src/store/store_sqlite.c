@@ -29,9 +29,10 @@
  * Schema versions, each brought by one step of schema_steps: 1 the first schema (schema_sql),
  * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
  * 4 schedules and their fires (migrate_4_sql), 5 node labels and states, task selectors
- * (migrate_5_sql), 6 retries, restarts and Crawlab's priority order (migrate_6_sql).
+ * (migrate_5_sql), 6 retries, restarts and Crawlab's priority order (migrate_6_sql), 7 events and
+ * the hooks' cursors (migrate_7_sql).
  */
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -122,9 +123,23 @@ static const char migrate_6_sql[] =
     "CREATE INDEX tasks_waiting ON tasks(eligible_ms) WHERE status = 'pending' AND eligible_ms > "
     "0;";
 
+/*
+ * Version 7 (events). AUTOINCREMENT: an id is never given twice, even once the newest events are
+ * purged, so that it is a cursor a reader can come back with. event_cursors holds each hook's last
+ * delivered event, by the hook's command.
+ */
+static const char migrate_7_sql[] =
+    "CREATE TABLE events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " node_key TEXT NOT NULL, task_id TEXT NOT NULL, data TEXT NOT NULL);"
+    "CREATE INDEX events_at ON events(at_ms);"
+    "CREATE TABLE event_cursors (hook TEXT PRIMARY KEY, delivered INTEGER NOT NULL)"
+    " WITHOUT ROWID;";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {
-    schema_sql, migrate_2_sql, migrate_3_sql, migrate_4_sql, migrate_5_sql, migrate_6_sql};
+    schema_sql,    migrate_2_sql, migrate_3_sql, migrate_4_sql,
+    migrate_5_sql, migrate_6_sql, migrate_7_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -183,6 +198,13 @@ enum stmt_id {
     ST_TASK_DELETE,
     ST_JOURNAL_ADD,
     ST_JOURNAL_DEL,
+    ST_EVENT_ADD,
+    ST_EVENT_PAGE,
+    ST_EVENT_LAST,
+    ST_EVENT_COUNT,
+    ST_EVENT_PURGE,
+    ST_CURSOR_GET,
+    ST_CURSOR_SET,
     ST_COUNT
 };
 
@@ -284,6 +306,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
     [ST_JOURNAL_ADD] = "INSERT OR IGNORE INTO purged_logs (task_id) VALUES (?1)",
     [ST_JOURNAL_DEL] = "DELETE FROM purged_logs WHERE task_id = ?1",
+    [ST_EVENT_ADD] = "INSERT INTO events (at_ms, kind, node_key, task_id, data)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_EVENT_PAGE] = "SELECT id, at_ms, kind, node_key, task_id, data FROM events"
+                      " WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+    /* The highest id ever given, also when those events are purged since. */
+    [ST_EVENT_LAST] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+    [ST_EVENT_COUNT] = "SELECT count(*) FROM events WHERE id > ?1 AND id <= ?2",
+    [ST_EVENT_PURGE] = "DELETE FROM events WHERE id IN"
+                       " (SELECT id FROM events WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
+    [ST_CURSOR_GET] = "SELECT delivered FROM event_cursors WHERE hook = ?1",
+    [ST_CURSOR_SET] = "INSERT INTO event_cursors (hook, delivered) VALUES (?1, ?2)"
+                      " ON CONFLICT (hook) DO UPDATE SET delivered = excluded.delivered",
 };
 
 struct store {
@@ -2543,4 +2577,176 @@ int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUN
         rc = db_fail(s, src, "counting tasks", NULL);
     sqlite3_finalize(st);
     return rc;
+}
+
+/* ---- Events ---- */
+
+static bool event_kind_ok(const char *kind)
+{
+    return kind && text_line_valid(kind, STORE_EVENT_KIND_MAX) && *kind;
+}
+
+int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char *node_key,
+                    const char *task_id, const char *data, int64_t *id_out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!event_kind_ok(kind) || (node_key && *node_key && !node_key_valid(node_key)) ||
+        (task_id && *task_id && !task_id_valid(task_id)) ||
+        (data && strlen(data) > STORE_EVENT_DATA_MAX))
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_EVENT_ADD];
+    sqlite3_bind_int64(st, 1, at_ms);
+    bind_text(st, 2, kind);
+    bind_text(st, 3, node_key ? node_key : "");
+    bind_text(st, 4, task_id ? task_id : "");
+    bind_text(st, 5, data && *data ? data : "{}");
+    rc = op_begin(s);
+    if (rc < 0) {
+        finish(st);
+        return rc;
+    }
+    rc = step_done(s, st, "recording an event", kind);
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    rc = op_end(s, rc);
+    if (rc < 0 && s->in_group && !s->group_broken) {
+        /* The change this event records is in the group already: neither may be committed. */
+        log_error("store: an event could not be recorded; the open group will be rolled back");
+        s->group_broken = true;
+        logfile_rollback(s->logs);
+    }
+    if (rc == 0 && id_out)
+        *id_out = id;
+    return rc;
+}
+
+int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
+                     int (*cb)(void *ctx, const struct event_row *e), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!cb)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_EVENT_PAGE];
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
+    int src;
+    s->streaming = true;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct event_row e = {.id = sqlite3_column_int64(st, 0),
+                              .at_ms = sqlite3_column_int64(st, 1)};
+        copy_column(e.kind, sizeof(e.kind), st, 2);
+        copy_column(e.node_key, sizeof(e.node_key), st, 3);
+        copy_column(e.task_id, sizeof(e.task_id), st, 4);
+        const char *data = (const char *)sqlite3_column_text(st, 5);
+        e.data = data ? data : "{}";
+        rc = cb(ctx, &e);
+        if (rc != 0)
+            break;
+    }
+    s->streaming = false;
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "reading events", "-");
+    finish(st);
+    return rc;
+}
+
+/* Runs a statement that returns one integer into *out. */
+static int step_int(struct store *s, sqlite3_stmt *st, const char *what, int64_t *out)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_fail(s, rc, what, "-");
+    }
+    finish(st);
+    return rc;
+}
+
+int store_event_last(struct store *s, int64_t *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return out ? step_int(s, s->st[ST_EVENT_LAST], "reading the last event id", out) : -EINVAL;
+}
+
+int store_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_EVENT_COUNT];
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    int64_t n = 0;
+    rc = step_int(s, st, "counting events", &n);
+    if (rc == 0)
+        *out = n < 0 ? 0 : (uint64_t)n;
+    return rc;
+}
+
+int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                      bool *more)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (budget == 0 || !purged || !more)
+        return -EINVAL;
+    *purged = 0;
+    *more = false;
+    sqlite3_stmt *st = s->st[ST_EVENT_PURGE];
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, budget);
+    rc = op_begin(s);
+    if (rc < 0) {
+        finish(st);
+        return rc;
+    }
+    rc = step_done(s, st, "purging events", "-");
+    int n = rc == 0 ? sqlite3_changes(s->db) : 0;
+    rc = op_end(s, rc);
+    if (rc == 0) {
+        *purged = (size_t)n;
+        *more = (unsigned)n == budget;
+    }
+    return rc;
+}
+
+int store_event_cursor_get(struct store *s, const char *hook, int64_t *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!hook || !out)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_CURSOR_GET];
+    bind_text(st, 1, hook);
+    return step_int(s, st, "reading a hook's cursor", out);
+}
+
+int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!hook)
+        return -EINVAL;
+    sqlite3_stmt *st = s->st[ST_CURSOR_SET];
+    bind_text(st, 1, hook);
+    sqlite3_bind_int64(st, 2, delivered);
+    rc = op_begin(s);
+    if (rc < 0) {
+        finish(st);
+        return rc;
+    }
+    return op_end(s, step_done(s, st, "storing a hook's cursor", hook));
 }

@@ -249,10 +249,14 @@ static void send_report(struct job *job)
         return;
     c->status = job->status;
     c->final = job->phase == PHASE_FINAL;
+    bool final = c->final;
     job->report_pending = true;
     rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_reported, c);
-    notify(j, job);
+    /* As upstream's runner does: one notification, with the final status (on the master, the
+     * event task.notification). */
+    if (final)
+        notify(j, job);
 }
 
 static void set_status(struct job *job, enum task_status status)

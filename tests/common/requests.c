@@ -23,6 +23,7 @@ const ProtobufCMessageDescriptor *const request_types[] = {
     &grpc__admin_metrics_request__descriptor,
     &grpc__admin_purge_tasks_request__descriptor,
     &grpc__admin_node_request__descriptor,
+    &grpc__admin_events_request__descriptor,
 };
 
 const size_t n_request_types = sizeof(request_types) / sizeof(request_types[0]);

@@ -7,6 +7,7 @@ Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_pagi
 
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -207,6 +208,16 @@ class Paging(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(ts[pending]["status"], "pending")
         self.assertEqual(self.logs(running), ["started"])
         self.assertIn("retention: purged", self.c.master.log())
+
+        # events go by age alike, whatever they are about
+        def events():
+            rc, out, err = self.c.cli("events", "--json")
+            self.assertEqual(rc, 0, err)
+            return [json.loads(line) for line in out.splitlines()]
+        wait_until(lambda: not [e for e in events() if e["task_id"] in ended + [running]],
+                   timeout=30, what="the events of over 1 s ago purged")
+        wait_until(lambda: re.search(r"retention: purged \d+ events", self.c.master.log()),
+                   what="the master to log the events it purged")
 
     def test_tasks_purge_on_demand(self):
         """With --retention=0 nothing goes by itself; `tasks purge --before` purges what ended

@@ -1485,6 +1485,45 @@ START_TEST(test_retention_is_a_master_duration)
 }
 END_TEST
 
+START_TEST(test_on_event_hooks_are_master_options_and_repeatable)
+{
+    ck_assert_int_eq(parse("--role=master", NULL), 0);
+    ck_assert_uint_eq(cfg.n_on_event, 0);
+    ck_assert_uint_eq(cfg.on_event_timeout_ms, 30000);
+    ck_assert_int_eq(parse("--role=master", "--on-event=curl -d @- http://x", "--on-event",
+                           "logger", "--on-event-timeout=2s", NULL),
+                     0);
+    ck_assert_uint_eq(cfg.n_on_event, 2);
+    ck_assert_str_eq(cfg.on_event[0], "curl -d @- http://x");
+    ck_assert_str_eq(cfg.on_event[1], "logger");
+    ck_assert_uint_eq(cfg.on_event_timeout_ms, 2000);
+    expect_error(parse("--role=master", "--on-event=logger", "--on-event=logger", NULL),
+                 "--on-event", "given twice");
+    expect_error(parse("--role=master", "--on-event=", NULL), "--on-event", NULL);
+    expect_error(parse("--role=master", "--on-event-timeout=0", NULL), "--on-event-timeout",
+                 "greater than zero");
+    expect_error(parse("--role=worker", "--on-event=logger", NULL), "'--on-event' is not an option",
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_events_takes_after_limit_follow_and_json)
+{
+    ck_assert_int_eq(parse("events", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_EVENTS);
+    ck_assert_uint_eq(cfg.after_event, 0);
+    ck_assert_int_eq(parse("events", "--after=42", "--limit=3", "--follow", "--json", NULL), 0);
+    ck_assert_uint_eq(cfg.after_event, 42);
+    ck_assert_uint_eq(cfg.limit, 3);
+    ck_assert(cfg.follow && cfg.json);
+    expect_error(parse("events", "--after=-1", NULL), "--after", "event id");
+    expect_error(parse("events", "--after=9007199254740992", NULL), "--after", "event id");
+    expect_error(parse("events", "--limit=x", NULL), "--limit", "number of events");
+    expect_error(parse("events", "12", NULL), "unexpected argument '12'", NULL);
+    expect_error(parse("tasks", "--after=1", NULL), "'--after' is not an option", NULL);
+}
+END_TEST
+
 START_TEST(test_tasks_limit_and_before)
 {
     ck_assert_int_eq(parse("tasks", NULL), 0);
@@ -1651,6 +1690,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_task_id_prefix_of_six_digits_or_more);
     tcase_add_test(tc, test_retention_is_a_master_duration);
     tcase_add_test(tc, test_tasks_limit_and_before);
+    tcase_add_test(tc, test_on_event_hooks_are_master_options_and_repeatable);
+    tcase_add_test(tc, test_events_takes_after_limit_follow_and_json);
     tcase_add_test(tc, test_tasks_purge_takes_a_date_or_a_duration);
     suite_add_tcase(s, tc);
 

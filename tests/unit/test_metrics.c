@@ -88,6 +88,7 @@ START_TEST(test_metrics_counters_and_gauges_show_their_values)
     m.result_items = 7;
     m.commits = 9;
     m.tls_refused = 2;
+    m.events[EVENT_TASK_FINISHED_EMPTY] = 6;
     struct metrics_state s = {.nodes_online = 3, .nodes_offline = 1, .auth_refused = 5};
     s.tasks[TASK_PENDING] = 4;
     s.tasks[TASK_FINISHED] = 11;
@@ -106,6 +107,8 @@ START_TEST(test_metrics_counters_and_gauges_show_their_values)
     ck_assert(has_line(text, "crawlab_store_commits_total 9"));
     ck_assert(has_line(text, "crawlab_tls_handshakes_refused_total 2"));
     ck_assert(has_line(text, "crawlab_auth_refused_total 5"));
+    ck_assert(has_line(text, "crawlab_events_total{kind=\"task.finished_empty\"} 6"));
+    ck_assert(has_line(text, "crawlab_events_total{kind=\"node.online\"} 0"));
     /* Without a listener that counts, no connection samples at all. */
     ck_assert_ptr_null(strstr(text, "crawlab_connections_"));
     free(text);

@@ -69,9 +69,9 @@ static void reopen(void)
 
 /*
  * Closes the store and makes its database what schema `version` left: drops what each later
- * version added (6: retries, links and the ascending priority index; 5: labels and node states;
- * 4: the schedule tables;
- * 3: the purge index and journal; 2: tasks.epoch).
+ * version added (7: the event tables; 6: retries, links and the ascending priority index;
+ * 5: labels and node states; 4: the schedule tables; 3: the purge index and journal;
+ * 2: tasks.epoch).
  */
 static void make_schema(int version)
 {
@@ -79,8 +79,9 @@ static void make_schema(int version)
     st = NULL;
     char path[256], sql[2048];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s%s%s PRAGMA user_version = %d;", version < 6 ? UNDO_6 : "",
-             version < 5 ? UNDO_5 : "",
+    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s PRAGMA user_version = %d;",
+             version < 7 ? "DROP TABLE events; DROP TABLE event_cursors;" : "",
+             version < 6 ? UNDO_6 : "", version < 5 ? UNDO_5 : "",
              version < 4 ? "DROP TABLE schedule_fires; DROP TABLE schedules;" : "",
              version < 3 ? " DROP INDEX tasks_ended; DROP TABLE purged_logs;" : "",
              version < 2 ? " ALTER TABLE tasks DROP COLUMN epoch;" : "", version);
@@ -1709,11 +1710,11 @@ START_TEST(test_a_schema_2_or_3_database_is_brought_to_the_latest)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    ck_assert_int_eq(user_version(), 6);
+    ck_assert_int_eq(user_version(), 7);
     for (int v = 2; v <= 3; v++) {
         make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
-        ck_assert_int_eq(user_version(), 6);
+        ck_assert_int_eq(user_version(), 7);
         int64_t sid = new_schedule("s", "@daily");
         struct task_new t = {.cmd = "true"};
         char tid[25];
@@ -1735,7 +1736,7 @@ START_TEST(test_a_schema_4_database_gets_labels_and_node_states)
     int64_t sid = new_schedule("s", "@daily");
     make_schema(4);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 6);
+    ck_assert_int_eq(user_version(), 7);
     struct node_row n;
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.labels, "");
@@ -2372,7 +2373,7 @@ START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
     ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
     make_schema(2);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 6);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 7);
     ck_assert(task_exists(id));
     size_t purged;
     bool more;
@@ -2395,7 +2396,7 @@ START_TEST(test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities)
                                 " AND sql LIKE '%priority DESC%'"),
                      1);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 6);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 7);
     ck_assert_int_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name = 'tasks_pending'"
                                 " AND sql LIKE '%priority DESC%'"),
                      0);
@@ -2422,6 +2423,126 @@ START_TEST(test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities)
 }
 END_TEST
 
+/* ---- Events ---- */
+
+struct event_list {
+    size_t n;
+    int64_t ids[16];
+    char kinds[16][STORE_EVENT_KIND_MAX + 1];
+    char data[16][64];
+};
+
+static int collect_event(void *ctx, const struct event_row *e)
+{
+    struct event_list *l = ctx;
+    ck_assert_uint_lt(l->n, 16);
+    l->ids[l->n] = e->id;
+    snprintf(l->kinds[l->n], sizeof(l->kinds[0]), "%s", e->kind);
+    snprintf(l->data[l->n], sizeof(l->data[0]), "%s", e->data);
+    l->n++;
+    return 0;
+}
+
+START_TEST(test_events_get_increasing_ids_and_are_read_from_a_cursor)
+{
+    int64_t a, b, c, last;
+    ck_assert_int_eq(store_event_last(st, &last), 0);
+    ck_assert_int_eq(last, 0);
+    ck_assert_int_eq(store_event_add(st, T0, "node.online", "w1", NULL, NULL, &a), 0);
+    ck_assert_int_eq(store_event_add(st, T0, "task.error", "w1", "0123456789abcdef01234567",
+                                     "{\"error\":\"x\"}", &b),
+                     0);
+    ck_assert_int_eq(store_event_add(st, T0 + 1, "node.offline", "w1", "", NULL, &c), 0);
+    ck_assert_int_lt(a, b);
+    ck_assert_int_lt(b, c);
+    struct event_list l = {0};
+    ck_assert_int_eq(store_event_page(st, a, c, 0, collect_event, &l), 0);
+    ck_assert_uint_eq(l.n, 2);
+    ck_assert_int_eq(l.ids[0], b);
+    ck_assert_str_eq(l.kinds[0], "task.error");
+    ck_assert_str_eq(l.data[0], "{\"error\":\"x\"}");
+    ck_assert_str_eq(l.data[1], "{}");
+    /* upto bounds the read, limit too */
+    memset(&l, 0, sizeof(l));
+    ck_assert_int_eq(store_event_page(st, 0, b, 0, collect_event, &l), 0);
+    ck_assert_uint_eq(l.n, 2);
+    memset(&l, 0, sizeof(l));
+    ck_assert_int_eq(store_event_page(st, 0, c, 1, collect_event, &l), 0);
+    ck_assert_uint_eq(l.n, 1);
+    uint64_t n;
+    ck_assert_int_eq(store_event_count(st, a, c, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(store_event_add(st, T0, "", NULL, NULL, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(store_event_add(st, T0, "x", "bad key!", NULL, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(store_event_add(st, T0, "x", NULL, "nothex", NULL, NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_a_purged_event_id_is_never_given_again)
+{
+    int64_t a, b, last;
+    ck_assert_int_eq(store_event_add(st, T0, "node.online", "w1", NULL, NULL, &a), 0);
+    size_t purged;
+    bool more;
+    ck_assert_int_eq(store_event_purge(st, T0 + 1, 10, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 1);
+    ck_assert(!more);
+    reopen();
+    ck_assert_int_eq(store_event_last(st, &last), 0);
+    ck_assert_int_eq(last, a);
+    ck_assert_int_eq(store_event_add(st, T0 + 2, "node.online", "w1", NULL, NULL, &b), 0);
+    ck_assert_int_gt(b, a);
+    /* Only older events go. */
+    ck_assert_int_eq(store_event_purge(st, T0 + 2, 10, &purged, &more), 0);
+    ck_assert_uint_eq(purged, 0);
+}
+END_TEST
+
+START_TEST(test_an_event_whose_group_rolls_back_is_gone_with_its_change)
+{
+    int64_t a, last;
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_node_upsert(st, "w1", "n", 1, "v", NULL, T0), 0);
+    ck_assert_int_eq(store_event_add(st, T0, "node.online", "w1", NULL, NULL, &a), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+    struct event_list l = {0};
+    ck_assert_int_eq(store_event_page(st, 0, a, 0, collect_event, &l), 0);
+    ck_assert_uint_eq(l.n, 0);
+    ck_assert_int_eq(store_event_last(st, &last), 0);
+    ck_assert_int_eq(last, 0);
+}
+END_TEST
+
+START_TEST(test_hook_cursors_survive_a_reopen)
+{
+    int64_t v;
+    ck_assert_int_eq(store_event_cursor_get(st, "sh hook.sh", &v), -ENOENT);
+    ck_assert_int_eq(store_event_cursor_set(st, "sh hook.sh", 7), 0);
+    ck_assert_int_eq(store_event_cursor_set(st, "sh hook.sh", 9), 0);
+    ck_assert_int_eq(store_event_cursor_set(st, "other", 3), 0);
+    reopen();
+    ck_assert_int_eq(store_event_cursor_get(st, "sh hook.sh", &v), 0);
+    ck_assert_int_eq(v, 9);
+    ck_assert_int_eq(store_event_cursor_get(st, "other", &v), 0);
+    ck_assert_int_eq(v, 3);
+}
+END_TEST
+
+START_TEST(test_a_schema_6_database_gets_the_event_tables)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    make_schema(6);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 7);
+    ck_assert(task_exists(id));
+    int64_t a;
+    ck_assert_int_eq(store_event_add(st, T0, "task.finished", NULL, id, NULL, &a), 0);
+    ck_assert_int_eq(a, 1);
+    ck_assert_int_eq(store_event_cursor_set(st, "h", a), 0);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2430,6 +2551,14 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_open_creates_data_dir_logs_dir_and_database);
     tcase_add_test(tc, test_second_open_of_the_same_data_dir_is_refused);
     tcase_add_test(tc, test_begin_twice_and_commit_without_begin_are_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("events");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_events_get_increasing_ids_and_are_read_from_a_cursor);
+    tcase_add_test(tc, test_a_purged_event_id_is_never_given_again);
+    tcase_add_test(tc, test_an_event_whose_group_rolls_back_is_gone_with_its_change);
+    tcase_add_test(tc, test_hook_cursors_survive_a_reopen);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("nodes");
@@ -2520,6 +2649,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_a_schema_2_database_gets_the_purge_index_and_journal);
     tcase_add_test(tc, test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities);
     tcase_add_test(tc, test_retry_and_end_commit_or_roll_back_together);
+    tcase_add_test(tc, test_a_schema_6_database_gets_the_event_tables);
     suite_add_tcase(s, tc);
     return s;
 }

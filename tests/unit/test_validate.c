@@ -777,6 +777,19 @@ START_TEST(test_purge_needs_a_json_safe_positive_time)
 }
 END_TEST
 
+START_TEST(test_events_request_needs_a_json_safe_cursor)
+{
+    Grpc__AdminEventsRequest r = GRPC__ADMIN_EVENTS_REQUEST__INIT;
+    ACCEPTS(validate_events, &r);
+    r.after = LIMIT_SAFE_INT_MAX;
+    r.limit = UINT32_MAX;
+    r.follow = true;
+    ACCEPTS(validate_events, &r);
+    r.after = LIMIT_SAFE_INT_MAX + 1;
+    REFUSES(validate_events, &r, -ERANGE);
+}
+END_TEST
+
 START_TEST(test_task_request_needs_a_task_id_and_a_json_safe_from)
 {
     Grpc__AdminTaskRequest r = GRPC__ADMIN_TASK_REQUEST__INIT;
@@ -939,6 +952,7 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, test_task_request_needs_a_task_id_and_a_json_safe_from);
     tcase_add_test(tc, test_list_tasks_takes_a_task_prefix_or_a_page_token);
     tcase_add_test(tc, test_purge_needs_a_json_safe_positive_time);
+    tcase_add_test(tc, test_events_request_needs_a_json_safe_cursor);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dispatch");
