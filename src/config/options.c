@@ -379,15 +379,11 @@ static int set_limit(struct config_parser *p, const struct config_option *o, con
 static int set_after(struct config_parser *p, const struct config_option *o, const char *value,
                      const char *label)
 {
-    /* Digits only, and more of them than config_parse_int's range allows. */
-    uint64_t id = 0;
-    const char *d = value;
-    for (; *d >= '0' && *d <= '9' && id <= LIMIT_SAFE_INT_MAX; d++)
-        id = id * 10 + (uint64_t)(*d - '0');
-    if (d == value || *d || id > LIMIT_SAFE_INT_MAX)
+    long id;
+    if (value[0] == '-' || config_parse_int(value, 0, LIMIT_SAFE_INT_MAX, &id) < 0)
         return config_fail(p, "%s: expected an event id from 0 to 2^53 - 1, got '%.*s'", label,
                            QUOTE_MAX, value);
-    p->c->after_event = id;
+    p->c->after_event = (uint64_t)id;
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,9 +25,9 @@ int config_parse_int(const char *s, long min, long max, long *out)
     for (; *d; d++) {
         if (!isdigit((unsigned char)*d))
             return -EINVAL;
-        /* Saturate instead of overflowing; any saturated value is out of range anyway. */
-        if (v < 1000000000000LL)
-            v = v * 10 + (*d - '0');
+        /* Saturate instead of overflowing: LLONG_MAX is out of any range a caller can give. */
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *d - '0', &v))
+            v = LLONG_MAX;
     }
     if (s[0] == '-')
         v = -v;

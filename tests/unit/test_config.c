@@ -1518,6 +1518,12 @@ START_TEST(test_events_takes_after_limit_follow_and_json)
     ck_assert(cfg.follow && cfg.json);
     expect_error(parse("events", "--after=-1", NULL), "--after", "event id");
     expect_error(parse("events", "--after=9007199254740992", NULL), "--after", "event id");
+    ck_assert_int_eq(parse("events", "--after=9007199254740991", NULL), 0);
+    ck_assert_uint_eq(cfg.after_event, 9007199254740991u);
+    /* far past any range: refused, never wrapped into one */
+    expect_error(parse("events", "--after=18446744073709551617", NULL), "--after", "event id");
+    expect_error(parse("--role=worker", "--max-runners=100000000000000000004", NULL),
+                 "--max-runners", NULL);
     expect_error(parse("events", "--limit=x", NULL), "--limit", "number of events");
     expect_error(parse("events", "12", NULL), "unexpected argument '12'", NULL);
     expect_error(parse("tasks", "--after=1", NULL), "'--after' is not an option", NULL);
