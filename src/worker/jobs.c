@@ -364,10 +364,9 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
         snprintf(job->error, sizeof(job->error), "killed by signal %d", r->code);
     }
     log_debug("task %s: process ended (%s)", job->id, task_status_name(job->status));
-    if (job->cancel_stream) {
-        rpc_call_release(job->cancel_stream);
-        job->cancel_stream = NULL;
-    }
+    /* The cancel stream stays open: the master ends it when it stores the final status, and a
+     * stream the worker cancelled instead would cost both sides a reset (RST_STREAM). Cancels
+     * that still come are ignored (the process is gone); job_free lets go of it in any case. */
     runner_free(job->proc);
     job->proc = NULL;
     /* The final status waits for the output: totals in it must match what is stored. */
