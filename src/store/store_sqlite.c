@@ -22,15 +22,16 @@
 
 #include "core/cron.h"
 #include "core/rules.h"
+#include "core/spider.h"
 #include "store/logfile.h"
 #include "runtime/log.h"
 
 /*
  * Schema versions, each brought by one step of schema_steps: 1 the first schema (schema_sql),
  * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
- * 4 schedules and their fires (migrate_4_sql).
+ * 4 schedules and their fires (migrate_4_sql), 5 spiders (migrate_5_sql).
  */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -89,9 +90,23 @@ static const char migrate_4_sql[] =
     " schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL, task_id TEXT NOT NULL,"
     " PRIMARY KEY (schedule_id, fire_s)) WITHOUT ROWID;";
 
+/*
+ * Version 5 (spiders): the versions of each spider, and the spider each task runs in (its
+ * NAME@VERSION as resolved at submit, and the archive's SHA-256; "" for none). The index finds
+ * the tasks of an archive that a removal must not leave without it.
+ */
+static const char migrate_5_sql[] =
+    "CREATE TABLE spiders ("
+    " name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+    " files INTEGER NOT NULL, unpacked INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (name, version)) WITHOUT ROWID;"
+    "ALTER TABLE tasks ADD COLUMN spider TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN spider_sha256 TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX tasks_by_spider ON tasks(spider_sha256, status) WHERE spider_sha256 != '';";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql, migrate_3_sql,
-                                                         migrate_4_sql};
+                                                         migrate_4_sql, migrate_5_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -99,7 +114,7 @@ static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_s
 #define TASK_COLS                                                                                  \
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
     "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
-    "created_ms, updated_ms, started_ms, ended_ms, epoch"
+    "created_ms, updated_ms, started_ms, ended_ms, epoch, spider, spider_sha256"
 
 enum stmt_id {
     ST_BEGIN,
@@ -168,8 +183,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_GET] = "SELECT key, name, status, max_runners, created_ms, last_seen_ms, version"
                     " FROM nodes WHERE key = ?1",
     [ST_TASK_INSERT] = "INSERT INTO tasks (id, name, cmd, param, env_json, priority, timeout_ms,"
-                       " node_key, status, created_ms, updated_ms)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+                       " node_key, status, created_ms, updated_ms, spider, spider_sha256)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?10, ?11)",
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [ST_TASK_PICK] = "SELECT id FROM tasks WHERE status = 'pending' AND node_key = ?1"
                      " ORDER BY priority DESC, created_ms, rowid LIMIT 1",
@@ -1008,6 +1023,8 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
     r->started_ms = sqlite3_column_int64(st, 20);
     r->ended_ms = sqlite3_column_int64(st, 21);
     r->epoch = column_u64(st, 22);
+    copy_column(r->spider, sizeof(r->spider), st, 23);
+    copy_column(r->spider_sha256, sizeof(r->spider_sha256), st, 24);
     if (!r->cmd || !r->param || !r->env_json || !r->error) {
         store_task_row_free(r);
         log_error("store: out of memory reading task");
@@ -1092,6 +1109,7 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
         return rc;
     if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
         (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
+        (t->spider_sha256 && *t->spider_sha256 && !spider_sha256_valid(t->spider_sha256)) ||
         !id_out)
         return -EINVAL;
     rc = op_begin(s);
@@ -1124,6 +1142,8 @@ static int task_insert(struct store *s, const struct task_new *t, int64_t now_ms
         sqlite3_bind_int64(st, 7, t->timeout_ms);
         bind_text(st, 8, t->node_key ? t->node_key : "");
         sqlite3_bind_int64(st, 9, now_ms);
+        bind_text(st, 10, t->spider ? t->spider : "");
+        bind_text(st, 11, t->spider_sha256 ? t->spider_sha256 : "");
         int src = sqlite3_step(st);
         if (src == SQLITE_DONE) {
             rc = 0;
@@ -2164,6 +2184,7 @@ int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struc
         return rc;
     if (!t || !t->cmd || !*t->cmd || !optional_line(t->name, LIMIT_NAME_MAX) ||
         (t->node_key && *t->node_key && !node_key_valid(t->node_key)) || t->timeout_ms < 0 ||
+        (t->spider_sha256 && *t->spider_sha256 && !spider_sha256_valid(t->spider_sha256)) ||
         !id_out)
         return -EINVAL;
     rc = fire_lookup(s, id, fire_s, id_out);
@@ -2267,6 +2288,212 @@ int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUN
     }
     if (src != SQLITE_DONE)
         rc = db_fail(s, src, "counting tasks", NULL);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- Spiders ---- */
+
+#define SPIDER_COLS "name, version, sha256, size, files, unpacked, created_ms"
+
+static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
+{
+    memset(r, 0, sizeof(*r));
+    copy_column(r->name, sizeof(r->name), st, 0);
+    r->version = (uint32_t)sqlite3_column_int64(st, 1);
+    copy_column(r->sha256, sizeof(r->sha256), st, 2);
+    r->size = column_u64(st, 3);
+    r->files = column_u64(st, 4);
+    r->unpacked = column_u64(st, 5);
+    r->created_ms = sqlite3_column_int64(st, 6);
+}
+
+/* Collects the rows of a prepared SELECT of SPIDER_COLS (finalized here), then calls cb for each
+ * until it returns non-zero. Returns the number of rows, or a negative errno (cb's too). */
+static int spider_rows(struct store *s, sqlite3_stmt *st,
+                       int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
+{
+    struct spider_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int src, rc = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct spider_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                log_error("store: out of memory listing spiders");
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        spider_from_stmt(st, &rows[n++]);
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing spiders", "spiders");
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb ? cb(ctx, &rows[i]) : 0;
+    free(rows);
+    return rc == 0 ? (int)(n > INT32_MAX ? INT32_MAX : n) : rc;
+}
+
+int store_spider_list(struct store *s, const char *name, uint32_t version,
+                      int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (name && !spider_name_valid(name))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    /* Every spider's latest version, or the versions of one (all, or the one named). */
+    rc = sched_prepare(s,
+                       name ? "SELECT " SPIDER_COLS " FROM spiders WHERE name = ?1"
+                              " AND (?2 = 0 OR version = ?2) ORDER BY version"
+                            : "SELECT " SPIDER_COLS " FROM spiders AS a WHERE version ="
+                              " (SELECT MAX(version) FROM spiders WHERE name = a.name)"
+                              " ORDER BY name",
+                       &st);
+    if (rc < 0)
+        return rc;
+    if (name) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, version);
+    }
+    return spider_rows(s, st, cb, ctx);
+}
+
+static int copy_spider(void *ctx, const struct spider_row *r)
+{
+    *(struct spider_row *)ctx = *r;
+    return 0;
+}
+
+int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_name_valid(name))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "SELECT " SPIDER_COLS " FROM spiders WHERE name = ?1"
+                       " AND (?2 = 0 OR version = ?2) ORDER BY version DESC LIMIT 1",
+                       &st);
+    if (rc < 0)
+        return rc;
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, version);
+    rc = spider_rows(s, st, copy_spider, out);
+    return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+}
+
+int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
+                     uint32_t *version_out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!r || !spider_name_valid(r->name) || !spider_sha256_valid(r->sha256))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "INSERT INTO spiders (" SPIDER_COLS ")"
+                       " SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6"
+                       " FROM spiders WHERE name = ?1 RETURNING version",
+                       &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    bind_text(st, 1, r->name);
+    bind_text(st, 2, r->sha256);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->size);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)r->files);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)r->unpacked);
+    sqlite3_bind_int64(st, 6, now_ms);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *version_out = (uint32_t)sqlite3_column_int64(st, 0);
+        src = sqlite3_step(st);
+    }
+    rc = src == SQLITE_DONE ? 0 : db_fail(s, src, "adding a spider version", r->name);
+    sqlite3_finalize(st);
+    return op_end(s, rc);
+}
+
+int store_spider_task_using(struct store *s, const char *sha256, char id[TASK_ID_LEN + 1],
+                            enum task_status *status)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_sha256_valid(sha256))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "SELECT id, status FROM tasks WHERE spider_sha256 = ?1"
+                       " AND status NOT IN " ENDED_STATUSES " LIMIT 1",
+                       &st);
+    if (rc < 0)
+        return rc;
+    bind_text(st, 1, sha256);
+    int src = sqlite3_step(st);
+    rc = 0;
+    if (src == SQLITE_ROW) {
+        copy_column(id, TASK_ID_LEN + 1, st, 0);
+        rc = task_status_parse((const char *)sqlite3_column_text(st, 1), status) == 0 ? 1 : -EIO;
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(s, src, "looking for the tasks of a spider", sha256);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_spider_remove(struct store *s, const char *name, uint32_t version)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_name_valid(name))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, version);
+    rc = sched_run(s, st, "removing a spider");
+    return op_end(s, rc < 0 ? rc : rc == 0 ? -ENOENT : 0);
+}
+
+int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_sha256_valid(sha256))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "SELECT 1 FROM spiders WHERE sha256 = ?1 LIMIT 1", &st);
+    if (rc < 0)
+        return rc;
+    bind_text(st, 1, sha256);
+    int src = sqlite3_step(st);
+    *used = src == SQLITE_ROW;
+    rc = src == SQLITE_ROW || src == SQLITE_DONE ? 0
+                                                 : db_fail(s, src, "looking a spider up", sha256);
     sqlite3_finalize(st);
     return rc;
 }
