@@ -44,6 +44,10 @@ void config_usage(FILE *out)
           "                                                run COMMAND on a schedule\n"
           "  crawlab-node schedule list|show ID|pause ID|resume ID|rm ID [OPTIONS]\n"
           "                                                list or change the schedules\n"
+          "  crawlab-node spider push DIR --name=NAME [OPTIONS]\n"
+          "                                                store DIR as the next version of NAME\n"
+          "  crawlab-node spider list [NAME]|show NAME[@VERSION]|rm NAME[@VERSION] [OPTIONS]\n"
+          "                                                list, show or remove spiders\n"
           "  crawlab-node metrics [OPTIONS]                print the master's metrics\n"
           "  crawlab-node cert init --dir=DIR --master-host=NAME[,NAME|IP...]\n"
           "                                                create a CA and certificates\n"
@@ -81,7 +85,7 @@ void config_usage(FILE *out)
         }
         fputs("      For:", out);
         const char *sep = " ";
-        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASKS_PURGE; cmd++) {
+        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_SPIDER; cmd++) {
             if (o->commands & M(cmd)) {
                 fprintf(out, "%s%s", sep, config_scan_command_name(cmd));
                 sep = ", ";
