@@ -21,6 +21,9 @@ int cli_results(const struct config *cfg, struct tls_client *tls, const char *au
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* schedule add|list|show|pause|resume|rm (cfg->sched_action). */
 int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* spider push|list|show|rm (cfg->spider_action). push packs cfg->spider_dir into a temporary
+ * file (spider/archive.h) and streams it, or sends cfg->spider_archive as it is. */
+int cli_spider(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* Prints the master's metrics text as it is (Prometheus text format). */
 int cli_metrics(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 

@@ -131,6 +131,15 @@ static void call_begin(struct cli_conn *c, struct call_state *s, const char *met
                                        grpc_slice_from_static_string(method), NULL, deadline, NULL);
 }
 
+static void call_free(struct call_state *s)
+{
+    grpc_call_unref(s->call);
+    grpc_slice_unref(s->auth.value);
+    grpc_metadata_array_destroy(&s->initial_md);
+    grpc_metadata_array_destroy(&s->trailing_md);
+    grpc_slice_unref(s->details);
+}
+
 /* Reports a failed call once, in words, and frees the call. */
 static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const char *method)
 {
@@ -150,11 +159,7 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details, hint);
         gpr_free(details);
     }
-    grpc_call_unref(s->call);
-    grpc_slice_unref(s->auth.value);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
+    call_free(s);
     (void)method;
     return st;
 }
@@ -248,6 +253,60 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
     recv_status(c, &s);
     if (stopped)
         s.status = GRPC_STATUS_OK;
+    return call_end(c, &s, method);
+}
+
+grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
+                                 int (*next)(void *ctx, ProtobufCMessage **req), void *ctx,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp)
+{
+    struct call_state s;
+    call_begin(c, &s, method, 0);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    op.data.send_initial_metadata.count = 1;
+    op.data.send_initial_metadata.metadata = &s.auth;
+    bool ok = run_batch(c, s.call, &op, 1);
+    int rc = 0;
+    /* A send fails once the master has ended the call (a refusal): its status says why. */
+    while (ok) {
+        ProtobufCMessage *req = NULL;
+        if ((rc = next(ctx, &req)) <= 0)
+            break;
+        grpc_byte_buffer *bb = codec_pack(req);
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = bb;
+        ok = run_batch(c, s.call, &op, 1);
+        grpc_byte_buffer_destroy(bb);
+    }
+    grpc_byte_buffer *msg = NULL;
+    if (rc < 0) {
+        grpc_call_cancel(s.call, NULL);
+    } else if (ok) {
+        grpc_op ops[3];
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[1].data.recv_initial_metadata.recv_initial_metadata = &s.initial_md;
+        ops[2].op = GRPC_OP_RECV_MESSAGE;
+        ops[2].data.recv_message.recv_message = &msg;
+        run_batch(c, s.call, ops, 3);
+    }
+    recv_status(c, &s);
+    if (rc < 0) {
+        call_free(&s); /* next() said why */
+        return GRPC_STATUS_CANCELLED;
+    }
+    if (s.status == GRPC_STATUS_OK && (!msg || codec_unpack(msg, resp_desc, resp) < 0)) {
+        s.status = GRPC_STATUS_INTERNAL;
+        grpc_slice_unref(s.details);
+        s.details = grpc_slice_from_static_string("malformed response");
+    }
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
     return call_end(c, &s, method);
 }
 

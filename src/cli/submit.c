@@ -121,6 +121,8 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
         return 1;
     }
 
+    if (cfg->spider_ref)
+        spec.spider = cfg->spider_ref;
     Grpc__AdminSubmitTaskRequest req = GRPC__ADMIN_SUBMIT_TASK_REQUEST__INIT;
     req.spec = &spec;
     req.node_keys = cfg->nodes;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/cron.h"
+#include "core/spider.h"
 #include "master/clock.h"
 #include "master/nodes.h"
 #include "master/sched.h"
@@ -197,11 +198,42 @@ static char *env_to_json(const Grpc__TaskSpec *spec)
     return text;
 }
 
+/* The spider a submit names (NAME: its latest version) as NAME@VERSION and its archive's hash,
+ * both "" for none. Returns OK, or the status and a message (into why) to refuse with. */
+static grpc_status_code resolve_spider(struct admin *a, const char *ref,
+                                       char resolved[LIMIT_SPIDER_NAME_MAX + 12],
+                                       char sha256[SPIDER_SHA256_HEX + 1], char *why,
+                                       size_t why_len)
+{
+    *resolved = *sha256 = '\0';
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    if (!*ref || !spider_ref_parse(ref, name, &version)) /* validated */
+        return GRPC_STATUS_OK;
+    struct spider_row r;
+    int rc = store_spider_get(a->store, name, version, &r);
+    if (rc < 0) {
+        snprintf(why, why_len, rc == -ENOENT ? "spec.spider: no spider %s" : "cannot look up %s",
+                 ref);
+        return codec_status_from_errno(rc);
+    }
+    snprintf(resolved, LIMIT_SPIDER_NAME_MAX + 12, "%s@%u", r.name, r.version);
+    memcpy(sha256, r.sha256, SPIDER_SHA256_HEX + 1);
+    return GRPC_STATUS_OK;
+}
+
 static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct admin *a = ctx;
     const Grpc__AdminSubmitTaskRequest *req = (const void *)msg; /* validated */
     const Grpc__TaskSpec *spec = req->spec;
+    char spider[LIMIT_SPIDER_NAME_MAX + 12], sha256[SPIDER_SHA256_HEX + 1], spider_why[160];
+    grpc_status_code st =
+        resolve_spider(a, spec->spider, spider, sha256, spider_why, sizeof(spider_why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, spider_why);
+        return;
+    }
     char *env_json = env_to_json(spec);
     if (!env_json) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -209,7 +241,7 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     }
     struct targets t = {0};
     const char *why = NULL;
-    grpc_status_code st = submit_targets(a, req, &t, &why);
+    st = submit_targets(a, req, &t, &why);
     size_t n_tasks = t.n ? t.n : 1;
     char(*ids)[TASK_ID_LEN + 1] = NULL;
     char **id_ptrs = NULL;
@@ -227,6 +259,8 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .priority = spec->priority,
             .timeout_ms = spec->timeout_ms,
             .node_key = t.n ? t.keys[i] : NULL,
+            .spider = spider,
+            .spider_sha256 = sha256,
         };
         int rc = tasks_submit(a->tasks, &tn, ids[i]);
         if (rc < 0) {
@@ -268,6 +302,7 @@ static void admin_task_free(Grpc__AdminTask *a)
     free(a->node_key);
     free(a->assigned_node);
     free(a->error);
+    free(a->spider);
 }
 
 static char *dup_or_empty(const char *s)
@@ -296,6 +331,7 @@ static int collect_task(void *ctx, const struct task_row *r, const struct task_p
     a->node_key = dup_or_empty(r->node_key);
     a->assigned_node = dup_or_empty(r->assigned_node);
     a->error = dup_or_empty(r->error);
+    a->spider = dup_or_empty(r->spider);
     a->priority = r->priority;
     a->timeout_ms = r->timeout_ms;
     a->pid = r->pid;
@@ -306,7 +342,7 @@ static int collect_task(void *ctx, const struct task_row *r, const struct task_p
     a->started_ms = r->started_ms;
     a->ended_ms = r->ended_ms;
     if (!a->id || !a->name || !a->cmd || !a->param || !a->status || !a->node_key ||
-        !a->assigned_node || !a->error)
+        !a->assigned_node || !a->error || !a->spider)
         return -ENOMEM;
     if (!page_fits(&l->page, l->n - 1, grpc__admin_task__get_packed_size(a))) {
         admin_task_free(a);

@@ -433,9 +433,9 @@ int store_spider_remove(struct store *s, const char *name, uint32_t version);
 /* Whether any version of any spider still names the archive sha256 (*used). */
 int store_spider_sha_used(struct store *s, const char *sha256, bool *used);
 
-/* A task not ended (pending, assigned, running, node_disconnected) that runs in the archive
- * sha256: returns 1 with its id and status, 0 when there is none. */
-int store_spider_task_using(struct store *s, const char *sha256, char id[TASK_ID_LEN + 1],
-                            enum task_status *status);
+/* A task not ended (pending, assigned, running, node_disconnected) that runs in version
+ * (from 1) of name: returns 1 with its id and status, 0 when there is none. -EINVAL. */
+int store_spider_task_using(struct store *s, const char *name, uint32_t version,
+                            char id[TASK_ID_LEN + 1], enum task_status *status);
 
 #endif

@@ -93,7 +93,7 @@ static const char migrate_4_sql[] =
 /*
  * Version 5 (spiders): the versions of each spider, and the spider each task runs in (its
  * NAME@VERSION as resolved at submit, and the archive's SHA-256; "" for none). The index finds
- * the tasks of an archive that a removal must not leave without it.
+ * the tasks of a version that a removal must not leave without it.
  */
 static const char migrate_5_sql[] =
     "CREATE TABLE spiders ("
@@ -102,7 +102,7 @@ static const char migrate_5_sql[] =
     " PRIMARY KEY (name, version)) WITHOUT ROWID;"
     "ALTER TABLE tasks ADD COLUMN spider TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tasks ADD COLUMN spider_sha256 TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX tasks_by_spider ON tasks(spider_sha256, status) WHERE spider_sha256 != '';";
+    "CREATE INDEX tasks_by_spider ON tasks(spider, status) WHERE spider != '';";
 
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql, migrate_3_sql,
@@ -2428,29 +2428,31 @@ int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms
     return op_end(s, rc);
 }
 
-int store_spider_task_using(struct store *s, const char *sha256, char id[TASK_ID_LEN + 1],
-                            enum task_status *status)
+int store_spider_task_using(struct store *s, const char *name, uint32_t version,
+                            char id[TASK_ID_LEN + 1], enum task_status *status)
 {
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_sha256_valid(sha256))
+    if (!spider_name_valid(name) || version == 0)
         return -EINVAL;
+    char ref[LIMIT_SPIDER_NAME_MAX + 12];
+    snprintf(ref, sizeof(ref), "%s@%u", name, version);
     sqlite3_stmt *st;
     rc = sched_prepare(s,
-                       "SELECT id, status FROM tasks WHERE spider_sha256 = ?1"
+                       "SELECT id, status FROM tasks WHERE spider = ?1"
                        " AND status NOT IN " ENDED_STATUSES " LIMIT 1",
                        &st);
     if (rc < 0)
         return rc;
-    bind_text(st, 1, sha256);
+    bind_text(st, 1, ref);
     int src = sqlite3_step(st);
     rc = 0;
     if (src == SQLITE_ROW) {
         copy_column(id, TASK_ID_LEN + 1, st, 0);
         rc = task_status_parse((const char *)sqlite3_column_text(st, 1), status) == 0 ? 1 : -EIO;
     } else if (src != SQLITE_DONE) {
-        rc = db_fail(s, src, "looking for the tasks of a spider", sha256);
+        rc = db_fail(s, src, "looking for the tasks of a spider", ref);
     }
     sqlite3_finalize(st);
     return rc;

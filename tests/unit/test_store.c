@@ -1768,13 +1768,13 @@ START_TEST(test_a_task_keeps_its_spider_and_is_found_by_it)
     ck_assert_str_eq(r.spider_sha256, SHA_A);
     store_task_row_free(&r);
     enum task_status status;
-    ck_assert_int_eq(store_spider_task_using(st, SHA_A, found, &status), 1);
+    ck_assert_int_eq(store_spider_task_using(st, "news", 2, found, &status), 1);
     ck_assert_str_eq(found, id);
     ck_assert_int_eq(status, TASK_PENDING);
-    ck_assert_int_eq(store_spider_task_using(st, SHA_B, found, &status), 0);
+    ck_assert_int_eq(store_spider_task_using(st, "news", 1, found, &status), 0);
     ck_assert_int_eq(store_task_set_status(st, id, TASK_CANCELLED, 0, STORE_NO_EXIT_CODE, NULL, T0),
                      0);
-    ck_assert_int_eq(store_spider_task_using(st, SHA_A, found, &status), 0);
+    ck_assert_int_eq(store_spider_task_using(st, "news", 2, found, &status), 0);
     t.spider_sha256 = "not-a-hash";
     ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
 }
