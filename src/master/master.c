@@ -14,7 +14,7 @@
 
 #include "core/roles.h"
 #include "master/admin.h"
-#include "master/spiders.h"
+#include "master/spiders_rpc.h"
 #include "master/purge.h"
 #include "master/group.h"
 #include "master/ingest.h"
@@ -55,7 +55,7 @@ struct master {
     struct sched *sched;
     struct ingest *ingest;
     struct purge *purge;
-    struct spiders *spiders;
+    struct spiders_rpc *spiders;
     const char *data_dir;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
@@ -288,10 +288,10 @@ static int create_services(struct master *m)
     const struct purge_opts purge_opts = {.retention_ms = cfg->retention_ms};
     if ((rc = purge_create(m->loop, m->store, m->group, &purge_opts, &m->purge)) < 0)
         return rc;
-    const struct spiders_opts spiders_opts = {.data_dir = m->data_dir,
-                                              .max_bytes = cfg->spider_max_bytes,
-                                              .max_files = (uint64_t)cfg->spider_max_files};
-    if ((rc = spiders_create(m->loop, m->store, m->group, &spiders_opts, &m->spiders)) < 0)
+    const struct spiders_rpc_opts spiders_opts = {.data_dir = m->data_dir,
+                                                  .max_bytes = cfg->spider_max_bytes,
+                                                  .max_files = (uint64_t)cfg->spider_max_files};
+    if ((rc = spiders_rpc_create(m->loop, m->store, m->group, &spiders_opts, &m->spiders)) < 0)
         return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     group_on_commit(m->group, on_group_commit, m);
@@ -312,7 +312,7 @@ static int create_services(struct master *m)
     tasks_rpc_add_methods(&m->tasks_rpc, m->server);
     ingest_add_methods(m->ingest, m->server);
     admin_add_methods(&m->admin, m->server);
-    spiders_add_methods(m->spiders, m->server);
+    spiders_rpc_add_methods(m->spiders, m->server);
     return 0;
 }
 
@@ -485,7 +485,7 @@ out:
     ingest_destroy(m.ingest);
     sched_destroy(m.sched);
     purge_destroy(m.purge);
-    spiders_destroy(m.spiders);
+    spiders_rpc_destroy(m.spiders);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     group_destroy(m.group);

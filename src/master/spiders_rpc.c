@@ -1,4 +1,4 @@
-#include "master/spiders.h"
+#include "master/spiders_rpc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include "services/admin_service.pb-c.h"
 #include "services/spider_service.pb-c.h"
 
-struct spiders {
+struct spiders_rpc {
     struct ev_loop *loop;
     struct store *store;
     struct group *group;
@@ -31,7 +31,7 @@ struct spiders {
     struct spider_bounds bounds;
 };
 
-static void archive_path(const struct spiders *sp, const char *sha256, char out[PATH_MAX])
+static void archive_path(const struct spiders_rpc *sp, const char *sha256, char out[PATH_MAX])
 {
     snprintf(out, PATH_MAX, "%s/%s.tgz", sp->dir, sha256);
 }
@@ -111,7 +111,7 @@ static void reply_list(struct srv_call *c, struct spider_list *l)
 /* ---- PushSpider ---- */
 
 struct push {
-    struct spiders *sp;
+    struct spiders_rpc *sp;
     struct srv_call *call; /* NULL once finished */
     bool started;
     char name[LIMIT_SPIDER_NAME_MAX + 1];
@@ -142,7 +142,7 @@ static void push_end(struct push *p, grpc_status_code st, const char *why)
 /* The first message: what is coming. The size bound is checked before anything is written. */
 static void push_start(struct push *p, const Grpc__AdminPushSpiderRequest *req)
 {
-    struct spiders *sp = p->sp;
+    struct spiders_rpc *sp = p->sp;
     char why[256];
     if (!*req->name || !*req->sha256 || req->data.len) {
         push_end(p, GRPC_STATUS_INVALID_ARGUMENT,
@@ -213,7 +213,7 @@ static void push_data(struct push *p, const Grpc__AdminPushSpiderRequest *req)
 static grpc_status_code push_store(struct push *p, const struct spider_stats *st, uint32_t *version,
                                    const char **why)
 {
-    struct spiders *sp = p->sp;
+    struct spiders_rpc *sp = p->sp;
     char final[PATH_MAX];
     archive_path(sp, p->sha256, final);
     *why = "cannot store the archive";
@@ -351,7 +351,7 @@ static void on_push(struct srv_call *c, void *ctx)
 
 static void on_list(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
-    struct spiders *sp = ctx;
+    struct spiders_rpc *sp = ctx;
     const Grpc__AdminSpiderRequest *req = (const void *)msg; /* validated */
     char name[LIMIT_SPIDER_NAME_MAX + 1];
     uint32_t version = 0;
@@ -368,7 +368,7 @@ static void on_list(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 }
 
 /* A version still needed by a task not ended is kept: the task's worker may yet fetch it. */
-static grpc_status_code check_unused(struct spiders *sp, const struct spider_list *l, char *why,
+static grpc_status_code check_unused(struct spiders_rpc *sp, const struct spider_list *l, char *why,
                                      size_t why_len)
 {
     for (size_t i = 0; i < l->n; i++) {
@@ -391,7 +391,7 @@ static grpc_status_code check_unused(struct spiders *sp, const struct spider_lis
 }
 
 /* Removes the archives of the removed versions that no version names any more. */
-static void remove_archives(struct spiders *sp, const struct spider_list *l)
+static void remove_archives(struct spiders_rpc *sp, const struct spider_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         bool used = true;
@@ -407,7 +407,7 @@ static void remove_archives(struct spiders *sp, const struct spider_list *l)
 
 static void on_remove(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
-    struct spiders *sp = ctx;
+    struct spiders_rpc *sp = ctx;
     const Grpc__AdminSpiderRequest *req = (const void *)msg; /* validated */
     char name[LIMIT_SPIDER_NAME_MAX + 1], why[256];
     uint32_t version = 0;
@@ -440,7 +440,7 @@ static void on_remove(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
 /* ---- SpiderService.Fetch ---- */
 
 struct fetch {
-    struct spiders *sp;
+    struct spiders_rpc *sp;
     struct srv_call *call;
     int fd;
     uint64_t size, offset;
@@ -578,10 +578,10 @@ static void remove_parts(const char *dir)
     closedir(d);
 }
 
-int spiders_create(struct ev_loop *loop, struct store *store, struct group *group,
-                   const struct spiders_opts *opts, struct spiders **out)
+int spiders_rpc_create(struct ev_loop *loop, struct store *store, struct group *group,
+                       const struct spiders_rpc_opts *opts, struct spiders_rpc **out)
 {
-    struct spiders *sp = calloc(1, sizeof(*sp));
+    struct spiders_rpc *sp = calloc(1, sizeof(*sp));
     if (!sp)
         return -ENOMEM;
     sp->loop = loop;
@@ -603,12 +603,12 @@ int spiders_create(struct ev_loop *loop, struct store *store, struct group *grou
     return 0;
 }
 
-void spiders_destroy(struct spiders *sp)
+void spiders_rpc_destroy(struct spiders_rpc *sp)
 {
     free(sp);
 }
 
-void spiders_add_methods(struct spiders *sp, struct rpc_server *s)
+void spiders_rpc_add_methods(struct spiders_rpc *sp, struct rpc_server *s)
 {
     rpc_server_add_stream(s, "/grpc.AdminService/PushSpider", ROLE_ADMIN, on_push, sp);
     rpc_server_add_unary(s, "/grpc.AdminService/ListSpiders", ROLE_ADMIN,

@@ -14,8 +14,8 @@
  * Loop thread only. Blocks on the disk: writing chunks, and at the end of a push reading the
  * archive once more for spider_check (about as long as gunzip takes over it).
  */
-#ifndef CRAWLAB_MASTER_SPIDERS_H
-#define CRAWLAB_MASTER_SPIDERS_H
+#ifndef CRAWLAB_MASTER_SPIDERS_RPC_H
+#define CRAWLAB_MASTER_SPIDERS_RPC_H
 
 #include <stdint.h>
 
@@ -25,19 +25,19 @@
 
 struct group;
 struct store;
-struct spiders;
+struct spiders_rpc;
 
-struct spiders_opts {
+struct spiders_rpc_opts {
     const char *data_dir; /* copied */
     uint64_t max_bytes;   /* --spider-max-bytes */
     uint64_t max_files;   /* --spider-max-files */
 };
 
 /* Creates <data-dir>/spiders if needed and removes .part files left there. 0 or -errno. */
-int spiders_create(struct ev_loop *loop, struct store *store, struct group *group,
-                   const struct spiders_opts *opts, struct spiders **out);
+int spiders_rpc_create(struct ev_loop *loop, struct store *store, struct group *group,
+                       const struct spiders_rpc_opts *opts, struct spiders_rpc **out);
 /* After the server is gone (no call is left). NULL is accepted. */
-void spiders_destroy(struct spiders *sp);
-void spiders_add_methods(struct spiders *sp, struct rpc_server *s);
+void spiders_rpc_destroy(struct spiders_rpc *sp);
+void spiders_rpc_add_methods(struct spiders_rpc *sp, struct rpc_server *s);
 
 #endif
