@@ -24,6 +24,7 @@ struct cli_conn {
     char target[300];
     bool tls;                   /* for the hints of failed calls */
     struct dial_tunnel *tunnel; /* with TLS: the thread that pumps the connection */
+    int watch_fd;               /* a duplicate of the connection's socket, to see it reset */
 };
 
 /* Connects to cfg->master_host:master_port, through tls (borrowed, it must outlive the

@@ -216,7 +216,7 @@ static struct archive *open_reader(const char *path, char *why, size_t why_len)
     archive_read_support_filter_gzip(a);
     archive_read_support_format_tar(a);
     if (archive_read_open_filename(a, path, IO_BLOCK) != ARCHIVE_OK) {
-        snprintf(why, why_len, "cannot open the archive: %s", archive_error_string(a));
+        snprintf(why, why_len, "not a spider archive (gzip'd tar): %s", archive_error_string(a));
         archive_read_free(a);
         return NULL;
     }

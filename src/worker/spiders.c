@@ -50,6 +50,7 @@ struct fetch {
     uint64_t offset, size; /* verified bytes so far; the archive's size (0 until known) */
     struct spider_hash *hash;
     struct rpc_call *call;
+    unsigned generation; /* the session's, when the call started */
     ev_timer retry;
 };
 
@@ -466,6 +467,8 @@ static void fetch_on_status(struct rpc_call *c, grpc_status_code st, const char 
     log_warn("spider %.12s: fetch cut at byte %" PRIu64 " of %" PRIu64 " (%s); resuming from "
              "there",
              f->sha256, f->offset, f->size, *details ? details : "connection lost");
+    /* The connections are the session's: it makes new ones, and the fetch goes on on those. */
+    session_connection_failed(f->sp->sess, f->generation, "spider fetch failed");
     ev_timer_set(&f->retry, RETRY_S, 0);
     ev_timer_start(f->sp->loop, &f->retry);
 }
@@ -485,6 +488,7 @@ static void start_fetch(struct fetch *f)
 {
     struct spiders *sp = f->sp;
     grpc_channel *ch = sp->sess ? session_data_channel(sp->sess) : NULL;
+    f->generation = sp->sess ? session_generation(sp->sess) : 0;
     if (ch)
         f->call = rpc_call_start(session_bridge(sp->sess), ch, "/grpc.SpiderService/Fetch",
                                  session_auth_key(sp->sess), 0, &fetch_handler, f);
