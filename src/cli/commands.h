@@ -48,7 +48,8 @@ char *cli_shell_join(char *const *words, size_t n);
 
 /*
  * Fills spec (initialised by the caller) with the task the command line describes: the command
- * after "--" (cli_shell_join), env, timeout, priority, name, as submit and schedule add send it.
+ * after "--" (cli_shell_join), env, timeout, priority, name, spider, as submit and schedule add
+ * send it.
  * What it allocates hangs off spec->cmd and *block; cli_task_spec_free releases both. 0, or
  * -ENOMEM (then nothing is left to free).
  */

@@ -103,6 +103,8 @@ int cli_task_spec(const struct config *cfg, Grpc__TaskSpec *spec, void **block)
     spec->priority = cfg->priority;
     if (cfg->task_name)
         spec->name = cfg->task_name;
+    if (cfg->spider_ref)
+        spec->spider = cfg->spider_ref;
     return 0;
 }
 
@@ -121,8 +123,6 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
         return 1;
     }
 
-    if (cfg->spider_ref)
-        spec.spider = cfg->spider_ref;
     Grpc__AdminSubmitTaskRequest req = GRPC__ADMIN_SUBMIT_TASK_REQUEST__INIT;
     req.spec = &spec;
     req.node_keys = cfg->nodes;

@@ -120,7 +120,8 @@ static int check_schedule(struct config_parser *p)
         return 0;
     bool add = strcmp(c->sched_action, "add") == 0;
     uint64_t add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
-                        BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED);
+                        BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
+                        BIT(OPT_SPIDER);
     if (!add && (p->given & add_only))
         return config_fail(p,
                            "'schedule %s' takes none of the task options (those are for "

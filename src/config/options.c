@@ -655,9 +655,10 @@ const struct config_option config_options[OPT_COUNT] = {
                             "address, without authentication.",
                             "none", .set = set_metrics_listen, .at = AT(metrics_host),
                             .spec.port_at = AT(metrics_port)},
-    [OPT_SPIDER] = {"spider", "NAME[@VERSION]", M(CMD_SUBMIT), NULL,
+    [OPT_SPIDER] = {"spider", "NAME[@VERSION]", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                     "Run the task in a fresh directory holding the files of this spider (its "
-                    "latest version, or VERSION), pushed with 'spider push'.",
+                    "latest version when the task is made, or VERSION), pushed with 'spider "
+                    "push'.",
                     NULL, .set = set_text, .at = AT(spider_ref),
                     .spec.text = {valid_spider_ref, "expected " RULE_SPIDER_REF}},
     [OPT_SPIDER_MAX_BYTES] = {"spider-max-bytes", "SIZE", M(CMD_MASTER), NULL,

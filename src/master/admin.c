@@ -750,6 +750,7 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     a->overlap = dup_or_empty(cron_overlap_name(r->overlap));
     a->missed = dup_or_empty(cron_missed_name(r->missed));
     a->last_task = dup_or_empty(r->last_task);
+    a->spider = dup_or_empty(r->spider);
     a->priority = r->priority;
     a->timeout_ms = r->timeout_ms;
     a->paused = r->paused;
@@ -761,7 +762,7 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
         a->next_fire_s = next > 0 ? next : 0;
     }
     if (!a->name || !a->expr || !a->tz || !a->cmd || !a->node_key || !a->overlap || !a->missed ||
-        !a->last_task)
+        !a->last_task || !a->spider)
         return -ENOMEM;
     return 0;
 }
@@ -778,6 +779,7 @@ static void sched_list_free(struct sched_list *l)
         free(a->overlap);
         free(a->missed);
         free(a->last_task);
+        free(a->spider);
     }
     free(l->items);
 }
@@ -821,6 +823,12 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown node key");
         return;
     }
+    char spider[LIMIT_SPIDER_NAME_MAX + 12], sha256[SPIDER_SHA256_HEX + 1], why[160];
+    grpc_status_code st = resolve_spider(a, req->spec->spider, spider, sha256, why, sizeof(why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
+        return;
+    }
     char *env_json = env_to_json(req->spec);
     if (!env_json) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -837,6 +845,7 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         .node_key = req->node_key,
         .overlap = overlap,
         .missed = missed,
+        .spider = req->spec->spider, /* as named: NAME is the latest version at each fire */
     };
     int64_t id;
     int rc = store_schedule_create(a->store, &n, clock_now_ms(a->loop), &id);

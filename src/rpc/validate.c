@@ -368,8 +368,6 @@ int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const ch
     int rc = spec_check(r->spec, why);
     if (rc < 0)
         return rc;
-    if (*r->spec->spider || *r->spec->spider_sha256)
-        return fail(why, -EINVAL, "spec.spider: schedules do not run spiders yet");
     int32_t offset = 0;
     if (*r->tz && cron_parse_offset(r->tz, &offset) < 0)
         return fail(why, -EINVAL, "tz: a fixed offset, +HH:MM or -HH:MM (at most 14:00), or Z");

@@ -342,6 +342,8 @@ struct schedule_new {
     const char *node_key; /* NULL or "" = any node */
     int overlap;          /* enum cron_overlap */
     int missed;           /* enum cron_missed */
+    const char *spider;   /* NAME or NAME@VERSION (spider_ref_parse), resolved at each fire;
+                           * NULL or "" = none */
 };
 
 /* A schedule as stored. expr, cmd and env_json are heap strings owned by the row: release them
@@ -361,6 +363,7 @@ struct schedule_row {
     int64_t created_ms;
     int64_t last_fire_s;             /* the latest fire time handled (Unix s); 0 = none yet */
     char last_task[TASK_ID_LEN + 1]; /* the task of the latest fire that made one; "" = none */
+    char spider[LIMIT_SPIDER_NAME_MAX + 12]; /* as named at creation; "" = none */
 };
 
 void store_schedule_row_free(struct schedule_row *r);

@@ -93,7 +93,8 @@ static const char migrate_4_sql[] =
 /*
  * Version 5 (spiders): the versions of each spider, and the spider each task runs in (its
  * NAME@VERSION as resolved at submit, and the archive's SHA-256; "" for none). The index finds
- * the tasks of a version that a removal must not leave without it.
+ * the tasks of a version that a removal must not leave without it. A schedule keeps the spider as
+ * it was named (NAME: the latest version at each fire).
  */
 static const char migrate_5_sql[] =
     "CREATE TABLE spiders ("
@@ -102,7 +103,8 @@ static const char migrate_5_sql[] =
     " PRIMARY KEY (name, version)) WITHOUT ROWID;"
     "ALTER TABLE tasks ADD COLUMN spider TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tasks ADD COLUMN spider_sha256 TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX tasks_by_spider ON tasks(spider, status) WHERE spider != '';";
+    "CREATE INDEX tasks_by_spider ON tasks(spider, status) WHERE spider != '';"
+    "ALTER TABLE schedules ADD COLUMN spider TEXT NOT NULL DEFAULT '';";
 
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {schema_sql, migrate_2_sql, migrate_3_sql,
@@ -1942,7 +1944,7 @@ static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
 
 #define SCHED_COLS                                                                                 \
     "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
-    "paused, created_ms, last_fire_s, last_task"
+    "paused, created_ms, last_fire_s, last_task, spider"
 
 void store_schedule_row_free(struct schedule_row *r)
 {
@@ -1972,6 +1974,7 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
     r->created_ms = sqlite3_column_int64(st, 12);
     r->last_fire_s = sqlite3_column_int64(st, 13);
     copy_column(r->last_task, sizeof(r->last_task), st, 14);
+    copy_column(r->spider, sizeof(r->spider), st, 15);
     if (!r->expr || !r->cmd || !r->env_json) {
         store_schedule_row_free(r);
         log_error("store: out of memory reading a schedule");
@@ -1983,19 +1986,21 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
 int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
                           int64_t *id_out)
 {
+    char spider[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
     if (!n || !n->cmd || !*n->cmd || !n->expr || !*n->expr || strlen(n->expr) > CRON_EXPR_MAX ||
         !optional_line(n->name, LIMIT_NAME_MAX) ||
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
-        !id_out)
+        (n->spider && *n->spider && !spider_ref_parse(n->spider, spider, &version)) || !id_out)
         return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
-                       " timeout_ms, node_key, overlap, missed, created_ms)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                       " timeout_ms, node_key, overlap, missed, created_ms, spider)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                        &st);
     if (rc < 0)
         return rc;
@@ -2015,6 +2020,7 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     sqlite3_bind_int(st, 9, n->overlap);
     sqlite3_bind_int(st, 10, n->missed);
     sqlite3_bind_int64(st, 11, now_ms);
+    bind_text(st, 12, n->spider ? n->spider : "");
     rc = sched_run(s, st, "creating schedule");
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc < 0 ? rc : 0);

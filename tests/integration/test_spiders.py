@@ -130,6 +130,19 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 2)
         self.assertIn("--spider", err)
 
+        # a schedule names the spider; each fire's task runs in it
+        rc, out, err = self.c.run_cli("schedule", "add", "--master=%s" % self.c.master_addr,
+                                      "--admin-key-file=%s" % self.c.admin_key_file,
+                                      "--spider=quotes@1", "@every 1s", *cmd)
+        self.assertEqual(rc, 0, err)
+        self.c.master.wait_log("schedule 1: task ")
+        fired = [t for t in self.tasks().values() if t["spider"] == "quotes@1" and t["id"] != old]
+        self.assertTrue(fired)
+        self.assertEqual(self.wait_final([fired[0]["id"]])[fired[0]["id"]]["status"], "finished")
+        self.assertEqual(self.logs(fired[0]["id"])[0], "hello from version 1")
+        self.assertEqual(self.c.run_cli("schedule", "rm", "1", "--master=%s" % self.c.master_addr,
+                                        "--admin-key-file=%s" % self.c.admin_key_file)[0], 0)
+
         # a version a task still needs is kept; once the task ended it can go
         busy = self.submit1("--spider=quotes@2", "--", "sleep", "30")
         self.wait_task_status(busy, "running")

@@ -1427,8 +1427,9 @@ START_TEST(test_spider_command_lines)
     expect_error(parse("spider", "list", "--name=q", NULL), "those are for 'spider push'", NULL);
     expect_error(parse("spider", "get", NULL), "unknown sub-command 'spider get'", NULL);
     expect_error(parse("submit", "--spider=a b", "--", "ls", NULL), "--spider", NULL);
-    expect_error(parse("schedule", "add", "--spider=q", "@daily", "--", "ls", NULL), "--spider",
-                 NULL);
+    ck_assert_int_eq(parse("schedule", "add", "--spider=q", "@daily", "--", "ls", NULL), 0);
+    ck_assert_str_eq(cfg.spider_ref, "q");
+    expect_error(parse("schedule", "list", "--spider=q", NULL), "task options", NULL);
     expect_error(parse("--role=master", "--spider-max-bytes=5G", NULL), "at most 4G", NULL);
 }
 END_TEST

@@ -63,6 +63,7 @@ static void make_schema(int version)
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
     snprintf(sql, sizeof(sql), "%s%s%s%s PRAGMA user_version = %d;",
              version < 5 ? "DROP TABLE spiders; DROP INDEX tasks_by_spider;"
+                           " ALTER TABLE schedules DROP COLUMN spider;"
                            " ALTER TABLE tasks DROP COLUMN spider;"
                            " ALTER TABLE tasks DROP COLUMN spider_sha256;"
                          : "",

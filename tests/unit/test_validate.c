@@ -802,11 +802,14 @@ START_TEST(test_spider_requests_and_a_task_spider)
     spec.spider_sha256 = "../../etc";
     REFUSES(validate_submit, &s, -EINVAL);
     spec.spider_sha256 = "";
-    /* schedules do not take one */
+    /* a schedule's, by the same rule */
     Grpc__AdminCreateScheduleRequest c = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
     c.spec = &spec;
     c.expr = "@daily";
+    ACCEPTS(validate_create_schedule, &c);
+    spec.spider = "quotes@x";
     REFUSES(validate_create_schedule, &c, -EINVAL);
+    spec.spider = "quotes";
 
     Grpc__AdminPushSpiderRequest p = GRPC__ADMIN_PUSH_SPIDER_REQUEST__INIT;
     ACCEPTS(validate_push_spider, &p); /* a data message with no data: the handler's business */
