@@ -2,7 +2,8 @@
 """Spiders on a real master and workers on 127.0.0.1: a pushed directory becomes a version that a
 task runs in (its files in the task's fresh working directory), fetched once per worker however
 many tasks need it; hostile archives (built here with tarfile and pushed as they are with the
-hidden --test-archive) are refused with a clear message and leave nothing stored; a push cut
+hidden --test-archive) are refused with a clear message and leave nothing stored, and a worker
+refuses an archive whose bytes are not its hash; a push cut
 midway stores nothing, and a fetch cut midway resumes where it was cut.
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_spiders.py"""
 
@@ -237,6 +238,23 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
                 for line in self.c.master.lines() if "sending from byte" in line]
         self.assertEqual(sent, [0, verified])  # the resumption asks from the verified end
         self.assertEqual(w.count("fetching it from the master"), 1)
+
+        # an archive whose bytes changed on the master's disk: the worker's check refuses it
+        small = self.c.path("small")
+        write(os.path.join(small, "a.txt"), "x" * 1000)
+        _, sha = self.push(small, "small")
+        path = os.path.join(self.c.master_dir, "spiders", sha + ".tgz")
+        with open(path, "r+b") as f:
+            f.seek(20)
+            byte = f.read(1)
+            f.seek(20)
+            f.write(bytes([byte[0] ^ 0xff]))
+        task = self.submit1("--spider=small", "--", "cat", "a.txt")
+        t = self.wait_final([task])[task]
+        self.assertEqual(t["status"], "error")
+        self.assertIn("refused: the archive fetched has SHA-256", t["error"])
+        self.assertNotIn(sha, os.listdir(os.path.join(w.data_dir, "spiders")))
+        self.assertNotIn(sha + ".tgz.part", os.listdir(os.path.join(w.data_dir, "spiders")))
 
 
 if __name__ == "__main__":
