@@ -3,8 +3,8 @@
 task runs in (its files in the task's fresh working directory), fetched once per worker however
 many tasks need it; hostile archives (built here with tarfile and pushed as they are with the
 hidden --test-archive) are refused with a clear message and leave nothing stored, and a worker
-refuses an archive whose bytes are not its hash; a push cut
-midway stores nothing, and a fetch cut midway resumes where it was cut.
+refuses an archive whose bytes are not its hash; a push cut midway stores nothing, and a fetch
+cut midway resumes where it was cut.
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_spiders.py"""
 
 import hashlib
