@@ -1,6 +1,5 @@
 #include "master/spiders_rpc.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -562,22 +561,6 @@ static void on_fetch(struct srv_call *c, void *ctx)
 
 /* ---- setup ---- */
 
-/* Removes the .part files of pushes a crash interrupted. */
-static void remove_parts(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n > 5 && strcmp(de->d_name + n - 5, ".part") == 0 &&
-            unlinkat(dirfd(d), de->d_name, 0) == 0)
-            log_info("spider: removed %s/%s, a push that did not finish", dir, de->d_name);
-    }
-    closedir(d);
-}
-
 int spiders_rpc_create(struct ev_loop *loop, struct store *store, struct group *group,
                        const struct spiders_rpc_opts *opts, struct spiders_rpc **out)
 {
@@ -598,7 +581,10 @@ int spiders_rpc_create(struct ev_loop *loop, struct store *store, struct group *
         free(sp);
         return rc;
     }
-    remove_parts(sp->dir);
+    int n = spider_remove_parts(sp->dir);
+    if (n)
+        log_info("spider: removed %d push%s that did not finish from %s", n, n == 1 ? "" : "es",
+                 sp->dir);
     *out = sp;
     return 0;
 }

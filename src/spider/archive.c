@@ -519,6 +519,24 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
     return remove(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
+int spider_remove_parts(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        char path[PATH_MAX];
+        if (len > 5 && strcmp(de->d_name + len - 5, ".part") == 0 &&
+            join(path, dir, de->d_name) == 0 && spider_remove_tree(path) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
 int spider_remove_tree(const char *path)
 {
     struct stat st;

@@ -58,4 +58,8 @@ int spider_copy_tree(const char *src, const char *dst, char *why, size_t why_len
  * gone (or was never there), -errno. */
 int spider_remove_tree(const char *path);
 
+/* Removes every entry of dir whose name ends in ".part" (files and trees): what a push, a fetch
+ * or an unpack left when its process died. Returns how many went. */
+int spider_remove_parts(const char *dir);
+
 #endif

@@ -594,23 +594,6 @@ uint64_t spiders_fetches(const struct spiders *sp)
 
 /* ---- life ---- */
 
-/* Removes what an earlier run left half done: .part files and directories. */
-static void remove_parts(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        char path[PATH_MAX];
-        if (n > 5 && strcmp(de->d_name + n - 5, ".part") == 0 &&
-            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
-            spider_remove_tree(path);
-    }
-    closedir(d);
-}
-
 int spiders_create(struct ev_loop *loop, const struct spiders_opts *opts, struct spiders **out)
 {
     struct spiders *sp = calloc(1, sizeof(*sp));
@@ -628,7 +611,7 @@ int spiders_create(struct ev_loop *loop, const struct spiders_opts *opts, struct
         free(sp);
         return rc;
     }
-    remove_parts(sp->dir);
+    spider_remove_parts(sp->dir); /* fetches and unpacks of an earlier run: start over */
     /* where the tasks' working directories are made (the runner makes it too, for the others) */
     char tasks[PATH_MAX];
     snprintf(tasks, sizeof(tasks), "%s/tasks", opts->data_dir);
