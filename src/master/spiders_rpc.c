@@ -174,20 +174,6 @@ static void push_start(struct push *p, const Grpc__AdminPushSpiderRequest *req)
     p->started = true;
 }
 
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void push_data(struct push *p, const Grpc__AdminPushSpiderRequest *req)
 {
     if (*req->name || *req->sha256 || req->size) {
@@ -198,7 +184,7 @@ static void push_data(struct push *p, const Grpc__AdminPushSpiderRequest *req)
         push_end(p, GRPC_STATUS_INVALID_ARGUMENT, "more data than the size announced");
         return;
     }
-    int rc = write_all(p->fd, req->data.data, req->data.len);
+    int rc = spider_write_at(p->fd, req->data.data, req->data.len, p->got);
     if (rc < 0) {
         log_error("spider push: cannot write %s: %s", p->part, strerror(-rc));
         push_end(p, GRPC_STATUS_UNAVAILABLE, "cannot store the archive");

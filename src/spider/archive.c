@@ -519,6 +519,22 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
     return remove(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
+int spider_write_at(int fd, const void *data, size_t len, uint64_t off)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
 int spider_remove_parts(const char *dir)
 {
     DIR *d = opendir(dir);

@@ -58,6 +58,10 @@ int spider_copy_tree(const char *src, const char *dst, char *why, size_t why_len
  * gone (or was never there), -errno. */
 int spider_remove_tree(const char *path);
 
+/* Writes all len bytes at offset off of fd (pwrite, again after a short write or EINTR). 0 or
+ * -errno. For the chunks of an archive as they arrive. */
+int spider_write_at(int fd, const void *data, size_t len, uint64_t off);
+
 /* Removes every entry of dir whose name ends in ".part" (files and trees): what a push, a fetch
  * or an unpack left when its process died. Returns how many went. */
 int spider_remove_parts(const char *dir);

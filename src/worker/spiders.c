@@ -403,21 +403,6 @@ static void fetch_complete(struct fetch *f)
     queue_work(f->sp, w);
 }
 
-static int write_at(int fd, const uint8_t *data, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, data, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 /* One chunk: it must continue the file exactly; then it is written and hashed. */
 static void fetch_on_message(struct rpc_call *c, grpc_byte_buffer *msg)
 {
@@ -432,7 +417,7 @@ static void fetch_on_message(struct rpc_call *c, grpc_byte_buffer *msg)
     const Grpc__SpiderChunk *ch = (const void *)m;
     bool fits = ch->offset == f->offset && ch->size <= LIMIT_SPIDER_BYTES_MAX &&
                 (!f->size || ch->size == f->size) && ch->data.len <= ch->size - ch->offset;
-    int rc = fits ? write_at(f->fd, ch->data.data, ch->data.len, f->offset) : -EPROTO;
+    int rc = fits ? spider_write_at(f->fd, ch->data.data, ch->data.len, f->offset) : -EPROTO;
     if (rc == 0) {
         spider_hash_update(f->hash, ch->data.data, ch->data.len);
         f->offset += ch->data.len;
