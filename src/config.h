@@ -47,6 +47,7 @@ enum config_command {
     CMD_CERT_ISSUE,
     CMD_TASKS_PURGE,
     CMD_TASK_RESTART,
+    CMD_SPIDER, /* spider push|list|show|rm */
     CMD_HELP,
     CMD_VERSION
 };
@@ -92,6 +93,9 @@ struct config {
     uint64_t spool_max_bytes;     /* worker, default 1 GiB, at least 1 MiB */
     enum config_containment task_containment; /* worker: --task-containment, default auto */
     int task_max_pids;                        /* worker: --task-max-pids, 0 = no limit */
+    uint64_t spider_max_bytes;                /* master: --spider-max-bytes, default 256 MiB */
+    int spider_max_files;                     /* master: --spider-max-files, default 10000 */
+    uint64_t spider_cache_bytes;              /* worker: --spider-cache-bytes, default 2 GiB */
 
     /* TLS. The master uses TLS when tls_cert is set (then tls_key is too); a worker or client
      * command when tls_ca is set. Combinations that cannot work are refused by config_parse. */
@@ -145,6 +149,12 @@ struct config {
     /* node: the sub-command and the node it changes. */
     char *node_action; /* "enable", "disable", "drain", "rm" */
     char *node_target; /* a node key or name (name_valid) */
+    /* spider: the sub-command and its arguments; submit and schedule add: --spider. */
+    char *spider_action;  /* "push", "list", "show", "rm" */
+    char *spider_dir;     /* push: the directory to pack */
+    char *spider_ref;     /* submit, schedule add: --spider; list: NAME; show, rm: NAME[@VERSION] */
+    char *spider_archive; /* push: --test-archive, an archive sent as it is (tests only) */
+    char *spider_sha256;  /* push: --test-sha256, announced instead of the real one (tests only) */
 
     /* cert init, cert issue. */
     char *cert_dir;    /* --dir, required */

@@ -198,6 +198,9 @@ int main(int argc, char **argv)
         case CMD_NODE:
             status = cli_node(&cfg, tls, key);
             break;
+        case CMD_SPIDER:
+            status = cli_spider(&cfg, tls, key);
+            break;
         case CMD_METRICS:
             status = cli_metrics(&cfg, tls, key);
             break;

@@ -25,6 +25,9 @@ int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *aut
 int cli_task_restart(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* schedule add|list|show|pause|resume|rm (cfg->sched_action). */
 int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key);
+/* spider push|list|show|rm (cfg->spider_action). push packs cfg->spider_dir into a temporary
+ * file (spider/archive.h) and streams it, or sends cfg->spider_archive as it is. */
+int cli_spider(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* Prints the master's metrics text as it is (Prometheus text format). */
 int cli_metrics(const struct config *cfg, struct tls_client *tls, const char *auth_key);
 /* Prints the events after --after (at most --limit; --follow: and new ones as they come), one a
@@ -52,7 +55,8 @@ char *cli_shell_join(char *const *words, size_t n);
 
 /*
  * Fills spec (initialised by the caller) with the task the command line describes: the command
- * after "--" (cli_shell_join), env, timeout, priority, name, as submit and schedule add send it.
+ * after "--" (cli_shell_join), env, timeout, priority, name, spider, as submit and schedule add
+ * send it.
  * What it allocates hangs off spec->cmd and *block; cli_task_spec_free releases both. 0, or
  * -ENOMEM (then nothing is left to free).
  */

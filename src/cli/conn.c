@@ -1,6 +1,8 @@
 #include "cli/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,8 @@ int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_clien
         dial_tunnel_close(c->tunnel);
         return -ENOMEM;
     }
+    /* gRPC owns fd; our duplicate only watches it (cli_conn_upload). */
+    c->watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     c->channel = grpc_channel_create_from_fd(c->target, fd, creds, rpc_channel_args());
     grpc_channel_credentials_release(creds);
@@ -91,6 +95,8 @@ void cli_conn_close(struct cli_conn *c)
         grpc_completion_queue_shutdown(c->cq);
         grpc_completion_queue_destroy(c->cq);
     }
+    if (c->watch_fd > 0)
+        close(c->watch_fd);
     /* After the channel: the pump outlives the plaintext end it serves. */
     dial_tunnel_close(c->tunnel);
     free(c->auth_key);
@@ -133,6 +139,15 @@ static void call_begin(struct cli_conn *c, struct call_state *s, const char *met
                                        grpc_slice_from_static_string(method), NULL, deadline, NULL);
 }
 
+static void call_free(struct call_state *s)
+{
+    grpc_call_unref(s->call);
+    grpc_slice_unref(s->auth.value);
+    grpc_metadata_array_destroy(&s->initial_md);
+    grpc_metadata_array_destroy(&s->trailing_md);
+    grpc_slice_unref(s->details);
+}
+
 /* Reports a failed call once, in words, and frees the call. */
 static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const char *method)
 {
@@ -152,11 +167,7 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details, hint);
         gpr_free(details);
     }
-    grpc_call_unref(s->call);
-    grpc_slice_unref(s->auth.value);
-    grpc_metadata_array_destroy(&s->initial_md);
-    grpc_metadata_array_destroy(&s->trailing_md);
-    grpc_slice_unref(s->details);
+    call_free(s);
     (void)method;
     return st;
 }
@@ -271,6 +282,110 @@ void cli_format_labels(char *const *labels, size_t n, char *buf, size_t len)
             break;
         at += (size_t)w;
     }
+}
+
+/* Whether the connection was reset or closed under gRPC. */
+static bool conn_lost(const struct cli_conn *c)
+{
+    struct pollfd p = {.fd = c->watch_fd, .events = POLLRDHUP};
+    return c->watch_fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP | POLLRDHUP));
+}
+
+/* Waits for the batch of tag; false when it failed, or when the call ended first (the batch of
+ * status_tag, which receives the status, completed: *ended is set). gRPC does not always fail a
+ * send pending on a connection that was reset: such a call is cancelled here. */
+static bool wait_batch(struct cli_conn *c, grpc_call *call, void *tag, void *status_tag,
+                       bool *ended)
+{
+    for (;;) {
+        gpr_timespec soon =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(200, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, soon, NULL);
+        if (ev.type == GRPC_OP_COMPLETE)
+            return ev.success;
+        if (!*ended) {
+            ev = grpc_completion_queue_pluck(c->cq, status_tag, gpr_inf_past(GPR_CLOCK_MONOTONIC),
+                                             NULL);
+            *ended = ev.type == GRPC_OP_COMPLETE;
+        }
+        if (*ended)
+            return false;
+        if (conn_lost(c))
+            grpc_call_cancel_with_status(call, GRPC_STATUS_UNAVAILABLE,
+                                         "the connection to the master was lost", NULL);
+    }
+}
+
+grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
+                                 int (*next)(void *ctx, ProtobufCMessage **req), void *ctx,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp)
+{
+    struct call_state s;
+    call_begin(c, &s, method, 0);
+    int send_tag, status_tag;
+    bool ended = false;
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = 1;
+    ops[0].data.send_initial_metadata.metadata = &s.auth;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.trailing_metadata = &s.trailing_md;
+    ops[1].data.recv_status_on_client.status = &s.status;
+    ops[1].data.recv_status_on_client.status_details = &s.details;
+    bool ok = grpc_call_start_batch(s.call, ops, 1, &send_tag, NULL) == GRPC_CALL_OK &&
+              grpc_call_start_batch(s.call, ops + 1, 1, &status_tag, NULL) == GRPC_CALL_OK &&
+              wait_batch(c, s.call, &send_tag, &status_tag, &ended);
+    int rc = 0;
+    /* A send fails once the master has ended the call (a refusal): its status says why. */
+    while (ok) {
+        ProtobufCMessage *req = NULL;
+        if ((rc = next(ctx, &req)) <= 0)
+            break;
+        grpc_byte_buffer *bb = codec_pack(req);
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_SEND_MESSAGE;
+        ops[0].data.send_message.send_message = bb;
+        ok = grpc_call_start_batch(s.call, ops, 1, &send_tag, NULL) == GRPC_CALL_OK &&
+             wait_batch(c, s.call, &send_tag, &status_tag, &ended);
+        grpc_byte_buffer_destroy(bb);
+    }
+    grpc_byte_buffer *msg = NULL;
+    if (rc < 0) {
+        grpc_call_cancel(s.call, NULL);
+    } else if (ok) {
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[1].data.recv_initial_metadata.recv_initial_metadata = &s.initial_md;
+        ops[2].op = GRPC_OP_RECV_MESSAGE;
+        ops[2].data.recv_message.recv_message = &msg;
+        if (grpc_call_start_batch(s.call, ops, 3, &send_tag, NULL) == GRPC_CALL_OK)
+            wait_batch(c, s.call, &send_tag, &status_tag, &ended);
+    }
+    /* The status: the master's, or, when a send failed and none comes, ours. */
+    for (int waited = 0; !ended; waited++) {
+        gpr_timespec soon =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(200, GPR_TIMESPAN));
+        ended =
+            grpc_completion_queue_pluck(c->cq, &status_tag, soon, NULL).type == GRPC_OP_COMPLETE;
+        if (!ended && (conn_lost(c) || (!ok && waited == 25)))
+            grpc_call_cancel_with_status(s.call, GRPC_STATUS_UNAVAILABLE,
+                                         "the connection to the master was lost", NULL);
+    }
+    if (rc < 0) {
+        call_free(&s); /* next() said why */
+        return GRPC_STATUS_CANCELLED;
+    }
+    if (s.status == GRPC_STATUS_OK && (!msg || codec_unpack(msg, resp_desc, resp) < 0)) {
+        s.status = GRPC_STATUS_INTERNAL;
+        grpc_slice_unref(s.details);
+        s.details = grpc_slice_from_static_string("malformed response");
+    }
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
+    return call_end(c, &s, method);
 }
 
 void cli_format_time(int64_t ms, char *buf, size_t len)

@@ -24,6 +24,7 @@ struct cli_conn {
     char target[300];
     bool tls;                   /* for the hints of failed calls */
     struct dial_tunnel *tunnel; /* with TLS: the thread that pumps the connection */
+    int watch_fd;               /* a duplicate of the connection's socket, to see it reset */
 };
 
 /* Connects to cfg->master_host:master_port, through tls (borrowed, it must outlive the
@@ -46,6 +47,15 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  int (*on_message)(void *ctx, const ProtobufCMessage *m),
                                  void *ctx);
+
+/* A client-streaming call without a deadline: next() gives each request (1 with *req, which it
+ * keeps and may reuse after the next call; 0 after the last; a negative errno to give up, having
+ * said why: the call is then cancelled and CANCELLED returned unprinted), then the one response
+ * comes. Prints and returns a non-OK status like cli_conn_unary. */
+grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
+                                 int (*next)(void *ctx, ProtobufCMessage **req), void *ctx,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp);
 
 /* A wall-clock time in ms as UTC ISO 8601 ("-" for 0), for tables. */
 void cli_format_time(int64_t ms, char *buf, size_t len);

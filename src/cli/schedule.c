@@ -64,6 +64,7 @@ static void schedule_details(const Grpc__AdminSchedule *s)
     printf("next fire:  %s\n", next);
     printf("last fire:  %s\n", last);
     printf("last task:  %s\n", *s->last_task ? s->last_task : "-");
+    printf("spider:     %s\n", *s->spider ? s->spider : "-");
     printf("created:    %s\n", created);
 }
 
@@ -88,6 +89,7 @@ static json_t *schedule_json(const Grpc__AdminSchedule *s)
     json_object_set_new(o, "last_fire_s", json_integer((json_int_t)s->last_fire_s));
     json_object_set_new(o, "last_task", json_string(s->last_task));
     json_object_set_new(o, "created_ms", json_integer((json_int_t)s->created_ms));
+    json_object_set_new(o, "spider", json_string(s->spider));
     return o;
 }
 

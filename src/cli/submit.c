@@ -103,6 +103,8 @@ int cli_task_spec(const struct config *cfg, Grpc__TaskSpec *spec, void **block)
     spec->priority = cfg->priority;
     if (cfg->task_name)
         spec->name = cfg->task_name;
+    if (cfg->spider_ref)
+        spec->spider = cfg->spider_ref;
     return 0;
 }
 

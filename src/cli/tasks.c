@@ -99,6 +99,7 @@ static json_t *task_json(const Grpc__AdminTask *t)
     json_object_set_new(o, "pid", json_integer(t->pid));
     json_object_set_new(o, "exit_code", json_integer(t->exit_code));
     json_object_set_new(o, "error", json_str(t->error));
+    json_object_set_new(o, "spider", json_str(t->spider));
     json_object_set_new(o, "log_lines", json_integer((json_int_t)t->log_lines));
     json_object_set_new(o, "data_items", json_integer((json_int_t)t->data_items));
     json_object_set_new(o, "created_ms", json_integer((json_int_t)t->created_ms));

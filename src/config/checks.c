@@ -11,6 +11,7 @@
 
 #include "core/cron.h"
 #include "core/limits.h"
+#include "core/spider.h"
 
 static int check_conflicts(struct config_parser *p)
 {
@@ -76,6 +77,7 @@ static int check_tls(struct config_parser *p)
     case CMD_EVENTS:
     case CMD_TASKS_PURGE:
     case CMD_TASK_RESTART:
+    case CMD_SPIDER:
         if (!ca && (cert || key || (g & BIT(OPT_TLS_SERVER_NAME))))
             return config_fail(p,
                                "'%s' needs '--tls-ca', the CA that signs the master's certificate "
@@ -128,7 +130,8 @@ static int check_schedule(struct config_parser *p)
     bool add = strcmp(c->sched_action, "add") == 0;
     option_set add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
                           BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
-                          BIT(OPT_LABEL) | BIT(OPT_RETRIES) | BIT(OPT_RETRY_DELAY);
+                          BIT(OPT_LABEL) | BIT(OPT_RETRIES) | BIT(OPT_RETRY_DELAY) |
+                          BIT(OPT_SPIDER);
     if (!add && (p->given & add_only))
         return config_fail(p,
                            "'schedule %s' takes none of the task options (those are for "
@@ -150,6 +153,32 @@ static int check_schedule(struct config_parser *p)
     return 0;
 }
 
+/* spider push: a DIR (or, in tests, --test-archive instead) and --name; --name and the test
+ * options belong to push only. */
+static int check_spider(struct config_parser *p)
+{
+    const struct config *c = p->c;
+    if (c->command != CMD_SPIDER)
+        return 0;
+    bool push = strcmp(c->spider_action, "push") == 0;
+    uint64_t push_only = BIT(OPT_NAME) | BIT(OPT_TEST_ARCHIVE) | BIT(OPT_TEST_SHA256);
+    if (!push && (p->given & push_only))
+        return config_fail(p,
+                           "'spider %s' takes none of --name, --test-archive, --test-sha256 "
+                           "(those are for 'spider push')",
+                           c->spider_action);
+    if (!push)
+        return 0;
+    if (!c->spider_dir == !c->spider_archive)
+        return config_fail(p, c->spider_dir ? "'spider push' takes DIR or --test-archive, not both"
+                                            : "'spider push' needs the spider's DIR, e.g. "
+                                              "crawlab-node spider push ./quotes --name=quotes");
+    if (!(p->given & BIT(OPT_NAME)))
+        return config_fail(p, "'spider push' needs '--name', the spider's name (" RULE_SPIDER_NAME
+                              ")");
+    return 0;
+}
+
 /* tasks purge names what it purges: there is no default. */
 static int check_purge(struct config_parser *p)
 {
@@ -166,6 +195,8 @@ int config_check(struct config_parser *p)
         rc = check_schedule(p);
     if (rc == 0)
         rc = check_purge(p);
+    if (rc == 0)
+        rc = check_spider(p);
     if (rc == 0)
         rc = check_tls(p);
     return rc != 0 ? rc : settle_listen(p);

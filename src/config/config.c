@@ -147,6 +147,11 @@ void config_free(struct config *c)
     free(c->status_filter);
     free(c->task_id);
     free(c->sched_action);
+    free(c->spider_action);
+    free(c->spider_dir);
+    free(c->spider_ref);
+    free(c->spider_archive);
+    free(c->spider_sha256);
     free(c->sched_expr);
     free(c->sched_tz);
     free(c->sched_overlap);

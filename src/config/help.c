@@ -47,6 +47,10 @@ void config_usage(FILE *out)
           "                                                run COMMAND on a schedule\n"
           "  crawlab-node schedule list|show ID|pause ID|resume ID|rm ID [OPTIONS]\n"
           "                                                list or change the schedules\n"
+          "  crawlab-node spider push DIR --name=NAME [OPTIONS]\n"
+          "                                                store DIR as the next version of NAME\n"
+          "  crawlab-node spider list [NAME]|show NAME[@VERSION]|rm NAME[@VERSION] [OPTIONS]\n"
+          "                                                list, show or remove spiders\n"
           "  crawlab-node metrics [OPTIONS]                print the master's metrics\n"
           "  crawlab-node events [OPTIONS]                 print the events (--follow: and new "
           "ones)\n"
@@ -86,7 +90,7 @@ void config_usage(FILE *out)
         }
         fputs("      For:", out);
         const char *sep = " ";
-        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_TASK_RESTART; cmd++) {
+        for (enum config_command cmd = CMD_MASTER; cmd <= CMD_SPIDER; cmd++) {
             if (o->commands & M(cmd)) {
                 fprintf(out, "%s%s", sep, config_scan_command_name(cmd));
                 sep = ", ";

@@ -29,7 +29,7 @@
 #define CLIENTS                                                                                    \
     (M(CMD_NODES) | M(CMD_SUBMIT) | M(CMD_TASKS) | M(CMD_LOGS) | M(CMD_RESULTS) | M(CMD_CANCEL) |  \
      M(CMD_SCHEDULE) | M(CMD_NODE) | M(CMD_METRICS) | M(CMD_EVENTS) | M(CMD_TASKS_PURGE) |         \
-     M(CMD_TASK_RESTART))
+     M(CMD_TASK_RESTART) | M(CMD_SPIDER))
 #define ALL   (DAEMONS | CLIENTS)
 #define CERTS (M(CMD_CERT_INIT) | M(CMD_CERT_ISSUE))
 #define EVERY (ALL | CERTS)
@@ -95,6 +95,12 @@ enum option_id {
     OPT_ON_EVENT,
     OPT_ON_EVENT_TIMEOUT,
     OPT_AFTER,
+    OPT_SPIDER,
+    OPT_SPIDER_MAX_BYTES,
+    OPT_SPIDER_MAX_FILES,
+    OPT_SPIDER_CACHE_BYTES,
+    OPT_TEST_ARCHIVE,
+    OPT_TEST_SHA256,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT
@@ -135,6 +141,8 @@ union config_spec {
     struct {
         uint64_t min;
         const char *min_text; /* the minimum as the message words it */
+        uint64_t max;         /* 0: none */
+        const char *max_text;
     } size;
     size_t port_at; /* host:port: offsetof the port's int */
     struct {

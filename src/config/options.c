@@ -14,6 +14,7 @@
 #include "core/cron.h"
 #include "core/roles.h"
 #include "core/rules.h"
+#include "core/spider.h"
 #include "core/task.h"
 
 #define DEFAULT_PORT            9666
@@ -38,8 +39,11 @@
     "expected a task id, or at least " STR(TASK_ID_PREFIX_MIN) " of its first lowercase hex "      \
                                                                "digits"
 /* --limit's bound: far more than a store holds, small enough for every counter. */
-#define LIMIT_TASKS_MAX      1000000000
-#define DEFAULT_RETENTION_MS (UINT64_C(30) * 24 * 60 * 60 * 1000)
+#define LIMIT_TASKS_MAX            1000000000
+#define DEFAULT_RETENTION_MS       (UINT64_C(30) * 24 * 60 * 60 * 1000)
+#define DEFAULT_SPIDER_MAX_BYTES   (UINT64_C(256) << 20)
+#define DEFAULT_SPIDER_MAX_FILES   10000
+#define DEFAULT_SPIDER_CACHE_BYTES (UINT64_C(2) << 30)
 /* The delay before a failed task's first retry (--retry-delay). */
 #define DEFAULT_RETRY_DELAY_MS 10000
 
@@ -69,6 +73,18 @@ static bool valid_cert_name(const char *s)
 static bool valid_server_name(const char *s)
 {
     return config_parse_cert_host(s, strlen(s)) == 0;
+}
+
+static bool valid_spider_ref(const char *s)
+{
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    return spider_ref_parse(s, name, &version);
+}
+
+static bool valid_spider_sha256(const char *s)
+{
+    return spider_sha256_valid(s);
 }
 
 static bool valid_tz(const char *s)
@@ -195,6 +211,9 @@ static int set_size(struct config_parser *p, const struct config_option *o, cons
                            label, QUOTE_MAX, value);
     if (bytes < o->spec.size.min)
         return config_fail(p, "%s: must be at least %s, got '%.*s'", label, o->spec.size.min_text,
+                           QUOTE_MAX, value);
+    if (o->spec.size.max && bytes > o->spec.size.max)
+        return config_fail(p, "%s: must be at most %s, got '%.*s'", label, o->spec.size.max_text,
                            QUOTE_MAX, value);
     *(uint64_t *)field(p, o->at) = bytes;
     return 0;
@@ -346,6 +365,12 @@ static int set_containment(struct config_parser *p, const struct config_option *
 static int set_name(struct config_parser *p, const struct config_option *o, const char *value,
                     const char *label)
 {
+    if (p->c->command == CMD_SPIDER) {
+        if (!spider_name_valid(value))
+            return config_fail(p, "%s: expected " RULE_SPIDER_NAME ", got '%.*s'", label, QUOTE_MAX,
+                               value);
+        return config_set_string(p, &p->c->spider_ref, value);
+    }
     if (p->c->command != CMD_CERT_ISSUE) {
         if (!name_valid(value))
             return config_fail(p, "%s: " NAME_EXPECTED ", got '%.*s'", label, QUOTE_MAX, value);
@@ -638,11 +663,12 @@ const struct config_option config_options[OPT_COUNT] = {
                                "expected NAME=VALUE with NAME made of letters, digits and '_' "
                                "and not starting with a digit",
                                "variable", AT(n_env)}},
-    [OPT_NAME] = {"name", "NAME", M(CMD_SUBMIT) | M(CMD_SCHEDULE) | M(CMD_CERT_ISSUE), NULL,
-                  "submit: task name shown in listings, " NAME_RULE ". cert issue: name of "
-                  "the new certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); "
-                  "letters, digits, '.', '_' and '-'.",
-                  NULL, .set = set_name},
+    [OPT_NAME] =
+        {"name", "NAME", M(CMD_SUBMIT) | M(CMD_SCHEDULE) | M(CMD_CERT_ISSUE) | M(CMD_SPIDER), NULL,
+         "submit: task name shown in listings, " NAME_RULE ". cert issue: name of "
+         "the new certificate (its common name, and DIR/NAME.pem, DIR/NAME.key); "
+         "letters, digits, '.', '_' and '-'. spider push: the spider's name, " RULE_SPIDER_NAME ".",
+         NULL, .set = set_name},
     [OPT_STATUS] = {"status", "STATUS", M(CMD_TASKS), NULL,
                     "Only tasks in this status: pending, assigned, running, finished, error, "
                     "cancelled, abnormal or node_disconnected.",
@@ -712,6 +738,36 @@ const struct config_option config_options[OPT_COUNT] = {
                               "than this, and retry its event.",
                               "30s", .set = set_duration, .at = AT(on_event_timeout_ms),
                               .spec.nonzero = true},
+    [OPT_SPIDER] = {"spider", "NAME[@VERSION]", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                    "Run the task in a fresh directory holding the files of this spider (its "
+                    "latest version when the task is made, or VERSION), pushed with 'spider "
+                    "push'.",
+                    NULL, .set = set_text, .at = AT(spider_ref),
+                    .spec.text = {valid_spider_ref, "expected " RULE_SPIDER_REF}},
+    [OPT_SPIDER_MAX_BYTES] = {"spider-max-bytes", "SIZE", M(CMD_MASTER), NULL,
+                              "The largest spider a push may bring: its archive, and the sum of "
+                              "its files' sizes; at most 4G.",
+                              "256M", .set = set_size, .at = AT(spider_max_bytes),
+                              .spec.size = {1, "1 byte", LIMIT_SPIDER_BYTES_MAX, "4G"}},
+    [OPT_SPIDER_MAX_FILES] = {"spider-max-files", "N", M(CMD_MASTER), NULL,
+                              "The most entries (files, directories, links) a pushed spider may "
+                              "hold, 1 to 1000000.",
+                              "10000", .set = set_int, .at = AT(spider_max_files),
+                              .spec.range = {1, LIMIT_SPIDER_FILES_MAX, "an integer"}},
+    [OPT_SPIDER_CACHE_BYTES] = {"spider-cache-bytes", "SIZE", M(CMD_WORKER), NULL,
+                                "Disk space for unpacked spiders in <data-dir>/spiders; past it "
+                                "the least recently used ones are removed (a spider larger than "
+                                "it is still unpacked, alone).",
+                                "2G", .set = set_size, .at = AT(spider_cache_bytes)},
+    [OPT_TEST_ARCHIVE] = {"test-archive", "FILE", M(CMD_SPIDER), NULL,
+                          "spider push: send this archive as it is instead of packing DIR "
+                          "(tests only).",
+                          NULL, .hidden = true, .set = set_path, .at = AT(spider_archive)},
+    [OPT_TEST_SHA256] = {"test-sha256", "HEX", M(CMD_SPIDER), NULL,
+                         "spider push: announce this SHA-256 instead of the archive's (tests "
+                         "only).",
+                         NULL, .hidden = true, .set = set_text, .at = AT(spider_sha256),
+                         .spec.text = {valid_spider_sha256, "expected " RULE_SPIDER_SHA256}},
     [OPT_HELP] = {"help", NULL, EVERY, NULL, "Show this text (also -h).", NULL},
     [OPT_VERSION] = {"version", NULL, EVERY, NULL, "Show the version.", NULL},
 };
@@ -772,6 +828,9 @@ int config_options_defaults(struct config_parser *p)
     c->retention_ms = DEFAULT_RETENTION_MS;
     c->on_event_timeout_ms = 30 * 1000;
     c->spool_max_bytes = DEFAULT_SPOOL_BYTES;
+    c->spider_max_bytes = DEFAULT_SPIDER_MAX_BYTES;
+    c->spider_max_files = DEFAULT_SPIDER_MAX_FILES;
+    c->spider_cache_bytes = DEFAULT_SPIDER_CACHE_BYTES;
     c->cert_role = ROLE_NODE;
     c->priority = LIMIT_PRIORITY_DEFAULT;
     c->retry_delay_ms = DEFAULT_RETRY_DELAY_MS;

@@ -7,6 +7,7 @@
 
 #include "config/internal.h"
 #include "core/rules.h"
+#include "core/spider.h"
 #include "core/task.h"
 
 static const char *const command_names[] = {
@@ -28,6 +29,7 @@ static const char *const command_names[] = {
     [CMD_VERSION] = "version",
     [CMD_TASKS_PURGE] = "tasks purge",
     [CMD_TASK_RESTART] = "task restart",
+    [CMD_SPIDER] = "spider",
 };
 
 const char *config_scan_command_name(enum config_command cmd)
@@ -75,7 +77,7 @@ void config_scan_args(struct config_scan *s, int argc, char **argv)
     /* "cert" takes a second word, the sub-command, before its options. */
     bool is_cert =
         has_command && (strcmp(argv[1], "cert") == 0 || strcmp(argv[1], "schedule") == 0 ||
-                        strcmp(argv[1], "node") == 0);
+                        strcmp(argv[1], "node") == 0 || strcmp(argv[1], "spider") == 0);
     bool has_sub = is_cert && argc > 2 && argv[2][0] != '-';
     s->command = has_command ? argv[1] : NULL;
     s->sub = has_sub ? argv[2] : NULL;
@@ -203,6 +205,21 @@ static int pick_node_command(struct config_parser *p, const struct config_scan *
                        s->sub);
 }
 
+static int pick_spider_command(struct config_parser *p, const struct config_scan *s)
+{
+    static const char *const actions[] = {"push", "list", "show", "rm"};
+    for (size_t i = 0; s->sub && i < sizeof(actions) / sizeof(actions[0]); i++) {
+        if (strcmp(s->sub, actions[i]) == 0) {
+            p->c->command = CMD_SPIDER;
+            return config_set_string(p, &p->c->spider_action, actions[i]);
+        }
+    }
+    if (!s->sub)
+        return config_fail(p, "'spider' needs a sub-command: push, list, show or rm");
+    return config_fail(p, "unknown sub-command 'spider %.*s' (push, list, show, rm)", QUOTE_MAX,
+                       s->sub);
+}
+
 static int pick_client_command(struct config_parser *p, const char *word)
 {
     for (int cmd = CMD_NODES; cmd <= CMD_EVENTS; cmd++) {
@@ -215,7 +232,8 @@ static int pick_client_command(struct config_parser *p, const char *word)
         return config_fail(p, "unknown command '%s': start a daemon with --role=%s", word, word);
     return config_fail(p,
                        "unknown command '%.*s' (commands: nodes, node, submit, tasks, task, logs, "
-                       "results, cancel, schedule, metrics, events, cert; daemons use --role)",
+                       "results, cancel, schedule, spider, metrics, events, cert; daemons use "
+                       "--role)",
                        QUOTE_MAX, word);
 }
 
@@ -230,6 +248,8 @@ int config_scan_command(struct config_parser *p, const struct config_scan *s,
         return pick_schedule_command(p, s);
     if (strcmp(s->command, "node") == 0)
         return pick_node_command(p, s);
+    if (strcmp(s->command, "spider") == 0)
+        return pick_spider_command(p, s);
     /* "tasks purge": tasks takes no other word, so "purge" may come after options too. */
     if (strcmp(s->command, "tasks") == 0 && s->n_positional &&
         strcmp(s->positional[0], "purge") == 0) {
@@ -332,6 +352,34 @@ static int scan_node_command(struct config_parser *p, const struct config_scan *
     return config_set_string(p, &p->c->node_target, words[0]);
 }
 
+/* spider push DIR; spider list [NAME]; spider show|rm NAME[@VERSION]. */
+static int scan_spider_command(struct config_parser *p, const struct config_scan *s)
+{
+    struct config *c = p->c;
+    const char *action = c->spider_action;
+    bool push = strcmp(action, "push") == 0, list = strcmp(action, "list") == 0;
+    const char *words[2] = {NULL, NULL};
+    size_t n_words = 0;
+    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
+        words[n_words++] = s->positional[i];
+    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
+        words[n_words++] = s->rest[i];
+    if (words[1])
+        return config_fail(p, "unexpected argument '%.*s' for 'spider %s'", QUOTE_MAX, words[1],
+                           action);
+    /* push: whether DIR is there is checked with the options (--test-archive takes its place) */
+    if (push)
+        return words[0] ? config_set_string(p, &c->spider_dir, words[0]) : 0;
+    if (!words[0])
+        return list ? 0 : config_fail(p, "'spider %s' needs NAME or NAME@VERSION", action);
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    if (!spider_ref_parse(words[0], name, &version) || (list && version))
+        return config_fail(p, "%s: expected %s, got '%.*s'", list ? "NAME" : "NAME[@VERSION]",
+                           list ? RULE_SPIDER_NAME : RULE_SPIDER_REF, QUOTE_MAX, words[0]);
+    return config_set_string(p, &c->spider_ref, words[0]);
+}
+
 int config_scan_positionals(struct config_parser *p, const struct config_scan *s)
 {
     struct config *c = p->c;
@@ -343,6 +391,8 @@ int config_scan_positionals(struct config_parser *p, const struct config_scan *s
         return scan_schedule_command(p, s);
     if (c->command == CMD_NODE)
         return scan_node_command(p, s);
+    if (c->command == CMD_SPIDER)
+        return scan_spider_command(p, s);
 
     /* Outside submit, "--" only ends the options; what follows is positional. */
     const char *words[2] = {NULL, NULL};

@@ -66,4 +66,15 @@
 /* A page token as the master writes it (two decimal numbers), with room to spare. */
 #define LIMIT_PAGE_TOKEN_MAX 64
 
+/*
+ * Spiders (core/spider.h). The master's bounds on a pushed archive (--spider-max-bytes, applied to
+ * the archive and to the sum of its files' sizes; --spider-max-files, entries of any type) may be
+ * set up to these; the worker refuses anything past them whatever the master accepted.
+ */
+#define LIMIT_SPIDER_NAME_MAX  64
+#define LIMIT_SPIDER_PATH_MAX  1024                /* one entry's path in the archive */
+#define LIMIT_SPIDER_BYTES_MAX (UINT64_C(1) << 32) /* 4 GiB */
+#define LIMIT_SPIDER_FILES_MAX 1000000
+#define LIMIT_SPIDER_CHUNK     (256u << 10) /* bytes of one PushSpider or FetchSpider message */
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "core/cron.h"
 #include "core/rules.h"
+#include "core/spider.h"
 #include "master/clock.h"
 #include "master/events.h"
 #include "master/nodes.h"
@@ -331,11 +332,42 @@ static int spec_priority(const Grpc__TaskSpec *spec)
     return spec->priority ? spec->priority : LIMIT_PRIORITY_DEFAULT;
 }
 
+/* The spider a submit names (NAME: its latest version) as NAME@VERSION and its archive's hash,
+ * both "" for none. Returns OK, or the status and a message (into why) to refuse with. */
+static grpc_status_code resolve_spider(struct admin *a, const char *ref,
+                                       char resolved[LIMIT_SPIDER_NAME_MAX + 12],
+                                       char sha256[SPIDER_SHA256_HEX + 1], char *why,
+                                       size_t why_len)
+{
+    *resolved = *sha256 = '\0';
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    if (!*ref || !spider_ref_parse(ref, name, &version)) /* validated */
+        return GRPC_STATUS_OK;
+    struct spider_row r;
+    int rc = store_spider_get(a->store, name, version, &r);
+    if (rc < 0) {
+        snprintf(why, why_len, rc == -ENOENT ? "spec.spider: no spider %s" : "cannot look up %s",
+                 ref);
+        return codec_status_from_errno(rc);
+    }
+    snprintf(resolved, LIMIT_SPIDER_NAME_MAX + 12, "%s@%u", r.name, r.version);
+    memcpy(sha256, r.sha256, SPIDER_SHA256_HEX + 1);
+    return GRPC_STATUS_OK;
+}
+
 static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct admin *a = ctx;
     const Grpc__AdminSubmitTaskRequest *req = (const void *)msg; /* validated */
     const Grpc__TaskSpec *spec = req->spec;
+    char spider[LIMIT_SPIDER_NAME_MAX + 12], sha256[SPIDER_SHA256_HEX + 1], spider_why[160];
+    grpc_status_code st =
+        resolve_spider(a, spec->spider, spider, sha256, spider_why, sizeof(spider_why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, spider_why);
+        return;
+    }
     char *env_json = env_to_json(spec);
     if (!env_json) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -344,7 +376,7 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     char labels[LIMIT_LABELS_TEXT_MAX + 1], why[512], warning[256];
     labels_text(req->labels, req->n_labels, labels);
     struct targets t = {.labels = labels};
-    grpc_status_code st = submit_targets(a, req, &t, why, sizeof(why));
+    st = submit_targets(a, req, &t, why, sizeof(why));
     size_t n_tasks = t.n ? t.n : 1;
     char(*ids)[TASK_ID_LEN + 1] = NULL;
     char **id_ptrs = NULL;
@@ -365,6 +397,8 @@ static void on_submit(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
             .labels = t.n ? NULL : labels, /* a task for a named node is that node's */
             .retries = (int)req->retries,
             .retry_delay_ms = req->retry_delay_ms,
+            .spider = spider,
+            .spider_sha256 = sha256,
         };
         int rc = tasks_submit(a->tasks, &tn, ids[i]);
         if (rc < 0) {
@@ -411,6 +445,7 @@ static void admin_task_free(Grpc__AdminTask *a)
     free(a->labels);
     free(a->restart_of);
     free(a->retry_of);
+    free(a->spider);
 }
 
 static char *dup_or_empty(const char *s)
@@ -439,6 +474,7 @@ static int collect_task(void *ctx, const struct task_row *r, const struct task_p
     a->node_key = dup_or_empty(r->node_key);
     a->assigned_node = dup_or_empty(r->assigned_node);
     a->error = dup_or_empty(r->error);
+    a->spider = dup_or_empty(r->spider);
     a->priority = r->priority;
     a->timeout_ms = r->timeout_ms;
     a->pid = r->pid;
@@ -455,7 +491,7 @@ static int collect_task(void *ctx, const struct task_row *r, const struct task_p
     a->retry_delay_ms = r->retry_delay_ms;
     a->eligible_ms = r->eligible_ms;
     if (!a->id || !a->name || !a->cmd || !a->param || !a->status || !a->node_key ||
-        !a->assigned_node || !a->error || !a->restart_of || !a->retry_of ||
+        !a->assigned_node || !a->error || !a->restart_of || !a->retry_of || !a->spider ||
         labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
     if (!page_fits(&l->page, l->n - 1, grpc__admin_task__get_packed_size(a))) {
@@ -890,6 +926,7 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     a->overlap = dup_or_empty(cron_overlap_name(r->overlap));
     a->missed = dup_or_empty(cron_missed_name(r->missed));
     a->last_task = dup_or_empty(r->last_task);
+    a->spider = dup_or_empty(r->spider);
     a->priority = r->priority;
     a->timeout_ms = r->timeout_ms;
     a->paused = r->paused;
@@ -903,7 +940,7 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
         a->next_fire_s = next > 0 ? next : 0;
     }
     if (!a->name || !a->expr || !a->tz || !a->cmd || !a->node_key || !a->overlap || !a->missed ||
-        !a->last_task || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
+        !a->last_task || !a->spider || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -921,6 +958,7 @@ static void sched_list_free(struct sched_list *l)
         free(a->missed);
         free(a->last_task);
         free(a->labels);
+        free(a->spider);
     }
     free(l->items);
 }
@@ -969,6 +1007,12 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         return;
     }
     labels_text(req->labels, req->n_labels, labels);
+    char spider[LIMIT_SPIDER_NAME_MAX + 12], sha256[SPIDER_SHA256_HEX + 1];
+    st = resolve_spider(a, req->spec->spider, spider, sha256, why, sizeof(why));
+    if (st != GRPC_STATUS_OK) {
+        srv_call_fail(c, st, why);
+        return;
+    }
     char *env_json = env_to_json(req->spec);
     if (!env_json) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -988,6 +1032,7 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         .missed = missed,
         .retries = (int)req->retries,
         .retry_delay_ms = req->retry_delay_ms,
+        .spider = req->spec->spider, /* as named: NAME is the latest version at each fire */
     };
     int64_t id;
     int rc = store_schedule_create(a->store, &n, clock_now_ms(a->loop), &id);

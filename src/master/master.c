@@ -16,6 +16,7 @@
 #include "master/admin.h"
 #include "master/events.h"
 #include "master/hooks.h"
+#include "master/spiders_rpc.h"
 #include "master/purge.h"
 #include "master/group.h"
 #include "master/ingest.h"
@@ -58,6 +59,8 @@ struct master {
     struct purge *purge;
     struct events *events;
     struct hooks *hooks; /* --on-event, or NULL */
+    struct spiders_rpc *spiders;
+    const char *data_dir;
     struct tasks_rpc tasks_rpc;
     struct admin admin;
     struct metrics metrics;
@@ -300,6 +303,11 @@ static int create_services(struct master *m)
     if (cfg->n_on_event &&
         (rc = hooks_create(m->loop, m->store, m->group, m->events, &hooks_opts, &m->hooks)) < 0)
         return rc;
+    const struct spiders_rpc_opts spiders_opts = {.data_dir = m->data_dir,
+                                                  .max_bytes = cfg->spider_max_bytes,
+                                                  .max_files = (uint64_t)cfg->spider_max_files};
+    if ((rc = spiders_rpc_create(m->loop, m->store, m->group, &spiders_opts, &m->spiders)) < 0)
+        return rc;
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     nodes_set_events(m->nodes, m->events);
     tasks_set_events(m->tasks, m->events);
@@ -323,6 +331,7 @@ static int create_services(struct master *m)
     tasks_rpc_add_methods(&m->tasks_rpc, m->server);
     ingest_add_methods(m->ingest, m->server);
     admin_add_methods(&m->admin, m->server);
+    spiders_rpc_add_methods(m->spiders, m->server);
     return 0;
 }
 
@@ -410,6 +419,7 @@ int master_main(const struct config *cfg)
     m.loop = ev_default_loop(EVFLAG_AUTO);
     signal(SIGPIPE, SIG_IGN);
 
+    m.data_dir = data_dir;
     int rc = store_open(data_dir, &m.store);
     if (rc < 0) {
         log_error("cannot open the store in %s: %s", data_dir,
@@ -495,6 +505,7 @@ out:
     ingest_destroy(m.ingest);
     sched_destroy(m.sched);
     purge_destroy(m.purge);
+    spiders_rpc_destroy(m.spiders);
     tasks_destroy(m.tasks);
     nodes_destroy(m.nodes);
     group_destroy(m.group);

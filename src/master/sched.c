@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,22 @@ static bool sched_busy(struct sched *sc, const struct schedule_row *r)
     return busy;
 }
 
+/* The spider version a fire of r runs in (the latest of its name, unless r names one) as
+ * NAME@VERSION and its row; true with spider "" when r has none, false when it is gone. */
+static bool sched_spider(struct sched *sc, const struct schedule_row *r,
+                         char spider[LIMIT_SPIDER_NAME_MAX + 12], struct spider_row *sr)
+{
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    if (!*r->spider)
+        return true;
+    if (!spider_ref_parse(r->spider, name, &version) ||
+        store_spider_get(sc->store, name, version, sr) < 0)
+        return false;
+    snprintf(spider, LIMIT_SPIDER_NAME_MAX + 12, "%s@%u", sr->name, sr->version);
+    return true;
+}
+
 /* Handles the fire of r at fire_s. */
 static void sched_fire(struct sched *sc, const struct schedule_row *r, int64_t fire_s)
 {
@@ -60,6 +77,10 @@ static void sched_fire(struct sched *sc, const struct schedule_row *r, int64_t f
                          strerror(-rc));
         }
     }
+    char spider[LIMIT_SPIDER_NAME_MAX + 12] = "";
+    struct spider_row sr = {.sha256 = ""};
+    if (!why && !sched_spider(sc, r, spider, &sr))
+        why = "its spider is not there any more";
     if (why) {
         int rc = store_schedule_skip(sc->store, r->id, fire_s);
         if (rc < 0)
@@ -80,6 +101,8 @@ static void sched_fire(struct sched *sc, const struct schedule_row *r, int64_t f
         .labels = r->labels,
         .retries = r->retries,
         .retry_delay_ms = r->retry_delay_ms,
+        .spider = spider,
+        .spider_sha256 = sr.sha256,
     };
     char id[TASK_ID_LEN + 1];
     int rc = tasks_fire(sc->tasks, r->id, fire_s, &tn, id);

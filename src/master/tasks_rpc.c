@@ -154,6 +154,8 @@ static void reply_task(struct srv_call *c, const struct task_row *row, bool earl
     spec.name = (char *)row->name;
     spec.timeout_ms = row->timeout_ms;
     spec.priority = row->priority;
+    spec.spider = (char *)row->spider;
+    spec.spider_sha256 = (char *)row->spider_sha256;
     json_t *env = json_loads(row->env_json, 0, NULL);
     size_t cap = json_is_object(env) ? json_object_size(env) : 0;
     Grpc__TaskSpec__EnvEntry *entries = cap ? calloc(cap, sizeof(*entries)) : NULL;

@@ -5,6 +5,7 @@
 
 #include "core/cron.h"
 #include "core/rules.h"
+#include "core/spider.h"
 #include "core/task.h"
 #include "runtime/utf8.h"
 
@@ -267,6 +268,19 @@ static bool task_page_token_valid(const char *s)
     return true;
 }
 
+/* A task's spider: none, or a reference; the hash is the master's to fill in, so a client may
+ * leave it out, but what is given must be a hash. */
+static int spider_ref_check(const char *ref, const char *sha256, const char **why)
+{
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    if (*ref && !spider_ref_parse(ref, name, &version))
+        return fail(why, -EINVAL, "spec.spider: " RULE_SPIDER_REF);
+    if (*sha256 && !spider_sha256_valid(sha256))
+        return fail(why, -EINVAL, "spec.spider_sha256: " RULE_SPIDER_SHA256);
+    return ok(why);
+}
+
 static int spec_check(const Grpc__TaskSpec *spec, const char **why)
 {
     if (!*spec->cmd)
@@ -303,7 +317,7 @@ static int spec_check(const Grpc__TaskSpec *spec, const char **why)
                         rc == -EMSGSIZE ? "spec.env: a value is longer than 64 KiB"
                                         : "spec.env: a value is not valid UTF-8");
     }
-    return ok(why);
+    return spider_ref_check(spec->spider, spec->spider_sha256, why);
 }
 
 /* The retries of a task, as SubmitTask and CreateSchedule carry them. */
@@ -428,6 +442,39 @@ int validate_events(const Grpc__AdminEventsRequest *r, const char **why)
     return ok(why);
 }
 
+/* ---- spiders ---- */
+
+int validate_push_spider(const Grpc__AdminPushSpiderRequest *r, const char **why)
+{
+    if (*r->name && !spider_name_valid(r->name))
+        return fail(why, -EINVAL, "name: " RULE_SPIDER_NAME);
+    if (*r->sha256 && !spider_sha256_valid(r->sha256))
+        return fail(why, -EINVAL, "sha256: " RULE_SPIDER_SHA256);
+    if (r->size > LIMIT_SPIDER_BYTES_MAX)
+        return fail(why, -ERANGE, "size: at most 4 GiB");
+    if (r->data.len > LIMIT_SPIDER_CHUNK)
+        return fail(why, -EMSGSIZE, "data: more than 256 KiB in one message");
+    return ok(why);
+}
+
+int validate_spider_request(const Grpc__AdminSpiderRequest *r, const char **why)
+{
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    if (*r->ref && !spider_ref_parse(r->ref, name, &version))
+        return fail(why, -EINVAL, "ref: " RULE_SPIDER_REF);
+    return ok(why);
+}
+
+int validate_spider_fetch(const Grpc__SpiderFetchRequest *r, const char **why)
+{
+    if (!spider_sha256_valid(r->sha256))
+        return fail(why, -EINVAL, "sha256: " RULE_SPIDER_SHA256);
+    if (r->offset > LIMIT_SPIDER_BYTES_MAX)
+        return fail(why, -ERANGE, "offset: at most 4 GiB");
+    return ok(why);
+}
+
 /* ---- by descriptor ---- */
 
 /* The generic form of each validator, for the method table. */
@@ -456,6 +503,9 @@ GENERIC(validate_metrics, Grpc__AdminMetricsRequest)
 GENERIC(validate_purge_tasks, Grpc__AdminPurgeTasksRequest)
 GENERIC(validate_node_request, Grpc__AdminNodeRequest)
 GENERIC(validate_events, Grpc__AdminEventsRequest)
+GENERIC(validate_push_spider, Grpc__AdminPushSpiderRequest)
+GENERIC(validate_spider_request, Grpc__AdminSpiderRequest)
+GENERIC(validate_spider_fetch, Grpc__SpiderFetchRequest)
 
 static const struct {
     const ProtobufCMessageDescriptor *d;
@@ -480,6 +530,9 @@ static const struct {
     {&grpc__admin_purge_tasks_request__descriptor, validate_purge_tasks_msg},
     {&grpc__admin_node_request__descriptor, validate_node_request_msg},
     {&grpc__admin_events_request__descriptor, validate_events_msg},
+    {&grpc__admin_push_spider_request__descriptor, validate_push_spider_msg},
+    {&grpc__admin_spider_request__descriptor, validate_spider_request_msg},
+    {&grpc__spider_fetch_request__descriptor, validate_spider_fetch_msg},
 };
 
 validate_fn validate_lookup(const ProtobufCMessageDescriptor *d)

@@ -34,6 +34,7 @@
 
 #include "services/admin_service.pb-c.h"
 #include "services/node_service.pb-c.h"
+#include "services/spider_service.pb-c.h"
 #include "services/task_service.pb-c.h"
 
 /* A validator of any request type: m must be of the type the function was looked up for. */
@@ -91,5 +92,11 @@ int validate_purge_tasks(const Grpc__AdminPurgeTasksRequest *r, const char **why
 /* ChangeNode: a node key or name, and one of the four actions. */
 int validate_node_request(const Grpc__AdminNodeRequest *r, const char **why);
 int validate_events(const Grpc__AdminEventsRequest *r, const char **why);
+
+/* Spiders. A PushSpider message is checked on its own (its name and hash when given, its data's
+ * size); which fields the first and the later messages carry is the handler's business. */
+int validate_push_spider(const Grpc__AdminPushSpiderRequest *r, const char **why);
+int validate_spider_request(const Grpc__AdminSpiderRequest *r, const char **why);
+int validate_spider_fetch(const Grpc__SpiderFetchRequest *r, const char **why);
 
 #endif

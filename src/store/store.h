@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "core/limits.h"
+#include "core/spider.h"
 #include "core/task.h"
 
 struct store;
@@ -128,16 +129,18 @@ int store_node_page(struct store *s, const char *after_key, unsigned limit,
 
 /* What a new task is made of. Strings are borrowed for the call; NULL means "". */
 struct task_new {
-    const char *name;     /* at most LIMIT_NAME_MAX bytes */
-    const char *cmd;      /* required, non-empty */
-    const char *param;    /* appended to cmd by the worker */
-    const char *env_json; /* JSON object text, already validated by the caller; NULL = "{}" */
-    int priority;         /* lower runs first (core/limits.h) */
-    int64_t timeout_ms;   /* 0 = none; negative is -EINVAL */
-    const char *node_key; /* the node that must run it; NULL or "" = any node */
-    const char *labels;   /* selector: labels its node must have (joined form); NULL or "" = any */
-    int retries;          /* retries after an end in error or abnormal (retries_valid) */
-    int64_t retry_delay_ms; /* the first retry's delay (retry_delay_valid) */
+    const char *name;          /* at most LIMIT_NAME_MAX bytes */
+    const char *cmd;           /* required, non-empty */
+    const char *param;         /* appended to cmd by the worker */
+    const char *env_json;      /* JSON object text, already validated by the caller; NULL = "{}" */
+    int priority;              /* lower runs first (core/limits.h) */
+    int64_t timeout_ms;        /* 0 = none; negative is -EINVAL */
+    const char *node_key;      /* the node that must run it; NULL or "" = any node */
+    const char *labels;        /* selector: labels its node must have (joined form); NULL = any */
+    int retries;               /* retries after an end in error or abnormal (retries_valid) */
+    int64_t retry_delay_ms;    /* the first retry's delay (retry_delay_valid) */
+    const char *spider;        /* the spider it runs in, NAME@VERSION; NULL or "" = none */
+    const char *spider_sha256; /* that version's archive (spider_sha256_valid); NULL or "" */
 };
 
 /* A task as stored. The char * members are heap strings (never NULL) owned by the row: release
@@ -167,7 +170,9 @@ struct task_row {
     int attempt;                      /* 1 for a first attempt */
     int retries;                      /* as submitted: attempts after the first, at most */
     int64_t retry_delay_ms;
-    int64_t eligible_ms; /* a retry is not fetched before this; 0 = at once */
+    int64_t eligible_ms;                       /* a retry is not fetched before this; 0 = at once */
+    char spider[LIMIT_SPIDER_NAME_MAX + 12];   /* NAME@VERSION, "" = none */
+    char spider_sha256[SPIDER_SHA256_HEX + 1]; /* "" = none */
 };
 
 void store_task_row_free(struct task_row *r);
@@ -396,6 +401,8 @@ struct schedule_new {
     int missed;           /* enum cron_missed */
     int retries;          /* carried into each fire's task */
     int64_t retry_delay_ms;
+    const char *spider; /* NAME or NAME@VERSION (spider_ref_parse), resolved at each fire;
+                         * NULL or "" = none */
 };
 
 /* A schedule as stored. expr, cmd, env_json and labels are heap strings owned by the row: release
@@ -418,6 +425,7 @@ struct schedule_row {
     char *labels;                    /* selector of its tasks, joined form; "" = any node */
     int retries;
     int64_t retry_delay_ms;
+    char spider[LIMIT_SPIDER_NAME_MAX + 12]; /* as named at creation; "" = none */
 };
 
 void store_schedule_row_free(struct schedule_row *r);
@@ -506,5 +514,42 @@ int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_
  * never seen. _set stores it, in the group like any change. */
 int store_event_cursor_get(struct store *s, const char *hook, int64_t *out);
 int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered);
+
+/* ---- Spiders ---- */
+
+/* One version of a spider: its archive (named by its SHA-256) and what the master's check
+ * counted in it. */
+struct spider_row {
+    char name[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version; /* from 1, one more than the name's latest */
+    char sha256[SPIDER_SHA256_HEX + 1];
+    uint64_t size, files, unpacked;
+    int64_t created_ms;
+};
+
+/* Records r (name, sha256, sizes; its version and created_ms are ignored) as the next version of
+ * its name, created at now_ms, and writes that version into *version_out. -EINVAL. */
+int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
+                     uint32_t *version_out);
+
+/* The version of name named (0: the latest) into *out. -EINVAL, -ENOENT. */
+int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out);
+
+/* name NULL: the latest version of every spider, by name; else the versions of name, oldest first
+ * (version 0: all of them, else only that one). Calls cb for each until it returns non-zero.
+ * Returns how many rows there were, or a negative errno (or cb's). Collects first. */
+int store_spider_list(struct store *s, const char *name, uint32_t version,
+                      int (*cb)(void *ctx, const struct spider_row *r), void *ctx);
+
+/* Removes the version of name (0: every version). -EINVAL, -ENOENT when there was none. */
+int store_spider_remove(struct store *s, const char *name, uint32_t version);
+
+/* Whether any version of any spider still names the archive sha256 (*used). */
+int store_spider_sha_used(struct store *s, const char *sha256, bool *used);
+
+/* A task not ended (pending, assigned, running, node_disconnected) that runs in version
+ * (from 1) of name: returns 1 with its id and status, 0 when there is none. -EINVAL. */
+int store_spider_task_using(struct store *s, const char *name, uint32_t version,
+                            char id[TASK_ID_LEN + 1], enum task_status *status);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "core/cron.h"
 #include "core/rules.h"
+#include "core/spider.h"
 #include "store/logfile.h"
 #include "runtime/log.h"
 
@@ -30,9 +31,9 @@
  * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
  * 4 schedules and their fires (migrate_4_sql), 5 node labels and states, task selectors
  * (migrate_5_sql), 6 retries, restarts and Crawlab's priority order (migrate_6_sql), 7 events and
- * the hooks' cursors (migrate_7_sql).
+ * the hooks' cursors (migrate_7_sql), 8 spiders (migrate_8_sql).
  */
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -136,10 +137,26 @@ static const char migrate_7_sql[] =
     "CREATE TABLE event_cursors (hook TEXT PRIMARY KEY, delivered INTEGER NOT NULL)"
     " WITHOUT ROWID;";
 
+/*
+ * Version 8 (spiders): the versions of each spider, and the spider each task runs in (its
+ * NAME@VERSION as resolved at submit, and the archive's SHA-256; "" for none). The index finds
+ * the tasks of a version that a removal must not leave without it. A schedule keeps the spider as
+ * it was named (NAME: the latest version at each fire).
+ */
+static const char migrate_8_sql[] =
+    "CREATE TABLE spiders ("
+    " name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+    " files INTEGER NOT NULL, unpacked INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (name, version)) WITHOUT ROWID;"
+    "ALTER TABLE tasks ADD COLUMN spider TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN spider_sha256 TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX tasks_by_spider ON tasks(spider, status) WHERE spider != '';"
+    "ALTER TABLE schedules ADD COLUMN spider TEXT NOT NULL DEFAULT '';";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {
     schema_sql,    migrate_2_sql, migrate_3_sql, migrate_4_sql,
-    migrate_5_sql, migrate_6_sql, migrate_7_sql};
+    migrate_5_sql, migrate_6_sql, migrate_7_sql, migrate_8_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -148,7 +165,7 @@ static const char *const schema_steps[SCHEMA_VERSION] = {
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
     "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
     "created_ms, updated_ms, started_ms, ended_ms, epoch, labels, restart_of, retry_of, attempt, " \
-    "retries, retry_delay_ms, eligible_ms"
+    "retries, retry_delay_ms, eligible_ms, spider, spider_sha256"
 
 #define NODE_COLS "key, name, status, max_runners, created_ms, last_seen_ms, version, labels, state"
 
@@ -232,9 +249,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_DELETE] = "DELETE FROM nodes WHERE key = ?1",
     [ST_TASK_INSERT] = "INSERT INTO tasks (id, name, cmd, param, env_json, priority, timeout_ms,"
                        " node_key, status, created_ms, updated_ms, labels, retries, retry_delay_ms,"
-                       " restart_of, retry_of, attempt, eligible_ms)"
+                       " restart_of, retry_of, attempt, eligible_ms, spider, spider_sha256)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?10, ?11, ?12,"
-                       " ?13, ?14, ?15, ?16)",
+                       " ?13, ?14, ?15, ?16, ?17, ?18)",
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     /* Both walk tasks_waiting (the "eligible_ms > 0" lets the planner use the partial index). */
     [ST_TASK_WAKE_NEXT] = "SELECT min(eligible_ms) FROM tasks"
@@ -1143,6 +1160,8 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
     r->retries = sqlite3_column_int(st, 27);
     r->retry_delay_ms = sqlite3_column_int64(st, 28);
     r->eligible_ms = sqlite3_column_int64(st, 29);
+    copy_column(r->spider, sizeof(r->spider), st, 30);
+    copy_column(r->spider_sha256, sizeof(r->spider_sha256), st, 31);
     if (!r->cmd || !r->param || !r->env_json || !r->error || !r->labels) {
         store_task_row_free(r);
         log_error("store: out of memory reading task");
@@ -1233,7 +1252,8 @@ static bool task_new_valid(const struct task_new *t)
     return t && t->cmd && *t->cmd && optional_line(t->name, LIMIT_NAME_MAX) &&
            (!t->node_key || !*t->node_key || node_key_valid(t->node_key)) && t->timeout_ms >= 0 &&
            retries_valid(t->retries) && retry_delay_valid(t->retry_delay_ms) &&
-           (!t->labels || labels_text_valid(t->labels));
+           (!t->labels || labels_text_valid(t->labels)) &&
+           (!t->spider_sha256 || !*t->spider_sha256 || spider_sha256_valid(t->spider_sha256));
 }
 
 int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
@@ -1284,6 +1304,8 @@ static int task_insert(struct store *s, const struct task_new *t, const struct t
         bind_text(st, 14, link->retry_of ? link->retry_of : "");
         sqlite3_bind_int(st, 15, link->attempt);
         sqlite3_bind_int64(st, 16, link->eligible_ms);
+        bind_text(st, 17, t->spider ? t->spider : "");
+        bind_text(st, 18, t->spider_sha256 ? t->spider_sha256 : "");
         int src = sqlite3_step(st);
         if (src == SQLITE_DONE) {
             rc = 0;
@@ -1463,6 +1485,8 @@ static struct task_new spec_of(const struct task_row *r)
         .labels = r->labels,
         .retries = r->retries,
         .retry_delay_ms = r->retry_delay_ms,
+        .spider = r->spider,
+        .spider_sha256 = r->spider_sha256,
     };
 }
 
@@ -2223,7 +2247,7 @@ static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
 
 #define SCHED_COLS                                                                                 \
     "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
-    "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms"
+    "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms, spider"
 
 void store_schedule_row_free(struct schedule_row *r)
 {
@@ -2257,6 +2281,7 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
     r->labels = dup_column(st, 15);
     r->retries = sqlite3_column_int(st, 16);
     r->retry_delay_ms = sqlite3_column_int64(st, 17);
+    copy_column(r->spider, sizeof(r->spider), st, 18);
     if (!r->expr || !r->cmd || !r->env_json || !r->labels) {
         store_schedule_row_free(r);
         log_error("store: out of memory reading a schedule");
@@ -2268,6 +2293,8 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
 int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
                           int64_t *id_out)
 {
+    char spider[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2275,14 +2302,15 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
         !optional_line(n->name, LIMIT_NAME_MAX) ||
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
         (n->labels && !labels_text_valid(n->labels)) || !retries_valid(n->retries) ||
-        !retry_delay_valid(n->retry_delay_ms) || !id_out)
+        !retry_delay_valid(n->retry_delay_ms) ||
+        (n->spider && *n->spider && !spider_ref_parse(n->spider, spider, &version)) || !id_out)
         return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
                        " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
-                       " retry_delay_ms)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                       " retry_delay_ms, spider)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                        &st);
     if (rc < 0)
         return rc;
@@ -2305,6 +2333,7 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     bind_text(st, 12, n->labels ? n->labels : "");
     sqlite3_bind_int(st, 13, n->retries);
     sqlite3_bind_int64(st, 14, n->retry_delay_ms);
+    bind_text(st, 15, n->spider ? n->spider : "");
     rc = sched_run(s, st, "creating schedule");
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc < 0 ? rc : 0);
@@ -2749,4 +2778,212 @@ int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
         return rc;
     }
     return op_end(s, step_done(s, st, "storing a hook's cursor", hook));
+}
+
+/* ---- Spiders ---- */
+
+#define SPIDER_COLS "name, version, sha256, size, files, unpacked, created_ms"
+
+static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
+{
+    memset(r, 0, sizeof(*r));
+    copy_column(r->name, sizeof(r->name), st, 0);
+    r->version = (uint32_t)sqlite3_column_int64(st, 1);
+    copy_column(r->sha256, sizeof(r->sha256), st, 2);
+    r->size = column_u64(st, 3);
+    r->files = column_u64(st, 4);
+    r->unpacked = column_u64(st, 5);
+    r->created_ms = sqlite3_column_int64(st, 6);
+}
+
+/* Collects the rows of a prepared SELECT of SPIDER_COLS (finalized here), then calls cb for each
+ * until it returns non-zero. Returns the number of rows, or a negative errno (cb's too). */
+static int spider_rows(struct store *s, sqlite3_stmt *st,
+                       int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
+{
+    struct spider_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int src, rc = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct spider_row *p = realloc(rows, ncap * sizeof(*rows));
+            if (!p) {
+                log_error("store: out of memory listing spiders");
+                rc = -ENOMEM;
+                break;
+            }
+            rows = p;
+            cap = ncap;
+        }
+        spider_from_stmt(st, &rows[n++]);
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "listing spiders", "spiders");
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb ? cb(ctx, &rows[i]) : 0;
+    free(rows);
+    return rc == 0 ? (int)(n > INT32_MAX ? INT32_MAX : n) : rc;
+}
+
+int store_spider_list(struct store *s, const char *name, uint32_t version,
+                      int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (name && !spider_name_valid(name))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    /* Every spider's latest version, or the versions of one (all, or the one named). */
+    rc = sched_prepare(s,
+                       name ? "SELECT " SPIDER_COLS " FROM spiders WHERE name = ?1"
+                              " AND (?2 = 0 OR version = ?2) ORDER BY version"
+                            : "SELECT " SPIDER_COLS " FROM spiders AS a WHERE version ="
+                              " (SELECT MAX(version) FROM spiders WHERE name = a.name)"
+                              " ORDER BY name",
+                       &st);
+    if (rc < 0)
+        return rc;
+    if (name) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, version);
+    }
+    return spider_rows(s, st, cb, ctx);
+}
+
+static int copy_spider(void *ctx, const struct spider_row *r)
+{
+    *(struct spider_row *)ctx = *r;
+    return 0;
+}
+
+int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_name_valid(name))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "SELECT " SPIDER_COLS " FROM spiders WHERE name = ?1"
+                       " AND (?2 = 0 OR version = ?2) ORDER BY version DESC LIMIT 1",
+                       &st);
+    if (rc < 0)
+        return rc;
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, version);
+    rc = spider_rows(s, st, copy_spider, out);
+    return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+}
+
+int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
+                     uint32_t *version_out)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!r || !spider_name_valid(r->name) || !spider_sha256_valid(r->sha256))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "INSERT INTO spiders (" SPIDER_COLS ")"
+                       " SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6"
+                       " FROM spiders WHERE name = ?1 RETURNING version",
+                       &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    bind_text(st, 1, r->name);
+    bind_text(st, 2, r->sha256);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->size);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)r->files);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)r->unpacked);
+    sqlite3_bind_int64(st, 6, now_ms);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *version_out = (uint32_t)sqlite3_column_int64(st, 0);
+        src = sqlite3_step(st);
+    }
+    rc = src == SQLITE_DONE ? 0 : db_fail(s, src, "adding a spider version", r->name);
+    sqlite3_finalize(st);
+    return op_end(s, rc);
+}
+
+int store_spider_task_using(struct store *s, const char *name, uint32_t version,
+                            char id[TASK_ID_LEN + 1], enum task_status *status)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_name_valid(name) || version == 0)
+        return -EINVAL;
+    char ref[LIMIT_SPIDER_NAME_MAX + 12];
+    snprintf(ref, sizeof(ref), "%s@%u", name, version);
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "SELECT id, status FROM tasks WHERE spider = ?1"
+                       " AND status NOT IN " ENDED_STATUSES " LIMIT 1",
+                       &st);
+    if (rc < 0)
+        return rc;
+    bind_text(st, 1, ref);
+    int src = sqlite3_step(st);
+    rc = 0;
+    if (src == SQLITE_ROW) {
+        copy_column(id, TASK_ID_LEN + 1, st, 0);
+        rc = task_status_parse((const char *)sqlite3_column_text(st, 1), status) == 0 ? 1 : -EIO;
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(s, src, "looking for the tasks of a spider", ref);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_spider_remove(struct store *s, const char *name, uint32_t version)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_name_valid(name))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
+    if (rc < 0)
+        return rc;
+    rc = op_begin(s);
+    if (rc < 0) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, version);
+    rc = sched_run(s, st, "removing a spider");
+    return op_end(s, rc < 0 ? rc : rc == 0 ? -ENOENT : 0);
+}
+
+int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    if (!spider_sha256_valid(sha256))
+        return -EINVAL;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s, "SELECT 1 FROM spiders WHERE sha256 = ?1 LIMIT 1", &st);
+    if (rc < 0)
+        return rc;
+    bind_text(st, 1, sha256);
+    int src = sqlite3_step(st);
+    *used = src == SQLITE_ROW;
+    rc = src == SQLITE_ROW || src == SQLITE_DONE ? 0
+                                                 : db_fail(s, src, "looking a spider up", sha256);
+    sqlite3_finalize(st);
+    return rc;
 }

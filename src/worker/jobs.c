@@ -13,6 +13,7 @@
 
 #include "entity/response.pb-c.h"
 #include "core/fence.h"
+#include "core/spider.h"
 #include "core/task.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
@@ -21,6 +22,7 @@
 #include "services/task_service.pb-c.h"
 #include "worker/contain.h"
 #include "worker/runner.h"
+#include "worker/spiders.h"
 #include "worker/uploader.h"
 
 #define UNARY_TIMEOUT_MS 5000
@@ -56,6 +58,9 @@ struct job {
     char error[256];
     bool report_pending, reported;
     bool uploaded; /* the uploader is done: all output stored, or refused for good */
+    /* Its spider (worker/spiders.h): being copied into its directory, copied; its directory
+     * holds a spider's files, and goes with the task. */
+    bool preparing, spider_ready, in_spider;
 };
 
 struct jobs {
@@ -68,6 +73,7 @@ struct jobs {
     char *spool_dir; /* <data_dir>/spool: output waiting for the master, past what memory keeps */
     char *node_key;
     struct contain *contain; /* finds every process of a task (worker/contain.h) */
+    struct spiders *spiders; /* the spider cache and the tasks' copies (worker/spiders.h) */
     struct job *list;
     int running;  /* processes alive */
     int claiming; /* tasks whose claim is out: each will take a runner */
@@ -90,6 +96,7 @@ static void send_report(struct job *job);
 static void maybe_final(struct job *job);
 static void send_claim(struct job *job);
 static void spawn_job(struct job *job);
+static struct job *find_job(struct jobs *j, const char *id);
 
 struct call_ctx {
     struct jobs *j;
@@ -150,10 +157,14 @@ static void job_remove(struct job *job)
     uploader_destroy(job->up);
     if (job->proc)
         runner_free(job->proc);
-    /* The task's directory goes when the task leaves nothing in it. */
+    /* The task's directory goes when the task leaves nothing in it, or, holding a copy of a
+     * spider, with all in it. */
     char path[4096];
     snprintf(path, sizeof(path), "%s/tasks/%s", j->data_dir, job->id);
-    rmdir(path);
+    if (job->in_spider)
+        spiders_discard(j->spiders, path);
+    else
+        rmdir(path);
     snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
     unlink(path);
     free(job);
@@ -622,17 +633,71 @@ static void start_job(struct jobs *j, Grpc__TaskServiceFetchTaskResponse *m)
     send_claim(job);
 }
 
-/* Starts the task's process. A task that cannot even start ends as error right away. */
-static void spawn_job(struct job *job)
+/* A task that cannot even start ends as error right away. */
+static void fail_start(struct job *job, const char *why)
 {
     struct jobs *j = job->owner;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
-    job->phase = PHASE_RUNNING;
+    protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+    job->fetched = NULL;
+    job->phase = PHASE_FINAL;
+    job->status = TASK_ERROR;
+    job->exit_code = -1;
+    snprintf(job->error, sizeof(job->error), "cannot start: %s", why);
+    send_report(job);
+}
+
+static void on_spider_ready(void *ctx, const char *task_id, int rc, const char *why)
+{
+    struct jobs *j = ctx;
+    struct job *job = find_job(j, task_id);
+    if (!job || !job->preparing) {
+        /* taken back meanwhile: its copy goes */
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/tasks/%s", j->data_dir, task_id);
+        spiders_discard(j->spiders, path);
+        return;
+    }
+    job->preparing = false;
+    if (rc < 0) {
+        log_warn("task %s: %s", task_id, why);
+        fail_start(job, why);
+        return;
+    }
+    job->spider_ready = true;
+    spawn_job(job);
+}
+
+/* The task's spider into its working directory first (still claiming: it holds its runner). */
+static void prepare_spider(struct job *job, const Grpc__TaskSpec *spec, const char *workdir)
+{
+    struct jobs *j = job->owner;
+    if (!spider_sha256_valid(spec->spider_sha256)) {
+        fail_start(job, "the spider's sha256 is not " RULE_SPIDER_SHA256);
+        return;
+    }
+    job->preparing = job->in_spider = true;
+    log_info("task %s: preparing spider %s (%.12s)", job->id, spec->spider, spec->spider_sha256);
+    spiders_prepare(j->spiders, spec->spider_sha256, job->id, workdir, on_spider_ready, j);
+}
+
+/* Starts the task's process, in a copy of its spider when it has one. */
+static void spawn_job(struct job *job)
+{
+    struct jobs *j = job->owner;
     const Grpc__TaskSpec *spec = job->fetched->task;
     const char *id = job->id;
     char workdir[4096];
     snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
+    if (spec && *spec->spider_sha256 && !job->spider_ready) {
+        if (!job->preparing)
+            prepare_spider(job, spec, workdir);
+        return;
+    }
+    if (job->phase == PHASE_CLAIMING)
+        j->claiming--;
+    job->phase = PHASE_RUNNING;
     size_t n_env = spec ? spec->n_env : 0;
     char **env = calloc(n_env + 1, sizeof(*env));
     for (size_t i = 0; env && i < n_env; i++) {
@@ -658,14 +723,7 @@ static void spawn_job(struct job *job)
         free(env[i]);
     free(env);
     if (rc < 0) {
-        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
-        job->fetched = NULL;
-        job->phase = PHASE_FINAL;
-        job->status = TASK_ERROR;
-        job->exit_code = -1;
-        snprintf(job->error, sizeof(job->error), "cannot start: %s",
-                 rc == -EINVAL ? "no command" : strerror(-rc));
-        send_report(job);
+        fail_start(job, rc == -EINVAL ? "no command" : strerror(-rc));
         return;
     }
     j->running++;
@@ -991,6 +1049,10 @@ int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs 
     char scope[sizeof("crawlab-node-") + LIMIT_NODE_KEY_MAX];
     snprintf(scope, sizeof(scope), "crawlab-node-%s", opts->node_key);
     int rc = contain_create(scope, opts->containment, opts->task_max_pids, &j->contain);
+    const struct spiders_opts spiders_opts = {.data_dir = opts->data_dir,
+                                              .cache_bytes = opts->spider_cache_bytes};
+    if (rc == 0)
+        rc = spiders_create(loop, &spiders_opts, &j->spiders);
     if (rc < 0) {
         jobs_destroy(j);
         return rc;
@@ -1010,6 +1072,7 @@ int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs 
 void jobs_attach(struct jobs *j, struct session *sess)
 {
     j->sess = sess;
+    spiders_attach(j->spiders, sess);
     recover(j);
 }
 
@@ -1035,6 +1098,7 @@ void jobs_destroy(struct jobs *j)
         uploader_destroy(job->up);
         free(job);
     }
+    spiders_destroy(j->spiders);
     contain_destroy(j->contain);
     free(j->data_dir);
     free(j->spool_dir);

@@ -30,6 +30,7 @@ struct jobs_opts {
     uint64_t spool_max_bytes;      /* disk for output the master has not acknowledged, all tasks */
     enum contain_mode containment; /* how a task's processes are kept together (contain.h) */
     int task_max_pids;             /* > 0: processes and threads one task may have */
+    uint64_t spider_cache_bytes;   /* unpacked spiders kept (worker/spiders.h) */
 };
 
 /* Returns 0, -ENOMEM, or the error of setting up containment (worker/contain.h). */

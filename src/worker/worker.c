@@ -170,6 +170,7 @@ int worker_main(const struct config *cfg, const char *auth_key, struct tls_clien
                        : cfg->task_containment == CONFIG_CONTAIN_SUBREAPER ? CONTAIN_SUBREAPER
                                                                            : CONTAIN_AUTO,
         .task_max_pids = cfg->task_max_pids,
+        .spider_cache_bytes = cfg->spider_cache_bytes,
     };
     if ((rc = jobs_create(w.loop, &jobs_opts, &w.jobs)) == 0) {
         id.containment = jobs_containment(w.jobs);

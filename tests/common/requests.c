@@ -2,6 +2,7 @@
 
 #include "services/admin_service.pb-c.h"
 #include "services/node_service.pb-c.h"
+#include "services/spider_service.pb-c.h"
 #include "services/task_service.pb-c.h"
 
 const ProtobufCMessageDescriptor *const request_types[] = {
@@ -24,6 +25,9 @@ const ProtobufCMessageDescriptor *const request_types[] = {
     &grpc__admin_purge_tasks_request__descriptor,
     &grpc__admin_node_request__descriptor,
     &grpc__admin_events_request__descriptor,
+    &grpc__admin_push_spider_request__descriptor,
+    &grpc__admin_spider_request__descriptor,
+    &grpc__spider_fetch_request__descriptor,
 };
 
 const size_t n_request_types = sizeof(request_types) / sizeof(request_types[0]);

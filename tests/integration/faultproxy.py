@@ -7,6 +7,7 @@ faults between a worker and its master. Python 3 standard library only.
     p.blackhole()    # accept, read and discard, never forward nor answer; existing ones go silent
     p.drop_replies() # forward what the client sends, discard what the target answers
     p.delay(200)     # hold every chunk 200 ms before forwarding it
+    p.cut_after("down", 1 << 20)  # once: reset the first connection that passes 1 MiB more
     p.pass_()        # forward everything again (new connections; see below for old ones)
     p.stats()        # counters: connections, refusals, resets, faults by kind, bytes
     p.close()
@@ -27,6 +28,11 @@ Modes, precisely:
   the target's bytes are discarded. Such connections stay one-way silent for good.
 - delay(ms): every chunk read after the switch is forwarded ms milliseconds after it was read,
   in order (in each direction). Existing and new connections alike.
+
+- cut_after(direction, n): in any mode, a one-shot trigger: the first connection that forwards n
+  more bytes in that direction ("up": client to target, "down": target to client) from the moment
+  it is set is reset on both sides as by cut, with whatever of its last chunk passed the mark
+  dropped; the trigger is then spent (counted as cut_after). Other connections are untouched.
 
 Everything runs on one selector thread with non-blocking sockets, so that a reset is performed
 by the thread that owns the socket (a close from another thread would not interrupt a blocked
@@ -89,6 +95,8 @@ class _Conn:
         self.connecting = False
         self.silent_up = False      # client -> target bytes are discarded
         self.silent_down = False    # target -> client bytes are discarded
+        self.moved = {"up": 0, "down": 0}  # bytes forwarded since the cut_after trigger was set
+        self.moved_gen = 0          # ... the trigger of that number
 
     def sides(self):
         return [s for s in (self.client, self.target) if s is not None]
@@ -117,6 +125,8 @@ class FaultProxy:
         self.counts = collections.Counter()   # see stats()
         self.faults = collections.Counter()   # switches into a fault mode, by mode
         self.port = None
+        self._cut_after = None  # (direction, bytes) of the armed one-shot trigger
+        self._cut_gen = 0       # how many times it was armed
 
     # ---- life
 
@@ -186,6 +196,14 @@ class FaultProxy:
 
     def delay(self, ms):
         self.set_mode(DELAY, ms)
+
+    def cut_after(self, direction, nbytes):
+        """Arms the one-shot trigger (see the module's text); returns at once."""
+        if direction not in ("up", "down"):
+            raise ValueError("direction: up or down")
+        with self._lock:
+            self._cut_gen += 1
+            self._cut_after = (direction, nbytes)
 
     def stats(self):
         """A snapshot: accepted (connections accepted), active (open now), refused (reset at
@@ -443,6 +461,10 @@ class FaultProxy:
         if self._silent_from(conn, side) or other is None or other.closed:
             self._count("discarded", len(data))
             return
+        if self._trips(conn, "up" if side is conn.client else "down", len(data)):
+            self._count("cut_after")
+            self._reset_conn(conn, count=False)
+            return
         delay = self._delay
         if delay > 0:
             self._count("delayed_chunks")
@@ -451,6 +473,20 @@ class FaultProxy:
         if delay <= 0:
             self._write(conn, other)
         self._update_interest(conn)
+
+    def _trips(self, conn, direction, n):
+        """Counts n bytes forwarded in direction; True (and the trigger spent) when they pass
+        the armed mark."""
+        with self._lock:
+            if conn.moved_gen != self._cut_gen:
+                conn.moved = {"up": 0, "down": 0}
+                conn.moved_gen = self._cut_gen
+            conn.moved[direction] += n
+            armed = self._cut_after
+            if armed is None or armed[0] != direction or conn.moved[direction] < armed[1]:
+                return False
+            self._cut_after = None
+            return True
 
     def _on_writable(self, conn, side):
         if side is conn.target and conn.connecting:

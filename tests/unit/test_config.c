@@ -1456,6 +1456,44 @@ START_TEST(test_bad_schedule_command_lines_are_refused)
 }
 END_TEST
 
+/* ---- spider ---- */
+
+START_TEST(test_spider_command_lines)
+{
+    ck_assert_int_eq(parse("spider", "push", "./quotes", "--name=quotes", NULL), 0);
+    ck_assert_int_eq(cfg.command, CMD_SPIDER);
+    ck_assert_str_eq(cfg.spider_action, "push");
+    ck_assert_str_eq(cfg.spider_dir, "./quotes");
+    ck_assert_str_eq(cfg.spider_ref, "quotes");
+    ck_assert_int_eq(parse("spider", "show", "quotes@4", NULL), 0);
+    ck_assert_str_eq(cfg.spider_ref, "quotes@4");
+    ck_assert_int_eq(parse("spider", "list", NULL), 0);
+    ck_assert_ptr_null(cfg.spider_ref);
+    ck_assert_int_eq(parse("submit", "--spider=quotes@2", "--", "ls", NULL), 0);
+    ck_assert_str_eq(cfg.spider_ref, "quotes@2");
+    ck_assert_int_eq(parse("--role=master", "--spider-max-bytes=1G", "--spider-max-files=50", NULL),
+                     0);
+    ck_assert_uint_eq(cfg.spider_max_bytes, UINT64_C(1) << 30);
+    ck_assert_int_eq(cfg.spider_max_files, 50);
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_uint_eq(cfg.spider_cache_bytes, UINT64_C(2) << 30);
+
+    expect_error(parse("spider", "push", "--name=quotes", NULL), "needs the spider's DIR", NULL);
+    expect_error(parse("spider", "push", "d", NULL), "needs '--name'", NULL);
+    expect_error(parse("spider", "push", "d", "--name=a/b", NULL), "--name", "letters, digits");
+    expect_error(parse("spider", "show", NULL), "needs NAME or NAME@VERSION", NULL);
+    expect_error(parse("spider", "rm", "q@0", NULL), "NAME[@VERSION]", NULL);
+    expect_error(parse("spider", "list", "q@1", NULL), "NAME: expected", NULL);
+    expect_error(parse("spider", "list", "--name=q", NULL), "those are for 'spider push'", NULL);
+    expect_error(parse("spider", "get", NULL), "unknown sub-command 'spider get'", NULL);
+    expect_error(parse("submit", "--spider=a b", "--", "ls", NULL), "--spider", NULL);
+    ck_assert_int_eq(parse("schedule", "add", "--spider=q", "@daily", "--", "ls", NULL), 0);
+    ck_assert_str_eq(cfg.spider_ref, "q");
+    expect_error(parse("schedule", "list", "--spider=q", NULL), "task options", NULL);
+    expect_error(parse("--role=master", "--spider-max-bytes=5G", NULL), "at most 4G", NULL);
+}
+END_TEST
+
 /* ---- Paging, short ids and retention ---- */
 
 START_TEST(test_task_id_prefix_of_six_digits_or_more)
@@ -1693,6 +1731,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
     tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
     tcase_add_test(tc, test_task_restart_takes_one_task_id);
+    tcase_add_test(tc, test_spider_command_lines);
     tcase_add_test(tc, test_task_id_prefix_of_six_digits_or_more);
     tcase_add_test(tc, test_retention_is_a_master_duration);
     tcase_add_test(tc, test_tasks_limit_and_before);

@@ -69,9 +69,9 @@ static void reopen(void)
 
 /*
  * Closes the store and makes its database what schema `version` left: drops what each later
- * version added (7: the event tables; 6: retries, links and the ascending priority index;
- * 5: labels and node states; 4: the schedule tables; 3: the purge index and journal;
- * 2: tasks.epoch).
+ * version added (8: the spiders table and the tasks' spider columns; 7: the event tables;
+ * 6: retries, links and the ascending priority index; 5: labels and node states; 4: the schedule
+ * tables; 3: the purge index and journal; 2: tasks.epoch).
  */
 static void make_schema(int version)
 {
@@ -79,8 +79,13 @@ static void make_schema(int version)
     st = NULL;
     char path[256], sql[2048];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s PRAGMA user_version = %d;",
-             version < 7 ? "DROP TABLE events; DROP TABLE event_cursors;" : "",
+    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s%s PRAGMA user_version = %d;",
+             version < 8 ? "DROP TABLE spiders; DROP INDEX tasks_by_spider;"
+                           " ALTER TABLE schedules DROP COLUMN spider;"
+                           " ALTER TABLE tasks DROP COLUMN spider;"
+                           " ALTER TABLE tasks DROP COLUMN spider_sha256;"
+                         : "",
+             version < 7 ? " DROP TABLE events; DROP TABLE event_cursors;" : "",
              version < 6 ? UNDO_6 : "", version < 5 ? UNDO_5 : "",
              version < 4 ? "DROP TABLE schedule_fires; DROP TABLE schedules;" : "",
              version < 3 ? " DROP INDEX tasks_ended; DROP TABLE purged_logs;" : "",
@@ -1710,11 +1715,11 @@ START_TEST(test_a_schema_2_or_3_database_is_brought_to_the_latest)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    ck_assert_int_eq(user_version(), 7);
+    ck_assert_int_eq(user_version(), 8);
     for (int v = 2; v <= 3; v++) {
         make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
-        ck_assert_int_eq(user_version(), 7);
+        ck_assert_int_eq(user_version(), 8);
         int64_t sid = new_schedule("s", "@daily");
         struct task_new t = {.cmd = "true"};
         char tid[25];
@@ -1736,7 +1741,7 @@ START_TEST(test_a_schema_4_database_gets_labels_and_node_states)
     int64_t sid = new_schedule("s", "@daily");
     make_schema(4);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 7);
+    ck_assert_int_eq(user_version(), 8);
     struct node_row n;
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.labels, "");
@@ -1976,6 +1981,93 @@ START_TEST(test_bad_retries_are_refused)
     t.retry_delay_ms = -1;
     ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
     ck_assert_int_eq(count_tasks(), 0);
+}
+END_TEST
+
+/* ---- Spiders ---- */
+
+static const char SHA_A[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char SHA_B[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+static uint32_t add_spider(const char *name, const char *sha)
+{
+    struct spider_row r = {.size = 10, .files = 2, .unpacked = 20};
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    snprintf(r.sha256, sizeof(r.sha256), "%s", sha);
+    uint32_t v = 0;
+    ck_assert_int_eq(store_spider_add(st, &r, T0, &v), 0);
+    return v;
+}
+
+START_TEST(test_spider_versions_count_up_per_name)
+{
+    ck_assert_uint_eq(add_spider("news", SHA_A), 1);
+    ck_assert_uint_eq(add_spider("news", SHA_B), 2);
+    ck_assert_uint_eq(add_spider("shop", SHA_A), 1);
+    struct spider_row r;
+    ck_assert_int_eq(store_spider_get(st, "news", 0, &r), 0);
+    ck_assert_uint_eq(r.version, 2);
+    ck_assert_str_eq(r.sha256, SHA_B);
+    ck_assert_int_eq(store_spider_get(st, "news", 1, &r), 0);
+    ck_assert_str_eq(r.sha256, SHA_A);
+    ck_assert_uint_eq(r.unpacked, 20);
+    ck_assert_int_eq(store_spider_get(st, "news", 3, &r), -ENOENT);
+    ck_assert_int_eq(store_spider_get(st, "nope", 0, &r), -ENOENT);
+    ck_assert_int_eq(store_spider_list(st, NULL, 0, NULL, NULL), 2);   /* latest of each */
+    ck_assert_int_eq(store_spider_list(st, "news", 0, NULL, NULL), 2); /* every version */
+    ck_assert_int_eq(store_spider_list(st, "news", 2, NULL, NULL), 1);
+
+    /* removing version 1 keeps the numbering: the next is 3 */
+    ck_assert_int_eq(store_spider_remove(st, "news", 1), 0);
+    ck_assert_int_eq(store_spider_remove(st, "news", 1), -ENOENT);
+    bool used;
+    ck_assert_int_eq(store_spider_sha_used(st, SHA_A, &used), 0);
+    ck_assert(used); /* shop@1 */
+    ck_assert_uint_eq(add_spider("news", SHA_A), 3);
+    ck_assert_int_eq(store_spider_remove(st, "news", 0), 0);
+    ck_assert_int_eq(store_spider_sha_used(st, SHA_B, &used), 0);
+    ck_assert(!used);
+    reopen();
+    ck_assert_int_eq(store_spider_list(st, NULL, 0, NULL, NULL), 1);
+}
+END_TEST
+
+START_TEST(test_a_task_keeps_its_spider_and_is_found_by_it)
+{
+    struct task_new t = {.cmd = "ls", .spider = "news@2", .spider_sha256 = SHA_A};
+    char id[TASK_ID_LEN + 1], found[TASK_ID_LEN + 1];
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), 0);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_str_eq(r.spider, "news@2");
+    ck_assert_str_eq(r.spider_sha256, SHA_A);
+    store_task_row_free(&r);
+    enum task_status status;
+    ck_assert_int_eq(store_spider_task_using(st, "news", 2, found, &status), 1);
+    ck_assert_str_eq(found, id);
+    ck_assert_int_eq(status, TASK_PENDING);
+    ck_assert_int_eq(store_spider_task_using(st, "news", 1, found, &status), 0);
+    ck_assert_int_eq(store_task_set_status(st, id, TASK_CANCELLED, 0, STORE_NO_EXIT_CODE, NULL, T0),
+                     0);
+    ck_assert_int_eq(store_spider_task_using(st, "news", 2, found, &status), 0);
+    t.spider_sha256 = "not-a-hash";
+    ck_assert_int_eq(store_task_create(st, &t, T0, id), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_a_schema_7_database_is_brought_to_8)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    make_schema(7);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(user_version(), 8);
+    struct task_row r;
+    get_task(id, &r); /* the old task is there, in no spider */
+    ck_assert_str_eq(r.spider, "");
+    ck_assert_str_eq(r.spider_sha256, "");
+    store_task_row_free(&r);
+    ck_assert_uint_eq(add_spider("news", SHA_A), 1);
 }
 END_TEST
 
@@ -2373,7 +2465,7 @@ START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
     ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
     make_schema(2);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 7);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 8);
     ck_assert(task_exists(id));
     size_t purged;
     bool more;
@@ -2396,7 +2488,7 @@ START_TEST(test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities)
                                 " AND sql LIKE '%priority DESC%'"),
                      1);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 7);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 8);
     ck_assert_int_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name = 'tasks_pending'"
                                 " AND sql LIKE '%priority DESC%'"),
                      0);
@@ -2534,7 +2626,7 @@ START_TEST(test_a_schema_6_database_gets_the_event_tables)
     new_task("t", 0, NULL, T0, id);
     make_schema(6);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 7);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 8);
     ck_assert(task_exists(id));
     int64_t a;
     ck_assert_int_eq(store_event_add(st, T0, "task.finished", NULL, id, NULL, &a), 0);
@@ -2638,6 +2730,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_a_schema_2_or_3_database_is_brought_to_the_latest);
     tcase_add_test(tc, test_a_schema_4_database_gets_labels_and_node_states);
     tcase_add_test(tc, test_fetch_skips_tasks_whose_selector_the_node_does_not_match);
+    tcase_add_test(tc, test_a_schema_7_database_is_brought_to_8);
+    tcase_add_test(tc, test_spider_versions_count_up_per_name);
+    tcase_add_test(tc, test_a_task_keeps_its_spider_and_is_found_by_it);
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);

@@ -838,6 +838,70 @@ START_TEST(test_validate_request_dispatches_on_the_message_type)
 }
 END_TEST
 
+START_TEST(test_spider_requests_and_a_task_spider)
+{
+    static const char sha[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
+    spec.cmd = "true";
+    Grpc__AdminSubmitTaskRequest s = GRPC__ADMIN_SUBMIT_TASK_REQUEST__INIT;
+    s.spec = &spec;
+    spec.spider = "quotes@3";
+    ACCEPTS(validate_submit, &s);
+    spec.spider_sha256 = (char *)sha;
+    ACCEPTS(validate_submit, &s);
+    spec.spider = "quotes@0";
+    REFUSES(validate_submit, &s, -EINVAL);
+    spec.spider = "quotes";
+    spec.spider_sha256 = "../../etc";
+    REFUSES(validate_submit, &s, -EINVAL);
+    spec.spider_sha256 = "";
+    /* a schedule's, by the same rule */
+    Grpc__AdminCreateScheduleRequest c = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
+    c.spec = &spec;
+    c.expr = "@daily";
+    ACCEPTS(validate_create_schedule, &c);
+    spec.spider = "quotes@x";
+    REFUSES(validate_create_schedule, &c, -EINVAL);
+    spec.spider = "quotes";
+
+    Grpc__AdminPushSpiderRequest p = GRPC__ADMIN_PUSH_SPIDER_REQUEST__INIT;
+    ACCEPTS(validate_push_spider, &p); /* a data message with no data: the handler's business */
+    p.name = "quotes";
+    p.sha256 = (char *)sha;
+    p.size = LIMIT_SPIDER_BYTES_MAX;
+    ACCEPTS(validate_push_spider, &p);
+    p.size++;
+    REFUSES(validate_push_spider, &p, -ERANGE);
+    p.size = 1;
+    p.name = "a/b";
+    REFUSES(validate_push_spider, &p, -EINVAL);
+    p.name = "";
+    p.sha256 = "ABC";
+    REFUSES(validate_push_spider, &p, -EINVAL);
+    p.sha256 = "";
+    static uint8_t big[LIMIT_SPIDER_CHUNK + 1];
+    p.data.data = big;
+    p.data.len = LIMIT_SPIDER_CHUNK;
+    ACCEPTS(validate_push_spider, &p);
+    p.data.len++;
+    REFUSES(validate_push_spider, &p, -EMSGSIZE);
+
+    Grpc__AdminSpiderRequest q = GRPC__ADMIN_SPIDER_REQUEST__INIT;
+    ACCEPTS(validate_spider_request, &q);
+    q.ref = "quotes@12";
+    ACCEPTS(validate_spider_request, &q);
+    q.ref = "quotes@";
+    REFUSES(validate_spider_request, &q, -EINVAL);
+
+    Grpc__SpiderFetchRequest f = GRPC__SPIDER_FETCH_REQUEST__INIT;
+    REFUSES(validate_spider_fetch, &f, -EINVAL);
+    f.sha256 = (char *)sha;
+    ACCEPTS(validate_spider_fetch, &f);
+    f.offset = LIMIT_SPIDER_BYTES_MAX + 1;
+    REFUSES(validate_spider_fetch, &f, -ERANGE);
+}
+END_TEST
+
 START_TEST(test_create_schedule_checks_expression_offset_target_and_policies)
 {
     Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
@@ -958,6 +1022,7 @@ static Suite *validate_suite(void)
     tc = tcase_create("dispatch");
     tcase_add_test(tc, test_every_request_type_has_a_validator);
     tcase_add_test(tc, test_create_schedule_checks_expression_offset_target_and_policies);
+    tcase_add_test(tc, test_spider_requests_and_a_task_spider);
     tcase_add_test(tc, test_validate_request_dispatches_on_the_message_type);
     suite_add_tcase(s, tc);
     return s;
