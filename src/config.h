@@ -105,7 +105,7 @@ struct config {
     bool json;    /* nodes, tasks: --json */
     char **nodes; /* submit: --node=KEY|NAME, repeatable, no duplicates */
     size_t n_nodes;
-    bool all_nodes;          /* submit: --all-nodes (excludes --node) */
+    bool all_nodes;          /* submit, schedule add: --all-nodes (excludes --node) */
     int priority;            /* submit: --priority, default 5, 1 (first) .. 10 (last) */
     int retries;             /* submit: --retries, default 0, 0..100 */
     uint64_t retry_delay_ms; /* submit: --retry-delay, default 10 s, at most 24 h */
@@ -133,7 +133,8 @@ struct config {
     char *sched_action;  /* "add", "list", "show", "pause", "resume", "rm" */
     char *sched_expr;    /* add: the expression, checked with cron_parse */
     int64_t sched_id;    /* show, pause, resume, rm: the schedule's id, > 0 */
-    char *sched_tz;      /* add: --tz, a fixed offset; NULL = UTC */
+    char *sched_tz;      /* add: --tz, a fixed offset or a zone name; NULL = UTC */
+    char *zoneinfo_dir;  /* $TZDIR, else CONFIG_ZONEINFO_DIR: where zone names are read */
     char *sched_overlap; /* add: --overlap, NULL = skip */
     char *sched_missed;  /* add: --missed, NULL = run-once */
 
@@ -207,5 +208,20 @@ int config_parse_hostport(const char *s, char **host, int *port);
  * only on success.
  */
 int config_parse_date_ms(const char *s, int64_t *out);
+
+/* ---- Named zones (the one part of this module that reads a file) ---- */
+
+#define CONFIG_ZONEINFO_DIR "/usr/share/zoneinfo" /* when TZDIR is not set */
+
+struct tz_zone;
+
+/*
+ * The zone name (core/tz.h, tz_name_valid) read from dir/name and parsed (tz_parse): 0 with *out
+ * (free it with tz_free); else a negative errno (-EINVAL: not a zone name, or not a valid TZif
+ * file; -ENOENT: no such file, also when dir itself is missing) and one line in why naming the
+ * zone and the file. Blocks on reading one small file; any thread.
+ */
+int config_zone_load(const char *dir, const char *name, struct tz_zone **out, char *why,
+                     size_t why_len);
 
 #endif
