@@ -12,8 +12,9 @@
  *   zone.c     a named zone's file, read and parsed (config_zone_load): the one file that reads
  *
  * Like the public functions, everything here keeps no global state, may run on any thread and
- * never blocks, but for zone.c, which reads one small file. Functions that can fail return 0 or a negative errno; those taking a struct
- * config_parser have written its error message when they return -EINVAL or -ENOMEM.
+ * never blocks, but for zone.c, which reads one small file. Functions that can fail return 0 or a
+ * negative errno; those taking a struct config_parser have written its error message when they
+ * return -EINVAL or -ENOMEM.
  */
 #ifndef CRAWLAB_CONFIG_INTERNAL_H
 #define CRAWLAB_CONFIG_INTERNAL_H

@@ -592,8 +592,7 @@ const struct config_option config_options[OPT_COUNT] = {
                        "Run the task once on every online, enabled node (with --label: every "
                        "one that has the labels); schedule add: at each fire, the nodes of "
                        "that moment.",
-                       NULL, .set = set_flag,
-                       .at = AT(all_nodes)},
+                       NULL, .set = set_flag, .at = AT(all_nodes)},
     [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                       "Queue priority as Crawlab has it, " RULE_PRIORITY ": lower numbers run "
                       "first.",

@@ -26,13 +26,13 @@ struct tz_rule {
 };
 
 struct tz_zone {
-    size_t n;              /* transitions */
-    int64_t *at;           /* ascending instants */
-    int32_t *off;          /* off[i]: the offset from at[i] on */
-    int32_t first_off;     /* before at[0] (the first local time type) */
-    int32_t off_max;       /* tz_offset_max */
-    bool has_rule;         /* the footer gives the offset after at[n - 1] */
-    struct tz_rule rule;   /* when has_rule */
+    size_t n;            /* transitions */
+    int64_t *at;         /* ascending instants */
+    int32_t *off;        /* off[i]: the offset from at[i] on */
+    int32_t first_off;   /* before at[0] (the first local time type) */
+    int32_t off_max;     /* tz_offset_max */
+    bool has_rule;       /* the footer gives the offset after at[n - 1] */
+    struct tz_rule rule; /* when has_rule */
 };
 
 bool tz_name_valid(const char *name)

@@ -19,9 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TZ_NAME_MAX  64           /* bytes of a zone name ("America/Argentina/ComodRivadavia") */
-#define TZ_FILE_MAX  (256 * 1024) /* bytes of a TZif file read for a zone (the largest are ~4 KiB) */
-#define TZ_NO_CHANGE INT64_MAX    /* tz_lookup: no transition follows */
+/* Bytes of a zone name ("America/Argentina/ComodRivadavia" is 32). */
+#define TZ_NAME_MAX 64
+/* Bytes of a TZif file read for a zone (the largest real ones are a few KiB). */
+#define TZ_FILE_MAX  (256 * 1024)
+#define TZ_NO_CHANGE INT64_MAX /* tz_lookup: no transition follows */
 
 struct tz_zone;
 

@@ -397,8 +397,9 @@ struct schedule_new {
     int missed;           /* enum cron_missed */
     int retries;          /* carried into each fire's task */
     int64_t retry_delay_ms;
-    const char *tz_name;  /* a zone name (core/tz.h) the fields are read in; NULL or "" = tz_offset */
-    bool all_nodes;       /* each fire makes a task on every node that takes it (not with node_key) */
+    const char
+        *tz_name;   /* a zone name (core/tz.h) the fields are read in; NULL or "" = tz_offset */
+    bool all_nodes; /* each fire makes a task on every node that takes it (not with node_key) */
 };
 
 /* A schedule as stored. expr, cmd, env_json and labels are heap strings owned by the row: release
@@ -455,8 +456,7 @@ int store_schedule_delete(struct store *s, int64_t id);
  * -EINVAL.
  */
 int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
-                        size_t n, bool per_node, int64_t now_ms,
-                        char (*ids_out)[TASK_ID_LEN + 1]);
+                        size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1]);
 
 /* Calls cb with each task of the latest fire of schedule id that made tasks (none when it has
  * made none). Collects first. */

@@ -2263,7 +2263,8 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
         !optional_line(n->name, LIMIT_NAME_MAX) ||
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
         (n->labels && !labels_text_valid(n->labels)) || !retries_valid(n->retries) ||
-        !retry_delay_valid(n->retry_delay_ms) || (n->tz_name && *n->tz_name && !tz_name_valid(n->tz_name)) ||
+        !retry_delay_valid(n->retry_delay_ms) ||
+        (n->tz_name && *n->tz_name && !tz_name_valid(n->tz_name)) ||
         (n->all_nodes && n->node_key && *n->node_key) || !id_out)
         return -EINVAL;
     sqlite3_stmt *st;
@@ -2442,7 +2443,8 @@ static int fire_lookup(struct store *s, int64_t id, int64_t fire_s, char id_out[
 {
     sqlite3_stmt *st;
     int rc = sched_prepare(
-        s, "SELECT task_id FROM schedule_fires WHERE schedule_id = ?1 AND fire_s = ?2 LIMIT 1", &st);
+        s, "SELECT task_id FROM schedule_fires WHERE schedule_id = ?1 AND fire_s = ?2 LIMIT 1",
+        &st);
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -2480,8 +2482,7 @@ static int fire_one(struct store *s, int64_t id, int64_t fire_s, const char *nod
 }
 
 int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
-                        size_t n, bool per_node, int64_t now_ms,
-                        char (*ids_out)[TASK_ID_LEN + 1])
+                        size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
 {
     int rc = enter(s, __func__);
     if (rc < 0)
@@ -2529,7 +2530,7 @@ int store_schedule_last_tasks(struct store *s, int64_t id,
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    char (*ids)[TASK_ID_LEN + 1] = NULL;
+    char(*ids)[TASK_ID_LEN + 1] = NULL;
     size_t n = 0, cap = 0;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {

@@ -1479,8 +1479,8 @@ START_TEST(test_schedule_zones_are_read_where_the_client_has_them)
     fputs("TZif2 but nothing else", f);
     fclose(f);
     env_set("TZDIR", dir);
-    expect_error(parse("schedule", "add", "--tz=Bad", "@daily", "--", "true", NULL), "--tz: zone Bad",
-                 "not a valid zone file");
+    expect_error(parse("schedule", "add", "--tz=Bad", "@daily", "--", "true", NULL),
+                 "--tz: zone Bad", "not a valid zone file");
     unlink(path);
     rmdir(dir);
     /* the directory is gone: nothing to check against here, the master reads its own */

@@ -77,9 +77,9 @@ static void reopen(void)
 
 /*
  * Closes the store and makes its database what schema `version` left: drops what each later
- * version added (7: schedule zones, all-nodes fires; 6: retries, links and the ascending priority index; 5: labels and node states;
- * 4: the schedule tables;
- * 3: the purge index and journal; 2: tasks.epoch).
+ * version added (7: schedule zones, all-nodes fires; 6: retries, links and the ascending priority
+ * index; 5: labels and node states; 4: the schedule tables; 3: the purge index and journal; 2:
+ * tasks.epoch).
  */
 static void make_schema(int version)
 {
@@ -87,9 +87,8 @@ static void make_schema(int version)
     st = NULL;
     char path[256], sql[2048];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s PRAGMA user_version = %d;",
-             version < 7 ? UNDO_7 : "", version < 6 ? UNDO_6 : "",
-             version < 5 ? UNDO_5 : "",
+    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s PRAGMA user_version = %d;", version < 7 ? UNDO_7 : "",
+             version < 6 ? UNDO_6 : "", version < 5 ? UNDO_5 : "",
              version < 4 ? "DROP TABLE schedule_fires; DROP TABLE schedules;" : "",
              version < 3 ? " DROP INDEX tasks_ended; DROP TABLE purged_logs;" : "",
              version < 2 ? " ALTER TABLE tasks DROP COLUMN epoch;" : "", version);
@@ -1717,8 +1716,8 @@ static int collect_task_id(void *ctx, const char *task_id)
  * again makes none; the last fire's tasks are all of them. */
 START_TEST(test_an_all_nodes_fire_makes_its_tasks_at_once_and_once)
 {
-    struct schedule_new n = {.expr = "@every 1s", .cmd = "true", .all_nodes = true,
-                             .tz_name = "Europe/Berlin"};
+    struct schedule_new n = {
+        .expr = "@every 1s", .cmd = "true", .all_nodes = true, .tz_name = "Europe/Berlin"};
     int64_t sid;
     ck_assert_int_eq(store_schedule_create(st, &n, T0, &sid), 0);
     struct task_new t[2] = {{.cmd = "true", .node_key = "node-a"},

@@ -132,8 +132,7 @@ START_TEST(berlin_gap_and_fold)
     ck_assert_int_eq(cron_next(&e, utc(2026, 10, 25, 1, 10)), utc(2026, 10, 26, 1, 30));
     /* the last fire up to a time in the second pass is the first 02:30, once */
     ck_assert_int_eq(cron_last_between(&e, 0, utc(2026, 10, 25, 1, 45)), utc(2026, 10, 25, 0, 30));
-    ck_assert_int_eq(cron_last_between(&e, utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 45)),
-                     -1);
+    ck_assert_int_eq(cron_last_between(&e, utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 45)), -1);
     ck_assert_int_eq(cron_last_between(&e, 0, utc(2026, 3, 29, 1, 5)), utc(2026, 3, 29, 1, 0));
 
     /* every half hour across the gap: 01:30, then 03:00 once (02:00 and 02:30 skipped into it) */
