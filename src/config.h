@@ -1,10 +1,11 @@
 /*
  * Command line and environment -> struct config, for every crawlab-node command.
  *
- * The module is pure: it reads only the argv and the getenv function it is given, and writes
- * only to the FILE * handed to config_usage(). It keeps no global state, so any thread may call
- * it, and nothing in it blocks. It lives in src/config/ (config/internal.h says which file does
- * what); this header is its only public one.
+ * The module is pure but for one file: it reads only the argv and the getenv function it is given,
+ * and the zone file that `schedule add --tz=Area/City` names (config_zone_load: one small read,
+ * the only blocking here), and writes only to the FILE * handed to config_usage(). It keeps no
+ * global state, so any thread may call it. It lives in src/config/ (config/internal.h says which
+ * file does what); this header is its only public one.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
  * tasks, logs, results, cancel, and "cert init" / "cert issue" / "tasks purge" / "task restart",
