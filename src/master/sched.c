@@ -101,8 +101,6 @@ int64_t sched_next_fire(struct sched *sc, const struct schedule_row *r, int64_t 
     return next;
 }
 
-/* Whether a task of the schedule's last fire still occupies it (the overlap policy applies to
- * the fire as a whole: for an all-nodes schedule, any of its tasks). With cancel, cancels them. */
 struct sched_busy {
     struct sched *sc;
     const struct schedule_row *r;
@@ -128,6 +126,9 @@ static int sched_busy_task(void *ctx, const char *task_id)
     return 0;
 }
 
+/* Whether a task of the schedule's last fire that made tasks still occupies it (the overlap
+ * policy applies to the fire as a whole: for an all-nodes schedule, any of its tasks); with
+ * cancel, those tasks are cancelled (tasks_cancel). */
 static bool sched_busy(struct sched *sc, const struct schedule_row *r, bool cancel)
 {
     struct sched_busy b = {.sc = sc, .r = r, .cancel = cancel};
@@ -155,9 +156,9 @@ static void sched_fire(struct sched *sc, const struct schedule_row *r, int64_t f
         sched_skip(sc, r, fire_s, "missed while the master was down (--missed=skip)");
         return;
     }
-    if (r->overlap != CRON_OVERLAP_ALLOW &&
-        sched_busy(sc, r, r->overlap == CRON_OVERLAP_CANCEL_PREVIOUS) &&
-        r->overlap == CRON_OVERLAP_SKIP) {
+    bool busy = r->overlap != CRON_OVERLAP_ALLOW &&
+                sched_busy(sc, r, r->overlap == CRON_OVERLAP_CANCEL_PREVIOUS);
+    if (busy && r->overlap == CRON_OVERLAP_SKIP) {
         sched_skip(sc, r, fire_s, "the previous task has not ended (--overlap=skip)");
         return;
     }
