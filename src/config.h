@@ -1,10 +1,11 @@
 /*
  * Command line and environment -> struct config, for every crawlab-node command.
  *
- * The module is pure: it reads only the argv and the getenv function it is given, and writes
- * only to the FILE * handed to config_usage(). It keeps no global state, so any thread may call
- * it, and nothing in it blocks. It lives in src/config/ (config/internal.h says which file does
- * what); this header is its only public one.
+ * The module is pure but for one file: it reads only the argv and the getenv function it is given,
+ * and the zone file that `schedule add --tz=Area/City` names (config_zone_load: one small read,
+ * the only blocking here), and writes only to the FILE * handed to config_usage(). It keeps no
+ * global state, so any thread may call it. It lives in src/config/ (config/internal.h says which
+ * file does what); this header is its only public one.
  *
  * The first argument selects a client command when it does not start with '-' (nodes, submit,
  * tasks, logs, results, cancel, and "cert init" / "cert issue" / "tasks purge" / "task restart",
@@ -113,7 +114,7 @@ struct config {
     bool json;    /* nodes, tasks: --json */
     char **nodes; /* submit: --node=KEY|NAME, repeatable, no duplicates */
     size_t n_nodes;
-    bool all_nodes;          /* submit: --all-nodes (excludes --node) */
+    bool all_nodes;          /* submit, schedule add: --all-nodes (excludes --node) */
     int priority;            /* submit: --priority, default 5, 1 (first) .. 10 (last) */
     int retries;             /* submit: --retries, default 0, 0..100 */
     uint64_t retry_delay_ms; /* submit: --retry-delay, default 10 s, at most 24 h */
@@ -142,7 +143,8 @@ struct config {
     char *sched_action;  /* "add", "list", "show", "pause", "resume", "rm" */
     char *sched_expr;    /* add: the expression, checked with cron_parse */
     int64_t sched_id;    /* show, pause, resume, rm: the schedule's id, > 0 */
-    char *sched_tz;      /* add: --tz, a fixed offset; NULL = UTC */
+    char *sched_tz;      /* add: --tz, a fixed offset or a zone name; NULL = UTC */
+    char *zoneinfo_dir;  /* $TZDIR, else CONFIG_ZONEINFO_DIR: where zone names are read */
     char *sched_overlap; /* add: --overlap, NULL = skip */
     char *sched_missed;  /* add: --missed, NULL = run-once */
 
@@ -222,5 +224,20 @@ int config_parse_hostport(const char *s, char **host, int *port);
  * only on success.
  */
 int config_parse_date_ms(const char *s, int64_t *out);
+
+/* ---- Named zones (the one part of this module that reads a file) ---- */
+
+#define CONFIG_ZONEINFO_DIR "/usr/share/zoneinfo" /* when TZDIR is not set */
+
+struct tz_zone;
+
+/*
+ * The zone name (core/tz.h, tz_name_valid) read from dir/name and parsed (tz_parse): 0 with *out
+ * (free it with tz_free); else a negative errno (-EINVAL: not a zone name, or not a valid TZif
+ * file; -ENOENT: no such file, also when dir itself is missing) and one line in why naming the
+ * zone and the file. Blocks on reading one small file; any thread.
+ */
+int config_zone_load(const char *dir, const char *name, struct tz_zone **out, char *why,
+                     size_t why_len);
 
 #endif

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "cli/commands.h"
 #include "cli/conn.h"
+#include "core/cron.h"
 #include "services/admin_service.pb-c.h"
 
 static void schedule_time(int64_t s, char *buf, size_t len)
@@ -23,37 +25,58 @@ static void schedule_time(int64_t s, char *buf, size_t len)
         cli_format_time(s * 1000, buf, len);
 }
 
+/* The next fire in the schedule's zone, "2026-03-29T03:00:00+02:00", or "-". */
+static void schedule_local_time(const Grpc__AdminSchedule *s, char *buf, size_t len)
+{
+    if (s->next_fire_s <= 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    time_t t = (time_t)(s->next_fire_s + s->next_fire_utc_offset);
+    struct tm tm;
+    char when[32], off[8];
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    cron_offset_text(s->next_fire_utc_offset, off);
+    snprintf(buf, len, "%s%s", when, s->next_fire_utc_offset ? off : "+00:00");
+}
+
 static void schedule_table(const Grpc__AdminListSchedulesResponse *r)
 {
-    printf("%-6s %-20s %-24s %-20s %-24s %s\n", "ID", "NAME", "EXPRESSION", "NEXT FIRE",
-           "LAST TASK", "PAUSED");
+    printf("%-6s %-20s %-24s %-20s %-25s %-24s %s\n", "ID", "NAME", "EXPRESSION", "NEXT FIRE",
+           "NEXT FIRE (ZONE)", "LAST TASK", "PAUSED");
     for (size_t i = 0; i < r->n_schedules; i++) {
         const Grpc__AdminSchedule *s = r->schedules[i];
-        char next[32], expr[64];
+        char next[32], local[40], expr[96];
         schedule_time(s->next_fire_s, next, sizeof(next));
+        schedule_local_time(s, local, sizeof(local));
         if (strcmp(s->tz, "Z") == 0)
             snprintf(expr, sizeof(expr), "%s", s->expr);
         else
             snprintf(expr, sizeof(expr), "%s (%s)", s->expr, s->tz);
-        printf("%-6lld %-20s %-24s %-20s %-24s %s\n", (long long)s->id, *s->name ? s->name : "-",
-               expr, next, *s->last_task ? s->last_task : "-", s->paused ? "yes" : "no");
+        printf("%-6lld %-20s %-24s %-20s %-25s %-24s %s\n", (long long)s->id,
+               *s->name ? s->name : "-", expr, next, local, *s->last_task ? s->last_task : "-",
+               s->paused ? "yes" : "no");
     }
 }
 
 static void schedule_details(const Grpc__AdminSchedule *s)
 {
-    char next[32], last[32], created[32];
+    char next[32], local[40], last[32], created[32];
     schedule_time(s->next_fire_s, next, sizeof(next));
+    schedule_local_time(s, local, sizeof(local));
     schedule_time(s->last_fire_s, last, sizeof(last));
     cli_format_time(s->created_ms, created, sizeof(created));
     printf("id:         %lld\n", (long long)s->id);
     printf("name:       %s\n", *s->name ? s->name : "-");
     printf("expression: %s\n", s->expr);
-    printf("offset:     %s\n", s->tz);
+    printf("zone:       %s\n", s->tz);
     printf("command:    %s\n", s->cmd);
     char labels[256];
     cli_format_labels(s->labels, s->n_labels, labels, sizeof(labels));
-    printf("node:       %s\n", *s->node_key ? s->node_key : "any");
+    printf("node:       %s\n", s->all_nodes   ? "all (one task each)"
+                               : *s->node_key ? s->node_key
+                                              : "any");
     printf("labels:     %s\n", labels);
     printf("priority:   %d\n", s->priority);
     printf("timeout:    %lld ms\n", (long long)s->timeout_ms);
@@ -61,7 +84,7 @@ static void schedule_details(const Grpc__AdminSchedule *s)
     printf("overlap:    %s\n", s->overlap);
     printf("missed:     %s\n", s->missed);
     printf("paused:     %s\n", s->paused ? "yes" : "no");
-    printf("next fire:  %s\n", next);
+    printf("next fire:  %s (%s in %s)\n", next, local, s->tz);
     printf("last fire:  %s\n", last);
     printf("last task:  %s\n", *s->last_task ? s->last_task : "-");
     printf("spider:     %s\n", *s->spider ? s->spider : "-");
@@ -77,6 +100,7 @@ static json_t *schedule_json(const Grpc__AdminSchedule *s)
     json_object_set_new(o, "tz", json_string(s->tz));
     json_object_set_new(o, "cmd", json_string(s->cmd));
     json_object_set_new(o, "node_key", json_string(s->node_key));
+    json_object_set_new(o, "all_nodes", json_boolean(s->all_nodes));
     json_object_set_new(o, "labels", cli_labels_json(s->labels, s->n_labels));
     json_object_set_new(o, "priority", json_integer(s->priority));
     json_object_set_new(o, "timeout_ms", json_integer((json_int_t)s->timeout_ms));
@@ -86,6 +110,7 @@ static json_t *schedule_json(const Grpc__AdminSchedule *s)
     json_object_set_new(o, "missed", json_string(s->missed));
     json_object_set_new(o, "paused", json_boolean(s->paused));
     json_object_set_new(o, "next_fire_s", json_integer((json_int_t)s->next_fire_s));
+    json_object_set_new(o, "next_fire_utc_offset", json_integer(s->next_fire_utc_offset));
     json_object_set_new(o, "last_fire_s", json_integer((json_int_t)s->last_fire_s));
     json_object_set_new(o, "last_task", json_string(s->last_task));
     json_object_set_new(o, "created_ms", json_integer((json_int_t)s->created_ms));
@@ -156,6 +181,7 @@ static int schedule_add(const struct config *cfg, struct tls_client *tls, const 
         req.tz = cfg->sched_tz;
     if (cfg->n_nodes)
         req.node_key = cfg->nodes[0];
+    req.all_nodes = cfg->all_nodes;
     if (cfg->sched_overlap)
         req.overlap = cfg->sched_overlap;
     if (cfg->sched_missed)

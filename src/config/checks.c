@@ -6,12 +6,15 @@
  */
 #include "config/internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/cron.h"
 #include "core/limits.h"
 #include "core/spider.h"
+#include "core/tz.h"
 
 static int check_conflicts(struct config_parser *p)
 {
@@ -120,6 +123,19 @@ static int settle_listen(struct config_parser *p)
     return config_set_string(p, &c->listen_host, "127.0.0.1");
 }
 
+/* --tz names a zone: it must be readable here, unless this machine has no zoneinfo directory at
+ * all (a distroless image): then the master, which reads its own, decides. */
+static int check_zone(struct config_parser *p, const char *name)
+{
+    struct tz_zone *z = NULL;
+    char why[512];
+    int rc = config_zone_load(p->c->zoneinfo_dir, name, &z, why, sizeof(why));
+    tz_free(z);
+    if (rc == 0 || (rc == -ENOENT && access(p->c->zoneinfo_dir, F_OK) != 0))
+        return 0;
+    return config_fail(p, "--tz: %s", why);
+}
+
 /* schedule add: the expression parses (one line naming the field and position when it does not),
  * one node at most; the options of add only with add. */
 static int check_schedule(struct config_parser *p)
@@ -131,7 +147,7 @@ static int check_schedule(struct config_parser *p)
     option_set add_only = BIT(OPT_NODE) | BIT(OPT_PRIORITY) | BIT(OPT_TIMEOUT) | BIT(OPT_ENV) |
                           BIT(OPT_NAME) | BIT(OPT_TZ) | BIT(OPT_OVERLAP) | BIT(OPT_MISSED) |
                           BIT(OPT_LABEL) | BIT(OPT_RETRIES) | BIT(OPT_RETRY_DELAY) |
-                          BIT(OPT_SPIDER);
+                          BIT(OPT_SPIDER) | BIT(OPT_ALL_NODES);
     if (!add && (p->given & add_only))
         return config_fail(p,
                            "'schedule %s' takes none of the task options (those are for "
@@ -142,15 +158,15 @@ static int check_schedule(struct config_parser *p)
     if (c->n_nodes > 1)
         return config_fail(p, "'schedule add' takes one '--node' at most");
     int32_t offset = 0;
-    if (c->sched_tz)
-        cron_parse_offset(c->sched_tz, &offset); /* checked by --tz */
     struct cron_expr e;
     struct cron_error err;
-    if (cron_parse(c->sched_expr, offset, &e, &err) < 0) {
+    if (cron_parse(c->sched_expr, 0, &e, &err) < 0) {
         char line[200];
         return config_fail(p, "%s", cron_error_text(&err, line, sizeof(line)));
     }
-    return 0;
+    if (!c->sched_tz || cron_parse_offset(c->sched_tz, &offset) == 0)
+        return 0;
+    return check_zone(p, c->sched_tz);
 }
 
 /* spider push: a DIR (or, in tests, --test-archive instead) and --name; --name and the test

@@ -94,6 +94,8 @@ static int parse_all(struct config_parser *p, struct config_scan *s, int argc, c
     if (rc == 0)
         rc = config_options_apply_env(p, getenv_fn);
     if (rc == 0)
+        rc = config_set_string(p, &p->c->zoneinfo_dir, config_zone_dir(getenv_fn));
+    if (rc == 0)
         rc = config_check(p);
     return rc;
 }
@@ -154,6 +156,7 @@ void config_free(struct config *c)
     free(c->spider_sha256);
     free(c->sched_expr);
     free(c->sched_tz);
+    free(c->zoneinfo_dir);
     free(c->sched_overlap);
     free(c->sched_missed);
     free(c->before_id);

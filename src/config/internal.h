@@ -9,10 +9,12 @@
  *   values.c   text -> value: durations, sizes, addresses, integers (config_parse_*)
  *   checks.c   the rules between options, once all are known (config_check)
  *   help.c     the --help text (config_usage)
+ *   zone.c     a named zone's file, read and parsed (config_zone_load): the one file that reads
  *
  * Like the public functions, everything here keeps no global state, may run on any thread and
- * never blocks. Functions that can fail return 0 or a negative errno; those taking a struct
- * config_parser have written its error message when they return -EINVAL or -ENOMEM.
+ * never blocks, but for zone.c, which reads one small file. Functions that can fail return 0 or a
+ * negative errno; those taking a struct config_parser have written its error message when they
+ * return -EINVAL or -ENOMEM.
  */
 #ifndef CRAWLAB_CONFIG_INTERNAL_H
 #define CRAWLAB_CONFIG_INTERNAL_H
@@ -212,6 +214,9 @@ int config_push_string(struct config_parser *p, char ***arr, size_t *n, const ch
 void config_free_strings(char **arr, size_t n);
 /* A variable's value, or NULL when getenv_fn is NULL or it is unset or empty. */
 const char *config_getenv(config_getenv_fn *getenv_fn, const char *name);
+
+/* The zoneinfo directory: $TZDIR when set and not empty, else CONFIG_ZONEINFO_DIR (zone.c). */
+const char *config_zone_dir(config_getenv_fn *getenv_fn);
 
 /* scan.c */
 const char *config_scan_command_name(enum config_command cmd);

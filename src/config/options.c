@@ -12,6 +12,7 @@
 
 #include "config/internal.h"
 #include "core/cron.h"
+#include "core/tz.h"
 #include "core/roles.h"
 #include "core/rules.h"
 #include "core/spider.h"
@@ -90,7 +91,7 @@ static bool valid_spider_sha256(const char *s)
 static bool valid_tz(const char *s)
 {
     int32_t off;
-    return cron_parse_offset(s, &off) == 0;
+    return cron_parse_offset(s, &off) == 0 || tz_name_valid(s);
 }
 
 static bool valid_overlap(const char *s)
@@ -635,9 +636,11 @@ const struct config_option config_options[OPT_COUNT] = {
                    NULL, .set = set_list, .at = AT(labels),
                    .spec.list = {valid_label_entry, "expected " RULE_LABEL, "label key",
                                  AT(n_labels)}},
-    [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT), NULL,
-                       "Run the task once on every online node.", NULL, .set = set_flag,
-                       .at = AT(all_nodes)},
+    [OPT_ALL_NODES] = {"all-nodes", NULL, M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
+                       "Run the task once on every online, enabled node (with --label: every "
+                       "one that has the labels); schedule add: at each fire, the nodes of "
+                       "that moment.",
+                       NULL, .set = set_flag, .at = AT(all_nodes)},
     [OPT_PRIORITY] = {"priority", "N", M(CMD_SUBMIT) | M(CMD_SCHEDULE), NULL,
                       "Queue priority as Crawlab has it, " RULE_PRIORITY ": lower numbers run "
                       "first.",
@@ -705,11 +708,13 @@ const struct config_option config_options[OPT_COUNT] = {
     [OPT_TEST_EXPIRED] = {"test-expired", NULL, M(CMD_CERT_ISSUE), NULL,
                           "Issue a certificate that expired yesterday (tests only).", NULL,
                           .hidden = true, .set = set_flag, .at = AT(cert_test_expired)},
-    [OPT_TZ] = {"tz", "OFFSET", M(CMD_SCHEDULE), NULL,
-                "schedule add: read the cron fields at this fixed offset from UTC: +HH:MM, "
-                "-HH:MM or Z (named zones are not supported).",
+    [OPT_TZ] = {"tz", "ZONE", M(CMD_SCHEDULE), NULL,
+                "schedule add: read the cron fields in this zone: a fixed offset from UTC "
+                "(+HH:MM, -HH:MM, Z or UTC) or a zone name (Europe/Berlin) from the zoneinfo "
+                "directory ($TZDIR, else " CONFIG_ZONEINFO_DIR ") of the master.",
                 "Z (UTC)", .set = set_text, .at = AT(sched_tz),
-                .spec.text = {valid_tz, "expected +HH:MM, -HH:MM (at most 14:00) or Z"}},
+                .spec.text = {valid_tz, "expected +HH:MM, -HH:MM (at most 14:00), Z, or a zone "
+                                        "name such as Europe/Berlin"}},
     [OPT_OVERLAP] = {"overlap", "POLICY", M(CMD_SCHEDULE), NULL,
                      "schedule add: when the previous task of the schedule is still pending, "
                      "assigned or running, skip the fire, allow a new task, or "

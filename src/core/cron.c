@@ -262,20 +262,6 @@ int cron_parse(const char *text, int32_t offset, struct cron_expr *out, struct c
                      "unknown @ word (@every D, @hourly, @daily, @weekly, @monthly)");
 }
 
-/* Civil date of a day count since 1970-01-01 (proleptic Gregorian), by 400-year eras. */
-static void cron_civil(int64_t days, int64_t *y, int *m, int *d)
-{
-    int64_t z = days + 719468; /* days since 0000-03-01 */
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;                                      /* 0..146096 */
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* 0..399 */
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* from March 1 */
-    int64_t mp = (5 * doy + 2) / 153;                                    /* 0 = March */
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 static int64_t cron_floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
@@ -286,7 +272,7 @@ static bool cron_day_matches(const struct cron_expr *e, int64_t days)
 {
     int64_t y;
     int m, d;
-    cron_civil(days, &y, &m, &d);
+    tz_civil(days, &y, &m, &d);
     if (!(e->months & (1u << m)))
         return false;
     int wd = (int)(((days % 7) + 11) % 7); /* 1970-01-01 was a Thursday (4) */
@@ -296,14 +282,11 @@ static bool cron_day_matches(const struct cron_expr *e, int64_t days)
     return md || w;
 }
 
-int64_t cron_next(const struct cron_expr *e, int64_t after)
+/* The first wall-clock time (local seconds, to the minute) strictly after `wall` that the cron
+ * fields match, or -1. */
+static int64_t cron_next_wall(const struct cron_expr *e, int64_t wall)
 {
-    if (e->every) {
-        int64_t k = cron_floor_div(after, e->period) + 1;
-        return k * e->period;
-    }
-    /* the first whole minute after `after`, in local time */
-    int64_t local = cron_floor_div(after + e->offset, 60) * 60 + 60;
+    int64_t local = cron_floor_div(wall, 60) * 60 + 60;
     int64_t day = cron_floor_div(local, 86400);
     int64_t sod = local - day * 86400;
     int h0 = (int)(sod / 3600), m0 = (int)(sod % 3600 / 60);
@@ -315,18 +298,16 @@ int64_t cron_next(const struct cron_expr *e, int64_t after)
                 continue;
             for (int mi = h == h0 ? m0 : 0; mi < 60; mi++)
                 if ((e->minutes >> mi) & 1)
-                    return day * 86400 + h * 3600 + mi * 60 - e->offset;
+                    return day * 86400 + h * 3600 + mi * 60;
         }
     }
     return -1;
 }
 
-/* The latest fire time at or before `at`, or -1 (the mirror of cron_next). */
-static int64_t cron_prev(const struct cron_expr *e, int64_t at)
+/* The latest wall-clock time at or before `wall` that the cron fields match, or -1. */
+static int64_t cron_prev_wall(const struct cron_expr *e, int64_t wall)
 {
-    if (e->every)
-        return cron_floor_div(at, e->period) * e->period;
-    int64_t local = cron_floor_div(at + e->offset, 60) * 60;
+    int64_t local = cron_floor_div(wall, 60) * 60;
     int64_t day = cron_floor_div(local, 86400);
     int64_t sod = local - day * 86400;
     int h0 = (int)(sod / 3600), m0 = (int)(sod % 3600 / 60);
@@ -338,10 +319,57 @@ static int64_t cron_prev(const struct cron_expr *e, int64_t at)
                 continue;
             for (int mi = h == h0 ? m0 : 59; mi >= 0; mi--)
                 if ((e->minutes >> mi) & 1)
-                    return day * 86400 + h * 3600 + mi * 60 - e->offset;
+                    return day * 86400 + h * 3600 + mi * 60;
         }
     }
     return -1;
+}
+
+/*
+ * In a named zone a wall-clock time becomes its instant by tz_local_first: the earlier occurrence
+ * of a time the clocks pass twice, the end of the gap for a time they skip. That map never goes
+ * backwards, so the fire after `after` is the first matching wall time past the wall time at
+ * `after` whose instant is later than `after` (only the second pass of a fold skips some).
+ */
+int64_t cron_next(const struct cron_expr *e, int64_t after)
+{
+    if (e->every)
+        return (cron_floor_div(after, e->period) + 1) * e->period;
+    if (!e->zone) {
+        int64_t w = cron_next_wall(e, after + e->offset);
+        return w < 0 ? -1 : w - e->offset;
+    }
+    int64_t w = after + tz_lookup(e->zone, after, NULL);
+    for (;;) {
+        w = cron_next_wall(e, w);
+        if (w < 0)
+            return -1;
+        int64_t t = tz_local_first(e->zone, w);
+        if (t > after)
+            return t;
+    }
+}
+
+/* The latest fire time at or before `at`, or -1 (the mirror of cron_next; in a zone, from the
+ * latest wall time any instant up to `at` can have). */
+static int64_t cron_prev(const struct cron_expr *e, int64_t at)
+{
+    if (e->every)
+        return cron_floor_div(at, e->period) * e->period;
+    if (!e->zone) {
+        int64_t w = cron_prev_wall(e, at + e->offset);
+        return w < 0 ? -1 : w - e->offset;
+    }
+    int64_t w = at + tz_offset_max(e->zone);
+    for (;;) {
+        w = cron_prev_wall(e, w);
+        if (w < 0)
+            return -1;
+        int64_t t = tz_local_first(e->zone, w);
+        if (t <= at)
+            return t;
+        w--;
+    }
 }
 
 int64_t cron_last_between(const struct cron_expr *e, int64_t since, int64_t at)

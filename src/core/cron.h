@@ -13,9 +13,15 @@
  *     1 second to 366 days. It fires at the instants that are whole multiples of D since the Unix
  *     epoch, so the fire times of one expression never depend on when it was added.
  *
- * Cron fields are evaluated in a fixed offset from UTC (seconds east, "+02:00" is 7200), to the
- * minute; a day with no time that matches (the 31st in a 30-day month, Feb 29 outside leap years)
- * is skipped. Times are Unix seconds.
+ * Cron fields are evaluated to the minute in a fixed offset from UTC (seconds east, "+02:00" is
+ * 7200) or in a named zone (core/tz.h); a day with no time that matches (the 31st in a 30-day
+ * month, Feb 29 outside leap years) is skipped. Times are Unix seconds. In a zone, across a change
+ * of its offset:
+ *   - a wall-clock time the clocks skip (02:30 when they go from 02:00 to 03:00) fires at the
+ *     first instant after the gap (03:00 new time), once however many matching times it skipped;
+ *   - a wall-clock time the clocks pass twice (02:30 when they go back from 03:00 to 02:00) fires
+ *     once, at its first occurrence.
+ * "@every D" is real elapsed time: the zone plays no part.
  *
  * Everything here is pure and reentrant: any thread may call it, nothing blocks or allocates.
  */
@@ -25,6 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/tz.h"
 
 #define CRON_EXPR_MAX   256           /* bytes of an expression */
 #define CRON_EVERY_MAX  (366 * 86400) /* longest @every duration, seconds */
@@ -40,7 +48,10 @@ struct cron_expr {
     uint8_t wdays;    /* bit n: weekday n (0..6, Sunday 0) */
     bool mday_star;   /* the day-of-month field starts with '*' */
     bool wday_star;   /* the day-of-week field starts with '*' */
-    int32_t offset;   /* seconds east of UTC the fields are read in */
+    int32_t offset;   /* seconds east of UTC the fields are read in, when zone is NULL */
+    /* the zone the fields are read in instead, or NULL: borrowed, set by the caller after
+     * cron_parse, and it must outlive the expression's use */
+    const struct tz_zone *zone;
 };
 
 /* Why an expression was refused: the field ("minute", "hour", "day-of-month", "month",

@@ -899,6 +899,7 @@ struct sched_list {
     size_t n, cap;
     int64_t only; /* 0 = every schedule */
     int64_t now_s;
+    struct sched *sched;
 };
 
 static int collect_schedule(void *ctx, const struct schedule_row *r)
@@ -920,7 +921,7 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     a->id = r->id;
     a->name = dup_or_empty(r->name);
     a->expr = dup_or_empty(r->expr);
-    a->tz = dup_or_empty(cron_offset_text(r->tz_offset, tz));
+    a->tz = dup_or_empty(r->tz_name[0] ? r->tz_name : cron_offset_text(r->tz_offset, tz));
     a->cmd = dup_or_empty(r->cmd);
     a->node_key = dup_or_empty(r->node_key);
     a->overlap = dup_or_empty(cron_overlap_name(r->overlap));
@@ -934,11 +935,8 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     a->created_ms = r->created_ms;
     a->retries = (uint32_t)r->retries;
     a->retry_delay_ms = r->retry_delay_ms;
-    struct cron_expr e;
-    if (!r->paused && cron_parse(r->expr, r->tz_offset, &e, NULL) == 0) {
-        int64_t next = cron_next(&e, l->now_s);
-        a->next_fire_s = next > 0 ? next : 0;
-    }
+    a->all_nodes = r->all_nodes;
+    a->next_fire_s = sched_next_fire(l->sched, r, l->now_s, &a->next_fire_utc_offset);
     if (!a->name || !a->expr || !a->tz || !a->cmd || !a->node_key || !a->overlap || !a->missed ||
         !a->last_task || !a->spider || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
@@ -966,7 +964,7 @@ static void sched_list_free(struct sched_list *l)
 /* Replies with the schedules (only: one of them, 0: all); NOT_FOUND when `only` is unknown. */
 static void reply_schedules(struct srv_call *c, struct admin *a, int64_t only)
 {
-    struct sched_list l = {.only = only, .now_s = clock_now_ms(a->loop) / 1000};
+    struct sched_list l = {.only = only, .now_s = clock_now_ms(a->loop) / 1000, .sched = a->sched};
     int rc = store_schedule_list(a->store, collect_schedule, &l);
     Grpc__AdminSchedule **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
     if (rc < 0 || (l.n && !ptrs)) {
@@ -992,14 +990,18 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
     int32_t offset = 0;
     enum cron_overlap overlap = CRON_OVERLAP_SKIP;
     enum cron_missed missed = CRON_MISSED_RUN_ONCE;
-    if (*req->tz)
-        cron_parse_offset(req->tz, &offset);
+    bool named = *req->tz && cron_parse_offset(req->tz, &offset) < 0; /* validated: a zone name */
+    char why[512], labels[LIMIT_LABELS_TEXT_MAX + 1];
+    const struct tz_zone *zone;
+    if (named && sched_zone(a->sched, req->tz, &zone, why, sizeof(why)) < 0) {
+        srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, why);
+        return;
+    }
     if (*req->overlap)
         cron_overlap_parse(req->overlap, &overlap);
     if (*req->missed)
         cron_missed_parse(req->missed, &missed);
     struct node *node = NULL;
-    char why[512], labels[LIMIT_LABELS_TEXT_MAX + 1];
     grpc_status_code st =
         *req->node_key ? resolve_node(a, req->node_key, &node, why, sizeof(why)) : GRPC_STATUS_OK;
     if (st != GRPC_STATUS_OK) {
@@ -1033,6 +1035,8 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         .retries = (int)req->retries,
         .retry_delay_ms = req->retry_delay_ms,
         .spider = req->spec->spider, /* as named: NAME is the latest version at each fire */
+        .tz_name = named ? req->tz : NULL,
+        .all_nodes = req->all_nodes,
     };
     int64_t id;
     int rc = store_schedule_create(a->store, &n, clock_now_ms(a->loop), &id);
@@ -1041,7 +1045,8 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         srv_call_fail(c, codec_status_from_errno(rc), "cannot store the schedule");
         return;
     }
-    log_info("schedule %lld added: %s", (long long)id, req->expr);
+    log_info("schedule %lld added: %s%s%s%s", (long long)id, req->expr, *req->tz ? " in " : "",
+             req->tz, req->all_nodes ? ", on all nodes" : "");
     sched_changed(a->sched);
     reply_schedules(c, a, id);
 }

@@ -289,7 +289,8 @@ static int create_services(struct master *m)
         (rc = nodes_create(m->loop, m->store, &nodes_opts, &m->nodes)) < 0 ||
         (rc = tasks_create(m->loop, m->store, m->nodes, &tasks_opts, &m->tasks)) < 0 ||
         (rc = ingest_create(m->store, m->group, &m->ingest)) < 0 ||
-        (rc = sched_create(m->loop, m->store, m->tasks, m->group, &m->sched)) < 0)
+        (rc = sched_create(m->loop, m->store, m->tasks, m->group, cfg->zoneinfo_dir, &m->sched)) <
+            0)
         return rc;
     const struct purge_opts purge_opts = {.retention_ms = cfg->retention_ms};
     if ((rc = purge_create(m->loop, m->store, m->group, &purge_opts, &m->purge)) < 0)

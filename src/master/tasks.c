@@ -320,15 +320,52 @@ int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID
     return 0;
 }
 
-int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struct task_new *tn,
-               char id_out[TASK_ID_LEN + 1])
+struct fire_nodes {
+    const struct task_new *base;
+    struct task_new *each;
+    size_t n, cap;
+};
+
+static void add_fire_node(void *ctx, struct node *node)
 {
-    int rc = store_schedule_fire(t->store, schedule_id, fire_s, tn, clock_now_ms(t->loop), id_out);
-    if (rc != 0)
-        return rc;
-    log_info("schedule %" PRId64 ": task %s for the fire at %" PRId64, schedule_id, id_out, fire_s);
-    announce(t, tn->node_key, tn->labels);
-    return 0;
+    struct fire_nodes *f = ctx;
+    if (!nodes_takes(node, f->base->labels) || f->n == f->cap)
+        return;
+    f->each[f->n] = *f->base;
+    f->each[f->n].node_key = node->key;
+    f->each[f->n].labels = NULL; /* a task for a named node is that node's, as submit makes it */
+    f->n++;
+}
+
+int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struct task_new *tn,
+               bool all_nodes)
+{
+    struct fire_nodes f = {.base = tn, .each = (struct task_new *)tn, .n = 1};
+    if (all_nodes) {
+        f.cap = nodes_count(t->nodes);
+        f.n = 0;
+        f.each = f.cap ? calloc(f.cap, sizeof(*f.each)) : NULL;
+        if (f.cap && !f.each)
+            return -ENOMEM;
+        nodes_foreach(t->nodes, add_fire_node, &f);
+        if (f.n == 0) {
+            free(f.each);
+            return -ENODEV;
+        }
+    }
+    char(*ids)[TASK_ID_LEN + 1] = calloc(f.n, sizeof(*ids));
+    int rc = ids ? store_schedule_fire(t->store, schedule_id, fire_s, f.each, f.n, all_nodes,
+                                       clock_now_ms(t->loop), ids)
+                 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < f.n; i++) {
+        log_info("schedule %" PRId64 ": task %s for the fire at %" PRId64 "%s%s", schedule_id,
+                 ids[i], fire_s, all_nodes ? " on node " : "", all_nodes ? f.each[i].node_key : "");
+        announce(t, f.each[i].node_key, f.each[i].labels);
+    }
+    free(ids);
+    if (all_nodes)
+        free(f.each);
+    return rc < 0 ? rc : 0;
 }
 
 int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1])

@@ -65,11 +65,13 @@ void tasks_notification(struct tasks *t, const char *node_key, const char *id);
  * addressed to, else a free node that has the labels of its selector (nodes_pick_free). */
 int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1]);
 
-/* The task of a schedule's fire (store_schedule_fire: the task, the fire record and the
- * schedule's last fire in one transaction), then pushed as tasks_submit does. Returns 0 with the
- * new task's id, 1 when that fire already has its task (its id in id_out), or a negative errno. */
+/* The task of a schedule's fire (store_schedule_fire: the tasks, the fire records and the
+ * schedule's last fire in one transaction), then pushed as tasks_submit does; with all_nodes, one
+ * task per node that takes tn now (nodes_takes with tn's labels), each for that node. Returns 0
+ * (also when that fire already has its tasks), -ENODEV when all_nodes and no node takes it, or a
+ * negative errno. */
 int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struct task_new *tn,
-               char id_out[TASK_ID_LEN + 1]);
+               bool all_nodes);
 
 /* A new task with the spec of task id, linked to it (store_task_restart), pushed as tasks_submit
  * does. -EINVAL, -ENOENT. */

@@ -7,6 +7,7 @@
 #include "core/rules.h"
 #include "core/spider.h"
 #include "core/task.h"
+#include "core/tz.h"
 #include "runtime/utf8.h"
 
 /* Sets the reason (when wanted) and returns the error, so that a rule reads as one statement. */
@@ -388,10 +389,11 @@ int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const ch
     if (rc < 0)
         return rc;
     int32_t offset = 0;
-    if (*r->tz && cron_parse_offset(r->tz, &offset) < 0)
-        return fail(why, -EINVAL, "tz: a fixed offset, +HH:MM or -HH:MM (at most 14:00), or Z");
+    if (*r->tz && cron_parse_offset(r->tz, &offset) < 0 && !tz_name_valid(r->tz))
+        return fail(why, -EINVAL,
+                    "tz: a fixed offset, +HH:MM or -HH:MM (at most 14:00), Z, or " RULE_TZ_NAME);
     struct cron_expr e;
-    if (cron_parse(r->expr, offset, &e, NULL) < 0)
+    if (cron_parse(r->expr, 0, &e, NULL) < 0)
         return fail(why, -EINVAL, "expr: not a schedule expression");
     if (*r->node_key && !name_valid(r->node_key))
         return fail(why, -EINVAL, "node_key: " NODE_REASON);
@@ -399,6 +401,8 @@ int validate_create_schedule(const Grpc__AdminCreateScheduleRequest *r, const ch
         return fail(why, -EINVAL, LABELS_REASON);
     if (r->n_labels && *r->node_key)
         return fail(why, -EINVAL, "labels: not with node_key (a task for a named node)");
+    if (r->all_nodes && *r->node_key)
+        return fail(why, -EINVAL, "all_nodes: not with node_key");
     enum cron_overlap o;
     if (*r->overlap && cron_overlap_parse(r->overlap, &o) < 0)
         return fail(why, -EINVAL, "overlap: skip, allow or cancel-previous");

@@ -34,6 +34,7 @@
 #include "core/limits.h"
 #include "core/spider.h"
 #include "core/task.h"
+#include "core/tz.h"
 
 struct store;
 
@@ -403,6 +404,9 @@ struct schedule_new {
     int64_t retry_delay_ms;
     const char *spider; /* NAME or NAME@VERSION (spider_ref_parse), resolved at each fire;
                          * NULL or "" = none */
+    const char
+        *tz_name;   /* a zone name (core/tz.h) the fields are read in; NULL or "" = tz_offset */
+    bool all_nodes; /* each fire makes a task on every node that takes it (not with node_key) */
 };
 
 /* A schedule as stored. expr, cmd, env_json and labels are heap strings owned by the row: release
@@ -426,6 +430,8 @@ struct schedule_row {
     int retries;
     int64_t retry_delay_ms;
     char spider[LIMIT_SPIDER_NAME_MAX + 12]; /* as named at creation; "" = none */
+    char tz_name[TZ_NAME_MAX + 1];           /* "" = the fixed tz_offset */
+    bool all_nodes;
 };
 
 void store_schedule_row_free(struct schedule_row *r);
@@ -449,13 +455,21 @@ int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t 
 int store_schedule_delete(struct store *s, int64_t id);
 
 /*
- * The fire of schedule id at fire_s (Unix seconds), in one transaction: the task t as a new
- * pending task, the (id, fire_s) fire record (unique: the task's idempotency key), and the
- * schedule's last_fire_s and last_task. Returns 0 with the new task's id in id_out; 1 when that
- * fire already has its task (nothing changes; id_out gets that task's id); -ENOENT, -EINVAL.
+ * The fire of schedule id at fire_s (Unix seconds), in one transaction: the n tasks t[] as new
+ * pending tasks, their fire records (schedule, fire time, node: per_node, the node_key of each
+ * task, which must be set; else "" for the one task), and the schedule's last_fire_s and last_task
+ * (the last of them). Any record of (id, fire_s) makes it the fire's idempotency key: after a
+ * crash a fire has all its tasks or none. Returns 0 with the new tasks' ids in ids_out[0..n); 1
+ * when that fire already has its tasks (nothing changes; ids_out[0] gets one of them); -ENOENT,
+ * -EINVAL.
  */
 int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
-                        int64_t now_ms, char id_out[TASK_ID_LEN + 1]);
+                        size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1]);
+
+/* Calls cb with each task of the latest fire of schedule id that made tasks (none when it has
+ * made none). Collects first. */
+int store_schedule_last_tasks(struct store *s, int64_t id,
+                              int (*cb)(void *ctx, const char *task_id), void *ctx);
 
 /* Records the fire of schedule id at fire_s as handled without a task (skipped): only its
  * last_fire_s advances. -ENOENT. */

@@ -23,6 +23,7 @@
 #include "core/cron.h"
 #include "core/rules.h"
 #include "core/spider.h"
+#include "core/tz.h"
 #include "store/logfile.h"
 #include "runtime/log.h"
 
@@ -31,9 +32,10 @@
  * 2 tasks.epoch (the fenced claim, core/fence.h), 3 retention and paging (migrate_3_sql),
  * 4 schedules and their fires (migrate_4_sql), 5 node labels and states, task selectors
  * (migrate_5_sql), 6 retries, restarts and Crawlab's priority order (migrate_6_sql), 7 events and
- * the hooks' cursors (migrate_7_sql), 8 spiders (migrate_8_sql).
+ * the hooks' cursors (migrate_7_sql), 8 spiders (migrate_8_sql), 9 named zones and all-nodes
+ * schedules (migrate_9_sql).
  */
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -153,10 +155,26 @@ static const char migrate_8_sql[] =
     "CREATE INDEX tasks_by_spider ON tasks(spider, status) WHERE spider != '';"
     "ALTER TABLE schedules ADD COLUMN spider TEXT NOT NULL DEFAULT '';";
 
+/*
+ * Version 9 (named zones, all-nodes schedules): a schedule's zone name ("" = its fixed tz_offset)
+ * and whether each fire makes a task on every node; a fire record per (schedule, fire time,
+ * node), node_key "" for the one task of other schedules, so that all the tasks of one fire are
+ * its records (the table is rebuilt: a primary key cannot be altered).
+ */
+static const char migrate_9_sql[] =
+    "ALTER TABLE schedules ADD COLUMN tz_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE schedules ADD COLUMN all_nodes INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE schedule_fires_9 ("
+    " schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL, node_key TEXT NOT NULL,"
+    " task_id TEXT NOT NULL, PRIMARY KEY (schedule_id, fire_s, node_key)) WITHOUT ROWID;"
+    "INSERT INTO schedule_fires_9 SELECT schedule_id, fire_s, '', task_id FROM schedule_fires;"
+    "DROP TABLE schedule_fires;"
+    "ALTER TABLE schedule_fires_9 RENAME TO schedule_fires;";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {
-    schema_sql,    migrate_2_sql, migrate_3_sql, migrate_4_sql,
-    migrate_5_sql, migrate_6_sql, migrate_7_sql, migrate_8_sql};
+    schema_sql,    migrate_2_sql, migrate_3_sql, migrate_4_sql, migrate_5_sql,
+    migrate_6_sql, migrate_7_sql, migrate_8_sql, migrate_9_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -2247,7 +2265,8 @@ static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
 
 #define SCHED_COLS                                                                                 \
     "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
-    "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms, spider"
+    "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms, spider, "        \
+    "tz_name, all_nodes"
 
 void store_schedule_row_free(struct schedule_row *r)
 {
@@ -2282,6 +2301,8 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
     r->retries = sqlite3_column_int(st, 16);
     r->retry_delay_ms = sqlite3_column_int64(st, 17);
     copy_column(r->spider, sizeof(r->spider), st, 18);
+    copy_column(r->tz_name, sizeof(r->tz_name), st, 19);
+    r->all_nodes = sqlite3_column_int(st, 20) != 0;
     if (!r->expr || !r->cmd || !r->env_json || !r->labels) {
         store_schedule_row_free(r);
         log_error("store: out of memory reading a schedule");
@@ -2303,14 +2324,17 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
         (n->labels && !labels_text_valid(n->labels)) || !retries_valid(n->retries) ||
         !retry_delay_valid(n->retry_delay_ms) ||
-        (n->spider && *n->spider && !spider_ref_parse(n->spider, spider, &version)) || !id_out)
+        (n->spider && *n->spider && !spider_ref_parse(n->spider, spider, &version)) ||
+        (n->tz_name && *n->tz_name && !tz_name_valid(n->tz_name)) ||
+        (n->all_nodes && n->node_key && *n->node_key) || !id_out)
         return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
                        " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
-                       " retry_delay_ms, spider)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                       " retry_delay_ms, spider, tz_name, all_nodes)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                       " ?15, ?16, ?17)",
                        &st);
     if (rc < 0)
         return rc;
@@ -2334,6 +2358,8 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     sqlite3_bind_int(st, 13, n->retries);
     sqlite3_bind_int64(st, 14, n->retry_delay_ms);
     bind_text(st, 15, n->spider ? n->spider : "");
+    bind_text(st, 16, n->tz_name ? n->tz_name : "");
+    sqlite3_bind_int(st, 17, n->all_nodes);
     rc = sched_run(s, st, "creating schedule");
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc < 0 ? rc : 0);
@@ -2479,7 +2505,8 @@ static int fire_lookup(struct store *s, int64_t id, int64_t fire_s, char id_out[
 {
     sqlite3_stmt *st;
     int rc = sched_prepare(
-        s, "SELECT task_id FROM schedule_fires WHERE schedule_id = ?1 AND fire_s = ?2", &st);
+        s, "SELECT task_id FROM schedule_fires WHERE schedule_id = ?1 AND fire_s = ?2 LIMIT 1",
+        &st);
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -2495,49 +2522,98 @@ static int fire_lookup(struct store *s, int64_t id, int64_t fire_s, char id_out[
     return rc;
 }
 
+/* Inserts the task t of schedule id's fire at fire_s and its fire record, inside an open op. */
+static int fire_one(struct store *s, int64_t id, int64_t fire_s, const char *node_key,
+                    const struct task_new *t, int64_t now_ms, char tid[TASK_ID_LEN + 1])
+{
+    int rc = task_insert(s, t, NULL, now_ms, tid);
+    sqlite3_stmt *st;
+    if (rc == 0)
+        rc = sched_prepare(s,
+                           "INSERT INTO schedule_fires (schedule_id, fire_s, node_key, task_id)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+                           &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, fire_s);
+        bind_text(st, 3, node_key);
+        bind_text(st, 4, tid);
+        rc = sched_run(s, st, "recording a schedule's fire");
+    }
+    return rc < 0 ? rc : 0;
+}
+
 int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
-                        int64_t now_ms, char id_out[TASK_ID_LEN + 1])
+                        size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
 {
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_new_valid(t) || !id_out)
+    if (n == 0 || !ids_out)
         return -EINVAL;
-    rc = fire_lookup(s, id, fire_s, id_out);
+    for (size_t i = 0; i < n; i++)
+        if (!task_new_valid(&t[i]) || (per_node && (!t[i].node_key || !*t[i].node_key)))
+            return -EINVAL;
+    rc = fire_lookup(s, id, fire_s, ids_out[0]);
     if (rc != 0)
         return rc;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
-    char tid[TASK_ID_LEN + 1];
-    rc = task_insert(s, t, NULL, now_ms, tid);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = fire_one(s, id, fire_s, per_node ? t[i].node_key : "", &t[i], now_ms, ids_out[i]);
     sqlite3_stmt *st;
     if (rc == 0)
-        rc = sched_prepare(s,
-                           "INSERT INTO schedule_fires (schedule_id, fire_s, task_id)"
-                           " VALUES (?1, ?2, ?3)",
-                           &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, fire_s);
-        bind_text(st, 3, tid);
-        rc = sched_run(s, st, "recording a schedule's fire");
-    }
-    if (rc >= 0)
         rc = sched_prepare(s,
                            "UPDATE schedules SET last_fire_s = MAX(last_fire_s, ?2),"
                            " last_task = ?3 WHERE id = ?1",
                            &st);
-    if (rc >= 0) {
+    if (rc == 0) {
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, fire_s);
-        bind_text(st, 3, tid);
+        bind_text(st, 3, ids_out[n - 1]);
         rc = sched_run(s, st, "advancing a schedule");
         rc = rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
     }
-    rc = op_end(s, rc);
-    if (rc == 0)
-        memcpy(id_out, tid, sizeof(tid));
+    return op_end(s, rc);
+}
+
+int store_schedule_last_tasks(struct store *s, int64_t id,
+                              int (*cb)(void *ctx, const char *task_id), void *ctx)
+{
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st;
+    rc = sched_prepare(s,
+                       "SELECT task_id FROM schedule_fires WHERE schedule_id = ?1 AND fire_s ="
+                       " (SELECT MAX(fire_s) FROM schedule_fires WHERE schedule_id = ?1)",
+                       &st);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    char(*ids)[TASK_ID_LEN + 1] = NULL;
+    size_t n = 0, cap = 0;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            char(*p)[TASK_ID_LEN + 1] = realloc(ids, ncap * sizeof(*ids));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            ids = p;
+            cap = ncap;
+        }
+        copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, "reading a schedule's last tasks", "schedule");
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, ids[i]);
+    free(ids);
     return rc;
 }
 

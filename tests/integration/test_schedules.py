@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Schedules on a real master on 127.0.0.1: each fire time gets exactly one task, also when the
 master is killed with SIGKILL around fire instants and restarted; missed fires are never a burst;
---overlap=skip makes no task while the previous one waits.
+--overlap=skip makes no task while the previous one waits; a named zone is listed with its next
+fire in UTC and in the zone, refused by a master that cannot read it and pauses a stored schedule
+then; an --all-nodes fire makes one task per online, enabled node.
 
 Schedules are added with `schedule add`; the fire records are read from the master's store
-(white-box: the schema of crawlab.db, version 4).
+(white-box: the schema of crawlab.db, version 7).
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_schedules.py"""
 
 import json
@@ -24,10 +26,10 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
     def db(self):
         return sqlite3.connect(os.path.join(self.c.master_dir, "crawlab.db"), timeout=10)
 
-    def sched(self, action, *args):
+    def sched(self, action, *args, **kw):
         """`schedule ACTION` against this cluster's master: (rc, stdout, stderr)."""
         return self.c.run_cli("schedule", action, "--master=%s" % self.c.master_addr,
-                              "--admin-key-file=%s" % self.c.admin_key_file, *args)
+                              "--admin-key-file=%s" % self.c.admin_key_file, *args, **kw)
 
     def add_schedule(self, name, expr, *flags):
         """A schedule of `true` for any node; returns its id."""
@@ -138,9 +140,77 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
             self.assertEqual(rc, 2, (expr, out, err))
             self.assertEqual(len(err.strip().splitlines()), 1, err)
             self.assertIn(where, err)
-        rc, out, err = self.sched("add", "--tz=Europe/Paris", "@daily", "--", "true")
+        rc, out, err = self.sched("add", "--tz=Nowhere/City", "@daily", "--", "true")
         self.assertEqual(rc, 2, err)
+        self.assertIn("--tz: unknown zone Nowhere/City", err)
         self.assertEqual(self.schedules(), {})
+
+    def test_a_named_zone_is_listed_refused_where_unreadable_and_pauses_its_schedule(self):
+        self.c.start_master()
+        # Asia/Kolkata has kept +05:30 since 1945: 02:30 there is 21:00 UTC, every day
+        sid = self.add_schedule("kolkata", "30 2 * * *", "--tz=Asia/Kolkata")
+        s = self.schedules()[sid]
+        self.assertEqual((s["tz"], s["next_fire_utc_offset"]), ("Asia/Kolkata", 19800))
+        nxt = time.gmtime(s["next_fire_s"])
+        self.assertEqual((nxt.tm_hour, nxt.tm_min), (21, 0))
+        self.assertTrue(time.time() < s["next_fire_s"] <= time.time() + 86400)
+        rc, out, err = self.sched("show", str(sid))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("zone:       Asia/Kolkata", out)
+        self.assertIn("T02:30:00+05:30 in Asia/Kolkata)", out)
+        rc, out, err = self.sched("list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("30 2 * * * (Asia/Kolkata)", out)
+        self.assertEqual(self.c.master.stop(), 0)
+
+        # a master without zoneinfo (the distroless image): the stored schedule is paused, a new
+        # one refused; a client without zoneinfo either leaves the check to the master
+        missing = self.c.path("no-zoneinfo")
+        self.c.start_master(prefix=("env", "TZDIR=%s" % missing))
+        line = self.c.master.wait_log("schedule %d: unknown zone Asia/Kolkata" % sid)
+        self.assertIn("paused", line)
+        self.assertTrue(self.schedules()[sid]["paused"])
+        rc, out, err = self.sched("add", "--tz=Europe/Berlin", "@daily", "--", "true",
+                                  env=dict(os.environ, TZDIR=missing))
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("unknown zone Europe/Berlin", err)
+        self.assertIn(missing, err)
+        self.assertEqual(list(self.schedules()), [sid])
+
+    def test_an_all_nodes_fire_makes_one_task_per_online_enabled_node(self):
+        self.c.start_master()
+        for name in ("w1", "w2"):
+            self.c.start_worker(name)
+        self.c.wait_status("online", names=("w1", "w2"))
+        sid = self.add_schedule("everywhere", "@every 1s", "--all-nodes", "--overlap=allow")
+        self.c.master.wait_log("schedule %d: task " % sid, count=2)
+        # a disabled node gets no task from the fires after that
+        rc, out, err = self.c.run_cli("node", "disable", "w2", "--master=%s" % self.c.master_addr,
+                                      "--admin-key-file=%s" % self.c.admin_key_file)
+        self.assertEqual(rc, 0, err)
+        disabled = int(time.time()) + 1  # a fire time after this is handled after the disable
+        harness.wait_until(lambda: [f for f, _ in self.fires(sid) if f > disabled], timeout=10,
+                           what="a fire after the disable")
+        keys = {n["name"]: n["key"] for n in self.c.nodes()}
+        self.assertEqual(self.c.master.stop(), 0)
+        db = self.db()
+        try:
+            rows = db.execute("SELECT f.fire_s, f.node_key, t.node_key FROM schedule_fires f"
+                              " JOIN tasks t ON t.id = f.task_id WHERE f.schedule_id = ?"
+                              " ORDER BY f.fire_s", (sid,)).fetchall()
+        finally:
+            db.close()
+        # each task's fire record names the node the task is for
+        per_fire = {}
+        for fire_s, fire_node, task_node in rows:
+            self.assertEqual(fire_node, task_node)
+            per_fire.setdefault(fire_s, []).append(fire_node)
+        # the first fire, before the disable, on both; each fire once per node at most
+        self.assertEqual(sorted(per_fire[min(per_fire)]), sorted(keys.values()), rows)
+        for fire_s, nodes in per_fire.items():
+            self.assertEqual(len(nodes), len(set(nodes)), (fire_s, nodes))
+            if fire_s > disabled:
+                self.assertEqual(nodes, [keys["w1"]], (fire_s, nodes))
 
     def test_missed_fires_run_once_or_are_skipped_never_a_burst(self):
         self.c.start_master()

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check_main.h"
 
@@ -1438,15 +1439,16 @@ START_TEST(test_bad_schedule_command_lines_are_refused)
                  "schedule: day-of-week at position 11", "out of range 0-7");
     expect_error(parse("schedule", "add", "@every", "--", "true", NULL), "schedule: expression",
                  NULL);
-    expect_error(parse("schedule", "add", "--tz=Europe/Paris", "@daily", "--", "true", NULL),
+    expect_error(parse("schedule", "add", "--tz=../etc/passwd", "@daily", "--", "true", NULL),
                  "--tz", NULL);
     expect_error(parse("schedule", "add", "--overlap=queue", "@daily", "--", "true", NULL),
                  "--overlap", NULL);
     expect_error(parse("schedule", "add", "@daily", NULL), "needs a command after '--'", NULL);
     expect_error(parse("schedule", "add", "--node=a", "--node=b", "@daily", "--", "true", NULL),
                  "one '--node' at most", NULL);
-    expect_error(parse("schedule", "add", "--all-nodes", "@daily", "--", "true", NULL), "all-nodes",
-                 NULL);
+    expect_error(parse("schedule", "add", "--all-nodes", "--node=a", "@daily", "--", "true", NULL),
+                 "'--node' and '--all-nodes'", NULL);
+    expect_error(parse("schedule", "list", "--all-nodes", NULL), "task options", NULL);
     expect_error(parse("schedule", "pause", NULL), "needs a schedule ID", NULL);
     expect_error(parse("schedule", "pause", "x1", NULL), "ID: expected a schedule id", NULL);
     expect_error(parse("schedule", "show", "0", NULL), "ID: expected a schedule id", NULL);
@@ -1491,6 +1493,37 @@ START_TEST(test_spider_command_lines)
     ck_assert_str_eq(cfg.spider_ref, "q");
     expect_error(parse("schedule", "list", "--spider=q", NULL), "task options", NULL);
     expect_error(parse("--role=master", "--spider-max-bytes=5G", NULL), "at most 4G", NULL);
+}
+END_TEST
+
+/* --tz: a fixed offset, or a zone name read from $TZDIR (else /usr/share/zoneinfo) and parsed;
+ * when this machine has no zoneinfo directory at all, the master decides. */
+START_TEST(test_schedule_zones_are_read_where_the_client_has_them)
+{
+    ck_assert_int_eq(parse("schedule", "add", "--tz=Europe/Berlin", "--all-nodes", "--label=a=b",
+                           "30 2 * * *", "--", "true", NULL),
+                     0);
+    ck_assert_str_eq(cfg.sched_tz, "Europe/Berlin");
+    ck_assert(cfg.all_nodes);
+    ck_assert_str_eq(cfg.zoneinfo_dir, "/usr/share/zoneinfo");
+    expect_error(parse("schedule", "add", "--tz=Nowhere/City", "@daily", "--", "true", NULL),
+                 "--tz: unknown zone Nowhere/City", "/usr/share/zoneinfo");
+
+    char dir[] = "/tmp/crawlab-tz-XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/Bad", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("TZif2 but nothing else", f);
+    fclose(f);
+    env_set("TZDIR", dir);
+    expect_error(parse("schedule", "add", "--tz=Bad", "@daily", "--", "true", NULL),
+                 "--tz: zone Bad", "not a valid zone file");
+    unlink(path);
+    rmdir(dir);
+    /* the directory is gone: nothing to check against here, the master reads its own */
+    ck_assert_int_eq(parse("schedule", "add", "--tz=Bad", "@daily", "--", "true", NULL), 0);
+    ck_assert_int_eq(parse("schedule", "add", "--tz=+05:30", "@daily", "--", "true", NULL), 0);
 }
 END_TEST
 
@@ -1730,6 +1763,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
     tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
     tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
+    tcase_add_test(tc, test_schedule_zones_are_read_where_the_client_has_them);
     tcase_add_test(tc, test_task_restart_takes_one_task_id);
     tcase_add_test(tc, test_spider_command_lines);
     tcase_add_test(tc, test_task_id_prefix_of_six_digits_or_more);

@@ -1,7 +1,8 @@
 /*
  * One rule, one answer: the wire validator, the store and the configuration accept and refuse the
- * same node keys, names, task ids, environment names and priorities, because each of them asks
- * core/rules.h (and core/task.h). Every sample below goes through all the places that check it.
+ * same node keys, names, task ids, environment names, priorities and zone names, because each of
+ * them asks core/rules.h (and core/task.h, core/tz.h). Every sample below goes through all the
+ * places that check it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "config.h"
 #include "core/rules.h"
 #include "core/task.h"
+#include "core/tz.h"
 #include "store/store.h"
 #include "rpc/validate.h"
 
@@ -66,6 +68,14 @@ static const struct sample labels[] = {
     {K63 "=" V64, true}, {K63 "x=1", false}, {"k=" V64 "x", false},   {"gpu", false},
     {"=1", false},       {"g pu=1", false},  {"k:x=1", false},        {"k=a\tb", false},
     {"k=\xff", false},   {"", false},
+};
+
+/* Zone names (the valid ones exist in Debian's tzdata: the configuration reads them). */
+static const struct sample zone_names[] = {
+    {"Europe/Berlin", true},    {"America/Argentina/Buenos_Aires", true},
+    {"Etc/GMT+5", true},        {"../etc/passwd", false},
+    {"/etc/localtime", false},  {"Europe//Berlin", false},
+    {"Europe/./Berlin", false}, {"Europe/Ber lin", false},
 };
 
 static const struct sample env_names[] = {
@@ -393,6 +403,34 @@ START_TEST(retries_agree)
 }
 END_TEST
 
+static int wire_zone(const char *tz)
+{
+    Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
+    spec.cmd = "true";
+    Grpc__AdminCreateScheduleRequest r = GRPC__ADMIN_CREATE_SCHEDULE_REQUEST__INIT;
+    r.spec = &spec;
+    r.expr = "@daily";
+    r.tz = (char *)tz;
+    return validate_create_schedule(&r, NULL);
+}
+
+START_TEST(zone_names_agree)
+{
+    const struct sample *s = &zone_names[_i];
+    AGREE(s, "rule", tz_name_valid(s->text));
+    AGREE(s, "wire", wire_zone(s->text) == 0);
+    char *argv[] = {"crawlab-node", "schedule", "add",  flag("tz", s->text),
+                    "@daily",       "--",       "true", NULL};
+    struct config c;
+    int rc = config_parse(&c, 7, argv, NULL, NULL, 0);
+    config_free(&c);
+    AGREE(s, "config", rc == 0);
+    struct schedule_new n = {.expr = "@daily", .cmd = "true", .tz_name = s->text};
+    int64_t id;
+    AGREE(s, "store", store_schedule_create(st, &n, 1000, &id) == 0);
+}
+END_TEST
+
 START_TEST(status_names_round_trip)
 {
     for (int s = 0; s < TASK_STATUS_COUNT; s++) {
@@ -426,6 +464,7 @@ static Suite *rules_suite(void)
     tcase_add_loop_test(tc, task_id_prefixes_agree, 0, N(task_id_prefixes));
     tcase_add_loop_test(tc, env_names_agree, 0, N(env_names));
     tcase_add_loop_test(tc, labels_agree, 0, N(labels));
+    tcase_add_loop_test(tc, zone_names_agree, 0, N(zone_names));
     tcase_add_test(tc, priorities_agree);
     tcase_add_test(tc, retries_agree);
     tcase_add_test(tc, status_names_round_trip);

@@ -62,6 +62,14 @@ static void reopen(void)
     " CREATE INDEX tasks_pending ON tasks(node_key, priority DESC, created_ms)"                    \
     " WHERE status = 'pending';"
 
+/* What version 9 added: schedule zones and all-nodes, the node in a fire's key. */
+#define UNDO_9                                                                                     \
+    "ALTER TABLE schedules DROP COLUMN tz_name; ALTER TABLE schedules DROP COLUMN all_nodes;"      \
+    " CREATE TABLE sf6 (schedule_id INTEGER NOT NULL, fire_s INTEGER NOT NULL,"                    \
+    " task_id TEXT NOT NULL, PRIMARY KEY (schedule_id, fire_s)) WITHOUT ROWID;"                    \
+    " INSERT INTO sf6 SELECT schedule_id, fire_s, task_id FROM schedule_fires;"                    \
+    " DROP TABLE schedule_fires; ALTER TABLE sf6 RENAME TO schedule_fires;"
+
 /* What version 5 added: node labels and states, task and schedule selectors. */
 #define UNDO_5                                                                                     \
     " ALTER TABLE nodes DROP COLUMN labels; ALTER TABLE nodes DROP COLUMN state;"                  \
@@ -69,9 +77,9 @@ static void reopen(void)
 
 /*
  * Closes the store and makes its database what schema `version` left: drops what each later
- * version added (8: the spiders table and the tasks' spider columns; 7: the event tables;
- * 6: retries, links and the ascending priority index; 5: labels and node states; 4: the schedule
- * tables; 3: the purge index and journal; 2: tasks.epoch).
+ * version added (9: schedule zones, all-nodes fires; 8: the spiders table and the tasks' spider
+ * columns; 7: the event tables; 6: retries, links and the ascending priority index; 5: labels and
+ * node states; 4: the schedule tables; 3: the purge index and journal; 2: tasks.epoch).
  */
 static void make_schema(int version)
 {
@@ -79,8 +87,9 @@ static void make_schema(int version)
     st = NULL;
     char path[256], sql[2048];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s%s PRAGMA user_version = %d;",
-             version < 8 ? "DROP TABLE spiders; DROP INDEX tasks_by_spider;"
+    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s%s%s PRAGMA user_version = %d;",
+             version < 9 ? UNDO_9 : "",
+             version < 8 ? " DROP TABLE spiders; DROP INDEX tasks_by_spider;"
                            " ALTER TABLE schedules DROP COLUMN spider;"
                            " ALTER TABLE tasks DROP COLUMN spider;"
                            " ALTER TABLE tasks DROP COLUMN spider_sha256;"
@@ -1643,8 +1652,8 @@ START_TEST(test_a_fire_makes_one_task_and_repeating_it_makes_none)
     int64_t sid = new_schedule("s", "@every 1s");
     struct task_new t = {.name = "s", .cmd = "echo hi"};
     char id1[25], id2[25];
-    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0, id1), 0);
-    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0 + 1, id2), 1);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, 1, false, T0, &id1), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, 1, false, T0 + 1, &id2), 1);
     ck_assert_str_eq(id1, id2);
     struct task_row tr;
     get_task(id1, &tr);
@@ -1666,7 +1675,7 @@ START_TEST(test_a_fire_makes_one_task_and_repeating_it_makes_none)
     int n = 0;
     ck_assert_int_eq(store_schedule_fires(st, sid, count_fires_cb, &n), 0);
     ck_assert_int_eq(n, 1);
-    ck_assert_int_eq(store_schedule_fire(st, sid + 100, 1000, &t, T0, id2), -ENOENT);
+    ck_assert_int_eq(store_schedule_fire(st, sid + 100, 1000, &t, 1, false, T0, &id2), -ENOENT);
 }
 END_TEST
 
@@ -1676,7 +1685,7 @@ START_TEST(test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire)
     struct task_new t = {.name = "s", .cmd = "echo hi"};
     char id[25];
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0, id), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, 1, false, T0, &id), 0);
     ck_assert_int_eq(store_rollback(st), 0);
     struct task_row tr;
     ck_assert_int_eq(store_task_get(st, id, &tr), -ENOENT);
@@ -1689,10 +1698,88 @@ START_TEST(test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire)
     store_schedule_row_free(&r);
     /* and the fire can happen again, once */
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, T0, id), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, &t, 1, false, T0, &id), 0);
     ck_assert_int_eq(store_commit(st), 0);
     ck_assert_int_eq(store_task_get(st, id, &tr), 0);
     store_task_row_free(&tr);
+}
+END_TEST
+
+static int user_version(void);
+
+static int collect_task_id(void *ctx, const char *task_id)
+{
+    char(*ids)[25] = ctx;
+    for (int i = 0; i < 4; i++)
+        if (!ids[i][0]) {
+            snprintf(ids[i], 25, "%s", task_id);
+            return 0;
+        }
+    ck_abort_msg("more tasks than expected");
+    return 0;
+}
+
+/* An all-nodes fire: its tasks (one per node) and their records in one transaction; the fire
+ * again makes none; the last fire's tasks are all of them. */
+START_TEST(test_an_all_nodes_fire_makes_its_tasks_at_once_and_once)
+{
+    struct schedule_new n = {
+        .expr = "@every 1s", .cmd = "true", .all_nodes = true, .tz_name = "Europe/Berlin"};
+    int64_t sid;
+    ck_assert_int_eq(store_schedule_create(st, &n, T0, &sid), 0);
+    struct task_new t[2] = {{.cmd = "true", .node_key = "node-a"},
+                            {.cmd = "true", .node_key = "node-b"}};
+    char ids[2][25], again[2][25], last[4][25] = {{0}};
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, t, 2, true, T0, ids), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+    int fires = 0;
+    ck_assert_int_eq(store_schedule_fires(st, sid, count_fires_cb, &fires), 0);
+    ck_assert_int_eq(fires, 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, t, 2, true, T0, ids), 0);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1000, t, 2, true, T0, again), 1);
+    ck_assert_int_eq(store_schedule_fires(st, sid, count_fires_cb, &fires), 0);
+    ck_assert_int_eq(fires, 2);
+    ck_assert_int_eq(store_schedule_last_tasks(st, sid, collect_task_id, last), 0);
+    ck_assert(strcmp(last[0], ids[0]) == 0 || strcmp(last[0], ids[1]) == 0);
+    ck_assert(strcmp(last[1], ids[0]) == 0 || strcmp(last[1], ids[1]) == 0);
+    ck_assert_str_eq(last[2], "");
+    struct task_row tr;
+    get_task(ids[1], &tr);
+    ck_assert_str_eq(tr.node_key, "node-b");
+    store_task_row_free(&tr);
+    struct schedule_row r;
+    ck_assert_int_eq(store_schedule_get(st, sid, &r), 0);
+    ck_assert(r.all_nodes);
+    ck_assert_str_eq(r.tz_name, "Europe/Berlin");
+    store_schedule_row_free(&r);
+    /* a per-node fire needs each task's node; a zone name must be one */
+    t[1].node_key = NULL;
+    ck_assert_int_eq(store_schedule_fire(st, sid, 1001, t, 2, true, T0, ids), -EINVAL);
+    n.tz_name = "../etc/passwd";
+    ck_assert_int_eq(store_schedule_create(st, &n, T0, &sid), -EINVAL);
+}
+END_TEST
+
+/* Version 9: a version 8 schedule has no zone name and is not all-nodes; its fires keep their
+ * tasks and stay idempotent. */
+START_TEST(test_a_schema_8_database_keeps_its_fires)
+{
+    int64_t sid = new_schedule("s", "@daily");
+    struct task_new t = {.cmd = "true"};
+    char id[25], again[25];
+    ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, 1, false, T0, &id), 0);
+    make_schema(8);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(user_version(), 9);
+    struct schedule_row r;
+    ck_assert_int_eq(store_schedule_get(st, sid, &r), 0);
+    ck_assert_str_eq(r.tz_name, "");
+    ck_assert(!r.all_nodes);
+    ck_assert_int_eq(r.tz_offset, 3600);
+    store_schedule_row_free(&r);
+    ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, 1, false, T0, &again), 1);
+    ck_assert_str_eq(again, id);
 }
 END_TEST
 
@@ -1715,15 +1802,15 @@ START_TEST(test_a_schema_2_or_3_database_is_brought_to_the_latest)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    ck_assert_int_eq(user_version(), 8);
+    ck_assert_int_eq(user_version(), 9);
     for (int v = 2; v <= 3; v++) {
         make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
-        ck_assert_int_eq(user_version(), 8);
+        ck_assert_int_eq(user_version(), 9);
         int64_t sid = new_schedule("s", "@daily");
         struct task_new t = {.cmd = "true"};
         char tid[25];
-        ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, T0, tid), 0);
+        ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, 1, false, T0, &tid), 0);
         struct task_row tr;
         get_task(id, &tr); /* the old task is still there */
         store_task_row_free(&tr);
@@ -1741,7 +1828,7 @@ START_TEST(test_a_schema_4_database_gets_labels_and_node_states)
     int64_t sid = new_schedule("s", "@daily");
     make_schema(4);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 8);
+    ck_assert_int_eq(user_version(), 9);
     struct node_row n;
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.labels, "");
@@ -2061,7 +2148,7 @@ START_TEST(test_a_schema_7_database_is_brought_to_8)
     new_task("t", 0, NULL, T0, id);
     make_schema(7);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 8);
+    ck_assert_int_eq(user_version(), 9);
     struct task_row r;
     get_task(id, &r); /* the old task is there, in no spider */
     ck_assert_str_eq(r.spider, "");
@@ -2465,7 +2552,7 @@ START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
     ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
     make_schema(2);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 8);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 9);
     ck_assert(task_exists(id));
     size_t purged;
     bool more;
@@ -2488,7 +2575,7 @@ START_TEST(test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities)
                                 " AND sql LIKE '%priority DESC%'"),
                      1);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 8);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 9);
     ck_assert_int_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name = 'tasks_pending'"
                                 " AND sql LIKE '%priority DESC%'"),
                      0);
@@ -2626,7 +2713,7 @@ START_TEST(test_a_schema_6_database_gets_the_event_tables)
     new_task("t", 0, NULL, T0, id);
     make_schema(6);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 8);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 9);
     ck_assert(task_exists(id));
     int64_t a;
     ck_assert_int_eq(store_event_add(st, T0, "task.finished", NULL, id, NULL, &a), 0);
@@ -2727,6 +2814,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_schedules_are_stored_listed_paused_and_removed);
     tcase_add_test(tc, test_a_fire_makes_one_task_and_repeating_it_makes_none);
     tcase_add_test(tc, test_a_fire_in_a_rolled_back_group_leaves_neither_task_nor_fire);
+    tcase_add_test(tc, test_an_all_nodes_fire_makes_its_tasks_at_once_and_once);
     tcase_add_test(tc, test_a_schema_2_or_3_database_is_brought_to_the_latest);
     tcase_add_test(tc, test_a_schema_4_database_gets_labels_and_node_states);
     tcase_add_test(tc, test_fetch_skips_tasks_whose_selector_the_node_does_not_match);
@@ -2743,6 +2831,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_purge_killed_before_its_commit_loses_nothing);
     tcase_add_test(tc, test_a_schema_2_database_gets_the_purge_index_and_journal);
     tcase_add_test(tc, test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities);
+    tcase_add_test(tc, test_a_schema_8_database_keeps_its_fires);
     tcase_add_test(tc, test_retry_and_end_commit_or_roll_back_together);
     tcase_add_test(tc, test_a_schema_6_database_gets_the_event_tables);
     suite_add_tcase(s, tc);

@@ -919,9 +919,14 @@ START_TEST(test_create_schedule_checks_expression_offset_target_and_policies)
     r.expr = "* * * *";
     REFUSES(validate_create_schedule, &r, -EINVAL);
     r.expr = "@daily";
-    r.tz = "Europe/Paris";
+    r.tz = "Europe/Paris"; /* a zone name: whether the master has it is the master's to say */
+    ACCEPTS(validate_create_schedule, &r);
+    r.tz = "../../etc/passwd";
     REFUSES(validate_create_schedule, &r, -EINVAL);
     r.tz = "";
+    r.all_nodes = true; /* not with node_key */
+    REFUSES(validate_create_schedule, &r, -EINVAL);
+    r.all_nodes = false;
     r.overlap = "queue";
     REFUSES(validate_create_schedule, &r, -EINVAL);
     r.overlap = "";
