@@ -194,6 +194,57 @@ static int schedule_add(const struct config *cfg, struct tls_client *tls, const 
     return status;
 }
 
+/* schedule list: every page, printed as one list. Returns the exit status. */
+static int schedule_list(const struct config *cfg, struct tls_client *tls, const char *auth_key)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
+        return 3;
+    ProtobufCMessage **pages = NULL;
+    Grpc__AdminSchedule **all = NULL;
+    size_t n_pages = 0, n = 0;
+    grpc_status_code st = GRPC_STATUS_OK;
+    const char *token = "";
+    do {
+        Grpc__AdminScheduleRequest req = GRPC__ADMIN_SCHEDULE_REQUEST__INIT;
+        req.page_token = (char *)token;
+        ProtobufCMessage *m = NULL;
+        st = cli_conn_unary(&c, "/grpc.AdminService/ListSchedules", &req.base,
+                            &grpc__admin_list_schedules_response__descriptor, &m);
+        if (st != GRPC_STATUS_OK)
+            break;
+        const Grpc__AdminListSchedulesResponse *r = (const void *)m;
+        void *grown_pages = realloc(pages, (n_pages + 1) * sizeof(*pages));
+        void *grown_all =
+            grown_pages ? realloc(all, (n + r->n_schedules + 1) * sizeof(*all)) : NULL;
+        if (grown_pages)
+            pages = grown_pages;
+        if (!grown_all) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            st = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            fprintf(stderr, "crawlab-node: %s\n", strerror(ENOMEM));
+            break;
+        }
+        all = grown_all;
+        pages[n_pages++] = m;
+        for (size_t i = 0; i < r->n_schedules; i++)
+            all[n++] = r->schedules[i];
+        token = r->next_page_token; /* lives in its page until the end */
+    } while (*token);
+    cli_conn_close(&c);
+    if (st == GRPC_STATUS_OK) {
+        Grpc__AdminListSchedulesResponse merged = GRPC__ADMIN_LIST_SCHEDULES_RESPONSE__INIT;
+        merged.schedules = all;
+        merged.n_schedules = n;
+        schedule_print(cfg, &merged, false);
+    }
+    for (size_t i = 0; i < n_pages; i++)
+        protobuf_c_message_free_unpacked(pages[i], NULL);
+    free(pages);
+    free(all);
+    return st == GRPC_STATUS_OK ? 0 : cli_exit_status(st);
+}
+
 int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
     const char *action = cfg->sched_action;
@@ -201,9 +252,11 @@ int cli_schedule(const struct config *cfg, struct tls_client *tls, const char *a
         return schedule_add(cfg, tls, auth_key);
     Grpc__AdminScheduleRequest req = GRPC__ADMIN_SCHEDULE_REQUEST__INIT;
     req.id = cfg->sched_id;
-    if (strcmp(action, "list") == 0 || strcmp(action, "show") == 0)
+    if (strcmp(action, "list") == 0)
+        return schedule_list(cfg, tls, auth_key);
+    if (strcmp(action, "show") == 0)
         return schedule_call(cfg, tls, auth_key, "/grpc.AdminService/ListSchedules", &req.base,
-                             strcmp(action, "show") == 0);
+                             true);
     req.action = (char *)(strcmp(action, "rm") == 0 ? "remove" : action);
     return schedule_call(cfg, tls, auth_key, "/grpc.AdminService/ChangeSchedule", &req.base, true);
 }

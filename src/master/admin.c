@@ -897,7 +897,9 @@ static void on_read_results(struct srv_call *c, void *ctx)
 struct sched_list {
     Grpc__AdminSchedule *items;
     size_t n, cap;
-    int64_t only; /* 0 = every schedule */
+    int64_t only;  /* 0 = every schedule, one page of them */
+    int64_t after; /* the page starts after this id */
+    struct page page;
     int64_t now_s;
     struct sched *sched;
 };
@@ -905,7 +907,7 @@ struct sched_list {
 static int collect_schedule(void *ctx, const struct schedule_row *r)
 {
     struct sched_list *l = ctx;
-    if (l->only && r->id != l->only)
+    if (l->only ? r->id != l->only : r->id <= l->after)
         return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -940,11 +942,18 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     if (!a->name || !a->expr || !a->tz || !a->cmd || !a->node_key || !a->overlap || !a->missed ||
         !a->last_task || !a->spider || labels_field(r->labels, &a->labels, &a->n_labels) < 0)
         return -ENOMEM;
+    if (!l->only && !page_fits(&l->page, l->n - 1, grpc__admin_schedule__get_packed_size(a))) {
+        l->n--; /* the page is full: this one starts the next (sched_list_free frees it) */
+        return 1;
+    }
     return 0;
 }
 
 static void sched_list_free(struct sched_list *l)
 {
+    /* The entry that did not fit the page, if any, is the one past l->n. */
+    if (l->page.more)
+        l->n++;
     for (size_t i = 0; i < l->n; i++) {
         Grpc__AdminSchedule *a = &l->items[i];
         free(a->name);
@@ -961,12 +970,21 @@ static void sched_list_free(struct sched_list *l)
     free(l->items);
 }
 
-/* Replies with the schedules (only: one of them, 0: all); NOT_FOUND when `only` is unknown. */
-static void reply_schedules(struct srv_call *c, struct admin *a, int64_t only)
+/* Replies with the schedules: one of them (only; NOT_FOUND when it is unknown), or with only 0 the
+ * page of them after the id page_token names. */
+static void reply_schedules(struct srv_call *c, struct admin *a, int64_t only,
+                            const char *page_token)
 {
-    struct sched_list l = {.only = only, .now_s = clock_now_ms(a->loop) / 1000, .sched = a->sched};
+    struct sched_list l = {.only = only,
+                           .after = page_token ? strtoll(page_token, NULL, 10) : 0, /* validated */
+                           .page = {.limit = LIMIT_PAGE_ITEMS},
+                           .now_s = clock_now_ms(a->loop) / 1000,
+                           .sched = a->sched};
     int rc = store_schedule_list(a->store, collect_schedule, &l);
+    if (rc == 1)
+        rc = 0;
     Grpc__AdminSchedule **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
+    char token[24] = "";
     if (rc < 0 || (l.n && !ptrs)) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot list schedules");
     } else if (only && l.n == 0) {
@@ -977,6 +995,9 @@ static void reply_schedules(struct srv_call *c, struct admin *a, int64_t only)
         Grpc__AdminListSchedulesResponse resp = GRPC__ADMIN_LIST_SCHEDULES_RESPONSE__INIT;
         resp.n_schedules = l.n;
         resp.schedules = ptrs;
+        if (l.page.more && l.n)
+            snprintf(token, sizeof(token), "%lld", (long long)l.items[l.n - 1].id);
+        resp.next_page_token = token;
         srv_call_reply(c, &resp.base);
     }
     free(ptrs);
@@ -1048,13 +1069,13 @@ static void on_create_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
     log_info("schedule %lld added: %s%s%s%s", (long long)id, req->expr, *req->tz ? " in " : "",
              req->tz, req->all_nodes ? ", on all nodes" : "");
     sched_changed(a->sched);
-    reply_schedules(c, a, id);
+    reply_schedules(c, a, id, NULL);
 }
 
 static void on_list_schedules(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     const Grpc__AdminScheduleRequest *req = (const void *)msg; /* validated */
-    reply_schedules(c, ctx, req->id);
+    reply_schedules(c, ctx, req->id, req->page_token);
 }
 
 static void on_change_schedule(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
@@ -1081,7 +1102,7 @@ static void on_change_schedule(struct srv_call *c, void *ctx, const ProtobufCMes
         Grpc__AdminListSchedulesResponse resp = GRPC__ADMIN_LIST_SCHEDULES_RESPONSE__INIT;
         srv_call_reply(c, &resp.base);
     } else {
-        reply_schedules(c, a, req->id);
+        reply_schedules(c, a, req->id, NULL);
     }
 }
 

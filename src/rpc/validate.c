@@ -416,6 +416,9 @@ int validate_schedule_request(const Grpc__AdminScheduleRequest *r, const char **
 {
     if (r->id < 0)
         return fail(why, -EINVAL, "id: not negative");
+    size_t digits = strspn(r->page_token, "0123456789");
+    if (r->page_token[digits] || digits > 18)
+        return fail(why, -EINVAL, "page_token: not a token of this master");
     if (*r->action && strcmp(r->action, "pause") != 0 && strcmp(r->action, "resume") != 0 &&
         strcmp(r->action, "remove") != 0)
         return fail(why, -EINVAL, "action: pause, resume or remove");

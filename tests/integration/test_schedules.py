@@ -51,6 +51,24 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
         finally:
             db.close()
 
+    def test_listing_over_4mib(self):
+        """80 schedules of 60 KB commands (4.8 MB): one ListSchedules answer would exceed the
+        4 MiB message limit; the master pages them and the CLI lists every one."""
+        self.c.start_master()
+        word = "x" * 60000
+        ids = []
+        for i in range(80):
+            rc, out, err = self.sched("add", "--name=big%d" % i, "@daily", "--", "echo", word)
+            self.assertEqual(rc, 0, err)
+            ids.append(int(out.strip()))
+        listed = self.schedules()
+        self.assertEqual(sorted(listed), sorted(ids))
+        self.assertTrue(all(len(s["cmd"]) > 60000 for s in listed.values()))
+        self.assertGreater(sum(len(s["cmd"]) for s in listed.values()), 4 << 20)
+        rc, out, err = self.sched("list")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(out.splitlines()), 81)  # the header and one line each
+
     def test_each_fire_time_has_one_task_across_kill9_restarts(self):
         self.c.start_master()
         self.assertEqual(self.add_schedule("every-second", "@every 1s", "--overlap=allow"), 1)
