@@ -164,7 +164,10 @@ class Labels(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 1)
         self.assertIn("online", err)
         held = self.submit1("--node=cpu1", "--", *self.gate("never"))
-        self.wait_task_status(held, "running")
+        pid = self.wait_tasks([held], lambda t: t["status"] == "running" and t["pid"] > 0,
+                              what="the held task to run")[held]["pid"]
+        # its worker is killed and never comes back to stop it: the test does (pgid = pid)
+        self.addCleanup(harness.kill_group, pid)
         workers["cpu1"].kill9()
         self.c.wait_status("offline", keys=("cpu1",))
         rc, _, err = self.node_cmd("rm", "cpu1")
