@@ -38,6 +38,7 @@ BIN = os.path.abspath(os.environ.get("CRAWLAB_NODE_BIN") or
 POLL = 0.05            # seconds between two polls of a condition
 WAIT = 20.0            # default deadline of a wait
 STOP_GRACE = 10.0      # SIGTERM -> SIGKILL
+WORKER_SHUTDOWN_GRACE = "3s"  # a worker's --shutdown-grace: well under STOP_GRACE
 CLI_TIMEOUT = 30.0     # a client command that takes longer is killed and the test fails
 TEST_TIMEOUT = 90      # backstop per test case (SIGALRM), on top of every wait's own deadline
 LOG_TAIL = 40          # lines of each log printed when a test fails
@@ -345,7 +346,11 @@ class Cluster:
                                "--data-dir=%s" % data_dir,
                                "--auth-key-file=%s" % (key_file or self.key_file),
                                "--node-name=%s" % (node_name or name),
-                               "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
+                               "--heartbeat-interval=%s" % self.heartbeat,
+                               # under the 10 s a stop waits before SIGKILL: a task still
+                               # running at the end of a test is stopped by its worker, not
+                               # orphaned by a worker killed while it waited for the task
+                               "--shutdown-grace=%s" % WORKER_SHUTDOWN_GRACE] + list(extra)
         p = self.spawn(name, argv)
         p.data_dir = data_dir
         return p
