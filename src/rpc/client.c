@@ -20,6 +20,7 @@ struct rpc_call {
     grpc_call *call;
     int refs;
     bool released, ended, closed_send, send_pending, recv_pending;
+    bool status_waits; /* the status came while a read was pending: told after that read */
     struct call_op start_op, status_op, send_op, recv_op;
     grpc_metadata auth;
     grpc_metadata_array initial_md, trailing_md;
@@ -84,16 +85,28 @@ static void on_start_done(struct bridge_tag *tag, bool ok)
     call_unref(((struct call_op *)tag)->call);
 }
 
-static void on_status(struct bridge_tag *tag, bool ok)
+/* Tells the handler the call's status, and drops the reference of the status op. */
+static void deliver_status(struct rpc_call *c)
 {
-    struct rpc_call *c = ((struct call_op *)tag)->call;
-    c->ended = true;
     if (!c->released && c->h->on_status) {
         char *details = grpc_slice_to_c_string(c->details);
         c->h->on_status(c, c->status, details);
         gpr_free(details);
     }
     call_unref(c);
+}
+
+/* The completion queue may hand over the status before a pending read that gRPC answers with
+ * the call's last message: the handler gets every message first, then the status. */
+static void on_status(struct bridge_tag *tag, bool ok)
+{
+    struct rpc_call *c = ((struct call_op *)tag)->call;
+    c->ended = true;
+    if (c->recv_pending) {
+        c->status_waits = true;
+        return;
+    }
+    deliver_status(c);
 }
 
 static void on_sent(struct bridge_tag *tag, bool ok)
@@ -119,6 +132,10 @@ static void on_recv(struct bridge_tag *tag, bool ok)
         c->h->on_message(c, ok ? msg : NULL);
     if (msg)
         grpc_byte_buffer_destroy(msg);
+    if (c->status_waits && !c->recv_pending) { /* the handler read no further */
+        c->status_waits = false;
+        deliver_status(c);
+    }
     call_unref(c);
 }
 

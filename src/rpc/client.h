@@ -24,7 +24,8 @@ struct rpc_call_handler {
     void (*on_message)(struct rpc_call *c, grpc_byte_buffer *msg);
     /* A rpc_call_write() or rpc_call_close_send() completed. */
     void (*on_sent)(struct rpc_call *c, bool ok);
-    /* The call ended with this status; after it the call only waits for release. */
+    /* The call ended with this status; after it the call only waits for release. It comes after
+     * the last on_message: a read pending when the call ends is answered first. */
     void (*on_status)(struct rpc_call *c, grpc_status_code status, const char *details);
     /* Last callback, after release. */
     void (*on_free)(struct rpc_call *c);
