@@ -173,51 +173,43 @@ static int pick_cert_command(struct config_parser *p, const struct config_scan *
     return 0;
 }
 
+/*
+ * A command whose second word is one of its actions (a NULL-terminated list): the command becomes
+ * cmd and *action the word. Without one, or with another, the error lists them.
+ */
+static int pick_action(struct config_parser *p, const struct config_scan *s, const char *word,
+                       enum config_command cmd, const char *const *actions, char **action)
+{
+    char list[128] = "";
+    for (size_t i = 0; actions[i]; i++) {
+        if (s->sub && strcmp(s->sub, actions[i]) == 0) {
+            p->c->command = cmd;
+            return config_set_string(p, action, actions[i]);
+        }
+        size_t at = strlen(list);
+        snprintf(list + at, sizeof(list) - at, "%s%s", i ? ", " : "", actions[i]);
+    }
+    if (!s->sub)
+        return config_fail(p, "'%s' needs a sub-command: %s", word, list);
+    return config_fail(p, "unknown sub-command '%s %.*s' (%s)", word, QUOTE_MAX, s->sub, list);
+}
+
 static int pick_schedule_command(struct config_parser *p, const struct config_scan *s)
 {
-    static const char *const actions[] = {"add", "list", "show", "pause", "resume", "rm"};
-    if (!s->sub)
-        return config_fail(p, "'schedule' needs a sub-command: add, list, show, pause, resume or "
-                              "rm");
-    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
-        if (strcmp(s->sub, actions[i]) == 0) {
-            p->c->command = CMD_SCHEDULE;
-            return config_set_string(p, &p->c->sched_action, actions[i]);
-        }
-    }
-    return config_fail(p,
-                       "unknown sub-command 'schedule %.*s' (add, list, show, pause, resume, rm)",
-                       QUOTE_MAX, s->sub);
+    static const char *const actions[] = {"add", "list", "show", "pause", "resume", "rm", NULL};
+    return pick_action(p, s, "schedule", CMD_SCHEDULE, actions, &p->c->sched_action);
 }
 
 static int pick_node_command(struct config_parser *p, const struct config_scan *s)
 {
-    static const char *const actions[] = {"enable", "disable", "drain", "rm"};
-    for (size_t i = 0; s->sub && i < sizeof(actions) / sizeof(actions[0]); i++) {
-        if (strcmp(s->sub, actions[i]) == 0) {
-            p->c->command = CMD_NODE;
-            return config_set_string(p, &p->c->node_action, actions[i]);
-        }
-    }
-    if (!s->sub)
-        return config_fail(p, "'node' needs a sub-command: enable, disable, drain or rm");
-    return config_fail(p, "unknown sub-command 'node %.*s' (enable, disable, drain, rm)", QUOTE_MAX,
-                       s->sub);
+    static const char *const actions[] = {"enable", "disable", "drain", "rm", NULL};
+    return pick_action(p, s, "node", CMD_NODE, actions, &p->c->node_action);
 }
 
 static int pick_spider_command(struct config_parser *p, const struct config_scan *s)
 {
-    static const char *const actions[] = {"push", "list", "show", "rm"};
-    for (size_t i = 0; s->sub && i < sizeof(actions) / sizeof(actions[0]); i++) {
-        if (strcmp(s->sub, actions[i]) == 0) {
-            p->c->command = CMD_SPIDER;
-            return config_set_string(p, &p->c->spider_action, actions[i]);
-        }
-    }
-    if (!s->sub)
-        return config_fail(p, "'spider' needs a sub-command: push, list, show or rm");
-    return config_fail(p, "unknown sub-command 'spider %.*s' (push, list, show, rm)", QUOTE_MAX,
-                       s->sub);
+    static const char *const actions[] = {"push", "list", "show", "rm", NULL};
+    return pick_action(p, s, "spider", CMD_SPIDER, actions, &p->c->spider_action);
 }
 
 static int pick_client_command(struct config_parser *p, const char *word)

@@ -1088,6 +1088,23 @@ int store_node_get(struct store *s, const char *key, struct node_row *out)
     return rc;
 }
 
+/* Makes room in *rows (cap elements of size bytes, n of them used) for one more: doubles it when
+ * full. 0, or -ENOMEM with *rows as it was. */
+static int grow_rows(void **rows, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *grown = realloc(*rows, ncap * size);
+    if (!grown) {
+        log_error("store: out of memory collecting rows");
+        return -ENOMEM;
+    }
+    *rows = grown;
+    *cap = ncap;
+    return 0;
+}
+
 int store_node_page(struct store *s, const char *after_key, unsigned limit,
                     int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
@@ -1102,21 +1119,11 @@ int store_node_page(struct store *s, const char *after_key, unsigned limit,
     struct node_row *rows = NULL;
     size_t n = 0, cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            struct node_row *p = realloc(rows, ncap * sizeof(*rows));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            rows = p;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+            break;
         node_from_stmt(st, &rows[n++]);
     }
-    if (rc == -ENOMEM)
-        log_error("store: out of memory listing nodes");
-    else
+    if (rc != -ENOMEM)
         rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", after_key ? after_key : "");
     finish(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -1604,16 +1611,8 @@ int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_m
     size_t n = 0, cap = 0;
     int src;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            void *grown = realloc(due, ncap * sizeof(*due));
-            if (!grown) {
-                rc = -ENOMEM;
-                break;
-            }
-            due = grown;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&due, n, &cap, sizeof(*due))) < 0)
+            break;
         copy_column(due[n].key, sizeof(due[n].key), st, 0);
         if (!(due[n++].labels = dup_column(st, 1)))
             rc = -ENOMEM;
@@ -1993,16 +1992,8 @@ int store_task_list_by_node(struct store *s, const char *node_key, enum task_sta
     int src;
     rc = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct task_row *p = realloc(rows, ncap * sizeof(*rows));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            rows = p;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+            break;
         rc = task_from_stmt(st, &rows[n]);
         if (rc < 0)
             break;
@@ -2404,17 +2395,8 @@ int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct sched
     int src;
     rc = 0;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct schedule_row *p = realloc(rows, ncap * sizeof(*rows));
-            if (!p) {
-                log_error("store: out of memory listing schedules");
-                rc = -ENOMEM;
-                break;
-            }
-            rows = p;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+            break;
         rc = sched_from_stmt(st, &rows[n]);
         if (rc == 0)
             n++;
@@ -2596,16 +2578,8 @@ int store_schedule_last_tasks(struct store *s, int64_t id,
     size_t n = 0, cap = 0;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            char(*p)[TASK_ID_LEN + 1] = realloc(ids, ncap * sizeof(*ids));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            ids = p;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&ids, n, &cap, sizeof(*ids))) < 0)
+            break;
         copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
     }
     if (rc == 0 && src != SQLITE_DONE)
@@ -2638,16 +2612,8 @@ int store_schedule_fires(struct store *s, int64_t id,
     size_t n = 0, cap = 0;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct fire *p = realloc(rows, ncap * sizeof(*rows));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            rows = p;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+            break;
         rows[n].at = sqlite3_column_int64(st, 0);
         copy_column(rows[n].task, sizeof(rows[n].task), st, 1);
         n++;
@@ -2881,17 +2847,8 @@ static int spider_rows(struct store *s, sqlite3_stmt *st,
     size_t n = 0, cap = 0;
     int src, rc = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct spider_row *p = realloc(rows, ncap * sizeof(*rows));
-            if (!p) {
-                log_error("store: out of memory listing spiders");
-                rc = -ENOMEM;
-                break;
-            }
-            rows = p;
-            cap = ncap;
-        }
+        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+            break;
         spider_from_stmt(st, &rows[n++]);
     }
     if (rc == 0 && src != SQLITE_DONE)
