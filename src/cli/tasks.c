@@ -13,6 +13,7 @@
 #include "core/limits.h"
 #include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
+#include "runtime/jsontext.h"
 
 /* An exit code means something only once the task's process has ended. */
 static bool has_exit_code(const char *status)
@@ -66,47 +67,30 @@ static void print_row(const Grpc__AdminTask *t)
     print_cell(t->error, 0, "\n");
 }
 
-/* json_string() refuses invalid UTF-8; such bytes become '?' rather than losing the field. */
-static json_t *json_str(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 static json_t *task_json(const Grpc__AdminTask *t)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "id", json_str(t->id));
-    json_object_set_new(o, "name", json_str(t->name));
-    json_object_set_new(o, "cmd", json_str(t->cmd));
-    json_object_set_new(o, "param", json_str(t->param));
-    json_object_set_new(o, "status", json_str(t->status));
-    json_object_set_new(o, "node_key", json_str(t->node_key));
-    json_object_set_new(o, "assigned_node", json_str(t->assigned_node));
+    json_object_set_new(o, "id", jsontext_string(t->id));
+    json_object_set_new(o, "name", jsontext_string(t->name));
+    json_object_set_new(o, "cmd", jsontext_string(t->cmd));
+    json_object_set_new(o, "param", jsontext_string(t->param));
+    json_object_set_new(o, "status", jsontext_string(t->status));
+    json_object_set_new(o, "node_key", jsontext_string(t->node_key));
+    json_object_set_new(o, "assigned_node", jsontext_string(t->assigned_node));
     json_object_set_new(o, "labels", cli_labels_json(t->labels, t->n_labels));
     json_object_set_new(o, "priority", json_integer(t->priority));
     json_object_set_new(o, "timeout_ms", json_integer((json_int_t)t->timeout_ms));
     json_object_set_new(o, "pid", json_integer(t->pid));
     json_object_set_new(o, "exit_code", json_integer(t->exit_code));
-    json_object_set_new(o, "error", json_str(t->error));
-    json_object_set_new(o, "spider", json_str(t->spider));
+    json_object_set_new(o, "error", jsontext_string(t->error));
+    json_object_set_new(o, "spider", jsontext_string(t->spider));
     json_object_set_new(o, "log_lines", json_integer((json_int_t)t->log_lines));
     json_object_set_new(o, "data_items", json_integer((json_int_t)t->data_items));
     json_object_set_new(o, "created_ms", json_integer((json_int_t)t->created_ms));
     json_object_set_new(o, "started_ms", json_integer((json_int_t)t->started_ms));
     json_object_set_new(o, "ended_ms", json_integer((json_int_t)t->ended_ms));
-    json_object_set_new(o, "restart_of", json_str(t->restart_of));
-    json_object_set_new(o, "retry_of", json_str(t->retry_of));
+    json_object_set_new(o, "restart_of", jsontext_string(t->restart_of));
+    json_object_set_new(o, "retry_of", jsontext_string(t->retry_of));
     json_object_set_new(o, "attempt", json_integer(t->attempt));
     json_object_set_new(o, "retries", json_integer(t->retries));
     json_object_set_new(o, "retry_delay_ms", json_integer((json_int_t)t->retry_delay_ms));

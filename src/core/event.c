@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "runtime/jsontext.h"
+
 static const char *const kind_names[EVENT_KIND_COUNT] = {
     [EVENT_NODE_ONLINE] = "node.online",
     [EVENT_NODE_OFFLINE] = "node.offline",
@@ -51,23 +53,6 @@ bool event_of_task_status(enum task_status to, uint64_t data_items, enum event_k
     }
 }
 
-/* json_string refuses text that is not UTF-8: such bytes become '?' rather than losing it. */
-static json_t *text(const char *s)
-{
-    json_t *j = json_string(s ? s : "");
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 char *event_json(int64_t id, int64_t at_ms, const char *kind, const char *node_key,
                  const char *task_id, const char *data)
 {
@@ -81,16 +66,16 @@ char *event_json(int64_t id, int64_t at_ms, const char *kind, const char *node_k
     json_t *d = json_loads(data ? data : "{}", JSON_DECODE_ANY, NULL);
     if (!json_is_object(d)) {
         json_decref(d);
-        d = text(data);
+        d = jsontext_string(data);
     }
     json_t *o = json_object();
     if (o) {
         json_object_set_new(o, "id", json_integer((json_int_t)id));
         json_object_set_new(o, "time", json_string(when));
         json_object_set_new(o, "time_ms", json_integer((json_int_t)at_ms));
-        json_object_set_new(o, "kind", text(kind));
-        json_object_set_new(o, "node_key", text(node_key));
-        json_object_set_new(o, "task_id", text(task_id));
+        json_object_set_new(o, "kind", jsontext_string(kind));
+        json_object_set_new(o, "node_key", jsontext_string(node_key));
+        json_object_set_new(o, "task_id", jsontext_string(task_id));
         json_object_set_new(o, "data", d);
         d = NULL;
     }

@@ -35,3 +35,19 @@ char *jsontext_within(const json_t *v, size_t max, size_t *len)
     *len = n;
     return NULL;
 }
+
+json_t *jsontext_string(const char *s)
+{
+    json_t *j = json_string(s ? s : "");
+    if (j || !s)
+        return j;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}

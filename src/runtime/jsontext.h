@@ -19,4 +19,9 @@
  */
 char *jsontext_within(const json_t *v, size_t max, size_t *len);
 
+/* A JSON string of s (NULL: ""): json_string() refuses bytes that are not UTF-8, so every byte
+ * >= 0x80 becomes '?' when s has such bytes, rather than the field being lost. NULL when out of
+ * memory. */
+json_t *jsontext_string(const char *s);
+
 #endif
