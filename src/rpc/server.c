@@ -163,6 +163,7 @@ struct srv_call {
     int close_cancelled;
     int refs;
     bool recv_pending, send_pending;
+    bool headers_sent;     /* initial metadata went out, and the wait for the call's end began */
     bool finished;         /* the handler has called finish */
     bool unheld;           /* its reply goes at once, held replies or not (srv_call_reply_now) */
     bool status_queued;    /* finish waits for a pending write */
@@ -515,11 +516,24 @@ static void on_recv(struct bridge_tag *tag, bool ok)
     call_unref(c);
 }
 
+/*
+ * The last batch of a call. A stream sent its initial metadata when it began; a unary call sends
+ * it here, with the answer and the wait for the call's end: one write and one completion for the
+ * whole reply.
+ */
 static void send_status(struct srv_call *c)
 {
-    grpc_op ops[2];
+    grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     size_t n = 0;
+    struct call_op *tag = &c->status_op;
+    if (!c->headers_sent) {
+        c->headers_sent = true;
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &c->close_cancelled;
+        tag = &c->close_op;
+    }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = c->status;
     ops[n].data.send_status_from_server.status_details = &c->status_details;
@@ -529,7 +543,7 @@ static void send_status(struct srv_call *c)
         ops[n].data.send_message.send_message = c->status_buf;
         n++;
     }
-    start_batch(c, ops, n, &c->status_op);
+    start_batch(c, ops, n, tag);
 }
 
 static void on_sent(struct bridge_tag *tag, bool ok)
@@ -775,14 +789,9 @@ static void unary_on_message(struct srv_call *c, grpc_byte_buffer *msg)
     protobuf_c_message_free_unpacked(req, NULL);
 }
 
-static void unary_on_done(struct srv_call *c, bool cancelled)
-{
-    /* The request read will fail too; unary_on_message answers then. */
-}
-
+/* No on_done: a unary call waits for its end only in its last batch, when it has answered. */
 static const struct srv_handler unary_handler = {
     .on_message = unary_on_message,
-    .on_done = unary_on_done,
 };
 
 static const struct method *find_method(struct rpc_server *s, grpc_slice path)
@@ -797,9 +806,9 @@ static const struct method *find_method(struct rpc_server *s, grpc_slice path)
 }
 
 /*
- * Answers a call that goes no further (unknown method, wrong key, shutting down) with one batch:
- * initial metadata, the status and the wait for the call's end. Refusals are what a flood is made
- * of, so they cost one completion and nothing is held for the group commit.
+ * Answers a call that goes no further (unknown method, wrong key, shutting down) with the one last
+ * batch of send_status(). Refusals are what a flood is made of, so they cost one completion and
+ * nothing is held for the group commit.
  */
 static void refuse(struct srv_call *c, grpc_status_code status, const char *details)
 {
@@ -807,15 +816,7 @@ static void refuse(struct srv_call *c, grpc_status_code status, const char *deta
     c->status = status;
     grpc_slice_unref(c->status_details);
     c->status_details = grpc_slice_from_static_string(details);
-    grpc_op ops[3];
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
-    ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[2].data.send_status_from_server.status = status;
-    ops[2].data.send_status_from_server.status_details = &c->status_details;
-    start_batch(c, ops, 3, &c->close_op);
+    send_status(c);
     call_unref(c); /* the handler's reference: there is no handler */
 }
 
@@ -856,20 +857,22 @@ static void dispatch(struct srv_call *c)
         refuse(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
         return;
     }
-    /* Initial metadata goes out at once: a client keeping a stream open notices a dead
-     * connection immediately only once the server has answered its headers. */
+    if (c->method->kind == METHOD_UNARY) {
+        /* Its headers go with the answer (send_status). */
+        srv_call_bind(c, &unary_handler, NULL);
+        srv_call_read(c);
+        return;
+    }
+    /* A stream's initial metadata goes out at once: a client keeping a stream open notices a
+     * dead connection immediately only once the server has answered its headers. */
     grpc_op ops[2];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[1].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    c->headers_sent = true;
     start_batch(c, ops, 2, &c->close_op);
-    if (c->method->kind == METHOD_UNARY) {
-        srv_call_bind(c, &unary_handler, NULL);
-        srv_call_read(c);
-    } else {
-        c->method->stream(c, c->method->ctx);
-    }
+    c->method->stream(c, c->method->ctx);
 }
 
 /* Lets go of a new call without answering it: no batch at all. */
