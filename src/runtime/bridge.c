@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -17,8 +19,11 @@ struct bridge {
     struct ev_loop *loop;
     grpc_completion_queue *cq;
     ev_async wakeup;
-    pthread_t pollers[BRIDGE_POLLERS];
-    size_t n_pollers; /* started */
+    pthread_t pollers[2]; /* the poller, then the standby */
+    size_t n_pollers;     /* started */
+    clockid_t poller_cpu; /* the poller's CPU-time clock */
+    atomic_ulong posted;  /* completions queued so far, for the standby */
+    atomic_bool stopping; /* bridge_destroy began: the standby ends */
 
     pthread_mutex_t lock;
     /* Broadcast when the loop took completions (room for the pollers), when one was queued and
@@ -45,6 +50,7 @@ void bridge_post(struct bridge *b, struct bridge_tag *tag, bool ok)
     b->len++;
     pthread_cond_broadcast(&b->changed);
     pthread_mutex_unlock(&b->lock);
+    atomic_fetch_add_explicit(&b->posted, 1, memory_order_relaxed);
     ev_async_send(b->loop, &b->wakeup);
 }
 
@@ -66,22 +72,74 @@ static void wait_for_loop(struct bridge *b)
     pthread_mutex_unlock(&b->lock);
 }
 
-static void *poll_queue(void *arg)
+/* Asks gRPC for one completion, waiting until deadline, and queues it. False at the shutdown. */
+static bool poll_once(struct bridge *b, gpr_timespec deadline)
 {
-    struct bridge *b = arg;
-    for (;;) {
-        wait_for_loop(b);
-        grpc_event ev =
-            grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.type == GRPC_OP_COMPLETE)
-            bridge_post(b, ev.tag, ev.success != 0);
-    }
+    wait_for_loop(b);
+    grpc_event ev = grpc_completion_queue_next(b->cq, deadline, NULL);
+    if (ev.type == GRPC_OP_COMPLETE)
+        bridge_post(b, ev.tag, ev.success != 0);
+    return ev.type != GRPC_QUEUE_SHUTDOWN;
+}
+
+static void poller_done(struct bridge *b)
+{
     pthread_mutex_lock(&b->lock);
     b->pollers_done++;
     pthread_cond_broadcast(&b->changed);
     pthread_mutex_unlock(&b->lock);
+}
+
+static void *poll_queue(void *arg)
+{
+    struct bridge *b = arg;
+    while (poll_once(b, gpr_inf_future(GPR_CLOCK_MONOTONIC)))
+        ;
+    poller_done(b);
+    return NULL;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    if (clock_gettime(id, &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The standby: every BRIDGE_STANDBY_TICK_S it looks at the poller, and when the poller spent at
+ * least a quarter of the tick on the CPU (a starved machine may give it no more) without queueing a
+ * single completion, it is held inside gRPC (reading a socket that never runs dry): then the
+ * standby polls too, until a tick passes with nothing for it. Otherwise it only sleeps, so that the
+ * ordinary path has one polling thread and no hand-over between two.
+ */
+static void *stand_by(void *arg)
+{
+    struct bridge *b = arg;
+    const uint64_t tick_ns = (uint64_t)(BRIDGE_STANDBY_TICK_S * 1e9);
+    const struct timespec tick = {0, (long)tick_ns};
+    uint64_t cpu = clock_ns(b->poller_cpu);
+    unsigned long posted = atomic_load_explicit(&b->posted, memory_order_relaxed);
+    bool running = true;
+    while (running && !atomic_load(&b->stopping)) {
+        nanosleep(&tick, NULL);
+        uint64_t cpu_now = clock_ns(b->poller_cpu);
+        unsigned long posted_now = atomic_load_explicit(&b->posted, memory_order_relaxed);
+        bool held = posted_now == posted && cpu_now - cpu >= tick_ns / 4;
+        if (held)
+            log_debug("the completion queue's poller is held inside gRPC; the standby polls too");
+        while (held && running) {
+            gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                              gpr_time_from_nanos((int64_t)tick_ns, GPR_TIMESPAN));
+            unsigned long before = atomic_load_explicit(&b->posted, memory_order_relaxed);
+            running = poll_once(b, until);
+            held = atomic_load_explicit(&b->posted, memory_order_relaxed) != before;
+        }
+        cpu = clock_ns(b->poller_cpu);
+        posted = atomic_load_explicit(&b->posted, memory_order_relaxed);
+    }
+    poller_done(b);
     return NULL;
 }
 
@@ -134,11 +192,13 @@ int bridge_create(struct ev_loop *loop, struct bridge **out)
     ev_async_start(loop, &b->wakeup);
     /* The pollers do not keep the loop alive by themselves; active calls and timers do. */
     ev_unref(loop);
-    int rc = 0;
-    while (b->n_pollers < BRIDGE_POLLERS && rc == 0) {
-        rc = pthread_create(&b->pollers[b->n_pollers], NULL, poll_queue, b);
-        b->n_pollers += rc == 0;
+    int rc = pthread_create(&b->pollers[0], NULL, poll_queue, b);
+    if (rc == 0) {
+        b->n_pollers = 1;
+        rc = pthread_getcpuclockid(b->pollers[0], &b->poller_cpu);
     }
+    if (rc == 0 && (rc = pthread_create(&b->pollers[1], NULL, stand_by, b)) == 0)
+        b->n_pollers = 2;
     if (rc != 0) {
         bridge_destroy(b);
         return -rc;
@@ -170,6 +230,7 @@ void bridge_destroy(struct bridge *b)
 {
     if (!b)
         return;
+    atomic_store(&b->stopping, true);
     grpc_completion_queue_shutdown(b->cq);
     /* A poller may be waiting for room: keep taking until every one has seen the shutdown. */
     pthread_mutex_lock(&b->lock);
