@@ -1,16 +1,17 @@
 /*
  * The completion-queue bridge: gRPC completions delivered on the libev loop thread.
  *
- * Poller threads block in grpc_completion_queue_next() and hand every (tag, ok) pair to the loop
- * through a locked, bounded queue and ev_async_send(). The loop calls each tag's done callback, so
- * every piece of application state and every grpc_call_start_batch() stays on the loop thread.
+ * The polling threads block in grpc_completion_queue_next() and hand every (tag, ok) pair to the
+ * loop through a locked, bounded queue and ev_async_send(). The loop calls each tag's done
+ * callback, so every piece of application state and every grpc_call_start_batch() stays on the loop
+ * thread.
  *
  * One thread polls the queue, and a second stands by. gRPC core does its socket reading and HTTP/2
  * parsing on the threads that poll the queue, and reads a socket for as long as it has bytes: a
  * peer that never lets its socket run dry (a flood of streams) holds the poller inside gRPC for
  * as long as it sends. The standby looks every BRIDGE_STANDBY_TICK_S: when the poller was busy on
- * the CPU for a quarter of a tick or more and queued nothing, the standby polls too, so completions come
- * out through it and the server still sees that peer's calls and can close its connection. It
+ * the CPU for a quarter of a tick or more and queued nothing, the standby polls too, so completions
+ * come out through it and the server still sees that peer's calls and can close its connection. It
  * does not poll otherwise: two threads polling all the time hand each completion over between
  * them, which cost the master about 15 % more CPU per call (a futex and a context switch).
  *
