@@ -32,7 +32,13 @@
  * and 39 MB with 1024).
  */
 #define REQUEST_SLOTS 256
-#define MAX_METHODS   32
+/*
+ * Requests kept outstanding for each of the workers' unary methods. gRPC matches those calls to
+ * their method's requests and reads the request message with the call, so a heartbeat or a fetch
+ * comes out of the queue as one completion instead of two (the call, then its message).
+ */
+#define METHOD_SLOTS 32
+#define MAX_METHODS  32
 /* How often records of closed connections are dropped and first-call deadlines checked. */
 #define SWEEP_INTERVAL_S 1.0
 /* The request headers gRPC takes per call, in bytes. */
@@ -54,6 +60,7 @@ struct method {
     enum method_kind kind;
     const ProtobufCMessageDescriptor *req;
     validate_fn validate; /* of req, run before the method */
+    void *registered;     /* gRPC's handle when its calls come with their request (METHOD_SLOTS) */
     srv_unary_fn unary;
     srv_stream_fn stream;
     void *ctx;
@@ -102,8 +109,11 @@ struct adder {
 struct request_slot {
     struct bridge_tag tag;
     struct rpc_server *server;
+    const struct method *method; /* a registered method's slot; NULL: any method */
     grpc_call *call;
-    grpc_call_details details;
+    grpc_call_details details; /* any method's slot */
+    gpr_timespec deadline;     /* a registered method's slot, like the two below */
+    grpc_byte_buffer *payload; /* the request, or NULL when the call came without one */
     grpc_metadata_array metadata;
 };
 
@@ -115,6 +125,8 @@ struct rpc_server {
     struct method methods[MAX_METHODS];
     size_t n_methods;
     struct request_slot slots[REQUEST_SLOTS];
+    struct request_slot *method_slots; /* METHOD_SLOTS per registered method */
+    size_t n_method_slots;
     bool shutting_down;
 
     struct ev_loop *loop;
@@ -158,6 +170,7 @@ struct srv_call {
     const struct method *method;
 
     struct call_op close_op, recv_op, send_op, status_op;
+    grpc_byte_buffer *request; /* read with the call (a registered method), until dispatched */
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
     grpc_byte_buffer *status_buf;
@@ -462,6 +475,8 @@ static void call_unref(struct srv_call *c)
     grpc_metadata_array_destroy(&c->metadata);
     if (c->status_buf)
         grpc_byte_buffer_destroy(c->status_buf);
+    if (c->request)
+        grpc_byte_buffer_destroy(c->request);
     grpc_slice_unref(c->status_details);
     if (c->conn)
         conn_unref(c->conn);
@@ -826,7 +841,8 @@ static void refuse(struct srv_call *c, grpc_status_code status, const char *deta
 static void dispatch(struct srv_call *c)
 {
     struct rpc_server *s = c->server;
-    c->method = find_method(s, c->details.method);
+    if (!c->method)
+        c->method = find_method(s, c->details.method);
     if (!c->method) {
         if (log_enabled(LOG_DEBUG)) {
             char *name = grpc_slice_to_c_string(c->details.method);
@@ -863,7 +879,15 @@ static void dispatch(struct srv_call *c)
     if (c->method->kind == METHOD_UNARY) {
         /* Its headers go with the answer (send_status). */
         srv_call_bind(c, &unary_handler, NULL);
-        srv_call_read(c);
+        if (c->method->registered) {
+            grpc_byte_buffer *req = c->request;
+            c->request = NULL;
+            unary_on_message(c, req);
+            if (req)
+                grpc_byte_buffer_destroy(req);
+        } else {
+            srv_call_read(c);
+        }
         return;
     }
     /* A stream's initial metadata goes out at once: a client keeping a stream open notices a
@@ -885,6 +909,8 @@ static void drop_request(struct request_slot *slot)
     grpc_call_unref(slot->call);
     grpc_call_details_destroy(&slot->details);
     grpc_metadata_array_destroy(&slot->metadata);
+    if (slot->payload)
+        grpc_byte_buffer_destroy(slot->payload);
 }
 
 static void on_request(struct bridge_tag *tag, bool ok)
@@ -916,8 +942,10 @@ static void on_request(struct bridge_tag *tag, bool ok)
             k->started++;
         }
         c->call = slot->call;
+        c->method = slot->method;
         c->details = slot->details;
         c->metadata = slot->metadata;
+        c->request = slot->payload;
         c->refs = 1;
         s->live_calls++;
         c->status_details = grpc_empty_slice();
@@ -936,11 +964,17 @@ static void arm_slot(struct request_slot *slot)
 {
     struct rpc_server *s = slot->server;
     slot->call = NULL;
+    slot->payload = NULL;
     grpc_call_details_init(&slot->details);
     grpc_metadata_array_init(&slot->metadata);
     grpc_completion_queue *cq = bridge_cq(s->bridge);
-    grpc_call_error err = grpc_server_request_call(s->server, &slot->call, &slot->details,
-                                                   &slot->metadata, cq, cq, &slot->tag);
+    grpc_call_error err =
+        slot->method
+            ? grpc_server_request_registered_call(s->server, slot->method->registered, &slot->call,
+                                                  &slot->deadline, &slot->metadata, &slot->payload,
+                                                  cq, cq, &slot->tag)
+            : grpc_server_request_call(s->server, &slot->call, &slot->details, &slot->metadata, cq,
+                                       cq, &slot->tag);
     if (err != GRPC_CALL_OK) {
         log_error("grpc_server_request_call failed (%d)", (int)err);
         grpc_call_details_destroy(&slot->details);
@@ -1021,10 +1055,17 @@ void rpc_server_add_unary(struct rpc_server *s, const char *path, enum role role
         log_error("%s: no validator for %s", path, req->name);
         abort();
     }
+    /* The workers' methods are the ones called all the time: their requests come with the call.
+     * Registering is only possible before the server starts, which is when methods are added. */
+    void *registered =
+        role == ROLE_NODE ? grpc_server_register_method(
+                                s->server, path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0)
+                          : NULL;
     add_method(s, &(struct method){.path = path,
                                    .kind = METHOD_UNARY,
                                    .req = req,
                                    .validate = validate,
+                                   .registered = registered,
                                    .unary = fn,
                                    .ctx = ctx,
                                    .role = role});
@@ -1037,17 +1078,40 @@ void rpc_server_add_stream(struct rpc_server *s, const char *path, enum role rol
                       .path = path, .kind = METHOD_STREAM, .stream = fn, .ctx = ctx, .role = role});
 }
 
+/* METHOD_SLOTS slots for each registered method. 0 or -ENOMEM. */
+static int make_method_slots(struct rpc_server *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_methods; i++)
+        n += s->methods[i].registered ? METHOD_SLOTS : 0;
+    if (n && !(s->method_slots = calloc(n, sizeof(*s->method_slots))))
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_methods; i++) {
+        for (size_t k = 0; s->methods[i].registered && k < METHOD_SLOTS; k++)
+            s->method_slots[s->n_method_slots++].method = &s->methods[i];
+    }
+    return 0;
+}
+
+static void arm_all(struct rpc_server *s, struct request_slot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        slots[i].tag.done = on_request;
+        slots[i].server = s;
+        arm_slot(&slots[i]);
+    }
+}
+
 int rpc_server_start(struct rpc_server *s)
 {
+    if (make_method_slots(s) < 0)
+        return -ENOMEM;
     grpc_server_start(s->server);
     if (adder_start(&s->adder, s->server, s->creds) < 0)
         return -EIO;
     ev_timer_start(s->loop, &s->sweep);
-    for (size_t i = 0; i < REQUEST_SLOTS; i++) {
-        s->slots[i].tag.done = on_request;
-        s->slots[i].server = s;
-        arm_slot(&s->slots[i]);
-    }
+    arm_all(s, s->slots, REQUEST_SLOTS);
+    arm_all(s, s->method_slots, s->n_method_slots);
     return s->slots_armed ? 0 : -EIO;
 }
 
@@ -1067,6 +1131,9 @@ static void finish_shutdown(struct rpc_server *s)
     }
     grpc_server_destroy(s->server);
     grpc_server_credentials_release(s->creds);
+    free(s->method_slots);
+    s->method_slots = NULL;
+    s->n_method_slots = 0;
     void (*done)(void *) = s->shutdown_done;
     void *ctx = s->shutdown_ctx;
     free(s->auth_key);

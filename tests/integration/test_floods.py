@@ -89,13 +89,13 @@ class Floods(harness.ClusterTest):
         self.c.wait_status("online", names=["w1"])
         return w
 
-    def flood(self, conn):
-        """Rapid reset from conn until the master closes it, FLOOD_STREAMS were sent or
-        FLOOD_SECONDS passed. Returns the streams sent."""
+    def flood(self, conn, path):
+        """Rapid reset of calls to path from conn until the master closes it, FLOOD_STREAMS were
+        sent or FLOOD_SECONDS passed. Returns the streams sent."""
         deadline = time.monotonic() + FLOOD_SECONDS
         sent = 0
         while sent < FLOOD_STREAMS and time.monotonic() < deadline and not conn.closed.is_set():
-            sent += conn.rapid_reset(1000, batch=100)
+            sent += conn.rapid_reset(1000, path=path, batch=100)
         return sent
 
     def assert_survived(self, m, w, clients, rss_before):
@@ -120,7 +120,8 @@ class Floods(harness.ClusterTest):
 
     # ---- rapid reset
 
-    def check_rapid_reset(self, master_extra=(), worker_extra=(), **conn_kw):
+    def check_rapid_reset(self, master_extra=(), worker_extra=(),
+                          path="/grpc.AdminService/ListNodes", **conn_kw):
         m = self.c.start_master(extra=list(master_extra))
         w = self.online_worker(worker_extra)
         rss_before = harness.rss_mb(m.pid)
@@ -128,7 +129,7 @@ class Floods(harness.ClusterTest):
         wait_until(lambda: clients.answers, what="a first `nodes` answer")
         conn = self.connect(**conn_kw)
         started = time.monotonic()
-        sent = self.flood(conn)
+        sent = self.flood(conn, path)
         self.assertTrue(conn.wait_closed(harness.WAIT),
                         "the master did not close the flooding connection (%d streams)" % sent)
         m.wait_log(OVER_BUDGET)
@@ -144,6 +145,11 @@ class Floods(harness.ClusterTest):
 
     def test_rapid_reset_over_plaintext_closes_that_connection_and_nothing_else(self):
         self.check_rapid_reset()
+
+    def test_rapid_reset_of_a_worker_method_is_closed_too(self):
+        # The workers' unary methods have request slots of their own, whose calls gRPC reads
+        # with their request (rpc/server.c): a flood of them is bounded the same way.
+        self.check_rapid_reset(path="/grpc.NodeService/SendHeartbeat")
 
     def test_rapid_reset_over_tls_with_a_certificate_but_no_key_is_closed_too(self):
         pki = self.c.path("pki")
