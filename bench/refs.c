@@ -16,7 +16,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <pthread.h>
