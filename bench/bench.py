@@ -436,7 +436,7 @@ class Bench:
         try:
             return SyscallCount(self.args.refs_bin, groups)
         except BenchError as e:
-            self.no_count = str(e)
+            self._count_failed(e)
             return None
 
     def count_stop(self, counter):
@@ -446,8 +446,12 @@ class Bench:
         try:
             return counter.stop()
         except BenchError as e:
-            self.no_count = str(e)
+            self._count_failed(e)
             return {}
+
+    def _count_failed(self, e):
+        self.no_count = str(e)
+        self.note("syscalls are not counted (the syscall rows say n/a): %s" % e)
 
     def per_unit_rows(self, S, unit, units, cpu, calls, in_us=False):
         """Rows of CPU (in ms, or us) and syscalls per unit (task, MB, connection) for each
@@ -458,7 +462,7 @@ class Bench:
                      "%.2f ms" % (v * 1e3))
         for g in cpu:
             self.row(S, "%s syscalls per %s" % (g, unit), "%.1f" % (calls[g] / units)
-                     if g in calls else "n/a (%s)" % (self.no_count or "not counted"))
+                     if g in calls else "n/a")
 
     def perf_start(self, name, pid, settle=0.3):
         """perf record (dwarf call graphs) of one process, when --perf DIR was given."""
@@ -1046,7 +1050,7 @@ class Bench:
         out.append(check("log ingestion: master syscalls per MB <= 10",
                          calls and calls / logs["mb"], 10, "%.1f",
                          "test not run" if not logs else None if calls else
-                         "syscalls not counted: %s" % self.no_count))
+                         "syscalls not counted"))
         return out
 
     def report(self, mach, build, cmd):
