@@ -4,12 +4,16 @@ connection set-up time (plaintext and TLS handshake).
 
 One master and two workers on 127.0.0.1, real processes, driven through the client commands
 (submit, tasks --json, logs) and the integration harness (tests/integration/harness.py).
-Python 3 standard library only. It prints figures; it never fails on speed. Its exit status is
+Python 3 standard library, plus bench-refs (bench/refs.c, built by meson): before the tests it
+measures the machine's physical references (spawn limit, sh start, loopback TCP, fdatasync, a
+trivial syscall), and during them it counts the syscalls of the master and the workers. Each test
+prints figures per task, per MB or per connection, and each goal is checked against the
+references of the same run. It prints figures; it never fails on speed. Its exit status is
 0 when every test ran to its end, 1 when a test could not (a task stuck, a command failing): the
 figures it printed are then partial, and a line says why.
 
     /usr/bin/python3 bench/bench.py            # full run, about a minute on a quiet machine
-    /usr/bin/python3 bench/bench.py --quick    # small run, under a minute
+    /usr/bin/python3 bench/bench.py --quick    # small run, under a minute (CI's smoke test)
     /usr/bin/python3 bench/bench.py --only=logs,logs-tls --perf=/tmp/perf
 
 See bench/README.md for what each figure means and docs/benchmarks.md for measured results.
@@ -150,8 +154,10 @@ def _proc_ticks():
 
 def wait_quiet(limit=0.15, max_wait=60.0):
     """Waits (up to max_wait s) for a second in which under `limit` of the machine's CPU is busy,
-    since other work on a 2-core machine skews every figure; returns the last busy share seen.
-    While it waits it names the processes that use the CPU."""
+    since other work on a 2-core machine skews every figure; returns the last busy share seen,
+    or None at once when max_wait is 0. While it waits it names the processes that use the CPU."""
+    if max_wait <= 0:
+        return None
     deadline = time.monotonic() + max_wait
     while True:
         t0, p0 = machine_ticks(), _proc_ticks()
@@ -169,6 +175,11 @@ def wait_quiet(limit=0.15, max_wait=60.0):
 
 def now_ms():
     return time.time_ns() / 1e6
+
+
+def group_cpu(groups):
+    """{group: CPU seconds used so far by its processes} of {group: [pids]}."""
+    return {g: sum(cpu_seconds(p) for p in pids) for g, pids in groups.items()}
 
 
 def machine():
@@ -209,6 +220,126 @@ def ms(v, digits=2):
 
 
 # ---------------------------------------------------------------------------------------------
+# the machine's physical references, and the syscall counter (bench-refs, bench/refs.c)
+
+REFS_BIN = os.path.join(ROOT, "build", "bench", "bench-refs")
+
+
+def refs_run(refs_bin, *args):
+    """Runs `bench-refs ARGS`; returns its `NAME VALUE` lines as a dict (numbers as floats).
+    Raises BenchError with its message when it fails."""
+    try:
+        p = subprocess.run([refs_bin] + [str(x) for x in args], capture_output=True, text=True,
+                           timeout=60)
+    except subprocess.TimeoutExpired:
+        raise BenchError("bench-refs %s: no answer within 60 s" % args[0])
+    if p.returncode != 0:
+        raise BenchError(p.stderr.strip() or "bench-refs %s: exit %d" % (args[0], p.returncode))
+    out = {}
+    for line in p.stdout.splitlines():
+        name, _, value = line.partition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def fs_type(path):
+    """(file system type, mount point) of the mount that holds path, from /proc/self/mounts."""
+    path = os.path.realpath(path)
+    best = ("?", "/")
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            mnt = fields[1].replace("\\040", " ")
+            inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) >= len(best[1]):
+                best = (fields[2], mnt)
+    return best
+
+
+def measure_refs(refs_bin, data_dir, quick):
+    """The physical references of the machine in this run, each in about 1 s (--quick) or 3 s at
+    most: spawn limit, sh start, loopback TCP, fdatasync in data_dir's file system, the CPU of a
+    trivial syscall (alone and while counted). Returns (refs, errors): a missing figure is None,
+    and errors says why."""
+    cores = len(os.sched_getaffinity(0))
+    refs = {"cores": cores, "fs": fs_type(data_dir)}
+    errors = []
+    steps = (
+        ("spawn", ("spawn", 0.8 if quick else 2.0, cores)),
+        ("sh", ("sh", 50)),
+        ("tcp", ("tcp", 256 if quick else 512, 0.8 if quick else 2.5)),
+        ("fdatasync", ("fdatasync", data_dir, 50)),
+        ("syscall", ("syscall", 0.2 if quick else 0.5)),
+    )
+    for name, args in steps:
+        try:
+            refs[name] = refs_run(refs_bin, *args)
+        except BenchError as e:
+            refs[name] = None
+            errors.append("reference %s: %s" % (name, e))
+    return refs, errors
+
+
+def refs_lines(refs):
+    """The references as printable lines."""
+    def get(name, key):
+        return (refs.get(name) or {}).get(key)
+
+    def fmt(v, f):
+        return "n/a (failed)" if v is None else f % v
+    spawn = get("spawn", "spawns_per_s")
+    sc = refs.get("syscall") or {}
+    counted = ("%.2f us while counted" % (sc["ns_counted"] / 1000) if "ns_counted" in sc else
+               "syscalls cannot be counted here: %s" % sc.get("count_unavailable", "?"))
+    return [
+        "spawn limit: `sh -c true` spawned and reaped, %d processes in parallel: %s" % (
+            refs["cores"], fmt(spawn, "%%.0f /s (%.0f /s per core)" % ((spawn or 0) /
+                                                                     refs["cores"]))),
+        "sh start: `sh -c :` spawned and reaped, p50 of 50: %s" % fmt(get("sh", "p50_ms"),
+                                                                       "%.2f ms"),
+        "loopback TCP, one connection, 1 MiB writes: %s" % fmt(get("tcp", "mb_per_s"),
+                                                               "%.0f MB/s"),
+        "fdatasync after a 4 KiB append, p50 of 50: %s (%s at %s, the data directories')" % (
+            fmt(get("fdatasync", "p50_ms"), "%.2f ms"), refs["fs"][0], refs["fs"][1]),
+        "trivial syscall (getppid), CPU: %s" % (
+            "n/a (failed)" if "ns" not in sc else "%.2f us (%s)" % (sc["ns"] / 1000, counted)),
+        "other processes (not ours, not kernel threads) meanwhile: %s" % (
+            "-" if refs.get("other_busy") is None else "%.0f %% of the machine"
+            % (refs["other_busy"] * 100)),
+    ]
+
+
+class SyscallCount:
+    """`bench-refs count`: the syscalls made by groups of processes (their threads, those they
+    start later included; not their child processes, so a worker's tasks are not its own) from
+    the constructor to stop()."""
+
+    def __init__(self, refs_bin, groups):
+        self.groups = groups  # name -> [pids]
+        pids = sorted({p for ps in groups.values() for p in ps})
+        self.p = subprocess.Popen([refs_bin, "count"] + [str(p) for p in pids],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        if self.p.stdout.readline() != "ready\n":
+            err = self.p.communicate(timeout=30)[1].strip()
+            raise BenchError(err or "bench-refs count: no ready line")
+
+    def stop(self):
+        """{group: syscalls}."""
+        out, err = self.p.communicate(timeout=30)
+        if self.p.returncode != 0:
+            raise BenchError(err.strip() or "bench-refs count: exit %d" % self.p.returncode)
+        per_pid = {}
+        for line in out.splitlines():
+            pid, count = line.split()
+            per_pid[int(pid)] = int(count)
+        return {g: sum(per_pid.get(p, 0) for p in ps) for g, ps in self.groups.items()}
+
+
+# ---------------------------------------------------------------------------------------------
 # the cluster
 
 
@@ -224,6 +355,8 @@ class Bench:
         self.notes = []      # warnings printed under the table
         self.failed = False
         self.background = {}  # test -> busy share of the machine in the second before it
+        self.refs = {}        # measure_refs()
+        self.no_count = None  # why syscalls cannot be counted, once known
 
     def cluster(self, name, workers=2, max_runners=8, start_workers=True, tls=False):
         """A master and (with start_workers) its workers. With tls, `crawlab-node cert init`
@@ -294,6 +427,42 @@ class Bench:
     def note(self, text):
         self.notes.append(text)
         print("  note: " + text, flush=True)
+
+    def count_start(self, groups):
+        """Starts counting the syscalls of groups of processes ({name: [pids]}); None when they
+        cannot be counted (self.no_count says why)."""
+        if self.no_count:
+            return None
+        try:
+            return SyscallCount(self.args.refs_bin, groups)
+        except BenchError as e:
+            self._count_failed(e)
+            return None
+
+    def count_stop(self, counter):
+        """{group: syscalls} of a count_start() counter; {} without one."""
+        if counter is None:
+            return {}
+        try:
+            return counter.stop()
+        except BenchError as e:
+            self._count_failed(e)
+            return {}
+
+    def _count_failed(self, e):
+        self.no_count = str(e)
+        self.note("syscalls are not counted (the syscall rows say n/a): %s" % e)
+
+    def per_unit_rows(self, S, unit, units, cpu, calls, in_us=False):
+        """Rows of CPU (in ms, or us) and syscalls per unit (task, MB, connection) for each
+        process group of cpu ({group: CPU seconds}) and calls ({group: syscalls})."""
+        for g, seconds in cpu.items():
+            v = seconds / units
+            self.row(S, "%s CPU per %s" % (g, unit), "%.0f us" % (v * 1e6) if in_us else
+                     "%.2f ms" % (v * 1e3))
+        for g in cpu:
+            self.row(S, "%s syscalls per %s" % (g, unit), "%.1f" % (calls[g] / units)
+                     if g in calls else "n/a")
 
     def perf_start(self, name, pid, settle=0.3):
         """perf record (dwarf call graphs) of one process, when --perf DIR was given."""
@@ -422,6 +591,11 @@ class Bench:
         spawn_med = pct(spawn_cost, 50)
 
         ids, fine, submit_ms, stuck = [], {}, [], []
+        # The master also serves each task's submit and logs --follow commands.
+        groups = {"master (+ client calls)": [c.master.pid],
+                  "workers (2)": [w.pid for w in c.workers]}
+        cpu0 = group_cpu(groups)
+        counter = self.count_start(groups)
         sampler = CpuSampler(lambda: [p.pid for p in c.procs])
         t_begin = now_ms()
         try:
@@ -433,6 +607,8 @@ class Bench:
             os.close(fd)
             t_end = now_ms()
             sampler.stop()
+            calls = self.count_stop(counter)
+            cpu = {g: v - cpu0[g] for g, v in group_cpu(groups).items()}
 
         ts = {t["id"]: t for t in self.tasks(c)}
         coarse = sorted(ts[i]["started_ms"] - ts[i]["created_ms"] for i in ids
@@ -459,6 +635,9 @@ class Bench:
                  "%s / %s" % (ms(pct(est, 50)), ms(pct(est, 99))))
         self.row(S, "submit command round trip p50 / p99",
                  "%s / %s" % (ms(pct(sub, 50), 1), ms(pct(sub, 99), 1)))
+        if submit_ms:
+            r["per_task"] = {"tasks": len(submit_ms), "cpu_s": cpu, "syscalls": calls}
+            self.per_unit_rows(S, "task", len(submit_ms), cpu, calls, in_us=True)
         r["machine_busy"], r["other_busy"] = sampler.shares(t_begin, t_end)
         self._busy_rows(S, r, "whole test")
         if stuck:
@@ -560,11 +739,14 @@ class Bench:
         master_cpu0 = cpu_seconds(c.master.pid)
         perf = self.perf_start("throughput-master", c.master.pid)
         sys_m = self.syscalls_start("throughput-master", c.master.pid)
+        count_m = self.count_start({"master": [c.master.pid]})
         sampler = CpuSampler(lambda: [p.pid for p in c.procs])
         start_ms = now_ms()
         for i in (1, 2):
             c.workers.append(c.start_worker("w%d" % i, extra=c.worker_args +
                                             ["--max-runners=%d" % a.max_runners]))
+        # The workers are counted from their exec: every thread they start is theirs.
+        count_w = self.count_start({"workers (2)": [w.pid for w in c.workers]})
         perf_w = self.perf_start("throughput-worker1", c.workers[0].pid, settle=0)
         # Waits on the shrinking sets only (pending, then assigned and running), so that the
         # polling costs the master little; 0.5 s between polls.
@@ -586,6 +768,7 @@ class Bench:
         self.perf_stop(perf)
         self.perf_stop(perf_w)
         calls = self.syscalls_stop(sys_m)
+        counts = dict(self.count_stop(count_m), **self.count_stop(count_w))
         master_cpu = cpu_seconds(c.master.pid) - master_cpu0
         worker_cpu = sum(cpu_seconds(w.pid) for w in c.workers)
 
@@ -617,12 +800,12 @@ class Bench:
             r["machine_busy"], r["other_busy"] = sampler.shares(start_ms, last_end)
             self._busy_rows(S, r, "launch -> last end")
         if started:
-            self.row(S, "master CPU per task started", "%.0f us" % (master_cpu / len(started) * 1e6))
-            self.row(S, "worker CPU per task started (2 workers, not the tasks)",
-                     "%.0f us" % (worker_cpu / len(started) * 1e6))
+            cpu = {"master": master_cpu, "workers (2)": worker_cpu}
+            r["per_task"] = {"tasks": len(started), "cpu_s": cpu, "syscalls": counts}
+            self.per_unit_rows(S, "task started", len(started), cpu, counts, in_us=True)
         if calls and started:
             r["master_syscalls"] = calls
-            self.row(S, "master syscalls per task started", ", ".join(
+            self.row(S, "master syscalls per task started, by name", ", ".join(
                 "%s %.1f" % (k, calls[k] / len(started)) for k in self.SYSCALLS if k in calls))
         self.row(S, "queueing: submit commands / s (%d clients)" % a.submitters,
                  "%.0f" % (n / queue_s))
@@ -716,6 +899,8 @@ class Bench:
         perf = self.perf_start(name + "-master", master) if not label else None
         perf_w = self.perf_start(name + "-worker", worker, settle=0) if not label else None
         sys_m = self.syscalls_start(name + "-master", master) if not label else None
+        counter = self.count_start({"master": [master], "worker": [worker]}) if not label \
+            else None
         tid = self.submit(c, ".", script)
         deadline = time.monotonic() + max(120, size / (5 * MB))
         t = None
@@ -728,6 +913,7 @@ class Bench:
         self.perf_stop(perf)
         self.perf_stop(perf_w)
         calls = self.syscalls_stop(sys_m)
+        counts = self.count_stop(counter)
         m1, w1 = cpu_seconds(master), cpu_seconds(worker)
         if not t or t["status"] not in FINAL:
             self.failed = True
@@ -750,12 +936,13 @@ class Bench:
         self.row(S, "durable MB/s (MB = 10^6 bytes)", "%.0f" % rate,
                  ">= 0.85 x plaintext" if tls else ">= 300 MB/s")
         self.row(S, "durable lines / s", "%.0f" % (lines / dur))
-        self.row(S, "master CPU per MB", "%.2f ms" % ((m1 - m0) / (size / MB) * 1000))
+        cpu = {"master": m1 - m0, "worker": w1 - w0}
+        r["per_mb"] = {"mb": size / MB, "cpu_s": cpu, "syscalls": counts}
+        self.per_unit_rows(S, "MB", size / MB, cpu, counts)
         self.row(S, "master CPU use (of one core)", "%.0f %%" % ((m1 - m0) / dur * 100))
-        self.row(S, "worker CPU per MB (own process)", "%.2f ms" % ((w1 - w0) / (size / MB) * 1000))
         if calls:
             r["master_syscalls"] = calls
-            self.row(S, "master syscalls per MB", ", ".join(
+            self.row(S, "master syscalls per MB, by name", ", ".join(
                 "%s %.1f" % (k, calls[k] / (size / MB)) for k in self.SYSCALLS if k in calls))
         r["machine_busy"], r["other_busy"] = sampler.shares(t["started_ms"], t["ended_ms"])
         self._busy_rows(S, r, "started -> ended")
@@ -796,6 +983,7 @@ class Bench:
             master = c.master.pid
             times, cipher = [], None
             m0 = cpu_seconds(master)
+            counter = self.count_start({"master": [master]})
             for _ in range(n):
                 t0 = time.perf_counter()
                 s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
@@ -809,6 +997,7 @@ class Bench:
                 finally:
                     s.close()
             cpu = cpu_seconds(master) - m0
+            calls = self.count_stop(counter)
         finally:
             self.finish(c)
         times.sort()
@@ -820,13 +1009,49 @@ class Bench:
         what = "TLS 1.3, client certificate" if tls else "plaintext"
         self.row(S, "%s: connect -> first bytes, p50 / p99 / mean" % what, "%.2f / %.2f / %.2f ms"
                  % (r["p50_ms"], r["p99_ms"], r["mean_ms"]))
-        self.row(S, "%s: master CPU per connection" % what, "%.2f ms" % r["master_cpu_ms"])
+        r["master_syscalls"] = calls.get("master")
+        self.per_unit_rows(S, "connection (%s)" % what, n, {"master": cpu}, calls)
         if tls:
             self.row(S, "TLS cipher suite the master chose (the client offered OpenSSL's three)",
                      cipher or "-")
         return r
 
     # -----------------------------------------------------------------------------------------
+
+    def goal_lines(self):
+        """'GOAL: met/missed (figure vs bound)' for each goal that is checked against this run's
+        references, or 'GOAL: n/a (why)'."""
+        def ref(name, key):
+            return (self.refs.get(name) or {}).get(key)
+
+        def check(goal, figure, bound, fmt, why_na):
+            if why_na:
+                return "%s: n/a (%s)" % (goal, why_na)
+            return "%s: %s (%s vs %s)" % (goal, "met" if figure <= bound else "missed",
+                                          fmt % figure, "<= " + fmt % bound)
+
+        out = []
+        spawn, rate = ref("spawn", "spawns_per_s"), self.raw.get("throughput", {}).get("rate")
+        goal = "throughput: finished tasks/s >= 50 % of the spawn limit"
+        if rate is None or spawn is None:
+            out.append("%s: n/a (%s)" % (goal, "no spawn limit" if rate else "test not run"))
+        else:
+            out.append("%s: %s (%.0f /s vs >= %.0f /s, half of %.0f)" % (
+                goal, "met" if rate >= spawn / 2 else "missed", rate, spawn / 2, spawn))
+        sh, fine = ref("sh", "p50_ms"), self.raw.get("latency", {}).get("fine_ms")
+        out.append(check("dispatch: task's own stamp - created_ms, p50 <= sh start + 1 ms",
+                         pct(fine, 50), (sh or 0) + 1, "%.2f ms",
+                         "test not run" if not fine else "no sh start" if sh is None else None))
+        logs = self.raw.get("logs", {}).get("per_mb")
+        out.append(check("log ingestion: master CPU per MB <= 1.5 ms",
+                         logs and logs["cpu_s"]["master"] / logs["mb"] * 1000, 1.5, "%.2f ms",
+                         None if logs else "test not run"))
+        calls = logs and logs["syscalls"].get("master")
+        out.append(check("log ingestion: master syscalls per MB <= 10",
+                         calls and calls / logs["mb"], 10, "%.1f",
+                         "test not run" if not logs else None if calls else
+                         "syscalls not counted"))
+        return out
 
     def report(self, mach, build, cmd):
         self._tls_ratio()
@@ -837,8 +1062,15 @@ class Bench:
             self.args.bin, build["sha256"], build["commit"],
             " + uncommitted changes in %s" % ", ".join(build["dirty"]) if build["dirty"] else ""))
         print("command: %s" % cmd)
-        print("machine busy in the second before each test (other work): %s" % ", ".join(
-            "%s %.0f %%" % (t, v * 100) for t, v in self.background.items()))
+        if any(v is not None for v in self.background.values()):
+            print("machine busy in the second before each test (other work): %s" % ", ".join(
+                "%s %s" % (t, "-" if v is None else "%.0f %%" % (v * 100))
+                for t, v in self.background.items()))
+        else:
+            print("machine busy before each test: not measured (--quiet-wait=0)")
+        print("references of this machine, measured before the tests (bench-refs):")
+        for line in refs_lines(self.refs):
+            print("  " + line)
         print()
         w0 = max([len(r[0]) for r in self.rows] + [10])
         w1 = max([len(r[1]) for r in self.rows] + [10])
@@ -851,13 +1083,17 @@ class Bench:
                                              value, goal))
             last = sec
         self._side_by_side()
+        print()
+        print("goals, each against this run's references:")
+        for line in self.goal_lines():
+            print("  " + line)
         for n in self.notes:
             print("note: " + n)
         if self.args.json:
             with open(self.args.json, "w") as f:
                 json.dump({"machine": mach, "build": build, "command": cmd, "results": self.raw,
-                           "background_busy": self.background, "notes": self.notes}, f,
-                          indent=1)
+                           "references": self.refs, "background_busy": self.background,
+                           "notes": self.notes}, f, indent=1)
             print("raw figures written to %s" % self.args.json)
 
 
@@ -878,6 +1114,8 @@ def main():
                    "handshake (default: all five)")
     p.add_argument("--bin", default=harness.BIN, help="crawlab-node binary (default %(default)s; "
                    "copied before use)")
+    p.add_argument("--refs-bin", default=REFS_BIN, help="bench-refs, built from bench/refs.c "
+                   "(default %(default)s)")
     p.add_argument("--latency-tasks", type=int, default=200)
     p.add_argument("--latency-warmup", type=int, default=5)
     p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
@@ -903,11 +1141,12 @@ def main():
     p.add_argument("--perf", metavar="DIR", help="perf record (dwarf call graphs) the master "
                    "and worker w1 during the throughput and log tests, into DIR/*.data")
     p.add_argument("--quiet-wait", type=float, default=60, metavar="SECONDS",
-                   help="before each test, wait up to this long for the machine to be idle "
-                   "(default 60, 15 with --quick)")
+                   help="before the references and each test, wait up to this long for the "
+                   "machine to be idle (default 60, 15 with --quick; 0: do not wait)")
     p.add_argument("--syscalls", action="store_true",
-                   help="count the master's fdatasync, fsync, pwrite64, sendmsg, recvmsg and "
-                   "epoll_wait calls (perf stat tracepoints) during the throughput and log tests")
+                   help="also count the master's fdatasync, fsync, pwrite64, sendmsg, recvmsg and "
+                   "epoll_wait calls one by one (perf stat tracepoints) during the throughput and "
+                   "log tests")
     p.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     p.add_argument("--handshakes", type=int, default=200,
                    help="connections of the handshake test, each way")
@@ -923,6 +1162,9 @@ def main():
         a.handshakes = min(a.handshakes, 50)
     if not os.access(a.bin, os.X_OK):
         sys.exit("bench: no executable at %s (build it: ninja -C build, or --bin)" % a.bin)
+    if not os.access(a.refs_bin, os.X_OK):
+        sys.exit("bench: no bench-refs at %s (build it: ninja -C build, or --refs-bin)"
+                 % a.refs_bin)
     if a.keep:
         harness._keep_root = True  # harness's own switch: the root is kept and its path printed
 
@@ -935,15 +1177,32 @@ def main():
         if t not in TESTS:
             sys.exit("bench: unknown test %r (known: %s)" % (t, ", ".join(TESTS)))
     try:
+        share = wait_quiet(max_wait=a.quiet_wait)
+        b.background["references"] = share
+        print("== references of this machine", flush=True)
+        sampler = CpuSampler(lambda: [])  # ours: this process and the bench-refs it reaped
+        t0 = now_ms()
+        b.refs, errors = measure_refs(a.refs_bin, b.root, a.quick)
+        sampler.stop()
+        b.refs["other_busy"] = sampler.shares(t0, now_ms())[1]
+        if (b.refs["other_busy"] or 0) >= 0.10:
+            b.note("references: other work used %.0f %% of the machine while they were "
+                   "measured; they, and the goals checked against them, are not comparable"
+                   % (b.refs["other_busy"] * 100))
+        for line in refs_lines(b.refs):
+            print("  " + line, flush=True)
+        for e in errors:
+            b.failed = True
+            b.note(e)
         for t in tests:
             try:
                 share = wait_quiet(max_wait=a.quiet_wait)
                 b.background[t] = share
-                if share >= 0.15:
+                if share is not None and share >= 0.15:
                     b.note("%s: the machine was %.0f %% busy with other work before the test"
                            % (t, share * 100))
                 getattr(b, TESTS[t])()
-            except (BenchError, harness.Timeout) as e:
+            except (BenchError, AssertionError) as e:  # harness.Timeout is an AssertionError
                 b.failed = True
                 b.note("%s: %s" % (t, e))
     except KeyboardInterrupt:

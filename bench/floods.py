@@ -223,7 +223,8 @@ def run(label, binary, args):
                             binary=binary)
         try:
             figs[name] = SCENARIOS[name](c, args)
-            figs[name]["busy_before"] = round(share * 100)
+            if share is not None:  # None: --quiet-wait=0, not measured
+                figs[name]["busy_before"] = round(share * 100)
         except (bench.BenchError, harness.Timeout) as e:
             figs[name] = {"error": str(e)}
         finally:

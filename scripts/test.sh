@@ -1,6 +1,8 @@
 #!/bin/sh
 # Builds crawlab-node and runs every test:
-#   build       the static release binary (what ships): unit and integration tests
+#   build       the static release binary (what ships): unit and integration tests, and
+#               bench/bench.py --quick as a smoke test (suite bench: it fails on errors, never on
+#               a figure; bench/meson.build defines it in unsanitized builds only)
 #   build-asan  AddressSanitizer + UndefinedBehaviorSanitizer (sanitizers need a dynamic build):
 #               the same tests again
 #   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus
