@@ -232,11 +232,12 @@ static bool retries_left(const struct task_row *r, enum task_status to)
  * The one place a retry is made: the failed task ends in `to` and its next attempt is stored in
  * the same transaction (store_task_retry), eligible after the failed attempt's backoff delay
  * (backoff_nth_ms: the retry delay doubling per attempt, jittered, seeded by the task id). The
- * new attempt (its id into next) is announced when it becomes eligible (the wake timer). Returns
- * what store_task_retry returned.
+ * new attempt (its id into next) is announced when it becomes eligible (the wake timer), or by
+ * the caller when *due_now (no delay): after the failed attempt's node was released, so that the
+ * node counts as free for it. Returns what store_task_retry returned.
  */
 static int retry_task(struct tasks *t, const struct task_row *failed, enum task_status to,
-                      int exit_code, const char *error, char next[TASK_ID_LEN + 1])
+                      int exit_code, const char *error, char next[TASK_ID_LEN + 1], bool *due_now)
 {
     int64_t now = clock_now_ms(t->loop);
     uint64_t seed = 0;
@@ -252,9 +253,8 @@ static int retry_task(struct tasks *t, const struct task_row *failed, enum task_
              task_status_name(to), next, failed->attempt + 1, failed->retries + 1, delay);
     if (t->woken_ms > now)
         t->woken_ms = now; /* the wall clock stepped back: this retry is still to announce */
-    if (delay == 0)
-        announce(t, failed->node_key, failed->labels);
-    else
+    *due_now = delay == 0;
+    if (!*due_now)
         wake_arm(t);
     return 0;
 }
@@ -268,9 +268,10 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
                          int pid, int exit_code, const char *error)
 {
     char next[TASK_ID_LEN + 1] = "";
+    bool retry_due = false;
     events_join(t->events);
     int rc = retries_left(before, to)
-                 ? retry_task(t, before, to, exit_code, error, next)
+                 ? retry_task(t, before, to, exit_code, error, next, &retry_due)
                  : store_task_set_status(t->store, before->id, to, pid, exit_code, error,
                                          clock_now_ms(t->loop));
     if (rc != 0)
@@ -280,6 +281,8 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
         record_retry_event(t, next, before->assigned_node);
     if (is_held(before->status) && !is_held(to))
         nodes_task_released(t->nodes, before->assigned_node);
+    if (retry_due)
+        announce(t, before->node_key, before->labels);
     if (task_status_terminal(to))
         log_info("task %s %s%s%s", before->id, task_status_name(to), error && *error ? ": " : "",
                  error ? error : "");
