@@ -32,7 +32,9 @@
  * --reconnect-storm: once the fleet is up ("ready" on stderr) the tool waits for the master to
  * fail and come back, and reports, per worker, the time from the first failure any worker saw to
  * that worker being registered again with its Subscribe request sent (the stream open on the
- * wire; the master has no message to confirm it).
+ * wire; the master has no message to confirm it). It prints the summary then, and keeps the
+ * fleet up until SIGINT or SIGTERM (or --duration), so that the master's own view can be read
+ * (bench/storm.sh).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -139,6 +141,8 @@ static struct proc_sample master_sample(void)
 
 /* ---- phases ---- */
 
+static void print_summary(void);
+
 static void start_workers(void)
 {
     while (lg.started < lg.o.workers && lg.in_setup < lg.o.connecting) {
@@ -219,8 +223,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     case P_STORM:
         if ((lg.down_seen == lg.n_good && lg.online == lg.n_good) || now >= lg.deadline) {
             lg.t_end = now;
-            finish();
+            print_summary();
+            lg.phase = P_HOLD;
         }
+        break;
+    case P_HOLD:
+        if (now >= lg.deadline)
+            finish();
         break;
     case P_DRAIN:
         if (lg.busy == 0 || now >= lg.deadline)
@@ -231,7 +240,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
-static void on_sigint(struct ev_loop *loop, ev_signal *s, int revents)
+/* SIGINT, SIGTERM: the window ends early (what is in hand is drained), anything else at once. */
+static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
     if (lg.phase == P_WINDOW)
         begin_drain();
@@ -515,6 +525,7 @@ static void shut_down(void)
         fleet_stop(&lg.w[i]);
     ev_timer_stop(lg.loop, &lg.tick);
     ev_signal_stop(lg.loop, &lg.sigint);
+    ev_signal_stop(lg.loop, &lg.sigterm);
     double until = lg_mono_s() + 10.0;
     while (lg.live_calls > 0 && lg_mono_s() < until)
         ev_run(lg.loop, EVRUN_ONCE);
@@ -554,18 +565,22 @@ int main(int argc, char **argv)
     ev_timer_init(&lg.tick, on_tick, TICK_S, TICK_S);
     ev_timer_start(lg.loop, &lg.tick);
     ev_timer_init(&lg.pace, fleet_on_pace, 0.002, 0.002);
-    ev_signal_init(&lg.sigint, on_sigint, SIGINT);
+    ev_signal_init(&lg.sigint, on_signal, SIGINT);
     ev_signal_start(lg.loop, &lg.sigint);
+    ev_signal_init(&lg.sigterm, on_signal, SIGTERM);
+    ev_signal_start(lg.loop, &lg.sigterm);
     fprintf(stderr, "loadgen: %d workers (%d misbehaving) to %s, mode %s\n", lg.o.workers,
             lg.o.workers - lg.n_good, lg.target,
             lg.o.storm ? "reconnect-storm" : mode_names[lg.o.mode]);
     ev_run(lg.loop, 0);
 
-    if (lg.t_end == 0)
-        lg.t_end = lg_mono_s();
-    if (!lg.m_end.ok)
-        lg.m_end = master_sample();
-    print_summary();
+    if (!lg.o.storm || lg.t_end == 0) { /* a storm's summary is printed once it is over */
+        if (lg.t_end == 0)
+            lg.t_end = lg_mono_s();
+        if (!lg.m_end.ok)
+            lg.m_end = master_sample();
+        print_summary();
+    }
     shut_down();
     return 0;
 }

@@ -23,8 +23,10 @@
 enum mode { MODE_FLEET, MODE_HEARTBEAT, MODE_DISPATCH, MODE_LOGS };
 /* The misbehaving kinds first: their names are the words of --misbehave-kind. */
 enum kind { KIND_IDLE, KIND_GARBAGE, KIND_RECONNECT, KIND_SILENT, KIND_GOOD };
-/* Connecting the fleet, the timed window (or the storm's wait), the drain of work in hand. */
-enum phase { P_CONNECT, P_WINDOW, P_STORM, P_DRAIN, P_DONE };
+/* Connecting the fleet; the timed window, then the drain of the work in hand; or the storm's
+ * wait, then the hold: the storm is reported and the fleet stays up (for the master's view of it)
+ * until a signal or --duration. */
+enum phase { P_CONNECT, P_WINDOW, P_DRAIN, P_STORM, P_HOLD, P_DONE };
 
 struct opts {
     char host[256];
@@ -94,7 +96,7 @@ struct loadgen {
     struct hmap seen; /* task ids fetched, for duplicates */
     struct proc_sample m_base, m_start, m_end;
     ev_timer tick, pace;
-    ev_signal sigint;
+    ev_signal sigint, sigterm;
 };
 
 extern struct loadgen lg;
