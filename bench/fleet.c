@@ -48,12 +48,18 @@ static bool good(const struct worker *w)
 
 /* ---- what calls count ---- */
 
+static void count_error(grpc_status_code st)
+{
+    lg.st.errors[(unsigned)st < N_CODES ? st : GRPC_STATUS_UNKNOWN]++;
+}
+
+/* A unary call's answer: an error, or a call of the window and its latency. */
 static void record(const struct worker *w, grpc_status_code st, double t0)
 {
     if (!good(w))
         return;
     if (st != GRPC_STATUS_OK) {
-        lg.st.errors[(unsigned)st < N_CODES ? st : GRPC_STATUS_UNKNOWN]++;
+        count_error(st);
         return;
     }
     if (lg.phase != P_WINDOW)
@@ -259,7 +265,8 @@ static void sub_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
         return; /* on_status follows */
     ProtobufCMessage *m = NULL;
     if (codec_unpack(msg, &grpc__node_service_subscribe_response__descriptor, &m) < 0) {
-        lg.st.errors[GRPC_STATUS_INTERNAL] += good(w);
+        if (good(w))
+            count_error(GRPC_STATUS_INTERNAL);
         lost(w);
         return;
     }
@@ -286,7 +293,7 @@ static void sub_on_status(struct rpc_call *call, grpc_status_code st, const char
 {
     struct worker *w = rpc_call_user(call);
     if (good(w))
-        lg.st.errors[(unsigned)st < N_CODES ? st : GRPC_STATUS_UNKNOWN]++;
+        count_error(st);
     lost(w);
 }
 
@@ -591,7 +598,7 @@ static void stream_on_status(struct rpc_call *call, grpc_status_code st, const c
     rpc_call_release(call);
     w->stream = NULL;
     if (st != GRPC_STATUS_OK) {
-        lg.st.errors[(unsigned)st < N_CODES ? st : GRPC_STATUS_UNKNOWN]++;
+        count_error(st);
         lost(w);
         return;
     }
@@ -603,12 +610,7 @@ static void stream_on_status(struct rpc_call *call, grpc_status_code st, const c
         report(w, TASK_FINISHED, on_finished);
 }
 
-static void stream_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
-{
-}
-
 static const struct rpc_call_handler stream_handler = {
-    .on_message = stream_on_message,
     .on_sent = stream_on_sent,
     .on_status = stream_on_status,
     .on_free = on_call_free,
@@ -658,7 +660,6 @@ static void worker_up(struct worker *w)
 
 static void init_worker(struct worker *w, int i, uint64_t tag)
 {
-    w->index = i;
     w->kind = i < lg.n_good ? KIND_GOOD : (enum kind)lg.o.bad_kind;
     w->fd = -1;
     snprintf(w->key, sizeof(w->key), "lg-%d", i);

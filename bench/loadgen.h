@@ -39,7 +39,6 @@ struct opts {
 };
 
 struct worker {
-    int index;
     enum kind kind;
     char key[32], name[40], machine_id[48];
     unsigned gen; /* bumped at every teardown: a completion of an older connection is ignored */
