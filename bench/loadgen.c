@@ -292,10 +292,12 @@ static void print_master(double window)
         return;
     double cpu = lg.m_end.cpu_s - lg.m_start.cpu_s;
     printf(",\"master\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"vmhwm_kib\":%ld,"
-           "\"vmrss_kib\":%ld,\"rss_kib_per_worker\":%.1f,\"cpu_us_per_call\":%.1f}",
+           "\"vmrss_kib\":%ld,\"rss_kib_per_worker\":%.1f,\"cpu_us_per_call\":%.1f,"
+           "\"calls_per_cpu_s\":%.0f}",
            lg.o.master_pid, cpu, window > 0 ? 100.0 * cpu / window : 0.0, lg.m_end.hwm_kib,
            lg.m_end.rss_kib, (double)(lg.m_end.rss_kib - lg.m_base.rss_kib) / lg.o.workers,
-           lg.st.calls ? cpu * 1e6 / (double)lg.st.calls : 0.0);
+           lg.st.calls ? cpu * 1e6 / (double)lg.st.calls : 0.0,
+           cpu > 0 ? (double)lg.st.calls / cpu : 0.0);
 }
 
 static void print_summary(void)
