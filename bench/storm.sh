@@ -1,0 +1,99 @@
+#!/bin/sh
+# A reconnect storm, measured: a master on 127.0.0.1 with WORKERS simulated workers
+# (bench/loadgen --reconnect-storm) is killed with SIGKILL and restarted at the same address with
+# the same data directory. Prints loadgen's summary (its "storm" object: the time from the first
+# failure a worker saw to each worker registered again with its Subscribe open, p50 and p100), how
+# long until the restarted master lists every worker online, and the masters' peak descriptor
+# count (/proc/PID/fd, sampled every 0.1 s). Every process it starts is stopped by its pid.
+#
+#     bench/storm.sh [WORKERS]          (default 1000)
+#
+# The binaries: CRAWLAB_NODE_BIN (build/src/crawlab-node) and CRAWLAB_LOADGEN_BIN
+# (build/bench/loadgen). The data goes to a new directory under $TMPDIR or /tmp, removed at the end.
+set -eu
+
+n=${1:-1000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${CRAWLAB_NODE_BIN:-$root/build/src/crawlab-node}
+loadgen=${CRAWLAB_LOADGEN_BIN:-$root/build/bench/loadgen}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/storm.XXXXXX")
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pids=""
+
+cleanup() {
+    for p in $pids; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# Waits until FILE has a line with TEXT, for at most SECONDS.
+wait_for() {
+    file=$1 text=$2 limit=$3
+    i=0
+    while ! grep -q "$text" "$file" 2>/dev/null; do
+        i=$((i + 1))
+        if [ "$i" -gt $((limit * 10)) ]; then
+            echo "storm: no \"$text\" in $file after $limit s" >&2
+            tail -5 "$file" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
+start_master() {
+    "$bin" --role=master --listen="127.0.0.1:$port" --data-dir="$dir/master" \
+        --heartbeat-interval=5s --max-connections=$((n + 1000)) >"$dir/$1.log" 2>&1 &
+    master=$!
+    pids="$pids $master"
+    echo "$master" >"$dir/master.pid"
+    wait_for "$dir/$1.log" "master listening on" 60
+}
+
+online() {
+    "$bin" nodes --json --master="127.0.0.1:$port" --admin-key-file="$dir/master/admin.key" |
+        /usr/bin/python3 -c 'import json, sys
+print(sum(1 for x in json.load(sys.stdin) if x["status"] == "online"))'
+}
+
+start_master master1
+(
+    while :; do
+        p=$(cat "$dir/master.pid")
+        find "/proc/$p/fd" -mindepth 1 2>/dev/null | wc -l
+        sleep 0.1
+    done
+) >"$dir/fds" &
+pids="$pids $!"
+
+"$loadgen" --master="127.0.0.1:$port" --auth-key-file="$dir/master/auth.key" --workers="$n" \
+    --reconnect-storm --duration=300 >"$dir/summary.json" 2>"$dir/loadgen.log" &
+lg=$!
+pids="$pids $lg"
+wait_for "$dir/loadgen.log" "ready:" 600
+
+kill -9 "$master"
+wait "$master" 2>/dev/null || true
+killed=$(date +%s.%N)
+start_master master2
+# loadgen prints its summary once every worker is back, and holds the fleet up until SIGTERM.
+wait_for "$dir/summary.json" "storm" 300
+
+while count=$(online) && [ "$count" -lt "$n" ]; do
+    if [ "$(echo "$(date +%s.%N) - $killed > 60" | bc)" -eq 1 ]; then
+        echo "storm: the master lists $count of $n workers online 60 s after the kill" >&2
+        break
+    fi
+    sleep 0.1
+done
+back=$(echo "$(date +%s.%N) - $killed" | bc)
+kill "$lg"
+wait "$lg" || echo "storm: loadgen exited with status $?" >&2
+
+cat "$dir/summary.json"
+echo "master: $count of $n workers online $back s after the kill (polled every 0.1 s)"
+echo "master: peak descriptors $(sort -n "$dir/fds" | tail -1) (both masters, sampled every 0.1 s)"
