@@ -89,6 +89,7 @@ struct node {
     int64_t last_heard_ms; /* monotonic (clock_mono_ms): what liveness is judged by */
     const struct node_stream_ops *stream; /* the live stream, or NULL */
     void *stream_handle;
+    int64_t pushed_ms; /* monotonic: the stream's last HEARTBEAT push, or when it began */
 };
 
 /* The few settings the registry reads, from struct config. */
