@@ -37,9 +37,16 @@
  * window of later ones doubles, up to the same bound. */
 #define LIMIT_RETRIES_MAX        100
 #define LIMIT_RETRY_DELAY_MAX_MS (24 * 3600 * 1000)
-#define LIMIT_SUBMIT_NODES       10000      /* node keys of one SubmitTask */
-#define LIMIT_RESYNC_TASKS       100000     /* tasks listed in one Resync */
-#define LIMIT_DATA_MAX           (4u << 20) /* a Connect message's data */
+#define LIMIT_SUBMIT_NODES       10000  /* node keys of one SubmitTask */
+#define LIMIT_RESYNC_TASKS       100000 /* tasks listed in one Resync */
+/*
+ * Registrations of one node key: LIMIT_REGISTER_BURST at once, then LIMIT_REGISTER_PER_S a second.
+ * A worker registers once per connection and reconnects after a backoff, so only a client that
+ * loops on Register meets the limit; the calls over it are refused before they cost a store write.
+ */
+#define LIMIT_REGISTER_BURST 5
+#define LIMIT_REGISTER_PER_S 1.0
+#define LIMIT_DATA_MAX       (4u << 20) /* a Connect message's data */
 /* The longest text of one result item: alone in a Connect message's data ("[" item "]") or in a
  * ReadResults chunk, it leaves room under the 4 MiB message limit for the rest of the message. */
 #define LIMIT_ITEM_MAX (LIMIT_DATA_MAX - 66)

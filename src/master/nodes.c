@@ -23,6 +23,7 @@ struct nodes {
     void *offline_ctx;
     struct events *events; /* NULL: none recorded */
     bool draining;
+    struct ratelimit register_refusals; /* their log lines */
 };
 
 struct node *nodes_find(struct nodes *n, const char *key)
@@ -345,9 +346,26 @@ static bool may_take_over(const struct node *node, const struct node_hello *hell
     return *hello->machine_id && strcmp(hello->machine_id, node->machine_id) == 0;
 }
 
+/* Whether a registration of node is within LIMIT_REGISTER_*; the refusals are logged at most once a
+ * second. */
+static bool register_allowed(struct nodes *n, struct node *node, const char *peer)
+{
+    if (tokens_take(&node->registrations, (double)clock_mono_ms() / 1000.0, LIMIT_REGISTER_BURST,
+                    LIMIT_REGISTER_PER_S))
+        return true;
+    unsigned held;
+    if (ratelimit_pass(&n->register_refusals, ev_now(n->loop), &held))
+        log_warn("node %s: refused a registration from %s: more than %d at once or %.0f a second "
+                 "(%u more such refusals since the last such line)",
+                 node->key, peer, LIMIT_REGISTER_BURST, LIMIT_REGISTER_PER_S, held);
+    return false;
+}
+
 int nodes_register(struct nodes *n, const struct node_hello *hello, struct node **out)
 {
     struct node *node = nodes_find(n, hello->key);
+    if (node && !register_allowed(n, node, hello->peer))
+        return -EAGAIN;
     if (node && node->stream && !may_take_over(node, hello))
         return -EADDRINUSE;
     int64_t now = clock_now_ms(n->loop);

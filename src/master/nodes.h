@@ -25,6 +25,7 @@
 
 #include "core/limits.h"
 #include "runtime/hmap.h"
+#include "runtime/ratelimit.h"
 
 struct events;
 struct nodes;
@@ -89,7 +90,8 @@ struct node {
     int64_t last_heard_ms; /* monotonic (clock_mono_ms): what liveness is judged by */
     const struct node_stream_ops *stream; /* the live stream, or NULL */
     void *stream_handle;
-    int64_t pushed_ms; /* monotonic: the stream's last HEARTBEAT push, or when it began */
+    int64_t pushed_ms;           /* monotonic: the stream's last HEARTBEAT push, or when it began */
+    struct tokens registrations; /* LIMIT_REGISTER_* (monotonic seconds) */
 };
 
 /* The few settings the registry reads, from struct config. */
@@ -124,7 +126,8 @@ struct node_hello {
 /*
  * A node registers: it is created or updated, in memory and in the store, and is online. A key in
  * use by a live stream is taken over only by the same machine (same non-empty machine id), whose
- * old stream ends (NODE_END_REPLACED); anyone else gets -EADDRINUSE. -ENOMEM, or the store's
+ * old stream ends (NODE_END_REPLACED); anyone else gets -EADDRINUSE. A known key registering more
+ * often than LIMIT_REGISTER_* allows gets -EAGAIN, with nothing changed. -ENOMEM, or the store's
  * error. *out is the node.
  */
 int nodes_register(struct nodes *n, const struct node_hello *hello, struct node **out);

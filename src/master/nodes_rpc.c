@@ -239,6 +239,9 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
                       "node key already connected from another machine");
     } else if (rc == -ENOMEM) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    } else if (rc == -EAGAIN) {
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      "this node key registers too often; retry later");
     } else if (rc < 0) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot store the node");
     } else {

@@ -79,12 +79,11 @@ struct srv_conn {
     ino_t ino;
     char *addr, *cert_cn;
     enum cert_role cert_role;
-    int refs;           /* the server's table, and each call tied to the connection */
-    bool closing;       /* shut down by us: its calls are dropped unanswered */
-    bool authenticated; /* a call passed the auth check */
-    double added_at;    /* loop time */
-    double tokens;      /* budget of wasted calls left, as of refilled_at */
-    double refilled_at;
+    int refs;             /* the server's table, and each call tied to the connection */
+    bool closing;         /* shut down by us: its calls are dropped unanswered */
+    bool authenticated;   /* a call passed the auth check */
+    double added_at;      /* loop time */
+    struct tokens budget; /* of wasted calls (loop time) */
     unsigned long started, wasted;
 };
 
@@ -351,14 +350,10 @@ static void conn_shut(struct srv_conn *k, struct ratelimit *rl, const char *why)
 static void conn_charge(struct srv_conn *k)
 {
     struct rpc_server *s = k->server;
-    double now = ev_now(s->loop);
-    k->tokens += (now - k->refilled_at) * RPC_CONN_WASTE_PER_S;
-    if (k->tokens > RPC_CONN_WASTE_BURST)
-        k->tokens = RPC_CONN_WASTE_BURST;
-    k->refilled_at = now;
-    k->tokens -= 1.0;
+    bool within =
+        tokens_take(&k->budget, ev_now(s->loop), RPC_CONN_WASTE_BURST, RPC_CONN_WASTE_PER_S);
     k->wasted++;
-    if (k->tokens < 0 && !k->closing) {
+    if (!within && !k->closing) {
         char why[160];
         snprintf(why, sizeof(why),
                  "%lu of them refused or cancelled before an answer, over the budget (%d at "
@@ -435,8 +430,7 @@ static struct srv_conn *conn_new(struct rpc_server *s, int fd, const struct stat
     k->dev = st->st_dev;
     k->ino = st->st_ino;
     k->refs = 1;
-    k->added_at = k->refilled_at = ev_now(s->loop);
-    k->tokens = RPC_CONN_WASTE_BURST;
+    k->added_at = ev_now(s->loop);
     return k;
 }
 

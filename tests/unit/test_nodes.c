@@ -94,6 +94,27 @@ START_TEST(test_registered_node_is_online_in_memory_and_in_the_store)
 }
 END_TEST
 
+START_TEST(test_a_key_registering_in_a_loop_is_refused_without_a_change)
+{
+    /* The first registration makes the node; then a burst of registrations again. */
+    struct node *node = reg("n1", "m1", 2);
+    for (int i = 0; i < LIMIT_REGISTER_BURST; i++)
+        reg("n1", "m1", 2);
+    const struct node_hello again = {.key = "n1",
+                                     .name = "renamed",
+                                     .machine_id = "m1",
+                                     .version = "1.0",
+                                     .max_runners = 7,
+                                     .peer = "test"};
+    struct node *got = NULL;
+    ck_assert_int_eq(nodes_register(nodes, &again, &got), -EAGAIN);
+    ck_assert_int_eq(node->max_runners, 2);
+    ck_assert_str_eq(node->name, "name");
+    /* Other keys are not held back by it. */
+    reg("n2", "m2", 1);
+}
+END_TEST
+
 START_TEST(test_live_key_is_taken_over_only_by_the_same_machine)
 {
     struct node *node = reg("n1", "m1", 1);
@@ -374,6 +395,7 @@ static Suite *nodes_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_registered_node_is_online_in_memory_and_in_the_store);
+    tcase_add_test(tc, test_a_key_registering_in_a_loop_is_refused_without_a_change);
     tcase_add_test(tc, test_live_key_is_taken_over_only_by_the_same_machine);
     tcase_add_test(tc, test_identity_binding);
     tcase_add_test(tc, test_node_goes_offline_after_three_missed_heartbeats);
