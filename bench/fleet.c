@@ -334,18 +334,22 @@ static void start_subscribe(struct worker *w)
 
 static void on_registered(struct worker *w, grpc_status_code st, grpc_byte_buffer *resp)
 {
+    if (w->kind == KIND_RECONNECT) {
+        /* Answered or refused, it starts again at once: no backoff. */
+        setup_over(w);
+        if (st == GRPC_STATUS_OK)
+            lg.bad.registers++;
+        else
+            lg.bad.refused++;
+        teardown(w);
+        fleet_connect(w);
+        return;
+    }
     if (st != GRPC_STATUS_OK) {
         attempt_failed(w);
         return;
     }
     w->registered = true;
-    if (w->kind == KIND_RECONNECT) {
-        setup_over(w);
-        lg.bad.registers++;
-        teardown(w);
-        fleet_connect(w);
-        return;
-    }
     start_subscribe(w);
 }
 

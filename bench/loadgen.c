@@ -333,9 +333,10 @@ static void print_summary(void)
     print_master(window);
     if (lg.n_good < lg.o.workers)
         printf(",\"misbehaving\":{\"kind\":\"%s\",\"workers\":%d,\"connects\":%" PRIu64
-               ",\"closed\":%" PRIu64 ",\"garbage_bytes\":%" PRIu64 ",\"registers\":%" PRIu64 "}",
+               ",\"closed\":%" PRIu64 ",\"garbage_bytes\":%" PRIu64 ",\"registers\":%" PRIu64
+               ",\"refused\":%" PRIu64 "}",
                kind_names[lg.o.bad_kind], lg.o.workers - lg.n_good, lg.bad.connects, lg.bad.closed,
-               lg.bad.junk_bytes, lg.bad.registers);
+               lg.bad.junk_bytes, lg.bad.registers, lg.bad.refused);
     if (lg.o.storm)
         print_storm();
     printf("}\n");

@@ -68,7 +68,7 @@ struct stats {
 };
 
 struct bad_stats {
-    uint64_t connects, closed, junk_bytes, registers;
+    uint64_t connects, closed, junk_bytes, registers, refused;
 };
 
 struct proc_sample {
