@@ -82,6 +82,10 @@ struct logfile {
     size_t max_open;
     struct logfile_fd *files;
     struct logfile_index index[LOGFILE_INDEX_CACHE];
+    /* One batch of lines laid out for its write, kept from one append to the next: a fresh buffer
+     * each time (one message's data, up to 4 MiB) cost the loop page faults and page clearing. */
+    char *join;
+    size_t join_cap;
 };
 
 /* Growable buffer for a line that spans read chunks. */
@@ -306,6 +310,7 @@ void logfile_close(struct logfile *lf)
     if (lf->dir_fd >= 0)
         close(lf->dir_fd);
     free(lf->files);
+    free(lf->join);
     free(lf->dir);
     free(lf);
 }
@@ -328,19 +333,24 @@ static int logfile_pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Lays out the lines as "line\n" in one buffer, so one write stores the whole batch. */
-static char *logfile_join(const char *const *lines, const size_t *lens, size_t n, size_t *len_out)
+/* Lays out the lines as "line\n" in lf->join, so one write stores the whole batch. */
+static int logfile_join(struct logfile *lf, const char *const *lines, const size_t *lens, size_t n,
+                        size_t *len_out)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (lens[i] >= SIZE_MAX - 1 - total)
-            return NULL;
+            return -ENOMEM;
         total += lens[i] + 1;
     }
-    char *buf = malloc(total ? total : 1);
-    if (!buf)
-        return NULL;
-    char *p = buf;
+    if (total > lf->join_cap) {
+        char *buf = realloc(lf->join, total);
+        if (!buf)
+            return -ENOMEM;
+        lf->join = buf;
+        lf->join_cap = total;
+    }
+    char *p = lf->join;
     for (size_t i = 0; i < n; i++) {
         if (lens[i])
             memcpy(p, lines[i], lens[i]);
@@ -351,29 +361,27 @@ static char *logfile_join(const char *const *lines, const size_t *lens, size_t n
         *p++ = '\n';
     }
     *len_out = total;
-    return buf;
+    return 0;
 }
 
 int logfile_append(struct logfile *lf, const char *id, uint64_t size, const char *const *lines,
                    const size_t *lens, size_t n, uint64_t *size_out)
 {
-    size_t len;
-    char *buf = logfile_join(lines, lens, n, &len);
-    if (!buf) {
+    size_t len = 0;
+    if (logfile_join(lf, lines, lens, n, &len) < 0) {
         log_error("logfile: no memory for %zu log lines of task %s", n, id);
         return -ENOMEM;
     }
     struct logfile_fd *e = NULL;
     int rc = logfile_fd_get(lf, id, size, &e);
     if (rc == 0) {
-        rc = logfile_pwrite_all(e->fd, buf, len, size);
+        rc = logfile_pwrite_all(e->fd, lf->join, len, size);
         if (rc < 0) {
             log_error("logfile: writing %zu log bytes of task %s failed: %s", len, id,
                       strerror(-rc));
             logfile_fd_cut(lf, e, size);
         }
     }
-    free(buf);
     if (rc < 0)
         return rc;
     if (!e->dirty) {
