@@ -487,6 +487,32 @@ START_TEST(test_uploader_resends_from_the_first_unacknowledged_line_when_the_fir
 }
 END_TEST
 
+START_TEST(test_uploader_settles_a_refusal_of_the_second_segment_after_the_first_is_answered)
+{
+    struct uploader *u = two_segments_in_flight();
+    /* The first is stored; the second is refused (a refusal that does not repeat), and that
+     * answer comes first: it is settled as the second's once the first's OK is in. */
+    struct rpc_call *first = client_stubs.open[0], *second = client_stubs.open[1];
+    ck_assert_int_eq(judge(first->number), GRPC_STATUS_OK);
+    client_stubs_status(second, GRPC_STATUS_RESOURCE_EXHAUSTED, "refused by the test");
+    client_stubs_status(first, GRPC_STATUS_OK, "");
+    drive();
+    ck_assert(done_ok);
+    /* Only the second's 21 messages go again, one per stream (streams 3 to 23), then the rest in
+     * one segment; nothing is lost nor stored twice. */
+    ck_assert_int_eq(n_sent, 42 + 21 + 8);
+    for (int i = 0; i < 21; i++) {
+        ck_assert_int_eq(sent[42 + i].stream, 3 + i);
+        ck_assert_uint_eq(sent[42 + i].seq, 22 + (uint64_t)i);
+    }
+    ck_assert_int_eq(sent[63].stream, 24);
+    ck_assert_uint_eq(sent[63].seq, 43);
+    ck_assert_int_eq(sent[70].stream, 24);
+    assert_lines_stored(50);
+    uploader_destroy(u);
+}
+END_TEST
+
 static Suite *uploader_suite(void)
 {
     Suite *s = suite_create("uploader");
@@ -501,6 +527,8 @@ static Suite *uploader_suite(void)
     tcase_add_test(tc, test_uploader_sends_the_next_segment_before_the_first_is_answered);
     tcase_add_test(
         tc, test_uploader_resends_from_the_first_unacknowledged_line_when_the_first_segment_fails);
+    tcase_add_test(
+        tc, test_uploader_settles_a_refusal_of_the_second_segment_after_the_first_is_answered);
     suite_add_tcase(s, tc);
     return s;
 }
