@@ -21,6 +21,15 @@
 /* Past this much data in one open group, commit before reading more (bounds memory and loss). */
 #define GROUP_MAX_BYTES (64u << 20)
 
+/*
+ * A worker sends a task's next segment (stream) while the previous one waits for its answer, and
+ * the master may read the two streams' messages in any order. So a message that leaves a gap is
+ * not refused at once while another stream of the same connection and task (or of a task not yet
+ * known: nothing of it read) is still being read: it is parked, the stream is not read further,
+ * and it is tried again each time that other stream stores a message, reaches its end or is
+ * answered. Only a gap that remains then is refused (OUT_OF_RANGE). A stream has at most one
+ * stream parked behind it and waits behind at most one.
+ */
 struct stream {
     struct ingest *in;
     struct srv_call *call;
@@ -28,13 +37,20 @@ struct stream {
     uint64_t dirty_group; /* the group holding this stream's newest data; 0 = none */
     bool half_closed;
     uint64_t messages, lines, items;
-    char task_id[TASK_ID_LEN + 1];
+    char task_id[TASK_ID_LEN + 1]; /* of its newest message; "" before the first */
+    ProtobufCMessage *parked;      /* the message that left a gap, or NULL */
+    size_t parked_len;             /* its size on the wire */
+    struct stream *blocker;        /* while parked: the stream whose progress it waits for */
+    struct stream *waiter;         /* the stream parked behind this one, or NULL */
+    struct stream *woken_next;     /* in ingest.woken */
 };
 
 struct ingest {
     struct store *store;
     struct group *group;
     struct stream *streams;  /* every open Connect stream */
+    struct stream *woken;    /* parked streams to try again */
+    bool waking;             /* run_woken() is running */
     size_t group_bytes;      /* carried by the open group */
     struct metrics *metrics; /* NULL: none kept */
 };
@@ -64,12 +80,47 @@ static void list_remove(struct ingest *in, struct stream *s)
     s->prev = s->next = NULL;
 }
 
+static void run_woken(struct ingest *in);
+
+/* s moved on (stored a message, reached its end, or is answered): the stream parked behind it is
+ * tried again (by run_woken). */
+static void progress(struct stream *s)
+{
+    struct stream *w = s->waiter;
+    if (!w)
+        return;
+    s->waiter = NULL;
+    w->blocker = NULL;
+    w->woken_next = s->in->woken;
+    s->in->woken = w;
+}
+
+/* s is answered: it neither waits nor holds anyone up any more. */
+static void unpark(struct stream *s)
+{
+    struct ingest *in = s->in;
+    for (struct stream **p = &in->woken; *p; p = &(*p)->woken_next) {
+        if (*p == s) {
+            *p = s->woken_next;
+            break;
+        }
+    }
+    if (s->blocker)
+        s->blocker->waiter = NULL;
+    s->blocker = NULL;
+    if (s->parked)
+        protobuf_c_message_free_unpacked(s->parked, NULL);
+    s->parked = NULL;
+    progress(s);
+}
+
 static void reply(struct stream *s, grpc_status_code st, const char *details)
 {
     struct srv_call *c = s->call;
     if (!c)
         return;
     s->call = NULL;
+    unpark(s);
     srv_call_bind(c, NULL, NULL);
     if (st == GRPC_STATUS_OK) {
         Grpc__Response resp = GRPC__RESPONSE__INIT;
@@ -101,6 +152,7 @@ void ingest_committed(struct ingest *in, uint64_t group, bool ok)
         }
         s = next;
     }
+    run_woken(in);
 }
 
 void ingest_batch_free(struct ingest_batch *b)
@@ -183,36 +235,53 @@ static int check_epoch(struct ingest *in, const char *task_id, uint64_t epoch, c
     return -EPERM;
 }
 
-static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
+/* A stream whose messages may still fill s's gap (see struct stream), or NULL. */
+static struct stream *blocker_of(const struct stream *s)
 {
-    struct stream *s = srv_call_user(c);
+    const char *peer = srv_call_peer(s->call);
+    if (!strcmp(peer, "?"))
+        return NULL; /* its connection is not known */
+    for (struct stream *o = s->in->streams; o; o = o->next)
+        if (o != s && !o->half_closed && !o->parked && !o->waiter &&
+            (!o->task_id[0] || !strcmp(o->task_id, s->task_id)) &&
+            !strcmp(srv_call_peer(o->call), peer))
+            return o;
+    return NULL;
+}
+
+/* Holds m (len bytes on the wire), which left a gap, behind a stream that may fill it. */
+static bool park(struct stream *s, ProtobufCMessage *m, size_t len)
+{
+    struct stream *b = blocker_of(s);
+    if (!b)
+        return false;
+    s->parked = m;
+    s->parked_len = len;
+    s->blocker = b;
+    b->waiter = s;
+    log_debug("task %s: Connect message past a gap waits for another stream", s->task_id);
+    return true;
+}
+
+enum took {
+    TOOK_STORED,  /* read on (the stream may have been answered by a commit meanwhile) */
+    TOOK_PARKED,  /* it waits behind another stream */
+    TOOK_REFUSED, /* the stream is answered */
+};
+
+/* Stores one decoded message of s (len bytes on the wire); m is consumed. */
+static enum took take(struct stream *s, ProtobufCMessage *m, size_t len)
+{
     struct ingest *in = s->in;
-    if (!msg) {
-        /* The worker half-closed: answer once what it sent is durable. */
-        s->half_closed = true;
-        if (!s->dirty_group)
-            reply(s, GRPC_STATUS_OK, NULL);
-        else
-            group_want_commit(in->group);
-        return;
-    }
-    ProtobufCMessage *m = NULL;
-    const char *why = NULL;
-    int rc = srv_call_decode(c, msg, &grpc__task_service_connect_request__descriptor, &m, &why);
-    if (rc < 0) {
-        reply(s, codec_status_from_errno(rc), why);
-        return;
-    }
     const Grpc__TaskServiceConnectRequest *req = (const void *)m; /* validated */
-    if (req->code == GRPC__TASK_SERVICE_CONNECT_CODE__PING) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        srv_call_read(c);
-        return;
-    }
     bool items = req->code == GRPC__TASK_SERVICE_CONNECT_CODE__INSERT_DATA;
+    memcpy(s->task_id, req->task_id, sizeof(s->task_id));
     struct ingest_batch b;
     int n = ingest_batch_parse(&b, req->data.data, req->data.len, items);
     size_t accepted = 0;
+    bool gap = false;
+    const char *why = NULL;
+    int rc = 0;
     if (n < 0) {
         rc = n;
     } else if (n > 0 && (rc = validate_seq_span(req->seq, b.n, &why)) == 0 &&
@@ -222,12 +291,14 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
                                         &accepted)
                    : store_log_append(in->store, req->task_id, b.ptrs, b.lens, b.n, req->seq,
                                       &accepted);
+        gap = rc == -ERANGE;
         if (rc == 0 && in->metrics)
             count_stored(in->metrics, &b, accepted, items);
     }
-    memcpy(s->task_id, req->task_id, sizeof(s->task_id));
-    protobuf_c_message_free_unpacked(m, NULL);
     ingest_batch_free(&b);
+    if (gap && park(s, m, len))
+        return TOOK_PARKED;
+    protobuf_c_message_free_unpacked(m, NULL);
     if (rc < 0) {
         if (!why)
             why = rc == -ERANGE     ? "seq gap: resend from the master's count"
@@ -243,7 +314,7 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
         bool refused =
             rc == -EINVAL || rc == -ENOENT || rc == -ERANGE || rc == -EMSGSIZE || rc == -EPERM;
         reply(s, refused ? codec_status_from_errno(rc) : GRPC_STATUS_UNAVAILABLE, why);
-        return;
+        return TOOK_REFUSED;
     }
     s->messages++;
     if (items)
@@ -252,18 +323,74 @@ static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
         s->lines += accepted;
     if (accepted) {
         s->dirty_group = group_number(in->group);
-        in->group_bytes += grpc_byte_buffer_length(msg);
+        in->group_bytes += len;
     }
+    progress(s);
     if (in->group_bytes >= GROUP_MAX_BYTES)
-        group_commit(in->group);
-    srv_call_read(c);
+        group_commit(in->group); /* may answer s */
+    return TOOK_STORED;
+}
+
+/* Tries the parked messages whose blockers moved on. Only the outermost call runs: a retry may
+ * store, commit and wake others, which the same loop takes. */
+static void run_woken(struct ingest *in)
+{
+    if (in->waking)
+        return;
+    in->waking = true;
+    struct stream *w;
+    while ((w = in->woken)) {
+        in->woken = w->woken_next;
+        struct srv_call *c = w->call;
+        ProtobufCMessage *m = w->parked;
+        w->parked = NULL;
+        if (take(w, m, w->parked_len) == TOOK_STORED)
+            srv_call_read(c);
+    }
+    in->waking = false;
+}
+
+static void on_message(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    struct stream *s = srv_call_user(c);
+    struct ingest *in = s->in;
+    if (!msg) {
+        /* The worker half-closed: answer once what it sent is durable. */
+        s->half_closed = true;
+        progress(s);
+        if (!s->dirty_group)
+            reply(s, GRPC_STATUS_OK, NULL);
+        else
+            group_want_commit(in->group);
+        run_woken(in);
+        return;
+    }
+    ProtobufCMessage *m = NULL;
+    const char *why = NULL;
+    int rc = srv_call_decode(c, msg, &grpc__task_service_connect_request__descriptor, &m, &why);
+    if (rc < 0) {
+        reply(s, codec_status_from_errno(rc), why);
+        run_woken(in);
+        return;
+    }
+    const Grpc__TaskServiceConnectRequest *req = (const void *)m; /* validated */
+    if (req->code == GRPC__TASK_SERVICE_CONNECT_CODE__PING) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        srv_call_read(c);
+        return;
+    }
+    if (take(s, m, grpc_byte_buffer_length(msg)) == TOOK_STORED)
+        srv_call_read(c);
+    run_woken(in);
 }
 
 static void on_done(struct srv_call *c, bool cancelled)
 {
     struct stream *s = srv_call_user(c);
+    struct ingest *in = s->in;
     if (cancelled)
         reply(s, GRPC_STATUS_CANCELLED, "stream ended");
+    run_woken(in);
 }
 
 static const struct srv_handler connect_handler = {

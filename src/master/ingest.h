@@ -1,7 +1,9 @@
 /*
  * Ingest: TaskService.Connect, the client stream that carries a task's log lines and result
  * items, stored with seq dedupe. Messages join the master's group commit (master/group.h); a
- * stream's final OK is sent only after the group holding the last of its data is durable.
+ * stream's final OK is sent only after the group holding the last of its data is durable. A
+ * message past a gap waits while another stream of its connection and task is still read (a
+ * worker's next segment may be read before the end of the previous one; see ingest.c).
  * Loop thread only; blocks on the store. Errors: 0 or a negative errno.
  */
 #ifndef CRAWLAB_INGEST_H

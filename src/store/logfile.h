@@ -36,7 +36,8 @@
  * Threading: the master's loop thread only; nothing here is thread-safe. The one exception is
  * internal: logfile_discard hands file names to a thread of the engine's own, which only unlinks
  * them and syncs the directory (joined by logfile_close).
- * Blocking: yes, on open, pwrite, pread, ftruncate and fdatasync.
+ * Blocking: yes, on open, pwrite, pread, ftruncate, fdatasync (and sync_file_range, which starts
+ * the write-back of appended bytes).
  * Errors: 0 or a negative errno. File failures are logged here, once, with the task id.
  */
 #ifndef CRAWLAB_LOGFILE_H

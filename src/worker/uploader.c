@@ -25,8 +25,10 @@
 #define BATCH_MAX_ENTRIES 4096
 #define LINGER_S          0.005      /* a lone line waits this long for company */
 #define SEGMENT_BYTES     (4u << 20) /* a stream is closed (and acknowledged) after this */
-#define RETRY_S           0.5        /* a refused segment on a live connection waits this */
-#define MEMORY_KEPT       (8u << 20) /* kept in memory; beyond this, messages go to the spool */
+/* Segments sent and not yet answered: the next one fills while the last one's commit runs. */
+#define SEGMENTS_IN_FLIGHT 2
+#define RETRY_S            0.5        /* a refused segment on a live connection waits this */
+#define MEMORY_KEPT        (8u << 20) /* kept in memory; beyond this, messages go to the spool */
 /* The most data one message may carry: what the master's validator takes, and room under the gRPC
  * message limit for the rest of the message (code, task id, seq and field headers: < 64 bytes). */
 #define DATA_MAX (RPC_MAX_MESSAGE - 64 < LIMIT_DATA_MAX ? RPC_MAX_MESSAGE - 64 : LIMIT_DATA_MAX)
@@ -53,6 +55,17 @@ struct batch {
     bool has_note;
 };
 
+/* A Connect stream: the next `messages` kept messages after those of the older segments. */
+struct segment {
+    struct rpc_call *call; /* NULL once answered */
+    size_t bytes, messages;
+    bool closing;
+    /* Answered before an older segment: its status waits until theirs are settled. */
+    bool answered;
+    grpc_status_code status;
+    char details[160];
+};
+
 struct uploader {
     struct ev_loop *loop;
     struct session *sess;
@@ -69,7 +82,7 @@ struct uploader {
     ev_timer linger;
     ev_timer retry;
 
-    /* Messages kept until acknowledged; [head, cursor) are on the current stream. */
+    /* Messages kept until acknowledged; [head, cursor) are on the segments in flight. */
     struct message *head, *tail, *cursor;
     size_t kept_bytes;   /* all kept messages */
     size_t memory_bytes; /* those in memory */
@@ -80,15 +93,15 @@ struct uploader {
     size_t high_water, low_water; /* back-pressure starts at high, ends at low */
     bool pressure;
 
-    struct rpc_call *stream;
+    /* In flight, oldest first; all on the data connection of generation stream_gen. */
+    struct segment seg[SEGMENTS_IN_FLIGHT];
+    unsigned nseg;
     unsigned stream_gen;
-    size_t segment_bytes;
-    size_t stream_messages; /* written on the current stream */
     /* After a refusal that may concern one message: how many more messages go one per stream,
      * and how many such refusals came in a row (no stream acknowledged in between). */
     size_t one_by_one;
     unsigned refusals;
-    bool closing, finished, done;
+    bool finished, done;
 };
 
 static void pump(struct uploader *u);
@@ -446,10 +459,13 @@ static void pressure_check(struct uploader *u)
     }
 }
 
-static void release_acknowledged(struct uploader *u)
+/* Frees the first n kept messages (those of a segment the master acknowledged). */
+static void release_messages(struct uploader *u, size_t n)
 {
-    while (u->head && u->head != u->cursor) {
+    for (; n && u->head; n--) {
         struct message *m = u->head;
+        if (u->cursor == m)
+            u->cursor = m->next;
         u->head = m->next;
         message_free(u, m);
     }
@@ -467,12 +483,30 @@ static void finish_done(struct uploader *u, bool ok)
         u->hooks.on_done(u->ctx, ok);
 }
 
+/* The segment the call carries, or NULL for a call already dropped. */
+static struct segment *segment_of(struct uploader *u, const struct rpc_call *c)
+{
+    for (unsigned i = 0; i < u->nseg; i++)
+        if (u->seg[i].call == c)
+            return &u->seg[i];
+    return NULL;
+}
+
+/* Forgets every segment in flight (their calls are cancelled); what they carried goes again. */
+static void drop_segments(struct uploader *u)
+{
+    for (unsigned i = 0; i < u->nseg; i++)
+        if (u->seg[i].call)
+            rpc_call_release(u->seg[i].call);
+    u->nseg = 0;
+    u->cursor = u->head;
+}
+
 static void stream_on_sent(struct rpc_call *c, bool ok)
 {
     struct uploader *u = rpc_call_user(c);
-    if (c != u->stream || !ok)
-        return; /* a failed write is followed by on_status */
-    pump(u);
+    if (ok && segment_of(u, c))
+        pump(u); /* a failed write is followed by on_status */
 }
 
 /* Sends the segment again after a pause, on this connection if it is still the live one. */
@@ -516,26 +550,31 @@ static void drop_refused(struct uploader *u, grpc_status_code st, const char *de
         note(u, "%" PRIu64 " %s refused by the master: %s (status %d)", n, what, why, (int)st);
 }
 
-static void stream_on_status(struct rpc_call *c, grpc_status_code st, const char *details)
+/*
+ * The oldest segment in flight was answered. Segments are settled in the order they were sent:
+ * an OK releases the segment's messages (and a younger segment's answer that came first is
+ * settled next); any failure drops the younger segments too, and everything kept goes again from
+ * the first unacknowledged message.
+ */
+static void settle(struct uploader *u, grpc_status_code st, const char *details)
 {
-    struct uploader *u = rpc_call_user(c);
-    if (c != u->stream)
-        return;
-    size_t carried = u->stream_messages;
-    rpc_call_release(c);
-    u->stream = NULL;
-    u->closing = false;
-    u->segment_bytes = 0;
-    u->stream_messages = 0;
+    size_t carried = u->seg[0].messages;
+    u->nseg--;
+    memmove(&u->seg[0], &u->seg[1], u->nseg * sizeof(u->seg[0]));
     if (st == GRPC_STATUS_OK) {
         u->refusals = 0;
         u->one_by_one -= carried < u->one_by_one ? carried : u->one_by_one;
-        release_acknowledged(u);
+        release_messages(u, carried);
+        if (u->nseg && u->seg[0].answered) {
+            struct segment next = u->seg[0];
+            settle(u, next.status, next.details);
+            return;
+        }
         pump(u);
         return;
     }
     /* Send the whole segment again: the master skips what it already stored. */
-    u->cursor = u->head;
+    drop_segments(u);
     switch (st) {
     case GRPC_STATUS_NOT_FOUND:
     case GRPC_STATUS_PERMISSION_DENIED:
@@ -544,10 +583,7 @@ static void stream_on_status(struct rpc_call *c, grpc_status_code st, const char
          * would be, so none is sent any more. */
         log_error("task %s: the master refused the task's output: %s (status %d)", u->task_id,
                   details, (int)st);
-        while (u->head) {
-            u->cursor = u->head->next;
-            release_acknowledged(u);
-        }
+        release_messages(u, SIZE_MAX);
         finish_done(u, false);
         return;
     case GRPC_STATUS_INVALID_ARGUMENT:
@@ -585,6 +621,26 @@ static void stream_on_status(struct rpc_call *c, grpc_status_code st, const char
     }
 }
 
+static void stream_on_status(struct rpc_call *c, grpc_status_code st, const char *details)
+{
+    struct uploader *u = rpc_call_user(c);
+    struct segment *s = segment_of(u, c);
+    if (!s)
+        return;
+    rpc_call_release(c);
+    s->call = NULL;
+    if (s == &u->seg[0]) {
+        settle(u, st, details);
+        return;
+    }
+    /* An older segment is still unanswered: this answer waits for its turn, and nothing more goes
+     * on this stream (it may have failed before its end). */
+    s->answered = true;
+    s->closing = true;
+    s->status = st;
+    snprintf(s->details, sizeof(s->details), "%s", details ? details : "");
+}
+
 static const struct rpc_call_handler stream_handler = {
     .on_sent = stream_on_sent,
     .on_status = stream_on_status,
@@ -595,10 +651,10 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     pump(w->data);
 }
 
-/* Whether the stream carries enough: a few MiB, or one message while they go one by one. */
-static bool segment_full(const struct uploader *u)
+/* Whether the segment carries enough: a few MiB, or one message while they go one by one. */
+static bool segment_full(const struct uploader *u, const struct segment *s)
 {
-    return u->one_by_one ? u->stream_messages > 0 : u->segment_bytes >= SEGMENT_BYTES;
+    return u->one_by_one ? s->messages > 0 : s->bytes >= SEGMENT_BYTES;
 }
 
 /*
@@ -624,55 +680,84 @@ static int outgoing_bytes(struct uploader *u, const struct message *m, grpc_slic
     return 0;
 }
 
-/* Moves data along: opens a stream when there is something to send, writes the next message,
- * closes the segment when it is big enough or when nothing more will come. */
+/*
+ * A new segment behind those in flight, or NULL when none may start now: at most
+ * SEGMENTS_IN_FLIGHT, only one while messages go one per stream (a refusal must be told apart
+ * from the next message), and all on one connection.
+ */
+static struct segment *open_segment(struct uploader *u)
+{
+    if (u->nseg && (u->nseg == SEGMENTS_IN_FLIGHT || u->one_by_one ||
+                    session_generation(u->sess) != u->stream_gen))
+        return NULL;
+    grpc_channel *ch = session_data_channel(u->sess);
+    if (!ch)
+        return NULL;
+    struct rpc_call *c = rpc_call_start(session_bridge(u->sess), ch, "/grpc.TaskService/Connect",
+                                        session_auth_key(u->sess), 0, &stream_handler, u);
+    if (!c)
+        return NULL;
+    u->stream_gen = session_generation(u->sess);
+    struct segment *s = &u->seg[u->nseg++];
+    memset(s, 0, sizeof(*s));
+    s->call = c;
+    return s;
+}
+
+/* Writes the next message on the segment (or gives the output up when the spool failed). */
+static void write_next(struct uploader *u, struct segment *s)
+{
+    struct message *m = u->cursor;
+    grpc_slice bytes;
+    int rc = outgoing_bytes(u, m, &bytes);
+    if (rc < 0) {
+        log_error("task %s: cannot read its spool %s: %s; output lost", u->task_id, u->spool_path,
+                  strerror(-rc));
+        finish_done(u, false);
+        return;
+    }
+    u->cursor = m->next;
+    s->bytes += m->len;
+    s->messages++;
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&bytes, 1);
+    grpc_slice_unref(bytes);
+    rpc_call_write(s->call, bb);
+}
+
+/*
+ * Moves data along: writes the next message on the newest segment, closes it when it is big
+ * enough or when nothing more will come, and opens the next one at once while the older ones wait
+ * for their answer.
+ */
 static void pump(struct uploader *u)
 {
-    if (u->done || u->closing || ev_is_active(&u->retry))
-        return;
-    if (u->stream && rpc_call_write_pending(u->stream))
-        return;
-    bool all_sent = u->cursor == NULL;
-    if (!u->stream) {
-        if (all_sent && !u->head) {
-            if (u->finished && !u->logs.entries && !u->items.entries)
-                finish_done(u, true);
+    while (!u->done && !ev_is_active(&u->retry)) {
+        struct segment *s = u->nseg ? &u->seg[u->nseg - 1] : NULL;
+        if (!s || s->closing) {
+            if (!u->cursor) {
+                if (!u->nseg && u->finished && !u->logs.entries && !u->items.entries)
+                    finish_done(u, true);
+                return;
+            }
+            if (!(s = open_segment(u)))
+                return;
+        }
+        if (rpc_call_write_pending(s->call))
+            return;
+        if (u->cursor && !segment_full(u, s)) {
+            write_next(u, s);
             return;
         }
-        grpc_channel *ch = session_data_channel(u->sess);
-        if (!ch)
+        /* Everything queued is on the stream: close the segment when it is full, or when the
+         * task is over and nothing is left to batch. Its answer comes once the master has made
+         * it durable. */
+        if (!segment_full(u, s) &&
+            !(u->finished && !u->cursor && !u->logs.entries && !u->items.entries))
             return;
-        u->stream = rpc_call_start(session_bridge(u->sess), ch, "/grpc.TaskService/Connect",
-                                   session_auth_key(u->sess), 0, &stream_handler, u);
-        if (!u->stream)
-            return;
-        u->stream_gen = session_generation(u->sess);
-    }
-    if (u->cursor && !segment_full(u)) {
-        struct message *m = u->cursor;
-        grpc_slice bytes;
-        int rc = outgoing_bytes(u, m, &bytes);
-        if (rc < 0) {
-            log_error("task %s: cannot read its spool %s: %s; output lost", u->task_id,
-                      u->spool_path, strerror(-rc));
-            finish_done(u, false);
-            return;
-        }
-        u->cursor = m->next;
-        u->segment_bytes += m->len;
-        u->stream_messages++;
-        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&bytes, 1);
-        grpc_slice_unref(bytes);
-        rpc_call_write(u->stream, bb);
-        return;
-    }
-    /* Everything queued is on the stream: close the segment when it is full, or when the task is
-     * over and nothing is left to batch. */
-    if (segment_full(u) || (u->finished && !u->cursor && !u->logs.entries && !u->items.entries)) {
-        u->closing = true;
-        rpc_call_close_send(u->stream);
+        s->closing = true;
+        rpc_call_close_send(s->call);
         /* gRPC delivers the status only after the response message has been read. */
-        rpc_call_read(u->stream);
+        rpc_call_read(s->call);
     }
 }
 
@@ -683,23 +768,17 @@ void uploader_finish(struct uploader *u)
     pump(u);
 }
 
-/* A stream of a dead connection may not have reported its failure yet: forget it. */
-static void drop_stale_stream(struct uploader *u)
+/* Streams of a dead connection may not have reported their failure yet: forget them. */
+static void drop_stale_streams(struct uploader *u)
 {
-    if (u->stream && session_generation(u->sess) != u->stream_gen) {
-        rpc_call_release(u->stream);
-        u->stream = NULL;
-        u->closing = false;
-        u->segment_bytes = 0;
-        u->stream_messages = 0;
-        u->cursor = u->head;
-    }
+    if (u->nseg && session_generation(u->sess) != u->stream_gen)
+        drop_segments(u);
 }
 
 void uploader_kick(struct uploader *u)
 {
     ev_timer_stop(u->loop, &u->retry);
-    drop_stale_stream(u);
+    drop_stale_streams(u);
     pump(u);
 }
 
@@ -710,9 +789,9 @@ void uploader_set_epoch(struct uploader *u, uint64_t epoch)
 
 void uploader_resync(struct uploader *u, uint64_t log_lines, uint64_t data_items)
 {
-    drop_stale_stream(u);
-    if (u->stream)
-        return; /* a live stream: its own OK settles what it carries */
+    drop_stale_streams(u);
+    if (u->nseg)
+        return; /* live streams: their own answers settle what they carry */
     struct message **p = &u->head;
     u->tail = NULL;
     while (*p) {
@@ -743,8 +822,9 @@ struct uploader *uploader_create(struct ev_loop *loop, struct session *sess, con
         if ((u->spool_path = malloc(n)))
             snprintf(u->spool_path, n, "%s/%s", spool_dir, task_id);
     }
-    /* At least two segments, so that one can be acknowledged while the next fills. */
-    u->high_water = max_kept > 2 * SEGMENT_BYTES ? max_kept : 2 * SEGMENT_BYTES;
+    /* At least the segments in flight, so that one can be acknowledged while the next fills. */
+    size_t least = SEGMENTS_IN_FLIGHT * SEGMENT_BYTES;
+    u->high_water = max_kept > least ? max_kept : least;
     u->low_water = u->high_water / 4;
     u->loop = loop;
     u->sess = sess;
@@ -764,8 +844,7 @@ void uploader_destroy(struct uploader *u)
         return;
     ev_timer_stop(u->loop, &u->linger);
     ev_timer_stop(u->loop, &u->retry);
-    if (u->stream)
-        rpc_call_release(u->stream);
+    drop_segments(u);
     u->cursor = NULL;
     while (u->head) {
         struct message *m = u->head;

@@ -5,11 +5,13 @@
  * bytes and count, flushed after a short linger), each numbered with the seq of its first line or
  * item. Messages go out on a Connect stream of the data connection. A stream is a segment: it is
  * half-closed after a few MiB, and the master's OK (sent once everything is durable) releases the
- * segment's messages. Until then they are kept, and a failed segment is sent again from its first
- * message; the master's seq dedupe makes that safe. Past a high-water mark of kept bytes the
- * uploader asks for back-pressure (the runner stops reading the task's pipes). Kept messages stay
- * in memory up to a few MiB and are spooled to a file under the worker's data dir beyond that;
- * the worker divides --spool-max-bytes among its runners. Loop thread only.
+ * segment's messages. The next segment starts while that answer is awaited (two in flight at
+ * most; answers are settled in the order the segments were sent). Until then messages are kept,
+ * and when a segment fails, the younger one is given up too and everything is sent again from the
+ * failed segment's first message; the master's seq dedupe makes that safe. Past a high-water mark
+ * of kept bytes the uploader asks for back-pressure (the runner stops reading the task's pipes).
+ * Kept messages stay in memory up to a few MiB and are spooled to a file under the worker's data
+ * dir beyond that; the worker divides --spool-max-bytes among its runners. Loop thread only.
  */
 #ifndef CRAWLAB_UPLOADER_H
 #define CRAWLAB_UPLOADER_H

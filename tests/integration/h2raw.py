@@ -8,7 +8,9 @@ Python 3 standard library only. One H2Conn is one TCP connection (optionally TLS
     c.close()
 
 It can also make a plain unary gRPC call, as an upstream peer that knows only Crawlab's messages
-would (`unary`, with the message built by `pb_string`/`pb_varint` and read by `pb_fields`).
+would (`unary`, with the message built by `pb_string`/`pb_varint` and read by `pb_fields`), or a
+client stream whose messages and half-close the test places itself (`open_stream`,
+`send_message`, `end_stream`, `reply`).
 
 A reader thread answers the master's SETTINGS and PINGs (as a live peer must, so that the master
 cannot tell it from an idle client) and notices when the connection ends. Every blocking socket
@@ -159,12 +161,29 @@ class H2Conn:
         """One unary gRPC call: the request message (protobuf bytes) in one DATA frame. Returns
         the reply message's bytes, or None when the call ended without one (an error status;
         the trailers are not decoded) or did not end within timeout."""
+        sid = self.open_stream(path, extra)
+        self.send_message(sid, message, end=True)
+        return self.reply(sid, timeout)
+
+    def open_stream(self, path, extra=()):
+        """Opens a call on the next stream (HEADERS only) and returns the stream's id."""
         sid = self.next_stream
         self.next_stream += 2
         self.ended[sid] = threading.Event()
+        self._send(frame(HEADERS, END_HEADERS, sid, header_block(path, extra=extra)))
+        return sid
+
+    def send_message(self, sid, message, end=False):
+        """One gRPC message (protobuf bytes) on stream sid; end half-closes the stream with it."""
         body = b"\x00" + struct.pack(">I", len(message)) + message
-        self._send(frame(HEADERS, END_HEADERS, sid, header_block(path, extra=extra)) +
-                   frame(DATA, END_STREAM, sid, body))
+        self._send(frame(DATA, END_STREAM if end else 0, sid, body))
+
+    def end_stream(self, sid):
+        """Half-closes stream sid (an empty DATA frame with END_STREAM)."""
+        self._send(frame(DATA, END_STREAM, sid))
+
+    def reply(self, sid, timeout=SOCK_TIMEOUT):
+        """The reply message of the call on stream sid, as for unary()."""
         if not self.ended[sid].wait(timeout):
             return None
         data = self.replies.pop(sid, b"")

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Task output near the 4 MiB message limit: result items that grow when the worker writes them
 again as JSON, and an item too large for any message. The task must end, and nothing but that
-one item may be lost. A real master and worker on 127.0.0.1.
+one item may be lost. A real master and worker on 127.0.0.1. And the master's side of a worker's
+segments in flight: two Connect streams of one task whose messages it reads out of order.
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_output_limits.py"""
 
 import json
@@ -9,7 +10,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import h2raw  # noqa: E402
 import harness  # noqa: E402
+from h2raw import pb_string, pb_varint  # noqa: E402
 
 REGISTERED = "registered with the master"
 MIB = 1 << 20
@@ -76,6 +79,37 @@ class OutputLimits(harness.ClusterTest, harness.TaskOps):
                                            "one message may carry"), logs)
         self.assertEqual(logs[1], "done printing")
         w.wait_log("does not fit in a message")
+
+    def test_two_segments_read_out_of_order_store_every_line_once_in_order(self):
+        # No worker: the test is the worker, with its own connection. A pending task takes lines.
+        self.c.start_master(extra=("--log-level=debug",))
+        tid = self.submit1("--", "true")
+        auth = [("authorization", harness.read_key(self.c.key_file))]
+        conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
+        self.addCleanup(conn.close)
+
+        def lines(seq, *texts):
+            return (pb_varint(1, 1) + pb_string(2, tid) + pb_string(3, json.dumps(texts)) +
+                    pb_varint(100, seq))
+
+        # Segment 1 is open and its first message stored when segment 2's message arrives,
+        # which starts past what is stored: it waits, and segment 1's rest fills the gap.
+        seg1 = conn.open_stream("/grpc.TaskService/Connect", auth)
+        conn.send_message(seg1, lines(1, "l1"))
+        harness.wait_until(lambda: self.task(tid)["log_lines"] == 1, what="line 1 stored")
+        seg2 = conn.open_stream("/grpc.TaskService/Connect", auth)
+        conn.send_message(seg2, lines(3, "l3", "l4"))
+        self.c.master.wait_log("Connect message past a gap waits for another stream")
+        conn.send_message(seg1, lines(2, "l2"), end=True)
+        conn.end_stream(seg2)
+        self.assertIsNotNone(conn.reply(seg1), "segment 1 not acknowledged")
+        self.assertIsNotNone(conn.reply(seg2), "segment 2 not acknowledged")
+        self.assertEqual(self.logs(tid), ["l1", "l2", "l3", "l4"])
+        # A gap no other stream can fill is still refused, and stores nothing.
+        seg3 = conn.open_stream("/grpc.TaskService/Connect", auth)
+        conn.send_message(seg3, lines(9, "l9"), end=True)
+        self.assertIsNone(conn.reply(seg3), "a gap was acknowledged")
+        self.assertEqual(self.task(tid)["log_lines"], 4)
 
 
 if __name__ == "__main__":

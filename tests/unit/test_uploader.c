@@ -3,7 +3,8 @@
  * (stubs/session_stubs.c, stubs/client_stubs.c, linked instead of session.c and client.c), so
  * each test sees every message the uploader writes, decides the status of every Connect stream,
  * and keeps what a real master would store: entries numbered from 1 per kind, a resent prefix
- * skipped, a gap refused, a stream's messages stored in order up to the first one refused.
+ * skipped, a gap refused, a stream's messages stored in order up to the first one refused. Two
+ * streams may be open at once: the uploader sends its next segment before the last is answered.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #define TASK      "65a1b2c3d4e5f60718293a4b"
 #define MAX_SENT  256
 #define MAX_STORE 64
+#define BIG_LINE  200000 /* a log line of this many bytes is a message of its own */
 
 /* ---- the fake master ---- */
 
@@ -182,8 +184,9 @@ static struct uploader *make_uploader(void)
     return u;
 }
 
-/* Completes writes and answers streams (waiting for the uploader's timers in between) until the
- * uploader reports everything settled; fails after a bounded number of streams. */
+/* Completes writes on the newest stream and answers the oldest once it is half-closed (waiting for
+ * the uploader's timers in between) until the uploader reports everything settled; fails after a
+ * bounded number of streams. */
 static void drive(void)
 {
     for (int steps = 0; !done; steps++) {
@@ -191,13 +194,15 @@ static void drive(void)
                       client_stubs.started, trace);
         ck_assert_msg(session_stubs.connection_failures == 0,
                       "the uploader gave up the connection: %s", session_stubs.last_failure);
-        struct rpc_call *c = client_stubs.open;
+        struct rpc_call *c = client_stubs_newest();
+        struct rpc_call *oldest = client_stubs.n_open ? client_stubs.open[0] : NULL;
         if (c && c->write_pending) {
-            client_stubs_sent(true);
-        } else if (c && c->half_closed) {
-            grpc_status_code st = judge(c->number);
+            client_stubs_sent(c, true);
+        } else if (oldest && oldest->half_closed) {
+            grpc_status_code st = judge(oldest->number);
             trace_add("=%d", (int)st);
-            client_stubs_status(st, st == GRPC_STATUS_OK ? "" : "refused by the test\nfake line");
+            client_stubs_status(oldest, st,
+                                st == GRPC_STATUS_OK ? "" : "refused by the test\nfake line");
         } else {
             ev_run(loop, EVRUN_ONCE); /* a linger or retry timer of the uploader */
         }
@@ -385,6 +390,129 @@ START_TEST(test_uploader_facing_a_master_that_refuses_every_log_message_still_de
 }
 END_TEST
 
+/* ---- segments in flight ---- */
+
+/* Lines from..to of BIG_LINE bytes, "line N xxx...": 21 of them fill a 4 MiB segment. */
+static void log_big_lines(struct uploader *u, int from, int to)
+{
+    char *line = malloc(BIG_LINE);
+    ck_assert_ptr_nonnull(line);
+    for (int i = from; i <= to; i++) {
+        memset(line, 'x', BIG_LINE);
+        line[snprintf(line, 32, "line %d ", i)] = 'x';
+        uploader_log(u, line, BIG_LINE);
+    }
+    free(line);
+}
+
+/* Every line 1..n stored once, in order. */
+static void assert_lines_stored(int n)
+{
+    ck_assert_uint_eq(n_logs, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "line %d x", i + 1);
+        ck_assert_msg(strncmp(stored_logs[i], want, strlen(want)) == 0, "line %d is %.20s", i + 1,
+                      stored_logs[i]);
+        ck_assert_uint_eq(strlen(stored_logs[i]), BIG_LINE);
+    }
+}
+
+/* Completes every write the uploader makes, answering no stream: it sends what it may without an
+ * answer. 50 lines: the first segment carries lines 1-21, the second 22-42. */
+static struct uploader *two_segments_in_flight(void)
+{
+    struct uploader *u = make_uploader();
+    log_big_lines(u, 1, 50);
+    uploader_finish(u);
+    struct rpc_call *c;
+    while ((c = client_stubs_newest()) && c->write_pending)
+        client_stubs_sent(c, true);
+    ck_assert_int_eq(client_stubs.n_open, 2);
+    ck_assert(client_stubs.open[0]->half_closed && client_stubs.open[1]->half_closed);
+    ck_assert_int_eq(n_sent, 42);
+    ck_assert_int_eq(sent[20].stream, 1);
+    ck_assert_uint_eq(sent[20].seq, 21);
+    ck_assert_int_eq(sent[21].stream, 2);
+    ck_assert_uint_eq(sent[21].seq, 22);
+    return u;
+}
+
+START_TEST(test_uploader_sends_the_next_segment_before_the_first_is_answered)
+{
+    struct uploader *u = two_segments_in_flight();
+    /* Both are stored, and the answer of the second comes first: it waits for the first's. */
+    struct rpc_call *first = client_stubs.open[0], *second = client_stubs.open[1];
+    ck_assert_int_eq(judge(first->number), GRPC_STATUS_OK);
+    ck_assert_int_eq(judge(second->number), GRPC_STATUS_OK);
+    client_stubs_status(second, GRPC_STATUS_OK, "");
+    ck_assert_int_eq(client_stubs.started, 2);
+    client_stubs_status(first, GRPC_STATUS_OK, "");
+    /* Both settled: a third segment carries the rest, and nothing goes twice. */
+    ck_assert_int_eq(client_stubs.started, 3);
+    drive();
+    ck_assert(done_ok);
+    ck_assert_int_eq(n_sent, 50);
+    ck_assert_int_eq(sent[42].stream, 3);
+    ck_assert_uint_eq(sent[42].seq, 43);
+    assert_lines_stored(50);
+    ck_assert_int_eq(client_stubs.cancelled, 0);
+    ck_assert_uint_eq(uploader_log_lines(u), 50);
+    uploader_destroy(u);
+}
+END_TEST
+
+START_TEST(test_uploader_resends_from_the_first_unacknowledged_line_when_the_first_segment_fails)
+{
+    struct uploader *u = two_segments_in_flight();
+    /* The master stored lines 1-10 of the first segment, then the stream failed. */
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(store(&sent[i]), GRPC_STATUS_OK);
+    client_stubs_status(client_stubs.open[0], GRPC_STATUS_INTERNAL, "test");
+    /* The second segment is given up with it (its lines would leave a gap)... */
+    ck_assert_int_eq(client_stubs.n_open, 0);
+    ck_assert_int_eq(client_stubs.cancelled, 1);
+    /* ... and everything goes again from line 1, the first the master did not acknowledge, in
+     * full segments (a failure is not a refusal); the master skips lines 1-10. */
+    int resent = n_sent;
+    drive();
+    ck_assert(done_ok);
+    ck_assert_int_eq(sent[resent].stream, 3);
+    ck_assert_uint_eq(sent[resent].seq, 1);
+    ck_assert_int_eq(sent[resent + 20].stream, 3);
+    ck_assert_int_eq(sent[resent + 21].stream, 4);
+    ck_assert_int_eq(n_sent, resent + 50);
+    assert_lines_stored(50);
+    uploader_destroy(u);
+}
+END_TEST
+
+START_TEST(test_uploader_settles_a_refusal_of_the_second_segment_after_the_first_is_answered)
+{
+    struct uploader *u = two_segments_in_flight();
+    /* The first is stored; the second is refused (a refusal that does not repeat), and that
+     * answer comes first: it is settled as the second's once the first's OK is in. */
+    struct rpc_call *first = client_stubs.open[0], *second = client_stubs.open[1];
+    ck_assert_int_eq(judge(first->number), GRPC_STATUS_OK);
+    client_stubs_status(second, GRPC_STATUS_RESOURCE_EXHAUSTED, "refused by the test");
+    client_stubs_status(first, GRPC_STATUS_OK, "");
+    drive();
+    ck_assert(done_ok);
+    /* Only the second's 21 messages go again, one per stream (streams 3 to 23), then the rest in
+     * one segment; nothing is lost nor stored twice. */
+    ck_assert_int_eq(n_sent, 42 + 21 + 8);
+    for (int i = 0; i < 21; i++) {
+        ck_assert_int_eq(sent[42 + i].stream, 3 + i);
+        ck_assert_uint_eq(sent[42 + i].seq, 22 + (uint64_t)i);
+    }
+    ck_assert_int_eq(sent[63].stream, 24);
+    ck_assert_uint_eq(sent[63].seq, 43);
+    ck_assert_int_eq(sent[70].stream, 24);
+    assert_lines_stored(50);
+    uploader_destroy(u);
+}
+END_TEST
+
 static Suite *uploader_suite(void)
 {
     Suite *s = suite_create("uploader");
@@ -396,6 +524,11 @@ static Suite *uploader_suite(void)
     tcase_add_test(tc, test_uploader_loses_nothing_to_a_refusal_that_does_not_repeat);
     tcase_add_test(
         tc, test_uploader_facing_a_master_that_refuses_every_log_message_still_delivers_items);
+    tcase_add_test(tc, test_uploader_sends_the_next_segment_before_the_first_is_answered);
+    tcase_add_test(
+        tc, test_uploader_resends_from_the_first_unacknowledged_line_when_the_first_segment_fails);
+    tcase_add_test(
+        tc, test_uploader_settles_a_refusal_of_the_second_segment_after_the_first_is_answered);
     suite_add_tcase(s, tc);
     return s;
 }
