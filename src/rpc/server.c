@@ -977,7 +977,7 @@ static void arm_slot(struct request_slot *slot)
             : grpc_server_request_call(s->server, &slot->call, &slot->details, &slot->metadata, cq,
                                        cq, &slot->tag);
     if (err != GRPC_CALL_OK) {
-        log_error("grpc_server_request_call failed (%d)", (int)err);
+        log_error("requesting a call from gRPC failed (%d)", (int)err);
         grpc_call_details_destroy(&slot->details);
         grpc_metadata_array_destroy(&slot->metadata);
         return;

@@ -91,7 +91,9 @@ struct rpc_server_options {
 int rpc_server_create(struct bridge *br, const struct rpc_server_options *opt,
                       struct rpc_server **out);
 /* Adds a unary method that callers of role (ROLE_NODE or ROLE_ADMIN) may call; req must have a
- * validator (validate_lookup), else this aborts, as it does for any other role. */
+ * validator (validate_lookup), else this aborts, as it does for any other role. A ROLE_NODE method
+ * (the workers' calls, made all the time) is registered with gRPC, which reads its request with
+ * the call: hence before rpc_server_start(). */
 void rpc_server_add_unary(struct rpc_server *s, const char *path, enum role role,
                           const ProtobufCMessageDescriptor *req, srv_unary_fn fn, void *ctx);
 void rpc_server_add_stream(struct rpc_server *s, const char *path, enum role role, srv_stream_fn fn,

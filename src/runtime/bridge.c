@@ -126,7 +126,7 @@ static void *stand_by(void *arg)
         nanosleep(&tick, NULL);
         uint64_t cpu_now = clock_ns(b->poller_cpu);
         unsigned long posted_now = atomic_load_explicit(&b->posted, memory_order_relaxed);
-        bool held = posted_now == posted && cpu_now - cpu >= tick_ns / 4;
+        bool held = posted_now == posted && cpu_now > cpu && cpu_now - cpu >= tick_ns / 4;
         if (held)
             log_debug("the completion queue's poller is held inside gRPC; the standby polls too");
         while (held && running) {
