@@ -335,9 +335,6 @@ void nodes_stream_gone(struct nodes *n, struct node *node, void *handle, const c
     set_offline(n, node, why);
 }
 
-/* The sweep runs this many times per heartbeat interval (on_sweep). */
-#define SWEEP_SLICES 8
-
 /* ---- registration and heartbeats ---- */
 
 /* A live key is taken over only by the machine that holds it (a worker restarting). */
@@ -411,6 +408,9 @@ int nodes_heartbeat(struct nodes *n, struct node *node, int running)
     node->running = running;
     return 0;
 }
+
+/* The sweep runs this many times per heartbeat interval. */
+#define SWEEP_SLICES 8
 
 /*
  * Every SWEEP_SLICES-th of an interval: nodes silent for three intervals go offline, and each
