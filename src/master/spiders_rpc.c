@@ -557,17 +557,11 @@ int spiders_rpc_create(struct ev_loop *loop, struct store *store, struct group *
     sp->store = store;
     sp->group = group;
     sp->bounds = (struct spider_bounds){.max_bytes = opts->max_bytes, .max_files = opts->max_files};
-    if (snprintf(sp->dir, sizeof(sp->dir), "%s/spiders", opts->data_dir) >= (int)sizeof(sp->dir)) {
+    int n = spider_dir_prepare(opts->data_dir, sp->dir, sizeof(sp->dir));
+    if (n < 0) {
         free(sp);
-        return -ENAMETOOLONG;
+        return n;
     }
-    if (mkdir(sp->dir, 0700) < 0 && errno != EEXIST) {
-        int rc = -errno;
-        log_error("cannot create %s: %s", sp->dir, strerror(-rc));
-        free(sp);
-        return rc;
-    }
-    int n = spider_remove_parts(sp->dir);
     if (n)
         log_info("spider: removed %d push%s that did not finish from %s", n, n == 1 ? "" : "es",
                  sp->dir);

@@ -17,6 +17,7 @@
 #include <archive_entry.h>
 
 #include "core/spider.h"
+#include "runtime/log.h"
 
 #define IO_BLOCK (1 << 16)
 
@@ -551,6 +552,18 @@ int spider_remove_parts(const char *dir)
     }
     closedir(d);
     return n;
+}
+
+int spider_dir_prepare(const char *data_dir, char *dir, size_t cap)
+{
+    if (snprintf(dir, cap, "%s/spiders", data_dir) >= (int)cap)
+        return -ENAMETOOLONG;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int rc = -errno;
+        log_error("cannot create %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    return spider_remove_parts(dir);
 }
 
 int spider_remove_tree(const char *path)

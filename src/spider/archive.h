@@ -66,4 +66,11 @@ int spider_write_at(int fd, const void *data, size_t len, uint64_t off);
  * or an unpack left when its process died. Returns how many went. */
 int spider_remove_parts(const char *dir);
 
+/*
+ * The spiders' directory of a master or a worker at start: <data_dir>/spiders into dir (cap
+ * bytes), made (0700) if missing and rid of the ".part" entries an earlier run left. Returns how
+ * many of those went, or -errno (logged). Start-up only (blocks).
+ */
+int spider_dir_prepare(const char *data_dir, char *dir, size_t cap);
+
 #endif

@@ -586,17 +586,12 @@ int spiders_create(struct ev_loop *loop, const struct spiders_opts *opts, struct
         return -ENOMEM;
     sp->loop = loop;
     sp->cache_bytes = opts->cache_bytes;
-    if (snprintf(sp->dir, sizeof(sp->dir), "%s/spiders", opts->data_dir) >= (int)sizeof(sp->dir)) {
-        free(sp);
-        return -ENAMETOOLONG;
-    }
-    if (mkdir(sp->dir, 0700) < 0 && errno != EEXIST) {
-        int rc = -errno;
-        log_error("cannot create %s: %s", sp->dir, strerror(-rc));
+    /* Fetches and unpacks of an earlier run start over. */
+    int rc = spider_dir_prepare(opts->data_dir, sp->dir, sizeof(sp->dir));
+    if (rc < 0) {
         free(sp);
         return rc;
     }
-    spider_remove_parts(sp->dir); /* fetches and unpacks of an earlier run: start over */
     /* where the tasks' working directories are made (the runner makes it too, for the others) */
     char tasks[PATH_MAX];
     snprintf(tasks, sizeof(tasks), "%s/tasks", opts->data_dir);
@@ -607,7 +602,7 @@ int spiders_create(struct ev_loop *loop, const struct spiders_opts *opts, struct
     ev_async_init(&sp->results, on_results);
     sp->results.data = sp;
     ev_async_start(loop, &sp->results);
-    int rc = pthread_create(&sp->thread, NULL, thread_main, sp);
+    rc = pthread_create(&sp->thread, NULL, thread_main, sp);
     if (rc != 0) {
         ev_async_stop(loop, &sp->results);
         pthread_mutex_destroy(&sp->lock);
