@@ -148,6 +148,20 @@ static void call_free(struct call_state *s)
     grpc_slice_unref(s->details);
 }
 
+/* Decodes the answer of a call that ended OK into *resp; one missing or not decodable turns the
+ * status into INTERNAL ("malformed response"). msg (may be NULL) is released. */
+static void take_response(struct call_state *s, grpc_byte_buffer *msg,
+                          const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp)
+{
+    if (s->status == GRPC_STATUS_OK && (!msg || codec_unpack(msg, resp_desc, resp) < 0)) {
+        s->status = GRPC_STATUS_INTERNAL;
+        grpc_slice_unref(s->details);
+        s->details = grpc_slice_from_static_string("malformed response");
+    }
+    if (msg)
+        grpc_byte_buffer_destroy(msg);
+}
+
 /* Reports a failed call once, in words, and frees the call. */
 static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const char *method)
 {
@@ -215,15 +229,7 @@ grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const Pr
     grpc_byte_buffer *msg = NULL;
     send_request(c, &s, req, &msg);
     recv_status(c, &s);
-    if (s.status == GRPC_STATUS_OK) {
-        if (!msg || codec_unpack(msg, resp_desc, resp) < 0) {
-            s.status = GRPC_STATUS_INTERNAL;
-            grpc_slice_unref(s.details);
-            s.details = grpc_slice_from_static_string("malformed response");
-        }
-    }
-    if (msg)
-        grpc_byte_buffer_destroy(msg);
+    take_response(&s, msg, resp_desc, resp);
     return call_end(c, &s, method);
 }
 
@@ -378,13 +384,7 @@ grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
         call_free(&s); /* next() said why */
         return GRPC_STATUS_CANCELLED;
     }
-    if (s.status == GRPC_STATUS_OK && (!msg || codec_unpack(msg, resp_desc, resp) < 0)) {
-        s.status = GRPC_STATUS_INTERNAL;
-        grpc_slice_unref(s.details);
-        s.details = grpc_slice_from_static_string("malformed response");
-    }
-    if (msg)
-        grpc_byte_buffer_destroy(msg);
+    take_response(&s, msg, resp_desc, resp);
     return call_end(c, &s, method);
 }
 

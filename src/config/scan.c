@@ -194,6 +194,18 @@ static int pick_action(struct config_parser *p, const struct config_scan *s, con
     return config_fail(p, "unknown sub-command '%s %.*s' (%s)", word, QUOTE_MAX, s->sub, list);
 }
 
+/* The first two words after a sub-command (its positional words, then those after "--"), NULL
+ * where there are fewer: the sub-commands take one, and a second is refused by name. */
+static void first_words(const struct config_scan *s, const char *words[2])
+{
+    size_t n = 0;
+    words[0] = words[1] = NULL;
+    for (size_t i = 0; i < s->n_positional && n < 2; i++)
+        words[n++] = s->positional[i];
+    for (size_t i = 0; i < s->n_rest && n < 2; i++)
+        words[n++] = s->rest[i];
+}
+
 static int pick_schedule_command(struct config_parser *p, const struct config_scan *s)
 {
     static const char *const actions[] = {"add", "list", "show", "pause", "resume", "rm", NULL};
@@ -296,12 +308,8 @@ static int scan_schedule_command(struct config_parser *p, const struct config_sc
         }
         return config_set_string(p, &c->sched_expr, s->positional[0]);
     }
-    const char *words[2] = {NULL, NULL};
-    size_t n_words = 0;
-    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
-        words[n_words++] = s->positional[i];
-    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
-        words[n_words++] = s->rest[i];
+    const char *words[2];
+    first_words(s, words);
     if (strcmp(action, "list") == 0) {
         if (words[0])
             return config_fail(p, "unexpected argument '%.*s' for 'schedule list'", QUOTE_MAX,
@@ -327,12 +335,8 @@ static int scan_schedule_command(struct config_parser *p, const struct config_sc
 /* node enable|disable|drain|rm KEY|NAME. */
 static int scan_node_command(struct config_parser *p, const struct config_scan *s)
 {
-    const char *words[2] = {NULL, NULL};
-    size_t n_words = 0;
-    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
-        words[n_words++] = s->positional[i];
-    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
-        words[n_words++] = s->rest[i];
+    const char *words[2];
+    first_words(s, words);
     if (!words[0])
         return config_fail(p, "'node %s' needs a node key or name", p->c->node_action);
     if (words[1])
@@ -350,12 +354,8 @@ static int scan_spider_command(struct config_parser *p, const struct config_scan
     struct config *c = p->c;
     const char *action = c->spider_action;
     bool push = strcmp(action, "push") == 0, list = strcmp(action, "list") == 0;
-    const char *words[2] = {NULL, NULL};
-    size_t n_words = 0;
-    for (size_t i = 0; i < s->n_positional && n_words < 2; i++)
-        words[n_words++] = s->positional[i];
-    for (size_t i = 0; i < s->n_rest && n_words < 2; i++)
-        words[n_words++] = s->rest[i];
+    const char *words[2];
+    first_words(s, words);
     if (words[1])
         return config_fail(p, "unexpected argument '%.*s' for 'spider %s'", QUOTE_MAX, words[1],
                            action);
