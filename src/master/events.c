@@ -1,9 +1,10 @@
 #include "master/events.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
-
-#include <jansson.h>
+#include <string.h>
 
 #include "master/clock.h"
 #include "master/group.h"
@@ -104,24 +105,87 @@ int64_t events_emit(struct events *ev, enum event_kind kind, const char *node_ke
     return id;
 }
 
-/* Emits kind with the JSON object o as its data; o is released. */
-static void emit_object(struct events *ev, enum event_kind kind, const char *node_key,
-                        const char *task_id, json_t *o)
+/*
+ * An event's data: a JSON object written straight into a buffer member by member. A task records
+ * two or three events, and building a jansson tree and dumping it cost more than the insert
+ * itself. Strings come from the store and the wire, which hold valid UTF-8 (rpc/validate.c), so
+ * only '"', '\\' and control characters need escaping here. The bound is the store's: room for
+ * a task's name and error however they are escaped, so `over` means a limit changed, not input.
+ */
+struct data {
+    size_t len;
+    bool over;
+    char text[STORE_EVENT_DATA_MAX + 1];
+};
+
+/* Not zeroed whole: only what is written is ever read. */
+static void data_start(struct data *d)
 {
-    char *data = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
-    if (!data) {
-        log_error("cannot record the event %s: out of memory", event_kind_name(kind));
-        return;
-    }
-    events_emit(ev, kind, node_key, task_id, data);
-    free(data);
+    d->len = 0;
+    d->over = false;
 }
 
-/* Strings from the store and the wire are valid UTF-8 (rpc/validate.c); NULL counts as "". */
-static void set_text(json_t *o, const char *key, const char *value)
+static void put(struct data *d, const char *s, size_t n)
 {
-    json_object_set_new(o, key, json_string(value ? value : ""));
+    if (d->over || n > STORE_EVENT_DATA_MAX - d->len) {
+        d->over = true;
+        return;
+    }
+    memcpy(d->text + d->len, s, n);
+    d->len += n;
+}
+
+static void put_key(struct data *d, const char *key)
+{
+    if (d->len == 0)
+        put(d, "{\"", 2);
+    else
+        put(d, ",\"", 2);
+    put(d, key, strlen(key));
+    put(d, "\":", 2);
+}
+
+/* key: value as a JSON string; NULL counts as "". */
+static void put_text(struct data *d, const char *key, const char *value)
+{
+    put_key(d, key);
+    put(d, "\"", 1);
+    const char *run = value ? value : "";
+    for (const char *c = run;; c++) {
+        unsigned char b = (unsigned char)*c;
+        if (b >= 0x20 && b != '"' && b != '\\')
+            continue;
+        put(d, run, (size_t)(c - run));
+        if (b == 0)
+            break;
+        char esc[8];
+        int n = b == '"' || b == '\\' ? snprintf(esc, sizeof(esc), "\\%c", b)
+                                      : snprintf(esc, sizeof(esc), "\\u%04x", b);
+        put(d, esc, (size_t)n);
+        run = c + 1;
+    }
+    put(d, "\"", 1);
+}
+
+static void put_int(struct data *d, const char *key, int64_t value)
+{
+    put_key(d, key);
+    char num[24];
+    put(d, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, value));
+}
+
+/* Closes d's object and records it as kind's data. */
+static void emit_data(struct events *ev, enum event_kind kind, const char *node_key,
+                      const char *task_id, struct data *d)
+{
+    put(d, d->len ? "}" : "{}", d->len ? 1 : 2);
+    if (d->over) {
+        log_error("cannot record the event %s: its data is over %d bytes", event_kind_name(kind),
+                  STORE_EVENT_DATA_MAX);
+        return;
+    }
+    d->text[d->len] = '\0';
+    events_emit(ev, kind, node_key, task_id, d->text);
 }
 
 void events_node(struct events *ev, enum event_kind kind, const char *key, const char *name,
@@ -129,13 +193,12 @@ void events_node(struct events *ev, enum event_kind kind, const char *key, const
 {
     if (!ev)
         return;
-    json_t *o = json_object();
-    if (o) {
-        set_text(o, "name", name);
-        if (why)
-            set_text(o, "reason", why);
-    }
-    emit_object(ev, kind, key, NULL, o);
+    struct data d;
+    data_start(&d);
+    put_text(&d, "name", name);
+    if (why)
+        put_text(&d, "reason", why);
+    emit_data(ev, kind, key, NULL, &d);
 }
 
 void events_task(struct events *ev, enum event_kind kind, const char *task_id,
@@ -145,27 +208,28 @@ void events_task(struct events *ev, enum event_kind kind, const char *task_id,
         return;
     if (!node_key && r)
         node_key = *r->assigned_node ? r->assigned_node : r->node_key;
-    json_t *o = json_object();
-    if (o && r) {
-        set_text(o, "name", r->name);
-        set_text(o, "status", task_status_name(r->status));
+    struct data d;
+    data_start(&d);
+    if (r) {
+        put_text(&d, "name", r->name);
+        put_text(&d, "status", task_status_name(r->status));
         if (r->exit_code != STORE_NO_EXIT_CODE)
-            json_object_set_new(o, "exit_code", json_integer(r->exit_code));
+            put_int(&d, "exit_code", r->exit_code);
         if (*r->error)
-            set_text(o, "error", r->error);
-        json_object_set_new(o, "log_lines", json_integer((json_int_t)r->log_lines));
-        json_object_set_new(o, "data_items", json_integer((json_int_t)r->data_items));
-        json_object_set_new(o, "created_ms", json_integer((json_int_t)r->created_ms));
+            put_text(&d, "error", r->error);
+        put_int(&d, "log_lines", (int64_t)r->log_lines);
+        put_int(&d, "data_items", (int64_t)r->data_items);
+        put_int(&d, "created_ms", r->created_ms);
         if (*r->retry_of) {
-            set_text(o, "retry_of", r->retry_of);
-            json_object_set_new(o, "attempt", json_integer(r->attempt));
+            put_text(&d, "retry_of", r->retry_of);
+            put_int(&d, "attempt", r->attempt);
         }
         if (r->started_ms)
-            json_object_set_new(o, "started_ms", json_integer((json_int_t)r->started_ms));
+            put_int(&d, "started_ms", r->started_ms);
         if (r->ended_ms)
-            json_object_set_new(o, "ended_ms", json_integer((json_int_t)r->ended_ms));
+            put_int(&d, "ended_ms", r->ended_ms);
     }
-    emit_object(ev, kind, node_key, task_id, o);
+    emit_data(ev, kind, node_key, task_id, &d);
 }
 
 void events_watch(struct events *ev, struct events_watcher *w)

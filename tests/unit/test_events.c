@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "check_main.h"
 #include "master/events.h"
 #include "master/group.h"
@@ -140,6 +142,54 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
     delivered = file_has_line(out_path, line, sizeof(line));
 }
 
+static int keep_data(void *ctx, const struct event_row *e)
+{
+    json_t **out = ctx;
+    json_decref(*out);
+    *out = json_loads(e->data, 0, NULL);
+    return 0;
+}
+
+/* The data is written without jansson: it must still read back as the same values, whatever
+ * the strings hold (quotes, backslashes, every control character, multi-byte UTF-8). */
+START_TEST(test_a_task_event_data_reads_back_as_json)
+{
+    char error[64] = "a\"b\\c/\xc3\xa9\x7f";
+    size_t n = strlen(error);
+    for (int c = 1; c < 0x20; c++)
+        error[n++] = (char)c;
+    error[n] = '\0';
+    struct task_row r = {.name = "quote \" and \\",
+                         .status = TASK_ERROR,
+                         .exit_code = -3,
+                         .error = error,
+                         .log_lines = 7,
+                         .created_ms = 1700000000123,
+                         .retry_of = "0123456789abcdef01234567",
+                         .attempt = 2,
+                         .ended_ms = 5};
+    events_task(events, EVENT_TASK_ERROR, "0123456789abcdef01234568", &r, "w1");
+    events_task(events, EVENT_TASK_NOTIFICATION, "0123456789abcdef01234569", NULL, NULL);
+    group_commit(group);
+    json_t *data = NULL;
+    ck_assert_int_eq(store_event_page(fx.store, 0, 1, 0, keep_data, &data), 0);
+    ck_assert_ptr_nonnull(data);
+    ck_assert_str_eq(json_string_value(json_object_get(data, "name")), r.name);
+    ck_assert_str_eq(json_string_value(json_object_get(data, "status")), "error");
+    ck_assert_str_eq(json_string_value(json_object_get(data, "error")), error);
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "exit_code")), -3);
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "created_ms")), 1700000000123);
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "attempt")), 2);
+    ck_assert_ptr_null(json_object_get(data, "started_ms"));
+    ck_assert_int_eq(json_object_size(data), 10);
+    /* Without a row: an empty object. */
+    ck_assert_int_eq(store_event_page(fx.store, 1, 2, 0, keep_data, &data), 0);
+    ck_assert_ptr_nonnull(data);
+    ck_assert_int_eq(json_object_size(data), 0);
+    json_decref(data);
+}
+END_TEST
+
 START_TEST(test_a_hook_far_behind_skips_ahead_and_gets_an_overflow_event)
 {
     snprintf(out_path, sizeof(out_path), "%s/out", fx.dir);
@@ -175,6 +225,7 @@ static Suite *events_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_an_event_is_seen_once_its_group_commits);
     tcase_add_test(tc, test_nodes_record_online_once_and_offline);
+    tcase_add_test(tc, test_a_task_event_data_reads_back_as_json);
     tcase_add_test(tc, test_a_hook_far_behind_skips_ahead_and_gets_an_overflow_event);
     suite_add_tcase(s, tc);
     return s;
