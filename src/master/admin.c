@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@
 #define CHUNK_BYTES (1u << 20)
 /* How many of the ids an ambiguous prefix matches are named in the refusal. */
 #define PREFIX_SHOWN 10
+
+/* The struct of type that holds p as its member. */
+#define owner_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* The entries of one page: up to limit of them, and up to LIMIT_PAGE_BYTES encoded. */
 struct page {
@@ -681,12 +685,119 @@ static void on_restart(struct srv_call *c, void *ctx, const ProtobufCMessage *ms
 
 /* ---- ReadLogs / ReadResults: a pump that sends stored data in chunks ---- */
 
-struct reader {
-    struct task_watcher watcher;
+/*
+ * Feeds: the server streams that send what is stored page after page and, caught up, wait for
+ * more: ReadLogs and ReadResults (a task's lines) and ReadEvents. Each reads one request, then
+ * writes one page at a time (the next one when the last was sent), and ends when its source says
+ * so, when a write fails or when the client leaves. The kinds differ only in their ops.
+ */
+struct feed;
+
+struct feed_ops {
+    const ProtobufCMessageDescriptor *request;
+    /* Takes the decoded request: GRPC_STATUS_OK, or the status to refuse it with and why. */
+    grpc_status_code (*start)(struct feed *f, const ProtobufCMessage *req, char *why, size_t len);
+    /* Sends the next page (feed_write), or ends the feed (feed_end), or waits for news. */
+    void (*pump)(struct feed *f);
+    /* Stops waiting for news, if it waits. */
+    void (*unwatch)(struct feed *f);
+    /* Releases the feed, which was unwatched. */
+    void (*free)(struct feed *f);
+};
+
+struct feed {
+    const struct feed_ops *ops;
     struct admin *a;
-    struct srv_call *call;
+    struct srv_call *call; /* NULL once the feed ended */
+};
+
+/* Ends the stream with st, last (may be NULL) as its final message. */
+static void feed_end(struct feed *f, grpc_status_code st, const char *why, grpc_byte_buffer *last)
+{
+    f->ops->unwatch(f);
+    struct srv_call *c = f->call;
+    f->call = NULL;
+    if (c)
+        srv_call_finish(c, st, why, last);
+    else if (last)
+        grpc_byte_buffer_destroy(last);
+}
+
+/* May the pump write? Not after the end, nor while a write is in flight. */
+static bool feed_ready(const struct feed *f)
+{
+    return f->call && !srv_call_write_pending(f->call);
+}
+
+static void feed_on_sent(struct srv_call *c, bool ok)
+{
+    struct feed *f = srv_call_user(c);
+    if (ok)
+        f->ops->pump(f);
+    else
+        feed_end(f, GRPC_STATUS_CANCELLED, "write failed", NULL);
+}
+
+static void feed_on_done(struct srv_call *c, bool cancelled)
+{
+    feed_end(srv_call_user(c), GRPC_STATUS_CANCELLED, "client went away", NULL);
+}
+
+static void feed_on_free(struct srv_call *c)
+{
+    struct feed *f = srv_call_user(c);
+    f->ops->unwatch(f);
+    f->ops->free(f);
+}
+
+static const struct srv_handler feed_handler = {
+    .on_sent = feed_on_sent,
+    .on_done = feed_on_done,
+    .on_free = feed_on_free,
+};
+
+static void feed_on_request(struct srv_call *c, grpc_byte_buffer *msg)
+{
+    struct feed *f = srv_call_user(c);
+    ProtobufCMessage *pm = NULL;
+    const char *why;
+    int rc = srv_call_decode(c, msg, f->ops->request, &pm, &why);
+    if (rc < 0) {
+        feed_end(f, codec_status_from_errno(rc), why, NULL);
+        return;
+    }
+    char why_text[512];
+    grpc_status_code st = f->ops->start(f, pm, why_text, sizeof(why_text));
+    protobuf_c_message_free_unpacked(pm, NULL);
+    if (st != GRPC_STATUS_OK) {
+        feed_end(f, st, why_text, NULL);
+        return;
+    }
+    srv_call_bind(c, &feed_handler, f);
+    f->ops->pump(f);
+}
+
+static const struct srv_handler feed_request_handler = {
+    .on_message = feed_on_request,
+    .on_free = feed_on_free,
+};
+
+/* Starts feed f (allocated by the caller, its ops set) on call c: reads the request. */
+static void feed_open(struct srv_call *c, struct admin *a, struct feed *f)
+{
+    f->a = a;
+    f->call = c;
+    srv_call_bind(c, &feed_request_handler, f);
+    srv_call_read(c);
+}
+
+/* ---- ReadLogs, ReadResults: a task's lines, in chunks ---- */
+
+struct reader {
+    struct feed feed; /* first */
+    struct task_watcher watcher;
     char task_id[TASK_ID_LEN + 1];
-    bool items, follow, watching, changed;
+    bool items, follow, watching;
     uint64_t next_seq;
     /* The chunk being filled. */
     char **lines;
@@ -733,27 +844,33 @@ static void chunk_clear(struct reader *r)
     r->n = r->bytes = 0;
 }
 
-static void reader_end(struct reader *r, grpc_status_code st, const char *why)
+static void reader_unwatch(struct feed *f)
 {
+    struct reader *r = (struct reader *)f;
     if (r->watching)
-        tasks_unwatch(r->a->tasks, r->task_id, &r->watcher);
+        tasks_unwatch(f->a->tasks, r->task_id, &r->watcher);
     r->watching = false;
-    struct srv_call *c = r->call;
-    r->call = NULL;
-    if (c)
-        srv_call_finish(c, st, why, NULL);
 }
 
-/* Sends the next chunk, or the final one, or waits: one write in flight at a time. */
-static void reader_pump(struct reader *r)
+static void reader_free(struct feed *f)
 {
-    if (!r->call || srv_call_write_pending(r->call))
+    struct reader *r = (struct reader *)f;
+    chunk_clear(r);
+    free(r->lines);
+    free(r);
+}
+
+/* Sends the next chunk, or the final one, or waits for the task to change. */
+static void reader_pump(struct feed *f)
+{
+    struct reader *r = (struct reader *)f;
+    if (!feed_ready(f))
         return;
-    r->changed = false;
     struct task_row row;
-    int rc = store_task_get(r->a->store, r->task_id, &row);
+    int rc = store_task_get(f->a->store, r->task_id, &row);
     if (rc < 0) {
-        reader_end(r, codec_status_from_errno(rc), rc == -ENOENT ? "unknown task" : "cannot read");
+        feed_end(f, codec_status_from_errno(rc), rc == -ENOENT ? "unknown task" : "cannot read",
+                 NULL);
         return;
     }
     bool ended = task_status_terminal(row.status);
@@ -761,11 +878,11 @@ static void reader_pump(struct reader *r)
     chunk.status = (char *)task_status_name(row.status);
     store_task_row_free(&row);
 
-    rc = r->items ? store_items_read(r->a->store, r->task_id, r->next_seq, add_line, r)
-                  : store_log_read(r->a->store, r->task_id, r->next_seq, add_line, r);
+    rc = r->items ? store_items_read(f->a->store, r->task_id, r->next_seq, add_line, r)
+                  : store_log_read(f->a->store, r->task_id, r->next_seq, add_line, r);
     if (rc < 0) {
         chunk_clear(r);
-        reader_end(r, GRPC_STATUS_UNAVAILABLE, "cannot read the stored data");
+        feed_end(f, GRPC_STATUS_UNAVAILABLE, "cannot read the stored data", NULL);
         return;
     }
     bool more = rc > 0;
@@ -775,8 +892,8 @@ static void reader_pump(struct reader *r)
     chunk.done = !more && (ended || !r->follow);
     if (chunk.n_lines == 0 && !chunk.done) {
         if (!r->watching) {
-            if (tasks_watch(r->a->tasks, r->task_id, &r->watcher) < 0) {
-                reader_end(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            if (tasks_watch(f->a->tasks, r->task_id, &r->watcher) < 0) {
+                feed_end(f, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
                 return;
             }
             r->watching = true;
@@ -785,87 +902,35 @@ static void reader_pump(struct reader *r)
     }
     grpc_byte_buffer *bb = codec_pack(&chunk.base);
     chunk_clear(r);
-    if (chunk.done) {
-        struct srv_call *c = r->call;
-        r->call = NULL;
-        if (r->watching)
-            tasks_unwatch(r->a->tasks, r->task_id, &r->watcher);
-        r->watching = false;
-        srv_call_finish(c, GRPC_STATUS_OK, NULL, bb);
-        return;
-    }
-    srv_call_write(r->call, bb);
+    if (chunk.done)
+        feed_end(f, GRPC_STATUS_OK, NULL, bb);
+    else
+        srv_call_write(f->call, bb);
 }
 
 static void reader_on_change(struct task_watcher *w)
 {
-    struct reader *r = (struct reader *)w;
-    r->changed = true;
-    reader_pump(r);
+    reader_pump(&owner_of(w, struct reader, watcher)->feed);
 }
 
-static void reader_on_sent(struct srv_call *c, bool ok)
+static grpc_status_code reader_start(struct feed *f, const ProtobufCMessage *msg, char *why,
+                                     size_t len)
 {
-    struct reader *r = srv_call_user(c);
-    if (!ok) {
-        reader_end(r, GRPC_STATUS_CANCELLED, "write failed");
-        return;
-    }
-    reader_pump(r);
-}
-
-static void reader_on_done(struct srv_call *c, bool cancelled)
-{
-    reader_end(srv_call_user(c), GRPC_STATUS_CANCELLED, "client went away");
-}
-
-static void reader_on_free(struct srv_call *c)
-{
-    struct reader *r = srv_call_user(c);
-    if (r->watching)
-        tasks_unwatch(r->a->tasks, r->task_id, &r->watcher);
-    chunk_clear(r);
-    free(r->lines);
-    free(r);
-}
-
-static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg);
-
-static const struct srv_handler reader_request_handler = {
-    .on_message = reader_on_request,
-    .on_free = reader_on_free,
-};
-
-static const struct srv_handler reader_handler = {
-    .on_sent = reader_on_sent,
-    .on_done = reader_on_done,
-    .on_free = reader_on_free,
-};
-
-static void reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
-{
-    struct reader *r = srv_call_user(c);
-    ProtobufCMessage *pm = NULL;
-    const char *why;
-    int rc = srv_call_decode(c, msg, &grpc__admin_task_request__descriptor, &pm, &why);
-    if (rc < 0) {
-        reader_end(r, codec_status_from_errno(rc), why);
-        return;
-    }
-    const Grpc__AdminTaskRequest *req = (const void *)pm;
-    char why_text[512];
-    grpc_status_code st = resolve_task(r->a, req->task_id, r->task_id, why_text, sizeof(why_text));
-    if (st != GRPC_STATUS_OK) {
-        protobuf_c_message_free_unpacked(pm, NULL);
-        reader_end(r, st, why_text);
-        return;
-    }
+    struct reader *r = (struct reader *)f;
+    const Grpc__AdminTaskRequest *req = (const void *)msg;
+    grpc_status_code st = resolve_task(f->a, req->task_id, r->task_id, why, len);
     r->follow = req->follow && !r->items;
     r->next_seq = req->from ? req->from : 1;
-    protobuf_c_message_free_unpacked(pm, NULL);
-    srv_call_bind(c, &reader_handler, r);
-    reader_pump(r);
+    return st;
 }
+
+static const struct feed_ops reader_ops = {
+    .request = &grpc__admin_task_request__descriptor,
+    .start = reader_start,
+    .pump = reader_pump,
+    .unwatch = reader_unwatch,
+    .free = reader_free,
+};
 
 static void start_reader(struct srv_call *c, struct admin *a, bool items)
 {
@@ -874,12 +939,10 @@ static void start_reader(struct srv_call *c, struct admin *a, bool items)
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    r->a = a;
-    r->call = c;
+    r->feed.ops = &reader_ops;
     r->items = items;
     r->watcher.on_change = reader_on_change;
-    srv_call_bind(c, &reader_request_handler, r);
-    srv_call_read(c);
+    feed_open(c, a, &r->feed);
 }
 
 static void on_read_logs(struct srv_call *c, void *ctx)
@@ -1147,9 +1210,8 @@ static void on_purge(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 /* ---- ReadEvents: the events after a cursor, in pages; a follower waits for commits ---- */
 
 struct event_reader {
-    struct events_watcher watcher; /* first: the watcher is the reader */
-    struct admin *a;
-    struct srv_call *call;
+    struct feed feed; /* first */
+    struct events_watcher watcher;
     int64_t after; /* the last event sent */
     uint64_t left; /* events still to send; UINT64_MAX: no limit */
     bool follow, watching;
@@ -1208,42 +1270,45 @@ static int collect_event(void *ctx, const struct event_row *e)
     return 0;
 }
 
-static void event_reader_end(struct event_reader *r, grpc_status_code st, const char *why,
-                             grpc_byte_buffer *last)
+static void event_reader_unwatch(struct feed *f)
 {
+    struct event_reader *r = (struct event_reader *)f;
     if (r->watching)
-        events_unwatch(r->a->events, &r->watcher);
+        events_unwatch(f->a->events, &r->watcher);
     r->watching = false;
-    struct srv_call *c = r->call;
-    r->call = NULL;
-    if (c)
-        srv_call_finish(c, st, why, last);
-    else if (last)
-        grpc_byte_buffer_destroy(last);
 }
 
-/* Sends the next page of committed events, or ends the stream, or waits for a commit: one write
- * in flight at a time. */
-static void event_reader_pump(struct event_reader *r)
+static void event_reader_free(struct feed *f)
 {
-    if (!r->call || srv_call_write_pending(r->call))
+    struct event_reader *r = (struct event_reader *)f;
+    event_page_clear(r);
+    free(r->items);
+    free(r->ptrs);
+    free(r);
+}
+
+/* Sends the next page of committed events, or ends the stream, or waits for a commit. */
+static void event_reader_pump(struct feed *f)
+{
+    struct event_reader *r = (struct event_reader *)f;
+    if (!feed_ready(f))
         return;
-    int64_t last = events_last(r->a->events);
+    int64_t last = events_last(f->a->events);
     r->page =
         (struct page){.limit = page_limit(r->left < LIMIT_PAGE_ITEMS ? (uint32_t)r->left : 0)};
     int rc =
-        r->left ? store_event_page(r->a->store, r->after, last, r->page.limit + 1, collect_event, r)
+        r->left ? store_event_page(f->a->store, r->after, last, r->page.limit + 1, collect_event, r)
                 : 0;
     if (rc < 0) {
         event_page_clear(r);
-        event_reader_end(r, GRPC_STATUS_UNAVAILABLE, "cannot read the events", NULL);
+        feed_end(f, GRPC_STATUS_UNAVAILABLE, "cannot read the events", NULL);
         return;
     }
     if (r->n == 0) {
         if (!r->follow || !r->left) {
-            event_reader_end(r, GRPC_STATUS_OK, NULL, NULL);
+            feed_end(f, GRPC_STATUS_OK, NULL, NULL);
         } else if (!r->watching) {
-            events_watch(r->a->events, &r->watcher);
+            events_watch(f->a->events, &r->watcher);
             r->watching = true;
         }
         return;
@@ -1260,87 +1325,47 @@ static void event_reader_pump(struct event_reader *r)
     event_page_clear(r);
     /* Without follow, the last page ends the stream: nothing after it is committed yet. */
     if ((!r->follow && !r->page.more) || !r->left)
-        event_reader_end(r, GRPC_STATUS_OK, NULL, bb);
+        feed_end(f, GRPC_STATUS_OK, NULL, bb);
     else
-        srv_call_write(r->call, bb);
+        srv_call_write(f->call, bb);
 }
 
 static void event_reader_on_new(struct events_watcher *w)
 {
-    event_reader_pump((struct event_reader *)w);
+    event_reader_pump(&owner_of(w, struct event_reader, watcher)->feed);
 }
 
-static void event_reader_on_sent(struct srv_call *c, bool ok)
+static grpc_status_code event_reader_start(struct feed *f, const ProtobufCMessage *msg, char *why,
+                                           size_t len)
 {
-    struct event_reader *r = srv_call_user(c);
-    if (!ok) {
-        event_reader_end(r, GRPC_STATUS_CANCELLED, "write failed", NULL);
-        return;
-    }
-    event_reader_pump(r);
-}
-
-static void event_reader_on_done(struct srv_call *c, bool cancelled)
-{
-    event_reader_end(srv_call_user(c), GRPC_STATUS_CANCELLED, "client went away", NULL);
-}
-
-static void event_reader_on_free(struct srv_call *c)
-{
-    struct event_reader *r = srv_call_user(c);
-    if (r->watching)
-        events_unwatch(r->a->events, &r->watcher);
-    event_page_clear(r);
-    free(r->items);
-    free(r->ptrs);
-    free(r);
-}
-
-static void event_reader_on_request(struct srv_call *c, grpc_byte_buffer *msg);
-
-static const struct srv_handler event_request_handler = {
-    .on_message = event_reader_on_request,
-    .on_free = event_reader_on_free,
-};
-
-static const struct srv_handler event_reader_handler = {
-    .on_sent = event_reader_on_sent,
-    .on_done = event_reader_on_done,
-    .on_free = event_reader_on_free,
-};
-
-static void event_reader_on_request(struct srv_call *c, grpc_byte_buffer *msg)
-{
-    struct event_reader *r = srv_call_user(c);
-    ProtobufCMessage *pm = NULL;
-    const char *why;
-    int rc = srv_call_decode(c, msg, &grpc__admin_events_request__descriptor, &pm, &why);
-    if (rc < 0) {
-        event_reader_end(r, codec_status_from_errno(rc), why, NULL);
-        return;
-    }
-    const Grpc__AdminEventsRequest *req = (const void *)pm; /* validated */
+    (void)why;
+    (void)len;
+    struct event_reader *r = (struct event_reader *)f;
+    const Grpc__AdminEventsRequest *req = (const void *)msg; /* validated */
     r->after = (int64_t)req->after;
     r->left = req->limit ? req->limit : UINT64_MAX;
     r->follow = req->follow;
-    protobuf_c_message_free_unpacked(pm, NULL);
-    srv_call_bind(c, &event_reader_handler, r);
-    event_reader_pump(r);
+    return GRPC_STATUS_OK;
 }
+
+static const struct feed_ops event_reader_ops = {
+    .request = &grpc__admin_events_request__descriptor,
+    .start = event_reader_start,
+    .pump = event_reader_pump,
+    .unwatch = event_reader_unwatch,
+    .free = event_reader_free,
+};
 
 static void on_read_events(struct srv_call *c, void *ctx)
 {
-    struct admin *a = ctx;
     struct event_reader *r = calloc(1, sizeof(*r));
     if (!r) {
         srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    r->a = a;
-    r->call = c;
+    r->feed.ops = &event_reader_ops;
     r->watcher.on_new = event_reader_on_new;
-    srv_call_bind(c, &event_request_handler, r);
-    srv_call_read(c);
+    feed_open(c, ctx, &r->feed);
 }
 
 void admin_add_methods(struct admin *a, struct rpc_server *s)
