@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "master/group.h"
 #include "resilience/backoff.h"
 #include "runtime/log.h"
+#include "runtime/spawn.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -103,43 +103,13 @@ static char **hook_env(const struct event_row *e, char vars[4][96])
     return envp;
 }
 
-/* sh -c CMD in a process group of its own, stdin from in_fd, stdout onto stderr, the signals
- * the master ignores (SIGPIPE) back to their defaults. 0 or a negative errno. */
+/* sh -c CMD in a process group of its own (runtime/spawn.h), stdin from in_fd, stdout onto
+ * stderr. 0 or a negative errno. */
 static int spawn(const char *cmd, int in_fd, char **envp, pid_t *pid)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc)
-        return -rc;
-    rc = posix_spawnattr_init(&attr);
-    if (rc) {
-        posix_spawn_file_actions_destroy(&fa);
-        return -rc;
-    }
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
-    if (!rc)
-        rc = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-    if (!rc)
-        rc = posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    if (!rc)
-        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                 POSIX_SPAWN_SETSIGDEF);
-    if (!rc)
-        rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (!rc)
-        rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (!rc)
-        rc = posix_spawnattr_setsigdefault(&attr, &dfl);
     char *argv[] = {"sh", "-c", (char *)cmd, NULL};
-    if (!rc)
-        rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, envp);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return -rc;
+    const int fds[4] = {in_fd, 2, SPAWN_INHERIT, SPAWN_INHERIT};
+    return spawn_sh(argv, envp, NULL, fds, pid);
 }
 
 /* Retries the hook's event after the backoff's next delay. */

@@ -1,5 +1,5 @@
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_addchdir_np */
+#define _GNU_SOURCE /* pipe2 */
 #endif
 
 #include "worker/runner.h"
@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <linux/sched.h> /* struct clone_args, CLONE_INTO_CGROUP */
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "runtime/spawn.h"
 #include "worker/contain.h"
 #include "runtime/utf8.h"
 #include "worker/ipc.h"
@@ -696,62 +696,15 @@ static int spawn_in_cgroup(struct contain *c, const char *task_id, pid_t *pid, c
  */
 #define GATED_SHELL "read -r _ <&3 || exit 125; exec 3<&-; eval \"set --; $1\""
 
-/* posix_spawn with the runner's file actions and attributes; returns 0 or a negative errno.
- * gate_r >= 0 becomes the shell's fd 3 and the shell runs GATED_SHELL. */
+/* The task's shell by posix_spawn (runtime/spawn.h): stdin /dev/null, stdout out_w, stderr err_w;
+ * gate_r >= 0 becomes its fd 3 and the shell runs GATED_SHELL. 0 or a negative errno. */
 static int spawn_shell(pid_t *pid, const char *workdir, const char *cmdline, const char **envp,
                        int out_w, int err_w, int gate_r)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    int rc;
-
-    rc = posix_spawn_file_actions_init(&fa);
-    if (rc)
-        return -rc;
-    rc = posix_spawnattr_init(&attr);
-    if (rc) {
-        posix_spawn_file_actions_destroy(&fa);
-        return -rc;
-    }
-    if (workdir)
-        rc = posix_spawn_file_actions_addchdir_np(&fa, workdir);
-    if (!rc)
-        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (!rc)
-        rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
-    if (!rc)
-        rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-    if (!rc && gate_r >= 0)
-        rc = posix_spawn_file_actions_adddup2(&fa, gate_r, 3);
-
-    /*
-     * The worker blocks or ignores signals of its own (SIGPIPE for sockets at
-     * least); ignored dispositions and the mask survive exec, so reset both.
-     */
-    sigemptyset(&none);
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    if (!rc)
-        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                 POSIX_SPAWN_SETSIGDEF);
-    if (!rc)
-        rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (!rc)
-        rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (!rc)
-        rc = posix_spawnattr_setsigdefault(&attr, &all);
-
-    if (!rc) {
-        char *plain[] = {"sh", "-c", (char *)cmdline, NULL};
-        char *gated[] = {"sh", "-c", GATED_SHELL, "sh", (char *)cmdline, NULL};
-        rc = posix_spawn(pid, "/bin/sh", &fa, &attr, gate_r >= 0 ? gated : plain,
-                         (char *const *)envp);
-    }
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return -rc;
+    char *plain[] = {"sh", "-c", (char *)cmdline, NULL};
+    char *gated[] = {"sh", "-c", GATED_SHELL, "sh", (char *)cmdline, NULL};
+    const int fds[4] = {SPAWN_DEVNULL, out_w, err_w, gate_r >= 0 ? gate_r : SPAWN_INHERIT};
+    return spawn_sh(gate_r >= 0 ? gated : plain, (char *const *)envp, workdir, fds, pid);
 }
 
 /*
