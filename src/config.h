@@ -77,11 +77,12 @@ struct config {
     enum log_format log_format; /* --log-format=text|json, default text */
 
     /* Daemons. */
-    char *node_key;                 /* worker: --node-key, CRAWLAB_NODE_KEY */
-    char *node_name;                /* worker: --node-name, CRAWLAB_NODE_NAME */
-    int max_connections;            /* master: --max-connections, default 10000 */
-    uint64_t auth_timeout_ms;       /* master: --auth-timeout, default 10 s, 0 = none */
-    int max_runners;                /* worker: --max-runners, CRAWLAB_NODE_MAXRUNNERS, 1..1024 */
+    char *node_key;           /* worker: --node-key, CRAWLAB_NODE_KEY */
+    char *node_name;          /* worker: --node-name, CRAWLAB_NODE_NAME */
+    int max_connections;      /* master: --max-connections, default 10000 */
+    int max_connection_rate;  /* master: --max-connection-rate, per address a second, 0 = none */
+    uint64_t auth_timeout_ms; /* master: --auth-timeout, default 10 s, 0 = none */
+    int max_runners;          /* worker: --max-runners, CRAWLAB_NODE_MAXRUNNERS, 1..1024 */
     uint64_t heartbeat_interval_ms; /* both roles, default 5 s, never 0 */
     uint64_t fetch_interval_ms;     /* worker, default 1 s, never 0 */
     uint64_t cancel_grace_ms;       /* worker, default 15 s */

@@ -543,6 +543,12 @@ const struct config_option config_options[OPT_COUNT] = {
                              "worker uses two.",
                              "10000", .set = set_int, .at = AT(max_connections),
                              .spec.range = {1, MAX_CONNECTIONS_LIMIT, "an integer"}},
+    [OPT_MAX_CONNECTION_RATE] = {"max-connection-rate", "N", M(CMD_MASTER), NULL,
+                                 "New connections a second from one address, after a burst of "
+                                 "10 x N; more are closed at once. 127.0.0.1 and ::1 are not "
+                                 "limited. 0: no limit.",
+                                 "0", .set = set_int, .at = AT(max_connection_rate),
+                                 .spec.range = {0, MAX_CONNECTIONS_LIMIT, "an integer"}},
     [OPT_AUTH_TIMEOUT] = {"auth-timeout", "DURATION", M(CMD_MASTER), NULL,
                           "Time a new connection has for its first call with the auth key; "
                           "then it is closed. 0: no limit.",

@@ -468,6 +468,7 @@ int master_main(const struct config *cfg)
         goto out;
     raise_fd_limit((size_t)cfg->max_connections);
     listener_set_limit(m.listener, (size_t)cfg->max_connections);
+    listener_set_rate(m.listener, cfg->max_connection_rate, 10.0 * cfg->max_connection_rate);
     ev_signal_init(&m.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&m.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&m.sighup, on_hup_signal, SIGHUP);

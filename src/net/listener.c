@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/hmap.h"
 #include "runtime/log.h"
 #include "runtime/ratelimit.h"
 
@@ -21,6 +22,13 @@ struct tracked {
     int fd;
     dev_t dev;
     ino_t ino;
+};
+
+/* A source address under listener_set_rate: its token bucket. */
+struct source {
+    struct hmap_entry link; /* keyed by ip */
+    char ip[INET6_ADDRSTRLEN];
+    struct tokens tokens;
 };
 
 struct listener {
@@ -38,6 +46,10 @@ struct listener {
     ev_tstamp last_sweep;
     struct ratelimit refusals;
     uint64_t accepted, refused; /* counted for metrics */
+
+    double rate, burst; /* new connections per source address; rate 0 = no limit */
+    struct hmap sources;
+    struct ratelimit rate_refusals;
 };
 
 /* Forgets the connections whose sockets were closed since they were accepted. */
@@ -88,23 +100,85 @@ void listener_set_limit(struct listener *l, size_t max)
     l->n_open = 0;
 }
 
-static void format_peer(const struct sockaddr_storage *ss, char *buf, size_t len)
+/* The peer as "ip:port" ("[ip]:port" for IPv6) into buf, its address alone into ip ("?" for a
+ * family other than IP). */
+static void format_peer(const struct sockaddr_storage *ss, char *buf, size_t len,
+                        char ip[INET6_ADDRSTRLEN])
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
+    snprintf(ip, INET6_ADDRSTRLEN, "?");
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-        snprintf(buf, len, "%s:%d", ip, port);
+        inet_ntop(AF_INET, &in->sin_addr, ip, INET6_ADDRSTRLEN);
+        snprintf(buf, len, "%s:%d", ip, ntohs(in->sin_port));
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-        snprintf(buf, len, "[%s]:%d", ip, port);
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, INET6_ADDRSTRLEN);
+        snprintf(buf, len, "[%s]:%d", ip, ntohs(in6->sin6_port));
     } else {
         snprintf(buf, len, "unknown");
     }
+}
+
+/* Forgets the sources whose bucket is full again: they are as if never seen. */
+static void forget_rested(struct listener *l, double now)
+{
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&l->sources, e, tmp)
+    {
+        struct source *src = hmap_item(e, struct source, link);
+        if (src->tokens.left + (now - src->tokens.refilled_at) * l->rate >= l->burst) {
+            hmap_remove(&l->sources, e);
+            free(src);
+        }
+    }
+}
+
+static void forget_all(struct listener *l)
+{
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&l->sources, e, tmp)
+    {
+        hmap_remove(&l->sources, e);
+        free(hmap_item(e, struct source, link));
+    }
+}
+
+/* The host's own clients: the addresses a command run on the master's machine comes from. */
+static bool from_this_host(const char *ip)
+{
+    return strcmp(ip, "127.0.0.1") == 0 || strcmp(ip, "::1") == 0 ||
+           strcmp(ip, "::ffff:127.0.0.1") == 0;
+}
+
+/* Whether ip may open one more connection now (listener_set_rate). An address that cannot be
+ * tracked (the table full of sources still within their burst, or no memory) is let through:
+ * the limit is against one address that loops, not a replacement for --max-connections. */
+static bool source_admits(struct listener *l, const char *ip, double now)
+{
+    if (l->rate <= 0 || from_this_host(ip))
+        return true;
+    struct hmap_entry *e = hmap_get(&l->sources, ip);
+    struct source *src = e ? hmap_item(e, struct source, link) : NULL;
+    if (!src) {
+        if (l->sources.count >= LISTENER_SOURCES_MAX)
+            forget_rested(l, now);
+        if (l->sources.count >= LISTENER_SOURCES_MAX || !(src = calloc(1, sizeof(*src))))
+            return true;
+        snprintf(src->ip, sizeof(src->ip), "%s", ip);
+        src->link.key = src->ip;
+        if (hmap_put(&l->sources, &src->link) < 0) {
+            free(src);
+            return true;
+        }
+    }
+    return tokens_take(&src->tokens, now, l->burst, l->rate);
+}
+
+void listener_set_rate(struct listener *l, double per_s, double burst)
+{
+    forget_all(l);
+    l->rate = per_s > 0 ? per_s : 0;
+    l->burst = burst >= 1 ? burst : 1;
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -138,8 +212,18 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        char peer[INET6_ADDRSTRLEN + 10];
-        format_peer(&ss, peer, sizeof(peer));
+        char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];
+        format_peer(&ss, peer, sizeof(peer), ip);
+        if (!source_admits(l, ip, ev_now(loop))) {
+            l->refused++;
+            unsigned held;
+            if (ratelimit_pass(&l->rate_refusals, ev_now(loop), &held))
+                log_warn("connection rate limit (%g a second from one address) reached: refused "
+                         "%s (%u more refused since the last such line)",
+                         l->rate, peer, held);
+            close(fd);
+            continue;
+        }
         if (!admit(l, fd)) {
             l->refused++;
             unsigned held;
@@ -217,6 +301,11 @@ int listener_open(struct ev_loop *loop, const char *host, int port, listener_acc
     ev_io_start(loop, &l->io);
     ev_timer_init(&l->retry, on_retry, 0.1, 0.0);
     l->retry.data = l;
+    if (hmap_init(&l->sources) < 0) {
+        close(fd);
+        free(l);
+        return -ENOMEM;
+    }
     *out = l;
     return 0;
 }
@@ -253,6 +342,8 @@ void listener_close(struct listener *l)
     ev_timer_stop(l->loop, &l->retry);
     close(l->fd);
     free(l->open);
+    forget_all(l);
+    hmap_destroy(&l->sources);
     free(l);
 }
 

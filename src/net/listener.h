@@ -30,6 +30,18 @@ int listener_open(struct ev_loop *loop, const char *host, int port, listener_acc
  */
 void listener_set_limit(struct listener *l, size_t max);
 
+/* How many source addresses listener_set_rate keeps a bucket for at most. */
+#define LISTENER_SOURCES_MAX 16384
+
+/*
+ * Limits the new connections from one source address: burst at once, then per_s a second
+ * (per_s 0: no limit, the default). Over it a connection is closed at once, before a byte is
+ * read, counted as refused and logged (at most once a second). The host's own address
+ * (127.0.0.1, ::1) is not limited: the commands run on the master's machine. An address beyond
+ * the LISTENER_SOURCES_MAX tracked ones is let through.
+ */
+void listener_set_rate(struct listener *l, double per_s, double burst);
+
 /* The port actually bound (useful with port 0). */
 int listener_port(const struct listener *l);
 /* True when the socket is bound to a loopback address only (127.0.0.0/8, ::1). */
@@ -39,7 +51,7 @@ bool listener_loopback_only(const struct listener *l);
  * it is then the connections accepted whose sockets are still open, found by one fstat each. */
 struct listener_stats {
     uint64_t accepted; /* handed to the callback */
-    uint64_t refused;  /* closed at once over the limit */
+    uint64_t refused;  /* closed at once over the limit or the rate */
     size_t open;
     bool counts_open;
 };

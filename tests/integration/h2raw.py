@@ -64,8 +64,9 @@ def header_block(path, authority="localhost", extra=()):
 class H2Conn:
     """A connection that sent the HTTP/2 preface and an empty SETTINGS frame."""
 
-    def __init__(self, addr, tls_context=None, server_hostname=None):
-        raw = socket.create_connection(addr, timeout=SOCK_TIMEOUT)
+    def __init__(self, addr, tls_context=None, server_hostname=None, source=None):
+        raw = socket.create_connection(addr, timeout=SOCK_TIMEOUT,
+                                       source_address=(source, 0) if source else None)
         if tls_context is not None:
             raw = tls_context.wrap_socket(raw, server_hostname=server_hostname or addr[0])
         self.sock = raw

@@ -205,6 +205,27 @@ class Floods(harness.ClusterTest):
         self.assertGreaterEqual(m.count(NO_AUTH), 1)
         self.assertLess(m.count(NO_AUTH), 4)
 
+    def test_one_address_is_held_to_the_connection_rate_and_the_host_is_not(self):
+        # A burst of 10, then 1 a second: of 15 made in well under 5 s, at least one is refused.
+        # An admitted connection gets the master's SETTINGS; a refused one is closed before a byte.
+        m = self.c.start_master(extra=["--max-connection-rate=1", "--auth-timeout=120s"])
+        conns = [self.connect(source="127.0.0.2") for _ in range(15)]
+        wait_until(lambda: all(c.frames or c.closed.is_set() for c in conns), harness.WAIT,
+                   "every connection answered or closed")
+        self.assertTrue(all(c.frames for c in conns[:10]), "the burst was not let in")
+        refused = [c for c in conns[10:] if c.closed.is_set()]
+        self.assertGreaterEqual(len(refused), 1)
+        self.assertTrue(all(c.frames == 0 for c in refused), "a refused connection got frames")
+        m.wait_log("connection rate limit (1 a second from one address) reached: refused 127.0.0.2")
+        # Another address has its own allowance, and the host's own (the worker, the command) is
+        # not limited.
+        other = self.connect(source="127.0.0.3")
+        wait_until(lambda: other.frames or other.closed.is_set(), harness.WAIT, "an answer")
+        self.assertGreater(other.frames, 0)
+        self.online_worker()
+        self.assertIsNotNone(self.c.nodes())
+        self.assertTrue(m.alive())
+
     def test_an_idle_worker_keeps_both_connections_past_the_auth_timeout(self):
         m = self.c.start_master(extra=["--auth-timeout=" + AUTH_TIMEOUT])
         w = self.online_worker()

@@ -121,6 +121,60 @@ START_TEST(test_stats_count_accepted_refused_and_open_connections)
 }
 END_TEST
 
+/* A connection to port from the loopback address from (bound before connect). */
+static int connect_from(const char *from, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    ck_assert_int_eq(inet_pton(AF_INET, from, &src.sin_addr), 1);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+static void count_accept(void *ctx, int fd, const char *peer)
+{
+    (*(int *)ctx)++;
+    close(fd);
+}
+
+/* Two at once from one address, then (at a rate too slow to refill during the test) no more;
+ * another address has its own two; the host's own address is not limited. */
+START_TEST(test_rate_limits_each_source_address_but_the_hosts_own)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct listener *l = NULL;
+    int accepted = 0;
+    char err[256];
+    ck_assert_int_eq(
+        listener_open(loop, "127.0.0.1", 0, count_accept, &accepted, &l, err, sizeof(err)), 0);
+    listener_set_rate(l, 0.001, 2);
+    int port = listener_port(l);
+    const char *from[] = {"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3",
+                          "127.0.0.3", "127.0.0.1", "127.0.0.1", "127.0.0.1"};
+    int fds[8];
+    for (int i = 0; i < 8; i++) {
+        fds[i] = connect_from(from[i], port);
+        handle(loop, l, (uint64_t)i + 1);
+    }
+    struct listener_stats st;
+    listener_stats(l, &st);
+    ck_assert_uint_eq(st.refused, 1);
+    ck_assert_uint_eq(st.accepted, 7);
+    ck_assert_int_eq(accepted, 7);
+    /* The refused one was closed by the master: its peer reads the end. */
+    char c;
+    ck_assert_int_eq(read(fds[2], &c, 1), 0);
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+    listener_close(l);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
 static Suite *listener_suite(void)
 {
     Suite *s = suite_create("listener");
@@ -128,6 +182,7 @@ static Suite *listener_suite(void)
     tcase_add_test(tc, test_loopback_addresses_are_loopback_only);
     tcase_add_test(tc, test_every_address_is_not_loopback_only);
     tcase_add_test(tc, test_stats_count_accepted_refused_and_open_connections);
+    tcase_add_test(tc, test_rate_limits_each_source_address_but_the_hosts_own);
     suite_add_tcase(s, tc);
     return s;
 }
