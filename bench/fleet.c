@@ -3,7 +3,9 @@
  * Register, Subscribe and heartbeats, the work of its mode, the misbehaving kinds, and the
  * reconnects under resilience/retry.h. Loop thread only.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,6 +384,26 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
     send_register(w);
 }
 
+/* A connection from the worker's own source address (--misbehave-source), to a master on this
+ * machine: the connect completes at once on loopback, or fails; its end is reported as a dial's. */
+static void connect_from(struct worker *w)
+{
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(w->source)};
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lg.o.port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int err = fd < 0 ? errno : 0;
+    if (!err && inet_pton(AF_INET, lg.o.host, &dst.sin_addr) != 1)
+        err = EINVAL;
+    if (!err && (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+                 connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0))
+        err = errno;
+    if (!err && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+        err = errno;
+    if (err && fd >= 0)
+        close(fd);
+    on_dialed(w, err ? -1 : fd, err, err ? strerror(err) : NULL);
+}
+
 void fleet_connect(struct worker *w)
 {
     uint64_t now = mono_ms();
@@ -389,6 +411,10 @@ void fleet_connect(struct worker *w)
         uint64_t at = breaker_open_until(&w->retry.breaker);
         ev_timer_set(&w->retry_timer, at > now ? (double)(at - now) / 1000.0 : 0.01, 0.0);
         ev_timer_start(lg.loop, &w->retry_timer);
+        return;
+    }
+    if (w->source) {
+        connect_from(w);
         return;
     }
     if (dial_start(lg.loop, NULL, lg.o.host, lg.o.port, DIAL_TIMEOUT_MS, on_dialed, w, &w->dial) <
@@ -666,6 +692,8 @@ static void init_worker(struct worker *w, int i, uint64_t tag)
 {
     w->kind = i < lg.n_good ? KIND_GOOD : (enum kind)lg.o.bad_kind;
     w->fd = -1;
+    if (w->kind != KIND_GOOD && lg.o.bad_source)
+        w->source = lg.o.bad_source + (uint32_t)(i - lg.n_good);
     snprintf(w->key, sizeof(w->key), "lg-%d", i);
     snprintf(w->name, sizeof(w->name), "loadgen-%d", i);
     snprintf(w->machine_id, sizeof(w->machine_id), "lg-%016" PRIx64 "-%d", tag, i);

@@ -36,6 +36,7 @@
  * fleet up until SIGINT or SIGTERM (or --duration), so that the master's own view can be read
  * (bench/storm.sh).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -356,7 +357,7 @@ struct flag {
     const char *help;
 };
 
-static char *master_arg, *key_file_arg;
+static char *master_arg, *key_file_arg, *bad_source_arg;
 
 static const struct flag flags[] = {
     {"master", F_STR, &master_arg, 0, 0, NULL, "HOST:PORT of the master (required)"},
@@ -379,6 +380,9 @@ static const struct flag flags[] = {
     {"misbehave", F_NUM, &lg.o.misbehave, 0, 1, NULL, "fraction of the workers that misbehave (0)"},
     {"misbehave-kind", F_WORD, &lg.o.bad_kind, 0, 0, kind_names,
      "idle, garbage, reconnect or silent (idle)"},
+    {"misbehave-source", F_STR, &bad_source_arg, 0, 0, NULL,
+     "IPv4 address the first misbehaving worker connects from, the next ones counting up (a "
+     "master on this machine: 127.0.1.1 gives each its own loopback address)"},
     {"reconnect-storm", F_BOOL, &lg.o.storm, 0, 0, NULL,
      "once up, wait for the master to fail and come back; time each worker's return"},
     {"master-pid", F_INT, &lg.o.master_pid, 1, 1 << 22, NULL,
@@ -489,6 +493,13 @@ static void parse_options(int argc, char **argv)
         bad_flag("master", "required");
     parse_master(master_arg);
     free(master_arg);
+    if (bad_source_arg) {
+        struct in_addr a;
+        if (inet_pton(AF_INET, bad_source_arg, &a) != 1)
+            bad_flag("misbehave-source", "not an IPv4 address");
+        lg.o.bad_source = ntohl(a.s_addr);
+        free(bad_source_arg);
+    }
     if (key_file_arg) {
         free(lg.o.auth_key);
         int rc = auth_key_read_file(key_file_arg, &lg.o.auth_key);

@@ -36,6 +36,8 @@ struct opts {
     int mode, bad_kind; /* enum mode, enum kind */
     double duration, interval, rate, misbehave;
     bool storm;
+    uint32_t bad_source; /* --misbehave-source: the first misbehaving worker's IPv4 address
+                          * (host order), the next ones counting up; 0: the system's choice */
 };
 
 struct worker {
@@ -57,6 +59,7 @@ struct worker {
     /* idle and garbage: the raw socket */
     int fd;
     ev_io io;
+    uint32_t source; /* IPv4 address its connections come from (host order); 0: any */
 };
 
 /* The well-behaved workers' figures. */
