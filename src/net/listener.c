@@ -49,6 +49,7 @@ struct listener {
 
     double rate, burst; /* new connections per source address; rate 0 = no limit */
     struct hmap sources;
+    double forgot_at; /* the last forget_rested: at most one scan a second when full */
     struct ratelimit rate_refusals;
 };
 
@@ -160,8 +161,10 @@ static bool source_admits(struct listener *l, const char *ip, double now)
     struct hmap_entry *e = hmap_get(&l->sources, ip);
     struct source *src = e ? hmap_item(e, struct source, link) : NULL;
     if (!src) {
-        if (l->sources.count >= LISTENER_SOURCES_MAX)
+        if (l->sources.count >= LISTENER_SOURCES_MAX && now - l->forgot_at >= 1.0) {
+            l->forgot_at = now;
             forget_rested(l, now);
+        }
         if (l->sources.count >= LISTENER_SOURCES_MAX || !(src = calloc(1, sizeof(*src))))
             return true;
         snprintf(src->ip, sizeof(src->ip), "%s", ip);
@@ -187,6 +190,18 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     ev_io_start(loop, &l->io);
 }
 
+/* Closes a connection at once, counted, and logged at most once a second per kind (r). */
+static void refuse(struct listener *l, int fd, struct ratelimit *r, const char *limit,
+                   const char *peer)
+{
+    close(fd);
+    l->refused++;
+    unsigned held;
+    if (ratelimit_pass(r, ev_now(l->loop), &held))
+        log_warn("%s reached: refused %s (%u more refused since the last such line)", limit, peer,
+                 held);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
@@ -210,30 +225,22 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             log_warn("accept: %s", strerror(errno));
             return;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];
         format_peer(&ss, peer, sizeof(peer), ip);
+        char why[80];
         if (!source_admits(l, ip, ev_now(loop))) {
-            l->refused++;
-            unsigned held;
-            if (ratelimit_pass(&l->rate_refusals, ev_now(loop), &held))
-                log_warn("connection rate limit (%g a second from one address) reached: refused "
-                         "%s (%u more refused since the last such line)",
-                         l->rate, peer, held);
-            close(fd);
+            snprintf(why, sizeof(why), "connection rate limit (%g a second from one address)",
+                     l->rate);
+            refuse(l, fd, &l->rate_refusals, why, peer);
             continue;
         }
         if (!admit(l, fd)) {
-            l->refused++;
-            unsigned held;
-            if (ratelimit_pass(&l->refusals, ev_now(loop), &held))
-                log_warn("connection limit (%zu) reached: refused %s (%u more refused since the "
-                         "last such line)",
-                         l->limit, peer, held);
-            close(fd);
+            snprintf(why, sizeof(why), "connection limit (%zu)", l->limit);
+            refuse(l, fd, &l->refusals, why, peer);
             continue;
         }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         l->accepted++;
         l->cb(l->ctx, fd, peer);
     }
