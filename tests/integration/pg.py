@@ -1,5 +1,6 @@
 """A real PostgreSQL for the tests: Debian's postgresql-15 server (scripts/debian-packages.txt),
-initialised in a temporary directory and listening on a free 127.0.0.1 port only.
+initialised in a temporary directory and listening on a free 127.0.0.1 port only, with or
+without TLS required (Server.start(tls=(cert, key))).
 
     import pg
     server = pg.Server.start()          # initdb, postgres, waits until it accepts connections
@@ -37,7 +38,9 @@ class Server:
         self.proc = proc
 
     @classmethod
-    def start(cls, timeout=harness.WAIT):
+    def start(cls, tls=None, timeout=harness.WAIT):
+        """tls: (certificate file, key file) for a server that requires TLS on 127.0.0.1
+        (ssl=on, hostssl lines only); None for one without TLS."""
         user = None
         if os.geteuid() == 0:
             user = "postgres"
@@ -55,11 +58,14 @@ class Server:
             if init.returncode != 0:
                 raise AssertionError("initdb failed (%d): %s"
                                      % (init.returncode, init.stdout.decode(errors="replace")))
+            options = []
+            if tls:
+                options = cls._require_tls(root, data, tls, user)
             port = harness.free_port()
             proc = harness.Proc("postgres", [
                 os.path.join(PG_BIN, "postgres"), "-D", data, "-p", port,
                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + root,
-                "-c", "fsync=off", "-c", "logging_collector=off"],
+                "-c", "fsync=off", "-c", "logging_collector=off"] + options,
                 os.path.join(root, "postgres.log"), cwd=root, user=user)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
@@ -72,6 +78,24 @@ class Server:
             server.stop()
             raise
         return server
+
+    @staticmethod
+    def _require_tls(root, data, tls, user):
+        """Copies the certificate and key where the server reads them (the key its user's
+        alone, as it demands) and allows TCP connections with TLS only; returns the options."""
+        files = []
+        for src, name in zip(tls, ("server.crt", "server.key")):
+            dst = os.path.join(root, name)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+            if user:
+                pw = pwd.getpwnam(user)
+                os.chown(dst, pw.pw_uid, pw.pw_gid)
+            files.append(dst)
+        with open(os.path.join(data, "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+        return ["-c", "ssl=on", "-c", "ssl_cert_file=" + files[0],
+                "-c", "ssl_key_file=" + files[1]]
 
     def conninfo(self, dbname="postgres"):
         """A libpq connection string for dbname as the superuser, over TCP on 127.0.0.1."""
