@@ -87,11 +87,27 @@ static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql};
 /* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
 #define PG_MIGRATE_LOCK "1668446060"
 
+/* The length of a libpq message without the newline it ends in (a log line leaves it out). */
+static int message_len(const char *m)
+{
+    size_t len = strlen(m);
+    while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
+        len--;
+    return (int)len;
+}
+
 /* The server, as log lines name it: never the connection string, which may hold a password. */
 static void log_pg_error(struct pg_store *p, const char *what, const char *detail)
 {
-    log_error("store: PostgreSQL %s:%s database %s: %s failed: %s", PQhost(p->conn),
-              PQport(p->conn), PQdb(p->conn), what, detail);
+    log_error("store: PostgreSQL %s:%s database %s: %s failed: %.*s", PQhost(p->conn),
+              PQport(p->conn), PQdb(p->conn), what, message_len(detail), detail);
+}
+
+/* The server's notices ("relation already exists, skipping") go to the log at debug level,
+ * instead of libpq's default, a raw line on stderr. */
+static void log_notice(void *arg, const char *message)
+{
+    log_debug("store: PostgreSQL: %.*s", message_len(message), message);
 }
 
 /* Runs sql (one or several statements, no parameters, no rows wanted). */
@@ -182,6 +198,7 @@ static int connect_pg(struct pg_store *p, const char *conninfo)
         log_pg_error(p, "connecting", PQerrorMessage(p->conn));
         return -ECONNREFUSED;
     }
+    PQsetNoticeProcessor(p->conn, log_notice, NULL);
     if (PQsetClientEncoding(p->conn, "UTF8") != 0) {
         log_pg_error(p, "setting the client encoding", PQerrorMessage(p->conn));
         return -EIO;

@@ -42,6 +42,7 @@ static void teardown(void)
 {
     pgtls_relay_stop(relay);
     relay = NULL;
+    dial_global_cleanup();
     nftw(tmp_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
