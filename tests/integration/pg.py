@@ -10,17 +10,19 @@ without TLS required (Server.start(tls=(cert, key))).
 
 PostgreSQL refuses to run as root: as root (CI), the server runs as the `postgres` user that
 Debian's package creates, in a directory chowned to it; otherwise as the current user. The
-superuser is `crawlab`, trusted on 127.0.0.1 without a password (nothing else can connect: the
-Unix socket is in the server's own directory, mode 0700). The server's writes are not synced
+superuser is `crawlab`, trusted on 127.0.0.1 without a password: a throwaway server for this
+machine's tests (its Unix socket is in its own directory, mode 0700). The server's writes are not synced
 (fsync=off): a test checks what the store asks of it, not the disk under it. Its log is the
 directory's postgres.log; a server that fails to start fails the wait with that log's tail.
 """
 
+import atexit
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 
 import harness
@@ -71,10 +73,13 @@ class Server:
             shutil.rmtree(root, ignore_errors=True)
             raise
         server = cls(root, port, user, proc)
+        # A run that ends before the test stops the server still does not leave it behind:
+        # registered after the harness's sweep, this runs before it.
+        atexit.register(server.stop)
         try:
             proc.wait_log(READY, timeout=timeout)
         except BaseException:
-            print("\n".join(proc.tail()))
+            print("\n".join(proc.tail()), file=sys.stderr)
             server.stop()
             raise
         return server
@@ -123,4 +128,5 @@ class Server:
         except harness.Timeout:
             rc = self.proc.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+        atexit.unregister(self.stop)
         return rc
