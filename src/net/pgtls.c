@@ -268,9 +268,11 @@ static void *relay_main(void *arg)
 
 static int listen_unix(struct pgtls_relay *r, const char *dir, char *err, size_t errlen)
 {
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    /* Whoever reaches the socket speaks to the server as the relay's client certificate, if it
+     * has one: the directory is the owner's alone, also when it existed before. */
+    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chmod(dir, 0700) < 0) {
         int rc = -errno;
-        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        snprintf(err, errlen, "cannot create %s as a private directory: %s", dir, strerror(errno));
         return rc;
     }
     struct sockaddr_un a = {.sun_family = AF_UNIX};

@@ -12,8 +12,9 @@
  * the relay logs why. libpq speaks plain protocol over a local socket, so SCRAM works as on any
  * connection; channel binding (scram-sha-256-plus) does not, as libpq does not see the TLS.
  *
- * The socket directory is the relay's own: it is created 0700 if missing, and the socket is
- * replaced if one is left from an earlier run.
+ * The socket directory is the relay's own: it is created if missing and made 0700 (whoever can
+ * connect to the socket gets the relay's TLS, client certificate included), and a socket left
+ * there by an earlier run is replaced.
  *
  * Threads: the relay runs on a thread of its own with its own loop, so that a caller blocked in
  * libpq (the store blocks its thread) is served. Start and stop it from one thread.

@@ -138,14 +138,18 @@ START_TEST(test_server_without_tls_is_refused)
 }
 END_TEST
 
-START_TEST(test_stop_removes_the_socket)
+START_TEST(test_private_socket_removed_at_stop)
 {
+    /* A directory that others could enter becomes the owner's alone. */
+    ck_assert_int_eq(mkdir(sock_dir, 0755), 0);
     start_relay(tls_port, NULL);
     char path[256];
     snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", sock_dir, tls_port);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_int_eq(stat(sock_dir, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
     /* A connection in use when the relay stops: it ends, and so does the socket. */
     PGconn *conn = connect_relayed(tls_port);
     ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
@@ -170,7 +174,7 @@ static Suite *pgtls_suite(void)
     tcase_add_test(tc, test_server_refuses_plain_tcp_and_libpq_has_no_tls);
     tcase_add_test(tc, test_certificate_for_another_name_is_refused);
     tcase_add_test(tc, test_server_without_tls_is_refused);
-    tcase_add_test(tc, test_stop_removes_the_socket);
+    tcase_add_test(tc, test_private_socket_removed_at_stop);
     suite_add_tcase(s, tc);
     return s;
 }
