@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages that are missing (as root), then configures the build directories:
-#   build       the release build: one statically linked crawlab-node, with wolfSSL built from
-#               Debian's source (fetched into subprojects/ first, as root)
+#   build       the release build: one statically linked crawlab-node, with wolfSSL and libpq
+#               built from Debian's source (fetched into subprojects/ first, as root)
 #   build-asan  a dynamic build with AddressSanitizer and UndefinedBehaviorSanitizer
 #   build-fuzz  clang, the libFuzzer targets of tests/fuzz only (scripts/fuzz.sh)
 # usage: scripts/bootstrap.sh [build|build-asan|build-fuzz]...   (default: build)
@@ -23,20 +23,23 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# wolfSSL's source for the default build (-Dwolfssl=subproject, subprojects/README.md): Debian's
-# source package of the installed libwolfssl-dev, through a deb-src entry for the same archive
-# and suites as the deb entries. apt checks the files against the archive's signed index; meson
-# checks the tarball against subprojects/wolfssl.wrap. Returns 1 when it is missing and only
-# root could fetch it.
-wolfssl_source() {
-    tarball=subprojects/packagecache/$(sed -n 's/^source_filename = //p' subprojects/wolfssl.wrap)
-    [ -f "$tarball" ] && [ -f subprojects/packagefiles/wolfssl-debian.patch ] && return 0
+# A subproject's source (subprojects/README.md): Debian's source package $2 at the version of the
+# installed binary package $3, through a deb-src entry for the same archive and suites as the deb
+# entries, as subprojects/$1.wrap's tarball and packagefiles/$1-debian.patch (Debian's patch
+# series, concatenated in its order). apt checks the files against the archive's signed index;
+# meson checks the tarball against the wrap. Returns 1 when it is missing and only root could
+# fetch it.
+debian_source() {
+    wrap=$1 source=$2 binary=$3
+    tarball=subprojects/packagecache/$(sed -n 's/^source_filename = //p' "subprojects/$wrap.wrap")
+    patchfile=subprojects/packagefiles/$wrap-debian.patch
+    [ -f "$tarball" ] && [ -f "$patchfile" ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
-        echo "bootstrap: wolfSSL's source is not in subprojects/ and only root can fetch it" \
-            "(apt-get source): a new build links Debian's wolfSSL (-Dwolfssl=system)" >&2
+        echo "bootstrap: the source of $wrap is not in subprojects/ and only root can fetch it" \
+            "(apt-get source)" >&2
         return 1
     fi
-    if ! apt-cache showsrc wolfssl 2>/dev/null | grep -q '^Package: wolfssl'; then
+    if ! apt-cache showsrc "$source" 2>/dev/null | grep -q "^Package: $source\$"; then
         for f in /etc/apt/sources.list.d/*.sources; do
             [ -f "$f" ] && grep -q '^Types: deb$' "$f" || continue
             sed 's/^Types: deb$/Types: deb-src/' "$f" \
@@ -47,32 +50,34 @@ wolfssl_source() {
         fi
         apt-get update -qq
     fi
-    version=$(dpkg-query -W -f='${Version}' libwolfssl-dev)
+    version=$(dpkg-query -W -f='${Version}' "$binary")
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get source -qq --download-only "wolfssl=$version" >/dev/null 2>&1) || {
+    (cd "$tmp" && apt-get source -qq --download-only "$source=$version" >/dev/null 2>&1) || {
         rm -rf "$tmp"
-        echo "bootstrap: apt-get source wolfssl=$version failed (is there a deb-src entry?)" >&2
+        echo "bootstrap: apt-get source $source=$version failed (is there a deb-src entry?)" >&2
         exit 1
     }
     mkdir -p subprojects/packagecache
     cp "$tmp/$(basename "$tarball")" "$tarball"
-    tar -xJf "$tmp"/wolfssl_*.debian.tar.xz -C "$tmp" debian/patches
+    tar -xJf "$tmp/${source}_"*.debian.tar.xz -C "$tmp" debian/patches
     for patch in $(grep -v '^#' "$tmp/debian/patches/series"); do
         cat "$tmp/debian/patches/$patch"
         echo
-    done >subprojects/packagefiles/wolfssl-debian.patch
+    done >"$patchfile"
     rm -rf "$tmp"
-    echo "bootstrap: wolfSSL source of Debian's wolfssl $version in subprojects/"
+    echo "bootstrap: the source of Debian's $source $version in subprojects/ ($wrap)"
 }
 
 [ $# -gt 0 ] || set -- build
 for dir in "$@"; do
     if [ "$dir" = build ]; then
-        wolfssl_source && wolfssl=subproject || wolfssl=system
+        # Without its source, a new build links Debian's wolfSSL and leaves out libpq.
+        debian_source wolfssl wolfssl libwolfssl-dev && wolfssl=subproject || wolfssl=system
+        debian_source libpq postgresql-15 postgresql-15 && libpq=enabled || libpq=disabled
     fi
     [ -f "$dir/build.ninja" ] && continue
     case "$dir" in
-    build) meson setup build --wrap-mode=nodownload -Dwerror=true -Dwolfssl=$wolfssl ;;
+    build) meson setup build --wrap-mode=nodownload -Dwerror=true -Dwolfssl=$wolfssl -Dlibpq=$libpq ;;
     # The sanitizer builds link Debian's wolfSSL: its code is not instrumented either way, and
     # a second wolfSSL build would only cost time (it also keeps -Dwolfssl=system tested).
     build-asan)

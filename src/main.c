@@ -10,6 +10,9 @@
 
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
+#ifdef HAVE_LIBPQ
+#include <libpq-fe.h>
+#endif
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/cpuid.h>
@@ -55,13 +58,25 @@ static void print_tls_assembly(void)
 #endif
 }
 
-/* What a bug report needs: this version, and those of gRPC core and wolfSSL. */
+/* libpq's version, from the library linked in (PQlibVersion: major * 10000 + minor). */
+static void print_libpq(void)
+{
+#ifdef HAVE_LIBPQ
+    int v = PQlibVersion();
+    printf("libpq %d.%d, without TLS\n", v / 10000, v % 10000);
+#else
+    printf("libpq not built in\n");
+#endif
+}
+
+/* What a bug report needs: this version, and those of gRPC core, wolfSSL and libpq. */
 static void print_version(void)
 {
     printf("crawlab-node %s\n", CRAWLAB_VERSION);
     printf("gRPC core %s\n", grpc_version_string());
     printf("wolfSSL %s, x86-64 assembly ", wolfSSL_lib_version());
     print_tls_assembly();
+    print_libpq();
 }
 
 /*

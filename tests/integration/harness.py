@@ -121,16 +121,17 @@ def find_node(nodes, key=None, name=None):
 
 
 class Proc:
-    """A long-running crawlab-node process (daemon or client) whose stdout and stderr go to a
-    log file. Stopped by pid only."""
+    """A long-running process (a crawlab-node daemon or client, a PostgreSQL server: pg.py)
+    whose stdout and stderr go to a log file, run as another user if given one. Stopped by pid
+    only."""
 
-    def __init__(self, name, argv, log_path, cwd=None, env=None):
+    def __init__(self, name, argv, log_path, cwd=None, env=None, user=None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, cwd=cwd, env=env)
+                                      stderr=subprocess.STDOUT, cwd=cwd, env=env, user=user)
         self.pid = self.popen.pid
         _live[self.pid] = self
 

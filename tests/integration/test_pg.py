@@ -1,0 +1,69 @@
+"""A real PostgreSQL (pg.py: Debian's server in a temporary directory, on a free 127.0.0.1 port,
+as an unprivileged user): the binary's libpq, the store's PostgreSQL backend
+(tests/unit/test_store_pg.c) and the wolfSSL relay that takes libpq to a server requiring TLS
+(tests/unit/test_pgtls.c). The Check suites run against servers started here, once for all."""
+
+import os
+import subprocess
+
+import harness
+import pg
+
+UNIT_DIR = os.path.join(harness.HERE, "..", "..", "build", "tests", "unit")
+STORE_PG_TEST = os.environ.get("CRAWLAB_STORE_PG_TEST_BIN") or os.path.join(UNIT_DIR,
+                                                                            "test_store_pg")
+PGTLS_TEST = os.environ.get("CRAWLAB_PGTLS_TEST_BIN") or os.path.join(UNIT_DIR, "test_pgtls")
+
+
+class Postgres(harness.ClusterTest):
+    servers = []
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = os.path.join(harness.root_dir(), "certs")
+        rc, out, err = harness.run_cli("cert", "init", "--dir=" + cls.certs,
+                                       "--master-host=127.0.0.1")
+        assert rc == 0, err
+        cls.plain = pg.Server.start()
+        cls.servers.append(cls.plain)
+        cls.tls = pg.Server.start(tls=(os.path.join(cls.certs, "master.pem"),
+                                       os.path.join(cls.certs, "master.key")))
+        cls.servers.append(cls.tls)
+
+    @classmethod
+    def tearDownClass(cls):
+        for server in cls.servers:
+            root, proc = server.root, server.proc
+            server.stop()
+            # Stopped by its pid, and its directory gone.
+            assert not proc.alive() and not os.path.exists(root), (proc, root)
+
+    def check_suite(self, program, env, checks):
+        out = subprocess.run([program], env=dict(os.environ, **env), capture_output=True,
+                             text=True, timeout=harness.TEST_TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("100%%: Checks: %d, Failures: 0, Errors: 0" % checks,
+                      out.stdout + out.stderr)
+
+    def test_version_names_the_libpq_built_in(self):
+        rc, out, err = harness.run_cli("--version")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("libpq 15.18, without TLS", out)
+
+    def test_store_backend_against_the_server(self):
+        self.check_suite(STORE_PG_TEST, {
+            "CRAWLAB_TEST_PG": "host=127.0.0.1 port=%d user=%s" % (self.plain.port,
+                                                                  pg.SUPERUSER)}, 7)
+        # Every test dropped the database it made.
+        self.assertEqual(self.plain.psql(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'crawlab_test_%'").strip(), "0")
+
+    def test_tls_relay_against_a_server_requiring_tls(self):
+        self.check_suite(PGTLS_TEST, {
+            "CRAWLAB_TEST_PG_TLS_PORT": str(self.tls.port),
+            "CRAWLAB_TEST_PG_TLS_CA": os.path.join(self.certs, "ca.pem"),
+            "CRAWLAB_TEST_PG_PLAIN_PORT": str(self.plain.port)}, 5)
+
+
+if __name__ == "__main__":
+    harness.main()
