@@ -173,7 +173,7 @@ try_systemd() {
     in_root systemctl stop crawlab-node-master
     in_root systemctl restart --no-block crawlab-node-worker
     wait_for 30 "worker without its master keeps dialling it" \
-        "journalctl -u crawlab-node-worker -n 1 -o cat | grep -q 'cannot connect'"
+        'journalctl -o cat _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID crawlab-node-worker) | grep -q "cannot connect"'
     check "worker without its master is activating" test "$(in_root systemctl is-active crawlab-node-worker)" = activating
     in_root systemctl start crawlab-node-master
     wait_for 30 "worker active once its master is back" "systemctl is-active -q crawlab-node-worker"
@@ -191,13 +191,15 @@ try_systemd() {
     in_root systemctl restart crawlab-node-master 2>/dev/null && fail "master started with a read-only data directory"
     check "read-only data directory: failed with status 1, not restarted" \
         test "$(unit_state crawlab-node-master)" = "failed 1"
-    in_root journalctl -u crawlab-node-master -n 1 -o cat --grep 'cannot open the store'
+    check "read-only data directory: the journal says why" \
+        in_root journalctl -u crawlab-node-master -n 1 -o cat --grep 'cannot open the store'
     in_root sh -c 'rm -r /run/systemd/system/crawlab-node-master.service.d &&
         echo CRAWLAB_MASTER_OPTS=--no-such-flag >>/etc/default/crawlab-node && systemctl daemon-reload'
     in_root systemctl restart crawlab-node-master 2>/dev/null && fail "master started with a bad flag"
     check "bad flag: failed with status 2, not restarted" \
         test "$(unit_state crawlab-node-master)" = "failed 2"
-    in_root journalctl -u crawlab-node-master -n 1 -o cat --grep 'unknown option'
+    check "bad flag: the journal says which" \
+        in_root journalctl -u crawlab-node-master -n 1 -o cat --grep 'unknown option'
 
     in_root systemctl poweroff
     timeout 60 sh -c "while kill -0 $nspawn_pid 2>/dev/null; do sleep 0.2; done" || fail "container did not power off"
