@@ -9,6 +9,7 @@
 #include "core/fence.h"
 #include "master/clock.h"
 #include "master/events.h"
+#include "master/group.h"
 #include "master/metrics.h"
 #include "master/nodes.h"
 #include "resilience/backoff.h"
@@ -35,6 +36,13 @@ struct live_task {
     struct task_watcher *watchers;
 };
 
+/* A task assigned to a node that takes pushed tasks, pushed once the assignment is committed. */
+struct unpushed {
+    struct unpushed *next;
+    char id[TASK_ID_LEN + 1];
+    char node_key[LIMIT_NODE_KEY_MAX + 1];
+};
+
 struct tasks {
     struct ev_loop *loop;
     struct store *store;
@@ -49,6 +57,8 @@ struct tasks {
     bool draining;
     struct metrics *metrics; /* NULL: none kept */
     struct events *events;   /* NULL: none recorded */
+    struct group *group;     /* NULL: nothing is pushed, every node fetches */
+    struct unpushed *unpushed, **unpushed_tail; /* assigned in the open group, oldest first */
 };
 
 static bool is_held(enum task_status s)
@@ -179,8 +189,49 @@ void tasks_unwatch(struct tasks *t, const char *id, struct task_watcher *w)
     live_release_if_idle(t, lt);
 }
 
-void tasks_committed(struct tasks *t)
+/* The time from the task's creation (or a retry's eligibility) to its assignment, now. */
+static void observe_dispatch(struct tasks *t, const struct task_row *r, int64_t now_ms)
 {
+    int64_t since = r->eligible_ms > r->created_ms ? r->eligible_ms : r->created_ms;
+    if (t->metrics && now_ms >= since)
+        metrics_observe(&t->metrics->dispatch_seconds, (double)(now_ms - since) / 1000.0);
+}
+
+/* The task goes to its node, if it is still assigned there: the assignment is durable. A push
+ * that does not arrive (the stream broke, the node is gone) is settled as any assignment of a
+ * node that went away: tasks_node_offline, then the grace, or the node's Resync. */
+static void push_assigned(struct tasks *t, const struct unpushed *u)
+{
+    struct node *node = nodes_find(t->nodes, u->node_key);
+    struct task_row row;
+    if (!node || store_task_get(t->store, u->id, &row) < 0)
+        return;
+    if (row.status == TASK_ASSIGNED && strcmp(row.assigned_node, u->node_key) == 0) {
+        observe_dispatch(t, &row, clock_now_ms(t->loop));
+        if (nodes_push_task(node, &row) == 0) {
+            if (t->metrics)
+                t->metrics->tasks_pushed++;
+            log_debug("task %s pushed to node %s (epoch %" PRIu64 ")", row.id, u->node_key,
+                      row.epoch);
+        }
+    }
+    store_task_row_free(&row);
+}
+
+void tasks_committed(struct tasks *t, bool ok)
+{
+    struct unpushed *u = t->unpushed;
+    t->unpushed = NULL;
+    t->unpushed_tail = &t->unpushed;
+    while (u) {
+        struct unpushed *next = u->next;
+        if (ok)
+            push_assigned(t, u);
+        free(u);
+        u = next;
+    }
+    if (!ok)
+        return;
     struct hmap_entry *e, *tmp;
     hmap_foreach(&t->live, e, tmp)
     {
@@ -216,7 +267,7 @@ static void record_retry_event(struct tasks *t, const char *id, const char *node
     store_task_row_free(&attempt);
 }
 
-static void announce(struct tasks *t, const char *node_key, const char *labels);
+static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels);
 static void wake_arm(struct tasks *t);
 
 /* Does a task that ends in `to` get another attempt? Only an error or abnormal end of a task
@@ -282,7 +333,7 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
     if (is_held(before->status) && !is_held(to))
         nodes_task_released(t->nodes, before->assigned_node);
     if (retry_due)
-        announce(t, before->node_key, before->labels);
+        announce(t, next, before->node_key, before->labels);
     if (task_status_terminal(to))
         log_info("task %s %s%s%s", before->id, task_status_name(to), error && *error ? ": " : "",
                  error ? error : "");
@@ -294,14 +345,43 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
     return 0;
 }
 
-/* Pushes TASK_AVAILABLE to whoever should fetch a newly pending task: the node it is addressed
- * to, else a free node that has the labels of its selector (NULL: any). */
-static void announce(struct tasks *t, const char *node_key, const char *labels)
+/*
+ * Assigns the pending task id to node in the open group (opened if none is); it is pushed once
+ * that group is committed (tasks_committed). False when it stays pending: no group, out of
+ * memory, or the store did not assign it.
+ */
+static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
+{
+    struct unpushed *u = t->group && !t->draining ? calloc(1, sizeof(*u)) : NULL;
+    if (!u || group_join(t->group) < 0 ||
+        store_task_assign(t->store, id, node->key, clock_now_ms(t->loop)) != 0) {
+        free(u);
+        return false;
+    }
+    group_want_commit(t->group);
+    nodes_task_held(t->nodes, node->key);
+    memcpy(u->id, id, sizeof(u->id));
+    snprintf(u->node_key, sizeof(u->node_key), "%s", node->key);
+    *t->unpushed_tail = u;
+    t->unpushed_tail = &u->next;
+    log_debug("task %s assigned to node %s, to be pushed", id, node->key);
+    return true;
+}
+
+/* Hands a newly pending task (id, when known) to whoever should run it: the node it is addressed
+ * to, else a free node that has the labels of its selector (NULL: any). A node that takes pushed
+ * tasks and has room gets it assigned (assign_to_push); else the node is told TASK_AVAILABLE and
+ * fetches. */
+static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels)
 {
     struct node *node =
         node_key && *node_key ? nodes_find(t->nodes, node_key) : nodes_pick_free(t->nodes, labels);
-    if (node && nodes_takes(node, labels))
-        nodes_notify_task(node);
+    if (!node || !nodes_takes(node, labels))
+        return;
+    if (id && node->takes_pushed_tasks && nodes_has_room(node, labels) &&
+        assign_to_push(t, id, node))
+        return;
+    nodes_notify_task(node);
 }
 
 /* Back to the queue, for any node: it was never confirmed started. */
@@ -309,7 +389,7 @@ static void requeue(struct tasks *t, const struct task_row *r, const char *why)
 {
     if (change_status(t, r, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
         log_info("task %s returned to the queue: %s", r->id, why);
-        announce(t, r->node_key, r->labels);
+        announce(t, r->id, r->node_key, r->labels);
     }
 }
 
@@ -319,7 +399,7 @@ int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID
     if (rc < 0)
         return rc;
     log_debug("task %s submitted", id_out);
-    announce(t, tn->node_key, tn->labels);
+    announce(t, id_out, tn->node_key, tn->labels);
     return 0;
 }
 
@@ -363,7 +443,7 @@ int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struc
     for (size_t i = 0; rc == 0 && i < f.n; i++) {
         log_info("schedule %" PRId64 ": task %s for the fire at %" PRId64 "%s%s", schedule_id,
                  ids[i], fire_s, all_nodes ? " on node " : "", all_nodes ? f.each[i].node_key : "");
-        announce(t, f.each[i].node_key, f.each[i].labels);
+        announce(t, ids[i], f.each[i].node_key, f.each[i].labels);
     }
     free(ids);
     if (all_nodes)
@@ -380,7 +460,7 @@ int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1])
     rc = store_task_restart(t->store, id, clock_now_ms(t->loop), id_out);
     if (rc == 0) {
         log_info("task %s restarted as task %s", id, id_out);
-        announce(t, row.node_key, row.labels);
+        announce(t, id_out, row.node_key, row.labels);
     }
     store_task_row_free(&row);
     return rc;
@@ -424,10 +504,7 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
     int64_t now_ms = clock_now_ms(t->loop);
     int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);
     if (rc == 1) {
-        /* A retry waits from when it became eligible. */
-        int64_t since = out->eligible_ms > out->created_ms ? out->eligible_ms : out->created_ms;
-        if (t->metrics && now_ms >= since)
-            metrics_observe(&t->metrics->dispatch_seconds, (double)(now_ms - since) / 1000.0);
+        observe_dispatch(t, out, now_ms);
         nodes_task_held(t->nodes, node_key);
         log_debug("task %s assigned to node %s", out->id, node_key);
     }
@@ -695,7 +772,7 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int announce_node(void *ctx, const char *node_key, const char *labels)
 {
-    announce(ctx, node_key, *labels ? labels : NULL);
+    announce(ctx, NULL, node_key, *labels ? labels : NULL);
     return 0;
 }
 
@@ -754,6 +831,7 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
     t->store = store;
     t->nodes = nodes;
     t->opts = *opts;
+    t->unpushed_tail = &t->unpushed;
     /* A tenth of the grace, within 0.1 .. 5 s. */
     double every = (double)opts->disconnect_grace_ms / 10000.0;
     if (every > 5.0)
@@ -797,6 +875,11 @@ void tasks_destroy(struct tasks *t)
         free(hmap_item(e, struct away_task, link));
     }
     hmap_destroy(&t->away);
+    while (t->unpushed) {
+        struct unpushed *u = t->unpushed;
+        t->unpushed = u->next;
+        free(u);
+    }
     free(t);
 }
 
@@ -808,6 +891,11 @@ void tasks_set_metrics(struct tasks *t, struct metrics *m)
 void tasks_set_events(struct tasks *t, struct events *ev)
 {
     t->events = ev;
+}
+
+void tasks_set_group(struct tasks *t, struct group *g)
+{
+    t->group = g;
 }
 
 void tasks_notification(struct tasks *t, const char *node_key, const char *id)

@@ -46,8 +46,11 @@ struct job {
     unsigned cancel_gen;
     pid_t pid;
     uint64_t epoch; /* the assignment's epoch, 0 when the master gave none */
-    /* While claiming: the FetchTask answer whose TaskSpec is started once the claim is stored. */
-    Grpc__TaskServiceFetchTaskResponse *fetched;
+    /* Until it starts: its TaskSpec and the message that carries it (a FetchTask answer, or the
+     * master's push on Subscribe), freed together (release_spec). */
+    ProtobufCMessage *carrier;
+    const Grpc__TaskSpec *spec;
+    bool pushed;    /* the master pushed it assigned: started without FetchTask nor claim */
     int claims_out; /* claim calls not answered yet, from this connection or an older one */
     bool dropped;   /* not ours: forgotten once no claim call refers to it any more */
 
@@ -138,6 +141,14 @@ static void check_stopped(struct jobs *j)
     }
 }
 
+static void release_spec(struct job *job)
+{
+    if (job->carrier)
+        protobuf_c_message_free_unpacked(job->carrier, NULL);
+    job->carrier = NULL;
+    job->spec = NULL;
+}
+
 static void job_remove(struct job *job)
 {
     struct jobs *j = job->owner;
@@ -150,8 +161,7 @@ static void job_remove(struct job *job)
     j->held--;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
-    if (job->fetched)
-        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+    release_spec(job);
     if (job->cancel_stream)
         rpc_call_release(job->cancel_stream);
     uploader_destroy(job->up);
@@ -612,19 +622,23 @@ static void send_claim(struct job *job)
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_claimed, c);
 }
 
-/* A fetched task: claimed first when the master fences, else started at once. Takes m. */
-static void start_job(struct jobs *j, Grpc__TaskServiceFetchTaskResponse *m)
+/* A task the master handed us: its spec in carrier (taken), under epoch. Claimed first when it was
+ * fetched under an epoch; started at once when fetched without one, or pushed (fence_push_start). */
+static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec, uint64_t epoch,
+                      ProtobufCMessage *carrier, bool pushed)
 {
-    struct job *job = add_job(j, m->task_id);
+    struct job *job = add_job(j, id);
     if (!job) {
-        log_error("task %s: out of memory; the master will see it lost", m->task_id);
-        protobuf_c_message_free_unpacked(&m->base, NULL);
+        log_error("task %s: out of memory; the master will see it lost", id);
+        protobuf_c_message_free_unpacked(carrier, NULL);
         return;
     }
-    job->fetched = m;
-    job->epoch = m->epoch;
+    job->carrier = carrier;
+    job->spec = spec;
+    job->pushed = pushed;
+    job->epoch = epoch;
     uploader_set_epoch(job->up, job->epoch);
-    if (!fence_claim_needed(job->epoch)) {
+    if (pushed ? fence_push_start(epoch) : !fence_claim_needed(epoch)) {
         spawn_job(job);
         return;
     }
@@ -639,8 +653,7 @@ static void fail_start(struct job *job, const char *why)
     struct jobs *j = job->owner;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
-    protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
-    job->fetched = NULL;
+    release_spec(job);
     job->phase = PHASE_FINAL;
     job->status = TASK_ERROR;
     job->exit_code = -1;
@@ -686,7 +699,7 @@ static void prepare_spider(struct job *job, const Grpc__TaskSpec *spec, const ch
 static void spawn_job(struct job *job)
 {
     struct jobs *j = job->owner;
-    const Grpc__TaskSpec *spec = job->fetched->task;
+    const Grpc__TaskSpec *spec = job->spec;
     const char *id = job->id;
     char workdir[4096];
     snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
@@ -729,10 +742,9 @@ static void spawn_job(struct job *job)
     j->running++;
     job->pid = runner_pid(job->proc);
     record_running(j, job);
-    log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
-             *spec->param ? " " : "", spec->param);
-    protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
-    job->fetched = NULL;
+    log_info("task %s started (pid %d%s): %s%s%s", id, (int)job->pid,
+             job->pushed ? ", pushed" : "", spec->cmd, *spec->param ? " " : "", spec->param);
+    release_spec(job);
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);
 }
@@ -768,7 +780,7 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     if (got) {
         if (j->stopping)
             log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
-        start_job(j, (Grpc__TaskServiceFetchTaskResponse *)r); /* takes m */
+        start_job(j, r->task_id, r->task, r->epoch, m, false); /* takes m */
         maybe_fetch(j); /* there may be more, and room for them */
     } else {
         protobuf_c_message_free_unpacked(m, NULL);
@@ -953,6 +965,21 @@ void jobs_on_task_available(struct jobs *j)
     maybe_fetch(j);
 }
 
+void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m)
+{
+    const Grpc__TaskSpec *spec = m->task;
+    if (!task_id_valid(spec->id) || find_job(j, spec->id)) {
+        log_warn("task %s pushed again or malformed: ignored", spec->id);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    if (j->running + j->claiming >= j->max_runners)
+        log_warn("task %s pushed while all %d runners are busy; it runs anyway", spec->id,
+                 j->max_runners);
+    log_debug("task %s pushed with its spec (epoch %" PRIu64 ")", spec->id, m->epoch);
+    start_job(j, spec->id, spec, m->epoch, &m->base, true);
+}
+
 void jobs_on_drain(struct jobs *j)
 {
     j->draining = true;
@@ -1093,8 +1120,7 @@ void jobs_destroy(struct jobs *j)
         }
         if (job->cancel_stream)
             rpc_call_release(job->cancel_stream);
-        if (job->fetched)
-            protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+        release_spec(job);
         uploader_destroy(job->up);
         free(job);
     }
