@@ -53,11 +53,11 @@ struct task_push {
 struct sub {
     struct nodes *nodes;
     struct srv_call *call;
-    struct node *node;        /* whose stream this is; NULL before the request and once let go */
-    unsigned pending;         /* PUSH_BIT()s waiting for the current write */
-    struct task_push *tasks;  /* pushed tasks, oldest first */
-    struct task_push **tail;  /* where the next one goes */
-    bool drained;             /* DRAIN is written: the stream ends after it */
+    struct node *node;       /* whose stream this is; NULL before the request and once let go */
+    unsigned pending;        /* PUSH_BIT()s waiting for the current write */
+    struct task_push *tasks; /* pushed tasks, oldest first */
+    struct task_push **tail; /* where the next one goes */
+    bool drained;            /* DRAIN is written: the stream ends after it */
 };
 
 /* The oldest pushed task's message, taken off the queue (NULL when none waits). */

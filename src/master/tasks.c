@@ -55,9 +55,9 @@ struct tasks {
     ev_timer wake;    /* at the earliest eligible_ms of a waiting retry */
     int64_t woken_ms; /* retries due up to this time were announced */
     bool draining;
-    struct metrics *metrics; /* NULL: none kept */
-    struct events *events;   /* NULL: none recorded */
-    struct group *group;     /* NULL: nothing is pushed, every node fetches */
+    struct metrics *metrics;                    /* NULL: none kept */
+    struct events *events;                      /* NULL: none recorded */
+    struct group *group;                        /* NULL: nothing is pushed, every node fetches */
     struct unpushed *unpushed, **unpushed_tail; /* assigned in the open group, oldest first */
 };
 

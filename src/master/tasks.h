@@ -1,9 +1,9 @@
 /*
  * The master's task queue: submit, dispatch (a TASK_AVAILABLE push, then the node's fetch; or,
  * to a free node that takes pushed tasks, the assignment at once and the task itself pushed once
- * that is durable), the status a node reports, cancels, what a node holds after it reconnects (resync), and what
- * happens to a node's tasks when it goes offline. TaskService (master/tasks_rpc.h) is the gRPC
- * glue in front of it.
+ * that is durable), the status a node reports, cancels, what a node holds after it reconnects
+ * (resync), and what happens to a node's tasks when it goes offline. TaskService
+ * (master/tasks_rpc.h) is the gRPC glue in front of it.
  *
  * A task submitted with retries that ends error or abnormal gets its next attempt here, in the
  * same store transaction as its end, and it is announced when its delay is over (a timer set at

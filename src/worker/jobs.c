@@ -622,8 +622,8 @@ static void send_claim(struct job *job)
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_claimed, c);
 }
 
-/* A task the master handed us: its spec in carrier (taken), under epoch. Claimed first when it was
- * fetched under an epoch; started at once when fetched without one, or pushed (fence_push_start). */
+/* A task the master handed us: its spec in carrier (taken), under epoch. Claimed first when
+ * fetched under an epoch; started at once when fetched without one, or when pushed. */
 static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec, uint64_t epoch,
                       ProtobufCMessage *carrier, bool pushed)
 {
@@ -742,8 +742,8 @@ static void spawn_job(struct job *job)
     j->running++;
     job->pid = runner_pid(job->proc);
     record_running(j, job);
-    log_info("task %s started (pid %d%s): %s%s%s", id, (int)job->pid,
-             job->pushed ? ", pushed" : "", spec->cmd, *spec->param ? " " : "", spec->param);
+    log_info("task %s started (pid %d%s): %s%s%s", id, (int)job->pid, job->pushed ? ", pushed" : "",
+             spec->cmd, *spec->param ? " " : "", spec->param);
     release_spec(job);
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);

@@ -381,7 +381,7 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
     req.version = (char *)CRAWLAB_VERSION;
     req.machine_id = (char *)s->id.machine_id;
     req.containment = (char *)(s->id.containment ? s->id.containment : "");
-    req.claims = true; /* worker/jobs.c claims every task it fetches (core/fence.h) */
+    req.claims = true;             /* worker/jobs.c claims every task it fetches (core/fence.h) */
     req.takes_pushed_tasks = true; /* and starts a pushed one at once (jobs_on_task_pushed) */
     req.labels = s->cfg->labels;
     req.n_labels = s->cfg->n_labels;

@@ -24,10 +24,10 @@ struct session_hooks {
     void (*on_online)(void *ctx);         /* registered and subscribed */
     void (*on_offline)(void *ctx);        /* the channel is gone; calls on it have failed */
     void (*on_task_available)(void *ctx); /* the master pushed TASK_AVAILABLE */
-    /* The master pushed a task assigned to us (task and epoch set); the hook takes m. */
-    void (*on_task_pushed)(void *ctx, Grpc__NodeServiceSubscribeResponse *m);
     void (*on_drain)(void *ctx);          /* the master asked us to stop fetching */
     int (*running)(void *ctx);            /* tasks running now, for heartbeats */
+    /* The master pushed a task assigned to us (task and epoch set); the hook takes m. */
+    void (*on_task_pushed)(void *ctx, Grpc__NodeServiceSubscribeResponse *m);
 };
 
 struct tls_client;
