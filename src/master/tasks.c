@@ -36,6 +36,18 @@ struct live_task {
     struct task_watcher *watchers;
 };
 
+/*
+ * A task pushed to its node (or assigned to be) that the node has not yet reported running: it may
+ * have started, so if the node goes away it is treated as started (it ends abnormal after the
+ * grace and is never queued again); only the node's own Resync without it, or its giving it back,
+ * puts it back in the queue. In memory: after a restart of the master such a task is judged by its
+ * row, as one assigned by FetchTask.
+ */
+struct pushed_task {
+    struct hmap_entry link;
+    char id[TASK_ID_LEN + 1];
+};
+
 /* A task assigned to a node that takes pushed tasks, pushed once the assignment is committed. */
 struct unpushed {
     struct unpushed *next;
@@ -49,8 +61,9 @@ struct tasks {
     struct nodes *nodes;
     struct tasks_opts opts;
     struct hmap live;
-    struct hmap away; /* struct away_task by id: when each node_disconnected task became so */
-    uint64_t sweeps;  /* grace sweeps so far */
+    struct hmap away;   /* struct away_task by id: when each node_disconnected task became so */
+    struct hmap pushed; /* struct pushed_task by id */
+    uint64_t sweeps;    /* grace sweeps so far */
     ev_timer grace_sweep;
     ev_timer wake;    /* at the earliest eligible_ms of a waiting retry */
     int64_t woken_ms; /* retries due up to this time were announced */
@@ -243,6 +256,34 @@ void tasks_committed(struct tasks *t, bool ok)
 
 /* ---- status changes ---- */
 
+static void pushed_add(struct tasks *t, const char *id)
+{
+    if (hmap_get(&t->pushed, id))
+        return;
+    struct pushed_task *p = calloc(1, sizeof(*p));
+    if (!p)
+        return; /* judged by its row, as a fetched task */
+    memcpy(p->id, id, sizeof(p->id));
+    p->link.key = p->id;
+    if (hmap_put(&t->pushed, &p->link) < 0)
+        free(p);
+}
+
+static void pushed_remove(struct tasks *t, const char *id)
+{
+    struct hmap_entry *e = hmap_get(&t->pushed, id);
+    if (!e)
+        return;
+    hmap_remove(&t->pushed, e);
+    free(hmap_item(e, struct pushed_task, link));
+}
+
+/* Whether the task may have started: its node reported it, or it was pushed to it. */
+static bool maybe_started(struct tasks *t, const struct task_row *r)
+{
+    return r->started_ms != 0 || hmap_get(&t->pushed, r->id) != NULL;
+}
+
 /* The event of the task's move to its current status, if that records one (core/event.h). */
 static void record_status_event(struct tasks *t, const char *id)
 {
@@ -327,6 +368,8 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
                                          clock_now_ms(t->loop));
     if (rc != 0)
         return rc;
+    if (to != TASK_ASSIGNED && to != TASK_NODE_DISCONNECTED)
+        pushed_remove(t, before->id);
     record_status_event(t, before->id);
     if (*next)
         record_retry_event(t, next, before->assigned_node);
@@ -360,6 +403,7 @@ static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
     }
     group_want_commit(t->group);
     nodes_task_held(t->nodes, node->key);
+    pushed_add(t, id);
     memcpy(u->id, id, sizeof(u->id));
     snprintf(u->node_key, sizeof(u->node_key), "%s", node->key);
     *t->unpushed_tail = u;
@@ -511,6 +555,22 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
     return rc;
 }
 
+/*
+ * The node gives back a task pushed to it that it will not start (it is stopping): back to the
+ * queue, and no more pushes to that node until it registers again. Only a task still assigned (not
+ * reported running) can be given back: -EALREADY otherwise.
+ */
+static int give_back(struct tasks *t, const struct task_row *r, const char *node_key)
+{
+    if (r->status != TASK_ASSIGNED)
+        return -EALREADY;
+    struct node *node = nodes_find(t->nodes, node_key);
+    if (node)
+        node->takes_pushed_tasks = false;
+    requeue(t, r, "its node gave it back");
+    return 0;
+}
+
 int tasks_report(struct tasks *t, const char *node_key, const char *id, enum task_status to,
                  int pid, int exit_code, const char *error, uint64_t epoch)
 {
@@ -525,6 +585,10 @@ int tasks_report(struct tasks *t, const char *node_key, const char *id, enum tas
     };
     switch (fence_report(&fr, to, epoch)) {
     case FENCE_ACCEPT:
+        if (to == TASK_PENDING) {
+            rc = give_back(t, &row, node_key);
+            break;
+        }
         rc = change_status(t, &row, to, pid,
                            task_status_terminal(to) ? exit_code : STORE_NO_EXIT_CODE, error);
         if (rc == 0 && epoch && to == TASK_RUNNING && !pid)
@@ -729,7 +793,8 @@ static int collect_expired(void *ctx, const struct task_row *r)
     if (!a)
         return 0; /* out of memory: this task waits for a later sweep */
     a->seen = g->t->sweeps;
-    if (g->now - a->since_mono_ms < (r->started_ms ? g->started_grace : g->unconfirmed_grace))
+    if (g->now - a->since_mono_ms <
+        (maybe_started(g->t, r) ? g->started_grace : g->unconfirmed_grace))
         return 0;
     return row_list_add(&g->expired, r);
 }
@@ -759,7 +824,7 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     }
     for (size_t i = 0; i < g.expired.n; i++) {
         const struct task_row *r = &g.expired.rows[i];
-        if (r->started_ms)
+        if (maybe_started(t, r))
             change_status(t, r, TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
                           "node did not come back within the disconnect grace");
         else
@@ -827,6 +892,12 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
         free(t);
         return -ENOMEM;
     }
+    if (hmap_init(&t->pushed) < 0) {
+        hmap_destroy(&t->away);
+        hmap_destroy(&t->live);
+        free(t);
+        return -ENOMEM;
+    }
     t->loop = loop;
     t->store = store;
     t->nodes = nodes;
@@ -875,6 +946,11 @@ void tasks_destroy(struct tasks *t)
         free(hmap_item(e, struct away_task, link));
     }
     hmap_destroy(&t->away);
+    hmap_foreach(&t->pushed, e, tmp)
+    {
+        free(hmap_item(e, struct pushed_task, link));
+    }
+    hmap_destroy(&t->pushed);
     while (t->unpushed) {
         struct unpushed *u = t->unpushed;
         t->unpushed = u->next;

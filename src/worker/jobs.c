@@ -729,6 +729,10 @@ static void spawn_job(struct job *job)
         .cancel_grace_ms = j->cancel_grace_ms,
         .contain = j->contain,
     };
+    /* A pushed task is noted before it starts: a worker killed now lists it when it comes back,
+     * and the master, which may not have heard of its start, does not queue it again. */
+    if (job->pushed)
+        record_running(j, job);
     int rc = !job->up               ? -ENOMEM
              : !spec || !*spec->cmd ? -EINVAL
                                     : runner_start(j->loop, &rs, &runner_cb, job, &job->proc);
@@ -965,11 +969,50 @@ void jobs_on_task_available(struct jobs *j)
     maybe_fetch(j);
 }
 
+static void on_given_back(void *user, grpc_status_code st, const char *details,
+                          grpc_byte_buffer *resp)
+{
+    char *id = user;
+    if (st != GRPC_STATUS_OK)
+        log_warn("task %s: giving it back failed: %s (status %d); the master settles it when we "
+                 "are gone",
+                 id, details, (int)st);
+    free(id);
+}
+
+/* A pushed task this worker will not start (it is stopping): 'pending' under the push's epoch
+ * tells the master to queue it again for another node. */
+static void give_back(struct jobs *j, const char *id, uint64_t epoch)
+{
+    grpc_channel *ch = session_channel(j->sess);
+    char *user = strdup(id);
+    if (!ch || !user) {
+        free(user);
+        return;
+    }
+    Grpc__TaskState state = GRPC__TASK_STATE__INIT;
+    state.task_id = (char *)id;
+    state.status = (char *)task_status_name(TASK_PENDING);
+    state.error = "";
+    state.epoch = epoch;
+    Grpc__TaskServiceReportStatusRequest req = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
+    req.node_key = j->node_key;
+    req.state = &state;
+    log_info("task %s pushed while stopping: given back to the master", id);
+    rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
+              session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_given_back, user);
+}
+
 void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m)
 {
     const Grpc__TaskSpec *spec = m->task;
     if (!task_id_valid(spec->id) || find_job(j, spec->id)) {
         log_warn("task %s pushed again or malformed: ignored", spec->id);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    if (j->stopping) {
+        give_back(j, spec->id, m->epoch);
         protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
     }
