@@ -395,6 +395,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     node->max_runners = hello->max_runners;
     node->claims = hello->claims;
     node->takes_pushed_tasks = hello->takes_pushed_tasks;
+    node->resynced = false;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();
     if (!node->online) {

@@ -88,8 +88,9 @@ struct node {
     int max_runners;
     bool claims; /* it claims each fetched task before it starts it, as announced at Register */
     bool takes_pushed_tasks; /* it starts a task pushed with its spec, as announced at Register */
-    int running;             /* as the node last reported it */
-    int active;              /* read only outside nodes.c: see the invariant above */
+    bool resynced; /* its Resync since its last Register was answered: tasks may be pushed to it */
+    int running;   /* as the node last reported it */
+    int active;    /* read only outside nodes.c: see the invariant above */
     bool online;
     int64_t last_seen_ms;  /* wall clock, as shown and stored */
     int64_t last_heard_ms; /* monotonic (clock_mono_ms): what liveness is judged by */

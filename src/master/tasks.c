@@ -414,15 +414,16 @@ static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
 
 /* Hands a newly pending task (id, when known) to whoever should run it: the node it is addressed
  * to, else a free node that has the labels of its selector (NULL: any). A node that takes pushed
- * tasks and has room gets it assigned (assign_to_push); else the node is told TASK_AVAILABLE and
- * fetches. */
+ * tasks, has room and has resynced since it registered gets it assigned (assign_to_push): before
+ * its Resync is answered, a task pushed to it could be missing from its listing and be queued
+ * again. Else the node is told TASK_AVAILABLE and fetches. */
 static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels)
 {
     struct node *node =
         node_key && *node_key ? nodes_find(t->nodes, node_key) : nodes_pick_free(t->nodes, labels);
     if (!node || !nodes_takes(node, labels))
         return;
-    if (id && node->takes_pushed_tasks && nodes_has_room(node, labels) &&
+    if (id && node->takes_pushed_tasks && node->resynced && nodes_has_room(node, labels) &&
         assign_to_push(t, id, node))
         return;
     nodes_notify_task(node);

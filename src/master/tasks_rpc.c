@@ -257,6 +257,8 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     resp.n_tasks = k;
     resp.tasks = ptrs;
     srv_call_reply(c, &resp.base);
+    /* From now on a task pushed to it cannot be one its listing left out. */
+    node->resynced = true;
     log_debug("node %s resynced: it holds %zu task(s)", node->key, n);
 out:
     free(ids);

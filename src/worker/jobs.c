@@ -980,8 +980,8 @@ static void on_given_back(void *user, grpc_status_code st, const char *details,
     free(id);
 }
 
-/* A pushed task this worker will not start (it is stopping): 'pending' under the push's epoch
- * tells the master to queue it again for another node. */
+/* A pushed task this worker will not start: 'pending' under the push's epoch tells the master to
+ * queue it again, and to push no more to us until we register again. */
 static void give_back(struct jobs *j, const char *id, uint64_t epoch)
 {
     grpc_channel *ch = session_channel(j->sess);
@@ -998,7 +998,7 @@ static void give_back(struct jobs *j, const char *id, uint64_t epoch)
     Grpc__TaskServiceReportStatusRequest req = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
     req.node_key = j->node_key;
     req.state = &state;
-    log_info("task %s pushed while stopping: given back to the master", id);
+    log_info("task %s pushed, but not started here: given back to the master", id);
     rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_given_back, user);
 }
@@ -1006,12 +1006,13 @@ static void give_back(struct jobs *j, const char *id, uint64_t epoch)
 void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m)
 {
     const Grpc__TaskSpec *spec = m->task;
-    if (!task_id_valid(spec->id) || find_job(j, spec->id)) {
-        log_warn("task %s pushed again or malformed: ignored", spec->id);
+    if (!task_id_valid(spec->id)) {
+        log_warn("a pushed task with a malformed id: ignored");
         protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
     }
-    if (j->stopping) {
+    /* Stopping, or still holding an older copy of the task (being stopped): not started here. */
+    if (j->stopping || find_job(j, spec->id)) {
         give_back(j, spec->id, m->epoch);
         protobuf_c_message_free_unpacked(&m->base, NULL);
         return;

@@ -37,11 +37,20 @@ def stream_messages(conn, sid):
 
 class Dispatch(harness.ClusterTest, harness.TaskOps):
 
+    def start_master(self, *extra):
+        """The master logs at debug level: it says when it has answered a node's Resync, after
+        which (and only after) tasks are pushed to the node."""
+        return self.c.start_master(extra=["--log-level=debug"] + list(extra))
+
     def online(self, *workers):
+        """Waits until every worker registered, shows online and has resynced; their keys."""
         for w in workers:
             w.wait_log(REGISTERED)
         ns = self.c.wait_status("online", names=[w.name for w in workers], timeout=30)
-        return [find_node(ns, name=w.name)["key"] for w in workers]
+        keys = [find_node(ns, name=w.name)["key"] for w in workers]
+        for k in keys:
+            self.c.master.wait_log("node %s resynced" % k)
+        return keys
 
     def pushed_total(self):
         rc, out, err = self.c.cli("metrics")
@@ -61,7 +70,7 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
             return f.read().splitlines()
 
     def test_an_idle_worker_starts_a_pushed_task_and_an_upstream_peer_still_fetches(self):
-        self.c.start_master()
+        self.start_master()
         a = self.c.start_worker("a")
         ka, = self.online(a)
         ran = self.c.path("ran.txt")
@@ -116,7 +125,7 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         # abnormal after the grace, as a started one). a restarts (its own data dir, straight to
         # the master), lists no such task at its Resync, and the task goes back to the queue and
         # runs once, on a or on b.
-        self.c.start_master()
+        self.start_master()
         p = faultproxy.FaultProxy(self.c.port).start()
         self.addCleanup(p.close)
         a = self.c.start_worker("a", master_addr=p.addr)
@@ -145,7 +154,7 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         # is silent): to a, the same as a master that died between its commit and its push. The
         # master is killed and restarted; a reconnects, lists no such task at its Resync, and
         # the task goes back to the queue and runs on a, once.
-        m = self.c.start_master()
+        m = self.start_master()
         p = faultproxy.FaultProxy(self.c.port).start()
         self.addCleanup(p.close)
         a = self.c.start_worker("a", master_addr=p.addr)
@@ -157,7 +166,7 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         m.kill9()
         registered = a.count(REGISTERED)
         p.pass_()
-        self.c.start_master()  # same port, same data dir
+        self.start_master()  # same port, same data dir
         a.wait_log(REGISTERED, count=registered + 1, timeout=60)
         t = self.wait_task_status(tid, "finished", timeout=30)
         self.assertEqual(t["assigned_node"], ka, t)
