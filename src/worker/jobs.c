@@ -463,13 +463,17 @@ static unsigned long long process_start_time(pid_t pid)
 static void record_running(struct jobs *j, const struct job *job)
 {
     char path[4096], line[96];
-    snprintf(path, sizeof(path), "%s/running", j->data_dir);
-    mkdir(path, 0700);
     snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) { /* the first task: the directory is made now */
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/running", j->data_dir);
+        mkdir(dir, 0700);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    }
     /* The epoch lets a restarted worker report the task's end under its assignment. */
     int len = snprintf(line, sizeof(line), "%d %llu %" PRIu64 "\n", (int)job->pid,
-                       process_start_time(job->pid), job->epoch);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                       job->pid ? process_start_time(job->pid) : 0, job->epoch);
     if (fd < 0 || write(fd, line, (size_t)len) != len)
         log_warn("task %s: cannot record its process in %s: %s", job->id, path, strerror(errno));
     if (fd >= 0)
