@@ -37,6 +37,11 @@ bool fence_claim_needed(uint64_t epoch)
     return epoch != 0;
 }
 
+bool fence_push_start(uint64_t epoch)
+{
+    return epoch != 0;
+}
+
 enum fence_next fence_claim_answer(bool ok, bool refused_for_good)
 {
     if (ok)

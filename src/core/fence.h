@@ -11,6 +11,9 @@
  *      the task may have started, and never hands it out again) and answers after the commit. The
  *      worker spawns only on that answer (fence_claim_answer); a refusal means "not yours": the
  *      worker drops the task without running it.
+ *      A task the master assigns when it becomes pending, to a free node that takes pushed
+ *      tasks, is pushed to it with its spec only once that assignment is durable: the worker
+ *      starts it without fetching or claiming it (fence_push_start).
  *   3. Every later report, Resync listing and Connect message of the task carries the epoch; one
  *      with a stale epoch is refused, and a Resync cursor stops the stale copy (core/resync.h).
  *
@@ -72,6 +75,15 @@ bool fence_fetch_answer_early(bool node_claims);
 /* Whether a fetched task must be claimed before it starts: yes when the master gave an epoch. A
  * master that gives none does not fence, and the task starts at once, as before. */
 bool fence_claim_needed(uint64_t epoch);
+
+/*
+ * Whether the worker starts a task the master pushed with its spec (to a node that registered
+ * takes_pushed_tasks) at once, without a claim: yes when it carries an epoch. The master assigned
+ * it to this node under that epoch and pushed it only once that was durable, so the push is the
+ * claim's answer already; a task pushed without an epoch is not a fenced assignment and is not
+ * started.
+ */
+bool fence_push_start(uint64_t epoch);
 
 /* What the worker does next with a task whose claim was answered. */
 enum fence_next {

@@ -203,8 +203,7 @@ static void on_group_commit(void *ctx, uint64_t n, bool ok)
 {
     struct master *m = ctx;
     ingest_committed(m->ingest, n, ok);
-    if (ok)
-        tasks_committed(m->tasks);
+    tasks_committed(m->tasks, ok);
     events_committed(m->events, ok);
 }
 
@@ -312,6 +311,7 @@ static int create_services(struct master *m)
     nodes_on_offline(m->nodes, on_node_offline, m->tasks);
     nodes_set_events(m->nodes, m->events);
     tasks_set_events(m->tasks, m->events);
+    tasks_set_group(m->tasks, m->group);
     group_on_commit(m->group, on_group_commit, m);
     metrics_init(&m->metrics);
     events_set_metrics(m->events, &m->metrics);

@@ -154,6 +154,10 @@ int metrics_render(const struct metrics *m, const struct metrics_state *s, char 
     histogram(&t, "crawlab_dispatch_seconds",
               "Time from a task's creation to its assignment to a node, in seconds.",
               &m->dispatch_seconds);
+    scalar(&t, "crawlab_tasks_pushed_total", "counter",
+           "Tasks assigned when they became pending and pushed with their spec to the node, "
+           "which starts them without FetchTask.",
+           m->tasks_pushed);
     scalar(&t, "crawlab_log_lines_total", "counter", "Log lines stored (resent lines not counted).",
            m->log_lines);
     scalar(&t, "crawlab_log_bytes_total", "counter", "Bytes of the log lines stored.",

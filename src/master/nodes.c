@@ -113,7 +113,7 @@ bool nodes_any_takes(struct nodes *n, const char *labels)
     return false;
 }
 
-static bool has_room(const struct node *node, const char *labels)
+bool nodes_has_room(const struct node *node, const char *labels)
 {
     return nodes_takes(node, labels) && node->stream && node->active < node->max_runners;
 }
@@ -126,7 +126,7 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels)
         size_t i = (n->cursor + k) % nb;
         for (struct hmap_entry *e = n->map.buckets[i]; e; e = e->next) {
             struct node *node = hmap_item(e, struct node, link);
-            if (has_room(node, labels) && node != n->last_pick) {
+            if (nodes_has_room(node, labels) && node != n->last_pick) {
                 n->cursor = i;
                 n->last_pick = node;
                 return node;
@@ -135,7 +135,7 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels)
     }
     /* Only the node picked last time is free: it is still the right one. */
     struct node *last = n->last_pick;
-    return last && has_room(last, labels) ? last : NULL;
+    return last && nodes_has_room(last, labels) ? last : NULL;
 }
 
 #define NAMES_SHOWN 10
@@ -283,6 +283,13 @@ bool nodes_notify_task(struct node *node)
     return true;
 }
 
+int nodes_push_task(struct node *node, const struct task_row *row)
+{
+    if (!node->stream)
+        return -ENOTCONN;
+    return node->stream->push_task(node->stream_handle, row);
+}
+
 /* Ends the node's stream from our side. */
 static void end_stream(struct node *node, enum node_end why)
 {
@@ -387,6 +394,8 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
              hello->containment ? hello->containment : "");
     node->max_runners = hello->max_runners;
     node->claims = hello->claims;
+    node->takes_pushed_tasks = hello->takes_pushed_tasks;
+    node->resynced = false;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();
     if (!node->online) {

@@ -30,6 +30,7 @@
 struct events;
 struct nodes;
 struct store;
+struct task_row;
 
 /* What the master tells a node on its stream. */
 enum node_push {
@@ -53,6 +54,9 @@ struct node_stream_ops {
     /* Queue a push; the stream writes what is queued in order of urgency (DRAIN first, then
      * TASK_AVAILABLE, then HEARTBEAT), and after a DRAIN ends itself (nodes_stream_gone). */
     void (*push)(void *handle, enum node_push what);
+    /* Queue a push of the task itself (its spec and epoch), for a node that takes pushed tasks;
+     * written before any TASK_AVAILABLE or HEARTBEAT, each once. 0, or -ENOMEM (nothing queued). */
+    int (*push_task)(void *handle, const struct task_row *row);
     /* End the stream from the master's side. The node has let go of it already. */
     void (*end)(void *handle, enum node_end why);
 };
@@ -83,8 +87,10 @@ struct node {
     enum node_state state;
     int max_runners;
     bool claims; /* it claims each fetched task before it starts it, as announced at Register */
-    int running; /* as the node last reported it */
-    int active;  /* read only outside nodes.c: see the invariant above */
+    bool takes_pushed_tasks; /* it starts a task pushed with its spec, as announced at Register */
+    bool resynced; /* its Resync since its last Register was answered: tasks may be pushed to it */
+    int running;   /* as the node last reported it */
+    int active;    /* read only outside nodes.c: see the invariant above */
     bool online;
     int64_t last_seen_ms;  /* wall clock, as shown and stored */
     int64_t last_heard_ms; /* monotonic (clock_mono_ms): what liveness is judged by */
@@ -120,6 +126,7 @@ struct node_hello {
     const char *labels; /* joined form, valid (labels_text_valid); NULL = none */
     int max_runners;
     bool claims;
+    bool takes_pushed_tasks;
     const char *peer; /* where it connects from, for the log */
 };
 
@@ -166,6 +173,10 @@ bool nodes_any_takes(struct nodes *n, const char *labels);
  * capacity, taken in turn so that pushes spread fairly; NULL when there is none. */
 struct node *nodes_pick_free(struct nodes *n, const char *labels);
 
+/* Whether the node takes such a task (nodes_takes), has a live stream and fewer held tasks than
+ * runners: what nodes_pick_free looks for. */
+bool nodes_has_room(const struct node *node, const char *labels);
+
 /*
  * The node that `given` names: the node with that key, else the one node with that name. -ENOENT
  * when none; -ENOTUNIQ when several nodes have that name: then why (why_len bytes) names them.
@@ -186,6 +197,9 @@ const char *nodes_state_name(enum node_state s);
 
 /* Pushes TASK_AVAILABLE to the node if it has a live stream. Returns false when it has none. */
 bool nodes_notify_task(struct node *node);
+/* Pushes the task (assigned to the node, durably) on its live stream. -ENOTCONN when it has none,
+ * -ENOMEM. */
+int nodes_push_task(struct node *node, const struct task_row *row);
 
 /* The master stops: the sweep stops, every live stream gets DRAIN, and from now on no stream is
  * attached and no node goes offline. */

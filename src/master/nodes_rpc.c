@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "core/rules.h"
+#include "master/taskspec.h"
 #include "net/tls.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
@@ -42,14 +43,36 @@ struct node *nodes_rpc_caller(struct nodes *n, struct srv_call *c, const char *k
 
 #define PUSH_BIT(what) (1u << (what))
 
+/* A task pushed with its spec, packed, waiting for the stream's current write. */
+struct task_push {
+    struct task_push *next;
+    grpc_byte_buffer *msg;
+};
+
 /* One Subscribe call: the node's stream once its request is accepted. */
 struct sub {
     struct nodes *nodes;
     struct srv_call *call;
-    struct node *node; /* whose stream this is; NULL before the request and once let go */
-    unsigned pending;  /* PUSH_BIT()s waiting for the current write */
-    bool drained;      /* DRAIN is written: the stream ends after it */
+    struct node *node;       /* whose stream this is; NULL before the request and once let go */
+    unsigned pending;        /* PUSH_BIT()s waiting for the current write */
+    struct task_push *tasks; /* pushed tasks, oldest first */
+    struct task_push **tail; /* where the next one goes */
+    bool drained;            /* DRAIN is written: the stream ends after it */
 };
+
+/* The oldest pushed task's message, taken off the queue (NULL when none waits). */
+static grpc_byte_buffer *take_task(struct sub *s)
+{
+    struct task_push *p = s->tasks;
+    if (!p)
+        return NULL;
+    s->tasks = p->next;
+    if (!s->tasks)
+        s->tail = &s->tasks;
+    grpc_byte_buffer *msg = p->msg;
+    free(p);
+    return msg;
+}
 
 /* The most urgent pending push: DRAIN, then TASK_AVAILABLE; a heartbeat can wait. */
 static Grpc__NodeServiceSubscribeCode take_next(struct sub *s)
@@ -67,10 +90,16 @@ static Grpc__NodeServiceSubscribeCode take_next(struct sub *s)
     return GRPC__NODE_SERVICE_SUBSCRIBE_CODE__HEARTBEAT;
 }
 
+/* DRAIN first; then pushed tasks, in order; then TASK_AVAILABLE and HEARTBEAT (take_next). */
 static void write_next(struct sub *s)
 {
-    if (!s->node || !s->pending || srv_call_write_pending(s->call))
+    if (!s->node || (!s->pending && !s->tasks) || srv_call_write_pending(s->call))
         return;
+    grpc_byte_buffer *task = s->pending & PUSH_BIT(NODE_PUSH_DRAIN) ? NULL : take_task(s);
+    if (task) {
+        srv_call_write(s->call, task);
+        return;
+    }
     Grpc__NodeServiceSubscribeResponse resp = GRPC__NODE_SERVICE_SUBSCRIBE_RESPONSE__INIT;
     resp.code = take_next(s);
     srv_call_write(s->call, codec_pack(&resp.base));
@@ -81,6 +110,30 @@ static void sub_push(void *handle, enum node_push what)
     struct sub *s = handle;
     s->pending |= PUSH_BIT(what);
     write_next(s);
+}
+
+static int sub_push_task(void *handle, const struct task_row *row)
+{
+    struct sub *s = handle;
+    struct task_push *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    struct taskspec ts;
+    taskspec_init(&ts, row);
+    Grpc__NodeServiceSubscribeResponse resp = GRPC__NODE_SERVICE_SUBSCRIBE_RESPONSE__INIT;
+    resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE;
+    resp.task = &ts.spec;
+    resp.epoch = row->epoch;
+    p->msg = codec_pack(&resp.base);
+    taskspec_free(&ts);
+    if (!p->msg) {
+        free(p);
+        return -ENOMEM;
+    }
+    *s->tail = p;
+    s->tail = &p->next;
+    write_next(s);
+    return 0;
 }
 
 static void sub_end(void *handle, enum node_end why)
@@ -100,7 +153,8 @@ static void sub_end(void *handle, enum node_end why)
     }
 }
 
-static const struct node_stream_ops sub_ops = {.push = sub_push, .end = sub_end};
+static const struct node_stream_ops sub_ops = {
+    .push = sub_push, .push_task = sub_push_task, .end = sub_end};
 
 /* The stream ends on our side of the call: the registry lets go of it first. */
 static void sub_close(struct sub *s, grpc_status_code st, const char *details, const char *why)
@@ -134,7 +188,11 @@ static void sub_on_done(struct srv_call *c, bool cancelled)
 
 static void sub_on_free(struct srv_call *c)
 {
-    free(srv_call_user(c));
+    struct sub *s = srv_call_user(c);
+    grpc_byte_buffer *msg;
+    while ((msg = take_task(s)))
+        grpc_byte_buffer_destroy(msg);
+    free(s);
 }
 
 /* The request is read by hand, since the call then stays open as the node's stream. */
@@ -176,6 +234,7 @@ static void on_subscribe(struct srv_call *c, void *ctx)
     }
     s->nodes = ctx;
     s->call = c;
+    s->tail = &s->tasks;
     srv_call_bind(c, &sub_handler, s);
     srv_call_read(c);
 }
@@ -227,6 +286,7 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
         .containment = req->containment,
         .max_runners = req->max_runners,
         .claims = req->claims,
+        .takes_pushed_tasks = req->takes_pushed_tasks,
         .peer = srv_call_peer(c),
     };
     struct node *node;

@@ -9,6 +9,7 @@
 #include "core/fence.h"
 #include "master/clock.h"
 #include "master/events.h"
+#include "master/group.h"
 #include "master/metrics.h"
 #include "master/nodes.h"
 #include "resilience/backoff.h"
@@ -35,20 +36,42 @@ struct live_task {
     struct task_watcher *watchers;
 };
 
+/*
+ * A task pushed to its node (or assigned to be) that the node has not yet reported running: it may
+ * have started, so if the node goes away it is treated as started (it ends abnormal after the
+ * grace and is never queued again); only the node's own Resync without it, or its giving it back,
+ * puts it back in the queue. In memory: after a restart of the master such a task is judged by its
+ * row, as one assigned by FetchTask.
+ */
+struct pushed_task {
+    struct hmap_entry link;
+    char id[TASK_ID_LEN + 1];
+};
+
+/* A task assigned to a node that takes pushed tasks, pushed once the assignment is committed. */
+struct unpushed {
+    struct unpushed *next;
+    char id[TASK_ID_LEN + 1];
+    char node_key[LIMIT_NODE_KEY_MAX + 1];
+};
+
 struct tasks {
     struct ev_loop *loop;
     struct store *store;
     struct nodes *nodes;
     struct tasks_opts opts;
     struct hmap live;
-    struct hmap away; /* struct away_task by id: when each node_disconnected task became so */
-    uint64_t sweeps;  /* grace sweeps so far */
+    struct hmap away;   /* struct away_task by id: when each node_disconnected task became so */
+    struct hmap pushed; /* struct pushed_task by id */
+    uint64_t sweeps;    /* grace sweeps so far */
     ev_timer grace_sweep;
     ev_timer wake;    /* at the earliest eligible_ms of a waiting retry */
     int64_t woken_ms; /* retries due up to this time were announced */
     bool draining;
-    struct metrics *metrics; /* NULL: none kept */
-    struct events *events;   /* NULL: none recorded */
+    struct metrics *metrics;                    /* NULL: none kept */
+    struct events *events;                      /* NULL: none recorded */
+    struct group *group;                        /* NULL: nothing is pushed, every node fetches */
+    struct unpushed *unpushed, **unpushed_tail; /* assigned in the open group, oldest first */
 };
 
 static bool is_held(enum task_status s)
@@ -179,8 +202,49 @@ void tasks_unwatch(struct tasks *t, const char *id, struct task_watcher *w)
     live_release_if_idle(t, lt);
 }
 
-void tasks_committed(struct tasks *t)
+/* The time from the task's creation (or a retry's eligibility) to its assignment, now. */
+static void observe_dispatch(struct tasks *t, const struct task_row *r, int64_t now_ms)
 {
+    int64_t since = r->eligible_ms > r->created_ms ? r->eligible_ms : r->created_ms;
+    if (t->metrics && now_ms >= since)
+        metrics_observe(&t->metrics->dispatch_seconds, (double)(now_ms - since) / 1000.0);
+}
+
+/* The task goes to its node, if it is still assigned there: the assignment is durable. A push
+ * that does not arrive (the stream broke, the node is gone) is settled as any assignment of a
+ * node that went away: tasks_node_offline, then the grace, or the node's Resync. */
+static void push_assigned(struct tasks *t, const struct unpushed *u)
+{
+    struct node *node = nodes_find(t->nodes, u->node_key);
+    struct task_row row;
+    if (!node || store_task_get(t->store, u->id, &row) < 0)
+        return;
+    if (row.status == TASK_ASSIGNED && strcmp(row.assigned_node, u->node_key) == 0) {
+        observe_dispatch(t, &row, clock_now_ms(t->loop));
+        if (nodes_push_task(node, &row) == 0) {
+            if (t->metrics)
+                t->metrics->tasks_pushed++;
+            log_debug("task %s pushed to node %s (epoch %" PRIu64 ")", row.id, u->node_key,
+                      row.epoch);
+        }
+    }
+    store_task_row_free(&row);
+}
+
+void tasks_committed(struct tasks *t, bool ok)
+{
+    struct unpushed *u = t->unpushed;
+    t->unpushed = NULL;
+    t->unpushed_tail = &t->unpushed;
+    while (u) {
+        struct unpushed *next = u->next;
+        if (ok)
+            push_assigned(t, u);
+        free(u);
+        u = next;
+    }
+    if (!ok)
+        return;
     struct hmap_entry *e, *tmp;
     hmap_foreach(&t->live, e, tmp)
     {
@@ -191,6 +255,34 @@ void tasks_committed(struct tasks *t)
 }
 
 /* ---- status changes ---- */
+
+static void pushed_add(struct tasks *t, const char *id)
+{
+    if (hmap_get(&t->pushed, id))
+        return;
+    struct pushed_task *p = calloc(1, sizeof(*p));
+    if (!p)
+        return; /* judged by its row, as a fetched task */
+    memcpy(p->id, id, sizeof(p->id));
+    p->link.key = p->id;
+    if (hmap_put(&t->pushed, &p->link) < 0)
+        free(p);
+}
+
+static void pushed_remove(struct tasks *t, const char *id)
+{
+    struct hmap_entry *e = hmap_get(&t->pushed, id);
+    if (!e)
+        return;
+    hmap_remove(&t->pushed, e);
+    free(hmap_item(e, struct pushed_task, link));
+}
+
+/* Whether the task may have started: its node reported it, or it was pushed to it. */
+static bool maybe_started(struct tasks *t, const struct task_row *r)
+{
+    return r->started_ms != 0 || hmap_get(&t->pushed, r->id) != NULL;
+}
 
 /* The event of the task's move to its current status, if that records one (core/event.h). */
 static void record_status_event(struct tasks *t, const char *id)
@@ -216,7 +308,7 @@ static void record_retry_event(struct tasks *t, const char *id, const char *node
     store_task_row_free(&attempt);
 }
 
-static void announce(struct tasks *t, const char *node_key, const char *labels);
+static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels);
 static void wake_arm(struct tasks *t);
 
 /* Does a task that ends in `to` get another attempt? Only an error or abnormal end of a task
@@ -276,13 +368,15 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
                                          clock_now_ms(t->loop));
     if (rc != 0)
         return rc;
+    if (to != TASK_ASSIGNED && to != TASK_NODE_DISCONNECTED)
+        pushed_remove(t, before->id);
     record_status_event(t, before->id);
     if (*next)
         record_retry_event(t, next, before->assigned_node);
     if (is_held(before->status) && !is_held(to))
         nodes_task_released(t->nodes, before->assigned_node);
     if (retry_due)
-        announce(t, before->node_key, before->labels);
+        announce(t, next, before->node_key, before->labels);
     if (task_status_terminal(to))
         log_info("task %s %s%s%s", before->id, task_status_name(to), error && *error ? ": " : "",
                  error ? error : "");
@@ -294,14 +388,45 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
     return 0;
 }
 
-/* Pushes TASK_AVAILABLE to whoever should fetch a newly pending task: the node it is addressed
- * to, else a free node that has the labels of its selector (NULL: any). */
-static void announce(struct tasks *t, const char *node_key, const char *labels)
+/*
+ * Assigns the pending task id to node in the open group (opened if none is); it is pushed once
+ * that group is committed (tasks_committed). False when it stays pending: no group, out of
+ * memory, or the store did not assign it.
+ */
+static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
+{
+    struct unpushed *u = t->group && !t->draining ? calloc(1, sizeof(*u)) : NULL;
+    if (!u || group_join(t->group) < 0 ||
+        store_task_assign(t->store, id, node->key, clock_now_ms(t->loop)) != 0) {
+        free(u);
+        return false;
+    }
+    group_want_commit(t->group);
+    nodes_task_held(t->nodes, node->key);
+    pushed_add(t, id);
+    memcpy(u->id, id, sizeof(u->id));
+    snprintf(u->node_key, sizeof(u->node_key), "%s", node->key);
+    *t->unpushed_tail = u;
+    t->unpushed_tail = &u->next;
+    log_debug("task %s assigned to node %s, to be pushed", id, node->key);
+    return true;
+}
+
+/* Hands a newly pending task (id, when known) to whoever should run it: the node it is addressed
+ * to, else a free node that has the labels of its selector (NULL: any). A node that takes pushed
+ * tasks, has room and has resynced since it registered gets it assigned (assign_to_push): before
+ * its Resync is answered, a task pushed to it could be missing from its listing and be queued
+ * again. Else the node is told TASK_AVAILABLE and fetches. */
+static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels)
 {
     struct node *node =
         node_key && *node_key ? nodes_find(t->nodes, node_key) : nodes_pick_free(t->nodes, labels);
-    if (node && nodes_takes(node, labels))
-        nodes_notify_task(node);
+    if (!node || !nodes_takes(node, labels))
+        return;
+    if (id && node->takes_pushed_tasks && node->resynced && nodes_has_room(node, labels) &&
+        assign_to_push(t, id, node))
+        return;
+    nodes_notify_task(node);
 }
 
 /* Back to the queue, for any node: it was never confirmed started. */
@@ -309,7 +434,7 @@ static void requeue(struct tasks *t, const struct task_row *r, const char *why)
 {
     if (change_status(t, r, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
         log_info("task %s returned to the queue: %s", r->id, why);
-        announce(t, r->node_key, r->labels);
+        announce(t, r->id, r->node_key, r->labels);
     }
 }
 
@@ -319,7 +444,7 @@ int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID
     if (rc < 0)
         return rc;
     log_debug("task %s submitted", id_out);
-    announce(t, tn->node_key, tn->labels);
+    announce(t, id_out, tn->node_key, tn->labels);
     return 0;
 }
 
@@ -363,7 +488,7 @@ int tasks_fire(struct tasks *t, int64_t schedule_id, int64_t fire_s, const struc
     for (size_t i = 0; rc == 0 && i < f.n; i++) {
         log_info("schedule %" PRId64 ": task %s for the fire at %" PRId64 "%s%s", schedule_id,
                  ids[i], fire_s, all_nodes ? " on node " : "", all_nodes ? f.each[i].node_key : "");
-        announce(t, f.each[i].node_key, f.each[i].labels);
+        announce(t, ids[i], f.each[i].node_key, f.each[i].labels);
     }
     free(ids);
     if (all_nodes)
@@ -380,7 +505,7 @@ int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1])
     rc = store_task_restart(t->store, id, clock_now_ms(t->loop), id_out);
     if (rc == 0) {
         log_info("task %s restarted as task %s", id, id_out);
-        announce(t, row.node_key, row.labels);
+        announce(t, id_out, row.node_key, row.labels);
     }
     store_task_row_free(&row);
     return rc;
@@ -424,14 +549,27 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
     int64_t now_ms = clock_now_ms(t->loop);
     int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);
     if (rc == 1) {
-        /* A retry waits from when it became eligible. */
-        int64_t since = out->eligible_ms > out->created_ms ? out->eligible_ms : out->created_ms;
-        if (t->metrics && now_ms >= since)
-            metrics_observe(&t->metrics->dispatch_seconds, (double)(now_ms - since) / 1000.0);
+        observe_dispatch(t, out, now_ms);
         nodes_task_held(t->nodes, node_key);
         log_debug("task %s assigned to node %s", out->id, node_key);
     }
     return rc;
+}
+
+/*
+ * The node gives back a task pushed to it that it will not start (it is stopping): back to the
+ * queue, and no more pushes to that node until it registers again. Only a task still assigned (not
+ * reported running) can be given back: -EALREADY otherwise.
+ */
+static int give_back(struct tasks *t, const struct task_row *r, const char *node_key)
+{
+    if (r->status != TASK_ASSIGNED)
+        return -EALREADY;
+    struct node *node = nodes_find(t->nodes, node_key);
+    if (node)
+        node->takes_pushed_tasks = false;
+    requeue(t, r, "its node gave it back");
+    return 0;
 }
 
 int tasks_report(struct tasks *t, const char *node_key, const char *id, enum task_status to,
@@ -448,6 +586,10 @@ int tasks_report(struct tasks *t, const char *node_key, const char *id, enum tas
     };
     switch (fence_report(&fr, to, epoch)) {
     case FENCE_ACCEPT:
+        if (to == TASK_PENDING) {
+            rc = give_back(t, &row, node_key);
+            break;
+        }
         rc = change_status(t, &row, to, pid,
                            task_status_terminal(to) ? exit_code : STORE_NO_EXIT_CODE, error);
         if (rc == 0 && epoch && to == TASK_RUNNING && !pid)
@@ -652,7 +794,8 @@ static int collect_expired(void *ctx, const struct task_row *r)
     if (!a)
         return 0; /* out of memory: this task waits for a later sweep */
     a->seen = g->t->sweeps;
-    if (g->now - a->since_mono_ms < (r->started_ms ? g->started_grace : g->unconfirmed_grace))
+    if (g->now - a->since_mono_ms <
+        (maybe_started(g->t, r) ? g->started_grace : g->unconfirmed_grace))
         return 0;
     return row_list_add(&g->expired, r);
 }
@@ -682,7 +825,7 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     }
     for (size_t i = 0; i < g.expired.n; i++) {
         const struct task_row *r = &g.expired.rows[i];
-        if (r->started_ms)
+        if (maybe_started(t, r))
             change_status(t, r, TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
                           "node did not come back within the disconnect grace");
         else
@@ -695,7 +838,7 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int announce_node(void *ctx, const char *node_key, const char *labels)
 {
-    announce(ctx, node_key, *labels ? labels : NULL);
+    announce(ctx, NULL, node_key, *labels ? labels : NULL);
     return 0;
 }
 
@@ -750,10 +893,17 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
         free(t);
         return -ENOMEM;
     }
+    if (hmap_init(&t->pushed) < 0) {
+        hmap_destroy(&t->away);
+        hmap_destroy(&t->live);
+        free(t);
+        return -ENOMEM;
+    }
     t->loop = loop;
     t->store = store;
     t->nodes = nodes;
     t->opts = *opts;
+    t->unpushed_tail = &t->unpushed;
     /* A tenth of the grace, within 0.1 .. 5 s. */
     double every = (double)opts->disconnect_grace_ms / 10000.0;
     if (every > 5.0)
@@ -797,6 +947,16 @@ void tasks_destroy(struct tasks *t)
         free(hmap_item(e, struct away_task, link));
     }
     hmap_destroy(&t->away);
+    hmap_foreach(&t->pushed, e, tmp)
+    {
+        free(hmap_item(e, struct pushed_task, link));
+    }
+    hmap_destroy(&t->pushed);
+    while (t->unpushed) {
+        struct unpushed *u = t->unpushed;
+        t->unpushed = u->next;
+        free(u);
+    }
     free(t);
 }
 
@@ -808,6 +968,11 @@ void tasks_set_metrics(struct tasks *t, struct metrics *m)
 void tasks_set_events(struct tasks *t, struct events *ev)
 {
     t->events = ev;
+}
+
+void tasks_set_group(struct tasks *t, struct group *g)
+{
+    t->group = g;
 }
 
 void tasks_notification(struct tasks *t, const char *node_key, const char *id)

@@ -1,8 +1,9 @@
 /*
- * The master's task queue: submit, dispatch (a TASK_AVAILABLE push, then the node's fetch), the
- * status a node reports, cancels, what a node holds after it reconnects (resync), and what
- * happens to a node's tasks when it goes offline. TaskService (master/tasks_rpc.h) is the gRPC
- * glue in front of it.
+ * The master's task queue: submit, dispatch (a TASK_AVAILABLE push, then the node's fetch; or,
+ * to a free node that takes pushed tasks, the assignment at once and the task itself pushed once
+ * that is durable), the status a node reports, cancels, what a node holds after it reconnects
+ * (resync), and what happens to a node's tasks when it goes offline. TaskService
+ * (master/tasks_rpc.h) is the gRPC glue in front of it.
  *
  * A task submitted with retries that ends error or abnormal gets its next attempt here, in the
  * same store transaction as its end, and it is announced when its delay is over (a timer set at
@@ -27,6 +28,7 @@
 #include "store/store.h"
 
 struct events;
+struct group;
 struct metrics;
 struct tasks;
 struct nodes;
@@ -57,12 +59,19 @@ void tasks_set_metrics(struct tasks *t, struct metrics *m);
  * and the workers' notifications. */
 void tasks_set_events(struct tasks *t, struct events *ev);
 
+/* Assigns in the open group of g (master/group.h), which must outlive t, a task handed to a node
+ * that takes pushed tasks; the push leaves after the group's commit (tasks_committed). Without a
+ * group every node fetches. */
+void tasks_set_group(struct tasks *t, struct group *g);
+
 /* A worker's SendNotification about a task (node_key may be ""): recorded as task.notification
  * with the task as it stands. */
 void tasks_notification(struct tasks *t, const char *node_key, const char *id);
 
-/* Stores a new pending task and pushes TASK_AVAILABLE to a node that can take it: the node it is
- * addressed to, else a free node that has the labels of its selector (nodes_pick_free). */
+/* Stores a new pending task and hands it to a node that can take it: the node it is addressed
+ * to, else a free node that has the labels of its selector (nodes_pick_free). A node that takes
+ * pushed tasks and has room gets it assigned in the same group and pushed after the commit;
+ * another gets TASK_AVAILABLE and fetches. */
 int tasks_submit(struct tasks *t, const struct task_new *tn, char id_out[TASK_ID_LEN + 1]);
 
 /* The task of a schedule's fire (store_schedule_fire: the tasks, the fire records and the
@@ -156,7 +165,8 @@ struct task_watcher {
 int tasks_watch(struct tasks *t, const char *id, struct task_watcher *w);
 void tasks_unwatch(struct tasks *t, const char *id, struct task_watcher *w);
 
-/* Log lines or items were committed: watchers of any task may have new lines. */
-void tasks_committed(struct tasks *t);
+/* A group was committed (ok) or rolled back: the tasks assigned in it are pushed to their nodes
+ * (or forgotten), and watchers of any task may have new lines. */
+void tasks_committed(struct tasks *t, bool ok);
 
 #endif

@@ -4,10 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "core/fence.h"
 #include "master/nodes_rpc.h"
+#include "master/taskspec.h"
 #include "rpc/codec.h"
 #include "runtime/log.h"
 #include "entity/response.pb-c.h"
@@ -124,57 +123,20 @@ static void on_task_subscribe(struct srv_call *c, void *ctx)
 
 /* ---- FetchTask ---- */
 
-/* TaskSpec.env from the stored JSON object; entries live in the caller's arrays. */
-static size_t spec_env(json_t *env, Grpc__TaskSpec__EnvEntry *entries,
-                       Grpc__TaskSpec__EnvEntry **ptrs, size_t cap)
-{
-    size_t n = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(env, k, v)
-    {
-        if (n == cap || !json_is_string(v))
-            continue;
-        grpc__task_spec__env_entry__init(&entries[n]);
-        entries[n].key = (char *)k;
-        entries[n].value = (char *)json_string_value(v);
-        ptrs[n] = &entries[n];
-        n++;
-    }
-    return n;
-}
-
 /* Answers a FetchTask with the task; at once (before the assignment is durable) when early. */
 static void reply_task(struct srv_call *c, const struct task_row *row, bool early)
 {
-    Grpc__TaskSpec spec = GRPC__TASK_SPEC__INIT;
-    spec.id = (char *)row->id;
-    spec.cmd = row->cmd;
-    spec.param = row->param;
-    spec.name = (char *)row->name;
-    spec.timeout_ms = row->timeout_ms;
-    spec.priority = row->priority;
-    spec.spider = (char *)row->spider;
-    spec.spider_sha256 = (char *)row->spider_sha256;
-    json_t *env = json_loads(row->env_json, 0, NULL);
-    size_t cap = json_is_object(env) ? json_object_size(env) : 0;
-    Grpc__TaskSpec__EnvEntry *entries = cap ? calloc(cap, sizeof(*entries)) : NULL;
-    Grpc__TaskSpec__EnvEntry **ptrs = cap ? calloc(cap, sizeof(*ptrs)) : NULL;
-    if (entries && ptrs) {
-        spec.n_env = spec_env(env, entries, ptrs, cap);
-        spec.env = ptrs;
-    }
+    struct taskspec ts;
+    taskspec_init(&ts, row);
     Grpc__TaskServiceFetchTaskResponse resp = GRPC__TASK_SERVICE_FETCH_TASK_RESPONSE__INIT;
-    resp.task_id = spec.id;
-    resp.task = &spec;
+    resp.task_id = ts.spec.id;
+    resp.task = &ts.spec;
     resp.epoch = row->epoch;
     if (early)
         srv_call_reply_now(c, &resp.base);
     else
         srv_call_reply(c, &resp.base);
-    free(entries);
-    free(ptrs);
-    json_decref(env);
+    taskspec_free(&ts);
 }
 
 static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
@@ -295,6 +257,8 @@ static void on_resync(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
     resp.n_tasks = k;
     resp.tasks = ptrs;
     srv_call_reply(c, &resp.base);
+    /* From now on a task pushed to it cannot be one its listing left out. */
+    node->resynced = true;
     log_debug("node %s resynced: it holds %zu task(s)", node->key, n);
 out:
     free(ids);

@@ -99,9 +99,10 @@ static int task_state_check(const Grpc__TaskState *st, bool any_status, const ch
     if (any_status) {
         if (*st->status && task_status_parse(st->status, &s) < 0)
             return fail(why, -EINVAL, "state.status: unknown status");
-    } else if (!worker_status(st->status)) {
+    } else if (!worker_status(st->status) && !(st->epoch && !strcmp(st->status, "pending"))) {
         return fail(why, -EINVAL,
-                    "state.status: a worker reports running, finished, error or cancelled");
+                    "state.status: a worker reports running, finished, error or cancelled (or "
+                    "pending with an epoch: a pushed task given back)");
     }
     if (st->log_lines > LIMIT_SAFE_INT_MAX || st->data_items > LIMIT_SAFE_INT_MAX)
         return fail(why, -ERANGE, "state: log_lines and data_items are at most 2^53 - 1");

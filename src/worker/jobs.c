@@ -46,8 +46,11 @@ struct job {
     unsigned cancel_gen;
     pid_t pid;
     uint64_t epoch; /* the assignment's epoch, 0 when the master gave none */
-    /* While claiming: the FetchTask answer whose TaskSpec is started once the claim is stored. */
-    Grpc__TaskServiceFetchTaskResponse *fetched;
+    /* Until it starts: its TaskSpec and the message that carries it (a FetchTask answer, or the
+     * master's push on Subscribe), freed together (release_spec). */
+    ProtobufCMessage *carrier;
+    const Grpc__TaskSpec *spec;
+    bool pushed;    /* the master pushed it assigned: started without FetchTask nor claim */
     int claims_out; /* claim calls not answered yet, from this connection or an older one */
     bool dropped;   /* not ours: forgotten once no claim call refers to it any more */
 
@@ -138,6 +141,14 @@ static void check_stopped(struct jobs *j)
     }
 }
 
+static void release_spec(struct job *job)
+{
+    if (job->carrier)
+        protobuf_c_message_free_unpacked(job->carrier, NULL);
+    job->carrier = NULL;
+    job->spec = NULL;
+}
+
 static void job_remove(struct job *job)
 {
     struct jobs *j = job->owner;
@@ -150,8 +161,7 @@ static void job_remove(struct job *job)
     j->held--;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
-    if (job->fetched)
-        protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+    release_spec(job);
     if (job->cancel_stream)
         rpc_call_release(job->cancel_stream);
     uploader_destroy(job->up);
@@ -453,13 +463,17 @@ static unsigned long long process_start_time(pid_t pid)
 static void record_running(struct jobs *j, const struct job *job)
 {
     char path[4096], line[96];
-    snprintf(path, sizeof(path), "%s/running", j->data_dir);
-    mkdir(path, 0700);
     snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) { /* the first task: the directory is made now */
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/running", j->data_dir);
+        mkdir(dir, 0700);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    }
     /* The epoch lets a restarted worker report the task's end under its assignment. */
     int len = snprintf(line, sizeof(line), "%d %llu %" PRIu64 "\n", (int)job->pid,
-                       process_start_time(job->pid), job->epoch);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                       job->pid ? process_start_time(job->pid) : 0, job->epoch);
     if (fd < 0 || write(fd, line, (size_t)len) != len)
         log_warn("task %s: cannot record its process in %s: %s", job->id, path, strerror(errno));
     if (fd >= 0)
@@ -612,19 +626,23 @@ static void send_claim(struct job *job)
               session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_claimed, c);
 }
 
-/* A fetched task: claimed first when the master fences, else started at once. Takes m. */
-static void start_job(struct jobs *j, Grpc__TaskServiceFetchTaskResponse *m)
+/* A task the master handed us: its spec in carrier (taken), under epoch. Claimed first when
+ * fetched under an epoch; started at once when fetched without one, or when pushed. */
+static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec, uint64_t epoch,
+                      ProtobufCMessage *carrier, bool pushed)
 {
-    struct job *job = add_job(j, m->task_id);
+    struct job *job = add_job(j, id);
     if (!job) {
-        log_error("task %s: out of memory; the master will see it lost", m->task_id);
-        protobuf_c_message_free_unpacked(&m->base, NULL);
+        log_error("task %s: out of memory; the master will see it lost", id);
+        protobuf_c_message_free_unpacked(carrier, NULL);
         return;
     }
-    job->fetched = m;
-    job->epoch = m->epoch;
+    job->carrier = carrier;
+    job->spec = spec;
+    job->pushed = pushed;
+    job->epoch = epoch;
     uploader_set_epoch(job->up, job->epoch);
-    if (!fence_claim_needed(job->epoch)) {
+    if (pushed ? fence_push_start(epoch) : !fence_claim_needed(epoch)) {
         spawn_job(job);
         return;
     }
@@ -639,8 +657,7 @@ static void fail_start(struct job *job, const char *why)
     struct jobs *j = job->owner;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
-    protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
-    job->fetched = NULL;
+    release_spec(job);
     job->phase = PHASE_FINAL;
     job->status = TASK_ERROR;
     job->exit_code = -1;
@@ -686,7 +703,7 @@ static void prepare_spider(struct job *job, const Grpc__TaskSpec *spec, const ch
 static void spawn_job(struct job *job)
 {
     struct jobs *j = job->owner;
-    const Grpc__TaskSpec *spec = job->fetched->task;
+    const Grpc__TaskSpec *spec = job->spec;
     const char *id = job->id;
     char workdir[4096];
     snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
@@ -716,6 +733,10 @@ static void spawn_job(struct job *job)
         .cancel_grace_ms = j->cancel_grace_ms,
         .contain = j->contain,
     };
+    /* A pushed task is noted before it starts: a worker killed now lists it when it comes back,
+     * and the master, which may not have heard of its start, does not queue it again. */
+    if (job->pushed)
+        record_running(j, job);
     int rc = !job->up               ? -ENOMEM
              : !spec || !*spec->cmd ? -EINVAL
                                     : runner_start(j->loop, &rs, &runner_cb, job, &job->proc);
@@ -729,10 +750,9 @@ static void spawn_job(struct job *job)
     j->running++;
     job->pid = runner_pid(job->proc);
     record_running(j, job);
-    log_info("task %s started (pid %d): %s%s%s", id, (int)job->pid, spec->cmd,
-             *spec->param ? " " : "", spec->param);
-    protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
-    job->fetched = NULL;
+    log_info("task %s started (pid %d%s): %s%s%s", id, (int)job->pid, job->pushed ? ", pushed" : "",
+             spec->cmd, *spec->param ? " " : "", spec->param);
+    release_spec(job);
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);
 }
@@ -768,7 +788,7 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     if (got) {
         if (j->stopping)
             log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
-        start_job(j, (Grpc__TaskServiceFetchTaskResponse *)r); /* takes m */
+        start_job(j, r->task_id, r->task, r->epoch, m, false); /* takes m */
         maybe_fetch(j); /* there may be more, and room for them */
     } else {
         protobuf_c_message_free_unpacked(m, NULL);
@@ -953,6 +973,61 @@ void jobs_on_task_available(struct jobs *j)
     maybe_fetch(j);
 }
 
+static void on_given_back(void *user, grpc_status_code st, const char *details,
+                          grpc_byte_buffer *resp)
+{
+    char *id = user;
+    if (st != GRPC_STATUS_OK)
+        log_warn("task %s: giving it back failed: %s (status %d); the master settles it when we "
+                 "are gone",
+                 id, details, (int)st);
+    free(id);
+}
+
+/* A pushed task this worker will not start: 'pending' under the push's epoch tells the master to
+ * queue it again, and to push no more to us until we register again. */
+static void give_back(struct jobs *j, const char *id, uint64_t epoch)
+{
+    grpc_channel *ch = session_channel(j->sess);
+    char *user = strdup(id);
+    if (!ch || !user) {
+        free(user);
+        return;
+    }
+    Grpc__TaskState state = GRPC__TASK_STATE__INIT;
+    state.task_id = (char *)id;
+    state.status = (char *)task_status_name(TASK_PENDING);
+    state.error = "";
+    state.epoch = epoch;
+    Grpc__TaskServiceReportStatusRequest req = GRPC__TASK_SERVICE_REPORT_STATUS_REQUEST__INIT;
+    req.node_key = j->node_key;
+    req.state = &state;
+    log_info("task %s pushed, but not started here: given back to the master", id);
+    rpc_unary(session_bridge(j->sess), ch, "/grpc.TaskService/ReportStatus",
+              session_auth_key(j->sess), UNARY_TIMEOUT_MS, &req.base, on_given_back, user);
+}
+
+void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m)
+{
+    const Grpc__TaskSpec *spec = m->task;
+    if (!task_id_valid(spec->id)) {
+        log_warn("a pushed task with a malformed id: ignored");
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    /* Stopping, or still holding an older copy of the task (being stopped): not started here. */
+    if (j->stopping || find_job(j, spec->id)) {
+        give_back(j, spec->id, m->epoch);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    if (j->running + j->claiming >= j->max_runners)
+        log_warn("task %s pushed while all %d runners are busy; it runs anyway", spec->id,
+                 j->max_runners);
+    log_debug("task %s pushed with its spec (epoch %" PRIu64 ")", spec->id, m->epoch);
+    start_job(j, spec->id, spec, m->epoch, &m->base, true);
+}
+
 void jobs_on_drain(struct jobs *j)
 {
     j->draining = true;
@@ -1093,8 +1168,7 @@ void jobs_destroy(struct jobs *j)
         }
         if (job->cancel_stream)
             rpc_call_release(job->cancel_stream);
-        if (job->fetched)
-            protobuf_c_message_free_unpacked(&job->fetched->base, NULL);
+        release_spec(job);
         uploader_destroy(job->up);
         free(job);
     }

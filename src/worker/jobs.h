@@ -43,6 +43,9 @@ void jobs_destroy(struct jobs *j);
 void jobs_on_online(struct jobs *j);
 void jobs_on_offline(struct jobs *j);
 void jobs_on_task_available(struct jobs *j);
+/* The master pushed a task already assigned to us, durably (m->task, m->epoch set): it starts
+ * now, without FetchTask or a claim (core/fence.h, fence_push_start). Takes m. */
+void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m);
 void jobs_on_drain(struct jobs *j);
 int jobs_running(const struct jobs *j);
 /* The containment in use, as the worker announces it: "cgroup" or "subreaper". */

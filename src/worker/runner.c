@@ -347,8 +347,8 @@ void runner_free(struct runner_proc *p)
     free(p);
 }
 
-/* mkdir -p: creates every missing component of path with mode 0755. */
-static int mkdir_p(const char *path)
+/* mkdir of each component of path in turn, from the root. */
+static int mkdir_each(const char *path)
 {
     char *buf = strdup(path);
     if (!buf)
@@ -368,6 +368,22 @@ static int mkdir_p(const char *path)
         *c = saved;
     }
     free(buf);
+    return 0;
+}
+
+/* Makes the directory path, and its parents when they are missing: one mkdir when only path is
+ * (a task's directory under the worker's, the usual case). */
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0755) == 0)
+        return 0;
+    if (errno == ENOENT) {
+        int rc = mkdir_each(path);
+        if (rc < 0)
+            return rc;
+    } else if (errno != EEXIST) {
+        return -errno;
+    }
     struct stat st;
     if (stat(path, &st) < 0)
         return -errno;

@@ -221,10 +221,16 @@ static void sub_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
         connection_lost(s, "malformed message on the node stream");
         return;
     }
-    int code = ((Grpc__NodeServiceSubscribeResponse *)m)->code;
-    protobuf_c_message_free_unpacked(m, NULL);
+    Grpc__NodeServiceSubscribeResponse *r = (Grpc__NodeServiceSubscribeResponse *)m;
+    int code = r->code;
     ev_timer_again(s->loop, &s->watchdog);
     rpc_call_read(call);
+    if (code == GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE && r->task && r->epoch &&
+        s->hooks.on_task_pushed) {
+        s->hooks.on_task_pushed(s->ctx, r); /* takes m */
+        return;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
     switch (code) {
     case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__HEARTBEAT:
         break;
@@ -375,7 +381,8 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
     req.version = (char *)CRAWLAB_VERSION;
     req.machine_id = (char *)s->id.machine_id;
     req.containment = (char *)(s->id.containment ? s->id.containment : "");
-    req.claims = true; /* worker/jobs.c claims every task it fetches (core/fence.h) */
+    req.claims = true;             /* worker/jobs.c claims every task it fetches (core/fence.h) */
+    req.takes_pushed_tasks = true; /* and starts a pushed one at once (jobs_on_task_pushed) */
     req.labels = s->cfg->labels;
     req.n_labels = s->cfg->n_labels;
     struct call_ctx *c = call_ctx_new(s);

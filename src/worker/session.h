@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "runtime/bridge.h"
+#include "services/node_service.pb-c.h"
 
 struct session;
 
@@ -25,6 +26,8 @@ struct session_hooks {
     void (*on_task_available)(void *ctx); /* the master pushed TASK_AVAILABLE */
     void (*on_drain)(void *ctx);          /* the master asked us to stop fetching */
     int (*running)(void *ctx);            /* tasks running now, for heartbeats */
+    /* The master pushed a task assigned to us (task and epoch set); the hook takes m. */
+    void (*on_task_pushed)(void *ctx, Grpc__NodeServiceSubscribeResponse *m);
 };
 
 struct tls_client;

@@ -74,6 +74,11 @@ static void hook_task_available(void *ctx)
     jobs_on_task_available(((struct worker *)ctx)->jobs);
 }
 
+static void hook_task_pushed(void *ctx, Grpc__NodeServiceSubscribeResponse *m)
+{
+    jobs_on_task_pushed(((struct worker *)ctx)->jobs, m);
+}
+
 static void hook_drain(void *ctx)
 {
     jobs_on_drain(((struct worker *)ctx)->jobs);
@@ -88,6 +93,7 @@ static const struct session_hooks hooks = {
     .on_online = hook_online,
     .on_offline = hook_offline,
     .on_task_available = hook_task_available,
+    .on_task_pushed = hook_task_pushed,
     .on_drain = hook_drain,
     .running = hook_running,
 };

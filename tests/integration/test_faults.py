@@ -450,15 +450,22 @@ class Faults(harness.ClusterTest, harness.TaskOps):
         # Node a fetched the task, but its claim never reached the master: a must not start it,
         # since the master, not having heard of a start, gives the task to another node once a
         # has been away past the grace. Staging: chunks are held 1 s, and the blackhole comes as
-        # soon as a has sent its claim, which is then still in the proxy.
+        # soon as a has sent its claim, which is then still in the proxy. a fetches the task (a
+        # free node would have it pushed, without a claim): it has one runner, busy with a
+        # blocker while the task is submitted, and the blocker's end frees it.
         self.c.start_master(extra=["--disconnect-grace=3s"])
         p = self.proxy()
-        a = self.c.start_worker("a", master_addr=p.addr, extra=["--log-level=debug"])
+        a = self.c.start_worker("a", master_addr=p.addr,
+                                extra=["--log-level=debug", "--max-runners=1"])
         ka, = self.online(a)
+        blocker = self.submit1("--", "sleep", "300")
+        pid = self.running_pid(blocker)
         ran = self.c.path("ran.txt")
         self.addCleanup(self.kill_runs, ran)
-        p.delay(1000)
         tid = self.sleeper(ran)
+        self.assertEqual(self.task(tid)["status"], "pending")
+        p.delay(1000)
+        os.killpg(pid, signal.SIGKILL)
         a.wait_log("task %s: claiming it" % tid, timeout=30)
         p.blackhole()
         t = self.task(tid)

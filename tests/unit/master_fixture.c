@@ -89,7 +89,18 @@ static void node_end(void *handle, enum node_end why)
     s->end_why = why;
 }
 
-const struct node_stream_ops fixture_node_ops = {.push = node_push, .end = node_end};
+static int node_push_task(void *handle, const struct task_row *row)
+{
+    struct fake_node_stream *s = handle;
+    ck_assert_msg(!s->ended, "a task pushed to an ended stream");
+    s->task_pushes++;
+    snprintf(s->last_task, sizeof(s->last_task), "%s", row->id);
+    s->last_epoch = row->epoch;
+    return 0;
+}
+
+const struct node_stream_ops fixture_node_ops = {
+    .push = node_push, .push_task = node_push_task, .end = node_end};
 
 static int task_cancel(void *handle, const char *id, bool force)
 {

@@ -34,6 +34,9 @@ void fixture_run_until(const bool *done);
 /* A node's stream: how many pushes of each kind arrived, and whether and why it was ended. */
 struct fake_node_stream {
     int pushes[NODE_PUSH_DRAIN + 1];
+    int task_pushes; /* tasks pushed with their spec; the last one's id and epoch: */
+    char last_task[TASK_ID_LEN + 1];
+    uint64_t last_epoch;
     bool ended;
     enum node_end end_why;
     /* Called on each push when set, e.g. to answer heartbeats as a worker would. */

@@ -94,6 +94,13 @@ START_TEST(a_task_is_claimed_only_when_the_master_gave_an_epoch)
 }
 END_TEST
 
+START_TEST(a_pushed_task_starts_at_once_only_under_an_epoch)
+{
+    ck_assert(fence_push_start(7));
+    ck_assert(!fence_push_start(0));
+}
+END_TEST
+
 START_TEST(the_worker_spawns_only_on_an_accepted_claim)
 {
     ck_assert_int_eq(fence_claim_answer(true, false), FENCE_SPAWN);
@@ -126,6 +133,7 @@ static Suite *fence_suite(void)
     suite_add_tcase(s, master);
     TCase *worker = tcase_create("worker");
     tcase_add_test(worker, a_task_is_claimed_only_when_the_master_gave_an_epoch);
+    tcase_add_test(worker, a_pushed_task_starts_at_once_only_under_an_epoch);
     tcase_add_test(worker, the_worker_spawns_only_on_an_accepted_claim);
     tcase_add_test(worker, a_cancelling_cursor_drops_a_task_not_started_yet);
     suite_add_tcase(s, worker);

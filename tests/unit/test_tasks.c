@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "check_main.h"
+#include "master/group.h"
 #include "master_fixture.h"
 
 /* What a worker says of a task it has started. */
@@ -877,6 +878,173 @@ START_TEST(test_stream_of_a_task_already_over_ends_at_once)
 }
 END_TEST
 
+/* ---- tasks pushed to a node that takes them (assigned at once, pushed after the commit) ---- */
+
+static struct group *group;
+
+static void on_commit(void *ctx, uint64_t n, bool ok)
+{
+    tasks_committed(tasks, ok);
+}
+
+/* The queue with a group, as the master wires it, and node a: takes pushed tasks, resynced. */
+static struct node *start_pushing(uint64_t grace_ms, struct fake_node_stream *sa)
+{
+    stop();
+    start(grace_ms);
+    ck_assert_int_eq(group_create(fx.loop, fx.store, NULL, &group), 0);
+    group_on_commit(group, on_commit, NULL);
+    tasks_set_group(tasks, group);
+    const struct node_hello hello = {.key = "a",
+                                     .name = "a",
+                                     .machine_id = "a",
+                                     .version = "1.0",
+                                     .max_runners = 1,
+                                     .takes_pushed_tasks = true,
+                                     .peer = "test"};
+    struct node *a;
+    ck_assert_int_eq(nodes_register(nodes, &hello, &a), 0);
+    ck_assert_int_eq(nodes_stream_attach(nodes, a, &fixture_node_ops, sa), 0);
+    a->resynced = true; /* as its Resync's answer sets it */
+    return a;
+}
+
+static void stop_pushing(void)
+{
+    group_destroy(group);
+}
+
+static uint64_t epoch_of(const char *id)
+{
+    struct task_row row;
+    ck_assert_int_eq(store_task_get(fx.store, id, &row), 0);
+    uint64_t e = row.epoch;
+    store_task_row_free(&row);
+    return e;
+}
+
+/* Submits a task that a takes: assigned at once, pushed after the commit. */
+static void submit_pushed(struct node *a, struct fake_node_stream *sa, char id[TASK_ID_LEN + 1])
+{
+    int before = sa->task_pushes;
+    submit(NULL, id);
+    ck_assert_int_eq(status_of(id), TASK_ASSIGNED);
+    ck_assert_int_eq(a->active, 1);
+    ck_assert_int_eq(sa->task_pushes, before); /* not before the assignment is durable */
+    group_commit(group);
+    ck_assert_int_eq(sa->task_pushes, before + 1);
+    ck_assert_str_eq(sa->last_task, id);
+    ck_assert_uint_eq(sa->last_epoch, epoch_of(id));
+}
+
+START_TEST(test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_commit)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = start_pushing(60000, sa);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
+    submit_pushed(a, sa, t1);
+    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE], 0);
+    fetch_none("a");
+    /* Its report under the push's epoch starts it, as after a claim. */
+    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_RUNNING, 42, 0, NULL, epoch_of(t1)), 0);
+    ck_assert_int_eq(status_of(t1), TASK_RUNNING);
+    /* Full: the next task waits for a fetch, and nothing is pushed. */
+    submit(NULL, t2);
+    group_commit(group);
+    ck_assert_int_eq(status_of(t2), TASK_PENDING);
+    ck_assert_int_eq(sa->task_pushes, 1);
+    stop_pushing();
+}
+END_TEST
+
+START_TEST(test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = start_pushing(60000, sa);
+    a->resynced = false;
+    char t1[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    group_commit(group);
+    ck_assert_int_eq(status_of(t1), TASK_PENDING);
+    ck_assert_int_eq(sa->task_pushes, 0);
+    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE], 1);
+    fetch("a", t1);
+    stop_pushing();
+}
+END_TEST
+
+START_TEST(test_a_rolled_back_assignment_is_not_pushed)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    start_pushing(60000, sa);
+    char t1[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    tasks_committed(tasks, false); /* what a failed commit tells */
+    group_commit(group);
+    ck_assert_int_eq(sa->task_pushes, 0);
+    stop_pushing();
+}
+END_TEST
+
+START_TEST(test_a_pushed_task_whose_node_stays_away_ends_abnormal_never_queued_again)
+{
+    /* The push may have arrived and the task run: a lost push looks like a lost report. */
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = start_pushing(SHORT_GRACE_MS, sa);
+    char id[TASK_ID_LEN + 1];
+    submit_pushed(a, sa, id);
+    lose_stream(a);
+    ck_assert_int_eq(status_of(id), TASK_NODE_DISCONNECTED);
+    struct watch wt;
+    watch(&wt, id);
+    fixture_run_until(&wt.changed);
+    ck_assert_int_eq(status_of(id), TASK_ABNORMAL);
+    ck_assert_int_eq(a->active, 0);
+    tasks_unwatch(tasks, id, &wt.w);
+    stop_pushing();
+}
+END_TEST
+
+START_TEST(test_a_pushed_task_its_node_comes_back_without_is_queued_again)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = start_pushing(60000, sa);
+    char id[TASK_ID_LEN + 1];
+    submit_pushed(a, sa, id);
+    lose_stream(a);
+    add_node("a", 1, fixture_node_stream());
+    tasks_settle_unlisted(tasks, "a", NULL, 0);
+    ck_assert_int_eq(status_of(id), TASK_PENDING);
+    ck_assert_int_eq(a->active, 0);
+    stop_pushing();
+}
+END_TEST
+
+START_TEST(test_a_pushed_task_given_back_is_queued_again_and_its_node_gets_no_more)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = start_pushing(60000, sa);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
+    submit_pushed(a, sa, t1);
+    uint64_t e = epoch_of(t1);
+    /* Under an older epoch, or once started, it cannot be given back. */
+    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_PENDING, 0, 0, NULL, e + 1), -ESTALE);
+    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_PENDING, 0, 0, NULL, e), 0);
+    ck_assert_int_eq(status_of(t1), TASK_PENDING);
+    ck_assert_int_eq(a->active, 0);
+    ck_assert(!a->takes_pushed_tasks);
+    submit(NULL, t2);
+    group_commit(group);
+    ck_assert_int_eq(sa->task_pushes, 1);
+    ck_assert_int_eq(status_of(t2), TASK_PENDING);
+    fetch("a", t1);
+    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_RUNNING, 42, 0, NULL, epoch_of(t1)), 0);
+    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_PENDING, 0, 0, NULL, epoch_of(t1)),
+                     -EALREADY);
+    stop_pushing();
+}
+END_TEST
+
 static Suite *tasks_suite(void)
 {
     Suite *s = suite_create("tasks");
@@ -912,6 +1080,12 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_cancel_of_a_running_task_reaches_its_worker_stream);
     tcase_add_test(tc, test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does);
     tcase_add_test(tc, test_stream_of_a_task_already_over_ends_at_once);
+    tcase_add_test(tc, test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_commit);
+    tcase_add_test(tc, test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch);
+    tcase_add_test(tc, test_a_rolled_back_assignment_is_not_pushed);
+    tcase_add_test(tc, test_a_pushed_task_whose_node_stays_away_ends_abnormal_never_queued_again);
+    tcase_add_test(tc, test_a_pushed_task_its_node_comes_back_without_is_queued_again);
+    tcase_add_test(tc, test_a_pushed_task_given_back_is_queued_again_and_its_node_gets_no_more);
     suite_add_tcase(s, tc);
     return s;
 }

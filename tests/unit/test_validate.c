@@ -469,6 +469,19 @@ START_TEST(test_report_status_refuses_other_or_unknown_statuses)
 }
 END_TEST
 
+START_TEST(test_report_status_accepts_pending_only_with_an_epoch)
+{
+    /* A worker gives back a task the master pushed to it (docs/protocol.md). */
+    Grpc__TaskState st = good_state();
+    Grpc__TaskServiceReportStatusRequest r = report(&st);
+    st.status = "pending";
+    st.epoch = 0;
+    REFUSES(validate_report_status, &r, -EINVAL);
+    st.epoch = 3;
+    ACCEPTS(validate_report_status, &r);
+}
+END_TEST
+
 START_TEST(test_report_status_needs_a_state_a_node_key_and_a_task_id)
 {
     Grpc__TaskState st = good_state();
@@ -1000,6 +1013,7 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, test_notification_needs_a_task_id_and_a_well_formed_key_if_any);
     tcase_add_test(tc, test_report_status_accepts_the_four_statuses_a_worker_reports);
     tcase_add_test(tc, test_report_status_refuses_other_or_unknown_statuses);
+    tcase_add_test(tc, test_report_status_accepts_pending_only_with_an_epoch);
     tcase_add_test(tc, test_report_status_needs_a_state_a_node_key_and_a_task_id);
     tcase_add_test(tc, test_report_status_bounds_totals_pid_and_error);
     suite_add_tcase(s, tc);
