@@ -36,18 +36,6 @@ struct live_task {
     struct task_watcher *watchers;
 };
 
-/*
- * A task pushed to its node (or assigned to be) that the node has not yet reported running: it may
- * have started, so if the node goes away it is treated as started (it ends abnormal after the
- * grace and is never queued again); only the node's own Resync without it, or its giving it back,
- * puts it back in the queue. In memory: after a restart of the master such a task is judged by its
- * row, as one assigned by FetchTask.
- */
-struct pushed_task {
-    struct hmap_entry link;
-    char id[TASK_ID_LEN + 1];
-};
-
 /* A task assigned to a node that takes pushed tasks, pushed once the assignment is committed. */
 struct unpushed {
     struct unpushed *next;
@@ -61,9 +49,8 @@ struct tasks {
     struct nodes *nodes;
     struct tasks_opts opts;
     struct hmap live;
-    struct hmap away;   /* struct away_task by id: when each node_disconnected task became so */
-    struct hmap pushed; /* struct pushed_task by id */
-    uint64_t sweeps;    /* grace sweeps so far */
+    struct hmap away; /* struct away_task by id: when each node_disconnected task became so */
+    uint64_t sweeps;  /* grace sweeps so far */
     ev_timer grace_sweep;
     ev_timer wake;    /* at the earliest eligible_ms of a waiting retry */
     int64_t woken_ms; /* retries due up to this time were announced */
@@ -256,32 +243,15 @@ void tasks_committed(struct tasks *t, bool ok)
 
 /* ---- status changes ---- */
 
-static void pushed_add(struct tasks *t, const char *id)
+/*
+ * Whether the task may have started: its node reported it, or it was pushed to it (the row's
+ * pushed, stored with the assignment, so that a restarted master judges it the same). Such a task
+ * whose node goes away ends abnormal after the grace and is never queued again; only the node's
+ * own Resync without it, or its giving it back, puts it back in the queue.
+ */
+static bool maybe_started(const struct task_row *r)
 {
-    if (hmap_get(&t->pushed, id))
-        return;
-    struct pushed_task *p = calloc(1, sizeof(*p));
-    if (!p)
-        return; /* judged by its row, as a fetched task */
-    memcpy(p->id, id, sizeof(p->id));
-    p->link.key = p->id;
-    if (hmap_put(&t->pushed, &p->link) < 0)
-        free(p);
-}
-
-static void pushed_remove(struct tasks *t, const char *id)
-{
-    struct hmap_entry *e = hmap_get(&t->pushed, id);
-    if (!e)
-        return;
-    hmap_remove(&t->pushed, e);
-    free(hmap_item(e, struct pushed_task, link));
-}
-
-/* Whether the task may have started: its node reported it, or it was pushed to it. */
-static bool maybe_started(struct tasks *t, const struct task_row *r)
-{
-    return r->started_ms != 0 || hmap_get(&t->pushed, r->id) != NULL;
+    return r->started_ms != 0 || r->pushed;
 }
 
 /* The event of the task's move to its current status, if that records one (core/event.h). */
@@ -368,8 +338,6 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
                                          clock_now_ms(t->loop));
     if (rc != 0)
         return rc;
-    if (to != TASK_ASSIGNED && to != TASK_NODE_DISCONNECTED)
-        pushed_remove(t, before->id);
     record_status_event(t, before->id);
     if (*next)
         record_retry_event(t, next, before->assigned_node);
@@ -397,13 +365,12 @@ static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
 {
     struct unpushed *u = t->group && !t->draining ? calloc(1, sizeof(*u)) : NULL;
     if (!u || group_join(t->group) < 0 ||
-        store_task_assign(t->store, id, node->key, clock_now_ms(t->loop)) != 0) {
+        store_task_assign(t->store, id, node->key, clock_now_ms(t->loop), true) != 0) {
         free(u);
         return false;
     }
     group_want_commit(t->group);
     nodes_task_held(t->nodes, node->key);
-    pushed_add(t, id);
     memcpy(u->id, id, sizeof(u->id));
     snprintf(u->node_key, sizeof(u->node_key), "%s", node->key);
     *t->unpushed_tail = u;
@@ -642,6 +609,7 @@ static int row_list_add(struct row_list *l, const struct task_row *r)
     memcpy(copy->assigned_node, r->assigned_node, sizeof(copy->assigned_node));
     copy->status = r->status;
     copy->started_ms = r->started_ms;
+    copy->pushed = r->pushed; /* with started_ms, what maybe_started reads */
     copy->updated_ms = r->updated_ms;
     /* What retry_task reads. */
     copy->cancel_requested = r->cancel_requested;
@@ -709,7 +677,7 @@ int tasks_resync_one(struct tasks *t, const char *node_key, const char *id,
                  "%" PRIu64 ": its copy is stopped",
                  row->id, node_key, epoch, row->epoch);
     if (!resync_adopts(view, worker_status) ||
-        store_task_assign(t->store, row->id, node_key, clock_now_ms(t->loop)) != 0)
+        store_task_assign(t->store, row->id, node_key, clock_now_ms(t->loop), false) != 0)
         return 0;
     nodes_task_held(t->nodes, node_key);
     log_info("task %s stays with node %s, which had started it", row->id, node_key);
@@ -794,8 +762,7 @@ static int collect_expired(void *ctx, const struct task_row *r)
     if (!a)
         return 0; /* out of memory: this task waits for a later sweep */
     a->seen = g->t->sweeps;
-    if (g->now - a->since_mono_ms <
-        (maybe_started(g->t, r) ? g->started_grace : g->unconfirmed_grace))
+    if (g->now - a->since_mono_ms < (maybe_started(r) ? g->started_grace : g->unconfirmed_grace))
         return 0;
     return row_list_add(&g->expired, r);
 }
@@ -825,7 +792,7 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     }
     for (size_t i = 0; i < g.expired.n; i++) {
         const struct task_row *r = &g.expired.rows[i];
-        if (maybe_started(t, r))
+        if (maybe_started(r))
             change_status(t, r, TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
                           "node did not come back within the disconnect grace");
         else
@@ -893,12 +860,6 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
         free(t);
         return -ENOMEM;
     }
-    if (hmap_init(&t->pushed) < 0) {
-        hmap_destroy(&t->away);
-        hmap_destroy(&t->live);
-        free(t);
-        return -ENOMEM;
-    }
     t->loop = loop;
     t->store = store;
     t->nodes = nodes;
@@ -947,11 +908,6 @@ void tasks_destroy(struct tasks *t)
         free(hmap_item(e, struct away_task, link));
     }
     hmap_destroy(&t->away);
-    hmap_foreach(&t->pushed, e, tmp)
-    {
-        free(hmap_item(e, struct pushed_task, link));
-    }
-    hmap_destroy(&t->pushed);
     while (t->unpushed) {
         struct unpushed *u = t->unpushed;
         t->unpushed = u->next;

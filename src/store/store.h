@@ -174,6 +174,7 @@ struct task_row {
     int64_t eligible_ms;                       /* a retry is not fetched before this; 0 = at once */
     char spider[LIMIT_SPIDER_NAME_MAX + 12];   /* NAME@VERSION, "" = none */
     char spider_sha256[SPIDER_SHA256_HEX + 1]; /* "" = none */
+    bool pushed; /* assigned by a push with its spec: the node may start it before any report */
 };
 
 void store_task_row_free(struct task_row *r);
@@ -229,9 +230,11 @@ int store_task_fetch(struct store *s, const char *node_key, const char *node_lab
 /*
  * Assigns one given pending task to node_key, as store_task_fetch would. Returns 0 when it was
  * assigned, 1 when the task is not pending (nothing changes), -EINVAL. For a worker that turns
- * out to hold a task the master had put back in the queue.
+ * out to hold a task the master had put back in the queue (pushed false), and for a task pushed to
+ * its node with its spec (pushed true: the row's pushed, until the task is pending again).
  */
-int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms);
+int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
+                      bool pushed);
 
 /* Copies the task into *out (free it with store_task_row_free). -EINVAL for a malformed id,
  * -ENOENT for an unknown one. */

@@ -18,7 +18,7 @@ struct pg_store {
 };
 
 /*
- * Version 1: SQLite's schema 9. Integers are BIGINT (SQLite's are 64-bit). Ties in the dispatch
+ * Version 1: SQLite's schema 10. Integers are BIGINT (SQLite's are 64-bit). Ties in the dispatch
  * order are broken by seq, the order of insertion (SQLite's rowid); ids that SQLite numbers
  * (task_history.seq, schedules.id, events.id) are identities, never given twice.
  */
@@ -43,7 +43,7 @@ static const char pg_schema_1_sql[] =
     " retry_of TEXT NOT NULL DEFAULT '', attempt BIGINT NOT NULL DEFAULT 1,"
     " retries BIGINT NOT NULL DEFAULT 0, retry_delay_ms BIGINT NOT NULL DEFAULT 0,"
     " eligible_ms BIGINT NOT NULL DEFAULT 0, spider TEXT NOT NULL DEFAULT '',"
-    " spider_sha256 TEXT NOT NULL DEFAULT '');"
+    " spider_sha256 TEXT NOT NULL DEFAULT '', pushed BOOLEAN NOT NULL DEFAULT FALSE);"
     "CREATE INDEX tasks_pending ON tasks(node_key, priority, created_ms, seq)"
     " WHERE status = 'pending';"
     "CREATE INDEX tasks_waiting ON tasks(eligible_ms) WHERE status = 'pending' AND eligible_ms > 0;"

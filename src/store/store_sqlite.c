@@ -35,7 +35,7 @@
  * the hooks' cursors (migrate_7_sql), 8 spiders (migrate_8_sql), 9 named zones and all-nodes
  * schedules (migrate_9_sql).
  */
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 
 static const char schema_sql[] =
     "CREATE TABLE nodes ("
@@ -171,10 +171,18 @@ static const char migrate_9_sql[] =
     "DROP TABLE schedule_fires;"
     "ALTER TABLE schedule_fires_9 RENAME TO schedule_fires;";
 
+/*
+ * Version 10 (tasks pushed with their spec): whether a task's assignment was pushed to its node,
+ * which may then start it before any report reaches the master; kept with the assignment, so that
+ * a master restarted meanwhile still treats the task as possibly started.
+ */
+static const char migrate_10_sql[] =
+    "ALTER TABLE tasks ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;";
+
 /* schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const schema_steps[SCHEMA_VERSION] = {
     schema_sql,    migrate_2_sql, migrate_3_sql, migrate_4_sql, migrate_5_sql,
-    migrate_6_sql, migrate_7_sql, migrate_8_sql, migrate_9_sql};
+    migrate_6_sql, migrate_7_sql, migrate_8_sql, migrate_9_sql, migrate_10_sql};
 
 /* The terminal statuses (task_status_terminal), as the purge's queries name them. */
 #define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
@@ -183,7 +191,7 @@ static const char *const schema_steps[SCHEMA_VERSION] = {
     "id, name, cmd, param, env_json, priority, timeout_ms, node_key, assigned_node, status, pid, " \
     "exit_code, error, log_lines, data_items, log_bytes, cancel_requested, cancel_force, "         \
     "created_ms, updated_ms, started_ms, ended_ms, epoch, labels, restart_of, retry_of, attempt, " \
-    "retries, retry_delay_ms, eligible_ms, spider, spider_sha256"
+    "retries, retry_delay_ms, eligible_ms, spider, spider_sha256, pushed"
 
 #define NODE_COLS "key, name, status, max_runners, created_ms, last_seen_ms, version, labels, state"
 
@@ -283,13 +291,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " ORDER BY priority, created_ms, rowid LIMIT 1",
     /* Every assignment is a new epoch; so is every return to pending (ST_TASK_SET_STATUS). */
     [ST_TASK_ASSIGN] = "UPDATE tasks SET status = 'assigned', assigned_node = ?2, updated_ms = ?3,"
-                       " epoch = epoch + 1 WHERE id = ?1 AND status = 'pending'",
+                       " epoch = epoch + 1, pushed = ?4 WHERE id = ?1 AND status = 'pending'",
     [ST_TASK_STATUS] = "SELECT status FROM tasks WHERE id = ?1",
     [ST_TASK_SET_STATUS] =
         "UPDATE tasks SET status = ?2, updated_ms = ?3,"
         " pid = CASE WHEN ?7 THEN 0 ELSE coalesce(?4, pid) END,"
         " exit_code = coalesce(?5, exit_code), error = coalesce(?6, error),"
         " assigned_node = CASE WHEN ?7 THEN '' ELSE assigned_node END,"
+        " pushed = CASE WHEN ?7 THEN 0 ELSE pushed END,"
         " epoch = CASE WHEN ?7 THEN epoch + 1 ELSE epoch END,"
         " started_ms = CASE WHEN ?8 AND started_ms = 0 THEN ?3 ELSE started_ms END,"
         " ended_ms = CASE WHEN ?9 THEN ?3 ELSE ended_ms END"
@@ -1187,6 +1196,7 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
     r->eligible_ms = sqlite3_column_int64(st, 29);
     copy_column(r->spider, sizeof(r->spider), st, 30);
     copy_column(r->spider_sha256, sizeof(r->spider_sha256), st, 31);
+    r->pushed = sqlite3_column_int(st, 32) != 0;
     if (!r->cmd || !r->param || !r->env_json || !r->error || !r->labels) {
         store_task_row_free(r);
         log_error("store: out of memory reading task");
@@ -1383,12 +1393,14 @@ static int status_apply(struct store *s, const char *id, enum task_status from, 
 
 /* Assigns task id to node_key if it is pending, and records that in its history. 0, 1 when the
  * task was not pending (nothing changed), or -errno. Inside an operation. */
-static int assign_pending(struct store *s, const char *id, const char *node_key, int64_t now_ms)
+static int assign_pending(struct store *s, const char *id, const char *node_key, int64_t now_ms,
+                          bool pushed)
 {
     sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
     bind_text(st, 1, id);
     bind_text(st, 2, node_key);
     sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_int(st, 4, pushed);
     int rc = step_done(s, st, "assigning task", id);
     if (rc == 0)
         rc = sqlite3_changes(s->db) == 1 ? history_add(s, id, TASK_PENDING, TASK_ASSIGNED, now_ms)
@@ -1396,7 +1408,8 @@ static int assign_pending(struct store *s, const char *id, const char *node_key,
     return rc;
 }
 
-int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms)
+int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
+                      bool pushed)
 {
     int rc = enter(s, __func__);
     if (rc < 0)
@@ -1406,7 +1419,7 @@ int store_task_assign(struct store *s, const char *id, const char *node_key, int
     rc = op_begin(s);
     if (rc < 0)
         return rc;
-    return op_end(s, assign_pending(s, id, node_key, now_ms));
+    return op_end(s, assign_pending(s, id, node_key, now_ms, pushed));
 }
 
 int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
@@ -1438,7 +1451,7 @@ int store_task_fetch(struct store *s, const char *node_key, const char *node_lab
     }
     if (rc == 0 && id[0]) {
         /* Picked as pending in this same transaction, so it is still pending. */
-        rc = assign_pending(s, id, node_key, now_ms);
+        rc = assign_pending(s, id, node_key, now_ms, false);
         if (rc == 1)
             rc = -EIO;
         if (rc == 0)

@@ -77,9 +77,10 @@ static void reopen(void)
 
 /*
  * Closes the store and makes its database what schema `version` left: drops what each later
- * version added (9: schedule zones, all-nodes fires; 8: the spiders table and the tasks' spider
- * columns; 7: the event tables; 6: retries, links and the ascending priority index; 5: labels and
- * node states; 4: the schedule tables; 3: the purge index and journal; 2: tasks.epoch).
+ * version added (10: tasks.pushed; 9: schedule zones, all-nodes fires; 8: the spiders table and the
+ * tasks' spider columns; 7: the event tables; 6: retries, links and the ascending priority index;
+ * 5: labels and node states; 4: the schedule tables; 3: the purge index and journal; 2:
+ * tasks.epoch).
  */
 static void make_schema(int version)
 {
@@ -87,7 +88,8 @@ static void make_schema(int version)
     st = NULL;
     char path[256], sql[2048];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s%s%s PRAGMA user_version = %d;",
+    snprintf(sql, sizeof(sql), "%s%s%s%s%s%s%s%s%s PRAGMA user_version = %d;",
+             version < 10 ? " ALTER TABLE tasks DROP COLUMN pushed;" : "",
              version < 9 ? UNDO_9 : "",
              version < 8 ? " DROP TABLE spiders; DROP INDEX tasks_by_spider;"
                            " ALTER TABLE schedules DROP COLUMN spider;"
@@ -694,10 +696,10 @@ START_TEST(test_epoch_counts_every_assignment_and_every_return_to_pending)
     ck_assert_int_eq(
         store_task_set_status(st, id, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 3), 0);
     ck_assert_uint_eq(epoch_of(id), 2);
-    ck_assert_int_eq(store_task_assign(st, id, "node-a", T0 + 4), 0);
+    ck_assert_int_eq(store_task_assign(st, id, "node-a", T0 + 4, false), 0);
     ck_assert_uint_eq(epoch_of(id), 3);
     /* an assignment that does not happen counts nothing */
-    ck_assert_int_eq(store_task_assign(st, id, "node-b", T0 + 5), 1);
+    ck_assert_int_eq(store_task_assign(st, id, "node-b", T0 + 5, false), 1);
     ck_assert_uint_eq(epoch_of(id), 3);
     reopen();
     ck_assert_uint_eq(epoch_of(id), 3);
@@ -1771,7 +1773,7 @@ START_TEST(test_a_schema_8_database_keeps_its_fires)
     ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, 1, false, T0, &id), 0);
     make_schema(8);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 9);
+    ck_assert_int_eq(user_version(), 10);
     struct schedule_row r;
     ck_assert_int_eq(store_schedule_get(st, sid, &r), 0);
     ck_assert_str_eq(r.tz_name, "");
@@ -1780,6 +1782,36 @@ START_TEST(test_a_schema_8_database_keeps_its_fires)
     store_schedule_row_free(&r);
     ck_assert_int_eq(store_schedule_fire(st, sid, 86400, &t, 1, false, T0, &again), 1);
     ck_assert_str_eq(again, id);
+}
+END_TEST
+
+/* Version 10: a task assigned before it (by a fetch) is not pushed; one assigned by a push
+ * after it is, until it goes back to the queue. */
+START_TEST(test_a_schema_9_database_has_no_pushed_task)
+{
+    char id[25], got[25];
+    new_task("t", 0, NULL, T0, id);
+    fetch_id("node-a", T0 + 1, got);
+    make_schema(9);
+    ck_assert_int_eq(store_open(data_dir, &st), 0);
+    ck_assert_int_eq(user_version(), 10);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert(!r.pushed);
+    ck_assert_str_eq(r.assigned_node, "node-a");
+    store_task_row_free(&r);
+    char pushed_id[25];
+    new_task("p", 0, NULL, T0 + 2, pushed_id);
+    ck_assert_int_eq(store_task_assign(st, pushed_id, "node-a", T0 + 3, true), 0);
+    get_task(pushed_id, &r);
+    ck_assert(r.pushed);
+    store_task_row_free(&r);
+    ck_assert_int_eq(
+        store_task_set_status(st, pushed_id, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
+    get_task(pushed_id, &r);
+    ck_assert(!r.pushed);
+    ck_assert_str_eq(r.assigned_node, "");
+    store_task_row_free(&r);
 }
 END_TEST
 
@@ -1802,11 +1834,11 @@ START_TEST(test_a_schema_2_or_3_database_is_brought_to_the_latest)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    ck_assert_int_eq(user_version(), 9);
+    ck_assert_int_eq(user_version(), 10);
     for (int v = 2; v <= 3; v++) {
         make_schema(v);
         ck_assert_int_eq(store_open(data_dir, &st), 0);
-        ck_assert_int_eq(user_version(), 9);
+        ck_assert_int_eq(user_version(), 10);
         int64_t sid = new_schedule("s", "@daily");
         struct task_new t = {.cmd = "true"};
         char tid[25];
@@ -1828,7 +1860,7 @@ START_TEST(test_a_schema_4_database_gets_labels_and_node_states)
     int64_t sid = new_schedule("s", "@daily");
     make_schema(4);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 9);
+    ck_assert_int_eq(user_version(), 10);
     struct node_row n;
     ck_assert_int_eq(store_node_get(st, "node-a", &n), 0);
     ck_assert_str_eq(n.labels, "");
@@ -2148,7 +2180,7 @@ START_TEST(test_a_schema_7_database_is_brought_to_8)
     new_task("t", 0, NULL, T0, id);
     make_schema(7);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(user_version(), 9);
+    ck_assert_int_eq(user_version(), 10);
     struct task_row r;
     get_task(id, &r); /* the old task is there, in no spider */
     ck_assert_str_eq(r.spider, "");
@@ -2552,7 +2584,7 @@ START_TEST(test_a_schema_2_database_gets_the_purge_index_and_journal)
     ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 0);
     make_schema(2);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 9);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 10);
     ck_assert(task_exists(id));
     size_t purged;
     bool more;
@@ -2575,7 +2607,7 @@ START_TEST(test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities)
                                 " AND sql LIKE '%priority DESC%'"),
                      1);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 9);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 10);
     ck_assert_int_eq(count_rows("SELECT count(*) FROM sqlite_master WHERE name = 'tasks_pending'"
                                 " AND sql LIKE '%priority DESC%'"),
                      0);
@@ -2713,7 +2745,7 @@ START_TEST(test_a_schema_6_database_gets_the_event_tables)
     new_task("t", 0, NULL, T0, id);
     make_schema(6);
     ck_assert_int_eq(store_open(data_dir, &st), 0);
-    ck_assert_int_eq(count_rows("PRAGMA user_version"), 9);
+    ck_assert_int_eq(count_rows("PRAGMA user_version"), 10);
     ck_assert(task_exists(id));
     int64_t a;
     ck_assert_int_eq(store_event_add(st, T0, "task.finished", NULL, id, NULL, &a), 0);
@@ -2831,6 +2863,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_purge_killed_before_its_commit_loses_nothing);
     tcase_add_test(tc, test_a_schema_2_database_gets_the_purge_index_and_journal);
     tcase_add_test(tc, test_a_schema_5_database_is_brought_to_6_and_keeps_its_priorities);
+    tcase_add_test(tc, test_a_schema_9_database_has_no_pushed_task);
     tcase_add_test(tc, test_a_schema_8_database_keeps_its_fires);
     tcase_add_test(tc, test_retry_and_end_commit_or_roll_back_together);
     tcase_add_test(tc, test_a_schema_6_database_gets_the_event_tables);
