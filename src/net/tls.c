@@ -35,11 +35,6 @@
  */
 #define READ_AHEAD_SIZE (64 * 1024)
 /*
- * wolfSSL sends each record with a send() of its own. While the pump writes, the records are
- * gathered here instead and sent together, at the price of one copy.
- */
-#define GATHER_SIZE (64 * 1024)
-/*
  * The socketpair's send buffer, each way (the kernel doubles it, and caps it at
  * net.core.wmem_max). With the default 208 KiB the worker's gRPC found the pair full on most of
  * its writes and waited to be woken for each: 15 sendmsg and 19 futex calls per MB, against 5 and
@@ -114,9 +109,7 @@ struct tls_conn {
     unsigned char *down_buf; /* TLS -> plain */
     unsigned char *up_buf;   /* plain -> TLS */
     unsigned char *ahead;    /* TLS bytes received and not yet handed to wolfSSL */
-    unsigned char *gather;   /* TLS bytes from wolfSSL not yet sent */
-    size_t down_off, down_len, up_off, up_len, ahead_off, ahead_len, gather_len;
-    bool gathering;         /* in the pump's wolfSSL_write(): records go to gather */
+    size_t down_off, down_len, up_off, up_len, ahead_off, ahead_len;
     int down_want, up_want; /* EV_READ/EV_WRITE on the TLS socket that wolfSSL waits for */
     bool net_eof;           /* the peer will send nothing more */
     bool plain_eof;         /* gRPC will send nothing more */
@@ -163,9 +156,12 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
 }
 
-/* What a failed send() on the TLS socket means to wolfSSL. */
-static int send_error(struct tls_conn *c)
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
+    struct tls_conn *c = ctx;
+    ssize_t n = send(c->net_fd, buf, (size_t)sz, MSG_NOSIGNAL);
+    if (n >= 0)
+        return (int)n;
     if (errno == EAGAIN || errno == EWOULDBLOCK)
         return WOLFSSL_CBIO_ERR_WANT_WRITE;
     if (errno == EINTR)
@@ -174,47 +170,6 @@ static int send_error(struct tls_conn *c)
     if (errno == EPIPE)
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
     return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
-}
-
-/* Sends what was gathered, as much as the socket takes. 0 when all of it went out, else what
- * send_error() says (WOLFSSL_CBIO_ERR_WANT_WRITE: the rest waits in gather). */
-static int flush_gathered(struct tls_conn *c)
-{
-    size_t off = 0;
-    int rc = 0;
-    while (off < c->gather_len) {
-        ssize_t n = send(c->net_fd, c->gather + off, c->gather_len - off, MSG_NOSIGNAL);
-        if (n >= 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if ((rc = send_error(c)) != WOLFSSL_CBIO_ERR_ISR)
-            break;
-        rc = 0;
-    }
-    memmove(c->gather, c->gather + off, c->gather_len - off);
-    c->gather_len -= off;
-    return rc;
-}
-
-static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct tls_conn *c = ctx;
-    /* Records also queue behind bytes still gathered, so that they keep their order. */
-    if (c->gathering || c->gather_len > 0) {
-        if (c->gather_len + (size_t)sz > GATHER_SIZE) {
-            int rc = flush_gathered(c);
-            if (rc < 0)
-                return rc;
-        }
-        if (c->gather_len + (size_t)sz <= GATHER_SIZE) {
-            memcpy(c->gather + c->gather_len, buf, (size_t)sz);
-            c->gather_len += (size_t)sz;
-            return sz;
-        }
-    }
-    ssize_t n = send(c->net_fd, buf, (size_t)sz, MSG_NOSIGNAL);
-    return n >= 0 ? (int)n : send_error(c);
 }
 
 /* ---- contexts ---- */
@@ -473,16 +428,13 @@ static bool buffers_take(struct tls_conn *c)
     if (c->block)
         return true;
     struct tls_base *b = c->owner;
-    c->block = b->n_spares ? b->spares[--b->n_spares]
-                           : malloc(2 * PUMP_BUF_SIZE + READ_AHEAD_SIZE + GATHER_SIZE);
+    c->block = b->n_spares ? b->spares[--b->n_spares] : malloc(2 * PUMP_BUF_SIZE + READ_AHEAD_SIZE);
     if (!c->block)
         return false;
     c->down_buf = c->block;
     c->up_buf = c->block + PUMP_BUF_SIZE;
     c->ahead = c->block + 2 * PUMP_BUF_SIZE;
-    c->gather = c->ahead + READ_AHEAD_SIZE;
     c->down_off = c->down_len = c->up_off = c->up_len = c->ahead_off = c->ahead_len = 0;
-    c->gather_len = 0;
     return true;
 }
 
@@ -496,7 +448,7 @@ static void buffers_release(struct tls_conn *c)
         b->spares[b->n_spares++] = c->block;
     else
         free(c->block);
-    c->block = c->down_buf = c->up_buf = c->ahead = c->gather = NULL;
+    c->block = c->down_buf = c->up_buf = c->ahead = NULL;
 }
 
 static void conn_close(struct tls_conn *c)
@@ -795,26 +747,10 @@ static int pump_down(struct tls_conn *c)
     return progress;
 }
 
-/* Sends what wolfSSL's writes gathered. Same return values as pump_down(). */
-static int flush_up(struct tls_conn *c)
-{
-    size_t before = c->gather_len;
-    int rc = flush_gathered(c);
-    if (rc < 0 && rc != WOLFSSL_CBIO_ERR_WANT_WRITE) {
-        pump_abort(c);
-        return -1;
-    }
-    if (c->gather_len > 0)
-        c->up_want = EV_WRITE;
-    return c->gather_len < before;
-}
-
 /* plain -> TLS. Same return values as pump_down(). */
 static int pump_up(struct tls_conn *c)
 {
     int progress = 0;
-    if (c->gather_len > 0 && ((progress = flush_up(c)) < 0 || c->gather_len > 0))
-        return progress;
     if (c->up_len == 0 && !c->plain_eof) {
         ssize_t r = recv(c->plain_fd, c->up_buf, PUMP_BUF_SIZE, 0);
         if (r > 0) {
@@ -834,9 +770,7 @@ static int pump_up(struct tls_conn *c)
     if (c->up_len > 0) {
         /* wolfSSL wants the same buffer again after WANT_WRITE; up_buf is not touched until the
          * whole of it went out. It writes all or nothing, but a partial count would be safe. */
-        c->gathering = true;
         int n = wolfSSL_write(c->ssl, c->up_buf + c->up_off, (int)c->up_len);
-        c->gathering = false;
         if (n > 0) {
             size_t done = (size_t)n < c->up_len ? (size_t)n : c->up_len;
             c->up_off += done;
@@ -847,10 +781,8 @@ static int pump_up(struct tls_conn *c)
             pump_abort(c);
             return -1;
         }
-        if (c->gather_len > 0 && flush_up(c) < 0)
-            return -1;
     }
-    if (c->plain_eof && c->up_len == 0 && c->gather_len == 0 && !c->net_shut) {
+    if (c->plain_eof && c->up_len == 0 && !c->net_shut) {
         int rc = wolfSSL_shutdown(c->ssl);
         if (rc == WOLFSSL_FATAL_ERROR && want_from(wolfSSL_get_error(c->ssl, rc), &c->up_want))
             return progress;
@@ -901,16 +833,16 @@ static void pump(struct tls_conn *c)
     int net = 0, plain = 0;
     if (c->down_len == 0 && !c->net_eof)
         net |= c->down_want;
-    if (c->up_len > 0 || c->gather_len > 0 || (c->plain_eof && !c->net_shut))
+    if (c->up_len > 0 || (c->plain_eof && !c->net_shut))
         net |= c->up_want;
     if (c->down_len > 0)
         plain |= EV_WRITE;
-    if (c->up_len == 0 && c->gather_len == 0 && !c->plain_eof)
+    if (c->up_len == 0 && !c->plain_eof)
         plain |= EV_READ;
     set_watch(c, &c->net_io, c->net_fd, net);
     set_watch(c, &c->plain_io, c->plain_fd, plain);
     /* Most connections are idle most of the time (heartbeats): they hold no buffers then. */
-    if (c->down_len == 0 && c->up_len == 0 && c->ahead_len == 0 && c->gather_len == 0)
+    if (c->down_len == 0 && c->up_len == 0 && c->ahead_len == 0)
         buffers_release(c);
 }
 
