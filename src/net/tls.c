@@ -22,11 +22,25 @@
 
 /*
  * The pump's buffers, per connection and only while bytes are in flight: plaintext towards gRPC
- * and towards the peer. Four full records each, so that the plaintext socket is written or read
- * once per 64 KiB rather than once per record (gRPC on the master then reads it in a third as
- * many pieces: 52 recvmsg per MB instead of 174, docs/benchmarks.md).
+ * and towards the peer, and TLS records read ahead of wolfSSL. Sixteen full records each way, so
+ * that the plaintext socket is written or read once per 256 KiB rather than once per record, and
+ * gRPC on the other end reads it in large pieces (docs/benchmarks.md: 24 recvmsg per MB on the
+ * master instead of 42 with 64 KiB, 174 with one record).
  */
-#define PUMP_BUF_SIZE (64 * 1024)
+#define PUMP_BUF_SIZE (256 * 1024)
+/*
+ * wolfSSL asks for each record's 5-byte header and then for its body, two recv() calls per 16 KiB
+ * record. The pump reads up to this much at once instead and serves wolfSSL from it: about 34
+ * recv() per MB on the master instead of 146 (docs/benchmarks.md), at the price of one copy.
+ */
+#define READ_AHEAD_SIZE (64 * 1024)
+/*
+ * The socketpair's send buffer, each way (the kernel doubles it, and caps it at
+ * net.core.wmem_max). With the default 208 KiB the worker's gRPC found the pair full on most of
+ * its writes and waited to be woken for each: 15 sendmsg and 19 futex calls per MB, against 5 and
+ * 5 with this.
+ */
+#define PAIR_SNDBUF (1024 * 1024)
 /* Buffer blocks kept for reuse when a connection goes idle, per context. */
 #define PUMP_SPARES 4
 /* Rounds of moving bytes both ways per wake-up (each up to PUMP_BUF_SIZE per direction): a
@@ -89,11 +103,13 @@ struct tls_conn {
     bool net_closed; /* recv returned 0 */
     int net_errno;   /* errno of a failed recv or send */
 
-    /* One block of two PUMP_BUF_SIZE buffers, NULL while the connection is idle. */
+    /* One block of two PUMP_BUF_SIZE buffers and the read-ahead, NULL while the connection is
+     * idle (and during the handshake, whose reads go straight to the socket). */
     unsigned char *block;
     unsigned char *down_buf; /* TLS -> plain */
     unsigned char *up_buf;   /* plain -> TLS */
-    size_t down_off, down_len, up_off, up_len;
+    unsigned char *ahead;    /* TLS bytes received and not yet handed to wolfSSL */
+    size_t down_off, down_len, up_off, up_len, ahead_off, ahead_len;
     int down_want, up_want; /* EV_READ/EV_WRITE on the TLS socket that wolfSSL waits for */
     bool net_eof;           /* the peer will send nothing more */
     bool plain_eof;         /* gRPC will send nothing more */
@@ -103,10 +119,29 @@ struct tls_conn {
 
 /* ---- transport callbacks: plain recv/send on the socket, never SIGPIPE ---- */
 
+/* Hands wolfSSL up to sz bytes of the read-ahead; there must be some. */
+static int take_ahead(struct tls_conn *c, char *buf, int sz)
+{
+    size_t n = (size_t)sz < c->ahead_len ? (size_t)sz : c->ahead_len;
+    memcpy(buf, c->ahead + c->ahead_off, n);
+    c->ahead_off += n;
+    c->ahead_len -= n;
+    return (int)n;
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     struct tls_conn *c = ctx;
-    ssize_t n = recv(c->net_fd, buf, (size_t)sz, 0);
+    if (c->ahead_len > 0)
+        return take_ahead(c, buf, sz);
+    bool ahead = c->ahead && (size_t)sz < READ_AHEAD_SIZE;
+    ssize_t n =
+        ahead ? recv(c->net_fd, c->ahead, READ_AHEAD_SIZE, 0) : recv(c->net_fd, buf, (size_t)sz, 0);
+    if (n > 0 && ahead) {
+        c->ahead_off = 0;
+        c->ahead_len = (size_t)n;
+        return take_ahead(c, buf, sz);
+    }
     if (n > 0)
         return (int)n;
     if (n == 0) {
@@ -393,12 +428,13 @@ static bool buffers_take(struct tls_conn *c)
     if (c->block)
         return true;
     struct tls_base *b = c->owner;
-    c->block = b->n_spares ? b->spares[--b->n_spares] : malloc(2 * PUMP_BUF_SIZE);
+    c->block = b->n_spares ? b->spares[--b->n_spares] : malloc(2 * PUMP_BUF_SIZE + READ_AHEAD_SIZE);
     if (!c->block)
         return false;
     c->down_buf = c->block;
     c->up_buf = c->block + PUMP_BUF_SIZE;
-    c->down_off = c->down_len = c->up_off = c->up_len = 0;
+    c->ahead = c->block + 2 * PUMP_BUF_SIZE;
+    c->down_off = c->down_len = c->up_off = c->up_len = c->ahead_off = c->ahead_len = 0;
     return true;
 }
 
@@ -412,7 +448,7 @@ static void buffers_release(struct tls_conn *c)
         b->spares[b->n_spares++] = c->block;
     else
         free(c->block);
-    c->block = c->down_buf = c->up_buf = NULL;
+    c->block = c->down_buf = c->up_buf = c->ahead = NULL;
 }
 
 static void conn_close(struct tls_conn *c)
@@ -806,7 +842,7 @@ static void pump(struct tls_conn *c)
     set_watch(c, &c->net_io, c->net_fd, net);
     set_watch(c, &c->plain_io, c->plain_fd, plain);
     /* Most connections are idle most of the time (heartbeats): they hold no buffers then. */
-    if (c->down_len == 0 && c->up_len == 0)
+    if (c->down_len == 0 && c->up_len == 0 && c->ahead_len == 0)
         buffers_release(c);
 }
 
@@ -926,6 +962,9 @@ static void handshake_done(struct tls_conn *c)
         return;
     }
     c->plain_fd = sv[0];
+    int sndbuf = PAIR_SNDBUF;
+    for (int i = 0; i < 2; i++)
+        setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     ev_timer_stop(c->loop, &c->timer);
     ev_io_stop(c->loop, &c->net_io);
     ev_io_init(&c->net_io, on_pump_io, c->net_fd, EV_READ);

@@ -6,10 +6,11 @@
  * client side: tls_connect()). When it succeeds a socketpair is made: one end, O_NONBLOCK, goes
  * to the caller (and from there to gRPC), the other stays with the "pump", which moves bytes
  * between the TLS socket and that end in both directions until either side closes. The pump has
- * one bounded buffer per direction, held only while bytes are in flight, and stops reading a side
- * while the buffer towards the other side is full, so a slow reader slows the writer down instead
- * of filling memory. Per wake-up it moves at most a few buffers' worth, then lets the loop run a
- * full iteration before going on, so that a peer sending without pause cannot hold the loop.
+ * one bounded buffer per direction and a bounded read-ahead of TLS records, held only while bytes
+ * are in flight, and stops reading a side while the buffer towards the other side is full, so a
+ * slow reader slows the writer down instead of filling memory. Per wake-up it moves at most a few
+ * buffers' worth, then lets the loop run a full iteration before going on, so that a peer sending
+ * without pause cannot hold the loop.
  *
  * Closing: an orderly end on one side (EOF from gRPC, close_notify or EOF from the peer) is passed
  * on to the other side after the buffered bytes; once both directions ended, or 5 s after the
