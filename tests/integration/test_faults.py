@@ -523,8 +523,13 @@ class Faults(harness.ClusterTest, harness.TaskOps):
 
     def test_master_kill9_while_tasks_stream_loses_and_duplicates_nothing_and_changes_no_status(
             self):
-        m = self.c.start_master()
-        ws = [self.c.start_worker("w%d" % i) for i in (1, 2)]
+        # A restarted master gives a node three heartbeat intervals to come back before its tasks
+        # change status. The workers' breaker, open after the failures of the outage, may wait
+        # up to 16 s before its next try (resilience/retry.h): with 10 s intervals the 30 s
+        # window holds that even on a slow (sanitizer) build.
+        hb = ["--heartbeat-interval=10s"]
+        m = self.c.start_master(extra=hb)
+        ws = [self.c.start_worker("w%d" % i, extra=hb) for i in (1, 2)]
         keys = self.online(*ws)
         argv, ran, totals = self.streamer()
         gate = self.c.path("gate")
@@ -544,7 +549,7 @@ class Faults(harness.ClusterTest, harness.TaskOps):
         t0 = time.monotonic()
         wait_until(lambda: time.monotonic() - t0 >= outage, timeout=outage + 5,
                    what="the end of the %.1f s outage" % outage)
-        self.c.start_master()
+        self.c.start_master(extra=hb)
         for w in ws:
             w.wait_log(REGISTERED, count=2, timeout=90)
         self.c.wait_status("online", keys=keys, timeout=30)
