@@ -69,6 +69,19 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         with open(ran) as f:
             return f.read().splitlines()
 
+    def push_into_silence(self):
+        """A master, worker a online through a proxy that then goes silent, and a task submitted:
+        the task is assigned to a and pushed, but a never hears of it. Returns (master, proxy,
+        a, a's key, the file the task notes its run in, the task's id)."""
+        m = self.start_master()
+        p = faultproxy.FaultProxy(self.c.port).start()
+        self.addCleanup(p.close)
+        a = self.c.start_worker("a", master_addr=p.addr)
+        ka, = self.online(a)
+        p.blackhole()
+        ran = self.c.path("ran.txt")
+        return m, p, a, ka, ran, self.noting(ran)
+
     def test_an_idle_worker_starts_a_pushed_task_and_an_upstream_peer_still_fetches(self):
         self.start_master()
         a = self.c.start_worker("a")
@@ -125,14 +138,7 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         # abnormal after the grace, as a started one). a restarts (its own data dir, straight to
         # the master), lists no such task at its Resync, and the task goes back to the queue and
         # runs once, on a or on b.
-        self.start_master()
-        p = faultproxy.FaultProxy(self.c.port).start()
-        self.addCleanup(p.close)
-        a = self.c.start_worker("a", master_addr=p.addr)
-        ka, = self.online(a)
-        p.blackhole()
-        ran = self.c.path("ran.txt")
-        tid = self.noting(ran)
+        _, _, a, ka, ran, tid = self.push_into_silence()
         t = self.task(tid)
         self.assertEqual((t["status"], t["assigned_node"]), ("assigned", ka), t)
         harness.wait_until(lambda: self.pushed_total() == 1, what="the push to leave")
@@ -154,14 +160,7 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         # is silent): to a, the same as a master that died between its commit and its push. The
         # master is killed and restarted; a reconnects, lists no such task at its Resync, and
         # the task goes back to the queue and runs on a, once.
-        m = self.start_master()
-        p = faultproxy.FaultProxy(self.c.port).start()
-        self.addCleanup(p.close)
-        a = self.c.start_worker("a", master_addr=p.addr)
-        ka, = self.online(a)
-        p.blackhole()
-        ran = self.c.path("ran.txt")
-        tid = self.noting(ran)
+        m, p, a, ka, ran, tid = self.push_into_silence()
         self.assertEqual(self.task(tid)["status"], "assigned")
         m.kill9()
         registered = a.count(REGISTERED)
