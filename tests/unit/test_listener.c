@@ -165,9 +165,6 @@ START_TEST(test_rate_limits_each_source_address_but_the_hosts_own)
     ck_assert_uint_eq(st.refused, 1);
     ck_assert_uint_eq(st.accepted, 7);
     ck_assert_int_eq(accepted, 7);
-    /* The refused one was closed by the master: its peer reads the end. */
-    char c;
-    ck_assert_int_eq(read(fds[2], &c, 1), 0);
     for (int i = 0; i < 8; i++)
         close(fds[i]);
     listener_close(l);
