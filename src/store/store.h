@@ -47,12 +47,24 @@ struct store;
 #define STORE_NO_EXIT_CODE INT32_MIN
 
 /*
- * Opens (creating if needed) data_dir, data_dir/logs and data_dir/crawlab.db with its schema.
+ * Opens the store at location: a PostgreSQL connection string in URI form (store_location_is_pg)
+ * or else a data directory for SQLite.
+ *
+ * SQLite: opens (creating if needed) the directory, its logs/ and its crawlab.db with its schema.
  * Takes an exclusive lock on the data dir: a second store_open on the same directory, in this
- * process or another, fails with -EBUSY. A database written by a newer schema is refused with
- * -EPROTO. On success *out owns the store; release it with store_close. Blocks.
+ * process or another, fails with -EBUSY.
+ *
+ * PostgreSQL: connects, then creates or migrates the schema under a lock that masters starting
+ * together share (docs/postgres.md). -ECONNREFUSED when the server cannot be reached or refuses
+ * the login, -ENOTSUP in a build without libpq. Several masters may open one database.
+ *
+ * Either: a database written by a newer schema is refused with -EPROTO. On success *out owns the
+ * store; release it with store_close. Blocks.
  */
-int store_open(const char *data_dir, struct store **out);
+int store_open(const char *location, struct store **out);
+
+/* Whether location names a PostgreSQL database ("postgres://..." or "postgresql://..."). */
+bool store_location_is_pg(const char *location);
 
 /* Closes the store. An open store_begin group is rolled back (a warning is logged). NULL is
  * accepted. */

@@ -1,21 +1,16 @@
 /*
- * The store's PostgreSQL backend, begun: the connection and the versioned schema (store_pg.h).
- * The tables are SQLite's (store_sqlite.c, its schema version 9) in PostgreSQL's types; task
- * logs are not among them yet (docs/postgres.md: where they go is the next step's decision).
+ * The store's PostgreSQL backend (store/store_pg.h): the connection, the versioned schema, the
+ * transactions and the statement helpers the rows' files (store_pg_*.c) share.
  */
 #include "store/store_pg.h"
 
 #include <errno.h>
-#include <libpq-fe.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/log.h"
-
-struct pg_store {
-    PGconn *conn;
-};
 
 /*
  * Version 1: SQLite's schema 10. Integers are BIGINT (SQLite's are 64-bit). Ties in the dispatch
@@ -87,6 +82,11 @@ static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql};
 /* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
 #define PG_MIGRATE_LOCK "1668446060"
 
+/* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
+#define PG_MIGRATE_LOCK "1668446060"
+
+/* ---- Errors ---- */
+
 /* The length of a libpq message without the newline it ends in (a log line leaves it out). */
 static int message_len(const char *m)
 {
@@ -97,43 +97,276 @@ static int message_len(const char *m)
 }
 
 /* The server, as log lines name it: never the connection string, which may hold a password. */
-static void log_pg_error(struct pg_store *p, const char *what, const char *detail)
+static void log_pg_error(struct pg_store *p, const char *what, const char *ctx, const char *detail)
 {
-    log_error("store: PostgreSQL %s:%s database %s: %s failed: %.*s", PQhost(p->conn),
-              PQport(p->conn), PQdb(p->conn), what, message_len(detail), detail);
+    log_error("store: PostgreSQL %s:%s database %s: %s failed for %s: %.*s", PQhost(p->conn),
+              PQport(p->conn), PQdb(p->conn), what, ctx ? ctx : "-", message_len(detail), detail);
 }
 
 /* The server's notices ("relation already exists, skipping") go to the log at debug level,
  * instead of libpq's default, a raw line on stderr. */
 static void log_notice(void *arg, const char *message)
 {
+    (void)arg;
     log_debug("store: PostgreSQL: %.*s", message_len(message), message);
 }
 
-/* Runs sql (one or several statements, no parameters, no rows wanted). */
-static int exec_sql(struct pg_store *p, const char *what, const char *sql)
+/* A failed statement: logged; inside a group, the group can only roll back from now on. */
+static int statement_failed(struct pg_store *p, const char *what, const char *ctx,
+                            const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    log_pg_error(p, what, ctx, res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn));
+    if (p->in_group && !p->group_broken) {
+        log_error("store: PostgreSQL aborted the open group after an error; the group will be "
+                  "rolled back");
+        p->group_broken = true;
+    }
+    if (!res)
+        return -ENOMEM;
+    return state && strcmp(state, "23505") == 0 ? -EEXIST : -EIO;
+}
+
+/* ---- Parameters ---- */
+
+void pg_param_text(struct pg_params *pp, const char *v)
+{
+    pp->values[pp->n] = v;
+    pp->lengths[pp->n] = 0;
+    pp->n++;
+}
+
+void pg_param_textn(struct pg_params *pp, const char *v, size_t len)
+{
+    pp->values[pp->n] = v;
+    pp->lengths[pp->n] = (int)len;
+    pp->n++;
+}
+
+void pg_param_int(struct pg_params *pp, int64_t v)
+{
+    snprintf(pp->ints[pp->n], sizeof(pp->ints[pp->n]), "%" PRId64, v);
+    pg_param_text(pp, pp->ints[pp->n]);
+}
+
+void pg_param_bool(struct pg_params *pp, bool v)
+{
+    pg_param_text(pp, v ? "t" : "f");
+}
+
+/* ---- Statements ---- */
+
+int pg_exec_simple(struct pg_store *p, const char *what, const char *sql)
 {
     PGresult *res = PQexec(p->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
     int rc = 0;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_pg_error(p, what, PQresultErrorMessage(res));
-        rc = -EIO;
-    }
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = statement_failed(p, what, NULL, res);
     PQclear(res);
     return rc;
 }
+
+/* The name of sql's prepared statement into name, preparing it on first use. */
+static int prepared_name(struct pg_store *p, const char *sql, int nparams, char name[16])
+{
+    unsigned i = 0;
+    while (i < p->n_prepared && p->prepared[i] != sql)
+        i++;
+    snprintf(name, 16, "s%u", i);
+    if (i < p->n_prepared)
+        return 0;
+    if (i == PG_STATEMENTS_MAX) {
+        log_error("store: PostgreSQL: more than %d statements to prepare", PG_STATEMENTS_MAX);
+        return -ENOSPC;
+    }
+    PGresult *res = PQprepare(p->conn, name, sql, nparams, NULL);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = statement_failed(p, "preparing a statement", sql, res);
+    else
+        p->prepared[p->n_prepared++] = sql;
+    PQclear(res);
+    return rc;
+}
+
+PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const char *sql,
+                   const struct pg_params *pp, int *err)
+{
+    static const struct pg_params none = {0};
+    if (!pp)
+        pp = &none;
+    char name[16];
+    int rc = prepared_name(p, sql, pp->n, name);
+    if (rc < 0) {
+        if (err)
+            *err = rc;
+        return NULL;
+    }
+    PGresult *res = PQexecPrepared(p->conn, name, pp->n, pp->values, pp->lengths, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    rc = statement_failed(p, what, ctx, res);
+    PQclear(res);
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+int64_t pg_exec(struct pg_store *p, const char *what, const char *ctx, const char *sql,
+                const struct pg_params *pp)
+{
+    int err = 0;
+    PGresult *res = pg_query(p, what, ctx, sql, pp, &err);
+    if (!res)
+        return err;
+    int64_t n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res)
+                                                       : strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return n;
+}
+
+/* ---- Columns ---- */
+
+int64_t pg_int(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+bool pg_bool(const PGresult *res, int row, int col)
+{
+    return PQgetvalue(res, row, col)[0] == 't';
+}
+
+bool pg_is_null(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) != 0;
+}
+
+void pg_copy(char *dst, size_t cap, const PGresult *res, int row, int col)
+{
+    size_t n = (size_t)PQgetlength(res, row, col);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, PQgetvalue(res, row, col), n);
+    dst[n] = '\0';
+}
+
+char *pg_dup(const PGresult *res, int row, int col)
+{
+    size_t n = (size_t)PQgetlength(res, row, col);
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, PQgetvalue(res, row, col), n);
+    out[n] = '\0';
+    return out;
+}
+
+/* ---- Transactions ---- */
+
+/* Resets a connection the server or the network dropped; its prepared statements went with it. */
+static int reconnect(struct pg_store *p)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(p->conn);
+    if (PQstatus(p->conn) != CONNECTION_OK) {
+        log_pg_error(p, "reconnecting", NULL, PQerrorMessage(p->conn));
+        return -EIO;
+    }
+    log_info("store: PostgreSQL %s:%s database %s: connected again", PQhost(p->conn),
+             PQport(p->conn), PQdb(p->conn));
+    p->n_prepared = 0;
+    return 0;
+}
+
+int pg_enter(struct pg_store *p, const char *fn)
+{
+    if (p->streaming) {
+        log_error("store: %s called from a streaming callback; refused", fn);
+        return -EBUSY;
+    }
+    return p->in_group ? 0 : reconnect(p);
+}
+
+int pg_op_begin(struct pg_store *p)
+{
+    if (p->in_group)
+        return p->group_broken ? -EIO : 0;
+    return pg_exec_simple(p, "beginning a transaction", "BEGIN");
+}
+
+int pg_op_end(struct pg_store *p, int rc)
+{
+    if (p->in_group)
+        return rc;
+    if (rc < 0) {
+        pg_exec_simple(p, "rolling back", "ROLLBACK");
+        return rc;
+    }
+    int c = pg_exec_simple(p, "committing", "COMMIT");
+    return c < 0 ? c : rc;
+}
+
+int pg_begin(struct store *s)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (p->in_group)
+        return -EALREADY;
+    rc = pg_exec_simple(p, "beginning a group", "BEGIN");
+    if (rc < 0)
+        return rc;
+    p->in_group = true;
+    p->group_broken = false;
+    return 0;
+}
+
+int pg_commit(struct store *s)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!p->in_group)
+        return -EINVAL;
+    p->in_group = false;
+    if (p->group_broken) {
+        p->group_broken = false;
+        pg_exec_simple(p, "rolling back a broken group", "ROLLBACK");
+        return -EIO;
+    }
+    return pg_exec_simple(p, "committing a group", "COMMIT");
+}
+
+int pg_rollback(struct store *s)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!p->in_group)
+        return -EINVAL;
+    p->in_group = false;
+    p->group_broken = false;
+    return pg_exec_simple(p, "rolling back a group", "ROLLBACK");
+}
+
+/* ---- The schema ---- */
 
 /* The version recorded in crawlab_schema, 0 when it has no row yet. */
 static int read_version(struct pg_store *p, int *out)
 {
     PGresult *res = PQexec(p->conn, "SELECT version FROM crawlab_schema");
     int rc = 0;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_pg_error(p, "reading the schema version", PQresultErrorMessage(res));
-        rc = -EIO;
-    } else {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = statement_failed(p, "reading the schema version", NULL, res);
+    else
         *out = PQntuples(res) > 0 ? atoi(PQgetvalue(res, 0, 0)) : 0;
-    }
     PQclear(res);
     return rc;
 }
@@ -143,10 +376,11 @@ static int read_version(struct pg_store *p, int *out)
 static int migrate_locked(struct pg_store *p)
 {
     int version = 0;
-    int rc = exec_sql(p, "locking the schema", "SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK ")");
+    int rc = pg_exec_simple(p, "locking the schema",
+                            "SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK ")");
     if (rc == 0)
-        rc = exec_sql(p, "creating the schema version table",
-                      "CREATE TABLE IF NOT EXISTS crawlab_schema (version INTEGER NOT NULL)");
+        rc = pg_exec_simple(p, "creating the schema version table",
+                            "CREATE TABLE IF NOT EXISTS crawlab_schema (version INTEGER NOT NULL)");
     if (rc == 0)
         rc = read_version(p, &version);
     if (rc < 0)
@@ -160,12 +394,12 @@ static int migrate_locked(struct pg_store *p)
     if (version == PG_SCHEMA_VERSION)
         return 0;
     for (int v = version; v < PG_SCHEMA_VERSION && rc == 0; v++)
-        rc = exec_sql(p, "migrating the schema", pg_schema_steps[v]);
+        rc = pg_exec_simple(p, "migrating the schema", pg_schema_steps[v]);
     char sql[96];
     snprintf(sql, sizeof(sql), "DELETE FROM crawlab_schema; INSERT INTO crawlab_schema VALUES (%d)",
              PG_SCHEMA_VERSION);
     if (rc == 0)
-        rc = exec_sql(p, "recording the schema version", sql);
+        rc = pg_exec_simple(p, "recording the schema version", sql);
     if (rc == 0)
         log_info("store: PostgreSQL %s:%s database %s: schema version %d (was %d)", PQhost(p->conn),
                  PQport(p->conn), PQdb(p->conn), PG_SCHEMA_VERSION, version);
@@ -174,14 +408,23 @@ static int migrate_locked(struct pg_store *p)
 
 static int migrate(struct pg_store *p)
 {
-    int rc = exec_sql(p, "beginning the migration", "BEGIN");
+    int rc = pg_exec_simple(p, "beginning the migration", "BEGIN");
     if (rc < 0)
         return rc;
     rc = migrate_locked(p);
-    int end = exec_sql(p, rc == 0 ? "committing the migration" : "rolling the migration back",
-                       rc == 0 ? "COMMIT" : "ROLLBACK");
+    int end = pg_exec_simple(p, rc == 0 ? "committing the migration" : "rolling the migration back",
+                             rc == 0 ? "COMMIT" : "ROLLBACK");
     return rc < 0 ? rc : end;
 }
+
+int pg_store_schema_version(struct store *s)
+{
+    int version = 0;
+    int rc = read_version(pg_of(s), &version);
+    return rc < 0 ? rc : version;
+}
+
+/* ---- Opening ---- */
 
 static int connect_pg(struct pg_store *p, const char *conninfo)
 {
@@ -195,46 +438,55 @@ static int connect_pg(struct pg_store *p, const char *conninfo)
     if (!p->conn)
         return -ENOMEM;
     if (PQstatus(p->conn) != CONNECTION_OK) {
-        log_pg_error(p, "connecting", PQerrorMessage(p->conn));
+        log_pg_error(p, "connecting", NULL, PQerrorMessage(p->conn));
         return -ECONNREFUSED;
     }
     PQsetNoticeProcessor(p->conn, log_notice, NULL);
     if (PQsetClientEncoding(p->conn, "UTF8") != 0) {
-        log_pg_error(p, "setting the client encoding", PQerrorMessage(p->conn));
+        log_pg_error(p, "setting the client encoding", NULL, PQerrorMessage(p->conn));
         return -EIO;
     }
     return 0;
 }
 
-int pg_store_open(const char *conninfo, struct pg_store **out)
+static const struct store_ops pg_ops;
+
+int pg_store_open(const char *conninfo, struct store **out)
 {
     if (!conninfo || !out)
         return -EINVAL;
     struct pg_store *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
+    p->base.ops = &pg_ops;
     int rc = connect_pg(p, conninfo);
     if (rc == 0)
         rc = migrate(p);
+    if (rc == 0)
+        rc = store_ids_init(&p->ids);
     if (rc < 0) {
-        pg_store_close(p);
+        pg_close(&p->base);
         return rc;
     }
-    *out = p;
+    *out = &p->base;
     return 0;
 }
 
-void pg_store_close(struct pg_store *p)
+void pg_close(struct store *s)
 {
+    struct pg_store *p = pg_of(s);
     if (!p)
         return;
+    if (p->conn && p->in_group)
+        log_warn("store: closing with an open group; its changes are rolled back");
     PQfinish(p->conn);
     free(p);
 }
 
-int pg_store_schema_version(struct pg_store *p)
-{
-    int version = 0;
-    int rc = read_version(p, &version);
-    return rc < 0 ? rc : version;
-}
+/* The rows' functions are in store_pg_*.c; each joins this table as it is written. */
+static const struct store_ops pg_ops = {
+    .close = pg_close,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+};

@@ -24,6 +24,7 @@
 #include "core/rules.h"
 #include "core/spider.h"
 #include "core/tz.h"
+#include "store/backend.h"
 #include "store/logfile.h"
 #include "runtime/log.h"
 
@@ -364,7 +365,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " ON CONFLICT (hook) DO UPDATE SET delivered = excluded.delivered",
 };
 
-struct store {
+struct sqlite_store {
+    struct store base; /* first: the store.h handle is this struct */
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     struct logfile *logs;
@@ -378,8 +380,7 @@ struct store {
     /* A callback of a streaming function is running: the store must not be re-entered. */
     bool streaming;
 
-    uint8_t id_random[5];
-    uint32_t id_counter;
+    struct store_ids ids;
 
     /* Retention: tasks deleted in the open transaction (their logs may go once it commits);
      * tasks whose deletion is committed and whose logs store_purge_logs removes; tasks whose
@@ -389,6 +390,13 @@ struct store {
         size_t n, cap;
     } purged_uncommitted, purged_committed, journal_done;
 };
+
+static struct sqlite_store *sqlite_of(struct store *base)
+{
+    return (struct sqlite_store *)base;
+}
+
+static const struct store_ops sqlite_ops;
 
 /* ---- Error helpers ---- */
 
@@ -413,7 +421,7 @@ static int errno_of_sqlite(int rc)
 }
 
 /* Logs a database failure with its context and maps it to a negative errno. */
-static int db_fail(struct store *s, int rc, const char *what, const char *ctx)
+static int db_fail(struct sqlite_store *s, int rc, const char *what, const char *ctx)
 {
     log_error("store: %s failed for %s: %s (sqlite %d)", what, ctx ? ctx : "-",
               sqlite3_errmsg(s->db), rc);
@@ -422,7 +430,7 @@ static int db_fail(struct store *s, int rc, const char *what, const char *ctx)
 
 /* Every public function starts here: re-entering the store from a streaming callback would reset
  * the statement that is being stepped, so it is refused loudly instead. */
-static int enter(struct store *s, const char *fn)
+static int enter(struct sqlite_store *s, const char *fn)
 {
     if (s->streaming) {
         log_error("store: %s called from a streaming callback; refused", fn);
@@ -448,7 +456,7 @@ static void bind_text(sqlite3_stmt *st, int idx, const char *v)
 }
 
 /* Runs a statement that returns no rows. */
-static int step_done(struct store *s, sqlite3_stmt *st, const char *what, const char *ctx)
+static int step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what, const char *ctx)
 {
     int rc = sqlite3_step(st);
     int ret = 0;
@@ -458,7 +466,7 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what, const 
     return ret;
 }
 
-static int exec_simple(struct store *s, enum stmt_id id, const char *ctx)
+static int exec_simple(struct sqlite_store *s, enum stmt_id id, const char *ctx)
 {
     return step_done(s, s->st[id], stmt_sql[id], ctx);
 }
@@ -495,7 +503,7 @@ static uint64_t column_u64(sqlite3_stmt *st, int col)
 
 /* ---- Transactions ---- */
 
-static void rollback_all(struct store *s)
+static void rollback_all(struct sqlite_store *s)
 {
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK, "rollback");
@@ -521,7 +529,7 @@ static int id_set_add(struct id_set *set, const char *id)
  * and syncs the directory; then their journal entries may go (the next purge drops them). If a
  * removal or the sync fails, the entries stay and the next store_open tries again. Returns how
  * many files were removed. */
-static size_t remove_purged_logs_now(struct store *s)
+static size_t remove_purged_logs_now(struct sqlite_store *s)
 {
     struct id_set *c = &s->purged_committed;
     bool all = true;
@@ -544,7 +552,7 @@ static size_t remove_purged_logs_now(struct store *s)
 /* While the master runs: hands up to max logs of tasks whose deletion is committed to the log
  * engine's remover thread, and takes back those whose removal is durable, whose journal entries
  * the next purge drops. *pending receives how many handed over are not back yet. */
-static void discard_purged_logs(struct store *s, size_t max, size_t *pending)
+static void discard_purged_logs(struct sqlite_store *s, size_t max, size_t *pending)
 {
     struct id_set *c = &s->purged_committed;
     size_t n = c->n < max ? c->n : max;
@@ -562,7 +570,7 @@ static void discard_purged_logs(struct store *s, size_t max, size_t *pending)
 
 /* The deletions of the transaction are committed: their logs may go. One that cannot be
  * remembered (out of memory) stays in the journal for the next open. */
-static void purged_now_committed(struct store *s)
+static void purged_now_committed(struct sqlite_store *s)
 {
     struct id_set *u = &s->purged_uncommitted;
     for (size_t i = 0; i < u->n; i++)
@@ -573,7 +581,7 @@ static void purged_now_committed(struct store *s)
 
 /* Log files first, then COMMIT: a crash in between leaves bytes beyond the committed size, which
  * the next open cuts away. The other order could count bytes that never reached the disk. */
-static int commit_all(struct store *s)
+static int commit_all(struct sqlite_store *s)
 {
     int rc = logfile_sync(s->logs);
     if (rc == 0)
@@ -589,7 +597,7 @@ static int commit_all(struct store *s)
 
 /* Every mutating call runs between op_begin and op_end: its own transaction outside a group, a
  * savepoint inside one, so that a failed call never leaves half of itself behind. */
-static int op_begin(struct store *s)
+static int op_begin(struct sqlite_store *s)
 {
     if (!s->in_group)
         return exec_simple(s, ST_BEGIN, "begin");
@@ -600,7 +608,7 @@ static int op_begin(struct store *s)
 
 /* Ends the call started by op_begin. rc < 0 undoes it; otherwise rc (0 or a positive result) is
  * returned unless committing fails. */
-static int op_end(struct store *s, int rc)
+static int op_end(struct sqlite_store *s, int rc)
 {
     if (!s->in_group) {
         if (rc < 0) {
@@ -626,8 +634,9 @@ static int op_end(struct store *s, int rc)
     return r < 0 ? r : rc;
 }
 
-int store_begin(struct store *s)
+static int sqlite_begin(struct store *base)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -641,8 +650,9 @@ int store_begin(struct store *s)
     return 0;
 }
 
-int store_commit(struct store *s)
+static int sqlite_commit(struct store *base)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -657,8 +667,9 @@ int store_commit(struct store *s)
     return commit_all(s);
 }
 
-int store_rollback(struct store *s)
+static int sqlite_rollback(struct store *base)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -696,7 +707,7 @@ static int make_dirs(const char *path, mode_t mode)
     return rc;
 }
 
-static int read_user_version(struct store *s, int *out)
+static int read_user_version(struct sqlite_store *s, int *out)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
@@ -718,7 +729,7 @@ static int read_user_version(struct store *s, int *out)
  * data directory that was made readable by others beforehand, and also when an older version
  * created them 0644.
  */
-static int make_db_private(struct store *s)
+static int make_db_private(struct sqlite_store *s)
 {
     int fd = openat(s->dir_fd, "crawlab.db", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 || fchmod(fd, 0600) < 0) {
@@ -744,7 +755,7 @@ static void sql_labels_match(sqlite3_context *ctx, int argc, sqlite3_value **arg
     sqlite3_result_int(ctx, labels_match(want, have));
 }
 
-static int setup_db(struct store *s)
+static int setup_db(struct sqlite_store *s)
 {
     int prc = make_db_private(s);
     if (prc < 0)
@@ -822,7 +833,7 @@ static int setup_db(struct store *s)
     return 0;
 }
 
-static int open_dirs(struct store *s)
+static int open_dirs(struct sqlite_store *s)
 {
     int rc = make_dirs(s->data_dir, 0750);
     if (rc < 0) {
@@ -856,7 +867,7 @@ static int open_dirs(struct store *s)
 
 static int collect_journal(void *ctx, int n, char **values, char **names)
 {
-    struct store *s = ctx;
+    struct sqlite_store *s = ctx;
     if (n < 1 || !values[0] || !task_id_valid(values[0]))
         return 0;
     return id_set_add(&s->purged_committed, values[0]) < 0 ? 1 : 0;
@@ -864,7 +875,7 @@ static int collect_journal(void *ctx, int n, char **values, char **names)
 
 /* A crash between a purge's commit and the removal of its logs leaves journal entries: their
  * tasks are gone, so their logs go now, and then the entries. */
-static int recover_purged_logs(struct store *s)
+static int recover_purged_logs(struct sqlite_store *s)
 {
     char *err = NULL;
     int rc = sqlite3_exec(s->db, "SELECT task_id FROM purged_logs", collect_journal, s, &err);
@@ -893,13 +904,16 @@ static int recover_purged_logs(struct store *s)
     return 0;
 }
 
-int store_open(const char *data_dir, struct store **out)
+static void sqlite_close(struct store *base);
+
+int sqlite_store_open(const char *data_dir, struct store **out)
 {
     if (!data_dir || !*data_dir || !out)
         return -EINVAL;
-    struct store *s = calloc(1, sizeof(*s));
+    struct sqlite_store *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    s->base.ops = &sqlite_ops;
     s->dir_fd = s->lock_fd = -1;
     s->data_dir = strdup(data_dir);
     int rc = s->data_dir ? 0 : -ENOMEM;
@@ -909,32 +923,23 @@ int store_open(const char *data_dir, struct store **out)
         rc = setup_db(s);
     if (rc == 0)
         rc = recover_purged_logs(s);
-    if (rc == 0) {
-        /* The random part of ids is drawn once per open, like an ObjectID's process value, and
-         * the counter starts at a random point so two opens in one second do not collide. */
-        uint8_t rnd[8];
-        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-            rc = -errno;
-            log_error("store: getrandom failed: %s", strerror(-rc));
-        } else {
-            memcpy(s->id_random, rnd, 5);
-            s->id_counter = ((uint32_t)rnd[5] << 16) | ((uint32_t)rnd[6] << 8) | rnd[7];
-        }
-    }
+    if (rc == 0)
+        rc = store_ids_init(&s->ids);
     if (rc < 0) {
-        store_close(s);
+        sqlite_close(&s->base);
         return rc;
     }
     /* The database file may be new: make its directory entry durable before anything counts on
      * it. */
     if (fsync(s->dir_fd) < 0)
         log_warn("store: fsync of data dir %s failed: %s", s->data_dir, strerror(errno));
-    *out = s;
+    *out = &s->base;
     return 0;
 }
 
-void store_close(struct store *s)
+static void sqlite_close(struct store *base)
 {
+    struct sqlite_store *s = sqlite_of(base);
     if (!s)
         return;
     if (s->db && s->in_group) {
@@ -962,12 +967,6 @@ void store_close(struct store *s)
 
 /* ---- Nodes ---- */
 
-/* An optional text line (a name, a version): NULL and "" stand for "" and are valid. */
-static bool optional_line(const char *v, size_t max)
-{
-    return !v || text_line_valid(v, max);
-}
-
 static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
 {
     copy_column(r->key, sizeof(r->key), st, 0);
@@ -982,7 +981,7 @@ static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
 }
 
 /* Runs a one-row UPDATE of a node; -ENOENT when no row matched. */
-static int node_update(struct store *s, sqlite3_stmt *st, const char *what, const char *key)
+static int node_update(struct sqlite_store *s, sqlite3_stmt *st, const char *what, const char *key)
 {
     int rc = op_begin(s);
     if (rc < 0) {
@@ -995,14 +994,15 @@ static int node_update(struct store *s, sqlite3_stmt *st, const char *what, cons
     return op_end(s, rc);
 }
 
-int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
+static int sqlite_node_upsert(struct store *base, const char *key, const char *name, int max_runners,
                       const char *version, const char *labels, int64_t now_ms)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !optional_line(name, LIMIT_NAME_MAX) ||
-        !optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
+    if (!node_key_valid(key) || !store_optional_line(name, LIMIT_NAME_MAX) ||
+        !store_optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
         (labels && !labels_text_valid(labels)))
         return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
@@ -1020,8 +1020,9 @@ int store_node_upsert(struct store *s, const char *key, const char *name, int ma
     return op_end(s, step_done(s, st, "registering node", key));
 }
 
-int store_node_set_state(struct store *s, const char *key, const char *state)
+static int sqlite_node_set_state(struct store *base, const char *key, const char *state)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1035,8 +1036,9 @@ int store_node_set_state(struct store *s, const char *key, const char *state)
     return node_update(s, st, "setting node state", key);
 }
 
-int store_node_delete(struct store *s, const char *key)
+static int sqlite_node_delete(struct store *base, const char *key)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1047,8 +1049,9 @@ int store_node_delete(struct store *s, const char *key)
     return node_update(s, st, "removing node", key);
 }
 
-int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms)
+static int sqlite_node_set_status(struct store *base, const char *key, const char *status, int64_t now_ms)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1062,8 +1065,9 @@ int store_node_set_status(struct store *s, const char *key, const char *status, 
     return node_update(s, st, "setting node status", key);
 }
 
-int store_node_touch(struct store *s, const char *key, int64_t now_ms)
+static int sqlite_node_touch(struct store *base, const char *key, int64_t now_ms)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1075,8 +1079,9 @@ int store_node_touch(struct store *s, const char *key, int64_t now_ms)
     return node_update(s, st, "touching node", key);
 }
 
-int store_node_get(struct store *s, const char *key, struct node_row *out)
+static int sqlite_node_get(struct store *base, const char *key, struct node_row *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1097,26 +1102,10 @@ int store_node_get(struct store *s, const char *key, struct node_row *out)
     return rc;
 }
 
-/* Makes room in *rows (cap elements of size bytes, n of them used) for one more: doubles it when
- * full. 0, or -ENOMEM with *rows as it was. */
-static int grow_rows(void **rows, size_t n, size_t *cap, size_t size)
-{
-    if (n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *grown = realloc(*rows, ncap * size);
-    if (!grown) {
-        log_error("store: out of memory collecting rows");
-        return -ENOMEM;
-    }
-    *rows = grown;
-    *cap = ncap;
-    return 0;
-}
-
-int store_node_page(struct store *s, const char *after_key, unsigned limit,
+static int sqlite_node_page(struct store *base, const char *after_key, unsigned limit,
                     int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1128,7 +1117,7 @@ int store_node_page(struct store *s, const char *after_key, unsigned limit,
     struct node_row *rows = NULL;
     size_t n = 0, cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
             break;
         node_from_stmt(st, &rows[n++]);
     }
@@ -1141,24 +1130,13 @@ int store_node_page(struct store *s, const char *after_key, unsigned limit,
     return rc;
 }
 
-int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+static int sqlite_node_list(struct store *base, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
-    return store_node_page(s, NULL, 0, cb, ctx);
+    struct sqlite_store *s = sqlite_of(base);
+    return sqlite_node_page(&s->base, NULL, 0, cb, ctx);
 }
 
 /* ---- Tasks ---- */
-
-void store_task_row_free(struct task_row *r)
-{
-    if (!r)
-        return;
-    free(r->cmd);
-    free(r->param);
-    free(r->env_json);
-    free(r->error);
-    free(r->labels);
-    memset(r, 0, sizeof(*r));
-}
 
 static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
 {
@@ -1212,7 +1190,7 @@ static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
 }
 
 /* Reads one task by id into *out (owned by the caller). */
-static int task_load(struct store *s, const char *id, struct task_row *out)
+static int task_load(struct sqlite_store *s, const char *id, struct task_row *out)
 {
     sqlite3_stmt *st = s->st[ST_TASK_GET];
     bind_text(st, 1, id);
@@ -1227,7 +1205,7 @@ static int task_load(struct store *s, const char *id, struct task_row *out)
     return rc;
 }
 
-static int task_status_load(struct store *s, const char *id, enum task_status *out)
+static int task_status_load(struct sqlite_store *s, const char *id, enum task_status *out)
 {
     sqlite3_stmt *st = s->st[ST_TASK_STATUS];
     bind_text(st, 1, id);
@@ -1249,27 +1227,6 @@ static int task_status_load(struct store *s, const char *id, enum task_status *o
     return rc;
 }
 
-static void format_id(const struct store *s, int64_t now_ms, uint32_t counter,
-                      char out[TASK_ID_LEN + 1])
-{
-    uint8_t b[12];
-    uint32_t secs = (uint32_t)(now_ms / 1000);
-    b[0] = (uint8_t)(secs >> 24);
-    b[1] = (uint8_t)(secs >> 16);
-    b[2] = (uint8_t)(secs >> 8);
-    b[3] = (uint8_t)secs;
-    memcpy(b + 4, s->id_random, 5);
-    b[9] = (uint8_t)(counter >> 16);
-    b[10] = (uint8_t)(counter >> 8);
-    b[11] = (uint8_t)counter;
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 12; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 0xf];
-    }
-    out[TASK_ID_LEN] = '\0';
-}
-
 /* What links a task made from another to it: set by store_task_restart and store_task_retry;
  * none for a submitted task. */
 struct task_link {
@@ -1278,26 +1235,17 @@ struct task_link {
     int64_t eligible_ms;
 };
 
-static int task_insert(struct store *s, const struct task_new *t, const struct task_link *link,
+static int task_insert(struct sqlite_store *s, const struct task_new *t, const struct task_link *link,
                        int64_t now_ms, char id[TASK_ID_LEN + 1]);
 
-/* What store_task_create and store_schedule_fire accept as a new task. */
-static bool task_new_valid(const struct task_new *t)
-{
-    return t && t->cmd && *t->cmd && optional_line(t->name, LIMIT_NAME_MAX) &&
-           (!t->node_key || !*t->node_key || node_key_valid(t->node_key)) && t->timeout_ms >= 0 &&
-           retries_valid(t->retries) && retry_delay_valid(t->retry_delay_ms) &&
-           (!t->labels || labels_text_valid(t->labels)) &&
-           (!t->spider_sha256 || !*t->spider_sha256 || spider_sha256_valid(t->spider_sha256));
-}
-
-int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
+static int sqlite_task_create(struct store *base, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1])
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_new_valid(t) || !id_out)
+    if (!store_task_new_valid(t) || !id_out)
         return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
@@ -1311,7 +1259,7 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
 }
 
 /* Inserts a new pending task inside an open op; writes its id into id. link may be NULL. */
-static int task_insert(struct store *s, const struct task_new *t, const struct task_link *link,
+static int task_insert(struct sqlite_store *s, const struct task_new *t, const struct task_link *link,
                        int64_t now_ms, char id[TASK_ID_LEN + 1])
 {
     static const struct task_link first = {.attempt = 1};
@@ -1321,7 +1269,7 @@ static int task_insert(struct store *s, const struct task_new *t, const struct t
     /* A duplicate id needs the same second, random part and counter value: only a wrapped
      * counter can produce one, and the next counter value resolves it. */
     for (int attempt = 0; attempt < 3; attempt++) {
-        format_id(s, now_ms, s->id_counter++ & 0xffffff, id);
+        store_ids_next(&s->ids, now_ms, id);
         sqlite3_stmt *st = s->st[ST_TASK_INSERT];
         bind_text(st, 1, id);
         bind_text(st, 2, t->name ? t->name : "");
@@ -1358,7 +1306,7 @@ static int task_insert(struct store *s, const struct task_new *t, const struct t
     return rc;
 }
 
-static int history_add(struct store *s, const char *id, enum task_status from, enum task_status to,
+static int history_add(struct sqlite_store *s, const char *id, enum task_status from, enum task_status to,
                        int64_t now_ms)
 {
     sqlite3_stmt *st = s->st[ST_HISTORY_INSERT];
@@ -1370,7 +1318,7 @@ static int history_add(struct store *s, const char *id, enum task_status from, e
 }
 
 /* Applies an allowed status change inside an open op. */
-static int status_apply(struct store *s, const char *id, enum task_status from, enum task_status to,
+static int status_apply(struct sqlite_store *s, const char *id, enum task_status from, enum task_status to,
                         int pid, int exit_code, const char *error, int64_t now_ms)
 {
     sqlite3_stmt *st = s->st[ST_TASK_SET_STATUS];
@@ -1393,7 +1341,7 @@ static int status_apply(struct store *s, const char *id, enum task_status from, 
 
 /* Assigns task id to node_key if it is pending, and records that in its history. 0, 1 when the
  * task was not pending (nothing changed), or -errno. Inside an operation. */
-static int assign_pending(struct store *s, const char *id, const char *node_key, int64_t now_ms,
+static int assign_pending(struct sqlite_store *s, const char *id, const char *node_key, int64_t now_ms,
                           bool pushed)
 {
     sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
@@ -1408,9 +1356,10 @@ static int assign_pending(struct store *s, const char *id, const char *node_key,
     return rc;
 }
 
-int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
+static int sqlite_task_assign(struct store *base, const char *id, const char *node_key, int64_t now_ms,
                       bool pushed)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1422,9 +1371,10 @@ int store_task_assign(struct store *s, const char *id, const char *node_key, int
     return op_end(s, assign_pending(s, id, node_key, now_ms, pushed));
 }
 
-int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
+static int sqlite_task_fetch(struct store *base, const char *node_key, const char *node_labels, int64_t now_ms,
                      struct task_row *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1467,8 +1417,9 @@ int store_task_fetch(struct store *s, const char *node_key, const char *node_lab
     return rc;
 }
 
-int store_task_get(struct store *s, const char *id, struct task_row *out)
+static int sqlite_task_get(struct store *base, const char *id, struct task_row *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1477,9 +1428,10 @@ int store_task_get(struct store *s, const char *id, struct task_row *out)
     return task_load(s, id, out);
 }
 
-int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
+static int sqlite_task_set_status(struct store *base, const char *id, enum task_status to, int pid,
                           int exit_code, const char *error, int64_t now_ms)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1528,9 +1480,10 @@ static struct task_new spec_of(const struct task_row *r)
     };
 }
 
-int store_task_restart(struct store *s, const char *id, int64_t now_ms,
+static int sqlite_task_restart(struct store *base, const char *id, int64_t now_ms,
                        char id_out[TASK_ID_LEN + 1])
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1554,10 +1507,11 @@ int store_task_restart(struct store *s, const char *id, int64_t now_ms,
     return rc;
 }
 
-int store_task_retry(struct store *s, const char *id, enum task_status to, int exit_code,
+static int sqlite_task_retry(struct store *base, const char *id, enum task_status to, int exit_code,
                      const char *error, int64_t eligible_ms, int64_t now_ms,
                      char id_out[TASK_ID_LEN + 1])
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1591,8 +1545,9 @@ int store_task_retry(struct store *s, const char *id, enum task_status to, int e
     return rc;
 }
 
-int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms)
+static int sqlite_task_next_eligible(struct store *base, int64_t after_ms, int64_t *at_ms)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1607,10 +1562,11 @@ int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms)
     return rc;
 }
 
-int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_ms,
+static int sqlite_task_eligible_nodes(struct store *base, int64_t after_ms, int64_t until_ms,
                               int (*cb)(void *ctx, const char *node_key, const char *labels),
                               void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1624,7 +1580,7 @@ int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_m
     size_t n = 0, cap = 0;
     int src;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&due, n, &cap, sizeof(*due))) < 0)
+        if ((rc = store_grow_rows((void **)&due, n, &cap, sizeof(*due))) < 0)
             break;
         copy_column(due[n].key, sizeof(due[n].key), st, 0);
         if (!(due[n++].labels = dup_column(st, 1)))
@@ -1641,8 +1597,9 @@ int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_m
     return rc;
 }
 
-int store_task_epoch(struct store *s, const char *id, uint64_t *out)
+static int sqlite_task_epoch(struct store *base, const char *id, uint64_t *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1663,9 +1620,10 @@ int store_task_epoch(struct store *s, const char *id, uint64_t *out)
     return rc;
 }
 
-int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
+static int sqlite_task_request_cancel(struct store *base, const char *id, bool force, int64_t now_ms,
                               enum task_status *status_out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1695,7 +1653,7 @@ int store_task_request_cancel(struct store *s, const char *id, bool force, int64
 }
 
 /* Steps a task query and calls cb for each row while the statement is open. */
-static int stream_tasks(struct store *s, sqlite3_stmt *st, const char *what,
+static int stream_tasks(struct sqlite_store *s, sqlite3_stmt *st, const char *what,
                         int (*cb)(void *ctx, const struct task_row *r), void *ctx)
 {
     int rc;
@@ -1718,9 +1676,10 @@ out:
     return rc;
 }
 
-int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
+static int sqlite_task_list(struct store *base, const char *status, const char *node_key, unsigned limit,
                     int (*cb)(void *ctx, const struct task_row *r), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1734,11 +1693,12 @@ int store_task_list(struct store *s, const char *status, const char *node_key, u
     return stream_tasks(s, st, "listing tasks", cb, ctx);
 }
 
-int store_task_page(struct store *s, const char *status, const char *node_key,
+static int sqlite_task_page(struct store *base, const char *status, const char *node_key,
                     const struct task_pos *after, unsigned limit,
                     int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
                     void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1775,8 +1735,9 @@ int store_task_page(struct store *s, const char *status, const char *node_key,
     return rc;
 }
 
-int store_task_pos(struct store *s, const char *id, struct task_pos *out)
+static int sqlite_task_pos(struct store *base, const char *id, struct task_pos *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1798,9 +1759,10 @@ int store_task_pos(struct store *s, const char *id, struct task_pos *out)
     return rc;
 }
 
-int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
+static int sqlite_task_find_prefix(struct store *base, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
                            size_t max)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1823,7 +1785,7 @@ int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK
 /* Deletes what is left of one task, within budget rows: items first (lowest seq first), then its
  * history, row and journal entry. Returns 1 when the task is gone, 0 when the budget ran out
  * first, or -errno. *used counts the rows spent. Inside an operation. */
-static int purge_one(struct store *s, const char *id, unsigned budget, unsigned *used)
+static int purge_one(struct sqlite_store *s, const char *id, unsigned budget, unsigned *used)
 {
     sqlite3_stmt *st = s->st[ST_ITEMS_MIN];
     bind_text(st, 1, id);
@@ -1882,7 +1844,7 @@ static int purge_one(struct store *s, const char *id, unsigned budget, unsigned 
 
 /* Picks the candidates (collected first: the deletions use other statements), then deletes them
  * in order while the budget lasts. Inside an operation. */
-static int purge_op(struct store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
+static int purge_op(struct sqlite_store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
 {
     /* Journal entries of logs removed for good, from earlier commits. */
     struct id_set *done = &s->journal_done;
@@ -1925,9 +1887,10 @@ static int purge_op(struct store *s, int64_t before_ms, unsigned budget, size_t 
     return rc;
 }
 
-int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+static int sqlite_task_purge(struct store *base, int64_t before_ms, unsigned budget, size_t *purged,
                      bool *more)
 {
+    struct sqlite_store *s = sqlite_of(base);
     size_t dummy_n;
     bool dummy_more;
     if (!purged)
@@ -1957,8 +1920,9 @@ int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t
     return rc;
 }
 
-int store_purge_logs(struct store *s, size_t max, size_t *left)
+static int sqlite_purge_logs(struct store *base, size_t max, size_t *left)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1969,8 +1933,9 @@ int store_purge_logs(struct store *s, size_t max, size_t *left)
     return 0;
 }
 
-int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
+static int sqlite_task_count_purgeable(struct store *base, int64_t before_ms, uint64_t *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -1989,9 +1954,10 @@ int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out
     return rc;
 }
 
-int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
+static int sqlite_task_list_by_node(struct store *base, const char *node_key, enum task_status status,
                             int (*cb)(void *ctx, const struct task_row *r), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2005,7 +1971,7 @@ int store_task_list_by_node(struct store *s, const char *node_key, enum task_sta
     int src;
     rc = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
             break;
         rc = task_from_stmt(st, &rows[n]);
         if (rc < 0)
@@ -2024,9 +1990,10 @@ int store_task_list_by_node(struct store *s, const char *node_key, enum task_sta
     return rc;
 }
 
-int store_task_history(struct store *s, const char *id,
+static int sqlite_task_history(struct store *base, const char *id,
                        int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2066,7 +2033,7 @@ struct counts {
     uint64_t log_lines, log_bytes, data_items;
 };
 
-static int counts_load(struct store *s, const char *id, struct counts *c)
+static int counts_load(struct sqlite_store *s, const char *id, struct counts *c)
 {
     sqlite3_stmt *st = s->st[ST_TASK_COUNTS];
     bind_text(st, 1, id);
@@ -2085,7 +2052,7 @@ static int counts_load(struct store *s, const char *id, struct counts *c)
     return rc;
 }
 
-static int log_append_op(struct store *s, const char *id, const char *const *lines,
+static int log_append_op(struct sqlite_store *s, const char *id, const char *const *lines,
                          const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct counts c;
@@ -2116,9 +2083,10 @@ static int log_append_op(struct store *s, const char *id, const char *const *lin
     return 0;
 }
 
-int store_log_append(struct store *s, const char *task_id, const char *const *lines,
+static int sqlite_log_append(struct store *base, const char *task_id, const char *const *lines,
                      const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
+    struct sqlite_store *s = sqlite_of(base);
     size_t dummy;
     if (!accepted)
         accepted = &dummy;
@@ -2137,7 +2105,7 @@ int store_log_append(struct store *s, const char *task_id, const char *const *li
     return rc;
 }
 
-static int items_append_op(struct store *s, const char *id, const char *const *items,
+static int items_append_op(struct sqlite_store *s, const char *id, const char *const *items,
                            const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct counts c;
@@ -2170,9 +2138,10 @@ static int items_append_op(struct store *s, const char *id, const char *const *i
     return rc;
 }
 
-int store_items_append(struct store *s, const char *task_id, const char *const *items,
+static int sqlite_items_append(struct store *base, const char *task_id, const char *const *items,
                        const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
+    struct sqlite_store *s = sqlite_of(base);
     size_t dummy;
     if (!accepted)
         accepted = &dummy;
@@ -2191,9 +2160,10 @@ int store_items_append(struct store *s, const char *task_id, const char *const *
     return rc;
 }
 
-int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
+static int sqlite_log_read(struct store *base, const char *task_id, uint64_t from_seq,
                    int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2213,9 +2183,10 @@ int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
     return rc;
 }
 
-int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
+static int sqlite_items_read(struct store *base, const char *task_id, uint64_t from_seq,
                      int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2247,7 +2218,7 @@ int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
 /* ---- Schedules ---- */
 
 /* Schedule statements are rare (a fire, an admin command): each is prepared when it runs. */
-static int sched_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+static int sched_prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **st)
 {
     int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
     return rc == SQLITE_OK ? 0 : db_fail(s, rc, "preparing a statement", sql);
@@ -2255,7 +2226,7 @@ static int sched_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
 
 /* Runs a prepared schedule statement that returns no rows and finalizes it. Returns the number of
  * rows changed, or a negative errno (-EEXIST for a constraint). */
-static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
+static int sched_run(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     int ret = sqlite3_changes(s->db);
@@ -2271,17 +2242,6 @@ static int sched_run(struct store *s, sqlite3_stmt *st, const char *what)
     "id, name, expr, tz_offset, cmd, env_json, priority, timeout_ms, node_key, overlap, missed, "  \
     "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms, spider, "        \
     "tz_name, all_nodes"
-
-void store_schedule_row_free(struct schedule_row *r)
-{
-    if (!r)
-        return;
-    free(r->expr);
-    free(r->cmd);
-    free(r->env_json);
-    free(r->labels);
-    memset(r, 0, sizeof(*r));
-}
 
 static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
 {
@@ -2315,16 +2275,17 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
     return 0;
 }
 
-int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
+static int sqlite_schedule_create(struct store *base, const struct schedule_new *n, int64_t now_ms,
                           int64_t *id_out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     char spider[LIMIT_SPIDER_NAME_MAX + 1];
     uint32_t version;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
     if (!n || !n->cmd || !*n->cmd || !n->expr || !*n->expr || strlen(n->expr) > CRON_EXPR_MAX ||
-        !optional_line(n->name, LIMIT_NAME_MAX) ||
+        !store_optional_line(n->name, LIMIT_NAME_MAX) ||
         (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
         (n->labels && !labels_text_valid(n->labels)) || !retries_valid(n->retries) ||
         !retry_delay_valid(n->retry_delay_ms) ||
@@ -2372,8 +2333,9 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
     return rc;
 }
 
-int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
+static int sqlite_schedule_get(struct store *base, int64_t id, struct schedule_row *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2393,9 +2355,10 @@ int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
     return rc;
 }
 
-int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule_row *r),
+static int sqlite_schedule_list(struct store *base, int (*cb)(void *ctx, const struct schedule_row *r),
                         void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2408,7 +2371,7 @@ int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct sched
     int src;
     rc = 0;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
             break;
         rc = sched_from_stmt(st, &rows[n]);
         if (rc == 0)
@@ -2426,7 +2389,7 @@ int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct sched
 }
 
 /* Runs one UPDATE or DELETE on a schedule in its own op; -ENOENT when no row changed. */
-static int sched_change(struct store *s, const char *sql, int64_t id, int64_t arg, const char *what)
+static int sched_change(struct sqlite_store *s, const char *sql, int64_t id, int64_t arg, const char *what)
 {
     sqlite3_stmt *st;
     int rc = sched_prepare(s, sql, &st);
@@ -2444,8 +2407,9 @@ static int sched_change(struct store *s, const char *sql, int64_t id, int64_t ar
     return op_end(s, rc < 0 ? rc : rc == 0 ? -ENOENT : 0);
 }
 
-int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t now_s)
+static int sqlite_schedule_set_paused(struct store *base, int64_t id, bool paused, int64_t now_s)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2459,8 +2423,9 @@ int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t 
                         id, now_s, "resuming schedule");
 }
 
-int store_schedule_delete(struct store *s, int64_t id)
+static int sqlite_schedule_delete(struct store *base, int64_t id)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2486,8 +2451,9 @@ int store_schedule_delete(struct store *s, int64_t id)
     return op_end(s, rc < 0 ? rc : 0);
 }
 
-int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s)
+static int sqlite_schedule_skip(struct store *base, int64_t id, int64_t fire_s)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2496,7 +2462,7 @@ int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s)
 }
 
 /* The task of a fire already recorded, into id_out: 1, or 0 when there is none. */
-static int fire_lookup(struct store *s, int64_t id, int64_t fire_s, char id_out[TASK_ID_LEN + 1])
+static int fire_lookup(struct sqlite_store *s, int64_t id, int64_t fire_s, char id_out[TASK_ID_LEN + 1])
 {
     sqlite3_stmt *st;
     int rc = sched_prepare(
@@ -2518,7 +2484,7 @@ static int fire_lookup(struct store *s, int64_t id, int64_t fire_s, char id_out[
 }
 
 /* Inserts the task t of schedule id's fire at fire_s and its fire record, inside an open op. */
-static int fire_one(struct store *s, int64_t id, int64_t fire_s, const char *node_key,
+static int fire_one(struct sqlite_store *s, int64_t id, int64_t fire_s, const char *node_key,
                     const struct task_new *t, int64_t now_ms, char tid[TASK_ID_LEN + 1])
 {
     int rc = task_insert(s, t, NULL, now_ms, tid);
@@ -2538,16 +2504,17 @@ static int fire_one(struct store *s, int64_t id, int64_t fire_s, const char *nod
     return rc < 0 ? rc : 0;
 }
 
-int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
+static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s, const struct task_new *t,
                         size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
     if (n == 0 || !ids_out)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!task_new_valid(&t[i]) || (per_node && (!t[i].node_key || !*t[i].node_key)))
+        if (!store_task_new_valid(&t[i]) || (per_node && (!t[i].node_key || !*t[i].node_key)))
             return -EINVAL;
     rc = fire_lookup(s, id, fire_s, ids_out[0]);
     if (rc != 0)
@@ -2573,9 +2540,10 @@ int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struc
     return op_end(s, rc);
 }
 
-int store_schedule_last_tasks(struct store *s, int64_t id,
+static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
                               int (*cb)(void *ctx, const char *task_id), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2591,7 +2559,7 @@ int store_schedule_last_tasks(struct store *s, int64_t id,
     size_t n = 0, cap = 0;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&ids, n, &cap, sizeof(*ids))) < 0)
+        if ((rc = store_grow_rows((void **)&ids, n, &cap, sizeof(*ids))) < 0)
             break;
         copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
     }
@@ -2604,9 +2572,10 @@ int store_schedule_last_tasks(struct store *s, int64_t id,
     return rc;
 }
 
-int store_schedule_fires(struct store *s, int64_t id,
+static int sqlite_schedule_fires(struct store *base, int64_t id,
                          int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2625,7 +2594,7 @@ int store_schedule_fires(struct store *s, int64_t id,
     size_t n = 0, cap = 0;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
             break;
         rows[n].at = sqlite3_column_int64(st, 0);
         copy_column(rows[n].task, sizeof(rows[n].task), st, 1);
@@ -2640,8 +2609,9 @@ int store_schedule_fires(struct store *s, int64_t id,
     return rc;
 }
 
-int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
+static int sqlite_task_count_by_status(struct store *base, uint64_t counts[TASK_STATUS_COUNT])
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2665,18 +2635,14 @@ int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUN
 
 /* ---- Events ---- */
 
-static bool event_kind_ok(const char *kind)
-{
-    return kind && text_line_valid(kind, STORE_EVENT_KIND_MAX) && *kind;
-}
-
-int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char *node_key,
+static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind, const char *node_key,
                     const char *task_id, const char *data, int64_t *id_out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!event_kind_ok(kind) || (node_key && *node_key && !node_key_valid(node_key)) ||
+    if (!store_event_kind_valid(kind) || (node_key && *node_key && !node_key_valid(node_key)) ||
         (task_id && *task_id && !task_id_valid(task_id)) ||
         (data && strlen(data) > STORE_EVENT_DATA_MAX))
         return -EINVAL;
@@ -2705,9 +2671,10 @@ int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char
     return rc;
 }
 
-int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
+static int sqlite_event_page(struct store *base, int64_t after, int64_t upto, unsigned limit,
                      int (*cb)(void *ctx, const struct event_row *e), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2739,7 +2706,7 @@ int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limi
 }
 
 /* Runs a statement that returns one integer into *out. */
-static int step_int(struct store *s, sqlite3_stmt *st, const char *what, int64_t *out)
+static int step_int(struct sqlite_store *s, sqlite3_stmt *st, const char *what, int64_t *out)
 {
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -2752,16 +2719,18 @@ static int step_int(struct store *s, sqlite3_stmt *st, const char *what, int64_t
     return rc;
 }
 
-int store_event_last(struct store *s, int64_t *out)
+static int sqlite_event_last(struct store *base, int64_t *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
     return out ? step_int(s, s->st[ST_EVENT_LAST], "reading the last event id", out) : -EINVAL;
 }
 
-int store_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out)
+static int sqlite_event_count(struct store *base, int64_t after, int64_t upto, uint64_t *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2777,9 +2746,10 @@ int store_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *ou
     return rc;
 }
 
-int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+static int sqlite_event_purge(struct store *base, int64_t before_ms, unsigned budget, size_t *purged,
                       bool *more)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2805,8 +2775,9 @@ int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_
     return rc;
 }
 
-int store_event_cursor_get(struct store *s, const char *hook, int64_t *out)
+static int sqlite_event_cursor_get(struct store *base, const char *hook, int64_t *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2817,8 +2788,9 @@ int store_event_cursor_get(struct store *s, const char *hook, int64_t *out)
     return step_int(s, st, "reading a hook's cursor", out);
 }
 
-int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
+static int sqlite_event_cursor_set(struct store *base, const char *hook, int64_t delivered)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2853,14 +2825,14 @@ static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
 
 /* Collects the rows of a prepared SELECT of SPIDER_COLS (finalized here), then calls cb for each
  * until it returns non-zero. Returns the number of rows, or a negative errno (cb's too). */
-static int spider_rows(struct store *s, sqlite3_stmt *st,
+static int spider_rows(struct sqlite_store *s, sqlite3_stmt *st,
                        int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
 {
     struct spider_row *rows = NULL;
     size_t n = 0, cap = 0;
     int src, rc = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
             break;
         spider_from_stmt(st, &rows[n++]);
     }
@@ -2873,9 +2845,10 @@ static int spider_rows(struct store *s, sqlite3_stmt *st,
     return rc == 0 ? (int)(n > INT32_MAX ? INT32_MAX : n) : rc;
 }
 
-int store_spider_list(struct store *s, const char *name, uint32_t version,
+static int sqlite_spider_list(struct store *base, const char *name, uint32_t version,
                       int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2905,8 +2878,9 @@ static int copy_spider(void *ctx, const struct spider_row *r)
     return 0;
 }
 
-int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out)
+static int sqlite_spider_get(struct store *base, const char *name, uint32_t version, struct spider_row *out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2925,9 +2899,10 @@ int store_spider_get(struct store *s, const char *name, uint32_t version, struct
     return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
 }
 
-int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
+static int sqlite_spider_add(struct store *base, const struct spider_row *r, int64_t now_ms,
                      uint32_t *version_out)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2962,9 +2937,10 @@ int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms
     return op_end(s, rc);
 }
 
-int store_spider_task_using(struct store *s, const char *name, uint32_t version,
+static int sqlite_spider_task_using(struct store *base, const char *name, uint32_t version,
                             char id[TASK_ID_LEN + 1], enum task_status *status)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2992,8 +2968,9 @@ int store_spider_task_using(struct store *s, const char *name, uint32_t version,
     return rc;
 }
 
-int store_spider_remove(struct store *s, const char *name, uint32_t version)
+static int sqlite_spider_remove(struct store *base, const char *name, uint32_t version)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -3014,8 +2991,9 @@ int store_spider_remove(struct store *s, const char *name, uint32_t version)
     return op_end(s, rc < 0 ? rc : rc == 0 ? -ENOENT : 0);
 }
 
-int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
+static int sqlite_spider_sha_used(struct store *base, const char *sha256, bool *used)
 {
+    struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -3033,3 +3011,65 @@ int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
     sqlite3_finalize(st);
     return rc;
 }
+
+static const struct store_ops sqlite_ops = {
+    .close = sqlite_close,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .node_upsert = sqlite_node_upsert,
+    .node_set_state = sqlite_node_set_state,
+    .node_delete = sqlite_node_delete,
+    .node_set_status = sqlite_node_set_status,
+    .node_touch = sqlite_node_touch,
+    .node_get = sqlite_node_get,
+    .node_list = sqlite_node_list,
+    .node_page = sqlite_node_page,
+    .task_create = sqlite_task_create,
+    .task_restart = sqlite_task_restart,
+    .task_retry = sqlite_task_retry,
+    .task_next_eligible = sqlite_task_next_eligible,
+    .task_eligible_nodes = sqlite_task_eligible_nodes,
+    .task_fetch = sqlite_task_fetch,
+    .task_assign = sqlite_task_assign,
+    .task_get = sqlite_task_get,
+    .task_set_status = sqlite_task_set_status,
+    .task_epoch = sqlite_task_epoch,
+    .task_request_cancel = sqlite_task_request_cancel,
+    .task_list = sqlite_task_list,
+    .task_count_by_status = sqlite_task_count_by_status,
+    .task_page = sqlite_task_page,
+    .task_pos = sqlite_task_pos,
+    .task_find_prefix = sqlite_task_find_prefix,
+    .task_purge = sqlite_task_purge,
+    .purge_logs = sqlite_purge_logs,
+    .task_count_purgeable = sqlite_task_count_purgeable,
+    .task_list_by_node = sqlite_task_list_by_node,
+    .task_history = sqlite_task_history,
+    .log_append = sqlite_log_append,
+    .items_append = sqlite_items_append,
+    .log_read = sqlite_log_read,
+    .items_read = sqlite_items_read,
+    .schedule_create = sqlite_schedule_create,
+    .schedule_get = sqlite_schedule_get,
+    .schedule_list = sqlite_schedule_list,
+    .schedule_set_paused = sqlite_schedule_set_paused,
+    .schedule_delete = sqlite_schedule_delete,
+    .schedule_fire = sqlite_schedule_fire,
+    .schedule_last_tasks = sqlite_schedule_last_tasks,
+    .schedule_skip = sqlite_schedule_skip,
+    .schedule_fires = sqlite_schedule_fires,
+    .event_add = sqlite_event_add,
+    .event_page = sqlite_event_page,
+    .event_last = sqlite_event_last,
+    .event_count = sqlite_event_count,
+    .event_purge = sqlite_event_purge,
+    .event_cursor_get = sqlite_event_cursor_get,
+    .event_cursor_set = sqlite_event_cursor_set,
+    .spider_add = sqlite_spider_add,
+    .spider_get = sqlite_spider_get,
+    .spider_list = sqlite_spider_list,
+    .spider_remove = sqlite_spider_remove,
+    .spider_sha_used = sqlite_spider_sha_used,
+    .spider_task_using = sqlite_spider_task_using,
+};

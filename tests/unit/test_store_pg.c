@@ -72,18 +72,18 @@ static void teardown(void)
 
 static int open_close(void)
 {
-    struct pg_store *p = NULL;
+    struct store *p = NULL;
     int rc = pg_store_open(conninfo, &p);
-    pg_store_close(p);
+    store_close(p);
     return rc;
 }
 
 START_TEST(test_open_creates_the_schema)
 {
-    struct pg_store *p = NULL;
+    struct store *p = NULL;
     ck_assert_int_eq(pg_store_open(conninfo, &p), 0);
     ck_assert_int_eq(pg_store_schema_version(p), PG_SCHEMA_VERSION);
-    pg_store_close(p);
+    store_close(p);
     query_eq("SELECT count(*) FROM tasks", "0");
     /* The identities number rows as SQLite's rowids did. */
     run(dbname, "INSERT INTO events (at_ms, kind, node_key, task_id, data)"
@@ -149,7 +149,7 @@ END_TEST
 
 START_TEST(test_bad_conninfo_is_einval)
 {
-    struct pg_store *p = NULL;
+    struct store *p = NULL;
     ck_assert_int_eq(pg_store_open("host=127.0.0.1 nonsense", &p), -EINVAL);
     ck_assert_int_eq(pg_store_open("postgres://127.0.0.1/db?nosuchoption=1", &p), -EINVAL);
     ck_assert_ptr_null(p);
@@ -182,7 +182,7 @@ START_TEST(test_unreachable_server_is_logged_without_password)
     unlink(path);
     int saved = dup(STDERR_FILENO);
     dup2(log_fd, STDERR_FILENO);
-    struct pg_store *p = NULL;
+    struct store *p = NULL;
     int rc = pg_store_open(info, &p);
     dup2(saved, STDERR_FILENO);
     close(saved);

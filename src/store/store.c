@@ -1,0 +1,457 @@
+/*
+ * The store's front: store_open picks the backend by the store's location, and every other
+ * function of store.h forwards to the backend's table (store/backend.h). Also what the backends
+ * share: the rows' release functions, the checks of new rows, task ids.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/rules.h"
+#include "core/spider.h"
+#include "runtime/log.h"
+#include "store/backend.h"
+
+bool store_location_is_pg(const char *location)
+{
+    return location && (strncmp(location, "postgres://", 11) == 0 ||
+                        strncmp(location, "postgresql://", 13) == 0);
+}
+
+int store_open(const char *location, struct store **out)
+{
+    if (!location || !*location || !out)
+        return -EINVAL;
+    if (!store_location_is_pg(location))
+        return sqlite_store_open(location, out);
+#ifdef HAVE_LIBPQ
+    return pg_store_open(location, out);
+#else
+    log_error("store: this build has no PostgreSQL client (built with -Dlibpq=disabled)");
+    return -ENOTSUP;
+#endif
+}
+
+void store_task_row_free(struct task_row *r)
+{
+    if (!r)
+        return;
+    free(r->cmd);
+    free(r->param);
+    free(r->env_json);
+    free(r->error);
+    free(r->labels);
+    memset(r, 0, sizeof(*r));
+}
+
+void store_schedule_row_free(struct schedule_row *r)
+{
+    if (!r)
+        return;
+    free(r->expr);
+    free(r->cmd);
+    free(r->env_json);
+    free(r->labels);
+    memset(r, 0, sizeof(*r));
+}
+
+bool store_optional_line(const char *v, size_t max)
+{
+    return !v || text_line_valid(v, max);
+}
+
+bool store_task_new_valid(const struct task_new *t)
+{
+    return t && t->cmd && *t->cmd && store_optional_line(t->name, LIMIT_NAME_MAX) &&
+           (!t->node_key || !*t->node_key || node_key_valid(t->node_key)) && t->timeout_ms >= 0 &&
+           retries_valid(t->retries) && retry_delay_valid(t->retry_delay_ms) &&
+           (!t->labels || labels_text_valid(t->labels)) &&
+           (!t->spider_sha256 || !*t->spider_sha256 || spider_sha256_valid(t->spider_sha256));
+}
+
+bool store_event_kind_valid(const char *kind)
+{
+    return kind && text_line_valid(kind, STORE_EVENT_KIND_MAX) && *kind;
+}
+
+int store_ids_init(struct store_ids *ids)
+{
+    uint8_t rnd[8];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        int rc = -errno;
+        log_error("store: getrandom failed: %s", strerror(-rc));
+        return rc;
+    }
+    memcpy(ids->random, rnd, sizeof(ids->random));
+    ids->counter = ((uint32_t)rnd[5] << 16) | ((uint32_t)rnd[6] << 8) | rnd[7];
+    return 0;
+}
+
+void store_ids_next(struct store_ids *ids, int64_t now_ms, char out[TASK_ID_LEN + 1])
+{
+    uint32_t secs = (uint32_t)(now_ms / 1000);
+    uint32_t counter = ids->counter++ & 0xffffff;
+    uint8_t b[12] = {(uint8_t)(secs >> 24), (uint8_t)(secs >> 16), (uint8_t)(secs >> 8),
+                     (uint8_t)secs};
+    memcpy(b + 4, ids->random, sizeof(ids->random));
+    b[9] = (uint8_t)(counter >> 16);
+    b[10] = (uint8_t)(counter >> 8);
+    b[11] = (uint8_t)counter;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 12; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 0xf];
+    }
+    out[TASK_ID_LEN] = '\0';
+}
+
+int store_grow_rows(void **rows, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *grown = realloc(*rows, ncap * size);
+    if (!grown) {
+        log_error("store: out of memory collecting rows");
+        return -ENOMEM;
+    }
+    *rows = grown;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---- Forwarding to the backend ---- */
+
+void store_close(struct store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+int store_begin(struct store *s)
+{
+    return s->ops->begin(s);
+}
+
+int store_commit(struct store *s)
+{
+    return s->ops->commit(s);
+}
+
+int store_rollback(struct store *s)
+{
+    return s->ops->rollback(s);
+}
+
+int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
+                      const char *version, const char *labels, int64_t now_ms)
+{
+    return s->ops->node_upsert(s, key, name, max_runners, version, labels, now_ms);
+}
+
+int store_node_set_state(struct store *s, const char *key, const char *state)
+{
+    return s->ops->node_set_state(s, key, state);
+}
+
+int store_node_delete(struct store *s, const char *key)
+{
+    return s->ops->node_delete(s, key);
+}
+
+int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms)
+{
+    return s->ops->node_set_status(s, key, status, now_ms);
+}
+
+int store_node_touch(struct store *s, const char *key, int64_t now_ms)
+{
+    return s->ops->node_touch(s, key, now_ms);
+}
+
+int store_node_get(struct store *s, const char *key, struct node_row *out)
+{
+    return s->ops->node_get(s, key, out);
+}
+
+int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    return s->ops->node_list(s, cb, ctx);
+}
+
+int store_node_page(struct store *s, const char *after_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    return s->ops->node_page(s, after_key, limit, cb, ctx);
+}
+
+int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
+                      char id_out[TASK_ID_LEN + 1])
+{
+    return s->ops->task_create(s, t, now_ms, id_out);
+}
+
+int store_task_restart(struct store *s, const char *id, int64_t now_ms,
+                       char id_out[TASK_ID_LEN + 1])
+{
+    return s->ops->task_restart(s, id, now_ms, id_out);
+}
+
+int store_task_retry(struct store *s, const char *id, enum task_status to, int exit_code,
+                     const char *error, int64_t eligible_ms, int64_t now_ms,
+                     char id_out[TASK_ID_LEN + 1])
+{
+    return s->ops->task_retry(s, id, to, exit_code, error, eligible_ms, now_ms, id_out);
+}
+
+int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms)
+{
+    return s->ops->task_next_eligible(s, after_ms, at_ms);
+}
+
+int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_ms,
+                              int (*cb)(void *ctx, const char *node_key, const char *labels),
+                              void *ctx)
+{
+    return s->ops->task_eligible_nodes(s, after_ms, until_ms, cb, ctx);
+}
+
+int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
+                     struct task_row *out)
+{
+    return s->ops->task_fetch(s, node_key, node_labels, now_ms, out);
+}
+
+int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
+                      bool pushed)
+{
+    return s->ops->task_assign(s, id, node_key, now_ms, pushed);
+}
+
+int store_task_get(struct store *s, const char *id, struct task_row *out)
+{
+    return s->ops->task_get(s, id, out);
+}
+
+int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
+                          int exit_code, const char *error, int64_t now_ms)
+{
+    return s->ops->task_set_status(s, id, to, pid, exit_code, error, now_ms);
+}
+
+int store_task_epoch(struct store *s, const char *id, uint64_t *out)
+{
+    return s->ops->task_epoch(s, id, out);
+}
+
+int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
+                              enum task_status *status_out)
+{
+    return s->ops->task_request_cancel(s, id, force, now_ms, status_out);
+}
+
+int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    return s->ops->task_list(s, status, node_key, limit, cb, ctx);
+}
+
+int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
+{
+    return s->ops->task_count_by_status(s, counts);
+}
+
+int store_task_page(struct store *s, const char *status, const char *node_key,
+                    const struct task_pos *after, unsigned limit,
+                    int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
+                    void *ctx)
+{
+    return s->ops->task_page(s, status, node_key, after, limit, cb, ctx);
+}
+
+int store_task_pos(struct store *s, const char *id, struct task_pos *out)
+{
+    return s->ops->task_pos(s, id, out);
+}
+
+int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
+                           size_t max)
+{
+    return s->ops->task_find_prefix(s, prefix, ids, max);
+}
+
+int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                     bool *more)
+{
+    return s->ops->task_purge(s, before_ms, budget, purged, more);
+}
+
+int store_purge_logs(struct store *s, size_t max, size_t *left)
+{
+    return s->ops->purge_logs(s, max, left);
+}
+
+int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
+{
+    return s->ops->task_count_purgeable(s, before_ms, out);
+}
+
+int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
+                            int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    return s->ops->task_list_by_node(s, node_key, status, cb, ctx);
+}
+
+int store_task_history(struct store *s, const char *id,
+                       int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
+{
+    return s->ops->task_history(s, id, cb, ctx);
+}
+
+int store_log_append(struct store *s, const char *task_id, const char *const *lines,
+                     const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    return s->ops->log_append(s, task_id, lines, lens, n, first_seq, accepted);
+}
+
+int store_items_append(struct store *s, const char *task_id, const char *const *items,
+                       const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    return s->ops->items_append(s, task_id, items, lens, n, first_seq, accepted);
+}
+
+int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
+                   int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
+{
+    return s->ops->log_read(s, task_id, from_seq, cb, ctx);
+}
+
+int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
+                     int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx)
+{
+    return s->ops->items_read(s, task_id, from_seq, cb, ctx);
+}
+
+int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
+                          int64_t *id_out)
+{
+    return s->ops->schedule_create(s, n, now_ms, id_out);
+}
+
+int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
+{
+    return s->ops->schedule_get(s, id, out);
+}
+
+int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule_row *r),
+                        void *ctx)
+{
+    return s->ops->schedule_list(s, cb, ctx);
+}
+
+int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t now_s)
+{
+    return s->ops->schedule_set_paused(s, id, paused, now_s);
+}
+
+int store_schedule_delete(struct store *s, int64_t id)
+{
+    return s->ops->schedule_delete(s, id);
+}
+
+int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
+                        size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
+{
+    return s->ops->schedule_fire(s, id, fire_s, t, n, per_node, now_ms, ids_out);
+}
+
+int store_schedule_last_tasks(struct store *s, int64_t id,
+                              int (*cb)(void *ctx, const char *task_id), void *ctx)
+{
+    return s->ops->schedule_last_tasks(s, id, cb, ctx);
+}
+
+int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s)
+{
+    return s->ops->schedule_skip(s, id, fire_s);
+}
+
+int store_schedule_fires(struct store *s, int64_t id,
+                         int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx)
+{
+    return s->ops->schedule_fires(s, id, cb, ctx);
+}
+
+int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char *node_key,
+                    const char *task_id, const char *data, int64_t *id_out)
+{
+    return s->ops->event_add(s, at_ms, kind, node_key, task_id, data, id_out);
+}
+
+int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
+                     int (*cb)(void *ctx, const struct event_row *e), void *ctx)
+{
+    return s->ops->event_page(s, after, upto, limit, cb, ctx);
+}
+
+int store_event_last(struct store *s, int64_t *out)
+{
+    return s->ops->event_last(s, out);
+}
+
+int store_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out)
+{
+    return s->ops->event_count(s, after, upto, out);
+}
+
+int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                      bool *more)
+{
+    return s->ops->event_purge(s, before_ms, budget, purged, more);
+}
+
+int store_event_cursor_get(struct store *s, const char *hook, int64_t *out)
+{
+    return s->ops->event_cursor_get(s, hook, out);
+}
+
+int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
+{
+    return s->ops->event_cursor_set(s, hook, delivered);
+}
+
+int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
+                     uint32_t *version_out)
+{
+    return s->ops->spider_add(s, r, now_ms, version_out);
+}
+
+int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out)
+{
+    return s->ops->spider_get(s, name, version, out);
+}
+
+int store_spider_list(struct store *s, const char *name, uint32_t version,
+                      int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
+{
+    return s->ops->spider_list(s, name, version, cb, ctx);
+}
+
+int store_spider_remove(struct store *s, const char *name, uint32_t version)
+{
+    return s->ops->spider_remove(s, name, version);
+}
+
+int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
+{
+    return s->ops->spider_sha_used(s, sha256, used);
+}
+
+int store_spider_task_using(struct store *s, const char *name, uint32_t version,
+                            char id[TASK_ID_LEN + 1], enum task_status *status)
+{
+    return s->ops->spider_task_using(s, name, version, id, status);
+}
