@@ -994,8 +994,9 @@ static int node_update(struct sqlite_store *s, sqlite3_stmt *st, const char *wha
     return op_end(s, rc);
 }
 
-static int sqlite_node_upsert(struct store *base, const char *key, const char *name, int max_runners,
-                      const char *version, const char *labels, int64_t now_ms)
+static int sqlite_node_upsert(struct store *base, const char *key, const char *name,
+                              int max_runners, const char *version, const char *labels,
+                              int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1049,7 +1050,8 @@ static int sqlite_node_delete(struct store *base, const char *key)
     return node_update(s, st, "removing node", key);
 }
 
-static int sqlite_node_set_status(struct store *base, const char *key, const char *status, int64_t now_ms)
+static int sqlite_node_set_status(struct store *base, const char *key, const char *status,
+                                  int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1103,7 +1105,7 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
 }
 
 static int sqlite_node_page(struct store *base, const char *after_key, unsigned limit,
-                    int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+                            int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1130,7 +1132,8 @@ static int sqlite_node_page(struct store *base, const char *after_key, unsigned 
     return rc;
 }
 
-static int sqlite_node_list(struct store *base, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+static int sqlite_node_list(struct store *base, int (*cb)(void *ctx, const struct node_row *r),
+                            void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     return sqlite_node_page(&s->base, NULL, 0, cb, ctx);
@@ -1235,11 +1238,11 @@ struct task_link {
     int64_t eligible_ms;
 };
 
-static int task_insert(struct sqlite_store *s, const struct task_new *t, const struct task_link *link,
-                       int64_t now_ms, char id[TASK_ID_LEN + 1]);
+static int task_insert(struct sqlite_store *s, const struct task_new *t,
+                       const struct task_link *link, int64_t now_ms, char id[TASK_ID_LEN + 1]);
 
 static int sqlite_task_create(struct store *base, const struct task_new *t, int64_t now_ms,
-                      char id_out[TASK_ID_LEN + 1])
+                              char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1259,8 +1262,8 @@ static int sqlite_task_create(struct store *base, const struct task_new *t, int6
 }
 
 /* Inserts a new pending task inside an open op; writes its id into id. link may be NULL. */
-static int task_insert(struct sqlite_store *s, const struct task_new *t, const struct task_link *link,
-                       int64_t now_ms, char id[TASK_ID_LEN + 1])
+static int task_insert(struct sqlite_store *s, const struct task_new *t,
+                       const struct task_link *link, int64_t now_ms, char id[TASK_ID_LEN + 1])
 {
     static const struct task_link first = {.attempt = 1};
     if (!link)
@@ -1306,8 +1309,8 @@ static int task_insert(struct sqlite_store *s, const struct task_new *t, const s
     return rc;
 }
 
-static int history_add(struct sqlite_store *s, const char *id, enum task_status from, enum task_status to,
-                       int64_t now_ms)
+static int history_add(struct sqlite_store *s, const char *id, enum task_status from,
+                       enum task_status to, int64_t now_ms)
 {
     sqlite3_stmt *st = s->st[ST_HISTORY_INSERT];
     bind_text(st, 1, id);
@@ -1318,8 +1321,9 @@ static int history_add(struct sqlite_store *s, const char *id, enum task_status 
 }
 
 /* Applies an allowed status change inside an open op. */
-static int status_apply(struct sqlite_store *s, const char *id, enum task_status from, enum task_status to,
-                        int pid, int exit_code, const char *error, int64_t now_ms)
+static int status_apply(struct sqlite_store *s, const char *id, enum task_status from,
+                        enum task_status to, int pid, int exit_code, const char *error,
+                        int64_t now_ms)
 {
     sqlite3_stmt *st = s->st[ST_TASK_SET_STATUS];
     bind_text(st, 1, id);
@@ -1341,8 +1345,8 @@ static int status_apply(struct sqlite_store *s, const char *id, enum task_status
 
 /* Assigns task id to node_key if it is pending, and records that in its history. 0, 1 when the
  * task was not pending (nothing changed), or -errno. Inside an operation. */
-static int assign_pending(struct sqlite_store *s, const char *id, const char *node_key, int64_t now_ms,
-                          bool pushed)
+static int assign_pending(struct sqlite_store *s, const char *id, const char *node_key,
+                          int64_t now_ms, bool pushed)
 {
     sqlite3_stmt *st = s->st[ST_TASK_ASSIGN];
     bind_text(st, 1, id);
@@ -1356,8 +1360,8 @@ static int assign_pending(struct sqlite_store *s, const char *id, const char *no
     return rc;
 }
 
-static int sqlite_task_assign(struct store *base, const char *id, const char *node_key, int64_t now_ms,
-                      bool pushed)
+static int sqlite_task_assign(struct store *base, const char *id, const char *node_key,
+                              int64_t now_ms, bool pushed)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1371,8 +1375,8 @@ static int sqlite_task_assign(struct store *base, const char *id, const char *no
     return op_end(s, assign_pending(s, id, node_key, now_ms, pushed));
 }
 
-static int sqlite_task_fetch(struct store *base, const char *node_key, const char *node_labels, int64_t now_ms,
-                     struct task_row *out)
+static int sqlite_task_fetch(struct store *base, const char *node_key, const char *node_labels,
+                             int64_t now_ms, struct task_row *out)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1429,7 +1433,7 @@ static int sqlite_task_get(struct store *base, const char *id, struct task_row *
 }
 
 static int sqlite_task_set_status(struct store *base, const char *id, enum task_status to, int pid,
-                          int exit_code, const char *error, int64_t now_ms)
+                                  int exit_code, const char *error, int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1481,7 +1485,7 @@ static struct task_new spec_of(const struct task_row *r)
 }
 
 static int sqlite_task_restart(struct store *base, const char *id, int64_t now_ms,
-                       char id_out[TASK_ID_LEN + 1])
+                               char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1508,8 +1512,8 @@ static int sqlite_task_restart(struct store *base, const char *id, int64_t now_m
 }
 
 static int sqlite_task_retry(struct store *base, const char *id, enum task_status to, int exit_code,
-                     const char *error, int64_t eligible_ms, int64_t now_ms,
-                     char id_out[TASK_ID_LEN + 1])
+                             const char *error, int64_t eligible_ms, int64_t now_ms,
+                             char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1563,8 +1567,9 @@ static int sqlite_task_next_eligible(struct store *base, int64_t after_ms, int64
 }
 
 static int sqlite_task_eligible_nodes(struct store *base, int64_t after_ms, int64_t until_ms,
-                              int (*cb)(void *ctx, const char *node_key, const char *labels),
-                              void *ctx)
+                                      int (*cb)(void *ctx, const char *node_key,
+                                                const char *labels),
+                                      void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1620,8 +1625,8 @@ static int sqlite_task_epoch(struct store *base, const char *id, uint64_t *out)
     return rc;
 }
 
-static int sqlite_task_request_cancel(struct store *base, const char *id, bool force, int64_t now_ms,
-                              enum task_status *status_out)
+static int sqlite_task_request_cancel(struct store *base, const char *id, bool force,
+                                      int64_t now_ms, enum task_status *status_out)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1676,8 +1681,9 @@ out:
     return rc;
 }
 
-static int sqlite_task_list(struct store *base, const char *status, const char *node_key, unsigned limit,
-                    int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+static int sqlite_task_list(struct store *base, const char *status, const char *node_key,
+                            unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
+                            void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1694,9 +1700,10 @@ static int sqlite_task_list(struct store *base, const char *status, const char *
 }
 
 static int sqlite_task_page(struct store *base, const char *status, const char *node_key,
-                    const struct task_pos *after, unsigned limit,
-                    int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
-                    void *ctx)
+                            const struct task_pos *after, unsigned limit,
+                            int (*cb)(void *ctx, const struct task_row *r,
+                                      const struct task_pos *pos),
+                            void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1759,8 +1766,8 @@ static int sqlite_task_pos(struct store *base, const char *id, struct task_pos *
     return rc;
 }
 
-static int sqlite_task_find_prefix(struct store *base, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
-                           size_t max)
+static int sqlite_task_find_prefix(struct store *base, const char *prefix,
+                                   char (*ids)[TASK_ID_LEN + 1], size_t max)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1844,7 +1851,8 @@ static int purge_one(struct sqlite_store *s, const char *id, unsigned budget, un
 
 /* Picks the candidates (collected first: the deletions use other statements), then deletes them
  * in order while the budget lasts. Inside an operation. */
-static int purge_op(struct sqlite_store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
+static int purge_op(struct sqlite_store *s, int64_t before_ms, unsigned budget, size_t *purged,
+                    bool *more)
 {
     /* Journal entries of logs removed for good, from earlier commits. */
     struct id_set *done = &s->journal_done;
@@ -1888,7 +1896,7 @@ static int purge_op(struct sqlite_store *s, int64_t before_ms, unsigned budget, 
 }
 
 static int sqlite_task_purge(struct store *base, int64_t before_ms, unsigned budget, size_t *purged,
-                     bool *more)
+                             bool *more)
 {
     struct sqlite_store *s = sqlite_of(base);
     size_t dummy_n;
@@ -1954,8 +1962,9 @@ static int sqlite_task_count_purgeable(struct store *base, int64_t before_ms, ui
     return rc;
 }
 
-static int sqlite_task_list_by_node(struct store *base, const char *node_key, enum task_status status,
-                            int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+static int sqlite_task_list_by_node(struct store *base, const char *node_key,
+                                    enum task_status status,
+                                    int (*cb)(void *ctx, const struct task_row *r), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1991,7 +2000,7 @@ static int sqlite_task_list_by_node(struct store *base, const char *node_key, en
 }
 
 static int sqlite_task_history(struct store *base, const char *id,
-                       int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
+                               int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2084,7 +2093,7 @@ static int log_append_op(struct sqlite_store *s, const char *id, const char *con
 }
 
 static int sqlite_log_append(struct store *base, const char *task_id, const char *const *lines,
-                     const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+                             const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
     size_t dummy;
@@ -2139,7 +2148,7 @@ static int items_append_op(struct sqlite_store *s, const char *id, const char *c
 }
 
 static int sqlite_items_append(struct store *base, const char *task_id, const char *const *items,
-                       const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+                               const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
     size_t dummy;
@@ -2161,7 +2170,8 @@ static int sqlite_items_append(struct store *base, const char *task_id, const ch
 }
 
 static int sqlite_log_read(struct store *base, const char *task_id, uint64_t from_seq,
-                   int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
+                           int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len),
+                           void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2184,7 +2194,8 @@ static int sqlite_log_read(struct store *base, const char *task_id, uint64_t fro
 }
 
 static int sqlite_items_read(struct store *base, const char *task_id, uint64_t from_seq,
-                     int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx)
+                             int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len),
+                             void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2276,7 +2287,7 @@ static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
 }
 
 static int sqlite_schedule_create(struct store *base, const struct schedule_new *n, int64_t now_ms,
-                          int64_t *id_out)
+                                  int64_t *id_out)
 {
     struct sqlite_store *s = sqlite_of(base);
     char spider[LIMIT_SPIDER_NAME_MAX + 1];
@@ -2355,8 +2366,8 @@ static int sqlite_schedule_get(struct store *base, int64_t id, struct schedule_r
     return rc;
 }
 
-static int sqlite_schedule_list(struct store *base, int (*cb)(void *ctx, const struct schedule_row *r),
-                        void *ctx)
+static int sqlite_schedule_list(struct store *base,
+                                int (*cb)(void *ctx, const struct schedule_row *r), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2389,7 +2400,8 @@ static int sqlite_schedule_list(struct store *base, int (*cb)(void *ctx, const s
 }
 
 /* Runs one UPDATE or DELETE on a schedule in its own op; -ENOENT when no row changed. */
-static int sched_change(struct sqlite_store *s, const char *sql, int64_t id, int64_t arg, const char *what)
+static int sched_change(struct sqlite_store *s, const char *sql, int64_t id, int64_t arg,
+                        const char *what)
 {
     sqlite3_stmt *st;
     int rc = sched_prepare(s, sql, &st);
@@ -2462,7 +2474,8 @@ static int sqlite_schedule_skip(struct store *base, int64_t id, int64_t fire_s)
 }
 
 /* The task of a fire already recorded, into id_out: 1, or 0 when there is none. */
-static int fire_lookup(struct sqlite_store *s, int64_t id, int64_t fire_s, char id_out[TASK_ID_LEN + 1])
+static int fire_lookup(struct sqlite_store *s, int64_t id, int64_t fire_s,
+                       char id_out[TASK_ID_LEN + 1])
 {
     sqlite3_stmt *st;
     int rc = sched_prepare(
@@ -2504,8 +2517,9 @@ static int fire_one(struct sqlite_store *s, int64_t id, int64_t fire_s, const ch
     return rc < 0 ? rc : 0;
 }
 
-static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s, const struct task_new *t,
-                        size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
+static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s,
+                                const struct task_new *t, size_t n, bool per_node, int64_t now_ms,
+                                char (*ids_out)[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2541,7 +2555,7 @@ static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s, 
 }
 
 static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
-                              int (*cb)(void *ctx, const char *task_id), void *ctx)
+                                      int (*cb)(void *ctx, const char *task_id), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2573,7 +2587,8 @@ static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
 }
 
 static int sqlite_schedule_fires(struct store *base, int64_t id,
-                         int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx)
+                                 int (*cb)(void *ctx, int64_t fire_s, const char *task_id),
+                                 void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2635,8 +2650,9 @@ static int sqlite_task_count_by_status(struct store *base, uint64_t counts[TASK_
 
 /* ---- Events ---- */
 
-static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind, const char *node_key,
-                    const char *task_id, const char *data, int64_t *id_out)
+static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
+                            const char *node_key, const char *task_id, const char *data,
+                            int64_t *id_out)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2672,7 +2688,7 @@ static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
 }
 
 static int sqlite_event_page(struct store *base, int64_t after, int64_t upto, unsigned limit,
-                     int (*cb)(void *ctx, const struct event_row *e), void *ctx)
+                             int (*cb)(void *ctx, const struct event_row *e), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2746,8 +2762,8 @@ static int sqlite_event_count(struct store *base, int64_t after, int64_t upto, u
     return rc;
 }
 
-static int sqlite_event_purge(struct store *base, int64_t before_ms, unsigned budget, size_t *purged,
-                      bool *more)
+static int sqlite_event_purge(struct store *base, int64_t before_ms, unsigned budget,
+                              size_t *purged, bool *more)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2846,7 +2862,7 @@ static int spider_rows(struct sqlite_store *s, sqlite3_stmt *st,
 }
 
 static int sqlite_spider_list(struct store *base, const char *name, uint32_t version,
-                      int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
+                              int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2878,7 +2894,8 @@ static int copy_spider(void *ctx, const struct spider_row *r)
     return 0;
 }
 
-static int sqlite_spider_get(struct store *base, const char *name, uint32_t version, struct spider_row *out)
+static int sqlite_spider_get(struct store *base, const char *name, uint32_t version,
+                             struct spider_row *out)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2900,7 +2917,7 @@ static int sqlite_spider_get(struct store *base, const char *name, uint32_t vers
 }
 
 static int sqlite_spider_add(struct store *base, const struct spider_row *r, int64_t now_ms,
-                     uint32_t *version_out)
+                             uint32_t *version_out)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -2938,7 +2955,7 @@ static int sqlite_spider_add(struct store *base, const struct spider_row *r, int
 }
 
 static int sqlite_spider_task_using(struct store *base, const char *name, uint32_t version,
-                            char id[TASK_ID_LEN + 1], enum task_status *status)
+                                    char id[TASK_ID_LEN + 1], enum task_status *status)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
