@@ -129,18 +129,27 @@ static int statement_failed(struct pg_store *p, const char *what, const char *ct
 
 /* ---- Parameters ---- */
 
-void pg_param_text(struct pg_params *pp, const char *v)
+static void add_param(struct pg_params *pp, const char *v, size_t len, int format)
 {
     pp->values[pp->n] = v;
-    pp->lengths[pp->n] = 0;
+    pp->lengths[pp->n] = (int)len;
+    pp->formats[pp->n] = format;
     pp->n++;
+}
+
+void pg_param_text(struct pg_params *pp, const char *v)
+{
+    add_param(pp, v, 0, 0);
 }
 
 void pg_param_textn(struct pg_params *pp, const char *v, size_t len)
 {
-    pp->values[pp->n] = v;
-    pp->lengths[pp->n] = (int)len;
-    pp->n++;
+    add_param(pp, v, len, 0);
+}
+
+void pg_param_bytes(struct pg_params *pp, const void *v, size_t len)
+{
+    add_param(pp, v, len, 1);
 }
 
 void pg_param_int(struct pg_params *pp, int64_t v)
@@ -203,7 +212,7 @@ PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const 
             *err = rc;
         return NULL;
     }
-    PGresult *res = PQexecPrepared(p->conn, name, pp->n, pp->values, pp->lengths, NULL, 0);
+    PGresult *res = PQexecPrepared(p->conn, name, pp->n, pp->values, pp->lengths, pp->formats, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;

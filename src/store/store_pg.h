@@ -47,7 +47,8 @@
 struct pg_params {
     int n;
     const char *values[PG_PARAMS_MAX];
-    int lengths[PG_PARAMS_MAX];   /* for binary-safe text: 0 = NUL-terminated */
+    int lengths[PG_PARAMS_MAX];   /* 0 = NUL-terminated text */
+    int formats[PG_PARAMS_MAX];   /* 0 = text, 1 = binary (BYTEA) */
     char ints[PG_PARAMS_MAX][24]; /* storage of the integers' text */
 };
 
@@ -80,6 +81,8 @@ static inline void pg_params_init(struct pg_params *pp)
 void pg_param_text(struct pg_params *pp, const char *v);
 /* Adds len bytes of v as text (need not be NUL-terminated). */
 void pg_param_textn(struct pg_params *pp, const char *v, size_t len);
+/* Adds len bytes of v as a BYTEA value (binary: any bytes). */
+void pg_param_bytes(struct pg_params *pp, const void *v, size_t len);
 void pg_param_int(struct pg_params *pp, int64_t v);
 void pg_param_bool(struct pg_params *pp, bool v);
 
@@ -122,6 +125,21 @@ bool pg_is_null(const PGresult *res, int row, int col);
 void pg_copy(char *dst, size_t cap, const PGresult *res, int row, int col);
 /* A heap copy of the text ("" for NULL); NULL when out of memory. */
 char *pg_dup(const PGresult *res, int row, int col);
+
+/* ---- Shared between the rows' files ---- */
+
+/* What links a task made from another to it (store_task_restart, store_task_retry). */
+struct pg_task_link {
+    const char *restart_of, *retry_of; /* NULL = "" */
+    int attempt;
+    int64_t eligible_ms;
+};
+
+/* Inserts a new pending task (t passed store_task_new_valid) inside an open operation and writes
+ * its id into id; link NULL: a submitted task, its first attempt (store_pg_tasks.c; also made by
+ * store_pg_schedules.c's fires). */
+int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct pg_task_link *link,
+                   int64_t now_ms, char id[TASK_ID_LEN + 1]);
 
 /* ---- Opening (store_pg.c) ---- */
 

@@ -12,6 +12,9 @@ import pg
 UNIT_DIR = os.path.join(harness.HERE, "..", "..", "build", "tests", "unit")
 STORE_PG_TEST = os.environ.get("CRAWLAB_STORE_PG_TEST_BIN") or os.path.join(UNIT_DIR,
                                                                             "test_store_pg")
+STORE_TEST = os.environ.get("CRAWLAB_STORE_TEST_BIN") or os.path.join(UNIT_DIR, "test_store")
+# The tests of test_store.c that are not SQLITE_ONLY.
+STORE_CONTRACT_CHECKS = 62
 PGTLS_TEST = os.environ.get("CRAWLAB_PGTLS_TEST_BIN") or os.path.join(UNIT_DIR, "test_pgtls")
 
 
@@ -44,6 +47,14 @@ class Postgres(harness.ClusterTest):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn("100%%: Checks: %d, Failures: 0, Errors: 0" % checks,
                       out.stdout + out.stderr)
+
+    def test_store_contract_on_postgres(self):
+        # The store's whole contract suite (tests/unit/test_store.c), on this server: every test
+        # but those about SQLite's own files and schemas.
+        self.check_suite(STORE_TEST, {
+            "CRAWLAB_TEST_PG_URI": "postgres://%s@127.0.0.1:%d" % (pg.SUPERUSER,
+                                                                   self.plain.port)},
+            STORE_CONTRACT_CHECKS)
 
     def test_version_names_the_libpq_built_in(self):
         rc, out, err = harness.run_cli("--version")
