@@ -68,6 +68,7 @@ struct config {
     char *master_host; /* worker and clients: --master=HOST:PORT, default 127.0.0.1:9666 */
     int master_port;
     char *data_dir; /* daemons: --data-dir; NULL means the caller picks its default */
+    char *store;    /* master: --store, a PostgreSQL URI; NULL: SQLite in data_dir */
     char *auth_key; /* daemons: the node key, --auth-key or CRAWLAB_AUTH_KEY; never log it */
     char *auth_key_file;
     char *admin_key; /* master, clients: --admin-key or CRAWLAB_ADMIN_KEY; never log it */

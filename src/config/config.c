@@ -132,6 +132,7 @@ void config_free(struct config *c)
     free(c->metrics_host);
     free(c->master_host);
     free(c->data_dir);
+    free(c->store);
     free(c->auth_key);
     free(c->auth_key_file);
     free(c->admin_key);

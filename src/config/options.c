@@ -152,6 +152,15 @@ static int set_path(struct config_parser *p, const struct config_option *o, cons
     return config_set_string(p, field(p, o->at), value);
 }
 
+/* The store's location. It may hold a password: an error never quotes it. */
+static int set_store(struct config_parser *p, const struct config_option *o, const char *value,
+                     const char *label)
+{
+    if (!store_location_is_pg(value))
+        return config_fail(p, "%s: expected " RULE_STORE, label);
+    return config_set_string(p, field(p, o->at), value);
+}
+
 /* A string that must pass spec.text.valid. */
 static int set_text(struct config_parser *p, const struct config_option *o, const char *value,
                     const char *label)
@@ -500,6 +509,12 @@ const struct config_option config_options[OPT_COUNT] = {
                       "Directory for the database, logs, spool, node key and auth.key.",
                       "/var/lib/crawlab-node, or ./crawlab-data when not run as root",
                       .set = set_path, .at = AT(data_dir)},
+    [OPT_STORE] = {"store", "URI", M(CMD_MASTER), "CRAWLAB_NODE_STORE",
+                   "Where the master keeps its rows: a PostgreSQL database that several masters "
+                   "share (" RULE_STORE "; sslmode=require or verify-full goes through the "
+                   "binary's own TLS). A password in it shows in the process list: prefer the "
+                   "environment.",
+                   "SQLite in the data directory", .set = set_store, .at = AT(store)},
     [OPT_AUTH_KEY] = {"auth-key", "KEY", DAEMONS, "CRAWLAB_AUTH_KEY",
                       "The node key: the secret of workers, checked on every call of theirs. "
                       "Anyone on the machine can read it in the process list: prefer "

@@ -22,7 +22,9 @@ static const char pg_schema_1_sql[] =
     " key TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,"
     " max_runners BIGINT NOT NULL, version TEXT NOT NULL, created_ms BIGINT NOT NULL,"
     " last_seen_ms BIGINT NOT NULL, labels TEXT NOT NULL DEFAULT '',"
-    " state TEXT NOT NULL DEFAULT 'enabled');"
+    " state TEXT NOT NULL DEFAULT 'enabled', master TEXT NOT NULL DEFAULT '');"
+    /* Several masters (store_pg_masters.c): each one's lease; each node names its holder. */
+    "CREATE TABLE masters (id TEXT PRIMARY KEY, lease_ms BIGINT NOT NULL);"
     "CREATE TABLE tasks ("
     " id TEXT PRIMARY KEY, seq BIGINT GENERATED ALWAYS AS IDENTITY, name TEXT NOT NULL,"
     " cmd TEXT NOT NULL, param TEXT NOT NULL, env_json TEXT NOT NULL, priority BIGINT NOT NULL,"
@@ -74,7 +76,21 @@ static const char pg_schema_1_sql[] =
     "CREATE TABLE spiders ("
     " name TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL,"
     " files BIGINT NOT NULL, unpacked BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
-    " PRIMARY KEY (name, version));";
+    " PRIMARY KEY (name, version));"
+    /* A task still pending when its transaction commits is news for the other masters: a
+     * deferred trigger looks at the row as committed (one made and assigned in one transaction
+     * is not news). Payload: id, node key, selector, eligible_ms, tab-separated. */
+    "CREATE FUNCTION crawlab_task_news() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "  IF EXISTS (SELECT 1 FROM tasks WHERE id = NEW.id AND status = 'pending') THEN"
+    "   PERFORM pg_notify('crawlab_tasks', NEW.id || E'\\t' || NEW.node_key || E'\\t' ||"
+    "    NEW.labels || E'\\t' || NEW.eligible_ms);"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$;"
+    "CREATE CONSTRAINT TRIGGER tasks_news AFTER INSERT OR UPDATE OF status ON tasks"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'pending')"
+    " EXECUTE FUNCTION crawlab_task_news();";
 
 /* pg_schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql};
@@ -99,8 +115,9 @@ static int message_len(const char *m)
 /* The server, as log lines name it: never the connection string, which may hold a password. */
 static void log_pg_error(struct pg_store *p, const char *what, const char *ctx, const char *detail)
 {
-    log_error("store: PostgreSQL %s:%s database %s: %s failed for %s: %.*s", PQhost(p->conn),
-              PQport(p->conn), PQdb(p->conn), what, ctx ? ctx : "-", message_len(detail), detail);
+    log_error("store: PostgreSQL %s:%s database %s: %s%s%s failed: %.*s", PQhost(p->conn),
+              PQport(p->conn), PQdb(p->conn), what, ctx ? " for " : "", ctx ? ctx : "",
+              message_len(detail), detail);
 }
 
 /* The server's notices ("relation already exists, skipping") go to the log at debug level,
@@ -275,20 +292,26 @@ char *pg_dup(const PGresult *res, int row, int col)
 
 /* ---- Transactions ---- */
 
-/* Resets a connection the server or the network dropped; its prepared statements went with it. */
-static int reconnect(struct pg_store *p)
+/* A connection the server or the network dropped is reset; its prepared statements went with it. */
+int pg_reconnect(struct pg_store *p)
 {
+    if (!p->conn)
+        return -EIO;
     if (PQstatus(p->conn) == CONNECTION_OK)
         return 0;
     PQreset(p->conn);
     if (PQstatus(p->conn) != CONNECTION_OK) {
-        log_pg_error(p, "reconnecting", NULL, PQerrorMessage(p->conn));
+        if (!p->lost) /* once, not once per operation while the server is away */
+            log_pg_error(p, "reconnecting", NULL, PQerrorMessage(p->conn));
+        p->lost = true;
         return -EIO;
     }
     log_info("store: PostgreSQL %s:%s database %s: connected again", PQhost(p->conn),
              PQport(p->conn), PQdb(p->conn));
+    p->lost = false;
     p->n_prepared = 0;
-    return 0;
+    p->news_moved = p->listening;
+    return p->listening ? pg_exec_simple(p, "listening again", PG_LISTEN_SQL) : 0;
 }
 
 int pg_enter(struct pg_store *p, const char *fn)
@@ -297,7 +320,7 @@ int pg_enter(struct pg_store *p, const char *fn)
         log_error("store: %s called from a streaming callback; refused", fn);
         return -EBUSY;
     }
-    return p->in_group ? 0 : reconnect(p);
+    return p->in_group ? 0 : pg_reconnect(p);
 }
 
 int pg_op_begin(struct pg_store *p)
@@ -498,4 +521,9 @@ static const struct store_ops pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .master_renew = pg_master_renew,
+    .node_hold = pg_node_hold,
+    .master_reap = pg_master_reap,
+    .news_fd = pg_news_fd,
+    .news = pg_news,
 };
