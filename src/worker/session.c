@@ -484,7 +484,11 @@ int session_create(struct ev_loop *loop, struct bridge *br, const struct config 
 
 void session_start(struct session *s)
 {
-    log_info("connecting to the master %s", slot(s)->target);
+    if (s->cfg->n_masters > 1)
+        log_info("connecting to the master %s (first of %zu, tried in turn)", slot(s)->target,
+                 s->cfg->n_masters);
+    else
+        log_info("connecting to the master %s", slot(s)->target);
     try_connect(s);
 }
 
