@@ -1,7 +1,7 @@
 """Several masters in --master=A,B: a worker registers with the first, and when that master is
 killed (kill -9) it goes on with the next and shows online there; a client command skips a master
 it cannot reach, names each one it could not, and takes the first answer it gets as final, an
-error included. The two masters are independent (own data directories, SQLite) and share the node
+error included; with TLS, each entry's certificate name is its own host. The two masters are independent (own data directories, SQLite) and share the node
 and admin keys, which is all a worker and a client need of a cluster here.
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_multimaster.py"""
 
@@ -122,6 +122,24 @@ class MultiMaster(harness.ClusterTest):
         self.assertEqual((rc, out), (3, ""), err)
         self.assertIn("cannot connect to the master %s" % a, err)
         self.assertIn("cannot connect to the master %s" % dead, err)
+
+    def test_tls_name_is_checked_against_the_host_of_each_entry(self):
+        pki = self.c.path("pki")
+        rc, out, err = self.c.run_cli("cert", "init", "--dir=%s" % pki, "--master-host=localhost")
+        self.assertEqual(rc, 0, err)
+        self.c.start_master(extra=["--tls-cert=%s/master.pem" % pki,
+                                   "--tls-key=%s/master.key" % pki])
+        # One master under two names: its certificate is valid for the second only.
+        by_ip, by_name = self.c.master_addr, "localhost:%d" % self.c.port
+        tls = ["--tls-ca=%s/ca.pem" % pki]
+        w = self.c.start_worker("w1", extra=tls + ["--master=%s,%s" % (by_ip, by_name)])
+        w.wait_log("registered with the master %s as node" % by_name)
+        self.assertIn("not valid for the address 127.0.0.1", w.log())
+        rc, out, err = self.c.run_cli("nodes", "--json", "--master=%s,%s" % (by_ip, by_name),
+                                      "--admin-key-file=%s" % self.c.admin_key_file, *tls)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(harness.status_of(json.loads(out), name="w1"), "online")
+        self.assertIn("cannot connect to the master %s" % by_ip, err)
 
 
 if __name__ == "__main__":
