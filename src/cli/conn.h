@@ -9,7 +9,8 @@
  * UNAVAILABLE before that master answered anything on the connection. Once a master has answered,
  * with an error too, the connection stays with it and its answers are final; a call that changes
  * something (SubmitTask, CancelTask...) is never sent twice, as the master that went away may have
- * applied it. Each master that could not be reached gets its line on stderr.
+ * applied it. Each master that could not be reached gets its line on stderr. After a call that
+ * did not end OK the connection may have no master left: only cli_conn_close() may follow.
  */
 #ifndef CRAWLAB_CLI_CONN_H
 #define CRAWLAB_CLI_CONN_H
