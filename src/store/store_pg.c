@@ -466,7 +466,15 @@ static int connect_pg(struct pg_store *p, const char *conninfo)
     if (!opts)
         return -EINVAL;
     PQconninfoFree(opts);
-    p->conn = PQconnectdb(conninfo);
+    /* Defaults the location's own parameters override (they come after, in dbname): a server
+     * that stops answering fails the master's calls within seconds instead of holding its loop
+     * (a connection attempt within 10 s; unacknowledged data within 10 s; a silent peer found by
+     * keepalives within 11 s). */
+    static const char *const keys[] = {
+        "connect_timeout",  "tcp_user_timeout", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          NULL};
+    const char *values[] = {"10", "10000", "5", "2", "3", "crawlab-node", conninfo, NULL};
+    p->conn = PQconnectdbParams(keys, values, 1);
     if (!p->conn)
         return -ENOMEM;
     if (PQstatus(p->conn) != CONNECTION_OK) {

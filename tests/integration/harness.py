@@ -267,6 +267,43 @@ def root_dir():
 # a cluster: one master (restartable) and any number of workers, all in one directory
 
 
+# Where masters keep their rows: "sqlite" (the default: the data dir) or "postgres"
+# (CRAWLAB_IT_STORE=postgres: one server for the whole run, started by pg.py on first use, and a
+# database per master data dir, so that a restarted master finds its rows again).
+STORE = os.environ.get("CRAWLAB_IT_STORE", "sqlite")
+_pg = None
+
+
+def on_postgres():
+    return STORE == "postgres"
+
+
+def pg_server():
+    """The run's PostgreSQL server (tests/integration/pg.py), started on first use."""
+    global _pg
+    if _pg is None:
+        import pg  # noqa: E402 (pg imports this module)
+        _pg = pg.Server.start()
+    return _pg
+
+
+def pg_store_uri(key):
+    """The --store URI of a database of its own for key (a data dir, say), made on first use."""
+    import hashlib
+    name = "crawlab_" + hashlib.sha1(key.encode()).hexdigest()[:16]
+    server = pg_server()
+    if name not in getattr(server, "made", set()):
+        server.createdb(name)
+        server.made = getattr(server, "made", set()) | {name}
+    return "postgres://crawlab@127.0.0.1:%d/%s" % (server.port, name)
+
+
+def sqlite_only(test):
+    """For a test about SQLite's own files: skipped when the masters keep their rows in
+    PostgreSQL."""
+    return unittest.skipIf(on_postgres(), "reads SQLite's files")(test)
+
+
 class Cluster:
     def __init__(self, workdir, binary=None):
         self.dir = workdir
@@ -321,6 +358,8 @@ class Cluster:
             argv = list(prefix) + [self.bin, "--role=master", "--listen=%s" % self.master_addr,
                                    "--data-dir=%s" % self.master_dir,
                                    "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
+            if on_postgres() and not any(a.startswith("--store=") for a in extra):
+                argv.append("--store=" + pg_store_uri(self.master_dir))
             self.master = self.spawn(name, argv)
             if not wait:
                 break
