@@ -30,6 +30,9 @@
 #include "master/tasks_rpc.h"
 #include "net/httpget.h"
 #include "net/listener.h"
+#ifdef HAVE_LIBPQ
+#include "net/pgtls.h"
+#endif
 #include "net/tls.h"
 #include "rpc/auth.h"
 #include "rpc/server.h"
@@ -52,6 +55,7 @@ struct master {
     struct listener *listener;
     struct httpget *metrics_http; /* --metrics-listen, or NULL */
     struct store *store;
+    struct pgtls_relay *pg_relay; /* a PostgreSQL store's TLS, or NULL */
     struct group *group;
     struct nodes *nodes;
     struct tasks *tasks;
@@ -335,6 +339,58 @@ static void watch_news(struct master *m)
     follow_news(m, 1);
 }
 
+/*
+ * The location the store is opened at: --store, or the data directory. A PostgreSQL location that
+ * asks for TLS gets the relay first (libpq has none of its own, docs/postgres.md) and is opened
+ * through it: local (cap bytes) then holds that location. The server's certificate is always
+ * verified, name included, whichever of sslmode=require, verify-ca and verify-full is given.
+ */
+static int store_location(struct master *m, const char **out, char *local, size_t cap)
+{
+    *out = m->cfg->store ? m->cfg->store : m->data_dir;
+#ifdef HAVE_LIBPQ
+    if (!m->cfg->store)
+        return 0;
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/pg-relay", m->data_dir);
+    struct store_pg_tls tls;
+    int rc = store_pg_tls_split(m->cfg->store, dir, &tls, local, cap);
+    if (rc < 0) {
+        log_error("--store: %s",
+                  rc == -EINVAL ? "not a connection URI libpq reads, or TLS asked for with several "
+                                  "hosts or a socket directory"
+                                : strerror(-rc));
+        return rc;
+    }
+    if (!tls.wanted)
+        return 0;
+    if (!*tls.ca_file) {
+        log_error("--store asks for TLS: add sslrootcert=FILE, the CA that signs the server's "
+                  "certificate (this binary always verifies it)");
+        return -EINVAL;
+    }
+    const struct pgtls_options opts = {
+        .host = tls.host,
+        .port = tls.port,
+        .ca_file = tls.ca_file,
+        .cert_file = *tls.cert_file ? tls.cert_file : NULL,
+        .key_file = *tls.key_file ? tls.key_file : NULL,
+        .socket_dir = dir,
+    };
+    char err[256];
+    if ((rc = pgtls_relay_start(&opts, &m->pg_relay, err, sizeof(err))) < 0) {
+        log_error("cannot start the TLS relay to PostgreSQL: %s", err);
+        return rc;
+    }
+    log_info("PostgreSQL at %s:%d over TLS 1.3, through the binary's relay", tls.host, tls.port);
+    *out = local;
+#else
+    (void)local;
+    (void)cap;
+#endif
+    return 0;
+}
+
 /* Creates the services, each with what it uses, sets the callbacks between them, and adds their
  * methods to the server. */
 static int create_services(struct master *m)
@@ -486,8 +542,12 @@ int master_main(const struct config *cfg)
 
     m.data_dir = data_dir;
     make_master_id(&m);
-    int rc = store_open(cfg->store ? cfg->store : data_dir, &m.store);
-    if (rc < 0) {
+    const char *location;
+    char local[4096];
+    int rc = store_location(&m, &location, local, sizeof(local));
+    if (rc < 0)
+        goto out; /* said why */
+    if ((rc = store_open(location, &m.store)) < 0) {
         /* Never the URI: it may hold a password. The store logged the server it tried. */
         if (cfg->store)
             log_error("cannot open the PostgreSQL store: %s",
@@ -590,6 +650,9 @@ out:
     events_destroy(m.events); /* after the group's last commit, which it hears of */
     bridge_destroy(m.bridge);
     store_close(m.store);
+#ifdef HAVE_LIBPQ
+    pgtls_relay_stop(m.pg_relay);
+#endif
     free(m.auth_key);
     free(m.admin_key);
     free(data_dir);

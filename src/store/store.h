@@ -81,6 +81,25 @@ int store_begin(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 
+/*
+ * A PostgreSQL location that asks for TLS (sslmode=require, verify-ca or verify-full) is reached
+ * through the binary's own TLS relay (net/pgtls.h, docs/postgres.md), as libpq is built without
+ * TLS. store_pg_tls_split reads location with libpq's parser: when it asks for TLS, tls->wanted is
+ * set, tls gets the relay's target (the one host, its port, 5432 by default, and the
+ * sslrootcert, sslcert and sslkey files), and local (local_cap bytes) gets the location to open
+ * instead: the same parameters without the TLS ones, through the relay's socket in socket_dir.
+ * Otherwise tls->wanted is false and local is left alone. -EINVAL for a location libpq cannot
+ * parse, several hosts or a socket directory with TLS, -ENAMETOOLONG. Built with libpq only.
+ */
+struct store_pg_tls {
+    bool wanted;
+    char host[256];
+    int port;
+    char ca_file[1024], cert_file[1024], key_file[1024]; /* "" = not given */
+};
+int store_pg_tls_split(const char *location, const char *socket_dir, struct store_pg_tls *tls,
+                       char *local, size_t local_cap);
+
 /* ---- Nodes ---- */
 
 /* Node statuses, as the protocol names them. */

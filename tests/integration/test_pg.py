@@ -64,7 +64,7 @@ class Postgres(harness.ClusterTest):
     def test_store_backend_against_the_server(self):
         self.check_suite(STORE_PG_TEST, {
             "CRAWLAB_TEST_PG": "host=127.0.0.1 port=%d user=%s" % (self.plain.port,
-                                                                  pg.SUPERUSER)}, 7)
+                                                                  pg.SUPERUSER)}, 8)
         # Every test dropped the database it made.
         self.assertEqual(self.plain.psql(
             "SELECT count(*) FROM pg_database WHERE datname LIKE 'crawlab_test_%'").strip(), "0")
