@@ -101,6 +101,11 @@ bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char 
 
 /* ---- who takes a task ---- */
 
+bool nodes_held_here(const struct nodes *n, const struct node *node)
+{
+    return !n->shared || node->here;
+}
+
 bool nodes_takes(const struct node *node, const char *labels)
 {
     return node->online && node->state == NODE_ENABLED && labels_match(labels, node->labels);
@@ -144,9 +149,19 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels)
 
 #define NAMES_SHOWN 10
 
+static int load_node(void *ctx, const struct node_row *r);
+
+static int learn_node(void *ctx, const struct node_row *r)
+{
+    return nodes_find(ctx, r->key) ? 0 : load_node(ctx, r);
+}
+
 int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *why, size_t why_len)
 {
     if ((*out = nodes_find(n, given)))
+        return 0;
+    /* On a shared store, nodes may have registered with other masters since this one started. */
+    if (n->shared && store_node_list(n->store, learn_node, n) == 0 && (*out = nodes_find(n, given)))
         return 0;
     size_t found = 0;
     int len = snprintf(why, why_len, "node name %s is ambiguous: it names", given);
@@ -453,8 +468,6 @@ int nodes_heartbeat(struct nodes *n, struct node *node, int running)
 
 /* The sweep runs this many times per heartbeat interval. */
 #define SWEEP_SLICES 8
-
-static int load_node(void *ctx, const struct node_row *r);
 
 /* ---- several masters on one store ---- */
 

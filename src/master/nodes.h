@@ -172,6 +172,10 @@ void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), vo
 /* How many nodes are known (online or not). */
 size_t nodes_count(const struct nodes *n);
 
+/* Whether this master holds the node's stream, so that its memory of the node is the truth (always
+ * on a store of its own; on a shared one, when the node registered here). */
+bool nodes_held_here(const struct nodes *n, const struct node *node);
+
 /* Whether the node takes a new task with the selector `labels` (joined form, NULL = any) now:
  * online, enabled and having those labels. */
 bool nodes_takes(const struct node *node, const char *labels);
