@@ -15,7 +15,8 @@
 /*
  * Version 1: SQLite's schema 10. Integers are BIGINT (SQLite's are 64-bit). Ties in the dispatch
  * order are broken by seq, the order of insertion (SQLite's rowid); ids that SQLite numbers
- * (task_history.seq, schedules.id, events.id) are identities, never given twice.
+ * (task_history.seq, schedules.id) are identities, never given twice. Event ids are counted in
+ * event_ids' one row instead, so that they commit in order (store_pg_events.c).
  */
 static const char pg_schema_1_sql[] =
     "CREATE TABLE nodes ("
@@ -67,9 +68,11 @@ static const char pg_schema_1_sql[] =
     " schedule_id BIGINT NOT NULL, fire_s BIGINT NOT NULL, node_key TEXT NOT NULL,"
     " task_id TEXT NOT NULL, PRIMARY KEY (schedule_id, fire_s, node_key));"
     "CREATE TABLE events ("
-    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at_ms BIGINT NOT NULL,"
+    " id BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL,"
     " kind TEXT NOT NULL, node_key TEXT NOT NULL, task_id TEXT NOT NULL, data TEXT NOT NULL);"
     "CREATE INDEX events_at ON events(at_ms);"
+    "CREATE TABLE event_ids (last BIGINT NOT NULL);"
+    "INSERT INTO event_ids VALUES (0);"
     "CREATE TABLE event_cursors (hook TEXT PRIMARY KEY, delivered BIGINT NOT NULL);"
     "CREATE TABLE spiders ("
     " name TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL,"
@@ -498,4 +501,34 @@ static const struct store_ops pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .node_upsert = pg_node_upsert,
+    .node_set_state = pg_node_set_state,
+    .node_delete = pg_node_delete,
+    .node_set_status = pg_node_set_status,
+    .node_touch = pg_node_touch,
+    .node_get = pg_node_get,
+    .node_list = pg_node_list,
+    .node_page = pg_node_page,
+    .schedule_create = pg_schedule_create,
+    .schedule_get = pg_schedule_get,
+    .schedule_list = pg_schedule_list,
+    .schedule_set_paused = pg_schedule_set_paused,
+    .schedule_delete = pg_schedule_delete,
+    .schedule_fire = pg_schedule_fire,
+    .schedule_last_tasks = pg_schedule_last_tasks,
+    .schedule_skip = pg_schedule_skip,
+    .schedule_fires = pg_schedule_fires,
+    .event_add = pg_event_add,
+    .event_page = pg_event_page,
+    .event_last = pg_event_last,
+    .event_count = pg_event_count,
+    .event_purge = pg_event_purge,
+    .event_cursor_get = pg_event_cursor_get,
+    .event_cursor_set = pg_event_cursor_set,
+    .spider_add = pg_spider_add,
+    .spider_get = pg_spider_get,
+    .spider_list = pg_spider_list,
+    .spider_remove = pg_spider_remove,
+    .spider_sha_used = pg_spider_sha_used,
+    .spider_task_using = pg_spider_task_using,
 };
