@@ -498,4 +498,6 @@ static const struct store_ops pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .task_create = pg_task_create,
+    .task_get = pg_task_get,
 };
