@@ -282,64 +282,45 @@ static int fire_lock_lookup(struct pg_store *p, int64_t id, int64_t fire_s,
     return rc;
 }
 
-/* n texts as an array literal ({"a","b"}): node keys and task ids, whose characters
- * (node_key_valid, hex) need no escaping. Heap, NULL when out of memory. */
-static char *text_array(size_t n, const char *(*item)(const void *arr, size_t i), const void *arr)
+/* Appends v to the array literal being written in out (cap bytes, room made by the caller):
+ * node keys and task ids, whose characters (node_key_valid, hex) need no escaping. */
+static size_t array_add(char *out, size_t at, size_t cap, const char *v)
 {
-    size_t len = 3;
-    for (size_t i = 0; i < n; i++)
-        len += strlen(item(arr, i)) + 3;
-    char *out = malloc(len);
-    if (!out) {
-        log_error("store: out of memory recording a schedule's fire");
-        return NULL;
-    }
-    size_t at = 0;
-    out[at++] = '{';
-    for (size_t i = 0; i < n; i++)
-        at += (size_t)snprintf(out + at, len - at, "%s\"%s\"", i ? "," : "", item(arr, i));
-    snprintf(out + at, len - at, "}");
-    return out;
+    return at + (size_t)snprintf(out + at, cap - at, "%s\"%s\"", at > 1 ? "," : "", v);
 }
 
-struct fire_nodes {
-    const struct task_new *t;
-    bool per_node;
-};
-
-static const char *fire_node(const void *arr, size_t i)
-{
-    const struct fire_nodes *f = arr;
-    return f->per_node ? f->t[i].node_key : "";
-}
-
-static const char *fire_task(const void *arr, size_t i)
-{
-    return ((const char(*)[TASK_ID_LEN + 1]) arr)[i];
-}
-
-/* Records the fire's n tasks ids[] and advances the schedule, in one statement. */
+/* Records the fire's n tasks ids[] and advances the schedule, in one statement: the node keys and
+ * task ids go as two array literals ({"a","b"}). */
 static int fire_record(struct pg_store *p, int64_t id, int64_t fire_s, const struct task_new *t,
                        size_t n, bool per_node, char (*ids)[TASK_ID_LEN + 1])
 {
-    struct fire_nodes nodes = {t, per_node};
-    char *node_keys = text_array(n, fire_node, &nodes);
-    char *task_ids = text_array(n, fire_task, ids);
+    size_t node_cap = n * (LIMIT_NODE_KEY_MAX + 3) + 2, id_cap = n * (TASK_ID_LEN + 3) + 2;
+    char *nodes = malloc(node_cap), *tasks = malloc(id_cap);
     int rc = -ENOMEM;
-    if (node_keys && task_ids) {
-        struct pg_params pp;
-        pg_params_init(&pp);
-        pg_param_int(&pp, id);
-        pg_param_int(&pp, fire_s);
-        pg_param_text(&pp, node_keys);
-        pg_param_text(&pp, task_ids);
-        pg_param_text(&pp, ids[n - 1]);
-        int64_t changed =
-            pg_exec(p, "recording a schedule's fire", "schedule", sql_fire_record, &pp);
-        rc = changed < 0 ? (int)changed : changed == 0 ? -ENOENT : 0;
+    if (!nodes || !tasks) {
+        log_error("store: out of memory recording a schedule's fire");
+        goto out;
     }
-    free(node_keys);
-    free(task_ids);
+    size_t node_at = 1, id_at = 1;
+    nodes[0] = tasks[0] = '{';
+    for (size_t i = 0; i < n; i++) {
+        node_at = array_add(nodes, node_at, node_cap, per_node ? t[i].node_key : "");
+        id_at = array_add(tasks, id_at, id_cap, ids[i]);
+    }
+    snprintf(nodes + node_at, node_cap - node_at, "}");
+    snprintf(tasks + id_at, id_cap - id_at, "}");
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_int(&pp, id);
+    pg_param_int(&pp, fire_s);
+    pg_param_text(&pp, nodes);
+    pg_param_text(&pp, tasks);
+    pg_param_text(&pp, ids[n - 1]);
+    int64_t changed = pg_exec(p, "recording a schedule's fire", "schedule", sql_fire_record, &pp);
+    rc = changed < 0 ? (int)changed : changed == 0 ? -ENOENT : 0;
+out:
+    free(nodes);
+    free(tasks);
     return rc;
 }
 
