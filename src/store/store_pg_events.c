@@ -9,7 +9,10 @@
  * committed (or rolled back, and then its id is given again, as SQLite does). Ids are therefore
  * committed in order, and a reader that saw id n has seen every id below n that will ever exist.
  * The cost: event inserts of the masters are serialised, each one for as long as its transaction
- * (its group) stays open.
+ * (its group) stays open. Two groups can then wait for each other (one holds the row and wants a
+ * task row the other holds before adding its own event): PostgreSQL's deadlock check aborts one
+ * of them, whose store_commit fails with -EIO as store.h says of a transaction the database
+ * aborted; its master sees its changes undone, not half done.
  *
  * The same row answers store_event_last: the highest id ever given, purged or not; outside a group
  * the highest committed one.
