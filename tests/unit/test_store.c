@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -2810,6 +2811,159 @@ START_TEST(test_a_schema_6_database_gets_the_event_tables)
 }
 END_TEST
 
+/* ---- Two masters on one PostgreSQL database ---- */
+
+/* One master of a race: a store handle of its own on the test's database, in a thread. */
+struct master {
+    pthread_t thread;
+    pthread_barrier_t *start; /* both masters begin together */
+    const char *node_key;
+    const char *task_id;
+    int rc; /* the first failure, 0 if none */
+    char (*ids)[TASK_ID_LEN + 1];
+    size_t n;
+    size_t accepted_lines, accepted_items;
+};
+
+/* Fetches for its node until no task is left for it. */
+static void *fetching_master(void *arg)
+{
+    struct master *m = arg;
+    struct store *s = NULL;
+    m->rc = store_open(location, &s);
+    pthread_barrier_wait(m->start);
+    for (int got = 1; m->rc == 0 && got == 1;) {
+        struct task_row r;
+        got = store_task_fetch(s, m->node_key, NULL, T0 + 1, &r);
+        if (got == 1) {
+            memcpy(m->ids[m->n++], r.id, TASK_ID_LEN + 1);
+            store_task_row_free(&r);
+        } else if (got < 0) {
+            m->rc = got;
+        }
+    }
+    store_close(s);
+    return NULL;
+}
+
+#define RACE_TASKS 200
+
+START_TEST(test_two_masters_fetching_at_once_never_get_one_task_twice)
+{
+    static char made[RACE_TASKS][TASK_ID_LEN + 1];
+    static char got[2][RACE_TASKS][TASK_ID_LEN + 1];
+    for (int i = 0; i < RACE_TASKS; i++)
+        new_task("race", i % 3, NULL, T0 - RACE_TASKS + i, made[i]);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    struct master m[2] = {{.start = &start, .node_key = "node-a", .ids = got[0]},
+                          {.start = &start, .node_key = "node-b", .ids = got[1]}};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, fetching_master, &m[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(m[i].thread, NULL);
+    pthread_barrier_destroy(&start);
+    ck_assert_int_eq(m[0].rc, 0);
+    ck_assert_int_eq(m[1].rc, 0);
+    /* Every task was handed out once: to one of the two, never to both, none left over. */
+    ck_assert_uint_eq(m[0].n + m[1].n, RACE_TASKS);
+    for (int i = 0; i < RACE_TASKS; i++) {
+        int seen = 0;
+        for (int k = 0; k < 2; k++)
+            for (size_t j = 0; j < m[k].n; j++)
+                seen += strcmp(got[k][j], made[i]) == 0;
+        ck_assert_int_eq(seen, 1);
+        struct task_row r;
+        get_task(made[i], &r);
+        ck_assert_int_eq(r.status, TASK_ASSIGNED);
+        ck_assert_uint_eq(r.epoch, 1);
+        store_task_row_free(&r);
+    }
+    struct task_row r;
+    ck_assert_int_eq(store_task_fetch(st, "node-c", NULL, T0 + 2, &r), 0);
+}
+END_TEST
+
+#define RACE_BATCHES 40
+#define RACE_BATCH   10
+
+/* Appends the same numbered batches of lines and items as the other master does. */
+static void *appending_master(void *arg)
+{
+    struct master *m = arg;
+    struct store *s = NULL;
+    m->rc = store_open(location, &s);
+    pthread_barrier_wait(m->start);
+    char text[RACE_BATCH][32];
+    const char *ptrs[RACE_BATCH];
+    size_t lens[RACE_BATCH];
+    for (int b = 0; m->rc == 0 && b < RACE_BATCHES; b++) {
+        uint64_t first = (uint64_t)b * RACE_BATCH + 1;
+        for (int i = 0; i < RACE_BATCH; i++) {
+            lens[i] = (size_t)snprintf(text[i], sizeof(text[i]), "{\"n\":%d}", (int)first + i);
+            ptrs[i] = text[i];
+        }
+        size_t acc = 0;
+        m->rc = store_log_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
+        m->accepted_lines += acc;
+        if (m->rc == 0)
+            m->rc = store_items_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
+        m->accepted_items += acc;
+    }
+    store_close(s);
+    return NULL;
+}
+
+static int check_item(void *ctx, uint64_t seq, const char *data, size_t len)
+{
+    uint64_t *next = ctx;
+    char want[32];
+    int n = snprintf(want, sizeof(want), "{\"n\":%d}", (int)seq);
+    ck_assert_uint_eq(seq, *next);
+    ck_assert_uint_eq(len, (size_t)n);
+    ck_assert_int_eq(memcmp(data, want, len), 0);
+    (*next)++;
+    return 0;
+}
+
+START_TEST(test_two_masters_appending_one_batch_store_it_once)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    struct master m[2] = {{.start = &start, .task_id = id}, {.start = &start, .task_id = id}};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, appending_master, &m[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(m[i].thread, NULL);
+    pthread_barrier_destroy(&start);
+    ck_assert_int_eq(m[0].rc, 0);
+    ck_assert_int_eq(m[1].rc, 0);
+    /* Each line and item was stored by exactly one of the two. */
+    ck_assert_uint_eq(m[0].accepted_lines + m[1].accepted_lines, RACE_BATCHES * RACE_BATCH);
+    ck_assert_uint_eq(m[0].accepted_items + m[1].accepted_items, RACE_BATCHES * RACE_BATCH);
+    struct got_lines g;
+    read_all_lines(id, 1, &g);
+    ck_assert_uint_eq(g.n, RACE_BATCHES * RACE_BATCH);
+    for (size_t i = 0; i < g.n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "{\"n\":%d}", (int)i + 1);
+        ck_assert_uint_eq(g.seq[i], i + 1);
+        ck_assert_str_eq(g.text[i], want);
+    }
+    got_free(&g);
+    uint64_t next = 1;
+    ck_assert_int_eq(store_items_read(st, id, 1, check_item, &next), 0);
+    ck_assert_uint_eq(next, RACE_BATCHES * RACE_BATCH + 1);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_uint_eq(r.log_lines, RACE_BATCHES * RACE_BATCH);
+    ck_assert_uint_eq(r.data_items, RACE_BATCHES * RACE_BATCH);
+    store_task_row_free(&r);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2924,6 +3078,14 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_retry_and_end_commit_or_roll_back_together);
     SQLITE_ONLY(tc, test_a_schema_6_database_gets_the_event_tables);
     suite_add_tcase(s, tc);
+
+    if (pg_server()) {
+        tc = tcase_create("postgres races");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_two_masters_fetching_at_once_never_get_one_task_twice);
+        tcase_add_test(tc, test_two_masters_appending_one_batch_store_it_once);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }
 
