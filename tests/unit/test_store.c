@@ -1084,6 +1084,13 @@ START_TEST(test_log_gap_is_refused_and_stores_nothing)
     ck_assert_uint_eq(acc, 0);
     ck_assert_int_eq(file_size(id), size);
     assert_log_is(id, 2, first);
+    /* Inside a group, the refused batch leaves the group going. */
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(append_lines(id, 4, 2, later, &acc), -ERANGE);
+    ck_assert_int_eq(append_lines(id, 3, 2, later, &acc), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    const char *all[] = {"one", "two", "four", "five"};
+    assert_log_is(id, 4, all);
 }
 END_TEST
 
@@ -1236,7 +1243,8 @@ START_TEST(test_log_of_task_without_lines_reads_empty)
     struct got_lines g;
     read_all_lines(id, 1, &g);
     ck_assert_uint_eq(g.n, 0);
-    ck_assert_int_eq(file_size(id), -1);
+    ck_assert(!has_log(id));
+    ck_assert_int_eq(store_log_read(st, "0123456789abcdef01234567", 1, collect_line, &g), -ENOENT);
 }
 END_TEST
 
@@ -3059,12 +3067,12 @@ static Suite *store_suite(void)
     tc = tcase_create("logs and items");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_log_resent_prefix_is_skipped);
-    SQLITE_ONLY(tc, test_log_gap_is_refused_and_stores_nothing);
+    tcase_add_test(tc, test_log_gap_is_refused_and_stores_nothing);
     tcase_add_test(tc, test_log_unsequenced_lines_append_after_what_is_stored);
     tcase_add_test(tc, test_log_read_back_is_byte_exact_across_chunk_boundaries);
     tcase_add_test(tc, test_log_read_in_chunks_resumes_right_across_commits_and_rollbacks);
     tcase_add_test(tc, test_log_newline_inside_a_line_is_stored_as_a_space);
-    SQLITE_ONLY(tc, test_log_of_task_without_lines_reads_empty);
+    tcase_add_test(tc, test_log_of_task_without_lines_reads_empty);
     SQLITE_ONLY(tc, test_log_append_refuses_bad_ids_without_touching_files);
     tcase_add_test(tc, test_items_are_deduplicated_by_seq_and_read_back_in_order);
     tcase_add_test(tc, test_items_gap_is_refused_and_stores_nothing);
