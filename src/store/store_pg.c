@@ -54,6 +54,15 @@ static const char pg_schema_1_sql[] =
     "CREATE TABLE items ("
     " task_id TEXT NOT NULL, seq BIGINT NOT NULL, data TEXT NOT NULL,"
     " PRIMARY KEY (task_id, seq));"
+    "CREATE TABLE task_logs ("
+    " task_id TEXT NOT NULL, first_seq BIGINT NOT NULL, n_lines BIGINT NOT NULL,"
+    " data BYTEA NOT NULL, PRIMARY KEY (task_id, first_seq));"
+    /* Logs compress well and are written at the rate workers print: lz4 compresses and skips
+     * incompressible text fast where the default (pglz) costs most of the time of an append.
+     * A server built without lz4 keeps the default. */
+    "DO $$ BEGIN"
+    " EXECUTE 'ALTER TABLE task_logs ALTER COLUMN data SET COMPRESSION lz4';"
+    " EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$;"
     "CREATE TABLE schedules ("
     " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT NOT NULL,"
     " expr TEXT NOT NULL, tz_offset BIGINT NOT NULL, tz_name TEXT NOT NULL DEFAULT '',"
@@ -510,7 +519,30 @@ static const struct store_ops pg_ops = {
     .node_list = pg_node_list,
     .node_page = pg_node_page,
     .task_create = pg_task_create,
+    .task_restart = pg_task_restart,
+    .task_retry = pg_task_retry,
+    .task_next_eligible = pg_task_next_eligible,
+    .task_eligible_nodes = pg_task_eligible_nodes,
+    .task_fetch = pg_task_fetch,
+    .task_assign = pg_task_assign,
     .task_get = pg_task_get,
+    .task_set_status = pg_task_set_status,
+    .task_epoch = pg_task_epoch,
+    .task_request_cancel = pg_task_request_cancel,
+    .task_list = pg_task_list,
+    .task_count_by_status = pg_task_count_by_status,
+    .task_page = pg_task_page,
+    .task_pos = pg_task_pos,
+    .task_find_prefix = pg_task_find_prefix,
+    .task_purge = pg_task_purge,
+    .purge_logs = pg_purge_logs,
+    .task_count_purgeable = pg_task_count_purgeable,
+    .task_list_by_node = pg_task_list_by_node,
+    .task_history = pg_task_history,
+    .log_append = pg_log_append,
+    .items_append = pg_items_append,
+    .log_read = pg_log_read,
+    .items_read = pg_items_read,
     .schedule_create = pg_schedule_create,
     .schedule_get = pg_schedule_get,
     .schedule_list = pg_schedule_list,

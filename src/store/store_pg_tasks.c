@@ -582,3 +582,398 @@ int pg_task_request_cancel(struct store *s, const char *id, bool force, int64_t 
         *status_out = status;
     return rc;
 }
+
+/* ---- Listings ---- */
+
+/* Calls cb for each row of res (TASK_COLS first; pos_col >= 0: the row's seq, the page position,
+ * in that column). The rows are in memory already, but the contract says these functions stream:
+ * re-entering the store from cb is refused the same way on both backends. */
+static int stream_tasks(struct pg_store *p, const PGresult *res, int pos_col,
+                        int (*cb)(void *ctx, const struct task_row *r),
+                        int (*page_cb)(void *ctx, const struct task_row *r,
+                                       const struct task_pos *pos),
+                        void *ctx)
+{
+    int rc = 0;
+    p->streaming = true;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        struct task_row r;
+        rc = task_from_res(res, i, &r);
+        if (rc < 0)
+            break;
+        if (page_cb) {
+            struct task_pos pos = {r.created_ms, pg_int(res, i, pos_col)};
+            rc = page_cb(ctx, &r, &pos);
+        } else {
+            rc = cb(ctx, &r);
+        }
+        store_task_row_free(&r);
+    }
+    p->streaming = false;
+    return rc;
+}
+
+/* Filters as store_task_list: $1 status, $2 node (assigned or addressed), NULL: any; $3 limit,
+ * NULL: none. The position of a task is (created_ms, seq), seq the insertion order. */
+#define TASK_FILTER                                                                                \
+    " ($1::text IS NULL OR status = $1)"                                                           \
+    " AND ($2::text IS NULL OR assigned_node = $2 OR node_key = $2)"
+
+static const char sql_task_page_first[] = "SELECT " TASK_COLS ", seq FROM tasks WHERE" TASK_FILTER
+                                          " ORDER BY created_ms DESC, seq DESC LIMIT $3";
+static const char sql_task_page_after[] = "SELECT " TASK_COLS ", seq FROM tasks WHERE" TASK_FILTER
+                                          " AND created_ms <= $4 AND (created_ms < $4 OR seq < $5)"
+                                          " ORDER BY created_ms DESC, seq DESC LIMIT $3";
+
+/* Both read committed rows only, in one statement: a listing by one master sees the tasks every
+ * master committed before it. */
+static int list_tasks(
+    struct pg_store *p, const char *status, const char *node_key, const struct task_pos *after,
+    unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
+    int (*page_cb)(void *ctx, const struct task_row *r, const struct task_pos *pos), void *ctx)
+{
+    enum task_status parsed;
+    if ((status && task_status_parse(status, &parsed) < 0) || (!cb && !page_cb))
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, status);
+    pg_param_text(&pp, node_key);
+    if (limit)
+        pg_param_int(&pp, limit);
+    else
+        pg_param_text(&pp, NULL);
+    if (after) {
+        pg_param_int(&pp, after->created_ms);
+        pg_param_int(&pp, after->rowid);
+    }
+    int rc = 0;
+    PGresult *res = pg_query(p, "listing tasks", status,
+                             after ? sql_task_page_after : sql_task_page_first, &pp, &rc);
+    if (!res)
+        return rc;
+    rc = stream_tasks(p, res, PQnfields(res) - 1, cb, page_cb, ctx);
+    PQclear(res);
+    return rc;
+}
+
+int pg_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
+                 int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    return list_tasks(p, status, node_key, NULL, limit, cb, NULL, ctx);
+}
+
+int pg_task_page(struct store *s, const char *status, const char *node_key,
+                 const struct task_pos *after, unsigned limit,
+                 int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
+                 void *ctx)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    return list_tasks(p, status, node_key, after, limit, NULL, cb, ctx);
+}
+
+static const char sql_task_pos[] = "SELECT created_ms, seq FROM tasks WHERE id = $1";
+
+int pg_task_pos(struct store *s, const char *id, struct task_pos *out)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, id);
+    PGresult *res = pg_query(p, "reading the position of task", id, sql_task_pos, &pp, &rc);
+    if (!res)
+        return rc;
+    rc = PQntuples(res) == 1 ? 0 : -ENOENT;
+    if (rc == 0) {
+        out->created_ms = pg_int(res, 0, 0);
+        out->rowid = pg_int(res, 0, 1);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static const char sql_task_counts[] = "SELECT status, count(*) FROM tasks GROUP BY status";
+
+int pg_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    PGresult *res = pg_query(p, "counting tasks by status", "tasks", sql_task_counts, NULL, &rc);
+    if (!res)
+        return rc;
+    memset(counts, 0, sizeof(uint64_t) * TASK_STATUS_COUNT);
+    for (int i = 0; i < PQntuples(res); i++) {
+        enum task_status st;
+        if (task_status_parse(PQgetvalue(res, i, 0), &st) < 0) {
+            log_error("store: tasks have an unknown status '%s' in the database",
+                      PQgetvalue(res, i, 0));
+            rc = -EIO;
+            break;
+        }
+        counts[st] = (uint64_t)pg_int(res, i, 1);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Ids are lowercase hex, so every id starting with the prefix sorts before prefix + "g" (in C
+ * order and in every collation that orders digits before letters, as the common ones do). */
+static const char sql_task_prefix[] =
+    "SELECT id FROM tasks WHERE id >= $1 AND id < $1 || 'g' ORDER BY id LIMIT $2";
+
+int pg_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
+                        size_t max)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_prefix_valid(prefix) || (max && !ids) || max > INT32_MAX - 1)
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, prefix);
+    pg_param_int(&pp, (int64_t)max + 1);
+    PGresult *res = pg_query(p, "looking up task id prefix", prefix, sql_task_prefix, &pp, &rc);
+    if (!res)
+        return rc;
+    int n = PQntuples(res);
+    for (int i = 0; i < n && (size_t)i < max; i++)
+        pg_copy(ids[i], TASK_ID_LEN + 1, res, i, 0);
+    PQclear(res);
+    return n;
+}
+
+/* Collects first: the rows are read whole before the first callback. */
+static const char sql_task_list_by_node[] = "SELECT " TASK_COLS " FROM tasks"
+                                            " WHERE assigned_node = $1 AND status = $2"
+                                            " ORDER BY created_ms, seq";
+
+int pg_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
+                         int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!node_key_valid(node_key) || (unsigned)status >= TASK_STATUS_COUNT || !cb)
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, node_key);
+    pg_param_text(&pp, task_status_name(status));
+    PGresult *res = pg_query(p, "listing tasks of node", node_key, sql_task_list_by_node, &pp, &rc);
+    if (!res)
+        return rc;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        struct task_row r;
+        rc = task_from_res(res, i, &r);
+        if (rc == 0) {
+            rc = cb(ctx, &r);
+            store_task_row_free(&r);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* The task's row joined to its history: no row at all is an unknown task, one row with NULLs a
+ * task without history (it has at least its creation, so only in theory). */
+static const char sql_task_history[] =
+    "SELECT h.from_status, h.to_status, h.at_ms FROM tasks t"
+    " LEFT JOIN task_history h ON h.task_id = t.id WHERE t.id = $1 ORDER BY h.seq";
+
+int pg_task_history(struct store *s, const char *id,
+                    int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!task_id_valid(id) || !cb)
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, id);
+    PGresult *res = pg_query(p, "reading status history of task", id, sql_task_history, &pp, &rc);
+    if (!res)
+        return rc;
+    rc = PQntuples(res) == 0 ? -ENOENT : 0;
+    p->streaming = true;
+    for (int i = 0; rc == 0 && i < PQntuples(res) && !pg_is_null(res, i, 0); i++) {
+        struct task_history_row h;
+        if (task_status_parse(PQgetvalue(res, i, 0), &h.from) < 0 ||
+            task_status_parse(PQgetvalue(res, i, 1), &h.to) < 0) {
+            log_error("store: task %s has an unknown status in its history", id);
+            rc = -EIO;
+            break;
+        }
+        h.at_ms = pg_int(res, i, 2);
+        rc = cb(ctx, &h);
+    }
+    p->streaming = false;
+    PQclear(res);
+    return rc;
+}
+
+/* ---- Retention ---- */
+
+/* The terminal statuses (task_status_terminal), as the purge's queries name them. */
+#define ENDED_STATUSES "('finished', 'error', 'cancelled', 'abnormal')"
+
+/* SKIP LOCKED: two masters purging at once take different tasks, and a task whose row another
+ * master holds (a log append, a late report) is left for a later purge. */
+static const char sql_purge_pick[] =
+    "SELECT id FROM tasks"
+    " WHERE ended_ms > 0 AND ended_ms < $1 AND status IN " ENDED_STATUSES
+    " ORDER BY ended_ms LIMIT $2"
+    " FOR UPDATE SKIP LOCKED";
+static const char sql_purge_count[] =
+    "SELECT count(*) FROM tasks"
+    " WHERE ended_ms > 0 AND ended_ms < $1 AND status IN " ENDED_STATUSES;
+
+/* Deletes up to $2 of the task's items, lowest seq first, then its log batches with what is left
+ * of $2. Returns how many rows went, and how many items and batches there were (each counted up
+ * to $2 + 1): more than went means some are left. */
+static const char sql_purge_rows[] =
+    "WITH items_gone AS (DELETE FROM items WHERE task_id = $1 AND seq IN"
+    " (SELECT seq FROM items WHERE task_id = $1 ORDER BY seq LIMIT $2) RETURNING 1),"
+    " logs_gone AS (DELETE FROM task_logs WHERE task_id = $1 AND first_seq IN"
+    " (SELECT first_seq FROM task_logs WHERE task_id = $1 ORDER BY first_seq"
+    " LIMIT greatest($2 - (SELECT count(*) FROM items_gone), 0)) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM items_gone) + (SELECT count(*) FROM logs_gone),"
+    " (SELECT count(*) FROM (SELECT 1 FROM items WHERE task_id = $1 LIMIT $2 + 1) i)"
+    " + (SELECT count(*) FROM (SELECT 1 FROM task_logs WHERE task_id = $1 LIMIT $2 + 1) l)";
+
+/* The task's history and row; returns how many history rows went. */
+static const char sql_purge_task[] =
+    "WITH history_gone AS (DELETE FROM task_history WHERE task_id = $1 RETURNING 1),"
+    " task_gone AS (DELETE FROM tasks WHERE id = $1)"
+    " SELECT count(*) FROM history_gone";
+
+/* Deletes what is left of one task within budget rows: items, then log batches, then history
+ * and row. Returns 1 when the task is gone, 0 when the budget ran out first, or -errno. *used
+ * counts the rows spent. Inside an operation. */
+static int purge_one(struct pg_store *p, const char *id, unsigned budget, unsigned *used)
+{
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, id);
+    pg_param_int(&pp, budget > *used ? budget - *used : 0);
+    int rc = 0;
+    PGresult *res = pg_query(p, "purging items and logs of task", id, sql_purge_rows, &pp, &rc);
+    if (!res)
+        return rc;
+    int64_t gone = pg_int(res, 0, 0), seen = pg_int(res, 0, 1);
+    PQclear(res);
+    *used += (unsigned)gone;
+    if (seen > gone)
+        return 0;
+    pg_params_init(&pp);
+    pg_param_text(&pp, id);
+    res = pg_query(p, "purging task", id, sql_purge_task, &pp, &rc);
+    if (!res)
+        return rc;
+    *used += (unsigned)pg_int(res, 0, 0) + 1;
+    PQclear(res);
+    return 1;
+}
+
+static int purge_op(struct pg_store *p, int64_t before_ms, unsigned budget, size_t *purged,
+                    bool *more)
+{
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_int(&pp, before_ms);
+    pg_param_int(&pp, (int64_t)budget + 1);
+    int rc = 0;
+    PGresult *res = pg_query(p, "picking tasks to purge", NULL, sql_purge_pick, &pp, &rc);
+    if (!res)
+        return rc;
+    int n = PQntuples(res), i = 0;
+    unsigned used = 0;
+    for (; rc == 0 && i < n && (unsigned)i < budget && used < budget; i++) {
+        rc = purge_one(p, PQgetvalue(res, i, 0), budget, &used);
+        if (rc == 1) {
+            (*purged)++;
+            rc = 0;
+        } else if (rc == 0) {
+            break; /* budget spent in the middle of this task */
+        }
+    }
+    PQclear(res);
+    if (rc == 0)
+        *more = i < n;
+    return rc;
+}
+
+/* Logs are rows here: a task's log goes with it, in the same transaction. */
+int pg_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
+{
+    struct pg_store *p = pg_of(s);
+    size_t dummy_n;
+    bool dummy_more;
+    if (!purged)
+        purged = &dummy_n;
+    if (!more)
+        more = &dummy_more;
+    *purged = 0;
+    *more = false;
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (budget == 0)
+        return -EINVAL;
+    rc = pg_op_begin(p);
+    if (rc < 0)
+        return rc;
+    rc = pg_op_end(p, purge_op(p, before_ms, budget, purged, more));
+    if (rc < 0) {
+        *purged = 0;
+        *more = true;
+    }
+    return rc;
+}
+
+/* No log files on PostgreSQL: store_task_purge deleted the logs with their tasks. */
+int pg_purge_logs(struct store *s, size_t max, size_t *left)
+{
+    (void)max;
+    int rc = pg_enter(pg_of(s), __func__);
+    if (rc == 0 && left)
+        *left = 0;
+    return rc;
+}
+
+int pg_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!out)
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_int(&pp, before_ms);
+    PGresult *res = pg_query(p, "counting tasks to purge", NULL, sql_purge_count, &pp, &rc);
+    if (!res)
+        return rc;
+    *out = (uint64_t)pg_int(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
