@@ -324,6 +324,8 @@ out:
     return rc;
 }
 
+/* Two masters firing (id, fire_s) at once: the schedule's row lock makes the second wait, and its
+ * lookup, a statement after the wait, finds the first one's records: 1, no second task. */
 int pg_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
                      size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
 {

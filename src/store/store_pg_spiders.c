@@ -79,6 +79,8 @@ static void name_version_params(struct pg_params *pp, const char *name, uint32_t
     pg_param_int(pp, version);
 }
 
+/* Two masters adding a version of one name: the name's lock makes the second wait until the
+ * first commits; its insert, a statement after the wait, counts on from the first one's version. */
 int pg_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
                   uint32_t *version_out)
 {
