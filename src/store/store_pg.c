@@ -15,7 +15,8 @@
 /*
  * Version 1: SQLite's schema 10. Integers are BIGINT (SQLite's are 64-bit). Ties in the dispatch
  * order are broken by seq, the order of insertion (SQLite's rowid); ids that SQLite numbers
- * (task_history.seq, schedules.id, events.id) are identities, never given twice.
+ * (task_history.seq, schedules.id) are identities, never given twice. Event ids are counted in
+ * event_ids' one row instead, so that they commit in order (store_pg_events.c).
  */
 static const char pg_schema_1_sql[] =
     "CREATE TABLE nodes ("
@@ -55,6 +56,15 @@ static const char pg_schema_1_sql[] =
     "CREATE TABLE items ("
     " task_id TEXT NOT NULL, seq BIGINT NOT NULL, data TEXT NOT NULL,"
     " PRIMARY KEY (task_id, seq));"
+    "CREATE TABLE task_logs ("
+    " task_id TEXT NOT NULL, first_seq BIGINT NOT NULL, n_lines BIGINT NOT NULL,"
+    " data BYTEA NOT NULL, PRIMARY KEY (task_id, first_seq));"
+    /* Logs compress well and are written at the rate workers print: lz4 compresses and skips
+     * incompressible text fast where the default (pglz) costs most of the time of an append.
+     * A server built without lz4 keeps the default. */
+    "DO $$ BEGIN"
+    " EXECUTE 'ALTER TABLE task_logs ALTER COLUMN data SET COMPRESSION lz4';"
+    " EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$;"
     "CREATE TABLE schedules ("
     " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT NOT NULL,"
     " expr TEXT NOT NULL, tz_offset BIGINT NOT NULL, tz_name TEXT NOT NULL DEFAULT '',"
@@ -69,9 +79,11 @@ static const char pg_schema_1_sql[] =
     " schedule_id BIGINT NOT NULL, fire_s BIGINT NOT NULL, node_key TEXT NOT NULL,"
     " task_id TEXT NOT NULL, PRIMARY KEY (schedule_id, fire_s, node_key));"
     "CREATE TABLE events ("
-    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at_ms BIGINT NOT NULL,"
+    " id BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL,"
     " kind TEXT NOT NULL, node_key TEXT NOT NULL, task_id TEXT NOT NULL, data TEXT NOT NULL);"
     "CREATE INDEX events_at ON events(at_ms);"
+    "CREATE TABLE event_ids (last BIGINT NOT NULL);"
+    "INSERT INTO event_ids VALUES (0);"
     "CREATE TABLE event_cursors (hook TEXT PRIMARY KEY, delivered BIGINT NOT NULL);"
     "CREATE TABLE spiders ("
     " name TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL,"
@@ -94,9 +106,6 @@ static const char pg_schema_1_sql[] =
 
 /* pg_schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql};
-
-/* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
-#define PG_MIGRATE_LOCK "1668446060"
 
 /* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
 #define PG_MIGRATE_LOCK "1668446060"
@@ -523,12 +532,67 @@ void pg_close(struct store *s)
     free(p);
 }
 
-/* The rows' functions are in store_pg_*.c; each joins this table as it is written. */
+/* The backend's table: the rows' functions are in store_pg_*.c. */
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .node_upsert = pg_node_upsert,
+    .node_set_state = pg_node_set_state,
+    .node_delete = pg_node_delete,
+    .node_set_status = pg_node_set_status,
+    .node_touch = pg_node_touch,
+    .node_get = pg_node_get,
+    .node_list = pg_node_list,
+    .node_page = pg_node_page,
+    .task_create = pg_task_create,
+    .task_restart = pg_task_restart,
+    .task_retry = pg_task_retry,
+    .task_next_eligible = pg_task_next_eligible,
+    .task_eligible_nodes = pg_task_eligible_nodes,
+    .task_fetch = pg_task_fetch,
+    .task_assign = pg_task_assign,
+    .task_get = pg_task_get,
+    .task_set_status = pg_task_set_status,
+    .task_epoch = pg_task_epoch,
+    .task_request_cancel = pg_task_request_cancel,
+    .task_list = pg_task_list,
+    .task_count_by_status = pg_task_count_by_status,
+    .task_page = pg_task_page,
+    .task_pos = pg_task_pos,
+    .task_find_prefix = pg_task_find_prefix,
+    .task_purge = pg_task_purge,
+    .purge_logs = pg_purge_logs,
+    .task_count_purgeable = pg_task_count_purgeable,
+    .task_list_by_node = pg_task_list_by_node,
+    .task_history = pg_task_history,
+    .log_append = pg_log_append,
+    .items_append = pg_items_append,
+    .log_read = pg_log_read,
+    .items_read = pg_items_read,
+    .schedule_create = pg_schedule_create,
+    .schedule_get = pg_schedule_get,
+    .schedule_list = pg_schedule_list,
+    .schedule_set_paused = pg_schedule_set_paused,
+    .schedule_delete = pg_schedule_delete,
+    .schedule_fire = pg_schedule_fire,
+    .schedule_last_tasks = pg_schedule_last_tasks,
+    .schedule_skip = pg_schedule_skip,
+    .schedule_fires = pg_schedule_fires,
+    .event_add = pg_event_add,
+    .event_page = pg_event_page,
+    .event_last = pg_event_last,
+    .event_count = pg_event_count,
+    .event_purge = pg_event_purge,
+    .event_cursor_get = pg_event_cursor_get,
+    .event_cursor_set = pg_event_cursor_set,
+    .spider_add = pg_spider_add,
+    .spider_get = pg_spider_get,
+    .spider_list = pg_spider_list,
+    .spider_remove = pg_spider_remove,
+    .spider_sha_used = pg_spider_sha_used,
+    .spider_task_using = pg_spider_task_using,
     .master_renew = pg_master_renew,
     .node_hold = pg_node_hold,
     .master_reap = pg_master_reap,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_LIBPQ
@@ -176,6 +178,55 @@ static long long file_size(const char *id)
     if (stat(path, &sb) < 0)
         return -1;
     return (long long)sb.st_size;
+}
+
+#ifdef HAVE_LIBPQ
+/* Runs sql on the test's PostgreSQL database: the first column of its first row ("" for none). */
+static long long pg_run(const char *sql)
+{
+    PGconn *conn = PQconnectdb(location);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType rs = PQresultStatus(res);
+    ck_assert_msg(rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQresultErrorMessage(res));
+    long long n = rs == PGRES_TUPLES_OK && PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
+    PQclear(res);
+    PQfinish(conn);
+    return n;
+}
+#endif
+
+/* Runs sql, a query of one number (or a change: 0), on the store's database, either backend. */
+static long long count_rows(const char *sql)
+{
+    if (pg_server()) {
+#ifdef HAVE_LIBPQ
+        return pg_run(sql);
+#endif
+    }
+    sqlite3 *db;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    int rc = sqlite3_step(q);
+    ck_assert(rc == SQLITE_ROW || rc == SQLITE_DONE);
+    long long n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Whether task id's log is stored: its file on SQLite, its rows on PostgreSQL. */
+static bool has_log(const char *id)
+{
+    if (!pg_server())
+        return file_size(id) > 0;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM task_logs WHERE task_id = '%s'", id);
+    return count_rows(sql) > 0;
 }
 
 static void new_task(const char *name, int priority, const char *node_key, int64_t now_ms,
@@ -1034,6 +1085,13 @@ START_TEST(test_log_gap_is_refused_and_stores_nothing)
     ck_assert_uint_eq(acc, 0);
     ck_assert_int_eq(file_size(id), size);
     assert_log_is(id, 2, first);
+    /* Inside a group, the refused batch leaves the group going. */
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(append_lines(id, 4, 2, later, &acc), -ERANGE);
+    ck_assert_int_eq(append_lines(id, 3, 2, later, &acc), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    const char *all[] = {"one", "two", "four", "five"};
+    assert_log_is(id, 4, all);
 }
 END_TEST
 
@@ -1186,7 +1244,8 @@ START_TEST(test_log_of_task_without_lines_reads_empty)
     struct got_lines g;
     read_all_lines(id, 1, &g);
     ck_assert_uint_eq(g.n, 0);
-    ck_assert_int_eq(file_size(id), -1);
+    ck_assert(!has_log(id));
+    ck_assert_int_eq(store_log_read(st, "0123456789abcdef01234567", 1, collect_line, &g), -ENOENT);
 }
 END_TEST
 
@@ -2310,14 +2369,9 @@ START_TEST(test_pages_see_every_task_once_newest_first)
     ck_assert_int_eq(store_task_page(st, NULL, NULL, NULL, 5, collect_page, &first), 0);
     ck_assert_uint_eq(first.n, 5);
     ck_assert_str_eq(first.ids[4], ids[25]);
-    sqlite3 *db;
-    char path[256];
-    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     char sql[128];
     snprintf(sql, sizeof(sql), "DELETE FROM tasks WHERE id = '%s'", ids[25]);
-    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    count_rows(sql);
     struct page_list next = {0};
     ck_assert_int_eq(store_task_page(st, NULL, NULL, &first.last, 2, collect_page, &next), 0);
     ck_assert_uint_eq(next.n, 2);
@@ -2435,21 +2489,6 @@ static bool task_exists(const char *id)
     return rc == 0;
 }
 
-static long long count_rows(const char *sql)
-{
-    sqlite3 *db;
-    char path[256];
-    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
-    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *q;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    long long n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return n;
-}
-
 START_TEST(test_purge_takes_ended_tasks_with_logs_items_and_history_only)
 {
     char fin[25], err[25], can[25], late[25], pend[25], run[25];
@@ -2477,13 +2516,14 @@ START_TEST(test_purge_takes_ended_tasks_with_logs_items_and_history_only)
     ck_assert(!more);
     ck_assert(!task_exists(fin) && !task_exists(err) && !task_exists(can));
     ck_assert(task_exists(late) && task_exists(pend) && task_exists(run));
-    /* The rows are gone; the logs go when asked, now that the deletion is committed. */
-    ck_assert_int_gt(file_size(fin), 0);
+    /* The rows are gone; the log files go when asked, now that the deletion is committed (log
+     * rows on PostgreSQL went with their tasks). */
+    ck_assert(has_log(fin) == !pg_server());
     drain_purged_logs();
-    ck_assert_int_eq(file_size(fin), -1);
-    ck_assert_int_eq(file_size(err), -1);
-    ck_assert_int_gt(file_size(late), 0);
-    ck_assert_int_gt(file_size(run), 0);
+    ck_assert(!has_log(fin));
+    ck_assert(!has_log(err));
+    ck_assert(has_log(late));
+    ck_assert(has_log(run));
     ck_assert_int_eq(count_rows("SELECT count(*) FROM items"), 1);
     ck_assert_int_eq(count_rows("SELECT count(*) FROM task_history WHERE task_id NOT IN"
                                 " (SELECT id FROM tasks)"),
@@ -2515,14 +2555,14 @@ START_TEST(test_purge_budget_splits_a_task_with_many_items)
         calls++;
         /* The row and its log go last, in the call that deletes the last items. */
         if (task_exists(big))
-            ck_assert_int_gt(file_size(big), 0);
+            ck_assert(has_log(big));
     } while (more && calls < 20);
     ck_assert(!more);
     ck_assert_int_ge(calls, 3);
     ck_assert(!task_exists(big) && !task_exists(small));
     ck_assert_int_eq(count_rows("SELECT count(*) FROM items"), 0);
     drain_purged_logs();
-    ck_assert_int_eq(file_size(big), -1);
+    ck_assert(!has_log(big));
 }
 END_TEST
 
@@ -2810,6 +2850,302 @@ START_TEST(test_a_schema_6_database_gets_the_event_tables)
 }
 END_TEST
 
+/* ---- Two masters on one PostgreSQL database ---- */
+
+/* One master of a race: a store handle of its own on the test's database, in a thread. */
+struct master {
+    pthread_t thread;
+    pthread_barrier_t *start; /* both masters begin together */
+    const char *node_key;
+    const char *task_id;
+    int rc; /* the first failure, 0 if none */
+    char (*ids)[TASK_ID_LEN + 1];
+    size_t n;
+    size_t accepted_lines, accepted_items;
+};
+
+/* Fetches for its node until no task is left for it. */
+static void *fetching_master(void *arg)
+{
+    struct master *m = arg;
+    struct store *s = NULL;
+    m->rc = store_open(location, &s);
+    pthread_barrier_wait(m->start);
+    for (int got = 1; m->rc == 0 && got == 1;) {
+        struct task_row r;
+        got = store_task_fetch(s, m->node_key, NULL, T0 + 1, &r);
+        if (got == 1) {
+            memcpy(m->ids[m->n++], r.id, TASK_ID_LEN + 1);
+            store_task_row_free(&r);
+        } else if (got < 0) {
+            m->rc = got;
+        }
+    }
+    store_close(s);
+    return NULL;
+}
+
+#define RACE_TASKS 200
+
+START_TEST(test_two_masters_fetching_at_once_never_get_one_task_twice)
+{
+    static char made[RACE_TASKS][TASK_ID_LEN + 1];
+    static char got[2][RACE_TASKS][TASK_ID_LEN + 1];
+    for (int i = 0; i < RACE_TASKS; i++)
+        new_task("race", i % 3, NULL, T0 - RACE_TASKS + i, made[i]);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    struct master m[2] = {{.start = &start, .node_key = "node-a", .ids = got[0]},
+                          {.start = &start, .node_key = "node-b", .ids = got[1]}};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, fetching_master, &m[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(m[i].thread, NULL);
+    pthread_barrier_destroy(&start);
+    ck_assert_int_eq(m[0].rc, 0);
+    ck_assert_int_eq(m[1].rc, 0);
+    /* Every task was handed out once: to one of the two, never to both, none left over. */
+    ck_assert_uint_eq(m[0].n + m[1].n, RACE_TASKS);
+    for (int i = 0; i < RACE_TASKS; i++) {
+        int seen = 0;
+        for (int k = 0; k < 2; k++)
+            for (size_t j = 0; j < m[k].n; j++)
+                seen += strcmp(got[k][j], made[i]) == 0;
+        ck_assert_int_eq(seen, 1);
+        struct task_row r;
+        get_task(made[i], &r);
+        ck_assert_int_eq(r.status, TASK_ASSIGNED);
+        ck_assert_uint_eq(r.epoch, 1);
+        store_task_row_free(&r);
+    }
+    struct task_row r;
+    ck_assert_int_eq(store_task_fetch(st, "node-c", NULL, T0 + 2, &r), 0);
+}
+END_TEST
+
+#define RACE_BATCHES 40
+#define RACE_BATCH   10
+
+/* Appends the same numbered batches of lines and items as the other master does. */
+static void *appending_master(void *arg)
+{
+    struct master *m = arg;
+    struct store *s = NULL;
+    m->rc = store_open(location, &s);
+    pthread_barrier_wait(m->start);
+    char text[RACE_BATCH][32];
+    const char *ptrs[RACE_BATCH];
+    size_t lens[RACE_BATCH];
+    for (int b = 0; m->rc == 0 && b < RACE_BATCHES; b++) {
+        uint64_t first = (uint64_t)b * RACE_BATCH + 1;
+        for (int i = 0; i < RACE_BATCH; i++) {
+            lens[i] = (size_t)snprintf(text[i], sizeof(text[i]), "{\"n\":%d}", (int)first + i);
+            ptrs[i] = text[i];
+        }
+        size_t acc = 0;
+        m->rc = store_log_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
+        m->accepted_lines += acc;
+        if (m->rc == 0)
+            m->rc = store_items_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
+        m->accepted_items += acc;
+    }
+    store_close(s);
+    return NULL;
+}
+
+static int check_item(void *ctx, uint64_t seq, const char *data, size_t len)
+{
+    uint64_t *next = ctx;
+    char want[32];
+    int n = snprintf(want, sizeof(want), "{\"n\":%d}", (int)seq);
+    ck_assert_uint_eq(seq, *next);
+    ck_assert_uint_eq(len, (size_t)n);
+    ck_assert_int_eq(memcmp(data, want, len), 0);
+    (*next)++;
+    return 0;
+}
+
+START_TEST(test_two_masters_appending_one_batch_store_it_once)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    struct master m[2] = {{.start = &start, .task_id = id}, {.start = &start, .task_id = id}};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, appending_master, &m[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(m[i].thread, NULL);
+    pthread_barrier_destroy(&start);
+    ck_assert_int_eq(m[0].rc, 0);
+    ck_assert_int_eq(m[1].rc, 0);
+    /* Each line and item was stored by exactly one of the two. */
+    ck_assert_uint_eq(m[0].accepted_lines + m[1].accepted_lines, RACE_BATCHES * RACE_BATCH);
+    ck_assert_uint_eq(m[0].accepted_items + m[1].accepted_items, RACE_BATCHES * RACE_BATCH);
+    struct got_lines g;
+    read_all_lines(id, 1, &g);
+    ck_assert_uint_eq(g.n, RACE_BATCHES * RACE_BATCH);
+    for (size_t i = 0; i < g.n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "{\"n\":%d}", (int)i + 1);
+        ck_assert_uint_eq(g.seq[i], i + 1);
+        ck_assert_str_eq(g.text[i], want);
+    }
+    got_free(&g);
+    uint64_t next = 1;
+    ck_assert_int_eq(store_items_read(st, id, 1, check_item, &next), 0);
+    ck_assert_uint_eq(next, RACE_BATCHES * RACE_BATCH + 1);
+    struct task_row r;
+    get_task(id, &r);
+    ck_assert_uint_eq(r.log_lines, RACE_BATCHES * RACE_BATCH);
+    ck_assert_uint_eq(r.data_items, RACE_BATCHES * RACE_BATCH);
+    store_task_row_free(&r);
+}
+END_TEST
+
+#ifdef HAVE_LIBPQ
+/*
+ * Each race: the first store (st) holds a change in an open group; a second store on the same
+ * database, in a thread of its own, makes the competing change; the test waits until the server
+ * shows that second connection waiting for a lock (so it did reach the conflict), commits the
+ * group, and checks what the second one got.
+ */
+struct racer {
+    struct store *s;
+    int (*op)(struct racer *r);
+    int rc;
+    int64_t id;
+    uint32_t version;
+    char task[TASK_ID_LEN + 1];
+};
+
+static void *race_thread(void *arg)
+{
+    struct racer *r = arg;
+    r->rc = r->op(r);
+    return NULL;
+}
+
+static void race_start(struct racer *r, pthread_t *th)
+{
+    ck_assert_int_eq(store_open(location, &r->s), 0);
+    ck_assert_int_eq(pthread_create(th, NULL, race_thread, r), 0);
+}
+
+static void race_join(struct racer *r, pthread_t th)
+{
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    store_close(r->s);
+}
+
+/* Polls the server (a deadline, no fixed sleep) until a session of the test's database waits
+ * for a lock. */
+static void wait_for_a_lock_waiter(void)
+{
+    PGconn *conn = PQconnectdb(location);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
+    bool waiting = false;
+    for (int i = 0; i < 2000 && !waiting; i++) {
+        PGresult *res = PQexec(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                     " current_database() AND wait_event_type = 'Lock'");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        waiting = atoi(PQgetvalue(res, 0, 0)) > 0;
+        PQclear(res);
+        if (!waiting)
+            nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+    }
+    PQfinish(conn);
+    ck_assert_msg(waiting, "the second store never waited for the first one's lock");
+}
+
+static int add_news(struct racer *r)
+{
+    struct spider_row row = {0};
+    snprintf(row.name, sizeof(row.name), "news");
+    snprintf(row.sha256, sizeof(row.sha256), "%s", SHA_B);
+    return store_spider_add(r->s, &row, T0, &r->version);
+}
+
+/* Without the name's lock, both would read version 1 as the latest and the second would fail on
+ * the key; with it, the second waits for the first's commit and takes the next version. */
+START_TEST(test_pg_two_masters_adding_a_spider_get_two_versions)
+{
+    ck_assert_uint_eq(add_spider("news", SHA_A), 1);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_uint_eq(add_spider("news", SHA_A), 2);
+    struct racer other = {.op = add_news};
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 0);
+    ck_assert_uint_eq(other.version, 3);
+    ck_assert_int_eq(store_spider_list(st, "news", 0, NULL, NULL), 3);
+}
+END_TEST
+
+static int64_t race_schedule;
+
+static int fire_1000(struct racer *r)
+{
+    struct task_new t = {.name = "s", .cmd = "echo hi"};
+    char ids[1][TASK_ID_LEN + 1];
+    int rc = store_schedule_fire(r->s, race_schedule, 1000, &t, 1, false, T0, ids);
+    snprintf(r->task, sizeof(r->task), "%s", ids[0]);
+    return rc;
+}
+
+/* The second master's fire at the same time waits for the first one's, then finds its task:
+ * the fire has one task, made once. */
+START_TEST(test_pg_two_masters_firing_a_schedule_at_one_time_make_one_task)
+{
+    race_schedule = new_schedule("s", "@every 1s");
+    struct racer first = {.s = st}, other = {.op = fire_1000};
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(fire_1000(&first), 0);
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 1);
+    ck_assert_str_eq(other.task, first.task);
+    int fires = 0;
+    ck_assert_int_eq(store_schedule_fires(st, race_schedule, count_fires_cb, &fires), 0);
+    ck_assert_int_eq(fires, 1);
+}
+END_TEST
+
+static int add_event(struct racer *r)
+{
+    return store_event_add(r->s, T0, "node.online", "w2", NULL, NULL, &r->id);
+}
+
+/* Event ids commit in their order: the second master's event is only given its id once the
+ * first one's is committed, so a reader that has seen id 2 has seen id 1. */
+START_TEST(test_pg_an_event_id_is_given_only_once_the_one_before_is_committed)
+{
+    int64_t first, last;
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_event_add(st, T0, "node.online", "w1", NULL, NULL, &first), 0);
+    struct racer other = {.op = add_event};
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 0);
+    ck_assert_int_eq(other.id, first + 1);
+    ck_assert_int_eq(store_event_last(st, &last), 0);
+    ck_assert_int_eq(last, other.id);
+    uint64_t n;
+    ck_assert_int_eq(store_event_count(st, 0, last, &n), 0);
+    ck_assert_uint_eq(n, 2);
+}
+END_TEST
+#endif
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2875,12 +3211,12 @@ static Suite *store_suite(void)
     tc = tcase_create("logs and items");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_log_resent_prefix_is_skipped);
-    SQLITE_ONLY(tc, test_log_gap_is_refused_and_stores_nothing);
+    tcase_add_test(tc, test_log_gap_is_refused_and_stores_nothing);
     tcase_add_test(tc, test_log_unsequenced_lines_append_after_what_is_stored);
     tcase_add_test(tc, test_log_read_back_is_byte_exact_across_chunk_boundaries);
     tcase_add_test(tc, test_log_read_in_chunks_resumes_right_across_commits_and_rollbacks);
     tcase_add_test(tc, test_log_newline_inside_a_line_is_stored_as_a_space);
-    SQLITE_ONLY(tc, test_log_of_task_without_lines_reads_empty);
+    tcase_add_test(tc, test_log_of_task_without_lines_reads_empty);
     SQLITE_ONLY(tc, test_log_append_refuses_bad_ids_without_touching_files);
     tcase_add_test(tc, test_items_are_deduplicated_by_seq_and_read_back_in_order);
     tcase_add_test(tc, test_items_gap_is_refused_and_stores_nothing);
@@ -2909,11 +3245,11 @@ static Suite *store_suite(void)
     SQLITE_ONLY(tc, test_a_schema_7_database_is_brought_to_8);
     tcase_add_test(tc, test_spider_versions_count_up_per_name);
     tcase_add_test(tc, test_a_task_keeps_its_spider_and_is_found_by_it);
-    SQLITE_ONLY(tc, test_pages_see_every_task_once_newest_first);
+    tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);
-    SQLITE_ONLY(tc, test_purge_takes_ended_tasks_with_logs_items_and_history_only);
-    SQLITE_ONLY(tc, test_purge_budget_splits_a_task_with_many_items);
+    tcase_add_test(tc, test_purge_takes_ended_tasks_with_logs_items_and_history_only);
+    tcase_add_test(tc, test_purge_budget_splits_a_task_with_many_items);
     SQLITE_ONLY(tc, test_purge_in_a_group_removes_logs_only_once_committed);
     SQLITE_ONLY(tc, test_logs_of_a_purge_interrupted_after_its_commit_go_at_open);
     SQLITE_ONLY(tc, test_purge_killed_before_its_commit_loses_nothing);
@@ -2924,6 +3260,19 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_retry_and_end_commit_or_roll_back_together);
     SQLITE_ONLY(tc, test_a_schema_6_database_gets_the_event_tables);
     suite_add_tcase(s, tc);
+
+    if (pg_server()) {
+        tc = tcase_create("postgres races");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_two_masters_fetching_at_once_never_get_one_task_twice);
+        tcase_add_test(tc, test_two_masters_appending_one_batch_store_it_once);
+#ifdef HAVE_LIBPQ
+        tcase_add_test(tc, test_pg_two_masters_adding_a_spider_get_two_versions);
+        tcase_add_test(tc, test_pg_two_masters_firing_a_schedule_at_one_time_make_one_task);
+        tcase_add_test(tc, test_pg_an_event_id_is_given_only_once_the_one_before_is_committed);
+#endif
+        suite_add_tcase(s, tc);
+    }
     return s;
 }
 

@@ -86,9 +86,9 @@ START_TEST(test_open_creates_the_schema)
     store_close(p);
     query_eq("SELECT count(*) FROM tasks", "0");
     /* The identities number rows as SQLite's rowids did. */
-    run(dbname, "INSERT INTO events (at_ms, kind, node_key, task_id, data)"
-                " VALUES (1, 'node_online', 'k', '', '{}'), (2, 'node_offline', 'k', '', '{}')");
-    query_eq("SELECT string_agg(id::text, ',' ORDER BY id) FROM events", "1,2");
+    run(dbname, "INSERT INTO task_history (task_id, from_status, to_status, at_ms)"
+                " VALUES ('t', 'pending', 'assigned', 1), ('t', 'assigned', 'running', 2)");
+    query_eq("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM task_history", "1,2");
 }
 END_TEST
 
