@@ -42,20 +42,38 @@ def postgres_available():
     return rc == 0 and "libpq" in out and os.path.exists("/usr/lib/postgresql/15/bin/postgres")
 
 
+class SecondMaster(harness.Cluster):
+    """A cluster whose master takes the keys of another's (first): workers and clients present
+    the same keys to both."""
+
+    def __init__(self, workdir, first):
+        super().__init__(workdir)
+        self.first = first
+
+    @property
+    def key_file(self):
+        return self.first.key_file
+
+    @property
+    def admin_key_file(self):
+        return self.first.admin_key_file
+
+
 class Masters:
     """Two masters, A and B, on one store: A's keys are B's, so that workers and clients are
     served alike by either."""
 
     def __init__(self, test, store):
-        self.c = {"A": test.c, "B": harness.Cluster(test.c.path("b"))}
+        self.c = {"A": test.c, "B": SecondMaster(test.c.path("b"), test.c)}
         test.addCleanup(self.c["B"].stop_all)
         self.store = store
         self.start("A")
         self.start("B")
 
     def extra(self, name):
-        keys = ["--auth-key-file=%s" % self.c["A"].key_file,
-                "--admin-key-file=%s" % self.c["A"].admin_key_file] if name == "B" else []
+        """A makes the keys on its first start (in its data dir); B is given them."""
+        keys = ["--auth-key-file=%s" % self.c[name].key_file,
+                "--admin-key-file=%s" % self.c[name].admin_key_file] if name == "B" else []
         return ["--store=" + self.store] + keys
 
     def start(self, name):
