@@ -298,6 +298,36 @@ def pg_store_uri(key):
     return "postgres://crawlab@127.0.0.1:%d/%s" % (server.port, name)
 
 
+def store_rows(cluster, sql, args=()):
+    """Rows of a read-only query on a cluster's master store (white-box: the schema both stores
+    share), as tuples: SQLite's values, or on PostgreSQL integers where a column reads as one and
+    text otherwise. sql takes '?' placeholders; args are ints or strings."""
+    if not on_postgres():
+        import sqlite3
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(cluster.master_dir, "crawlab.db"),
+                             uri=True, timeout=10)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+    parts = sql.split("?")
+    assert len(parts) == len(args) + 1, sql
+    literal = [str(a) if isinstance(a, int) else "'%s'" % str(a).replace("'", "''")
+               for a in args]
+    text = parts[0] + "".join(v + p for v, p in zip(literal, parts[1:]))
+    uri = pg_store_uri(cluster.master_dir)
+    out = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-A", "-t", "-F", "\t",
+                          "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", text],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=CLI_TIMEOUT)
+    if out.returncode != 0:
+        raise AssertionError("psql %r: %s" % (text, out.stderr))
+    rows = []
+    for line in out.stdout.splitlines():
+        rows.append(tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\t")))
+    return rows
+
+
 def sqlite_only(test):
     """For a test about SQLite's own files: skipped when the masters keep their rows in
     PostgreSQL."""
@@ -526,21 +556,13 @@ def kill_group(pgid):
             pass
 
 
-def task_history(master_dir):
-    """{task id: [(from, to), ...]} from the master's store, read-only (white-box: the schema of
-    crawlab.db). None if the store or its history table cannot be read."""
-    import sqlite3
-    path = os.path.join(master_dir, "crawlab.db")
-    if not os.path.exists(path):
-        return None
+def task_history(cluster):
+    """{task id: [(from, to), ...]} from a cluster's master store, read-only (white-box: the
+    history table both stores share). None if it cannot be read."""
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
-        try:
-            rows = db.execute("SELECT task_id, from_status, to_status FROM task_history "
-                              "ORDER BY seq").fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
+        rows = store_rows(cluster, "SELECT task_id, from_status, to_status FROM task_history"
+                          " ORDER BY seq")
+    except Exception:  # noqa: BLE001 (no database, no table: unreadable)
         return None
     out = {}
     for tid, a, b in rows:
