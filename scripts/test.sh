@@ -5,6 +5,9 @@
 #               a figure; bench/meson.build defines it in unsanitized builds only)
 #   build-asan  AddressSanitizer + UndefinedBehaviorSanitizer (sanitizers need a dynamic build):
 #               the same tests again
+#   build, on PostgreSQL  the integration tests of what a master keeps (suite 'stores') once more
+#               with every master's rows in PostgreSQL (CRAWLAB_IT_STORE=postgres: Debian's
+#               server, started by the tests as an unprivileged user), when libpq is built in
 #   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus
 # Source checks come first (format, layer includes, references: scripts/check-source.sh); both
 # builds are configured with -Dwerror=true, so a warning fails the run.
@@ -28,12 +31,20 @@ for dir in build build-asan; do
     meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 done
 
+logs="build/meson-logs/testlog.json build-asan/meson-logs/testlog.json"
+if [ -x build/tests/unit/test_store_pg ]; then
+    echo "== build, every master on PostgreSQL"
+    CRAWLAB_IT_STORE=postgres meson test -C build --suite stores --print-errorlogs \
+        --num-processes 2 --logbase testlog-postgres || status=1
+    logs="$logs build/meson-logs/testlog-postgres.json"
+fi
+
 echo "== build-fuzz"
 fuzz=passed
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || { fuzz=FAILED; status=1; }
 
-# One closing line over both runs, from meson's own JSON record of each test.
-/usr/bin/python3 - "$fuzz" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+# One closing line over every run, from meson's own JSON record of each test.
+/usr/bin/python3 - "$fuzz" $logs <<'PY'
 import json, sys
 passed = failed = skipped = 0
 for path in sys.argv[2:]:
