@@ -1202,6 +1202,60 @@ static void check_numbered(const char *id, uint64_t from, uint64_t last, char ta
     free(g);
 }
 
+/* Line seq of test_log_read_starts_at_any_line_of_a_long_log: its number, then filler
+ * (lines 61..100 are long, so that one append spans more than one stored chunk on either backend).
+ */
+static size_t long_log_line(uint64_t seq, char *out)
+{
+    size_t len = seq > 60 && seq <= 100 ? 20000 : 12;
+    char number[24];
+    int n = snprintf(number, sizeof(number), "%llu:", (unsigned long long)seq);
+    memset(out, (int)('a' + seq % 26), len);
+    memcpy(out, number, (size_t)n);
+    return len;
+}
+
+static int check_long_line(void *ctx, uint64_t seq, const char *line, size_t len)
+{
+    uint64_t *next = ctx;
+    static char want[20000];
+    ck_assert_uint_eq(seq, *next);
+    ck_assert_uint_eq(len, long_log_line(seq, want));
+    ck_assert_int_eq(memcmp(line, want, len), 0);
+    (*next)++;
+    return 0;
+}
+
+START_TEST(test_log_read_starts_at_any_line_of_a_long_log)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    /* 30 appends of 2 short lines, one of 40 long ones, 10 of one short line. */
+    static char text[40][20000];
+    const char *ptrs[40];
+    size_t lens[40];
+    uint64_t seq = 1;
+    for (int a = 0; a < 41; a++) {
+        size_t n = a < 30 ? 2 : a == 30 ? 40 : 1;
+        for (size_t i = 0; i < n; i++) {
+            lens[i] = long_log_line(seq + i, text[i]);
+            ptrs[i] = text[i];
+        }
+        size_t acc;
+        ck_assert_int_eq(store_log_append(st, id, ptrs, lens, n, seq, &acc), 0);
+        ck_assert_uint_eq(acc, n);
+        seq += n;
+    }
+    ck_assert_uint_eq(seq, 111);
+    const uint64_t starts[] = {0, 1, 2, 17, 60, 61, 62, 75, 100, 101, 110, 111, 500};
+    for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+        uint64_t next = starts[i] ? starts[i] : 1;
+        ck_assert_int_eq(store_log_read(st, id, starts[i], check_long_line, &next), 0);
+        ck_assert_uint_eq(next, starts[i] > 111 ? starts[i] : 111);
+    }
+}
+END_TEST
+
 START_TEST(test_log_read_in_chunks_resumes_right_across_commits_and_rollbacks)
 {
     char id[25];
@@ -3071,6 +3125,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_log_unsequenced_lines_append_after_what_is_stored);
     tcase_add_test(tc, test_log_read_back_is_byte_exact_across_chunk_boundaries);
     tcase_add_test(tc, test_log_read_in_chunks_resumes_right_across_commits_and_rollbacks);
+    tcase_add_test(tc, test_log_read_starts_at_any_line_of_a_long_log);
     tcase_add_test(tc, test_log_newline_inside_a_line_is_stored_as_a_space);
     tcase_add_test(tc, test_log_of_task_without_lines_reads_empty);
     SQLITE_ONLY(tc, test_log_append_refuses_bad_ids_without_touching_files);
