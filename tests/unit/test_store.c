@@ -2905,10 +2905,12 @@ END_TEST
 
 /* ---- Two masters on one PostgreSQL database ---- */
 
-/* One master of a race: a store handle of its own on the test's database, in a thread. */
+/* One master of a race: a store handle of its own on the test's database, in a thread, doing
+ * work once both are open. Checks run in the test's thread, on what the masters recorded. */
 struct master {
     pthread_t thread;
-    pthread_barrier_t *start; /* both masters begin together */
+    pthread_barrier_t *start;
+    int (*work)(struct store *s, struct master *m);
     const char *node_key;
     const char *task_id;
     int rc; /* the first failure, 0 if none */
@@ -2917,25 +2919,45 @@ struct master {
     size_t accepted_lines, accepted_items;
 };
 
-/* Fetches for its node until no task is left for it. */
-static void *fetching_master(void *arg)
+static void *run_master(void *arg)
 {
     struct master *m = arg;
     struct store *s = NULL;
     m->rc = store_open(location, &s);
     pthread_barrier_wait(m->start);
-    for (int got = 1; m->rc == 0 && got == 1;) {
-        struct task_row r;
-        got = store_task_fetch(s, m->node_key, NULL, T0 + 1, &r);
-        if (got == 1) {
-            memcpy(m->ids[m->n++], r.id, TASK_ID_LEN + 1);
-            store_task_row_free(&r);
-        } else if (got < 0) {
-            m->rc = got;
-        }
-    }
+    if (m->rc == 0)
+        m->rc = m->work(s, m);
     store_close(s);
     return NULL;
+}
+
+/* Runs both masters' work at once and checks that neither failed. */
+static void race(struct master m[2])
+{
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        m[i].start = &start;
+        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, run_master, &m[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(m[i].thread, NULL);
+    pthread_barrier_destroy(&start);
+    ck_assert_int_eq(m[0].rc, 0);
+    ck_assert_int_eq(m[1].rc, 0);
+}
+
+/* Fetches for its node until no task is left for it. */
+static int fetch_all(struct store *s, struct master *m)
+{
+    for (;;) {
+        struct task_row r;
+        int got = store_task_fetch(s, m->node_key, NULL, T0 + 1, &r);
+        if (got != 1)
+            return got;
+        memcpy(m->ids[m->n++], r.id, TASK_ID_LEN + 1);
+        store_task_row_free(&r);
+    }
 }
 
 #define RACE_TASKS 200
@@ -2946,17 +2968,9 @@ START_TEST(test_two_masters_fetching_at_once_never_get_one_task_twice)
     static char got[2][RACE_TASKS][TASK_ID_LEN + 1];
     for (int i = 0; i < RACE_TASKS; i++)
         new_task("race", i % 3, NULL, T0 - RACE_TASKS + i, made[i]);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, 2);
-    struct master m[2] = {{.start = &start, .node_key = "node-a", .ids = got[0]},
-                          {.start = &start, .node_key = "node-b", .ids = got[1]}};
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, fetching_master, &m[i]), 0);
-    for (int i = 0; i < 2; i++)
-        pthread_join(m[i].thread, NULL);
-    pthread_barrier_destroy(&start);
-    ck_assert_int_eq(m[0].rc, 0);
-    ck_assert_int_eq(m[1].rc, 0);
+    struct master m[2] = {{.work = fetch_all, .node_key = "node-a", .ids = got[0]},
+                          {.work = fetch_all, .node_key = "node-b", .ids = got[1]}};
+    race(m);
     /* Every task was handed out once: to one of the two, never to both, none left over. */
     ck_assert_uint_eq(m[0].n + m[1].n, RACE_TASKS);
     for (int i = 0; i < RACE_TASKS; i++) {
@@ -2980,30 +2994,26 @@ END_TEST
 #define RACE_BATCH   10
 
 /* Appends the same numbered batches of lines and items as the other master does. */
-static void *appending_master(void *arg)
+static int append_all(struct store *s, struct master *m)
 {
-    struct master *m = arg;
-    struct store *s = NULL;
-    m->rc = store_open(location, &s);
-    pthread_barrier_wait(m->start);
     char text[RACE_BATCH][32];
     const char *ptrs[RACE_BATCH];
     size_t lens[RACE_BATCH];
-    for (int b = 0; m->rc == 0 && b < RACE_BATCHES; b++) {
+    int rc = 0;
+    for (int b = 0; rc == 0 && b < RACE_BATCHES; b++) {
         uint64_t first = (uint64_t)b * RACE_BATCH + 1;
         for (int i = 0; i < RACE_BATCH; i++) {
             lens[i] = (size_t)snprintf(text[i], sizeof(text[i]), "{\"n\":%d}", (int)first + i);
             ptrs[i] = text[i];
         }
         size_t acc = 0;
-        m->rc = store_log_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
+        rc = store_log_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
         m->accepted_lines += acc;
-        if (m->rc == 0)
-            m->rc = store_items_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
+        if (rc == 0)
+            rc = store_items_append(s, m->task_id, ptrs, lens, RACE_BATCH, first, &acc);
         m->accepted_items += acc;
     }
-    store_close(s);
-    return NULL;
+    return rc;
 }
 
 static int check_item(void *ctx, uint64_t seq, const char *data, size_t len)
@@ -3022,16 +3032,8 @@ START_TEST(test_two_masters_appending_one_batch_store_it_once)
 {
     char id[25];
     new_task("t", 0, NULL, T0, id);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, 2);
-    struct master m[2] = {{.start = &start, .task_id = id}, {.start = &start, .task_id = id}};
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pthread_create(&m[i].thread, NULL, appending_master, &m[i]), 0);
-    for (int i = 0; i < 2; i++)
-        pthread_join(m[i].thread, NULL);
-    pthread_barrier_destroy(&start);
-    ck_assert_int_eq(m[0].rc, 0);
-    ck_assert_int_eq(m[1].rc, 0);
+    struct master m[2] = {{.work = append_all, .task_id = id}, {.work = append_all, .task_id = id}};
+    race(m);
     /* Each line and item was stored by exactly one of the two. */
     ck_assert_uint_eq(m[0].accepted_lines + m[1].accepted_lines, RACE_BATCHES * RACE_BATCH);
     ck_assert_uint_eq(m[0].accepted_items + m[1].accepted_items, RACE_BATCHES * RACE_BATCH);
@@ -3053,6 +3055,78 @@ START_TEST(test_two_masters_appending_one_batch_store_it_once)
     ck_assert_uint_eq(r.log_lines, RACE_BATCHES * RACE_BATCH);
     ck_assert_uint_eq(r.data_items, RACE_BATCHES * RACE_BATCH);
     store_task_row_free(&r);
+}
+END_TEST
+
+#define RACE_RETRIED 20
+
+/* Ends each of the tasks in m->ids with a retry; counts in m->n the retries it made. */
+static int retry_all(struct store *s, struct master *m)
+{
+    for (int i = 0; i < RACE_RETRIED; i++) {
+        char next[TASK_ID_LEN + 1];
+        int rc = store_task_retry(s, m->ids[i], TASK_ERROR, 1, "failed", T0 + 100, T0 + 50, next);
+        if (rc < 0)
+            return rc;
+        m->n += rc == 0;
+    }
+    return 0;
+}
+
+static int count_attempts(void *ctx, const struct task_row *r)
+{
+    int *n = ctx;
+    *n += r->attempt == 2;
+    return 0;
+}
+
+START_TEST(test_two_masters_retrying_one_task_make_one_next_attempt)
+{
+    static char ids[RACE_RETRIED][TASK_ID_LEN + 1];
+    for (int i = 0; i < RACE_RETRIED; i++) {
+        struct task_new t = {.cmd = "false", .node_key = "node-a", .retries = 1};
+        ck_assert_int_eq(store_task_create(st, &t, T0, ids[i]), 0);
+    }
+    struct task_row r;
+    for (int i = 0; i < RACE_RETRIED; i++) {
+        ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 1, &r), 1);
+        store_task_row_free(&r);
+    }
+    struct master m[2] = {{.work = retry_all, .ids = ids}, {.work = retry_all, .ids = ids}};
+    race(m);
+    /* One of the two ended each task and made its next attempt; the other's was refused. */
+    ck_assert_uint_eq(m[0].n + m[1].n, RACE_RETRIED);
+    int attempts = 0;
+    ck_assert_int_eq(store_task_list(st, "pending", NULL, 0, count_attempts, &attempts), 0);
+    ck_assert_int_eq(attempts, RACE_RETRIED);
+}
+END_TEST
+
+/* Purges in small calls until nothing is left; counts in m->n the tasks it deleted. */
+static int purge_all(struct store *s, struct master *m)
+{
+    bool more = true;
+    while (more) {
+        size_t purged;
+        int rc = store_task_purge(s, T0 + 100, 7, &purged, &more);
+        if (rc < 0)
+            return rc;
+        m->n += purged;
+    }
+    return 0;
+}
+
+START_TEST(test_two_masters_purging_at_once_delete_each_task_once)
+{
+    char id[25];
+    for (int i = 0; i < RACE_TASKS / 4; i++)
+        ended_task(id, T0, T0 + 10, TASK_FINISHED, 1, 2);
+    struct master m[2] = {{.work = purge_all}, {.work = purge_all}};
+    race(m);
+    ck_assert_uint_eq(m[0].n + m[1].n, RACE_TASKS / 4);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM tasks"), 0);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM items"), 0);
+    ck_assert_int_eq(count_rows("SELECT count(*) FROM task_logs"), 0);
 }
 END_TEST
 
@@ -3177,6 +3251,8 @@ static Suite *store_suite(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_two_masters_fetching_at_once_never_get_one_task_twice);
         tcase_add_test(tc, test_two_masters_appending_one_batch_store_it_once);
+        tcase_add_test(tc, test_two_masters_retrying_one_task_make_one_next_attempt);
+        tcase_add_test(tc, test_two_masters_purging_at_once_delete_each_task_once);
         suite_add_tcase(s, tc);
     }
     return s;
