@@ -13,8 +13,8 @@ UNIT_DIR = os.path.join(harness.HERE, "..", "..", "build", "tests", "unit")
 STORE_PG_TEST = os.environ.get("CRAWLAB_STORE_PG_TEST_BIN") or os.path.join(UNIT_DIR,
                                                                             "test_store_pg")
 STORE_TEST = os.environ.get("CRAWLAB_STORE_TEST_BIN") or os.path.join(UNIT_DIR, "test_store")
-# The tests of test_store.c that are not SQLITE_ONLY.
-STORE_CONTRACT_CHECKS = 62
+# The tests of test_store.c that are not SQLITE_ONLY, with its PostgreSQL-only races.
+STORE_CONTRACT_CHECKS = 72
 PGTLS_TEST = os.environ.get("CRAWLAB_PGTLS_TEST_BIN") or os.path.join(UNIT_DIR, "test_pgtls")
 
 
