@@ -73,8 +73,8 @@ static int task_from_res(const PGresult *res, int row, struct task_row *r)
 
 static const char sql_task_get[] = "SELECT " TASK_COLS " FROM tasks WHERE id = $1";
 
-/* Reads task id into *out (owned by the caller); -ENOENT. lock: sql_task_get_locked, the row
- * stays locked until the transaction ends. */
+/* Reads task id into *out (owned by the caller) with sql: sql_task_get, or sql_task_get_locked
+ * (the row then stays locked until the transaction ends); -ENOENT. */
 static int task_load_sql(struct pg_store *p, const char *sql, const char *id, struct task_row *out)
 {
     struct pg_params pp;
@@ -104,9 +104,9 @@ static const char *or_empty(const char *v)
 }
 
 /*
- * Two masters draw different random parts (store_ids_init), so their ids never meet; a duplicate
- * needs this store's own counter to wrap within one second. ON CONFLICT DO NOTHING keeps the
- * transaction alive (a unique violation would break an open group), and the next counter value
+ * Two masters draw their random parts apart (store_ids_init), so their ids do not meet; a
+ * duplicate needs this store's own counter to wrap within one second. ON CONFLICT DO NOTHING keeps
+ * the transaction alive (a unique violation would break an open group), and the next counter value
  * is tried.
  */
 int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct pg_task_link *link,
