@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/limits.h"
 #include "runtime/log.h"
 
 /* How a worker keeps a task's processes together (worker/contain.h has the mechanisms). */
@@ -53,9 +54,16 @@ enum config_command {
     CMD_VERSION
 };
 
+/* One master of --master: a host (a name or an IP address, without brackets) and a port. */
+struct config_master {
+    char *host;
+    int port;
+};
+
 /*
  * Every char * and array below is owned by the struct and released by config_free(). After a
- * successful config_parse() listen_host and master_host are never NULL; the other strings are
+ * successful config_parse() listen_host is never NULL and there is at least one master, each
+ * with its host; the other strings are
  * NULL when not given. The string arrays are also NULL-terminated, so argv_cmd can be passed
  * where an argv is expected.
  */
@@ -65,9 +73,12 @@ struct config {
     /* Common. */
     char *listen_host; /* master: --listen; 0.0.0.0 with TLS, else 127.0.0.1 */
     int listen_port;
-    char *master_host; /* worker and clients: --master=HOST:PORT, default 127.0.0.1:9666 */
-    int master_port;
+    /* worker and clients: --master=HOST:PORT[,HOST:PORT...], tried in this order, at most
+     * LIMIT_MASTERS_MAX, no entry twice; default 127.0.0.1:9666. */
+    struct config_master masters[LIMIT_MASTERS_MAX];
+    size_t n_masters;
     char *data_dir; /* daemons: --data-dir; NULL means the caller picks its default */
+    char *store;    /* master: --store, a PostgreSQL URI; NULL: SQLite in data_dir */
     char *auth_key; /* daemons: the node key, --auth-key or CRAWLAB_AUTH_KEY; never log it */
     char *auth_key_file;
     char *admin_key; /* master, clients: --admin-key or CRAWLAB_ADMIN_KEY; never log it */

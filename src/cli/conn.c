@@ -58,49 +58,105 @@ int cli_exit_status(grpc_status_code st)
                : 1;
 }
 
+/* Connects to the first master from cfg->masters[first] on that can be reached, saying on stderr
+ * why each one before it could not. 0, or the last dial's negative errno. */
+static int connect_from(struct cli_conn *c, size_t first)
+{
+    int rc = -EHOSTUNREACH;
+    for (size_t i = first; i < c->cfg->n_masters; i++) {
+        const struct config_master *m = &c->cfg->masters[i];
+        snprintf(c->target, sizeof(c->target), strchr(m->host, ':') ? "[%s]:%d" : "%s:%d", m->host,
+                 m->port);
+        char err[400];
+        int fd = -1;
+        rc = dial_blocking(c->tls_ctx, m->host, m->port, CONNECT_TIMEOUT_MS, &fd, &c->tunnel, err,
+                           sizeof(err));
+        if (rc < 0) {
+            fprintf(stderr, "crawlab-node: cannot connect to the master %s: %s\n", c->target, err);
+            continue;
+        }
+        c->master = i;
+        /* gRPC owns fd; our duplicate only watches it (cli_conn_upload). */
+        c->watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+        c->channel = grpc_channel_create_from_fd(c->target, fd, creds, rpc_channel_args());
+        grpc_channel_credentials_release(creds);
+        return 0;
+    }
+    return rc;
+}
+
+/* Closes the connection to the current master; the queue stays for the next one. */
+static void disconnect(struct cli_conn *c)
+{
+    if (c->channel)
+        grpc_channel_destroy(c->channel);
+    c->channel = NULL;
+    if (c->watch_fd > 0)
+        close(c->watch_fd);
+    c->watch_fd = -1;
+    /* After the channel: the pump outlives the plaintext end it serves. */
+    dial_tunnel_close(c->tunnel);
+    c->tunnel = NULL;
+}
+
 int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_client *tls,
                   const char *auth_key)
 {
     memset(c, 0, sizeof(*c));
-    snprintf(c->target, sizeof(c->target), strchr(cfg->master_host, ':') ? "[%s]:%d" : "%s:%d",
-             cfg->master_host, cfg->master_port);
+    c->watch_fd = -1;
+    c->cfg = cfg;
+    c->tls_ctx = tls;
     c->tls = tls != NULL;
-    char err[400];
-    int fd = -1;
-    int rc = dial_blocking(tls, cfg->master_host, cfg->master_port, CONNECT_TIMEOUT_MS, &fd,
-                           &c->tunnel, err, sizeof(err));
+    if (auth_key && !(c->auth_key = strdup(auth_key)))
+        return -ENOMEM;
+    int rc = connect_from(c, 0);
     if (rc < 0) {
-        fprintf(stderr, "crawlab-node: cannot connect to the master %s: %s\n", c->target, err);
+        free(c->auth_key);
+        c->auth_key = NULL;
         return rc;
     }
-    if (auth_key && !(c->auth_key = strdup(auth_key))) {
-        close(fd);
-        dial_tunnel_close(c->tunnel);
-        return -ENOMEM;
-    }
-    /* gRPC owns fd; our duplicate only watches it (cli_conn_upload). */
-    c->watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create_from_fd(c->target, fd, creds, rpc_channel_args());
-    grpc_channel_credentials_release(creds);
     c->cq = grpc_completion_queue_create_for_pluck(NULL);
     return 0;
 }
 
 void cli_conn_close(struct cli_conn *c)
 {
-    if (c->channel)
-        grpc_channel_destroy(c->channel);
+    disconnect(c);
     if (c->cq) {
         grpc_completion_queue_shutdown(c->cq);
         grpc_completion_queue_destroy(c->cq);
     }
-    if (c->watch_fd > 0)
-        close(c->watch_fd);
-    /* After the channel: the pump outlives the plaintext end it serves. */
-    dial_tunnel_close(c->tunnel);
     free(c->auth_key);
     memset(c, 0, sizeof(*c));
+    c->watch_fd = -1;
+}
+
+/* Calls that change nothing on the master (their names say so), which may be sent twice. */
+static bool reads_only(const char *method)
+{
+    const char *name = strrchr(method, '/');
+    name = name ? name + 1 : method;
+    return strncmp(name, "List", 4) == 0 || strncmp(name, "Read", 4) == 0 ||
+           strcmp(name, "Metrics") == 0;
+}
+
+/*
+ * After a call ended with st: whether to send it again, to the next master now connected. Only
+ * an UNAVAILABLE call that changes nothing, before this master ever answered (on this call or an
+ * earlier one of the connection), moves on: an answer of the master, an error included, is
+ * final, and a call that changes something may have been applied before the master went away.
+ */
+static bool move_on(struct cli_conn *c, grpc_status_code st, const char *method, bool got_message)
+{
+    if (st != GRPC_STATUS_UNAVAILABLE || got_message) {
+        c->answered = true;
+        return false;
+    }
+    if (c->answered || !reads_only(method) || c->master + 1 >= c->cfg->n_masters)
+        return false;
+    disconnect(c);
+    return connect_from(c, c->master + 1) == 0;
 }
 
 /* Runs one batch and waits for it. */
@@ -220,9 +276,11 @@ static bool send_request(struct cli_conn *c, struct call_state *s, const Protobu
     return ok;
 }
 
-grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const ProtobufCMessage *req,
-                                const ProtobufCMessageDescriptor *resp_desc,
-                                ProtobufCMessage **resp)
+/* One unary call on the current master. */
+static grpc_status_code unary_once(struct cli_conn *c, const char *method,
+                                   const ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *resp_desc,
+                                   ProtobufCMessage **resp)
 {
     struct call_state s;
     call_begin(c, &s, method, CALL_TIMEOUT_MS);
@@ -233,17 +291,32 @@ grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const Pr
     return call_end(c, &s, method);
 }
 
-grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
-                                 const ProtobufCMessage *req,
-                                 const ProtobufCMessageDescriptor *resp_desc,
-                                 int (*on_message)(void *ctx, const ProtobufCMessage *m), void *ctx)
+grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp)
+{
+    grpc_status_code st;
+    do
+        st = unary_once(c, method, req, resp_desc, resp);
+    while (move_on(c, st, method, false));
+    return st;
+}
+
+/* One server-streaming call on the current master; *got_message says whether any came. */
+static grpc_status_code stream_once(struct cli_conn *c, const char *method,
+                                    const ProtobufCMessage *req,
+                                    const ProtobufCMessageDescriptor *resp_desc,
+                                    int (*on_message)(void *ctx, const ProtobufCMessage *m),
+                                    void *ctx, bool *got_message)
 {
     struct call_state s;
     call_begin(c, &s, method, 0);
     grpc_byte_buffer *msg = NULL;
     bool ok = send_request(c, &s, req, &msg);
     bool stopped = false;
+    *got_message = false;
     while (ok && msg) {
+        *got_message = true;
         ProtobufCMessage *m = NULL;
         int rc = codec_unpack(msg, resp_desc, &m);
         grpc_byte_buffer_destroy(msg);
@@ -268,6 +341,19 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
     if (stopped)
         s.status = GRPC_STATUS_OK;
     return call_end(c, &s, method);
+}
+
+grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
+                                 const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 int (*on_message)(void *ctx, const ProtobufCMessage *m), void *ctx)
+{
+    grpc_status_code st;
+    bool got_message;
+    do
+        st = stream_once(c, method, req, resp_desc, on_message, ctx, &got_message);
+    while (move_on(c, st, method, got_message));
+    return st;
 }
 
 json_t *cli_labels_json(char *const *labels, size_t n)
@@ -385,6 +471,7 @@ grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
         return GRPC_STATUS_CANCELLED;
     }
     take_response(&s, msg, resp_desc, resp);
+    c->answered = true;
     return call_end(c, &s, method);
 }
 

@@ -1,7 +1,16 @@
 /*
- * Blocking calls for the client commands: one connection to the master, calls completed with
+ * Blocking calls for the client commands: one connection to a master, calls completed with
  * grpc_completion_queue_pluck on a private queue. Client commands are short-lived and do one thing
- * at a time, so they need neither the loop nor the bridge.
+ * at a time, so they need neither the loop nor the bridge. One thread uses a connection.
+ *
+ * Several masters (--master=A,B,...) are tried in their order, moving to the next only when the
+ * current one cannot be reached: its dial fails (no address, refused, no answer within 5 s, TLS
+ * handshake failed), or, for a call that changes nothing (List*, Read*, Metrics), the call ends
+ * UNAVAILABLE before that master answered anything on the connection. Once a master has answered,
+ * with an error too, the connection stays with it and its answers are final; a call that changes
+ * something (SubmitTask, CancelTask...) is never sent twice, as the master that went away may have
+ * applied it. Each master that could not be reached gets its line on stderr. After a call that
+ * did not end OK the connection may have no master left: only cli_conn_close() may follow.
  */
 #ifndef CRAWLAB_CLI_CONN_H
 #define CRAWLAB_CLI_CONN_H
@@ -25,11 +34,15 @@ struct cli_conn {
     bool tls;                   /* for the hints of failed calls */
     struct dial_tunnel *tunnel; /* with TLS: the thread that pumps the connection */
     int watch_fd;               /* a duplicate of the connection's socket, to see it reset */
+    const struct config *cfg;   /* borrowed: the masters */
+    struct tls_client *tls_ctx; /* borrowed; NULL: plaintext */
+    size_t master;              /* the index in cfg->masters of the one connected to */
+    bool answered;              /* it has answered a call: the connection stays with it */
 };
 
-/* Connects to cfg->master_host:master_port, through tls (borrowed, it must outlive the
- * connection) or in plaintext when NULL. On failure prints one line on stderr and returns -errno.
- * auth_key may be NULL. */
+/* Connects to the first of cfg->masters that can be reached, through tls (borrowed, it must
+ * outlive the connection) or in plaintext when NULL; cfg too must outlive the connection. On
+ * failure, one line on stderr per master tried, and -errno. auth_key may be NULL. */
 int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_client *tls,
                   const char *auth_key);
 void cli_conn_close(struct cli_conn *c);

@@ -177,7 +177,7 @@ static int check_spider(struct config_parser *p)
     if (c->command != CMD_SPIDER)
         return 0;
     bool push = strcmp(c->spider_action, "push") == 0;
-    uint64_t push_only = BIT(OPT_NAME) | BIT(OPT_TEST_ARCHIVE) | BIT(OPT_TEST_SHA256);
+    option_set push_only = BIT(OPT_NAME) | BIT(OPT_TEST_ARCHIVE) | BIT(OPT_TEST_SHA256);
     if (!push && (p->given & push_only))
         return config_fail(p,
                            "'spider %s' takes none of --name, --test-archive, --test-sha256 "

@@ -130,8 +130,10 @@ void config_free(struct config *c)
 {
     free(c->listen_host);
     free(c->metrics_host);
-    free(c->master_host);
+    for (size_t i = 0; i < c->n_masters; i++)
+        free(c->masters[i].host);
     free(c->data_dir);
+    free(c->store);
     free(c->auth_key);
     free(c->auth_key_file);
     free(c->admin_key);

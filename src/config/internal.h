@@ -44,6 +44,7 @@ enum option_id {
     OPT_LISTEN,
     OPT_MASTER,
     OPT_DATA_DIR,
+    OPT_STORE,
     OPT_AUTH_KEY,
     OPT_AUTH_KEY_FILE,
     OPT_ADMIN_KEY,

@@ -152,6 +152,15 @@ static int set_path(struct config_parser *p, const struct config_option *o, cons
     return config_set_string(p, field(p, o->at), value);
 }
 
+/* The store's location. It may hold a password: an error never quotes it. */
+static int set_store(struct config_parser *p, const struct config_option *o, const char *value,
+                     const char *label)
+{
+    if (!store_location_is_pg(value))
+        return config_fail(p, "%s: expected " RULE_STORE, label);
+    return config_set_string(p, field(p, o->at), value);
+}
+
 /* A string that must pass spec.text.valid. */
 static int set_text(struct config_parser *p, const struct config_option *o, const char *value,
                     const char *label)
@@ -240,6 +249,61 @@ static int set_hostport(struct config_parser *p, const struct config_option *o, 
     *dst = host;
     *(int *)field(p, o->spec.port_at) = port;
     return 0;
+}
+
+/* Adds one entry of --master (len bytes at item) to the list, after the entries before it. */
+static int push_master(struct config_parser *p, const char *label, const char *item, size_t len,
+                       const char *value)
+{
+    struct config *c = p->c;
+    if (len == 0)
+        return config_fail(p, "%s: an empty entry in '%.*s' (masters are separated by one comma)",
+                           label, QUOTE_MAX, value);
+    if (c->n_masters == LIMIT_MASTERS_MAX)
+        return config_fail(p, "%s: at most " STR(LIMIT_MASTERS_MAX) " masters, got more in '%.*s'",
+                           label, QUOTE_MAX, value);
+    char *one = strndup(item, len);
+    if (!one)
+        return config_nomem(p);
+    char *host;
+    int port = DEFAULT_PORT;
+    int rc = config_parse_hostport(one, &host, &port);
+    free(one);
+    if (rc == -ENOMEM)
+        return config_nomem(p);
+    if (rc != 0)
+        return config_fail(p,
+                           "%s: expected HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, "
+                           "got '%.*s'",
+                           label, (int)(len < QUOTE_MAX ? len : QUOTE_MAX), item);
+    for (size_t i = 0; i < c->n_masters; i++) {
+        if (c->masters[i].port == port && strcmp(c->masters[i].host, host) == 0) {
+            free(host);
+            return config_fail(p, "%s: '%.*s' is given twice", label,
+                               (int)(len < QUOTE_MAX ? len : QUOTE_MAX), item);
+        }
+    }
+    c->masters[c->n_masters++] = (struct config_master){host, port};
+    return 0;
+}
+
+/* --master=A,B,...: every entry an address (the default port when it names none), none twice
+ * (the same host and port), at most LIMIT_MASTERS_MAX; the option replaces the whole list. */
+static int set_masters(struct config_parser *p, const struct config_option *o, const char *value,
+                       const char *label)
+{
+    struct config *c = p->c;
+    for (size_t i = 0; i < c->n_masters; i++)
+        free(c->masters[i].host);
+    c->n_masters = 0;
+    const char *item = value;
+    for (;;) {
+        size_t len = strcspn(item, ",");
+        int rc = push_master(p, label, item, len, value);
+        if (rc != 0 || item[len] == '\0')
+            return rc;
+        item += len + 1;
+    }
 }
 
 /* --metrics-listen: like --listen, but the address and the port must both be named. */
@@ -492,14 +556,26 @@ const struct config_option config_options[OPT_COUNT] = {
                     "Address the master listens on.",
                     "127.0.0.1:9666 without TLS (loopback only), 0.0.0.0:9666 with TLS",
                     .set = set_hostport, .at = AT(listen_host), .spec.port_at = AT(listen_port)},
-    [OPT_MASTER] = {"master", "HOST:PORT", M(CMD_WORKER) | CLIENTS,
-                    "CRAWLAB_GRPC_HOST, CRAWLAB_GRPC_PORT", "Address of the master.",
-                    "127.0.0.1:9666", .set = set_hostport, .at = AT(master_host),
-                    .spec.port_at = AT(master_port)},
+    [OPT_MASTER] = {"master", "HOST:PORT[,HOST:PORT...]", M(CMD_WORKER) | CLIENTS,
+                    "CRAWLAB_GRPC_HOST, CRAWLAB_GRPC_PORT (one master)",
+                    "Address of the master, or of up to " STR(
+                        LIMIT_MASTERS_MAX) " masters "
+                                           "separated by commas: a worker connects to the first "
+                                           "and moves to the next "
+                                           "when a connection fails or is lost; a client command "
+                                           "tries them in order "
+                                           "until one can be reached.",
+                    "127.0.0.1:9666", .set = set_masters},
     [OPT_DATA_DIR] = {"data-dir", "DIR", DAEMONS, NULL,
                       "Directory for the database, logs, spool, node key and auth.key.",
                       "/var/lib/crawlab-node, or ./crawlab-data when not run as root",
                       .set = set_path, .at = AT(data_dir)},
+    [OPT_STORE] = {"store", "URI", M(CMD_MASTER), "CRAWLAB_NODE_STORE",
+                   "Where the master keeps its rows: a PostgreSQL database that several masters "
+                   "share (" RULE_STORE "; sslmode=require or verify-full goes through the "
+                   "binary's own TLS). A password in it shows in the process list: prefer the "
+                   "environment.",
+                   "SQLite in the data directory", .set = set_store, .at = AT(store)},
     [OPT_AUTH_KEY] = {"auth-key", "KEY", DAEMONS, "CRAWLAB_AUTH_KEY",
                       "The node key: the secret of workers, checked on every call of theirs. "
                       "Anyone on the machine can read it in the process list: prefer "
@@ -787,9 +863,10 @@ const struct config_option config_options[OPT_COUNT] = {
 static const struct config_option listen_host_env = {.set = set_host, .at = AT(listen_host)};
 static const struct config_option listen_port_env = {
     .set = set_int, .at = AT(listen_port), .spec.range = {1, 65535, "a port"}};
-static const struct config_option master_host_env = {.set = set_host, .at = AT(master_host)};
+/* Without --master the list is the default's one entry, whose host and port these replace. */
+static const struct config_option master_host_env = {.set = set_host, .at = AT(masters[0].host)};
 static const struct config_option master_port_env = {
-    .set = set_int, .at = AT(master_port), .spec.range = {1, 65535, "a port"}};
+    .set = set_int, .at = AT(masters[0].port), .spec.range = {1, 65535, "a port"}};
 
 struct env_def {
     const char *name;
@@ -825,7 +902,8 @@ int config_options_defaults(struct config_parser *p)
     struct config *c = p->c;
     memset(c, 0, sizeof(*c));
     c->listen_port = DEFAULT_PORT;
-    c->master_port = DEFAULT_PORT;
+    c->masters[0].port = DEFAULT_PORT;
+    c->n_masters = 1;
     c->log_level = LOG_INFO;
     c->log_format = LOG_FORMAT_TEXT;
     c->max_runners = DEFAULT_MAX_RUNNERS;
@@ -847,7 +925,7 @@ int config_options_defaults(struct config_parser *p)
     c->retry_delay_ms = DEFAULT_RETRY_DELAY_MS;
     int rc = config_set_string(p, &c->listen_host, DEFAULT_LISTEN_HOST);
     if (rc == 0)
-        rc = config_set_string(p, &c->master_host, DEFAULT_MASTER_HOST);
+        rc = config_set_string(p, &c->masters[0].host, DEFAULT_MASTER_HOST);
     return rc;
 }
 

@@ -39,6 +39,8 @@
 #define LIMIT_RETRY_DELAY_MAX_MS (24 * 3600 * 1000)
 #define LIMIT_SUBMIT_NODES       10000  /* node keys of one SubmitTask */
 #define LIMIT_RESYNC_TASKS       100000 /* tasks listed in one Resync */
+/* Masters a worker or a client command is given (--master=A,B,...): tried in turn. */
+#define LIMIT_MASTERS_MAX 8
 /*
  * Registrations of one node key: LIMIT_REGISTER_BURST at once, then LIMIT_REGISTER_PER_S a second.
  * A worker registers once per connection and reconnects after a backoff, so only a client that

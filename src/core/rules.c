@@ -214,3 +214,14 @@ bool retry_delay_valid(long long ms)
 {
     return ms >= 0 && ms <= LIMIT_RETRY_DELAY_MAX_MS;
 }
+
+bool store_location_is_pg(const char *location)
+{
+    static const char *const schemes[] = {"postgres://", "postgresql://"};
+    for (size_t i = 0; location && i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(location, schemes[i], n) == 0 && location[n] != '\0')
+            return true;
+    }
+    return false;
+}

@@ -25,6 +25,7 @@
 #define RULE_PRIORITY    STR(LIMIT_PRIORITY_MIN) " (first) to " STR(LIMIT_PRIORITY_MAX) " (last)"
 #define RULE_RETRIES     "0 to " STR(LIMIT_RETRIES_MAX)
 #define RULE_RETRY_DELAY "0 to 24 h"
+#define RULE_STORE       "a PostgreSQL URI, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?...]"
 #define RULE_LABEL                                                                                 \
     "KEY=VALUE, KEY 1 to " STR(LIMIT_LABEL_KEY_MAX) " letters, digits, '.', '_', '/' or '-', "     \
                                                     "VALUE at most " STR(                          \
@@ -77,5 +78,10 @@ bool retries_valid(long long n);
 
 /* The delay before a task's first retry, in ms: 0..LIMIT_RETRY_DELAY_MAX_MS. */
 bool retry_delay_valid(long long ms);
+
+/* Whether a store's location names PostgreSQL: a "postgres://" or "postgresql://" URI with
+ * something after the scheme (libpq checks the rest when it connects). Anything else is a data
+ * directory, SQLite's. */
+bool store_location_is_pg(const char *location);
 
 #endif

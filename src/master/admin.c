@@ -127,7 +127,10 @@ static int collect_node(void *ctx, const struct node_row *r)
     a->max_runners = r->max_runners;
     a->last_seen_ms = r->last_seen_ms;
     struct node *live = nodes_find(l->admin->nodes, r->key);
-    bool online = live ? live->online : false;
+    if (live && !nodes_held_here(l->admin->nodes, live))
+        live = NULL; /* another master's: the store's row is the truth */
+    bool online = live ? live->online
+                       : store_shared(l->admin->store) && strcmp(r->status, STORE_NODE_ONLINE) == 0;
     if (live) {
         a->last_seen_ms = live->last_seen_ms;
         a->running = live->online ? live->running : 0;

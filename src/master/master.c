@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -29,6 +30,9 @@
 #include "master/tasks_rpc.h"
 #include "net/httpget.h"
 #include "net/listener.h"
+#ifdef HAVE_LIBPQ
+#include "net/pgtls.h"
+#endif
 #include "net/tls.h"
 #include "rpc/auth.h"
 #include "rpc/server.h"
@@ -51,6 +55,7 @@ struct master {
     struct listener *listener;
     struct httpget *metrics_http; /* --metrics-listen, or NULL */
     struct store *store;
+    struct pgtls_relay *pg_relay; /* a PostgreSQL store's TLS, or NULL */
     struct group *group;
     struct nodes *nodes;
     struct tasks *tasks;
@@ -66,6 +71,9 @@ struct master {
     struct metrics metrics;
     char *auth_key, *admin_key; /* the node and the admin secret; NULL without authentication */
     ev_signal sigterm, sigint, sighup;
+    char master_id[LIMIT_NODE_KEY_MAX + 1]; /* its name in a shared store's leases */
+    ev_io news_io;                          /* a shared store's news of other masters' tasks */
+    ev_prepare news_prepare;                /* ... and those its other calls read */
     bool stopping;
     int exit_code;
 };
@@ -272,6 +280,117 @@ static int open_metrics_http(struct master *m)
     return 0;
 }
 
+/* ---- several masters on one store ---- */
+
+/* This master's name in the store's leases: the host, and a random part that tells two masters
+ * of one host, or two runs of one master, apart. */
+static void make_master_id(struct master *m)
+{
+    char host[32] = "master";
+    gethostname(host, sizeof(host) - 1);
+    host[strcspn(host, ".")] = '\0';
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = (uint32_t)getpid();
+    snprintf(m->master_id, sizeof(m->master_id), "%s-%08x", host, rnd);
+}
+
+static int on_news(void *ctx, const char *id, const char *node_key, const char *labels,
+                   int64_t eligible_ms)
+{
+    tasks_news(ctx, id, node_key, labels, eligible_ms);
+    return 0;
+}
+
+/* After store_news: a dead socket would read as ready forever, so while the database is away
+ * (rc < 0) the descriptor is not watched; once the connection is made again (1, or 0 with nothing
+ * watched: the prepare step looks each loop iteration) the new one is. */
+static void follow_news(struct master *m, int rc)
+{
+    if (rc == 0 && ev_is_active(&m->news_io))
+        return;
+    ev_io_stop(m->loop, &m->news_io);
+    int fd = rc < 0 ? rc : store_news_fd(m->store);
+    if (fd < 0)
+        return;
+    ev_io_set(&m->news_io, fd, EV_READ);
+    ev_io_start(m->loop, &m->news_io);
+}
+
+static void on_news_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct master *m = w->data;
+    follow_news(m, store_news(m->store, on_news, m->tasks, true));
+}
+
+static void on_news_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct master *m = w->data;
+    follow_news(m, store_news(m->store, on_news, m->tasks, false));
+}
+
+static void watch_news(struct master *m)
+{
+    ev_init(&m->news_io, on_news_readable);
+    m->news_io.data = m;
+    ev_prepare_init(&m->news_prepare, on_news_prepare);
+    m->news_prepare.data = m;
+    ev_prepare_start(m->loop, &m->news_prepare);
+    follow_news(m, 1);
+}
+
+/*
+ * The location the store is opened at: --store, or the data directory. A PostgreSQL location that
+ * asks for TLS gets the relay first (libpq has none of its own, docs/postgres.md) and is opened
+ * through it: local (cap bytes) then holds that location. The server's certificate is always
+ * verified, name included, whichever of sslmode=require, verify-ca and verify-full is given.
+ */
+static int store_location(struct master *m, const char **out, char *local, size_t cap)
+{
+    *out = m->cfg->store ? m->cfg->store : m->data_dir;
+#ifdef HAVE_LIBPQ
+    if (!m->cfg->store)
+        return 0;
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/pg-relay", m->data_dir);
+    struct store_pg_tls tls;
+    int rc = store_pg_tls_split(m->cfg->store, dir, &tls, local, cap);
+    if (rc < 0) {
+        log_error("--store: %s",
+                  rc == -EINVAL ? "not a connection URI libpq reads, or TLS asked for with several "
+                                  "hosts or a socket directory"
+                                : strerror(-rc));
+        return rc;
+    }
+    if (!tls.wanted)
+        return 0;
+    if (!*tls.ca_file) {
+        log_error("--store asks for TLS: add sslrootcert=FILE, the CA that signs the server's "
+                  "certificate (this binary always verifies it)");
+        return -EINVAL;
+    }
+    const struct pgtls_options opts = {
+        .host = tls.host,
+        .port = tls.port,
+        .ca_file = tls.ca_file,
+        .cert_file = *tls.cert_file ? tls.cert_file : NULL,
+        .key_file = *tls.key_file ? tls.key_file : NULL,
+        .socket_dir = dir,
+    };
+    char err[256];
+    if ((rc = pgtls_relay_start(&opts, &m->pg_relay, err, sizeof(err))) < 0) {
+        log_error("cannot start the TLS relay to PostgreSQL: %s", err);
+        return rc;
+    }
+    log_info("PostgreSQL at %s:%d over TLS 1.3, through the binary's relay", tls.host, tls.port);
+    *out = local;
+#else
+    (void)local;
+    (void)cap;
+#endif
+    return 0;
+}
+
 /* Creates the services, each with what it uses, sets the callbacks between them, and adds their
  * methods to the server. */
 static int create_services(struct master *m)
@@ -280,6 +399,7 @@ static int create_services(struct master *m)
     const struct nodes_opts nodes_opts = {
         .heartbeat_interval_ms = cfg->heartbeat_interval_ms,
         .bind_node_key = cfg->tls_bind_node_key,
+        .master_id = m->master_id,
     };
     const struct tasks_opts tasks_opts = {.disconnect_grace_ms = cfg->disconnect_grace_ms};
     int rc;
@@ -421,10 +541,20 @@ int master_main(const struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     m.data_dir = data_dir;
-    int rc = store_open(data_dir, &m.store);
-    if (rc < 0) {
-        log_error("cannot open the store in %s: %s", data_dir,
-                  rc == -EBUSY ? "another master is using it" : strerror(-rc));
+    make_master_id(&m);
+    const char *location;
+    char local[4096];
+    int rc = store_location(&m, &location, local, sizeof(local));
+    if (rc < 0)
+        goto out; /* said why */
+    if ((rc = store_open(location, &m.store)) < 0) {
+        /* Never the URI: it may hold a password. The store logged the server it tried. */
+        if (cfg->store)
+            log_error("cannot open the PostgreSQL store: %s",
+                      rc == -EINVAL ? "the URI is not a valid connection string" : strerror(-rc));
+        else
+            log_error("cannot open the store in %s: %s", data_dir,
+                      rc == -EBUSY ? "another master is using it" : strerror(-rc));
         goto out;
     }
     if (resolve_auth_keys(&m, data_dir) < 0)
@@ -452,6 +582,8 @@ int master_main(const struct config *cfg)
         log_error("cannot start the gRPC server");
         goto out;
     }
+    if (store_shared(m.store))
+        watch_news(&m);
     if (create_tls(cfg, &accept.tls) < 0)
         goto out;
     char err[256];
@@ -484,6 +616,8 @@ int master_main(const struct config *cfg)
              : cfg->tls_ca                  ? "TLS 1.3, client certificates verified if offered"
                                             : "TLS 1.3",
              data_dir);
+    if (store_shared(m.store))
+        log_info("rows in PostgreSQL, shared with other masters; this master is %s", m.master_id);
     notify_ready();
     ev_run(m.loop, 0);
     m.exit_code = 0;
@@ -493,6 +627,8 @@ out:
     ev_signal_stop(m.loop, &m.sigterm);
     ev_signal_stop(m.loop, &m.sigint);
     ev_signal_stop(m.loop, &m.sighup);
+    ev_io_stop(m.loop, &m.news_io);
+    ev_prepare_stop(m.loop, &m.news_prepare);
     listener_close(m.listener);
     httpget_close(m.metrics_http);
     if (m.server) {
@@ -514,6 +650,9 @@ out:
     events_destroy(m.events); /* after the group's last commit, which it hears of */
     bridge_destroy(m.bridge);
     store_close(m.store);
+#ifdef HAVE_LIBPQ
+    pgtls_relay_stop(m.pg_relay);
+#endif
     free(m.auth_key);
     free(m.admin_key);
     free(data_dir);

@@ -24,6 +24,10 @@ struct nodes {
     struct events *events; /* NULL: none recorded */
     bool draining;
     struct ratelimit register_refusals; /* their log lines */
+    bool shared;                        /* other masters share the store */
+    char master_id[LIMIT_NODE_KEY_MAX + 1];
+    unsigned sweeps; /* leases are renewed and reaped every SWEEP_SLICES-th sweep */
+    bool leased;     /* this master has held a lease since it started */
 };
 
 struct node *nodes_find(struct nodes *n, const char *key)
@@ -97,6 +101,11 @@ bool nodes_identity_ok(const struct nodes *n, const char *cert_name, const char 
 
 /* ---- who takes a task ---- */
 
+bool nodes_held_here(const struct nodes *n, const struct node *node)
+{
+    return !n->shared || node->here;
+}
+
 bool nodes_takes(const struct node *node, const char *labels)
 {
     return node->online && node->state == NODE_ENABLED && labels_match(labels, node->labels);
@@ -140,9 +149,19 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels)
 
 #define NAMES_SHOWN 10
 
+static int load_node(void *ctx, const struct node_row *r);
+
+static int learn_node(void *ctx, const struct node_row *r)
+{
+    return nodes_find(ctx, r->key) ? 0 : load_node(ctx, r);
+}
+
 int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *why, size_t why_len)
 {
     if ((*out = nodes_find(n, given)))
+        return 0;
+    /* On a shared store, nodes may have registered with other masters since this one started. */
+    if (n->shared && store_node_list(n->store, learn_node, n) == 0 && (*out = nodes_find(n, given)))
         return 0;
     size_t found = 0;
     int len = snprintf(why, why_len, "node name %s is ambiguous: it names", given);
@@ -308,6 +327,7 @@ static void set_offline(struct nodes *n, struct node *node, const char *why)
     if (!node->online || n->draining)
         return;
     node->online = false;
+    node->here = false;
     node->running = 0;
     log_info("node %s (%s) offline: %s", node->key, node->name, why);
     events_join(n->events);
@@ -365,6 +385,29 @@ static bool register_allowed(struct nodes *n, struct node *node, const char *pee
     return false;
 }
 
+static int count_held(void *ctx, const struct task_row *r)
+{
+    (void)r;
+    ((struct node *)ctx)->active++;
+    return 0;
+}
+
+/* On a shared store, what other masters changed about a node that registers here: its state
+ * (an admin may have drained it through another master) and the tasks it holds. */
+static int catch_up(struct nodes *n, struct node *node)
+{
+    static const enum task_status held[] = {TASK_ASSIGNED, TASK_RUNNING, TASK_NODE_DISCONNECTED};
+    struct node_row row;
+    int rc = store_node_get(n->store, node->key, &row);
+    if (rc < 0)
+        return rc;
+    node->state = state_of_name(row.state);
+    node->active = 0;
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]) && rc == 0; i++)
+        rc = store_task_list_by_node(n->store, node->key, held[i], count_held, node);
+    return rc;
+}
+
 int nodes_register(struct nodes *n, const struct node_hello *hello, struct node **out)
 {
     struct node *node = nodes_find(n, hello->key);
@@ -376,6 +419,8 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     events_join(n->events);
     int rc = store_node_upsert(n->store, hello->key, hello->name, hello->max_runners,
                                hello->version, hello->labels, now);
+    if (rc == 0 && n->shared)
+        rc = store_node_hold(n->store, hello->key, n->master_id);
     if (rc < 0)
         return rc;
     if (!node && !(node = add_node(n, hello->key)))
@@ -398,6 +443,9 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     node->resynced = false;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();
+    if (n->shared && (rc = catch_up(n, node)) < 0)
+        return rc;
+    node->here = true;
     if (!node->online) {
         log_info("node %s (%s) online from %s, max_runners %d", node->key, node->name, hello->peer,
                  node->max_runners);
@@ -421,6 +469,56 @@ int nodes_heartbeat(struct nodes *n, struct node *node, int running)
 /* The sweep runs this many times per heartbeat interval. */
 #define SWEEP_SLICES 8
 
+/* ---- several masters on one store ---- */
+
+/* A node whose master's lease ran out, reaped by this master: offline here, whatever this master
+ * last knew of it (the store said online until the reap), so that its tasks go as any offline
+ * node's. One this master has never seen is loaded first. */
+static int on_reaped(void *ctx, const char *key)
+{
+    struct nodes *n = ctx;
+    struct node *node = nodes_find(n, key);
+    if (!node) {
+        struct node_row row;
+        if (store_node_get(n->store, key, &row) < 0 || load_node(n, &row) < 0)
+            return 0; /* removed meanwhile, or no memory: nothing held here to let go of */
+        node = nodes_find(n, key);
+    }
+    end_stream(node, NODE_END_SILENT);
+    node->online = true;
+    set_offline(n, node, "its master stopped renewing its lease");
+    return 0;
+}
+
+/*
+ * Once an interval: this master's lease is renewed for three intervals, and the leases of others
+ * that ran out are reaped. A lease of this master's own that had run out (the store was out of
+ * reach for three intervals) was reaped by another master, which took this master's nodes
+ * offline: their streams end here, and the workers register again.
+ */
+static void keep_lease(struct nodes *n)
+{
+    int64_t now = clock_now_ms(n->loop);
+    int rc = store_master_renew(n->store, n->master_id,
+                                now + 3 * (int64_t)n->opts.heartbeat_interval_ms);
+    if (rc == 1 && n->leased) {
+        log_warn("this master's lease ran out and its nodes were taken offline by another master; "
+                 "their streams end so that they register again");
+        struct hmap_entry *e, *tmp;
+        hmap_foreach(&n->map, e, tmp)
+        {
+            struct node *node = hmap_item(e, struct node, link);
+            if (node->here) {
+                end_stream(node, NODE_END_SILENT);
+                set_offline(n, node, "this master's lease ran out");
+            }
+        }
+    }
+    if (rc >= 0)
+        n->leased = true;
+    store_master_reap(n->store, now, on_reaped, n);
+}
+
 /*
  * Every SWEEP_SLICES-th of an interval: nodes silent for three intervals go offline, and each
  * stream whose last heartbeat push is an interval old gets the next one. A stream's pushes keep
@@ -442,7 +540,8 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
         settle_drain(n, node); /* one drained while the master was down */
         if (!node->online)
             continue;
-        if (now - node->last_heard_ms > limit) {
+        /* On a shared store, a node that did not register here is its master's to judge. */
+        if ((node->here || !n->shared) && now - node->last_heard_ms > limit) {
             end_stream(node, NODE_END_SILENT);
             set_offline(n, node, "no heartbeat for 3 intervals");
             continue;
@@ -452,6 +551,8 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
             node->stream->push(node->stream_handle, NODE_PUSH_HEARTBEAT);
         }
     }
+    if (n->shared && n->sweeps++ % SWEEP_SLICES == 0)
+        keep_lease(n);
 }
 
 /* ---- life cycle ---- */
@@ -497,6 +598,11 @@ int nodes_create(struct ev_loop *loop, struct store *store, const struct nodes_o
         nodes_destroy(n);
         return rc;
     }
+    n->shared = store_shared(store);
+    if (n->shared) {
+        snprintf(n->master_id, sizeof(n->master_id), "%s", opts->master_id);
+        keep_lease(n); /* held from the start, before any node registers */
+    }
     ev_timer_start(loop, &n->sweep);
     *out = n;
     return 0;
@@ -507,6 +613,10 @@ void nodes_destroy(struct nodes *n)
     if (!n)
         return;
     ev_timer_stop(n->loop, &n->sweep);
+    /* Released, not left to run out: the nodes still held here go offline through the next
+     * master that reaps, now rather than three intervals from now. */
+    if (n->leased)
+        store_master_renew(n->store, n->master_id, 0);
     struct hmap_entry *e, *tmp;
     hmap_foreach(&n->map, e, tmp)
     {

@@ -12,6 +12,13 @@
  * the held tasks it finds in the store at start; nothing else changes the count, which never goes
  * below zero. Work is pushed only to a node whose count is below its max_runners.
  *
+ * Several masters on one store (store.h): each node is held by the master its stream is on. This
+ * master judges by silence only the nodes that registered here; the others' are judged by their
+ * master's lease: every heartbeat interval this master renews its own and reaps those that ran
+ * out, taking their nodes offline here (their tasks then go as any offline node's). A node that
+ * registers here is held here from then on, and its count of held tasks is read again from the
+ * store, where other masters changed it.
+ *
  * Loop thread only; functions block only on the store. Errors: 0 or a negative errno.
  */
 #ifndef CRAWLAB_NODES_H
@@ -89,6 +96,7 @@ struct node {
     bool claims; /* it claims each fetched task before it starts it, as announced at Register */
     bool takes_pushed_tasks; /* it starts a task pushed with its spec, as announced at Register */
     bool resynced; /* its Resync since its last Register was answered: tasks may be pushed to it */
+    bool here;     /* it registered with this master and has not gone offline since */
     int running;   /* as the node last reported it */
     int active;    /* read only outside nodes.c: see the invariant above */
     bool online;
@@ -104,6 +112,7 @@ struct node {
 struct nodes_opts {
     uint64_t heartbeat_interval_ms; /* > 0: the sweep runs this often; silence x3 is offline */
     bool bind_node_key;             /* --tls-bind-node-key: a node must show its own certificate */
+    const char *master_id;          /* this master's name in a shared store's leases (copied) */
 };
 
 /* Told whenever a node goes offline (the task queue takes back its tasks then). */
@@ -162,6 +171,10 @@ struct node *nodes_find(struct nodes *n, const char *key);
 void nodes_foreach(struct nodes *n, void (*fn)(void *ctx, struct node *node), void *ctx);
 /* How many nodes are known (online or not). */
 size_t nodes_count(const struct nodes *n);
+
+/* Whether this master holds the node's stream, so that its memory of the node is the truth (always
+ * on a store of its own; on a shared one, when the node registered here). */
+bool nodes_held_here(const struct nodes *n, const struct node *node);
 
 /* Whether the node takes a new task with the selector `labels` (joined form, NULL = any) now:
  * online, enabled and having those labels. */

@@ -838,6 +838,15 @@ static void wake_arm(struct tasks *t)
     ev_timer_start(t->loop, &t->wake);
 }
 
+void tasks_news(struct tasks *t, const char *id, const char *node_key, const char *labels,
+                int64_t eligible_ms)
+{
+    if (eligible_ms > clock_now_ms(t->loop))
+        wake_arm(t); /* a retry for later: the wake timer announces it then */
+    else
+        announce(t, id, node_key, *labels ? labels : NULL);
+}
+
 /* ---- life cycle ---- */
 
 static int count_held(void *ctx, const struct task_row *r)

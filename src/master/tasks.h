@@ -68,6 +68,11 @@ void tasks_set_group(struct tasks *t, struct group *g);
  * with the task as it stands. */
 void tasks_notification(struct tasks *t, const char *node_key, const char *id);
 
+/* Another master sharing the store made task id pending (store_news): a node of this master that
+ * can take it hears of it now, or when it becomes eligible (eligible_ms: 0, at once). */
+void tasks_news(struct tasks *t, const char *id, const char *node_key, const char *labels,
+                int64_t eligible_ms);
+
 /* Stores a new pending task and hands it to a node that can take it: the node it is addressed
  * to, else a free node that has the labels of its selector (nodes_pick_free). A node that takes
  * pushed tasks and has room gets it assigned in the same group and pushed after the commit;

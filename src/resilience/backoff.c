@@ -30,10 +30,15 @@ uint64_t backoff_window_ms(const struct backoff *b)
     return b->base_ms << b->attempt;
 }
 
+uint64_t backoff_draw_ms(struct backoff *b)
+{
+    return rng_upto(&b->rng, backoff_window_ms(b));
+}
+
 uint64_t backoff_next_ms(struct backoff *b)
 {
     uint64_t window = backoff_window_ms(b);
-    uint64_t delay = rng_upto(&b->rng, window);
+    uint64_t delay = backoff_draw_ms(b);
     /*
      * Once the window has reached the cap (or is stuck at 0), counting further attempts would
      * change nothing but could eventually wrap the counter back to the base window.

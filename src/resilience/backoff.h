@@ -36,6 +36,10 @@ void backoff_init(struct backoff *b, uint64_t base_ms, uint64_t cap_ms, uint64_t
  */
 uint64_t backoff_next_ms(struct backoff *b);
 
+/* A delay uniform in [0, backoff_window_ms(b)] without moving to the next attempt: the window
+ * stays as it is. */
+uint64_t backoff_draw_ms(struct backoff *b);
+
 /* Starts again from the base window; call it after a success. The generator keeps its state. */
 void backoff_reset(struct backoff *b);
 

@@ -13,6 +13,17 @@
  * - Any success closes the breaker and restarts the backoff at 100 ms, so the next outage is
  *   again treated as a short one.
  *
+ * Several targets (the masters of --master=A,B,C), tried in turn. Each failure, of a dial or of a
+ * session that was up, moves to the next target in the list, wrapping around. A round is one
+ * failure of each target in a row: the first n - 1 failures of a round wait a delay drawn from
+ * the current backoff window without growing it and are not counted by the breaker; the n-th
+ * failure is what a failure is with a single target (the backoff grows, the breaker counts one).
+ * So a worker whose master dies tries the next one within the current window (100 ms after a
+ * session that was up), and windows, breaker threshold and cool-downs above all count rounds.
+ * While the breaker is open no round starts; the probe it lets through is a whole round. A
+ * success ends the round: the target that answered stays the current one. One target is the
+ * policy above unchanged.
+ *
  * Usage: before dialling, ask retry_allow(); after a failed dial, retry_on_failure() says when to
  * try next; after a good one, call retry_on_success(). Pure logic: times are milliseconds of any
  * monotonic clock passed in by the caller; jitter comes from generators seeded at init. The struct
@@ -33,6 +44,9 @@
 struct retry_policy_state {
     struct backoff backoff;
     struct breaker breaker;
+    unsigned n_targets; /* at least 1 */
+    unsigned target;    /* the one to try next, or connected to */
+    unsigned failed;    /* failures in the round under way, 0 .. n_targets - 1 */
 };
 
 /*
@@ -42,10 +56,17 @@ struct retry_policy_state {
  */
 void retry_init(struct retry_policy_state *r, uint64_t seed);
 
+/* Sets the number of targets (0 is taken as 1), starting over at target 0 with a fresh round. */
+void retry_set_targets(struct retry_policy_state *r, unsigned n_targets);
+
+/* The index of the target to dial next (or connected to), 0 .. n_targets - 1. */
+unsigned retry_target(const struct retry_policy_state *r);
+
 /*
- * An attempt failed at now_ms. Returns the absolute time (ms) at which to try next: the end of the
- * breaker's cool-down if the breaker is open, else now_ms plus the next backoff delay (saturating
- * at UINT64_MAX).
+ * An attempt failed at now_ms; the next target becomes the current one. Returns the absolute time
+ * (ms) at which to try it: within a round, now_ms plus a delay from the current window; at the end
+ * of a round, the end of the breaker's cool-down if the breaker is open, else now_ms plus the next
+ * backoff delay (either saturating at UINT64_MAX).
  */
 uint64_t retry_on_failure(struct retry_policy_state *r, uint64_t now_ms);
 
@@ -53,8 +74,9 @@ uint64_t retry_on_failure(struct retry_policy_state *r, uint64_t now_ms);
 void retry_on_success(struct retry_policy_state *r, uint64_t now_ms);
 
 /*
- * May an attempt start at now_ms? This is the breaker's answer: while it is open, no; once its
- * cool-down is over, yes exactly once (the probe), whose outcome must then be reported.
+ * May an attempt start at now_ms? Within a round, yes; at the start of one, the breaker's answer:
+ * while it is open, no; once its cool-down is over, yes exactly once (the probe, a round), whose
+ * outcome must then be reported.
  */
 bool retry_allow(struct retry_policy_state *r, uint64_t now_ms);
 

@@ -112,6 +112,17 @@ struct store_ops {
     int (*spider_sha_used)(struct store *s, const char *sha256, bool *used);
     int (*spider_task_using)(struct store *s, const char *name, uint32_t version,
                              char id[TASK_ID_LEN + 1], enum task_status *status);
+
+    /* Several masters (store.h): NULL on a backend that is not shared. */
+    int (*master_renew)(struct store *s, const char *master_id, int64_t until_ms);
+    int (*node_hold)(struct store *s, const char *key, const char *master_id);
+    int (*master_reap)(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
+                       void *ctx);
+    int (*news_fd)(struct store *s);
+    int (*news)(struct store *s,
+                int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
+                          int64_t eligible_ms),
+                void *ctx, bool read);
 };
 
 struct store {

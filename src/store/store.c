@@ -15,12 +15,6 @@
 #include "runtime/log.h"
 #include "store/backend.h"
 
-bool store_location_is_pg(const char *location)
-{
-    return location && (strncmp(location, "postgres://", 11) == 0 ||
-                        strncmp(location, "postgresql://", 13) == 0);
-}
-
 int store_open(const char *location, struct store **out)
 {
     if (!location || !*location || !out)
@@ -454,4 +448,40 @@ int store_spider_task_using(struct store *s, const char *name, uint32_t version,
                             char id[TASK_ID_LEN + 1], enum task_status *status)
 {
     return s->ops->spider_task_using(s, name, version, id, status);
+}
+
+/* ---- Several masters: optional operations ---- */
+
+bool store_shared(struct store *s)
+{
+    return s->ops->master_renew != NULL;
+}
+
+int store_master_renew(struct store *s, const char *master_id, int64_t until_ms)
+{
+    return s->ops->master_renew ? s->ops->master_renew(s, master_id, until_ms) : -ENOTSUP;
+}
+
+int store_node_hold(struct store *s, const char *key, const char *master_id)
+{
+    return s->ops->node_hold ? s->ops->node_hold(s, key, master_id) : -ENOTSUP;
+}
+
+int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
+                      void *ctx)
+{
+    return s->ops->master_reap ? s->ops->master_reap(s, now_ms, cb, ctx) : -ENOTSUP;
+}
+
+int store_news_fd(struct store *s)
+{
+    return s->ops->news_fd ? s->ops->news_fd(s) : -ENOTSUP;
+}
+
+int store_news(struct store *s,
+               int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
+                         int64_t eligible_ms),
+               void *ctx, bool read)
+{
+    return s->ops->news ? s->ops->news(s, cb, ctx, read) : -ENOTSUP;
 }

@@ -47,7 +47,7 @@ struct store;
 #define STORE_NO_EXIT_CODE INT32_MIN
 
 /*
- * Opens the store at location: a PostgreSQL connection string in URI form (store_location_is_pg)
+ * Opens the store at location: a PostgreSQL connection URI (store_location_is_pg, core/rules.h)
  * or else a data directory for SQLite.
  *
  * SQLite: opens (creating if needed) the directory, its logs/ and its crawlab.db with its schema.
@@ -62,9 +62,6 @@ struct store;
  * store; release it with store_close. Blocks.
  */
 int store_open(const char *location, struct store **out);
-
-/* Whether location names a PostgreSQL database ("postgres://..." or "postgresql://..."). */
-bool store_location_is_pg(const char *location);
 
 /* Closes the store. An open store_begin group is rolled back (a warning is logged). NULL is
  * accepted. */
@@ -83,6 +80,25 @@ void store_close(struct store *s);
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
+
+/*
+ * A PostgreSQL location that asks for TLS (sslmode=require, verify-ca or verify-full) is reached
+ * through the binary's own TLS relay (net/pgtls.h, docs/postgres.md), as libpq is built without
+ * TLS. store_pg_tls_split reads location with libpq's parser: when it asks for TLS, tls->wanted is
+ * set, tls gets the relay's target (the one host, its port, 5432 by default, and the
+ * sslrootcert, sslcert and sslkey files), and local (local_cap bytes) gets the location to open
+ * instead: the same parameters without the TLS ones, through the relay's socket in socket_dir.
+ * Otherwise tls->wanted is false and local is left alone. -EINVAL for a location libpq cannot
+ * parse, several hosts or a socket directory with TLS, -ENAMETOOLONG. Built with libpq only.
+ */
+struct store_pg_tls {
+    bool wanted;
+    char host[256];
+    int port;
+    char ca_file[1024], cert_file[1024], key_file[1024]; /* "" = not given */
+};
+int store_pg_tls_split(const char *location, const char *socket_dir, struct store_pg_tls *tls,
+                       char *local, size_t local_cap);
 
 /* ---- Nodes ---- */
 
@@ -543,6 +559,52 @@ int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_
  * never seen. _set stores it, in the group like any change. */
 int store_event_cursor_get(struct store *s, const char *hook, int64_t *out);
 int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered);
+
+/* ---- Several masters on one store ----
+ *
+ * A PostgreSQL store is shared by every master that opens it (docs/postgres.md); a SQLite store
+ * belongs to one master. On a store that is not shared these functions return -ENOTSUP.
+ *
+ * Liveness: each master holds a lease, a row renewed every heartbeat interval; each node row names
+ * the master that holds its stream. When a master's lease runs out (it died, or lost the
+ * database), the first master to reap it marks its online nodes offline, once, and the nodes'
+ * tasks are handled as any node's going offline; a node that registers with another master moves
+ * to it at once (store_node_hold).
+ *
+ * News: a task that is pending when its transaction commits is announced to every other master
+ * (PostgreSQL's LISTEN/NOTIFY), so that a worker connected to any master hears of it.
+ */
+
+/* Whether other masters share this store. */
+bool store_shared(struct store *s);
+
+/* Sets master_id's lease to end at until_ms (wall clock; 0 releases it at once). master_id is a
+ * text line of at most LIMIT_NODE_KEY_MAX bytes. */
+int store_master_renew(struct store *s, const char *master_id, int64_t until_ms);
+
+/* Records that master_id holds node key's stream. -ENOENT for an unknown node. */
+int store_node_hold(struct store *s, const char *key, const char *master_id);
+
+/* Ends the leases that ran out before now_ms: their masters' online nodes go offline, in one
+ * transaction that only one master wins, and cb is called with each such node's key (after the
+ * commit). */
+int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
+                      void *ctx);
+
+/* Starts listening for other masters' news, if not yet, and returns the descriptor to watch for
+ * reading, or a negative errno (-EIO while the database is away). */
+int store_news_fd(struct store *s);
+
+/* Calls cb with each task announced by another master since the last call: its id, the node it is
+ * addressed to ("" = any), its selector ("" = none) and when it may be fetched (0: at once).
+ * read: first read what the descriptor has (one recv); without, only what the store's earlier
+ * calls already read, no system call (for a loop's prepare step). Returns 0; 1 when the
+ * connection was made again since store_news_fd, whose descriptor is then stale (call it again
+ * and watch the new one); a negative errno while the database is away. */
+int store_news(struct store *s,
+               int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
+                         int64_t eligible_ms),
+               void *ctx, bool read);
 
 /* ---- Spiders ---- */
 

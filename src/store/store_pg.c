@@ -15,14 +15,17 @@
 /*
  * Version 1: SQLite's schema 10. Integers are BIGINT (SQLite's are 64-bit). Ties in the dispatch
  * order are broken by seq, the order of insertion (SQLite's rowid); ids that SQLite numbers
- * (task_history.seq, schedules.id, events.id) are identities, never given twice.
+ * (task_history.seq, schedules.id) are identities, never given twice. Event ids are counted in
+ * event_ids' one row instead, so that they commit in order (store_pg_events.c).
  */
 static const char pg_schema_1_sql[] =
     "CREATE TABLE nodes ("
     " key TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,"
     " max_runners BIGINT NOT NULL, version TEXT NOT NULL, created_ms BIGINT NOT NULL,"
     " last_seen_ms BIGINT NOT NULL, labels TEXT NOT NULL DEFAULT '',"
-    " state TEXT NOT NULL DEFAULT 'enabled');"
+    " state TEXT NOT NULL DEFAULT 'enabled', master TEXT NOT NULL DEFAULT '');"
+    /* Several masters (store_pg_masters.c): each one's lease; each node names its holder. */
+    "CREATE TABLE masters (id TEXT PRIMARY KEY, lease_ms BIGINT NOT NULL);"
     "CREATE TABLE tasks ("
     " id TEXT PRIMARY KEY, seq BIGINT GENERATED ALWAYS AS IDENTITY, name TEXT NOT NULL,"
     " cmd TEXT NOT NULL, param TEXT NOT NULL, env_json TEXT NOT NULL, priority BIGINT NOT NULL,"
@@ -76,20 +79,33 @@ static const char pg_schema_1_sql[] =
     " schedule_id BIGINT NOT NULL, fire_s BIGINT NOT NULL, node_key TEXT NOT NULL,"
     " task_id TEXT NOT NULL, PRIMARY KEY (schedule_id, fire_s, node_key));"
     "CREATE TABLE events ("
-    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at_ms BIGINT NOT NULL,"
+    " id BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL,"
     " kind TEXT NOT NULL, node_key TEXT NOT NULL, task_id TEXT NOT NULL, data TEXT NOT NULL);"
     "CREATE INDEX events_at ON events(at_ms);"
+    "CREATE TABLE event_ids (last BIGINT NOT NULL);"
+    "INSERT INTO event_ids VALUES (0);"
     "CREATE TABLE event_cursors (hook TEXT PRIMARY KEY, delivered BIGINT NOT NULL);"
     "CREATE TABLE spiders ("
     " name TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL,"
     " files BIGINT NOT NULL, unpacked BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
-    " PRIMARY KEY (name, version));";
+    " PRIMARY KEY (name, version));"
+    /* A task still pending when its transaction commits is news for the other masters: a
+     * deferred trigger looks at the row as committed (one made and assigned in one transaction
+     * is not news). Payload: id, node key, selector, eligible_ms, tab-separated. */
+    "CREATE FUNCTION crawlab_task_news() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "  IF EXISTS (SELECT 1 FROM tasks WHERE id = NEW.id AND status = 'pending') THEN"
+    "   PERFORM pg_notify('crawlab_tasks', NEW.id || E'\\t' || NEW.node_key || E'\\t' ||"
+    "    NEW.labels || E'\\t' || NEW.eligible_ms);"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$;"
+    "CREATE CONSTRAINT TRIGGER tasks_news AFTER INSERT OR UPDATE OF status ON tasks"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'pending')"
+    " EXECUTE FUNCTION crawlab_task_news();";
 
 /* pg_schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
 static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql};
-
-/* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
-#define PG_MIGRATE_LOCK "1668446060"
 
 /* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
 #define PG_MIGRATE_LOCK "1668446060"
@@ -108,8 +124,9 @@ static int message_len(const char *m)
 /* The server, as log lines name it: never the connection string, which may hold a password. */
 static void log_pg_error(struct pg_store *p, const char *what, const char *ctx, const char *detail)
 {
-    log_error("store: PostgreSQL %s:%s database %s: %s failed for %s: %.*s", PQhost(p->conn),
-              PQport(p->conn), PQdb(p->conn), what, ctx ? ctx : "-", message_len(detail), detail);
+    log_error("store: PostgreSQL %s:%s database %s: %s%s%s failed: %.*s", PQhost(p->conn),
+              PQport(p->conn), PQdb(p->conn), what, ctx ? " for " : "", ctx ? ctx : "",
+              message_len(detail), detail);
 }
 
 /* The server's notices ("relation already exists, skipping") go to the log at debug level,
@@ -284,20 +301,26 @@ char *pg_dup(const PGresult *res, int row, int col)
 
 /* ---- Transactions ---- */
 
-/* Resets a connection the server or the network dropped; its prepared statements went with it. */
-static int reconnect(struct pg_store *p)
+/* A connection the server or the network dropped is reset; its prepared statements went with it. */
+int pg_reconnect(struct pg_store *p)
 {
+    if (!p->conn)
+        return -EIO;
     if (PQstatus(p->conn) == CONNECTION_OK)
         return 0;
     PQreset(p->conn);
     if (PQstatus(p->conn) != CONNECTION_OK) {
-        log_pg_error(p, "reconnecting", NULL, PQerrorMessage(p->conn));
+        if (!p->lost) /* once, not once per operation while the server is away */
+            log_pg_error(p, "reconnecting", NULL, PQerrorMessage(p->conn));
+        p->lost = true;
         return -EIO;
     }
     log_info("store: PostgreSQL %s:%s database %s: connected again", PQhost(p->conn),
              PQport(p->conn), PQdb(p->conn));
+    p->lost = false;
     p->n_prepared = 0;
-    return 0;
+    p->news_moved = p->listening;
+    return p->listening ? pg_exec_simple(p, "listening again", PG_LISTEN_SQL) : 0;
 }
 
 int pg_enter(struct pg_store *p, const char *fn)
@@ -306,7 +329,7 @@ int pg_enter(struct pg_store *p, const char *fn)
         log_error("store: %s called from a streaming callback; refused", fn);
         return -EBUSY;
     }
-    return p->in_group ? 0 : reconnect(p);
+    return p->in_group ? 0 : pg_reconnect(p);
 }
 
 int pg_op_begin(struct pg_store *p)
@@ -452,7 +475,15 @@ static int connect_pg(struct pg_store *p, const char *conninfo)
     if (!opts)
         return -EINVAL;
     PQconninfoFree(opts);
-    p->conn = PQconnectdb(conninfo);
+    /* Defaults the location's own parameters override (they come after, in dbname): a server
+     * that stops answering fails the master's calls within seconds instead of holding its loop
+     * (a connection attempt within 10 s; unacknowledged data within 10 s; a silent peer found by
+     * keepalives within 11 s). */
+    static const char *const keys[] = {
+        "connect_timeout",  "tcp_user_timeout", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          NULL};
+    const char *values[] = {"10", "10000", "5", "2", "3", "crawlab-node", conninfo, NULL};
+    p->conn = PQconnectdbParams(keys, values, 1);
     if (!p->conn)
         return -ENOMEM;
     if (PQstatus(p->conn) != CONNECTION_OK) {
@@ -501,12 +532,20 @@ void pg_close(struct store *s)
     free(p);
 }
 
-/* The rows' functions are in store_pg_*.c; each joins this table as it is written. */
+/* The backend's table: the rows' functions are in store_pg_*.c. */
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .node_upsert = pg_node_upsert,
+    .node_set_state = pg_node_set_state,
+    .node_delete = pg_node_delete,
+    .node_set_status = pg_node_set_status,
+    .node_touch = pg_node_touch,
+    .node_get = pg_node_get,
+    .node_list = pg_node_list,
+    .node_page = pg_node_page,
     .task_create = pg_task_create,
     .task_restart = pg_task_restart,
     .task_retry = pg_task_retry,
@@ -532,4 +571,31 @@ static const struct store_ops pg_ops = {
     .items_append = pg_items_append,
     .log_read = pg_log_read,
     .items_read = pg_items_read,
+    .schedule_create = pg_schedule_create,
+    .schedule_get = pg_schedule_get,
+    .schedule_list = pg_schedule_list,
+    .schedule_set_paused = pg_schedule_set_paused,
+    .schedule_delete = pg_schedule_delete,
+    .schedule_fire = pg_schedule_fire,
+    .schedule_last_tasks = pg_schedule_last_tasks,
+    .schedule_skip = pg_schedule_skip,
+    .schedule_fires = pg_schedule_fires,
+    .event_add = pg_event_add,
+    .event_page = pg_event_page,
+    .event_last = pg_event_last,
+    .event_count = pg_event_count,
+    .event_purge = pg_event_purge,
+    .event_cursor_get = pg_event_cursor_get,
+    .event_cursor_set = pg_event_cursor_set,
+    .spider_add = pg_spider_add,
+    .spider_get = pg_spider_get,
+    .spider_list = pg_spider_list,
+    .spider_remove = pg_spider_remove,
+    .spider_sha_used = pg_spider_sha_used,
+    .spider_task_using = pg_spider_task_using,
+    .master_renew = pg_master_renew,
+    .node_hold = pg_node_hold,
+    .master_reap = pg_master_reap,
+    .news_fd = pg_news_fd,
+    .news = pg_news,
 };

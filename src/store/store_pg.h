@@ -59,6 +59,9 @@ struct pg_store {
     bool in_group;
     bool group_broken; /* a statement failed inside the group: it can only roll back */
     bool streaming;    /* a streaming callback runs: the store must not be re-entered */
+    bool lost;         /* the connection is down (logged once) */
+    bool listening;    /* LISTENs to the other masters' news (store_news_fd) */
+    bool news_moved;   /* reconnected since store_news_fd gave its descriptor */
     /* Statements prepared on this connection, by the address of their SQL text (the backend's
      * statements are string constants): statement i is named "s<i>". Cleared on a reset. */
     const char *prepared[PG_STATEMENTS_MAX];
@@ -116,6 +119,13 @@ int64_t pg_exec(struct pg_store *p, const char *what, const char *ctx, const cha
 /* Runs a statement without parameters or preparation (BEGIN, COMMIT, several statements). */
 int pg_exec_simple(struct pg_store *p, const char *what, const char *sql);
 
+/* Resets the connection if it was lost (outside a group only: pg_enter does it), listening
+ * again if it was. 0, or -EIO while the server is away. */
+int pg_reconnect(struct pg_store *p);
+
+/* What a master runs to hear the others' news (store_pg_masters.c). */
+#define PG_LISTEN_SQL "LISTEN crawlab_tasks"
+
 /* ---- Columns ---- */
 
 int64_t pg_int(const PGresult *res, int row, int col); /* NULL: 0 */
@@ -154,6 +164,17 @@ void pg_close(struct store *s);
 int pg_begin(struct store *s);
 int pg_commit(struct store *s);
 int pg_rollback(struct store *s);
+
+/* store_pg_masters.c: several masters */
+int pg_master_renew(struct store *s, const char *master_id, int64_t until_ms);
+int pg_node_hold(struct store *s, const char *key, const char *master_id);
+int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
+                   void *ctx);
+int pg_news_fd(struct store *s);
+int pg_news(struct store *s,
+            int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
+                      int64_t eligible_ms),
+            void *ctx, bool read);
 
 /* store_pg_nodes.c */
 int pg_node_upsert(struct store *s, const char *key, const char *name, int max_runners,

@@ -35,7 +35,12 @@ struct session {
     struct session_identity id;
     struct session_hooks hooks;
     void *ctx;
-    char target[300];
+    /* Per master of cfg->masters: its address as gRPC names it, and the last failure logged. */
+    struct master_slot {
+        char target[300];
+        char last_error[256];
+    } masters[LIMIT_MASTERS_MAX];
+    int registered_with; /* the index of the master we were last online with, -1 before that */
 
     enum state state;
     struct retry_policy_state retry;
@@ -53,7 +58,6 @@ struct session {
     unsigned gen;
     struct rpc_call *subscribe;
     bool heartbeat_pending;
-    char last_error[256];
 };
 
 /* Per-call context: which session and which connection the call belongs to. */
@@ -75,14 +79,27 @@ static void set_state(struct session *s, enum state st)
     s->state = st;
 }
 
-/* Failures are logged when they change, so a long outage is a few lines, not thousands. */
+/* The master the retry policy says to dial, or the one we are connected to. */
+static const struct config_master *master(const struct session *s)
+{
+    return &s->cfg->masters[retry_target(&s->retry)];
+}
+
+static struct master_slot *slot(struct session *s)
+{
+    return &s->masters[retry_target(&s->retry)];
+}
+
+/* Failures are logged when they change, per master, so a long outage is a few lines, not
+ * thousands. */
 static void note_failure(struct session *s, const char *what)
 {
-    if (strcmp(s->last_error, what) != 0) {
-        log_warn("master %s: %s", s->target, what);
-        snprintf(s->last_error, sizeof(s->last_error), "%s", what);
+    struct master_slot *m = slot(s);
+    if (strcmp(m->last_error, what) != 0) {
+        log_warn("master %s: %s", m->target, what);
+        snprintf(m->last_error, sizeof(m->last_error), "%s", what);
     } else {
-        log_debug("master %s: %s", s->target, what);
+        log_debug("master %s: %s", m->target, what);
     }
 }
 
@@ -95,6 +112,8 @@ static void schedule_retry(struct session *s)
     double delay = (double)(at - now) / 1000.0;
     if (s->retry.breaker.state == BREAKER_OPEN && delay >= 1.0)
         log_debug("breaker open: next attempt in %.1f s", delay);
+    if (s->cfg->n_masters > 1)
+        log_debug("next attempt: the master %s in %.3f s", slot(s)->target, delay);
     set_state(s, S_WAITING);
     ev_timer_set(&s->retry_timer, delay, 0.0);
     ev_timer_start(s->loop, &s->retry_timer);
@@ -139,12 +158,15 @@ static void connection_lost(struct session *s, const char *why)
 {
     if (s->state == S_STOPPED)
         return;
-    if (s->state == S_ONLINE)
-        log_warn("lost the connection to the master %s: %s", s->target, why);
+    bool was_online = s->state == S_ONLINE;
+    if (was_online)
+        log_warn("lost the connection to the master %s: %s", slot(s)->target, why);
     else
         note_failure(s, why);
     teardown(s);
     schedule_retry(s);
+    if (was_online && s->cfg->n_masters > 1)
+        log_info("moving to the master %s", slot(s)->target);
 }
 
 void session_connection_failed(struct session *s, unsigned generation, const char *why)
@@ -324,7 +346,7 @@ static void on_registered(void *user, grpc_status_code st, const char *details,
         return;
     }
     set_state(s, S_DATA_DIALING);
-    if (dial_start(s->loop, s->id.tls, s->cfg->master_host, s->cfg->master_port, DIAL_TIMEOUT_MS,
+    if (dial_start(s->loop, s->id.tls, master(s)->host, master(s)->port, DIAL_TIMEOUT_MS,
                    on_data_dialed, s, &s->dial) < 0)
         connection_lost(s, "cannot start dialing: out of memory");
 }
@@ -341,12 +363,19 @@ static void on_data_dialed(void *ctx, int fd, int err, const char *errmsg)
         return;
     }
     s->data_shadow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    s->data_channel = grpc_channel_create_from_fd(s->target, fd, s->creds, rpc_channel_args());
+    struct master_slot *m = slot(s);
+    s->data_channel = grpc_channel_create_from_fd(m->target, fd, s->creds, rpc_channel_args());
     retry_on_success(&s->retry, now_ms(s));
-    s->last_error[0] = '\0';
+    m->last_error[0] = '\0';
     set_state(s, S_ONLINE);
-    log_info("registered with the master %s as node %s (%s)", s->target, s->id.node_key,
-             s->id.node_name);
+    int was = s->registered_with;
+    s->registered_with = (int)retry_target(&s->retry);
+    if (was >= 0 && was != s->registered_with)
+        log_info("registered with the master %s as node %s (%s), moved from the master %s",
+                 m->target, s->id.node_key, s->id.node_name, s->masters[was].target);
+    else
+        log_info("registered with the master %s as node %s (%s)", m->target, s->id.node_key,
+                 s->id.node_name);
     double every = (double)s->cfg->heartbeat_interval_ms / 1000.0;
     ev_timer_set(&s->heartbeat_timer, every, every);
     ev_timer_start(s->loop, &s->heartbeat_timer);
@@ -371,7 +400,7 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
         return;
     }
     s->shadow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    s->channel = grpc_channel_create_from_fd(s->target, fd, s->creds, rpc_channel_args());
+    s->channel = grpc_channel_create_from_fd(slot(s)->target, fd, s->creds, rpc_channel_args());
     set_state(s, S_REGISTERING);
 
     Grpc__NodeServiceRegisterRequest req = GRPC__NODE_SERVICE_REGISTER_REQUEST__INIT;
@@ -406,8 +435,8 @@ static void try_connect(struct session *s)
         return;
     }
     set_state(s, S_DIALING);
-    int rc = dial_start(s->loop, s->id.tls, s->cfg->master_host, s->cfg->master_port,
-                        DIAL_TIMEOUT_MS, on_dialed, s, &s->dial);
+    int rc = dial_start(s->loop, s->id.tls, master(s)->host, master(s)->port, DIAL_TIMEOUT_MS,
+                        on_dialed, s, &s->dial);
     if (rc < 0) {
         note_failure(s, "cannot start dialing: out of memory");
         schedule_retry(s);
@@ -434,12 +463,15 @@ int session_create(struct ev_loop *loop, struct bridge *br, const struct config 
     s->ctx = ctx;
     s->shadow_fd = s->data_shadow_fd = -1;
     s->creds = grpc_insecure_credentials_create();
-    if (strchr(cfg->master_host, ':'))
-        snprintf(s->target, sizeof(s->target), "[%s]:%d", cfg->master_host, cfg->master_port);
-    else
-        snprintf(s->target, sizeof(s->target), "%s:%d", cfg->master_host, cfg->master_port);
+    for (size_t i = 0; i < cfg->n_masters; i++) {
+        const struct config_master *m = &cfg->masters[i];
+        snprintf(s->masters[i].target, sizeof(s->masters[i].target),
+                 strchr(m->host, ':') ? "[%s]:%d" : "%s:%d", m->host, m->port);
+    }
+    s->registered_with = -1;
     uint64_t seed = (uint64_t)getpid() ^ ((uint64_t)(ev_time() * 1e6) << 16);
     retry_init(&s->retry, seed);
+    retry_set_targets(&s->retry, (unsigned)cfg->n_masters);
     ev_timer_init(&s->retry_timer, on_retry_timer, 0.0, 0.0);
     s->retry_timer.data = s;
     ev_timer_init(&s->heartbeat_timer, on_heartbeat_timer, 0.0, 0.0);
@@ -452,7 +484,11 @@ int session_create(struct ev_loop *loop, struct bridge *br, const struct config 
 
 void session_start(struct session *s)
 {
-    log_info("connecting to the master %s", s->target);
+    if (s->cfg->n_masters > 1)
+        log_info("connecting to the master %s (first of %zu, tried in turn)", slot(s)->target,
+                 s->cfg->n_masters);
+    else
+        log_info("connecting to the master %s", slot(s)->target);
     try_connect(s);
 }
 

@@ -1,6 +1,7 @@
 /*
  * The worker's connection to the master: dial (under the retry and breaker policy), Register,
- * Subscribe, heartbeat; on any failure tear the channel down and start over. Loop thread only.
+ * Subscribe, heartbeat; on any failure tear the channel down and start over, with the next of
+ * cfg->masters when there are several (resilience/retry.h has the rule). Loop thread only.
  *
  * Every channel is a "connection generation": calls made on it carry the generation, and a
  * completion from an older one is ignored, so a late callback can never act on a new channel.

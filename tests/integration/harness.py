@@ -267,6 +267,73 @@ def root_dir():
 # a cluster: one master (restartable) and any number of workers, all in one directory
 
 
+# Where masters keep their rows: "sqlite" (the default: the data dir) or "postgres"
+# (CRAWLAB_IT_STORE=postgres: one server for the whole run, started by pg.py on first use, and a
+# database per master data dir, so that a restarted master finds its rows again).
+STORE = os.environ.get("CRAWLAB_IT_STORE", "sqlite")
+_pg = None
+
+
+def on_postgres():
+    return STORE == "postgres"
+
+
+def pg_server():
+    """The run's PostgreSQL server (tests/integration/pg.py), started on first use."""
+    global _pg
+    if _pg is None:
+        import pg  # noqa: E402 (pg imports this module)
+        _pg = pg.Server.start()
+    return _pg
+
+
+def pg_store_uri(key):
+    """The --store URI of a database of its own for key (a data dir, say), made on first use."""
+    import hashlib
+    name = "crawlab_" + hashlib.sha1(key.encode()).hexdigest()[:16]
+    server = pg_server()
+    if name not in getattr(server, "made", set()):
+        server.createdb(name)
+        server.made = getattr(server, "made", set()) | {name}
+    return "postgres://crawlab@127.0.0.1:%d/%s" % (server.port, name)
+
+
+def store_rows(cluster, sql, args=()):
+    """Rows of a read-only query on a cluster's master store (white-box: the schema both stores
+    share), as tuples: SQLite's values, or on PostgreSQL integers where a column reads as one and
+    text otherwise. sql takes '?' placeholders; args are ints or strings."""
+    if not on_postgres():
+        import sqlite3
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(cluster.master_dir, "crawlab.db"),
+                             uri=True, timeout=10)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+    parts = sql.split("?")
+    assert len(parts) == len(args) + 1, sql
+    literal = [str(a) if isinstance(a, int) else "'%s'" % str(a).replace("'", "''")
+               for a in args]
+    text = parts[0] + "".join(v + p for v, p in zip(literal, parts[1:]))
+    uri = pg_store_uri(cluster.master_dir)
+    out = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-A", "-t", "-F", "\t",
+                          "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", text],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=CLI_TIMEOUT)
+    if out.returncode != 0:
+        raise AssertionError("psql %r: %s" % (text, out.stderr))
+    rows = []
+    for line in out.stdout.splitlines():
+        rows.append(tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\t")))
+    return rows
+
+
+def sqlite_only(test):
+    """For a test about SQLite's own files: skipped when the masters keep their rows in
+    PostgreSQL."""
+    return unittest.skipIf(on_postgres(), "reads SQLite's files")(test)
+
+
 class Cluster:
     def __init__(self, workdir, binary=None):
         self.dir = workdir
@@ -321,6 +388,8 @@ class Cluster:
             argv = list(prefix) + [self.bin, "--role=master", "--listen=%s" % self.master_addr,
                                    "--data-dir=%s" % self.master_dir,
                                    "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
+            if on_postgres() and not any(a.startswith("--store=") for a in extra):
+                argv.append("--store=" + pg_store_uri(self.master_dir))
             self.master = self.spawn(name, argv)
             if not wait:
                 break
@@ -487,21 +556,13 @@ def kill_group(pgid):
             pass
 
 
-def task_history(master_dir):
-    """{task id: [(from, to), ...]} from the master's store, read-only (white-box: the schema of
-    crawlab.db). None if the store or its history table cannot be read."""
-    import sqlite3
-    path = os.path.join(master_dir, "crawlab.db")
-    if not os.path.exists(path):
-        return None
+def task_history(cluster):
+    """{task id: [(from, to), ...]} from a cluster's master store, read-only (white-box: the
+    history table both stores share). None if it cannot be read."""
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
-        try:
-            rows = db.execute("SELECT task_id, from_status, to_status FROM task_history "
-                              "ORDER BY seq").fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
+        rows = store_rows(cluster, "SELECT task_id, from_status, to_status FROM task_history"
+                          " ORDER BY seq")
+    except Exception:  # noqa: BLE001 (no database, no table: unreadable)
         return None
     out = {}
     for tid, a, b in rows:

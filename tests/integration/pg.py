@@ -119,6 +119,17 @@ class Server:
     def createdb(self, name):
         self.psql('CREATE DATABASE "%s"' % name)
 
+    def pause(self):
+        """Stops the server (fast shutdown: every session ends) and keeps its directory, so that
+        resume() brings it back with its data on the same port: a database outage."""
+        self.proc.signal(signal.SIGINT)
+        self.proc.wait_exit()
+
+    def resume(self, timeout=harness.WAIT):
+        self.proc = harness.Proc("postgres", self.proc.argv, self.proc.log_path + ".resumed",
+                                 cwd=self.root, user=self.user)
+        self.proc.wait_log(READY, timeout=timeout)
+
     def stop(self):
         """Fast shutdown (SIGINT: sessions are ended), SIGKILL if it outlasts the grace, then
         the directory goes. Returns postgres's exit status."""

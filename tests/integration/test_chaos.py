@@ -41,6 +41,54 @@ def figure(text):
     print("figure: " + text, file=sys.stderr, flush=True)
 
 
+def audit(test, ids, final, ran, totals, killed_key):
+    """The audit of a chaos run: every task terminal; every task not lost with the killed worker
+    (killed_key, or None) finished with every line and item exactly once and in order; no task
+    ran twice. Returns (problems, figures of the output checked, executions per task)."""
+    problems = []
+    runs = harness.read_runs(ran)
+    runs_of = collections.defaultdict(list)
+    for tid, node, pid in runs:
+        runs_of[tid].append(node)
+    lost, checked, exact = [], 0, 0
+    lines_ok = items_ok = 0
+    for i in ids:
+        t = final.get(i)
+        if t is None:
+            problems.append("task %s missing" % i)
+            continue
+        if len(runs_of[i]) > 1:
+            problems.append("task %s ran %d times, on %r" % (i, len(runs_of[i]), runs_of[i]))
+        if t["status"] not in harness.FINAL_STATUSES:
+            continue  # counted under unfinished
+        if t["status"] == "error" and any(s in t["error"] for s in LOST_BY_WORKER):
+            if runs_of[i] and set(runs_of[i]) != {killed_key}:
+                problems.append("task %s lost by a worker (%r) but ran on %r, not on the "
+                                "killed one" % (i, t["error"], runs_of[i]))
+            lost.append(i)
+            continue
+        checked += 1
+        if (t["status"], t["exit_code"]) != ("finished", 0):
+            problems.append("task %s: %s (exit %r, %r) on %s" % (i, t["status"], t["exit_code"],
+                                                                 t["error"], t["assigned_node"]))
+            continue
+        p = test.check_output(i, totals, t)
+        tot = harness.read_totals(totals, i)
+        if tot != {"lines": LINES, "items": ITEMS}:
+            p.append("task %s printed %r" % (i, tot))
+        if p:
+            problems += p
+        else:
+            exact += 1
+            lines_ok += t["log_lines"]
+            items_ok += t["data_items"]
+    runs_count = collections.Counter(len(runs_of[i]) for i in ids)
+    return problems, lost, (
+        "output checked for %d tasks: %d exact (%d lines, %d items, each exactly once and in "
+        "order)" % (checked, exact, lines_ok, items_ok),
+        "executions per task: %s" % {"%d run(s)" % k: v for k, v in sorted(runs_count.items())})
+
+
 class Driver(threading.Thread):
     """Injects faults at random until stop is set or CHAOS_MAX_S passed, then heals everything."""
 
@@ -213,46 +261,9 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
             problems.append(unfinished)
         statuses = collections.Counter(final[i]["status"] if i in final else "missing"
                                        for i in ids)
-        runs = harness.read_runs(ran)
-        runs_of = collections.defaultdict(list)
-        for tid, node, pid in runs:
-            runs_of[tid].append(node)
         killed_key = driver.killed[1] if driver.killed else None
-        lost, checked, exact = [], 0, 0
-        lines_ok = items_ok = 0
-        for i in ids:
-            t = final.get(i)
-            if t is None:
-                problems.append("task %s missing" % i)
-                continue
-            if len(runs_of[i]) > 1:
-                problems.append("task %s ran %d times, on %r" % (i, len(runs_of[i]),
-                                                                 runs_of[i]))
-            if t["status"] not in harness.FINAL_STATUSES:
-                continue  # counted under unfinished
-            if t["status"] == "error" and any(s in t["error"] for s in LOST_BY_WORKER):
-                if runs_of[i] and set(runs_of[i]) != {killed_key}:
-                    problems.append("task %s lost by a worker (%r) but ran on %r, not on the "
-                                    "killed one" % (i, t["error"], runs_of[i]))
-                lost.append(i)
-                continue
-            checked += 1
-            if (t["status"], t["exit_code"]) != ("finished", 0):
-                problems.append("task %s: %s (exit %r, %r) on %s" % (i, t["status"],
-                                                                     t["exit_code"], t["error"],
-                                                                     t["assigned_node"]))
-                continue
-            p = self.check_output(i, totals, t)
-            tot = harness.read_totals(totals, i)
-            if tot != {"lines": LINES, "items": ITEMS}:
-                p.append("task %s printed %r" % (i, tot))
-            if p:
-                problems += p
-            else:
-                exact += 1
-                lines_ok += t["log_lines"]
-                items_ok += t["data_items"]
-        runs_count = collections.Counter(len(runs_of[i]) for i in ids)
+        found, lost, checked_figures = audit(self, ids, final, ran, totals, killed_key)
+        problems += found
         px = collections.Counter()
         for p in proxies:
             st = p.stats()
@@ -273,10 +284,8 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
         figure("task statuses: %s" % dict(sorted(statuses.items())))
         figure("killed worker: %s; tasks lost with it: %d"
                % ("%s (%s)" % driver.killed if driver.killed else "none", len(lost)))
-        figure("output checked for %d tasks: %d exact (%d lines, %d items, each exactly once "
-               "and in order)" % (checked, exact, lines_ok, items_ok))
-        figure("executions per task: %s" % {"%d run(s)" % k: v
-                                            for k, v in sorted(runs_count.items())})
+        for f in checked_figures:
+            figure(f)
         if problems:
             with open(self.c.path("chaos-problems.txt"), "w") as f:
                 f.write("\n".join(problems) + "\n")

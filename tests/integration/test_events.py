@@ -213,6 +213,7 @@ class Events(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(got, list(range(got[0], got[-1] + 1)), "each event once, in order")
         self.assertIn(pending[0]["id"], got)
 
+    @harness.sqlite_only
     def test_many_events_come_in_pages_and_a_hook_far_behind_skips_them(self):
         # White-box: 10,001 events written into a stopped master's store, and a hook whose cursor
         # says it delivered none of them.

@@ -570,7 +570,7 @@ class Faults(harness.ClusterTest, harness.TaskOps):
         runs = [r[0] for r in harness.read_runs(ran)]
         problems += ["task %s ran %d times" % (i, runs.count(i)) for i in ids
                      if runs.count(i) != 1]
-        hist = harness.task_history(self.c.master_dir)
+        hist = harness.task_history(self.c)
         if hist is None:
             problems.append("the master's status history could not be read")
         else:

@@ -161,6 +161,7 @@ class Paging(harness.ClusterTest, harness.TaskOps):
 
     # ---- retention
 
+    @harness.sqlite_only
     def test_retention_purges_ended_tasks_only(self):
         self.c.start_master(extra=["--retention=1s"])
         w1 = self.c.start_worker("w1", extra=["--max-runners=4"])
@@ -219,6 +220,7 @@ class Paging(harness.ClusterTest, harness.TaskOps):
         wait_until(lambda: re.search(r"retention: purged \d+ events", self.c.master.log()),
                    what="the master to log the events it purged")
 
+    @harness.sqlite_only
     def test_tasks_purge_on_demand(self):
         """With --retention=0 nothing goes by itself; `tasks purge --before` purges what ended
         before the time given, not a task that is still pending."""
@@ -285,6 +287,7 @@ class Paging(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(orphans, 0, "items without a task")
         return left
 
+    @harness.sqlite_only
     def test_purge_killed_midway_stays_consistent(self):
         n = 6000
         self.c.start_master(extra=["--retention=0"])

@@ -6,12 +6,11 @@ fire in UTC and in the zone, refused by a master that cannot read it and pauses 
 then; an --all-nodes fire makes one task per online, enabled node.
 
 Schedules are added with `schedule add`; the fire records are read from the master's store
-(white-box: the schema of crawlab.db, version 7).
+(white-box: the schema of the fire records, which SQLite and PostgreSQL share; harness.store_rows).
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_schedules.py"""
 
 import json
 import os
-import sqlite3
 import sys
 import time
 
@@ -22,9 +21,6 @@ FIRED = "schedule 1: task "
 
 
 class Schedules(harness.ClusterTest, harness.TaskOps):
-
-    def db(self):
-        return sqlite3.connect(os.path.join(self.c.master_dir, "crawlab.db"), timeout=10)
 
     def sched(self, action, *args, **kw):
         """`schedule ACTION` against this cluster's master: (rc, stdout, stderr)."""
@@ -44,12 +40,8 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
 
     def fires(self, sid=1):
         """[(fire_s, task_id)] of schedule sid, oldest first."""
-        db = self.db()
-        try:
-            return db.execute("SELECT fire_s, task_id FROM schedule_fires WHERE schedule_id = ?"
-                              " ORDER BY fire_s", (sid,)).fetchall()
-        finally:
-            db.close()
+        return harness.store_rows(self.c, "SELECT fire_s, task_id FROM schedule_fires"
+                                  " WHERE schedule_id = ? ORDER BY fire_s", (sid,))
 
     def test_listing_over_4mib(self):
         """80 schedules of 60 KB commands (4.8 MB): one ListSchedules answer would exceed the
@@ -211,13 +203,9 @@ class Schedules(harness.ClusterTest, harness.TaskOps):
                            what="a fire after the disable")
         keys = {n["name"]: n["key"] for n in self.c.nodes()}
         self.assertEqual(self.c.master.stop(), 0)
-        db = self.db()
-        try:
-            rows = db.execute("SELECT f.fire_s, f.node_key, t.node_key FROM schedule_fires f"
-                              " JOIN tasks t ON t.id = f.task_id WHERE f.schedule_id = ?"
-                              " ORDER BY f.fire_s", (sid,)).fetchall()
-        finally:
-            db.close()
+        rows = harness.store_rows(self.c, "SELECT f.fire_s, f.node_key, t.node_key"
+                                  " FROM schedule_fires f JOIN tasks t ON t.id = f.task_id"
+                                  " WHERE f.schedule_id = ? ORDER BY f.fire_s", (sid,))
         # each task's fire record names the node the task is for
         per_fire = {}
         for fire_s, fire_node, task_node in rows:

@@ -252,6 +252,7 @@ fi
         fds = sorted(int(l.split(" -> ")[0].split()[-1]) for l in lines)
         self.assertEqual(fds, [0, 1, 2], lines)
 
+    @harness.sqlite_only
     def test_the_database_and_logs_are_private_in_a_world_readable_data_dir(self):
         data = self.c.path("master-data")
         os.mkdir(data, 0o755)

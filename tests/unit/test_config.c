@@ -122,8 +122,8 @@ START_TEST(test_worker_gets_documented_defaults)
 {
     ck_assert_int_eq(parse("--role=worker", NULL), 0);
     ck_assert_int_eq(cfg.command, CMD_WORKER);
-    ck_assert_str_eq(cfg.master_host, "127.0.0.1");
-    ck_assert_int_eq(cfg.master_port, 9666);
+    ck_assert_str_eq(cfg.masters[0].host, "127.0.0.1");
+    ck_assert_int_eq(cfg.masters[0].port, 9666);
     ck_assert_ptr_null(cfg.node_key);
     ck_assert_ptr_null(cfg.node_name);
     ck_assert_int_eq(cfg.max_runners, 8);
@@ -141,8 +141,8 @@ START_TEST(test_client_commands_get_documented_defaults)
 {
     ck_assert_int_eq(parse("nodes", NULL), 0);
     ck_assert_int_eq(cfg.command, CMD_NODES);
-    ck_assert_str_eq(cfg.master_host, "127.0.0.1");
-    ck_assert_int_eq(cfg.master_port, 9666);
+    ck_assert_str_eq(cfg.masters[0].host, "127.0.0.1");
+    ck_assert_int_eq(cfg.masters[0].port, 9666);
     ck_assert(!cfg.json);
 
     ck_assert_int_eq(parse("tasks", NULL), 0);
@@ -178,7 +178,7 @@ START_TEST(test_metrics_command_and_metrics_listen)
 {
     ck_assert_int_eq(parse("metrics", "--master=10.0.0.1:9000", NULL), 0);
     ck_assert_int_eq(cfg.command, CMD_METRICS);
-    ck_assert_str_eq(cfg.master_host, "10.0.0.1");
+    ck_assert_str_eq(cfg.masters[0].host, "10.0.0.1");
     expect_error(parse("metrics", TASK_ID, NULL), "unexpected argument", NULL);
     expect_error(parse("metrics", "--json", NULL), "'--json' is not an option of 'metrics'", NULL);
 
@@ -278,8 +278,8 @@ START_TEST(test_worker_reads_crawlab_environment)
     env_set("CRAWLAB_NODE_MAXRUNNERS", "32");
     env_set("CRAWLAB_AUTH_KEY", "s3cret");
     ck_assert_int_eq(parse("--role=worker", NULL), 0);
-    ck_assert_str_eq(cfg.master_host, "master.internal");
-    ck_assert_int_eq(cfg.master_port, 9777);
+    ck_assert_str_eq(cfg.masters[0].host, "master.internal");
+    ck_assert_int_eq(cfg.masters[0].port, 9777);
     ck_assert_str_eq(cfg.node_key, "node-7");
     ck_assert_str_eq(cfg.node_name, "crawler 7");
     ck_assert_int_eq(cfg.max_runners, 32);
@@ -329,8 +329,8 @@ START_TEST(test_flags_win_over_environment)
                            "--node-name=flag-name", "--max-runners=2", "--auth-key=flag-secret",
                            NULL),
                      0);
-    ck_assert_str_eq(cfg.master_host, "flag-host");
-    ck_assert_int_eq(cfg.master_port, 1234);
+    ck_assert_str_eq(cfg.masters[0].host, "flag-host");
+    ck_assert_int_eq(cfg.masters[0].port, 1234);
     ck_assert_str_eq(cfg.node_key, "flag-key");
     ck_assert_str_eq(cfg.node_name, "flag-name");
     ck_assert_int_eq(cfg.max_runners, 2);
@@ -342,8 +342,8 @@ START_TEST(test_address_flag_without_port_replaces_environment_port)
 {
     env_set("CRAWLAB_GRPC_PORT", "9777");
     ck_assert_int_eq(parse("nodes", "--master=other", NULL), 0);
-    ck_assert_str_eq(cfg.master_host, "other");
-    ck_assert_int_eq(cfg.master_port, 9666);
+    ck_assert_str_eq(cfg.masters[0].host, "other");
+    ck_assert_int_eq(cfg.masters[0].port, 9666);
 }
 END_TEST
 
@@ -403,7 +403,7 @@ START_TEST(test_empty_environment_value_counts_as_unset)
     env_set("CRAWLAB_GRPC_PORT", "");
     expect_error(parse(NULL), "--role is required", NULL);
     ck_assert_int_eq(parse("--role=worker", NULL), 0);
-    ck_assert_int_eq(cfg.master_port, 9666);
+    ck_assert_int_eq(cfg.masters[0].port, 9666);
 }
 END_TEST
 
@@ -703,7 +703,7 @@ START_TEST(test_failed_parse_leaves_nothing_to_free)
         -EINVAL);
     ck_assert_ptr_null(cfg.nodes);
     ck_assert_ptr_null(cfg.env);
-    ck_assert_ptr_null(cfg.master_host);
+    ck_assert_ptr_null(cfg.masters[0].host);
     config_free(&cfg);
 }
 END_TEST
@@ -1245,6 +1245,48 @@ START_TEST(test_repeated_master_host_replaces_the_list)
 }
 END_TEST
 
+START_TEST(test_master_takes_a_list_of_addresses_in_order)
+{
+    ck_assert_int_eq(parse("--role=worker", "--master=a:1,[::1]:2,b", NULL), 0);
+    ck_assert_uint_eq(cfg.n_masters, 3);
+    ck_assert_str_eq(cfg.masters[0].host, "a");
+    ck_assert_int_eq(cfg.masters[0].port, 1);
+    ck_assert_str_eq(cfg.masters[1].host, "::1");
+    ck_assert_int_eq(cfg.masters[1].port, 2);
+    ck_assert_str_eq(cfg.masters[2].host, "b");
+    ck_assert_int_eq(cfg.masters[2].port, 9666);
+    /* The default and the variables make a list of one. */
+    ck_assert_int_eq(parse("nodes", NULL), 0);
+    ck_assert_uint_eq(cfg.n_masters, 1);
+    ck_assert_str_eq(cfg.masters[0].host, "127.0.0.1");
+    /* A repeated flag replaces the list. */
+    ck_assert_int_eq(parse("nodes", "--master=a,b", "--master=c:7", NULL), 0);
+    ck_assert_uint_eq(cfg.n_masters, 1);
+    ck_assert_str_eq(cfg.masters[0].host, "c");
+    ck_assert_int_eq(cfg.masters[0].port, 7);
+    ck_assert_int_eq(parse("nodes", "--master=a1,a2,a3,a4,a5,a6,a7,a8", NULL), 0);
+    ck_assert_uint_eq(cfg.n_masters, LIMIT_MASTERS_MAX);
+}
+END_TEST
+
+START_TEST(test_master_list_refuses_bad_empty_duplicate_and_too_many_entries)
+{
+    expect_error(parse("--role=worker", "--master=a:1,b:0", NULL), "--master: expected HOST:PORT",
+                 "got 'b:0'");
+    expect_error(parse("tasks", "--master=a:1,b c", NULL), "--master", "got 'b c'");
+    expect_error(parse("tasks", "--master=a:1,,b", NULL), "--master: an empty entry", "'a:1,,b'");
+    expect_error(parse("tasks", "--master=a,", NULL), "--master: an empty entry", NULL);
+    expect_error(parse("tasks", "--master=,a", NULL), "--master: an empty entry", NULL);
+    expect_error(parse("tasks", "--master=", NULL), "--master: an empty entry", NULL);
+    expect_error(parse("tasks", "--master=a:9666,b,a", NULL), "--master: 'a' is given twice", NULL);
+    expect_error(parse("tasks", "--master=a1,a2,a3,a4,a5,a6,a7,a8,a9", NULL),
+                 "--master: at most 8 masters", NULL);
+    /* The same host on two ports is two masters. */
+    ck_assert_int_eq(parse("tasks", "--master=a:1,a:2", NULL), 0);
+    ck_assert_uint_eq(cfg.n_masters, 2);
+}
+END_TEST
+
 /* ---- Helpers ---- */
 
 static const struct {
@@ -1761,6 +1803,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_size_option_stores_bytes_from_its_minimum);
     tcase_add_test(tc, test_bind_node_key_needs_required_client_certificates);
     tcase_add_test(tc, test_repeated_master_host_replaces_the_list);
+    tcase_add_test(tc, test_master_takes_a_list_of_addresses_in_order);
+    tcase_add_test(tc, test_master_list_refuses_bad_empty_duplicate_and_too_many_entries);
     tcase_add_test(tc, test_schedule_add_takes_an_expression_a_command_and_the_task_flags);
     tcase_add_test(tc, test_bad_schedule_command_lines_are_refused);
     tcase_add_test(tc, test_schedule_zones_are_read_where_the_client_has_them);

@@ -148,6 +148,94 @@ START_TEST(test_retry_returned_time_saturates_instead_of_wrapping)
 }
 END_TEST
 
+/* ---- Several targets ---- */
+
+START_TEST(test_retry_targets_are_tried_in_turn_wrapping_around)
+{
+    struct retry_policy_state r;
+    retry_init(&r, 5);
+    retry_set_targets(&r, 3);
+    uint64_t now = 0;
+    static const unsigned order[] = {0, 1, 2, 0, 1, 2, 0};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        ck_assert_uint_eq(retry_target(&r), order[i]);
+        ck_assert(retry_allow(&r, now));
+        now = retry_on_failure(&r, now);
+    }
+}
+END_TEST
+
+START_TEST(test_retry_window_grows_and_breaker_counts_only_after_a_full_round)
+{
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        struct retry_policy_state r;
+        retry_init(&r, seed);
+        retry_set_targets(&r, 3);
+        uint64_t now = 0;
+        /* Round n waits in the window 100 * 2^n ms, the same for each of its three attempts. */
+        static const uint64_t window[] = {100, 200, 400, 800};
+        for (size_t round = 0; round < 4; round++) {
+            for (int i = 0; i < 3; i++) {
+                ck_assert(retry_allow(&r, now));
+                uint64_t next = retry_on_failure(&r, now);
+                ck_assert_uint_le(next - now, window[round]);
+                now = next;
+            }
+            ck_assert_uint_eq(r.breaker.failures, round + 1);
+            ck_assert_int_eq(r.breaker.state, BREAKER_CLOSED);
+        }
+        /* The fifth failed round opens the breaker; no round starts before its cool-down. */
+        for (int i = 0; i < 3; i++)
+            now = retry_on_failure(&r, now);
+        ck_assert_int_eq(r.breaker.state, BREAKER_OPEN);
+        ck_assert_uint_eq(retry_target(&r), 0);
+        ck_assert(!retry_allow(&r, now - 1));
+    }
+}
+END_TEST
+
+START_TEST(test_retry_probe_of_an_open_breaker_is_a_whole_round)
+{
+    struct retry_policy_state r;
+    retry_init(&r, 11);
+    retry_set_targets(&r, 2);
+    uint64_t now = 0;
+    for (int i = 0; i < 10; i++)
+        now = retry_on_failure(&r, now);
+    ck_assert_int_eq(r.breaker.state, BREAKER_OPEN);
+    ck_assert(retry_allow(&r, now)); /* the probe, on target 0 */
+    ck_assert_int_eq(r.breaker.state, BREAKER_HALF_OPEN);
+    uint64_t next = retry_on_failure(&r, now);
+    ck_assert_int_eq(r.breaker.state, BREAKER_HALF_OPEN);
+    ck_assert_uint_eq(retry_target(&r), 1);
+    ck_assert(retry_allow(&r, next)); /* target 1 belongs to the same probe */
+    ck_assert_uint_ge(retry_on_failure(&r, next) - next, 1000);
+    ck_assert_int_eq(r.breaker.state, BREAKER_OPEN);
+}
+END_TEST
+
+START_TEST(test_retry_lost_session_moves_on_in_the_base_window)
+{
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        struct retry_policy_state r;
+        retry_init(&r, seed);
+        retry_set_targets(&r, 2);
+        uint64_t now = 0;
+        for (int i = 0; i < 5; i++)
+            now = retry_on_failure(&r, now);
+        ck_assert_uint_eq(retry_target(&r), 1);
+        ck_assert(retry_allow(&r, now));
+        retry_on_success(&r, now);
+        ck_assert_uint_eq(retry_target(&r), 1);
+        /* Target 1's session is lost: target 0 comes next, within the base window. */
+        uint64_t next = retry_on_failure(&r, now);
+        ck_assert_uint_eq(retry_target(&r), 0);
+        ck_assert_uint_le(next - now, 100);
+        ck_assert_uint_eq(r.breaker.failures, 0);
+    }
+}
+END_TEST
+
 static Suite *retry_suite(void)
 {
     Suite *s = suite_create("retry");
@@ -160,6 +248,10 @@ static Suite *retry_suite(void)
     tcase_add_test(tc, test_retry_failure_reported_while_open_keeps_the_same_probe_time);
     tcase_add_test(tc, test_retry_same_seed_gives_the_same_schedule);
     tcase_add_test(tc, test_retry_returned_time_saturates_instead_of_wrapping);
+    tcase_add_test(tc, test_retry_targets_are_tried_in_turn_wrapping_around);
+    tcase_add_test(tc, test_retry_window_grows_and_breaker_counts_only_after_a_full_round);
+    tcase_add_test(tc, test_retry_probe_of_an_open_breaker_is_a_whole_round);
+    tcase_add_test(tc, test_retry_lost_session_moves_on_in_the_base_window);
     suite_add_tcase(s, tc);
     return s;
 }

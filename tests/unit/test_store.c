@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_LIBPQ
@@ -3136,6 +3137,149 @@ START_TEST(test_two_masters_purging_at_once_delete_each_task_once)
 }
 END_TEST
 
+#ifdef HAVE_LIBPQ
+/*
+ * Each race: the first store (st) holds a change in an open group; a second store on the same
+ * database, in a thread of its own, makes the competing change; the test waits until the server
+ * shows that second connection waiting for a lock (so it did reach the conflict), commits the
+ * group, and checks what the second one got.
+ */
+struct racer {
+    struct store *s;
+    int (*op)(struct racer *r);
+    int rc;
+    int64_t id;
+    uint32_t version;
+    char task[TASK_ID_LEN + 1];
+};
+
+static void *race_thread(void *arg)
+{
+    struct racer *r = arg;
+    r->rc = r->op(r);
+    return NULL;
+}
+
+static void race_start(struct racer *r, pthread_t *th)
+{
+    ck_assert_int_eq(store_open(location, &r->s), 0);
+    ck_assert_int_eq(pthread_create(th, NULL, race_thread, r), 0);
+}
+
+static void race_join(struct racer *r, pthread_t th)
+{
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    store_close(r->s);
+}
+
+/* Polls the server (a deadline, no fixed sleep) until a session of the test's database waits
+ * for a lock. */
+static void wait_for_a_lock_waiter(void)
+{
+    PGconn *conn = PQconnectdb(location);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
+    bool waiting = false;
+    for (int i = 0; i < 2000 && !waiting; i++) {
+        PGresult *res = PQexec(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                     " current_database() AND wait_event_type = 'Lock'");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        waiting = atoi(PQgetvalue(res, 0, 0)) > 0;
+        PQclear(res);
+        if (!waiting)
+            nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+    }
+    PQfinish(conn);
+    ck_assert_msg(waiting, "the second store never waited for the first one's lock");
+}
+
+static int add_news(struct racer *r)
+{
+    struct spider_row row = {0};
+    snprintf(row.name, sizeof(row.name), "news");
+    snprintf(row.sha256, sizeof(row.sha256), "%s", SHA_B);
+    return store_spider_add(r->s, &row, T0, &r->version);
+}
+
+/* Without the name's lock, both would read version 1 as the latest and the second would fail on
+ * the key; with it, the second waits for the first's commit and takes the next version. */
+START_TEST(test_pg_two_masters_adding_a_spider_get_two_versions)
+{
+    ck_assert_uint_eq(add_spider("news", SHA_A), 1);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_uint_eq(add_spider("news", SHA_A), 2);
+    struct racer other = {.op = add_news};
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 0);
+    ck_assert_uint_eq(other.version, 3);
+    ck_assert_int_eq(store_spider_list(st, "news", 0, NULL, NULL), 3);
+}
+END_TEST
+
+static int64_t race_schedule;
+
+static int fire_1000(struct racer *r)
+{
+    struct task_new t = {.name = "s", .cmd = "echo hi"};
+    char ids[1][TASK_ID_LEN + 1];
+    int rc = store_schedule_fire(r->s, race_schedule, 1000, &t, 1, false, T0, ids);
+    snprintf(r->task, sizeof(r->task), "%s", ids[0]);
+    return rc;
+}
+
+/* The second master's fire at the same time waits for the first one's, then finds its task:
+ * the fire has one task, made once. */
+START_TEST(test_pg_two_masters_firing_a_schedule_at_one_time_make_one_task)
+{
+    race_schedule = new_schedule("s", "@every 1s");
+    struct racer first = {.s = st}, other = {.op = fire_1000};
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(fire_1000(&first), 0);
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 1);
+    ck_assert_str_eq(other.task, first.task);
+    int fires = 0;
+    ck_assert_int_eq(store_schedule_fires(st, race_schedule, count_fires_cb, &fires), 0);
+    ck_assert_int_eq(fires, 1);
+}
+END_TEST
+
+static int add_event(struct racer *r)
+{
+    return store_event_add(r->s, T0, "node.online", "w2", NULL, NULL, &r->id);
+}
+
+/* Event ids commit in their order: the second master's event is only given its id once the
+ * first one's is committed, so a reader that has seen id 2 has seen id 1. */
+START_TEST(test_pg_an_event_id_is_given_only_once_the_one_before_is_committed)
+{
+    int64_t first, last;
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_event_add(st, T0, "node.online", "w1", NULL, NULL, &first), 0);
+    struct racer other = {.op = add_event};
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 0);
+    ck_assert_int_eq(other.id, first + 1);
+    ck_assert_int_eq(store_event_last(st, &last), 0);
+    ck_assert_int_eq(last, other.id);
+    uint64_t n;
+    ck_assert_int_eq(store_event_count(st, 0, last, &n), 0);
+    ck_assert_uint_eq(n, 2);
+}
+END_TEST
+#endif
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -3259,6 +3403,11 @@ static Suite *store_suite(void)
         tcase_add_test(tc, test_two_masters_appending_one_batch_store_it_once);
         tcase_add_test(tc, test_two_masters_retrying_one_task_make_one_next_attempt);
         tcase_add_test(tc, test_two_masters_purging_at_once_delete_each_task_once);
+#ifdef HAVE_LIBPQ
+        tcase_add_test(tc, test_pg_two_masters_adding_a_spider_get_two_versions);
+        tcase_add_test(tc, test_pg_two_masters_firing_a_schedule_at_one_time_make_one_task);
+        tcase_add_test(tc, test_pg_an_event_id_is_given_only_once_the_one_before_is_committed);
+#endif
         suite_add_tcase(s, tc);
     }
     return s;

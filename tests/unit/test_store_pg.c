@@ -86,9 +86,9 @@ START_TEST(test_open_creates_the_schema)
     store_close(p);
     query_eq("SELECT count(*) FROM tasks", "0");
     /* The identities number rows as SQLite's rowids did. */
-    run(dbname, "INSERT INTO events (at_ms, kind, node_key, task_id, data)"
-                " VALUES (1, 'node_online', 'k', '', '{}'), (2, 'node_offline', 'k', '', '{}')");
-    query_eq("SELECT string_agg(id::text, ',' ORDER BY id) FROM events", "1,2");
+    run(dbname, "INSERT INTO task_history (task_id, from_status, to_status, at_ms)"
+                " VALUES ('t', 'pending', 'assigned', 1), ('t', 'assigned', 'running', 2)");
+    query_eq("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM task_history", "1,2");
 }
 END_TEST
 
@@ -196,6 +196,55 @@ START_TEST(test_unreachable_server_is_logged_without_password)
 }
 END_TEST
 
+START_TEST(test_tls_location_is_split_into_the_relay_and_its_socket)
+{
+    struct store_pg_tls tls;
+    char local[1024] = "untouched";
+    /* No TLS asked for: nothing to relay, the location is opened as it is. */
+    ck_assert_int_eq(store_pg_tls_split("postgres://u@db.example:6543/crawlab", "/run/x", &tls,
+                                        local, sizeof(local)),
+                     0);
+    ck_assert(!tls.wanted);
+    ck_assert_str_eq(local, "untouched");
+    /* TLS: the relay gets the server and the files; libpq gets the socket, the rest, no TLS. */
+    ck_assert_int_eq(
+        store_pg_tls_split("postgresql://u:p%40ss@db.example:6543/crawlab?sslmode=verify-full"
+                           "&sslrootcert=/etc/ca.pem&application_name=a%20b",
+                           "/var/lib/x/pg-relay", &tls, local, sizeof(local)),
+        0);
+    ck_assert(tls.wanted);
+    ck_assert_str_eq(tls.host, "db.example");
+    ck_assert_int_eq(tls.port, 6543);
+    ck_assert_str_eq(tls.ca_file, "/etc/ca.pem");
+    ck_assert_str_eq(tls.cert_file, "");
+    ck_assert_msg(strstr(local, "host=%2Fvar%2Flib%2Fx%2Fpg-relay") && strstr(local, "port=6543") &&
+                      strstr(local, "sslmode=disable") && strstr(local, "password=p%40ss") &&
+                      strstr(local, "dbname=crawlab") && strstr(local, "application_name=a%20b") &&
+                      !strstr(local, "sslrootcert") && !strstr(local, "verify-full"),
+                  "%s", local);
+    /* What libpq reads back from it. */
+    char *err = NULL;
+    PQconninfoOption *o = PQconninfoParse(local, &err);
+    ck_assert_ptr_nonnull(o);
+    for (PQconninfoOption *i = o; i->keyword; i++)
+        if (strcmp(i->keyword, "host") == 0)
+            ck_assert_str_eq(i->val, "/var/lib/x/pg-relay");
+    PQconninfoFree(o);
+    /* The default port; one server only; a socket directory has no TLS to relay. */
+    ck_assert_int_eq(
+        store_pg_tls_split("postgres://u@h/d?sslmode=require", "/r", &tls, local, sizeof(local)),
+        0);
+    ck_assert_int_eq(tls.port, 5432);
+    ck_assert_int_eq(store_pg_tls_split("postgres://u@h1,h2/d?sslmode=require", "/r", &tls, local,
+                                        sizeof(local)),
+                     -EINVAL);
+    ck_assert_int_eq(
+        store_pg_tls_split("host=/tmp sslmode=require", "/r", &tls, local, sizeof(local)), -EINVAL);
+    ck_assert_int_eq(store_pg_tls_split("postgres://u@h/d?sslmode=require", "/r", &tls, local, 20),
+                     -ENAMETOOLONG);
+}
+END_TEST
+
 static Suite *store_pg_suite(void)
 {
     Suite *s = suite_create("store_pg");
@@ -211,6 +260,7 @@ static Suite *store_pg_suite(void)
     TCase *conn = tcase_create("connection");
     tcase_add_test(conn, test_bad_conninfo_is_einval);
     tcase_add_test(conn, test_unreachable_server_is_logged_without_password);
+    tcase_add_test(conn, test_tls_location_is_split_into_the_relay_and_its_socket);
     suite_add_tcase(s, conn);
     return s;
 }

@@ -1,0 +1,164 @@
+/*
+ * Several masters on one PostgreSQL store (store.h, "Several masters on one store"): the masters'
+ * leases, which master holds each node, and the news of pending tasks (LISTEN/NOTIFY; the
+ * schema's tasks_news trigger sends it).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/limits.h"
+#include "core/rules.h"
+#include "runtime/log.h"
+#include "store/store_pg.h"
+
+/* Returns 1 when the lease had run out (or never was): another master may have reaped this
+ * master's nodes, which the master then hears of as if its streams had ended. */
+static const char renew_sql[] =
+    "INSERT INTO masters (id, lease_ms) VALUES ($1, $2)"
+    " ON CONFLICT (id) DO UPDATE SET lease_ms = EXCLUDED.lease_ms RETURNING (xmax = 0)";
+
+int pg_master_renew(struct store *s, const char *master_id, int64_t until_ms)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!master_id || !*master_id || !text_line_valid(master_id, LIMIT_NODE_KEY_MAX))
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, master_id);
+    pg_param_int(&pp, until_ms);
+    if ((rc = pg_op_begin(p)) < 0)
+        return rc;
+    PGresult *res = pg_query(p, "renewing the lease", master_id, renew_sql, &pp, &rc);
+    if (res) {
+        rc = PQntuples(res) == 1 && pg_bool(res, 0, 0) ? 1 : 0;
+        PQclear(res);
+    }
+    return pg_op_end(p, rc);
+}
+
+static const char hold_sql[] = "UPDATE nodes SET master = $2 WHERE key = $1";
+
+int pg_node_hold(struct store *s, const char *key, const char *master_id)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!key || !node_key_valid(key) || !master_id ||
+        !text_line_valid(master_id, LIMIT_NODE_KEY_MAX))
+        return -EINVAL;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, key);
+    pg_param_text(&pp, master_id);
+    if ((rc = pg_op_begin(p)) < 0)
+        return rc;
+    int64_t n = pg_exec(p, "recording the node's master", key, hold_sql, &pp);
+    return pg_op_end(p, n < 0 ? (int)n : n == 0 ? -ENOENT : 0);
+}
+
+/*
+ * Reaping, in one transaction: the leases that ran out go, then every online node whose master
+ * has no lease goes offline (a node of a master that died, or of a database every master left).
+ * Two masters reaping at once: the second one's UPDATE waits for the first one's row locks and
+ * then finds those nodes offline already, so each node is reaped once.
+ */
+static const char expire_sql[] = "DELETE FROM masters WHERE lease_ms < $1";
+static const char orphans_sql[] =
+    "UPDATE nodes SET status = 'offline' WHERE status = 'online'"
+    " AND NOT EXISTS (SELECT 1 FROM masters m WHERE m.id = nodes.master) RETURNING key";
+
+int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
+                   void *ctx)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (p->in_group)
+        return -EBUSY; /* its nodes are told only after its own commit */
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_int(&pp, now_ms);
+    if ((rc = pg_op_begin(p)) < 0)
+        return rc;
+    PGresult *res = NULL;
+    int64_t n = pg_exec(p, "ending leases", NULL, expire_sql, &pp);
+    if (n >= 0)
+        res = pg_query(p, "taking the nodes of ended leases offline", NULL, orphans_sql, NULL, &rc);
+    else
+        rc = (int)n;
+    rc = pg_op_end(p, res ? 0 : rc);
+    for (int i = 0; rc == 0 && res && i < PQntuples(res); i++)
+        rc = cb(ctx, PQgetvalue(res, i, 0));
+    PQclear(res);
+    return rc;
+}
+
+int pg_news_fd(struct store *s)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (!p->listening) {
+        if ((rc = pg_exec_simple(p, "listening for news", PG_LISTEN_SQL)) < 0)
+            return rc;
+        p->listening = true;
+    }
+    p->news_moved = false;
+    int fd = PQsocket(p->conn);
+    return fd >= 0 ? fd : -EIO;
+}
+
+/* Splits "id\tnode\tlabels\teligible_ms" in place; false when the payload is not one. */
+static bool parse_news(char *payload, char **fields)
+{
+    for (int i = 0; i < 4; i++) {
+        fields[i] = payload;
+        char *tab = strchr(payload, '\t');
+        if ((tab != NULL) != (i < 3)) /* three tabs, no more */
+            return false;
+        if (tab) {
+            *tab = '\0';
+            payload = tab + 1;
+        }
+    }
+    return task_id_valid(fields[0]);
+}
+
+int pg_news(struct store *s,
+            int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
+                      int64_t eligible_ms),
+            void *ctx, bool read)
+{
+    struct pg_store *p = pg_of(s);
+    if (p->streaming)
+        return -EBUSY;
+    if (read && !PQconsumeInput(p->conn)) {
+        /* The connection is gone: made again now unless a group is open (its operations must
+         * fail until it rolls back). News sent meanwhile are lost; what they announced is found
+         * by the workers' fetches and the masters' own timers. */
+        int rc = p->in_group ? -EIO : pg_reconnect(p);
+        if (rc < 0)
+            return rc;
+    }
+    int own = PQbackendPID(p->conn);
+    PGnotify *n;
+    int rc = 0;
+    while (rc == 0 && (n = PQnotifies(p->conn))) {
+        char *f[4];
+        if (n->be_pid != own && parse_news(n->extra, f))
+            rc = cb(ctx, f[0], f[1], f[2], strtoll(f[3], NULL, 10));
+        PQfreemem(n);
+    }
+    if (rc < 0)
+        return rc;
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return -EIO;
+    return p->news_moved ? 1 : 0;
+}
