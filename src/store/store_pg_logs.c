@@ -22,7 +22,7 @@
 
 /* A log row holds at most this many bytes (one longer line is a row of its own): a reader holds
  * LOG_READ_ROWS of them at a time. */
-#define LOG_ROW_MAX   (1024 * 1024)
+#define LOG_ROW_MAX   (256 * 1024)
 #define LOG_READ_ROWS 16
 
 /* Items are read this many at a time. */
@@ -336,8 +336,8 @@ int pg_log_read(struct store *s, const char *task_id, uint64_t from_seq,
         return rc;
     if (!task_id_valid(task_id) || !cb)
         return -EINVAL;
-    uint64_t from = from_seq ? from_seq : 1;
-    for (bool more = true; rc == 0 && more && from <= INT64_MAX;) {
+    uint64_t from = from_seq == 0 ? 1 : from_seq > INT64_MAX ? INT64_MAX : from_seq;
+    for (bool more = true; rc == 0 && more;) {
         struct pg_params pp;
         pg_params_init(&pp);
         pg_param_text(&pp, task_id);

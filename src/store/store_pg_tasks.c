@@ -73,8 +73,8 @@ static int task_from_res(const PGresult *res, int row, struct task_row *r)
 
 static const char sql_task_get[] = "SELECT " TASK_COLS " FROM tasks WHERE id = $1";
 
-/* Reads task id into *out (owned by the caller); -ENOENT. lock: sql_task_get_locked, the row
- * stays locked until the transaction ends. */
+/* Reads task id into *out (owned by the caller) with sql: sql_task_get, or sql_task_get_locked
+ * (the row then stays locked until the transaction ends); -ENOENT. */
 static int task_load_sql(struct pg_store *p, const char *sql, const char *id, struct task_row *out)
 {
     struct pg_params pp;
@@ -104,9 +104,9 @@ static const char *or_empty(const char *v)
 }
 
 /*
- * Two masters draw different random parts (store_ids_init), so their ids never meet; a duplicate
- * needs this store's own counter to wrap within one second. ON CONFLICT DO NOTHING keeps the
- * transaction alive (a unique violation would break an open group), and the next counter value
+ * Two masters draw their random parts apart (store_ids_init), so their ids do not meet; a
+ * duplicate needs this store's own counter to wrap within one second. ON CONFLICT DO NOTHING keeps
+ * the transaction alive (a unique violation would break an open group), and the next counter value
  * is tried.
  */
 int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct pg_task_link *link,
@@ -177,35 +177,19 @@ int pg_task_get(struct store *s, const char *id, struct task_row *out)
 
 /* ---- Status changes ---- */
 
-/* The current status of task id, its row locked until the transaction ends: a change decided on
- * it cannot be raced by another master's (that one waits, then decides on this one's result). */
-static const char sql_task_status_locked[] = "SELECT status FROM tasks WHERE id = $1 FOR UPDATE";
-
-static int task_status_lock(struct pg_store *p, const char *id, enum task_status *out)
-{
-    struct pg_params pp;
-    pg_params_init(&pp);
-    pg_param_text(&pp, id);
-    int rc = 0;
-    PGresult *res = pg_query(p, "reading task status", id, sql_task_status_locked, &pp, &rc);
-    if (!res)
-        return rc;
-    if (PQntuples(res) != 1) {
-        rc = -ENOENT;
-    } else if (task_status_parse(PQgetvalue(res, 0, 0), out) < 0) {
-        log_error("store: task %s has an unknown status '%s' in the database", id,
-                  PQgetvalue(res, 0, 0));
-        rc = -EIO;
-    }
-    PQclear(res);
-    return rc;
-}
-
-/* The change and its history row in one statement. $7: back to pending (the assignment is taken
- * back: node and pid cleared, a new epoch), $8: to running, $9: to a terminal status. */
-static const char sql_task_set_status[] =
-    "WITH changed AS ("
-    " UPDATE tasks SET status = $2, updated_ms = $3,"
+/*
+ * A move and its history row in one statement. The task's row is locked (cur) and the move is
+ * decided on the status read under that lock: $10 lists the statuses it may move from, so that a
+ * master reporting on a task another master is changing waits, then moves from that one's result
+ * or not at all. $7: back to pending (the assignment is taken back: node and pid cleared, a new
+ * epoch), $8: to running, $9: to a terminal status. A 'running' report on a running task that has
+ * no pid yet (a claim stores none) brings it (pid_kept; never together with a move). Returns the
+ * status the task had and whether it moved; no row for an unknown task.
+ */
+static const char sql_task_move[] =
+    "WITH cur AS (SELECT id, status FROM tasks WHERE id = $1 FOR UPDATE),"
+    " moved AS ("
+    " UPDATE tasks t SET status = $2, updated_ms = $3,"
     " pid = CASE WHEN $7 THEN 0 ELSE coalesce($4, pid) END,"
     " exit_code = coalesce($5, exit_code), error = coalesce($6, error),"
     " assigned_node = CASE WHEN $7 THEN '' ELSE assigned_node END,"
@@ -213,14 +197,35 @@ static const char sql_task_set_status[] =
     " epoch = CASE WHEN $7 THEN epoch + 1 ELSE epoch END,"
     " started_ms = CASE WHEN $8 AND started_ms = 0 THEN $3 ELSE started_ms END,"
     " ended_ms = CASE WHEN $9 THEN $3 ELSE ended_ms END"
-    " WHERE id = $1 RETURNING id)"
-    " INSERT INTO task_history (task_id, from_status, to_status, at_ms)"
-    " SELECT id, $10, $2, $3 FROM changed";
+    " FROM cur WHERE t.id = cur.id AND cur.status = ANY ($10::text[])"
+    " RETURNING cur.status AS from_status),"
+    " recorded AS (INSERT INTO task_history (task_id, from_status, to_status, at_ms)"
+    " SELECT $1, from_status, $2, $3 FROM moved),"
+    " pid_kept AS (UPDATE tasks t SET pid = $4 FROM cur WHERE t.id = cur.id AND $8"
+    " AND cur.status = 'running' AND NOT cur.status = ANY ($10::text[])"
+    " AND $4::bigint IS NOT NULL AND t.pid = 0)"
+    " SELECT cur.status, EXISTS (SELECT 1 FROM moved) FROM cur";
 
-/* Applies an allowed change from `from` (read under the row lock) inside an open operation. */
-static int status_apply(struct pg_store *p, const char *id, enum task_status from,
-                        enum task_status to, int pid, int exit_code, const char *error,
-                        int64_t now_ms)
+/* The statuses task_transition_allowed lets move to `to`, as an array literal into out. */
+static void statuses_from(enum task_status to, char out[256])
+{
+    size_t n = 0;
+    out[n++] = '{';
+    for (int from = 0; from < TASK_STATUS_COUNT; from++)
+        if (task_transition_allowed((enum task_status)from, to))
+            n += (size_t)snprintf(out + n, 256 - n, "%s%s", n > 1 ? "," : "",
+                                  task_status_name((enum task_status)from));
+    snprintf(out + n, 256 - n, "}");
+}
+
+/*
+ * Moves task id to `to` if its current status is in the array literal `from` (statuses_from or
+ * a single one), inside an open operation. Returns 0 when it moved, 1 when not (nothing changes
+ * but a missing pid), -ENOENT; *was (may be NULL) receives the status it had.
+ */
+static int task_move(struct pg_store *p, const char *id, const char *from, enum task_status to,
+                     int pid, int exit_code, const char *error, int64_t now_ms,
+                     enum task_status *was)
 {
     struct pg_params pp;
     pg_params_init(&pp);
@@ -239,15 +244,27 @@ static int status_apply(struct pg_store *p, const char *id, enum task_status fro
     pg_param_bool(&pp, to == TASK_PENDING);
     pg_param_bool(&pp, to == TASK_RUNNING);
     pg_param_bool(&pp, task_status_terminal(to));
-    pg_param_text(&pp, task_status_name(from));
-    int64_t n = pg_exec(p, "changing task status", id, sql_task_set_status, &pp);
-    return n < 0 ? (int)n : 0;
+    pg_param_text(&pp, from);
+    int rc = 0;
+    PGresult *res = pg_query(p, "changing task status", id, sql_task_move, &pp, &rc);
+    if (!res)
+        return rc;
+    enum task_status status = TASK_PENDING;
+    if (PQntuples(res) != 1) {
+        rc = -ENOENT;
+    } else if (task_status_parse(PQgetvalue(res, 0, 0), &status) < 0) {
+        log_error("store: task %s has an unknown status '%s' in the database", id,
+                  PQgetvalue(res, 0, 0));
+        rc = -EIO;
+    } else {
+        rc = pg_bool(res, 0, 1) ? 0 : 1;
+    }
+    PQclear(res);
+    if (rc >= 0 && was)
+        *was = status;
+    return rc;
 }
 
-static const char sql_task_set_pid[] = "UPDATE tasks SET pid = $2 WHERE id = $1 AND pid = 0";
-
-/* Two masters reporting on one task serialize on its row (task_status_lock): the second sees the
- * first one's status and applies or ignores its own move against it. */
 int pg_task_set_status(struct store *s, const char *id, enum task_status to, int pid, int exit_code,
                        const char *error, int64_t now_ms)
 {
@@ -260,24 +277,9 @@ int pg_task_set_status(struct store *s, const char *id, enum task_status to, int
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
-    enum task_status from;
-    rc = task_status_lock(p, id, &from);
-    if (rc == 0 && task_transition_allowed(from, to)) {
-        rc = status_apply(p, id, from, to, pid, exit_code, error, now_ms);
-    } else if (rc == 0) {
-        rc = 1;
-        /* A claim stores 'running' without a pid; the report after the spawn brings it. */
-        if (from == TASK_RUNNING && to == TASK_RUNNING && pid > 0) {
-            struct pg_params pp;
-            pg_params_init(&pp);
-            pg_param_text(&pp, id);
-            pg_param_int(&pp, pid);
-            int64_t n = pg_exec(p, "storing task pid", id, sql_task_set_pid, &pp);
-            if (n < 0)
-                rc = (int)n;
-        }
-    }
-    return pg_op_end(p, rc);
+    char from[256];
+    statuses_from(to, from);
+    return pg_op_end(p, task_move(p, id, from, to, pid, exit_code, error, now_ms, NULL));
 }
 
 /* ---- Restarts and retries ---- */
@@ -356,7 +358,9 @@ int pg_task_retry(struct store *s, const char *id, enum task_status to, int exit
     if (!task_transition_allowed(row.status, to)) {
         rc = 1;
     } else {
-        rc = status_apply(p, id, row.status, to, 0, exit_code, error, now_ms);
+        char from[32];
+        snprintf(from, sizeof(from), "{%s}", task_status_name(row.status));
+        rc = task_move(p, id, from, to, 0, exit_code, error, now_ms, NULL);
         struct task_new tn = spec_of(&row);
         struct pg_task_link link = {
             .retry_of = row.retry_of[0] ? row.retry_of : row.id,
@@ -549,8 +553,9 @@ static const char sql_task_cancel[] =
     "UPDATE tasks SET cancel_requested = 1,"
     " cancel_force = CASE WHEN $2 THEN 1 ELSE cancel_force END, updated_ms = $3 WHERE id = $1";
 
-/* Decided on the status read under the row lock: a pending task another master is fetching is
- * either cancelled before the fetch sees it or fetched before the cancel, then flagged. */
+/* Decided on the status read under the row lock (task_move): a pending task another master is
+ * fetching is either cancelled before the fetch sees it or fetched before the cancel, then
+ * flagged while the lock is still held. */
 int pg_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
                            enum task_status *status_out)
 {
@@ -564,11 +569,13 @@ int pg_task_request_cancel(struct store *s, const char *id, bool force, int64_t 
     if (rc < 0)
         return rc;
     enum task_status status;
-    rc = task_status_lock(p, id, &status);
-    if (rc == 0 && status == TASK_PENDING) {
-        rc = status_apply(p, id, status, TASK_CANCELLED, 0, STORE_NO_EXIT_CODE, NULL, now_ms);
+    rc =
+        task_move(p, id, "{pending}", TASK_CANCELLED, 0, STORE_NO_EXIT_CODE, NULL, now_ms, &status);
+    if (rc == 0) {
         status = TASK_CANCELLED;
-    } else if (rc == 0 && !task_status_terminal(status)) {
+    } else if (rc == 1 && task_status_terminal(status)) {
+        rc = 0;
+    } else if (rc == 1) {
         struct pg_params pp;
         pg_params_init(&pp);
         pg_param_text(&pp, id);
