@@ -586,8 +586,8 @@ int store_master_renew(struct store *s, const char *master_id, int64_t until_ms)
 int store_node_hold(struct store *s, const char *key, const char *master_id);
 
 /* Ends the leases that ran out before now_ms: their masters' online nodes go offline, in one
- * transaction that only one master wins, and cb is called with each such node's key (after the
- * commit). */
+ * transaction that only one master wins (or in the open group), and cb is called with each such
+ * node's key (outside a group, after the commit). */
 int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
                       void *ctx);
 

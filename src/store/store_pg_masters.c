@@ -65,7 +65,9 @@ int pg_node_hold(struct store *s, const char *key, const char *master_id)
  * Reaping, in one transaction: the leases that ran out go, then every online node whose master
  * has no lease goes offline (a node of a master that died, or of a database every master left).
  * Two masters reaping at once: the second one's UPDATE waits for the first one's row locks and
- * then finds those nodes offline already, so each node is reaped once.
+ * then finds those nodes offline already, so each node is reaped once. Inside a group the reap
+ * commits with it (a busy master may always have one open); a group that rolls back takes the
+ * reap with it, and the next reap finds those nodes again.
  */
 static const char expire_sql[] = "DELETE FROM masters WHERE lease_ms < $1";
 static const char orphans_sql[] =
@@ -79,8 +81,6 @@ int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const c
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (p->in_group)
-        return -EBUSY; /* its nodes are told only after its own commit */
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, now_ms);
