@@ -10,8 +10,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/cron.h"
 #include "core/rules.h"
 #include "core/spider.h"
+#include "core/tz.h"
 #include "runtime/log.h"
 #include "store/backend.h"
 
@@ -24,7 +26,7 @@ int store_open(const char *location, struct store **out)
 #ifdef HAVE_LIBPQ
     return pg_store_open(location, out);
 #else
-    log_error("store: this build has no PostgreSQL client (built with -Dlibpq=disabled)");
+    log_error("store: this build has no PostgreSQL client (libpq was not built in: meson -Dlibpq)");
     return -ENOTSUP;
 #endif
 }
@@ -117,7 +119,25 @@ int store_grow_rows(void **rows, size_t n, size_t *cap, size_t size)
     return 0;
 }
 
-/* ---- Forwarding to the backend ---- */
+/* What store_schedule_create accepts. */
+static bool schedule_new_valid(const struct schedule_new *n)
+{
+    char spider[LIMIT_SPIDER_NAME_MAX + 1];
+    uint32_t version;
+    return n && n->cmd && *n->cmd && n->expr && *n->expr && strlen(n->expr) <= CRON_EXPR_MAX &&
+           store_optional_line(n->name, LIMIT_NAME_MAX) &&
+           (!n->node_key || !*n->node_key || node_key_valid(n->node_key)) && n->timeout_ms >= 0 &&
+           (!n->labels || labels_text_valid(n->labels)) && retries_valid(n->retries) &&
+           retry_delay_valid(n->retry_delay_ms) &&
+           (!n->spider || !*n->spider || spider_ref_parse(n->spider, spider, &version)) &&
+           (!n->tz_name || !*n->tz_name || tz_name_valid(n->tz_name)) &&
+           !(n->all_nodes && n->node_key && *n->node_key);
+}
+
+/* ---- Forwarding to the backend ----
+ *
+ * Where both backends would check the arguments the same way, the check is here, before the
+ * call goes on. */
 
 void store_close(struct store *s)
 {
@@ -143,6 +163,10 @@ int store_rollback(struct store *s)
 int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
                       const char *version, const char *labels, int64_t now_ms)
 {
+    if (!node_key_valid(key) || !store_optional_line(name, LIMIT_NAME_MAX) ||
+        !store_optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
+        (labels && !labels_text_valid(labels)))
+        return -EINVAL;
     return s->ops->node_upsert(s, key, name, max_runners, version, labels, now_ms);
 }
 
@@ -332,6 +356,8 @@ int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
 int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t now_ms,
                           int64_t *id_out)
 {
+    if (!schedule_new_valid(n) || !id_out)
+        return -EINVAL;
     return s->ops->schedule_create(s, n, now_ms, id_out);
 }
 
@@ -382,6 +408,10 @@ int store_schedule_fires(struct store *s, int64_t id,
 int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char *node_key,
                     const char *task_id, const char *data, int64_t *id_out)
 {
+    if (!store_event_kind_valid(kind) || (node_key && *node_key && !node_key_valid(node_key)) ||
+        (task_id && *task_id && !task_id_valid(task_id)) ||
+        (data && strlen(data) > STORE_EVENT_DATA_MAX))
+        return -EINVAL;
     return s->ops->event_add(s, at_ms, kind, node_key, task_id, data, id_out);
 }
 

@@ -51,10 +51,6 @@ int pg_event_add(struct store *s, int64_t at_ms, const char *kind, const char *n
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!store_event_kind_valid(kind) || (node_key && *node_key && !node_key_valid(node_key)) ||
-        (task_id && *task_id && !task_id_valid(task_id)) ||
-        (data && strlen(data) > STORE_EVENT_DATA_MAX))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, at_ms);

@@ -67,10 +67,6 @@ int pg_node_upsert(struct store *s, const char *key, const char *name, int max_r
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !store_optional_line(name, LIMIT_NAME_MAX) ||
-        !store_optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
-        (labels && !labels_text_valid(labels)))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);

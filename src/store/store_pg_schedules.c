@@ -61,20 +61,6 @@ static const char sql_last_tasks[] =
 static const char sql_fires[] = "SELECT fire_s, task_id FROM schedule_fires WHERE schedule_id = $1"
                                 " ORDER BY fire_s, node_key COLLATE \"C\"";
 
-static bool schedule_new_valid(const struct schedule_new *n)
-{
-    char spider[LIMIT_SPIDER_NAME_MAX + 1];
-    uint32_t version;
-    return n && n->cmd && *n->cmd && n->expr && *n->expr && strlen(n->expr) <= CRON_EXPR_MAX &&
-           store_optional_line(n->name, LIMIT_NAME_MAX) &&
-           (!n->node_key || !*n->node_key || node_key_valid(n->node_key)) && n->timeout_ms >= 0 &&
-           (!n->labels || labels_text_valid(n->labels)) && retries_valid(n->retries) &&
-           retry_delay_valid(n->retry_delay_ms) &&
-           (!n->spider || !*n->spider || spider_ref_parse(n->spider, spider, &version)) &&
-           (!n->tz_name || !*n->tz_name || tz_name_valid(n->tz_name)) &&
-           !(n->all_nodes && n->node_key && *n->node_key);
-}
-
 static int sched_from_result(const PGresult *res, int i, struct schedule_row *r)
 {
     memset(r, 0, sizeof(*r));
@@ -137,8 +123,6 @@ int pg_schedule_create(struct store *s, const struct schedule_new *n, int64_t no
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!schedule_new_valid(n) || !id_out)
-        return -EINVAL;
     struct pg_params pp;
     schedule_params(&pp, n, now_ms);
     rc = pg_op_begin(p);

@@ -1002,10 +1002,6 @@ static int sqlite_node_upsert(struct store *base, const char *key, const char *n
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !store_optional_line(name, LIMIT_NAME_MAX) ||
-        !store_optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
-        (labels && !labels_text_valid(labels)))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
     bind_text(st, 1, key);
     bind_text(st, 2, name ? name : "");
@@ -2290,20 +2286,9 @@ static int sqlite_schedule_create(struct store *base, const struct schedule_new 
                                   int64_t *id_out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    char spider[LIMIT_SPIDER_NAME_MAX + 1];
-    uint32_t version;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!n || !n->cmd || !*n->cmd || !n->expr || !*n->expr || strlen(n->expr) > CRON_EXPR_MAX ||
-        !store_optional_line(n->name, LIMIT_NAME_MAX) ||
-        (n->node_key && *n->node_key && !node_key_valid(n->node_key)) || n->timeout_ms < 0 ||
-        (n->labels && !labels_text_valid(n->labels)) || !retries_valid(n->retries) ||
-        !retry_delay_valid(n->retry_delay_ms) ||
-        (n->spider && *n->spider && !spider_ref_parse(n->spider, spider, &version)) ||
-        (n->tz_name && *n->tz_name && !tz_name_valid(n->tz_name)) ||
-        (n->all_nodes && n->node_key && *n->node_key) || !id_out)
-        return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
@@ -2658,10 +2643,6 @@ static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!store_event_kind_valid(kind) || (node_key && *node_key && !node_key_valid(node_key)) ||
-        (task_id && *task_id && !task_id_valid(task_id)) ||
-        (data && strlen(data) > STORE_EVENT_DATA_MAX))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_EVENT_ADD];
     sqlite3_bind_int64(st, 1, at_ms);
     bind_text(st, 2, kind);
