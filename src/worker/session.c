@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,6 +525,16 @@ grpc_channel *session_channel(const struct session *s)
 grpc_channel *session_data_channel(const struct session *s)
 {
     return s->state == S_ONLINE ? s->data_channel : NULL;
+}
+
+bool session_data_ready(const struct session *s)
+{
+    /* gRPC keeps no connectivity state for a channel made from a descriptor: the socket itself
+     * tells (a peer that closed or reset it, a pump that ended its end of the pair). */
+    if (s->state != S_ONLINE || s->data_shadow_fd < 0)
+        return false;
+    struct pollfd p = {.fd = s->data_shadow_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) >= 0 && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 struct bridge *session_bridge(const struct session *s)

@@ -53,6 +53,9 @@ bool session_online(const struct session *s);
 grpc_channel *session_channel(const struct session *s);
 /* The data connection, for log and result streams; NULL when offline. */
 grpc_channel *session_data_channel(const struct session *s);
+/* Whether the data connection is up (its socket neither closed nor reset): an UNAVAILABLE answer
+ * on it then comes from the master, not from a lost connection. */
+bool session_data_ready(const struct session *s);
 unsigned session_generation(const struct session *s);
 struct bridge *session_bridge(const struct session *s);
 const char *session_auth_key(const struct session *s);

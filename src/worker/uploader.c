@@ -609,8 +609,16 @@ static void settle(struct uploader *u, grpc_status_code st, const char *details)
         retry_later(u);
         break;
     case GRPC_STATUS_UNAVAILABLE:
-        /* The data connection is gone (or the master could not store): reconnect, resync and
-         * resend from the master's count. */
+        /* On a data connection that is still up, the master's answer: it could not store the
+         * output (its database is away), and the output goes again a little later on the same
+         * connection, the session kept. On one that is gone: reconnect, resync and resend from
+         * the master's count. */
+        if (session_data_ready(u->sess)) {
+            log_debug("task %s: the master could not store the output (%s); resending", u->task_id,
+                      details);
+            retry_later(u);
+            break;
+        }
         log_debug("task %s: output stream failed (%s); reconnecting", u->task_id, details);
         session_connection_failed(u->sess, u->stream_gen, "data connection failed");
         break;

@@ -361,6 +361,44 @@ START_TEST(test_uploader_loses_nothing_to_a_refusal_that_does_not_repeat)
 }
 END_TEST
 
+static grpc_status_code unavailable_twice(const struct sent *m, int stream)
+{
+    return stream <= 2 ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_OK;
+}
+
+START_TEST(test_uploader_keeps_its_connection_when_the_master_could_not_store)
+{
+    /* UNAVAILABLE on a data connection that is up: the master's own answer (its database is
+     * away). The output goes again on the same connection until it is stored; drive() fails the
+     * test if the uploader gives the connection up. */
+    struct uploader *u = make_uploader();
+    policy = unavailable_twice;
+    uploader_log(u, "first line", 10);
+    uploader_finish(u);
+    drive();
+    ck_assert(done_ok);
+    ck_assert_uint_eq(n_logs, 1);
+    ck_assert_int_eq(client_stubs.started, 3);
+    uploader_destroy(u);
+}
+END_TEST
+
+START_TEST(test_uploader_gives_up_a_data_connection_that_is_gone)
+{
+    struct uploader *u = make_uploader();
+    uploader_log(u, "first line", 10);
+    uploader_finish(u);
+    struct rpc_call *c = client_stubs_newest();
+    ck_assert_ptr_nonnull(c);
+    client_stubs_sent(c, true);
+    session_stubs.data_down = true;
+    client_stubs_status(client_stubs.open[0], GRPC_STATUS_UNAVAILABLE, "Socket closed");
+    ck_assert_int_eq(session_stubs.connection_failures, 1);
+    ck_assert_str_eq(session_stubs.last_failure, "data connection failed");
+    uploader_destroy(u);
+}
+END_TEST
+
 static grpc_status_code refuse_logs(const struct sent *m, int stream)
 {
     return m->items ? GRPC_STATUS_OK : GRPC_STATUS_INVALID_ARGUMENT;
@@ -522,6 +560,8 @@ static Suite *uploader_suite(void)
     tcase_add_test(tc, test_uploader_drops_an_item_too_large_for_any_message_and_notes_it);
     tcase_add_test(tc, test_uploader_drops_a_message_refused_twice_and_renumbers_what_follows);
     tcase_add_test(tc, test_uploader_loses_nothing_to_a_refusal_that_does_not_repeat);
+    tcase_add_test(tc, test_uploader_keeps_its_connection_when_the_master_could_not_store);
+    tcase_add_test(tc, test_uploader_gives_up_a_data_connection_that_is_gone);
     tcase_add_test(
         tc, test_uploader_facing_a_master_that_refuses_every_log_message_still_delivers_items);
     tcase_add_test(tc, test_uploader_sends_the_next_segment_before_the_first_is_answered);

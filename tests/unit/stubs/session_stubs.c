@@ -25,6 +25,11 @@ grpc_channel *session_data_channel(const struct session *s)
     return (grpc_channel *)&data_channel;
 }
 
+bool session_data_ready(const struct session *s)
+{
+    return !session_stubs.data_down;
+}
+
 unsigned session_generation(const struct session *s)
 {
     return 1;

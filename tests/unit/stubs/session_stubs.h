@@ -7,10 +7,13 @@
 #ifndef CRAWLAB_TESTS_SESSION_STUBS_H
 #define CRAWLAB_TESTS_SESSION_STUBS_H
 
+#include <stdbool.h>
+
 /* What the code under test did to the session. */
 struct session_stubs {
     int connection_failures; /* session_connection_failed calls */
     char last_failure[256];  /* the reason given last */
+    bool data_down;          /* set by a test: session_data_ready answers false */
 };
 
 extern struct session_stubs session_stubs;
