@@ -84,7 +84,7 @@ for dir in "$@"; do
         meson setup build-asan --wrap-mode=nodownload -Dwerror=true -Dstatic_binary=false \
             -Dwolfssl=system -Db_sanitize=address,undefined -Db_lundef=false ;;
     build-fuzz)
-        CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true \
+        CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true -Dlibpq=disabled \
             -Dtests=false -Dstatic_binary=false -Dwolfssl=system -Db_sanitize=address,undefined \
             -Db_lundef=false ;;
     *) echo "bootstrap: unknown build directory $dir" >&2; exit 2 ;;
