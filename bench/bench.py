@@ -364,7 +364,7 @@ class Bench:
         """A master and (with start_workers) its workers. With --store=postgres the master keeps
         its rows in a database of the run's server made for this cluster; with --masters=2 (and
         peers) a second master, c.peer, shares that database and the first one's keys (see
-        worker_order and via). With tls, `crawlab-node cert init`
+        start_worker and via). With tls, `crawlab-node cert init`
         makes a CA and certificates in <dir>/pki first; the master then requires client
         certificates, the workers present the worker certificate (all the same one, so node-key
         binding is off, as it was when the figures were first taken) and the client commands an
@@ -444,13 +444,17 @@ class Bench:
         """Every process of cluster c, both masters' included, and the database's."""
         return [p.pid for p in c.procs + (c.peer.procs if c.peer else [])] + self.db_pids()
 
-    def db_pids(self):
-        """The postmaster and its children; [] on SQLite."""
+    def _db_procs(self):
+        """[(pid, /proc stat fields)] of the postmaster and its children (/proc/*/stat by ppid:
+        backends, WAL writer, checkpointer...); [] on SQLite."""
         if self.pg is None:
             return []
         root = self.pg.proc.pid
-        return [root] + [pid for pid, _, fields in harness.proc_stats()
-                         if fields[1] == str(root)]
+        return [(pid, fields) for pid, _, fields in harness.proc_stats()
+                if pid == root or fields[1] == str(root)]
+
+    def db_pids(self):
+        return [pid for pid, _ in self._db_procs()]
 
     def topology(self):
         """How the masters keep their rows, for the tests' first lines."""
@@ -464,32 +468,31 @@ class Bench:
 
     def db_cpu(self):
         """CPU seconds used so far by the PostgreSQL server: utime + stime of the postmaster and
-        of each of its children (/proc/*/stat by ppid: backends, WAL writer, checkpointer...),
-        plus the postmaster's cutime + cstime (its children that ended). None on SQLite."""
+        of each of its children, plus the postmaster's cutime + cstime (its children that
+        ended). None on SQLite."""
         if self.pg is None:
             return None
         root = self.pg.proc.pid
         ticks = 0
-        for pid, _, fields in harness.proc_stats():
-            if pid == root:
-                ticks += sum(int(x) for x in fields[11:15])
-            elif fields[1] == str(root):
-                ticks += int(fields[11]) + int(fields[12])
+        for pid, fields in self._db_procs():
+            end = 15 if pid == root else 13  # utime stime, and the postmaster's cutime cstime
+            ticks += sum(int(x) for x in fields[11:end])
         return ticks / CLK_TCK
 
-    def db_rows(self, S, unit, units, d0, seconds):
-        """Rows of the database's CPU per unit and its use of one core, from a db_cpu() reading
-        d0 taken at the start of a window of `seconds`; returns the CPU seconds, None on
-        SQLite."""
-        if d0 is None:
+    def db_rows(self, S, unit, units, used, seconds=None, in_us=False):
+        """Rows of the database's CPU per unit (used: CPU seconds over the test's window, None
+        on SQLite) and, given the window's length, its use of one core; returns used."""
+        if used is None:
             return None
-        used = self.db_cpu() - d0
         self.row(S, "database (PostgreSQL, all processes) CPU per %s" % unit,
-                 "%.0f us" % (used / units * 1e6) if unit.startswith("task") else
-                 "%.2f ms" % (used / units * 1e3))
+                 "%.0f us" % (used / units * 1e6) if in_us else "%.2f ms" % (used / units * 1e3))
         if seconds:
             self.row(S, "database CPU use (of one core)", "%.0f %%" % (used / seconds * 100))
         return used
+
+    def db_used(self, d0):
+        """CPU seconds of the database since a db_cpu() reading d0; None on SQLite."""
+        return None if d0 is None else self.db_cpu() - d0
 
     def _wait_workers(self, c):
         for w in c.workers:
@@ -706,7 +709,7 @@ class Bench:
             sampler.stop()
             calls = self.count_stop(counter)
             cpu = {g: v - cpu0[g] for g, v in group_cpu(groups).items()}
-            d1 = self.db_cpu()
+            db = self.db_used(d0)
 
         ts = {t["id"]: t for t in self.tasks(c)}
         coarse = sorted(ts[i]["started_ms"] - ts[i]["created_ms"] for i in ids
@@ -736,10 +739,7 @@ class Bench:
         if submit_ms:
             r["per_task"] = {"tasks": len(submit_ms), "cpu_s": cpu, "syscalls": calls}
             self.per_unit_rows(S, "task", len(submit_ms), cpu, calls, in_us=True)
-            if d0 is not None:
-                r["db_cpu_s"] = d1 - d0
-                self.row(S, "database (PostgreSQL, all processes) CPU per task",
-                         "%.0f us" % ((d1 - d0) / len(submit_ms) * 1e6))
+            r["db_cpu_s"] = self.db_rows(S, "task", len(submit_ms), db, in_us=True)
         r["machine_busy"], r["other_busy"] = sampler.shares(t_begin, t_end)
         self._busy_rows(S, r, "whole test")
         if stuck:
@@ -874,6 +874,7 @@ class Bench:
         calls = self.syscalls_stop(sys_m)
         counts = dict(self.count_stop(count_m), **self.count_stop(count_w))
         master_cpu = sum(cpu_seconds(p) for p in self.master_pids(c)) - master_cpu0
+        db = self.db_used(d0)
         worker_cpu = sum(cpu_seconds(w.pid) for w in c.workers)
         end_ms = now_ms()
 
@@ -908,8 +909,8 @@ class Bench:
             cpu = {masters: master_cpu, "workers (2)": worker_cpu}
             r["per_task"] = {"tasks": len(started), "cpu_s": cpu, "syscalls": counts}
             self.per_unit_rows(S, "task started", len(started), cpu, counts, in_us=True)
-            r["db_cpu_s"] = self.db_rows(S, "task started", len(started), d0,
-                                         (end_ms - start_ms) / 1000)
+            r["db_cpu_s"] = self.db_rows(S, "task started", len(started), db,
+                                         (end_ms - start_ms) / 1000, in_us=True)
         if calls and started:
             r["master_syscalls"] = calls
             self.row(S, "master syscalls per task started, by name", ", ".join(
@@ -1026,6 +1027,7 @@ class Bench:
         calls = self.syscalls_stop(sys_m)
         counts = self.count_stop(counter)
         m1, w1 = sum(cpu_seconds(p) for p in masters), cpu_seconds(worker)
+        db = self.db_used(d0)
         if not t or t["status"] not in FINAL:
             self.failed = True
             raise BenchError("log task %s did not end (status %s)" % (tid, t and t["status"]))
@@ -1053,7 +1055,7 @@ class Bench:
         self.row(S, "%s CPU use (of one core)" % self.masters_name(c),
                  "%.0f %%" % ((m1 - m0) / dur * 100))
         # From the submit to the end seen by the poll: a little more than started -> ended.
-        r["db_cpu_s"] = self.db_rows(S, "MB", size / MB, d0, dur)
+        r["db_cpu_s"] = self.db_rows(S, "MB", size / MB, db, dur)
         if calls:
             r["master_syscalls"] = calls
             self.row(S, "master syscalls per MB, by name", ", ".join(
