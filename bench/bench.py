@@ -2,8 +2,9 @@
 """crawlab-node benchmark: dispatch latency, task throughput, log ingestion (plaintext and TLS),
 connection set-up time (plaintext and TLS handshake).
 
-One master and two workers on 127.0.0.1, real processes, driven through the client commands
-(submit, tasks --json, logs) and the integration harness (tests/integration/harness.py).
+One master (or two on one PostgreSQL database: --store=postgres --masters=2) and two workers
+on 127.0.0.1, real processes, driven through the client commands (submit, tasks --json, logs)
+and the integration harness (tests/integration/harness.py).
 Python 3 standard library, plus bench-refs (bench/refs.c, built by meson): before the tests it
 measures the machine's physical references (spawn limit, sh start, loopback TCP, fdatasync, a
 trivial syscall), and during them it counts the syscalls of the master and the workers. Each test
@@ -15,6 +16,7 @@ figures it printed are then partial, and a line says why.
     /usr/bin/python3 bench/bench.py            # full run, about a minute on a quiet machine
     /usr/bin/python3 bench/bench.py --quick    # small run, under a minute (CI's smoke test)
     /usr/bin/python3 bench/bench.py --only=logs,logs-tls --perf=/tmp/perf
+    /usr/bin/python3 bench/bench.py --only=latency,throughput,logs --store=postgres --masters=2
 
 See bench/README.md for what each figure means and docs/benchmarks.md for measured results.
 """
