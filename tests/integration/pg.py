@@ -12,8 +12,9 @@ PostgreSQL refuses to run as root: as root (CI), the server runs as the `postgre
 Debian's package creates, in a directory chowned to it; otherwise as the current user. The
 superuser is `crawlab`, trusted on 127.0.0.1 without a password: a throwaway server for this
 machine's tests (its Unix socket is in its own directory, mode 0700). The server's writes are not synced
-(fsync=off): a test checks what the store asks of it, not the disk under it. Its log is the
-directory's postgres.log; a server that fails to start fails the wait with that log's tail.
+(fsync=off): a test checks what the store asks of it, not the disk under it (a benchmark of
+durable figures asks for Server.start(fsync=True)). Its log is the directory's postgres.log; a
+server that fails to start fails the wait with that log's tail.
 """
 
 import atexit
@@ -40,9 +41,11 @@ class Server:
         self.proc = proc
 
     @classmethod
-    def start(cls, tls=None, timeout=harness.WAIT):
+    def start(cls, tls=None, timeout=harness.WAIT, fsync=False):
         """tls: (certificate file, key file) for a server that requires TLS on 127.0.0.1
-        (ssl=on, hostssl lines only); None for one without TLS."""
+        (ssl=on, hostssl lines only); None for one without TLS. fsync: the server syncs its
+        writes (fsync=on; synchronous_commit is on, PostgreSQL's default, either way: a commit
+        returns once its WAL is flushed, and with fsync on, flushed means on disk)."""
         user = None
         if os.geteuid() == 0:
             user = "postgres"
@@ -67,7 +70,8 @@ class Server:
             proc = harness.Proc("postgres", [
                 os.path.join(PG_BIN, "postgres"), "-D", data, "-p", port,
                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + root,
-                "-c", "fsync=off", "-c", "logging_collector=off"] + options,
+                "-c", "fsync=%s" % ("on" if fsync else "off"),
+                "-c", "logging_collector=off"] + options,
                 os.path.join(root, "postgres.log"), cwd=root, user=user)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
