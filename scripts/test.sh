@@ -5,7 +5,7 @@
 #               a figure; bench/meson.build defines it in unsanitized builds only)
 #   build-asan  AddressSanitizer + UndefinedBehaviorSanitizer (sanitizers need a dynamic build):
 #               the same tests again
-#   build, on PostgreSQL  the integration tests of what a master keeps (suite 'stores') once more
+#   build, on PostgreSQL  the integration tests that run a master (suite 'stores') once more
 #               with every master's rows in PostgreSQL (CRAWLAB_IT_STORE=postgres: Debian's
 #               server, started by the tests as an unprivileged user), when libpq is built in
 #   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus

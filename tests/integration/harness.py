@@ -20,6 +20,7 @@ test passed, kept (path printed, with the tail of each process's log) when one f
 
 import atexit
 import collections
+import itertools
 import json
 import os
 import shutil
@@ -272,6 +273,7 @@ def root_dir():
 # database per master data dir, so that a restarted master finds its rows again).
 STORE = os.environ.get("CRAWLAB_IT_STORE", "sqlite")
 _pg = None
+_clusters = itertools.count(1)  # each Cluster's serial number
 
 
 def on_postgres():
@@ -315,7 +317,7 @@ def store_rows(cluster, sql, args=()):
     literal = [str(a) if isinstance(a, int) else "'%s'" % str(a).replace("'", "''")
                for a in args]
     text = parts[0] + "".join(v + p for v, p in zip(literal, parts[1:]))
-    uri = pg_store_uri(cluster.master_dir)
+    uri = cluster.store_uri()
     out = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-A", "-t", "-F", "\t",
                           "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", text],
                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -337,6 +339,7 @@ def sqlite_only(test):
 class Cluster:
     def __init__(self, workdir, binary=None):
         self.dir = workdir
+        self.serial = next(_clusters)
         os.makedirs(self.dir, exist_ok=True)
         self.bin = binary or BIN
         self.procs = []
@@ -350,6 +353,11 @@ class Cluster:
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
+
+    def store_uri(self):
+        """With CRAWLAB_IT_STORE=postgres: this cluster's master's database, its own even when
+        another cluster had the same directory before (two test classes, one method name)."""
+        return pg_store_uri("%d:%s" % (self.serial, self.master_dir))
 
     @property
     def master_addr(self):
@@ -389,7 +397,7 @@ class Cluster:
                                    "--data-dir=%s" % self.master_dir,
                                    "--heartbeat-interval=%s" % self.heartbeat] + list(extra)
             if on_postgres() and not any(a.startswith("--store=") for a in extra):
-                argv.append("--store=" + pg_store_uri(self.master_dir))
+                argv.append("--store=" + self.store_uri())
             self.master = self.spawn(name, argv)
             if not wait:
                 break
