@@ -572,9 +572,10 @@ const struct config_option config_options[OPT_COUNT] = {
                       .set = set_path, .at = AT(data_dir)},
     [OPT_STORE] = {"store", "URI", M(CMD_MASTER), "CRAWLAB_NODE_STORE",
                    "Where the master keeps its rows: a PostgreSQL database that several masters "
-                   "share (" RULE_STORE "; sslmode=require or verify-full goes through the "
-                   "binary's own TLS). A password in it shows in the process list: prefer the "
-                   "environment.",
+                   "share (" RULE_STORE "). sslmode=require, verify-ca or verify-full, with "
+                   "sslrootcert=FILE, goes through the binary's own TLS, the server's "
+                   "certificate always verified. A password in it shows in the process list: "
+                   "prefer the environment.",
                    "SQLite in the data directory", .set = set_store, .at = AT(store)},
     [OPT_AUTH_KEY] = {"auth-key", "KEY", DAEMONS, "CRAWLAB_AUTH_KEY",
                       "The node key: the secret of workers, checked on every call of theirs. "
