@@ -530,6 +530,7 @@ int master_main(const struct config *cfg)
 {
     struct master m = {.cfg = cfg, .exit_code = 1};
     struct accept_ctx accept = {.m = &m};
+    int lock_fd = -1; /* the data directory's, when the store does not take it */
     char *data_dir = datadir_resolve(cfg->data_dir);
     if (!data_dir || datadir_ensure(data_dir) < 0) {
         log_error("cannot create the data directory %s: %s", data_dir ? data_dir : "?",
@@ -542,6 +543,13 @@ int master_main(const struct config *cfg)
 
     m.data_dir = data_dir;
     make_master_id(&m);
+    /* SQLite's store locks its directory itself; on PostgreSQL the directory still holds the
+     * keys, the spider archives and the relay's socket, which two masters must not share. */
+    if (cfg->store && (lock_fd = datadir_lock(data_dir, "crawlab.lock")) < 0) {
+        log_error("cannot use the data directory %s: %s", data_dir,
+                  lock_fd == -EBUSY ? "another master is using it" : strerror(-lock_fd));
+        goto out;
+    }
     const char *location;
     char local[4096];
     int rc = store_location(&m, &location, local, sizeof(local));
@@ -653,6 +661,8 @@ out:
 #ifdef HAVE_LIBPQ
     pgtls_relay_stop(m.pg_relay);
 #endif
+    if (lock_fd >= 0)
+        close(lock_fd);
     free(m.auth_key);
     free(m.admin_key);
     free(data_dir);

@@ -56,6 +56,19 @@ class Postgres(harness.ClusterTest):
                                                                    self.plain.port)},
             STORE_CONTRACT_CHECKS)
 
+    def test_two_masters_never_share_a_data_directory(self):
+        # On PostgreSQL the directory still holds the keys, spiders and the relay's socket.
+        self.plain.createdb("crawlab_lock")
+        store = "--store=postgres://%s@127.0.0.1:%d/crawlab_lock" % (pg.SUPERUSER,
+                                                                    self.plain.port)
+        self.c.start_master(extra=[store])
+        second = self.c.spawn("second", [self.c.bin, "--role=master", "--listen=127.0.0.1:%d"
+                                         % harness.free_port(), "--data-dir=" + self.c.master_dir,
+                                         store])
+        self.assertEqual(second.wait_exit(), 1)
+        self.assertEqual(second.count("another master is using it"), 1, second.tail())
+        self.assertTrue(self.c.master.alive())
+
     def test_version_names_the_libpq_built_in(self):
         rc, out, err = harness.run_cli("--version")
         self.assertEqual(rc, 0, err)
