@@ -249,6 +249,18 @@ PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const 
     return NULL;
 }
 
+PGresult *pg_query_row(struct pg_store *p, const char *what, const char *ctx, const char *sql,
+                       const struct pg_params *pp, int *err)
+{
+    PGresult *res = pg_query(p, what, ctx, sql, pp, err);
+    if (res && PQntuples(res) == 0) {
+        PQclear(res);
+        *err = -ENOENT;
+        return NULL;
+    }
+    return res;
+}
+
 int64_t pg_exec(struct pg_store *p, const char *what, const char *ctx, const char *sql,
                 const struct pg_params *pp)
 {

@@ -111,6 +111,10 @@ int pg_op_end(struct pg_store *p, int rc);
 PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const char *sql,
                    const struct pg_params *pp, int *err);
 
+/* pg_query for a statement that reads one row: NULL with *err = -ENOENT when it found none. */
+PGresult *pg_query_row(struct pg_store *p, const char *what, const char *ctx, const char *sql,
+                       const struct pg_params *pp, int *err);
+
 /* pg_query for a statement whose rows are not wanted: the number of rows it changed or returned,
  * or a negative errno. */
 int64_t pg_exec(struct pg_store *p, const char *what, const char *ctx, const char *sql,

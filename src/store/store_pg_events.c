@@ -116,16 +116,12 @@ static int query_int(struct pg_store *p, const char *what, const char *ctx, cons
                      const struct pg_params *pp, int64_t *out)
 {
     int rc = 0;
-    PGresult *res = pg_query(p, what, ctx, sql, pp, &rc);
+    PGresult *res = pg_query_row(p, what, ctx, sql, pp, &rc);
     if (!res)
         return rc;
-    rc = -ENOENT;
-    if (PQntuples(res) > 0) {
-        *out = pg_int(res, 0, 0);
-        rc = 0;
-    }
+    *out = pg_int(res, 0, 0);
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 int pg_event_last(struct store *s, int64_t *out)

@@ -45,14 +45,12 @@ static int lock_count(struct pg_store *p, const char *id, enum counter which, ui
     pg_params_init(&pp);
     pg_param_text(&pp, id);
     int rc = 0;
-    PGresult *res = pg_query(p, "locking task", id, sql_lock_counts, &pp, &rc);
+    PGresult *res = pg_query_row(p, "locking task", id, sql_lock_counts, &pp, &rc);
     if (!res)
         return rc;
-    rc = PQntuples(res) == 1 ? 0 : -ENOENT;
-    if (rc == 0)
-        *out = (uint64_t)pg_int(res, 0, which == LOG_LINES ? 0 : 1);
+    *out = (uint64_t)pg_int(res, 0, which == LOG_LINES ? 0 : 1);
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 static const char sql_log_insert[] =
@@ -149,28 +147,6 @@ static int log_append_op(struct pg_store *p, const char *id, const char *const *
     return rc;
 }
 
-int pg_log_append(struct store *s, const char *task_id, const char *const *lines,
-                  const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
-{
-    struct pg_store *p = pg_of(s);
-    size_t dummy;
-    if (!accepted)
-        accepted = &dummy;
-    *accepted = 0;
-    int rc = pg_enter(p, __func__);
-    if (rc < 0)
-        return rc;
-    if (!task_id_valid(task_id) || (n && (!lines || !lens)))
-        return -EINVAL;
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
-    rc = pg_op_end(p, log_append_op(p, task_id, lines, lens, n, first_seq, accepted));
-    if (rc < 0)
-        *accepted = 0;
-    return rc;
-}
-
 /* All the new items in one statement: their texts concatenated ($3), cut at the offsets ($4) and
  * lengths ($5) given, numbered from $2. */
 static const char sql_items_insert[] =
@@ -263,26 +239,43 @@ static int items_append_op(struct pg_store *p, const char *id, const char *const
     return rc;
 }
 
-int pg_items_append(struct store *s, const char *task_id, const char *const *items,
-                    const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+typedef int append_op_fn(struct pg_store *p, const char *id, const char *const *texts,
+                         const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
+
+/* What log and item appends share: the checks, and the operation (op) around the append. */
+static int append(struct store *s, const char *fn, append_op_fn *op, const char *task_id,
+                  const char *const *texts, const size_t *lens, size_t n, uint64_t first_seq,
+                  size_t *accepted)
 {
     struct pg_store *p = pg_of(s);
     size_t dummy;
     if (!accepted)
         accepted = &dummy;
     *accepted = 0;
-    int rc = pg_enter(p, __func__);
+    int rc = pg_enter(p, fn);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || (n && (!items || !lens)))
+    if (!task_id_valid(task_id) || (n && (!texts || !lens)))
         return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
-    rc = pg_op_end(p, items_append_op(p, task_id, items, lens, n, first_seq, accepted));
+    rc = pg_op_end(p, op(p, task_id, texts, lens, n, first_seq, accepted));
     if (rc < 0)
         *accepted = 0;
     return rc;
+}
+
+int pg_log_append(struct store *s, const char *task_id, const char *const *lines,
+                  const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    return append(s, __func__, log_append_op, task_id, lines, lens, n, first_seq, accepted);
+}
+
+int pg_items_append(struct store *s, const char *task_id, const char *const *items,
+                    const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
+{
+    return append(s, __func__, items_append_op, task_id, items, lens, n, first_seq, accepted);
 }
 
 /* ---- Reading ---- */

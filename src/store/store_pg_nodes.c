@@ -152,16 +152,12 @@ int pg_node_get(struct store *s, const char *key, struct node_row *out)
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
-    PGresult *res = pg_query(p, "reading node", key, sql_get, &pp, &rc);
+    PGresult *res = pg_query_row(p, "reading node", key, sql_get, &pp, &rc);
     if (!res)
         return rc;
-    rc = -ENOENT;
-    if (PQntuples(res) > 0) {
-        node_from_result(res, 0, out);
-        rc = 0;
-    }
+    node_from_result(res, 0, out);
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 /* Collects first: the rows are all in the result, which stays valid while the callback calls

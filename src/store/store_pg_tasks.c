@@ -539,14 +539,12 @@ int pg_task_epoch(struct store *s, const char *id, uint64_t *out)
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, id);
-    PGresult *res = pg_query(p, "reading task epoch", id, sql_task_epoch, &pp, &rc);
+    PGresult *res = pg_query_row(p, "reading task epoch", id, sql_task_epoch, &pp, &rc);
     if (!res)
         return rc;
-    rc = PQntuples(res) == 1 ? 0 : -ENOENT;
-    if (rc == 0)
-        *out = (uint64_t)pg_int(res, 0, 0);
+    *out = (uint64_t)pg_int(res, 0, 0);
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 static const char sql_task_cancel[] =
@@ -699,14 +697,11 @@ int pg_task_pos(struct store *s, const char *id, struct task_pos *out)
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, id);
-    PGresult *res = pg_query(p, "reading the position of task", id, sql_task_pos, &pp, &rc);
+    PGresult *res = pg_query_row(p, "reading the position of task", id, sql_task_pos, &pp, &rc);
     if (!res)
         return rc;
-    rc = PQntuples(res) == 1 ? 0 : -ENOENT;
-    if (rc == 0) {
-        out->created_ms = pg_int(res, 0, 0);
-        out->rowid = pg_int(res, 0, 1);
-    }
+    out->created_ms = pg_int(res, 0, 0);
+    out->rowid = pg_int(res, 0, 1);
     PQclear(res);
     return rc;
 }
