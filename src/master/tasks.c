@@ -279,7 +279,6 @@ static void record_retry_event(struct tasks *t, const char *id, const char *node
 }
 
 static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels);
-static void feed(struct tasks *t, const char *node_key);
 static void wake_arm(struct tasks *t);
 
 /* Does a task that ends in `to` get another attempt? Only an error or abnormal end of a task
@@ -346,8 +345,6 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
         nodes_task_released(t->nodes, before->assigned_node);
     if (retry_due)
         announce(t, next, before->node_key, before->labels);
-    if (is_held(before->status) && !is_held(to))
-        feed(t, before->assigned_node);
     if (task_status_terminal(to))
         log_info("task %s %s%s%s", before->id, task_status_name(to), error && *error ? ": " : "",
                  error ? error : "");
@@ -359,22 +356,19 @@ static int change_status(struct tasks *t, const struct task_row *before, enum ta
     return 0;
 }
 
-/* Room for one more push in the open group (opened if none is): NULL when nothing is pushed
- * (no group, draining, out of memory, the store refused to open). */
-static struct unpushed *push_slot(struct tasks *t)
+/*
+ * Assigns the pending task id to node in the open group (opened if none is); it is pushed once
+ * that group is committed (tasks_committed). False when it stays pending: no group, out of
+ * memory, or the store did not assign it.
+ */
+static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
 {
     struct unpushed *u = t->group && !t->draining ? calloc(1, sizeof(*u)) : NULL;
-    if (u && group_join(t->group) < 0) {
+    if (!u || group_join(t->group) < 0 ||
+        store_task_assign(t->store, id, node->key, clock_now_ms(t->loop), true) != 0) {
         free(u);
-        return NULL;
+        return false;
     }
-    return u;
-}
-
-/* Task id, just assigned to node in the open group, is pushed once that group is committed
- * (tasks_committed). */
-static void push_at_commit(struct tasks *t, struct unpushed *u, const char *id, struct node *node)
-{
     group_want_commit(t->group);
     nodes_task_held(t->nodes, node->key);
     memcpy(u->id, id, sizeof(u->id));
@@ -382,67 +376,22 @@ static void push_at_commit(struct tasks *t, struct unpushed *u, const char *id, 
     *t->unpushed_tail = u;
     t->unpushed_tail = &u->next;
     log_debug("task %s assigned to node %s, to be pushed", id, node->key);
-}
-
-bool tasks_pushes_next(const struct tasks *t, const struct node *node)
-{
-    return t->group && !t->draining && node->takes_pushed_tasks && node->resynced;
-}
-
-/* Whether the master pushes tasks to node now: it takes them, has resynced since it registered
- * (before, a task pushed to it could be missing from its listing and be queued again) and has
- * room. */
-static bool pushes_to(const struct tasks *t, const struct node *node, const char *labels)
-{
-    return tasks_pushes_next(t, node) && nodes_has_room(node, labels);
-}
-
-/* Assigns the pending task id to node, to be pushed at the commit. False when it stays pending:
- * nothing is pushed now, or the store did not assign it. */
-static bool assign_to_push(struct tasks *t, const char *id, struct node *node)
-{
-    struct unpushed *u = push_slot(t);
-    if (!u || store_task_assign(t->store, id, node->key, clock_now_ms(t->loop), true) != 0) {
-        free(u);
-        return false;
-    }
-    push_at_commit(t, u, id, node);
     return true;
 }
 
-/*
- * A node that takes pushed tasks let go of one: the next tasks it may run, as its FetchTask would
- * get them, are assigned to it while it has room, and pushed at the commit. The worker does not
- * fetch when a runner becomes free (it waits for this), so a busy queue costs one call and one
- * commit less per task than fetch and claim.
- */
-static void feed(struct tasks *t, const char *node_key)
-{
-    struct node *node = nodes_find(t->nodes, node_key);
-    while (node && pushes_to(t, node, NULL)) {
-        struct unpushed *u = push_slot(t);
-        struct task_row row;
-        if (!u || store_task_fetch(t->store, node->key, node->labels, clock_now_ms(t->loop), true,
-                                   &row) != 1) {
-            free(u);
-            return;
-        }
-        push_at_commit(t, u, row.id, node);
-        store_task_row_free(&row);
-    }
-}
-
 /* Hands a newly pending task (id, when known) to whoever should run it: the node it is addressed
- * to, else a free node that has the labels of its selector (NULL: any). A node the master pushes
- * to (pushes_to) gets it assigned (assign_to_push); else the node is told TASK_AVAILABLE and
- * fetches. */
+ * to, else a free node that has the labels of its selector (NULL: any). A node that takes pushed
+ * tasks, has room and has resynced since it registered gets it assigned (assign_to_push): before
+ * its Resync is answered, a task pushed to it could be missing from its listing and be queued
+ * again. Else the node is told TASK_AVAILABLE and fetches. */
 static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels)
 {
     struct node *node =
         node_key && *node_key ? nodes_find(t->nodes, node_key) : nodes_pick_free(t->nodes, labels);
     if (!node || !nodes_takes(node, labels))
         return;
-    if (id && pushes_to(t, node, labels) && assign_to_push(t, id, node))
+    if (id && node->takes_pushed_tasks && node->resynced && nodes_has_room(node, labels) &&
+        assign_to_push(t, id, node))
         return;
     nodes_notify_task(node);
 }
@@ -565,7 +514,7 @@ int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
     if (t->draining || !node || node->state != NODE_ENABLED)
         return 0;
     int64_t now_ms = clock_now_ms(t->loop);
-    int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, false, out);
+    int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);
     if (rc == 1) {
         observe_dispatch(t, out, now_ms);
         nodes_task_held(t->nodes, node_key);

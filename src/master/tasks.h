@@ -31,7 +31,6 @@ struct events;
 struct group;
 struct metrics;
 struct tasks;
-struct node;
 struct nodes;
 
 /* The few settings the queue reads, from struct config. */
@@ -101,10 +100,6 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
  * assigned to it (one addressed to it, or one whose selector its labels match), 0 when none
  * waits, the node is not enabled (disabled or draining) or the master is draining. */
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out);
-
-/* Whether the master assigns node the next task itself, and pushes it, when it stores the final
- * status of one of the node's tasks (the FetchTask answer's pushes_next). */
-bool tasks_pushes_next(const struct tasks *t, const struct node *node);
 
 /*
  * The node reports a status of one of its tasks (exit_code counts only for a terminal one; error

@@ -124,7 +124,7 @@ static void on_task_subscribe(struct srv_call *c, void *ctx)
 /* ---- FetchTask ---- */
 
 /* Answers a FetchTask with the task; at once (before the assignment is durable) when early. */
-static void reply_task(struct srv_call *c, const struct task_row *row, bool early, bool pushes_next)
+static void reply_task(struct srv_call *c, const struct task_row *row, bool early)
 {
     struct taskspec ts;
     taskspec_init(&ts, row);
@@ -132,7 +132,6 @@ static void reply_task(struct srv_call *c, const struct task_row *row, bool earl
     resp.task_id = ts.spec.id;
     resp.task = &ts.spec;
     resp.epoch = row->epoch;
-    resp.pushes_next = pushes_next;
     if (early)
         srv_call_reply_now(c, &resp.base);
     else
@@ -149,16 +148,14 @@ static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
         return;
     struct task_row row;
     int rc = tasks_fetch(r->tasks, node->key, &row);
-    bool pushes_next = tasks_pushes_next(r->tasks, node);
     if (rc < 0) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot read the task queue");
     } else if (rc == 0) {
         Grpc__TaskServiceFetchTaskResponse resp = GRPC__TASK_SERVICE_FETCH_TASK_RESPONSE__INIT;
         resp.task_id = NO_TASK_ID;
-        resp.pushes_next = pushes_next;
         srv_call_reply(c, &resp.base);
     } else {
-        reply_task(c, &row, fence_fetch_answer_early(node->claims), pushes_next);
+        reply_task(c, &row, fence_fetch_answer_early(node->claims));
         store_task_row_free(&row);
     }
 }

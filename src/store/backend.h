@@ -44,7 +44,7 @@ struct store_ops {
                                int (*cb)(void *ctx, const char *node_key, const char *labels),
                                void *ctx);
     int (*task_fetch)(struct store *s, const char *node_key, const char *node_labels,
-                      int64_t now_ms, bool pushed, struct task_row *out);
+                      int64_t now_ms, struct task_row *out);
     int (*task_assign)(struct store *s, const char *id, const char *node_key, int64_t now_ms,
                        bool pushed);
     int (*task_get)(struct store *s, const char *id, struct task_row *out);

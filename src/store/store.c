@@ -238,9 +238,9 @@ int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_m
 }
 
 int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
-                     bool pushed, struct task_row *out)
+                     struct task_row *out)
 {
-    return s->ops->task_fetch(s, node_key, node_labels, now_ms, pushed, out);
+    return s->ops->task_fetch(s, node_key, node_labels, now_ms, out);
 }
 
 int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,

@@ -251,11 +251,9 @@ int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_m
  * whose eligible_ms is after now_ms waits. A task addressed to another node is never returned,
  * nor one whose label selector node_labels (the node's labels, joined form; NULL = none) does not
  * match (labels_match), and a task is assigned at most once (until it returns to pending).
- * pushed: the task goes to its node on Subscribe with its spec instead of in a FetchTask answer
- * (stored as the row's pushed, as store_task_assign does).
  */
 int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
-                     bool pushed, struct task_row *out);
+                     struct task_row *out);
 
 /*
  * Assigns one given pending task to node_key, as store_task_fetch would. Returns 0 when it was

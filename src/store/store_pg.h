@@ -204,7 +204,7 @@ int pg_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_ms,
                            int (*cb)(void *ctx, const char *node_key, const char *labels),
                            void *ctx);
 int pg_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
-                  bool pushed, struct task_row *out);
+                  struct task_row *out);
 int pg_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
                    bool pushed);
 int pg_task_get(struct store *s, const char *id, struct task_row *out);

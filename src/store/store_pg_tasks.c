@@ -454,14 +454,14 @@ static const char sql_task_fetch[] =
         "''") ") AS id),"
               " assigned AS ("
               " UPDATE tasks t SET status = 'assigned', assigned_node = $1, updated_ms = $4,"
-              " epoch = epoch + 1, pushed = $5 FROM picked WHERE t.id = picked.id"
+              " epoch = epoch + 1, pushed = FALSE FROM picked WHERE t.id = picked.id"
               " RETURNING t.*),"
               " recorded AS (INSERT INTO task_history (task_id, from_status, to_status, at_ms)"
               " SELECT id, 'pending', 'assigned', $4 FROM assigned)"
               " SELECT " TASK_COLS " FROM assigned";
 
 int pg_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
-                  bool pushed, struct task_row *out)
+                  struct task_row *out)
 {
     struct pg_store *p = pg_of(s);
     int rc = pg_enter(p, __func__);
@@ -478,7 +478,6 @@ int pg_task_fetch(struct store *s, const char *node_key, const char *node_labels
     pg_param_text(&pp, node_labels ? node_labels : "");
     pg_param_int(&pp, now_ms);
     pg_param_int(&pp, now_ms);
-    pg_param_bool(&pp, pushed);
     PGresult *res =
         pg_query(p, "picking a pending task for node", node_key, sql_task_fetch, &pp, &rc);
     bool loaded = false;

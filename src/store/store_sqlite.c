@@ -1372,7 +1372,7 @@ static int sqlite_task_assign(struct store *base, const char *id, const char *no
 }
 
 static int sqlite_task_fetch(struct store *base, const char *node_key, const char *node_labels,
-                             int64_t now_ms, bool pushed, struct task_row *out)
+                             int64_t now_ms, struct task_row *out)
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
@@ -1401,7 +1401,7 @@ static int sqlite_task_fetch(struct store *base, const char *node_key, const cha
     }
     if (rc == 0 && id[0]) {
         /* Picked as pending in this same transaction, so it is still pending. */
-        rc = assign_pending(s, id, node_key, now_ms, pushed);
+        rc = assign_pending(s, id, node_key, now_ms, false);
         if (rc == 1)
             rc = -EIO;
         if (rc == 0)

@@ -83,9 +83,6 @@ struct jobs {
     int held;
     int fetching;     /* FetchTask calls out */
     int fetch_window; /* how many may be out: grows while the queue has work, 1 when it is empty */
-    /* The master said (its last FetchTask answer on this connection) that it pushes the next task
-     * when it stores a task's final status: a runner freed so is not followed by a fetch. */
-    bool pushes_next;
     bool draining, stopping;
     bool resyncing;      /* a Resync is out: no fetching until the master answered */
     bool resync_missing; /* the master answered UNIMPLEMENTED once: do not ask again */
@@ -152,9 +149,7 @@ static void release_spec(struct job *job)
     job->spec = NULL;
 }
 
-/* Forgets the job. fed: it ended with a final status the master stored, and a master that
- * pushes the next task (pushes_next) does so then: no fetch for the runner it frees. */
-static void job_remove(struct job *job, bool fed)
+static void job_remove(struct job *job)
 {
     struct jobs *j = job->owner;
     if (job->prev)
@@ -183,8 +178,7 @@ static void job_remove(struct job *job, bool fed)
     snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
     unlink(path);
     free(job);
-    if (!fed || !j->pushes_next)
-        maybe_fetch(j);
+    maybe_fetch(j);
     check_stopped(j);
 }
 
@@ -240,7 +234,7 @@ static void on_reported(void *user, grpc_status_code st, const char *details,
         runner_cancel(job->proc, true);
     }
     if (final) {
-        job_remove(job, st == GRPC_STATUS_OK);
+        job_remove(job);
         return;
     }
     /* The task may have moved on while this report was out. An ended task whose output is still
@@ -399,8 +393,7 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
     /* The final status waits for the output: totals in it must match what is stored. */
     uploader_finish(job->up);
     maybe_final(job);
-    if (!j->pushes_next)
-        maybe_fetch(j); /* else the master pushes the next task once it stores the final status */
+    maybe_fetch(j);
 }
 
 /* The final status goes out once the process ended and its output is settled. */
@@ -568,7 +561,7 @@ static void drop_unstarted(struct job *job)
 {
     job->dropped = true;
     if (!job->claims_out)
-        job_remove(job, false);
+        job_remove(job);
 }
 
 static void on_claimed(void *user, grpc_status_code st, const char *details, grpc_byte_buffer *resp)
@@ -581,7 +574,7 @@ static void on_claimed(void *user, grpc_status_code st, const char *details, grp
     job->claims_out--;
     if (job->dropped) {
         if (!job->claims_out)
-            job_remove(job, false);
+            job_remove(job);
         return;
     }
     if (job->phase != PHASE_CLAIMING)
@@ -788,7 +781,6 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
         return;
     }
     const Grpc__TaskServiceFetchTaskResponse *r = (const void *)m;
-    j->pushes_next = r->pushes_next;
     bool got = task_id_valid(r->task_id) && strcmp(r->task_id, "000000000000000000000000") != 0;
     /* While the queue has work, keep several fetches in flight: each one waits for the master's
      * group commit, and calls that share a commit share its cost. */
@@ -960,7 +952,6 @@ void jobs_on_online(struct jobs *j)
 {
     j->draining = false;
     j->fetching = 0;
-    j->pushes_next = false; /* until this connection's master says so */
     /* Whatever the master last heard may be stale: everything is told again after the resync. */
     for (struct job *job = j->list; job; job = job->next) {
         job->report_pending = false;

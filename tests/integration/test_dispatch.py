@@ -7,7 +7,6 @@ TASK_AVAILABLE and fetches. A push that never arrives is settled like any assign
 went away. Real processes on 127.0.0.1.
 Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_dispatch.py"""
 
-import errno
 import os
 import struct
 import sys
@@ -131,39 +130,6 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         t = self.task(up)
         self.assertEqual((t["status"], t["assigned_node"]), ("assigned", "upstream-1"), t)
         self.assertEqual(self.pushed_total(), 1)
-
-    def test_tasks_queued_behind_a_busy_worker_are_pushed_as_its_runner_frees(self):
-        # One runner, and no polling: a task that reaches this worker either was pushed or was
-        # fetched on a TASK_AVAILABLE. The first task holds the runner until the test opens the
-        # gate (a FIFO its `cat` reads); three more queue behind it.
-        self.start_master()
-        a = self.c.start_worker("a", extra=["--max-runners=1", "--fetch-interval=1h"])
-        ka, = self.online(a)
-        gate = self.c.path("gate")
-        os.mkfifo(gate)
-        first = self.submit1("--", "cat", gate)
-        self.wait_task_status(first, "running", timeout=30)
-        queued = [self.submit1("--", "true") for _ in range(3)]
-        self.assertEqual([self.task(t)["status"] for t in queued], ["pending"] * 3)
-
-        def open_gate():
-            try:
-                return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as e:
-                if e.errno == errno.ENXIO:  # cat has not opened it yet
-                    return None
-                raise
-        os.close(harness.wait_until(open_gate, what="the first task reading its gate"))
-        self.wait_tasks([first] + queued, lambda t: t["status"] == "finished", timeout=60,
-                        what="every task finished")
-        # Each queued task went to the worker when the one before it ended: pushed (the master
-        # counted it, the worker says so), started once, on the node the first one ran on.
-        for t in queued:
-            started = [ln for ln in a.lines() if "task %s started (pid " % t in ln]
-            self.assertEqual(len(started), 1, started)
-            self.assertIn(", pushed)", started[0])
-            self.assertEqual(self.task(t)["assigned_node"], ka)
-        self.assertEqual(self.pushed_total(), 4)
 
     def test_a_push_lost_with_its_killed_worker_runs_once_after_its_recovery(self):
         # Staging: a's connection goes silent (blackhole) before the submit, so the push leaves

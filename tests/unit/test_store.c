@@ -550,7 +550,7 @@ static int collect_history(void *ctx, const struct task_history_row *h)
 static void fetch_id(const char *node, int64_t now_ms, char id[TASK_ID_LEN + 1])
 {
     struct task_row r;
-    int rc = store_task_fetch(st, node, NULL, now_ms, false, &r);
+    int rc = store_task_fetch(st, node, NULL, now_ms, &r);
     ck_assert_int_ge(rc, 0);
     if (rc == 0) {
         id[0] = '\0';
@@ -571,34 +571,6 @@ START_TEST(test_fetch_prefers_tasks_addressed_to_the_node)
     ck_assert_str_eq(got, mine_low);
     fetch_id("node-a", T0 + 3, got);
     ck_assert_str_eq(got, any_high);
-}
-END_TEST
-
-/* A task fetched to be pushed is stored pushed (what maybe_started reads after a restart), and
- * is no longer so once it is pending again; a fetched one never is. */
-START_TEST(test_a_task_fetched_to_be_pushed_is_stored_pushed_until_it_is_pending_again)
-{
-    char a[25], b[25];
-    new_task("a", 0, NULL, T0, a);
-    new_task("b", 0, NULL, T0 + 1, b);
-    struct task_row r;
-    ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 2, true, &r), 1);
-    ck_assert_str_eq(r.id, a);
-    ck_assert(r.pushed);
-    store_task_row_free(&r);
-    get_task(a, &r);
-    ck_assert(r.pushed);
-    ck_assert_int_eq(r.status, TASK_ASSIGNED);
-    store_task_row_free(&r);
-    ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 3, false, &r), 1);
-    ck_assert_str_eq(r.id, b);
-    ck_assert(!r.pushed);
-    store_task_row_free(&r);
-    ck_assert_int_eq(
-        store_task_set_status(st, a, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
-    get_task(a, &r);
-    ck_assert(!r.pushed);
-    store_task_row_free(&r);
 }
 END_TEST
 
@@ -695,7 +667,7 @@ END_TEST
 START_TEST(test_fetch_rejects_an_empty_node_key)
 {
     struct task_row r;
-    ck_assert_int_eq(store_task_fetch(st, "", NULL, T0, false, &r), -EINVAL);
+    ck_assert_int_eq(store_task_fetch(st, "", NULL, T0, &r), -EINVAL);
 }
 END_TEST
 
@@ -2104,17 +2076,17 @@ START_TEST(test_fetch_skips_tasks_whose_selector_the_node_does_not_match)
     ck_assert_int_eq(store_task_create(st, &t, T0, gpu), -EINVAL);
 
     struct task_row r;
-    ck_assert_int_eq(store_task_fetch(st, "cpu", "zone=eu", T0 + 5, false, &r), 1);
+    ck_assert_int_eq(store_task_fetch(st, "cpu", "zone=eu", T0 + 5, &r), 1);
     ck_assert_str_eq(r.id, plain);
     ck_assert_str_eq(r.labels, "");
     store_task_row_free(&r);
-    ck_assert_int_eq(store_task_fetch(st, "cpu", NULL, T0 + 5, false, &r), 0);
-    ck_assert_int_eq(store_task_fetch(st, "g1", "gpu=1", T0 + 5, false, &r), 1);
+    ck_assert_int_eq(store_task_fetch(st, "cpu", NULL, T0 + 5, &r), 0);
+    ck_assert_int_eq(store_task_fetch(st, "g1", "gpu=1", T0 + 5, &r), 1);
     ck_assert_str_eq(r.id, gpu);
     ck_assert_str_eq(r.labels, "gpu=1");
     store_task_row_free(&r);
-    ck_assert_int_eq(store_task_fetch(st, "g1", "gpu=1", T0 + 5, false, &r), 0);
-    ck_assert_int_eq(store_task_fetch(st, "g2", "zone=eu\ngpu=1\nos=linux", T0 + 5, false, &r), 1);
+    ck_assert_int_eq(store_task_fetch(st, "g1", "gpu=1", T0 + 5, &r), 0);
+    ck_assert_int_eq(store_task_fetch(st, "g2", "zone=eu\ngpu=1\nos=linux", T0 + 5, &r), 1);
     ck_assert_str_eq(r.id, both);
     store_task_row_free(&r);
 }
@@ -2433,7 +2405,7 @@ static size_t walk_pages(const char *status, unsigned limit, char all[64][TASK_I
 static void end_task(const char *id, enum task_status status, int64_t at)
 {
     struct task_row row;
-    if (store_task_fetch(st, "node-a", NULL, at - 2, false, &row) == 1)
+    if (store_task_fetch(st, "node-a", NULL, at - 2, &row) == 1)
         store_task_row_free(&row);
     ck_assert_int_eq(store_task_set_status(st, id, status, 0, 0, NULL, at), 0);
 }
@@ -2586,7 +2558,7 @@ START_TEST(test_purge_takes_ended_tasks_with_logs_items_and_history_only)
     new_task("p", 0, "node-z", T0 + 4, pend);
     new_task("r", 0, "node-a", T0 + 5, run);
     struct task_row row;
-    ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 6, false, &row), 1);
+    ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 6, &row), 1);
     ck_assert_str_eq(row.id, run);
     store_task_row_free(&row);
     ck_assert_int_eq(append_lines(run, 0, 1, (const char *[]){"running"}, NULL), 0);
@@ -2991,7 +2963,7 @@ static int fetch_all(struct store *s, struct master *m)
 {
     for (;;) {
         struct task_row r;
-        int got = store_task_fetch(s, m->node_key, NULL, T0 + 1, false, &r);
+        int got = store_task_fetch(s, m->node_key, NULL, T0 + 1, &r);
         if (got != 1)
             return got;
         memcpy(m->ids[m->n++], r.id, TASK_ID_LEN + 1);
@@ -3025,7 +2997,7 @@ START_TEST(test_two_masters_fetching_at_once_never_get_one_task_twice)
         store_task_row_free(&r);
     }
     struct task_row r;
-    ck_assert_int_eq(store_task_fetch(st, "node-c", NULL, T0 + 2, false, &r), 0);
+    ck_assert_int_eq(store_task_fetch(st, "node-c", NULL, T0 + 2, &r), 0);
 }
 END_TEST
 
@@ -3128,7 +3100,7 @@ START_TEST(test_two_masters_retrying_one_task_make_one_next_attempt)
     }
     struct task_row r;
     for (int i = 0; i < RACE_RETRIED; i++) {
-        ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 1, false, &r), 1);
+        ck_assert_int_eq(store_task_fetch(st, "node-a", NULL, T0 + 1, &r), 1);
         store_task_row_free(&r);
     }
     struct master m[2] = {{.work = retry_all, .ids = ids}, {.work = retry_all, .ids = ids}};
@@ -3346,7 +3318,6 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_task_ids_are_unique_and_carry_the_creation_second);
     tcase_add_test(tc, test_task_get_refuses_malformed_and_unknown_ids);
     tcase_add_test(tc, test_fetch_prefers_tasks_addressed_to_the_node);
-    tcase_add_test(tc, test_a_task_fetched_to_be_pushed_is_stored_pushed_until_it_is_pending_again);
     tcase_add_test(tc, test_count_by_status_counts_every_status_zero_included);
     tcase_add_test(tc, test_fetch_orders_by_priority_then_age);
     tcase_add_test(tc, test_retry_ends_the_task_and_makes_the_next_attempt);

@@ -957,65 +957,6 @@ START_TEST(test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_comm
 }
 END_TEST
 
-/* A runner freed by a final status: the next task the node may run is assigned to it in the same
- * group and pushed after the commit, without a fetch; the master says so in FetchTask answers. */
-START_TEST(test_the_final_status_of_a_task_pushes_the_next_one_to_its_node)
-{
-    struct fake_node_stream *sa = fixture_node_stream();
-    struct node *a = start_pushing(60000, sa);
-    ck_assert(tasks_pushes_next(tasks, a));
-    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1], t3[TASK_ID_LEN + 1];
-    submit_pushed(a, sa, t1);
-    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_RUNNING, 42, 0, NULL, epoch_of(t1)), 0);
-    submit(NULL, t2);
-    submit(NULL, t3);
-    group_commit(group);
-    ck_assert_int_eq(status_of(t2), TASK_PENDING);
-    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_FINISHED, 42, 0, NULL, epoch_of(t1)), 0);
-    ck_assert_int_eq(status_of(t2), TASK_ASSIGNED); /* the oldest first, one for the one runner */
-    ck_assert_int_eq(status_of(t3), TASK_PENDING);
-    ck_assert_int_eq(a->active, 1);
-    ck_assert_int_eq(sa->task_pushes, 1); /* not before the assignment is durable */
-    group_commit(group);
-    ck_assert_int_eq(sa->task_pushes, 2);
-    ck_assert_str_eq(sa->last_task, t2);
-    ck_assert_uint_eq(sa->last_epoch, epoch_of(t2));
-    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE], 0);
-    struct task_row row;
-    ck_assert_int_eq(store_task_get(fx.store, t2, &row), 0);
-    ck_assert(row.pushed); /* a restarted master judges it as pushed */
-    store_task_row_free(&row);
-    /* A task given back frees the runner without feeding it: the node takes no more pushes. */
-    ck_assert_int_eq(tasks_report(tasks, "a", t2, TASK_PENDING, 0, 0, NULL, epoch_of(t2)), 0);
-    group_commit(group);
-    ck_assert(!tasks_pushes_next(tasks, a));
-    ck_assert_int_eq(sa->task_pushes, 2);
-    ck_assert_int_eq(status_of(t2), TASK_PENDING);
-    ck_assert_int_eq(status_of(t3), TASK_PENDING);
-    stop_pushing();
-}
-END_TEST
-
-START_TEST(test_a_node_that_does_not_take_pushes_is_not_fed_when_a_task_ends)
-{
-    struct fake_node_stream *sa = fixture_node_stream();
-    struct node *a = start_pushing(60000, sa);
-    a->takes_pushed_tasks = false;
-    ck_assert(!tasks_pushes_next(tasks, a));
-    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
-    submit(NULL, t1);
-    fetch("a", t1);
-    submit(NULL, t2);
-    report("a", t1, TASK_RUNNING);
-    report("a", t1, TASK_FINISHED);
-    group_commit(group);
-    ck_assert_int_eq(status_of(t2), TASK_PENDING);
-    ck_assert_int_eq(sa->task_pushes, 0);
-    fetch("a", t2);
-    stop_pushing();
-}
-END_TEST
-
 START_TEST(test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch)
 {
     struct fake_node_stream *sa = fixture_node_stream();
@@ -1140,8 +1081,6 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does);
     tcase_add_test(tc, test_stream_of_a_task_already_over_ends_at_once);
     tcase_add_test(tc, test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_commit);
-    tcase_add_test(tc, test_the_final_status_of_a_task_pushes_the_next_one_to_its_node);
-    tcase_add_test(tc, test_a_node_that_does_not_take_pushes_is_not_fed_when_a_task_ends);
     tcase_add_test(tc, test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch);
     tcase_add_test(tc, test_a_rolled_back_assignment_is_not_pushed);
     tcase_add_test(tc, test_a_pushed_task_whose_node_stays_away_ends_abnormal_never_queued_again);
