@@ -35,6 +35,17 @@ static void archive_path(const struct spiders_rpc *sp, const char *sha256, char 
     snprintf(out, PATH_MAX, "%s/%s.tgz", sp->dir, sha256);
 }
 
+/* fsync of a file by its path. */
+static int sync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 /* fsync of the directory, so that a rename or unlink in it is durable. */
 static int sync_dir(const char *dir)
 {
@@ -211,10 +222,17 @@ static grpc_status_code push_store(struct push *p, const struct spider_stats *st
      * open group are committed first. */
     if (group_is_open(sp->group))
         group_commit(sp->group);
+    /* On a store several masters share, the archive goes there first: no version is ever named
+     * that another master could not serve. */
+    int rc = store_spider_archive_put(sp->store, p->sha256, final);
+    if (rc < 0 && rc != -ENOTSUP) {
+        *why = "cannot store the archive in the shared store";
+        return codec_status_from_errno(rc);
+    }
     struct spider_row r = {.size = p->size, .files = st->files, .unpacked = st->bytes};
     memcpy(r.name, p->name, sizeof(r.name));
     memcpy(r.sha256, p->sha256, sizeof(r.sha256));
-    int rc = store_spider_add(sp->store, &r, clock_now_ms(sp->loop), version);
+    rc = store_spider_add(sp->store, &r, clock_now_ms(sp->loop), version);
     if (rc < 0) {
         /* The archive stays: a later push of the same bytes finds it in place. */
         *why = "cannot record the version";
@@ -386,6 +404,10 @@ static void remove_archives(struct spiders_rpc *sp, const struct spider_list *l)
         archive_path(sp, l->items[i].sha256, path);
         if (unlink(path) < 0 && errno != ENOENT)
             log_warn("spider: cannot remove %s: %s", path, strerror(errno));
+        int rc = store_spider_archive_drop(sp->store, l->items[i].sha256);
+        if (rc < 0 && rc != -ENOTSUP)
+            log_warn("spider: cannot drop the archive %s from the shared store: %s",
+                     l->items[i].sha256, strerror(-rc));
     }
     sync_dir(sp->dir);
 }
@@ -495,6 +517,32 @@ static const struct srv_handler fetch_handler = {
     .on_free = fetch_on_free,
 };
 
+/*
+ * Opens the archive named sha256 for reading. On a store several masters share, an archive this
+ * master does not have (another one took the push) is first copied from the store into its data
+ * dir, which then keeps it. -1 with errno set when there is none.
+ */
+static int open_archive(struct spiders_rpc *sp, const char *sha256)
+{
+    char path[PATH_MAX], part[PATH_MAX], rnd[17];
+    archive_path(sp, sha256, path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    datadir_random_hex(rnd, 8);
+    snprintf(part, sizeof(part), "%s/fetch-%s.part", sp->dir, rnd);
+    int rc = store_spider_archive_get(sp->store, sha256, part);
+    if (rc == 0 && sync_file(part) == 0 && rename(part, path) == 0) {
+        log_info("spider %.12s: copied from the shared store", sha256);
+        return open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (rc == 0)
+        log_error("spider: cannot keep %s as %s: %s", part, path, strerror(errno));
+    unlink(part);
+    errno = ENOENT;
+    return -1;
+}
+
 static void fetch_on_request(struct srv_call *c, grpc_byte_buffer *msg)
 {
     struct fetch *f = srv_call_user(c);
@@ -506,9 +554,7 @@ static void fetch_on_request(struct srv_call *c, grpc_byte_buffer *msg)
         return;
     }
     const Grpc__SpiderFetchRequest *req = (const void *)m; /* validated: a hash, not a path */
-    char path[PATH_MAX];
-    archive_path(f->sp, req->sha256, path);
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd = open_archive(f->sp, req->sha256);
     struct stat sb;
     if (f->fd < 0 || fstat(f->fd, &sb) < 0) {
         fetch_end(f, GRPC_STATUS_NOT_FOUND, "no spider archive has that sha256");

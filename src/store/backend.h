@@ -112,6 +112,10 @@ struct store_ops {
     int (*spider_sha_used)(struct store *s, const char *sha256, bool *used);
     int (*spider_task_using)(struct store *s, const char *name, uint32_t version,
                              char id[TASK_ID_LEN + 1], enum task_status *status);
+    /* NULL on a backend that is not shared (store.h). */
+    int (*spider_archive_put)(struct store *s, const char *sha256, const char *path);
+    int (*spider_archive_get)(struct store *s, const char *sha256, const char *path);
+    int (*spider_archive_drop)(struct store *s, const char *sha256);
 
     /* Several masters (store.h): NULL on a backend that is not shared. */
     int (*master_renew)(struct store *s, const char *master_id, int64_t until_ms);

@@ -480,6 +480,27 @@ int store_spider_task_using(struct store *s, const char *name, uint32_t version,
     return s->ops->spider_task_using(s, name, version, id, status);
 }
 
+int store_spider_archive_put(struct store *s, const char *sha256, const char *path)
+{
+    if (!spider_sha256_valid(sha256) || !path || !*path)
+        return -EINVAL;
+    return s->ops->spider_archive_put ? s->ops->spider_archive_put(s, sha256, path) : -ENOTSUP;
+}
+
+int store_spider_archive_get(struct store *s, const char *sha256, const char *path)
+{
+    if (!spider_sha256_valid(sha256) || !path || !*path)
+        return -EINVAL;
+    return s->ops->spider_archive_get ? s->ops->spider_archive_get(s, sha256, path) : -ENOTSUP;
+}
+
+int store_spider_archive_drop(struct store *s, const char *sha256)
+{
+    if (!spider_sha256_valid(sha256))
+        return -EINVAL;
+    return s->ops->spider_archive_drop ? s->ops->spider_archive_drop(s, sha256) : -ENOTSUP;
+}
+
 /* ---- Several masters: optional operations ---- */
 
 bool store_shared(struct store *s)

@@ -643,4 +643,21 @@ int store_spider_sha_used(struct store *s, const char *sha256, bool *used);
 int store_spider_task_using(struct store *s, const char *name, uint32_t version,
                             char id[TASK_ID_LEN + 1], enum task_status *status);
 
+/*
+ * The archives themselves, on a store several masters share, so that each serves every version
+ * whichever master took the push. On a store of one master these are -ENOTSUP: the file in its
+ * data dir is the only copy. Each reads or writes the whole file and blocks until done.
+ */
+
+/* Stores the archive file at path under sha256 (once: nothing when it is there already).
+ * -EINVAL, -EIO. */
+int store_spider_archive_put(struct store *s, const char *sha256, const char *path);
+
+/* Writes the archive stored under sha256 into the file at path (made, or emptied first).
+ * -EINVAL, -ENOENT when none is stored, -EIO. */
+int store_spider_archive_get(struct store *s, const char *sha256, const char *path);
+
+/* Forgets the archive stored under sha256 (nothing when there is none). -EINVAL, -EIO. */
+int store_spider_archive_drop(struct store *s, const char *sha256);
+
 #endif

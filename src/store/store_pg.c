@@ -104,8 +104,14 @@ static const char pg_schema_1_sql[] =
     " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'pending')"
     " EXECUTE FUNCTION crawlab_task_news();";
 
+/* Version 2: the spiders' archives, that every master serves every version. Each is a large
+ * object (libpq streams it from and to a file; up to the 4 GiB a spider may have), named by the
+ * SHA-256 of its bytes. */
+static const char pg_schema_2_sql[] =
+    "CREATE TABLE spider_archives (sha256 TEXT PRIMARY KEY, loid OID NOT NULL);";
+
 /* pg_schema_steps[v] brings a database from version v to v + 1 (version 0: an empty one). */
-static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql};
+static const char *const pg_schema_steps[PG_SCHEMA_VERSION] = {pg_schema_1_sql, pg_schema_2_sql};
 
 /* The advisory lock that one master at a time migrates under: any fixed number ("crwl"). */
 #define PG_MIGRATE_LOCK "1668446060"
@@ -151,6 +157,12 @@ static int statement_failed(struct pg_store *p, const char *what, const char *ct
     if (!res)
         return -ENOMEM;
     return state && strcmp(state, "23505") == 0 ? -EEXIST : -EIO;
+}
+
+int pg_call_failed(struct pg_store *p, const char *what, const char *ctx)
+{
+    statement_failed(p, what, ctx, NULL);
+    return -EIO;
 }
 
 /* ---- Parameters ---- */
@@ -605,6 +617,9 @@ static const struct store_ops pg_ops = {
     .spider_remove = pg_spider_remove,
     .spider_sha_used = pg_spider_sha_used,
     .spider_task_using = pg_spider_task_using,
+    .spider_archive_put = pg_spider_archive_put,
+    .spider_archive_get = pg_spider_archive_get,
+    .spider_archive_drop = pg_spider_archive_drop,
     .master_renew = pg_master_renew,
     .node_hold = pg_node_hold,
     .master_reap = pg_master_reap,

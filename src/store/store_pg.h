@@ -37,7 +37,7 @@
 #include "store/backend.h"
 
 /* The schema version this binary writes (pg_schema_steps in store_pg.c). */
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 
 /* How many distinct statements the backend prepares, at most (store_pg.c's cache). */
 #define PG_STATEMENTS_MAX 160
@@ -110,6 +110,10 @@ int pg_op_end(struct pg_store *p, int rc);
  */
 PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const char *sql,
                    const struct pg_params *pp, int *err);
+
+/* A libpq call other than a statement (a large object's import or export) failed: logged as a
+ * statement is, the group marked broken when one is open. Returns -EIO. */
+int pg_call_failed(struct pg_store *p, const char *what, const char *ctx);
 
 /* pg_query for a statement that reads one row: NULL with *err = -ENOENT when it found none. */
 PGresult *pg_query_row(struct pg_store *p, const char *what, const char *ctx, const char *sql,
@@ -278,5 +282,8 @@ int pg_spider_remove(struct store *s, const char *name, uint32_t version);
 int pg_spider_sha_used(struct store *s, const char *sha256, bool *used);
 int pg_spider_task_using(struct store *s, const char *name, uint32_t version,
                          char id[TASK_ID_LEN + 1], enum task_status *status);
+int pg_spider_archive_put(struct store *s, const char *sha256, const char *path);
+int pg_spider_archive_get(struct store *s, const char *sha256, const char *path);
+int pg_spider_archive_drop(struct store *s, const char *sha256);
 
 #endif

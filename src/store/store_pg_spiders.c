@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/spider.h"
@@ -206,4 +207,82 @@ int pg_spider_task_using(struct store *s, const char *name, uint32_t version,
     }
     PQclear(res);
     return rc;
+}
+
+/* ---- Archives ---- */
+
+/* An archive is stored once per SHA-256 however many versions (or masters) name it. Two masters
+ * storing one at once: the second's insert waits for the first's row, finds it, and drops its
+ * own large object in the same transaction. */
+static const char sql_archive_oid[] = "SELECT loid FROM spider_archives WHERE sha256 = $1";
+static const char sql_archive_add[] =
+    "INSERT INTO spider_archives (sha256, loid) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+static const char sql_archive_drop[] = "WITH gone AS (DELETE FROM spider_archives"
+                                       " WHERE sha256 = $1 RETURNING loid)"
+                                       " SELECT lo_unlink(loid) FROM gone";
+
+int pg_spider_archive_put(struct store *s, const char *sha256, const char *path)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, sha256);
+    rc = pg_op_begin(p);
+    if (rc < 0)
+        return rc;
+    int64_t n = pg_exec(p, "looking a spider archive up", sha256, sql_archive_oid, &pp);
+    if (n != 0)
+        return pg_op_end(p, n < 0 ? (int)n : 0);
+    Oid oid = lo_import(p->conn, path);
+    if (oid == InvalidOid)
+        return pg_op_end(p, pg_call_failed(p, "storing a spider archive", sha256));
+    char oid_text[16];
+    snprintf(oid_text, sizeof(oid_text), "%u", oid);
+    pg_param_text(&pp, oid_text);
+    n = pg_exec(p, "recording a spider archive", sha256, sql_archive_add, &pp);
+    if (n == 0 && lo_unlink(p->conn, oid) < 0) /* another master's came first */
+        n = pg_call_failed(p, "dropping a second copy of a spider archive", sha256);
+    return pg_op_end(p, n < 0 ? (int)n : 0);
+}
+
+int pg_spider_archive_get(struct store *s, const char *sha256, const char *path)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, sha256);
+    rc = pg_op_begin(p);
+    if (rc < 0)
+        return rc;
+    PGresult *res =
+        pg_query_row(p, "looking a spider archive up", sha256, sql_archive_oid, &pp, &rc);
+    if (res) {
+        Oid oid = (Oid)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        if (lo_export(p->conn, oid, path) != 1)
+            rc = pg_call_failed(p, "reading a spider archive", sha256);
+    }
+    return pg_op_end(p, rc);
+}
+
+int pg_spider_archive_drop(struct store *s, const char *sha256)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, sha256);
+    rc = pg_op_begin(p);
+    if (rc < 0)
+        return rc;
+    int64_t n = pg_exec(p, "dropping a spider archive", sha256, sql_archive_drop, &pp);
+    return pg_op_end(p, n < 0 ? (int)n : 0);
 }

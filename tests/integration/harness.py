@@ -312,12 +312,16 @@ def store_rows(cluster, sql, args=()):
             return db.execute(sql, args).fetchall()
         finally:
             db.close()
+    return pg_rows(cluster.store_uri(), sql, args)
+
+
+def pg_rows(uri, sql, args=()):
+    """store_rows on the PostgreSQL database of a --store URI."""
     parts = sql.split("?")
     assert len(parts) == len(args) + 1, sql
     literal = [str(a) if isinstance(a, int) else "'%s'" % str(a).replace("'", "''")
                for a in args]
     text = parts[0] + "".join(v + p for v, p in zip(literal, parts[1:]))
-    uri = cluster.store_uri()
     out = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-A", "-t", "-F", "\t",
                           "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", text],
                          stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -221,5 +221,46 @@ class TwoMasters(harness.ClusterTest, harness.TaskOps):
                          % (len(problems), "\n".join(problems[:15])))
 
 
+@unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
+class SpiderOnEitherMaster(harness.ClusterTest, harness.TaskOps):
+    timeout = 120
+
+    def spider(self, master, *args):
+        rc, out, err = self.c.run_cli("spider", *args, "--master=%s" % self.m.addr(master),
+                                      "--admin-key-file=%s" % self.c.admin_key_file)
+        self.assertEqual(rc, 0, err)
+        return out
+
+    def archives(self, sha):
+        return harness.pg_rows(self.m.store, "SELECT count(*) FROM spider_archives"
+                               " WHERE sha256 = ?", (sha,))[0][0]
+
+    def test_a_spider_pushed_to_one_master_runs_through_the_other(self):
+        self.m = Masters(self, harness.pg_store_uri(self.c.dir))
+        src = self.c.path("quotes")
+        os.makedirs(src)
+        with open(os.path.join(src, "data.txt"), "w") as f:
+            f.write("pushed to A\n")
+        out = self.spider("A", "push", src, "--name=quotes")
+        sha = dict(line.split(":", 1) for line in out.splitlines())["sha256"].strip()
+        at_b = os.path.join(self.m.c["B"].master_dir, "spiders", sha + ".tgz")
+        self.assertFalse(os.path.exists(at_b))
+        self.assertEqual(self.archives(sha), 1)
+
+        # A worker and a client that know only B: B copies the archive from the store.
+        w = self.c.start_worker("w", master_addr=self.m.addr("B"))
+        w.wait_log(test_chaos.REGISTERED)
+        self.c.cli_args = ["--master=" + self.m.addr("B")]
+        tid = self.submit1("--spider=quotes", "--", "cat", "data.txt")
+        t = self.wait_final([tid])[tid]
+        self.assertEqual(t["status"], "finished", t)
+        self.assertEqual(self.logs(tid), ["pushed to A"])
+        self.assertTrue(os.path.exists(at_b))
+
+        # Removed through B: gone from the store too.
+        self.spider("B", "rm", "quotes")
+        self.assertEqual(self.archives(sha), 0)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -14,7 +14,7 @@ STORE_PG_TEST = os.environ.get("CRAWLAB_STORE_PG_TEST_BIN") or os.path.join(UNIT
                                                                             "test_store_pg")
 STORE_TEST = os.environ.get("CRAWLAB_STORE_TEST_BIN") or os.path.join(UNIT_DIR, "test_store")
 # The tests of test_store.c that are not SQLITE_ONLY, with its PostgreSQL-only races.
-STORE_CONTRACT_CHECKS = 77
+STORE_CONTRACT_CHECKS = 79
 PGTLS_TEST = os.environ.get("CRAWLAB_PGTLS_TEST_BIN") or os.path.join(UNIT_DIR, "test_pgtls")
 
 
@@ -77,7 +77,7 @@ class Postgres(harness.ClusterTest):
     def test_store_backend_against_the_server(self):
         self.check_suite(STORE_PG_TEST, {
             "CRAWLAB_TEST_PG": "host=127.0.0.1 port=%d user=%s" % (self.plain.port,
-                                                                  pg.SUPERUSER)}, 8)
+                                                                  pg.SUPERUSER)}, 9)
         # Every test dropped the database it made.
         self.assertEqual(self.plain.psql(
             "SELECT count(*) FROM pg_database WHERE datname LIKE 'crawlab_test_%'").strip(), "0")

@@ -2325,6 +2325,66 @@ START_TEST(test_spider_versions_count_up_per_name)
 }
 END_TEST
 
+/* An archive file of n bytes (every byte value, NULs too) at path. */
+static void write_archive(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < n; i++)
+        fputc((int)((i * 7 + i / 251) & 0xff), f);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The whole content of the file at path (free it); its length into *n. */
+static char *read_whole(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long len = ftell(f);
+    ck_assert_int_ge(len, 0);
+    rewind(f);
+    char *buf = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+/* A store several masters share keeps the archives themselves; SQLite's, one master's, does not
+ * (the file in the data dir is the archive there). */
+START_TEST(test_spider_archives_are_kept_by_a_shared_store_only)
+{
+    char in[256], out[256];
+    snprintf(in, sizeof(in), "%s/in.tgz", tmp_root);
+    snprintf(out, sizeof(out), "%s/out.tgz", tmp_root);
+    write_archive(in, 300 * 1024 + 17);
+    ck_assert_int_eq(store_spider_archive_put(st, "not-a-sha", in), -EINVAL);
+    ck_assert_int_eq(store_spider_archive_get(st, SHA_A, ""), -EINVAL);
+    ck_assert_int_eq(store_spider_archive_drop(st, "not-a-sha"), -EINVAL);
+    if (!store_shared(st)) {
+        ck_assert_int_eq(store_spider_archive_put(st, SHA_A, in), -ENOTSUP);
+        ck_assert_int_eq(store_spider_archive_get(st, SHA_A, out), -ENOTSUP);
+        ck_assert_int_eq(store_spider_archive_drop(st, SHA_A), -ENOTSUP);
+        return;
+    }
+    ck_assert_int_eq(store_spider_archive_get(st, SHA_A, out), -ENOENT);
+    ck_assert_int_eq(store_spider_archive_put(st, SHA_A, in), 0);
+    ck_assert_int_eq(store_spider_archive_put(st, SHA_A, in), 0); /* once is enough */
+    ck_assert_int_eq(store_spider_archive_get(st, SHA_A, out), 0);
+    size_t n_in, n_out;
+    char *a = read_whole(in, &n_in), *b = read_whole(out, &n_out);
+    ck_assert_uint_eq(n_out, n_in);
+    ck_assert(memcmp(a, b, n_in) == 0);
+    free(a);
+    free(b);
+    ck_assert_int_eq(store_spider_archive_drop(st, SHA_A), 0);
+    ck_assert_int_eq(store_spider_archive_get(st, SHA_A, out), -ENOENT);
+    ck_assert_int_eq(store_spider_archive_drop(st, SHA_A), 0);
+}
+END_TEST
+
 START_TEST(test_a_task_keeps_its_spider_and_is_found_by_it)
 {
     struct task_new t = {.cmd = "ls", .spider = "news@2", .spider_sha256 = SHA_A};
@@ -3223,6 +3283,40 @@ START_TEST(test_pg_two_masters_adding_a_spider_get_two_versions)
 }
 END_TEST
 
+static char race_archive[256];
+
+static int put_archive(struct racer *r)
+{
+    return store_spider_archive_put(r->s, SHA_B, race_archive);
+}
+
+/* Two masters storing one archive at once: the second waits for the first's row, finds it, and
+ * drops its own copy; one large object is left. */
+START_TEST(test_pg_two_masters_storing_one_archive_keep_one_copy)
+{
+    snprintf(race_archive, sizeof(race_archive), "%s/race.tgz", tmp_root);
+    write_archive(race_archive, 4096);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_spider_archive_put(st, SHA_B, race_archive), 0);
+    struct racer other = {.op = put_archive};
+    pthread_t th;
+    race_start(&other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(&other, th);
+    ck_assert_int_eq(other.rc, 0);
+    PGconn *conn = PQconnectdb(location);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, "SELECT (SELECT count(*) FROM spider_archives),"
+                                 " (SELECT count(*) FROM pg_largeobject_metadata)");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "1");
+    ck_assert_str_eq(PQgetvalue(res, 0, 1), "1");
+    PQclear(res);
+    PQfinish(conn);
+}
+END_TEST
+
 static int64_t race_schedule;
 
 static int fire_1000(struct racer *r)
@@ -3384,6 +3478,7 @@ static Suite *store_suite(void)
     SQLITE_ONLY(tc, test_a_schema_7_database_is_brought_to_8);
     tcase_add_test(tc, test_spider_versions_count_up_per_name);
     tcase_add_test(tc, test_a_task_keeps_its_spider_and_is_found_by_it);
+    tcase_add_test(tc, test_spider_archives_are_kept_by_a_shared_store_only);
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);
@@ -3409,6 +3504,7 @@ static Suite *store_suite(void)
         tcase_add_test(tc, test_two_masters_purging_at_once_delete_each_task_once);
 #ifdef HAVE_LIBPQ
         tcase_add_test(tc, test_pg_two_masters_adding_a_spider_get_two_versions);
+        tcase_add_test(tc, test_pg_two_masters_storing_one_archive_keep_one_copy);
         tcase_add_test(tc, test_pg_two_masters_firing_a_schedule_at_one_time_make_one_task);
         tcase_add_test(tc, test_pg_an_event_id_is_given_only_once_the_one_before_is_committed);
 #endif

@@ -99,7 +99,20 @@ START_TEST(test_reopen_keeps_rows_and_version)
                 " last_seen_ms) VALUES ('k1', 'w1', 'online', 4, '0.1.0', 1, 1)");
     ck_assert_int_eq(open_close(), 0);
     query_eq("SELECT name || ' ' || state FROM nodes WHERE key = 'k1'", "w1 enabled");
-    query_eq("SELECT count(*) || ' ' || max(version) FROM crawlab_schema", "1 1");
+    query_eq("SELECT count(*) || ' ' || max(version) FROM crawlab_schema", "1 2");
+}
+END_TEST
+
+/* A database of version 1 (before the spiders' archives) is brought to 2 and keeps its rows. */
+START_TEST(test_a_schema_1_database_gets_the_archives_table)
+{
+    ck_assert_int_eq(open_close(), 0);
+    run(dbname, "DROP TABLE spider_archives; UPDATE crawlab_schema SET version = 1");
+    run(dbname, "INSERT INTO spiders VALUES ('news', 1, 'aa', 1, 1, 1, 1)");
+    ck_assert_int_eq(open_close(), 0);
+    query_eq("SELECT count(*) || ' ' || max(version) FROM crawlab_schema", "1 2");
+    query_eq("SELECT count(*) FROM spider_archives", "0");
+    query_eq("SELECT name || '@' || version FROM spiders", "news@1");
 }
 END_TEST
 
@@ -143,7 +156,7 @@ START_TEST(test_masters_starting_together_migrate_once)
         pthread_join(th[i], NULL);
         ck_assert_int_eq(rc[i], 0);
     }
-    query_eq("SELECT count(*) || ' ' || max(version) FROM crawlab_schema", "1 1");
+    query_eq("SELECT count(*) || ' ' || max(version) FROM crawlab_schema", "1 2");
 }
 END_TEST
 
@@ -253,6 +266,7 @@ static Suite *store_pg_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_open_creates_the_schema);
     tcase_add_test(tc, test_reopen_keeps_rows_and_version);
+    tcase_add_test(tc, test_a_schema_1_database_gets_the_archives_table);
     tcase_add_test(tc, test_newer_schema_is_refused);
     tcase_add_test(tc, test_failed_migration_leaves_nothing);
     tcase_add_test(tc, test_masters_starting_together_migrate_once);
