@@ -58,12 +58,14 @@ int cli_exit_status(grpc_status_code st)
                : 1;
 }
 
-/* Connects to the first master from cfg->masters[first] on that can be reached, saying on stderr
- * why each one before it could not. 0, or the last dial's negative errno. */
-static int connect_from(struct cli_conn *c, size_t first)
+/* Connects to the first of count masters from cfg->masters[first] on (wrapping around the list)
+ * that can be reached, saying on stderr why each one before it could not. 0, or the last dial's
+ * negative errno. */
+static int connect_from(struct cli_conn *c, size_t first, size_t count)
 {
     int rc = -EHOSTUNREACH;
-    for (size_t i = first; i < c->cfg->n_masters; i++) {
+    for (size_t k = 0; k < count; k++) {
+        size_t i = (first + k) % c->cfg->n_masters;
         const struct config_master *m = &c->cfg->masters[i];
         snprintf(c->target, sizeof(c->target), strchr(m->host, ':') ? "[%s]:%d" : "%s:%d", m->host,
                  m->port);
@@ -110,7 +112,7 @@ int cli_conn_open(struct cli_conn *c, const struct config *cfg, struct tls_clien
     c->tls = tls != NULL;
     if (auth_key && !(c->auth_key = strdup(auth_key)))
         return -ENOMEM;
-    int rc = connect_from(c, 0);
+    int rc = connect_from(c, 0, cfg->n_masters);
     if (rc < 0) {
         free(c->auth_key);
         c->auth_key = NULL;
@@ -156,7 +158,26 @@ static bool move_on(struct cli_conn *c, grpc_status_code st, const char *method,
     if (c->answered || !reads_only(method) || c->master + 1 >= c->cfg->n_masters)
         return false;
     disconnect(c);
-    return connect_from(c, c->master + 1) == 0;
+    return connect_from(c, c->master + 1, c->cfg->n_masters - c->master - 1) == 0;
+}
+
+/*
+ * After a resumable stream ended with st: whether to go on with another master. Only when the
+ * master went away (UNAVAILABLE) and another one can be reached: each of the others is tried
+ * once, in order from the next one, wrapping around. *quiet counts the masters in a row that sent
+ * nothing before they went away: when every one did so, the stream gives up.
+ */
+static bool move_on_resuming(struct cli_conn *c, grpc_status_code st, bool got_message,
+                             size_t *quiet)
+{
+    *quiet = got_message ? 0 : *quiet + 1;
+    if (st != GRPC_STATUS_UNAVAILABLE || c->cfg->n_masters < 2 || *quiet >= c->cfg->n_masters)
+        return false;
+    disconnect(c);
+    if (connect_from(c, c->master + 1, c->cfg->n_masters - 1) < 0)
+        return false;
+    fprintf(stderr, "crawlab-node: going on with the master %s\n", c->target);
+    return true;
 }
 
 /* Runs one batch and waits for it. */
@@ -353,6 +374,27 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
     do
         st = stream_once(c, method, req, resp_desc, on_message, ctx, &got_message);
     while (move_on(c, st, method, got_message));
+    return st;
+}
+
+grpc_status_code cli_conn_read(struct cli_conn *c, const char *method, ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *resp_desc,
+                               int (*on_message)(void *ctx, const ProtobufCMessage *m),
+                               bool (*resume)(void *ctx, ProtobufCMessage *req), void *ctx)
+{
+    grpc_status_code st;
+    bool got_message;
+    size_t quiet = 0;
+    for (;;) {
+        st = stream_once(c, method, req, resp_desc, on_message, ctx, &got_message);
+        if (!move_on_resuming(c, st, got_message, &quiet))
+            break;
+        if (!resume(ctx, req)) {
+            st = GRPC_STATUS_OK; /* the master went away after the last of it */
+            break;
+        }
+    }
+    c->answered = true;
     return st;
 }
 

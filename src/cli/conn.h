@@ -9,8 +9,10 @@
  * UNAVAILABLE before that master answered anything on the connection. Once a master has answered,
  * with an error too, the connection stays with it and its answers are final; a call that changes
  * something (SubmitTask, CancelTask...) is never sent twice, as the master that went away may have
- * applied it. Each master that could not be reached gets its line on stderr. After a call that
- * did not end OK the connection may have no master left: only cli_conn_close() may follow.
+ * applied it. A read that streams (cli_conn_read) goes on with another master when its own goes
+ * away mid-stream, from where it stopped. Each master that could not be reached gets its line on
+ * stderr. After a call that did not end OK the connection may have no master left: only
+ * cli_conn_close() may follow.
  */
 #ifndef CRAWLAB_CLI_CONN_H
 #define CRAWLAB_CLI_CONN_H
@@ -60,6 +62,17 @@ grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  int (*on_message)(void *ctx, const ProtobufCMessage *m),
                                  void *ctx);
+
+/* A read that can go on where it stopped (ReadLogs, ReadResults, ReadEvents), as cli_conn_stream,
+ * except that a master going away mid-stream (UNAVAILABLE) is not the end when the command knows
+ * others: the stream goes on with the next one that can be reached (one line on stderr), after
+ * resume(ctx, req) changed req to ask for what comes after what on_message took; resume returns
+ * false when nothing is left to ask for. Gives up (and returns UNAVAILABLE) when every master in
+ * a row went away without sending anything. */
+grpc_status_code cli_conn_read(struct cli_conn *c, const char *method, ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *resp_desc,
+                               int (*on_message)(void *ctx, const ProtobufCMessage *m),
+                               bool (*resume)(void *ctx, ProtobufCMessage *req), void *ctx);
 
 /* A client-streaming call without a deadline: next() gives each request (1 with *req, which it
  * keeps and may reuse after the next call; 0 after the last; a negative errno to give up, having

@@ -18,6 +18,8 @@ struct event_print {
     bool json;
     bool escape; /* stdout is a terminal: control characters are shown, not obeyed */
     bool write_failed;
+    uint64_t last_id; /* of the last event written, 0 before the first */
+    uint64_t shown;   /* events written */
 };
 
 /* ID TIME KIND [node=KEY] [task=ID] DATA */
@@ -57,6 +59,8 @@ static int print_chunk(void *ctx, const ProtobufCMessage *m)
         } else {
             print_text(p, chunk->events[i]);
         }
+        p->last_id = chunk->events[i]->id;
+        p->shown++;
     }
     /* A follower's reader sees each event at once; a reader gone away stops the stream. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -64,6 +68,21 @@ static int print_chunk(void *ctx, const ProtobufCMessage *m)
         return -1;
     }
     return 0;
+}
+
+/* Another master goes on after the last event written, for what is left of --limit. */
+static bool resume_events(void *ctx, ProtobufCMessage *m)
+{
+    const struct event_print *p = ctx;
+    Grpc__AdminEventsRequest *req = (void *)m;
+    if (p->last_id)
+        req->after = p->last_id;
+    if (req->limit) {
+        if (p->shown >= req->limit)
+            return false;
+        req->limit -= (uint32_t)p->shown;
+    }
+    return true;
 }
 
 int cli_events(const struct config *cfg, struct tls_client *tls, const char *auth_key)
@@ -76,8 +95,9 @@ int cli_events(const struct config *cfg, struct tls_client *tls, const char *aut
     req.limit = cfg->limit;
     req.follow = cfg->follow;
     struct event_print p = {.json = cfg->json, .escape = isatty(STDOUT_FILENO) == 1};
-    grpc_status_code st = cli_conn_stream(&c, "/grpc.AdminService/ReadEvents", &req.base,
-                                          &grpc__admin_events_chunk__descriptor, print_chunk, &p);
+    grpc_status_code st =
+        cli_conn_read(&c, "/grpc.AdminService/ReadEvents", &req.base,
+                      &grpc__admin_events_chunk__descriptor, print_chunk, resume_events, &p);
     cli_conn_close(&c);
     if (p.write_failed)
         return 1;

@@ -213,6 +213,7 @@ int cli_tasks_purge(const struct config *cfg, struct tls_client *tls, const char
 struct print_ctx {
     bool escape; /* stdout is a terminal: control characters are shown, not obeyed */
     bool write_failed;
+    uint64_t printed; /* lines (or items) written so far */
 };
 
 /* Writes a chunk's lines one per line, exactly as stored unless they go to a terminal
@@ -226,12 +227,20 @@ static int print_chunk(void *ctx, const ProtobufCMessage *m)
         if (term_write(stdout, chunk->lines[i], strlen(chunk->lines[i]), p->escape) < 0)
             break;
         putchar('\n');
+        p->printed++;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         p->write_failed = true;
         return -1;
     }
     return 0;
+}
+
+/* Another master goes on from the line (or item) after the last one written, numbered from 1. */
+static bool resume_lines(void *ctx, ProtobufCMessage *m)
+{
+    ((Grpc__AdminTaskRequest *)m)->from = ((struct print_ctx *)ctx)->printed + 1;
+    return true;
 }
 
 static int stream_lines(const struct config *cfg, struct tls_client *tls, const char *auth_key,
@@ -244,8 +253,8 @@ static int stream_lines(const struct config *cfg, struct tls_client *tls, const 
     req.task_id = cfg->task_id;
     req.follow = follow;
     struct print_ctx ctx = {.escape = isatty(STDOUT_FILENO) == 1};
-    grpc_status_code st =
-        cli_conn_stream(&c, method, &req.base, &grpc__admin_chunk__descriptor, print_chunk, &ctx);
+    grpc_status_code st = cli_conn_read(&c, method, &req.base, &grpc__admin_chunk__descriptor,
+                                        print_chunk, resume_lines, &ctx);
     cli_conn_close(&c);
     if (st != GRPC_STATUS_OK)
         return cli_exit_status(st);

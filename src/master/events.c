@@ -72,6 +72,18 @@ static void tell_watchers(struct events *ev)
     }
 }
 
+void events_refresh(struct events *ev)
+{
+    int64_t last;
+    /* Our own open group's events hold the store's counter: none of another master's can have
+     * been committed meanwhile. */
+    if (!ev || !ev->watchers || ev->pending != ev->committed ||
+        store_event_last(ev->store, &last) < 0 || last <= ev->committed)
+        return;
+    ev->committed = ev->pending = last;
+    tell_watchers(ev);
+}
+
 void events_committed(struct events *ev, bool ok)
 {
     if (!ev)

@@ -67,6 +67,9 @@ int64_t events_last(const struct events *ev);
 /* The group was committed (ok) or rolled back: watchers hear of newly committed events. */
 void events_committed(struct events *ev, bool ok);
 
+/* On a store several masters share: the events other masters committed since are handed to the
+ * watchers too (the store gives no news of them: the master polls). Nothing without watchers. */
+void events_refresh(struct events *ev);
 void events_watch(struct events *ev, struct events_watcher *w);
 void events_unwatch(struct events *ev, struct events_watcher *w);
 

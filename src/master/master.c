@@ -74,6 +74,7 @@ struct master {
     char master_id[LIMIT_NODE_KEY_MAX + 1]; /* its name in a shared store's leases */
     ev_io news_io;                          /* a shared store's news of other masters' tasks */
     ev_prepare news_prepare;                /* ... and those its other calls read */
+    ev_timer others_poll;                   /* ... and what they stored for our followers */
     bool stopping;
     int exit_code;
 };
@@ -329,8 +330,22 @@ static void on_news_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     follow_news(m, store_news(m->store, on_news, m->tasks, false));
 }
 
+/* How often a master on a shared store looks for what other masters stored that its followers
+ * (logs --follow, events --follow, hooks) wait for: their latency across masters. */
+#define OTHERS_POLL_S 0.25
+
+static void on_others_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct master *m = w->data;
+    events_refresh(m->events);
+    tasks_recheck_watchers(m->tasks);
+}
+
 static void watch_news(struct master *m)
 {
+    ev_timer_init(&m->others_poll, on_others_poll, OTHERS_POLL_S, OTHERS_POLL_S);
+    m->others_poll.data = m;
+    ev_timer_start(m->loop, &m->others_poll);
     ev_init(&m->news_io, on_news_readable);
     m->news_io.data = m;
     ev_prepare_init(&m->news_prepare, on_news_prepare);
@@ -637,6 +652,7 @@ out:
     ev_signal_stop(m.loop, &m.sighup);
     ev_io_stop(m.loop, &m.news_io);
     ev_prepare_stop(m.loop, &m.news_prepare);
+    ev_timer_stop(m.loop, &m.others_poll);
     listener_close(m.listener);
     httpget_close(m.metrics_http);
     if (m.server) {

@@ -218,6 +218,17 @@ static void push_assigned(struct tasks *t, const struct unpushed *u)
     store_task_row_free(&row);
 }
 
+void tasks_recheck_watchers(struct tasks *t)
+{
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&t->live, e, tmp)
+    {
+        struct live_task *lt = hmap_item(e, struct live_task, link);
+        if (lt->watchers)
+            notify_watchers(lt);
+    }
+}
+
 void tasks_committed(struct tasks *t, bool ok)
 {
     struct unpushed *u = t->unpushed;
@@ -230,15 +241,8 @@ void tasks_committed(struct tasks *t, bool ok)
         free(u);
         u = next;
     }
-    if (!ok)
-        return;
-    struct hmap_entry *e, *tmp;
-    hmap_foreach(&t->live, e, tmp)
-    {
-        struct live_task *lt = hmap_item(e, struct live_task, link);
-        if (lt->watchers)
-            notify_watchers(lt);
-    }
+    if (ok)
+        tasks_recheck_watchers(t);
 }
 
 /* ---- status changes ---- */

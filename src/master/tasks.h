@@ -167,6 +167,10 @@ struct task_watcher {
 };
 
 /* Watchers are told about every change of the task until they unwatch. */
+/* On a store several masters share, what a watcher waits for may have been stored by another
+ * master (its task's worker is connected there), which gives no news of it: every watcher looks
+ * again (the master polls). */
+void tasks_recheck_watchers(struct tasks *t);
 int tasks_watch(struct tasks *t, const char *id, struct task_watcher *w);
 void tasks_unwatch(struct tasks *t, const char *id, struct task_watcher *w);
 

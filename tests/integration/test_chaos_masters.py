@@ -13,6 +13,7 @@ Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_chao
 (a build with libpq, and Debian's postgresql-15 server: skipped without them)."""
 
 import collections
+import errno
 import os
 import random
 import re
@@ -260,6 +261,54 @@ class SpiderOnEitherMaster(harness.ClusterTest, harness.TaskOps):
         # Removed through B: gone from the store too.
         self.spider("B", "rm", "quotes")
         self.assertEqual(self.archives(sha), 0)
+
+
+@unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
+class FollowOnEitherMaster(harness.ClusterTest, harness.TaskOps):
+    timeout = 120
+
+    def test_logs_follow_goes_on_with_the_other_master_when_its_own_dies(self):
+        self.m = Masters(self, harness.pg_store_uri(self.c.dir))
+        a, b = self.m.addr("A"), self.m.addr("B")
+        self.c.cli_args = ["--master=%s,%s" % (a, b)]
+        # The worker knows B first: its task goes on while A is killed.
+        w = self.c.start_worker("w", master_addr="%s,%s" % (b, a))
+        w.wait_log(test_chaos.REGISTERED)
+        # A follower of A's events, before the task exists: those B records reach it (A polls
+        # the store for them).
+        ev = self.c.spawn_cli("events", "events", "--follow")
+        ev.wait_log("node.online node=")
+        gate = self.c.path("gate")
+        os.mkfifo(gate)
+        tid = self.submit1("--", "sh", "-c", "seq 1 100 | sed s/^/line-/; cat %s; "
+                           "seq 101 200 | sed s/^/line-/" % gate)
+        f = self.c.spawn_cli("follow", "logs", "--follow", tid)
+        ev.wait_log("task.started node=")
+        f.wait_log("line-100")
+        self.m.proc("A").kill9()
+
+        def open_gate():
+            try:
+                return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # cat has not opened it yet
+                    return None
+                raise
+        os.close(wait_until(open_gate, what="the task reading its gate"))
+        self.assertEqual(f.wait_exit(60), 0, f.tail())
+        # Every line once, in order, across the two masters.
+        self.assertEqual([ln for ln in f.lines() if ln.startswith("line-")],
+                         ["line-%d" % i for i in range(1, 201)])
+        self.assertEqual(f.count("going on with the master %s" % b), 1, f.tail())
+        # The events follower too went on with B: each event once, in order.
+        ev.wait_log("task.finished")
+        ev.stop()
+        self.assertEqual(ev.count("going on with the master %s" % b), 1, ev.tail())
+        ids = [int(ln.split()[0]) for ln in ev.lines() if ln[:1].isdigit()]
+        self.assertEqual(ids, sorted(set(ids)), ev.tail())
+        kinds = [ln.split()[2] for ln in ev.lines() if ln[:1].isdigit() and "task=" + tid in ln]
+        self.assertEqual(kinds[0], "task.started", kinds)
+        self.assertIn("task.finished_empty", kinds)
 
 
 if __name__ == "__main__":
