@@ -48,6 +48,7 @@ struct hooks {
     struct hooks_opts opts;
     struct hook *hooks;
     size_t n;
+    bool running; /* this master runs the hooks: always on its own store (hooks_check) */
 };
 
 static void hook_next(struct hook *h);
@@ -212,11 +213,12 @@ static void overflow(struct hook *h, int64_t last)
     free(data);
 }
 
-/* Delivers the next committed event after the cursor, if the hook is free. */
+/* Delivers the next committed event after the cursor, if the hook is free and this master runs
+ * the hooks. */
 static void hook_next(struct hook *h)
 {
     struct hooks *hs = h->owner;
-    if (h->pid || h->waiting)
+    if (h->pid || h->waiting || !hs->running)
         return;
     int64_t last = events_last(hs->events);
     if (last <= h->cursor)
@@ -305,6 +307,37 @@ static int hook_init(struct hooks *hs, struct hook *h, const char *cmd, uint64_t
     return 0;
 }
 
+/*
+ * Whether this master runs the hooks. On a store several masters share, one at a time does
+ * (store_hooks_hold): one that starts to reads every cursor again, as the master that ran them
+ * until then moved them; a running hook of one that stops finishes, and its event may be
+ * delivered twice (the hooks' at-least-once).
+ */
+static void hooks_check(struct hooks *hs)
+{
+    int rc = store_hooks_hold(hs->store);
+    bool was = hs->running;
+    hs->running = rc == -ENOTSUP || rc > 0;
+    for (size_t i = 0; rc == 2 && i < hs->n; i++) {
+        struct hook *h = &hs->hooks[i];
+        if (!h->pid && store_event_cursor_get(hs->store, h->cmd, &h->cursor) < 0)
+            log_warn("hook '%s': cannot read its cursor; it goes on after event %" PRId64, h->cmd,
+                     h->cursor);
+    }
+    if (hs->running != was && rc != -ENOTSUP)
+        log_info(hs->running ? "hooks: this master runs them now, each after its stored cursor"
+                             : "hooks: another master runs them; this one stands by");
+}
+
+void hooks_poke(struct hooks *hs)
+{
+    if (!hs)
+        return;
+    hooks_check(hs);
+    for (size_t i = 0; i < hs->n; i++)
+        hook_next(&hs->hooks[i]);
+}
+
 int hooks_create(struct ev_loop *loop, struct store *store, struct group *group, struct events *ev,
                  const struct hooks_opts *opts, struct hooks **out)
 {
@@ -332,8 +365,8 @@ int hooks_create(struct ev_loop *loop, struct store *store, struct group *group,
         }
         hs->n++;
         events_watch(ev, &hs->hooks[i].watcher);
-        hook_next(&hs->hooks[i]);
     }
+    hooks_poke(hs);
     *out = hs;
     return 0;
 }

@@ -21,6 +21,9 @@
  * Never blocks the loop: the hook is spawned (posix_spawn), its stdin written without blocking,
  * its end seen by an ev_child watcher (so the loop must be the default loop).
  *
+ * One master at a time: on a store several masters share, the master holding the store's hooks
+ * lock runs them and the others stand by (hooks_poke, which the master calls every poll).
+ *
  * Ownership: the master creates it after the events and destroys it before them; destroying it
  * kills the hooks that run (their events are delivered again at the next start). Loop thread only.
  * Errors: 0 or a negative errno; a failing hook is logged here.
@@ -52,6 +55,10 @@ struct hooks_opts {
 /* Loads each hook's cursor (or starts it at the newest event) and starts delivering. */
 int hooks_create(struct ev_loop *loop, struct store *store, struct group *group, struct events *ev,
                  const struct hooks_opts *opts, struct hooks **out);
+/* On a store several masters share: takes the hooks over when the master that ran them is gone
+ * (its lock with its connection), or stands by when another has them, and delivers what is due.
+ * NULL is accepted. */
+void hooks_poke(struct hooks *hs);
 /* Kills the hooks that run and frees. NULL is accepted. */
 void hooks_destroy(struct hooks *h);
 

@@ -331,7 +331,8 @@ static void on_news_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 }
 
 /* How often a master on a shared store looks for what other masters stored that its followers
- * (logs --follow, events --follow, hooks) wait for: their latency across masters. */
+ * (logs --follow, events --follow, hooks) wait for, their latency across masters; and tries to
+ * take the hooks over if it stands by. */
 #define OTHERS_POLL_S 0.25
 
 static void on_others_poll(struct ev_loop *loop, ev_timer *w, int revents)
@@ -339,6 +340,7 @@ static void on_others_poll(struct ev_loop *loop, ev_timer *w, int revents)
     struct master *m = w->data;
     events_refresh(m->events);
     tasks_recheck_watchers(m->tasks);
+    hooks_poke(m->hooks);
 }
 
 static void watch_news(struct master *m)

@@ -122,6 +122,7 @@ struct store_ops {
     int (*node_hold)(struct store *s, const char *key, const char *master_id);
     int (*master_reap)(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
                        void *ctx);
+    int (*hooks_hold)(struct store *s);
     int (*news_fd)(struct store *s);
     int (*news)(struct store *s,
                 int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,

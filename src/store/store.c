@@ -524,6 +524,11 @@ int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, cons
     return s->ops->master_reap ? s->ops->master_reap(s, now_ms, cb, ctx) : -ENOTSUP;
 }
 
+int store_hooks_hold(struct store *s)
+{
+    return s->ops->hooks_hold ? s->ops->hooks_hold(s) : -ENOTSUP;
+}
+
 int store_news_fd(struct store *s)
 {
     return s->ops->news_fd ? s->ops->news_fd(s) : -ENOTSUP;

@@ -591,6 +591,12 @@ int store_node_hold(struct store *s, const char *key, const char *master_id);
 int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
                       void *ctx);
 
+/* Whether this master runs the --on-event hooks, which one master at a time does on a shared store
+ * (the others stand by; the hold ends with the master's connection). 1: it does, as at the last
+ * call; 2: it does from now on (it did not, or its connection was made again), and the hooks'
+ * cursors may have moved meanwhile; 0: another master does; -EIO while the database is away. */
+int store_hooks_hold(struct store *s);
+
 /* Starts listening for other masters' news, if not yet, and returns the descriptor to watch for
  * reading, or a negative errno (-EIO while the database is away). */
 int store_news_fd(struct store *s);

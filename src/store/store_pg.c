@@ -343,6 +343,7 @@ int pg_reconnect(struct pg_store *p)
              PQport(p->conn), PQdb(p->conn));
     p->lost = false;
     p->n_prepared = 0;
+    p->hooks_held = false; /* a session's lock goes with it */
     p->news_moved = p->listening;
     return p->listening ? pg_exec_simple(p, "listening again", PG_LISTEN_SQL) : 0;
 }
@@ -623,6 +624,7 @@ static const struct store_ops pg_ops = {
     .master_renew = pg_master_renew,
     .node_hold = pg_node_hold,
     .master_reap = pg_master_reap,
+    .hooks_hold = pg_hooks_hold,
     .news_fd = pg_news_fd,
     .news = pg_news,
 };

@@ -62,6 +62,7 @@ struct pg_store {
     bool lost;         /* the connection is down (logged once) */
     bool listening;    /* LISTENs to the other masters' news (store_news_fd) */
     bool news_moved;   /* reconnected since store_news_fd gave its descriptor */
+    bool hooks_held;   /* this connection holds the hooks' lock (store_hooks_hold) */
     /* Statements prepared on this connection, by the address of their SQL text (the backend's
      * statements are string constants): statement i is named "s<i>". Cleared on a reset. */
     const char *prepared[PG_STATEMENTS_MAX];
@@ -178,6 +179,7 @@ int pg_master_renew(struct store *s, const char *master_id, int64_t until_ms);
 int pg_node_hold(struct store *s, const char *key, const char *master_id);
 int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
                    void *ctx);
+int pg_hooks_hold(struct store *s);
 int pg_news_fd(struct store *s);
 int pg_news(struct store *s,
             int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,

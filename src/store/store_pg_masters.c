@@ -99,6 +99,26 @@ int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const c
     return rc;
 }
 
+/* The hooks' lock: a session-level advisory lock ("hook"), so that it is let go when the master's
+ * connection ends, by a crash too, and another master's next try takes it. */
+static const char sql_hooks_lock[] = "SELECT pg_try_advisory_lock(1752133483, 0)";
+
+int pg_hooks_hold(struct store *s)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
+        return rc;
+    if (p->hooks_held)
+        return 1;
+    PGresult *res = pg_query_row(p, "trying the hooks' lock", NULL, sql_hooks_lock, NULL, &rc);
+    if (!res)
+        return rc;
+    p->hooks_held = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return p->hooks_held ? 2 : 0;
+}
+
 int pg_news_fd(struct store *s)
 {
     struct pg_store *p = pg_of(s);

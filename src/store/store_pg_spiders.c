@@ -221,16 +221,24 @@ static const char sql_archive_drop[] = "WITH gone AS (DELETE FROM spider_archive
                                        " WHERE sha256 = $1 RETURNING loid)"
                                        " SELECT lo_unlink(loid) FROM gone";
 
+/* What each archive operation starts with: the connection, sha256 as $1, a transaction of its
+ * own (or the open group's). */
+static int archive_begin(struct pg_store *p, const char *fn, const char *sha256,
+                         struct pg_params *pp)
+{
+    int rc = pg_enter(p, fn);
+    if (rc < 0)
+        return rc;
+    pg_params_init(pp);
+    pg_param_text(pp, sha256);
+    return pg_op_begin(p);
+}
+
 int pg_spider_archive_put(struct store *s, const char *sha256, const char *path)
 {
     struct pg_store *p = pg_of(s);
-    int rc = pg_enter(p, __func__);
-    if (rc < 0)
-        return rc;
     struct pg_params pp;
-    pg_params_init(&pp);
-    pg_param_text(&pp, sha256);
-    rc = pg_op_begin(p);
+    int rc = archive_begin(p, __func__, sha256, &pp);
     if (rc < 0)
         return rc;
     int64_t n = pg_exec(p, "looking a spider archive up", sha256, sql_archive_oid, &pp);
@@ -251,13 +259,8 @@ int pg_spider_archive_put(struct store *s, const char *sha256, const char *path)
 int pg_spider_archive_get(struct store *s, const char *sha256, const char *path)
 {
     struct pg_store *p = pg_of(s);
-    int rc = pg_enter(p, __func__);
-    if (rc < 0)
-        return rc;
     struct pg_params pp;
-    pg_params_init(&pp);
-    pg_param_text(&pp, sha256);
-    rc = pg_op_begin(p);
+    int rc = archive_begin(p, __func__, sha256, &pp);
     if (rc < 0)
         return rc;
     PGresult *res =
@@ -274,13 +277,8 @@ int pg_spider_archive_get(struct store *s, const char *sha256, const char *path)
 int pg_spider_archive_drop(struct store *s, const char *sha256)
 {
     struct pg_store *p = pg_of(s);
-    int rc = pg_enter(p, __func__);
-    if (rc < 0)
-        return rc;
     struct pg_params pp;
-    pg_params_init(&pp);
-    pg_param_text(&pp, sha256);
-    rc = pg_op_begin(p);
+    int rc = archive_begin(p, __func__, sha256, &pp);
     if (rc < 0)
         return rc;
     int64_t n = pg_exec(p, "dropping a spider archive", sha256, sql_archive_drop, &pp);

@@ -14,6 +14,7 @@ Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_chao
 
 import collections
 import errno
+import json
 import os
 import random
 import re
@@ -64,10 +65,11 @@ class Masters:
     """Two masters, A and B, on one store: A's keys are B's, so that workers and clients are
     served alike by either."""
 
-    def __init__(self, test, store):
+    def __init__(self, test, store, more=()):
         self.c = {"A": test.c, "B": SecondMaster(test.c.path("b"), test.c)}
         test.addCleanup(self.c["B"].stop_all)
         self.store = store
+        self.more = list(more)  # flags for both
         self.start("A")
         self.start("B")
 
@@ -75,7 +77,7 @@ class Masters:
         """A makes the keys on its first start (in its data dir); B is given them."""
         keys = ["--auth-key-file=%s" % self.c[name].key_file,
                 "--admin-key-file=%s" % self.c[name].admin_key_file] if name == "B" else []
-        return ["--store=" + self.store] + keys
+        return ["--store=" + self.store] + keys + self.more
 
     def start(self, name):
         return self.c[name].start_master(extra=self.extra(name))
@@ -309,6 +311,58 @@ class FollowOnEitherMaster(harness.ClusterTest, harness.TaskOps):
         kinds = [ln.split()[2] for ln in ev.lines() if ln[:1].isdigit() and "task=" + tid in ln]
         self.assertEqual(kinds[0], "task.started", kinds)
         self.assertIn("task.finished_empty", kinds)
+
+
+@unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
+class HooksOnOneMaster(harness.ClusterTest, harness.TaskOps):
+    timeout = 120
+
+    def delivered(self):
+        with open(self.out) as f:
+            return [int(ln.split()[0]) for ln in f.read().splitlines()]
+
+    def event_ids(self):
+        rc, out, err = self.c.cli("events", "--json")
+        self.assertEqual(rc, 0, err)
+        return [json.loads(ln)["id"] for ln in out.splitlines()]
+
+    def all_delivered(self):
+        """Waits until the hook saw every event committed so far; the ids it saw, in order."""
+        want = set(self.event_ids())
+        return wait_until(lambda: want <= set(self.delivered()) and self.delivered(),
+                          what="the hook to see events %s" % sorted(want))
+
+    def test_one_master_runs_the_hooks_and_the_other_takes_them_over(self):
+        self.out = self.c.path("hooked.txt")
+        open(self.out, "w").close()
+        hook = 'echo "$CRAWLAB_EVENT_ID $CRAWLAB_EVENT_KIND" >> %s' % self.out
+        self.m = Masters(self, harness.pg_store_uri(self.c.dir), ["--on-event=" + hook])
+        a, b = self.m.addr("A"), self.m.addr("B")
+        self.c.cli_args = ["--master=%s,%s" % (a, b)]
+        runs = {n for n in "AB" if self.m.proc(n).count("hooks: this master runs them") == 1}
+        self.assertEqual(len(runs), 1, "one master runs the hooks, the other stands by")
+        runner, = runs
+        other = "B" if runner == "A" else "A"
+        self.assertEqual(self.m.proc(other).count("hooks: another master runs them"), 0)
+        w = self.c.start_worker("w", master_addr="%s,%s" % (self.m.addr(other),
+                                                           self.m.addr(runner)))
+        w.wait_log(test_chaos.REGISTERED)
+        ids = [self.submit1("--", "true") for _ in range(3)]
+        self.wait_final(ids)
+        seen = self.all_delivered()
+        self.assertEqual(len(seen), len(set(seen)), "each event once: %s" % seen)
+
+        # The master that runs them dies: the other takes them over from the stored cursor.
+        self.m.proc(runner).kill9()
+        self.m.proc(other).wait_log("hooks: this master runs them now")
+        self.c.cli_args = ["--master=" + self.m.addr(other)]
+        ids = [self.submit1("--", "true") for _ in range(3)]
+        self.wait_final(ids)
+        seen = self.all_delivered()
+        # At least once; twice only for one the killed master may have been running.
+        twice = [i for i in set(seen) if seen.count(i) > 1]
+        self.assertLessEqual(len(twice), 1, seen)
+        self.assertTrue(all(seen.count(i) <= 2 for i in seen), seen)
 
 
 if __name__ == "__main__":

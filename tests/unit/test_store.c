@@ -2385,6 +2385,34 @@ START_TEST(test_spider_archives_are_kept_by_a_shared_store_only)
 }
 END_TEST
 
+/* One master at a time runs the hooks on a shared store; the hold goes with its connection. */
+START_TEST(test_the_hooks_are_held_by_one_store_at_a_time)
+{
+    if (!store_shared(st)) {
+        ck_assert_int_eq(store_hooks_hold(st), -ENOTSUP);
+        return;
+    }
+    ck_assert_int_eq(store_hooks_hold(st), 2);
+    ck_assert_int_eq(store_hooks_hold(st), 1);
+    struct store *other;
+    ck_assert_int_eq(store_open(location, &other), 0);
+    ck_assert_int_eq(store_hooks_hold(other), 0);
+    ck_assert_int_eq(store_hooks_hold(other), 0);
+    store_close(st);
+    st = other;
+    /* The server lets the lock go when the first session's backend has ended: polled, with a
+     * deadline, until the second store gets it. */
+    int rc = 0;
+    for (int i = 0; i < 2000 && rc == 0; i++) {
+        rc = store_hooks_hold(st);
+        if (rc == 0)
+            nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+    }
+    ck_assert_int_eq(rc, 2);
+    ck_assert_int_eq(store_hooks_hold(st), 1);
+}
+END_TEST
+
 START_TEST(test_a_task_keeps_its_spider_and_is_found_by_it)
 {
     struct task_new t = {.cmd = "ls", .spider = "news@2", .spider_sha256 = SHA_A};
@@ -3479,6 +3507,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_spider_versions_count_up_per_name);
     tcase_add_test(tc, test_a_task_keeps_its_spider_and_is_found_by_it);
     tcase_add_test(tc, test_spider_archives_are_kept_by_a_shared_store_only);
+    tcase_add_test(tc, test_the_hooks_are_held_by_one_store_at_a_time);
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);
