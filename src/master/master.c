@@ -223,9 +223,15 @@ static void count_node(void *ctx, struct node *node)
         s->nodes_online++;
 }
 
+struct node_counts {
+    uint64_t known, online; /* online: as the store has it */
+};
+
 static int count_known_node(void *ctx, const struct node_row *r)
 {
-    (*(uint64_t *)ctx)++;
+    struct node_counts *n = ctx;
+    n->known++;
+    n->online += strcmp(r->status, STORE_NODE_ONLINE) == 0;
     return 0;
 }
 
@@ -235,14 +241,17 @@ static int render_metrics(void *ctx, char **text, size_t *len)
 {
     struct master *m = ctx;
     struct metrics_state s = {0};
-    uint64_t known = 0;
+    struct node_counts known = {0};
     nodes_foreach(m->nodes, count_node, &s);
     int rc = store_node_list(m->store, count_known_node, &known);
     if (rc == 0)
         rc = store_task_count_by_status(m->store, s.tasks);
     if (rc < 0)
         return rc;
-    s.nodes_offline = known > s.nodes_online ? known - s.nodes_online : 0;
+    /* On a shared store, the nodes of the other masters too: the rows are the cluster's view. */
+    if (store_shared(m->store))
+        s.nodes_online = known.online;
+    s.nodes_offline = known.known > s.nodes_online ? known.known - s.nodes_online : 0;
     if (m->listener) {
         struct listener_stats ls;
         listener_stats(m->listener, &ls);

@@ -351,6 +351,12 @@ class HooksOnOneMaster(harness.ClusterTest, harness.TaskOps):
         self.wait_final(ids)
         seen = self.all_delivered()
         self.assertEqual(len(seen), len(set(seen)), "each event once: %s" % seen)
+        # The metrics of either master count the node, whichever one it is connected to.
+        for name in "AB":
+            rc, out, err = self.c.run_cli("metrics", "--master=%s" % self.m.addr(name),
+                                          "--admin-key-file=%s" % self.c.admin_key_file)
+            self.assertEqual(rc, 0, err)
+            self.assertIn('crawlab_nodes{status="online"} 1\n', out, name)
 
         # The master that runs them dies: the other takes them over from the stored cursor.
         self.m.proc(runner).kill9()
