@@ -319,6 +319,8 @@ static void follow_news(struct master *m, int rc)
 {
     if (rc == 0 && ev_is_active(&m->news_io))
         return;
+    if (rc == 1)
+        tasks_news_lost(m->tasks);
     ev_io_stop(m->loop, &m->news_io);
     int fd = rc < 0 ? rc : store_news_fd(m->store);
     if (fd < 0)

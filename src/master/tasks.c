@@ -842,6 +842,18 @@ static void wake_arm(struct tasks *t)
     ev_timer_start(t->loop, &t->wake);
 }
 
+static void tell_if_free(void *ctx, struct node *node)
+{
+    if (nodes_has_room(node, NULL))
+        nodes_notify_task(node);
+}
+
+void tasks_news_lost(struct tasks *t)
+{
+    nodes_foreach(t->nodes, tell_if_free, NULL);
+    wake_arm(t); /* and retries due later, which the news would have announced */
+}
+
 void tasks_news(struct tasks *t, const char *id, const char *node_key, const char *labels,
                 int64_t eligible_ms)
 {

@@ -68,6 +68,10 @@ void tasks_set_group(struct tasks *t, struct group *g);
  * with the task as it stands. */
 void tasks_notification(struct tasks *t, const char *node_key, const char *id);
 
+/* News of other masters may have been lost (the store's connection was made again): every node of
+ * this master with a free runner is told TASK_AVAILABLE, and fetches what waits. */
+void tasks_news_lost(struct tasks *t);
+
 /* Another master sharing the store made task id pending (store_news): a node of this master that
  * can take it hears of it now, or when it becomes eligible (eligible_ms: 0, at once). */
 void tasks_news(struct tasks *t, const char *id, const char *node_key, const char *labels,

@@ -141,6 +141,24 @@ static void watch(struct watch *wt, const char *id)
 
 /* ---- dispatch ---- */
 
+/* News of other masters lost with the store's connection: every node with a free runner is told
+ * to fetch, a full one is not. */
+START_TEST(test_lost_news_send_every_free_node_fetching)
+{
+    struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
+    add_node("a", 1, sa);
+    add_node("b", 1, sb);
+    char t1[TASK_ID_LEN + 1];
+    submit("a", t1);
+    fetch("a", t1);
+    int before_a = sa->pushes[NODE_PUSH_TASK_AVAILABLE];
+    int before_b = sb->pushes[NODE_PUSH_TASK_AVAILABLE];
+    tasks_news_lost(tasks);
+    ck_assert_int_eq(sa->pushes[NODE_PUSH_TASK_AVAILABLE], before_a);
+    ck_assert_int_eq(sb->pushes[NODE_PUSH_TASK_AVAILABLE], before_b + 1);
+}
+END_TEST
+
 START_TEST(test_submitted_task_is_pushed_to_a_free_node_and_fetched_by_it)
 {
     struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
@@ -1052,6 +1070,7 @@ static Suite *tasks_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_submitted_task_is_pushed_to_a_free_node_and_fetched_by_it);
+    tcase_add_test(tc, test_lost_news_send_every_free_node_fetching);
     tcase_add_test(tc, test_addressed_task_goes_to_its_node_only);
     tcase_add_test(tc, test_draining_queue_hands_out_nothing);
     tcase_add_test(tc, test_held_count_follows_assign_running_finished);
