@@ -498,9 +498,7 @@ static int on_reaped(void *ctx, const char *key)
  */
 static void keep_lease(struct nodes *n)
 {
-    int64_t now = clock_now_ms(n->loop);
-    int rc = store_master_renew(n->store, n->master_id,
-                                now + 3 * (int64_t)n->opts.heartbeat_interval_ms);
+    int rc = store_master_renew(n->store, n->master_id, 3 * (int64_t)n->opts.heartbeat_interval_ms);
     if (rc == 1 && n->leased) {
         log_warn("this master's lease ran out and its nodes were taken offline by another master; "
                  "their streams end so that they register again");
@@ -516,7 +514,7 @@ static void keep_lease(struct nodes *n)
     }
     if (rc >= 0)
         n->leased = true;
-    store_master_reap(n->store, now, on_reaped, n);
+    store_master_reap(n->store, on_reaped, n);
 }
 
 /*

@@ -118,10 +118,9 @@ struct store_ops {
     int (*spider_archive_drop)(struct store *s, const char *sha256);
 
     /* Several masters (store.h): NULL on a backend that is not shared. */
-    int (*master_renew)(struct store *s, const char *master_id, int64_t until_ms);
+    int (*master_renew)(struct store *s, const char *master_id, int64_t for_ms);
     int (*node_hold)(struct store *s, const char *key, const char *master_id);
-    int (*master_reap)(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
-                       void *ctx);
+    int (*master_reap)(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx);
     int (*hooks_hold)(struct store *s);
     int (*news_fd)(struct store *s);
     int (*news)(struct store *s,

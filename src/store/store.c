@@ -508,9 +508,9 @@ bool store_shared(struct store *s)
     return s->ops->master_renew != NULL;
 }
 
-int store_master_renew(struct store *s, const char *master_id, int64_t until_ms)
+int store_master_renew(struct store *s, const char *master_id, int64_t for_ms)
 {
-    return s->ops->master_renew ? s->ops->master_renew(s, master_id, until_ms) : -ENOTSUP;
+    return s->ops->master_renew ? s->ops->master_renew(s, master_id, for_ms) : -ENOTSUP;
 }
 
 int store_node_hold(struct store *s, const char *key, const char *master_id)
@@ -518,10 +518,9 @@ int store_node_hold(struct store *s, const char *key, const char *master_id)
     return s->ops->node_hold ? s->ops->node_hold(s, key, master_id) : -ENOTSUP;
 }
 
-int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
-                      void *ctx)
+int store_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx)
 {
-    return s->ops->master_reap ? s->ops->master_reap(s, now_ms, cb, ctx) : -ENOTSUP;
+    return s->ops->master_reap ? s->ops->master_reap(s, cb, ctx) : -ENOTSUP;
 }
 
 int store_hooks_hold(struct store *s)

@@ -578,18 +578,18 @@ int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
 /* Whether other masters share this store. */
 bool store_shared(struct store *s);
 
-/* Sets master_id's lease to end at until_ms (wall clock; 0 releases it at once). master_id is a
- * text line of at most LIMIT_NODE_KEY_MAX bytes. */
-int store_master_renew(struct store *s, const char *master_id, int64_t until_ms);
+/* Sets master_id's lease to end for_ms from now on the store's own clock (the database's: the
+ * masters' clocks may disagree; 0 releases it at once). master_id is a text line of at most
+ * LIMIT_NODE_KEY_MAX bytes. */
+int store_master_renew(struct store *s, const char *master_id, int64_t for_ms);
 
 /* Records that master_id holds node key's stream. -ENOENT for an unknown node. */
 int store_node_hold(struct store *s, const char *key, const char *master_id);
 
-/* Ends the leases that ran out before now_ms: their masters' online nodes go offline, in one
- * transaction that only one master wins (or in the open group), and cb is called with each such
- * node's key (outside a group, after the commit). */
-int store_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
-                      void *ctx);
+/* Ends the leases that ran out (by the store's clock): their masters' online nodes go offline, in
+ * one transaction that only one master wins (or in the open group), and cb is called with each
+ * such node's key (outside a group, after the commit). */
+int store_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx);
 
 /* Whether this master runs the --on-event hooks, which one master at a time does on a shared store
  * (the others stand by; the hold ends with the master's connection). 1: it does, as at the last

@@ -175,10 +175,9 @@ int pg_commit(struct store *s);
 int pg_rollback(struct store *s);
 
 /* store_pg_masters.c: several masters */
-int pg_master_renew(struct store *s, const char *master_id, int64_t until_ms);
+int pg_master_renew(struct store *s, const char *master_id, int64_t for_ms);
 int pg_node_hold(struct store *s, const char *key, const char *master_id);
-int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
-                   void *ctx);
+int pg_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx);
 int pg_hooks_hold(struct store *s);
 int pg_news_fd(struct store *s);
 int pg_news(struct store *s,

@@ -12,13 +12,17 @@
 #include "runtime/log.h"
 #include "store/store_pg.h"
 
+/* Leases are kept on the database's clock, the one clock every master reads alike: the masters'
+ * own may disagree by any amount. clock_timestamp(), not now(): a group's transaction may be old. */
+#define DB_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
 /* Returns 1 when the lease had run out (or never was): another master may have reaped this
  * master's nodes, which the master then hears of as if its streams had ended. */
 static const char renew_sql[] =
-    "INSERT INTO masters (id, lease_ms) VALUES ($1, $2)"
+    "INSERT INTO masters (id, lease_ms) VALUES ($1, " DB_NOW_MS " + $2)"
     " ON CONFLICT (id) DO UPDATE SET lease_ms = EXCLUDED.lease_ms RETURNING (xmax = 0)";
 
-int pg_master_renew(struct store *s, const char *master_id, int64_t until_ms)
+int pg_master_renew(struct store *s, const char *master_id, int64_t for_ms)
 {
     struct pg_store *p = pg_of(s);
     int rc = pg_enter(p, __func__);
@@ -29,7 +33,7 @@ int pg_master_renew(struct store *s, const char *master_id, int64_t until_ms)
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, master_id);
-    pg_param_int(&pp, until_ms);
+    pg_param_int(&pp, for_ms);
     if ((rc = pg_op_begin(p)) < 0)
         return rc;
     PGresult *res = pg_query(p, "renewing the lease", master_id, renew_sql, &pp, &rc);
@@ -69,25 +73,21 @@ int pg_node_hold(struct store *s, const char *key, const char *master_id)
  * commits with it (a busy master may always have one open); a group that rolls back takes the
  * reap with it, and the next reap finds those nodes again.
  */
-static const char expire_sql[] = "DELETE FROM masters WHERE lease_ms < $1";
+static const char expire_sql[] = "DELETE FROM masters WHERE lease_ms <= " DB_NOW_MS;
 static const char orphans_sql[] =
     "UPDATE nodes SET status = 'offline' WHERE status = 'online'"
     " AND NOT EXISTS (SELECT 1 FROM masters m WHERE m.id = nodes.master) RETURNING key";
 
-int pg_master_reap(struct store *s, int64_t now_ms, int (*cb)(void *ctx, const char *node_key),
-                   void *ctx)
+int pg_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx)
 {
     struct pg_store *p = pg_of(s);
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    struct pg_params pp;
-    pg_params_init(&pp);
-    pg_param_int(&pp, now_ms);
     if ((rc = pg_op_begin(p)) < 0)
         return rc;
     PGresult *res = NULL;
-    int64_t n = pg_exec(p, "ending leases", NULL, expire_sql, &pp);
+    int64_t n = pg_exec(p, "ending leases", NULL, expire_sql, NULL);
     if (n >= 0)
         res = pg_query(p, "taking the nodes of ended leases offline", NULL, orphans_sql, NULL, &rc);
     else

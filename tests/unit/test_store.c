@@ -2385,6 +2385,40 @@ START_TEST(test_spider_archives_are_kept_by_a_shared_store_only)
 }
 END_TEST
 
+static int note_reaped(void *ctx, const char *key)
+{
+    snprintf(ctx, LIMIT_NODE_KEY_MAX + 1, "%s", key);
+    return 0;
+}
+
+/* Leases run on the store's clock: a master's lease for a minute keeps its nodes online; one
+ * released (0) lets the next reap take them offline, once. */
+START_TEST(test_a_released_lease_takes_its_masters_nodes_offline_once)
+{
+    char reaped[LIMIT_NODE_KEY_MAX + 1] = "";
+    if (!store_shared(st)) {
+        ck_assert_int_eq(store_master_renew(st, "m1", 60000), -ENOTSUP);
+        ck_assert_int_eq(store_master_reap(st, note_reaped, reaped), -ENOTSUP);
+        return;
+    }
+    ck_assert_int_eq(store_master_renew(st, "m1", 60000), 1); /* a new lease */
+    ck_assert_int_eq(store_master_renew(st, "m1", 60000), 0);
+    ck_assert_int_eq(store_node_upsert(st, "node-a", "a", 1, "1", NULL, T0), 0);
+    ck_assert_int_eq(store_node_hold(st, "node-a", "m1"), 0);
+    ck_assert_int_eq(store_master_reap(st, note_reaped, reaped), 0);
+    ck_assert_str_eq(reaped, "");
+    ck_assert_int_eq(store_master_renew(st, "m1", 0), 0);
+    ck_assert_int_eq(store_master_reap(st, note_reaped, reaped), 0);
+    ck_assert_str_eq(reaped, "node-a");
+    struct node_row r;
+    ck_assert_int_eq(store_node_get(st, "node-a", &r), 0);
+    ck_assert_str_eq(r.status, STORE_NODE_OFFLINE);
+    reaped[0] = '\0';
+    ck_assert_int_eq(store_master_reap(st, note_reaped, reaped), 0);
+    ck_assert_str_eq(reaped, "");
+}
+END_TEST
+
 /* One master at a time runs the hooks on a shared store; the hold goes with its connection. */
 START_TEST(test_the_hooks_are_held_by_one_store_at_a_time)
 {
@@ -3508,6 +3542,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_a_task_keeps_its_spider_and_is_found_by_it);
     tcase_add_test(tc, test_spider_archives_are_kept_by_a_shared_store_only);
     tcase_add_test(tc, test_the_hooks_are_held_by_one_store_at_a_time);
+    tcase_add_test(tc, test_a_released_lease_takes_its_masters_nodes_offline_once);
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);
