@@ -35,10 +35,10 @@ static void archive_path(const struct spiders_rpc *sp, const char *sha256, char 
     snprintf(out, PATH_MAX, "%s/%s.tgz", sp->dir, sha256);
 }
 
-/* fsync of a file by its path. */
-static int sync_file(const char *path)
+/* fsync of a file or directory by its path (flags: O_DIRECTORY for one). */
+static int sync_path(const char *path, int flags)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
     if (fd < 0)
         return -errno;
     int rc = fsync(fd) < 0 ? -errno : 0;
@@ -49,12 +49,7 @@ static int sync_file(const char *path)
 /* fsync of the directory, so that a rename or unlink in it is durable. */
 static int sync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
+    return sync_path(dir, O_DIRECTORY);
 }
 
 /* ---- the answer of PushSpider, ListSpiders, RemoveSpider ---- */
@@ -532,7 +527,7 @@ static int open_archive(struct spiders_rpc *sp, const char *sha256)
     datadir_random_hex(rnd, 8);
     snprintf(part, sizeof(part), "%s/fetch-%s.part", sp->dir, rnd);
     int rc = store_spider_archive_get(sp->store, sha256, part);
-    if (rc == 0 && sync_file(part) == 0 && rename(part, path) == 0) {
+    if (rc == 0 && sync_path(part, 0) == 0 && rename(part, path) == 0) {
         log_info("spider %.12s: copied from the shared store", sha256);
         return open(path, O_RDONLY | O_CLOEXEC);
     }
