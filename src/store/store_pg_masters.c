@@ -13,7 +13,8 @@
 #include "store/store_pg.h"
 
 /* Leases are kept on the database's clock, the one clock every master reads alike: the masters'
- * own may disagree by any amount. clock_timestamp(), not now(): a group's transaction may be old. */
+ * own may disagree by any amount. clock_timestamp(), not now(): a group's transaction may be old.
+ */
 #define DB_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 /* Returns 1 when the lease had run out (or never was): another master may have reaped this
