@@ -3318,6 +3318,17 @@ static void wait_for_a_lock_waiter(void)
     ck_assert_msg(waiting, "the second store never waited for the first one's lock");
 }
 
+/* The race itself: the other store runs its change while st's open group holds the conflicting
+ * one, and is seen waiting for that group's lock before the group commits. */
+static void race_against(struct racer *other)
+{
+    pthread_t th;
+    race_start(other, &th);
+    wait_for_a_lock_waiter();
+    ck_assert_int_eq(store_commit(st), 0);
+    race_join(other, th);
+}
+
 static int add_news(struct racer *r)
 {
     struct spider_row row = {0};
@@ -3334,11 +3345,7 @@ START_TEST(test_pg_two_masters_adding_a_spider_get_two_versions)
     ck_assert_int_eq(store_begin(st), 0);
     ck_assert_uint_eq(add_spider("news", SHA_A), 2);
     struct racer other = {.op = add_news};
-    pthread_t th;
-    race_start(&other, &th);
-    wait_for_a_lock_waiter();
-    ck_assert_int_eq(store_commit(st), 0);
-    race_join(&other, th);
+    race_against(&other);
     ck_assert_int_eq(other.rc, 0);
     ck_assert_uint_eq(other.version, 3);
     ck_assert_int_eq(store_spider_list(st, "news", 0, NULL, NULL), 3);
@@ -3361,11 +3368,7 @@ START_TEST(test_pg_two_masters_storing_one_archive_keep_one_copy)
     ck_assert_int_eq(store_begin(st), 0);
     ck_assert_int_eq(store_spider_archive_put(st, SHA_B, race_archive), 0);
     struct racer other = {.op = put_archive};
-    pthread_t th;
-    race_start(&other, &th);
-    wait_for_a_lock_waiter();
-    ck_assert_int_eq(store_commit(st), 0);
-    race_join(&other, th);
+    race_against(&other);
     ck_assert_int_eq(other.rc, 0);
     PGconn *conn = PQconnectdb(location);
     ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
@@ -3398,11 +3401,7 @@ START_TEST(test_pg_two_masters_firing_a_schedule_at_one_time_make_one_task)
     struct racer first = {.s = st}, other = {.op = fire_1000};
     ck_assert_int_eq(store_begin(st), 0);
     ck_assert_int_eq(fire_1000(&first), 0);
-    pthread_t th;
-    race_start(&other, &th);
-    wait_for_a_lock_waiter();
-    ck_assert_int_eq(store_commit(st), 0);
-    race_join(&other, th);
+    race_against(&other);
     ck_assert_int_eq(other.rc, 1);
     ck_assert_str_eq(other.task, first.task);
     int fires = 0;
@@ -3424,11 +3423,7 @@ START_TEST(test_pg_an_event_id_is_given_only_once_the_one_before_is_committed)
     ck_assert_int_eq(store_begin(st), 0);
     ck_assert_int_eq(store_event_add(st, T0, "node.online", "w1", NULL, NULL, &first), 0);
     struct racer other = {.op = add_event};
-    pthread_t th;
-    race_start(&other, &th);
-    wait_for_a_lock_waiter();
-    ck_assert_int_eq(store_commit(st), 0);
-    race_join(&other, th);
+    race_against(&other);
     ck_assert_int_eq(other.rc, 0);
     ck_assert_int_eq(other.id, first + 1);
     ck_assert_int_eq(store_event_last(st, &last), 0);
