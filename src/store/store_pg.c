@@ -104,7 +104,7 @@ static const char pg_schema_1_sql[] =
     " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'pending')"
     " EXECUTE FUNCTION crawlab_task_news();";
 
-/* Version 2: the spiders' archives, that every master serves every version. Each is a large
+/* Version 2: the spiders' archives, so that every master serves every version. Each is a large
  * object (libpq streams it from and to a file; up to the 4 GiB a spider may have), named by the
  * SHA-256 of its bytes. */
 static const char pg_schema_2_sql[] =
