@@ -21,6 +21,7 @@
 #include "runtime/log.h"
 #include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
+#include "runtime/array.h"
 
 #include <jansson.h>
 
@@ -111,14 +112,10 @@ struct node_list {
 static int collect_node(void *ctx, const struct node_row *r)
 {
     struct node_list *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        Grpc__AdminNode *items = realloc(l->items, cap * sizeof(*items));
-        if (!items)
-            return -ENOMEM;
-        l->items = items;
-        l->cap = cap;
-    }
+    Grpc__AdminNode *items = array_grow(l->items, l->n, &l->cap, sizeof(*items), 64);
+    if (!items)
+        return -ENOMEM;
+    l->items = items;
     Grpc__AdminNode *a = &l->items[l->n++];
     grpc__admin_node__init(a);
     a->key = strdup(r->key);
@@ -463,14 +460,10 @@ static char *dup_or_empty(const char *s)
 static int collect_task(void *ctx, const struct task_row *r, const struct task_pos *pos)
 {
     struct task_list *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        Grpc__AdminTask *items = realloc(l->items, cap * sizeof(*items));
-        if (!items)
-            return -ENOMEM;
-        l->items = items;
-        l->cap = cap;
-    }
+    Grpc__AdminTask *items = array_grow(l->items, l->n, &l->cap, sizeof(*items), 64);
+    if (!items)
+        return -ENOMEM;
+    l->items = items;
     Grpc__AdminTask *a = &l->items[l->n++];
     grpc__admin_task__init(a);
     a->id = dup_or_empty(r->id);
@@ -821,14 +814,10 @@ static int add_line(void *ctx, uint64_t seq, const char *line, size_t len)
     }
     if (r->n && r->bytes + len > CHUNK_BYTES)
         return 1; /* full: the rest goes in the next chunk */
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 256;
-        char **lines = realloc(r->lines, cap * sizeof(*lines));
-        if (!lines)
-            return -ENOMEM;
-        r->lines = lines;
-        r->cap = cap;
-    }
+    char **lines = array_grow(r->lines, r->n, &r->cap, sizeof(*lines), 256);
+    if (!lines)
+        return -ENOMEM;
+    r->lines = lines;
     /* The line goes out as a protobuf string, which ends at a NUL. ingest_batch_parse stores no
      * NUL in a line or an item; a log written by a master from before that rule may still hold
      * one, and such a line is cut there. */
@@ -975,14 +964,10 @@ static int collect_schedule(void *ctx, const struct schedule_row *r)
     struct sched_list *l = ctx;
     if (l->only ? r->id != l->only : r->id <= l->after)
         return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        Grpc__AdminSchedule *items = realloc(l->items, cap * sizeof(*items));
-        if (!items)
-            return -ENOMEM;
-        l->items = items;
-        l->cap = cap;
-    }
+    Grpc__AdminSchedule *items = array_grow(l->items, l->n, &l->cap, sizeof(*items), 16);
+    if (!items)
+        return -ENOMEM;
+    l->items = items;
     Grpc__AdminSchedule *a = &l->items[l->n++];
     grpc__admin_schedule__init(a);
     char tz[8];

@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "services/admin_service.pb-c.h"
 #include "services/spider_service.pb-c.h"
+#include "runtime/array.h"
 
 struct spiders_rpc {
     struct ev_loop *loop;
@@ -62,14 +63,10 @@ struct spider_list {
 static int collect_spider(void *ctx, const struct spider_row *r)
 {
     struct spider_list *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        Grpc__AdminSpider *items = realloc(l->items, cap * sizeof(*items));
-        if (!items)
-            return -ENOMEM;
-        l->items = items;
-        l->cap = cap;
-    }
+    Grpc__AdminSpider *items = array_grow(l->items, l->n, &l->cap, sizeof(*items), 16);
+    if (!items)
+        return -ENOMEM;
+    l->items = items;
     Grpc__AdminSpider *a = &l->items[l->n];
     grpc__admin_spider__init(a);
     a->name = strdup(r->name);

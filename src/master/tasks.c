@@ -15,6 +15,7 @@
 #include "resilience/backoff.h"
 #include "runtime/hmap.h"
 #include "runtime/log.h"
+#include "runtime/array.h"
 
 /* A task that was never confirmed started waits this long for its node (at most the disconnect
  * grace) before it goes back to the queue. */
@@ -598,14 +599,10 @@ struct row_list {
 
 static int row_list_add(struct row_list *l, const struct task_row *r)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct task_row *rows = realloc(l->rows, cap * sizeof(*rows));
-        if (!rows)
-            return -ENOMEM;
-        l->rows = rows;
-        l->cap = cap;
-    }
+    struct task_row *rows = array_grow(l->rows, l->n, &l->cap, sizeof(*rows), 16);
+    if (!rows)
+        return -ENOMEM;
+    l->rows = rows;
     struct task_row *copy = &l->rows[l->n++];
     memset(copy, 0, sizeof(*copy));
     memcpy(copy->id, r->id, sizeof(copy->id));

@@ -9,8 +9,9 @@
  *     struct sqlite_store { struct store base; sqlite3 *db; ... };
  *
  * Every operation has the contract of its store_ function in store.h (same arguments, errors,
- * threading and blocking); store.c only forwards. What both backends check the same way lives
- * here, once.
+ * threading and blocking), with its arguments already checked against that contract by store.c
+ * (an append's *accepted is also there and 0): a backend checks only what its own engine limits.
+ * What else the backends share lives here, once.
  */
 #ifndef CRAWLAB_STORE_BACKEND_H
 #define CRAWLAB_STORE_BACKEND_H

@@ -17,6 +17,7 @@
 
 #include "core/limits.h"
 #include "runtime/log.h"
+#include "runtime/array.h"
 
 /* Each time a file's appends complete this many bytes, the disk is told to start writing them: it
  * works while the loop goes on, and the commit's fdatasync has less left to wait for. */
@@ -490,14 +491,10 @@ int logfile_remove(struct logfile *lf, const char *id)
 
 static int logfile_ids_add(struct logfile_ids *l, const char *id)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        char(*ids)[TASK_ID_LEN + 1] = realloc(l->ids, cap * sizeof(*ids));
-        if (!ids)
-            return -ENOMEM;
-        l->ids = ids;
-        l->cap = cap;
-    }
+    char(*ids)[TASK_ID_LEN + 1] = array_grow(l->ids, l->n, &l->cap, sizeof(*ids), 256);
+    if (!ids)
+        return -ENOMEM;
+    l->ids = ids;
     memcpy(l->ids[l->n++], id, TASK_ID_LEN + 1);
     return 0;
 }
@@ -698,14 +695,10 @@ static void logfile_index_note(struct logfile_index *ix, struct logfile_mark at)
     uint64_t last = ix->n ? ix->marks[ix->n - 1].off : 0;
     if (at.off - last < LOGFILE_MARK_STEP)
         return;
-    if (ix->n == ix->cap) {
-        size_t cap = ix->cap ? ix->cap * 2 : 64;
-        struct logfile_mark *m = realloc(ix->marks, cap * sizeof(*m));
-        if (!m)
-            return;
-        ix->marks = m;
-        ix->cap = cap;
-    }
+    struct logfile_mark *m = array_grow(ix->marks, ix->n, &ix->cap, sizeof(*m), 64);
+    if (!m)
+        return;
+    ix->marks = m;
     ix->marks[ix->n++] = at;
 }
 

@@ -6,6 +6,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,6 +15,7 @@
 #include "core/rules.h"
 #include "core/spider.h"
 #include "core/tz.h"
+#include "runtime/array.h"
 #include "runtime/log.h"
 #include "store/backend.h"
 
@@ -106,16 +108,12 @@ void store_ids_next(struct store_ids *ids, int64_t now_ms, char out[TASK_ID_LEN 
 
 int store_grow_rows(void **rows, size_t n, size_t *cap, size_t size)
 {
-    if (n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *grown = realloc(*rows, ncap * size);
+    void *grown = array_grow(*rows, n, cap, size, 16);
     if (!grown) {
         log_error("store: out of memory collecting rows");
         return -ENOMEM;
     }
     *rows = grown;
-    *cap = ncap;
     return 0;
 }
 
@@ -134,10 +132,29 @@ static bool schedule_new_valid(const struct schedule_new *n)
            !(n->all_nodes && n->node_key && *n->node_key);
 }
 
+/* A task status by its name, as store_task_list and store_task_page take it. */
+static bool status_name_valid(const char *status)
+{
+    enum task_status parsed;
+    return task_status_parse(status, &parsed) == 0;
+}
+
+/* What store_schedule_fire accepts: n new tasks, each with its node when a task is per node. */
+static bool fire_tasks_valid(const struct task_new *t, size_t n, bool per_node)
+{
+    if (n == 0 || !t)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!store_task_new_valid(&t[i]) || (per_node && (!t[i].node_key || !*t[i].node_key)))
+            return false;
+    return true;
+}
+
 /* ---- Forwarding to the backend ----
  *
- * Where both backends would check the arguments the same way, the check is here, before the
- * call goes on. */
+ * The arguments are checked here, once for both backends, against the contract of store.h (valid
+ * ids, keys and names, outputs and callbacks not NULL): a backend sees only arguments that pass,
+ * and checks only the limits of its own engine. */
 
 void store_close(struct store *s)
 {
@@ -172,49 +189,70 @@ int store_node_upsert(struct store *s, const char *key, const char *name, int ma
 
 int store_node_set_state(struct store *s, const char *key, const char *state)
 {
+    if (!node_key_valid(key) || !state ||
+        (strcmp(state, STORE_NODE_ENABLED) != 0 && strcmp(state, STORE_NODE_DISABLED) != 0 &&
+         strcmp(state, STORE_NODE_DRAINING) != 0))
+        return -EINVAL;
     return s->ops->node_set_state(s, key, state);
 }
 
 int store_node_delete(struct store *s, const char *key)
 {
+    if (!node_key_valid(key))
+        return -EINVAL;
     return s->ops->node_delete(s, key);
 }
 
 int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms)
 {
+    if (!node_key_valid(key) || !status ||
+        (strcmp(status, STORE_NODE_ONLINE) != 0 && strcmp(status, STORE_NODE_OFFLINE) != 0))
+        return -EINVAL;
     return s->ops->node_set_status(s, key, status, now_ms);
 }
 
 int store_node_touch(struct store *s, const char *key, int64_t now_ms)
 {
+    if (!node_key_valid(key))
+        return -EINVAL;
     return s->ops->node_touch(s, key, now_ms);
 }
 
 int store_node_get(struct store *s, const char *key, struct node_row *out)
 {
+    if (!node_key_valid(key) || !out)
+        return -EINVAL;
     return s->ops->node_get(s, key, out);
 }
 
 int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->node_list(s, cb, ctx);
 }
 
 int store_node_page(struct store *s, const char *after_key, unsigned limit,
                     int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->node_page(s, after_key, limit, cb, ctx);
 }
 
 int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1])
 {
+    if (!store_task_new_valid(t) || !id_out)
+        return -EINVAL;
     return s->ops->task_create(s, t, now_ms, id_out);
 }
 
 int store_task_restart(struct store *s, const char *id, int64_t now_ms,
                        char id_out[TASK_ID_LEN + 1])
 {
+    if (!task_id_valid(id) || !id_out)
+        return -EINVAL;
     return s->ops->task_restart(s, id, now_ms, id_out);
 }
 
@@ -222,11 +260,15 @@ int store_task_retry(struct store *s, const char *id, enum task_status to, int e
                      const char *error, int64_t eligible_ms, int64_t now_ms,
                      char id_out[TASK_ID_LEN + 1])
 {
+    if (!task_id_valid(id) || (to != TASK_ERROR && to != TASK_ABNORMAL) || !id_out)
+        return -EINVAL;
     return s->ops->task_retry(s, id, to, exit_code, error, eligible_ms, now_ms, id_out);
 }
 
 int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms)
 {
+    if (!at_ms)
+        return -EINVAL;
     return s->ops->task_next_eligible(s, after_ms, at_ms);
 }
 
@@ -234,51 +276,69 @@ int store_task_eligible_nodes(struct store *s, int64_t after_ms, int64_t until_m
                               int (*cb)(void *ctx, const char *node_key, const char *labels),
                               void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->task_eligible_nodes(s, after_ms, until_ms, cb, ctx);
 }
 
 int store_task_fetch(struct store *s, const char *node_key, const char *node_labels, int64_t now_ms,
                      struct task_row *out)
 {
+    if (!node_key_valid(node_key) || !out)
+        return -EINVAL;
     return s->ops->task_fetch(s, node_key, node_labels, now_ms, out);
 }
 
 int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
                       bool pushed)
 {
+    if (!task_id_valid(id) || !node_key_valid(node_key))
+        return -EINVAL;
     return s->ops->task_assign(s, id, node_key, now_ms, pushed);
 }
 
 int store_task_get(struct store *s, const char *id, struct task_row *out)
 {
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
     return s->ops->task_get(s, id, out);
 }
 
 int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
                           int exit_code, const char *error, int64_t now_ms)
 {
+    if (!task_id_valid(id) || (unsigned)to >= TASK_STATUS_COUNT)
+        return -EINVAL;
     return s->ops->task_set_status(s, id, to, pid, exit_code, error, now_ms);
 }
 
 int store_task_epoch(struct store *s, const char *id, uint64_t *out)
 {
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
     return s->ops->task_epoch(s, id, out);
 }
 
 int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
                               enum task_status *status_out)
 {
+    if (!task_id_valid(id))
+        return -EINVAL;
     return s->ops->task_request_cancel(s, id, force, now_ms, status_out);
 }
 
 int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
                     int (*cb)(void *ctx, const struct task_row *r), void *ctx)
 {
+    if ((status && !status_name_valid(status)) || !cb)
+        return -EINVAL;
     return s->ops->task_list(s, status, node_key, limit, cb, ctx);
 }
 
 int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
 {
+    if (!counts)
+        return -EINVAL;
     return s->ops->task_count_by_status(s, counts);
 }
 
@@ -287,23 +347,31 @@ int store_task_page(struct store *s, const char *status, const char *node_key,
                     int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),
                     void *ctx)
 {
+    if ((status && !status_name_valid(status)) || !cb)
+        return -EINVAL;
     return s->ops->task_page(s, status, node_key, after, limit, cb, ctx);
 }
 
 int store_task_pos(struct store *s, const char *id, struct task_pos *out)
 {
+    if (!task_id_valid(id) || !out)
+        return -EINVAL;
     return s->ops->task_pos(s, id, out);
 }
 
 int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID_LEN + 1],
                            size_t max)
 {
+    if (!task_id_prefix_valid(prefix) || (max && !ids) || max > INT_MAX - 1)
+        return -EINVAL;
     return s->ops->task_find_prefix(s, prefix, ids, max);
 }
 
 int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
                      bool *more)
 {
+    if (budget == 0 || !purged || !more)
+        return -EINVAL;
     return s->ops->task_purge(s, before_ms, budget, purged, more);
 }
 
@@ -314,42 +382,64 @@ int store_purge_logs(struct store *s, size_t max, size_t *left)
 
 int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
 {
+    if (!out)
+        return -EINVAL;
     return s->ops->task_count_purgeable(s, before_ms, out);
 }
 
 int store_task_list_by_node(struct store *s, const char *node_key, enum task_status status,
                             int (*cb)(void *ctx, const struct task_row *r), void *ctx)
 {
+    if (!node_key_valid(node_key) || (unsigned)status >= TASK_STATUS_COUNT || !cb)
+        return -EINVAL;
     return s->ops->task_list_by_node(s, node_key, status, cb, ctx);
 }
 
 int store_task_history(struct store *s, const char *id,
                        int (*cb)(void *ctx, const struct task_history_row *h), void *ctx)
 {
+    if (!task_id_valid(id) || !cb)
+        return -EINVAL;
     return s->ops->task_history(s, id, cb, ctx);
 }
 
 int store_log_append(struct store *s, const char *task_id, const char *const *lines,
                      const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
+    size_t none;
+    if (!accepted)
+        accepted = &none;
+    *accepted = 0;
+    if (!task_id_valid(task_id) || (n && (!lines || !lens)))
+        return -EINVAL;
     return s->ops->log_append(s, task_id, lines, lens, n, first_seq, accepted);
 }
 
 int store_items_append(struct store *s, const char *task_id, const char *const *items,
                        const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
+    size_t none;
+    if (!accepted)
+        accepted = &none;
+    *accepted = 0;
+    if (!task_id_valid(task_id) || (n && (!items || !lens)))
+        return -EINVAL;
     return s->ops->items_append(s, task_id, items, lens, n, first_seq, accepted);
 }
 
 int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
                    int (*cb)(void *ctx, uint64_t seq, const char *line, size_t len), void *ctx)
 {
+    if (!task_id_valid(task_id) || !cb)
+        return -EINVAL;
     return s->ops->log_read(s, task_id, from_seq, cb, ctx);
 }
 
 int store_items_read(struct store *s, const char *task_id, uint64_t from_seq,
                      int (*cb)(void *ctx, uint64_t seq, const char *data, size_t len), void *ctx)
 {
+    if (!task_id_valid(task_id) || !cb)
+        return -EINVAL;
     return s->ops->items_read(s, task_id, from_seq, cb, ctx);
 }
 
@@ -363,12 +453,16 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
 
 int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
 {
+    if (!out)
+        return -EINVAL;
     return s->ops->schedule_get(s, id, out);
 }
 
 int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule_row *r),
                         void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->schedule_list(s, cb, ctx);
 }
 
@@ -385,12 +479,16 @@ int store_schedule_delete(struct store *s, int64_t id)
 int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
                         size_t n, bool per_node, int64_t now_ms, char (*ids_out)[TASK_ID_LEN + 1])
 {
+    if (!fire_tasks_valid(t, n, per_node) || !ids_out)
+        return -EINVAL;
     return s->ops->schedule_fire(s, id, fire_s, t, n, per_node, now_ms, ids_out);
 }
 
 int store_schedule_last_tasks(struct store *s, int64_t id,
                               int (*cb)(void *ctx, const char *task_id), void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->schedule_last_tasks(s, id, cb, ctx);
 }
 
@@ -402,6 +500,8 @@ int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s)
 int store_schedule_fires(struct store *s, int64_t id,
                          int (*cb)(void *ctx, int64_t fire_s, const char *task_id), void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->schedule_fires(s, id, cb, ctx);
 }
 
@@ -418,65 +518,89 @@ int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char
 int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
                      int (*cb)(void *ctx, const struct event_row *e), void *ctx)
 {
+    if (!cb)
+        return -EINVAL;
     return s->ops->event_page(s, after, upto, limit, cb, ctx);
 }
 
 int store_event_last(struct store *s, int64_t *out)
 {
+    if (!out)
+        return -EINVAL;
     return s->ops->event_last(s, out);
 }
 
 int store_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out)
 {
+    if (!out)
+        return -EINVAL;
     return s->ops->event_count(s, after, upto, out);
 }
 
 int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
                       bool *more)
 {
+    if (budget == 0 || !purged || !more)
+        return -EINVAL;
     return s->ops->event_purge(s, before_ms, budget, purged, more);
 }
 
 int store_event_cursor_get(struct store *s, const char *hook, int64_t *out)
 {
+    if (!hook || !out)
+        return -EINVAL;
     return s->ops->event_cursor_get(s, hook, out);
 }
 
 int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
 {
+    if (!hook)
+        return -EINVAL;
     return s->ops->event_cursor_set(s, hook, delivered);
 }
 
 int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
                      uint32_t *version_out)
 {
+    if (!r || !spider_name_valid(r->name) || !spider_sha256_valid(r->sha256) || !version_out)
+        return -EINVAL;
     return s->ops->spider_add(s, r, now_ms, version_out);
 }
 
 int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out)
 {
+    if (!spider_name_valid(name) || !out)
+        return -EINVAL;
     return s->ops->spider_get(s, name, version, out);
 }
 
 int store_spider_list(struct store *s, const char *name, uint32_t version,
                       int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
 {
+    if (name && !spider_name_valid(name))
+        return -EINVAL;
     return s->ops->spider_list(s, name, version, cb, ctx);
 }
 
 int store_spider_remove(struct store *s, const char *name, uint32_t version)
 {
+    if (!spider_name_valid(name))
+        return -EINVAL;
     return s->ops->spider_remove(s, name, version);
 }
 
 int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
 {
+    if (!spider_sha256_valid(sha256) || !used)
+        return -EINVAL;
     return s->ops->spider_sha_used(s, sha256, used);
 }
 
 int store_spider_task_using(struct store *s, const char *name, uint32_t version,
                             char id[TASK_ID_LEN + 1], enum task_status *status)
 {
+    if (!spider_name_valid(name) || version == 0 || !id || !status)
+        return -EINVAL;
     return s->ops->spider_task_using(s, name, version, id, status);
 }
 

@@ -633,8 +633,9 @@ int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms
 int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out);
 
 /* name NULL: the latest version of every spider, by name; else the versions of name, oldest first
- * (version 0: all of them, else only that one). Calls cb for each until it returns non-zero.
- * Returns how many rows there were, or a negative errno (or cb's). Collects first. */
+ * (version 0: all of them, else only that one). Calls cb (may be NULL: only the count) for each
+ * until it returns non-zero. Returns how many rows there were, or a negative errno (or cb's).
+ * Collects first. */
 int store_spider_list(struct store *s, const char *name, uint32_t version,
                       int (*cb)(void *ctx, const struct spider_row *r), void *ctx);
 

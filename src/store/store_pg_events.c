@@ -84,8 +84,6 @@ int pg_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, after);
@@ -139,8 +137,6 @@ int pg_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, after);
@@ -158,8 +154,6 @@ int pg_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (budget == 0 || !purged || !more)
-        return -EINVAL;
     *purged = 0;
     *more = false;
     struct pg_params pp;
@@ -184,8 +178,6 @@ int pg_event_cursor_get(struct store *s, const char *hook, int64_t *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!hook || !out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, hook);
@@ -200,8 +192,6 @@ int pg_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!hook)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, hook);

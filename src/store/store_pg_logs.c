@@ -242,21 +242,15 @@ static int items_append_op(struct pg_store *p, const char *id, const char *const
 typedef int append_op_fn(struct pg_store *p, const char *id, const char *const *texts,
                          const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
 
-/* What log and item appends share: the checks, and the operation (op) around the append. */
+/* What log and item appends share: the operation (op) around the append. */
 static int append(struct store *s, const char *fn, append_op_fn *op, const char *task_id,
                   const char *const *texts, const size_t *lens, size_t n, uint64_t first_seq,
                   size_t *accepted)
 {
     struct pg_store *p = pg_of(s);
-    size_t dummy;
-    if (!accepted)
-        accepted = &dummy;
-    *accepted = 0;
     int rc = pg_enter(p, fn);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || (n && (!texts || !lens)))
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -327,8 +321,6 @@ int pg_log_read(struct store *s, const char *task_id, uint64_t from_seq,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || !cb)
-        return -EINVAL;
     uint64_t from = from_seq == 0 ? 1 : from_seq > INT64_MAX ? INT64_MAX : from_seq;
     for (bool more = true; rc == 0 && more;) {
         struct pg_params pp;
@@ -366,8 +358,6 @@ int pg_items_read(struct store *s, const char *task_id, uint64_t from_seq,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || !cb)
-        return -EINVAL;
     uint64_t from = from_seq > INT64_MAX ? INT64_MAX : from_seq;
     for (bool more = true; rc == 0 && more;) {
         struct pg_params pp;

@@ -84,10 +84,6 @@ int pg_node_set_state(struct store *s, const char *key, const char *state)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !state ||
-        (strcmp(state, STORE_NODE_ENABLED) != 0 && strcmp(state, STORE_NODE_DISABLED) != 0 &&
-         strcmp(state, STORE_NODE_DRAINING) != 0))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
@@ -101,8 +97,6 @@ int pg_node_delete(struct store *s, const char *key)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
@@ -115,9 +109,6 @@ int pg_node_set_status(struct store *s, const char *key, const char *status, int
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !status ||
-        (strcmp(status, STORE_NODE_ONLINE) != 0 && strcmp(status, STORE_NODE_OFFLINE) != 0))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
@@ -132,8 +123,6 @@ int pg_node_touch(struct store *s, const char *key, int64_t now_ms)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
@@ -147,8 +136,6 @@ int pg_node_get(struct store *s, const char *key, struct node_row *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
@@ -169,8 +156,6 @@ int pg_node_page(struct store *s, const char *after_key, unsigned limit,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, after_key ? after_key : "");

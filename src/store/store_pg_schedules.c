@@ -146,8 +146,6 @@ int pg_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, id);
@@ -166,8 +164,6 @@ int pg_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     PGresult *res = pg_query(p, "listing schedules", "all schedules", sql_list, NULL, &rc);
     if (!res)
         return rc;
@@ -317,11 +313,6 @@ int pg_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct t
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (n == 0 || !t || !ids_out)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!store_task_new_valid(&t[i]) || (per_node && (!t[i].node_key || !*t[i].node_key)))
-            return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -344,8 +335,6 @@ int pg_schedule_last_tasks(struct store *s, int64_t id, int (*cb)(void *ctx, con
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, id);
@@ -367,8 +356,6 @@ int pg_schedule_fires(struct store *s, int64_t id,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, id);

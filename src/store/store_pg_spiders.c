@@ -89,8 +89,6 @@ int pg_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!r || !spider_name_valid(r->name) || !spider_sha256_valid(r->sha256) || !version_out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, r->name);
@@ -125,8 +123,6 @@ int pg_spider_get(struct store *s, const char *name, uint32_t version, struct sp
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_name_valid(name) || !out)
-        return -EINVAL;
     struct pg_params pp;
     name_version_params(&pp, name, version);
     rc = spider_rows(p, name, sql_get, &pp, copy_spider, out);
@@ -142,8 +138,6 @@ int pg_spider_list(struct store *s, const char *name, uint32_t version,
         return rc;
     if (!name)
         return spider_rows(p, "spiders", sql_latest, NULL, cb, ctx);
-    if (!spider_name_valid(name))
-        return -EINVAL;
     struct pg_params pp;
     name_version_params(&pp, name, version);
     return spider_rows(p, name, sql_versions, &pp, cb, ctx);
@@ -155,8 +149,6 @@ int pg_spider_remove(struct store *s, const char *name, uint32_t version)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_name_valid(name))
-        return -EINVAL;
     struct pg_params pp;
     name_version_params(&pp, name, version);
     rc = pg_op_begin(p);
@@ -172,8 +164,6 @@ int pg_spider_sha_used(struct store *s, const char *sha256, bool *used)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_sha256_valid(sha256) || !used)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, sha256);
@@ -191,8 +181,6 @@ int pg_spider_task_using(struct store *s, const char *name, uint32_t version,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_name_valid(name) || version == 0 || !id || !status)
-        return -EINVAL;
     char ref[LIMIT_SPIDER_NAME_MAX + 12];
     snprintf(ref, sizeof(ref), "%s@%u", name, version);
     struct pg_params pp;

@@ -152,8 +152,6 @@ int pg_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!store_task_new_valid(t) || !id_out)
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -170,8 +168,6 @@ int pg_task_get(struct store *s, const char *id, struct task_row *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !out)
-        return -EINVAL;
     return task_load_sql(p, sql_task_get, id, out);
 }
 
@@ -272,8 +268,6 @@ int pg_task_set_status(struct store *s, const char *id, enum task_status to, int
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || (unsigned)to >= TASK_STATUS_COUNT)
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -315,8 +309,6 @@ int pg_task_restart(struct store *s, const char *id, int64_t now_ms, char id_out
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !id_out)
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -345,8 +337,6 @@ int pg_task_retry(struct store *s, const char *id, enum task_status to, int exit
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || (to != TASK_ERROR && to != TASK_ABNORMAL) || !id_out)
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -467,8 +457,6 @@ int pg_task_fetch(struct store *s, const char *node_key, const char *node_labels
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(node_key) || !out)
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -509,8 +497,6 @@ int pg_task_assign(struct store *s, const char *id, const char *node_key, int64_
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !node_key_valid(node_key))
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -534,8 +520,6 @@ int pg_task_epoch(struct store *s, const char *id, uint64_t *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, id);
@@ -561,8 +545,6 @@ int pg_task_request_cancel(struct store *s, const char *id, bool force, int64_t 
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id))
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -638,7 +620,7 @@ static int list_tasks(
     int (*page_cb)(void *ctx, const struct task_row *r, const struct task_pos *pos), void *ctx)
 {
     enum task_status parsed;
-    if ((status && task_status_parse(status, &parsed) < 0) || (!cb && !page_cb))
+    if (status && task_status_parse(status, &parsed) < 0)
         return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
@@ -692,8 +674,6 @@ int pg_task_pos(struct store *s, const char *id, struct task_pos *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, id);
@@ -744,8 +724,6 @@ int pg_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK_ID
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_prefix_valid(prefix) || (max && !ids) || max > INT32_MAX - 1)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, prefix);
@@ -772,8 +750,6 @@ int pg_task_list_by_node(struct store *s, const char *node_key, enum task_status
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(node_key) || (unsigned)status >= TASK_STATUS_COUNT || !cb)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, node_key);
@@ -806,8 +782,6 @@ int pg_task_history(struct store *s, const char *id,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !cb)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, id);
@@ -938,8 +912,6 @@ int pg_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *p
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (budget == 0)
-        return -EINVAL;
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -967,8 +939,6 @@ int pg_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!out)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, before_ms);

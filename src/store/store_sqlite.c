@@ -27,6 +27,7 @@
 #include "store/backend.h"
 #include "store/logfile.h"
 #include "runtime/log.h"
+#include "runtime/array.h"
 
 /*
  * Schema versions, each brought by one step of schema_steps: 1 the first schema (schema_sql),
@@ -513,14 +514,10 @@ static void rollback_all(struct sqlite_store *s)
 
 static int id_set_add(struct id_set *set, const char *id)
 {
-    if (set->n == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 64;
-        char(*ids)[TASK_ID_LEN + 1] = realloc(set->ids, cap * sizeof(*ids));
-        if (!ids)
-            return -ENOMEM;
-        set->ids = ids;
-        set->cap = cap;
-    }
+    char(*ids)[TASK_ID_LEN + 1] = array_grow(set->ids, set->n, &set->cap, sizeof(*ids), 64);
+    if (!ids)
+        return -ENOMEM;
+    set->ids = ids;
     memcpy(set->ids[set->n++], id, TASK_ID_LEN + 1);
     return 0;
 }
@@ -1023,10 +1020,6 @@ static int sqlite_node_set_state(struct store *base, const char *key, const char
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !state ||
-        (strcmp(state, STORE_NODE_ENABLED) != 0 && strcmp(state, STORE_NODE_DISABLED) != 0 &&
-         strcmp(state, STORE_NODE_DRAINING) != 0))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_SET_STATE];
     bind_text(st, 1, key);
     bind_text(st, 2, state);
@@ -1039,8 +1032,6 @@ static int sqlite_node_delete(struct store *base, const char *key)
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_DELETE];
     bind_text(st, 1, key);
     return node_update(s, st, "removing node", key);
@@ -1053,9 +1044,6 @@ static int sqlite_node_set_status(struct store *base, const char *key, const cha
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key) || !status ||
-        (strcmp(status, STORE_NODE_ONLINE) != 0 && strcmp(status, STORE_NODE_OFFLINE) != 0))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_SET_STATUS];
     bind_text(st, 1, key);
     bind_text(st, 2, status);
@@ -1069,8 +1057,6 @@ static int sqlite_node_touch(struct store *base, const char *key, int64_t now_ms
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_TOUCH];
     bind_text(st, 1, key);
     sqlite3_bind_int64(st, 2, now_ms);
@@ -1083,8 +1069,6 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(key))
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_GET];
     bind_text(st, 1, key);
     rc = sqlite3_step(st);
@@ -1107,8 +1091,6 @@ static int sqlite_node_page(struct store *base, const char *after_key, unsigned 
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_NODE_PAGE];
     bind_text(st, 1, after_key ? after_key : "");
     sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
@@ -1244,8 +1226,6 @@ static int sqlite_task_create(struct store *base, const struct task_new *t, int6
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!store_task_new_valid(t) || !id_out)
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1363,8 +1343,6 @@ static int sqlite_task_assign(struct store *base, const char *id, const char *no
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !node_key_valid(node_key))
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1378,8 +1356,6 @@ static int sqlite_task_fetch(struct store *base, const char *node_key, const cha
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(node_key) || !out)
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1423,8 +1399,6 @@ static int sqlite_task_get(struct store *base, const char *id, struct task_row *
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !out)
-        return -EINVAL;
     return task_load(s, id, out);
 }
 
@@ -1435,8 +1409,6 @@ static int sqlite_task_set_status(struct store *base, const char *id, enum task_
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || (unsigned)to >= TASK_STATUS_COUNT)
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1487,8 +1459,6 @@ static int sqlite_task_restart(struct store *base, const char *id, int64_t now_m
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !id_out)
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1515,8 +1485,6 @@ static int sqlite_task_retry(struct store *base, const char *id, enum task_statu
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || (to != TASK_ERROR && to != TASK_ABNORMAL) || !id_out)
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1604,8 +1572,6 @@ static int sqlite_task_epoch(struct store *base, const char *id, uint64_t *out)
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !out)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_TASK_EPOCH];
     bind_text(st, 1, id);
     rc = sqlite3_step(st);
@@ -1628,8 +1594,6 @@ static int sqlite_task_request_cancel(struct store *base, const char *id, bool f
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id))
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1686,7 +1650,7 @@ static int sqlite_task_list(struct store *base, const char *status, const char *
     if (rc < 0)
         return rc;
     enum task_status parsed;
-    if ((status && task_status_parse(status, &parsed) < 0) || !cb)
+    if (status && task_status_parse(status, &parsed) < 0)
         return -EINVAL;
     sqlite3_stmt *st = s->st[ST_TASK_LIST];
     bind_text(st, 1, status);
@@ -1706,7 +1670,7 @@ static int sqlite_task_page(struct store *base, const char *status, const char *
     if (rc < 0)
         return rc;
     enum task_status parsed;
-    if ((status && task_status_parse(status, &parsed) < 0) || !cb)
+    if (status && task_status_parse(status, &parsed) < 0)
         return -EINVAL;
     sqlite3_stmt *st = s->st[after ? ST_TASK_PAGE_AFTER : ST_TASK_PAGE_FIRST];
     bind_text(st, 1, status);
@@ -1744,8 +1708,6 @@ static int sqlite_task_pos(struct store *base, const char *id, struct task_pos *
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !out)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_TASK_POS];
     bind_text(st, 1, id);
     rc = sqlite3_step(st);
@@ -1769,8 +1731,6 @@ static int sqlite_task_find_prefix(struct store *base, const char *prefix,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_prefix_valid(prefix) || (max && !ids) || max > INT_MAX - 1)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_TASK_PREFIX];
     bind_text(st, 1, prefix);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max + 1);
@@ -1906,8 +1866,6 @@ static int sqlite_task_purge(struct store *base, int64_t before_ms, unsigned bud
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (budget == 0)
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -1943,8 +1901,6 @@ static int sqlite_task_count_purgeable(struct store *base, int64_t before_ms, ui
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!out)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_PURGE_COUNT];
     sqlite3_bind_int64(st, 1, before_ms);
     rc = sqlite3_step(st);
@@ -1966,8 +1922,6 @@ static int sqlite_task_list_by_node(struct store *base, const char *node_key,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!node_key_valid(node_key) || (unsigned)status >= TASK_STATUS_COUNT || !cb)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_TASK_LIST_BY_NODE];
     bind_text(st, 1, node_key);
     bind_text(st, 2, task_status_name(status));
@@ -2002,8 +1956,6 @@ static int sqlite_task_history(struct store *base, const char *id,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(id) || !cb)
-        return -EINVAL;
     enum task_status current;
     rc = task_status_load(s, id, &current);
     if (rc < 0)
@@ -2092,15 +2044,9 @@ static int sqlite_log_append(struct store *base, const char *task_id, const char
                              const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
-    size_t dummy;
-    if (!accepted)
-        accepted = &dummy;
-    *accepted = 0;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || (n && (!lines || !lens)))
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -2147,15 +2093,9 @@ static int sqlite_items_append(struct store *base, const char *task_id, const ch
                                const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
-    size_t dummy;
-    if (!accepted)
-        accepted = &dummy;
-    *accepted = 0;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || (n && (!items || !lens)))
-        return -EINVAL;
     rc = op_begin(s);
     if (rc < 0)
         return rc;
@@ -2173,8 +2113,6 @@ static int sqlite_log_read(struct store *base, const char *task_id, uint64_t fro
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || !cb)
-        return -EINVAL;
     struct counts c;
     rc = counts_load(s, task_id, &c);
     if (rc < 0)
@@ -2197,8 +2135,6 @@ static int sqlite_items_read(struct store *base, const char *task_id, uint64_t f
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!task_id_valid(task_id) || !cb)
-        return -EINVAL;
     struct counts c;
     rc = counts_load(s, task_id, &c);
     if (rc < 0)
@@ -2510,11 +2446,6 @@ static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s,
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (n == 0 || !ids_out)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!store_task_new_valid(&t[i]) || (per_node && (!t[i].node_key || !*t[i].node_key)))
-            return -EINVAL;
     rc = fire_lookup(s, id, fire_s, ids_out[0]);
     if (rc != 0)
         return rc;
@@ -2675,8 +2606,6 @@ static int sqlite_event_page(struct store *base, int64_t after, int64_t upto, un
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!cb)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_EVENT_PAGE];
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, upto);
@@ -2731,8 +2660,6 @@ static int sqlite_event_count(struct store *base, int64_t after, int64_t upto, u
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!out)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_EVENT_COUNT];
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, upto);
@@ -2750,8 +2677,6 @@ static int sqlite_event_purge(struct store *base, int64_t before_ms, unsigned bu
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (budget == 0 || !purged || !more)
-        return -EINVAL;
     *purged = 0;
     *more = false;
     sqlite3_stmt *st = s->st[ST_EVENT_PURGE];
@@ -2778,8 +2703,6 @@ static int sqlite_event_cursor_get(struct store *base, const char *hook, int64_t
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!hook || !out)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_CURSOR_GET];
     bind_text(st, 1, hook);
     return step_int(s, st, "reading a hook's cursor", out);
@@ -2791,8 +2714,6 @@ static int sqlite_event_cursor_set(struct store *base, const char *hook, int64_t
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!hook)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[ST_CURSOR_SET];
     bind_text(st, 1, hook);
     sqlite3_bind_int64(st, 2, delivered);
@@ -2849,8 +2770,6 @@ static int sqlite_spider_list(struct store *base, const char *name, uint32_t ver
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (name && !spider_name_valid(name))
-        return -EINVAL;
     sqlite3_stmt *st;
     /* Every spider's latest version, or the versions of one (all, or the one named). */
     rc = sched_prepare(s,
@@ -2882,8 +2801,6 @@ static int sqlite_spider_get(struct store *base, const char *name, uint32_t vers
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_name_valid(name))
-        return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "SELECT " SPIDER_COLS " FROM spiders WHERE name = ?1"
@@ -2904,8 +2821,6 @@ static int sqlite_spider_add(struct store *base, const struct spider_row *r, int
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!r || !spider_name_valid(r->name) || !spider_sha256_valid(r->sha256))
-        return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s,
                        "INSERT INTO spiders (" SPIDER_COLS ")"
@@ -2942,8 +2857,6 @@ static int sqlite_spider_task_using(struct store *base, const char *name, uint32
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_name_valid(name) || version == 0)
-        return -EINVAL;
     char ref[LIMIT_SPIDER_NAME_MAX + 12];
     snprintf(ref, sizeof(ref), "%s@%u", name, version);
     sqlite3_stmt *st;
@@ -2972,8 +2885,6 @@ static int sqlite_spider_remove(struct store *base, const char *name, uint32_t v
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_name_valid(name))
-        return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
     if (rc < 0)
@@ -2995,8 +2906,6 @@ static int sqlite_spider_sha_used(struct store *base, const char *sha256, bool *
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    if (!spider_sha256_valid(sha256))
-        return -EINVAL;
     sqlite3_stmt *st;
     rc = sched_prepare(s, "SELECT 1 FROM spiders WHERE sha256 = ?1 LIMIT 1", &st);
     if (rc < 0)

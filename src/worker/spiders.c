@@ -23,6 +23,7 @@
 #include "spider/digest.h"
 #include "services/spider_service.pb-c.h"
 #include "worker/session.h"
+#include "runtime/array.h"
 
 #define RETRY_S 1.0 /* a cut fetch resumes after this long */
 
@@ -171,14 +172,10 @@ static void evict(struct spiders *sp, const char *keep)
         cache_path(sp, de->d_name, path);
         if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
             continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct cached *p = realloc(all, ncap * sizeof(*all));
-            if (!p)
-                break;
-            all = p;
-            cap = ncap;
-        }
+        struct cached *p = array_grow(all, n, &cap, sizeof(*p), 16);
+        if (!p)
+            break;
+        all = p;
         tree_bytes = 0;
         nftw(path, add_size, 16, FTW_PHYS);
         memcpy(all[n].name, de->d_name, sizeof(all[n].name));
