@@ -10,7 +10,8 @@
  *
  * Every operation has the contract of its store_ function in store.h (same arguments, errors,
  * threading and blocking), with its arguments already checked against that contract by store.c
- * (an append's *accepted is also there and 0): a backend checks only what its own engine limits.
+ * (the counts an append or a purge returns are there too, and 0): a backend checks only what
+ * its own engine limits.
  * What else the backends share lives here, once.
  */
 #ifndef CRAWLAB_STORE_BACKEND_H

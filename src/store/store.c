@@ -370,7 +370,15 @@ int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK
 int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged,
                      bool *more)
 {
-    if (budget == 0 || !purged || !more)
+    size_t none_purged;
+    bool none_more;
+    if (!purged)
+        purged = &none_purged;
+    if (!more)
+        more = &none_more;
+    *purged = 0;
+    *more = false;
+    if (budget == 0)
         return -EINVAL;
     return s->ops->task_purge(s, before_ms, budget, purged, more);
 }

@@ -342,7 +342,7 @@ int store_task_find_prefix(struct store *s, const char *prefix, char (*ids)[TASK
  * before before_ms, with their status history and result items: at most budget rows in one call
  * (a task with many items is deleted over several calls, its items first, its row last), so that
  * one call stays short. *purged receives the number of task rows deleted; *more is set when such
- * tasks remain. Inside a group, or its own transaction outside one.
+ * tasks remain (either may be NULL). Inside a group, or its own transaction outside one.
  * Log files: a deleted task's id is written in the same transaction to a journal table; the
  * file is removed only once the deletion is committed, by store_purge_logs (or store_close),
  * then the directory is fsync()ed, and the journal entry is dropped by a later purge. store_open

@@ -128,7 +128,7 @@ int pg_event_last(struct store *s, int64_t *out)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    return out ? query_int(p, "reading the last event id", NULL, sql_last, NULL, out) : -EINVAL;
+    return query_int(p, "reading the last event id", NULL, sql_last, NULL, out);
 }
 
 int pg_event_count(struct store *s, int64_t after, int64_t upto, uint64_t *out)

@@ -901,14 +901,6 @@ static int purge_op(struct pg_store *p, int64_t before_ms, unsigned budget, size
 int pg_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *purged, bool *more)
 {
     struct pg_store *p = pg_of(s);
-    size_t dummy_n;
-    bool dummy_more;
-    if (!purged)
-        purged = &dummy_n;
-    if (!more)
-        more = &dummy_more;
-    *purged = 0;
-    *more = false;
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;

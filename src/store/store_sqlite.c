@@ -1855,14 +1855,6 @@ static int sqlite_task_purge(struct store *base, int64_t before_ms, unsigned bud
                              bool *more)
 {
     struct sqlite_store *s = sqlite_of(base);
-    size_t dummy_n;
-    bool dummy_more;
-    if (!purged)
-        purged = &dummy_n;
-    if (!more)
-        more = &dummy_more;
-    *purged = 0;
-    *more = false;
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
@@ -2651,7 +2643,7 @@ static int sqlite_event_last(struct store *base, int64_t *out)
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    return out ? step_int(s, s->st[ST_EVENT_LAST], "reading the last event id", out) : -EINVAL;
+    return step_int(s, s->st[ST_EVENT_LAST], "reading the last event id", out);
 }
 
 static int sqlite_event_count(struct store *base, int64_t after, int64_t upto, uint64_t *out)
