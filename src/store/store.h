@@ -384,10 +384,10 @@ int store_task_history(struct store *s, const char *id,
  * (lens[i] bytes, need not be NUL-terminated) is line number first_seq + i, counting from 1;
  * first_seq 0 means unsequenced (appended after what is stored). Lines already stored are skipped;
  * a batch starting beyond the stored count + 1 is a gap: -ERANGE and nothing is stored. *accepted
- * receives the number of lines newly stored. Each line is written as line + "\n" to logs/<id>.log;
- * a '\n' inside a line would split it in two on read-back, so it is stored as a space. The task's
- * log_lines and log_bytes change in the same transaction. Lines may arrive in any task status.
- * -EINVAL, -ENOENT, -ERANGE.
+ * (may be NULL) receives the number of lines newly stored, 0 on error. Each line goes to
+ * logs/<id>.log followed by "\n"; a '\n' inside a line would split it in two on read-back, so it is
+ * stored as a space. The task's log_lines and log_bytes change in the same transaction. Lines may
+ * arrive in any task status. -EINVAL, -ENOENT, -ERANGE.
  */
 int store_log_append(struct store *s, const char *task_id, const char *const *lines,
                      const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted);
