@@ -245,7 +245,7 @@ static int render_metrics(void *ctx, char **text, size_t *len)
     nodes_foreach(m->nodes, count_node, &s);
     int rc = store_node_list(m->store, count_known_node, &known);
     if (rc == 0)
-        rc = store_task_count_by_status(m->store, s.tasks);
+        rc = store_task_count_by_status(m->store, NULL, s.tasks);
     if (rc < 0)
         return rc;
     /* On a shared store, the nodes of the other masters too: the rows are the cluster's view. */

@@ -385,27 +385,21 @@ static bool register_allowed(struct nodes *n, struct node *node, const char *pee
     return false;
 }
 
-static int count_held(void *ctx, const struct task_row *r)
-{
-    (void)r;
-    ((struct node *)ctx)->active++;
-    return 0;
-}
-
 /* On a shared store, what other masters changed about a node that registers here: its state
  * (an admin may have drained it through another master) and the tasks it holds. */
 static int catch_up(struct nodes *n, struct node *node)
 {
-    static const enum task_status held[] = {TASK_ASSIGNED, TASK_RUNNING, TASK_NODE_DISCONNECTED};
     struct node_row row;
+    uint64_t counts[TASK_STATUS_COUNT];
     int rc = store_node_get(n->store, node->key, &row);
+    if (rc == 0)
+        rc = store_task_count_by_status(n->store, node->key, counts);
     if (rc < 0)
         return rc;
     node->state = state_of_name(row.state);
-    node->active = 0;
-    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]) && rc == 0; i++)
-        rc = store_task_list_by_node(n->store, node->key, held[i], count_held, node);
-    return rc;
+    node->active =
+        (int)(counts[TASK_ASSIGNED] + counts[TASK_RUNNING] + counts[TASK_NODE_DISCONNECTED]);
+    return 0;
 }
 
 int nodes_register(struct nodes *n, const struct node_hello *hello, struct node **out)

@@ -57,7 +57,8 @@ struct store_ops {
                                enum task_status *status_out);
     int (*task_list)(struct store *s, const char *status, const char *node_key, unsigned limit,
                      int (*cb)(void *ctx, const struct task_row *r), void *ctx);
-    int (*task_count_by_status)(struct store *s, uint64_t counts[TASK_STATUS_COUNT]);
+    int (*task_count_by_status)(struct store *s, const char *node_key,
+                                uint64_t counts[TASK_STATUS_COUNT]);
     int (*task_page)(struct store *s, const char *status, const char *node_key,
                      const struct task_pos *after, unsigned limit,
                      int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),

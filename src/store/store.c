@@ -335,11 +335,12 @@ int store_task_list(struct store *s, const char *status, const char *node_key, u
     return s->ops->task_list(s, status, node_key, limit, cb, ctx);
 }
 
-int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
+int store_task_count_by_status(struct store *s, const char *node_key,
+                               uint64_t counts[TASK_STATUS_COUNT])
 {
-    if (!counts)
+    if ((node_key && !node_key_valid(node_key)) || !counts)
         return -EINVAL;
-    return s->ops->task_count_by_status(s, counts);
+    return s->ops->task_count_by_status(s, node_key, counts);
 }
 
 int store_task_page(struct store *s, const char *status, const char *node_key,

@@ -305,8 +305,10 @@ int store_task_request_cancel(struct store *s, const char *id, bool force, int64
 int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
                     int (*cb)(void *ctx, const struct task_row *r), void *ctx);
 
-/* counts[i] = the number of tasks in status i. -EIO from the database. */
-int store_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT]);
+/* counts[i] = the number of tasks in status i: of every task (node_key NULL), or of those assigned
+ * to node_key. -EINVAL, -EIO from the database. */
+int store_task_count_by_status(struct store *s, const char *node_key,
+                               uint64_t counts[TASK_STATUS_COUNT]);
 /*
  * A position in the order of store_task_list (newest first: created_ms, then insertion order,
  * both descending). Positions stay valid when tasks are added or removed.

@@ -220,7 +220,8 @@ int pg_task_request_cancel(struct store *s, const char *id, bool force, int64_t 
                            enum task_status *status_out);
 int pg_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
                  int (*cb)(void *ctx, const struct task_row *r), void *ctx);
-int pg_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT]);
+int pg_task_count_by_status(struct store *s, const char *node_key,
+                            uint64_t counts[TASK_STATUS_COUNT]);
 int pg_task_page(struct store *s, const char *status, const char *node_key,
                  const struct task_pos *after, unsigned limit,
                  int (*cb)(void *ctx, const struct task_row *r, const struct task_pos *pos),

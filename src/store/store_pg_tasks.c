@@ -687,14 +687,26 @@ int pg_task_pos(struct store *s, const char *id, struct task_pos *out)
 }
 
 static const char sql_task_counts[] = "SELECT status, count(*) FROM tasks GROUP BY status";
+static const char sql_task_counts_of_node[] =
+    "SELECT status, count(*) FROM tasks WHERE assigned_node = $1 GROUP BY status";
 
-int pg_task_count_by_status(struct store *s, uint64_t counts[TASK_STATUS_COUNT])
+int pg_task_count_by_status(struct store *s, const char *node_key,
+                            uint64_t counts[TASK_STATUS_COUNT])
 {
     struct pg_store *p = pg_of(s);
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    PGresult *res = pg_query(p, "counting tasks by status", "tasks", sql_task_counts, NULL, &rc);
+    struct pg_params pp;
+    pg_params_init(&pp);
+    PGresult *res;
+    if (node_key) {
+        pg_param_text(&pp, node_key);
+        res = pg_query(p, "counting tasks by status of node", node_key, sql_task_counts_of_node,
+                       &pp, &rc);
+    } else {
+        res = pg_query(p, "counting tasks by status", "tasks", sql_task_counts, NULL, &rc);
+    }
     if (!res)
         return rc;
     memset(counts, 0, sizeof(uint64_t) * TASK_STATUS_COUNT);

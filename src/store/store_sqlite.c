@@ -2532,19 +2532,25 @@ static int sqlite_schedule_fires(struct store *base, int64_t id,
     return rc;
 }
 
-static int sqlite_task_count_by_status(struct store *base, uint64_t counts[TASK_STATUS_COUNT])
+static int sqlite_task_count_by_status(struct store *base, const char *node_key,
+                                       uint64_t counts[TASK_STATUS_COUNT])
 {
     struct sqlite_store *s = sqlite_of(base);
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
     memset(counts, 0, sizeof(uint64_t) * TASK_STATUS_COUNT);
-    /* Asked once a scrape: not worth a persistent statement. */
+    /* Asked once a scrape, or once a node registers with one of several masters: not worth a
+     * persistent statement. */
+    const char *sql = node_key ? "SELECT status, COUNT(*) FROM tasks WHERE assigned_node = ?1"
+                                 " GROUP BY status"
+                               : "SELECT status, COUNT(*) FROM tasks GROUP BY status";
     sqlite3_stmt *st = NULL;
-    int src = sqlite3_prepare_v2(s->db, "SELECT status, COUNT(*) FROM tasks GROUP BY status", -1,
-                                 &st, NULL);
+    int src = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (src != SQLITE_OK)
-        return db_fail(s, src, "counting tasks", NULL);
+        return db_fail(s, src, "counting tasks", node_key);
+    if (node_key)
+        bind_text(st, 1, node_key);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         enum task_status status;
         if (task_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)

@@ -577,7 +577,7 @@ END_TEST
 START_TEST(test_count_by_status_counts_every_status_zero_included)
 {
     uint64_t counts[TASK_STATUS_COUNT];
-    ck_assert_int_eq(store_task_count_by_status(st, counts), 0);
+    ck_assert_int_eq(store_task_count_by_status(st, NULL, counts), 0);
     for (int i = 0; i < TASK_STATUS_COUNT; i++)
         ck_assert_uint_eq(counts[i], 0);
     char a[25], b[25], c[25], got[25];
@@ -589,12 +589,21 @@ START_TEST(test_count_by_status_counts_every_status_zero_included)
         store_task_set_status(st, got, TASK_RUNNING, 42, STORE_NO_EXIT_CODE, NULL, T0 + 4), 0);
     ck_assert_int_eq(store_task_set_status(st, got, TASK_FINISHED, 0, 0, NULL, T0 + 5), 0);
     fetch_id("node-a", T0 + 6, got);
-    ck_assert_int_eq(store_task_count_by_status(st, counts), 0);
+    ck_assert_int_eq(store_task_count_by_status(st, NULL, counts), 0);
     ck_assert_uint_eq(counts[TASK_PENDING], 1);
     ck_assert_uint_eq(counts[TASK_ASSIGNED], 1);
     ck_assert_uint_eq(counts[TASK_FINISHED], 1);
     ck_assert_uint_eq(counts[TASK_RUNNING], 0);
     ck_assert_uint_eq(counts[TASK_CANCELLED], 0);
+    /* One node's: the pending task is nobody's yet. */
+    ck_assert_int_eq(store_task_count_by_status(st, "node-a", counts), 0);
+    ck_assert_uint_eq(counts[TASK_PENDING], 0);
+    ck_assert_uint_eq(counts[TASK_ASSIGNED], 1);
+    ck_assert_uint_eq(counts[TASK_FINISHED], 1);
+    ck_assert_int_eq(store_task_count_by_status(st, "node-b", counts), 0);
+    for (int i = 0; i < TASK_STATUS_COUNT; i++)
+        ck_assert_uint_eq(counts[i], 0);
+    ck_assert_int_eq(store_task_count_by_status(st, "", counts), -EINVAL);
 }
 END_TEST
 
@@ -2097,7 +2106,7 @@ END_TEST
 static int count_tasks(void)
 {
     uint64_t counts[TASK_STATUS_COUNT];
-    ck_assert_int_eq(store_task_count_by_status(st, counts), 0);
+    ck_assert_int_eq(store_task_count_by_status(st, NULL, counts), 0);
     int n = 0;
     for (int i = 0; i < TASK_STATUS_COUNT; i++)
         n += (int)counts[i];
