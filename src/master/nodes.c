@@ -160,8 +160,11 @@ int nodes_resolve(struct nodes *n, const char *given, struct node **out, char *w
 {
     if ((*out = nodes_find(n, given)))
         return 0;
-    /* On a shared store, nodes may have registered with other masters since this one started. */
-    if (n->shared && store_node_list(n->store, learn_node, n) == 0 && (*out = nodes_find(n, given)))
+    /* On a shared store, nodes may have registered with other masters since this one started:
+     * learn those `given` names before judging (a name another master's node shares too makes
+     * it ambiguous). */
+    if (n->shared && store_node_named(n->store, given, learn_node, n) == 0 &&
+        (*out = nodes_find(n, given)))
         return 0;
     size_t found = 0;
     int len = snprintf(why, why_len, "node name %s is ambiguous: it names", given);

@@ -34,6 +34,8 @@ struct store_ops {
     int (*node_list)(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx);
     int (*node_page)(struct store *s, const char *after_key, unsigned limit,
                      int (*cb)(void *ctx, const struct node_row *r), void *ctx);
+    int (*node_named)(struct store *s, const char *given,
+                      int (*cb)(void *ctx, const struct node_row *r), void *ctx);
     int (*task_create)(struct store *s, const struct task_new *t, int64_t now_ms,
                        char id_out[TASK_ID_LEN + 1]);
     int (*task_restart)(struct store *s, const char *id, int64_t now_ms,

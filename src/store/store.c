@@ -240,6 +240,16 @@ int store_node_page(struct store *s, const char *after_key, unsigned limit,
     return s->ops->node_page(s, after_key, limit, cb, ctx);
 }
 
+int store_node_named(struct store *s, const char *given,
+                     int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    /* A key or a name: a text line of at most the longer of the two. */
+    size_t max = LIMIT_NAME_MAX > LIMIT_NODE_KEY_MAX ? LIMIT_NAME_MAX : LIMIT_NODE_KEY_MAX;
+    if (!given || !*given || !text_line_valid(given, max) || !cb)
+        return -EINVAL;
+    return s->ops->node_named(s, given, cb, ctx);
+}
+
 int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
                       char id_out[TASK_ID_LEN + 1])
 {

@@ -154,6 +154,11 @@ int store_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row 
 int store_node_page(struct store *s, const char *after_key, unsigned limit,
                     int (*cb)(void *ctx, const struct node_row *r), void *ctx);
 
+/* Calls cb for the nodes `given` may name, ordered by key: the node whose key it is and every node
+ * whose name it is (a node may be named by a name several nodes share). Collects first. */
+int store_node_named(struct store *s, const char *given,
+                     int (*cb)(void *ctx, const struct node_row *r), void *ctx);
+
 /* ---- Tasks ---- */
 
 /* What a new task is made of. Strings are borrowed for the call; NULL means "". */

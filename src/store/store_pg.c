@@ -571,6 +571,7 @@ static const struct store_ops pg_ops = {
     .node_get = pg_node_get,
     .node_list = pg_node_list,
     .node_page = pg_node_page,
+    .node_named = pg_node_named,
     .task_create = pg_task_create,
     .task_restart = pg_task_restart,
     .task_retry = pg_task_retry,

@@ -194,6 +194,8 @@ int pg_node_set_status(struct store *s, const char *key, const char *status, int
 int pg_node_touch(struct store *s, const char *key, int64_t now_ms);
 int pg_node_get(struct store *s, const char *key, struct node_row *out);
 int pg_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx);
+int pg_node_named(struct store *s, const char *given,
+                  int (*cb)(void *ctx, const struct node_row *r), void *ctx);
 int pg_node_page(struct store *s, const char *after_key, unsigned limit,
                  int (*cb)(void *ctx, const struct node_row *r), void *ctx);
 

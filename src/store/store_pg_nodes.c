@@ -35,6 +35,8 @@ static const char sql_get[] = "SELECT " NODE_COLS " FROM nodes WHERE key = $1";
 /* $2 NULL: no limit. */
 static const char sql_page[] = "SELECT " NODE_COLS " FROM nodes WHERE key > $1 COLLATE \"C\""
                                " ORDER BY key COLLATE \"C\" LIMIT $2";
+static const char sql_named[] = "SELECT " NODE_COLS " FROM nodes WHERE key = $1 OR name = $1"
+                                " ORDER BY key COLLATE \"C\"";
 
 static void node_from_result(const PGresult *res, int i, struct node_row *r)
 {
@@ -149,6 +151,23 @@ int pg_node_get(struct store *s, const char *key, struct node_row *out)
 
 /* Collects first: the rows are all in the result, which stays valid while the callback calls
  * into the store on the same connection. */
+static int node_rows(struct pg_store *p, const char *subject, const char *sql,
+                     const struct pg_params *pp, int (*cb)(void *ctx, const struct node_row *r),
+                     void *ctx)
+{
+    int rc = 0;
+    PGresult *res = pg_query(p, "listing nodes", subject, sql, pp, &rc);
+    if (!res)
+        return rc;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        struct node_row r;
+        node_from_result(res, i, &r);
+        rc = cb(ctx, &r);
+    }
+    PQclear(res);
+    return rc;
+}
+
 int pg_node_page(struct store *s, const char *after_key, unsigned limit,
                  int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
@@ -163,16 +182,20 @@ int pg_node_page(struct store *s, const char *after_key, unsigned limit,
         pg_param_int(&pp, limit);
     else
         pg_param_text(&pp, NULL);
-    PGresult *res = pg_query(p, "listing nodes", after_key, sql_page, &pp, &rc);
-    if (!res)
+    return node_rows(p, after_key, sql_page, &pp, cb, ctx);
+}
+
+int pg_node_named(struct store *s, const char *given,
+                  int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    struct pg_store *p = pg_of(s);
+    int rc = pg_enter(p, __func__);
+    if (rc < 0)
         return rc;
-    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
-        struct node_row r;
-        node_from_result(res, i, &r);
-        rc = cb(ctx, &r);
-    }
-    PQclear(res);
-    return rc;
+    struct pg_params pp;
+    pg_params_init(&pp);
+    pg_param_text(&pp, given);
+    return node_rows(p, given, sql_named, &pp, cb, ctx);
 }
 
 int pg_node_list(struct store *s, int (*cb)(void *ctx, const struct node_row *r), void *ctx)

@@ -231,6 +231,7 @@ enum stmt_id {
     ST_ITEM_INSERT,
     ST_ITEMS_READ,
     ST_NODE_PAGE,
+    ST_NODE_NAMED,
     ST_TASK_PAGE_FIRST,
     ST_TASK_PAGE_AFTER,
     ST_TASK_POS,
@@ -326,6 +327,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ITEM_INSERT] = "INSERT INTO items (task_id, seq, data) VALUES (?1, ?2, ?3)",
     [ST_ITEMS_READ] = "SELECT seq, data FROM items WHERE task_id = ?1 AND seq >= ?2 ORDER BY seq",
     [ST_NODE_PAGE] = "SELECT " NODE_COLS " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
+    [ST_NODE_NAMED] = "SELECT " NODE_COLS " FROM nodes WHERE key = ?1 OR name = ?1 ORDER BY key",
     /* The page queries walk tasks_by_created backwards (its entries end with the rowid); the
      * position's rowid is read after the row's columns, whatever their number. */
     [ST_TASK_PAGE_FIRST] = "SELECT " TASK_COLS ", rowid FROM tasks"
@@ -1084,6 +1086,27 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
     return rc;
 }
 
+/* The rows of a bound node query, collected first: cb may call into the store. */
+static int node_rows(struct sqlite_store *s, sqlite3_stmt *st, const char *subject,
+                     int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    struct node_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
+            break;
+        node_from_stmt(st, &rows[n++]);
+    }
+    if (rc != -ENOMEM)
+        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", subject);
+    finish(st);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    free(rows);
+    return rc;
+}
+
 static int sqlite_node_page(struct store *base, const char *after_key, unsigned limit,
                             int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
@@ -1094,20 +1117,19 @@ static int sqlite_node_page(struct store *base, const char *after_key, unsigned 
     sqlite3_stmt *st = s->st[ST_NODE_PAGE];
     bind_text(st, 1, after_key ? after_key : "");
     sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
-    struct node_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        node_from_stmt(st, &rows[n++]);
-    }
-    if (rc != -ENOMEM)
-        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", after_key ? after_key : "");
-    finish(st);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = cb(ctx, &rows[i]);
-    free(rows);
-    return rc;
+    return node_rows(s, st, after_key ? after_key : "", cb, ctx);
+}
+
+static int sqlite_node_named(struct store *base, const char *given,
+                             int (*cb)(void *ctx, const struct node_row *r), void *ctx)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_NODE_NAMED];
+    bind_text(st, 1, given);
+    return node_rows(s, st, given, cb, ctx);
 }
 
 static int sqlite_node_list(struct store *base, int (*cb)(void *ctx, const struct node_row *r),
@@ -2930,6 +2952,7 @@ static const struct store_ops sqlite_ops = {
     .node_get = sqlite_node_get,
     .node_list = sqlite_node_list,
     .node_page = sqlite_node_page,
+    .node_named = sqlite_node_named,
     .task_create = sqlite_task_create,
     .task_restart = sqlite_task_restart,
     .task_retry = sqlite_task_retry,

@@ -266,6 +266,35 @@ class SpiderOnEitherMaster(harness.ClusterTest, harness.TaskOps):
 
 
 @unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
+class NamesOnEitherMaster(harness.ClusterTest, harness.TaskOps):
+    timeout = 120
+
+    def test_a_name_resolves_to_nodes_that_registered_with_the_other_master(self):
+        self.m = Masters(self, harness.pg_store_uri(self.c.dir))
+        first = self.c.start_worker("w1", node_name="box", master_addr=self.m.addr("A"),
+                                    extra=["--node-key=box-1"])
+        first.wait_log(test_chaos.REGISTERED)
+        # B has never seen box-1: it learns it from the store when the name is given.
+        self.c.cli_args = ["--master=" + self.m.addr("B")]
+        tid = self.submit1("--node=box", "--", "echo", "on box")
+        t = self.wait_final([tid])[tid]
+        self.assertEqual((t["status"], t["assigned_node"]), ("finished", "box-1"), t)
+        # A second "box" registers with A: through B, the name is now ambiguous, both keys named.
+        second = self.c.start_worker("w2", node_name="box", master_addr=self.m.addr("A"),
+                                     extra=["--node-key=box-2"])
+        second.wait_log(test_chaos.REGISTERED)
+        rc, out, err = self.c.cli("submit", "--node=box", "--", "true")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("ambiguous", err)
+        self.assertIn("box-1", err)
+        self.assertIn("box-2", err)
+        # A key still names one node.
+        tid = self.submit1("--node=box-2", "--", "true")
+        t = self.wait_final([tid])[tid]
+        self.assertEqual((t["status"], t["assigned_node"]), ("finished", "box-2"), t)
+
+
+@unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
 class FollowOnEitherMaster(harness.ClusterTest, harness.TaskOps):
     timeout = 120
 

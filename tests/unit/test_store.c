@@ -2640,6 +2640,30 @@ START_TEST(test_node_pages_follow_the_key_order)
 }
 END_TEST
 
+START_TEST(test_node_named_finds_a_key_and_every_node_of_a_name)
+{
+    ck_assert_int_eq(store_node_upsert(st, "k2", "crawler", 1, NULL, NULL, T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "k1", "crawler", 1, NULL, NULL, T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "k3", "k1", 1, NULL, NULL, T0), 0);
+    ck_assert_int_eq(store_node_upsert(st, "k4", "other", 1, NULL, NULL, T0), 0);
+    struct page_list l = {0};
+    ck_assert_int_eq(store_node_named(st, "crawler", collect_node_key, &l), 0);
+    ck_assert_uint_eq(l.n, 2);
+    ck_assert_str_eq(l.ids[0], "k1");
+    ck_assert_str_eq(l.ids[1], "k2");
+    /* "k1" is one node's key and another's name: both. */
+    l.n = 0;
+    ck_assert_int_eq(store_node_named(st, "k1", collect_node_key, &l), 0);
+    ck_assert_uint_eq(l.n, 2);
+    ck_assert_str_eq(l.ids[0], "k1");
+    ck_assert_str_eq(l.ids[1], "k3");
+    l.n = 0;
+    ck_assert_int_eq(store_node_named(st, "nobody", collect_node_key, &l), 0);
+    ck_assert_uint_eq(l.n, 0);
+    ck_assert_int_eq(store_node_named(st, "", collect_node_key, &l), -EINVAL);
+}
+END_TEST
+
 /* A task with `lines` log lines and `items` items, ended with status at `at`. */
 static void ended_task(char id[25], int64_t created, int64_t at, enum task_status status,
                        size_t lines, size_t items)
@@ -3551,6 +3575,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pages_see_every_task_once_newest_first);
     tcase_add_test(tc, test_prefix_lookup_tells_none_one_and_several);
     tcase_add_test(tc, test_node_pages_follow_the_key_order);
+    tcase_add_test(tc, test_node_named_finds_a_key_and_every_node_of_a_name);
     tcase_add_test(tc, test_purge_takes_ended_tasks_with_logs_items_and_history_only);
     tcase_add_test(tc, test_purge_budget_splits_a_task_with_many_items);
     tcase_add_test(tc, test_purge_in_a_group_removes_logs_only_once_committed);
