@@ -8,7 +8,8 @@
 #   build, on PostgreSQL  the integration tests that run a master (suite 'stores') once more
 #               with every master's rows in PostgreSQL (CRAWLAB_IT_STORE=postgres: Debian's
 #               server, started by the tests as an unprivileged user), when libpq is built in
-#   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus
+#   build-fuzz  the libFuzzer targets, each run for FUZZ_SECONDS (default 30) from its seed corpus,
+#               all at once (FUZZ_PARALLEL, default 1: they share the cores for those seconds)
 # Source checks come first (format, layer includes, references: scripts/check-source.sh); both
 # builds are configured with -Dwerror=true, so a warning fails the run.
 # Installs missing Debian packages first (as root). Exits non-zero if any test fails.
@@ -41,7 +42,7 @@ fi
 
 echo "== build-fuzz"
 fuzz=passed
-scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || { fuzz=FAILED; status=1; }
+FUZZ_PARALLEL=${FUZZ_PARALLEL:-1} scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || { fuzz=FAILED; status=1; }
 
 # One closing line over every run, from meson's own JSON record of each test.
 /usr/bin/python3 - "$fuzz" $logs <<'PY'
