@@ -154,6 +154,25 @@ bool store_optional_line(const char *v, size_t max);
 /* What store_task_create and store_schedule_fire accept as a new task. */
 bool store_task_new_valid(const struct task_new *t);
 
+/*
+ * A task made from a stored one (store_task_restart, store_task_retry): the spec it copies (strings
+ * borrowed from the row, which never change) and its link to the old task. A restart is a task of
+ * its own, attempt 1, whose restart_of names the task restarted; a retry is the next attempt of the
+ * first one (retry_of names it, whichever attempt failed), pending but not eligible before
+ * eligible_ms (0: at once).
+ */
+struct task_link {
+    const char *restart_of, *retry_of; /* NULL = "" */
+    int attempt;
+    int64_t eligible_ms;
+};
+struct task_copy {
+    struct task_new spec;
+    struct task_link link;
+};
+struct task_copy store_task_restart_of(const struct task_row *r);
+struct task_copy store_task_retry_of(const struct task_row *r, int64_t eligible_ms);
+
 /* An event's kind: a non-empty text line of at most STORE_EVENT_KIND_MAX bytes. */
 bool store_event_kind_valid(const char *kind);
 

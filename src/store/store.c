@@ -70,6 +70,45 @@ bool store_task_new_valid(const struct task_new *t)
            (!t->spider_sha256 || !*t->spider_sha256 || spider_sha256_valid(t->spider_sha256));
 }
 
+static struct task_new spec_of(const struct task_row *r)
+{
+    return (struct task_new){
+        .name = r->name,
+        .cmd = r->cmd,
+        .param = r->param,
+        .env_json = r->env_json,
+        .priority = r->priority,
+        .timeout_ms = r->timeout_ms,
+        .node_key = r->node_key,
+        .labels = r->labels,
+        .retries = r->retries,
+        .retry_delay_ms = r->retry_delay_ms,
+        .spider = r->spider,
+        .spider_sha256 = r->spider_sha256,
+    };
+}
+
+struct task_copy store_task_restart_of(const struct task_row *r)
+{
+    return (struct task_copy){
+        .spec = spec_of(r),
+        .link = {.restart_of = r->id, .attempt = 1},
+    };
+}
+
+struct task_copy store_task_retry_of(const struct task_row *r, int64_t eligible_ms)
+{
+    return (struct task_copy){
+        .spec = spec_of(r),
+        .link =
+            {
+                .retry_of = r->retry_of[0] ? r->retry_of : r->id,
+                .attempt = r->attempt + 1,
+                .eligible_ms = eligible_ms,
+            },
+    };
+}
+
 bool store_event_kind_valid(const char *kind)
 {
     return kind && text_line_valid(kind, STORE_EVENT_KIND_MAX) && *kind;

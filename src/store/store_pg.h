@@ -147,17 +147,10 @@ char *pg_dup(const PGresult *res, int row, int col);
 
 /* ---- Shared between the rows' files ---- */
 
-/* What links a task made from another to it (store_task_restart, store_task_retry). */
-struct pg_task_link {
-    const char *restart_of, *retry_of; /* NULL = "" */
-    int attempt;
-    int64_t eligible_ms;
-};
-
 /* Inserts a new pending task (t passed store_task_new_valid) inside an open operation and writes
  * its id into id; link NULL: a submitted task, its first attempt (store_pg_tasks.c; also made by
  * store_pg_schedules.c's fires). */
-int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct pg_task_link *link,
+int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct task_link *link,
                    int64_t now_ms, char id[TASK_ID_LEN + 1]);
 
 /* ---- Opening (store_pg.c) ---- */

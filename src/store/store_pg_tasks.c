@@ -109,10 +109,10 @@ static const char *or_empty(const char *v)
  * the transaction alive (a unique violation would break an open group), and the next counter value
  * is tried.
  */
-int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct pg_task_link *link,
+int pg_task_insert(struct pg_store *p, const struct task_new *t, const struct task_link *link,
                    int64_t now_ms, char id[TASK_ID_LEN + 1])
 {
-    static const struct pg_task_link first = {.attempt = 1};
+    static const struct task_link first = {.attempt = 1};
     if (!link)
         link = &first;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -282,25 +282,6 @@ int pg_task_set_status(struct store *s, const char *id, enum task_status to, int
 static const char sql_task_get_locked[] =
     "SELECT " TASK_COLS " FROM tasks WHERE id = $1 FOR UPDATE";
 
-/* The spec of a stored task, as a new task has it (strings borrowed from the row). */
-static struct task_new spec_of(const struct task_row *r)
-{
-    return (struct task_new){
-        .name = r->name,
-        .cmd = r->cmd,
-        .param = r->param,
-        .env_json = r->env_json,
-        .priority = r->priority,
-        .timeout_ms = r->timeout_ms,
-        .node_key = r->node_key,
-        .labels = r->labels,
-        .retries = r->retries,
-        .retry_delay_ms = r->retry_delay_ms,
-        .spider = r->spider,
-        .spider_sha256 = r->spider_sha256,
-    };
-}
-
 /* A restart only reads the old task's spec (which never changes): two masters restarting one task
  * make two new tasks, as two restarts on one master do. */
 int pg_task_restart(struct store *s, const char *id, int64_t now_ms, char id_out[TASK_ID_LEN + 1])
@@ -316,9 +297,8 @@ int pg_task_restart(struct store *s, const char *id, int64_t now_ms, char id_out
     char nid[TASK_ID_LEN + 1];
     rc = task_load_sql(p, sql_task_get, id, &row);
     if (rc == 0) {
-        struct task_new tn = spec_of(&row);
-        struct pg_task_link link = {.restart_of = row.id, .attempt = 1};
-        rc = pg_task_insert(p, &tn, &link, now_ms, nid);
+        struct task_copy c = store_task_restart_of(&row);
+        rc = pg_task_insert(p, &c.spec, &c.link, now_ms, nid);
         store_task_row_free(&row);
     }
     rc = pg_op_end(p, rc);
@@ -351,14 +331,9 @@ int pg_task_retry(struct store *s, const char *id, enum task_status to, int exit
         char from[32];
         snprintf(from, sizeof(from), "{%s}", task_status_name(row.status));
         rc = task_move(p, id, from, to, 0, exit_code, error, now_ms, NULL);
-        struct task_new tn = spec_of(&row);
-        struct pg_task_link link = {
-            .retry_of = row.retry_of[0] ? row.retry_of : row.id,
-            .attempt = row.attempt + 1,
-            .eligible_ms = eligible_ms,
-        };
+        struct task_copy c = store_task_retry_of(&row, eligible_ms);
         if (rc == 0)
-            rc = pg_task_insert(p, &tn, &link, now_ms, nid);
+            rc = pg_task_insert(p, &c.spec, &c.link, now_ms, nid);
     }
     store_task_row_free(&row);
     rc = pg_op_end(p, rc);

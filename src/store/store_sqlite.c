@@ -1230,14 +1230,8 @@ static int task_status_load(struct sqlite_store *s, const char *id, enum task_st
     return rc;
 }
 
-/* What links a task made from another to it: set by store_task_restart and store_task_retry;
- * none for a submitted task. */
-struct task_link {
-    const char *restart_of, *retry_of; /* NULL = "" */
-    int attempt;
-    int64_t eligible_ms;
-};
-
+/* Inserts a new pending task; link: what links it to the task it was made from (a restart's, a
+ * retry's: backend.h), NULL for a submitted task. */
 static int task_insert(struct sqlite_store *s, const struct task_new *t,
                        const struct task_link *link, int64_t now_ms, char id[TASK_ID_LEN + 1]);
 
@@ -1455,25 +1449,6 @@ static int sqlite_task_set_status(struct store *base, const char *id, enum task_
     return op_end(s, rc);
 }
 
-/* The spec of a stored task, as a new task has it (strings borrowed from the row). */
-static struct task_new spec_of(const struct task_row *r)
-{
-    return (struct task_new){
-        .name = r->name,
-        .cmd = r->cmd,
-        .param = r->param,
-        .env_json = r->env_json,
-        .priority = r->priority,
-        .timeout_ms = r->timeout_ms,
-        .node_key = r->node_key,
-        .labels = r->labels,
-        .retries = r->retries,
-        .retry_delay_ms = r->retry_delay_ms,
-        .spider = r->spider,
-        .spider_sha256 = r->spider_sha256,
-    };
-}
-
 static int sqlite_task_restart(struct store *base, const char *id, int64_t now_ms,
                                char id_out[TASK_ID_LEN + 1])
 {
@@ -1488,9 +1463,8 @@ static int sqlite_task_restart(struct store *base, const char *id, int64_t now_m
     char nid[TASK_ID_LEN + 1];
     rc = task_load(s, id, &row);
     if (rc == 0) {
-        struct task_new tn = spec_of(&row);
-        struct task_link link = {.restart_of = row.id, .attempt = 1};
-        rc = task_insert(s, &tn, &link, now_ms, nid);
+        struct task_copy c = store_task_restart_of(&row);
+        rc = task_insert(s, &c.spec, &c.link, now_ms, nid);
         store_task_row_free(&row);
     }
     rc = op_end(s, rc);
@@ -1519,14 +1493,9 @@ static int sqlite_task_retry(struct store *base, const char *id, enum task_statu
         rc = 1;
     } else {
         rc = status_apply(s, id, row.status, to, 0, exit_code, error, now_ms);
-        struct task_new tn = spec_of(&row);
-        struct task_link link = {
-            .retry_of = row.retry_of[0] ? row.retry_of : row.id,
-            .attempt = row.attempt + 1,
-            .eligible_ms = eligible_ms,
-        };
+        struct task_copy c = store_task_retry_of(&row, eligible_ms);
         if (rc == 0)
-            rc = task_insert(s, &tn, &link, now_ms, nid);
+            rc = task_insert(s, &c.spec, &c.link, now_ms, nid);
     }
     store_task_row_free(&row);
     rc = op_end(s, rc);
