@@ -184,15 +184,20 @@ static int start_cb(void *ctx, const struct event_row *e)
     return rc;
 }
 
-/* The hook's cursor moves to id, stored with the next group. */
+/* The hook's cursor moves to id, stored with the group this loop iteration commits: a master that
+ * dies then sees again, after its restart (or another master, which takes the hooks over), only
+ * the event it delivered last, not every one a group gathered in its 50 ms. */
 static void advance(struct hook *h, int64_t id)
 {
     struct hooks *hs = h->owner;
     h->cursor = id;
-    if (group_join(hs->group) < 0 || store_event_cursor_set(hs->store, h->cmd, id) < 0)
+    if (group_join(hs->group) < 0 || store_event_cursor_set(hs->store, h->cmd, id) < 0) {
         log_warn("hook '%s': cannot store its cursor (event %" PRId64 "); after a restart it may "
                  "see events again",
                  h->cmd, id);
+        return;
+    }
+    group_want_commit(hs->group);
 }
 
 /* Too far behind: skip to the newest committed event and record by how much. */
