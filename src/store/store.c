@@ -178,6 +178,13 @@ static bool status_name_valid(const char *status)
     return task_status_parse(status, &parsed) == 0;
 }
 
+/* A master's name in the leases (store_master_renew): a non-empty text line of at most
+ * LIMIT_NODE_KEY_MAX bytes. */
+static bool master_id_valid(const char *id)
+{
+    return id && *id && text_line_valid(id, LIMIT_NODE_KEY_MAX);
+}
+
 /* What store_schedule_fire accepts: n new tasks, each with its node when a task is per node. */
 static bool fire_tasks_valid(const struct task_new *t, size_t n, bool per_node)
 {
@@ -692,12 +699,20 @@ bool store_shared(struct store *s)
 
 int store_master_renew(struct store *s, const char *master_id, int64_t for_ms)
 {
-    return s->ops->master_renew ? s->ops->master_renew(s, master_id, for_ms) : -ENOTSUP;
+    if (!s->ops->master_renew)
+        return -ENOTSUP;
+    if (!master_id_valid(master_id))
+        return -EINVAL;
+    return s->ops->master_renew(s, master_id, for_ms);
 }
 
 int store_node_hold(struct store *s, const char *key, const char *master_id)
 {
-    return s->ops->node_hold ? s->ops->node_hold(s, key, master_id) : -ENOTSUP;
+    if (!s->ops->node_hold)
+        return -ENOTSUP;
+    if (!key || !node_key_valid(key) || !master_id_valid(master_id))
+        return -EINVAL;
+    return s->ops->node_hold(s, key, master_id);
 }
 
 int store_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx)

@@ -244,7 +244,7 @@ PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const 
     if (!pp)
         pp = &none;
     char name[16];
-    int rc = prepared_name(p, sql, pp->n, name);
+    int rc = p->in_group && p->group_broken ? -EIO : prepared_name(p, sql, pp->n, name);
     if (rc < 0) {
         if (err)
             *err = rc;

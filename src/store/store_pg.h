@@ -94,9 +94,12 @@ void pg_param_bool(struct pg_params *pp, bool v);
 
 /*
  * Every operation starts with pg_enter (refuses re-entry from a streaming callback with -EBUSY,
- * resets a lost connection outside a group), then pg_op_begin ... pg_op_end around its statements
- * (BEGIN/COMMIT outside a group, nothing inside one; rc < 0 rolls back). pg_op_end returns rc
- * unless committing fails.
+ * resets a lost connection outside a group). An operation of several statements puts
+ * pg_op_begin ... pg_op_end around them (BEGIN/COMMIT outside a group, nothing inside one;
+ * rc < 0 rolls back); pg_op_end returns rc unless committing fails. An operation of one statement
+ * runs it alone: outside a group the statement is its own transaction, which PostgreSQL commits
+ * (or undoes) by itself, without the two round trips of BEGIN and COMMIT; inside one it is part
+ * of the group, as every statement is.
  */
 int pg_enter(struct pg_store *p, const char *fn);
 int pg_op_begin(struct pg_store *p);
@@ -107,7 +110,8 @@ int pg_op_end(struct pg_store *p, int rc);
  * parameters (NULL: none). Returns the result when the statement succeeded (PGRES_COMMAND_OK or
  * PGRES_TUPLES_OK), the caller PQclear()s it; NULL when it failed: logged with what and ctx (a
  * task id, a node key; may be NULL), and inside a group the group is marked broken. *err (may be
- * NULL) receives the errno: -EEXIST for a unique violation, -EIO otherwise, -ENOMEM.
+ * NULL) receives the errno: -EEXIST for a unique violation, -EIO otherwise, -ENOMEM. In a broken
+ * group nothing is sent: -EIO, until the group rolls back.
  */
 PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const char *sql,
                    const struct pg_params *pp, int *err);

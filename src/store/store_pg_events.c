@@ -58,21 +58,15 @@ int pg_event_add(struct store *s, int64_t at_ms, const char *kind, const char *n
     pg_param_text(&pp, node_key ? node_key : "");
     pg_param_text(&pp, task_id ? task_id : "");
     pg_param_text(&pp, data && *data ? data : "{}");
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     /* A failure inside a group breaks it (pg_query): the change this event records is not
      * committed without it. */
     PGresult *res = pg_query(p, "recording an event", kind, sql_add, &pp, &rc);
-    int64_t id = 0;
-    if (res) {
-        id = pg_int(res, 0, 0);
-        PQclear(res);
-    }
-    rc = pg_op_end(p, rc);
-    if (rc == 0 && id_out)
-        *id_out = id;
-    return rc;
+    if (!res)
+        return rc;
+    if (id_out)
+        *id_out = pg_int(res, 0, 0);
+    PQclear(res);
+    return 0;
 }
 
 /* Streams, as SQLite's does: the callback must not call into the store (-EBUSY), so that a
@@ -160,16 +154,12 @@ int pg_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_t *
     pg_params_init(&pp);
     pg_param_int(&pp, before_ms);
     pg_param_int(&pp, budget);
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     int64_t n = pg_exec(p, "purging events", NULL, sql_purge, &pp);
-    rc = pg_op_end(p, n < 0 ? (int)n : 0);
-    if (rc == 0) {
-        *purged = (size_t)n;
-        *more = (uint64_t)n == budget;
-    }
-    return rc;
+    if (n < 0)
+        return (int)n;
+    *purged = (size_t)n;
+    *more = (uint64_t)n == budget;
+    return 0;
 }
 
 int pg_event_cursor_get(struct store *s, const char *hook, int64_t *out)
@@ -196,9 +186,6 @@ int pg_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
     pg_params_init(&pp);
     pg_param_text(&pp, hook);
     pg_param_int(&pp, delivered);
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     int64_t n = pg_exec(p, "storing a hook's cursor", hook, sql_cursor_set, &pp);
-    return pg_op_end(p, n < 0 ? (int)n : 0);
+    return n < 0 ? (int)n : 0;
 }

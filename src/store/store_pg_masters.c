@@ -29,20 +29,16 @@ int pg_master_renew(struct store *s, const char *master_id, int64_t for_ms)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!master_id || !*master_id || !text_line_valid(master_id, LIMIT_NODE_KEY_MAX))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, master_id);
     pg_param_int(&pp, for_ms);
-    if ((rc = pg_op_begin(p)) < 0)
-        return rc;
     PGresult *res = pg_query(p, "renewing the lease", master_id, renew_sql, &pp, &rc);
-    if (res) {
-        rc = PQntuples(res) == 1 && pg_bool(res, 0, 0) ? 1 : 0;
-        PQclear(res);
-    }
-    return pg_op_end(p, rc);
+    if (!res)
+        return rc;
+    rc = PQntuples(res) == 1 && pg_bool(res, 0, 0) ? 1 : 0;
+    PQclear(res);
+    return rc;
 }
 
 static const char hold_sql[] = "UPDATE nodes SET master = $2 WHERE key = $1";
@@ -53,17 +49,12 @@ int pg_node_hold(struct store *s, const char *key, const char *master_id)
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    if (!key || !node_key_valid(key) || !master_id ||
-        !text_line_valid(master_id, LIMIT_NODE_KEY_MAX))
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, key);
     pg_param_text(&pp, master_id);
-    if ((rc = pg_op_begin(p)) < 0)
-        return rc;
     int64_t n = pg_exec(p, "recording the node's master", key, hold_sql, &pp);
-    return pg_op_end(p, n < 0 ? (int)n : n == 0 ? -ENOENT : 0);
+    return n < 0 ? (int)n : n == 0 ? -ENOENT : 0;
 }
 
 /*

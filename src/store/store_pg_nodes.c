@@ -51,15 +51,12 @@ static void node_from_result(const PGresult *res, int i, struct node_row *r)
     pg_copy(r->state, sizeof(r->state), res, i, 8);
 }
 
-/* Runs one write of a node's row as its own operation; -ENOENT when no row matched. */
+/* Runs one write of a node's row; -ENOENT when no row matched. */
 static int node_write(struct pg_store *p, const char *what, const char *key, const char *sql,
                       const struct pg_params *pp)
 {
-    int rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     int64_t n = pg_exec(p, what, key, sql, pp);
-    return pg_op_end(p, n < 0 ? (int)n : n == 0 ? -ENOENT : 0);
+    return n < 0 ? (int)n : n == 0 ? -ENOENT : 0;
 }
 
 int pg_node_upsert(struct store *s, const char *key, const char *name, int max_runners,

@@ -125,19 +125,12 @@ int pg_schedule_create(struct store *s, const struct schedule_new *n, int64_t no
         return rc;
     struct pg_params pp;
     schedule_params(&pp, n, now_ms);
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     PGresult *res = pg_query(p, "creating schedule", n->name, sql_create, &pp, &rc);
-    int64_t id = 0;
-    if (res) {
-        id = pg_int(res, 0, 0);
-        PQclear(res);
-    }
-    rc = pg_op_end(p, rc);
-    if (rc == 0)
-        *id_out = id;
-    return rc;
+    if (!res)
+        return rc;
+    *id_out = pg_int(res, 0, 0);
+    PQclear(res);
+    return 0;
 }
 
 int pg_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
@@ -183,11 +176,8 @@ int pg_schedule_list(struct store *s, int (*cb)(void *ctx, const struct schedule
 static int sched_write(struct pg_store *p, const char *what, const char *sql,
                        const struct pg_params *pp)
 {
-    int rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     int64_t n = pg_exec(p, what, "schedule", sql, pp);
-    return pg_op_end(p, n < 0 ? (int)n : n == 0 ? -ENOENT : 0);
+    return n < 0 ? (int)n : n == 0 ? -ENOENT : 0;
 }
 
 int pg_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t now_s)
@@ -214,15 +204,12 @@ int pg_schedule_delete(struct store *s, int64_t id)
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_int(&pp, id);
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     PGresult *res = pg_query(p, "removing schedule", "schedule", sql_delete, &pp, &rc);
-    if (res) {
-        rc = pg_int(res, 0, 0) == 0 ? -ENOENT : 0;
-        PQclear(res);
-    }
-    return pg_op_end(p, rc);
+    if (!res)
+        return rc;
+    rc = pg_int(res, 0, 0) == 0 ? -ENOENT : 0;
+    PQclear(res);
+    return rc;
 }
 
 int pg_schedule_skip(struct store *s, int64_t id, int64_t fire_s)

@@ -151,11 +151,8 @@ int pg_spider_remove(struct store *s, const char *name, uint32_t version)
         return rc;
     struct pg_params pp;
     name_version_params(&pp, name, version);
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     int64_t n = pg_exec(p, "removing a spider", name, sql_remove, &pp);
-    return pg_op_end(p, n < 0 ? (int)n : n == 0 ? -ENOENT : 0);
+    return n < 0 ? (int)n : n == 0 ? -ENOENT : 0;
 }
 
 int pg_spider_sha_used(struct store *s, const char *sha256, bool *used)

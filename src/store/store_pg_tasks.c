@@ -152,11 +152,9 @@ int pg_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
+    /* Each statement pg_task_insert runs either inserts the task or changes nothing. */
     char id[TASK_ID_LEN + 1];
-    rc = pg_op_end(p, pg_task_insert(p, t, NULL, now_ms, id));
+    rc = pg_task_insert(p, t, NULL, now_ms, id);
     if (rc == 0)
         memcpy(id_out, id, sizeof(id));
     return rc;
@@ -268,12 +266,9 @@ int pg_task_set_status(struct store *s, const char *id, enum task_status to, int
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     char from[256];
     statuses_from(to, from);
-    return pg_op_end(p, task_move(p, id, from, to, pid, exit_code, error, now_ms, NULL));
+    return task_move(p, id, from, to, pid, exit_code, error, now_ms, NULL);
 }
 
 /* ---- Restarts and retries ---- */
@@ -432,6 +427,7 @@ int pg_task_fetch(struct store *s, const char *node_key, const char *node_labels
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
+    /* One statement, but a transaction of its own: a row that cannot be read undoes the claim. */
     rc = pg_op_begin(p);
     if (rc < 0)
         return rc;
@@ -472,9 +468,6 @@ int pg_task_assign(struct store *s, const char *id, const char *node_key, int64_
     int rc = pg_enter(p, __func__);
     if (rc < 0)
         return rc;
-    rc = pg_op_begin(p);
-    if (rc < 0)
-        return rc;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, id);
@@ -482,7 +475,7 @@ int pg_task_assign(struct store *s, const char *id, const char *node_key, int64_
     pg_param_int(&pp, now_ms);
     pg_param_bool(&pp, pushed);
     int64_t n = pg_exec(p, "assigning task", id, sql_task_assign, &pp);
-    return pg_op_end(p, n < 0 ? (int)n : n == 1 ? 0 : 1);
+    return n < 0 ? (int)n : n == 1 ? 0 : 1;
 }
 
 /* ---- Reading one task ---- */
