@@ -504,6 +504,39 @@ static uint64_t column_u64(sqlite3_stmt *st, int col)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
+/*
+ * Steps a bound query to its end, collecting its rows, and resets it: the callbacks that are given
+ * the rows afterwards may call into the store. copy fills one element of size bytes from the
+ * current row: 0, or -errno with nothing left in the element to free. *rows and *n receive what
+ * was collected, also on an error; the caller frees it. 0 or -errno (logged, but for copy's).
+ */
+static int collect_rows(struct sqlite_store *s, sqlite3_stmt *st, size_t size,
+                        int (*copy)(sqlite3_stmt *st, void *row), void **rows, size_t *n,
+                        const char *what, const char *ctx)
+{
+    char *at = NULL;
+    size_t cap = 0;
+    int src, rc = 0;
+    *n = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        char *grown = array_grow(at, *n, &cap, size, 16);
+        if (!grown) {
+            log_error("store: out of memory collecting rows");
+            rc = -ENOMEM;
+            break;
+        }
+        at = grown;
+        if ((rc = copy(st, at + *n * size)) < 0)
+            break;
+        (*n)++;
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, what, ctx);
+    finish(st);
+    *rows = at;
+    return rc;
+}
+
 /* ---- Transactions ---- */
 
 static void rollback_all(struct sqlite_store *s)
@@ -966,8 +999,10 @@ static void sqlite_close(struct store *base)
 
 /* ---- Nodes ---- */
 
-static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
+/* The current row of a NODE_COLS query into row, a struct node_row. Always 0 (collect_rows). */
+static int node_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct node_row *r = row;
     copy_column(r->key, sizeof(r->key), st, 0);
     copy_column(r->name, sizeof(r->name), st, 1);
     copy_column(r->status, sizeof(r->status), st, 2);
@@ -977,6 +1012,7 @@ static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
     copy_column(r->version, sizeof(r->version), st, 6);
     copy_column(r->labels, sizeof(r->labels), st, 7);
     copy_column(r->state, sizeof(r->state), st, 8);
+    return 0;
 }
 
 /* Runs a one-row UPDATE of a node; -ENOENT when no row matched. */
@@ -1074,14 +1110,12 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
     sqlite3_stmt *st = s->st[ST_NODE_GET];
     bind_text(st, 1, key);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        node_from_stmt(st, out);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
+    if (rc == SQLITE_ROW)
+        rc = node_from_stmt(st, out);
+    else if (rc == SQLITE_DONE)
         rc = -ENOENT;
-    } else {
+    else
         rc = db_fail(s, rc, "reading node", key);
-    }
     finish(st);
     return rc;
 }
@@ -1090,17 +1124,10 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
 static int node_rows(struct sqlite_store *s, sqlite3_stmt *st, const char *subject,
                      int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
-    struct node_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        node_from_stmt(st, &rows[n++]);
-    }
-    if (rc != -ENOMEM)
-        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", subject);
-    finish(st);
+    struct node_row *rows;
+    size_t n;
+    int rc = collect_rows(s, st, sizeof(*rows), node_from_stmt, (void **)&rows, &n, "listing nodes",
+                          subject);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
     free(rows);
@@ -1141,8 +1168,10 @@ static int sqlite_node_list(struct store *base, int (*cb)(void *ctx, const struc
 
 /* ---- Tasks ---- */
 
-static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
+/* The current row of a TASK_COLS query into row, a struct task_row (owned by the caller when 0). */
+static int task_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct task_row *r = row;
     memset(r, 0, sizeof(*r));
     copy_column(r->id, sizeof(r->id), st, 0);
     copy_column(r->name, sizeof(r->name), st, 1);
@@ -1552,6 +1581,20 @@ static int sqlite_task_next_eligible(struct store *base, int64_t after_ms, int64
     return rc;
 }
 
+/* A node with retries due, as ST_TASK_WAKE_NODES lists it. */
+struct due_node {
+    char key[LIMIT_NODE_KEY_MAX + 1];
+    char *labels;
+};
+
+static int due_from_stmt(sqlite3_stmt *st, void *row)
+{
+    struct due_node *d = row;
+    copy_column(d->key, sizeof(d->key), st, 0);
+    d->labels = dup_column(st, 1);
+    return d->labels ? 0 : -ENOMEM;
+}
+
 static int sqlite_task_eligible_nodes(struct store *base, int64_t after_ms, int64_t until_ms,
                                       int (*cb)(void *ctx, const char *node_key,
                                                 const char *labels),
@@ -1564,22 +1607,10 @@ static int sqlite_task_eligible_nodes(struct store *base, int64_t after_ms, int6
     sqlite3_stmt *st = s->st[ST_TASK_WAKE_NODES];
     sqlite3_bind_int64(st, 1, after_ms);
     sqlite3_bind_int64(st, 2, until_ms);
-    struct target {
-        char key[LIMIT_NODE_KEY_MAX + 1];
-        char *labels;
-    } *due = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&due, n, &cap, sizeof(*due))) < 0)
-            break;
-        copy_column(due[n].key, sizeof(due[n].key), st, 0);
-        if (!(due[n++].labels = dup_column(st, 1)))
-            rc = -ENOMEM;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing the nodes of retries due", "tasks");
-    finish(st);
+    struct due_node *due;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*due), due_from_stmt, (void **)&due, &n,
+                      "listing the nodes of retries due", "tasks");
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, due[i].key, due[i].labels);
     for (size_t i = 0; i < n; i++)
@@ -1939,26 +1970,14 @@ static int sqlite_task_list_by_node(struct store *base, const char *node_key,
     sqlite3_stmt *st = s->st[ST_TASK_LIST_BY_NODE];
     bind_text(st, 1, node_key);
     bind_text(st, 2, task_status_name(status));
-    struct task_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    rc = 0;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        rc = task_from_stmt(st, &rows[n]);
-        if (rc < 0)
-            break;
-        n++;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing tasks of node", node_key);
-    finish(st);
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0)
-            rc = cb(ctx, &rows[i]);
+    struct task_row *rows;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*rows), task_from_stmt, (void **)&rows, &n,
+                      "listing tasks of node", node_key);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    for (size_t i = 0; i < n; i++)
         store_task_row_free(&rows[i]);
-    }
     free(rows);
     return rc;
 }
@@ -2200,8 +2219,11 @@ static int sched_run(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
     "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms, spider, "        \
     "tz_name, all_nodes"
 
-static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
+/* The current row of a SCHED_COLS query into row, a struct schedule_row (owned by the caller when
+ * 0). */
+static int sched_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct schedule_row *r = row;
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(st, 0);
     copy_column(r->name, sizeof(r->name), st, 1);
@@ -2312,19 +2334,10 @@ static int sqlite_schedule_list(struct store *base,
     rc = sched_prepare(s, "SELECT " SCHED_COLS " FROM schedules ORDER BY id", &st);
     if (rc < 0)
         return rc;
-    struct schedule_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    rc = 0;
-    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        rc = sched_from_stmt(st, &rows[n]);
-        if (rc == 0)
-            n++;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing schedules", "all schedules");
+    struct schedule_row *rows;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*rows), sched_from_stmt, (void **)&rows, &n,
+                      "listing schedules", "all schedules");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
@@ -2484,6 +2497,13 @@ static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s,
     return op_end(s, rc);
 }
 
+/* A row's first column, a task id, into row, a char[TASK_ID_LEN + 1]. Always 0. */
+static int id_from_stmt(sqlite3_stmt *st, void *row)
+{
+    copy_column(row, TASK_ID_LEN + 1, st, 0);
+    return 0;
+}
+
 static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
                                       int (*cb)(void *ctx, const char *task_id), void *ctx)
 {
@@ -2499,21 +2519,29 @@ static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    char(*ids)[TASK_ID_LEN + 1] = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&ids, n, &cap, sizeof(*ids))) < 0)
-            break;
-        copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "reading a schedule's last tasks", "schedule");
+    char(*ids)[TASK_ID_LEN + 1];
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*ids), id_from_stmt, (void **)&ids, &n,
+                      "reading a schedule's last tasks", "schedule");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, ids[i]);
     free(ids);
     return rc;
+}
+
+/* A recorded fire: its time and its task. */
+struct fire {
+    int64_t at;
+    char task[TASK_ID_LEN + 1];
+};
+
+static int fire_from_stmt(sqlite3_stmt *st, void *row)
+{
+    struct fire *f = row;
+    f->at = sqlite3_column_int64(st, 0);
+    copy_column(f->task, sizeof(f->task), st, 1);
+    return 0;
 }
 
 static int sqlite_schedule_fires(struct store *base, int64_t id,
@@ -2532,21 +2560,10 @@ static int sqlite_schedule_fires(struct store *base, int64_t id,
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    struct fire {
-        int64_t at;
-        char task[TASK_ID_LEN + 1];
-    } *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        rows[n].at = sqlite3_column_int64(st, 0);
-        copy_column(rows[n].task, sizeof(rows[n].task), st, 1);
-        n++;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing a schedule's fires", "schedule");
+    struct fire *rows;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*rows), fire_from_stmt, (void **)&rows, &n,
+                      "listing a schedule's fires", "schedule");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, rows[i].at, rows[i].task);
@@ -2749,8 +2766,10 @@ static int sqlite_event_cursor_set(struct store *base, const char *hook, int64_t
 
 #define SPIDER_COLS "name, version, sha256, size, files, unpacked, created_ms"
 
-static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
+/* The current row of a SPIDER_COLS query into row, a struct spider_row. Always 0. */
+static int spider_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct spider_row *r = row;
     memset(r, 0, sizeof(*r));
     copy_column(r->name, sizeof(r->name), st, 0);
     r->version = (uint32_t)sqlite3_column_int64(st, 1);
@@ -2759,6 +2778,7 @@ static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
     r->files = column_u64(st, 4);
     r->unpacked = column_u64(st, 5);
     r->created_ms = sqlite3_column_int64(st, 6);
+    return 0;
 }
 
 /* Collects the rows of a prepared SELECT of SPIDER_COLS (finalized here), then calls cb for each
@@ -2766,16 +2786,10 @@ static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
 static int spider_rows(struct sqlite_store *s, sqlite3_stmt *st,
                        int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
 {
-    struct spider_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src, rc = 0;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        spider_from_stmt(st, &rows[n++]);
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing spiders", "spiders");
+    struct spider_row *rows;
+    size_t n;
+    int rc = collect_rows(s, st, sizeof(*rows), spider_from_stmt, (void **)&rows, &n,
+                          "listing spiders", "spiders");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb ? cb(ctx, &rows[i]) : 0;
