@@ -666,6 +666,13 @@ static int op_end(struct sqlite_store *s, int rc)
     return r < 0 ? r : rc;
 }
 
+/* The start of a public call that changes the store: enter, then op_begin. */
+static int enter_op(struct sqlite_store *s, const char *fn)
+{
+    int rc = enter(s, fn);
+    return rc < 0 ? rc : op_begin(s);
+}
+
 static int sqlite_begin(struct store *base)
 {
     struct sqlite_store *s = sqlite_of(base);
@@ -1015,15 +1022,10 @@ static int node_from_stmt(sqlite3_stmt *st, void *row)
     return 0;
 }
 
-/* Runs a one-row UPDATE of a node; -ENOENT when no row matched. */
+/* Runs a one-row UPDATE of a node and ends the op its caller began; -ENOENT when no row matched. */
 static int node_update(struct sqlite_store *s, sqlite3_stmt *st, const char *what, const char *key)
 {
-    int rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
-    rc = step_done(s, st, what, key);
+    int rc = step_done(s, st, what, key);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = -ENOENT;
     return op_end(s, rc);
@@ -1034,7 +1036,7 @@ static int sqlite_node_upsert(struct store *base, const char *key, const char *n
                               int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
@@ -1044,18 +1046,13 @@ static int sqlite_node_upsert(struct store *base, const char *key, const char *n
     bind_text(st, 4, version ? version : "");
     sqlite3_bind_int64(st, 5, now_ms);
     bind_text(st, 6, labels ? labels : "");
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     return op_end(s, step_done(s, st, "registering node", key));
 }
 
 static int sqlite_node_set_state(struct store *base, const char *key, const char *state)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_SET_STATE];
@@ -1067,7 +1064,7 @@ static int sqlite_node_set_state(struct store *base, const char *key, const char
 static int sqlite_node_delete(struct store *base, const char *key)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_DELETE];
@@ -1079,7 +1076,7 @@ static int sqlite_node_set_status(struct store *base, const char *key, const cha
                                   int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_SET_STATUS];
@@ -1092,7 +1089,7 @@ static int sqlite_node_set_status(struct store *base, const char *key, const cha
 static int sqlite_node_touch(struct store *base, const char *key, int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_TOUCH];
@@ -1274,10 +1271,7 @@ static int sqlite_task_create(struct store *base, const struct task_new *t, int6
                               char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     char id[TASK_ID_LEN + 1];
@@ -1391,10 +1385,7 @@ static int sqlite_task_assign(struct store *base, const char *id, const char *no
                               int64_t now_ms, bool pushed)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     return op_end(s, assign_pending(s, id, node_key, now_ms, pushed));
@@ -1404,10 +1395,7 @@ static int sqlite_task_fetch(struct store *base, const char *node_key, const cha
                              int64_t now_ms, struct task_row *out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     char id[TASK_ID_LEN + 1] = "";
@@ -1457,10 +1445,7 @@ static int sqlite_task_set_status(struct store *base, const char *id, enum task_
                                   int exit_code, const char *error, int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     enum task_status from;
@@ -1507,10 +1492,7 @@ static int sqlite_task_restart(struct store *base, const char *id, int64_t now_m
                                char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     struct task_row row;
@@ -1533,10 +1515,7 @@ static int sqlite_task_retry(struct store *base, const char *id, enum task_statu
                              char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     struct task_row row;
@@ -1644,10 +1623,7 @@ static int sqlite_task_request_cancel(struct store *base, const char *id, bool f
                                       int64_t now_ms, enum task_status *status_out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     enum task_status status;
@@ -1908,10 +1884,7 @@ static int sqlite_task_purge(struct store *base, int64_t before_ms, unsigned bud
                              bool *more)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     size_t before_n = s->purged_uncommitted.n;
@@ -2077,10 +2050,7 @@ static int sqlite_log_append(struct store *base, const char *task_id, const char
                              const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     rc = op_end(s, log_append_op(s, task_id, lines, lens, n, first_seq, accepted));
@@ -2126,10 +2096,7 @@ static int sqlite_items_append(struct store *base, const char *task_id, const ch
                                const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     rc = op_end(s, items_append_op(s, task_id, items, lens, n, first_seq, accepted));
@@ -2200,6 +2167,16 @@ static int sched_prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt *
     return rc == SQLITE_OK ? 0 : db_fail(s, rc, "preparing a statement", sql);
 }
 
+/* Prepares sql into *st (sched_prepare), then begins the call's op: *st is finalized when that
+ * fails. */
+static int sched_begin(struct sqlite_store *s, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sched_prepare(s, sql, st);
+    if (rc == 0 && (rc = op_begin(s)) < 0)
+        sqlite3_finalize(*st);
+    return rc;
+}
+
 /* Runs a prepared schedule statement that returns no rows and finalizes it. Returns the number of
  * rows changed, or a negative errno (-EEXIST for a constraint). */
 static int sched_run(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
@@ -2262,20 +2239,15 @@ static int sqlite_schedule_create(struct store *base, const struct schedule_new 
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s,
-                       "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
-                       " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
-                       " retry_delay_ms, spider, tz_name, all_nodes)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                       " ?15, ?16, ?17)",
-                       &st);
+    rc = sched_begin(s,
+                     "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
+                     " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
+                     " retry_delay_ms, spider, tz_name, all_nodes)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                     " ?15, ?16, ?17)",
+                     &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     bind_text(st, 1, n->name ? n->name : "");
     bind_text(st, 2, n->expr);
     sqlite3_bind_int(st, 3, n->tz_offset);
@@ -2352,14 +2324,9 @@ static int sched_change(struct sqlite_store *s, const char *sql, int64_t id, int
                         const char *what)
 {
     sqlite3_stmt *st;
-    int rc = sched_prepare(s, sql, &st);
+    int rc = sched_begin(s, sql, &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     sqlite3_bind_int64(st, 1, id);
     if (sqlite3_bind_parameter_count(st) >= 2)
         sqlite3_bind_int64(st, 2, arg);
@@ -2390,14 +2357,9 @@ static int sqlite_schedule_delete(struct store *base, int64_t id)
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s, "DELETE FROM schedule_fires WHERE schedule_id = ?1", &st);
+    rc = sched_begin(s, "DELETE FROM schedule_fires WHERE schedule_id = ?1", &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     sqlite3_bind_int64(st, 1, id);
     rc = sched_run(s, st, "removing schedule fires");
     if (rc >= 0) {
@@ -2608,7 +2570,7 @@ static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
                             int64_t *id_out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_EVENT_ADD];
@@ -2617,11 +2579,6 @@ static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
     bind_text(st, 3, node_key ? node_key : "");
     bind_text(st, 4, task_id ? task_id : "");
     bind_text(st, 5, data && *data ? data : "{}");
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     rc = step_done(s, st, "recording an event", kind);
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc);
@@ -2716,14 +2673,12 @@ static int sqlite_event_purge(struct store *base, int64_t before_ms, unsigned bu
         return rc;
     *purged = 0;
     *more = false;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
     sqlite3_stmt *st = s->st[ST_EVENT_PURGE];
     sqlite3_bind_int64(st, 1, before_ms);
     sqlite3_bind_int64(st, 2, budget);
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     rc = step_done(s, st, "purging events", "-");
     int n = rc == 0 ? sqlite3_changes(s->db) : 0;
     rc = op_end(s, rc);
@@ -2748,17 +2703,12 @@ static int sqlite_event_cursor_get(struct store *base, const char *hook, int64_t
 static int sqlite_event_cursor_set(struct store *base, const char *hook, int64_t delivered)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_CURSOR_SET];
     bind_text(st, 1, hook);
     sqlite3_bind_int64(st, 2, delivered);
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     return op_end(s, step_done(s, st, "storing a hook's cursor", hook));
 }
 
@@ -2856,18 +2806,13 @@ static int sqlite_spider_add(struct store *base, const struct spider_row *r, int
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s,
-                       "INSERT INTO spiders (" SPIDER_COLS ")"
-                       " SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6"
-                       " FROM spiders WHERE name = ?1 RETURNING version",
-                       &st);
+    rc = sched_begin(s,
+                     "INSERT INTO spiders (" SPIDER_COLS ")"
+                     " SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6"
+                     " FROM spiders WHERE name = ?1 RETURNING version",
+                     &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     bind_text(st, 1, r->name);
     bind_text(st, 2, r->sha256);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)r->size);
@@ -2920,14 +2865,9 @@ static int sqlite_spider_remove(struct store *base, const char *name, uint32_t v
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
+    rc = sched_begin(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     bind_text(st, 1, name);
     sqlite3_bind_int64(st, 2, version);
     rc = sched_run(s, st, "removing a spider");
