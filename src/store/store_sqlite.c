@@ -221,7 +221,6 @@ enum stmt_id {
     ST_TASK_SET_PID,
     ST_TASK_EPOCH,
     ST_TASK_CANCEL,
-    ST_TASK_LIST,
     ST_TASK_LIST_BY_NODE,
     ST_TASK_COUNTS,
     ST_TASK_SET_LOG,
@@ -310,10 +309,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TASK_EPOCH] = "SELECT epoch FROM tasks WHERE id = ?1",
     [ST_TASK_CANCEL] = "UPDATE tasks SET cancel_requested = 1, cancel_force = (cancel_force OR ?2),"
                        " updated_ms = ?3 WHERE id = ?1",
-    [ST_TASK_LIST] = "SELECT " TASK_COLS " FROM tasks"
-                     " WHERE (?1 IS NULL OR status = ?1)"
-                     " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
-                     " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
     [ST_TASK_LIST_BY_NODE] = "SELECT " TASK_COLS " FROM tasks"
                              " WHERE assigned_node = ?1 AND status = ?2"
                              " ORDER BY created_ms, rowid",
@@ -329,7 +324,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_PAGE] = "SELECT " NODE_COLS " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
     [ST_NODE_NAMED] = "SELECT " NODE_COLS " FROM nodes WHERE key = ?1 OR name = ?1 ORDER BY key",
     /* The page queries walk tasks_by_created backwards (its entries end with the rowid); the
-     * position's rowid is read after the row's columns, whatever their number. */
+     * position's rowid is read after the row's columns, whatever their number. A list is a first
+     * page. */
     [ST_TASK_PAGE_FIRST] = "SELECT " TASK_COLS ", rowid FROM tasks"
                            " WHERE (?1 IS NULL OR status = ?1)"
                            " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
@@ -1646,58 +1642,14 @@ static int sqlite_task_request_cancel(struct store *base, const char *id, bool f
     return rc;
 }
 
-/* Steps a task query and calls cb for each row while the statement is open. */
-static int stream_tasks(struct sqlite_store *s, sqlite3_stmt *st, const char *what,
-                        int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+/* Streams the newest tasks first, of status and node_key (NULL: any), from after the position after
+ * (NULL: the newest), at most limit (0: no limit): each row to cb, or with its position to page_cb,
+ * while the statement is open. */
+static int stream_tasks(
+    struct sqlite_store *s, const char *status, const char *node_key, const struct task_pos *after,
+    unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
+    int (*page_cb)(void *ctx, const struct task_row *r, const struct task_pos *pos), void *ctx)
 {
-    int rc;
-    int src;
-    s->streaming = true;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        struct task_row r;
-        rc = task_from_stmt(st, &r);
-        if (rc == 0) {
-            rc = cb(ctx, &r);
-            store_task_row_free(&r);
-        }
-        if (rc != 0)
-            goto out;
-    }
-    rc = src == SQLITE_DONE ? 0 : db_fail(s, src, what, "tasks");
-out:
-    s->streaming = false;
-    finish(st);
-    return rc;
-}
-
-static int sqlite_task_list(struct store *base, const char *status, const char *node_key,
-                            unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
-                            void *ctx)
-{
-    struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    enum task_status parsed;
-    if (status && task_status_parse(status, &parsed) < 0)
-        return -EINVAL;
-    sqlite3_stmt *st = s->st[ST_TASK_LIST];
-    bind_text(st, 1, status);
-    bind_text(st, 2, node_key);
-    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
-    return stream_tasks(s, st, "listing tasks", cb, ctx);
-}
-
-static int sqlite_task_page(struct store *base, const char *status, const char *node_key,
-                            const struct task_pos *after, unsigned limit,
-                            int (*cb)(void *ctx, const struct task_row *r,
-                                      const struct task_pos *pos),
-                            void *ctx)
-{
-    struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
     enum task_status parsed;
     if (status && task_status_parse(status, &parsed) < 0)
         return -EINVAL;
@@ -1710,15 +1662,14 @@ static int sqlite_task_page(struct store *base, const char *status, const char *
         sqlite3_bind_int64(st, 5, after->rowid);
     }
     int pos_col = sqlite3_column_count(st) - 1;
-    int src;
-    rc = 0;
+    int src, rc = 0;
     s->streaming = true;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         struct task_row r;
         rc = task_from_stmt(st, &r);
         if (rc == 0) {
             struct task_pos pos = {r.created_ms, sqlite3_column_int64(st, pos_col)};
-            rc = cb(ctx, &r, &pos);
+            rc = page_cb ? page_cb(ctx, &r, &pos) : cb(ctx, &r);
             store_task_row_free(&r);
         }
         if (rc != 0)
@@ -1726,9 +1677,33 @@ static int sqlite_task_page(struct store *base, const char *status, const char *
     }
     s->streaming = false;
     if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing tasks", "a page");
+        rc = db_fail(s, src, "listing tasks", page_cb ? "a page" : "tasks");
     finish(st);
     return rc;
+}
+
+static int sqlite_task_list(struct store *base, const char *status, const char *node_key,
+                            unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
+                            void *ctx)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return stream_tasks(s, status, node_key, NULL, limit, cb, NULL, ctx);
+}
+
+static int sqlite_task_page(struct store *base, const char *status, const char *node_key,
+                            const struct task_pos *after, unsigned limit,
+                            int (*cb)(void *ctx, const struct task_row *r,
+                                      const struct task_pos *pos),
+                            void *ctx)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return stream_tasks(s, status, node_key, after, limit, NULL, cb, ctx);
 }
 
 static int sqlite_task_pos(struct store *base, const char *id, struct task_pos *out)
