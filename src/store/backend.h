@@ -192,8 +192,4 @@ int store_ids_init(struct store_ids *ids);
 /* The next id for now_ms into out. */
 void store_ids_next(struct store_ids *ids, int64_t now_ms, char out[TASK_ID_LEN + 1]);
 
-/* Makes room in *rows (cap elements of size bytes, n of them used) for one more: doubles it when
- * full. 0, or -ENOMEM (logged) with *rows as it was. */
-int store_grow_rows(void **rows, size_t n, size_t *cap, size_t size);
-
 #endif

@@ -15,7 +15,6 @@
 #include "core/rules.h"
 #include "core/spider.h"
 #include "core/tz.h"
-#include "runtime/array.h"
 #include "runtime/log.h"
 #include "store/backend.h"
 
@@ -143,17 +142,6 @@ void store_ids_next(struct store_ids *ids, int64_t now_ms, char out[TASK_ID_LEN 
         out[2 * i + 1] = hex[b[i] & 0xf];
     }
     out[TASK_ID_LEN] = '\0';
-}
-
-int store_grow_rows(void **rows, size_t n, size_t *cap, size_t size)
-{
-    void *grown = array_grow(*rows, n, cap, size, 16);
-    if (!grown) {
-        log_error("store: out of memory collecting rows");
-        return -ENOMEM;
-    }
-    *rows = grown;
-    return 0;
 }
 
 /* What store_schedule_create accepts. */

@@ -221,7 +221,6 @@ enum stmt_id {
     ST_TASK_SET_PID,
     ST_TASK_EPOCH,
     ST_TASK_CANCEL,
-    ST_TASK_LIST,
     ST_TASK_LIST_BY_NODE,
     ST_TASK_COUNTS,
     ST_TASK_SET_LOG,
@@ -310,10 +309,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TASK_EPOCH] = "SELECT epoch FROM tasks WHERE id = ?1",
     [ST_TASK_CANCEL] = "UPDATE tasks SET cancel_requested = 1, cancel_force = (cancel_force OR ?2),"
                        " updated_ms = ?3 WHERE id = ?1",
-    [ST_TASK_LIST] = "SELECT " TASK_COLS " FROM tasks"
-                     " WHERE (?1 IS NULL OR status = ?1)"
-                     " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
-                     " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
     [ST_TASK_LIST_BY_NODE] = "SELECT " TASK_COLS " FROM tasks"
                              " WHERE assigned_node = ?1 AND status = ?2"
                              " ORDER BY created_ms, rowid",
@@ -329,7 +324,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NODE_PAGE] = "SELECT " NODE_COLS " FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
     [ST_NODE_NAMED] = "SELECT " NODE_COLS " FROM nodes WHERE key = ?1 OR name = ?1 ORDER BY key",
     /* The page queries walk tasks_by_created backwards (its entries end with the rowid); the
-     * position's rowid is read after the row's columns, whatever their number. */
+     * position's rowid is read after the row's columns, whatever their number. A list is a first
+     * page. */
     [ST_TASK_PAGE_FIRST] = "SELECT " TASK_COLS ", rowid FROM tasks"
                            " WHERE (?1 IS NULL OR status = ?1)"
                            " AND (?2 IS NULL OR assigned_node = ?2 OR node_key = ?2)"
@@ -504,6 +500,39 @@ static uint64_t column_u64(sqlite3_stmt *st, int col)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
+/*
+ * Steps a bound query to its end, collecting its rows, and resets it: the callbacks that are given
+ * the rows afterwards may call into the store. copy fills one element of size bytes from the
+ * current row: 0, or -errno with nothing left in the element to free. *rows and *n receive what
+ * was collected, also on an error; the caller frees it. 0 or -errno (logged, but for copy's).
+ */
+static int collect_rows(struct sqlite_store *s, sqlite3_stmt *st, size_t size,
+                        int (*copy)(sqlite3_stmt *st, void *row), void **rows, size_t *n,
+                        const char *what, const char *ctx)
+{
+    char *at = NULL;
+    size_t cap = 0;
+    int src, rc = 0;
+    *n = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        char *grown = array_grow(at, *n, &cap, size, 16);
+        if (!grown) {
+            log_error("store: out of memory collecting rows");
+            rc = -ENOMEM;
+            break;
+        }
+        at = grown;
+        if ((rc = copy(st, at + *n * size)) < 0)
+            break;
+        (*n)++;
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = db_fail(s, src, what, ctx);
+    finish(st);
+    *rows = at;
+    return rc;
+}
+
 /* ---- Transactions ---- */
 
 static void rollback_all(struct sqlite_store *s)
@@ -631,6 +660,13 @@ static int op_end(struct sqlite_store *s, int rc)
     }
     int r = exec_simple(s, ST_RELEASE, "release savepoint");
     return r < 0 ? r : rc;
+}
+
+/* The start of a public call that changes the store: enter, then op_begin. */
+static int enter_op(struct sqlite_store *s, const char *fn)
+{
+    int rc = enter(s, fn);
+    return rc < 0 ? rc : op_begin(s);
 }
 
 static int sqlite_begin(struct store *base)
@@ -966,8 +1002,10 @@ static void sqlite_close(struct store *base)
 
 /* ---- Nodes ---- */
 
-static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
+/* The current row of a NODE_COLS query into row, a struct node_row. Always 0 (collect_rows). */
+static int node_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct node_row *r = row;
     copy_column(r->key, sizeof(r->key), st, 0);
     copy_column(r->name, sizeof(r->name), st, 1);
     copy_column(r->status, sizeof(r->status), st, 2);
@@ -977,17 +1015,13 @@ static void node_from_stmt(sqlite3_stmt *st, struct node_row *r)
     copy_column(r->version, sizeof(r->version), st, 6);
     copy_column(r->labels, sizeof(r->labels), st, 7);
     copy_column(r->state, sizeof(r->state), st, 8);
+    return 0;
 }
 
-/* Runs a one-row UPDATE of a node; -ENOENT when no row matched. */
+/* Runs a one-row UPDATE of a node and ends the op its caller began; -ENOENT when no row matched. */
 static int node_update(struct sqlite_store *s, sqlite3_stmt *st, const char *what, const char *key)
 {
-    int rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
-    rc = step_done(s, st, what, key);
+    int rc = step_done(s, st, what, key);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = -ENOENT;
     return op_end(s, rc);
@@ -998,7 +1032,7 @@ static int sqlite_node_upsert(struct store *base, const char *key, const char *n
                               int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_UPSERT];
@@ -1008,18 +1042,13 @@ static int sqlite_node_upsert(struct store *base, const char *key, const char *n
     bind_text(st, 4, version ? version : "");
     sqlite3_bind_int64(st, 5, now_ms);
     bind_text(st, 6, labels ? labels : "");
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     return op_end(s, step_done(s, st, "registering node", key));
 }
 
 static int sqlite_node_set_state(struct store *base, const char *key, const char *state)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_SET_STATE];
@@ -1031,7 +1060,7 @@ static int sqlite_node_set_state(struct store *base, const char *key, const char
 static int sqlite_node_delete(struct store *base, const char *key)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_DELETE];
@@ -1043,7 +1072,7 @@ static int sqlite_node_set_status(struct store *base, const char *key, const cha
                                   int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_SET_STATUS];
@@ -1056,7 +1085,7 @@ static int sqlite_node_set_status(struct store *base, const char *key, const cha
 static int sqlite_node_touch(struct store *base, const char *key, int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_NODE_TOUCH];
@@ -1074,14 +1103,12 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
     sqlite3_stmt *st = s->st[ST_NODE_GET];
     bind_text(st, 1, key);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        node_from_stmt(st, out);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
+    if (rc == SQLITE_ROW)
+        rc = node_from_stmt(st, out);
+    else if (rc == SQLITE_DONE)
         rc = -ENOENT;
-    } else {
+    else
         rc = db_fail(s, rc, "reading node", key);
-    }
     finish(st);
     return rc;
 }
@@ -1090,17 +1117,10 @@ static int sqlite_node_get(struct store *base, const char *key, struct node_row 
 static int node_rows(struct sqlite_store *s, sqlite3_stmt *st, const char *subject,
                      int (*cb)(void *ctx, const struct node_row *r), void *ctx)
 {
-    struct node_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        node_from_stmt(st, &rows[n++]);
-    }
-    if (rc != -ENOMEM)
-        rc = rc == SQLITE_DONE ? 0 : db_fail(s, rc, "listing nodes", subject);
-    finish(st);
+    struct node_row *rows;
+    size_t n;
+    int rc = collect_rows(s, st, sizeof(*rows), node_from_stmt, (void **)&rows, &n, "listing nodes",
+                          subject);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
     free(rows);
@@ -1141,8 +1161,10 @@ static int sqlite_node_list(struct store *base, int (*cb)(void *ctx, const struc
 
 /* ---- Tasks ---- */
 
-static int task_from_stmt(sqlite3_stmt *st, struct task_row *r)
+/* The current row of a TASK_COLS query into row, a struct task_row (owned by the caller when 0). */
+static int task_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct task_row *r = row;
     memset(r, 0, sizeof(*r));
     copy_column(r->id, sizeof(r->id), st, 0);
     copy_column(r->name, sizeof(r->name), st, 1);
@@ -1239,10 +1261,7 @@ static int sqlite_task_create(struct store *base, const struct task_new *t, int6
                               char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     char id[TASK_ID_LEN + 1];
@@ -1356,10 +1375,7 @@ static int sqlite_task_assign(struct store *base, const char *id, const char *no
                               int64_t now_ms, bool pushed)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     return op_end(s, assign_pending(s, id, node_key, now_ms, pushed));
@@ -1369,10 +1385,7 @@ static int sqlite_task_fetch(struct store *base, const char *node_key, const cha
                              int64_t now_ms, struct task_row *out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     char id[TASK_ID_LEN + 1] = "";
@@ -1422,10 +1435,7 @@ static int sqlite_task_set_status(struct store *base, const char *id, enum task_
                                   int exit_code, const char *error, int64_t now_ms)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     enum task_status from;
@@ -1453,10 +1463,7 @@ static int sqlite_task_restart(struct store *base, const char *id, int64_t now_m
                                char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     struct task_row row;
@@ -1478,10 +1485,7 @@ static int sqlite_task_retry(struct store *base, const char *id, enum task_statu
                              char id_out[TASK_ID_LEN + 1])
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     struct task_row row;
@@ -1521,6 +1525,20 @@ static int sqlite_task_next_eligible(struct store *base, int64_t after_ms, int64
     return rc;
 }
 
+/* A node with retries due, as ST_TASK_WAKE_NODES lists it. */
+struct due_node {
+    char key[LIMIT_NODE_KEY_MAX + 1];
+    char *labels;
+};
+
+static int due_from_stmt(sqlite3_stmt *st, void *row)
+{
+    struct due_node *d = row;
+    copy_column(d->key, sizeof(d->key), st, 0);
+    d->labels = dup_column(st, 1);
+    return d->labels ? 0 : -ENOMEM;
+}
+
 static int sqlite_task_eligible_nodes(struct store *base, int64_t after_ms, int64_t until_ms,
                                       int (*cb)(void *ctx, const char *node_key,
                                                 const char *labels),
@@ -1533,22 +1551,10 @@ static int sqlite_task_eligible_nodes(struct store *base, int64_t after_ms, int6
     sqlite3_stmt *st = s->st[ST_TASK_WAKE_NODES];
     sqlite3_bind_int64(st, 1, after_ms);
     sqlite3_bind_int64(st, 2, until_ms);
-    struct target {
-        char key[LIMIT_NODE_KEY_MAX + 1];
-        char *labels;
-    } *due = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&due, n, &cap, sizeof(*due))) < 0)
-            break;
-        copy_column(due[n].key, sizeof(due[n].key), st, 0);
-        if (!(due[n++].labels = dup_column(st, 1)))
-            rc = -ENOMEM;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing the nodes of retries due", "tasks");
-    finish(st);
+    struct due_node *due;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*due), due_from_stmt, (void **)&due, &n,
+                      "listing the nodes of retries due", "tasks");
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, due[i].key, due[i].labels);
     for (size_t i = 0; i < n; i++)
@@ -1582,10 +1588,7 @@ static int sqlite_task_request_cancel(struct store *base, const char *id, bool f
                                       int64_t now_ms, enum task_status *status_out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     enum task_status status;
@@ -1608,58 +1611,14 @@ static int sqlite_task_request_cancel(struct store *base, const char *id, bool f
     return rc;
 }
 
-/* Steps a task query and calls cb for each row while the statement is open. */
-static int stream_tasks(struct sqlite_store *s, sqlite3_stmt *st, const char *what,
-                        int (*cb)(void *ctx, const struct task_row *r), void *ctx)
+/* Streams the newest tasks first, of status and node_key (NULL: any), from after the position after
+ * (NULL: the newest), at most limit (0: no limit): each row to cb, or with its position to page_cb,
+ * while the statement is open. */
+static int stream_tasks(
+    struct sqlite_store *s, const char *status, const char *node_key, const struct task_pos *after,
+    unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
+    int (*page_cb)(void *ctx, const struct task_row *r, const struct task_pos *pos), void *ctx)
 {
-    int rc;
-    int src;
-    s->streaming = true;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        struct task_row r;
-        rc = task_from_stmt(st, &r);
-        if (rc == 0) {
-            rc = cb(ctx, &r);
-            store_task_row_free(&r);
-        }
-        if (rc != 0)
-            goto out;
-    }
-    rc = src == SQLITE_DONE ? 0 : db_fail(s, src, what, "tasks");
-out:
-    s->streaming = false;
-    finish(st);
-    return rc;
-}
-
-static int sqlite_task_list(struct store *base, const char *status, const char *node_key,
-                            unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
-                            void *ctx)
-{
-    struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    enum task_status parsed;
-    if (status && task_status_parse(status, &parsed) < 0)
-        return -EINVAL;
-    sqlite3_stmt *st = s->st[ST_TASK_LIST];
-    bind_text(st, 1, status);
-    bind_text(st, 2, node_key);
-    sqlite3_bind_int64(st, 3, limit ? (sqlite3_int64)limit : -1);
-    return stream_tasks(s, st, "listing tasks", cb, ctx);
-}
-
-static int sqlite_task_page(struct store *base, const char *status, const char *node_key,
-                            const struct task_pos *after, unsigned limit,
-                            int (*cb)(void *ctx, const struct task_row *r,
-                                      const struct task_pos *pos),
-                            void *ctx)
-{
-    struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
     enum task_status parsed;
     if (status && task_status_parse(status, &parsed) < 0)
         return -EINVAL;
@@ -1672,15 +1631,14 @@ static int sqlite_task_page(struct store *base, const char *status, const char *
         sqlite3_bind_int64(st, 5, after->rowid);
     }
     int pos_col = sqlite3_column_count(st) - 1;
-    int src;
-    rc = 0;
+    int src, rc = 0;
     s->streaming = true;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         struct task_row r;
         rc = task_from_stmt(st, &r);
         if (rc == 0) {
             struct task_pos pos = {r.created_ms, sqlite3_column_int64(st, pos_col)};
-            rc = cb(ctx, &r, &pos);
+            rc = page_cb ? page_cb(ctx, &r, &pos) : cb(ctx, &r);
             store_task_row_free(&r);
         }
         if (rc != 0)
@@ -1688,9 +1646,33 @@ static int sqlite_task_page(struct store *base, const char *status, const char *
     }
     s->streaming = false;
     if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing tasks", "a page");
+        rc = db_fail(s, src, "listing tasks", page_cb ? "a page" : "tasks");
     finish(st);
     return rc;
+}
+
+static int sqlite_task_list(struct store *base, const char *status, const char *node_key,
+                            unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
+                            void *ctx)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return stream_tasks(s, status, node_key, NULL, limit, cb, NULL, ctx);
+}
+
+static int sqlite_task_page(struct store *base, const char *status, const char *node_key,
+                            const struct task_pos *after, unsigned limit,
+                            int (*cb)(void *ctx, const struct task_row *r,
+                                      const struct task_pos *pos),
+                            void *ctx)
+{
+    struct sqlite_store *s = sqlite_of(base);
+    int rc = enter(s, __func__);
+    if (rc < 0)
+        return rc;
+    return stream_tasks(s, status, node_key, after, limit, NULL, cb, ctx);
 }
 
 static int sqlite_task_pos(struct store *base, const char *id, struct task_pos *out)
@@ -1846,10 +1828,7 @@ static int sqlite_task_purge(struct store *base, int64_t before_ms, unsigned bud
                              bool *more)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     size_t before_n = s->purged_uncommitted.n;
@@ -1908,26 +1887,14 @@ static int sqlite_task_list_by_node(struct store *base, const char *node_key,
     sqlite3_stmt *st = s->st[ST_TASK_LIST_BY_NODE];
     bind_text(st, 1, node_key);
     bind_text(st, 2, task_status_name(status));
-    struct task_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    rc = 0;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        rc = task_from_stmt(st, &rows[n]);
-        if (rc < 0)
-            break;
-        n++;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing tasks of node", node_key);
-    finish(st);
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0)
-            rc = cb(ctx, &rows[i]);
+    struct task_row *rows;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*rows), task_from_stmt, (void **)&rows, &n,
+                      "listing tasks of node", node_key);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cb(ctx, &rows[i]);
+    for (size_t i = 0; i < n; i++)
         store_task_row_free(&rows[i]);
-    }
     free(rows);
     return rc;
 }
@@ -2027,10 +1994,7 @@ static int sqlite_log_append(struct store *base, const char *task_id, const char
                              const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     rc = op_end(s, log_append_op(s, task_id, lines, lens, n, first_seq, accepted));
@@ -2076,10 +2040,7 @@ static int sqlite_items_append(struct store *base, const char *task_id, const ch
                                const size_t *lens, size_t n, uint64_t first_seq, size_t *accepted)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
-    if (rc < 0)
-        return rc;
-    rc = op_begin(s);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     rc = op_end(s, items_append_op(s, task_id, items, lens, n, first_seq, accepted));
@@ -2150,6 +2111,16 @@ static int sched_prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt *
     return rc == SQLITE_OK ? 0 : db_fail(s, rc, "preparing a statement", sql);
 }
 
+/* Prepares sql into *st (sched_prepare), then begins the call's op: *st is finalized when that
+ * fails. */
+static int sched_begin(struct sqlite_store *s, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sched_prepare(s, sql, st);
+    if (rc == 0 && (rc = op_begin(s)) < 0)
+        sqlite3_finalize(*st);
+    return rc;
+}
+
 /* Runs a prepared schedule statement that returns no rows and finalizes it. Returns the number of
  * rows changed, or a negative errno (-EEXIST for a constraint). */
 static int sched_run(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
@@ -2169,8 +2140,11 @@ static int sched_run(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
     "paused, created_ms, last_fire_s, last_task, labels, retries, retry_delay_ms, spider, "        \
     "tz_name, all_nodes"
 
-static int sched_from_stmt(sqlite3_stmt *st, struct schedule_row *r)
+/* The current row of a SCHED_COLS query into row, a struct schedule_row (owned by the caller when
+ * 0). */
+static int sched_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct schedule_row *r = row;
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(st, 0);
     copy_column(r->name, sizeof(r->name), st, 1);
@@ -2209,20 +2183,15 @@ static int sqlite_schedule_create(struct store *base, const struct schedule_new 
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s,
-                       "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
-                       " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
-                       " retry_delay_ms, spider, tz_name, all_nodes)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                       " ?15, ?16, ?17)",
-                       &st);
+    rc = sched_begin(s,
+                     "INSERT INTO schedules (name, expr, tz_offset, cmd, env_json, priority,"
+                     " timeout_ms, node_key, overlap, missed, created_ms, labels, retries,"
+                     " retry_delay_ms, spider, tz_name, all_nodes)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                     " ?15, ?16, ?17)",
+                     &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     bind_text(st, 1, n->name ? n->name : "");
     bind_text(st, 2, n->expr);
     sqlite3_bind_int(st, 3, n->tz_offset);
@@ -2281,19 +2250,10 @@ static int sqlite_schedule_list(struct store *base,
     rc = sched_prepare(s, "SELECT " SCHED_COLS " FROM schedules ORDER BY id", &st);
     if (rc < 0)
         return rc;
-    struct schedule_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    rc = 0;
-    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        rc = sched_from_stmt(st, &rows[n]);
-        if (rc == 0)
-            n++;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing schedules", "all schedules");
+    struct schedule_row *rows;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*rows), sched_from_stmt, (void **)&rows, &n,
+                      "listing schedules", "all schedules");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, &rows[i]);
@@ -2308,14 +2268,9 @@ static int sched_change(struct sqlite_store *s, const char *sql, int64_t id, int
                         const char *what)
 {
     sqlite3_stmt *st;
-    int rc = sched_prepare(s, sql, &st);
+    int rc = sched_begin(s, sql, &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     sqlite3_bind_int64(st, 1, id);
     if (sqlite3_bind_parameter_count(st) >= 2)
         sqlite3_bind_int64(st, 2, arg);
@@ -2346,14 +2301,9 @@ static int sqlite_schedule_delete(struct store *base, int64_t id)
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s, "DELETE FROM schedule_fires WHERE schedule_id = ?1", &st);
+    rc = sched_begin(s, "DELETE FROM schedule_fires WHERE schedule_id = ?1", &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     sqlite3_bind_int64(st, 1, id);
     rc = sched_run(s, st, "removing schedule fires");
     if (rc >= 0) {
@@ -2453,6 +2403,13 @@ static int sqlite_schedule_fire(struct store *base, int64_t id, int64_t fire_s,
     return op_end(s, rc);
 }
 
+/* A row's first column, a task id, into row, a char[TASK_ID_LEN + 1]. Always 0. */
+static int id_from_stmt(sqlite3_stmt *st, void *row)
+{
+    copy_column(row, TASK_ID_LEN + 1, st, 0);
+    return 0;
+}
+
 static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
                                       int (*cb)(void *ctx, const char *task_id), void *ctx)
 {
@@ -2468,21 +2425,29 @@ static int sqlite_schedule_last_tasks(struct store *base, int64_t id,
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    char(*ids)[TASK_ID_LEN + 1] = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&ids, n, &cap, sizeof(*ids))) < 0)
-            break;
-        copy_column(ids[n++], TASK_ID_LEN + 1, st, 0);
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "reading a schedule's last tasks", "schedule");
+    char(*ids)[TASK_ID_LEN + 1];
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*ids), id_from_stmt, (void **)&ids, &n,
+                      "reading a schedule's last tasks", "schedule");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, ids[i]);
     free(ids);
     return rc;
+}
+
+/* A recorded fire: its time and its task. */
+struct fire {
+    int64_t at;
+    char task[TASK_ID_LEN + 1];
+};
+
+static int fire_from_stmt(sqlite3_stmt *st, void *row)
+{
+    struct fire *f = row;
+    f->at = sqlite3_column_int64(st, 0);
+    copy_column(f->task, sizeof(f->task), st, 1);
+    return 0;
 }
 
 static int sqlite_schedule_fires(struct store *base, int64_t id,
@@ -2501,21 +2466,10 @@ static int sqlite_schedule_fires(struct store *base, int64_t id,
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    struct fire {
-        int64_t at;
-        char task[TASK_ID_LEN + 1];
-    } *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        rows[n].at = sqlite3_column_int64(st, 0);
-        copy_column(rows[n].task, sizeof(rows[n].task), st, 1);
-        n++;
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing a schedule's fires", "schedule");
+    struct fire *rows;
+    size_t n;
+    rc = collect_rows(s, st, sizeof(*rows), fire_from_stmt, (void **)&rows, &n,
+                      "listing a schedule's fires", "schedule");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb(ctx, rows[i].at, rows[i].task);
@@ -2560,7 +2514,7 @@ static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
                             int64_t *id_out)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_EVENT_ADD];
@@ -2569,11 +2523,6 @@ static int sqlite_event_add(struct store *base, int64_t at_ms, const char *kind,
     bind_text(st, 3, node_key ? node_key : "");
     bind_text(st, 4, task_id ? task_id : "");
     bind_text(st, 5, data && *data ? data : "{}");
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     rc = step_done(s, st, "recording an event", kind);
     int64_t id = sqlite3_last_insert_rowid(s->db);
     rc = op_end(s, rc);
@@ -2668,14 +2617,12 @@ static int sqlite_event_purge(struct store *base, int64_t before_ms, unsigned bu
         return rc;
     *purged = 0;
     *more = false;
+    rc = op_begin(s);
+    if (rc < 0)
+        return rc;
     sqlite3_stmt *st = s->st[ST_EVENT_PURGE];
     sqlite3_bind_int64(st, 1, before_ms);
     sqlite3_bind_int64(st, 2, budget);
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     rc = step_done(s, st, "purging events", "-");
     int n = rc == 0 ? sqlite3_changes(s->db) : 0;
     rc = op_end(s, rc);
@@ -2700,17 +2647,12 @@ static int sqlite_event_cursor_get(struct store *base, const char *hook, int64_t
 static int sqlite_event_cursor_set(struct store *base, const char *hook, int64_t delivered)
 {
     struct sqlite_store *s = sqlite_of(base);
-    int rc = enter(s, __func__);
+    int rc = enter_op(s, __func__);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = s->st[ST_CURSOR_SET];
     bind_text(st, 1, hook);
     sqlite3_bind_int64(st, 2, delivered);
-    rc = op_begin(s);
-    if (rc < 0) {
-        finish(st);
-        return rc;
-    }
     return op_end(s, step_done(s, st, "storing a hook's cursor", hook));
 }
 
@@ -2718,8 +2660,10 @@ static int sqlite_event_cursor_set(struct store *base, const char *hook, int64_t
 
 #define SPIDER_COLS "name, version, sha256, size, files, unpacked, created_ms"
 
-static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
+/* The current row of a SPIDER_COLS query into row, a struct spider_row. Always 0. */
+static int spider_from_stmt(sqlite3_stmt *st, void *row)
 {
+    struct spider_row *r = row;
     memset(r, 0, sizeof(*r));
     copy_column(r->name, sizeof(r->name), st, 0);
     r->version = (uint32_t)sqlite3_column_int64(st, 1);
@@ -2728,6 +2672,7 @@ static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
     r->files = column_u64(st, 4);
     r->unpacked = column_u64(st, 5);
     r->created_ms = sqlite3_column_int64(st, 6);
+    return 0;
 }
 
 /* Collects the rows of a prepared SELECT of SPIDER_COLS (finalized here), then calls cb for each
@@ -2735,16 +2680,10 @@ static void spider_from_stmt(sqlite3_stmt *st, struct spider_row *r)
 static int spider_rows(struct sqlite_store *s, sqlite3_stmt *st,
                        int (*cb)(void *ctx, const struct spider_row *r), void *ctx)
 {
-    struct spider_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int src, rc = 0;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = store_grow_rows((void **)&rows, n, &cap, sizeof(*rows))) < 0)
-            break;
-        spider_from_stmt(st, &rows[n++]);
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = db_fail(s, src, "listing spiders", "spiders");
+    struct spider_row *rows;
+    size_t n;
+    int rc = collect_rows(s, st, sizeof(*rows), spider_from_stmt, (void **)&rows, &n,
+                          "listing spiders", "spiders");
     sqlite3_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cb ? cb(ctx, &rows[i]) : 0;
@@ -2811,18 +2750,13 @@ static int sqlite_spider_add(struct store *base, const struct spider_row *r, int
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s,
-                       "INSERT INTO spiders (" SPIDER_COLS ")"
-                       " SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6"
-                       " FROM spiders WHERE name = ?1 RETURNING version",
-                       &st);
+    rc = sched_begin(s,
+                     "INSERT INTO spiders (" SPIDER_COLS ")"
+                     " SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6"
+                     " FROM spiders WHERE name = ?1 RETURNING version",
+                     &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     bind_text(st, 1, r->name);
     bind_text(st, 2, r->sha256);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)r->size);
@@ -2875,14 +2809,9 @@ static int sqlite_spider_remove(struct store *base, const char *name, uint32_t v
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    rc = sched_prepare(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
+    rc = sched_begin(s, "DELETE FROM spiders WHERE name = ?1 AND (?2 = 0 OR version = ?2)", &st);
     if (rc < 0)
         return rc;
-    rc = op_begin(s);
-    if (rc < 0) {
-        sqlite3_finalize(st);
-        return rc;
-    }
     bind_text(st, 1, name);
     sqlite3_bind_int64(st, 2, version);
     rc = sched_run(s, st, "removing a spider");
