@@ -517,6 +517,71 @@ grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
     return call_end(c, &s, method);
 }
 
+int cli_call(const struct config *cfg, struct tls_client *tls, const char *auth_key,
+             const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
+        return 3;
+    grpc_status_code st = cli_conn_unary(&c, method, req, resp_desc, resp);
+    cli_conn_close(&c);
+    return st == GRPC_STATUS_OK ? 0 : cli_exit_status(st);
+}
+
+/* cli_list's walk on c: OK, or the status of the call that failed. */
+static grpc_status_code list_pages(struct cli_conn *c, const struct cli_listing *l, unsigned want,
+                                   unsigned *shown, bool *more)
+{
+    char *token = NULL;
+    unsigned n_shown = 0;
+    bool more_left = false;
+    grpc_status_code st;
+    for (bool first_page = true;; first_page = false) {
+        *l->limit = want ? want - n_shown : 0;
+        *l->page_token = token ? token : "";
+        ProtobufCMessage *m = NULL;
+        st = cli_conn_unary(c, l->method, l->req, l->resp_desc, &m);
+        if (st != GRPC_STATUS_OK)
+            break;
+        const char *next;
+        size_t n = l->entries(m, &next);
+        if (first_page && !l->json)
+            l->header();
+        size_t i = 0;
+        for (; i < n && (!want || n_shown < want); i++, n_shown++) {
+            if (l->json)
+                fputs(n_shown == 0 ? "[\n" : ",\n", stdout);
+            l->print(l->ctx, m, i, l->json);
+        }
+        more_left = i < n || *next;
+        free(token);
+        token = *next ? strdup(next) : NULL;
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (!more_left || (want && n_shown >= want) || !token)
+            break;
+    }
+    free(token);
+    if (l->json && st == GRPC_STATUS_OK)
+        puts(n_shown ? "\n]" : "[]");
+    *shown = n_shown;
+    *more = more_left;
+    return st;
+}
+
+int cli_list(const struct config *cfg, struct tls_client *tls, const char *auth_key,
+             const struct cli_listing *l, unsigned want, unsigned *shown, bool *more)
+{
+    struct cli_conn c;
+    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
+        return 3;
+    grpc_status_code st = list_pages(&c, l, want, shown, more);
+    cli_conn_close(&c);
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return 1;
+    return st == GRPC_STATUS_OK ? 0 : cli_exit_status(st);
+}
+
 void cli_format_time(int64_t ms, char *buf, size_t len)
 {
     if (ms <= 0) {

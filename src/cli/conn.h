@@ -83,6 +83,42 @@ grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  ProtobufCMessage **resp);
 
+/* One unary call on a connection of its own, for a command that makes only that call: opens it,
+ * calls method, closes it. Returns 0 with *resp set (free with protobuf_c_message_free_unpacked),
+ * or the exit status of the failure, said on stderr: 3 when no master could be reached, else
+ * cli_exit_status. */
+int cli_call(const struct config *cfg, struct tls_client *tls, const char *auth_key,
+             const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp);
+
+/*
+ * A listing that comes in pages (ListNodes, ListTasks), as cli_list walks it: req asks for each
+ * page, its limit and page_token set, and each entry is printed as it arrives, under the table's
+ * header or, with json, as an element of one JSON array.
+ */
+struct cli_listing {
+    const char *method;
+    ProtobufCMessage *req;
+    uint32_t *limit;   /* in req: the entries still wanted, 0 for a page's worth */
+    char **page_token; /* in req: "" for the first page */
+    const ProtobufCMessageDescriptor *resp_desc;
+    /* How many entries a page holds; *next: the token of the page after it, "" for none. */
+    size_t (*entries)(const ProtobufCMessage *page, const char **next);
+    /* Prints the table's header, before the first page's entries (not with json). */
+    void (*header)(void);
+    /* Prints entry i of page: a table row, or with json its JSON text. */
+    void (*print)(void *ctx, const ProtobufCMessage *page, size_t i, bool json);
+    void *ctx;
+    bool json;
+};
+
+/* Walks l's pages from the first on a connection of its own, printing each entry, until want
+ * entries are printed (0: all there are); *shown says how many, *more whether any were left out.
+ * With json, when every call was OK, the JSON array is closed ("[]" for no entry). Returns 0, or
+ * the exit status of the failure: as cli_call's, or 1 when stdout could not be written. */
+int cli_list(const struct config *cfg, struct tls_client *tls, const char *auth_key,
+             const struct cli_listing *l, unsigned want, unsigned *shown, bool *more);
+
 /* A wall-clock time in ms as UTC ISO 8601 ("-" for 0), for tables. */
 void cli_format_time(int64_t ms, char *buf, size_t len);
 

@@ -7,16 +7,12 @@
 
 int cli_metrics(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
-    struct cli_conn c;
-    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
-        return 3;
     Grpc__AdminMetricsRequest req = GRPC__ADMIN_METRICS_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
-    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/Metrics", &req.base,
-                                         &grpc__admin_metrics_response__descriptor, &m);
-    cli_conn_close(&c);
-    if (st != GRPC_STATUS_OK)
-        return cli_exit_status(st);
+    int status = cli_call(cfg, tls, auth_key, "/grpc.AdminService/Metrics", &req.base,
+                          &grpc__admin_metrics_response__descriptor, &m);
+    if (status)
+        return status;
     const Grpc__AdminMetricsResponse *r = (const void *)m;
     fwrite(r->text, 1, strlen(r->text), stdout);
     protobuf_c_message_free_unpacked(m, NULL);

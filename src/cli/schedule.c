@@ -146,15 +146,11 @@ static void schedule_print(const struct config *cfg, const Grpc__AdminListSchedu
 static int schedule_call(const struct config *cfg, struct tls_client *tls, const char *auth_key,
                          const char *method, const ProtobufCMessage *req, bool one)
 {
-    struct cli_conn c;
-    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
-        return 3;
     ProtobufCMessage *m = NULL;
-    grpc_status_code st =
-        cli_conn_unary(&c, method, req, &grpc__admin_list_schedules_response__descriptor, &m);
-    cli_conn_close(&c);
-    if (st != GRPC_STATUS_OK)
-        return cli_exit_status(st);
+    int status = cli_call(cfg, tls, auth_key, method, req,
+                          &grpc__admin_list_schedules_response__descriptor, &m);
+    if (status)
+        return status;
     const Grpc__AdminListSchedulesResponse *r = (const void *)m;
     if (strcmp(cfg->sched_action, "add") == 0 && r->n_schedules == 1 && !cfg->json)
         printf("%lld\n", (long long)r->schedules[0]->id);

@@ -133,23 +133,16 @@ int cli_submit(const struct config *cfg, struct tls_client *tls, const char *aut
     req.retries = (uint32_t)cfg->retries;
     req.retry_delay_ms = (int64_t)cfg->retry_delay_ms;
 
-    struct cli_conn c;
-    int status = 3;
-    if (cli_conn_open(&c, cfg, tls, auth_key) == 0) {
-        ProtobufCMessage *m = NULL;
-        grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/SubmitTask", &req.base,
-                                             &grpc__admin_submit_task_response__descriptor, &m);
-        cli_conn_close(&c);
-        status = cli_exit_status(st);
-        if (st == GRPC_STATUS_OK) {
-            const Grpc__AdminSubmitTaskResponse *r = (const void *)m;
-            for (size_t i = 0; i < r->n_task_ids; i++)
-                puts(r->task_ids[i]);
-            if (*r->warning)
-                fprintf(stderr, "crawlab-node: %s\n", r->warning);
-            protobuf_c_message_free_unpacked(m, NULL);
-            status = 0;
-        }
+    ProtobufCMessage *m = NULL;
+    int status = cli_call(cfg, tls, auth_key, "/grpc.AdminService/SubmitTask", &req.base,
+                          &grpc__admin_submit_task_response__descriptor, &m);
+    if (status == 0) {
+        const Grpc__AdminSubmitTaskResponse *r = (const void *)m;
+        for (size_t i = 0; i < r->n_task_ids; i++)
+            puts(r->task_ids[i]);
+        if (*r->warning)
+            fprintf(stderr, "crawlab-node: %s\n", r->warning);
+        protobuf_c_message_free_unpacked(m, NULL);
     }
     cli_task_spec_free(&spec, env_block);
     return status;

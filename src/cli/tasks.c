@@ -98,16 +98,34 @@ static json_t *task_json(const Grpc__AdminTask *t)
     return o;
 }
 
-/* One task of the JSON array that --json prints, written as it arrives: first says whether it
- * opens the array. */
-static void print_json_task(const Grpc__AdminTask *t, bool first)
+/* One task of the JSON array that --json prints, written as it arrives. */
+static void print_json_task(const Grpc__AdminTask *t)
 {
     json_t *o = task_json(t);
     char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    fputs(first ? "[\n" : ",\n", stdout);
     fputs(text ? text : "null", stdout);
     free(text);
     json_decref(o);
+}
+
+static size_t task_entries(const ProtobufCMessage *page, const char **next)
+{
+    const Grpc__AdminListTasksResponse *r = (const void *)page;
+    *next = r->next_page_token;
+    return r->n_tasks;
+}
+
+/* Prints task i of a page and keeps its id in ctx (char[TASK_ID_LEN + 1]): the hint after the
+ * last task shown names it. */
+static void print_task(void *ctx, const ProtobufCMessage *page, size_t i, bool json)
+{
+    const Grpc__AdminListTasksResponse *r = (const void *)page;
+    char *last_id = ctx;
+    if (json)
+        print_json_task(r->tasks[i]);
+    else
+        print_row(r->tasks[i]);
+    snprintf(last_id, TASK_ID_LEN + 1, "%s", r->tasks[i]->id);
 }
 
 /* The tasks a listing shows when --limit is not given: a screenful on a terminal, all of them
@@ -124,52 +142,29 @@ int cli_tasks(const struct config *cfg, struct tls_client *tls, const char *auth
     unsigned want = cfg->limit_given                      ? cfg->limit
                     : cfg->json || !isatty(STDOUT_FILENO) ? 0
                                                           : TERMINAL_LIMIT;
-    struct cli_conn c;
-    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
-        return 3;
     Grpc__AdminListTasksRequest req = GRPC__ADMIN_LIST_TASKS_REQUEST__INIT;
     if (cfg->status_filter)
         req.status = cfg->status_filter;
     if (cfg->before_id)
         req.before = cfg->before_id;
-    char *token = NULL, last_id[TASK_ID_LEN + 1] = "";
-    unsigned shown = 0;
-    bool more = false;
-    grpc_status_code st = GRPC_STATUS_OK;
-    for (bool first_page = true;; first_page = false) {
-        req.limit = want ? want - shown : 0;
-        req.page_token = token ? token : "";
-        ProtobufCMessage *m = NULL;
-        st = cli_conn_unary(&c, "/grpc.AdminService/ListTasks", &req.base,
-                            &grpc__admin_list_tasks_response__descriptor, &m);
-        if (st != GRPC_STATUS_OK)
-            break;
-        const Grpc__AdminListTasksResponse *r = (const void *)m;
-        if (first_page && !cfg->json)
-            print_header();
-        size_t i = 0;
-        for (; i < r->n_tasks && (!want || shown < want); i++, shown++) {
-            if (cfg->json)
-                print_json_task(r->tasks[i], shown == 0);
-            else
-                print_row(r->tasks[i]);
-            snprintf(last_id, sizeof(last_id), "%s", r->tasks[i]->id);
-        }
-        more = i < r->n_tasks || *r->next_page_token;
-        free(token);
-        token = *r->next_page_token ? strdup(r->next_page_token) : NULL;
-        protobuf_c_message_free_unpacked(m, NULL);
-        if (!more || (want && shown >= want) || !token)
-            break;
-    }
-    free(token);
-    cli_conn_close(&c);
-    if (cfg->json && st == GRPC_STATUS_OK)
-        puts(shown ? "\n]" : "[]");
-    if (fflush(stdout) != 0 || ferror(stdout))
-        return 1;
-    if (st != GRPC_STATUS_OK)
-        return cli_exit_status(st);
+    char last_id[TASK_ID_LEN + 1] = "";
+    struct cli_listing l = {
+        .method = "/grpc.AdminService/ListTasks",
+        .req = &req.base,
+        .limit = &req.limit,
+        .page_token = &req.page_token,
+        .resp_desc = &grpc__admin_list_tasks_response__descriptor,
+        .entries = task_entries,
+        .header = print_header,
+        .print = print_task,
+        .ctx = last_id,
+        .json = cfg->json,
+    };
+    unsigned shown;
+    bool more;
+    int status = cli_list(cfg, tls, auth_key, &l, want, &shown, &more);
+    if (status)
+        return status;
     if (more && want && shown >= want)
         fprintf(stderr,
                 "crawlab-node: %u tasks shown, more are older: crawlab-node tasks --before=%s\n",
@@ -190,17 +185,13 @@ int cli_tasks_purge(const struct config *cfg, struct tls_client *tls, const char
         fprintf(stderr, "crawlab-node: tasks purge: --before is before 1970\n");
         return 2;
     }
-    struct cli_conn c;
-    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
-        return 3;
     Grpc__AdminPurgeTasksRequest req = GRPC__ADMIN_PURGE_TASKS_REQUEST__INIT;
     req.before_ms = before;
     ProtobufCMessage *m = NULL;
-    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/PurgeTasks", &req.base,
-                                         &grpc__admin_purge_tasks_response__descriptor, &m);
-    cli_conn_close(&c);
-    if (st != GRPC_STATUS_OK)
-        return cli_exit_status(st);
+    int status = cli_call(cfg, tls, auth_key, "/grpc.AdminService/PurgeTasks", &req.base,
+                          &grpc__admin_purge_tasks_response__descriptor, &m);
+    if (status)
+        return status;
     const Grpc__AdminPurgeTasksResponse *r = (const void *)m;
     char when[32];
     cli_format_time(before, when, sizeof(when));
@@ -273,20 +264,15 @@ int cli_results(const struct config *cfg, struct tls_client *tls, const char *au
 
 int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
-    struct cli_conn c;
-    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
-        return 3;
     Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
     req.task_id = cfg->task_id;
     req.force = cfg->force;
     ProtobufCMessage *m = NULL;
-    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/CancelTask", &req.base,
-                                         &grpc__response__descriptor, &m);
-    cli_conn_close(&c);
-    if (st != GRPC_STATUS_OK)
-        return cli_exit_status(st);
+    int status = cli_call(cfg, tls, auth_key, "/grpc.AdminService/CancelTask", &req.base,
+                          &grpc__response__descriptor, &m);
+    if (status)
+        return status;
     const Grpc__Response *r = (const void *)m;
-    int status = 0;
     if (r->code != GRPC__RESPONSE_CODE__OK) {
         fprintf(stderr, "crawlab-node: cancel %s: %s\n", cfg->task_id,
                 *r->error     ? r->error
@@ -302,17 +288,13 @@ int cli_cancel(const struct config *cfg, struct tls_client *tls, const char *aut
 
 int cli_task_restart(const struct config *cfg, struct tls_client *tls, const char *auth_key)
 {
-    struct cli_conn c;
-    if (cli_conn_open(&c, cfg, tls, auth_key) < 0)
-        return 3;
     Grpc__AdminTaskRequest req = GRPC__ADMIN_TASK_REQUEST__INIT;
     req.task_id = cfg->task_id;
     ProtobufCMessage *m = NULL;
-    grpc_status_code st = cli_conn_unary(&c, "/grpc.AdminService/RestartTask", &req.base,
-                                         &grpc__admin_submit_task_response__descriptor, &m);
-    cli_conn_close(&c);
-    if (st != GRPC_STATUS_OK)
-        return cli_exit_status(st);
+    int status = cli_call(cfg, tls, auth_key, "/grpc.AdminService/RestartTask", &req.base,
+                          &grpc__admin_submit_task_response__descriptor, &m);
+    if (status)
+        return status;
     const Grpc__AdminSubmitTaskResponse *r = (const void *)m;
     for (size_t i = 0; i < r->n_task_ids; i++)
         puts(r->task_ids[i]);

@@ -59,6 +59,16 @@ static unsigned page_limit(uint32_t asked)
     return asked && asked < LIMIT_PAGE_ITEMS ? asked : LIMIT_PAGE_ITEMS;
 }
 
+/* A page's entries as a repeated message field holds them: an array of pointers to the n messages
+ * of `size` bytes at items, which the caller frees. NULL for none, or when out of memory. */
+static void *message_ptrs(void *items, size_t n, size_t size)
+{
+    void **ptrs = n ? calloc(n, sizeof(*ptrs)) : NULL;
+    for (size_t i = 0; ptrs && i < n; i++)
+        ptrs[i] = (char *)items + i * size;
+    return ptrs;
+}
+
 /*
  * Labels in their joined form (core/rules.h) as a message's repeated field: *out is one block
  * holding the pointers and the strings, which the caller frees. 0 or -ENOMEM.
@@ -102,7 +112,6 @@ static grpc_status_code resolve_node(struct admin *a, const char *given, struct 
 struct node_list {
     struct admin *admin;
     Grpc__AdminNode *items;
-    Grpc__AdminNode **ptrs;
     size_t n, cap;
     int err;
     struct page page;
@@ -159,26 +168,25 @@ static void node_list_free(struct node_list *l)
     for (size_t i = 0; i < l->n; i++)
         admin_node_free(&l->items[i]);
     free(l->items);
-    free(l->ptrs);
 }
 
 /* Answers the nodes collected into l (one page, the token of the next one if any), or fails. */
 static void reply_nodes(struct srv_call *c, struct node_list *l, int rc)
 {
-    if (rc == 0 && l->n && !(l->ptrs = calloc(l->n, sizeof(*l->ptrs))))
+    Grpc__AdminNode **ptrs = rc == 0 ? message_ptrs(l->items, l->n, sizeof(*l->items)) : NULL;
+    if (rc == 0 && l->n && !ptrs)
         rc = -ENOMEM;
     if (rc < 0) {
         srv_call_fail(c, codec_status_from_errno(rc), "cannot list nodes");
         return;
     }
-    for (size_t i = 0; i < l->n; i++)
-        l->ptrs[i] = &l->items[i];
     Grpc__AdminListNodesResponse resp = GRPC__ADMIN_LIST_NODES_RESPONSE__INIT;
     resp.n_nodes = l->n;
-    resp.nodes = l->ptrs;
+    resp.nodes = ptrs;
     if (l->page.more && l->n)
         resp.next_page_token = l->items[l->n - 1].key;
     srv_call_reply(c, &resp.base);
+    free(ptrs);
 }
 
 /* A page of nodes: one more than the page holds is read, to know whether another page follows;
@@ -538,6 +546,18 @@ static grpc_status_code resolve_task(struct admin *a, const char *given, char id
     return GRPC_STATUS_INVALID_ARGUMENT;
 }
 
+/* The task a request names (resolve_task), into id; false when there is none, after failing the
+ * call with the reason. */
+static bool resolve_task_or_fail(struct srv_call *c, struct admin *a, const char *given,
+                                 char id[TASK_ID_LEN + 1])
+{
+    char why[512];
+    grpc_status_code st = resolve_task(a, given, id, why, sizeof(why));
+    if (st != GRPC_STATUS_OK)
+        srv_call_fail(c, st, why);
+    return st == GRPC_STATUS_OK;
+}
+
 /* The page token of ListTasks: the position of the last task of the page, "created_ms.rowid". */
 static int parse_page_token(const char *s, struct task_pos *out)
 {
@@ -600,12 +620,10 @@ static void on_list_tasks(struct srv_call *c, void *ctx, const ProtobufCMessage 
                              collect_task, &l);
     if (rc == 1)
         rc = 0;
-    Grpc__AdminTask **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
+    Grpc__AdminTask **ptrs = message_ptrs(l.items, l.n, sizeof(*l.items));
     if (rc < 0 || (l.n && !ptrs)) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot list tasks");
     } else {
-        for (size_t i = 0; i < l.n; i++)
-            ptrs[i] = &l.items[i];
         Grpc__AdminListTasksResponse resp = GRPC__ADMIN_LIST_TASKS_RESPONSE__INIT;
         resp.n_tasks = l.n;
         resp.tasks = ptrs;
@@ -626,12 +644,9 @@ static void on_cancel(struct srv_call *c, void *ctx, const ProtobufCMessage *msg
 {
     struct admin *a = ctx;
     const Grpc__AdminTaskRequest *req = (const void *)msg; /* validated */
-    char id[TASK_ID_LEN + 1], why[512];
-    grpc_status_code st = resolve_task(a, req->task_id, id, why, sizeof(why));
-    if (st != GRPC_STATUS_OK) {
-        srv_call_fail(c, st, why);
+    char id[TASK_ID_LEN + 1];
+    if (!resolve_task_or_fail(c, a, req->task_id, id))
         return;
-    }
     enum task_status after;
     int rc = tasks_cancel(a->tasks, id, req->force, &after);
     if (rc < 0) {
@@ -659,12 +674,9 @@ static void on_restart(struct srv_call *c, void *ctx, const ProtobufCMessage *ms
 {
     struct admin *a = ctx;
     const Grpc__AdminTaskRequest *req = (const void *)msg; /* validated */
-    char id[TASK_ID_LEN + 1], why[512];
-    grpc_status_code st = resolve_task(a, req->task_id, id, why, sizeof(why));
-    if (st != GRPC_STATUS_OK) {
-        srv_call_fail(c, st, why);
+    char id[TASK_ID_LEN + 1];
+    if (!resolve_task_or_fail(c, a, req->task_id, id))
         return;
-    }
     char nid[TASK_ID_LEN + 1];
     int rc = tasks_restart(a->tasks, id, nid);
     if (rc < 0) {
@@ -1034,15 +1046,13 @@ static void reply_schedules(struct srv_call *c, struct admin *a, int64_t only,
     int rc = store_schedule_list(a->store, collect_schedule, &l);
     if (rc == 1)
         rc = 0;
-    Grpc__AdminSchedule **ptrs = l.n ? calloc(l.n, sizeof(*ptrs)) : NULL;
+    Grpc__AdminSchedule **ptrs = message_ptrs(l.items, l.n, sizeof(*l.items));
     char token[24] = "";
     if (rc < 0 || (l.n && !ptrs)) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot list schedules");
     } else if (only && l.n == 0) {
         srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown schedule");
     } else {
-        for (size_t i = 0; i < l.n; i++)
-            ptrs[i] = &l.items[i];
         Grpc__AdminListSchedulesResponse resp = GRPC__ADMIN_LIST_SCHEDULES_RESPONSE__INIT;
         resp.n_schedules = l.n;
         resp.schedules = ptrs;
@@ -1205,7 +1215,6 @@ struct event_reader {
     bool follow, watching;
     /* The page being filled. */
     Grpc__AdminEvent *items;
-    Grpc__AdminEvent **ptrs;
     size_t n, cap;
     struct page page;
 };
@@ -1228,18 +1237,10 @@ static void event_page_clear(struct event_reader *r)
 static int collect_event(void *ctx, const struct event_row *e)
 {
     struct event_reader *r = ctx;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        Grpc__AdminEvent *items = realloc(r->items, cap * sizeof(*items));
-        if (!items)
-            return -ENOMEM;
-        r->items = items;
-        Grpc__AdminEvent **ptrs = realloc(r->ptrs, cap * sizeof(*ptrs));
-        if (!ptrs)
-            return -ENOMEM;
-        r->ptrs = ptrs;
-        r->cap = cap;
-    }
+    Grpc__AdminEvent *items = array_grow(r->items, r->n, &r->cap, sizeof(*items), 64);
+    if (!items)
+        return -ENOMEM;
+    r->items = items;
     Grpc__AdminEvent *a = &r->items[r->n++];
     grpc__admin_event__init(a);
     a->id = (uint64_t)e->id;
@@ -1271,7 +1272,6 @@ static void event_reader_free(struct feed *f)
     struct event_reader *r = (struct event_reader *)f;
     event_page_clear(r);
     free(r->items);
-    free(r->ptrs);
     free(r);
 }
 
@@ -1287,7 +1287,8 @@ static void event_reader_pump(struct feed *f)
     int rc =
         r->left ? store_event_page(f->a->store, r->after, last, r->page.limit + 1, collect_event, r)
                 : 0;
-    if (rc < 0) {
+    Grpc__AdminEvent **ptrs = rc < 0 ? NULL : message_ptrs(r->items, r->n, sizeof(*r->items));
+    if (rc < 0 || (r->n && !ptrs)) {
         event_page_clear(r);
         feed_end(f, GRPC_STATUS_UNAVAILABLE, "cannot read the events", NULL);
         return;
@@ -1301,15 +1302,14 @@ static void event_reader_pump(struct feed *f)
         }
         return;
     }
-    for (size_t i = 0; i < r->n; i++)
-        r->ptrs[i] = &r->items[i];
     Grpc__AdminEventsChunk chunk = GRPC__ADMIN_EVENTS_CHUNK__INIT;
     chunk.n_events = r->n;
-    chunk.events = r->ptrs;
+    chunk.events = ptrs;
     r->after = (int64_t)r->items[r->n - 1].id;
     if (r->left != UINT64_MAX)
         r->left -= r->n;
     grpc_byte_buffer *bb = codec_pack(&chunk.base);
+    free(ptrs);
     event_page_clear(r);
     /* Without follow, the last page ends the stream: nothing after it is committed yet. */
     if ((!r->follow && !r->page.more) || !r->left)
