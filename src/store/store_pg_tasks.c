@@ -587,9 +587,6 @@ static int list_tasks(
     unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
     int (*page_cb)(void *ctx, const struct task_row *r, const struct task_pos *pos), void *ctx)
 {
-    enum task_status parsed;
-    if (status && task_status_parse(status, &parsed) < 0)
-        return -EINVAL;
     struct pg_params pp;
     pg_params_init(&pp);
     pg_param_text(&pp, status);

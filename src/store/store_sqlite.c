@@ -1619,9 +1619,6 @@ static int stream_tasks(
     unsigned limit, int (*cb)(void *ctx, const struct task_row *r),
     int (*page_cb)(void *ctx, const struct task_row *r, const struct task_pos *pos), void *ctx)
 {
-    enum task_status parsed;
-    if (status && task_status_parse(status, &parsed) < 0)
-        return -EINVAL;
     sqlite3_stmt *st = s->st[after ? ST_TASK_PAGE_AFTER : ST_TASK_PAGE_FIRST];
     bind_text(st, 1, status);
     bind_text(st, 2, node_key);
