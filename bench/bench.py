@@ -592,6 +592,36 @@ class Bench:
         p.out = out
         return p
 
+    def pg_statements_start(self):
+        """With --pg-statements on PostgreSQL: the server logs every statement from now on
+        (ALTER SYSTEM, then a reload, which each backend takes before its next statement);
+        returns the log's size, where the statements of the test start. None otherwise."""
+        if not self.args.pg_statements or self.pg is None:
+            return None
+        self.pg.psql("ALTER SYSTEM SET log_statement = 'all'")
+        self.pg.psql("SELECT pg_reload_conf()")
+        return os.path.getsize(os.path.join(self.pg.root, "postgres.log"))
+
+    def pg_statements_stop(self, start):
+        """Ends a pg_statements_start(): Counter of the statements logged since, by their first
+        words (BEGIN, COMMIT, a prepared statement's SQL; this run's own psql calls left out)."""
+        if start is None:
+            return collections.Counter()
+        self.pg.psql("ALTER SYSTEM RESET log_statement")
+        self.pg.psql("SELECT pg_reload_conf()")
+        with open(os.path.join(self.pg.root, "postgres.log"), errors="replace") as f:
+            f.seek(start)
+            text = f.read()
+        kinds = collections.Counter()
+        for line in text.splitlines():
+            _, sep, sql = line.partition("LOG:  statement: ")
+            if not sep:
+                _, sep, rest = line.partition("LOG:  execute ")
+                sql = rest.partition(": ")[2] if sep else ""
+            if sql and not sql.startswith(("ALTER SYSTEM", "SELECT pg_reload_conf")):
+                kinds[" ".join(sql.split()[:6])] += 1
+        return kinds
+
     def syscalls_stop(self, p):
         """Stops a syscalls_start() counter; returns {syscall: count} ({} without one)."""
         if p is None:
@@ -847,6 +877,7 @@ class Bench:
         perf = self.perf_start("throughput-master", c.master.pid)
         sys_m = self.syscalls_start("throughput-master", c.master.pid)
         count_m = self.count_start({masters: self.master_pids(c)})
+        statements = self.pg_statements_start()
         sampler = CpuSampler(lambda: self.our_pids(c))
         start_ms = now_ms()
         for i in (1, 2):
@@ -874,6 +905,7 @@ class Bench:
         self.perf_stop(perf)
         self.perf_stop(perf_w)
         calls = self.syscalls_stop(sys_m)
+        statements = self.pg_statements_stop(statements)
         counts = dict(self.count_stop(count_m), **self.count_stop(count_w))
         master_cpu = sum(cpu_seconds(p) for p in self.master_pids(c)) - master_cpu0
         db = self.db_used(d0)
@@ -913,6 +945,12 @@ class Bench:
             self.per_unit_rows(S, "task started", len(started), cpu, counts, in_us=True)
             r["db_cpu_s"] = self.db_rows(S, "task started", len(started), db,
                                          (end_ms - start_ms) / 1000, in_us=True)
+        if statements and started:
+            r["db_statements"] = dict(statements)
+            self.row(S, "database statements per task started (--pg-statements)",
+                     "%.1f" % (sum(statements.values()) / len(started)))
+            for sql, k in statements.most_common(8):
+                self.row(S, "  %s ..." % sql[:52], "%.2f" % (k / len(started)))
         if calls and started:
             r["master_syscalls"] = calls
             self.row(S, "master syscalls per task started, by name", ", ".join(
@@ -1269,6 +1307,10 @@ def main():
                    help="also count the master's fdatasync, fsync, pwrite64, sendmsg, recvmsg and "
                    "epoll_wait calls one by one (perf stat tracepoints) during the throughput and "
                    "log tests")
+    p.add_argument("--pg-statements", action="store_true",
+                   help="with --store=postgres: count the database's statements during the "
+                   "throughput test (PostgreSQL logs each one meanwhile, which costs it CPU: the "
+                   "run's other figures are not comparable)")
     p.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     p.add_argument("--handshakes", type=int, default=200,
                    help="connections of the handshake test, each way")
