@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/limits.h"
-#include "core/rules.h"
-#include "runtime/log.h"
+#include "core/task.h"
 #include "store/store_pg.h"
 
 /* Leases are kept on the database's clock, the one clock every master reads alike: the masters'
