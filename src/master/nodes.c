@@ -127,6 +127,11 @@ bool nodes_has_room(const struct node *node, const char *labels)
     return nodes_takes(node, labels) && node->stream && node->active < node->max_runners;
 }
 
+bool nodes_full(const struct node *node)
+{
+    return node->max_runners > 0 && node->active >= node->max_runners;
+}
+
 struct node *nodes_pick_free(struct nodes *n, const char *labels)
 {
     /* A scan from where the last pick stopped; at most one pass over the nodes. */

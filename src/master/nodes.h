@@ -10,7 +10,8 @@
  * to it, in status assigned, running or node_disconnected). The task queue reports every task
  * that becomes held or stops being held with nodes_task_held / nodes_task_released, including
  * the held tasks it finds in the store at start; nothing else changes the count, which never goes
- * below zero. Work is pushed only to a node whose count is below its max_runners.
+ * below zero. Work is pushed only to a node whose count is below its max_runners, and fetched only
+ * by one (nodes_full).
  *
  * Several masters on one store (store.h): each node is held by the master its stream is on. This
  * master judges by silence only the nodes that registered here; the others' are judged by their
@@ -189,6 +190,11 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels);
 /* Whether the node takes such a task (nodes_takes), has a live stream and fewer held tasks than
  * runners: what nodes_pick_free looks for. */
 bool nodes_has_room(const struct node *node, const char *labels);
+
+/* Whether the master holds as many tasks for the node as it has runners (a node that reported
+ * none, 0, is never full): it may fetch nothing more. A fetch is sent when the worker sees a free
+ * runner, and a task pushed meanwhile may have taken it. */
+bool nodes_full(const struct node *node);
 
 /*
  * The node that `given` names: the node with that key, else the one node with that name. -ENOENT

@@ -516,7 +516,7 @@ void tasks_drain(struct tasks *t)
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
 {
     struct node *node = nodes_find(t->nodes, node_key);
-    if (t->draining || !node || node->state != NODE_ENABLED)
+    if (t->draining || !node || node->state != NODE_ENABLED || nodes_full(node))
         return 0;
     int64_t now_ms = clock_now_ms(t->loop);
     int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);

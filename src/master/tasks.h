@@ -102,7 +102,8 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
 
 /* The node asks for work: 1 and *out (release it with store_task_row_free) when a task was
  * assigned to it (one addressed to it, or one whose selector its labels match), 0 when none
- * waits, the node is not enabled (disabled or draining) or the master is draining. */
+ * waits, the node is not enabled (disabled or draining), holds as many tasks as it has runners
+ * (nodes_full) or the master is draining. */
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out);
 
 /*

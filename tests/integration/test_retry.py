@@ -151,12 +151,13 @@ class Retry(harness.ClusterTest, harness.TaskOps):
         self.assertIn("--retry-delay", self.refused("--retry-delay=25h", "--", "true"))
         self.assertEqual(len(self.tasks()), 5)
 
-        # A stock Crawlab worker: Register, then FetchTask until the queue is empty.
+        # A stock Crawlab worker: Register, then FetchTask until the queue is empty. It has a
+        # runner for each task: the master hands a node no more tasks than its max_runners.
         key = harness.read_key(self.c.key_file)
         auth = [("authorization", key)]
         conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
         self.addCleanup(conn.close)
-        reg = pb_string(1, "upstream-1") + pb_string(2, "upstream") + pb_varint(3, 1)
+        reg = pb_string(1, "upstream-1") + pb_string(2, "upstream") + pb_varint(3, len(ids))
         self.assertIsNotNone(conn.unary("/grpc.NodeService/Register", reg, auth))
         got = []
         for _ in range(len(ids) + 1):
