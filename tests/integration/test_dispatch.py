@@ -131,6 +131,26 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         self.assertEqual((t["status"], t["assigned_node"]), ("assigned", "upstream-1"), t)
         self.assertEqual(self.pushed_total(), 1)
 
+    def test_a_node_that_holds_as_many_tasks_as_its_runners_fetches_nothing_more(self):
+        # A worker fetches when a process ends, before its final status is through: the runner it
+        # fetches for may have been given to a pushed task meanwhile. The master counts the node's
+        # held tasks and hands it no more than max_runners, whichever way they went.
+        self.start_master()
+        auth = [("authorization", harness.read_key(self.c.key_file))]
+        conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
+        self.addCleanup(conn.close)
+        reg = pb_string(1, "upstream-1") + pb_string(2, "upstream") + pb_varint(3, 1)
+        self.assertIsNotNone(conn.unary("/grpc.NodeService/Register", reg, auth))
+        first, second = self.submit1("--", "true"), self.submit1("--", "true")
+
+        def fetch():
+            reply = conn.unary("/grpc.TaskService/FetchTask", pb_string(1, "upstream-1"), auth)
+            self.assertIsNotNone(reply, "FetchTask failed")
+            return pb_fields(reply).get(2, [b""])[0].decode()
+        self.assertEqual(fetch(), first)
+        self.assertIn(fetch(), ("", NO_TASK), "a second task for a node with one runner")
+        self.assertEqual(self.task(second)["status"], "pending")
+
     def test_a_push_lost_with_its_killed_worker_runs_once_after_its_recovery(self):
         # Staging: a's connection goes silent (blackhole) before the submit, so the push leaves
         # the master but never reaches a; then a is killed with SIGKILL. The master cannot know
