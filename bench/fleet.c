@@ -694,9 +694,10 @@ static void init_worker(struct worker *w, int i, uint64_t tag)
     w->fd = -1;
     if (w->kind != KIND_GOOD && lg.o.bad_source)
         w->source = lg.o.bad_source + (uint32_t)(i - lg.n_good);
-    snprintf(w->key, sizeof(w->key), "lg-%d", i);
-    snprintf(w->name, sizeof(w->name), "loadgen-%d", i);
-    snprintf(w->machine_id, sizeof(w->machine_id), "lg-%016" PRIx64 "-%d", tag, i);
+    int n = lg.o.first + i;
+    snprintf(w->key, sizeof(w->key), "lg-%d", n);
+    snprintf(w->name, sizeof(w->name), "loadgen-%d", n);
+    snprintf(w->machine_id, sizeof(w->machine_id), "lg-%016" PRIx64 "-%d", tag, n);
     retry_init(&w->retry, rng_next(&lg.rng));
     ev_timer_init(&w->retry_timer, on_retry_timer, 0, 0);
     ev_timer_init(&w->hb_timer, on_hb_timer, 0, 0);

@@ -364,6 +364,9 @@ static const struct flag flags[] = {
     {"auth-key", F_STR, &lg.o.auth_key, 0, 0, NULL, "the node key"},
     {"auth-key-file", F_STR, &key_file_arg, 0, 0, NULL, "a file holding the node key"},
     {"workers", F_INT, &lg.o.workers, 1, 1e6, NULL, "simulated workers (100)"},
+    {"first-worker", F_INT, &lg.o.first, 0, 1e6, NULL,
+     "the number of the first worker, whose node key is lg-N (0); two generators on one master "
+     "need ranges that do not overlap"},
     {"mode", F_WORD, &lg.o.mode, 0, 0, mode_names, "fleet, heartbeat, dispatch or logs (fleet)"},
     {"duration", F_NUM, &lg.o.duration, 0.1, 86400, NULL,
      "seconds timed (60); --reconnect-storm: the longest wait for the failure and the recovery"},

@@ -33,6 +33,7 @@ struct opts {
     int port;
     char *auth_key;
     int workers, callers, connecting, master_pid, tasks;
+    int first;          /* --first-worker: the number of worker 0 (its node key lg-N) */
     int mode, bad_kind; /* enum mode, enum kind */
     double duration, interval, rate, misbehave;
     bool storm;
