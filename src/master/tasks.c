@@ -259,18 +259,23 @@ static bool maybe_started(const struct task_row *r)
     return r->started_ms != 0 || r->pushed;
 }
 
-/* The event of the task's move to its current status, if that records one (core/event.h). */
-static void record_status_event(struct tasks *t, const char *id)
+/* The event of the task's move to its current status, if that records one (core/event.h): about
+ * `now`, the row after the move, or, when NULL, the row read again. */
+static void record_status_event(struct tasks *t, const char *id, const struct task_row *now)
 {
     if (!t->events)
         return;
-    struct task_row now;
+    struct task_row read;
     enum event_kind kind;
-    if (store_task_get(t->store, id, &now) < 0)
-        return;
-    if (event_of_task_status(now.status, now.data_items, &kind))
-        events_task(t->events, kind, id, &now, NULL);
-    store_task_row_free(&now);
+    if (!now) {
+        if (store_task_get(t->store, id, &read) < 0)
+            return;
+        now = &read;
+    }
+    if (event_of_task_status(now->status, now->data_items, &kind))
+        events_task(t->events, kind, id, now, NULL);
+    if (now == &read)
+        store_task_row_free(&read);
 }
 
 /* task.retried, about the new attempt `id` of a task that failed on node_key. */
@@ -304,9 +309,9 @@ static bool retries_left(const struct task_row *r, enum task_status to)
  * node counts as free for it. Returns what store_task_retry returned.
  */
 static int retry_task(struct tasks *t, const struct task_row *failed, enum task_status to,
-                      int exit_code, const char *error, char next[TASK_ID_LEN + 1], bool *due_now)
+                      int exit_code, const char *error, int64_t now, char next[TASK_ID_LEN + 1],
+                      bool *due_now)
 {
-    int64_t now = clock_now_ms(t->loop);
     uint64_t seed = 0;
     for (const char *c = failed->id; *c; c++)
         seed = seed * 31 + (unsigned char)*c;
@@ -329,21 +334,28 @@ static int retry_task(struct tasks *t, const struct task_row *failed, enum task_
 /*
  * The one place a task's status changes: the store and its event, the node's count of held tasks,
  * the task's stream and the watchers follow. A failed task with retries left gets its next attempt
- * here (retry_task). Returns what store_task_set_status returned.
+ * here (retry_task). whole: before is the whole row, read in this turn of the loop (not a list's
+ * copy of a few fields), so the event's row is made from it (store_task_row_after_move) instead of
+ * read again. Returns what store_task_set_status returned.
  */
-static int change_status(struct tasks *t, const struct task_row *before, enum task_status to,
-                         int pid, int exit_code, const char *error)
+static int change_status(struct tasks *t, const struct task_row *before, bool whole,
+                         enum task_status to, int pid, int exit_code, const char *error)
 {
     char next[TASK_ID_LEN + 1] = "";
     bool retry_due = false;
+    int64_t now = clock_now_ms(t->loop);
     events_join(t->events);
-    int rc = retries_left(before, to)
-                 ? retry_task(t, before, to, exit_code, error, next, &retry_due)
-                 : store_task_set_status(t->store, before->id, to, pid, exit_code, error,
-                                         clock_now_ms(t->loop));
+    bool retry = retries_left(before, to);
+    if (retry)
+        pid = 0; /* store_task_retry ends the failed attempt without one */
+    int rc = retry ? retry_task(t, before, to, exit_code, error, now, next, &retry_due)
+                   : store_task_set_status(t->store, before->id, to, pid, exit_code, error, now);
     if (rc != 0)
         return rc;
-    record_status_event(t, before->id);
+    struct task_row after;
+    if (whole)
+        store_task_row_after_move(before, to, pid, exit_code, error, now, &after);
+    record_status_event(t, before->id, whole ? &after : NULL);
     if (*next)
         record_retry_event(t, next, before->assigned_node);
     if (is_held(before->status) && !is_held(to))
@@ -404,7 +416,7 @@ static void announce(struct tasks *t, const char *id, const char *node_key, cons
 /* Back to the queue, for any node: it was never confirmed started. */
 static void requeue(struct tasks *t, const struct task_row *r, const char *why)
 {
-    if (change_status(t, r, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
+    if (change_status(t, r, false, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
         log_info("task %s returned to the queue: %s", r->id, why);
         announce(t, r->id, r->node_key, r->labels);
     }
@@ -494,7 +506,7 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
     struct live_task *lt = rc == 0 ? live_get(t, id, false) : NULL;
     if (rc == 0 && *after == TASK_CANCELLED && before.status != TASK_CANCELLED) {
         log_info("task %s cancelled before any worker took it", id);
-        record_status_event(t, id);
+        record_status_event(t, id, NULL);
         if (lt)
             notify_watchers(lt);
     } else if (rc == 0 && !task_status_terminal(*after)) {
@@ -562,7 +574,7 @@ int tasks_report(struct tasks *t, const char *node_key, const char *id, enum tas
             rc = give_back(t, &row, node_key);
             break;
         }
-        rc = change_status(t, &row, to, pid,
+        rc = change_status(t, &row, true, to, pid,
                            task_status_terminal(to) ? exit_code : STORE_NO_EXIT_CODE, error);
         if (rc == 0 && epoch && to == TASK_RUNNING && !pid)
             log_debug("task %s claimed by node %s (epoch %" PRIu64 ")", id, node_key, epoch);
@@ -647,7 +659,7 @@ void tasks_settle_unlisted(struct tasks *t, const char *node_key, const char *co
         if (resync_missing(r->started_ms != 0) == RESYNC_REQUEUE)
             requeue(t, r, "its node came back without it");
         else
-            change_status(t, r, TASK_ERROR, 0, STORE_NO_EXIT_CODE, "lost by worker");
+            change_status(t, r, false, TASK_ERROR, 0, STORE_NO_EXIT_CODE, "lost by worker");
     }
     free(h.rows);
 }
@@ -734,7 +746,7 @@ static void away_remove(struct tasks *t, struct away_task *a)
 static int on_held_task_of_offline_node(void *ctx, const struct task_row *r)
 {
     struct tasks *t = ctx;
-    if (change_status(t, r, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
+    if (change_status(t, r, false, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL) == 0) {
         /* A task away before and back since may have an old entry: its grace starts now. */
         int64_t now = clock_mono_ms();
         struct away_task *a = away_get(t, r->id, now);
@@ -794,7 +806,7 @@ static void on_grace_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     for (size_t i = 0; i < g.expired.n; i++) {
         const struct task_row *r = &g.expired.rows[i];
         if (maybe_started(r))
-            change_status(t, r, TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
+            change_status(t, r, false, TASK_ABNORMAL, 0, STORE_NO_EXIT_CODE,
                           "node did not come back within the disconnect grace");
         else
             requeue(t, r, "its node did not come back");

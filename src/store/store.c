@@ -356,6 +356,32 @@ int store_task_set_status(struct store *s, const char *id, enum task_status to, 
     return s->ops->task_set_status(s, id, to, pid, exit_code, error, now_ms);
 }
 
+void store_task_row_after_move(const struct task_row *r, enum task_status to, int pid,
+                               int exit_code, const char *error, int64_t now_ms,
+                               struct task_row *after)
+{
+    *after = *r;
+    bool back = to == TASK_PENDING;
+    after->status = to;
+    after->updated_ms = now_ms;
+    if (back) {
+        after->pid = 0;
+        after->assigned_node[0] = '\0';
+        after->pushed = false;
+        after->epoch++;
+    } else if (pid > 0) {
+        after->pid = pid;
+    }
+    if (exit_code != STORE_NO_EXIT_CODE)
+        after->exit_code = exit_code;
+    if (error)
+        after->error = (char *)error; /* shallow, as the comment in store.h says: never freed */
+    if (to == TASK_RUNNING && after->started_ms == 0)
+        after->started_ms = now_ms;
+    if (task_status_terminal(to))
+        after->ended_ms = now_ms;
+}
+
 int store_task_epoch(struct store *s, const char *id, uint64_t *out)
 {
     if (!task_id_valid(id) || !out)

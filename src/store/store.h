@@ -287,6 +287,17 @@ int store_task_get(struct store *s, const char *id, struct task_row *out);
 int store_task_set_status(struct store *s, const char *id, enum task_status to, int pid,
                           int exit_code, const char *error, int64_t now_ms);
 
+/*
+ * The row store_task_set_status(s, r->id, to, pid, exit_code, error, now_ms) leaves when it
+ * applies the move (returns 0) to a task whose row was *r: the rules above, applied to a copy in
+ * *after, so that a caller holding the row it has just read need not read it again. A shallow
+ * copy: its strings are r's (error: the one given, when not NULL), valid while those are; never
+ * free it. The store's contract test holds every backend to it.
+ */
+void store_task_row_after_move(const struct task_row *r, enum task_status to, int pid,
+                               int exit_code, const char *error, int64_t now_ms,
+                               struct task_row *after);
+
 /* The task's current assignment epoch into *out, without reading the rest of the row (checked for
  * every Connect message that names one). -EINVAL, -ENOENT. */
 int store_task_epoch(struct store *s, const char *id, uint64_t *out);

@@ -848,6 +848,67 @@ START_TEST(test_running_without_a_pid_takes_the_pid_of_the_next_running_report)
 }
 END_TEST
 
+static void running_task_with_retries(int retries, char id[25]);
+
+/* Moves task id as store_task_set_status(to, pid, exit_code, error, now) (or, with retry, as
+ * store_task_retry ends it) and checks that the row read back is the one
+ * store_task_row_after_move makes from the row read before. */
+static void move_matches_after_move(const char *id, bool retry, enum task_status to, int pid,
+                                    int exit_code, const char *error, int64_t now)
+{
+    struct task_row before, read, made;
+    get_task(id, &before);
+    char next[25];
+    if (retry)
+        ck_assert_int_eq(store_task_retry(st, id, to, exit_code, error, now, now, next), 0);
+    else
+        ck_assert_int_eq(store_task_set_status(st, id, to, pid, exit_code, error, now), 0);
+    get_task(id, &read);
+    store_task_row_after_move(&before, to, pid, exit_code, error, now, &made);
+    ck_assert_str_eq(made.id, read.id);
+    ck_assert_str_eq(made.name, read.name);
+    ck_assert_int_eq(made.status, read.status);
+    ck_assert_int_eq(made.pid, read.pid);
+    ck_assert_int_eq(made.exit_code, read.exit_code);
+    ck_assert_str_eq(made.error, read.error);
+    ck_assert_str_eq(made.assigned_node, read.assigned_node);
+    ck_assert_int_eq(made.pushed, read.pushed);
+    ck_assert_uint_eq(made.epoch, read.epoch);
+    ck_assert_int_eq(made.created_ms, read.created_ms);
+    ck_assert_int_eq(made.updated_ms, read.updated_ms);
+    ck_assert_int_eq(made.started_ms, read.started_ms);
+    ck_assert_int_eq(made.ended_ms, read.ended_ms);
+    ck_assert_uint_eq(made.log_lines, read.log_lines);
+    ck_assert_uint_eq(made.data_items, read.data_items);
+    ck_assert_int_eq(made.attempt, read.attempt);
+    ck_assert_str_eq(made.retry_of, read.retry_of);
+    store_task_row_free(&before);
+    store_task_row_free(&read);
+}
+
+START_TEST(test_the_row_after_a_move_is_the_row_the_store_leaves)
+{
+    char a[25], b[25], c[25], got[25];
+    new_task("a", 0, "node-a", T0, a);
+    fetch_id("node-a", T0 + 1, got);
+    move_matches_after_move(a, false, TASK_RUNNING, 0, STORE_NO_EXIT_CODE, NULL,
+                            T0 + 2); /* claim */
+    move_matches_after_move(a, false, TASK_NODE_DISCONNECTED, 0, STORE_NO_EXIT_CODE, NULL, T0 + 3);
+    move_matches_after_move(a, false, TASK_RUNNING, 77, STORE_NO_EXIT_CODE, NULL, T0 + 4);
+    move_matches_after_move(a, false, TASK_ERROR, 0, 3, "boom", T0 + 5);
+
+    new_task("b", 0, "node-b", T0, b);
+    fetch_id("node-b", T0 + 1, got);
+    move_matches_after_move(b, false, TASK_PENDING, 0, STORE_NO_EXIT_CODE, NULL, T0 + 2); /* back */
+    fetch_id("node-b", T0 + 3, got);
+    move_matches_after_move(b, false, TASK_RUNNING, 5, STORE_NO_EXIT_CODE, NULL, T0 + 4);
+    move_matches_after_move(b, false, TASK_FINISHED, 0, 0, NULL, T0 + 5);
+
+    running_task_with_retries(1, c);
+    move_matches_after_move(c, true, TASK_ERROR, 0, 1, "failed", T0 + 6);
+}
+END_TEST
+
 START_TEST(test_a_schema_1_database_is_upgraded_and_its_tasks_have_epoch_0)
 {
     char id[25], got[25];
@@ -3520,6 +3581,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_assigned_task_returned_to_pending_can_be_fetched_by_another_node);
     tcase_add_test(tc, test_epoch_counts_every_assignment_and_every_return_to_pending);
     tcase_add_test(tc, test_running_without_a_pid_takes_the_pid_of_the_next_running_report);
+    tcase_add_test(tc, test_the_row_after_a_move_is_the_row_the_store_leaves);
     SQLITE_ONLY(tc, test_a_schema_1_database_is_upgraded_and_its_tasks_have_epoch_0);
     tcase_add_test(tc, test_node_disconnected_task_can_resume_running);
     tcase_add_test(tc, test_cancel_of_pending_task_cancels_it_at_once);
