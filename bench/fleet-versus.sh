@@ -34,41 +34,11 @@ for b in "$peer" "$bin" "$loadgen"; do
         exit 2
     }
 done
+. "$root/bench/lib.sh"
 out=$(mktemp -d "${TMPDIR:-/tmp}/fleet-versus.XXXXXX")
 pids=""
-
-cleanup() {
-    for p in $pids; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$out"/data
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-# Waits until FILE has a line with TEXT, for at most SECONDS.
-wait_for() {
-    file=$1 text=$2 limit=$3
-    i=0
-    while ! grep -q "$text" "$file" 2>/dev/null; do
-        i=$((i + 1))
-        if [ "$i" -gt $((limit * 10)) ]; then
-            echo "fleet-versus: no \"$text\" in $file after $limit s" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-}
-
-# A process's user + system CPU time, in seconds.
-cpu_of() {
-    awk '{print ($14 + $15) / 100}' "/proc/$1/stat"
-}
-
-free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+scratch=$out/data
+bench_traps
 
 key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf %s "$key" >"$out/peer.key"

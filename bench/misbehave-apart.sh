@@ -20,38 +20,15 @@ sets=${1:-3} kind=${2:-reconnect}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CRAWLAB_NODE_BIN:-$root/build/src/crawlab-node}
 loadgen=${CRAWLAB_LOADGEN_BIN:-$root/build/bench/loadgen}
+. "$root/bench/lib.sh"
 out=$(mktemp -d "${TMPDIR:-/tmp}/misbehave-apart.XXXXXX")
 pids=""
-
-cleanup() {
-    for p in $pids; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$out"/data
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        i=$((i + 1))
-        if [ "$i" -gt $(($3 * 10)) ]; then
-            echo "misbehave-apart: no \"$2\" in $1 after $3 s" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-}
-
-cpu_of() { # PID: user + system CPU time, in seconds
-    awk '{print ($14 + $15) / 100}' "/proc/$1/stat"
-}
+scratch=$out/data
+bench_traps
 
 one_run() { # name, 0 or 1 (misbehaving generator)
     run=$out/$1 apart=$2
-    port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     rm -rf "$out/data"
     limit=""
     [ "$apart" = 1 ] && limit=--max-connection-rate=5

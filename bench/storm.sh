@@ -16,34 +16,12 @@ n=${1:-1000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CRAWLAB_NODE_BIN:-$root/build/src/crawlab-node}
 loadgen=${CRAWLAB_LOADGEN_BIN:-$root/build/bench/loadgen}
+. "$root/bench/lib.sh"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/storm.XXXXXX")
-port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 pids=""
-
-cleanup() {
-    for p in $pids; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-# Waits until FILE has a line with TEXT, for at most SECONDS.
-wait_for() {
-    file=$1 text=$2 limit=$3
-    i=0
-    while ! grep -q "$text" "$file" 2>/dev/null; do
-        i=$((i + 1))
-        if [ "$i" -gt $((limit * 10)) ]; then
-            echo "storm: no \"$text\" in $file after $limit s" >&2
-            tail -5 "$file" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-}
+scratch=$dir
+bench_traps
 
 start_master() {
     "$bin" --role=master --listen="127.0.0.1:$port" --data-dir="$dir/master" \
