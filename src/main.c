@@ -23,8 +23,10 @@
 #include "net/dialer.h"
 #include "net/tls.h"
 #include "rpc/auth.h"
+#include "rpc/codec.h"
 #include "runtime/absl_mode.h"
 #include "runtime/datadir.h"
+#include "runtime/heap.h"
 #include "runtime/log.h"
 #include "version.h"
 #include "worker/worker.h"
@@ -135,6 +137,8 @@ static int client_tls(const struct config *cfg, struct tls_client **out)
 
 int main(int argc, char **argv)
 {
+    /* The largest message, and the headers gRPC and protobuf-c put around its copies. */
+    heap_keep_blocks(RPC_MAX_MESSAGE + (64u << 10));
     struct config cfg;
     char err[512];
     if (config_parse(&cfg, argc, argv, getenv, err, sizeof(err)) < 0) {

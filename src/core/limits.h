@@ -57,7 +57,7 @@
  * are read without building a tree). Parsed JSON costs far more memory than its text: 4 MiB of
  * "[{},{},...]" is 1.4 million objects and 314 MiB in jansson; this bound caps it near 70 MiB. It
  * stays above what our worker can send: a message holds one output line of at most 1 MiB (about
- * 524,000 values at most) or 256 KiB of smaller ones.
+ * 524,000 values at most) or 256 KiB of smaller items.
  */
 #define LIMIT_DATA_VALUES_MAX 600000
 

@@ -21,10 +21,18 @@
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
-#define BATCH_MAX_BYTES   (256u << 10) /* one message's data */
-#define BATCH_MAX_ENTRIES 4096
-#define LINGER_S          0.005      /* a lone line waits this long for company */
-#define SEGMENT_BYTES     (4u << 20) /* a stream is closed (and acknowledged) after this */
+/*
+ * What one message gathers before it is sealed. Every message costs both sides a wake-up and the
+ * master a store append, so log lines, which the master reads without building a tree, go in
+ * messages of 1 MiB; result items are parsed into one on the master's loop, so theirs stay small.
+ * Either way a message of small entries stays under the master's LIMIT_DATA_VALUES_MAX.
+ */
+#define LOG_BATCH_BYTES    (1u << 20)
+#define LOG_BATCH_ENTRIES  16384
+#define ITEM_BATCH_BYTES   (256u << 10)
+#define ITEM_BATCH_ENTRIES 4096
+#define LINGER_S           0.005      /* a lone line waits this long for company */
+#define SEGMENT_BYTES      (4u << 20) /* a stream is closed (and acknowledged) after this */
 /* Segments sent and not yet answered: the next one fills while the last one's commit runs. */
 #define SEGMENTS_IN_FLIGHT 2
 #define RETRY_S            0.5        /* a refused segment on a live connection waits this */
@@ -315,7 +323,9 @@ static void on_linger(struct ev_loop *loop, ev_timer *w, int revents)
 /* Opens the batch for a first entry, or seals it when the next one would not fit. */
 static void make_room(struct uploader *u, struct batch *b, bool items, size_t add, uint64_t seq)
 {
-    if (b->entries && (b->len + add > BATCH_MAX_BYTES || b->entries >= BATCH_MAX_ENTRIES)) {
+    size_t max_bytes = items ? ITEM_BATCH_BYTES : LOG_BATCH_BYTES;
+    size_t max_entries = items ? ITEM_BATCH_ENTRIES : LOG_BATCH_ENTRIES;
+    if (b->entries && (b->len + add > max_bytes || b->entries >= max_entries)) {
         seal(u, b, items);
         pump(u);
     }

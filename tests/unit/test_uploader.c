@@ -29,7 +29,8 @@
 #define TASK      "65a1b2c3d4e5f60718293a4b"
 #define MAX_SENT  256
 #define MAX_STORE 64
-#define BIG_LINE  200000 /* a log line of this many bytes is a message of its own */
+#define BIG_LINE  600000 /* bytes of a log line that is a message of its own (1 MiB batches) */
+#define SEG_LINES 7      /* such messages in a 4 MiB segment */
 
 /* ---- the fake master ---- */
 
@@ -430,7 +431,7 @@ END_TEST
 
 /* ---- segments in flight ---- */
 
-/* Lines from..to of BIG_LINE bytes, "line N xxx...": 21 of them fill a 4 MiB segment. */
+/* Lines from..to of BIG_LINE bytes, "line N xxx...": SEG_LINES of them fill a 4 MiB segment. */
 static void log_big_lines(struct uploader *u, int from, int to)
 {
     char *line = malloc(BIG_LINE);
@@ -457,7 +458,7 @@ static void assert_lines_stored(int n)
 }
 
 /* Completes every write the uploader makes, answering no stream: it sends what it may without an
- * answer. 50 lines: the first segment carries lines 1-21, the second 22-42. */
+ * answer. 50 lines: the first segment carries lines 1-7, the second 8-14. */
 static struct uploader *two_segments_in_flight(void)
 {
     struct uploader *u = make_uploader();
@@ -468,11 +469,11 @@ static struct uploader *two_segments_in_flight(void)
         client_stubs_sent(c, true);
     ck_assert_int_eq(client_stubs.n_open, 2);
     ck_assert(client_stubs.open[0]->half_closed && client_stubs.open[1]->half_closed);
-    ck_assert_int_eq(n_sent, 42);
-    ck_assert_int_eq(sent[20].stream, 1);
-    ck_assert_uint_eq(sent[20].seq, 21);
-    ck_assert_int_eq(sent[21].stream, 2);
-    ck_assert_uint_eq(sent[21].seq, 22);
+    ck_assert_int_eq(n_sent, 2 * SEG_LINES);
+    ck_assert_int_eq(sent[SEG_LINES - 1].stream, 1);
+    ck_assert_uint_eq(sent[SEG_LINES - 1].seq, SEG_LINES);
+    ck_assert_int_eq(sent[SEG_LINES].stream, 2);
+    ck_assert_uint_eq(sent[SEG_LINES].seq, SEG_LINES + 1);
     return u;
 }
 
@@ -491,8 +492,8 @@ START_TEST(test_uploader_sends_the_next_segment_before_the_first_is_answered)
     drive();
     ck_assert(done_ok);
     ck_assert_int_eq(n_sent, 50);
-    ck_assert_int_eq(sent[42].stream, 3);
-    ck_assert_uint_eq(sent[42].seq, 43);
+    ck_assert_int_eq(sent[2 * SEG_LINES].stream, 3);
+    ck_assert_uint_eq(sent[2 * SEG_LINES].seq, 2 * SEG_LINES + 1);
     assert_lines_stored(50);
     ck_assert_int_eq(client_stubs.cancelled, 0);
     ck_assert_uint_eq(uploader_log_lines(u), 50);
@@ -503,22 +504,22 @@ END_TEST
 START_TEST(test_uploader_resends_from_the_first_unacknowledged_line_when_the_first_segment_fails)
 {
     struct uploader *u = two_segments_in_flight();
-    /* The master stored lines 1-10 of the first segment, then the stream failed. */
-    for (int i = 0; i < 10; i++)
+    /* The master stored lines 1-5 of the first segment, then the stream failed. */
+    for (int i = 0; i < 5; i++)
         ck_assert_int_eq(store(&sent[i]), GRPC_STATUS_OK);
     client_stubs_status(client_stubs.open[0], GRPC_STATUS_INTERNAL, "test");
     /* The second segment is given up with it (its lines would leave a gap)... */
     ck_assert_int_eq(client_stubs.n_open, 0);
     ck_assert_int_eq(client_stubs.cancelled, 1);
     /* ... and everything goes again from line 1, the first the master did not acknowledge, in
-     * full segments (a failure is not a refusal); the master skips lines 1-10. */
+     * full segments (a failure is not a refusal); the master skips lines 1-5. */
     int resent = n_sent;
     drive();
     ck_assert(done_ok);
     ck_assert_int_eq(sent[resent].stream, 3);
     ck_assert_uint_eq(sent[resent].seq, 1);
-    ck_assert_int_eq(sent[resent + 20].stream, 3);
-    ck_assert_int_eq(sent[resent + 21].stream, 4);
+    ck_assert_int_eq(sent[resent + SEG_LINES - 1].stream, 3);
+    ck_assert_int_eq(sent[resent + SEG_LINES].stream, 4);
     ck_assert_int_eq(n_sent, resent + 50);
     assert_lines_stored(50);
     uploader_destroy(u);
@@ -536,16 +537,17 @@ START_TEST(test_uploader_settles_a_refusal_of_the_second_segment_after_the_first
     client_stubs_status(first, GRPC_STATUS_OK, "");
     drive();
     ck_assert(done_ok);
-    /* Only the second's 21 messages go again, one per stream (streams 3 to 23), then the rest in
-     * one segment; nothing is lost nor stored twice. */
-    ck_assert_int_eq(n_sent, 42 + 21 + 8);
-    for (int i = 0; i < 21; i++) {
-        ck_assert_int_eq(sent[42 + i].stream, 3 + i);
-        ck_assert_uint_eq(sent[42 + i].seq, 22 + (uint64_t)i);
+    /* Only the second's 7 messages go again, one per stream (streams 3 to 9), then the other 36
+     * lines in segments of 7; nothing is lost nor stored twice. */
+    ck_assert_int_eq(n_sent, 50 + SEG_LINES);
+    for (int i = 0; i < SEG_LINES; i++) {
+        ck_assert_int_eq(sent[2 * SEG_LINES + i].stream, 3 + i);
+        ck_assert_uint_eq(sent[2 * SEG_LINES + i].seq, SEG_LINES + 1 + (uint64_t)i);
     }
-    ck_assert_int_eq(sent[63].stream, 24);
-    ck_assert_uint_eq(sent[63].seq, 43);
-    ck_assert_int_eq(sent[70].stream, 24);
+    ck_assert_int_eq(sent[3 * SEG_LINES].stream, 3 + SEG_LINES);
+    ck_assert_uint_eq(sent[3 * SEG_LINES].seq, 2 * SEG_LINES + 1);
+    ck_assert_int_eq(sent[4 * SEG_LINES - 1].stream, 3 + SEG_LINES);
+    ck_assert_int_eq(sent[4 * SEG_LINES].stream, 4 + SEG_LINES);
     assert_lines_stored(50);
     uploader_destroy(u);
 }
