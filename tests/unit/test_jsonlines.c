@@ -8,6 +8,7 @@
 
 #include "check_main.h"
 #include "master/jsonlines.h"
+#include "runtime/jsonsafe.h"
 
 /* Parses text both ways: ours must agree with jansson on every array of strings it accepts. */
 static void agree(const char *text)
@@ -127,6 +128,49 @@ START_TEST(test_many_lines_survive_growth)
 }
 END_TEST
 
+/* What jsonsafe_plain_prefix promises, one byte at a time. */
+static size_t plain_prefix_bytewise(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x80 && p[i] != '"' &&
+           p[i] != '\\')
+        i++;
+    return i;
+}
+
+/* The scan goes 16 or 8 bytes at a time: a special byte must stop it at its own place, whichever
+ * block and lane it falls in, and the plain bytes next to the special ones must not. */
+START_TEST(test_the_plain_prefix_ends_at_the_first_special_byte_wherever_it_is)
+{
+    static const unsigned char special[] = {0x00, 0x01, 0x1f, '"', '\\', 0x80, 0xc3, 0xff};
+    static const unsigned char plain[] = {0x20, 0x21, 0x7e, 0x7f, 'a', '0', '/', '[', ']'};
+    char buf[80];
+    for (size_t n = 0; n <= sizeof(buf); n++) {
+        for (size_t k = 0; k < sizeof(plain); k++) {
+            memset(buf, plain[k], sizeof(buf));
+            ck_assert_uint_eq(jsonsafe_plain_prefix(buf, n), n);
+        }
+        for (size_t at = 0; at < n; at++) {
+            for (size_t k = 0; k < sizeof(special); k++) {
+                memset(buf, 'x', sizeof(buf));
+                buf[at] = (char)special[k];
+                if (at + 1 < n) /* a later special byte changes nothing */
+                    buf[n - 1] = '"';
+                ck_assert_uint_eq(jsonsafe_plain_prefix(buf, n), at);
+            }
+        }
+    }
+    /* Random bytes, mostly plain, against the bytewise definition. */
+    srand(7);
+    for (int round = 0; round < 20000; round++) {
+        size_t n = (size_t)rand() % sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)(rand() % 50 ? 0x20 + rand() % 0x60 : rand() % 256);
+        ck_assert_uint_eq(jsonsafe_plain_prefix(buf, n), plain_prefix_bytewise(buf, n));
+    }
+}
+END_TEST
+
 static Suite *jsonlines_suite(void)
 {
     Suite *s = suite_create("jsonlines");
@@ -136,6 +180,7 @@ static Suite *jsonlines_suite(void)
     tcase_add_test(tc, test_u0000_becomes_u_fffd_so_no_line_holds_a_nul);
     tcase_add_test(tc, test_unescaped_strings_point_into_the_input);
     tcase_add_test(tc, test_many_lines_survive_growth);
+    tcase_add_test(tc, test_the_plain_prefix_ends_at_the_first_special_byte_wherever_it_is);
     suite_add_tcase(s, tc);
     return s;
 }
