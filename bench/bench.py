@@ -100,28 +100,32 @@ class CpuSampler:
         self._th = threading.Thread(target=self._run, daemon=True)
         self._th.start()
 
-    def _ours(self):
-        """Jiffies used so far by the daemons (their reaped children, the tasks, included) and by
-        this process and its reaped children (the client commands, perf)."""
-        total = 0
-        for pid in self.pids_fn():
-            try:
-                fields = harness.proc_stat(pid)[1]
-                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-            except (OSError, ValueError):
-                pass
-        t = os.times()
-        return total + (t.user + t.system + t.children_user + t.children_system) * CLK_TCK
-
-    @staticmethod
-    def _kernel_threads():
-        """Jiffies used so far by kernel threads (children of kthreadd): block I/O, writeback and
-        softirq work is done there partly on our behalf, so it is not counted as other work."""
-        return sum(int(fields[11]) + int(fields[12]) for pid, _, fields in harness.proc_stats()
-                   if fields[1] in ("0", "2") or pid == 2)  # ppid 2: a kernel thread
-
     def _sample(self):
-        return (now_ms(), machine_ticks(), self._ours(), self._kernel_threads())
+        """(time, machine ticks, jiffies ours, jiffies of kernel threads). Ours: those used so
+        far by the daemons and every process under them (the tasks, running or reaped: a running
+        task's time is in no daemon's until it is reaped, and counting it only then made a task
+        that ended near a window's edge look like other work), and by this process and its reaped
+        children (the client commands, perf). Kernel threads (children of kthreadd) do block I/O,
+        writeback and softirq work partly on our behalf, so they are not counted as other work."""
+        procs = harness.proc_stats()
+        children = {}
+        for pid, _, fields in procs:
+            children.setdefault(int(fields[1]), []).append(pid)
+        ours, todo = set(), list(self.pids_fn())
+        while todo:
+            pid = todo.pop()
+            if pid not in ours:
+                ours.add(pid)
+                todo.extend(children.get(pid, ()))
+        ours_j = kernel_j = 0
+        for pid, _, fields in procs:
+            if pid in ours:
+                ours_j += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            elif fields[1] in ("0", "2") or pid == 2:  # ppid 2: a kernel thread
+                kernel_j += int(fields[11]) + int(fields[12])
+        t = os.times()
+        ours_j += (t.user + t.system + t.children_user + t.children_system) * CLK_TCK
+        return (now_ms(), machine_ticks(), ours_j, kernel_j)
 
     def _run(self):
         while not self._stop.is_set():
