@@ -31,6 +31,7 @@
 #define MAX_STORE 64
 #define BIG_LINE  600000 /* bytes of a log line that is a message of its own (1 MiB batches) */
 #define SEG_LINES 7      /* such messages in a 4 MiB segment */
+#define N_LINES   24     /* two segments in flight, one more, and a last one of 3 */
 
 /* ---- the fake master ---- */
 
@@ -458,11 +459,11 @@ static void assert_lines_stored(int n)
 }
 
 /* Completes every write the uploader makes, answering no stream: it sends what it may without an
- * answer. 50 lines: the first segment carries lines 1-7, the second 8-14. */
+ * answer. N_LINES lines: the first segment carries lines 1-7, the second 8-14. */
 static struct uploader *two_segments_in_flight(void)
 {
     struct uploader *u = make_uploader();
-    log_big_lines(u, 1, 50);
+    log_big_lines(u, 1, N_LINES);
     uploader_finish(u);
     struct rpc_call *c;
     while ((c = client_stubs_newest()) && c->write_pending)
@@ -491,12 +492,12 @@ START_TEST(test_uploader_sends_the_next_segment_before_the_first_is_answered)
     ck_assert_int_eq(client_stubs.started, 3);
     drive();
     ck_assert(done_ok);
-    ck_assert_int_eq(n_sent, 50);
+    ck_assert_int_eq(n_sent, N_LINES);
     ck_assert_int_eq(sent[2 * SEG_LINES].stream, 3);
     ck_assert_uint_eq(sent[2 * SEG_LINES].seq, 2 * SEG_LINES + 1);
-    assert_lines_stored(50);
+    assert_lines_stored(N_LINES);
     ck_assert_int_eq(client_stubs.cancelled, 0);
-    ck_assert_uint_eq(uploader_log_lines(u), 50);
+    ck_assert_uint_eq(uploader_log_lines(u), N_LINES);
     uploader_destroy(u);
 }
 END_TEST
@@ -520,8 +521,8 @@ START_TEST(test_uploader_resends_from_the_first_unacknowledged_line_when_the_fir
     ck_assert_uint_eq(sent[resent].seq, 1);
     ck_assert_int_eq(sent[resent + SEG_LINES - 1].stream, 3);
     ck_assert_int_eq(sent[resent + SEG_LINES].stream, 4);
-    ck_assert_int_eq(n_sent, resent + 50);
-    assert_lines_stored(50);
+    ck_assert_int_eq(n_sent, resent + N_LINES);
+    assert_lines_stored(N_LINES);
     uploader_destroy(u);
 }
 END_TEST
@@ -537,9 +538,9 @@ START_TEST(test_uploader_settles_a_refusal_of_the_second_segment_after_the_first
     client_stubs_status(first, GRPC_STATUS_OK, "");
     drive();
     ck_assert(done_ok);
-    /* Only the second's 7 messages go again, one per stream (streams 3 to 9), then the other 36
-     * lines in segments of 7; nothing is lost nor stored twice. */
-    ck_assert_int_eq(n_sent, 50 + SEG_LINES);
+    /* Only the second's 7 messages go again, one per stream (streams 3 to 9), then the other 10
+     * lines in segments of 7 and 3; nothing is lost nor stored twice. */
+    ck_assert_int_eq(n_sent, N_LINES + SEG_LINES);
     for (int i = 0; i < SEG_LINES; i++) {
         ck_assert_int_eq(sent[2 * SEG_LINES + i].stream, 3 + i);
         ck_assert_uint_eq(sent[2 * SEG_LINES + i].seq, SEG_LINES + 1 + (uint64_t)i);
@@ -548,7 +549,7 @@ START_TEST(test_uploader_settles_a_refusal_of_the_second_segment_after_the_first
     ck_assert_uint_eq(sent[3 * SEG_LINES].seq, 2 * SEG_LINES + 1);
     ck_assert_int_eq(sent[4 * SEG_LINES - 1].stream, 3 + SEG_LINES);
     ck_assert_int_eq(sent[4 * SEG_LINES].stream, 4 + SEG_LINES);
-    assert_lines_stored(50);
+    assert_lines_stored(N_LINES);
     uploader_destroy(u);
 }
 END_TEST
