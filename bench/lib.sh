@@ -37,5 +37,5 @@ free_port() {
 
 # A process's user + system CPU time, in seconds.
 cpu_of() {
-    awk '{print ($14 + $15) / 100}' "/proc/$1/stat"
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }

@@ -5,7 +5,7 @@
  * (gRPC's flat copy and protobuf-c's copy of its bytes), so with the learned thresholds the heap
  * grows by them, shrinks with brk when they are freed, and faults the same pages in again, zeroed
  * one by one, for the next message. On a master taking logs, that was most of its CPU: 4.1 to
- * 4.8 ms per MB, and 1.1 to 1.5 ms with only the thresholds fixed (docs/benchmarks.md, "Log
+ * 4.8 ms per MB, and 1.1 to 1.7 ms with only the thresholds fixed (docs/benchmarks.md, "Log
  * ingestion: the heap kept"). Fixed at the largest message, the pages stay: at most twice that
  * much is kept free.
  */

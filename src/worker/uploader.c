@@ -24,8 +24,8 @@
 /*
  * What one message gathers before it is sealed. Every message costs both sides a wake-up and the
  * master a store append, so log lines, which the master reads without building a tree, go in
- * messages of 1 MiB; result items are parsed into one on the master's loop, so theirs stay small.
- * Either way a message of small entries stays under the master's LIMIT_DATA_VALUES_MAX.
+ * messages of 1 MiB; result items are parsed into one on the master's loop, so theirs stay small,
+ * and a message of small items stays under the master's LIMIT_DATA_VALUES_MAX.
  */
 #define LOG_BATCH_BYTES    (1u << 20)
 #define LOG_BATCH_ENTRIES  16384
