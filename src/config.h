@@ -96,6 +96,7 @@ struct config {
     int max_runners;          /* worker: --max-runners, CRAWLAB_NODE_MAXRUNNERS, 1..1024 */
     uint64_t heartbeat_interval_ms; /* both roles, default 5 s, never 0 */
     uint64_t fetch_interval_ms;     /* worker, default 1 s, never 0 */
+    uint64_t reconnect_max_ms;      /* worker: --reconnect-max, default 30 s, 1 s .. 1 h */
     uint64_t cancel_grace_ms;       /* worker, default 15 s */
     uint64_t shutdown_grace_ms;     /* both roles, default 30 s */
     uint64_t disconnect_grace_ms;   /* master, default 5 min */

@@ -27,6 +27,12 @@
 #define TASK_MAX_PIDS_LIMIT     4194304 /* the kernel's own bound on pids (PID_MAX_LIMIT) */
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_SPOOL_BYTES     (UINT64_C(1) << 30)
+/* --reconnect-max: the breaker's cool-downs start at 1 s (resilience/breaker.h), so no cap lies
+ * below that; an hour between probes is as long as a worker may stay away from a master that is
+ * back. */
+#define RECONNECT_MAX_DEFAULT_MS (30 * 1000)
+#define RECONNECT_MAX_MIN_MS     1000
+#define RECONNECT_MAX_MAX_MS     (60 * 60 * 1000)
 /* The worker splits output lines at 1 MiB; a spool smaller than that could not hold one. */
 #define MIN_SPOOL_BYTES (UINT64_C(1) << 20)
 #define CERT_NAME_MAX   64
@@ -205,6 +211,17 @@ static int set_retry_delay(struct config_parser *p, const struct config_option *
     int rc = set_duration(p, o, value, label);
     if (rc == 0 && !retry_delay_valid((long long)p->c->retry_delay_ms))
         return config_fail(p, "%s: expected a duration from 0 to 24h, got '%.*s'", label, QUOTE_MAX,
+                           value);
+    return rc;
+}
+
+static int set_reconnect_max(struct config_parser *p, const struct config_option *o,
+                             const char *value, const char *label)
+{
+    int rc = set_duration(p, o, value, label);
+    if (rc == 0 && (p->c->reconnect_max_ms < RECONNECT_MAX_MIN_MS ||
+                    p->c->reconnect_max_ms > RECONNECT_MAX_MAX_MS))
+        return config_fail(p, "%s: expected a duration from 1s to 1h, got '%.*s'", label, QUOTE_MAX,
                            value);
     return rc;
 }
@@ -638,6 +655,11 @@ const struct config_option config_options[OPT_COUNT] = {
     [OPT_FETCH_INTERVAL] = {"fetch-interval", "DURATION", M(CMD_WORKER), NULL,
                             "How often a worker asks for tasks when none is pushed to it.", "1s",
                             .set = set_duration, .at = AT(fetch_interval_ms), .spec.nonzero = true},
+    [OPT_RECONNECT_MAX] = {"reconnect-max", "DURATION", M(CMD_WORKER), NULL,
+                           "Longest wait between two attempts to reach the masters while none "
+                           "answers (the circuit breaker's cool-down: 1s, doubling up to this), "
+                           "1s to 1h.",
+                           "30s", .set = set_reconnect_max, .at = AT(reconnect_max_ms)},
     [OPT_CANCEL_GRACE] = {"cancel-grace", "DURATION", M(CMD_WORKER), NULL,
                           "Time between SIGTERM and SIGKILL when a task is cancelled or times "
                           "out.",
@@ -912,6 +934,7 @@ int config_options_defaults(struct config_parser *p)
     c->auth_timeout_ms = 10 * 1000;
     c->heartbeat_interval_ms = 5 * 1000;
     c->fetch_interval_ms = 1000;
+    c->reconnect_max_ms = RECONNECT_MAX_DEFAULT_MS;
     c->cancel_grace_ms = 15 * 1000;
     c->shutdown_grace_ms = 30 * 1000;
     c->disconnect_grace_ms = 5 * 60 * 1000;

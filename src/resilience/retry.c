@@ -10,8 +10,14 @@
 
 void retry_init(struct retry_policy_state *r, uint64_t seed)
 {
+    retry_init_capped(r, seed, 0);
+}
+
+void retry_init_capped(struct retry_policy_state *r, uint64_t seed, uint64_t cooldown_max_ms)
+{
+    struct breaker_policy policy = {.open_max_ms = cooldown_max_ms};
     backoff_init(&r->backoff, RETRY_BACKOFF_BASE_MS, RETRY_BACKOFF_CAP_MS, seed);
-    breaker_init(&r->breaker, NULL, seed ^ BREAKER_SEED_SALT);
+    breaker_init(&r->breaker, &policy, seed ^ BREAKER_SEED_SALT);
     retry_set_targets(r, 1);
 }
 

@@ -7,9 +7,10 @@
  *   1 s and the worker is back within about 1 s of the master. Full jitter spreads thousands of
  *   workers over each window, so the restarted master is not hit by all of them at once.
  * - After 5 consecutive failures the breaker opens. Its cool-downs are 1, 2, 4, 8, 16, then 30 s
- *   for every later failed probe, each jittered uniformly down to half its length. The fifth
- *   failure therefore still waits at most 1 s, and a long outage costs one probe every 15 to 30 s
- *   per worker and, since the caller sleeps on a timer in between, no CPU.
+ *   for every later failed probe (the cap: retry_init_capped, the worker's --reconnect-max), each
+ *   jittered uniformly down to half its length. The fifth failure therefore still waits at most
+ *   1 s, and a long outage costs one probe every 15 to 30 s per worker and, since the caller
+ *   sleeps on a timer in between, no CPU.
  * - Any success closes the breaker and restarts the backoff at 100 ms, so the next outage is
  *   again treated as a short one.
  *
@@ -55,6 +56,10 @@ struct retry_policy_state {
  * their jitter differs; the same seed gives the same schedule, which tests rely on.
  */
 void retry_init(struct retry_policy_state *r, uint64_t seed);
+
+/* The same, with the breaker's cool-downs capped at cooldown_max_ms instead of 30 s (0: 30 s; below
+ * the first cool-down of 1 s: 1 s). */
+void retry_init_capped(struct retry_policy_state *r, uint64_t seed, uint64_t cooldown_max_ms);
 
 /* Sets the number of targets (0 is taken as 1), starting over at target 0 with a fresh round. */
 void retry_set_targets(struct retry_policy_state *r, unsigned n_targets);

@@ -471,7 +471,7 @@ int session_create(struct ev_loop *loop, struct bridge *br, const struct config 
     }
     s->registered_with = -1;
     uint64_t seed = (uint64_t)getpid() ^ ((uint64_t)(ev_time() * 1e6) << 16);
-    retry_init(&s->retry, seed);
+    retry_init_capped(&s->retry, seed, cfg->reconnect_max_ms);
     retry_set_targets(&s->retry, (unsigned)cfg->n_masters);
     ev_timer_init(&s->retry_timer, on_retry_timer, 0.0, 0.0);
     s->retry_timer.data = s;

@@ -351,6 +351,10 @@ class Cluster:
         self.port = None
         self.master_dir = os.path.join(self.dir, "master")
         self.heartbeat = "1s"
+        # the longest pause of a worker's breaker (30 s by default): a worker cut off for several
+        # seconds comes back within 2 s of its master, not after up to 30 (the policy itself is
+        # tests/unit/test_retry.c's)
+        self.reconnect_max = "2s"
         self._names = {}
         # options every client command of cli()/spawn_cli() also gets (TLS flags, say)
         self.cli_args = []
@@ -429,6 +433,7 @@ class Cluster:
                                "--auth-key-file=%s" % (key_file or self.key_file),
                                "--node-name=%s" % (node_name or name),
                                "--heartbeat-interval=%s" % self.heartbeat,
+                               "--reconnect-max=%s" % self.reconnect_max,
                                # under the 10 s a stop waits before SIGKILL: a task still
                                # running at the end of a test is stopped by its worker, not
                                # orphaned by a worker killed while it waited for the task

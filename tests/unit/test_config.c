@@ -859,6 +859,7 @@ START_TEST(test_usage_lists_every_command_and_option)
         "--max-runners=",
         "--heartbeat-interval=",
         "--fetch-interval=",
+        "--reconnect-max=",
         "--cancel-grace=",
         "--shutdown-grace=",
         "--disconnect-grace=",
@@ -1172,6 +1173,19 @@ START_TEST(test_duration_options_store_milliseconds)
     ck_assert_uint_eq(cfg.shutdown_grace_ms, 0);
     ck_assert_int_eq(parse("submit", "--timeout=1.5", "--", "true", NULL), 0);
     ck_assert_uint_eq(cfg.timeout_ms, 1500);
+    ck_assert_int_eq(parse("--role=worker", NULL), 0);
+    ck_assert_uint_eq(cfg.reconnect_max_ms, 30000);
+    ck_assert_int_eq(parse("--role=worker", "--reconnect-max=2s", NULL), 0);
+    ck_assert_uint_eq(cfg.reconnect_max_ms, 2000);
+    ck_assert_int_eq(parse("--role=worker", "--reconnect-max=1h", NULL), 0);
+    ck_assert_uint_eq(cfg.reconnect_max_ms, 3600000);
+    /* Below the breaker's first cool-down, or past an hour: refused, not quietly raised. */
+    expect_error(parse("--role=worker", "--reconnect-max=500ms", NULL),
+                 "--reconnect-max: expected a duration from 1s to 1h, got '500ms'", NULL);
+    expect_error(parse("--role=worker", "--reconnect-max=61m", NULL),
+                 "--reconnect-max: expected a duration from 1s to 1h, got '61m'", NULL);
+    expect_error(parse("--role=master", "--reconnect-max=5s", NULL),
+                 "'--reconnect-max' is not an option of 'master'", NULL);
     /* Zero would make a timer spin: the intervals refuse it, the graces and timeout do not. */
     expect_error(parse("--role=worker", "--fetch-interval=0ms", NULL),
                  "--fetch-interval: must be greater than zero", NULL);

@@ -72,6 +72,40 @@ START_TEST(test_retry_long_outage_backs_off_to_cooldowns_between_15_and_30_secon
 }
 END_TEST
 
+START_TEST(test_retry_capped_cooldowns_reach_the_cap_and_never_pass_it)
+{
+    /* --reconnect-max=4s: cool-downs 1, 2, then 4 s for each later probe, jittered to half. */
+    for (uint64_t seed = 0; seed < 50; seed++) {
+        struct retry_policy_state r;
+        retry_init_capped(&r, seed, 4000);
+        uint64_t now = 0, longest = 0;
+        unsigned attempts = 0;
+        while (now < 600000) {
+            ck_assert(retry_allow(&r, now));
+            uint64_t next = retry_on_failure(&r, now);
+            ck_assert_uint_le(next - now, 4000);
+            longest = next - now > longest ? next - now : longest;
+            now = next;
+            attempts++;
+        }
+        ck_assert_uint_ge(longest, 2000);
+        /* Ten minutes at one probe every 2 to 4 s: at least 150 of them. */
+        ck_assert_uint_ge(attempts, 600 / 4);
+    }
+    /* A cap below the first cool-down is the first cool-down. */
+    struct retry_policy_state r;
+    retry_init_capped(&r, 7, 10);
+    uint64_t now = 0;
+    for (int i = 0; i < 20; i++) {
+        ck_assert(retry_allow(&r, now));
+        uint64_t next = retry_on_failure(&r, now);
+        ck_assert_uint_le(next - now, 1000);
+        now = next;
+    }
+    ck_assert_int_eq(r.breaker.state, BREAKER_OPEN);
+}
+END_TEST
+
 START_TEST(test_retry_breaker_cooldowns_follow_1_2_4_8_16_30_seconds)
 {
     static const uint64_t cooldown[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000};
@@ -244,6 +278,7 @@ static Suite *retry_suite(void)
     tcase_add_test(tc, test_retry_first_five_failures_each_wait_at_most_one_second);
     tcase_add_test(tc, test_retry_long_outage_backs_off_to_cooldowns_between_15_and_30_seconds);
     tcase_add_test(tc, test_retry_breaker_cooldowns_follow_1_2_4_8_16_30_seconds);
+    tcase_add_test(tc, test_retry_capped_cooldowns_reach_the_cap_and_never_pass_it);
     tcase_add_test(tc, test_retry_recovery_after_long_outage_starts_again_at_the_base);
     tcase_add_test(tc, test_retry_failure_reported_while_open_keeps_the_same_probe_time);
     tcase_add_test(tc, test_retry_same_seed_gives_the_same_schedule);
