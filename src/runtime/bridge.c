@@ -195,10 +195,14 @@ int bridge_create(struct ev_loop *loop, struct bridge **out)
     int rc = pthread_create(&b->pollers[0], NULL, poll_queue, b);
     if (rc == 0) {
         b->n_pollers = 1;
+        /* Names for top, perf and /proc/<pid>/task: the rest of gRPC core's work shows there. */
+        pthread_setname_np(b->pollers[0], "cq-poller");
         rc = pthread_getcpuclockid(b->pollers[0], &b->poller_cpu);
     }
-    if (rc == 0 && (rc = pthread_create(&b->pollers[1], NULL, stand_by, b)) == 0)
+    if (rc == 0 && (rc = pthread_create(&b->pollers[1], NULL, stand_by, b)) == 0) {
         b->n_pollers = 2;
+        pthread_setname_np(b->pollers[1], "cq-standby");
+    }
     if (rc != 0) {
         bridge_destroy(b);
         return -rc;
