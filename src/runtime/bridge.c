@@ -195,7 +195,8 @@ int bridge_create(struct ev_loop *loop, struct bridge **out)
     int rc = pthread_create(&b->pollers[0], NULL, poll_queue, b);
     if (rc == 0) {
         b->n_pollers = 1;
-        /* Names for top, perf and /proc/<pid>/task: the rest of gRPC core's work shows there. */
+        /* Named, so that top, perf and /proc/<pid>/task tell gRPC core's socket reading and
+         * HTTP/2 parsing, done on these threads, from the loop's work. */
         pthread_setname_np(b->pollers[0], "cq-poller");
         rc = pthread_getcpuclockid(b->pollers[0], &b->poller_cpu);
     }
