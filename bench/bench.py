@@ -293,8 +293,7 @@ def measure_refs(refs_bin, data_dir, quick):
     """The physical references of the machine in this run, each in about 1 s (--quick) or 3 s at
     most: spawn limit, sh start, loopback TCP, fdatasync in data_dir's file system, the CPU of
     storing a MB there (the page-cache floor), the CPU of a trivial syscall (alone and while
-    counted). Returns (refs, errors): a missing figure is None,
-    and errors says why."""
+    counted). Returns (refs, errors): a missing figure is None, and errors says why."""
     cores = len(os.sched_getaffinity(0))
     refs = {"cores": cores, "fs": fs_type(data_dir)}
     errors = []
@@ -303,7 +302,7 @@ def measure_refs(refs_bin, data_dir, quick):
         ("sh", ("sh", 50)),
         ("tcp", ("tcp", 256 if quick else 512, 0.8 if quick else 2.5)),
         ("fdatasync", ("fdatasync", data_dir, 50)),
-        ("pagecache", ("pagecache", data_dir, 128 if quick else 512)),
+        ("pagecache", ("pagecache", data_dir, 64 if quick else 256)),
         ("syscall", ("syscall", 0.2 if quick else 0.5)),
     )
     for name, args in steps:
