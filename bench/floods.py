@@ -174,7 +174,10 @@ def readers(c, args):
     harness.wait_until(lambda: task_status(c, task) in bench.FINAL, timeout=args.log_deadline,
                        what="the log task to end")
     probe = Probe(c, m, workers)
-    argv = [c.bin, "logs", "--master=%s" % c.master_addr, "--auth-key-file=%s" % c.key_file, task]
+    # `logs` is an admin call: the node key would be refused at once, and the readers would load
+    # nothing (so they did, with the node key, from the roles split ae31fa9 to b029d22).
+    argv = [c.bin, "logs", "--master=%s" % c.master_addr, "--admin-key-file=%s" % c.admin_key_file,
+            task]
     t0 = time.monotonic()
     procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(args.readers)]
@@ -200,6 +203,10 @@ def readers(c, args):
         if p.poll() is None:
             p.kill()
         p.wait()
+    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGKILL)]
+    if failed:
+        raise bench.BenchError("%d of the %d readers failed (exit %s): the figures would not be "
+                               "those of a read" % (len(failed), len(procs), failed))
     fig.update(idle_p50_ms=idle, readers_done=len(done),
                read_s=round(max(done), 1) if done else None, sigterm_s=stop_s)
     return fig
