@@ -175,7 +175,7 @@ def readers(c, args):
                        what="the log task to end")
     probe = Probe(c, m, workers)
     # `logs` is an admin call: the node key would be refused at once, and the readers would load
-    # nothing (so they did, with the node key, from the roles split ae31fa9 to b029d22).
+    # nothing (so they did, with the node key, from the roles split ae31fa9 until cfcac01).
     argv = [c.bin, "logs", "--master=%s" % c.master_addr, "--admin-key-file=%s" % c.admin_key_file,
             task]
     t0 = time.monotonic()
