@@ -174,8 +174,7 @@ def readers(c, args):
     harness.wait_until(lambda: task_status(c, task) in bench.FINAL, timeout=args.log_deadline,
                        what="the log task to end")
     probe = Probe(c, m, workers)
-    # `logs` is an admin call: the node key would be refused at once, and the readers would load
-    # nothing (so they did, with the node key, from the roles split ae31fa9 until cfcac01).
+    # `logs` is an admin call: with the node key each reader would be refused at once.
     argv = [c.bin, "logs", "--master=%s" % c.master_addr, "--admin-key-file=%s" % c.admin_key_file,
             task]
     t0 = time.monotonic()
