@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -207,7 +206,8 @@ static int cmd_tcp(long mib, double seconds)
     return 0;
 }
 
-static int cmd_fdatasync(const char *dir, int n)
+/* A new file in dir, already unlinked: it goes when the descriptor is closed. */
+static int scratch_file(const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/bench-refs.XXXXXX", dir);
@@ -215,6 +215,12 @@ static int cmd_fdatasync(const char *dir, int n)
     if (fd < 0)
         die("mkstemp in %s: %s", dir, strerror(errno));
     unlink(path);
+    return fd;
+}
+
+static int cmd_fdatasync(const char *dir, int n)
+{
+    int fd = scratch_file(dir);
     double *v = calloc((size_t)n, sizeof(*v));
     char block[4096];
     memset(block, 'x', sizeof(block));
@@ -234,30 +240,17 @@ static int cmd_fdatasync(const char *dir, int n)
     return 0;
 }
 
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 /* What storing a MB costs the machine before any of our code runs: the copy into the page cache
  * and the write-back's submission are charged to the writer, and their cost moves from one
  * machine (and day) to another by several times. */
 static int cmd_pagecache(const char *dir, long mib)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/bench-refs.XXXXXX", dir);
-    int fd = mkstemp(path);
-    if (fd < 0)
-        die("mkstemp in %s: %s", dir, strerror(errno));
-    unlink(path);
+    int fd = scratch_file(dir);
     char *buf = malloc(CHUNK);
     if (!buf)
         die("out of memory");
     memset(buf, 'x', CHUNK);
-    double t0 = now_s(CLOCK_MONOTONIC), c0 = cpu_s();
+    double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
     for (long i = 0; i < mib; i++) {
         off_t off = (off_t)i * CHUNK;
         if (pwrite(fd, buf, CHUNK, off) != CHUNK)
@@ -269,7 +262,8 @@ static int cmd_pagecache(const char *dir, long mib)
     if (fdatasync(fd) < 0)
         die("fdatasync in %s: %s", dir, strerror(errno));
     double mb = (double)mib * CHUNK / 1e6;
-    printf("cpu_ms_per_mb %.3f\nwall_ms_per_mb %.3f\n", (cpu_s() - c0) / mb * 1e3,
+    printf("cpu_ms_per_mb %.3f\nwall_ms_per_mb %.3f\n",
+           (now_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / mb * 1e3,
            (now_s(CLOCK_MONOTONIC) - t0) / mb * 1e3);
     free(buf);
     close(fd);
