@@ -669,7 +669,10 @@ out:
     listener_close(m.listener);
     httpget_close(m.metrics_http);
     if (m.server) {
-        /* Not reached by a clean stop: the server was already shut down there. */
+        /* Not reached by a clean stop: the server was already shut down there. The fetches that
+         * wait are answered while they still can be. */
+        if (m.tasks)
+            tasks_drain(m.tasks);
         rpc_server_shutdown(m.server, 1000, on_server_down, &m);
         while (m.server)
             ev_run(m.loop, EVRUN_ONCE);

@@ -158,6 +158,10 @@ int metrics_render(const struct metrics *m, const struct metrics_state *s, char 
            "Tasks assigned when they became pending and pushed with their spec to the node, "
            "which starts them without FetchTask.",
            m->tasks_pushed);
+    scalar(&t, "crawlab_fetches_waited_total", "counter",
+           "FetchTask calls that came while the master held as many tasks of the node as it has "
+           "runners, and waited for one of them to end.",
+           m->fetches_waited);
     scalar(&t, "crawlab_log_lines_total", "counter", "Log lines stored (resent lines not counted).",
            m->log_lines);
     scalar(&t, "crawlab_log_bytes_total", "counter", "Bytes of the log lines stored.",

@@ -30,6 +30,7 @@ struct metrics {
     uint64_t log_lines, log_bytes; /* log lines stored (dedupe applied) and their bytes */
     uint64_t result_items;         /* result items stored */
     uint64_t tasks_pushed;         /* tasks pushed with their spec to the node assigned them */
+    uint64_t fetches_waited;       /* FetchTask calls that waited for a runner of their node */
     uint64_t commits, commit_failures;
     uint64_t tls_refused;                      /* TLS handshakes that failed or were refused */
     struct metrics_histogram commit_seconds;   /* one store group commit */

@@ -192,8 +192,9 @@ struct node *nodes_pick_free(struct nodes *n, const char *labels);
 bool nodes_has_room(const struct node *node, const char *labels);
 
 /* Whether the master holds as many tasks for the node as it has runners (a node that reported
- * none, 0, is never full): it may fetch nothing more. A fetch is sent when the worker sees a free
- * runner, and a task pushed meanwhile may have taken it. */
+ * none, 0, is never full): it may fetch nothing more now. A fetch is sent when the worker sees a
+ * free runner, and a task pushed meanwhile may have taken it; or the final status of the task
+ * that freed it has not arrived yet (tasks_fetch then makes the fetch wait for it). */
 bool nodes_full(const struct node *node);
 
 /*

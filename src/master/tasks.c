@@ -37,6 +37,16 @@ struct live_task {
     struct task_watcher *watchers;
 };
 
+/* A fetch that waits for a runner of its node (tasks_fetch). */
+struct fetch_wait {
+    struct fetch_wait *next;
+    struct tasks *t;
+    char node_key[LIMIT_NODE_KEY_MAX + 1];
+    tasks_fetch_answer_fn answer;
+    void *ctx;
+    ev_timer limit; /* TASKS_FETCH_WAIT_MS */
+};
+
 /* A task assigned to a node that takes pushed tasks, pushed once the assignment is committed. */
 struct unpushed {
     struct unpushed *next;
@@ -60,6 +70,7 @@ struct tasks {
     struct events *events;                      /* NULL: none recorded */
     struct group *group;                        /* NULL: nothing is pushed, every node fetches */
     struct unpushed *unpushed, **unpushed_tail; /* assigned in the open group, oldest first */
+    struct fetch_wait *fetch_waits;             /* oldest first */
 };
 
 static bool is_held(enum task_status s)
@@ -290,6 +301,7 @@ static void record_retry_event(struct tasks *t, const char *id, const char *node
 
 static void announce(struct tasks *t, const char *id, const char *node_key, const char *labels);
 static void wake_arm(struct tasks *t);
+static void serve_waits(struct tasks *t, const char *node_key);
 
 /* Does a task that ends in `to` get another attempt? Only an error or abnormal end of a task
  * submitted with retries it has not used up; finished and cancelled never retry, nor does a task
@@ -358,8 +370,10 @@ static int change_status(struct tasks *t, const struct task_row *before, bool wh
     record_status_event(t, before->id, whole ? &after : NULL);
     if (*next)
         record_retry_event(t, next, before->assigned_node);
-    if (is_held(before->status) && !is_held(to))
+    if (is_held(before->status) && !is_held(to)) {
         nodes_task_released(t->nodes, before->assigned_node);
+        serve_waits(t, before->assigned_node);
+    }
     if (retry_due)
         announce(t, next, before->node_key, before->labels);
     if (task_status_terminal(to))
@@ -520,24 +534,120 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
     return rc;
 }
 
+/* Assigns the node its next task, if one waits that it may take now: 1 and *out, 0, -errno. */
+static int fetch_now(struct tasks *t, struct node *node, struct task_row *out)
+{
+    if (t->draining || node->state != NODE_ENABLED || nodes_full(node))
+        return 0;
+    int64_t now_ms = clock_now_ms(t->loop);
+    int rc = store_task_fetch(t->store, node->key, node->labels, now_ms, out);
+    if (rc == 1) {
+        observe_dispatch(t, out, now_ms);
+        nodes_task_held(t->nodes, node->key);
+        log_debug("task %s assigned to node %s", out->id, node->key);
+    }
+    return rc;
+}
+
+/* ---- fetches that wait for a runner ---- */
+
+/* The oldest fetch that waits, of node_key (NULL: of any node). */
+static struct fetch_wait *first_wait(struct tasks *t, const char *node_key)
+{
+    for (struct fetch_wait *w = t->fetch_waits; w; w = w->next)
+        if (!node_key || strcmp(w->node_key, node_key) == 0)
+            return w;
+    return NULL;
+}
+
+/* Takes w off the list, answers it and frees it. */
+static void answer_wait(struct tasks *t, struct fetch_wait *w, int rc, const struct task_row *row)
+{
+    for (struct fetch_wait **p = &t->fetch_waits; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    ev_timer_stop(t->loop, &w->limit);
+    w->answer(w->ctx, rc, row);
+    free(w);
+}
+
+/* A task of the node was released: its fetches that wait get what it has room for, oldest first;
+ * once the queue has nothing for it, the rest get no task. */
+static void serve_waits(struct tasks *t, const char *node_key)
+{
+    struct fetch_wait *w;
+    while ((w = first_wait(t, node_key))) {
+        struct node *node = nodes_find(t->nodes, node_key);
+        if (node && nodes_full(node))
+            return;
+        struct task_row row;
+        int rc = node ? fetch_now(t, node, &row) : 0;
+        answer_wait(t, w, rc, rc == 1 ? &row : NULL);
+        if (rc == 1)
+            store_task_row_free(&row);
+    }
+}
+
+/* Every fetch that waits, of node_key (NULL: of any node), gets no task. */
+static void end_waits(struct tasks *t, const char *node_key)
+{
+    struct fetch_wait *w;
+    while ((w = first_wait(t, node_key)))
+        answer_wait(t, w, 0, NULL);
+}
+
+static void on_wait_limit(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    struct fetch_wait *w = timer->data;
+    log_debug("node %s: a fetch waited %d ms for a runner in vain", w->node_key,
+              TASKS_FETCH_WAIT_MS);
+    answer_wait(w->t, w, 0, NULL);
+}
+
+/* Puts the node's fetch on the list; false when out of memory. */
+static bool wait_for_runner(struct tasks *t, const struct node *node, tasks_fetch_answer_fn later,
+                            void *ctx)
+{
+    struct fetch_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        return false;
+    w->t = t;
+    snprintf(w->node_key, sizeof(w->node_key), "%s", node->key);
+    w->answer = later;
+    w->ctx = ctx;
+    ev_timer_init(&w->limit, on_wait_limit, TASKS_FETCH_WAIT_MS / 1000.0, 0.0);
+    w->limit.data = w;
+    ev_timer_start(t->loop, &w->limit);
+    struct fetch_wait **tail = &t->fetch_waits;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = w;
+    if (t->metrics)
+        t->metrics->fetches_waited++;
+    log_debug("node %s: its fetch waits for a runner (the master holds %d tasks of it)", node->key,
+              node->active);
+    return true;
+}
+
+int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out,
+                tasks_fetch_answer_fn later, void *ctx)
+{
+    struct node *node = nodes_find(t->nodes, node_key);
+    if (!node)
+        return 0;
+    if (later && !t->draining && node->state == NODE_ENABLED && nodes_full(node) &&
+        wait_for_runner(t, node, later, ctx))
+        return TASKS_FETCH_WAITS;
+    return fetch_now(t, node, out);
+}
+
 void tasks_drain(struct tasks *t)
 {
     t->draining = true;
-}
-
-int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out)
-{
-    struct node *node = nodes_find(t->nodes, node_key);
-    if (t->draining || !node || node->state != NODE_ENABLED || nodes_full(node))
-        return 0;
-    int64_t now_ms = clock_now_ms(t->loop);
-    int rc = store_task_fetch(t->store, node_key, node->labels, now_ms, out);
-    if (rc == 1) {
-        observe_dispatch(t, out, now_ms);
-        nodes_task_held(t->nodes, node_key);
-        log_debug("task %s assigned to node %s", out->id, node_key);
-    }
-    return rc;
+    end_waits(t, NULL);
 }
 
 /*
@@ -758,6 +868,7 @@ static int on_held_task_of_offline_node(void *ctx, const struct task_row *r)
 
 void tasks_node_offline(struct tasks *t, const char *node_key)
 {
+    end_waits(t, node_key);
     store_task_list_by_node(t->store, node_key, TASK_RUNNING, on_held_task_of_offline_node, t);
     store_task_list_by_node(t->store, node_key, TASK_ASSIGNED, on_held_task_of_offline_node, t);
 }
@@ -928,6 +1039,7 @@ void tasks_destroy(struct tasks *t)
         return;
     ev_timer_stop(t->loop, &t->grace_sweep);
     ev_timer_stop(t->loop, &t->wake);
+    end_waits(t, NULL);
     struct hmap_entry *e, *tmp;
     hmap_foreach(&t->live, e, tmp)
     {

@@ -47,10 +47,11 @@ struct tasks_opts {
  */
 int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
                  const struct tasks_opts *opts, struct tasks **out);
-/* Ends every cancel stream (TASK_END_STOPPING) and frees the queue. NULL is accepted. */
+/* Ends every cancel stream (TASK_END_STOPPING), answers the fetches still waiting (no task: drain
+ * first, while answers can still go out) and frees the queue. NULL is accepted. */
 void tasks_destroy(struct tasks *t);
 
-/* The master stops: fetches get no task from now on. */
+/* The master stops: fetches get no task from now on, those that wait (tasks_fetch) too. */
 void tasks_drain(struct tasks *t);
 /* Counts each assignment's wait since the task's creation into m (which must outlive t). */
 void tasks_set_metrics(struct tasks *t, struct metrics *m);
@@ -100,11 +101,29 @@ int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1])
  * store_task_request_cancel). */
 int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after);
 
-/* The node asks for work: 1 and *out (release it with store_task_row_free) when a task was
+/* The answer to a fetch that waited (tasks_fetch): rc as tasks_fetch returns it, and the task
+ * (borrowed, valid during the call) when rc is 1. */
+typedef void (*tasks_fetch_answer_fn)(void *ctx, int rc, const struct task_row *row);
+
+/* tasks_fetch's answer will come later, through the callback. */
+#define TASKS_FETCH_WAITS 2
+/* How long a fetch waits at most for a runner of its node to be released. */
+#define TASKS_FETCH_WAIT_MS 1000
+
+/*
+ * The node asks for work: 1 and *out (release it with store_task_row_free) when a task was
  * assigned to it (one addressed to it, or one whose selector its labels match), 0 when none
- * waits, the node is not enabled (disabled or draining), holds as many tasks as it has runners
- * (nodes_full) or the master is draining. */
-int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out);
+ * waits, the node is not enabled (disabled or draining) or the master is draining.
+ *
+ * A node for which the master holds as many tasks as it has runners (nodes_full) gets no task
+ * now. Its worker fetches when a runner of its is free, and the final status of the task that ran
+ * there travels on another call, which may arrive second. With later, such a fetch waits until
+ * one of the node's tasks is released, or the node goes offline, the master drains or
+ * TASKS_FETCH_WAIT_MS pass: later(ctx, ...) then answers it, exactly once and never from inside
+ * this call, and TASKS_FETCH_WAITS is returned. Without later (NULL), 0.
+ */
+int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out,
+                tasks_fetch_answer_fn later, void *ctx);
 
 /*
  * The node reports a status of one of its tasks (exit_code counts only for a terminal one; error

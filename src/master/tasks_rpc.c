@@ -139,6 +139,27 @@ static void reply_task(struct srv_call *c, const struct task_row *row, bool earl
     taskspec_free(&ts);
 }
 
+static void answer_fetch(struct srv_call *c, int rc, const struct task_row *row, bool early)
+{
+    if (rc < 0) {
+        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot read the task queue");
+    } else if (rc == 0) {
+        Grpc__TaskServiceFetchTaskResponse resp = GRPC__TASK_SERVICE_FETCH_TASK_RESPONSE__INIT;
+        resp.task_id = NO_TASK_ID;
+        srv_call_reply(c, &resp.base);
+    } else {
+        reply_task(c, row, early);
+    }
+}
+
+/* A fetch that waited for a runner of its node: its answer waits for the commit of what it hands
+ * out, as for a node that does not claim (the node may be gone by now, and after a wait the
+ * commit adds little). */
+static void on_fetch_waited(void *ctx, int rc, const struct task_row *row)
+{
+    answer_fetch(ctx, rc, row, false);
+}
+
 static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct tasks_rpc *r = ctx;
@@ -147,17 +168,12 @@ static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
     if (!node)
         return;
     struct task_row row;
-    int rc = tasks_fetch(r->tasks, node->key, &row);
-    if (rc < 0) {
-        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot read the task queue");
-    } else if (rc == 0) {
-        Grpc__TaskServiceFetchTaskResponse resp = GRPC__TASK_SERVICE_FETCH_TASK_RESPONSE__INIT;
-        resp.task_id = NO_TASK_ID;
-        srv_call_reply(c, &resp.base);
-    } else {
-        reply_task(c, &row, fence_fetch_answer_early(node->claims));
+    int rc = tasks_fetch(r->tasks, node->key, &row, on_fetch_waited, c);
+    if (rc == TASKS_FETCH_WAITS)
+        return;
+    answer_fetch(c, rc, &row, fence_fetch_answer_early(node->claims));
+    if (rc == 1)
         store_task_row_free(&row);
-    }
 }
 
 /* ---- ReportStatus, SendNotification ---- */

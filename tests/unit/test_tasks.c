@@ -85,7 +85,7 @@ static void submit(const char *node_key, char id[TASK_ID_LEN + 1])
 static void fetch(const char *node_key, const char *want_id)
 {
     struct task_row row;
-    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row), 1);
+    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row, NULL, NULL), 1);
     ck_assert_str_eq(row.id, want_id);
     ck_assert_str_eq(row.assigned_node, node_key);
     store_task_row_free(&row);
@@ -94,7 +94,7 @@ static void fetch(const char *node_key, const char *want_id)
 static void fetch_none(const char *node_key)
 {
     struct task_row row;
-    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row), 0);
+    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row, NULL, NULL), 0);
 }
 
 static void report(const char *node_key, const char *id, enum task_status to)
@@ -213,6 +213,108 @@ START_TEST(test_draining_queue_hands_out_nothing)
     tasks_drain(tasks);
     fetch_none("a");
     ck_assert_int_eq(status_of(id), TASK_PENDING);
+}
+END_TEST
+
+/* ---- a fetch that waits for a runner ---- */
+
+/* The answer a waiting fetch got. */
+struct waited {
+    bool answered;
+    int calls, rc;
+    char id[TASK_ID_LEN + 1];
+};
+
+static void on_waited(void *ctx, int rc, const struct task_row *row)
+{
+    struct waited *w = ctx;
+    w->answered = true;
+    w->calls++;
+    w->rc = rc;
+    snprintf(w->id, sizeof(w->id), "%s", rc == 1 ? row->id : "");
+}
+
+/* A fetch from the full node a, which waits. */
+static void fetch_waits(struct waited *w)
+{
+    struct task_row row;
+    memset(w, 0, sizeof(*w));
+    ck_assert_int_eq(tasks_fetch(tasks, "a", &row, on_waited, w), TASKS_FETCH_WAITS);
+    ck_assert(!w->answered);
+}
+
+/* The worker fetches as its runner frees, before the task's final status arrives (another call):
+ * the fetch gets the next task once that status is stored, not "no task" now. */
+START_TEST(test_a_fetch_that_beats_the_final_status_gets_the_task_freed_for_it)
+{
+    struct node *a = add_node("a", 1, NULL);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    fetch("a", t1);
+    report("a", t1, running);
+    submit(NULL, t2);
+    struct waited w;
+    fetch_waits(&w);
+    ck_assert_int_eq(status_of(t2), TASK_PENDING);
+    report("a", t1, TASK_FINISHED);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.rc, 1);
+    ck_assert_str_eq(w.id, t2);
+    ck_assert_int_eq(status_of(t2), TASK_ASSIGNED);
+    ck_assert_int_eq(a->active, 1);
+}
+END_TEST
+
+/* A fetch that waits and finds the queue empty when the runner frees is told so then. */
+START_TEST(test_a_waiting_fetch_gets_no_task_when_the_queue_is_empty)
+{
+    struct node *a = add_node("a", 1, NULL);
+    char t1[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    fetch("a", t1);
+    struct waited w;
+    fetch_waits(&w);
+    report("a", t1, TASK_ERROR);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_int_eq(a->active, 0);
+}
+END_TEST
+
+/* Without a release, the wait ends: at its time limit, when the node goes offline, when the
+ * master drains; a fetch that may not wait is answered at once. Each is answered once. */
+START_TEST(test_a_waiting_fetch_ends_at_its_limit_offline_or_drain)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = add_node("a", 1, sa);
+    char t1[TASK_ID_LEN + 1], t2[TASK_ID_LEN + 1];
+    submit(NULL, t1);
+    fetch("a", t1);
+    submit(NULL, t2);
+    fetch_none("a"); /* no callback: no wait */
+
+    struct waited w;
+    fetch_waits(&w);
+    fixture_run_until(&w.answered);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_int_eq(status_of(t2), TASK_PENDING);
+
+    fetch_waits(&w);
+    lose_stream(a);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.rc, 0);
+
+    a = add_node("a", 1, fixture_node_stream()); /* back; it still holds t1 */
+    ck_assert_int_eq(a->active, 1);
+    fetch_waits(&w);
+    tasks_drain(tasks);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_int_eq(status_of(t2), TASK_PENDING);
+    struct task_row row;
+    ck_assert_int_eq(tasks_fetch(tasks, "a", &row, on_waited, &w), 0);
+    ck_assert_int_eq(w.calls, 1);
 }
 END_TEST
 
@@ -445,7 +547,7 @@ END_TEST
 static uint64_t fetch_epoch(const char *node_key, const char *want_id)
 {
     struct task_row row;
-    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row), 1);
+    ck_assert_int_eq(tasks_fetch(tasks, node_key, &row, NULL, NULL), 1);
     ck_assert_str_eq(row.id, want_id);
     uint64_t epoch = row.epoch;
     store_task_row_free(&row);
@@ -1073,6 +1175,9 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_lost_news_send_every_free_node_fetching);
     tcase_add_test(tc, test_addressed_task_goes_to_its_node_only);
     tcase_add_test(tc, test_draining_queue_hands_out_nothing);
+    tcase_add_test(tc, test_a_fetch_that_beats_the_final_status_gets_the_task_freed_for_it);
+    tcase_add_test(tc, test_a_waiting_fetch_gets_no_task_when_the_queue_is_empty);
+    tcase_add_test(tc, test_a_waiting_fetch_ends_at_its_limit_offline_or_drain);
     tcase_add_test(tc, test_held_count_follows_assign_running_finished);
     tcase_add_test(tc, test_report_from_another_node_is_refused);
     tcase_add_test(tc,
