@@ -607,10 +607,17 @@ static void on_wait_limit(struct ev_loop *loop, ev_timer *timer, int revents)
     answer_wait(w->t, w, 0, NULL);
 }
 
-/* Puts the node's fetch on the list; false when out of memory. */
+/* Puts the node's fetch on the list; false when it already has one waiting per runner (a worker
+ * sends no more fetches than it has free runners: more come from a peer that misbehaves, and each
+ * would hold a call for up to TASKS_FETCH_WAIT_MS) or when out of memory. */
 static bool wait_for_runner(struct tasks *t, const struct node *node, tasks_fetch_answer_fn later,
                             void *ctx)
 {
+    int waiting = 0;
+    for (const struct fetch_wait *o = t->fetch_waits; o; o = o->next)
+        waiting += strcmp(o->node_key, node->key) == 0;
+    if (waiting >= node->max_runners)
+        return false;
     struct fetch_wait *w = calloc(1, sizeof(*w));
     if (!w)
         return false;

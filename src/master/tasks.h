@@ -120,7 +120,8 @@ typedef void (*tasks_fetch_answer_fn)(void *ctx, int rc, const struct task_row *
  * there travels on another call, which may arrive second. With later, such a fetch waits until
  * one of the node's tasks is released, or the node goes offline, the master drains or
  * TASKS_FETCH_WAIT_MS pass: later(ctx, ...) then answers it, exactly once and never from inside
- * this call, and TASKS_FETCH_WAITS is returned. Without later (NULL), 0.
+ * this call, and TASKS_FETCH_WAITS is returned. Without later (NULL), or when as many fetches of
+ * the node wait as it has runners, 0.
  */
 int tasks_fetch(struct tasks *t, const char *node_key, struct task_row *out,
                 tasks_fetch_answer_fn later, void *ctx);

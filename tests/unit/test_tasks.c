@@ -282,7 +282,8 @@ START_TEST(test_a_waiting_fetch_gets_no_task_when_the_queue_is_empty)
 END_TEST
 
 /* Without a release, the wait ends: at its time limit, when the node goes offline, when the
- * master drains; a fetch that may not wait is answered at once. Each is answered once. */
+ * master drains. A fetch that may not wait, or one more than the node has runners, is answered at
+ * once. Each is answered once. */
 START_TEST(test_a_waiting_fetch_ends_at_its_limit_offline_or_drain)
 {
     struct fake_node_stream *sa = fixture_node_stream();
@@ -293,8 +294,12 @@ START_TEST(test_a_waiting_fetch_ends_at_its_limit_offline_or_drain)
     submit(NULL, t2);
     fetch_none("a"); /* no callback: no wait */
 
-    struct waited w;
+    struct waited w, more;
     fetch_waits(&w);
+    struct task_row row;
+    memset(&more, 0, sizeof(more)); /* one waits per runner: a second one is answered now */
+    ck_assert_int_eq(tasks_fetch(tasks, "a", &row, on_waited, &more), 0);
+    ck_assert_int_eq(more.calls, 0);
     fixture_run_until(&w.answered);
     ck_assert_int_eq(w.calls, 1);
     ck_assert_int_eq(w.rc, 0);
@@ -312,7 +317,6 @@ START_TEST(test_a_waiting_fetch_ends_at_its_limit_offline_or_drain)
     ck_assert_int_eq(w.calls, 1);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(status_of(t2), TASK_PENDING);
-    struct task_row row;
     ck_assert_int_eq(tasks_fetch(tasks, "a", &row, on_waited, &w), 0);
     ck_assert_int_eq(w.calls, 1);
 }
