@@ -135,6 +135,18 @@ static int client_tls(const struct config *cfg, struct tls_client **out)
     return rc;
 }
 
+/* What a client command printed must reach its reader, or the command fails: a task id lost to a
+ * full disk or a broken pipe must not pass for a success. The exit status stays the command's
+ * own when it failed already. */
+static int output_written(int status)
+{
+    int err = fflush(stdout) != 0 ? errno : ferror(stdout) ? EIO : 0;
+    if (!err)
+        return status;
+    fprintf(stderr, "crawlab-node: cannot write the output: %s\n", strerror(err));
+    return status ? status : 1;
+}
+
 int main(int argc, char **argv)
 {
     /* The largest message, and the headers gRPC and protobuf-c put around its copies. */
@@ -230,6 +242,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "crawlab-node: this command is not implemented yet\n");
             status = 2;
         }
+        status = output_written(status);
     }
     tls_client_destroy(tls);
     free(key);

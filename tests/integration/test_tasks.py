@@ -239,6 +239,20 @@ fi
         rc, out, err = self.cli_bytes("logs", tid)
         self.assertEqual((rc, out), (0, hostile.split(b"\n")[0] + b"\n"), err)
 
+    def test_a_client_command_whose_output_cannot_be_written_fails_and_says_so(self):
+        # A task id that never reached its reader is no success: with stdout on /dev/full the
+        # submit exits 1 with the reason, though the master queued the task all the same.
+        self.c.start_master()
+        argv = [self.c.bin, "submit", "--master=%s" % self.c.master_addr,
+                "--admin-key-file=%s" % self.c.admin_key_file, *self.c.cli_args, "--", "true"]
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=full,
+                               stderr=subprocess.PIPE, timeout=harness.CLI_TIMEOUT, cwd=self.c.dir)
+        err = p.stderr.decode("utf-8", "replace")
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("cannot write the output: No space left on device", err)
+        self.assertEqual(len(self.tasks()), 1)
+
     def test_a_task_inherits_no_socket_of_its_worker(self):
         self.start_cluster(1)
         # ls lists the shell's descriptors from a process of its own, so its own directory
