@@ -6,10 +6,15 @@
  *   bench-refs tcp MIB SECONDS      one loopback TCP connection: MIB MiB in 1 MiB writes (fewer if
  *                                   SECONDS pass first), read by a second thread
  *   bench-refs fdatasync DIR N      p50 of N fdatasync calls, each after a 4 KiB append, in DIR
- *   bench-refs pagecache DIR MIB    appends MIB MiB to a new file in DIR the way the master stores
+ *   bench-refs pagecache DIR MIB [SOURCE]
+ *                                   appends MIB MiB to a new file in DIR the way the master stores
  *                                   a log: 1 MiB pwrites, each followed by sync_file_range (start
  *                                   the write-back), fdatasync every 4 MiB; the CPU and wall time
- *                                   per MB (10^6 bytes)
+ *                                   per MB (10^6 bytes). SOURCE, what each pwrite copies from:
+ *                                   "hot" (default), one 1 MiB buffer, in the caches after the
+ *                                   first pass; "cold", the next MiB of a 256 MiB ring, beyond
+ *                                   them; "fresh", a buffer allocated and filled just before (its
+ *                                   filling reported apart, fill_ms_per_mb), as a received message
  *   bench-refs syscall SECONDS      CPU per getppid(), then again while counted as `count` does
  *   bench-refs count PID...         counts the syscalls of every thread of each PID, threads
  *                                   started later included, child processes not; prints "ready",
@@ -26,6 +31,7 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,18 +249,35 @@ static int cmd_fdatasync(const char *dir, int n)
 /* What storing a MB costs the machine before any of our code runs: the copy into the page cache
  * and the write-back's submission are charged to the writer, and their cost moves from one
  * machine (and day) to another by several times. */
-static int cmd_pagecache(const char *dir, long mib)
+#define COLD_RING (256u << 20)
+
+static int cmd_pagecache(const char *dir, long mib, const char *source)
 {
+    bool cold = !strcmp(source, "cold"), fresh = !strcmp(source, "fresh");
+    if (!cold && !fresh && strcmp(source, "hot") != 0)
+        die("pagecache: SOURCE is hot, cold or fresh, not %s", source);
     int fd = scratch_file(dir);
-    char *buf = malloc(CHUNK);
+    char *buf = malloc(cold ? COLD_RING : CHUNK);
     if (!buf)
         die("out of memory");
-    memset(buf, 'x', CHUNK);
+    memset(buf, 'x', cold ? COLD_RING : CHUNK);
+    double fill = 0;
     double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
     for (long i = 0; i < mib; i++) {
         off_t off = (off_t)i * CHUNK;
-        if (pwrite(fd, buf, CHUNK, off) != CHUNK)
+        const char *src = cold ? buf + ((size_t)i * CHUNK) % COLD_RING : buf;
+        char *msg = NULL;
+        if (fresh) {
+            double f0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+            if (!(msg = malloc(CHUNK)))
+                die("out of memory");
+            memset(msg, 'y', CHUNK);
+            fill += now_s(CLOCK_PROCESS_CPUTIME_ID) - f0;
+            src = msg;
+        }
+        if (pwrite(fd, src, CHUNK, off) != CHUNK)
             die("pwrite in %s: %s", dir, strerror(errno));
+        free(msg);
         sync_file_range(fd, off, CHUNK, SYNC_FILE_RANGE_WRITE);
         if (i % 4 == 3 && fdatasync(fd) < 0)
             die("fdatasync in %s: %s", dir, strerror(errno));
@@ -265,6 +288,8 @@ static int cmd_pagecache(const char *dir, long mib)
     printf("cpu_ms_per_mb %.3f\nwall_ms_per_mb %.3f\n",
            (now_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / mb * 1e3,
            (now_s(CLOCK_MONOTONIC) - t0) / mb * 1e3);
+    if (fresh)
+        printf("fill_ms_per_mb %.3f\n", fill / mb * 1e3);
     free(buf);
     close(fd);
     return 0;
@@ -430,7 +455,7 @@ static int cmd_count(int n, char **pids)
 static void usage(void)
 {
     die("usage: bench-refs spawn SECONDS PROCS | sh N | tcp MIB SECONDS | fdatasync DIR N | "
-        "pagecache DIR MIB | syscall SECONDS | count PID...");
+        "pagecache DIR MIB [hot|cold|fresh] | syscall SECONDS | count PID...");
 }
 
 int main(int argc, char **argv)
@@ -446,8 +471,8 @@ int main(int argc, char **argv)
         return cmd_tcp(atol(argv[2]), atof(argv[3]));
     if (!strcmp(cmd, "fdatasync") && argc == 4 && atoi(argv[3]) > 0)
         return cmd_fdatasync(argv[2], atoi(argv[3]));
-    if (!strcmp(cmd, "pagecache") && argc == 4 && atol(argv[3]) > 0)
-        return cmd_pagecache(argv[2], atol(argv[3]));
+    if (!strcmp(cmd, "pagecache") && (argc == 4 || argc == 5) && atol(argv[3]) > 0)
+        return cmd_pagecache(argv[2], atol(argv[3]), argc == 5 ? argv[4] : "hot");
     if (!strcmp(cmd, "syscall") && argc == 3)
         return cmd_syscall(atof(argv[2]));
     if (!strcmp(cmd, "count") && argc >= 3)
