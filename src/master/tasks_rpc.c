@@ -139,6 +139,8 @@ static void reply_task(struct srv_call *c, const struct task_row *row, bool earl
     taskspec_free(&ts);
 }
 
+/* Answers a FetchTask as tasks_fetch decided: rc 1 with the task in row, 0 without one, or a
+ * failure. */
 static void answer_fetch(struct srv_call *c, int rc, const struct task_row *row, bool early)
 {
     if (rc < 0) {
@@ -171,7 +173,7 @@ static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
     int rc = tasks_fetch(r->tasks, node->key, &row, on_fetch_waited, c);
     if (rc == TASKS_FETCH_WAITS)
         return;
-    answer_fetch(c, rc, &row, fence_fetch_answer_early(node->claims));
+    answer_fetch(c, rc, rc == 1 ? &row : NULL, fence_fetch_answer_early(node->claims));
     if (rc == 1)
         store_task_row_free(&row);
 }
