@@ -67,6 +67,10 @@ struct config_master {
  * NULL when not given. The string arrays are also NULL-terminated, so argv_cmd can be passed
  * where an argv is expected.
  */
+/* cert issue --days: two years by default, at most the CA's ten. */
+#define CONFIG_CERT_DAYS_DEFAULT 731
+#define CONFIG_CERT_DAYS_MAX     3652
+
 struct config {
     enum config_command command;
 
@@ -177,6 +181,7 @@ struct config {
     size_t n_cert_hosts;
     char *cert_name;        /* cert issue: --name, required; letters, digits, '.', '_', '-' */
     bool cert_test_expired; /* cert issue: --test-expired (hidden, for tests only) */
+    int cert_days;          /* cert issue: --days, the validity of the certificate */
     unsigned cert_role;     /* cert issue: --role=worker|admin as ROLE_NODE (the default) or
                              * ROLE_ADMIN of core/roles.h */
 

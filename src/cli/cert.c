@@ -30,8 +30,7 @@
 #include "cli/commands.h"
 #include "core/roles.h"
 
-#define CA_DAYS     3652 /* ten years */
-#define LEAF_DAYS   731  /* two years */
+#define CA_DAYS     CONFIG_CERT_DAYS_MAX /* ten years */
 #define DER_MAX     4096
 #define PEM_MAX     8192
 #define SERIAL_SIZE 16
@@ -167,6 +166,7 @@ struct leaf_spec {
     size_t n_hosts;
     bool server; /* extended key usage serverAuth, else clientAuth */
     bool expired;
+    int days;      /* validity from now; ignored when expired */
     unsigned role; /* a client certificate's role (ROLE_NODE, ROLE_ADMIN); 0 for the master's */
 };
 
@@ -203,7 +203,7 @@ static int make_cert(WC_RNG *rng, struct credential *subject, const struct crede
     } else if (rc == 0) {
         cert->isCA = 0;
         cert->selfSigned = 0;
-        cert->daysValid = LEAF_DAYS;
+        cert->daysValid = spec->days;
         set_name(&cert->subject, spec->cn, spec->role);
         step = "setting the issuer";
         rc = wc_SetIssuerBuffer(cert, issuer->der, issuer->der_len);
@@ -513,8 +513,12 @@ int cli_cert_init(const struct config *cfg)
 
     struct cert_run *r;
     int rc = run_start(&r);
-    struct leaf_spec master = {"master", cfg->cert_hosts, cfg->n_cert_hosts, true, false, 0};
-    struct leaf_spec worker = {"worker", NULL, 0, false, false, ROLE_NODE};
+    struct leaf_spec master = {.cn = "master",
+                               .hosts = cfg->cert_hosts,
+                               .n_hosts = cfg->n_cert_hosts,
+                               .server = true,
+                               .days = CONFIG_CERT_DAYS_DEFAULT};
+    struct leaf_spec worker = {.cn = "worker", .days = CONFIG_CERT_DAYS_DEFAULT, .role = ROLE_NODE};
     if (rc < 0 || (rc = make_key(&r->rng, &r->cred[0])) < 0 ||
         (rc = make_cert(&r->rng, &r->cred[0], NULL, NULL)) < 0 ||
         (rc = issue_leaf(r, &r->cred[1], &r->cred[0], &master)) < 0 ||
@@ -549,18 +553,23 @@ int cli_cert_issue(const struct config *cfg)
 
     struct cert_run *r;
     int rc = run_start(&r);
-    struct leaf_spec spec = {cfg->cert_name,
-                             NULL,
-                             0,
-                             false,
-                             cfg->cert_test_expired,
-                             cfg->cert_role ? cfg->cert_role : (unsigned)ROLE_NODE};
+    struct leaf_spec spec = {.cn = cfg->cert_name,
+                             .expired = cfg->cert_test_expired,
+                             .days = cfg->cert_days,
+                             .role = cfg->cert_role ? cfg->cert_role : (unsigned)ROLE_NODE};
     if (rc < 0 || (rc = load_ca(dir, &r->cred[0])) < 0 ||
         (rc = issue_leaf(r, &r->cred[1], &r->cred[0], &spec)) < 0 ||
         (rc = save_all(r, dir, names, 1, 2)) < 0)
         return run_end(r, rc);
+    char validity[32];
+    if (spec.expired)
+        snprintf(validity, sizeof(validity), "EXPIRED, for tests");
+    else if (spec.days == CONFIG_CERT_DAYS_DEFAULT)
+        snprintf(validity, sizeof(validity), "valid 2 years");
+    else
+        snprintf(validity, sizeof(validity), "valid %d day%s", spec.days,
+                 spec.days == 1 ? "" : "s");
     printf("created %s/%s.pem and %s/%s.key (common name \"%s\", role %s, %s)\n", dir,
-           cfg->cert_name, dir, cfg->cert_name, cfg->cert_name, role_word(spec.role),
-           cfg->cert_test_expired ? "EXPIRED, for tests" : "valid 2 years");
+           cfg->cert_name, dir, cfg->cert_name, cfg->cert_name, role_word(spec.role), validity);
     return run_end(r, 0);
 }

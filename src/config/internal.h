@@ -93,6 +93,7 @@ enum option_id {
     OPT_DIR,
     OPT_MASTER_HOST,
     OPT_TEST_EXPIRED,
+    OPT_DAYS,
     OPT_TZ,
     OPT_OVERLAP,
     OPT_MISSED,

@@ -813,6 +813,11 @@ const struct config_option config_options[OPT_COUNT] = {
     [OPT_TEST_EXPIRED] = {"test-expired", NULL, M(CMD_CERT_ISSUE), NULL,
                           "Issue a certificate that expired yesterday (tests only).", NULL,
                           .hidden = true, .set = set_flag, .at = AT(cert_test_expired)},
+    [OPT_DAYS] = {"days", "N", M(CMD_CERT_ISSUE), NULL,
+                  "How many days the certificate is valid, from now: short-lived certificates "
+                  "limit what a stolen key is worth (the daemons warn 30 days before the end).",
+                  STR(CONFIG_CERT_DAYS_DEFAULT), .set = set_int, .at = AT(cert_days),
+                  .spec.range = {1, CONFIG_CERT_DAYS_MAX, "a number of days"}},
     [OPT_TZ] = {"tz", "ZONE", M(CMD_SCHEDULE), NULL,
                 "schedule add: read the cron fields in this zone: a fixed offset from UTC "
                 "(+HH:MM, -HH:MM, Z or UTC) or a zone name (Europe/Berlin) from the zoneinfo "
@@ -945,6 +950,7 @@ int config_options_defaults(struct config_parser *p)
     c->spider_max_files = DEFAULT_SPIDER_MAX_FILES;
     c->spider_cache_bytes = DEFAULT_SPIDER_CACHE_BYTES;
     c->cert_role = ROLE_NODE;
+    c->cert_days = CONFIG_CERT_DAYS_DEFAULT;
     c->priority = LIMIT_PRIORITY_DEFAULT;
     c->retry_delay_ms = DEFAULT_RETRY_DELAY_MS;
     int rc = config_set_string(p, &c->listen_host, DEFAULT_LISTEN_HOST);

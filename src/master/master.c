@@ -28,6 +28,7 @@
 #include "master/sched.h"
 #include "master/tasks.h"
 #include "master/tasks_rpc.h"
+#include "net/certwatch.h"
 #include "net/httpget.h"
 #include "net/listener.h"
 #ifdef HAVE_LIBPQ
@@ -75,6 +76,7 @@ struct master {
     ev_io news_io;                          /* a shared store's news of other masters' tasks */
     ev_prepare news_prepare;                /* ... and those its other calls read */
     ev_timer others_poll;                   /* ... and what they stored for our followers */
+    struct certwatch *certwatch;            /* the dates of --tls-cert and --tls-ca, or NULL */
     bool stopping;
     int exit_code;
 };
@@ -622,6 +624,10 @@ int master_main(const struct config *cfg)
         watch_news(&m);
     if (create_tls(cfg, &accept.tls) < 0)
         goto out;
+    if (accept.tls && certwatch_start(m.loop, cfg->tls_cert, cfg->tls_ca, &m.certwatch) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     char err[256];
     if ((rc = listener_open(m.loop, cfg->listen_host, cfg->listen_port, on_accept, &accept,
                             &m.listener, err, sizeof(err))) < 0) {
@@ -666,6 +672,7 @@ out:
     ev_io_stop(m.loop, &m.news_io);
     ev_prepare_stop(m.loop, &m.news_prepare);
     ev_timer_stop(m.loop, &m.others_poll);
+    certwatch_stop(m.certwatch);
     listener_close(m.listener);
     httpget_close(m.metrics_http);
     if (m.server) {

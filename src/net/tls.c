@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <wolfssl/options.h>
@@ -265,6 +266,20 @@ static int ecc_key_matches(const char *cert_file, const char *key_file)
     free(der);
     wolfSSL_X509_free(x);
     return result;
+}
+
+int tls_cert_not_after(const char *cert_file, int64_t *out)
+{
+    WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_file(cert_file, WOLFSSL_FILETYPE_PEM);
+    if (!x)
+        return -ENOENT;
+    struct tm tm = {0};
+    const WOLFSSL_ASN1_TIME *t = wolfSSL_X509_get_notAfter(x);
+    int rc = t && wolfSSL_ASN1_TIME_to_tm(t, &tm) == WOLFSSL_SUCCESS ? 0 : -EINVAL;
+    wolfSSL_X509_free(x);
+    if (rc == 0)
+        *out = (int64_t)timegm(&tm);
+    return rc;
 }
 
 static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, char *err,

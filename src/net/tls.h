@@ -125,6 +125,11 @@ void tls_conn_cancel(struct tls_conn *conn);
  * than the main one that ran TLS handshakes; the main thread's goes with the last context. */
 void tls_thread_cleanup(void);
 
+/* The end of the validity of the first certificate in the PEM file cert_file (its notAfter), in
+ * seconds since the epoch: 0 and *out, -ENOENT when the file holds no readable certificate,
+ * -EINVAL when its date cannot be read. */
+int tls_cert_not_after(const char *cert_file, int64_t *out);
+
 /* The TLS 1.3 cipher suites in the order both ends prefer them here (wolfSSL's names, ':' between):
  * AES-128-GCM first where wolfSSL runs it with AES-NI on this CPU, else ChaCha20-Poly1305. */
 const char *tls_cipher_order(void);

@@ -10,6 +10,7 @@
 
 #include <ev.h>
 
+#include "net/certwatch.h"
 #include "runtime/bridge.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
@@ -24,6 +25,7 @@ struct worker {
     struct session *session;
     struct jobs *jobs;
     ev_signal sigterm, sigint, sighup;
+    struct certwatch *certwatch; /* the dates of --tls-cert and --tls-ca, or NULL */
     bool stopping;
 };
 
@@ -187,6 +189,10 @@ int worker_main(const struct config *cfg, const char *auth_key, struct tls_clien
         goto out;
     }
     jobs_attach(w.jobs, w.session);
+    if (tls && certwatch_start(w.loop, cfg->tls_cert, cfg->tls_ca, &w.certwatch) < 0) {
+        log_error("cannot start: out of memory");
+        goto out;
+    }
     ev_signal_init(&w.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&w.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&w.sighup, on_hup_signal, SIGHUP);
@@ -208,6 +214,7 @@ out:
         ev_signal_stop(w.loop, &w.sigint);
         ev_signal_stop(w.loop, &w.sighup);
     }
+    certwatch_stop(w.certwatch);
     if (w.session)
         session_stop(w.session);
     /* Completions of the calls just cancelled still arrive and refer to the session: the bridge

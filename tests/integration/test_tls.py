@@ -179,10 +179,27 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         good = self.start_tls_worker("good")
         (key,) = self.online(good)
         old = self.start_tls_worker("old", cert="old")
+        # The worker says so itself, at start, before its handshakes fail.
+        old.wait_log("TLS: the certificate %s expired on" % self.pem("old"))
         m.wait_log("the client's certificate has expired")
         old.wait_log("ended the TLS connection with alert")
         self.assert_never_registers(old)
         self.run_echo_task(key, "fresh")
+
+    def test_a_certificate_that_ends_within_30_days_is_warned_about_and_still_works(self):
+        out = self.cert("issue", "--dir=%s" % self.pki, "--name=soon", "--days=10")
+        self.assertIn("valid 10 days", out)
+        m = self.start_tls_master()
+        soon = self.start_tls_worker("soon")
+        # Issued for 10 days, judged seconds later: the tenth day has begun, not ended.
+        soon.wait_log("TLS: the certificate %s expires on" % self.pem("soon"))
+        self.assertEqual(soon.count("in 10 days: issue a new one"), 1)
+        (key,) = self.online(soon)
+        self.run_echo_task(key, "still valid")
+        # The master's own certificate and the CA have years left: nothing said of them.
+        self.assertEqual(m.count("TLS: the certificate"), 0)
+        self.assertEqual(m.count("TLS: the CA certificate"), 0)
+        self.assertEqual(soon.count("TLS: the CA certificate"), 0)
 
     def test_worker_without_certificate_is_refused_when_required(self):
         m = self.start_tls_master()

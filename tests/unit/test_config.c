@@ -1027,6 +1027,23 @@ START_TEST(test_cert_issue_takes_a_name_and_a_hidden_test_flag)
 }
 END_TEST
 
+START_TEST(test_cert_issue_days_default_to_two_years_within_the_cas_ten)
+{
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=w", NULL), 0);
+    ck_assert_int_eq(cfg.cert_days, 731);
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=w", "--days=10", NULL), 0);
+    ck_assert_int_eq(cfg.cert_days, 10);
+    ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=w", "--days=3652", NULL), 0);
+    ck_assert_int_eq(cfg.cert_days, 3652);
+    expect_error(parse("cert", "issue", "--dir=pki", "--name=w", "--days=0", NULL),
+                 "--days: expected a number of days from 1 to 3652", "'0'");
+    expect_error(parse("cert", "issue", "--dir=pki", "--name=w", "--days=3653", NULL),
+                 "--days: expected a number of days from 1 to 3652", "'3653'");
+    expect_error(parse("cert", "init", "--dir=pki", "--master-host=h", "--days=10", NULL),
+                 "'--days' is not an option of 'cert init'", NULL);
+}
+END_TEST
+
 START_TEST(test_cert_issue_role_is_worker_unless_admin_is_asked)
 {
     ck_assert_int_eq(parse("cert", "issue", "--dir=pki", "--name=w", NULL), 0);
@@ -1805,6 +1822,7 @@ static Suite *config_suite(void)
                         sizeof(bad_tls) / sizeof(bad_tls[0]));
     tcase_add_test(tc, test_cert_init_splits_master_hosts);
     tcase_add_test(tc, test_cert_issue_takes_a_name_and_a_hidden_test_flag);
+    tcase_add_test(tc, test_cert_issue_days_default_to_two_years_within_the_cas_ten);
     tcase_add_test(tc, test_cert_issue_role_is_worker_unless_admin_is_asked);
     tcase_add_loop_test(tc, test_bad_cert_command_lines_are_refused, 0,
                         sizeof(bad_cert) / sizeof(bad_cert[0]));

@@ -1,0 +1,107 @@
+#include "net/certwatch.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "net/tls.h"
+#include "runtime/log.h"
+
+#define DAY_S 86400
+
+struct watched {
+    const char *what; /* "certificate", "CA certificate" */
+    char *file;
+    int64_t not_after_s;
+};
+
+struct certwatch {
+    struct ev_loop *loop;
+    ev_timer daily;
+    struct watched certs[2];
+    int n;
+};
+
+static void judge(const struct watched *c, int64_t now_s)
+{
+    char date[32];
+    time_t t = (time_t)c->not_after_s;
+    struct tm tm;
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+    if (c->not_after_s <= now_s)
+        log_error("TLS: the %s %s expired on %s: every TLS peer refuses it; issue a new one "
+                  "(cert issue) and restart",
+                  c->what, c->file, date);
+    else if (c->not_after_s - now_s < (int64_t)CERTWATCH_WARN_DAYS * DAY_S) {
+        int64_t days = (c->not_after_s - now_s + DAY_S - 1) / DAY_S; /* begun days count */
+        log_warn("TLS: the %s %s expires on %s, in %" PRId64 " day%s: issue a new one (cert "
+                 "issue) and restart before then",
+                 c->what, c->file, date, days, days == 1 ? "" : "s");
+    }
+}
+
+void certwatch_check(struct certwatch *w, int64_t now_s)
+{
+    for (int i = 0; i < w->n; i++)
+        judge(&w->certs[i], now_s);
+}
+
+static void on_daily(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    certwatch_check(timer->data, (int64_t)time(NULL));
+}
+
+/* Adds file to w; false when out of memory (a file without a readable date is logged and left
+ * out: loading it failed or will fail with its own error). */
+static bool watch(struct certwatch *w, const char *what, const char *file)
+{
+    int64_t not_after;
+    int rc = tls_cert_not_after(file, &not_after);
+    if (rc < 0) {
+        log_warn("TLS: cannot read when the %s %s expires (%s); it is not watched", what, file,
+                 rc == -ENOENT ? "no certificate in it" : "no date in it");
+        return true;
+    }
+    struct watched *c = &w->certs[w->n];
+    if (!(c->file = strdup(file)))
+        return false;
+    c->what = what;
+    c->not_after_s = not_after;
+    w->n++;
+    return true;
+}
+
+int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_file,
+                    struct certwatch **out)
+{
+    *out = NULL;
+    if (!cert_file && !ca_file)
+        return 0;
+    struct certwatch *w = calloc(1, sizeof(*w));
+    if (!w || (cert_file && !watch(w, "certificate", cert_file)) ||
+        (ca_file && !watch(w, "CA certificate", ca_file))) {
+        certwatch_stop(w);
+        return -ENOMEM;
+    }
+    w->loop = loop;
+    certwatch_check(w, (int64_t)time(NULL));
+    ev_timer_init(&w->daily, on_daily, DAY_S, DAY_S);
+    w->daily.data = w;
+    ev_timer_start(loop, &w->daily);
+    *out = w;
+    return 0;
+}
+
+void certwatch_stop(struct certwatch *w)
+{
+    if (!w)
+        return;
+    if (w->loop)
+        ev_timer_stop(w->loop, &w->daily);
+    for (int i = 0; i < w->n; i++)
+        free(w->certs[i].file);
+    free(w);
+}

@@ -1,0 +1,31 @@
+/*
+ * The certificates a daemon presents and trusts, watched for the end of their validity: the
+ * master's and a worker's --tls-cert and --tls-ca. A daemon loads them once, when it starts, so
+ * their dates are read then, and judged at start and once a day after: a warning while one ends
+ * within CERTWATCH_WARN_DAYS, an error once it has ended, since every TLS peer refuses it from
+ * then on. Renewing means a new certificate (`cert issue`) and a restart.
+ *
+ * Loop thread only.
+ */
+#ifndef CRAWLAB_CERTWATCH_H
+#define CRAWLAB_CERTWATCH_H
+
+#include <stdint.h>
+
+#include <ev.h>
+
+#define CERTWATCH_WARN_DAYS 30
+
+struct certwatch;
+
+/* Reads the dates of cert_file (what the daemon presents) and ca_file (what it trusts); either
+ * may be NULL. Logs what it finds now and starts the daily check. *out is NULL when both are
+ * NULL; a file whose date cannot be read is logged and left out. -ENOMEM. */
+int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_file,
+                    struct certwatch **out);
+/* Judges the dates as of now_s (seconds since the epoch), as the daily check does; for tests. */
+void certwatch_check(struct certwatch *w, int64_t now_s);
+/* NULL is accepted. */
+void certwatch_stop(struct certwatch *w);
+
+#endif
