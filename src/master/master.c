@@ -264,6 +264,7 @@ static int render_metrics(void *ctx, char **text, size_t *len)
     }
     if (m->server)
         s.auth_refused = rpc_server_auth_refused(m->server);
+    s.n_certs = certwatch_certs(m->certwatch, &s.certs);
     return metrics_render(&m->metrics, &s, text, len);
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/certwatch.h"
+
 /* Seconds: a store commit is an fdatasync or two; a dispatch waits for a worker's next fetch. */
 static const double commit_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                        0.05,   0.1,   0.25,   0.5,   1,    2.5};
@@ -191,6 +193,14 @@ int metrics_render(const struct metrics *m, const struct metrics_state *s, char 
     scalar(&t, "crawlab_auth_refused_total", "counter",
            "Calls refused for a missing or wrong key or a role that may not make them.",
            s->auth_refused);
+    if (s->n_certs) {
+        family(&t, "crawlab_tls_cert_expiry_timestamp_seconds", "gauge",
+               "When the certificate the master presents (kind cert, --tls-cert) and the CA it "
+               "trusts (kind ca, --tls-ca) stop being valid, in seconds since the epoch.");
+        for (size_t i = 0; i < s->n_certs; i++)
+            labelled(&t, "crawlab_tls_cert_expiry_timestamp_seconds", "kind", s->certs[i].kind,
+                     s->certs[i].not_after_s > 0 ? (uint64_t)s->certs[i].not_after_s : 0);
+    }
     if (t.failed) {
         free(t.buf);
         return -ENOMEM;

@@ -14,6 +14,8 @@
 #include "core/event.h"
 #include "core/task.h"
 
+struct certwatch_cert;
+
 #define METRICS_BUCKETS_MAX 16
 
 /* A histogram over fixed upper bounds (seconds, ascending); a value above the last bound counts
@@ -46,6 +48,8 @@ struct metrics_state {
     uint64_t conns_open, conns_accepted, conns_refused;
     uint64_t auth_refused; /* calls the server refused for their key or role */
     int has_conns;
+    const struct certwatch_cert *certs; /* the master's --tls-cert and --tls-ca, n_certs of them */
+    size_t n_certs;
 };
 
 /* Zeroes m and sets the histograms' bounds. */

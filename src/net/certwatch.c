@@ -12,25 +12,20 @@
 
 #define DAY_S 86400
 
-struct watched {
-    const char *what; /* "certificate", "CA certificate" */
-    char *file;
-    int64_t not_after_s;
-};
-
 struct certwatch {
     struct ev_loop *loop;
     ev_timer daily;
-    struct watched certs[2];
+    struct certwatch_cert certs[2];
     int n;
 };
 
-static void judge(const struct watched *c, int64_t now_s)
+static void judge(const struct certwatch_cert *c, int64_t now_s)
 {
-    char date[32];
+    char date[32] = "?";
     time_t t = (time_t)c->not_after_s;
     struct tm tm;
-    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+    if (gmtime_r(&t, &tm))
+        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", &tm);
     if (c->not_after_s <= now_s)
         log_error("TLS: the %s %s expired on %s: every TLS peer refuses it; issue a new one "
                   "(cert issue) and restart",
@@ -56,7 +51,7 @@ static void on_daily(struct ev_loop *loop, ev_timer *timer, int revents)
 
 /* Adds file to w; false when out of memory (a file without a readable date is logged and left
  * out: loading it failed or will fail with its own error). */
-static bool watch(struct certwatch *w, const char *what, const char *file)
+static bool watch(struct certwatch *w, const char *kind, const char *what, const char *file)
 {
     int64_t not_after;
     int rc = tls_cert_not_after(file, &not_after);
@@ -65,9 +60,10 @@ static bool watch(struct certwatch *w, const char *what, const char *file)
                  rc == -ENOENT ? "no certificate in it" : "no date in it");
         return true;
     }
-    struct watched *c = &w->certs[w->n];
+    struct certwatch_cert *c = &w->certs[w->n];
     if (!(c->file = strdup(file)))
         return false;
+    c->kind = kind;
     c->what = what;
     c->not_after_s = not_after;
     w->n++;
@@ -81,8 +77,8 @@ int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_
     if (!cert_file && !ca_file)
         return 0;
     struct certwatch *w = calloc(1, sizeof(*w));
-    if (!w || (cert_file && !watch(w, "certificate", cert_file)) ||
-        (ca_file && !watch(w, "CA certificate", ca_file))) {
+    if (!w || (cert_file && !watch(w, "cert", "certificate", cert_file)) ||
+        (ca_file && !watch(w, "ca", "CA certificate", ca_file))) {
         certwatch_stop(w);
         return -ENOMEM;
     }
@@ -93,6 +89,12 @@ int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_
     ev_timer_start(loop, &w->daily);
     *out = w;
     return 0;
+}
+
+size_t certwatch_certs(const struct certwatch *w, const struct certwatch_cert **out)
+{
+    *out = w ? w->certs : NULL;
+    return w ? (size_t)w->n : 0;
 }
 
 void certwatch_stop(struct certwatch *w)

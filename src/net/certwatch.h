@@ -10,6 +10,7 @@
 #ifndef CRAWLAB_CERTWATCH_H
 #define CRAWLAB_CERTWATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ev.h>
@@ -18,6 +19,14 @@
 
 struct certwatch;
 
+/* One certificate watched. */
+struct certwatch_cert {
+    const char *kind; /* "cert" (--tls-cert) or "ca" (--tls-ca) */
+    const char *what; /* in words: "certificate" or "CA certificate" */
+    char *file;
+    int64_t not_after_s; /* the end of its validity, seconds since the epoch */
+};
+
 /* Reads the dates of cert_file (what the daemon presents) and ca_file (what it trusts); either
  * may be NULL. Logs what it finds now and starts the daily check. *out is NULL when both are
  * NULL; a file whose date cannot be read is logged and left out. -ENOMEM. */
@@ -25,6 +34,9 @@ int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_
                     struct certwatch **out);
 /* Judges the dates as of now_s (seconds since the epoch), as the daily check does; for tests. */
 void certwatch_check(struct certwatch *w, int64_t now_s);
+/* The certificates watched, --tls-cert's first, into *out (borrowed, valid while w is): how many.
+ * NULL is accepted (none). */
+size_t certwatch_certs(const struct certwatch *w, const struct certwatch_cert **out);
 /* NULL is accepted. */
 void certwatch_stop(struct certwatch *w);
 

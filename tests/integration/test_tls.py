@@ -196,7 +196,15 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(soon.count("in 10 days: issue a new one"), 1)
         (key,) = self.online(soon)
         self.run_echo_task(key, "still valid")
-        # The master's own certificate and the CA have years left: nothing said of them.
+        # The master's own certificate and the CA have years left: nothing said of them, and
+        # their ends are in its metrics for whoever alerts on them.
+        rc, out, err = self.c.cli("metrics")
+        self.assertEqual(rc, 0, err)
+        ends = dict(re.findall(
+            r'^crawlab_tls_cert_expiry_timestamp_seconds\{kind="(\w+)"\} (\d+)$', out, re.M))
+        self.assertEqual(sorted(ends), ["ca", "cert"], out)
+        self.assertAlmostEqual(int(ends["cert"]) - time.time(), 731 * 86400, delta=2 * 86400)
+        self.assertAlmostEqual(int(ends["ca"]) - time.time(), 3652 * 86400, delta=2 * 86400)
         self.assertEqual(m.count("TLS: the certificate"), 0)
         self.assertEqual(m.count("TLS: the CA certificate"), 0)
         self.assertEqual(soon.count("TLS: the CA certificate"), 0)

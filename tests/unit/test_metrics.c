@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "master/metrics.h"
+#include "net/certwatch.h"
 
 /* Renders m and s; the caller frees. */
 static char *render(const struct metrics *m, const struct metrics_state *s)
@@ -109,8 +110,26 @@ START_TEST(test_metrics_counters_and_gauges_show_their_values)
     ck_assert(has_line(text, "crawlab_auth_refused_total 5"));
     ck_assert(has_line(text, "crawlab_events_total{kind=\"task.finished_empty\"} 6"));
     ck_assert(has_line(text, "crawlab_events_total{kind=\"node.online\"} 0"));
-    /* Without a listener that counts, no connection samples at all. */
+    /* Without a listener that counts, no connection samples at all; without TLS, no
+     * certificate dates. */
     ck_assert_ptr_null(strstr(text, "crawlab_connections_"));
+    ck_assert_ptr_null(strstr(text, "crawlab_tls_cert_expiry"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_metrics_show_when_the_tls_certificates_end)
+{
+    struct metrics m;
+    metrics_init(&m);
+    struct certwatch_cert certs[] = {{.kind = "cert", .not_after_s = 1893456000},
+                                     {.kind = "ca", .not_after_s = 2051222400}};
+    struct metrics_state s = {.certs = certs, .n_certs = 2};
+    char *text = render(&m, &s);
+    ck_assert(has_line(text, "# TYPE crawlab_tls_cert_expiry_timestamp_seconds gauge"));
+    ck_assert(
+        has_line(text, "crawlab_tls_cert_expiry_timestamp_seconds{kind=\"cert\"} 1893456000"));
+    ck_assert(has_line(text, "crawlab_tls_cert_expiry_timestamp_seconds{kind=\"ca\"} 2051222400"));
     free(text);
 }
 END_TEST
@@ -169,6 +188,7 @@ static Suite *metrics_suite(void)
     TCase *tc = tcase_create("render");
     tcase_add_test(tc, test_metrics_every_family_has_help_and_type_before_its_samples);
     tcase_add_test(tc, test_metrics_counters_and_gauges_show_their_values);
+    tcase_add_test(tc, test_metrics_show_when_the_tls_certificates_end);
     tcase_add_test(tc, test_metrics_histogram_buckets_are_cumulative_and_end_in_inf);
     tcase_add_test(tc, test_metrics_label_values_escape_backslash_quote_and_newline);
     tcase_add_test(tc,
