@@ -54,6 +54,10 @@ enum config_command {
     CMD_VERSION
 };
 
+/* cert issue --days: two years by default, at most the CA's ten. */
+#define CONFIG_CERT_DAYS_DEFAULT 731
+#define CONFIG_CERT_DAYS_MAX     3652
+
 /* One master of --master: a host (a name or an IP address, without brackets) and a port. */
 struct config_master {
     char *host;
@@ -67,10 +71,6 @@ struct config_master {
  * NULL when not given. The string arrays are also NULL-terminated, so argv_cmd can be passed
  * where an argv is expected.
  */
-/* cert issue --days: two years by default, at most the CA's ten. */
-#define CONFIG_CERT_DAYS_DEFAULT 731
-#define CONFIG_CERT_DAYS_MAX     3652
-
 struct config {
     enum config_command command;
 
