@@ -614,8 +614,9 @@ static bool wait_for_runner(struct tasks *t, const struct node *node, tasks_fetc
                             void *ctx)
 {
     int waiting = 0;
-    for (const struct fetch_wait *o = t->fetch_waits; o; o = o->next)
-        waiting += strcmp(o->node_key, node->key) == 0;
+    struct fetch_wait **tail = &t->fetch_waits;
+    for (; *tail; tail = &(*tail)->next)
+        waiting += strcmp((*tail)->node_key, node->key) == 0;
     if (waiting >= node->max_runners)
         return false;
     struct fetch_wait *w = calloc(1, sizeof(*w));
@@ -628,9 +629,6 @@ static bool wait_for_runner(struct tasks *t, const struct node *node, tasks_fetc
     ev_timer_init(&w->limit, on_wait_limit, TASKS_FETCH_WAIT_MS / 1000.0, 0.0);
     w->limit.data = w;
     ev_timer_start(t->loop, &w->limit);
-    struct fetch_wait **tail = &t->fetch_waits;
-    while (*tail)
-        tail = &(*tail)->next;
     *tail = w;
     if (t->metrics)
         t->metrics->fetches_waited++;

@@ -38,7 +38,7 @@ static void judge(const struct certwatch_cert *c, int64_t now_s)
     }
 }
 
-void certwatch_check(struct certwatch *w, int64_t now_s)
+static void check(struct certwatch *w, int64_t now_s)
 {
     for (int i = 0; i < w->n; i++)
         judge(&w->certs[i], now_s);
@@ -46,7 +46,7 @@ void certwatch_check(struct certwatch *w, int64_t now_s)
 
 static void on_daily(struct ev_loop *loop, ev_timer *timer, int revents)
 {
-    certwatch_check(timer->data, (int64_t)time(NULL));
+    check(timer->data, (int64_t)time(NULL));
 }
 
 /* Adds file to w; false when out of memory (a file without a readable date is logged and left
@@ -74,16 +74,18 @@ int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_
                     struct certwatch **out)
 {
     *out = NULL;
-    if (!cert_file && !ca_file)
-        return 0;
     struct certwatch *w = calloc(1, sizeof(*w));
     if (!w || (cert_file && !watch(w, "cert", "certificate", cert_file)) ||
         (ca_file && !watch(w, "ca", "CA certificate", ca_file))) {
         certwatch_stop(w);
         return -ENOMEM;
     }
+    if (w->n == 0) {
+        free(w);
+        return 0;
+    }
     w->loop = loop;
-    certwatch_check(w, (int64_t)time(NULL));
+    check(w, (int64_t)time(NULL));
     ev_timer_init(&w->daily, on_daily, DAY_S, DAY_S);
     w->daily.data = w;
     ev_timer_start(loop, &w->daily);

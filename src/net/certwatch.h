@@ -28,12 +28,10 @@ struct certwatch_cert {
 };
 
 /* Reads the dates of cert_file (what the daemon presents) and ca_file (what it trusts); either
- * may be NULL. Logs what it finds now and starts the daily check. *out is NULL when both are
- * NULL; a file whose date cannot be read is logged and left out. -ENOMEM. */
+ * may be NULL. Logs what it finds now and starts the daily check. A file whose date cannot be
+ * read is logged and left out; *out is NULL when nothing is left to watch. -ENOMEM. */
 int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_file,
                     struct certwatch **out);
-/* Judges the dates as of now_s (seconds since the epoch), as the daily check does; for tests. */
-void certwatch_check(struct certwatch *w, int64_t now_s);
 /* The certificates watched, --tls-cert's first, into *out (borrowed, valid while w is): how many.
  * NULL is accepted (none). */
 size_t certwatch_certs(const struct certwatch *w, const struct certwatch_cert **out);
