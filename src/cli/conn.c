@@ -239,8 +239,11 @@ static void take_response(struct call_state *s, grpc_byte_buffer *msg,
         grpc_byte_buffer_destroy(msg);
 }
 
-/* Reports a failed call once, in words, and frees the call. */
-static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const char *method)
+/* Reports a failed call once, in words, and frees the call. heard: the master sent something on
+ * this call or an earlier one, so it was running and took our certificate (UNAVAILABLE is then
+ * the master going away, and it says why). */
+static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const char *method,
+                                 bool heard)
 {
     grpc_status_code st = s->status;
     if (st != GRPC_STATUS_OK) {
@@ -251,10 +254,9 @@ static grpc_status_code call_end(struct cli_conn *c, struct call_state *s, const
         else if (st == GRPC_STATUS_PERMISSION_DENIED)
             hint = " (client commands need the master's admin.key and, with client certificates, "
                    "one of `cert issue --role=admin`)";
-        else if (st == GRPC_STATUS_UNAVAILABLE && c->tls)
-            hint = " (is the master running, and does it accept our certificate?)";
-        else if (st == GRPC_STATUS_UNAVAILABLE)
-            hint = " (is the master running? if it uses TLS, give --tls-ca)";
+        else if (st == GRPC_STATUS_UNAVAILABLE && !heard)
+            hint = c->tls ? " (is the master running, and does it accept our certificate?)"
+                          : " (is the master running? if it uses TLS, give --tls-ca)";
         fprintf(stderr, "crawlab-node: %s: %s: %s%s\n", c->target, status_name(st), details, hint);
         gpr_free(details);
     }
@@ -309,7 +311,7 @@ static grpc_status_code unary_once(struct cli_conn *c, const char *method,
     send_request(c, &s, req, &msg);
     recv_status(c, &s);
     take_response(&s, msg, resp_desc, resp);
-    return call_end(c, &s, method);
+    return call_end(c, &s, method, c->answered);
 }
 
 grpc_status_code cli_conn_unary(struct cli_conn *c, const char *method, const ProtobufCMessage *req,
@@ -361,7 +363,7 @@ static grpc_status_code stream_once(struct cli_conn *c, const char *method,
     recv_status(c, &s);
     if (stopped)
         s.status = GRPC_STATUS_OK;
-    return call_end(c, &s, method);
+    return call_end(c, &s, method, *got_message || c->answered);
 }
 
 grpc_status_code cli_conn_stream(struct cli_conn *c, const char *method,
@@ -514,7 +516,7 @@ grpc_status_code cli_conn_upload(struct cli_conn *c, const char *method,
     }
     take_response(&s, msg, resp_desc, resp);
     c->answered = true;
-    return call_end(c, &s, method);
+    return call_end(c, &s, method, true);
 }
 
 int cli_call(const struct config *cfg, struct tls_client *tls, const char *auth_key,

@@ -698,6 +698,11 @@ static void on_restart(struct srv_call *c, void *ctx, const ProtobufCMessage *ms
  * more: ReadLogs and ReadResults (a task's lines) and ReadEvents. Each reads one request, then
  * writes one page at a time (the next one when the last was sent), and ends when its source says
  * so, when a write fails or when the client leaves. The kinds differ only in their ops.
+ *
+ * When the master stops (admin_stop), a feed that follows ends UNAVAILABLE once its page in
+ * flight is sent: it would otherwise wait for news until the server's grace is over. Its client
+ * goes on from its last line with another master, if it knows one. A feed that only reads what
+ * is stored keeps going, within the grace.
  */
 struct feed;
 
@@ -716,7 +721,9 @@ struct feed_ops {
 struct feed {
     const struct feed_ops *ops;
     struct admin *a;
-    struct srv_call *call; /* NULL once the feed ended */
+    struct srv_call *call;    /* NULL once the feed ended */
+    struct feed *prev, *next; /* in a->feeds, from feed_open to on_free */
+    bool follows;             /* waits for news once caught up: set by ops->start */
 };
 
 /* Ends the stream with st, last (may be NULL) as its final message. */
@@ -737,13 +744,22 @@ static bool feed_ready(const struct feed *f)
     return f->call && !srv_call_write_pending(f->call);
 }
 
+/* A follower of a stopping master ends rather than wait (see above); true when it did. */
+static bool feed_stopped(struct feed *f)
+{
+    if (!f->follows || !f->a->stopping)
+        return false;
+    feed_end(f, GRPC_STATUS_UNAVAILABLE, "master stopping", NULL);
+    return true;
+}
+
 static void feed_on_sent(struct srv_call *c, bool ok)
 {
     struct feed *f = srv_call_user(c);
-    if (ok)
-        f->ops->pump(f);
-    else
+    if (!ok)
         feed_end(f, GRPC_STATUS_CANCELLED, "write failed", NULL);
+    else if (!feed_stopped(f))
+        f->ops->pump(f);
 }
 
 static void feed_on_done(struct srv_call *c, bool cancelled)
@@ -754,6 +770,13 @@ static void feed_on_done(struct srv_call *c, bool cancelled)
 static void feed_on_free(struct srv_call *c)
 {
     struct feed *f = srv_call_user(c);
+    struct admin *a = f->a;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        a->feeds = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
     f->ops->unwatch(f);
     f->ops->free(f);
 }
@@ -782,7 +805,8 @@ static void feed_on_request(struct srv_call *c, grpc_byte_buffer *msg)
         return;
     }
     srv_call_bind(c, &feed_handler, f);
-    f->ops->pump(f);
+    if (!feed_stopped(f))
+        f->ops->pump(f);
 }
 
 static const struct srv_handler feed_request_handler = {
@@ -795,8 +819,22 @@ static void feed_open(struct srv_call *c, struct admin *a, struct feed *f)
 {
     f->a = a;
     f->call = c;
+    f->next = a->feeds;
+    if (a->feeds)
+        a->feeds->prev = f;
+    a->feeds = f;
     srv_call_bind(c, &feed_request_handler, f);
     srv_call_read(c);
+}
+
+void admin_stop(struct admin *a)
+{
+    a->stopping = true;
+    for (struct feed *f = a->feeds; f; f = f->next) {
+        /* One with a page in flight ends when it is sent (feed_on_sent); feed_end frees nothing. */
+        if (f->call && f->follows && !srv_call_write_pending(f->call))
+            feed_stopped(f);
+    }
 }
 
 /* ---- ReadLogs, ReadResults: a task's lines, in chunks ---- */
@@ -924,6 +962,7 @@ static grpc_status_code reader_start(struct feed *f, const ProtobufCMessage *msg
     const Grpc__AdminTaskRequest *req = (const void *)msg;
     grpc_status_code st = resolve_task(f->a, req->task_id, r->task_id, why, len);
     r->follow = req->follow && !r->items;
+    f->follows = r->follow;
     r->next_seq = req->from ? req->from : 1;
     return st;
 }
@@ -1333,6 +1372,7 @@ static grpc_status_code event_reader_start(struct feed *f, const ProtobufCMessag
     r->after = (int64_t)req->after;
     r->left = req->limit ? req->limit : UINT64_MAX;
     r->follow = req->follow;
+    f->follows = r->follow;
     return GRPC_STATUS_OK;
 }
 

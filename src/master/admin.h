@@ -13,6 +13,7 @@
 #include "rpc/server.h"
 
 struct events;
+struct feed;
 struct nodes;
 struct purge;
 struct store;
@@ -31,8 +32,16 @@ struct admin {
     void *metrics_ctx;
     struct purge *purge;   /* PurgeTasks: NULL purges nothing */
     struct events *events; /* ReadEvents: required */
+
+    /* Kept by admin.c; zero at first. */
+    struct feed *feeds; /* the open ReadLogs, ReadResults and ReadEvents streams */
+    bool stopping;
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);
+/* The master stops: every `--follow` stream ends (UNAVAILABLE, "master stopping") once the page
+ * it is sending went out, and one that begins from now on ends before it waits for news. Streams
+ * that only read what is stored go on. */
+void admin_stop(struct admin *a);
 
 #endif

@@ -53,6 +53,7 @@ struct ingest {
     bool waking;             /* run_woken() is running */
     size_t group_bytes;      /* carried by the open group */
     struct metrics *metrics; /* NULL: none kept */
+    bool draining;           /* the master stops: no stream stays open */
 };
 
 /* The newly stored records are the batch's last accepted ones (a resent prefix is skipped); a log
@@ -401,6 +402,10 @@ static const struct srv_handler connect_handler = {
 static void on_connect(struct srv_call *c, void *ctx)
 {
     struct ingest *in = ctx;
+    if (in->draining) {
+        srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "master stopping");
+        return;
+    }
     struct stream *s = calloc(1, sizeof(*s));
     if (!s) {
         /* Not RESOURCE_EXHAUSTED: a worker takes that as a refusal of what it sent. */
@@ -428,13 +433,19 @@ int ingest_create(struct store *store, struct group *group, struct ingest **out)
     return 0;
 }
 
+void ingest_drain(struct ingest *in)
+{
+    in->draining = true;
+    group_commit(in->group); /* answers the streams it completes */
+    while (in->streams)
+        reply(in->streams, GRPC_STATUS_UNAVAILABLE, "master stopping");
+}
+
 void ingest_destroy(struct ingest *in)
 {
     if (!in)
         return;
-    group_commit(in->group);
-    while (in->streams)
-        reply(in->streams, GRPC_STATUS_UNAVAILABLE, "master stopping");
+    ingest_drain(in);
     free(in);
 }
 

@@ -23,7 +23,12 @@ struct store;
 
 /* Stores into store, inside group's commits. */
 int ingest_create(struct store *store, struct group *group, struct ingest **out);
-/* Commits what is open, answers the streams still open (UNAVAILABLE), frees. NULL is accepted. */
+/* The master stops: commits what is open (the streams that completes are answered OK) and ends
+ * every other stream with UNAVAILABLE, now and as soon as one is opened: the worker sends the
+ * rest to the master it reaches next, where seq stores it once. A stream left open would hold
+ * the server's shutdown for its whole grace. */
+void ingest_drain(struct ingest *in);
+/* Drains (ingest_drain) and frees. NULL is accepted. */
 void ingest_destroy(struct ingest *in);
 void ingest_add_methods(struct ingest *in, struct rpc_server *s);
 /* Counts the log lines, their bytes and the result items stored into m (which must outlive in). */

@@ -1,6 +1,7 @@
 #include "master/master.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,9 +43,6 @@
 #include "runtime/log.h"
 #include "runtime/notify.h"
 #include "runtime/ratelimit.h"
-
-/* How long in-flight calls get to finish once SIGTERM arrived, before they are cancelled. */
-#define SHUTDOWN_CALL_GRACE_MS 3000
 
 /* The master owns the loop, the gRPC server, the listener and the store, and wires the services
  * to them and to each other. */
@@ -171,6 +169,24 @@ static void on_server_down(void *ctx)
     ev_break(m->loop, EVBREAK_ALL);
 }
 
+/*
+ * Shuts the server down, calls in flight given grace_ms to finish. First, what would wait for
+ * news until the grace is over ends: the log streams (after a last commit, which answers those it
+ * completes), the node streams (after DRAIN), the cancel streams, the fetches that wait and the
+ * followers. Each worker and follower goes on with the master it reaches next.
+ */
+static void stop_serving(struct master *m, uint64_t grace_ms)
+{
+    if (m->ingest)
+        ingest_drain(m->ingest);
+    if (m->nodes)
+        nodes_drain_all(m->nodes);
+    if (m->tasks)
+        tasks_drain(m->tasks);
+    admin_stop(&m->admin);
+    rpc_server_shutdown(m->server, grace_ms, on_server_down, m);
+}
+
 /* SIGTERM/SIGINT: stop accepting, tell every worker to DRAIN, let in-flight calls finish. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -181,15 +197,15 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     m->stopping = true;
-    log_info("stopping: draining workers and finishing in-flight calls");
+    uint64_t grace = m->cfg->shutdown_grace_ms;
+    log_info("stopping: draining workers; calls in flight have up to %" PRIu64 " %s to finish",
+             grace % 1000 ? grace : grace / 1000, grace % 1000 ? "ms" : "s");
     listener_close(m->listener);
     m->listener = NULL;
-    nodes_drain_all(m->nodes);
-    tasks_drain(m->tasks);
     purge_destroy(m->purge);
     m->purge = NULL;
     m->admin.purge = NULL;
-    rpc_server_shutdown(m->server, SHUTDOWN_CALL_GRACE_MS, on_server_down, m);
+    stop_serving(m, grace);
 }
 
 /* SIGHUP would end the process by default, yet a daemon gets one when its terminal or session
@@ -677,11 +693,9 @@ out:
     listener_close(m.listener);
     httpget_close(m.metrics_http);
     if (m.server) {
-        /* Not reached by a clean stop: the server was already shut down there. The fetches that
-         * wait are answered while they still can be. */
-        if (m.tasks)
-            tasks_drain(m.tasks);
-        rpc_server_shutdown(m.server, 1000, on_server_down, &m);
+        /* Not reached by a clean stop: the server was already shut down there. What waits is
+         * answered while it still can be; the rest gets a second, not the whole grace. */
+        stop_serving(&m, 1000);
         while (m.server)
             ev_run(m.loop, EVRUN_ONCE);
     }

@@ -161,6 +161,8 @@ int tasks_stream_attach(struct tasks *t, const char *id, const struct task_strea
     lt->cancel_sent = false;
     if (task_status_terminal(row.status))
         end_stream(t, lt, TASK_END_OVER);
+    else if (t->draining)
+        end_stream(t, lt, TASK_END_STOPPING);
     else if (row.cancel_requested)
         send_cancel(lt, row.cancel_force); /* asked for while the worker had no stream */
     store_task_row_free(&row);
@@ -653,6 +655,13 @@ void tasks_drain(struct tasks *t)
 {
     t->draining = true;
     end_waits(t, NULL);
+    /* A cancel stream would otherwise hold the server's shutdown for its whole grace; the worker
+     * opens it again on its next connection, to this master or another. */
+    struct hmap_entry *e, *tmp;
+    hmap_foreach(&t->live, e, tmp)
+    {
+        end_stream(t, hmap_item(e, struct live_task, link), TASK_END_STOPPING);
+    }
 }
 
 /*

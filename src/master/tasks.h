@@ -51,7 +51,8 @@ int tasks_create(struct ev_loop *loop, struct store *store, struct nodes *nodes,
  * first, while answers can still go out) and frees the queue. NULL is accepted. */
 void tasks_destroy(struct tasks *t);
 
-/* The master stops: fetches get no task from now on, those that wait (tasks_fetch) too. */
+/* The master stops: fetches get no task from now on, those that wait (tasks_fetch) too, and every
+ * cancel stream ends (TASK_END_STOPPING), now and as soon as it is opened again. */
 void tasks_drain(struct tasks *t);
 /* Counts each assignment's wait since the task's creation into m (which must outlive t). */
 void tasks_set_metrics(struct tasks *t, struct metrics *m);

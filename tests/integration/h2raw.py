@@ -10,7 +10,7 @@ Python 3 standard library only. One H2Conn is one TCP connection (optionally TLS
 It can also make a plain unary gRPC call, as an upstream peer that knows only Crawlab's messages
 would (`unary`, with the message built by `pb_string`/`pb_varint` and read by `pb_fields`), or a
 client stream whose messages and half-close the test places itself (`open_stream`,
-`send_message`, `end_stream`, `reply`).
+`send_message`, `send_bytes`, `end_stream`, `reply`).
 
 A reader thread answers the master's SETTINGS and PINGs (as a live peer must, so that the master
 cannot tell it from an idle client) and notices when the connection ends. Every blocking socket
@@ -178,6 +178,10 @@ class H2Conn:
         """One gRPC message (protobuf bytes) on stream sid; end half-closes the stream with it."""
         body = b"\x00" + struct.pack(">I", len(message)) + message
         self._send(frame(DATA, END_STREAM if end else 0, sid, body))
+
+    def send_bytes(self, sid, data, end=False):
+        """Raw DATA on stream sid: part of a gRPC message, say, to stall a call halfway."""
+        self._send(frame(DATA, END_STREAM if end else 0, sid, data))
 
     def end_stream(self, sid):
         """Half-closes stream sid (an empty DATA frame with END_STREAM)."""

@@ -6,12 +6,17 @@ import os
 import resource
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import h2raw  # noqa: E402
 import harness  # noqa: E402
 from harness import find_node, read_key, status_of  # noqa: E402
 
 REGISTERED = "registered with the master"
+# How long a client stalls its call across the master's stop: longer than the 3 s every call got
+# before --shutdown-grace was the master's (the fault's length, not a wait for an event).
+STALL_S = 4.0
 
 
 class Nodes(harness.ClusterTest, harness.TaskOps):
@@ -174,6 +179,82 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         w1.signal(signal.SIGTERM)
         self.assertEqual(w1.wait_exit(timeout=10), 0)
         w1.wait_log("worker stopped")
+
+    # ---- the master's stop: what waits for news ends at once, calls in flight get the grace
+
+    def test_master_sigterm_ends_followers_and_task_streams_at_once_whatever_its_grace(self):
+        grace = ["--shutdown-grace=1h"]
+        m = self.c.start_master(extra=grace)
+        w = self.c.start_worker("w1")
+        w.wait_log(REGISTERED)
+        tid = self.submit1("--", "sh", "-c", "while :; do echo tick; sleep 0.05; done")
+        self.wait_tasks([tid], lambda t: t["status"] == "running" and t["log_lines"] >= 1, 30,
+                        "task %s to run and print" % tid)
+        logs = self.c.spawn_cli("logs-follow", "logs", "--follow", tid)
+        events = self.c.spawn_cli("events-follow", "events", "--follow", "--json", "--after=0")
+        logs.wait_log("tick")
+        events.wait_log(tid)
+
+        m.signal(signal.SIGTERM)
+        m.wait_log("calls in flight have up to 3600 s to finish")
+        # An hour's grace: the master is out long before unless every stream ended by itself.
+        self.assertEqual(m.wait_exit(timeout=30), 0, m.tail())
+        self.assertEqual(m.count("calls still open"), 0, m.tail())
+        for f in (logs, events):
+            self.assertEqual(f.wait_exit(timeout=30), 3, f.tail())
+            f.wait_log("UNAVAILABLE: master stopping")
+            self.assertEqual(f.count("is the master running"), 0, f.tail())
+        # The task ran on: its output flows into the master started again, and a cancel
+        # reaches it there.
+        self.c.start_master(extra=grace)
+        w.wait_log(REGISTERED, count=2, timeout=60)
+        before = self.task(tid)["log_lines"]
+        self.wait_tasks([tid], lambda t: t["log_lines"] > before, 30,
+                        "more lines of task %s stored after the restart" % tid)
+        rc, out, err = self.c.cli("cancel", tid)
+        self.assertEqual(rc, 0, err)
+        self.wait_task_status(tid, "cancelled")
+
+    def stalled_call(self):
+        """A ListNodes call of which only the first two bytes of its request came: returns
+        (connection, stream id, the rest). A complete call on the same connection answered
+        after it shows that the master took the stalled one in."""
+        auth = [("authorization", read_key(self.c.admin_key_file))]
+        conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
+        self.addCleanup(conn.close)
+        sid = conn.open_stream("/grpc.AdminService/ListNodes", auth)
+        body = b"\x00\x00\x00\x00\x00"  # an empty request: flags and length
+        conn.send_bytes(sid, body[:2])
+        self.assertIsNotNone(conn.unary("/grpc.AdminService/ListNodes", b"", auth))
+        return conn, sid, body[2:]
+
+    def test_master_sigterm_lets_a_call_in_flight_finish_within_its_grace(self):
+        m = self.c.start_master(extra=["--shutdown-grace=1h"])
+        w = self.c.start_worker("w1")
+        w.wait_log(REGISTERED)
+        conn, sid, rest = self.stalled_call()
+        m.signal(signal.SIGTERM)
+        m.wait_log("calls in flight have up to 3600 s to finish")
+        # the client stalls a while (the fault), the master waits for it
+        t0 = time.monotonic()
+        harness.wait_until(lambda: time.monotonic() - t0 >= STALL_S, timeout=STALL_S + 5,
+                           what="the end of the %.0f s stall" % STALL_S)
+        self.assertTrue(m.alive(), m.tail())
+        conn.send_bytes(sid, rest, end=True)
+        reply = conn.reply(sid)
+        self.assertIsNotNone(reply, "the call in flight was not answered")
+        self.assertIn(b"w1", reply)
+        self.assertEqual(m.wait_exit(timeout=30), 0, m.tail())
+        self.assertEqual(m.count("calls still open"), 0, m.tail())
+
+    def test_master_sigterm_cancels_a_call_still_in_flight_after_its_grace(self):
+        m = self.c.start_master(extra=["--shutdown-grace=500ms"])
+        conn, sid, rest = self.stalled_call()
+        m.signal(signal.SIGTERM)
+        m.wait_log("calls in flight have up to 500 ms to finish")
+        self.assertEqual(m.wait_exit(timeout=30), 0, m.tail())
+        m.wait_log("calls still open after the shutdown grace; cancelling them")
+        self.assertIsNone(conn.reply(sid), "a call cancelled by the master was answered")
 
     def test_connections_over_the_limit_are_refused_and_the_others_keep_working(self):
         # One worker holds both connections the master allows (control and data).

@@ -984,6 +984,28 @@ START_TEST(test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does)
 }
 END_TEST
 
+/* A stopping master ends the cancel streams at once, and one opened after: they would hold its
+ * shutdown. The task itself runs on; the worker opens the stream again on its next connection. */
+START_TEST(test_a_draining_queue_ends_the_cancel_streams_and_those_opened_after)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    add_node("a", 1, sa);
+    char id[TASK_ID_LEN + 1];
+    submit(NULL, id);
+    fetch("a", id);
+    report("a", id, TASK_RUNNING);
+    struct fake_task_stream *ts = fixture_task_stream(), *late = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
+    tasks_drain(tasks);
+    ck_assert(ts->ended);
+    ck_assert_int_eq(ts->end_why, TASK_END_STOPPING);
+    ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, late), 0);
+    ck_assert(late->ended);
+    ck_assert_int_eq(late->end_why, TASK_END_STOPPING);
+    ck_assert_int_eq(status_of(id), TASK_RUNNING);
+}
+END_TEST
+
 START_TEST(test_stream_of_a_task_already_over_ends_at_once)
 {
     struct fake_node_stream *sa = fixture_node_stream();
@@ -1208,6 +1230,7 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_cancel_of_a_running_task_reaches_its_worker_stream);
     tcase_add_test(tc, test_cancel_asked_before_the_stream_opens_is_delivered_when_it_does);
     tcase_add_test(tc, test_stream_of_a_task_already_over_ends_at_once);
+    tcase_add_test(tc, test_a_draining_queue_ends_the_cancel_streams_and_those_opened_after);
     tcase_add_test(tc, test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_commit);
     tcase_add_test(tc, test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch);
     tcase_add_test(tc, test_a_rolled_back_assignment_is_not_pushed);
