@@ -169,18 +169,28 @@ static void on_server_down(void *ctx)
     ev_break(m->loop, EVBREAK_ALL);
 }
 
+/* Every node stream has ended, after its DRAIN: the log streams can end too (after a last
+ * commit, which answers those it completes). Not sooner: a worker whose log stream failed would
+ * drop its connections before it read DRAIN. */
+static void on_nodes_drained(void *ctx)
+{
+    struct master *m = ctx;
+    if (m->ingest)
+        ingest_drain(m->ingest);
+}
+
 /*
  * Shuts the server down, calls in flight given grace_ms to finish. First, what would wait for
- * news until the grace is over ends: the log streams (after a last commit, which answers those it
- * completes), the node streams (after DRAIN), the cancel streams, the fetches that wait and the
- * followers. Each worker and follower goes on with the master it reaches next.
+ * news until the grace is over ends: the node streams (after DRAIN), then the log streams; the
+ * cancel streams, the fetches that wait and the followers. Each worker and follower goes on with
+ * the master it reaches next.
  */
 static void stop_serving(struct master *m, uint64_t grace_ms)
 {
-    if (m->ingest)
-        ingest_drain(m->ingest);
     if (m->nodes)
-        nodes_drain_all(m->nodes);
+        nodes_drain_all(m->nodes, on_nodes_drained, m);
+    else
+        on_nodes_drained(m);
     if (m->tasks)
         tasks_drain(m->tasks);
     admin_stop(&m->admin);

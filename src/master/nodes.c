@@ -23,6 +23,9 @@ struct nodes {
     void *offline_ctx;
     struct events *events; /* NULL: none recorded */
     bool draining;
+    size_t drain_left;          /* while draining: the streams still open */
+    void (*drained)(void *ctx); /* runs once drain_left reaches 0 */
+    void *drained_ctx;
     struct ratelimit register_refusals; /* their log lines */
     bool shared;                        /* other masters share the store */
     char master_id[LIMIT_NODE_KEY_MAX + 1];
@@ -317,15 +320,28 @@ int nodes_push_task(struct node *node, const struct task_row *row)
     return node->stream->push_task(node->stream_handle, row);
 }
 
+/* The node has no stream any more. When the master drains and it was the last one, every worker
+ * that could hear DRAIN has: nodes_drain_all's callback runs. */
+static void stream_let_go(struct nodes *n, struct node *node)
+{
+    node->stream = NULL;
+    node->stream_handle = NULL;
+    if (!n->draining || --n->drain_left > 0 || !n->drained)
+        return;
+    void (*drained)(void *ctx) = n->drained;
+    n->drained = NULL;
+    drained(n->drained_ctx);
+}
+
 /* Ends the node's stream from our side. */
-static void end_stream(struct node *node, enum node_end why)
+static void end_stream(struct nodes *n, struct node *node, enum node_end why)
 {
     const struct node_stream_ops *ops = node->stream;
     if (!ops)
         return;
-    node->stream = NULL;
-    ops->end(node->stream_handle, why);
-    node->stream_handle = NULL;
+    void *handle = node->stream_handle;
+    stream_let_go(n, node);
+    ops->end(handle, why);
 }
 
 /* Marks the node offline, in memory and in the store, and tells the listener. */
@@ -352,7 +368,7 @@ int nodes_stream_attach(struct nodes *n, struct node *node, const struct node_st
         return -ENOTCONN;
     if (n->draining)
         return -ESHUTDOWN;
-    end_stream(node, NODE_END_REPLACED);
+    end_stream(n, node, NODE_END_REPLACED);
     node->stream = ops;
     node->stream_handle = handle;
     node->last_seen_ms = clock_now_ms(n->loop);
@@ -365,8 +381,7 @@ void nodes_stream_gone(struct nodes *n, struct node *node, void *handle, const c
 {
     if (!node->stream || node->stream_handle != handle)
         return;
-    node->stream = NULL;
-    node->stream_handle = NULL;
+    stream_let_go(n, node);
     set_offline(n, node, why);
 }
 
@@ -432,7 +447,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     if (node->stream) {
         log_info("node %s: new connection from %s replaces the previous one", node->key,
                  hello->peer);
-        end_stream(node, NODE_END_REPLACED);
+        end_stream(n, node, NODE_END_REPLACED);
     }
     snprintf(node->name, sizeof(node->name), "%s", hello->name);
     snprintf(node->version, sizeof(node->version), "%s", hello->version);
@@ -486,7 +501,7 @@ static int on_reaped(void *ctx, const char *key)
             return 0; /* removed meanwhile, or no memory: nothing held here to let go of */
         node = nodes_find(n, key);
     }
-    end_stream(node, NODE_END_SILENT);
+    end_stream(n, node, NODE_END_SILENT);
     node->online = true;
     set_offline(n, node, "its master stopped renewing its lease");
     return 0;
@@ -509,7 +524,7 @@ static void keep_lease(struct nodes *n)
         {
             struct node *node = hmap_item(e, struct node, link);
             if (node->here) {
-                end_stream(node, NODE_END_SILENT);
+                end_stream(n, node, NODE_END_SILENT);
                 set_offline(n, node, "this master's lease ran out");
             }
         }
@@ -542,7 +557,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
             continue;
         /* On a shared store, a node that did not register here is its master's to judge. */
         if ((node->here || !n->shared) && now - node->last_heard_ms > limit) {
-            end_stream(node, NODE_END_SILENT);
+            end_stream(n, node, NODE_END_SILENT);
             set_offline(n, node, "no heartbeat for 3 intervals");
             continue;
         }
@@ -613,6 +628,7 @@ void nodes_destroy(struct nodes *n)
     if (!n)
         return;
     ev_timer_stop(n->loop, &n->sweep);
+    n->drained = NULL; /* the streams ended below are no news to whoever waited */
     /* Released, not left to run out: the nodes still held here go offline through the next
      * master that reaps, now rather than three intervals from now. */
     if (n->leased)
@@ -621,18 +637,30 @@ void nodes_destroy(struct nodes *n)
     hmap_foreach(&n->map, e, tmp)
     {
         struct node *node = hmap_item(e, struct node, link);
-        end_stream(node, NODE_END_STOPPING);
+        end_stream(n, node, NODE_END_STOPPING);
         free_node(node);
     }
     hmap_destroy(&n->map);
     free(n);
 }
 
-void nodes_drain_all(struct nodes *n)
+void nodes_drain_all(struct nodes *n, void (*drained)(void *ctx), void *ctx)
 {
     n->draining = true;
     ev_timer_stop(n->loop, &n->sweep);
     struct hmap_entry *e, *tmp;
+    hmap_foreach(&n->map, e, tmp)
+    {
+        n->drain_left += hmap_item(e, struct node, link)->stream != NULL;
+    }
+    n->drained = drained;
+    n->drained_ctx = ctx;
+    if (n->drain_left == 0) {
+        n->drained = NULL;
+        if (drained)
+            drained(ctx);
+        return;
+    }
     hmap_foreach(&n->map, e, tmp)
     {
         struct node *node = hmap_item(e, struct node, link);

@@ -222,8 +222,10 @@ bool nodes_notify_task(struct node *node);
 int nodes_push_task(struct node *node, const struct task_row *row);
 
 /* The master stops: the sweep stops, every live stream gets DRAIN, and from now on no stream is
- * attached and no node goes offline. */
-void nodes_drain_all(struct nodes *n);
+ * attached and no node goes offline. drained(ctx), if given, runs once every stream has ended
+ * (each ends after its DRAIN is written, or when its peer goes), at once when none was open, and
+ * never after nodes_destroy. */
+void nodes_drain_all(struct nodes *n, void (*drained)(void *ctx), void *ctx);
 
 /* The task queue's reports behind node->active (see the invariant above). An unknown key is
  * ignored. */

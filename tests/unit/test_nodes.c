@@ -369,13 +369,20 @@ START_TEST(test_held_count_never_goes_below_zero)
 }
 END_TEST
 
+static void count_call(void *ctx)
+{
+    (*(int *)ctx)++;
+}
+
 START_TEST(test_drain_tells_every_stream_and_takes_no_node_offline)
 {
     struct node *a = reg("a", "ma", 1), *b = reg("b", "mb", 1);
+    reg("c", "mc", 1); /* online, without a stream */
     struct fake_node_stream *sa = fixture_node_stream(), *sb = fixture_node_stream();
     attach(a, sa);
     attach(b, sb);
-    nodes_drain_all(nodes);
+    int drained = 0;
+    nodes_drain_all(nodes, count_call, &drained);
     ck_assert_int_eq(sa->pushes[NODE_PUSH_DRAIN], 1);
     ck_assert_int_eq(sb->pushes[NODE_PUSH_DRAIN], 1);
     struct fake_node_stream *late = fixture_node_stream();
@@ -385,6 +392,21 @@ START_TEST(test_drain_tells_every_stream_and_takes_no_node_offline)
     ck_assert(a->online);
     ck_assert_int_eq(offline.calls, 0);
     ck_assert_str_eq(stored_status("a"), STORE_NODE_ONLINE);
+    /* Told once the last stream is gone, and only then. */
+    ck_assert_int_eq(drained, 0);
+    nodes_stream_gone(nodes, b, sb, "drained");
+    ck_assert_int_eq(drained, 1);
+    nodes_stream_gone(nodes, b, sb, "drained");
+    ck_assert_int_eq(drained, 1);
+}
+END_TEST
+
+START_TEST(test_drain_without_a_stream_is_over_at_once)
+{
+    reg("a", "ma", 1);
+    int drained = 0;
+    nodes_drain_all(nodes, count_call, &drained);
+    ck_assert_int_eq(drained, 1);
 }
 END_TEST
 
@@ -406,6 +428,7 @@ static Suite *nodes_suite(void)
     tcase_add_test(tc, test_pick_free_takes_labels_and_states_into_account);
     tcase_add_test(tc, test_drain_disable_and_remove);
     tcase_add_test(tc, test_drain_tells_every_stream_and_takes_no_node_offline);
+    tcase_add_test(tc, test_drain_without_a_stream_is_over_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
