@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
@@ -20,6 +21,7 @@
 #include "cli/commands.h"
 #include "config.h"
 #include "master/master.h"
+#include "net/certwatch.h"
 #include "net/dialer.h"
 #include "net/tls.h"
 #include "rpc/auth.h"
@@ -116,8 +118,37 @@ static int client_auth_key(const struct config *cfg, char **out)
     return 0;
 }
 
-/* TLS to the master for a worker or client command: on exactly when --tls-ca is given. */
-static int client_tls(const struct config *cfg, struct tls_client **out)
+/* A client command's certificate near or past its end is said on stderr before the command
+ * runs: past it, the master refuses the handshake with words that do not say why. (A worker
+ * watches its own with certwatch, in its log.) */
+static void judge_own_cert(const char *file)
+{
+    int64_t not_after;
+    char words[4400];
+    if (tls_cert_not_after(file, &not_after) < 0)
+        return;
+    switch (certwatch_judge("certificate", file, not_after, (int64_t)time(NULL), words,
+                            sizeof(words))) {
+    case CERT_EXPIRED:
+        fprintf(stderr,
+                "crawlab-node: TLS: %s: the master will refuse it; issue a new one (cert "
+                "issue --role=admin)\n",
+                words);
+        break;
+    case CERT_ENDING:
+        fprintf(stderr,
+                "crawlab-node: warning: TLS: %s: issue a new one (cert issue "
+                "--role=admin) before then\n",
+                words);
+        break;
+    case CERT_VALID:
+        break;
+    }
+}
+
+/* TLS to the master for a worker (worker) or a client command: on exactly when --tls-ca is
+ * given. */
+static int client_tls(const struct config *cfg, bool worker, struct tls_client **out)
 {
     *out = NULL;
     if (!cfg->tls_ca)
@@ -132,6 +163,8 @@ static int client_tls(const struct config *cfg, struct tls_client **out)
     int rc = tls_client_create(&opts, out, err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "crawlab-node: TLS: %s\n", err);
+    else if (!worker && cfg->tls_cert)
+        judge_own_cert(cfg->tls_cert);
     return rc;
 }
 
@@ -193,7 +226,8 @@ int main(int argc, char **argv)
     struct tls_client *tls = NULL;
     if (cfg.command == CMD_MASTER) {
         status = master_main(&cfg);
-    } else if (client_auth_key(&cfg, &key) < 0 || client_tls(&cfg, &tls) < 0) {
+    } else if (client_auth_key(&cfg, &key) < 0 ||
+               client_tls(&cfg, cfg.command == CMD_WORKER, &tls) < 0) {
         status = 2;
     } else if (cfg.command == CMD_WORKER) {
         status = worker_main(&cfg, key, tls);

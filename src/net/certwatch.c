@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,22 +20,39 @@ struct certwatch {
     int n;
 };
 
-static void judge(const struct certwatch_cert *c, int64_t now_s)
+enum cert_standing certwatch_judge(const char *what, const char *file, int64_t not_after_s,
+                                   int64_t now_s, char *words, size_t len)
 {
     char date[32] = "?";
-    time_t t = (time_t)c->not_after_s;
+    time_t t = (time_t)not_after_s;
     struct tm tm;
     if (gmtime_r(&t, &tm))
         strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", &tm);
-    if (c->not_after_s <= now_s)
-        log_error("TLS: the %s %s expired on %s: every TLS peer refuses it; issue a new one "
-                  "(cert issue) and restart",
-                  c->what, c->file, date);
-    else if (c->not_after_s - now_s < (int64_t)CERTWATCH_WARN_DAYS * DAY_S) {
-        int64_t days = (c->not_after_s - now_s + DAY_S - 1) / DAY_S; /* begun days count */
-        log_warn("TLS: the %s %s expires on %s, in %" PRId64 " day%s: issue a new one (cert "
-                 "issue) and restart before then",
-                 c->what, c->file, date, days, days == 1 ? "" : "s");
+    if (not_after_s <= now_s) {
+        snprintf(words, len, "the %s %s expired on %s", what, file, date);
+        return CERT_EXPIRED;
+    }
+    if (not_after_s - now_s >= (int64_t)CERTWATCH_WARN_DAYS * DAY_S)
+        return CERT_VALID;
+    int64_t days = (not_after_s - now_s + DAY_S - 1) / DAY_S; /* begun days count */
+    snprintf(words, len, "the %s %s expires on %s, in %" PRId64 " day%s", what, file, date, days,
+             days == 1 ? "" : "s");
+    return CERT_ENDING;
+}
+
+static void judge(const struct certwatch_cert *c, int64_t now_s)
+{
+    char words[4400];
+    switch (certwatch_judge(c->what, c->file, c->not_after_s, now_s, words, sizeof(words))) {
+    case CERT_EXPIRED:
+        log_error("TLS: %s: every TLS peer refuses it; issue a new one (cert issue) and restart",
+                  words);
+        break;
+    case CERT_ENDING:
+        log_warn("TLS: %s: issue a new one (cert issue) and restart before then", words);
+        break;
+    case CERT_VALID:
+        break;
     }
 }
 

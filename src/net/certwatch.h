@@ -1,6 +1,7 @@
 /*
  * The certificates a daemon presents and trusts, watched for the end of their validity: the
- * master's and a worker's --tls-cert and --tls-ca. A daemon loads them once, when it starts, so
+ * master's and a worker's --tls-cert and --tls-ca. (A client command judges its own once, with
+ * certwatch_judge.) A daemon loads them once, when it starts, so
  * their dates are read then, and judged at start and once a day after: a warning while one ends
  * within CERTWATCH_WARN_DAYS, an error once it has ended, since every TLS peer refuses it from
  * then on. Renewing means a new certificate (`cert issue`) and a restart.
@@ -18,6 +19,20 @@
 #define CERTWATCH_WARN_DAYS 30
 
 struct certwatch;
+
+/* How a certificate stands on a given day. */
+enum cert_standing {
+    CERT_VALID,   /* more than CERTWATCH_WARN_DAYS left */
+    CERT_ENDING,  /* it ends within CERTWATCH_WARN_DAYS */
+    CERT_EXPIRED, /* it has ended: every TLS peer refuses it */
+};
+
+/* Judges the certificate in file (what: "certificate", "CA certificate"), valid until
+ * not_after_s, at now_s (seconds since the epoch). Unless it is CERT_VALID, words holds what to
+ * say, such as "the certificate F expires on 2027-01-05 10:00:00 UTC, in 10 days" (begun days
+ * count), for the caller to follow with its advice. */
+enum cert_standing certwatch_judge(const char *what, const char *file, int64_t not_after_s,
+                                   int64_t now_s, char *words, size_t len);
 
 /* One certificate watched. */
 struct certwatch_cert {

@@ -209,6 +209,29 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(m.count("TLS: the CA certificate"), 0)
         self.assertEqual(soon.count("TLS: the CA certificate"), 0)
 
+    def test_a_client_command_says_when_its_own_certificate_ends_or_has_ended(self):
+        self.start_tls_master()
+        self.cert("issue", "--dir=%s" % self.pki, "--name=bob", "--role=admin", "--days=10")
+        self.cert("issue", "--dir=%s" % self.pki, "--name=carol", "--role=admin",
+                  "--test-expired")
+        # Ten days left: said on stderr, and the command works, its output untouched.
+        self.c.cli_args = self.tls_client("bob")
+        rc, out, err = self.c.cli("nodes", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), [])
+        self.assertIn("warning: TLS: the certificate %s expires on" % self.pem("bob"), err)
+        self.assertIn("in 10 days: issue a new one (cert issue --role=admin) before then", err)
+        # Ended: said before the refused handshake, whose own words do not tell why.
+        self.c.cli_args = self.tls_client("carol")
+        rc, out, err = self.c.cli("nodes")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("TLS: the certificate %s expired on" % self.pem("carol"), err)
+        # Alice's has years left: nothing said.
+        self.c.cli_args = self.tls_client("alice")
+        rc, out, err = self.c.cli("nodes")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("the certificate", err)
+
     def test_worker_without_certificate_is_refused_when_required(self):
         m = self.start_tls_master()
         good = self.start_tls_worker("good")

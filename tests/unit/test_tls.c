@@ -26,6 +26,7 @@
 #include "cli/commands.h"
 #include "config.h"
 #include "core/roles.h"
+#include "net/certwatch.h"
 #include "net/tls.h"
 
 #define MIB (1024 * 1024)
@@ -952,6 +953,33 @@ START_TEST(test_bad_files_are_refused_naming_the_file)
 }
 END_TEST
 
+/* A certificate's standing: warned about from 30 days before its end (begun days counted), an
+ * error from its last second on. */
+START_TEST(test_certificate_standing_by_days_left)
+{
+    const int64_t day = 86400, now = 1800000000;
+    char words[256] = "";
+    ck_assert_int_eq(
+        certwatch_judge("certificate", "a.pem", now + 30 * day, now, words, sizeof(words)),
+        CERT_VALID);
+    ck_assert_int_eq(
+        certwatch_judge("certificate", "a.pem", now + 30 * day - 1, now, words, sizeof(words)),
+        CERT_ENDING);
+    ck_assert_msg(strstr(words, "the certificate a.pem expires on 2027-02-14 07:59:59 UTC") &&
+                      strstr(words, ", in 30 days"),
+                  "%s", words);
+    ck_assert_int_eq(
+        certwatch_judge("CA certificate", "ca.pem", now + 1, now, words, sizeof(words)),
+        CERT_ENDING);
+    ck_assert_msg(strstr(words, "the CA certificate ca.pem expires on") &&
+                      strstr(words, ", in 1 day") && !strstr(words, "days"),
+                  "%s", words);
+    ck_assert_int_eq(certwatch_judge("certificate", "a.pem", now, now, words, sizeof(words)),
+                     CERT_EXPIRED);
+    ck_assert_str_eq(words, "the certificate a.pem expired on 2027-01-15 08:00:00 UTC");
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -965,6 +993,7 @@ static Suite *tls_suite(void)
     tcase_add_test(certs, test_expired_certificate_fails_verification_as_expired);
     tcase_add_test(certs, test_certificate_of_another_ca_does_not_verify);
     tcase_add_test(certs, test_cert_issue_without_a_ca_fails);
+    tcase_add_test(certs, test_certificate_standing_by_days_left);
     suite_add_tcase(s, certs);
 
     TCase *pump = tcase_create("pump");
