@@ -648,6 +648,8 @@ void nodes_drain_all(struct nodes *n, void (*drained)(void *ctx), void *ctx)
 {
     n->draining = true;
     ev_timer_stop(n->loop, &n->sweep);
+    /* Counted before any DRAIN goes: a stream that ends while they are pushed cannot bring the
+     * count to zero before the others had theirs. */
     struct hmap_entry *e, *tmp;
     hmap_foreach(&n->map, e, tmp)
     {

@@ -929,14 +929,20 @@ START_TEST(test_cancel_of_a_pending_task_is_immediate)
 }
 END_TEST
 
-START_TEST(test_cancel_of_a_running_task_reaches_its_worker_stream)
+/* A task submitted, fetched by node a (one runner) and reported `to` by it; returns a. */
+static struct node *task_on_a(enum task_status to, char id[TASK_ID_LEN + 1])
 {
-    struct fake_node_stream *sa = fixture_node_stream();
-    struct node *a = add_node("a", 1, sa);
-    char id[TASK_ID_LEN + 1];
+    struct node *a = add_node("a", 1, fixture_node_stream());
     submit(NULL, id);
     fetch("a", id);
-    report("a", id, TASK_RUNNING);
+    report("a", id, to);
+    return a;
+}
+
+START_TEST(test_cancel_of_a_running_task_reaches_its_worker_stream)
+{
+    char id[TASK_ID_LEN + 1];
+    struct node *a = task_on_a(TASK_RUNNING, id);
     struct fake_task_stream *ts = fixture_task_stream();
     ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
     ck_assert_int_eq(ts->cancels, 0);
@@ -988,12 +994,8 @@ END_TEST
  * shutdown. The task itself runs on; the worker opens the stream again on its next connection. */
 START_TEST(test_a_draining_queue_ends_the_cancel_streams_and_those_opened_after)
 {
-    struct fake_node_stream *sa = fixture_node_stream();
-    add_node("a", 1, sa);
     char id[TASK_ID_LEN + 1];
-    submit(NULL, id);
-    fetch("a", id);
-    report("a", id, TASK_RUNNING);
+    task_on_a(TASK_RUNNING, id);
     struct fake_task_stream *ts = fixture_task_stream(), *late = fixture_task_stream();
     ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
     tasks_drain(tasks);
@@ -1008,12 +1010,8 @@ END_TEST
 
 START_TEST(test_stream_of_a_task_already_over_ends_at_once)
 {
-    struct fake_node_stream *sa = fixture_node_stream();
-    add_node("a", 1, sa);
     char id[TASK_ID_LEN + 1];
-    submit(NULL, id);
-    fetch("a", id);
-    report("a", id, TASK_FINISHED);
+    task_on_a(TASK_FINISHED, id);
     struct fake_task_stream *ts = fixture_task_stream();
     ck_assert_int_eq(tasks_stream_attach(tasks, id, &fixture_task_ops, ts), 0);
     ck_assert(ts->ended);
