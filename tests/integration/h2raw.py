@@ -13,8 +13,9 @@ client stream whose messages and half-close the test places itself (`open_stream
 `send_message`, `send_bytes`, `end_stream`, `reply`).
 
 A reader thread answers the master's SETTINGS and PINGs (as a live peer must, so that the master
-cannot tell it from an idle client) and notices when the connection ends. Every blocking socket
-call has a timeout; close() ends the thread.
+cannot tell it from an idle client) and notices when the connection ends: when a read finds the
+end, not when an answer fails, since what the master sent before it closed is still to be read.
+Every blocking socket call has a timeout; close() ends the thread.
 
 HPACK: the header block uses only indexed fields from the static table and literal fields
 without indexing and without Huffman coding (RFC 7541 6.1, 6.2.2), so no encoder state is kept.
@@ -89,6 +90,14 @@ class H2Conn:
         with self.lock:
             self.sock.sendall(data)
 
+    def _answer(self, data):
+        """The reader's own frames (acks, window updates). A peer that has closed refuses them,
+        yet what it sent before it closed is still to be read: a failed answer is not an end."""
+        try:
+            self._send(data)
+        except (OSError, ssl.SSLError):
+            pass
+
     def _recv_exact(self, n):
         buf = b""
         while len(buf) < n:
@@ -116,9 +125,9 @@ class H2Conn:
                     break
                 self.frames += 1
                 if ftype == SETTINGS and not flags & ACK:
-                    self._send(frame(SETTINGS, ACK, 0))
+                    self._answer(frame(SETTINGS, ACK, 0))
                 elif ftype == PING and not flags & ACK:
-                    self._send(frame(PING, ACK, 0, payload))
+                    self._answer(frame(PING, ACK, 0, payload))
                     self.pings += 1
                 elif ftype == GOAWAY and len(payload) >= 8:
                     self.goaway = struct.unpack(">I", payload[4:8])[0]
@@ -127,8 +136,8 @@ class H2Conn:
                     self.replies[sid] = self.replies.get(sid, b"") + payload
                     if payload:  # give the window back, so that many calls fit
                         inc = struct.pack(">I", len(payload))
-                        self._send(frame(WINDOW_UPDATE, 0, 0, inc) +
-                                   frame(WINDOW_UPDATE, 0, sid, inc))
+                        self._answer(frame(WINDOW_UPDATE, 0, 0, inc) +
+                                     frame(WINDOW_UPDATE, 0, sid, inc))
                 if ftype in (DATA, HEADERS) and flags & END_STREAM and sid in self.ended:
                     self.ended[sid].set()
         except (OSError, ssl.SSLError):
