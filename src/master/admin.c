@@ -22,6 +22,7 @@
 #include "entity/response.pb-c.h"
 #include "services/admin_service.pb-c.h"
 #include "runtime/array.h"
+#include "runtime/list.h"
 
 #include <jansson.h>
 
@@ -721,9 +722,9 @@ struct feed_ops {
 struct feed {
     const struct feed_ops *ops;
     struct admin *a;
-    struct srv_call *call;    /* NULL once the feed ended */
-    struct feed *prev, *next; /* in a->feeds, from feed_open to on_free */
-    bool follows;             /* waits for news once caught up: set by ops->start */
+    struct srv_call *call; /* NULL once the feed ended */
+    struct list_link link; /* in a->feeds, from feed_open to on_free */
+    bool follows;          /* waits for news once caught up: set by ops->start */
 };
 
 /* Ends the stream with st, last (may be NULL) as its final message. */
@@ -770,13 +771,7 @@ static void feed_on_done(struct srv_call *c, bool cancelled)
 static void feed_on_free(struct srv_call *c)
 {
     struct feed *f = srv_call_user(c);
-    struct admin *a = f->a;
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        a->feeds = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    list_unlink(&f->link);
     f->ops->unwatch(f);
     f->ops->free(f);
 }
@@ -819,10 +814,7 @@ static void feed_open(struct srv_call *c, struct admin *a, struct feed *f)
 {
     f->a = a;
     f->call = c;
-    f->next = a->feeds;
-    if (a->feeds)
-        a->feeds->prev = f;
-    a->feeds = f;
+    list_push(&a->feeds, &f->link);
     srv_call_bind(c, &feed_request_handler, f);
     srv_call_read(c);
 }
@@ -830,7 +822,8 @@ static void feed_open(struct srv_call *c, struct admin *a, struct feed *f)
 void admin_stop(struct admin *a)
 {
     a->stopping = true;
-    for (struct feed *f = a->feeds; f; f = f->next) {
+    list_foreach(f, a->feeds, struct feed, link)
+    {
         /* One with a page in flight ends when it is sent (feed_on_sent); feed_end frees nothing. */
         if (f->call && f->follows && !srv_call_write_pending(f->call))
             feed_stopped(f);

@@ -13,7 +13,7 @@
 #include "rpc/server.h"
 
 struct events;
-struct feed;
+struct list_link;
 struct nodes;
 struct purge;
 struct store;
@@ -34,7 +34,7 @@ struct admin {
     struct events *events; /* ReadEvents: required */
 
     /* Kept by admin.c; zero at first. */
-    struct feed *feeds; /* the open ReadLogs, ReadResults and ReadEvents streams */
+    struct list_link *feeds; /* the open ReadLogs, ReadResults and ReadEvents streams */
     bool stopping;
 };
 

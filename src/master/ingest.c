@@ -15,6 +15,7 @@
 #include "rpc/codec.h"
 #include "rpc/validate.h"
 #include "runtime/jsontext.h"
+#include "runtime/list.h"
 #include "runtime/log.h"
 #include "services/task_service.pb-c.h"
 
@@ -33,8 +34,8 @@
 struct stream {
     struct ingest *in;
     struct srv_call *call;
-    struct stream *prev, *next;
-    uint64_t dirty_group; /* the group holding this stream's newest data; 0 = none */
+    struct list_link link; /* in ingest.streams */
+    uint64_t dirty_group;  /* the group holding this stream's newest data; 0 = none */
     bool half_closed;
     uint64_t messages, lines, items;
     char task_id[TASK_ID_LEN + 1]; /* of its newest message; "" before the first */
@@ -48,12 +49,12 @@ struct stream {
 struct ingest {
     struct store *store;
     struct group *group;
-    struct stream *streams;  /* every open Connect stream */
-    struct stream *woken;    /* parked streams to try again */
-    bool waking;             /* run_woken() is running */
-    size_t group_bytes;      /* carried by the open group */
-    struct metrics *metrics; /* NULL: none kept */
-    bool draining;           /* the master stops: no stream stays open */
+    struct list_link *streams; /* every open Connect stream */
+    struct stream *woken;      /* parked streams to try again */
+    bool waking;               /* run_woken() is running */
+    size_t group_bytes;        /* carried by the open group */
+    struct metrics *metrics;   /* NULL: none kept */
+    bool draining;             /* the master stops: no stream stays open */
 };
 
 /* The newly stored records are the batch's last accepted ones (a resent prefix is skipped); a log
@@ -68,17 +69,6 @@ static void count_stored(struct metrics *m, const struct ingest_batch *b, size_t
     m->log_lines += accepted;
     for (size_t i = b->n - accepted; i < b->n; i++)
         m->log_bytes += b->lens[i] + 1;
-}
-
-static void list_remove(struct ingest *in, struct stream *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        in->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
 }
 
 static void run_woken(struct ingest *in);
@@ -130,16 +120,15 @@ static void reply(struct stream *s, grpc_status_code st, const char *details)
     } else {
         srv_call_fail(c, st, details);
     }
-    list_remove(s->in, s);
+    list_unlink(&s->link);
     free(s);
 }
 
 void ingest_committed(struct ingest *in, uint64_t group, bool ok)
 {
     in->group_bytes = 0;
-    struct stream *s = in->streams;
-    while (s) {
-        struct stream *next = s->next;
+    list_foreach(s, in->streams, struct stream, link)
+    {
         if (s->dirty_group == group) {
             if (!ok) {
                 /* Nothing of the group is stored: the stream must be resent from the master's
@@ -151,7 +140,6 @@ void ingest_committed(struct ingest *in, uint64_t group, bool ok)
                     reply(s, GRPC_STATUS_OK, NULL);
             }
         }
-        s = next;
     }
     run_woken(in);
 }
@@ -242,11 +230,13 @@ static struct stream *blocker_of(const struct stream *s)
     const char *peer = srv_call_peer(s->call);
     if (!strcmp(peer, "?"))
         return NULL; /* its connection is not known */
-    for (struct stream *o = s->in->streams; o; o = o->next)
+    list_foreach(o, s->in->streams, struct stream, link)
+    {
         if (o != s && !o->half_closed && !o->parked && !o->waiter &&
             (!o->task_id[0] || !strcmp(o->task_id, s->task_id)) &&
             !strcmp(srv_call_peer(o->call), peer))
             return o;
+    }
     return NULL;
 }
 
@@ -414,10 +404,7 @@ static void on_connect(struct srv_call *c, void *ctx)
     }
     s->in = in;
     s->call = c;
-    s->next = in->streams;
-    if (in->streams)
-        in->streams->prev = s;
-    in->streams = s;
+    list_push(&in->streams, &s->link);
     srv_call_bind(c, &connect_handler, s);
     srv_call_read(c);
 }
@@ -438,7 +425,8 @@ void ingest_drain(struct ingest *in)
     in->draining = true;
     group_commit(in->group); /* answers the streams it completes */
     while (in->streams)
-        reply(in->streams, GRPC_STATUS_UNAVAILABLE, "master stopping");
+        reply(list_item(in->streams, struct stream, link), GRPC_STATUS_UNAVAILABLE,
+              "master stopping");
 }
 
 void ingest_destroy(struct ingest *in)

@@ -10,11 +10,12 @@
 #include <unistd.h>
 
 #include "net/listener.h"
+#include "runtime/list.h"
 #include "runtime/log.h"
 
 struct conn {
     struct httpget *server;
-    struct conn *prev, *next;
+    struct list_link link; /* in httpget.conns */
     int fd;
     ev_io rd, wr;
     ev_timer deadline;
@@ -29,7 +30,7 @@ struct httpget {
     struct ev_loop *loop;
     struct listener *listener;
     struct httpget_options opts;
-    struct conn *conns;
+    struct list_link *conns;
 };
 
 /* ---- judging a request head ---- */
@@ -114,12 +115,7 @@ static void conn_close(struct conn *c)
     ev_io_stop(h->loop, &c->wr);
     ev_timer_stop(h->loop, &c->deadline);
     close(c->fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_unlink(&c->link);
     free(c->out);
     free(c);
 }
@@ -243,10 +239,8 @@ static void on_accept(void *ctx, int fd, const char *peer)
         close(fd);
         return;
     }
-    *c = (struct conn){.server = h, .fd = fd, .next = h->conns};
-    if (h->conns)
-        h->conns->prev = c;
-    h->conns = c;
+    *c = (struct conn){.server = h, .fd = fd};
+    list_push(&h->conns, &c->link);
     ev_io_init(&c->rd, on_read, fd, EV_READ);
     ev_io_init(&c->wr, on_write, fd, EV_WRITE);
     ev_timer_init(&c->deadline, on_deadline, HTTPGET_DEADLINE_S, 0.0);
@@ -291,6 +285,6 @@ void httpget_close(struct httpget *h)
         return;
     listener_close(h->listener);
     while (h->conns)
-        conn_close(h->conns);
+        conn_close(list_item(h->conns, struct conn, link));
     free(h);
 }

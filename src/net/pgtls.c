@@ -23,6 +23,7 @@
 
 #include "net/dialer.h"
 #include "net/tls.h"
+#include "runtime/list.h"
 #include "runtime/log.h"
 
 #define PGTLS_DEFAULT_TIMEOUT_MS 10000
@@ -45,9 +46,9 @@ struct half {
 
 struct conn {
     struct pgtls_relay *r;
-    struct conn *prev, *next;
-    int local;  /* libpq's socket */
-    int remote; /* the server's socket until the handshake, then the TLS plaintext end */
+    struct list_link link; /* in pgtls_relay.conns */
+    int local;             /* libpq's socket */
+    int remote;            /* the server's socket until the handshake, then the TLS plaintext end */
     struct dial *dial;
     struct tls_conn *tls;
     ev_io answer;      /* the SSLRequest's answer */
@@ -67,7 +68,7 @@ struct pgtls_relay {
     ev_async stop_w;
     pthread_t thread;
     bool thread_started;
-    struct conn *conns;
+    struct list_link *conns;
 };
 
 static void conn_free(struct conn *c)
@@ -87,12 +88,7 @@ static void conn_free(struct conn *c)
         close(c->local);
     if (c->remote >= 0)
         close(c->remote);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->r->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_unlink(&c->link);
     free(c);
 }
 
@@ -239,10 +235,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     c->r = r;
     c->local = fd;
     c->remote = -1;
-    c->next = r->conns;
-    if (r->conns)
-        r->conns->prev = c;
-    r->conns = c;
+    list_push(&r->conns, &c->link);
     ev_io_init(&c->answer, on_answer, -1, EV_READ);
     ev_timer_init(&c->deadline, on_deadline, (double)r->timeout_ms / 1000.0, 0);
     c->deadline.data = c;
@@ -360,7 +353,7 @@ void pgtls_relay_stop(struct pgtls_relay *r)
     }
     /* The loop has stopped for good: its connections and the TLS context go from here. */
     while (r->conns)
-        conn_free(r->conns);
+        conn_free(list_item(r->conns, struct conn, link));
     tls_client_destroy(r->tls);
     if (r->loop)
         ev_loop_destroy(r->loop);

@@ -19,6 +19,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
+#include "runtime/list.h"
 #include "runtime/log.h"
 
 /*
@@ -66,7 +67,7 @@
 /* What a server and a client context share: the wolfSSL context and the connections made. */
 struct tls_base {
     WOLFSSL_CTX *ctx;
-    struct tls_conn *conns;
+    struct list_link *conns;
     size_t n_conns;
     bool server;
     unsigned char *spares[PUMP_SPARES]; /* idle pump buffer blocks */
@@ -86,7 +87,7 @@ struct tls_client {
 
 struct tls_conn {
     struct tls_base *owner;
-    struct tls_conn *prev, *next;
+    struct list_link link; /* in owner->conns */
     struct ev_loop *loop;
     WOLFSSL *ssl;
     int net_fd;   /* the TCP socket carrying TLS records */
@@ -221,7 +222,7 @@ static void conn_close(struct tls_conn *c);
 static void base_destroy(struct tls_base *b)
 {
     while (b->conns)
-        conn_close(b->conns);
+        conn_close(list_item(b->conns, struct tls_conn, link));
     while (b->n_spares)
         free(b->spares[--b->n_spares]);
     if (b->ctx) {
@@ -380,12 +381,10 @@ void tls_client_destroy(struct tls_client *c)
 
 void tls_client_close_loop(struct tls_client *c, struct ev_loop *loop)
 {
-    struct tls_conn *conn = c->base.conns;
-    while (conn) {
-        struct tls_conn *next = conn->next;
+    list_foreach(conn, c->base.conns, struct tls_conn, link)
+    {
         if (conn->loop == loop)
             conn_close(conn);
-        conn = next;
     }
 }
 
@@ -409,8 +408,10 @@ size_t tls_client_conn_count(const struct tls_client *c)
 static size_t busy_count(const struct tls_base *b)
 {
     size_t n = 0;
-    for (const struct tls_conn *c = b->conns; c; c = c->next)
+    list_foreach(c, b->conns, const struct tls_conn, link)
+    {
         n += c->block != NULL;
+    }
     return n;
 }
 
@@ -478,12 +479,7 @@ static void conn_close(struct tls_conn *c)
         close(c->net_fd);
     if (c->plain_fd >= 0)
         close(c->plain_fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->owner->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_unlink(&c->link);
     c->owner->n_conns--;
     buffers_release(c);
     free(c->check_ip);
@@ -1067,10 +1063,7 @@ static struct tls_conn *conn_new(struct ev_loop *loop, struct tls_base *b, int f
     c->resume.data = c;
     if (timeout_ms)
         ev_timer_start(loop, &c->timer);
-    c->next = b->conns;
-    if (b->conns)
-        b->conns->prev = c;
-    b->conns = c;
+    list_push(&b->conns, &c->link);
     b->n_conns++;
     return c;
 }

@@ -17,6 +17,7 @@
 #include "core/task.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
+#include "runtime/list.h"
 #include "runtime/log.h"
 #include "services/node_service.pb-c.h"
 #include "services/task_service.pb-c.h"
@@ -37,7 +38,7 @@ enum phase {
 
 struct job {
     struct jobs *owner;
-    struct job *prev, *next;
+    struct list_link link; /* in jobs.list */
     char id[TASK_ID_LEN + 1];
     enum phase phase;
     struct runner_proc *proc;
@@ -77,7 +78,7 @@ struct jobs {
     char *node_key;
     struct contain *contain; /* finds every process of a task (worker/contain.h) */
     struct spiders *spiders; /* the spider cache and the tasks' copies (worker/spiders.h) */
-    struct job *list;
+    struct list_link *list;
     int running;  /* processes alive */
     int claiming; /* tasks whose claim is out: each will take a runner */
     int held;
@@ -152,12 +153,7 @@ static void release_spec(struct job *job)
 static void job_remove(struct job *job)
 {
     struct jobs *j = job->owner;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        j->list = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
+    list_unlink(&job->link);
     j->held--;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
@@ -496,10 +492,7 @@ static struct job *add_job(struct jobs *j, const char *id)
         free(job);
         return NULL;
     }
-    job->next = j->list;
-    if (j->list)
-        j->list->prev = job;
-    j->list = job;
+    list_push(&j->list, &job->link);
     j->held++;
     return job;
 }
@@ -830,7 +823,8 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
 /* After the resync: tell the master again what it may have missed, and carry on. */
 static void resume(struct jobs *j)
 {
-    for (struct job *job = j->list; job; job = job->next) {
+    list_foreach(job, j->list, struct job, link)
+    {
         if (job->phase == PHASE_CLAIMING) {
             if (!job->dropped)
                 send_claim(job);
@@ -846,9 +840,11 @@ static void resume(struct jobs *j)
 
 static struct job *find_job(struct jobs *j, const char *id)
 {
-    for (struct job *job = j->list; job; job = job->next)
+    list_foreach(job, j->list, struct job, link)
+    {
         if (!job->dropped && strcmp(job->id, id) == 0)
             return job;
+    }
     return NULL;
 }
 
@@ -922,7 +918,10 @@ static void start_resync(struct jobs *j)
         return;
     }
     size_t k = 0;
-    for (struct job *job = j->list; job && k < n; job = job->next) {
+    list_foreach(job, j->list, struct job, link)
+    {
+        if (k == n)
+            break;
         if (job->dropped)
             continue;
         grpc__task_state__init(&states[k]);
@@ -953,7 +952,8 @@ void jobs_on_online(struct jobs *j)
     j->draining = false;
     j->fetching = 0;
     /* Whatever the master last heard may be stale: everything is told again after the resync. */
-    for (struct job *job = j->list; job; job = job->next) {
+    list_foreach(job, j->list, struct job, link)
+    {
         job->report_pending = false;
         job->reported = false;
     }
@@ -964,8 +964,10 @@ void jobs_on_offline(struct jobs *j)
 {
     j->fetching = 0;
     j->resyncing = false;
-    for (struct job *job = j->list; job; job = job->next)
+    list_foreach(job, j->list, struct job, link)
+    {
         job->report_pending = false;
+    }
 }
 
 void jobs_on_task_available(struct jobs *j)
@@ -1048,11 +1050,13 @@ int jobs_running(const struct jobs *j)
 static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct jobs *j = w->data;
-    for (struct job *job = j->list; job; job = job->next)
+    list_foreach(job, j->list, struct job, link)
+    {
         if (job->proc && job->phase == PHASE_RUNNING) {
             log_info("task %s: shutdown grace over; cancelling it", job->id);
             runner_cancel(job->proc, false);
         }
+    }
 }
 
 static void on_flush_bound(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1159,8 +1163,8 @@ void jobs_destroy(struct jobs *j)
     ev_timer_stop(j->loop, &j->grace);
     ev_timer_stop(j->loop, &j->flush_bound);
     while (j->list) {
-        struct job *job = j->list;
-        j->list = job->next;
+        struct job *job = list_item(j->list, struct job, link);
+        list_unlink(&job->link);
         if (job->proc) {
             /* Still running at exit: it must not outlive us unattended. */
             runner_cancel(job->proc, true);
