@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,6 +60,10 @@
  */
 #define RCVBUF_UNTRUSTED (16 * 1024)
 #define RCVBUF_TRUSTED   (4 * 1024 * 1024)
+/* A shutdown looks this often whether its calls are over and their answers delivered (see
+ * rpc_server_shutdown), and waits for the delivery this long at most. */
+#define QUIET_POLL_S    0.005
+#define DELIVERY_WAIT_S 5.0
 
 enum method_kind { METHOD_UNARY, METHOD_STREAM };
 
@@ -138,6 +146,11 @@ struct rpc_server {
     /* Shutdown state. */
     struct bridge_tag shutdown_tag;
     ev_timer shutdown_timer;
+    ev_timer quiet_timer;    /* until gRPC's shutdown begins */
+    bool calls_over;         /* no call was open at the last check, nor since */
+    double calls_over_at;    /* loop time of that check */
+    size_t delivery_scan;    /* connections below this fd had everything at that time */
+    bool grpc_shutting_down; /* grpc_server_shutdown_and_notify() was called */
     unsigned slots_armed;
     bool shutdown_notified;
     void (*shutdown_done)(void *ctx);
@@ -1119,6 +1132,7 @@ int rpc_server_start(struct rpc_server *s)
 static void finish_shutdown(struct rpc_server *s)
 {
     adder_stop(&s->adder);
+    ev_timer_stop(s->loop, &s->quiet_timer);
     ev_timer_stop(s->loop, &s->shutdown_timer);
     ev_timer_stop(s->loop, &s->sweep);
     /* Calls that finished in this loop iteration may still wait for their commit, which the
@@ -1166,13 +1180,72 @@ static void on_shutdown(struct bridge_tag *tag, bool ok)
         finish_shutdown(s);
 }
 
+/* gRPC's own shutdown: GOAWAY on every connection, which it closes once its streams are over. */
+static void begin_grpc_shutdown(struct rpc_server *s)
+{
+    if (s->grpc_shutting_down)
+        return;
+    s->grpc_shutting_down = true;
+    ev_timer_stop(s->loop, &s->quiet_timer);
+    grpc_server_shutdown_and_notify(s->server, bridge_cq(s->bridge), &s->shutdown_tag);
+}
+
 static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct rpc_server *s = w->data;
+    begin_grpc_shutdown(s);
     log_warn("calls still open after the shutdown grace; cancelling them");
     grpc_server_cancel_all_calls(s->server);
 }
 
+/* The bytes sent on socket fd that its peer has not acknowledged (TCP) or not read (the
+ * socketpair of a TLS connection); 0 once the connection is over. */
+static int unacked(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE)
+        return 0; /* reset: what was not acknowledged is dropped already */
+    int n = 0;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : 0;
+}
+
+/* Whether every open connection's peer has acknowledged all it was sent. Each check goes on
+ * from the connection the last one stopped at, so that a fleet's sockets are looked at once. */
+static bool delivered(struct rpc_server *s)
+{
+    for (; s->delivery_scan < s->conns_cap; s->delivery_scan++) {
+        struct srv_conn *k = s->conns[s->delivery_scan];
+        if (k && conn_open(k) && unacked((int)s->delivery_scan) > 0)
+            return false;
+    }
+    return true;
+}
+
+static void on_quiet_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct rpc_server *s = w->data;
+    if (s->live_calls > 0) { /* a call may still answer, on any connection */
+        s->calls_over = false;
+        return;
+    }
+    if (!s->calls_over) {
+        s->calls_over = true;
+        s->calls_over_at = ev_now(loop);
+        s->delivery_scan = 0;
+    }
+    if (delivered(s) || ev_now(loop) - s->calls_over_at >= DELIVERY_WAIT_S)
+        begin_grpc_shutdown(s);
+}
+
+/*
+ * Our own layer refuses new calls from now on, and gRPC's shutdown waits until the calls in
+ * progress are over and what they answered has reached the peers (DELIVERY_WAIT_S at most), or
+ * the grace is over. GOAWAY sooner would have gRPC end each connection as its last stream ends,
+ * with shutdown(2) of both directions: a long answer still in the kernel's send queue is then
+ * dropped by the first bytes the peer sends after it (a window update, a ping's answer), which
+ * make the kernel reset a socket shut for reading.
+ */
 void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(void *ctx),
                          void *ctx)
 {
@@ -1184,7 +1257,9 @@ void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(v
     ev_timer_init(&s->shutdown_timer, on_shutdown_timeout, (double)grace_ms / 1000.0, 0.0);
     s->shutdown_timer.data = s;
     ev_timer_start(loop, &s->shutdown_timer);
-    grpc_server_shutdown_and_notify(s->server, bridge_cq(s->bridge), &s->shutdown_tag);
+    ev_timer_init(&s->quiet_timer, on_quiet_check, 0.0, QUIET_POLL_S);
+    s->quiet_timer.data = s;
+    ev_timer_start(loop, &s->quiet_timer);
 }
 
 uint64_t rpc_server_auth_refused(const struct rpc_server *s)

@@ -135,8 +135,10 @@ struct rpc_peer {
 int rpc_server_add_conn(struct rpc_server *s, int fd, const struct rpc_peer *peer);
 
 /*
- * Stops taking calls; calls still open after grace_ms are cancelled. done(ctx) runs once the server
- * is shut down and destroyed; by then handlers have seen on_done for every call.
+ * Stops taking calls (new ones are refused UNAVAILABLE); calls still open after grace_ms are
+ * cancelled. gRPC's shutdown (GOAWAY, then each connection closed) waits until the calls are over
+ * and their answers reached the peers, or the grace is over. done(ctx) runs once the server is
+ * shut down and destroyed; by then handlers have seen on_done for every call.
  */
 void rpc_server_shutdown(struct rpc_server *s, uint64_t grace_ms, void (*done)(void *ctx),
                          void *ctx);

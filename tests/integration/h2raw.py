@@ -78,6 +78,7 @@ class H2Conn:
         self.goaway = None                 # the error code of a GOAWAY received
         self.pings = 0                     # PINGs answered
         self.frames = 0                    # frames received
+        self.give_window = True            # DATA answered with WINDOW_UPDATEs (open_window)
         self.sent_streams = 0
         self.replies = {}                  # stream -> DATA bytes received, for unary()
         self.ended = {}                    # stream -> threading.Event set at its END_STREAM
@@ -134,7 +135,7 @@ class H2Conn:
                 sid = struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
                 if ftype == DATA and sid in self.ended:
                     self.replies[sid] = self.replies.get(sid, b"") + payload
-                    if payload:  # give the window back, so that many calls fit
+                    if payload and self.give_window:  # so that many calls fit
                         inc = struct.pack(">I", len(payload))
                         self._answer(frame(WINDOW_UPDATE, 0, 0, inc) +
                                      frame(WINDOW_UPDATE, 0, sid, inc))
@@ -205,6 +206,14 @@ class H2Conn:
             return None
         n = struct.unpack(">I", data[1:5])[0]
         return data[5:5 + n]
+
+    def open_window(self, sid, size):
+        """Gives size bytes of window to the connection and to stream sid, and from now on gives
+        back what every DATA frame takes. With give_window set to False before, the master's
+        writes stall once the first 64 KiB are sent."""
+        self.give_window = True
+        inc = struct.pack(">I", size)
+        self._send(frame(WINDOW_UPDATE, 0, 0, inc) + frame(WINDOW_UPDATE, 0, sid, inc))
 
     def ping_flood(self, count):
         """Sends count PINGs at once (a peer pinging far more often than allowed)."""
