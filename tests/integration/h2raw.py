@@ -65,9 +65,19 @@ def header_block(path, authority="localhost", extra=()):
 class H2Conn:
     """A connection that sent the HTTP/2 preface and an empty SETTINGS frame."""
 
-    def __init__(self, addr, tls_context=None, server_hostname=None, source=None):
-        raw = socket.create_connection(addr, timeout=SOCK_TIMEOUT,
-                                       source_address=(source, 0) if source else None)
+    def __init__(self, addr, tls_context=None, server_hostname=None, source=None, rcvbuf=None):
+        """rcvbuf: the socket's receive buffer in bytes (SO_RCVBUF, set before connecting), for a
+        reader whose kernel holds little: the master's kernel then keeps the rest unsent."""
+        if rcvbuf:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            raw.settimeout(SOCK_TIMEOUT)
+            if source:
+                raw.bind((source, 0))
+            raw.connect(addr)
+        else:
+            raw = socket.create_connection(addr, timeout=SOCK_TIMEOUT,
+                                           source_address=(source, 0) if source else None)
         if tls_context is not None:
             raw = tls_context.wrap_socket(raw, server_hostname=server_hostname or addr[0])
         self.sock = raw

@@ -26,11 +26,14 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+import h2raw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(os.environ.get("CRAWLAB_NODE_BIN") or
@@ -617,6 +620,38 @@ class TaskOps:
         ids = self.submit(*args)
         self.assertEqual(len(ids), 1, ids)
         return ids[0]
+
+    def read_long_log_across_a_stop(self, m, conn):
+        """A task prints 2.5 MB of log; conn (an h2raw.H2Conn to master m, started with
+        --shutdown-grace=1h and a worker online) reads it, holding the answer back at 64 KiB
+        (its HTTP/2 window) until m got SIGTERM, then reads on. Asserts that every line and the
+        last chunk came, and that m exited 0 without cancelling anything."""
+        lines = 25000
+        tid = self.submit1("--", "awk", "BEGIN { for (i = 1; i <= %d; i++) printf "
+                           "\"line %%05d %%090d\\n\", i, 0 }" % lines)
+        self.wait_tasks([tid], lambda t: t["status"] == "finished" and t["log_lines"] == lines,
+                        30, "task %s to finish with its %d lines stored" % (tid, lines))
+        self.addCleanup(conn.close)
+        conn.give_window = False
+        sid = conn.open_stream("/grpc.AdminService/ReadLogs",
+                               [("authorization", read_key(self.c.admin_key_file))])
+        conn.send_message(sid, h2raw.pb_string(1, tid), end=True)
+        wait_until(lambda: conn.replies.get(sid), timeout=WAIT, what="the first bytes of the log")
+        m.signal(signal.SIGTERM)
+        m.wait_log("calls in flight have up to 3600 s to finish")
+        conn.open_window(sid, 1 << 24)
+        self.assertTrue(conn.ended[sid].wait(WAIT), "the answer was cut")
+        data, got, done = conn.replies.pop(sid, b""), 0, False
+        while len(data) >= 5:
+            n = struct.unpack(">I", data[1:5])[0]
+            chunk = h2raw.pb_fields(data[5:5 + n])
+            got += len(chunk.get(1, []))
+            done = chunk.get(2, [0])[0] == 1
+            data = data[5 + n:]
+        self.assertEqual(got, lines)
+        self.assertTrue(done, "the last chunk does not say done")
+        self.assertEqual(m.wait_exit(timeout=30), 0, m.tail())
+        self.assertEqual(m.count("calls still open"), 0, m.tail())
 
     def tasks(self):
         """`tasks --json` as {id: task}; fails the test when the command fails."""

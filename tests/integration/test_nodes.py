@@ -5,7 +5,6 @@
 import os
 import resource
 import signal
-import struct
 import sys
 import time
 
@@ -265,36 +264,8 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         m = self.c.start_master(extra=["--shutdown-grace=1h"])
         w = self.c.start_worker("w1")
         w.wait_log(REGISTERED)
-        lines = 25000  # about 2.5 MB of log, three chunks
-        tid = self.submit1("--", "awk", "BEGIN { for (i = 1; i <= %d; i++) printf "
-                           "\"line %%05d %%090d\\n\", i, 0 }" % lines)
-        self.wait_tasks([tid], lambda t: t["status"] == "finished" and t["log_lines"] == lines,
-                        30, "task %s to finish with its %d lines stored" % (tid, lines))
-        auth = [("authorization", read_key(self.c.admin_key_file))]
-        conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
-        self.addCleanup(conn.close)
-        # the reader holds the answer back at 64 KiB (its HTTP/2 window) until the master stops
-        conn.give_window = False
-        sid = conn.open_stream("/grpc.AdminService/ReadLogs", auth)
-        conn.send_message(sid, h2raw.pb_string(1, tid), end=True)
-        harness.wait_until(lambda: conn.replies.get(sid), timeout=harness.WAIT,
-                           what="the first bytes of the log")
-        m.signal(signal.SIGTERM)
-        m.wait_log("calls in flight have up to 3600 s to finish")
-        conn.open_window(sid, 1 << 24)
-        self.assertTrue(conn.ended[sid].wait(harness.WAIT), "the answer was cut")
-        data, got, done = conn.replies.pop(sid, b""), 0, False
-        while len(data) >= 5:
-            n = struct.unpack(">I", data[1:5])[0]
-            chunk = h2raw.pb_fields(data[5:5 + n])
-            got += len(chunk.get(1, []))
-            done = chunk.get(2, [0])[0] == 1
-            data = data[5 + n:]
-        self.assertEqual(got, lines)
-        self.assertTrue(done, "the last chunk does not say done")
-        self.assertEqual(m.wait_exit(timeout=30), 0, m.tail())
-        self.assertEqual(m.count("calls still open"), 0, m.tail())
-        self.assertEqual(m.count("answers on their way"), 0, m.tail())
+        self.read_long_log_across_a_stop(m, h2raw.H2Conn(("127.0.0.1", self.c.port),
+                                                             rcvbuf=32768))
 
     def test_connections_over_the_limit_are_refused_and_the_others_keep_working(self):
         # One worker holds both connections the master allows (control and data).
