@@ -700,10 +700,11 @@ static void on_restart(struct srv_call *c, void *ctx, const ProtobufCMessage *ms
  * writes one page at a time (the next one when the last was sent), and ends when its source says
  * so, when a write fails or when the client leaves. The kinds differ only in their ops.
  *
- * When the master stops (admin_stop), a feed that follows ends UNAVAILABLE once its page in
- * flight is sent: it would otherwise wait for news until the server's grace is over. Its client
- * goes on from its last line with another master, if it knows one. A feed that only reads what
- * is stored keeps going, within the grace.
+ * When the master stops (admin_stop), a feed that follows ends UNAVAILABLE once it has sent
+ * what is stored, where it would otherwise wait for news until the server's grace is over. Its
+ * client goes on from its last line with another master, if it knows one. Until then it keeps
+ * going, within the grace, like a feed that only reads what is stored: a follower of a task that
+ * has ended reads to the end.
  */
 struct feed;
 
@@ -745,10 +746,11 @@ static bool feed_ready(const struct feed *f)
     return f->call && !srv_call_write_pending(f->call);
 }
 
-/* A follower of a stopping master ends rather than wait (see above); true when it did. */
+/* Called by a pump caught up with what is stored, before it waits for news: a stopping master's
+ * feed ends instead (see above); true when it did. */
 static bool feed_stopped(struct feed *f)
 {
-    if (!f->follows || !f->a->stopping)
+    if (!f->a->stopping)
         return false;
     feed_end(f, GRPC_STATUS_UNAVAILABLE, "master stopping", NULL);
     return true;
@@ -759,7 +761,7 @@ static void feed_on_sent(struct srv_call *c, bool ok)
     struct feed *f = srv_call_user(c);
     if (!ok)
         feed_end(f, GRPC_STATUS_CANCELLED, "write failed", NULL);
-    else if (!feed_stopped(f))
+    else
         f->ops->pump(f);
 }
 
@@ -800,8 +802,7 @@ static void feed_on_request(struct srv_call *c, grpc_byte_buffer *msg)
         return;
     }
     srv_call_bind(c, &feed_handler, f);
-    if (!feed_stopped(f))
-        f->ops->pump(f);
+    f->ops->pump(f);
 }
 
 static const struct srv_handler feed_request_handler = {
@@ -824,7 +825,8 @@ void admin_stop(struct admin *a)
     a->stopping = true;
     list_foreach(f, a->feeds, struct feed, link)
     {
-        /* One with a page in flight ends when it is sent (feed_on_sent); feed_end frees nothing. */
+        /* A follower with no page in flight waits for news; one sending goes on until it would
+         * (its pump calls feed_stopped). feed_end frees nothing. */
         if (f->call && f->follows && !srv_call_write_pending(f->call))
             feed_stopped(f);
     }
@@ -926,6 +928,8 @@ static void reader_pump(struct feed *f)
     /* Done when everything is sent and no more can come (or nobody asked to follow). */
     chunk.done = !more && (ended || !r->follow);
     if (chunk.n_lines == 0 && !chunk.done) {
+        if (feed_stopped(f))
+            return;
         if (!r->watching) {
             if (tasks_watch(f->a->tasks, r->task_id, &r->watcher) < 0) {
                 feed_end(f, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
@@ -1328,7 +1332,7 @@ static void event_reader_pump(struct feed *f)
     if (r->n == 0) {
         if (!r->follow || !r->left) {
             feed_end(f, GRPC_STATUS_OK, NULL, NULL);
-        } else if (!r->watching) {
+        } else if (!feed_stopped(f) && !r->watching) {
             events_watch(f->a->events, &r->watcher);
             r->watching = true;
         }

@@ -39,9 +39,9 @@ struct admin {
 };
 
 void admin_add_methods(struct admin *a, struct rpc_server *s);
-/* The master stops: every `--follow` stream ends (UNAVAILABLE, "master stopping") once the page
- * it is sending went out, and one that begins from now on ends before it waits for news. Streams
- * that only read what is stored go on. */
+/* The master stops: every `--follow` stream ends (UNAVAILABLE, "master stopping") once it has
+ * sent what is stored, instead of waiting for news; one that begins from now on too. Until then
+ * they go on, as do the streams that only read what is stored. */
 void admin_stop(struct admin *a);
 
 #endif

@@ -621,11 +621,12 @@ class TaskOps:
         self.assertEqual(len(ids), 1, ids)
         return ids[0]
 
-    def read_long_log_across_a_stop(self, m, conn):
-        """A task prints 2.5 MB of log; conn (an h2raw.H2Conn to master m, started with
-        --shutdown-grace=1h and a worker online) reads it, holding the answer back at 64 KiB
-        (its HTTP/2 window) until m got SIGTERM, then reads on. Asserts that every line and the
-        last chunk came, and that m exited 0 without cancelling anything."""
+    def read_long_log_across_a_stop(self, m, conn, follow=False):
+        """A task prints 2.5 MB of log and ends; conn (an h2raw.H2Conn to master m, started with
+        --shutdown-grace=1h and a worker online) reads it (following it, with follow), holding
+        the answer back at 64 KiB (its HTTP/2 window) until m got SIGTERM, then reads on.
+        Asserts that every line and the last chunk came, and that m exited 0 without cancelling
+        anything."""
         lines = 25000
         tid = self.submit1("--", "awk", "BEGIN { for (i = 1; i <= %d; i++) printf "
                            "\"line %%05d %%090d\\n\", i, 0 }" % lines)
@@ -635,7 +636,8 @@ class TaskOps:
         conn.give_window = False
         sid = conn.open_stream("/grpc.AdminService/ReadLogs",
                                [("authorization", read_key(self.c.admin_key_file))])
-        conn.send_message(sid, h2raw.pb_string(1, tid), end=True)
+        request = h2raw.pb_string(1, tid) + (h2raw.pb_varint(3, 1) if follow else b"")
+        conn.send_message(sid, request, end=True)
         wait_until(lambda: conn.replies.get(sid), timeout=WAIT, what="the first bytes of the log")
         m.signal(signal.SIGTERM)
         m.wait_log("calls in flight have up to 3600 s to finish")
