@@ -157,8 +157,9 @@ struct rpc_server {
     void *shutdown_ctx;
 
     struct rpc_server_hooks hooks;
-    size_t live_calls; /* srv_call objects not yet freed */
-    bool destroyed;    /* the gRPC server is gone; the last call frees this struct */
+    size_t live_calls;  /* srv_call objects not yet freed */
+    size_t turned_away; /* of those, the ones refused because the server is shutting down */
+    bool destroyed;     /* the gRPC server is gone; the last call frees this struct */
     struct srv_call *held_head, *held_tail; /* finished calls whose replies wait */
 
     struct adder adder;
@@ -202,6 +203,7 @@ struct srv_call {
     bool unheld;           /* its reply goes at once, held replies or not (srv_call_reply_now) */
     bool status_queued;    /* finish waits for a pending write */
     bool wasted;           /* charged to its connection's budget already */
+    bool turned_away;      /* refused because the server is shutting down */
     struct srv_conn *conn; /* NULL when gRPC did not say which */
 
     const struct srv_handler *handler;
@@ -495,6 +497,8 @@ static void call_unref(struct srv_call *c)
     if (c->conn)
         conn_unref(c->conn);
     struct rpc_server *s = c->server;
+    if (c->turned_away)
+        s->turned_away--;
     free(c);
     /* Handlers may finish their calls after the gRPC server is gone (at shutdown); our struct
      * lives until the last of them. */
@@ -887,6 +891,8 @@ static void dispatch(struct srv_call *c)
     if (c->conn)
         conn_authenticated(c->conn);
     if (s->shutting_down) {
+        c->turned_away = true;
+        s->turned_away++;
         refuse(c, GRPC_STATUS_UNAVAILABLE, "master is shutting down");
         return;
     }
@@ -1225,7 +1231,9 @@ static bool delivered(struct rpc_server *s)
 static void on_quiet_check(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct rpc_server *s = w->data;
-    if (s->live_calls > 0) { /* a call may still answer, on any connection */
+    /* A call in progress may still answer, on any connection. Those turned away do not hold the
+     * shutdown: a client calling without pause would hold it for the whole grace. */
+    if (s->live_calls > s->turned_away) {
         s->calls_over = false;
         return;
     }
