@@ -838,7 +838,7 @@ struct reader {
     struct feed feed; /* first */
     struct task_watcher watcher;
     char task_id[TASK_ID_LEN + 1];
-    bool items, follow, watching;
+    bool items, watching;
     uint64_t next_seq;
     /* The chunk being filled. */
     char **lines;
@@ -926,7 +926,7 @@ static void reader_pump(struct feed *f)
     chunk.n_lines = r->n;
     chunk.lines = r->lines;
     /* Done when everything is sent and no more can come (or nobody asked to follow). */
-    chunk.done = !more && (ended || !r->follow);
+    chunk.done = !more && (ended || !f->follows);
     if (chunk.n_lines == 0 && !chunk.done) {
         if (feed_stopped(f))
             return;
@@ -958,8 +958,7 @@ static grpc_status_code reader_start(struct feed *f, const ProtobufCMessage *msg
     struct reader *r = (struct reader *)f;
     const Grpc__AdminTaskRequest *req = (const void *)msg;
     grpc_status_code st = resolve_task(f->a, req->task_id, r->task_id, why, len);
-    r->follow = req->follow && !r->items;
-    f->follows = r->follow;
+    f->follows = req->follow && !r->items;
     r->next_seq = req->from ? req->from : 1;
     return st;
 }
@@ -1248,7 +1247,7 @@ struct event_reader {
     struct events_watcher watcher;
     int64_t after; /* the last event sent */
     uint64_t left; /* events still to send; UINT64_MAX: no limit */
-    bool follow, watching;
+    bool watching;
     /* The page being filled. */
     Grpc__AdminEvent *items;
     size_t n, cap;
@@ -1330,7 +1329,7 @@ static void event_reader_pump(struct feed *f)
         return;
     }
     if (r->n == 0) {
-        if (!r->follow || !r->left) {
+        if (!f->follows || !r->left) {
             feed_end(f, GRPC_STATUS_OK, NULL, NULL);
         } else if (!feed_stopped(f) && !r->watching) {
             events_watch(f->a->events, &r->watcher);
@@ -1348,7 +1347,7 @@ static void event_reader_pump(struct feed *f)
     free(ptrs);
     event_page_clear(r);
     /* Without follow, the last page ends the stream: nothing after it is committed yet. */
-    if ((!r->follow && !r->page.more) || !r->left)
+    if ((!f->follows && !r->page.more) || !r->left)
         feed_end(f, GRPC_STATUS_OK, NULL, bb);
     else
         srv_call_write(f->call, bb);
@@ -1368,8 +1367,7 @@ static grpc_status_code event_reader_start(struct feed *f, const ProtobufCMessag
     const Grpc__AdminEventsRequest *req = (const void *)msg; /* validated */
     r->after = (int64_t)req->after;
     r->left = req->limit ? req->limit : UINT64_MAX;
-    r->follow = req->follow;
-    f->follows = r->follow;
+    f->follows = req->follow;
     return GRPC_STATUS_OK;
 }
 

@@ -621,17 +621,19 @@ class TaskOps:
         self.assertEqual(len(ids), 1, ids)
         return ids[0]
 
-    def read_long_log_across_a_stop(self, m, conn, follow=False):
-        """A task prints 2.5 MB of log and ends; conn (an h2raw.H2Conn to master m, started with
-        --shutdown-grace=1h and a worker online) reads it (following it, with follow), holding
-        the answer back at 64 KiB (its HTTP/2 window) until m got SIGTERM, then reads on.
-        Asserts that every line and the last chunk came, and that m exited 0 without cancelling
-        anything."""
+    def read_long_log_across_a_stop(self, m, follow=False, tls=None):
+        """A task prints 2.5 MB of log and ends; a raw client of master m (started with
+        --shutdown-grace=1h, a worker online; over TLS with the ssl context tls) reads it
+        (following it, with follow), holding the answer back at 64 KiB (its HTTP/2 window) until
+        m got SIGTERM, then reads on. Its 32 KiB receive buffer leaves the rest in the master's
+        kernel. Asserts that every line and the last chunk came, and that m exited 0 without
+        cancelling anything."""
         lines = 25000
         tid = self.submit1("--", "awk", "BEGIN { for (i = 1; i <= %d; i++) printf "
                            "\"line %%05d %%090d\\n\", i, 0 }" % lines)
         self.wait_tasks([tid], lambda t: t["status"] == "finished" and t["log_lines"] == lines,
                         30, "task %s to finish with its %d lines stored" % (tid, lines))
+        conn = h2raw.H2Conn(("127.0.0.1", self.c.port), tls, "localhost", rcvbuf=32768)
         self.addCleanup(conn.close)
         conn.give_window = False
         sid = conn.open_stream("/grpc.AdminService/ReadLogs",

@@ -264,8 +264,7 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         m = self.c.start_master(extra=["--shutdown-grace=1h"])
         w = self.c.start_worker("w1")
         w.wait_log(REGISTERED)
-        self.read_long_log_across_a_stop(m, h2raw.H2Conn(("127.0.0.1", self.c.port),
-                                                             rcvbuf=32768))
+        self.read_long_log_across_a_stop(m)
 
     def test_master_sigterm_lets_a_follower_of_an_ended_task_read_to_the_end(self):
         # `logs --follow` of a task that is over: nothing more can come, so the stop does not
@@ -273,8 +272,7 @@ class Nodes(harness.ClusterTest, harness.TaskOps):
         m = self.c.start_master(extra=["--shutdown-grace=1h"])
         w = self.c.start_worker("w1")
         w.wait_log(REGISTERED)
-        self.read_long_log_across_a_stop(m, h2raw.H2Conn(("127.0.0.1", self.c.port),
-                                                         rcvbuf=32768), follow=True)
+        self.read_long_log_across_a_stop(m, follow=True)
 
     def test_connections_over_the_limit_are_refused_and_the_others_keep_working(self):
         # One worker holds both connections the master allows (control and data).

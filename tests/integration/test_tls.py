@@ -16,7 +16,6 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import h2raw  # noqa: E402
 import harness  # noqa: E402
 from harness import find_node, status_of, wait_until  # noqa: E402
 
@@ -389,15 +388,14 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(refused(), 3)
         self.assertTrue(m.alive())
 
-
     def test_master_sigterm_delivers_a_long_answer_whole_to_a_slow_reader_over_tls(self):
         m = self.start_tls_master(extra=["--shutdown-grace=1h"])
         self.online(self.start_tls_worker("w1"))
         ctx = ssl.create_default_context(cafile=self.pem("ca"))
         ctx.load_cert_chain(self.pem("alice"), self.pem("alice", "key"))
         ctx.set_alpn_protocols(["h2"])
-        self.read_long_log_across_a_stop(m, h2raw.H2Conn(("127.0.0.1", self.c.port), ctx,
-                                                         "localhost", rcvbuf=32768))
+        self.read_long_log_across_a_stop(m, tls=ctx)
+
 
 if __name__ == "__main__":
     harness.main()
