@@ -22,9 +22,11 @@
 #include "services/node_service.pb-c.h"
 #include "services/task_service.pb-c.h"
 #include "worker/contain.h"
+#include "worker/journal.h"
 #include "worker/runner.h"
 #include "worker/spiders.h"
 #include "worker/uploader.h"
+#include "worker/workdirs.h"
 
 #define UNARY_TIMEOUT_MS 5000
 #define FLUSH_BOUND_S    10.0 /* how long a stopping worker waits for the master at the end */
@@ -76,8 +78,10 @@ struct jobs {
     char *data_dir;
     char *spool_dir; /* <data_dir>/spool: output waiting for the master, past what memory keeps */
     char *node_key;
-    struct contain *contain; /* finds every process of a task (worker/contain.h) */
-    struct spiders *spiders; /* the spider cache and the tasks' copies (worker/spiders.h) */
+    struct contain *contain;   /* finds every process of a task (worker/contain.h) */
+    struct spiders *spiders;   /* the spider cache and the tasks' copies (worker/spiders.h) */
+    struct journal *journal;   /* the tasks started, for a restart (worker/journal.h) */
+    struct workdirs *workdirs; /* the tasks' directories (worker/workdirs.h) */
     struct list_link *list;
     int running;  /* processes alive */
     int claiming; /* tasks whose claim is out: each will take a runner */
@@ -170,9 +174,8 @@ static void job_remove(struct job *job)
     if (job->in_spider)
         spiders_discard(j->spiders, path);
     else
-        rmdir(path);
-    snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
-    unlink(path);
+        workdirs_give(j->workdirs, path);
+    journal_forget(j->journal, job->id);
     free(job);
     maybe_fetch(j);
     check_stopped(j);
@@ -455,25 +458,14 @@ static unsigned long long process_start_time(pid_t pid)
     return start;
 }
 
-/* Notes which process group runs a task, so that a restarted worker can find and end it. */
+/* Notes which process group runs a task, so that a restarted worker can find and end it; the
+ * epoch lets it report the task's end under its assignment. */
 static void record_running(struct jobs *j, const struct job *job)
 {
-    char path[4096], line[96];
-    snprintf(path, sizeof(path), "%s/running/%s", j->data_dir, job->id);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == ENOENT) { /* the first task: the directory is made now */
-        char dir[4096];
-        snprintf(dir, sizeof(dir), "%s/running", j->data_dir);
-        mkdir(dir, 0700);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    }
-    /* The epoch lets a restarted worker report the task's end under its assignment. */
-    int len = snprintf(line, sizeof(line), "%d %llu %" PRIu64 "\n", (int)job->pid,
-                       job->pid ? process_start_time(job->pid) : 0, job->epoch);
-    if (fd < 0 || write(fd, line, (size_t)len) != len)
-        log_warn("task %s: cannot record its process in %s: %s", job->id, path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
+    struct journal_entry e = {.pgid = (int)job->pid, .epoch = job->epoch};
+    memcpy(e.id, job->id, sizeof(e.id));
+    e.start = job->pid ? process_start_time(job->pid) : 0;
+    journal_note(j->journal, &e);
 }
 
 static struct job *add_job(struct jobs *j, const char *id)
@@ -504,47 +496,31 @@ static struct job *add_job(struct jobs *j, const char *id)
  */
 static void recover(struct jobs *j)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/running", j->data_dir);
-    DIR *d = opendir(path);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!task_id_valid(de->d_name))
-            continue;
-        char line[96] = "";
-        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t n = read(fd, line, sizeof(line) - 1);
-            line[n > 0 ? n : 0] = '\0';
-            close(fd);
-        }
-        int pgid = 0;
-        unsigned long long start = 0;
-        uint64_t epoch = 0; /* absent from files of older versions: reported without one */
-        if (sscanf(line, "%d %llu %" SCNu64, &pgid, &start, &epoch) >= 1 && pgid > 1) {
+    const struct journal_entry *left;
+    size_t n = journal_entries(j->journal, &left);
+    for (size_t i = 0; i < n; i++) {
+        const struct journal_entry *e = &left[i];
+        if (e->pgid > 1) {
             /* While any member of the group lives, its id cannot be reused; a live leader must
              * still be the process we started. */
-            unsigned long long now_start = process_start_time(pgid);
-            if (now_start == 0 || now_start == start) {
-                if (kill(-pgid, SIGKILL) == 0)
-                    log_warn("task %s: killed process group %d left by the previous run",
-                             de->d_name, pgid);
+            unsigned long long now_start = process_start_time(e->pgid);
+            if (now_start == 0 || now_start == e->start) {
+                if (kill(-e->pgid, SIGKILL) == 0)
+                    log_warn("task %s: killed process group %d left by the previous run", e->id,
+                             e->pgid);
             }
         }
-        contain_sweep(j->contain, de->d_name);
-        struct job *job = add_job(j, de->d_name);
+        contain_sweep(j->contain, e->id);
+        struct job *job = add_job(j, e->id);
         if (!job)
             continue;
         job->phase = PHASE_FINAL;
         job->uploaded = true;
-        job->epoch = epoch;
+        job->epoch = e->epoch; /* 0 from the files of older versions: reported without one */
         job->status = TASK_ERROR;
         job->exit_code = -1;
         snprintf(job->error, sizeof(job->error), "worker restarted");
     }
-    closedir(d);
 }
 
 /* ---- the claim (core/fence.h) ---- */
@@ -732,7 +708,12 @@ static void spawn_job(struct job *job)
         record_running(j, job);
     int rc = !job->up               ? -ENOMEM
              : !spec || !*spec->cmd ? -EINVAL
-                                    : runner_start(j->loop, &rs, &runner_cb, job, &job->proc);
+             : job->in_spider       ? 0
+                                    : workdirs_take(j->workdirs, workdir);
+    if (rc < 0 && rc != -EINVAL)
+        log_error("task %s: cannot create working directory %s: %s", id, workdir, strerror(-rc));
+    if (rc == 0)
+        rc = runner_start(j->loop, &rs, &runner_cb, job, &job->proc);
     for (size_t i = 0; env && i < n_env; i++)
         free(env[i]);
     free(env);
@@ -1132,6 +1113,13 @@ int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs 
                                               .cache_bytes = opts->spider_cache_bytes};
     if (rc == 0)
         rc = spiders_create(loop, &spiders_opts, &j->spiders);
+    if (rc == 0)
+        rc = journal_open(opts->data_dir, &j->journal);
+    if (rc == 0) {
+        char tasks[4096];
+        snprintf(tasks, sizeof(tasks), "%s/tasks", opts->data_dir);
+        rc = workdirs_create(tasks, (size_t)opts->max_runners, &j->workdirs);
+    }
     if (rc < 0) {
         jobs_destroy(j);
         return rc;
@@ -1177,6 +1165,8 @@ void jobs_destroy(struct jobs *j)
         free(job);
     }
     spiders_destroy(j->spiders);
+    workdirs_destroy(j->workdirs);
+    journal_close(j->journal);
     contain_destroy(j->contain);
     free(j->data_dir);
     free(j->spool_dir);
