@@ -13,27 +13,48 @@
 #include <unistd.h>
 
 #include "core/limits.h"
+#include "runtime/array.h"
 #include "runtime/log.h"
 
 /* Kill rounds before giving up on a task that forks faster than it is killed. */
 #define KILL_ROUNDS 100
-/* Task cgroups whose killed processes had not all exited yet, removed at a later call. */
-#define STALE_MAX 64
+
+/*
+ * A task cgroup (cgroup mode), <dir>/<n>, is made once and holds one task after another, as long
+ * as no task leaves a process in it: making and removing a cgroup for each task cost the worker
+ * about a tenth of its CPU per task (docs/benchmarks.md). A free one is taken again only when no
+ * process is in it ("populated 0" in its cgroup.events).
+ *
+ * A cgroup that had to be killed (cgroup.kill) is retired: removed once its killed processes have
+ * left it, and never given to another task. On the project's machine (Linux 6.18) a process
+ * cloned into a cgroup (CLONE_INTO_CGROUP) that was ever killed through cgroup.kill is killed at
+ * birth; and a task that left a process behind is not the common case to make cheap.
+ */
+struct slot {
+    char name[16];              /* under dir */
+    char task[TASK_ID_LEN + 1]; /* the task in it, "" when free */
+    int fd;                     /* its directory, kept open (clone3, the files in it); -1 retired */
+    bool killed;                /* retired when its task releases it */
+};
 
 struct contain {
     enum contain_mode mode;
     char *dir;    /* cgroup mode: the worker's cgroup directory for its tasks */
+    int dir_fd;   /* ... open */
     int max_pids; /* > 0: every task cgroup's pids.max */
-    char stale[STALE_MAX][TASK_ID_LEN + 1];
-    size_t n_stale;
+    struct slot *slots;
+    size_t n_slots, cap_slots;
+    size_t n_retired;   /* slots waiting to be removed */
+    unsigned next_name; /* the name a new task cgroup tries first */
 };
 
 /* ---- small file helpers ---- */
 
-/* Reads the whole file at path into a malloc'd, NUL-terminated buffer. -errno. */
-static int read_file(const char *path, char **out, size_t *len)
+/* Reads the whole file at path (relative to dir_fd) into a malloc'd, NUL-terminated buffer.
+ * -errno. */
+static int read_file_at(int dir_fd, const char *path, char **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dir_fd, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     size_t cap = 4096, n = 0;
@@ -70,15 +91,25 @@ static int read_file(const char *path, char **out, size_t *len)
     }
 }
 
-static int write_file(const char *path, const char *text)
+static int read_file(const char *path, char **out, size_t *len)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    return read_file_at(AT_FDCWD, path, out, len);
+}
+
+static int write_file_at(int dir_fd, const char *path, const char *text)
+{
+    int fd = openat(dir_fd, path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     size_t len = strlen(text);
     int rc = write(fd, text, len) == (ssize_t)len ? 0 : -errno;
     close(fd);
     return rc;
+}
+
+static int write_file(const char *path, const char *text)
+{
+    return write_file_at(AT_FDCWD, path, text);
 }
 
 /* ---- finding our cgroup ---- */
@@ -206,19 +237,13 @@ static int enable_pids(const char *dir, const char **why)
     return 0;
 }
 
-static int task_path(const struct contain *c, const char *task_id, const char *file, char *buf,
-                     size_t len)
-{
-    int n = snprintf(buf, len, "%s/%s%s%s", c->dir, task_id, file ? "/" : "", file ? file : "");
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-/* SIGKILLs what cgroup.procs lists, until it lists nothing (kernels before cgroup.kill). */
-static void cgroup_kill_listed(const char *procs)
+/* SIGKILLs what the cgroup's cgroup.procs lists, until it lists nothing (kernels before
+ * cgroup.kill). */
+static void cgroup_kill_listed(int cgroup_fd)
 {
     for (int round = 0; round < KILL_ROUNDS; round++) {
         char *text;
-        if (read_file(procs, &text, NULL) < 0)
+        if (read_file_at(cgroup_fd, "cgroup.procs", &text, NULL) < 0)
             return;
         bool any = false;
         for (char *p = strtok(text, "\n"); p; p = strtok(NULL, "\n")) {
@@ -232,42 +257,153 @@ static void cgroup_kill_listed(const char *procs)
     }
 }
 
-static void cgroup_kill(struct contain *c, const char *task_id)
+/* SIGKILLs every process in the cgroup open at cgroup_fd. 0 or -errno. */
+static int cgroup_kill(int cgroup_fd)
 {
-    char path[PATH_MAX];
-    if (task_path(c, task_id, "cgroup.kill", path, sizeof(path)) < 0)
-        return;
-    int rc = write_file(path, "1");
-    if (rc == 0 || rc == -ENODEV)
-        return; /* killed; or (ENODEV) nothing there to kill */
-    if (rc != -ENOENT || task_path(c, task_id, "cgroup.procs", path, sizeof(path)) < 0) {
-        if (rc != -ENOENT)
-            log_warn("task %s: cannot kill its cgroup: %s", task_id, strerror(-rc));
-        return;
+    int rc = write_file_at(cgroup_fd, "cgroup.kill", "1");
+    if (rc == -ENOENT) {
+        cgroup_kill_listed(cgroup_fd);
+        return 0;
     }
-    cgroup_kill_listed(path);
+    return rc == -ENODEV ? 0 : rc; /* ENODEV: nothing there to kill */
 }
 
-/* rmdir of a task cgroup: 0, -EBUSY while killed processes are still exiting, -errno. */
-static int remove_task_cgroup(struct contain *c, const char *task_id)
+/* Whether no process is left in the cgroup open at cgroup_fd. */
+static bool cgroup_empty(int cgroup_fd)
 {
-    char path[PATH_MAX];
-    int rc = task_path(c, task_id, NULL, path, sizeof(path));
-    if (rc == 0 && rmdir(path) < 0 && errno != ENOENT)
+    char text[128];
+    int fd = openat(cgroup_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    return strstr(text, "populated 0") != NULL;
+}
+
+static struct slot *slot_of(struct contain *c, const char *task_id)
+{
+    if (!*task_id)
+        return NULL; /* what a free slot holds */
+    for (size_t i = 0; i < c->n_slots; i++)
+        if (strcmp(c->slots[i].task, task_id) == 0)
+            return &c->slots[i];
+    return NULL;
+}
+
+/* Keeps the cgroup name (open at fd, or -1 for one retired) as a free slot; the slot takes fd.
+ * NULL on ENOMEM. */
+static struct slot *add_slot(struct contain *c, const char *name, int fd)
+{
+    struct slot *grown = array_grow(c->slots, c->n_slots, &c->cap_slots, sizeof(*c->slots), 16);
+    if (!grown)
+        return NULL;
+    c->slots = grown;
+    struct slot *s = &c->slots[c->n_slots++];
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->task[0] = '\0';
+    s->fd = fd;
+    s->killed = false;
+    return s;
+}
+
+/* Removes the retired cgroups that no process is left in. */
+static void remove_retired(struct contain *c)
+{
+    for (size_t i = 0; i < c->n_slots;) {
+        struct slot *s = &c->slots[i];
+        if (s->fd >= 0 || (unlinkat(c->dir_fd, s->name, AT_REMOVEDIR) < 0 && errno == EBUSY)) {
+            i++;
+            continue;
+        }
+        *s = c->slots[--c->n_slots];
+        c->n_retired--;
+    }
+}
+
+static void retire(struct contain *c, struct slot *s)
+{
+    close(s->fd);
+    s->fd = -1;
+    c->n_retired++;
+    remove_retired(c);
+}
+
+/* Sets the cgroup's pids.max: the worker's limit, or none (where the controller is on). */
+static int set_max_pids(const struct contain *c, int cgroup_fd)
+{
+    char num[24] = "max";
+    if (c->max_pids > 0)
+        snprintf(num, sizeof(num), "%d", c->max_pids);
+    int rc = write_file_at(cgroup_fd, "pids.max", num);
+    return rc == -ENOENT && c->max_pids <= 0 ? 0 : rc;
+}
+
+/* Makes a new task cgroup, a free slot. 0 or -errno (*why says what failed). */
+static int make_slot(struct contain *c, struct slot **out, const char **why)
+{
+    char name[16];
+    for (;;) {
+        snprintf(name, sizeof(name), "%u", c->next_name++);
+        if (mkdirat(c->dir_fd, name, 0755) == 0)
+            break;
+        if (errno != EEXIST || c->next_name == 0) {
+            *why = "mkdir";
+            return -errno;
+        }
+    }
+    int rc = 0, fd = openat(c->dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
         rc = -errno;
-    if (rc < 0 && rc != -EBUSY)
-        log_warn("task %s: cannot remove its cgroup %s: %s", task_id, path, strerror(-rc));
+        *why = "open";
+    } else if (c->max_pids > 0 && (rc = set_max_pids(c, fd)) < 0) {
+        *why = "cannot set its process limit";
+    } else if (!(*out = add_slot(c, name, fd))) {
+        rc = -ENOMEM;
+        *why = "memory";
+    }
+    if (rc < 0) {
+        if (fd >= 0)
+            close(fd);
+        unlinkat(c->dir_fd, name, AT_REMOVEDIR);
+    }
     return rc;
 }
 
-/* Tries again to remove the cgroups that were busy. */
-static void remove_stale(struct contain *c)
+/*
+ * At start: every cgroup under dir is a previous run's (dir is named after this worker's node key
+ * and data directory, which the worker holds locked). Whatever still runs in one is killed, and
+ * each is removed (retired, while killed processes are still leaving it): which of them were
+ * killed before cannot be told.
+ */
+static int clear_previous_run(struct contain *c)
 {
-    size_t kept = 0;
-    for (size_t i = 0; i < c->n_stale; i++)
-        if (remove_task_cgroup(c, c->stale[i]) == -EBUSY)
-            memmove(c->stale[kept++], c->stale[i], sizeof(c->stale[i]));
-    c->n_stale = kept;
+    int fd = dup(c->dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_type != DT_DIR || de->d_name[0] == '.')
+            continue;
+        int cg = openat(c->dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cg < 0)
+            continue;
+        if (!cgroup_empty(cg)) {
+            log_warn("killing what the previous run left in cgroup %s/%s", c->dir, de->d_name);
+            cgroup_kill(cg);
+        }
+        close(cg);
+        if (unlinkat(c->dir_fd, de->d_name, AT_REMOVEDIR) < 0 && errno == EBUSY &&
+            strlen(de->d_name) < sizeof(c->slots->name) && add_slot(c, de->d_name, -1))
+            c->n_retired++;
+    }
+    closedir(d);
+    return 0;
 }
 
 /* ---- subreaper mode ---- */
@@ -353,6 +489,7 @@ int contain_create(const char *scope, enum contain_mode want, int max_pids, stru
     struct contain *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
+    c->dir_fd = -1;
     c->max_pids = max_pids;
     if (max_pids > 0 && want == CONTAIN_SUBREAPER) {
         log_error("a task's process limit (--task-max-pids) needs cgroup containment");
@@ -363,6 +500,12 @@ int contain_create(const char *scope, enum contain_mode want, int max_pids, stru
     int rc = want == CONTAIN_SUBREAPER ? -ENOTSUP : cgroup_dir(scope, &c->dir, &why);
     if (rc == 0 && max_pids > 0)
         rc = enable_pids(c->dir, &why);
+    if (rc == 0 && (c->dir_fd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rc = -errno;
+        why = "cannot open the worker's cgroup";
+    }
+    if (rc == 0 && (rc = clear_previous_run(c)) < 0)
+        why = "cannot read the worker's cgroup";
     if (rc == 0) {
         c->mode = CONTAIN_CGROUP;
         if (max_pids > 0)
@@ -372,10 +515,7 @@ int contain_create(const char *scope, enum contain_mode want, int max_pids, stru
     } else if (want == CONTAIN_CGROUP || max_pids > 0) {
         log_error("cannot contain tasks in cgroups%s: %s",
                   max_pids > 0 ? " with a process limit (--task-max-pids)" : "", why);
-        if (c->dir)
-            rmdir(c->dir);
-        free(c->dir);
-        free(c);
+        contain_destroy(c);
         return rc;
     } else {
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
@@ -396,10 +536,17 @@ void contain_destroy(struct contain *c)
 {
     if (!c)
         return;
-    if (c->dir) {
-        remove_stale(c);
-        rmdir(c->dir); /* only when no task cgroup is left in it */
+    /* A cgroup a killed process has not left yet stays, for the next start to take over. */
+    for (size_t i = 0; i < c->n_slots; i++) {
+        if (c->slots[i].fd >= 0)
+            close(c->slots[i].fd);
+        unlinkat(c->dir_fd, c->slots[i].name, AT_REMOVEDIR);
     }
+    if (c->dir_fd >= 0)
+        close(c->dir_fd);
+    if (c->dir)
+        rmdir(c->dir); /* only when no task cgroup is left in it */
+    free(c->slots);
     free(c->dir);
     free(c);
 }
@@ -421,50 +568,48 @@ bool contain_per_task_cgroup(const struct contain *c)
 
 int contain_prepare(struct contain *c, const char *task_id)
 {
-    char path[PATH_MAX];
     if (c->mode != CONTAIN_CGROUP)
         return 0;
-    remove_stale(c);
-    int rc = task_path(c, task_id, NULL, path, sizeof(path));
-    if (rc == 0 && mkdir(path, 0755) < 0 && errno != EEXIST)
-        rc = -errno;
+    if (strlen(task_id) >= sizeof(c->slots->task) || slot_of(c, task_id)) {
+        log_error("task %s: cannot give it a cgroup: %s", task_id,
+                  *task_id ? "it has one already" : "no task id");
+        return -EINVAL;
+    }
+    if (c->n_retired)
+        remove_retired(c);
+    struct slot *s = NULL;
+    for (size_t i = 0; i < c->n_slots && !s; i++)
+        if (!c->slots[i].task[0] && c->slots[i].fd >= 0 && cgroup_empty(c->slots[i].fd))
+            s = &c->slots[i];
+    const char *why = NULL;
+    int rc = s ? 0 : make_slot(c, &s, &why);
     if (rc < 0) {
-        log_error("task %s: cannot make its cgroup %s: %s", task_id, path, strerror(-rc));
+        log_error("task %s: cannot make a cgroup under %s (%s): %s", task_id, c->dir, why,
+                  strerror(-rc));
         return rc;
     }
-    if (c->max_pids > 0) {
-        char num[24];
-        snprintf(num, sizeof(num), "%d", c->max_pids);
-        if ((rc = task_path(c, task_id, "pids.max", path, sizeof(path))) == 0)
-            rc = write_file(path, num);
-        if (rc < 0) {
-            log_error("task %s: cannot set its process limit: %s", task_id, strerror(-rc));
-            remove_task_cgroup(c, task_id);
-        }
-    }
-    return rc;
+    snprintf(s->task, sizeof(s->task), "%s", task_id);
+    return 0;
 }
 
-int contain_open_cgroup(struct contain *c, const char *task_id)
+int contain_cgroup_fd(struct contain *c, const char *task_id)
 {
-    char path[PATH_MAX];
-    int rc = task_path(c, task_id, NULL, path, sizeof(path));
-    if (rc == 0 && (rc = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        rc = -errno;
-        log_error("task %s: cannot open its cgroup %s: %s", task_id, path, strerror(errno));
+    const struct slot *s = c->mode == CONTAIN_CGROUP ? slot_of(c, task_id) : NULL;
+    if (!s) {
+        log_error("task %s: it has no cgroup", task_id);
+        return -ENOENT;
     }
-    return rc;
+    return s->fd;
 }
 
 int contain_adopt(struct contain *c, const char *task_id, pid_t pid)
 {
-    char path[PATH_MAX], num[24];
     if (c->mode != CONTAIN_CGROUP)
         return 0;
+    const struct slot *s = slot_of(c, task_id);
+    char num[24];
     snprintf(num, sizeof(num), "%d", (int)pid);
-    int rc = task_path(c, task_id, "cgroup.procs", path, sizeof(path));
-    if (rc == 0)
-        rc = write_file(path, num);
+    int rc = s ? write_file_at(s->fd, "cgroup.procs", num) : -ENOENT;
     if (rc < 0)
         log_error("task %s: cannot move pid %d into its cgroup: %s", task_id, (int)pid,
                   strerror(-rc));
@@ -474,7 +619,14 @@ int contain_adopt(struct contain *c, const char *task_id, pid_t pid)
 void contain_kill(struct contain *c, const char *task_id)
 {
     if (c->mode == CONTAIN_CGROUP) {
-        cgroup_kill(c, task_id);
+        struct slot *s = slot_of(c, task_id);
+        if (!s || cgroup_empty(s->fd))
+            return; /* nothing to kill, and the cgroup stays fit for another task */
+        s->killed = true;
+        int rc = cgroup_kill(s->fd);
+        if (rc < 0)
+            log_warn("task %s: cannot kill its cgroup %s/%s: %s", task_id, c->dir, s->name,
+                     strerror(-rc));
         return;
     }
     char entry[64];
@@ -486,22 +638,18 @@ void contain_kill(struct contain *c, const char *task_id)
 
 void contain_release(struct contain *c, const char *task_id)
 {
-    if (c->mode != CONTAIN_CGROUP)
+    struct slot *s = c->mode == CONTAIN_CGROUP ? slot_of(c, task_id) : NULL;
+    if (!s)
         return;
-    remove_stale(c);
-    /* Killed processes leave their cgroup as they exit: a busy one is removed later (or, when
-     * the list is full, stays empty and harmless until the worker's next start). */
-    if (remove_task_cgroup(c, task_id) == -EBUSY && c->n_stale < STALE_MAX)
-        snprintf(c->stale[c->n_stale++], sizeof(c->stale[0]), "%s", task_id);
+    s->task[0] = '\0';
+    if (s->killed)
+        retire(c, s);
 }
 
 void contain_sweep(struct contain *c, const char *task_id)
 {
-    if (c->mode == CONTAIN_CGROUP) {
-        cgroup_kill(c, task_id);
-        contain_release(c, task_id);
-    }
-    /* A process can also have escaped while no worker watched: look everywhere. */
+    /* Its cgroup, if it had one, was emptied when this run started (clear_previous_run). A process
+     * can also have escaped while no worker watched: look everywhere. */
     char entry[64];
     marker(task_id, entry, sizeof(entry));
     int killed = 0;

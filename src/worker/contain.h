@@ -4,10 +4,11 @@
  * (setsid, a double fork, a daemon). The process group alone cannot promise that.
  *
  * The worker picks one mechanism at start (contain_create):
- *   cgroup     each task runs in a cgroup v2 of its own, DIR/<scope>/<task id> under the worker's
- *              cgroup, and is ended with cgroup.kill (or, on kernels without it, by killing what
+ *   cgroup     each task runs in a cgroup v2 of its own, <scope>/<n> under the worker's cgroup,
+ *              and is ended with cgroup.kill (or, on kernels without it, by killing what
  *              cgroup.procs lists until it is empty). A process cannot leave its cgroup without
- *              write access to the cgroup tree. Needs a writable cgroup v2 hierarchy (root, or a
+ *              write access to the cgroup tree. The cgroups are made as needed and kept: a task
+ *              gets one no process is left in. Needs a writable cgroup v2 hierarchy (root, or a
  *              delegated subtree such as systemd's Delegate=yes).
  *   subreaper  the worker is the child subreaper of everything it starts (PR_SET_CHILD_SUBREAPER),
  *              so escaped processes are re-parented to it rather than to init, and a walk of its
@@ -36,12 +37,13 @@ enum contain_mode {
 struct contain;
 
 /*
- * Sets up containment for a worker: scope names the worker's cgroup directory (its node key makes
- * it unique on the machine). want CONTAIN_CGROUP fails with the reason when cgroups cannot be
- * used; CONTAIN_AUTO falls back to subreaper and logs why. max_pids > 0 caps every task's
- * processes and threads (its cgroup's pids.max): that needs cgroups with the pids controller, and
- * fails with the reason (-ENOTSUP) otherwise, whatever want says. *out is released by
- * contain_destroy.
+ * Sets up containment for a worker: scope names the worker's cgroup directory, which must be this
+ * worker's alone and the same after a restart (its node key and machine id make it so): in cgroup
+ * mode, whatever still runs in a cgroup under it is killed here. want CONTAIN_CGROUP fails with the
+ * reason when cgroups cannot be used; CONTAIN_AUTO falls back to subreaper and logs why. max_pids >
+ * 0 caps every task's processes and threads (its cgroup's pids.max): that needs cgroups with the
+ * pids controller, and fails with the reason (-ENOTSUP) otherwise, whatever want says. *out is
+ * released by contain_destroy.
  */
 int contain_create(const char *scope, enum contain_mode want, int max_pids, struct contain **out);
 void contain_destroy(struct contain *c);
@@ -50,16 +52,18 @@ void contain_destroy(struct contain *c);
 enum contain_mode contain_mode(const struct contain *c);
 const char *contain_mode_name(enum contain_mode m);
 
-/* Whether a new task starts in a cgroup of its own: cloned into it (contain_open_cgroup), or
+/* Whether a new task starts in a cgroup of its own: cloned into it (contain_cgroup_fd), or
  * else waiting for contain_adopt before it runs its command. */
 bool contain_per_task_cgroup(const struct contain *c);
 
-/* Before the task's process starts: makes its cgroup (cgroup mode; nothing otherwise). */
+/* Before the task's process starts: gives it a cgroup, an empty one or a new one (cgroup mode;
+ * nothing otherwise). 0 or -errno (logged). */
 int contain_prepare(struct contain *c, const char *task_id);
 
-/* The task's cgroup directory, opened (O_CLOEXEC) for clone3's CLONE_INTO_CGROUP, or -errno
- * (logged). cgroup mode only, after contain_prepare; the caller closes it. */
-int contain_open_cgroup(struct contain *c, const char *task_id);
+/* The task's cgroup directory, open (O_CLOEXEC) for clone3's CLONE_INTO_CGROUP, or -errno
+ * (logged). cgroup mode only, after contain_prepare; the descriptor stays c's: not to be
+ * closed. */
+int contain_cgroup_fd(struct contain *c, const char *task_id);
 
 /* Moves the task's first process into its cgroup (cgroup mode; nothing otherwise). */
 int contain_adopt(struct contain *c, const char *task_id, pid_t pid);
@@ -68,12 +72,13 @@ int contain_adopt(struct contain *c, const char *task_id, pid_t pid);
  * environment names the task. The task's own process group is the caller's. */
 void contain_kill(struct contain *c, const char *task_id);
 
-/* After the task ended and was killed: removes its cgroup (cgroup mode). */
+/* After the task ended and was killed: its cgroup is free for another task once no process is
+ * left in it (cgroup mode). */
 void contain_release(struct contain *c, const char *task_id);
 
 /* At start, for a task a previous run of this worker left behind: kills whatever of it still
- * runs, in its cgroup or anywhere on the machine with its CRAWLAB_TASK_ID, and removes its
- * cgroup. */
+ * runs anywhere on the machine with its CRAWLAB_TASK_ID (in cgroup mode its cgroup was emptied
+ * by contain_create). */
 void contain_sweep(struct contain *c, const char *task_id);
 
 #endif

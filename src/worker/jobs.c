@@ -1,5 +1,6 @@
 #include "worker/jobs.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -1106,8 +1107,15 @@ int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs 
         jobs_destroy(j);
         return -ENOMEM;
     }
-    char scope[sizeof("crawlab-node-") + LIMIT_NODE_KEY_MAX];
-    snprintf(scope, sizeof(scope), "crawlab-node-%s", opts->node_key);
+    /* The tasks' cgroups, this worker's alone: its node key for whoever reads the tree, and its
+     * data directory's machine id, since two data directories may name one key. */
+    char scope[sizeof("crawlab-node--") + 2 * LIMIT_NODE_KEY_MAX];
+    size_t len = (size_t)snprintf(scope, sizeof(scope), "crawlab-node-%.*s-", LIMIT_NODE_KEY_MAX,
+                                  opts->node_key);
+    for (const char *m = opts->machine_id; *m && len + 1 < sizeof(scope); m++)
+        if (isalnum((unsigned char)*m)) /* it is read from a file: nothing else goes in a path */
+            scope[len++] = *m;
+    scope[len] = '\0';
     int rc = contain_create(scope, opts->containment, opts->task_max_pids, &j->contain);
     const struct spiders_opts spiders_opts = {.data_dir = opts->data_dir,
                                               .cache_bytes = opts->spider_cache_bytes};

@@ -22,8 +22,9 @@ struct jobs;
 
 /* What the jobs take from the configuration; worker.c fills it in. The strings are copied. */
 struct jobs_opts {
-    const char *data_dir;          /* resolved: tasks/, running/ and spool/ are made under it */
+    const char *data_dir;          /* resolved: tasks/, running.journal and spool/ are in it */
     const char *node_key;          /* this worker's identity, named in every call */
+    const char *machine_id;        /* its data directory's machine.id */
     int max_runners;               /* tasks held at once, 1 or more */
     uint64_t fetch_interval_ms;    /* the poll when no TASK_AVAILABLE arrives; never 0 */
     uint64_t cancel_grace_ms;      /* SIGTERM to SIGKILL when a task is cancelled or times out */

@@ -691,11 +691,10 @@ static int spawn_in_cgroup(struct contain *c, const char *task_id, pid_t *pid, c
 {
     if (clone_into_cgroup_missing)
         return -ENOSYS;
-    int cgroup_fd = contain_open_cgroup(c, task_id);
+    int cgroup_fd = contain_cgroup_fd(c, task_id);
     if (cgroup_fd < 0)
         return cgroup_fd;
     int rc = clone_shell(pid, cgroup_fd, workdir, cmdline, envp, out_w, err_w);
-    close(cgroup_fd);
     if (rc == -ENOSYS) {
         clone_into_cgroup_missing = true;
         log_info("this kernel cannot start a process in a cgroup: each task's shell is moved into "

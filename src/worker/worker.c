@@ -170,6 +170,7 @@ int worker_main(const struct config *cfg, const char *auth_key, struct tls_clien
     struct jobs_opts jobs_opts = {
         .data_dir = dir,
         .node_key = node_key,
+        .machine_id = machine_id,
         .max_runners = cfg->max_runners,
         .fetch_interval_ms = cfg->fetch_interval_ms,
         .cancel_grace_ms = cfg->cancel_grace_ms,

@@ -5,6 +5,8 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,41 +470,178 @@ START_TEST(test_pause_stops_reading_until_resumed)
 }
 END_TEST
 
+#define CONTAINED_ID "6b10e1d40aeab438efc309e8"
+
+/* Runs a contained task that prints its cgroup, then runs then; returns its cgroup v2 path
+ * (malloc'd), or NULL when it printed none. */
+static char *contained_task_cgroup_then(struct contain *cn, const char *task_id, const char *then)
+{
+    struct capture c = {0};
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat /proc/self/cgroup%s%s", *then ? "; " : "", then);
+    struct runner_spec spec = {.task_id = task_id, .cmd = cmd, .contain = cn};
+    run(&spec, &c);
+    ck_assert_msg(c.result.how == RUNNER_END_EXITED && c.result.code == 0,
+                  "task %s: how %d, code %d", task_id, (int)c.result.how, c.result.code);
+    char *path = NULL;
+    for (size_t i = 0; i < c.n_logs && !path; i++)
+        if (strncmp(c.log[i], "0::/", 4) == 0)
+            path = strdup(c.log[i] + 3);
+    capture_free(&c);
+    contain_kill(cn, task_id);
+    contain_release(cn, task_id);
+    return path;
+}
+
+static char *contained_task_cgroup(struct contain *cn, const char *task_id)
+{
+    return contained_task_cgroup_then(cn, task_id, "");
+}
+
+/* Whether path is a cgroup of its own right under the scope's directory. */
+static bool in_a_task_cgroup(const char *path, const char *scope)
+{
+    const char *at = path ? strstr(path, scope) : NULL;
+    return at && at[strlen(scope)] == '/' && at[strlen(scope) + 1] &&
+           !strchr(at + strlen(scope) + 1, '/');
+}
+
+static struct contain *contain_for_test(char *scope, size_t len)
+{
+    snprintf(scope, len, "crawlab-node-unit-%d", (int)getpid());
+    struct contain *cn = NULL;
+    return contain_create(scope, CONTAIN_CGROUP, 0, &cn) < 0 ? NULL : cn;
+}
+
 /*
  * A contained task's shell is in its cgroup before the command runs, whether it was born there or
- * moved there; the cgroup is made by contain_prepare and named after the task. Returns early
- * where this machine gives no writable cgroup v2 tree (the integration tests say which mode ran).
+ * moved there; the cgroup is one contain_prepare gave it under the worker's. Returns early where
+ * this machine gives no writable cgroup v2 tree (the integration tests say which mode ran).
  */
 static void check_task_runs_in_its_cgroup(bool moved)
 {
     char scope[64];
-    snprintf(scope, sizeof(scope), "crawlab-node-unit-%d", (int)getpid());
-    struct contain *cn = NULL;
-    if (contain_create(scope, CONTAIN_CGROUP, 0, &cn) < 0)
+    struct contain *cn = contain_for_test(scope, sizeof(scope));
+    if (!cn)
         return;
     runner_test_move_into_cgroup(moved);
-    struct capture c = {0};
-    struct runner_spec spec = {
-        .task_id = "6b10e1d40aeab438efc309e8", .cmd = "cat /proc/self/cgroup", .contain = cn};
-    run(&spec, &c);
+    char *path = contained_task_cgroup(cn, CONTAINED_ID);
     runner_test_move_into_cgroup(false);
-    bool found = false;
-    for (size_t i = 0; i < c.n_logs; i++) {
-        const char *line = c.log[i];
-        if (strncmp(line, "0::/", 4) == 0) {
-            size_t n = strlen(line), tail = strlen("/6b10e1d40aeab438efc309e8");
-            found = n > tail && strcmp(line + n - tail, "/6b10e1d40aeab438efc309e8") == 0 &&
-                    strstr(line, scope) != NULL;
-        }
-    }
-    ck_assert_msg(found, "the task's cgroup line: %s", c.n_logs ? c.log[0] : "(none)");
-    ck_assert_int_eq(c.result.how, RUNNER_END_EXITED);
-    ck_assert_int_eq(c.result.code, 0);
-    contain_kill(cn, "6b10e1d40aeab438efc309e8");
-    contain_release(cn, "6b10e1d40aeab438efc309e8");
+    ck_assert_msg(in_a_task_cgroup(path, scope), "the task's cgroup: %s", path ? path : "(none)");
+    free(path);
     contain_destroy(cn);
-    capture_free(&c);
 }
+
+/* Where the cgroup v2 tree is mounted, from /proc/self/mountinfo. */
+static bool cgroup2_mount_point(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    char line[1024], mnt[512];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f)) {
+        const char *sep = strstr(line, " - ");
+        found = sep && strncmp(sep + 3, "cgroup2 ", 8) == 0 &&
+                sscanf(line, "%*s %*s %*s %*s %511s", mnt) == 1;
+    }
+    if (f)
+        fclose(f);
+    if (found)
+        snprintf(out, len, "%s", mnt);
+    return found;
+}
+
+/* Waits (up to 10 s) until cgroup.events of the cgroup at mnt + path says no process is left in
+ * it: the kernel wakes a poll for POLLPRI on every change. */
+static bool wait_cgroup_empty(const char *mnt, const char *path)
+{
+    char file[1024], text[128];
+    snprintf(file, sizeof(file), "%s%s/cgroup.events", mnt, path);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    /* A killed process left behind becomes our child (we are the subreaper, setup()) and stays in
+     * its cgroup until reaped: every child is waited for, since no task runs now whose end this
+     * could take from the runner. */
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
+    bool empty = false;
+    for (int round = 0; round < 100 && !empty; round++) {
+        ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+        text[n > 0 ? n : 0] = '\0';
+        empty = strstr(text, "populated 0") != NULL;
+        struct pollfd pfd = {.fd = fd, .events = POLLPRI};
+        if (!empty && poll(&pfd, 1, 10000) <= 0)
+            break;
+    }
+    close(fd);
+    return empty;
+}
+
+START_TEST(test_contained_tasks_share_a_cgroup_only_once_nothing_is_left_in_it)
+{
+    char scope[64], mnt[512];
+    struct contain *cn = contain_for_test(scope, sizeof(scope));
+    if (!cn)
+        return;
+    ck_assert(cgroup2_mount_point(mnt, sizeof(mnt)));
+    char *first = contained_task_cgroup(cn, CONTAINED_ID);
+    ck_assert(in_a_task_cgroup(first, scope));
+    /* Ended and emptied: the next task gets it. */
+    char *second = contained_task_cgroup(cn, "6b10e1d40aeab438efc309e9");
+    ck_assert_str_eq(second, first);
+
+    /* A process still in it (one the kill has not reaped yet, here one put there) keeps it
+     * from the next task, which gets another cgroup. */
+    pid_t stray = fork();
+    ck_assert_int_ge(stray, 0);
+    if (stray == 0) {
+        pause();
+        _exit(0);
+    }
+    char procs[1024], num[24];
+    snprintf(procs, sizeof(procs), "%s%s/cgroup.procs", mnt, first);
+    snprintf(num, sizeof(num), "%d", (int)stray);
+    FILE *f = fopen(procs, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(num, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    char *third = contained_task_cgroup(cn, "6b10e1d40aeab438efc309ea");
+    ck_assert(in_a_task_cgroup(third, scope));
+    ck_assert_str_ne(third, first);
+    kill(stray, SIGKILL);
+    ck_assert_int_eq(waitpid(stray, NULL, 0), stray);
+
+    /* Left: a fourth task gets one of the two. */
+    char *fourth = contained_task_cgroup(cn, "6b10e1d40aeab438efc309eb");
+    ck_assert(strcmp(fourth, first) == 0 || strcmp(fourth, third) == 0);
+    free(first);
+    free(second);
+    free(third);
+    free(fourth);
+    contain_destroy(cn);
+}
+END_TEST
+
+START_TEST(test_a_cgroup_that_had_to_be_killed_is_given_to_no_other_task)
+{
+    char scope[64], mnt[512];
+    struct contain *cn = contain_for_test(scope, sizeof(scope));
+    if (!cn)
+        return;
+    ck_assert(cgroup2_mount_point(mnt, sizeof(mnt)));
+    /* A process left behind with its output closed: the task's end kills its cgroup. */
+    char *first = contained_task_cgroup_then(cn, CONTAINED_ID, "sleep 60 >/dev/null 2>&1 &");
+    ck_assert(in_a_task_cgroup(first, scope));
+    ck_assert(wait_cgroup_empty(mnt, first)); /* so that only the kill tells it apart */
+    /* The next task runs to its end (where a killed cgroup is reused, some kernels kill what is
+     * cloned into it at birth) in a cgroup of its own. */
+    char *second = contained_task_cgroup(cn, "6b10e1d40aeab438efc309e9");
+    ck_assert(in_a_task_cgroup(second, scope));
+    ck_assert_str_ne(second, first);
+    free(first);
+    free(second);
+    contain_destroy(cn);
+}
+END_TEST
 
 START_TEST(test_contained_task_is_born_in_its_cgroup)
 {
@@ -544,6 +683,8 @@ static Suite *runner_suite(void)
     tcase_add_test(tc, test_pause_stops_reading_until_resumed);
     tcase_add_test(tc, test_contained_task_is_born_in_its_cgroup);
     tcase_add_test(tc, test_contained_task_moved_into_its_cgroup_runs_there);
+    tcase_add_test(tc, test_contained_tasks_share_a_cgroup_only_once_nothing_is_left_in_it);
+    tcase_add_test(tc, test_a_cgroup_that_had_to_be_killed_is_given_to_no_other_task);
     suite_add_tcase(s, tc);
     return s;
 }
