@@ -329,20 +329,11 @@ static void retire(struct contain *c, struct slot *s)
     remove_retired(c);
 }
 
-/* Sets the cgroup's pids.max: the worker's limit, or none (where the controller is on). */
-static int set_max_pids(const struct contain *c, int cgroup_fd)
-{
-    char num[24] = "max";
-    if (c->max_pids > 0)
-        snprintf(num, sizeof(num), "%d", c->max_pids);
-    int rc = write_file_at(cgroup_fd, "pids.max", num);
-    return rc == -ENOENT && c->max_pids <= 0 ? 0 : rc;
-}
-
 /* Makes a new task cgroup, a free slot. 0 or -errno (*why says what failed). */
 static int make_slot(struct contain *c, struct slot **out, const char **why)
 {
-    char name[16];
+    char name[16], max_pids[24];
+    snprintf(max_pids, sizeof(max_pids), "%d", c->max_pids);
     for (;;) {
         snprintf(name, sizeof(name), "%u", c->next_name++);
         if (mkdirat(c->dir_fd, name, 0755) == 0)
@@ -356,8 +347,8 @@ static int make_slot(struct contain *c, struct slot **out, const char **why)
     if (fd < 0) {
         rc = -errno;
         *why = "open";
-    } else if (c->max_pids > 0 && (rc = set_max_pids(c, fd)) < 0) {
-        *why = "cannot set its process limit";
+    } else if (c->max_pids > 0 && (rc = write_file_at(fd, "pids.max", max_pids)) < 0) {
+        *why = "its process limit";
     } else if (!(*out = add_slot(c, name, fd))) {
         rc = -ENOMEM;
         *why = "memory";
