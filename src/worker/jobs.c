@@ -707,11 +707,8 @@ static void spawn_job(struct job *job)
      * and the master, which may not have heard of its start, does not queue it again. */
     if (job->pushed)
         record_running(j, job);
-    int rc = !job->up               ? -ENOMEM
-             : !spec || !*spec->cmd ? -EINVAL
-             : job->in_spider       ? 0
-                                    : workdirs_take(j->workdirs, workdir);
-    if (rc < 0 && rc != -EINVAL)
+    int rc = !job->up ? -ENOMEM : !spec || !*spec->cmd ? -EINVAL : 0;
+    if (rc == 0 && !job->in_spider && (rc = workdirs_take(j->workdirs, workdir)) < 0)
         log_error("task %s: cannot create working directory %s: %s", id, workdir, strerror(-rc));
     if (rc == 0)
         rc = runner_start(j->loop, &rs, &runner_cb, job, &job->proc);
