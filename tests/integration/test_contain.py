@@ -111,6 +111,23 @@ class Contain(harness.ClusterTest, harness.TaskOps):
         self.assertEqual((t["status"], t["error"]), ("error", "worker restarted"), t)
         self.assert_all_dead()
 
+    def test_a_second_worker_with_the_same_node_key_leaves_the_first_ones_tasks_alone(self):
+        # Two data directories may name one node key (the master refuses the second worker, which
+        # keeps trying): the second one's start must not take the first one's task cgroups for
+        # what its own previous run left.
+        self.worker_flags = self.worker_flags + ["--node-key=one-key-two-dirs"]
+        w, tid = self.start()
+        b = self.c.start_worker("b", extra=self.worker_flags)
+        b.wait_log("ALREADY_EXISTS")
+        self.assertTrue(all(self.alive(p) for p in self.escapees()),
+                        "the second worker killed the first one's task")
+        self.assertEqual(b.count("left by the previous run")
+                         + b.count("what the previous run left"), 0)
+        rc, out, err = self.c.cli("cancel", tid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.wait_final([tid])[tid]["status"], "cancelled")
+        self.assert_all_dead()
+
     def test_nodes_json_says_which_containment_the_worker_uses(self):
         self.c.start_master()
         w = self.c.start_worker("w1", extra=self.worker_flags)
