@@ -512,7 +512,7 @@ int contain_create(const char *scope, enum contain_mode want, int max_pids, stru
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
             rc = -errno;
             log_error("cannot become the subreaper of the tasks: %s", strerror(errno));
-            free(c);
+            contain_destroy(c);
             return rc;
         }
         c->mode = CONTAIN_SUBREAPER;
@@ -527,7 +527,7 @@ void contain_destroy(struct contain *c)
 {
     if (!c)
         return;
-    /* A cgroup a killed process has not left yet stays, for the next start to take over. */
+    /* A cgroup a killed process has not left yet stays, for the next start to remove. */
     for (size_t i = 0; i < c->n_slots; i++) {
         if (c->slots[i].fd >= 0)
             close(c->slots[i].fd);
