@@ -343,6 +343,10 @@ def sqlite_only(test):
     return unittest.skipIf(on_postgres(), "reads SQLite's files")(test)
 
 
+# What a worker in cgroup containment logs at start, before its cgroup directory.
+CGROUP_LOG = "tasks run in cgroups under "
+
+
 class Cluster:
     def __init__(self, workdir, binary=None):
         self.dir = workdir
@@ -487,12 +491,39 @@ class Cluster:
                                                              status))
 
     def stop_all(self):
-        """Stops every process this cluster started, newest first, by pid."""
+        """Stops every process this cluster started, newest first, by pid; then removes the
+        cgroups of its workers that a kill left behind."""
         for p in reversed(self.procs):
             try:
                 p.stop()
             except Exception as e:  # keep stopping the others
                 print("integration: stopping %s: %s" % (p.name, e), file=sys.stderr)
+        self.remove_worker_cgroups()
+
+    def remove_worker_cgroups(self):
+        """A worker removes its cgroup directory (named in its log) when it stops; one killed
+        leaves it, empty, under the cgroup root. Only stopped workers' directories are touched,
+        and only what is empty goes."""
+        dirs = set()
+        for p in self.procs:
+            if p.popen.returncode is None or "--role=worker" not in p.argv:
+                continue
+            try:
+                with open(p.log_path, errors="replace") as f:
+                    for line in f:
+                        at = line.find(CGROUP_LOG)
+                        if at >= 0:
+                            dirs.add(line[at + len(CGROUP_LOG):].split(",")[0].strip())
+            except OSError:
+                pass
+        for d in dirs:
+            try:
+                for name in os.listdir(d):
+                    if os.path.isdir(os.path.join(d, name)):
+                        os.rmdir(os.path.join(d, name))
+                os.rmdir(d)
+            except OSError:
+                pass  # busy, or gone: nothing of ours to clean
 
     def dump(self, out=sys.stderr):
         print("---- files kept in %s" % self.dir, file=out)
