@@ -320,6 +320,13 @@ int nodes_push_task(struct node *node, const struct task_row *row)
     return node->stream->push_task(node->stream_handle, row);
 }
 
+int nodes_push_cancel(struct node *node, const char *task_id, bool force)
+{
+    if (!node->stream)
+        return -ENOTCONN;
+    return node->stream->push_cancel(node->stream_handle, task_id, force);
+}
+
 /* The node has no stream any more. When the master drains and it was the last one, every worker
  * that could hear DRAIN has: nodes_drain_all's callback runs. */
 static void stream_let_go(struct nodes *n, struct node *node)
@@ -457,6 +464,7 @@ int nodes_register(struct nodes *n, const struct node_hello *hello, struct node 
     node->max_runners = hello->max_runners;
     node->claims = hello->claims;
     node->takes_pushed_tasks = hello->takes_pushed_tasks;
+    node->takes_pushed_cancels = hello->takes_pushed_cancels;
     node->resynced = false;
     node->last_seen_ms = now;
     node->last_heard_ms = clock_mono_ms();

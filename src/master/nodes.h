@@ -65,6 +65,9 @@ struct node_stream_ops {
     /* Queue a push of the task itself (its spec and epoch), for a node that takes pushed tasks;
      * written before any TASK_AVAILABLE or HEARTBEAT, each once. 0, or -ENOMEM (nothing queued). */
     int (*push_task)(void *handle, const struct task_row *row);
+    /* Queue the cancel of a task (for a node that takes pushed cancels), written in order with
+     * the pushed tasks. 0, or -ENOMEM (nothing queued). */
+    int (*push_cancel)(void *handle, const char *task_id, bool force);
     /* End the stream from the master's side. The node has let go of it already. */
     void (*end)(void *handle, enum node_end why);
 };
@@ -95,7 +98,8 @@ struct node {
     enum node_state state;
     int max_runners;
     bool claims; /* it claims each fetched task before it starts it, as announced at Register */
-    bool takes_pushed_tasks; /* it starts a task pushed with its spec, as announced at Register */
+    bool takes_pushed_tasks;   /* it starts a task pushed with its spec, as announced at Register */
+    bool takes_pushed_cancels; /* a pushed task's cancel goes on its stream, as announced */
     bool resynced; /* its Resync since its last Register was answered: tasks may be pushed to it */
     bool here;     /* it registered with this master and has not gone offline since */
     int running;   /* as the node last reported it */
@@ -137,6 +141,7 @@ struct node_hello {
     int max_runners;
     bool claims;
     bool takes_pushed_tasks;
+    bool takes_pushed_cancels;
     const char *peer; /* where it connects from, for the log */
 };
 
@@ -220,6 +225,9 @@ bool nodes_notify_task(struct node *node);
 /* Pushes the task (assigned to the node, durably) on its live stream. -ENOTCONN when it has none,
  * -ENOMEM. */
 int nodes_push_task(struct node *node, const struct task_row *row);
+/* Sends the cancel of a task on the node's stream (a node that takes pushed cancels). 0, or
+ * -ENOTCONN without a stream, -ENOMEM. */
+int nodes_push_cancel(struct node *node, const char *task_id, bool force);
 
 /* The master stops: the sweep stops, every live stream gets DRAIN, and from now on no stream is
  * attached and no node goes offline. drained(ctx), if given, runs once every stream has ended

@@ -112,21 +112,12 @@ static void sub_push(void *handle, enum node_push what)
     write_next(s);
 }
 
-static int sub_push_task(void *handle, const struct task_row *row)
+/* Queues a message written after those queued before it, ahead of TASK_AVAILABLE and HEARTBEAT.
+ * 0, or -ENOMEM (nothing queued). */
+static int queue_message(struct sub *s, const Grpc__NodeServiceSubscribeResponse *resp)
 {
-    struct sub *s = handle;
     struct task_push *p = calloc(1, sizeof(*p));
-    if (!p)
-        return -ENOMEM;
-    struct taskspec ts;
-    taskspec_init(&ts, row);
-    Grpc__NodeServiceSubscribeResponse resp = GRPC__NODE_SERVICE_SUBSCRIBE_RESPONSE__INIT;
-    resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE;
-    resp.task = &ts.spec;
-    resp.epoch = row->epoch;
-    p->msg = codec_pack(&resp.base);
-    taskspec_free(&ts);
-    if (!p->msg) {
+    if (!p || !(p->msg = codec_pack(&resp->base))) {
         free(p);
         return -ENOMEM;
     }
@@ -134,6 +125,31 @@ static int sub_push_task(void *handle, const struct task_row *row)
     s->tail = &p->next;
     write_next(s);
     return 0;
+}
+
+static int sub_push_task(void *handle, const struct task_row *row)
+{
+    struct sub *s = handle;
+    struct taskspec ts;
+    taskspec_init(&ts, row);
+    Grpc__NodeServiceSubscribeResponse resp = GRPC__NODE_SERVICE_SUBSCRIBE_RESPONSE__INIT;
+    resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE;
+    resp.task = &ts.spec;
+    resp.epoch = row->epoch;
+    /* Its cancel then comes here too (tasks_cancel), not on a stream of the task's own. */
+    resp.cancel_here = s->node && s->node->takes_pushed_cancels;
+    int rc = queue_message(s, &resp);
+    taskspec_free(&ts);
+    return rc;
+}
+
+static int sub_push_cancel(void *handle, const char *task_id, bool force)
+{
+    Grpc__NodeServiceSubscribeResponse resp = GRPC__NODE_SERVICE_SUBSCRIBE_RESPONSE__INIT;
+    resp.code = GRPC__NODE_SERVICE_SUBSCRIBE_CODE__CANCEL;
+    resp.task_id = (char *)task_id;
+    resp.force = force;
+    return queue_message(handle, &resp);
 }
 
 static void sub_end(void *handle, enum node_end why)
@@ -154,7 +170,7 @@ static void sub_end(void *handle, enum node_end why)
 }
 
 static const struct node_stream_ops sub_ops = {
-    .push = sub_push, .push_task = sub_push_task, .end = sub_end};
+    .push = sub_push, .push_task = sub_push_task, .push_cancel = sub_push_cancel, .end = sub_end};
 
 /* The stream ends on our side of the call: the registry lets go of it first. */
 static void sub_close(struct sub *s, grpc_status_code st, const char *details, const char *why)
@@ -287,6 +303,7 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
         .max_runners = req->max_runners,
         .claims = req->claims,
         .takes_pushed_tasks = req->takes_pushed_tasks,
+        .takes_pushed_cancels = req->takes_pushed_cancels,
         .peer = srv_call_peer(c),
     };
     struct node *node;

@@ -526,10 +526,16 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
         if (lt)
             notify_watchers(lt);
     } else if (rc == 0 && !task_status_terminal(*after)) {
+        struct node *node =
+            *before.assigned_node ? nodes_find(t->nodes, before.assigned_node) : NULL;
         if (lt && lt->stream)
             send_cancel(lt, force);
+        else if (node && node->takes_pushed_cancels && nodes_push_cancel(node, id, force) == 0)
+            log_info("task %s: cancel%s sent to its worker on its node stream", id,
+                     force ? " (force)" : "");
         else
-            log_info("task %s: cancel recorded; its worker gets it when it opens the task stream",
+            log_info("task %s: cancel recorded; its worker gets it when it opens the task stream "
+                     "or resyncs",
                      id);
     }
     store_task_row_free(&before);

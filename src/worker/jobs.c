@@ -54,9 +54,11 @@ struct job {
      * master's push on Subscribe), freed together (release_spec). */
     ProtobufCMessage *carrier;
     const Grpc__TaskSpec *spec;
-    bool pushed;    /* the master pushed it assigned: started without FetchTask nor claim */
-    int claims_out; /* claim calls not answered yet, from this connection or an older one */
-    bool dropped;   /* not ours: forgotten once no claim call refers to it any more */
+    bool pushed;      /* the master pushed it assigned: started without FetchTask nor claim */
+    bool cancel_here; /* ... and sends its cancel on the node stream: no cancel stream of its own */
+    int cancel_wanted; /* a cancel that came before the process: 1, 2 with force; 0 none */
+    int claims_out;    /* claim calls not answered yet, from this connection or an older one */
+    bool dropped;      /* not ours: forgotten once no claim call refers to it any more */
 
     /* What the master should hear next, and whether that is on its way. */
     enum task_status
@@ -327,7 +329,7 @@ static void open_cancel_stream(struct job *job)
 {
     struct jobs *j = job->owner;
     grpc_channel *ch = session_channel(j->sess);
-    if (!ch || job->phase != PHASE_RUNNING)
+    if (!ch || job->phase != PHASE_RUNNING || job->cancel_here)
         return;
     if (job->cancel_stream) {
         if (job->cancel_gen == session_generation(j->sess))
@@ -599,7 +601,7 @@ static void send_claim(struct job *job)
 /* A task the master handed us: its spec in carrier (taken), under epoch. Claimed first when
  * fetched under an epoch; started at once when fetched without one, or when pushed. */
 static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec, uint64_t epoch,
-                      ProtobufCMessage *carrier, bool pushed)
+                      ProtobufCMessage *carrier, bool pushed, bool cancel_here)
 {
     struct job *job = add_job(j, id);
     if (!job) {
@@ -610,6 +612,7 @@ static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec
     job->carrier = carrier;
     job->spec = spec;
     job->pushed = pushed;
+    job->cancel_here = cancel_here;
     job->epoch = epoch;
     uploader_set_epoch(job->up, job->epoch);
     if (pushed ? fence_push_start(epoch) : !fence_claim_needed(epoch)) {
@@ -727,6 +730,8 @@ static void spawn_job(struct job *job)
     release_spec(job);
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);
+    if (job->cancel_wanted)
+        runner_cancel(job->proc, job->cancel_wanted == 2);
 }
 
 /* ---- fetching ---- */
@@ -760,7 +765,7 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     if (got) {
         if (j->stopping)
             log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
-        start_job(j, r->task_id, r->task, r->epoch, m, false); /* takes m */
+        start_job(j, r->task_id, r->task, r->epoch, m, false, false); /* takes m */
         maybe_fetch(j); /* there may be more, and room for them */
     } else {
         protobuf_c_message_free_unpacked(m, NULL);
@@ -1006,7 +1011,19 @@ void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m)
         log_warn("task %s pushed while all %d runners are busy; it runs anyway", spec->id,
                  j->max_runners);
     log_debug("task %s pushed with its spec (epoch %" PRIu64 ")", spec->id, m->epoch);
-    start_job(j, spec->id, spec, m->epoch, &m->base, true);
+    start_job(j, spec->id, spec, m->epoch, &m->base, true, m->cancel_here);
+}
+
+void jobs_on_cancel(struct jobs *j, const char *task_id, bool force)
+{
+    struct job *job = find_job(j, task_id ? task_id : "");
+    if (!job)
+        return; /* over, or never ours */
+    log_info("task %s: cancel%s requested by the master", job->id, force ? " (force)" : "");
+    if (job->proc && job->phase == PHASE_RUNNING)
+        runner_cancel(job->proc, force);
+    else if (job->phase == PHASE_RUNNING || job->phase == PHASE_CLAIMING)
+        job->cancel_wanted = force ? 2 : job->cancel_wanted ? job->cancel_wanted : 1;
 }
 
 void jobs_on_drain(struct jobs *j)

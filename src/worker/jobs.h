@@ -47,6 +47,9 @@ void jobs_on_task_available(struct jobs *j);
 /* The master pushed a task already assigned to us, durably (m->task, m->epoch set): it starts
  * now, without FetchTask or a claim (core/fence.h, fence_push_start). Takes m. */
 void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m);
+/* The master asked, on the node stream, to cancel a task of ours: at once if it runs, else as
+ * soon as it starts. */
+void jobs_on_cancel(struct jobs *j, const char *task_id, bool force);
 void jobs_on_drain(struct jobs *j);
 int jobs_running(const struct jobs *j);
 /* The containment in use, as the worker announces it: "cgroup" or "subreaper". */

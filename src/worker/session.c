@@ -253,8 +253,12 @@ static void sub_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
         s->hooks.on_task_pushed(s->ctx, r); /* takes m */
         return;
     }
+    if (code == GRPC__NODE_SERVICE_SUBSCRIBE_CODE__CANCEL && s->hooks.on_cancel)
+        s->hooks.on_cancel(s->ctx, r->task_id, r->force);
     protobuf_c_message_free_unpacked(m, NULL);
     switch (code) {
+    case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__CANCEL:
+        break;
     case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__HEARTBEAT:
         break;
     case GRPC__NODE_SERVICE_SUBSCRIBE_CODE__TASK_AVAILABLE:
@@ -411,8 +415,9 @@ static void on_dialed(void *ctx, int fd, int err, const char *errmsg)
     req.version = (char *)CRAWLAB_VERSION;
     req.machine_id = (char *)s->id.machine_id;
     req.containment = (char *)(s->id.containment ? s->id.containment : "");
-    req.claims = true;             /* worker/jobs.c claims every task it fetches (core/fence.h) */
-    req.takes_pushed_tasks = true; /* and starts a pushed one at once (jobs_on_task_pushed) */
+    req.claims = true;               /* worker/jobs.c claims every task it fetches (core/fence.h) */
+    req.takes_pushed_tasks = true;   /* and starts a pushed one at once (jobs_on_task_pushed) */
+    req.takes_pushed_cancels = true; /* its cancel then comes here too (jobs_on_cancel) */
     req.labels = s->cfg->labels;
     req.n_labels = s->cfg->n_labels;
     struct call_ctx *c = call_ctx_new(s);

@@ -29,6 +29,8 @@ struct session_hooks {
     int (*running)(void *ctx);            /* tasks running now, for heartbeats */
     /* The master pushed a task assigned to us (task and epoch set); the hook takes m. */
     void (*on_task_pushed)(void *ctx, Grpc__NodeServiceSubscribeResponse *m);
+    /* The master asked on the node stream to cancel a task (task_id is the message's). */
+    void (*on_cancel)(void *ctx, const char *task_id, bool force);
 };
 
 struct tls_client;

@@ -81,6 +81,11 @@ static void hook_task_pushed(void *ctx, Grpc__NodeServiceSubscribeResponse *m)
     jobs_on_task_pushed(((struct worker *)ctx)->jobs, m);
 }
 
+static void hook_cancel(void *ctx, const char *task_id, bool force)
+{
+    jobs_on_cancel(((struct worker *)ctx)->jobs, task_id, force);
+}
+
 static void hook_drain(void *ctx)
 {
     jobs_on_drain(((struct worker *)ctx)->jobs);
@@ -96,6 +101,7 @@ static const struct session_hooks hooks = {
     .on_offline = hook_offline,
     .on_task_available = hook_task_available,
     .on_task_pushed = hook_task_pushed,
+    .on_cancel = hook_cancel,
     .on_drain = hook_drain,
     .running = hook_running,
 };

@@ -20,6 +20,7 @@ from h2raw import pb_fields, pb_string, pb_varint  # noqa: E402
 
 REGISTERED = "registered with the master"
 TASK_AVAILABLE = 100
+CANCEL = 102
 NO_TASK = "000000000000000000000000"
 
 
@@ -130,6 +131,47 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         t = self.task(up)
         self.assertEqual((t["status"], t["assigned_node"]), ("assigned", "upstream-1"), t)
         self.assertEqual(self.pushed_total(), 1)
+
+    def test_a_pushed_task_is_cancelled_on_the_node_stream_only_of_a_node_that_asked(self):
+        # A raw peer per case: Register with takes_pushed_tasks (105), and takes_pushed_cancels
+        # (106) or not; Subscribe; Resync with no task. A task for it is pushed; its cancel comes
+        # on the node stream (code CANCEL, the task's id) only where 106 was sent, and the push
+        # says so (cancel_here, 102). Elsewhere it waits for the task's own stream.
+        self.start_master()
+        auth = [("authorization", harness.read_key(self.c.key_file))]
+        for key, takes_cancels in (("raw-plain", False), ("raw-cancels", True)):
+            conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
+            self.addCleanup(conn.close)
+            reg = (pb_string(1, key) + pb_string(2, key) + pb_varint(3, 1) +
+                   pb_string(102, "%032x" % len(key)) + pb_varint(105, 1) +
+                   (pb_varint(106, 1) if takes_cancels else b""))
+            self.assertIsNotNone(conn.unary("/grpc.NodeService/Register", reg, auth))
+            sub = conn.open_stream("/grpc.NodeService/Subscribe", auth)
+            conn.send_message(sub, pb_string(1, key), end=True)
+            harness.wait_until(lambda: stream_messages(conn, sub), what="a message on Subscribe")
+            self.assertIsNotNone(conn.unary("/grpc.NodeService/Resync", pb_string(1, key), auth))
+            self.c.master.wait_log("node %s resynced" % key)
+            tid = self.submit1("--node=%s" % key, "--", "sleep", "300")
+
+            def message(code, field=None, value=None):
+                for m in stream_messages(conn, sub):
+                    f = pb_fields(m)
+                    if f.get(1, [0])[0] == code and (field is None or field in f) and \
+                            (value is None or f.get(field) == [value]):
+                        return f
+                return None
+            push = harness.wait_until(lambda: message(TASK_AVAILABLE, 100),
+                                      what="the task pushed to %s" % key)
+            self.assertEqual(push.get(102, [0])[0], 1 if takes_cancels else 0, push)
+            rc, out, err = self.c.cli("cancel", "--force", tid)
+            self.assertEqual(rc, 0, err)
+            if takes_cancels:
+                f = harness.wait_until(lambda: message(CANCEL, 103, tid.encode()),
+                                       what="CANCEL for %s on the node stream" % tid)
+                self.assertEqual(f.get(104), [1], f)  # force
+            else:
+                self.c.master.wait_log("task %s: cancel recorded" % tid)
+                self.assertIsNone(message(CANCEL))
 
     def test_a_node_that_holds_as_many_tasks_as_its_runners_fetches_nothing_more(self):
         # A worker fetches when a process ends, before its final status is through: the runner it

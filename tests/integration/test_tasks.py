@@ -437,6 +437,10 @@ echo "end $(date +%%s%%N) $CRAWLAB_TASK_ID" >> "$f"
         self.assertEqual(rc, 0, err)
         self.wait_task_status(f, "cancelled")
         self.assert_group_ends(pg_f, f)
+        # Pushed to workers that take pushed cancels: every cancel went on their node streams.
+        for tid, how in ((a, ""), (b, ""), (f, " (force)")):
+            self.assertEqual(self.c.master.count(
+                "task %s: cancel%s sent to its worker on its node stream" % (tid, how)), 1)
 
         # the cancelled pending task stayed cancelled and never ran, though workers were free
         done = self.submit1("--", "echo", "done")

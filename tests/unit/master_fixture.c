@@ -99,8 +99,20 @@ static int node_push_task(void *handle, const struct task_row *row)
     return 0;
 }
 
-const struct node_stream_ops fixture_node_ops = {
-    .push = node_push, .push_task = node_push_task, .end = node_end};
+static int node_push_cancel(void *handle, const char *task_id, bool force)
+{
+    struct fake_node_stream *s = handle;
+    ck_assert_msg(!s->ended, "a cancel pushed to an ended stream");
+    s->cancel_pushes++;
+    snprintf(s->last_cancel, sizeof(s->last_cancel), "%s", task_id);
+    s->last_cancel_force = force;
+    return 0;
+}
+
+const struct node_stream_ops fixture_node_ops = {.push = node_push,
+                                                 .push_task = node_push_task,
+                                                 .push_cancel = node_push_cancel,
+                                                 .end = node_end};
 
 static int task_cancel(void *handle, const char *id, bool force)
 {

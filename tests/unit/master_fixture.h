@@ -37,6 +37,9 @@ struct fake_node_stream {
     int task_pushes; /* tasks pushed with their spec; the last one's id and epoch: */
     char last_task[TASK_ID_LEN + 1];
     uint64_t last_epoch;
+    int cancel_pushes; /* cancels pushed on it; the last one's task and force: */
+    char last_cancel[TASK_ID_LEN + 1];
+    bool last_cancel_force;
     bool ended;
     enum node_end end_why;
     /* Called on each push when set, e.g. to answer heartbeats as a worker would. */

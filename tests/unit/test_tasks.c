@@ -1101,6 +1101,34 @@ START_TEST(test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_comm
 }
 END_TEST
 
+START_TEST(test_a_cancel_goes_on_the_node_stream_only_to_a_node_that_takes_pushed_cancels)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    struct node *a = start_pushing(60000, sa);
+    char t1[TASK_ID_LEN + 1];
+    submit_pushed(a, sa, t1);
+    ck_assert_int_eq(tasks_report(tasks, "a", t1, TASK_RUNNING, 42, 0, NULL, epoch_of(t1)), 0);
+    enum task_status after;
+    /* A node that did not say it takes them: the cancel waits for the task's own stream. */
+    ck_assert_int_eq(tasks_cancel(tasks, t1, false, &after), 0);
+    ck_assert_int_eq(sa->cancel_pushes, 0);
+    /* One that did: on its node stream, force and all, each time it is asked. */
+    a->takes_pushed_cancels = true;
+    ck_assert_int_eq(tasks_cancel(tasks, t1, true, &after), 0);
+    ck_assert_int_eq(after, TASK_RUNNING);
+    ck_assert_int_eq(sa->cancel_pushes, 1);
+    ck_assert_str_eq(sa->last_cancel, t1);
+    ck_assert(sa->last_cancel_force);
+    /* With the task's own stream open, the cancel goes there instead. */
+    struct fake_task_stream *ts = fixture_task_stream();
+    ck_assert_int_eq(tasks_stream_attach(tasks, t1, &fixture_task_ops, ts), 0);
+    ck_assert_int_eq(ts->cancels, 1); /* the one asked for before it opened */
+    ck_assert_int_eq(tasks_cancel(tasks, t1, true, &after), 0);
+    ck_assert_int_eq(sa->cancel_pushes, 1);
+    stop_pushing();
+}
+END_TEST
+
 START_TEST(test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch)
 {
     struct fake_node_stream *sa = fixture_node_stream();
@@ -1230,6 +1258,8 @@ static Suite *tasks_suite(void)
     tcase_add_test(tc, test_stream_of_a_task_already_over_ends_at_once);
     tcase_add_test(tc, test_a_draining_queue_ends_the_cancel_streams_and_those_opened_after);
     tcase_add_test(tc, test_a_free_node_that_takes_pushed_tasks_gets_the_task_after_the_commit);
+    tcase_add_test(tc,
+                   test_a_cancel_goes_on_the_node_stream_only_to_a_node_that_takes_pushed_cancels);
     tcase_add_test(tc, test_a_node_not_resynced_yet_or_that_does_not_take_pushes_is_told_to_fetch);
     tcase_add_test(tc, test_a_rolled_back_assignment_is_not_pushed);
     tcase_add_test(tc, test_a_pushed_task_whose_node_stays_away_ends_abnormal_never_queued_again);
