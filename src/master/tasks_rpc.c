@@ -123,8 +123,9 @@ static void on_task_subscribe(struct srv_call *c, void *ctx)
 
 /* ---- FetchTask ---- */
 
-/* Answers a FetchTask with the task; at once (before the assignment is durable) when early. */
-static void reply_task(struct srv_call *c, const struct task_row *row, bool early)
+/* Answers a FetchTask with the task; at once (before the assignment is durable) when early.
+ * cancel_here: its node takes pushed cancels (tasks_cancel sends them on the node stream). */
+static void reply_task(struct srv_call *c, const struct task_row *row, bool early, bool cancel_here)
 {
     struct taskspec ts;
     taskspec_init(&ts, row);
@@ -132,6 +133,7 @@ static void reply_task(struct srv_call *c, const struct task_row *row, bool earl
     resp.task_id = ts.spec.id;
     resp.task = &ts.spec;
     resp.epoch = row->epoch;
+    resp.cancel_here = cancel_here;
     if (early)
         srv_call_reply_now(c, &resp.base);
     else
@@ -141,7 +143,8 @@ static void reply_task(struct srv_call *c, const struct task_row *row, bool earl
 
 /* Answers a FetchTask as tasks_fetch decided: rc 1 with the task in row, 0 without one, or a
  * failure. */
-static void answer_fetch(struct srv_call *c, int rc, const struct task_row *row, bool early)
+static void answer_fetch(struct srv_call *c, int rc, const struct task_row *row, bool early,
+                         bool cancel_here)
 {
     if (rc < 0) {
         srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "cannot read the task queue");
@@ -150,16 +153,24 @@ static void answer_fetch(struct srv_call *c, int rc, const struct task_row *row,
         resp.task_id = NO_TASK_ID;
         srv_call_reply(c, &resp.base);
     } else {
-        reply_task(c, row, early);
+        reply_task(c, row, early, cancel_here);
     }
 }
+
+/* A fetch that waits: its call, and what its node said at Register. */
+struct waited_fetch {
+    struct srv_call *call;
+    bool cancel_here;
+};
 
 /* A fetch that waited for a runner of its node: its answer waits for the commit of what it hands
  * out, as for a node that does not claim (the node may be gone by now, and after a wait the
  * commit adds little). */
 static void on_fetch_waited(void *ctx, int rc, const struct task_row *row)
 {
-    answer_fetch(ctx, rc, row, false);
+    struct waited_fetch *w = ctx;
+    answer_fetch(w->call, rc, row, false, w->cancel_here);
+    free(w);
 }
 
 static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
@@ -169,11 +180,19 @@ static void on_fetch(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
     struct node *node = nodes_rpc_caller(r->nodes, c, req->node_key);
     if (!node)
         return;
+    struct waited_fetch *w = malloc(sizeof(*w));
+    if (!w) {
+        srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    *w = (struct waited_fetch){c, node->takes_pushed_cancels};
     struct task_row row;
-    int rc = tasks_fetch(r->tasks, node->key, &row, on_fetch_waited, c);
+    int rc = tasks_fetch(r->tasks, node->key, &row, on_fetch_waited, w);
     if (rc == TASKS_FETCH_WAITS)
         return;
-    answer_fetch(c, rc, rc == 1 ? &row : NULL, fence_fetch_answer_early(node->claims));
+    free(w);
+    answer_fetch(c, rc, rc == 1 ? &row : NULL, fence_fetch_answer_early(node->claims),
+                 node->takes_pushed_cancels);
     if (rc == 1)
         store_task_row_free(&row);
 }

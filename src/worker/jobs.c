@@ -765,7 +765,7 @@ static void on_fetched(void *user, grpc_status_code st, const char *details, grp
     if (got) {
         if (j->stopping)
             log_warn("task %s arrived while stopping; it runs anyway", r->task_id);
-        start_job(j, r->task_id, r->task, r->epoch, m, false, false); /* takes m */
+        start_job(j, r->task_id, r->task, r->epoch, m, false, r->cancel_here); /* takes m */
         maybe_fetch(j); /* there may be more, and room for them */
     } else {
         protobuf_c_message_free_unpacked(m, NULL);

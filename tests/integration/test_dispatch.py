@@ -132,18 +132,21 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
         self.assertEqual((t["status"], t["assigned_node"]), ("assigned", "upstream-1"), t)
         self.assertEqual(self.pushed_total(), 1)
 
-    def test_a_pushed_task_is_cancelled_on_the_node_stream_only_of_a_node_that_asked(self):
-        # A raw peer per case: Register with takes_pushed_tasks (105), and takes_pushed_cancels
-        # (106) or not; Subscribe; Resync with no task. A task for it is pushed; its cancel comes
-        # on the node stream (code CANCEL, the task's id) only where 106 was sent, and the push
-        # says so (cancel_here, 102). Elsewhere it waits for the task's own stream.
+    def test_a_cancel_comes_on_the_node_stream_only_to_a_node_that_asked(self):
+        # A raw peer per case: Register with or without takes_pushed_tasks (105) and
+        # takes_pushed_cancels (106); Subscribe; Resync with no task. A task for it is pushed
+        # (105) or fetched; the push or the FetchTask answer says where its cancel will come
+        # (cancel_here, 102), and the cancel comes on the node stream (code CANCEL with the
+        # task's id and force) only where 106 was sent. Elsewhere it waits for the task's stream.
         self.start_master()
         auth = [("authorization", harness.read_key(self.c.key_file))]
-        for key, takes_cancels in (("raw-plain", False), ("raw-cancels", True)):
+        for key, pushed, takes_cancels in (("raw-plain", True, False),
+                                           ("raw-cancels", True, True),
+                                           ("raw-fetches", False, True)):
             conn = h2raw.H2Conn(("127.0.0.1", self.c.port))
             self.addCleanup(conn.close)
             reg = (pb_string(1, key) + pb_string(2, key) + pb_varint(3, 1) +
-                   pb_string(102, "%032x" % len(key)) + pb_varint(105, 1) +
+                   pb_string(102, "%032x" % len(key)) + (pb_varint(105, 1) if pushed else b"") +
                    (pb_varint(106, 1) if takes_cancels else b""))
             self.assertIsNotNone(conn.unary("/grpc.NodeService/Register", reg, auth))
             sub = conn.open_stream("/grpc.NodeService/Subscribe", auth)
@@ -160,9 +163,17 @@ class Dispatch(harness.ClusterTest, harness.TaskOps):
                             (value is None or f.get(field) == [value]):
                         return f
                 return None
-            push = harness.wait_until(lambda: message(TASK_AVAILABLE, 100),
-                                      what="the task pushed to %s" % key)
-            self.assertEqual(push.get(102, [0])[0], 1 if takes_cancels else 0, push)
+            if pushed:
+                got = harness.wait_until(lambda: message(TASK_AVAILABLE, 100),
+                                         what="the task pushed to %s" % key)
+            else:
+                harness.wait_until(lambda: message(TASK_AVAILABLE),
+                                   what="TASK_AVAILABLE for %s" % key)
+                reply = conn.unary("/grpc.TaskService/FetchTask", pb_string(1, key), auth)
+                self.assertIsNotNone(reply, "FetchTask failed")
+                got = pb_fields(reply)
+                self.assertEqual(got.get(2, [b""])[0].decode(), tid)
+            self.assertEqual(got.get(102, [0])[0], 1 if takes_cancels else 0, got)
             rc, out, err = self.c.cli("cancel", "--force", tid)
             self.assertEqual(rc, 0, err)
             if takes_cancels:
