@@ -99,7 +99,7 @@ struct node {
     int max_runners;
     bool claims; /* it claims each fetched task before it starts it, as announced at Register */
     bool takes_pushed_tasks;   /* it starts a task pushed with its spec, as announced at Register */
-    bool takes_pushed_cancels; /* a pushed task's cancel goes on its stream, as announced */
+    bool takes_pushed_cancels; /* its tasks' cancels go on its stream, as announced */
     bool resynced; /* its Resync since its last Register was answered: tasks may be pushed to it */
     bool here;     /* it registered with this master and has not gone offline since */
     int running;   /* as the node last reported it */

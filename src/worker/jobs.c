@@ -54,8 +54,8 @@ struct job {
      * master's push on Subscribe), freed together (release_spec). */
     ProtobufCMessage *carrier;
     const Grpc__TaskSpec *spec;
-    bool pushed;      /* the master pushed it assigned: started without FetchTask nor claim */
-    bool cancel_here; /* ... and sends its cancel on the node stream: no cancel stream of its own */
+    bool pushed;       /* the master pushed it assigned: started without FetchTask nor claim */
+    bool cancel_here;  /* its cancel comes on the node stream: no cancel stream of its own */
     int cancel_wanted; /* a cancel that came before the process: 1, 2 with force; 0 none */
     int claims_out;    /* claim calls not answered yet, from this connection or an older one */
     bool dropped;      /* not ours: forgotten once no claim call refers to it any more */
