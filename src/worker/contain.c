@@ -561,9 +561,12 @@ int contain_prepare(struct contain *c, const char *task_id)
 {
     if (c->mode != CONTAIN_CGROUP)
         return 0;
-    if (strlen(task_id) >= sizeof(c->slots->task) || slot_of(c, task_id)) {
-        log_error("task %s: cannot give it a cgroup: %s", task_id,
-                  *task_id ? "it has one already" : "no task id");
+    const char *bad = !*task_id                                   ? "no task id"
+                      : strlen(task_id) >= sizeof(c->slots->task) ? "a task id too long"
+                      : slot_of(c, task_id)                       ? "it has one already"
+                                                                  : NULL;
+    if (bad) {
+        log_error("task %s: cannot give it a cgroup: %s", task_id, bad);
         return -EINVAL;
     }
     if (c->n_retired)
