@@ -1,10 +1,10 @@
 #include "master_fixture.h"
 
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "scratch.h"
 
 /* The most loop time fixture_run_until waits for. */
 #define RUN_LIMIT_S 10.0
@@ -23,23 +23,17 @@ void fixture_open(void)
     memset(node_fakes, 0, sizeof(node_fakes));
     memset(task_fakes, 0, sizeof(task_fakes));
     n_node_fakes = n_task_fakes = 0;
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/crawlab-master-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(fx.dir));
+    scratch_make(fx.dir, sizeof(fx.dir), "master");
     ck_assert_int_eq(store_open(fx.dir, &fx.store), 0);
     fx.loop = ev_loop_new(EVFLAG_AUTO);
     ck_assert_ptr_nonnull(fx.loop);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 void fixture_close(void)
 {
     store_close(fx.store);
     ev_loop_destroy(fx.loop);
-    nftw(fx.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(fx.dir);
 }
 
 static void on_run_limit(struct ev_loop *loop, ev_timer *w, int revents)

@@ -4,14 +4,13 @@
  */
 #include <check.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "check_main.h"
+#include "scratch.h"
 #include "worker/journal.h"
 
 #define ID_A "0000000000000000000000aa"
@@ -23,21 +22,15 @@ static struct journal *jr;
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/crawlab-journal-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    scratch_make(dir, sizeof(dir), "journal");
     ck_assert_int_eq(journal_open(dir, &jr), 0);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 static void teardown(void)
 {
     journal_close(jr);
     jr = NULL;
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(dir);
 }
 
 static void reopen(void)

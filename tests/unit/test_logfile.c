@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "scratch.h"
 #include "store/logfile.h"
 
 static char tmp_root[64];
@@ -38,21 +38,15 @@ static void engine_reopen(size_t max_open)
 
 static void setup(void)
 {
-    strcpy(tmp_root, "/tmp/crawlab-logfile-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+    scratch_make(tmp_root, sizeof(tmp_root), "logfile");
     engine_open(2);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 static void teardown(void)
 {
     logfile_close(lf);
     lf = NULL;
-    nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(tmp_root);
 }
 
 static void log_path(const char *id, char *out, size_t cap)

@@ -7,7 +7,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "scratch.h"
 #include "net/dialer.h"
 #include "net/pgtls.h"
 
@@ -27,15 +27,9 @@ static struct pgtls_relay *relay;
 
 static void setup(void)
 {
-    strcpy(tmp_dir, "/tmp/crawlab-pgtls-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+    scratch_make(tmp_dir, sizeof(tmp_dir), "pgtls");
     snprintf(sock_dir, sizeof(sock_dir), "%s/sock", tmp_dir);
     ck_assert_int_eq(dial_global_init(), 0);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 static void teardown(void)
@@ -43,7 +37,7 @@ static void teardown(void)
     pgtls_relay_stop(relay);
     relay = NULL;
     dial_global_cleanup();
-    nftw(tmp_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(tmp_dir);
 }
 
 static void start_relay(int port, const char *server_name)

@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -19,6 +18,7 @@
 #endif
 
 #include "check_main.h"
+#include "scratch.h"
 #include "store/store.h"
 
 /*
@@ -65,8 +65,7 @@ static void pg_admin(const char *sql)
 
 static void setup(void)
 {
-    strcpy(tmp_root, "/tmp/crawlab-store-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+    scratch_make(tmp_root, sizeof(tmp_root), "store");
     snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
     snprintf(location, sizeof(location), "%s", data_dir);
     if (pg_server()) {
@@ -86,16 +85,11 @@ static void setup(void)
     ck_assert_int_eq(store_open(location, &st), 0);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static void teardown(void)
 {
     store_close(st);
     st = NULL;
-    nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(tmp_root);
 #ifdef HAVE_LIBPQ
     if (pg_server()) {
         char sql[96];

@@ -5,14 +5,13 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "check_main.h"
+#include "scratch.h"
 #include "worker/workdirs.h"
 
 #define MAX_SPARES 2
@@ -22,22 +21,16 @@ static struct workdirs *wd;
 
 static void setup(void)
 {
-    strcpy(root, "/tmp/crawlab-workdirs-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    scratch_make(root, sizeof(root), "workdirs");
     snprintf(tasks, sizeof(tasks), "%s/tasks", root);
     ck_assert_int_eq(workdirs_create(tasks, MAX_SPARES, &wd), 0);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 static void teardown(void)
 {
     workdirs_destroy(wd);
     wd = NULL;
-    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_remove(root);
 }
 
 static const char *task_dir(int n)
