@@ -1,5 +1,6 @@
 #include "runtime/datadir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -137,4 +138,21 @@ int datadir_random_id(const char *dir, const char *name, size_t nbytes, char **o
         return -ENOMEM;
     *created = true;
     return 0;
+}
+
+int datadir_remove_entries(const char *dir, bool (*match)(const char *name), int flags)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 || !match(de->d_name))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, flags) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }

@@ -1,5 +1,6 @@
 /*
- * The data directory: where it is by default and making sure it exists. Start-up only (blocks).
+ * The data directory: where it is by default, making sure it exists, and clearing what an earlier
+ * run left in it. Start-up only (blocks).
  */
 #ifndef CRAWLAB_DATADIR_H
 #define CRAWLAB_DATADIR_H
@@ -33,5 +34,12 @@ int datadir_random_id(const char *dir, const char *name, size_t nbytes, char **o
 
 /* Fills buf with n random bytes (n <= 64) as 2n lowercase hex characters and a NUL. */
 int datadir_random_hex(char *buf, size_t n);
+
+/*
+ * Removes the entries of dir whose name match accepts ("." and ".." are not offered), each with
+ * unlinkat(2) and its flags: 0 for files, AT_REMOVEDIR for empty directories. An entry that cannot
+ * be removed is left as it is. Returns how many were removed, or -errno when dir cannot be opened.
+ */
+int datadir_remove_entries(const char *dir, bool (*match)(const char *name), int flags);
 
 #endif

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -18,6 +17,7 @@
 #include "core/task.h"
 #include "rpc/client.h"
 #include "rpc/codec.h"
+#include "runtime/datadir.h"
 #include "runtime/list.h"
 #include "runtime/log.h"
 #include "services/node_service.pb-c.h"
@@ -1088,15 +1088,7 @@ void jobs_shutdown(struct jobs *j, uint64_t grace_ms, void (*done)(void *ctx), v
 static void clear_spool(const char *dir)
 {
     mkdir(dir, 0700);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (task_id_valid(de->d_name))
-            unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
+    datadir_remove_entries(dir, task_id_valid, 0);
 }
 
 int jobs_create(struct ev_loop *loop, const struct jobs_opts *opts, struct jobs **out)

@@ -12,6 +12,7 @@
 
 #include "core/task.h"
 #include "runtime/array.h"
+#include "runtime/datadir.h"
 #include "runtime/log.h"
 
 /* The longest line: "+ " id, three numbers and their spaces, "\n". */
@@ -138,15 +139,7 @@ static void read_old_files(struct journal *jn)
 
 static void remove_old_files(struct journal *jn)
 {
-    DIR *d = opendir(jn->old_dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (task_id_valid(de->d_name))
-            unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
+    datadir_remove_entries(jn->old_dir, task_id_valid, 0);
     rmdir(jn->old_dir);
 }
 

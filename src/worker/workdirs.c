@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/datadir.h"
 #include "runtime/log.h"
 
 #define SPARE_PREFIX ".spare-"
@@ -31,22 +32,9 @@ static void spare_name(char *buf, size_t len, unsigned k)
     snprintf(buf, len, SPARE_PREFIX "%u", k);
 }
 
-/* Removes the spares a killed run left (empty directories; anything else is left alone). */
-static void remove_spares_left(struct workdirs *w)
+static bool is_spare(const char *name)
 {
-    int fd = dup(w->dir_fd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strncmp(de->d_name, SPARE_PREFIX, strlen(SPARE_PREFIX)) == 0)
-            unlinkat(w->dir_fd, de->d_name, AT_REMOVEDIR);
-    }
-    closedir(d);
+    return strncmp(name, SPARE_PREFIX, strlen(SPARE_PREFIX)) == 0;
 }
 
 int workdirs_create(const char *tasks_dir, size_t max_spares, struct workdirs **out)
@@ -74,7 +62,8 @@ int workdirs_create(const char *tasks_dir, size_t max_spares, struct workdirs **
         workdirs_destroy(w);
         return rc;
     }
-    remove_spares_left(w);
+    /* The spares a killed run left go (empty directories; anything else is left alone). */
+    datadir_remove_entries(w->dir, is_spare, AT_REMOVEDIR);
     for (size_t i = 0; i < max_spares; i++)
         w->vacant[w->n_vacant++] = (unsigned)(max_spares - 1 - i);
     *out = w;
