@@ -54,11 +54,11 @@ struct job {
      * master's push on Subscribe), freed together (release_spec). */
     ProtobufCMessage *carrier;
     const Grpc__TaskSpec *spec;
-    bool pushed;       /* the master pushed it assigned: started without FetchTask nor claim */
-    bool cancel_here;  /* its cancel comes on the node stream: no cancel stream of its own */
-    int cancel_wanted; /* a cancel that came before the process: 1, 2 with force; 0 none */
-    int claims_out;    /* claim calls not answered yet, from this connection or an older one */
-    bool dropped;      /* not ours: forgotten once no claim call refers to it any more */
+    bool pushed;        /* the master pushed it assigned: started without FetchTask nor claim */
+    bool cancel_here;   /* its cancel comes on the node stream: no cancel stream of its own */
+    bool cancel_wanted; /* a cancel came before the process: it is never started */
+    int claims_out;     /* claim calls not answered yet, from this connection or an older one */
+    bool dropped;       /* not ours: forgotten once no claim call refers to it any more */
 
     /* What the master should hear next, and whether that is on its way. */
     enum task_status
@@ -624,18 +624,26 @@ static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec
     send_claim(job);
 }
 
-/* A task that cannot even start ends as error right away. */
-static void fail_start(struct job *job, const char *why)
+/* A task that ends before it has a process: its final status goes out at once. */
+static void end_unstarted(struct job *job, enum task_status status, const char *error)
 {
     struct jobs *j = job->owner;
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
     release_spec(job);
     job->phase = PHASE_FINAL;
-    job->status = TASK_ERROR;
+    job->status = status;
     job->exit_code = -1;
-    snprintf(job->error, sizeof(job->error), "cannot start: %s", why);
+    snprintf(job->error, sizeof(job->error), "%s", error);
     send_report(job);
+}
+
+/* A task that cannot even start ends as error right away. */
+static void fail_start(struct job *job, const char *why)
+{
+    char error[sizeof(job->error)];
+    snprintf(error, sizeof(error), "cannot start: %s", why);
+    end_unstarted(job, TASK_ERROR, error);
 }
 
 static void on_spider_ready(void *ctx, const char *task_id, int rc, const char *why)
@@ -685,6 +693,12 @@ static void spawn_job(struct job *job)
             prepare_spider(job, spec, workdir);
         return;
     }
+    /* Cancelled while its claim or its spider was on the way: nothing of it runs. */
+    if (job->cancel_wanted) {
+        log_info("task %s: cancelled before it started", id);
+        end_unstarted(job, TASK_CANCELLED, "cancelled before it started");
+        return;
+    }
     if (job->phase == PHASE_CLAIMING)
         j->claiming--;
     job->phase = PHASE_RUNNING;
@@ -730,8 +744,6 @@ static void spawn_job(struct job *job)
     release_spec(job);
     open_cancel_stream(job);
     set_status(job, TASK_RUNNING);
-    if (job->cancel_wanted)
-        runner_cancel(job->proc, job->cancel_wanted == 2);
 }
 
 /* ---- fetching ---- */
@@ -832,6 +844,16 @@ static struct job *find_job(struct jobs *j, const char *id)
     return NULL;
 }
 
+/* The master cancels the task: its process, or, while it has none yet (its claim or its spider is
+ * on the way), the task itself, which then never starts (spawn_job). */
+static void cancel_job(struct job *job, bool force)
+{
+    if (job->proc && job->phase == PHASE_RUNNING)
+        runner_cancel(job->proc, force);
+    else if (job->phase == PHASE_RUNNING || job->phase == PHASE_CLAIMING)
+        job->cancel_wanted = true;
+}
+
 static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
 {
     struct job *job = find_job(j, cur->task_id);
@@ -844,9 +866,9 @@ static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
         return;
     }
     uploader_resync(job->up, cur->log_lines, cur->data_items);
-    if (cur->cancel && job->proc && job->phase == PHASE_RUNNING) {
+    if (cur->cancel && job->phase == PHASE_RUNNING) {
         log_info("task %s: cancelled while we were away (master status %s)", job->id, cur->status);
-        runner_cancel(job->proc, cur->force);
+        cancel_job(job, cur->force);
     }
 }
 
@@ -1020,10 +1042,7 @@ void jobs_on_cancel(struct jobs *j, const char *task_id, bool force)
     if (!job)
         return; /* over, or never ours */
     log_info("task %s: cancel%s requested by the master", job->id, force ? " (force)" : "");
-    if (job->proc && job->phase == PHASE_RUNNING)
-        runner_cancel(job->proc, force);
-    else if (job->phase == PHASE_RUNNING || job->phase == PHASE_CLAIMING)
-        job->cancel_wanted = force ? 2 : job->cancel_wanted ? job->cancel_wanted : 1;
+    cancel_job(job, force);
 }
 
 void jobs_on_drain(struct jobs *j)

@@ -263,6 +263,35 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertNotIn(sha, os.listdir(os.path.join(w.data_dir, "spiders")))
         self.assertNotIn(sha + ".tgz.part", os.listdir(os.path.join(w.data_dir, "spiders")))
 
+    def test_a_cancel_that_comes_while_the_spider_is_fetched_starts_nothing(self):
+        self.c.start_master()
+        p = faultproxy.FaultProxy(self.c.port, name="proxy").start()
+        self.addCleanup(p.close)
+        src = self.c.path("small")
+        write(os.path.join(src, "a.txt"), "x\n")
+        self.push(src, "small")
+        w = self.c.start_worker("w1", master_addr=p.addr)
+        self.online(w)
+        # From now on every chunk takes a second each way between the worker and the master. The
+        # worker asks for the spider when the pushed task reaches it, so the archive comes two
+        # seconds after the worker says it is preparing the spider; a cancel sent at that line
+        # comes one second after it, on the node stream.
+        p.delay(1000)
+        ran = self.c.path("ran")
+        task = self.submit1("--spider=small", "--", "touch", ran)
+        w.wait_log("task %s: preparing spider" % task)
+        rc, out, err = self.c.cli("cancel", task)
+        self.assertEqual(rc, 0, err)
+        t = self.wait_final([task], timeout=60)[task]
+        self.assertEqual((t["status"], t["error"]), ("cancelled", "cancelled before it started"), t)
+        self.assertEqual(w.count("task %s: cancel requested by the master" % task), 1, w.tail())
+        self.assertEqual(w.count("task %s: cancelled before it started" % task), 1, w.tail())
+        self.assertEqual(w.count("task %s started" % task), 0)
+        self.assertFalse(os.path.exists(ran))
+        # the copy it would have run in goes with it
+        harness.wait_until(lambda: task not in os.listdir(os.path.join(w.data_dir, "tasks")),
+                           what="the task's directory to go")
+
 
 if __name__ == "__main__":
     harness.main()
