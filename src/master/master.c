@@ -334,11 +334,24 @@ static void make_master_id(struct master *m)
     snprintf(m->master_id, sizeof(m->master_id), "%s-%08x", host, rnd);
 }
 
-static int on_news(void *ctx, const char *id, const char *node_key, const char *labels,
-                   int64_t eligible_ms)
+static int on_task_news(void *ctx, const char *id, const char *node_key, const char *labels,
+                        int64_t eligible_ms)
 {
     tasks_news(ctx, id, node_key, labels, eligible_ms);
     return 0;
+}
+
+static int on_cancel_news(void *ctx, const char *id, const char *node_key, bool force)
+{
+    tasks_cancel_news(ctx, id, node_key, force);
+    return 0;
+}
+
+static int read_news(struct master *m, bool read)
+{
+    const struct store_news_handlers h = {
+        .task = on_task_news, .cancel = on_cancel_news, .ctx = m->tasks};
+    return store_news(m->store, &h, read);
 }
 
 /* After store_news: a dead socket would read as ready forever, so while the database is away
@@ -361,13 +374,13 @@ static void follow_news(struct master *m, int rc)
 static void on_news_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct master *m = w->data;
-    follow_news(m, store_news(m->store, on_news, m->tasks, true));
+    follow_news(m, read_news(m, true));
 }
 
 static void on_news_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct master *m = w->data;
-    follow_news(m, store_news(m->store, on_news, m->tasks, false));
+    follow_news(m, read_news(m, false));
 }
 
 /* How often a master on a shared store looks for what other masters stored that its followers

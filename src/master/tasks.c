@@ -511,6 +511,24 @@ int tasks_restart(struct tasks *t, const char *id, char id_out[TASK_ID_LEN + 1])
     return rc;
 }
 
+/* Sends a held task's cancel to its worker, if the worker is connected here: on the task's own
+ * stream, else on its node's stream when the node takes pushed cancels. False when neither is. */
+static bool deliver_cancel(struct tasks *t, const char *id, const char *node_key, bool force)
+{
+    struct live_task *lt = live_get(t, id, false);
+    struct node *node = *node_key ? nodes_find(t->nodes, node_key) : NULL;
+    if (lt && lt->stream) {
+        send_cancel(lt, force);
+        return true;
+    }
+    if (node && node->takes_pushed_cancels && nodes_push_cancel(node, id, force) == 0) {
+        log_info("task %s: cancel%s sent to its worker on its node stream", id,
+                 force ? " (force)" : "");
+        return true;
+    }
+    return false;
+}
+
 int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *after)
 {
     struct task_row before;
@@ -525,18 +543,11 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
         record_status_event(t, id, NULL);
         if (lt)
             notify_watchers(lt);
-    } else if (rc == 0 && !task_status_terminal(*after)) {
-        struct node *node =
-            *before.assigned_node ? nodes_find(t->nodes, before.assigned_node) : NULL;
-        if (lt && lt->stream)
-            send_cancel(lt, force);
-        else if (node && node->takes_pushed_cancels && nodes_push_cancel(node, id, force) == 0)
-            log_info("task %s: cancel%s sent to its worker on its node stream", id,
-                     force ? " (force)" : "");
-        else
-            log_info("task %s: cancel recorded; its worker gets it when it opens the task stream "
-                     "or resyncs",
-                     id);
+    } else if (rc == 0 && !task_status_terminal(*after) &&
+               !deliver_cancel(t, id, before.assigned_node, force)) {
+        log_info("task %s: cancel recorded; its worker gets it from the master it is connected to, "
+                 "or when it opens the task stream or resyncs",
+                 id);
     }
     store_task_row_free(&before);
     return rc;
@@ -1001,6 +1012,12 @@ void tasks_news(struct tasks *t, const char *id, const char *node_key, const cha
         wake_arm(t); /* a retry for later: the wake timer announces it then */
     else
         announce(t, id, node_key, *labels ? labels : NULL);
+}
+
+void tasks_cancel_news(struct tasks *t, const char *id, const char *node_key, bool force)
+{
+    if (deliver_cancel(t, id, node_key, force))
+        log_info("task %s: cancel asked of another master, sent to its worker", id);
 }
 
 /* ---- life cycle ---- */

@@ -79,6 +79,10 @@ void tasks_news_lost(struct tasks *t);
 void tasks_news(struct tasks *t, const char *id, const char *node_key, const char *labels,
                 int64_t eligible_ms);
 
+/* Another master sharing the store was asked to cancel task id, held by node_key (store_news):
+ * if that node's worker is connected here, the cancel goes to it as tasks_cancel sends one. */
+void tasks_cancel_news(struct tasks *t, const char *id, const char *node_key, bool force);
+
 /* Stores a new pending task and hands it to a node that can take it: the node it is addressed
  * to, else a free node that has the labels of its selector (nodes_pick_free). A node that takes
  * pushed tasks and has room gets it assigned in the same group and pushed after the commit;

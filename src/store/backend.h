@@ -128,10 +128,7 @@ struct store_ops {
     int (*master_reap)(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx);
     int (*hooks_hold)(struct store *s);
     int (*news_fd)(struct store *s);
-    int (*news)(struct store *s,
-                int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
-                          int64_t eligible_ms),
-                void *ctx, bool read);
+    int (*news)(struct store *s, const struct store_news_handlers *h, bool read);
 };
 
 struct store {

@@ -744,10 +744,7 @@ int store_news_fd(struct store *s)
     return s->ops->news_fd ? s->ops->news_fd(s) : -ENOTSUP;
 }
 
-int store_news(struct store *s,
-               int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
-                         int64_t eligible_ms),
-               void *ctx, bool read)
+int store_news(struct store *s, const struct store_news_handlers *h, bool read)
 {
-    return s->ops->news ? s->ops->news(s, cb, ctx, read) : -ENOTSUP;
+    return s->ops->news ? s->ops->news(s, h, read) : -ENOTSUP;
 }

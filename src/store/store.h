@@ -306,9 +306,10 @@ int store_task_epoch(struct store *s, const char *id, uint64_t *out);
  * Asks for the task to be cancelled. A pending task is cancelled at once (nobody runs it). A task
  * held by a worker (assigned, running, node_disconnected) gets cancel_requested set, and
  * cancel_force if force (a forced request stays forced): the caller tells the worker, now or at its
- * next resync. A terminal task is left alone. *status_out (may be NULL) receives the status after
- * the call, so TASK_CANCELLED means "done", a live status means "tell the worker", and any other
- * terminal status means "already over". -EINVAL, -ENOENT.
+ * next resync. On a shared store the request is also news for the other masters (store_news), at
+ * the commit, for the one whose node holds the task. A terminal task is left alone. *status_out
+ * (may be NULL) receives the status after the call, so TASK_CANCELLED means "done", a live status
+ * means "tell the worker", and any other terminal status means "already over". -EINVAL, -ENOENT.
  */
 int store_task_request_cancel(struct store *s, const char *id, bool force, int64_t now_ms,
                               enum task_status *status_out);
@@ -619,16 +620,24 @@ int store_hooks_hold(struct store *s);
  * reading, or a negative errno (-EIO while the database is away). */
 int store_news_fd(struct store *s);
 
-/* Calls cb with each task announced by another master since the last call: its id, the node it is
- * addressed to ("" = any), its selector ("" = none) and when it may be fetched (0: at once).
+/* What store_news tells of another master's changes; ctx is passed to each. */
+struct store_news_handlers {
+    /* Task id became pending: the node it is addressed to ("" = any), its selector ("" = none)
+     * and when it may be fetched (0: at once). */
+    int (*task)(void *ctx, const char *id, const char *node_key, const char *labels,
+                int64_t eligible_ms);
+    /* Task id, held by node_key, is to be cancelled (force: at once, SIGKILL). */
+    int (*cancel)(void *ctx, const char *id, const char *node_key, bool force);
+    void *ctx;
+};
+
+/* Calls h's handlers with each piece of news from another master since the last call: a task made
+ * pending, a cancel asked for (store_task_request_cancel announces it when the task is held).
  * read: first read what the descriptor has (one recv); without, only what the store's earlier
  * calls already read, no system call (for a loop's prepare step). Returns 0; 1 when the
  * connection was made again since store_news_fd, whose descriptor is then stale (call it again
  * and watch the new one); a negative errno while the database is away. */
-int store_news(struct store *s,
-               int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
-                         int64_t eligible_ms),
-               void *ctx, bool read);
+int store_news(struct store *s, const struct store_news_handlers *h, bool read);
 
 /* ---- Spiders ---- */
 

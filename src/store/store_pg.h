@@ -137,7 +137,7 @@ int pg_exec_simple(struct pg_store *p, const char *what, const char *sql);
 int pg_reconnect(struct pg_store *p);
 
 /* What a master runs to hear the others' news (store_pg_masters.c). */
-#define PG_LISTEN_SQL "LISTEN crawlab_tasks"
+#define PG_LISTEN_SQL "LISTEN crawlab_tasks; LISTEN crawlab_cancels"
 
 /* ---- Columns ---- */
 
@@ -177,10 +177,7 @@ int pg_node_hold(struct store *s, const char *key, const char *master_id);
 int pg_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx);
 int pg_hooks_hold(struct store *s);
 int pg_news_fd(struct store *s);
-int pg_news(struct store *s,
-            int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
-                      int64_t eligible_ms),
-            void *ctx, bool read);
+int pg_news(struct store *s, const struct store_news_handlers *h, bool read);
 
 /* store_pg_nodes.c */
 int pg_node_upsert(struct store *s, const char *key, const char *name, int max_runners,

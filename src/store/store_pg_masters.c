@@ -1,7 +1,8 @@
 /*
  * Several masters on one PostgreSQL store (store.h, "Several masters on one store"): the masters'
- * leases, which master holds each node, and the news of pending tasks (LISTEN/NOTIFY; the
- * schema's tasks_news trigger sends it).
+ * leases, which master holds each node, and the news of pending tasks and of cancels
+ * (LISTEN/NOTIFY; the schema's tasks_news trigger sends the first, pg_task_request_cancel the
+ * second).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -125,13 +126,14 @@ int pg_news_fd(struct store *s)
     return fd >= 0 ? fd : -EIO;
 }
 
-/* Splits "id\tnode\tlabels\teligible_ms" in place; false when the payload is not one. */
-static bool parse_news(char *payload, char **fields)
+/* Splits a payload of n tab-separated fields, the first a task id, in place; false when the
+ * payload is not one. */
+static bool parse_news(char *payload, char **fields, int n)
 {
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < n; i++) {
         fields[i] = payload;
         char *tab = strchr(payload, '\t');
-        if ((tab != NULL) != (i < 3)) /* three tabs, no more */
+        if ((tab != NULL) != (i < n - 1)) /* n - 1 tabs, no more */
             return false;
         if (tab) {
             *tab = '\0';
@@ -141,10 +143,19 @@ static bool parse_news(char *payload, char **fields)
     return task_id_valid(fields[0]);
 }
 
-int pg_news(struct store *s,
-            int (*cb)(void *ctx, const char *id, const char *node_key, const char *labels,
-                      int64_t eligible_ms),
-            void *ctx, bool read)
+/* One notification of another master: a pending task ("id\tnode\tlabels\teligible_ms" on
+ * crawlab_tasks) or a cancel ("id\tnode\tforce" on crawlab_cancels). */
+static int dispatch_news(const struct store_news_handlers *h, PGnotify *n)
+{
+    char *f[4];
+    if (strcmp(n->relname, "crawlab_tasks") == 0 && parse_news(n->extra, f, 4))
+        return h->task(h->ctx, f[0], f[1], f[2], strtoll(f[3], NULL, 10));
+    if (strcmp(n->relname, "crawlab_cancels") == 0 && parse_news(n->extra, f, 3))
+        return h->cancel(h->ctx, f[0], f[1], strcmp(f[2], "0") != 0);
+    return 0;
+}
+
+int pg_news(struct store *s, const struct store_news_handlers *h, bool read)
 {
     struct pg_store *p = pg_of(s);
     if (p->streaming)
@@ -161,9 +172,8 @@ int pg_news(struct store *s,
     PGnotify *n;
     int rc = 0;
     while (rc == 0 && (n = PQnotifies(p->conn))) {
-        char *f[4];
-        if (n->be_pid != own && parse_news(n->extra, f))
-            rc = cb(ctx, f[0], f[1], f[2], strtoll(f[3], NULL, 10));
+        if (n->be_pid != own)
+            rc = dispatch_news(h, n);
         PQfreemem(n);
     }
     if (rc < 0)

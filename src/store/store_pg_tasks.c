@@ -503,6 +503,12 @@ static const char sql_task_cancel[] =
     "UPDATE tasks SET cancel_requested = 1,"
     " cancel_force = CASE WHEN $2 THEN 1 ELSE cancel_force END, updated_ms = $3 WHERE id = $1";
 
+/* The cancel as news for the master that holds the task's node, delivered at the commit (NOTIFY
+ * is transactional). Payload: id, node key, 1 or 0 for force, tab-separated (pg_news). */
+static const char sql_task_cancel_news[] =
+    "SELECT pg_notify('crawlab_cancels', id || E'\\t' || assigned_node || E'\\t' || cancel_force)"
+    " FROM tasks WHERE id = $1";
+
 /* Decided on the status read under the row lock (task_move): a pending task another master is
  * fetching is either cancelled before the fetch sees it or fetched before the cancel, then
  * flagged while the lock is still held. */
@@ -531,6 +537,12 @@ int pg_task_request_cancel(struct store *s, const char *id, bool force, int64_t 
         pg_param_int(&pp, now_ms);
         int64_t n = pg_exec(p, "requesting cancel of task", id, sql_task_cancel, &pp);
         rc = n < 0 ? (int)n : 0;
+        if (rc == 0) {
+            pg_params_init(&pp);
+            pg_param_text(&pp, id);
+            n = pg_exec(p, "announcing the cancel of task", id, sql_task_cancel_news, &pp);
+            rc = n < 0 ? (int)n : 0;
+        }
     }
     rc = pg_op_end(p, rc);
     if (rc == 0 && status_out)

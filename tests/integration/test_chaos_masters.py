@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import signal
 import sys
 import threading
 import time
@@ -292,6 +293,29 @@ class NamesOnEitherMaster(harness.ClusterTest, harness.TaskOps):
         tid = self.submit1("--node=box-2", "--", "true")
         t = self.wait_final([tid])[tid]
         self.assertEqual((t["status"], t["assigned_node"]), ("finished", "box-2"), t)
+
+
+@unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
+class CancelOnEitherMaster(harness.ClusterTest, harness.TaskOps):
+    timeout = 120
+
+    def test_a_cancel_asked_of_one_master_reaches_a_worker_connected_to_the_other(self):
+        self.m = Masters(self, harness.pg_store_uri(self.c.dir))
+        # The worker knows only B; the client only A.
+        w = self.c.start_worker("w", master_addr=self.m.addr("B"))
+        w.wait_log(test_chaos.REGISTERED)
+        self.c.cli_args = ["--master=" + self.m.addr("A")]
+        tid = self.submit1("--", "sleep", "300")
+        self.wait_task_status(tid, "running")
+        rc, out, err = self.c.cli("cancel", tid)
+        self.assertEqual(rc, 0, err)
+        # A stored the request and announced it; B, which holds the worker's stream, sends it
+        # there. The worker stays connected to B throughout: no Resync carries it.
+        t = self.wait_task_status(tid, "cancelled", timeout=30)
+        self.assertEqual(t["exit_code"], 128 + signal.SIGTERM, t)
+        self.assertEqual(self.m.proc("B").count(
+            "task %s: cancel asked of another master, sent to its worker" % tid), 1)
+        self.assertEqual(w.count(test_chaos.REGISTERED), 1, w.tail())
 
 
 @unittest.skipUnless(postgres_available(), "needs a build with libpq and Debian's postgresql-15")
