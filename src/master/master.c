@@ -218,12 +218,27 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     stop_serving(m, grace);
 }
 
-/* SIGHUP would end the process by default, yet a daemon gets one when its terminal or session
- * goes away, or from habit ("reload"): there is nothing to reload, so it is only noted. */
+/*
+ * SIGHUP: with TLS, the certificate, key and CA files are read again for the connections accepted
+ * from now on (a renewed certificate, without a restart), and their dates judged again. Nothing
+ * else is reloaded: the rest of the configuration is read at start, and logs go to stderr.
+ */
 static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
-             "stderr");
+    struct accept_ctx *a = w->data;
+    struct master *m = a->m;
+    char err[512];
+    if (!a->tls) {
+        log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
+                 "stderr");
+    } else if (tls_server_reload(a->tls, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: TLS: %s; the files loaded before stay in use", err);
+    } else {
+        log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
+        certwatch_stop(m->certwatch);
+        if (certwatch_start(loop, m->cfg->tls_cert, m->cfg->tls_ca, &m->certwatch) < 0)
+            log_error("SIGHUP: out of memory: the certificates' dates are no longer watched");
+    }
 }
 
 /* ---- wiring the services ---- */
@@ -687,6 +702,7 @@ int master_main(const struct config *cfg)
     ev_signal_init(&m.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&m.sighup, on_hup_signal, SIGHUP);
     m.sigterm.data = m.sigint.data = &m;
+    m.sighup.data = &accept;
     ev_signal_start(m.loop, &m.sigterm);
     ev_signal_start(m.loop, &m.sigint);
     ev_signal_start(m.loop, &m.sighup);

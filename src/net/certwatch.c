@@ -45,11 +45,12 @@ static void judge(const struct certwatch_cert *c, int64_t now_s)
     char words[4400];
     switch (certwatch_judge(c->what, c->file, c->not_after_s, now_s, words, sizeof(words))) {
     case CERT_EXPIRED:
-        log_error("TLS: %s: every TLS peer refuses it; issue a new one (cert issue) and restart",
-                  words);
+        log_error(
+            "TLS: %s: every TLS peer refuses it; issue a new one (cert issue) and send SIGHUP",
+            words);
         break;
     case CERT_ENDING:
-        log_warn("TLS: %s: issue a new one (cert issue) and restart before then", words);
+        log_warn("TLS: %s: issue a new one (cert issue) and send SIGHUP before then", words);
         break;
     case CERT_VALID:
         break;

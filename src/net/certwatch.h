@@ -1,10 +1,10 @@
 /*
  * The certificates a daemon presents and trusts, watched for the end of their validity: the
  * master's and a worker's --tls-cert and --tls-ca. (A client command judges its own once, with
- * certwatch_judge.) A daemon loads them once, when it starts, so
- * their dates are read then, and judged at start and once a day after: a warning while one ends
- * within CERTWATCH_WARN_DAYS, an error once it has ended, since every TLS peer refuses it from
- * then on. Renewing means a new certificate (`cert issue`) and a restart.
+ * certwatch_judge.) A daemon loads them when it starts and on SIGHUP, so their dates are read
+ * then, and judged then and once a day after: a warning while one ends within
+ * CERTWATCH_WARN_DAYS, an error once it has ended, since every TLS peer refuses it from then on.
+ * Renewing means a new certificate (`cert issue`) in place of the old one and a SIGHUP.
  *
  * Loop thread only.
  */

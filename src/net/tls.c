@@ -66,7 +66,8 @@
 
 /* What a server and a client context share: the wolfSSL context and the connections made. */
 struct tls_base {
-    WOLFSSL_CTX *ctx;
+    WOLFSSL_CTX *ctx; /* what the next connection is made with */
+    bool initialised; /* wolfSSL_Init done, for wolfSSL_Cleanup */
     struct list_link *conns;
     size_t n_conns;
     bool server;
@@ -77,12 +78,12 @@ struct tls_base {
 struct tls_server {
     struct tls_base base;
     uint64_t handshake_timeout_ms;
-    bool verify_clients;
+    struct tls_server_options opts; /* copies; the files are read again from these paths */
 };
 
 struct tls_client {
     struct tls_base base;
-    char *server_name;
+    struct tls_client_options opts; /* copies; the files are read again from these paths */
 };
 
 struct tls_conn {
@@ -202,19 +203,44 @@ static int base_init(struct tls_base *b, bool server, char *err, size_t errlen)
                                                    : ": it needs /dev/urandom, which is missing");
         return -EIO;
     }
-    b->ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
-    if (!b->ctx) {
-        wolfSSL_Cleanup();
+    b->initialised = true;
+    return 0;
+}
+
+/* *dst = a copy of src (NULL stays NULL); false when out of memory. */
+static bool copy_path(const char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return !src || *dst;
+}
+
+/* A TLS 1.3 context with our ciphers and I/O, without identity or trust yet: 0 and *out. */
+static int new_ctx(bool server, WOLFSSL_CTX **out, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx =
+        wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
+    if (!ctx) {
         snprintf(err, errlen, "cannot create a TLS context: out of memory");
         return -ENOMEM;
     }
-    if (wolfSSL_CTX_set_cipher_list(b->ctx, tls_cipher_order()) != WOLFSSL_SUCCESS) {
+    if (wolfSSL_CTX_set_cipher_list(ctx, tls_cipher_order()) != WOLFSSL_SUCCESS) {
+        wolfSSL_CTX_free(ctx);
         snprintf(err, errlen, "this wolfSSL offers none of the TLS 1.3 cipher suites");
         return -EIO;
     }
-    wolfSSL_CTX_SetIORecv(b->ctx, io_recv);
-    wolfSSL_CTX_SetIOSend(b->ctx, io_send);
+    wolfSSL_CTX_SetIORecv(ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(ctx, io_send);
+    *out = ctx;
     return 0;
+}
+
+/* The context b makes its next connections with becomes ctx. wolfSSL counts the references to a
+ * context, so the connections made with the old one keep it until they end. */
+static void base_use(struct tls_base *b, WOLFSSL_CTX *ctx)
+{
+    if (b->ctx)
+        wolfSSL_CTX_free(b->ctx);
+    b->ctx = ctx;
 }
 
 static void conn_close(struct tls_conn *c);
@@ -225,10 +251,10 @@ static void base_destroy(struct tls_base *b)
         conn_close(list_item(b->conns, struct tls_conn, link));
     while (b->n_spares)
         free(b->spares[--b->n_spares]);
-    if (b->ctx) {
+    if (b->ctx)
         wolfSSL_CTX_free(b->ctx);
+    if (b->initialised)
         wolfSSL_Cleanup();
-    }
 }
 
 /*
@@ -299,6 +325,38 @@ static int load_identity(WOLFSSL_CTX *ctx, const char *cert, const char *key, ch
     return 0;
 }
 
+/* The master's context from opts: its certificate and key, and the CA its clients' certificates
+ * must come from, with the verification opts asks for. */
+static int server_ctx(const struct tls_server_options *opts, WOLFSSL_CTX **out, char *err,
+                      size_t errlen)
+{
+    if (!opts->ca_file && opts->require_client_cert) {
+        snprintf(err, errlen, "requiring client certificates needs a CA to verify them");
+        return -EINVAL;
+    }
+    WOLFSSL_CTX *ctx;
+    int rc = new_ctx(true, &ctx, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = load_identity(ctx, opts->cert_file, opts->key_file, err, errlen);
+    if (rc == 0 && opts->ca_file &&
+        wolfSSL_CTX_load_verify_locations(ctx, opts->ca_file, NULL) != WOLFSSL_SUCCESS)
+        rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
+    if (rc < 0) {
+        wolfSSL_CTX_free(ctx);
+        return rc;
+    }
+    int mode = WOLFSSL_VERIFY_NONE;
+    if (opts->ca_file)
+        mode = WOLFSSL_VERIFY_PEER |
+               (opts->require_client_cert ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    wolfSSL_CTX_set_verify(ctx, mode, NULL);
+    /* Workers reconnect with full handshakes; tickets would only cost a message per connection. */
+    wolfSSL_CTX_no_ticket_TLSv13(ctx);
+    *out = ctx;
+    return 0;
+}
+
 int tls_server_create(const struct tls_server_options *opts, struct tls_server **out, char *err,
                       size_t errlen)
 {
@@ -307,31 +365,56 @@ int tls_server_create(const struct tls_server_options *opts, struct tls_server *
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    s->opts.require_client_cert = opts->require_client_cert;
+    WOLFSSL_CTX *ctx = NULL;
     int rc = base_init(&s->base, true, err, errlen);
-    if (rc == 0)
-        rc = load_identity(s->base.ctx, opts->cert_file, opts->key_file, err, errlen);
-    if (rc == 0 && opts->ca_file) {
-        if (wolfSSL_CTX_load_verify_locations(s->base.ctx, opts->ca_file, NULL) != WOLFSSL_SUCCESS)
-            rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
-        s->verify_clients = true;
-    } else if (rc == 0 && opts->require_client_cert) {
-        snprintf(err, errlen, "requiring client certificates needs a CA to verify them");
-        rc = -EINVAL;
+    if (rc == 0 && !(copy_path(&s->opts.cert_file, opts->cert_file) &&
+                     copy_path(&s->opts.key_file, opts->key_file) &&
+                     copy_path(&s->opts.ca_file, opts->ca_file))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
     }
+    if (rc == 0)
+        rc = server_ctx(opts, &ctx, err, errlen);
     if (rc < 0) {
         tls_server_destroy(s);
         return rc;
     }
-    int mode = WOLFSSL_VERIFY_NONE;
-    if (s->verify_clients)
-        mode = WOLFSSL_VERIFY_PEER |
-               (opts->require_client_cert ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
-    wolfSSL_CTX_set_verify(s->base.ctx, mode, NULL);
-    /* Workers reconnect with full handshakes; tickets would only cost a message per connection. */
-    wolfSSL_CTX_no_ticket_TLSv13(s->base.ctx);
+    base_use(&s->base, ctx);
     s->handshake_timeout_ms =
         opts->handshake_timeout_ms ? opts->handshake_timeout_ms : TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     *out = s;
+    return 0;
+}
+
+int tls_server_reload(struct tls_server *s, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx;
+    int rc = server_ctx(&s->opts, &ctx, err, errlen);
+    if (rc == 0)
+        base_use(&s->base, ctx);
+    return rc;
+}
+
+/* A worker's or a client's context from opts: the CA the master's certificate must come from,
+ * and its own certificate and key for mutual TLS, if any. */
+static int client_ctx(const struct tls_client_options *opts, WOLFSSL_CTX **out, char *err,
+                      size_t errlen)
+{
+    WOLFSSL_CTX *ctx;
+    int rc = new_ctx(false, &ctx, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (wolfSSL_CTX_load_verify_locations(ctx, opts->ca_file, NULL) != WOLFSSL_SUCCESS)
+        rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
+    if (rc == 0 && opts->cert_file)
+        rc = load_identity(ctx, opts->cert_file, opts->key_file, err, errlen);
+    if (rc < 0) {
+        wolfSSL_CTX_free(ctx);
+        return rc;
+    }
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    *out = ctx;
     return 0;
 }
 
@@ -343,23 +426,33 @@ int tls_client_create(const struct tls_client_options *opts, struct tls_client *
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    WOLFSSL_CTX *ctx = NULL;
     int rc = base_init(&c->base, false, err, errlen);
-    if (rc == 0 &&
-        wolfSSL_CTX_load_verify_locations(c->base.ctx, opts->ca_file, NULL) != WOLFSSL_SUCCESS)
-        rc = fail_ctx(err, errlen, "cannot load the CA certificate", opts->ca_file);
-    if (rc == 0 && opts->cert_file)
-        rc = load_identity(c->base.ctx, opts->cert_file, opts->key_file, err, errlen);
-    if (rc == 0 && opts->server_name && !(c->server_name = strdup(opts->server_name))) {
+    if (rc == 0 && !(copy_path(&c->opts.ca_file, opts->ca_file) &&
+                     copy_path(&c->opts.cert_file, opts->cert_file) &&
+                     copy_path(&c->opts.key_file, opts->key_file) &&
+                     copy_path(&c->opts.server_name, opts->server_name))) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
     }
+    if (rc == 0)
+        rc = client_ctx(opts, &ctx, err, errlen);
     if (rc < 0) {
         tls_client_destroy(c);
         return rc;
     }
-    wolfSSL_CTX_set_verify(c->base.ctx, WOLFSSL_VERIFY_PEER, NULL);
+    base_use(&c->base, ctx);
     *out = c;
     return 0;
+}
+
+int tls_client_reload(struct tls_client *c, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx;
+    int rc = client_ctx(&c->opts, &ctx, err, errlen);
+    if (rc == 0)
+        base_use(&c->base, ctx);
+    return rc;
 }
 
 void tls_server_destroy(struct tls_server *s)
@@ -367,6 +460,9 @@ void tls_server_destroy(struct tls_server *s)
     if (!s)
         return;
     base_destroy(&s->base);
+    free((char *)s->opts.cert_file);
+    free((char *)s->opts.key_file);
+    free((char *)s->opts.ca_file);
     free(s);
 }
 
@@ -375,7 +471,10 @@ void tls_client_destroy(struct tls_client *c)
     if (!c)
         return;
     base_destroy(&c->base);
-    free(c->server_name);
+    free((char *)c->opts.server_name);
+    free((char *)c->opts.ca_file);
+    free((char *)c->opts.cert_file);
+    free((char *)c->opts.key_file);
     free(c);
 }
 
@@ -1084,7 +1183,7 @@ int tls_accept(struct ev_loop *loop, struct tls_server *s, int fd, const char *p
 int tls_connect(struct ev_loop *loop, struct tls_client *cl, int fd, const char *host,
                 uint64_t timeout_ms, tls_ready_cb cb, void *ctx, struct tls_conn **out)
 {
-    const char *name = cl->server_name ? cl->server_name : host;
+    const char *name = cl->opts.server_name ? cl->opts.server_name : host;
     struct tls_conn *c = conn_new(loop, &cl->base, fd, name, timeout_ms, cb, ctx);
     if (!c) {
         close(fd);

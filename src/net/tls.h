@@ -65,6 +65,15 @@ int tls_server_create(const struct tls_server_options *opts, struct tls_server *
 int tls_client_create(const struct tls_client_options *opts, struct tls_client **out, char *err,
                       size_t errlen);
 
+/*
+ * Reads the certificate, key and CA files again, from the paths the context was created with (a
+ * renewed certificate), into a new context for the connections made from now on; those made
+ * already keep the one they began with until they end. On failure the context in use stays, and
+ * err says why. Loop thread; reads files.
+ */
+int tls_server_reload(struct tls_server *s, char *err, size_t errlen);
+int tls_client_reload(struct tls_client *c, char *err, size_t errlen);
+
 /* Closes every connection of the context (handshakes in progress without their callback) and
  * frees it. Call from the loop thread, or after that loop stopped for good. NULL is a no-op. */
 void tls_server_destroy(struct tls_server *s);

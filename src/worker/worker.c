@@ -11,6 +11,7 @@
 #include <ev.h>
 
 #include "net/certwatch.h"
+#include "net/tls.h"
 #include "runtime/bridge.h"
 #include "runtime/datadir.h"
 #include "runtime/log.h"
@@ -25,6 +26,7 @@ struct worker {
     struct session *session;
     struct jobs *jobs;
     ev_signal sigterm, sigint, sighup;
+    struct tls_client *tls;      /* TLS to the master, or NULL */
     struct certwatch *certwatch; /* the dates of --tls-cert and --tls-ca, or NULL */
     bool stopping;
 };
@@ -51,13 +53,27 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     jobs_shutdown(wk->jobs, wk->cfg->shutdown_grace_ms, on_stopped, wk);
 }
 
-/* SIGHUP would end the worker and its tasks by default, yet a daemon gets one when its terminal
- * or session goes away, or from habit ("reload"): there is nothing to reload, so it is only
- * noted. */
+/*
+ * SIGHUP: with TLS, the certificate, key and CA files are read again for the next connection to
+ * the master (a renewed certificate, without stopping the tasks); the connections open now go on
+ * with the files they began with. Nothing else is reloaded: the rest of the configuration is read
+ * at start, and logs go to stderr.
+ */
 static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
-             "stderr");
+    struct worker *wk = w->data;
+    char err[512];
+    if (!wk->tls) {
+        log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
+                 "stderr");
+    } else if (tls_client_reload(wk->tls, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: TLS: %s; the files loaded before stay in use", err);
+    } else {
+        log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
+        certwatch_stop(wk->certwatch);
+        if (certwatch_start(loop, wk->cfg->tls_cert, wk->cfg->tls_ca, &wk->certwatch) < 0)
+            log_error("SIGHUP: out of memory: the certificates' dates are no longer watched");
+    }
 }
 
 static void hook_online(void *ctx)
@@ -138,7 +154,7 @@ static int load_identity(const struct config *cfg, const char *dir, char **node_
 
 int worker_main(const struct config *cfg, const char *auth_key, struct tls_client *tls)
 {
-    struct worker w = {.cfg = cfg};
+    struct worker w = {.cfg = cfg, .tls = tls};
     int exit_code = 1, lock_fd = -1;
     char *node_key = NULL, *machine_id = NULL, *node_name = NULL;
     char *dir = datadir_resolve(cfg->data_dir);
@@ -203,7 +219,7 @@ int worker_main(const struct config *cfg, const char *auth_key, struct tls_clien
     ev_signal_init(&w.sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&w.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&w.sighup, on_hup_signal, SIGHUP);
-    w.sigterm.data = w.sigint.data = &w;
+    w.sigterm.data = w.sigint.data = w.sighup.data = &w;
     ev_signal_start(w.loop, &w.sigterm);
     ev_signal_start(w.loop, &w.sigint);
     ev_signal_start(w.loop, &w.sighup);

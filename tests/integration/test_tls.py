@@ -10,9 +10,12 @@ Run: CRAWLAB_NODE_BIN=build/src/crawlab-node python3 tests/integration/test_tls.
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import ssl
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -351,6 +354,82 @@ class Tls(harness.ClusterTest, harness.TaskOps):
         w.wait_log(REGISTERED, count=2, timeout=30)
         self.c.wait_status("online", keys=[key])
         self.run_echo_task(key, "again")
+
+    def renewed(self, name, *flags):
+        """Another certificate of name from the same CA, issued in a directory of its own (cert
+        issue never overwrites), then copied over name's files: as an operator renews one."""
+        pki = tempfile.mkdtemp(prefix="renewed-", dir=self.c.dir)
+        for ext in ("pem", "key"):
+            shutil.copy(self.pem("ca", ext), self.pem("ca", ext, pki=pki))
+        self.cert("issue", "--dir=%s" % pki, "--name=%s" % name, *flags)
+        for ext in ("pem", "key"):
+            shutil.copy(self.pem(name, ext, pki=pki), self.pem(name, ext))
+
+    def test_a_worker_takes_a_renewed_certificate_on_sighup_and_its_task_runs_on(self):
+        m = self.start_tls_master()
+        w = self.start_tls_worker("w")
+        (key,) = self.online(w)
+        tid = self.submit1("--node=%s" % key, "--", "sleep", "300")
+        pid = self.wait_task_status(tid, "running")["pid"]
+
+        # Its files replaced by an expired certificate and read again: the open connection goes
+        # on, and the next one, after a master restart, is refused for that certificate.
+        self.renewed("w", "--test-expired")
+        w.signal(signal.SIGHUP)
+        w.wait_log("SIGHUP: TLS certificate, key and CA read again")
+        w.wait_log("TLS: the certificate %s expired on" % self.pem("w"))
+        self.assertEqual(status_of(self.c.nodes(), key=key), "online")
+        m.stop()
+        m = self.start_tls_master()
+        m.wait_log("the client's certificate has expired")
+        self.assertEqual(w.count(REGISTERED), 1)
+
+        # A valid one, read again: the worker registers, its task still running as before.
+        self.renewed("w")
+        w.signal(signal.SIGHUP)
+        w.wait_log("SIGHUP: TLS certificate, key and CA read again", count=2)
+        w.wait_log(REGISTERED, count=2, timeout=30)
+        t = self.task(tid)
+        self.assertEqual((t["status"], t["pid"]), ("running", pid), t)
+
+        # A key that cannot be read: said, and the files loaded before stay in use.
+        with open(self.pem("w", "key"), "w") as f:
+            f.write("not a key\n")
+        w.signal(signal.SIGHUP)
+        w.wait_log("SIGHUP: TLS: cannot load the private key %s" % self.pem("w", "key"))
+        self.assertEqual(w.count("the files loaded before stay in use"), 1)
+        m.stop()
+        self.start_tls_master()
+        w.wait_log(REGISTERED, count=3, timeout=30)
+        rc, out, err = self.c.cli("cancel", tid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.wait_final([tid])[tid]["status"], "cancelled")
+
+    def test_a_master_takes_new_tls_files_on_sighup_for_new_connections_only(self):
+        m = self.start_tls_master()
+        w = self.start_tls_worker("w")
+        (key,) = self.online(w)
+        saved = {ext: open(self.pem("master", ext), "rb").read() for ext in ("pem", "key")}
+        # A master certificate of another CA, read again: new clients of our CA refuse it, and
+        # the worker's connection, made before, goes on.
+        other = self.c.path("other-pki")
+        self.cert("init", "--dir=%s" % other, "--master-host=localhost,127.0.0.1")
+        for ext in ("pem", "key"):
+            shutil.copy(self.pem("master", ext, pki=other), self.pem("master", ext))
+        m.signal(signal.SIGHUP)
+        m.wait_log("SIGHUP: TLS certificate, key and CA read again")
+        rc, out, err = self.c.cli("nodes")
+        self.assertNotEqual(rc, 0, out)
+        self.assertEqual(w.count(REGISTERED), 1)
+        # Its own files back, read again: clients get in, and the worker was online throughout.
+        for ext, data in saved.items():
+            with open(self.pem("master", ext), "wb") as f:
+                f.write(data)
+        m.signal(signal.SIGHUP)
+        m.wait_log("SIGHUP: TLS certificate, key and CA read again", count=2)
+        self.assertEqual(status_of(self.c.nodes(), key=key), "online")
+        self.assertEqual(w.count(REGISTERED), 1)
+        self.run_echo_task(key, "after")
 
     def test_tls_files_that_do_not_work_stop_the_daemon_with_a_clear_message(self):
         # A key that is not the certificate's: the master does not start.
