@@ -545,9 +545,10 @@ int tasks_cancel(struct tasks *t, const char *id, bool force, enum task_status *
             notify_watchers(lt);
     } else if (rc == 0 && !task_status_terminal(*after) &&
                !deliver_cancel(t, id, before.assigned_node, force)) {
-        log_info("task %s: cancel recorded; its worker gets it from the master it is connected to, "
-                 "or when it opens the task stream or resyncs",
-                 id);
+        log_info("task %s: cancel recorded; its worker gets it %s", id,
+                 store_shared(t->store)
+                     ? "through the master it is connected to, or when it resyncs"
+                     : "when it opens the task stream or resyncs");
     }
     store_task_row_free(&before);
     return rc;
