@@ -632,10 +632,9 @@ static void end_unstarted(struct job *job, enum task_status status, const char *
         j->claiming--;
     release_spec(job);
     job->phase = PHASE_FINAL;
-    job->status = status;
     job->exit_code = -1;
     snprintf(job->error, sizeof(job->error), "%s", error);
-    send_report(job);
+    set_status(job, status);
 }
 
 /* A task that cannot even start ends as error right away. */
@@ -828,7 +827,9 @@ static void resume(struct jobs *j)
         }
         open_cancel_stream(job);
         uploader_kick(job->up);
-        if (job->phase != PHASE_FLUSHING)
+        /* A task not started yet (its spider on the way) has nothing to tell: the master has it
+         * assigned, and refuses a report that says so. */
+        if (job->phase != PHASE_FLUSHING && job->status != TASK_ASSIGNED)
             send_report(job);
     }
     maybe_fetch(j);

@@ -292,6 +292,36 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         harness.wait_until(lambda: task not in os.listdir(os.path.join(w.data_dir, "tasks")),
                            what="the task's directory to go")
 
+    def test_a_cancel_that_comes_by_resync_while_the_spider_is_fetched_starts_nothing(self):
+        self.c.start_master()
+        p = faultproxy.FaultProxy(self.c.port, name="proxy").start()
+        self.addCleanup(p.close)
+        # Random bytes do not compress: the archive is about 5 MB, which at a second per chunk
+        # each way takes many round trips to come (HTTP/2's windows), where Resync takes one.
+        src = self.c.path("big")
+        write(os.path.join(src, "blob.bin"), os.urandom(5 << 20))
+        self.push(src, "big")
+        w = self.c.start_worker("w1", master_addr=p.addr)
+        self.online(w)
+        p.delay(1000)
+        ran = self.c.path("ran")
+        task = self.submit1("--spider=big", "--", "touch", ran)
+        w.wait_log("task %s: preparing spider" % task)
+        # The worker is cut off while it fetches; the cancel waits in the store for its Resync.
+        registered = w.count(REGISTERED)
+        p.cut()
+        rc, out, err = self.c.cli("cancel", task)
+        self.assertEqual(rc, 0, err)
+        p.delay(1000)
+        w.wait_log(REGISTERED, count=registered + 1, timeout=60)
+        w.wait_log("task %s: cancelled while we were away" % task, timeout=60)
+        p.pass_()  # the rest of the archive comes at once
+        t = self.wait_final([task], timeout=60)[task]
+        self.assertEqual((t["status"], t["error"]), ("cancelled", "cancelled before it started"), t)
+        self.assertEqual(w.count("task %s: cancelled before it started" % task), 1, w.tail())
+        self.assertEqual(w.count("task %s started" % task), 0)
+        self.assertFalse(os.path.exists(ran))
+
 
 if __name__ == "__main__":
     harness.main()
