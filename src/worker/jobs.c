@@ -289,7 +289,17 @@ static void set_status(struct job *job, enum task_status status)
     send_report(job);
 }
 
-/* ---- cancel stream ---- */
+/* ---- cancels ---- */
+
+/* The master cancels the task: its process, or, while it has none yet (its claim or its spider is
+ * on the way), the task itself, which then never starts (spawn_job). */
+static void cancel_job(struct job *job, bool force)
+{
+    if (job->proc && job->phase == PHASE_RUNNING)
+        runner_cancel(job->proc, force);
+    else if (job->phase == PHASE_RUNNING || job->phase == PHASE_CLAIMING)
+        job->cancel_wanted = true;
+}
 
 static void cancel_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
 {
@@ -299,11 +309,10 @@ static void cancel_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
     ProtobufCMessage *m = NULL;
     if (codec_unpack(msg, &grpc__task_service_subscribe_response__descriptor, &m) == 0) {
         const Grpc__TaskServiceSubscribeResponse *r = (const void *)m;
-        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL && job->proc &&
-            job->phase == PHASE_RUNNING) {
+        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL && job->phase == PHASE_RUNNING) {
             log_info("task %s: cancel%s requested by the master", job->id,
                      r->force ? " (force)" : "");
-            runner_cancel(job->proc, r->force);
+            cancel_job(job, r->force);
         }
         protobuf_c_message_free_unpacked(m, NULL);
     }
@@ -843,16 +852,6 @@ static struct job *find_job(struct jobs *j, const char *id)
             return job;
     }
     return NULL;
-}
-
-/* The master cancels the task: its process, or, while it has none yet (its claim or its spider is
- * on the way), the task itself, which then never starts (spawn_job). */
-static void cancel_job(struct job *job, bool force)
-{
-    if (job->proc && job->phase == PHASE_RUNNING)
-        runner_cancel(job->proc, force);
-    else if (job->phase == PHASE_RUNNING || job->phase == PHASE_CLAIMING)
-        job->cancel_wanted = true;
 }
 
 static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
