@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "scratch.h"
 
 #include "config.h"
 #include "core/rules.h"
@@ -115,21 +116,19 @@ static int config_submit(const char *name, const char *value)
 
 /* ---- the store ---- */
 
-static char data_dir[] = "/tmp/test_rules.XXXXXX";
+static char data_dir[64];
 static struct store *st;
 
 static void store_setup(void)
 {
-    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    scratch_make(data_dir, sizeof(data_dir), "rules");
     ck_assert_int_eq(store_open(data_dir, &st), 0);
 }
 
 static void store_teardown(void)
 {
     store_close(st);
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", data_dir);
-    ck_assert_int_eq(system(cmd), 0);
+    scratch_remove(data_dir);
 }
 
 /* ---- the wire ---- */
