@@ -296,10 +296,11 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.c.start_master()
         p = faultproxy.FaultProxy(self.c.port, name="proxy").start()
         self.addCleanup(p.close)
-        # Random bytes do not compress: the archive is about 5 MB, which at a second per chunk
-        # each way takes many round trips to come (HTTP/2's windows), where Resync takes one.
+        # Random bytes do not compress: the archive is about 20 MiB. The proxy holds at most 4 MiB
+        # on its way to one side, so at a second per chunk the archive comes at about 4 MiB/s,
+        # some five seconds after the answer to Resync, which is one round trip.
         src = self.c.path("big")
-        write(os.path.join(src, "blob.bin"), os.urandom(5 << 20))
+        write(os.path.join(src, "blob.bin"), os.urandom(20 << 20))
         self.push(src, "big")
         w = self.c.start_worker("w1", master_addr=p.addr)
         self.online(w)
