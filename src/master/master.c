@@ -235,9 +235,7 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
         log_error("SIGHUP: TLS: %s; the files loaded before stay in use", err);
     } else {
         log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
-        certwatch_stop(m->certwatch);
-        if (certwatch_start(loop, m->cfg->tls_cert, m->cfg->tls_ca, &m->certwatch) < 0)
-            log_error("SIGHUP: out of memory: the certificates' dates are no longer watched");
+        certwatch_restart(loop, m->cfg->tls_cert, m->cfg->tls_ca, &m->certwatch);
     }
 }
 

@@ -128,3 +128,11 @@ void certwatch_stop(struct certwatch *w)
         free(w->certs[i].file);
     free(w);
 }
+
+void certwatch_restart(struct ev_loop *loop, const char *cert_file, const char *ca_file,
+                       struct certwatch **w)
+{
+    certwatch_stop(*w);
+    if (certwatch_start(loop, cert_file, ca_file, w) < 0)
+        log_error("TLS: out of memory: the certificates' dates are no longer watched");
+}

@@ -52,5 +52,9 @@ int certwatch_start(struct ev_loop *loop, const char *cert_file, const char *ca_
 size_t certwatch_certs(const struct certwatch *w, const struct certwatch_cert **out);
 /* NULL is accepted. */
 void certwatch_stop(struct certwatch *w);
+/* The files were read again (SIGHUP): *w is stopped and started anew on the same files, which
+ * judges their dates now. Out of memory is logged, and leaves *w NULL. */
+void certwatch_restart(struct ev_loop *loop, const char *cert_file, const char *ca_file,
+                       struct certwatch **w);
 
 #endif

@@ -253,7 +253,9 @@ static void send_report(struct job *job)
 {
     struct jobs *j = job->owner;
     grpc_channel *ch = session_channel(j->sess);
-    if (job->report_pending || job->reported || !ch)
+    /* A task not started yet (its claim or spider on the way) has nothing to tell: the master has
+     * it assigned, and refuses a report that says so. */
+    if (job->report_pending || job->reported || !ch || job->status == TASK_ASSIGNED)
         return;
     Grpc__TaskState state = GRPC__TASK_STATE__INIT;
     state.task_id = job->id;
@@ -836,9 +838,7 @@ static void resume(struct jobs *j)
         }
         open_cancel_stream(job);
         uploader_kick(job->up);
-        /* A task not started yet (its spider on the way) has nothing to tell: the master has it
-         * assigned, and refuses a report that says so. */
-        if (job->phase != PHASE_FLUSHING && job->status != TASK_ASSIGNED)
+        if (job->phase != PHASE_FLUSHING)
             send_report(job);
     }
     maybe_fetch(j);

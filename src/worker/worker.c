@@ -70,9 +70,7 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
         log_error("SIGHUP: TLS: %s; the files loaded before stay in use", err);
     } else {
         log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
-        certwatch_stop(wk->certwatch);
-        if (certwatch_start(loop, wk->cfg->tls_cert, wk->cfg->tls_ca, &wk->certwatch) < 0)
-            log_error("SIGHUP: out of memory: the certificates' dates are no longer watched");
+        certwatch_restart(loop, wk->cfg->tls_cert, wk->cfg->tls_ca, &wk->certwatch);
     }
 }
 

@@ -263,15 +263,21 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertNotIn(sha, os.listdir(os.path.join(w.data_dir, "spiders")))
         self.assertNotIn(sha + ".tgz.part", os.listdir(os.path.join(w.data_dir, "spiders")))
 
-    def test_a_cancel_that_comes_while_the_spider_is_fetched_starts_nothing(self):
+    def spider_behind_proxy(self, name, data):
+        """A master, a spider name of one file holding data, and a worker w1 that reaches the
+        master through a fault proxy: (proxy, worker)."""
         self.c.start_master()
         p = faultproxy.FaultProxy(self.c.port, name="proxy").start()
         self.addCleanup(p.close)
-        src = self.c.path("small")
-        write(os.path.join(src, "a.txt"), "x\n")
-        self.push(src, "small")
+        src = self.c.path(name)
+        write(os.path.join(src, "data"), data)
+        self.push(src, name)
         w = self.c.start_worker("w1", master_addr=p.addr)
         self.online(w)
+        return p, w
+
+    def test_a_cancel_that_comes_while_the_spider_is_fetched_starts_nothing(self):
+        p, w = self.spider_behind_proxy("small", "x\n")
         # From now on every chunk takes a second each way between the worker and the master. The
         # worker asks for the spider when the pushed task reaches it, so the archive comes two
         # seconds after the worker says it is preparing the spider; a cancel sent at that line
@@ -293,17 +299,10 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
                            what="the task's directory to go")
 
     def test_a_cancel_that_comes_by_resync_while_the_spider_is_fetched_starts_nothing(self):
-        self.c.start_master()
-        p = faultproxy.FaultProxy(self.c.port, name="proxy").start()
-        self.addCleanup(p.close)
         # Random bytes do not compress: the archive is about 20 MiB. The proxy holds at most 4 MiB
         # on its way to one side, so at a second per chunk the archive comes at about 4 MiB/s,
         # some five seconds after the answer to Resync, which is one round trip.
-        src = self.c.path("big")
-        write(os.path.join(src, "blob.bin"), os.urandom(20 << 20))
-        self.push(src, "big")
-        w = self.c.start_worker("w1", master_addr=p.addr)
-        self.online(w)
+        p, w = self.spider_behind_proxy("big", os.urandom(20 << 20))
         p.delay(1000)
         ran = self.c.path("ran")
         task = self.submit1("--spider=big", "--", "touch", ran)
