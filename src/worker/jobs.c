@@ -33,10 +33,12 @@
 #define FLUSH_BOUND_S    10.0 /* how long a stopping worker waits for the master at the end */
 
 enum phase {
-    PHASE_CLAIMING, /* fetched: the claim is on its way; nothing runs yet (core/fence.h) */
-    PHASE_RUNNING,  /* the process runs */
-    PHASE_FLUSHING, /* it ended; output is still on its way */
-    PHASE_FINAL,    /* output is stored; the final status is being reported */
+    PHASE_CLAIMING,  /* fetched: the claim is on its way; nothing runs yet (core/fence.h) */
+    PHASE_PREPARING, /* ours (pushed, or claimed), no process yet: its spider is on the way, or
+                        it waits for the master's answer to Resync (spawn_job) */
+    PHASE_RUNNING,   /* the process runs */
+    PHASE_FLUSHING,  /* it ended; output is still on its way */
+    PHASE_FINAL,     /* output is stored; the final status is being reported */
 };
 
 struct job {
@@ -86,8 +88,8 @@ struct jobs {
     struct journal *journal;   /* the tasks started, for a restart (worker/journal.h) */
     struct workdirs *workdirs; /* the tasks' directories (worker/workdirs.h) */
     struct list_link *list;
-    int running;  /* processes alive */
-    int claiming; /* tasks whose claim is out: each will take a runner */
+    int running;   /* processes alive */
+    int unstarted; /* tasks claiming or preparing: each will take a runner (set_phase) */
     int held;
     int fetching;     /* FetchTask calls out */
     int fetch_window; /* how many may be out: grows while the queue has work, 1 when it is empty */
@@ -102,6 +104,7 @@ struct jobs {
 };
 
 static void maybe_fetch(struct jobs *j);
+static void set_phase(struct job *job, enum phase to);
 static int fetch_one(struct jobs *j, grpc_channel *ch);
 static void send_report(struct job *job);
 static void maybe_final(struct job *job);
@@ -157,13 +160,24 @@ static void release_spec(struct job *job)
     job->spec = NULL;
 }
 
+static bool phase_unstarted(enum phase p)
+{
+    return p == PHASE_CLAIMING || p == PHASE_PREPARING;
+}
+
+/* Every change of phase passes here, which keeps the count of tasks that will take a runner. */
+static void set_phase(struct job *job, enum phase to)
+{
+    job->owner->unstarted += (int)phase_unstarted(to) - (int)phase_unstarted(job->phase);
+    job->phase = to;
+}
+
 static void job_remove(struct job *job)
 {
     struct jobs *j = job->owner;
     list_unlink(&job->link);
     j->held--;
-    if (job->phase == PHASE_CLAIMING)
-        j->claiming--;
+    set_phase(job, PHASE_FINAL);
     release_spec(job);
     if (job->cancel_stream)
         rpc_call_release(job->cancel_stream);
@@ -299,7 +313,7 @@ static void cancel_job(struct job *job, bool force)
 {
     if (job->proc && job->phase == PHASE_RUNNING)
         runner_cancel(job->proc, force);
-    else if (job->phase == PHASE_RUNNING || job->phase == PHASE_CLAIMING)
+    else if (job->phase == PHASE_PREPARING || job->phase == PHASE_CLAIMING)
         job->cancel_wanted = true;
 }
 
@@ -311,7 +325,8 @@ static void cancel_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
     ProtobufCMessage *m = NULL;
     if (codec_unpack(msg, &grpc__task_service_subscribe_response__descriptor, &m) == 0) {
         const Grpc__TaskServiceSubscribeResponse *r = (const void *)m;
-        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL && job->phase == PHASE_RUNNING) {
+        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL &&
+            (job->phase == PHASE_RUNNING || job->phase == PHASE_PREPARING)) {
             log_info("task %s: cancel%s requested by the master", job->id,
                      r->force ? " (force)" : "");
             cancel_job(job, r->force);
@@ -340,7 +355,7 @@ static void open_cancel_stream(struct job *job)
 {
     struct jobs *j = job->owner;
     grpc_channel *ch = session_channel(j->sess);
-    if (!ch || job->phase != PHASE_RUNNING || job->cancel_here)
+    if (!ch || (job->phase != PHASE_RUNNING && job->phase != PHASE_PREPARING) || job->cancel_here)
         return;
     if (job->cancel_stream) {
         if (job->cancel_gen == session_generation(j->sess))
@@ -377,7 +392,7 @@ static void on_exit_proc(void *ctx, struct runner_proc *p, const struct runner_r
     struct job *job = ctx;
     struct jobs *j = job->owner;
     j->running--;
-    job->phase = PHASE_FLUSHING;
+    set_phase(job, PHASE_FLUSHING);
     if (r->timed_out) {
         job->status = TASK_ERROR;
         snprintf(job->error, sizeof(job->error), "timeout");
@@ -414,7 +429,7 @@ static void maybe_final(struct job *job)
 {
     if (job->phase != PHASE_FLUSHING || !job->uploaded)
         return;
-    job->phase = PHASE_FINAL;
+    set_phase(job, PHASE_FINAL);
     job->reported = false;
     send_report(job);
 }
@@ -488,7 +503,8 @@ static struct job *add_job(struct jobs *j, const char *id)
     if (!job)
         return NULL;
     job->owner = j;
-    job->phase = PHASE_RUNNING;
+    job->phase = PHASE_PREPARING;
+    j->unstarted++;
     job->status = TASK_ASSIGNED;
     snprintf(job->id, sizeof(job->id), "%s", id);
     /* --spool-max-bytes bounds what all tasks together keep for the master. */
@@ -528,7 +544,7 @@ static void recover(struct jobs *j)
         struct job *job = add_job(j, e->id);
         if (!job)
             continue;
-        job->phase = PHASE_FINAL;
+        set_phase(job, PHASE_FINAL);
         job->uploaded = true;
         job->epoch = e->epoch; /* 0 from the files of older versions: reported without one */
         job->status = TASK_ERROR;
@@ -565,6 +581,7 @@ static void on_claimed(void *user, grpc_status_code st, const char *details, grp
     switch (fence_claim_answer(st == GRPC_STATUS_OK, refused_for_good(st))) {
     case FENCE_SPAWN:
         job->report_pending = false;
+        set_phase(job, PHASE_PREPARING);
         spawn_job(job);
         break;
     case FENCE_DROP:
@@ -630,19 +647,15 @@ static void start_job(struct jobs *j, const char *id, const Grpc__TaskSpec *spec
         spawn_job(job);
         return;
     }
-    job->phase = PHASE_CLAIMING;
-    j->claiming++;
+    set_phase(job, PHASE_CLAIMING);
     send_claim(job);
 }
 
 /* A task that ends before it has a process: its final status goes out at once. */
 static void end_unstarted(struct job *job, enum task_status status, const char *error)
 {
-    struct jobs *j = job->owner;
-    if (job->phase == PHASE_CLAIMING)
-        j->claiming--;
     release_spec(job);
-    job->phase = PHASE_FINAL;
+    set_phase(job, PHASE_FINAL);
     job->exit_code = -1;
     snprintf(job->error, sizeof(job->error), "%s", error);
     set_status(job, status);
@@ -677,7 +690,7 @@ static void on_spider_ready(void *ctx, const char *task_id, int rc, const char *
     spawn_job(job);
 }
 
-/* The task's spider into its working directory first (still claiming: it holds its runner). */
+/* The task's spider into its working directory first (preparing: it holds a runner). */
 static void prepare_spider(struct job *job, const Grpc__TaskSpec *spec, const char *workdir)
 {
     struct jobs *j = job->owner;
@@ -709,9 +722,11 @@ static void spawn_job(struct job *job)
         end_unstarted(job, TASK_CANCELLED, "cancelled before it started");
         return;
     }
-    if (job->phase == PHASE_CLAIMING)
-        j->claiming--;
-    job->phase = PHASE_RUNNING;
+    /* Back from a reconnect, nothing starts before the master's answer to Resync: it may have
+     * cancelled the task, or given it to another node, while we were away (resume). */
+    if (j->resyncing)
+        return;
+    set_phase(job, PHASE_RUNNING);
     size_t n_env = spec ? spec->n_env : 0;
     char **env = calloc(n_env + 1, sizeof(*env));
     for (size_t i = 0; env && i < n_env; i++) {
@@ -800,7 +815,7 @@ static void maybe_fetch(struct jobs *j)
     if (!ch || j->resyncing || j->draining || j->stopping)
         return;
     while (j->fetching < j->fetch_window &&
-           j->running + j->claiming + j->fetching < j->max_runners) {
+           j->running + j->unstarted + j->fetching < j->max_runners) {
         if (fetch_one(j, ch) < 0)
             return;
     }
@@ -836,6 +851,10 @@ static void resume(struct jobs *j)
                 send_claim(job);
             continue;
         }
+        if (job->phase == PHASE_PREPARING && !job->preparing) {
+            spawn_job(job); /* held while the Resync was out */
+            continue;
+        }
         open_cancel_stream(job);
         uploader_kick(job->up);
         if (job->phase != PHASE_FLUSHING)
@@ -866,7 +885,7 @@ static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
         return;
     }
     uploader_resync(job->up, cur->log_lines, cur->data_items);
-    if (cur->cancel && job->phase == PHASE_RUNNING) {
+    if (cur->cancel && (job->phase == PHASE_RUNNING || job->phase == PHASE_PREPARING)) {
         log_info("task %s: cancelled while we were away (master status %s)", job->id, cur->status);
         cancel_job(job, cur->force);
     }
@@ -1029,7 +1048,7 @@ void jobs_on_task_pushed(struct jobs *j, Grpc__NodeServiceSubscribeResponse *m)
         protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
     }
-    if (j->running + j->claiming >= j->max_runners)
+    if (j->running + j->unstarted >= j->max_runners)
         log_warn("task %s pushed while all %d runners are busy; it runs anyway", spec->id,
                  j->max_runners);
     log_debug("task %s pushed with its spec (epoch %" PRIu64 ")", spec->id, m->epoch);

@@ -263,17 +263,26 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertNotIn(sha, os.listdir(os.path.join(w.data_dir, "spiders")))
         self.assertNotIn(sha + ".tgz.part", os.listdir(os.path.join(w.data_dir, "spiders")))
 
-    def spider_behind_proxy(self, name, data):
-        """A master, a spider name of one file holding data, and a worker w1 that reaches the
-        master through a fault proxy: (proxy, worker)."""
+    def master_and_proxy(self, name, data):
+        """A master, a spider name of one file holding data, and a fault proxy to the master."""
         self.c.start_master()
         p = faultproxy.FaultProxy(self.c.port, name="proxy").start()
         self.addCleanup(p.close)
         src = self.c.path(name)
         write(os.path.join(src, "data"), data)
         self.push(src, name)
+        return p
+
+    def spider_behind_proxy(self, name, data):
+        """master_and_proxy, and a worker w1 that reaches the master through the proxy, has
+        resynced and takes pushed tasks: (proxy, worker)."""
+        p = self.master_and_proxy(name, data)
         w = self.c.start_worker("w1", master_addr=p.addr)
         self.online(w)
+        # A task submitted before the master answered the worker's Resync is fetched and claimed
+        # rather than pushed; one task run first leaves no doubt that the answer went out.
+        first = self.submit1("--", "true")
+        self.assertEqual(self.wait_final([first], timeout=60)[first]["status"], "finished")
         return p, w
 
     def test_a_cancel_that_comes_while_the_spider_is_fetched_starts_nothing(self):
@@ -298,15 +307,10 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         harness.wait_until(lambda: task not in os.listdir(os.path.join(w.data_dir, "tasks")),
                            what="the task's directory to go")
 
-    def test_a_cancel_that_comes_by_resync_while_the_spider_is_fetched_starts_nothing(self):
-        # Random bytes do not compress: the archive is about 20 MiB. The proxy holds at most 4 MiB
-        # on its way to one side, so at a second per chunk the archive comes at about 4 MiB/s,
-        # some five seconds after the answer to Resync, which is one round trip.
-        p, w = self.spider_behind_proxy("big", os.urandom(20 << 20))
-        p.delay(1000)
-        ran = self.c.path("ran")
-        task = self.submit1("--spider=big", "--", "touch", ran)
-        w.wait_log("task %s: preparing spider" % task)
+    def cancel_by_resync(self, p, w, task, ran):
+        """Task, whose spider w fetches through proxy p (delaying), is cancelled while w is cut
+        off: w learns it from its Resync, and the task ends without starting."""
+        w.wait_log("task %s: preparing spider" % task, timeout=60)
         # The worker is cut off while it fetches; the cancel waits in the store for its Resync.
         registered = w.count(REGISTERED)
         p.cut()
@@ -314,6 +318,7 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 0, err)
         p.delay(1000)
         w.wait_log(REGISTERED, count=registered + 1, timeout=60)
+        # Nothing starts before the answer to Resync, however early the archive comes.
         w.wait_log("task %s: cancelled while we were away" % task, timeout=60)
         p.pass_()  # the rest of the archive comes at once
         t = self.wait_final([task], timeout=60)[task]
@@ -321,6 +326,25 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(w.count("task %s: cancelled before it started" % task), 1, w.tail())
         self.assertEqual(w.count("task %s started" % task), 0)
         self.assertFalse(os.path.exists(ran))
+
+    def test_a_cancel_that_comes_by_resync_while_the_spider_is_fetched_starts_nothing(self):
+        # Random bytes do not compress: the archive is about 20 MiB, which the proxy, at a second
+        # per chunk, passes in several seconds.
+        p, w = self.spider_behind_proxy("big", os.urandom(20 << 20))
+        p.delay(1000)
+        ran = self.c.path("ran")
+        task = self.submit1("--spider=big", "--", "touch", ran)  # pushed
+        self.cancel_by_resync(p, w, task, ran)
+
+    def test_a_claimed_task_cancelled_by_resync_while_its_spider_is_fetched_ends_cancelled(self):
+        # Queued before the worker exists, the task is fetched and claimed; once the claim is
+        # accepted it is the worker's, which must end it rather than forget it.
+        p = self.master_and_proxy("big", os.urandom(20 << 20))
+        ran = self.c.path("ran")
+        task = self.submit1("--spider=big", "--", "touch", ran)
+        p.delay(1000)
+        w = self.c.start_worker("w1", master_addr=p.addr)
+        self.cancel_by_resync(p, w, task, ran)
 
 
 if __name__ == "__main__":
