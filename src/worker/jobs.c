@@ -58,7 +58,7 @@ struct job {
     const Grpc__TaskSpec *spec;
     bool pushed;        /* the master pushed it assigned: started without FetchTask nor claim */
     bool cancel_here;   /* its cancel comes on the node stream: no cancel stream of its own */
-    bool cancel_wanted; /* a cancel came before the process: it is never started */
+    bool cancel_wanted; /* a cancel came while claiming: it is never started */
     int claims_out;     /* claim calls not answered yet, from this connection or an older one */
     bool dropped;       /* not ours: forgotten once no claim call refers to it any more */
 
@@ -307,13 +307,24 @@ static void set_status(struct job *job, enum task_status status)
 
 /* ---- cancels ---- */
 
-/* The master cancels the task: its process, or, while it has none yet (its claim or its spider is
- * on the way), the task itself, which then never starts (spawn_job). */
+static void end_unstarted(struct job *job, enum task_status status, const char *error);
+
+static void end_cancelled(struct job *job)
+{
+    log_info("task %s: cancelled before it started", job->id);
+    end_unstarted(job, TASK_CANCELLED, "cancelled before it started");
+}
+
+/* The master cancels the task: its process; or, the task being ours with no process yet (its
+ * spider on the way, or waiting for the answer to Resync), the task itself, at once; or, its claim
+ * being on the way, the task once the claim is answered (spawn_job). */
 static void cancel_job(struct job *job, bool force)
 {
     if (job->proc && job->phase == PHASE_RUNNING)
         runner_cancel(job->proc, force);
-    else if (job->phase == PHASE_PREPARING || job->phase == PHASE_CLAIMING)
+    else if (job->phase == PHASE_PREPARING)
+        end_cancelled(job);
+    else if (job->phase == PHASE_CLAIMING)
         job->cancel_wanted = true;
 }
 
@@ -673,8 +684,8 @@ static void on_spider_ready(void *ctx, const char *task_id, int rc, const char *
 {
     struct jobs *j = ctx;
     struct job *job = find_job(j, task_id);
-    if (!job || !job->preparing) {
-        /* taken back meanwhile: its copy goes */
+    if (!job || !job->preparing || job->phase != PHASE_PREPARING) {
+        /* ended or taken back meanwhile: its copy goes */
         char path[4096];
         snprintf(path, sizeof(path), "%s/tasks/%s", j->data_dir, task_id);
         spiders_discard(j->spiders, path);
@@ -711,15 +722,14 @@ static void spawn_job(struct job *job)
     const char *id = job->id;
     char workdir[4096];
     snprintf(workdir, sizeof(workdir), "%s/tasks/%s", j->data_dir, id);
+    /* Cancelled while its claim was on the way: nothing of it runs. */
+    if (job->cancel_wanted) {
+        end_cancelled(job);
+        return;
+    }
     if (spec && *spec->spider_sha256 && !job->spider_ready) {
         if (!job->preparing)
             prepare_spider(job, spec, workdir);
-        return;
-    }
-    /* Cancelled while its claim or its spider was on the way: nothing of it runs. */
-    if (job->cancel_wanted) {
-        log_info("task %s: cancelled before it started", id);
-        end_unstarted(job, TASK_CANCELLED, "cancelled before it started");
         return;
     }
     /* Back from a reconnect, nothing starts before the master's answer to Resync: it may have

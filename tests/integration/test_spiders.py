@@ -297,6 +297,9 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         w.wait_log("task %s: preparing spider" % task)
         rc, out, err = self.c.cli("cancel", task)
         self.assertEqual(rc, 0, err)
+        w.wait_log("task %s: cancel requested by the master" % task)
+        # It ends at once (one write after the other), not once the archive has come.
+        self.assertEqual(w.count("task %s: cancelled before it started" % task), 1, w.tail())
         t = self.wait_final([task], timeout=60)[task]
         self.assertEqual((t["status"], t["error"]), ("cancelled", "cancelled before it started"), t)
         self.assertEqual(w.count("task %s: cancel requested by the master" % task), 1, w.tail())
@@ -318,8 +321,10 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(rc, 0, err)
         p.delay(1000)
         w.wait_log(REGISTERED, count=registered + 1, timeout=60)
-        # Nothing starts before the answer to Resync, however early the archive comes.
+        # Nothing starts before the answer to Resync, however early the archive comes, and the
+        # task ends with that answer, however late the archive comes.
         w.wait_log("task %s: cancelled while we were away" % task, timeout=60)
+        self.assertEqual(w.count("task %s: cancelled before it started" % task), 1, w.tail())
         p.pass_()  # the rest of the archive comes at once
         t = self.wait_final([task], timeout=60)[task]
         self.assertEqual((t["status"], t["error"]), ("cancelled", "cancelled before it started"), t)
