@@ -273,24 +273,14 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.push(src, name)
         return p
 
-    def spider_behind_proxy(self, name, data):
-        """master_and_proxy, and a worker w1 that reaches the master through the proxy, has
-        resynced and takes pushed tasks: (proxy, worker)."""
-        p = self.master_and_proxy(name, data)
+    def test_a_cancel_that_comes_while_the_spider_is_fetched_starts_nothing(self):
+        p = self.master_and_proxy("small", "x\n")
         w = self.c.start_worker("w1", master_addr=p.addr)
         self.online(w)
-        # A task submitted before the master answered the worker's Resync is fetched and claimed
-        # rather than pushed; one task run first leaves no doubt that the answer went out.
-        first = self.submit1("--", "true")
-        self.assertEqual(self.wait_final([first], timeout=60)[first]["status"], "finished")
-        return p, w
-
-    def test_a_cancel_that_comes_while_the_spider_is_fetched_starts_nothing(self):
-        p, w = self.spider_behind_proxy("small", "x\n")
         # From now on every chunk takes a second each way between the worker and the master. The
-        # worker asks for the spider when the pushed task reaches it, so the archive comes two
-        # seconds after the worker says it is preparing the spider; a cancel sent at that line
-        # comes one second after it, on the node stream.
+        # worker asks for the spider once the task is its own (pushed, or claimed), so the archive
+        # comes two seconds after the worker says it is preparing the spider; a cancel sent at
+        # that line comes one second after it, on the node stream.
         p.delay(1000)
         ran = self.c.path("ran")
         task = self.submit1("--spider=small", "--", "touch", ran)
@@ -310,9 +300,16 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         harness.wait_until(lambda: task not in os.listdir(os.path.join(w.data_dir, "tasks")),
                            what="the task's directory to go")
 
-    def cancel_by_resync(self, p, w, task, ran):
-        """Task, whose spider w fetches through proxy p (delaying), is cancelled while w is cut
-        off: w learns it from its Resync, and the task ends without starting."""
+    def test_a_claimed_task_cancelled_by_resync_while_its_spider_is_fetched_ends_cancelled(self):
+        # Queued before the worker exists, the task is fetched and claimed; once the claim is
+        # accepted it is the worker's, which must end it rather than forget it. (A pushed task
+        # is the worker's from the start and takes the same path.) Random bytes do not compress:
+        # the archive is about 20 MiB, which the proxy, at a second per chunk, passes in seconds.
+        p = self.master_and_proxy("big", os.urandom(20 << 20))
+        ran = self.c.path("ran")
+        task = self.submit1("--spider=big", "--", "touch", ran)
+        p.delay(1000)
+        w = self.c.start_worker("w1", master_addr=p.addr)
         w.wait_log("task %s: preparing spider" % task, timeout=60)
         # The worker is cut off while it fetches; the cancel waits in the store for its Resync.
         registered = w.count(REGISTERED)
@@ -331,25 +328,6 @@ class Spiders(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(w.count("task %s: cancelled before it started" % task), 1, w.tail())
         self.assertEqual(w.count("task %s started" % task), 0)
         self.assertFalse(os.path.exists(ran))
-
-    def test_a_cancel_that_comes_by_resync_while_the_spider_is_fetched_starts_nothing(self):
-        # Random bytes do not compress: the archive is about 20 MiB, which the proxy, at a second
-        # per chunk, passes in several seconds.
-        p, w = self.spider_behind_proxy("big", os.urandom(20 << 20))
-        p.delay(1000)
-        ran = self.c.path("ran")
-        task = self.submit1("--spider=big", "--", "touch", ran)  # pushed
-        self.cancel_by_resync(p, w, task, ran)
-
-    def test_a_claimed_task_cancelled_by_resync_while_its_spider_is_fetched_ends_cancelled(self):
-        # Queued before the worker exists, the task is fetched and claimed; once the claim is
-        # accepted it is the worker's, which must end it rather than forget it.
-        p = self.master_and_proxy("big", os.urandom(20 << 20))
-        ran = self.c.path("ran")
-        task = self.submit1("--spider=big", "--", "touch", ran)
-        p.delay(1000)
-        w = self.c.start_worker("w1", master_addr=p.addr)
-        self.cancel_by_resync(p, w, task, ran)
 
 
 if __name__ == "__main__":
