@@ -514,8 +514,6 @@ static struct job *add_job(struct jobs *j, const char *id)
     if (!job)
         return NULL;
     job->owner = j;
-    job->phase = PHASE_PREPARING;
-    j->unstarted++;
     job->status = TASK_ASSIGNED;
     snprintf(job->id, sizeof(job->id), "%s", id);
     /* --spool-max-bytes bounds what all tasks together keep for the master. */
@@ -527,6 +525,8 @@ static struct job *add_job(struct jobs *j, const char *id)
     }
     list_push(&j->list, &job->link);
     j->held++;
+    job->phase = PHASE_PREPARING; /* counted from here on (set_phase) */
+    j->unstarted++;
     return job;
 }
 
