@@ -69,6 +69,13 @@ struct pgtls_relay {
     pthread_t thread;
     bool thread_started;
     struct list_link *conns;
+    /* A reload asked by the starting thread, done by the relay's (pgtls_relay_reload). */
+    ev_async reload_w;
+    pthread_mutex_t reload_lock;
+    pthread_cond_t reload_done;
+    bool reload_asked;
+    int reload_rc;
+    char reload_err[256];
 };
 
 static void conn_free(struct conn *c)
@@ -251,6 +258,21 @@ static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void on_reload(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct pgtls_relay *r = w->data;
+    char err[sizeof(r->reload_err)] = "";
+    int rc = tls_client_reload(r->tls, err, sizeof(err));
+    pthread_mutex_lock(&r->reload_lock);
+    if (r->reload_asked) {
+        r->reload_rc = rc;
+        memcpy(r->reload_err, err, sizeof(err));
+        r->reload_asked = false;
+        pthread_cond_signal(&r->reload_done);
+    }
+    pthread_mutex_unlock(&r->reload_lock);
+}
+
 static void *relay_main(void *arg)
 {
     struct pgtls_relay *r = arg;
@@ -314,6 +336,8 @@ int pgtls_relay_start(const struct pgtls_options *o, struct pgtls_relay **out, c
     r->port = o->port;
     r->timeout_ms = o->timeout_ms ? o->timeout_ms : PGTLS_DEFAULT_TIMEOUT_MS;
     r->listen_fd = -1;
+    pthread_mutex_init(&r->reload_lock, NULL);
+    pthread_cond_init(&r->reload_done, NULL);
     struct tls_client_options to = {.ca_file = o->ca_file,
                                     .cert_file = o->cert_file,
                                     .key_file = o->key_file,
@@ -331,6 +355,9 @@ int pgtls_relay_start(const struct pgtls_options *o, struct pgtls_relay **out, c
         ev_io_start(r->loop, &r->accept_w);
         ev_async_init(&r->stop_w, on_stop);
         ev_async_start(r->loop, &r->stop_w);
+        ev_async_init(&r->reload_w, on_reload);
+        r->reload_w.data = r;
+        ev_async_start(r->loop, &r->reload_w);
         rc = start_thread(r);
         if (rc < 0)
             snprintf(err, errlen, "cannot start the relay's thread: %s", strerror(-rc));
@@ -341,6 +368,20 @@ int pgtls_relay_start(const struct pgtls_options *o, struct pgtls_relay **out, c
     }
     *out = r;
     return 0;
+}
+
+int pgtls_relay_reload(struct pgtls_relay *r, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&r->reload_lock);
+    r->reload_asked = true;
+    ev_async_send(r->loop, &r->reload_w);
+    while (r->reload_asked)
+        pthread_cond_wait(&r->reload_done, &r->reload_lock);
+    int rc = r->reload_rc;
+    if (rc < 0)
+        snprintf(err, errlen, "%s", r->reload_err);
+    pthread_mutex_unlock(&r->reload_lock);
+    return rc;
 }
 
 void pgtls_relay_stop(struct pgtls_relay *r)
@@ -361,6 +402,8 @@ void pgtls_relay_stop(struct pgtls_relay *r)
         close(r->listen_fd);
     if (r->path[0])
         unlink(r->path);
+    pthread_cond_destroy(&r->reload_done);
+    pthread_mutex_destroy(&r->reload_lock);
     free(r->host);
     free(r);
 }

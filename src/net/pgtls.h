@@ -45,6 +45,14 @@ struct pgtls_options {
 int pgtls_relay_start(const struct pgtls_options *opts, struct pgtls_relay **out, char *err,
                       size_t errlen);
 
+/*
+ * Reads the TLS files again (CA, client certificate and key), on the relay's thread, and waits
+ * for it: connections made from then on use them, those already up keep theirs. On a failure the
+ * files loaded before stay in use. Returns 0, or a negative errno with one sentence in err. From
+ * the thread that started the relay.
+ */
+int pgtls_relay_reload(struct pgtls_relay *r, char *err, size_t errlen);
+
 /* Stops the thread, closes every relayed connection and removes the socket. NULL is a no-op. */
 void pgtls_relay_stop(struct pgtls_relay *r);
 

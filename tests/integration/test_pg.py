@@ -4,6 +4,8 @@ as an unprivileged user): the binary's libpq, the store's PostgreSQL backend
 (tests/unit/test_pgtls.c). The Check suites run against servers started here, once for all."""
 
 import os
+import shutil
+import signal
 import subprocess
 
 import harness
@@ -18,13 +20,18 @@ STORE_CONTRACT_CHECKS = 83
 PGTLS_TEST = os.environ.get("CRAWLAB_PGTLS_TEST_BIN") or os.path.join(UNIT_DIR, "test_pgtls")
 
 
-class Postgres(harness.ClusterTest):
+class Postgres(harness.ClusterTest, harness.TaskOps):
     servers = []
 
     @classmethod
     def setUpClass(cls):
         cls.certs = os.path.join(harness.root_dir(), "certs")
         rc, out, err = harness.run_cli("cert", "init", "--dir=" + cls.certs,
+                                       "--master-host=127.0.0.1")
+        assert rc == 0, err
+        # A second CA, which signed nothing the servers use.
+        cls.other_certs = os.path.join(harness.root_dir(), "other-certs")
+        rc, out, err = harness.run_cli("cert", "init", "--dir=" + cls.other_certs,
                                        "--master-host=127.0.0.1")
         assert rc == 0, err
         cls.plain = pg.Server.start()
@@ -86,7 +93,33 @@ class Postgres(harness.ClusterTest):
         self.check_suite(PGTLS_TEST, {
             "CRAWLAB_TEST_PG_TLS_PORT": str(self.tls.port),
             "CRAWLAB_TEST_PG_TLS_CA": os.path.join(self.certs, "ca.pem"),
-            "CRAWLAB_TEST_PG_PLAIN_PORT": str(self.plain.port)}, 5)
+            "CRAWLAB_TEST_PG_TLS_OTHER_CA": os.path.join(self.other_certs, "ca.pem"),
+            "CRAWLAB_TEST_PG_PLAIN_PORT": str(self.plain.port)}, 6)
+
+    def test_sighup_rereads_store_tls(self):
+        # The relay's reload itself is test_pgtls.c's; here, the master's SIGHUP reaches it. (The
+        # name is short: the relay's socket is under the test's directory, and a Unix socket's
+        # path has at most 107 bytes.)
+        self.tls.createdb("crawlab_sighup")
+        ca = self.c.path("pg-ca.pem")
+        shutil.copy(os.path.join(self.certs, "ca.pem"), ca)
+        store = ("--store=postgres://%s@127.0.0.1:%d/crawlab_sighup?sslmode=verify-full"
+                 "&sslrootcert=%s" % (pg.SUPERUSER, self.tls.port, ca))
+        m = self.c.start_master(extra=[store])
+        self.c.start_worker("w1")
+        first = self.submit1("--", "true")
+        self.assertEqual(self.wait_final([first])[first]["status"], "finished")
+        m.signal(signal.SIGHUP)
+        m.wait_log("SIGHUP: PostgreSQL TLS files read again")
+        # A CA file that is no certificate is refused; the store goes on with what it had.
+        with open(ca, "w") as f:
+            f.write("not a certificate\n")
+        m.signal(signal.SIGHUP)
+        m.wait_log("SIGHUP: PostgreSQL TLS: ")
+        self.assertEqual(m.count("the files loaded before stay in use"), 1, m.tail())
+        second = self.submit1("--", "true")
+        self.assertEqual(self.wait_final([second])[second]["status"], "finished")
+        self.assertTrue(m.alive())
 
 
 if __name__ == "__main__":

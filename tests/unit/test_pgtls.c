@@ -2,8 +2,9 @@
  * libpq (built without a TLS library) reaching a PostgreSQL that requires TLS through the
  * wolfSSL relay (net/pgtls.h). tests/integration/test_pg.py starts the servers (pg.py) and runs
  * this program with CRAWLAB_TEST_PG_TLS_PORT (a server with ssl=on and hostssl lines only, whose
- * certificate names 127.0.0.1), CRAWLAB_TEST_PG_TLS_CA (the CA that signed it) and
- * CRAWLAB_TEST_PG_PLAIN_PORT (a server without TLS).
+ * certificate names 127.0.0.1), CRAWLAB_TEST_PG_TLS_CA (the CA that signed it),
+ * CRAWLAB_TEST_PG_TLS_OTHER_CA (a CA that did not) and CRAWLAB_TEST_PG_PLAIN_PORT (a server
+ * without TLS).
  */
 #include <check.h>
 #include <errno.h>
@@ -20,7 +21,7 @@
 #include "net/pgtls.h"
 
 static int tls_port, plain_port;
-static const char *ca_file;
+static const char *ca_file, *other_ca_file;
 static char tmp_dir[64];
 static char sock_dir[128];
 static struct pgtls_relay *relay;
@@ -40,15 +41,34 @@ static void teardown(void)
     scratch_remove(tmp_dir);
 }
 
-static void start_relay(int port, const char *server_name)
+static void start_relay_with(int port, const char *ca, const char *server_name)
 {
     struct pgtls_options o = {.host = "127.0.0.1",
                               .port = port,
-                              .ca_file = ca_file,
+                              .ca_file = ca,
                               .server_name = server_name,
                               .socket_dir = sock_dir};
     char err[256] = "";
     ck_assert_msg(pgtls_relay_start(&o, &relay, err, sizeof(err)) == 0, "relay: %s", err);
+}
+
+static void start_relay(int port, const char *server_name)
+{
+    start_relay_with(port, ca_file, server_name);
+}
+
+/* Puts what the file from holds (at most 64 KiB) into the file to. */
+static void copy_file(const char *from, const char *to)
+{
+    static char buf[65536];
+    FILE *in = fopen(from, "rb");
+    ck_assert_ptr_nonnull(in);
+    size_t n = fread(buf, 1, sizeof(buf), in);
+    fclose(in);
+    FILE *out = fopen(to, "wb");
+    ck_assert_ptr_nonnull(out);
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    ck_assert_int_eq(fclose(out), 0);
 }
 
 /* libpq connected through the relay's socket. */
@@ -158,6 +178,38 @@ START_TEST(test_private_socket_removed_at_stop)
 }
 END_TEST
 
+START_TEST(test_reload_reads_the_ca_file_again_and_keeps_it_when_unreadable)
+{
+    char ca[192], err[256] = "";
+    snprintf(ca, sizeof(ca), "%s/ca.pem", tmp_dir);
+    copy_file(other_ca_file, ca);
+    start_relay_with(tls_port, ca, NULL);
+    /* The server's certificate is not signed by the CA the relay holds. */
+    PGconn *conn = connect_relayed(tls_port);
+    ck_assert_int_eq(PQstatus(conn), CONNECTION_BAD);
+    PQfinish(conn);
+    copy_file(ca_file, ca);
+    ck_assert_msg(pgtls_relay_reload(relay, err, sizeof(err)) == 0, "reload: %s", err);
+    PGconn *kept = connect_relayed(tls_port);
+    ck_assert_msg(PQstatus(kept) == CONNECTION_OK, "%s", PQerrorMessage(kept));
+    /* A file that is no certificate is refused, and what was loaded stays in use. */
+    FILE *f = fopen(ca, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("not a certificate\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_lt(pgtls_relay_reload(relay, err, sizeof(err)), 0);
+    ck_assert_str_ne(err, "");
+    conn = connect_relayed(tls_port);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    PQfinish(conn);
+    /* The connection made before the failed reload goes on. */
+    char *v = one_value(kept, "SELECT 'still here'", 0, NULL);
+    ck_assert_str_eq(v, "still here");
+    free(v);
+    PQfinish(kept);
+}
+END_TEST
+
 static Suite *pgtls_suite(void)
 {
     Suite *s = suite_create("pgtls");
@@ -169,6 +221,7 @@ static Suite *pgtls_suite(void)
     tcase_add_test(tc, test_certificate_for_another_name_is_refused);
     tcase_add_test(tc, test_server_without_tls_is_refused);
     tcase_add_test(tc, test_private_socket_removed_at_stop);
+    tcase_add_test(tc, test_reload_reads_the_ca_file_again_and_keeps_it_when_unreadable);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -178,7 +231,8 @@ static int need_servers(void)
     const char *tls = getenv("CRAWLAB_TEST_PG_TLS_PORT");
     const char *plain = getenv("CRAWLAB_TEST_PG_PLAIN_PORT");
     ca_file = getenv("CRAWLAB_TEST_PG_TLS_CA");
-    if (!tls || !plain || !ca_file) {
+    other_ca_file = getenv("CRAWLAB_TEST_PG_TLS_OTHER_CA");
+    if (!tls || !plain || !ca_file || !other_ca_file) {
         fprintf(stderr, "test_pgtls: run it through tests/integration/test_pg.py, which starts "
                         "the servers\n");
         return 1;
