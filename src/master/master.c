@@ -237,6 +237,7 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
         log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
         certwatch_restart(loop, m->cfg->tls_cert, m->cfg->tls_ca, &m->certwatch);
     }
+#ifdef HAVE_LIBPQ
     /* The store's TLS files (--store's sslrootcert, sslcert, sslkey): for the connections to the
      * database made from now on. */
     if (m->pg_relay && pgtls_relay_reload(m->pg_relay, err, sizeof(err)) < 0)
@@ -244,6 +245,7 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
     else if (m->pg_relay)
         log_info("SIGHUP: PostgreSQL TLS files read again; new connections to the database use "
                  "them");
+#endif
 }
 
 /* ---- wiring the services ---- */
