@@ -228,24 +228,31 @@ static void on_hup_signal(struct ev_loop *loop, ev_signal *w, int revents)
     struct accept_ctx *a = w->data;
     struct master *m = a->m;
     char err[512];
-    if (!a->tls && !m->pg_relay)
-        log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
-                 "stderr");
-    if (a->tls && tls_server_reload(a->tls, err, sizeof(err)) < 0) {
-        log_error("SIGHUP: TLS: %s; the files loaded before stay in use", err);
-    } else if (a->tls) {
-        log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
-        certwatch_restart(loop, m->cfg->tls_cert, m->cfg->tls_ca, &m->certwatch);
+    bool reloaded = false;
+    if (a->tls) {
+        reloaded = true;
+        if (tls_server_reload(a->tls, err, sizeof(err)) < 0) {
+            log_error("SIGHUP: TLS: %s; the files loaded before stay in use", err);
+        } else {
+            log_info("SIGHUP: TLS certificate, key and CA read again; new connections use them");
+            certwatch_restart(loop, m->cfg->tls_cert, m->cfg->tls_ca, &m->certwatch);
+        }
     }
 #ifdef HAVE_LIBPQ
     /* The store's TLS files (--store's sslrootcert, sslcert, sslkey): for the connections to the
      * database made from now on. */
-    if (m->pg_relay && pgtls_relay_reload(m->pg_relay, err, sizeof(err)) < 0)
-        log_error("SIGHUP: PostgreSQL TLS: %s; the files loaded before stay in use", err);
-    else if (m->pg_relay)
-        log_info("SIGHUP: PostgreSQL TLS files read again; new connections to the database use "
-                 "them");
+    if (m->pg_relay) {
+        reloaded = true;
+        if (pgtls_relay_reload(m->pg_relay, err, sizeof(err)) < 0)
+            log_error("SIGHUP: PostgreSQL TLS: %s; the files loaded before stay in use", err);
+        else
+            log_info("SIGHUP: PostgreSQL TLS files read again; new connections to the database "
+                     "use them");
+    }
 #endif
+    if (!reloaded)
+        log_info("SIGHUP: nothing to reload; the configuration is read at start and logs go to "
+                 "stderr");
 }
 
 /* ---- wiring the services ---- */

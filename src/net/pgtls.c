@@ -258,18 +258,15 @@ static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* The asking thread waits until reload_asked is cleared, so the answer's fields are ours until
+ * then. */
 static void on_reload(struct ev_loop *loop, ev_async *w, int revents)
 {
     struct pgtls_relay *r = w->data;
-    char err[sizeof(r->reload_err)] = "";
-    int rc = tls_client_reload(r->tls, err, sizeof(err));
+    r->reload_rc = tls_client_reload(r->tls, r->reload_err, sizeof(r->reload_err));
     pthread_mutex_lock(&r->reload_lock);
-    if (r->reload_asked) {
-        r->reload_rc = rc;
-        memcpy(r->reload_err, err, sizeof(err));
-        r->reload_asked = false;
-        pthread_cond_signal(&r->reload_done);
-    }
+    r->reload_asked = false;
+    pthread_cond_signal(&r->reload_done);
     pthread_mutex_unlock(&r->reload_lock);
 }
 

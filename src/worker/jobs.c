@@ -165,6 +165,13 @@ static bool phase_unstarted(enum phase p)
     return p == PHASE_CLAIMING || p == PHASE_PREPARING;
 }
 
+/* The master holds it as ours (pushed, or claimed and accepted) and it has not ended: a cancel
+ * is for us to carry out. */
+static bool job_owned(const struct job *job)
+{
+    return job->phase == PHASE_PREPARING || job->phase == PHASE_RUNNING;
+}
+
 /* Every change of phase passes here, which keeps the count of tasks that will take a runner. */
 static void set_phase(struct job *job, enum phase to)
 {
@@ -336,8 +343,7 @@ static void cancel_on_message(struct rpc_call *call, grpc_byte_buffer *msg)
     ProtobufCMessage *m = NULL;
     if (codec_unpack(msg, &grpc__task_service_subscribe_response__descriptor, &m) == 0) {
         const Grpc__TaskServiceSubscribeResponse *r = (const void *)m;
-        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL &&
-            (job->phase == PHASE_RUNNING || job->phase == PHASE_PREPARING)) {
+        if (r->code == GRPC__TASK_SERVICE_SUBSCRIBE_CODE__CANCEL && job_owned(job)) {
             log_info("task %s: cancel%s requested by the master", job->id,
                      r->force ? " (force)" : "");
             cancel_job(job, r->force);
@@ -366,7 +372,7 @@ static void open_cancel_stream(struct job *job)
 {
     struct jobs *j = job->owner;
     grpc_channel *ch = session_channel(j->sess);
-    if (!ch || (job->phase != PHASE_RUNNING && job->phase != PHASE_PREPARING) || job->cancel_here)
+    if (!ch || !job_owned(job) || job->cancel_here)
         return;
     if (job->cancel_stream) {
         if (job->cancel_gen == session_generation(j->sess))
@@ -895,7 +901,7 @@ static void apply_cursor(struct jobs *j, const Grpc__TaskCursor *cur)
         return;
     }
     uploader_resync(job->up, cur->log_lines, cur->data_items);
-    if (cur->cancel && (job->phase == PHASE_RUNNING || job->phase == PHASE_PREPARING)) {
+    if (cur->cancel && job_owned(job)) {
         log_info("task %s: cancelled while we were away (master status %s)", job->id, cur->status);
         cancel_job(job, cur->force);
     }
