@@ -6,13 +6,19 @@
 # long until the restarted master lists every worker online, and the masters' peak descriptor
 # count (/proc/PID/fd, sampled every 0.1 s). Every process it starts is stopped by its pid.
 #
-#     bench/storm.sh [WORKERS]          (default 1000)
+#     bench/storm.sh [WORKERS [PEER_BIN_DIR]]          (default 1000)
+#
+# With PEER_BIN_DIR (the directory holding gomaster, the grpc-go peer master, in-memory) the
+# storm is made against gomaster instead, with the same load generator: its summary and the peak
+# descriptors are printed, and the master's listing is not (gomaster has none; its nodes are
+# forgotten at the kill and registered anew).
 #
 # The binaries: CRAWLAB_NODE_BIN (build/src/crawlab-node) and CRAWLAB_LOADGEN_BIN
 # (build/bench/loadgen). The data goes to a new directory under $TMPDIR or /tmp, removed at the end.
 set -eu
 
 n=${1:-1000}
+peer=${2:+$2/gomaster}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CRAWLAB_NODE_BIN:-$root/build/src/crawlab-node}
 loadgen=${CRAWLAB_LOADGEN_BIN:-$root/build/bench/loadgen}
@@ -23,13 +29,28 @@ pids=""
 scratch=$dir
 bench_traps
 
+keyf=$dir/master/auth.key
+if [ -n "$peer" ]; then
+    [ -x "$peer" ] || {
+        echo "storm: $peer is not an executable" >&2
+        exit 2
+    }
+    keyf=$dir/peer.key
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keyf"
+fi
+
 start_master() {
-    "$bin" --role=master --listen="127.0.0.1:$port" --data-dir="$dir/master" \
-        --heartbeat-interval=5s --max-connections=$((n + 1000)) >"$dir/$1.log" 2>&1 &
+    if [ -n "$peer" ]; then
+        "$peer" --listen "127.0.0.1:$port" --auth-key "$(cat "$keyf")" --ping-interval 5 \
+            >"$dir/$1.log" 2>&1 &
+    else
+        "$bin" --role=master --listen="127.0.0.1:$port" --data-dir="$dir/master" \
+            --heartbeat-interval=5s --max-connections=$((n + 1000)) >"$dir/$1.log" 2>&1 &
+    fi
     master=$!
     pids="$pids $master"
     echo "$master" >"$dir/master.pid"
-    wait_for "$dir/$1.log" "master listening on" 60
+    wait_for "$dir/$1.log" "listening on" 60
 }
 
 online() {
@@ -48,7 +69,7 @@ start_master master1
 ) >"$dir/fds" &
 pids="$pids $!"
 
-"$loadgen" --master="127.0.0.1:$port" --auth-key-file="$dir/master/auth.key" --workers="$n" \
+"$loadgen" --master="127.0.0.1:$port" --auth-key-file="$keyf" --workers="$n" \
     --reconnect-storm --duration=300 >"$dir/summary.json" 2>"$dir/loadgen.log" &
 lg=$!
 pids="$pids $lg"
@@ -61,7 +82,8 @@ start_master master2
 # loadgen prints its summary once every worker is back, and holds the fleet up until SIGTERM.
 wait_for "$dir/summary.json" "storm" 300
 
-while count=$(online) && [ "$count" -lt "$n" ]; do
+count=
+while [ -z "$peer" ] && count=$(online) && [ "$count" -lt "$n" ]; do
     if [ "$(echo "$(date +%s.%N) - $killed > 60" | bc)" -eq 1 ]; then
         echo "storm: the master lists $count of $n workers online 60 s after the kill" >&2
         break
@@ -73,5 +95,6 @@ kill "$lg"
 wait "$lg" || echo "storm: loadgen exited with status $?" >&2
 
 cat "$dir/summary.json"
-echo "master: $count of $n workers online $back s after the kill (polled every 0.1 s)"
+[ -n "$peer" ] ||
+    echo "master: $count of $n workers online $back s after the kill (polled every 0.1 s)"
 echo "master: peak descriptors $(sort -n "$dir/fds" | tail -1) (both masters, sampled every 0.1 s)"

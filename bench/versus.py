@@ -4,9 +4,11 @@
 Both masters serve the same node contract on 127.0.0.1 and are driven, one after the other, by
 the same external load generator in its heartbeat mode: W simulated workers, one connection each,
 each with C callers sending SendHeartbeat back to back for D seconds. For each master the script
-reads its CPU time from /proc/PID/stat over the load generator's run and, with perf present, counts
-its system calls and context switches over the same window. It prints calls per master
-CPU-second, CPU and syscalls per call, and the ratio of the two masters, round by round.
+reads its CPU time from /proc/PID/stat over the load generator's run, and each of its threads'
+from /proc/PID/task, and, with perf present, counts its system calls and context switches over the
+same window. It prints calls per master CPU-second, CPU and syscalls per call, the CPU per call of
+each thread (by name: the threads of one name are added up), and the ratio of the two masters,
+round by round.
 
 The grpc-go master and the load generator are not part of this repository: any pair with the
 command lines below works (a master that takes --listen ADDR --auth-key KEY, and a generator that
@@ -55,10 +57,37 @@ def wait_listening(port, proc, deadline_s=10.0):
     raise RuntimeError("master not listening on port %d after %.0f s" % (port, deadline_s))
 
 
+def stat_ticks(path):
+    """(comm, utime + stime) of a /proc stat file."""
+    with open(path) as f:
+        text = f.read()
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    fields = text.rsplit(")", 1)[1].split()
+    return comm, int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
 def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return stat_ticks("/proc/%d/stat" % pid)[1]
+
+
+def thread_ticks(pid):
+    """CPU ticks per thread id, with each thread's name: {tid: (comm, ticks)}."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            out[tid] = stat_ticks("/proc/%d/task/%s/stat" % (pid, tid))
+        except OSError:  # the thread ended meanwhile
+            pass
+    return out
+
+
+def ticks_by_name(before, after):
+    """The CPU ticks each thread name used between two thread_ticks() readings; a thread that
+    ended in between is missing from the second and so is not counted."""
+    used = {}
+    for tid, (comm, ticks) in after.items():
+        used[comm] = used.get(comm, 0) + ticks - before.get(tid, (comm, 0))[1]
+    return used
 
 
 def peak_rss_kib(pid):
@@ -129,6 +158,7 @@ def measure(kind, a, workdir):
             argv += ["--rate", str(a.rate)]
         perf_out = os.path.join(workdir, "perf-%s.txt" % kind)
         t0 = cpu_ticks(master.pid)
+        th0 = thread_ticks(master.pid)
         gen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         # Counting starts after the generator's setup (connect, Register, Subscribe: about a
         # second) and ends before its last second, so it covers load only.
@@ -138,6 +168,7 @@ def measure(kind, a, workdir):
         if perf:
             perf.wait()
         t1 = cpu_ticks(master.pid)
+        th1 = thread_ticks(master.pid)
         rss = peak_rss_kib(master.pid)
     finally:
         stop(master)
@@ -161,6 +192,10 @@ def measure(kind, a, workdir):
         "switches_per_call": (counts["context-switches"] / window_calls
                               if "context-switches" in counts else None),
         "peak_rss_mb": rss / 1024.0,
+        # CPU µs per call of each of the master's threads, by name (the same window as cpu_s).
+        "thread_us_per_call": {name: used / TICK * 1e6 / summary["calls"]
+                               for name, used in ticks_by_name(th0, th1).items()
+                               if used and summary["calls"]},
     }
 
 
@@ -172,6 +207,8 @@ def show(r):
           % (r["master"], r["calls"], r["calls_per_s"], r["p50_us"] or 0, r["errors"], r["cpu_s"],
              r["calls_per_cpu_s"], r["cpu_us_per_call"], opt(r["syscalls_per_call"]),
              opt(r["switches_per_call"]), r["peak_rss_mb"]))
+    threads = sorted(r["thread_us_per_call"].items(), key=lambda kv: -kv[1])
+    print("  %-13s by thread, us/call: %s" % ("", ", ".join("%s %.1f" % kv for kv in threads)))
 
 
 def main():

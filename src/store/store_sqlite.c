@@ -199,6 +199,7 @@ static const char *const schema_steps[SCHEMA_VERSION] = {
 
 enum stmt_id {
     ST_BEGIN,
+    ST_BEGIN_GROUP,
     ST_COMMIT,
     ST_ROLLBACK,
     ST_SAVEPOINT,
@@ -257,6 +258,11 @@ enum stmt_id {
  * parameters; the status names written literally here are our own constants. */
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
+    /* A group's transaction takes SQLite's locks at its first read or write, not at its start: a
+     * group in which no call touched the store (a loop iteration of heartbeats) then costs no lock
+     * and no system call. Its upgrade to the write lock cannot meet another writer: this process
+     * is the only one (the data directory's lock). */
+    [ST_BEGIN_GROUP] = "BEGIN DEFERRED",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SAVEPOINT] = "SAVEPOINT op",
@@ -677,7 +683,7 @@ static int sqlite_begin(struct store *base)
         return rc;
     if (s->in_group)
         return -EALREADY;
-    rc = exec_simple(s, ST_BEGIN, "begin");
+    rc = exec_simple(s, ST_BEGIN_GROUP, "begin");
     if (rc < 0)
         return rc;
     s->in_group = true;

@@ -337,6 +337,39 @@ START_TEST(test_begin_twice_and_commit_without_begin_are_refused)
 }
 END_TEST
 
+/* Whether another connection to the database can take SQLite's write lock at this moment. */
+static bool write_lock_is_free(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    else
+        ck_assert_int_eq(rc, SQLITE_BUSY);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+    return rc == SQLITE_OK;
+}
+
+/* A group in which nothing changed (a loop iteration of heartbeats) costs no lock: the group takes
+ * the write lock with its first change and holds it to its commit. */
+START_TEST(test_a_group_takes_the_write_lock_with_its_first_change)
+{
+    char id[25];
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert(write_lock_is_free());
+    new_task("t", 0, NULL, T0, id);
+    ck_assert(!write_lock_is_free());
+    ck_assert_int_eq(store_commit(st), 0);
+    ck_assert(write_lock_is_free());
+    struct task_row r;
+    get_task(id, &r);
+    store_task_row_free(&r);
+}
+END_TEST
+
 /* ---- Nodes ---- */
 
 START_TEST(test_node_upsert_creates_then_updates_and_marks_online)
@@ -3532,6 +3565,7 @@ static Suite *store_suite(void)
     SQLITE_ONLY(tc, test_open_creates_data_dir_logs_dir_and_database);
     SQLITE_ONLY(tc, test_second_open_of_the_same_data_dir_is_refused);
     tcase_add_test(tc, test_begin_twice_and_commit_without_begin_are_refused);
+    SQLITE_ONLY(tc, test_a_group_takes_the_write_lock_with_its_first_change);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("events");
