@@ -203,7 +203,7 @@ void pg_param_bool(struct pg_params *pp, bool v)
 
 /* ---- Statements ---- */
 
-int pg_exec_simple(struct pg_store *p, const char *what, const char *sql)
+static int exec_text(struct pg_store *p, const char *what, const char *sql)
 {
     PGresult *res = PQexec(p->conn, sql);
     ExecStatusType st = PQresultStatus(res);
@@ -212,6 +212,21 @@ int pg_exec_simple(struct pg_store *p, const char *what, const char *sql)
         rc = statement_failed(p, what, NULL, res);
     PQclear(res);
     return rc;
+}
+
+/* Before any statement: an open group whose BEGIN was not sent yet sends it now. */
+static int group_statement(struct pg_store *p)
+{
+    if (!p->in_group || p->group_begun)
+        return 0;
+    p->group_begun = true;
+    return exec_text(p, "beginning a group", "BEGIN");
+}
+
+int pg_exec_simple(struct pg_store *p, const char *what, const char *sql)
+{
+    int rc = group_statement(p);
+    return rc < 0 ? rc : exec_text(p, what, sql);
 }
 
 /* The name of sql's prepared statement into name, preparing it on first use. */
@@ -244,7 +259,9 @@ PGresult *pg_query(struct pg_store *p, const char *what, const char *ctx, const 
     if (!pp)
         pp = &none;
     char name[16];
-    int rc = p->in_group && p->group_broken ? -EIO : prepared_name(p, sql, pp->n, name);
+    int rc = p->in_group && p->group_broken ? -EIO : group_statement(p);
+    if (rc == 0)
+        rc = prepared_name(p, sql, pp->n, name);
     if (rc < 0) {
         if (err)
             *err = rc;
@@ -384,10 +401,8 @@ int pg_begin(struct store *s)
         return rc;
     if (p->in_group)
         return -EALREADY;
-    rc = pg_exec_simple(p, "beginning a group", "BEGIN");
-    if (rc < 0)
-        return rc;
     p->in_group = true;
+    p->group_begun = false; /* BEGIN goes with the first statement (group_statement) */
     p->group_broken = false;
     return 0;
 }
@@ -403,10 +418,11 @@ int pg_commit(struct store *s)
     p->in_group = false;
     if (p->group_broken) {
         p->group_broken = false;
-        pg_exec_simple(p, "rolling back a broken group", "ROLLBACK");
+        if (p->group_begun)
+            pg_exec_simple(p, "rolling back a broken group", "ROLLBACK");
         return -EIO;
     }
-    return pg_exec_simple(p, "committing a group", "COMMIT");
+    return p->group_begun ? pg_exec_simple(p, "committing a group", "COMMIT") : 0;
 }
 
 int pg_rollback(struct store *s)
@@ -419,7 +435,7 @@ int pg_rollback(struct store *s)
         return -EINVAL;
     p->in_group = false;
     p->group_broken = false;
-    return pg_exec_simple(p, "rolling back a group", "ROLLBACK");
+    return p->group_begun ? pg_exec_simple(p, "rolling back a group", "ROLLBACK") : 0;
 }
 
 /* ---- The schema ---- */

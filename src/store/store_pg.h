@@ -57,6 +57,9 @@ struct pg_store {
     PGconn *conn;
     struct store_ids ids;
     bool in_group;
+    /* The group's BEGIN was sent. It goes with the group's first statement, so a group that
+     * touched nothing (a loop iteration of heartbeats) costs no round trip to the server. */
+    bool group_begun;
     bool group_broken; /* a statement failed inside the group: it can only roll back */
     bool streaming;    /* a streaming callback runs: the store must not be re-entered */
     bool lost;         /* the connection is down (logged once) */

@@ -337,9 +337,29 @@ START_TEST(test_begin_twice_and_commit_without_begin_are_refused)
 }
 END_TEST
 
-/* Whether another connection to the database can take SQLite's write lock at this moment. */
-static bool write_lock_is_free(void)
+/* Whether the store holds a transaction open at this moment: on SQLite, another connection
+ * cannot take the write lock; on PostgreSQL, a session of the test's database is idle in one. */
+static bool store_holds_a_transaction(void)
 {
+    if (pg_server()) {
+#ifdef HAVE_LIBPQ
+        char uri[256], sql[160];
+        snprintf(uri, sizeof(uri), "%s/postgres", pg_server());
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crawlab_store_%d' AND "
+                 "state = 'idle in transaction'",
+                 (int)getpid());
+        PGconn *conn = PQconnectdb(uri);
+        ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
+        PGresult *res = PQexec(conn, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+                      PQresultErrorMessage(res));
+        bool held = atoi(PQgetvalue(res, 0, 0)) > 0;
+        PQclear(res);
+        PQfinish(conn);
+        return held;
+#endif
+    }
     char path[256];
     snprintf(path, sizeof(path), "%s/crawlab.db", data_dir);
     sqlite3 *db;
@@ -350,22 +370,36 @@ static bool write_lock_is_free(void)
     else
         ck_assert_int_eq(rc, SQLITE_BUSY);
     ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-    return rc == SQLITE_OK;
+    return rc != SQLITE_OK;
 }
 
-/* A group in which nothing changed (a loop iteration of heartbeats) costs no lock: the group takes
- * the write lock with its first change and holds it to its commit. */
-START_TEST(test_a_group_takes_the_write_lock_with_its_first_change)
+/* A group in which nothing changed (a loop iteration of heartbeats) costs nothing: its
+ * transaction begins with its first statement and lasts to its commit. */
+START_TEST(test_a_group_begins_its_transaction_with_its_first_change)
 {
     char id[25];
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert(write_lock_is_free());
-    new_task("t", 0, NULL, T0, id);
-    ck_assert(!write_lock_is_free());
+    ck_assert(!store_holds_a_transaction());
     ck_assert_int_eq(store_commit(st), 0);
-    ck_assert(write_lock_is_free());
+
+    ck_assert_int_eq(store_begin(st), 0);
+    new_task("t", 0, NULL, T0, id);
+    ck_assert(store_holds_a_transaction());
+    ck_assert_int_eq(store_commit(st), 0);
+    ck_assert(!store_holds_a_transaction());
     struct task_row r;
     get_task(id, &r);
+    store_task_row_free(&r);
+
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_rollback(st), 0);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_task_request_cancel(st, id, false, T0 + 1, NULL), 0);
+    ck_assert(store_holds_a_transaction());
+    ck_assert_int_eq(store_rollback(st), 0);
+    ck_assert(!store_holds_a_transaction());
+    get_task(id, &r);
+    ck_assert_int_eq(r.status, TASK_PENDING);
     store_task_row_free(&r);
 }
 END_TEST
@@ -3565,7 +3599,7 @@ static Suite *store_suite(void)
     SQLITE_ONLY(tc, test_open_creates_data_dir_logs_dir_and_database);
     SQLITE_ONLY(tc, test_second_open_of_the_same_data_dir_is_refused);
     tcase_add_test(tc, test_begin_twice_and_commit_without_begin_are_refused);
-    SQLITE_ONLY(tc, test_a_group_takes_the_write_lock_with_its_first_change);
+    tcase_add_test(tc, test_a_group_begins_its_transaction_with_its_first_change);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("events");
