@@ -576,6 +576,49 @@ static bool wait_cgroup_empty(const char *mnt, const char *path)
     return empty;
 }
 
+static void on_usr2(int sig)
+{
+    (void)sig;
+}
+
+/* A contained task's shell starts with no signal blocked, ignored or caught, while the worker
+ * blocks one, ignores one and catches one: the child resets exactly what is not the default.
+ * (sed, not grep, reads the result: GNU grep catches SIGSEGV itself.) */
+START_TEST(test_a_contained_task_starts_with_every_signal_at_its_default)
+{
+    char scope[64];
+    struct contain *cn = contain_for_test(scope, sizeof(scope));
+    if (!cn)
+        return;
+    sigset_t usr1, old_mask;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    ck_assert_int_eq(sigprocmask(SIG_BLOCK, &usr1, &old_mask), 0);
+    struct sigaction ign = {.sa_handler = SIG_IGN}, catch = {.sa_handler = on_usr2}, old_pipe,
+                     old_usr2;
+    ck_assert_int_eq(sigaction(SIGPIPE, &ign, &old_pipe), 0);
+    ck_assert_int_eq(sigaction(SIGUSR2, &catch, &old_usr2), 0);
+
+    struct capture c = {0};
+    struct runner_spec spec = {.task_id = CONTAINED_ID,
+                               .cmd = "exec sed -n '/^Sig[BIC][lga][knt]:/p' /proc/self/status",
+                               .contain = cn};
+    run(&spec, &c);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    sigaction(SIGUSR2, &old_usr2, NULL);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    ck_assert_int_eq(c.result.how, RUNNER_END_EXITED);
+    ck_assert_int_eq(c.result.code, 0);
+    ck_assert_int_ge(find_log(&c, "SigBlk:\t0000000000000000"), 0);
+    ck_assert_int_ge(find_log(&c, "SigIgn:\t0000000000000000"), 0);
+    ck_assert_int_ge(find_log(&c, "SigCgt:\t0000000000000000"), 0);
+    capture_free(&c);
+    contain_kill(cn, CONTAINED_ID);
+    contain_release(cn, CONTAINED_ID);
+    contain_destroy(cn);
+}
+END_TEST
+
 START_TEST(test_contained_tasks_share_a_cgroup_only_once_nothing_is_left_in_it)
 {
     char scope[64], mnt[512];
@@ -684,6 +727,7 @@ static Suite *runner_suite(void)
     tcase_add_test(tc, test_contained_task_is_born_in_its_cgroup);
     tcase_add_test(tc, test_contained_task_moved_into_its_cgroup_runs_there);
     tcase_add_test(tc, test_contained_tasks_share_a_cgroup_only_once_nothing_is_left_in_it);
+    tcase_add_test(tc, test_a_contained_task_starts_with_every_signal_at_its_default);
     tcase_add_test(tc, test_a_cgroup_that_had_to_be_killed_is_given_to_no_other_task);
     suite_add_tcase(s, tc);
     return s;
