@@ -328,6 +328,9 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
     }
 }
 
+/* A heartbeat changes nothing in the store, so its answer goes at once rather than with the loop
+ * iteration's commit: held, it would turn into UNAVAILABLE when another call's change in the same
+ * group cannot be stored (the database away), and the worker would take that for a lost master. */
 static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct nodes *n = ctx;
@@ -336,7 +339,9 @@ static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *
     if (!node)
         return;
     nodes_heartbeat(n, node, req->running);
-    reply_ok(c, NULL);
+    Grpc__Response resp = GRPC__RESPONSE__INIT;
+    resp.code = GRPC__RESPONSE_CODE__OK;
+    srv_call_reply_now(c, &resp.base);
 }
 
 void nodes_rpc_add_methods(struct nodes *n, struct rpc_server *s)
