@@ -48,18 +48,22 @@ static const char *pg_server(void)
     } while (0)
 
 #ifdef HAVE_LIBPQ
-/* Runs sql on the server's "postgres" database; fails the test on an error. */
-static void pg_admin(const char *sql)
+/* Runs sql on the server's "postgres" database; fails the test on an error. Returns the first
+ * column of the first row as a number, 0 when sql returns no row. */
+static long pg_admin(const char *sql)
 {
     char uri[256];
     snprintf(uri, sizeof(uri), "%s/postgres", pg_server());
     PGconn *conn = PQconnectdb(uri);
     ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
     PGresult *res = PQexec(conn, sql);
-    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+    ExecStatusType status = PQresultStatus(res);
+    ck_assert_msg(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s", sql,
                   PQresultErrorMessage(res));
+    long value = status == PGRES_TUPLES_OK && PQntuples(res) > 0 ? atol(PQgetvalue(res, 0, 0)) : 0;
     PQclear(res);
     PQfinish(conn);
+    return value;
 }
 #endif
 
@@ -343,21 +347,12 @@ static bool store_holds_a_transaction(void)
 {
     if (pg_server()) {
 #ifdef HAVE_LIBPQ
-        char uri[256], sql[160];
-        snprintf(uri, sizeof(uri), "%s/postgres", pg_server());
+        char sql[160];
         snprintf(sql, sizeof(sql),
                  "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crawlab_store_%d' AND "
                  "state = 'idle in transaction'",
                  (int)getpid());
-        PGconn *conn = PQconnectdb(uri);
-        ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connecting: %s", PQerrorMessage(conn));
-        PGresult *res = PQexec(conn, sql);
-        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-                      PQresultErrorMessage(res));
-        bool held = atoi(PQgetvalue(res, 0, 0)) > 0;
-        PQclear(res);
-        PQfinish(conn);
-        return held;
+        return pg_admin(sql) > 0;
 #endif
     }
     char path[256];
