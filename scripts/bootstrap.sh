@@ -2,7 +2,8 @@
 # Installs the Debian packages that are missing (as root), then configures the build directories:
 #   build       the release build: one statically linked crawlab-node, with wolfSSL and libpq
 #               built from Debian's source (fetched into subprojects/ first, as root)
-#   build-asan  a dynamic build with AddressSanitizer and UndefinedBehaviorSanitizer
+#   build-asan  a dynamic build with AddressSanitizer and UndefinedBehaviorSanitizer, linking the
+#               dependencies' archives (-Dprefer_static=true: its processes start faster)
 #   build-fuzz  clang, the libFuzzer targets of tests/fuzz only (scripts/fuzz.sh)
 # usage: scripts/bootstrap.sh [build|build-asan|build-fuzz]...   (default: build)
 set -eu
@@ -82,7 +83,7 @@ for dir in "$@"; do
     # a second wolfSSL build would only cost time (it also keeps -Dwolfssl=system tested).
     build-asan)
         meson setup build-asan --wrap-mode=nodownload -Dwerror=true -Dstatic_binary=false \
-            -Dwolfssl=system -Db_sanitize=address,undefined -Db_lundef=false ;;
+            -Dprefer_static=true -Dwolfssl=system -Db_sanitize=address,undefined -Db_lundef=false ;;
     build-fuzz)
         CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true -Dlibpq=disabled \
             -Dtests=false -Dstatic_binary=false -Dwolfssl=system -Db_sanitize=address,undefined \

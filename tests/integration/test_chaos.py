@@ -222,10 +222,10 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
 
         argv, ran, totals = self.streamer()
         self.addCleanup(self.kill_runs, ran)
-        ids = [self.submit1("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
-                            "--batch", "100", "--items-every", str(LINES // ITEMS),
-                            "--pace", PACE, "--max-seconds", "300")
-               for i in range(N_TASKS)]
+        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
+                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
+                                 "--pace", PACE, "--max-seconds", "300")
+                                for i in range(N_TASKS)])
 
         driver = Driver(self, proxies, workers, seed, self.c.path("chaos-journal.txt"))
         t0 = time.monotonic()

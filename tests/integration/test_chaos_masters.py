@@ -171,10 +171,10 @@ class TwoMasters(harness.ClusterTest, harness.TaskOps):
 
         argv, ran, totals = self.streamer()
         self.addCleanup(self.kill_runs, ran)
-        ids = [self.submit1("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
-                            "--batch", "100", "--items-every", str(LINES // ITEMS),
-                            "--pace", PACE, "--max-seconds", "300")
-               for i in range(N_TASKS)]
+        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
+                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
+                                 "--pace", PACE, "--max-seconds", "300")
+                                for i in range(N_TASKS)])
 
         driver = Driver(self, self.m, seed)
         driver.start()

@@ -86,9 +86,9 @@ if [ $m -ge 2 ]; then
 fi
 """ % {"ran": sh_quote(ran)})
         n_tasks = 200
-        index = {}  # task id -> i
-        for i in range(n_tasks):
-            index[self.submit1("--name=bulk-%d" % i, "--", "sh", prog, str(i))] = i
+        ids = self.submit_each([("--name=bulk-%d" % i, "--", "sh", prog, str(i))
+                                for i in range(n_tasks)])
+        index = {tid: i for i, tid in enumerate(ids)}  # task id -> i
         self.assertEqual(len(index), n_tasks)
         ts = self.wait_final(index, timeout=60)
 
