@@ -113,9 +113,14 @@ static void before_unary(void *ctx)
         log_warn("cannot open a group of store changes; this call commits on its own");
 }
 
+bool group_holds_replies(const struct group *g)
+{
+    return g->open && store_changed(g->store);
+}
+
 static bool hold_replies(void *ctx)
 {
-    return ((struct group *)ctx)->open;
+    return group_holds_replies(ctx);
 }
 
 static void flush_replies(void *ctx)

@@ -3,9 +3,10 @@
  * are handled (task assignments, status reports, registrations, log lines, result items) go into
  * one store transaction, made durable with one fdatasync per log file and one database commit
  * just before the loop waits again -- or, when nobody waits for them yet (log lines streaming in
- * mid-segment), a little later, so that a stream of messages shares one sync. Replies that confirm
- * a change are held until then, so a reply never promises what a crash could still take back, and a
- * busy master pays one sync for many calls instead of one each. Loop thread only.
+ * mid-segment), a little later, so that a stream of messages shares one sync. Replies given while
+ * the group holds a change (store_changed) are held until then, so a reply never promises what a
+ * crash could still take back, and a busy master pays one sync for many calls instead of one
+ * each; replies given while it holds none go at once. Loop thread only.
  */
 #ifndef CRAWLAB_GROUP_H
 #define CRAWLAB_GROUP_H
@@ -24,8 +25,8 @@ struct store;
 typedef void (*group_commit_fn)(void *ctx, uint64_t n, bool ok);
 
 /* The group runs on loop over store. With a server (it may be NULL), every unary method of the
- * server joins the open group, and the replies that confirm its changes are held until it is
- * durable (rpc_server_set_hooks). */
+ * server joins the open group, and the replies given while it holds a change are held until it
+ * is durable (rpc_server_set_hooks). */
 int group_create(struct ev_loop *loop, struct store *store, struct rpc_server *server,
                  struct group **out);
 /* The server is gone (shut down and destroyed): replies are no longer held or released. */
@@ -37,6 +38,10 @@ int group_join(struct group *g);
 /* The number of the open group (or of the next one); numbers start at 1. */
 uint64_t group_number(const struct group *g);
 bool group_is_open(const struct group *g);
+/* Whether a reply given now waits for the commit: the open group holds a change, the call's own
+ * or another's that the call may have read. A call that finds it unchanged read only what is
+ * durable, so its reply goes at once, and a commit that fails cannot turn it into a retry. */
+bool group_holds_replies(const struct group *g);
 /* Commits the open group now. */
 void group_commit(struct group *g);
 /* Someone waits for the open group: commit it before the loop waits again. Without a waiter

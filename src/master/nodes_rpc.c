@@ -328,9 +328,10 @@ static void on_register(struct srv_call *c, void *ctx, const ProtobufCMessage *m
     }
 }
 
-/* A heartbeat changes nothing in the store, so its answer goes at once rather than with the loop
- * iteration's commit: held, it would turn into UNAVAILABLE when another call's change in the same
- * group cannot be stored (the database away), and the worker would take that for a lost master. */
+/* A heartbeat changes nothing in the store, so its answer goes at once, even when the loop
+ * iteration's group holds other calls' changes (group_holds_replies): held, it would turn into
+ * UNAVAILABLE when those cannot be stored (the database away), and the worker would take that for
+ * a lost master. */
 static void on_heartbeat(struct srv_call *c, void *ctx, const ProtobufCMessage *msg)
 {
     struct nodes *n = ctx;

@@ -133,6 +133,7 @@ struct store_ops {
 
 struct store {
     const struct store_ops *ops;
+    bool changed; /* store_changed(); kept by store.c */
 };
 
 /* SQLite in data_dir (store_sqlite.c). */

@@ -198,17 +198,35 @@ void store_close(struct store *s)
 
 int store_begin(struct store *s)
 {
-    return s->ops->begin(s);
+    int rc = s->ops->begin(s);
+    if (rc == 0)
+        s->changed = false;
+    return rc;
 }
 
 int store_commit(struct store *s)
 {
+    s->changed = false;
     return s->ops->commit(s);
 }
 
 int store_rollback(struct store *s)
 {
+    s->changed = false;
     return s->ops->rollback(s);
+}
+
+bool store_changed(const struct store *s)
+{
+    return s->changed;
+}
+
+/* The backend's operations, for one that changes the store: the open transaction is marked
+ * changed before it runs, whether it then changes a row or not. */
+static const struct store_ops *changing(struct store *s)
+{
+    s->changed = true;
+    return s->ops;
 }
 
 int store_node_upsert(struct store *s, const char *key, const char *name, int max_runners,
@@ -218,7 +236,7 @@ int store_node_upsert(struct store *s, const char *key, const char *name, int ma
         !store_optional_line(version, LIMIT_VERSION_MAX) || max_runners < 0 ||
         (labels && !labels_text_valid(labels)))
         return -EINVAL;
-    return s->ops->node_upsert(s, key, name, max_runners, version, labels, now_ms);
+    return changing(s)->node_upsert(s, key, name, max_runners, version, labels, now_ms);
 }
 
 int store_node_set_state(struct store *s, const char *key, const char *state)
@@ -227,14 +245,14 @@ int store_node_set_state(struct store *s, const char *key, const char *state)
         (strcmp(state, STORE_NODE_ENABLED) != 0 && strcmp(state, STORE_NODE_DISABLED) != 0 &&
          strcmp(state, STORE_NODE_DRAINING) != 0))
         return -EINVAL;
-    return s->ops->node_set_state(s, key, state);
+    return changing(s)->node_set_state(s, key, state);
 }
 
 int store_node_delete(struct store *s, const char *key)
 {
     if (!node_key_valid(key))
         return -EINVAL;
-    return s->ops->node_delete(s, key);
+    return changing(s)->node_delete(s, key);
 }
 
 int store_node_set_status(struct store *s, const char *key, const char *status, int64_t now_ms)
@@ -242,14 +260,14 @@ int store_node_set_status(struct store *s, const char *key, const char *status, 
     if (!node_key_valid(key) || !status ||
         (strcmp(status, STORE_NODE_ONLINE) != 0 && strcmp(status, STORE_NODE_OFFLINE) != 0))
         return -EINVAL;
-    return s->ops->node_set_status(s, key, status, now_ms);
+    return changing(s)->node_set_status(s, key, status, now_ms);
 }
 
 int store_node_touch(struct store *s, const char *key, int64_t now_ms)
 {
     if (!node_key_valid(key))
         return -EINVAL;
-    return s->ops->node_touch(s, key, now_ms);
+    return changing(s)->node_touch(s, key, now_ms);
 }
 
 int store_node_get(struct store *s, const char *key, struct node_row *out)
@@ -289,7 +307,7 @@ int store_task_create(struct store *s, const struct task_new *t, int64_t now_ms,
 {
     if (!store_task_new_valid(t) || !id_out)
         return -EINVAL;
-    return s->ops->task_create(s, t, now_ms, id_out);
+    return changing(s)->task_create(s, t, now_ms, id_out);
 }
 
 int store_task_restart(struct store *s, const char *id, int64_t now_ms,
@@ -297,7 +315,7 @@ int store_task_restart(struct store *s, const char *id, int64_t now_ms,
 {
     if (!task_id_valid(id) || !id_out)
         return -EINVAL;
-    return s->ops->task_restart(s, id, now_ms, id_out);
+    return changing(s)->task_restart(s, id, now_ms, id_out);
 }
 
 int store_task_retry(struct store *s, const char *id, enum task_status to, int exit_code,
@@ -306,7 +324,7 @@ int store_task_retry(struct store *s, const char *id, enum task_status to, int e
 {
     if (!task_id_valid(id) || (to != TASK_ERROR && to != TASK_ABNORMAL) || !id_out)
         return -EINVAL;
-    return s->ops->task_retry(s, id, to, exit_code, error, eligible_ms, now_ms, id_out);
+    return changing(s)->task_retry(s, id, to, exit_code, error, eligible_ms, now_ms, id_out);
 }
 
 int store_task_next_eligible(struct store *s, int64_t after_ms, int64_t *at_ms)
@@ -330,7 +348,7 @@ int store_task_fetch(struct store *s, const char *node_key, const char *node_lab
 {
     if (!node_key_valid(node_key) || !out)
         return -EINVAL;
-    return s->ops->task_fetch(s, node_key, node_labels, now_ms, out);
+    return changing(s)->task_fetch(s, node_key, node_labels, now_ms, out);
 }
 
 int store_task_assign(struct store *s, const char *id, const char *node_key, int64_t now_ms,
@@ -338,7 +356,7 @@ int store_task_assign(struct store *s, const char *id, const char *node_key, int
 {
     if (!task_id_valid(id) || !node_key_valid(node_key))
         return -EINVAL;
-    return s->ops->task_assign(s, id, node_key, now_ms, pushed);
+    return changing(s)->task_assign(s, id, node_key, now_ms, pushed);
 }
 
 int store_task_get(struct store *s, const char *id, struct task_row *out)
@@ -353,7 +371,7 @@ int store_task_set_status(struct store *s, const char *id, enum task_status to, 
 {
     if (!task_id_valid(id) || (unsigned)to >= TASK_STATUS_COUNT)
         return -EINVAL;
-    return s->ops->task_set_status(s, id, to, pid, exit_code, error, now_ms);
+    return changing(s)->task_set_status(s, id, to, pid, exit_code, error, now_ms);
 }
 
 void store_task_row_after_move(const struct task_row *r, enum task_status to, int pid,
@@ -394,7 +412,7 @@ int store_task_request_cancel(struct store *s, const char *id, bool force, int64
 {
     if (!task_id_valid(id))
         return -EINVAL;
-    return s->ops->task_request_cancel(s, id, force, now_ms, status_out);
+    return changing(s)->task_request_cancel(s, id, force, now_ms, status_out);
 }
 
 int store_task_list(struct store *s, const char *status, const char *node_key, unsigned limit,
@@ -451,12 +469,12 @@ int store_task_purge(struct store *s, int64_t before_ms, unsigned budget, size_t
     *more = false;
     if (budget == 0)
         return -EINVAL;
-    return s->ops->task_purge(s, before_ms, budget, purged, more);
+    return changing(s)->task_purge(s, before_ms, budget, purged, more);
 }
 
 int store_purge_logs(struct store *s, size_t max, size_t *left)
 {
-    return s->ops->purge_logs(s, max, left);
+    return changing(s)->purge_logs(s, max, left);
 }
 
 int store_task_count_purgeable(struct store *s, int64_t before_ms, uint64_t *out)
@@ -491,7 +509,7 @@ int store_log_append(struct store *s, const char *task_id, const char *const *li
     *accepted = 0;
     if (!task_id_valid(task_id) || (n && (!lines || !lens)))
         return -EINVAL;
-    return s->ops->log_append(s, task_id, lines, lens, n, first_seq, accepted);
+    return changing(s)->log_append(s, task_id, lines, lens, n, first_seq, accepted);
 }
 
 int store_items_append(struct store *s, const char *task_id, const char *const *items,
@@ -503,7 +521,7 @@ int store_items_append(struct store *s, const char *task_id, const char *const *
     *accepted = 0;
     if (!task_id_valid(task_id) || (n && (!items || !lens)))
         return -EINVAL;
-    return s->ops->items_append(s, task_id, items, lens, n, first_seq, accepted);
+    return changing(s)->items_append(s, task_id, items, lens, n, first_seq, accepted);
 }
 
 int store_log_read(struct store *s, const char *task_id, uint64_t from_seq,
@@ -527,7 +545,7 @@ int store_schedule_create(struct store *s, const struct schedule_new *n, int64_t
 {
     if (!schedule_new_valid(n) || !id_out)
         return -EINVAL;
-    return s->ops->schedule_create(s, n, now_ms, id_out);
+    return changing(s)->schedule_create(s, n, now_ms, id_out);
 }
 
 int store_schedule_get(struct store *s, int64_t id, struct schedule_row *out)
@@ -547,12 +565,12 @@ int store_schedule_list(struct store *s, int (*cb)(void *ctx, const struct sched
 
 int store_schedule_set_paused(struct store *s, int64_t id, bool paused, int64_t now_s)
 {
-    return s->ops->schedule_set_paused(s, id, paused, now_s);
+    return changing(s)->schedule_set_paused(s, id, paused, now_s);
 }
 
 int store_schedule_delete(struct store *s, int64_t id)
 {
-    return s->ops->schedule_delete(s, id);
+    return changing(s)->schedule_delete(s, id);
 }
 
 int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struct task_new *t,
@@ -560,7 +578,7 @@ int store_schedule_fire(struct store *s, int64_t id, int64_t fire_s, const struc
 {
     if (!fire_tasks_valid(t, n, per_node) || !ids_out)
         return -EINVAL;
-    return s->ops->schedule_fire(s, id, fire_s, t, n, per_node, now_ms, ids_out);
+    return changing(s)->schedule_fire(s, id, fire_s, t, n, per_node, now_ms, ids_out);
 }
 
 int store_schedule_last_tasks(struct store *s, int64_t id,
@@ -573,7 +591,7 @@ int store_schedule_last_tasks(struct store *s, int64_t id,
 
 int store_schedule_skip(struct store *s, int64_t id, int64_t fire_s)
 {
-    return s->ops->schedule_skip(s, id, fire_s);
+    return changing(s)->schedule_skip(s, id, fire_s);
 }
 
 int store_schedule_fires(struct store *s, int64_t id,
@@ -591,7 +609,7 @@ int store_event_add(struct store *s, int64_t at_ms, const char *kind, const char
         (task_id && *task_id && !task_id_valid(task_id)) ||
         (data && strlen(data) > STORE_EVENT_DATA_MAX))
         return -EINVAL;
-    return s->ops->event_add(s, at_ms, kind, node_key, task_id, data, id_out);
+    return changing(s)->event_add(s, at_ms, kind, node_key, task_id, data, id_out);
 }
 
 int store_event_page(struct store *s, int64_t after, int64_t upto, unsigned limit,
@@ -621,7 +639,7 @@ int store_event_purge(struct store *s, int64_t before_ms, unsigned budget, size_
 {
     if (budget == 0 || !purged || !more)
         return -EINVAL;
-    return s->ops->event_purge(s, before_ms, budget, purged, more);
+    return changing(s)->event_purge(s, before_ms, budget, purged, more);
 }
 
 int store_event_cursor_get(struct store *s, const char *hook, int64_t *out)
@@ -635,7 +653,7 @@ int store_event_cursor_set(struct store *s, const char *hook, int64_t delivered)
 {
     if (!hook)
         return -EINVAL;
-    return s->ops->event_cursor_set(s, hook, delivered);
+    return changing(s)->event_cursor_set(s, hook, delivered);
 }
 
 int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms,
@@ -643,7 +661,7 @@ int store_spider_add(struct store *s, const struct spider_row *r, int64_t now_ms
 {
     if (!r || !spider_name_valid(r->name) || !spider_sha256_valid(r->sha256) || !version_out)
         return -EINVAL;
-    return s->ops->spider_add(s, r, now_ms, version_out);
+    return changing(s)->spider_add(s, r, now_ms, version_out);
 }
 
 int store_spider_get(struct store *s, const char *name, uint32_t version, struct spider_row *out)
@@ -665,7 +683,7 @@ int store_spider_remove(struct store *s, const char *name, uint32_t version)
 {
     if (!spider_name_valid(name))
         return -EINVAL;
-    return s->ops->spider_remove(s, name, version);
+    return changing(s)->spider_remove(s, name, version);
 }
 
 int store_spider_sha_used(struct store *s, const char *sha256, bool *used)
@@ -687,7 +705,7 @@ int store_spider_archive_put(struct store *s, const char *sha256, const char *pa
 {
     if (!spider_sha256_valid(sha256) || !path || !*path)
         return -EINVAL;
-    return s->ops->spider_archive_put ? s->ops->spider_archive_put(s, sha256, path) : -ENOTSUP;
+    return s->ops->spider_archive_put ? changing(s)->spider_archive_put(s, sha256, path) : -ENOTSUP;
 }
 
 int store_spider_archive_get(struct store *s, const char *sha256, const char *path)
@@ -701,7 +719,7 @@ int store_spider_archive_drop(struct store *s, const char *sha256)
 {
     if (!spider_sha256_valid(sha256))
         return -EINVAL;
-    return s->ops->spider_archive_drop ? s->ops->spider_archive_drop(s, sha256) : -ENOTSUP;
+    return s->ops->spider_archive_drop ? changing(s)->spider_archive_drop(s, sha256) : -ENOTSUP;
 }
 
 /* ---- Several masters: optional operations ---- */
@@ -717,7 +735,7 @@ int store_master_renew(struct store *s, const char *master_id, int64_t for_ms)
         return -ENOTSUP;
     if (!master_id_valid(master_id))
         return -EINVAL;
-    return s->ops->master_renew(s, master_id, for_ms);
+    return changing(s)->master_renew(s, master_id, for_ms);
 }
 
 int store_node_hold(struct store *s, const char *key, const char *master_id)
@@ -726,17 +744,17 @@ int store_node_hold(struct store *s, const char *key, const char *master_id)
         return -ENOTSUP;
     if (!key || !node_key_valid(key) || !master_id_valid(master_id))
         return -EINVAL;
-    return s->ops->node_hold(s, key, master_id);
+    return changing(s)->node_hold(s, key, master_id);
 }
 
 int store_master_reap(struct store *s, int (*cb)(void *ctx, const char *node_key), void *ctx)
 {
-    return s->ops->master_reap ? s->ops->master_reap(s, cb, ctx) : -ENOTSUP;
+    return s->ops->master_reap ? changing(s)->master_reap(s, cb, ctx) : -ENOTSUP;
 }
 
 int store_hooks_hold(struct store *s)
 {
-    return s->ops->hooks_hold ? s->ops->hooks_hold(s) : -ENOTSUP;
+    return s->ops->hooks_hold ? changing(s)->hooks_hold(s) : -ENOTSUP;
 }
 
 int store_news_fd(struct store *s)

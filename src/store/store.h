@@ -80,6 +80,10 @@ void store_close(struct store *s);
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
+/* Whether the open group may hold a change: a mutating call ran since store_begin (whether or not
+ * it changed a row). False after store_commit or store_rollback. A call that only read while this
+ * was false saw nothing a rollback could take back. */
+bool store_changed(const struct store *s);
 
 /*
  * A PostgreSQL location that asks for TLS (sslmode=require, verify-ca or verify-full) is reached

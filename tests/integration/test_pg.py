@@ -16,7 +16,7 @@ STORE_PG_TEST = os.environ.get("CRAWLAB_STORE_PG_TEST_BIN") or os.path.join(UNIT
                                                                             "test_store_pg")
 STORE_TEST = os.environ.get("CRAWLAB_STORE_TEST_BIN") or os.path.join(UNIT_DIR, "test_store")
 # The tests of test_store.c that are not SQLITE_ONLY, with its PostgreSQL-only races.
-STORE_CONTRACT_CHECKS = 84
+STORE_CONTRACT_CHECKS = 85
 PGTLS_TEST = os.environ.get("CRAWLAB_PGTLS_TEST_BIN") or os.path.join(UNIT_DIR, "test_pgtls")
 
 

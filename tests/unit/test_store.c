@@ -399,6 +399,34 @@ START_TEST(test_a_group_begins_its_transaction_with_its_first_change)
 }
 END_TEST
 
+/* store_changed: a group is changed by the first call that may change a row, not by reads, and
+ * is unchanged again once committed or rolled back. */
+START_TEST(test_a_group_is_changed_by_a_write_not_by_a_read)
+{
+    char id[25];
+    new_task("t", 0, NULL, T0, id);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert(!store_changed(st));
+    struct task_row r;
+    get_task(id, &r);
+    store_task_row_free(&r);
+    struct node_row n;
+    ck_assert_int_eq(store_node_get(st, "node-a", &n), -ENOENT);
+    ck_assert(!store_changed(st));
+    /* A change that finds no row still counts: the rule asks nothing of the engine. */
+    ck_assert_int_eq(store_node_touch(st, "node-a", T0), -ENOENT);
+    ck_assert(store_changed(st));
+    ck_assert_int_eq(store_commit(st), 0);
+    ck_assert(!store_changed(st));
+
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_task_request_cancel(st, id, false, T0 + 1, NULL), 0);
+    ck_assert(store_changed(st));
+    ck_assert_int_eq(store_rollback(st), 0);
+    ck_assert(!store_changed(st));
+}
+END_TEST
+
 /* ---- Nodes ---- */
 
 START_TEST(test_node_upsert_creates_then_updates_and_marks_online)
@@ -3595,6 +3623,7 @@ static Suite *store_suite(void)
     SQLITE_ONLY(tc, test_second_open_of_the_same_data_dir_is_refused);
     tcase_add_test(tc, test_begin_twice_and_commit_without_begin_are_refused);
     tcase_add_test(tc, test_a_group_begins_its_transaction_with_its_first_change);
+    tcase_add_test(tc, test_a_group_is_changed_by_a_write_not_by_a_read);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("events");

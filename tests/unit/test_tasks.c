@@ -1067,6 +1067,31 @@ static uint64_t epoch_of(const char *id)
     return e;
 }
 
+/* Replies wait for the commit only while the open group holds a change: reads leave it unchanged,
+ * a submit changes it, and its commit ends the wait. */
+START_TEST(test_replies_wait_only_while_the_group_holds_a_change)
+{
+    struct fake_node_stream *sa = fixture_node_stream();
+    start_pushing(60000, sa);
+    char first[TASK_ID_LEN + 1], second[TASK_ID_LEN + 1];
+    submit(NULL, first);
+    ck_assert(group_holds_replies(group));
+    group_commit(group);
+    ck_assert(!group_holds_replies(group));
+    ck_assert_int_eq(sa->task_pushes, 1);
+
+    ck_assert_int_eq(group_join(group), 0);
+    ck_assert(!group_holds_replies(group));
+    ck_assert_int_eq(status_of(first), TASK_ASSIGNED);
+    ck_assert(!group_holds_replies(group));
+    submit(NULL, second); /* queued behind first: a has one runner */
+    ck_assert(group_holds_replies(group));
+    group_commit(group);
+    ck_assert(!group_holds_replies(group));
+    stop_pushing();
+}
+END_TEST
+
 /* Submits a task that a takes: assigned at once, pushed after the commit. */
 static void submit_pushed(struct node *a, struct fake_node_stream *sa, char id[TASK_ID_LEN + 1])
 {
@@ -1222,6 +1247,7 @@ static Suite *tasks_suite(void)
     Suite *s = suite_create("tasks");
     TCase *tc = tcase_create("tasks");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_replies_wait_only_while_the_group_holds_a_change);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_submitted_task_is_pushed_to_a_free_node_and_fetched_by_it);
     tcase_add_test(tc, test_lost_news_send_every_free_node_fetching);
