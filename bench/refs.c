@@ -5,7 +5,10 @@
  *   bench-refs sh N                 p50 of N `sh -c :` spawned and reaped one after the other
  *   bench-refs tcp MIB SECONDS      one loopback TCP connection: MIB MiB in 1 MiB writes (fewer if
  *                                   SECONDS pass first), read by a second thread
- *   bench-refs fdatasync DIR N      p50 of N fdatasync calls, each after a 4 KiB append, in DIR
+ *   bench-refs fdatasync DIR N [GAP_MS]
+ *                                   p50 of N fdatasync calls, each after a 4 KiB append, in DIR;
+ *                                   with GAP_MS, the machine sleeps that long before each append,
+ *                                   as before a lone commit (a dispatch on an idle master)
  *   bench-refs pagecache DIR MIB [SOURCE]
  *                                   appends MIB MiB to a new file in DIR the way the master stores
  *                                   a log: 1 MiB pwrites, each followed by sync_file_range (start
@@ -224,7 +227,7 @@ static int scratch_file(const char *dir)
     return fd;
 }
 
-static int cmd_fdatasync(const char *dir, int n)
+static int cmd_fdatasync(const char *dir, int n, int gap_ms)
 {
     int fd = scratch_file(dir);
     double *v = calloc((size_t)n, sizeof(*v));
@@ -232,7 +235,10 @@ static int cmd_fdatasync(const char *dir, int n)
     memset(block, 'x', sizeof(block));
     if (!v)
         die("out of memory");
+    const struct timespec gap = {gap_ms / 1000, (long)(gap_ms % 1000) * 1000000};
     for (int i = 0; i < n; i++) {
+        if (gap_ms > 0)
+            nanosleep(&gap, NULL);
         if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block))
             die("write in %s: %s", dir, strerror(errno));
         double t0 = now_s(CLOCK_MONOTONIC);
@@ -454,7 +460,7 @@ static int cmd_count(int n, char **pids)
 
 static void usage(void)
 {
-    die("usage: bench-refs spawn SECONDS PROCS | sh N | tcp MIB SECONDS | fdatasync DIR N | "
+    die("usage: bench-refs spawn SECONDS PROCS | sh N | tcp MIB SECONDS | fdatasync DIR N [GAP_MS] | "
         "pagecache DIR MIB [hot|cold|fresh] | syscall SECONDS | count PID...");
 }
 
@@ -469,8 +475,8 @@ int main(int argc, char **argv)
         return cmd_sh(atoi(argv[2]));
     if (!strcmp(cmd, "tcp") && argc == 4)
         return cmd_tcp(atol(argv[2]), atof(argv[3]));
-    if (!strcmp(cmd, "fdatasync") && argc == 4 && atoi(argv[3]) > 0)
-        return cmd_fdatasync(argv[2], atoi(argv[3]));
+    if (!strcmp(cmd, "fdatasync") && (argc == 4 || argc == 5) && atoi(argv[3]) > 0)
+        return cmd_fdatasync(argv[2], atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 0);
     if (!strcmp(cmd, "pagecache") && (argc == 4 || argc == 5) && atol(argv[3]) > 0)
         return cmd_pagecache(argv[2], atol(argv[3]), argc == 5 ? argv[4] : "hot");
     if (!strcmp(cmd, "syscall") && argc == 3)

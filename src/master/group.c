@@ -72,10 +72,13 @@ void group_commit(struct group *g)
     if (rc < 0)
         log_error("a group of changes could not be stored (%d); their callers are told to retry",
                   rc);
-    if (g->server)
-        rpc_server_release_replies(g->server, rc == 0);
+    /* The listener first (tasks pushed to their nodes, streams answered), then the replies held
+     * for this group: a task's push does not wait behind its submitter's answer. Replies held by
+     * what the listener does belong to the next group. */
+    struct srv_call *replies = g->server ? rpc_server_take_replies(g->server) : NULL;
     if (g->on_commit)
         g->on_commit(g->on_commit_ctx, n, rc == 0);
+    rpc_server_send_replies(replies, rc == 0);
 }
 
 void group_on_commit(struct group *g, group_commit_fn fn, void *ctx)

@@ -712,10 +712,20 @@ bool rpc_server_holding(const struct rpc_server *s)
     return s->held_head != NULL;
 }
 
-void rpc_server_release_replies(struct rpc_server *s, bool durable)
+struct srv_call *rpc_server_take_replies(struct rpc_server *s)
 {
     struct srv_call *c = s->held_head;
     s->held_head = s->held_tail = NULL;
+    return c;
+}
+
+void rpc_server_release_replies(struct rpc_server *s, bool durable)
+{
+    rpc_server_send_replies(rpc_server_take_replies(s), durable);
+}
+
+void rpc_server_send_replies(struct srv_call *c, bool durable)
+{
     while (c) {
         struct srv_call *next = c->held_next;
         if (!durable && c->status == GRPC_STATUS_OK) {

@@ -116,6 +116,10 @@ struct rpc_server_hooks {
 };
 void rpc_server_set_hooks(struct rpc_server *s, const struct rpc_server_hooks *h);
 void rpc_server_release_replies(struct rpc_server *s, bool durable);
+/* The same in two steps: take the replies held so far (replies held after this wait for the next
+ * release), and send them later, with what they confirm durable or not. */
+struct srv_call *rpc_server_take_replies(struct rpc_server *s);
+void rpc_server_send_replies(struct srv_call *taken, bool durable);
 /* Whether replies are being held. */
 bool rpc_server_holding(const struct rpc_server *s);
 /* Calls refused so far for a missing or wrong secret or a role that may not make them. */
