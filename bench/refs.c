@@ -460,8 +460,9 @@ static int cmd_count(int n, char **pids)
 
 static void usage(void)
 {
-    die("usage: bench-refs spawn SECONDS PROCS | sh N | tcp MIB SECONDS | fdatasync DIR N [GAP_MS] | "
-        "pagecache DIR MIB [hot|cold|fresh] | syscall SECONDS | count PID...");
+    die("usage: bench-refs spawn SECONDS PROCS | sh N | tcp MIB SECONDS | "
+        "fdatasync DIR N [GAP_MS] | pagecache DIR MIB [hot|cold|fresh] | syscall SECONDS | "
+        "count PID...");
 }
 
 int main(int argc, char **argv)
