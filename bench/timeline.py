@@ -4,21 +4,24 @@
 A master and one worker (--max-runners=1) on 127.0.0.1; N probe tasks submitted one at a time,
 each `. probe.sh`, whose shell builtin `echo` writes the task id into a FIFO (as bench.py's dispatch
 test). While they run, `perf record` takes every system call's entry and exit on the machine
-(tracepoints raw_syscalls:sys_enter/sys_exit, and sched_process_exec), with the kernel's clock.
+(tracepoints raw_syscalls:sys_enter/sys_exit, sched_process_exec and sched_switch), with the
+kernel's clock.
 Per task, the points below are found in that record, and the table gives the p50 and p90 of each
 step over the tasks:
 
     sent      the submit command's last sendmsg before the master's commit: the request leaves
     woken     the master's first return from epoll_wait after it (any thread)
     commit    the master's fdatasync: its entry and its return
-    push      the master's last sendmsg before the worker wakes: the task on the node stream
+    push      the master's last sendmsg before the worker wakes on another connection than the
+              request's: the task on the node stream
     w-woken   the worker's first return from epoll_wait after the commit (any thread)
     clone     the worker's clone3 (or clone/vfork): the spawn
     exec      the child's execve of /bin/sh done (sched_process_exec)
     stamp     the shell's first write: the task id into the FIFO
 
-Tracing costs each system call a few microseconds, so the steps are upper bounds; their sum is
-printed beside the untraced figure bench.py gives (stamp - created_ms). Needs root (perf, -a).
+Also: how long the child, from its clone to its stamp, could have run but waited for a CPU (the
+scheduler's switches). Tracing costs each system call a few microseconds, so the steps read a
+little high. Needs root (perf, -a).
 
     /usr/bin/python3 bench/timeline.py --bin=build/src/crawlab-node --tasks=100
 """
@@ -40,8 +43,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness  # noqa: E402
 
 # x86-64 system call numbers
-NR = {"read": 0, "write": 1, "sendmsg": 46, "clone": 56, "vfork": 58, "fdatasync": 75,
-      "epoll_wait": 232, "epoll_pwait": 281, "clone3": 435, "epoll_pwait2": 441}
+NR = {"read": 0, "write": 1, "sendmsg": 46, "recvmsg": 47, "clone": 56, "vfork": 58,
+      "fdatasync": 75, "epoll_wait": 232, "epoll_pwait": 281, "clone3": 435, "epoll_pwait2": 441}
 EPOLL = {NR["epoll_wait"], NR["epoll_pwait"], NR["epoll_pwait2"]}
 SPAWN = {NR["clone"], NR["vfork"], NR["clone3"]}
 # (from, to, what, whose system calls are counted in it: "m" master, "w" worker, "c" child)
@@ -57,6 +60,7 @@ STEPS = [("sent", "woken", "the request reaches the master", "m"),
 LINE = re.compile(r"^\s*(\S.*?)\s+(\d+)/(\d+)\s+(?:\[\d+\]\s+)?(\d+\.\d+):\s+(\S+):\s*(.*)$")
 ENTER = re.compile(r"NR (\d+) \((\w+)")
 EXIT = re.compile(r"NR (\d+) = (-?\d+)")
+SWITCH = re.compile(r"prev_pid=(\d+) .*prev_state=(\S+) ==> .*next_pid=(\d+)")
 
 
 def parse(script_out):
@@ -79,6 +83,12 @@ def parse(script_out):
                 events.append((t, pid, tid, "exit", int(e.group(1)), int(e.group(2))))
         elif ev.startswith("sched:sched_process_exec"):
             events.append((t, pid, tid, "exec", 0, 0))
+        elif ev.startswith("sched:sched_switch"):
+            e = SWITCH.search(rest)
+            if e:  # off: the thread that leaves the CPU, and whether it could have run on
+                events.append((t, int(e.group(1)), int(e.group(1)), "off", 0,
+                               e.group(2).startswith("R")))
+                events.append((t, int(e.group(3)), int(e.group(3)), "on", 0, 0))
     events.sort()
     return events
 
@@ -114,8 +124,14 @@ def points(events, cli_pid, master, worker):
                     e[4] in EPOLL)
     if None in (woken, committed, w_woken):
         return None
+    # The request's connection: where the master read it. Its reply goes there, the push not.
+    read = first(events, sent, lambda e: e[1] == master and e[3] == "enter" and
+                 e[4] == NR["recvmsg"])
+    if read is None:
+        return None
+    client_fd = events[read][5]
     push = last_before(events, committed, w_woken, lambda e: e[1] == master and
-                       e[3] == "enter" and e[4] == NR["sendmsg"])
+                       e[3] == "enter" and e[4] == NR["sendmsg"] and e[5] != client_fd)
     clone = first(events, w_woken, lambda e: e[1] == worker and e[3] == "enter" and
                   e[4] in SPAWN)
     if push is None or clone is None:
@@ -135,6 +151,15 @@ def points(events, cli_pid, master, worker):
     at = {"sent": sent, "woken": woken, "commit": commit, "committed": committed, "push": push,
           "w-woken": w_woken, "clone": clone, "exec": exe, "stamp": stamp}
     p = {k: events[i][0] for k, i in at.items()}
+    # The child's time off the CPU while it could have run (preempted), from its clone to its stamp.
+    waiting, since = 0.0, None
+    for e in events[clone:stamp]:
+        if e[1] == child and e[3] == "off" and e[5]:
+            since = e[0]
+        elif e[1] == child and e[3] == "on" and since is not None:
+            waiting += e[0] - since
+            since = None
+    p["child-runnable"] = waiting
     pids = {"m": master, "w": worker, "c": child}
     for a, b, _, whose in STEPS:
         p[(a, b)] = sum(1 for e in events[at[a]:at[b]] if e[3] == "enter" and
@@ -208,7 +233,8 @@ def main():
         rec = os.path.join(shm, "perf.data")
         perf = subprocess.Popen(["perf", "record", "-q", "-a", "-k", "CLOCK_MONOTONIC",
                                  "-e", "raw_syscalls:sys_enter", "-e", "raw_syscalls:sys_exit",
-                                 "-e", "sched:sched_process_exec", "-m", "1024", "-o", rec],
+                                 "-e", "sched:sched_process_exec", "-e", "sched:sched_switch",
+                                 "-m", "1024", "-o", rec],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # perf attaches to every CPU
@@ -240,6 +266,9 @@ def main():
             n = [p[(a, b)] for p in tasks]
             print("%-22s %-36s %9.0f %9.0f %9d" % ("%s -> %s" % (a, b), what, pct(d, 50),
                                                    pct(d, 90), pct(n, 50)))
+        d = [p["child-runnable"] * 1e6 for p in tasks]
+        print("%-22s %-36s %9.0f %9.0f" % ("clone -> stamp", "of which the child could run, did not",
+                                           pct(d, 50), pct(d, 90)))
         for a, b, what in (("woken", "clone", "the master's wake-up, to the spawn"),
                            ("woken", "stamp", "the master's wake-up, to the stamp"),
                            ("sent", "stamp", "the request sent, to the stamp")):
