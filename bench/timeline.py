@@ -2,11 +2,10 @@
 """One dispatch, step by step: where the time from a submit to the task's first instruction goes.
 
 A master and one worker (--max-runners=1) on 127.0.0.1; N probe tasks submitted one at a time,
-each `. probe.sh`, whose shell builtin `echo` writes the task id into a FIFO (as bench.py's dispatch
-test). While they run, `perf record` takes every system call's entry and exit on the machine
-(tracepoints raw_syscalls:sys_enter/sys_exit, sched_process_exec and sched_switch), with the
-kernel's clock.
-Per task, the points below are found in that record, and the table gives the p50 and p90 of each
+each `. probe.sh`, whose shell builtin `echo` writes the task id into a FIFO (as bench.py's
+dispatch test). While they run, `perf record` takes every system call's entry and exit on the machine
+(tracepoints raw_syscalls:sys_enter/sys_exit, sched_process_exec and sched_switch), on
+CLOCK_MONOTONIC. Per task, the points below are found in that record, and the table gives the p50 and p90 of each
 step over the tasks:
 
     sent      the submit command's last sendmsg before the master's commit: the request leaves
@@ -64,8 +63,10 @@ SWITCH = re.compile(r"prev_pid=(\d+) .*prev_state=(\S+) ==> .*next_pid=(\d+)")
 
 
 def parse(script_out):
-    """perf script text -> [(t, pid, tid, kind, nr, value)]; kind is 'enter', 'exit' or 'exec'.
-    value: the first argument (enter), the return value (exit), 0 (exec)."""
+    """perf script text -> [(t, pid, tid, kind, nr, value)], by time. kind: 'enter' (value: the
+    first argument), 'exit' (value: the return value), 'exec', or 'off' / 'on' (a thread leaving
+    the CPU, value: whether it could have run on; a thread taking it), where pid is the thread's
+    id, as the scheduler gives it."""
     events = []
     for line in script_out.splitlines():
         m = LINE.match(line)
