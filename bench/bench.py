@@ -381,6 +381,31 @@ class SyscallCount:
 # the cluster
 
 
+def fifo_reader(fifo):
+    """A thread reading task ids from the FIFO, stamping each with CLOCK_REALTIME in ns: returns
+    (a queue of (id, ns), the FIFO's descriptor, which the caller closes)."""
+    q = queue.Queue()
+    fd = os.open(fifo, os.O_RDWR)  # a writer of our own: the reader never sees EOF
+
+    def run():
+        buf = b""
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            t = time.time_ns()
+            if not data:
+                return
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                q.put((line.decode(), t))
+
+    threading.Thread(target=run, daemon=True).start()
+    return q, fd
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -701,35 +726,11 @@ class Bench:
         finally:
             self.finish(c)
 
-    def _start_reader(self, fifo):
-        """A thread reading task ids from the FIFO, stamping each with CLOCK_REALTIME in ns."""
-        q = queue.Queue()
-        fd = os.open(fifo, os.O_RDWR)  # a writer of our own: the reader never sees EOF
-
-        def run():
-            buf = b""
-            while True:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    return
-                t = time.time_ns()
-                if not data:
-                    return
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    q.put((line.decode(), t))
-
-        th = threading.Thread(target=run, daemon=True)
-        th.start()
-        return q, fd
-
     def _latency(self, c, n):
         a = self.args
         fifo = c.path("start.fifo")
         os.mkfifo(fifo)
-        q, fd = self._start_reader(fifo)
+        q, fd = fifo_reader(fifo)
         # The task is `. PROBE`: dash reads the probe with its `.` builtin, and the probe's echo is
         # a builtin too, so the stamp is taken before the task runs any other program. Every word
         # is made of characters `submit` does not quote, so the worker's /bin/sh -c runs it as is.

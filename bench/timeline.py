@@ -27,18 +27,17 @@ little high. Needs root (perf, -a).
 
 import argparse
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import bench  # noqa: E402 (bench.py, for its FIFO reader)
 import harness  # noqa: E402
 
 # x86-64 system call numbers
@@ -192,22 +191,7 @@ def main():
         c.wait_status("online", names=["w1"])
         fifo = c.path("stamp.fifo")
         os.mkfifo(fifo)
-        fd = os.open(fifo, os.O_RDWR)
-        seen = queue.Queue()
-
-        def read_fifo():
-            buf = b""
-            while True:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    return
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    seen.put(line.decode())
-
-        threading.Thread(target=read_fifo, daemon=True).start()
+        seen, _ = bench.fifo_reader(fifo)
         probe = c.path("probe.sh")
         with open(probe, "w") as f:
             f.write('echo "$CRAWLAB_TASK_ID" >%s\n' % fifo)
@@ -221,7 +205,7 @@ def main():
             if p.returncode != 0:
                 raise SystemExit("timeline: submit failed: %s" % err.decode().strip())
             tid = out.decode().strip()
-            while seen.get(timeout=10) != tid:
+            while seen.get(timeout=10)[0] != tid:
                 pass
             c.cli("logs", "--follow", tid)  # the worker idle again before the next one
             return p.pid, tid
