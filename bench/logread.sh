@@ -30,13 +30,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "$parent/logread.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
-# Builds the core library of the source tree $1 in $2 and links bench/logread.c against it.
+# Builds the store's layer of the source tree $1 in $2 with the layers it uses, and links
+# bench/logread.c against them.
 build() {
-    meson setup "$2" "$1" --wrap-mode=nodownload -Dtests=false -Dstatic_binary=false >/dev/null
-    ninja -C "$2" src/libcrawlab-core.a >/dev/null
+    # The store needs neither the subprojects (an exported tree has none of their sources) nor TLS.
+    meson setup "$2" "$1" --wrap-mode=nodownload -Dtests=false -Dstatic_binary=false \
+        -Dwolfssl=system -Dlibpq=disabled >/dev/null
+    ninja -C "$2" src/libcrawlab-store.a src/libcrawlab-core.a src/libcrawlab-runtime.a >/dev/null
     # shellcheck disable=SC2046 # one word per library
     cc -O2 -std=gnu11 -D_GNU_SOURCE -I"$1/src" "$root/bench/logread.c" \
-        "$2/src/libcrawlab-core.a" $(pkg-config --libs sqlite3) -lpthread -o "$2/logread"
+        -Wl,--start-group "$2"/src/libcrawlab-*.a -Wl,--end-group \
+        $(pkg-config --libs sqlite3 jansson) -lpthread -lm -o "$2/logread"
 }
 
 # Runs the program built for side $1 (old or new), labelled $2, on a data dir it then removes.

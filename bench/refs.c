@@ -9,7 +9,7 @@
  *                                   p50 of N fdatasync calls, each after a 4 KiB append, in DIR;
  *                                   with GAP_MS, the machine sleeps that long before each append,
  *                                   as before a lone commit (a dispatch on an idle master)
- *   bench-refs pagecache DIR MIB [SOURCE]
+ *   bench-refs pagecache DIR MIB [SOURCE [KEEP_MIB]]
  *                                   appends MIB MiB to a new file in DIR the way the master stores
  *                                   a log: 1 MiB pwrites, each followed by sync_file_range (start
  *                                   the write-back), fdatasync every 4 MiB; the CPU and wall time
@@ -17,7 +17,13 @@
  *                                   "hot" (default), one 1 MiB buffer, in the caches after the
  *                                   first pass; "cold", the next MiB of a 256 MiB ring, beyond
  *                                   them; "fresh", a buffer allocated and filled just before (its
- *                                   filling reported apart, fill_ms_per_mb), as a received message
+ *                                   filling reported apart, fill_ms_per_mb), as a received message.
+ *                                   With KEEP_MIB, each fdatasync is followed by dropping all but
+ *                                   the last KEEP_MIB MiB from the page cache, as the master's
+ *                                   commits do (LOGFILE_CACHED_TAIL)
+ *   bench-refs touch MIB            maps MIB MiB of memory, writes a byte in each page and unmaps
+ *                                   it: the CPU per MiB of first touches (page faults, and on a
+ *                                   virtual machine the host's, for memory it had taken back)
  *   bench-refs syscall SECONDS      CPU per getppid(), then again while counted as `count` does
  *   bench-refs count PID...         counts the syscalls of every thread of each PID, threads
  *                                   started later included, child processes not; prints "ready",
@@ -39,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -257,7 +264,7 @@ static int cmd_fdatasync(const char *dir, int n, int gap_ms)
  * machine (and day) to another by several times. */
 #define COLD_RING (256u << 20)
 
-static int cmd_pagecache(const char *dir, long mib, const char *source)
+static int cmd_pagecache(const char *dir, long mib, const char *source, long keep_mib)
 {
     bool cold = !strcmp(source, "cold"), fresh = !strcmp(source, "fresh");
     if (!cold && !fresh && strcmp(source, "hot") != 0)
@@ -285,8 +292,12 @@ static int cmd_pagecache(const char *dir, long mib, const char *source)
             die("pwrite in %s: %s", dir, strerror(errno));
         free(msg);
         sync_file_range(fd, off, CHUNK, SYNC_FILE_RANGE_WRITE);
-        if (i % 4 == 3 && fdatasync(fd) < 0)
+        if (i % 4 != 3)
+            continue;
+        if (fdatasync(fd) < 0)
             die("fdatasync in %s: %s", dir, strerror(errno));
+        if (keep_mib >= 0 && i + 1 > keep_mib)
+            posix_fadvise(fd, 0, (off_t)(i + 1 - keep_mib) * CHUNK, POSIX_FADV_DONTNEED);
     }
     if (fdatasync(fd) < 0)
         die("fdatasync in %s: %s", dir, strerror(errno));
@@ -298,6 +309,23 @@ static int cmd_pagecache(const char *dir, long mib, const char *source)
         printf("fill_ms_per_mb %.3f\n", fill / mb * 1e3);
     free(buf);
     close(fd);
+    return 0;
+}
+
+/* What a page of memory costs the first time it is written after the kernel got it from its free
+ * lists: a page fault, and where the machine is a virtual one that hands free memory back to its
+ * host, the host's fault to take it again. */
+static int cmd_touch(long mib)
+{
+    size_t len = (size_t)mib << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+    double c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        die("mmap of %ld MiB: %s", mib, strerror(errno));
+    for (size_t off = 0; off < len; off += page)
+        p[off] = 1;
+    munmap(p, len);
+    printf("cpu_ms_per_mib %.3f\n", (now_s(CLOCK_PROCESS_CPUTIME_ID) - c0) / (double)mib * 1e3);
     return 0;
 }
 
@@ -461,8 +489,8 @@ static int cmd_count(int n, char **pids)
 static void usage(void)
 {
     die("usage: bench-refs spawn SECONDS PROCS | sh N | tcp MIB SECONDS | "
-        "fdatasync DIR N [GAP_MS] | pagecache DIR MIB [hot|cold|fresh] | syscall SECONDS | "
-        "count PID...");
+        "fdatasync DIR N [GAP_MS] | pagecache DIR MIB [hot|cold|fresh [KEEP_MIB]] | touch MIB | "
+        "syscall SECONDS | count PID...");
 }
 
 int main(int argc, char **argv)
@@ -478,8 +506,11 @@ int main(int argc, char **argv)
         return cmd_tcp(atol(argv[2]), atof(argv[3]));
     if (!strcmp(cmd, "fdatasync") && (argc == 4 || argc == 5) && atoi(argv[3]) > 0)
         return cmd_fdatasync(argv[2], atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 0);
-    if (!strcmp(cmd, "pagecache") && (argc == 4 || argc == 5) && atol(argv[3]) > 0)
-        return cmd_pagecache(argv[2], atol(argv[3]), argc == 5 ? argv[4] : "hot");
+    if (!strcmp(cmd, "pagecache") && argc >= 4 && argc <= 6 && atol(argv[3]) > 0)
+        return cmd_pagecache(argv[2], atol(argv[3]), argc >= 5 ? argv[4] : "hot",
+                             argc == 6 ? atol(argv[5]) : -1);
+    if (!strcmp(cmd, "touch") && argc == 3 && atol(argv[2]) > 0)
+        return cmd_touch(atol(argv[2]));
     if (!strcmp(cmd, "syscall") && argc == 3)
         return cmd_syscall(atof(argv[2]));
     if (!strcmp(cmd, "count") && argc >= 3)

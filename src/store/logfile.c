@@ -25,12 +25,14 @@
 
 /* A file open for appending. size is what the file holds as far as the engine knows; dirty means
  * it was written since the last commit and must be fdatasync()ed before the next one; base is its
- * size when it became dirty, where a rollback cuts it back to. */
+ * size when it became dirty, where a rollback cuts it back to; the page cache was last told to drop
+ * the bytes before uncached (LOGFILE_CACHED_TAIL). */
 struct logfile_fd {
     char id[TASK_ID_LEN + 1];
     int fd;
     uint64_t size;
     uint64_t base;
+    uint64_t uncached;
     uint64_t last_used;
     bool dirty;
 };
@@ -138,6 +140,8 @@ static void logfile_fd_cut(struct logfile *lf, struct logfile_fd *e, uint64_t si
         return;
     }
     e->size = size;
+    if (e->uncached > size)
+        e->uncached = size;
 }
 
 /* Makes the file hold exactly `committed` bytes. Extra bytes are what an interrupted transaction
@@ -167,6 +171,8 @@ static int logfile_fd_align(struct logfile_fd *e, uint64_t committed)
         return -EIO;
     }
     e->size = committed;
+    if (e->uncached > committed)
+        e->uncached = committed;
     return 0;
 }
 
@@ -224,6 +230,7 @@ static int logfile_fd_open(struct logfile *lf, const char *id, uint64_t committe
     memcpy(e->id, id, TASK_ID_LEN + 1);
     e->fd = fd;
     e->dirty = false;
+    e->uncached = 0;
     rc = logfile_fd_align(e, committed);
     if (rc < 0) {
         logfile_fd_drop(e);
@@ -441,10 +448,32 @@ int logfile_sync(struct logfile *lf)
     return 0;
 }
 
+/* Drops from the page cache what a commit made durable, but the file's last LOGFILE_CACHED_TAIL
+ * bytes. A log is written once and read rarely, and then mostly at its end, by a follower. Left
+ * cached, a large log would grow the page cache by its whole size, each 4 KiB stored in a page of
+ * fresh memory, where dropped pages (clean once synced) are reused by the next appends. On a
+ * virtual machine whose free memory goes back to the host (free page reporting), a fresh page
+ * costs a fault in the host too: there, the copy into the page cache took four to five times as
+ * long (docs/benchmarks.md, "Log ingestion: the page cache's fresh memory"). Advice only: a failure
+ * changes nothing stored, and is not reported. */
+static void logfile_uncache(struct logfile_fd *e)
+{
+    uint64_t to = e->size > LOGFILE_CACHED_TAIL ? e->size - LOGFILE_CACHED_TAIL : 0;
+    to -= to % LOGFILE_WRITEBACK_STEP;
+    if (to <= e->uncached)
+        return;
+    posix_fadvise(e->fd, (off_t)e->uncached, (off_t)(to - e->uncached), POSIX_FADV_DONTNEED);
+    e->uncached = to;
+}
+
 void logfile_commit(struct logfile *lf)
 {
-    for (size_t i = 0; i < lf->max_open; i++)
-        lf->files[i].dirty = false;
+    for (size_t i = 0; i < lf->max_open; i++) {
+        struct logfile_fd *e = &lf->files[i];
+        if (e->fd >= 0 && e->dirty)
+            logfile_uncache(e);
+        e->dirty = false;
+    }
     lf->closed_dirty = false;
 }
 

@@ -14,7 +14,8 @@
  *      which cuts every such file back to its size before the writes.
  * A crash between 2 and the commit leaves bytes beyond the committed size, never fewer. A file is
  * cut back to the committed size it is given each time it is opened for appending, and reads never
- * look past that size, so a line is counted exactly once and never half-stored.
+ * look past that size, so a line is counted exactly once and never half-stored. Of each file it
+ * covers, a commit leaves only the last LOGFILE_CACHED_TAIL bytes in the page cache.
  *
  * Reading: for each of the LOGFILE_INDEX_CACHE logs read most recently, the engine keeps in memory
  * where lines start: one mark every LOGFILE_MARK_STEP bytes and the furthest line start read so
@@ -37,7 +38,7 @@
  * internal: logfile_discard hands file names to a thread of the engine's own, which only unlinks
  * them and syncs the directory (joined by logfile_close).
  * Blocking: yes, on open, pwrite, pread, ftruncate, fdatasync (and sync_file_range, which starts
- * the write-back of appended bytes).
+ * the write-back of appended bytes, and posix_fadvise, which drops committed pages).
  * Errors: 0 or a negative errno. File failures are logged here, once, with the task id.
  */
 #ifndef CRAWLAB_LOGFILE_H
@@ -54,6 +55,9 @@ struct logfile;
 #define LOGFILE_READ_CHUNK (64 * 1024)
 /* The index keeps the first line start at least this many bytes after the previous mark. */
 #define LOGFILE_MARK_STEP (64 * 1024)
+/* A commit leaves this much of the end of each file it covers in the page cache, and drops the
+ * rest (logfile.c says why). */
+#define LOGFILE_CACHED_TAIL (8u << 20)
 /* How many logs keep an index. */
 #define LOGFILE_INDEX_CACHE 64
 

@@ -2060,7 +2060,7 @@ static int sqlite_log_read(struct store *base, const char *task_id, uint64_t fro
     int rc = enter(s, __func__);
     if (rc < 0)
         return rc;
-    struct counts c;
+    struct counts c = {0}; /* gcc -O3 cannot see counts_load fill it when it returns 0 */
     rc = counts_load(s, task_id, &c);
     if (rc < 0)
         return rc;

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "check_main.h"
@@ -640,6 +643,76 @@ START_TEST(test_more_logs_than_indexes_all_read_right)
 }
 END_TEST
 
+/* How many pages of [from, to) of the task's file are in the page cache. */
+static size_t cached_pages(const char *id, uint64_t from, uint64_t to)
+{
+    char path[256];
+    log_path(id, path, sizeof(path));
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    ck_assert_uint_eq(from % page, 0);
+    size_t len = (size_t)(to - from), pages = (len + page - 1) / page;
+    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)from);
+    ck_assert_ptr_ne(map, MAP_FAILED);
+    unsigned char *vec = malloc(pages);
+    ck_assert_ptr_nonnull(vec);
+    ck_assert_int_eq(mincore(map, len, vec), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    munmap(map, len);
+    close(fd);
+    return n;
+}
+
+/* Appends `mib` lines of exactly 1 MiB each (with their newline). */
+static void append_mib(const char *id, uint64_t *size, size_t mib)
+{
+    static char line[1 << 20];
+    memset(line, 'x', sizeof(line) - 1);
+    const char *ptr = line;
+    size_t len = sizeof(line) - 1;
+    for (size_t i = 0; i < mib; i++) {
+        uint64_t out;
+        ck_assert_int_eq(logfile_append(lf, id, *size, &ptr, &len, 1, &out), 0);
+        *size = out;
+    }
+}
+
+START_TEST(test_a_commit_leaves_only_the_tail_of_a_log_in_the_page_cache)
+{
+    struct statfs fs;
+    ck_assert_int_eq(statfs(tmp_root, &fs), 0);
+    if (fs.f_type == TMPFS_MAGIC)
+        return; /* the page cache is the file itself there: nothing can be dropped */
+    const uint64_t tail = LOGFILE_CACHED_TAIL, mib = 1 << 20;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t size = 0;
+    append_mib(ID_A, &size, 2 * tail / mib);
+    ck_assert_uint_eq(size, 2 * tail);
+    /* Written, not committed: all of it is still in the page cache. */
+    ck_assert_uint_eq(cached_pages(ID_A, 0, size), size / page);
+    commit();
+    ck_assert_uint_eq(cached_pages(ID_A, 0, size - tail), 0);
+    ck_assert_uint_eq(cached_pages(ID_A, size - tail, size), tail / page);
+
+    /* The next commit drops what the tail left behind, and the file still holds every line. */
+    append_mib(ID_A, &size, 3);
+    commit();
+    ck_assert_uint_eq(cached_pages(ID_A, 0, size - tail), 0);
+    ck_assert_uint_eq(cached_pages(ID_A, size - tail, size), tail / page);
+    ck_assert_int_eq(file_size(ID_A), (long long)size);
+    struct got g;
+    ck_assert_int_eq(read_lines(ID_A, size, 0, 0, &g), 0);
+    ck_assert_uint_eq(g.n, size / mib);
+    for (size_t i = 0; i < g.n; i++)
+        ck_assert_uint_eq(strspn(g.text[i], "x"), mib - 1);
+    got_free(&g);
+}
+END_TEST
+
 static Suite *logfile_suite(void)
 {
     Suite *s = suite_create("logfile");
@@ -653,6 +726,7 @@ static Suite *logfile_suite(void)
     tcase_add_test(tc, test_a_file_that_lost_committed_bytes_is_refused);
     tcase_add_test(tc, test_at_most_max_open_files_stay_open_and_every_one_commits);
     tcase_add_test(tc, test_a_file_closed_early_is_cut_back_when_reopened);
+    tcase_add_test(tc, test_a_commit_leaves_only_the_tail_of_a_log_in_the_page_cache);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("reading");
