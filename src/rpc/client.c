@@ -55,9 +55,11 @@ grpc_channel_args *rpc_channel_args(void)
     return &chargs;
 }
 
-static void call_unref(struct rpc_call *c)
+/* Drops n references: one for each op that ended, or the caller's. */
+static void call_unref(struct rpc_call *c, int n)
 {
-    if (--c->refs > 0)
+    c->refs -= n;
+    if (c->refs > 0)
         return;
     if (c->h->on_free)
         c->h->on_free(c);
@@ -82,10 +84,10 @@ static void start_batch(struct rpc_call *c, const grpc_op *ops, size_t n, struct
 
 static void on_start_done(struct bridge_tag *tag, bool ok)
 {
-    call_unref(((struct call_op *)tag)->call);
+    call_unref(((struct call_op *)tag)->call, 1);
 }
 
-/* Tells the handler the call's status, and drops the reference of the status op. */
+/* Tells the handler the call's status. The status op's reference is the caller's to drop. */
 static void deliver_status(struct rpc_call *c)
 {
     if (!c->released && c->h->on_status) {
@@ -93,7 +95,6 @@ static void deliver_status(struct rpc_call *c)
         c->h->on_status(c, c->status, details);
         gpr_free(details);
     }
-    call_unref(c);
 }
 
 /* The completion queue may hand over the status before a pending read that gRPC answers with
@@ -107,6 +108,7 @@ static void on_status(struct bridge_tag *tag, bool ok)
         return;
     }
     deliver_status(c);
+    call_unref(c, 1);
 }
 
 static void on_sent(struct bridge_tag *tag, bool ok)
@@ -118,7 +120,7 @@ static void on_sent(struct bridge_tag *tag, bool ok)
     c->send_buf = NULL;
     if (!c->released && c->h->on_sent)
         c->h->on_sent(c, ok);
-    call_unref(c);
+    call_unref(c, 1);
 }
 
 static void on_recv(struct bridge_tag *tag, bool ok)
@@ -132,11 +134,13 @@ static void on_recv(struct bridge_tag *tag, bool ok)
         c->h->on_message(c, ok ? msg : NULL);
     if (msg)
         grpc_byte_buffer_destroy(msg);
+    int ended = 1; /* the read; and the status op, when its status waited for this read */
     if (c->status_waits && !c->recv_pending) { /* the handler read no further */
         c->status_waits = false;
         deliver_status(c);
+        ended = 2;
     }
-    call_unref(c);
+    call_unref(c, ended);
 }
 
 struct rpc_call *rpc_call_start(struct bridge *br, grpc_channel *ch, const char *method,
@@ -258,7 +262,7 @@ void rpc_call_release(struct rpc_call *c)
 {
     c->released = true;
     rpc_call_cancel(c);
-    call_unref(c);
+    call_unref(c, 1);
 }
 
 struct rpc_unary {

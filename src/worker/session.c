@@ -96,9 +96,11 @@ static struct master_slot *slot(struct session *s)
 static void note_failure(struct session *s, const char *what)
 {
     struct master_slot *m = slot(s);
-    if (strcmp(m->last_error, what) != 0) {
+    /* Kept and compared as far as last_error holds: a longer message that repeats is a repeat. */
+    int keep = (int)sizeof(m->last_error) - 1;
+    if (strncmp(m->last_error, what, (size_t)keep) != 0) {
         log_warn("master %s: %s", m->target, what);
-        snprintf(m->last_error, sizeof(m->last_error), "%s", what);
+        snprintf(m->last_error, sizeof(m->last_error), "%.*s", keep, what);
     } else {
         log_debug("master %s: %s", m->target, what);
     }
