@@ -207,6 +207,14 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
         print(file=sys.stderr)
         figure("chaos seed %d (CRAWLAB_CHAOS_SEED=%d replays the schedule)" % (seed, seed))
         self.c.start_master()
+        # Submitted before any worker starts, so that the tasks are still running when the driver
+        # starts: submitting 100 tasks may take longer than running them, where commands are slow.
+        argv, ran, totals = self.streamer()
+        self.addCleanup(self.kill_runs, ran)
+        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
+                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
+                                 "--pace", PACE, "--max-seconds", "300")
+                                for i in range(N_TASKS)])
         proxies, self.proxy_of, workers = [], {}, {}
         for i in range(1, N_WORKERS + 1):
             name = "w%d" % i
@@ -219,13 +227,6 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
             w.wait_log(REGISTERED)
         ns = self.c.wait_status("online", names=sorted(workers), timeout=30)
         self.keys = {n: find_node(ns, name=n)["key"] for n in workers}
-
-        argv, ran, totals = self.streamer()
-        self.addCleanup(self.kill_runs, ran)
-        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
-                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
-                                 "--pace", PACE, "--max-seconds", "300")
-                                for i in range(N_TASKS)])
 
         driver = Driver(self, proxies, workers, seed, self.c.path("chaos-journal.txt"))
         t0 = time.monotonic()
@@ -259,6 +260,8 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
             problems.append("fault driver: %s" % driver.error)
         if unfinished:
             problems.append(unfinished)
+        if not driver.faults:
+            problems.append("no fault was injected: every task ended before the driver's first")
         statuses = collections.Counter(final[i]["status"] if i in final else "missing"
                                        for i in ids)
         killed_key = driver.killed[1] if driver.killed else None

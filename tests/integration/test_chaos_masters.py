@@ -156,6 +156,14 @@ class TwoMasters(harness.ClusterTest, harness.TaskOps):
         self.m = Masters(self, store)
         both = "%s,%s" % (self.m.addr("A"), self.m.addr("B"))
         self.c.cli_args = ["--master=" + both]
+        # Submitted before any worker starts, so that the tasks are still running when the driver
+        # starts: submitting 100 tasks may take longer than running them, where commands are slow.
+        argv, ran, totals = self.streamer()
+        self.addCleanup(self.kill_runs, ran)
+        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
+                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
+                                 "--pace", PACE, "--max-seconds", "300")
+                                for i in range(N_TASKS)])
         self.workers = {}
         for i in range(1, N_WORKERS + 1):
             name = "w%d" % i
@@ -168,13 +176,6 @@ class TwoMasters(harness.ClusterTest, harness.TaskOps):
         self.assertEqual(len([n for n in ns if n["status"] == "online"]), N_WORKERS)
         on = collections.Counter(self.master_of(w) for w in self.workers.values())
         self.assertEqual(on, {"A": 2, "B": 2}, "each master serves two workers to begin with")
-
-        argv, ran, totals = self.streamer()
-        self.addCleanup(self.kill_runs, ran)
-        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
-                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
-                                 "--pace", PACE, "--max-seconds", "300")
-                                for i in range(N_TASKS)])
 
         driver = Driver(self, self.m, seed)
         driver.start()
