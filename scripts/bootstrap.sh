@@ -70,14 +70,33 @@ debian_source() {
 }
 
 [ $# -gt 0 ] || set -- build
+todo=""
 for dir in "$@"; do
     if [ "$dir" = build ]; then
         # Without its source, a new build links Debian's wolfSSL and leaves out libpq.
         debian_source wolfssl wolfssl libwolfssl-dev && wolfssl=subproject || wolfssl=system
         debian_source libpq postgresql-15 postgresql-15 && libpq=enabled || libpq=disabled
     fi
-    [ -f "$dir/build.ninja" ] && continue
     case "$dir" in
+    build | build-asan | build-fuzz) [ -f "$dir/build.ninja" ] || todo="$todo $dir" ;;
+    *) echo "bootstrap: unknown build directory $dir" >&2; exit 2 ;;
+    esac
+done
+[ -n "$todo" ] || exit 0
+
+# The subprojects whose source is here are unpacked and patched once, from subprojects/packagecache
+# (meson checks each tarball against its wrap and downloads nothing it has), so that the set-ups
+# below can run side by side: each runs wolfSSL's and libpq's own configure scripts, about a
+# minute of one core each.
+for wrap in wolfssl libpq; do
+    tarball=subprojects/packagecache/$(sed -n 's/^source_filename = //p' "subprojects/$wrap.wrap")
+    if [ -f "$tarball" ]; then
+        meson subprojects download "$wrap" >/dev/null
+    fi
+done
+
+set_up() {
+    case "$1" in
     build) meson setup build --wrap-mode=nodownload -Dwerror=true -Dwolfssl=$wolfssl -Dlibpq=$libpq ;;
     # The sanitizer builds link Debian's wolfSSL: its code is not instrumented either way, and
     # a second wolfSSL build would only cost time (it also keeps -Dwolfssl=system tested).
@@ -88,6 +107,26 @@ for dir in "$@"; do
         CC=clang CXX=clang++ meson setup build-fuzz --wrap-mode=nodownload -Dfuzz=true -Dlibpq=disabled \
             -Dtests=false -Dstatic_binary=false -Dwolfssl=system -Db_sanitize=address,undefined \
             -Db_lundef=false ;;
-    *) echo "bootstrap: unknown build directory $dir" >&2; exit 2 ;;
     esac
+}
+
+# All at once, each into a log of its own, printed in order when it is done.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+pids=""
+for dir in $todo; do
+    set_up "$dir" >"$logs/$dir" 2>&1 &
+    pids="$pids $!"
 done
+# shellcheck disable=SC2086 # one word per pid
+set -- $pids
+failed=""
+for dir in $todo; do
+    wait "$1" || failed="$failed $dir"
+    shift
+    cat "$logs/$dir"
+done
+if [ -n "$failed" ]; then
+    echo "bootstrap: meson setup failed for:$failed" >&2
+    exit 1
+fi
