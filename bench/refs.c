@@ -275,6 +275,7 @@ static int cmd_pagecache(const char *dir, long mib, const char *source, long kee
         die("out of memory");
     memset(buf, 'x', cold ? COLD_RING : CHUNK);
     double fill = 0;
+    long dropped = 0; /* MiB out of the page cache, with KEEP_MIB */
     double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
     for (long i = 0; i < mib; i++) {
         off_t off = (off_t)i * CHUNK;
@@ -296,8 +297,11 @@ static int cmd_pagecache(const char *dir, long mib, const char *source, long kee
             continue;
         if (fdatasync(fd) < 0)
             die("fdatasync in %s: %s", dir, strerror(errno));
-        if (keep_mib >= 0 && i + 1 > keep_mib)
-            posix_fadvise(fd, 0, (off_t)(i + 1 - keep_mib) * CHUNK, POSIX_FADV_DONTNEED);
+        if (keep_mib >= 0 && i + 1 - keep_mib > dropped) { /* from where the last drop ended */
+            posix_fadvise(fd, (off_t)dropped * CHUNK, (off_t)(i + 1 - keep_mib - dropped) * CHUNK,
+                          POSIX_FADV_DONTNEED);
+            dropped = i + 1 - keep_mib;
+        }
     }
     if (fdatasync(fd) < 0)
         die("fdatasync in %s: %s", dir, strerror(errno));

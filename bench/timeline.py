@@ -3,10 +3,10 @@
 
 A master and one worker (--max-runners=1) on 127.0.0.1; N probe tasks submitted one at a time,
 each `. probe.sh`, whose shell builtin `echo` writes the task id into a FIFO (as bench.py's
-dispatch test). While they run, `perf record` takes every system call's entry and exit on the machine
-(tracepoints raw_syscalls:sys_enter/sys_exit, sched_process_exec and sched_switch), on
-CLOCK_MONOTONIC. Per task, the points below are found in that record, and the table gives the p50 and p90 of each
-step over the tasks:
+dispatch test). While they run, `perf record` takes every system call's entry and exit on the
+machine (tracepoints raw_syscalls:sys_enter/sys_exit, sched_process_exec and sched_switch), on
+CLOCK_MONOTONIC. Per task, the points below are found in that record, and the table gives the p50
+and p90 of each step over the tasks:
 
     sent      the submit command's last sendmsg before the master's commit: the request leaves
     woken     the master's first return from epoll_wait after it (any thread)
@@ -184,14 +184,14 @@ def main():
     shutil.copy2(args.bin, binary)  # a rebuild during the run changes nothing
     root = tempfile.mkdtemp(prefix="crawlab-timeline-")
     c = harness.Cluster(root, binary=binary)
-    perf = None
+    perf, fifo_fd = None, None
     try:
         c.start_master()
         w = c.start_worker("w1", extra=["--max-runners=1"])
         c.wait_status("online", names=["w1"])
         fifo = c.path("stamp.fifo")
         os.mkfifo(fifo)
-        seen, _ = bench.fifo_reader(fifo)
+        seen, fifo_fd = bench.fifo_reader(fifo)
         probe = c.path("probe.sh")
         with open(probe, "w") as f:
             f.write('echo "$CRAWLAB_TASK_ID" >%s\n' % fifo)
@@ -252,8 +252,8 @@ def main():
             print("%-22s %-36s %9.0f %9.0f %9d" % ("%s -> %s" % (a, b), what, pct(d, 50),
                                                    pct(d, 90), pct(n, 50)))
         d = [p["child-runnable"] * 1e6 for p in tasks]
-        print("%-22s %-36s %9.0f %9.0f" % ("clone -> stamp", "of which the child could run, did not",
-                                           pct(d, 50), pct(d, 90)))
+        print("%-22s %-36s %9.0f %9.0f" % ("clone -> stamp", "of which the child could run, did "
+                                           "not", pct(d, 50), pct(d, 90)))
         for a, b, what in (("woken", "clone", "the master's wake-up, to the spawn"),
                            ("woken", "stamp", "the master's wake-up, to the stamp"),
                            ("sent", "stamp", "the request sent, to the stamp")):
@@ -264,6 +264,8 @@ def main():
         if perf:
             perf.kill()
             perf.wait()
+        if fifo_fd is not None:
+            os.close(fifo_fd)
         c.stop_all()
         if args.keep:
             print("timeline: kept %s" % root)

@@ -89,6 +89,20 @@ def audit(test, ids, final, ran, totals, killed_key):
         "executions per task: %s" % {"%d run(s)" % k: v for k, v in sorted(runs_count.items())})
 
 
+def submit_tasks(test):
+    """Submits the N_TASKS streaming tasks of a chaos run (test: a ClusterTest and TaskOps);
+    returns (their ids, the streamer's --ran file, its --totals dir). Called before any worker
+    starts, so that the tasks still run when the fault driver starts: submitting 100 tasks may take
+    longer than running them, where commands are slow."""
+    argv, ran, totals = test.streamer()
+    test.addCleanup(test.kill_runs, ran)
+    ids = test.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
+                             "--batch", "100", "--items-every", str(LINES // ITEMS),
+                             "--pace", PACE, "--max-seconds", "300")
+                            for i in range(N_TASKS)])
+    return ids, ran, totals
+
+
 class Driver(threading.Thread):
     """Injects faults at random until stop is set or CHAOS_MAX_S passed, then heals everything."""
 
@@ -207,14 +221,7 @@ class Chaos(harness.ClusterTest, harness.TaskOps):
         print(file=sys.stderr)
         figure("chaos seed %d (CRAWLAB_CHAOS_SEED=%d replays the schedule)" % (seed, seed))
         self.c.start_master()
-        # Submitted before any worker starts, so that the tasks are still running when the driver
-        # starts: submitting 100 tasks may take longer than running them, where commands are slow.
-        argv, ran, totals = self.streamer()
-        self.addCleanup(self.kill_runs, ran)
-        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
-                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
-                                 "--pace", PACE, "--max-seconds", "300")
-                                for i in range(N_TASKS)])
+        ids, ran, totals = submit_tasks(self)
         proxies, self.proxy_of, workers = [], {}, {}
         for i in range(1, N_WORKERS + 1):
             name = "w%d" % i

@@ -29,12 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_chaos  # noqa: E402
 from harness import find_node, wait_until  # noqa: E402
-from test_chaos import ITEMS, LINES, figure  # noqa: E402
+from test_chaos import figure  # noqa: E402
 
-N_TASKS = 100
 N_WORKERS = 4
 MAX_RUNNERS = 4
-PACE = "0.1"
 CHAOS_MAX_S = 120
 SETTLE_S = 150
 MOVE_GOAL_S = 5.0
@@ -156,14 +154,7 @@ class TwoMasters(harness.ClusterTest, harness.TaskOps):
         self.m = Masters(self, store)
         both = "%s,%s" % (self.m.addr("A"), self.m.addr("B"))
         self.c.cli_args = ["--master=" + both]
-        # Submitted before any worker starts, so that the tasks are still running when the driver
-        # starts: submitting 100 tasks may take longer than running them, where commands are slow.
-        argv, ran, totals = self.streamer()
-        self.addCleanup(self.kill_runs, ran)
-        ids = self.submit_each([("--name=chaos-%d" % i, "--", *argv, "--lines", str(LINES),
-                                 "--batch", "100", "--items-every", str(LINES // ITEMS),
-                                 "--pace", PACE, "--max-seconds", "300")
-                                for i in range(N_TASKS)])
+        ids, ran, totals = test_chaos.submit_tasks(self)
         self.workers = {}
         for i in range(1, N_WORKERS + 1):
             name = "w%d" % i
